@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { PRODUCT_VERSION } from '../../common/version.ts';
+import { parseIngestAddress } from './address.ts';
+import { readCaCertificate } from './ca-cert.ts';
+import type { AgentConfig, LoadedConfig } from './types.ts';
+
+export const DEFAULT_CONFIG_FILE = '/etc/ct-ops/agent.toml';
+export const DEFAULT_DATA_DIR = '/var/lib/ct-ops/agent';
+export const DEFAULT_HEARTBEAT_INTERVAL_SECS = 30;
+
+interface KeySpec {
+  readonly spec: ValueSpec;
+  /** The environment variable that overrides the key (the spec's table). */
+  readonly env?: string;
+}
+
+/** The spec's keys, per table. Anything else in the file is warned about and ignored. */
+const TABLES = {
+  ingest: {
+    address: { spec: { kind: 'string' }, env: 'CT_OPS_INGEST_ADDRESS' },
+    ca_cert_file: { spec: { kind: 'string', allowEmpty: true }, env: 'CT_OPS_INGEST_CA_CERT' },
+  },
+  agent: {
+    org_token: { spec: { kind: 'string', allowEmpty: true }, env: 'CT_OPS_ORG_TOKEN' },
+    data_dir: { spec: { kind: 'string' }, env: 'CT_OPS_DATA_DIR' },
+    version: { spec: { kind: 'string', allowEmpty: true } },
+    heartbeat_interval_secs: { spec: { kind: 'integer', min: 5, max: 3600 } },
+    tags: { spec: { kind: 'string-map' } },
+  },
+} as const satisfies Record<string, Record<string, KeySpec>>;
+
+type TableName = keyof typeof TABLES;
+
+export interface ConfigSources {
+  readonly file: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Reads, validates and freezes the agent configuration. Precedence: environment
+ * variable (when set and non-empty) > TOML file > default. Relative paths in the file
+ * are resolved against the file's directory (a bundle ships ca.crt beside agent.toml);
+ * relative paths in the environment against the working directory.
+ */
+export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
+  const file = resolve(sources.file);
+  const document = readTomlFile(file);
+  const warnings: string[] = [];
+  const value = <T extends TableName, K extends keyof (typeof TABLES)[T] & string>(table: T, key: K) => {
+    const entry = TABLES[table][key] as KeySpec;
+    const envName = entry.env;
+    const envText = envName === undefined ? undefined : sources.env[envName];
+    if (envName !== undefined && envText !== undefined && envText !== '') {
+      return { value: parseValue(entry.spec, envText, envName), base: process.cwd() };
+    }
+    const section = tableOf(document, table, file);
+    if (section !== undefined && Object.hasOwn(section, key)) {
+      return { value: checkValue(entry.spec, section[key], `${file}: [${table}] ${key}`), base: dirname(file) };
+    }
+    return undefined;
+  };
+  warnings.push(...unknownKeys(document, file));
+
+  const addressValue = value('ingest', 'address');
+  if (addressValue === undefined) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] address is required (host:port), or set CT_OPS_INGEST_ADDRESS`, { where: `${file}: [ingest] address` });
+  }
+  const addressWhere = sources.env.CT_OPS_INGEST_ADDRESS ? 'CT_OPS_INGEST_ADDRESS' : `${file}: [ingest] address`;
+  const address = parseIngestAddress(addressValue.value as string, addressWhere);
+
+  const caValue = value('ingest', 'ca_cert_file');
+  const caText = (caValue?.value as string | undefined)?.trim() ?? '';
+  const caWhere = sources.env.CT_OPS_INGEST_CA_CERT ? 'CT_OPS_INGEST_CA_CERT' : `${file}: [ingest] ca_cert_file`;
+  const caCertFile = caText === '' || caValue === undefined ? undefined : absolute(caText, caValue.base);
+  const caPem = caCertFile === undefined ? undefined : readCaCertificate(caCertFile, caWhere);
+
+  const dataDirValue = value('agent', 'data_dir');
+  const dataDir = dataDirValue === undefined ? DEFAULT_DATA_DIR : absolute(dataDirValue.value as string, dataDirValue.base);
+  const configuredVersion = value('agent', 'version')?.value as string | undefined;
+  if (configuredVersion && configuredVersion !== PRODUCT_VERSION) {
+    warnings.push(`${file}: [agent] version is ${JSON.stringify(configuredVersion)} but this agent is ${PRODUCT_VERSION}; reporting ${PRODUCT_VERSION}`);
+  }
+
+  const config: AgentConfig = {
+    configFile: file,
+    ingest: Object.freeze({ address, caCertFile, caPem }),
+    orgToken: ((value('agent', 'org_token')?.value as string | undefined) ?? '').trim(),
+    dataDir,
+    configuredVersion: configuredVersion || undefined,
+    heartbeatIntervalSecs: (value('agent', 'heartbeat_interval_secs')?.value as number | undefined) ?? DEFAULT_HEARTBEAT_INTERVAL_SECS,
+    tags: Object.freeze({ ...((value('agent', 'tags')?.value as ValueOf<{ kind: 'string-map' }> | undefined) ?? {}) }),
+  };
+  return Object.freeze({ config: Object.freeze(config), warnings: Object.freeze(warnings) });
+}
+
+function absolute(path: string, base: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+function readTomlFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    const reason = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
+    throw new CtOpsError('ERR_CONFIG_UNREADABLE', `cannot read the agent configuration ${file} (${reason})`, { path: file }, { cause });
+  }
+  try {
+    return parseToml(text);
+  } catch (cause) {
+    const first = (cause as Error).message.split('\n')[0];
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: not valid TOML: ${first}`, { path: file }, { cause });
+  }
+}
+
+function tableOf(document: Record<string, unknown>, table: TableName, file: string): Record<string, unknown> | undefined {
+  const section = document[table];
+  if (section === undefined) return undefined;
+  if (typeof section !== 'object' || section === null || Array.isArray(section) || section instanceof Date) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [${table}] must be a table`, { where: `${file}: ${table}` });
+  }
+  return section as Record<string, unknown>;
+}
+
+function unknownKeys(document: Record<string, unknown>, file: string): string[] {
+  const found: string[] = [];
+  for (const [name, section] of Object.entries(document)) {
+    if (!Object.hasOwn(TABLES, name)) {
+      found.push(`${file}: unknown key "${name}" ignored (known tables: ${Object.keys(TABLES).join(', ')})`);
+      continue;
+    }
+    if (typeof section !== 'object' || section === null) continue;
+    const known = TABLES[name as TableName];
+    for (const key of Object.keys(section)) {
+      if (!Object.hasOwn(known, key)) found.push(`${file}: unknown key "[${name}] ${key}" ignored (known: ${Object.keys(known).join(', ')})`);
+    }
+  }
+  return found;
+}

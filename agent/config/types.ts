@@ -1,0 +1,27 @@
+import type { IngestAddress } from './address.ts';
+
+/** The validated, frozen agent configuration: the only form the rest of the agent sees. */
+export interface AgentConfig {
+  /** Absolute path of the TOML file, re-read on a config_reload command. */
+  readonly configFile: string;
+  readonly ingest: {
+    readonly address: IngestAddress;
+    /** Absolute path of ca_cert_file, or undefined to trust the system roots. */
+    readonly caCertFile: string | undefined;
+    /** Its PEM text, read once at load so a later unreadable file cannot surprise a reconnect. */
+    readonly caPem: string | undefined;
+  };
+  /** The enrolment token; '' when none is configured. */
+  readonly orgToken: string;
+  readonly dataDir: string;
+  /** [agent] version as written in the file; the agent always reports PRODUCT_VERSION. */
+  readonly configuredVersion: string | undefined;
+  readonly heartbeatIntervalSecs: number;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+export interface LoadedConfig {
+  readonly config: AgentConfig;
+  /** Problems worth a WARN log that do not stop the agent (unknown keys, version mismatch). */
+  readonly warnings: readonly string[];
+}

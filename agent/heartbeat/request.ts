@@ -1,0 +1,28 @@
+import type { HeartbeatRequest } from '../../common/proto.ts';
+import type { Vitals } from '../vitals/sample.ts';
+import type { CommandResult } from './command-results.ts';
+
+export interface HeartbeatFields {
+  readonly agentId: string;
+  readonly sequence: number;
+  readonly intervalSecs: number;
+  readonly agentVersion: string;
+  readonly nowMs: number;
+  readonly vitals: Vitals;
+  readonly commandResults: readonly CommandResult[];
+}
+
+export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
+  return {
+    agent_id: fields.agentId,
+    cpu_percent: fields.vitals.cpuPercent,
+    memory_percent: fields.vitals.memoryPercent,
+    disk_percent: fields.vitals.diskPercent,
+    uptime_seconds: fields.vitals.uptimeSeconds,
+    timestamp_unix: Math.floor(fields.nowMs / 1000),
+    sequence: fields.sequence,
+    interval_secs: fields.intervalSecs,
+    agent_version: fields.agentVersion,
+    command_results: [...fields.commandResults],
+  };
+}

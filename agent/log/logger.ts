@@ -1,0 +1,35 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+
+export type AgentLogger = Logger;
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/**
+ * Field names that may carry a secret. The code never logs them; redaction is the
+ * safety net for a future log call that passes a whole object.
+ */
+const REDACT_PATHS = [
+  'org_token', 'orgToken', 'jwt', 'token', 'authorization', 'secretKey', 'seed',
+  '*.org_token', '*.orgToken', '*.jwt', '*.token', '*.authorization', '*.secretKey', '*.seed',
+];
+
+/** The level named by CT_OPS_LOG_LEVEL (default info); anything else is a config error. */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
+  const level = (env.CT_OPS_LOG_LEVEL ?? '').trim().toLowerCase() || 'info';
+  if (!LEVELS.includes(level)) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `CT_OPS_LOG_LEVEL: expected one of ${LEVELS.join(', ')}, got ${JSON.stringify(env.CT_OPS_LOG_LEVEL)}`, { where: 'CT_OPS_LOG_LEVEL' });
+  }
+  return level;
+}
+
+/** One JSON event per line on stdout (or `destination` in tests), level as a word. */
+export function createLogger(level: string, destination?: DestinationStream): AgentLogger {
+  const options = {
+    level,
+    name: 'ct-ops-agent',
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}

@@ -1,0 +1,52 @@
+import nacl from 'tweetnacl';
+import { registerPayload, type RegisterPayloadFields } from '../../common/register-payload.ts';
+import type { RegisterRequest } from '../../common/proto.ts';
+import type { AgentKeys } from '../identity/keys.ts';
+
+/** What describes this host in a Register request; the same for every attempt. */
+export interface HostDescription {
+  readonly hostname: string;
+  readonly machineFingerprint: string;
+  readonly os: string;
+  readonly arch: string;
+  readonly agentVersion: string;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/**
+ * A signed RegisterRequest. Every call needs a fresh timestamp and nonce: the
+ * appliance rejects stale timestamps and replayed nonces.
+ */
+export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, timestampUnixMs: number, nonce: Uint8Array): RegisterRequest {
+  const fields: RegisterPayloadFields = {
+    publicKey: keys.publicKey,
+    orgToken,
+    hostname: host.hostname,
+    machineFingerprint: host.machineFingerprint,
+    os: host.os,
+    arch: host.arch,
+    agentVersion: host.agentVersion,
+    timestampUnixMs,
+    nonce,
+    tags: host.tags,
+  };
+  const signature = nacl.sign.detached(registerPayload(fields), keys.secretKey);
+  return {
+    org_token: orgToken,
+    public_key: Buffer.from(keys.publicKey),
+    hostname: host.hostname,
+    machine_fingerprint: host.machineFingerprint,
+    os: host.os,
+    arch: host.arch,
+    agent_version: host.agentVersion,
+    timestamp_unix_ms: timestampUnixMs,
+    nonce: Buffer.from(nonce),
+    tags: { ...host.tags },
+    signature: Buffer.from(signature),
+  };
+}
+
+/** The operating system names the appliance expects. */
+export function osName(platform: NodeJS.Platform): string {
+  return platform === 'win32' ? 'windows' : platform;
+}

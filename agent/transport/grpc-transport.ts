@@ -1,0 +1,66 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadIngestProto, type HeartbeatResponse__Output } from '../../common/proto.ts';
+import type { AgentConfig } from '../config/types.ts';
+import { rpcFailure } from './failure.ts';
+import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult } from './types.ts';
+
+/** A Register that has not answered in this long is retried rather than waited on. */
+const REGISTER_DEADLINE_MS = 20_000;
+
+/**
+ * Keepalive pings notice a dead connection (half-open TCP) even while the agent is
+ * only waiting between heartbeats.
+ */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+};
+
+export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransport {
+  const { IngestService } = loadIngestProto().ctops.ingest.v1;
+  // null trusts the system roots (ca_cert_file empty); certificate and hostname are always verified.
+  const credentials = grpc.credentials.createSsl(ingest.caPem === undefined ? null : Buffer.from(ingest.caPem));
+  const client = new IngestService(ingest.address.target, credentials, CHANNEL_OPTIONS);
+
+  return {
+    register(request) {
+      return new Promise<RegisterResult>((resolve) => {
+        client.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, (error, response) => {
+          if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
+          else resolve({ ok: true, response });
+        });
+      });
+    },
+
+    openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall {
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${jwt}`);
+      const call = client.Heartbeat(metadata);
+      let ended = false;
+      call.on('data', (message: HeartbeatResponse__Output) => {
+        if (!ended) handlers.onMessage(message);
+      });
+      // The status event always follows an error; it alone reports the end.
+      call.on('error', () => undefined);
+      call.on('status', (status: grpc.StatusObject) => {
+        if (ended) return;
+        ended = true;
+        handlers.onEnd(rpcFailure(status));
+      });
+      return {
+        send(request) {
+          if (!ended && call.writable) call.write(request);
+        },
+        close() {
+          if (call.writable) call.end();
+          call.cancel();
+        },
+      };
+    },
+
+    close() {
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import type { ErrorCode } from '../../common/errors.ts';
+import type { HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output } from '../../common/proto.ts';
+
+/** How an RPC ended when it did not succeed: the gRPC status and our code from its details. */
+export interface RpcFailure {
+  readonly grpcCode: number;
+  /** Recovered from details "ERR_X: message" written by the appliance, when present. */
+  readonly errorCode: ErrorCode | undefined;
+  readonly details: string;
+}
+
+export type RegisterResult =
+  | { readonly ok: true; readonly response: RegisterResponse__Output }
+  | { readonly ok: false; readonly failure: RpcFailure };
+
+export interface HeartbeatHandlers {
+  onMessage(message: HeartbeatResponse__Output): void;
+  /** Called exactly once, with the final status (grpcCode 0 when the server ended cleanly). */
+  onEnd(status: RpcFailure): void;
+}
+
+export interface HeartbeatCall {
+  send(request: HeartbeatRequest): void;
+  /** Half-closes and cancels the call; onEnd still fires (with CANCELLED). */
+  close(): void;
+}
+
+/** The ingest service as the agent uses it: one method per RPC. */
+export interface IngestTransport {
+  register(request: RegisterRequest): Promise<RegisterResult>;
+  /** Opens the Heartbeat stream with the JWT in call metadata (never in a message). */
+  openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall;
+  close(): void;
+}

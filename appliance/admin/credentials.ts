@@ -1,0 +1,62 @@
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { CtOpsError } from '../../common/errors.ts';
+import { hashSecret, newId, newSecret } from '../lib/ids.ts';
+import type { AdminApiToken, AdminCredentialStore } from '../store/admin-credentials.ts';
+
+export const FIRST_ADMIN_USERNAME = 'admin';
+const SESSION_TTL_MS = 12 * 3_600_000;
+const SCRYPT = { N: 16384, r: 8, p: 1, keyLength: 32 } as const;
+
+export interface FirstAdmin {
+  username: string;
+  /** Shown once at first start; only its scrypt hash is kept. */
+  password: string;
+  /** The credential of the local admin CLI, written to a 0600 file in the data directory. */
+  cliToken: string;
+}
+
+/** Creates the first admin and the local CLI credential when the appliance has no admin yet. */
+export function createFirstAdmin(store: AdminCredentialStore, now: number): FirstAdmin | undefined {
+  if (store.hasUsers()) return undefined;
+  const userId = newId('adm');
+  const password = randomBytes(18).toString('base64url');
+  store.insertUser(userId, FIRST_ADMIN_USERNAME, hashPassword(password), now);
+  const cliToken = newSecret('ctadm');
+  store.insertApiToken(newId('akey'), userId, hashSecret(cliToken), 'local admin CLI', now, null);
+  return { username: FIRST_ADMIN_USERNAME, password, cliToken };
+}
+
+/** Exchanges a username and password for a session token valid for 12 hours. */
+export function login(store: AdminCredentialStore, username: string, password: string, now: number): { token: string; expiresAt: number } {
+  const user = store.userByName(username);
+  // Hash even for an unknown user so the response time does not reveal which usernames exist.
+  const matches = verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
+  if (!user || !matches) throw new CtOpsError('ERR_LOGIN_FAILED', 'wrong username or password');
+  const token = newSecret('ctses');
+  const expiresAt = now + SESSION_TTL_MS;
+  store.pruneExpiredTokens(now);
+  store.insertApiToken(newId('akey'), user.id, hashSecret(token), 'session', now, expiresAt);
+  return { token, expiresAt };
+}
+
+export function authenticateApiToken(store: AdminCredentialStore, token: string, now: number): AdminApiToken {
+  const found = store.apiTokenByHash(hashSecret(token), now);
+  if (!found) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'the admin credential is not valid');
+  return found;
+}
+
+function hashPassword(password: string): string {
+  const salt = randomBytes(16);
+  const hash = scryptSync(password, salt, SCRYPT.keyLength, { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p });
+  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
+}
+
+function verifyPassword(password: string, stored: string): boolean {
+  const [scheme, n, r, p, salt, hash] = stored.split('$');
+  if (scheme !== 'scrypt' || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64');
+  const actual = scryptSync(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n), r: Number(r), p: Number(p) });
+  return timingSafeEqual(actual, expected);
+}
+
+const DUMMY_HASH = hashPassword(randomBytes(12).toString('hex'));

@@ -1,0 +1,87 @@
+import { Command, Option } from 'commander';
+import { CtOpsError } from '../../common/errors.ts';
+import { loadApplianceConfig } from '../config/load.ts';
+import { createLogger } from '../lib/logger.ts';
+import { startAppliance, type RunningAppliance } from '../serve.ts';
+
+interface ServeOptions {
+  config?: string;
+  dataDir?: string;
+  grpcPort?: string;
+  httpPort?: string;
+  listen?: string;
+  san?: string[];
+  jwtTtlSecs?: string;
+  pendingPollSecs?: string;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the appliance: gRPC ingest for agents (TLS) and HTTPS for the admin API')
+    .option('--config <file>', 'appliance TOML file (also CT_OPS_APPLIANCE_CONFIG)')
+    .option('--data-dir <dir>', 'where the database, CA, keys and credentials live (default ./data)')
+    .option('--grpc-port <port>', 'gRPC port for agents (default 9443; 0 picks a free port)')
+    .option('--http-port <port>', 'HTTPS port for the admin API (default 8443; 0 picks a free port)')
+    .option('--listen <address>', 'address to listen on (default 0.0.0.0)')
+    .addOption(new Option('--san <name>', 'a hostname or IP the server certificate names (repeatable)').argParser((value: string, previous: string[] = []) => [...previous, value]))
+    .option('--jwt-ttl-secs <secs>', 'lifetime of agent JWTs (default 86400)')
+    .option('--pending-poll-secs <secs>', 'how often pending agents poll (default 30)')
+    .action(async (options: ServeOptions) => {
+      const config = loadApplianceConfig({
+        file: options.config,
+        env: process.env,
+        flags: {
+          data_dir: options.dataDir,
+          grpc_port: options.grpcPort,
+          http_port: options.httpPort,
+          listen: options.listen,
+          sans: options.san,
+          jwt_ttl_secs: options.jwtTtlSecs,
+          pending_poll_secs: options.pendingPollSecs,
+        },
+      });
+      const log = createLogger(config.logLevel);
+      const appliance = await startAppliance(config, log);
+      printWelcome(appliance, config.dataDir);
+      await waitForSignal(appliance);
+    });
+}
+
+function printWelcome(appliance: RunningAppliance, dataDir: string): void {
+  const lines = [
+    '',
+    `CT-Ops appliance is running. Agents connect to gRPC port ${appliance.grpcPort}; admin API on https port ${appliance.httpPort}.`,
+    `CA certificate for agents: ${dataDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
+  ];
+  if (appliance.firstAdmin) {
+    lines.push(
+      '',
+      'First start: an admin was created. This password is shown ONCE; store it now.',
+      `  username: ${appliance.firstAdmin.username}`,
+      `  password: ${appliance.firstAdmin.password}`,
+      `The local admin CLI uses the credential in ${dataDir}/admin-cli.token (mode 0600).`,
+    );
+  }
+  lines.push(
+    '',
+    'Next steps (in another terminal):',
+    `  ct-ops-appliance tokens create --data-dir ${dataDir}        # an enrolment token for agents`,
+    `  ct-ops-appliance hosts list --data-dir ${dataDir}           # hosts and their status`,
+    `  ct-ops-appliance hosts approve <host-id> --data-dir ${dataDir}`,
+    '',
+  );
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
+function waitForSignal(appliance: RunningAppliance): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      appliance.stop().then(resolve, (error: unknown) => reject(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'shutdown failed', {}, { cause: error })));
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

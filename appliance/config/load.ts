@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
+import { CtOpsError } from '../../common/errors.ts';
+
+/**
+ * Every appliance setting: its TOML key, its CT_OPS_APPLIANCE_* variable (the key
+ * upper-cased) and its default. Precedence: flag > environment > TOML file > default.
+ */
+const FIELDS = {
+  data_dir: { spec: { kind: 'string' }, fallback: './data' },
+  listen: { spec: { kind: 'string' }, fallback: '0.0.0.0' },
+  grpc_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 9443 },
+  http_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 8443 },
+  sans: { spec: { kind: 'string-list' }, fallback: ['localhost', '127.0.0.1', '::1', hostname()] },
+  jwt_ttl_secs: { spec: { kind: 'integer', min: 10, max: 30 * 86_400 }, fallback: 86_400 },
+  pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
+  vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
+  log_level: { spec: { kind: 'string' }, fallback: 'info' },
+} as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
+
+type FieldName = keyof typeof FIELDS;
+type Settings = { [K in FieldName]: ValueOf<(typeof FIELDS)[K]['spec']> };
+
+export interface ApplianceConfig {
+  readonly dataDir: string;
+  readonly listen: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly sans: readonly string[];
+  readonly jwtTtlSecs: number;
+  readonly pendingPollSecs: number;
+  readonly vitalsRetentionMs: number;
+  readonly logLevel: string;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const ENV_PREFIX = 'CT_OPS_APPLIANCE_';
+
+export interface ConfigSources {
+  /** Path of an appliance TOML file (flag --config or CT_OPS_APPLIANCE_CONFIG). */
+  file?: string | undefined;
+  env: NodeJS.ProcessEnv;
+  /** Flag values as given on the command line, keyed by setting name. */
+  flags: Partial<Record<FieldName, string | string[]>>;
+}
+
+export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceConfig> {
+  const filePath = sources.file ?? sources.env[`${ENV_PREFIX}CONFIG`];
+  const fileValues = filePath ? readTomlFile(filePath) : {};
+  for (const key of Object.keys(fileValues)) {
+    if (!Object.hasOwn(FIELDS, key)) {
+      throw new CtOpsError('ERR_CONFIG_INVALID', `${filePath}: unknown setting "${key}" (known: ${Object.keys(FIELDS).join(', ')})`, { where: filePath ?? null });
+    }
+  }
+  const settings = {} as Record<FieldName, unknown>;
+  for (const [name, field] of Object.entries(FIELDS) as [FieldName, (typeof FIELDS)[FieldName]][]) {
+    const flag = sources.flags[name];
+    const envName = `${ENV_PREFIX}${name.toUpperCase()}`;
+    const envText = sources.env[envName];
+    if (flag !== undefined) {
+      settings[name] = Array.isArray(flag) ? checkValue(field.spec, flag, `--${name.replaceAll('_', '-')}`) : parseValue(field.spec, flag, `--${name.replaceAll('_', '-')}`);
+    } else if (envText !== undefined && envText !== '') {
+      settings[name] = parseValue(field.spec, envText, envName);
+    } else if (Object.hasOwn(fileValues, name)) {
+      settings[name] = checkValue(field.spec, fileValues[name], `${filePath}: ${name}`);
+    } else {
+      settings[name] = field.fallback;
+    }
+  }
+  const values = settings as Settings;
+  if (!LOG_LEVELS.includes(values.log_level)) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `log_level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(values.log_level)}`, { where: 'log_level' });
+  }
+  return Object.freeze({
+    dataDir: resolve(values.data_dir),
+    listen: values.listen,
+    grpcPort: values.grpc_port,
+    httpPort: values.http_port,
+    sans: Object.freeze([...new Set(values.sans)]),
+    jwtTtlSecs: values.jwt_ttl_secs,
+    pendingPollSecs: values.pending_poll_secs,
+    vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
+    logLevel: values.log_level,
+  });
+}
+
+function readTomlFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new CtOpsError('ERR_CONFIG_UNREADABLE', `cannot read the appliance configuration ${path}`, { path }, { cause });
+  }
+  try {
+    return parseToml(text);
+  } catch (cause) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${path}: not valid TOML: ${(cause as Error).message.split('\n')[0]}`, { path }, { cause });
+  }
+}

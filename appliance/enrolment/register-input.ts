@@ -1,0 +1,63 @@
+import { CtOpsError } from '../../common/errors.ts';
+import type { RegisterRequest__Output } from '../../common/proto.ts';
+
+/** A Register request that passed validation: every field present, typed and bounded. */
+export interface RegisterInput {
+  orgToken: string;
+  publicKey: Buffer;
+  hostname: string;
+  machineFingerprint: string;
+  os: string;
+  arch: string;
+  agentVersion: string;
+  timestampUnixMs: number;
+  nonce: Buffer;
+  signature: Buffer;
+  tags: Record<string, string>;
+}
+
+const MAX_TAGS = 32;
+
+function invalid(field: string, problem: string): CtOpsError {
+  return new CtOpsError('ERR_INVALID_ARGUMENT', `RegisterRequest.${field} ${problem}`, { field });
+}
+
+function boundedText(value: string, field: string, max: number, pattern?: RegExp): string {
+  if (value.length === 0) throw invalid(field, 'is required');
+  if (value.length > max) throw invalid(field, `is longer than ${max} characters`);
+  if (pattern && !pattern.test(value)) throw invalid(field, 'has characters that are not allowed');
+  return value;
+}
+
+function exactBytes(value: Buffer, field: string, length: number): Buffer {
+  if (value.length !== length) throw invalid(field, `must be ${length} bytes, got ${value.length}`);
+  return value;
+}
+
+const PRINTABLE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
+
+export function parseRegisterRequest(message: RegisterRequest__Output): RegisterInput {
+  if (message.org_token.length > 256) throw invalid('org_token', 'is longer than 256 characters');
+  const entries = Object.entries(message.tags);
+  if (entries.length > MAX_TAGS) throw invalid('tags', `has more than ${MAX_TAGS} entries`);
+  for (const [key, value] of entries) {
+    boundedText(key, 'tags', 64, PRINTABLE);
+    if (value.length > 256) throw invalid('tags', 'has a value longer than 256 characters');
+  }
+  if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms <= 0) {
+    throw invalid('timestamp_unix_ms', 'is required');
+  }
+  return {
+    orgToken: message.org_token,
+    publicKey: exactBytes(message.public_key, 'public_key', 32),
+    hostname: boundedText(message.hostname, 'hostname', 253, PRINTABLE),
+    machineFingerprint: boundedText(message.machine_fingerprint, 'machine_fingerprint', 64, /^[0-9a-f]{64}$/),
+    os: boundedText(message.os, 'os', 32, /^[a-z0-9_-]+$/),
+    arch: boundedText(message.arch, 'arch', 32, /^[a-z0-9_-]+$/),
+    agentVersion: boundedText(message.agent_version, 'agent_version', 64, PRINTABLE),
+    timestampUnixMs: message.timestamp_unix_ms,
+    nonce: exactBytes(message.nonce, 'nonce', 16),
+    signature: exactBytes(message.signature, 'signature', 64),
+    tags: Object.fromEntries(entries),
+  };
+}

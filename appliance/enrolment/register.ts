@@ -1,0 +1,120 @@
+import { createPublicKey, verify as verifySignature } from 'node:crypto';
+import type { Logger } from 'pino';
+import { publicKeyToPem } from '../../common/ed25519-pem.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import type { RegisterResponse } from '../../common/proto.ts';
+import { registerPayload } from '../../common/register-payload.ts';
+import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import { hashSecret, newId } from '../lib/ids.ts';
+import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
+import type { RegisterInput } from './register-input.ts';
+
+/** How far a Register timestamp may be from the appliance's clock. */
+export const REGISTER_CLOCK_SKEW_MS = 5 * 60_000;
+
+export interface RegisterDeps {
+  stores: Stores;
+  jwt: AgentJwtAuthority;
+  orgId: string;
+  pendingPollSecs: number;
+  log: Logger;
+}
+
+/**
+ * Register: proves possession of the key, then answers by key when it is known
+ * (idempotent, no token needed, so an enrolled agent can never lock itself out)
+ * and only otherwise spends one use of the enrolment token.
+ */
+export async function register(input: RegisterInput, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
+  verifyPossession(input);
+  if (Math.abs(now - input.timestampUnixMs) > REGISTER_CLOCK_SKEW_MS) {
+    throw new CtOpsError('ERR_REGISTER_STALE', 'the request timestamp is more than 5 minutes from the appliance clock; check the host clock', {
+      skew_ms: now - input.timestampUnixMs,
+    });
+  }
+  const { stores } = deps;
+  if (!stores.registerNonces.remember(input.publicKey, input.nonce, input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS)) {
+    throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
+  }
+
+  const known = stores.hosts.findByPublicKey(input.publicKey);
+  const host = known ? refreshKnownHost(known, input, deps, now) : enrolNewHost(input, deps, now);
+  return respond(host, deps, now);
+}
+
+function verifyPossession(input: RegisterInput): void {
+  const key = createPublicKey(publicKeyToPem(input.publicKey));
+  const payload = registerPayload(input);
+  if (!verifySignature(null, payload, key, input.signature)) {
+    throw new CtOpsError('ERR_REGISTER_SIGNATURE_INVALID', 'the signature does not match the public key and request');
+  }
+}
+
+function refreshKnownHost(host: Host, input: RegisterInput, deps: RegisterDeps, now: number): Host {
+  const update = { hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion, at: now };
+  deps.stores.hosts.updateRegistration(host.id, update);
+  deps.log.info({ host_id: host.id, approval: host.approval }, 'known key registered again');
+  return { ...host, ...update, lastRegisteredAt: now };
+}
+
+function enrolNewHost(input: RegisterInput, deps: RegisterDeps, now: number): Host {
+  const { stores, orgId } = deps;
+  if (input.orgToken === '') {
+    throw new CtOpsError('ERR_TOKEN_REQUIRED', 'this key is not registered and the request has no enrolment token');
+  }
+  const token = stores.enrolmentTokens.findBySecretHash(hashSecret(input.orgToken));
+  if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
+  return stores.transaction(() => {
+    if (!stores.enrolmentTokens.consume(token.id, now)) throw unusableTokenError(stores.enrolmentTokens.get(token.id) ?? token, now);
+    // A second key from a machine that already has a live host is a clone or a
+    // reinstall: keep both apart and leave the decision to an admin.
+    const twin = stores.hosts.findLiveByFingerprint(orgId, input.machineFingerprint);
+    const host = {
+      id: newId('hst'),
+      orgId,
+      publicKey: input.publicKey,
+      hostname: input.hostname,
+      machineFingerprint: input.machineFingerprint,
+      os: input.os,
+      arch: input.arch,
+      agentVersion: input.agentVersion,
+      approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),
+      enrolmentTokenId: token.id,
+      tags: { ...input.tags, ...token.tags },
+      fingerprintConflictWith: twin?.id ?? null,
+      enrolledAt: now,
+    };
+    stores.hosts.insert(host);
+    deps.log.info({ host_id: host.id, token_id: token.id, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled');
+    return stores.hosts.get(host.id) as Host;
+  });
+}
+
+function unusableTokenError(token: EnrolmentToken, now: number): CtOpsError {
+  const details = { token_id: token.id };
+  if (token.revokedAt !== null) return new CtOpsError('ERR_TOKEN_REVOKED', 'the enrolment token was revoked', details);
+  if (token.expiresAt <= now) return new CtOpsError('ERR_TOKEN_EXPIRED', 'the enrolment token has expired', details);
+  return new CtOpsError('ERR_TOKEN_EXHAUSTED', 'the enrolment token has no uses left', details);
+}
+
+async function respond(host: Host, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
+  switch (host.approval) {
+    case 'active': {
+      const issued = await deps.jwt.issue(host.id, now);
+      return { agent_id: host.id, status: 'AGENT_STATUS_ACTIVE', jwt: issued.jwt, jwt_expires_unix: issued.expiresAt, message: 'approved' };
+    }
+    case 'pending':
+      return {
+        agent_id: host.id,
+        status: 'AGENT_STATUS_PENDING',
+        retry_after_secs: deps.pendingPollSecs,
+        message: host.fingerprintConflictWith
+          ? 'awaiting admin approval: another host already enrolled from this machine'
+          : 'awaiting admin approval',
+      };
+    case 'rejected':
+      return { agent_id: host.id, status: 'AGENT_STATUS_REJECTED', message: 'an admin rejected this host' };
+    case 'revoked':
+      return { agent_id: host.id, status: 'AGENT_STATUS_REVOKED', message: 'an admin revoked this host' };
+  }
+}

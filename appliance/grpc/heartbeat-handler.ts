@@ -1,0 +1,157 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import type { HeartbeatRequest__Output, HeartbeatResponse } from '../../common/proto.ts';
+import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
+import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
+import type { Stores } from '../store/index.ts';
+import { authenticateCall } from './bearer.ts';
+import { toServiceError } from './status.ts';
+
+type HeartbeatCall = grpc.ServerDuplexStream<HeartbeatRequest__Output, HeartbeatResponse>;
+
+export interface HeartbeatDeps {
+  stores: Stores;
+  jwt: AgentJwtAuthority;
+  presence: PresenceRegistry;
+  vitals: VitalsWriter;
+  log: Logger;
+}
+
+const DEFAULT_INTERVAL_SECS = 30;
+
+/** A heartbeat that passed validation. */
+interface Heartbeat {
+  sequence: number;
+  intervalSecs: number;
+  cpuPercent: number;
+  memoryPercent: number;
+  diskPercent: number;
+  uptimeSeconds: number;
+  timestampUnix: number;
+  agentVersion: string;
+}
+
+function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Heartbeat {
+  if (message.agent_id !== agentId) {
+    throw new CtOpsError('ERR_AGENT_MISMATCH', 'HeartbeatRequest.agent_id is not the agent of this JWT', { agent_id: message.agent_id.slice(0, 64) });
+  }
+  const percent = (value: number, field: string): number => {
+    if (!Number.isFinite(value) || value < 0 || value > 100) throw new CtOpsError('ERR_INVALID_ARGUMENT', `HeartbeatRequest.${field} must be 0-100`, { field });
+    return value;
+  };
+  if (message.interval_secs < 5 || message.interval_secs > 3600) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.interval_secs must be 5-3600', { field: 'interval_secs' });
+  }
+  if (!Number.isSafeInteger(message.uptime_seconds) || message.uptime_seconds < 0) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
+  }
+  if (message.agent_version.length > 64) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.agent_version is too long', { field: 'agent_version' });
+  return {
+    sequence: message.sequence,
+    intervalSecs: message.interval_secs,
+    cpuPercent: percent(message.cpu_percent, 'cpu_percent'),
+    memoryPercent: percent(message.memory_percent, 'memory_percent'),
+    diskPercent: percent(message.disk_percent, 'disk_percent'),
+    uptimeSeconds: message.uptime_seconds,
+    timestampUnix: message.timestamp_unix,
+    agentVersion: message.agent_version,
+  };
+}
+
+/**
+ * The Heartbeat stream: authenticated once at open by the JWT in metadata; every
+ * heartbeat is validated, acknowledged by sequence, and queued for a batched write.
+ * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
+ */
+export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
+  return (call: HeartbeatCall) => {
+    openStream(call, deps).catch((error: unknown) => {
+      deps.log.warn({ err: error, peer: call.getPeer() }, 'heartbeat stream refused');
+      call.emit('error', toServiceError(error));
+    });
+  };
+}
+
+async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<void> {
+  const { stores, jwt, presence, vitals, log } = deps;
+  const credential = await authenticateCall(call.metadata, jwt, Date.now());
+  const agentId = credential.agentId;
+  const host = stores.hosts.get(agentId);
+  if (!host || host.approval !== 'active') {
+    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${host?.approval ?? 'unknown'}; only active hosts may stream`, { host_id: agentId });
+  }
+  if (call.cancelled) return;
+  let credentialExpiresAt = credential.expiresAt;
+  let refreshing = false;
+  let ended = false;
+  const session: LiveSession = {
+    agentId,
+    send: (message) => !ended && call.write(message) !== undefined,
+    close: (error) => {
+      if (ended) return;
+      ended = true;
+      if (error) call.emit('error', toServiceError(error));
+      else call.end();
+    },
+  };
+  presence.attach(session, host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
+  log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
+
+  const refreshCredential = async (nowMs: number): Promise<void> => {
+    refreshing = true;
+    try {
+      const issued = await jwt.issue(agentId, nowMs);
+      if (session.send({ credential: { jwt: issued.jwt, jwt_expires_unix: issued.expiresAt } })) {
+        credentialExpiresAt = issued.expiresAt;
+        log.info({ host_id: agentId, expires_at: issued.expiresAt }, 'credential refreshed');
+      }
+    } finally {
+      refreshing = false;
+    }
+  };
+
+  call.on('data', (message: HeartbeatRequest__Output) => {
+    if (ended) return;
+    const receivedAt = Date.now();
+    let heartbeat: Heartbeat;
+    try {
+      heartbeat = parseHeartbeat(message, agentId);
+    } catch (error) {
+      log.warn({ err: error, host_id: agentId }, 'heartbeat rejected');
+      presence.detach(session, 'stream-closed');
+      session.close(error as CtOpsError);
+      return;
+    }
+    presence.heard(session, heartbeat.intervalSecs);
+    vitals.add({
+      hostId: agentId,
+      receivedAt,
+      agentTimestamp: heartbeat.timestampUnix,
+      intervalSecs: heartbeat.intervalSecs,
+      agentVersion: heartbeat.agentVersion,
+      cpuPercent: heartbeat.cpuPercent,
+      memoryPercent: heartbeat.memoryPercent,
+      diskPercent: heartbeat.diskPercent,
+      uptimeSeconds: heartbeat.uptimeSeconds,
+    });
+    for (const result of message.command_results) {
+      log.info({ host_id: agentId, command_id: result.command_id.slice(0, 64), ok: result.ok, message: result.message.slice(0, 512) }, 'command result');
+    }
+    session.send({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
+    if (!refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
+      refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
+    }
+  });
+  const finish = (): void => {
+    if (!ended) {
+      ended = true;
+      call.end();
+    }
+    presence.detach(session, 'stream-closed');
+  };
+  call.on('end', finish);
+  call.on('cancelled', finish);
+  call.on('error', () => presence.detach(session, 'stream-closed'));
+}

@@ -1,0 +1,55 @@
+import * as grpc from '@grpc/grpc-js';
+import { CtOpsError } from '../../common/errors.ts';
+import { loadIngestProto } from '../../common/proto.ts';
+import type { TlsMaterial } from '../pki/certificates.ts';
+import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
+import { registerHandler } from './register-handler.ts';
+import type { RegisterDeps } from '../enrolment/register.ts';
+
+/** The largest message the ingest service accepts: a 500-package inventory chunk is far below. */
+export const MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+export interface GrpcServer {
+  port: number;
+  /** Stops accepting calls, waits up to graceMs for calls to finish, then cancels the rest. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps): Promise<GrpcServer> {
+  const proto = loadIngestProto();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
+    // Ping idle connections so a half-open TCP connection is noticed and closed.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  // SubmitSoftwareInventory is part of the contract but not served yet: grpc-js answers UNIMPLEMENTED.
+  server.addService(proto.ctops.ingest.v1.IngestService.service, {
+    Register: registerHandler(deps),
+    Heartbeat: heartbeatHandler(deps),
+  });
+  const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(tls.serverKeyPem), cert_chain: Buffer.from(tls.serverCertPem) }], false);
+  const address = listen.includes(':') ? `[${listen}]:${port}` : `${listen}:${port}`;
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, credentials, (error, bound) => {
+      if (error) reject(new CtOpsError('ERR_LISTEN_FAILED', `cannot listen for gRPC on ${address}: ${error.message}`, { address }, { cause: error }));
+      else resolve(bound);
+    });
+  });
+  return {
+    port: boundPort,
+    stop: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,78 @@
+import type { Logger } from 'pino';
+import type { Stores } from '../store/index.ts';
+import type { HeartbeatUpdate } from '../store/hosts.ts';
+
+const FLUSH_INTERVAL_MS = 1000;
+const FLUSH_AT_SAMPLES = 1000;
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export type HeartbeatRecord = HeartbeatUpdate & { agentTimestamp: number };
+
+/**
+ * Buffers heartbeats and writes them in one transaction per second (or per 1,000
+ * samples): one fsync for many agents instead of one each. Also prunes vitals
+ * history older than the retention period.
+ */
+export class VitalsWriter {
+  readonly #stores: Stores;
+  readonly #log: Logger;
+  readonly #retentionMs: number;
+  #pending: HeartbeatRecord[] = [];
+  readonly #flushTimer: NodeJS.Timeout;
+  readonly #pruneTimer: NodeJS.Timeout;
+
+  constructor(stores: Stores, log: Logger, retentionMs: number) {
+    this.#stores = stores;
+    this.#log = log;
+    this.#retentionMs = retentionMs;
+    this.#flushTimer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
+    this.#pruneTimer = setInterval(() => this.prune(Date.now()), PRUNE_INTERVAL_MS);
+    this.prune(Date.now());
+  }
+
+  add(record: HeartbeatRecord): void {
+    this.#pending.push(record);
+    if (this.#pending.length >= FLUSH_AT_SAMPLES) this.flush();
+  }
+
+  flush(): void {
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    try {
+      this.#stores.transaction(() => {
+        for (const record of batch) {
+          this.#write(record);
+        }
+      });
+    } catch (error) {
+      // A host deleted between heartbeat and flush fails the whole batch on its foreign key:
+      // keep the rest by writing them one by one.
+      this.#log.warn({ err: error, samples: batch.length }, 'vitals batch failed; writing samples one by one');
+      for (const record of batch) {
+        try {
+          this.#stores.transaction(() => this.#write(record));
+        } catch (sampleError) {
+          this.#log.warn({ err: sampleError, host_id: record.hostId }, 'vitals sample dropped');
+        }
+      }
+    }
+  }
+
+  prune(now: number): void {
+    const removed = this.#stores.vitals.prune(now - this.#retentionMs);
+    if (removed > 0) this.#log.info({ removed }, 'vitals history pruned');
+  }
+
+  #write(record: HeartbeatRecord): void {
+    const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = record;
+    this.#stores.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
+    this.#stores.hosts.recordHeartbeat(record);
+  }
+
+  close(): void {
+    clearInterval(this.#flushTimer);
+    clearInterval(this.#pruneTimer);
+    this.flush();
+  }
+}

@@ -1,0 +1,83 @@
+import type { FastifyInstance } from 'fastify';
+import { CtOpsError } from '../../common/errors.ts';
+import { DEFAULT_TOKEN_LIFETIME_MS, createEnrolmentToken } from '../enrolment/tokens.ts';
+import type { HttpContext } from './context.ts';
+import { tokenSchema, tokenView } from './views.ts';
+
+interface CreateTokenBody {
+  label?: string;
+  expires_in_secs?: number;
+  max_uses?: number;
+  auto_approve?: boolean;
+  tags?: Record<string, string>;
+}
+
+export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { stores, orgId } = ctx;
+
+  app.get('/api/v1/tokens', {
+    schema: { response: { 200: { type: 'array', items: tokenSchema } } },
+    handler: async () => {
+      const now = Date.now();
+      return stores.enrolmentTokens.list(orgId).map((token) => tokenView(token, now));
+    },
+  });
+
+  app.post<{ Body: CreateTokenBody }>('/api/v1/tokens', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          label: { type: 'string', maxLength: 128 },
+          expires_in_secs: { type: 'integer', minimum: 60, maximum: 366 * 86_400 },
+          max_uses: { type: 'integer', minimum: 1, maximum: 100_000 },
+          auto_approve: { type: 'boolean' },
+          tags: {
+            type: 'object',
+            maxProperties: 32,
+            propertyNames: { type: 'string', minLength: 1, maxLength: 64 },
+            additionalProperties: { type: 'string', maxLength: 256 },
+          },
+        },
+      },
+      response: { 201: { type: 'object', required: ['token', ...tokenSchema.required], properties: { ...tokenSchema.properties, token: { type: 'string' } } } },
+    },
+    handler: async (request, reply) => {
+      const now = Date.now();
+      const body = request.body;
+      const created = createEnrolmentToken(
+        stores,
+        orgId,
+        {
+          label: body.label ?? '',
+          expiresInMs: body.expires_in_secs !== undefined ? body.expires_in_secs * 1000 : DEFAULT_TOKEN_LIFETIME_MS,
+          maxUses: body.max_uses ?? 1,
+          autoApprove: body.auto_approve ?? false,
+          tags: body.tags ?? {},
+          createdBy: request.adminName,
+          source: 'admin',
+          metadata: {},
+        },
+        now,
+      );
+      ctx.log.info({ token_id: created.token.id, by: request.adminName, max_uses: created.token.maxUses, auto_approve: created.token.autoApprove }, 'enrolment token created');
+      reply.code(201);
+      return { ...tokenView(created.token, now), token: created.secret };
+    },
+  });
+
+  app.post<{ Params: { id: string } }>('/api/v1/tokens/:id/revoke', {
+    schema: {
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^etk_[0-9a-f]{20}$' } } },
+      response: { 200: tokenSchema },
+    },
+    handler: async (request) => {
+      const token = stores.enrolmentTokens.get(request.params.id);
+      if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_ENROLMENT_TOKEN_NOT_FOUND', `no enrolment token ${request.params.id}`, { token_id: request.params.id });
+      const now = Date.now();
+      if (stores.enrolmentTokens.revoke(token.id, now)) ctx.log.info({ token_id: token.id, by: request.adminName }, 'enrolment token revoked');
+      return tokenView(stores.enrolmentTokens.get(token.id) ?? token, now);
+    },
+  });
+}

@@ -1,0 +1,15 @@
+import type { Logger } from 'pino';
+import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Stores } from '../store/index.ts';
+
+/** What the HTTP plugins need from the running appliance. */
+export interface HttpContext {
+  stores: Stores;
+  orgId: string;
+  presence: PresenceRegistry;
+  jwt: AgentJwtAuthority;
+  jwtKey: JwtSigningKey;
+  log: Logger;
+}

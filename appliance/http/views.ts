@@ -1,0 +1,106 @@
+import { hostStatus } from '../hosts/status.ts';
+import { tokenState } from '../enrolment/tokens.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { EnrolmentToken, Host } from '../store/index.ts';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** A host as the admin API shows it. */
+export function hostView(host: Host, presence: PresenceRegistry) {
+  return {
+    id: host.id,
+    hostname: host.hostname,
+    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt }),
+    approval: host.approval,
+    os: host.os,
+    arch: host.arch,
+    agent_version: host.agentVersion,
+    machine_fingerprint: host.machineFingerprint,
+    fingerprint_conflict_with: host.fingerprintConflictWith,
+    tags: host.tags,
+    enrolment_token_id: host.enrolmentTokenId,
+    enrolled_at: iso(host.enrolledAt),
+    decided_at: iso(host.decidedAt),
+    decided_by: host.decidedBy,
+    last_registered_at: iso(host.lastRegisteredAt),
+    last_heartbeat_at: iso(host.lastHeartbeatAt),
+    last_disconnected_at: iso(host.lastDisconnectedAt),
+    heartbeat_interval_secs: host.heartbeatIntervalSecs,
+    cpu_percent: host.cpuPercent,
+    memory_percent: host.memoryPercent,
+    disk_percent: host.diskPercent,
+    uptime_seconds: host.uptimeSeconds,
+  };
+}
+
+/** An enrolment token as the admin API shows it: never the secret or its hash. */
+export function tokenView(token: EnrolmentToken, now: number) {
+  return {
+    id: token.id,
+    label: token.label,
+    state: tokenState(token, now),
+    created_at: iso(token.createdAt),
+    created_by: token.createdBy,
+    expires_at: iso(token.expiresAt),
+    max_uses: token.maxUses,
+    uses: token.uses,
+    auto_approve: token.autoApprove,
+    tags: token.tags,
+    source: token.source,
+    metadata: token.metadata,
+    revoked_at: iso(token.revokedAt),
+  };
+}
+
+const nullableString = { type: ['string', 'null'] } as const;
+const nullableNumber = { type: ['number', 'null'] } as const;
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+
+export const hostSchema = {
+  type: 'object',
+  required: ['id', 'hostname', 'status', 'approval'],
+  properties: {
+    id: { type: 'string' },
+    hostname: { type: 'string' },
+    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked'] },
+    approval: { type: 'string' },
+    os: { type: 'string' },
+    arch: { type: 'string' },
+    agent_version: { type: 'string' },
+    machine_fingerprint: { type: 'string' },
+    fingerprint_conflict_with: nullableString,
+    tags: stringMap,
+    enrolment_token_id: nullableString,
+    enrolled_at: nullableString,
+    decided_at: nullableString,
+    decided_by: nullableString,
+    last_registered_at: nullableString,
+    last_heartbeat_at: nullableString,
+    last_disconnected_at: nullableString,
+    heartbeat_interval_secs: nullableNumber,
+    cpu_percent: nullableNumber,
+    memory_percent: nullableNumber,
+    disk_percent: nullableNumber,
+    uptime_seconds: nullableNumber,
+  },
+} as const;
+
+export const tokenSchema = {
+  type: 'object',
+  required: ['id', 'label', 'state', 'expires_at', 'max_uses', 'uses'],
+  properties: {
+    id: { type: 'string' },
+    label: { type: 'string' },
+    state: { type: 'string', enum: ['active', 'expired', 'revoked', 'used-up'] },
+    created_at: nullableString,
+    created_by: { type: 'string' },
+    expires_at: nullableString,
+    max_uses: { type: 'integer' },
+    uses: { type: 'integer' },
+    auto_approve: { type: 'boolean' },
+    tags: stringMap,
+    source: { type: 'string' },
+    metadata: stringMap,
+    revoked_at: nullableString,
+  },
+} as const;

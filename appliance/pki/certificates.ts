@@ -1,0 +1,167 @@
+// @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata polyfill loaded first.
+import 'reflect-metadata';
+import { X509Certificate as NodeX509Certificate, createHash, webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import { CtOpsError } from '../../common/errors.ts';
+import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
+
+// Node's WebCrypto implements the DOM Crypto interface the library is typed against.
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1] & object);
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
+const DAY_MS = 86_400_000;
+const CA_LIFETIME_DAYS = 3650;
+const SERVER_LIFETIME_DAYS = 397;
+/** A server certificate this close to expiry is reissued at start-up. */
+const SERVER_RENEW_BEFORE_DAYS = 30;
+
+export interface TlsMaterial {
+  caCertPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+  /** SHA-256 of the CA certificate's DER, colon-separated hex, for humans to compare. */
+  caFingerprint: string;
+  /** True when this start created the CA (first start). */
+  createdCa: boolean;
+  /** True when this start (re)issued the server certificate. */
+  issuedServerCert: boolean;
+}
+
+export const CA_CERT_FILE = 'ca.crt';
+const CA_KEY_FILE = 'ca.key';
+const SERVER_CERT_FILE = 'server.crt';
+const SERVER_KEY_FILE = 'server.key';
+
+/**
+ * Loads the appliance CA and server certificate from the data directory, creating
+ * the CA on first start and (re)issuing the server certificate when it is missing,
+ * near expiry, or names other SANs than configured.
+ */
+export async function ensureTlsMaterial(dataDir: string, sans: readonly string[], now: Date): Promise<TlsMaterial> {
+  const caCertPath = join(dataDir, CA_CERT_FILE);
+  const caKeyPath = join(dataDir, CA_KEY_FILE);
+  let caCertPem = readIfExists(caCertPath);
+  let caKeyPem = readIfExists(caKeyPath);
+  const createdCa = caCertPem === undefined || caKeyPem === undefined;
+  if (createdCa) {
+    const ca = await createCa(now);
+    caCertPem = ca.certPem;
+    caKeyPem = ca.keyPem;
+    writeFileAtomic(caKeyPath, caKeyPem, SECRET_FILE_MODE);
+    writeFileAtomic(caCertPath, caCertPem, PUBLIC_FILE_MODE);
+  }
+  const caCert = new x509.X509Certificate(caCertPem as string);
+  const caKey = await importEcPrivateKey(caKeyPem as string, caKeyPath);
+
+  const serverCertPath = join(dataDir, SERVER_CERT_FILE);
+  const serverKeyPath = join(dataDir, SERVER_KEY_FILE);
+  let serverCertPem = readIfExists(serverCertPath);
+  let serverKeyPem = readIfExists(serverKeyPath);
+  const issuedServerCert = createdCa || !serverCertPem || !serverKeyPem || !serverCertFits(serverCertPem, caCertPem as string, sans, now);
+  if (issuedServerCert) {
+    const server = await issueServerCert(caCert, caKey, sans, now);
+    serverCertPem = server.certPem;
+    serverKeyPem = server.keyPem;
+    writeFileAtomic(serverKeyPath, serverKeyPem, SECRET_FILE_MODE);
+    writeFileAtomic(serverCertPath, serverCertPem, PUBLIC_FILE_MODE);
+  }
+  return {
+    caCertPem: caCertPem as string,
+    serverCertPem: serverCertPem as string,
+    serverKeyPem: serverKeyPem as string,
+    caFingerprint: certificateFingerprint(caCertPem as string),
+    createdCa,
+    issuedServerCert,
+  };
+}
+
+export function certificateFingerprint(pem: string): string {
+  const der = new NodeX509Certificate(pem).raw;
+  return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
+}
+
+async function createCa(now: Date): Promise<{ certPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: `CN=CT-Ops Appliance CA ${now.toISOString().slice(0, 10)}`,
+    notBefore: new Date(now.getTime() - DAY_MS),
+    notAfter: new Date(now.getTime() + CA_LIFETIME_DAYS * DAY_MS),
+    signingAlgorithm: SIGNING,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKeyPem(keys.privateKey) };
+}
+
+async function issueServerCert(caCert: x509.X509Certificate, caKey: CryptoKey, sans: readonly string[], now: Date): Promise<{ certPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${sans[0] ?? 'ct-ops-appliance'}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now.getTime() - DAY_MS),
+    notAfter: new Date(now.getTime() + SERVER_LIFETIME_DAYS * DAY_MS),
+    signingAlgorithm: SIGNING,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(sans.map((name) => (isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name }))),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKeyPem(keys.privateKey) };
+}
+
+/** True when the certificate was issued by this CA, is not near expiry and names exactly these SANs. */
+function serverCertFits(certPem: string, caCertPem: string, sans: readonly string[], now: Date): boolean {
+  const cert = new NodeX509Certificate(certPem);
+  if (!cert.checkIssued(new NodeX509Certificate(caCertPem))) return false;
+  if (new Date(cert.validTo).getTime() - now.getTime() < SERVER_RENEW_BEFORE_DAYS * DAY_MS) return false;
+  const present = (cert.subjectAltName ?? '').split(', ').map((entry) => entry.replace(/^(DNS|IP Address):/, '')).sort();
+  const wanted = sans.map((name) => (isIP(name) === 6 ? expandIpv6(name) : name)).sort();
+  return present.length === wanted.length && present.every((name, index) => name.toUpperCase() === wanted[index]!.toUpperCase());
+}
+
+/** Node prints IPv6 SANs fully expanded without leading zeros (e.g. 0:0:0:0:0:0:0:1). */
+function expandIpv6(address: string): string {
+  const [head = '', tail = ''] = address.split('::');
+  const headParts = head ? head.split(':') : [];
+  const tailParts = tail ? tail.split(':') : [];
+  const missing = address.includes('::') ? 8 - headParts.length - tailParts.length : 0;
+  return [...headParts, ...Array<string>(missing).fill('0'), ...tailParts].map((part) => part.replace(/^0+(?=.)/, '').toUpperCase()).join(':');
+}
+
+async function importEcPrivateKey(pem: string, path: string): Promise<CryptoKey> {
+  try {
+    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    return await webcrypto.subtle.importKey('pkcs8', der, EC_P256, false, ['sign']);
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${path} is not a PKCS#8 P-256 private key`, { path }, { cause });
+  }
+}
+
+async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
+  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+}
+
+function randomSerial(): string {
+  // A positive 128-bit serial: the top bit cleared so DER needs no sign byte.
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = bytes[0]! & 0x7f;
+  return Buffer.from(bytes).toString('hex');
+}

@@ -1,0 +1,112 @@
+import type { CtOpsError } from '../../common/errors.ts';
+import type { HeartbeatResponse } from '../../common/proto.ts';
+
+/** One agent's live Heartbeat stream, as the registry sees it. */
+export interface LiveSession {
+  readonly agentId: string;
+  /** Queues a message to the agent; false when the stream is already gone. */
+  send(message: HeartbeatResponse): boolean;
+  /** Ends the stream: with an error the agent receives that status, without one OK. */
+  close(error?: CtOpsError): void;
+}
+
+export type OfflineReason = 'stream-closed' | 'heartbeat-timeout' | 'revoked' | 'appliance-stopping';
+
+interface Entry {
+  session: LiveSession;
+  deadline: NodeJS.Timeout;
+  deadlineMs: number;
+}
+
+/**
+ * Which agents are online, in memory: a host is online while it holds the current
+ * stream and has been heard within twice its heartbeat interval. One timer per
+ * stream replaces any polling of the database; a newer stream for the same agent
+ * replaces the older one without the host ever being reported offline.
+ */
+export class PresenceRegistry {
+  readonly #live = new Map<string, Entry>();
+  readonly #onOffline: (agentId: string, reason: OfflineReason) => void;
+
+  constructor(onOffline: (agentId: string, reason: OfflineReason) => void) {
+    this.#onOffline = onOffline;
+  }
+
+  /** Makes `session` the agent's current stream, closing any older one silently. */
+  attach(session: LiveSession, intervalSecs: number): void {
+    const previous = this.#live.get(session.agentId);
+    if (previous) {
+      clearTimeout(previous.deadline);
+      this.#live.delete(session.agentId);
+      previous.session.close();
+    }
+    const deadlineMs = 2 * intervalSecs * 1000;
+    this.#live.set(session.agentId, { session, deadlineMs, deadline: this.#startDeadline(session, deadlineMs) });
+  }
+
+  /** Records that `session` was heard from; the host stays online for 2 × intervalSecs more. */
+  heard(session: LiveSession, intervalSecs: number): void {
+    const entry = this.#current(session);
+    if (!entry) return;
+    const deadlineMs = 2 * intervalSecs * 1000;
+    if (deadlineMs === entry.deadlineMs) {
+      entry.deadline.refresh();
+    } else {
+      clearTimeout(entry.deadline);
+      entry.deadlineMs = deadlineMs;
+      entry.deadline = this.#startDeadline(session, deadlineMs);
+    }
+  }
+
+  /** The stream ended; the host goes offline unless a newer stream has replaced this one. */
+  detach(session: LiveSession, reason: OfflineReason): void {
+    const entry = this.#current(session);
+    if (!entry) return;
+    clearTimeout(entry.deadline);
+    this.#live.delete(session.agentId);
+    this.#onOffline(session.agentId, reason);
+  }
+
+  isStreaming(agentId: string): boolean {
+    return this.#live.has(agentId);
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Sends to the agent's current stream; false when it has none. */
+  send(agentId: string, message: HeartbeatResponse): boolean {
+    return this.#live.get(agentId)?.session.send(message) ?? false;
+  }
+
+  /** Closes the agent's stream with `error` (e.g. on revocation); false when it had none. */
+  disconnect(agentId: string, error: CtOpsError, reason: OfflineReason): boolean {
+    const entry = this.#live.get(agentId);
+    if (!entry) return false;
+    this.detach(entry.session, reason);
+    entry.session.close(error);
+    return true;
+  }
+
+  /** Closes every stream, e.g. when the appliance stops. */
+  closeAll(error: CtOpsError): void {
+    for (const entry of [...this.#live.values()]) {
+      this.detach(entry.session, 'appliance-stopping');
+      entry.session.close(error);
+    }
+  }
+
+  #current(session: LiveSession): Entry | undefined {
+    const entry = this.#live.get(session.agentId);
+    return entry?.session === session ? entry : undefined;
+  }
+
+  #startDeadline(session: LiveSession, deadlineMs: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      // Silence for twice the interval: the connection may be half-open, so drop it.
+      this.detach(session, 'heartbeat-timeout');
+      session.close();
+    }, deadlineMs);
+  }
+}

@@ -1,0 +1,95 @@
+import { mkdirSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { CtOpsError } from '../common/errors.ts';
+import { PRODUCT_VERSION } from '../common/version.ts';
+import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
+import { AgentJwtAuthority } from './auth/agent-jwt.ts';
+import type { ApplianceConfig } from './config/load.ts';
+import { startGrpcServer } from './grpc/server.ts';
+import { VitalsWriter } from './heartbeat/vitals-writer.ts';
+import { startHttpServer } from './http/server.ts';
+import { ensureTlsMaterial, type TlsMaterial } from './pki/certificates.ts';
+import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files.ts';
+import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
+import { PresenceRegistry } from './presence/registry.ts';
+import { openStores } from './store/index.ts';
+
+/** Files under the data directory that the admin CLI reads to find and call the admin API. */
+export const ENDPOINT_FILE = 'appliance.json';
+export const CLI_CREDENTIAL_FILE = 'admin-cli.token';
+export const DATABASE_FILE = 'appliance.db';
+const MAINTENANCE_INTERVAL_MS = 3_600_000;
+
+export interface RunningAppliance {
+  grpcPort: number;
+  httpPort: number;
+  tls: TlsMaterial;
+  firstAdmin: FirstAdmin | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts the appliance: data directory, database, keys, gRPC and HTTPS listeners. */
+export async function startAppliance(config: ApplianceConfig, log: Logger): Promise<RunningAppliance> {
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create the data directory ${config.dataDir}`, { path: config.dataDir }, { cause });
+  }
+  const now = new Date();
+  const tls = await ensureTlsMaterial(config.dataDir, config.sans, now);
+  const jwtKey = await ensureJwtSigningKey(config.dataDir);
+  const stores = openStores(join(config.dataDir, DATABASE_FILE));
+  const org = stores.organisations.ensureDefault(now.getTime());
+  const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
+  if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
+
+  const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
+  const presence = new PresenceRegistry((agentId, reason) => {
+    stores.hosts.recordDisconnect(agentId, Date.now());
+    log.info({ host_id: agentId, reason }, 'host offline');
+  });
+  const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
+  const maintenance = setInterval(() => stores.registerNonces.prune(Date.now()), MAINTENANCE_INTERVAL_MS);
+  const deps = { stores, jwt, presence, vitals, log, orgId: org.id, pendingPollSecs: config.pendingPollSecs, jwtKey };
+
+  let grpcServer;
+  let httpServer;
+  try {
+    grpcServer = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
+    httpServer = await startHttpServer(config.listen, config.httpPort, tls, deps);
+  } catch (error) {
+    await grpcServer?.stop(0);
+    clearInterval(maintenance);
+    vitals.close();
+    stores.close();
+    throw error;
+  }
+  const grpcPort = grpcServer.port;
+  const httpPort = httpServer.port;
+  const apiHost = config.listen === '0.0.0.0' || config.listen === '::' ? '127.0.0.1' : config.listen;
+  writeFileAtomic(
+    join(config.dataDir, ENDPOINT_FILE),
+    `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}`, grpc_port: grpcPort, pid: process.pid }, null, 2)}\n`,
+    PUBLIC_FILE_MODE,
+  );
+  log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpcPort, http_port: httpPort, ca_fingerprint: tls.caFingerprint, jwt_kid: jwtKey.kid, sans: config.sans }, 'appliance started');
+
+  const grpc = grpcServer;
+  const http = httpServer;
+  return {
+    grpcPort,
+    httpPort,
+    tls,
+    firstAdmin,
+    stop: async () => {
+      clearInterval(maintenance);
+      presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
+      await Promise.all([grpc.stop(5000), http.stop()]);
+      vitals.close();
+      stores.close();
+      log.info('appliance stopped');
+    },
+  };
+}

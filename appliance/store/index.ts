@@ -1,0 +1,39 @@
+import { AdminCredentialStore } from './admin-credentials.ts';
+import { openDatabase, type Db } from './database.ts';
+import { EnrolmentTokenStore } from './enrolment-tokens.ts';
+import { HostVitalsStore } from './host-vitals.ts';
+import { HostStore } from './hosts.ts';
+import { OrganisationStore } from './organisations.ts';
+import { RegisterNonceStore } from './register-nonces.ts';
+
+/** Every store over one database handle, the only one this process opens. */
+export interface Stores {
+  readonly db: Db;
+  readonly organisations: OrganisationStore;
+  readonly enrolmentTokens: EnrolmentTokenStore;
+  readonly hosts: HostStore;
+  readonly vitals: HostVitalsStore;
+  readonly registerNonces: RegisterNonceStore;
+  readonly adminCredentials: AdminCredentialStore;
+  /** Runs fn in one transaction (no await inside: better-sqlite3 transactions are synchronous). */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+}
+
+export function openStores(path: string): Stores {
+  const db = openDatabase(path);
+  return {
+    db,
+    organisations: new OrganisationStore(db),
+    enrolmentTokens: new EnrolmentTokenStore(db),
+    hosts: new HostStore(db),
+    vitals: new HostVitalsStore(db),
+    registerNonces: new RegisterNonceStore(db),
+    adminCredentials: new AdminCredentialStore(db),
+    transaction: <T>(fn: () => T): T => db.transaction(fn)(),
+    close: () => db.close(),
+  };
+}
+
+export type { Approval, Host } from './hosts.ts';
+export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';

@@ -1,0 +1,11 @@
+import { migration001Initial } from './001-initial.ts';
+
+export interface Migration {
+  /** The schema version after this migration; PRAGMA user_version records it. */
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+/** Every migration in order. A new one is appended, never edited once released. */
+export const MIGRATIONS: readonly Migration[] = [migration001Initial];

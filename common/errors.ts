@@ -1,0 +1,133 @@
+/**
+ * The closed catalogue of CT-Ops error codes. Every failure the appliance, the agent
+ * or a CLI reports carries one of these codes; STATUS maps each code to the HTTP
+ * status, gRPC status and process exit code it surfaces as. docs/errors.md lists
+ * them all (a test fails when one is missing there).
+ */
+
+/** gRPC status numbers (google.rpc.Code), kept here so the agent need not import grpc for them. */
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcCodeNumber = (typeof GrpcCode)[keyof typeof GrpcCode];
+
+/** Exit codes follow sysexits(3) so service managers and scripts can tell failures apart. */
+export const ExitCode = {
+  OK: 0,
+  SOFTWARE: 70,
+  USAGE: 64,
+  DATA: 65,
+  NO_INPUT: 66,
+  UNAVAILABLE: 69,
+  CANT_CREATE: 73,
+  TEMP_FAIL: 75,
+  NO_PERMISSION: 77,
+  CONFIG: 78,
+} as const;
+export type ExitCodeNumber = (typeof ExitCode)[keyof typeof ExitCode];
+
+interface Surface {
+  readonly http: number;
+  readonly grpc: GrpcCodeNumber;
+  readonly exit: ExitCodeNumber;
+  readonly summary: string;
+}
+
+export const STATUS = {
+  ERR_CONFIG_INVALID: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.CONFIG, summary: 'A configuration file, environment variable or flag is malformed, of the wrong type or out of range.' },
+  ERR_CONFIG_UNREADABLE: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.CONFIG, summary: 'A configuration file or a file it names (CA certificate) cannot be read.' },
+  ERR_USAGE: { http: 400, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.USAGE, summary: 'A command was called with missing or malformed arguments.' },
+  ERR_DATA_DIR_UNUSABLE: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.CANT_CREATE, summary: 'The data directory cannot be created, read or written, or holds a damaged file.' },
+  ERR_LISTEN_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.UNAVAILABLE, summary: 'The appliance cannot listen on a configured address and port (in use, or not permitted).' },
+  ERR_DATABASE: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The embedded database reported an unexpected error.' },
+  ERR_SCHEMA_TOO_NEW: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The database was written by a newer appliance version than this one.' },
+  ERR_INTERNAL: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'An unexpected internal error.' },
+  ERR_INVALID_ARGUMENT: { http: 400, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A request message or body failed validation.' },
+  ERR_TOKEN_REQUIRED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'Register from an unknown key came without an enrolment token.' },
+  ERR_TOKEN_INVALID: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'The enrolment token is not one the appliance issued.' },
+  ERR_TOKEN_EXPIRED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'The enrolment token has expired.' },
+  ERR_TOKEN_REVOKED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'The enrolment token was revoked by an admin.' },
+  ERR_TOKEN_EXHAUSTED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'The enrolment token has been used as many times as it allows.' },
+  ERR_REGISTER_SIGNATURE_INVALID: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'A Register request was not signed by the private key of the public key it carries.' },
+  ERR_REGISTER_STALE: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.TEMP_FAIL, summary: "A Register request's timestamp is too far from the appliance's clock (stale, or the host clock is wrong)." },
+  ERR_REGISTER_REPLAYED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'A Register request was seen before (same key and nonce).' },
+  ERR_JWT_MISSING: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The call carried no `authorization: Bearer` metadata.' },
+  ERR_JWT_INVALID: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The JWT is malformed, signed by another key or algorithm, or meant for another issuer or audience.' },
+  ERR_JWT_EXPIRED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The JWT has expired; the agent registers again by key.' },
+  ERR_AGENT_MISMATCH: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'A message names an agent other than the one its JWT was issued to.' },
+  ERR_AGENT_NOT_ACTIVE: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'The agent is pending, rejected or revoked, so it may not stream.' },
+  ERR_AGENT_REVOKED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'The appliance revoked or rejected this host: the agent stops and does not retry.' },
+  ERR_INGEST_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: 'The agent cannot reach the ingest address (refused, unresolvable, timed out).' },
+  ERR_INGEST_TLS_UNTRUSTED: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.CONFIG, summary: "The ingest service's certificate is not trusted by ca_cert_file, or does not name the address." },
+  ERR_ADMIN_UNAUTHENTICATED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'An admin API call had no valid admin credential.' },
+  ERR_LOGIN_FAILED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'Wrong admin username or password.' },
+  ERR_HOST_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No host has that id.' },
+  ERR_ENROLMENT_TOKEN_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No enrolment token has that id.' },
+  ERR_HOST_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The host's state does not allow that action (e.g. approving a revoked host)." },
+  ERR_HOST_NOT_CONNECTED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: 'The action needs a live agent stream and the host has none.' },
+  ERR_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No such route.' },
+  ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
+} as const satisfies Record<string, Surface>;
+
+export type ErrorCode = keyof typeof STATUS;
+export const ERROR_CODES = Object.keys(STATUS) as ErrorCode[];
+
+export type ErrorDetails = Readonly<Record<string, string | number | boolean | null | undefined>>;
+
+export class CtOpsError extends Error {
+  override readonly name = 'CtOpsError';
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+  }
+
+  get httpStatus(): number {
+    return STATUS[this.code].http;
+  }
+
+  get grpcStatus(): GrpcCodeNumber {
+    return STATUS[this.code].grpc;
+  }
+
+  get exitCode(): ExitCodeNumber {
+    return STATUS[this.code].exit;
+  }
+
+  /** The public shape of the error: code, message and details, never the cause chain. */
+  toJSON(): { code: ErrorCode; message: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(STATUS, value);
+}
+
+/** gRPC carries our code in the details text as "ERR_X: message" so any client can read it. */
+export function grpcDetails(error: CtOpsError): string {
+  return `${error.code}: ${error.message}`;
+}
+
+/** Recovers our error code from gRPC status details written by grpcDetails, if present. */
+export function codeFromGrpcDetails(details: string | undefined): ErrorCode | undefined {
+  const candidate = details?.split(':', 1)[0];
+  return isErrorCode(candidate) ? candidate : undefined;
+}

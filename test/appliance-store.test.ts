@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { CtOpsError } from '../common/errors.ts';
+import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
+import { register } from '../appliance/enrolment/register.ts';
+import { createEnrolmentToken, tokenState } from '../appliance/enrolment/tokens.ts';
+import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
+import { migrate, openDatabase } from '../appliance/store/database.ts';
+import { openStores } from '../appliance/store/index.ts';
+import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
+import { newIdentity, signedRegister } from './helpers/ingest-client.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ct-ops-store-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('a database at every earlier schema version migrates to the latest, and migrating again changes nothing', () => {
+  const latest = MIGRATIONS.at(-1)!.version;
+  for (let start = 0; start < latest; start += 1) {
+    const path = join(dir, `from-${start}.db`);
+    const db = new Database(path);
+    migrate(db, MIGRATIONS.filter((migration) => migration.version <= start));
+    db.close();
+    const migrated = openDatabase(path);
+    assert.equal(migrated.pragma('user_version', { simple: true }), latest);
+    assert.equal(migrate(migrated, MIGRATIONS), latest);
+    migrated.close();
+  }
+});
+
+test('the database opens in WAL mode with foreign keys enforced', () => {
+  const db = openDatabase(join(dir, 'pragmas.db'));
+  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+  assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
+  assert.equal(db.pragma('synchronous', { simple: true }), 1);
+  db.close();
+});
+
+test('a database written by a newer appliance is refused with ERR_SCHEMA_TOO_NEW', () => {
+  const path = join(dir, 'newer.db');
+  const db = new Database(path);
+  db.pragma('user_version = 999');
+  db.close();
+  assert.throws(() => openDatabase(path), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_SCHEMA_TOO_NEW');
+});
+
+test('an expired token is refused as expired, while the key it enrolled keeps registering', async () => {
+  const stores = openStores(join(dir, 'expiry.db'));
+  const org = stores.organisations.ensureDefault(Date.now());
+  const jwt = new AgentJwtAuthority(await ensureJwtSigningKey(dir), 3600);
+  const deps = { stores, jwt, orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+  const now = Date.now();
+  const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
+  const enrolled = newIdentity('expiry-enrolled');
+  const first = await register(parseRegisterRequest(toOutput(signedRegister(enrolled, created.secret, {}, now))), deps, now);
+  assert.equal(first.status, 'AGENT_STATUS_ACTIVE');
+
+  const later = now + 120_000;
+  assert.equal(tokenState(stores.enrolmentTokens.get(created.token.id)!, later), 'expired');
+  await assert.rejects(
+    register(parseRegisterRequest(toOutput(signedRegister(newIdentity('too-late'), created.secret, {}, later))), deps, later),
+    (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_TOKEN_EXPIRED',
+  );
+  const again = await register(parseRegisterRequest(toOutput(signedRegister(enrolled, '', {}, later))), deps, later);
+  assert.equal(again.status, 'AGENT_STATUS_ACTIVE');
+  assert.equal(again.agent_id, first.agent_id);
+  assert.deepEqual(stores.hosts.get(first.agent_id!)!.tags, { site: 'a' });
+  assert.equal(stores.enrolmentTokens.get(created.token.id)!.uses, 1, 'the failed and the repeated registration took no use');
+  stores.close();
+});
+
+/** The decoded form grpc-js hands a handler: every field present. */
+function toOutput(request: ReturnType<typeof signedRegister>) {
+  return {
+    org_token: request.org_token ?? '',
+    public_key: Buffer.from(request.public_key ?? []),
+    hostname: request.hostname ?? '',
+    machine_fingerprint: request.machine_fingerprint ?? '',
+    os: request.os ?? '',
+    arch: request.arch ?? '',
+    agent_version: request.agent_version ?? '',
+    timestamp_unix_ms: Number(request.timestamp_unix_ms ?? 0),
+    nonce: Buffer.from(request.nonce ?? []),
+    signature: Buffer.from(request.signature ?? []),
+    tags: request.tags ?? {},
+  };
+}

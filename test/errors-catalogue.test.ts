@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { CtOpsError, ERROR_CODES, ExitCode, GrpcCode, STATUS, codeFromGrpcDetails, grpcDetails } from '../common/errors.ts';
+
+test('docs/errors.md lists every error code with its HTTP, gRPC and exit statuses', () => {
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
+  for (const code of ERROR_CODES) {
+    const { http, grpc, exit } = STATUS[code];
+    assert.match(doc, new RegExp(`\\| \`${code}\` \\| ${http} \\| ${grpc} \\| ${exit} \\|`), `${code} is missing or stale in docs/errors.md`);
+  }
+});
+
+test('every code maps to a known gRPC status and exit code', () => {
+  const grpcCodes = new Set<number>(Object.values(GrpcCode));
+  const exitCodes = new Set<number>(Object.values(ExitCode));
+  for (const code of ERROR_CODES) {
+    assert.ok(grpcCodes.has(STATUS[code].grpc), code);
+    assert.ok(exitCodes.has(STATUS[code].exit), code);
+    assert.ok(STATUS[code].http >= 400 && STATUS[code].http < 600, code);
+  }
+});
+
+test('a gRPC status written by the appliance gives back its error code', () => {
+  const error = new CtOpsError('ERR_TOKEN_EXHAUSTED', 'no uses left', { token_id: 'etk_1' });
+  assert.equal(codeFromGrpcDetails(grpcDetails(error)), 'ERR_TOKEN_EXHAUSTED');
+  assert.equal(codeFromGrpcDetails('Received RST_STREAM with code 2'), undefined);
+  assert.deepEqual(error.toJSON(), { code: 'ERR_TOKEN_EXHAUSTED', message: 'no uses left', details: { token_id: 'etk_1' } });
+});

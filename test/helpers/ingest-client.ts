@@ -1,0 +1,100 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import nacl from 'tweetnacl';
+import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
+import { registerPayload } from '../../common/register-payload.ts';
+
+/** A gRPC client of the ingest service, trusting the appliance CA: the protocol seen from outside. */
+export function ingestClient(address: string, caPem: string): IngestServiceClient {
+  const proto = loadIngestProto();
+  return new proto.ctops.ingest.v1.IngestService(address, grpc.credentials.createSsl(Buffer.from(caPem)));
+}
+
+export interface TestIdentity {
+  keyPair: nacl.SignKeyPair;
+  fingerprint: string;
+  hostname: string;
+}
+
+export function newIdentity(hostname = `host-${randomBytes(3).toString('hex')}`, machineId = randomBytes(16).toString('hex')): TestIdentity {
+  return { keyPair: nacl.sign.keyPair(), fingerprint: createHash('sha256').update(machineId).digest('hex'), hostname };
+}
+
+/** A correctly signed RegisterRequest; `overrides` change fields after signing (to test tampering). */
+export function signedRegister(identity: TestIdentity, orgToken: string, overrides: Partial<RegisterRequest> = {}, timestampUnixMs = Date.now()): RegisterRequest {
+  const fields = {
+    publicKey: identity.keyPair.publicKey,
+    orgToken,
+    hostname: identity.hostname,
+    machineFingerprint: identity.fingerprint,
+    os: 'linux',
+    arch: 'x64',
+    agentVersion: '0.1.0-test',
+    timestampUnixMs,
+    nonce: randomBytes(16),
+    tags: {},
+  };
+  const signature = nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey);
+  return {
+    org_token: fields.orgToken,
+    public_key: Buffer.from(fields.publicKey),
+    hostname: fields.hostname,
+    machine_fingerprint: fields.machineFingerprint,
+    os: fields.os,
+    arch: fields.arch,
+    agent_version: fields.agentVersion,
+    timestamp_unix_ms: fields.timestampUnixMs,
+    nonce: fields.nonce,
+    signature: Buffer.from(signature),
+    tags: fields.tags,
+    ...overrides,
+  };
+}
+
+export type CallResult<T> = { ok: true; value: T } | { ok: false; code: number; details: string };
+
+export function callRegister(client: IngestServiceClient, request: RegisterRequest): Promise<CallResult<RegisterResponse__Output>> {
+  return new Promise((resolve) => {
+    client.Register(request, { deadline: Date.now() + 10_000 }, (error, response) => {
+      if (error) resolve({ ok: false, code: error.code, details: error.details });
+      else resolve({ ok: true, value: response as RegisterResponse__Output });
+    });
+  });
+}
+
+/** An open Heartbeat stream with everything the server sent and how it ended. */
+export class HeartbeatStream {
+  readonly received: HeartbeatResponse__Output[] = [];
+  readonly ended: Promise<{ code: number; details: string }>;
+  readonly call: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output>;
+
+  constructor(client: IngestServiceClient, jwt: string) {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${jwt}`);
+    this.call = client.Heartbeat(metadata);
+    this.call.on('data', (message: HeartbeatResponse__Output) => this.received.push(message));
+    this.ended = new Promise((resolve) => {
+      this.call.on('status', (status: grpc.StatusObject) => resolve({ code: status.code, details: status.details }));
+      this.call.on('error', () => undefined);
+    });
+  }
+
+  send(agentId: string, sequence: number, extra: Partial<HeartbeatRequest> = {}): void {
+    this.call.write({
+      agent_id: agentId,
+      cpu_percent: 12.5,
+      memory_percent: 40,
+      disk_percent: 55,
+      uptime_seconds: 1000,
+      timestamp_unix: Math.floor(Date.now() / 1000),
+      sequence,
+      interval_secs: 5,
+      agent_version: '0.1.0-test',
+      ...extra,
+    });
+  }
+
+  acks(): number[] {
+    return this.received.filter((message) => message.kind === 'ack').map((message) => Number(message.ack!.sequence));
+  }
+}
