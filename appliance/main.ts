@@ -8,10 +8,16 @@ import { tokensCommand } from './cli/tokens-command.ts';
 const program = new Command('ct-ops-appliance')
   .description('CT-Ops air-gapped fleet-enrolment appliance')
   .version(PRODUCT_VERSION)
-  .exitOverride()
   .addCommand(serveCommand())
   .addCommand(hostsCommand())
   .addCommand(tokensCommand());
+
+// Usage errors must leave through reportFailure (exit 64), in subcommands too.
+const overrideExits = (command: Command): void => {
+  command.exitOverride();
+  command.commands.forEach(overrideExits);
+};
+overrideExits(program);
 
 try {
   await program.parseAsync(process.argv);

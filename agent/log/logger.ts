@@ -23,13 +23,19 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
   return level;
 }
 
-/** One JSON event per line on stdout (or `destination` in tests), level as a word. */
-export function createLogger(level: string, destination?: DestinationStream): AgentLogger {
-  const options = {
-    level,
-    name: 'ct-ops-agent',
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    formatters: { level: (label: string) => ({ level: label }) },
-  };
-  return destination === undefined ? pino(options) : pino(options, destination);
+/**
+ * One JSON event per line on stdout (or `destination` in tests), level as a word.
+ * Writes are synchronous: the agent logs little, and a fatal exit must not lose the
+ * line that explains it.
+ */
+export function createLogger(level: string, destination: DestinationStream = pino.destination({ fd: 1, sync: true })): AgentLogger {
+  return pino(
+    {
+      level,
+      name: 'ct-ops-agent',
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { level: (label: string) => ({ level: label }) },
+    },
+    destination,
+  );
 }

@@ -1,19 +1,12 @@
 import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
+import type { RegisterPayloadFields } from '../../common/register-payload.ts';
 
 /** A Register request that passed validation: every field present, typed and bounded. */
-export interface RegisterInput {
-  orgToken: string;
+export interface RegisterInput extends RegisterPayloadFields {
   publicKey: Buffer;
-  hostname: string;
-  machineFingerprint: string;
-  os: string;
-  arch: string;
-  agentVersion: string;
-  timestampUnixMs: number;
   nonce: Buffer;
   signature: Buffer;
-  tags: Record<string, string>;
 }
 
 const MAX_TAGS = 32;

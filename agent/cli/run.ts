@@ -1,0 +1,32 @@
+import { machineFingerprint } from '../identity/fingerprint.ts';
+import { Agent } from '../lifecycle/agent.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import { machineIdSourceFor } from '../platform/machine-id/index.ts';
+import { describeHost } from '../registration/host.ts';
+import { createGrpcTransport } from '../transport/grpc-transport.ts';
+import { createVitalsSampler } from '../vitals/sample.ts';
+import { reportFatal } from './fatal.ts';
+import { loadConfigLogged } from './startup.ts';
+
+/** Runs the agent until a signal (exit 0) or a fatal error (its exit code). */
+export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<number> {
+  const { config } = loadConfigLogged(configFile, env, log);
+  const fingerprint = machineFingerprint(machineIdSourceFor(process.platform), env, log);
+  const agent = new Agent({
+    config,
+    transport: createGrpcTransport(config.ingest),
+    host: describeHost(config, fingerprint),
+    vitals: createVitalsSampler(config.dataDir),
+    log,
+    reload: () => loadConfigLogged(configFile, env, log),
+  });
+  const onSignal = (signal: NodeJS.Signals) => agent.stop(signal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const exit = await agent.run();
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  if (exit.error !== undefined) return reportFatal(exit.error, log);
+  log.info('agent stopped');
+  return exit.exitCode;
+}

@@ -1,0 +1,148 @@
+import type { HeartbeatResponse__Output } from '../../common/proto.ts';
+import type { Command__Output } from '../../proto/gen/ctops/ingest/v1/Command.ts';
+import type { AgentCredential } from '../identity/state.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';
+import type { VitalsSampler } from '../vitals/sample.ts';
+import type { CommandResult, CommandResultQueue } from './command-results.ts';
+import { buildHeartbeat } from './request.ts';
+
+/** Without an ack for this many intervals the connection is presumed dead. */
+export const ACK_TIMEOUT_INTERVALS = 3;
+
+export interface SessionEnd {
+  readonly status: RpcFailure;
+  /** The stream delivered at least one ack: the backoff schedule starts over. */
+  readonly healthy: boolean;
+  /** The agent cancelled the stream because acks stopped arriving. */
+  readonly ackTimedOut: boolean;
+}
+
+export interface SessionEvents {
+  onFirstAck(): void;
+  onCredential(jwt: string, jwtExpiresUnix: number): void;
+  /** Applies a pushed command; the result rides on the next heartbeat. */
+  onCommand(command: Command__Output): CommandResult;
+  onEnd(end: SessionEnd): void;
+}
+
+export interface SessionDeps {
+  readonly transport: IngestTransport;
+  readonly credential: AgentCredential;
+  readonly intervalSecs: number;
+  readonly agentVersion: string;
+  readonly vitals: VitalsSampler;
+  readonly results: CommandResultQueue;
+  readonly now: () => number;
+  readonly log: AgentLogger;
+  readonly events: SessionEvents;
+}
+
+/** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
+export class HeartbeatSession {
+  private readonly deps: SessionDeps;
+  private readonly call: HeartbeatCall;
+  private intervalSecs: number;
+  private sequence = 0;
+  private acks = 0;
+  private readonly sentAt = new Map<number, number>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
+  /** Why the agent itself ended the stream, if it did; undefined while the stream runs. */
+  private closedBy: 'agent' | 'ack-timeout' | undefined;
+
+  constructor(deps: SessionDeps) {
+    this.deps = deps;
+    this.intervalSecs = deps.intervalSecs;
+    this.call = deps.transport.openHeartbeat(deps.credential.jwt, {
+      onMessage: (message) => this.onMessage(message),
+      onEnd: (status) => this.onEnd(status),
+    });
+    // The first heartbeat goes out at once, so the host shows online without waiting an interval.
+    this.sendNow();
+  }
+
+  /**
+   * Uses a new interval from the next heartbeat on. A config_reload command calls this
+   * from onCommand, and the heartbeat that reports the command goes out at once, so the
+   * new interval is announced and scheduled without waiting for the old one.
+   */
+  useInterval(intervalSecs: number): void {
+    this.intervalSecs = intervalSecs;
+    if (this.closedBy === undefined) this.armAckTimer();
+  }
+
+  /** Ends the stream without reporting it as a failure (shutdown, state change). */
+  close(): void {
+    if (this.closedBy !== undefined) return;
+    this.closedBy = 'agent';
+    this.clearTimers();
+    this.call.close();
+  }
+
+  private sendNow(): void {
+    if (this.closedBy !== undefined) return;
+    this.sequence += 1;
+    const nowMs = this.deps.now();
+    this.sentAt.set(this.sequence, nowMs);
+    this.call.send(
+      buildHeartbeat({
+        agentId: this.deps.credential.agentId,
+        sequence: this.sequence,
+        intervalSecs: this.intervalSecs,
+        agentVersion: this.deps.agentVersion,
+        nowMs,
+        vitals: this.deps.vitals(),
+        commandResults: this.deps.results.takeFor(this.sequence),
+      }),
+    );
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = setTimeout(() => this.sendNow(), this.intervalSecs * 1000);
+    if (this.ackTimer === undefined) this.armAckTimer();
+  }
+
+  private armAckTimer(): void {
+    clearTimeout(this.ackTimer);
+    const timeoutMs = this.intervalSecs * ACK_TIMEOUT_INTERVALS * 1000;
+    this.ackTimer = setTimeout(() => {
+      this.deps.log.warn({ timeout_ms: timeoutMs }, 'no heartbeat ack; reconnecting');
+      this.closedBy = 'ack-timeout';
+      this.clearTimers();
+      this.call.close();
+    }, timeoutMs);
+  }
+
+  private onMessage(message: HeartbeatResponse__Output): void {
+    if (this.closedBy !== undefined) return;
+    if (message.ack) {
+      const { sequence } = message.ack;
+      const sentAt = this.sentAt.get(sequence);
+      for (const key of [...this.sentAt.keys()]) if (key <= sequence) this.sentAt.delete(key);
+      this.deps.results.acknowledge(sequence);
+      this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : this.deps.now() - sentAt }, 'heartbeat acknowledged');
+      this.armAckTimer();
+      this.acks += 1;
+      if (this.acks === 1) this.deps.events.onFirstAck();
+    } else if (message.credential) {
+      this.deps.events.onCredential(message.credential.jwt, message.credential.jwt_expires_unix);
+    } else if (message.command) {
+      this.deps.results.add(this.deps.events.onCommand(message.command));
+      this.sendNow();
+    }
+  }
+
+  private onEnd(status: RpcFailure): void {
+    this.clearTimers();
+    const closedBy = this.closedBy;
+    if (closedBy === 'agent') return;
+    this.closedBy = 'agent';
+    this.deps.events.onEnd({ status, healthy: this.acks > 0, ackTimedOut: closedBy === 'ack-timeout' });
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.heartbeatTimer);
+    clearTimeout(this.ackTimer);
+    this.heartbeatTimer = undefined;
+    this.ackTimer = undefined;
+  }
+}

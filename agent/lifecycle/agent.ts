@@ -1,0 +1,306 @@
+import { randomBytes } from 'node:crypto';
+import { CtOpsError, GrpcCode } from '../../common/errors.ts';
+import type { Command__Output } from '../../proto/gen/ctops/ingest/v1/Command.ts';
+import { reloadConfig } from '../config/reload.ts';
+import type { AgentConfig, LoadedConfig } from '../config/types.ts';
+import { CommandResultQueue, type CommandResult } from '../heartbeat/command-results.ts';
+import { HeartbeatSession, type SessionEnd } from '../heartbeat/session.ts';
+import { isCredentialUsable, jwtExpiry } from '../identity/jwt-expiry.ts';
+import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
+import { writeAgentState, type AgentCredential } from '../identity/state.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import { attemptRegistration } from '../registration/attempt.ts';
+import type { RegisterOutcome } from '../registration/outcome.ts';
+import type { HostDescription } from '../registration/request.ts';
+import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
+import type { IngestTransport } from '../transport/types.ts';
+import type { VitalsSampler } from '../vitals/sample.ts';
+import { Backoff } from './backoff.ts';
+import { INITIAL_INPUTS, nextState, type LifecycleInputs, type LifecycleState } from './state.ts';
+
+export interface AgentDeps {
+  readonly config: AgentConfig;
+  readonly transport: IngestTransport;
+  readonly host: HostDescription;
+  readonly vitals: VitalsSampler;
+  readonly log: AgentLogger;
+  /** Re-reads the configuration file (config_reload command). */
+  readonly reload: () => LoadedConfig;
+  readonly now?: () => number;
+  readonly random?: () => number;
+}
+
+export interface AgentExit {
+  readonly exitCode: number;
+  /** Set when the agent stopped on a fatal error. */
+  readonly error: CtOpsError | undefined;
+}
+
+/**
+ * The agent's lifecycle: nextState (pure) picks the state from the inputs, enterState
+ * performs that state's side effect, and each event handler updates the inputs and
+ * steps the machine. No other code changes the state.
+ */
+export class Agent {
+  private readonly deps: AgentDeps;
+  private readonly now: () => number;
+  private readonly backoff: Backoff;
+  private readonly results = new CommandResultQueue();
+  private config: AgentConfig;
+  private inputs: LifecycleInputs = INITIAL_INPUTS;
+  private current: LifecycleState | undefined;
+  private stepping = false;
+  private identity: AgentIdentity | undefined;
+  private credential: AgentCredential | undefined;
+  /** The appliance has a record of this key, so Register needs no token. */
+  private keyKnown = false;
+  private session: HeartbeatSession | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** Identifies the Register call in flight, so a late answer for an abandoned one is ignored. */
+  private registration = 0;
+  private readonly exited: Promise<AgentExit>;
+  private resolveExit: (exit: AgentExit) => void = () => undefined;
+
+  constructor(deps: AgentDeps) {
+    this.deps = deps;
+    this.config = deps.config;
+    this.now = deps.now ?? Date.now;
+    this.backoff = new Backoff(deps.random ?? Math.random);
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  get state(): LifecycleState | undefined {
+    return this.current;
+  }
+
+  /** Starts the machine; resolves once it reaches 'stopped'. */
+  run(): Promise<AgentExit> {
+    this.step();
+    return this.exited;
+  }
+
+  /** A signal asked the agent to stop: end the stream cleanly and exit 0. */
+  stop(signal: string): void {
+    if (this.inputs.stop !== undefined) return;
+    this.deps.log.info({ signal }, 'agent stopping');
+    this.update({ stop: { kind: 'signal', signal } });
+  }
+
+  private update(patch: Partial<LifecycleInputs>): void {
+    this.inputs = { ...this.inputs, ...patch };
+    this.step();
+  }
+
+  private fail(error: CtOpsError): void {
+    if (this.inputs.stop === undefined) this.update({ stop: { kind: 'fatal', error } });
+  }
+
+  private step(): void {
+    // Handlers run from enterState step again; the loop below picks their changes up.
+    if (this.stepping) return;
+    this.stepping = true;
+    try {
+      for (let next = nextState(this.inputs); next !== this.current; next = nextState(this.inputs)) {
+        const previous = this.current;
+        this.current = next;
+        this.deps.log.debug({ from: previous ?? null, to: next }, 'lifecycle state');
+        this.enterState(next);
+      }
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  private enterState(next: LifecycleState): void {
+    if (next !== 'connecting' && next !== 'streaming') this.closeSession();
+    clearTimeout(this.timer);
+    switch (next) {
+      case 'needs-identity':
+        return this.loadIdentity();
+      case 'needs-registration':
+        return this.register();
+      case 'awaiting-approval':
+        return this.waitThen(this.inputs.approvalPollMs ?? 0, { approvalPollMs: undefined });
+      case 'backing-off':
+        return this.waitThen(this.inputs.retryInMs ?? 0, { retryInMs: undefined });
+      case 'connecting':
+        return this.openSession();
+      case 'streaming':
+        this.deps.log.info('heartbeat stream opened');
+        return;
+      case 'stopped':
+        return this.finish();
+    }
+  }
+
+  private loadIdentity(): void {
+    let identity: AgentIdentity;
+    try {
+      identity = loadIdentity(this.config.dataDir, this.deps.log);
+    } catch (error) {
+      return this.fail(asCtOpsError(error, 'ERR_DATA_DIR_UNUSABLE'));
+    }
+    this.identity = identity;
+    this.credential = identity.credential;
+    this.keyKnown = identity.credential !== undefined;
+    this.deps.log.info({ data_dir: this.config.dataDir }, 'agent identity ready');
+    this.update({ identity: 'loaded', credential: this.credentialState() });
+  }
+
+  private credentialState(): LifecycleInputs['credential'] {
+    const expires = this.credential?.jwtExpiresUnix;
+    return isCredentialUsable(expires, Math.floor(this.now() / 1000)) ? 'usable' : 'none';
+  }
+
+  private waitThen(delayMs: number, patch: Partial<LifecycleInputs>): void {
+    this.timer = setTimeout(() => this.update(patch), delayMs);
+  }
+
+  private register(): void {
+    const identity = this.identity;
+    if (identity === undefined) return;
+    const attempt = ++this.registration;
+    const deps = {
+      transport: this.deps.transport,
+      keys: identity.keys,
+      host: this.deps.host,
+      orgToken: this.config.orgToken,
+      address: this.config.ingest.address.target,
+      log: this.deps.log,
+      now: this.now,
+      nonce: () => new Uint8Array(randomBytes(16)),
+      tlsError: (reason: string) => untrustedError(this.config.ingest, reason),
+    };
+    attemptRegistration(deps, this.keyKnown)
+      .catch((error: unknown): RegisterOutcome => ({ kind: 'retry', failure: { grpcCode: GrpcCode.UNKNOWN, errorCode: undefined, details: String(error) }, clockSkew: false }))
+      .then((outcome) => {
+        if (attempt === this.registration && this.current === 'needs-registration') this.onRegistered(outcome);
+      });
+  }
+
+  private onRegistered(outcome: RegisterOutcome): void {
+    const log = this.deps.log;
+    switch (outcome.kind) {
+      case 'active': {
+        this.keyKnown = true;
+        this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
+        this.saveCredential();
+        log.info({ agent_id: outcome.agentId }, 'agent registered and active');
+        if (this.credentialState() === 'usable') return this.update({ credential: 'usable' });
+        // Already expired by this host's clock: most likely the clock is wrong; ask again later.
+        const delay = this.backoff.next();
+        log.warn({ expires_unix: this.credential.jwtExpiresUnix ?? null, retry_in_ms: delay }, 'host clock differs from the appliance');
+        return this.update({ retryInMs: delay });
+      }
+      case 'pending':
+        if (outcome.agentId !== '') this.keyKnown = true;
+        log.info({ agent_id: outcome.agentId, status: outcome.status, retry_after_secs: outcome.retryAfterSecs, reason: outcome.message }, 'awaiting approval');
+        return this.update({ approvalPollMs: outcome.retryAfterSecs * 1000 });
+      case 'refused':
+        log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');
+        return this.fail(new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host${outcome.message ? ` (${outcome.message})` : ''}; not retrying`, { agent_id: outcome.agentId, status: outcome.status }));
+      case 'retry': {
+        const delay = this.backoff.next();
+        const fields = { code: outcome.failure.grpcCode, error_code: outcome.failure.errorCode ?? null, details: outcome.failure.details, retry_in_ms: delay };
+        if (outcome.clockSkew) log.warn(fields, 'host clock differs from the appliance');
+        else log.warn(fields, 'registration failed');
+        return this.update({ retryInMs: delay });
+      }
+      case 'fatal':
+        return this.fail(outcome.error);
+    }
+  }
+
+  /** A failure to persist is logged, not fatal: the credential still works in memory. */
+  private saveCredential(): void {
+    if (this.identity === undefined || this.credential === undefined) return;
+    try {
+      writeAgentState(this.identity.paths, this.credential);
+    } catch (error) {
+      this.deps.log.error({ path: this.identity.paths.state, error: (error as Error).message }, 'cannot save agent state');
+    }
+  }
+
+  private openSession(): void {
+    const credential = this.credential;
+    if (credential === undefined) return this.update({ credential: 'none' });
+    this.deps.log.info({ interval_secs: this.config.heartbeatIntervalSecs }, 'starting heartbeat');
+    this.session = new HeartbeatSession({
+      transport: this.deps.transport,
+      credential,
+      intervalSecs: this.config.heartbeatIntervalSecs,
+      agentVersion: this.deps.host.agentVersion,
+      vitals: this.deps.vitals,
+      results: this.results,
+      now: this.now,
+      log: this.deps.log,
+      events: {
+        onFirstAck: () => this.update({ stream: 'acknowledged' }),
+        onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
+        onCommand: (command) => this.applyCommand(command),
+        onEnd: (end) => this.onStreamEnd(end),
+      },
+    });
+  }
+
+  private onCredential(jwt: string, expiresUnix: number): void {
+    if (this.credential === undefined || jwt === '') return;
+    this.credential = { agentId: this.credential.agentId, jwt, jwtExpiresUnix: expiresUnix > 0 ? expiresUnix : jwtExpiry(jwt) };
+    this.saveCredential();
+    this.deps.log.info({ expires_unix: this.credential.jwtExpiresUnix ?? null }, 'credential refreshed');
+  }
+
+  private applyCommand(command: Command__Output): CommandResult {
+    const log = this.deps.log;
+    if (command.kind !== 'config_reload') {
+      log.warn({ command_id: command.command_id, kind: command.kind ?? null }, 'unsupported command');
+      return { command_id: command.command_id, ok: false, message: 'unsupported command' };
+    }
+    const result = reloadConfig(this.config, this.deps.reload);
+    if (!result.ok) {
+      log.warn({ command_id: command.command_id, error_code: result.error.code, error: result.error.message }, 'config reload failed');
+      return { command_id: command.command_id, ok: false, message: result.message };
+    }
+    for (const warning of result.warnings) log.warn({ warning }, 'configuration warning');
+    this.config = result.config;
+    this.session?.useInterval(result.config.heartbeatIntervalSecs);
+    log.info({ command_id: command.command_id, interval_secs: result.config.heartbeatIntervalSecs }, 'config reloaded');
+    return { command_id: command.command_id, ok: true, message: result.message };
+  }
+
+  private onStreamEnd(end: SessionEnd): void {
+    this.session = undefined;
+    this.results.requeueUnacknowledged();
+    const { status } = end;
+    if (status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status)) {
+      return this.fail(untrustedError(this.config.ingest, status.details));
+    }
+    if (end.healthy) this.backoff.reset();
+    // The appliance refused the JWT (expired, invalid) or the host (revoked, pending):
+    // Register, by key, tells the agent which, and issues a fresh JWT if it may stream.
+    const refused = status.grpcCode === GrpcCode.UNAUTHENTICATED || status.grpcCode === GrpcCode.PERMISSION_DENIED;
+    const delay = this.backoff.next();
+    const fields = { code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, reconnect_in_ms: delay };
+    if (status.grpcCode === GrpcCode.OK) this.deps.log.info(fields, 'heartbeat stream closed');
+    else this.deps.log.warn(fields, 'heartbeat stream closed');
+    this.update({ stream: 'none', credential: refused ? 'none' : this.credentialState(), retryInMs: delay });
+  }
+
+  private closeSession(): void {
+    const session = this.session;
+    this.session = undefined;
+    session?.close();
+  }
+
+  private finish(): void {
+    this.registration += 1;
+    this.deps.transport.close();
+    const stop = this.inputs.stop;
+    const error = stop?.kind === 'fatal' ? stop.error : undefined;
+    this.resolveExit({ exitCode: error?.exitCode ?? 0, error });
+  }
+}
+
+function asCtOpsError(error: unknown, fallback: CtOpsError['code']): CtOpsError {
+  return error instanceof CtOpsError ? error : new CtOpsError(fallback, (error as Error).message, {}, { cause: error });
+}

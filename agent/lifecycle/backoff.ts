@@ -1,0 +1,36 @@
+/** The spec's reconnect schedule: 1s → 2s → 4s → 8s → 16s → 32s → 60s (capped). */
+export const BACKOFF_SCHEDULE_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] as const;
+
+/** Jitter only ever adds, up to this share, so the base schedule stays recognisable. */
+export const BACKOFF_JITTER = 0.1;
+
+/** The base delay before retry number `attempt` (0 = first retry). */
+export function backoffBaseMs(attempt: number): number {
+  return BACKOFF_SCHEDULE_MS[Math.min(Math.max(0, attempt), BACKOFF_SCHEDULE_MS.length - 1)] as number;
+}
+
+/** Spreads agents that lost the same appliance so they do not all return in the same instant. */
+export function withJitter(baseMs: number, random: () => number): number {
+  return baseMs + Math.floor(baseMs * BACKOFF_JITTER * Math.min(Math.max(random(), 0), 1));
+}
+
+/** Counts consecutive failures; a healthy stream resets it. */
+export class Backoff {
+  private attempt = 0;
+  private readonly random: () => number;
+
+  constructor(random: () => number) {
+    this.random = random;
+  }
+
+  /** The delay before the next retry, advancing the schedule. */
+  next(): number {
+    const delay = withJitter(backoffBaseMs(this.attempt), this.random);
+    this.attempt += 1;
+    return delay;
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
+}

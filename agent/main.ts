@@ -1,0 +1,31 @@
+import { parseCli } from './cli/args.ts';
+import { checkAgent } from './cli/check.ts';
+import { reportFatal } from './cli/fatal.ts';
+import { runAgent } from './cli/run.ts';
+import { createLogger, logLevelFromEnv, type AgentLogger } from './log/logger.ts';
+
+/** ct-ops-agent: `-config <file>` runs the agent; `-check` validates and tests the connection. */
+async function main(): Promise<number> {
+  const request = parseCli(process.argv.slice(2), {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+  });
+  if (request.kind === 'exit') return request.exitCode;
+  let log: AgentLogger | undefined;
+  try {
+    log = createLogger(logLevelFromEnv(process.env));
+    if (request.options.check) {
+      process.stdout.write(`ct-ops-agent: ${await checkAgent(request.options.configFile, process.env, log)}\n`);
+      return 0;
+    }
+    return await runAgent(request.options.configFile, process.env, log);
+  } catch (error) {
+    return reportFatal(error, log);
+  }
+}
+
+// Exit explicitly: the gRPC channel and timers would otherwise keep the process alive.
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => process.exit(reportFatal(error, undefined)),
+);

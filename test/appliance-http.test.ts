@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { TestAppliance } from './helpers/appliance.ts';
+import { httpsJson } from './helpers/https.ts';
+import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+
+describe('the appliance HTTPS side and its key material', () => {
+  let appliance: TestAppliance;
+  before(async () => {
+    appliance = await TestAppliance.start();
+  });
+  after(async () => {
+    await appliance.dispose();
+    rmSync(appliance.dataDir, { recursive: true, force: true });
+  });
+
+  test('first start keeps its keys 0600 in a 0700 data directory and names the CA that signs the server certificate', () => {
+    assert.equal(statSync(appliance.dataDir).mode & 0o777, 0o700);
+    for (const file of ['ca.key', 'server.key', 'jwt-signing.key', 'admin-cli.token']) {
+      assert.equal(statSync(join(appliance.dataDir, file)).mode & 0o777, 0o600, file);
+    }
+    const ca = new X509Certificate(appliance.caCert);
+    const server = new X509Certificate(readFileSync(join(appliance.dataDir, 'server.crt')));
+    assert.ok(server.checkIssued(ca) && server.verify(ca.publicKey));
+    assert.equal(ca.publicKey.asymmetricKeyType, 'ec');
+    assert.match(server.subjectAltName ?? '', /DNS:localhost/);
+    assert.match(server.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+  });
+
+  test('/healthz answers over TLS without credentials', async () => {
+    const health = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/healthz');
+    assert.equal(health.status, 200);
+    assert.equal(health.body.status, 'ok');
+  });
+
+  test('an agent JWT verifies against /.well-known/jwks.json with EdDSA and carries sub, iss, aud, iat, exp and jti', async () => {
+    const { token } = await appliance.createToken('--auto-approve');
+    const client = ingestClient(appliance.address, appliance.caCert);
+    const registered = await callRegister(client, signedRegister(newIdentity('jwks'), token));
+    client.close();
+    assert.ok(registered.ok);
+    const jwks = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/.well-known/jwks.json');
+    const { payload } = await jwtVerify(registered.value.jwt, createLocalJWKSet(jwks.body), { algorithms: ['EdDSA'], issuer: 'ct-ops-appliance', audience: 'ct-ops-ingest' });
+    assert.equal(payload.sub, registered.value.agent_id);
+    assert.equal((payload.exp as number) - (payload.iat as number), 86_400);
+    assert.equal(payload.exp, registered.value.jwt_expires_unix);
+    assert.ok(payload.jti);
+    assert.equal(decodeProtectedHeader(registered.value.jwt).kid, jwks.body.keys[0].kid);
+  });
+
+  test('the admin API refuses missing or wrong credentials and lets the first admin log in with the password shown once', async () => {
+    const anonymous = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts');
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.body.error.code, 'ERR_ADMIN_UNAUTHENTICATED');
+    const forged = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts', { bearer: 'ctadm_forged' });
+    assert.equal(forged.status, 401);
+    const wrong = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'guess' } });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error.code, 'ERR_LOGIN_FAILED');
+    const password = /password: (\S+)/.exec(appliance.process.stderr)?.[1];
+    assert.ok(password, 'the first start printed the admin password');
+    assert.ok(!appliance.process.stdout.includes(password), 'the password is not in the JSON log');
+    const login = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password } });
+    assert.equal(login.status, 200);
+    const hosts = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts', { bearer: login.body.token });
+    assert.equal(hosts.status, 200);
+    assert.ok(Array.isArray(hosts.body));
+  });
+
+  test('a malformed admin request body is refused with ERR_INVALID_ARGUMENT', async () => {
+    const credential = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
+    const bad = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/tokens', { bearer: credential, body: { max_uses: 0, surprise: true } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.code, 'ERR_INVALID_ARGUMENT');
+  });
+
+  test('a restart reuses the CA, JWT key and admin, and reissues the server certificate only when the SANs change', async () => {
+    const caBefore = appliance.caCert;
+    const serverBefore = readFileSync(join(appliance.dataDir, 'server.crt'), 'utf8');
+    const kidBefore = (await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/.well-known/jwks.json')).body.keys[0].kid;
+    await appliance.stop();
+    const same = await TestAppliance.start({ dataDir: appliance.dataDir });
+    assert.equal(same.caCert, caBefore);
+    assert.equal(readFileSync(join(appliance.dataDir, 'server.crt'), 'utf8'), serverBefore);
+    assert.equal((await httpsJson(same.httpPort, same.caCert, 'GET', '/.well-known/jwks.json')).body.keys[0].kid, kidBefore);
+    assert.ok(!same.process.stderr.includes('password:'), 'the admin password is shown on the first start only');
+    await same.stop();
+    const renamed = await TestAppliance.start({ dataDir: appliance.dataDir, args: ['--san', 'appliance.example'] });
+    const reissued = new X509Certificate(readFileSync(join(appliance.dataDir, 'server.crt')));
+    assert.match(reissued.subjectAltName ?? '', /DNS:appliance\.example/);
+    assert.equal(renamed.caCert, caBefore);
+    await renamed.stop();
+    appliance = await TestAppliance.start({ dataDir: appliance.dataDir });
+  });
+});
