@@ -35,3 +35,5 @@ export type { AgentStatus } from '../proto/gen/ctops/ingest/v1/AgentStatus.ts';
 export type { IngestServiceClient, IngestServiceHandlers } from '../proto/gen/ctops/ingest/v1/IngestService.ts';
 export type { SoftwareInventoryChunk__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
 export type { SoftwareInventoryResponse } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
+export type { Command__Output } from '../proto/gen/ctops/ingest/v1/Command.ts';
+export type { CommandResult } from '../proto/gen/ctops/ingest/v1/CommandResult.ts';

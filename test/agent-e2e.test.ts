@@ -103,6 +103,8 @@ describe('the real agent process against the real appliance', () => {
     await agent.stop();
 
     rmSync(agent.dataDir, { recursive: true });
+    // A fresh machine, not a reinstall on the same one (that would be held pending as a suspected clone).
+    writeFileSync(agent.machineIdFile, 'a-different-machine\n');
     const { token: second } = await appliance.createToken('--auto-approve');
     agent.writeConfig({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: second, intervalSecs: 5 });
     await agent.start().waitForLog('heartbeat stream opened');

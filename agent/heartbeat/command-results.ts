@@ -1,4 +1,4 @@
-import type { CommandResult } from '../../proto/gen/ctops/ingest/v1/CommandResult.ts';
+import type { CommandResult } from '../../common/proto.ts';
 
 export type { CommandResult };
 

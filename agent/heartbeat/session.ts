@@ -1,5 +1,5 @@
 import type { HeartbeatResponse__Output } from '../../common/proto.ts';
-import type { Command__Output } from '../../proto/gen/ctops/ingest/v1/Command.ts';
+import type { Command__Output } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';

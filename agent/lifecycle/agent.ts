@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CtOpsError, GrpcCode } from '../../common/errors.ts';
-import type { Command__Output } from '../../proto/gen/ctops/ingest/v1/Command.ts';
+import type { Command__Output } from '../../common/proto.ts';
 import { reloadConfig } from '../config/reload.ts';
 import type { AgentConfig, LoadedConfig } from '../config/types.ts';
 import { CommandResultQueue, type CommandResult } from '../heartbeat/command-results.ts';
@@ -186,11 +186,9 @@ export class Agent {
         this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
         this.saveCredential();
         log.info({ agent_id: outcome.agentId }, 'agent registered and active');
-        if (this.credentialState() === 'usable') return this.update({ credential: 'usable' });
-        // Already expired by this host's clock: most likely the clock is wrong; ask again later.
-        const delay = this.backoff.next();
-        log.warn({ expires_unix: this.credential.jwtExpiresUnix ?? null, retry_in_ms: delay }, 'host clock differs from the appliance');
-        return this.update({ retryInMs: delay });
+        // A JWT just issued is used whatever its lifetime: the appliance checks it by its own
+        // clock, and a short TTL (or a host clock running ahead) must not cause a Register loop.
+        return this.update({ credential: 'usable' });
       }
       case 'pending':
         if (outcome.agentId !== '') this.keyKnown = true;

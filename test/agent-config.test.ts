@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CtOpsError } from '../common/errors.ts';
+import { PRODUCT_VERSION } from '../common/version.ts';
+import { parseIngestAddress } from '../agent/config/address.ts';
+import { DEFAULT_DATA_DIR, loadAgentConfig } from '../agent/config/load.ts';
+import { reloadConfig } from '../agent/config/reload.ts';
+
+const CA_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+
+function withDir(run: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-agent-config-'));
+  try {
+    run(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function writeConfig(dir: string, text: string): string {
+  const file = join(dir, 'agent.toml');
+  writeFileSync(file, text);
+  return file;
+}
+
+function expectCode(run: () => unknown, code: CtOpsError['code'], pattern: RegExp): void {
+  assert.throws(run, (error: unknown) => {
+    assert.ok(error instanceof CtOpsError, `expected CtOpsError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    assert.equal(error.exitCode, 78);
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+const SPEC_EXAMPLE = (dir: string) => `
+[ingest]
+address = "ingest.corp.example.com:9443"
+ca_cert_file = "${join(dir, 'ca.crt')}"
+
+[agent]
+org_token = "tok_abc"
+data_dir  = "${join(dir, 'data')}"
+version   = "${PRODUCT_VERSION}"
+heartbeat_interval_secs = 45
+
+[agent.tags]
+env = "prod"
+team = "core"
+`;
+
+test("the spec's example configuration loads into a frozen, typed config", () => {
+  withDir((dir) => {
+    writeFileSync(join(dir, 'ca.crt'), CA_PEM);
+    const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env: {} });
+    assert.deepEqual(warnings, []);
+    assert.equal(config.ingest.address.target, 'ingest.corp.example.com:9443');
+    assert.equal(config.ingest.address.host, 'ingest.corp.example.com');
+    assert.equal(config.ingest.address.port, 9443);
+    assert.equal(config.ingest.caCertFile, join(dir, 'ca.crt'));
+    assert.equal(config.ingest.caPem, CA_PEM);
+    assert.equal(config.orgToken, 'tok_abc');
+    assert.equal(config.dataDir, join(dir, 'data'));
+    assert.equal(config.heartbeatIntervalSecs, 45);
+    assert.deepEqual(config.tags, { env: 'prod', team: 'core' });
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.ingest) && Object.isFrozen(config.tags));
+  });
+});
+
+test('defaults apply: data_dir /var/lib/ct-ops/agent, interval 30 s, system roots, no token, no tags', () => {
+  withDir((dir) => {
+    const { config } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\n'), env: {} });
+    assert.equal(config.dataDir, DEFAULT_DATA_DIR);
+    assert.equal(config.heartbeatIntervalSecs, 30);
+    assert.equal(config.ingest.caCertFile, undefined);
+    assert.equal(config.ingest.caPem, undefined);
+    assert.equal(config.orgToken, '');
+    assert.deepEqual(config.tags, {});
+  });
+});
+
+test('an empty ca_cert_file means the system roots', () => {
+  withDir((dir) => {
+    const { config } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nca_cert_file = ""\n'), env: {} });
+    assert.equal(config.ingest.caCertFile, undefined);
+  });
+});
+
+test('environment variables override the file', () => {
+  withDir((dir) => {
+    writeFileSync(join(dir, 'ca.crt'), CA_PEM);
+    writeFileSync(join(dir, 'env-ca.crt'), CA_PEM);
+    const env = {
+      CT_OPS_INGEST_ADDRESS: 'other.example.com:7000',
+      CT_OPS_INGEST_CA_CERT: join(dir, 'env-ca.crt'),
+      CT_OPS_ORG_TOKEN: 'tok_env',
+      CT_OPS_DATA_DIR: join(dir, 'env-data'),
+    };
+    const { config } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env });
+    assert.equal(config.ingest.address.target, 'other.example.com:7000');
+    assert.equal(config.ingest.caCertFile, join(dir, 'env-ca.crt'));
+    assert.equal(config.orgToken, 'tok_env');
+    assert.equal(config.dataDir, join(dir, 'env-data'));
+  });
+});
+
+test('relative paths in the file resolve against the file’s directory', () => {
+  withDir((dir) => {
+    writeFileSync(join(dir, 'ca.crt'), CA_PEM);
+    const { config } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nca_cert_file = "ca.crt"\n[agent]\ndata_dir = "state"\n'), env: {} });
+    assert.equal(config.ingest.caCertFile, join(dir, 'ca.crt'));
+    assert.equal(config.dataDir, join(dir, 'state'));
+  });
+});
+
+test('malformed TOML is ERR_CONFIG_INVALID naming the file', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest\naddress = "h:1"\n');
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', new RegExp(`${file}: not valid TOML`));
+  });
+});
+
+test('a missing config file is ERR_CONFIG_UNREADABLE', () => {
+  withDir((dir) => {
+    expectCode(() => loadAgentConfig({ file: join(dir, 'absent.toml'), env: {} }), 'ERR_CONFIG_UNREADABLE', /cannot read the agent configuration/);
+  });
+});
+
+test('unknown keys and tables are warnings, not errors', () => {
+  withDir((dir) => {
+    const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nport = 3\n[agent]\nfoo = 1\n[extra]\nx = 1\n'), env: {} });
+    assert.equal(config.ingest.address.target, 'h:1');
+    assert.equal(warnings.length, 3);
+    assert.match(warnings.join('\n'), /unknown key "\[ingest\] port"/);
+    assert.match(warnings.join('\n'), /unknown key "\[agent\] foo"/);
+    assert.match(warnings.join('\n'), /unknown key "extra"/);
+  });
+});
+
+test('a value of the wrong type names the file and key', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddress = "h:1"\n[agent]\nheartbeat_interval_secs = "30"\n');
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', /\[agent\] heartbeat_interval_secs: expected an integer/);
+  });
+});
+
+test('tags must be a table of strings', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddress = "h:1"\n[agent.tags]\nrack = 4\n');
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', /\[agent\] tags: expected a table of string values/);
+  });
+});
+
+for (const interval of [0, -5, 4, 3601, 1.5]) {
+  test(`heartbeat_interval_secs = ${interval} is rejected (integer 5–3600 only)`, () => {
+    withDir((dir) => {
+      const file = writeConfig(dir, `[ingest]\naddress = "h:1"\n[agent]\nheartbeat_interval_secs = ${interval}\n`);
+      expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', /heartbeat_interval_secs: expected an integer/);
+    });
+  });
+}
+
+test('interval bounds 5 and 3600 are accepted', () => {
+  withDir((dir) => {
+    for (const interval of [5, 3600]) {
+      const file = writeConfig(dir, `[ingest]\naddress = "h:1"\n[agent]\nheartbeat_interval_secs = ${interval}\n`);
+      assert.equal(loadAgentConfig({ file, env: {} }).config.heartbeatIntervalSecs, interval);
+    }
+  });
+});
+
+test('a missing ingest address is ERR_CONFIG_INVALID mentioning the env var', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[agent]\norg_token = "t"\n');
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', /\[ingest\] address is required.*CT_OPS_INGEST_ADDRESS/);
+  });
+});
+
+test('an address without a port is rejected; so is a port out of range', () => {
+  withDir((dir) => {
+    expectCode(() => loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "ingest.example.com"\n'), env: {} }), 'ERR_CONFIG_INVALID', /\[ingest\] address: expected host:port/);
+    expectCode(() => loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:70000"\n'), env: {} }), 'ERR_CONFIG_INVALID', /port must be from 1 to 65535/);
+    expectCode(() => loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\n'), env: { CT_OPS_INGEST_ADDRESS: 'nope' } }), 'ERR_CONFIG_INVALID', /^CT_OPS_INGEST_ADDRESS: expected host:port/);
+  });
+});
+
+test('IPv6 addresses need brackets', () => {
+  assert.deepEqual({ ...parseIngestAddress('[::1]:9443', 'x') }, { target: '[::1]:9443', host: '::1', port: 9443 });
+  assert.throws(() => parseIngestAddress('::1:9443', 'x'), /expected host:port/);
+});
+
+test('an unreadable CA file is ERR_CONFIG_UNREADABLE naming the file and key', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, `[ingest]\naddress = "h:1"\nca_cert_file = "${join(dir, 'missing.crt')}"\n`);
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_UNREADABLE', /\[ingest\] ca_cert_file: cannot read CA certificate .*missing\.crt/);
+  });
+});
+
+test('a CA file without a PEM certificate is ERR_CONFIG_INVALID', () => {
+  withDir((dir) => {
+    writeFileSync(join(dir, 'ca.crt'), 'not a certificate');
+    const file = writeConfig(dir, '[ingest]\naddress = "h:1"\nca_cert_file = "ca.crt"\n');
+    expectCode(() => loadAgentConfig({ file, env: {} }), 'ERR_CONFIG_INVALID', /holds no PEM certificate/);
+  });
+});
+
+test('a configured version other than the compiled one is accepted with a warning', () => {
+  withDir((dir) => {
+    const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\n[agent]\nversion = "9.9.9"\n'), env: {} });
+    assert.equal(config.configuredVersion, '9.9.9');
+    assert.match(warnings.join('\n'), new RegExp(`"9\\.9\\.9" but this agent is ${PRODUCT_VERSION.replaceAll('.', '\\.')}`));
+  });
+});
+
+test('a reload applies the new interval and names settings that need a restart', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddress = "h:1"\n[agent]\nheartbeat_interval_secs = 30\n');
+    const current = loadAgentConfig({ file, env: {} }).config;
+    writeConfig(dir, '[ingest]\naddress = "h2:1"\n[agent]\nheartbeat_interval_secs = 10\n');
+    const result = reloadConfig(current, () => loadAgentConfig({ file, env: {} }));
+    assert.ok(result.ok);
+    assert.equal(result.config.heartbeatIntervalSecs, 10);
+    assert.equal(result.config.ingest.address.target, 'h:1', 'the connection settings stay until a restart');
+    assert.equal(result.message, 'heartbeat_interval_secs=10; restart the agent to apply ingest.address');
+  });
+});
+
+test('an invalid config on reload is reported and the old config stays', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddress = "h:1"\n');
+    const current = loadAgentConfig({ file, env: {} }).config;
+    writeConfig(dir, '[ingest]\naddress = "h:1"\n[agent]\nheartbeat_interval_secs = 0\n');
+    const result = reloadConfig(current, () => loadAgentConfig({ file, env: {} }));
+    assert.equal(result.ok, false);
+    assert.ok(!result.ok && result.error.code === 'ERR_CONFIG_INVALID');
+    assert.match(result.message, /^ERR_CONFIG_INVALID: .*previous configuration stays in effect$/);
+    assert.equal(current.heartbeatIntervalSecs, 30);
+  });
+});

@@ -1,0 +1,517 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { test, type TestContext } from 'node:test';
+import { GrpcCode } from '../common/errors.ts';
+import type { HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output } from '../common/proto.ts';
+import { loadAgentConfig } from '../agent/config/load.ts';
+import type { AgentConfig } from '../agent/config/types.ts';
+import { loadIdentity } from '../agent/identity/load.ts';
+import { identityPaths } from '../agent/identity/paths.ts';
+import { writeAgentState } from '../agent/identity/state.ts';
+import { Agent, type AgentExit } from '../agent/lifecycle/agent.ts';
+import { Backoff, backoffBaseMs, BACKOFF_SCHEDULE_MS, withJitter } from '../agent/lifecycle/backoff.ts';
+import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
+import { createLogger } from '../agent/log/logger.ts';
+import { rpcFailure } from '../agent/transport/failure.ts';
+import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult } from '../agent/transport/types.ts';
+
+// ---------------------------------------------------------------- pure logic
+
+test('nextState: each combination of facts names what the agent needs next', () => {
+  const loaded = { ...INITIAL_INPUTS, identity: 'loaded' as const };
+  assert.equal(nextState(INITIAL_INPUTS), 'needs-identity');
+  assert.equal(nextState(loaded), 'needs-registration');
+  assert.equal(nextState({ ...loaded, credential: 'usable' }), 'connecting');
+  assert.equal(nextState({ ...loaded, credential: 'usable', stream: 'acknowledged' }), 'streaming');
+  assert.equal(nextState({ ...loaded, approvalPollMs: 30_000 }), 'awaiting-approval');
+  assert.equal(nextState({ ...loaded, credential: 'usable', retryInMs: 1000 }), 'backing-off');
+  assert.equal(nextState({ ...loaded, approvalPollMs: 5, retryInMs: 1000 }), 'backing-off');
+  assert.equal(nextState({ ...loaded, credential: 'usable', stream: 'acknowledged', stop: { kind: 'signal', signal: 'SIGTERM' } }), 'stopped');
+  assert.equal(nextState({ ...INITIAL_INPUTS, stop: { kind: 'signal', signal: 'SIGINT' } }), 'stopped');
+});
+
+test('the backoff schedule is exactly 1, 2, 4, 8, 16, 32, 60 s, then stays at 60 s', () => {
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50].map(backoffBaseMs), [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]);
+  const backoff = new Backoff(() => 0);
+  assert.deepEqual(Array.from({ length: 9 }, () => backoff.next()), [...BACKOFF_SCHEDULE_MS, 60000, 60000]);
+  backoff.reset();
+  assert.equal(backoff.next(), 1000);
+});
+
+test('jitter only adds, and at most 10%', () => {
+  for (const base of BACKOFF_SCHEDULE_MS) {
+    assert.equal(withJitter(base, () => 0), base);
+    const high = withJitter(base, () => 0.9999);
+    assert.ok(high >= base && high <= base * 1.1, `${high} for ${base}`);
+  }
+  assert.equal(withJitter(1000, () => 5), 1100, 'a misbehaving random source cannot push it further');
+});
+
+// ---------------------------------------------------------------- harness
+
+class FakeStream implements HeartbeatCall {
+  readonly sent: HeartbeatRequest[] = [];
+  closed = false;
+  constructor(
+    readonly jwt: string,
+    private readonly handlers: HeartbeatHandlers,
+  ) {}
+  send(request: HeartbeatRequest): void {
+    assert.equal(this.closed, false, 'send after close');
+    this.sent.push(request);
+  }
+  close(): void {
+    this.closed = true;
+    // grpc-js reports a locally cancelled call as CANCELLED, asynchronously.
+    queueMicrotask(() => this.handlers.onEnd(rpcFailure({ code: GrpcCode.CANCELLED, details: 'Cancelled on client' })));
+  }
+  push(message: HeartbeatResponse__Output): void {
+    this.handlers.onMessage(message);
+  }
+  ack(sequence: number): void {
+    this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0 } });
+  }
+  end(code: number, details = ''): void {
+    this.closed = true;
+    this.handlers.onEnd(rpcFailure({ code, details }));
+  }
+}
+
+/** Records every call; Register answers come from a queue (an empty queue never answers). */
+class FakeTransport implements IngestTransport {
+  readonly registers: RegisterRequest[] = [];
+  readonly answers: RegisterResult[] = [];
+  readonly streams: FakeStream[] = [];
+  closed = false;
+  register(request: RegisterRequest): Promise<RegisterResult> {
+    this.registers.push(request);
+    const answer = this.answers.shift();
+    return answer === undefined ? new Promise(() => undefined) : Promise.resolve(answer);
+  }
+  openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall {
+    const stream = new FakeStream(jwt, handlers);
+    this.streams.push(stream);
+    return stream;
+  }
+  close(): void {
+    this.closed = true;
+  }
+  get lastStream(): FakeStream {
+    const stream = this.streams.at(-1);
+    assert.ok(stream, 'no stream opened');
+    return stream;
+  }
+}
+
+const START_MS = 1_750_000_000_000;
+
+function fakeJwt(expUnix: number, tag = 'a'): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'EdDSA' })}.${part({ sub: 'hst_1', exp: expUnix, tag })}.c2ln`;
+}
+
+function answer(fields: Partial<RegisterResponse__Output>): RegisterResult {
+  return { ok: true, response: { agent_id: 'hst_1', status: 'AGENT_STATUS_PENDING', jwt: '', jwt_expires_unix: 0, retry_after_secs: 0, message: '', ...fields } };
+}
+
+function active(jwt = fakeJwt(START_MS / 1000 + 86_400)): RegisterResult {
+  return answer({ status: 'AGENT_STATUS_ACTIVE', jwt, jwt_expires_unix: START_MS / 1000 + 86_400 });
+}
+
+function failure(code: number, details: string): RegisterResult {
+  return { ok: false, failure: rpcFailure({ code, details }) };
+}
+
+interface Harness {
+  agent: Agent;
+  transport: FakeTransport;
+  dir: string;
+  configFile: string;
+  events: Record<string, unknown>[];
+  rawLog: string[];
+  messages(): unknown[];
+  exit: Promise<AgentExit>;
+  advance(ms: number): Promise<void>;
+  flush(): Promise<void>;
+}
+
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+async function start(t: TestContext, prepare?: (dir: string) => void, random = () => 0): Promise<Harness> {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-agent-lifecycle-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const configFile = join(dir, 'agent.toml');
+  writeFileSync(configFile, `[ingest]\naddress = "ingest.test:9443"\n[agent]\norg_token = "tok_secret"\ndata_dir = "${join(dir, 'data')}"\nheartbeat_interval_secs = 30\n`);
+  const config: AgentConfig = loadAgentConfig({ file: configFile, env: {} }).config;
+  prepare?.(join(dir, 'data'));
+  const events: Record<string, unknown>[] = [];
+  const rawLog: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      rawLog.push(String(chunk));
+      events.push(JSON.parse(String(chunk)));
+      done();
+    },
+  });
+  const log = createLogger('debug', sink);
+  const transport = new FakeTransport();
+  let nowMs = START_MS;
+  const agent = new Agent({
+    config,
+    transport,
+    host: { hostname: 'web-1', machineFingerprint: 'ab'.repeat(32), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: {} },
+    vitals: () => ({ cpuPercent: 12.5, memoryPercent: 40, diskPercent: 55, uptimeSeconds: 1234 }),
+    log,
+    reload: () => loadAgentConfig({ file: configFile, env: {} }),
+    now: () => nowMs,
+    random,
+  });
+  return {
+    agent,
+    transport,
+    dir,
+    configFile,
+    events,
+    rawLog,
+    messages: () => events.map((event) => event.msg),
+    exit: Promise.resolve(),
+    flush,
+    async advance(ms: number) {
+      nowMs += ms;
+      t.mock.timers.tick(ms);
+      await flush();
+    },
+  } as unknown as Harness;
+}
+
+async function run(h: Harness): Promise<Harness> {
+  h.exit = h.agent.run();
+  await flush();
+  return h;
+}
+
+function saveState(dataDir: string, expiresUnix: number, agentId = 'hst_1'): void {
+  const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+  loadIdentity(dataDir, createLogger('silent', sink));
+  writeAgentState(identityPaths(dataDir), { agentId, jwt: fakeJwt(expiresUnix, 'saved'), jwtExpiresUnix: expiresUnix });
+}
+
+// ---------------------------------------------------------------- behaviour
+
+test('first enrolment: token sent, JWT saved, stream opened with Bearer metadata, spec log lines in order', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(active());
+  await run(h);
+  assert.equal(h.transport.registers.length, 1);
+  assert.equal(h.transport.registers[0]?.org_token, 'tok_secret');
+  const state = JSON.parse(readFileSync(join(h.dir, 'data', 'agent_state.json'), 'utf8'));
+  assert.equal(state.agent_id, 'hst_1');
+  assert.equal(state.jwt_expires_unix, START_MS / 1000 + 86_400);
+  const stream = h.transport.lastStream;
+  assert.equal(stream.jwt, state.jwt, 'the JWT goes in call metadata');
+  assert.equal(h.agent.state, 'connecting');
+  const first = stream.sent[0];
+  assert.ok(first, 'the first heartbeat goes out as soon as the stream opens');
+  assert.equal(first.agent_id, 'hst_1');
+  assert.equal(first.sequence, 1);
+  assert.equal(first.interval_secs, 30);
+  assert.equal(first.cpu_percent, 12.5);
+  assert.equal(first.timestamp_unix, Math.floor(START_MS / 1000));
+  assert.ok(!Object.values(first).includes(state.jwt), 'no message field carries the JWT');
+  stream.ack(1);
+  assert.equal(h.agent.state, 'streaming');
+  const spec = ['agent identity ready', 'registering agent', 'registration response', 'agent registered and active', 'starting heartbeat', 'heartbeat stream opened'];
+  assert.deepEqual(h.messages().filter((msg) => spec.includes(msg as string)), spec);
+  const byMsg = (msg: string) => h.events.find((event) => event.msg === msg);
+  assert.equal(byMsg('agent identity ready')?.data_dir, join(h.dir, 'data'));
+  assert.equal(byMsg('registering agent')?.address, 'ingest.test:9443');
+  assert.deepEqual([byMsg('registration response')?.status, byMsg('registration response')?.agent_id], ['active', 'hst_1']);
+  assert.equal(byMsg('starting heartbeat')?.interval_secs, 30);
+  assert.ok(h.rawLog.every((line) => !line.includes('tok_secret') && !line.includes(state.jwt)), 'neither token nor JWT is logged');
+
+  await h.advance(30_000);
+  assert.deepEqual(stream.sent.map((request) => request.sequence), [1, 2]);
+  h.agent.stop('SIGTERM');
+  assert.deepEqual(await h.exit, { exitCode: 0, error: undefined });
+  assert.ok(stream.closed && h.transport.closed);
+  assert.equal(h.agent.state, 'stopped');
+});
+
+test('pending: polls again after retry_after_secs (default 30) with a fresh nonce, then streams when approved', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_PENDING', retry_after_secs: 10 }), answer({ status: 'AGENT_STATUS_PENDING' }), active());
+  await run(h);
+  assert.equal(h.agent.state, 'awaiting-approval');
+  assert.ok(h.messages().includes('awaiting approval'));
+  await h.advance(9_999);
+  assert.equal(h.transport.registers.length, 1);
+  await h.advance(1);
+  assert.equal(h.transport.registers.length, 2);
+  await h.advance(29_999);
+  assert.equal(h.transport.registers.length, 2);
+  await h.advance(1);
+  assert.equal(h.transport.registers.length, 3);
+  const nonces = h.transport.registers.map((request) => Buffer.from(request.nonce as Uint8Array).toString('hex'));
+  assert.equal(new Set(nonces).size, 3, 'every poll is signed afresh');
+  assert.equal(h.transport.registers[1]?.org_token, '', 'a key the appliance holds pending needs no token');
+  assert.equal(h.agent.state, 'connecting');
+  assert.equal(h.transport.streams.length, 1);
+});
+
+for (const status of ['AGENT_STATUS_REVOKED', 'AGENT_STATUS_REJECTED'] as const) {
+  test(`${status} stops the agent with exit code 77 and no retry`, async (t) => {
+    const h = await start(t);
+    h.transport.answers.push(answer({ status, message: 'by admin' }));
+    await run(h);
+    const exit = await h.exit;
+    assert.equal(exit.exitCode, 77);
+    assert.equal(exit.error?.code, 'ERR_AGENT_REVOKED');
+    assert.ok(h.messages().includes('agent revoked; stopping'));
+    await h.advance(120_000);
+    assert.equal(h.transport.registers.length, 1);
+  });
+}
+
+test('an unexpected status is polled like pending, never an exit', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_UNSPECIFIED' }), answer({ status: 'AGENT_STATUS_OFFLINE' as RegisterResponse__Output['status'], retry_after_secs: 5 }), active());
+  await run(h);
+  assert.equal(h.agent.state, 'awaiting-approval');
+  await h.advance(30_000);
+  assert.equal(h.agent.state, 'awaiting-approval');
+  await h.advance(5_000);
+  assert.equal(h.agent.state, 'connecting');
+});
+
+test('a restart with an unexpired JWT skips registration and streams at once', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  assert.equal(h.transport.registers.length, 0);
+  assert.equal(h.transport.lastStream.jwt, fakeJwt(START_MS / 1000 + 3600, 'saved'));
+  assert.equal(h.transport.lastStream.sent[0]?.agent_id, 'hst_1');
+});
+
+test('a restart with an expired (or nearly expired) JWT registers again by key, without the token', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30));
+  h.transport.answers.push(active());
+  await run(h);
+  assert.equal(h.transport.registers.length, 1);
+  assert.equal(h.transport.registers[0]?.org_token, '');
+  assert.equal(h.agent.state, 'connecting');
+});
+
+test('stream failures reconnect after 1, 2, 4, 8, 16, 32, 60, 60 s; a stream that was acked resets to 1 s', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400));
+  await run(h);
+  for (const delay of [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]) {
+    const before = h.transport.streams.length;
+    h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'Connection dropped');
+    await h.flush();
+    assert.equal(h.agent.state, 'backing-off');
+    assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, delay);
+    await h.advance(delay - 1);
+    assert.equal(h.transport.streams.length, before, `not before ${delay} ms`);
+    await h.advance(1);
+    assert.equal(h.transport.streams.length, before + 1, `after ${delay} ms`);
+  }
+  h.transport.lastStream.ack(1);
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'server restarted');
+  await h.flush();
+  const closed = h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1);
+  assert.equal(closed?.reconnect_in_ms, 1000);
+  assert.equal(closed?.code, GrpcCode.UNAVAILABLE);
+  assert.equal(h.transport.registers.length, 0, 'a dropped connection needs no new registration');
+});
+
+test('an expired JWT on the stream means registering again by key, then streaming with the new JWT', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  const fresh = fakeJwt(START_MS / 1000 + 86_400, 'fresh');
+  h.transport.answers.push(active(fresh));
+  await run(h);
+  h.transport.lastStream.end(GrpcCode.UNAUTHENTICATED, 'ERR_JWT_EXPIRED: jwt expired');
+  await h.flush();
+  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.error_code, 'ERR_JWT_EXPIRED');
+  await h.advance(1000);
+  assert.equal(h.transport.registers.length, 1);
+  assert.equal(h.transport.registers[0]?.org_token, '');
+  assert.equal(h.transport.lastStream.jwt, fresh);
+});
+
+test('PERMISSION_DENIED on the stream asks Register once; REVOKED then exits 77', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_REVOKED' }));
+  await run(h);
+  h.transport.lastStream.ack(1);
+  h.transport.lastStream.end(GrpcCode.PERMISSION_DENIED, 'ERR_AGENT_NOT_ACTIVE: revoked');
+  await h.advance(1000);
+  assert.equal((await h.exit).exitCode, 77);
+  assert.equal(h.transport.registers.length, 1);
+});
+
+test('PERMISSION_DENIED then PENDING waits for approval rather than reconnecting', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_PENDING', retry_after_secs: 20 }));
+  await run(h);
+  h.transport.lastStream.end(GrpcCode.PERMISSION_DENIED, 'ERR_AGENT_NOT_ACTIVE: pending');
+  await h.advance(1000);
+  assert.equal(h.agent.state, 'awaiting-approval');
+  assert.equal(h.transport.streams.length, 1);
+});
+
+test('an untrusted certificate on the stream stops the agent with ERR_INGEST_TLS_UNTRUSTED (78)', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'No connection established. Last error: Error: self-signed certificate in certificate chain');
+  const exit = await h.exit;
+  assert.equal(exit.error?.code, 'ERR_INGEST_TLS_UNTRUSTED');
+  assert.equal(exit.exitCode, 78);
+  assert.match(exit.error?.message ?? '', /ingest\.test:9443.*system CA roots/);
+});
+
+test('a refused enrolment token at first enrolment exits 78', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(failure(GrpcCode.UNAUTHENTICATED, 'ERR_TOKEN_EXPIRED: token expired'));
+  await run(h);
+  const exit = await h.exit;
+  assert.deepEqual([exit.exitCode, exit.error?.code], [78, 'ERR_TOKEN_EXPIRED']);
+});
+
+test('an unreachable appliance and a stale clock are retried on the backoff schedule', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(failure(GrpcCode.UNAVAILABLE, 'connect ECONNREFUSED'), failure(GrpcCode.UNAUTHENTICATED, 'ERR_REGISTER_STALE: 6 min off'), active());
+  await run(h);
+  assert.equal(h.agent.state, 'backing-off');
+  assert.equal(h.events.filter((event) => event.msg === 'registration failed').at(-1)?.retry_in_ms, 1000);
+  await h.advance(1000);
+  assert.equal(h.transport.registers.length, 2);
+  assert.equal(h.events.filter((event) => event.msg === 'host clock differs from the appliance').length, 1);
+  await h.advance(1999);
+  assert.equal(h.transport.registers.length, 2);
+  await h.advance(1);
+  assert.equal(h.transport.registers.length, 3);
+  assert.equal(h.agent.state, 'connecting');
+});
+
+test('config_reload applies the new interval at once and reports the result; an invalid file is reported and changes nothing', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  const stream = h.transport.lastStream;
+  stream.ack(1);
+  writeFileSync(h.configFile, readFileSync(h.configFile, 'utf8').replace('heartbeat_interval_secs = 30', 'heartbeat_interval_secs = 10'));
+  stream.push({ kind: 'command', command: { command_id: 'cmd_1', kind: 'config_reload', config_reload: {} } });
+  const report = stream.sent.at(-1);
+  assert.deepEqual(report?.command_results, [{ command_id: 'cmd_1', ok: true, message: 'heartbeat_interval_secs=10' }]);
+  assert.equal(report?.interval_secs, 10);
+  assert.ok(h.messages().includes('config reloaded'));
+  const count = stream.sent.length;
+  await h.advance(10_000);
+  assert.equal(stream.sent.length, count + 1, 'the next heartbeat follows the new interval');
+  assert.deepEqual(stream.sent.at(-1)?.command_results, [], 'a result is sent once while its heartbeat is in flight');
+
+  writeFileSync(h.configFile, '[ingest\nbroken');
+  stream.push({ kind: 'command', command: { command_id: 'cmd_2', kind: 'config_reload', config_reload: {} } });
+  const failed = stream.sent.at(-1)?.command_results?.[0];
+  assert.equal(failed?.command_id, 'cmd_2');
+  assert.equal(failed?.ok, false);
+  assert.match(failed?.message ?? '', /^ERR_CONFIG_INVALID: .*not valid TOML/);
+  assert.equal(stream.sent.at(-1)?.interval_secs, 10, 'the previous configuration stays');
+});
+
+test('a command result whose heartbeat was never acked is sent again on the next stream', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  const stream = h.transport.lastStream;
+  stream.ack(1);
+  stream.push({ kind: 'command', command: { command_id: 'cmd_9', kind: 'config_reload', config_reload: {} } });
+  assert.equal(stream.sent.at(-1)?.command_results?.[0]?.command_id, 'cmd_9');
+  stream.end(GrpcCode.UNAVAILABLE, 'gone');
+  await h.advance(1000);
+  assert.deepEqual(h.transport.lastStream.sent[0]?.command_results?.map((result) => result.command_id), ['cmd_9']);
+  h.transport.lastStream.ack(1);
+  await h.advance(30_000);
+  assert.deepEqual(h.transport.lastStream.sent[1]?.command_results, [], 'acknowledged results are not sent again');
+});
+
+test('an unsupported command is answered ok=false', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  h.transport.lastStream.push({ kind: 'command', command: { command_id: 'cmd_x' } });
+  assert.deepEqual(h.transport.lastStream.sent.at(-1)?.command_results, [{ command_id: 'cmd_x', ok: false, message: 'unsupported command' }]);
+});
+
+test('a pushed credential is saved atomically and used for the next connection', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  const refreshed = fakeJwt(START_MS / 1000 + 90_000, 'refreshed');
+  h.transport.lastStream.ack(1);
+  h.transport.lastStream.push({ kind: 'credential', credential: { jwt: refreshed, jwt_expires_unix: START_MS / 1000 + 90_000 } });
+  const saved = JSON.parse(readFileSync(join(h.dir, 'data', 'agent_state.json'), 'utf8'));
+  assert.deepEqual(saved, { agent_id: 'hst_1', jwt: refreshed, jwt_expires_unix: START_MS / 1000 + 90_000 });
+  assert.ok(h.messages().includes('credential refreshed'));
+  assert.ok(h.rawLog.every((line) => !line.includes(refreshed)));
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'restart');
+  await h.advance(1000);
+  assert.equal(h.transport.lastStream.jwt, refreshed);
+});
+
+test('no ack for three intervals cancels the stream and reconnects', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  const silent = h.transport.lastStream;
+  await h.advance(89_999);
+  assert.equal(silent.closed, false);
+  await h.advance(1);
+  assert.equal(silent.closed, true);
+  assert.ok(h.messages().includes('no heartbeat ack; reconnecting'));
+  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.ack_timeout, true);
+  await h.advance(1000);
+  assert.equal(h.transport.streams.length, 2);
+});
+
+test('acks keep a stream alive past three intervals', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  const stream = h.transport.lastStream;
+  for (let i = 0; i < 6; i += 1) {
+    stream.ack(stream.sent.length);
+    await h.advance(30_000);
+  }
+  assert.equal(stream.closed, false);
+  assert.equal(h.transport.streams.length, 1);
+});
+
+test('SIGTERM while waiting for approval exits 0 and abandons the wait', async (t) => {
+  const h = await start(t);
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_PENDING' }));
+  await run(h);
+  h.agent.stop('SIGTERM');
+  assert.deepEqual(await h.exit, { exitCode: 0, error: undefined });
+  await h.advance(60_000);
+  assert.equal(h.transport.registers.length, 1);
+});
+
+test('a damaged private key stops the agent with ERR_DATA_DIR_UNUSABLE before any registration', async (t) => {
+  const h = await start(t, (dataDir) => {
+    saveState(dataDir, START_MS / 1000 + 3600);
+    writeFileSync(join(dataDir, 'agent_key.pem'), 'garbage');
+  });
+  await run(h);
+  const exit = await h.exit;
+  assert.deepEqual([exit.error?.code, exit.exitCode], ['ERR_DATA_DIR_UNUSABLE', 73]);
+  assert.equal(h.transport.registers.length + h.transport.streams.length, 0);
+  assert.ok(existsSync(join(h.dir, 'data', 'agent_state.json')));
+});
+
+test('a freshly issued JWT with less than a minute to live is used at once, not re-registered in a loop', async (t) => {
+  const h = await start(t);
+  const shortLived = START_MS / 1000 + 12;
+  h.transport.answers.push(answer({ status: 'AGENT_STATUS_ACTIVE', jwt: fakeJwt(shortLived), jwt_expires_unix: shortLived }));
+  await run(h);
+  assert.equal(h.transport.registers.length, 1);
+  assert.equal(h.agent.state, 'connecting');
+  assert.equal(h.transport.streams.length, 1);
+});

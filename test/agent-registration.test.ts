@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import nacl from 'tweetnacl';
+import { CtOpsError, GrpcCode } from '../common/errors.ts';
+import type { RegisterRequest, RegisterResponse__Output } from '../common/proto.ts';
+import { registerPayload } from '../common/register-payload.ts';
+import { createLogger } from '../agent/log/logger.ts';
+import { attemptRegistration, type RegistrationDeps } from '../agent/registration/attempt.ts';
+import { clampRetryAfter, outcomeOfFailure, outcomeOfResponse } from '../agent/registration/outcome.ts';
+import { buildRegisterRequest, osName, type HostDescription } from '../agent/registration/request.ts';
+import { rpcFailure } from '../agent/transport/failure.ts';
+import type { IngestTransport, RegisterResult } from '../agent/transport/types.ts';
+
+const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(7));
+const keys = { publicKey: pair.publicKey, secretKey: pair.secretKey };
+const host: HostDescription = { hostname: 'web-1', machineFingerprint: 'f'.repeat(64), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: { zone: 'b', env: 'prod' } };
+const tlsError = (reason: string) => new CtOpsError('ERR_INGEST_TLS_UNTRUSTED', `untrusted: ${reason}`);
+
+function response(fields: Partial<RegisterResponse__Output>): RegisterResponse__Output {
+  return { agent_id: 'hst_1', status: 'AGENT_STATUS_PENDING', jwt: '', jwt_expires_unix: 0, retry_after_secs: 0, message: '', ...fields };
+}
+
+function verifies(request: RegisterRequest): boolean {
+  const payload = registerPayload({
+    publicKey: request.public_key as Uint8Array,
+    orgToken: request.org_token ?? '',
+    hostname: request.hostname ?? '',
+    machineFingerprint: request.machine_fingerprint ?? '',
+    os: request.os ?? '',
+    arch: request.arch ?? '',
+    agentVersion: request.agent_version ?? '',
+    timestampUnixMs: Number(request.timestamp_unix_ms),
+    nonce: request.nonce as Uint8Array,
+    tags: request.tags ?? {},
+  });
+  return nacl.sign.detached.verify(payload, request.signature as Uint8Array, request.public_key as Uint8Array);
+}
+
+test('a Register request carries every field and a signature over the canonical payload', () => {
+  const nonce = new Uint8Array(16).fill(9);
+  const request = buildRegisterRequest(host, keys, 'tok_1', 1_700_000_000_123, nonce);
+  assert.deepEqual(new Uint8Array(request.public_key as Buffer), pair.publicKey);
+  assert.equal(request.org_token, 'tok_1');
+  assert.equal(request.hostname, 'web-1');
+  assert.equal(request.timestamp_unix_ms, 1_700_000_000_123);
+  assert.deepEqual(new Uint8Array(request.nonce as Buffer), nonce);
+  assert.deepEqual(request.tags, { zone: 'b', env: 'prod' });
+  assert.equal((request.signature as Buffer).length, 64);
+  assert.ok(verifies(request));
+});
+
+test('a signature does not survive a changed field (token, tags or timestamp)', () => {
+  const request = buildRegisterRequest(host, keys, 'tok_1', 1, new Uint8Array(16));
+  assert.equal(verifies({ ...request, org_token: 'tok_2' }), false);
+  assert.equal(verifies({ ...request, tags: { env: 'dev', zone: 'b' } }), false);
+  assert.equal(verifies({ ...request, timestamp_unix_ms: 2 }), false);
+});
+
+test('os names follow the appliance: linux, darwin, windows', () => {
+  assert.equal(osName('linux'), 'linux');
+  assert.equal(osName('darwin'), 'darwin');
+  assert.equal(osName('win32'), 'windows');
+});
+
+test('ACTIVE with a JWT is active; ACTIVE without one is treated as pending', () => {
+  assert.deepEqual(outcomeOfResponse(response({ status: 'AGENT_STATUS_ACTIVE', jwt: 'a.b.c', jwt_expires_unix: 99 })), { kind: 'active', agentId: 'hst_1', jwt: 'a.b.c', jwtExpiresUnix: 99 });
+  assert.equal(outcomeOfResponse(response({ status: 'AGENT_STATUS_ACTIVE' })).kind, 'pending');
+});
+
+test('REVOKED and REJECTED stop the agent', () => {
+  assert.equal(outcomeOfResponse(response({ status: 'AGENT_STATUS_REVOKED' })).kind, 'refused');
+  assert.equal(outcomeOfResponse(response({ status: 'AGENT_STATUS_REJECTED' })).kind, 'refused');
+});
+
+test('an unexpected status (unspecified, or one this agent does not know) is waited out like pending, never an exit', () => {
+  for (const status of ['AGENT_STATUS_UNSPECIFIED', 'AGENT_STATUS_OFFLINE', '7'] as RegisterResponse__Output['status'][]) {
+    const outcome = outcomeOfResponse(response({ status, retry_after_secs: 12 }));
+    assert.equal(outcome.kind, 'pending', String(status));
+    assert.ok(outcome.kind === 'pending' && outcome.retryAfterSecs === 12);
+  }
+});
+
+test('retry_after_secs defaults to 30 and is clamped to 1–3600', () => {
+  assert.equal(clampRetryAfter(0), 30);
+  assert.equal(clampRetryAfter(-4), 30);
+  assert.equal(clampRetryAfter(0.2), 1);
+  assert.equal(clampRetryAfter(5), 5);
+  assert.equal(clampRetryAfter(99_999), 3600);
+});
+
+test('every refused-token code is fatal with exit code 78 and names the setting to fix', () => {
+  for (const code of ['ERR_TOKEN_INVALID', 'ERR_TOKEN_EXPIRED', 'ERR_TOKEN_REVOKED', 'ERR_TOKEN_EXHAUSTED', 'ERR_TOKEN_REQUIRED'] as const) {
+    const outcome = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAUTHENTICATED, details: `${code}: nope` }), { tlsError });
+    assert.equal(outcome.kind, 'fatal', code);
+    assert.ok(outcome.kind === 'fatal' && outcome.error.code === code && outcome.error.exitCode === 78);
+    assert.ok(outcome.kind === 'fatal' && /org_token or CT_OPS_ORG_TOKEN/.test(outcome.error.message));
+  }
+});
+
+test('an untrusted certificate is fatal ERR_INGEST_TLS_UNTRUSTED; plain unavailability is retried', () => {
+  for (const details of ['No connection established. Last error: Error: self-signed certificate in certificate chain', "Hostname/IP does not match certificate's altnames: Host: x", 'SSL routines::wrong version number', 'Client network socket disconnected before secure TLS connection was established: handshake']) {
+    const outcome = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAVAILABLE, details }), { tlsError });
+    assert.ok(outcome.kind === 'fatal' && outcome.error.code === 'ERR_INGEST_TLS_UNTRUSTED' && outcome.error.exitCode === 78, details);
+  }
+  const refused = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAVAILABLE, details: 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:9443' }), { tlsError });
+  assert.equal(refused.kind, 'retry');
+});
+
+test('a stale timestamp is retried and flagged as clock skew; a replay is retried', () => {
+  const stale = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAUTHENTICATED, details: 'ERR_REGISTER_STALE: too old' }), { tlsError });
+  assert.deepEqual(stale.kind === 'retry' && [stale.clockSkew, stale.failure.errorCode], [true, 'ERR_REGISTER_STALE']);
+  const replayed = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAUTHENTICATED, details: 'ERR_REGISTER_REPLAYED: seen' }), { tlsError });
+  assert.deepEqual(replayed.kind === 'retry' && replayed.clockSkew, false);
+});
+
+function recordingTransport(answers: RegisterResult[]): { transport: IngestTransport; requests: RegisterRequest[] } {
+  const requests: RegisterRequest[] = [];
+  const transport: IngestTransport = {
+    register: async (request) => {
+      requests.push(request);
+      const answer = answers.shift();
+      assert.ok(answer, 'unexpected Register call');
+      return answer;
+    },
+    openHeartbeat: () => assert.fail('no stream expected'),
+    close: () => undefined,
+  };
+  return { transport, requests };
+}
+
+function deps(transport: IngestTransport, orgToken: string): RegistrationDeps {
+  let counter = 0;
+  const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+  return {
+    transport,
+    keys,
+    host,
+    orgToken,
+    address: 'ingest:9443',
+    log: createLogger('silent', sink),
+    now: () => 1_700_000_000_000 + counter,
+    nonce: () => new Uint8Array(16).fill(++counter),
+    tlsError,
+  };
+}
+
+const ACTIVE: RegisterResult = { ok: true, response: response({ status: 'AGENT_STATUS_ACTIVE', jwt: 'a.b.c', jwt_expires_unix: 5 }) };
+const TOKEN_REQUIRED: RegisterResult = { ok: false, failure: rpcFailure({ code: GrpcCode.UNAUTHENTICATED, details: 'ERR_TOKEN_REQUIRED: unknown key' }) };
+
+test('first enrolment sends the configured token', async () => {
+  const { transport, requests } = recordingTransport([ACTIVE]);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), false)).kind, 'active');
+  assert.equal(requests[0]?.org_token, 'tok_1');
+});
+
+test('a known key registers without the token', async () => {
+  const { transport, requests } = recordingTransport([ACTIVE]);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), true)).kind, 'active');
+  assert.equal(requests[0]?.org_token, '');
+});
+
+test('ERR_TOKEN_REQUIRED for a key thought known retries once with the token, freshly signed', async () => {
+  const { transport, requests } = recordingTransport([TOKEN_REQUIRED, ACTIVE]);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), true)).kind, 'active');
+  assert.deepEqual(requests.map((request) => request.org_token), ['', 'tok_1']);
+  assert.notDeepEqual(requests[0]?.nonce, requests[1]?.nonce, 'each request has its own nonce');
+  assert.ok(requests.every(verifies));
+});
+
+test('ERR_TOKEN_REQUIRED with no token configured is fatal exit 78', async () => {
+  const { transport, requests } = recordingTransport([TOKEN_REQUIRED]);
+  const outcome = await attemptRegistration(deps(transport, ''), true);
+  assert.ok(outcome.kind === 'fatal' && outcome.error.code === 'ERR_TOKEN_REQUIRED' && outcome.error.exitCode === 78);
+  assert.equal(requests.length, 1);
+});

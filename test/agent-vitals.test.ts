@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import type { CpuInfo } from 'node:os';
+import { tmpdir } from 'node:os';
+import { test } from 'node:test';
+import { CommandResultQueue } from '../agent/heartbeat/command-results.ts';
+import { buildHeartbeat } from '../agent/heartbeat/request.ts';
+import { cpuPercentBetween, createCpuSampler } from '../agent/vitals/cpu.ts';
+import { diskPercent, diskPercentOf } from '../agent/vitals/disk.ts';
+import { memAvailableBytes, memoryPercent } from '../agent/vitals/memory.ts';
+import { createVitalsSampler } from '../agent/vitals/sample.ts';
+
+function cpu(user: number, idle: number): CpuInfo {
+  return { model: 'test', speed: 1, times: { user, nice: 0, sys: 0, idle, irq: 0 } };
+}
+
+test('CPU use is the busy share of the time between two samples, across all cores', () => {
+  const samples = [[cpu(100, 900), cpu(100, 900)], [cpu(150, 950), cpu(200, 900)], [cpu(150, 950), cpu(200, 900)]];
+  const sampler = createCpuSampler(() => samples.shift() ?? []);
+  assert.equal(sampler(), 75, '150 busy of 200 elapsed');
+  assert.equal(sampler(), 0, 'no time elapsed: 0, not NaN');
+  assert.equal(cpuPercentBetween({ busy: 0, total: 0 }, { busy: 5, total: 10 }), 50);
+});
+
+test('disk use is computed like df: reserved blocks count neither as used nor available', () => {
+  assert.equal(diskPercentOf({ blocks: 1000, bfree: 300, bavail: 200 }), (700 / 900) * 100);
+  assert.equal(diskPercentOf({ blocks: 0, bfree: 0, bavail: 0 }), 0);
+  const real = diskPercent(tmpdir());
+  assert.ok(real > 0 && real <= 100, String(real));
+  assert.equal(diskPercent('/definitely/not/here'), 0);
+});
+
+test('MemAvailable is read from /proc/meminfo text', () => {
+  assert.equal(memAvailableBytes('MemTotal: 2048 kB\nMemFree: 100 kB\nMemAvailable:    1024 kB\n'), 1024 * 1024);
+  assert.equal(memAvailableBytes('MemTotal: 2048 kB\n'), undefined);
+  const percent = memoryPercent();
+  assert.ok(percent > 0 && percent < 100, String(percent));
+});
+
+test('a vitals sample has plausible values', () => {
+  const vitals = createVitalsSampler(tmpdir())();
+  for (const value of [vitals.cpuPercent, vitals.memoryPercent, vitals.diskPercent]) assert.ok(value >= 0 && value <= 100);
+  assert.ok(Number.isInteger(vitals.uptimeSeconds) && vitals.uptimeSeconds > 0);
+});
+
+test('a heartbeat carries every field with the timestamp in whole seconds', () => {
+  const request = buildHeartbeat({
+    agentId: 'hst_1',
+    sequence: 3,
+    intervalSecs: 30,
+    agentVersion: '0.1.0',
+    nowMs: 1_700_000_000_999,
+    vitals: { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, uptimeSeconds: 4 },
+    commandResults: [{ command_id: 'c', ok: true, message: '' }],
+  });
+  assert.deepEqual(request, {
+    agent_id: 'hst_1', cpu_percent: 1, memory_percent: 2, disk_percent: 3, uptime_seconds: 4, timestamp_unix: 1_700_000_000,
+    sequence: 3, interval_secs: 30, agent_version: '0.1.0', command_results: [{ command_id: 'c', ok: true, message: '' }],
+  });
+});
+
+test('command results leave the queue only when the heartbeat carrying them is acked', () => {
+  const queue = new CommandResultQueue();
+  queue.add({ command_id: 'a', ok: true, message: '' });
+  assert.deepEqual(queue.takeFor(1).map((result) => result.command_id), ['a']);
+  queue.add({ command_id: 'b', ok: true, message: '' });
+  assert.deepEqual(queue.takeFor(2).map((result) => result.command_id), ['b']);
+  assert.deepEqual(queue.takeFor(3), []);
+  queue.acknowledge(1);
+  assert.equal(queue.size, 1);
+  queue.add({ command_id: 'c', ok: false, message: '' });
+  queue.requeueUnacknowledged();
+  assert.deepEqual(queue.takeFor(1).map((result) => result.command_id), ['b', 'c'], 'unacked results go first, in order');
+  queue.acknowledge(5);
+  assert.equal(queue.size, 0);
+});
