@@ -12,6 +12,8 @@ import { startHttpServer } from './http/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from './pki/certificates.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files.ts';
 import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
+import { ensureBundleKey, ensureReleasePublicKey, type ReleaseKeySource } from './pki/signing-keys.ts';
+import { keyIdHex } from '../common/minisign.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
 
@@ -25,6 +27,10 @@ export interface RunningAppliance {
   grpcPort: number;
   httpPort: number;
   tls: TlsMaterial;
+  /** minisign key ids, for people to compare with what reached the hosts. */
+  bundleKeyId: string;
+  releaseKeyId: string | undefined;
+  releaseKeySource: ReleaseKeySource;
   firstAdmin: FirstAdmin | undefined;
   stop(): Promise<void>;
 }
@@ -40,6 +46,10 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   const now = new Date();
   const tls = await ensureTlsMaterial(config.dataDir, config.sans, now);
   const jwtKey = await ensureJwtSigningKey(config.dataDir);
+  const bundleKey = ensureBundleKey(config.dataDir);
+  const release = ensureReleasePublicKey(config.dataDir, config.releasePublicKeyFile);
+  if (release.source === 'development') log.warn({ path: 'release.pub' }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
+  if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
   const stores = openStores(join(config.dataDir, DATABASE_FILE));
   const org = stores.organisations.ensureDefault(now.getTime());
   const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
@@ -74,7 +84,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}`, grpc_port: grpcPort, pid: process.pid }, null, 2)}\n`,
     PUBLIC_FILE_MODE,
   );
-  log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpcPort, http_port: httpPort, ca_fingerprint: tls.caFingerprint, jwt_kid: jwtKey.kid, sans: config.sans }, 'appliance started');
+  log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpcPort, http_port: httpPort, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans }, 'appliance started');
 
   const grpc = grpcServer;
   const http = httpServer;
@@ -82,6 +92,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     grpcPort,
     httpPort,
     tls,
+    bundleKeyId: keyIdHex(bundleKey.keyId),
+    releaseKeyId: release.key && keyIdHex(release.key.keyId),
+    releaseKeySource: release.source,
     firstAdmin,
     stop: async () => {
       clearInterval(maintenance);

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { seedFromPem } from '../common/ed25519-pem.ts';
+import { keyIdHex, parsePublicKeyFile, publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
@@ -20,7 +22,7 @@ describe('the appliance HTTPS side and its key material', () => {
 
   test('first start keeps its keys 0600 in a 0700 data directory and names the CA that signs the server certificate', () => {
     assert.equal(statSync(appliance.dataDir).mode & 0o777, 0o700);
-    for (const file of ['ca.key', 'server.key', 'jwt-signing.key', 'admin-cli.token']) {
+    for (const file of ['ca.key', 'server.key', 'jwt-signing.key', 'bundle.key', 'admin-cli.token']) {
       assert.equal(statSync(join(appliance.dataDir, file)).mode & 0o777, 0o600, file);
     }
     const ca = new X509Certificate(appliance.caCert);
@@ -29,6 +31,15 @@ describe('the appliance HTTPS side and its key material', () => {
     assert.equal(ca.publicKey.asymmetricKeyType, 'ec');
     assert.match(server.subjectAltName ?? '', /DNS:localhost/);
     assert.match(server.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+  });
+
+  test('the bundle public key is a minisign key whose id the appliance logs, matching its private key', () => {
+    const publicKey = parsePublicKeyFile(readFileSync(join(appliance.dataDir, 'bundle.pub'), 'utf8'));
+    const seed = seedFromPem(readFileSync(join(appliance.dataDir, 'bundle.key'), 'utf8'));
+    assert.ok(seed);
+    assert.deepEqual(signingKeyFromSeed(seed).publicKey, publicKey.publicKey);
+    assert.equal(appliance.process.logged('appliance started')[0]!.bundle_key_id, keyIdHex(publicKey.keyId));
+    assert.match(appliance.process.stderr, new RegExp(`minisign key id ${keyIdHex(publicKey.keyId)}`));
   });
 
   test('/healthz answers over TLS without credentials', async () => {
@@ -89,7 +100,13 @@ describe('the appliance HTTPS side and its key material', () => {
     assert.equal((await httpsJson(same.httpPort, same.caCert, 'GET', '/.well-known/jwks.json')).body.keys[0].kid, kidBefore);
     assert.ok(!same.process.stderr.includes('password:'), 'the admin password is shown on the first start only');
     await same.stop();
-    const renamed = await TestAppliance.start({ dataDir: appliance.dataDir, args: ['--san', 'appliance.example'] });
+    const releaseKey = signingKeyFromSeed(Buffer.alloc(32, 7));
+    const releaseFile = join(appliance.dataDir, '..', `release-${process.pid}.pub`);
+    writeFileSync(releaseFile, publicKeyFile(releaseKey));
+    const renamed = await TestAppliance.start({ dataDir: appliance.dataDir, args: ['--san', 'appliance.example', '--release-public-key-file', releaseFile] });
+    rmSync(releaseFile);
+    assert.equal(readFileSync(join(appliance.dataDir, 'release.pub'), 'utf8'), publicKeyFile(releaseKey), 'the configured release key is kept in the data directory');
+    assert.equal(renamed.process.logged('appliance started')[0]!.release_key_id, keyIdHex(releaseKey.keyId));
     const reissued = new X509Certificate(readFileSync(join(appliance.dataDir, 'server.crt')));
     assert.match(reissued.subjectAltName ?? '', /DNS:appliance\.example/);
     assert.equal(renamed.caCert, caBefore);

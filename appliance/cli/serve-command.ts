@@ -13,6 +13,7 @@ interface ServeOptions {
   san?: string[];
   jwtTtlSecs?: string;
   pendingPollSecs?: string;
+  releasePublicKeyFile?: string;
 }
 
 export function serveCommand(): Command {
@@ -26,6 +27,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--san <name>', 'a hostname or IP the server certificate names (repeatable)').argParser((value: string, previous: string[] = []) => [...previous, value]))
     .option('--jwt-ttl-secs <secs>', 'lifetime of agent JWTs (default 86400)')
     .option('--pending-poll-secs <secs>', 'how often pending agents poll (default 30)')
+    .option('--release-public-key-file <file>', 'minisign public key of agent releases to trust (kept as DATA_DIR/release.pub)')
     .action(async (options: ServeOptions) => {
       const config = loadApplianceConfig({
         file: options.config,
@@ -38,6 +40,7 @@ export function serveCommand(): Command {
           sans: options.san,
           jwt_ttl_secs: options.jwtTtlSecs,
           pending_poll_secs: options.pendingPollSecs,
+          release_public_key_file: options.releasePublicKeyFile,
         },
       });
       const log = createLogger(config.logLevel);
@@ -52,6 +55,10 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
     '',
     `CT-Ops appliance is running. Agents connect to gRPC port ${appliance.grpcPort}; admin API on https port ${appliance.httpPort}.`,
     `CA certificate for agents: ${dataDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
+    `Bundle signing key:        ${dataDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
+    appliance.releaseKeyId
+      ? `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId}${appliance.releaseKeySource === 'development' ? ', DEVELOPMENT key from .dev-keys/' : ''})`
+      : 'Trusted agent release key: none (set release_public_key_file; needed to build install bundles)',
   ];
   if (appliance.firstAdmin) {
     lines.push(

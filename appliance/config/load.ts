@@ -19,6 +19,7 @@ const FIELDS = {
   pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
   vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
   log_level: { spec: { kind: 'string' }, fallback: 'info' },
+  release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
 } as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
 
 type FieldName = keyof typeof FIELDS;
@@ -34,6 +35,8 @@ export interface ApplianceConfig {
   readonly pendingPollSecs: number;
   readonly vitalsRetentionMs: number;
   readonly logLevel: string;
+  /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
+  readonly releasePublicKeyFile: string;
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -84,6 +87,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     pendingPollSecs: values.pending_poll_secs,
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
     logLevel: values.log_level,
+    releasePublicKeyFile: values.release_public_key_file,
   });
 }
 

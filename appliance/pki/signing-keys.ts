@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { privateKeyToPem, seedFromPem } from '../../common/ed25519-pem.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { keyIdHex, parsePublicKeyFile, publicKeyFile, signingKeyFromSeed, type PublicKey, type SigningKey } from '../../common/minisign.ts';
+import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
+
+export const BUNDLE_KEY_FILE = 'bundle.key';
+export const BUNDLE_PUBLIC_KEY_FILE = 'bundle.pub';
+export const RELEASE_PUBLIC_KEY_FILE = 'release.pub';
+/** Where `npm run build:agents` keeps its development release key when no CT_OPS_RELEASE_KEY is given. */
+export const DEV_RELEASE_PUBLIC_KEY = join('.dev-keys', 'release.pub');
+
+/** Loads the appliance's bundle signing key, creating it (and bundle.pub) on first start. */
+export function ensureBundleKey(dataDir: string): SigningKey {
+  const path = join(dataDir, BUNDLE_KEY_FILE);
+  let pem = readIfExists(path);
+  if (pem === undefined) {
+    pem = privateKeyToPem(randomBytes(32));
+    writeFileAtomic(path, pem, SECRET_FILE_MODE);
+  }
+  const seed = seedFromPem(pem);
+  if (!seed) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${path} is not a PKCS#8 Ed25519 private key`, { path });
+  const key = signingKeyFromSeed(seed);
+  const publicPath = join(dataDir, BUNDLE_PUBLIC_KEY_FILE);
+  const expected = publicKeyFile(key, `CT-Ops appliance bundle key ${keyIdHex(key.keyId)}`);
+  if (readIfExists(publicPath) !== expected) writeFileAtomic(publicPath, expected, PUBLIC_FILE_MODE);
+  return key;
+}
+
+export type ReleaseKeySource = 'configured' | 'data-dir' | 'development' | 'none';
+
+/**
+ * The agent release public key this appliance trusts, kept as DATA_DIR/release.pub.
+ * A configured file wins (copied in); then the copy already in the data directory;
+ * then, for an appliance started from the repository, the development release key.
+ */
+export function ensureReleasePublicKey(dataDir: string, configuredFile: string): { key: PublicKey | undefined; source: ReleaseKeySource } {
+  const target = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
+  const adopt = (path: string, source: ReleaseKeySource): { key: PublicKey; source: ReleaseKeySource } => {
+    const text = readIfExists(path);
+    if (text === undefined) throw new CtOpsError('ERR_CONFIG_UNREADABLE', `the release public key ${path} does not exist`, { path });
+    let key: PublicKey;
+    try {
+      key = parsePublicKeyFile(text);
+    } catch (cause) {
+      throw new CtOpsError('ERR_CONFIG_INVALID', `${path} is not a minisign public key`, { path }, { cause });
+    }
+    if (resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
+    return { key, source };
+  };
+  if (configuredFile !== '') return adopt(configuredFile, 'configured');
+  if (readIfExists(target) !== undefined) return adopt(target, 'data-dir');
+  if (readIfExists(DEV_RELEASE_PUBLIC_KEY) !== undefined) return adopt(DEV_RELEASE_PUBLIC_KEY, 'development');
+  return { key: undefined, source: 'none' };
+}
