@@ -81,6 +81,13 @@ export const STATUS = {
   ERR_HOST_NOT_CONNECTED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: 'The action needs a live agent stream and the host has none.' },
   ERR_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No such route.' },
   ERR_SIGNATURE_INVALID: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A minisign signature or public key is malformed, made by another key, or does not match the signed content.' },
+  ERR_BUNDLE_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No install bundle has that file name (admin download), or the bundle zip given to verify does not exist.' },
+  ERR_BUNDLE_INPUT_MISSING: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.NO_INPUT, summary: 'An input the bundler needs is missing or unreadable: the agent executable for the target or its signed SHA256SUMS, the bundle key, the CA certificate, the release public key, a bundle public key given to verify, or an install template.' },
+  ERR_BUNDLE_INPUT_UNTRUSTED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: 'An agent executable does not match the release SHA256SUMS, or that SHA256SUMS is not signed by the release key the appliance trusts.' },
+  ERR_BUNDLE_TOKEN_UNUSABLE: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: 'The existing enrolment token named for a bundle is revoked, expired or used up, or the secret given for it does not match.' },
+  ERR_BUNDLE_ENTRY_INVALID: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A bundle zip is malformed or has an unsafe entry: absolute path, "..", backslash, symlink, duplicate name, or an entry outside the one top folder.' },
+  ERR_BUNDLE_SIGNATURE_INVALID: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.NO_PERMISSION, summary: "A bundle's SHA256SUMS.minisig is missing, malformed, or not a valid signature of SHA256SUMS by the given bundle public key." },
+  ERR_BUNDLE_TAMPERED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A bundle file does not match the signed SHA256SUMS, a listed file is missing, an unlisted file is present, or manifest.json disagrees with SHA256SUMS.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 
