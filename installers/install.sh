@@ -1,0 +1,395 @@
+#!/bin/sh
+# CT-Ops agent installer for Linux (systemd) and macOS (launchd).
+#
+# Runs from an extracted offline bundle folder (docs/bundle-format.md) and installs the files
+# next to it. It only copies files: it never sources, evaluates or pastes into a command any
+# value from agent.toml, manifest.json or TARGET (tags and addresses stay data).
+#
+# Usage: sudo ./install.sh [options]
+#   --root DIR                 install into DIR instead of / (tests, image building);
+#                              also CT_OPS_INSTALL_ROOT=DIR; implies --no-start
+#   --no-start                 enable the units but start nothing (chroot, image building)
+#   --dry-run                  verify the bundle, print every action, change nothing
+#   --replace-config           overwrite an existing /etc/ct-ops/agent.toml and ca.crt
+#   --bundle-pubkey FILE       verify SHA256SUMS.minisig with minisign and this public key
+#   --insecure-skip-checksums  install even without a SHA-256 tool (NOT RECOMMENDED)
+#   -h, --help                 show this help
+#
+# Exit codes:
+#   0  installed (or upgraded)
+#   1  usage error
+#   2  not running as root
+#   3  wrong platform: the bundle's TARGET is not this OS / CPU
+#   4  bundle verification failed: checksum mismatch, missing, extra or unsafe file, bad signature
+#   5  a required tool is missing (sha256sum/shasum, minisign, systemctl, useradd/adduser)
+#   6  an install step failed, or the service did not start
+set -eu
+umask 022
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_PLATFORM=3 EX_TAMPERED=4 EX_MISSING_TOOL=5 EX_STEP=6
+readonly AGENT_USER=ct-ops AGENT_GROUP=ct-ops
+
+say() { printf 'ct-ops install: %s\n' "$*"; }
+warn() { printf 'ct-ops install: WARNING: %s\n' "$*" >&2; }
+die() {
+  code=$1
+  shift
+  printf 'ct-ops install: error: %s\n' "$*" >&2
+  exit "$code"
+}
+usage() { sed -n '/^# Usage:/,/^# *-h, --help/s/^# \{0,1\}//p' "$0"; }
+
+ROOT=${CT_OPS_INSTALL_ROOT:-}
+NO_START=0
+DRY_RUN=0
+REPLACE_CONFIG=0
+SKIP_CHECKSUMS=0
+BUNDLE_PUBKEY=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) [ $# -ge 2 ] || die $EX_USAGE "--root needs a directory"; ROOT=$2; shift ;;
+    --root=*) ROOT=${1#--root=} ;;
+    --no-start) NO_START=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    --replace-config) REPLACE_CONFIG=1 ;;
+    --insecure-skip-checksums) SKIP_CHECKSUMS=1 ;;
+    --bundle-pubkey) [ $# -ge 2 ] || die $EX_USAGE "--bundle-pubkey needs a file"; BUNDLE_PUBKEY=$2; shift ;;
+    --bundle-pubkey=*) BUNDLE_PUBKEY=${1#--bundle-pubkey=} ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die $EX_USAGE "unknown argument: $1" ;;
+  esac
+  shift
+done
+if [ -n "$ROOT" ]; then
+  case $ROOT in /*) ;; *) die $EX_USAGE "--root must be an absolute path" ;; esac
+  [ -d "$ROOT" ] || die $EX_USAGE "--root $ROOT is not a directory"
+  ROOT=${ROOT%/}
+  NO_START=1
+fi
+
+# The bundle folder is the directory this script sits in.
+case $0 in */*) BUNDLE_DIR=${0%/*} ;; *) BUNDLE_DIR=. ;; esac
+BUNDLE_DIR=$(cd "$BUNDLE_DIR" && pwd -P) || die $EX_USAGE "cannot enter the bundle folder"
+
+# run CMD ARGS...: performs one action, or prints it under --dry-run.
+run() {
+  if [ "$DRY_RUN" = 1 ]; then
+    printf '[dry-run]'
+    printf ' %s' "$@"
+    printf '\n'
+  else
+    "$@" || die $EX_STEP "failed: $*"
+  fi
+}
+
+# --- preflight: who, where ---------------------------------------------------------------
+
+if [ "$(id -u)" != 0 ] && [ "$DRY_RUN" = 0 ]; then
+  die $EX_NOT_ROOT "must run as root (try: sudo $0)"
+fi
+
+case $(uname -s) in
+  Linux) OS=linux ;;
+  Darwin) OS=darwin ;;
+  *) die $EX_PLATFORM "unsupported operating system: $(uname -s)" ;;
+esac
+case $(uname -m) in
+  x86_64 | amd64) ARCH=x64 ;;
+  aarch64 | arm64) ARCH=arm64 ;;
+  *) die $EX_PLATFORM "unsupported CPU architecture: $(uname -m)" ;;
+esac
+[ -f "$BUNDLE_DIR/TARGET" ] || die $EX_TAMPERED "TARGET is missing from the bundle"
+TARGET=$(head -n 1 "$BUNDLE_DIR/TARGET")
+[ "$TARGET" = "$OS-$ARCH" ] || die $EX_PLATFORM "this bundle is for $TARGET but this machine is $OS-$ARCH"
+
+# --- preflight: the bundle is exactly what SHA256SUMS lists ----------------------------
+
+if command -v sha256sum >/dev/null 2>&1; then
+  sha256_of() { sha256sum -- "$1" | cut -d ' ' -f 1; }
+elif command -v shasum >/dev/null 2>&1; then
+  sha256_of() { shasum -a 256 -- "$1" | cut -d ' ' -f 1; }
+elif [ "$SKIP_CHECKSUMS" = 1 ]; then
+  sha256_of() { echo unchecked; }
+else
+  die $EX_MISSING_TOOL "no SHA-256 tool (sha256sum or shasum) found: cannot verify the bundle. Install coreutils, or (NOT RECOMMENDED) pass --insecure-skip-checksums"
+fi
+
+# Every file is copied into a private staging folder first and verified there, so nothing
+# can change between the check and the install.
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-install.XXXXXXXX") || die $EX_STEP "cannot create a staging folder"
+trap 'rm -rf "$STAGE"' EXIT
+trap 'exit 130' INT TERM HUP
+
+if [ -L "$BUNDLE_DIR/SHA256SUMS" ] || [ ! -f "$BUNDLE_DIR/SHA256SUMS" ]; then
+  die $EX_TAMPERED "SHA256SUMS is missing from the bundle"
+fi
+cp "$BUNDLE_DIR/SHA256SUMS" "$STAGE/SHA256SUMS"
+if grep -Evx '[0-9a-f]{64}  [A-Za-z0-9_][A-Za-z0-9._-]*' "$STAGE/SHA256SUMS" >/dev/null; then
+  die $EX_TAMPERED "SHA256SUMS has a malformed line"
+fi
+if cut -d ' ' -f 3 "$STAGE/SHA256SUMS" | sort | uniq -d | grep . >/dev/null; then
+  die $EX_TAMPERED "SHA256SUMS lists a file twice"
+fi
+if cut -d ' ' -f 3 "$STAGE/SHA256SUMS" | grep -Ex 'SHA256SUMS|SHA256SUMS\.minisig' >/dev/null; then
+  die $EX_TAMPERED "SHA256SUMS lists itself"
+fi
+
+# No file in the folder may be unlisted (besides the sums and their signature).
+for path in "$BUNDLE_DIR"/* "$BUNDLE_DIR"/.[!.]* "$BUNDLE_DIR"/..?*; do
+  [ -e "$path" ] || [ -L "$path" ] || continue
+  name=${path##*/}
+  case $name in SHA256SUMS | SHA256SUMS.minisig) continue ;; esac
+  if ! cut -d ' ' -f 3 "$STAGE/SHA256SUMS" | grep -Fx -- "$name" >/dev/null; then
+    die $EX_TAMPERED "unexpected file in the bundle (not in SHA256SUMS): $name"
+  fi
+done
+
+# Every listed file must be present, a plain file, and match its checksum.
+while IFS= read -r line; do
+  expected=${line%% *}
+  name=${line#*  }
+  source=$BUNDLE_DIR/$name
+  if [ -L "$source" ] || [ ! -f "$source" ]; then
+    die $EX_TAMPERED "missing or not a regular file: $name"
+  fi
+  cp "$source" "$STAGE/$name"
+  actual=$(sha256_of "$STAGE/$name")
+  if [ "$SKIP_CHECKSUMS" = 1 ]; then
+    continue
+  fi
+  [ "$actual" = "$expected" ] || die $EX_TAMPERED "checksum mismatch for $name: the bundle was altered or damaged"
+done <"$STAGE/SHA256SUMS"
+if [ "$SKIP_CHECKSUMS" = 1 ]; then
+  warn "**********************************************************************"
+  warn "NO SHA-256 TOOL: THE BUNDLE WAS NOT VERIFIED (--insecure-skip-checksums)"
+  warn "A damaged or tampered agent may be installed and run on this machine."
+  warn "**********************************************************************"
+else
+  say "all $(wc -l <"$STAGE/SHA256SUMS" | tr -d ' ') bundle files match SHA256SUMS"
+fi
+
+if [ -n "$BUNDLE_PUBKEY" ]; then
+  command -v minisign >/dev/null 2>&1 || die $EX_MISSING_TOOL "--bundle-pubkey given but minisign is not installed"
+  [ -f "$BUNDLE_DIR/SHA256SUMS.minisig" ] || die $EX_TAMPERED "SHA256SUMS.minisig is missing from the bundle"
+  cp "$BUNDLE_DIR/SHA256SUMS.minisig" "$STAGE/SHA256SUMS.minisig"
+  minisign -V -q -p "$BUNDLE_PUBKEY" -m "$STAGE/SHA256SUMS" -x "$STAGE/SHA256SUMS.minisig" ||
+    die $EX_TAMPERED "SHA256SUMS.minisig does not verify with $BUNDLE_PUBKEY"
+  say "SHA256SUMS signature verified with $BUNDLE_PUBKEY"
+else
+  say "note: SHA256SUMS.minisig not checked here (no --bundle-pubkey); it must have been verified at the transfer station"
+fi
+
+require_staged() {
+  for name in "$@"; do
+    [ -f "$STAGE/$name" ] || die $EX_TAMPERED "the bundle has no $name"
+  done
+}
+require_staged ct-ops-agent agent.toml ca.crt uninstall.sh
+
+# --- install helpers ---------------------------------------------------------------------
+
+# make_dir MODE OWNER GROUP PATH: creates PATH (under ROOT) or fixes its owner and mode.
+make_dir() {
+  target=$ROOT$4
+  [ -L "$target" ] && die $EX_STEP "$4 is a symbolic link: refusing to use it"
+  run mkdir -p "$target"
+  run chown "$2:$3" "$target"
+  run chmod "$1" "$target"
+}
+
+# put_file SOURCE MODE OWNER GROUP PATH: copies SOURCE next to PATH, sets owner and mode,
+# then renames it over PATH, so PATH is never half-written (and a running binary is never
+# written into: no "text file busy").
+put_file() {
+  target=$ROOT$5
+  [ -L "$target" ] && run rm -f "$target"
+  temporary=${target%/*}/.${target##*/}.ct-ops-new
+  run cp "$1" "$temporary"
+  run chown "$3:$4" "$temporary"
+  run chmod "$2" "$temporary"
+  run mv -f "$temporary" "$target"
+}
+
+# --- Linux ---------------------------------------------------------------------------------
+
+linux_systemctl() {
+  if [ -n "$ROOT" ]; then
+    run systemctl --root="$ROOT" "$@"
+  elif [ "$NO_START" = 1 ]; then
+    run systemctl --root=/ "$@"
+  else
+    run systemctl "$@"
+  fi
+}
+
+# id_of user|group NAME: the numeric id in ROOT's passwd/group (names alone would be
+# resolved against the host's databases when --root is used).
+id_of() {
+  case $1 in user) db=$ROOT/etc/passwd ;; group) db=$ROOT/etc/group ;; esac
+  awk -F: -v name="$2" '$1 == name { print $3; exit }' "$db"
+}
+
+linux_create_account() {
+  if [ -n "$(id_of group "$AGENT_GROUP")" ] && [ -n "$(id_of user "$AGENT_USER")" ]; then
+    say "system user $AGENT_USER exists"
+    return
+  fi
+  nologin=/usr/sbin/nologin
+  [ -x "$ROOT$nologin" ] || nologin=/sbin/nologin
+  [ -x "$ROOT$nologin" ] || nologin=/bin/false
+  root_flag=
+  [ -n "$ROOT" ] && root_flag=--root=$ROOT
+  if command -v useradd >/dev/null 2>&1 && command -v groupadd >/dev/null 2>&1; then
+    [ -n "$(id_of group "$AGENT_GROUP")" ] || run groupadd --system ${root_flag:+"$root_flag"} "$AGENT_GROUP"
+    [ -n "$(id_of user "$AGENT_USER")" ] || run useradd --system --no-create-home --home-dir /var/lib/ct-ops/agent \
+      --shell "$nologin" --gid "$AGENT_GROUP" ${root_flag:+"$root_flag"} "$AGENT_USER"
+  elif [ -n "$ROOT" ]; then
+    die $EX_MISSING_TOOL "--root needs useradd and groupadd (package passwd/shadow-utils)"
+  elif command -v adduser >/dev/null 2>&1 && adduser --help 2>&1 | grep -q BusyBox; then
+    [ -n "$(id_of group "$AGENT_GROUP")" ] || run addgroup -S "$AGENT_GROUP"
+    [ -n "$(id_of user "$AGENT_USER")" ] || run adduser -S -D -H -h /var/lib/ct-ops/agent -s "$nologin" -G "$AGENT_GROUP" "$AGENT_USER"
+  elif command -v adduser >/dev/null 2>&1; then
+    run adduser --system --group --no-create-home --home /var/lib/ct-ops/agent --shell "$nologin" "$AGENT_USER"
+  else
+    die $EX_MISSING_TOOL "no useradd or adduser: cannot create the $AGENT_USER system user"
+  fi
+}
+
+install_linux() {
+  command -v systemctl >/dev/null 2>&1 || die $EX_MISSING_TOOL "systemd (systemctl) is required on Linux"
+  require_staged ct-ops-agent.service ct-ops-agent-helper.path ct-ops-agent-helper.service ct-ops-agent-helper.sh
+  live=1
+  if [ "$NO_START" = 1 ]; then
+    live=0
+  elif [ ! -d /run/systemd/system ]; then
+    warn "systemd is not running here (container or chroot?): the agent is enabled but not started"
+    live=0
+    NO_START=1
+  fi
+
+  upgrade=0
+  if [ -e "$ROOT/usr/local/bin/ct-ops-agent" ]; then
+    upgrade=1
+    say "existing installation found: upgrading in place"
+    # Stop first: the old binary must not be running while it is replaced.
+    if [ "$live" = 1 ] && systemctl is-active --quiet ct-ops-agent.service; then
+      run systemctl stop ct-ops-agent.service
+    fi
+  fi
+
+  linux_create_account
+  if [ "$DRY_RUN" = 1 ] && [ -z "$(id_of user "$AGENT_USER")" ]; then
+    uid=$AGENT_USER gid=$AGENT_GROUP
+  else
+    uid=$(id_of user "$AGENT_USER") gid=$(id_of group "$AGENT_GROUP")
+    if [ -z "$uid" ] || [ -z "$gid" ]; then
+      die $EX_STEP "the $AGENT_USER user or group was not created"
+    fi
+  fi
+
+  make_dir 0755 0 0 /etc/ct-ops
+  make_dir 0755 0 0 /var/lib/ct-ops
+  make_dir 0700 "$uid" "$gid" /var/lib/ct-ops/agent
+  make_dir 0770 0 "$gid" /var/lib/ct-ops/requests
+  make_dir 0700 0 0 /var/lib/ct-ops/helper
+  make_dir 0755 0 0 /usr/local/bin
+  make_dir 0755 0 0 /usr/local/libexec
+  make_dir 0755 0 0 /usr/local/libexec/ct-ops
+  make_dir 0755 0 0 /etc/systemd/system
+
+  put_file "$STAGE/ct-ops-agent" 0755 0 0 /usr/local/bin/ct-ops-agent
+  put_file "$STAGE/ct-ops-agent-helper.sh" 0755 0 0 /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
+  put_file "$STAGE/uninstall.sh" 0755 0 0 /usr/local/libexec/ct-ops/uninstall.sh
+  if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
+    put_file "$STAGE/agent.toml" 0640 0 "$gid" /etc/ct-ops/agent.toml
+    put_file "$STAGE/ca.crt" 0644 0 0 /etc/ct-ops/ca.crt
+  else
+    say "keeping the existing /etc/ct-ops/agent.toml and ca.crt (pass --replace-config to overwrite)"
+  fi
+  for unit in ct-ops-agent.service ct-ops-agent-helper.path ct-ops-agent-helper.service; do
+    put_file "$STAGE/$unit" 0644 0 0 "/etc/systemd/system/$unit"
+  done
+
+  if [ "$live" = 1 ]; then
+    run systemctl daemon-reload
+  fi
+  linux_systemctl enable ct-ops-agent-helper.path ct-ops-agent.service
+  if [ "$live" = 1 ]; then
+    run systemctl restart ct-ops-agent-helper.path
+    run systemctl start ct-ops-agent.service
+    if [ "$DRY_RUN" = 0 ]; then
+      sleep 3
+      if systemctl is-failed --quiet ct-ops-agent.service; then
+        systemctl --no-pager status ct-ops-agent.service >&2 || true
+        die $EX_STEP "ct-ops-agent failed to start; see: journalctl -u ct-ops-agent"
+      elif ! systemctl is-active --quiet ct-ops-agent.service; then
+        warn "ct-ops-agent is not running yet (restarting?); see: journalctl -u ct-ops-agent -f"
+      fi
+    fi
+    say "ct-ops-agent is running; logs: journalctl -u ct-ops-agent -f"
+  else
+    say "ct-ops-agent is enabled but was not started (--no-start)"
+  fi
+  if [ "$upgrade" = 1 ]; then say "upgrade complete"; else say "installation complete"; fi
+}
+
+# --- macOS ---------------------------------------------------------------------------------
+
+readonly DARWIN_SUPPORT="/Library/Application Support/CT-Ops"
+
+install_darwin() {
+  require_staged com.ct-ops.agent.plist com.ct-ops.agent-helper.plist ct-ops-agent-helper.sh
+  command -v launchctl >/dev/null 2>&1 || [ "$NO_START" = 1 ] || die $EX_MISSING_TOOL "launchctl not found"
+  if [ -e "$ROOT/usr/local/bin/ct-ops-agent" ]; then
+    say "existing installation found: upgrading in place"
+    if [ "$NO_START" = 0 ] && launchctl print system/com.ct-ops.agent >/dev/null 2>&1; then
+      run launchctl bootout system/com.ct-ops.agent
+    fi
+  fi
+  # On macOS the agent runs as root (docs/install.md, "macOS"): files are root:wheel.
+  make_dir 0755 root wheel /etc/ct-ops
+  make_dir 0755 root wheel "$DARWIN_SUPPORT"
+  make_dir 0700 root wheel "$DARWIN_SUPPORT/agent"
+  make_dir 0700 root wheel "$DARWIN_SUPPORT/requests"
+  make_dir 0700 root wheel "$DARWIN_SUPPORT/helper"
+  make_dir 0755 root wheel /usr/local/bin
+  make_dir 0755 root wheel /usr/local/libexec
+  make_dir 0755 root wheel /usr/local/libexec/ct-ops
+  put_file "$STAGE/ct-ops-agent" 0755 root wheel /usr/local/bin/ct-ops-agent
+  put_file "$STAGE/ct-ops-agent-helper.sh" 0755 root wheel /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
+  put_file "$STAGE/uninstall.sh" 0755 root wheel /usr/local/libexec/ct-ops/uninstall.sh
+  if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
+    put_file "$STAGE/agent.toml" 0640 root wheel /etc/ct-ops/agent.toml
+    put_file "$STAGE/ca.crt" 0644 root wheel /etc/ct-ops/ca.crt
+  else
+    say "keeping the existing /etc/ct-ops/agent.toml and ca.crt (pass --replace-config to overwrite)"
+  fi
+  for log in /var/log/ct-ops-agent.log /var/log/ct-ops-agent-helper.log; do
+    [ -L "$ROOT$log" ] && run rm -f "$ROOT$log"
+    [ -e "$ROOT$log" ] || run touch "$ROOT$log"
+    run chown root:wheel "$ROOT$log"
+    run chmod 0640 "$ROOT$log"
+  done
+  for plist in com.ct-ops.agent.plist com.ct-ops.agent-helper.plist; do
+    put_file "$STAGE/$plist" 0644 root wheel "/Library/LaunchDaemons/$plist"
+  done
+  if [ "$NO_START" = 1 ]; then
+    say "launch daemons installed but not loaded (--no-start)"
+    return
+  fi
+  for label in com.ct-ops.agent-helper com.ct-ops.agent; do
+    if launchctl print "system/$label" >/dev/null 2>&1; then
+      run launchctl bootout "system/$label"
+    fi
+    run launchctl enable "system/$label"
+    run launchctl bootstrap system "/Library/LaunchDaemons/$label.plist"
+  done
+  say "ct-ops-agent is running; logs: tail -f /var/log/ct-ops-agent.log"
+}
+
+case $OS in
+  linux) install_linux ;;
+  darwin) install_darwin ;;
+esac

