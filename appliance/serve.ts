@@ -62,7 +62,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   });
   const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
   const maintenance = setInterval(() => stores.registerNonces.prune(Date.now()), MAINTENANCE_INTERVAL_MS);
-  const deps = { stores, jwt, presence, vitals, log, orgId: org.id, pendingPollSecs: config.pendingPollSecs, jwtKey };
+  const deps = { stores, jwt, presence, vitals, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
 
   let grpcServer;
   let httpServer;

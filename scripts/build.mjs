@@ -53,6 +53,14 @@ async function bundle() {
       packages: 'external',
       banner: { js: '#!/usr/bin/env node' },
     }),
+    esbuild.build({
+      ...common,
+      entryPoints: [join(root, 'bundler/main.ts')],
+      outfile: join(root, 'dist/ct-ops-bundle.js'),
+      format: 'esm',
+      packages: 'external',
+      banner: { js: '#!/usr/bin/env node' },
+    }),
     // The agent is one self-contained CommonJS file: the input of the single
     // executable builds, which load built-in modules only through require.
     esbuild.build({
@@ -65,6 +73,7 @@ async function bundle() {
   ]);
   chmodSync(join(root, 'dist/ct-ops-appliance.js'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-agent.cjs'), 0o755);
+  chmodSync(join(root, 'dist/ct-ops-bundle.js'), 0o755);
 }
 
 generateProtoTypes();

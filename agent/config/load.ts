@@ -31,6 +31,10 @@ const TABLES = {
     heartbeat_interval_secs: { spec: { kind: 'integer', min: 5, max: 3600 } },
     tags: { spec: { kind: 'string-map' } },
   },
+  update: {
+    // The minisign public key of agent releases, written by the bundler; self-update verifies with it.
+    release_public_key: { spec: { kind: 'string', allowEmpty: true } },
+  },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 
 type TableName = keyof typeof TABLES;

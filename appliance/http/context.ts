@@ -6,6 +6,8 @@ import type { Stores } from '../store/index.ts';
 
 /** What the HTTP plugins need from the running appliance. */
 export interface HttpContext {
+  /** The appliance's data directory (keys, CA, built bundles). */
+  dataDir: string;
   stores: Stores;
   orgId: string;
   presence: PresenceRegistry;

@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
+import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import type { HttpContext } from './context.ts';
@@ -42,6 +43,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await requireAdmin(admin, ctx);
     await adminHostRoutes(admin, ctx);
     await adminTokenRoutes(admin, ctx);
+    await adminBundleRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

@@ -1,0 +1,160 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { parseDuration } from '../../common/config-values.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { buildBundle, type BuiltBundle } from '../build/build.ts';
+import type { TokenAuthority } from '../build/token.ts';
+import { bundleView } from '../build/view.ts';
+import { ARCHITECTURES, OPERATING_SYSTEMS } from '../lib/targets.ts';
+import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
+import { terminalProgress } from './progress.ts';
+
+/** The appliance database file under its data directory (appliance/serve.ts DATABASE_FILE). */
+const DATABASE_FILE = 'appliance.db';
+
+interface BuildOptions {
+  dataDir: string;
+  os: string;
+  arch: string;
+  address: string;
+  token: string;
+  tokenSecretFile?: string;
+  expires?: string;
+  tag: string[];
+  label: string;
+  out: string;
+  agentsDir?: string;
+  templatesDir?: string;
+  agentVersion?: string;
+  createdBy?: string;
+  json: boolean;
+}
+
+const EXIT_CODES = `
+Token modes:
+  new        (default) a new single-use enrolment token, recorded with source install-bundle
+  etk_...    an existing token; the store keeps only hashes, so give its secret with
+             --token-secret-file FILE or CT_OPS_ORG_TOKEN; revoked, expired and used-up
+             tokens are refused
+  none       no org_token in agent.toml; set CT_OPS_ORG_TOKEN on the host instead
+
+Reproducible builds: with SOURCE_DATE_EPOCH set, created_at and the zip times come from it
+and (token none or an existing token) the bundle id is derived from the inputs, so the
+same inputs give a byte-identical zip (give --created-by too when the user name differs).
+
+Prints the zip's path (--json: its metadata). Exit codes:
+  0   the bundle was written
+  64  usage: a missing or malformed flag
+  65  a value is invalid (address, tag, label), the agent executable does not match the
+      signed release checksums, or the existing token is unusable
+  66  an input is missing (executable, checksums, keys, CA, install template) or no such token
+  73  the bundle or output directory cannot be written
+  70  internal error
+`;
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function sourceDateEpoch(env: NodeJS.ProcessEnv): number | undefined {
+  const text = env.SOURCE_DATE_EPOCH;
+  if (text === undefined || text === '') return undefined;
+  if (!/^\d{1,12}$/.test(text.trim())) throw new CtOpsError('ERR_USAGE', `SOURCE_DATE_EPOCH: expected seconds since 1970, got ${JSON.stringify(text)}`);
+  return Number(text.trim());
+}
+
+function usageDuration(text: string): number {
+  try {
+    return parseDuration(text, '--expires');
+  } catch (cause) {
+    throw new CtOpsError('ERR_USAGE', (cause as Error).message, {}, { cause });
+  }
+}
+
+function tokenInput(options: BuildOptions): BundleRequestInput['token'] {
+  const mode = options.token;
+  if (options.expires !== undefined && mode !== 'new') throw new CtOpsError('ERR_USAGE', '--expires applies to --token new only');
+  if (options.tokenSecretFile !== undefined && !TOKEN_ID.test(mode)) throw new CtOpsError('ERR_USAGE', '--token-secret-file applies to --token <etk_...> only');
+  if (mode === 'new') return options.expires === undefined ? { mode: 'new' } : { mode: 'new', expiresInMs: usageDuration(options.expires) };
+  if (mode === 'none') return { mode: 'none' };
+  if (!TOKEN_ID.test(mode)) throw new CtOpsError('ERR_USAGE', `--token: expected new, none or a token id (etk_...), got ${JSON.stringify(mode)}`);
+  let secret = process.env.CT_OPS_ORG_TOKEN ?? '';
+  if (options.tokenSecretFile !== undefined) {
+    try {
+      secret = readFileSync(options.tokenSecretFile, 'utf8');
+    } catch (cause) {
+      throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `cannot read --token-secret-file ${options.tokenSecretFile}`, { path: options.tokenSecretFile }, { cause });
+    }
+  }
+  if (secret.trim() === '') throw new CtOpsError('ERR_USAGE', `--token ${mode}: give its secret with --token-secret-file FILE or CT_OPS_ORG_TOKEN (the appliance stores only its hash)`);
+  return { mode: 'existing', id: mode, secret };
+}
+
+/** Opens the appliance database only when the token mode needs it (loaded lazily: verify never needs SQLite). */
+async function openTokenAuthority(dataDir: string): Promise<{ authority: TokenAuthority; close(): void }> {
+  const path = join(dataDir, DATABASE_FILE);
+  if (!existsSync(path)) throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no appliance database at ${path} (is --data-dir the appliance's data directory?)`, { path });
+  const { openStores } = await import('../../appliance/store/index.ts');
+  const stores = openStores(path);
+  const org = stores.organisations.ensureDefault(Date.now());
+  return { authority: { stores, orgId: org.id }, close: () => stores.close() };
+}
+
+function printBuilt(built: BuiltBundle, json: boolean): void {
+  process.stdout.write(json ? `${JSON.stringify({ path: built.path, ...bundleView(built) }, null, 2)}\n` : `${built.path}\n`);
+}
+
+export function buildCommand(): Command {
+  return new Command('build')
+    .description('build a signed offline install bundle (one OS/arch) on the appliance')
+    .addOption(new Option('--data-dir <dir>', "the appliance's data directory").env('CT_OPS_APPLIANCE_DATA_DIR').default('./data'))
+    .addOption(new Option('--os <os>', 'target operating system').choices(OPERATING_SYSTEMS).makeOptionMandatory())
+    .addOption(new Option('--arch <arch>', 'target architecture').choices(ARCHITECTURES).makeOptionMandatory())
+    .requiredOption('--address <host:port>', "the appliance's ingest address as hosts reach it")
+    .option('--token <mode>', 'new, none, or an existing token id (etk_...)', 'new')
+    .option('--token-secret-file <file>', 'file holding the secret of the existing token given to --token')
+    .option('--expires <duration>', 'lifetime of a new token, such as 12h or 7d (default 7d)')
+    .addOption(new Option('--tag <key:value>', 'a tag for hosts installed from the bundle (repeatable)').argParser(collect).default([]))
+    .option('--label <label>', 'a label for people (also the new token\'s label)', '')
+    .option('--out <dir>', 'where to write the zip', '.')
+    .addOption(new Option('--agents-dir <dir>', 'release executables: <dir>/<version>/ct-ops-agent-<os>-<arch>[.exe] (default dist/agents)').env('CT_OPS_BUNDLE_AGENTS_DIR'))
+    .addOption(new Option('--templates-dir <dir>', 'directory holding installers/, systemd/, launchd/, windows/ (default: the package root)').env('CT_OPS_BUNDLE_TEMPLATES_DIR'))
+    .option('--agent-version <version>', 'agent version to package (default: the only one built)')
+    .option('--created-by <name>', 'recorded in the manifest and token (default: your user name)')
+    .option('--json', 'print the bundle metadata as JSON', false)
+    .addHelpText('after', EXIT_CODES)
+    .action(async (options: BuildOptions) => {
+      const epoch = sourceDateEpoch(process.env);
+      const request = parseBundleRequest({
+        os: options.os,
+        arch: options.arch,
+        address: options.address,
+        tags: tagsFromPairs(options.tag),
+        label: options.label,
+        token: tokenInput(options),
+        createdBy: options.createdBy ?? userInfo().username,
+      });
+      const dataDir = resolve(options.dataDir);
+      const database = request.token.mode === 'none' ? undefined : await openTokenAuthority(dataDir);
+      try {
+        const built = await buildBundle(request, {
+          dataDir,
+          outDir: resolve(options.out),
+          ...(options.agentsDir !== undefined ? { agentsDir: resolve(options.agentsDir) } : {}),
+          ...(options.templatesDir !== undefined ? { templatesDir: resolve(options.templatesDir) } : {}),
+          ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
+          ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+          ...(database ? { tokens: database.authority } : {}),
+          onProgress: terminalProgress('ct-ops-bundle'),
+        });
+        printBuilt(built, options.json);
+        const note = terminalProgress('ct-ops-bundle');
+        note(`bundle ${built.bundleId}: ${built.size} bytes, sha256 ${built.sha256}`);
+        if (built.token.mode !== 'none') note(`it holds the secret of enrolment token ${built.token.id} (expires ${built.token.expiresAt}): treat the media as sensitive`);
+      } finally {
+        database?.close();
+      }
+    });
+}
