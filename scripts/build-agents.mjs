@@ -4,7 +4,7 @@
 // base binaries), sea-blob, finish-target (strip, postject, ad-hoc signing), macho /
 // macho-signature-check / pe (file formats), release-key and release-files.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { createReporter } from './agents/progress.mjs';
 import { loadReleaseKey } from './agents/release-key.mjs';
 import { writeReleaseFiles } from './agents/release-files.mjs';
 import { assertSelfContained, makeSeaBlob } from './agents/sea-blob.mjs';
-import { hostTarget, TARGETS } from './agents/targets.mjs';
+import { hostTarget, SERVICE_WRAPPER, TARGETS } from './agents/targets.mjs';
 import { findTools } from './agents/tools.mjs';
 import { keyIdHex } from '../common/minisign.ts';
 
@@ -159,6 +159,18 @@ async function build(options, report) {
       step(`done, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB`);
       return file;
     });
+
+    if (options.targets.some((target) => target.os === 'windows')) {
+      // A Node executable cannot answer the Windows Service Control Manager: WinSW wraps it.
+      // It ships in the signed release so the air-gapped appliance never fetches it.
+      report.progress('windows: verifying the WinSW service wrapper (node-windows)');
+      const wrapperTarball = await verifiedBaseTarball(pinnedBase(SERVICE_WRAPPER.package), options.cacheDir);
+      const wrapper = await extractBaseBinary(wrapperTarball, SERVICE_WRAPPER.member, join(workDir, 'winsw'));
+      const wrapperFile = join(stagingDir, SERVICE_WRAPPER.fileName);
+      copyFileSync(wrapper, wrapperFile);
+      chmodSync(wrapperFile, 0o755);
+      files.push(wrapperFile);
+    }
 
     report.progress('writing SHA256SUMS and its signature');
     const keyLabel = release.source === 'env' ? 'release' : 'DEVELOPMENT';

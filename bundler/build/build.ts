@@ -14,7 +14,7 @@ import { bundleBaseName, executableName, targetName, type Target } from '../lib/
 import type { BundleRequest, TokenMode } from '../lib/validate.ts';
 import { writeBundleZip } from '../zip/write.ts';
 import { renderAgentToml } from './agent-toml.ts';
-import { loadAgentExecutable, loadApplianceInputs, resolveAgentVersion, type AgentExecutable, type ApplianceInputs } from './inputs.ts';
+import { SERVICE_WRAPPER_NAME, loadAgentExecutable, loadApplianceInputs, loadReleaseFile, resolveAgentVersion, type AgentExecutable, type ApplianceInputs } from './inputs.ts';
 import { MANIFEST_FORMAT, buildManifest, sealBundle, type Manifest } from './manifest.ts';
 import { renderReadme } from './readme.ts';
 import { loadTemplates } from './templates.ts';
@@ -94,6 +94,8 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
   const templates = loadTemplates(env.templatesDir ?? defaultTemplatesDir(), target.os);
   progress(`verifying the ${version} ${targetName(target)} executable against the signed release checksums`);
   const executable = loadAgentExecutable(agentsDir, version, target, inputs.releaseKey);
+  // WinSW, the Windows service wrapper, ships in the signed agent release (npm run build:agents).
+  const serviceWrapper = target.os === 'windows' ? loadReleaseFile(agentsDir, version, SERVICE_WRAPPER_NAME, inputs.releaseKey) : undefined;
 
   const createdMs = env.sourceDateEpoch !== undefined ? env.sourceDateEpoch * 1000 : now();
   const createdAt = new Date(createdMs).toISOString();
@@ -119,6 +121,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
         0o644,
       ),
       ...templates,
+      ...(serviceWrapper ? [bundleFile(SERVICE_WRAPPER_NAME, serviceWrapper.data, 0o755, serviceWrapper.sha256)] : []),
     ];
     const manifest = buildManifest({ bundleId, createdAt, createdBy: request.createdBy, target, agentVersion: version, address: request.address, caFingerprint: inputs.caFingerprint, token }, files);
     const sealed = sealBundle(files, manifest, inputs.bundleKey);

@@ -101,8 +101,14 @@ export function resolveAgentVersion(agentsDir: string, requested?: string): stri
   );
 }
 
-/** Reads the target's executable once and checks those very bytes against the signed release SHA256SUMS. */
-export function loadAgentExecutable(agentsDir: string, version: string, target: Target, releaseKey: PublicKey): AgentExecutable {
+/** The file name of the service wrapper (WinSW) in an agent release and in a windows bundle. */
+export const SERVICE_WRAPPER_NAME = 'ct-ops-agent-service.exe';
+
+/**
+ * Reads one file of an agent release (an executable, the Windows service wrapper) once
+ * and checks those very bytes against the release SHA256SUMS signed by the trusted key.
+ */
+export function loadReleaseFile(agentsDir: string, version: string, name: string, releaseKey: PublicKey): AgentExecutable {
   const dir = join(agentsDir, version);
   const sumsPath = join(dir, RELEASE_SUMS);
   const sums = readInput(sumsPath, 'the agent release checksums');
@@ -112,14 +118,18 @@ export function loadAgentExecutable(agentsDir: string, version: string, target: 
   } catch (cause) {
     throw new CtOpsError('ERR_BUNDLE_INPUT_UNTRUSTED', `${sumsPath} is not signed by the release key this appliance trusts (${keyIdHex(releaseKey.keyId)}): ${(cause as Error).message}`, { path: sumsPath }, { cause });
   }
-  const name = releaseExecutableName(target);
   const expected = parseSha256Sums(sums.toString('utf8')).digests.get(name);
   if (expected === undefined) throw new CtOpsError('ERR_BUNDLE_INPUT_UNTRUSTED', `${sumsPath} does not list ${name}`, { path: sumsPath });
   const path = join(dir, name);
-  const data = readInput(path, 'the agent executable');
+  const data = readInput(path, `the release file ${name}`);
   const sha256 = sha256Hex(data);
   if (sha256 !== expected) {
     throw new CtOpsError('ERR_BUNDLE_INPUT_UNTRUSTED', `${path} does not match the signed release checksums (sha256 ${sha256}, expected ${expected})`, { path });
   }
   return { version, data, sha256 };
+}
+
+/** The target's agent executable from the signed release. */
+export function loadAgentExecutable(agentsDir: string, version: string, target: Target, releaseKey: PublicKey): AgentExecutable {
+  return loadReleaseFile(agentsDir, version, releaseExecutableName(target), releaseKey);
 }

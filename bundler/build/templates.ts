@@ -44,8 +44,6 @@ const TEMPLATES: Record<TargetOs, TemplateSet> = {
     named: [
       script('install.ps1', 'windows', 0o644),
       script('uninstall.ps1', 'windows', 0o644),
-      // WinSW, the service wrapper: a checked-in copy wins, else the one node-windows ships.
-      { name: 'ct-ops-agent-service.exe', candidates: [join('windows', 'ct-ops-agent-service.exe'), join('node_modules', 'node-windows', 'bin', 'winsw', 'winsw.exe')], mode: 0o755 },
       unit('ct-ops-agent-service.xml', 'windows'),
       unit('ct-ops-agent-service.exe.config', 'windows'),
     ],

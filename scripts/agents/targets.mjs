@@ -32,3 +32,10 @@ export const TARGETS = Object.freeze([
 export function hostTarget() {
   return TARGETS.find((candidate) => candidate.nodePlatform === process.platform && candidate.arch === process.arch);
 }
+
+/** WinSW, the Windows service wrapper: which pinned package ships it, and its name in the release. */
+export const SERVICE_WRAPPER = Object.freeze({
+  package: 'node-windows',
+  member: 'package/bin/winsw/winsw.exe',
+  fileName: 'ct-ops-agent-service.exe',
+});

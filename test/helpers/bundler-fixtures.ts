@@ -13,6 +13,7 @@ import { ensureTlsMaterial } from '../../appliance/pki/certificates.ts';
 import { ensureBundleKey, RELEASE_PUBLIC_KEY_FILE } from '../../appliance/pki/signing-keys.ts';
 import { openStores } from '../../appliance/store/index.ts';
 import { formatSha256Sums, sha256Hex } from '../../bundler/lib/sha256sums.ts';
+import { SERVICE_WRAPPER_NAME } from '../../bundler/build/inputs.ts';
 import { ALL_TARGETS, releaseExecutableName, type Target } from '../../bundler/lib/targets.ts';
 
 export const FIXTURE_AGENT_VERSION = '0.1.0';
@@ -41,6 +42,9 @@ export function writeReleaseDir(agentsDir: string, releaseKey: SigningKey, optio
     writeFileSync(join(dir, name), data, { mode: 0o755 });
     return { name, sha256: sha256Hex(data) };
   });
+  const wrapper = Buffer.from('MZ fixture service wrapper\n');
+  writeFileSync(join(dir, SERVICE_WRAPPER_NAME), wrapper, { mode: 0o755 });
+  entries.push({ name: SERVICE_WRAPPER_NAME, sha256: sha256Hex(wrapper) });
   const sums = formatSha256Sums(entries);
   writeFileSync(join(dir, 'SHA256SUMS'), sums);
   writeFileSync(join(dir, 'SHA256SUMS.minisig'), signDigest(blake2b512(sums), releaseKey, 'timestamp:0\tfile:SHA256SUMS', 'fixture release'));
@@ -60,7 +64,6 @@ export function writeTemplates(root: string): string {
     'systemd/ct-ops-agent-helper.service': '[Service]\nType=oneshot\nExecStart=/bin/true\n',
     'systemd/unrelated.service': '[Service]\nExecStart=/bin/false\n',
     'launchd/com.ct-ops.agent.plist': '<?xml version="1.0"?>\n<plist version="1.0"><dict/></plist>\n',
-    'windows/ct-ops-agent-service.exe': 'MZ fixture service wrapper\n',
     'launchd/com.ct-ops.agent-helper.plist': '<?xml version="1.0"?>\n<plist version="1.0"><dict/></plist>\n',
     'windows/ct-ops-agent-service.exe.config': '<configuration/>\n',
     'windows/ct-ops-agent-service.xml': '<service><id>ct-ops-agent</id></service>\n',
