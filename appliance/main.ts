@@ -1,5 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { CtOpsError, ExitCode } from '../common/errors.ts';
+import { Command } from 'commander';
+import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
@@ -12,28 +12,4 @@ const program = new Command('ct-ops-appliance')
   .addCommand(hostsCommand())
   .addCommand(tokensCommand());
 
-// Usage errors must leave through reportFailure (exit 64), in subcommands too.
-const overrideExits = (command: Command): void => {
-  command.exitOverride();
-  command.commands.forEach(overrideExits);
-};
-overrideExits(program);
-
-try {
-  await program.parseAsync(process.argv);
-} catch (error) {
-  process.exitCode = reportFailure(error);
-}
-
-/** One line on stderr naming the error code; the exit code comes from the catalogue. */
-function reportFailure(error: unknown): number {
-  if (error instanceof CommanderError) {
-    return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
-  }
-  if (error instanceof CtOpsError) {
-    process.stderr.write(`ct-ops-appliance: ${error.code}: ${error.message}\n`);
-    return error.exitCode;
-  }
-  process.stderr.write(`ct-ops-appliance: ERR_INTERNAL: ${(error as Error)?.stack ?? String(error)}\n`);
-  return ExitCode.SOFTWARE;
-}
+await runCli(program, process.argv);
