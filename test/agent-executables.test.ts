@@ -14,6 +14,9 @@ import { TestAppliance } from './helpers/appliance.ts';
 import { LoggedProcess, REPO_ROOT, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
+/** WinSW 1.17 as node-windows@0.1.14 ships it (package/bin/winsw/winsw.exe). */
+const WINSW_1_17_SHA256 = '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01';
+const SERVICE_WRAPPER = 'ct-ops-agent-service.exe';
 const BUILD_SCRIPT = join(REPO_ROOT, 'scripts/build-agents.mjs');
 const CHECKER = join(REPO_ROOT, 'scripts/agents/macho-signature-check.mjs');
 const TSX = import.meta.resolve('tsx');
@@ -92,14 +95,16 @@ describe('agent single executables built by npm run build:agents', () => {
     assert.ok(!existsSync(join(root, 'unknown')));
   });
 
-  test('the release folder holds the six executables, a sorted SHA256SUMS that sha256sum -c accepts and a signature minisign verifies with release.pub', () => {
+  test('the release folder holds the six executables and the WinSW service wrapper, a sorted SHA256SUMS that sha256sum -c accepts and a signature minisign verifies with release.pub', () => {
     assert.equal(releaseDir, join(root, 'out', VERSION));
-    assert.deepEqual(readdirSync(releaseDir).sort(), [...ALL_FILES, 'SHA256SUMS', 'SHA256SUMS.minisig', 'release.pub'].sort());
+    const released = [...ALL_FILES, SERVICE_WRAPPER].sort();
+    assert.deepEqual(readdirSync(releaseDir).sort(), [...released, 'SHA256SUMS', 'SHA256SUMS.minisig', 'release.pub'].sort());
     const sums = readFileSync(join(releaseDir, 'SHA256SUMS'), 'utf8');
-    assert.deepEqual(sums.trimEnd().split('\n').map((line) => line.split('  ')[1]), ALL_FILES);
+    assert.deepEqual(sums.trimEnd().split('\n').map((line) => line.split('  ')[1]), released);
     assert.match(sums, /^([0-9a-f]{64} {2}ct-ops-agent-[a-z0-9.-]+\n)+$/);
+    assert.match(sums, new RegExp(`^${WINSW_1_17_SHA256}  ${SERVICE_WRAPPER}$`, 'm'), 'WinSW is the pinned node-windows copy');
     const checked = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: releaseDir, encoding: 'utf8' });
-    assert.equal(checked.match(/: OK$/gm)?.length, 6);
+    assert.equal(checked.match(/: OK$/gm)?.length, 7);
 
     const verified = execFileSync('minisign', ['-Vm', join(releaseDir, 'SHA256SUMS'), '-p', join(releaseDir, 'release.pub')], { encoding: 'utf8' });
     assert.match(verified, new RegExp(`Trusted comment: ct-ops-agent ${VERSION.replaceAll('.', '\\.')} executables, signed \\d{4}-\\d{2}-\\d{2}T`));
