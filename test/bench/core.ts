@@ -8,13 +8,14 @@
  */
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { RegisterRequest } from '../../common/proto.ts';
 import { TestAppliance } from '../helpers/appliance.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import { clientFactory, signedRegisterRequests } from './lib/clients.ts';
+import { clientFactory, connect, signedRegisterRequests } from './lib/clients.ts';
 import { HeartbeatLoad } from './lib/heartbeat-load.ts';
 import { describeMachine } from './lib/machine.ts';
-import { cpuSeconds, memoryMiB, openFiles } from './lib/proc.ts';
-import { registerAll } from './lib/register-load.ts';
+import { cpuSeconds, machineBusySeconds, memoryMiB, openFiles } from './lib/proc.ts';
+import { registerAll, type ActiveAgent } from './lib/register-load.ts';
 import { textTable, targetMet, writeBenchmarksSection, type BenchResults } from './lib/report.ts';
 import { distribution } from './lib/stats.ts';
 
@@ -53,65 +54,63 @@ function armWatchdog(appliance: TestAppliance, budgetMs: number): NodeJS.Timeout
   }, budgetMs);
 }
 
-async function main(): Promise<void> {
-  const durationSecs = positiveIntegerEnv('BENCH_DURATION_SECS', 60);
-  const agents = positiveIntegerEnv('BENCH_AGENTS', 1000);
-  const machine = describeMachine();
-  const appliance = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_LOG_LEVEL: 'info' } });
-  const pid = appliance.process.child.pid!;
-  const watchdog = armWatchdog(appliance, durationSecs * 1000 + OVERHEAD_BUDGET_MS);
-  try {
-    const { token } = await appliance.createToken('--auto-approve', '--max-uses', String(agents), '--label', 'bench-core');
-    const newClient = clientFactory(appliance.address, appliance.caCert);
+type NewClient = ReturnType<typeof clientFactory>;
 
-    progress(`signing ${agents} Register requests`);
-    const requests = signedRegisterRequests(agents, token);
-    progress(`registering ${agents} agents, ${REGISTER_CONCURRENCY} in flight`);
-    const applianceCpuBeforeRegistration = cpuSeconds(pid);
-    const registration = await registerAll(requests, REGISTER_CONCURRENCY, newClient);
-    const applianceCpuRegistering = cpuSeconds(pid) - applianceCpuBeforeRegistration;
-    if (registration.agents.length === 0) throw new Error(`no agent registered: ${registration.errors.slice(0, 5).join('; ')}`);
+/** Phase 1: every agent registers once, REGISTER_CONCURRENCY at a time. */
+async function measureRegistration(pid: number, requests: readonly RegisterRequest[], newClient: NewClient): Promise<{ agents: ActiveAgent[]; errors: string[]; figures: BenchResults['registration'] }> {
+  const clients = Array.from({ length: REGISTER_CONCURRENCY }, (_, index) => newClient(index));
+  await Promise.all(clients.map((client) => connect(client)));
+  const cpuBefore = cpuSeconds(pid);
+  const registration = await registerAll(requests, clients);
+  const cpuUsed = cpuSeconds(pid) - cpuBefore;
+  for (const client of clients) client.close();
+  const wallSecs = registration.wallMs / 1000;
+  return {
+    agents: registration.agents,
+    errors: registration.errors,
+    figures: {
+      active: registration.agents.length,
+      errors: registration.errors.length,
+      perSec: registration.agents.length / wallSecs,
+      latencyMs: distribution(registration.latenciesMs),
+      applianceCpuPercent: (100 * cpuUsed) / wallSecs,
+    },
+  };
+}
 
-    progress(`connecting ${registration.agents.length} agents, one TLS connection each`);
-    const connectStarted = performance.now();
-    const load = await HeartbeatLoad.connect(registration.agents, newClient, {
-      intervalMs: HEARTBEAT_INTERVAL_SECS * 1000,
-      durationMs: durationSecs * 1000,
-      connectConcurrency: CONNECT_CONCURRENCY,
-      drainMs: DRAIN_MS,
-    });
-    const connectSeconds = (performance.now() - connectStarted) / 1000;
-    const applianceOpenFiles = openFiles(pid);
+type HeartbeatFigures = Pick<BenchResults, 'connect' | 'heartbeats' | 'loadGenerator' | 'otherProcessesCpuPercent'> & { applianceSteadyCpuPercent: number };
 
-    progress(`heartbeating every ${HEARTBEAT_INTERVAL_SECS} s for ${durationSecs} s`);
-    const applianceCpuBefore = cpuSeconds(pid);
-    const generatorCpuBefore = process.cpuUsage();
-    const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
-    loopDelay.enable();
-    const steadyStarted = performance.now();
-    const heartbeats = await load.run();
-    const steadySeconds = (performance.now() - steadyStarted) / 1000;
-    loopDelay.disable();
-    const generatorCpu = process.cpuUsage(generatorCpuBefore);
-    const applianceCpuSteady = cpuSeconds(pid) - applianceCpuBefore;
-    await load.close();
+/** Phase 2: every agent on its own connection heartbeats for durationSecs. */
+async function measureHeartbeats(pid: number, agents: readonly ActiveAgent[], newClient: NewClient, durationSecs: number): Promise<{ errors: string[]; figures: HeartbeatFigures }> {
+  const connectStarted = performance.now();
+  const load = await HeartbeatLoad.connect(agents, newClient, {
+    intervalMs: HEARTBEAT_INTERVAL_SECS * 1000,
+    durationMs: durationSecs * 1000,
+    connectConcurrency: CONNECT_CONCURRENCY,
+    drainMs: DRAIN_MS,
+  });
+  const connect = { seconds: (performance.now() - connectStarted) / 1000, applianceOpenFiles: openFiles(pid) };
 
-    const results: BenchResults = {
-      command: describeCommand(durationSecs, agents),
-      machine,
-      agents,
-      registerConcurrency: REGISTER_CONCURRENCY,
-      durationSecs,
-      intervalSecs: HEARTBEAT_INTERVAL_SECS,
-      registration: {
-        active: registration.agents.length,
-        errors: registration.errors.length,
-        perSec: registration.agents.length / (registration.wallMs / 1000),
-        latencyMs: distribution(registration.latenciesMs),
-        // Includes the 50 TLS handshakes made just before the clock starts: a slight overestimate.
-        applianceCpuPercent: (100 * applianceCpuRegistering) / (registration.wallMs / 1000),
-      },
-      connect: { seconds: connectSeconds, applianceOpenFiles },
+  progress(`heartbeating every ${HEARTBEAT_INTERVAL_SECS} s for ${durationSecs} s`);
+  const applianceCpuBefore = cpuSeconds(pid);
+  const generatorCpuBefore = process.cpuUsage();
+  const machineBusyBefore = machineBusySeconds();
+  const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
+  loopDelay.enable();
+  const started = performance.now();
+  const heartbeats = await load.run();
+  const seconds = (performance.now() - started) / 1000;
+  loopDelay.disable();
+  const generatorCpu = process.cpuUsage(generatorCpuBefore);
+  const generatorCpuSeconds = (generatorCpu.user + generatorCpu.system) / 1e6;
+  const applianceCpuSeconds = cpuSeconds(pid) - applianceCpuBefore;
+  const machineBusy = machineBusySeconds() - machineBusyBefore;
+  await load.close();
+
+  return {
+    errors: heartbeats.errors,
+    figures: {
+      connect,
       heartbeats: {
         sent: heartbeats.sent,
         acked: heartbeats.acked,
@@ -120,16 +119,52 @@ async function main(): Promise<void> {
         perSec: heartbeats.acked / durationSecs,
         rttMs: distribution(heartbeats.rttMs),
       },
-      appliance: { peakRssMiB: memoryMiB(pid, 'VmHWM'), cpuSeconds: cpuSeconds(pid), steadyCpuPercent: (100 * applianceCpuSteady) / steadySeconds },
+      applianceSteadyCpuPercent: (100 * applianceCpuSeconds) / seconds,
       loadGenerator: {
-        steadyCpuPercent: (100 * (generatorCpu.user + generatorCpu.system)) / 1e6 / steadySeconds,
+        steadyCpuPercent: (100 * generatorCpuSeconds) / seconds,
         // The histogram records whole sampling intervals; the delay is what exceeds one.
         eventLoopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - EVENT_LOOP_SAMPLE_MS),
         eventLoopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - EVENT_LOOP_SAMPLE_MS),
       },
+      // Other work on a shared machine skews the figures; this shows how much there was.
+      otherProcessesCpuPercent: Math.max(0, (100 * (machineBusy - applianceCpuSeconds - generatorCpuSeconds)) / seconds),
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const durationSecs = positiveIntegerEnv('BENCH_DURATION_SECS', 60);
+  const agentCount = positiveIntegerEnv('BENCH_AGENTS', 1000);
+  const machine = describeMachine();
+  const appliance = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_LOG_LEVEL: 'info' } });
+  const pid = appliance.process.child.pid!;
+  const watchdog = armWatchdog(appliance, durationSecs * 1000 + OVERHEAD_BUDGET_MS);
+  try {
+    const { token } = await appliance.createToken('--auto-approve', '--max-uses', String(agentCount), '--label', 'bench-core');
+    const newClient = clientFactory(appliance.address, appliance.caCert);
+
+    progress(`signing ${agentCount} Register requests`);
+    const requests = signedRegisterRequests(agentCount, token);
+    progress(`registering ${agentCount} agents, ${REGISTER_CONCURRENCY} in flight`);
+    const registration = await measureRegistration(pid, requests, newClient);
+    if (registration.agents.length === 0) throw new Error(`no agent registered: ${registration.errors.slice(0, 5).join('; ')}`);
+    progress(`connecting ${registration.agents.length} agents, one TLS connection each`);
+    const { errors: heartbeatErrors, figures } = await measureHeartbeats(pid, registration.agents, newClient, durationSecs);
+
+    const { applianceSteadyCpuPercent, ...heartbeatFigures } = figures;
+    const results: BenchResults = {
+      command: describeCommand(durationSecs, agentCount),
+      machine,
+      agents: agentCount,
+      registerConcurrency: REGISTER_CONCURRENCY,
+      durationSecs,
+      intervalSecs: HEARTBEAT_INTERVAL_SECS,
+      registration: registration.figures,
+      ...heartbeatFigures,
+      appliance: { peakRssMiB: memoryMiB(pid, 'VmHWM'), cpuSeconds: cpuSeconds(pid), steadyCpuPercent: applianceSteadyCpuPercent },
       targetP99Ms: TARGET_P99_MS,
     };
-    for (const error of [...registration.errors, ...heartbeats.errors].slice(0, 10)) progress(`error: ${error}`);
+    for (const error of [...registration.errors, ...heartbeatErrors].slice(0, 10)) progress(`error: ${error}`);
     process.stdout.write(`${textTable(results)}\n`);
     writeBenchmarksSection(BENCHMARKS_DOC, results);
     progress(`wrote ${BENCHMARKS_DOC}`);
@@ -140,4 +175,11 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Exit explicitly: after a failure, open client channels would otherwise keep the process alive.
+main().then(
+  () => process.exit(),
+  (error: unknown) => {
+    progress(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -25,3 +25,11 @@ export function memoryMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 export function openFiles(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
+
+/** CPU seconds the whole machine has spent busy, over all cores (idle and iowait excluded). */
+export function machineBusySeconds(): number {
+  // First line of /proc/stat: "cpu user nice system idle iowait irq softirq steal ...".
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = ticks;
+  return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SEC;
+}

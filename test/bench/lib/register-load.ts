@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
 import type { IngestServiceClient, RegisterRequest, RegisterResponse__Output } from '../../../common/proto.ts';
-import { connect } from './clients.ts';
 
 export interface ActiveAgent {
   agentId: string;
@@ -21,34 +20,28 @@ function register(client: IngestServiceClient, request: RegisterRequest): Promis
 }
 
 /**
- * Registers every request with `concurrency` in flight, each slot on its own
- * connection (opened before the clock starts) like that many agents enrolling at once.
+ * Registers every request with one in flight per client, each client on its own
+ * (already open) connection, like that many agents enrolling at once.
  */
-export async function registerAll(requests: readonly RegisterRequest[], concurrency: number, newClient: (index: number) => IngestServiceClient): Promise<RegisterLoadResult> {
-  const clients = Array.from({ length: Math.min(concurrency, requests.length) }, (_, index) => newClient(index));
-  try {
-    await Promise.all(clients.map((client) => connect(client)));
-    const result: RegisterLoadResult = { agents: [], latenciesMs: [], errors: [], wallMs: 0 };
-    let next = 0;
-    const slot = async (client: IngestServiceClient): Promise<void> => {
-      while (next < requests.length) {
-        const request = requests[next++]!;
-        const sentAt = performance.now();
-        try {
-          const response = await register(client, request);
-          result.latenciesMs.push(performance.now() - sentAt);
-          if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt });
-          else result.errors.push(`${request.hostname}: ${response.status}`);
-        } catch (error) {
-          result.errors.push(`${request.hostname}: ${(error as Error).message}`);
-        }
+export async function registerAll(requests: readonly RegisterRequest[], clients: readonly IngestServiceClient[]): Promise<RegisterLoadResult> {
+  const result: RegisterLoadResult = { agents: [], latenciesMs: [], errors: [], wallMs: 0 };
+  let next = 0;
+  const slot = async (client: IngestServiceClient): Promise<void> => {
+    while (next < requests.length) {
+      const request = requests[next++]!;
+      const sentAt = performance.now();
+      try {
+        const response = await register(client, request);
+        result.latenciesMs.push(performance.now() - sentAt);
+        if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt });
+        else result.errors.push(`${request.hostname}: ${response.status}`);
+      } catch (error) {
+        result.errors.push(`${request.hostname}: ${(error as Error).message}`);
       }
-    };
-    const started = performance.now();
-    await Promise.all(clients.map(slot));
-    result.wallMs = performance.now() - started;
-    return result;
-  } finally {
-    for (const client of clients) client.close();
-  }
+    }
+  };
+  const started = performance.now();
+  await Promise.all(clients.map(slot));
+  result.wallMs = performance.now() - started;
+  return result;
 }
