@@ -27,3 +27,11 @@ test('a gRPC status written by the appliance gives back its error code', () => {
   assert.equal(codeFromGrpcDetails('Received RST_STREAM with code 2'), undefined);
   assert.deepEqual(error.toJSON(), { code: 'ERR_TOKEN_EXHAUSTED', message: 'no uses left', details: { token_id: 'etk_1' } });
 });
+
+test('docs/errors.md lists every build:agents error code with its exit code', async () => {
+  const { BUILD_AGENTS_ERRORS } = await import('../scripts/agents/errors.mjs');
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
+  for (const [code, { exit }] of Object.entries(BUILD_AGENTS_ERRORS)) {
+    assert.match(doc, new RegExp(`\\| \`${code}\` \\| ${exit} \\|`), `${code} is missing or stale in docs/errors.md`);
+  }
+});
