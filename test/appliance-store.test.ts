@@ -90,3 +90,23 @@ function toOutput(request: ReturnType<typeof signedRegister>) {
     tags: request.tags ?? {},
   };
 }
+
+test('vitals older than the retention period are pruned in one pass, newer ones kept', () => {
+  const stores = openStores(join(dir, 'retention.db'));
+  const org = stores.organisations.ensureDefault(Date.now());
+  const identity = newIdentity('retention');
+  stores.hosts.insert({
+    id: 'hst_retention', orgId: org.id, publicKey: Buffer.from(identity.keyPair.publicKey), hostname: 'retention', machineFingerprint: identity.fingerprint,
+    os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
+  });
+  const hour = 3_600_000;
+  const now = 1_000 * hour;
+  stores.transaction(() => {
+    for (let age = 0; age < 10; age += 1) {
+      stores.vitals.insert({ hostId: 'hst_retention', receivedAt: now - age * hour, agentTimestamp: 0, cpuPercent: age, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 });
+    }
+  });
+  assert.equal(stores.vitals.prune(now - 4.5 * hour), 5);
+  assert.deepEqual(stores.vitals.recent('hst_retention', 100).map((sample) => sample.cpuPercent), [0, 1, 2, 3, 4]);
+  stores.close();
+});
