@@ -67,7 +67,8 @@ class PythonClient {
   #outputClosed = false;
 
   constructor(args: readonly string[]) {
-    this.child = spawn(PYTHON, [CLIENT_SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // -B: no __pycache__ left in the repository.
+    this.child = spawn(PYTHON, ['-B', CLIENT_SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let partial = '';
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (partial + chunk).split('\n');

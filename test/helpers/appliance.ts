@@ -33,7 +33,13 @@ export class TestAppliance {
       ...(options.args ?? []),
     ];
     const appliance = new TestAppliance(dataDir, options.dataDir === undefined, new LoggedProcess(process.execPath, args, { CT_OPS_APPLIANCE_LOG_LEVEL: 'debug', ...options.env }));
-    const started = await appliance.process.waitForLog('appliance started');
+    let started;
+    try {
+      started = await appliance.process.waitForLog('appliance started');
+    } catch (error) {
+      await appliance.dispose();
+      throw error;
+    }
     appliance.grpcPort = started.grpc_port as number;
     appliance.httpPort = started.http_port as number;
     return appliance;

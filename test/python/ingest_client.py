@@ -62,14 +62,17 @@ class IngestContract:
     def callable(self, channel: grpc.Channel, method: str):
         descriptor = self.service.methods_by_name[method]
         path = f"/{self.service.full_name}/{descriptor.name}"
-        serialize = lambda message: message.SerializeToString()
         deserialize = self.message_class(descriptor.output_type).FromString
         if descriptor.client_streaming and descriptor.server_streaming:
-            return channel.stream_stream(path, request_serializer=serialize, response_deserializer=deserialize)
-        return channel.unary_unary(path, request_serializer=serialize, response_deserializer=deserialize)
+            return channel.stream_stream(path, request_serializer=serialize_message, response_deserializer=deserialize)
+        return channel.unary_unary(path, request_serializer=serialize_message, response_deserializer=deserialize)
 
     def enum_name(self, message, field: str) -> str:
         return message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[getattr(message, field)].name
+
+
+def serialize_message(message) -> bytes:
+    return message.SerializeToString()
 
 
 def emit(event: dict) -> None:
