@@ -88,6 +88,10 @@ export const STATUS = {
   ERR_BUNDLE_ENTRY_INVALID: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A bundle zip is malformed or has an unsafe entry: absolute path, "..", backslash, symlink, duplicate name, or an entry outside the one top folder.' },
   ERR_BUNDLE_SIGNATURE_INVALID: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.NO_PERMISSION, summary: "A bundle's SHA256SUMS.minisig is missing, malformed, or not a valid signature of SHA256SUMS by the given bundle public key." },
   ERR_BUNDLE_TAMPERED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A bundle file does not match the signed SHA256SUMS, a listed file is missing, an unlisted file is present, or manifest.json disagrees with SHA256SUMS.' },
+  ERR_INVENTORY_COLLECTOR_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: "A software inventory collector's tool exited non-zero, was killed, or printed output that cannot be parsed." },
+  ERR_INVENTORY_TIMEOUT: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: 'A software inventory collection did not finish within its time limit.' },
+  ERR_INVENTORY_OUTPUT_TOO_LARGE: { http: 500, grpc: GrpcCode.RESOURCE_EXHAUSTED, exit: ExitCode.DATA, summary: "A software inventory tool's output or database file exceeded the output cap." },
+  ERR_INVENTORY_NO_PACKAGE_MANAGER: { http: 500, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.UNAVAILABLE, summary: "None of the platform's package managers is present on the host." },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

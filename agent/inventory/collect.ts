@@ -1,0 +1,79 @@
+import type { CollectContext, InventoryCollector } from './collectors/collector.ts';
+import { dedupePackages } from './dedupe.ts';
+import { InventoryError } from './errors.ts';
+import type { SoftwarePackage } from './package.ts';
+import { collectionPlanFor, type CollectionPlan, type OptionalSources } from './plan.ts';
+import { readDatabaseFile } from './read.ts';
+import { NOT_AVAILABLE, runCommand } from './run.ts';
+
+export const DEFAULT_TIMEOUT_MS = 120_000;
+export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+export interface InventoryOptions {
+  /** Whole-collection time limit across every tool run (default 120 s). */
+  readonly timeoutMs?: number;
+  /** Largest output accepted from any one tool or database file (default 64 MiB). */
+  readonly maxOutputBytes?: number;
+  readonly optionalSources?: OptionalSources;
+  readonly platform?: NodeJS.Platform;
+  /** Replaces the platform's plan (tests). */
+  readonly plan?: CollectionPlan;
+}
+
+export interface InventoryResult {
+  readonly packages: readonly SoftwarePackage[];
+  /** The collectors that contributed, in order (the primary one first). */
+  readonly sources: readonly string[];
+  /** Exact duplicates dropped (see dedupePackages). */
+  readonly duplicatesRemoved: number;
+}
+
+/**
+ * Lists the host's installed software. It resolves only when every collector that ran
+ * succeeded; any failure rejects with an InventoryError, so a failed scan can never be
+ * mistaken for an empty one. The list is empty only if the primary tool ran cleanly and
+ * listed nothing (and no additional source listed anything).
+ */
+export async function collectInventory(options: InventoryOptions = {}): Promise<InventoryResult> {
+  const platform = options.platform ?? process.platform;
+  const plan = options.plan ?? collectionPlanFor(platform, options.optionalSources);
+  if (!plan) throw noPackageManager(platform, []);
+  const context = limitedContext(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
+
+  const collected: SoftwarePackage[] = [];
+  const sources: string[] = [];
+  const primary = await firstAvailable(plan.primary, context);
+  if (!primary) throw noPackageManager(platform, plan.primary.map((collector) => collector.name));
+  collected.push(...primary.packages);
+  sources.push(primary.name);
+  for (const collector of plan.additional) {
+    const packages = await collector.collect(context);
+    if (packages === NOT_AVAILABLE) continue;
+    collected.push(...packages);
+    sources.push(collector.name);
+  }
+  const { packages, removed } = dedupePackages(collected);
+  return { packages, sources, duplicatesRemoved: removed };
+}
+
+async function firstAvailable(collectors: readonly InventoryCollector[], context: CollectContext): Promise<{ name: string; packages: readonly SoftwarePackage[] } | undefined> {
+  for (const collector of collectors) {
+    const packages = await collector.collect(context);
+    if (packages !== NOT_AVAILABLE) return { name: collector.name, packages };
+  }
+  return undefined;
+}
+
+/** Every tool run gets what remains of the one collection deadline. */
+function limitedContext(timeoutMs: number, maxOutputBytes: number): CollectContext {
+  const deadline = Date.now() + timeoutMs;
+  return {
+    run: (spec) => runCommand(spec, { timeoutMs: deadline - Date.now(), maxOutputBytes }),
+    readFile: (path) => readDatabaseFile(path, maxOutputBytes),
+  };
+}
+
+function noPackageManager(platform: string, tried: readonly string[]): InventoryError {
+  const what = tried.length > 0 ? `none of ${tried.join(', ')} is present` : 'no collector exists for this platform';
+  return new InventoryError('ERR_INVENTORY_NO_PACKAGE_MANAGER', `cannot list installed software on ${platform}: ${what}`, { platform, tried: tried.join(',') });
+}

@@ -1,0 +1,30 @@
+import { unparsable } from '../errors.ts';
+import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { unixSeconds } from './text.ts';
+
+/** The `rpm -qa --queryformat` the parser reads; rpm prints "(none)" for a tag a package lacks. */
+export const RPM_QUERY_FORMAT = '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{VENDOR}\\t%{INSTALLTIME}\\n';
+
+const NONE = '(none)';
+
+function present(value: string): string {
+  return value === NONE ? '' : value;
+}
+
+/** EPOCH:VERSION-RELEASE as rpm and dnf print it; the epoch only when the package has one. */
+export function rpmVersion(epoch: string, version: string, release: string): string {
+  const base = present(release) === '' ? version : `${version}-${release}`;
+  return present(epoch) === '' ? base : `${epoch}:${base}`;
+}
+
+export function parseRpmQuery(text: string): SoftwarePackage[] {
+  const packages: SoftwarePackage[] = [];
+  text.split('\n').forEach((line, index) => {
+    if (line.trim() === '') return;
+    const fields = line.split('\t');
+    if (fields.length !== 7 || fields[0] === '') throw unparsable('rpm', `expected 7 tab-separated fields, got ${fields.length}`, index + 1);
+    const [name, epoch, version, release, arch, vendor, installTime] = fields as [string, string, string, string, string, string, string];
+    packages.push(softwarePackage({ name, version: rpmVersion(epoch, version, release), architecture: present(arch), publisher: present(vendor), source: 'rpm', install_date_unix: unixSeconds(installTime) }));
+  });
+  return packages;
+}

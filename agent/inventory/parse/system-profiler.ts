@@ -1,0 +1,54 @@
+import { unparsable } from '../errors.ts';
+import { softwarePackage, type SoftwarePackage } from '../package.ts';
+
+const ARCHITECTURES: Readonly<Record<string, string>> = {
+  arch_arm_i64: 'universal',
+  arch_i32_i64: 'universal',
+  arch_arm: 'arm64',
+  arch_i64: 'x86_64',
+  arch_i32: 'i386',
+  arch_ios: 'arm64',
+};
+
+interface Application {
+  readonly _name?: unknown;
+  readonly version?: unknown;
+  readonly arch_kind?: unknown;
+  readonly obtained_from?: unknown;
+  readonly signed_by?: unknown;
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value.trim() : '';
+}
+
+/** Apple for Apple's own apps; the team in "Developer ID Application: Team (ID)"; else unknown. */
+function publisherOf(app: Application): string {
+  if (app.obtained_from === 'apple') return 'Apple';
+  const signer = Array.isArray(app.signed_by) ? text(app.signed_by[0]) : '';
+  const team = /^Developer ID Application: (.+?)(?: \([A-Z0-9]+\))?$/.exec(signer);
+  return team ? (team[1] as string) : '';
+}
+
+/**
+ * Applications from `system_profiler -json SPApplicationsDataType`. Its lastModified is when
+ * the bundle last changed, not when it was installed, so install_date_unix stays 0. The
+ * same name often appears more than once (copies in several folders); collect.ts removes
+ * exact duplicates and keeps those whose architecture or publisher differ.
+ */
+export function parseSystemProfilerApplications(json: string): SoftwarePackage[] {
+  let document: unknown;
+  try {
+    document = JSON.parse(json);
+  } catch (error) {
+    throw unparsable('system_profiler', `not JSON (${(error as Error).message})`);
+  }
+  const apps = (document as { SPApplicationsDataType?: unknown } | null)?.SPApplicationsDataType;
+  if (!Array.isArray(apps)) throw unparsable('system_profiler', 'no SPApplicationsDataType array');
+  return (apps as Application[]).flatMap((app) => {
+    const name = text(app._name);
+    if (name === '') return [];
+    const arch = text(app.arch_kind);
+    return [softwarePackage({ name, version: text(app.version), architecture: ARCHITECTURES[arch] ?? arch, publisher: publisherOf(app), source: 'system_profiler' })];
+  });
+}

@@ -1,0 +1,42 @@
+/** Small helpers shared by the parsers. */
+
+/** The non-empty lines of a tool's output, with Windows line ends removed. */
+export function nonEmptyLines(text: string): string[] {
+  return text.split(/\r?\n/).filter((line) => line.trim() !== '');
+}
+
+/** Blocks of "Key: value" lines separated by blank lines (pacman -Qi, apk's installed db). */
+export function blocks(text: string): string[][] {
+  return text
+    .split(/\r?\n[ \t]*\r?\n/)
+    .map((block) => block.split(/\r?\n/).filter((line) => line !== ''))
+    .filter((block) => block.length > 0);
+}
+
+/** "Jane Doe <jane@example.org>" → "Jane Doe"; a bare address or name is kept as it is. */
+export function personName(value: string): string {
+  const name = value.replace(/<[^>]*>/g, '').trim();
+  return name !== '' ? name : value.trim();
+}
+
+/** Whole seconds from a decimal string of seconds; 0 when it is not one. */
+export function unixSeconds(value: string | undefined): number {
+  return value !== undefined && /^\d+$/.test(value.trim()) ? Number(value.trim()) : 0;
+}
+
+/** A calendar date YYYYMMDD (as Windows Installer writes it) at 00:00 UTC, or 0 when malformed. */
+export function unixFromYyyymmdd(value: string | undefined): number {
+  const match = /^(\d{4})(\d{2})(\d{2})$/.exec(value?.trim() ?? '');
+  if (!match) return 0;
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const ms = Date.UTC(year, month - 1, day);
+  const date = new Date(ms);
+  if (year < 1980 || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return 0;
+  return ms / 1000;
+}
+
+/** A date a tool printed in its locale's format (C locale for us), or 0 when it cannot be read. */
+export function unixFromDateText(value: string | undefined): number {
+  const ms = Date.parse(value ?? '');
+  return Number.isFinite(ms) && ms > 0 ? Math.floor(ms / 1000) : 0;
+}
