@@ -30,7 +30,7 @@ function tokenSection(input: ReadmeInput): string[] {
       'This bundle holds **no enrolment token**. Give the host one before the agent starts: export',
       '`CT_OPS_ORG_TOKEN=tok_…` in the environment the installer and the service run with, or add',
       '`org_token = "tok_…"` under `[agent]` in the installed agent.toml. Create a token on the appliance',
-      'with `ct-ops-appliance tokens create`. Without one the agent waits for an admin to approve its key.',
+      'with `ct-ops-appliance tokens create`. Without one the agent cannot enrol: it stops with exit code 78 (`ERR_TOKEN_REQUIRED`).',
       '',
     ];
   }
