@@ -92,6 +92,11 @@ export const STATUS = {
   ERR_INVENTORY_TIMEOUT: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: 'A software inventory collection did not finish within its time limit.' },
   ERR_INVENTORY_OUTPUT_TOO_LARGE: { http: 500, grpc: GrpcCode.RESOURCE_EXHAUSTED, exit: ExitCode.DATA, summary: "A software inventory tool's output or database file exceeded the output cap." },
   ERR_INVENTORY_NO_PACKAGE_MANAGER: { http: 500, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.UNAVAILABLE, summary: "None of the platform's package managers is present on the host." },
+  ERR_INVENTORY_SCAN_CONFLICT: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'An inventory chunk names a scan that belongs to another host.' },
+  ERR_INVENTORY_SCAN_COMPLETED: { http: 409, grpc: GrpcCode.ALREADY_EXISTS, exit: ExitCode.DATA, summary: 'An inventory scan id was already completed (a replay); a new scan needs a new id.' },
+  ERR_INVENTORY_SCAN_CLOSED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: 'An inventory scan id already failed; a new scan needs a new id.' },
+  ERR_INVENTORY_SCAN_OUT_OF_ORDER: { http: 409, grpc: GrpcCode.ABORTED, exit: ExitCode.TEMP_FAIL, summary: 'An inventory chunk does not follow the chunks received for its scan.' },
+  ERR_INVENTORY_SCAN_INCOMPLETE: { http: 409, grpc: GrpcCode.ABORTED, exit: ExitCode.TEMP_FAIL, summary: 'An inventory stream ended before its last chunk; nothing was marked removed.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

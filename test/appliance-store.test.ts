@@ -110,3 +110,12 @@ test('vitals older than the retention period are pruned in one pass, newer ones 
   assert.deepEqual(stores.vitals.recent('hst_retention', 100).map((sample) => sample.cpuPercent), [0, 1, 2, 3, 4]);
   stores.close();
 });
+
+test('the clone check looks hosts up by organisation and fingerprint, not by scanning the organisation', () => {
+  const db = openDatabase(join(dir, 'plan.db'));
+  const plan = db
+    .prepare("EXPLAIN QUERY PLAN SELECT * FROM hosts WHERE org_id = ? AND machine_fingerprint = ? AND approval IN ('pending', 'active') ORDER BY enrolled_at LIMIT 1")
+    .all('org', 'fp') as Array<{ detail: string }>;
+  assert.match(plan.map((row) => row.detail).join('\n'), /USING INDEX hosts_org_fingerprint \(org_id=\? AND machine_fingerprint=\?\)/);
+  db.close();
+});

@@ -3,6 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
+import { inventoryHandler } from './inventory-handler.ts';
 import { registerHandler } from './register-handler.ts';
 import type { RegisterDeps } from '../enrolment/register.ts';
 
@@ -25,10 +26,10 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  // SubmitSoftwareInventory is part of the contract but not served yet: grpc-js answers UNIMPLEMENTED.
   server.addService(proto.ctops.ingest.v1.IngestService.service, {
     Register: registerHandler(deps),
     Heartbeat: heartbeatHandler(deps),
+    SubmitSoftwareInventory: inventoryHandler(deps),
   });
   const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(tls.serverKeyPem), cert_chain: Buffer.from(tls.serverCertPem) }], false);
   const address = listen.includes(':') ? `[${listen}]:${port}` : `${listen}:${port}`;

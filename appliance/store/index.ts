@@ -5,6 +5,7 @@ import { HostVitalsStore } from './host-vitals.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
+import { SoftwareInventoryStore } from './software-inventory.ts';
 
 /** Every store over one database handle, the only one this process opens. */
 export interface Stores {
@@ -15,6 +16,7 @@ export interface Stores {
   readonly vitals: HostVitalsStore;
   readonly registerNonces: RegisterNonceStore;
   readonly adminCredentials: AdminCredentialStore;
+  readonly softwareInventory: SoftwareInventoryStore;
   /** Runs fn in one transaction (no await inside: better-sqlite3 transactions are synchronous). */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -30,6 +32,7 @@ export function openStores(path: string): Stores {
     vitals: new HostVitalsStore(db),
     registerNonces: new RegisterNonceStore(db),
     adminCredentials: new AdminCredentialStore(db),
+    softwareInventory: new SoftwareInventoryStore(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),
     close: () => db.close(),
   };

@@ -1,0 +1,366 @@
+import { CtOpsError } from '../../common/errors.ts';
+import { sqliteCode, type Db } from './database.ts';
+
+/**
+ * The error codes inventory refusals surface as. The interim codes are existing
+ * catalogue entries with the right gRPC status class; `details.reason` names the exact
+ * refusal. Proposed dedicated codes (to be added to common/errors.ts):
+ *   scanConflict   -> ERR_INVENTORY_SCAN_CONFLICT   (403, PERMISSION_DENIED)
+ *   scanCompleted  -> ERR_INVENTORY_SCAN_COMPLETED  (409, ALREADY_EXISTS)
+ *   scanClosed     -> ERR_INVENTORY_SCAN_CLOSED     (409, FAILED_PRECONDITION)
+ *   scanOutOfOrder -> ERR_INVENTORY_SCAN_OUT_OF_ORDER (409, ABORTED)
+ *   scanIncomplete -> ERR_INVENTORY_SCAN_INCOMPLETE (409, ABORTED)
+ */
+/**
+ * Rows of packages indexed by name in one batch. Large enough that one batch touches each
+ * index page about once, small enough to take well under a second.
+ */
+const NAME_INDEX_BATCH = 50_000;
+
+export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
+
+export interface SoftwareScan {
+  seq: number;
+  id: string;
+  hostId: string;
+  taskId: string;
+  startedAt: number;
+  updatedAt: number;
+  completedAt: number | null;
+  status: ScanStatus;
+  chunks: number;
+  packagesReceived: number;
+  added: number;
+  removed: number;
+  unchanged: number;
+  errorCode: string | null;
+}
+
+/** A package as validated from the wire; installDate is Unix seconds or null. */
+export interface PackageInput {
+  name: string;
+  version: string;
+  source: string;
+  architecture: string;
+  publisher: string;
+  installDate: number | null;
+}
+
+export interface SoftwarePackageRecord extends PackageInput {
+  hostId: string;
+  firstSeen: number;
+  lastSeen: number;
+  isRemoved: boolean;
+  removedAt: number | null;
+}
+
+export interface ChunkInput {
+  scanId: string;
+  hostId: string;
+  chunkIndex: number;
+  packages: readonly PackageInput[];
+  isLast: boolean;
+  now: number;
+}
+
+export interface ChunkResult {
+  /** Packages new to the host, or back after having been marked removed. */
+  added: number;
+  /** Packages the host already had. */
+  unchanged: number;
+  /** Repeats of a package already seen by this scan (same name, version, source). */
+  duplicates: number;
+  /** The scan after this chunk; completed when the chunk was the last. */
+  scan: SoftwareScan;
+}
+
+interface ScanRow {
+  seq: number;
+  id: string;
+  host_id: string;
+  task_id: string;
+  started_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  status: ScanStatus;
+  chunks: number;
+  packages_received: number;
+  added: number;
+  removed: number;
+  unchanged: number;
+  error_code: string | null;
+}
+
+interface PackageRow {
+  host_id: string;
+  name: string;
+  version: string;
+  source: string;
+  architecture: string;
+  publisher: string;
+  install_date: number | null;
+  first_seen: number;
+  last_seen: number;
+  is_removed: number;
+  removed_at: number | null;
+}
+
+/**
+ * Owns software_scans and software_packages. A scan is received chunk by chunk; each
+ * chunk is one transaction. Packages are upserted by (host_id, name, version, source);
+ * first_seen is written once. Only completing a scan (its last chunk) marks the host's
+ * packages that scan did not see as removed; a scan that fails or is abandoned marks
+ * nothing, and never counts as the host's last inventory.
+ */
+export class SoftwareInventoryStore {
+  readonly #getScan;
+  readonly #insertScan;
+  readonly #restartScan;
+  readonly #resumeScan;
+  readonly #hostApproval;
+  readonly #upsert;
+  readonly #chunkDone;
+  readonly #markRemoved;
+  readonly #complete;
+  readonly #close;
+  readonly #packages;
+  readonly #livePackages;
+  readonly #hostsWithPackage;
+  readonly #lastInventoryAt;
+  readonly #addChunk;
+  readonly #indexState;
+  readonly #maxPackageId;
+  readonly #indexRange;
+  readonly #setIndexed;
+  readonly #indexNames;
+
+  constructor(db: Db) {
+    this.#getScan = db.prepare<[string], ScanRow>('SELECT * FROM software_scans WHERE id = ?');
+    this.#insertScan = db.prepare<[string, string, string, number, number]>(
+      `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
+       VALUES (?, ?, ?, ?, ?, 'receiving')`,
+    );
+    // Starting again from chunk 0: per-scan counters restart; added/unchanged stay, since
+    // packages this scan already saw count as duplicates the second time.
+    this.#restartScan = db.prepare<[number, number]>(
+      "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, error_code = NULL, updated_at = ? WHERE seq = ?",
+    );
+    this.#resumeScan = db.prepare<[number, number]>("UPDATE software_scans SET status = 'receiving', error_code = NULL, updated_at = ? WHERE seq = ?");
+    this.#hostApproval = db.prepare<[string], { approval: string }>('SELECT approval FROM hosts WHERE id = ?');
+    this.#upsert = db.prepare<
+      { hostId: string; name: string; version: string; source: string; architecture: string; publisher: string; installDate: number | null; now: number; scan: number },
+      { prior_scan: number | null }
+    >(
+      `INSERT INTO software_packages (host_id, name, version, source, architecture, publisher, install_date, first_seen, last_seen, last_seen_scan, prior_scan)
+       VALUES (@hostId, @name, @version, @source, @architecture, @publisher, @installDate, @now, @now, @scan, NULL)
+       ON CONFLICT (host_id, name, version, source) DO UPDATE SET
+         architecture = excluded.architecture,
+         publisher = excluded.publisher,
+         install_date = excluded.install_date,
+         last_seen = excluded.last_seen,
+         prior_scan = CASE WHEN software_packages.is_removed = 1 THEN NULL ELSE software_packages.last_seen_scan END,
+         last_seen_scan = excluded.last_seen_scan,
+         is_removed = 0,
+         removed_at = NULL
+       WHERE software_packages.last_seen_scan <> excluded.last_seen_scan
+       RETURNING prior_scan`,
+    );
+    this.#chunkDone = db.prepare<{ seq: number; chunks: number; received: number; added: number; unchanged: number; now: number }>(
+      `UPDATE software_scans SET chunks = @chunks, packages_received = packages_received + @received,
+              added = added + @added, unchanged = unchanged + @unchanged, updated_at = @now
+       WHERE seq = @seq`,
+    );
+    this.#markRemoved = db.prepare<[number, string, number]>(
+      'UPDATE software_packages SET is_removed = 1, removed_at = ? WHERE host_id = ? AND is_removed = 0 AND last_seen_scan <> ?',
+    );
+    this.#complete = db.prepare<[number, number, number, number]>(
+      "UPDATE software_scans SET status = 'completed', removed = ?, completed_at = ?, updated_at = ? WHERE seq = ?",
+    );
+    this.#close = db.prepare<[ScanStatus, string, number, string, string]>(
+      "UPDATE software_scans SET status = ?, error_code = ?, updated_at = ? WHERE id = ? AND host_id = ? AND status = 'receiving'",
+    );
+    this.#packages = db.prepare<[string], PackageRow>('SELECT * FROM software_packages WHERE host_id = ? ORDER BY name, version, source');
+    this.#livePackages = db.prepare<[string], PackageRow>('SELECT * FROM software_packages WHERE host_id = ? AND is_removed = 0 ORDER BY name, version, source');
+    this.#hostsWithPackage = db.prepare<{ name: string }, PackageRow>(
+      `SELECT p.* FROM software_name_index AS i
+         JOIN software_packages AS p ON p.host_id = i.host_id AND p.name = i.name
+       WHERE i.name = @name AND p.is_removed = 0
+       UNION
+       SELECT * FROM software_packages
+       WHERE id > (SELECT indexed_through FROM software_name_index_state WHERE id = 1) AND name = @name AND is_removed = 0
+       ORDER BY version, host_id`,
+    );
+    this.#indexState = db.prepare<[], { indexed_through: number }>('SELECT indexed_through FROM software_name_index_state WHERE id = 1');
+    this.#maxPackageId = db.prepare<[], { max_id: number | null }>('SELECT max(id) AS max_id FROM software_packages');
+    this.#indexRange = db.prepare<[number, number]>(
+      'INSERT OR IGNORE INTO software_name_index (name, host_id) SELECT name, host_id FROM software_packages WHERE id > ? AND id <= ? ORDER BY name, host_id',
+    );
+    this.#setIndexed = db.prepare<[number]>('UPDATE software_name_index_state SET indexed_through = ? WHERE id = 1');
+    this.#indexNames = db.transaction((batchAtLeast: number): number => {
+      const from = this.#indexState.get()!.indexed_through;
+      const to = this.#maxPackageId.get()?.max_id ?? 0;
+      if (to - from < batchAtLeast || to <= from) return 0;
+      const added = this.#indexRange.run(from, to).changes;
+      this.#setIndexed.run(to);
+      return added;
+    });
+    this.#lastInventoryAt = db.prepare<[string], { last_inventory_at: number | null }>('SELECT last_inventory_at FROM host_last_inventory WHERE host_id = ?');
+    this.#addChunk = db.transaction((input: ChunkInput): ChunkResult => this.#addChunkInTransaction(input));
+  }
+
+  getScan(scanId: string): SoftwareScan | undefined {
+    const row = this.#getScan.get(scanId);
+    return row && toScan(row);
+  }
+
+  /**
+   * Adds one chunk of a scan in one transaction, and completes the scan in the same
+   * transaction when the chunk is the last. Chunk 0 starts the scan, or restarts a scan
+   * of the same host that was not completed; chunk n > 0 continues it, in order.
+   * `taskId` is recorded when the scan starts; it is not checked (no task model yet).
+   */
+  addChunk(input: ChunkInput & { taskId: string }): ChunkResult {
+    const result = guard(() => this.#addChunk(input));
+    // Index the names of new rows in bulk once enough arrived (after the chunk's own commit).
+    if (input.isLast) this.indexNames(NAME_INDEX_BATCH);
+    return result;
+  }
+
+  /**
+   * Adds the names of rows not yet in software_name_index, in one sorted batch, when at
+   * least `batchAtLeast` rows are waiting (1: all of them). Returns the entries added.
+   * Lookups are exact either way; this only keeps the unindexed tail short.
+   */
+  indexNames(batchAtLeast = 1): number {
+    return guard(() => this.#indexNames(batchAtLeast));
+  }
+
+  /**
+   * Closes a scan that is still receiving without marking anything removed: `abandoned`
+   * when the stream broke (it may be resumed), `failed` when it was refused. False when
+   * the scan is unknown, another host's, or not receiving.
+   */
+  closeScan(scanId: string, hostId: string, status: 'abandoned' | 'failed', errorCode: string, now: number): boolean {
+    return guard(() => this.#close.run(status, errorCode, now, scanId, hostId).changes === 1);
+  }
+
+  /** Every package recorded for the host, removed ones included unless `liveOnly`. */
+  packages(hostId: string, options: { liveOnly?: boolean } = {}): SoftwarePackageRecord[] {
+    return (options.liveOnly ? this.#livePackages : this.#packages).all(hostId).map(toPackage);
+  }
+
+  /** The installed (not removed) records of a package across hosts, by version then host. */
+  hostsWithPackage(name: string): SoftwarePackageRecord[] {
+    return this.#hostsWithPackage.all({ name }).map(toPackage);
+  }
+
+  /** When the host's last completed scan completed; null when it has none. */
+  lastInventoryAt(hostId: string): number | null {
+    return this.#lastInventoryAt.get(hostId)?.last_inventory_at ?? null;
+  }
+
+  #addChunkInTransaction(input: ChunkInput & { taskId?: string }): ChunkResult {
+    const { scanId, hostId, chunkIndex, now } = input;
+    const approval = this.#hostApproval.get(hostId)?.approval;
+    if (approval === undefined) throw new CtOpsError('ERR_HOST_NOT_FOUND', 'the host no longer exists', { host_id: hostId });
+    if (approval !== 'active') throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${approval}; only active hosts may report inventory`, { host_id: hostId });
+    let scan = this.#getScan.get(scanId);
+    if (scan && scan.host_id !== hostId) {
+      throw new CtOpsError('ERR_INVENTORY_SCAN_CONFLICT', 'the scan belongs to another host', { reason: 'scan_conflict', scan_id: scanId });
+    }
+    if (scan?.status === 'completed') {
+      throw new CtOpsError('ERR_INVENTORY_SCAN_COMPLETED', 'the scan was already completed; a new scan needs a new scan_id', { reason: 'scan_completed', scan_id: scanId });
+    }
+    if (scan?.status === 'failed') {
+      throw new CtOpsError('ERR_INVENTORY_SCAN_CLOSED', 'the scan failed; a new scan needs a new scan_id', { reason: 'scan_failed', scan_id: scanId });
+    }
+    if (chunkIndex === 0) {
+      if (!scan) {
+        this.#insertScan.run(scanId, hostId, input.taskId ?? '', now, now);
+      } else {
+        this.#restartScan.run(now, scan.seq);
+      }
+      scan = this.#getScan.get(scanId)!;
+    } else {
+      if (!scan || scan.chunks !== chunkIndex) {
+        throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk ${chunkIndex} does not follow the chunks received (${scan?.chunks ?? 0})`, {
+          reason: 'chunk_out_of_order', scan_id: scanId, chunk_index: chunkIndex, expected: scan?.chunks ?? 0,
+        });
+      }
+      if (scan.status !== 'receiving') this.#resumeScan.run(now, scan.seq);
+    }
+    let added = 0;
+    let unchanged = 0;
+    let duplicates = 0;
+    const params = { hostId, name: '', version: '', source: '', architecture: '', publisher: '', installDate: null as number | null, now, scan: scan.seq };
+    for (const pkg of input.packages) {
+      params.name = pkg.name;
+      params.version = pkg.version;
+      params.source = pkg.source;
+      params.architecture = pkg.architecture;
+      params.publisher = pkg.publisher;
+      params.installDate = pkg.installDate;
+      const row = this.#upsert.get(params);
+      if (row === undefined) duplicates += 1;
+      else if (row.prior_scan === null) added += 1;
+      else unchanged += 1;
+    }
+    this.#chunkDone.run({ seq: scan.seq, chunks: chunkIndex + 1, received: input.packages.length, added, unchanged, now });
+    if (input.isLast) {
+      const current = this.#getScan.get(scanId)!;
+      if (current.packages_received === 0) {
+        throw new CtOpsError('ERR_INVALID_ARGUMENT', 'a scan with no packages is refused: it would mark every package of the host removed', { reason: 'scan_empty', scan_id: scanId });
+      }
+      const removed = this.#markRemoved.run(now, hostId, scan.seq).changes;
+      this.#complete.run(removed, now, now, scan.seq);
+    }
+    return { added, unchanged, duplicates, scan: toScan(this.#getScan.get(scanId)!) };
+  }
+}
+
+/** Maps SQLite failures to catalogue codes at the store boundary; our own errors pass through. */
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (error instanceof CtOpsError) throw error;
+    const code = sqliteCode(error);
+    if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new CtOpsError('ERR_HOST_NOT_FOUND', 'the host no longer exists', {}, { cause: error });
+    throw new CtOpsError('ERR_DATABASE', 'the software inventory could not be written', { sqlite_code: code ?? null }, { cause: error });
+  }
+}
+
+function toScan(row: ScanRow): SoftwareScan {
+  return {
+    seq: row.seq,
+    id: row.id,
+    hostId: row.host_id,
+    taskId: row.task_id,
+    startedAt: row.started_at,
+    updatedAt: row.updated_at,
+    completedAt: row.completed_at,
+    status: row.status,
+    chunks: row.chunks,
+    packagesReceived: row.packages_received,
+    added: row.added,
+    removed: row.removed,
+    unchanged: row.unchanged,
+    errorCode: row.error_code,
+  };
+}
+
+function toPackage(row: PackageRow): SoftwarePackageRecord {
+  return {
+    hostId: row.host_id,
+    name: row.name,
+    version: row.version,
+    source: row.source,
+    architecture: row.architecture,
+    publisher: row.publisher,
+    installDate: row.install_date,
+    firstSeen: row.first_seen,
+    lastSeen: row.last_seen,
+    isRemoved: row.is_removed === 1,
+    removedAt: row.removed_at,
+  };
+}
