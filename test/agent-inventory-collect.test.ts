@@ -27,6 +27,7 @@ const pkg = (name: string, source: string, extra: Partial<SoftwarePackage> = {})
 const collectorFailure = () => new InventoryError('ERR_INVENTORY_COLLECTOR_FAILED', 'tool failed', { source: 'x' });
 
 test('a command that outlives the time limit is killed and reported as a timeout', async () => {
+  assert.ok(hasDpkgQuery(), 'these tests read the real dpkg database of the Debian machine they run on');
   const started = Date.now();
   await assert.rejects(runCommand(node('setTimeout(() => {}, 30_000)'), { ...limits, timeoutMs: 300 }), failsWith('ERR_INVENTORY_TIMEOUT'));
   assert.ok(Date.now() - started < 5_000, 'it did not wait for the command');
@@ -131,7 +132,7 @@ function hasDpkgQuery(): boolean {
   }
 }
 
-test('on this Debian host the Linux plan collects hundreds of packages from dpkg', { skip: (process.platform !== 'linux' || !hasDpkgQuery()) && 'needs a Linux host with dpkg' }, async () => {
+test('on this Debian host the Linux plan collects hundreds of packages from dpkg', async () => {
   const result = await collectInventory({ platform: 'linux' });
   assert.deepEqual(result.sources, ['dpkg']);
   assert.ok(result.packages.length >= 100, String(result.packages.length));

@@ -26,7 +26,8 @@ function hasDpkgQuery(): boolean {
   }
 }
 
-test('the dpkg parser reads this Debian machine\'s real dpkg-query output: hundreds of packages with plausible fields', { skip: !hasDpkgQuery() && 'dpkg-query is not installed here' }, () => {
+test('the dpkg parser reads this Debian machine\'s real dpkg-query output: hundreds of packages with plausible fields', () => {
+  assert.ok(hasDpkgQuery(), 'these tests read the real dpkg database of the Debian machine they run on');
   const output = execFileSync('dpkg-query', ['-W', `-f=${DPKG_QUERY_FORMAT}`], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 64 * 1024 * 1024 });
   const packages = parseDpkgQuery(output);
   assert.ok(packages.length >= 100, `found ${packages.length}`);

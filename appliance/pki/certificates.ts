@@ -1,6 +1,6 @@
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata polyfill loaded first.
 import 'reflect-metadata';
-import { X509Certificate as NodeX509Certificate, createHash, webcrypto } from 'node:crypto';
+import { X509Certificate as NodeX509Certificate, createHash, createPrivateKey, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -156,7 +156,7 @@ async function importEcPrivateKey(pem: string, path: string): Promise<CryptoKey>
 
 async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
 }
 
 function randomSerial(): string {
