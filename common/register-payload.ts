@@ -1,3 +1,5 @@
+import type { RegisterRequest } from './proto.ts';
+
 /**
  * The canonical bytes an agent signs in a Register request, proving it holds the
  * private key of the public key it registers.
@@ -40,4 +42,21 @@ export function registerPayload(fields: RegisterPayloadFields): Uint8Array {
     JSON.stringify(sortedTags),
   ]);
   return new TextEncoder().encode(text);
+}
+
+/** The RegisterRequest carrying exactly the signed fields and their signature. */
+export function toRegisterRequest(fields: RegisterPayloadFields, signature: Uint8Array): RegisterRequest {
+  return {
+    org_token: fields.orgToken,
+    public_key: Buffer.from(fields.publicKey),
+    hostname: fields.hostname,
+    machine_fingerprint: fields.machineFingerprint,
+    os: fields.os,
+    arch: fields.arch,
+    agent_version: fields.agentVersion,
+    timestamp_unix_ms: fields.timestampUnixMs,
+    nonce: Buffer.from(fields.nonce),
+    tags: { ...fields.tags },
+    signature: Buffer.from(signature),
+  };
 }

@@ -1,5 +1,5 @@
 import nacl from 'tweetnacl';
-import { registerPayload, type RegisterPayloadFields } from '../../common/register-payload.ts';
+import { registerPayload, toRegisterRequest, type RegisterPayloadFields } from '../../common/register-payload.ts';
 import type { RegisterRequest } from '../../common/proto.ts';
 import type { AgentKeys } from '../identity/keys.ts';
 
@@ -30,20 +30,7 @@ export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, org
     nonce,
     tags: host.tags,
   };
-  const signature = nacl.sign.detached(registerPayload(fields), keys.secretKey);
-  return {
-    org_token: orgToken,
-    public_key: Buffer.from(keys.publicKey),
-    hostname: host.hostname,
-    machine_fingerprint: host.machineFingerprint,
-    os: host.os,
-    arch: host.arch,
-    agent_version: host.agentVersion,
-    timestamp_unix_ms: timestampUnixMs,
-    nonce: Buffer.from(nonce),
-    tags: { ...host.tags },
-    signature: Buffer.from(signature),
-  };
+  return toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
 }
 
 /** The operating system names the appliance expects. */

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
-import { registerPayload } from '../../common/register-payload.ts';
+import { registerPayload, toRegisterRequest } from '../../common/register-payload.ts';
 
 /** A gRPC client of the ingest service, trusting the appliance CA: the protocol seen from outside. */
 export function ingestClient(address: string, caPem: string): IngestServiceClient {
@@ -34,21 +34,7 @@ export function signedRegister(identity: TestIdentity, orgToken: string, overrid
     nonce: randomBytes(16),
     tags: {},
   };
-  const signature = nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey);
-  return {
-    org_token: fields.orgToken,
-    public_key: Buffer.from(fields.publicKey),
-    hostname: fields.hostname,
-    machine_fingerprint: fields.machineFingerprint,
-    os: fields.os,
-    arch: fields.arch,
-    agent_version: fields.agentVersion,
-    timestamp_unix_ms: fields.timestampUnixMs,
-    nonce: fields.nonce,
-    signature: Buffer.from(signature),
-    tags: fields.tags,
-    ...overrides,
-  };
+  return { ...toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey)), ...overrides };
 }
 
 export type CallResult<T> = { ok: true; value: T } | { ok: false; code: number; details: string };

@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadIngestProto, type IngestServiceClient, type RegisterRequest } from '../../../common/proto.ts';
-import { registerPayload } from '../../../common/register-payload.ts';
+import { registerPayload, toRegisterRequest } from '../../../common/register-payload.ts';
 
 /** Makes one grpc-js client per simulated agent, all trusting the appliance CA. */
 export function clientFactory(address: string, caPem: string): (agentIndex: number) => IngestServiceClient {
@@ -39,18 +39,6 @@ export function signedRegisterRequests(count: number, orgToken: string): Registe
       nonce: randomBytes(16),
       tags: {},
     };
-    return {
-      org_token: fields.orgToken,
-      public_key: fields.publicKey,
-      hostname: fields.hostname,
-      machine_fingerprint: fields.machineFingerprint,
-      os: fields.os,
-      arch: fields.arch,
-      agent_version: fields.agentVersion,
-      timestamp_unix_ms: fields.timestampUnixMs,
-      nonce: fields.nonce,
-      signature: sign(null, registerPayload(fields), privateKey),
-      tags: fields.tags,
-    };
+    return toRegisterRequest(fields, sign(null, registerPayload(fields), privateKey));
   });
 }
