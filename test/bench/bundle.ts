@@ -25,20 +25,12 @@ import { releaseExecutableName } from '../../bundler/lib/targets.ts';
 import { tempDir, writeTemplates } from '../helpers/bundler-fixtures.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
 import { describeMachine } from './lib/machine.ts';
+import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 
 const SYNTHETIC_VERSION = '0.0.0-bench';
 
-function progress(message: string): void {
-  process.stderr.write(`bench:bundle: ${message}\n`);
-}
+const progress = progressFor('bench:bundle');
 
-function positiveIntegerEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`);
-  return value;
-}
 
 interface Release {
   agentsDir: string;

@@ -18,6 +18,7 @@ import { cpuSeconds, machineBusySeconds, memoryMiB, openFiles } from './lib/proc
 import { registerAll, type ActiveAgent } from './lib/register-load.ts';
 import { textTable, targetMet, writeBenchmarksSection, type BenchResults } from './lib/report.ts';
 import { distribution } from './lib/stats.ts';
+import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 
 const REGISTER_CONCURRENCY = 50;
 const CONNECT_CONCURRENCY = 50;
@@ -29,17 +30,8 @@ const EVENT_LOOP_SAMPLE_MS = 5;
 const OVERHEAD_BUDGET_MS = 240_000;
 const BENCHMARKS_DOC = join(REPO_ROOT, 'docs/BENCHMARKS.md');
 
-function positiveIntegerEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`);
-  return value;
-}
 
-function progress(message: string): void {
-  process.stderr.write(`bench:core: ${message}\n`);
-}
+const progress = progressFor('bench:core');
 
 function describeCommand(durationSecs: number, agents: number): string {
   const env = [durationSecs === 60 ? '' : `BENCH_DURATION_SECS=${durationSecs}`, agents === 1000 ? '' : `BENCH_AGENTS=${agents}`].filter(Boolean);

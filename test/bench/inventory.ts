@@ -22,21 +22,13 @@ import { openStores } from '../../appliance/store/index.ts';
 import type { PackageInput } from '../../appliance/store/software-inventory.ts';
 import type { SoftwarePackage__Output } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import { describeMachine } from './lib/machine.ts';
+import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 
 const CHUNK = 500;
 const TARGET_PER_SEC = 100_000;
 
-function positiveIntegerEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`);
-  return value;
-}
 
-function progress(message: string): void {
-  process.stderr.write(`bench:inventory: ${message}\n`);
-}
+const progress = progressFor('bench:inventory');
 
 /** A realistic-looking package list: names and versions of dpkg-like lengths. */
 function packageList(count: number, offset: number): PackageInput[] {
