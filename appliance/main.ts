@@ -3,13 +3,15 @@ import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
+import { hostsRescanCommand, tasksCommand } from './cli/tasks-command.ts';
 import { tokensCommand } from './cli/tokens-command.ts';
 
 const program = new Command('ct-ops-appliance')
   .description('CT-Ops air-gapped fleet-enrolment appliance')
   .version(PRODUCT_VERSION)
   .addCommand(serveCommand())
-  .addCommand(hostsCommand())
-  .addCommand(tokensCommand());
+  .addCommand(hostsCommand().addCommand(hostsRescanCommand()))
+  .addCommand(tokensCommand())
+  .addCommand(tasksCommand());
 
 await runCli(program, process.argv);

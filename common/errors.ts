@@ -97,6 +97,10 @@ export const STATUS = {
   ERR_INVENTORY_SCAN_CLOSED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: 'An inventory scan id already failed; a new scan needs a new id.' },
   ERR_INVENTORY_SCAN_OUT_OF_ORDER: { http: 409, grpc: GrpcCode.ABORTED, exit: ExitCode.TEMP_FAIL, summary: 'An inventory chunk does not follow the chunks received for its scan.' },
   ERR_INVENTORY_SCAN_INCOMPLETE: { http: 409, grpc: GrpcCode.ABORTED, exit: ExitCode.TEMP_FAIL, summary: 'An inventory stream ended before its last chunk; nothing was marked removed.' },
+  ERR_TASK_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No task has that id.' },
+  ERR_TASK_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The task's state does not allow that action (e.g. cancelling a task that already finished)." },
+  ERR_TASK_TIMEOUT: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: "A task was sent to its agent but did not finish within its type's time limit." },
+  ERR_TASK_EXPIRED: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: 'A task stayed queued past its expiry because its host never connected.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

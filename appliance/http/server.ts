@@ -4,6 +4,7 @@ import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
+import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import type { HttpContext } from './context.ts';
 import { publicRoutes } from './public-routes.ts';
@@ -44,6 +45,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminHostRoutes(admin, ctx);
     await adminTokenRoutes(admin, ctx);
     await adminBundleRoutes(admin, ctx);
+    await adminTaskRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

@@ -6,6 +6,7 @@ import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
 import { SoftwareInventoryStore } from './software-inventory.ts';
+import { TaskStore } from './tasks.ts';
 
 /** Every store over one database handle, the only one this process opens. */
 export interface Stores {
@@ -17,6 +18,7 @@ export interface Stores {
   readonly registerNonces: RegisterNonceStore;
   readonly adminCredentials: AdminCredentialStore;
   readonly softwareInventory: SoftwareInventoryStore;
+  readonly tasks: TaskStore;
   /** Runs fn in one transaction (no await inside: better-sqlite3 transactions are synchronous). */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -33,6 +35,7 @@ export function openStores(path: string): Stores {
     registerNonces: new RegisterNonceStore(db),
     adminCredentials: new AdminCredentialStore(db),
     softwareInventory: new SoftwareInventoryStore(db),
+    tasks: new TaskStore(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),
     close: () => db.close(),
   };
@@ -40,3 +43,4 @@ export function openStores(path: string): Stores {
 
 export type { Approval, Host } from './hosts.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
+export type { Task, TaskOutcome } from './tasks.ts';

@@ -1,0 +1,19 @@
+import type { Stores } from '../store/index.ts';
+
+export interface SweepResult {
+  /** Sent, acknowledged or running tasks whose deadline passed. */
+  timedOut: string[];
+  /** Queued tasks whose host never connected before expires_at. */
+  expired: string[];
+}
+
+/**
+ * Finishes every task whose deadline or queued expiry is due, in one transaction. The server
+ * calls it on a timer; it reads only the partial deadline and expiry indexes, so it is cheap.
+ */
+export function expireDue(stores: Stores, now: number): SweepResult {
+  return stores.transaction(() => ({
+    timedOut: stores.tasks.timeoutDue(now, 'ERR_TASK_TIMEOUT'),
+    expired: stores.tasks.expireDue(now, 'ERR_TASK_EXPIRED'),
+  }));
+}

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, beforeEach, describe, test } from 'node:test';
+import { CtOpsError } from '../common/errors.ts';
+import { newId } from '../appliance/lib/ids.ts';
+import { openStores, type Approval, type Stores } from '../appliance/store/index.ts';
+import {
+  applyTaskEvent, cancelTask, createTask, expireDue, nextTaskState, pendingForHost, streamLost,
+  TASK_EVENTS, TASK_OUTPUT_LIMIT_BYTES, TASK_STATES, TASK_TYPE_LIMITS, type TaskEvent, type TaskState,
+} from '../appliance/tasks/index.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ct-ops-tasks-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const isCode = (code: string) => (error: unknown) => error instanceof CtOpsError && error.code === code;
+
+describe('the task transition table', () => {
+  // Written out by hand, not derived from TRANSITIONS: every state x event, '-' where the event does not apply.
+  const expected: Record<TaskState, Partial<Record<TaskEvent, TaskState>>> = {
+    queued: { sent: 'sent', cancel: 'cancelled', expire: 'timed_out' },
+    sent: { acknowledged: 'acknowledged', started: 'running', cancel: 'cancelled', timeout: 'timed_out', stream_lost: 'queued' },
+    acknowledged: { started: 'running', succeeded: 'succeeded', failed: 'failed', cancel: 'cancelled', timeout: 'timed_out' },
+    running: { succeeded: 'succeeded', failed: 'failed', cancel: 'cancelled', timeout: 'timed_out' },
+    succeeded: {},
+    failed: {},
+    cancelled: {},
+    timed_out: {},
+  };
+
+  test('every state and event leads exactly where the lifecycle says, and nowhere else', () => {
+    for (const state of TASK_STATES) {
+      for (const event of TASK_EVENTS) {
+        assert.equal(nextTaskState(state, event), expected[state][event], `${state} + ${event}`);
+      }
+    }
+  });
+
+  test('finished states are terminal: no event moves a succeeded, failed, cancelled or timed-out task', () => {
+    for (const state of ['succeeded', 'failed', 'cancelled', 'timed_out'] as const) {
+      assert.deepEqual(TASK_EVENTS.filter((event) => nextTaskState(state, event) !== undefined), [], state);
+    }
+  });
+
+  test('acknowledged and running tasks stay put when the stream is lost; only a sent task is queued again', () => {
+    assert.deepEqual(TASK_STATES.filter((state) => nextTaskState(state, 'stream_lost') !== undefined), ['sent']);
+  });
+});
+
+describe('the task store and lifecycle', () => {
+  let stores: Stores;
+  let orgId: string;
+  let hostId: string;
+  let counter = 0;
+
+  const addHost = (approval: Approval): string => {
+    const id = newId('hst');
+    stores.hosts.insert({
+      id, orgId, publicKey: randomBytes(32), hostname: id, machineFingerprint: id, os: 'linux', arch: 'amd64', agentVersion: '0.1.0',
+      approval, enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
+    });
+    return id;
+  };
+
+  beforeEach(() => {
+    stores?.close();
+    stores = openStores(join(dir, `tasks-${counter++}.db`));
+    orgId = stores.organisations.ensureDefault(Date.now()).id;
+    hostId = addHost('active');
+  });
+  after(() => stores.close());
+
+  test('a rescan queues one task with its type limits; asking again returns the same task', () => {
+    const now = 1_000_000;
+    const first = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now);
+    assert.equal(first.created, true);
+    assert.match(first.task.id, /^tsk_[0-9a-f]{20}$/);
+    assert.equal(first.task.state, 'queued');
+    assert.equal(first.task.expiresAt, now + TASK_TYPE_LIMITS.software_inventory.queuedExpiryMs);
+    assert.equal(first.task.timeoutMs, 10 * 60_000);
+    const again = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'other-admin' }, now + 1);
+    assert.deepEqual(again, { task: first.task, created: false });
+    const uninstall = createTask(stores, orgId, { type: 'agent_uninstall', hostId, by: 'admin' }, now);
+    assert.equal(uninstall.created, true, 'another type is another task');
+    assert.equal(uninstall.task.expiresAt, now + 7 * 24 * 3600_000);
+    cancelTask(stores, orgId, first.task.id, now + 2);
+    const afterCancel = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now + 3);
+    assert.equal(afterCancel.created, true, 'a finished task does not block a new one');
+    assert.notEqual(afterCancel.task.id, first.task.id);
+  });
+
+  test('a task is refused for an unknown host or one that is not active', () => {
+    assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
+    for (const approval of ['pending', 'rejected', 'revoked'] as const) {
+      assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
+    }
+    assert.throws(() => createTask(stores, 'org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
+  });
+
+  test('of two racing cancels exactly one applies, and the second is told the task already finished', () => {
+    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+    assert.equal(applyTaskEvent(stores, task.id, 'sent', 2), true);
+    assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 3), true);
+    assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 4), false);
+    assert.equal(stores.tasks.get(task.id)?.finishedAt, 3, 'the losing cancel wrote nothing');
+    assert.throws(() => cancelTask(stores, orgId, task.id, 5), isCode('ERR_TASK_STATE_CONFLICT'));
+    assert.throws(() => cancelTask(stores, orgId, newId('tsk'), 5), isCode('ERR_TASK_NOT_FOUND'));
+  });
+
+  test('a sent task whose stream is lost is queued again and listed by pendingForHost; an acknowledged one is not', () => {
+    const scan = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1).task;
+    const reload = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 2).task;
+    assert.deepEqual(pendingForHost(stores, hostId).map((task) => task.id), [scan.id, reload.id], 'oldest first');
+    assert.equal(applyTaskEvent(stores, scan.id, 'sent', 10), true);
+    assert.equal(applyTaskEvent(stores, reload.id, 'sent', 10), true);
+    assert.equal(applyTaskEvent(stores, reload.id, 'acknowledged', 11), true);
+    assert.deepEqual(pendingForHost(stores, hostId), []);
+    const sent = stores.tasks.get(scan.id)!;
+    assert.equal(sent.deadlineAt, 10 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
+    assert.equal(sent.attempts, 1);
+
+    assert.deepEqual(streamLost(stores, hostId), [scan.id]);
+    const requeued = stores.tasks.get(scan.id)!;
+    assert.equal(requeued.state, 'queued');
+    assert.equal(requeued.deadlineAt, null, 'a queued task has no deadline, only its expiry');
+    assert.equal(stores.tasks.get(reload.id)!.state, 'acknowledged');
+    assert.deepEqual(pendingForHost(stores, hostId).map((task) => task.id), [scan.id]);
+
+    assert.equal(applyTaskEvent(stores, scan.id, 'sent', 20), true, 'sent again on reconnect');
+    assert.equal(stores.tasks.get(scan.id)!.attempts, 2);
+    assert.equal(stores.tasks.get(scan.id)!.deadlineAt, 20 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
+  });
+
+  test('a finished task never returns: no event, lost stream or sweep moves it again', () => {
+    const { task } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1);
+    for (const event of ['sent', 'started'] as const) assert.equal(applyTaskEvent(stores, task.id, event, 2), true, event);
+    assert.equal(applyTaskEvent(stores, task.id, 'succeeded', 3, { result: { packages: 12 }, output: 'done' }), true);
+    const finished = stores.tasks.get(task.id)!;
+    assert.deepEqual([finished.state, finished.result, finished.output, finished.finishedAt, finished.deadlineAt], ['succeeded', { packages: 12 }, 'done', 3, null]);
+    for (const event of TASK_EVENTS) assert.equal(applyTaskEvent(stores, task.id, event, 4), false, event);
+    assert.deepEqual(streamLost(stores, hostId), []);
+    assert.deepEqual(expireDue(stores, Number.MAX_SAFE_INTEGER), { timedOut: [], expired: [] });
+    assert.deepEqual(stores.tasks.get(task.id), finished);
+  });
+
+  test('the sweeper times out overdue sent tasks and expires overdue queued ones, each with its code, and nothing early', () => {
+    const sentAt = 100;
+    const running = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 0).task;
+    applyTaskEvent(stores, running.id, 'sent', sentAt);
+    applyTaskEvent(stores, running.id, 'started', sentAt + 1);
+    const offlineHost = addHost('active');
+    const waiting = createTask(stores, orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0).task;
+    const deadline = sentAt + TASK_TYPE_LIMITS.config_reload.timeoutMs;
+
+    assert.deepEqual(expireDue(stores, deadline - 1), { timedOut: [], expired: [] });
+    assert.deepEqual(expireDue(stores, deadline), { timedOut: [running.id], expired: [] });
+    const timedOut = stores.tasks.get(running.id)!;
+    assert.deepEqual([timedOut.state, timedOut.errorCode, timedOut.finishedAt], ['timed_out', 'ERR_TASK_TIMEOUT', deadline]);
+
+    assert.deepEqual(expireDue(stores, waiting.expiresAt - 1), { timedOut: [], expired: [] });
+    assert.deepEqual(expireDue(stores, waiting.expiresAt), { timedOut: [], expired: [waiting.id] });
+    const expired = stores.tasks.get(waiting.id)!;
+    assert.deepEqual([expired.state, expired.errorCode], ['timed_out', 'ERR_TASK_EXPIRED']);
+    assert.equal(applyTaskEvent(stores, running.id, 'succeeded', deadline + 1), false, 'a late result does not revive a timed-out task');
+  });
+
+  test('task output is bounded without splitting a character', () => {
+    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+    applyTaskEvent(stores, task.id, 'sent', 2);
+    applyTaskEvent(stores, task.id, 'acknowledged', 3);
+    applyTaskEvent(stores, task.id, 'failed', 4, { output: `x${'é'.repeat(TASK_OUTPUT_LIMIT_BYTES)}`, errorCode: 'ERR_CONFIG_INVALID' });
+    const output = stores.tasks.get(task.id)!.output!;
+    assert.ok(Buffer.byteLength(output) <= TASK_OUTPUT_LIMIT_BYTES);
+    assert.ok(Buffer.byteLength(output) >= TASK_OUTPUT_LIMIT_BYTES - 1);
+    assert.ok(!output.includes('\uFFFD'));
+    assert.equal(stores.tasks.get(task.id)!.errorCode, 'ERR_CONFIG_INVALID');
+  });
+
+  test('the dispatcher and sweeper queries read the partial indexes, not the whole table', () => {
+    const plan = (sql: string): string => stores.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all().map((row) => (row as { detail: string }).detail).join('; ');
+    assert.match(plan("SELECT * FROM tasks WHERE host_id = 'h' AND state = 'queued' ORDER BY created_at"), /tasks_host_state \(host_id=\? AND state=\?\)/);
+    assert.match(plan("UPDATE tasks SET state = 'timed_out' WHERE state IN ('sent', 'acknowledged', 'running') AND deadline_at <= 5"), /tasks_deadline/);
+    assert.match(plan("UPDATE tasks SET state = 'timed_out' WHERE state = 'queued' AND expires_at <= 5"), /tasks_queued_expiry/);
+  });
+});
