@@ -16,12 +16,15 @@ import { ensureBundleKey, ensureReleasePublicKey, type ReleaseKeySource } from '
 import { keyIdHex } from '../common/minisign.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
+import { expireDue } from './tasks/index.ts';
 
 /** Files under the data directory that the admin CLI reads to find and call the admin API. */
 export const ENDPOINT_FILE = 'appliance.json';
 export const CLI_CREDENTIAL_FILE = 'admin-cli.token';
 export const DATABASE_FILE = 'appliance.db';
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
+/** Task deadlines are minutes long; checking every 15 s keeps a timeout within 15 s of due. */
+const TASK_SWEEP_INTERVAL_MS = 15_000;
 
 export interface RunningAppliance {
   grpcPort: number;
@@ -61,7 +64,15 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     log.info({ host_id: agentId, reason }, 'host offline');
   });
   const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
+  const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
+  if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
   const maintenance = setInterval(() => stores.registerNonces.prune(Date.now()), MAINTENANCE_INTERVAL_MS);
+  const sweepTasks = (): void => {
+    const swept = expireDue(stores, Date.now());
+    if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
+  };
+  sweepTasks();
+  const taskSweeper = setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS);
   const deps = { stores, jwt, presence, vitals, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
 
   let grpcServer;
@@ -72,6 +83,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   } catch (error) {
     await grpcServer?.stop(0);
     clearInterval(maintenance);
+    clearInterval(taskSweeper);
     vitals.close();
     stores.close();
     throw error;
@@ -98,6 +110,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     firstAdmin,
     stop: async () => {
       clearInterval(maintenance);
+      clearInterval(taskSweeper);
       presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
       await Promise.all([grpc.stop(5000), http.stop()]);
       vitals.close();

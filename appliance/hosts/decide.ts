@@ -26,10 +26,14 @@ export function decideHost(deps: DecideDeps, orgId: string, hostId: string, deci
   const host = deps.stores.hosts.get(hostId);
   if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
   const { to, from } = TRANSITIONS[decision];
-  if (!deps.stores.hosts.decide(hostId, to, from, now, by)) {
-    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot ${decision} a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
-  }
-  deps.log.info({ host_id: hostId, decision, by }, 'host decision');
+  const cancelledTasks = deps.stores.transaction(() => {
+    if (!deps.stores.hosts.decide(hostId, to, from, now, by)) {
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot ${decision} a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
+    }
+    // A host that may no longer stream can never run its queued or running tasks.
+    return to === 'active' ? [] : deps.stores.tasks.cancelForHost(hostId, now, 'ERR_AGENT_NOT_ACTIVE');
+  });
+  deps.log.info({ host_id: hostId, decision, by, cancelled_tasks: cancelledTasks.length }, 'host decision');
   if (decision === 'revoke') {
     deps.presence.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host was revoked'), 'revoked');
   }

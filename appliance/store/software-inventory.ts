@@ -134,7 +134,12 @@ export class SoftwareInventoryStore {
   readonly #setIndexed;
   readonly #indexNames;
 
+  readonly #abandonOpen;
+
   constructor(db: Db) {
+    this.#abandonOpen = db.prepare<[number]>(
+      "UPDATE software_scans SET status = 'abandoned', error_code = 'ERR_INVENTORY_SCAN_INCOMPLETE', updated_at = ? WHERE status = 'receiving'",
+    );
     this.#getScan = db.prepare<[string], ScanRow>('SELECT * FROM software_scans WHERE id = ?');
     this.#insertScan = db.prepare<[string, string, string, number, number]>(
       `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
@@ -206,6 +211,14 @@ export class SoftwareInventoryStore {
     });
     this.#lastInventoryAt = db.prepare<[string], { last_inventory_at: number | null }>('SELECT last_inventory_at FROM host_last_inventory WHERE host_id = ?');
     this.#addChunk = db.transaction((input: ChunkInput): ChunkResult => this.#addChunkInTransaction(input));
+  }
+
+  /**
+   * Marks every scan still receiving as abandoned (nothing marked removed). Called at start-up,
+   * when no stream can be delivering chunks: such scans were cut off by a crash or a stop.
+   */
+  abandonOpenScans(now: number): number {
+    return this.#abandonOpen.run(now).changes;
   }
 
   getScan(scanId: string): SoftwareScan | undefined {

@@ -98,6 +98,7 @@ export class TaskStore {
   readonly #timeoutDue;
   readonly #expireDue;
   readonly #streamLost;
+  readonly #cancelForHost;
 
   constructor(db: Db) {
     this.#insert = db.prepare(
@@ -131,6 +132,11 @@ export class TaskStore {
     this.#expireDue = db.prepare<[{ now: number; errorCode: string }], { id: string }>(
       `UPDATE tasks SET state = '${expire.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
        WHERE ${stateIn(expire.from)} AND expires_at <= @now RETURNING id`,
+    );
+    const { cancel } = TRANSITIONS;
+    this.#cancelForHost = db.prepare<[{ hostId: string; now: number; errorCode: string }], { id: string }>(
+      `UPDATE tasks SET state = '${cancel.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
+       WHERE host_id = @hostId AND ${stateIn(cancel.from)} RETURNING id`,
     );
     this.#streamLost = db.prepare<[string], { id: string }>(
       `UPDATE tasks SET state = '${streamLost.to}', deadline_at = NULL WHERE host_id = ? AND ${stateIn(streamLost.from)} RETURNING id`,
@@ -188,6 +194,11 @@ export class TaskStore {
   /** Expires every queued task past its expires_at; their ids. */
   expireDue(now: number, errorCode: string): string[] {
     return this.#expireDue.all({ now, errorCode }).map((row) => row.id);
+  }
+
+  /** The cancel event for every unfinished task of a host (revoked or rejected); their ids. */
+  cancelForHost(hostId: string, now: number, errorCode: string): string[] {
+    return this.#cancelForHost.all({ hostId, now, errorCode }).map((row) => row.id);
   }
 
   /** The stream_lost event for every sent task of a host; their ids. */
