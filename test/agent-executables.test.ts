@@ -13,6 +13,7 @@ import { TestAgent, type AgentSetup } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { LoggedProcess, REPO_ROOT, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
+import { hasCommand } from './helpers/tools.ts';
 
 /** WinSW 1.17 as node-windows@0.1.14 ships it (package/bin/winsw/winsw.exe). */
 const WINSW_1_17_SHA256 = '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01';
@@ -32,14 +33,6 @@ const ALL_FILES = [
 ];
 const AARCH64_SYSROOT = '/usr/aarch64-linux-gnu';
 
-function hasCommand(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Runs build-agents on the already built dist/ct-ops-agent.cjs. */
 async function buildAgents(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10 * 60_000) {

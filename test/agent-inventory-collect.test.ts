@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { collectInventory, InventoryError, NOT_AVAILABLE, type CollectionPlan, t
 import { softwarePackage } from '../agent/inventory/package.ts';
 import { readDatabaseFile } from '../agent/inventory/read.ts';
 import { runCommand } from '../agent/inventory/run.ts';
+import { hasCommand } from './helpers/tools.ts';
 
 const limits = { timeoutMs: 10_000, maxOutputBytes: 1024 * 1024 };
 const node = (script: string) => ({ command: process.execPath, args: ['-e', script] });
@@ -27,7 +27,7 @@ const pkg = (name: string, source: string, extra: Partial<SoftwarePackage> = {})
 const collectorFailure = () => new InventoryError('ERR_INVENTORY_COLLECTOR_FAILED', 'tool failed', { source: 'x' });
 
 test('a command that outlives the time limit is killed and reported as a timeout', async () => {
-  assert.ok(hasDpkgQuery(), 'these tests read the real dpkg database of the Debian machine they run on');
+  assert.ok(hasCommand('dpkg-query'), 'these tests read the real dpkg database of the Debian machine they run on');
   const started = Date.now();
   await assert.rejects(runCommand(node('setTimeout(() => {}, 30_000)'), { ...limits, timeoutMs: 300 }), failsWith('ERR_INVENTORY_TIMEOUT'));
   assert.ok(Date.now() - started < 5_000, 'it did not wait for the command');
@@ -123,14 +123,6 @@ test('the time limit covers the whole collection, not each command separately', 
   assert.ok(Date.now() - started < 5_000);
 });
 
-function hasDpkgQuery(): boolean {
-  try {
-    execFileSync('dpkg-query', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('on this Debian host the Linux plan collects hundreds of packages from dpkg', async () => {
   const result = await collectInventory({ platform: 'linux' });

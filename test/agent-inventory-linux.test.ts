@@ -8,6 +8,7 @@ import { parseApkInstalled } from '../agent/inventory/parse/apk.ts';
 import { DPKG_QUERY_FORMAT, parseDpkgQuery } from '../agent/inventory/parse/dpkg.ts';
 import { parsePacmanQi } from '../agent/inventory/parse/pacman.ts';
 import { parseRpmQuery, rpmVersion } from '../agent/inventory/parse/rpm.ts';
+import { hasCommand } from './helpers/tools.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/inventory/${name}`, import.meta.url), 'utf8');
 
@@ -17,17 +18,9 @@ function find(packages: readonly SoftwarePackage[], name: string, architecture?:
   return found;
 }
 
-function hasDpkgQuery(): boolean {
-  try {
-    execFileSync('dpkg-query', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('the dpkg parser reads this Debian machine\'s real dpkg-query output: hundreds of packages with plausible fields', () => {
-  assert.ok(hasDpkgQuery(), 'these tests read the real dpkg database of the Debian machine they run on');
+  assert.ok(hasCommand('dpkg-query'), 'these tests read the real dpkg database of the Debian machine they run on');
   const output = execFileSync('dpkg-query', ['-W', `-f=${DPKG_QUERY_FORMAT}`], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 64 * 1024 * 1024 });
   const packages = parseDpkgQuery(output);
   assert.ok(packages.length >= 100, `found ${packages.length}`);

@@ -25,7 +25,7 @@ export function parseRegQuery(text: string): Map<string, Map<string, string>> {
 /**
  * Installed programs from `reg query …\Uninstall /s`. Left out, as Programs and Features
  * leaves them out: keys without DisplayName, SystemComponent=1 entries (parts of another
- * product) and entries without DisplayVersion (updates, stubs). A malformed InstallDate is 0.
+ * product) and entries without DisplayVersion (updates, placeholder entries). A malformed InstallDate is 0.
  */
 export function parseUninstallKeys(text: string, architecture: string): SoftwarePackage[] {
   const packages: SoftwarePackage[] = [];
