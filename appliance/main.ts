@@ -3,6 +3,8 @@ import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
+import { settingsCommand } from './cli/settings-command.ts';
+import { softwareCommand } from './cli/software-command.ts';
 import { hostsRescanCommand, tasksCommand } from './cli/tasks-command.ts';
 import { tokensCommand } from './cli/tokens-command.ts';
 
@@ -12,6 +14,8 @@ const program = new Command('ct-ops-appliance')
   .addCommand(serveCommand())
   .addCommand(hostsCommand().addCommand(hostsRescanCommand()))
   .addCommand(tokensCommand())
-  .addCommand(tasksCommand());
+  .addCommand(tasksCommand())
+  .addCommand(softwareCommand())
+  .addCommand(settingsCommand());
 
 await runCli(program, process.argv);

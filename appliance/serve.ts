@@ -17,6 +17,9 @@ import { keyIdHex } from '../common/minisign.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
+import { TaskDispatcher } from './tasks/dispatcher.ts';
+import { onTaskFinished } from './hosts/task-finished.ts';
+import { sweepInventory } from './inventory/sweeper.ts';
 
 /** Files under the data directory that the admin CLI reads to find and call the admin API. */
 export const ENDPOINT_FILE = 'appliance.json';
@@ -59,10 +62,12 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
 
   const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
-  const presence = new PresenceRegistry((agentId, reason) => {
+  const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
     stores.hosts.recordDisconnect(agentId, Date.now());
+    tasks.disconnected(agentId);
     log.info({ host_id: agentId, reason }, 'host offline');
   });
+  const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
   const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
   const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
   if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
@@ -73,7 +78,14 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   };
   sweepTasks();
   const taskSweeper = setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS);
-  const deps = { stores, jwt, presence, vitals, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
+  const softwareSweeper = setInterval(() => {
+    try {
+      sweepInventory({ stores, presence, tasks, log }, Date.now());
+    } catch (error) {
+      log.error({ err: error }, 'software sweeper failed');
+    }
+  }, config.inventorySweepSecs * 1000);
+  const deps = { stores, jwt, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
 
   let grpcServer;
   let httpServer;
@@ -84,6 +96,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     await grpcServer?.stop(0);
     clearInterval(maintenance);
     clearInterval(taskSweeper);
+    clearInterval(softwareSweeper);
     vitals.close();
     stores.close();
     throw error;
@@ -111,6 +124,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     stop: async () => {
       clearInterval(maintenance);
       clearInterval(taskSweeper);
+      clearInterval(softwareSweeper);
       presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
       await Promise.all([grpc.stop(5000), http.stop()]);
       vitals.close();

@@ -101,6 +101,13 @@ export const STATUS = {
   ERR_TASK_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The task's state does not allow that action (e.g. cancelling a task that already finished)." },
   ERR_TASK_TIMEOUT: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: "A task was sent to its agent but did not finish within its type's time limit." },
   ERR_TASK_EXPIRED: { http: 504, grpc: GrpcCode.DEADLINE_EXCEEDED, exit: ExitCode.TEMP_FAIL, summary: 'A task stayed queued past its expiry because its host never connected.' },
+  ERR_TASK_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The agent reported that a task failed without a more specific code.' },
+  ERR_TASK_CANCELLED: { http: 409, grpc: GrpcCode.CANCELLED, exit: ExitCode.TEMP_FAIL, summary: 'An admin cancelled a task while its agent was running it; the agent stopped it.' },
+  ERR_TASK_INTERRUPTED: { http: 503, grpc: GrpcCode.ABORTED, exit: ExitCode.TEMP_FAIL, summary: 'The agent restarted while it ran a task; the task is reported failed, never run again.' },
+  ERR_TASK_UNSUPPORTED: { http: 501, grpc: GrpcCode.UNIMPLEMENTED, exit: ExitCode.UNAVAILABLE, summary: 'The agent does not know how to run a task of that type (an older agent).' },
+  ERR_UNINSTALL_UNAVAILABLE: { http: 503, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.UNAVAILABLE, summary: 'The agent found no way to start its uninstaller (no root helper and not running as root, or no uninstaller installed).' },
+  ERR_UNINSTALL_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The uninstaller started but one of its removal steps failed; its log on the host says which.' },
+  ERR_AGENT_KEY_RETIRED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'The key belongs to a deleted host: it is retired for good and the host must enrol afresh with a new key.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

@@ -33,7 +33,7 @@ export type { HeartbeatRequest, HeartbeatRequest__Output } from '../proto/gen/ct
 export type { HeartbeatResponse, HeartbeatResponse__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatResponse.ts';
 export type { AgentStatus } from '../proto/gen/ctops/ingest/v1/AgentStatus.ts';
 export type { IngestServiceClient, IngestServiceHandlers } from '../proto/gen/ctops/ingest/v1/IngestService.ts';
-export type { SoftwareInventoryChunk__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
-export type { SoftwareInventoryResponse } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
-export type { Command__Output } from '../proto/gen/ctops/ingest/v1/Command.ts';
-export type { CommandResult } from '../proto/gen/ctops/ingest/v1/CommandResult.ts';
+export type { SoftwareInventoryChunk, SoftwareInventoryChunk__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
+export type { SoftwareInventoryResponse, SoftwareInventoryResponse__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
+export type { Task, Task__Output } from '../proto/gen/ctops/ingest/v1/Task.ts';
+export type { TaskUpdate, TaskUpdate__Output } from '../proto/gen/ctops/ingest/v1/TaskUpdate.ts';

@@ -112,17 +112,21 @@ describe('the real agent process against the real appliance', () => {
     await agent.stop();
   });
 
-  test('config_reload from the admin CLI applies a new heartbeat interval without a restart', async () => {
+  test('config_reload from the admin CLI (a task) applies a new heartbeat interval without a restart', async () => {
     const { token } = await appliance.createToken('--auto-approve');
     const agent = newAgent(token, 5);
     const proc = agent.start();
     await proc.waitForLog('heartbeat stream opened');
     await waitFor('interval 5 recorded', async () => (await hostOf(agent)).heartbeat_interval_secs === 5);
     agent.writeConfig({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 6 });
-    const sent = await appliance.cliJson<{ command_id: string }>('hosts', 'reload-config', agent.state().agent_id);
-    assert.ok(sent.command_id);
+    const queued = await appliance.cliJson<{ id: string; type: string }>('hosts', 'reload-config', agent.state().agent_id);
+    assert.equal(queued.type, 'config_reload');
     await waitFor('interval 6 recorded', async () => (await hostOf(agent)).heartbeat_interval_secs === 6, 20_000);
-    await appliance.process.waitForLog('command result', { command_id: sent.command_id, ok: true });
+    const task = await waitFor('task succeeded', async () => {
+      const shown = await appliance.cliJson<{ state: string; output: string }>('tasks', 'show', queued.id);
+      return shown.state === 'succeeded' && shown;
+    });
+    assert.equal(task.output, 'heartbeat_interval_secs=6');
     assert.equal(proc.logged('heartbeat stream opened').length, 1, 'no reconnect or restart was needed');
     await agent.stop();
   });

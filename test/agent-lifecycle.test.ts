@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,7 +16,7 @@ import { Backoff, backoffBaseMs, BACKOFF_SCHEDULE_MS, withJitter } from '../agen
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
-import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult } from '../agent/transport/types.ts';
+import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
 
 // ---------------------------------------------------------------- pure logic
 
@@ -95,6 +95,9 @@ class FakeTransport implements IngestTransport {
     const stream = new FakeStream(jwt, handlers);
     this.streams.push(stream);
     return stream;
+  }
+  submitInventory(): Promise<SubmitResult> {
+    return Promise.reject(new Error('not used by these tests'));
   }
   close(): void {
     this.closed = true;
@@ -396,51 +399,123 @@ test('an unreachable appliance and a stale clock are retried on the backoff sche
   assert.equal(h.agent.state, 'connecting');
 });
 
-test('config_reload applies the new interval at once and reports the result; an invalid file is reported and changes nothing', async (t) => {
+/** The task reports carried by every heartbeat of a stream, flattened, as "task_id:PHASE[:error_code]". */
+function reports(stream: FakeStream): string[] {
+  return stream.sent.flatMap((request) => (request.task_updates ?? []).map((update) => [update.task_id, String(update.phase).replace('TASK_PHASE_', ''), update.error_code].filter(Boolean).join(':')));
+}
+
+function reloadTask(taskId: string): HeartbeatResponse__Output {
+  return { kind: 'task', task: { task_id: taskId, timeout_ms: 60_000, kind: 'config_reload', config_reload: {} } };
+}
+
+test('config_reload runs as a task: acknowledged at once, the new interval applied, the outcome reported; an invalid file fails it and changes nothing', async (t) => {
   const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
   await run(h);
   const stream = h.transport.lastStream;
   stream.ack(1);
   writeFileSync(h.configFile, readFileSync(h.configFile, 'utf8').replace('heartbeat_interval_secs = 30', 'heartbeat_interval_secs = 10'));
-  stream.push({ kind: 'command', command: { command_id: 'cmd_1', kind: 'config_reload', config_reload: {} } });
-  const report = stream.sent.at(-1);
-  assert.deepEqual(report?.command_results, [{ command_id: 'cmd_1', ok: true, message: 'heartbeat_interval_secs=10' }]);
-  assert.equal(report?.interval_secs, 10);
+  stream.push(reloadTask('tsk_1'));
+  await h.flush();
+  assert.deepEqual(reports(stream), ['tsk_1:ACKNOWLEDGED', 'tsk_1:RUNNING', 'tsk_1:SUCCEEDED']);
+  const done = stream.sent.at(-1);
+  assert.equal(done?.task_updates?.at(-1)?.message, 'heartbeat_interval_secs=10');
+  assert.equal(done?.interval_secs, 10, 'the heartbeat carrying the outcome already announces the new interval');
   assert.ok(h.messages().includes('config reloaded'));
+  stream.ack(stream.sent.length);
   const count = stream.sent.length;
   await h.advance(10_000);
   assert.equal(stream.sent.length, count + 1, 'the next heartbeat follows the new interval');
-  assert.deepEqual(stream.sent.at(-1)?.command_results, [], 'a result is sent once while its heartbeat is in flight');
+  assert.deepEqual(stream.sent.at(-1)?.task_updates, [], 'acknowledged reports are not sent again');
 
   writeFileSync(h.configFile, '[ingest\nbroken');
-  stream.push({ kind: 'command', command: { command_id: 'cmd_2', kind: 'config_reload', config_reload: {} } });
-  const failed = stream.sent.at(-1)?.command_results?.[0];
-  assert.equal(failed?.command_id, 'cmd_2');
-  assert.equal(failed?.ok, false);
-  assert.match(failed?.message ?? '', /^ERR_CONFIG_INVALID: .*not valid TOML/);
+  stream.push(reloadTask('tsk_2'));
+  await h.flush();
+  const failed = stream.sent.at(-1)?.task_updates?.at(-1);
+  assert.equal(failed?.task_id, 'tsk_2');
+  assert.equal(failed?.phase, 'TASK_PHASE_FAILED');
+  assert.equal(failed?.error_code, 'ERR_CONFIG_INVALID');
+  assert.match(failed?.message ?? '', /not valid TOML/);
   assert.equal(stream.sent.at(-1)?.interval_secs, 10, 'the previous configuration stays');
 });
 
-test('a command result whose heartbeat was never acked is sent again on the next stream', async (t) => {
+test('a task report whose heartbeat was never acked is sent again on the next stream', async (t) => {
   const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
   await run(h);
   const stream = h.transport.lastStream;
   stream.ack(1);
-  stream.push({ kind: 'command', command: { command_id: 'cmd_9', kind: 'config_reload', config_reload: {} } });
-  assert.equal(stream.sent.at(-1)?.command_results?.[0]?.command_id, 'cmd_9');
+  stream.push(reloadTask('tsk_9'));
+  await h.flush();
+  assert.deepEqual(reports(stream), ['tsk_9:ACKNOWLEDGED', 'tsk_9:RUNNING', 'tsk_9:SUCCEEDED']);
   stream.end(GrpcCode.UNAVAILABLE, 'gone');
   await h.advance(1000);
-  assert.deepEqual(h.transport.lastStream.sent[0]?.command_results?.map((result) => result.command_id), ['cmd_9']);
-  h.transport.lastStream.ack(1);
+  const next = h.transport.lastStream;
+  assert.deepEqual(reports(next), ['tsk_9:ACKNOWLEDGED', 'tsk_9:RUNNING', 'tsk_9:SUCCEEDED'], 'unacknowledged reports go out again, in order');
+  next.ack(1);
   await h.advance(30_000);
-  assert.deepEqual(h.transport.lastStream.sent[1]?.command_results, [], 'acknowledged results are not sent again');
+  assert.deepEqual(next.sent[1]?.task_updates, [], 'acknowledged reports are not sent again');
 });
 
-test('an unsupported command is answered ok=false', async (t) => {
+test('a task delivered again (a stream dropped before the appliance saw the ack) is answered, never run twice — across a restart too', async (t) => {
+  let runs = 0;
   const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
   await run(h);
-  h.transport.lastStream.push({ kind: 'command', command: { command_id: 'cmd_x' } });
-  assert.deepEqual(h.transport.lastStream.sent.at(-1)?.command_results, [{ command_id: 'cmd_x', ok: false, message: 'unsupported command' }]);
+  h.transport.lastStream.ack(1);
+  writeFileSync(h.configFile, readFileSync(h.configFile, 'utf8').replace('heartbeat_interval_secs = 30', 'heartbeat_interval_secs = 20'));
+  h.transport.lastStream.push(reloadTask('tsk_once'));
+  await h.flush();
+  runs = h.messages().filter((message) => message === 'config reloaded').length;
+  assert.equal(runs, 1);
+  h.transport.lastStream.push(reloadTask('tsk_once'));
+  await h.flush();
+  assert.equal(h.messages().filter((message) => message === 'config reloaded').length, 1, 'the repeat is not run');
+  assert.deepEqual(h.transport.lastStream.sent.at(-1)?.task_updates?.map((update) => update.phase), ['TASK_PHASE_SUCCEEDED'], 'the repeat is answered with the outcome');
+  const ledger = JSON.parse(readFileSync(join(h.dir, 'data', 'tasks.json'), 'utf8'));
+  assert.deepEqual(ledger.tasks.map((entry: { id: string; phase: string }) => [entry.id, entry.phase]), [['tsk_once', 'succeeded']]);
+
+  // A second agent on the same data directory (a restart) still recognises the task.
+  h.agent.stop('SIGTERM');
+  await h.exit;
+  t.mock.timers.reset();
+  const again = await start(t, (dataDir) => {
+    cpSync(join(h.dir, 'data'), dataDir, { recursive: true });
+  });
+  await run(again);
+  again.transport.lastStream.push(reloadTask('tsk_once'));
+  await again.flush();
+  assert.ok(!again.messages().includes('config reloaded'), 'not run after a restart either');
+  assert.ok(reports(again.transport.lastStream).includes('tsk_once:SUCCEEDED'));
+});
+
+test('a task the agent was running when it stopped is reported failed with ERR_TASK_INTERRUPTED at the next start, not run again', async (t) => {
+  const h = await start(t, (dataDir) => {
+    saveState(dataDir, START_MS / 1000 + 3600);
+    writeFileSync(join(dataDir, 'tasks.json'), JSON.stringify({ version: 1, tasks: [{ id: 'tsk_cut', type: 'software_inventory', phase: 'running', receivedAt: START_MS - 1000, delivered: false }] }));
+  });
+  await run(h);
+  assert.deepEqual(reports(h.transport.lastStream), ['tsk_cut:FAILED:ERR_TASK_INTERRUPTED']);
+  h.transport.lastStream.ack(1);
+  await h.flush();
+  const ledger = JSON.parse(readFileSync(join(h.dir, 'data', 'tasks.json'), 'utf8'));
+  assert.equal(ledger.tasks[0].delivered, true, 'the outcome reached the appliance: it is not sent again');
+});
+
+test('an unreadable task ledger is set aside, not fatal', async (t) => {
+  const h = await start(t, (dataDir) => {
+    saveState(dataDir, START_MS / 1000 + 3600);
+    writeFileSync(join(dataDir, 'tasks.json'), '{ torn');
+  });
+  await run(h);
+  assert.equal(h.agent.state, 'connecting');
+  assert.ok(h.messages().includes('task ledger unreadable; starting a new one'));
+  assert.ok(readdirSync(join(h.dir, 'data')).some((name) => name.startsWith('tasks.json.unreadable-')));
+});
+
+test('a task of a kind this agent does not know fails with ERR_TASK_UNSUPPORTED', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  await run(h);
+  h.transport.lastStream.push({ kind: 'task', task: { task_id: 'tsk_x', timeout_ms: 1000 } });
+  await h.flush();
+  assert.deepEqual(reports(h.transport.lastStream).slice(-1), ['tsk_x:FAILED:ERR_TASK_UNSUPPORTED']);
 });
 
 test('a pushed credential is saved atomically and used for the next connection', async (t) => {

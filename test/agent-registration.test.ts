@@ -124,6 +124,7 @@ function recordingTransport(answers: RegisterResult[]): { transport: IngestTrans
       return answer;
     },
     openHeartbeat: () => assert.fail('no stream expected'),
+    submitInventory: () => assert.fail('no inventory expected'),
     close: () => undefined,
   };
   return { transport, requests };

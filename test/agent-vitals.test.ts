@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { CpuInfo } from 'node:os';
 import { tmpdir } from 'node:os';
 import { test } from 'node:test';
-import { CommandResultQueue } from '../agent/heartbeat/command-results.ts';
+import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import { buildHeartbeat } from '../agent/heartbeat/request.ts';
 import { cpuPercentBetween, createCpuSampler } from '../agent/vitals/cpu.ts';
 import { diskPercent, diskPercentOf } from '../agent/vitals/disk.ts';
@@ -50,26 +50,27 @@ test('a heartbeat carries every field with the timestamp in whole seconds', () =
     agentVersion: '0.1.0',
     nowMs: 1_700_000_000_999,
     vitals: { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, uptimeSeconds: 4 },
-    commandResults: [{ command_id: 'c', ok: true, message: '' }],
+    taskUpdates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
   });
   assert.deepEqual(request, {
     agent_id: 'hst_1', cpu_percent: 1, memory_percent: 2, disk_percent: 3, uptime_seconds: 4, timestamp_unix: 1_700_000_000,
-    sequence: 3, interval_secs: 30, agent_version: '0.1.0', command_results: [{ command_id: 'c', ok: true, message: '' }],
+    sequence: 3, interval_secs: 30, agent_version: '0.1.0', task_updates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
   });
 });
 
-test('command results leave the queue only when the heartbeat carrying them is acked', () => {
-  const queue = new CommandResultQueue();
-  queue.add({ command_id: 'a', ok: true, message: '' });
-  assert.deepEqual(queue.takeFor(1).map((result) => result.command_id), ['a']);
-  queue.add({ command_id: 'b', ok: true, message: '' });
-  assert.deepEqual(queue.takeFor(2).map((result) => result.command_id), ['b']);
+test('task reports leave the queue only when the heartbeat carrying them is acked', () => {
+  const queue = new TaskUpdateQueue();
+  const report = (task_id: string) => ({ task_id, phase: 'TASK_PHASE_RUNNING' as const });
+  queue.add(report('a'));
+  assert.deepEqual(queue.takeFor(1).map((update) => update.task_id), ['a']);
+  queue.add(report('b'));
+  assert.deepEqual(queue.takeFor(2).map((update) => update.task_id), ['b']);
   assert.deepEqual(queue.takeFor(3), []);
-  queue.acknowledge(1);
+  assert.deepEqual(queue.acknowledge(1).map((update) => update.task_id), ['a'], 'the reports the acked heartbeat carried');
   assert.equal(queue.size, 1);
-  queue.add({ command_id: 'c', ok: false, message: '' });
+  queue.add(report('c'));
   queue.requeueUnacknowledged();
-  assert.deepEqual(queue.takeFor(1).map((result) => result.command_id), ['b', 'c'], 'unacked results go first, in order');
+  assert.deepEqual(queue.takeFor(1).map((update) => update.task_id), ['b', 'c'], 'unacked reports go first, in order');
   queue.acknowledge(5);
   assert.equal(queue.size, 0);
 });

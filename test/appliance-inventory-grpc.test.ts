@@ -7,62 +7,13 @@ import Database from 'better-sqlite3';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient } from '../common/proto.ts';
 import type { SoftwareInventoryChunk } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
-import type { SoftwareInventoryResponse__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
-import type { SoftwarePackage } from '../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import { DATABASE_FILE } from '../appliance/serve.ts';
 import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { callRegister, ingestClient, newIdentity, signedRegister, type CallResult } from './helpers/ingest-client.ts';
+import { ingestClient } from './helpers/ingest-client.ts';
+import { activeAgent as enrolActive, chunksOf, InventoryStream, packages, submitScan, type InventoryOutcome } from './helpers/inventory.ts';
 
-type Outcome = CallResult<SoftwareInventoryResponse__Output>;
-
-/** A SubmitSoftwareInventory client stream: write chunks, then end it (or not). */
-class InventoryStream {
-  readonly call: grpc.ClientWritableStream<SoftwareInventoryChunk>;
-  readonly result: Promise<Outcome>;
-
-  constructor(client: IngestServiceClient, jwt: string) {
-    const metadata = new grpc.Metadata();
-    if (jwt) metadata.set('authorization', `Bearer ${jwt}`);
-    let settle: (outcome: Outcome) => void = () => undefined;
-    this.result = new Promise((resolve) => (settle = resolve));
-    this.call = client.SubmitSoftwareInventory(metadata, { deadline: Date.now() + 30_000 }, (error, response) => {
-      if (error) settle({ ok: false, code: error.code, details: error.details });
-      else settle({ ok: true, value: response as SoftwareInventoryResponse__Output });
-    });
-  }
-
-  write(chunk: SoftwareInventoryChunk): this {
-    this.call.write(chunk);
-    return this;
-  }
-
-  end(): Promise<Outcome> {
-    this.call.end();
-    return this.result;
-  }
-}
-
-function packages(from: number, to: number, extra: Partial<SoftwarePackage> = {}): SoftwarePackage[] {
-  return Array.from({ length: to - from }, (_, offset) => ({
-    name: `pkg-${String(from + offset).padStart(5, '0')}`,
-    version: '1.0.0',
-    architecture: 'amd64',
-    publisher: 'Debian',
-    source: 'dpkg',
-    install_date_unix: 1_700_000_000,
-    ...extra,
-  }));
-}
-
-/** Splits packages into chunks of at most 500, the last one flagged. */
-function chunksOf(agentId: string, scanId: string, all: SoftwarePackage[], size = 500): SoftwareInventoryChunk[] {
-  const chunks: SoftwareInventoryChunk[] = [];
-  for (let index = 0; index * size < all.length; index += 1) {
-    chunks.push({ agent_id: agentId, scan_id: scanId, task_id: 'task-0001', chunk_index: index, packages: all.slice(index * size, (index + 1) * size), is_last: (index + 1) * size >= all.length });
-  }
-  return chunks;
-}
+type Outcome = InventoryOutcome;
 
 function refusal(outcome: Outcome): { code: number; errorCode: string | undefined; details: string } {
   assert.equal(outcome.ok, false, `expected a refusal, got ${JSON.stringify(outcome)}`);
@@ -89,18 +40,8 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     await appliance?.dispose();
   });
 
-  async function activeAgent(hostname: string): Promise<{ agentId: string; jwt: string }> {
-    const { token } = await appliance.createToken('--auto-approve');
-    const result = await callRegister(client, signedRegister(newIdentity(hostname), token));
-    assert.ok(result.ok && result.value.status === 'AGENT_STATUS_ACTIVE');
-    return { agentId: result.value.agent_id, jwt: result.value.jwt };
-  }
-
-  async function submit(jwt: string, chunks: SoftwareInventoryChunk[]): Promise<Outcome> {
-    const stream = new InventoryStream(client, jwt);
-    for (const chunk of chunks) stream.write(chunk);
-    return stream.end();
-  }
+  const activeAgent = (hostname: string) => enrolActive(appliance, client, hostname);
+  const submit = (jwt: string, chunks: SoftwareInventoryChunk[]): Promise<Outcome> => submitScan(client, jwt, chunks);
 
   test('a 1,200-package scan in 3 chunks is stored; a rescan without 2 packages marks exactly those removed', async () => {
     const { agentId, jwt } = await activeAgent('inv-full');

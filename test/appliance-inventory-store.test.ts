@@ -38,7 +38,13 @@ test('a version-1 database with hosts migrates to the inventory schema, keeping 
   const v1 = openDatabase(path, MIGRATIONS.filter((migration) => migration.version === 1));
   assert.equal(v1.pragma('user_version', { simple: true }), 1);
   const org = new OrganisationStore(v1).ensureDefault(1);
-  const hostId = addHost(new HostStore(v1), org.id);
+  // Written with the version-1 columns: today's HostStore prepares statements for the current schema.
+  hostCounter += 1;
+  const hostId = `hst_inventory${String(hostCounter).padStart(4, '0')}`;
+  v1.prepare(
+    `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval, tags, enrolled_at, last_registered_at)
+     VALUES (?, ?, ?, ?, 'fp', 'linux', 'x64', '0.1.0', 'active', '{}', 1, 1)`,
+  ).run(hostId, org.id, Buffer.alloc(32, hostCounter), `h${hostCounter}`);
   v1.prepare('INSERT INTO host_vitals (host_id, received_at, agent_timestamp, cpu_percent, memory_percent, disk_percent, uptime_seconds) VALUES (?, 1, 1, 1, 1, 1, 1)').run(hostId);
   v1.close();
 

@@ -39,9 +39,10 @@ test('disconnecting a revoked host closes its stream with the error and reports 
 });
 
 test('host status combines approval with live presence', () => {
-  assert.equal(hostStatus({ approval: 'active', streaming: true, lastHeartbeatAt: 1 }), 'online');
-  assert.equal(hostStatus({ approval: 'active', streaming: false, lastHeartbeatAt: 1 }), 'offline');
-  assert.equal(hostStatus({ approval: 'active', streaming: false, lastHeartbeatAt: null }), 'never-connected');
-  assert.equal(hostStatus({ approval: 'revoked', streaming: true, lastHeartbeatAt: 1 }), 'revoked');
-  assert.equal(hostStatus({ approval: 'pending', streaming: false, lastHeartbeatAt: null }), 'pending');
+  assert.equal(hostStatus({ approval: 'active', streaming: true, lastHeartbeatAt: 1, deleted: false }), 'online');
+  assert.equal(hostStatus({ approval: 'active', streaming: false, lastHeartbeatAt: 1, deleted: false }), 'offline');
+  assert.equal(hostStatus({ approval: 'active', streaming: false, lastHeartbeatAt: null, deleted: false }), 'never-connected');
+  assert.equal(hostStatus({ approval: 'active', streaming: true, lastHeartbeatAt: 1, deleted: true }), 'deleted');
+  assert.equal(hostStatus({ approval: 'revoked', streaming: true, lastHeartbeatAt: 1, deleted: false }), 'revoked');
+  assert.equal(hostStatus({ approval: 'pending', streaming: false, lastHeartbeatAt: null, deleted: false }), 'pending');
 });

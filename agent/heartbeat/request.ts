@@ -1,6 +1,6 @@
 import type { HeartbeatRequest } from '../../common/proto.ts';
 import type { Vitals } from '../vitals/sample.ts';
-import type { CommandResult } from './command-results.ts';
+import type { TaskUpdate } from './task-updates.ts';
 
 export interface HeartbeatFields {
   readonly agentId: string;
@@ -9,7 +9,7 @@ export interface HeartbeatFields {
   readonly agentVersion: string;
   readonly nowMs: number;
   readonly vitals: Vitals;
-  readonly commandResults: readonly CommandResult[];
+  readonly taskUpdates: readonly TaskUpdate[];
 }
 
 export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
@@ -23,6 +23,6 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     sequence: fields.sequence,
     interval_secs: fields.intervalSecs,
     agent_version: fields.agentVersion,
-    command_results: [...fields.commandResults],
+    task_updates: [...fields.taskUpdates],
   };
 }

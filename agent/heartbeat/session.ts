@@ -1,10 +1,9 @@
-import type { HeartbeatResponse__Output } from '../../common/proto.ts';
-import type { Command__Output } from '../../common/proto.ts';
+import type { HeartbeatResponse__Output, Task__Output } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
-import type { CommandResult, CommandResultQueue } from './command-results.ts';
+import type { TaskUpdate, TaskUpdateQueue } from './task-updates.ts';
 import { buildHeartbeat } from './request.ts';
 
 /** Without an ack for this many intervals the connection is presumed dead. */
@@ -21,8 +20,12 @@ export interface SessionEnd {
 export interface SessionEvents {
   onFirstAck(): void;
   onCredential(jwt: string, jwtExpiresUnix: number): void;
-  /** Applies a pushed command; the result rides on the next heartbeat. */
-  onCommand(command: Command__Output): CommandResult;
+  /** A task arrived (perhaps again); its reports go into the update queue. */
+  onTask(task: Task__Output): void;
+  /** An admin cancelled a task. */
+  onCancel(taskId: string): void;
+  /** The appliance acknowledged heartbeats that carried these reports. */
+  onDelivered(updates: readonly TaskUpdate[]): void;
   onEnd(end: SessionEnd): void;
 }
 
@@ -32,7 +35,7 @@ export interface SessionDeps {
   readonly intervalSecs: number;
   readonly agentVersion: string;
   readonly vitals: VitalsSampler;
-  readonly results: CommandResultQueue;
+  readonly updates: TaskUpdateQueue;
   readonly now: () => number;
   readonly log: AgentLogger;
   readonly events: SessionEvents;
@@ -63,13 +66,18 @@ export class HeartbeatSession {
   }
 
   /**
-   * Uses a new interval from the next heartbeat on. A config_reload command calls this
-   * from onCommand, and the heartbeat that reports the command goes out at once, so the
-   * new interval is announced and scheduled without waiting for the old one.
+   * Uses a new interval from the next heartbeat on. A config_reload task calls this, and the
+   * heartbeat that reports the task goes out at once (flush), so the new interval is announced
+   * and scheduled without waiting for the old one.
    */
   useInterval(intervalSecs: number): void {
     this.intervalSecs = intervalSecs;
     if (this.closedBy === undefined) this.armAckTimer();
+  }
+
+  /** Sends a heartbeat now, carrying the task reports queued so far. */
+  flush(): void {
+    this.sendNow();
   }
 
   /** Ends the stream without reporting it as a failure (shutdown, state change). */
@@ -93,7 +101,7 @@ export class HeartbeatSession {
         agentVersion: this.deps.agentVersion,
         nowMs,
         vitals: this.deps.vitals(),
-        commandResults: this.deps.results.takeFor(this.sequence),
+        taskUpdates: this.deps.updates.takeFor(this.sequence),
       }),
     );
     clearTimeout(this.heartbeatTimer);
@@ -118,16 +126,18 @@ export class HeartbeatSession {
       const { sequence } = message.ack;
       const sentAt = this.sentAt.get(sequence);
       for (const key of [...this.sentAt.keys()]) if (key <= sequence) this.sentAt.delete(key);
-      this.deps.results.acknowledge(sequence);
+      const delivered = this.deps.updates.acknowledge(sequence);
+      if (delivered.length > 0) this.deps.events.onDelivered(delivered);
       this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : this.deps.now() - sentAt }, 'heartbeat acknowledged');
       this.armAckTimer();
       this.acks += 1;
       if (this.acks === 1) this.deps.events.onFirstAck();
     } else if (message.credential) {
       this.deps.events.onCredential(message.credential.jwt, message.credential.jwt_expires_unix);
-    } else if (message.command) {
-      this.deps.results.add(this.deps.events.onCommand(message.command));
-      this.sendNow();
+    } else if (message.task) {
+      this.deps.events.onTask(message.task);
+    } else if (message.cancel) {
+      this.deps.events.onCancel(message.cancel.task_id);
     }
   }
 

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { CtOpsError, GrpcCode } from '../../common/errors.ts';
-import type { Command__Output } from '../../common/proto.ts';
 import { reloadConfig } from '../config/reload.ts';
 import type { AgentConfig, LoadedConfig } from '../config/types.ts';
-import { CommandResultQueue, type CommandResult } from '../heartbeat/command-results.ts';
+import { TaskUpdateQueue } from '../heartbeat/task-updates.ts';
 import { HeartbeatSession, type SessionEnd } from '../heartbeat/session.ts';
 import { isCredentialUsable, jwtExpiry } from '../identity/jwt-expiry.ts';
 import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
@@ -15,6 +14,9 @@ import type { HostDescription } from '../registration/request.ts';
 import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
+import { TaskLedger } from '../tasks/ledger.ts';
+import { TaskRunner, type TaskHandler, type TaskKind } from '../tasks/runner.ts';
+import { softwareInventoryHandler } from '../tasks/software-inventory.ts';
 import { Backoff } from './backoff.ts';
 import { INITIAL_INPUTS, nextState, type LifecycleInputs, type LifecycleState } from './state.ts';
 
@@ -24,8 +26,10 @@ export interface AgentDeps {
   readonly host: HostDescription;
   readonly vitals: VitalsSampler;
   readonly log: AgentLogger;
-  /** Re-reads the configuration file (config_reload command). */
+  /** Re-reads the configuration file (config_reload task). */
   readonly reload: () => LoadedConfig;
+  /** Task handlers besides config_reload, which the agent itself runs (software_inventory by default). */
+  readonly taskHandlers?: Readonly<Partial<Record<TaskKind, TaskHandler>>>;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -45,7 +49,9 @@ export class Agent {
   private readonly deps: AgentDeps;
   private readonly now: () => number;
   private readonly backoff: Backoff;
-  private readonly results = new CommandResultQueue();
+  private readonly updates = new TaskUpdateQueue();
+  /** Created once the data directory (and so the task ledger) is available. */
+  private tasks: TaskRunner | undefined;
   private config: AgentConfig;
   private inputs: LifecycleInputs = INITIAL_INPUTS;
   private current: LifecycleState | undefined;
@@ -142,6 +148,17 @@ export class Agent {
     }
     this.identity = identity;
     this.credential = identity.credential;
+    if (this.tasks === undefined) {
+      this.tasks = new TaskRunner({
+        ledger: TaskLedger.open(this.config.dataDir, this.deps.log),
+        updates: this.updates,
+        handlers: this.taskHandlers(),
+        flush: () => this.session?.flush(),
+        log: this.deps.log,
+        now: this.now,
+      });
+      this.tasks.resume();
+    }
     this.keyKnown = identity.credential !== undefined;
     this.deps.log.info({ data_dir: this.config.dataDir }, 'agent identity ready');
     this.update({ identity: 'loaded', credential: this.credentialState() });
@@ -229,13 +246,15 @@ export class Agent {
       intervalSecs: this.config.heartbeatIntervalSecs,
       agentVersion: this.deps.host.agentVersion,
       vitals: this.deps.vitals,
-      results: this.results,
+      updates: this.updates,
       now: this.now,
       log: this.deps.log,
       events: {
         onFirstAck: () => this.update({ stream: 'acknowledged' }),
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
-        onCommand: (command) => this.applyCommand(command),
+        onTask: (task) => this.tasks?.receive(task),
+        onCancel: (taskId) => this.tasks?.cancel(taskId),
+        onDelivered: (reports) => this.tasks?.delivered(reports),
         onEnd: (end) => this.onStreamEnd(end),
       },
     });
@@ -248,27 +267,29 @@ export class Agent {
     this.deps.log.info({ expires_unix: this.credential.jwtExpiresUnix ?? null }, 'credential refreshed');
   }
 
-  private applyCommand(command: Command__Output): CommandResult {
-    const log = this.deps.log;
-    if (command.kind !== 'config_reload') {
-      log.warn({ command_id: command.command_id, kind: command.kind ?? null }, 'unsupported command');
-      return { command_id: command.command_id, ok: false, message: 'unsupported command' };
-    }
+  private taskHandlers(): Partial<Record<TaskKind, TaskHandler>> {
+    const credential = (): { agentId: string; jwt: string } | undefined => this.credential;
+    return {
+      software_inventory: softwareInventoryHandler({ transport: this.deps.transport, credential }),
+      ...this.deps.taskHandlers,
+      config_reload: async () => this.reloadConfig(),
+    };
+  }
+
+  /** config_reload: re-read the file; only the heartbeat interval applies live (the result says what waits for a restart). */
+  private reloadConfig(): { kind: 'done'; message: string } {
     const result = reloadConfig(this.config, this.deps.reload);
-    if (!result.ok) {
-      log.warn({ command_id: command.command_id, error_code: result.error.code, error: result.error.message }, 'config reload failed');
-      return { command_id: command.command_id, ok: false, message: result.message };
-    }
-    for (const warning of result.warnings) log.warn({ warning }, 'configuration warning');
+    if (!result.ok) throw new CtOpsError(result.error.code, result.message, { config_file: this.config.configFile });
+    for (const warning of result.warnings) this.deps.log.warn({ warning }, 'configuration warning');
     this.config = result.config;
     this.session?.useInterval(result.config.heartbeatIntervalSecs);
-    log.info({ command_id: command.command_id, interval_secs: result.config.heartbeatIntervalSecs }, 'config reloaded');
-    return { command_id: command.command_id, ok: true, message: result.message };
+    this.deps.log.info({ interval_secs: result.config.heartbeatIntervalSecs }, 'config reloaded');
+    return { kind: 'done', message: result.message };
   }
 
   private onStreamEnd(end: SessionEnd): void {
     this.session = undefined;
-    this.results.requeueUnacknowledged();
+    this.updates.requeueUnacknowledged();
     const { status } = end;
     if (status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status)) {
       return this.fail(untrustedError(this.config.ingest, status.details));

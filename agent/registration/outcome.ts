@@ -62,6 +62,11 @@ export function outcomeOfFailure(failure: RpcFailure, context: FailureContext): 
         : `the appliance refused the enrolment token (${reason}); set a valid token in [agent] org_token or CT_OPS_ORG_TOKEN`;
     return { kind: 'fatal', error: new CtOpsError(code, message, { grpc_code: failure.grpcCode }) };
   }
+  if (code === 'ERR_AGENT_KEY_RETIRED') {
+    // The host was deleted: this identity can never come back. A new enrolment needs a new key.
+    const message = `the appliance retired this agent's key (the host was deleted); to enrol again, remove the data directory and set a new enrolment token`;
+    return { kind: 'fatal', error: new CtOpsError(code, message, { grpc_code: failure.grpcCode }) };
+  }
   if (failure.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(failure)) {
     return { kind: 'fatal', error: context.tlsError(failure.details) };
   }

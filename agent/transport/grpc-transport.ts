@@ -1,11 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadIngestProto, type HeartbeatResponse__Output } from '../../common/proto.ts';
+import { loadIngestProto, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
 import type { AgentConfig } from '../config/types.ts';
 import { rpcFailure } from './failure.ts';
-import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult } from './types.ts';
+import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from './types.ts';
 
 /** A Register that has not answered in this long is retried rather than waited on. */
 const REGISTER_DEADLINE_MS = 20_000;
+/** A scan of tens of thousands of packages is a few MiB: minutes is generous even on a slow link. */
+const SUBMIT_DEADLINE_MS = 5 * 60_000;
 
 /**
  * Keepalive pings notice a dead connection (half-open TCP) even while the agent is
@@ -57,6 +59,31 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
           call.cancel();
         },
       };
+    },
+
+    submitInventory(jwt, chunks, signal) {
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${jwt}`);
+      return new Promise<SubmitResult>((resolve) => {
+        const call = client.SubmitSoftwareInventory(metadata, { deadline: Date.now() + SUBMIT_DEADLINE_MS }, (error: grpc.ServiceError | null, response?: SoftwareInventoryResponse__Output) => {
+          signal.removeEventListener('abort', cancel);
+          if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
+          else resolve({ ok: true, response });
+        });
+        const cancel = (): void => call.cancel();
+        signal.addEventListener('abort', cancel, { once: true });
+        // Flow control: wait for 'drain' when the stream's buffer is full rather than queueing every chunk.
+        const writeFrom = (index: number): void => {
+          for (let next = index; next < chunks.length; next += 1) {
+            if (!call.write(chunks[next]) && next + 1 < chunks.length) {
+              call.once('drain', () => writeFrom(next + 1));
+              return;
+            }
+          }
+          call.end();
+        };
+        writeFrom(0);
+      });
     },
 
     close() {

@@ -1,5 +1,7 @@
 import type { ErrorCode } from '../../common/errors.ts';
-import type { HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output } from '../../common/proto.ts';
+import type {
+  HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, SoftwareInventoryChunk, SoftwareInventoryResponse__Output,
+} from '../../common/proto.ts';
 
 /** How an RPC ended when it did not succeed: the gRPC status and our code from its details. */
 export interface RpcFailure {
@@ -11,6 +13,10 @@ export interface RpcFailure {
 
 export type RegisterResult =
   | { readonly ok: true; readonly response: RegisterResponse__Output }
+  | { readonly ok: false; readonly failure: RpcFailure };
+
+export type SubmitResult =
+  | { readonly ok: true; readonly response: SoftwareInventoryResponse__Output }
   | { readonly ok: false; readonly failure: RpcFailure };
 
 export interface HeartbeatHandlers {
@@ -30,5 +36,7 @@ export interface IngestTransport {
   register(request: RegisterRequest): Promise<RegisterResult>;
   /** Opens the Heartbeat stream with the JWT in call metadata (never in a message). */
   openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall;
+  /** Streams one inventory scan's chunks (JWT in metadata); aborting the signal cancels the call. */
+  submitInventory(jwt: string, chunks: readonly SoftwareInventoryChunk[], signal: AbortSignal): Promise<SubmitResult>;
   close(): void;
 }

@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { AdminClient } from './admin-client.ts';
 import { printObject, printRows } from './output.ts';
 import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
@@ -42,5 +42,50 @@ export function hostsCommand(): Command {
         printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/${action}`), options.json);
       });
   }
+  addInventoryCommands(hosts);
   return hosts;
+}
+
+const PACKAGE_COLUMNS = ['name', 'version', 'source', 'architecture', 'first_seen'];
+const REMOVED_PACKAGE_COLUMNS = [...PACKAGE_COLUMNS, 'is_removed', 'removed_at'];
+const SCAN_COLUMNS = ['id', 'status', 'started_at', 'completed_at', 'packages_received', 'added', 'removed', 'unchanged', 'error_code'];
+/** The admin API's largest page of packages: fewer rows than this means the last page. */
+const PACKAGE_PAGE = 5000;
+
+/** `hosts packages` and `hosts scans`: a host's software inventory. */
+function addInventoryCommands(hosts: Command): void {
+  hosts
+    .command('packages')
+    .description("list a host's installed packages by name (with --removed, also those a later scan no longer found)")
+    .argument('<id>', 'host id (hst_...)')
+    .option('--removed', 'include removed packages', false)
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (id: string, options: CommonOptions & { removed: boolean }) => {
+      const client = new AdminClient(options.dataDir);
+      const rows: Record<string, unknown>[] = [];
+      for (;;) {
+        const query = new URLSearchParams({ limit: String(PACKAGE_PAGE), offset: String(rows.length), ...(options.removed ? { removed: 'true' } : {}) });
+        const page = await client.call<Record<string, unknown>[]>('GET', `/api/v1/hosts/${encodeURIComponent(id)}/packages?${query}`);
+        rows.push(...page);
+        if (page.length < PACKAGE_PAGE) break;
+      }
+      printRows(rows, options.removed ? REMOVED_PACKAGE_COLUMNS : PACKAGE_COLUMNS, options.json);
+    });
+  hosts
+    .command('scans')
+    .description("list a host's software inventory scans, newest first, with what each added and removed")
+    .argument('<id>', 'host id (hst_...)')
+    .option('--limit <n>', 'at most this many scans (1-1000)', positiveInteger, 20)
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (id: string, options: CommonOptions & { limit: number }) => {
+      const rows = await new AdminClient(options.dataDir).call<Record<string, unknown>[]>('GET', `/api/v1/hosts/${encodeURIComponent(id)}/scans?limit=${options.limit}`);
+      printRows(rows, SCAN_COLUMNS, options.json);
+    });
+}
+
+function positiveInteger(value: string): number {
+  if (!/^[1-9][0-9]*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
+  return Number(value);
 }

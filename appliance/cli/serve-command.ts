@@ -13,6 +13,7 @@ interface ServeOptions {
   san?: string[];
   jwtTtlSecs?: string;
   pendingPollSecs?: string;
+  inventorySweepSecs?: string;
   releasePublicKeyFile?: string;
 }
 
@@ -27,6 +28,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--san <name>', 'a hostname or IP the server certificate names (repeatable)').argParser((value: string, previous: string[] = []) => [...previous, value]))
     .option('--jwt-ttl-secs <secs>', 'lifetime of agent JWTs (default 86400)')
     .option('--pending-poll-secs <secs>', 'how often pending agents poll (default 30)')
+    .option('--inventory-sweep-secs <secs>', 'how often the software sweeper queues due inventory scans (default 60)')
     .option('--release-public-key-file <file>', 'minisign public key of agent releases to trust (kept as DATA_DIR/release.pub)')
     .action(async (options: ServeOptions) => {
       const config = loadApplianceConfig({
@@ -40,6 +42,7 @@ export function serveCommand(): Command {
           sans: options.san,
           jwt_ttl_secs: options.jwtTtlSecs,
           pending_poll_secs: options.pendingPollSecs,
+          inventory_sweep_secs: options.inventorySweepSecs,
           release_public_key_file: options.releasePublicKeyFile,
         },
       });

@@ -17,6 +17,7 @@ const FIELDS = {
   sans: { spec: { kind: 'string-list' }, fallback: ['localhost', '127.0.0.1', '::1', hostname()] },
   jwt_ttl_secs: { spec: { kind: 'integer', min: 10, max: 30 * 86_400 }, fallback: 86_400 },
   pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
+  inventory_sweep_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 60 },
   vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
   log_level: { spec: { kind: 'string' }, fallback: 'info' },
   release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
@@ -33,6 +34,8 @@ export interface ApplianceConfig {
   readonly sans: readonly string[];
   readonly jwtTtlSecs: number;
   readonly pendingPollSecs: number;
+  /** How often the SoftwareSweeper looks for online hosts due an inventory scan. */
+  readonly inventorySweepSecs: number;
   readonly vitalsRetentionMs: number;
   readonly logLevel: string;
   /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
@@ -85,6 +88,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     sans: Object.freeze([...new Set(values.sans)]),
     jwtTtlSecs: values.jwt_ttl_secs,
     pendingPollSecs: values.pending_poll_secs,
+    inventorySweepSecs: values.inventory_sweep_secs,
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,

@@ -51,6 +51,9 @@ function verifyPossession(input: RegisterInput): void {
 }
 
 function refreshKnownHost(host: Host, input: RegisterInput, deps: RegisterDeps, now: number): Host {
+  if (host.deletedAt !== null) {
+    throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: host.id });
+  }
   const update = { hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion, at: now };
   deps.stores.hosts.updateRegistration(host.id, update);
   deps.log.info({ host_id: host.id, approval: host.approval }, 'known key registered again');

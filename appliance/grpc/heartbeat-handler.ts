@@ -6,6 +6,8 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
+import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { describeHost, mayStream } from '../hosts/status.ts';
 import { authenticateCall } from './bearer.ts';
 import { toServiceError } from './status.ts';
 
@@ -16,6 +18,7 @@ export interface HeartbeatDeps {
   jwt: AgentJwtAuthority;
   presence: PresenceRegistry;
   vitals: VitalsWriter;
+  tasks: TaskDispatcher;
   log: Logger;
 }
 
@@ -62,7 +65,8 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 
 /**
  * The Heartbeat stream: authenticated once at open by the JWT in metadata; every
- * heartbeat is validated, acknowledged by sequence, and queued for a batched write.
+ * heartbeat is validated, acknowledged by sequence, and queued for a batched write; the task
+ * reports it carries are applied at once. Queued tasks go out as soon as the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  */
 export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
@@ -75,12 +79,12 @@ export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingC
 }
 
 async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<void> {
-  const { stores, jwt, presence, vitals, log } = deps;
+  const { stores, jwt, presence, vitals, tasks, log } = deps;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
   const host = stores.hosts.get(agentId);
-  if (!host || host.approval !== 'active') {
-    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${host?.approval ?? 'unknown'}; only active hosts may stream`, { host_id: agentId });
+  if (!host || !mayStream(host)) {
+    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
   if (call.cancelled) return;
   let credentialExpiresAt = credential.expiresAt;
@@ -98,6 +102,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
   };
   presence.attach(session, host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
   log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
+  tasks.connected(agentId);
 
   const refreshCredential = async (nowMs: number): Promise<void> => {
     refreshing = true;
@@ -136,10 +141,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       diskPercent: heartbeat.diskPercent,
       uptimeSeconds: heartbeat.uptimeSeconds,
     });
-    for (const result of message.command_results) {
-      log.info({ host_id: agentId, command_id: result.command_id.slice(0, 64), ok: result.ok, message: result.message.slice(0, 512) }, 'command result');
-    }
     session.send({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
+    // After the ack: a report may end this stream (a successful uninstall deletes the host),
+    // and the agent must still learn that its report arrived.
+    if (message.task_updates.length > 0) tasks.report(agentId, message.task_updates);
     if (!refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

@@ -5,6 +5,7 @@ import type { SoftwareInventoryChunk__Output, SoftwareInventoryResponse } from '
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
+import { describeHost, mayStream } from '../hosts/status.ts';
 import { authenticateCall } from './bearer.ts';
 import { toServiceError } from './status.ts';
 
@@ -48,8 +49,8 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
   const host = stores.hosts.get(agentId);
-  if (!host || host.approval !== 'active') {
-    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${host?.approval ?? 'unknown'}; only active hosts may report inventory`, { host_id: agentId });
+  if (!host || !mayStream(host)) {
+    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
   let done = call.cancelled;
   /** The scan this stream carries, once its first chunk was accepted. */

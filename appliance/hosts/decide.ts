@@ -24,7 +24,7 @@ export interface DecideDeps {
  */
 export function decideHost(deps: DecideDeps, orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Host {
   const host = deps.stores.hosts.get(hostId);
-  if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
   const { to, from } = TRANSITIONS[decision];
   const cancelledTasks = deps.stores.transaction(() => {
     if (!deps.stores.hosts.decide(hostId, to, from, now, by)) {

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { decideHost, type HostDecision } from '../hosts/decide.ts';
+import { deleteHost } from '../hosts/delete.ts';
+import { taskSchema, taskView } from './admin-tasks.ts';
 import type { HttpContext } from './context.ts';
 import { hostSchema, hostView } from './views.ts';
 
@@ -34,7 +35,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', {
-    schema: { params: idParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema } } } },
+    schema: { params: idParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } } },
     handler: async (request) => {
       const host = findHost(request.params.id);
       const recent = stores.vitals.recent(host.id, 20).map((sample) => ({
@@ -44,7 +45,9 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
         disk_percent: sample.diskPercent,
         uptime_seconds: sample.uptimeSeconds,
       }));
-      return { ...hostView(host, presence), recent_vitals: recent };
+      // A requested uninstall waits for the agent (with an expiry): the admin sees where it stands.
+      const uninstall = stores.tasks.findUnfinished(host.id, 'agent_uninstall');
+      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null };
     },
   });
 
@@ -55,17 +58,15 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
     });
   }
 
-  app.post<{ Params: { id: string } }>('/api/v1/hosts/:id/reload-config', {
-    schema: { params: idParams, response: { 202: { type: 'object', required: ['command_id'], properties: { command_id: { type: 'string' } } } } },
-    handler: async (request, reply) => {
-      const host = findHost(request.params.id);
-      const commandId = randomUUID();
-      if (!presence.send(host.id, { command: { command_id: commandId, config_reload: {} } })) {
-        throw new CtOpsError('ERR_HOST_NOT_CONNECTED', 'the host has no live agent stream to send the command on', { host_id: host.id });
-      }
-      ctx.log.info({ host_id: host.id, command_id: commandId, by: request.adminName }, 'config reload sent');
-      reply.code(202);
-      return { command_id: commandId };
+  app.delete<{ Params: { id: string }; Querystring: { uninstall?: string } }>('/api/v1/hosts/:id', {
+    schema: {
+      params: idParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { uninstall: { type: 'string', enum: ['true', 'false'] } } },
+      response: { 200: { type: 'object', required: ['host'], properties: { host: hostSchema, uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } },
+    },
+    handler: async (request) => {
+      const outcome = deleteHost(ctx, orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
+      return { host: hostView(outcome.host, presence), uninstall: outcome.uninstall ? taskView(outcome.uninstall) : null };
     },
   });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import type { Task } from '../store/index.ts';
-import { cancelTask, createTask, TASK_STATES, TASK_TYPES, type TaskState } from '../tasks/index.ts';
+import { cancelTask, createTask, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
 import type { HttpContext } from './context.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -96,18 +96,24 @@ export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): P
     schema: { params: taskIdParams, response: { 200: taskSchema } },
     handler: async (request) => {
       const task = cancelTask(stores, orgId, request.params.id, Date.now());
+      ctx.tasks.cancelled(task);
       ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task cancelled');
       return taskView(task);
     },
   });
 
-  app.post<{ Params: { id: string } }>('/api/v1/hosts/:id/rescan', {
-    schema: { params: hostIdParams, response: { 200: taskSchema, 201: taskSchema } },
-    handler: async (request, reply) => {
-      const { task, created } = createTask(stores, orgId, { type: 'software_inventory', hostId: request.params.id, by: request.adminName }, Date.now());
-      if (created) ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task queued');
-      reply.code(created ? 201 : 200);
-      return taskView(task);
-    },
-  });
+  // A task an admin asks of one host: queued, and sent at once when the agent is online.
+  const hostTasks = { rescan: 'software_inventory', 'reload-config': 'config_reload' } as const satisfies Record<string, TaskType>;
+  for (const [action, type] of Object.entries(hostTasks)) {
+    app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${action}`, {
+      schema: { params: hostIdParams, response: { 200: taskSchema, 201: taskSchema } },
+      handler: async (request, reply) => {
+        const { task, created } = createTask(stores, orgId, { type, hostId: request.params.id, by: request.adminName }, Date.now());
+        if (created) ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task queued');
+        ctx.tasks.dispatch(task.hostId);
+        reply.code(created ? 201 : 200);
+        return taskView(stores.tasks.get(task.id) as Task);
+      },
+    });
+  }
 }

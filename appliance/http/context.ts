@@ -3,6 +3,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
+import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 
 /** What the HTTP plugins need from the running appliance. */
 export interface HttpContext {
@@ -11,6 +12,7 @@ export interface HttpContext {
   stores: Stores;
   orgId: string;
   presence: PresenceRegistry;
+  tasks: TaskDispatcher;
   jwt: AgentJwtAuthority;
   jwtKey: JwtSigningKey;
   log: Logger;

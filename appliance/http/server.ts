@@ -4,6 +4,7 @@ import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
+import { adminInventoryRoutes } from './admin-inventory.ts';
 import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import type { HttpContext } from './context.ts';
@@ -46,6 +47,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminTokenRoutes(admin, ctx);
     await adminBundleRoutes(admin, ctx);
     await adminTaskRoutes(admin, ctx);
+    await adminInventoryRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

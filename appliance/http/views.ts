@@ -3,14 +3,15 @@ import { tokenState } from '../enrolment/tokens.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { EnrolmentToken, Host } from '../store/index.ts';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** A Unix-milliseconds timestamp as the admin API shows every time: ISO-8601, or null. */
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** A host as the admin API shows it. */
 export function hostView(host: Host, presence: PresenceRegistry) {
   return {
     id: host.id,
     hostname: host.hostname,
-    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt }),
+    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null }),
     approval: host.approval,
     os: host.os,
     arch: host.arch,
@@ -30,6 +31,8 @@ export function hostView(host: Host, presence: PresenceRegistry) {
     memory_percent: host.memoryPercent,
     disk_percent: host.diskPercent,
     uptime_seconds: host.uptimeSeconds,
+    deleted_at: iso(host.deletedAt),
+    deleted_by: host.deletedBy,
   };
 }
 
@@ -62,7 +65,7 @@ export const hostSchema = {
   properties: {
     id: { type: 'string' },
     hostname: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked'] },
+    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted'] },
     approval: { type: 'string' },
     os: { type: 'string' },
     arch: { type: 'string' },
@@ -82,6 +85,8 @@ export const hostSchema = {
     memory_percent: nullableNumber,
     disk_percent: nullableNumber,
     uptime_seconds: nullableNumber,
+    deleted_at: nullableString,
+    deleted_by: nullableString,
   },
 } as const;
 

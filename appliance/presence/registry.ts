@@ -71,6 +71,11 @@ export class PresenceRegistry {
     return this.#live.has(agentId);
   }
 
+  /** The agents with a live stream now. */
+  streamingIds(): string[] {
+    return [...this.#live.keys()];
+  }
+
   get size(): number {
     return this.#live.size;
   }

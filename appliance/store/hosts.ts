@@ -29,6 +29,9 @@ export interface Host {
   memoryPercent: number | null;
   diskPercent: number | null;
   uptimeSeconds: number | null;
+  /** Set when an admin deleted the host: its key is retired and it is no longer listed. */
+  deletedAt: number | null;
+  deletedBy: string | null;
 }
 
 export type NewHost = Pick<
@@ -81,6 +84,8 @@ interface HostRow {
   memory_percent: number | null;
   disk_percent: number | null;
   uptime_seconds: number | null;
+  deleted_at: number | null;
+  deleted_by: string | null;
 }
 
 /** Owns the hosts table. */
@@ -94,13 +99,14 @@ export class HostStore {
   readonly #decide;
   readonly #heartbeat;
   readonly #disconnected;
+  readonly #markDeleted;
 
   constructor(db: Db) {
     this.#get = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE id = ?');
     this.#byPublicKey = db.prepare<[Buffer], HostRow>('SELECT * FROM hosts WHERE public_key = ?');
-    this.#list = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE org_id = ? ORDER BY enrolled_at, id');
+    this.#list = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE org_id = ? AND deleted_at IS NULL ORDER BY enrolled_at, id');
     this.#liveByFingerprint = db.prepare<[string, string], HostRow>(
-      "SELECT * FROM hosts WHERE org_id = ? AND machine_fingerprint = ? AND approval IN ('pending', 'active') ORDER BY enrolled_at LIMIT 1",
+      "SELECT * FROM hosts WHERE org_id = ? AND machine_fingerprint = ? AND approval IN ('pending', 'active') AND deleted_at IS NULL ORDER BY enrolled_at LIMIT 1",
     );
     this.#insert = db.prepare(
       `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval,
@@ -122,6 +128,7 @@ export class HostStore {
        WHERE id = @hostId`,
     );
     this.#disconnected = db.prepare('UPDATE hosts SET last_disconnected_at = ? WHERE id = ?');
+    this.#markDeleted = db.prepare<[number, string, string]>('UPDATE hosts SET deleted_at = ?, deleted_by = ? WHERE id = ? AND deleted_at IS NULL');
   }
 
   get(id: string): Host | undefined {
@@ -168,6 +175,11 @@ export class HostStore {
   recordDisconnect(id: string, at: number): void {
     this.#disconnected.run(at, id);
   }
+
+  /** Soft-deletes a host (retiring its key); false when it was already deleted. */
+  markDeleted(id: string, at: number, by: string): boolean {
+    return this.#markDeleted.run(at, by, id).changes === 1;
+  }
 }
 
 function toHost(row: HostRow): Host {
@@ -195,5 +207,7 @@ function toHost(row: HostRow): Host {
     memoryPercent: row.memory_percent,
     diskPercent: row.disk_percent,
     uptimeSeconds: row.uptime_seconds,
+    deletedAt: row.deleted_at,
+    deletedBy: row.deleted_by,
   };
 }

@@ -54,6 +54,11 @@ export interface SoftwarePackageRecord extends PackageInput {
   removedAt: number | null;
 }
 
+/** A package record with the hostname of its host, as "which hosts have X" answers. */
+export interface HostPackageRecord extends SoftwarePackageRecord {
+  hostname: string;
+}
+
 export interface ChunkInput {
   scanId: string;
   hostId: string;
@@ -105,6 +110,10 @@ interface PackageRow {
   removed_at: number | null;
 }
 
+interface HostPackageRow extends PackageRow {
+  hostname: string;
+}
+
 /**
  * Owns software_scans and software_packages. A scan is received chunk by chunk; each
  * chunk is one transaction. Packages are upserted by (host_id, name, version, source);
@@ -124,7 +133,7 @@ export class SoftwareInventoryStore {
   readonly #complete;
   readonly #close;
   readonly #packages;
-  readonly #livePackages;
+  readonly #scans;
   readonly #hostsWithPackage;
   readonly #lastInventoryAt;
   readonly #addChunk;
@@ -184,15 +193,26 @@ export class SoftwareInventoryStore {
     this.#close = db.prepare<[ScanStatus, string, number, string, string]>(
       "UPDATE software_scans SET status = ?, error_code = ?, updated_at = ? WHERE id = ? AND host_id = ? AND status = 'receiving'",
     );
-    this.#packages = db.prepare<[string], PackageRow>('SELECT * FROM software_packages WHERE host_id = ? ORDER BY name, version, source');
-    this.#livePackages = db.prepare<[string], PackageRow>('SELECT * FROM software_packages WHERE host_id = ? AND is_removed = 0 ORDER BY name, version, source');
-    this.#hostsWithPackage = db.prepare<{ name: string }, PackageRow>(
-      `SELECT p.* FROM software_name_index AS i
+    // One statement for live and all packages, whole or a page: LIMIT -1 is no limit. The
+    // UNIQUE (host_id, name, version, source) index serves both the filter and the order.
+    this.#packages = db.prepare<{ hostId: string; includeRemoved: number; limit: number; offset: number }, PackageRow>(
+      `SELECT * FROM software_packages WHERE host_id = @hostId AND (@includeRemoved = 1 OR is_removed = 0)
+       ORDER BY name, version, source LIMIT @limit OFFSET @offset`,
+    );
+    // Newest first; software_scans_host (host_id, started_at) plus the rowid (seq) gives this order.
+    this.#scans = db.prepare<[string, number], ScanRow>('SELECT * FROM software_scans WHERE host_id = ? ORDER BY started_at DESC, seq DESC LIMIT ?');
+    // The name index for rows indexed so far, plus the short unindexed tail above its mark.
+    // The organisation filter and removed flag apply after the lookup; NULL org means any.
+    // Deleted hosts are no longer part of the fleet: their history is read per host only.
+    this.#hostsWithPackage = db.prepare<{ name: string; orgId: string | null; includeRemoved: number }, HostPackageRow>(
+      `SELECT p.*, h.hostname FROM software_name_index AS i
          JOIN software_packages AS p ON p.host_id = i.host_id AND p.name = i.name
-       WHERE i.name = @name AND p.is_removed = 0
+         JOIN hosts AS h ON h.id = p.host_id
+       WHERE i.name = @name AND (@includeRemoved = 1 OR p.is_removed = 0) AND (@orgId IS NULL OR h.org_id = @orgId) AND h.deleted_at IS NULL
        UNION
-       SELECT * FROM software_packages
-       WHERE id > (SELECT indexed_through FROM software_name_index_state WHERE id = 1) AND name = @name AND is_removed = 0
+       SELECT p.*, h.hostname FROM software_packages AS p JOIN hosts AS h ON h.id = p.host_id
+       WHERE p.id > (SELECT indexed_through FROM software_name_index_state WHERE id = 1) AND p.name = @name
+         AND (@includeRemoved = 1 OR p.is_removed = 0) AND (@orgId IS NULL OR h.org_id = @orgId) AND h.deleted_at IS NULL
        ORDER BY version, host_id`,
     );
     this.#indexState = db.prepare<[], { indexed_through: number }>('SELECT indexed_through FROM software_name_index_state WHERE id = 1');
@@ -257,14 +277,28 @@ export class SoftwareInventoryStore {
     return guard(() => this.#close.run(status, errorCode, now, scanId, hostId).changes === 1);
   }
 
-  /** Every package recorded for the host, removed ones included unless `liveOnly`. */
-  packages(hostId: string, options: { liveOnly?: boolean } = {}): SoftwarePackageRecord[] {
-    return (options.liveOnly ? this.#livePackages : this.#packages).all(hostId).map(toPackage);
+  /**
+   * The packages recorded for the host by name, version and source: removed ones included
+   * unless `liveOnly`, all of them unless `limit` (then from `offset`).
+   */
+  packages(hostId: string, options: { liveOnly?: boolean; limit?: number; offset?: number } = {}): SoftwarePackageRecord[] {
+    const query = { hostId, includeRemoved: options.liveOnly ? 0 : 1, limit: options.limit ?? -1, offset: options.offset ?? 0 };
+    return this.#packages.all(query).map(toPackage);
   }
 
-  /** The installed (not removed) records of a package across hosts, by version then host. */
-  hostsWithPackage(name: string): SoftwarePackageRecord[] {
-    return this.#hostsWithPackage.all({ name }).map(toPackage);
+  /** The host's scans, newest first, at most `limit`. */
+  scans(hostId: string, limit: number): SoftwareScan[] {
+    return this.#scans.all(hostId, limit).map(toScan);
+  }
+
+  /**
+   * The records of a package (exact name) across hosts not deleted, by version then host:
+   * installed ones unless `includeRemoved`, of every organisation unless `orgId`.
+   */
+  hostsWithPackage(name: string, options: { orgId?: string; includeRemoved?: boolean } = {}): HostPackageRecord[] {
+    return this.#hostsWithPackage
+      .all({ name, orgId: options.orgId ?? null, includeRemoved: options.includeRemoved ? 1 : 0 })
+      .map((row) => ({ ...toPackage(row), hostname: row.hostname }));
   }
 
   /** When the host's last completed scan completed; null when it has none. */

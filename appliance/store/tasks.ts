@@ -99,6 +99,7 @@ export class TaskStore {
   readonly #expireDue;
   readonly #streamLost;
   readonly #cancelForHost;
+  readonly #failuresSince;
 
   constructor(db: Db) {
     this.#insert = db.prepare(
@@ -137,6 +138,10 @@ export class TaskStore {
     this.#cancelForHost = db.prepare<[{ hostId: string; now: number; errorCode: string }], { id: string }>(
       `UPDATE tasks SET state = '${cancel.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
        WHERE host_id = @hostId AND ${stateIn(cancel.from)} RETURNING id`,
+    );
+    this.#failuresSince = db.prepare<[string, string, number], { count: number; last_at: number | null }>(
+      `SELECT count(*) AS count, max(finished_at) AS last_at FROM tasks
+       WHERE host_id = ? AND type = ? AND state IN ('failed', 'timed_out') AND finished_at > ?`,
     );
     this.#streamLost = db.prepare<[string], { id: string }>(
       `UPDATE tasks SET state = '${streamLost.to}', deadline_at = NULL WHERE host_id = ? AND ${stateIn(streamLost.from)} RETURNING id`,
@@ -199,6 +204,12 @@ export class TaskStore {
   /** The cancel event for every unfinished task of a host (revoked or rejected); their ids. */
   cancelForHost(hostId: string, now: number, errorCode: string): string[] {
     return this.#cancelForHost.all({ hostId, now, errorCode }).map((row) => row.id);
+  }
+
+  /** How many tasks of a type failed or timed out for a host after `since`, and when the last did. */
+  failuresSince(hostId: string, type: TaskType, since: number): { count: number; lastAt: number | null } {
+    const row = this.#failuresSince.get(hostId, type, since) as { count: number; last_at: number | null };
+    return { count: row.count, lastAt: row.last_at };
   }
 
   /** The stream_lost event for every sent task of a host; their ids. */

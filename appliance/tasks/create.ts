@@ -25,7 +25,7 @@ export function createTask(stores: Stores, orgId: string, request: NewTaskReques
   const { type, hostId, by } = request;
   return stores.transaction(() => {
     const host = stores.hosts.get(hostId);
-    if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+    if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
     if (host.approval !== 'active') {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
     }

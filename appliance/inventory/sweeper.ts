@@ -1,0 +1,69 @@
+import type { Logger } from 'pino';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Stores } from '../store/index.ts';
+import { createTask } from '../tasks/create.ts';
+import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { inventorySettings } from './settings.ts';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+/** The first retry after a failed scan; each further failure doubles it, up to the org's interval. */
+export const FIRST_RETRY_MS = 5 * MINUTE;
+
+/** What the sweeper knows of one host's scans. */
+export interface ScanHistory {
+  /** When the last scan completed, or null if none ever did. */
+  readonly lastSuccessAt: number | null;
+  /** Scans that failed or timed out since then. */
+  readonly failuresSince: number;
+  readonly lastFailureAt: number | null;
+}
+
+/**
+ * When the host's next scan is due: intervalHours after the last success (at once if it never
+ * had one); after failures, 5 min, 10 min, 20 min ... after the last failure, never longer than
+ * the interval, so a host whose collector is broken is not asked every minute.
+ */
+export function nextScanDueAt(history: ScanHistory, intervalHours: number): number {
+  const intervalMs = intervalHours * HOUR;
+  const regular = history.lastSuccessAt === null ? 0 : history.lastSuccessAt + intervalMs;
+  if (history.failuresSince === 0 || history.lastFailureAt === null) return regular;
+  const backoffMs = Math.min(intervalMs, FIRST_RETRY_MS * 2 ** Math.min(history.failuresSince - 1, 20));
+  return Math.max(regular, history.lastFailureAt + backoffMs);
+}
+
+export interface InventorySweepDeps {
+  readonly stores: Stores;
+  readonly presence: PresenceRegistry;
+  readonly tasks: TaskDispatcher;
+  readonly log: Logger;
+}
+
+/**
+ * The SoftwareSweeper's pass: a software_inventory task for every online host whose next scan is
+ * due. Only online hosts: a task for an offline host would only wait and expire. A host that
+ * already has an unfinished inventory task (an admin's rescan, say) gets no second one.
+ */
+export function sweepInventory(deps: InventorySweepDeps, now: number): string[] {
+  const { stores, presence, tasks, log } = deps;
+  const queued: string[] = [];
+  const intervals = new Map<string, number>();
+  for (const hostId of presence.streamingIds()) {
+    const host = stores.hosts.get(hostId);
+    if (!host || host.approval !== 'active' || host.deletedAt !== null) continue;
+    let intervalHours = intervals.get(host.orgId);
+    if (intervalHours === undefined) {
+      intervalHours = inventorySettings(stores, host.orgId).intervalHours;
+      intervals.set(host.orgId, intervalHours);
+    }
+    const lastSuccessAt = stores.softwareInventory.lastInventoryAt(hostId);
+    const failures = stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
+    if (nextScanDueAt({ lastSuccessAt, failuresSince: failures.count, lastFailureAt: failures.lastAt }, intervalHours) > now) continue;
+    const { task, created } = createTask(stores, host.orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
+    if (!created) continue;
+    queued.push(task.id);
+    tasks.dispatch(hostId);
+  }
+  if (queued.length > 0) log.info({ tasks: queued.length }, 'software sweeper queued inventory scans');
+  return queued;
+}

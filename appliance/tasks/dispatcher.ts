@@ -1,0 +1,91 @@
+import type { Logger } from 'pino';
+import type { TaskUpdate__Output } from '../../common/proto.ts';
+import { inventorySettings } from '../inventory/settings.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Stores, Task } from '../store/index.ts';
+import { applyTaskEvent, pendingForHost, streamLost } from './events.ts';
+import { isFinished } from './states.ts';
+import { applyTaskUpdate } from './updates.ts';
+import { toWireTask } from './wire.ts';
+
+export interface TaskDispatcherDeps {
+  readonly stores: Stores;
+  readonly presence: PresenceRegistry;
+  readonly log: Logger;
+  /** Called once when a task reaches a finished state through its agent's report. */
+  readonly onFinished?: (task: Task) => void;
+  readonly now?: () => number;
+}
+
+/**
+ * Moves tasks between the database and the agents' live Heartbeat streams, driven by events
+ * only: a task queued, a stream opened or lost, a report arriving. Nothing polls per stream.
+ *
+ * Delivery is at least once: a task goes back to the queue when its stream is lost before the
+ * agent acknowledged it, and the agent runs each task id at most once (it keeps a ledger in its
+ * data directory), so a resend never runs a task twice.
+ */
+export class TaskDispatcher {
+  readonly #deps: TaskDispatcherDeps;
+  readonly #now: () => number;
+
+  constructor(deps: TaskDispatcherDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /**
+   * Sends the host's queued tasks, oldest first, if its agent is streaming. From reading a task
+   * to marking it sent nothing else runs (better-sqlite3 and the stream write are synchronous),
+   * so a task cancelled meanwhile is never sent, and a task is marked sent only once the write
+   * was accepted.
+   */
+  dispatch(hostId: string): number {
+    const { stores, presence, log } = this.#deps;
+    if (!presence.isStreaming(hostId)) return 0;
+    let sent = 0;
+    for (const task of pendingForHost(stores, hostId)) {
+      if (!presence.send(hostId, { task: toWireTask(task, inventorySettings(stores, task.orgId)) })) break;
+      applyTaskEvent(stores, task.id, 'sent', this.#now());
+      sent += 1;
+      log.info({ host_id: hostId, task_id: task.id, type: task.type, attempt: task.attempts + 1 }, 'task sent');
+    }
+    return sent;
+  }
+
+  /** The agent's stream opened: tasks an earlier stream sent but never got acknowledged go out again. */
+  connected(hostId: string): void {
+    streamLost(this.#deps.stores, hostId);
+    this.dispatch(hostId);
+  }
+
+  /** The host went offline: its sent but unacknowledged tasks wait in the queue for the next stream. */
+  disconnected(hostId: string): void {
+    const requeued = streamLost(this.#deps.stores, hostId);
+    if (requeued.length > 0) this.#deps.log.info({ host_id: hostId, task_ids: requeued }, 'tasks queued again after the stream was lost');
+  }
+
+  /** An admin cancelled a task its agent may hold: tell the agent to stop it. */
+  cancelled(task: Task): void {
+    if (task.sentAt !== null) this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } });
+  }
+
+  /** Applies the task reports a heartbeat carried; a bad report is logged and skipped, never fatal to the stream. */
+  report(hostId: string, updates: readonly TaskUpdate__Output[]): void {
+    const { stores, log, onFinished } = this.#deps;
+    for (const update of updates) {
+      try {
+        const { task, repeat } = applyTaskUpdate(stores, hostId, update, this.#now());
+        if (repeat) {
+          log.debug({ host_id: hostId, task_id: update.task_id, phase: update.phase }, 'task report repeated');
+          continue;
+        }
+        if (!task) continue;
+        log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
+        if (isFinished(task.state)) onFinished?.(task);
+      } catch (error) {
+        log.warn({ err: error, host_id: hostId, task_id: update.task_id.slice(0, 80) }, 'task report refused');
+      }
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import type { TaskUpdate__Output } from '../../common/proto.ts';
+import type { Stores, Task } from '../store/index.ts';
+import type { TaskEvent } from './states.ts';
+import { applyTaskEvent } from './events.ts';
+import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
+
+const PHASE_EVENTS: Readonly<Record<string, TaskEvent>> = {
+  TASK_PHASE_ACKNOWLEDGED: 'acknowledged',
+  TASK_PHASE_RUNNING: 'started',
+  TASK_PHASE_SUCCEEDED: 'succeeded',
+  TASK_PHASE_FAILED: 'failed',
+};
+
+const TASK_ID = /^tsk_[A-Za-z0-9_-]{1,64}$/;
+
+export interface AppliedUpdate {
+  /** The task after the update, when the update moved it. */
+  readonly task: Task | undefined;
+  /** The update repeated a phase the task already passed (a resend after a dropped stream). */
+  readonly repeat: boolean;
+}
+
+/**
+ * Applies one progress report from an agent to its task. The agent resends a report until a
+ * heartbeat ack covers it, so a report of a phase already passed is a harmless repeat.
+ * A report naming another host's task, an unknown phase or a malformed result is refused
+ * with a coded error; the heartbeat stream carries on (the caller logs it).
+ */
+export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output, now: number): AppliedUpdate {
+  if (!TASK_ID.test(update.task_id)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.task_id is not a task id', { field: 'task_id' });
+  const event = PHASE_EVENTS[update.phase];
+  if (event === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.phase ${String(update.phase)} is not a phase`, { field: 'phase', task_id: update.task_id });
+  const task = stores.tasks.get(update.task_id);
+  // Someone else's task reads as unknown: an agent learns nothing about other hosts.
+  if (!task || task.hostId !== hostId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${update.task_id} for this agent`, { task_id: update.task_id });
+  const finishing = event === 'succeeded' || event === 'failed';
+  const outcome = finishing
+    ? {
+        result: parseResult(update.result_json, update.task_id),
+        output: update.message === '' ? undefined : update.message,
+        errorCode: event === 'failed' ? failureCode(update.error_code) : undefined,
+      }
+    : {};
+  // An agent may report a later phase first (the earlier report's heartbeat was lost), so an
+  // agent that finished a task straight from "sent" passes through the phases it skipped.
+  if (finishing && task.state === 'sent') applyTaskEvent(stores, task.id, 'started', now);
+  const moved = applyTaskEvent(stores, task.id, event, now, outcome);
+  return { task: moved ? stores.tasks.get(task.id) : undefined, repeat: !moved };
+}
+
+function parseResult(json: string, taskId: string): unknown {
+  if (json === '') return undefined;
+  if (Buffer.byteLength(json, 'utf8') > TASK_OUTPUT_LIMIT_BYTES) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.result_json is over ${TASK_OUTPUT_LIMIT_BYTES} bytes`, { field: 'result_json', task_id: taskId });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.result_json is not JSON', { field: 'result_json', task_id: taskId });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.result_json must be a JSON object', { field: 'result_json', task_id: taskId });
+  }
+  return parsed;
+}
+
+/** The agent's code when it is one of ours; anything else is recorded as ERR_TASK_FAILED. */
+function failureCode(code: string): string {
+  return isErrorCode(code) ? code : 'ERR_TASK_FAILED';
+}

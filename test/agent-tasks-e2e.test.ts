@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { TestAgent } from './helpers/agent.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { hasCommand } from './helpers/tools.ts';
+import { waitFor } from './helpers/wait.ts';
+
+interface TaskView {
+  id: string;
+  state: string;
+  attempts: number;
+  output: string | null;
+  error_code: string | null;
+  result: { scan_id: string; packages: number; chunks: number; sources: string[]; added: number; removed: number; unchanged: number } | null;
+}
+
+interface PackageView {
+  name: string;
+  version: string;
+  source: string;
+  is_removed: boolean;
+  first_seen: string;
+}
+
+/** dpkg's own list of this machine's packages: what the agent must report. */
+function realDpkgPackages(): Map<string, string> {
+  const listing = execFileSync('dpkg-query', ['-W', '-f=${Package}\\t${Version}\\t${Status}\\n'], { encoding: 'utf8' });
+  const installed = new Map<string, string>();
+  for (const line of listing.split('\n')) {
+    const [name, version, status] = line.split('\t');
+    if (name && version && status?.endsWith(' installed')) installed.set(name, version);
+  }
+  return installed;
+}
+
+const skip = hasCommand('dpkg-query') ? false : 'needs a Debian host (dpkg-query)';
+
+describe('tasks pushed to the real agent process', { skip }, () => {
+  let appliance: TestAppliance;
+  let shimDir: string;
+  const agents: TestAgent[] = [];
+
+  before(async () => {
+    appliance = await TestAppliance.start();
+    // A dpkg-query in front of the real one that hides the package named in ./hide: a package
+    // "removed" from this machine without touching it.
+    shimDir = mkdtempSync(join(tmpdir(), 'ct-ops-dpkg-shim-'));
+    const realDpkgQuery = execFileSync('sh', ['-c', 'command -v dpkg-query'], { encoding: 'utf8' }).trim();
+    writeFileSync(
+      join(shimDir, 'dpkg-query'),
+      `#!/bin/sh\nhide=$(cat "${shimDir}/hide" 2>/dev/null || true)\n[ -n "$hide" ] || exec ${realDpkgQuery} "$@"\n${realDpkgQuery} "$@" | awk -F '\\t' -v hide="$hide" '$1 != hide'\n`,
+    );
+    chmodSync(join(shimDir, 'dpkg-query'), 0o755);
+  });
+  after(async () => {
+    await Promise.all(agents.map((agent) => agent.dispose()));
+    await appliance.dispose();
+    rmSync(shimDir, { recursive: true, force: true });
+  });
+
+  async function onlineAgent(): Promise<{ agent: TestAgent; hostId: string; proc: ReturnType<TestAgent['start']> }> {
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    agents.push(agent);
+    const proc = agent.start([], { PATH: `${shimDir}:${process.env.PATH ?? ''}` });
+    await proc.waitForLog('heartbeat stream opened');
+    return { agent, hostId: agent.state().agent_id, proc };
+  }
+
+  const showTask = (id: string) => appliance.cliJson<TaskView>('tasks', 'show', id);
+  const finished = (id: string, timeoutMs = 60_000) =>
+    waitFor(`task ${id} finished`, async () => {
+      const task = await showTask(id);
+      return ['succeeded', 'failed', 'timed_out', 'cancelled'].includes(task.state) && task;
+    }, timeoutMs, 250);
+
+  test("a rescan collects this machine's real dpkg inventory, streams it in chunks of 500, and a second scan marks a removed package, keeping first_seen", async () => {
+    const { hostId } = await onlineAgent();
+    const expected = realDpkgPackages();
+    assert.ok(expected.size > 500, `this machine has ${expected.size} packages: enough for several chunks`);
+
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
+    const first = await finished(queued.id);
+    assert.equal(first.state, 'succeeded', JSON.stringify(first));
+    assert.equal(first.attempts, 1);
+    assert.deepEqual(first.result?.sources, ['dpkg']);
+    assert.equal(first.result?.packages, expected.size);
+    assert.equal(first.result?.chunks, Math.ceil(expected.size / 500));
+    assert.equal(first.result?.added, expected.size);
+
+    const stored = await appliance.cliJson<PackageView[]>('hosts', 'packages', hostId, '--removed');
+    assert.equal(stored.length, expected.size);
+    for (const pkg of stored) {
+      assert.equal(pkg.source, 'dpkg');
+      assert.equal(pkg.is_removed, false);
+    }
+    const dpkg = stored.find((pkg) => pkg.name === 'dpkg');
+    assert.equal(dpkg?.version, expected.get('dpkg'), 'the version dpkg itself reports');
+
+    // "Remove" dpkg's own package from what dpkg-query lists, then scan again.
+    writeFileSync(join(shimDir, 'hide'), 'dpkg\n');
+    try {
+      const again = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
+      assert.notEqual(again.id, queued.id);
+      const second = await finished(again.id);
+      assert.equal(second.state, 'succeeded', JSON.stringify(second));
+      assert.deepEqual([second.result?.added, second.result?.removed, second.result?.unchanged], [0, 1, expected.size - 1]);
+    } finally {
+      rmSync(join(shimDir, 'hide'), { force: true });
+    }
+    const live = await appliance.cliJson<PackageView[]>('hosts', 'packages', hostId);
+    assert.equal(live.length, expected.size - 1);
+    assert.ok(!live.some((pkg) => pkg.name === 'dpkg'), 'the removed package is hidden by default');
+    const withRemoved = await appliance.cliJson<PackageView[]>('hosts', 'packages', hostId, '--removed');
+    const removed = withRemoved.find((pkg) => pkg.name === 'dpkg');
+    assert.equal(removed?.is_removed, true, 'kept, marked removed');
+    assert.equal(removed?.first_seen, dpkg?.first_seen, 'first_seen is never overwritten');
+  });
+
+  test('a collector failure fails the task and changes nothing stored', async () => {
+    const { hostId, proc } = await onlineAgent();
+    const first = await finished((await appliance.cliJson<TaskView>('hosts', 'rescan', hostId)).id);
+    assert.equal(first.state, 'succeeded');
+    // dpkg-query that fails (as on a broken dpkg database).
+    const brokenDir = mkdtempSync(join(tmpdir(), 'ct-ops-broken-dpkg-'));
+    writeFileSync(join(brokenDir, 'dpkg-query'), '#!/bin/sh\necho "dpkg-query: error: status database area is locked" >&2\nexit 2\n');
+    chmodSync(join(brokenDir, 'dpkg-query'), 0o755);
+    await proc.stop();
+    const restarted = agents.at(-1)!.start([], { PATH: `${brokenDir}:${process.env.PATH ?? ''}` });
+    try {
+      await restarted.waitForLog('heartbeat stream opened');
+      const failed = await finished((await appliance.cliJson<TaskView>('hosts', 'rescan', hostId)).id);
+      assert.equal(failed.state, 'failed');
+      assert.equal(failed.error_code, 'ERR_INVENTORY_COLLECTOR_FAILED');
+      assert.match(failed.output ?? '', /status database area is locked/);
+      const stored = await appliance.cliJson<PackageView[]>('hosts', 'packages', hostId);
+      assert.equal(stored.length, first.result?.packages, 'a failed collection never reaches the appliance as an empty list');
+    } finally {
+      rmSync(brokenDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a task sent on a stream that drops before the agent acknowledges it is sent again on the next stream and runs once', async () => {
+    const { hostId, proc } = await onlineAgent();
+    const pid = proc.child.pid!;
+    // Freeze the agent: the appliance writes the task to a stream nobody reads, then drops the
+    // stream when heartbeats stop (twice the 5 s interval) and queues the task again.
+    process.kill(pid, 'SIGSTOP');
+    let resumed = false;
+    try {
+      const queued = await appliance.cliJson<TaskView>('hosts', 'reload-config', hostId);
+      await waitFor('the task was sent', async () => (await showTask(queued.id)).state === 'sent', 10_000);
+      await waitFor('the stream was dropped and the task queued again', async () => (await showTask(queued.id)).state === 'queued', 20_000, 250);
+      process.kill(pid, 'SIGCONT');
+      resumed = true;
+      const done = await finished(queued.id, 30_000);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done));
+      assert.ok(done.attempts >= 2, `sent ${done.attempts} times`);
+      assert.equal(proc.logged('config reloaded').length, 1, 'run exactly once');
+    } finally {
+      if (!resumed) process.kill(pid, 'SIGCONT');
+    }
+  });
+
+  test('a task sent to an agent that dies before acknowledging it runs once after the agent restarts; a queued task waits for an offline host', async () => {
+    const { agent, hostId, proc } = await onlineAgent();
+    process.kill(proc.child.pid!, 'SIGSTOP');
+    const queued = await appliance.cliJson<TaskView>('hosts', 'reload-config', hostId);
+    await waitFor('the task was sent', async () => (await showTask(queued.id)).state === 'sent', 10_000);
+    await proc.stop('SIGKILL');
+    await waitFor('the task went back to the queue', async () => (await showTask(queued.id)).state === 'queued', 20_000, 250);
+    assert.equal((await appliance.host(hostId)).status, 'offline');
+
+    const restarted = agent.start();
+    const done = await finished(queued.id, 30_000);
+    assert.equal(done.state, 'succeeded');
+    assert.equal(done.attempts, 2);
+    assert.equal(restarted.logged('config reloaded').length, 1);
+  });
+
+  test('cancelling a queued task means it is never sent; a finished task cannot be cancelled', async () => {
+    const { hostId, proc } = await onlineAgent();
+    await proc.stop();
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
+    assert.equal(queued.state, 'queued', 'the host is offline: the task waits');
+    const cancelled = await appliance.cliJson<TaskView>('tasks', 'cancel', queued.id);
+    assert.equal(cancelled.state, 'cancelled');
+    const restarted = agents.at(-1)!.start();
+    await restarted.waitForLog('heartbeat stream opened');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(restarted.logged('task received').length, 0, 'a cancelled task never reaches the agent');
+    const again = await appliance.cli('tasks', 'cancel', queued.id);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /ERR_TASK_STATE_CONFLICT/);
+  });
+});

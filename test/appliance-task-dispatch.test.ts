@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { HeartbeatResponse__Output, IngestServiceClient, TaskUpdate } from '../common/proto.ts';
+import { nextScanDueAt } from '../appliance/inventory/sweeper.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { waitFor } from './helpers/wait.ts';
+
+type TaskJson = Record<string, unknown> & { id: string; state: string; attempts: number; result: unknown; output: string | null; error_code: string | null };
+
+const tasksIn = (stream: HeartbeatStream): string[] =>
+  stream.received.filter((message): message is HeartbeatResponse__Output & { task: NonNullable<HeartbeatResponse__Output['task']> } => message.kind === 'task').map((message) => message.task.task_id);
+
+describe('task dispatch on the Heartbeat stream of a real appliance', () => {
+  let appliance: TestAppliance;
+  let client: IngestServiceClient;
+  const streams: HeartbeatStream[] = [];
+
+  before(async () => {
+    appliance = await TestAppliance.start();
+    client = ingestClient(appliance.address, appliance.caCert);
+  });
+  after(async () => {
+    for (const stream of streams) stream.call.cancel();
+    client.close();
+    await appliance.dispose();
+  });
+
+  const enrol = async (): Promise<{ hostId: string; jwt: string }> => {
+    const { token } = await appliance.createToken('--auto-approve');
+    const registered = await callRegister(client, signedRegister(newIdentity(), token));
+    assert.ok(registered.ok);
+    return { hostId: registered.value.agent_id, jwt: registered.value.jwt };
+  };
+  const open = async (hostId: string, jwt: string): Promise<HeartbeatStream> => {
+    const stream = new HeartbeatStream(client, jwt);
+    streams.push(stream);
+    stream.send(hostId, 1);
+    await waitFor('first ack', () => stream.acks().includes(1));
+    return stream;
+  };
+  const report = (stream: HeartbeatStream, hostId: string, sequence: number, ...updates: TaskUpdate[]) => stream.send(hostId, sequence, { task_updates: updates });
+  const show = (id: string) => appliance.cliJson<TaskJson>('tasks', 'show', id);
+
+  test('a task queued while the host is offline goes out when its stream opens; reports move it to succeeded with its result', async () => {
+    const { hostId, jwt } = await enrol();
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    assert.equal(queued.state, 'queued');
+    const stream = await open(hostId, jwt);
+    await waitFor('task pushed on connect', () => tasksIn(stream).includes(queued.id));
+    const pushed = stream.received.find((message) => message.task?.task_id === queued.id)!.task!;
+    assert.equal(pushed.kind, 'software_inventory');
+    assert.equal(Number(pushed.timeout_ms), 600_000);
+    assert.deepEqual(pushed.software_inventory, { snap: false, flatpak: false, windows_store: false });
+    assert.equal((await show(queued.id)).state, 'sent');
+
+    report(stream, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_ACKNOWLEDGED' });
+    await waitFor('acknowledged', async () => (await show(queued.id)).state === 'acknowledged');
+    // The acknowledgement and the outcome may arrive together, repeated (a resend): each applies once.
+    const result = { scan_id: 'scn_0123456789', packages: 3 };
+    report(stream, hostId, 3, { task_id: queued.id, phase: 'TASK_PHASE_RUNNING' }, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', message: '3 packages', result_json: JSON.stringify(result) });
+    report(stream, hostId, 4, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'again', result_json: '{}' });
+    await waitFor('ack 4', () => stream.acks().includes(4));
+    const done = await show(queued.id);
+    assert.deepEqual([done.state, done.output, done.result], ['succeeded', '3 packages', result]);
+  });
+
+  test('a task queued while the host is online is pushed at once; cancelling a sent task tells the agent', async () => {
+    const { hostId, jwt } = await enrol();
+    const stream = await open(hostId, jwt);
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'reload-config', hostId);
+    await waitFor('pushed at once', () => tasksIn(stream).includes(queued.id), 5_000);
+    assert.equal(stream.received.find((message) => message.task?.task_id === queued.id)?.task?.kind, 'config_reload');
+    await appliance.cliJson('tasks', 'cancel', queued.id);
+    await waitFor('cancel pushed', () => stream.received.some((message) => message.cancel?.task_id === queued.id), 5_000);
+    report(stream, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED' });
+    await waitFor('ack 2', () => stream.acks().includes(2));
+    assert.equal((await show(queued.id)).state, 'cancelled', 'a cancelled task stays cancelled');
+  });
+
+  test('a sent task not acknowledged before the stream ends is sent again on the next stream', async () => {
+    const { hostId, jwt } = await enrol();
+    const first = await open(hostId, jwt);
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    await waitFor('pushed', () => tasksIn(first).includes(queued.id));
+    first.call.cancel();
+    await waitFor('queued again', async () => (await show(queued.id)).state === 'queued');
+    const second = await open(hostId, jwt);
+    await waitFor('pushed again', () => tasksIn(second).includes(queued.id));
+    assert.equal((await show(queued.id)).attempts, 2);
+    report(second, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_FAILED', error_code: 'ERR_INVENTORY_TIMEOUT', message: 'dpkg-query did not finish' });
+    await waitFor('failed', async () => (await show(queued.id)).state === 'failed');
+    assert.equal((await show(queued.id)).error_code, 'ERR_INVENTORY_TIMEOUT');
+  });
+
+  test("bad reports are refused one by one without ending the stream: another host's task, unknown ids, bad phases, malformed results, foreign error codes", async () => {
+    const owner = await enrol();
+    const other = await enrol();
+    const ownerStream = await open(owner.hostId, owner.jwt);
+    const otherStream = await open(other.hostId, other.jwt);
+    const task = await appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
+    await waitFor('pushed', () => tasksIn(ownerStream).includes(task.id));
+
+    report(otherStream, other.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED' }, { task_id: 'tsk_unknown', phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: 'not a task', phase: 'TASK_PHASE_ACKNOWLEDGED' });
+    await waitFor('ack 2', () => otherStream.acks().includes(2));
+    assert.equal((await show(task.id)).state, 'sent', "another host's report changes nothing");
+    await appliance.process.waitForLog('task report refused', { task_id: task.id });
+
+    report(ownerStream, owner.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_UNSPECIFIED' }, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '[1,2' });
+    await waitFor('ack 2', () => ownerStream.acks().includes(2));
+    assert.equal((await show(task.id)).state, 'sent', 'an unknown phase and a malformed result are refused');
+    report(ownerStream, owner.hostId, 3, { task_id: task.id, phase: 'TASK_PHASE_FAILED', error_code: 'E_SOMETHING_ELSE', message: 'x'.repeat(100_000) });
+    await waitFor('failed', async () => (await show(task.id)).state === 'failed');
+    const failed = await show(task.id);
+    assert.equal(failed.error_code, 'ERR_TASK_FAILED', 'a code outside the catalogue is not stored as such');
+    assert.equal(Buffer.byteLength(failed.output ?? ''), 64 * 1024, 'output is cut to 64 KiB');
+    ownerStream.send(owner.hostId, 4);
+    otherStream.send(other.hostId, 3);
+    await waitFor('both streams still serve', () => ownerStream.acks().includes(4) && otherStream.acks().includes(3));
+  });
+});
+
+test('the software sweeper schedule: due at once when never scanned, after the interval, and backing off after failures up to the interval', () => {
+  const hour = 3_600_000;
+  assert.equal(nextScanDueAt({ lastSuccessAt: null, failuresSince: 0, lastFailureAt: null }, 24), 0);
+  assert.equal(nextScanDueAt({ lastSuccessAt: 1_000, failuresSince: 0, lastFailureAt: null }, 24), 1_000 + 24 * hour);
+  const failedAt = 10 * hour;
+  assert.equal(nextScanDueAt({ lastSuccessAt: null, failuresSince: 1, lastFailureAt: failedAt }, 24), failedAt + 5 * 60_000);
+  assert.equal(nextScanDueAt({ lastSuccessAt: null, failuresSince: 3, lastFailureAt: failedAt }, 24), failedAt + 20 * 60_000);
+  assert.equal(nextScanDueAt({ lastSuccessAt: null, failuresSince: 40, lastFailureAt: failedAt }, 24), failedAt + 24 * hour, 'never longer than the interval');
+  assert.equal(nextScanDueAt({ lastSuccessAt: failedAt - 10 * 60_000, failuresSince: 1, lastFailureAt: failedAt }, 1), failedAt + 50 * 60_000, 'a failure never makes a scan due sooner than the interval');
+});

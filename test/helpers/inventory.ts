@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { IngestServiceClient } from '../../common/proto.ts';
+import type { SoftwareInventoryChunk } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
+import type { SoftwareInventoryResponse__Output } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
+import type { SoftwarePackage } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
+import type { TestAppliance } from './appliance.ts';
+import { callRegister, newIdentity, signedRegister, type CallResult } from './ingest-client.ts';
+
+export type InventoryOutcome = CallResult<SoftwareInventoryResponse__Output>;
+
+/** A SubmitSoftwareInventory client stream: write chunks, then end it (or not). */
+export class InventoryStream {
+  readonly call: grpc.ClientWritableStream<SoftwareInventoryChunk>;
+  readonly result: Promise<InventoryOutcome>;
+
+  constructor(client: IngestServiceClient, jwt: string) {
+    const metadata = new grpc.Metadata();
+    if (jwt) metadata.set('authorization', `Bearer ${jwt}`);
+    let settle: (outcome: InventoryOutcome) => void = () => undefined;
+    this.result = new Promise((resolve) => (settle = resolve));
+    this.call = client.SubmitSoftwareInventory(metadata, { deadline: Date.now() + 30_000 }, (error, response) => {
+      if (error) settle({ ok: false, code: error.code, details: error.details });
+      else settle({ ok: true, value: response as SoftwareInventoryResponse__Output });
+    });
+  }
+
+  write(chunk: SoftwareInventoryChunk): this {
+    this.call.write(chunk);
+    return this;
+  }
+
+  end(): Promise<InventoryOutcome> {
+    this.call.end();
+    return this.result;
+  }
+}
+
+/** Sends a whole scan on one stream and ends it. */
+export async function submitScan(client: IngestServiceClient, jwt: string, chunks: readonly SoftwareInventoryChunk[]): Promise<InventoryOutcome> {
+  const stream = new InventoryStream(client, jwt);
+  for (const chunk of chunks) stream.write(chunk);
+  return stream.end();
+}
+
+/** pkg-<from> … pkg-<to - 1>, version 1.0.0 from dpkg, unless `extra` says otherwise. */
+export function packages(from: number, to: number, extra: Partial<SoftwarePackage> = {}): SoftwarePackage[] {
+  return Array.from({ length: to - from }, (_, offset) => ({
+    name: `pkg-${String(from + offset).padStart(5, '0')}`,
+    version: '1.0.0',
+    architecture: 'amd64',
+    publisher: 'Debian',
+    source: 'dpkg',
+    install_date_unix: 1_700_000_000,
+    ...extra,
+  }));
+}
+
+/** Splits packages into chunks of at most 500, the last one flagged. */
+export function chunksOf(agentId: string, scanId: string, all: SoftwarePackage[], size = 500): SoftwareInventoryChunk[] {
+  const chunks: SoftwareInventoryChunk[] = [];
+  for (let index = 0; index * size < all.length; index += 1) {
+    chunks.push({ agent_id: agentId, scan_id: scanId, task_id: 'task-0001', chunk_index: index, packages: all.slice(index * size, (index + 1) * size), is_last: (index + 1) * size >= all.length });
+  }
+  return chunks;
+}
+
+/** Enrols a new identity with an auto-approve token: an active host and its JWT. */
+export async function activeAgent(appliance: TestAppliance, client: IngestServiceClient, hostname: string): Promise<{ agentId: string; jwt: string }> {
+  const { token } = await appliance.createToken('--auto-approve');
+  const result = await callRegister(client, signedRegister(newIdentity(hostname), token));
+  assert.ok(result.ok && result.value.status === 'AGENT_STATUS_ACTIVE');
+  return { agentId: result.value.agent_id, jwt: result.value.jwt };
+}
