@@ -5,14 +5,14 @@ import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 import { settingsCommand } from './cli/settings-command.ts';
 import { softwareCommand } from './cli/software-command.ts';
-import { hostsRescanCommand, tasksCommand } from './cli/tasks-command.ts';
+import { tasksCommand } from './cli/tasks-command.ts';
 import { tokensCommand } from './cli/tokens-command.ts';
 
 const program = new Command('ct-ops-appliance')
   .description('CT-Ops air-gapped fleet-enrolment appliance')
   .version(PRODUCT_VERSION)
   .addCommand(serveCommand())
-  .addCommand(hostsCommand().addCommand(hostsRescanCommand()))
+  .addCommand(hostsCommand())
   .addCommand(tokensCommand())
   .addCommand(tasksCommand())
   .addCommand(softwareCommand())

@@ -198,3 +198,55 @@ describe('tasks pushed to the real agent process', { skip }, () => {
     assert.match(again.stderr, /ERR_TASK_STATE_CONFLICT/);
   });
 });
+
+describe('the software sweeper with a real agent', { skip }, () => {
+  let appliance: TestAppliance;
+  let brokenDir: string;
+  const agents: TestAgent[] = [];
+
+  before(async () => {
+    // Sweeping every second instead of every minute: the schedule is the same, the test shorter.
+    appliance = await TestAppliance.start({ args: ['--inventory-sweep-secs', '1'] });
+    brokenDir = mkdtempSync(join(tmpdir(), 'ct-ops-broken-dpkg-'));
+    writeFileSync(join(brokenDir, 'dpkg-query'), '#!/bin/sh\necho "dpkg-query: error: database is locked" >&2\nexit 2\n');
+    chmodSync(join(brokenDir, 'dpkg-query'), 0o755);
+  });
+  after(async () => {
+    await Promise.all(agents.map((agent) => agent.dispose()));
+    await appliance.dispose();
+    rmSync(brokenDir, { recursive: true, force: true });
+  });
+
+  async function online(env: NodeJS.ProcessEnv = {}): Promise<string> {
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    agents.push(agent);
+    await agent.start([], env).waitForLog('heartbeat stream opened');
+    return agent.state().agent_id;
+  }
+  const inventoryTasks = (hostId: string) => appliance.cliJson<Array<TaskView & { type: string; created_by: string }>>('tasks', 'list', '--host', hostId);
+
+  test('a host never scanned is scanned on its own; a host scanned within the interval is left alone', async () => {
+    const hostId = await online();
+    const [task] = await waitFor('the sweeper scanned the new host', async () => {
+      const tasks = await inventoryTasks(hostId);
+      return tasks.length > 0 && tasks[0]!.state === 'succeeded' && tasks;
+    }, 60_000, 500);
+    assert.deepEqual([task!.type, task!.created_by], ['software_inventory', 'software-sweeper']);
+    const scans = await appliance.cliJson<Array<{ status: string }>>('hosts', 'scans', hostId);
+    assert.deepEqual(scans.map((scan) => scan.status), ['completed']);
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    assert.equal((await inventoryTasks(hostId)).length, 1, 'four more sweeps, no second scan within 24 h');
+  });
+
+  test('a host whose scans fail backs off instead of being asked again every sweep', async () => {
+    const hostId = await online({ PATH: `${brokenDir}:${process.env.PATH ?? ''}` });
+    const [failed] = await waitFor('the first scan failed', async () => {
+      const tasks = await inventoryTasks(hostId);
+      return tasks.length > 0 && tasks[0]!.state === 'failed' && tasks;
+    }, 60_000, 500);
+    assert.equal(failed!.error_code, 'ERR_INVENTORY_COLLECTOR_FAILED');
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    assert.equal((await inventoryTasks(hostId)).length, 1, 'the next attempt waits 5 minutes');
+  });
+});

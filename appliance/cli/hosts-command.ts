@@ -29,7 +29,8 @@ export function hostsCommand(): Command {
     approve: 'approve a pending (or rejected) host: its agent becomes active on its next poll',
     reject: 'reject a pending host: its agent stops',
     revoke: 'revoke a host: its live stream is closed at once and its agent stops',
-    'reload-config': "tell a connected agent to re-read its configuration file",
+    'reload-config': 'queue a config_reload task: the agent re-reads its configuration file (sent at once if it is online)',
+    rescan: 'queue a software_inventory task (sent at once if the agent is online; returns the one already queued, if any)',
   } as const;
   for (const [action, description] of Object.entries(decisions)) {
     hosts
@@ -42,6 +43,17 @@ export function hostsCommand(): Command {
         printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/${action}`), options.json);
       });
   }
+  hosts
+    .command('delete')
+    .description('delete a host: it leaves the list and its key is retired (a later Register with it is refused)')
+    .argument('<id>', 'host id (hst_...)')
+    .option('--uninstall', 'first have the agent uninstall itself; the host is deleted when the uninstaller reports success (an offline host gets it when it reconnects, within 7 days)')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (id: string, options: CommonOptions & { uninstall?: boolean }) => {
+      const query = options.uninstall ? '?uninstall=true' : '';
+      printObject(await new AdminClient(options.dataDir).call('DELETE', `/api/v1/hosts/${encodeURIComponent(id)}${query}`), options.json);
+    });
   addInventoryCommands(hosts);
   return hosts;
 }

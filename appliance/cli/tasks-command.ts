@@ -47,15 +47,3 @@ export function tasksCommand(): Command {
     });
   return tasks;
 }
-
-/** `hosts rescan ID`: mounted under the hosts command. */
-export function hostsRescanCommand(): Command {
-  return new Command('rescan')
-    .description("queue a software inventory scan of a host (returns the one already queued, if any)")
-    .argument('<id>', 'host id (hst_...)')
-    .addOption(dataDirOption())
-    .addOption(jsonOption())
-    .action(async (id: string, options: CommonOptions) => {
-      printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/rescan`), options.json);
-    });
-}

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { IngestServiceClient } from '../common/proto.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
+import { waitFor } from './helpers/wait.ts';
+
+type TaskJson = Record<string, unknown> & { id: string; type: string; state: string; expires_at: string };
+type HostJson = Record<string, unknown> & { id: string; status: string; pending_uninstall: TaskJson | null };
+
+describe('deleting hosts on a real appliance', () => {
+  let appliance: TestAppliance;
+  let client: IngestServiceClient;
+
+  before(async () => {
+    appliance = await TestAppliance.start();
+    client = ingestClient(appliance.address, appliance.caCert);
+  });
+  after(async () => {
+    client.close();
+    await appliance.dispose();
+  });
+
+  const enrol = async (autoApprove = true, identity: TestIdentity = newIdentity()) => {
+    const { token } = await appliance.createToken(...(autoApprove ? ['--auto-approve'] : []));
+    const registered = await callRegister(client, signedRegister(identity, token));
+    assert.ok(registered.ok);
+    return { hostId: registered.value.agent_id, jwt: registered.value.jwt, identity, token };
+  };
+  const stream = async (hostId: string, jwt: string): Promise<HeartbeatStream> => {
+    const opened = new HeartbeatStream(client, jwt);
+    opened.send(hostId, 1);
+    await waitFor('first ack', () => opened.acks().includes(1));
+    return opened;
+  };
+  const fails = async (args: string[], code: string): Promise<void> => {
+    const result = await appliance.cli(...args);
+    assert.notEqual(result.code, 0, `${args.join(' ')} should fail`);
+    assert.match(result.stderr, new RegExp(code));
+  };
+
+  test('delete: the stream closes, the host leaves the list, and its key is retired for good; the machine can enrol afresh with a new key', async () => {
+    const { hostId, jwt, identity } = await enrol();
+    const live = await stream(hostId, jwt);
+    const deleted = await appliance.cliJson<{ host: HostJson; uninstall: null }>('hosts', 'delete', hostId);
+    assert.equal(deleted.host.status, 'deleted');
+    assert.equal(deleted.uninstall, null);
+    const ended = await live.ended;
+    assert.equal(ended.code, 7, 'PERMISSION_DENIED');
+    assert.ok(!(await appliance.hosts()).some((host) => host.id === hostId), 'not listed');
+    const shown = await appliance.host(hostId);
+    assert.equal(shown.status, 'deleted');
+    assert.equal(typeof shown.deleted_at, 'string');
+
+    const again = await callRegister(client, signedRegister(identity, ''));
+    assert.ok(!again.ok);
+    assert.equal(again.code, 7);
+    assert.match(again.details, /^ERR_AGENT_KEY_RETIRED: /);
+    const heartbeatAfter = new HeartbeatStream(client, jwt);
+    heartbeatAfter.send(hostId, 1);
+    assert.match((await heartbeatAfter.ended).details, /^ERR_AGENT_NOT_ACTIVE: the host is deleted/, 'its unexpired JWT is no use either');
+
+    await fails(['hosts', 'rescan', hostId], 'ERR_HOST_NOT_FOUND');
+    await fails(['hosts', 'delete', hostId], 'ERR_HOST_NOT_FOUND');
+    await fails(['hosts', 'approve', hostId], 'ERR_HOST_NOT_FOUND');
+
+    // Same machine, new key (data directory wiped): a fresh enrolment, not a clone of the deleted host.
+    const fresh = await enrol(true, { ...newIdentity(identity.hostname), fingerprint: identity.fingerprint });
+    assert.notEqual(fresh.hostId, hostId);
+    const freshHost = await appliance.host(fresh.hostId);
+    assert.deepEqual([freshHost.status, freshHost.fingerprint_conflict_with], ['never-connected', null]);
+  });
+
+  test('delete --uninstall of an offline host waits for the agent (the admin sees it, with its expiry); success then deletes the host', async () => {
+    const { hostId, jwt, identity } = await enrol();
+    const before = Date.now();
+    const requested = await appliance.cliJson<{ host: HostJson; uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
+    assert.deepEqual([requested.uninstall.type, requested.uninstall.state], ['agent_uninstall', 'queued']);
+    const expires = Date.parse(requested.uninstall.expires_at);
+    assert.ok(expires >= before + 7 * 86_400_000 - 1000 && expires <= Date.now() + 7 * 86_400_000, 'waits up to 7 days');
+    const waiting = await appliance.host(hostId) as HostJson;
+    assert.equal(waiting.status, 'never-connected', 'still a host until the agent has uninstalled itself');
+    assert.equal(waiting.pending_uninstall?.id, requested.uninstall.id);
+    assert.ok((await appliance.hosts()).some((host) => host.id === hostId));
+    const twice = await appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
+    assert.equal(twice.uninstall.id, requested.uninstall.id, 'asking twice queues one uninstall');
+
+    const live = await stream(hostId, jwt);
+    await waitFor('uninstall pushed on connect', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id && message.task.kind === 'agent_uninstall'));
+    live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: requested.uninstall.id, phase: 'TASK_PHASE_RUNNING' }] });
+    await waitFor('ack 2', () => live.acks().includes(2));
+    assert.equal((await appliance.host(hostId)).status, 'online');
+    // The uninstaller's report (ct-ops-agent report-task) arrives on a stream of its own.
+    live.call.cancel();
+    const reporter = await stream(hostId, jwt);
+    reporter.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'CT-Ops agent removed' }] });
+    await waitFor('the report is acknowledged before the stream closes', () => reporter.acks().includes(2));
+    assert.equal((await reporter.ended).code, 7);
+    const gone = await appliance.host(hostId) as HostJson;
+    assert.deepEqual([gone.status, gone.pending_uninstall], ['deleted', null]);
+    const task = await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id);
+    assert.deepEqual([task.state, task.output], ['succeeded', 'CT-Ops agent removed']);
+    const registerAgain = await callRegister(client, signedRegister(identity, ''));
+    assert.ok(!registerAgain.ok && /^ERR_AGENT_KEY_RETIRED/.test(registerAgain.details));
+  });
+
+  test('a failed uninstall keeps the host; a pending host cannot be asked to uninstall itself', async () => {
+    const { hostId, jwt } = await enrol();
+    const live = await stream(hostId, jwt);
+    const requested = await appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
+    await waitFor('pushed at once to the online agent', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id));
+    live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_FAILED', error_code: 'ERR_UNINSTALL_UNAVAILABLE', message: 'no root helper' }] });
+    await waitFor('ack 2', () => live.acks().includes(2));
+    const kept = await appliance.host(hostId) as HostJson;
+    assert.deepEqual([kept.status, kept.pending_uninstall], ['online', null]);
+    assert.equal((await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).error_code, 'ERR_UNINSTALL_UNAVAILABLE');
+    live.call.cancel();
+
+    const pending = await enrol(false);
+    await fails(['hosts', 'delete', pending.hostId, '--uninstall'], 'ERR_HOST_STATE_CONFLICT');
+    const deleted = await appliance.cliJson<{ host: HostJson }>('hosts', 'delete', pending.hostId);
+    assert.equal(deleted.host.status, 'deleted', 'a pending host is deleted without an uninstall');
+  });
+});
