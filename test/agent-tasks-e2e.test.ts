@@ -109,6 +109,8 @@ describe('tasks pushed to the real agent process', { skip }, () => {
       const second = await finished(again.id);
       assert.equal(second.state, 'succeeded', JSON.stringify(second));
       assert.deepEqual([second.result?.added, second.result?.removed, second.result?.unchanged], [0, 1, expected.size - 1]);
+      const scans = await appliance.cliJson<Array<{ id: string; task_id: string; status: string }>>('hosts', 'scans', hostId);
+      assert.deepEqual(scans.map((scan) => [scan.id, scan.task_id, scan.status]), [[second.result?.scan_id, again.id, 'completed'], [first.result?.scan_id, queued.id, 'completed']], 'each scan is tied to its task');
     } finally {
       rmSync(join(shimDir, 'hide'), { force: true });
     }

@@ -4,6 +4,7 @@ import type { HeartbeatResponse__Output, IngestServiceClient, TaskUpdate } from 
 import { nextScanDueAt } from '../appliance/inventory/sweeper.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { chunksOf, packages, submitScan } from './helpers/inventory.ts';
 import { waitFor } from './helpers/wait.ts';
 
 type TaskJson = Record<string, unknown> & { id: string; state: string; attempts: number; result: unknown; output: string | null; error_code: string | null };
@@ -56,13 +57,35 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
 
     report(stream, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_ACKNOWLEDGED' });
     await waitFor('acknowledged', async () => (await show(queued.id)).state === 'acknowledged');
+    // The scan the task asked for, tied to it by task_id.
+    const scanId = `scn_${queued.id}`;
+    const submitted = await submitScan(client, jwt, chunksOf(hostId, scanId, packages(0, 700)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    assert.ok(submitted.ok, JSON.stringify(submitted));
     // The acknowledgement and the outcome may arrive together, repeated (a resend): each applies once.
-    const result = { scan_id: 'scn_0123456789', packages: 3 };
-    report(stream, hostId, 3, { task_id: queued.id, phase: 'TASK_PHASE_RUNNING' }, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', message: '3 packages', result_json: JSON.stringify(result) });
+    const claimed = { scan_id: scanId, packages: 999, sources: ['dpkg'] };
+    report(stream, hostId, 3, { task_id: queued.id, phase: 'TASK_PHASE_RUNNING' }, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', message: '700 packages', result_json: JSON.stringify(claimed) });
     report(stream, hostId, 4, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'again', result_json: '{}' });
     await waitFor('ack 4', () => stream.acks().includes(4));
     const done = await show(queued.id);
-    assert.deepEqual([done.state, done.output, done.result], ['succeeded', '3 packages', result]);
+    assert.deepEqual([done.state, done.output], ['succeeded', '700 packages']);
+    assert.deepEqual(done.result, { scan_id: scanId, packages: 700, chunks: 2, sources: ['dpkg'], added: 700, removed: 0, unchanged: 0 }, "the counts are the appliance's own");
+    const late = await submitScan(client, jwt, chunksOf(hostId, `${scanId}-late`, packages(0, 1)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    assert.ok(!late.ok && /^ERR_TASK_STATE_CONFLICT/.test(late.details), 'a finished task takes no further scan');
+  });
+
+  test('an inventory task reported successful without its scan having arrived fails; a scan naming another host\'s task is refused', async () => {
+    const owner = await enrol();
+    const other = await enrol();
+    const stream = await open(owner.hostId, owner.jwt);
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
+    await waitFor('pushed', () => tasksIn(stream).includes(queued.id));
+    const stolen = await submitScan(client, other.jwt, chunksOf(other.hostId, 'scn_stolen_0001', packages(0, 3)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    assert.equal(stolen.ok, false);
+    assert.match(stolen.ok ? '' : stolen.details, /^ERR_TASK_NOT_FOUND/);
+    report(stream, owner.hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '{"packages":3}' });
+    await waitFor('finished', async () => (await show(queued.id)).state !== 'sent');
+    const failed = await show(queued.id);
+    assert.deepEqual([failed.state, failed.error_code], ['failed', 'ERR_INVENTORY_SCAN_INCOMPLETE']);
   });
 
   test('a task queued while the host is online is pushed at once; cancelling a sent task tells the agent', async () => {

@@ -6,6 +6,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
+import { checkScanTask } from '../inventory/scan-task.ts';
 import { authenticateCall } from './bearer.ts';
 import { toServiceError } from './status.ts';
 
@@ -79,6 +80,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
       if (scanId !== undefined && chunk.scanId !== scanId) {
         throw new CtOpsError('ERR_INVALID_ARGUMENT', 'one stream carries one scan: scan_id changed mid-stream', { field: 'scan_id', reason: 'scan_changed' });
       }
+      if (scanId === undefined) checkScanTask(stores, agentId, chunk.taskId);
       if (scanId !== undefined && chunk.chunkIndex !== nextIndex) {
         throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk_index ${chunk.chunkIndex} received; expected ${nextIndex}`, { field: 'chunk_index', reason: 'chunk_out_of_order', expected: nextIndex });
       }

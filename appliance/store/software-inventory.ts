@@ -123,6 +123,7 @@ interface HostPackageRow extends PackageRow {
  */
 export class SoftwareInventoryStore {
   readonly #getScan;
+  readonly #completedScanForTask;
   readonly #insertScan;
   readonly #restartScan;
   readonly #resumeScan;
@@ -150,6 +151,9 @@ export class SoftwareInventoryStore {
       "UPDATE software_scans SET status = 'abandoned', error_code = 'ERR_INVENTORY_SCAN_INCOMPLETE', updated_at = ? WHERE status = 'receiving'",
     );
     this.#getScan = db.prepare<[string], ScanRow>('SELECT * FROM software_scans WHERE id = ?');
+    this.#completedScanForTask = db.prepare<[string, string], ScanRow>(
+      "SELECT * FROM software_scans WHERE host_id = ? AND task_id = ? AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
+    );
     this.#insertScan = db.prepare<[string, string, string, number, number]>(
       `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
        VALUES (?, ?, ?, ?, ?, 'receiving')`,
@@ -239,6 +243,12 @@ export class SoftwareInventoryStore {
    */
   abandonOpenScans(now: number): number {
     return this.#abandonOpen.run(now).changes;
+  }
+
+  /** The host's completed scan that the task asked for, if one arrived. */
+  completedScanForTask(hostId: string, taskId: string): SoftwareScan | undefined {
+    const row = this.#completedScanForTask.get(hostId, taskId);
+    return row && toScan(row);
   }
 
   getScan(scanId: string): SoftwareScan | undefined {

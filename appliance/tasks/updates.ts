@@ -1,6 +1,6 @@
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
-import type { Stores, Task } from '../store/index.ts';
+import type { Stores, Task, TaskOutcome } from '../store/index.ts';
 import type { TaskEvent } from './states.ts';
 import { applyTaskEvent } from './events.ts';
 import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
@@ -35,17 +35,29 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   // Someone else's task reads as unknown: an agent learns nothing about other hosts.
   if (!task || task.hostId !== hostId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${update.task_id} for this agent`, { task_id: update.task_id });
   const finishing = event === 'succeeded' || event === 'failed';
-  const outcome = finishing
+  let outcome: TaskOutcome = finishing
     ? {
         result: parseResult(update.result_json, update.task_id),
         output: update.message === '' ? undefined : update.message,
         errorCode: event === 'failed' ? failureCode(update.error_code) : undefined,
       }
     : {};
+  let applied = event;
+  if (event === 'succeeded' && task.type === 'software_inventory') {
+    // The appliance's own record decides: the scan the task asked for must have completed here.
+    const scan = stores.softwareInventory.completedScanForTask(hostId, task.id);
+    if (scan) {
+      const counts = { scan_id: scan.id, packages: scan.packagesReceived, chunks: scan.chunks, added: scan.added, removed: scan.removed, unchanged: scan.unchanged };
+      outcome = { ...outcome, result: { ...(outcome.result as object | undefined), ...counts } };
+    } else {
+      applied = 'failed';
+      outcome = { ...outcome, errorCode: 'ERR_INVENTORY_SCAN_INCOMPLETE', output: 'the agent reported success, but no completed scan for this task reached the appliance' };
+    }
+  }
   // An agent may report a later phase first (the earlier report's heartbeat was lost), so an
   // agent that finished a task straight from "sent" passes through the phases it skipped.
   if (finishing && task.state === 'sent') applyTaskEvent(stores, task.id, 'started', now);
-  const moved = applyTaskEvent(stores, task.id, event, now, outcome);
+  const moved = applyTaskEvent(stores, task.id, applied, now, outcome);
   return { task: moved ? stores.tasks.get(task.id) : undefined, repeat: !moved };
 }
 

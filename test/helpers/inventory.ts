@@ -60,7 +60,7 @@ export function packages(from: number, to: number, extra: Partial<SoftwarePackag
 export function chunksOf(agentId: string, scanId: string, all: SoftwarePackage[], size = 500): SoftwareInventoryChunk[] {
   const chunks: SoftwareInventoryChunk[] = [];
   for (let index = 0; index * size < all.length; index += 1) {
-    chunks.push({ agent_id: agentId, scan_id: scanId, task_id: 'task-0001', chunk_index: index, packages: all.slice(index * size, (index + 1) * size), is_last: (index + 1) * size >= all.length });
+    chunks.push({ agent_id: agentId, scan_id: scanId, task_id: '', chunk_index: index, packages: all.slice(index * size, (index + 1) * size), is_last: (index + 1) * size >= all.length });
   }
   return chunks;
 }
