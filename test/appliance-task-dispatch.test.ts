@@ -116,6 +116,22 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     assert.equal((await show(queued.id)).error_code, 'ERR_INVENTORY_TIMEOUT');
   });
 
+  test("an inventory task carries the optional sources the organisation switched on when it is sent", async () => {
+    const { hostId, jwt } = await enrol();
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    // Switched on while the task waits: the agent collects what the settings say at send time.
+    await appliance.cliJson('settings', 'inventory', '--flatpak', 'on', '--windows-store', 'on');
+    try {
+      const stream = await open(hostId, jwt);
+      await waitFor('pushed', () => tasksIn(stream).includes(queued.id));
+      const pushed = stream.received.find((message) => message.task?.task_id === queued.id)!.task!;
+      assert.deepEqual(pushed.software_inventory, { snap: false, flatpak: true, windows_store: true });
+      stream.call.cancel();
+    } finally {
+      await appliance.cliJson('settings', 'inventory', '--flatpak', 'off', '--windows-store', 'off');
+    }
+  });
+
   test("bad reports are refused one by one without ending the stream: another host's task, unknown ids, bad phases, malformed results, foreign error codes", async () => {
     const owner = await enrol();
     const other = await enrol();

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { GrpcCode, type CtOpsError } from '../common/errors.ts';
+import type { SoftwareInventoryChunk, Task__Output } from '../common/proto.ts';
+import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
+import { InventoryError, type InventoryOptions, type SoftwarePackage } from '../agent/inventory/index.ts';
+import { createLogger } from '../agent/log/logger.ts';
+import { LEDGER_CAPACITY, TaskLedger } from '../agent/tasks/ledger.ts';
+import { TaskRunner, type TaskHandler } from '../agent/tasks/runner.ts';
+import { softwareInventoryHandler } from '../agent/tasks/software-inventory.ts';
+import { rpcFailure } from '../agent/transport/failure.ts';
+import type { IngestTransport, SubmitResult } from '../agent/transport/types.ts';
+
+const silent = createLogger('silent', new Writable({ write: (_chunk, _encoding, done) => done() }));
+
+function inventoryTask(overrides: Partial<Task__Output> = {}): Task__Output {
+  return { task_id: 'tsk_inv', timeout_ms: 600_000, kind: 'software_inventory', software_inventory: { snap: true, flatpak: false, windows_store: false }, ...overrides };
+}
+
+function pkgs(count: number): SoftwarePackage[] {
+  return Array.from({ length: count }, (_, index) => ({ name: `p${index}`, version: '1', architecture: 'amd64', publisher: '', source: 'dpkg', install_date_unix: 0 }));
+}
+
+/** A transport that records the chunks of each submission and answers with `answer`. */
+function recordingTransport(answer: (chunks: readonly SoftwareInventoryChunk[]) => SubmitResult): { transport: IngestTransport; submissions: SoftwareInventoryChunk[][] } {
+  const submissions: SoftwareInventoryChunk[][] = [];
+  const transport: IngestTransport = {
+    register: () => assert.fail('no Register expected'),
+    openHeartbeat: () => assert.fail('no stream expected'),
+    submitInventory: async (jwt, chunks) => {
+      assert.equal(jwt, 'jwt-1', 'the current JWT');
+      submissions.push([...chunks]);
+      return answer(chunks);
+    },
+    close: () => undefined,
+  };
+  return { transport, submissions };
+}
+
+const accepted = (chunks: readonly SoftwareInventoryChunk[]): SubmitResult => {
+  const received = chunks.reduce((sum, chunk) => sum + (chunk.packages?.length ?? 0), 0);
+  return { ok: true, response: { scan_id: chunks[0]!.scan_id!, packages_received: received, added: received, removed: 0, unchanged: 0 } };
+};
+const credential = () => ({ agentId: 'hst_1', jwt: 'jwt-1' });
+
+test('an inventory task submits one scan in chunks of 500 tied to the task, with the sources the task asks for', async () => {
+  const { transport, submissions } = recordingTransport(accepted);
+  let asked: InventoryOptions | undefined;
+  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: pkgs(1201), sources: ['dpkg', 'snap'], duplicatesRemoved: 2 }) });
+  const outcome = await handler(inventoryTask(), new AbortController().signal);
+  assert.deepEqual(asked?.optionalSources, { snap: true, flatpak: false, windowsStore: false });
+  assert.equal(asked?.timeoutMs, 120_000, 'at most the default collection limit, within half the task timeout');
+  const [chunks] = submissions;
+  assert.deepEqual(chunks!.map((chunk) => [chunk.chunk_index, chunk.packages!.length, chunk.is_last]), [[0, 500, false], [1, 500, false], [2, 201, true]]);
+  assert.equal(new Set(chunks!.map((chunk) => chunk.scan_id)).size, 1, 'one scan id');
+  assert.match(chunks![0]!.scan_id!, /^scn_[0-9a-f]{24}$/);
+  assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_inv' && chunk.agent_id === 'hst_1'));
+  assert.equal(outcome.kind, 'done');
+  assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0 });
+});
+
+test('an empty inventory is one empty final chunk; a short task timeout shortens the collection', async () => {
+  const { transport, submissions } = recordingTransport(accepted);
+  let asked: InventoryOptions | undefined;
+  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: [], sources: ['apk'], duplicatesRemoved: 0 }) });
+  await handler(inventoryTask({ timeout_ms: 30_000 }), new AbortController().signal);
+  assert.deepEqual(submissions[0]!.map((chunk) => [chunk.chunk_index, chunk.packages!.length, chunk.is_last]), [[0, 0, true]]);
+  assert.equal(asked?.timeoutMs, 15_000);
+});
+
+test('a collector failure fails the task and sends nothing; a refused submission fails it with the appliance code', async () => {
+  const { transport, submissions } = recordingTransport(() => ({ ok: false, failure: rpcFailure({ code: GrpcCode.PERMISSION_DENIED, details: 'ERR_AGENT_NOT_ACTIVE: the host is revoked' }) }));
+  const broken = softwareInventoryHandler({ transport, credential, collect: async () => { throw new InventoryError('ERR_INVENTORY_TIMEOUT', 'dpkg-query did not finish'); } });
+  await assert.rejects(broken(inventoryTask(), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_INVENTORY_TIMEOUT');
+  assert.equal(submissions.length, 0, 'never an empty list standing in for a failure');
+  const refused = softwareInventoryHandler({ transport, credential, collect: async () => ({ packages: pkgs(3), sources: ['dpkg'], duplicatesRemoved: 0 }) });
+  await assert.rejects(refused(inventoryTask(), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_AGENT_NOT_ACTIVE');
+});
+
+function runnerIn(dir: string, handlers: Record<string, TaskHandler>): { runner: TaskRunner; updates: TaskUpdateQueue; flushes: number[] } {
+  const updates = new TaskUpdateQueue();
+  const flushes: number[] = [];
+  const runner = new TaskRunner({ ledger: TaskLedger.open(dir, silent), updates, handlers, flush: () => flushes.push(updates.size), log: silent, now: () => 1 });
+  return { runner, updates, flushes };
+}
+
+const phases = (updates: TaskUpdateQueue): string[] => updates.takeFor(1).map((update) => `${update.task_id}:${String(update.phase).replace('TASK_PHASE_', '')}${update.error_code ? `:${update.error_code}` : ''}`);
+
+test('cancelling a running task aborts its handler and reports it failed with ERR_TASK_CANCELLED', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const waitForAbort: TaskHandler = (_task, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+  const { runner, updates } = runnerIn(dir, { software_inventory: waitForAbort });
+  runner.receive(inventoryTask({ task_id: 'tsk_long' }));
+  await new Promise((resolve) => setImmediate(resolve));
+  runner.cancel('tsk_long');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(phases(updates), ['tsk_long:ACKNOWLEDGED', 'tsk_long:RUNNING', 'tsk_long:FAILED:ERR_TASK_CANCELLED']);
+});
+
+test('a handed-off task stays running across a restart (its own process reports), and the ledger keeps at most its capacity of delivered entries', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const first = runnerIn(dir, { agent_uninstall: async () => ({ kind: 'handed-off', message: 'uninstaller started' }) });
+  first.runner.receive({ task_id: 'tsk_bye', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(phases(first.updates), ['tsk_bye:ACKNOWLEDGED', 'tsk_bye:RUNNING', 'tsk_bye:RUNNING']);
+  const restarted = runnerIn(dir, {});
+  restarted.runner.resume();
+  assert.deepEqual(phases(restarted.updates), [], 'not reported interrupted: the uninstaller reports');
+
+  const ledger = TaskLedger.open(dir, silent);
+  for (let index = 0; index < LEDGER_CAPACITY + 20; index += 1) ledger.put({ id: `tsk_${index}`, type: 'config_reload', phase: 'succeeded', receivedAt: index, delivered: true });
+  const reopened = TaskLedger.open(dir, silent);
+  assert.equal(reopened.entries().length, LEDGER_CAPACITY);
+  assert.equal(reopened.get('tsk_bye')?.phase, 'handed-off', 'an entry whose outcome is not delivered is never evicted');
+  assert.equal(reopened.get('tsk_0'), undefined, 'the oldest delivered entries go first');
+});
+
+test('a handler that throws something other than a CtOpsError fails the task with ERR_TASK_FAILED', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { runner, updates } = runnerIn(dir, { config_reload: async () => { throw new TypeError('boom'); } });
+  runner.receive({ task_id: 'tsk_boom', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  await new Promise((resolve) => setImmediate(resolve));
+  const reported = updates.takeFor(1).at(-1);
+  assert.deepEqual([reported?.phase, reported?.error_code, reported?.message], ['TASK_PHASE_FAILED', 'ERR_TASK_FAILED', 'boom']);
+});
