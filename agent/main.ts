@@ -1,10 +1,14 @@
 import { parseCli } from './cli/args.ts';
 import { checkAgent } from './cli/check.ts';
 import { reportFatal } from './cli/fatal.ts';
+import { reportTask } from './cli/report-task.ts';
 import { runAgent } from './cli/run.ts';
 import { createLogger, logLevelFromEnv, type AgentLogger } from './log/logger.ts';
 
-/** ct-ops-agent: `-config <file>` runs the agent; `-check` validates and tests the connection. */
+/**
+ * ct-ops-agent: `-config <file>` runs the agent; `-check` validates and tests the connection;
+ * `report-task` reports a handed-off task's outcome and exits.
+ */
 async function main(): Promise<number> {
   const request = parseCli(process.argv.slice(2), {
     out: (text) => process.stdout.write(text),
@@ -14,6 +18,10 @@ async function main(): Promise<number> {
   let log: AgentLogger | undefined;
   try {
     log = createLogger(logLevelFromEnv(process.env));
+    if (request.kind === 'report-task') {
+      process.stdout.write(`ct-ops-agent: ${await reportTask(request.configFile, request.report, process.env, log)}\n`);
+      return 0;
+    }
     if (request.options.check) {
       process.stdout.write(`ct-ops-agent: ${await checkAgent(request.options.configFile, process.env, log)}\n`);
       return 0;

@@ -6,6 +6,9 @@
 #
 # A request is one line of at most 1024 bytes, read as data only (never evaluated):
 #   uninstall                       run the installed uninstall.sh, detached
+#   uninstall <task_id>             the same, and the uninstaller reports the outcome of that
+#                                   agent_uninstall task to the appliance (tsk_ + 1-64 letters
+#                                   or digits)
 #   update <path> <sha256>          install the staged agent binary <path> (a file directly in
 #                                   the spool directory) if its SHA-256 is <sha256>; restart the
 #                                   agent; roll back if the new binary does not stay up
@@ -106,7 +109,7 @@ case $REQUEST in
 "*) refuse "more-than-one-line" ;;
 esac
 case $REQUEST in
-  *[!A-Za-z0-9\ ._/-]*) refuse "unexpected-characters" ;;
+  *[!A-Za-z0-9\ _./-]*) refuse "unexpected-characters" ;;
 esac
 VERB=${REQUEST%% *}
 case $VERB in
@@ -119,29 +122,41 @@ esac
 
 # --- uninstall -------------------------------------------------------------------------------
 
+# is_task_id TEXT: tsk_ followed by 1 to 64 letters or digits, nothing else.
+is_task_id() {
+  case $1 in tsk_?*) ;; *) return 1 ;; esac
+  case ${1#tsk_} in *[!A-Za-z0-9]*) return 1 ;; esac
+  [ ${#1} -le 68 ]
+}
+
 do_uninstall() {
-  [ "$REQUEST" = uninstall ] || refuse "uninstall-takes-no-arguments"
   uninstaller=$LIBEXEC/uninstall.sh
+  set -- /bin/sh "$uninstaller"
+  if [ "$REQUEST" != uninstall ]; then
+    task=${REQUEST#uninstall }
+    is_task_id "$task" || refuse "malformed-task-id"
+    set -- "$@" --report-task "$task"
+  fi
   if [ -L "$uninstaller" ] || [ ! -f "$uninstaller" ]; then refuse "uninstaller-missing"; fi
   # /var/log is root's: nobody else can plant a link there. Start a fresh private log.
   rm -f "$UNINSTALL_LOG"
   : >"$UNINSTALL_LOG"
   chmod 0600 "$UNINSTALL_LOG"
   result "uninstall ok"
-  log "starting $uninstaller detached; log: $UNINSTALL_LOG"
+  log "starting $* detached; log: $UNINSTALL_LOG"
   if [ "$(uname -s)" = Darwin ]; then
     # The launch daemon has AbandonProcessGroup: launchd leaves this child alone, and the new
     # session keeps it alive when the uninstaller boots out the daemons themselves.
-    (/usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV' /bin/sh "$uninstaller" \
+    (/usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV' "$@" \
       </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
   elif command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     # A transient unit of its own: stopping the agent's or this helper's units cannot kill it.
     systemd-run --no-block --collect --quiet --unit="ct-ops-uninstall-$(date +%s)" \
       --description="CT-Ops agent uninstall" \
       --property=StandardOutput="append:$UNINSTALL_LOG" --property=StandardError="append:$UNINSTALL_LOG" \
-      /bin/sh "$uninstaller"
+      "$@"
   else
-    (setsid /bin/sh "$uninstaller" </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+    (setsid "$@" </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
   fi
 }
 

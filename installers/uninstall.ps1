@@ -7,13 +7,27 @@
   Run in an elevated PowerShell:
     powershell -ExecutionPolicy Bypass -File "C:\Program Files\CT-Ops\uninstall.ps1"
   Safe to run again: whatever is already gone is skipped. A transcript is written to
-  C:\Windows\Logs\CT-Ops\uninstall-<time>.log (a folder only administrators can write to).
+  C:\Windows\Logs\CT-Ops\uninstall-<time>-<pid>.log (a folder only administrators can write to).
+
+.PARAMETER ReportTask
+  Remote uninstall (the agent starts this script with it): the agent_uninstall task to report.
+  The script first restarts itself outside the agent's process tree, then copies the agent
+  executable, agent.toml, ca.crt and the agent data folder to a private folder, removes the
+  agent, reports the task succeeded (or failed, naming the failed step) with those copies
+  (ct-ops-agent.exe report-task), and deletes the copies.
+
+.PARAMETER Detached
+  Set by the script itself on the restarted copy; not for use by hand.
 
 .NOTES
-  Exit codes: 0 removed (or nothing to remove), 2 not elevated, 6 a removal step failed.
+  Exit codes: 0 removed (or nothing to remove), 1 usage, 2 not elevated, 6 a removal step failed.
 #>
 [CmdletBinding()]
-param()
+param(
+  [ValidatePattern('^tsk_[A-Za-z0-9]{1,64}$')]
+  [string]$ReportTask = '',
+  [switch]$Detached
+)
 
 Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
@@ -25,8 +39,11 @@ $ServiceId = 'ct-ops-agent'
 $ProgramDir = Join-Path $env:ProgramFiles 'CT-Ops'
 $DataRoot = Join-Path $env:ProgramData 'CT-Ops'
 $Wrapper = Join-Path $ProgramDir 'ct-ops-agent-service.exe'
+# The last error, named in the failure report of a remote uninstall.
+$script:Failure = ''
 
 function Fail([int]$Code, [string]$Message) {
+  $script:Failure = $Message
   Write-Error -Message "ct-ops uninstall: $Message" -ErrorAction Continue
   exit $Code
 }
@@ -52,37 +69,110 @@ if (-not ([Security.Principal.WindowsPrincipal]$identity).IsInRole([Security.Pri
 Set-Location -LiteralPath $env:SystemRoot
 $logDir = Join-Path $env:SystemRoot 'Logs\CT-Ops'
 New-Item -ItemType Directory -Path $logDir -Force | Out-Null
-Start-Transcript -LiteralPath (Join-Path $logDir ("uninstall-{0:yyyyMMdd-HHmmss}.log" -f (Get-Date))) | Out-Null
+# The pid keeps the restarted copy of a remote uninstall from reusing the first one's transcript.
+Start-Transcript -LiteralPath (Join-Path $logDir ("uninstall-{0:yyyyMMdd-HHmmss}-{1}.log" -f (Get-Date), $PID)) | Out-Null
 
-$service = Get-Service -Name $ServiceId -ErrorAction SilentlyContinue
-if ($null -ne $service) {
-  if ($service.Status -ne 'Stopped') {
-    Say "stopping service $ServiceId"
-    if (Test-Path -LiteralPath $Wrapper) {
-      Invoke-Native $Wrapper @('stop')
-    } else {
-      Invoke-Native 'sc.exe' @('stop', $ServiceId)
+if ($ReportTask -ne '' -and -not $Detached) {
+  # The agent started this script as its child, and WinSW ends the agent's child processes when
+  # the service stops. Win32_Process.Create starts the real run under the WMI provider host
+  # instead: outside the agent's process tree and job, so stopping the service cannot end it.
+  $powershell = Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe'
+  $commandLine = '"{0}" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "{1}" -ReportTask {2} -Detached' -f $powershell, $PSCommandPath, $ReportTask
+  $started = Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = $commandLine; CurrentDirectory = $env:SystemRoot }
+  if ($started.ReturnValue -ne 0) {
+    Fail $ExitStep "Win32_Process.Create could not restart the uninstaller (return value $($started.ReturnValue))"
+  }
+  Say "uninstaller restarted outside the agent's process tree (pid $($started.ProcessId)); its transcript is the next one in $logDir"
+  Stop-Transcript | Out-Null
+  exit 0
+}
+
+# A remote uninstall reports after everything is gone: keep private copies of what the report
+# needs (the executable, agent.toml, ca.crt and the data folder with the key and task ledger).
+$kit = $null
+if ($ReportTask -ne '') {
+  try {
+    # Created with its ACL in place (SYSTEM and Administrators only, nothing inherited): the
+    # copies include the agent's private key.
+    $acl = New-Object System.Security.AccessControl.DirectorySecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    foreach ($sid in 'S-1-5-18', 'S-1-5-32-544') {
+      $account = New-Object System.Security.Principal.SecurityIdentifier($sid)
+      $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($account, 'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow')))
     }
-    $service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(30))
-  }
-  Say "deleting service $ServiceId"
-  if (Test-Path -LiteralPath $Wrapper) {
-    Invoke-Native $Wrapper @('uninstall')
-  } else {
-    Invoke-Native 'sc.exe' @('delete', $ServiceId)
-  }
-  # The SCM removes the entry once every handle is closed.
-  for ($i = 0; $i -lt 30 -and $null -ne (Get-Service -Name $ServiceId -ErrorAction SilentlyContinue); $i++) {
-    Start-Sleep -Seconds 1
+    $kit = Join-Path $env:SystemRoot ('Temp\ct-ops-report-{0}' -f [guid]::NewGuid().ToString('N'))
+    [IO.Directory]::CreateDirectory($kit, $acl) | Out-Null
+    Copy-Item -LiteralPath (Join-Path $ProgramDir 'ct-ops-agent.exe') -Destination $kit
+    Copy-Item -LiteralPath (Join-Path $DataRoot 'agent.toml') -Destination $kit
+    if (Test-Path -LiteralPath (Join-Path $DataRoot 'ca.crt')) {
+      Copy-Item -LiteralPath (Join-Path $DataRoot 'ca.crt') -Destination $kit
+    }
+    Copy-Item -LiteralPath (Join-Path $DataRoot 'agent') -Destination (Join-Path $kit 'agent') -Recurse
+  } catch {
+    Write-Error -Message "ct-ops uninstall: cannot copy the agent for the report ($_); uninstalling without reporting task $ReportTask" -ErrorAction Continue
+    if ($null -ne $kit) { Remove-Item -LiteralPath $kit -Recurse -Force -ErrorAction SilentlyContinue }
+    $kit = $null
   }
 }
 
-foreach ($dir in $ProgramDir, $DataRoot) {
-  if (Test-Path -LiteralPath $dir) {
-    Say "removing $dir"
-    Remove-Item -LiteralPath $dir -Recurse -Force
+# Reports the outcome with the copies, then deletes them (also when the report fails).
+function Send-Report([bool]$Removed) {
+  if ($Removed) {
+    $outcome = @('--outcome=succeeded', "--message=the CT-Ops agent was removed from $env:COMPUTERNAME")
+  } else {
+    # Windows PowerShell 5.1 does not escape quotes inside native arguments.
+    $outcome = @('--outcome=failed', '--error-code=ERR_UNINSTALL_FAILED', ("--message=uninstall.ps1 failed on ${env:COMPUTERNAME}: $script:Failure" -replace '"', "'"))
+  }
+  $env:CT_OPS_DATA_DIR = Join-Path $kit 'agent'
+  if (Test-Path -LiteralPath (Join-Path $kit 'ca.crt')) {
+    $env:CT_OPS_INGEST_CA_CERT = Join-Path $kit 'ca.crt'
+  }
+  try {
+    Invoke-Native (Join-Path $kit 'ct-ops-agent.exe') (@('-config', (Join-Path $kit 'agent.toml'), 'report-task', "--task-id=$ReportTask") + $outcome)
+    Say "reported task $ReportTask to the appliance"
+  } finally {
+    Remove-Item -LiteralPath $kit -Recurse -Force -ErrorAction SilentlyContinue
   }
 }
-Say 'CT-Ops agent removed'
-Stop-Transcript | Out-Null
+
+$removed = $false
+try {
+  $service = Get-Service -Name $ServiceId -ErrorAction SilentlyContinue
+  if ($null -ne $service) {
+    if ($service.Status -ne 'Stopped') {
+      Say "stopping service $ServiceId"
+      if (Test-Path -LiteralPath $Wrapper) {
+        Invoke-Native $Wrapper @('stop')
+      } else {
+        Invoke-Native 'sc.exe' @('stop', $ServiceId)
+      }
+      $service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(30))
+    }
+    Say "deleting service $ServiceId"
+    if (Test-Path -LiteralPath $Wrapper) {
+      Invoke-Native $Wrapper @('uninstall')
+    } else {
+      Invoke-Native 'sc.exe' @('delete', $ServiceId)
+    }
+    # The SCM removes the entry once every handle is closed.
+    for ($i = 0; $i -lt 30 -and $null -ne (Get-Service -Name $ServiceId -ErrorAction SilentlyContinue); $i++) {
+      Start-Sleep -Seconds 1
+    }
+  }
+
+  foreach ($dir in $ProgramDir, $DataRoot) {
+    if (Test-Path -LiteralPath $dir) {
+      Say "removing $dir"
+      Remove-Item -LiteralPath $dir -Recurse -Force
+    }
+  }
+  Say 'CT-Ops agent removed'
+  $removed = $true
+} catch {
+  Fail $ExitStep "$_"
+} finally {
+  # Runs on every way out, Fail's exit included.
+  if ($null -ne $kit) { Send-Report $removed }
+  Stop-Transcript | Out-Null
+}
 exit 0

@@ -4,13 +4,18 @@
 # daemons, the binary, /etc/ct-ops, the data and spool directories, the helper and (Linux)
 # the ct-ops system user and group. Safe to run again: whatever is already gone is skipped.
 #
-# Installed as /usr/local/libexec/ct-ops/uninstall.sh, where the root helper runs it for a
-# remote uninstall (detached, output in /var/log/ct-ops-uninstall.log, created by the
-# helper). Run by hand, it writes to the terminal only.
+# Installed as /usr/local/libexec/ct-ops/uninstall.sh, where the root helper (or an agent
+# running as root) runs it for a remote uninstall, detached, with its output in
+# /var/log/ct-ops-uninstall.log. Run by hand, it writes to the terminal only.
 #
-# Usage: sudo ./uninstall.sh [--root DIR] [--dry-run]
+# Usage: sudo ./uninstall.sh [--root DIR] [--dry-run] [--report-task ID]
 #   --root DIR   remove from DIR instead of / (also CT_OPS_INSTALL_ROOT); stops nothing
 #   --dry-run    print every action, change nothing
+#   --report-task ID
+#                remote uninstall: first copy the agent binary, its config, CA and data folder
+#                to a private temporary folder; at the end report to the appliance, with those
+#                copies, that agent_uninstall task ID succeeded (or failed, naming the failed
+#                step); then delete the copies
 #
 # Exit codes: 0 removed (or nothing to remove), 1 usage, 2 not root, 6 a removal step failed.
 set -eu
@@ -19,27 +24,43 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
 readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_STEP=6
+readonly AGENT_BIN=/usr/local/bin/ct-ops-agent
 
 say() { printf 'ct-ops uninstall: %s\n' "$*"; }
+# FAILURE: the last error, named in the failure report of a remote uninstall.
+FAILURE=
 die() {
   code=$1
   shift
+  FAILURE=$*
   printf 'ct-ops uninstall: error: %s\n' "$*" >&2
   exit "$code"
 }
 
 ROOT=${CT_OPS_INSTALL_ROOT:-}
 DRY_RUN=0
+REPORT_TASK=
 while [ $# -gt 0 ]; do
   case $1 in
     --root) [ $# -ge 2 ] || die $EX_USAGE "--root needs a directory"; ROOT=$2; shift ;;
     --root=*) ROOT=${1#--root=} ;;
     --dry-run) DRY_RUN=1 ;;
-    -h | --help) sed -n '/^# Usage:/,/^# *--dry-run/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --report-task) [ $# -ge 2 ] || die $EX_USAGE "--report-task needs a task id"; REPORT_TASK=$2; shift ;;
+    --report-task=*) REPORT_TASK=${1#--report-task=} ;;
+    -h | --help) sed -n '/^# Usage:/,/^# *step); then delete the copies/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die $EX_USAGE "unknown argument: $1" ;;
   esac
   shift
 done
+if [ -n "$REPORT_TASK" ]; then
+  # It becomes an argument of the agent: tsk_ and 1 to 64 letters or digits, nothing else.
+  case $REPORT_TASK in tsk_?*) ;; *) die $EX_USAGE "--report-task: not a task id" ;; esac
+  case ${REPORT_TASK#tsk_} in *[!A-Za-z0-9]*) die $EX_USAGE "--report-task: not a task id" ;; esac
+  [ ${#REPORT_TASK} -le 68 ] || die $EX_USAGE "--report-task: not a task id"
+  if [ -n "$ROOT" ] || [ "$DRY_RUN" = 1 ]; then
+    die $EX_USAGE "--report-task is for a real uninstall of this machine (not with --root or --dry-run)"
+  fi
+fi
 if [ -n "$ROOT" ]; then
   case $ROOT in /*) ;; *) die $EX_USAGE "--root must be an absolute path" ;; esac
   [ -d "$ROOT" ] || die $EX_USAGE "--root $ROOT is not a directory"
@@ -68,6 +89,111 @@ remove() {
   done
 }
 
+# --- remote uninstall: keep what the report needs -------------------------------------------
+
+case $(uname -s) in
+  Darwin) AGENT_DATA="/Library/Application Support/CT-Ops/agent" ;;
+  *) AGENT_DATA=/var/lib/ct-ops/agent ;;
+esac
+readonly AGENT_DATA
+
+# The report is sent after everything is gone, so it runs from private copies: the binary,
+# agent.toml, the CA and the data folder (key, credential, task ledger). mktemp -d is 0700.
+KIT=
+keep_report_kit() {
+  KIT=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-report.XXXXXXXX") || return 1
+  cp "$AGENT_BIN" "$KIT/ct-ops-agent" || return 1
+  cp /etc/ct-ops/agent.toml "$KIT/agent.toml" || return 1
+  if [ -f /etc/ct-ops/ca.crt ]; then cp /etc/ct-ops/ca.crt "$KIT/ca.crt" || return 1; fi
+  cp -R "$AGENT_DATA" "$KIT/agent" || return 1
+}
+
+# report_outcome: the EXIT trap of a remote uninstall. Reports success when the script got to
+# the end, else failure with the step that failed; retries a few times while the appliance is
+# unreachable (exit 69/75); always deletes the copies. Keeps the script's exit status.
+report_outcome() {
+  status=$?
+  trap - EXIT
+  set +e
+  if [ "$status" = 0 ]; then
+    set -- --outcome=succeeded "--message=the CT-Ops agent was removed from $(uname -n)"
+  else
+    set -- --outcome=failed --error-code=ERR_UNINSTALL_FAILED "--message=uninstall.sh exited $status on $(uname -n): ${FAILURE:-interrupted}"
+  fi
+  CT_OPS_DATA_DIR=$KIT/agent
+  export CT_OPS_DATA_DIR
+  if [ -f "$KIT/ca.crt" ]; then
+    CT_OPS_INGEST_CA_CERT=$KIT/ca.crt
+    export CT_OPS_INGEST_CA_CERT
+  fi
+  attempt=1
+  while :; do
+    "$KIT/ct-ops-agent" -config "$KIT/agent.toml" report-task "--task-id=$REPORT_TASK" "$@"
+    reported=$?
+    case $reported in 69 | 75) ;; *) break ;; esac
+    [ "$attempt" -lt 3 ] || break
+    attempt=$((attempt + 1))
+    sleep 5
+  done
+  if [ "$reported" = 0 ]; then
+    say "reported task $REPORT_TASK to the appliance"
+  else
+    printf 'ct-ops uninstall: error: reporting task %s failed (exit %s); it times out on the appliance\n' "$REPORT_TASK" "$reported" >&2
+  fi
+  rm -rf "$KIT"
+  exit "$status"
+}
+
+if [ -n "$REPORT_TASK" ]; then
+  if keep_report_kit; then
+    trap report_outcome EXIT
+    trap 'exit 130' INT TERM HUP
+  else
+    printf 'ct-ops uninstall: error: %s\n' "cannot copy the agent for the report: uninstalling without reporting task $REPORT_TASK" >&2
+    rm -rf "$KIT"
+  fi
+fi
+
+# --- removal ---------------------------------------------------------------------------------
+
+# agent_pids: the processes running the installed agent binary (Linux /proc), also one whose
+# file an upgrade has since replaced ("… (deleted)").
+agent_pids() {
+  for exe in /proc/[0-9]*/exe; do
+    case $(readlink "$exe" 2>/dev/null) in
+      "$AGENT_BIN" | "$AGENT_BIN (deleted)") ;;
+      *) continue ;;
+    esac
+    pid=${exe#/proc/}
+    printf '%s ' "${pid%/exe}"
+  done
+}
+
+# stop_unmanaged_agent: without systemd (chroot, container, OpenRC) nothing else stops a running
+# agent, and userdel refuses a user that still runs a process: TERM it, KILL it after 10 s.
+stop_unmanaged_agent() {
+  # shellcheck disable=SC2046 # a list of process ids
+  set -- $(agent_pids)
+  [ $# -gt 0 ] || return 0
+  if [ "$DRY_RUN" = 1 ]; then
+    run kill -TERM "$@"
+    return 0
+  fi
+  say "stopping the running agent (pid $*)"
+  kill -TERM "$@" 2>/dev/null || true
+  waited=0
+  while [ -n "$(agent_pids)" ] && [ "$waited" -lt 10 ]; do
+    sleep 1
+    waited=$((waited + 1))
+  done
+  # shellcheck disable=SC2046
+  set -- $(agent_pids)
+  [ $# -gt 0 ] || return 0
+  say "the agent did not stop within 10 s: killing pid $*"
+  kill -KILL "$@" 2>/dev/null || true
+  sleep 1
+}
+
 in_db() { [ -f "$ROOT/etc/$1" ] && awk -F: -v name="$2" '$1 == name { found = 1 } END { exit !found }' "$ROOT/etc/$1"; }
 
 uninstall_linux() {
@@ -75,6 +201,9 @@ uninstall_linux() {
   live=0
   if [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     live=1
+  fi
+  if [ "$live" = 0 ] && [ -z "$ROOT" ]; then
+    stop_unmanaged_agent
   fi
   present=
   for unit in $units; do
@@ -98,7 +227,7 @@ uninstall_linux() {
     systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service >/dev/null 2>&1 || true
   fi
 
-  remove /usr/local/bin/ct-ops-agent /usr/local/bin/ct-ops-agent.ct-ops-new /usr/local/bin/.ct-ops-agent.ct-ops-new
+  remove "$AGENT_BIN" /usr/local/bin/ct-ops-agent.ct-ops-new /usr/local/bin/.ct-ops-agent.ct-ops-new
   remove /usr/local/libexec/ct-ops /etc/ct-ops /var/lib/ct-ops
   # install.sh created /usr/local/libexec if it was missing; leave it only if something else uses it.
   if [ -d "$ROOT/usr/local/libexec" ] && [ -z "$(ls -A "$ROOT/usr/local/libexec")" ]; then

@@ -337,7 +337,9 @@ exit 0
       ['shell code', '$(touch /tmp/pwned)', /refused unexpected-characters/],
       ['an unknown verb', 'reboot', /refused unknown-verb/],
       ['two lines', 'uninstall\nupdate x y', /refused more-than-one-line/],
-      ['uninstall with arguments', 'uninstall now', /refused uninstall-takes-no-arguments/],
+      ['uninstall with an argument that is not a task id', 'uninstall now', /refused malformed-task-id/],
+      ['uninstall with a task id and more', 'uninstall tsk_0123 now', /refused malformed-task-id/],
+      ['uninstall with a task id that is a path', 'uninstall tsk_../../../etc/passwd', /refused malformed-task-id/],
       ['a path outside the spool', `update /var/lib/ct-ops/requests/../../../usr/bin/bash ${'a'.repeat(64)}`, /refused staged-file-outside-spool/],
       ['a staged dot file', `update /var/lib/ct-ops/requests/.. ${'a'.repeat(64)}`, /refused bad-staged-name/],
       ['a malformed sha256', 'update /var/lib/ct-ops/requests/agent-v2 xyz', /refused malformed-sha256/],
@@ -406,7 +408,7 @@ exit 0
       assert.equal(calls('systemctl').match(/^restart ct-ops-agent\.service$/gm)?.length, 3, 'restarted for the update and for the rollback');
     });
 
-    test('uninstall starts the installed uninstaller in its own transient unit (systemd-run --no-block --collect) with a private log', () => {
+    test('uninstall [task_id] starts the installed uninstaller in its own transient unit (systemd-run --no-block --collect) with a private log', () => {
       mkdirSync(root.at('run/systemd/system'), { recursive: true });
       try {
         request('uninstall\n');
@@ -417,6 +419,12 @@ exit 0
         assert.deepEqual(args.slice(-2), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh']);
         assert.ok(args.includes('--property=StandardOutput=append:/var/log/ct-ops-uninstall.log'));
         assert.deepEqual(mode(root, 'var/log/ct-ops-uninstall.log'), { mode: '0600', uid: 0, gid: 0 });
+        assert.equal(resultFile(), 'uninstall ok');
+        // With a task id (remote uninstall), the uninstaller reports that task when it is done.
+        rmSync(root.at('var/log/stub-systemd-run.calls'));
+        request('uninstall tsk_0123456789abcdef0123\n');
+        assert.equal(helper().code, 0);
+        assert.deepEqual(calls('systemd-run').trim().split('\n').slice(-4), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', 'tsk_0123456789abcdef0123']);
         assert.equal(resultFile(), 'uninstall ok');
       } finally {
         rmSync(root.at('run/systemd'), { recursive: true, force: true });

@@ -66,6 +66,21 @@ describe('POSIX shell scripts', () => {
     }
   });
 
+  test('uninstall.sh --report-task takes only tsk_ and letters or digits, and only for a real uninstall of this machine', () => {
+    const uninstall = (...args: string[]) => spawnSync('sh', [repo('installers/uninstall.sh'), ...args], { encoding: 'utf8' });
+    for (const id of ['tsk_$(id)', 'tsk_', 'task_1', 'tsk_a/b', 'tsk_a b', `tsk_${'a'.repeat(65)}`]) {
+      const result = uninstall('--report-task', id);
+      assert.equal(result.status, 1, id);
+      assert.match(result.stderr, /--report-task: not a task id/, id);
+    }
+    for (const extra of [['--dry-run'], ['--root', '/']]) {
+      const result = uninstall('--report-task', 'tsk_0123abcd', ...extra);
+      assert.equal(result.status, 1, extra.join(' '));
+      assert.match(result.stderr, /--report-task is for a real uninstall of this machine/);
+    }
+    assert.equal(uninstall('--report-task').status, 1);
+  });
+
   test('install.sh documents the exit codes that docs/install.md lists', () => {
     const header = read('installers/install.sh');
     const docs = read('docs/install.md');
@@ -213,6 +228,20 @@ print(json.dumps({"tag": root.tag, "id": root.findtext("id"), "executable": root
       }
     });
   }
+
+  test('uninstall.ps1 -ReportTask takes only a task id, restarts outside the agent\'s process tree, copies privately and reports on every way out', () => {
+    const text = read('installers/uninstall.ps1');
+    assert.match(text, /\[ValidatePattern\('\^tsk_\[A-Za-z0-9\]\{1,64\}\$'\)\]\s*\n\s*\[string\]\$ReportTask = ''/);
+    // WinSW ends the agent's child processes on stop: the real run is not one of them.
+    assert.match(text, /Invoke-CimMethod -ClassName Win32_Process -MethodName Create/);
+    assert.match(text, /-File "\{1\}" -ReportTask \{2\} -Detached' -f \$powershell, \$PSCommandPath, \$ReportTask/);
+    assert.match(text, /SetAccessRuleProtection\(\$true, \$false\)/);
+    assert.match(text, /foreach \(\$sid in 'S-1-5-18', 'S-1-5-32-544'\)/);
+    assert.match(text, /\[IO\.Directory\]::CreateDirectory\(\$kit, \$acl\)/);
+    assert.match(text, /Invoke-Native \(Join-Path \$kit 'ct-ops-agent\.exe'\) \(@\('-config', \(Join-Path \$kit 'agent\.toml'\), 'report-task', "--task-id=\$ReportTask"\) \+ \$outcome\)/);
+    assert.match(text, /'--outcome=failed', '--error-code=ERR_UNINSTALL_FAILED'/);
+    assert.match(text, /\} finally \{\n(\s*#.*\n)*\s*if \(\$null -ne \$kit\) \{ Send-Report \$removed \}/);
+  });
 
   test('install.ps1 verifies every file, refuses extra and missing ones, and locks ProgramData down to SYSTEM and Administrators', () => {
     const text = read('installers/install.ps1');

@@ -1,7 +1,9 @@
-import { Command, CommanderError } from 'commander';
-import { CtOpsError, STATUS } from '../../common/errors.ts';
+import { Command, CommanderError, Option } from 'commander';
+import { CtOpsError, isErrorCode, STATUS } from '../../common/errors.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/load.ts';
+import { UNINSTALL_TASK_ID } from '../tasks/uninstall.ts';
+import type { TaskReport } from './report-task.ts';
 
 export interface CliOptions {
   readonly configFile: string;
@@ -9,8 +11,14 @@ export interface CliOptions {
   readonly check: boolean;
 }
 
-/** What the CLI asks for: run with these options, or exit (help and version were printed). */
-export type CliRequest = { readonly kind: 'run'; readonly options: CliOptions } | { readonly kind: 'exit'; readonly exitCode: number };
+/** What the CLI asks for: run with these options, report a task, or exit (help and version were printed). */
+export type CliRequest =
+  | { readonly kind: 'run'; readonly options: CliOptions }
+  | { readonly kind: 'report-task'; readonly configFile: string; readonly report: TaskReport }
+  | { readonly kind: 'exit'; readonly exitCode: number };
+
+/** The most message text a report carries, as the agent's own task reports. */
+const REPORT_MESSAGE_LIMIT_CHARS = 16 * 1024;
 
 /**
  * The spec's service unit runs `ct-ops-agent -config /etc/ct-ops/agent.toml` (a Go-style
@@ -25,17 +33,27 @@ const EXIT_CODES_HELP = `
 Exit codes:
   0   stopped by SIGTERM/SIGINT, or -check passed
   ${STATUS.ERR_USAGE.exit}  bad command-line arguments
-  ${STATUS.ERR_INGEST_UNREACHABLE.exit}  -check: the ingest address cannot be reached
+  ${STATUS.ERR_TASK_NOT_FOUND.exit}  report-task: this agent never received that task
+  ${STATUS.ERR_INGEST_UNREACHABLE.exit}  -check, report-task: the ingest address cannot be reached
   ${STATUS.ERR_DATA_DIR_UNUSABLE.exit}  data_dir cannot be created or holds a damaged key file
-  ${STATUS.ERR_AGENT_REVOKED.exit}  an admin revoked or rejected this host (do not restart)
+  ${STATUS.ERR_AGENT_REVOKED.exit}  an admin revoked or rejected this host, or deleted it and retired its key
+      (do not restart)
   ${STATUS.ERR_CONFIG_INVALID.exit}  configuration invalid or unreadable, enrolment token refused,
       or the ingest certificate is not trusted by ca_cert_file
+
+Reporting a handed-off task (the uninstaller runs this after it removed the agent):
+  ct-ops-agent -config FILE report-task --task-id tsk_... --outcome succeeded|failed
+      [--error-code ERR_...] [--message TEXT]
 
 Environment:
   CT_OPS_INGEST_ADDRESS, CT_OPS_INGEST_CA_CERT, CT_OPS_ORG_TOKEN, CT_OPS_DATA_DIR
       override [ingest] address, [ingest] ca_cert_file, [agent] org_token, [agent] data_dir
   CT_OPS_LOG_LEVEL      trace, debug, info (default), warn, error, fatal or silent
-  CT_OPS_MACHINE_ID_FILE  read the Linux machine id from this file instead of /etc/machine-id`;
+  CT_OPS_MACHINE_ID_FILE  read the Linux machine id from this file instead of /etc/machine-id
+  CT_OPS_HELPER_REQUESTS_DIR  the root helper's request spool (default /var/lib/ct-ops/requests,
+      macOS /Library/Application Support/CT-Ops/requests)
+  CT_OPS_UNINSTALLER    the uninstaller a root agent starts itself (default
+      /usr/local/libexec/ct-ops/uninstall.sh, Windows %ProgramFiles%\\CT-Ops\\uninstall.ps1)`;
 
 export function parseCli(argv: readonly string[], write: { out: (text: string) => void; err: (text: string) => void }): CliRequest {
   const program = new Command('ct-ops-agent')
@@ -48,6 +66,23 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
     .configureOutput({ writeOut: write.out, writeErr: write.err })
     .exitOverride()
     .allowExcessArguments(false);
+  let report: TaskReport | undefined;
+  program
+    .command('report-task')
+    .description('report how a task this agent handed off ended (the uninstaller runs this), then exit')
+    .requiredOption('--task-id <id>', 'the task, as the agent received it (tsk_...)')
+    .addOption(new Option('--outcome <outcome>', 'how it ended').choices(['succeeded', 'failed']).makeOptionMandatory())
+    .option('--error-code <code>', 'with --outcome failed: an error code from the catalogue (docs/errors.md)')
+    .option('--message <text>', 'what happened, for the admin', '')
+    .action(({ taskId, outcome, errorCode, message }: { taskId: string; outcome: TaskReport['outcome']; errorCode?: string; message: string }, command: Command) => {
+      if (!UNINSTALL_TASK_ID.test(taskId)) command.error(`error: --task-id ${JSON.stringify(taskId)} is not a task id (tsk_ and letters or digits)`);
+      if (errorCode !== undefined && !(isErrorCode(errorCode) && outcome === 'failed')) {
+        command.error('error: --error-code must be a catalogue code (ERR_...) and goes with --outcome failed');
+      }
+      report = { taskId, outcome, errorCode: isErrorCode(errorCode) ? errorCode : undefined, message: message.slice(0, REPORT_MESSAGE_LIMIT_CHARS) };
+    });
+  // Without an action of its own, a program with a subcommand would show help instead of running.
+  program.action(() => undefined);
   try {
     program.parse(normaliseArgs(argv), { from: 'user' });
   } catch (error) {
@@ -57,5 +92,6 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
     throw error;
   }
   const options = program.opts<{ config: string; check?: boolean }>();
+  if (report !== undefined) return { kind: 'report-task', configFile: options.config, report };
   return { kind: 'run', options: { configFile: options.config, check: options.check === true } };
 }

@@ -3,6 +3,7 @@ import { Agent } from '../lifecycle/agent.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
 import { describeHost } from '../registration/host.ts';
+import { uninstallHandler } from '../tasks/uninstall.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
 import { reportFatal } from './fatal.ts';
@@ -19,6 +20,7 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
     vitals: createVitalsSampler(config.dataDir),
     log,
     reload: () => loadConfigLogged(configFile, env, log),
+    taskHandlers: { agent_uninstall: uninstallHandler({ log, env }) },
   });
   const onSignal = (signal: NodeJS.Signals) => agent.stop(signal);
   process.on('SIGTERM', onSignal);

@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { CtOpsError, GrpcCode, type ErrorCode } from '../../common/errors.ts';
+import { PRODUCT_VERSION } from '../../common/version.ts';
+import type { AgentConfig } from '../config/types.ts';
+import { HeartbeatSession } from '../heartbeat/session.ts';
+import { TaskUpdateQueue, type TaskUpdate } from '../heartbeat/task-updates.ts';
+import { machineFingerprint } from '../identity/fingerprint.ts';
+import { isCredentialUsable } from '../identity/jwt-expiry.ts';
+import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
+import { identityPaths } from '../identity/paths.ts';
+import type { AgentCredential } from '../identity/state.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import { machineIdSourceFor } from '../platform/machine-id/index.ts';
+import { attemptRegistration } from '../registration/attempt.ts';
+import { describeHost } from '../registration/host.ts';
+import { TaskLedger } from '../tasks/ledger.ts';
+import { reportOf } from '../tasks/runner.ts';
+import { createGrpcTransport } from '../transport/grpc-transport.ts';
+import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
+import type { IngestTransport, RpcFailure } from '../transport/types.ts';
+import { createVitalsSampler } from '../vitals/sample.ts';
+import { loadConfigLogged } from './startup.ts';
+
+/** What `report-task` sends: the final outcome of a task this agent handed off. */
+export interface TaskReport {
+  readonly taskId: string;
+  readonly outcome: 'succeeded' | 'failed';
+  /** Only with 'failed'; the appliance records ERR_TASK_FAILED when absent. */
+  readonly errorCode: ErrorCode | undefined;
+  readonly message: string;
+}
+
+/** The report must be acknowledged within this time, Register included. */
+export const REPORT_TIMEOUT_MS = 20_000;
+
+type Delivery = { readonly delivered: true } | { readonly delivered: false; readonly failure: RpcFailure | undefined };
+
+/**
+ * `report-task`: tells the appliance how a handed-off task ended, from a process other than the
+ * agent (the uninstaller runs it with copies of the config, CA and data_dir after it removed the
+ * agent). Only a task this agent received (one in its ledger) can be reported. Uses the saved
+ * JWT while it is valid, else Registers by key (never with the enrolment token: a reporter must
+ * not enrol a new host), sends one heartbeat carrying the report and returns once the appliance
+ * acknowledged it. Writes nothing into data_dir.
+ */
+export async function reportTask(configFile: string, report: TaskReport, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<string> {
+  const { config } = loadConfigLogged(configFile, env, log);
+  // loadIdentity would create a key: a reporter without one has nothing to report as.
+  if (!existsSync(identityPaths(config.dataDir).privateKey)) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `no agent identity (agent_key.pem) in ${config.dataDir}`, { path: config.dataDir });
+  }
+  const identity = loadIdentity(config.dataDir, log);
+  const received = TaskLedger.open(config.dataDir, log).get(report.taskId);
+  if (received === undefined) {
+    throw new CtOpsError('ERR_TASK_NOT_FOUND', `this agent never received task ${report.taskId} (it is not in the task ledger of ${config.dataDir})`, { task_id: report.taskId });
+  }
+  const update = reportOf({ ...received, phase: report.outcome, errorCode: report.outcome === 'failed' ? report.errorCode : undefined, message: report.message, resultJson: undefined });
+  const deadline = Date.now() + REPORT_TIMEOUT_MS;
+  const transport = createGrpcTransport(config.ingest);
+  try {
+    const saved = identity.credential;
+    const savedUsable = saved !== undefined && isCredentialUsable(saved.jwtExpiresUnix, Math.floor(Date.now() / 1000));
+    let delivery = await deliver(transport, savedUsable ? saved : await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
+    // A refused stream (JWT no longer accepted, host changed): Register tells why, or issues a fresh JWT.
+    if (!delivery.delivered && savedUsable && isRefusal(delivery.failure)) {
+      log.info({ code: delivery.failure?.grpcCode ?? null, details: delivery.failure?.details ?? null }, 'saved credential refused; registering by key');
+      delivery = await deliver(transport, await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
+    }
+    if (!delivery.delivered) throw undeliveredError(delivery.failure, config);
+  } finally {
+    transport.close();
+  }
+  log.info({ task_id: report.taskId, outcome: report.outcome, error_code: update.error_code || null }, 'task report delivered');
+  return `reported task ${report.taskId} ${report.outcome} to ${config.ingest.address.target}`;
+}
+
+async function registerByKey(transport: IngestTransport, config: AgentConfig, identity: AgentIdentity, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<AgentCredential> {
+  const host = describeHost(config, machineFingerprint(machineIdSourceFor(process.platform), env, log));
+  const outcome = await attemptRegistration(
+    {
+      transport,
+      keys: identity.keys,
+      host,
+      orgToken: '',
+      address: config.ingest.address.target,
+      log,
+      now: Date.now,
+      nonce: () => new Uint8Array(randomBytes(16)),
+      tlsError: (reason) => untrustedError(config.ingest, reason),
+    },
+    true,
+  );
+  switch (outcome.kind) {
+    case 'active':
+      return { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix };
+    case 'pending':
+      throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the appliance holds this host ${outcome.status}; it cannot report tasks`, { agent_id: outcome.agentId });
+    case 'refused':
+      throw new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host; it cannot report tasks`, { agent_id: outcome.agentId });
+    case 'retry':
+      throw new CtOpsError(outcome.failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `Register failed: ${outcome.failure.details}`, { grpc_code: outcome.failure.grpcCode, address: config.ingest.address.target });
+    case 'fatal':
+      throw outcome.error;
+  }
+}
+
+/** One Heartbeat stream whose first heartbeat carries the report; done when that heartbeat is acknowledged. */
+function deliver(transport: IngestTransport, credential: AgentCredential, update: TaskUpdate, config: AgentConfig, log: AgentLogger, deadline: number): Promise<Delivery> {
+  return new Promise((resolve) => {
+    const updates = new TaskUpdateQueue();
+    updates.add(update);
+    let session: HeartbeatSession | undefined;
+    let settled = false;
+    const finish = (delivery: Delivery): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      session?.close();
+      resolve(delivery);
+    };
+    const timer = setTimeout(() => finish({ delivered: false, failure: undefined }), Math.max(0, deadline - Date.now()));
+    session = new HeartbeatSession({
+      transport,
+      credential,
+      intervalSecs: config.heartbeatIntervalSecs,
+      agentVersion: PRODUCT_VERSION,
+      vitals: createVitalsSampler(config.dataDir),
+      updates,
+      now: Date.now,
+      log,
+      events: {
+        onFirstAck: () => undefined,
+        onCredential: () => undefined,
+        // The appliance may push the very task being reported (it was never acknowledged): the agent ran it already.
+        onTask: (task) => log.debug({ task_id: task.task_id }, 'task pushed to the reporter; not run'),
+        onCancel: () => undefined,
+        onDelivered: (reports) => {
+          if (reports.some((report) => report.task_id === update.task_id)) finish({ delivered: true });
+        },
+        onEnd: (end) => finish({ delivered: false, failure: end.status }),
+      },
+    });
+  });
+}
+
+function isRefusal(failure: RpcFailure | undefined): boolean {
+  return failure?.grpcCode === GrpcCode.UNAUTHENTICATED || failure?.grpcCode === GrpcCode.PERMISSION_DENIED;
+}
+
+function undeliveredError(failure: RpcFailure | undefined, config: AgentConfig): CtOpsError {
+  const address = config.ingest.address.target;
+  if (failure === undefined) return new CtOpsError('ERR_INGEST_UNREACHABLE', `no acknowledgement from ${address} within ${REPORT_TIMEOUT_MS / 1000} s`, { address });
+  if (isTlsTrustFailure(failure)) return untrustedError(config.ingest, failure.details);
+  return new CtOpsError(failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `the heartbeat stream to ${address} ended before the report was acknowledged: ${failure.details}`, { grpc_code: failure.grpcCode, address });
+}
