@@ -252,3 +252,80 @@ describe('the software sweeper with a real agent', { skip }, () => {
     assert.equal((await inventoryTasks(hostId)).length, 1, 'the next attempt waits 5 minutes');
   });
 });
+
+describe('task delivery across an appliance crash and an agent restart', { skip }, () => {
+  let slowDir: string;
+  const cleanups: Array<() => Promise<void>> = [];
+
+  before(() => {
+    // A dpkg-query that takes 3 s: long enough to crash things while the agent is inside the task.
+    slowDir = mkdtempSync(join(tmpdir(), 'ct-ops-slow-dpkg-'));
+    const realDpkgQuery = execFileSync('sh', ['-c', 'command -v dpkg-query'], { encoding: 'utf8' }).trim();
+    writeFileSync(join(slowDir, 'dpkg-query'), `#!/bin/sh\nsleep 3\nexec ${realDpkgQuery} "$@"\n`);
+    chmodSync(join(slowDir, 'dpkg-query'), 0o755);
+  });
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+    rmSync(slowDir, { recursive: true, force: true });
+  });
+
+  test('the appliance dies before it sees the acknowledgement: after its restart the task is sent again, answered from the ledger, and run once', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-appliance-crash-'));
+    cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    let appliance = await TestAppliance.start({ dataDir });
+    const grpcPort = appliance.grpcPort;
+    cleanups.push(async () => appliance.dispose());
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    cleanups.push(() => agent.dispose());
+    const proc = agent.start([], { PATH: `${slowDir}:${process.env.PATH ?? ''}` });
+    await proc.waitForLog('heartbeat stream opened');
+    const hostId = agent.state().agent_id;
+
+    // The agent frozen, the task is written to its socket; then the appliance is frozen before the
+    // agent (thawed) can acknowledge: the acknowledgement reaches a socket nobody reads; then the crash.
+    process.kill(proc.child.pid!, 'SIGSTOP');
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
+    await appliance.process.waitForLog('task sent', { task_id: queued.id });
+    process.kill(appliance.process.child.pid!, 'SIGSTOP');
+    process.kill(proc.child.pid!, 'SIGCONT');
+    await proc.waitForLog('task received', { task_id: queued.id });
+    await appliance.process.stop('SIGKILL');
+    appliance = await TestAppliance.start({ dataDir, grpcPort });
+
+    const done = await waitFor('the task finished', async () => {
+      const task = await appliance.cliJson<TaskView>('tasks', 'show', queued.id);
+      return ['succeeded', 'failed'].includes(task.state) && task;
+    }, 60_000, 250);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done));
+    assert.equal(done.attempts, 2, 'sent again after the restart: the appliance never saw it acknowledged');
+    assert.equal(proc.logged('task received', { task_id: queued.id }).length, 1);
+    assert.equal(proc.logged('task received again; not running it twice', { task_id: queued.id }).length, 1);
+    const scans = await appliance.cliJson<Array<{ task_id: string; status: string }>>('hosts', 'scans', hostId);
+    assert.deepEqual(scans.map((scan) => [scan.task_id, scan.status]), [[queued.id, 'completed']], 'one scan');
+  });
+
+  test('the agent dies inside a task: at its next start the task is reported interrupted, not run again', async () => {
+    const appliance = await TestAppliance.start();
+    cleanups.push(async () => appliance.dispose());
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    cleanups.push(() => agent.dispose());
+    const env = { PATH: `${slowDir}:${process.env.PATH ?? ''}` };
+    const proc = agent.start([], env);
+    await proc.waitForLog('heartbeat stream opened');
+    const hostId = agent.state().agent_id;
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
+    await waitFor('running', async () => (await appliance.cliJson<TaskView>('tasks', 'show', queued.id)).state === 'running', 10_000, 100);
+    await proc.stop('SIGKILL');
+
+    const restarted = agent.start([], env);
+    const done = await waitFor('the task finished', async () => {
+      const task = await appliance.cliJson<TaskView>('tasks', 'show', queued.id);
+      return ['succeeded', 'failed'].includes(task.state) && task;
+    }, 30_000, 250);
+    assert.deepEqual([done.state, done.error_code], ['failed', 'ERR_TASK_INTERRUPTED']);
+    assert.equal(restarted.logged('task received').length, 0, 'the restarted agent did not run it again');
+    assert.deepEqual(await appliance.cliJson('hosts', 'scans', hostId), [], 'no scan was submitted');
+  });
+});

@@ -87,8 +87,9 @@ export class TaskRunner {
     ledger.put(acknowledged);
     updates.add(reportOf(acknowledged));
     log.info({ task_id: task.task_id, type, timeout_ms: Number(task.timeout_ms) }, 'task received');
-    this.#deps.flush();
     void this.#run(task, handler, acknowledged);
+    // #run has queued RUNNING synchronously: one heartbeat tells the appliance both at once.
+    this.#deps.flush();
   }
 
   /** An admin cancelled the task: a running handler is aborted; anything else has nothing to stop. */
