@@ -63,12 +63,12 @@ test('an inventory task submits one scan in chunks of 500 tied to the task, with
   assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0 });
 });
 
-test('an empty inventory is one empty final chunk; a short task timeout shortens the collection', async () => {
+test('an empty inventory fails the task and is not sent (the appliance would refuse it); a short task timeout shortens the collection', async () => {
   const { transport, submissions } = recordingTransport(accepted);
   let asked: InventoryOptions | undefined;
   const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: [], sources: ['apk'], duplicatesRemoved: 0 }) });
-  await handler(inventoryTask({ timeout_ms: 30_000 }), new AbortController().signal);
-  assert.deepEqual(submissions[0]!.map((chunk) => [chunk.chunk_index, chunk.packages!.length, chunk.is_last]), [[0, 0, true]]);
+  await assert.rejects(handler(inventoryTask({ timeout_ms: 30_000 }), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_INVENTORY_COLLECTOR_FAILED' && /apk listed no installed packages/.test((error as Error).message));
+  assert.equal(submissions.length, 0);
   assert.equal(asked?.timeoutMs, 15_000);
 });
 

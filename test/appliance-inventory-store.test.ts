@@ -183,3 +183,20 @@ test('"which hosts have package X" is exact before and after the names are index
     stores.close();
   }
 });
+
+test('duplicates inside one upsert statement and across the statements of a chunk are counted once', () => {
+  const { stores, hostId } = freshStores('duplicates-across-batches.db');
+  try {
+    const list = pkgs(0, 248);
+    // 250 packages upserted as 100 + 100 + 50 rows: p5 repeats in another statement, p6 in the same one.
+    const chunk = [...list.slice(0, 7), list[6]!, ...list.slice(7, 149), list[5]!, ...list.slice(149)];
+    assert.equal(chunk.length, 250);
+    const first = stores.softwareInventory.addChunk({ scanId: 'dup-1', taskId: '', hostId, chunkIndex: 0, packages: chunk, isLast: true, now: 10 });
+    assert.deepEqual([first.added, first.unchanged, first.duplicates], [248, 0, 2]);
+    const again = stores.softwareInventory.addChunk({ scanId: 'dup-2', taskId: '', hostId, chunkIndex: 0, packages: chunk, isLast: true, now: 20 });
+    assert.deepEqual([again.added, again.unchanged, again.duplicates, again.scan.removed], [0, 248, 2, 0]);
+    assert.equal(stores.softwareInventory.packages(hostId).length, 248);
+  } finally {
+    stores.close();
+  }
+});

@@ -28,6 +28,10 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
     const timeoutMs = Math.max(1_000, Math.min(DEFAULT_TIMEOUT_MS, Number(task.timeout_ms) / 2 || DEFAULT_TIMEOUT_MS));
     const inventory = await collect({ timeoutMs, optionalSources: { snap: sources?.snap === true, flatpak: sources?.flatpak === true, windowsStore: sources?.windows_store === true } });
     signal.throwIfAborted();
+    if (inventory.packages.length === 0) {
+      // The appliance refuses an empty scan (it would mark every package removed); say why here.
+      throw new CtOpsError('ERR_INVENTORY_COLLECTOR_FAILED', `${inventory.sources.join(', ')} listed no installed packages; an empty inventory is not sent`, { reason: 'empty' });
+    }
     const credential = deps.credential();
     if (!credential) throw new CtOpsError('ERR_JWT_MISSING', 'the agent has no credential to submit the inventory with');
     const scanId = `scn_${randomBytes(12).toString('hex')}`;
@@ -47,9 +51,9 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
   };
 }
 
-/** Chunks of at most 500 packages; an empty inventory is one empty final chunk (the scan still completes). */
+/** Chunks of at most 500 packages, the last one flagged is_last. */
 export function toChunks(packages: readonly SoftwarePackage[], ids: { agentId: string; scanId: string; taskId: string }): SoftwareInventoryChunk[] {
-  const count = Math.max(1, Math.ceil(packages.length / INVENTORY_CHUNK_SIZE));
+  const count = Math.ceil(packages.length / INVENTORY_CHUNK_SIZE);
   return Array.from({ length: count }, (_, index) => ({
     agent_id: ids.agentId,
     scan_id: ids.scanId,
