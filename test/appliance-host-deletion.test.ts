@@ -82,8 +82,8 @@ describe('deleting hosts on a real appliance', () => {
     assert.equal(waiting.status, 'never-connected', 'still a host until the agent has uninstalled itself');
     assert.equal(waiting.pending_uninstall?.id, requested.uninstall.id);
     assert.ok((await appliance.hosts()).some((host) => host.id === hostId));
-    const twice = await appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
-    assert.equal(twice.uninstall.id, requested.uninstall.id, 'asking twice queues one uninstall');
+    const twice = await appliance.cli('hosts', 'delete', hostId, '--uninstall');
+    assert.match(twice.stdout, new RegExp(`^uninstall task ${requested.uninstall.id} is queued \\(the host is never-connected; it waits until ${requested.uninstall.expires_at}\\); ${hostId} is deleted when the agent reports success\n$`), 'asking twice queues one uninstall');
 
     const live = await stream(hostId, jwt);
     await waitFor('uninstall pushed on connect', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id && message.task.kind === 'agent_uninstall'));
@@ -118,7 +118,8 @@ describe('deleting hosts on a real appliance', () => {
 
     const pending = await enrol(false);
     await fails(['hosts', 'delete', pending.hostId, '--uninstall'], 'ERR_HOST_STATE_CONFLICT');
-    const deleted = await appliance.cliJson<{ host: HostJson }>('hosts', 'delete', pending.hostId);
-    assert.equal(deleted.host.status, 'deleted', 'a pending host is deleted without an uninstall');
+    const deleted = await appliance.cli('hosts', 'delete', pending.hostId);
+    assert.equal(deleted.stdout, `host ${pending.hostId} deleted; its key is retired\n`, 'a pending host is deleted without an uninstall');
+    assert.equal((await appliance.host(pending.hostId)).status, 'deleted');
   });
 });

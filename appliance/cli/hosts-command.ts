@@ -52,7 +52,15 @@ export function hostsCommand(): Command {
     .addOption(jsonOption())
     .action(async (id: string, options: CommonOptions & { uninstall?: boolean }) => {
       const query = options.uninstall ? '?uninstall=true' : '';
-      printObject(await new AdminClient(options.dataDir).call('DELETE', `/api/v1/hosts/${encodeURIComponent(id)}${query}`), options.json);
+      type Deleted = { host: { id: string; status: string }; uninstall: { id: string; state: string; expires_at: string } | null };
+      const outcome = await new AdminClient(options.dataDir).call<Deleted>('DELETE', `/api/v1/hosts/${encodeURIComponent(id)}${query}`);
+      if (options.json) return printObject(outcome, true);
+      const { host, uninstall } = outcome;
+      process.stdout.write(
+        uninstall
+          ? `uninstall task ${uninstall.id} is ${uninstall.state} (the host is ${host.status}; it waits until ${uninstall.expires_at}); ${host.id} is deleted when the agent reports success\n`
+          : `host ${host.id} deleted; its key is retired\n`,
+      );
     });
   addInventoryCommands(hosts);
   return hosts;
