@@ -22,8 +22,12 @@ export function parseRpmQuery(text: string): SoftwarePackage[] {
   text.split('\n').forEach((line, index) => {
     if (line.trim() === '') return;
     const fields = line.split('\t');
-    if (fields.length !== 7 || fields[0] === '') throw unparsable('rpm', `expected 7 tab-separated fields, got ${fields.length}`, index + 1);
-    const [name, epoch, version, release, arch, vendor, installTime] = fields as [string, string, string, string, string, string, string];
+    if (fields.length < 7 || fields[0] === '') throw unparsable('rpm', `expected 7 tab-separated fields, got ${fields.length}`, index + 1);
+    // Names, versions and arches cannot hold a tab; the vendor is free text and can (seen with real
+    // rpm output): it is everything between the arch and the final install time.
+    const [name, epoch, version, release, arch] = fields as [string, string, string, string, string];
+    const vendor = fields.slice(5, -1).join('\t');
+    const installTime = fields.at(-1) as string;
     packages.push(softwarePackage({ name, version: rpmVersion(epoch, version, release), architecture: present(arch), publisher: present(vendor), source: 'rpm', install_date_unix: unixSeconds(installTime) }));
   });
   return packages;
