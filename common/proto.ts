@@ -37,3 +37,10 @@ export type { SoftwareInventoryChunk, SoftwareInventoryChunk__Output } from '../
 export type { SoftwareInventoryResponse, SoftwareInventoryResponse__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
 export type { Task, Task__Output } from '../proto/gen/ctops/ingest/v1/Task.ts';
 export type { TaskUpdate, TaskUpdate__Output } from '../proto/gen/ctops/ingest/v1/TaskUpdate.ts';
+
+/**
+ * Call metadata that marks a Heartbeat stream as a one-off report (`ct-ops-agent report-task`,
+ * run by the uninstaller): the appliance applies its task reports and acks it, but it does not
+ * count as the agent being online, gets no tasks and records no vitals.
+ */
+export const REPORT_ONLY_METADATA = 'x-ct-ops-report-only';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -303,6 +303,30 @@ describe('task delivery across an appliance crash and an agent restart', { skip 
     assert.equal(proc.logged('task received again; not running it twice', { task_id: queued.id }).length, 1);
     const scans = await appliance.cliJson<Array<{ task_id: string; status: string }>>('hosts', 'scans', hostId);
     assert.deepEqual(scans.map((scan) => [scan.task_id, scan.status]), [[queued.id, 'completed']], 'one scan');
+  });
+
+  test('cancelling a running inventory kills the collector at once; the task stays cancelled', async (t) => {
+    const stuckDir = mkdtempSync(join(tmpdir(), 'ct-ops-stuck-dpkg-'));
+    t.after(() => rmSync(stuckDir, { recursive: true, force: true }));
+    const marker = join(stuckDir, 'pid');
+    writeFileSync(join(stuckDir, 'dpkg-query'), `#!/bin/sh\necho $$ > ${marker}\nexec sleep 120\n`);
+    chmodSync(join(stuckDir, 'dpkg-query'), 0o755);
+    const appliance = await TestAppliance.start();
+    cleanups.push(async () => appliance.dispose());
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    cleanups.push(() => agent.dispose());
+    const proc = agent.start([], { PATH: `${stuckDir}:${process.env.PATH ?? ''}` });
+    await proc.waitForLog('heartbeat stream opened');
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', agent.state().agent_id);
+    await waitFor('the collector runs', () => existsSync(marker), 10_000);
+    const collectorPid = Number(readFileSync(marker, 'utf8'));
+    const cancelled = await appliance.cliJson<TaskView>('tasks', 'cancel', queued.id);
+    assert.equal(cancelled.state, 'cancelled');
+    await proc.waitForLog('task failed', { task_id: queued.id, error_code: 'ERR_TASK_CANCELLED' }, 5_000);
+    assert.throws(() => process.kill(collectorPid, 0), 'the stuck dpkg-query was killed');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await appliance.cliJson<TaskView>('tasks', 'show', queued.id)).state, 'cancelled', "the agent's failure report does not change a cancelled task");
   });
 
   test('the agent dies inside a task: at its next start the task is reported interrupted, not run again', async () => {

@@ -130,3 +130,15 @@ test('a handler that throws something other than a CtOpsError fails the task wit
   const reported = updates.takeFor(1).at(-1);
   assert.deepEqual([reported?.phase, reported?.error_code, reported?.message], ['TASK_PHASE_FAILED', 'ERR_TASK_FAILED', 'boom']);
 });
+
+test('a task the ledger cannot record is not run: it is reported failed with ERR_DATA_DIR_UNUSABLE', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let ran = 0;
+  // A data directory that is gone: every ledger write fails (root ignores permission bits, so not chmod).
+  const { runner, updates } = runnerIn(join(dir, 'missing'), { config_reload: async () => ((ran += 1), { kind: 'done', message: 'ran' }) });
+  runner.receive({ task_id: 'tsk_unrecorded', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(ran, 0);
+  assert.deepEqual(phases(updates), ['tsk_unrecorded:FAILED:ERR_DATA_DIR_UNUSABLE']);
+});

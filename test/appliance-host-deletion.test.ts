@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { IngestServiceClient } from '../common/proto.ts';
+import { REPORT_ONLY_METADATA, type IngestServiceClient } from '../common/proto.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -90,12 +90,24 @@ describe('deleting hosts on a real appliance', () => {
     live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: requested.uninstall.id, phase: 'TASK_PHASE_RUNNING' }] });
     await waitFor('ack 2', () => live.acks().includes(2));
     assert.equal((await appliance.host(hostId)).status, 'online');
-    // The uninstaller's report (ct-ops-agent report-task) arrives on a stream of its own.
-    live.call.cancel();
-    const reporter = await stream(hostId, jwt);
+    // The uninstaller's report (ct-ops-agent report-task) arrives on a report-only stream of its own:
+    // it does not replace the agent's stream, gets no tasks and records no vitals.
+    const vitalsBefore = ((await appliance.host(hostId)).recent_vitals as unknown[]).length;
+    const reporter = new HeartbeatStream(client, jwt, { [REPORT_ONLY_METADATA]: '1' });
+    reporter.send(hostId, 1);
+    await waitFor('reporter ack 1', () => reporter.acks().includes(1));
+    assert.equal((await appliance.host(hostId)).status, 'online', "the agent's own stream is still the live one");
+    assert.ok(!reporter.received.some((message) => message.kind === 'task'), 'no tasks for a reporter');
+    live.send(hostId, 3);
+    await waitFor('the agent stream still serves', () => live.acks().includes(3));
+    const vitalsCount = async () => ((await appliance.host(hostId)).recent_vitals as unknown[]).length;
+    await waitFor("the agent's heartbeat recorded", async () => (await vitalsCount()) === vitalsBefore + 1);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(await vitalsCount(), vitalsBefore + 1, "only the agent's heartbeat is recorded (vitals are written in 1 s batches)");
     reporter.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'CT-Ops agent removed' }] });
-    await waitFor('the report is acknowledged before the stream closes', () => reporter.acks().includes(2));
-    assert.equal((await reporter.ended).code, 7);
+    await waitFor('the report is acknowledged', () => reporter.acks().includes(2));
+    assert.equal((await live.ended).code, 7, "deleting the host closes the agent's stream");
+    reporter.call.end();
     const gone = await appliance.host(hostId) as HostJson;
     assert.deepEqual([gone.status, gone.pending_uninstall], ['deleted', null]);
     const task = await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id);
@@ -104,17 +116,26 @@ describe('deleting hosts on a real appliance', () => {
     assert.ok(!registerAgain.ok && /^ERR_AGENT_KEY_RETIRED/.test(registerAgain.details));
   });
 
-  test('a failed uninstall keeps the host; a pending host cannot be asked to uninstall itself', async () => {
+  test('a sent uninstall cannot be cancelled; a failed one keeps the host until a late success report; a pending host cannot be asked to uninstall itself', async () => {
     const { hostId, jwt } = await enrol();
     const live = await stream(hostId, jwt);
     const requested = await appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
     await waitFor('pushed at once to the online agent', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id));
+    await fails(['tasks', 'cancel', requested.uninstall.id], 'ERR_TASK_STATE_CONFLICT');
     live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_FAILED', error_code: 'ERR_UNINSTALL_UNAVAILABLE', message: 'no root helper' }] });
     await waitFor('ack 2', () => live.acks().includes(2));
     const kept = await appliance.host(hostId) as HostJson;
     assert.deepEqual([kept.status, kept.pending_uninstall], ['online', null]);
     assert.equal((await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).error_code, 'ERR_UNINSTALL_UNAVAILABLE');
-    live.call.cancel();
+    // The helper started the uninstaller after all (just after the agent stopped waiting for it): its
+    // success report arrives for a task already failed. The agent is gone, so the host is deleted.
+    const reporter = new HeartbeatStream(client, jwt, { [REPORT_ONLY_METADATA]: '1' });
+    reporter.send(hostId, 1, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'removed late' }] });
+    await waitFor('reporter ack', () => reporter.acks().includes(1));
+    assert.equal((await appliance.host(hostId)).status, 'deleted');
+    await appliance.process.waitForLog('task outcome arrived after the task finished', { task_id: requested.uninstall.id });
+    assert.equal((await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).state, 'failed', 'a finished task never moves');
+    reporter.call.end();
 
     const pending = await enrol(false);
     await fails(['hosts', 'delete', pending.hostId, '--uninstall'], 'ERR_HOST_STATE_CONFLICT');

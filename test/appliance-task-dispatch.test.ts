@@ -116,6 +116,24 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     assert.equal((await show(queued.id)).error_code, 'ERR_INVENTORY_TIMEOUT');
   });
 
+  test('a second stream replacing a live one takes over the unacknowledged task; the replaced stream closing later changes nothing', async () => {
+    const { hostId, jwt } = await enrol();
+    const first = await open(hostId, jwt);
+    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    await waitFor('pushed on the first stream', () => tasksIn(first).includes(queued.id));
+    const second = await open(hostId, jwt);
+    await waitFor('pushed again on the second stream', () => tasksIn(second).includes(queued.id));
+    assert.equal((await first.ended).code, 0, 'the replaced stream is ended');
+    const task = await show(queued.id);
+    assert.deepEqual([task.state, task.attempts], ['sent', 2]);
+    report(second, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_ACKNOWLEDGED' });
+    await waitFor('acknowledged', async () => (await show(queued.id)).state === 'acknowledged');
+    assert.equal((await appliance.host(hostId)).status, 'online');
+    second.call.cancel();
+    await waitFor('offline', async () => (await appliance.host(hostId)).status === 'offline');
+    assert.equal((await show(queued.id)).state, 'acknowledged', 'an acknowledged task is not queued again: the agent has it');
+  });
+
   test("an inventory task carries the optional sources the organisation switched on when it is sent", async () => {
     const { hostId, jwt } = await enrol();
     const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);

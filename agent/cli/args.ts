@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { CtOpsError, isErrorCode, STATUS } from '../../common/errors.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DEFAULT_CONFIG_FILE } from '../config/load.ts';
+import { MESSAGE_LIMIT_CHARS } from '../tasks/runner.ts';
 import { UNINSTALL_TASK_ID } from '../tasks/uninstall.ts';
 import type { TaskReport } from './report-task.ts';
 
@@ -16,9 +17,6 @@ export type CliRequest =
   | { readonly kind: 'run'; readonly options: CliOptions }
   | { readonly kind: 'report-task'; readonly configFile: string; readonly report: TaskReport }
   | { readonly kind: 'exit'; readonly exitCode: number };
-
-/** The most message text a report carries, as the agent's own task reports. */
-const REPORT_MESSAGE_LIMIT_CHARS = 16 * 1024;
 
 /**
  * The spec's service unit runs `ct-ops-agent -config /etc/ct-ops/agent.toml` (a Go-style
@@ -79,7 +77,7 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
       if (errorCode !== undefined && !(isErrorCode(errorCode) && outcome === 'failed')) {
         command.error('error: --error-code must be a catalogue code (ERR_...) and goes with --outcome failed');
       }
-      report = { taskId, outcome, errorCode: isErrorCode(errorCode) ? errorCode : undefined, message: message.slice(0, REPORT_MESSAGE_LIMIT_CHARS) };
+      report = { taskId, outcome, errorCode: isErrorCode(errorCode) ? errorCode : undefined, message: message.slice(0, MESSAGE_LIMIT_CHARS) };
     });
   // Without an action of its own, a program with a subcommand would show help instead of running.
   program.action(() => undefined);

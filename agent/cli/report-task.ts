@@ -129,10 +129,11 @@ function deliver(transport: IngestTransport, credential: AgentCredential, update
       updates,
       now: Date.now,
       log,
+      reportOnly: true,
       events: {
         onFirstAck: () => undefined,
         onCredential: () => undefined,
-        // The appliance may push the very task being reported (it was never acknowledged): the agent ran it already.
+        // A report-only stream gets no tasks; one arriving anyway is not run here.
         onTask: (task) => log.debug({ task_id: task.task_id }, 'task pushed to the reporter; not run'),
         onCancel: () => undefined,
         onDelivered: (reports) => {

@@ -39,6 +39,8 @@ export interface SessionDeps {
   readonly now: () => number;
   readonly log: AgentLogger;
   readonly events: SessionEvents;
+  /** A one-off report stream (report-task): the appliance does not take it for the agent being online. */
+  readonly reportOnly?: boolean;
 }
 
 /** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
@@ -60,7 +62,7 @@ export class HeartbeatSession {
     this.call = deps.transport.openHeartbeat(deps.credential.jwt, {
       onMessage: (message) => this.onMessage(message),
       onEnd: (status) => this.onEnd(status),
-    });
+    }, { reportOnly: deps.reportOnly === true });
     // The first heartbeat goes out at once, so the host shows online without waiting an interval.
     this.sendNow();
   }

@@ -18,6 +18,8 @@ export interface InventoryOptions {
   readonly platform?: NodeJS.Platform;
   /** Replaces the platform's plan (tests). */
   readonly plan?: CollectionPlan;
+  /** Aborting kills the running tool and rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface InventoryResult {
@@ -38,7 +40,7 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
   const platform = options.platform ?? process.platform;
   const plan = options.plan ?? collectionPlanFor(platform, options.optionalSources);
   if (!plan) throw noPackageManager(platform, []);
-  const context = limitedContext(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES);
+  const context = limitedContext(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, options.signal);
 
   const collected: SoftwarePackage[] = [];
   const sources: string[] = [];
@@ -65,10 +67,10 @@ async function firstAvailable(collectors: readonly InventoryCollector[], context
 }
 
 /** Every tool run gets what remains of the one collection deadline. */
-function limitedContext(timeoutMs: number, maxOutputBytes: number): CollectContext {
+function limitedContext(timeoutMs: number, maxOutputBytes: number, signal: AbortSignal | undefined): CollectContext {
   const deadline = Date.now() + timeoutMs;
   return {
-    run: (spec) => runCommand(spec, { timeoutMs: deadline - Date.now(), maxOutputBytes }),
+    run: (spec) => runCommand(spec, { timeoutMs: deadline - Date.now(), maxOutputBytes, signal }),
     readFile: (path) => readDatabaseFile(path, maxOutputBytes),
   };
 }

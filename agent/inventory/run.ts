@@ -6,6 +6,8 @@ export interface CommandLimits {
   readonly timeoutMs: number;
   /** Bytes of stdout (or stderr) beyond which the command is killed: ERR_INVENTORY_OUTPUT_TOO_LARGE. */
   readonly maxOutputBytes: number;
+  /** Aborting kills the command and rejects with the signal's reason (an admin cancelled the task). */
+  readonly signal?: AbortSignal;
 }
 
 export interface CommandSpec {
@@ -46,9 +48,11 @@ export function runCommand(spec: CommandSpec, limits: CommandLimits): Promise<st
         windowsHide: true,
         uid: spec.uid,
         gid: spec.gid,
+        signal: limits.signal,
       },
       (error, stdout, stderr) => {
         if (!error) return resolve(stdout.toString('utf8'));
+        if (limits.signal?.aborted) return reject(limits.signal.reason);
         const outcome = classify(error, spec, limits, stderr.toString('utf8'));
         if (outcome === NOT_AVAILABLE) resolve(outcome);
         else reject(outcome);

@@ -33,12 +33,10 @@ const LEDGER_VERSION = 1;
  */
 export class TaskLedger {
   readonly #path: string;
-  readonly #log: AgentLogger;
   readonly #entries: Map<string, LedgerEntry>;
 
-  private constructor(path: string, log: AgentLogger, entries: Map<string, LedgerEntry>) {
+  private constructor(path: string, entries: Map<string, LedgerEntry>) {
     this.#path = path;
-    this.#log = log;
     this.#entries = entries;
   }
 
@@ -55,11 +53,17 @@ export class TaskLedger {
         }
       } catch (error) {
         const aside = `${path}.unreadable-${Date.now()}`;
-        renameSync(path, aside);
-        log.error({ path, moved_to: aside, error: (error as Error).message }, 'task ledger unreadable; starting a new one');
+        let movedTo: string | null = aside;
+        try {
+          renameSync(path, aside);
+        } catch {
+          // A read-only data_dir: the next write fails too, and the runner reports that per task.
+          movedTo = null;
+        }
+        log.error({ path, moved_to: movedTo, error: (error as Error).message }, 'task ledger unreadable; starting a new one');
       }
     }
-    return new TaskLedger(path, log, entries);
+    return new TaskLedger(path, entries);
   }
 
   get(id: string): LedgerEntry | undefined {
@@ -70,7 +74,11 @@ export class TaskLedger {
     return [...this.#entries.values()];
   }
 
-  /** Records a new entry or replaces one, and writes the ledger before returning. */
+  /**
+   * Records a new entry or replaces one, and writes the ledger before returning. Throws
+   * ERR_DATA_DIR_UNUSABLE when the file cannot be written; the entry is still kept in memory, so
+   * this run keeps recognising the task.
+   */
   put(entry: LedgerEntry): void {
     this.#entries.delete(entry.id);
     this.#entries.set(entry.id, entry);
@@ -87,11 +95,6 @@ export class TaskLedger {
   }
 
   #save(): void {
-    try {
-      writeFileAtomic(this.#path, `${JSON.stringify({ version: LEDGER_VERSION, tasks: [...this.#entries.values()] })}\n`, 0o600);
-    } catch (error) {
-      // The entry stays in memory: this run still recognises the task; a restart might not.
-      this.#log.error({ path: this.#path, error: (error as Error).message }, 'cannot write the task ledger');
-    }
+    writeFileAtomic(this.#path, `${JSON.stringify({ version: LEDGER_VERSION, tasks: [...this.#entries.values()] })}\n`, 0o600);
   }
 }

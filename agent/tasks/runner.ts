@@ -25,7 +25,7 @@ export interface TaskRunnerDeps {
 }
 
 /** The most message text sent per report (the appliance keeps at most 64 KiB). */
-const MESSAGE_LIMIT_CHARS = 16 * 1024;
+export const MESSAGE_LIMIT_CHARS = 16 * 1024;
 
 const PHASES: Readonly<Record<LedgerPhase, TaskUpdate['phase']>> = {
   acknowledged: 'TASK_PHASE_ACKNOWLEDGED',
@@ -58,7 +58,7 @@ export class TaskRunner {
     for (const entry of ledger.entries()) {
       if (entry.phase === 'acknowledged' || entry.phase === 'running') {
         const failed = { ...entry, phase: 'failed' as const, errorCode: 'ERR_TASK_INTERRUPTED', message: 'the agent restarted while this task ran; it is not run again', delivered: false };
-        ledger.put(failed);
+        this.#record(failed);
         log.warn({ task_id: entry.id, type: entry.type }, 'task interrupted by a restart');
         updates.add(reportOf(failed));
       } else if ((entry.phase === 'succeeded' || entry.phase === 'failed') && !entry.delivered) {
@@ -84,7 +84,11 @@ export class TaskRunner {
       return;
     }
     const acknowledged: LedgerEntry = { id: task.task_id, type, phase: 'acknowledged', receivedAt, delivered: false };
-    ledger.put(acknowledged);
+    if (!this.#record(acknowledged)) {
+      // Not recorded, not run: after a restart the agent could not tell it had run it.
+      this.#finish({ ...acknowledged, phase: 'failed', errorCode: 'ERR_DATA_DIR_UNUSABLE', message: 'the task ledger in data_dir cannot be written; the task was not run' });
+      return;
+    }
     updates.add(reportOf(acknowledged));
     log.info({ task_id: task.task_id, type, timeout_ms: Number(task.timeout_ms) }, 'task received');
     void this.#run(task, handler, acknowledged);
@@ -105,15 +109,15 @@ export class TaskRunner {
     for (const report of reports) {
       const entry = ledger.get(report.task_id ?? '');
       if (entry && !entry.delivered && (entry.phase === 'succeeded' || entry.phase === 'failed') && report.phase === PHASES[entry.phase]) {
-        ledger.put({ ...entry, delivered: true });
+        this.#record({ ...entry, delivered: true });
       }
     }
   }
 
   async #run(task: Task__Output, handler: TaskHandler, acknowledged: LedgerEntry): Promise<void> {
-    const { ledger, updates, log } = this.#deps;
+    const { updates, log } = this.#deps;
     const running: LedgerEntry = { ...acknowledged, phase: 'running' };
-    ledger.put(running);
+    this.#record(running);
     updates.add(reportOf(running));
     const controller = new AbortController();
     this.#running.set(task.task_id, controller);
@@ -121,7 +125,7 @@ export class TaskRunner {
       const outcome = await handler(task, controller.signal);
       if (outcome.kind === 'handed-off') {
         const handedOff: LedgerEntry = { ...running, phase: 'handed-off', message: outcome.message };
-        ledger.put(handedOff);
+        this.#record(handedOff);
         updates.add(reportOf(handedOff));
         log.info({ task_id: task.task_id, type: running.type, detail: outcome.message }, 'task handed off');
         return this.#deps.flush();
@@ -136,10 +140,21 @@ export class TaskRunner {
     }
   }
 
+  /** Writes an entry to the ledger; false (logged) when data_dir cannot be written. */
+  #record(entry: LedgerEntry): boolean {
+    try {
+      this.#deps.ledger.put(entry);
+      return true;
+    } catch (error) {
+      this.#deps.log.error({ task_id: entry.id, error: (error as Error).message }, 'cannot write the task ledger');
+      return false;
+    }
+  }
+
   #finish(entry: LedgerEntry): void {
-    const { ledger, updates, log } = this.#deps;
+    const { updates, log } = this.#deps;
     const bounded = { ...entry, message: entry.message?.slice(0, MESSAGE_LIMIT_CHARS), delivered: false };
-    ledger.put(bounded);
+    this.#record(bounded);
     updates.add(reportOf(bounded));
     const fields = { task_id: entry.id, type: entry.type, error_code: entry.errorCode ?? null, detail: bounded.message ?? null };
     if (entry.phase === 'succeeded') log.info(fields, 'task succeeded');

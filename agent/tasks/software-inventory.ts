@@ -26,7 +26,7 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
     const sources = task.software_inventory;
     // Leave the submission half of the task's time.
     const timeoutMs = Math.max(1_000, Math.min(DEFAULT_TIMEOUT_MS, Number(task.timeout_ms) / 2 || DEFAULT_TIMEOUT_MS));
-    const inventory = await collect({ timeoutMs, optionalSources: { snap: sources?.snap === true, flatpak: sources?.flatpak === true, windowsStore: sources?.windows_store === true } });
+    const inventory = await collect({ timeoutMs, signal, optionalSources: { snap: sources?.snap === true, flatpak: sources?.flatpak === true, windowsStore: sources?.windows_store === true } });
     signal.throwIfAborted();
     if (inventory.packages.length === 0) {
       // The appliance refuses an empty scan (it would mark every package removed); say why here.

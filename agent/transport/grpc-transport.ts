@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadIngestProto, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
+import { loadIngestProto, REPORT_ONLY_METADATA, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
 import type { AgentConfig } from '../config/types.ts';
 import { rpcFailure } from './failure.ts';
 import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from './types.ts';
@@ -35,9 +35,10 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
       });
     },
 
-    openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall {
+    openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options: { reportOnly?: boolean } = {}): HeartbeatCall {
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${jwt}`);
+      if (options.reportOnly) metadata.set(REPORT_ONLY_METADATA, '1');
       const call = client.Heartbeat(metadata);
       let ended = false;
       call.on('data', (message: HeartbeatResponse__Output) => {

@@ -35,7 +35,7 @@ export interface HeartbeatCall {
 export interface IngestTransport {
   register(request: RegisterRequest): Promise<RegisterResult>;
   /** Opens the Heartbeat stream with the JWT in call metadata (never in a message). */
-  openHeartbeat(jwt: string, handlers: HeartbeatHandlers): HeartbeatCall;
+  openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options?: { reportOnly?: boolean }): HeartbeatCall;
   /** Streams one inventory scan's chunks (JWT in metadata); aborting the signal cancels the call. */
   submitInventory(jwt: string, chunks: readonly SoftwareInventoryChunk[], signal: AbortSignal): Promise<SubmitResult>;
   close(): void;

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import type { HeartbeatRequest__Output, HeartbeatResponse } from '../../common/proto.ts';
+import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
@@ -23,6 +23,7 @@ export interface HeartbeatDeps {
 }
 
 const DEFAULT_INTERVAL_SECS = 30;
+const REPORT_STREAM_MAX_MS = 60_000;
 
 /** A heartbeat that passed validation. */
 interface Heartbeat {
@@ -100,9 +101,19 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       else call.end();
     },
   };
-  presence.attach(session, host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
-  log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
-  tasks.connected(agentId);
+  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
+  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
+  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
+  let reportDeadline: NodeJS.Timeout | undefined;
+  if (reportOnly) {
+    log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
+    // No presence deadline watches it: a reporter has a minute to say what it came to say.
+    reportDeadline = setTimeout(() => session.close(), REPORT_STREAM_MAX_MS);
+  } else {
+    presence.attach(session, host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
+    log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
+    tasks.connected(agentId);
+  }
 
   const refreshCredential = async (nowMs: number): Promise<void> => {
     refreshing = true;
@@ -130,7 +141,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       return;
     }
     presence.heard(session, heartbeat.intervalSecs);
-    vitals.add({
+    if (!reportOnly) vitals.add({
       hostId: agentId,
       receivedAt,
       agentTimestamp: heartbeat.timestampUnix,
@@ -145,11 +156,12 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
     // After the ack: a report may end this stream (a successful uninstall deletes the host),
     // and the agent must still learn that its report arrived.
     if (message.task_updates.length > 0) tasks.report(agentId, message.task_updates);
-    if (!refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
+    if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
   });
   const finish = (): void => {
+    clearTimeout(reportDeadline);
     if (!ended) {
       ended = true;
       call.end();

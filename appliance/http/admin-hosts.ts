@@ -4,9 +4,8 @@ import { decideHost, type HostDecision } from '../hosts/decide.ts';
 import { deleteHost } from '../hosts/delete.ts';
 import { taskSchema, taskView } from './admin-tasks.ts';
 import type { HttpContext } from './context.ts';
-import { hostSchema, hostView } from './views.ts';
+import { hostIdParams, hostSchema, hostView } from './views.ts';
 
-const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' } } } as const;
 const vitalsSchema = {
   type: 'array',
   items: {
@@ -35,7 +34,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', {
-    schema: { params: idParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } } },
+    schema: { params: hostIdParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } } },
     handler: async (request) => {
       const host = findHost(request.params.id);
       const recent = stores.vitals.recent(host.id, 20).map((sample) => ({
@@ -53,14 +52,14 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
 
   for (const decision of ['approve', 'reject', 'revoke'] as const satisfies readonly HostDecision[]) {
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${decision}`, {
-      schema: { params: idParams, response: { 200: hostSchema } },
+      schema: { params: hostIdParams, response: { 200: hostSchema } },
       handler: async (request) => hostView(decideHost(ctx, orgId, request.params.id, decision, request.adminName, Date.now()), presence),
     });
   }
 
   app.delete<{ Params: { id: string }; Querystring: { uninstall?: string } }>('/api/v1/hosts/:id', {
     schema: {
-      params: idParams,
+      params: hostIdParams,
       querystring: { type: 'object', additionalProperties: false, properties: { uninstall: { type: 'string', enum: ['true', 'false'] } } },
       response: { 200: { type: 'object', required: ['host'], properties: { host: hostSchema, uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } },
     },

@@ -5,7 +5,7 @@ import { searchPackage } from '../inventory/search.ts';
 import { INVENTORY_INTERVAL_HOURS, inventorySettings, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
 import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../store/software-inventory.ts';
 import type { HttpContext } from './context.ts';
-import { iso } from './views.ts';
+import { hostIdParams, iso } from './views.ts';
 
 /** A package of a host as the admin API shows it; install_date is reported in seconds, shown like every time. */
 export function packageView(pkg: SoftwarePackageRecord) {
@@ -114,7 +114,6 @@ const settingsPatchSchema = { type: 'object', additionalProperties: false, prope
 /** Printable text of bounded length, as the ingest side accepts it (no control characters). */
 const text = (max: number) => ({ type: 'string', minLength: 1, maxLength: max, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }) as const;
 const flag = { type: 'string', enum: ['true', 'false'] } as const;
-const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' } } } as const;
 /** Well above a real host's package count, so one page is usually all; the CLI pages on. */
 const PACKAGE_PAGE_MAX = 5000;
 const DEFAULT_SCAN_LIMIT = 20;

@@ -3,8 +3,8 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { Task } from '../store/index.ts';
 import { cancelTask, createTask, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
 import type { HttpContext } from './context.ts';
+import { hostIdParams, iso } from './views.ts';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** A task as the admin API shows it. */
 export function taskView(task: Task) {
@@ -58,7 +58,6 @@ export const taskSchema = {
 } as const;
 
 const taskIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^tsk_[0-9a-f]{20}$' } } } as const;
-const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' } } } as const;
 const DEFAULT_LIST_LIMIT = 100;
 const listQuery = {
   type: 'object',

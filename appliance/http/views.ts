@@ -6,6 +6,9 @@ import type { EnrolmentToken, Host } from '../store/index.ts';
 /** A Unix-milliseconds timestamp as the admin API shows every time: ISO-8601, or null. */
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** Route parameters naming one host by id. */
+export const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' } } } as const;
+
 /** A host as the admin API shows it. */
 export function hostView(host: Host, presence: PresenceRegistry) {
   return {

@@ -3,7 +3,7 @@ import type { Stores } from '../store/index.ts';
 
 /**
  * A scan names the task that asked for it: that must be one of this host's software_inventory
- * tasks, still open (sent, acknowledged or running). An empty task id is a scan nobody asked for
+ * tasks that reached the agent and has not finished. An empty task id is a scan nobody asked for
  * (an admin tool, an older agent): stored, but it completes no task.
  */
 export function checkScanTask(stores: Stores, hostId: string, taskId: string): void {
@@ -12,7 +12,10 @@ export function checkScanTask(stores: Stores, hostId: string, taskId: string): v
   if (!task || task.hostId !== hostId || task.type !== 'software_inventory') {
     throw new CtOpsError('ERR_TASK_NOT_FOUND', 'SoftwareInventoryChunk.task_id names no inventory task of this host', { field: 'task_id' });
   }
-  if (!['sent', 'acknowledged', 'running'].includes(task.state)) {
+  // A sent task is briefly queued again when the heartbeat stream drops before its ack arrives;
+  // the agent may be submitting its scan right then (a separate call), so that still counts.
+  const open = task.state === 'sent' || task.state === 'acknowledged' || task.state === 'running' || (task.state === 'queued' && task.attempts > 0);
+  if (!open) {
     throw new CtOpsError('ERR_TASK_STATE_CONFLICT', `the inventory task is ${task.state}; it takes no scan`, { field: 'task_id', state: task.state });
   }
 }

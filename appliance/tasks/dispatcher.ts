@@ -75,17 +75,38 @@ export class TaskDispatcher {
     const { stores, log, onFinished } = this.#deps;
     for (const update of updates) {
       try {
-        const { task, repeat } = applyTaskUpdate(stores, hostId, update, this.#now());
-        if (repeat) {
-          log.debug({ host_id: hostId, task_id: update.task_id, phase: update.phase }, 'task report repeated');
-          continue;
-        }
-        if (!task) continue;
-        log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
-        if (isFinished(task.state)) onFinished?.(task);
+        // The report and what a finished task does to its host (an uninstall deletes it) commit together.
+        stores.transaction(() => {
+          const { task, repeat } = applyTaskUpdate(stores, hostId, update, this.#now());
+          if (repeat) return this.#repeated(hostId, update);
+          if (!task) return;
+          log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
+          if (isFinished(task.state)) onFinished?.(task);
+        });
       } catch (error) {
         log.warn({ err: error, host_id: hostId, task_id: update.task_id.slice(0, 80) }, 'task report refused');
       }
     }
   }
+
+  /**
+   * A report of a phase the task already left: normally a resend after a dropped stream. An outcome
+   * that arrives after the task finished otherwise (timed out, failed) is worth a warning, and an
+   * uninstall that succeeded late still happened: the agent is gone, so the host is deleted.
+   */
+  #repeated(hostId: string, update: TaskUpdate__Output): void {
+    const { stores, log, onFinished } = this.#deps;
+    const task = stores.tasks.get(update.task_id);
+    const outcome = update.phase === 'TASK_PHASE_SUCCEEDED' || update.phase === 'TASK_PHASE_FAILED';
+    if (!task || !outcome || !isFinished(task.state) || reportedState(update) === task.state) {
+      log.debug({ host_id: hostId, task_id: update.task_id, phase: update.phase }, 'task report repeated');
+      return;
+    }
+    log.warn({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, reported: update.phase }, 'task outcome arrived after the task finished');
+    if (task.type === 'agent_uninstall' && update.phase === 'TASK_PHASE_SUCCEEDED') onFinished?.({ ...task, state: 'succeeded', finishedAt: this.#now() });
+  }
+}
+
+function reportedState(update: TaskUpdate__Output): string {
+  return update.phase === 'TASK_PHASE_SUCCEEDED' ? 'succeeded' : 'failed';
 }

@@ -32,6 +32,11 @@ export function streamLost(stores: Stores, hostId: string): string[] {
 export function cancelTask(stores: Stores, orgId: string, taskId: string, now: number): Task {
   const task = stores.tasks.get(taskId);
   if (!task || task.orgId !== orgId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${taskId}`, { task_id: taskId });
+  // Once sent, the uninstall may already be removing the agent, and nothing can stop it then:
+  // a cancelled task would only hide its outcome.
+  if (task.type === 'agent_uninstall' && task.state !== 'queued') {
+    throw new CtOpsError('ERR_TASK_STATE_CONFLICT', `an uninstall that was sent to its agent cannot be cancelled (it is ${task.state})`, { task_id: taskId, state: task.state });
+  }
   if (!stores.tasks.applyEvent(taskId, 'cancel', now)) {
     const current = stores.tasks.get(taskId) as Task;
     throw new CtOpsError('ERR_TASK_STATE_CONFLICT', `cannot cancel a task that is ${current.state}`, { task_id: taskId, state: current.state });

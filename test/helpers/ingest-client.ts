@@ -54,9 +54,10 @@ export class HeartbeatStream {
   readonly ended: Promise<{ code: number; details: string }>;
   readonly call: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output>;
 
-  constructor(client: IngestServiceClient, jwt: string) {
+  constructor(client: IngestServiceClient, jwt: string, extraMetadata: Record<string, string> = {}) {
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${jwt}`);
+    for (const [key, value] of Object.entries(extraMetadata)) metadata.set(key, value);
     this.call = client.Heartbeat(metadata);
     this.call.on('data', (message: HeartbeatResponse__Output) => this.received.push(message));
     this.ended = new Promise((resolve) => {
