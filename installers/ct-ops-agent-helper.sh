@@ -14,6 +14,8 @@
 #                                   agent; roll back if the new binary does not stay up
 # Anything else is refused. The outcome is written to <spool>/result for the agent to read:
 #   "<verb> ok", "<verb> refused <reason>", "update rolled-back <reason>".
+# "uninstall ok" is written only after the uninstaller was started; when it cannot be started
+# (systemd-run failing, no setsid) the answer is "uninstall refused start-failed".
 #
 # Exit codes: 0 done (or nothing to do), 1 request refused, 2 update rolled back, 3 internal error.
 set -eu
@@ -129,8 +131,31 @@ is_task_id() {
   [ ${#1} -le 68 ]
 }
 
+# start_uninstaller COMMAND...: starts COMMAND detached from this helper, its output appended to
+# UNINSTALL_LOG; fails when it could not be started.
+start_uninstaller() {
+  if [ "$(uname -s)" = Darwin ]; then
+    # The launch daemon has AbandonProcessGroup: launchd leaves this child alone, and the new
+    # session keeps it alive when the uninstaller boots out the daemons themselves.
+    [ -x /usr/bin/perl ] || return 1
+    (/usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV' "$@" \
+      </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+  elif command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    # A transient unit of its own: stopping the agent's or this helper's units cannot kill it.
+    # Its name is unique (task, time, this helper's pid): a name in use makes systemd-run fail.
+    systemd-run --no-block --collect --quiet --unit="ct-ops-uninstall-${task:-manual}-$(date +%s)-$$" \
+      --description="CT-Ops agent uninstall" \
+      --property=StandardOutput="append:$UNINSTALL_LOG" --property=StandardError="append:$UNINSTALL_LOG" \
+      "$@"
+  else
+    command -v setsid >/dev/null 2>&1 || return 1
+    (setsid "$@" </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+  fi
+}
+
 do_uninstall() {
   uninstaller=$LIBEXEC/uninstall.sh
+  task=
   set -- /bin/sh "$uninstaller"
   if [ "$REQUEST" != uninstall ]; then
     task=${REQUEST#uninstall }
@@ -142,21 +167,16 @@ do_uninstall() {
   rm -f "$UNINSTALL_LOG"
   : >"$UNINSTALL_LOG"
   chmod 0600 "$UNINSTALL_LOG"
-  result "uninstall ok"
   log "starting $* detached; log: $UNINSTALL_LOG"
-  if [ "$(uname -s)" = Darwin ]; then
-    # The launch daemon has AbandonProcessGroup: launchd leaves this child alone, and the new
-    # session keeps it alive when the uninstaller boots out the daemons themselves.
-    (/usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV' "$@" \
-      </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
-  elif command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    # A transient unit of its own: stopping the agent's or this helper's units cannot kill it.
-    systemd-run --no-block --collect --quiet --unit="ct-ops-uninstall-$(date +%s)" \
-      --description="CT-Ops agent uninstall" \
-      --property=StandardOutput="append:$UNINSTALL_LOG" --property=StandardError="append:$UNINSTALL_LOG" \
-      "$@"
+  # "ok" tells the agent the uninstall is handed off (it then leaves the task to the uninstaller's
+  # report): answered only once the uninstaller really started.
+  start_uninstaller "$@" || refuse "start-failed"
+  # The uninstaller removes the spool only after copying the agent for its report, so this answer
+  # normally lands first; if not, the agent it was meant for is being stopped anyway.
+  if result "uninstall ok"; then
+    log "answered: uninstall ok"
   else
-    (setsid "$@" </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+    log "could not answer: the uninstaller already removed $SPOOL"
   fi
 }
 

@@ -14,7 +14,9 @@
   The script first restarts itself outside the agent's process tree, then copies the agent
   executable, agent.toml, ca.crt and the agent data folder to a private folder, removes the
   agent, reports the task succeeded (or failed, naming the failed step) with those copies
-  (ct-ops-agent.exe report-task), and deletes the copies.
+  (ct-ops-agent.exe report-task; three tries, 5 s apart, while the appliance is unreachable),
+  and deletes the copies. A failed report is logged; it does not change the exit code. If the
+  restart itself fails, nothing is removed and the failure is reported with the installed agent.
 
 .PARAMETER Detached
   Set by the script itself on the restarted copy; not for use by hand.
@@ -53,10 +55,47 @@ function Say([string]$Message) {
 }
 
 # Native programs do not honour $ErrorActionPreference: check every exit code here.
-function Invoke-Native([string]$FilePath, [string[]]$Arguments) {
+# -AllowFailure leaves the check to the caller ($LASTEXITCODE): for the report, which must never
+# end the script.
+function Invoke-Native([string]$FilePath, [string[]]$Arguments, [switch]$AllowFailure) {
   & $FilePath @Arguments
-  if ($LASTEXITCODE -ne 0) {
+  if ($LASTEXITCODE -ne 0 -and -not $AllowFailure) {
     Fail $ExitStep "$FilePath $($Arguments -join ' ') exited with $LASTEXITCODE"
+  }
+}
+
+# Reports the outcome of task $ReportTask with ct-ops-agent.exe from $ProgramFolder and agent.toml,
+# ca.crt and the data folder (agent) from $DataFolder: the kit's copies, or the installed files
+# while nothing is removed yet. Tries three times, 5 s apart, while the appliance is unreachable
+# (exit 69 or 75). Never ends the script and never throws: a failed report is logged, and the
+# task times out on the appliance.
+function Send-Report([bool]$Removed, [string]$ProgramFolder, [string]$DataFolder) {
+  if ($Removed) {
+    $outcome = @('--outcome=succeeded', "--message=the CT-Ops agent was removed from $env:COMPUTERNAME")
+  } else {
+    # Windows PowerShell 5.1 does not escape quotes inside native arguments.
+    $outcome = @('--outcome=failed', '--error-code=ERR_UNINSTALL_FAILED', ("--message=uninstall.ps1 failed on ${env:COMPUTERNAME}: $script:Failure" -replace '"', "'"))
+  }
+  try {
+    $env:CT_OPS_DATA_DIR = Join-Path $DataFolder 'agent'
+    if (Test-Path -LiteralPath (Join-Path $DataFolder 'ca.crt')) {
+      $env:CT_OPS_INGEST_CA_CERT = Join-Path $DataFolder 'ca.crt'
+    }
+    $attempt = 1
+    while ($true) {
+      Invoke-Native (Join-Path $ProgramFolder 'ct-ops-agent.exe') (@('-config', (Join-Path $DataFolder 'agent.toml'), 'report-task', "--task-id=$ReportTask") + $outcome) -AllowFailure
+      $reported = $LASTEXITCODE
+      if (($reported -ne 69 -and $reported -ne 75) -or $attempt -ge 3) { break }
+      $attempt++
+      Start-Sleep -Seconds 5
+    }
+    if ($reported -eq 0) {
+      Say "reported task $ReportTask to the appliance"
+    } else {
+      Write-Error -Message "ct-ops uninstall: reporting task $ReportTask failed (exit $reported); it times out on the appliance" -ErrorAction Continue
+    }
+  } catch {
+    Write-Error -Message "ct-ops uninstall: reporting task $ReportTask failed ($_); it times out on the appliance" -ErrorAction Continue
   }
 }
 
@@ -78,9 +117,21 @@ if ($ReportTask -ne '' -and -not $Detached) {
   # instead: outside the agent's process tree and job, so stopping the service cannot end it.
   $powershell = Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe'
   $commandLine = '"{0}" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "{1}" -ReportTask {2} -Detached' -f $powershell, $PSCommandPath, $ReportTask
-  $started = Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = $commandLine; CurrentDirectory = $env:SystemRoot }
-  if ($started.ReturnValue -ne 0) {
-    Fail $ExitStep "Win32_Process.Create could not restart the uninstaller (return value $($started.ReturnValue))"
+  try {
+    $started = Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = $commandLine; CurrentDirectory = $env:SystemRoot }
+    if ($started.ReturnValue -ne 0) {
+      $script:Failure = "Win32_Process.Create could not restart the uninstaller (return value $($started.ReturnValue))"
+    }
+  } catch {
+    $script:Failure = "Win32_Process.Create could not restart the uninstaller ($_)"
+  }
+  if ($script:Failure -ne '') {
+    # The agent has handed the task off and nothing was removed: report the failure now, with the
+    # installed agent, instead of leaving the task to time out.
+    Write-Error -Message "ct-ops uninstall: $script:Failure" -ErrorAction Continue
+    Send-Report $false $ProgramDir $DataRoot
+    Stop-Transcript | Out-Null
+    exit $ExitStep
   }
   Say "uninstaller restarted outside the agent's process tree (pid $($started.ProcessId)); its transcript is the next one in $logDir"
   Stop-Transcript | Out-Null
@@ -112,26 +163,6 @@ if ($ReportTask -ne '') {
     Write-Error -Message "ct-ops uninstall: cannot copy the agent for the report ($_); uninstalling without reporting task $ReportTask" -ErrorAction Continue
     if ($null -ne $kit) { Remove-Item -LiteralPath $kit -Recurse -Force -ErrorAction SilentlyContinue }
     $kit = $null
-  }
-}
-
-# Reports the outcome with the copies, then deletes them (also when the report fails).
-function Send-Report([bool]$Removed) {
-  if ($Removed) {
-    $outcome = @('--outcome=succeeded', "--message=the CT-Ops agent was removed from $env:COMPUTERNAME")
-  } else {
-    # Windows PowerShell 5.1 does not escape quotes inside native arguments.
-    $outcome = @('--outcome=failed', '--error-code=ERR_UNINSTALL_FAILED', ("--message=uninstall.ps1 failed on ${env:COMPUTERNAME}: $script:Failure" -replace '"', "'"))
-  }
-  $env:CT_OPS_DATA_DIR = Join-Path $kit 'agent'
-  if (Test-Path -LiteralPath (Join-Path $kit 'ca.crt')) {
-    $env:CT_OPS_INGEST_CA_CERT = Join-Path $kit 'ca.crt'
-  }
-  try {
-    Invoke-Native (Join-Path $kit 'ct-ops-agent.exe') (@('-config', (Join-Path $kit 'agent.toml'), 'report-task', "--task-id=$ReportTask") + $outcome)
-    Say "reported task $ReportTask to the appliance"
-  } finally {
-    Remove-Item -LiteralPath $kit -Recurse -Force -ErrorAction SilentlyContinue
   }
 }
 
@@ -171,8 +202,13 @@ try {
 } catch {
   Fail $ExitStep "$_"
 } finally {
-  # Runs on every way out, Fail's exit included.
-  if ($null -ne $kit) { Send-Report $removed }
-  Stop-Transcript | Out-Null
+  # Runs on every way out, Fail's exit included. The report neither changes the exit code nor
+  # skips the rest: the copies are deleted and the transcript is closed whatever it does.
+  try {
+    if ($null -ne $kit) { Send-Report $removed $kit $kit }
+  } finally {
+    if ($null -ne $kit) { Remove-Item -LiteralPath $kit -Recurse -Force -ErrorAction SilentlyContinue }
+    Stop-Transcript | Out-Null
+  }
 }
 exit 0

@@ -12,10 +12,11 @@
 #   --root DIR   remove from DIR instead of / (also CT_OPS_INSTALL_ROOT); stops nothing
 #   --dry-run    print every action, change nothing
 #   --report-task ID
-#                remote uninstall: first copy the agent binary, its config, CA and data folder
-#                to a private temporary folder; at the end report to the appliance, with those
-#                copies, that agent_uninstall task ID succeeded (or failed, naming the failed
-#                step); then delete the copies
+#                remote uninstall: first copy the agent binary, its config, CA and identity and
+#                task ledger files to a private root-only folder (Linux /var/lib/ct-ops-report.*,
+#                macOS /Library/Application Support/CT-Ops-report.*); at the end report to the
+#                appliance, with those copies, that agent_uninstall task ID succeeded (or failed,
+#                naming the failed step); then delete the copies
 #
 # Exit codes: 0 removed (or nothing to remove), 1 usage, 2 not root, 6 a removal step failed.
 set -eu
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY_RUN=1 ;;
     --report-task) [ $# -ge 2 ] || die $EX_USAGE "--report-task needs a task id"; REPORT_TASK=$2; shift ;;
     --report-task=*) REPORT_TASK=${1#--report-task=} ;;
-    -h | --help) sed -n '/^# Usage:/,/^# *step); then delete the copies/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '/^# Usage:/,/^# *naming the failed step); then delete the copies/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die $EX_USAGE "unknown argument: $1" ;;
   esac
   shift
@@ -91,21 +92,55 @@ remove() {
 
 # --- remote uninstall: keep what the report needs -------------------------------------------
 
+# KIT_TEMPLATE: where the report's copies go. Not /tmp: it is often mounted noexec (the report
+# runs the copied executable) or a small tmpfs (that executable is ~100 MB). A folder on the root
+# file system instead, in a parent only root can write to, under a name the removal below never
+# deletes. macOS: beside (not inside) "/Library/Application Support/CT-Ops", on the same data
+# volume as the agent; /private/var/root would do too, but is root's home folder.
 case $(uname -s) in
-  Darwin) AGENT_DATA="/Library/Application Support/CT-Ops/agent" ;;
-  *) AGENT_DATA=/var/lib/ct-ops/agent ;;
+  Darwin)
+    AGENT_DATA="/Library/Application Support/CT-Ops/agent"
+    KIT_TEMPLATE="/Library/Application Support/CT-Ops-report.XXXXXXXX"
+    ;;
+  *)
+    AGENT_DATA=/var/lib/ct-ops/agent
+    KIT_TEMPLATE=/var/lib/ct-ops-report.XXXXXXXX
+    ;;
 esac
-readonly AGENT_DATA
+readonly AGENT_DATA KIT_TEMPLATE
+# What report-task reads from the data folder (agent/identity/paths.ts, agent/tasks/ledger.ts).
+readonly REPORT_FILES="agent_key.pem agent_key.pub agent_state.json tasks.json"
+
+# copy_nofollow SOURCE DEST: copies a regular file in the agent's data folder, which the agent's
+# (unprivileged) user owns and could have replaced by a link to a root-only file, or a FIFO. The
+# copy never follows a link (as in ct-ops-agent-helper.sh) and never waits on a FIFO.
+copy_nofollow() {
+  if [ -L "$1" ] || [ ! -f "$1" ]; then return 1; fi
+  if [ "$(uname -s)" = Darwin ]; then
+    cp "$1" "$2"
+  else
+    dd if="$1" of="$2" iflag=nofollow,nonblock bs=65536 status=none 2>/dev/null
+  fi
+}
 
 # The report is sent after everything is gone, so it runs from private copies: the binary,
-# agent.toml, the CA and the data folder (key, credential, task ledger). mktemp -d is 0700.
+# agent.toml, the CA and the files of REPORT_FILES (key, credential, task ledger) that are
+# regular files; a missing one or a link is skipped. mktemp -d is 0700, owned by root.
 KIT=
 keep_report_kit() {
-  KIT=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-report.XXXXXXXX") || return 1
+  KIT=$(mktemp -d "$KIT_TEMPLATE") || return 1
   cp "$AGENT_BIN" "$KIT/ct-ops-agent" || return 1
   cp /etc/ct-ops/agent.toml "$KIT/agent.toml" || return 1
   if [ -f /etc/ct-ops/ca.crt ]; then cp /etc/ct-ops/ca.crt "$KIT/ca.crt" || return 1; fi
-  cp -R "$AGENT_DATA" "$KIT/agent" || return 1
+  mkdir "$KIT/agent" || return 1
+  for file in $REPORT_FILES; do
+    if ! copy_nofollow "$AGENT_DATA/$file" "$KIT/agent/$file"; then
+      rm -f "$KIT/agent/$file"
+      if [ -e "$AGENT_DATA/$file" ] || [ -L "$AGENT_DATA/$file" ]; then
+        say "not copying $AGENT_DATA/$file for the report: not a regular file"
+      fi
+    fi
+  done
 }
 
 # report_outcome: the EXIT trap of a remote uninstall. Reports success when the script got to
@@ -135,22 +170,27 @@ report_outcome() {
     attempt=$((attempt + 1))
     sleep 5
   done
-  if [ "$reported" = 0 ]; then
-    say "reported task $REPORT_TASK to the appliance"
-  else
-    printf 'ct-ops uninstall: error: reporting task %s failed (exit %s); it times out on the appliance\n' "$REPORT_TASK" "$reported" >&2
-  fi
+  case $reported in
+    0) say "reported task $REPORT_TASK to the appliance" ;;
+    126 | 127)
+      printf 'ct-ops uninstall: error: reporting task %s failed: the copied agent %s could not be run (exit %s; is %s mounted noexec?); it times out on the appliance\n' \
+        "$REPORT_TASK" "$KIT/ct-ops-agent" "$reported" "${KIT%/*}" >&2
+      ;;
+    *) printf 'ct-ops uninstall: error: reporting task %s failed (exit %s); it times out on the appliance\n' "$REPORT_TASK" "$reported" >&2 ;;
+  esac
   rm -rf "$KIT"
   exit "$status"
 }
 
 if [ -n "$REPORT_TASK" ]; then
   if keep_report_kit; then
+    say "copied what the report needs to $KIT"
     trap report_outcome EXIT
     trap 'exit 130' INT TERM HUP
   else
     printf 'ct-ops uninstall: error: %s\n' "cannot copy the agent for the report: uninstalling without reporting task $REPORT_TASK" >&2
     rm -rf "$KIT"
+    KIT=
   fi
 fi
 
@@ -194,6 +234,14 @@ stop_unmanaged_agent() {
   sleep 1
 }
 
+# remove_stale_kits: report copies left by an earlier remote uninstall that was killed before it
+# could delete them (they hold a copy of the agent's key); this run's own copies stay.
+remove_stale_kits() {
+  for stale in "$ROOT${KIT_TEMPLATE%.XXXXXXXX}".*; do
+    [ "$stale" = "$KIT" ] || remove "${stale#"$ROOT"}"
+  done
+}
+
 in_db() { [ -f "$ROOT/etc/$1" ] && awk -F: -v name="$2" '$1 == name { found = 1 } END { exit !found }' "$ROOT/etc/$1"; }
 
 uninstall_linux() {
@@ -229,6 +277,7 @@ uninstall_linux() {
 
   remove "$AGENT_BIN" /usr/local/bin/ct-ops-agent.ct-ops-new /usr/local/bin/.ct-ops-agent.ct-ops-new
   remove /usr/local/libexec/ct-ops /etc/ct-ops /var/lib/ct-ops
+  remove_stale_kits
   # install.sh created /usr/local/libexec if it was missing; leave it only if something else uses it.
   if [ -d "$ROOT/usr/local/libexec" ] && [ -z "$(ls -A "$ROOT/usr/local/libexec")" ]; then
     run rmdir "$ROOT/usr/local/libexec"
@@ -265,6 +314,7 @@ uninstall_darwin() {
   remove /usr/local/bin/ct-ops-agent /usr/local/bin/.ct-ops-agent.ct-ops-new
   remove /usr/local/libexec/ct-ops /etc/ct-ops "/Library/Application Support/CT-Ops"
   remove /var/log/ct-ops-agent.log /var/log/ct-ops-agent-helper.log
+  remove_stale_kits
 }
 
 case $(uname -s) in

@@ -251,6 +251,77 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     assert.equal(again.code, 0, again.stderr);
   });
 
+  describe('uninstall.sh --report-task keeps a private report kit on the root file system', () => {
+    /** A stand-in agent whose report-task writes down how it was run: from where, with which copies. */
+    const reportingAgent = `#!/bin/sh
+# stand-in agent that records how uninstall.sh runs its report
+case " $* " in *" report-task "*) ;; *) exit 0 ;; esac
+{
+  echo "exe $0"
+  echo "data $CT_OPS_DATA_DIR"
+  echo "ca $CT_OPS_INGEST_CA_CERT"
+  stat -c 'kit %a %u %g' "\${0%/*}"
+  for file in "$CT_OPS_DATA_DIR"/*; do stat -c 'file %n %F %a %u' "$file"; done
+  echo "key $(cat "$CT_OPS_DATA_DIR/agent_key.pem")"
+} >/var/log/stand-in-report.txt
+echo "stand-in reported $*"
+`;
+    const kitsIn = (root: TestRoot, dir: string): string[] => readdirSync(root.at(dir)).filter((name) => name.startsWith('ct-ops-report') || (dir === 'tmp' && name.startsWith('ct-ops')));
+
+    test('only the report\'s files are copied, never through a link or from a FIFO, into a root-only /var/lib/ct-ops-report.* (not /tmp), deleted afterwards', () => {
+      const root = newRoot();
+      const bundle = bundleIn(root, { ...defaultFiles(), agent: reportingAgent });
+      assert.equal(install(root, bundle, '--no-start').code, 0);
+      const data = 'var/lib/ct-ops/agent';
+      writeFileSync(root.at(`${data}/agent_key.pem`), 'the key');
+      writeFileSync(root.at(`${data}/agent_state.json`), '{"agent_id":"hst_x"}');
+      // What a compromised agent account could plant: a link to a root-only file, a FIFO, anything else.
+      symlinkSync('/etc/shadow', root.at(`${data}/agent_key.pub`));
+      assert.equal(spawnSync('mkfifo', [root.at(`${data}/tasks.json`)]).status, 0);
+      writeFileSync(root.at(`${data}/unrelated.txt`), 'not for the report');
+
+      const result = root.run(['/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', 'tsk_0123abcd']);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      const kit = /copied what the report needs to (\/var\/lib\/ct-ops-report\.[A-Za-z0-9]{8})$/m.exec(result.stdout)?.[1];
+      assert.ok(kit, result.stdout);
+      assert.match(result.stdout, /not copying \/var\/lib\/ct-ops\/agent\/agent_key\.pub for the report: not a regular file/);
+      assert.match(result.stdout, /not copying \/var\/lib\/ct-ops\/agent\/tasks\.json for the report: not a regular file/);
+      assert.match(result.stdout, /stand-in reported -config \S+\/agent\.toml report-task --task-id=tsk_0123abcd --outcome=succeeded/);
+      assert.match(result.stdout, /reported task tsk_0123abcd to the appliance/);
+
+      const seen = readFileSync(root.at('var/log/stand-in-report.txt'), 'utf8').trim().split('\n');
+      assert.deepEqual(seen, [
+        `exe ${kit}/ct-ops-agent`,
+        `data ${kit}/agent`,
+        `ca ${kit}/ca.crt`,
+        'kit 700 0 0',
+        `file ${kit}/agent/agent_key.pem regular file 600 0`,
+        `file ${kit}/agent/agent_state.json regular file 600 0`,
+        'key the key',
+      ]);
+      assert.deepEqual(kitsIn(root, 'var/lib'), [], 'the kit is deleted');
+      assert.deepEqual(kitsIn(root, 'tmp'), [], 'nothing in /tmp');
+    });
+
+    test('a report that cannot be executed (126) is a clear logged failure that keeps exit 0; a stale kit is removed', () => {
+      const root = newRoot();
+      const bundle = bundleIn(root, { ...defaultFiles(), agent: reportingAgent });
+      assert.equal(install(root, bundle, '--no-start').code, 0);
+      // As on a noexec mount: the copy cannot be executed.
+      chmodSync(root.at('usr/local/bin/ct-ops-agent'), 0o644);
+      // Left by an earlier remote uninstall that was killed.
+      mkdirSync(root.at('var/lib/ct-ops-report.Stale123'));
+      writeFileSync(root.at('var/lib/ct-ops-report.Stale123/agent_key.pem'), 'old key');
+
+      const result = root.run(['/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', 'tsk_0123abcd']);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /CT-Ops agent removed/);
+      assert.match(result.stderr, /error: reporting task tsk_0123abcd failed: the copied agent \/var\/lib\/ct-ops-report\.[A-Za-z0-9]{8}\/ct-ops-agent could not be run \(exit 126; is \/var\/lib mounted noexec\?\)/);
+      assert.ok(!existsSync(root.at('var/log/stand-in-report.txt')));
+      assert.deepEqual(kitsIn(root, 'var/lib'), [], 'this kit and the stale one are deleted');
+    });
+  });
+
   test('--root installs into a root file system from outside it, and uninstall --root removes it', () => {
     const root = newRoot();
     const bundle = bundleIn(root, defaultFiles());
@@ -322,7 +393,16 @@ case "$*" in
 esac
 exit 0
 `);
-      writeFileSync(root.at('usr/bin/systemd-run'), '#!/bin/sh\nprintf "%s\\n" "$@" >>/var/log/stub-systemd-run.calls\n');
+      // It notes whether the helper had answered before it was called, and fails like a unit-name
+      // clash or a D-Bus error while /var/log/stub-systemd-run-fails exists.
+      writeFileSync(root.at('usr/bin/systemd-run'), `#!/bin/sh
+printf "%s\\n" "$@" >>/var/log/stub-systemd-run.calls
+if [ -e /var/lib/ct-ops/requests/result ]; then echo answered; else echo unanswered; fi >>/var/log/stub-systemd-run-answer.calls
+if [ -f /var/log/stub-systemd-run-fails ]; then
+  echo "Failed to start transient service unit: Unit ct-ops-uninstall-x.service was already loaded or has a fragment file." >&2
+  exit 1
+fi
+`);
       chmodSync(root.at('usr/bin/systemctl'), 0o755);
       chmodSync(root.at('usr/bin/systemd-run'), 0o755);
     });
@@ -408,9 +488,10 @@ exit 0
       assert.equal(calls('systemctl').match(/^restart ct-ops-agent\.service$/gm)?.length, 3, 'restarted for the update and for the rollback');
     });
 
-    test('uninstall [task_id] starts the installed uninstaller in its own transient unit (systemd-run --no-block --collect) with a private log', () => {
+    test('uninstall [task_id] starts the installed uninstaller in its own uniquely named transient unit (systemd-run --no-block --collect) with a private log, and answers "ok" only after', () => {
       mkdirSync(root.at('run/systemd/system'), { recursive: true });
       try {
+        rmSync(root.at('var/lib/ct-ops/requests/result'), { force: true });
         request('uninstall\n');
         const result = helper();
         assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -418,15 +499,45 @@ exit 0
         assert.ok(args.includes('--no-block') && args.includes('--collect'), args.join(' '));
         assert.deepEqual(args.slice(-2), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh']);
         assert.ok(args.includes('--property=StandardOutput=append:/var/log/ct-ops-uninstall.log'));
+        assert.ok(args.some((arg) => /^--unit=ct-ops-uninstall-manual-\d+-\d+$/.test(arg)), args.join(' '));
         assert.deepEqual(mode(root, 'var/log/ct-ops-uninstall.log'), { mode: '0600', uid: 0, gid: 0 });
         assert.equal(resultFile(), 'uninstall ok');
+        assert.match(result.stdout, /answered: uninstall ok/);
         // With a task id (remote uninstall), the uninstaller reports that task when it is done.
         rmSync(root.at('var/log/stub-systemd-run.calls'));
+        rmSync(root.at('var/lib/ct-ops/requests/result'));
         request('uninstall tsk_0123456789abcdef0123\n');
         assert.equal(helper().code, 0);
-        assert.deepEqual(calls('systemd-run').trim().split('\n').slice(-4), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', 'tsk_0123456789abcdef0123']);
+        const taskArgs = calls('systemd-run').trim().split('\n');
+        assert.deepEqual(taskArgs.slice(-4), ['/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', 'tsk_0123456789abcdef0123']);
+        assert.ok(taskArgs.some((arg) => /^--unit=ct-ops-uninstall-tsk_0123456789abcdef0123-\d+-\d+$/.test(arg)), taskArgs.join(' '));
         assert.equal(resultFile(), 'uninstall ok');
+        // Both times systemd-run ran before there was any answer.
+        assert.deepEqual(calls('systemd-run-answer').trim().split('\n'), ['unanswered', 'unanswered']);
       } finally {
+        rmSync(root.at('run/systemd'), { recursive: true, force: true });
+        rmSync(root.at('var/log/stub-systemd-run-answer.calls'), { force: true });
+      }
+    });
+
+    test('an uninstaller that cannot be started (systemd-run fails) is answered "uninstall refused start-failed", never "ok", with exit 1', () => {
+      mkdirSync(root.at('run/systemd/system'), { recursive: true });
+      writeFileSync(root.at('var/log/stub-systemd-run-fails'), '');
+      try {
+        rmSync(root.at('var/lib/ct-ops/requests/result'), { force: true });
+        request('uninstall tsk_0123456789abcdef0123\n');
+        const result = helper();
+        assert.equal(result.code, 1, result.stdout + result.stderr);
+        assert.equal(resultFile(), 'uninstall refused start-failed');
+        assert.match(result.stdout, /refused: start-failed/);
+        assert.doesNotMatch(result.stdout, /answered: uninstall ok/);
+        assert.match(result.stderr, /Failed to start transient service unit/);
+        assert.deepEqual(calls('systemd-run-answer').trim().split('\n'), ['unanswered']);
+        assert.ok(!existsSync(root.at('var/lib/ct-ops/requests/request')), 'consumed');
+        assert.equal(readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8'), standInAgent('v2'), 'nothing removed');
+      } finally {
+        rmSync(root.at('var/log/stub-systemd-run-fails'), { force: true });
+        rmSync(root.at('var/log/stub-systemd-run-answer.calls'), { force: true });
         rmSync(root.at('run/systemd'), { recursive: true, force: true });
       }
     });

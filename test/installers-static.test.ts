@@ -214,7 +214,7 @@ print(json.dumps({"tag": root.tag, "id": root.findtext("id"), "executable": root
       // The one place a native program is called ("& $FilePath") is followed by the exit-code check.
       const callSites = code.match(/^\s*&\s.*$/gm) ?? [];
       assert.deepEqual(callSites.map((line) => line.trim()), ['& $FilePath @Arguments']);
-      assert.match(code, /& \$FilePath @Arguments\s*\n\s*if \(\$LASTEXITCODE -ne 0\)/);
+      assert.match(code, /& \$FilePath @Arguments\s*\n\s*if \(\$LASTEXITCODE -ne 0[\s)]/);
       // Native programs appear only as arguments of Invoke-Native.
       for (const line of code.split('\n')) {
         if (/\b(icacls|sc)\.exe\b|\$Wrapper\s+@\(/.test(line) && !/^\s*\$Wrapper = /.test(line)) assert.match(line, /Invoke-Native /, `unchecked native call: ${line.trim()}`);
@@ -238,9 +238,55 @@ print(json.dumps({"tag": root.tag, "id": root.findtext("id"), "executable": root
     assert.match(text, /SetAccessRuleProtection\(\$true, \$false\)/);
     assert.match(text, /foreach \(\$sid in 'S-1-5-18', 'S-1-5-32-544'\)/);
     assert.match(text, /\[IO\.Directory\]::CreateDirectory\(\$kit, \$acl\)/);
-    assert.match(text, /Invoke-Native \(Join-Path \$kit 'ct-ops-agent\.exe'\) \(@\('-config', \(Join-Path \$kit 'agent\.toml'\), 'report-task', "--task-id=\$ReportTask"\) \+ \$outcome\)/);
+    assert.match(text, /Invoke-Native \(Join-Path \$ProgramFolder 'ct-ops-agent\.exe'\) \(@\('-config', \(Join-Path \$DataFolder 'agent\.toml'\), 'report-task', "--task-id=\$ReportTask"\) \+ \$outcome\) -AllowFailure/);
     assert.match(text, /'--outcome=failed', '--error-code=ERR_UNINSTALL_FAILED'/);
-    assert.match(text, /\} finally \{\n(\s*#.*\n)*\s*if \(\$null -ne \$kit\) \{ Send-Report \$removed \}/);
+    assert.match(text, /\} finally \{\n(\s*#.*\n)*\s*try \{\n\s*if \(\$null -ne \$kit\) \{ Send-Report \$removed \$kit \$kit \}/);
+  });
+
+  test('uninstall.ps1: a failed report keeps the exit code and the transcript, is retried on 69/75, and a failed restart is reported', () => {
+    const code = read('installers/uninstall.ps1').replace(/<#[\s\S]*?#>/g, '').split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
+    /** The text of the first `{ … }` block after `start` (brackets in strings are not counted). */
+    const block = (start: string): string => {
+      const from = code.indexOf(start);
+      assert.ok(from >= 0, `${start} not found`);
+      const open = code.indexOf('{', from + start.length - 1);
+      let depth = 0;
+      for (let at = open; at < code.length; at++) {
+        const char = code[at];
+        if (char === "'" || char === '"') {
+          at = code.indexOf(char, at + 1);
+          continue;
+        }
+        if (char === '{') depth++;
+        if (char === '}' && --depth === 0) return code.slice(open, at + 1);
+      }
+      assert.fail(`${start}: unbalanced`);
+    };
+
+    // The report never ends the script: no exit, no Fail, no throw, and native failures are its to judge.
+    const report = block('function Send-Report(');
+    const reportCode = report.replace(/'[^'\n]*'/g, "''").replace(/"(?:`.|[^"`\n])*"/g, '""');
+    assert.doesNotMatch(reportCode, /\bexit\b|\bFail\b|\bthrow\b/);
+    assert.match(report, /-AllowFailure\s*\n\s*\$reported = \$LASTEXITCODE/);
+    assert.match(report, /\} catch \{\n\s*Write-Error -Message "ct-ops uninstall: reporting task \$ReportTask failed/);
+    // Three tries while the appliance is unreachable (69, 75), 5 s apart.
+    assert.match(report, /if \(\(\$reported -ne 69 -and \$reported -ne 75\) -or \$attempt -ge 3\) \{ break \}/);
+    assert.match(report, /Start-Sleep -Seconds 5/);
+    const invokeNative = block('function Invoke-Native(');
+    assert.match(invokeNative, /if \(\$LASTEXITCODE -ne 0 -and -not \$AllowFailure\) \{\n\s*Fail \$ExitStep/);
+
+    // The main run: the report and the deletion of the copies sit in a try whose finally closes the transcript.
+    const mainFinally = code.slice(code.indexOf('$removed = $false'));
+    assert.match(mainFinally, /try \{\n\s*if \(\$null -ne \$kit\) \{ Send-Report \$removed \$kit \$kit \}\n\s*\} finally \{\n\s*if \(\$null -ne \$kit\) \{ Remove-Item -LiteralPath \$kit -Recurse -Force -ErrorAction SilentlyContinue \}\n\s*Stop-Transcript \| Out-Null\n\s*\}/);
+
+    // A restart that fails (an error or a non-zero ReturnValue) is reported with the installed agent before the exit.
+    const restart = block("if ($ReportTask -ne '' -and -not $Detached) {");
+    assert.match(restart, /try \{\n\s*\$started = Invoke-CimMethod[^\n]*\n\s*if \(\$started\.ReturnValue -ne 0\) \{\n\s*\$script:Failure = /);
+    assert.match(restart, /\} catch \{\n\s*\$script:Failure = "Win32_Process\.Create could not restart the uninstaller/);
+    const failed = block("if ($script:Failure -ne '') {");
+    const order = ['Send-Report $false $ProgramDir $DataRoot', 'Stop-Transcript | Out-Null', 'exit $ExitStep'].map((step) => failed.indexOf(step));
+    assert.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!)), `report, transcript, exit in that order:\n${failed}`);
+    assert.ok(code.indexOf('function Send-Report(') < code.indexOf("if ($ReportTask -ne '' -and -not $Detached) {"), 'Send-Report is defined before the restart uses it');
   });
 
   test('install.ps1 verifies every file, refuses extra and missing ones, and locks ProgramData down to SYSTEM and Administrators', () => {
