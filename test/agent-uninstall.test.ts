@@ -44,7 +44,7 @@ describe('how the agent starts its uninstaller (pure decision)', () => {
     assert.deepEqual(launchCommand(plan, TASK_ID, '/var/log/ct-ops-uninstall.log', 1_700_000_000_000, {}), {
       command: 'systemd-run',
       args: [
-        '--no-block', '--collect', '--quiet', '--unit=ct-ops-uninstall-1700000000000', '--description=CT-Ops agent uninstall',
+        '--no-block', '--collect', '--quiet', `--unit=ct-ops-uninstall-${TASK_ID}-1700000000000`, '--description=CT-Ops agent uninstall',
         '--property=StandardOutput=append:/var/log/ct-ops-uninstall.log', '--property=StandardError=append:/var/log/ct-ops-uninstall.log',
         '/bin/sh', '/usr/local/libexec/ct-ops/uninstall.sh', '--report-task', TASK_ID,
       ],

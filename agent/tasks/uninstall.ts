@@ -84,7 +84,7 @@ export function launchCommand(plan: { method: DetachMethod; uninstaller: string 
       return {
         command: 'systemd-run',
         args: [
-          '--no-block', '--collect', '--quiet', `--unit=ct-ops-uninstall-${nowMs}`, '--description=CT-Ops agent uninstall',
+          '--no-block', '--collect', '--quiet', `--unit=ct-ops-uninstall-${taskId}-${nowMs}`, '--description=CT-Ops agent uninstall',
           `--property=StandardOutput=append:${logPath}`, `--property=StandardError=append:${logPath}`,
           '/bin/sh', plan.uninstaller, '--report-task', taskId,
         ],
