@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import type { LoggedProcess } from './helpers/processes.ts';
 import { hasCommand } from './helpers/tools.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -39,6 +40,26 @@ function realDpkgPackages(): Map<string, string> {
 
 const skip = hasCommand('dpkg-query') ? false : 'needs a Debian host (dpkg-query)';
 
+/** PATH with `dir` (stand-in tools) in front, as the agent's environment. */
+const pathFirst = (dir: string): NodeJS.ProcessEnv => ({ PATH: `${dir}:${process.env.PATH ?? ''}` });
+
+/**
+ * A new auto-approved agent of `appliance`, started with `env` and streaming on return. The
+ * caller disposes of the agent.
+ */
+async function streamingAgent(appliance: TestAppliance, env: NodeJS.ProcessEnv = {}): Promise<{ agent: TestAgent; hostId: string; proc: LoggedProcess }> {
+  const { token } = await appliance.createToken('--auto-approve');
+  const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+  const proc = agent.start([], env);
+  try {
+    await proc.waitForLog('heartbeat stream opened');
+  } catch (error) {
+    await agent.dispose();
+    throw error;
+  }
+  return { agent, hostId: agent.state().agent_id, proc };
+}
+
 describe('tasks pushed to the real agent process', { skip }, () => {
   let appliance: TestAppliance;
   let shimDir: string;
@@ -62,13 +83,10 @@ describe('tasks pushed to the real agent process', { skip }, () => {
     rmSync(shimDir, { recursive: true, force: true });
   });
 
-  async function onlineAgent(): Promise<{ agent: TestAgent; hostId: string; proc: ReturnType<TestAgent['start']> }> {
-    const { token } = await appliance.createToken('--auto-approve');
-    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
-    agents.push(agent);
-    const proc = agent.start([], { PATH: `${shimDir}:${process.env.PATH ?? ''}` });
-    await proc.waitForLog('heartbeat stream opened');
-    return { agent, hostId: agent.state().agent_id, proc };
+  async function onlineAgent(): Promise<{ agent: TestAgent; hostId: string; proc: LoggedProcess }> {
+    const started = await streamingAgent(appliance, pathFirst(shimDir));
+    agents.push(started.agent);
+    return started;
   }
 
   const showTask = (id: string) => appliance.cliJson<TaskView>('tasks', 'show', id);
@@ -132,7 +150,7 @@ describe('tasks pushed to the real agent process', { skip }, () => {
     writeFileSync(join(brokenDir, 'dpkg-query'), '#!/bin/sh\necho "dpkg-query: error: status database area is locked" >&2\nexit 2\n');
     chmodSync(join(brokenDir, 'dpkg-query'), 0o755);
     await proc.stop();
-    const restarted = agents.at(-1)!.start([], { PATH: `${brokenDir}:${process.env.PATH ?? ''}` });
+    const restarted = agents.at(-1)!.start([], pathFirst(brokenDir));
     try {
       await restarted.waitForLog('heartbeat stream opened');
       const failed = await finished((await appliance.cliJson<TaskView>('hosts', 'rescan', hostId)).id);
@@ -220,11 +238,9 @@ describe('the software sweeper with a real agent', { skip }, () => {
   });
 
   async function online(env: NodeJS.ProcessEnv = {}): Promise<string> {
-    const { token } = await appliance.createToken('--auto-approve');
-    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    const { agent, hostId } = await streamingAgent(appliance, env);
     agents.push(agent);
-    await agent.start([], env).waitForLog('heartbeat stream opened');
-    return agent.state().agent_id;
+    return hostId;
   }
   const inventoryTasks = (hostId: string) => appliance.cliJson<Array<TaskView & { type: string; created_by: string }>>('tasks', 'list', '--host', hostId);
 
@@ -242,7 +258,7 @@ describe('the software sweeper with a real agent', { skip }, () => {
   });
 
   test('a host whose scans fail backs off instead of being asked again every sweep', async () => {
-    const hostId = await online({ PATH: `${brokenDir}:${process.env.PATH ?? ''}` });
+    const hostId = await online(pathFirst(brokenDir));
     const [failed] = await waitFor('the first scan failed', async () => {
       const tasks = await inventoryTasks(hostId);
       return tasks.length > 0 && tasks[0]!.state === 'failed' && tasks;
@@ -275,12 +291,8 @@ describe('task delivery across an appliance crash and an agent restart', { skip 
     let appliance = await TestAppliance.start({ dataDir });
     const grpcPort = appliance.grpcPort;
     cleanups.push(async () => appliance.dispose());
-    const { token } = await appliance.createToken('--auto-approve');
-    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    const { agent, hostId, proc } = await streamingAgent(appliance, pathFirst(slowDir));
     cleanups.push(() => agent.dispose());
-    const proc = agent.start([], { PATH: `${slowDir}:${process.env.PATH ?? ''}` });
-    await proc.waitForLog('heartbeat stream opened');
-    const hostId = agent.state().agent_id;
 
     // The agent frozen, the task is written to its socket; then the appliance is frozen before the
     // agent (thawed) can acknowledge: the acknowledgement reaches a socket nobody reads; then the crash.
@@ -313,12 +325,9 @@ describe('task delivery across an appliance crash and an agent restart', { skip 
     chmodSync(join(stuckDir, 'dpkg-query'), 0o755);
     const appliance = await TestAppliance.start();
     cleanups.push(async () => appliance.dispose());
-    const { token } = await appliance.createToken('--auto-approve');
-    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    const { agent, hostId, proc } = await streamingAgent(appliance, pathFirst(stuckDir));
     cleanups.push(() => agent.dispose());
-    const proc = agent.start([], { PATH: `${stuckDir}:${process.env.PATH ?? ''}` });
-    await proc.waitForLog('heartbeat stream opened');
-    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', agent.state().agent_id);
+    const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
     await waitFor('the collector runs', () => existsSync(marker), 10_000);
     const collectorPid = Number(readFileSync(marker, 'utf8'));
     const cancelled = await appliance.cliJson<TaskView>('tasks', 'cancel', queued.id);
@@ -332,13 +341,9 @@ describe('task delivery across an appliance crash and an agent restart', { skip 
   test('the agent dies inside a task: at its next start the task is reported interrupted, not run again', async () => {
     const appliance = await TestAppliance.start();
     cleanups.push(async () => appliance.dispose());
-    const { token } = await appliance.createToken('--auto-approve');
-    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    const env = pathFirst(slowDir);
+    const { agent, hostId, proc } = await streamingAgent(appliance, env);
     cleanups.push(() => agent.dispose());
-    const env = { PATH: `${slowDir}:${process.env.PATH ?? ''}` };
-    const proc = agent.start([], env);
-    await proc.waitForLog('heartbeat stream opened');
-    const hostId = agent.state().agent_id;
     const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
     await waitFor('running', async () => (await appliance.cliJson<TaskView>('tasks', 'show', queued.id)).state === 'running', 10_000, 100);
     await proc.stop('SIGKILL');

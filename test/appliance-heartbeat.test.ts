@@ -1,40 +1,27 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
-import type { IngestServiceClient } from '../common/proto.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { HeartbeatStream, callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
+import { HeartbeatStream } from './helpers/ingest-client.ts';
 import { waitFor } from './helpers/wait.ts';
 
 describe('Heartbeat stream against a real appliance', () => {
-  let appliance: TestAppliance;
-  let client: IngestServiceClient;
+  const ingest = useIngestFixture({ args: ['--jwt-ttl-secs', '15'] });
 
-  before(async () => {
-    appliance = await TestAppliance.start({ args: ['--jwt-ttl-secs', '15'] });
-    client = ingestClient(appliance.address, appliance.caCert);
-  });
-  after(async () => {
-    client.close();
-    await appliance.dispose();
-  });
-
-  async function activeAgent(hostname: string): Promise<{ agentId: string; jwt: string }> {
-    const { token } = await appliance.createToken('--auto-approve');
-    const result = await callRegister(client, signedRegister(newIdentity(hostname), token));
-    assert.ok(result.ok && result.value.status === 'AGENT_STATUS_ACTIVE');
-    return { agentId: result.value.agent_id, jwt: result.value.jwt };
-  }
+  const activeAgent = async (hostname: string): Promise<{ agentId: string; jwt: string }> => {
+    const { hostId, jwt } = await ingest.enrol({ hostname });
+    return { agentId: hostId, jwt };
+  };
 
   test('every heartbeat is acknowledged by its sequence and its vitals are stored', async () => {
     const { agentId, jwt } = await activeAgent('acked');
-    const stream = new HeartbeatStream(client, jwt);
+    const stream = new HeartbeatStream(ingest.client, jwt);
     for (let sequence = 1; sequence <= 5; sequence += 1) stream.send(agentId, sequence, { cpu_percent: sequence * 10 });
     await waitFor('5 acks', () => stream.acks().length === 5);
     assert.deepEqual(stream.acks(), [1, 2, 3, 4, 5]);
     const host = await waitFor('stored vitals', async () => {
-      const shown = await appliance.host(agentId);
+      const shown = await ingest.appliance.host(agentId);
       return (shown.recent_vitals as unknown[]).length === 5 && shown;
     });
     assert.equal(host.status, 'online');
@@ -47,18 +34,18 @@ describe('Heartbeat stream against a real appliance', () => {
   test('the JWT travels only in metadata: a stream without one, with a forged one, or naming another agent is refused', async () => {
     const { agentId, jwt } = await activeAgent('auth-checks');
     const other = await activeAgent('auth-other');
-    const missing = new HeartbeatStream(client, '');
+    const missing = new HeartbeatStream(ingest.client, '');
     missing.send(agentId, 1);
     const missingEnd = await missing.ended;
     assert.equal(missingEnd.code, GrpcCode.UNAUTHENTICATED);
     assert.equal(codeFromGrpcDetails(missingEnd.details), 'ERR_JWT_MISSING');
 
     const [header, payload] = jwt.split('.');
-    const forged = new HeartbeatStream(client, `${header}.${payload}.${Buffer.alloc(64).toString('base64url')}`);
+    const forged = new HeartbeatStream(ingest.client, `${header}.${payload}.${Buffer.alloc(64).toString('base64url')}`);
     forged.send(agentId, 1);
     assert.equal(codeFromGrpcDetails((await forged.ended).details), 'ERR_JWT_INVALID');
 
-    const mismatched = new HeartbeatStream(client, jwt);
+    const mismatched = new HeartbeatStream(ingest.client, jwt);
     mismatched.send(other.agentId, 1);
     const mismatchEnd = await mismatched.ended;
     assert.equal(mismatchEnd.code, GrpcCode.PERMISSION_DENIED);
@@ -67,61 +54,61 @@ describe('Heartbeat stream against a real appliance', () => {
 
   test('revoking a host closes its live stream at once and a heartbeat never re-activates it', async () => {
     const { agentId, jwt } = await activeAgent('to-revoke');
-    const stream = new HeartbeatStream(client, jwt);
+    const stream = new HeartbeatStream(ingest.client, jwt);
     stream.send(agentId, 1);
     await waitFor('ack', () => stream.acks().length === 1);
-    const revoked = await appliance.cli('hosts', 'revoke', agentId);
+    const revoked = await ingest.appliance.cli('hosts', 'revoke', agentId);
     assert.equal(revoked.code, 0);
     const ended = await stream.ended;
     assert.equal(ended.code, GrpcCode.PERMISSION_DENIED);
     assert.equal(codeFromGrpcDetails(ended.details), 'ERR_AGENT_NOT_ACTIVE');
-    const reopened = new HeartbeatStream(client, jwt);
+    const reopened = new HeartbeatStream(ingest.client, jwt);
     reopened.send(agentId, 1);
     assert.equal(codeFromGrpcDetails((await reopened.ended).details), 'ERR_AGENT_NOT_ACTIVE');
-    assert.equal((await appliance.host(agentId)).status, 'revoked');
+    assert.equal((await ingest.appliance.host(agentId)).status, 'revoked');
   });
 
   test('a second stream for the same agent replaces the first without the host going offline', async () => {
     const { agentId, jwt } = await activeAgent('replaced');
-    const first = new HeartbeatStream(client, jwt);
+    const first = new HeartbeatStream(ingest.client, jwt);
     first.send(agentId, 1);
     await waitFor('first ack', () => first.acks().length === 1);
-    const second = new HeartbeatStream(client, jwt);
+    const second = new HeartbeatStream(ingest.client, jwt);
     second.send(agentId, 1);
     await waitFor('second ack', () => second.acks().length === 1);
     await first.ended;
     await sleep(300);
-    assert.equal((await appliance.host(agentId)).status, 'online');
-    assert.equal(appliance.process.logged('host offline', { host_id: agentId }).length, 0);
+    assert.equal((await ingest.appliance.host(agentId)).status, 'online');
+    assert.equal(ingest.appliance.process.logged('host offline', { host_id: agentId }).length, 0);
     second.call.end();
     await second.ended;
-    await waitFor('offline after the live stream closed', async () => (await appliance.host(agentId)).status === 'offline');
+    await waitFor('offline after the live stream closed', async () => (await ingest.appliance.host(agentId)).status === 'offline');
   });
 
   test('a silent stream is marked offline within twice the interval and dropped', async () => {
     const { agentId, jwt } = await activeAgent('silent');
-    const stream = new HeartbeatStream(client, jwt);
+    const stream = new HeartbeatStream(ingest.client, jwt);
     const started = Date.now();
     stream.send(agentId, 1);
     await waitFor('ack', () => stream.acks().length === 1);
-    const offline = await appliance.process.waitForLog('host offline', { host_id: agentId }, 15_000);
+    const offline = await ingest.appliance.process.waitForLog('host offline', { host_id: agentId }, 15_000);
     const elapsed = Date.now() - started;
     assert.equal(offline.reason, 'heartbeat-timeout');
     assert.ok(elapsed >= 9_000 && elapsed < 13_000, `offline after ${elapsed} ms, expected about 2 × 5 s`);
-    assert.equal((await appliance.host(agentId)).status, 'offline');
+    assert.equal((await ingest.appliance.host(agentId)).status, 'offline');
     await stream.ended;
   });
 
   test('an online agent receives a fresh JWT before its current one expires', async () => {
     const { agentId, jwt } = await activeAgent('refreshed');
-    const stream = new HeartbeatStream(client, jwt);
+    const stream = new HeartbeatStream(ingest.client, jwt);
     let sequence = 0;
     const beat = setInterval(() => stream.send(agentId, ++sequence), 1000);
     try {
       const refresh = await waitFor('credential refresh', () => stream.received.find((message) => message.kind === 'credential'), 15_000);
       assert.notEqual(refresh.credential!.jwt, jwt);
       assert.ok(refresh.credential!.jwt_expires_unix > Math.floor(Date.now() / 1000) + 10);
-      const renewed = new HeartbeatStream(client, refresh.credential!.jwt);
+      const renewed = new HeartbeatStream(ingest.client, refresh.credential!.jwt);
       renewed.send(agentId, 1);
       await waitFor('ack on the renewed JWT', () => renewed.acks().length === 1);
       renewed.call.end();
@@ -133,11 +120,11 @@ describe('Heartbeat stream against a real appliance', () => {
 
   test('out-of-range vitals are refused with INVALID_ARGUMENT and nothing is stored', async () => {
     const { agentId, jwt } = await activeAgent('bad-vitals');
-    const stream = new HeartbeatStream(client, jwt);
+    const stream = new HeartbeatStream(ingest.client, jwt);
     stream.send(agentId, 1, { cpu_percent: 250 });
     const ended = await stream.ended;
     assert.equal(ended.code, GrpcCode.INVALID_ARGUMENT);
-    const host = await appliance.host(agentId);
+    const host = await ingest.appliance.host(agentId);
     assert.equal((host.recent_vitals as unknown[]).length, 0);
   });
 });

@@ -1,40 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { REPORT_ONLY_METADATA, type IngestServiceClient } from '../common/proto.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
+import { describe, test } from 'node:test';
+import { REPORT_ONLY_METADATA } from '../common/proto.ts';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
+import { callRegister, HeartbeatStream, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
 import { waitFor } from './helpers/wait.ts';
 
 type TaskJson = Record<string, unknown> & { id: string; type: string; state: string; expires_at: string };
 type HostJson = Record<string, unknown> & { id: string; status: string; pending_uninstall: TaskJson | null };
 
 describe('deleting hosts on a real appliance', () => {
-  let appliance: TestAppliance;
-  let client: IngestServiceClient;
+  const ingest = useIngestFixture();
 
-  before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-  });
-  after(async () => {
-    client.close();
-    await appliance.dispose();
-  });
-
-  const enrol = async (autoApprove = true, identity: TestIdentity = newIdentity()) => {
-    const { token } = await appliance.createToken(...(autoApprove ? ['--auto-approve'] : []));
-    const registered = await callRegister(client, signedRegister(identity, token));
-    assert.ok(registered.ok);
-    return { hostId: registered.value.agent_id, jwt: registered.value.jwt, identity, token };
-  };
-  const stream = async (hostId: string, jwt: string): Promise<HeartbeatStream> => {
-    const opened = new HeartbeatStream(client, jwt);
-    opened.send(hostId, 1);
-    await waitFor('first ack', () => opened.acks().includes(1));
-    return opened;
-  };
+  const enrol = (autoApprove = true, identity?: TestIdentity) => ingest.enrol({ autoApprove, identity });
+  const stream = (hostId: string, jwt: string) => ingest.openStream(hostId, jwt);
   const fails = async (args: string[], code: string): Promise<void> => {
-    const result = await appliance.cli(...args);
+    const result = await ingest.appliance.cli(...args);
     assert.notEqual(result.code, 0, `${args.join(' ')} should fail`);
     assert.match(result.stderr, new RegExp(code));
   };
@@ -42,21 +22,21 @@ describe('deleting hosts on a real appliance', () => {
   test('delete: the stream closes, the host leaves the list, and its key is retired for good; the machine can enrol afresh with a new key', async () => {
     const { hostId, jwt, identity } = await enrol();
     const live = await stream(hostId, jwt);
-    const deleted = await appliance.cliJson<{ host: HostJson; uninstall: null }>('hosts', 'delete', hostId);
+    const deleted = await ingest.appliance.cliJson<{ host: HostJson; uninstall: null }>('hosts', 'delete', hostId);
     assert.equal(deleted.host.status, 'deleted');
     assert.equal(deleted.uninstall, null);
     const ended = await live.ended;
     assert.equal(ended.code, 7, 'PERMISSION_DENIED');
-    assert.ok(!(await appliance.hosts()).some((host) => host.id === hostId), 'not listed');
-    const shown = await appliance.host(hostId);
+    assert.ok(!(await ingest.appliance.hosts()).some((host) => host.id === hostId), 'not listed');
+    const shown = await ingest.appliance.host(hostId);
     assert.equal(shown.status, 'deleted');
     assert.equal(typeof shown.deleted_at, 'string');
 
-    const again = await callRegister(client, signedRegister(identity, ''));
+    const again = await callRegister(ingest.client, signedRegister(identity, ''));
     assert.ok(!again.ok);
     assert.equal(again.code, 7);
     assert.match(again.details, /^ERR_AGENT_KEY_RETIRED: /);
-    const heartbeatAfter = new HeartbeatStream(client, jwt);
+    const heartbeatAfter = new HeartbeatStream(ingest.client, jwt);
     heartbeatAfter.send(hostId, 1);
     assert.match((await heartbeatAfter.ended).details, /^ERR_AGENT_NOT_ACTIVE: the host is deleted/, 'its unexpired JWT is no use either');
 
@@ -67,40 +47,40 @@ describe('deleting hosts on a real appliance', () => {
     // Same machine, new key (data directory wiped): a fresh enrolment, not a clone of the deleted host.
     const fresh = await enrol(true, { ...newIdentity(identity.hostname), fingerprint: identity.fingerprint });
     assert.notEqual(fresh.hostId, hostId);
-    const freshHost = await appliance.host(fresh.hostId);
+    const freshHost = await ingest.appliance.host(fresh.hostId);
     assert.deepEqual([freshHost.status, freshHost.fingerprint_conflict_with], ['never-connected', null]);
   });
 
   test('delete --uninstall of an offline host waits for the agent (the admin sees it, with its expiry); success then deletes the host', async () => {
     const { hostId, jwt, identity } = await enrol();
     const before = Date.now();
-    const requested = await appliance.cliJson<{ host: HostJson; uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
+    const requested = await ingest.appliance.cliJson<{ host: HostJson; uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
     assert.deepEqual([requested.uninstall.type, requested.uninstall.state], ['agent_uninstall', 'queued']);
     const expires = Date.parse(requested.uninstall.expires_at);
     assert.ok(expires >= before + 7 * 86_400_000 - 1000 && expires <= Date.now() + 7 * 86_400_000, 'waits up to 7 days');
-    const waiting = await appliance.host(hostId) as HostJson;
+    const waiting = await ingest.appliance.host(hostId) as HostJson;
     assert.equal(waiting.status, 'never-connected', 'still a host until the agent has uninstalled itself');
     assert.equal(waiting.pending_uninstall?.id, requested.uninstall.id);
-    assert.ok((await appliance.hosts()).some((host) => host.id === hostId));
-    const twice = await appliance.cli('hosts', 'delete', hostId, '--uninstall');
+    assert.ok((await ingest.appliance.hosts()).some((host) => host.id === hostId));
+    const twice = await ingest.appliance.cli('hosts', 'delete', hostId, '--uninstall');
     assert.match(twice.stdout, new RegExp(`^uninstall task ${requested.uninstall.id} is queued \\(the host is never-connected; it waits until ${requested.uninstall.expires_at}\\); ${hostId} is deleted when the agent reports success\n$`), 'asking twice queues one uninstall');
 
     const live = await stream(hostId, jwt);
     await waitFor('uninstall pushed on connect', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id && message.task.kind === 'agent_uninstall'));
     live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: requested.uninstall.id, phase: 'TASK_PHASE_RUNNING' }] });
     await waitFor('ack 2', () => live.acks().includes(2));
-    assert.equal((await appliance.host(hostId)).status, 'online');
+    assert.equal((await ingest.appliance.host(hostId)).status, 'online');
     // The uninstaller's report (ct-ops-agent report-task) arrives on a report-only stream of its own:
     // it does not replace the agent's stream, gets no tasks and records no vitals.
-    const vitalsBefore = ((await appliance.host(hostId)).recent_vitals as unknown[]).length;
-    const reporter = new HeartbeatStream(client, jwt, { [REPORT_ONLY_METADATA]: '1' });
+    const vitalsBefore = ((await ingest.appliance.host(hostId)).recent_vitals as unknown[]).length;
+    const reporter = new HeartbeatStream(ingest.client, jwt, { [REPORT_ONLY_METADATA]: '1' });
     reporter.send(hostId, 1);
     await waitFor('reporter ack 1', () => reporter.acks().includes(1));
-    assert.equal((await appliance.host(hostId)).status, 'online', "the agent's own stream is still the live one");
+    assert.equal((await ingest.appliance.host(hostId)).status, 'online', "the agent's own stream is still the live one");
     assert.ok(!reporter.received.some((message) => message.kind === 'task'), 'no tasks for a reporter');
     live.send(hostId, 3);
     await waitFor('the agent stream still serves', () => live.acks().includes(3));
-    const vitalsCount = async () => ((await appliance.host(hostId)).recent_vitals as unknown[]).length;
+    const vitalsCount = async () => ((await ingest.appliance.host(hostId)).recent_vitals as unknown[]).length;
     await waitFor("the agent's heartbeat recorded", async () => (await vitalsCount()) === vitalsBefore + 1);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     assert.equal(await vitalsCount(), vitalsBefore + 1, "only the agent's heartbeat is recorded (vitals are written in 1 s batches)");
@@ -108,39 +88,39 @@ describe('deleting hosts on a real appliance', () => {
     await waitFor('the report is acknowledged', () => reporter.acks().includes(2));
     assert.equal((await live.ended).code, 7, "deleting the host closes the agent's stream");
     reporter.call.end();
-    const gone = await appliance.host(hostId) as HostJson;
+    const gone = await ingest.appliance.host(hostId) as HostJson;
     assert.deepEqual([gone.status, gone.pending_uninstall], ['deleted', null]);
-    const task = await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id);
+    const task = await ingest.appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id);
     assert.deepEqual([task.state, task.output], ['succeeded', 'CT-Ops agent removed']);
-    const registerAgain = await callRegister(client, signedRegister(identity, ''));
+    const registerAgain = await callRegister(ingest.client, signedRegister(identity, ''));
     assert.ok(!registerAgain.ok && /^ERR_AGENT_KEY_RETIRED/.test(registerAgain.details));
   });
 
   test('a sent uninstall cannot be cancelled; a failed one keeps the host until a late success report; a pending host cannot be asked to uninstall itself', async () => {
     const { hostId, jwt } = await enrol();
     const live = await stream(hostId, jwt);
-    const requested = await appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
+    const requested = await ingest.appliance.cliJson<{ uninstall: TaskJson }>('hosts', 'delete', hostId, '--uninstall');
     await waitFor('pushed at once to the online agent', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id));
     await fails(['tasks', 'cancel', requested.uninstall.id], 'ERR_TASK_STATE_CONFLICT');
     live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_FAILED', error_code: 'ERR_UNINSTALL_UNAVAILABLE', message: 'no root helper' }] });
     await waitFor('ack 2', () => live.acks().includes(2));
-    const kept = await appliance.host(hostId) as HostJson;
+    const kept = await ingest.appliance.host(hostId) as HostJson;
     assert.deepEqual([kept.status, kept.pending_uninstall], ['online', null]);
-    assert.equal((await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).error_code, 'ERR_UNINSTALL_UNAVAILABLE');
+    assert.equal((await ingest.appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).error_code, 'ERR_UNINSTALL_UNAVAILABLE');
     // The helper started the uninstaller after all (just after the agent stopped waiting for it): its
     // success report arrives for a task already failed. The agent is gone, so the host is deleted.
-    const reporter = new HeartbeatStream(client, jwt, { [REPORT_ONLY_METADATA]: '1' });
+    const reporter = new HeartbeatStream(ingest.client, jwt, { [REPORT_ONLY_METADATA]: '1' });
     reporter.send(hostId, 1, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'removed late' }] });
     await waitFor('reporter ack', () => reporter.acks().includes(1));
-    assert.equal((await appliance.host(hostId)).status, 'deleted');
-    await appliance.process.waitForLog('task outcome arrived after the task finished', { task_id: requested.uninstall.id });
-    assert.equal((await appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).state, 'failed', 'a finished task never moves');
+    assert.equal((await ingest.appliance.host(hostId)).status, 'deleted');
+    await ingest.appliance.process.waitForLog('task outcome arrived after the task finished', { task_id: requested.uninstall.id });
+    assert.equal((await ingest.appliance.cliJson<TaskJson>('tasks', 'show', requested.uninstall.id)).state, 'failed', 'a finished task never moves');
     reporter.call.end();
 
     const pending = await enrol(false);
     await fails(['hosts', 'delete', pending.hostId, '--uninstall'], 'ERR_HOST_STATE_CONFLICT');
-    const deleted = await appliance.cli('hosts', 'delete', pending.hostId);
+    const deleted = await ingest.appliance.cli('hosts', 'delete', pending.hostId);
     assert.equal(deleted.stdout, `host ${pending.hostId} deleted; its key is retired\n`, 'a pending host is deleted without an uninstall');
-    assert.equal((await appliance.host(pending.hostId)).status, 'deleted');
+    assert.equal((await ingest.appliance.host(pending.hostId)).status, 'deleted');
   });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type { HeartbeatResponse__Output, IngestServiceClient, TaskUpdate } from '../common/proto.ts';
+import { describe, test } from 'node:test';
+import type { HeartbeatResponse__Output, TaskUpdate } from '../common/proto.ts';
 import { nextScanDueAt } from '../appliance/inventory/sweeper.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
+import { HeartbeatStream } from './helpers/ingest-client.ts';
 import { chunksOf, packages, submitScan } from './helpers/inventory.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -13,39 +13,16 @@ const tasksIn = (stream: HeartbeatStream): string[] =>
   stream.received.filter((message): message is HeartbeatResponse__Output & { task: NonNullable<HeartbeatResponse__Output['task']> } => message.kind === 'task').map((message) => message.task.task_id);
 
 describe('task dispatch on the Heartbeat stream of a real appliance', () => {
-  let appliance: TestAppliance;
-  let client: IngestServiceClient;
-  const streams: HeartbeatStream[] = [];
+  const ingest = useIngestFixture();
 
-  before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-  });
-  after(async () => {
-    for (const stream of streams) stream.call.cancel();
-    client.close();
-    await appliance.dispose();
-  });
-
-  const enrol = async (): Promise<{ hostId: string; jwt: string }> => {
-    const { token } = await appliance.createToken('--auto-approve');
-    const registered = await callRegister(client, signedRegister(newIdentity(), token));
-    assert.ok(registered.ok);
-    return { hostId: registered.value.agent_id, jwt: registered.value.jwt };
-  };
-  const open = async (hostId: string, jwt: string): Promise<HeartbeatStream> => {
-    const stream = new HeartbeatStream(client, jwt);
-    streams.push(stream);
-    stream.send(hostId, 1);
-    await waitFor('first ack', () => stream.acks().includes(1));
-    return stream;
-  };
+  const enrol = () => ingest.enrol();
+  const open = (hostId: string, jwt: string) => ingest.openStream(hostId, jwt);
   const report = (stream: HeartbeatStream, hostId: string, sequence: number, ...updates: TaskUpdate[]) => stream.send(hostId, sequence, { task_updates: updates });
-  const show = (id: string) => appliance.cliJson<TaskJson>('tasks', 'show', id);
+  const show = (id: string) => ingest.appliance.cliJson<TaskJson>('tasks', 'show', id);
 
   test('a task queued while the host is offline goes out when its stream opens; reports move it to succeeded with its result', async () => {
     const { hostId, jwt } = await enrol();
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     assert.equal(queued.state, 'queued');
     const stream = await open(hostId, jwt);
     await waitFor('task pushed on connect', () => tasksIn(stream).includes(queued.id));
@@ -59,7 +36,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     await waitFor('acknowledged', async () => (await show(queued.id)).state === 'acknowledged');
     // The scan the task asked for, tied to it by task_id.
     const scanId = `scn_${queued.id}`;
-    const submitted = await submitScan(client, jwt, chunksOf(hostId, scanId, packages(0, 700)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    const submitted = await submitScan(ingest.client, jwt, chunksOf(hostId, scanId, packages(0, 700)).map((chunk) => ({ ...chunk, task_id: queued.id })));
     assert.ok(submitted.ok, JSON.stringify(submitted));
     // The acknowledgement and the outcome may arrive together, repeated (a resend): each applies once.
     const claimed = { scan_id: scanId, packages: 999, sources: ['dpkg'] };
@@ -69,7 +46,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     const done = await show(queued.id);
     assert.deepEqual([done.state, done.output], ['succeeded', '700 packages']);
     assert.deepEqual(done.result, { scan_id: scanId, packages: 700, chunks: 2, sources: ['dpkg'], added: 700, removed: 0, unchanged: 0 }, "the counts are the appliance's own");
-    const late = await submitScan(client, jwt, chunksOf(hostId, `${scanId}-late`, packages(0, 1)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    const late = await submitScan(ingest.client, jwt, chunksOf(hostId, `${scanId}-late`, packages(0, 1)).map((chunk) => ({ ...chunk, task_id: queued.id })));
     assert.ok(!late.ok && /^ERR_TASK_STATE_CONFLICT/.test(late.details), 'a finished task takes no further scan');
   });
 
@@ -77,9 +54,9 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     const owner = await enrol();
     const other = await enrol();
     const stream = await open(owner.hostId, owner.jwt);
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
     await waitFor('pushed', () => tasksIn(stream).includes(queued.id));
-    const stolen = await submitScan(client, other.jwt, chunksOf(other.hostId, 'scn_stolen_0001', packages(0, 3)).map((chunk) => ({ ...chunk, task_id: queued.id })));
+    const stolen = await submitScan(ingest.client, other.jwt, chunksOf(other.hostId, 'scn_stolen_0001', packages(0, 3)).map((chunk) => ({ ...chunk, task_id: queued.id })));
     assert.equal(stolen.ok, false);
     assert.match(stolen.ok ? '' : stolen.details, /^ERR_TASK_NOT_FOUND/);
     report(stream, owner.hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '{"packages":3}' });
@@ -91,10 +68,10 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
   test('a task queued while the host is online is pushed at once; cancelling a sent task tells the agent', async () => {
     const { hostId, jwt } = await enrol();
     const stream = await open(hostId, jwt);
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'reload-config', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'reload-config', hostId);
     await waitFor('pushed at once', () => tasksIn(stream).includes(queued.id), 5_000);
     assert.equal(stream.received.find((message) => message.task?.task_id === queued.id)?.task?.kind, 'config_reload');
-    await appliance.cliJson('tasks', 'cancel', queued.id);
+    await ingest.appliance.cliJson('tasks', 'cancel', queued.id);
     await waitFor('cancel pushed', () => stream.received.some((message) => message.cancel?.task_id === queued.id), 5_000);
     report(stream, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_SUCCEEDED' });
     await waitFor('ack 2', () => stream.acks().includes(2));
@@ -104,7 +81,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
   test('a sent task not acknowledged before the stream ends is sent again on the next stream', async () => {
     const { hostId, jwt } = await enrol();
     const first = await open(hostId, jwt);
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     await waitFor('pushed', () => tasksIn(first).includes(queued.id));
     first.call.cancel();
     await waitFor('queued again', async () => (await show(queued.id)).state === 'queued');
@@ -119,7 +96,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
   test('a second stream replacing a live one takes over the unacknowledged task; the replaced stream closing later changes nothing', async () => {
     const { hostId, jwt } = await enrol();
     const first = await open(hostId, jwt);
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     await waitFor('pushed on the first stream', () => tasksIn(first).includes(queued.id));
     const second = await open(hostId, jwt);
     await waitFor('pushed again on the second stream', () => tasksIn(second).includes(queued.id));
@@ -128,17 +105,17 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     assert.deepEqual([task.state, task.attempts], ['sent', 2]);
     report(second, hostId, 2, { task_id: queued.id, phase: 'TASK_PHASE_ACKNOWLEDGED' });
     await waitFor('acknowledged', async () => (await show(queued.id)).state === 'acknowledged');
-    assert.equal((await appliance.host(hostId)).status, 'online');
+    assert.equal((await ingest.appliance.host(hostId)).status, 'online');
     second.call.cancel();
-    await waitFor('offline', async () => (await appliance.host(hostId)).status === 'offline');
+    await waitFor('offline', async () => (await ingest.appliance.host(hostId)).status === 'offline');
     assert.equal((await show(queued.id)).state, 'acknowledged', 'an acknowledged task is not queued again: the agent has it');
   });
 
   test("an inventory task carries the optional sources the organisation switched on when it is sent", async () => {
     const { hostId, jwt } = await enrol();
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     // Switched on while the task waits: the agent collects what the settings say at send time.
-    await appliance.cliJson('settings', 'inventory', '--flatpak', 'on', '--windows-store', 'on');
+    await ingest.appliance.cliJson('settings', 'inventory', '--flatpak', 'on', '--windows-store', 'on');
     try {
       const stream = await open(hostId, jwt);
       await waitFor('pushed', () => tasksIn(stream).includes(queued.id));
@@ -146,7 +123,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
       assert.deepEqual(pushed.software_inventory, { snap: false, flatpak: true, windows_store: true });
       stream.call.cancel();
     } finally {
-      await appliance.cliJson('settings', 'inventory', '--flatpak', 'off', '--windows-store', 'off');
+      await ingest.appliance.cliJson('settings', 'inventory', '--flatpak', 'off', '--windows-store', 'off');
     }
   });
 
@@ -155,13 +132,13 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     const other = await enrol();
     const ownerStream = await open(owner.hostId, owner.jwt);
     const otherStream = await open(other.hostId, other.jwt);
-    const task = await appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
+    const task = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', owner.hostId);
     await waitFor('pushed', () => tasksIn(ownerStream).includes(task.id));
 
     report(otherStream, other.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED' }, { task_id: 'tsk_unknown', phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: 'not a task', phase: 'TASK_PHASE_ACKNOWLEDGED' });
     await waitFor('ack 2', () => otherStream.acks().includes(2));
     assert.equal((await show(task.id)).state, 'sent', "another host's report changes nothing");
-    await appliance.process.waitForLog('task report refused', { task_id: task.id });
+    await ingest.appliance.process.waitForLog('task report refused', { task_id: task.id });
 
     report(ownerStream, owner.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_UNSPECIFIED' }, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '[1,2' });
     await waitFor('ack 2', () => ownerStream.acks().includes(2));

@@ -1,61 +1,43 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { TestAppliance } from './helpers/appliance.ts';
-import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
-import type { IngestServiceClient } from '../common/proto.ts';
+import { describe, test } from 'node:test';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
 
 type TaskJson = Record<string, unknown> & { id: string; host_id: string; type: string; state: string };
 
 describe('tasks through the admin API and CLI of a real appliance', () => {
-  let appliance: TestAppliance;
-  let client: IngestServiceClient;
-
-  const enrol = async (hostname: string, autoApprove: boolean): Promise<string> => {
-    const { token } = await appliance.createToken(...(autoApprove ? ['--auto-approve'] : []));
-    const registered = await callRegister(client, signedRegister(newIdentity(hostname), token));
-    assert.ok(registered.ok);
-    return registered.value.agent_id;
-  };
+  const ingest = useIngestFixture();
+  const enrol = async (hostname: string, autoApprove: boolean): Promise<string> => (await ingest.enrol({ hostname, autoApprove })).hostId;
   const failure = async (...args: string[]): Promise<{ code: number | null; stderr: string }> => {
-    const result = await appliance.cli(...args);
+    const result = await ingest.appliance.cli(...args);
     return { code: result.code, stderr: result.stderr };
   };
-
-  before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-  });
-  after(async () => {
-    client.close();
-    await appliance.dispose();
-  });
 
   test('a rescan queues one software_inventory task that tasks list shows, and rescanning again returns the same task', async () => {
     const hostId = await enrol('rescan-me', true);
     const before = Date.now();
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     assert.match(queued.id, /^tsk_[0-9a-f]{20}$/);
     assert.deepEqual([queued.host_id, queued.type, queued.state, queued.attempts, queued.created_by], [hostId, 'software_inventory', 'queued', 0, 'admin']);
     const expiresAt = Date.parse(queued.expires_at as string);
     assert.ok(expiresAt >= before + 24 * 3600_000 && expiresAt <= Date.now() + 24 * 3600_000, 'the admin sees when a queued scan gives up');
 
-    const listed = await appliance.cliJson<TaskJson[]>('tasks', 'list', '--host', hostId, '--state', 'queued');
+    const listed = await ingest.appliance.cliJson<TaskJson[]>('tasks', 'list', '--host', hostId, '--state', 'queued');
     assert.deepEqual(listed.map((task) => task.id), [queued.id]);
-    assert.ok((await appliance.cliJson<TaskJson[]>('tasks', 'list')).some((task) => task.id === queued.id));
-    assert.deepEqual(await appliance.cliJson<TaskJson[]>('tasks', 'list', '--host', hostId, '--state', 'cancelled'), []);
+    assert.ok((await ingest.appliance.cliJson<TaskJson[]>('tasks', 'list')).some((task) => task.id === queued.id));
+    assert.deepEqual(await ingest.appliance.cliJson<TaskJson[]>('tasks', 'list', '--host', hostId, '--state', 'cancelled'), []);
 
-    const again = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const again = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     assert.equal(again.id, queued.id);
-    assert.deepEqual(await appliance.cliJson<TaskJson>('tasks', 'show', queued.id), queued);
-    const table = await appliance.cli('tasks', 'list', '--host', hostId);
+    assert.deepEqual(await ingest.appliance.cliJson<TaskJson>('tasks', 'show', queued.id), queued);
+    const table = await ingest.appliance.cli('tasks', 'list', '--host', hostId);
     assert.match(table.stdout, /^ID\s+HOST_ID\s+TYPE\s+STATE/m);
     assert.match(table.stdout, new RegExp(`${queued.id}\\s+${hostId}\\s+software_inventory\\s+queued`));
   });
 
   test('cancel moves a queued task to cancelled; cancelling it again is a conflict, and unknown ids are not found', async () => {
     const hostId = await enrol('cancel-me', true);
-    const queued = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
-    const cancelled = await appliance.cliJson<TaskJson>('tasks', 'cancel', queued.id);
+    const queued = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const cancelled = await ingest.appliance.cliJson<TaskJson>('tasks', 'cancel', queued.id);
     assert.equal(cancelled.state, 'cancelled');
     assert.equal(typeof cancelled.finished_at, 'string');
 
@@ -72,7 +54,7 @@ describe('tasks through the admin API and CLI of a real appliance', () => {
     const malformed = await failure('tasks', 'show', 'not-a-task');
     assert.match(malformed.stderr, /ERR_INVALID_ARGUMENT/);
 
-    const fresh = await appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
+    const fresh = await ingest.appliance.cliJson<TaskJson>('hosts', 'rescan', hostId);
     assert.notEqual(fresh.id, queued.id, 'a cancelled scan does not block a new one');
     assert.equal(fresh.state, 'queued');
   });

@@ -3,11 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { connect as http2Connect } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
-import type { IngestServiceClient } from '../common/proto.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
+import { callRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 /** Sends one gRPC request frame with an arbitrary body over HTTP/2 and returns the grpc-status. */
 function rawGrpcCall(port: number, ca: string, method: string, body: Buffer): Promise<{ status: string | undefined; message: string | undefined }> {
@@ -38,55 +37,45 @@ function rawGrpcCall(port: number, ca: string, method: string, body: Buffer): Pr
 }
 
 describe('the ingest port survives hostile input', () => {
-  let appliance: TestAppliance;
-  let client: IngestServiceClient;
-
-  before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-  });
-  after(async () => {
-    client.close();
-    await appliance.dispose();
-  });
+  const ingest = useIngestFixture();
 
   async function stillServes(): Promise<void> {
-    const { token } = await appliance.createToken('--auto-approve');
-    const result = await callRegister(client, signedRegister(newIdentity(), token));
+    const { token } = await ingest.appliance.createToken('--auto-approve');
+    const result = await callRegister(ingest.client, signedRegister(newIdentity(), token));
     assert.ok(result.ok, 'a well-formed Register still succeeds');
-    assert.ok(appliance.process.running, 'the appliance process is alive');
+    assert.ok(ingest.appliance.process.running, 'the appliance process is alive');
   }
 
   test('a 5 MiB Register is refused with RESOURCE_EXHAUSTED', async () => {
-    const { token } = await appliance.createToken();
-    const result = await callRegister(client, signedRegister(newIdentity(), token, { hostname: 'x'.repeat(5 * 1024 * 1024) }));
+    const { token } = await ingest.appliance.createToken();
+    const result = await callRegister(ingest.client, signedRegister(newIdentity(), token, { hostname: 'x'.repeat(5 * 1024 * 1024) }));
     assert.equal(!result.ok && result.code, GrpcCode.RESOURCE_EXHAUSTED);
     await stillServes();
   });
 
   test('protobuf garbage in a valid gRPC frame is refused without a crash', async () => {
     for (let attempt = 0; attempt < 20; attempt += 1) {
-      const { status } = await rawGrpcCall(appliance.grpcPort, appliance.caCert, attempt % 2 ? 'Register' : 'Heartbeat', randomBytes(1 + attempt * 37));
+      const { status } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, attempt % 2 ? 'Register' : 'Heartbeat', randomBytes(1 + attempt * 37));
       assert.ok(status !== undefined && status !== String(GrpcCode.OK), `garbage answered with grpc-status ${status}`);
     }
     await stillServes();
   });
 
   test('a well-formed Register with every field missing is refused as INVALID_ARGUMENT', async () => {
-    const { status, message } = await rawGrpcCall(appliance.grpcPort, appliance.caCert, 'Register', Buffer.alloc(0));
+    const { status, message } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, 'Register', Buffer.alloc(0));
     assert.equal(status, String(GrpcCode.INVALID_ARGUMENT));
     assert.equal(codeFromGrpcDetails(message), 'ERR_INVALID_ARGUMENT');
   });
 
   test('plain-text and random bytes on the TLS port are dropped', async () => {
     await new Promise<void>((resolve) => {
-      const socket = netConnect(appliance.grpcPort, '127.0.0.1', () => socket.end('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + randomBytes(4096).toString('binary')));
+      const socket = netConnect(ingest.appliance.grpcPort, '127.0.0.1', () => socket.end('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + randomBytes(4096).toString('binary')));
       socket.on('data', () => undefined);
       socket.on('close', () => resolve());
       socket.on('error', () => resolve());
     });
     await new Promise<void>((resolve) => {
-      const socket = tlsConnect({ port: appliance.grpcPort, host: '127.0.0.1', ca: appliance.caCert, servername: 'localhost', ALPNProtocols: ['h2'] }, () => socket.end(randomBytes(8192)));
+      const socket = tlsConnect({ port: ingest.appliance.grpcPort, host: '127.0.0.1', ca: ingest.appliance.caCert, servername: 'localhost', ALPNProtocols: ['h2'] }, () => socket.end(randomBytes(8192)));
       socket.on('data', () => undefined);
       socket.on('close', () => resolve());
       socket.on('error', () => resolve());

@@ -207,7 +207,7 @@ function readAnswer(path: string): string | undefined {
 }
 
 async function launchDetached(plan: { method: DetachMethod; uninstaller: string }, taskId: string, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<TaskHandlerResult> {
-  const output = openUninstallLog(env);
+  const output = openUninstallLog(plan.method === 'windows-detached', env);
   const { command, args } = launchCommand(plan, taskId, output.path, Date.now(), env);
   let pid: number | undefined;
   try {
@@ -227,11 +227,11 @@ async function launchDetached(plan: { method: DetachMethod; uninstaller: string 
  * administrators write to, created exclusively (no link followed), else a file in a new
  * private temporary folder. Never a predictable name in a shared folder.
  */
-function openUninstallLog(env: NodeJS.ProcessEnv): { path: string; fd: number } {
-  const dir = process.platform === 'win32' ? win32.join(env.SystemRoot || 'C:\\Windows', 'Logs', 'CT-Ops') : '/var/log';
+function openUninstallLog(windows: boolean, env: NodeJS.ProcessEnv): { path: string; fd: number } {
+  const dir = windows ? win32.join(env.SystemRoot || 'C:\\Windows', 'Logs', 'CT-Ops') : '/var/log';
   const path = join(dir, 'ct-ops-uninstall.log');
   try {
-    if (process.platform === 'win32') mkdirSync(dir, { recursive: true });
+    if (windows) mkdirSync(dir, { recursive: true });
     rmSync(path, { force: true });
     return { path, fd: openSync(path, 'wx', 0o600) };
   } catch {

@@ -77,9 +77,8 @@ export class TaskDispatcher {
       try {
         // The report and what a finished task does to its host (an uninstall deletes it) commit together.
         stores.transaction(() => {
-          const { task, repeat } = applyTaskUpdate(stores, hostId, update, this.#now());
-          if (repeat) return this.#repeated(hostId, update);
-          if (!task) return;
+          const { task, moved } = applyTaskUpdate(stores, hostId, update, this.#now());
+          if (!moved) return this.#repeated(hostId, update, task);
           log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
           if (isFinished(task.state)) onFinished?.(task);
         });
@@ -94,11 +93,10 @@ export class TaskDispatcher {
    * that arrives after the task finished otherwise (timed out, failed) is worth a warning, and an
    * uninstall that succeeded late still happened: the agent is gone, so the host is deleted.
    */
-  #repeated(hostId: string, update: TaskUpdate__Output): void {
-    const { stores, log, onFinished } = this.#deps;
-    const task = stores.tasks.get(update.task_id);
+  #repeated(hostId: string, update: TaskUpdate__Output, task: Task): void {
+    const { log, onFinished } = this.#deps;
     const outcome = update.phase === 'TASK_PHASE_SUCCEEDED' || update.phase === 'TASK_PHASE_FAILED';
-    if (!task || !outcome || !isFinished(task.state) || reportedState(update) === task.state) {
+    if (!outcome || !isFinished(task.state) || reportedState(update) === task.state) {
       log.debug({ host_id: hostId, task_id: update.task_id, phase: update.phase }, 'task report repeated');
       return;
     }

@@ -15,10 +15,10 @@ const PHASE_EVENTS: Readonly<Record<string, TaskEvent>> = {
 const TASK_ID = /^tsk_[A-Za-z0-9_-]{1,64}$/;
 
 export interface AppliedUpdate {
-  /** The task after the update, when the update moved it. */
-  readonly task: Task | undefined;
-  /** The update repeated a phase the task already passed (a resend after a dropped stream). */
-  readonly repeat: boolean;
+  /** The task after the update; as it was, when the update did not move it. */
+  readonly task: Task;
+  /** False: the update repeated a phase the task already passed (a resend after a dropped stream), or came after it finished. */
+  readonly moved: boolean;
 }
 
 /**
@@ -58,7 +58,7 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   // agent that finished a task straight from "sent" passes through the phases it skipped.
   if (finishing && task.state === 'sent') applyTaskEvent(stores, task.id, 'started', now);
   const moved = applyTaskEvent(stores, task.id, applied, now, outcome);
-  return { task: moved ? stores.tasks.get(task.id) : undefined, repeat: !moved };
+  return { task: moved ? (stores.tasks.get(task.id) as Task) : task, moved };
 }
 
 function parseResult(json: string, taskId: string): unknown {

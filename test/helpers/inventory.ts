@@ -1,11 +1,11 @@
-import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { IngestServiceClient } from '../../common/proto.ts';
 import type { SoftwareInventoryChunk } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
 import type { SoftwareInventoryResponse__Output } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
 import type { SoftwarePackage } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import type { TestAppliance } from './appliance.ts';
-import { callRegister, newIdentity, signedRegister, type CallResult } from './ingest-client.ts';
+import type { CallResult } from './ingest-client.ts';
+import { enrolHost } from './ingest-fixture.ts';
 
 export type InventoryOutcome = CallResult<SoftwareInventoryResponse__Output>;
 
@@ -67,8 +67,6 @@ export function chunksOf(agentId: string, scanId: string, all: SoftwarePackage[]
 
 /** Enrols a new identity with an auto-approve token: an active host and its JWT. */
 export async function activeAgent(appliance: TestAppliance, client: IngestServiceClient, hostname: string): Promise<{ agentId: string; jwt: string }> {
-  const { token } = await appliance.createToken('--auto-approve');
-  const result = await callRegister(client, signedRegister(newIdentity(hostname), token));
-  assert.ok(result.ok && result.value.status === 'AGENT_STATUS_ACTIVE');
-  return { agentId: result.value.agent_id, jwt: result.value.jwt };
+  const { hostId, jwt } = await enrolHost(appliance, client, { hostname });
+  return { agentId: hostId, jwt };
 }

@@ -1,5 +1,6 @@
 import { unparsable } from '../errors.ts';
 import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { jsonText } from './text.ts';
 
 /** The PowerShell that lists Store (AppX/MSIX) packages for all users as JSON. */
 export const APPX_SCRIPT =
@@ -11,10 +12,6 @@ interface AppxPackage {
   readonly Architecture?: unknown;
   readonly Publisher?: unknown;
   readonly IsFramework?: unknown;
-}
-
-function text(value: unknown): string {
-  return typeof value === 'string' ? value.trim() : '';
 }
 
 /** "CN=Microsoft Corporation, O=Microsoft Corporation, L=Redmond, …" → the O (else CN) part. */
@@ -34,8 +31,8 @@ export function parseAppxJson(json: string): SoftwarePackage[] {
   const list = (Array.isArray(document) ? document : [document]) as AppxPackage[];
   return list.flatMap((app) => {
     if (typeof app !== 'object' || app === null) throw unparsable('windows-store', 'an entry is not an object');
-    const name = text(app.Name);
+    const name = jsonText(app.Name);
     if (name === '' || app.IsFramework === true) return [];
-    return [softwarePackage({ name, version: text(app.Version), architecture: text(app.Architecture).toLowerCase(), publisher: publisherFromDistinguishedName(text(app.Publisher)), source: 'windows-store' })];
+    return [softwarePackage({ name, version: jsonText(app.Version), architecture: jsonText(app.Architecture).toLowerCase(), publisher: publisherFromDistinguishedName(jsonText(app.Publisher)), source: 'windows-store' })];
   });
 }

@@ -1,5 +1,6 @@
 import { unparsable } from '../errors.ts';
 import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { jsonText } from './text.ts';
 
 const ARCHITECTURES: Readonly<Record<string, string>> = {
   arch_arm_i64: 'universal',
@@ -18,14 +19,10 @@ interface Application {
   readonly signed_by?: unknown;
 }
 
-function text(value: unknown): string {
-  return typeof value === 'string' ? value.trim() : '';
-}
-
 /** Apple for Apple's own apps; the team in "Developer ID Application: Team (ID)"; else unknown. */
 function publisherOf(app: Application): string {
   if (app.obtained_from === 'apple') return 'Apple';
-  const signer = Array.isArray(app.signed_by) ? text(app.signed_by[0]) : '';
+  const signer = Array.isArray(app.signed_by) ? jsonText(app.signed_by[0]) : '';
   const team = /^Developer ID Application: (.+?)(?: \([A-Z0-9]+\))?$/.exec(signer);
   return team ? (team[1] as string) : '';
 }
@@ -46,9 +43,9 @@ export function parseSystemProfilerApplications(json: string): SoftwarePackage[]
   const apps = (document as { SPApplicationsDataType?: unknown } | null)?.SPApplicationsDataType;
   if (!Array.isArray(apps)) throw unparsable('system_profiler', 'no SPApplicationsDataType array');
   return (apps as Application[]).flatMap((app) => {
-    const name = text(app._name);
+    const name = jsonText(app._name);
     if (name === '') return [];
-    const arch = text(app.arch_kind);
-    return [softwarePackage({ name, version: text(app.version), architecture: ARCHITECTURES[arch] ?? arch, publisher: publisherOf(app), source: 'system_profiler' })];
+    const arch = jsonText(app.arch_kind);
+    return [softwarePackage({ name, version: jsonText(app.version), architecture: ARCHITECTURES[arch] ?? arch, publisher: publisherOf(app), source: 'system_profiler' })];
   });
 }

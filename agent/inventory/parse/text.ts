@@ -40,3 +40,8 @@ export function unixFromDateText(value: string | undefined): number {
   const ms = Date.parse(value ?? '');
   return Number.isFinite(ms) && ms > 0 ? Math.floor(ms / 1000) : 0;
 }
+
+/** A JSON field as trimmed text; anything that is not a string (absent, null, a number) is ''. */
+export function jsonText(value: unknown): string {
+  return typeof value === 'string' ? value.trim() : '';
+}
