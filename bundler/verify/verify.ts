@@ -1,16 +1,21 @@
 /**
- * Verifies a bundle zip on a transfer station: needs only the zip and the bundle
- * public key (no appliance). Order: layout, then the signature over SHA256SUMS, then
- * every file against SHA256SUMS, then manifest.json against both. Content is only
- * judged once the signature holds: an unsigned list proves nothing.
+ * Verifies a bundle on a transfer station — the zip, or the folder it was extracted
+ * to — with only the bundle public key (no appliance). Order: the zip's structure
+ * (bundler/zip/structure.ts: refused unread when two unzip tools could see different
+ * files), then the layout, then the signature over SHA256SUMS, then every file
+ * against SHA256SUMS, then manifest.json against both. Content is only judged once
+ * the signature holds: an unsigned list proves nothing.
  */
+import { stat } from 'node:fs/promises';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, verifySignature, type PublicKey } from '../../common/minisign.ts';
 import { MANIFEST_FILE, SIGNATURE_FILE, SUMS_FILE, modeText, type Manifest } from '../build/manifest.ts';
 import { parseSha256Sums } from '../lib/sha256sums.ts';
-import { openZip, type ZipReader } from '../zip/read.ts';
+import { openZip } from '../zip/read.ts';
+import { openFolder } from './folder.ts';
 import { checkLayout, type Layout } from './layout.ts';
-import { exitCodeOf, type VerifyProblem } from './problems.ts';
+import { exitCodeOf, problemOf, type VerifyProblem } from './problems.ts';
+import type { BundleEntry, BundleSource } from './source.ts';
 
 const MAX_METADATA_BYTES = 1024 * 1024;
 const UNSIGNED = new Set([SUMS_FILE, SIGNATURE_FILE]);
@@ -30,7 +35,7 @@ export interface VerifyReport {
   readonly files?: number;
 }
 
-async function checkSignature(reader: ZipReader, layout: Layout, key: PublicKey, problems: VerifyProblem[]): Promise<{ sums: string; trustedComment: string } | undefined> {
+async function checkSignature<E extends BundleEntry>(reader: BundleSource<E>, layout: Layout<E>, key: PublicKey, problems: VerifyProblem[]): Promise<{ sums: string; trustedComment: string } | undefined> {
   const bad = (message: string, path?: string): undefined => {
     problems.push({ code: 'ERR_BUNDLE_SIGNATURE_INVALID', message, ...(path !== undefined ? { path } : {}) });
     return undefined;
@@ -62,7 +67,7 @@ interface ContentResult {
   readonly verified: ReadonlySet<string>;
 }
 
-async function checkContent(reader: ZipReader, layout: Layout, sumsText: string, problems: VerifyProblem[]): Promise<ContentResult> {
+async function checkContent<E extends BundleEntry>(reader: BundleSource<E>, layout: Layout<E>, sumsText: string, problems: VerifyProblem[]): Promise<ContentResult> {
   const tampered = (message: string, path?: string): void => {
     problems.push({ code: 'ERR_BUNDLE_TAMPERED', message, ...(path !== undefined ? { path } : {}) });
   };
@@ -84,7 +89,9 @@ async function checkContent(reader: ZipReader, layout: Layout, sumsText: string,
       if (sha256 !== expected) tampered(`${name} does not match ${SUMS_FILE} (sha256 ${sha256}, signed ${expected})`, info.name);
       else verified.add(name);
     } catch (error) {
-      tampered(`${name} cannot be read: ${(error as Error).message}`, info.name);
+      const problem = problemOf(error);
+      if (problem) problems.push(problem);
+      else tampered(`${name} cannot be read: ${(error as Error).message}`, info.name);
     }
   }
   for (const [name, info] of layout.files) {
@@ -104,7 +111,7 @@ function parseManifest(text: string): Manifest | undefined {
 }
 
 /** Checks manifest.json against SHA256SUMS; files whose content failed are reported once, by checkContent. */
-async function checkManifest(reader: ZipReader, layout: Layout, content: ContentResult, problems: VerifyProblem[]): Promise<Manifest | undefined> {
+async function checkManifest<E extends BundleEntry>(reader: BundleSource<E>, layout: Layout<E>, content: ContentResult, problems: VerifyProblem[]): Promise<Manifest | undefined> {
   const tampered = (message: string): void => {
     problems.push({ code: 'ERR_BUNDLE_TAMPERED', message, path: `${layout.top}/${MANIFEST_FILE}` });
   };
@@ -142,27 +149,38 @@ async function checkManifest(reader: ZipReader, layout: Layout, content: Content
   return manifest;
 }
 
-export async function verifyBundle(zipPath: string, key: PublicKey): Promise<VerifyReport> {
+async function openSource(path: string): Promise<BundleSource<BundleEntry>> {
+  try {
+    return (await stat(path)).isDirectory() ? await openFolder(path) : await openZip(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no bundle at ${path}`, { path }, { cause: error });
+    throw error;
+  }
+}
+
+/** Verifies the bundle zip or extracted bundle folder at `path`; throws ERR_BUNDLE_NOT_FOUND when there is none. */
+export async function verifyBundle(path: string, key: PublicKey): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   const keyId = keyIdHex(key.keyId);
-  let reader: ZipReader;
+  let reader: BundleSource<BundleEntry>;
   try {
-    reader = await openZip(zipPath);
+    reader = await openSource(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no bundle at ${zipPath}`, { path: zipPath }, { cause: error });
-    problems.push({ code: 'ERR_BUNDLE_ENTRY_INVALID', message: `not a readable zip: ${(error as Error).message}` });
-    return { ok: false, path: zipPath, exitCode: exitCodeOf(problems), problems, keyId };
+    const problem = problemOf(error);
+    if (!problem) throw error;
+    problems.push(problem);
+    return { ok: false, path, exitCode: exitCodeOf(problems), problems, keyId };
   }
   try {
     const layout = checkLayout(reader.entries, problems);
-    if (layout.top === undefined) return { ok: false, path: zipPath, exitCode: exitCodeOf(problems), problems, keyId };
+    if (layout.top === undefined) return { ok: false, path, exitCode: exitCodeOf(problems), problems, keyId };
     const signed = await checkSignature(reader, layout, key, problems);
-    if (!signed) return { ok: false, path: zipPath, exitCode: exitCodeOf(problems), problems, keyId, topFolder: layout.top };
+    if (!signed) return { ok: false, path, exitCode: exitCodeOf(problems), problems, keyId, topFolder: layout.top };
     const content = await checkContent(reader, layout, signed.sums, problems);
     const manifest = await checkManifest(reader, layout, content, problems);
     return {
       ok: problems.length === 0,
-      path: zipPath,
+      path,
       exitCode: exitCodeOf(problems),
       problems,
       keyId,
@@ -172,6 +190,6 @@ export async function verifyBundle(zipPath: string, key: PublicKey): Promise<Ver
       files: content.verified.size,
     };
   } finally {
-    reader.close();
+    await reader.close();
   }
 }
