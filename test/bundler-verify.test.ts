@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
@@ -198,6 +198,49 @@ describe('ct-ops-bundle verify', () => {
     assert.ok(report.problems.some((problem) => /ct-ops-agent sha256/.test(problem.message)));
     assert.ok(report.problems.some((problem) => /top folder/.test(problem.message)));
     assert.ok(report.problems.every((problem) => problem.path === `${TOP}/manifest.json`));
+  });
+
+  test('an extracted bundle folder verifies; an extra file, a subfolder, a symlink, a FIFO, a changed mode or a changed byte in it is refused', async () => {
+    const extracted = join(fixture.root, 'extracted');
+    mkdirSync(extracted);
+    assert.equal(spawnSync('unzip', ['-q', bundle, '-d', extracted]).status, 0);
+    const folder = join(extracted, TOP);
+    const clean = await verifyBundle(folder, key);
+    assert.deepEqual(clean.problems, []);
+    assert.equal(clean.files, 12);
+    assert.equal(clean.topFolder, TOP);
+
+    const cases: Array<[string, (copy: string) => void, string, string]> = [
+      ['an extra file', (copy) => writeFileSync(join(copy, 'postinstall.sh'), '#!/bin/sh\n', { mode: 0o755 }), 'ERR_BUNDLE_TAMPERED', `${TOP}/postinstall.sh`],
+      ['a subfolder', (copy) => mkdirSync(join(copy, 'hooks')), 'ERR_BUNDLE_TAMPERED', `${TOP}/hooks/`],
+      ['a symlink to a file with the right content', (copy) => {
+        writeFileSync(join(copy, '..', 'agent.toml.real'), readFileSync(join(copy, 'agent.toml')));
+        rmSync(join(copy, 'agent.toml'));
+        symlinkSync('../agent.toml.real', join(copy, 'agent.toml'));
+      }, 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/agent.toml`],
+      ['a FIFO (must not hang the verifier)', (copy) => assert.equal(spawnSync('mkfifo', [join(copy, 'pipe')]).status, 0), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/pipe`],
+      ['a world-writable install.sh', (copy) => chmodSync(join(copy, 'install.sh'), 0o777), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/install.sh`],
+      ['an executable that lost its execute bit', (copy) => chmodSync(join(copy, 'ct-ops-agent'), 0o644), 'ERR_BUNDLE_TAMPERED', `${TOP}/manifest.json`],
+      ['a changed byte in agent.toml', (copy) => {
+        const data = readFileSync(join(copy, 'agent.toml'));
+        data[0] = data[0]! ^ 1;
+        writeFileSync(join(copy, 'agent.toml'), data);
+      }, 'ERR_BUNDLE_TAMPERED', `${TOP}/agent.toml`],
+    ];
+    for (const [label, change, code, path] of cases) {
+      const parent = join(fixture.root, `folder-${++counter}`);
+      mkdirSync(parent);
+      assert.equal(spawnSync('cp', ['-a', folder, parent]).status, 0);
+      const copy = join(parent, TOP);
+      change(copy);
+      const report = await verifyBundle(copy, key);
+      assert.deepEqual([report.problems[0]?.code, report.problems[0]?.path], [code, path], `${label}: ${JSON.stringify(report.problems)}`);
+      assert.equal(report.ok, false, label);
+      assert.equal(report.exitCode, 65, label);
+    }
+    const cli = runVerify([folder, '--pubkey', join(fixture.dataDir, 'bundle.pub')]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /^OK: .*all 12 files match SHA256SUMS/m);
   });
 
   test('the CLI prints a verdict and exits 0, 65, 66 or 77; --json gives ok and problems', async () => {
