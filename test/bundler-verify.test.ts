@@ -131,6 +131,7 @@ describe('ct-ops-bundle verify', () => {
       ['case-duplicate', (entries) => [...entries, { name: `${TOP}/Agent.toml`, data: Buffer.from('x'), mode: 0o100644 }]],
       ['second top folder', (entries) => [...entries, { name: 'other/file', data: Buffer.from('x'), mode: 0o100644 }]],
       ['root file', (entries) => [...entries, { name: 'evil.sh', data: Buffer.from('x'), mode: 0o100644 }]],
+      ['bidi override and C1 control', (entries) => [...entries, { name: `${TOP}/evil\u202e\u009bhs.sh`, data: Buffer.from('x'), mode: 0o100644 }]],
     ];
     for (const [label, change, patch] of cases) {
       const path = await modified(change);
@@ -270,6 +271,13 @@ describe('ct-ops-bundle verify', () => {
     const junk = runVerify([join(fixture.root, 'junk.zip'), '--pubkey', pub, '--json']);
     assert.equal(junk.code, 65);
     assert.equal(JSON.parse(junk.stdout).problems[0].code, 'ERR_BUNDLE_ENTRY_INVALID');
+    const hostileName = await modified((entries) => [...entries, { name: `${TOP}/evil\u202e\u009b2Jhs.sh`, data: Buffer.from('x'), mode: 0o100644 }]);
+    for (const args of [[hostileName, '--pubkey', pub], [hostileName, '--pubkey', pub, '--json']]) {
+      const shown = runVerify(args);
+      assert.equal(shown.code, 65);
+      assert.match(shown.stdout, /evil\\u202e\\u009b2Jhs\.sh/, 'the name is shown escaped');
+      assert.match(shown.stdout, /^[\n\x20-\x7e]*$/, 'nothing but printable ASCII reaches the terminal');
+    }
     assert.equal(runVerify([]).code, 64);
   });
 });

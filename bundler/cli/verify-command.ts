@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { CtOpsError } from '../../common/errors.ts';
 import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
+import { asciiJson } from '../lib/quoted.ts';
 import { verifyBundle, type VerifyReport } from '../verify/verify.ts';
 import { terminalProgress } from './progress.ts';
 
@@ -64,7 +65,7 @@ function printReport(report: VerifyReport, json: boolean): void {
       ...(bundleId !== undefined ? { bundle_id: bundleId } : {}),
       ...(agentVersion !== undefined ? { agent_version: agentVersion } : {}),
     };
-    process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+    process.stdout.write(`${asciiJson(JSON.stringify(view, null, 2))}\n`);
     return;
   }
   for (const problem of report.problems) process.stdout.write(`  ${problem.code}${problem.reason !== undefined ? ` (${problem.reason})` : ''}: ${problem.message}\n`);

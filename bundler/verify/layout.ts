@@ -7,6 +7,8 @@
  */
 import type { VerifyProblem } from './problems.ts';
 import type { BundleEntry } from './source.ts';
+import { quoted } from '../lib/quoted.ts';
+import { isPrintable } from '../lib/validate.ts';
 
 export interface Layout<E extends BundleEntry> {
   /** The top folder, when there is exactly one. */
@@ -21,7 +23,7 @@ function unsafeName(name: string): string | undefined {
   if (name === '') return 'an empty name';
   if (name.includes('\\')) return 'a backslash in its name';
   if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'an absolute path';
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) return 'a control character in its name';
+  if (!isPrintable(name)) return 'a control character or bidi override in its name';
   const segments = (name.endsWith('/') ? name.slice(0, -1) : name).split('/');
   if (segments.includes('..')) return 'a ".." path segment';
   if (segments.some((segment) => segment === '' || segment === '.')) return 'an empty or "." path segment';
@@ -40,7 +42,7 @@ function unsafeKind(info: BundleEntry, depth: number): string | undefined {
 
 export function checkLayout<E extends BundleEntry>(entries: readonly E[], problems: VerifyProblem[]): Layout<E> {
   const invalid = (path: string, message: string): void => {
-    problems.push({ code: 'ERR_BUNDLE_ENTRY_INVALID', message: `${JSON.stringify(path)}: ${message}`, path });
+    problems.push({ code: 'ERR_BUNDLE_ENTRY_INVALID', message: `${quoted(path)}: ${message}`, path });
   };
   if (entries.length === 0) invalid('', 'the bundle is empty');
   const tops = new Set<string>();

@@ -13,6 +13,7 @@ import { Readable } from 'node:stream';
 import { crc32, createInflateRaw } from 'node:zlib';
 import { CtOpsError } from '../../common/errors.ts';
 import { ambiguous, readZipStructure, type ZipRecord } from './structure.ts';
+import { quoted } from '../lib/quoted.ts';
 
 const UNIX = 3;
 const FILE_TYPE_MASK = 0o170000;
@@ -75,7 +76,7 @@ async function* readRange(file: FileHandle, start: number, length: number): Asyn
  */
 async function streamEntry(file: FileHandle, info: ZipEntryInfo, onChunk: (chunk: Buffer) => void): Promise<void> {
   const { record } = info;
-  const bad = (what: string): CtOpsError => ambiguous('entry-data', `the data of ${JSON.stringify(info.name)} ${what}`, info.name);
+  const bad = (what: string): CtOpsError => ambiguous('entry-data', `the data of ${quoted(info.name)} ${what}`, info.name);
   const raw = Readable.from(readRange(file, record.dataOffset, record.compressedSize));
   const inflate = record.method === DEFLATED ? createInflateRaw() : undefined;
   let size = 0;

@@ -36,6 +36,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { CtOpsError } from '../../common/errors.ts';
+import { quoted } from '../lib/quoted.ts';
 
 /** A bundle has about a dozen files; the bound keeps a hostile directory small to read. */
 export const MAX_ENTRIES = 1000;
@@ -178,14 +179,14 @@ async function readEndRecord(file: FileHandle, size: number): Promise<EndRecord>
 function checkExtra(extra: Buffer, name: string, where: string): void {
   const seen = new Set<number>();
   for (let at = 0; at < extra.length; ) {
-    if (at + 4 > extra.length || at + 4 + extra.readUInt16LE(at + 2) > extra.length) throw ambiguous('extra-field', `the ${where} extra field of ${JSON.stringify(name)} is malformed`, name);
+    if (at + 4 > extra.length || at + 4 + extra.readUInt16LE(at + 2) > extra.length) throw ambiguous('extra-field', `the ${where} extra field of ${quoted(name)} is malformed`, name);
     const id = extra.readUInt16LE(at);
-    if (id === ZIP64_EXTRA) throw ambiguous('zip64', `the ${where} header of ${JSON.stringify(name)} has a Zip64 field; bundles never need Zip64`, name);
+    if (id === ZIP64_EXTRA) throw ambiguous('zip64', `the ${where} header of ${quoted(name)} has a Zip64 field; bundles never need Zip64`, name);
     if (!HARMLESS_EXTRA.has(id)) {
       const what = EXTRA_NAMES.get(id) ?? `an extra field of kind 0x${id.toString(16).padStart(4, '0')}, which some readers act on`;
-      throw ambiguous('extra-field', `the ${where} header of ${JSON.stringify(name)} has ${what}`, name);
+      throw ambiguous('extra-field', `the ${where} header of ${quoted(name)} has ${what}`, name);
     }
-    if (seen.has(id)) throw ambiguous('extra-field', `the ${where} header of ${JSON.stringify(name)} repeats extra field 0x${id.toString(16).padStart(4, '0')}`, name);
+    if (seen.has(id)) throw ambiguous('extra-field', `the ${where} header of ${quoted(name)} repeats extra field 0x${id.toString(16).padStart(4, '0')}`, name);
     seen.add(id);
     at += 4 + extra.readUInt16LE(at + 2);
   }
@@ -194,7 +195,7 @@ function checkExtra(extra: Buffer, name: string, where: string): void {
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 function decodeName(raw: Buffer, flags: number): string {
-  const shown = JSON.stringify(raw.toString('latin1'));
+  const shown = quoted(raw.toString('latin1'));
   if (raw.includes(0)) throw ambiguous('name-nul', `the name ${shown} contains a NUL byte, where C readers cut it short`, raw.toString('latin1'));
   if ((flags & FLAG_UTF8) === 0) {
     if (raw.some((byte) => byte >= 0x80)) throw ambiguous('name-encoding', `the name ${shown} has non-ASCII bytes without the UTF-8 flag (readers decode them as CP437 or UTF-8)`, raw.toString('latin1'));
@@ -243,9 +244,9 @@ function parseCentral(directory: Buffer, at: number): { record: CentralRecord; n
     localOffset: directory.readUInt32LE(at + 42),
   };
   if (record.compressedSize === ZIP64_MARK_32 || record.uncompressedSize === ZIP64_MARK_32 || record.localOffset === ZIP64_MARK_32) {
-    throw ambiguous('zip64', `the central record of ${JSON.stringify(name)} defers its sizes or offset to Zip64`, name);
+    throw ambiguous('zip64', `the central record of ${quoted(name)} defers its sizes or offset to Zip64`, name);
   }
-  if (directory.readUInt16LE(at + 34) !== 0) throw ambiguous('multi-disk', `${JSON.stringify(name)} starts on another disk`, name);
+  if (directory.readUInt16LE(at + 34) !== 0) throw ambiguous('multi-disk', `${quoted(name)} starts on another disk`, name);
   checkExtra(directory.subarray(at + CENTRAL_BYTES + nameLength, at + CENTRAL_BYTES + nameLength + extraLength), name, 'central');
   checkEntryKind(record);
   return { record, next };
@@ -253,13 +254,13 @@ function parseCentral(directory: Buffer, at: number): { record: CentralRecord; n
 
 function checkEntryKind(record: CentralRecord): void {
   const { name } = record;
-  if (record.versionNeeded > MAX_VERSION_NEEDED) throw ambiguous('version-needed', `${JSON.stringify(name)} needs zip version ${record.versionNeeded / 10}; bundles need at most 2.0`, name);
-  if ((record.flags & FLAG_ENCRYPTED) !== 0) throw ambiguous('flags', `${JSON.stringify(name)} is encrypted`, name);
-  if ((record.flags & ~ALLOWED_FLAGS) !== 0) throw ambiguous('flags', `${JSON.stringify(name)} has general-purpose flags 0x${record.flags.toString(16)}; only data descriptor, deflate options and UTF-8 are accepted`, name);
-  if (record.method !== STORED && record.method !== DEFLATED) throw ambiguous('method', `${JSON.stringify(name)} uses compression method ${record.method}; only stored (0) and deflate (8) are accepted`, name);
-  if (record.method === STORED && (record.flags & FLAG_DESCRIPTOR) !== 0) throw ambiguous('flags', `${JSON.stringify(name)} is stored with a data descriptor: streaming readers must guess where its data ends`, name);
-  if (record.method === STORED && record.compressedSize !== record.uncompressedSize) throw ambiguous('entry-data', `${JSON.stringify(name)} is stored but its sizes differ (${record.compressedSize} and ${record.uncompressedSize})`, name);
-  if (name.endsWith('/') && (record.compressedSize !== 0 || record.uncompressedSize !== 0)) throw ambiguous('directory-with-data', `the directory entry ${JSON.stringify(name)} has data`, name);
+  if (record.versionNeeded > MAX_VERSION_NEEDED) throw ambiguous('version-needed', `${quoted(name)} needs zip version ${record.versionNeeded / 10}; bundles need at most 2.0`, name);
+  if ((record.flags & FLAG_ENCRYPTED) !== 0) throw ambiguous('flags', `${quoted(name)} is encrypted`, name);
+  if ((record.flags & ~ALLOWED_FLAGS) !== 0) throw ambiguous('flags', `${quoted(name)} has general-purpose flags 0x${record.flags.toString(16)}; only data descriptor, deflate options and UTF-8 are accepted`, name);
+  if (record.method !== STORED && record.method !== DEFLATED) throw ambiguous('method', `${quoted(name)} uses compression method ${record.method}; only stored (0) and deflate (8) are accepted`, name);
+  if (record.method === STORED && (record.flags & FLAG_DESCRIPTOR) !== 0) throw ambiguous('flags', `${quoted(name)} is stored with a data descriptor: streaming readers must guess where its data ends`, name);
+  if (record.method === STORED && record.compressedSize !== record.uncompressedSize) throw ambiguous('entry-data', `${quoted(name)} is stored but its sizes differ (${record.compressedSize} and ${record.uncompressedSize})`, name);
+  if (name.endsWith('/') && (record.compressedSize !== 0 || record.uncompressedSize !== 0)) throw ambiguous('directory-with-data', `the directory entry ${quoted(name)} has data`, name);
 }
 
 async function readCentralDirectory(file: FileHandle, end: EndRecord): Promise<CentralRecord[]> {
@@ -273,8 +274,8 @@ async function readCentralDirectory(file: FileHandle, end: EndRecord): Promise<C
     const key = collisionKey(record.name);
     const earlier = names.get(key);
     if (earlier !== undefined) {
-      const how = earlier === record.name ? 'appears twice' : `and ${JSON.stringify(earlier)} are one file where case or Unicode normalisation do not count`;
-      throw ambiguous('duplicate-name', `${JSON.stringify(record.name)} ${how}: which one an extractor keeps depends on the extractor`, record.name);
+      const how = earlier === record.name ? 'appears twice' : `and ${quoted(earlier)} are one file where case or Unicode normalisation do not count`;
+      throw ambiguous('duplicate-name', `${quoted(record.name)} ${how}: which one an extractor keeps depends on the extractor`, record.name);
     }
     names.set(key, record.name);
     total += record.uncompressedSize;
@@ -298,7 +299,7 @@ async function checkLocalHeader(file: FileHandle, record: CentralRecord, limit: 
   const { name, localOffset } = record;
   const header = await readAt(file, localOffset, LOCAL_BYTES);
   if (header.length < LOCAL_BYTES || localOffset + LOCAL_BYTES > limit || header.readUInt32LE(0) !== LOCAL_SIGNATURE) {
-    throw ambiguous('local-header-mismatch', `no local header for ${JSON.stringify(name)} at ${localOffset}`, name);
+    throw ambiguous('local-header-mismatch', `no local header for ${quoted(name)} at ${localOffset}`, name);
   }
   const nameLength = header.readUInt16LE(26);
   const extraLength = header.readUInt16LE(28);
@@ -311,9 +312,9 @@ async function checkLocalHeader(file: FileHandle, record: CentralRecord, limit: 
     !agrees(header.readUInt32LE(14), record.crc32, descriptor) && 'CRC-32',
     !agrees(header.readUInt32LE(18), record.compressedSize, descriptor) && 'compressed size',
     !agrees(header.readUInt32LE(22), record.uncompressedSize, descriptor) && 'uncompressed size',
-    (variable.length < nameLength || !variable.subarray(0, nameLength).equals(record.rawName)) && `name (${JSON.stringify(variable.subarray(0, nameLength).toString('latin1'))})`,
+    (variable.length < nameLength || !variable.subarray(0, nameLength).equals(record.rawName)) && `name (${quoted(variable.subarray(0, nameLength).toString('latin1'))})`,
   ].filter((field): field is string => field !== false);
-  if (mismatches.length > 0) throw ambiguous('local-header-mismatch', `the local header of ${JSON.stringify(name)} disagrees with its central record: ${mismatches.join(', ')}`, name);
+  if (mismatches.length > 0) throw ambiguous('local-header-mismatch', `the local header of ${quoted(name)} disagrees with its central record: ${mismatches.join(', ')}`, name);
   checkExtra(variable.subarray(nameLength), name, 'local');
   return localOffset + LOCAL_BYTES + nameLength + extraLength;
 }
@@ -328,7 +329,7 @@ async function descriptorLength(file: FileHandle, record: CentralRecord, at: num
     bytes.readUInt32LE(from + 8) === record.uncompressedSize;
   if (bytes.length >= 4 && bytes.readUInt32LE(0) === DESCRIPTOR_SIGNATURE && matches(4)) return DESCRIPTOR_BYTES + 4;
   if (matches(0)) return DESCRIPTOR_BYTES;
-  throw ambiguous('descriptor-mismatch', `the data descriptor of ${JSON.stringify(record.name)} at ${at} does not repeat its central record's CRC-32 and sizes`, record.name);
+  throw ambiguous('descriptor-mismatch', `the data descriptor of ${quoted(record.name)} at ${at} does not repeat its central record's CRC-32 and sizes`, record.name);
 }
 
 /**
@@ -345,11 +346,11 @@ export async function readZipStructure(file: FileHandle): Promise<ZipRecord[]> {
     if (record.localOffset !== expected) {
       const reason = record.localOffset < expected ? 'overlap' : expected === 0 ? 'prefix' : 'gap';
       const what = reason === 'overlap' ? `starts at ${record.localOffset}, inside the entry before it (which ends at ${expected})` : reason === 'prefix' ? `starts at ${record.localOffset}: the zip has bytes before its first entry` : `starts at ${record.localOffset}, leaving unlisted bytes from ${expected}`;
-      throw ambiguous(reason, `${JSON.stringify(record.name)} ${what}`, record.name);
+      throw ambiguous(reason, `${quoted(record.name)} ${what}`, record.name);
     }
     const dataOffset = await checkLocalHeader(file, record, end.directoryOffset);
     const dataEnd = dataOffset + record.compressedSize;
-    if (dataEnd > end.directoryOffset) throw ambiguous('overlap', `the data of ${JSON.stringify(record.name)} runs into the central directory`, record.name);
+    if (dataEnd > end.directoryOffset) throw ambiguous('overlap', `the data of ${quoted(record.name)} runs into the central directory`, record.name);
     expected = (record.flags & FLAG_DESCRIPTOR) !== 0 ? dataEnd + (await descriptorLength(file, record, dataEnd, end.directoryOffset)) : dataEnd;
     dataOffsets.set(record, dataOffset);
   }
