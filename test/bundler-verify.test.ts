@@ -239,6 +239,9 @@ describe('ct-ops-bundle verify', () => {
       assert.equal(report.ok, false, label);
       assert.equal(report.exitCode, 65, label);
     }
+    const fifo = join(fixture.root, 'bundle-fifo.zip');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    assert.deepEqual((await verifyBundle(fifo, key)).problems.map((problem) => [problem.code, problem.reason]), [['ERR_BUNDLE_ENTRY_INVALID', 'not-a-zip']], 'a FIFO given as the bundle is refused, not waited on');
     const cli = runVerify([folder, '--pubkey', join(fixture.dataDir, 'bundle.pub')]);
     assert.equal(cli.code, 0, cli.stderr);
     assert.match(cli.stdout, /^OK: .*all 12 files match SHA256SUMS/m);

@@ -151,7 +151,11 @@ async function checkManifest<E extends BundleEntry>(reader: BundleSource<E>, lay
 
 async function openSource(path: string): Promise<BundleSource<BundleEntry>> {
   try {
-    return (await stat(path)).isDirectory() ? await openFolder(path) : await openZip(path);
+    const stats = await stat(path);
+    if (stats.isDirectory()) return await openFolder(path);
+    // A FIFO or device would block the open or never end; only a regular file can be a zip.
+    if (!stats.isFile()) throw new CtOpsError('ERR_BUNDLE_ENTRY_INVALID', `${path} is neither a zip file nor a folder`, { path, reason: 'not-a-zip' });
+    return await openZip(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no bundle at ${path}`, { path }, { cause: error });
     throw error;
