@@ -91,6 +91,7 @@ describe('zip structure: only zips every reader reads the same way', () => {
     ['names that differ only in case', () => forgeZip([...BASE, { name: 'top/Agent.toml', data: Buffer.from('x') }]), 'duplicate-name'],
     ['names equal after Unicode normalisation (NFC and NFD, as macOS stores them)', () => forgeZip([{ name: 'top/caf\u00e9', both: { flags: FLAG_UTF8 } }, { name: 'top/cafe\u0301', both: { flags: FLAG_UTF8 } }]), 'duplicate-name'],
     ['a file and a directory of the same name', () => forgeZip([{ name: 'top/x', data: Buffer.from('x') }, { name: 'top/x/', deflate: false, mode: 0o40755 }]), 'duplicate-name'],
+    ['a zip comment with terminal escapes (unzip prints it)', () => forgeZip(BASE, { comment: Buffer.from('\x1b]0;owned\x07\x1b[2J') }), 'comment'],
     ['a directory entry with data', () => forgeZip([{ name: 'top/', data: Buffer.from('hidden'), mode: 0o40755 }, ...BASE]), 'directory-with-data'],
   ];
   for (const [label, make, reason] of cases) {

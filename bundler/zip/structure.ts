@@ -23,7 +23,8 @@
  *   Unix owners), well formed, each kind at most once;
  * - names without NUL, ASCII unless flagged UTF-8 (and then valid UTF-8), and no two
  *   names that one file system could take for the same file (case, Unicode
- *   normalisation, "dir/" against "dir").
+ *   normalisation, "dir/" against "dir");
+ * - comments (which unzip prints) in printable ASCII.
  *
  * Counts and sizes are bounded from the end record before the directory is read.
  * Whether compressed data ends exactly at its stated size is checked when the data
@@ -95,6 +96,7 @@ export type StructureReason =
   | 'name-encoding'
   | 'duplicate-name'
   | 'directory-with-data'
+  | 'comment'
   | 'entry-data';
 
 export type SizeReason = 'file-too-large' | 'too-many-entries' | 'directory-too-large' | 'expands-too-large';
@@ -155,6 +157,7 @@ async function readEndRecord(file: FileHandle, size: number): Promise<EndRecord>
   if (offset + END_BYTES + commentLength !== size) {
     throw ambiguous('trailing-bytes', `the end record at ${offset} with a ${commentLength}-byte comment should end the file at ${offset + END_BYTES + commentLength}, but the file has ${size} bytes`);
   }
+  checkComment(end.subarray(END_BYTES), 'the zip comment');
   const entries = end.readUInt16LE(10);
   const directorySize = end.readUInt32LE(12);
   const directoryOffset = end.readUInt32LE(16);
@@ -189,6 +192,13 @@ function checkExtra(extra: Buffer, name: string, where: string): void {
     if (seen.has(id)) throw ambiguous('extra-field', `the ${where} header of ${quoted(name)} repeats extra field 0x${id.toString(16).padStart(4, '0')}`, name);
     seen.add(id);
     at += 4 + extra.readUInt16LE(at + 2);
+  }
+}
+
+/** unzip prints comments to the terminal as they are: only printable ASCII, tabs and line breaks. */
+function checkComment(comment: Buffer, what: string, path?: string): void {
+  if (comment.some((byte) => (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) || byte > 0x7e)) {
+    throw ambiguous('comment', `${what} holds control or non-ASCII bytes, which unzip would print to the terminal`, path);
   }
 }
 
@@ -248,6 +258,7 @@ function parseCentral(directory: Buffer, at: number): { record: CentralRecord; n
   }
   if (directory.readUInt16LE(at + 34) !== 0) throw ambiguous('multi-disk', `${quoted(name)} starts on another disk`, name);
   checkExtra(directory.subarray(at + CENTRAL_BYTES + nameLength, at + CENTRAL_BYTES + nameLength + extraLength), name, 'central');
+  checkComment(directory.subarray(next - commentLength, next), `the comment of ${quoted(name)}`, name);
   checkEntryKind(record);
   return { record, next };
 }
