@@ -5,10 +5,10 @@
  * entry (as `zip -r` writes it) 0755. Duplicate and colliding names, counts and sizes
  * are the zip structure's rules (bundler/zip/structure.ts); a folder cannot hold them.
  */
-import type { VerifyProblem } from './problems.ts';
-import type { BundleEntry } from './source.ts';
 import { quoted } from '../lib/quoted.ts';
 import { isPrintable } from '../lib/validate.ts';
+import type { VerifyProblem } from './problems.ts';
+import type { BundleEntry } from './source.ts';
 
 export interface Layout<E extends BundleEntry> {
   /** The top folder, when there is exactly one. */

@@ -12,8 +12,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { crc32, createInflateRaw } from 'node:zlib';
 import { CtOpsError } from '../../common/errors.ts';
-import { ambiguous, readZipStructure, type ZipRecord } from './structure.ts';
 import { quoted } from '../lib/quoted.ts';
+import { ambiguous, readZipStructure, type ZipRecord } from './structure.ts';
 
 const UNIX = 3;
 const FILE_TYPE_MASK = 0o170000;
