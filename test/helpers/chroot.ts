@@ -155,6 +155,23 @@ export class TestRoot {
     this.#mounts.push(target);
   }
 
+  /**
+   * Copies a host program and the shared libraries it needs (those the root lacks) into the
+   * root: the Debian root has neither minisign nor openssl, and the scripts' paths with and
+   * without them are both tested. Returns the path inside the root.
+   */
+  addHostTool(hostPath: string): string {
+    const libraries = execFileSync('ldd', [hostPath], { encoding: 'utf8' }).split('\n').map((line) => /=>\s+(\/\S+)/.exec(line)?.[1]).filter((path): path is string => path !== undefined);
+    for (const library of [hostPath, ...libraries]) {
+      const inside = this.at(library);
+      if (library !== hostPath && existsSync(inside)) continue;
+      mkdirSync(join(inside, '..'), { recursive: true });
+      copyFileSync(library, inside);
+      chmodSync(inside, 0o755);
+    }
+    return hostPath;
+  }
+
   /** uid and gid of a user in the root's own /etc/passwd, or undefined. */
   account(name: string): { uid: number; gid: number } | undefined {
     const line = readFileSync(this.at('etc/passwd'), 'utf8').split('\n').find((entry) => entry.split(':')[0] === name);
