@@ -165,7 +165,8 @@ copy_nofollow() {
 # copied is the root-owned installed one (only root, or the helper after a release-signature
 # check, writes it), and on Linux the report runs as the agent's uid and gid (recorded here,
 # before the account is deleted) through setpriv. The kit is root:<agent gid> 0750, the binary
-# root 0755, agent.toml root:<agent gid> 0640 (as installed), the data copies the agent's own.
+# root's (readable and executable by all, if it was), agent.toml root:<agent gid> 0640 (as
+# installed), the data copies the agent's own (its report may save a renewed credential).
 # On macOS the agent itself runs as root (docs/install.md, "macOS"), so its report does too.
 KIT=
 REPORT_UID=
@@ -182,7 +183,7 @@ keep_report_kit() {
     return 1
   fi
   KIT=$(mktemp -d "$KIT_TEMPLATE") || return 1
-  cp "$AGENT_BIN" "$KIT/ct-ops-agent" && chmod 0755 "$KIT/ct-ops-agent" || return 1
+  cp "$AGENT_BIN" "$KIT/ct-ops-agent" && chmod a+rX "$KIT/ct-ops-agent" || return 1
   cp /etc/ct-ops/agent.toml "$KIT/agent.toml" || return 1
   if [ -f /etc/ct-ops/ca.crt ]; then cp /etc/ct-ops/ca.crt "$KIT/ca.crt" && chmod 0644 "$KIT/ca.crt" || return 1; fi
   mkdir "$KIT/agent" || return 1
@@ -195,7 +196,8 @@ keep_report_kit() {
     fi
   done
   if [ -n "$REPORT_UID" ]; then
-    chown -R "$REPORT_UID:$REPORT_GID" "$KIT/agent" && chgrp "$REPORT_GID" "$KIT" "$KIT/agent.toml" && chmod 0750 "$KIT" || return 1
+    chown -R "$REPORT_UID:$REPORT_GID" "$KIT/agent" && chgrp "$REPORT_GID" "$KIT" "$KIT/agent.toml" &&
+      chmod 0750 "$KIT" && chmod 0640 "$KIT/agent.toml" || return 1
   fi
 }
 

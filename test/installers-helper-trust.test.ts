@@ -19,6 +19,9 @@ const OTHER_ARCH = ARCH === 'x64' ? 'arm64' : 'x64';
 const RELEASE_FILE = `ct-ops-agent-linux-${ARCH}`;
 const SPOOL = '/var/lib/ct-ops/requests';
 const HELPER = '/usr/local/libexec/ct-ops/ct-ops-agent-helper.sh';
+/** systemd does not run in a chroot: stand-in systemctls for an agent that stays up, and one that crash-loops (a new main PID on every look). */
+const STEADY_SYSTEMCTL = '#!/bin/sh\ncase "$*" in *MainPID*) echo 4242 ;; *ActiveState*) echo active ;; esac\nexit 0\n';
+const CRASHING_SYSTEMCTL = '#!/bin/sh\ncase "$*" in *MainPID*) n=$(cat /var/log/stub-pid 2>/dev/null || echo 100); n=$((n + 1)); echo "$n" >/var/log/stub-pid; echo "$n" ;; *ActiveState*) echo active ;; esac\nexit 0\n';
 
 /**
  * A stand-in agent: its report-task writes down which uid ran which file (to /tmp, the one place
@@ -113,8 +116,7 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
       assert.deepEqual([(stat.mode & 0o7777).toString(8), stat.uid, stat.gid], ['644', 0, 0], path);
     }
     assert.match(readFileSync(root.at('etc/ct-ops/release.pub'), 'utf8'), new RegExp(publicKeyFile(releaseKey).split('\n')[1]!.replace(/[+/]/g, '\\$&')));
-    // systemd does not run in a chroot: a systemctl that reports a steady agent.
-    writeFileSync(root.at('usr/bin/systemctl'), '#!/bin/sh\ncase "$*" in *MainPID*) echo 4242 ;; *ActiveState*) echo active ;; esac\nexit 0\n');
+    writeFileSync(root.at('usr/bin/systemctl'), STEADY_SYSTEMCTL);
     chmodSync(root.at('usr/bin/systemctl'), 0o755);
     root.addHostTool('/usr/bin/openssl');
   });
@@ -142,6 +144,12 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
     // No signature at all.
     stage(forged, `update ${RELEASE_FILE}`, [RELEASE_FILE, 'SHA256SUMS']);
     assertRefused(helper(), 'staged-file-unreadable-or-link');
+
+    // A genuine, newer release's SHA256SUMS and signature, with the program in place of its binary.
+    const genuine = await release('0.9.0', { [RELEASE_FILE]: standInAgent('0.9.0') });
+    asAgent(`cp ${genuine}/SHA256SUMS ${genuine}/SHA256SUMS.minisig ${SPOOL}/ && cp /usr/bin/id ${SPOOL}/${RELEASE_FILE}`);
+    ask(`update ${RELEASE_FILE}`);
+    assertRefused(helper(), 'sha256-mismatch');
   });
 
   test('a release genuinely signed by the release key is refused unless its version is newer than the installed one', async () => {
@@ -225,6 +233,20 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
     // Put the first install back for the tests that follow.
     writeFileSync(root.at('usr/local/bin/ct-ops-agent'), installedAgent);
     writeFileSync(root.at('usr/local/libexec/ct-ops/agent.version'), '0.2.0\n');
+  });
+
+  test('a signed newer release whose agent does not stay up is rolled back, and the installed version record stays', async () => {
+    writeFileSync(root.at('usr/bin/systemctl'), CRASHING_SYSTEMCTL);
+    try {
+      stage(await release('0.6.0', { [RELEASE_FILE]: standInAgent('0.6.0-crashing') }));
+      const result = helper();
+      assert.equal(result.code, 2, result.stdout + result.stderr);
+      assert.equal(resultFile(), 'update rolled-back new-binary-did-not-stay-up');
+      assert.equal(installedBinary(), installedAgent);
+      assert.equal(installedVersion(), '0.2.0');
+    } finally {
+      writeFileSync(root.at('usr/bin/systemctl'), STEADY_SYSTEMCTL);
+    }
   });
 
   test('uninstall tsk_x after an attempted escalation: the report runs as ct-ops from a root copy of the installed binary', async () => {

@@ -112,7 +112,7 @@ describe('remote uninstall of an installed agent, from the admin API to a clean 
     const logFile = root.at('var/log/ct-ops-uninstall.log');
     const log = await waitFor('the uninstaller to finish and report', () => {
       const text = readFileSync(logFile, 'utf8');
-      return /reported task|reporting task .* failed/.test(text) && text;
+      return /^ct-ops uninstall: (reported task|error: reporting task .* failed)/m.test(text) && text;
     }, 120_000);
     const logStat = lstatSync(logFile);
     assert.ok(logStat.isFile() && (logStat.mode & 0o777) === 0o600 && logStat.uid === 0, 'a private, root-owned log in /var/log');
