@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { blake2b512, keyIdHex, publicKeyFile, signDigest, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
-import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, TestRoot, type RunResult } from './helpers/chroot.ts';
+import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, suiteRoots, TestRoot, type RunResult } from './helpers/chroot.ts';
 
 /*
  * install.sh on the host (issue 8, items 1 and 9): the bundle key the operator got out of band,
@@ -21,15 +21,7 @@ const EXCLUDED = ['proc', 'sys', 'dev', 'run', 'bundle'];
 
 describe('install.sh trusts the bundle only as far as the operator says', { skip: chrootUnavailable(), timeout: 20 * 60_000 }, () => {
   const bundleKey = signingKeyFromSeed(randomBytes(32));
-  const roots: TestRoot[] = [];
-  const newRoot = (): TestRoot => {
-    const root = TestRoot.create();
-    roots.push(root);
-    return root;
-  };
-  after(() => {
-    for (const root of roots) root.dispose();
-  });
+  const newRoot = suiteRoots();
 
   /** An extracted bundle folder inside the root (path as seen inside), signed with `key` unless null. */
   function bundleIn(root: TestRoot, name: string, options: { key?: SigningKey | null; label?: string; version?: string } = {}): string {

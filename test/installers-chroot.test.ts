@@ -4,7 +4,7 @@ import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSy
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { TestAppliance } from './helpers/appliance.ts';
-import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, TestRoot, writeSha256Sums, type BundleFiles, type Listing } from './helpers/chroot.ts';
+import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, suiteRoots, TestRoot, writeSha256Sums, type BundleFiles, type Listing } from './helpers/chroot.ts';
 import { AGENT_BIN, REPO_ROOT } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -72,15 +72,7 @@ function assertNotPwned(root: TestRoot): void {
 const ACCOUNT_DB_SIDE_FILES = /^etc\/(passwd-|group-|shadow-|gshadow-|\.pwd\.lock|subuid-?|subgid-?)$/;
 
 describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chrootUnavailable(), timeout: 30 * 60_000 }, () => {
-  const roots: TestRoot[] = [];
-  const newRoot = (): TestRoot => {
-    const root = TestRoot.create();
-    roots.push(root);
-    return root;
-  };
-  after(() => {
-    for (const root of roots) root.dispose();
-  });
+  const newRoot = suiteRoots();
 
   const install = (root: TestRoot, bundle: string, ...args: string[]) => root.run([`${bundle}/install.sh`, ...args]);
 

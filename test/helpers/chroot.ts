@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { LoggedProcess, REPO_ROOT } from './processes.ts';
 
 /*
@@ -211,6 +212,19 @@ export class TestRoot {
     if (this.#overlay) spawnSync('umount', ['-l', this.path]);
     rmSync(this.#scratch, { recursive: true, force: true });
   }
+}
+
+/** A TestRoot factory for the calling suite (call it inside describe): every root it made is disposed after the suite. */
+export function suiteRoots(): () => TestRoot {
+  const roots: TestRoot[] = [];
+  after(() => {
+    for (const root of roots) root.dispose();
+  });
+  return () => {
+    const root = TestRoot.create();
+    roots.push(root);
+    return root;
+  };
 }
 
 /** Differences between two listings, as readable lines ("+ path", "- path", "~ path: a → b"). */
