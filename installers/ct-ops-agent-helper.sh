@@ -155,7 +155,7 @@ result() {
   answer=$(mktemp "$WORK/result.XXXXXXXX")
   printf '%s\n' "$*" >"$answer"
   chmod 0644 "$answer"
-  rm -f "$SPOOL/result"
+  rm -rf "$SPOOL/result"
   mv -f "$answer" "$SPOOL/result"
 }
 

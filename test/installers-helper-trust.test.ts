@@ -193,6 +193,16 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
     assert.equal(linked.code, 1);
     assert.equal(resultFile(), 'request refused not-a-regular-file');
     assert.equal(installedBinary(), installedAgent);
+    // The answer's name taken in advance: a link to a root-only file is replaced, never written
+    // through; a directory is replaced too, so the agent still gets its answer.
+    const shadow = readFileSync(root.at('etc/shadow'), 'utf8');
+    asAgent(`rm -f ${SPOOL}/result && ln -s /etc/shadow ${SPOOL}/result`);
+    ask('update');
+    assertRefused(helper(), 'update-needs-release-file');
+    assert.equal(readFileSync(root.at('etc/shadow'), 'utf8'), shadow);
+    asAgent(`rm -f ${SPOOL}/result && mkdir ${SPOOL}/result && touch ${SPOOL}/result/x`);
+    ask('update');
+    assertRefused(helper(), 'update-needs-release-file');
   });
 
   test('a genuine signature whose trusted comment was edited to claim a newer version is refused (the global signature covers it)', async () => {
