@@ -4,18 +4,32 @@
 # com.ct-ops.agent-helper launch daemon (macOS, WatchPaths) whenever the agent drops a request
 # file into the spool directory. See docs/install.md, "Privilege model".
 #
-# A request is one line of at most 1024 bytes, read as data only (never evaluated):
+# Everything in the spool is written by the agent's unprivileged account and is treated as
+# hostile: the request, the staged files, even their kind (links, FIFOs). A request is one line
+# of at most 1024 bytes, read as data only (never evaluated):
 #   uninstall                       run the installed uninstall.sh, detached
 #   uninstall <task_id>             the same, and the uninstaller reports the outcome of that
 #                                   agent_uninstall task to the appliance (tsk_ + 1-64 letters
-#                                   or digits)
-#   update <path> <sha256>          install the staged agent binary <path> (a file directly in
-#                                   the spool directory) if its SHA-256 is <sha256>; restart the
-#                                   agent; roll back if the new binary does not stay up
+#                                   or digits), with the agent's privileges
+#   update <release-file>           install the agent release staged in the spool as three files:
+#                                   <release-file> (ct-ops-agent-<os>-<arch> of THIS host),
+#                                   SHA256SUMS and SHA256SUMS.minisig, as published with each
+#                                   release. Installed only when SHA256SUMS.minisig verifies with
+#                                   the root-owned release key /etc/ct-ops/release.pub (minisign
+#                                   prehashed Ed25519, global signature included), SHA256SUMS lists
+#                                   the file's SHA-256, and the version in the signed trusted
+#                                   comment is strictly greater than the installed one
+#                                   (/usr/local/libexec/ct-ops/agent.version); then the agent is
+#                                   restarted and rolled back if the new binary does not stay up
 # Anything else is refused. The outcome is written to <spool>/result for the agent to read:
 #   "<verb> ok", "<verb> refused <reason>", "update rolled-back <reason>".
 # "uninstall ok" is written only after the uninstaller was started; when it cannot be started
 # (systemd-run failing, no setsid) the answer is "uninstall refused start-failed".
+#
+# Also: ct-ops-agent-helper.sh verify-minisig FILE SIGNATURE PUBLIC-KEY
+#   (used by install.sh): prints the trusted comment of SIGNATURE when it is a valid minisign
+#   prehashed signature of FILE by PUBLIC-KEY (the base64 key line, "RW..."); else prints why to
+#   stderr and exits 1. With minisign when installed, else with OpenSSL >= 1.1.1.
 #
 # Exit codes: 0 done (or nothing to do), 1 request refused, 2 update rolled back, 3 internal error.
 set -eu
@@ -23,33 +37,126 @@ umask 077
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
+log() { printf 'ct-ops-agent-helper: %s\n' "$*"; }
+
+# --- minisign signatures -----------------------------------------------------------------------
+
+# size_of FILE: its size in bytes.
+size_of() { wc -c <"$1" | tr -d ' '; }
+
+# bytes_hex: the bytes of stdin as lower-case hex, no separators.
+bytes_hex() { od -An -v -tx1 | tr -d ' \n'; }
+
+# base64_decode TEXT: the bytes TEXT encodes (coreutils/BSD base64, or openssl).
+base64_decode() {
+  if command -v base64 >/dev/null 2>&1; then
+    printf '%s\n' "$1" | base64 -d 2>/dev/null
+  else
+    printf '%s\n' "$1" | openssl base64 -d -A 2>/dev/null
+  fi
+}
+
+# minisig_check FILE SIGNATURE KEY SCRATCH: verifies a minisign signature (format:
+# https://jedisct1.github.io/minisign/, as common/minisign.ts writes it) of FILE by KEY, the
+# base64 line of a public key ("Ed" || key id[8] || Ed25519 key[32]). Only the prehashed
+# algorithm "ED" (Ed25519 over BLAKE2b-512 of FILE) is accepted; the global signature over
+# signature || trusted comment is checked too, so the trusted comment can be relied on.
+# SCRATCH is an empty private directory. Prints the trusted comment; on failure prints the
+# reason (one word) and returns 1.
+minisig_check() {
+  file=$1 signature=$2 key=$3 scratch=$4
+  case $key in *[!A-Za-z0-9+/=]* | '') echo bad-public-key; return 1 ;; esac
+  [ ${#key} -eq 56 ] || { echo bad-public-key; return 1; }
+  base64_decode "$key" >"$scratch/key.bin"
+  if [ "$(size_of "$scratch/key.bin")" != 42 ] || [ "$(head -c 2 "$scratch/key.bin")" != Ed ]; then
+    echo bad-public-key
+    return 1
+  fi
+  [ "$(wc -l <"$signature" | tr -d ' ')" = 4 ] || { echo malformed-signature; return 1; }
+  case $(sed -n 1p "$signature") in 'untrusted comment:'*) ;; *) echo malformed-signature; return 1 ;; esac
+  trusted=$(sed -n 3p "$signature")
+  case $trusted in 'trusted comment: '*) trusted=${trusted#trusted comment: } ;; *) echo malformed-signature; return 1 ;; esac
+  case $trusted in *"$(printf '\r')"*) echo malformed-signature; return 1 ;; esac
+  base64_decode "$(sed -n 2p "$signature")" >"$scratch/signature.bin"
+  base64_decode "$(sed -n 4p "$signature")" >"$scratch/global.sig"
+  if [ "$(size_of "$scratch/signature.bin")" != 74 ] || [ "$(size_of "$scratch/global.sig")" != 64 ]; then
+    echo malformed-signature
+    return 1
+  fi
+  [ "$(head -c 2 "$scratch/signature.bin")" = ED ] || { echo not-prehashed; return 1; }
+  [ "$(head -c 10 "$scratch/signature.bin" | tail -c 8 | bytes_hex)" = "$(head -c 10 "$scratch/key.bin" | tail -c 8 | bytes_hex)" ] ||
+    { echo signed-by-another-key; return 1; }
+  if command -v minisign >/dev/null 2>&1; then
+    printf 'untrusted comment: CT-Ops key\n%s\n' "$key" >"$scratch/key.pub"
+    minisign -V -q -p "$scratch/key.pub" -m "$file" -x "$signature" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
+  elif command -v openssl >/dev/null 2>&1; then
+    # SubjectPublicKeyInfo (DER) of an Ed25519 key: a fixed 12-byte prefix, then the 32 key bytes.
+    printf '\060\052\060\005\006\003\053\145\160\003\041\000' >"$scratch/key.der"
+    tail -c 32 "$scratch/key.bin" >>"$scratch/key.der"
+    tail -c 64 "$scratch/signature.bin" >"$scratch/ed25519.sig"
+    openssl dgst -blake2b512 -binary "$file" >"$scratch/digest" 2>/dev/null || { echo no-verifier; return 1; }
+    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/digest" \
+      -sigfile "$scratch/ed25519.sig" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
+    { cat "$scratch/ed25519.sig"; printf '%s' "$trusted"; } >"$scratch/global.msg"
+    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/global.msg" \
+      -sigfile "$scratch/global.sig" >/dev/null 2>&1 || { echo trusted-comment-altered; return 1; }
+  else
+    echo no-verifier
+    return 1
+  fi
+  printf '%s\n' "$trusted"
+}
+
+if [ "${1:-}" = verify-minisig ]; then
+  [ $# -eq 4 ] || { echo 'usage: ct-ops-agent-helper.sh verify-minisig FILE SIGNATURE PUBLIC-KEY' >&2; exit 3; }
+  scratch=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-minisig.XXXXXXXX") || exit 3
+  trap 'rm -rf "$scratch"' EXIT
+  if outcome=$(minisig_check "$2" "$3" "$4" "$scratch"); then
+    printf '%s\n' "$outcome"
+    exit 0
+  fi
+  printf '%s\n' "$outcome" >&2
+  exit 1
+fi
+[ $# -eq 0 ] || { log "unknown arguments: $*"; exit 3; }
+
 case $(uname -s) in
   Darwin)
+    OS=darwin
     SPOOL="/Library/Application Support/CT-Ops/requests"
     WORK="/Library/Application Support/CT-Ops/helper"
     ;;
   *)
+    OS=linux
     SPOOL=/var/lib/ct-ops/requests
     WORK=/var/lib/ct-ops/helper
     ;;
 esac
-readonly SPOOL WORK
+case $(uname -m) in
+  x86_64 | amd64) ARCH=x64 ;;
+  aarch64 | arm64) ARCH=arm64 ;;
+  *) ARCH=unsupported ;;
+esac
+readonly SPOOL WORK OS ARCH
 readonly AGENT_BIN=/usr/local/bin/ct-ops-agent
 readonly LIBEXEC=/usr/local/libexec/ct-ops
 readonly PREVIOUS=$LIBEXEC/ct-ops-agent.previous
+readonly INSTALLED_VERSION=$LIBEXEC/agent.version
+readonly RELEASE_KEY=/etc/ct-ops/release.pub
 readonly UNINSTALL_LOG=/var/log/ct-ops-uninstall.log
+# Largest staged files taken from the spool (the agent executable is ~100 MB).
+readonly MAX_EXECUTABLE_BYTES=536870912 MAX_SUMS_BYTES=65536 MAX_SIGNATURE_BYTES=4096
 # How long a freshly updated agent must keep the same process before the update counts.
 SETTLE_SECS=${CT_OPS_UPDATE_SETTLE_SECS:-20}
 case $SETTLE_SECS in '' | *[!0-9]*) SETTLE_SECS=20 ;; esac
 
-log() { printf 'ct-ops-agent-helper: %s\n' "$*"; }
-
 # result TEXT: tells the agent what happened (atomic replace; the agent may delete it).
 result() {
-  printf '%s\n' "$*" >"$WORK/result.tmp"
-  chmod 0644 "$WORK/result.tmp"
-  rm -f "$SPOOL/result"
-  mv -f "$WORK/result.tmp" "$SPOOL/result"
+  answer=$(mktemp "$WORK/result.XXXXXXXX")
+  printf '%s\n' "$*" >"$answer"
+  chmod 0644 "$answer"
+  rm -rf "$SPOOL/result"
+  mv -f "$answer" "$SPOOL/result"
 }
 
 refuse() {
@@ -66,21 +173,36 @@ sha256_of() {
   fi
 }
 
-# copy_nofollow SOURCE DEST: copies a regular file that the agent's user could have replaced
-# by a symbolic link at any moment; the copy never follows a link.
-copy_nofollow() {
-  if [ "$(uname -s)" = Darwin ]; then
-    [ -L "$1" ] && return 1
-    cp "$1" "$2"
-  else
-    dd if="$1" of="$2" iflag=nofollow bs=65536 status=none 2>/dev/null
+# take_from_spool NAME DEST MAX_BYTES: moves the agent's file NAME out of the spool into DEST
+# (root-only) and checks it there: the copy never follows a link nor waits on a FIFO, holds at
+# most MAX_BYTES, and only the copy is used afterwards. Fails for anything but a regular file;
+# NAME is gone from the spool either way.
+take_from_spool() {
+  source=$SPOOL/$1
+  copied=0
+  if [ ! -L "$source" ] && [ -f "$source" ]; then
+    if [ "$OS" = darwin ]; then
+      cp "$source" "$2" && copied=1
+    else
+      dd if="$source" of="$2" iflag=nofollow,nonblock bs=65536 count=$(($3 / 65536 + 1)) status=none 2>/dev/null && copied=1
+    fi
   fi
+  rm -rf "$source"
+  [ "$copied" = 1 ] && [ -f "$2" ] && [ "$(size_of "$2")" -le "$3" ]
 }
 
 if [ -L "$WORK" ] || [ ! -d "$WORK" ]; then
   log "work directory $WORK is missing"
   exit 3
 fi
+
+# One request at a time (the path unit starts one instance; a hand-run one waits).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$WORK/lock"
+  flock -w 600 9 || { log "another helper run holds $WORK/lock"; exit 3; }
+fi
+RUN=$(mktemp -d "$WORK/run.XXXXXXXX") || exit 3
+trap 'rm -rf "$RUN"' EXIT
 
 # --- take the request ------------------------------------------------------------------------
 
@@ -90,19 +212,14 @@ if [ ! -e "$SPOOL/request" ] && [ ! -L "$SPOOL/request" ]; then
 fi
 # Move it out of the agent's reach first (a rename: the agent can no longer swap the name),
 # then read it once into memory; only that copy is parsed.
-rm -f "$WORK/request"
-mv -f "$SPOOL/request" "$WORK/request"
-if [ -L "$WORK/request" ] || [ ! -f "$WORK/request" ]; then
-  rm -f "$WORK/request"
+mv -f "$SPOOL/request" "$RUN/request"
+if [ -L "$RUN/request" ] || [ ! -f "$RUN/request" ]; then
   refuse "not-a-regular-file"
 fi
-size=$(wc -c <"$WORK/request" | tr -d ' ')
-if [ "$size" -gt 1024 ]; then
-  rm -f "$WORK/request"
+if [ "$(size_of "$RUN/request")" -gt 1024 ]; then
   refuse "too-long"
 fi
-REQUEST=$(cat "$WORK/request")
-rm -f "$WORK/request"
+REQUEST=$(cat "$RUN/request")
 
 # --- parse it: a closed grammar, no evaluation -----------------------------------------------
 
@@ -139,7 +256,7 @@ start_uninstaller() {
     # session keeps it alive when the uninstaller boots out the daemons themselves.
     [ -x /usr/bin/perl ] || return 1
     (/usr/bin/perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV' "$@" \
-      </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+      </dev/null >>"$UNINSTALL_LOG" 2>&1 9>&- &)
   elif command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     # A transient unit of its own: stopping the agent's or this helper's units cannot kill it.
     # Its name is unique (task, time, this helper's pid): a name in use makes systemd-run fail.
@@ -149,7 +266,7 @@ start_uninstaller() {
       "$@"
   else
     command -v setsid >/dev/null 2>&1 || return 1
-    (setsid "$@" </dev/null >>"$UNINSTALL_LOG" 2>&1 &)
+    (setsid "$@" </dev/null >>"$UNINSTALL_LOG" 2>&1 9>&- &)
   fi
 }
 
@@ -213,51 +330,78 @@ agent_stays_up() {
 
 # swap_in FILE: atomically makes FILE (already root-owned and verified) the agent binary.
 swap_in() {
-  cp "$1" "$AGENT_BIN.ct-ops-new"
-  chown 0:0 "$AGENT_BIN.ct-ops-new"
-  chmod 0755 "$AGENT_BIN.ct-ops-new"
-  mv -f "$AGENT_BIN.ct-ops-new" "$AGENT_BIN"
+  incoming=$(mktemp "${AGENT_BIN%/*}/.ct-ops-agent.XXXXXXXX")
+  cp "$1" "$incoming"
+  chown 0:0 "$incoming"
+  chmod 0755 "$incoming"
+  mv -f "$incoming" "$AGENT_BIN"
+}
+
+# is_version TEXT: MAJOR.MINOR.PATCH, decimal numbers of at most 9 digits (no pre-releases).
+is_version() {
+  case $1 in *[!0-9.]* | .* | *. | *..*) return 1 ;; esac
+  printf '%s\n' "$1" | grep -Ex '[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}' >/dev/null
+}
+
+# version_newer A B: true when version A is strictly greater than version B.
+version_newer() {
+  newer_rest=$1 older_rest=$2
+  for _ in 1 2 3; do
+    a=${newer_rest%%.*} b=${older_rest%%.*}
+    newer_rest=${newer_rest#*.} older_rest=${older_rest#*.}
+    [ "$a" -gt "$b" ] && return 0
+    [ "$a" -lt "$b" ] && return 1
+  done
+  return 1
 }
 
 do_update() {
-  rest=${REQUEST#update }
-  [ "$rest" != "$REQUEST" ] || refuse "update-needs-path-and-sha256"
-  sha=${rest##* }
-  staged=${rest% *}
-  [ "$staged" != "$rest" ] || refuse "update-needs-path-and-sha256"
-  case $sha in *[!0-9a-f]*) refuse "malformed-sha256" ;; esac
-  [ ${#sha} -eq 64 ] || refuse "malformed-sha256"
-  # The staged file must sit directly in the spool: no other directory, no "..", no dot files.
-  name=${staged##*/}
-  [ "$staged" = "$SPOOL/$name" ] || refuse "staged-file-outside-spool"
-  case $name in
-    '' | .* | request | result) refuse "bad-staged-name" ;;
-  esac
-
-  candidate=$WORK/ct-ops-agent.candidate
-  rm -f "$candidate"
-  copy_nofollow "$staged" "$candidate" || refuse "staged-file-unreadable-or-link"
-  rm -f "$staged"
-  actual=$(sha256_of "$candidate")
-  if [ "$actual" != "$sha" ]; then
-    rm -f "$candidate"
-    refuse "sha256-mismatch"
-  fi
+  # The only argument is the release file's name; it must be this host's.
+  name=${REQUEST#update }
+  case $name in update | '' | *' '*) refuse "update-needs-release-file" ;; esac
+  case $name in ct-ops-agent-*) ;; *) refuse "not-a-release-file" ;; esac
+  [ "$name" = "ct-ops-agent-$OS-$ARCH" ] || refuse "wrong-target"
   [ -f "$AGENT_BIN" ] || refuse "agent-not-installed"
+  if [ -L "$RELEASE_KEY" ] || [ ! -f "$RELEASE_KEY" ]; then refuse "no-release-key"; fi
+  release_key=$(grep -v '^untrusted comment:' "$RELEASE_KEY" | head -n 1)
+  installed=$(cat "$INSTALLED_VERSION" 2>/dev/null || true)
+  is_version "$installed" || refuse "installed-version-unknown"
+
+  # Out of the agent's reach first; from here on only the root-only copies are read.
+  taken=yes
+  take_from_spool SHA256SUMS "$RUN/SHA256SUMS" "$MAX_SUMS_BYTES" || taken=no
+  take_from_spool SHA256SUMS.minisig "$RUN/SHA256SUMS.minisig" "$MAX_SIGNATURE_BYTES" || taken=no
+  take_from_spool "$name" "$RUN/candidate" "$MAX_EXECUTABLE_BYTES" || taken=no
+  [ "$taken" = yes ] || refuse "staged-file-unreadable-or-link"
+  mkdir "$RUN/minisig"
+  if ! trusted=$(minisig_check "$RUN/SHA256SUMS" "$RUN/SHA256SUMS.minisig" "$release_key" "$RUN/minisig"); then
+    refuse "release-signature-invalid-$trusted"
+  fi
+  # The trusted comment is covered by the global signature: it names the release's version.
+  version=$(printf '%s\n' "$trusted" | sed -n 's/^ct-ops-agent \([0-9.]*\) executables, .*$/\1/p')
+  is_version "$version" || refuse "release-version-unreadable"
+  version_newer "$version" "$installed" || refuse "not-newer-than-installed-$installed"
+  expected=$(awk -v name="$name" 'length($1) == 64 && $2 == name && NF == 2 { print $1; exit }' "$RUN/SHA256SUMS")
+  [ -n "$expected" ] || refuse "not-in-release"
+  sha=$(sha256_of "$RUN/candidate")
+  [ "$sha" = "$expected" ] || refuse "sha256-mismatch"
 
   # Keep the running version for rollback, then swap.
-  cp "$AGENT_BIN" "$PREVIOUS.tmp"
-  chmod 0755 "$PREVIOUS.tmp"
-  mv -f "$PREVIOUS.tmp" "$PREVIOUS"
-  swap_in "$candidate"
-  rm -f "$candidate"
-  log "installed agent binary $sha; restarting the agent"
+  kept=$(mktemp "$LIBEXEC/.ct-ops-agent.previous.XXXXXXXX")
+  cp "$AGENT_BIN" "$kept"
+  chmod 0755 "$kept"
+  mv -f "$kept" "$PREVIOUS"
+  swap_in "$RUN/candidate"
+  log "installed agent release $version ($sha, was $installed); restarting the agent"
   if restart_agent && agent_stays_up; then
-    log "update ok: the new agent stayed up for ${SETTLE_SECS}s"
-    result "update ok $sha"
+    printf '%s\n' "$version" >"$RUN/version"
+    chmod 0644 "$RUN/version"
+    mv -f "$RUN/version" "$INSTALLED_VERSION"
+    log "update ok: agent $version stayed up for ${SETTLE_SECS}s"
+    result "update ok $version"
     return 0
   fi
-  log "the new agent did not stay up: rolling back to the previous binary"
+  log "the new agent did not stay up: rolling back to the previous binary ($installed)"
   swap_in "$PREVIOUS"
   restart_agent || log "restarting the previous agent failed too"
   result "update rolled-back new-binary-did-not-stay-up"

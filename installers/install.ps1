@@ -90,6 +90,18 @@ if (-not (Test-Path -LiteralPath $targetFile -PathType Leaf)) { Fail $ExitTamper
 $target = (Get-Content -LiteralPath $targetFile -TotalCount 1).Trim()
 if ($target -ne "windows-$arch") { Fail $ExitPlatform "this bundle is for $target but this machine is windows-$arch" }
 
+# One install or uninstall at a time: a machine-wide named mutex. Windows releases it when its
+# holder exits, even when killed; the next WaitOne then reports it abandoned, and owns it.
+$installLock = New-Object System.Threading.Mutex($false, 'Global\CT-Ops-Agent-Install')
+try {
+  if (-not $installLock.WaitOne(0)) {
+    Say 'another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)'
+    if (-not $installLock.WaitOne([TimeSpan]::FromMinutes(10))) { Fail $ExitStep 'another ct-ops install or uninstall still holds the lock' }
+  }
+} catch [System.Threading.AbandonedMutexException] {
+  Say 'the last install or uninstall ended without releasing its lock: taking it over'
+}
+
 # --- the bundle is exactly what SHA256SUMS lists ---------------------------------------------
 
 $sumsFile = Join-Path $BundleDir 'SHA256SUMS'
@@ -102,6 +114,8 @@ foreach ($line in [IO.File]::ReadAllLines($sumsFile)) {
   $expected[$name] = $Matches[1]
 }
 foreach ($item in Get-ChildItem -LiteralPath $BundleDir -Force) {
+  # [A-Za-z0-9._-] only (\z: "$" would also match before a final newline).
+  if ($item.Name -cnotmatch '^[A-Za-z0-9._-]+\z') { Fail $ExitTampered ("a bundle file name has characters outside [A-Za-z0-9._-]: {0}" -f ($item.Name -replace '[^A-Za-z0-9._-]', '?')) }
   if ($item.Name -eq 'SHA256SUMS' -or $item.Name -eq 'SHA256SUMS.minisig') { continue }
   if ($item.PSIsContainer -or -not $expected.ContainsKey($item.Name)) { Fail $ExitTampered "unexpected file in the bundle (not in SHA256SUMS): $($item.Name)" }
 }
@@ -124,9 +138,10 @@ if (Test-Path -LiteralPath (Join-Path $BundleDir 'SHA256SUMS.minisig')) {
 
 # --- install ---------------------------------------------------------------------------------
 
-# Copies a verified bundle file next to its destination, verifies the copy, then moves it in.
+# Copies a verified bundle file next to its destination under a unique name, verifies the copy,
+# then moves it in.
 function Install-BundleFile([string]$Name, [string]$Destination) {
-  $temporary = "$Destination.ct-ops-new"
+  $temporary = '{0}.{1}.ct-ops-new' -f $Destination, [guid]::NewGuid().ToString('N')
   Copy-Item -LiteralPath (Join-Path $BundleDir $Name) -Destination $temporary -Force
   if (-not (Test-Sha256 $temporary $Name)) {
     Remove-Item -LiteralPath $temporary -Force

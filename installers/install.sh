@@ -11,7 +11,12 @@
 #   --no-start                 enable the units but start nothing (chroot, image building)
 #   --dry-run                  verify the bundle, print every action, change nothing
 #   --replace-config           overwrite an existing /etc/ct-ops/agent.toml and ca.crt
-#   --bundle-pubkey FILE       verify SHA256SUMS.minisig with minisign and this public key
+#   --bundle-key KEY           refuse the bundle unless SHA256SUMS.minisig verifies with this
+#                              bundle public key: its base64 line "RW..." (the second line of
+#                              the appliance's bundle.pub), obtained out of band
+#   --bundle-pubkey FILE       the same, the key read from a minisign public key file
+#   --bundle-key-id ID         with --bundle-key/--bundle-pubkey: the key id (16 hex digits, as
+#                              minisign prints it) the key must have; a typo check, not a proof
 #   --insecure-skip-checksums  install even without a SHA-256 tool (NOT RECOMMENDED)
 #   -h, --help                 show this help
 #
@@ -21,8 +26,8 @@
 #   2  not running as root
 #   3  wrong platform: the bundle's TARGET is not this OS / CPU
 #   4  bundle verification failed: checksum mismatch, missing, extra or unsafe file, bad signature
-#   5  a required tool is missing (sha256sum/shasum, minisign, systemctl, useradd/adduser)
-#   6  an install step failed, or the service did not start
+#   5  a required tool is missing (sha256sum/shasum, minisign or openssl, systemctl, useradd/adduser)
+#   6  an install step failed, the service did not start, or another install held the lock too long
 set -eu
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -47,6 +52,8 @@ DRY_RUN=0
 REPLACE_CONFIG=0
 SKIP_CHECKSUMS=0
 BUNDLE_PUBKEY=
+BUNDLE_KEY=
+BUNDLE_KEY_ID=
 while [ $# -gt 0 ]; do
   case $1 in
     --root) [ $# -ge 2 ] || die $EX_USAGE "--root needs a directory"; ROOT=$2; shift ;;
@@ -57,6 +64,10 @@ while [ $# -gt 0 ]; do
     --insecure-skip-checksums) SKIP_CHECKSUMS=1 ;;
     --bundle-pubkey) [ $# -ge 2 ] || die $EX_USAGE "--bundle-pubkey needs a file"; BUNDLE_PUBKEY=$2; shift ;;
     --bundle-pubkey=*) BUNDLE_PUBKEY=${1#--bundle-pubkey=} ;;
+    --bundle-key) [ $# -ge 2 ] || die $EX_USAGE "--bundle-key needs a key"; BUNDLE_KEY=$2; shift ;;
+    --bundle-key=*) BUNDLE_KEY=${1#--bundle-key=} ;;
+    --bundle-key-id) [ $# -ge 2 ] || die $EX_USAGE "--bundle-key-id needs a key id"; BUNDLE_KEY_ID=$2; shift ;;
+    --bundle-key-id=*) BUNDLE_KEY_ID=${1#--bundle-key-id=} ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die $EX_USAGE "unknown argument: $1" ;;
   esac
@@ -67,6 +78,15 @@ if [ -n "$ROOT" ]; then
   [ -d "$ROOT" ] || die $EX_USAGE "--root $ROOT is not a directory"
   ROOT=${ROOT%/}
   NO_START=1
+fi
+if [ -n "$BUNDLE_PUBKEY" ]; then
+  [ -z "$BUNDLE_KEY" ] || die $EX_USAGE "give --bundle-key or --bundle-pubkey, not both"
+  [ -f "$BUNDLE_PUBKEY" ] || die $EX_USAGE "--bundle-pubkey $BUNDLE_PUBKEY is not a file"
+  BUNDLE_KEY=$(grep -v '^untrusted comment:' "$BUNDLE_PUBKEY" | head -n 1 | tr -d '\r')
+fi
+# A key id is 8 bytes whoever makes a key can choose: it identifies, it does not authenticate.
+if [ -n "$BUNDLE_KEY_ID" ] && [ -z "$BUNDLE_KEY" ]; then
+  die $EX_USAGE "--bundle-key-id alone proves nothing (anyone can make a key with any id): give the full key with --bundle-key RW... (the id is then checked against it)"
 fi
 
 # The bundle folder is the directory this script sits in.
@@ -104,6 +124,40 @@ esac
 TARGET=$(head -n 1 "$BUNDLE_DIR/TARGET")
 [ "$TARGET" = "$OS-$ARCH" ] || die $EX_PLATFORM "this bundle is for $TARGET but this machine is $OS-$ARCH"
 
+# --- one install or uninstall at a time ------------------------------------------------
+
+# take_lock: waits (at most 10 minutes) while another install.sh or uninstall.sh works on the
+# same root. flock where util-linux has it (released by the kernel when we exit); else a lock
+# folder holding our pid, taken over only when that process is gone.
+LOCK_DIR=
+take_lock() {
+  case $OS in darwin) lock=/var/run/ct-ops-install.lock ;; *) lock=$ROOT/run/ct-ops-install.lock ;; esac
+  mkdir -p "${lock%/*}"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$lock"
+    flock -n 9 && return 0
+    say "another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)"
+    flock -w 600 9 || die $EX_STEP "another ct-ops install or uninstall still holds $lock"
+    return 0
+  fi
+  waited=0
+  until mkdir "$lock.d" 2>/dev/null; do
+    holder=$(cat "$lock.d/pid" 2>/dev/null || true)
+    if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+      say "removing the lock of process $holder, which is gone"
+      rm -rf "$lock.d"
+      continue
+    fi
+    [ "$waited" = 0 ] && say "another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)"
+    [ "$waited" -lt 600 ] || die $EX_STEP "another ct-ops install or uninstall still holds $lock.d"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  LOCK_DIR=$lock.d
+  echo $$ >"$LOCK_DIR/pid"
+}
+[ "$DRY_RUN" = 1 ] || take_lock
+
 # --- preflight: the bundle is exactly what SHA256SUMS lists ----------------------------
 
 if command -v sha256sum >/dev/null 2>&1; then
@@ -119,7 +173,7 @@ fi
 # Every file is copied into a private staging folder first and verified there, so nothing
 # can change between the check and the install.
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-install.XXXXXXXX") || die $EX_STEP "cannot create a staging folder"
-trap 'rm -rf "$STAGE"' EXIT
+trap 'rm -rf "$STAGE" ${LOCK_DIR:+"$LOCK_DIR"}' EXIT
 trap 'exit 130' INT TERM HUP
 
 if [ -L "$BUNDLE_DIR/SHA256SUMS" ] || [ ! -f "$BUNDLE_DIR/SHA256SUMS" ]; then
@@ -136,10 +190,14 @@ if cut -d ' ' -f 3 "$STAGE/SHA256SUMS" | grep -Ex 'SHA256SUMS|SHA256SUMS\.minisi
   die $EX_TAMPERED "SHA256SUMS lists itself"
 fi
 
-# No file in the folder may be unlisted (besides the sums and their signature).
+# No file in the folder may be unlisted (besides the sums and their signature), and every name
+# is made of [A-Za-z0-9._-] only: a newline or a slash in a name cannot pass for a listed one.
 for path in "$BUNDLE_DIR"/* "$BUNDLE_DIR"/.[!.]* "$BUNDLE_DIR"/..?*; do
   [ -e "$path" ] || [ -L "$path" ] || continue
   name=${path##*/}
+  case $name in
+    *[!A-Za-z0-9._-]*) die $EX_TAMPERED "a bundle file name has characters outside [A-Za-z0-9._-]: $(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '?')" ;;
+  esac
   case $name in SHA256SUMS | SHA256SUMS.minisig) continue ;; esac
   if ! cut -d ' ' -f 3 "$STAGE/SHA256SUMS" | grep -Fx -- "$name" >/dev/null; then
     die $EX_TAMPERED "unexpected file in the bundle (not in SHA256SUMS): $name"
@@ -170,15 +228,33 @@ else
   say "all $(wc -l <"$STAGE/SHA256SUMS" | tr -d ' ') bundle files match SHA256SUMS"
 fi
 
-if [ -n "$BUNDLE_PUBKEY" ]; then
-  command -v minisign >/dev/null 2>&1 || die $EX_MISSING_TOOL "--bundle-pubkey given but minisign is not installed"
-  [ -f "$BUNDLE_DIR/SHA256SUMS.minisig" ] || die $EX_TAMPERED "SHA256SUMS.minisig is missing from the bundle"
+# key_id_of KEY: the key id inside a public key's base64 line, as minisign prints it (the
+# little-endian 64-bit number in upper-case hex).
+key_id_of() {
+  printf '%s\n' "$1" | base64 -d 2>/dev/null | head -c 10 | tail -c 8 | od -An -v -tx1 |
+    awk '{ for (i = NF; i >= 1; i--) id = id $i } END { print toupper(id) }'
+}
+
+if [ -n "$BUNDLE_KEY" ]; then
+  # The verifier is the bundle's helper script, already checked against SHA256SUMS above.
+  command -v minisign >/dev/null 2>&1 || command -v openssl >/dev/null 2>&1 ||
+    die $EX_MISSING_TOOL "a bundle key was given but neither minisign nor openssl is installed to check the signature"
+  if [ -n "$BUNDLE_KEY_ID" ]; then
+    [ "$(key_id_of "$BUNDLE_KEY")" = "$(printf '%s' "$BUNDLE_KEY_ID" | tr 'a-f' 'A-F')" ] ||
+      die $EX_USAGE "the bundle key given has key id $(key_id_of "$BUNDLE_KEY"), not $BUNDLE_KEY_ID"
+  fi
+  if [ -L "$BUNDLE_DIR/SHA256SUMS.minisig" ] || [ ! -f "$BUNDLE_DIR/SHA256SUMS.minisig" ]; then
+    die $EX_TAMPERED "SHA256SUMS.minisig is missing from the bundle"
+  fi
   cp "$BUNDLE_DIR/SHA256SUMS.minisig" "$STAGE/SHA256SUMS.minisig"
-  minisign -V -q -p "$BUNDLE_PUBKEY" -m "$STAGE/SHA256SUMS" -x "$STAGE/SHA256SUMS.minisig" ||
-    die $EX_TAMPERED "SHA256SUMS.minisig does not verify with $BUNDLE_PUBKEY"
-  say "SHA256SUMS signature verified with $BUNDLE_PUBKEY"
+  if ! why=$(sh "$STAGE/ct-ops-agent-helper.sh" verify-minisig "$STAGE/SHA256SUMS" "$STAGE/SHA256SUMS.minisig" "$BUNDLE_KEY" 2>&1 >/dev/null); then
+    case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
+    die $EX_TAMPERED "SHA256SUMS.minisig does not verify with bundle key $(key_id_of "$BUNDLE_KEY") ($why): the bundle was altered or signed by another key"
+  fi
+  say "SHA256SUMS signature verified with bundle key $(key_id_of "$BUNDLE_KEY")"
 else
-  say "note: SHA256SUMS.minisig not checked here (no --bundle-pubkey); it must have been verified at the transfer station"
+  warn "the bundle's signature was NOT checked (no --bundle-key): this host trusts the media it was given."
+  warn "Check it with 'ct-ops-bundle verify' at the transfer station, or pass --bundle-key RW... (docs/install.md)."
 fi
 
 require_staged() {
@@ -199,17 +275,42 @@ make_dir() {
   run chmod "$1" "$target"
 }
 
-# put_file SOURCE MODE OWNER GROUP PATH: copies SOURCE next to PATH, sets owner and mode,
-# then renames it over PATH, so PATH is never half-written (and a running binary is never
-# written into: no "text file busy").
+# put_file SOURCE MODE OWNER GROUP PATH: copies SOURCE next to PATH under a fresh unique name,
+# sets owner and mode, then renames it over PATH, so PATH is never half-written (and a running
+# binary is never written into: no "text file busy").
 put_file() {
   target=$ROOT$5
   [ -L "$target" ] && run rm -f "$target"
-  temporary=${target%/*}/.${target##*/}.ct-ops-new
+  if [ "$DRY_RUN" = 1 ]; then
+    temporary=${target%/*}/.${target##*/}.XXXXXXXX
+  else
+    temporary=$(mktemp "${target%/*}/.${target##*/}.XXXXXXXX") || die $EX_STEP "cannot create a temporary file beside $5"
+  fi
   run cp "$1" "$temporary"
   run chown "$3:$4" "$temporary"
   run chmod "$2" "$temporary"
   run mv -f "$temporary" "$target"
+}
+
+# install_update_trust OWNER GROUP: what the root helper checks a self-update against, root-owned
+# where the agent's account cannot write: /etc/ct-ops/release.pub (the release public key from
+# agent.toml's [update] section) and /usr/local/libexec/ct-ops/agent.version (manifest.json's
+# agent_version). Both come from the bundle verified above.
+install_update_trust() {
+  key=$(sed -n 's/^release_public_key *= *"\(.*\)" *$/\1/p' "$STAGE/agent.toml" | head -n 1 | sed 's/.*\\n//')
+  if printf '%s\n' "$key" | grep -Ex 'RW[A-Za-z0-9+/]{54}' >/dev/null; then
+    printf 'untrusted comment: CT-Ops agent release key (from the bundle)\n%s\n' "$key" >"$STAGE/release.pub"
+    put_file "$STAGE/release.pub" 0644 "$1" "$2" /etc/ct-ops/release.pub
+  else
+    warn "agent.toml names no release key ([update] release_public_key): the root helper refuses every self-update"
+  fi
+  version=$(sed -n 's/^ *"agent_version": *"\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\)",\{0,1\} *$/\1/p' "$STAGE/manifest.json" 2>/dev/null | head -n 1)
+  if [ -n "$version" ]; then
+    printf '%s\n' "$version" >"$STAGE/agent.version"
+    put_file "$STAGE/agent.version" 0644 "$1" "$2" /usr/local/libexec/ct-ops/agent.version
+  else
+    warn "manifest.json names no agent_version: the root helper refuses every self-update"
+  fi
 }
 
 # --- Linux ---------------------------------------------------------------------------------
@@ -302,6 +403,7 @@ install_linux() {
   put_file "$STAGE/ct-ops-agent" 0755 0 0 /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 0 0 /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
   put_file "$STAGE/uninstall.sh" 0755 0 0 /usr/local/libexec/ct-ops/uninstall.sh
+  install_update_trust 0 0
   if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
     put_file "$STAGE/agent.toml" 0640 0 "$gid" /etc/ct-ops/agent.toml
     put_file "$STAGE/ca.crt" 0644 0 0 /etc/ct-ops/ca.crt
@@ -360,6 +462,7 @@ install_darwin() {
   put_file "$STAGE/ct-ops-agent" 0755 root wheel /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 root wheel /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
   put_file "$STAGE/uninstall.sh" 0755 root wheel /usr/local/libexec/ct-ops/uninstall.sh
+  install_update_trust root wheel
   if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
     put_file "$STAGE/agent.toml" 0640 root wheel /etc/ct-ops/agent.toml
     put_file "$STAGE/ca.crt" 0644 root wheel /etc/ct-ops/ca.crt

@@ -138,6 +138,18 @@ if ($ReportTask -ne '' -and -not $Detached) {
   exit 0
 }
 
+# One install or uninstall at a time: a machine-wide named mutex. Windows releases it when its
+# holder exits, even when killed; the next WaitOne then reports it abandoned, and owns it.
+$installLock = New-Object System.Threading.Mutex($false, 'Global\CT-Ops-Agent-Install')
+try {
+  if (-not $installLock.WaitOne(0)) {
+    Say 'another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)'
+    if (-not $installLock.WaitOne([TimeSpan]::FromMinutes(10))) { Fail $ExitStep 'another ct-ops install or uninstall still holds the lock' }
+  }
+} catch [System.Threading.AbandonedMutexException] {
+  Say 'the last install or uninstall ended without releasing its lock: taking it over'
+}
+
 # A remote uninstall reports after everything is gone: keep private copies of what the report
 # needs (the executable, agent.toml, ca.crt and the data folder with the key and task ledger).
 $kit = $null

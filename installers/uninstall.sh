@@ -13,10 +13,11 @@
 #   --dry-run    print every action, change nothing
 #   --report-task ID
 #                remote uninstall: first copy the agent binary, its config, CA and identity and
-#                task ledger files to a private root-only folder (Linux /var/lib/ct-ops-report.*,
-#                macOS /Library/Application Support/CT-Ops-report.*); at the end report to the
+#                task ledger files to a private folder (Linux /var/lib/ct-ops-report.*, macOS
+#                /Library/Application Support/CT-Ops-report.*); at the end report to the
 #                appliance, with those copies, that agent_uninstall task ID succeeded (or failed,
-#                naming the failed step); then delete the copies
+#                naming the failed step); then delete the copies. On Linux the report runs as the
+#                agent's user (setpriv), never as root
 #
 # Exit codes: 0 removed (or nothing to remove), 1 usage, 2 not root, 6 a removal step failed.
 set -eu
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY_RUN=1 ;;
     --report-task) [ $# -ge 2 ] || die $EX_USAGE "--report-task needs a task id"; REPORT_TASK=$2; shift ;;
     --report-task=*) REPORT_TASK=${1#--report-task=} ;;
-    -h | --help) sed -n '/^# Usage:/,/^# *naming the failed step); then delete the copies/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '/^# Usage:/,/^# *agent.s user (setpriv), never as root/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die $EX_USAGE "unknown argument: $1" ;;
   esac
   shift
@@ -70,6 +71,40 @@ fi
 if [ "$(id -u)" != 0 ] && [ "$DRY_RUN" = 0 ]; then
   die $EX_NOT_ROOT "must run as root"
 fi
+
+# take_lock: waits (at most 10 minutes) while another install.sh or uninstall.sh works on the
+# same root (the same lock as install.sh's; the two scripts ship and run apart, so each has it). flock where util-linux has it (released by the kernel when we exit); else a lock
+# folder holding our pid, taken over only when that process is gone.
+LOCK_DIR=
+take_lock() {
+  case $(uname -s) in Darwin) lock=/var/run/ct-ops-install.lock ;; *) lock=$ROOT/run/ct-ops-install.lock ;; esac
+  mkdir -p "${lock%/*}"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$lock"
+    flock -n 9 && return 0
+    say "another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)"
+    flock -w 600 9 || die $EX_STEP "another ct-ops install or uninstall still holds $lock"
+    return 0
+  fi
+  waited=0
+  until mkdir "$lock.d" 2>/dev/null; do
+    holder=$(cat "$lock.d/pid" 2>/dev/null || true)
+    if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+      say "removing the lock of process $holder, which is gone"
+      rm -rf "$lock.d"
+      continue
+    fi
+    [ "$waited" = 0 ] && say "another ct-ops install or uninstall is running: waiting for it (at most 10 minutes)"
+    [ "$waited" -lt 600 ] || die $EX_STEP "another ct-ops install or uninstall still holds $lock.d"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  LOCK_DIR=$lock.d
+  echo $$ >"$LOCK_DIR/pid"
+}
+release_lock() { [ -z "$LOCK_DIR" ] || rm -rf "$LOCK_DIR"; }
+[ "$DRY_RUN" = 1 ] || take_lock
+trap release_lock EXIT
 
 run() {
   if [ "$DRY_RUN" = 1 ]; then
@@ -125,13 +160,32 @@ copy_nofollow() {
 
 # The report is sent after everything is gone, so it runs from private copies: the binary,
 # agent.toml, the CA and the files of REPORT_FILES (key, credential, task ledger) that are
-# regular files; a missing one or a link is skipped. mktemp -d is 0700, owned by root.
+# regular files; a missing one or a link is skipped.
+# Nothing running as root executes a file the agent's account could have written: the binary
+# copied is the root-owned installed one (only root, or the helper after a release-signature
+# check, writes it), and on Linux the report runs as the agent's uid and gid (recorded here,
+# before the account is deleted) through setpriv. The kit is root:<agent gid> 0750, the binary
+# root's (readable and executable by all, if it was), agent.toml root:<agent gid> 0640 (as
+# installed), the data copies the agent's own (its report may save a renewed credential).
+# On macOS the agent itself runs as root (docs/install.md, "macOS"), so its report does too.
 KIT=
+REPORT_UID=
+REPORT_GID=
 keep_report_kit() {
+  if [ "$(uname -s)" != Darwin ]; then
+    command -v setpriv >/dev/null 2>&1 || { say "setpriv (util-linux) is missing: the report cannot drop root"; return 1; }
+    REPORT_UID=$(awk -F: '$1 == "ct-ops" { print $3; exit }' /etc/passwd)
+    REPORT_GID=$(awk -F: '$1 == "ct-ops" { print $4; exit }' /etc/passwd)
+    case $REPORT_UID$REPORT_GID in '' | *[!0-9]*) say "no ct-ops account to run the report as"; return 1 ;; esac
+  fi
+  if [ -z "$(find "$AGENT_BIN" -prune -type f -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
+    say "$AGENT_BIN is not a regular file that only root can write"
+    return 1
+  fi
   KIT=$(mktemp -d "$KIT_TEMPLATE") || return 1
-  cp "$AGENT_BIN" "$KIT/ct-ops-agent" || return 1
+  cp "$AGENT_BIN" "$KIT/ct-ops-agent" && chmod a+rX "$KIT/ct-ops-agent" || return 1
   cp /etc/ct-ops/agent.toml "$KIT/agent.toml" || return 1
-  if [ -f /etc/ct-ops/ca.crt ]; then cp /etc/ct-ops/ca.crt "$KIT/ca.crt" || return 1; fi
+  if [ -f /etc/ct-ops/ca.crt ]; then cp /etc/ct-ops/ca.crt "$KIT/ca.crt" && chmod 0644 "$KIT/ca.crt" || return 1; fi
   mkdir "$KIT/agent" || return 1
   for file in $REPORT_FILES; do
     if ! copy_nofollow "$AGENT_DATA/$file" "$KIT/agent/$file"; then
@@ -141,6 +195,20 @@ keep_report_kit() {
       fi
     fi
   done
+  if [ -n "$REPORT_UID" ]; then
+    chown -R "$REPORT_UID:$REPORT_GID" "$KIT/agent" && chgrp "$REPORT_GID" "$KIT" "$KIT/agent.toml" &&
+      chmod 0750 "$KIT" && chmod 0640 "$KIT/agent.toml" || return 1
+  fi
+}
+
+# as_agent COMMAND...: runs COMMAND with the agent's uid and gid (no other groups, no new
+# privileges) where it has an account of its own (Linux).
+as_agent() {
+  if [ -n "$REPORT_UID" ]; then
+    setpriv --reuid="$REPORT_UID" --regid="$REPORT_GID" --clear-groups --no-new-privs -- "$@"
+  else
+    "$@"
+  fi
 }
 
 # report_outcome: the EXIT trap of a remote uninstall. Reports success when the script got to
@@ -163,7 +231,7 @@ report_outcome() {
   fi
   attempt=1
   while :; do
-    "$KIT/ct-ops-agent" -config "$KIT/agent.toml" report-task "--task-id=$REPORT_TASK" "$@"
+    as_agent "$KIT/ct-ops-agent" -config "$KIT/agent.toml" report-task "--task-id=$REPORT_TASK" "$@"
     reported=$?
     case $reported in 69 | 75) ;; *) break ;; esac
     [ "$attempt" -lt 3 ] || break
@@ -179,6 +247,7 @@ report_outcome() {
     *) printf 'ct-ops uninstall: error: reporting task %s failed (exit %s); it times out on the appliance\n' "$REPORT_TASK" "$reported" >&2 ;;
   esac
   rm -rf "$KIT"
+  release_lock
   exit "$status"
 }
 
@@ -242,6 +311,14 @@ remove_stale_kits() {
   done
 }
 
+# remove_staging_leftovers: half-written agent binaries (.ct-ops-agent.XXXXXXXX) that an
+# interrupted install.sh or helper update left beside the real one.
+remove_staging_leftovers() {
+  for leftover in "$ROOT"/usr/local/bin/.ct-ops-agent.*; do
+    remove "${leftover#"$ROOT"}"
+  done
+}
+
 in_db() { [ -f "$ROOT/etc/$1" ] && awk -F: -v name="$2" '$1 == name { found = 1 } END { exit !found }' "$ROOT/etc/$1"; }
 
 uninstall_linux() {
@@ -275,7 +352,8 @@ uninstall_linux() {
     systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service >/dev/null 2>&1 || true
   fi
 
-  remove "$AGENT_BIN" /usr/local/bin/ct-ops-agent.ct-ops-new /usr/local/bin/.ct-ops-agent.ct-ops-new
+  remove "$AGENT_BIN"
+  remove_staging_leftovers
   remove /usr/local/libexec/ct-ops /etc/ct-ops /var/lib/ct-ops
   remove_stale_kits
   # install.sh created /usr/local/libexec if it was missing; leave it only if something else uses it.
@@ -311,7 +389,8 @@ uninstall_darwin() {
     done
   fi
   remove /Library/LaunchDaemons/com.ct-ops.agent.plist /Library/LaunchDaemons/com.ct-ops.agent-helper.plist
-  remove /usr/local/bin/ct-ops-agent /usr/local/bin/.ct-ops-agent.ct-ops-new
+  remove /usr/local/bin/ct-ops-agent
+  remove_staging_leftovers
   remove /usr/local/libexec/ct-ops /etc/ct-ops "/Library/Application Support/CT-Ops"
   remove /var/log/ct-ops-agent.log /var/log/ct-ops-agent-helper.log
   remove_stale_kits

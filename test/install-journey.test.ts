@@ -67,9 +67,17 @@ describe('from the appliance to an installed, approved agent with real artefacts
     const minisign = await run('minisign', ['-Vm', join(folder, 'SHA256SUMS'), '-p', join(appliance.dataDir, 'bundle.pub')]);
     assert.equal(minisign.code, 0, minisign.stderr);
 
-    // The isolated host: install as root, then the agent as the ct-ops user, as the unit runs it.
-    const installed = root.run([`/bundle/${top}/install.sh`, '--no-start']);
+    // The isolated host: install as root with the bundle key the operator brought (its full base64
+    // line; checked with openssl, the Debian root has no minisign), then the agent as the ct-ops user,
+    // as the unit runs it.
+    root.addHostTool('/usr/bin/openssl');
+    const keyLine = (path: string): string => readFileSync(path, 'utf8').split('\n')[1]!;
+    const installed = root.run([`/bundle/${top}/install.sh`, '--no-start', '--bundle-key', keyLine(join(appliance.dataDir, 'bundle.pub'))]);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+    assert.match(installed.stdout, /SHA256SUMS signature verified with bundle key [0-9A-F]{16}/);
+    // What the root helper checks updates against: the appliance's release key and this version, root-owned.
+    assert.equal(keyLine(root.at('etc/ct-ops/release.pub')), keyLine(join(appliance.dataDir, 'release.pub')));
+    assert.equal(readFileSync(root.at('usr/local/libexec/ct-ops/agent.version'), 'utf8'), `${VERSION}\n`);
     // An absolute link inside the root: read it rather than follow it on this machine.
     assert.equal(readlinkSync(root.at('etc/systemd/system/multi-user.target.wants/ct-ops-agent.service')), '/etc/systemd/system/ct-ops-agent.service');
     root.mountProc();

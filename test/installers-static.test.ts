@@ -66,6 +66,19 @@ describe('POSIX shell scripts', () => {
     }
   });
 
+  test('install.sh, uninstall.sh and the helper write through unique temporary names only, and install.sh and uninstall.sh take the install lock', () => {
+    for (const script of SHELL_SCRIPTS) {
+      const code = read(script).split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
+      assert.doesNotMatch(code, /\.ct-ops-new|\.tmp"/, `${script}: a fixed temporary name`);
+    }
+    for (const script of ['installers/install.sh', 'installers/uninstall.sh']) {
+      const code = read(script);
+      assert.match(code, /^\[ "\$DRY_RUN" = 1 \] \|\| take_lock$/m, `${script}: takes the lock`);
+      assert.match(code, /flock -w 600 9/, `${script}: waits on flock`);
+      assert.match(code, /until mkdir "\$lock\.d"/, `${script}: a lock folder without flock`);
+    }
+  });
+
   test('uninstall.sh --report-task takes only tsk_ and letters or digits, and only for a real uninstall of this machine', () => {
     const uninstall = (...args: string[]) => spawnSync('sh', [repo('installers/uninstall.sh'), ...args], { encoding: 'utf8' });
     for (const id of ['tsk_$(id)', 'tsk_', 'task_1', 'tsk_a/b', 'tsk_a b', `tsk_${'a'.repeat(65)}`]) {
@@ -287,6 +300,21 @@ print(json.dumps({"tag": root.tag, "id": root.findtext("id"), "executable": root
     const order = ['Send-Report $false $ProgramDir $DataRoot', 'Stop-Transcript | Out-Null', 'exit $ExitStep'].map((step) => failed.indexOf(step));
     assert.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!)), `report, transcript, exit in that order:\n${failed}`);
     assert.ok(code.indexOf('function Send-Report(') < code.indexOf("if ($ReportTask -ne '' -and -not $Detached) {"), 'Send-Report is defined before the restart uses it');
+  });
+
+  test('install.ps1 refuses bundle file names outside [A-Za-z0-9._-] (anchored with \\z, not $), copies through unique names, and both scripts hold the machine-wide install mutex', () => {
+    const install = read('installers/install.ps1');
+    assert.match(install, /if \(\$item\.Name -cnotmatch '\^\[A-Za-z0-9\._-\]\+\\z'\) \{ Fail \$ExitTampered/);
+    assert.ok(install.indexOf("-cnotmatch '^[A-Za-z0-9._-]+\\z'") < install.indexOf('-not $expected.ContainsKey($item.Name)'), 'names are checked before they are looked up');
+    assert.doesNotMatch(install, /"\$Destination\.ct-ops-new"/);
+    assert.match(install, /\$temporary = '\{0\}\.\{1\}\.ct-ops-new' -f \$Destination, \[guid\]::NewGuid\(\)/);
+    for (const script of ['installers/install.ps1', 'installers/uninstall.ps1']) {
+      const text = read(script);
+      assert.match(text, /New-Object System\.Threading\.Mutex\(\$false, 'Global\\CT-Ops-Agent-Install'\)/, `${script}: the install mutex`);
+      assert.match(text, /catch \[System\.Threading\.AbandonedMutexException\]/, `${script}: a lock left by a killed run is taken over`);
+    }
+    const uninstall = read('installers/uninstall.ps1');
+    assert.ok(uninstall.indexOf('Global\\CT-Ops-Agent-Install') > uninstall.indexOf("if ($ReportTask -ne '' -and -not $Detached) {"), 'the detached run takes the lock, not the agent\'s child that starts it');
   });
 
   test('install.ps1 verifies every file, refuses extra and missing ones, and locks ProgramData down to SYSTEM and Administrators', () => {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { LoggedProcess, REPO_ROOT } from './processes.ts';
 
 /*
@@ -155,6 +156,23 @@ export class TestRoot {
     this.#mounts.push(target);
   }
 
+  /**
+   * Copies a host program and the shared libraries it needs (those the root lacks) into the
+   * root: the Debian root has neither minisign nor openssl, and the scripts' paths with and
+   * without them are both tested. Returns the path inside the root.
+   */
+  addHostTool(hostPath: string): string {
+    const libraries = execFileSync('ldd', [hostPath], { encoding: 'utf8' }).split('\n').map((line) => /=>\s+(\/\S+)/.exec(line)?.[1]).filter((path): path is string => path !== undefined);
+    for (const library of [hostPath, ...libraries]) {
+      const inside = this.at(library);
+      if (library !== hostPath && existsSync(inside)) continue;
+      mkdirSync(join(inside, '..'), { recursive: true });
+      copyFileSync(library, inside);
+      chmodSync(inside, 0o755);
+    }
+    return hostPath;
+  }
+
   /** uid and gid of a user in the root's own /etc/passwd, or undefined. */
   account(name: string): { uid: number; gid: number } | undefined {
     const line = readFileSync(this.at('etc/passwd'), 'utf8').split('\n').find((entry) => entry.split(':')[0] === name);
@@ -194,6 +212,19 @@ export class TestRoot {
     if (this.#overlay) spawnSync('umount', ['-l', this.path]);
     rmSync(this.#scratch, { recursive: true, force: true });
   }
+}
+
+/** A TestRoot factory for the calling suite (call it inside describe): every root it made is disposed after the suite. */
+export function suiteRoots(): () => TestRoot {
+  const roots: TestRoot[] = [];
+  after(() => {
+    for (const root of roots) root.dispose();
+  });
+  return () => {
+    const root = TestRoot.create();
+    roots.push(root);
+    return root;
+  };
 }
 
 /** Differences between two listings, as readable lines ("+ path", "- path", "~ path: a → b"). */
