@@ -99,7 +99,7 @@ test('the agent waits at least the retry hint, plus up to half again as jitter, 
   const high = new Backoff(() => 0.9999);
   const delay = high.next(25_000);
   assert.ok(delay > 25_000 && delay <= 37_500, `${delay}`);
-  assert.ok(new Backoff(() => 0).next(10) >= 10, 'even a hint shorter than the schedule is the wait');
+  assert.equal(new Backoff(() => 0).next(0), backoffBaseMs(0), 'a hint of 0 cannot make the agent retry in a busy loop');
 });
 
 test('the retry hint is read from trailing metadata, clamped, and a throttled Register is retried, never fatal', () => {

@@ -32,10 +32,12 @@ export class Backoff {
   /**
    * The delay before the next retry (ms), advancing the schedule. With the appliance's retry
    * hint (ms, common/retry-hint.ts) it is the hint plus HINT_JITTER instead: never less than
-   * the hint, and not the schedule's 1 s, which would come back while still throttled.
+   * the hint, and not the schedule's 1 s, which would come back while still throttled. A hint
+   * under the schedule's first step counts as that step, so a hint of 0 cannot make a busy loop.
    */
   next(hintMs?: number): number {
-    const delay = hintMs === undefined ? withJitter(backoffBaseMs(this.attempt), this.random) : withJitter(hintMs, this.random, HINT_JITTER);
+    const delay =
+      hintMs === undefined ? withJitter(backoffBaseMs(this.attempt), this.random) : withJitter(Math.max(hintMs, backoffBaseMs(0)), this.random, HINT_JITTER);
     this.attempt += 1;
     return delay;
   }
