@@ -65,6 +65,7 @@ export const STATUS = {
   ERR_REGISTER_SIGNATURE_INVALID: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'A Register request was not signed by the private key of the public key it carries.' },
   ERR_REGISTER_STALE: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.TEMP_FAIL, summary: "A Register request's timestamp is too far from the appliance's clock (stale, or the host clock is wrong)." },
   ERR_REGISTER_REPLAYED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'A Register request was seen before (same key and nonce).' },
+  ERR_REGISTER_THROTTLED: { http: 429, grpc: GrpcCode.RESOURCE_EXHAUSTED, exit: ExitCode.TEMP_FAIL, summary: 'Too many Register requests from this source address failed recently; retry after the hint (gRPC trailing metadata `retry-after-ms`).' },
   ERR_JWT_MISSING: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The call carried no `authorization: Bearer` metadata.' },
   ERR_JWT_INVALID: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The JWT is malformed, signed by another key or algorithm, or meant for another issuer or audience.' },
   ERR_JWT_EXPIRED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'The JWT has expired; the agent registers again by key.' },

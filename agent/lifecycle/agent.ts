@@ -215,8 +215,10 @@ export class Agent {
         log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');
         return this.fail(new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host${outcome.message ? ` (${outcome.message})` : ''}; not retrying`, { agent_id: outcome.agentId, status: outcome.status }));
       case 'retry': {
-        const delay = this.backoff.next();
-        const fields = { code: outcome.failure.grpcCode, error_code: outcome.failure.errorCode ?? null, details: outcome.failure.details, retry_in_ms: delay };
+        // A throttled Register names how long to stay away; the agent waits at least that long.
+        const hintMs = outcome.failure.retryAfterMs;
+        const delay = this.backoff.next(hintMs);
+        const fields = { code: outcome.failure.grpcCode, error_code: outcome.failure.errorCode ?? null, details: outcome.failure.details, retry_after_ms: hintMs ?? null, retry_in_ms: delay };
         if (outcome.clockSkew) log.warn(fields, 'host clock differs from the appliance');
         else log.warn(fields, 'registration failed');
         return this.update({ retryInMs: delay });

@@ -1,10 +1,17 @@
 import { codeFromGrpcDetails, CtOpsError } from '../../common/errors.ts';
+import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import type { AgentConfig } from '../config/types.ts';
 import type { RpcFailure } from './types.ts';
 
-export function rpcFailure(status: { code: number; details?: string | undefined }): RpcFailure {
+/** The trailing metadata of a status, as grpc-js hands it over (only what is read here). */
+interface StatusMetadata {
+  get(key: string): (string | Buffer)[];
+}
+
+export function rpcFailure(status: { code: number; details?: string | undefined; metadata?: StatusMetadata | undefined }): RpcFailure {
   const details = status.details ?? '';
-  return { grpcCode: status.code, errorCode: codeFromGrpcDetails(details), details };
+  const retryAfterMs = status.metadata && parseRetryAfterMs(status.metadata.get(RETRY_AFTER_MS_METADATA));
+  return { grpcCode: status.code, errorCode: codeFromGrpcDetails(details), details, retryAfterMs };
 }
 
 /**

@@ -9,6 +9,8 @@ export interface RpcFailure {
   /** Recovered from details "ERR_X: message" written by the appliance, when present. */
   readonly errorCode: ErrorCode | undefined;
   readonly details: string;
+  /** The appliance's retry hint (trailing metadata retry-after-ms, common/retry-hint.ts) when it throttled the call. */
+  readonly retryAfterMs?: number | undefined;
 }
 
 export type RegisterResult =

@@ -7,6 +7,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
 import type { RegisterInput } from './register-input.ts';
+import { tokenState } from './tokens.ts';
 
 /** How far a Register timestamp may be from the appliance's clock. */
 export const REGISTER_CLOCK_SKEW_MS = 5 * 60_000;
@@ -22,7 +23,9 @@ export interface RegisterDeps {
 /**
  * Register: proves possession of the key, then answers by key when it is known
  * (idempotent, no token needed, so an enrolled agent can never lock itself out)
- * and only otherwise spends one use of the enrolment token.
+ * and only otherwise spends one use of the enrolment token. Every refusal is decided
+ * by reads before anything is written, so a refused request leaves no row behind
+ * (not even its nonce) and costs the appliance no more than those reads.
  */
 export async function register(input: RegisterInput, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
   verifyPossession(input);
@@ -32,13 +35,28 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
     });
   }
   const { stores } = deps;
-  if (!stores.registerNonces.remember(input.publicKey, input.nonce, input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS)) {
+  // The key is looked up before the token: a known key needs none, even an expired one.
+  const known = stores.hosts.findByPublicKey(input.publicKey);
+  if (known && known.deletedAt !== null) {
+    throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: known.id });
+  }
+  if (known) {
+    rememberNonce(input, deps, now);
+    return respond(refreshKnownHost(known, input, deps, now), deps, now);
+  }
+  const token = usableToken(input.orgToken, deps, now);
+  rememberNonce(input, deps, now);
+  return respond(enrolNewHost(input, token, deps, now), deps, now);
+}
+
+/**
+ * Records the (key, nonce) pair; throws ERR_REGISTER_REPLAYED when the key used it before. It is kept
+ * until a request with its timestamp could no longer be accepted (pruned as it expires: register-nonces.ts).
+ */
+function rememberNonce(input: RegisterInput, deps: RegisterDeps, now: number): void {
+  if (!deps.stores.registerNonces.remember(input.publicKey, input.nonce, input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS, now)) {
     throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
   }
-
-  const known = stores.hosts.findByPublicKey(input.publicKey);
-  const host = known ? refreshKnownHost(known, input, deps, now) : enrolNewHost(input, deps, now);
-  return respond(host, deps, now);
 }
 
 function verifyPossession(input: RegisterInput): void {
@@ -50,24 +68,28 @@ function verifyPossession(input: RegisterInput): void {
   }
 }
 
-function refreshKnownHost(host: Host, input: RegisterInput, deps: RegisterDeps, now: number): Host {
-  if (host.deletedAt !== null) {
-    throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: host.id });
+/** The enrolment token the request names, read-only; throws ERR_TOKEN_* unless it could be used now. */
+function usableToken(orgToken: string, deps: RegisterDeps, now: number): EnrolmentToken {
+  if (orgToken === '') {
+    throw new CtOpsError('ERR_TOKEN_REQUIRED', 'this key is not registered and the request has no enrolment token');
   }
+  const token = deps.stores.enrolmentTokens.findBySecretHash(hashSecret(orgToken));
+  if (!token || token.orgId !== deps.orgId) throw new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
+  if (tokenState(token, now) !== 'active') throw unusableTokenError(token, now);
+  return token;
+}
+
+function refreshKnownHost(host: Host, input: RegisterInput, deps: RegisterDeps, now: number): Host {
   const update = { hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion, at: now };
   deps.stores.hosts.updateRegistration(host.id, update);
   deps.log.info({ host_id: host.id, approval: host.approval }, 'known key registered again');
   return { ...host, ...update, lastRegisteredAt: now };
 }
 
-function enrolNewHost(input: RegisterInput, deps: RegisterDeps, now: number): Host {
+function enrolNewHost(input: RegisterInput, token: EnrolmentToken, deps: RegisterDeps, now: number): Host {
   const { stores, orgId } = deps;
-  if (input.orgToken === '') {
-    throw new CtOpsError('ERR_TOKEN_REQUIRED', 'this key is not registered and the request has no enrolment token');
-  }
-  const token = stores.enrolmentTokens.findBySecretHash(hashSecret(input.orgToken));
-  if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
   return stores.transaction(() => {
+    // The read above only spared a refused request any write; taking the use decides, atomically, among racing agents.
     if (!stores.enrolmentTokens.consume(token.id, now)) throw unusableTokenError(stores.enrolmentTokens.get(token.id) ?? token, now);
     // A second key from a machine that already has a live host is a clone or a
     // reinstall: keep both apart and leave the decision to an admin.

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { Backoff, backoffBaseMs } from '../agent/lifecycle/backoff.ts';
+import { outcomeOfFailure } from '../agent/registration/outcome.ts';
+import { rpcFailure } from '../agent/transport/failure.ts';
+import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
+import { register } from '../appliance/enrolment/register.ts';
+import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
+import { peerSource } from '../appliance/lib/peer-source.ts';
+import { RefusalTally } from '../appliance/lib/refusal-tally.ts';
+import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
+import { openStores } from '../appliance/store/index.ts';
+import { NONCE_PRUNE_BATCH } from '../appliance/store/register-nonces.ts';
+import { CtOpsError, GrpcCode } from '../common/errors.ts';
+import type { RegisterRequest__Output } from '../common/proto.ts';
+import { MAX_RETRY_AFTER_MS, parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
+import { newIdentity, signedRegister } from './helpers/ingest-client.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ct-ops-register-throttle-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function nonceRows(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS rows FROM register_nonces').get() as { rows: number }).rows;
+  } finally {
+    db.close();
+  }
+}
+
+test('a refused Register records nothing: bad, used-up and missing tokens and retired keys are decided before the nonce; a known key still needs no token', async () => {
+  const path = join(dir, 'refusals.db');
+  const stores = openStores(path);
+  const org = stores.organisations.ensureDefault(Date.now());
+  const deps = { stores, jwt: new AgentJwtAuthority(await ensureJwtSigningKey(dir), 3600), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+  const now = Date.now();
+  const tokenRequest = { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} };
+  const single = createEnrolmentToken(stores, org.id, tokenRequest, now);
+  // signedRegister sets every field with Buffers for bytes: the shape grpc-js decodes into.
+  const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(signedRegister(identity, orgToken, {}, at) as RegisterRequest__Output), deps, at);
+  const refusedWith = async (code: string, registering: Promise<unknown>) =>
+    assert.rejects(registering, (error: unknown) => error instanceof CtOpsError && error.code === code);
+  try {
+    const enrolled = newIdentity('enrolled');
+    await attempt(single.secret, enrolled);
+    assert.equal(nonceRows(path), 1);
+
+    await refusedWith('ERR_TOKEN_INVALID', attempt('tok_made_up'));
+    await refusedWith('ERR_TOKEN_REQUIRED', attempt(''));
+    await refusedWith('ERR_TOKEN_EXHAUSTED', attempt(single.secret));
+    const retired = newIdentity('retired');
+    const other = createEnrolmentToken(stores, org.id, { ...tokenRequest, maxUses: 5 }, now);
+    const retiredHost = await attempt(other.secret, retired);
+    assert.ok(retiredHost.agent_id);
+    stores.hosts.markDeleted(retiredHost.agent_id, now, 'test');
+    const rowsBefore = nonceRows(path);
+    await refusedWith('ERR_AGENT_KEY_RETIRED', attempt('', retired));
+    await refusedWith('ERR_TOKEN_INVALID', attempt('tok_made_up'));
+    assert.equal(nonceRows(path), rowsBefore, 'no refused request left a nonce');
+
+    // Two minutes later the single-use token has expired too; the key it enrolled needs none.
+    const later = now + 120_000;
+    const again = await attempt(single.secret, enrolled, later);
+    assert.equal(again.status, 'AGENT_STATUS_ACTIVE');
+  } finally {
+    stores.close();
+  }
+});
+
+test('expired nonces are pruned a batch at a time as new ones are recorded, so the table stays bounded without the hourly sweep', () => {
+  const path = join(dir, 'nonces.db');
+  const stores = openStores(path);
+  try {
+    const key = Buffer.alloc(32, 7);
+    const nonce = (index: number) => Buffer.from(index.toString(16).padStart(32, '0'), 'hex');
+    for (let index = 0; index < 100; index += 1) assert.ok(stores.registerNonces.remember(key, nonce(index), 1_000, 500));
+    assert.equal(nonceRows(path), 100);
+    const fresh = Math.ceil(100 / (NONCE_PRUNE_BATCH - 1)) + 1;
+    for (let index = 0; index < fresh; index += 1) stores.registerNonces.remember(key, nonce(1_000 + index), 10_000, 2_000);
+    assert.equal(nonceRows(path), fresh, 'only the unexpired nonces are left');
+    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), false, 'an unexpired nonce is still recognised');
+  } finally {
+    stores.close();
+  }
+});
+
+test('the agent waits at least the retry hint, plus up to half again as jitter, instead of its backoff schedule', () => {
+  const low = new Backoff(() => 0);
+  assert.equal(low.next(25_000), 25_000);
+  assert.equal(low.next(), backoffBaseMs(1), 'a hinted wait counts as a failure in the schedule');
+  const high = new Backoff(() => 0.9999);
+  const delay = high.next(25_000);
+  assert.ok(delay > 25_000 && delay <= 37_500, `${delay}`);
+  assert.equal(new Backoff(() => 0).next(0), backoffBaseMs(0), 'a hint of 0 cannot make the agent retry in a busy loop');
+});
+
+test('the retry hint is read from trailing metadata, clamped, and a throttled Register is retried, never fatal', () => {
+  const metadata = new grpc.Metadata();
+  metadata.set(RETRY_AFTER_MS_METADATA, '12345');
+  const failure = rpcFailure({ code: GrpcCode.RESOURCE_EXHAUSTED, details: 'ERR_REGISTER_THROTTLED: too many failed Register requests', metadata });
+  assert.equal(failure.retryAfterMs, 12_345);
+  assert.equal(failure.errorCode, 'ERR_REGISTER_THROTTLED');
+  const outcome = outcomeOfFailure(failure, { tlsError: (reason) => new CtOpsError('ERR_INGEST_TLS_UNTRUSTED', reason) });
+  assert.equal(outcome.kind, 'retry');
+  assert.equal(rpcFailure({ code: GrpcCode.UNAVAILABLE, details: 'x' }).retryAfterMs, undefined);
+  assert.equal(parseRetryAfterMs(['999999999999']), MAX_RETRY_AFTER_MS, 'a huge hint is capped');
+  for (const bad of ['-5', '1e9', 'soon', '', '12.5']) assert.equal(parseRetryAfterMs([bad]), undefined, bad);
+  assert.equal(parseRetryAfterMs([]), undefined);
+});
+
+test('the throttle counts IPv4 addresses and IPv6 /64 networks, not ports', () => {
+  assert.equal(peerSource('127.0.0.1:5678'), '127.0.0.1');
+  assert.equal(peerSource('127.0.0.2:1'), '127.0.0.2');
+  assert.equal(peerSource('::ffff:10.0.0.1:443'), '10.0.0.1');
+  assert.equal(peerSource('2001:db8:0:1:aaaa:bbbb:cccc:dddd:50000'), '2001:db8:0:1::/64');
+  assert.equal(peerSource('2001:DB8:0:1::7:50001'), '2001:db8:0:1::/64', 'every address of one /64 is one source');
+  assert.equal(peerSource('::1:443'), '0:0:0:0::/64');
+  assert.equal(peerSource('unknown'), 'unknown');
+});
+
+test('refusals are logged as one line at the first and one summary per source per interval, whatever their number', () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  const tally = new RefusalTally(pino({ level: 'info' }, sink), { first: 'register refused', summary: 'register refusals' }, 60_000);
+  const invalid = new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
+  const throttled = new CtOpsError('ERR_REGISTER_THROTTLED', 'too many failed Register requests');
+  for (let index = 0; index < 5_000; index += 1) tally.record(index % 5 === 0 ? '127.0.0.2' : '127.0.0.1', index < 100 ? invalid : throttled);
+  tally.flush();
+  tally.flush();
+  const wait = new Promise((resolve) => setImmediate(resolve));
+  return wait.then(() => {
+    assert.deepEqual(lines.map((line) => [line.msg, line.source]), [
+      ['register refused', '127.0.0.2'],
+      ['register refused', '127.0.0.1'],
+      ['register refusals', '127.0.0.2'],
+      ['register refusals', '127.0.0.1'],
+    ]);
+    assert.deepEqual(lines[2]?.refused, { ERR_TOKEN_INVALID: 19, ERR_REGISTER_THROTTLED: 980 });
+    assert.deepEqual(lines[3]?.refused, { ERR_TOKEN_INVALID: 79, ERR_REGISTER_THROTTLED: 3_920 });
+    assert.equal(lines[0]?.code, 'ERR_TOKEN_INVALID');
+    assert.ok(lines.every((line) => line.err === undefined && line.stack === undefined), 'no stack traces');
+  });
+});
