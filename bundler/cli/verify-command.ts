@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
 import { verifyBundle, type VerifyReport } from '../verify/verify.ts';
@@ -51,17 +52,18 @@ function printReport(report: VerifyReport, json: boolean): void {
       ...(bundleId !== undefined ? { bundle_id: bundleId } : {}),
       ...(agentVersion !== undefined ? { agent_version: agentVersion } : {}),
     };
-    process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+    process.stdout.write(terminalJson(view));
     return;
   }
-  for (const problem of report.problems) process.stdout.write(`  ${problem.code}: ${problem.message}\n`);
+  // Problems name entries of the zip under test: hostile text, printed escaped like every report line.
+  for (const problem of report.problems) process.stdout.write(`  ${problem.code}: ${escapeForTerminal(problem.message)}\n`);
   if (report.ok) {
     process.stdout.write(
-      `OK: ${report.path}: signed by bundle key ${report.keyId}; all ${report.files} files match SHA256SUMS (bundle ${report.bundleId}, ${report.os}-${report.arch}, agent ${report.agentVersion})\n`,
+      `${escapeForTerminal(`OK: ${report.path}: signed by bundle key ${report.keyId}; all ${report.files} files match SHA256SUMS (bundle ${report.bundleId}, ${report.os}-${report.arch}, agent ${report.agentVersion})`)}\n`,
     );
   } else {
     const kinds = [...new Set(report.problems.map((problem) => problem.code))].join(', ');
-    process.stdout.write(`FAILED: ${report.path}: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} (${kinds}); do not install this bundle\n`);
+    process.stdout.write(`FAILED: ${escapeForTerminal(report.path)}: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} (${kinds}); do not install this bundle\n`);
   }
 }
 
@@ -81,7 +83,7 @@ export function verifyCommand(): Command {
         process.exitCode = report.exitCode;
       } catch (error) {
         if (options.json && error instanceof CtOpsError) {
-          process.stdout.write(`${JSON.stringify({ ok: false, path: zipPath, exit_code: error.exitCode, problems: [{ code: error.code, message: error.message }] }, null, 2)}\n`);
+          process.stdout.write(terminalJson({ ok: false, path: zipPath, exit_code: error.exitCode, problems: [{ code: error.code, message: error.message }] }));
         }
         throw error;
       }
