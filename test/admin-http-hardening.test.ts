@@ -153,7 +153,9 @@ describe('the admin API over HTTPS of a real appliance', () => {
     const median = rtts[Math.floor(rtts.length / 2)]!;
     t.diagnostic(`heartbeat RTT median ${median.toFixed(1)} ms, max ${rtts.at(-1)!.toFixed(1)} ms, beside ${logins} logins`);
     assert.ok(logins >= 12, `the flood ran (${logins} logins)`);
-    // Synchronous scrypt put the median at 60+ ms; off the loop it stays a few ms on a loaded machine.
-    assert.ok(median < 25, `heartbeat RTT median ${median.toFixed(1)} ms during ${logins} logins`);
+    // Measured on a 2-core machine shared with other builds: synchronous scrypt (before) 950 ms median,
+    // off the loop 5-25 ms (the pool's hashing threads still compete for the cores). The bound sits far
+    // from both, so it fails only when the loop is blocked again.
+    assert.ok(median < 150, `heartbeat RTT median ${median.toFixed(1)} ms during ${logins} logins`);
   });
 });
