@@ -133,7 +133,7 @@ describe('untrusted agent text is refused at the ingest edge', () => {
 });
 
 describe('CLI views never print raw control or bidirectional characters', () => {
-  test('text stored before the edge refused it (an older appliance) is escaped by hosts list/show and tasks list/show, in tables and --json', async () => {
+  test('text stored before the edge refused it (an older appliance) is escaped by hosts list/show/packages and tasks list/show, in tables and --json', async () => {
     const appliance = await TestAppliance.start();
     try {
       const { token } = await appliance.createToken('--auto-approve');
@@ -154,10 +154,11 @@ describe('CLI views never print raw control or bidirectional characters', () => 
       const db = new Database(join(appliance.dataDir, 'appliance.db'));
       db.prepare('UPDATE hosts SET hostname = ?, agent_version = ?, tags = ? WHERE id = ?').run(stored.hostname, stored.agent_version, JSON.stringify({ team: stored.tag }), hostId);
       db.prepare("UPDATE tasks SET state = 'failed', output = ?, error_code = ?, finished_at = 1 WHERE id = ?").run(stored.output, `ERR_X${TERMINAL_ATTACK}`, task.id);
+      db.prepare("INSERT INTO software_packages (host_id, name, version, source, architecture, publisher, first_seen, last_seen, last_seen_scan) VALUES (?, ?, ?, 'dpkg', 'amd64', '', 1, 1, 0)").run(hostId, 'evil\u202Egnp.exe', '1.0\u009b2J');
       db.close();
       const restarted = await TestAppliance.start({ dataDir: appliance.dataDir });
       try {
-        for (const args of [['hosts', 'list'], ['hosts', 'show', hostId], ['tasks', 'list'], ['tasks', 'show', task.id]]) {
+        for (const args of [['hosts', 'list'], ['hosts', 'show', hostId], ['hosts', 'packages', hostId], ['tasks', 'list'], ['tasks', 'show', task.id]]) {
           for (const json of [false, true]) {
             const printed = await restarted.cli(...args, ...(json ? ['--json'] : []));
             assert.equal(printed.code, 0, printed.stderr);
@@ -169,6 +170,8 @@ describe('CLI views never print raw control or bidirectional characters', () => 
         assert.deepEqual([host.hostname, host.agent_version], [stored.hostname, stored.agent_version], '--json parses back to the stored value');
         const shown = await restarted.cli('tasks', 'show', task.id);
         assert.ok(shown.stdout.includes('output: done\\x1b[2J\\x1b[H\\r\\nstate: succeeded\\x9b31m\\u2028\n'), shown.stdout);
+        const packagesShown = await restarted.cli('hosts', 'packages', hostId);
+        assert.ok(packagesShown.stdout.includes('evil\\u202egnp.exe') && packagesShown.stdout.includes('1.0\\x9b2J'), packagesShown.stdout);
         const listed = await restarted.cli('hosts', 'list');
         assert.ok(listed.stdout.includes('web\\u202e10-bew') && listed.stdout.includes('\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mFAKE'), listed.stdout);
       } finally {
