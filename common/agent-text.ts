@@ -13,8 +13,9 @@ import { CtOpsError, type ErrorDetails } from './errors.ts';
  * Multi-line text (task output) may also hold tab, line feed and carriage return.
  *
  * The rule is applied twice: refused at the ingest edge (checkAgentText), and escaped on output
- * (escapeForTerminal, escapeJsonForTerminal) so text stored before the edge refused it, or from
- * any other path, still cannot drive a terminal.
+ * (escapeForTerminal in CLI tables, escapeUnsafeJson in `--json` and in every JSON answer of the
+ * admin API) so text stored before the edge refused it, or from any other path, still cannot
+ * drive a terminal or a page.
  */
 const UNSAFE_SINGLE_LINE = /[\p{Cc}\p{Cs}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 const UNSAFE_MULTILINE = /[^\P{Cc}\t\n\r]|[\p{Cs}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
@@ -85,11 +86,11 @@ export function escapeForTerminal(text: string): string {
  * \uXXXX escapes, so `--json` output is safe on a terminal too. Outside strings JSON text is
  * ASCII, so every match is inside a string, where \uXXXX means the same character.
  */
-export function escapeJsonForTerminal(json: string): string {
+export function escapeUnsafeJson(json: string): string {
   return json.replace(UNSAFE_IN_JSON, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** A CLI's `--json` output: indented JSON of the value, terminal-safe (escapeJsonForTerminal), and a newline. */
+/** A CLI's `--json` output: indented JSON of the value, terminal-safe (escapeUnsafeJson), and a newline. */
 export function terminalJson(value: unknown): string {
-  return `${escapeJsonForTerminal(JSON.stringify(value, null, 2))}\n`;
+  return `${escapeUnsafeJson(JSON.stringify(value, null, 2))}\n`;
 }

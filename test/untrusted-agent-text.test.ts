@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
-import { checkAgentText, escapeForTerminal, escapeJsonForTerminal } from '../common/agent-text.ts';
+import { checkAgentText, escapeForTerminal, escapeUnsafeJson } from '../common/agent-text.ts';
 import { CtOpsError, GrpcCode } from '../common/errors.ts';
 import type { TaskUpdate } from '../common/proto.ts';
 import { TestAppliance } from './helpers/appliance.ts';
@@ -18,6 +20,19 @@ const TERMINAL_ATTACK = '\x1b]0;PWNED\x07\x1b[2J\x1b[31mFAKE';
 const RAW_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
 
 type TaskJson = Record<string, unknown> & { id: string; state: string; output: string | null };
+
+/** The body of one authenticated GET of the admin API, as the bytes arrived (decoded as UTF-8). */
+function httpsText(port: number, ca: string, path: string, bearer: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: 'localhost', port, path, ca, headers: { authorization: `Bearer ${bearer}` } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('untrusted agent text is refused at the ingest edge', () => {
   const ingest = useIngestFixture();
@@ -166,6 +181,9 @@ describe('CLI views never print raw control or bidirectional characters', () => 
             if (json) JSON.parse(printed.stdout);
           }
         }
+        const api = await httpsText(restarted.httpPort, restarted.caCert, `/api/v1/hosts/${hostId}`, readFileSync(join(restarted.dataDir, 'admin-cli.token'), 'utf8').trim());
+        assert.doesNotMatch(api, RAW_UNSAFE, 'the admin API answers JSON without raw unsafe characters');
+        assert.equal(JSON.parse(api).agent_version, stored.agent_version);
         const host = await restarted.host(hostId);
         assert.deepEqual([host.hostname, host.agent_version], [stored.hostname, stored.agent_version], '--json parses back to the stored value');
         const shown = await restarted.cli('tasks', 'show', task.id);
@@ -212,7 +230,7 @@ describe('the agent text rule', () => {
     assert.equal(escapeForTerminal(TERMINAL_ATTACK), '\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mFAKE');
     assert.equal(escapeForTerminal('a\u202Eb\ud800\n'), 'a\\u202eb\\ud800\\n');
     const value = { text: 'a\u009b\u202E\u2028\x7fb\x1b' };
-    const json = escapeJsonForTerminal(JSON.stringify(value));
+    const json = escapeUnsafeJson(JSON.stringify(value));
     assert.doesNotMatch(json, RAW_UNSAFE);
     assert.deepEqual(JSON.parse(json), value);
   });

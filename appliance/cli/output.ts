@@ -1,4 +1,4 @@
-import { escapeForTerminal, escapeJsonForTerminal, terminalJson } from '../../common/agent-text.ts';
+import { escapeForTerminal, escapeUnsafeJson, terminalJson } from '../../common/agent-text.ts';
 
 /**
  * Every CLI view prints through these: values come from the appliance, and many of them from
@@ -9,7 +9,7 @@ import { escapeForTerminal, escapeJsonForTerminal, terminalJson } from '../../co
 /** One value as a single terminal-safe line: '-' for none, objects as JSON. */
 function cell(value: unknown): string {
   if (value === null || value === undefined) return '-';
-  return typeof value === 'object' ? escapeJsonForTerminal(JSON.stringify(value)) : escapeForTerminal(String(value));
+  return typeof value === 'object' ? escapeUnsafeJson(JSON.stringify(value)) : escapeForTerminal(String(value));
 }
 
 /** Prints rows as JSON (for scripts) or as an aligned table (for people). */

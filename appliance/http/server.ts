@@ -1,5 +1,6 @@
 import helmet from '@fastify/helmet';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { escapeUnsafeJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
@@ -38,9 +39,12 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     strictTransportSecurity: { maxAge: 365 * 86_400, includeSubDomains: false },
   });
   // Admin API answers carry secrets (login sessions, enrolment tokens, bundles with a token inside)
-  // and fleet data: no cache, browser or proxy, keeps any of them.
-  app.addHook('onSend', async (_request, reply) => {
+  // and fleet data: no cache, browser or proxy, keeps any of them. Agent text inside JSON answers
+  // leaves with its C1 and bidirectional characters escaped (common/agent-text.ts), as the CLI prints it.
+  app.addHook('onSend', async (_request, reply, payload) => {
     reply.header('cache-control', 'no-store');
+    const json = typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith('application/json');
+    return json ? escapeUnsafeJson(payload) : payload;
   });
   await app.register(publicRoutes, ctx);
   await app.register(loginRoute, ctx);
