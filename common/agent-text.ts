@@ -8,8 +8,10 @@ import { CtOpsError, type ErrorDetails } from './errors.ts';
  * reorder what is shown ("Trojan Source", CVE-2021-42574).
  *
  * Unsafe, single line: every C0 and C1 control character and DEL (Unicode category Cc), the
- * bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069),
- * the line and paragraph separators U+2028 and U+2029, and lone surrogates (category Cs).
+ * bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the line and
+ * paragraph separators U+2028 and U+2029, and lone surrogates (category Cs). The bidirectional
+ * marks (U+200E, U+200F, U+061C) stay allowed: they cannot reorder a run of text, and real
+ * package and publisher names from right-to-left locales carry them.
  * Multi-line text (task output) may also hold tab, line feed and carriage return.
  *
  * The rule is applied twice: refused at the ingest edge (checkAgentText), and escaped on output
@@ -17,10 +19,10 @@ import { CtOpsError, type ErrorDetails } from './errors.ts';
  * admin API) so text stored before the edge refused it, or from any other path, still cannot
  * drive a terminal or a page.
  */
-const UNSAFE_SINGLE_LINE = /[\p{Cc}\p{Cs}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
-const UNSAFE_MULTILINE = /[^\P{Cc}\t\n\r]|[\p{Cs}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+const UNSAFE_SINGLE_LINE = /[\p{Cc}\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+const UNSAFE_MULTILINE = /[^\P{Cc}\t\n\r]|[\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 /** What JSON.stringify leaves raw: it escapes C0 and lone surrogates itself. */
-const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 export interface TextRule {
   /** The most UTF-16 code units allowed. */

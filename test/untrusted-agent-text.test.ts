@@ -17,7 +17,7 @@ import { waitFor } from './helpers/wait.ts';
 /** The reproduction from issue 8: set the window title, clear the screen, paint fake red text. */
 const TERMINAL_ATTACK = '\x1b]0;PWNED\x07\x1b[2J\x1b[31mFAKE';
 /** What no terminal view may print raw: C0 except tab and line feed, DEL, C1, bidi formatting, U+2028/9, lone surrogates. */
-const RAW_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
+const RAW_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
 
 type TaskJson = Record<string, unknown> & { id: string; state: string; output: string | null };
 
@@ -215,14 +215,15 @@ describe('the agent text rule', () => {
     }
   };
 
-  test('refuses C0, DEL, C1, bidi formatting, line separators and lone surrogates; allows tab and line breaks only in multi-line text', () => {
-    for (const bad of ['a\x1bb', 'a\x00', 'a\x7f', 'a\x9b', 'a\x85', 'a\u202Eb', 'a\u2066', 'a\u200F', 'a\u061C', 'a\u2028', 'a\ud800', 'a\udc00b']) {
+  test('refuses C0, DEL, C1, bidi embeddings/overrides/isolates, line separators and lone surrogates; allows tab and line breaks only in multi-line text', () => {
+    for (const bad of ['a\x1bb', 'a\x00', 'a\x7f', 'a\x9b', 'a\x85', 'a\u202Ab', 'a\u202Eb', 'a\u2066', 'a\u2069', 'a\u2028', 'a\ud800', 'a\udc00b']) {
       assert.match(refusal(bad) ?? 'accepted', /^X\.field contains U\+/, JSON.stringify(bad));
     }
     assert.match(refusal('a\nb') ?? 'accepted', /U\+000A/);
     assert.equal(refusal('a\tb\r\nc', true), undefined);
     assert.match(refusal('a\x1b[2Jb\n', true) ?? 'accepted', /U\+001B/);
     assert.equal(refusal('Ünïcödé 名前 😀 (1.0~rc1+dfsg)'), undefined);
+    assert.equal(refusal('\u200Fשלום\u200E Ltd'), undefined, 'bidirectional marks in real right-to-left names are allowed');
     assert.match(refusal('x'.repeat(65)) ?? 'accepted', /is longer than 64 characters/);
   });
 

@@ -83,6 +83,11 @@ export class LoginThrottle {
     return { accountFailures: tracks[0]!.failures, lockedUntil: engaged };
   }
 
+  /** How many accounts and sources are tracked now (at most policy.maxTracked). */
+  get size(): number {
+    return this.#tracks.size;
+  }
+
   /** The attempt proved its password: the account and the source start again from zero. */
   succeeded(username: string, source: string): void {
     this.#tracks.delete(`account:${username}`);
