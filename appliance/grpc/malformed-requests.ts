@@ -1,13 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
-import { CtOpsError } from '../../common/errors.ts';
 import { strictRequestDeserializer } from '../../common/proto.ts';
 import { toServiceError } from './status.ts';
 
 const REFUSED = Symbol('refused request');
 
-/** What a strict deserializer hands on in place of a message it refused. */
+/** What a strict deserializer hands on in place of a message it refused: its error (ERR_INVALID_ARGUMENT). */
 interface RefusedRequest {
-  readonly [REFUSED]: CtOpsError;
+  readonly [REFUSED]: unknown;
 }
 
 const isRefused = (message: unknown): message is RefusedRequest => typeof message === 'object' && message !== null && REFUSED in message;
@@ -26,7 +25,7 @@ export function withStrictRequests(service: grpc.ServiceDefinition): grpc.Servic
         try {
           return strict(bytes);
         } catch (error) {
-          return { [REFUSED]: error instanceof CtOpsError ? error : new CtOpsError('ERR_INVALID_ARGUMENT', 'the request is not a valid message', {}, { cause: error }) };
+          return { [REFUSED]: error };
         }
       };
       return [name, { ...method, requestDeserialize }];
