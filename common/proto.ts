@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromJSON, type Options } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { CtOpsError } from './errors.ts';
 import type { ProtoGrpcType } from '../proto/gen/ingest.ts';
 import { INGEST_PROTO_TEXT } from '../proto/gen/ingest-proto-text.ts';
 
@@ -21,9 +22,93 @@ export const PROTO_LOADER_OPTIONS: Options = {
  * executable agent needs no .proto file beside it.
  */
 export function loadIngestProto(): ProtoGrpcType {
-  const root = protobuf.parse(INGEST_PROTO_TEXT, { keepCase: true }).root;
-  const definition = fromJSON(root.toJSON(), PROTO_LOADER_OPTIONS);
+  const definition = fromJSON(parseIngestRoot().toJSON(), PROTO_LOADER_OPTIONS);
   return grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+}
+
+function parseIngestRoot(): protobuf.Root {
+  const root = protobuf.parse(INGEST_PROTO_TEXT, { keepCase: true }).root;
+  root.resolveAll();
+  return root;
+}
+
+/**
+ * A request deserializer for the RPC at this gRPC path (`/ctops.ingest.v1.IngestService/Register`)
+ * that decodes exactly as @grpc/proto-loader's does, but first checks the wire bytes: every
+ * string field, at any depth and in map keys and values, must be well-formed UTF-8. protobufjs
+ * would decode invalid UTF-8 by silently putting U+FFFD in its place, after which the damage can
+ * no longer be told from a real U+FFFD, so only the raw bytes can be judged.
+ * Throws ERR_INVALID_ARGUMENT naming the field (`RegisterRequest.hostname is not valid UTF-8`),
+ * or naming the message when its bytes are not protobuf at all (truncated, bad wire type).
+ */
+export function strictRequestDeserializer(path: string): (bytes: Buffer) => unknown {
+  const [, serviceName = '', methodName = ''] = /^\/([^/]+)\/([^/]+)$/.exec(path) ?? [];
+  const type = parseIngestRoot().lookupService(serviceName).methods[methodName]?.resolvedRequestType;
+  if (!type) throw new Error(`no RPC ${path} in the ingest contract`);
+  const plan = textPlan(type, new Map());
+  return (bytes) => {
+    try {
+      checkText(plan, protobuf.Reader.create(bytes), bytes.length, type.name);
+      return type.toObject(type.decode(bytes), PROTO_LOADER_OPTIONS);
+    } catch (error) {
+      if (error instanceof CtOpsError) throw error;
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${type.name} is not a valid protobuf message: ${(error as Error).message}`, { field: type.name }, { cause: error });
+    }
+  };
+}
+
+/**
+ * The fields of a message that can hold text, by field number: a string, or a message holding
+ * strings. A map field is a repeated entry message (key = 1, value = 2) with an empty name, so
+ * its keys and values are reported under the map's own name.
+ */
+interface TextPlan extends Map<number, { readonly name: string; readonly holds: 'string' | TextPlan }> {}
+
+function textPlan(type: protobuf.Type, seen: Map<protobuf.Type, TextPlan>): TextPlan {
+  const known = seen.get(type);
+  if (known) return known;
+  const plan: TextPlan = new Map();
+  seen.set(type, plan);
+  const holds = (fieldType: string, resolved: protobuf.ReflectionObject | null): 'string' | TextPlan | undefined =>
+    fieldType === 'string' ? 'string' : resolved instanceof protobuf.Type ? textPlan(resolved, seen) : undefined;
+  for (const field of type.fieldsArray) {
+    if (field instanceof protobuf.MapField) {
+      const entry: TextPlan = new Map();
+      if (field.keyType === 'string') entry.set(1, { name: '', holds: 'string' });
+      const value = holds(field.type, field.resolvedType);
+      if (value) entry.set(2, { name: '', holds: value });
+      plan.set(field.id, { name: field.name, holds: entry });
+    } else {
+      const content = holds(field.type, field.resolvedType);
+      if (content) plan.set(field.id, { name: field.name, holds: content });
+    }
+  }
+  return plan;
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: string): void {
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    const wireType = tag & 7;
+    const field = wireType === 2 ? plan.get(tag >>> 3) : undefined;
+    if (!field) {
+      reader.skipType(wireType);
+      continue;
+    }
+    const bytes = reader.bytes();
+    const name = field.name === '' ? path : `${path}.${field.name}`;
+    if (field.holds !== 'string') {
+      checkText(field.holds, protobuf.Reader.create(bytes), bytes.length, name);
+      continue;
+    }
+    try {
+      STRICT_UTF8.decode(bytes);
+    } catch {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${name} is not valid UTF-8`, { field: name.slice(name.indexOf('.') + 1) });
+    }
+  }
 }
 
 export type { ProtoGrpcType };

@@ -1,7 +1,10 @@
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { hashSecret, newId, newSecret } from '../lib/ids.ts';
 import type { AdminApiToken, AdminCredentialStore } from '../store/admin-credentials.ts';
+import type { LoginThrottle } from './login-throttle.ts';
 
 export const FIRST_ADMIN_USERNAME = 'admin';
 const SESSION_TTL_MS = 12 * 3_600_000;
@@ -26,12 +29,38 @@ export function createFirstAdmin(store: AdminCredentialStore, now: number): Firs
   return { username: FIRST_ADMIN_USERNAME, password, cliToken };
 }
 
-/** Exchanges a username and password for a session token valid for 12 hours. */
-export function login(store: AdminCredentialStore, username: string, password: string, now: number): { token: string; expiresAt: number } {
-  const user = store.userByName(username);
+export interface LoginDeps {
+  store: AdminCredentialStore;
+  throttle: LoginThrottle;
+  log: Logger;
+}
+
+/** One login attempt: the credentials and the address it came from (for the per-source lock). */
+export interface LoginAttempt {
+  username: string;
+  password: string;
+  source: string;
+}
+
+/**
+ * Exchanges a username and password for a session token valid for 12 hours.
+ * Errors: ERR_LOGIN_LOCKED while the account or the source address is locked after repeated
+ * failures (LoginThrottle; the password is not even checked), ERR_LOGIN_FAILED for a wrong
+ * username or password. Every failure is one audit line (username, source, count; never the password).
+ */
+export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number): Promise<{ token: string; expiresAt: number }> {
+  const { store, throttle, log } = deps;
+  const record = throttle.begin(attempt.username, attempt.source, now);
+  const user = store.userByName(attempt.username);
   // Hash even for an unknown user so the response time does not reveal which usernames exist.
-  const matches = verifyPassword(password, user?.passwordHash ?? DUMMY_HASH);
-  if (!user || !matches) throw new CtOpsError('ERR_LOGIN_FAILED', 'wrong username or password');
+  const matches = await verifyPassword(attempt.password, user?.passwordHash ?? DUMMY_HASH);
+  if (!user || !matches) {
+    const audit = { username: attempt.username, source: attempt.source, failures: record.accountFailures };
+    if (record.lockedUntil === undefined) log.warn(audit, 'admin login failed');
+    else log.warn({ ...audit, locked_until: new Date(record.lockedUntil).toISOString() }, 'admin login failed; locked');
+    throw new CtOpsError('ERR_LOGIN_FAILED', 'wrong username or password');
+  }
+  throttle.succeeded(attempt.username, attempt.source);
   const token = newSecret('ctses');
   const expiresAt = now + SESSION_TTL_MS;
   store.pruneExpiredTokens(now);
@@ -51,11 +80,14 @@ function hashPassword(password: string): string {
   return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
 }
 
-function verifyPassword(password: string, stored: string): boolean {
+const scryptAsync = promisify<string, Buffer, number, ScryptOptions, Buffer>(scrypt);
+
+/** Checks a password against its stored hash in libuv's thread pool: a login never blocks the event loop (heartbeats). */
+async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const [scheme, n, r, p, salt, hash] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64');
-  const actual = scryptSync(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n), r: Number(r), p: Number(p) });
+  const actual = await scryptAsync(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n), r: Number(r), p: Number(p) });
   return timingSafeEqual(actual, expected);
 }
 

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { AdminClient } from './admin-client.ts';
-import { printObject, printRows } from './output.ts';
+import { printLine, printObject, printRows } from './output.ts';
 import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
 
 const HOST_COLUMNS = ['id', 'hostname', 'status', 'os', 'arch', 'agent_version', 'last_heartbeat_at', 'fingerprint_conflict_with'];
@@ -56,10 +56,10 @@ export function hostsCommand(): Command {
       const outcome = await new AdminClient(options.dataDir).call<Deleted>('DELETE', `/api/v1/hosts/${encodeURIComponent(id)}${query}`);
       if (options.json) return printObject(outcome, true);
       const { host, uninstall } = outcome;
-      process.stdout.write(
+      printLine(
         uninstall
-          ? `uninstall task ${uninstall.id} is ${uninstall.state} (the host is ${host.status}; it waits until ${uninstall.expires_at}); ${host.id} is deleted when the agent reports success\n`
-          : `host ${host.id} deleted; its key is retired\n`,
+          ? `uninstall task ${uninstall.id} is ${uninstall.state} (the host is ${host.status}; it waits until ${uninstall.expires_at}); ${host.id} is deleted when the agent reports success`
+          : `host ${host.id} deleted; its key is retired`,
       );
     });
   addInventoryCommands(hosts);

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { parseDuration, splitPair } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { AdminClient } from './admin-client.ts';
-import { printObject, printRows } from './output.ts';
+import { printLine, printObject, printRows } from './output.ts';
 import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
 
 const TOKEN_COLUMNS = ['id', 'label', 'state', 'uses', 'max_uses', 'auto_approve', 'expires_at', 'tags'];
@@ -41,7 +41,10 @@ export function tokensCommand(): Command {
       if (options.json) {
         printObject(created, true);
       } else {
-        process.stdout.write(`token id: ${String(created.id)}\nexpires:  ${String(created.expires_at)}\nsecret (shown once; set it as org_token or CT_OPS_ORG_TOKEN):\n${String(created.token)}\n`);
+        printLine(`token id: ${String(created.id)}`);
+        printLine(`expires:  ${String(created.expires_at)}`);
+        printLine('secret (shown once; set it as org_token or CT_OPS_ORG_TOKEN):');
+        printLine(String(created.token));
       }
     });
   tokens

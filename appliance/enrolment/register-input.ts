@@ -1,3 +1,4 @@
+import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
 import type { RegisterPayloadFields } from '../../common/register-payload.ts';
@@ -16,10 +17,7 @@ function invalid(field: string, problem: string): CtOpsError {
 }
 
 function boundedText(value: string, field: string, max: number, pattern?: RegExp): string {
-  if (value.length === 0) throw invalid(field, 'is required');
-  if (value.length > max) throw invalid(field, `is longer than ${max} characters`);
-  if (pattern && !pattern.test(value)) throw invalid(field, 'has characters that are not allowed');
-  return value;
+  return checkAgentText(value, `RegisterRequest.${field}`, { max, required: true, pattern }, { field });
 }
 
 function exactBytes(value: Buffer, field: string, length: number): Buffer {
@@ -30,12 +28,12 @@ function exactBytes(value: Buffer, field: string, length: number): Buffer {
 const PRINTABLE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
 
 export function parseRegisterRequest(message: RegisterRequest__Output): RegisterInput {
-  if (message.org_token.length > 256) throw invalid('org_token', 'is longer than 256 characters');
+  checkAgentText(message.org_token, 'RegisterRequest.org_token', { max: 256 }, { field: 'org_token' });
   const entries = Object.entries(message.tags);
   if (entries.length > MAX_TAGS) throw invalid('tags', `has more than ${MAX_TAGS} entries`);
   for (const [key, value] of entries) {
     boundedText(key, 'tags', 64, PRINTABLE);
-    if (value.length > 256) throw invalid('tags', 'has a value longer than 256 characters');
+    checkAgentText(value, 'RegisterRequest.tags', { max: 256 }, { field: 'tags' });
   }
   if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms <= 0) {
     throw invalid('timestamp_unix_ms', 'is required');

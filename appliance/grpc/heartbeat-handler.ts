@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
@@ -51,7 +52,7 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
   if (!Number.isSafeInteger(message.uptime_seconds) || message.uptime_seconds < 0) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
-  if (message.agent_version.length > 64) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.agent_version is too long', { field: 'agent_version' });
+  checkAgentText(message.agent_version, 'HeartbeatRequest.agent_version', { max: 64 }, { field: 'agent_version' });
   return {
     sequence: message.sequence,
     intervalSecs: message.interval_secs,

@@ -4,6 +4,7 @@ import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler } from './inventory-handler.ts';
+import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
 import { registerHandler } from './register-handler.ts';
 import type { RegisterDeps } from '../enrolment/register.ts';
 
@@ -25,8 +26,9 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
+    interceptors: [refuseMalformedRequests],
   });
-  server.addService(proto.ctops.ingest.v1.IngestService.service, {
+  server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
     Register: registerHandler(deps),
     Heartbeat: heartbeatHandler(deps),
     SubmitSoftwareInventory: inventoryHandler(deps),

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { authenticateApiToken, login } from '../admin/credentials.ts';
+import { LoginThrottle } from '../admin/login-throttle.ts';
 import type { HttpContext } from './context.ts';
 
 declare module 'fastify' {
@@ -20,7 +21,9 @@ export async function requireAdmin(app: FastifyInstance, ctx: HttpContext): Prom
   });
 }
 
+/** POST /api/v1/auth/login: a session token for a username and password, throttled per account and per source address. */
 export async function loginRoute(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const deps = { store: ctx.stores.adminCredentials, throttle: new LoginThrottle(), log: ctx.log.child({ area: 'admin-login' }) };
   app.post<{ Body: { username: string; password: string } }>('/api/v1/auth/login', {
     schema: {
       body: {
@@ -32,8 +35,8 @@ export async function loginRoute(app: FastifyInstance, ctx: HttpContext): Promis
       response: { 200: { type: 'object', required: ['token', 'expires_at'], properties: { token: { type: 'string' }, expires_at: { type: 'string' } } } },
     },
     handler: async (request) => {
-      const session = login(ctx.stores.adminCredentials, request.body.username, request.body.password, Date.now());
-      ctx.log.info({ username: request.body.username }, 'admin logged in');
+      const session = await login(deps, { username: request.body.username, password: request.body.password, source: request.ip }, Date.now());
+      ctx.log.info({ username: request.body.username, source: request.ip }, 'admin logged in');
       return { token: session.token, expires_at: new Date(session.expiresAt).toISOString() };
     },
   });

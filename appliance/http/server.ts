@@ -1,4 +1,6 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import helmet from '@fastify/helmet';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { escapeUnsafeJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
@@ -8,6 +10,7 @@ import { adminInventoryRoutes } from './admin-inventory.ts';
 import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import type { HttpContext } from './context.ts';
+import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
 
 export interface HttpServer {
@@ -21,24 +24,28 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     loggerInstance: ctx.log.child({ area: 'http' }) as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // A malformed URL is refused before routing, and a malformed request before fastify sees it.
+    frameworkErrors: (error, _request, reply) => sendCatalogueError(reply, catalogueError(error)),
+    clientErrorHandler: handleClientError,
   });
-  app.setErrorHandler((error: FastifyError | CtOpsError, request, reply) => {
-    if (error instanceof CtOpsError) {
-      return reply.code(error.httpStatus).send({ error: error.toJSON() });
-    }
-    if ((error as FastifyError).validation) {
-      return reply.code(400).send({ error: { code: 'ERR_INVALID_ARGUMENT', message: error.message, details: {} } });
-    }
-    const status = (error as FastifyError).statusCode;
-    if (status && status >= 400 && status < 500) {
-      return reply.code(status).send({ error: { code: 'ERR_INVALID_ARGUMENT', message: error.message, details: {} } });
-    }
-    request.log.error({ err: error }, 'request failed');
-    return reply.code(500).send({ error: { code: 'ERR_INTERNAL', message: 'internal error', details: {} } });
+  app.setErrorHandler(handleRequestError);
+  app.setNotFoundHandler(handleNotFound);
+  // The API reads JSON only: any other body is ERR_UNSUPPORTED_MEDIA_TYPE, not a string to validate.
+  app.removeContentTypeParser('text/plain');
+  await app.register(helmet, {
+    // A JSON API loads nothing and is framed by nothing; the console will widen this for its own pages.
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
+    frameguard: { action: 'deny' },
+    strictTransportSecurity: { maxAge: 365 * 86_400, includeSubDomains: false },
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}`, details: {} } }),
-  );
+  // Admin API answers carry secrets (login sessions, enrolment tokens, bundles with a token inside)
+  // and fleet data: no cache, browser or proxy, keeps any of them. Agent text inside JSON answers
+  // leaves with its C1 and bidirectional characters escaped (common/agent-text.ts), as the CLI prints it.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('cache-control', 'no-store');
+    const json = typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith('application/json');
+    return json ? escapeUnsafeJson(payload) : payload;
+  });
   await app.register(publicRoutes, ctx);
   await app.register(loginRoute, ctx);
   await app.register(async (admin) => {

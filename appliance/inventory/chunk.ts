@@ -1,3 +1,4 @@
+import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
@@ -19,7 +20,6 @@ export const LIMITS = {
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{7,127}$/;
 /** Later than any plausible install date (year 2200), in Unix seconds. */
 const MAX_INSTALL_DATE_UNIX = 7_258_118_400;
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
 /** A chunk that passed validation: nothing is written for a chunk that did not. */
 export interface ValidChunk {
@@ -35,11 +35,7 @@ function invalid(message: string, details: Record<string, string | number>): CtO
 }
 
 function text(value: unknown, field: string, max: number, required: boolean, index: number): string {
-  if (typeof value !== 'string') throw invalid(`packages[${index}].${field} must be a string`, { field, index });
-  if (required && value.length === 0) throw invalid(`packages[${index}].${field} is required`, { field, index });
-  if (value.length > max) throw invalid(`packages[${index}].${field} is longer than ${max} characters`, { field, index });
-  if (CONTROL_CHARACTERS.test(value)) throw invalid(`packages[${index}].${field} contains control characters`, { field, index });
-  return value;
+  return checkAgentText(value, `packages[${index}].${field}`, { max, required }, { field, index });
 }
 
 /**

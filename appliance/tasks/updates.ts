@@ -1,3 +1,4 @@
+import { checkAgentText, stringsIn } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
 import type { Stores, Task, TaskOutcome } from '../store/index.ts';
@@ -31,6 +32,9 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   if (!TASK_ID.test(update.task_id)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.task_id is not a task id', { field: 'task_id' });
   const event = PHASE_EVENTS[update.phase];
   if (event === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.phase ${String(update.phase)} is not a phase`, { field: 'phase', task_id: update.task_id });
+  checkAgentText(update.error_code, 'TaskUpdate.error_code', { max: 64 }, { field: 'error_code', task_id: update.task_id });
+  // Output may span lines; it is stored as sent and escaped wherever it is shown.
+  checkAgentText(update.message, 'TaskUpdate.message', { max: TASK_OUTPUT_LIMIT_BYTES, multiline: true }, { field: 'message', task_id: update.task_id });
   const task = stores.tasks.get(update.task_id);
   // Someone else's task reads as unknown: an agent learns nothing about other hosts.
   if (!task || task.hostId !== hostId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${update.task_id} for this agent`, { task_id: update.task_id });
@@ -75,6 +79,8 @@ function parseResult(json: string, taskId: string): unknown {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.result_json must be a JSON object', { field: 'result_json', task_id: taskId });
   }
+  // An escaped \u001b, raw C1 and bidirectional characters all survive JSON.parse: every string in the result is checked.
+  for (const text of stringsIn(parsed)) checkAgentText(text, 'TaskUpdate.result_json', { max: TASK_OUTPUT_LIMIT_BYTES, multiline: true }, { field: 'result_json', task_id: taskId });
   return parsed;
 }
 

@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseDuration } from '../../common/config-values.ts';
+import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { buildBundle, type BuiltBundle } from '../build/build.ts';
 import type { TokenAuthority } from '../build/token.ts';
@@ -103,7 +104,7 @@ async function openTokenAuthority(dataDir: string): Promise<{ authority: TokenAu
 }
 
 function printBuilt(built: BuiltBundle, json: boolean): void {
-  process.stdout.write(json ? `${JSON.stringify({ path: built.path, ...bundleView(built) }, null, 2)}\n` : `${built.path}\n`);
+  process.stdout.write(json ? terminalJson({ path: built.path, ...bundleView(built) }) : `${escapeForTerminal(built.path)}\n`);
 }
 
 export function buildCommand(): Command {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
-import { asciiJson } from '../lib/quoted.ts';
 import { verifyBundle, type VerifyReport } from '../verify/verify.ts';
 import { terminalProgress } from './progress.ts';
 
@@ -65,17 +65,18 @@ function printReport(report: VerifyReport, json: boolean): void {
       ...(bundleId !== undefined ? { bundle_id: bundleId } : {}),
       ...(agentVersion !== undefined ? { agent_version: agentVersion } : {}),
     };
-    process.stdout.write(`${asciiJson(JSON.stringify(view, null, 2))}\n`);
+    process.stdout.write(terminalJson(view));
     return;
   }
-  for (const problem of report.problems) process.stdout.write(`  ${problem.code}${problem.reason !== undefined ? ` (${problem.reason})` : ''}: ${problem.message}\n`);
+  // Problems name entries of the zip under test: hostile text, printed escaped like every report line.
+  for (const problem of report.problems) process.stdout.write(`  ${problem.code}${problem.reason !== undefined ? ` (${problem.reason})` : ''}: ${escapeForTerminal(problem.message)}\n`);
   if (report.ok) {
     process.stdout.write(
-      `OK: ${report.path}: signed by bundle key ${report.keyId}; all ${report.files} files match SHA256SUMS (bundle ${report.bundleId}, ${report.os}-${report.arch}, agent ${report.agentVersion})\n`,
+      `${escapeForTerminal(`OK: ${report.path}: signed by bundle key ${report.keyId}; all ${report.files} files match SHA256SUMS (bundle ${report.bundleId}, ${report.os}-${report.arch}, agent ${report.agentVersion})`)}\n`,
     );
   } else {
     const kinds = [...new Set(report.problems.map((problem) => problem.code))].join(', ');
-    process.stdout.write(`FAILED: ${report.path}: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} (${kinds}); do not install this bundle\n`);
+    process.stdout.write(`FAILED: ${escapeForTerminal(report.path)}: ${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} (${kinds}); do not install this bundle\n`);
   }
 }
 
@@ -95,7 +96,7 @@ export function verifyCommand(): Command {
         process.exitCode = report.exitCode;
       } catch (error) {
         if (options.json && error instanceof CtOpsError) {
-          process.stdout.write(`${JSON.stringify({ ok: false, path: bundlePath, exit_code: error.exitCode, problems: [{ code: error.code, message: error.message }] }, null, 2)}\n`);
+          process.stdout.write(terminalJson({ ok: false, path: bundlePath, exit_code: error.exitCode, problems: [{ code: error.code, message: error.message }] }));
         }
         throw error;
       }

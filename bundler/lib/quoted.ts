@@ -9,6 +9,6 @@ export function quoted(text: string): string {
 }
 
 /** JSON text with every non-ASCII character as a \uXXXX escape: still the same JSON value. */
-export function asciiJson(json: string): string {
+function asciiJson(json: string): string {
   return json.replace(/[\u007f-\uffff]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

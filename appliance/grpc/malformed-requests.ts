@@ -1,0 +1,52 @@
+import * as grpc from '@grpc/grpc-js';
+import { strictRequestDeserializer } from '../../common/proto.ts';
+import { toServiceError } from './status.ts';
+
+const REFUSED = Symbol('refused request');
+
+/** What a strict deserializer hands on in place of a message it refused: its error (ERR_INVALID_ARGUMENT). */
+interface RefusedRequest {
+  readonly [REFUSED]: unknown;
+}
+
+const isRefused = (message: unknown): message is RefusedRequest => typeof message === 'object' && message !== null && REFUSED in message;
+
+/**
+ * The service definition with every request deserializer made strict (well-formed protobuf,
+ * well-formed UTF-8 in every string: common/proto.ts). grpc-js answers any error a deserializer
+ * throws with INTERNAL "Error deserializing request", whatever its code, so a refusal is not
+ * thrown: it travels as a RefusedRequest to refuseMalformedRequests, which answers it.
+ */
+export function withStrictRequests(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(service).map(([name, method]) => {
+      const strict = strictRequestDeserializer(method.path);
+      const requestDeserialize = (bytes: Buffer): unknown => {
+        try {
+          return strict(bytes);
+        } catch (error) {
+          return { [REFUSED]: error };
+        }
+      };
+      return [name, { ...method, requestDeserialize }];
+    }),
+  );
+}
+
+/**
+ * A server interceptor that ends a call with the catalogue's status (INVALID_ARGUMENT, details
+ * "ERR_INVALID_ARGUMENT: RegisterRequest.hostname is not valid UTF-8") when a message was
+ * refused by withStrictRequests; the handler never sees that message.
+ */
+export const refuseMalformedRequests: grpc.ServerInterceptor = (_method, call) => {
+  const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
+    start: (next) =>
+      next({
+        onReceiveMessage: (message: unknown, pass) => {
+          if (isRefused(message)) intercepting.sendStatus(toServiceError(message[REFUSED]));
+          else pass(message);
+        },
+      }),
+  });
+  return intercepting;
+};

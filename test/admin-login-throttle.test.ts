@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DEFAULT_LOGIN_THROTTLE, LoginThrottle } from '../appliance/admin/login-throttle.ts';
+import { CtOpsError } from '../common/errors.ts';
+
+/** The lock an attempt meets, in whole seconds to wait; undefined when it may proceed (and is counted). */
+function lockedFor(throttle: LoginThrottle, username: string, source: string, now: number): number | undefined {
+  try {
+    throttle.begin(username, source, now);
+    return undefined;
+  } catch (error) {
+    assert.ok(error instanceof CtOpsError && error.code === 'ERR_LOGIN_LOCKED', String(error));
+    return error.details.retry_after_secs as number;
+  }
+}
+
+describe('admin login throttle', () => {
+  test('an account locks after 5 failures; each further failure doubles the lock, up to 15 minutes', () => {
+    const throttle = new LoginThrottle();
+    let now = 1_000_000;
+    for (let failure = 1; failure <= 5; failure += 1) assert.equal(lockedFor(throttle, 'admin', `10.0.0.${failure}`, now), undefined);
+    assert.equal(lockedFor(throttle, 'admin', '10.0.1.1', now), 1, 'locked 1 s, whatever the source');
+    const waits: number[] = [];
+    for (let failure = 6; failure <= 20; failure += 1) {
+      now += 16 * 60_000;
+      assert.equal(lockedFor(throttle, 'admin', `10.0.2.${failure}`, now), undefined, 'the lock has passed');
+      waits.push(lockedFor(throttle, 'admin', '10.0.3.1', now)!);
+    }
+    assert.deepEqual(waits.slice(0, 5), [2, 4, 8, 16, 32]);
+    assert.equal(Math.max(...waits), 900, 'capped at 15 minutes');
+  });
+
+  test('a source spraying many usernames locks after 20 failures, for every username', () => {
+    const throttle = new LoginThrottle();
+    for (let user = 0; user < 20; user += 1) assert.equal(lockedFor(throttle, `user-${user}`, '192.0.2.7', 0), undefined);
+    assert.equal(lockedFor(throttle, 'admin', '192.0.2.7', 0), 1);
+    assert.equal(lockedFor(throttle, 'admin', '192.0.2.8', 0), undefined, 'another source is not locked');
+  });
+
+  test('a proven password clears the account and the source; an attempt in flight counts until then', () => {
+    const throttle = new LoginThrottle();
+    for (let attempt = 0; attempt < 5; attempt += 1) throttle.begin('admin', '127.0.0.1', 0);
+    assert.equal(lockedFor(throttle, 'admin', '127.0.0.1', 0), 1, 'five attempts in flight lock a sixth');
+    throttle.succeeded('admin', '127.0.0.1');
+    assert.equal(lockedFor(throttle, 'admin', '127.0.0.1', 0), undefined);
+  });
+
+  test('failures are forgotten after a quiet day, and the table never holds more than its bound', () => {
+    const throttle = new LoginThrottle({ ...DEFAULT_LOGIN_THROTTLE, maxTracked: 50 });
+    for (let attempt = 0; attempt < 4; attempt += 1) throttle.begin('admin', '127.0.0.1', 0);
+    const dayLater = DEFAULT_LOGIN_THROTTLE.forgetAfterMs + 1;
+    for (let attempt = 0; attempt < 4; attempt += 1) assert.equal(lockedFor(throttle, 'admin', '127.0.0.1', dayLater), undefined, 'counting starts again');
+    // 200 usernames from 200 sources: 400 keys, of which the 50 most recent are kept.
+    for (let user = 0; user < 200; user += 1) assert.equal(lockedFor(throttle, `spray-${user}`, `198.51.100.${user}`, dayLater), undefined);
+    assert.equal(throttle.size, 50);
+  });
+});
