@@ -66,6 +66,16 @@ export function* stringsIn(value: unknown): Generator<string> {
 }
 
 const UNSAFE_GLOBAL = new RegExp(UNSAFE_SINGLE_LINE.source, 'gu');
+const UNSAFE_MULTILINE_GLOBAL = new RegExp(UNSAFE_MULTILINE.source, 'gu');
+
+/**
+ * The text with every character the rule refuses replaced by U+FFFD, for the agent's side of the
+ * edge: task output and package fields come from other programs (a collector's error text may
+ * carry colour codes), and one such character must not get the whole report refused.
+ */
+export function replaceUnsafeText(text: string, options: { readonly multiline?: boolean } = {}): string {
+  return text.replace(options.multiline ? UNSAFE_MULTILINE_GLOBAL : UNSAFE_GLOBAL, '\uFFFD');
+}
 
 /**
  * The text as one terminal line with every unsafe character (the single-line rule above: line

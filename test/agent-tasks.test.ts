@@ -4,10 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { checkAgentText } from '../common/agent-text.ts';
 import { GrpcCode, type CtOpsError } from '../common/errors.ts';
 import type { SoftwareInventoryChunk, Task__Output } from '../common/proto.ts';
 import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import { InventoryError, type InventoryOptions, type SoftwarePackage } from '../agent/inventory/index.ts';
+import { softwarePackage } from '../agent/inventory/package.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { LEDGER_CAPACITY, TaskLedger } from '../agent/tasks/ledger.ts';
 import { TaskRunner, type TaskHandler } from '../agent/tasks/runner.ts';
@@ -141,4 +143,20 @@ test('a task the ledger cannot record is not run: it is reported failed with ERR
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(ran, 0);
   assert.deepEqual(phases(updates), ['tsk_unrecorded:FAILED:ERR_DATA_DIR_UNUSABLE']);
+});
+
+test('task output and package fields holding control or bidi characters are sent with them replaced, so the appliance accepts the report', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // A collector's error text in colour, with a title-setting OSC and a line break of its own.
+  const { runner, updates } = runnerIn(dir, { config_reload: async () => { throw new Error('\x1b[31mE: dpkg\x1b[0m\x1b]0;x\x07 broken\nsecond line\u202e'); } });
+  runner.receive({ task_id: 'tsk_colour', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  await new Promise((resolve) => setImmediate(resolve));
+  const reported = updates.takeFor(1).at(-1)!;
+  assert.equal(reported.message, '\uFFFD[31mE: dpkg\uFFFD[0m\uFFFD]0;x\uFFFD broken\nsecond line\uFFFD');
+  assert.doesNotThrow(() => checkAgentText(reported.message, 'TaskUpdate.message', { max: 65_536, multiline: true }, { field: 'message' }));
+
+  const hostile = softwarePackage({ name: 'evil\u202egpj.exe', version: '1.0\u009b2J', source: 'dpkg', publisher: 'Acme\x1b]0;PWNED\x07', architecture: 'amd64' });
+  assert.deepEqual([hostile.name, hostile.version, hostile.publisher, hostile.architecture], ['evil\uFFFDgpj.exe', '1.0\uFFFD2J', 'Acme\uFFFD]0;PWNED\uFFFD', 'amd64']);
+  for (const field of [hostile.name, hostile.version, hostile.publisher]) assert.doesNotThrow(() => checkAgentText(field, 'SoftwarePackage', { max: 1024 }, { field: 'name' }));
 });

@@ -1,3 +1,5 @@
+import { replaceUnsafeText } from '../../common/agent-text.ts';
+
 /**
  * One installed package, shaped like the ingest proto's SoftwarePackage so the transport
  * can send it as is. Unknown text fields are '' and an unknown install date is 0.
@@ -13,6 +15,19 @@ export interface SoftwarePackage {
   readonly install_date_unix: number;
 }
 
+/**
+ * A package from a parser's fields. Text fields pass through replaceUnsafeText: a package database
+ * may hold control or bidi characters (a hostile or broken package), which the appliance refuses,
+ * and one such name must not cost the whole scan.
+ */
 export function softwarePackage(fields: Partial<SoftwarePackage> & Pick<SoftwarePackage, 'name' | 'version' | 'source'>): SoftwarePackage {
-  return { architecture: '', publisher: '', install_date_unix: 0, ...fields };
+  const { name, version, source, architecture = '', publisher = '', install_date_unix = 0 } = fields;
+  return {
+    name: replaceUnsafeText(name),
+    version: replaceUnsafeText(version),
+    source,
+    architecture: replaceUnsafeText(architecture),
+    publisher: replaceUnsafeText(publisher),
+    install_date_unix,
+  };
 }

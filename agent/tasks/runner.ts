@@ -1,4 +1,5 @@
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import { replaceUnsafeText } from '../../common/agent-text.ts';
 import type { Task__Output, TaskUpdate } from '../../common/proto.ts';
 import type { TaskUpdateQueue } from '../heartbeat/task-updates.ts';
 import type { AgentLogger } from '../log/logger.ts';
@@ -153,7 +154,9 @@ export class TaskRunner {
 
   #finish(entry: LedgerEntry): void {
     const { updates, log } = this.#deps;
-    const bounded = { ...entry, message: entry.message?.slice(0, MESSAGE_LIMIT_CHARS), delivered: false };
+    // The appliance refuses control and bidi characters; output of other programs may hold them.
+    const message = entry.message === undefined ? undefined : replaceUnsafeText(entry.message.slice(0, MESSAGE_LIMIT_CHARS), { multiline: true });
+    const bounded = { ...entry, message, delivered: false };
     this.#record(bounded);
     updates.add(reportOf(bounded));
     const fields = { task_id: entry.id, type: entry.type, error_code: entry.errorCode ?? null, detail: bounded.message ?? null };
