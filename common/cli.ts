@@ -1,4 +1,5 @@
 import { CommanderError, type Command } from 'commander';
+import { escapeForTerminal } from './agent-text.ts';
 import { CtOpsError, ExitCode } from './errors.ts';
 
 /**
@@ -24,9 +25,10 @@ function reportFailure(name: string, error: unknown): number {
     return error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   }
   if (error instanceof CtOpsError) {
-    process.stderr.write(`${name}: ${error.code}: ${error.message}\n`);
+    // Messages may quote hostile text (a zip entry name, an agent's answer relayed by the API).
+    process.stderr.write(`${name}: ${error.code}: ${escapeForTerminal(error.message)}\n`);
     return error.exitCode;
   }
-  process.stderr.write(`${name}: ERR_INTERNAL: ${(error as Error)?.stack ?? String(error)}\n`);
+  process.stderr.write(`${name}: ERR_INTERNAL: ${((error as Error)?.stack ?? String(error)).split('\n').map(escapeForTerminal).join('\n')}\n`);
   return ExitCode.SOFTWARE;
 }
