@@ -92,10 +92,19 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
   }
 
   async function heartbeatSince(since: number): Promise<HostView> {
-    return waitFor('a heartbeat from the restarted agent', async () => {
+    return withJournal(waitFor('a heartbeat from the restarted agent', async () => {
       const shown = await host();
       return shown.last_heartbeat_at !== null && Date.parse(shown.last_heartbeat_at) >= since && shown;
-    }, 30_000, 250);
+    }, 30_000, 250));
+  }
+
+  /** The wait's result; when it fails, its error carries the unit's journal (the agent logs there). */
+  async function withJournal<T>(wait: Promise<T>): Promise<T> {
+    try {
+      return await wait;
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${await system.journal(UNIT)}`, { cause: error });
+    }
   }
 
   async function expectActiveWithoutRestarts(): Promise<void> {
@@ -106,11 +115,11 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
   /** Runs an inventory scan (child processes, async file reads) and returns its finished, successful task. */
   async function scanned(): Promise<TaskView> {
     const queued = await appliance.cliJson<TaskView>('hosts', 'rescan', hostId);
-    const scan = await waitFor('the scan to finish', async () => {
+    const scan = await withJournal(waitFor('the scan to finish', async () => {
       const task = await appliance.cliJson<TaskView>('tasks', 'show', queued.id);
       return FINAL_STATES.includes(task.state) && task;
-    }, 120_000, 250);
-    assert.equal(scan.state, 'succeeded', JSON.stringify(scan));
+    }, 120_000, 250));
+    assert.equal(scan.state, 'succeeded', `${JSON.stringify(scan)}\n${await system.journal(UNIT)}`);
     return scan;
   }
 
@@ -124,13 +133,13 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
     const installed = await system.exec([`/bundle/${top}/install.sh`]);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr + await system.journal());
 
-    const pending = await waitFor('the agent to enrol', async () => (await appliance.hosts()).find((entry) => entry.status === 'pending'), 60_000, 250);
+    const pending = await withJournal(waitFor('the agent to enrol', async () => (await appliance.hosts()).find((entry) => entry.status === 'pending'), 60_000, 250));
     hostId = pending.id;
     assert.equal((await appliance.cli('hosts', 'approve', hostId)).code, 0);
-    const online = await waitFor('the host online with vitals', async () => {
+    const online = await withJournal(waitFor('the host online with vitals', async () => {
       const shown = await host();
       return shown.status === 'online' && shown.recent_vitals.length >= 1 && shown;
-    }, 60_000, 250);
+    }, 60_000, 250));
     // /proc/meminfo and statfs work in the sandbox: memory, disk and uptime are real figures.
     for (const field of ['memory_percent', 'disk_percent', 'uptime_seconds'] as const) {
       assert.ok((online[field] ?? 0) > 0, `${field} = ${online[field]}`);

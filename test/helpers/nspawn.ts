@@ -48,17 +48,13 @@ function cgroup2Mount(): string | undefined {
 
 /** A booted container; dispose() powers it off. The TestRoot stays the caller's to dispose. */
 export class BootedSystem {
-  readonly root: TestRoot;
-  readonly name: string;
   /** systemd-nspawn itself; its stdout is the container's console. */
   readonly nspawn: LoggedProcess;
   /** The container's PID 1 (systemd), as a host PID. */
   readonly leader: number;
   readonly #cgroup: string;
 
-  private constructor(root: TestRoot, name: string, nspawn: LoggedProcess, leader: number, cgroup: string) {
-    this.root = root;
-    this.name = name;
+  private constructor(nspawn: LoggedProcess, leader: number, cgroup: string) {
     this.nspawn = nspawn;
     this.leader = leader;
     this.#cgroup = cgroup;
@@ -81,7 +77,7 @@ export class BootedSystem {
         if (!nspawn.running) throw new Error(`systemd-nspawn exited (${nspawn.child.exitCode}): ${nspawn.stdout.slice(-2000)} ${nspawn.stderr.slice(-2000)}`);
         return initOf(nspawn.child.pid!);
       }, BOOT_TIMEOUT_MS, 100);
-      const system = new BootedSystem(root, name, nspawn, leader, cgroup);
+      const system = new BootedSystem(nspawn, leader, cgroup);
       await waitFor('systemd to finish booting', async () => {
         const state = (await system.exec(['systemctl', 'is-system-running'])).stdout.trim();
         return (state === 'running' || state === 'degraded') && state;
