@@ -80,15 +80,17 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
   /** A file of /proc/<agent pid>/ as the container's root sees it. */
   const agentProc = async (file: string): Promise<string> => (await system.exec(['cat', `/proc/${await mainPid()}/${file}`])).stdout;
 
-  /** Replaces the test's drop-in (or removes it when text is undefined) and restarts the agent. */
+  /**
+   * Replaces the test's drop-in (or removes it when text is undefined) and restarts the agent.
+   * Returns the time (ms) at which the old agent was gone and the new one running (Type=simple).
+   */
   async function restartWith(dropIn: string, text: string | undefined): Promise<number> {
     mkdirSync(root.at(DROP_IN_DIR), { recursive: true });
     if (text === undefined) unlinkSync(root.at(`${DROP_IN_DIR}/${dropIn}`));
     else writeFileSync(root.at(`${DROP_IN_DIR}/${dropIn}`), text);
     await system.systemctl('daemon-reload');
-    const restartedAt = Date.now();
     await system.systemctl('restart', UNIT);
-    return restartedAt;
+    return Date.now();
   }
 
   async function heartbeatSince(since: number): Promise<HostView> {
