@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chrootUnavailable, type RunResult, type TestRoot } from './chroot.ts';
 import { LoggedProcess, run } from './processes.ts';
 import { hasCommand } from './tools.ts';
-import { waitFor } from './wait.ts';
+import { StopWaiting, waitFor } from './wait.ts';
 
 /*
  * A real systemd booted as PID 1 of a container (systemd-nspawn -b) on a TestRoot, so that units
@@ -74,7 +74,7 @@ export class BootedSystem {
     let leader: number | undefined;
     try {
       leader = await waitFor('the container to start systemd', () => {
-        if (!nspawn.running) throw new Error(`systemd-nspawn exited (${nspawn.child.exitCode}): ${nspawn.stdout.slice(-2000)} ${nspawn.stderr.slice(-2000)}`);
+        if (!nspawn.running) throw new StopWaiting(`systemd-nspawn exited (${nspawn.child.exitCode}): ${nspawn.stdout.slice(-2000)} ${nspawn.stderr.slice(-2000)}`);
         return initOf(nspawn.child.pid!);
       }, BOOT_TIMEOUT_MS, 100);
       const system = new BootedSystem(nspawn, leader, cgroup);
