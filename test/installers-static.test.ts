@@ -126,10 +126,23 @@ describe('systemd units', () => {
     expectOne(service, 'CapabilityBoundingSet', '');
     expectOne(service, 'RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX');
     expectOne(service, 'MemoryDenyWriteExecute', 'no');
-    for (const key of ['PrivateTmp', 'ProtectHome', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectControlGroups', 'RestrictSUIDSGID', 'LockPersonality']) {
+    for (const key of ['PrivateTmp', 'ProtectHome', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectControlGroups', 'RestrictSUIDSGID', 'LockPersonality',
+      'PrivateUsers', 'PrivateMounts', 'RemoveIPC']) {
       expectOne(service, key, 'yes');
     }
+    assert.deepEqual(service.get('SystemCallFilter'), ['@system-service', '~@privileged @resources', '~io_uring_setup io_uring_enter io_uring_register']);
+    expectOne(service, 'SystemCallErrorNumber', 'EPERM');
+    expectOne(service, 'ProtectProc', 'invisible');
+    assert.equal(service.get('ProcSubset'), undefined, 'vitals read /proc/meminfo and /proc/stat');
     expectOne(directives(read('systemd/ct-ops-agent.service'), 'Install'), 'WantedBy', 'multi-user.target');
+  });
+
+  test('systemd-analyze security rates the agent unit at an exposure of 2.0 or less', () => {
+    const result = spawnSync('systemd-analyze', ['security', '--offline=true', '--no-pager', repo('systemd/ct-ops-agent.service')], { encoding: 'utf8' });
+    assert.notEqual(result.error?.message.includes('ENOENT'), true, 'systemd-analyze is not installed (apt-get install -y systemd)');
+    const exposure = /Overall exposure level for ct-ops-agent\.service: (\d+\.\d)/.exec(result.stdout)?.[1];
+    assert.ok(exposure !== undefined, `no exposure level (systemd-analyze 252 or later is needed for --offline): ${result.stdout}${result.stderr}`);
+    assert.ok(Number(exposure) <= 2.0, `exposure ${exposure}:\n${result.stdout.split('\n').filter((line) => line.startsWith('✗')).join('\n')}`);
   });
 
   test('the helper path unit watches the request file and triggers the root oneshot helper', () => {
