@@ -292,6 +292,28 @@ put_file() {
   run mv -f "$temporary" "$target"
 }
 
+# write_ip_allow_list: the agent unit's IP allow-list (docs/install.md, "The agent unit's sandbox"),
+# written only when [ingest] address in the installed agent.toml is an IP address; a host name needs
+# DNS servers the installer cannot know. The value goes into a unit file, so only digits, dots, hex
+# digits and colons pass.
+write_ip_allow_list() {
+  dropin=/etc/systemd/system/ct-ops-agent.service.d/appliance-address.conf
+  appliance_ip=$(sed -n '/^\[ingest\][[:space:]]*$/,/^\[/{
+s/^address[[:space:]]*=[[:space:]]*"\([0-9][0-9.]*\):[0-9]\{1,5\}"[[:space:]]*$/\1/p
+s/^address[[:space:]]*=[[:space:]]*"\[\([0-9A-Fa-f:.]*\)\]:[0-9]\{1,5\}"[[:space:]]*$/\1/p
+}' "$ROOT/etc/ct-ops/agent.toml" 2>/dev/null | head -n 1)
+  case "$appliance_ip" in
+    '' | *[!0-9A-Fa-f.:]*)
+      run rm -f "$ROOT$dropin"
+      say "the appliance is named by a host name: no IP allow-list for the agent unit"
+      return 0 ;;
+  esac
+  printf '# Written by install.sh from agent.toml: the agent talks to its appliance only.\n[Service]\nIPAddressDeny=any\nIPAddressAllow=%s\n' "$appliance_ip" >"$STAGE/appliance-address.conf"
+  make_dir 0755 0 0 "${dropin%/*}"
+  put_file "$STAGE/appliance-address.conf" 0644 0 0 "$dropin"
+  say "agent unit: IP traffic limited to the appliance at $appliance_ip"
+}
+
 # install_update_trust OWNER GROUP: what the root helper checks a self-update against, root-owned
 # where the agent's account cannot write: /etc/ct-ops/release.pub (the release public key from
 # agent.toml's [update] section) and /usr/local/libexec/ct-ops/agent.version (manifest.json's
@@ -413,6 +435,7 @@ install_linux() {
   for unit in ct-ops-agent.service ct-ops-agent-helper.path ct-ops-agent-helper.service; do
     put_file "$STAGE/$unit" 0644 0 0 "/etc/systemd/system/$unit"
   done
+  write_ip_allow_list
 
   if [ "$live" = 1 ]; then
     run systemctl daemon-reload

@@ -347,6 +347,7 @@ uninstall_linux() {
   for unit in $units; do
     remove "/etc/systemd/system/$unit"
   done
+  remove /etc/systemd/system/ct-ops-agent.service.d
   if [ "$live" = 1 ]; then
     run systemctl daemon-reload
     systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service >/dev/null 2>&1 || true

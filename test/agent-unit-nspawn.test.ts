@@ -200,6 +200,8 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
 
   test('the install-time IP allow-list lets the agent reach its appliance and nothing else', { timeout: 180_000 }, async () => {
     const allowList = (address: string): string => `[Service]\nIPAddressDeny=any\nIPAddressAllow=${address}\n`;
+    // install.sh wrote it from agent.toml's IP address: the agent may reach its appliance only.
+    assert.equal(readFileSync(root.at(`${DROP_IN_DIR}/appliance-address.conf`), 'utf8'), `# Written by install.sh from agent.toml: the agent talks to its appliance only.\n${allowList('127.0.0.1')}`);
     // Allowed only another loopback address: the SYN to the appliance never leaves the agent's cgroup.
     const blockedAt = await restartWith('appliance-address.conf', allowList('127.0.0.2'));
     const port = appliance.grpcPort.toString(16).toUpperCase().padStart(4, '0');
