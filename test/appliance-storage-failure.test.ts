@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { IngestServiceClient } from '../common/proto.ts';
 import { storageFailure } from '../appliance/store/database.ts';
+import { TestAgent } from './helpers/agent.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 import { APPLIANCE_BIN, type LoggedProcess } from './helpers/processes.ts';
@@ -160,6 +163,40 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
     await waitFor('ack of the re-sent report', () => resent.acks().includes(1));
     const task = await volume.cliJson<TaskJson>('tasks', 'show', taskId);
     assert.equal(task.state, 'succeeded');
+  });
+
+  test('the real agent keeps the reports the full volume refused and delivers them once space returns: the task ends SUCCEEDED', async () => {
+    const caDir = mkdtempSync(join(tmpdir(), 'ct-ops-ca-'));
+    writeFileSync(join(caDir, 'ca.crt'), ca);
+    const { token } = await volume.cliJson<{ token: string }>('tokens', 'create', '--auto-approve');
+    const agent = new TestAgent({ address: `localhost:${ports.grpc}`, caCertFile: join(caDir, 'ca.crt'), orgToken: token, intervalSecs: 5 });
+    try {
+      const proc = agent.start();
+      await proc.waitForLog('heartbeat acknowledged', {}, 30_000);
+      const agentId = agent.state().agent_id;
+      // Paused, the agent cannot report before the volume is full; the task waits in its socket.
+      proc.child.kill('SIGSTOP');
+      let queued: TaskJson;
+      try {
+        queued = await volume.cliJson<TaskJson>('hosts', 'reload-config', agentId);
+        assert.equal(queued.state, 'sent');
+        await volume.fill();
+      } finally {
+        proc.child.kill('SIGCONT');
+      }
+      try {
+        await proc.waitForLog('heartbeat stream closed', { error_code: 'ERR_STORAGE_FULL' }, 30_000);
+        assert.equal((await volume.cliJson<TaskJson>('tasks', 'show', queued.id)).state, 'sent', 'nothing of the reports was stored');
+      } finally {
+        await volume.free();
+      }
+      // The agent reconnects on its backoff schedule (1, 2, 4, 8 … s) and sends the kept reports first.
+      await waitFor('task succeeded', async () => (await volume.cliJson<TaskJson>('tasks', 'show', queued.id)).state === 'succeeded', 60_000, 1_000);
+      assert.ok(appliance.running);
+    } finally {
+      await agent.dispose();
+      rmSync(caDir, { recursive: true, force: true });
+    }
   });
 
   test('a host that falls silent while the volume is full goes offline by its deadline timer without crashing the appliance', async () => {
