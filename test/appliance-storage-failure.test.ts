@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { storageFailure } from '../appliance/store/database.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
-import { APPLIANCE_BIN, type LoggedProcess } from './helpers/processes.ts';
+import { APPLIANCE_BIN, LoggedProcess } from './helpers/processes.ts';
 import { TmpfsVolume, tmpfsUnavailable } from './helpers/tmpfs-volume.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -40,9 +40,9 @@ async function startedPorts(appliance: LoggedProcess): Promise<{ grpc: number; h
 }
 
 /** A start that must fail: it exits (not hangs) within the limit, with this error code on stderr, and leaves both ports free. */
-async function assertStartRefused(volume: TmpfsVolume, code: string): Promise<{ code: number | null }> {
+async function assertStartRefused(start: (ports: { grpc: number; http: number }) => LoggedProcess, code: string): Promise<{ code: number | null }> {
   const ports = { grpc: await freePort(), http: await freePort() };
-  const appliance = volume.startAppliance(ports);
+  const appliance = start(ports);
   const timer = setTimeout(() => appliance.child.kill('SIGKILL'), 30_000);
   const exited = await appliance.exited;
   clearTimeout(timer);
@@ -71,6 +71,21 @@ describe('storage failures (SQLite error mapping)', () => {
     assert.equal(storageFailure(new Error('SQLITE_FULL')), undefined, 'only a real SqliteError is mapped');
     assert.equal(storageFailure(new Database.SqliteError('boom', 'SQLITE_FULL'))?.details.sqlite_code, 'SQLITE_FULL');
   });
+});
+
+test('a start that fails after it began listening (appliance.json cannot be written) closes its listeners and exits non-zero', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-appliance-'));
+  try {
+    // A non-empty directory where the endpoint file goes: the rename into place fails.
+    mkdirSync(join(dataDir, 'appliance.json', 'occupied'), { recursive: true });
+    const exited = await assertStartRefused(
+      (ports) => new LoggedProcess(process.execPath, [APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1', '--grpc-port', String(ports.grpc), '--http-port', String(ports.http), '--san', 'localhost']),
+      'ERR_DATA_DIR_UNUSABLE',
+    );
+    assert.equal(exited.code, 73);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
 
 describe('storage failures on a 20 MB tmpfs in a private mount namespace', { skip: tmpfsUnavailable() }, () => {
@@ -244,7 +259,7 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
   test('a start on a full volume exits 75 with ERR_STORAGE_FULL and leaves no listener behind', async () => {
     await volume.fill();
     try {
-      const exited = await assertStartRefused(volume, 'ERR_STORAGE_FULL');
+      const exited = await assertStartRefused((ports) => volume.startAppliance(ports), 'ERR_STORAGE_FULL');
       assert.equal(exited.code, 75);
     } finally {
       await volume.free();
