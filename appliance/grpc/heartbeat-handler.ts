@@ -65,9 +65,10 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 }
 
 /**
- * The Heartbeat stream: authenticated once at open by the JWT in metadata; every
- * heartbeat is validated, queued for a batched write, and acknowledged by sequence once the task
- * reports it carries are committed (never when the storage refused them). Queued tasks go out as soon as the stream opens.
+ * The Heartbeat stream: authenticated once at open by the JWT in metadata; every heartbeat is
+ * validated, queued for a batched write, and acknowledged by sequence once the task reports it
+ * carries are committed (never when the storage refused them). Queued tasks go out as soon as
+ * the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  */
 export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {

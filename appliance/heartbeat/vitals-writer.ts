@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { isStorageFailure } from '../health/storage-health.ts';
+import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import type { Stores } from '../store/index.ts';
 import type { HeartbeatUpdate } from '../store/hosts.ts';
 
@@ -50,7 +50,7 @@ export class VitalsWriter {
       // The storage refuses writes (full, I/O error): every sample would fail the same way. The
       // samples were acknowledged as received, not as stored; drop them with one line, not one each.
       if (isStorageFailure(error)) {
-        this.#log.warn({ code: error.code, samples: batch.length }, 'vitals samples dropped: storage failing');
+        this.#log.warn({ ...failureFields(error), samples: batch.length }, 'vitals samples dropped: storage failing');
         return;
       }
       // A host deleted between heartbeat and flush fails the whole batch on its foreign key:
@@ -72,7 +72,7 @@ export class VitalsWriter {
       const removed = this.#stores.vitals.prune(now - this.#retentionMs);
       if (removed > 0) this.#log.info({ removed }, 'vitals history pruned');
     } catch (error) {
-      this.#log.error({ err: error }, 'vitals prune failed');
+      this.#log.error(failureFields(error), 'vitals prune failed');
     }
   }
 
