@@ -14,6 +14,7 @@ import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files
 import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
 import { ensureBundleKey, ensureReleasePublicKey, type ReleaseKeySource } from './pki/signing-keys.ts';
 import { keyIdHex } from '../common/minisign.ts';
+import { failureFields } from './health/storage-health.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
@@ -41,7 +42,14 @@ export interface RunningAppliance {
   stop(): Promise<void>;
 }
 
-/** Starts the appliance: data directory, database, keys, gRPC and HTTPS listeners. */
+/** Bounds the grace given to open calls when the appliance stops. */
+const GRPC_STOP_GRACE_MS = 5_000;
+
+/**
+ * Starts the appliance: data directory, database, keys, gRPC and HTTPS listeners. A failed start
+ * (ERR_STORAGE_* when the volume is full or read-only, ERR_LISTEN_FAILED, …) releases what it had
+ * opened — listeners, timers, the database — before it throws, so the process can exit.
+ */
 export async function startAppliance(config: ApplianceConfig, log: Logger): Promise<RunningAppliance> {
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -56,80 +64,86 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   const release = ensureReleasePublicKey(config.dataDir, config.releasePublicKeyFile);
   if (release.source === 'development') log.warn({ path: 'release.pub' }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
   if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
-  const stores = openStores(join(config.dataDir, DATABASE_FILE));
-  const org = stores.organisations.ensureDefault(now.getTime());
-  const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
-  if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
-
-  const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
-  const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
-    stores.hosts.recordDisconnect(agentId, Date.now());
-    tasks.disconnected(agentId);
-    log.info({ host_id: agentId, reason }, 'host offline');
-  });
-  const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
-  const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
-  const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
-  if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
-  const maintenance = setInterval(() => stores.registerNonces.prune(Date.now()), MAINTENANCE_INTERVAL_MS);
-  const sweepTasks = (): void => {
-    const swept = expireDue(stores, Date.now());
-    if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
-  };
-  sweepTasks();
-  const taskSweeper = setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS);
-  const softwareSweeper = setInterval(() => {
-    try {
-      sweepInventory({ stores, presence, tasks, log }, Date.now());
-    } catch (error) {
-      log.error({ err: error }, 'software sweeper failed');
-    }
-  }, config.inventorySweepSecs * 1000);
-  const deps = { stores, jwt, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
-
-  let grpcServer;
-  let httpServer;
+  const stores = openStores(join(config.dataDir, DATABASE_FILE), { log });
+  // What start-up opened, closed last-first if a later step fails.
+  const opened: Array<() => unknown> = [() => stores.close()];
   try {
-    grpcServer = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
-    httpServer = await startHttpServer(config.listen, config.httpPort, tls, deps);
+    // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
+    stores.checkWritable();
+    const org = stores.organisations.ensureDefault(now.getTime());
+    const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
+    if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
+
+    const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
+    const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
+      log.info({ host_id: agentId, reason }, 'host offline');
+      guarded(log, 'host offline not recorded', () => stores.hosts.recordDisconnect(agentId, Date.now()))();
+      tasks.disconnected(agentId);
+    });
+    const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
+    const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
+    opened.push(() => vitals.close());
+    const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
+    if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
+    const sweepTasks = guarded(log, 'task sweep failed', () => {
+      const swept = expireDue(stores, Date.now());
+      if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
+    });
+    sweepTasks();
+    const timers = [
+      setInterval(guarded(log, 'register nonce prune failed', () => stores.registerNonces.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
+      setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
+      setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, tasks, log }, Date.now())), config.inventorySweepSecs * 1000),
+    ];
+    opened.push(() => timers.forEach(clearInterval));
+    const deps = { stores, jwt, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
+
+    const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
+    opened.push(() => grpc.stop(0));
+    const http = await startHttpServer(config.listen, config.httpPort, tls, deps);
+    opened.push(() => http.stop());
+    const apiHost = config.listen === '0.0.0.0' || config.listen === '::' ? '127.0.0.1' : config.listen;
+    writeFileAtomic(
+      join(config.dataDir, ENDPOINT_FILE),
+      `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${http.port}`, grpc_port: grpc.port, pid: process.pid }, null, 2)}\n`,
+      PUBLIC_FILE_MODE,
+    );
+    log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpc.port, http_port: http.port, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans }, 'appliance started');
+
+    return {
+      grpcPort: grpc.port,
+      httpPort: http.port,
+      tls,
+      bundleKeyId: keyIdHex(bundleKey.keyId),
+      releaseKeyId: release.key && keyIdHex(release.key.keyId),
+      releaseKeySource: release.source,
+      firstAdmin,
+      stop: async () => {
+        timers.forEach(clearInterval);
+        presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
+        await Promise.all([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
+        // Last: the streams are closed, so no heartbeat arrives after the final flush.
+        vitals.close();
+        stores.close();
+        log.info('appliance stopped');
+      },
+    };
   } catch (error) {
-    await grpcServer?.stop(0);
-    clearInterval(maintenance);
-    clearInterval(taskSweeper);
-    clearInterval(softwareSweeper);
-    vitals.close();
-    stores.close();
+    for (const close of opened.reverse()) await close();
     throw error;
   }
-  const grpcPort = grpcServer.port;
-  const httpPort = httpServer.port;
-  const apiHost = config.listen === '0.0.0.0' || config.listen === '::' ? '127.0.0.1' : config.listen;
-  writeFileAtomic(
-    join(config.dataDir, ENDPOINT_FILE),
-    `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}`, grpc_port: grpcPort, pid: process.pid }, null, 2)}\n`,
-    PUBLIC_FILE_MODE,
-  );
-  log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpcPort, http_port: httpPort, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans }, 'appliance started');
+}
 
-  const grpc = grpcServer;
-  const http = httpServer;
-  return {
-    grpcPort,
-    httpPort,
-    tls,
-    bundleKeyId: keyIdHex(bundleKey.keyId),
-    releaseKeyId: release.key && keyIdHex(release.key.keyId),
-    releaseKeySource: release.source,
-    firstAdmin,
-    stop: async () => {
-      clearInterval(maintenance);
-      clearInterval(taskSweeper);
-      clearInterval(softwareSweeper);
-      presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
-      await Promise.all([grpc.stop(5000), http.stop()]);
-      vitals.close();
-      stores.close();
-      log.info('appliance stopped');
-    },
+/**
+ * Runs `work` from a timer or callback where nothing can answer a failure: it is logged (the
+ * storage refusing writes is the expected case), never thrown into the event loop.
+ */
+function guarded(log: Logger, msg: string, work: () => void): () => void {
+  return () => {
+    try {
+      work();
+    } catch (error) {
+      log.error(failureFields(error), msg);
+    }
   };
 }

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError, ExitCode } from '../../common/errors.ts';
 import { loadApplianceConfig } from '../config/load.ts';
 import { createLogger } from '../lib/logger.ts';
 import { startAppliance, type RunningAppliance } from '../serve.ts';
@@ -83,15 +83,27 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
   process.stderr.write(`${lines.join('\n')}\n`);
 }
 
+/** A stop that takes longer (a stuck call, a hung disk) ends the process anyway, with exit 70. */
+const SHUTDOWN_LIMIT_MS = 15_000;
+
+/**
+ * Resolves once SIGTERM or SIGINT has stopped the appliance gracefully: listeners closed, streams
+ * ended, the vitals writer flushed, the database closed. A second signal changes nothing; a stop
+ * past SHUTDOWN_LIMIT_MS exits 70 without waiting further.
+ */
 function waitForSignal(appliance: RunningAppliance): Promise<void> {
   return new Promise((resolve, reject) => {
     let stopping = false;
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
+      setTimeout(() => {
+        process.stderr.write(`ct-ops-appliance: ERR_INTERNAL: the appliance did not stop within ${SHUTDOWN_LIMIT_MS} ms\n`);
+        process.exit(ExitCode.SOFTWARE);
+      }, SHUTDOWN_LIMIT_MS).unref();
       appliance.stop().then(resolve, (error: unknown) => reject(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'shutdown failed', {}, { cause: error })));
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
 }

@@ -66,9 +66,10 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 }
 
 /**
- * The Heartbeat stream: authenticated once at open by the JWT in metadata; every
- * heartbeat is validated, acknowledged by sequence, and queued for a batched write; the task
- * reports it carries are applied at once. Queued tasks go out as soon as the stream opens.
+ * The Heartbeat stream: authenticated once at open by the JWT in metadata; every heartbeat is
+ * validated, queued for a batched write, and acknowledged by sequence once the task reports it
+ * carries are committed (never when the storage refused them). Queued tasks go out as soon as
+ * the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  */
 export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
@@ -98,8 +99,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
     close: (error) => {
       if (ended) return;
       ended = true;
-      if (error) call.emit('error', toServiceError(error));
-      else call.end();
+      // The status goes out after the message being handled is answered: a report that ends the
+      // stream (a successful uninstall deletes the host) is still acknowledged first.
+      queueMicrotask(() => (error ? call.emit('error', toServiceError(error)) : call.end()));
     },
   };
   // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
@@ -153,10 +155,17 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       diskPercent: heartbeat.diskPercent,
       uptimeSeconds: heartbeat.uptimeSeconds,
     });
-    session.send({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
-    // After the ack: a report may end this stream (a successful uninstall deletes the host),
-    // and the agent must still learn that its report arrived.
-    if (message.task_updates.length > 0) tasks.report(agentId, message.task_updates);
+    // An ack means stored: the reports are committed before it, and a heartbeat whose reports the
+    // storage refused is not acknowledged. The stream ends instead (UNAVAILABLE, ERR_STORAGE_*), so
+    // the agent keeps them queued and sends them again on its next stream.
+    const notStored = message.task_updates.length > 0 ? tasks.report(agentId, message.task_updates) : undefined;
+    if (notStored) {
+      presence.detach(session, 'stream-closed');
+      session.close(notStored);
+      return;
+    }
+    // Written directly: a report may have just closed this session (see close), and its ack still goes out.
+    call.write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import type { Stores } from '../store/index.ts';
 import type { HeartbeatUpdate } from '../store/hosts.ts';
 
@@ -46,6 +47,12 @@ export class VitalsWriter {
         }
       });
     } catch (error) {
+      // The storage refuses writes (full, I/O error): every sample would fail the same way. The
+      // samples were acknowledged as received, not as stored; drop them with one line, not one each.
+      if (isStorageFailure(error)) {
+        this.#log.warn({ ...failureFields(error), samples: batch.length }, 'vitals samples dropped: storage failing');
+        return;
+      }
       // A host deleted between heartbeat and flush fails the whole batch on its foreign key:
       // keep the rest by writing them one by one.
       this.#log.warn({ err: error, samples: batch.length }, 'vitals batch failed; writing samples one by one');
@@ -59,9 +66,14 @@ export class VitalsWriter {
     }
   }
 
+  /** Deletes samples older than the retention period; a storage failure is logged, and the next prune catches up. */
   prune(now: number): void {
-    const removed = this.#stores.vitals.prune(now - this.#retentionMs);
-    if (removed > 0) this.#log.info({ removed }, 'vitals history pruned');
+    try {
+      const removed = this.#stores.vitals.prune(now - this.#retentionMs);
+      if (removed > 0) this.#log.info({ removed }, 'vitals history pruned');
+    } catch (error) {
+      this.#log.error(failureFields(error), 'vitals prune failed');
+    }
   }
 
   #write(record: HeartbeatRecord): void {

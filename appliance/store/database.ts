@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { CtOpsError } from '../../common/errors.ts';
+import type { StorageFailureCode } from '../health/storage-health.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
 
 export type Db = Database.Database;
@@ -8,7 +9,8 @@ export type Db = Database.Database;
  * Opens the appliance database: the one handle of this process. WAL lets the admin
  * API read while heartbeats write; synchronous=NORMAL is durable across process
  * crashes in WAL mode and loses at most the last commits on power loss, which the
- * agents re-send (heartbeats) or re-try (registration).
+ * agents re-send (heartbeats) or re-try (registration). Throws ERR_DATA_DIR_UNUSABLE when the
+ * file cannot be opened, ERR_STORAGE_* when the storage refuses the set-up or a migration.
  */
 export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS): Db {
   let db: Db;
@@ -17,11 +19,17 @@ export function openDatabase(path: string, migrations: readonly Migration[] = MI
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database at ${path}`, { path }, { cause });
   }
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
-  db.pragma('foreign_keys = ON');
-  migrate(db, migrations);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    migrate(db, migrations);
+  } catch (error) {
+    db.close();
+    // A read-only or full volume fails here already (WAL files, a migration): say so by its code.
+    throw storageFailure(error) ?? error;
+  }
   return db;
 }
 
@@ -45,4 +53,48 @@ export function migrate(db: Db, migrations: readonly Migration[]): number {
 /** better-sqlite3 SqliteError codes (SQLITE_CONSTRAINT_UNIQUE, ...) when err is one. */
 export function sqliteCode(error: unknown): string | undefined {
   return error instanceof Database.SqliteError ? error.code : undefined;
+}
+
+/** SQLite's primary result codes that mean the storage failed, not the statement (sqlite.org/rescode.html). */
+const STORAGE_FAILURES: Readonly<Record<string, StorageFailureCode>> = {
+  SQLITE_FULL: 'ERR_STORAGE_FULL',
+  // Growing the WAL index (-shm) failed: "may indicate that the underlying filesystem volume is out of space".
+  SQLITE_IOERR_SHMSIZE: 'ERR_STORAGE_FULL',
+  SQLITE_IOERR: 'ERR_STORAGE_UNAVAILABLE',
+  SQLITE_READONLY: 'ERR_STORAGE_UNAVAILABLE',
+  SQLITE_CANTOPEN: 'ERR_STORAGE_UNAVAILABLE',
+  SQLITE_BUSY: 'ERR_STORAGE_UNAVAILABLE',
+  SQLITE_LOCKED: 'ERR_STORAGE_UNAVAILABLE',
+  SQLITE_CORRUPT: 'ERR_STORAGE_CORRUPT',
+  SQLITE_NOTADB: 'ERR_STORAGE_CORRUPT',
+};
+
+const STORAGE_FAILURE_MESSAGES: Readonly<Record<StorageFailureCode, string>> = {
+  ERR_STORAGE_FULL: 'the volume holding the database is full',
+  ERR_STORAGE_UNAVAILABLE: 'the database cannot be written',
+  ERR_STORAGE_CORRUPT: 'the database file is damaged',
+};
+
+/**
+ * The catalogue error for a SQLite failure of the storage itself: an extended code maps as listed,
+ * else by its primary code (SQLITE_IOERR_WRITE → ERR_STORAGE_UNAVAILABLE), and `details.sqlite_code` keeps
+ * the original. Undefined for anything else (a constraint, one of our own errors).
+ */
+export function storageFailure(error: unknown): (CtOpsError & { code: StorageFailureCode }) | undefined {
+  const sqlite = sqliteCode(error);
+  const code = sqlite === undefined ? undefined : (STORAGE_FAILURES[sqlite] ?? STORAGE_FAILURES[sqlite.split('_', 2).join('_')]);
+  if (code === undefined) return undefined;
+  return new CtOpsError(code, `${STORAGE_FAILURE_MESSAGES[code]} (${sqlite})`, { sqlite_code: sqlite }, { cause: error }) as CtOpsError & { code: StorageFailureCode };
+}
+
+/**
+ * One real write that changes nothing: PRAGMA user_version rewritten with its own value, in a
+ * transaction of its own, commits a page through the WAL. Throws the SqliteError when the
+ * storage refuses it (full, read-only, I/O error).
+ */
+export function probeWrite(db: Db): void {
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    db.pragma(`user_version = ${version}`);
+  })();
 }

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import type { CtOpsError } from '../../common/errors.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
+import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { inventorySettings } from '../inventory/settings.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores, Task } from '../store/index.ts';
@@ -53,16 +55,30 @@ export class TaskDispatcher {
     return sent;
   }
 
-  /** The agent's stream opened: tasks an earlier stream sent but never got acknowledged go out again. */
+  /**
+   * The agent's stream opened: tasks an earlier stream sent but never got acknowledged go out again.
+   * A storage failure is logged and the stream carries on: the tasks go out on a later stream.
+   */
   connected(hostId: string): void {
-    streamLost(this.#deps.stores, hostId);
-    this.dispatch(hostId);
+    try {
+      streamLost(this.#deps.stores, hostId);
+      this.dispatch(hostId);
+    } catch (error) {
+      this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
+    }
   }
 
-  /** The host went offline: its sent but unacknowledged tasks wait in the queue for the next stream. */
+  /**
+   * The host went offline: its sent but unacknowledged tasks wait in the queue for the next stream.
+   * A storage failure is logged: they stay sent, and the next stream's connected() queues them again.
+   */
   disconnected(hostId: string): void {
-    const requeued = streamLost(this.#deps.stores, hostId);
-    if (requeued.length > 0) this.#deps.log.info({ host_id: hostId, task_ids: requeued }, 'tasks queued again after the stream was lost');
+    try {
+      const requeued = streamLost(this.#deps.stores, hostId);
+      if (requeued.length > 0) this.#deps.log.info({ host_id: hostId, task_ids: requeued }, 'tasks queued again after the stream was lost');
+    } catch (error) {
+      this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'tasks not queued again after the stream was lost');
+    }
   }
 
   /** An admin cancelled a task its agent may hold: tell the agent to stop it. */
@@ -70,8 +86,13 @@ export class TaskDispatcher {
     if (task.sentAt !== null) this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } });
   }
 
-  /** Applies the task reports a heartbeat carried; a bad report is logged and skipped, never fatal to the stream. */
-  report(hostId: string, updates: readonly TaskUpdate__Output[]): void {
+  /**
+   * Applies the task reports a heartbeat carried, each committed in its own transaction. A bad
+   * report is logged and skipped, never fatal to the stream. A storage failure stops at that report
+   * and is returned (ERR_STORAGE_*): the reports from it on were not stored, so the heartbeat that
+   * carried them must not be acknowledged (the agent sends them again; a repeat is harmless).
+   */
+  report(hostId: string, updates: readonly TaskUpdate__Output[]): CtOpsError | undefined {
     const { stores, log, onFinished } = this.#deps;
     for (const update of updates) {
       try {
@@ -83,9 +104,14 @@ export class TaskDispatcher {
           if (isFinished(task.state)) onFinished?.(task);
         });
       } catch (error) {
+        if (isStorageFailure(error)) {
+          log.error({ host_id: hostId, task_id: update.task_id.slice(0, 80), ...failureFields(error) }, 'task report not stored');
+          return error;
+        }
         log.warn({ err: error, host_id: hostId, task_id: update.task_id.slice(0, 80) }, 'task report refused');
       }
     }
+    return undefined;
   }
 
   /**
