@@ -69,12 +69,13 @@ const UNSAFE_GLOBAL = new RegExp(UNSAFE_SINGLE_LINE.source, 'gu');
 const UNSAFE_MULTILINE_GLOBAL = new RegExp(UNSAFE_MULTILINE.source, 'gu');
 
 /**
- * The text with every character the rule refuses replaced by U+FFFD, for the agent's side of the
- * edge: task output and package fields come from other programs (a collector's error text may
- * carry colour codes), and one such character must not get the whole report refused.
+ * The text with every character the rule refuses replaced, for the agent's side of the edge: task
+ * output and package fields come from other programs (a collector's error text may carry colour
+ * codes, an rpm vendor a tab), and one such character must not get the whole report refused.
+ * In single-line text a tab or line break becomes a space; anything else refused becomes U+FFFD.
  */
 export function replaceUnsafeText(text: string, options: { readonly multiline?: boolean } = {}): string {
-  return text.replace(options.multiline ? UNSAFE_MULTILINE_GLOBAL : UNSAFE_GLOBAL, '\uFFFD');
+  return text.replace(options.multiline ? UNSAFE_MULTILINE_GLOBAL : UNSAFE_GLOBAL, (character) => (!options.multiline && /[\t\n\r]/.test(character) ? ' ' : '\uFFFD'));
 }
 
 /**
