@@ -26,10 +26,8 @@
 # "uninstall ok" is written only after the uninstaller was started; when it cannot be started
 # (systemd-run failing, no setsid) the answer is "uninstall refused start-failed".
 #
-# Also: ct-ops-agent-helper.sh verify-minisig FILE SIGNATURE PUBLIC-KEY
-#   (used by install.sh): prints the trusted comment of SIGNATURE when it is a valid minisign
-#   prehashed signature of FILE by PUBLIC-KEY (the base64 key line, "RW..."); else prints why to
-#   stderr and exits 1. With minisign when installed, else with OpenSSL >= 1.1.1.
+# Signatures are checked by the installed, root-owned install.sh (`install.sh verify-minisig`):
+# one verifier for the host, which install.sh needs before it trusts anything from the media.
 #
 # Exit codes: 0 done (or nothing to do), 1 request refused, 2 update rolled back, 3 internal error.
 set -eu
@@ -39,85 +37,9 @@ export PATH
 
 log() { printf 'ct-ops-agent-helper: %s\n' "$*"; }
 
-# --- minisign signatures -----------------------------------------------------------------------
-
 # size_of FILE: its size in bytes.
 size_of() { wc -c <"$1" | tr -d ' '; }
 
-# bytes_hex: the bytes of stdin as lower-case hex, no separators.
-bytes_hex() { od -An -v -tx1 | tr -d ' \n'; }
-
-# base64_decode TEXT: the bytes TEXT encodes (coreutils/BSD base64, or openssl).
-base64_decode() {
-  if command -v base64 >/dev/null 2>&1; then
-    printf '%s\n' "$1" | base64 -d 2>/dev/null
-  else
-    printf '%s\n' "$1" | openssl base64 -d -A 2>/dev/null
-  fi
-}
-
-# minisig_check FILE SIGNATURE KEY SCRATCH: verifies a minisign signature (format:
-# https://jedisct1.github.io/minisign/, as common/minisign.ts writes it) of FILE by KEY, the
-# base64 line of a public key ("Ed" || key id[8] || Ed25519 key[32]). Only the prehashed
-# algorithm "ED" (Ed25519 over BLAKE2b-512 of FILE) is accepted; the global signature over
-# signature || trusted comment is checked too, so the trusted comment can be relied on.
-# SCRATCH is an empty private directory. Prints the trusted comment; on failure prints the
-# reason (one word) and returns 1.
-minisig_check() {
-  file=$1 signature=$2 key=$3 scratch=$4
-  case $key in *[!A-Za-z0-9+/=]* | '') echo bad-public-key; return 1 ;; esac
-  [ ${#key} -eq 56 ] || { echo bad-public-key; return 1; }
-  base64_decode "$key" >"$scratch/key.bin"
-  if [ "$(size_of "$scratch/key.bin")" != 42 ] || [ "$(head -c 2 "$scratch/key.bin")" != Ed ]; then
-    echo bad-public-key
-    return 1
-  fi
-  [ "$(wc -l <"$signature" | tr -d ' ')" = 4 ] || { echo malformed-signature; return 1; }
-  case $(sed -n 1p "$signature") in 'untrusted comment:'*) ;; *) echo malformed-signature; return 1 ;; esac
-  trusted=$(sed -n 3p "$signature")
-  case $trusted in 'trusted comment: '*) trusted=${trusted#trusted comment: } ;; *) echo malformed-signature; return 1 ;; esac
-  case $trusted in *"$(printf '\r')"*) echo malformed-signature; return 1 ;; esac
-  base64_decode "$(sed -n 2p "$signature")" >"$scratch/signature.bin"
-  base64_decode "$(sed -n 4p "$signature")" >"$scratch/global.sig"
-  if [ "$(size_of "$scratch/signature.bin")" != 74 ] || [ "$(size_of "$scratch/global.sig")" != 64 ]; then
-    echo malformed-signature
-    return 1
-  fi
-  [ "$(head -c 2 "$scratch/signature.bin")" = ED ] || { echo not-prehashed; return 1; }
-  [ "$(head -c 10 "$scratch/signature.bin" | tail -c 8 | bytes_hex)" = "$(head -c 10 "$scratch/key.bin" | tail -c 8 | bytes_hex)" ] ||
-    { echo signed-by-another-key; return 1; }
-  if command -v minisign >/dev/null 2>&1; then
-    printf 'untrusted comment: CT-Ops key\n%s\n' "$key" >"$scratch/key.pub"
-    minisign -V -q -p "$scratch/key.pub" -m "$file" -x "$signature" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
-  elif command -v openssl >/dev/null 2>&1; then
-    # SubjectPublicKeyInfo (DER) of an Ed25519 key: a fixed 12-byte prefix, then the 32 key bytes.
-    printf '\060\052\060\005\006\003\053\145\160\003\041\000' >"$scratch/key.der"
-    tail -c 32 "$scratch/key.bin" >>"$scratch/key.der"
-    tail -c 64 "$scratch/signature.bin" >"$scratch/ed25519.sig"
-    openssl dgst -blake2b512 -binary "$file" >"$scratch/digest" 2>/dev/null || { echo no-verifier; return 1; }
-    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/digest" \
-      -sigfile "$scratch/ed25519.sig" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
-    { cat "$scratch/ed25519.sig"; printf '%s' "$trusted"; } >"$scratch/global.msg"
-    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/global.msg" \
-      -sigfile "$scratch/global.sig" >/dev/null 2>&1 || { echo trusted-comment-altered; return 1; }
-  else
-    echo no-verifier
-    return 1
-  fi
-  printf '%s\n' "$trusted"
-}
-
-if [ "${1:-}" = verify-minisig ]; then
-  [ $# -eq 4 ] || { echo 'usage: ct-ops-agent-helper.sh verify-minisig FILE SIGNATURE PUBLIC-KEY' >&2; exit 3; }
-  scratch=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-minisig.XXXXXXXX") || exit 3
-  trap 'rm -rf "$scratch"' EXIT
-  if outcome=$(minisig_check "$2" "$3" "$4" "$scratch"); then
-    printf '%s\n' "$outcome"
-    exit 0
-  fi
-  printf '%s\n' "$outcome" >&2
-  exit 1
-fi
 [ $# -eq 0 ] || { log "unknown arguments: $*"; exit 3; }
 
 case $(uname -s) in
@@ -156,7 +78,13 @@ result() {
   printf '%s\n' "$*" >"$answer"
   chmod 0644 "$answer"
   rm -rf "$SPOOL/result"
-  mv -f "$answer" "$SPOOL/result"
+  # The agent's account may plant "result" again, as a link to a folder, right after the rm:
+  # mv must replace the name itself (rename(2)), never move into what it points at.
+  if [ "$(uname -s)" = Darwin ]; then
+    mv -fh "$answer" "$SPOOL/result"
+  else
+    mv -fT "$answer" "$SPOOL/result"
+  fi
 }
 
 refuse() {
@@ -373,9 +301,8 @@ do_update() {
   take_from_spool SHA256SUMS.minisig "$RUN/SHA256SUMS.minisig" "$MAX_SIGNATURE_BYTES" || taken=no
   take_from_spool "$name" "$RUN/candidate" "$MAX_EXECUTABLE_BYTES" || taken=no
   [ "$taken" = yes ] || refuse "staged-file-unreadable-or-link"
-  mkdir "$RUN/minisig"
-  if ! trusted=$(minisig_check "$RUN/SHA256SUMS" "$RUN/SHA256SUMS.minisig" "$release_key" "$RUN/minisig"); then
-    refuse "release-signature-invalid-$trusted"
+  if ! trusted=$(sh "$LIBEXEC/install.sh" verify-minisig "$RUN/SHA256SUMS" "$RUN/SHA256SUMS.minisig" "$release_key" 2>"$RUN/minisig-why"); then
+    refuse "release-signature-invalid-$(sed -n '1{s/[^a-z-]/?/g;p;}' "$RUN/minisig-why")"
   fi
   # The trusted comment is covered by the global signature: it names the release's version.
   version=$(printf '%s\n' "$trusted" | sed -n 's/^ct-ops-agent \([0-9.]*\) executables, .*$/\1/p')

@@ -20,6 +20,13 @@
 #   --insecure-skip-checksums  install even without a SHA-256 tool (NOT RECOMMENDED)
 #   -h, --help                 show this help
 #
+# Also: install.sh verify-minisig FILE SIGNATURE PUBLIC-KEY
+#   prints the trusted comment of SIGNATURE when it is a valid minisign prehashed signature of
+#   FILE by PUBLIC-KEY (the base64 key line, "RW..."); else prints why to stderr and exits 1
+#   (exit 3: usage). With minisign when installed, else with OpenSSL >= 1.1.1. The root helper
+#   checks releases with the installed copy (/usr/local/libexec/ct-ops/install.sh): the host has
+#   one verifier, and install.sh never runs a verifier from the media it is verifying.
+#
 # Exit codes:
 #   0  installed (or upgraded)
 #   1  usage error
@@ -32,6 +39,87 @@ set -eu
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+
+# --- minisign signatures -----------------------------------------------------------------------
+
+# size_of FILE: its size in bytes.
+size_of() { wc -c <"$1" | tr -d ' '; }
+
+# bytes_hex: the bytes of stdin as lower-case hex, no separators.
+bytes_hex() { od -An -v -tx1 | tr -d ' \n'; }
+
+# base64_decode TEXT: the bytes TEXT encodes (coreutils/BSD base64, or openssl).
+base64_decode() {
+  if command -v base64 >/dev/null 2>&1; then
+    printf '%s\n' "$1" | base64 -d 2>/dev/null
+  else
+    printf '%s\n' "$1" | openssl base64 -d -A 2>/dev/null
+  fi
+}
+
+# minisig_check FILE SIGNATURE KEY SCRATCH: verifies a minisign signature (format:
+# https://jedisct1.github.io/minisign/, as common/minisign.ts writes it) of FILE by KEY, the
+# base64 line of a public key ("Ed" || key id[8] || Ed25519 key[32]). Only the prehashed
+# algorithm "ED" (Ed25519 over BLAKE2b-512 of FILE) is accepted; the global signature over
+# signature || trusted comment is checked too, so the trusted comment can be relied on.
+# SCRATCH is an empty private directory. Prints the trusted comment; on failure prints the
+# reason (one word) and returns 1.
+minisig_check() {
+  file=$1 signature=$2 key=$3 scratch=$4
+  case $key in *[!A-Za-z0-9+/=]* | '') echo bad-public-key; return 1 ;; esac
+  [ ${#key} -eq 56 ] || { echo bad-public-key; return 1; }
+  base64_decode "$key" >"$scratch/key.bin"
+  if [ "$(size_of "$scratch/key.bin")" != 42 ] || [ "$(head -c 2 "$scratch/key.bin")" != Ed ]; then
+    echo bad-public-key
+    return 1
+  fi
+  [ "$(wc -l <"$signature" | tr -d ' ')" = 4 ] || { echo malformed-signature; return 1; }
+  case $(sed -n 1p "$signature") in 'untrusted comment:'*) ;; *) echo malformed-signature; return 1 ;; esac
+  trusted=$(sed -n 3p "$signature")
+  case $trusted in 'trusted comment: '*) trusted=${trusted#trusted comment: } ;; *) echo malformed-signature; return 1 ;; esac
+  case $trusted in *"$(printf '\r')"*) echo malformed-signature; return 1 ;; esac
+  base64_decode "$(sed -n 2p "$signature")" >"$scratch/signature.bin"
+  base64_decode "$(sed -n 4p "$signature")" >"$scratch/global.sig"
+  if [ "$(size_of "$scratch/signature.bin")" != 74 ] || [ "$(size_of "$scratch/global.sig")" != 64 ]; then
+    echo malformed-signature
+    return 1
+  fi
+  [ "$(head -c 2 "$scratch/signature.bin")" = ED ] || { echo not-prehashed; return 1; }
+  [ "$(head -c 10 "$scratch/signature.bin" | tail -c 8 | bytes_hex)" = "$(head -c 10 "$scratch/key.bin" | tail -c 8 | bytes_hex)" ] ||
+    { echo signed-by-another-key; return 1; }
+  if command -v minisign >/dev/null 2>&1; then
+    printf 'untrusted comment: CT-Ops key\n%s\n' "$key" >"$scratch/key.pub"
+    minisign -V -q -p "$scratch/key.pub" -m "$file" -x "$signature" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
+  elif command -v openssl >/dev/null 2>&1; then
+    # SubjectPublicKeyInfo (DER) of an Ed25519 key: a fixed 12-byte prefix, then the 32 key bytes.
+    printf '\060\052\060\005\006\003\053\145\160\003\041\000' >"$scratch/key.der"
+    tail -c 32 "$scratch/key.bin" >>"$scratch/key.der"
+    tail -c 64 "$scratch/signature.bin" >"$scratch/ed25519.sig"
+    openssl dgst -blake2b512 -binary "$file" >"$scratch/digest" 2>/dev/null || { echo no-verifier; return 1; }
+    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/digest" \
+      -sigfile "$scratch/ed25519.sig" >/dev/null 2>&1 || { echo signature-mismatch; return 1; }
+    { cat "$scratch/ed25519.sig"; printf '%s' "$trusted"; } >"$scratch/global.msg"
+    openssl pkeyutl -verify -pubin -keyform DER -inkey "$scratch/key.der" -rawin -in "$scratch/global.msg" \
+      -sigfile "$scratch/global.sig" >/dev/null 2>&1 || { echo trusted-comment-altered; return 1; }
+  else
+    echo no-verifier
+    return 1
+  fi
+  printf '%s\n' "$trusted"
+}
+
+if [ "${1:-}" = verify-minisig ]; then
+  [ $# -eq 4 ] || { echo 'usage: install.sh verify-minisig FILE SIGNATURE PUBLIC-KEY' >&2; exit 3; }
+  # Never $TMPDIR: root may run with a TMPDIR another user can write (sudo -E).
+  scratch=$(mktemp -d /tmp/ct-ops-minisig.XXXXXXXX) || exit 3
+  trap 'rm -rf "$scratch"' EXIT
+  if outcome=$(minisig_check "$2" "$3" "$4" "$scratch"); then
+    printf '%s\n' "$outcome"
+    exit 0
+  fi
+  printf '%s\n' "$outcome" >&2
+  exit 1
+fi
 
 readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_PLATFORM=3 EX_TAMPERED=4 EX_MISSING_TOOL=5 EX_STEP=6
 readonly AGENT_USER=ct-ops AGENT_GROUP=ct-ops
@@ -172,7 +260,8 @@ fi
 
 # Every file is copied into a private staging folder first and verified there, so nothing
 # can change between the check and the install.
-STAGE=$(mktemp -d "${TMPDIR:-/tmp}/ct-ops-install.XXXXXXXX") || die $EX_STEP "cannot create a staging folder"
+# Never $TMPDIR: root may run with a TMPDIR another user can write (sudo -E) and swap the stage.
+STAGE=$(mktemp -d /tmp/ct-ops-install.XXXXXXXX) || die $EX_STEP "cannot create a staging folder"
 trap 'rm -rf "$STAGE" ${LOCK_DIR:+"$LOCK_DIR"}' EXIT
 trap 'exit 130' INT TERM HUP
 
@@ -236,7 +325,7 @@ key_id_of() {
 }
 
 if [ -n "$BUNDLE_KEY" ]; then
-  # The verifier is the bundle's helper script, already checked against SHA256SUMS above.
+  # The verifier is this script's own: anything else on the media is unverified until this passes.
   command -v minisign >/dev/null 2>&1 || command -v openssl >/dev/null 2>&1 ||
     die $EX_MISSING_TOOL "a bundle key was given but neither minisign nor openssl is installed to check the signature"
   if [ -n "$BUNDLE_KEY_ID" ]; then
@@ -247,7 +336,8 @@ if [ -n "$BUNDLE_KEY" ]; then
     die $EX_TAMPERED "SHA256SUMS.minisig is missing from the bundle"
   fi
   cp "$BUNDLE_DIR/SHA256SUMS.minisig" "$STAGE/SHA256SUMS.minisig"
-  if ! why=$(sh "$STAGE/ct-ops-agent-helper.sh" verify-minisig "$STAGE/SHA256SUMS" "$STAGE/SHA256SUMS.minisig" "$BUNDLE_KEY" 2>&1 >/dev/null); then
+  mkdir "$STAGE/.minisig"
+  if ! why=$(minisig_check "$STAGE/SHA256SUMS" "$STAGE/SHA256SUMS.minisig" "$BUNDLE_KEY" "$STAGE/.minisig"); then
     case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
     die $EX_TAMPERED "SHA256SUMS.minisig does not verify with bundle key $(key_id_of "$BUNDLE_KEY") ($why): the bundle was altered or signed by another key"
   fi
@@ -425,6 +515,7 @@ install_linux() {
   put_file "$STAGE/ct-ops-agent" 0755 0 0 /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 0 0 /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
   put_file "$STAGE/uninstall.sh" 0755 0 0 /usr/local/libexec/ct-ops/uninstall.sh
+  put_file "$STAGE/install.sh" 0755 0 0 /usr/local/libexec/ct-ops/install.sh
   install_update_trust 0 0
   if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
     put_file "$STAGE/agent.toml" 0640 0 "$gid" /etc/ct-ops/agent.toml
@@ -485,6 +576,7 @@ install_darwin() {
   put_file "$STAGE/ct-ops-agent" 0755 root wheel /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 root wheel /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
   put_file "$STAGE/uninstall.sh" 0755 root wheel /usr/local/libexec/ct-ops/uninstall.sh
+  put_file "$STAGE/install.sh" 0755 root wheel /usr/local/libexec/ct-ops/install.sh
   install_update_trust root wheel
   if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
     put_file "$STAGE/agent.toml" 0640 root wheel /etc/ct-ops/agent.toml

@@ -151,6 +151,9 @@ readonly REPORT_FILES="agent_key.pem agent_key.pub agent_state.json tasks.json"
 # copy never follows a link (as in ct-ops-agent-helper.sh) and never waits on a FIFO.
 copy_nofollow() {
   if [ -L "$1" ] || [ ! -f "$1" ]; then return 1; fi
+  # A second hard link could be a root-only file (where fs.protected_hardlinks is off): its
+  # content would reach the agent's copies.
+  [ -z "$(find "$1" -maxdepth 0 -links +1)" ] || return 1
   if [ "$(uname -s)" = Darwin ]; then
     cp "$1" "$2"
   else

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, createWriteStream, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, createWriteStream, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
@@ -221,6 +221,10 @@ describe('ct-ops-bundle verify', () => {
       }, 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/agent.toml`],
       ['a FIFO (must not hang the verifier)', (copy) => assert.equal(spawnSync('mkfifo', [join(copy, 'pipe')]).status, 0), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/pipe`],
       ['a world-writable install.sh', (copy) => chmodSync(join(copy, 'install.sh'), 0o777), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/install.sh`],
+      // What bsdtar or `unzip -X` extract as root from a zip naming another owner: that user could rewrite it after it verified.
+      ['install.sh owned by another user', (copy) => chownSync(join(copy, 'install.sh'), 1000, 1000), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/install.sh`],
+      ['install.sh with a second hard link outside the folder', (copy) => linkSync(join(copy, 'install.sh'), join(copy, '..', 'install.sh.link')), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/install.sh`],
+      ['the folder itself writable by its group', (copy) => chmodSync(copy, 0o775), 'ERR_BUNDLE_ENTRY_INVALID', `${TOP}/`],
       ['an executable that lost its execute bit', (copy) => chmodSync(join(copy, 'ct-ops-agent'), 0o644), 'ERR_BUNDLE_TAMPERED', `${TOP}/manifest.json`],
       ['a changed byte in agent.toml', (copy) => {
         const data = readFileSync(join(copy, 'agent.toml'));

@@ -57,6 +57,11 @@ describe('zip structure: only zips every reader reads the same way', () => {
     assert.equal((await readAll(streamed)).get('top/agent.toml'), '[agent]\naddress = "ingest.example:9443"\n');
   });
 
+  test('Info-ZIP Unix owner fields naming root (what zip -r writes as root) are accepted', async () => {
+    const rootOwned = forgeZip(BASE.map((spec) => ({ ...spec, both: { extra: extraField(0x7875, Buffer.from([1, 4, 0, 0, 0, 0, 4, 0, 0, 0, 0])) } })));
+    assert.equal((await readAll(rootOwned)).get('top/agent.toml'), '[agent]\naddress = "ingest.example:9443"\n');
+  });
+
   const plain = forgeZip(BASE);
   const cases: Array<[string, () => Buffer, string]> = [
     ['bytes before the first entry, offsets adjusted (a self-extractor)', () => forgeZip(BASE, { prefix: Buffer.from('#!/bin/sh\nexit 0\n') }), 'prefix'],
@@ -87,6 +92,10 @@ describe('zip structure: only zips every reader reads the same way', () => {
     ['an Info-ZIP Unicode Path field naming another file', () => forgeZip(withEntry(0, { both: { extra: extraField(0x7075, Buffer.concat([Buffer.from([1, 0, 0, 0, 0]), Buffer.from('top/evil.sh')])) } })), 'extra-field'],
     ['an AES encryption extra field', () => forgeZip(withEntry(0, { both: { extra: extraField(0x9901, Buffer.alloc(7)) } })), 'extra-field'],
     ['a malformed extra field', () => forgeZip(withEntry(0, { both: { extra: Buffer.from([0x55, 0x54, 9, 0, 1]) } })), 'extra-field'],
+    // bsdtar and `unzip -X` run as root give the file this owner; unzip and python do not.
+    ['an Info-ZIP Unix field (0x7875) naming uid 1000', () => forgeZip(withEntry(0, { both: { extra: extraField(0x7875, Buffer.from([1, 4, 0xe8, 3, 0, 0, 4, 0xe8, 3, 0, 0])) } })), 'extra-field'],
+    ['an old Info-ZIP Unix field (0x7855) naming gid 1000', () => forgeZip(withEntry(0, { local: { extra: extraField(0x7855, Buffer.from([0, 0, 0xe8, 3])) }, central: { extra: extraField(0x7855, Buffer.alloc(0)) } })), 'extra-field'],
+    ['a malformed Info-ZIP Unix field (0x7875, sizes overrun)', () => forgeZip(withEntry(0, { both: { extra: extraField(0x7875, Buffer.from([1, 9, 0])) } })), 'extra-field'],
     ['one name twice', () => forgeZip([...BASE, { ...CONFIG, data: Buffer.from('[agent]\naddress = "evil:1"\n') }]), 'duplicate-name'],
     ['names that differ only in case', () => forgeZip([...BASE, { name: 'top/Agent.toml', data: Buffer.from('x') }]), 'duplicate-name'],
     ['names equal after Unicode normalisation (NFC and NFD, as macOS stores them)', () => forgeZip([{ name: 'top/caf\u00e9', both: { flags: FLAG_UTF8 } }, { name: 'top/cafe\u0301', both: { flags: FLAG_UTF8 } }]), 'duplicate-name'],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { blake2b512, keyIdHex, publicKeyFile, signDigest, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
@@ -64,6 +64,23 @@ describe('install.sh trusts the bundle only as far as the operator says', { skip
       const unsigned = install(root, bundleIn(root, 'unsigned', { key: null }), '--bundle-key', keyLine(bundleKey));
       assert.equal(unsigned.code, 4, unsigned.stdout + unsigned.stderr);
       assert.match(unsigned.stderr, /SHA256SUMS\.minisig is missing/);
+    });
+
+    test('the verifier is install.sh\'s own: a bundle whose helper script "verifies" anything, with SHA256SUMS recomputed, is refused (exit 4)', () => {
+      const baseline = root.listing(EXCLUDED);
+      const swapped = bundleIn(root, 'helper-swap');
+      const dir = root.at(swapped);
+      // What an attacker with the media writes: a helper whose signature check always passes, and sums that match it.
+      writeFileSync(`${dir}/ct-ops-agent-helper.sh`, '#!/bin/sh\necho "trusted comment: anything"\nexit 0\n', { mode: 0o755 });
+      const sums = readFileSync(`${dir}/SHA256SUMS`, 'utf8').split('\n').filter(Boolean).map((line) => {
+        const name = line.slice(66);
+        return `${createHash('sha256').update(readFileSync(`${dir}/${name}`)).digest('hex')}  ${name}`;
+      });
+      writeFileSync(`${dir}/SHA256SUMS`, `${sums.join('\n')}\n`);
+      const refused = install(root, swapped, '--bundle-key', keyLine(bundleKey));
+      assert.equal(refused.code, 4, refused.stdout + refused.stderr);
+      assert.match(refused.stderr, /SHA256SUMS\.minisig does not verify .*signature-mismatch/);
+      assert.deepEqual(diffListings(baseline, root.listing(EXCLUDED)), []);
     });
 
     test('--bundle-key-id alone is refused as proof (exit 1); with a key, a different id is a usage error', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
 import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
@@ -203,6 +204,18 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
     asAgent(`rm -f ${SPOOL}/result && mkdir ${SPOOL}/result && touch ${SPOOL}/result/x`);
     ask('update');
     assertRefused(helper(), 'update-needs-release-file');
+  });
+
+  test('the answer cannot be redirected: "result" re-planted as a link to a folder while the helper answers never makes root write there', async () => {
+    // The agent's account in a tight loop: whenever root removes "result", plant it again as a link to /etc.
+    const loop = spawn('chroot', ['--userspec=ct-ops:ct-ops', root.path, '/usr/bin/perl', '-e',
+      `my $t = time; while (time - $t < 60) { symlink("/etc", "${SPOOL}/result"); if (!-e "${SPOOL}/request") { open(my $f, ">", "${SPOOL}/.r"); print $f "bogus\\n"; close $f; rename("${SPOOL}/.r", "${SPOOL}/request"); } }`], { stdio: 'ignore' });
+    try {
+      for (let run = 0; run < 20; run += 1) helper();
+    } finally {
+      loop.kill();
+    }
+    assert.deepEqual(readdirSync(root.at('etc')).filter((name) => name.startsWith('result')), [], 'root wrote no answer into /etc');
   });
 
   test('a genuine signature whose trusted comment was edited to claim a newer version is refused (the global signature covers it)', async () => {

@@ -56,13 +56,16 @@ describe('POSIX shell scripts', () => {
     }
   });
 
-  test('no script evaluates data: no eval, no source of bundle or config files, no fixed /tmp paths', () => {
+  test('no script evaluates data: no eval, no source of bundle or config files, no fixed /tmp paths, no $TMPDIR', () => {
     for (const script of SHELL_SCRIPTS) {
       const code = read(script).split('\n').filter((line) => !line.trim().startsWith('#')).join('\n');
       assert.doesNotMatch(code, /\beval\b/, `${script}: eval`);
       assert.doesNotMatch(code, /^\s*\.\s+\S/m, `${script}: sources a file`);
       assert.doesNotMatch(code, /\bsource\s/, `${script}: sources a file`);
-      assert.doesNotMatch(code, /["'\s]\/tmp\//, `${script}: a fixed /tmp path`);
+      // A mktemp template under /tmp is a unique name (and never $TMPDIR, which root may inherit from a user).
+      const fixedPaths = code.split('\n').filter((line) => !/\bmktemp\b.*\/tmp\/[\w.-]*XXXXXXXX/.test(line)).join('\n');
+      assert.doesNotMatch(fixedPaths, /["'\s]\/tmp\//, `${script}: a fixed /tmp path`);
+      assert.doesNotMatch(code, /\$\{?TMPDIR/, `${script}: TMPDIR`);
     }
   });
 

@@ -6,15 +6,18 @@
  * read) and must still be the regular file that was listed (same inode, same mode).
  *
  * Errors: CtOpsError ERR_BUNDLE_ZIP_TOO_LARGE (reason too-many-entries) when the
- * folder holds more entries than a bundle zip may; read errors as Error.
+ * folder holds more entries than a bundle zip may; ERR_BUNDLE_ENTRY_INVALID (reason
+ * changeable-by-others) when the folder or an entry could be changed by another user after it
+ * verified; read errors as Error.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, open, opendir, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
 import type { EntryKind } from '../zip/read.ts';
 import { MAX_ENTRIES } from '../zip/structure.ts';
+import { quoted } from '../lib/quoted.ts';
 import type { BundleEntry, BundleSource } from './source.ts';
 
 export interface FolderEntry extends BundleEntry {
@@ -28,14 +31,37 @@ function kindOf(stats: { isFile(): boolean; isDirectory(): boolean; isSymbolicLi
   return stats.isFile() ? 'file' : 'other';
 }
 
+/**
+ * Refuses a folder or file that someone other than root or the verifying user could change after
+ * it verified — what is verified must be what install.sh then copies: owned by one of them, not
+ * writable by group or others, and (files) no second hard link through which it could be changed
+ * from elsewhere. ERR_BUNDLE_ENTRY_INVALID, reason `changeable-by-others`.
+ */
+function checkOnlyOwnerCanChange(name: string, stats: Stats): void {
+  // A link's own mode means nothing; the layout check refuses links anyway.
+  if (stats.isSymbolicLink()) return;
+  const owners = new Set([0, process.getuid?.() ?? 0]);
+  const why = !owners.has(stats.uid)
+    ? `is owned by uid ${stats.uid}, neither root nor the verifying user`
+    : (stats.mode & 0o022) !== 0
+      ? `is writable by ${(stats.mode & 0o020) !== 0 ? 'its group' : 'others'} (mode ${(stats.mode & 0o777).toString(8)})`
+      : stats.isFile() && stats.nlink > 1
+        ? `has ${stats.nlink} hard links: it can be changed through another name`
+        : undefined;
+  if (why !== undefined) throw new CtOpsError('ERR_BUNDLE_ENTRY_INVALID', `${quoted(name)} ${why}; it could change after it verified`, { reason: 'changeable-by-others', path: name });
+}
+
 async function listFolder(folder: string, top: string): Promise<FolderEntry[]> {
   const entries: FolderEntry[] = [];
+  checkOnlyOwnerCanChange(`${top}/`, await lstat(folder));
   for await (const dirent of await opendir(folder)) {
     if (entries.length === MAX_ENTRIES) throw new CtOpsError('ERR_BUNDLE_ZIP_TOO_LARGE', `${folder} holds more than ${MAX_ENTRIES} entries; a bundle has about a dozen`, { reason: 'too-many-entries', path: folder });
     const path = join(folder, dirent.name);
     const stats = await lstat(path);
     const kind = kindOf(stats);
-    entries.push({ name: `${top}/${dirent.name}${kind === 'directory' ? '/' : ''}`, kind, permissions: stats.mode & 0o7777, size: stats.size, path, inode: stats.ino });
+    const name = `${top}/${dirent.name}${kind === 'directory' ? '/' : ''}`;
+    checkOnlyOwnerCanChange(name, stats);
+    entries.push({ name, kind, permissions: stats.mode & 0o7777, size: stats.size, path, inode: stats.ino });
   }
   return entries.sort((a, b) => (a.name < b.name ? -1 : 1));
 }

@@ -69,7 +69,7 @@ const FLAG_UTF8 = 0x0800;
 /** Data descriptor, the two deflate option bits (Info-ZIP sets them from -1..-9), UTF-8 names. */
 const ALLOWED_FLAGS = FLAG_DESCRIPTOR | 0x0002 | 0x0004 | FLAG_UTF8;
 const ZIP64_EXTRA = 0x0001;
-/** Extra fields that carry only times or Unix owners: extended timestamp, Info-ZIP Unix (three generations), NTFS times, the JAR marker. */
+/** Extra fields that carry only times or Unix owners (root only: namesOnlyRoot): extended timestamp, Info-ZIP Unix (three generations), NTFS times, the JAR marker. */
 const HARMLESS_EXTRA = new Set([0x5455, 0x7875, 0x7855, 0x5855, 0x000a, 0xcafe]);
 const EXTRA_NAMES = new Map([[0x7075, 'an Info-ZIP Unicode Path field, which unzip prefers over the header name'], [0x000d, 'a PKWARE Unix field, which can carry a link target']]);
 const ZIP64_MARK_16 = 0xffff;
@@ -178,6 +178,30 @@ async function readEndRecord(file: FileHandle, size: number): Promise<EndRecord>
   return { offset, entries, directoryOffset, directorySize };
 }
 
+/**
+ * Whether an extra field names no owner but root: true for the time-only fields and for Info-ZIP
+ * Unix fields whose uid and gid are 0, false for any other owner, undefined when malformed.
+ * Readers disagree on owners: bsdtar and `unzip -X` run as root give the extracted file that
+ * owner, `unzip` and python's zipfile do not, so a bundle may name root only. Layouts from
+ * Info-ZIP's extrafld.txt: 0x7875 version 1, uid size, uid, gid size, gid; 0x7855 uid(2) gid(2)
+ * in local headers, empty in central ones; 0x5855 atime(4) mtime(4), optionally uid(2) gid(2).
+ */
+function namesOnlyRoot(id: number, data: Buffer): boolean | undefined {
+  const zero = (bytes: Buffer): boolean => bytes.every((byte) => byte === 0);
+  if (id === 0x7875) {
+    if (data.length === 0) return true;
+    if (data[0] !== 1 || data.length < 2) return undefined;
+    const uidEnd = 2 + data[1]!;
+    if (uidEnd + 1 > data.length) return undefined;
+    const gidEnd = uidEnd + 1 + data[uidEnd]!;
+    if (gidEnd !== data.length) return undefined;
+    return zero(data.subarray(2, uidEnd)) && zero(data.subarray(uidEnd + 1, gidEnd));
+  }
+  if (id === 0x7855) return data.length === 0 || (data.length === 4 ? zero(data) : undefined);
+  if (id === 0x5855) return data.length === 8 || (data.length === 12 ? zero(data.subarray(8)) : undefined);
+  return true;
+}
+
 /** Checks the extra fields of one header; `where` is "central" or "local". */
 function checkExtra(extra: Buffer, name: string, where: string): void {
   const seen = new Set<number>();
@@ -191,6 +215,9 @@ function checkExtra(extra: Buffer, name: string, where: string): void {
     }
     if (seen.has(id)) throw ambiguous('extra-field', `the ${where} header of ${quoted(name)} repeats extra field 0x${id.toString(16).padStart(4, '0')}`, name);
     seen.add(id);
+    const rootOnly = namesOnlyRoot(id, extra.subarray(at + 4, at + 4 + extra.readUInt16LE(at + 2)));
+    if (rootOnly === undefined) throw ambiguous('extra-field', `the ${where} extra field 0x${id.toString(16).padStart(4, '0')} of ${quoted(name)} is malformed`, name);
+    if (!rootOnly) throw ambiguous('extra-field', `the ${where} header of ${quoted(name)} names a file owner other than root (field 0x${id.toString(16).padStart(4, '0')}), which bsdtar and unzip -X apply as root and unzip does not`, name);
     at += 4 + extra.readUInt16LE(at + 2);
   }
 }
