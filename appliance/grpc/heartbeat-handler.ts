@@ -1,14 +1,18 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
+import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { checkTaskUpdate } from '../tasks/updates.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { authenticateCall } from './bearer.ts';
+import type { IngestGuards } from './guards.ts';
+import { peerAddress } from '../lib/refusal-log.ts';
 import { toServiceError } from './status.ts';
 
 type HeartbeatCall = grpc.ServerDuplexStream<HeartbeatRequest__Output, HeartbeatResponse>;
@@ -52,6 +56,10 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
   if (message.agent_version.length > 64) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.agent_version is too long', { field: 'agent_version' });
+  if (message.task_updates.length > MAX_TASK_UPDATES_PER_HEARTBEAT) {
+    // Refused whole rather than cut: an ack must not cover reports that were never applied.
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `a heartbeat carries at most ${MAX_TASK_UPDATES_PER_HEARTBEAT} task reports, not ${message.task_updates.length}`, { field: 'task_updates', count: message.task_updates.length });
+  }
   return {
     sequence: message.sequence,
     intervalSecs: message.interval_secs,
@@ -66,34 +74,61 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 
 /**
  * The Heartbeat stream: authenticated once at open by the JWT in metadata; every
- * heartbeat is validated, acknowledged by sequence, and queued for a batched write; the task
- * reports it carries are applied at once. Queued tasks go out as soon as the stream opens.
+ * heartbeat is validated, acknowledged by sequence, and queued for a batched write (at most one
+ * sample per interval is stored); the task reports it carries are screened, then applied at once.
+ * Queued tasks go out as soon as the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
+ *
+ * Bounded per peer: the host's messages and stream opens share one rate limit (beyond it the
+ * stream ends with ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read
+ * either until it does (backpressure); refusals are logged aggregated (RefusalLog).
  */
-export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
+export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
   return (call: HeartbeatCall) => {
     openStream(call, deps).catch((error: unknown) => {
-      deps.log.warn({ err: error, peer: call.getPeer() }, 'heartbeat stream refused');
+      deps.refusals.refused({ peer: peerAddress(call.getPeer()) }, error, 'heartbeat stream');
       call.emit('error', toServiceError(error));
     });
   };
 }
 
-async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<void> {
-  const { stores, jwt, presence, vitals, tasks, log } = deps;
+async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
+  const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
+  const withinRate = (): boolean => heartbeatRate.take(agentId, Date.now());
+  const rateLimited = (): CtOpsError =>
+    new CtOpsError('ERR_STREAM_RATE_LIMITED', 'too many heartbeat messages or streams from this host; reconnect later', { host_id: agentId });
+  if (!withinRate()) throw rateLimited();
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
   if (call.cancelled) return;
+  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
+  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
+  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
   let credentialExpiresAt = credential.expiresAt;
   let refreshing = false;
   let ended = false;
+  /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
+  let congested = false;
   const session: LiveSession = {
     agentId,
-    send: (message) => !ended && call.write(message) !== undefined,
+    send: (message) => {
+      if (ended || congested) return false;
+      if (!call.write(message)) {
+        congested = true;
+        call.pause();
+        call.once('drain', () => {
+          congested = false;
+          if (ended) return;
+          call.resume();
+          if (!reportOnly) tasks.dispatch(agentId);
+        });
+      }
+      return true;
+    },
     close: (error) => {
       if (ended) return;
       ended = true;
@@ -101,9 +136,12 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       else call.end();
     },
   };
-  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
-  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
-  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
+  /** Ends the stream with a refusal of what the peer sent. */
+  const refuse = (error: unknown, what: string): void => {
+    refusals.refused({ host_id: agentId }, error, what);
+    presence.detach(session, 'stream-closed');
+    session.close(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
+  };
   let reportDeadline: NodeJS.Timeout | undefined;
   if (reportOnly) {
     log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
@@ -131,14 +169,12 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
   call.on('data', (message: HeartbeatRequest__Output) => {
     if (ended) return;
     const receivedAt = Date.now();
+    if (!withinRate()) return refuse(rateLimited(), 'heartbeat');
     let heartbeat: Heartbeat;
     try {
       heartbeat = parseHeartbeat(message, agentId);
     } catch (error) {
-      log.warn({ err: error, host_id: agentId }, 'heartbeat rejected');
-      presence.detach(session, 'stream-closed');
-      session.close(error as CtOpsError);
-      return;
+      return refuse(error, 'heartbeat');
     }
     presence.heard(session, heartbeat.intervalSecs);
     if (!reportOnly) vitals.add({
@@ -155,7 +191,16 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
     session.send({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
     // After the ack: a report may end this stream (a successful uninstall deletes the host),
     // and the agent must still learn that its report arrived.
-    if (message.task_updates.length > 0) tasks.report(agentId, message.task_updates);
+    const reports = message.task_updates.filter((update) => {
+      try {
+        checkTaskUpdate(stores, agentId, update);
+        return true;
+      } catch (error) {
+        refusals.refused({ host_id: agentId }, error, 'task report');
+        return false;
+      }
+    });
+    if (reports.length > 0) tasks.report(agentId, reports);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

@@ -8,6 +8,8 @@ import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { authenticateCall } from './bearer.ts';
+import type { IngestGuards } from './guards.ts';
+import { peerAddress } from '../lib/refusal-log.ts';
 import { toServiceError } from './status.ts';
 
 type InventoryCall = grpc.ServerReadableStream<SoftwareInventoryChunk__Output, SoftwareInventoryResponse>;
@@ -28,7 +30,7 @@ export interface InventoryDeps {
  * not count as the host's last inventory. task_id is recorded as sent, not checked: the
  * task model that dispatches scans does not exist yet.
  */
-export function inventoryHandler(deps: InventoryDeps): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
+export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refusals'>): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
   return (call: InventoryCall, callback: grpc.sendUnaryData<SoftwareInventoryResponse>) => {
     let answered = false;
     const answer = (error: unknown, response?: SoftwareInventoryResponse): void => {
@@ -38,14 +40,14 @@ export function inventoryHandler(deps: InventoryDeps): grpc.handleClientStreamin
       else callback(toServiceError(error));
     };
     openStream(call, deps, answer).catch((error: unknown) => {
-      deps.log.warn({ err: error, peer: call.getPeer() }, 'inventory stream refused');
+      deps.refusals.refused({ peer: peerAddress(call.getPeer()) }, error, 'inventory stream');
       answer(error);
     });
   };
 }
 
-async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
-  const { stores, jwt, log } = deps;
+async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<IngestGuards, 'refusals'>, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
+  const { stores, jwt, log, refusals } = deps;
   const inventory = stores.softwareInventory;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
@@ -96,7 +98,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
       }
     } catch (error) {
       const known = error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error });
-      log.warn({ err: known, host_id: agentId, scan_id: scanId }, 'inventory chunk refused');
+      refusals.refused({ host_id: agentId }, known, 'inventory chunk');
       // A database failure may be transient: the scan stays resumable. Anything else is final.
       stop(known, known.code === 'ERR_DATABASE' || known.code === 'ERR_INTERNAL' ? 'abandoned' : 'failed');
     }
