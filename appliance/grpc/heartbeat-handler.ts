@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
@@ -28,6 +29,8 @@ export interface HeartbeatDeps {
 
 const DEFAULT_INTERVAL_SECS = 30;
 const REPORT_STREAM_MAX_MS = 60_000;
+/** How long a stream opened over the host's rate limit is held before it is refused. */
+const RATE_LIMITED_OPEN_DELAY_MS = 1_000;
 
 /** A heartbeat that passed validation. */
 interface Heartbeat {
@@ -99,7 +102,12 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const withinRate = (): boolean => heartbeatRate.take(agentId, Date.now());
   const rateLimited = (): CtOpsError =>
     new CtOpsError('ERR_STREAM_RATE_LIMITED', 'too many heartbeat messages or streams from this host; reconnect later', { host_id: agentId });
-  if (!withinRate()) throw rateLimited();
+  if (!withinRate()) {
+    // Held before the refusal: a peer reopening in a loop gets at most 16 streams (one connection's
+    // limit) refused per delay, instead of costing a stream set-up each time it asks.
+    await sleep(RATE_LIMITED_OPEN_DELAY_MS);
+    throw rateLimited();
+  }
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
@@ -132,6 +140,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     close: (error) => {
       if (ended) return;
       ended = true;
+      // Read nothing more: a peer that keeps writing is held back by flow control, not discarded at line rate.
+      call.pause();
       if (error) call.emit('error', toServiceError(error));
       else call.end();
     },

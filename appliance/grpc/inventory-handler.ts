@@ -7,6 +7,7 @@ import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
+import { inventorySettings } from '../inventory/settings.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
 import { peerAddress } from '../lib/refusal-log.ts';
@@ -55,6 +56,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
+  const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * 86_400_000;
   let done = call.cancelled;
   /** The scan this stream carries, once its first chunk was accepted. */
   let scanId: string | undefined;
@@ -67,7 +69,9 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
     const code = error?.code ?? 'ERR_INVENTORY_SCAN_INCOMPLETE';
     if (scanId !== undefined) {
       try {
-        if (inventory.closeScan(scanId, agentId, status, code, Date.now())) log.info({ host_id: agentId, scan_id: scanId, status, code }, 'inventory scan closed');
+        // A scan over the limits is refused whole: what its earlier chunks added goes too.
+        const closed = code === 'ERR_INVENTORY_SCAN_TOO_LARGE' ? inventory.discardScan(scanId, agentId, code, Date.now()) : inventory.closeScan(scanId, agentId, status, code, Date.now());
+        if (closed) log.info({ host_id: agentId, scan_id: scanId, status, code }, 'inventory scan closed');
       } catch (closeError) {
         log.error({ err: closeError, host_id: agentId, scan_id: scanId }, 'inventory scan could not be closed');
       }
@@ -86,7 +90,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
       if (scanId !== undefined && chunk.chunkIndex !== nextIndex) {
         throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk_index ${chunk.chunkIndex} received; expected ${nextIndex}`, { field: 'chunk_index', reason: 'chunk_out_of_order', expected: nextIndex });
       }
-      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, isLast: chunk.isLast, now: Date.now() });
+      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, isLast: chunk.isLast, now: Date.now(), removedRetentionMs });
       scanId = chunk.scanId;
       nextIndex = chunk.chunkIndex + 1;
       log.debug({ host_id: agentId, scan_id: scanId, chunk_index: chunk.chunkIndex, packages: chunk.packages.length, added: result.added, unchanged: result.unchanged, duplicates: result.duplicates }, 'inventory chunk stored');
