@@ -12,6 +12,3 @@ export const MAX_TASK_UPDATES_PER_HEARTBEAT = 64;
  * phase change, far below; beyond it the stream ends with ERR_STREAM_RATE_LIMITED.
  */
 export const HEARTBEAT_RATE_LIMIT = { burst: 30, perSecond: 1 } as const;
-
-/** The largest HeartbeatRequest accepted: 64 task reports with their output cut to 64 KiB fit in practice. */
-export const MAX_HEARTBEAT_MESSAGE_BYTES = 1024 * 1024;

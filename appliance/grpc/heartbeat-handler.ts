@@ -121,20 +121,27 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   let ended = false;
   /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
   let congested = false;
+  /**
+   * Every write to the peer goes through here: when the buffer is full (the peer does not read),
+   * stop reading its messages until it drains, so what it sends cannot pile up replies here.
+   */
+  const writeToPeer = (message: HeartbeatResponse): void => {
+    if (call.write(message) || congested) return;
+    congested = true;
+    call.pause();
+    call.once('drain', () => {
+      congested = false;
+      if (ended) return;
+      call.resume();
+      if (!reportOnly) tasks.dispatch(agentId);
+    });
+  };
   const session: LiveSession = {
     agentId,
+    // False when not sent (the stream ended, or its peer is not reading): a task stays queued.
     send: (message) => {
       if (ended || congested) return false;
-      if (!call.write(message)) {
-        congested = true;
-        call.pause();
-        call.once('drain', () => {
-          congested = false;
-          if (ended) return;
-          call.resume();
-          if (!reportOnly) tasks.dispatch(agentId);
-        });
-      }
+      writeToPeer(message);
       return true;
     },
     close: (error) => {
