@@ -11,9 +11,9 @@ import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 import { checkTaskUpdate } from '../tasks/updates.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
+import { peerAddress } from '../lib/refusal-log.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
-import { peerAddress } from '../lib/refusal-log.ts';
 import { toServiceError } from './status.ts';
 
 type HeartbeatCall = grpc.ServerDuplexStream<HeartbeatRequest__Output, HeartbeatResponse>;

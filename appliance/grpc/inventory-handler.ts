@@ -8,12 +8,14 @@ import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { inventorySettings } from '../inventory/settings.ts';
+import { peerAddress } from '../lib/refusal-log.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
-import { peerAddress } from '../lib/refusal-log.ts';
 import { toServiceError } from './status.ts';
 
 type InventoryCall = grpc.ServerReadableStream<SoftwareInventoryChunk__Output, SoftwareInventoryResponse>;
+
+const DAY_MS = 86_400_000;
 
 export interface InventoryDeps {
   stores: Stores;
@@ -30,6 +32,9 @@ export interface InventoryDeps {
  * before the last chunk abandons the scan: nothing is marked removed, and the scan does
  * not count as the host's last inventory. task_id is recorded as sent, not checked: the
  * task model that dispatches scans does not exist yet.
+ * A scan over the per-host limits (HOST_INVENTORY_LIMITS) fails with ERR_INVENTORY_SCAN_TOO_LARGE
+ * and what its earlier chunks added is deleted; completing a scan purges the host's packages
+ * removed longer ago than the organisation's retention. Refusals go to the aggregated RefusalLog.
  */
 export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refusals'>): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
   return (call: InventoryCall, callback: grpc.sendUnaryData<SoftwareInventoryResponse>) => {
@@ -56,7 +61,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
-  const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * 86_400_000;
+  const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * DAY_MS;
   let done = call.cancelled;
   /** The scan this stream carries, once its first chunk was accepted. */
   let scanId: string | undefined;
