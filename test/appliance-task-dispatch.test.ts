@@ -138,7 +138,7 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     report(otherStream, other.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED' }, { task_id: 'tsk_unknown', phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: 'not a task', phase: 'TASK_PHASE_ACKNOWLEDGED' });
     await waitFor('ack 2', () => otherStream.acks().includes(2));
     assert.equal((await show(task.id)).state, 'sent', "another host's report changes nothing");
-    await ingest.appliance.process.waitForLog('task report refused', { task_id: task.id });
+    await ingest.appliance.process.waitForLog('ingest refused', { host_id: other.hostId, what: 'task report', code: 'ERR_TASK_NOT_FOUND' });
 
     report(ownerStream, owner.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_UNSPECIFIED' }, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '[1,2' });
     await waitFor('ack 2', () => ownerStream.acks().includes(2));
