@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import { KeyedRateLimiter } from '../appliance/lib/rate-limit.ts';
-import { peerAddress, RefusalLog } from '../appliance/lib/refusal-log.ts';
+import { peerSource } from '../appliance/lib/peer-source.ts';
+import { RefusalLog } from '../appliance/lib/refusal-log.ts';
 
 /** A real pino logger writing JSON lines into memory. */
 function memoryLogger(): { log: pino.Logger; lines: () => Array<Record<string, unknown>>; bytes: () => number } {
@@ -37,20 +38,42 @@ test('10,000 refusals of one host in an interval cost two log lines without stac
   assert.ok(bytes() < 1_024, `${bytes()} bytes`);
 });
 
-test('peers are counted apart, a reconnecting address stays one peer, and a new interval logs its first refusal again', () => {
+test('unauthenticated peers are counted apart by source, a reconnecting address stays one source, and a new interval logs its first refusal again', () => {
   const { log, lines } = memoryLogger();
   const refusals = new RefusalLog(log, 60_000);
   const refusal = new CtOpsError('ERR_JWT_INVALID', 'bad JWT');
-  for (const peer of ['127.0.0.1:40001', '127.0.0.1:40002', '[::1]:40003']) refusals.refused({ peer: peerAddress(peer) }, refusal, 'heartbeat stream');
+  for (const peer of ['127.0.0.1:40001', '127.0.0.1:40002', '[::1]:40003', '::1:40004']) refusals.refused({ peer: peerSource(peer) }, refusal, 'heartbeat stream');
   refusals.flush();
   refusals.refused({ peer: '127.0.0.1' }, refusal, 'heartbeat stream');
   refusals.close();
   assert.deepEqual(lines().map((line) => [line.msg, line.peer]), [
     ['ingest refused', '127.0.0.1'],
-    ['ingest refused', '[::1]'],
+    ['ingest refused', '0:0:0:0::/64'],
     ['ingest refusals', '127.0.0.1'],
+    ['ingest refusals', '0:0:0:0::/64'],
     ['ingest refused', '127.0.0.1'],
   ]);
+});
+
+test('a Register flood from two sources costs one line at the first refusal and one summary per source, with counts by code', () => {
+  const { log, lines } = memoryLogger();
+  const refusals = new RefusalLog(log, 60_000);
+  const invalid = new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
+  const throttled = new CtOpsError('ERR_REGISTER_THROTTLED', 'too many failed Register requests');
+  for (let index = 0; index < 5_000; index += 1) refusals.refused({ peer: index % 5 === 0 ? '127.0.0.2' : '127.0.0.1' }, index < 100 ? invalid : throttled, 'register');
+  refusals.flush();
+  refusals.flush();
+  assert.deepEqual(lines().map((line) => [line.msg, line.peer, line.what]), [
+    ['ingest refused', '127.0.0.2', 'register'],
+    ['ingest refused', '127.0.0.1', 'register'],
+    ['ingest refusals', '127.0.0.2', undefined],
+    ['ingest refusals', '127.0.0.1', undefined],
+  ], 'a second flush of an empty interval logs nothing');
+  assert.equal(lines()[0]!.code, 'ERR_TOKEN_INVALID');
+  assert.deepEqual(lines()[2]!.refused, { ERR_TOKEN_INVALID: 20, ERR_REGISTER_THROTTLED: 980 });
+  assert.deepEqual(lines()[3]!.refused, { ERR_TOKEN_INVALID: 80, ERR_REGISTER_THROTTLED: 3_920 });
+  assert.ok(lines().every((line) => line.err === undefined), 'no stack traces');
+  refusals.close();
 });
 
 test('an unexpected failure (not a refusal of input) keeps its stack on its first line', () => {

@@ -12,7 +12,7 @@ import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 import { checkTaskUpdate } from '../tasks/updates.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
-import { peerAddress } from '../lib/refusal-log.ts';
+import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
@@ -90,7 +90,7 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
   return (call: HeartbeatCall) => {
     openStream(call, deps).catch((error: unknown) => {
-      deps.refusals.refused({ peer: peerAddress(call.getPeer()) }, error, 'heartbeat stream');
+      deps.refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'heartbeat stream');
       call.emit('error', toServiceError(error));
     });
   };

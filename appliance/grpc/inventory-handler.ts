@@ -8,7 +8,7 @@ import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { inventorySettings } from '../inventory/settings.ts';
-import { peerAddress } from '../lib/refusal-log.ts';
+import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
@@ -46,7 +46,7 @@ export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refus
       else callback(toServiceError(error));
     };
     openStream(call, deps, answer).catch((error: unknown) => {
-      deps.refusals.refused({ peer: peerAddress(call.getPeer()) }, error, 'inventory stream');
+      deps.refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'inventory stream');
       answer(error);
     });
   };

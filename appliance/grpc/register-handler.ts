@@ -6,15 +6,15 @@ import { parseRegisterRequest } from '../enrolment/register-input.ts';
 import { RegisterThrottle } from '../enrolment/register-throttle.ts';
 import { register, type RegisterDeps } from '../enrolment/register.ts';
 import { peerSource } from '../lib/peer-source.ts';
-import { RefusalTally } from '../lib/refusal-tally.ts';
+import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
 
-/** Refused Registers are logged once per source per minute, with counts by code. */
-const REFUSAL_LOG_INTERVAL_MS = 60_000;
-
-export function registerHandler(deps: RegisterDeps): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
+/**
+ * Register: throttled per source (RegisterThrottle); refusals go to the aggregated RefusalLog keyed
+ * by the source, since the peer is not authenticated yet.
+ */
+export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusals'>): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
   const throttle = new RegisterThrottle();
-  const refusals = new RefusalTally(deps.log, { first: 'register refused', summary: 'register refusals' }, REFUSAL_LOG_INTERVAL_MS);
   return (call, callback) => {
     const source = peerSource(call.getPeer());
     // The throttle answers first, so a throttled source costs no parsing, signature check or query.
@@ -25,8 +25,7 @@ export function registerHandler(deps: RegisterDeps): grpc.handleUnaryCall<Regist
         (response) => callback(null, response),
         async (error: unknown) => {
           await throttle.refused(source, error);
-          if (error instanceof CtOpsError) refusals.record(source, error);
-          else deps.log.error({ err: error, source }, 'register failed');
+          deps.refusals.refused({ peer: source }, error, 'register');
           callback(withRetryHint(error));
         },
       );

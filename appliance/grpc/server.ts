@@ -36,7 +36,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     interceptors: [refuseMalformedRequests],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
-    Register: registerHandler(deps),
+    Register: registerHandler({ ...deps, ...guards }),
     Heartbeat: heartbeatHandler({ ...deps, ...guards }),
     SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });

@@ -1,15 +1,13 @@
 import type { Logger } from 'pino';
 import { CtOpsError, type ErrorCode } from '../../common/errors.ts';
 
-/** Who was refused: the host once its JWT was read, otherwise the connection's address. */
+/**
+ * Who was refused: the host once its JWT was read, otherwise the connection's source
+ * (appliance/lib/peer-source.ts: an IPv4 address or an IPv6 /64, so a reconnecting peer stays one peer).
+ */
 export interface RefusedPeer {
   host_id?: string;
   peer?: string;
-}
-
-/** The address of a gRPC peer ("1.2.3.4:5678", "[::1]:5678") without its port: a reconnecting peer stays one peer. */
-export function peerAddress(peer: string): string {
-  return peer.replace(/:[0-9]+$/, '');
 }
 
 /** Failures of ours rather than of the peer's input: their first occurrence keeps its stack. */
@@ -28,8 +26,8 @@ const MAX_PEERS = 10_000;
 const MAX_MESSAGE_CHARS = 200;
 
 /**
- * Refusals of what peers sent (bad messages, bad task reports, rate limits), logged without
- * stack traces and aggregated, so one hostile message of 20,000 bad items, or a peer refused in
+ * Refusals of what peers sent on the ingest service (bad Registers, bad messages, bad task
+ * reports, rate limits), logged without stack traces and aggregated, so one hostile message of 20,000 bad items, or a peer refused in
  * a loop, costs two log lines a minute, not one per item: the first refusal of a peer in an
  * interval at once (`ingest refused`: code and message, for the operator to see why), then at the
  * end of the interval the counts by code when there were more (`ingest refusals`:
@@ -48,7 +46,7 @@ export class RefusalLog {
     this.#timer.unref();
   }
 
-  /** Records one refusal; `what` names the refused thing ("heartbeat", "task report", "inventory chunk"). */
+  /** Records one refusal; `what` names the refused thing ("register", "heartbeat", "task report", "inventory chunk"). */
   refused(who: RefusedPeer, error: unknown, what: string): void {
     const known = error instanceof CtOpsError ? error : undefined;
     const code: ErrorCode = known?.code ?? 'ERR_INTERNAL';
