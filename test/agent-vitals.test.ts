@@ -3,6 +3,7 @@ import type { CpuInfo } from 'node:os';
 import { tmpdir } from 'node:os';
 import { test } from 'node:test';
 import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
+import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../common/heartbeat-limits.ts';
 import { buildHeartbeat } from '../agent/heartbeat/request.ts';
 import { cpuPercentBetween, createCpuSampler } from '../agent/vitals/cpu.ts';
 import { diskPercent, diskPercentOf } from '../agent/vitals/disk.ts';
@@ -73,4 +74,28 @@ test('task reports leave the queue only when the heartbeat carrying them is acke
   assert.deepEqual(queue.takeFor(1).map((update) => update.task_id), ['b', 'c'], 'unacked reports go first, in order');
   queue.acknowledge(5);
   assert.equal(queue.size, 0);
+});
+
+test('a heartbeat carries at most 64 task reports: 100 queued go out as 64 then 36, and acks and requeues keep their order', () => {
+  assert.equal(MAX_TASK_UPDATES_PER_HEARTBEAT, 64);
+  const queue = new TaskUpdateQueue();
+  const ids = Array.from({ length: 100 }, (_, index) => `tsk_${index}`);
+  for (const task_id of ids) queue.add({ task_id, phase: 'TASK_PHASE_RUNNING' });
+  const first = queue.takeFor(1).map((update) => update.task_id);
+  assert.deepEqual(first, ids.slice(0, 64));
+  assert.equal(queue.waiting, 36, 'the rest stay pending');
+  const second = queue.takeFor(2).map((update) => update.task_id);
+  assert.deepEqual(second, ids.slice(64));
+  assert.equal(queue.waiting, 0);
+  assert.deepEqual(queue.acknowledge(1).map((update) => update.task_id), first, 'an ack delivers what its heartbeat carried, no more');
+  assert.equal(queue.size, 36);
+  // The stream ends before the second ack: its 36 go first again, ahead of what came since, still 64 at most.
+  for (const task_id of ['late_0', 'late_1']) queue.add({ task_id, phase: 'TASK_PHASE_SUCCEEDED' });
+  queue.requeueUnacknowledged();
+  assert.deepEqual(queue.takeFor(3).map((update) => update.task_id), [...ids.slice(64), 'late_0', 'late_1']);
+  queue.add({ task_id: 'x', phase: 'TASK_PHASE_RUNNING' });
+  for (let index = 0; index < 70; index += 1) queue.add({ task_id: `more_${index}`, phase: 'TASK_PHASE_RUNNING' });
+  assert.equal(queue.takeFor(4).length, 64);
+  assert.deepEqual(queue.acknowledge(4).map((update) => update.task_id).slice(0, 38), [...ids.slice(64), 'late_0', 'late_1'], 'acks cover every sequence up to theirs');
+  assert.equal(queue.size, 7);
 });

@@ -1,3 +1,4 @@
+import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
 import type { TaskUpdate } from '../../common/proto.ts';
 
 export type { TaskUpdate };
@@ -16,12 +17,21 @@ export class TaskUpdateQueue {
     this.pending.push(update);
   }
 
-  /** Moves every pending report onto the heartbeat with this sequence. */
+  /**
+   * Moves the oldest pending reports, at most MAX_TASK_UPDATES_PER_HEARTBEAT (the appliance
+   * refuses a heartbeat with more: common/heartbeat-limits.ts), onto the heartbeat with this
+   * sequence; the rest stay pending for the next one.
+   */
   takeFor(sequence: number): TaskUpdate[] {
-    const taken = this.pending;
-    this.pending = [];
+    const taken = this.pending.slice(0, MAX_TASK_UPDATES_PER_HEARTBEAT);
+    this.pending = this.pending.slice(taken.length);
     if (taken.length > 0) this.inFlight.set(sequence, taken);
     return taken;
+  }
+
+  /** Reports not yet put on a heartbeat. */
+  get waiting(): number {
+    return this.pending.length;
   }
 
   /** The appliance acknowledged heartbeats up to this sequence; returns the reports they carried. */
