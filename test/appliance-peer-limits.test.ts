@@ -105,7 +105,7 @@ describe('one enrolled agent cannot exhaust the appliance: memory, disk or log (
     await floodBesideHonestFleet(true);
   });
 
-  test('a host over its message rate is cut off with RESOURCE_EXHAUSTED, logged once, and a new stream does not reset its budget', async () => {
+  test('a host over its message rate is cut off with RESOURCE_EXHAUSTED and a retry-after-ms hint, logged once, and a new stream does not reset its budget', async () => {
     const { hostId, jwt } = await ingest.enrol({ hostname: 'too-fast' });
     const stream = new HeartbeatStream(ingest.client, jwt);
     const sent = HEARTBEAT_RATE_LIMIT.burst * 3;
@@ -113,6 +113,8 @@ describe('one enrolled agent cannot exhaust the appliance: memory, disk or log (
     const end = await stream.ended;
     assert.equal(end.code, GrpcCode.RESOURCE_EXHAUSTED);
     assert.equal(codeFromGrpcDetails(end.details), 'ERR_STREAM_RATE_LIMITED');
+    const burstWindowMs = (HEARTBEAT_RATE_LIMIT.burst / HEARTBEAT_RATE_LIMIT.perSecond) * 1000;
+    assert.ok(end.retryAfterMs !== undefined && end.retryAfterMs > 1_000 && end.retryAfterMs <= burstWindowMs, `retry-after-ms ${end.retryAfterMs}: until the burst budget is back`);
     const acked = stream.acks().length;
     assert.ok(acked >= HEARTBEAT_RATE_LIMIT.burst - 2 && acked < HEARTBEAT_RATE_LIMIT.burst + 5, `${acked} acks before the cut`);
 

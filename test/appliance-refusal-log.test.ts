@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import { KeyedRateLimiter } from '../appliance/lib/rate-limit.ts';
+import { HostMessageRate } from '../appliance/heartbeat/message-rate.ts';
 import { peerSource } from '../appliance/lib/peer-source.ts';
 import { RefusalLog } from '../appliance/lib/refusal-log.ts';
 
@@ -85,13 +86,20 @@ test('an unexpected failure (not a refusal of input) keeps its stack on its firs
   assert.match(String((lines()[0]!.err as { stack: string }).stack), /TypeError: boom/);
 });
 
-test('the rate limiter grants a burst, then the refill rate, per key; its memory stays bounded by forgetting full buckets', () => {
-  const limiter = new KeyedRateLimiter({ burst: 3, perSecond: 1 }, 2);
-  const taken = (key: string, at: number, times: number) => Array.from({ length: times }, () => limiter.take(key, at));
-  assert.deepEqual(taken('a', 0, 4), [true, true, true, false]);
-  assert.deepEqual(taken('b', 0, 1), [true], 'another key has its own bucket');
-  assert.deepEqual(taken('a', 1_000, 2), [true, false], 'one token a second');
-  // A third key at the cap: the buckets that refilled completely are forgotten (a full bucket is the default).
-  assert.deepEqual(taken('c', 10_000, 1), [true]);
-  assert.deepEqual(taken('a', 10_000, 4), [true, true, true, false], 'a forgotten key starts full, never above the burst');
+test('the host message rate grants the steady budget and a burst, then refuses with a hint until the burst is back; hosts are counted apart', async () => {
+  const rate = new HostMessageRate({ burst: 3, perSecond: 1 });
+  const outcomes = async (hostId: string, times: number): Promise<Array<string | number>> => {
+    const results: Array<string | number> = [];
+    for (let index = 0; index < times; index += 1) {
+      results.push(await rate.take(hostId).then(() => 'ok', (error: unknown) => (error instanceof CtOpsError ? `${error.code}` : 'other')));
+    }
+    return results;
+  };
+  assert.deepEqual(await outcomes('hst_a', 5), ['ok', 'ok', 'ok', 'ok', 'ERR_STREAM_RATE_LIMITED'], 'one a second plus a burst of 3');
+  const refusal = await rate.take('hst_a').then(() => undefined, (error: unknown) => error as CtOpsError);
+  const hint = refusal?.details.retry_after_ms;
+  assert.ok(typeof hint === 'number' && hint > 1_000 && hint <= 3_000, `hint ${hint} ms: until the burst budget is back, not the next second`);
+  assert.deepEqual(await outcomes('hst_b', 1), ['ok'], 'another host has its own budget');
+  await sleep(1_100);
+  assert.deepEqual(await outcomes('hst_a', 2), ['ok', 'ERR_STREAM_RATE_LIMITED'], 'one more a second');
 });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { HEARTBEAT_RATE_LIMIT } from '../../common/heartbeat-limits.ts';
-import { KeyedRateLimiter } from '../lib/rate-limit.ts';
+import { HostMessageRate } from '../heartbeat/message-rate.ts';
 import { RefusalLog } from '../lib/refusal-log.ts';
 
 /** What bounds the work one peer can cause: the ingest handlers share one per server. */
@@ -8,9 +8,9 @@ export interface IngestGuards {
   /** Refusals of peer input, logged aggregated. */
   readonly refusals: RefusalLog;
   /** Heartbeat messages and stream opens, per host across all its streams. */
-  readonly heartbeatRate: KeyedRateLimiter;
+  readonly heartbeatRate: HostMessageRate;
 }
 
 export function createIngestGuards(log: Logger): IngestGuards {
-  return { refusals: new RefusalLog(log), heartbeatRate: new KeyedRateLimiter(HEARTBEAT_RATE_LIMIT) };
+  return { refusals: new RefusalLog(log), heartbeatRate: new HostMessageRate(HEARTBEAT_RATE_LIMIT) };
 }

@@ -100,15 +100,12 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
-  const withinRate = (): boolean => heartbeatRate.take(agentId, Date.now());
-  const rateLimited = (): CtOpsError =>
-    new CtOpsError('ERR_STREAM_RATE_LIMITED', 'too many heartbeat messages or streams from this host; reconnect later', { host_id: agentId });
-  if (!withinRate()) {
+  await heartbeatRate.take(agentId).catch(async (error: unknown) => {
     // Held before the refusal: a peer reopening in a loop gets at most 16 streams (one connection's
     // limit) refused per delay, instead of costing a stream set-up each time it asks.
     await sleep(RATE_LIMITED_OPEN_DELAY_MS);
-    throw rateLimited();
-  }
+    throw error;
+  });
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
@@ -122,6 +119,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   let ended = false;
   /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
   let congested = false;
+  /** A message waits for the rate limit: nothing more is read until it is handled. */
+  let waitingForRate = false;
   /**
    * Every write to the peer goes through here: when the buffer is full (the peer does not read),
    * stop reading its messages until it drains, so what it sends cannot pile up replies here.
@@ -133,7 +132,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     call.once('drain', () => {
       congested = false;
       if (ended) return;
-      call.resume();
+      if (!waitingForRate) call.resume();
       if (!reportOnly) tasks.dispatch(agentId);
     });
   };
@@ -185,10 +184,23 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
   };
 
+  // The rate limit answers asynchronously: the stream is paused while a message waits for it, so
+  // messages are handled one at a time, in the order they came.
   call.on('data', (message: HeartbeatRequest__Output) => {
     if (ended) return;
+    call.pause();
+    waitingForRate = true;
+    heartbeatRate.take(agentId).then(
+      () => handle(message),
+      (error: unknown) => refuse(error, 'heartbeat'),
+    ).finally(() => {
+      waitingForRate = false;
+      if (!ended && !congested) call.resume();
+    });
+  });
+  const handle = (message: HeartbeatRequest__Output): void => {
+    if (ended) return;
     const receivedAt = Date.now();
-    if (!withinRate()) return refuse(rateLimited(), 'heartbeat');
     let heartbeat: Heartbeat;
     try {
       heartbeat = parseHeartbeat(message, agentId);
@@ -230,7 +242,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
-  });
+  };
   const finish = (): void => {
     clearTimeout(reportDeadline);
     if (!ended) {

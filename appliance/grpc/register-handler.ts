@@ -1,7 +1,5 @@
-import * as grpc from '@grpc/grpc-js';
-import { CtOpsError } from '../../common/errors.ts';
+import type * as grpc from '@grpc/grpc-js';
 import type { RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
-import { RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import { parseRegisterRequest } from '../enrolment/register-input.ts';
 import { RegisterThrottle } from '../enrolment/register-throttle.ts';
 import { register, type RegisterDeps } from '../enrolment/register.ts';
@@ -26,18 +24,8 @@ export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusal
         async (error: unknown) => {
           await throttle.refused(source, error);
           deps.refusals.refused({ peer: source }, error, 'register');
-          callback(withRetryHint(error));
+          callback(toServiceError(error));
         },
       );
   };
-}
-
-/** The gRPC status of a refusal; a throttled one carries its hint as trailing metadata (common/retry-hint.ts). */
-function withRetryHint(error: unknown): Partial<grpc.StatusObject> {
-  const status = toServiceError(error);
-  const retryAfterMs = error instanceof CtOpsError ? error.details.retry_after_ms : undefined;
-  if (typeof retryAfterMs !== 'number') return status;
-  const metadata = new grpc.Metadata();
-  metadata.set(RETRY_AFTER_MS_METADATA, String(retryAfterMs));
-  return { ...status, metadata };
 }
