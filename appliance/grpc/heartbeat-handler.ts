@@ -190,14 +190,17 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     if (ended) return;
     call.pause();
     waitingForRate = true;
-    heartbeatRate.take(agentId).then(
-      () => handle(message),
-      (error: unknown) => refuse(error, 'heartbeat'),
-    ).finally(() => {
-      waitingForRate = false;
-      if (!ended && !congested) call.resume();
-    });
+    // A rate refusal, or a failure of ours while handling, ends the stream through the refusal log.
+    heartbeatRate
+      .take(agentId)
+      .then(() => handle(message))
+      .catch((error: unknown) => refuse(error, 'heartbeat'))
+      .finally(() => {
+        waitingForRate = false;
+        if (!ended && !congested) call.resume();
+      });
   });
+  /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
   const handle = (message: HeartbeatRequest__Output): void => {
     if (ended) return;
     const receivedAt = Date.now();
