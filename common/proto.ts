@@ -39,14 +39,18 @@ function parseIngestRoot(): protobuf.Root {
  * would decode invalid UTF-8 by silently putting U+FFFD in its place, after which the damage can
  * no longer be told from a real U+FFFD, so only the raw bytes can be judged.
  * Throws ERR_INVALID_ARGUMENT naming the field (`RegisterRequest.hostname is not valid UTF-8`),
- * or naming the message when its bytes are not protobuf at all (truncated, bad wire type).
+ * or naming the message when its bytes are not protobuf at all (truncated, bad wire type);
+ * ERR_MESSAGE_TOO_LARGE, before anything is read, for a message over `maxBytes`.
  */
-export function strictRequestDeserializer(path: string): (bytes: Buffer) => unknown {
+export function strictRequestDeserializer(path: string, maxBytes = Number.POSITIVE_INFINITY): (bytes: Buffer) => unknown {
   const [, serviceName = '', methodName = ''] = /^\/([^/]+)\/([^/]+)$/.exec(path) ?? [];
   const type = parseIngestRoot().lookupService(serviceName).methods[methodName]?.resolvedRequestType;
   if (!type) throw new Error(`no RPC ${path} in the ingest contract`);
   const plan = textPlan(type, new Map());
   return (bytes) => {
+    if (bytes.length > maxBytes) {
+      throw new CtOpsError('ERR_MESSAGE_TOO_LARGE', `${type.name} is ${bytes.length} bytes, over the ${maxBytes} this method accepts`, { field: type.name, bytes: bytes.length, max_bytes: maxBytes });
+    }
     try {
       checkText(plan, protobuf.Reader.create(bytes), bytes.length, type.name);
       return type.toObject(type.decode(bytes), PROTO_LOADER_OPTIONS);

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../common/errors.ts';
+import { RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
 import type { HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output } from '../common/proto.ts';
 import { loadAgentConfig } from '../agent/config/load.ts';
 import type { AgentConfig } from '../agent/config/types.ts';
@@ -74,9 +76,9 @@ class FakeStream implements HeartbeatCall {
   ack(sequence: number): void {
     this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0 } });
   }
-  end(code: number, details = ''): void {
+  end(code: number, details = '', metadata?: grpc.Metadata): void {
     this.closed = true;
-    this.handlers.onEnd(rpcFailure({ code, details }));
+    this.handlers.onEnd(rpcFailure({ code, details, metadata }));
   }
 }
 
@@ -328,6 +330,27 @@ test('stream failures reconnect after 1, 2, 4, 8, 16, 32, 60, 60 s; a stream tha
   assert.equal(closed?.reconnect_in_ms, 1000);
   assert.equal(closed?.code, GrpcCode.UNAVAILABLE);
   assert.equal(h.transport.registers.length, 0, 'a dropped connection needs no new registration');
+});
+
+test('a stream ended for the host\'s message rate reconnects after the appliance\'s retry-after-ms hint, not the 1 s schedule step', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400));
+  await run(h);
+  h.transport.lastStream.ack(1);
+  const before = h.transport.streams.length;
+  const hint = new grpc.Metadata();
+  hint.set(RETRY_AFTER_MS_METADATA, '25000');
+  h.transport.lastStream.end(GrpcCode.RESOURCE_EXHAUSTED, 'ERR_STREAM_RATE_LIMITED: too many heartbeat messages or streams from this host; reconnect later', hint);
+  await h.flush();
+  const closed = h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1);
+  assert.equal(closed?.retry_after_ms, 25_000);
+  assert.equal(closed?.reconnect_in_ms, 25_000, 'the hint, plus jitter (none with this random source)');
+  await h.advance(24_999);
+  assert.equal(h.transport.streams.length, before, 'not before the hint');
+  await h.advance(1);
+  assert.equal(h.transport.streams.length, before + 1, 'at the hint');
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'Connection dropped');
+  await h.flush();
+  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, 2000, 'without a hint the schedule goes on');
 });
 
 test('an expired JWT on the stream means registering again by key, then streaming with the new JWT', async (t) => {

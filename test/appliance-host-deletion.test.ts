@@ -66,24 +66,30 @@ describe('deleting hosts on a real appliance', () => {
     assert.match(twice.stdout, new RegExp(`^uninstall task ${requested.uninstall.id} is queued \\(the host is never-connected; it waits until ${requested.uninstall.expires_at}\\); ${hostId} is deleted when the agent reports success\n$`), 'asking twice queues one uninstall');
 
     const live = await stream(hostId, jwt);
+    // Its first heartbeat is the interval's one stored vitals sample (one per 5 s interval here).
+    const firstBeatAt = Date.now();
+    const atSecond = (seconds: number) => new Promise((resolve) => setTimeout(resolve, firstBeatAt + seconds * 1000 - Date.now()));
     await waitFor('uninstall pushed on connect', () => live.received.some((message) => message.task?.task_id === requested.uninstall.id && message.task.kind === 'agent_uninstall'));
     live.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: requested.uninstall.id, phase: 'TASK_PHASE_RUNNING' }] });
     await waitFor('ack 2', () => live.acks().includes(2));
     assert.equal((await ingest.appliance.host(hostId)).status, 'online');
     // The uninstaller's report (ct-ops-agent report-task) arrives on a report-only stream of its own:
     // it does not replace the agent's stream, gets no tasks and records no vitals.
-    const vitalsBefore = ((await ingest.appliance.host(hostId)).recent_vitals as unknown[]).length;
+    const vitalsCount = async () => ((await ingest.appliance.host(hostId)).recent_vitals as unknown[]).length;
+    await atSecond(3);
+    live.send(hostId, 3); // keeps the agent's stream heard; too early for a second sample
+    await waitFor('ack 3', () => live.acks().includes(3));
+    await atSecond(5); // a sample is due again: the reporter's heartbeat would be stored if it recorded vitals
     const reporter = new HeartbeatStream(ingest.client, jwt, { [REPORT_ONLY_METADATA]: '1' });
     reporter.send(hostId, 1);
     await waitFor('reporter ack 1', () => reporter.acks().includes(1));
     assert.equal((await ingest.appliance.host(hostId)).status, 'online', "the agent's own stream is still the live one");
     assert.ok(!reporter.received.some((message) => message.kind === 'task'), 'no tasks for a reporter');
-    live.send(hostId, 3);
-    await waitFor('the agent stream still serves', () => live.acks().includes(3));
-    const vitalsCount = async () => ((await ingest.appliance.host(hostId)).recent_vitals as unknown[]).length;
-    await waitFor("the agent's heartbeat recorded", async () => (await vitalsCount()) === vitalsBefore + 1);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
-    assert.equal(await vitalsCount(), vitalsBefore + 1, "only the agent's heartbeat is recorded (vitals are written in 1 s batches)");
+    assert.equal(await vitalsCount(), 1, 'the reporter records no vitals (vitals are written in 1 s batches)');
+    live.send(hostId, 4);
+    await waitFor('the agent stream still serves', () => live.acks().includes(4));
+    await waitFor("the agent's heartbeat recorded", async () => (await vitalsCount()) === 2);
     reporter.send(hostId, 2, { task_updates: [{ task_id: requested.uninstall.id, phase: 'TASK_PHASE_SUCCEEDED', message: 'CT-Ops agent removed' }] });
     await waitFor('the report is acknowledged', () => reporter.acks().includes(2));
     assert.equal((await live.ended).code, 7, "deleting the host closes the agent's stream");

@@ -16,7 +16,7 @@ import { activeAgent, chunksOf, packages, submitScan } from './helpers/inventory
 type PackageJson = { name: string; version: string; source: string; architecture: string; publisher: string; install_date: string | null; is_removed: boolean; first_seen: string; last_seen: string; removed_at: string | null };
 type ScanJson = { id: string; task_id: string; status: string; started_at: string; completed_at: string | null; chunks: number; packages_received: number; added: number; removed: number; unchanged: number; error_code: string | null };
 type HitJson = { host_id: string; hostname: string; name: string; version: string; source: string; is_removed: boolean; first_seen: string; last_seen: string };
-type SettingsJson = { interval_hours: number; sources: { snap: boolean; flatpak: boolean; windows_store: boolean } };
+type SettingsJson = { interval_hours: number; sources: { snap: boolean; flatpak: boolean; windows_store: boolean }; removed_retention_days: number };
 
 const dpkg = (name: string, version: string): SoftwarePackage => ({ name, version, source: 'dpkg', architecture: 'amd64', publisher: 'Debian', install_date_unix: 1_700_000_000 });
 
@@ -232,11 +232,11 @@ describe('software inventory through the admin API and CLI of a real appliance',
   });
 
   test('settings inventory shows the defaults, patches only what is given, and refuses bad intervals changing nothing', async () => {
-    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: false, windows_store: false } });
+    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: false, windows_store: false }, removed_retention_days: 90 });
     const changed = await appliance.cliJson<SettingsJson>('settings', 'inventory', '--interval-hours', '6', '--snap', 'on', '--windows-store', 'on');
-    assert.deepEqual(changed, { interval_hours: 6, sources: { snap: true, flatpak: false, windows_store: true } });
-    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory', '--flatpak', 'on', '--snap', 'off'), { interval_hours: 6, sources: { snap: false, flatpak: true, windows_store: true } });
-    const expected = { interval_hours: 6, sources: { snap: false, flatpak: true, windows_store: true } };
+    assert.deepEqual(changed, { interval_hours: 6, sources: { snap: true, flatpak: false, windows_store: true }, removed_retention_days: 90 });
+    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory', '--flatpak', 'on', '--snap', 'off'), { interval_hours: 6, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
+    const expected = { interval_hours: 6, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 };
     assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), expected);
     assert.deepEqual((await api('GET', '/api/v1/settings/inventory')).body, expected);
 
@@ -265,7 +265,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
     stores.organisations.putSetting(orgId, 'inventory.interval_hours', 'weekly');
     stores.organisations.putSetting(orgId, 'inventory.source.snap', 'yes please');
     stores.organisations.putSetting(orgId, 'inventory.source.flatpak', 'true');
-    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true } });
+    assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
     stores.organisations.putSetting(orgId, 'inventory.interval_hours', '0');
     assert.equal((await appliance.cliJson<SettingsJson>('settings', 'inventory')).interval_hours, 24);
   });

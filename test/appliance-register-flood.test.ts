@@ -152,7 +152,7 @@ describe('a Register flood without a credential', () => {
         assert.ok(answer.retryAfterMs !== undefined && answer.retryAfterMs > 0 && answer.retryAfterMs <= REGISTER_FAILURE_WINDOW_SECS * 1000, `hint ${answer.retryAfterMs}`);
       }
       assert.ok(logBytes < 64 * 1024, `the flood wrote ${logBytes} bytes of appliance log`);
-      assert.equal(appliance().process.logged('register refused', { source: '127.0.0.1' }).length, 1, 'one line at the first refusal, the rest aggregated');
+      assert.equal(appliance().process.logged('ingest refused', { peer: '127.0.0.1', what: 'register' }).length, 1, 'one line at the first refusal, the rest aggregated');
       assert.equal((await appliance().hosts()).filter((host) => host.hostname.startsWith('flood-')).length, 0);
       const honestHosts = await appliance().hosts();
       assert.equal(honestHosts.length, 1, 'only the honest agent enrolled');

@@ -138,19 +138,22 @@ describe('task dispatch on the Heartbeat stream of a real appliance', () => {
     report(otherStream, other.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED' }, { task_id: 'tsk_unknown', phase: 'TASK_PHASE_ACKNOWLEDGED' }, { task_id: 'not a task', phase: 'TASK_PHASE_ACKNOWLEDGED' });
     await waitFor('ack 2', () => otherStream.acks().includes(2));
     assert.equal((await show(task.id)).state, 'sent', "another host's report changes nothing");
-    await ingest.appliance.process.waitForLog('task report refused', { task_id: task.id });
+    await ingest.appliance.process.waitForLog('ingest refused', { host_id: other.hostId, what: 'task report', code: 'ERR_TASK_NOT_FOUND' });
 
     report(ownerStream, owner.hostId, 2, { task_id: task.id, phase: 'TASK_PHASE_UNSPECIFIED' }, { task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED', result_json: '[1,2' });
     await waitFor('ack 2', () => ownerStream.acks().includes(2));
     assert.equal((await show(task.id)).state, 'sent', 'an unknown phase and a malformed result are refused');
     report(ownerStream, owner.hostId, 3, { task_id: task.id, phase: 'TASK_PHASE_FAILED', error_code: 'E_SOMETHING_ELSE', message: 'x'.repeat(100_000) });
+    await waitFor('ack 3', () => ownerStream.acks().includes(3));
+    assert.equal((await show(task.id)).state, 'sent', 'output over 64 KiB is refused (the agent sends 16 KiB at most)');
+    report(ownerStream, owner.hostId, 4, { task_id: task.id, phase: 'TASK_PHASE_FAILED', error_code: 'E_SOMETHING_ELSE', message: 'x'.repeat(64 * 1024) });
     await waitFor('failed', async () => (await show(task.id)).state === 'failed');
     const failed = await show(task.id);
     assert.equal(failed.error_code, 'ERR_TASK_FAILED', 'a code outside the catalogue is not stored as such');
-    assert.equal(Buffer.byteLength(failed.output ?? ''), 64 * 1024, 'output is cut to 64 KiB');
-    ownerStream.send(owner.hostId, 4);
+    assert.equal(Buffer.byteLength(failed.output ?? ''), 64 * 1024, 'output of 64 KiB is stored whole');
+    ownerStream.send(owner.hostId, 5);
     otherStream.send(other.hostId, 3);
-    await waitFor('both streams still serve', () => ownerStream.acks().includes(4) && otherStream.acks().includes(3));
+    await waitFor('both streams still serve', () => ownerStream.acks().includes(5) && otherStream.acks().includes(3));
   });
 });
 

@@ -1,40 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect as http2Connect } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { describe, test } from 'node:test';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
+import { MAX_HEARTBEAT_REQUEST_BYTES } from '../common/heartbeat-limits.ts';
+import { MAX_REQUEST_BYTES } from '../appliance/grpc/malformed-requests.ts';
 import { useIngestFixture } from './helpers/ingest-fixture.ts';
 import { callRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
-
-/** Sends one gRPC request frame with an arbitrary body over HTTP/2 and returns the grpc-status. */
-function rawGrpcCall(port: number, ca: string, method: string, body: Buffer): Promise<{ status: string | undefined; message: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const session = http2Connect(`https://localhost:${port}`, { ca });
-    session.on('error', reject);
-    const frame = Buffer.alloc(5 + body.length);
-    frame.writeUInt8(0, 0);
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
-    const stream = session.request({ ':method': 'POST', ':path': `/ctops.ingest.v1.IngestService/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
-    let status: string | undefined;
-    let message: string | undefined;
-    const take = (headers: Record<string, unknown>): void => {
-      status ??= headers['grpc-status'] as string | undefined;
-      message ??= headers['grpc-message'] as string | undefined;
-    };
-    stream.on('response', take);
-    stream.on('trailers', take);
-    stream.on('data', () => undefined);
-    stream.on('close', () => {
-      session.close();
-      resolve({ status, message: message && decodeURIComponent(message) });
-    });
-    stream.on('error', reject);
-    stream.end(frame);
-  });
-}
+import { rawGrpcCall } from './helpers/raw-grpc.ts';
 
 describe('the ingest port survives hostile input', () => {
   const ingest = useIngestFixture();
@@ -55,14 +29,43 @@ describe('the ingest port survives hostile input', () => {
 
   test('protobuf garbage in a valid gRPC frame is refused without a crash', async () => {
     for (let attempt = 0; attempt < 20; attempt += 1) {
-      const { status } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, attempt % 2 ? 'Register' : 'Heartbeat', randomBytes(1 + attempt * 37));
+      const { status } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, attempt % 2 ? 'Register' : 'Heartbeat', [randomBytes(1 + attempt * 37)]);
       assert.ok(status !== undefined && status !== String(GrpcCode.OK), `garbage answered with grpc-status ${status}`);
     }
     await stillServes();
   });
 
+  test('a Register or Heartbeat message over its method\'s bound is refused with RESOURCE_EXHAUSTED (ERR_MESSAGE_TOO_LARGE) before it is decoded; an inventory chunk keeps the 4 MiB bound', async () => {
+    const { jwt } = await ingest.enrol({ hostname: 'too-large' });
+    const registerBound = MAX_REQUEST_BYTES.Register!;
+    const call = (method: string, bytes: number, headers: Record<string, string> = {}) =>
+      rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, method, [Buffer.alloc(bytes, 0xff)], headers);
+    const bearer = { authorization: `Bearer ${jwt}` };
+    // 0xff bytes are not protobuf: a refusal for size, not INVALID_ARGUMENT, shows the size is judged before decoding.
+    for (const [method, bytes, headers] of [
+      ['Register', registerBound + 1, {}],
+      ['Register', 1024 * 1024, {}],
+      ['Heartbeat', MAX_HEARTBEAT_REQUEST_BYTES + 1, bearer],
+      ['Heartbeat', 3 * 1024 * 1024, bearer],
+    ] as const) {
+      const { status, message } = await call(method, bytes, headers);
+      assert.equal(status, String(GrpcCode.RESOURCE_EXHAUSTED), `${method} of ${bytes} bytes: ${message}`);
+      assert.equal(codeFromGrpcDetails(message), 'ERR_MESSAGE_TOO_LARGE', `${method} of ${bytes} bytes: ${message}`);
+    }
+    for (const [method, bytes, headers] of [
+      ['Register', registerBound, {}],
+      ['Heartbeat', MAX_HEARTBEAT_REQUEST_BYTES, bearer],
+      ['SubmitSoftwareInventory', 2 * 1024 * 1024, bearer],
+    ] as const) {
+      const { status, message } = await call(method, bytes, headers);
+      assert.equal(codeFromGrpcDetails(message), 'ERR_INVALID_ARGUMENT', `${method} of ${bytes} bytes is within its bound and decoded: ${message}`);
+      assert.equal(status, String(GrpcCode.INVALID_ARGUMENT));
+    }
+    await stillServes();
+  });
+
   test('a well-formed Register with every field missing is refused as INVALID_ARGUMENT', async () => {
-    const { status, message } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, 'Register', Buffer.alloc(0));
+    const { status, message } = await rawGrpcCall(ingest.appliance.grpcPort, ingest.appliance.caCert, 'Register', [Buffer.alloc(0)]);
     assert.equal(status, String(GrpcCode.INVALID_ARGUMENT));
     assert.equal(codeFromGrpcDetails(message), 'ERR_INVALID_ARGUMENT');
   });

@@ -134,6 +134,8 @@ export class HeartbeatSession {
       this.armAckTimer();
       this.acks += 1;
       if (this.acks === 1) this.deps.events.onFirstAck();
+      // More reports than one heartbeat may carry: the next batch goes out now, not an interval later.
+      if (this.deps.updates.waiting > 0) this.sendNow();
     } else if (message.credential) {
       this.deps.events.onCredential(message.credential.jwt, message.credential.jwt_expires_unix);
     } else if (message.task) {

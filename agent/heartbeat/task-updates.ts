@@ -1,3 +1,4 @@
+import { MAX_TASK_UPDATE_BYTES_PER_HEARTBEAT, MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
 import type { TaskUpdate } from '../../common/proto.ts';
 
 export type { TaskUpdate };
@@ -16,12 +17,29 @@ export class TaskUpdateQueue {
     this.pending.push(update);
   }
 
-  /** Moves every pending report onto the heartbeat with this sequence. */
+  /**
+   * Moves the oldest pending reports onto the heartbeat with this sequence, at most
+   * MAX_TASK_UPDATES_PER_HEARTBEAT of them and MAX_TASK_UPDATE_BYTES_PER_HEARTBEAT of their text
+   * (the appliance refuses a heartbeat over either: common/heartbeat-limits.ts), but always the
+   * oldest one; the rest stay pending for the next heartbeat.
+   */
   takeFor(sequence: number): TaskUpdate[] {
-    const taken = this.pending;
-    this.pending = [];
+    let count = 0;
+    let bytes = 0;
+    for (const update of this.pending.slice(0, MAX_TASK_UPDATES_PER_HEARTBEAT)) {
+      bytes += encodedBytes(update);
+      if (count > 0 && bytes > MAX_TASK_UPDATE_BYTES_PER_HEARTBEAT) break;
+      count += 1;
+    }
+    const taken = this.pending.slice(0, count);
+    this.pending = this.pending.slice(count);
     if (taken.length > 0) this.inFlight.set(sequence, taken);
     return taken;
+  }
+
+  /** Reports not yet put on a heartbeat. */
+  get waiting(): number {
+    return this.pending.length;
   }
 
   /** The appliance acknowledged heartbeats up to this sequence; returns the reports they carried. */
@@ -45,4 +63,13 @@ export class TaskUpdateQueue {
   get size(): number {
     return this.pending.length + [...this.inFlight.values()].reduce((sum, updates) => sum + updates.length, 0);
   }
+}
+
+/** Field tags, lengths and the phase of one encoded report: a few bytes each, counted generously. */
+const REPORT_FRAMING_BYTES = 32;
+
+/** An upper bound of a report's protobuf size: its text as UTF-8 plus framing. */
+function encodedBytes(update: TaskUpdate): number {
+  const texts = [update.task_id, update.error_code, update.message, update.result_json];
+  return texts.reduce<number>((sum, text) => sum + (text === undefined ? 0 : Buffer.byteLength(text)), REPORT_FRAMING_BYTES);
 }

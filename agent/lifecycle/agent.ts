@@ -300,8 +300,9 @@ export class Agent {
     // The appliance refused the JWT (expired, invalid) or the host (revoked, pending):
     // Register, by key, tells the agent which, and issues a fresh JWT if it may stream.
     const refused = status.grpcCode === GrpcCode.UNAUTHENTICATED || status.grpcCode === GrpcCode.PERMISSION_DENIED;
-    const delay = this.backoff.next();
-    const fields = { code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, reconnect_in_ms: delay };
+    // A stream the appliance ended for the host's rate (ERR_STREAM_RATE_LIMITED) says when to come back.
+    const delay = this.backoff.next(status.retryAfterMs);
+    const fields = { code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, retry_after_ms: status.retryAfterMs ?? null, reconnect_in_ms: delay };
     if (status.grpcCode === GrpcCode.OK) this.deps.log.info(fields, 'heartbeat stream closed');
     else this.deps.log.warn(fields, 'heartbeat stream closed');
     this.update({ stream: 'none', credential: refused ? 'none' : this.credentialState(), retryInMs: delay });

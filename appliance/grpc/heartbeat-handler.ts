@@ -1,15 +1,20 @@
 import type * as grpc from '@grpc/grpc-js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { checkTaskUpdate } from '../tasks/updates.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
+import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
+import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
 
 type HeartbeatCall = grpc.ServerDuplexStream<HeartbeatRequest__Output, HeartbeatResponse>;
@@ -25,6 +30,8 @@ export interface HeartbeatDeps {
 
 const DEFAULT_INTERVAL_SECS = 30;
 const REPORT_STREAM_MAX_MS = 60_000;
+/** How long a stream opened over the host's rate limit is held before it is refused. */
+const RATE_LIMITED_OPEN_DELAY_MS = 1_000;
 
 /** A heartbeat that passed validation. */
 interface Heartbeat {
@@ -53,6 +60,10 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
   checkAgentText(message.agent_version, 'HeartbeatRequest.agent_version', { max: 64 }, { field: 'agent_version' });
+  if (message.task_updates.length > MAX_TASK_UPDATES_PER_HEARTBEAT) {
+    // Refused whole rather than cut: an ack must not cover reports that were never applied.
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `a heartbeat carries at most ${MAX_TASK_UPDATES_PER_HEARTBEAT} task reports, not ${message.task_updates.length}`, { field: 'task_updates', count: message.task_updates.length });
+  }
   return {
     sequence: message.sequence,
     intervalSecs: message.interval_secs,
@@ -67,46 +78,88 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
 
 /**
  * The Heartbeat stream: authenticated once at open by the JWT in metadata; every heartbeat is
- * validated, queued for a batched write, and acknowledged by sequence once the task reports it
- * carries are committed (never when the storage refused them). Queued tasks go out as soon as
- * the stream opens.
+ * validated, queued for a batched write (at most one sample per interval is stored), and
+ * acknowledged by sequence once the task reports it carries are screened and committed (never when
+ * the storage refused them). Queued tasks go out as soon as the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
+ *
+ * Bounded per peer: the host's messages and stream opens share one rate limit (beyond it the
+ * stream ends with ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read
+ * either until it does (backpressure); refusals are logged aggregated (RefusalLog).
  */
-export function heartbeatHandler(deps: HeartbeatDeps): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
+export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
   return (call: HeartbeatCall) => {
     openStream(call, deps).catch((error: unknown) => {
-      deps.log.warn({ err: error, peer: call.getPeer() }, 'heartbeat stream refused');
+      deps.refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'heartbeat stream');
       call.emit('error', toServiceError(error));
     });
   };
 }
 
-async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<void> {
-  const { stores, jwt, presence, vitals, tasks, log } = deps;
+async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
+  const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
+  await heartbeatRate.take(agentId).catch(async (error: unknown) => {
+    // Held before the refusal: a peer reopening in a loop gets at most 16 streams (one connection's
+    // limit) refused per delay, instead of costing a stream set-up each time it asks.
+    await sleep(RATE_LIMITED_OPEN_DELAY_MS);
+    throw error;
+  });
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
   if (call.cancelled) return;
+  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
+  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
+  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
   let credentialExpiresAt = credential.expiresAt;
   let refreshing = false;
   let ended = false;
+  /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
+  let congested = false;
+  /** A message waits for the rate limit: nothing more is read until it is handled. */
+  let waitingForRate = false;
+  /**
+   * Every write to the peer goes through here: when the buffer is full (the peer does not read),
+   * stop reading its messages until it drains, so what it sends cannot pile up replies here.
+   */
+  const writeToPeer = (message: HeartbeatResponse): void => {
+    if (call.write(message) || congested) return;
+    congested = true;
+    call.pause();
+    call.once('drain', () => {
+      congested = false;
+      if (ended) return;
+      if (!waitingForRate) call.resume();
+      if (!reportOnly) tasks.dispatch(agentId);
+    });
+  };
   const session: LiveSession = {
     agentId,
-    send: (message) => !ended && call.write(message) !== undefined,
+    // False when not sent (the stream ended, or its peer is not reading): a task stays queued.
+    send: (message) => {
+      if (ended || congested) return false;
+      writeToPeer(message);
+      return true;
+    },
     close: (error) => {
       if (ended) return;
       ended = true;
+      // Read nothing more: a peer that keeps writing is held back by flow control, not discarded at line rate.
+      call.pause();
       // The status goes out after the message being handled is answered: a report that ends the
       // stream (a successful uninstall deletes the host) is still acknowledged first.
       queueMicrotask(() => (error ? call.emit('error', toServiceError(error)) : call.end()));
     },
   };
-  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
-  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
-  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
+  /** Ends the stream with a refusal of what the peer sent. */
+  const refuse = (error: unknown, what: string): void => {
+    refusals.refused({ host_id: agentId }, error, what);
+    presence.detach(session, 'stream-closed');
+    session.close(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
+  };
   let reportDeadline: NodeJS.Timeout | undefined;
   if (reportOnly) {
     log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
@@ -131,17 +184,31 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
     }
   };
 
+  // The rate limit answers asynchronously: the stream is paused while a message waits for it, so
+  // messages are handled one at a time, in the order they came.
   call.on('data', (message: HeartbeatRequest__Output) => {
+    if (ended) return;
+    call.pause();
+    waitingForRate = true;
+    // A rate refusal, or a failure of ours while handling, ends the stream through the refusal log.
+    heartbeatRate
+      .take(agentId)
+      .then(() => handle(message))
+      .catch((error: unknown) => refuse(error, 'heartbeat'))
+      .finally(() => {
+        waitingForRate = false;
+        if (!ended && !congested) call.resume();
+      });
+  });
+  /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
+  const handle = (message: HeartbeatRequest__Output): void => {
     if (ended) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
     try {
       heartbeat = parseHeartbeat(message, agentId);
     } catch (error) {
-      log.warn({ err: error, host_id: agentId }, 'heartbeat rejected');
-      presence.detach(session, 'stream-closed');
-      session.close(error as CtOpsError);
-      return;
+      return refuse(error, 'heartbeat');
     }
     presence.heard(session, heartbeat.intervalSecs);
     if (!reportOnly) vitals.add({
@@ -155,21 +222,30 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps): Promise<voi
       diskPercent: heartbeat.diskPercent,
       uptimeSeconds: heartbeat.uptimeSeconds,
     });
+    const reports = message.task_updates.filter((update) => {
+      try {
+        checkTaskUpdate(stores, agentId, update);
+        return true;
+      } catch (error) {
+        refusals.refused({ host_id: agentId }, error, 'task report');
+        return false;
+      }
+    });
     // An ack means stored: the reports are committed before it, and a heartbeat whose reports the
     // storage refused is not acknowledged. The stream ends instead (UNAVAILABLE, ERR_STORAGE_*), so
     // the agent keeps them queued and sends them again on its next stream.
-    const notStored = message.task_updates.length > 0 ? tasks.report(agentId, message.task_updates) : undefined;
+    const notStored = reports.length > 0 ? tasks.report(agentId, reports) : undefined;
     if (notStored) {
       presence.detach(session, 'stream-closed');
       session.close(notStored);
       return;
     }
-    // Written directly: a report may have just closed this session (see close), and its ack still goes out.
-    call.write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
+    // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
+    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
-  });
+  };
   const finish = (): void => {
     clearTimeout(reportDeadline);
     if (!ended) {

@@ -7,10 +7,15 @@ import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
+import { inventorySettings } from '../inventory/settings.ts';
+import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
+import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
 
 type InventoryCall = grpc.ServerReadableStream<SoftwareInventoryChunk__Output, SoftwareInventoryResponse>;
+
+const DAY_MS = 86_400_000;
 
 export interface InventoryDeps {
   stores: Stores;
@@ -27,8 +32,11 @@ export interface InventoryDeps {
  * before the last chunk abandons the scan: nothing is marked removed, and the scan does
  * not count as the host's last inventory. task_id is recorded as sent, not checked: the
  * task model that dispatches scans does not exist yet.
+ * A scan over the per-host limits (HOST_INVENTORY_LIMITS) fails with ERR_INVENTORY_SCAN_TOO_LARGE
+ * and what its earlier chunks added is deleted; completing a scan purges the host's packages
+ * removed longer ago than the organisation's retention. Refusals go to the aggregated RefusalLog.
  */
-export function inventoryHandler(deps: InventoryDeps): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
+export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refusals'>): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
   return (call: InventoryCall, callback: grpc.sendUnaryData<SoftwareInventoryResponse>) => {
     let answered = false;
     const answer = (error: unknown, response?: SoftwareInventoryResponse): void => {
@@ -38,14 +46,14 @@ export function inventoryHandler(deps: InventoryDeps): grpc.handleClientStreamin
       else callback(toServiceError(error));
     };
     openStream(call, deps, answer).catch((error: unknown) => {
-      deps.log.warn({ err: error, peer: call.getPeer() }, 'inventory stream refused');
+      deps.refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'inventory stream');
       answer(error);
     });
   };
 }
 
-async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
-  const { stores, jwt, log } = deps;
+async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<IngestGuards, 'refusals'>, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
+  const { stores, jwt, log, refusals } = deps;
   const inventory = stores.softwareInventory;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
@@ -53,6 +61,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
+  const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * DAY_MS;
   let done = call.cancelled;
   /** The scan this stream carries, once its first chunk was accepted. */
   let scanId: string | undefined;
@@ -65,7 +74,9 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
     const code = error?.code ?? 'ERR_INVENTORY_SCAN_INCOMPLETE';
     if (scanId !== undefined) {
       try {
-        if (inventory.closeScan(scanId, agentId, status, code, Date.now())) log.info({ host_id: agentId, scan_id: scanId, status, code }, 'inventory scan closed');
+        // A scan over the limits is refused whole: what its earlier chunks added goes too.
+        const closed = code === 'ERR_INVENTORY_SCAN_TOO_LARGE' ? inventory.discardScan(scanId, agentId, code, Date.now()) : inventory.closeScan(scanId, agentId, status, code, Date.now());
+        if (closed) log.info({ host_id: agentId, scan_id: scanId, status, code }, 'inventory scan closed');
       } catch (closeError) {
         log.error({ err: closeError, host_id: agentId, scan_id: scanId }, 'inventory scan could not be closed');
       }
@@ -84,7 +95,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
       if (scanId !== undefined && chunk.chunkIndex !== nextIndex) {
         throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk_index ${chunk.chunkIndex} received; expected ${nextIndex}`, { field: 'chunk_index', reason: 'chunk_out_of_order', expected: nextIndex });
       }
-      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, isLast: chunk.isLast, now: Date.now() });
+      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, isLast: chunk.isLast, now: Date.now(), removedRetentionMs });
       scanId = chunk.scanId;
       nextIndex = chunk.chunkIndex + 1;
       log.debug({ host_id: agentId, scan_id: scanId, chunk_index: chunk.chunkIndex, packages: chunk.packages.length, added: result.added, unchanged: result.unchanged, duplicates: result.duplicates }, 'inventory chunk stored');
@@ -96,7 +107,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps, answer: (err
       }
     } catch (error) {
       const known = error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error });
-      log.warn({ err: known, host_id: agentId, scan_id: scanId }, 'inventory chunk refused');
+      refusals.refused({ host_id: agentId }, known, 'inventory chunk');
       // A database failure may be transient: the scan stays resumable. Anything else is final.
       stop(known, known.code === 'ERR_DATABASE' || known.code === 'ERR_INTERNAL' ? 'abandoned' : 'failed');
     }

@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
+import { MAX_HEARTBEAT_REQUEST_BYTES } from '../../common/heartbeat-limits.ts';
 import { strictRequestDeserializer } from '../../common/proto.ts';
 import { toServiceError } from './status.ts';
 
 const REFUSED = Symbol('refused request');
 
-/** What a strict deserializer hands on in place of a message it refused: its error (ERR_INVALID_ARGUMENT). */
+/** What a strict deserializer hands on in place of a message it refused: its error (ERR_INVALID_ARGUMENT, ERR_MESSAGE_TOO_LARGE). */
 interface RefusedRequest {
   readonly [REFUSED]: unknown;
 }
@@ -12,15 +13,25 @@ interface RefusedRequest {
 const isRefused = (message: unknown): message is RefusedRequest => typeof message === 'object' && message !== null && REFUSED in message;
 
 /**
- * The service definition with every request deserializer made strict (well-formed protobuf,
- * well-formed UTF-8 in every string: common/proto.ts). grpc-js answers any error a deserializer
+ * Message sizes (bytes) below the server's 4 MiB receive limit, which inventory chunks need:
+ * a Register is a few KiB at most (32 tags of 320 bytes, a 256-byte token, keys and names), a
+ * Heartbeat is bounded by what the agent puts on one (common/heartbeat-limits.ts).
+ */
+export const MAX_REQUEST_BYTES: Readonly<Record<string, number>> = {
+  Register: 64 * 1024,
+  Heartbeat: MAX_HEARTBEAT_REQUEST_BYTES,
+};
+
+/**
+ * The service definition with every request deserializer made strict (a size within
+ * MAX_REQUEST_BYTES, well-formed protobuf, well-formed UTF-8 in every string: common/proto.ts). grpc-js answers any error a deserializer
  * throws with INTERNAL "Error deserializing request", whatever its code, so a refusal is not
  * thrown: it travels as a RefusedRequest to refuseMalformedRequests, which answers it.
  */
 export function withStrictRequests(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   return Object.fromEntries(
     Object.entries(service).map(([name, method]) => {
-      const strict = strictRequestDeserializer(method.path);
+      const strict = strictRequestDeserializer(method.path, MAX_REQUEST_BYTES[name]);
       const requestDeserialize = (bytes: Buffer): unknown => {
         try {
           return strict(bytes);

@@ -1,20 +1,18 @@
-import * as grpc from '@grpc/grpc-js';
-import { CtOpsError } from '../../common/errors.ts';
+import type * as grpc from '@grpc/grpc-js';
 import type { RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
-import { RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import { parseRegisterRequest } from '../enrolment/register-input.ts';
 import { RegisterThrottle } from '../enrolment/register-throttle.ts';
 import { register, type RegisterDeps } from '../enrolment/register.ts';
 import { peerSource } from '../lib/peer-source.ts';
-import { RefusalTally } from '../lib/refusal-tally.ts';
+import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
 
-/** Refused Registers are logged once per source per minute, with counts by code. */
-const REFUSAL_LOG_INTERVAL_MS = 60_000;
-
-export function registerHandler(deps: RegisterDeps): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
+/**
+ * Register: throttled per source (RegisterThrottle); refusals go to the aggregated RefusalLog keyed
+ * by the source, since the peer is not authenticated yet.
+ */
+export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusals'>): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
   const throttle = new RegisterThrottle();
-  const refusals = new RefusalTally(deps.log, { first: 'register refused', summary: 'register refusals' }, REFUSAL_LOG_INTERVAL_MS);
   return (call, callback) => {
     const source = peerSource(call.getPeer());
     // The throttle answers first, so a throttled source costs no parsing, signature check or query.
@@ -25,20 +23,9 @@ export function registerHandler(deps: RegisterDeps): grpc.handleUnaryCall<Regist
         (response) => callback(null, response),
         async (error: unknown) => {
           await throttle.refused(source, error);
-          if (error instanceof CtOpsError) refusals.record(source, error);
-          else deps.log.error({ err: error, source }, 'register failed');
-          callback(withRetryHint(error));
+          deps.refusals.refused({ peer: source }, error, 'register');
+          callback(toServiceError(error));
         },
       );
   };
-}
-
-/** The gRPC status of a refusal; a throttled one carries its hint as trailing metadata (common/retry-hint.ts). */
-function withRetryHint(error: unknown): Partial<grpc.StatusObject> {
-  const status = toServiceError(error);
-  const retryAfterMs = error instanceof CtOpsError ? error.details.retry_after_ms : undefined;
-  if (typeof retryAfterMs !== 'number') return status;
-  const metadata = new grpc.Metadata();
-  metadata.set(RETRY_AFTER_MS_METADATA, String(retryAfterMs));
-  return { ...status, metadata };
 }

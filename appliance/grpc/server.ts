@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CtOpsError } from '../../common/errors.ts';
 import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
+import { createIngestGuards } from './guards.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler } from './inventory-handler.ts';
 import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
@@ -10,6 +11,8 @@ import type { RegisterDeps } from '../enrolment/register.ts';
 
 /** The largest message the ingest service accepts: a 500-package inventory chunk is far below. */
 export const MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Concurrent calls per connection: an agent needs two (heartbeat, inventory); more is a flood. */
+export const MAX_CONCURRENT_STREAMS = 16;
 
 export interface GrpcServer {
   port: number;
@@ -19,19 +22,23 @@ export interface GrpcServer {
 
 export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
+  const guards = createIngestGuards(deps.log);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
     // Ping idle connections so a half-open TCP connection is noticed and closed.
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // A peer pinging more often than min_ping_interval twice in a row is sent GOAWAY.
+    'grpc.http2.max_ping_strikes': 2,
     interceptors: [refuseMalformedRequests],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
-    Register: registerHandler(deps),
-    Heartbeat: heartbeatHandler(deps),
-    SubmitSoftwareInventory: inventoryHandler(deps),
+    Register: registerHandler({ ...deps, ...guards }),
+    Heartbeat: heartbeatHandler({ ...deps, ...guards }),
+    SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });
   const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(tls.serverKeyPem), cert_chain: Buffer.from(tls.serverCertPem) }], false);
   const address = listen.includes(':') ? `[${listen}]:${port}` : `${listen}:${port}`;
@@ -45,13 +52,17 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     port: boundPort,
     stop: (graceMs) =>
       new Promise<void>((resolve) => {
+        const stopped = (): void => {
+          guards.refusals.close();
+          resolve();
+        };
         const force = setTimeout(() => {
           server.forceShutdown();
-          resolve();
+          stopped();
         }, graceMs);
         server.tryShutdown(() => {
           clearTimeout(force);
-          resolve();
+          stopped();
         });
       }),
   };

@@ -1,9 +1,19 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { CtOpsError, grpcDetails } from '../../common/errors.ts';
+import { RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 
-/** Our error as a gRPC status: the catalogue's status code, details "ERR_CODE: message". */
-export function toServiceError(error: unknown): Pick<grpc.StatusObject, 'code' | 'details'> {
+/**
+ * Our error as a gRPC status: the catalogue's status code, details "ERR_CODE: message". A refusal
+ * that says when to come back (details.retry_after_ms: ERR_REGISTER_THROTTLED,
+ * ERR_STREAM_RATE_LIMITED) carries it as the trailing metadata of common/retry-hint.ts.
+ */
+export function toServiceError(error: unknown): Pick<grpc.StatusObject, 'code' | 'details'> & { metadata?: grpc.Metadata } {
   const known = error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error });
   // The catalogue's numbers are google.rpc.Code, which grpc.status enumerates.
-  return { code: known.grpcStatus as number as grpc.status, details: grpcDetails(known) };
+  const status = { code: known.grpcStatus as number as grpc.status, details: grpcDetails(known) };
+  const retryAfterMs = known.details.retry_after_ms;
+  if (typeof retryAfterMs !== 'number') return status;
+  const metadata = new grpc.Metadata();
+  metadata.set(RETRY_AFTER_MS_METADATA, String(retryAfterMs));
+  return { ...status, metadata };
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { LIMITS } from '../inventory/chunk.ts';
 import { searchPackage } from '../inventory/search.ts';
-import { INVENTORY_INTERVAL_HOURS, inventorySettings, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
+import { INVENTORY_INTERVAL_HOURS, inventorySettings, REMOVED_RETENTION_DAYS, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
 import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../store/software-inventory.ts';
 import type { HttpContext } from './context.ts';
 import { hostIdParams, iso } from './views.ts';
@@ -56,7 +56,7 @@ export function scanView(scan: SoftwareScan) {
 
 export function inventorySettingsView(settings: InventorySettings) {
   const { snap, flatpak, windowsStore } = settings.optionalSources;
-  return { interval_hours: settings.intervalHours, sources: { snap, flatpak, windows_store: windowsStore } };
+  return { interval_hours: settings.intervalHours, sources: { snap, flatpak, windows_store: windowsStore }, removed_retention_days: settings.removedRetentionDays };
 }
 
 const nullableString = { type: ['string', 'null'] } as const;
@@ -108,7 +108,12 @@ const sourcesSchema = {
   properties: { snap: { type: 'boolean' }, flatpak: { type: 'boolean' }, windows_store: { type: 'boolean' } },
 } as const;
 const intervalSchema = { type: 'integer', minimum: INVENTORY_INTERVAL_HOURS.min, maximum: INVENTORY_INTERVAL_HOURS.max } as const;
-const settingsSchema = { type: 'object', required: ['interval_hours', 'sources'], properties: { interval_hours: intervalSchema, sources: sourcesSchema } } as const;
+const retentionSchema = { type: 'integer', minimum: REMOVED_RETENTION_DAYS.min, maximum: REMOVED_RETENTION_DAYS.max } as const;
+const settingsSchema = {
+  type: 'object',
+  required: ['interval_hours', 'sources', 'removed_retention_days'],
+  properties: { interval_hours: intervalSchema, sources: sourcesSchema, removed_retention_days: retentionSchema },
+} as const;
 const settingsPatchSchema = { type: 'object', additionalProperties: false, properties: settingsSchema.properties } as const;
 
 /** Printable text of bounded length, as the ingest side accepts it (no control characters). */
@@ -137,6 +142,7 @@ const searchQuery = {
 
 interface SettingsPatchBody {
   interval_hours?: number;
+  removed_retention_days?: number;
   sources?: { snap?: boolean; flatpak?: boolean; windows_store?: boolean };
 }
 
@@ -183,9 +189,9 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
   app.patch<{ Body: SettingsPatchBody }>('/api/v1/settings/inventory', {
     schema: { body: settingsPatchSchema, response: { 200: settingsSchema } },
     handler: async (request) => {
-      const { interval_hours: intervalHours, sources = {} } = request.body;
+      const { interval_hours: intervalHours, removed_retention_days: removedRetentionDays, sources = {} } = request.body;
       const optionalSources = { snap: sources.snap, flatpak: sources.flatpak, windowsStore: sources.windows_store };
-      const settings = updateInventorySettings(stores, orgId, { intervalHours, optionalSources });
+      const settings = updateInventorySettings(stores, orgId, { intervalHours, optionalSources, removedRetentionDays });
       const view = inventorySettingsView(settings);
       ctx.log.info({ ...view, by: request.adminName }, 'inventory settings changed');
       return view;

@@ -5,7 +5,7 @@ import type { PackageInput } from '../store/software-inventory.ts';
 
 /** The contract: at most 500 packages per chunk. */
 export const MAX_PACKAGES_PER_CHUNK = 500;
-/** 400 chunks = 200,000 packages: far above any real host, low enough to bound one scan. */
+/** Bounds a scan's chunks, small or empty ones included; its packages are bounded by HOST_INVENTORY_LIMITS (store). */
 export const MAX_CHUNKS_PER_SCAN = 400;
 
 export const LIMITS = {

@@ -3,14 +3,15 @@ import { isIPv4, isIPv6 } from 'node:net';
 const IPV4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
 /**
- * The source a per-peer limit counts for a gRPC peer as grpc-js names it
- * (`remoteAddress:remotePort`, e.g. "127.0.0.1:5678", "::1:5678", "::ffff:10.0.0.1:5678"):
- * an IPv4 address, or an IPv6 /64 written "2001:db8:0:1::/64" — one site usually holds a
- * whole /64, so counting single IPv6 addresses would let it rotate through them freely.
- * Anything else (a Unix socket, "unknown") is returned as it is.
+ * The source a per-peer limit or the refusal log counts for a gRPC peer as grpc-js names it
+ * (`remoteAddress:remotePort`, e.g. "127.0.0.1:5678", "::1:5678", "[::1]:5678",
+ * "::ffff:10.0.0.1:5678"): an IPv4 address, or an IPv6 /64 written "2001:db8:0:1::/64" — one
+ * site usually holds a whole /64, so counting single IPv6 addresses would let it rotate through
+ * them freely. The port is dropped, so a reconnecting peer stays one source. Anything else
+ * (a Unix socket, "unknown") is returned as it is.
  */
 export function peerSource(peer: string): string {
-  const address = peer.replace(/:\d+$/, '');
+  const address = peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
   const mapped = IPV4_MAPPED.exec(address);
   if (mapped) return mapped[1] as string;
   if (isIPv4(address)) return address;

@@ -14,6 +14,18 @@ const NAME_INDEX_BATCH = 50_000;
  */
 const UPSERT_ROWS = 100;
 
+/**
+ * What one host may keep, whatever its agent sends (issue 8, item 5: one host must not fill the
+ * disk). A scan of more packages is refused and leaves nothing; live rows allow one full scan
+ * replacing another (every package upgraded); removed rows beyond the cap go oldest first.
+ * Worst case per host: 60,000 rows of at most ~1.4 KB of text each.
+ */
+export const HOST_INVENTORY_LIMITS = {
+  packagesPerScan: 20_000,
+  livePackages: 40_000,
+  removedPackages: 20_000,
+} as const;
+
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
 
 export interface SoftwareScan {
@@ -63,6 +75,8 @@ export interface ChunkInput {
   packages: readonly PackageInput[];
   isLast: boolean;
   now: number;
+  /** When the scan completes, the host's packages removed longer ago than this (ms) are deleted; absent: kept. */
+  removedRetentionMs?: number;
 }
 
 export interface ChunkResult {
@@ -144,8 +158,31 @@ export class SoftwareInventoryStore {
   readonly #indexNames;
 
   readonly #abandonOpen;
+  readonly #livePackages;
+  readonly #purgeRemovedBefore;
+  readonly #purgeRemovedBeyond;
+  readonly #discardAdded;
+  readonly #discard;
 
   constructor(db: Db) {
+    this.#livePackages = db.prepare<[string], { live: number }>('SELECT count(*) AS live FROM software_packages WHERE host_id = ? AND is_removed = 0');
+    this.#purgeRemovedBefore = db.prepare<[string, number]>('DELETE FROM software_packages WHERE host_id = ? AND is_removed = 1 AND removed_at < ?');
+    this.#purgeRemovedBeyond = db.prepare<[string, string, number]>(
+      `DELETE FROM software_packages WHERE host_id = ? AND id IN (
+         SELECT id FROM software_packages WHERE host_id = ? AND is_removed = 1 ORDER BY removed_at DESC, id DESC LIMIT -1 OFFSET ?)`,
+    );
+    // Rows this scan created (prior_scan NULL, first seen since it started); rows it brought back
+    // from removed keep their history (first_seen is older) and stay.
+    this.#discardAdded = db.prepare<[string, number, number]>(
+      'DELETE FROM software_packages WHERE host_id = ? AND last_seen_scan = ? AND prior_scan IS NULL AND first_seen >= ?',
+    );
+    this.#discard = db.transaction((scanId: string, hostId: string, errorCode: string, now: number): boolean => {
+      const scan = this.#getScan.get(scanId);
+      if (!scan || scan.host_id !== hostId || scan.status === 'completed') return false;
+      this.#close.run('failed', errorCode, now, scanId, hostId);
+      this.#discardAdded.run(hostId, scan.seq, scan.started_at);
+      return true;
+    });
     this.#abandonOpen = db.prepare<[number]>(
       "UPDATE software_scans SET status = 'abandoned', error_code = 'ERR_INVENTORY_SCAN_INCOMPLETE', updated_at = ? WHERE status = 'receiving'",
     );
@@ -292,6 +329,14 @@ export class SoftwareInventoryStore {
   }
 
   /**
+   * Fails a scan that is not completed and deletes the packages it added (refused whole, e.g. over
+   * the per-scan limit: nothing of it stays). False when the scan is unknown, another host's, or completed.
+   */
+  discardScan(scanId: string, hostId: string, errorCode: string, now: number): boolean {
+    return guard(() => this.#discard(scanId, hostId, errorCode, now));
+  }
+
+  /**
    * The packages recorded for the host by name, version and source: removed ones included
    * unless `liveOnly`, all of them unless `limit` (then from `offset`).
    */
@@ -350,6 +395,18 @@ export class SoftwareInventoryStore {
       }
       if (scan.status !== 'receiving') this.#resumeScan.run(now, scan.seq);
     }
+    const incoming = input.packages.length;
+    if (scan.packages_received + incoming > HOST_INVENTORY_LIMITS.packagesPerScan) {
+      throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a scan reports at most ${HOST_INVENTORY_LIMITS.packagesPerScan} packages`, {
+        reason: 'scan_too_large', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.packagesPerScan,
+      });
+    }
+    if (this.#livePackages.get(hostId)!.live + incoming > HOST_INVENTORY_LIMITS.livePackages) {
+      // Only scans that were never completed (abandoned mid-way) leave this many live rows behind.
+      throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a host keeps at most ${HOST_INVENTORY_LIMITS.livePackages} installed packages`, {
+        reason: 'host_inventory_full', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.livePackages,
+      });
+    }
     let added = 0;
     let unchanged = 0;
     let duplicates = 0;
@@ -373,6 +430,8 @@ export class SoftwareInventoryStore {
       }
       const removed = this.#markRemoved.run(now, hostId, scan.seq).changes;
       this.#complete.run(removed, now, now, scan.seq);
+      if (input.removedRetentionMs !== undefined) this.#purgeRemovedBefore.run(hostId, now - input.removedRetentionMs);
+      this.#purgeRemovedBeyond.run(hostId, hostId, HOST_INVENTORY_LIMITS.removedPackages);
     }
     return { added, unchanged, duplicates, scan: toScan(this.#getScan.get(scanId)!) };
   }

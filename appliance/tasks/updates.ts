@@ -22,13 +22,23 @@ export interface AppliedUpdate {
   readonly moved: boolean;
 }
 
+/** A task report that passed every check that does not depend on the task's state. */
+export interface CheckedUpdate {
+  /** This host's task the report names. */
+  readonly task: Task;
+  readonly event: TaskEvent;
+  /** What the agent reported with a finishing phase; empty for the others. */
+  readonly outcome: TaskOutcome;
+}
+
 /**
- * Applies one progress report from an agent to its task. The agent resends a report until a
- * heartbeat ack covers it, so a report of a phase already passed is a harmless repeat.
- * A report naming another host's task, an unknown phase or a malformed result is refused
- * with a coded error; the heartbeat stream carries on (the caller logs it).
+ * Checks one task report before anything is written: a well-formed task id, a known phase, a task
+ * of this host, a result that is a JSON object of at most 64 KiB. The heartbeat handler screens
+ * every report with it (refusals are counted, not logged one by one), and applyTaskUpdate checks
+ * again inside its transaction.
+ * Throws ERR_INVALID_ARGUMENT or ERR_TASK_NOT_FOUND (someone else's task reads as unknown).
  */
-export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output, now: number): AppliedUpdate {
+export function checkTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output): CheckedUpdate {
   if (!TASK_ID.test(update.task_id)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.task_id is not a task id', { field: 'task_id' });
   const event = PHASE_EVENTS[update.phase];
   if (event === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.phase ${String(update.phase)} is not a phase`, { field: 'phase', task_id: update.task_id });
@@ -39,13 +49,27 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   // Someone else's task reads as unknown: an agent learns nothing about other hosts.
   if (!task || task.hostId !== hostId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${update.task_id} for this agent`, { task_id: update.task_id });
   const finishing = event === 'succeeded' || event === 'failed';
-  let outcome: TaskOutcome = finishing
+  const outcome: TaskOutcome = finishing
     ? {
         result: parseResult(update.result_json, update.task_id),
         output: update.message === '' ? undefined : update.message,
         errorCode: event === 'failed' ? failureCode(update.error_code) : undefined,
       }
     : {};
+  return { task, event, outcome };
+}
+
+/**
+ * Applies one progress report from an agent to its task. The agent resends a report until a
+ * heartbeat ack covers it, so a report of a phase already passed is a harmless repeat.
+ * A report naming another host's task, an unknown phase or a malformed result is refused
+ * with a coded error (checkTaskUpdate); the heartbeat stream carries on.
+ */
+export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output, now: number): AppliedUpdate {
+  const checked = checkTaskUpdate(stores, hostId, update);
+  const { task, event } = checked;
+  let { outcome } = checked;
+  const finishing = event === 'succeeded' || event === 'failed';
   let applied = event;
   if (event === 'succeeded' && task.type === 'software_inventory') {
     // The appliance's own record decides: the scan the task asked for must have completed here.

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
 import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
 import { registerPayload, toRegisterRequest } from '../../common/register-payload.ts';
+import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 
 /** A gRPC client of the ingest service, trusting the appliance CA: the protocol seen from outside. */
 export function ingestClient(address: string, caPem: string): IngestServiceClient {
@@ -51,7 +52,8 @@ export function callRegister(client: IngestServiceClient, request: RegisterReque
 /** An open Heartbeat stream with everything the server sent and how it ended. */
 export class HeartbeatStream {
   readonly received: HeartbeatResponse__Output[] = [];
-  readonly ended: Promise<{ code: number; details: string }>;
+  /** The status that ended the stream, with its retry-after-ms hint when it carried one. */
+  readonly ended: Promise<{ code: number; details: string; retryAfterMs: number | undefined }>;
   readonly call: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output>;
 
   constructor(client: IngestServiceClient, jwt: string, extraMetadata: Record<string, string> = {}) {
@@ -61,7 +63,9 @@ export class HeartbeatStream {
     this.call = client.Heartbeat(metadata);
     this.call.on('data', (message: HeartbeatResponse__Output) => this.received.push(message));
     this.ended = new Promise((resolve) => {
-      this.call.on('status', (status: grpc.StatusObject) => resolve({ code: status.code, details: status.details }));
+      this.call.on('status', (status: grpc.StatusObject) =>
+        resolve({ code: status.code, details: status.details, retryAfterMs: parseRetryAfterMs(status.metadata.get(RETRY_AFTER_MS_METADATA)) }),
+      );
       this.call.on('error', () => undefined);
     });
   }
