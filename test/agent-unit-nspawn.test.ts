@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,7 @@ import { TestAppliance } from './helpers/appliance.ts';
 import { TestRoot } from './helpers/chroot.ts';
 import { httpsJson } from './helpers/https.ts';
 import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
-import { REPO_ROOT, run } from './helpers/processes.ts';
+import { linuxX64Executable, REPO_ROOT, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -20,8 +20,6 @@ import { waitFor } from './helpers/wait.ts';
  * uninstall to the root helper through the spool.
  */
 
-const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const EXECUTABLE = join(REPO_ROOT, 'dist/agents', VERSION, 'ct-ops-agent-linux-x64');
 const BUNDLE_BIN = join(REPO_ROOT, 'dist/ct-ops-bundle.js');
 const UNIT = 'ct-ops-agent.service';
 const DROP_IN_DIR = `etc/systemd/system/${UNIT}.d`;
@@ -52,10 +50,7 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
   const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-unit-'));
 
   before(async () => {
-    if (!existsSync(EXECUTABLE)) {
-      const built = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build-agents.mjs'), '--target', 'linux-x64', '--no-bundle'], {}, 300_000);
-      assert.equal(built.code, 0, built.stderr);
-    }
+    await linuxX64Executable();
     appliance = await TestAppliance.start();
     const bundled = await run(process.execPath, [
       BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'x64',

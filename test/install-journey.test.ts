@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TestAppliance } from './helpers/appliance.ts';
 import { TestRoot } from './helpers/chroot.ts';
-import { REPO_ROOT, run } from './helpers/processes.ts';
+import { linuxX64Executable, REPO_ROOT, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -16,7 +16,6 @@ import { waitFor } from './helpers/wait.ts';
  */
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const EXECUTABLE = join(REPO_ROOT, 'dist/agents', VERSION, 'ct-ops-agent-linux-x64');
 const BUNDLE_BIN = join(REPO_ROOT, 'dist/ct-ops-bundle.js');
 const HOSTILE_TAG = '$(touch /tmp/pwned)';
 
@@ -26,10 +25,7 @@ describe('from the appliance to an installed, approved agent with real artefacts
   const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-journey-'));
 
   before(async () => {
-    if (!existsSync(EXECUTABLE)) {
-      const built = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build-agents.mjs'), '--target', 'linux-x64', '--no-bundle'], {}, 300_000);
-      assert.equal(built.code, 0, built.stderr);
-    }
+    await linuxX64Executable();
     // Started from the repository, the appliance trusts the development release key that signed the build.
     appliance = await TestAppliance.start();
     root = TestRoot.create();

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { StopWaiting, waitFor } from './wait.ts';
 
@@ -78,4 +80,18 @@ export async function run(command: string, args: readonly string[], env: NodeJS.
   // Let the stream 'data' handlers drain.
   await new Promise((resolve) => setImmediate(resolve));
   return { code, stdout: proc.stdout, stderr: proc.stderr };
+}
+
+/**
+ * The real linux-x64 agent executable of this version (dist/agents/<version>/), built first when
+ * missing (about 30 s; signed with the development release key an appliance from this clone trusts).
+ */
+export async function linuxX64Executable(): Promise<string> {
+  const { version } = JSON.parse(await readFile(`${REPO_ROOT}package.json`, 'utf8')) as { version: string };
+  const executable = `${REPO_ROOT}dist/agents/${version}/ct-ops-agent-linux-x64`;
+  if (!existsSync(executable)) {
+    const built = await run(process.execPath, ['--import', 'tsx', `${REPO_ROOT}scripts/build-agents.mjs`, '--target', 'linux-x64', '--no-bundle'], {}, 300_000);
+    if (built.code !== 0) throw new Error(`build:agents failed (${built.code}): ${built.stderr.slice(-2000)}`);
+  }
+  return executable;
 }
