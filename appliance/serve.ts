@@ -121,7 +121,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       stop: async () => {
         timers.forEach(clearInterval);
         presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
-        await Promise.all([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
+        // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
+        const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
+        for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
         vitals.close();
         stores.close();
@@ -129,7 +131,14 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       },
     };
   } catch (error) {
-    for (const close of opened.reverse()) await close();
+    // Every opened part is closed even when one of them fails to; the start's own error is what is thrown.
+    for (const close of opened.reverse()) {
+      try {
+        await close();
+      } catch (closeError) {
+        log.error({ err: closeError }, 'a part opened by the failed start did not close cleanly');
+      }
+    }
     throw error;
   }
 }

@@ -7,9 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { IngestServiceClient } from '../common/proto.ts';
 import { storageFailure } from '../appliance/store/database.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TestAgent } from './helpers/agent.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { chunksOf, packages, submitScan } from './helpers/inventory.ts';
 import { APPLIANCE_BIN, LoggedProcess } from './helpers/processes.ts';
 import { TmpfsVolume, tmpfsUnavailable } from './helpers/tmpfs-volume.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -148,6 +150,8 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
 
     // The issue's reproduction: a stream that ends while the volume is full (the offline
     // callback cannot record the disconnect) must not take the appliance down.
+    // One vitals sample per interval is stored (5 s here): wait until this one is due, so its write fails too.
+    await sleep(5_000);
     const second = open();
     second.send(hostId, 1);
     await waitFor('ack on a stream opened while full', () => second.acks().includes(1));
@@ -165,6 +169,10 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
     const admin = await volume.run(process.execPath, APPLIANCE_BIN, 'tokens', 'create', '--data-dir', volume.dir);
     assert.match(admin.stderr, /ERR_STORAGE_FULL/, 'an admin write is refused with the storage code, not ERR_INTERNAL');
     assert.equal(admin.code, 75);
+    // Inventory writes go through the same boundary: the agent is told UNAVAILABLE (try again), not INTERNAL.
+    const scan = await submitScan(client, jwt, chunksOf(hostId, `scn_${'a'.repeat(24)}`, packages(0, 300)));
+    assert.deepEqual(scan.ok ? 'stored' : [scan.code, scan.details.split(':')[0]], [14, 'ERR_STORAGE_FULL'], 'an inventory chunk refused by the full volume');
+    await appliance.waitForLog('inventory chunk not stored', { host_id: hostId, code: 'ERR_STORAGE_FULL' });
     assert.ok(appliance.running, 'the appliance is still running');
     assert.equal((await volume.cliJson<TaskJson>('tasks', 'show', taskId)).state, 'sent', 'reads still work; the report was not stored');
   });

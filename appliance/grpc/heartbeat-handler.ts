@@ -11,6 +11,7 @@ import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 import { checkTaskUpdate } from '../tasks/updates.ts';
+import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
@@ -156,7 +157,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   };
   /** Ends the stream with a refusal of what the peer sent. */
   const refuse = (error: unknown, what: string): void => {
-    refusals.refused({ host_id: agentId }, error, what);
+    // A storage failure is ours, not the peer's: logged as such; the stream ends UNAVAILABLE unacknowledged.
+    if (isStorageFailure(error)) log.error({ host_id: agentId, ...failureFields(error) }, 'heartbeat not stored');
+    else refusals.refused({ host_id: agentId }, error, what);
     presence.detach(session, 'stream-closed');
     session.close(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
   };
@@ -198,7 +201,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       .finally(() => {
         waitingForRate = false;
         if (!ended && !congested) call.resume();
-      });
+      })
+      .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
   });
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
   const handle = (message: HeartbeatRequest__Output): void => {
@@ -227,6 +231,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         checkTaskUpdate(stores, agentId, update);
         return true;
       } catch (error) {
+        // A report that could not be read (storage failing) is not the peer's fault and must not be
+        // acknowledged as if refused: the heartbeat ends unacknowledged and the agent sends it again.
+        if (isStorageFailure(error)) throw error;
         refusals.refused({ host_id: agentId }, error, 'task report');
         return false;
       }

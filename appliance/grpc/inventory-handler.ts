@@ -5,6 +5,7 @@ import type { SoftwareInventoryChunk__Output, SoftwareInventoryResponse } from '
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
+import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { inventorySettings } from '../inventory/settings.ts';
@@ -107,9 +108,12 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
       }
     } catch (error) {
       const known = error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error });
-      refusals.refused({ host_id: agentId }, known, 'inventory chunk');
-      // A database failure may be transient: the scan stays resumable. Anything else is final.
-      stop(known, known.code === 'ERR_DATABASE' || known.code === 'ERR_INTERNAL' ? 'abandoned' : 'failed');
+      const ours = isStorageFailure(known) || known.code === 'ERR_DATABASE' || known.code === 'ERR_INTERNAL';
+      if (isStorageFailure(known)) log.error({ host_id: agentId, scan_id: scanId, ...failureFields(known) }, 'inventory chunk not stored');
+      else refusals.refused({ host_id: agentId }, known, 'inventory chunk');
+      // A failure of ours (storage, database) may be transient: the scan is abandoned, and the task can
+      // ask again. A refusal of what the agent sent is final.
+      stop(known, ours ? 'abandoned' : 'failed');
     }
   });
   call.on('end', () => {

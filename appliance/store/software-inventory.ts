@@ -1,6 +1,6 @@
 import { CtOpsError } from '../../common/errors.ts';
 import type { Statement } from 'better-sqlite3';
-import { sqliteCode, type Db } from './database.ts';
+import { sqliteCode, storageFailure, type Db } from './database.ts';
 
 /**
  * Rows of packages indexed by name in one batch. Large enough that one batch touches each
@@ -443,6 +443,9 @@ function guard<T>(fn: () => T): T {
     return fn();
   } catch (error) {
     if (error instanceof CtOpsError) throw error;
+    // Failures of the storage itself leave raw: the store boundary (store/index.ts) maps them to
+    // ERR_STORAGE_* and marks the appliance degraded, as for every other table.
+    if (storageFailure(error) !== undefined) throw error;
     const code = sqliteCode(error);
     if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new CtOpsError('ERR_HOST_NOT_FOUND', 'the host no longer exists', {}, { cause: error });
     throw new CtOpsError('ERR_DATABASE', 'the software inventory could not be written', { sqlite_code: code ?? null }, { cause: error });

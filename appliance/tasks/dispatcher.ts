@@ -81,9 +81,15 @@ export class TaskDispatcher {
     }
   }
 
-  /** An admin cancelled a task its agent may hold: tell the agent to stop it. */
+  /**
+   * An admin cancelled a task its agent may hold: tell the agent to stop it. Not sent when the host
+   * is offline or its stream is backed up: the task stays cancelled and a late report is ignored.
+   */
   cancelled(task: Task): void {
-    if (task.sentAt !== null) this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } });
+    if (task.sentAt === null) return;
+    if (!this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } })) {
+      this.#deps.log.warn({ host_id: task.hostId, task_id: task.id }, 'task cancel not sent: the host is offline or not reading');
+    }
   }
 
   /**
