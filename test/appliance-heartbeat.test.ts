@@ -14,7 +14,7 @@ describe('Heartbeat stream against a real appliance', () => {
     return { agentId: hostId, jwt };
   };
 
-  test('every heartbeat is acknowledged by its sequence; one vitals sample per interval is stored', async () => {
+  test('every heartbeat is acknowledged by its sequence; one vitals sample per interval is stored, the host row shows the latest', async () => {
     const { agentId, jwt } = await activeAgent('acked');
     const stream = new HeartbeatStream(ingest.client, jwt);
     for (let sequence = 1; sequence <= 5; sequence += 1) stream.send(agentId, sequence, { cpu_percent: sequence * 10 });
@@ -25,7 +25,8 @@ describe('Heartbeat stream against a real appliance', () => {
       return (shown.recent_vitals as unknown[]).length === 1 && shown;
     });
     assert.equal(host.status, 'online');
-    assert.equal(host.cpu_percent, 10, 'one sample per interval is stored: the first beat of it');
+    assert.equal((host.recent_vitals as Array<{ cpu_percent: number }>)[0]!.cpu_percent, 10, 'one sample per interval is stored: the first beat of it');
+    assert.equal(host.cpu_percent, 50, "the host's row shows its latest heartbeat");
     assert.equal(host.heartbeat_interval_secs, 5);
     stream.call.end();
     await stream.ended;

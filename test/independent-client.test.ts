@@ -163,7 +163,7 @@ describe('an independent Python grpcio client, built only from ingest.proto, aga
   test('its heartbeats are acknowledged by sequence, stored, and the host is online while it streams', () => {
     assert.deepEqual(result.acks, [1, 2, 3]);
     assert.equal(hostWhileStreaming.status, 'online');
-    assert.equal(hostWhileStreaming.cpu_percent, 10, 'the first heartbeat of the interval is the one stored');
+    assert.equal((hostWhileStreaming.recent_vitals as Array<{ cpu_percent: number }>)[0]!.cpu_percent, 10, 'the first heartbeat of the interval is the one sample stored');
     assert.equal(hostWhileStreaming.heartbeat_interval_secs, 5);
   });
 

@@ -4,7 +4,7 @@ import type { Stores } from '../store/index.ts';
 import type { HeartbeatUpdate } from '../store/hosts.ts';
 
 const FLUSH_INTERVAL_MS = 1000;
-const FLUSH_AT_SAMPLES = 1000;
+const FLUSH_AT_HOSTS = 1000;
 const PRUNE_INTERVAL_MS = 3_600_000;
 /**
  * A sample is stored when at least this share of the heartbeat interval passed since the host's
@@ -17,17 +17,24 @@ const LONGEST_INTERVAL_MS = 3_600_000;
 
 export type HeartbeatRecord = HeartbeatUpdate & { agentTimestamp: number };
 
+/** What one flush writes for a host: its latest heartbeat (last seen, version), and a vitals sample when one was due. */
+interface PendingHost {
+  latest: HeartbeatRecord;
+  sample: HeartbeatRecord | undefined;
+}
+
 /**
- * Buffers heartbeats and writes them in one transaction per second (or per 1,000
- * samples): one fsync for many agents instead of one each. Stores at most one sample per host
- * per heartbeat interval, so the history (and the queue) grow with the fleet, never with what one
- * host sends. Also prunes vitals history older than the retention period.
+ * Buffers heartbeats and writes them in one transaction per second (or per 1,000 hosts): one
+ * fsync for many agents instead of one each. The queue holds one entry per host (its latest
+ * heartbeat updates the host's row); a vitals sample is stored at most once per host per heartbeat
+ * interval, so the history (and the queue) grow with the fleet, never with what one host sends.
+ * Also prunes vitals history older than the retention period.
  */
 export class VitalsWriter {
   readonly #stores: Stores;
   readonly #log: Logger;
   readonly #retentionMs: number;
-  #pending: HeartbeatRecord[] = [];
+  #pending = new Map<string, PendingHost>();
   /** When each host's last stored sample was received (Unix ms). */
   readonly #lastSampleAt = new Map<string, number>();
   readonly #flushTimer: NodeJS.Timeout;
@@ -42,25 +49,32 @@ export class VitalsWriter {
     this.prune(Date.now());
   }
 
-  /** Queues the heartbeat for storage unless one of the host's was stored less than an interval ago; true when queued. */
+  /**
+   * Queues the heartbeat: the host's row always takes its latest one; its vitals become a stored
+   * sample unless one of the host's was taken less than an interval ago. True when a sample was taken.
+   */
   add(record: HeartbeatRecord): boolean {
     const last = this.#lastSampleAt.get(record.hostId);
-    if (last !== undefined && record.receivedAt - last < record.intervalSecs * 1000 * MIN_SAMPLE_SPACING) return false;
-    this.#lastSampleAt.set(record.hostId, record.receivedAt);
-    this.#pending.push(record);
-    if (this.#pending.length >= FLUSH_AT_SAMPLES) this.flush();
-    return true;
+    const sampleDue = last === undefined || record.receivedAt - last >= record.intervalSecs * 1000 * MIN_SAMPLE_SPACING;
+    if (sampleDue) this.#lastSampleAt.set(record.hostId, record.receivedAt);
+    const pending = this.#pending.get(record.hostId);
+    if (pending) {
+      pending.latest = record;
+      if (sampleDue) pending.sample = record;
+    } else {
+      this.#pending.set(record.hostId, { latest: record, sample: sampleDue ? record : undefined });
+      if (this.#pending.size >= FLUSH_AT_HOSTS) this.flush();
+    }
+    return sampleDue;
   }
 
   flush(): void {
-    if (this.#pending.length === 0) return;
-    const batch = this.#pending;
-    this.#pending = [];
+    if (this.#pending.size === 0) return;
+    const batch = [...this.#pending.values()];
+    this.#pending = new Map();
     try {
       this.#stores.transaction(() => {
-        for (const record of batch) {
-          this.#write(record);
-        }
+        for (const host of batch) this.#write(host);
       });
     } catch (error) {
       // The storage refuses writes (full, I/O error): every sample would fail the same way. The
@@ -72,11 +86,11 @@ export class VitalsWriter {
       // A host deleted between heartbeat and flush fails the whole batch on its foreign key:
       // keep the rest by writing them one by one.
       this.#log.warn({ err: error, samples: batch.length }, 'vitals batch failed; writing samples one by one');
-      for (const record of batch) {
+      for (const host of batch) {
         try {
-          this.#stores.transaction(() => this.#write(record));
+          this.#stores.transaction(() => this.#write(host));
         } catch (sampleError) {
-          this.#log.warn({ err: sampleError, host_id: record.hostId }, 'vitals sample dropped');
+          this.#log.warn({ err: sampleError, host_id: host.latest.hostId }, 'vitals sample dropped');
         }
       }
     }
@@ -94,10 +108,12 @@ export class VitalsWriter {
     }
   }
 
-  #write(record: HeartbeatRecord): void {
-    const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = record;
-    this.#stores.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
-    this.#stores.hosts.recordHeartbeat(record);
+  #write({ latest, sample }: PendingHost): void {
+    if (sample) {
+      const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = sample;
+      this.#stores.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
+    }
+    this.#stores.hosts.recordHeartbeat(latest);
   }
 
   close(): void {
