@@ -54,4 +54,24 @@ describe('admin login throttle', () => {
     for (let user = 0; user < 200; user += 1) assert.equal(lockedFor(throttle, `spray-${user}`, `198.51.100.${user}`, dayLater), undefined);
     assert.equal(throttle.size, 50);
   });
+
+  test("10,000 fresh usernames and sources never evict a running lock: account:admin stays locked while the table stays bounded", () => {
+    const throttle = new LoginThrottle();
+    for (let failure = 0; failure < DEFAULT_LOGIN_THROTTLE.accountFailures; failure += 1) throttle.begin('admin', '203.0.113.1', 0);
+    for (let key = 0; key < 10_000; key += 1) lockedFor(throttle, `flush-${key}`, `198.51.${key >> 8}.${key & 255}`, 100);
+    assert.equal(lockedFor(throttle, 'admin', '203.0.113.2', 200), 1, 'the lock survived the flood');
+    assert.ok(throttle.size <= DEFAULT_LOGIN_THROTTLE.maxTracked);
+  });
+
+  test('when running locks fill the table, a new username or source is refused as locked, not tracked, until the first lock ends', () => {
+    const policy = { ...DEFAULT_LOGIN_THROTTLE, accountFailures: 1, sourceFailures: 1, maxTracked: 10 };
+    const throttle = new LoginThrottle(policy);
+    // Each attempt locks its account and its source for 1 s: five attempts fill the ten slots with locks.
+    for (let user = 0; user < 5; user += 1) assert.equal(lockedFor(throttle, `locked-${user}`, `192.0.2.${user}`, 0), undefined);
+    assert.equal(lockedFor(throttle, 'newcomer', '192.0.2.99', 500), 1, 'no room without flushing a lock');
+    assert.equal(throttle.size, 10);
+    for (let user = 0; user < 5; user += 1) assert.equal(lockedFor(throttle, `locked-${user}`, '192.0.2.98', 500), 1, 'every lock is still there');
+    assert.equal(lockedFor(throttle, 'newcomer', '192.0.2.99', 1_000), undefined, 'ended locks make room');
+    assert.equal(throttle.size, 10);
+  });
 });
