@@ -96,13 +96,18 @@ function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: s
   while (reader.pos < end) {
     const tag = reader.uint32();
     const wireType = tag & 7;
-    const field = wireType === 2 ? plan.get(tag >>> 3) : undefined;
+    const field = plan.get(tag >>> 3);
     if (!field) {
       reader.skipType(wireType);
       continue;
     }
-    const bytes = reader.bytes();
     const name = field.name === '' ? path : `${path}.${field.name}`;
+    // protobufjs decodes by field number alone: a text field sent as a varint would be skipped
+    // here yet decoded there as a string, unchecked.
+    if (wireType !== 2) {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${name} has wire type ${wireType}, not length-delimited`, { field: name.slice(name.indexOf('.') + 1) });
+    }
+    const bytes = reader.bytes();
     if (field.holds !== 'string') {
       checkText(field.holds, protobuf.Reader.create(bytes), bytes.length, name);
       continue;
