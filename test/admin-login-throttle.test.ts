@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import Fastify from 'fastify';
+import { pino } from 'pino';
 import { DEFAULT_LOGIN_THROTTLE, LoginThrottle } from '../appliance/admin/login-throttle.ts';
+import type { HttpContext } from '../appliance/http/context.ts';
+import { loginRoute } from '../appliance/http/admin-auth.ts';
+import { openStores } from '../appliance/store/index.ts';
 import { CtOpsError } from '../common/errors.ts';
 
 /** The lock an attempt meets, in whole seconds to wait; undefined when it may proceed (and is counted). */
@@ -73,5 +81,30 @@ describe('admin login throttle', () => {
     for (let user = 0; user < 5; user += 1) assert.equal(lockedFor(throttle, `locked-${user}`, '192.0.2.98', 500), 1, 'every lock is still there');
     assert.equal(lockedFor(throttle, 'newcomer', '192.0.2.99', 1_000), undefined, 'ended locks make room');
     assert.equal(throttle.size, 10);
+  });
+});
+
+describe('the login route', () => {
+  test('rotating IPv6 addresses inside one /64 is one source: it locks after 20 failures, while another /64 is not locked', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctops-login-source-'));
+    const stores = openStores(join(dir, 'appliance.db'));
+    // Only what loginRoute reads from the appliance's context: the credential store and the log.
+    const app = Fastify();
+    await app.register(loginRoute, { stores, log: pino({ level: 'silent' }) } as unknown as HttpContext);
+    t.after(async () => {
+      await app.close();
+      stores.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const attempt = async (username: string, remoteAddress: string): Promise<string | undefined> => {
+      const answer = await app.inject({ method: 'POST', url: '/api/v1/auth/login', remoteAddress, payload: { username, password: 'wrong' } });
+      return (answer.json() as { code?: string }).code;
+    };
+    // A new username and a new address every time: no account reaches its own limit.
+    for (let index = 1; index <= DEFAULT_LOGIN_THROTTLE.sourceFailures; index += 1) {
+      assert.equal(await attempt(`spray-${index}`, `2001:db8:0:1::${index.toString(16)}`), 'ERR_LOGIN_FAILED');
+    }
+    assert.equal(await attempt('spray-next', '2001:db8:0:1:ffff:ffff:ffff:ffff'), 'ERR_LOGIN_LOCKED', 'the /64 is locked');
+    assert.equal(await attempt('spray-next', '2001:db8:0:2::1'), 'ERR_LOGIN_FAILED', 'the next /64 is another source');
   });
 });
