@@ -38,7 +38,9 @@ function parseIngestRoot(): protobuf.Root {
  * string field, at any depth and in map keys and values, must be well-formed UTF-8. protobufjs
  * would decode invalid UTF-8 by silently putting U+FFFD in its place, after which the damage can
  * no longer be told from a real U+FFFD, so only the raw bytes can be judged.
- * Throws ERR_INVALID_ARGUMENT naming the field (`RegisterRequest.hostname is not valid UTF-8`),
+ * Throws ERR_INVALID_ARGUMENT naming the field (`RegisterRequest.hostname is not valid UTF-8`;
+ * `… has wire type 0, not length-delimited` for a string or message field sent otherwise, which
+ * protobufjs would still decode by its field number),
  * or naming the message when its bytes are not protobuf at all (truncated, bad wire type);
  * ERR_MESSAGE_TOO_LARGE, before anything is read, for a message over `maxBytes`.
  */
@@ -96,13 +98,20 @@ function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: s
   while (reader.pos < end) {
     const tag = reader.uint32();
     const wireType = tag & 7;
-    const field = wireType === 2 ? plan.get(tag >>> 3) : undefined;
+    const field = plan.get(tag >>> 3);
     if (!field) {
       reader.skipType(wireType);
       continue;
     }
-    const bytes = reader.bytes();
     const name = field.name === '' ? path : `${path}.${field.name}`;
+    // protobufjs decodes by field number alone: a text field sent as a varint would be skipped
+    // here yet decoded there as a string, unchecked.
+    if (wireType !== 2) {
+      // A value that is not even well-formed (wire type 7, an endless varint) is refused as malformed first.
+      reader.skipType(wireType);
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${name} has wire type ${wireType}, not length-delimited`, { field: name.slice(name.indexOf('.') + 1) });
+    }
+    const bytes = reader.bytes();
     if (field.holds !== 'string') {
       checkText(field.holds, protobuf.Reader.create(bytes), bytes.length, name);
       continue;

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import Fastify from 'fastify';
+import { pino } from 'pino';
 import { DEFAULT_LOGIN_THROTTLE, LoginThrottle } from '../appliance/admin/login-throttle.ts';
+import type { HttpContext } from '../appliance/http/context.ts';
+import { loginRoute } from '../appliance/http/admin-auth.ts';
+import { openStores } from '../appliance/store/index.ts';
 import { CtOpsError } from '../common/errors.ts';
 
 /** The lock an attempt meets, in whole seconds to wait; undefined when it may proceed (and is counted). */
@@ -53,5 +61,50 @@ describe('admin login throttle', () => {
     // 200 usernames from 200 sources: 400 keys, of which the 50 most recent are kept.
     for (let user = 0; user < 200; user += 1) assert.equal(lockedFor(throttle, `spray-${user}`, `198.51.100.${user}`, dayLater), undefined);
     assert.equal(throttle.size, 50);
+  });
+
+  test("10,000 fresh usernames and sources never evict a running lock: account:admin stays locked while the table stays bounded", () => {
+    const throttle = new LoginThrottle();
+    for (let failure = 0; failure < DEFAULT_LOGIN_THROTTLE.accountFailures; failure += 1) throttle.begin('admin', '203.0.113.1', 0);
+    for (let key = 0; key < 10_000; key += 1) lockedFor(throttle, `flush-${key}`, `198.51.${key >> 8}.${key & 255}`, 100);
+    assert.equal(lockedFor(throttle, 'admin', '203.0.113.2', 200), 1, 'the lock survived the flood');
+    assert.ok(throttle.size <= DEFAULT_LOGIN_THROTTLE.maxTracked);
+  });
+
+  test('when running locks fill the table, a new username or source is refused as locked, not tracked, until the first lock ends', () => {
+    const policy = { ...DEFAULT_LOGIN_THROTTLE, accountFailures: 1, sourceFailures: 1, maxTracked: 10 };
+    const throttle = new LoginThrottle(policy);
+    // Each attempt locks its account and its source for 1 s: five attempts fill the ten slots with locks.
+    for (let user = 0; user < 5; user += 1) assert.equal(lockedFor(throttle, `locked-${user}`, `192.0.2.${user}`, 0), undefined);
+    assert.equal(lockedFor(throttle, 'newcomer', '192.0.2.99', 500), 1, 'no room without flushing a lock');
+    assert.equal(throttle.size, 10);
+    for (let user = 0; user < 5; user += 1) assert.equal(lockedFor(throttle, `locked-${user}`, '192.0.2.98', 500), 1, 'every lock is still there');
+    assert.equal(lockedFor(throttle, 'newcomer', '192.0.2.99', 1_000), undefined, 'ended locks make room');
+    assert.equal(throttle.size, 10);
+  });
+});
+
+describe('the login route', () => {
+  test('rotating IPv6 addresses inside one /64 is one source: it locks after 20 failures, while another /64 is not locked', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctops-login-source-'));
+    const stores = openStores(join(dir, 'appliance.db'));
+    // Only what loginRoute reads from the appliance's context: the credential store and the log.
+    const app = Fastify();
+    await app.register(loginRoute, { stores, log: pino({ level: 'silent' }) } as unknown as HttpContext);
+    t.after(async () => {
+      await app.close();
+      stores.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const attempt = async (username: string, remoteAddress: string): Promise<string | undefined> => {
+      const answer = await app.inject({ method: 'POST', url: '/api/v1/auth/login', remoteAddress, payload: { username, password: 'wrong' } });
+      return (answer.json() as { code?: string }).code;
+    };
+    // A new username and a new address every time: no account reaches its own limit.
+    for (let index = 1; index <= DEFAULT_LOGIN_THROTTLE.sourceFailures; index += 1) {
+      assert.equal(await attempt(`spray-${index}`, `2001:db8:0:1::${index.toString(16)}`), 'ERR_LOGIN_FAILED');
+    }
+    assert.equal(await attempt('spray-next', '2001:db8:0:1:ffff:ffff:ffff:ffff'), 'ERR_LOGIN_LOCKED', 'the /64 is locked');
+    assert.equal(await attempt('spray-next', '2001:db8:0:2::1'), 'ERR_LOGIN_FAILED', 'the next /64 is another source');
   });
 });

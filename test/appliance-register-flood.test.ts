@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type * as grpc from '@grpc/grpc-js';
 import { REGISTER_FAILURES_PER_WINDOW, REGISTER_FAILURE_WINDOW_SECS } from '../appliance/enrolment/register-throttle.ts';
+import { MAX_REQUEST_BYTES } from '../appliance/grpc/malformed-requests.ts';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient, RegisterRequest } from '../common/proto.ts';
 import { RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
@@ -12,6 +13,7 @@ import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { registerPayload, toRegisterRequest } from '../common/register-payload.ts';
 import { ingestClient } from './helpers/ingest-client.ts';
+import { rawGrpcCall } from './helpers/raw-grpc.ts';
 import { startSourceRelay } from './helpers/source-relay.ts';
 
 /*
@@ -227,5 +229,41 @@ describe('the real agent honours the retry hint', () => {
     } finally {
       await agent.dispose();
     }
+  });
+});
+
+describe('Registers the strict deserializer refuses count too', () => {
+  const appliance = useFreshAppliance();
+
+  test('garbage Register frames (malformed protobuf, invalid UTF-8, over 64 KiB) spend the failure budget, are then throttled, and are logged aggregated by source', async () => {
+    const garbage = [
+      Buffer.from([0x1a, 0x05, 0x41]), // field 3 claims 5 bytes, 1 follows
+      Buffer.from([0x1a, 0x02, 0xc3, 0x28]), // hostname cut in the middle of a character
+      Buffer.alloc((MAX_REQUEST_BYTES.Register as number) + 1, 0x20),
+    ];
+    const send = async (port: number, index: number): Promise<string | undefined> => codeFromGrpcDetails((await rawGrpcCall(port, appliance().caCert, 'Register', [garbage[index % garbage.length] as Buffer])).message ?? '');
+    const started = Date.now();
+    const answers: Array<string | undefined> = [];
+    for (let index = 0; index < REGISTER_FAILURES_PER_WINDOW + 20; index += 1) answers.push(await send(appliance().grpcPort, index));
+    assert.ok(Date.now() - started < REGISTER_FAILURE_WINDOW_SECS * 1000, 'the calls fit in one throttle window');
+
+    assert.deepEqual(new Set(answers.slice(0, REGISTER_FAILURES_PER_WINDOW)), new Set(['ERR_INVALID_ARGUMENT', 'ERR_MESSAGE_TOO_LARGE']), 'the budget is spent by garbage');
+    assert.deepEqual(new Set(answers.slice(REGISTER_FAILURES_PER_WINDOW)), new Set(['ERR_REGISTER_THROTTLED']), 'then the garbage is throttled');
+    const client = ingestClient(appliance().address, appliance().caCert);
+    const wellFormed = await register(client, pick(0)('tok_bad')).finally(() => client.close());
+    assert.equal(wellFormed.errorCode, 'ERR_REGISTER_THROTTLED', 'a well-formed Register from the source is throttled as well');
+    const relay = await startSourceRelay(appliance().grpcPort, '127.0.0.2');
+    try {
+      assert.equal(await send(relay.port, 0), 'ERR_INVALID_ARGUMENT', 'another source is not throttled');
+    } finally {
+      await relay.close();
+    }
+
+    await appliance().stop();
+    assert.equal(appliance().process.logged('ingest refused', { peer: '127.0.0.1', what: 'register' }).length, 1, 'one line at the first refusal');
+    const [summary] = appliance().process.logged('ingest refusals', { peer: '127.0.0.1' });
+    const refused = summary?.refused as Record<string, number> | undefined;
+    assert.equal(Object.values(refused ?? {}).reduce((sum, count) => sum + count, 0), answers.length + 1, `aggregated: ${JSON.stringify(refused)}`);
+    assert.equal(refused?.ERR_REGISTER_THROTTLED, 21);
   });
 });

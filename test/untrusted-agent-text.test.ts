@@ -130,6 +130,30 @@ describe('untrusted agent text is refused at the ingest edge', () => {
     assert.match(outcome.message ?? '', /^ERR_INVALID_ARGUMENT: SoftwareInventoryChunk\.packages\.name is not valid UTF-8/);
   });
 
+  test('a text field sent with a varint wire type is refused, not skipped by the UTF-8 check while protobufjs decodes it as a string', async () => {
+    // Tag (3 << 3) | 0, then 3 bytes "(\x80A": protobufjs reads field 3 by number as the string "(\uFFFDA".
+    const hostnameAsVarint = Buffer.from([(3 << 3) | 0, 0x03, 0x28, 0x80, 0x41]);
+    const register = await rawGrpcCall(grpcPort(), ca(), 'Register', [hostnameAsVarint]);
+    assert.equal(register.status, String(GrpcCode.INVALID_ARGUMENT), register.message);
+    assert.match(register.message ?? '', /^ERR_INVALID_ARGUMENT: RegisterRequest\.hostname has wire type 0, not length-delimited/);
+
+    const { hostId, jwt } = await ingest.enrol();
+    const head = Buffer.concat([lengthDelimited(1, Buffer.from(hostId)), lengthDelimited(2, Buffer.from('scn_wire_0001'))]);
+    const badName = Buffer.from([0x70, 0x6b, 0x67, 0x80]);
+    const badPackage = lengthDelimited(1, badName);
+    const cases: Array<[Buffer, RegExp]> = [
+      // The packages field itself as a varint, holding a package whose name is invalid UTF-8.
+      [Buffer.concat([head, Buffer.from([(5 << 3) | 0, badPackage.length]), badPackage]), /SoftwareInventoryChunk\.packages has wire type 0/],
+      // A well-framed package whose name field is a varint.
+      [Buffer.concat([head, lengthDelimited(5, Buffer.concat([Buffer.from([(1 << 3) | 0, badName.length]), badName]))]), /SoftwareInventoryChunk\.packages\.name has wire type 0/],
+    ];
+    for (const [chunk, message] of cases) {
+      const outcome = await rawGrpcCall(grpcPort(), ca(), 'SubmitSoftwareInventory', [chunk], { authorization: `Bearer ${jwt}` });
+      assert.equal(outcome.status, String(GrpcCode.INVALID_ARGUMENT), `${chunk.toString('hex')}: ${outcome.message}`);
+      assert.match(outcome.message ?? '', new RegExp(`^ERR_INVALID_ARGUMENT: ${message.source}`));
+    }
+  });
+
   test('malformed protobuf on each RPC (unary Register, Heartbeat stream, inventory stream) is INVALID_ARGUMENT with our details, not INTERNAL', async () => {
     const { jwt } = await ingest.enrol();
     const malformed = [

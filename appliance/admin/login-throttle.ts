@@ -11,7 +11,7 @@ export interface LoginThrottlePolicy {
   readonly maxLockMs: number;
   /** A key with no failure for this long starts again from zero. */
   readonly forgetAfterMs: number;
-  /** The most keys kept (memory bound against many usernames or addresses); the stalest go first. */
+  /** The most keys kept (memory bound against many usernames or addresses); the stalest unlocked go first. */
   readonly maxTracked: number;
 }
 
@@ -69,6 +69,7 @@ export class LoginThrottle {
       const retryAfterSecs = Math.ceil((lockedUntil - now) / 1000);
       throw new CtOpsError('ERR_LOGIN_LOCKED', `too many failed logins: try again in ${retryAfterSecs} s`, { retry_after_secs: retryAfterSecs });
     }
+    this.#makeRoom(keys.filter(([key]) => !this.#tracks.has(key)).length, now);
     const tracks = keys.map(([key]) => this.#track(key, now));
     let engaged: number | undefined;
     keys.forEach(([, threshold], index) => {
@@ -94,15 +95,28 @@ export class LoginThrottle {
     this.#tracks.delete(`source:${source}`);
   }
 
+  /**
+   * Frees room for `needed` new keys by forgetting the least recently attempted keys whose lock is
+   * over. A running lock is never forgotten, or fresh keys would flush `account:admin`'s lock; when
+   * locks fill the table, the attempt is refused with ERR_LOGIN_LOCKED until the first lock ends.
+   */
+  #makeRoom(needed: number, now: number): void {
+    const fits = (): boolean => this.#tracks.size + needed <= this.#policy.maxTracked;
+    for (const [key, track] of this.#tracks) {
+      if (fits()) return;
+      if (track.lockedUntil <= now) this.#tracks.delete(key);
+    }
+    if (fits()) return;
+    const firstUnlock = Math.min(...Array.from(this.#tracks.values(), (track) => track.lockedUntil));
+    const retryAfterSecs = Math.max(1, Math.ceil((firstUnlock - now) / 1000));
+    throw new CtOpsError('ERR_LOGIN_LOCKED', `too many failed logins from everywhere: try again in ${retryAfterSecs} s`, { retry_after_secs: retryAfterSecs });
+  }
+
   #track(key: string, now: number): Track {
     const known = this.#tracks.get(key);
     this.#tracks.delete(key);
     const track = known && now - known.lastAttemptAt < this.#policy.forgetAfterMs ? known : { failures: 0, lockedUntil: 0, lastAttemptAt: now };
     // Re-inserted last, so the Map's order is least recently attempted first.
-    for (const stalest of this.#tracks.keys()) {
-      if (this.#tracks.size < this.#policy.maxTracked) break;
-      this.#tracks.delete(stalest);
-    }
     this.#tracks.set(key, track);
     return track;
   }

@@ -1,5 +1,5 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { CtOpsError, GrpcCode } from '../../common/errors.ts';
+import { CtOpsError, GrpcCode, type ErrorCode } from '../../common/errors.ts';
 
 /**
  * Failed Registers one source may make in one window before it is throttled. Only failures
@@ -14,6 +14,8 @@ export const REGISTER_FAILURE_WINDOW_SECS = 30;
 
 /** Refusals caused by the request (bad input, credential, signature, replay), not by the appliance. */
 const PEER_CAUSED: ReadonlySet<number> = new Set([GrpcCode.INVALID_ARGUMENT, GrpcCode.UNAUTHENTICATED, GrpcCode.PERMISSION_DENIED]);
+/** Peer-caused refusals whose status (RESOURCE_EXHAUSTED) the throttle's own refusal shares. */
+const PEER_CAUSED_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_MESSAGE_TOO_LARGE']);
 
 /**
  * Throttles sources (appliance/lib/peer-source.ts) whose Registers keep failing: after
@@ -36,8 +38,12 @@ export class RegisterThrottle {
     );
   }
 
-  /** Counts a refused Register against its source, unless the appliance itself failed (internal, storage) or it was throttled already. */
+  /**
+   * Counts a refused Register against its source (a message the strict deserializer refused
+   * included: malformed, invalid UTF-8, too large), unless the appliance itself failed (internal,
+   * storage) or it was throttled already.
+   */
   async refused(source: string, error: unknown): Promise<void> {
-    if (error instanceof CtOpsError && PEER_CAUSED.has(error.grpcStatus)) await this.#failures.penalty(source);
+    if (error instanceof CtOpsError && (PEER_CAUSED.has(error.grpcStatus) || PEER_CAUSED_CODES.has(error.code))) await this.#failures.penalty(source);
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { HEARTBEAT_RATE_LIMIT } from '../../common/heartbeat-limits.ts';
+import { RegisterThrottle } from '../enrolment/register-throttle.ts';
 import { HostMessageRate } from '../heartbeat/message-rate.ts';
 import { RefusalLog } from '../lib/refusal-log.ts';
 
@@ -9,8 +10,10 @@ export interface IngestGuards {
   readonly refusals: RefusalLog;
   /** Heartbeat messages and stream opens, per host across all its streams. */
   readonly heartbeatRate: HostMessageRate;
+  /** Failed Registers per source: counted by the handler and by the strict deserializer's refusals. */
+  readonly registerThrottle: RegisterThrottle;
 }
 
 export function createIngestGuards(log: Logger): IngestGuards {
-  return { refusals: new RefusalLog(log), heartbeatRate: new HostMessageRate(HEARTBEAT_RATE_LIMIT) };
+  return { refusals: new RefusalLog(log), heartbeatRate: new HostMessageRate(HEARTBEAT_RATE_LIMIT), registerThrottle: new RegisterThrottle() };
 }

@@ -1,6 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { MAX_HEARTBEAT_REQUEST_BYTES } from '../../common/heartbeat-limits.ts';
 import { strictRequestDeserializer } from '../../common/proto.ts';
+import { peerSource } from '../lib/peer-source.ts';
+import type { IngestGuards } from './guards.ts';
+import { refuseRegister } from './register-handler.ts';
 import { toServiceError } from './status.ts';
 
 const REFUSED = Symbol('refused request');
@@ -47,17 +50,41 @@ export function withStrictRequests(service: grpc.ServiceDefinition): grpc.Servic
 /**
  * A server interceptor that ends a call with the catalogue's status (INVALID_ARGUMENT, details
  * "ERR_INVALID_ARGUMENT: RegisterRequest.hostname is not valid UTF-8") when a message was
- * refused by withStrictRequests; the handler never sees that message.
+ * refused by withStrictRequests; the handler never sees that message. Each such refusal goes to
+ * the refusal log as {peer: source} with `what` = the method ("register", "submitsoftwareinventory"), and a refused Register
+ * spends its source's failure budget like any failed Register; once the source is throttled its
+ * garbage is answered ERR_REGISTER_THROTTLED (the bytes were deserialized already: grpc-js does
+ * that as they arrive, within MAX_REQUEST_BYTES).
  */
-export const refuseMalformedRequests: grpc.ServerInterceptor = (_method, call) => {
-  const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
-    start: (next) =>
-      next({
-        onReceiveMessage: (message: unknown, pass) => {
-          if (isRefused(message)) intercepting.sendStatus(toServiceError(message[REFUSED]));
-          else pass(message);
-        },
-      }),
-  });
-  return intercepting;
-};
+export function refuseMalformedRequests(guards: Pick<IngestGuards, 'refusals' | 'registerThrottle'>): grpc.ServerInterceptor {
+  return (method, call) => {
+    // Lower case, as the handlers name what they refuse ("register", "heartbeat").
+    const what = method.path.slice(method.path.lastIndexOf('/') + 1).toLowerCase();
+    const refuse = async (refusal: unknown): Promise<ReturnType<typeof toServiceError>> => {
+      const source = peerSource(call.getPeer());
+      if (what !== 'register') {
+        guards.refusals.refused({ peer: source }, refusal, what);
+        return toServiceError(refusal);
+      }
+      const error = await guards.registerThrottle.admit(source).then(
+        () => refusal,
+        (throttled: unknown) => throttled,
+      );
+      return refuseRegister(guards, source, error);
+    };
+    const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMessage: (message: unknown, pass) => {
+            if (isRefused(message)) {
+              void refuse(message[REFUSED]).then(
+                (status) => intercepting.sendStatus(status),
+                (error: unknown) => intercepting.sendStatus(toServiceError(error)),
+              );
+            } else pass(message);
+          },
+        }),
+    });
+    return intercepting;
+  };
+}

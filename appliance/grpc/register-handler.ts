@@ -1,7 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
 import { parseRegisterRequest } from '../enrolment/register-input.ts';
-import { RegisterThrottle } from '../enrolment/register-throttle.ts';
 import { register, type RegisterDeps } from '../enrolment/register.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import type { IngestGuards } from './guards.ts';
@@ -11,8 +10,8 @@ import { toServiceError } from './status.ts';
  * Register: throttled per source (RegisterThrottle); refusals go to the aggregated RefusalLog keyed
  * by the source, since the peer is not authenticated yet.
  */
-export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusals'>): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
-  const throttle = new RegisterThrottle();
+export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusals' | 'registerThrottle'>): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
+  const throttle = deps.registerThrottle;
   return (call, callback) => {
     const source = peerSource(call.getPeer());
     // The throttle answers first, so a throttled source costs no parsing, signature check or query.
@@ -21,11 +20,18 @@ export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusal
       .then(() => register(parseRegisterRequest(call.request), deps, Date.now()))
       .then(
         (response) => callback(null, response),
-        async (error: unknown) => {
-          await throttle.refused(source, error);
-          deps.refusals.refused({ peer: source }, error, 'register');
-          callback(toServiceError(error));
-        },
+        async (error: unknown) => callback(await refuseRegister(deps, source, error)),
       );
   };
+}
+
+/**
+ * Records a refused Register from `source` (its failure budget, the refusal log) and
+ * returns the status to answer; shared by the handler and by the strict deserializer's refusals
+ * (appliance/grpc/malformed-requests.ts), so garbage spends a source's budget like a forged signature.
+ */
+export async function refuseRegister(guards: Pick<IngestGuards, 'refusals' | 'registerThrottle'>, source: string, error: unknown): Promise<ReturnType<typeof toServiceError>> {
+  await guards.registerThrottle.refused(source, error);
+  guards.refusals.refused({ peer: source }, error, 'register');
+  return toServiceError(error);
 }

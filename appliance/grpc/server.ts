@@ -33,7 +33,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     'grpc.keepalive_permit_without_calls': 1,
     // A peer pinging more often than min_ping_interval twice in a row is sent GOAWAY.
     'grpc.http2.max_ping_strikes': 2,
-    interceptors: [refuseMalformedRequests],
+    interceptors: [refuseMalformedRequests(guards)],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
     Register: registerHandler({ ...deps, ...guards }),

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { authenticateApiToken, login } from '../admin/credentials.ts';
 import { LoginThrottle } from '../admin/login-throttle.ts';
+import { peerSource } from '../lib/peer-source.ts';
 import type { HttpContext } from './context.ts';
 
 declare module 'fastify' {
@@ -35,8 +36,10 @@ export async function loginRoute(app: FastifyInstance, ctx: HttpContext): Promis
       response: { 200: { type: 'object', required: ['token', 'expires_at'], properties: { token: { type: 'string' }, expires_at: { type: 'string' } } } },
     },
     handler: async (request) => {
-      const session = await login(deps, { username: request.body.username, password: request.body.password, source: request.ip }, Date.now());
-      ctx.log.info({ username: request.body.username, source: request.ip }, 'admin logged in');
+      // An IPv4 address or an IPv6 /64, so a site cannot escape the source lock by rotating addresses.
+      const source = peerSource(`[${request.ip}]:0`);
+      const session = await login(deps, { username: request.body.username, password: request.body.password, source }, Date.now());
+      ctx.log.info({ username: request.body.username, source }, 'admin logged in');
       return { token: session.token, expires_at: new Date(session.expiresAt).toISOString() };
     },
   });
