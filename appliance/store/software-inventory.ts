@@ -170,8 +170,8 @@ export class SoftwareInventoryStore {
   constructor(db: Db) {
     this.#livePackages = db.prepare<[string], { live: number }>('SELECT count(*) AS live FROM software_packages WHERE host_id = ? AND is_removed = 0');
     this.#purgeRemovedBefore = db.prepare<[string, number]>('DELETE FROM software_packages WHERE host_id = ? AND is_removed = 1 AND removed_at < ?');
-    this.#purgeScansBeyond = db.prepare<[string, number]>(
-      'DELETE FROM software_scans WHERE host_id = ?1 AND seq NOT IN (SELECT seq FROM software_scans WHERE host_id = ?1 ORDER BY seq DESC LIMIT ?2)',
+    this.#purgeScansBeyond = db.prepare<{ hostId: string; keep: number }>(
+      'DELETE FROM software_scans WHERE host_id = @hostId AND seq NOT IN (SELECT seq FROM software_scans WHERE host_id = @hostId ORDER BY seq DESC LIMIT @keep)',
     );
     this.#purgeRemovedBeyond = db.prepare<[string, string, number]>(
       `DELETE FROM software_packages WHERE host_id = ? AND id IN (
@@ -440,7 +440,7 @@ export class SoftwareInventoryStore {
       this.#complete.run(removed, now, now, scan.seq);
       if (input.removedRetentionMs !== undefined) this.#purgeRemovedBefore.run(hostId, now - input.removedRetentionMs);
       this.#purgeRemovedBeyond.run(hostId, hostId, HOST_INVENTORY_LIMITS.removedPackages);
-      this.#purgeScansBeyond.run(hostId, HOST_INVENTORY_LIMITS.scans);
+      this.#purgeScansBeyond.run({ hostId, keep: HOST_INVENTORY_LIMITS.scans });
     }
     return { added, unchanged, duplicates, scan: toScan(this.#getScan.get(scanId)!) };
   }
