@@ -100,7 +100,7 @@ describe('a host whose streams never read cannot pile up closed streams (real ap
     assert.equal((await honest.ended).code, GrpcCode.OK);
   });
 
-  test('a deaf host reopening streams with 8 MiB of read-ahead each for 40 s: RSS grows < 64 MB and no more than the cap stay open', { timeout: 120_000 }, async () => {
+  test('a deaf host reopening streams with 8 MiB of read-ahead each for 40 s: RSS grows < 64 MB and no more than the cap stay open', { timeout: 120_000 }, async (t) => {
     const { hostId, jwt } = await ingest.enrol({ hostname: 'deaf-hoarder' });
     const pid = ingest.appliance.process.child.pid!;
     const baselineKb = rssKb(pid);
@@ -131,6 +131,7 @@ describe('a host whose streams never read cannot pile up closed streams (real ap
     assert.ok(refusals > 0, 'reopening beyond the cap or the rate is refused');
     assert.ok(openAtEnd <= HEARTBEAT_OPEN_CALLS_PER_HOST, `${openAtEnd} of ${calls.length} calls still open`);
     const growthMb = (peakKb - baselineKb) / 1024;
+    t.diagnostic(`${calls.length} opens, ${refusals} refused, ${openAtEnd} open at the end, RSS peak growth ${growthMb.toFixed(1)} MB`);
     assert.ok(growthMb < 64, `RSS grew ${growthMb.toFixed(1)} MB`);
     assert.equal(ingest.appliance.process.child.exitCode, null, 'the appliance lives');
   });
