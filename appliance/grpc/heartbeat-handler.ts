@@ -84,8 +84,9 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
  * the storage refused them). Queued tasks go out as soon as the stream opens.
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  *
- * Bounded per peer: the host's messages and stream opens share one rate limit (beyond it the
- * stream ends with ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read
+ * Bounded per peer: the host's messages and stream opens share one rate limit, and a host has at
+ * most HEARTBEAT_OPEN_CALLS_PER_HOST calls open (beyond either the stream ends with
+ * ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read
  * either until it does (backpressure); refusals are logged aggregated (RefusalLog).
  */
 export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
@@ -97,16 +98,31 @@ export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handl
   };
 }
 
-async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
-  const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
-  const credential = await authenticateCall(call.metadata, jwt, Date.now());
-  const agentId = credential.agentId;
-  await heartbeatRate.take(agentId).catch(async (error: unknown) => {
+/**
+ * Counts the call among its host's open calls until it ends, and spends a point of the host's
+ * message rate. Throws ERR_STREAM_RATE_LIMITED when the host has HEARTBEAT_OPEN_CALLS_PER_HOST
+ * calls open or no point left, after RATE_LIMITED_OPEN_DELAY_MS.
+ */
+async function admitOpen(call: HeartbeatCall, agentId: string, { heartbeatRate, openHeartbeatCalls }: IngestGuards): Promise<void> {
+  try {
+    // grpc-js emits 'cancelled' once however the call ends: its status sent, reset by the peer, or
+    // its connection gone; so a dead connection's calls stop counting and the agent can reconnect.
+    call.once('cancelled', openHeartbeatCalls.open(agentId));
+    await heartbeatRate.take(agentId);
+  } catch (error) {
     // Held before the refusal: a peer reopening in a loop gets at most 16 streams (one connection's
     // limit) refused per delay, instead of costing a stream set-up each time it asks.
     await sleep(RATE_LIMITED_OPEN_DELAY_MS);
     throw error;
-  });
+  }
+}
+
+async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
+  const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
+  const credential = await authenticateCall(call.metadata, jwt, Date.now());
+  const agentId = credential.agentId;
+  if (call.cancelled) return;
+  await admitOpen(call, agentId, deps);
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });

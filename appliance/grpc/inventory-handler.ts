@@ -35,9 +35,10 @@ export interface InventoryDeps {
  * task model that dispatches scans does not exist yet.
  * A scan over the per-host limits (HOST_INVENTORY_LIMITS) fails with ERR_INVENTORY_SCAN_TOO_LARGE
  * and what its earlier chunks added is deleted; completing a scan purges the host's packages
- * removed longer ago than the organisation's retention. Refusals go to the aggregated RefusalLog.
+ * removed longer ago than the organisation's retention. Each open spends a point of the host's
+ * message rate (ERR_STREAM_RATE_LIMITED beyond it). Refusals go to the aggregated RefusalLog.
  */
-export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refusals'>): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
+export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refusals' | 'heartbeatRate'>): grpc.handleClientStreamingCall<SoftwareInventoryChunk__Output, SoftwareInventoryResponse> {
   return (call: InventoryCall, callback: grpc.sendUnaryData<SoftwareInventoryResponse>) => {
     let answered = false;
     const answer = (error: unknown, response?: SoftwareInventoryResponse): void => {
@@ -53,11 +54,14 @@ export function inventoryHandler(deps: InventoryDeps & Pick<IngestGuards, 'refus
   };
 }
 
-async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<IngestGuards, 'refusals'>, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
-  const { stores, jwt, log, refusals } = deps;
+async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<IngestGuards, 'refusals' | 'heartbeatRate'>, answer: (error: unknown, response?: SoftwareInventoryResponse) => void): Promise<void> {
+  const { stores, jwt, log, refusals, heartbeatRate } = deps;
   const inventory = stores.softwareInventory;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
+  // An open costs a point of the host's one message budget, as a Heartbeat open does: a host
+  // reopening scans in a loop (task_id '' needs no task) is refused like one flooding heartbeats.
+  await heartbeatRate.take(agentId);
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });

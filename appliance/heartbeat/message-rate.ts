@@ -10,7 +10,7 @@ export interface MessageRateLimit {
 }
 
 /**
- * The Heartbeat messages and stream opens of each host, counted by rate-limiter-flexible: a
+ * The Heartbeat messages, Heartbeat stream opens and inventory stream opens of each host, counted by rate-limiter-flexible: a
  * steady `perSecond` budget, and when it is spent a burst budget of `burst` per
  * burst / perSecond seconds (BurstyRateLimiter). A host flooding without pause gets at most
  * perSecond plus burst per window (2 a second with the default), an agent that beats once per

@@ -24,6 +24,8 @@ export const HOST_INVENTORY_LIMITS = {
   packagesPerScan: 20_000,
   livePackages: 40_000,
   removedPackages: 20_000,
+  /** Scan records kept per host, newest first (software_scans.seq); older ones go when a scan completes. */
+  scans: 100,
 } as const;
 
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
@@ -161,12 +163,16 @@ export class SoftwareInventoryStore {
   readonly #livePackages;
   readonly #purgeRemovedBefore;
   readonly #purgeRemovedBeyond;
+  readonly #purgeScansBeyond;
   readonly #discardAdded;
   readonly #discard;
 
   constructor(db: Db) {
     this.#livePackages = db.prepare<[string], { live: number }>('SELECT count(*) AS live FROM software_packages WHERE host_id = ? AND is_removed = 0');
     this.#purgeRemovedBefore = db.prepare<[string, number]>('DELETE FROM software_packages WHERE host_id = ? AND is_removed = 1 AND removed_at < ?');
+    this.#purgeScansBeyond = db.prepare<{ hostId: string; keep: number }>(
+      'DELETE FROM software_scans WHERE host_id = @hostId AND seq NOT IN (SELECT seq FROM software_scans WHERE host_id = @hostId ORDER BY seq DESC LIMIT @keep)',
+    );
     this.#purgeRemovedBeyond = db.prepare<[string, string, number]>(
       `DELETE FROM software_packages WHERE host_id = ? AND id IN (
          SELECT id FROM software_packages WHERE host_id = ? AND is_removed = 1 ORDER BY removed_at DESC, id DESC LIMIT -1 OFFSET ?)`,
@@ -401,12 +407,6 @@ export class SoftwareInventoryStore {
         reason: 'scan_too_large', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.packagesPerScan,
       });
     }
-    if (this.#livePackages.get(hostId)!.live + incoming > HOST_INVENTORY_LIMITS.livePackages) {
-      // Only scans that were never completed (abandoned mid-way) leave this many live rows behind.
-      throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a host keeps at most ${HOST_INVENTORY_LIMITS.livePackages} installed packages`, {
-        reason: 'host_inventory_full', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.livePackages,
-      });
-    }
     let added = 0;
     let unchanged = 0;
     let duplicates = 0;
@@ -422,6 +422,14 @@ export class SoftwareInventoryStore {
         else unchanged += 1;
       }
     }
+    // Checked after the upsert, inside the transaction (a refusal rolls the chunk back): only rows
+    // the chunk newly made live count, so packages an abandoned scan left behind never lock the
+    // host out of a scan that reports them again. Only scans never completed leave this many.
+    if (this.#livePackages.get(hostId)!.live > HOST_INVENTORY_LIMITS.livePackages) {
+      throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a host keeps at most ${HOST_INVENTORY_LIMITS.livePackages} installed packages`, {
+        reason: 'host_inventory_full', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.livePackages,
+      });
+    }
     this.#chunkDone.run({ seq: scan.seq, chunks: chunkIndex + 1, received: input.packages.length, added, unchanged, now });
     if (input.isLast) {
       const current = this.#getScan.get(scanId)!;
@@ -432,6 +440,7 @@ export class SoftwareInventoryStore {
       this.#complete.run(removed, now, now, scan.seq);
       if (input.removedRetentionMs !== undefined) this.#purgeRemovedBefore.run(hostId, now - input.removedRetentionMs);
       this.#purgeRemovedBeyond.run(hostId, hostId, HOST_INVENTORY_LIMITS.removedPackages);
+      this.#purgeScansBeyond.run({ hostId, keep: HOST_INVENTORY_LIMITS.scans });
     }
     return { added, unchanged, duplicates, scan: toScan(this.#getScan.get(scanId)!) };
   }
