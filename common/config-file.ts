@@ -75,8 +75,8 @@ function notUtf8(path: string, encoding: string, evidence: string, iconvFrom = e
   const name = basename(path);
   return new CtOpsError(
     'ERR_CONFIG_INVALID',
-    `${path} is not UTF-8 (${encoding}), and configuration files must be: ${evidence}. ` +
-      `Save it as UTF-8: iconv -f ${iconvFrom} -t UTF-8 ${name} > ${name}.utf8 && mv ${name}.utf8 ${name} ` +
+    `${path} is not UTF-8 (${encoding}): ${evidence}. Configuration files must be UTF-8; ` +
+      `save it as UTF-8: iconv -f ${iconvFrom} -t UTF-8 ${name} > ${name}.utf8 && mv ${name}.utf8 ${name} ` +
       `(Windows PowerShell: (Get-Content ${name}) | Set-Content -Encoding utf8 ${name})`,
     { path, encoding },
   );
