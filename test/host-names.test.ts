@@ -120,14 +120,16 @@ describe('an appliance named by an internationalised name, with real processes',
     rmSync(scratch, { recursive: true, force: true });
   });
 
+  /** unshare arguments that run the command with hostsFile as its /etc/hosts (a private mount namespace). */
+  function withPrivateHosts(...command: string[]): string[] {
+    return ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/hosts && shift && exec "$@"', 'sh', hostsFile, ...command];
+  }
+
   /** The real compiled agent, resolving names through hostsFile. */
   function startAgent(address: string, orgToken: string): LoggedProcess {
     const agent = new TestAgent({ address, caCertFile: appliance.caCertPath, orgToken });
     agents.push(agent);
-    agent.process = new LoggedProcess('unshare', [
-      '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/hosts && shift && exec "$@"', 'sh', hostsFile,
-      process.execPath, AGENT_BIN, '-config', agent.configPath,
-    ], { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile, CT_OPS_LOG_LEVEL: 'debug' });
+    agent.process = new LoggedProcess('unshare', withPrivateHosts(process.execPath, AGENT_BIN, '-config', agent.configPath), { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile, CT_OPS_LOG_LEVEL: 'debug' });
     return agent.process;
   }
 
@@ -147,6 +149,14 @@ describe('an appliance named by an internationalised name, with real processes',
     assert.equal(unicode.logged('registering agent')[0]?.address, `${IDN}:${appliance.grpcPort} (${IDN_ASCII}:${appliance.grpcPort})`);
     const online = (await appliance.hosts()).filter((host) => host.status === 'online');
     assert.equal(online.length, 2);
+  });
+
+  test('ct-ops-agent -check verifies the certificate against the ASCII server name and reports both forms', async () => {
+    const agent = new TestAgent({ address: `${IDN}:${appliance.grpcPort}`, caCertFile: appliance.caCertPath });
+    agents.push(agent);
+    const result = await run('unshare', withPrivateHosts(process.execPath, AGENT_BIN, '-check', '-config', agent.configPath), { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile }, 20_000);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.ok(result.stdout.includes(`ingest ${IDN}:${appliance.grpcPort} (${IDN_ASCII}:${appliance.grpcPort}) is reachable and trusted`), result.stdout);
   });
 });
 
