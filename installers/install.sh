@@ -192,6 +192,10 @@ run() {
   fi
 }
 
+# outcome MESSAGE: says what the run achieved. A dry run achieved nothing, so it prints no
+# outcome; its last line says that nothing was changed (see the end of this script).
+outcome() { [ "$DRY_RUN" = 1 ] || say "$*"; }
+
 # --- preflight: who, where ---------------------------------------------------------------
 
 if [ "$(id -u)" != 0 ] && [ "$DRY_RUN" = 0 ]; then
@@ -401,7 +405,7 @@ s/^address[[:space:]]*=[[:space:]]*"\[\([0-9A-Fa-f:.]*\)\]:[0-9]\{1,5\}"[[:space
   printf '# Written by install.sh from agent.toml: the agent talks to its appliance only.\n[Service]\nIPAddressDeny=any\nIPAddressAllow=%s\n' "$appliance_ip" >"$STAGE/appliance-address.conf"
   make_dir 0755 0 0 "${dropin%/*}"
   put_file "$STAGE/appliance-address.conf" 0644 0 0 "$dropin"
-  say "agent unit: IP traffic limited to the appliance at $appliance_ip"
+  outcome "agent unit: IP traffic limited to the appliance at $appliance_ip"
 }
 
 # install_update_trust OWNER GROUP: what the root helper checks a self-update against, root-owned
@@ -544,11 +548,11 @@ install_linux() {
         warn "ct-ops-agent is not running yet (restarting?); see: journalctl -u ct-ops-agent -f"
       fi
     fi
-    say "ct-ops-agent is running; logs: journalctl -u ct-ops-agent -f"
+    outcome "ct-ops-agent is running; logs: journalctl -u ct-ops-agent -f"
   else
-    say "ct-ops-agent is enabled but was not started (--no-start)"
+    outcome "ct-ops-agent is enabled but was not started (--no-start)"
   fi
-  if [ "$upgrade" = 1 ]; then say "upgrade complete"; else say "installation complete"; fi
+  if [ "$upgrade" = 1 ]; then outcome "upgrade complete"; else outcome "installation complete"; fi
 }
 
 # --- macOS ---------------------------------------------------------------------------------
@@ -594,7 +598,7 @@ install_darwin() {
     put_file "$STAGE/$plist" 0644 root wheel "/Library/LaunchDaemons/$plist"
   done
   if [ "$NO_START" = 1 ]; then
-    say "launch daemons installed but not loaded (--no-start)"
+    outcome "launch daemons installed but not loaded (--no-start)"
     return
   fi
   for label in com.ct-ops.agent-helper com.ct-ops.agent; do
@@ -604,10 +608,11 @@ install_darwin() {
     run launchctl enable "system/$label"
     run launchctl bootstrap system "/Library/LaunchDaemons/$label.plist"
   done
-  say "ct-ops-agent is running; logs: tail -f /var/log/ct-ops-agent.log"
+  outcome "ct-ops-agent is running; logs: tail -f /var/log/ct-ops-agent.log"
 }
 
 case $OS in
   linux) install_linux ;;
   darwin) install_darwin ;;
 esac
+[ "$DRY_RUN" = 0 ] || say "dry run: nothing was changed; the [dry-run] lines above are what an installation would do"

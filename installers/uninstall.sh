@@ -404,4 +404,8 @@ case $(uname -s) in
   Darwin) uninstall_darwin ;;
   *) uninstall_linux ;;
 esac
-say "CT-Ops agent removed"
+if [ "$DRY_RUN" = 1 ]; then
+  say "dry run: nothing was changed; the [dry-run] lines above are what an uninstall would do"
+else
+  say "CT-Ops agent removed"
+fi

@@ -188,7 +188,7 @@ test('an address without a port is rejected; so is a port out of range', () => {
 });
 
 test('IPv6 addresses need brackets', () => {
-  assert.deepEqual({ ...parseIngestAddress('[::1]:9443', 'x') }, { target: '[::1]:9443', host: '::1', port: 9443 });
+  assert.deepEqual({ ...parseIngestAddress('[::1]:9443', 'x') }, { target: '[::1]:9443', host: '::1', port: 9443, display: '[::1]:9443' });
   assert.throws(() => parseIngestAddress('::1:9443', 'x'), /expected host:port/);
 });
 

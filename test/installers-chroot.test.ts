@@ -191,6 +191,28 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     assert.equal(usage.code, 1);
   });
 
+  test('a dry run of an install, an upgrade and an uninstall ends by saying nothing was changed and claims no outcome', () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    const claims = /installation complete|upgrade complete|CT-Ops agent removed|ct-ops-agent is running|is enabled but was not started|IP traffic limited/;
+    const lastLine = (stdout: string) => stdout.trimEnd().split('\n').at(-1);
+    const dryRun = (what: string, command: string[]) => {
+      const before = root.listing();
+      const result = root.run(command);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.doesNotMatch(result.stdout, claims, what);
+      assert.match(result.stdout, /^\[dry-run\] /m, what);
+      assertUnchanged(before, root.listing(), what);
+      return lastLine(result.stdout);
+    };
+    assert.equal(dryRun('install --dry-run', [`${bundle}/install.sh`, '--no-start', '--dry-run']), 'ct-ops install: dry run: nothing was changed; the [dry-run] lines above are what an installation would do');
+    const installed = install(root, bundle, '--no-start');
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.equal(lastLine(installed.stdout), 'ct-ops install: installation complete');
+    assert.equal(dryRun('upgrade --dry-run', [`${bundle}/install.sh`, '--no-start', '--dry-run']), 'ct-ops install: dry run: nothing was changed; the [dry-run] lines above are what an installation would do');
+    assert.match(dryRun('uninstall --dry-run', ['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']) ?? '', /^ct-ops uninstall: dry run: nothing was changed; the \[dry-run\] lines above are what an uninstall would do$/);
+  });
+
   test('running it again upgrades in place: the binary is replaced, the local config kept unless --replace-config', () => {
     const root = newRoot();
     assert.equal(install(root, bundleIn(root, defaultFiles('v1'), 'v1'), '--no-start').code, 0);

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
@@ -52,7 +51,7 @@ export interface ConfigSources {
  */
 export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
   const file = resolve(sources.file);
-  const document = readTomlFile(file);
+  const document = readTomlConfigFile(file, 'agent');
   const warnings: string[] = [];
   const value = <T extends TableName, K extends keyof (typeof TABLES)[T] & string>(table: T, key: K) => {
     const entry = TABLES[table][key] as KeySpec;
@@ -103,22 +102,6 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
 
 function absolute(path: string, base: string): string {
   return isAbsolute(path) ? path : resolve(base, path);
-}
-
-function readTomlFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (cause) {
-    const reason = (cause as NodeJS.ErrnoException).code ?? (cause as Error).message;
-    throw new CtOpsError('ERR_CONFIG_UNREADABLE', `cannot read the agent configuration ${file} (${reason})`, { path: file }, { cause });
-  }
-  try {
-    return parseToml(text);
-  } catch (cause) {
-    const first = (cause as Error).message.split('\n')[0];
-    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: not valid TOML: ${first}`, { path: file }, { cause });
-  }
 }
 
 function tableOf(document: Record<string, unknown>, table: TableName, file: string): Record<string, unknown> | undefined {

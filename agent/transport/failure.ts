@@ -29,7 +29,7 @@ export function untrustedError(ingest: AgentConfig['ingest'], reason: string, ca
   const trust = ingest.caCertFile === undefined ? 'the system CA roots ([ingest] ca_cert_file is empty)' : `ca_cert_file ${ingest.caCertFile}`;
   return new CtOpsError(
     'ERR_INGEST_TLS_UNTRUSTED',
-    `the certificate of ingest ${ingest.address.target} is not trusted by ${trust} or does not name ${ingest.address.host}: ${reason}`,
+    `the certificate of ingest ${ingest.address.display} is not trusted by ${trust} or does not name ${ingest.address.host}: ${reason}`,
     { address: ingest.address.target, ca_cert_file: ingest.caCertFile ?? '' },
     { cause },
   );

@@ -25,7 +25,7 @@ export function serveCommand(): Command {
     .option('--grpc-port <port>', 'gRPC port for agents (default 9443; 0 picks a free port)')
     .option('--http-port <port>', 'HTTPS port for the admin API (default 8443; 0 picks a free port)')
     .option('--listen <address>', 'address to listen on (default 0.0.0.0)')
-    .addOption(new Option('--san <name>', 'a hostname or IP the server certificate names (repeatable)').argParser((value: string, previous: string[] = []) => [...previous, value]))
+    .addOption(new Option('--san <name>', 'a hostname or IP the server certificate names (repeatable; a Unicode name is written in its IDNA form, xn--...)').argParser((value: string, previous: string[] = []) => [...previous, value]))
     .option('--jwt-ttl-secs <secs>', 'lifetime of agent JWTs (default 86400)')
     .option('--pending-poll-secs <secs>', 'how often pending agents poll (default 30)')
     .option('--inventory-sweep-secs <secs>', 'how often the software sweeper queues due inventory scans (default 60)')

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { parseHostName } from '../../common/host-name.ts';
 
 /**
  * Every appliance setting: its TOML key, its CT_OPS_APPLIANCE_* variable (the key
@@ -14,7 +14,7 @@ const FIELDS = {
   listen: { spec: { kind: 'string' }, fallback: '0.0.0.0' },
   grpc_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 9443 },
   http_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 8443 },
-  sans: { spec: { kind: 'string-list' }, fallback: ['localhost', '127.0.0.1', '::1', hostname()] },
+  sans: { spec: { kind: 'string-list' }, fallback: defaultSans() },
   jwt_ttl_secs: { spec: { kind: 'integer', min: 10, max: 30 * 86_400 }, fallback: 86_400 },
   pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
   inventory_sweep_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 60 },
@@ -24,6 +24,8 @@ const FIELDS = {
 } as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
 
 type FieldName = keyof typeof FIELDS;
+/** Flags named otherwise than their setting: --san is given once per name. */
+const FLAG_NAMES: Partial<Record<FieldName, string>> = { sans: '--san' };
 type Settings = { [K in FieldName]: ValueOf<(typeof FIELDS)[K]['spec']> };
 
 export interface ApplianceConfig {
@@ -31,6 +33,7 @@ export interface ApplianceConfig {
   readonly listen: string;
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** Certificate names in their ASCII (IDNA) form, lower-case, no trailing dot; IP literals as given. */
   readonly sans: readonly string[];
   readonly jwtTtlSecs: number;
   readonly pendingPollSecs: number;
@@ -55,24 +58,30 @@ export interface ConfigSources {
 
 export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceConfig> {
   const filePath = sources.file ?? sources.env[`${ENV_PREFIX}CONFIG`];
-  const fileValues = filePath ? readTomlFile(filePath) : {};
+  const fileValues = filePath ? readTomlConfigFile(filePath, 'appliance') : {};
   for (const key of Object.keys(fileValues)) {
     if (!Object.hasOwn(FIELDS, key)) {
       throw new CtOpsError('ERR_CONFIG_INVALID', `${filePath}: unknown setting "${key}" (known: ${Object.keys(FIELDS).join(', ')})`, { where: filePath ?? null });
     }
   }
   const settings = {} as Record<FieldName, unknown>;
+  /** Where each setting came from, named in errors found after typing (a SAN that is no host name). */
+  const origins = {} as Record<FieldName, string>;
   for (const [name, field] of Object.entries(FIELDS) as [FieldName, (typeof FIELDS)[FieldName]][]) {
     const flag = sources.flags[name];
     const envName = `${ENV_PREFIX}${name.toUpperCase()}`;
     const envText = sources.env[envName];
     if (flag !== undefined) {
-      settings[name] = Array.isArray(flag) ? checkValue(field.spec, flag, `--${name.replaceAll('_', '-')}`) : parseValue(field.spec, flag, `--${name.replaceAll('_', '-')}`);
+      origins[name] = FLAG_NAMES[name] ?? `--${name.replaceAll('_', '-')}`;
+      settings[name] = Array.isArray(flag) ? checkValue(field.spec, flag, origins[name]) : parseValue(field.spec, flag, origins[name]);
     } else if (envText !== undefined && envText !== '') {
+      origins[name] = envName;
       settings[name] = parseValue(field.spec, envText, envName);
     } else if (Object.hasOwn(fileValues, name)) {
-      settings[name] = checkValue(field.spec, fileValues[name], `${filePath}: ${name}`);
+      origins[name] = `${filePath}: ${name}`;
+      settings[name] = checkValue(field.spec, fileValues[name], origins[name]);
     } else {
+      origins[name] = `the default ${name}`;
       settings[name] = field.fallback;
     }
   }
@@ -85,7 +94,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     listen: values.listen,
     grpcPort: values.grpc_port,
     httpPort: values.http_port,
-    sans: Object.freeze([...new Set(values.sans)]),
+    sans: Object.freeze([...new Set(values.sans.map((name) => parseHostName(name, origins.sans).ascii))]),
     jwtTtlSecs: values.jwt_ttl_secs,
     pendingPollSecs: values.pending_poll_secs,
     inventorySweepSecs: values.inventory_sweep_secs,
@@ -95,16 +104,12 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
   });
 }
 
-function readTomlFile(path: string): Record<string, unknown> {
-  let text: string;
+/** Loopback names and this machine's host name, when it is one a certificate can carry (not e.g. "my_host"). */
+function defaultSans(): string[] {
+  const loopback = ['localhost', '127.0.0.1', '::1'];
   try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new CtOpsError('ERR_CONFIG_UNREADABLE', `cannot read the appliance configuration ${path}`, { path }, { cause });
-  }
-  try {
-    return parseToml(text);
-  } catch (cause) {
-    throw new CtOpsError('ERR_CONFIG_INVALID', `${path}: not valid TOML: ${(cause as Error).message.split('\n')[0]}`, { path }, { cause });
+    return [...loopback, parseHostName(hostname(), 'hostname').ascii];
+  } catch {
+    return loopback;
   }
 }

@@ -4,6 +4,7 @@
  * Only validated values appear (target, version, ids, address, dates, fingerprints).
  */
 import { executableName, hostPaths, targetName, type Target } from '../lib/targets.ts';
+import { displayAddress } from '../lib/validate.ts';
 import type { BundleToken } from './token.ts';
 
 export interface ReadmeInput {
@@ -12,6 +13,7 @@ export interface ReadmeInput {
   readonly baseName: string;
   readonly bundleId: string;
   readonly createdAt: string;
+  /** The validated ASCII target; an IDNA name is shown in both forms. */
   readonly address: string;
   readonly caFingerprint: string;
   readonly bundleKeyId: string;
@@ -124,7 +126,7 @@ export function renderReadme(input: ReadmeInput): string {
   return [
     `# CT-Ops agent ${input.agentVersion} for ${targetName(input.target)}`,
     '',
-    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at \`${input.address}\`.`,
+    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at \`${displayAddress(input.address)}\`.`,
     '',
     ...tokenSection(input),
     '## Fingerprints',

@@ -9,7 +9,7 @@ import { buildBundle, type BuiltBundle } from '../build/build.ts';
 import type { TokenAuthority } from '../build/token.ts';
 import { bundleView } from '../build/view.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS } from '../lib/targets.ts';
-import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
+import { TOKEN_ID, displayAddress, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
 import { terminalProgress } from './progress.ts';
 
 /** The appliance database file under its data directory (appliance/serve.ts DATABASE_FILE). */
@@ -113,7 +113,7 @@ export function buildCommand(): Command {
     .addOption(new Option('--data-dir <dir>', "the appliance's data directory").env('CT_OPS_APPLIANCE_DATA_DIR').default('./data'))
     .addOption(new Option('--os <os>', 'target operating system').choices(OPERATING_SYSTEMS).makeOptionMandatory())
     .addOption(new Option('--arch <arch>', 'target architecture').choices(ARCHITECTURES).makeOptionMandatory())
-    .requiredOption('--address <host:port>', "the appliance's ingest address as hosts reach it")
+    .requiredOption('--address <host:port>', "the appliance's ingest address as hosts reach it (a Unicode name is written in its IDNA form, xn--...)")
     .option('--token <mode>', 'new, none, or an existing token id (etk_...)', 'new')
     .option('--token-secret-file <file>', 'file holding the secret of the existing token given to --token')
     .option('--expires <duration>', 'lifetime of a new token, such as 12h or 7d (default 7d)')
@@ -152,7 +152,7 @@ export function buildCommand(): Command {
         });
         printBuilt(built, options.json);
         const note = terminalProgress('ct-ops-bundle');
-        note(`bundle ${built.bundleId}: ${built.size} bytes, sha256 ${built.sha256}`);
+        note(`bundle ${built.bundleId} for ${displayAddress(built.address)}: ${built.size} bytes, sha256 ${built.sha256}`);
         if (built.token.mode !== 'none') note(`it holds the secret of enrolment token ${built.token.id} (expires ${built.token.expiresAt}): treat the media as sensitive`);
       } finally {
         database?.close();

@@ -48,7 +48,6 @@ export const DEFAULT_TOKEN_LIFETIME_MS = 7 * 86_400_000;
 
 /** C0/C1 controls, lone surrogates, line/paragraph separators and bidi overrides. */
 const UNPRINTABLE = /[\p{Cc}\p{Cs}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 function invalid(field: string, message: string): CtOpsError {
   return new CtOpsError('ERR_INVALID_ARGUMENT', `${field}: ${message}`, { field });
@@ -59,17 +58,22 @@ export function isPrintable(text: string): boolean {
   return !UNPRINTABLE.test(text);
 }
 
-/** "host:port" with a DNS name, an IPv4 address or a bracketed IPv6 address, as the agent parses it. */
+/**
+ * "host:port" with a DNS name (Unicode names become their ASCII IDNA form), an IPv4
+ * address or a bracketed IPv6 address, exactly as the agent parses it: returns the
+ * ASCII target written into agent.toml and the manifest.
+ */
 export function checkAddress(text: string): string {
-  let parsed;
   try {
-    parsed = parseIngestAddress(text, 'address');
+    return parseIngestAddress(text, 'address').target;
   } catch (cause) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', (cause as Error).message, { field: 'address' }, { cause });
   }
-  const bracketed = parsed.target.startsWith('[');
-  if (!bracketed && !HOST_NAME.test(parsed.host)) throw invalid('address', `${JSON.stringify(parsed.host)} is not a host name or IP address`);
-  return parsed.target;
+}
+
+/** A checked address for people: "bücher.example:9443 (xn--bcher-kva.example:9443)" for an IDNA name, else the address. */
+export function displayAddress(target: string): string {
+  return parseIngestAddress(target, 'address').display;
 }
 
 export function checkTags(tags: Readonly<Record<string, string>>): Tags {
