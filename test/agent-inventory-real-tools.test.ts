@@ -52,9 +52,10 @@ async function collectFrom(collector: InventoryCollector, privateDatabase: reado
     readFile: async () => NOT_AVAILABLE,
   };
   try {
-    const packages = await collector.collect(context);
-    assert.notEqual(packages, NOT_AVAILABLE, `${collector.name} is on PATH`);
-    return packages as readonly SoftwarePackage[];
+    const parsed = await collector.collect(context);
+    if (parsed === NOT_AVAILABLE) throw new Error(`${collector.name} is not on PATH`);
+    assert.deepEqual(parsed.skipped, [], 'every record of the real tool was read');
+    return parsed.packages;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`${collector.name} could not read its real output (${reason}):\n${output}`, { cause: error });
