@@ -28,9 +28,11 @@ export const MAX_INSTALL_DATE_UNIX = 7_258_118_400;
 
 /**
  * Why a record was not stored: a closed set, so counts by reason stay small whatever is sent.
- * `unparsable` is the agent's own: a line of a tool's output that holds no record it can read.
+ * `invalid_utf8` is the appliance's: a package whose text is not UTF-8 on the wire (the agent
+ * decodes tool output as UTF-8, so its records never are). `unparsable` is the agent's own: a line
+ * of a tool's output that holds no record it can read.
  */
-export type SkipReason = 'name_missing' | `${PackageTextField}_too_long` | `${PackageTextField}_unsafe_text` | 'install_date_invalid' | 'unparsable';
+export type SkipReason = 'name_missing' | `${PackageTextField}_too_long` | `${PackageTextField}_unsafe_text` | 'install_date_invalid' | 'invalid_utf8' | 'unparsable';
 
 /** The fields the rule reads, as both the agent's records and the wire's packages have them. */
 export interface PackageFields {

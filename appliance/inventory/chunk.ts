@@ -1,6 +1,6 @@
 import { CtOpsError } from '../../common/errors.ts';
 import { packageSkipReason, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
-import type { SoftwareInventoryChunk__Output } from '../../common/proto.ts';
+import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
 
 /** The contract: at most 500 packages per chunk. */
@@ -29,7 +29,8 @@ function invalid(message: string, details: Record<string, string | number>): CtO
 /**
  * Validates a whole chunk before anything is written: the agent named in it, the scan and task
  * ids, the chunk index and the package count refuse the chunk; a package that cannot be stored
- * (an empty name, a field over its cap or with unsafe characters, a bad install date) is left out
+ * (an empty name, a field over its cap or with unsafe characters, text that was not UTF-8 on the
+ * wire, a bad install date) is left out
  * and counted in `skipped`, so one odd record never costs the scan.
  */
 export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: string): ValidChunk {
@@ -52,14 +53,15 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
   }
   const packages: PackageInput[] = [];
   const skipped = new SkipTally();
-  for (const pkg of raw) {
-    const reason = packageSkipReason(pkg);
+  const notUtf8 = invalidUtf8Elements(message, 'packages');
+  raw.forEach((pkg, index) => {
+    const reason = notUtf8.has(index) ? 'invalid_utf8' : packageSkipReason(pkg);
     if (reason !== undefined) {
       skipped.add(reason, pkg.name);
-      continue;
+      return;
     }
     const { name, version, source, architecture, publisher, install_date_unix: installDate } = pkg;
     packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
-  }
+  });
   return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
 }
