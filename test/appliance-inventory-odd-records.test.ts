@@ -191,10 +191,41 @@ test('migration 008 keeps every package row and its id, keeps the id counter, an
   }
 });
 
-test('every earlier schema migrates through 008 (the test of all versions in appliance-store covers the chain)', () => {
+test('a new database keys packages by host, name, version, source and architecture', () => {
   const db = new Database(':memory:');
   migrate(db, MIGRATIONS);
   const unique = db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'software_packages'").get()!.sql;
   assert.match(unique, /UNIQUE \(host_id, name, version, source, architecture\)/);
   db.close();
+});
+
+test('a scan restarted from chunk 0 counts its skipped packages once, and the first example of each reason is kept', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-skipped-restart-'));
+  try {
+    const stores = openStores(join(dir, 'restart.db'));
+    try {
+      const org = stores.organisations.ensureDefault(1);
+      stores.db.prepare(
+        `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval, tags, enrolled_at, last_registered_at)
+         VALUES ('hst_restart0001', ?, ?, 'r', 'fp', 'linux', 'x64', '0.1.0', 'active', '{}', 1, 1)`,
+      ).run(org.id, Buffer.alloc(32, 9));
+      const inventory = stores.softwareInventory;
+      const chunk = (chunkIndex: number, isLast: boolean, example: string) => ({
+        scanId: 'scan-restart-0', taskId: '', hostId: 'hst_restart0001', chunkIndex, isLast, now: 10 + chunkIndex,
+        packages: [{ name: `p${chunkIndex}`, version: '', source: 'dpkg', architecture: 'all', publisher: '', installDate: null }],
+        skipped: [{ reason: 'name_too_long' as const, count: 2, example }],
+      });
+      inventory.addChunk(chunk(0, false, 'first'));
+      assert.ok(inventory.closeScan('scan-restart-0', 'hst_restart0001', 'abandoned', 'ERR_INVENTORY_SCAN_INCOMPLETE', 11));
+      inventory.addChunk(chunk(0, false, 'first again'));
+      const done = inventory.addChunk(chunk(1, true, 'second'));
+      assert.equal(done.scan.status, 'completed');
+      assert.deepEqual(done.scan.skipped, [{ reason: 'name_too_long', count: 4, example: 'first again' }]);
+      assert.equal(done.scan.packagesReceived, 6, 'two stored, four skipped');
+    } finally {
+      stores.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
