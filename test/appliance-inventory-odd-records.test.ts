@@ -92,7 +92,7 @@ describe('odd package records against a real appliance', () => {
     const rows = store.packages(agentId);
     assert.equal(rows.length, stored);
     for (const expected of ODD_BUT_LEGAL) {
-      assert.ok(rows.some((row) => row.name === expected.name && row.version === expected.version && row.architecture === expected.architecture && row.source === expected.source), `${expected.name.slice(0, 40)} ${expected.architecture} stored`);
+      assert.ok(rows.some((row) => row.name === expected.name && row.version === expected.version && row.architecture === expected.architecture && row.source === expected.source), `${String(expected.name).slice(0, 40)} ${expected.architecture} stored`);
     }
     assert.deepEqual(rows.filter((row) => row.name === 'libc6').map((row) => row.architecture), ['amd64', 'i386']);
     assert.equal(store.getScan(scanId)!.status, 'completed');
