@@ -208,7 +208,7 @@ export class SoftwareInventoryStore {
       `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
        VALUES (?, ?, ?, ?, ?, 'receiving')`,
     );
-    // Starting again from chunk 0: per-scan counters restart; added/unchanged stay, since
+    // Starting again from chunk 0: per-scan counters (chunks, received, skipped) restart; added/unchanged stay, since
     // packages this scan already saw count as duplicates the second time.
     this.#restartScan = db.prepare<[number, number]>(
       "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, skipped = '[]', error_code = NULL, updated_at = ? WHERE seq = ?",
