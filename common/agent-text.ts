@@ -35,6 +35,11 @@ export interface TextRule {
   readonly pattern?: RegExp;
 }
 
+/** True when single-line text holds a character the rule refuses (for callers that skip rather than refuse). */
+export function hasUnsafeSingleLineText(text: string): boolean {
+  return UNSAFE_SINGLE_LINE.test(text);
+}
+
 const codePoint = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /**

@@ -43,8 +43,12 @@ function parseIngestRoot(): protobuf.Root {
  * protobufjs would still decode by its field number),
  * or naming the message when its bytes are not protobuf at all (truncated, bad wire type);
  * ERR_MESSAGE_TOO_LARGE, before anything is read, for a message over `maxBytes`.
+ * `lenient` names repeated message fields of the request whose elements are judged one by one
+ * (SoftwareInventoryChunk.packages: one package with invalid UTF-8 must not cost the chunk): an
+ * element with invalid UTF-8 is still decoded (with U+FFFD), and its position is listed under the
+ * decoded object's INVALID_UTF8_ELEMENTS key, for the handler to skip it.
  */
-export function strictRequestDeserializer(path: string, maxBytes = Number.POSITIVE_INFINITY): (bytes: Buffer) => unknown {
+export function strictRequestDeserializer(path: string, maxBytes = Number.POSITIVE_INFINITY, lenient: readonly string[] = []): (bytes: Buffer) => unknown {
   const [, serviceName = '', methodName = ''] = /^\/([^/]+)\/([^/]+)$/.exec(path) ?? [];
   const type = parseIngestRoot().lookupService(serviceName).methods[methodName]?.resolvedRequestType;
   if (!type) throw new Error(`no RPC ${path} in the ingest contract`);
@@ -54,8 +58,11 @@ export function strictRequestDeserializer(path: string, maxBytes = Number.POSITI
       throw new CtOpsError('ERR_MESSAGE_TOO_LARGE', `${type.name} is ${bytes.length} bytes, over the ${maxBytes} this method accepts`, { field: type.name, bytes: bytes.length, max_bytes: maxBytes });
     }
     try {
-      checkText(plan, protobuf.Reader.create(bytes), bytes.length, type.name);
-      return type.toObject(type.decode(bytes), PROTO_LOADER_OPTIONS);
+      const invalid: InvalidUtf8Elements = new Map(lenient.map((name) => [name, new Set<number>()]));
+      checkText(plan, protobuf.Reader.create(bytes), bytes.length, type.name, invalid);
+      const decoded = type.toObject(type.decode(bytes), PROTO_LOADER_OPTIONS);
+      if (lenient.length > 0) Object.defineProperty(decoded, INVALID_UTF8_ELEMENTS, { value: invalid });
+      return decoded;
     } catch (error) {
       if (error instanceof CtOpsError) throw error;
       throw new CtOpsError('ERR_INVALID_ARGUMENT', `${type.name} is not a valid protobuf message: ${(error as Error).message}`, { field: type.name }, { cause: error });
@@ -94,7 +101,18 @@ function textPlan(type: protobuf.Type, seen: Map<protobuf.Type, TextPlan>): Text
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: string): void {
+/** The key of a decoded request under which a lenient deserializer lists elements with invalid UTF-8. */
+export const INVALID_UTF8_ELEMENTS = Symbol('invalid-utf8-elements');
+/** By lenient field name: the 0-based positions of its elements that hold invalid UTF-8. */
+export type InvalidUtf8Elements = Map<string, Set<number>>;
+
+/** The positions of a lenient field's elements that hold invalid UTF-8 (none when the field is not lenient). */
+export function invalidUtf8Elements(decoded: object, field: string): ReadonlySet<number> {
+  return (decoded as { [INVALID_UTF8_ELEMENTS]?: InvalidUtf8Elements })[INVALID_UTF8_ELEMENTS]?.get(field) ?? new Set();
+}
+
+function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: string, lenient: InvalidUtf8Elements = new Map()): void {
+  const seen = new Map<string, number>();
   while (reader.pos < end) {
     const tag = reader.uint32();
     const wireType = tag & 7;
@@ -113,13 +131,21 @@ function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: s
     }
     const bytes = reader.bytes();
     if (field.holds !== 'string') {
-      checkText(field.holds, protobuf.Reader.create(bytes), bytes.length, name);
+      const invalid = lenient.get(field.name);
+      const position = seen.get(field.name) ?? 0;
+      seen.set(field.name, position + 1);
+      try {
+        checkText(field.holds, protobuf.Reader.create(bytes), bytes.length, name);
+      } catch (error) {
+        if (!invalid || !(error instanceof CtOpsError && error.details.reason === 'invalid_utf8')) throw error;
+        invalid.add(position);
+      }
       continue;
     }
     try {
       STRICT_UTF8.decode(bytes);
     } catch {
-      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${name} is not valid UTF-8`, { field: name.slice(name.indexOf('.') + 1) });
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `${name} is not valid UTF-8`, { field: name.slice(name.indexOf('.') + 1), reason: 'invalid_utf8' });
     }
   }
 }

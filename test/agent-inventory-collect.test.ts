@@ -19,7 +19,7 @@ function fake(name: string, result: readonly SoftwarePackage[] | typeof NOT_AVAI
     async collect() {
       calls.push(name);
       if (result instanceof Error) throw result;
-      return result;
+      return result === NOT_AVAILABLE ? result : { packages: [...result], skipped: [] };
     },
   };
 }
@@ -113,11 +113,11 @@ test('exact duplicates are removed and counted; entries differing in architectur
 
 test('a tool that really lists nothing gives an empty, successful result', async () => {
   const result = await collectInventory({ plan: { primary: [fake('apk', [])], additional: [] } });
-  assert.deepEqual(result, { packages: [], sources: ['apk'], duplicatesRemoved: 0 });
+  assert.deepEqual(result, { packages: [], sources: ['apk'], duplicatesRemoved: 0, skipped: [] });
 });
 
 test('the time limit covers the whole collection, not each command separately', async () => {
-  const slow: InventoryCollector = { name: 'slow', collect: async ({ run }) => (await run(node('setTimeout(() => {}, 400)')), []) };
+  const slow: InventoryCollector = { name: 'slow', collect: async ({ run }) => (await run(node('setTimeout(() => {}, 400)')), { packages: [], skipped: [] }) };
   const started = Date.now();
   await assert.rejects(collectInventory({ timeoutMs: 600, plan: { primary: [slow], additional: [slow, slow] } }), failsWith('ERR_INVENTORY_TIMEOUT'));
   assert.ok(Date.now() - started < 5_000);

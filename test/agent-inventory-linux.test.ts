@@ -22,7 +22,7 @@ function find(packages: readonly SoftwarePackage[], name: string, architecture?:
 test('the dpkg parser reads this Debian machine\'s real dpkg-query output: hundreds of packages with plausible fields', () => {
   assert.ok(hasCommand('dpkg-query'), 'these tests read the real dpkg database of the Debian machine they run on');
   const output = execFileSync('dpkg-query', ['-W', `-f=${DPKG_QUERY_FORMAT}`], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 64 * 1024 * 1024 });
-  const packages = parseDpkgQuery(output);
+  const packages = parseDpkgQuery(output).packages;
   assert.ok(packages.length >= 100, `found ${packages.length}`);
   for (const name of ['coreutils', 'bash', 'dpkg']) {
     const entry = find(packages, name);
@@ -38,7 +38,7 @@ test('the dpkg parser reads this Debian machine\'s real dpkg-query output: hundr
 });
 
 test('dpkg lists only fully installed packages, keeps both architectures of a multi-arch package, and keeps ~ versions', () => {
-  const packages = parseDpkgQuery(fixture('dpkg-query.txt'));
+  const packages = parseDpkgQuery(fixture('dpkg-query.txt')).packages;
   const names = packages.map((entry) => `${entry.name}:${entry.architecture}`);
   assert.deepEqual(names, ['bash:amd64', 'libc6:amd64', 'libc6:i386', 'python3.11-venv:amd64', 'libfoo-rc:amd64', 'firmware-misc-nonfree:all']);
   assert.equal(find(packages, 'libfoo-rc').version, '1.0~rc1-2');
@@ -49,14 +49,14 @@ test('dpkg lists only fully installed packages, keeps both architectures of a mu
 
 test('dpkg output in another format is a collector failure, not an empty list', () => {
   assert.throws(() => parseDpkgQuery('bash 5.2.15-2\n'), (error: unknown) => error instanceof InventoryError && error.code === 'ERR_INVENTORY_COLLECTOR_FAILED' && error.details.line === 1);
-  assert.deepEqual(parseDpkgQuery(''), [], 'a tool that listed nothing gives an empty list');
+  assert.deepEqual(parseDpkgQuery('').packages, [], 'a tool that listed nothing gives an empty list');
 });
 
 test('rpm versions carry the epoch only when the package has one', () => {
   assert.equal(rpmVersion('1', '3.0.7', '27.el9'), '1:3.0.7-27.el9');
   assert.equal(rpmVersion('(none)', '5.1.8', '9.el9'), '5.1.8-9.el9');
   assert.equal(rpmVersion('(none)', '1.0', '(none)'), '1.0');
-  const packages = parseRpmQuery(fixture('rpm-qa.txt'));
+  const packages = parseRpmQuery(fixture('rpm-qa.txt')).packages;
   assert.equal(packages.length, 8);
   assert.deepEqual(find(packages, 'openssl'), { name: 'openssl', version: '1:3.0.7-27.el9', architecture: 'x86_64', publisher: 'AlmaLinux', source: 'rpm', install_date_unix: 1_714_042_900 });
   assert.equal(find(packages, 'libfoo').version, '2:1.0~rc1-2.fc39');
@@ -71,7 +71,7 @@ test('rpm output with missing fields fails the collection', () => {
 });
 
 test('pacman -Qi blocks give name, epoch version, architecture, packager and local install date', () => {
-  const packages = parsePacmanQi(fixture('pacman-Qi.txt'));
+  const packages = parsePacmanQi(fixture('pacman-Qi.txt')).packages;
   assert.deepEqual(packages.map((entry) => entry.name), ['bash', 'lib32-gcc-libs', 'python-pip', 'yay-bin']);
   const bash = find(packages, 'bash');
   assert.equal(bash.version, '5.2.026-2');
@@ -89,7 +89,7 @@ test('a pacman block without a Name fails the collection', () => {
 });
 
 test('apk\'s installed database gives name, version, architecture and maintainer of every package', () => {
-  const packages = parseApkInstalled(fixture('apk-installed.txt'));
+  const packages = parseApkInstalled(fixture('apk-installed.txt')).packages;
   assert.deepEqual(
     packages.map((entry) => [entry.name, entry.version, entry.architecture, entry.publisher]),
     [

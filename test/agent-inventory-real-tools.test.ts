@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import type { CollectContext, InventoryCollector } from '../agent/inventory/collectors/collector.ts';
-import { pacmanCollector, rpmCollector } from '../agent/inventory/collectors/linux.ts';
+import { dpkgCollector, pacmanCollector, rpmCollector } from '../agent/inventory/collectors/linux.ts';
 import { DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_MS } from '../agent/inventory/index.ts';
 import type { SoftwarePackage } from '../agent/inventory/package.ts';
 import { NOT_AVAILABLE, runCommand } from '../agent/inventory/run.ts';
@@ -24,6 +24,7 @@ function missingTools(tools: readonly string[], install: string): string | undef
   return missing.length > 0 ? `${missing.join(', ')} not installed (apt-get install ${install})` : undefined;
 }
 
+const dpkgUnavailable = missingTools(['dpkg', 'dpkg-deb', 'dpkg-query'], 'dpkg') ?? (process.getuid?.() === 0 ? undefined : 'dpkg --root installs packages only as root');
 const rpmUnavailable = missingTools(['rpm', 'rpmbuild'], 'rpm');
 const pacmanUnavailable =
   missingTools(['pacman', 'makepkg', 'fakeroot', 'bsdtar'], 'pacman-package-manager makepkg libarchive-tools') ??
@@ -52,9 +53,10 @@ async function collectFrom(collector: InventoryCollector, privateDatabase: reado
     readFile: async () => NOT_AVAILABLE,
   };
   try {
-    const packages = await collector.collect(context);
-    assert.notEqual(packages, NOT_AVAILABLE, `${collector.name} is on PATH`);
-    return packages as readonly SoftwarePackage[];
+    const parsed = await collector.collect(context);
+    if (parsed === NOT_AVAILABLE) throw new Error(`${collector.name} is not on PATH`);
+    assert.deepEqual(parsed.skipped, [], 'every record of the real tool was read');
+    return parsed.packages;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`${collector.name} could not read its real output (${reason}):\n${output}`, { cause: error });
@@ -71,8 +73,66 @@ async function installThenCollect(collector: InventoryCollector, privateDatabase
   const packages = await collectFrom(collector, privateDatabase);
   const to = nowUnix();
   for (const entry of packages) assert.ok(entry.install_date_unix >= from && entry.install_date_unix <= to, `${entry.name} installed at ${entry.install_date_unix}, the install ran from ${from} to ${to}`);
-  return packages.map(({ install_date_unix: _date, ...rest }) => rest).sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version));
+  return packages.map(({ install_date_unix: _date, ...rest }) => rest).sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version) || a.architecture.localeCompare(b.architecture));
 }
+
+// ---- dpkg ----
+
+interface DebSpec {
+  readonly name: string;
+  readonly version: string;
+  readonly arch: string;
+  readonly multiArchSame?: boolean;
+}
+
+/** Builds the packages with dpkg-deb and installs them with dpkg into a private root (its own dpkg database). */
+async function installDebs(dir: string, specs: readonly DebSpec[]): Promise<void> {
+  const root = join(dir, 'root');
+  await mkdir(join(root, 'var/lib/dpkg/info'), { recursive: true });
+  await mkdir(join(root, 'var/lib/dpkg/updates'), { recursive: true });
+  await writeFile(join(root, 'var/lib/dpkg/status'), '');
+  await writeFile(join(root, 'var/lib/dpkg/available'), '');
+  const debs: string[] = [];
+  for (const spec of specs) {
+    const build = join(dir, 'build', `${spec.name}-${spec.arch}`);
+    await mkdir(join(build, 'DEBIAN'), { recursive: true });
+    await mkdir(join(build, 'usr/share/doc', `${spec.name}-${spec.arch}`), { recursive: true });
+    await writeFile(join(build, 'usr/share/doc', `${spec.name}-${spec.arch}`, 'README'), `${spec.name}\n`);
+    const control = [`Package: ${spec.name}`, `Version: ${spec.version}`, `Architecture: ${spec.arch}`, 'Maintainer: Jörg Müller <jorg@example.org>', ...(spec.multiArchSame ? ['Multi-Arch: same'] : []), 'Description: built by the CT-Ops inventory tests', ''];
+    await writeFile(join(build, 'DEBIAN/control'), control.join('\n'));
+    const deb = join(dir, `${spec.name}_${spec.arch}.deb`);
+    await run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-b', build, deb]);
+    debs.push(deb);
+  }
+  await run('dpkg', [`--root=${root}`, '--add-architecture', 'i386']);
+  await run('dpkg', [`--root=${root}`, '--force-script-chrootless', '-i', ...debs], { maxBuffer: TOOL_OUTPUT_BYTES });
+}
+
+test('dpkg: real dpkg-query output keeps multi-arch twins (libc6 amd64 and i386), held packages, epochs and odd legal names', { skip: dpkgUnavailable ?? false }, async (t) => {
+  const dir = await tempDir(t, 'ct-ops-dpkg-');
+  const root = ['--root', join(dir, 'root')];
+  const installed = await installThenCollect(dpkgCollector, root, async () => {
+    await installDebs(dir, [
+      { name: 'libc6', version: '2.36-9+deb12u4', arch: 'amd64', multiArchSame: true },
+      { name: 'libc6', version: '2.36-9+deb12u4', arch: 'i386', multiArchSame: true },
+      { name: 'g++-12', version: '1:12.2.0~rc1+dfsg-14', arch: 'all' },
+      { name: 'libstdc++6.0-compat', version: '0.9~git20240101.abc123-1+b2', arch: 'amd64' },
+      { name: 'held-pkg', version: '1.0', arch: 'all' },
+    ]);
+    // `apt-mark hold` does this: the package stays installed, its status reads "hold ok installed".
+    const hold = execFile('dpkg', [`--root=${join(dir, 'root')}`, '--set-selections']);
+    hold.stdin!.end('held-pkg hold\n');
+    await new Promise((resolve, reject) => hold.on('exit', (code) => (code === 0 ? resolve(code) : reject(new Error(`dpkg --set-selections exited ${code}`)))));
+  });
+  const publisher = 'Jörg Müller';
+  assert.deepEqual(installed, [
+    { name: 'g++-12', version: '1:12.2.0~rc1+dfsg-14', architecture: 'all', publisher, source: 'dpkg' },
+    { name: 'held-pkg', version: '1.0', architecture: 'all', publisher, source: 'dpkg' },
+    { name: 'libc6', version: '2.36-9+deb12u4', architecture: 'amd64', publisher, source: 'dpkg' },
+    { name: 'libc6', version: '2.36-9+deb12u4', architecture: 'i386', publisher, source: 'dpkg' },
+    { name: 'libstdc++6.0-compat', version: '0.9~git20240101.abc123-1+b2', architecture: 'amd64', publisher, source: 'dpkg' },
+  ]);
+});
 
 // ---- rpm ----
 
@@ -155,6 +215,22 @@ test('rpm: a vendor containing a tab is kept whole (the tab sent as a space, whi
   await installRpms(dir, [{ name: 'tabbed-vendor', version: '1', release: '1', arch: 'noarch', vendor: 'Tab\tVendor' }]);
   const packages = await collectFrom(rpmCollector, rpmDatabase(dir));
   assert.deepEqual(packages.map((entry) => [entry.name, entry.version, entry.publisher]), [['tabbed-vendor', '1-1', 'Tab Vendor']]);
+});
+
+test('rpm: a multilib pair (x86_64 and i686 at one version) is two records, and an Epoch-only odd version is kept', { skip: rpmUnavailable ?? false }, async (t) => {
+  const dir = await tempDir(t, 'ct-ops-rpm-multilib-');
+  const installed = await installThenCollect(rpmCollector, rpmDatabase(dir), () =>
+    installRpms(dir, [
+      { name: 'libmulti', version: '2.36', release: '9.el9_4', arch: 'x86_64', file: '/usr/lib64/libmulti.txt' },
+      { name: 'libmulti', version: '2.36', release: '9.el9_4', arch: 'i686', file: '/usr/lib/libmulti.txt' },
+      { name: 'perl-Odd+Name_2', epoch: '4', version: '0.0.1^20240101git', release: '0.1', arch: 'noarch' },
+    ]),
+  );
+  assert.deepEqual(installed, [
+    { name: 'libmulti', version: '2.36-9.el9_4', architecture: 'i686', publisher: '', source: 'rpm' },
+    { name: 'libmulti', version: '2.36-9.el9_4', architecture: 'x86_64', publisher: '', source: 'rpm' },
+    { name: 'perl-Odd+Name_2', version: '4:0.0.1^20240101git-0.1', architecture: 'noarch', publisher: '', source: 'rpm' },
+  ]);
 });
 
 // ---- pacman ----

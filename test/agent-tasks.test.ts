@@ -45,14 +45,15 @@ function recordingTransport(answer: (chunks: readonly SoftwareInventoryChunk[]) 
 
 const accepted = (chunks: readonly SoftwareInventoryChunk[]): SubmitResult => {
   const received = chunks.reduce((sum, chunk) => sum + (chunk.packages?.length ?? 0), 0);
-  return { ok: true, response: { scan_id: chunks[0]!.scan_id!, packages_received: received, added: received, removed: 0, unchanged: 0 } };
+  return { ok: true, response: { scan_id: chunks[0]!.scan_id!, packages_received: received, added: received, removed: 0, unchanged: 0, skipped: [] } };
 };
 const credential = () => ({ agentId: 'hst_1', jwt: 'jwt-1' });
 
-test('an inventory task submits one scan in chunks of 500 tied to the task, with the sources the task asks for', async () => {
+test('an inventory task submits one scan in chunks of 500 tied to the task, with the sources the task asks for and the lines its parsers skipped', async () => {
   const { transport, submissions } = recordingTransport(accepted);
+  const unreadable = [{ reason: 'unparsable' as const, count: 2, example: 'garbage line' }];
   let asked: InventoryOptions | undefined;
-  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: pkgs(1201), sources: ['dpkg', 'snap'], duplicatesRemoved: 2 }) });
+  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: pkgs(1201), sources: ['dpkg', 'snap'], duplicatesRemoved: 2, skipped: unreadable }) });
   const outcome = await handler(inventoryTask(), new AbortController().signal);
   assert.deepEqual(asked?.optionalSources, { snap: true, flatpak: false, windowsStore: false });
   assert.equal(asked?.timeoutMs, 120_000, 'at most the default collection limit, within half the task timeout');
@@ -62,13 +63,14 @@ test('an inventory task submits one scan in chunks of 500 tied to the task, with
   assert.match(chunks![0]!.scan_id!, /^scn_[0-9a-f]{24}$/);
   assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_inv' && chunk.agent_id === 'hst_1'));
   assert.equal(outcome.kind, 'done');
-  assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0 });
+  assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0, skipped_on_host: unreadable, skipped_by_appliance: [] });
+  assert.match(outcome.kind === 'done' ? outcome.message : '', /1201 packages from dpkg, snap .*; skipped on the host: unparsable 2$/);
 });
 
 test('an empty inventory fails the task and is not sent (the appliance would refuse it); a short task timeout shortens the collection', async () => {
   const { transport, submissions } = recordingTransport(accepted);
   let asked: InventoryOptions | undefined;
-  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: [], sources: ['apk'], duplicatesRemoved: 0 }) });
+  const handler = softwareInventoryHandler({ transport, credential, collect: async (options) => ((asked = options), { packages: [], sources: ['apk'], duplicatesRemoved: 0, skipped: [] }) });
   await assert.rejects(handler(inventoryTask({ timeout_ms: 30_000 }), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_INVENTORY_COLLECTOR_FAILED' && /apk listed no installed packages/.test((error as Error).message));
   assert.equal(submissions.length, 0);
   assert.equal(asked?.timeoutMs, 15_000);
@@ -79,7 +81,7 @@ test('a collector failure fails the task and sends nothing; a refused submission
   const broken = softwareInventoryHandler({ transport, credential, collect: async () => { throw new InventoryError('ERR_INVENTORY_TIMEOUT', 'dpkg-query did not finish'); } });
   await assert.rejects(broken(inventoryTask(), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_INVENTORY_TIMEOUT');
   assert.equal(submissions.length, 0, 'never an empty list standing in for a failure');
-  const refused = softwareInventoryHandler({ transport, credential, collect: async () => ({ packages: pkgs(3), sources: ['dpkg'], duplicatesRemoved: 0 }) });
+  const refused = softwareInventoryHandler({ transport, credential, collect: async () => ({ packages: pkgs(3), sources: ['dpkg'], duplicatesRemoved: 0, skipped: [] }) });
   await assert.rejects(refused(inventoryTask(), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_AGENT_NOT_ACTIVE');
 });
 

@@ -89,12 +89,13 @@ describe('untrusted agent text is refused at the ingest edge', () => {
     assert.doesNotMatch(shown.stdout, /^state: failed/m, 'the agent cannot draw a line of its own');
   });
 
-  test('a package name with U+202E (right-to-left override) and a version with the C1 CSI U+009B are refused', async () => {
+  test('a package name with U+202E (right-to-left override) and a version with the C1 CSI U+009B are never stored: skipped and counted', async () => {
     const { hostId, jwt } = await ingest.enrol();
     for (const [extra, field] of [[{ name: 'evil\u202Egnp.exe' }, 'name'], [{ version: '1.0\u009b2J' }, 'version'], [{ publisher: 'Acme\u2066Corp' }, 'publisher']] as const) {
+      // Nothing but such packages: nothing storable, so the scan is refused like an empty one.
       const outcome = await submitScan(ingest.client, jwt, chunksOf(hostId, `scn_text_${field}_0001`, packages(0, 3, extra)));
       assert.equal(outcome.ok ? GrpcCode.OK : outcome.code, GrpcCode.INVALID_ARGUMENT);
-      assert.match(outcome.ok ? '' : outcome.details, new RegExp(`^ERR_INVALID_ARGUMENT: packages\\[0\\]\\.${field} contains U\\+`));
+      assert.match(outcome.ok ? '' : outcome.details, new RegExp(`^ERR_INVALID_ARGUMENT: a scan with no storable packages .*\\(skipped: ${field}_unsafe_text 3\\)$`));
     }
   });
 
@@ -122,12 +123,13 @@ describe('untrusted agent text is refused at the ingest edge', () => {
     }
   });
 
-  test('invalid UTF-8 in a nested field (an inventory package name) is refused on the stream', async () => {
+  test('invalid UTF-8 in a nested field (an inventory package name) is never stored, not silently replaced with U+FFFD: the package is skipped and counted', async () => {
     const { hostId, jwt } = await ingest.enrol();
-    const chunk = Buffer.concat([lengthDelimited(1, Buffer.from(hostId)), lengthDelimited(2, Buffer.from('scn_utf8_0001')), lengthDelimited(5, lengthDelimited(1, Buffer.from([0x70, 0x6b, 0x67, 0x80])))]);
+    const isLast = Buffer.from([(6 << 3) | 0, 1]);
+    const chunk = Buffer.concat([lengthDelimited(1, Buffer.from(hostId)), lengthDelimited(2, Buffer.from('scn_utf8_0001')), lengthDelimited(5, lengthDelimited(1, Buffer.from([0x70, 0x6b, 0x67, 0x80]))), isLast]);
     const outcome = await rawGrpcCall(grpcPort(), ca(), 'SubmitSoftwareInventory', [chunk], { authorization: `Bearer ${jwt}` });
     assert.equal(outcome.status, String(GrpcCode.INVALID_ARGUMENT), outcome.message);
-    assert.match(outcome.message ?? '', /^ERR_INVALID_ARGUMENT: SoftwareInventoryChunk\.packages\.name is not valid UTF-8/);
+    assert.match(outcome.message ?? '', /^ERR_INVALID_ARGUMENT: a scan with no storable packages .*\(skipped: invalid_utf8 1\)$/);
   });
 
   test('a text field sent with a varint wire type is refused, not skipped by the UTF-8 check while protobufjs decodes it as a string', async () => {

@@ -1,7 +1,9 @@
 import type { CollectContext, InventoryCollector } from './collectors/collector.ts';
+import { SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import { dedupePackages } from './dedupe.ts';
 import { InventoryError } from './errors.ts';
 import type { SoftwarePackage } from './package.ts';
+import type { ParsedPackages } from './parse/records.ts';
 import { collectionPlanFor, type CollectionPlan, type OptionalSources } from './plan.ts';
 import { readDatabaseFile } from './read.ts';
 import { NOT_AVAILABLE, runCommand } from './run.ts';
@@ -28,6 +30,8 @@ export interface InventoryResult {
   readonly sources: readonly string[];
   /** Exact duplicates dropped (see dedupePackages). */
   readonly duplicatesRemoved: number;
+  /** Records the parsers skipped (unreadable lines, records that cannot be stored), by reason. */
+  readonly skipped: readonly SkippedPackages[];
 }
 
 /**
@@ -43,25 +47,28 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
   const context = limitedContext(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, options.signal);
 
   const collected: SoftwarePackage[] = [];
+  const skipped = new SkipTally();
   const sources: string[] = [];
+  const keep = (name: string, parsed: ParsedPackages): void => {
+    collected.push(...parsed.packages);
+    skipped.addAll(parsed.skipped);
+    sources.push(name);
+  };
   const primary = await firstAvailable(plan.primary, context);
   if (!primary) throw noPackageManager(platform, plan.primary.map((collector) => collector.name));
-  collected.push(...primary.packages);
-  sources.push(primary.name);
+  keep(primary.name, primary.parsed);
   for (const collector of plan.additional) {
-    const packages = await collector.collect(context);
-    if (packages === NOT_AVAILABLE) continue;
-    collected.push(...packages);
-    sources.push(collector.name);
+    const parsed = await collector.collect(context);
+    if (parsed !== NOT_AVAILABLE) keep(collector.name, parsed);
   }
   const { packages, removed } = dedupePackages(collected);
-  return { packages, sources, duplicatesRemoved: removed };
+  return { packages, sources, duplicatesRemoved: removed, skipped: skipped.list() };
 }
 
-async function firstAvailable(collectors: readonly InventoryCollector[], context: CollectContext): Promise<{ name: string; packages: readonly SoftwarePackage[] } | undefined> {
+async function firstAvailable(collectors: readonly InventoryCollector[], context: CollectContext): Promise<{ name: string; parsed: ParsedPackages } | undefined> {
   for (const collector of collectors) {
-    const packages = await collector.collect(context);
-    if (packages !== NOT_AVAILABLE) return { name: collector.name, packages };
+    const parsed = await collector.collect(context);
+    if (parsed !== NOT_AVAILABLE) return { name: collector.name, parsed };
   }
   return undefined;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CtOpsError } from '../../common/errors.ts';
+import { describeSkipped } from '../../common/inventory-records.ts';
 import type { SoftwareInventoryChunk } from '../../common/proto.ts';
 import { collectInventory, DEFAULT_TIMEOUT_MS, type InventoryOptions, type InventoryResult, type SoftwarePackage } from '../inventory/index.ts';
 import type { IngestTransport } from '../transport/types.ts';
@@ -42,11 +43,15 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
       const { failure } = submitted;
       throw new CtOpsError(failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `the appliance did not take the inventory: ${failure.details}`, { grpc_code: failure.grpcCode, scan_id: scanId });
     }
-    const { added, removed, unchanged, packages_received: received } = submitted.response;
+    const { added, removed, unchanged, packages_received: received, skipped } = submitted.response;
+    // Records skipped here (lines the parsers could not read) and by the appliance (records it cannot store): counted, never a failure.
+    const skippedHere = describeSkipped(inventory.skipped);
+    const skippedThere = describeSkipped(skipped);
+    const notes = [skippedHere && `skipped on the host: ${skippedHere}`, skippedThere && `skipped by the appliance: ${skippedThere}`].filter(Boolean).join('; ');
     return {
       kind: 'done',
-      message: `${received} packages from ${inventory.sources.join(', ')} in ${chunks.length} chunks: ${added} added, ${removed} removed, ${unchanged} unchanged`,
-      result: { scan_id: scanId, packages: received, chunks: chunks.length, sources: inventory.sources, duplicates_removed: inventory.duplicatesRemoved, added, removed, unchanged },
+      message: `${received} packages from ${inventory.sources.join(', ')} in ${chunks.length} chunks: ${added} added, ${removed} removed, ${unchanged} unchanged${notes ? `; ${notes}` : ''}`,
+      result: { scan_id: scanId, packages: received, chunks: chunks.length, sources: inventory.sources, duplicates_removed: inventory.duplicatesRemoved, added, removed, unchanged, skipped_on_host: inventory.skipped, skipped_by_appliance: skipped },
     };
   };
 }

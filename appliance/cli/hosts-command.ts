@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { describeSkipped, type SkippedPackages } from '../../common/inventory-records.ts';
 import { AdminClient } from './admin-client.ts';
 import { printLine, printObject, printRows } from './output.ts';
 import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
@@ -68,7 +69,7 @@ export function hostsCommand(): Command {
 
 const PACKAGE_COLUMNS = ['name', 'version', 'source', 'architecture', 'first_seen'];
 const REMOVED_PACKAGE_COLUMNS = [...PACKAGE_COLUMNS, 'is_removed', 'removed_at'];
-const SCAN_COLUMNS = ['id', 'status', 'started_at', 'completed_at', 'packages_received', 'added', 'removed', 'unchanged', 'error_code'];
+const SCAN_COLUMNS = ['id', 'status', 'started_at', 'completed_at', 'packages_received', 'added', 'removed', 'unchanged', 'skipped', 'error_code'];
 /** The admin API's largest page of packages: fewer rows than this means the last page. */
 const PACKAGE_PAGE = 5000;
 
@@ -94,14 +95,15 @@ function addInventoryCommands(hosts: Command): void {
     });
   hosts
     .command('scans')
-    .description("list a host's software inventory scans, newest first, with what each added and removed")
+    .description("list a host's software inventory scans, newest first, with what each added, removed and skipped (packages that could not be stored, by reason)")
     .argument('<id>', 'host id (hst_...)')
     .option('--limit <n>', 'at most this many scans (1-1000)', positiveInteger, 20)
     .addOption(dataDirOption())
     .addOption(jsonOption())
     .action(async (id: string, options: CommonOptions & { limit: number }) => {
       const rows = await new AdminClient(options.dataDir).call<Record<string, unknown>[]>('GET', `/api/v1/hosts/${encodeURIComponent(id)}/scans?limit=${options.limit}`);
-      printRows(rows, SCAN_COLUMNS, options.json);
+      const shown = options.json ? rows : rows.map((row) => ({ ...row, skipped: describeSkipped(row.skipped as SkippedPackages[]) || null }));
+      printRows(shown, SCAN_COLUMNS, options.json);
     });
 }
 

@@ -27,7 +27,8 @@ export interface InventoryDeps {
 /**
  * SubmitSoftwareInventory: one scan per stream, in chunks of at most 500 packages.
  * Authenticated once at open by the JWT in metadata (the host must be active). Every
- * chunk is validated whole before it is written, and written in one transaction; the
+ * chunk is validated whole before it is written (a package that cannot be stored is skipped and
+ * counted with the scan, never a refusal), and written in one transaction; the
  * last chunk (is_last) completes the scan in the same transaction and only then are
  * the host's packages the scan did not see marked removed. A stream that ends or breaks
  * before the last chunk abandons the scan: nothing is marked removed, and the scan does
@@ -100,15 +101,15 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
       if (scanId !== undefined && chunk.chunkIndex !== nextIndex) {
         throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk_index ${chunk.chunkIndex} received; expected ${nextIndex}`, { field: 'chunk_index', reason: 'chunk_out_of_order', expected: nextIndex });
       }
-      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, isLast: chunk.isLast, now: Date.now(), removedRetentionMs });
+      const result = inventory.addChunk({ scanId: chunk.scanId, taskId: chunk.taskId, hostId: agentId, chunkIndex: chunk.chunkIndex, packages: chunk.packages, skipped: chunk.skipped, isLast: chunk.isLast, now: Date.now(), removedRetentionMs });
       scanId = chunk.scanId;
       nextIndex = chunk.chunkIndex + 1;
-      log.debug({ host_id: agentId, scan_id: scanId, chunk_index: chunk.chunkIndex, packages: chunk.packages.length, added: result.added, unchanged: result.unchanged, duplicates: result.duplicates }, 'inventory chunk stored');
+      log.debug({ host_id: agentId, scan_id: scanId, chunk_index: chunk.chunkIndex, packages: chunk.packages.length, added: result.added, unchanged: result.unchanged, duplicates: result.duplicates, skipped: chunk.skipped }, 'inventory chunk stored');
       if (chunk.isLast) {
         done = true;
         const { scan } = result;
-        log.info({ host_id: agentId, scan_id: scan.id, task_id: scan.taskId, chunks: scan.chunks, packages_received: scan.packagesReceived, added: scan.added, removed: scan.removed, unchanged: scan.unchanged }, 'inventory scan completed');
-        answer(null, { scan_id: scan.id, packages_received: scan.packagesReceived, added: scan.added, removed: scan.removed, unchanged: scan.unchanged });
+        log.info({ host_id: agentId, scan_id: scan.id, task_id: scan.taskId, chunks: scan.chunks, packages_received: scan.packagesReceived, added: scan.added, removed: scan.removed, unchanged: scan.unchanged, skipped: scan.skipped }, 'inventory scan completed');
+        answer(null, { scan_id: scan.id, packages_received: scan.packagesReceived, added: scan.added, removed: scan.removed, unchanged: scan.unchanged, skipped: scan.skipped });
       }
     } catch (error) {
       const known = error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error });

@@ -26,6 +26,14 @@ export const MAX_REQUEST_BYTES: Readonly<Record<string, number>> = {
 };
 
 /**
+ * Repeated fields whose elements are judged one by one (common/proto.ts): a package with invalid
+ * UTF-8 is skipped and counted with its scan (appliance/inventory/chunk.ts), not a refused chunk.
+ */
+const LENIENT_TEXT_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  SubmitSoftwareInventory: ['packages'],
+};
+
+/**
  * The service definition with every request deserializer made strict (a size within
  * MAX_REQUEST_BYTES, well-formed protobuf, well-formed UTF-8 in every string: common/proto.ts). grpc-js answers any error a deserializer
  * throws with INTERNAL "Error deserializing request", whatever its code, so a refusal is not
@@ -34,7 +42,7 @@ export const MAX_REQUEST_BYTES: Readonly<Record<string, number>> = {
 export function withStrictRequests(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   return Object.fromEntries(
     Object.entries(service).map(([name, method]) => {
-      const strict = strictRequestDeserializer(method.path, MAX_REQUEST_BYTES[name]);
+      const strict = strictRequestDeserializer(method.path, MAX_REQUEST_BYTES[name], LENIENT_TEXT_FIELDS[name]);
       const requestDeserialize = (bytes: Buffer): unknown => {
         try {
           return strict(bytes);

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
-import { LIMITS } from '../inventory/chunk.ts';
+import { PACKAGE_FIELD_LIMITS } from '../../common/inventory-records.ts';
 import { searchPackage } from '../inventory/search.ts';
 import { INVENTORY_INTERVAL_HOURS, inventorySettings, REMOVED_RETENTION_DAYS, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
 import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../store/software-inventory.ts';
@@ -50,6 +50,7 @@ export function scanView(scan: SoftwareScan) {
     added: scan.added,
     removed: scan.removed,
     unchanged: scan.unchanged,
+    skipped: scan.skipped,
     error_code: scan.errorCode,
   };
 }
@@ -99,6 +100,10 @@ const scanSchema = {
     added: { type: 'integer' },
     removed: { type: 'integer' },
     unchanged: { type: 'integer' },
+    skipped: {
+      type: 'array',
+      items: { type: 'object', required: ['reason', 'count', 'example'], properties: { reason: { type: 'string' }, count: { type: 'integer' }, example: { type: 'string' } } },
+    },
     error_code: nullableString,
   },
 } as const;
@@ -137,7 +142,7 @@ const searchQuery = {
   type: 'object',
   additionalProperties: false,
   required: ['name'],
-  properties: { name: text(LIMITS.name), min_version: text(LIMITS.version), max_version: text(LIMITS.version), include_removed: flag },
+  properties: { name: text(PACKAGE_FIELD_LIMITS.name), min_version: text(PACKAGE_FIELD_LIMITS.version), max_version: text(PACKAGE_FIELD_LIMITS.version), include_removed: flag },
 } as const;
 
 interface SettingsPatchBody {

@@ -1,6 +1,6 @@
-import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
-import type { SoftwareInventoryChunk__Output } from '../../common/proto.ts';
+import { packageSkipReason, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
+import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
 
 /** The contract: at most 500 packages per chunk. */
@@ -8,18 +8,8 @@ export const MAX_PACKAGES_PER_CHUNK = 500;
 /** Bounds a scan's chunks, small or empty ones included; its packages are bounded by HOST_INVENTORY_LIMITS (store). */
 export const MAX_CHUNKS_PER_SCAN = 400;
 
-export const LIMITS = {
-  name: 512,
-  version: 256,
-  source: 64,
-  architecture: 64,
-  publisher: 512,
-} as const;
-
 /** scan_id and task_id: opaque ids such as UUIDs or ULIDs. */
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{7,127}$/;
-/** Later than any plausible install date (year 2200), in Unix seconds. */
-const MAX_INSTALL_DATE_UNIX = 7_258_118_400;
 
 /** A chunk that passed validation: nothing is written for a chunk that did not. */
 export interface ValidChunk {
@@ -28,19 +18,20 @@ export interface ValidChunk {
   chunkIndex: number;
   isLast: boolean;
   packages: PackageInput[];
+  /** The chunk's packages that cannot be stored (common/inventory-records.ts), by reason. */
+  skipped: SkippedPackages[];
 }
 
 function invalid(message: string, details: Record<string, string | number>): CtOpsError {
   return new CtOpsError('ERR_INVALID_ARGUMENT', message, details);
 }
 
-function text(value: unknown, field: string, max: number, required: boolean, index: number): string {
-  return checkAgentText(value, `packages[${index}].${field}`, { max, required }, { field, index });
-}
-
 /**
- * Validates a whole chunk before anything is written: the agent named in it, the scan
- * and task ids, the chunk index, the package count and every package's fields.
+ * Validates a whole chunk before anything is written: the agent named in it, the scan and task
+ * ids, the chunk index and the package count refuse the chunk; a package that cannot be stored
+ * (an empty name, a field over its cap or with unsafe characters, text that was not UTF-8 on the
+ * wire, a bad install date) is left out
+ * and counted in `skipped`, so one odd record never costs the scan.
  */
 export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: string): ValidChunk {
   if (message.agent_id !== agentId) {
@@ -60,19 +51,17 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
   if (raw.length > MAX_PACKAGES_PER_CHUNK) {
     throw invalid(`a chunk carries at most ${MAX_PACKAGES_PER_CHUNK} packages, not ${raw.length}`, { field: 'packages', count: raw.length });
   }
-  const packages = raw.map((pkg, index): PackageInput => {
-    const installDate = pkg.install_date_unix;
-    if (!Number.isSafeInteger(installDate) || installDate < 0 || installDate > MAX_INSTALL_DATE_UNIX) {
-      throw invalid(`packages[${index}].install_date_unix must be 0 (unknown) or Unix seconds`, { field: 'install_date_unix', index });
+  const packages: PackageInput[] = [];
+  const skipped = new SkipTally();
+  const notUtf8 = invalidUtf8Elements(message, 'packages');
+  raw.forEach((pkg, index) => {
+    const reason = notUtf8.has(index) ? 'invalid_utf8' : packageSkipReason(pkg);
+    if (reason !== undefined) {
+      skipped.add(reason, pkg.name);
+      return;
     }
-    return {
-      name: text(pkg.name, 'name', LIMITS.name, true, index),
-      version: text(pkg.version, 'version', LIMITS.version, true, index),
-      source: text(pkg.source, 'source', LIMITS.source, false, index),
-      architecture: text(pkg.architecture, 'architecture', LIMITS.architecture, false, index),
-      publisher: text(pkg.publisher, 'publisher', LIMITS.publisher, false, index),
-      installDate: installDate === 0 ? null : installDate,
-    };
+    const { name, version, source, architecture, publisher, install_date_unix: installDate } = pkg;
+    packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
   });
-  return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages };
+  return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
 }

@@ -1,4 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
+import { describeSkipped, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import type { Statement } from 'better-sqlite3';
 import { sqliteCode, storageFailure, type Db } from './database.ts';
 
@@ -44,6 +45,8 @@ export interface SoftwareScan {
   added: number;
   removed: number;
   unchanged: number;
+  /** Packages received but not stored, by reason (common/inventory-records.ts); they count in packagesReceived. */
+  skipped: SkippedPackages[];
   errorCode: string | null;
 }
 
@@ -75,6 +78,8 @@ export interface ChunkInput {
   hostId: string;
   chunkIndex: number;
   packages: readonly PackageInput[];
+  /** The chunk's packages that cannot be stored, by reason: counted with the scan, not written. */
+  skipped?: readonly SkippedPackages[];
   isLast: boolean;
   now: number;
   /** When the scan completes, the host's packages removed longer ago than this (ms) are deleted; absent: kept. */
@@ -86,7 +91,7 @@ export interface ChunkResult {
   added: number;
   /** Packages the host already had. */
   unchanged: number;
-  /** Repeats of a package already seen by this scan (same name, version, source). */
+  /** Repeats of a package already seen by this scan (same name, version, source, architecture). */
   duplicates: number;
   /** The scan after this chunk; completed when the chunk was the last. */
   scan: SoftwareScan;
@@ -106,6 +111,7 @@ interface ScanRow {
   added: number;
   removed: number;
   unchanged: number;
+  skipped: string;
   error_code: string | null;
 }
 
@@ -129,7 +135,8 @@ interface HostPackageRow extends PackageRow {
 
 /**
  * Owns software_scans and software_packages. A scan is received chunk by chunk; each
- * chunk is one transaction. Packages are upserted by (host_id, name, version, source);
+ * chunk is one transaction. Packages are upserted by (host_id, name, version, source,
+ * architecture) — multi-arch installations are separate rows (migration 008);
  * first_seen is written once. Only completing a scan (its last chunk) marks the host's
  * packages that scan did not see as removed; a scan that fails or is abandoned marks
  * nothing, and never counts as the host's last inventory.
@@ -145,6 +152,7 @@ export class SoftwareInventoryStore {
   readonly #upsertByRows = new Map<number, Statement<unknown[], { prior_scan: number | null }>>();
   readonly #upsertRows: (rows: number) => Statement<unknown[], { prior_scan: number | null }>;
   readonly #chunkDone;
+  readonly #setSkipped;
   readonly #markRemoved;
   readonly #complete;
   readonly #close;
@@ -200,10 +208,10 @@ export class SoftwareInventoryStore {
       `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
        VALUES (?, ?, ?, ?, ?, 'receiving')`,
     );
-    // Starting again from chunk 0: per-scan counters restart; added/unchanged stay, since
+    // Starting again from chunk 0: per-scan counters (chunks, received, skipped) restart; added/unchanged stay, since
     // packages this scan already saw count as duplicates the second time.
     this.#restartScan = db.prepare<[number, number]>(
-      "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, error_code = NULL, updated_at = ? WHERE seq = ?",
+      "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, skipped = '[]', error_code = NULL, updated_at = ? WHERE seq = ?",
     );
     this.#resumeScan = db.prepare<[number, number]>("UPDATE software_scans SET status = 'receiving', error_code = NULL, updated_at = ? WHERE seq = ?");
     this.#hostApproval = db.prepare<[string], { approval: string }>('SELECT approval FROM hosts WHERE id = ?');
@@ -214,8 +222,7 @@ export class SoftwareInventoryStore {
         statement = db.prepare<unknown[], { prior_scan: number | null }>(
           `INSERT INTO software_packages (host_id, name, version, source, architecture, publisher, install_date, first_seen, last_seen, last_seen_scan, prior_scan)
            VALUES ${values}
-           ON CONFLICT (host_id, name, version, source) DO UPDATE SET
-             architecture = excluded.architecture,
+           ON CONFLICT (host_id, name, version, source, architecture) DO UPDATE SET
              publisher = excluded.publisher,
              install_date = excluded.install_date,
              last_seen = excluded.last_seen,
@@ -235,6 +242,7 @@ export class SoftwareInventoryStore {
               added = added + @added, unchanged = unchanged + @unchanged, updated_at = @now
        WHERE seq = @seq`,
     );
+    this.#setSkipped = db.prepare<[string, number]>('UPDATE software_scans SET skipped = ? WHERE seq = ?');
     this.#markRemoved = db.prepare<[number, string, number]>(
       'UPDATE software_packages SET is_removed = 1, removed_at = ? WHERE host_id = ? AND is_removed = 0 AND last_seen_scan <> ?',
     );
@@ -245,10 +253,10 @@ export class SoftwareInventoryStore {
       "UPDATE software_scans SET status = ?, error_code = ?, updated_at = ? WHERE id = ? AND host_id = ? AND status = 'receiving'",
     );
     // One statement for live and all packages, whole or a page: LIMIT -1 is no limit. The
-    // UNIQUE (host_id, name, version, source) index serves both the filter and the order.
+    // UNIQUE (host_id, name, version, source, architecture) index serves both the filter and the order.
     this.#packages = db.prepare<{ hostId: string; includeRemoved: number; limit: number; offset: number }, PackageRow>(
       `SELECT * FROM software_packages WHERE host_id = @hostId AND (@includeRemoved = 1 OR is_removed = 0)
-       ORDER BY name, version, source LIMIT @limit OFFSET @offset`,
+       ORDER BY name, version, source, architecture LIMIT @limit OFFSET @offset`,
     );
     // Newest first; software_scans_host (host_id, started_at) plus the rowid (seq) gives this order.
     this.#scans = db.prepare<[string, number], ScanRow>('SELECT * FROM software_scans WHERE host_id = ? ORDER BY started_at DESC, seq DESC LIMIT ?');
@@ -343,7 +351,7 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * The packages recorded for the host by name, version and source: removed ones included
+   * The packages recorded for the host by name, version, source and architecture: removed ones included
    * unless `liveOnly`, all of them unless `limit` (then from `offset`).
    */
   packages(hostId: string, options: { liveOnly?: boolean; limit?: number; offset?: number } = {}): SoftwarePackageRecord[] {
@@ -401,7 +409,9 @@ export class SoftwareInventoryStore {
       }
       if (scan.status !== 'receiving') this.#resumeScan.run(now, scan.seq);
     }
-    const incoming = input.packages.length;
+    const skippedHere = input.skipped ?? [];
+    // Skipped packages were received too: they count against the scan's limit like stored ones.
+    const incoming = input.packages.length + skippedHere.reduce((sum, entry) => sum + entry.count, 0);
     if (scan.packages_received + incoming > HOST_INVENTORY_LIMITS.packagesPerScan) {
       throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a scan reports at most ${HOST_INVENTORY_LIMITS.packagesPerScan} packages`, {
         reason: 'scan_too_large', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.packagesPerScan,
@@ -430,11 +440,14 @@ export class SoftwareInventoryStore {
         reason: 'host_inventory_full', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.livePackages,
       });
     }
-    this.#chunkDone.run({ seq: scan.seq, chunks: chunkIndex + 1, received: input.packages.length, added, unchanged, now });
+    this.#chunkDone.run({ seq: scan.seq, chunks: chunkIndex + 1, received: incoming, added, unchanged, now });
+    if (skippedHere.length > 0) this.#setSkipped.run(JSON.stringify(new SkipTally().addAll(parseSkipped(scan.skipped)).addAll(skippedHere).list()), scan.seq);
     if (input.isLast) {
       const current = this.#getScan.get(scanId)!;
-      if (current.packages_received === 0) {
-        throw new CtOpsError('ERR_INVALID_ARGUMENT', 'a scan with no packages is refused: it would mark every package of the host removed', { reason: 'scan_empty', scan_id: scanId });
+      // Nothing stored (no package, or every one skipped) would mark every package of the host removed.
+      if (current.added + current.unchanged === 0) {
+        const skipped = describeSkipped(parseSkipped(current.skipped));
+        throw new CtOpsError('ERR_INVALID_ARGUMENT', `a scan with no storable packages is refused: it would mark every package of the host removed${skipped ? ` (skipped: ${skipped})` : ''}`, { reason: 'scan_empty', scan_id: scanId });
       }
       const removed = this.#markRemoved.run(now, hostId, scan.seq).changes;
       this.#complete.run(removed, now, now, scan.seq);
@@ -461,6 +474,11 @@ function guard<T>(fn: () => T): T {
   }
 }
 
+/** software_scans.skipped: JSON written by this store only (migration 008). */
+function parseSkipped(json: string): SkippedPackages[] {
+  return JSON.parse(json) as SkippedPackages[];
+}
+
 function toScan(row: ScanRow): SoftwareScan {
   return {
     seq: row.seq,
@@ -476,6 +494,7 @@ function toScan(row: ScanRow): SoftwareScan {
     added: row.added,
     removed: row.removed,
     unchanged: row.unchanged,
+    skipped: parseSkipped(row.skipped),
     errorCode: row.error_code,
   };
 }

@@ -1,4 +1,4 @@
-import type { SoftwarePackage } from '../package.ts';
+import type { ParsedPackages } from '../parse/records.ts';
 import type { CommandSpec, NOT_AVAILABLE } from '../run.ts';
 
 /** What a collector may do: run a tool or read a database file, both within the collection's limits. */
@@ -12,8 +12,8 @@ export interface InventoryCollector {
   /** The source name its packages carry ("dpkg", "rpm", "homebrew", ...). */
   readonly name: string;
   /**
-   * The packages, or NOT_AVAILABLE when the source is not on this host. Any failure
-   * throws: a collector never answers an empty list for a tool it could not read.
+   * The packages (and the records skipped, by reason), or NOT_AVAILABLE when the source is not on
+   * this host. Any failure throws: a collector never answers an empty list for a tool it could not read.
    */
-  collect(context: CollectContext): Promise<readonly SoftwarePackage[] | typeof NOT_AVAILABLE>;
+  collect(context: CollectContext): Promise<ParsedPackages | typeof NOT_AVAILABLE>;
 }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { parseBrewList } from '../parse/brew.ts';
+import { mergeParsed } from '../parse/records.ts';
 import { parseSystemProfilerApplications } from '../parse/system-profiler.ts';
 import { NOT_AVAILABLE, type CommandSpec } from '../run.ts';
 import type { InventoryCollector } from './collector.ts';
@@ -41,6 +42,6 @@ export const homebrewCollector: InventoryCollector = {
     const formulae = await run({ ...brew, args: ['list', '--formula', '--versions'] });
     const casks = await run({ ...brew, args: ['list', '--cask', '--versions'] });
     if (formulae === NOT_AVAILABLE || casks === NOT_AVAILABLE) return NOT_AVAILABLE;
-    return [...parseBrewList(formulae, 'homebrew'), ...parseBrewList(casks, 'homebrew-cask')];
+    return mergeParsed(parseBrewList(formulae, 'homebrew'), parseBrewList(casks, 'homebrew-cask'));
   },
 };

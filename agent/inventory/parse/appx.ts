@@ -1,5 +1,6 @@
 import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 import { jsonText } from './text.ts';
 
 /** The PowerShell that lists Store (AppX/MSIX) packages for all users as JSON. */
@@ -19,20 +20,25 @@ export function publisherFromDistinguishedName(dn: string): string {
   return /(?:^|,\s*)O=("[^"]*"|[^,]*)/.exec(dn)?.[1]?.replace(/^"|"$/g, '') ?? /^CN=("[^"]*"|[^,]*)/.exec(dn)?.[1]?.replace(/^"|"$/g, '') ?? dn;
 }
 
-/** Store apps from APPX_SCRIPT's output; frameworks (runtime libraries) are left out. ConvertTo-Json prints one object, not an array, for one package. */
-export function parseAppxJson(json: string): SoftwarePackage[] {
-  if (json.trim() === '') return [];
+/**
+ * Store apps from APPX_SCRIPT's output; frameworks (runtime libraries) are left out. ConvertTo-Json
+ * prints one object, not an array, for one package. An entry that is not an object is skipped and
+ * counted, one without a name counted as name_missing.
+ */
+export function parseAppxJson(json: string): ParsedPackages {
+  const records = new PackageRecords('windows-store');
+  if (json.trim() === '') return records.done();
   let document: unknown;
   try {
     document = JSON.parse(json);
   } catch (error) {
     throw unparsable('windows-store', `not JSON (${(error as Error).message})`);
   }
-  const list = (Array.isArray(document) ? document : [document]) as AppxPackage[];
-  return list.flatMap((app) => {
-    if (typeof app !== 'object' || app === null) throw unparsable('windows-store', 'an entry is not an object');
-    const name = jsonText(app.Name);
-    if (name === '' || app.IsFramework === true) return [];
-    return [softwarePackage({ name, version: jsonText(app.Version), architecture: jsonText(app.Architecture).toLowerCase(), publisher: publisherFromDistinguishedName(jsonText(app.Publisher)), source: 'windows-store' })];
+  (Array.isArray(document) ? document : [document]).forEach((entry: unknown, index) => {
+    if (typeof entry !== 'object' || entry === null) return records.unreadable(index + 1, JSON.stringify(entry) ?? '');
+    const app = entry as AppxPackage;
+    if (app.IsFramework === true) return;
+    records.add(softwarePackage({ name: jsonText(app.Name), version: jsonText(app.Version), architecture: jsonText(app.Architecture).toLowerCase(), publisher: publisherFromDistinguishedName(jsonText(app.Publisher)), source: 'windows-store' }));
   });
+  return records.done();
 }

@@ -1,18 +1,22 @@
-import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
-import { nonEmptyLines } from './text.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 
-/** Formula and cask tokens: lowercase letters, digits and @ + . _ - (e.g. python@3.12). */
-const BREW_NAME = /^[a-z0-9][a-z0-9@+._-]*$/i;
+/** Formula and cask tokens: letters, digits and @ + . _ - (e.g. python@3.12), and / of a tap-qualified name. */
+const BREW_NAME = /^[a-z0-9][a-z0-9@+._/-]*$/i;
 
 /**
  * Packages from `brew list --versions --formula` (source "homebrew") or `--cask` (source
- * "homebrew-cask"). A formula kept at several versions lists each: one package per version.
+ * "homebrew-cask"). A formula kept at several versions lists each: one package per version. A
+ * cask installed as "latest" has that as its version; a name listed without a version is a record
+ * with an empty one. A line that does not start with a brew name is skipped and counted.
  */
-export function parseBrewList(text: string, source: 'homebrew' | 'homebrew-cask'): SoftwarePackage[] {
-  return nonEmptyLines(text).flatMap((line, index) => {
-    const [name, ...versions] = line.trim().split(/\s+/);
-    if (!name || !BREW_NAME.test(name) || versions.length === 0) throw unparsable(source, `expected "name version…", got ${JSON.stringify(line)}`, index + 1);
-    return versions.map((version) => softwarePackage({ name, version, source }));
+export function parseBrewList(text: string, source: 'homebrew' | 'homebrew-cask'): ParsedPackages {
+  const records = new PackageRecords(source);
+  text.split(/\r?\n/).forEach((line, index) => {
+    if (line.trim() === '') return;
+    const [name = '', ...versions] = line.trim().split(/\s+/);
+    if (!BREW_NAME.test(name)) return records.unreadable(index + 1, line);
+    for (const version of versions.length > 0 ? versions : ['']) records.add(softwarePackage({ name, version, source }));
   });
+  return records.done();
 }

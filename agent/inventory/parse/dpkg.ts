@@ -1,5 +1,5 @@
-import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 import { personName, unixSeconds } from './text.ts';
 
 /**
@@ -8,18 +8,28 @@ import { personName, unixSeconds } from './text.ts';
  */
 export const DPKG_QUERY_FORMAT = '${Package}\\t${Version}\\t${Architecture}\\t${Maintainer}\\t${db-fsys:Last-Modified}\\t${Status}\\n';
 
-const INSTALLED = 'install ok installed';
+/**
+ * The last word of ${Status} ("want error-flag status") for a package whose files are installed and
+ * configured: whatever the admin wants next (install, hold — `apt-mark hold` —, deinstall), and
+ * also while triggers are pending.
+ */
+const INSTALLED_STATES = new Set(['installed', 'triggers-pending', 'triggers-awaited']);
 
-/** Packages from `dpkg-query -W -f=DPKG_QUERY_FORMAT`; removed-but-configured and half-installed ones are left out. */
-export function parseDpkgQuery(text: string): SoftwarePackage[] {
-  const packages: SoftwarePackage[] = [];
+/**
+ * Packages from `dpkg-query -W -f=DPKG_QUERY_FORMAT`; removed-but-configured and half-installed
+ * ones are left out. Every field but the status may be empty (a status entry without a Version,
+ * an Architecture-less package): such lines are records too. A line without the six fields is
+ * skipped and counted (records.ts).
+ */
+export function parseDpkgQuery(text: string): ParsedPackages {
+  const records = new PackageRecords('dpkg');
   text.split('\n').forEach((line, index) => {
     if (line.trim() === '') return;
     const fields = line.split('\t');
-    if (fields.length !== 6 || fields[0] === '') throw unparsable('dpkg', `expected 6 tab-separated fields, got ${fields.length}`, index + 1);
+    if (fields.length !== 6) return records.unreadable(index + 1, line);
     const [name, version, architecture, maintainer, lastModified, status] = fields as [string, string, string, string, string, string];
-    if (status.trim() !== INSTALLED) return;
-    packages.push(softwarePackage({ name, version, architecture, publisher: personName(maintainer), source: 'dpkg', install_date_unix: unixSeconds(lastModified) }));
+    if (!INSTALLED_STATES.has(status.trim().split(/\s+/).at(-1) ?? '')) return;
+    records.add(softwarePackage({ name, version, architecture, publisher: personName(maintainer), source: 'dpkg', install_date_unix: unixSeconds(lastModified) }));
   });
-  return packages;
+  return records.done();
 }

@@ -1,5 +1,5 @@
-import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 import { blocks, personName, unixFromDateText } from './text.ts';
 
 /** The "Key : value" fields of one `pacman -Qi` block; indented lines continue the previous value. */
@@ -18,21 +18,25 @@ function fieldsOf(block: readonly string[]): Map<string, string> {
   return fields;
 }
 
-/** Packages from `pacman -Qi` (run in the C locale, so dates are in ctime form, local time). */
-export function parsePacmanQi(text: string): SoftwarePackage[] {
-  return blocks(text).map((block, index) => {
+/**
+ * Packages from `pacman -Qi` (run in the C locale, so dates are in ctime form, local time). A block
+ * without a Name field is skipped and counted; a missing Version is an empty one.
+ */
+export function parsePacmanQi(text: string): ParsedPackages {
+  const records = new PackageRecords('pacman');
+  blocks(text).forEach((block, index) => {
     const fields = fieldsOf(block);
     const name = fields.get('Name');
-    const version = fields.get('Version');
-    if (!name || !version) throw unparsable('pacman', `block ${index + 1} has no Name or Version`);
+    if (name === undefined) return records.unreadable(index + 1, block[0] ?? '');
     const packager = fields.get('Packager') ?? '';
-    return softwarePackage({
+    records.add(softwarePackage({
       name,
-      version,
+      version: fields.get('Version') ?? '',
       architecture: fields.get('Architecture') ?? '',
       publisher: packager === 'Unknown Packager' ? '' : personName(packager),
       source: 'pacman',
       install_date_unix: unixFromDateText(fields.get('Install Date')),
-    });
+    }));
   });
+  return records.done();
 }

@@ -1,5 +1,5 @@
-import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 import { unixSeconds } from './text.ts';
 
 /** The `rpm -qa --queryformat` the parser reads; rpm prints "(none)" for a tag a package lacks. */
@@ -17,18 +17,22 @@ export function rpmVersion(epoch: string, version: string, release: string): str
   return present(epoch) === '' ? base : `${epoch}:${base}`;
 }
 
-export function parseRpmQuery(text: string): SoftwarePackage[] {
-  const packages: SoftwarePackage[] = [];
+/**
+ * Packages from RPM_QUERY_FORMAT output. Packages without an architecture (gpg-pubkey: "(none)")
+ * or a vendor are records like any other; a line without the seven fields is skipped and counted.
+ */
+export function parseRpmQuery(text: string): ParsedPackages {
+  const records = new PackageRecords('rpm');
   text.split('\n').forEach((line, index) => {
     if (line.trim() === '') return;
     const fields = line.split('\t');
-    if (fields.length < 7 || fields[0] === '') throw unparsable('rpm', `expected 7 tab-separated fields, got ${fields.length}`, index + 1);
+    if (fields.length < 7) return records.unreadable(index + 1, line);
     // Names, versions and arches cannot hold a tab; the vendor is free text and can (seen with real
     // rpm output): it is everything between the arch and the final install time.
     const [name, epoch, version, release, arch] = fields as [string, string, string, string, string];
     const vendor = fields.slice(5, -1).join('\t');
     const installTime = fields.at(-1) as string;
-    packages.push(softwarePackage({ name, version: rpmVersion(epoch, version, release), architecture: present(arch), publisher: present(vendor), source: 'rpm', install_date_unix: unixSeconds(installTime) }));
+    records.add(softwarePackage({ name, version: rpmVersion(epoch, version, release), architecture: present(arch), publisher: present(vendor), source: 'rpm', install_date_unix: unixSeconds(installTime) }));
   });
-  return packages;
+  return records.done();
 }

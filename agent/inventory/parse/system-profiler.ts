@@ -1,5 +1,6 @@
 import { unparsable } from '../errors.ts';
-import { softwarePackage, type SoftwarePackage } from '../package.ts';
+import { softwarePackage } from '../package.ts';
+import { PackageRecords, type ParsedPackages } from './records.ts';
 import { jsonText } from './text.ts';
 
 const ARCHITECTURES: Readonly<Record<string, string>> = {
@@ -31,9 +32,11 @@ function publisherOf(app: Application): string {
  * Applications from `system_profiler -json SPApplicationsDataType`. Its lastModified is when
  * the bundle last changed, not when it was installed, so install_date_unix stays 0. The
  * same name often appears more than once (copies in several folders); collect.ts removes
- * exact duplicates and keeps those whose architecture or publisher differ.
+ * exact duplicates and keeps those whose architecture or publisher differ. An app without a
+ * version (many in-house and older apps) is a record with an empty one; an entry that is not
+ * an object is skipped and counted, one without a name counted as name_missing.
  */
-export function parseSystemProfilerApplications(json: string): SoftwarePackage[] {
+export function parseSystemProfilerApplications(json: string): ParsedPackages {
   let document: unknown;
   try {
     document = JSON.parse(json);
@@ -42,10 +45,12 @@ export function parseSystemProfilerApplications(json: string): SoftwarePackage[]
   }
   const apps = (document as { SPApplicationsDataType?: unknown } | null)?.SPApplicationsDataType;
   if (!Array.isArray(apps)) throw unparsable('system_profiler', 'no SPApplicationsDataType array');
-  return (apps as Application[]).flatMap((app) => {
-    const name = jsonText(app._name);
-    if (name === '') return [];
+  const records = new PackageRecords('system_profiler');
+  (apps as unknown[]).forEach((entry, index) => {
+    if (typeof entry !== 'object' || entry === null) return records.unreadable(index + 1, JSON.stringify(entry) ?? '');
+    const app = entry as Application;
     const arch = jsonText(app.arch_kind);
-    return [softwarePackage({ name, version: jsonText(app.version), architecture: ARCHITECTURES[arch] ?? arch, publisher: publisherOf(app), source: 'system_profiler' })];
+    records.add(softwarePackage({ name: jsonText(app._name), version: jsonText(app.version), architecture: ARCHITECTURES[arch] ?? arch, publisher: publisherOf(app), source: 'system_profiler' }));
   });
+  return records.done();
 }

@@ -1,10 +1,5 @@
 /** Small helpers shared by the parsers. */
 
-/** The non-empty lines of a tool's output, with Windows line ends removed. */
-export function nonEmptyLines(text: string): string[] {
-  return text.split(/\r?\n/).filter((line) => line.trim() !== '');
-}
-
 /** Blocks of "Key: value" lines separated by blank lines (pacman -Qi, apk's installed db). */
 export function blocks(text: string): string[][] {
   return text
