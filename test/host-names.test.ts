@@ -44,6 +44,7 @@ const UNUSABLE: ReadonlyArray<readonly [string, RegExp]> = [
   ['999.1.1.1', /not a valid IPv4 address \(four numbers from 0 to 255\)/],
   ['a.123', /last label 123 is a number, so URL parsers read the name as an IPv4 address/],
   ['good.example\uFF0Fevil', /cannot be converted/],
+  ['a\uFF01b.example', /its ASCII form a!b\.example holds "!"; host names hold only letters/],
   ['a..b.example', /empty label/],
   ['.example', /empty label/],
   [`${'a'.repeat(64)}.example`, /label a{64} is longer than 63/],
