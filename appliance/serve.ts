@@ -2,7 +2,7 @@ import { mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import { describeHostName } from '../common/host-name.ts';
+import { unicodeHostName } from '../common/host-name.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
@@ -52,6 +52,7 @@ const GRPC_STOP_GRACE_MS = 5_000;
  * opened — listeners, timers, the database — before it throws, so the process can exit.
  */
 export async function startAppliance(config: ApplianceConfig, log: Logger): Promise<RunningAppliance> {
+  for (const warning of config.warnings) log.warn({ warning }, 'configuration warning');
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(config.dataDir, 0o700);
@@ -109,7 +110,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${http.port}`, grpc_port: grpc.port, pid: process.pid }, null, 2)}\n`,
       PUBLIC_FILE_MODE,
     );
-    log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpc.port, http_port: http.port, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans.map(describeHostName) }, 'appliance started');
+    log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpc.port, http_port: http.port, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans, sans_unicode: config.sans.map(unicodeHostName) }, 'appliance started');
 
     return {
       grpcPort: grpc.port,

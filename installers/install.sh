@@ -387,15 +387,17 @@ put_file() {
 }
 
 # write_ip_allow_list: the agent unit's IP allow-list (docs/install.md, "The agent unit's sandbox"),
-# written only when [ingest] address in the installed agent.toml is an IP address; a host name needs
-# DNS servers the installer cannot know. The value goes into a unit file, so only digits, dots, hex
-# digits and colons pass.
+# written only when [ingest] address in the agent.toml the agent will read is an IP address; a host
+# name needs DNS servers the installer cannot know. That agent.toml is the bundle's when it replaces
+# (or, in a dry run, would replace) the installed one, else the installed one. The value goes into a
+# unit file, so only digits, dots, hex digits and colons pass.
 write_ip_allow_list() {
   dropin=/etc/systemd/system/ct-ops-agent.service.d/appliance-address.conf
+  if config_replaced; then config=$STAGE/agent.toml; else config=$ROOT/etc/ct-ops/agent.toml; fi
   appliance_ip=$(sed -n '/^\[ingest\][[:space:]]*$/,/^\[/{
 s/^address[[:space:]]*=[[:space:]]*"\([0-9][0-9.]*\):[0-9]\{1,5\}"[[:space:]]*$/\1/p
 s/^address[[:space:]]*=[[:space:]]*"\[\([0-9A-Fa-f:.]*\)\]:[0-9]\{1,5\}"[[:space:]]*$/\1/p
-}' "$ROOT/etc/ct-ops/agent.toml" 2>/dev/null | head -n 1)
+}' "$config" 2>/dev/null | head -n 1)
   case "$appliance_ip" in
     '' | *[!0-9A-Fa-f.:]*)
       run rm -f "$ROOT$dropin"
@@ -428,6 +430,10 @@ install_update_trust() {
     warn "manifest.json names no agent_version: the root helper refuses every self-update"
   fi
 }
+
+# config_replaced: true when the bundle's agent.toml and ca.crt replace the installed ones (a first
+# installation, or --replace-config).
+config_replaced() { [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; }
 
 # --- Linux ---------------------------------------------------------------------------------
 
@@ -481,7 +487,11 @@ install_linux() {
   if [ "$NO_START" = 1 ]; then
     live=0
   elif [ ! -d /run/systemd/system ]; then
-    warn "systemd is not running here (container or chroot?): the agent is enabled but not started"
+    if [ "$DRY_RUN" = 1 ]; then
+      warn "systemd is not running here (container or chroot?): the agent would be enabled but not started"
+    else
+      warn "systemd is not running here (container or chroot?): the agent is enabled but not started"
+    fi
     live=0
     NO_START=1
   fi
@@ -521,7 +531,7 @@ install_linux() {
   put_file "$STAGE/uninstall.sh" 0755 0 0 /usr/local/libexec/ct-ops/uninstall.sh
   put_file "$STAGE/install.sh" 0755 0 0 /usr/local/libexec/ct-ops/install.sh
   install_update_trust 0 0
-  if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
+  if config_replaced; then
     put_file "$STAGE/agent.toml" 0640 0 "$gid" /etc/ct-ops/agent.toml
     put_file "$STAGE/ca.crt" 0644 0 0 /etc/ct-ops/ca.crt
   else
@@ -582,7 +592,7 @@ install_darwin() {
   put_file "$STAGE/uninstall.sh" 0755 root wheel /usr/local/libexec/ct-ops/uninstall.sh
   put_file "$STAGE/install.sh" 0755 root wheel /usr/local/libexec/ct-ops/install.sh
   install_update_trust root wheel
-  if [ "$REPLACE_CONFIG" = 1 ] || [ ! -e "$ROOT/etc/ct-ops/agent.toml" ]; then
+  if config_replaced; then
     put_file "$STAGE/agent.toml" 0640 root wheel /etc/ct-ops/agent.toml
     put_file "$STAGE/ca.crt" 0644 root wheel /etc/ct-ops/ca.crt
   else

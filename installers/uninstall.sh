@@ -353,7 +353,12 @@ uninstall_linux() {
   remove /etc/systemd/system/ct-ops-agent.service.d
   if [ "$live" = 1 ]; then
     run systemctl daemon-reload
-    systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service >/dev/null 2>&1 || true
+    # A unit that never failed has nothing to reset: reset-failed's complaint is no failure here.
+    if [ "$DRY_RUN" = 1 ]; then
+      run systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service
+    else
+      systemctl reset-failed ct-ops-agent.service ct-ops-agent-helper.service >/dev/null 2>&1 || true
+    fi
   fi
 
   remove "$AGENT_BIN"
@@ -361,7 +366,8 @@ uninstall_linux() {
   remove /usr/local/libexec/ct-ops /etc/ct-ops /var/lib/ct-ops
   remove_stale_kits
   # install.sh created /usr/local/libexec if it was missing; leave it only if something else uses it.
-  if [ -d "$ROOT/usr/local/libexec" ] && [ -z "$(ls -A "$ROOT/usr/local/libexec")" ]; then
+  # (A dry run removed nothing: ct-ops, which it would remove, does not count.)
+  if [ -d "$ROOT/usr/local/libexec" ] && [ -z "$(find "$ROOT/usr/local/libexec" -mindepth 1 -maxdepth 1 ! -name ct-ops)" ]; then
     run rmdir "$ROOT/usr/local/libexec"
   fi
 

@@ -188,7 +188,8 @@ test('an address without a port is rejected; so is a port out of range', () => {
 });
 
 test('IPv6 addresses need brackets', () => {
-  assert.deepEqual({ ...parseIngestAddress('[::1]:9443', 'x') }, { target: '[::1]:9443', host: '::1', port: 9443, display: '[::1]:9443' });
+  const address = parseIngestAddress('[::1]:9443', 'x');
+  assert.deepEqual([address.target, address.host, address.port, address.unicodeTarget, address.display], ['[::1]:9443', '::1', 9443, '[::1]:9443', '[::1]:9443']);
   assert.throws(() => parseIngestAddress('::1:9443', 'x'), /expected host:port/);
 });
 

@@ -138,7 +138,7 @@ function deps(transport: IngestTransport, orgToken: string): RegistrationDeps {
     keys,
     host,
     orgToken,
-    address: 'ingest:9443',
+    address: { target: 'ingest:9443', unicodeTarget: 'ingest:9443' },
     log: createLogger('silent', sink),
     now: () => 1_700_000_000_000 + counter,
     nonce: () => new Uint8Array(16).fill(++counter),

@@ -213,6 +213,46 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     assert.match(dryRun('uninstall --dry-run', ['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']) ?? '', /^ct-ops uninstall: dry run: nothing was changed; the \[dry-run\] lines above are what an uninstall would do$/);
   });
 
+  test('a dry run shows the IP allow-list of the agent.toml the real run would install, and the removals an uninstall would make', () => {
+    const root = newRoot();
+    const allowList = /^\[dry-run\] mv -f \S+ \/etc\/systemd\/system\/ct-ops-agent\.service\.d\/appliance-address\.conf$/m;
+    const noAllowList = /named by a host name: no IP allow-list/;
+    const dryRun = (bundle: string, ...args: string[]) => {
+      const before = root.listing();
+      const result = install(root, bundle, '--dry-run', ...args);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assertUnchanged(before, root.listing(), `install.sh --dry-run ${args.join(' ')}`);
+      return result;
+    };
+    const byIp = bundleIn(root, defaultFiles(), 'ip');
+    const byName = bundleIn(root, { ...defaultFiles(), agentToml: agentToml('appliance.example:9443') }, 'name');
+
+    // A fresh machine: the bundle's agent.toml (an IP address) is what the real run installs.
+    const fresh = dryRun(byIp);
+    assert.match(fresh.stdout, allowList);
+    assert.doesNotMatch(fresh.stdout, noAllowList);
+    // Without --no-start and without systemd (a chroot) the warning says what would happen.
+    assert.match(fresh.stderr, /the agent would be enabled but not started/);
+    assert.doesNotMatch(fresh.stderr, /the agent is enabled but not started/);
+
+    assert.equal(install(root, byName, '--no-start').code, 0);
+    // The installed agent.toml names a host: kept, it gets no allow-list; replaced, the bundle's IP does.
+    assert.match(dryRun(byIp, '--no-start').stdout, noAllowList);
+    const replacing = dryRun(byIp, '--no-start', '--replace-config');
+    assert.match(replacing.stdout, allowList);
+    assert.doesNotMatch(replacing.stdout, noAllowList);
+
+    // Under systemd, uninstall.sh resets the units' failed state: a dry run only prints that, and
+    // it prints the removal of /usr/local/libexec, which install.sh created and only ct-ops uses.
+    mkdirSync(root.at('run/systemd/system'), { recursive: true });
+    const before = root.listing();
+    const uninstall = root.run(['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']);
+    assert.equal(uninstall.code, 0, uninstall.stdout + uninstall.stderr);
+    assert.match(uninstall.stdout, /^\[dry-run\] systemctl reset-failed ct-ops-agent\.service ct-ops-agent-helper\.service$/m);
+    assert.match(uninstall.stdout, /^\[dry-run\] rmdir \/usr\/local\/libexec$/m);
+    assertUnchanged(before, root.listing(), 'uninstall.sh --dry-run');
+  });
+
   test('running it again upgrades in place: the binary is replaced, the local config kept unless --replace-config', () => {
     const root = newRoot();
     assert.equal(install(root, bundleIn(root, defaultFiles('v1'), 'v1'), '--no-start').code, 0);

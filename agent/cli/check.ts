@@ -13,6 +13,6 @@ export async function checkAgent(configFile: string, env: NodeJS.ProcessEnv, log
   loadIdentity(config.dataDir, log);
   log.info({ data_dir: config.dataDir }, 'agent identity ready');
   await probeIngestTls(config.ingest);
-  log.info({ address: config.ingest.address.display }, 'ingest reachable and trusted');
+  log.info({ address: config.ingest.address.target, address_unicode: config.ingest.address.unicodeTarget }, 'ingest reachable and trusted');
   return `configuration ${config.configFile} is valid; ingest ${config.ingest.address.display} is reachable and trusted`;
 }

@@ -83,7 +83,7 @@ async function registerByKey(transport: IngestTransport, config: AgentConfig, id
       keys: identity.keys,
       host,
       orgToken: '',
-      address: config.ingest.address.target,
+      address: config.ingest.address,
       log,
       now: Date.now,
       nonce: () => new Uint8Array(randomBytes(16)),

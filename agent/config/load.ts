@@ -2,6 +2,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { hostNameWarning } from '../../common/host-name.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { parseIngestAddress } from './address.ts';
 import { readCaCertificate } from './ca-cert.ts';
@@ -74,6 +75,8 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
   }
   const addressWhere = sources.env.CT_OPS_INGEST_ADDRESS ? 'CT_OPS_INGEST_ADDRESS' : `${file}: [ingest] address`;
   const address = parseIngestAddress(addressValue.value as string, addressWhere);
+  const readAs = hostNameWarning(address.name, addressWhere);
+  if (readAs !== undefined) warnings.push(readAs);
 
   const caValue = value('ingest', 'ca_cert_file');
   const caText = (caValue?.value as string | undefined)?.trim() ?? '';

@@ -182,7 +182,7 @@ export class Agent {
       keys: identity.keys,
       host: this.deps.host,
       orgToken: this.config.orgToken,
-      address: this.config.ingest.address.display,
+      address: this.config.ingest.address,
       log: this.deps.log,
       now: this.now,
       nonce: () => new Uint8Array(randomBytes(16)),

@@ -1,4 +1,5 @@
 import type { CtOpsError } from '../../common/errors.ts';
+import type { IngestAddress } from '../config/address.ts';
 import type { AgentKeys } from '../identity/keys.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { IngestTransport } from '../transport/types.ts';
@@ -11,7 +12,8 @@ export interface RegistrationDeps {
   readonly host: HostDescription;
   /** The configured enrolment token ('' when none). */
   readonly orgToken: string;
-  readonly address: string;
+  /** The ingest target in ASCII (logged as address) and in Unicode (address_unicode). */
+  readonly address: Pick<IngestAddress, 'target' | 'unicodeTarget'>;
   readonly log: AgentLogger;
   readonly now: () => number;
   readonly nonce: () => Uint8Array;
@@ -26,10 +28,10 @@ export interface RegistrationDeps {
  */
 export async function attemptRegistration(deps: RegistrationDeps, keyKnown: boolean): Promise<RegisterOutcome> {
   const firstToken = keyKnown ? '' : deps.orgToken;
-  deps.log.info({ address: deps.address }, 'registering agent');
+  deps.log.info({ address: deps.address.target, address_unicode: deps.address.unicodeTarget }, 'registering agent');
   let result = await deps.transport.register(signed(deps, firstToken));
   if (!result.ok && result.failure.errorCode === 'ERR_TOKEN_REQUIRED' && firstToken === '' && deps.orgToken !== '') {
-    deps.log.warn({ address: deps.address }, 'the appliance does not know this key; registering with the enrolment token');
+    deps.log.warn({ address: deps.address.target, address_unicode: deps.address.unicodeTarget }, 'the appliance does not know this key; registering with the enrolment token');
     result = await deps.transport.register(signed(deps, deps.orgToken));
   }
   if (!result.ok) return outcomeOfFailure(result.failure, { tlsError: deps.tlsError });

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
-import { parseHostName } from '../../common/host-name.ts';
+import { hostNameWarning, parseHostName } from '../../common/host-name.ts';
 
 /**
  * Every appliance setting: its TOML key, its CT_OPS_APPLIANCE_* variable (the key
@@ -14,7 +14,8 @@ const FIELDS = {
   listen: { spec: { kind: 'string' }, fallback: '0.0.0.0' },
   grpc_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 9443 },
   http_port: { spec: { kind: 'integer', min: 0, max: 65535 }, fallback: 8443 },
-  sans: { spec: { kind: 'string-list' }, fallback: defaultSans() },
+  /** The default also names this machine's host name, added when the configuration is loaded (machineSans). */
+  sans: { spec: { kind: 'string-list' }, fallback: ['localhost', '127.0.0.1', '::1'] },
   jwt_ttl_secs: { spec: { kind: 'integer', min: 10, max: 30 * 86_400 }, fallback: 86_400 },
   pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
   inventory_sweep_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 60 },
@@ -33,7 +34,7 @@ export interface ApplianceConfig {
   readonly listen: string;
   readonly grpcPort: number;
   readonly httpPort: number;
-  /** Certificate names in their ASCII (IDNA) form, lower-case, no trailing dot; IP literals as given. */
+  /** Certificate names in their ASCII (IDNA) form, lower-case, no trailing dot; IP literals canonical (IPv6 compressed); each once. */
   readonly sans: readonly string[];
   readonly jwtTtlSecs: number;
   readonly pendingPollSecs: number;
@@ -43,6 +44,8 @@ export interface ApplianceConfig {
   readonly logLevel: string;
   /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
   readonly releasePublicKeyFile: string;
+  /** What the start logs as configuration warnings: a SAN read as another name than written, this machine's host name left out of the default SANs. */
+  readonly warnings: readonly string[];
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -65,51 +68,67 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     }
   }
   const settings = {} as Record<FieldName, unknown>;
-  /** Where each setting came from, named in errors found after typing (a SAN that is no host name). */
-  const origins = {} as Record<FieldName, string>;
+  /** Where the SANs came from (undefined: the default), named in errors and warnings about a name. */
+  let sansWhere: string | undefined;
   for (const [name, field] of Object.entries(FIELDS) as [FieldName, (typeof FIELDS)[FieldName]][]) {
     const flag = sources.flags[name];
     const envName = `${ENV_PREFIX}${name.toUpperCase()}`;
     const envText = sources.env[envName];
+    let where: string | undefined;
     if (flag !== undefined) {
-      origins[name] = FLAG_NAMES[name] ?? `--${name.replaceAll('_', '-')}`;
-      settings[name] = Array.isArray(flag) ? checkValue(field.spec, flag, origins[name]) : parseValue(field.spec, flag, origins[name]);
+      where = FLAG_NAMES[name] ?? `--${name.replaceAll('_', '-')}`;
+      settings[name] = Array.isArray(flag) ? checkValue(field.spec, flag, where) : parseValue(field.spec, flag, where);
     } else if (envText !== undefined && envText !== '') {
-      origins[name] = envName;
+      where = envName;
       settings[name] = parseValue(field.spec, envText, envName);
     } else if (Object.hasOwn(fileValues, name)) {
-      origins[name] = `${filePath}: ${name}`;
-      settings[name] = checkValue(field.spec, fileValues[name], origins[name]);
+      where = `${filePath}: ${name}`;
+      settings[name] = checkValue(field.spec, fileValues[name], where);
     } else {
-      origins[name] = `the default ${name}`;
       settings[name] = field.fallback;
     }
+    if (name === 'sans') sansWhere = where;
   }
   const values = settings as Settings;
   if (!LOG_LEVELS.includes(values.log_level)) {
     throw new CtOpsError('ERR_CONFIG_INVALID', `log_level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(values.log_level)}`, { where: 'log_level' });
   }
+  const warnings: string[] = [];
+  const sans = values.sans.map((name) => sanName(name, sansWhere ?? 'the default sans', warnings));
+  if (sansWhere === undefined) sans.push(...machineSans(warnings));
   return Object.freeze({
     dataDir: resolve(values.data_dir),
     listen: values.listen,
     grpcPort: values.grpc_port,
     httpPort: values.http_port,
-    sans: Object.freeze([...new Set(values.sans.map((name) => parseHostName(name, origins.sans).ascii))]),
+    sans: Object.freeze([...new Set(sans)]),
     jwtTtlSecs: values.jwt_ttl_secs,
     pendingPollSecs: values.pending_poll_secs,
     inventorySweepSecs: values.inventory_sweep_secs,
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,
+    warnings: Object.freeze(warnings),
   });
 }
 
-/** Loopback names and this machine's host name, when it is one a certificate can carry (not e.g. "my_host"). */
-function defaultSans(): string[] {
-  const loopback = ['localhost', '127.0.0.1', '::1'];
+/**
+ * This machine's host name as a default SAN, when a certificate can carry it; otherwise
+ * none, with a warning (agents reaching the appliance by that name would fail its TLS check).
+ */
+function machineSans(warnings: string[]): string[] {
   try {
-    return [...loopback, parseHostName(hostname(), 'hostname').ascii];
-  } catch {
-    return loopback;
+    return [sanName(hostname(), "this machine's host name", warnings)];
+  } catch (cause) {
+    warnings.push(`the default sans leave out ${(cause as Error).message}; set sans (--san) to the names agents reach the appliance by`);
+    return [];
   }
+}
+
+/** A SAN in its ASCII form; a name read as another than written adds a warning. Throws ERR_CONFIG_INVALID naming `where`. */
+function sanName(text: string, where: string, warnings: string[]): string {
+  const name = parseHostName(text, where);
+  const readAs = hostNameWarning(name, where);
+  if (readAs !== undefined) warnings.push(readAs);
+  return name.ascii;
 }

@@ -114,7 +114,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
         'README.md',
         Buffer.from(
           renderReadme({
-            target, agentVersion: version, baseName, bundleId, createdAt, address: request.address,
+            target, agentVersion: version, baseName, bundleId, createdAt, addressDisplay: request.ingestAddress.display,
             caFingerprint: inputs.caFingerprint, bundleKeyId: inputs.bundleKeyId, releaseKeyId: inputs.releaseKeyId, token,
           }),
         ),

@@ -4,7 +4,6 @@
  * Only validated values appear (target, version, ids, address, dates, fingerprints).
  */
 import { executableName, hostPaths, targetName, type Target } from '../lib/targets.ts';
-import { displayAddress } from '../lib/validate.ts';
 import type { BundleToken } from './token.ts';
 
 export interface ReadmeInput {
@@ -13,8 +12,8 @@ export interface ReadmeInput {
   readonly baseName: string;
   readonly bundleId: string;
   readonly createdAt: string;
-  /** The validated ASCII target; an IDNA name is shown in both forms. */
-  readonly address: string;
+  /** The ingest address for people (IngestAddress.display): an IDNA name in both forms. */
+  readonly addressDisplay: string;
   readonly caFingerprint: string;
   readonly bundleKeyId: string;
   readonly releaseKeyId: string;
@@ -126,7 +125,7 @@ export function renderReadme(input: ReadmeInput): string {
   return [
     `# CT-Ops agent ${input.agentVersion} for ${targetName(input.target)}`,
     '',
-    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at \`${displayAddress(input.address)}\`.`,
+    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at \`${input.addressDisplay}\`.`,
     '',
     ...tokenSection(input),
     '## Fingerprints',

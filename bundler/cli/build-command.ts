@@ -2,14 +2,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { decodeConfigText } from '../../common/config-file.ts';
 import { parseDuration } from '../../common/config-values.ts';
 import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { hostNameWarning } from '../../common/host-name.ts';
 import { buildBundle, type BuiltBundle } from '../build/build.ts';
 import type { TokenAuthority } from '../build/token.ts';
 import { bundleView } from '../build/view.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS } from '../lib/targets.ts';
-import { TOKEN_ID, displayAddress, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
+import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
 import { terminalProgress } from './progress.ts';
 
 /** The appliance database file under its data directory (appliance/serve.ts DATABASE_FILE). */
@@ -83,11 +85,13 @@ function tokenInput(options: BuildOptions): BundleRequestInput['token'] {
   if (!TOKEN_ID.test(mode)) throw new CtOpsError('ERR_USAGE', `--token: expected new, none or a token id (etk_...), got ${JSON.stringify(mode)}`);
   let secret = process.env.CT_OPS_ORG_TOKEN ?? '';
   if (options.tokenSecretFile !== undefined) {
+    let bytes: Buffer;
     try {
-      secret = readFileSync(options.tokenSecretFile, 'utf8');
+      bytes = readFileSync(options.tokenSecretFile);
     } catch (cause) {
       throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `cannot read --token-secret-file ${options.tokenSecretFile}`, { path: options.tokenSecretFile }, { cause });
     }
+    secret = decodeConfigText(bytes, options.tokenSecretFile, 'ERR_USAGE');
   }
   if (secret.trim() === '') throw new CtOpsError('ERR_USAGE', `--token ${mode}: give its secret with --token-secret-file FILE or CT_OPS_ORG_TOKEN (the appliance stores only its hash)`);
   return { mode: 'existing', id: mode, secret };
@@ -137,6 +141,8 @@ export function buildCommand(): Command {
         token: tokenInput(options),
         createdBy: options.createdBy ?? userInfo().username,
       });
+      const readAs = hostNameWarning(request.ingestAddress.name, '--address');
+      if (readAs !== undefined) process.stderr.write(`ct-ops-bundle: warning: ${escapeForTerminal(readAs)}\n`);
       const dataDir = resolve(options.dataDir);
       const database = request.token.mode === 'none' ? undefined : await openTokenAuthority(dataDir);
       try {
@@ -152,7 +158,7 @@ export function buildCommand(): Command {
         });
         printBuilt(built, options.json);
         const note = terminalProgress('ct-ops-bundle');
-        note(`bundle ${built.bundleId} for ${displayAddress(built.address)}: ${built.size} bytes, sha256 ${built.sha256}`);
+        note(`bundle ${built.bundleId} for ${request.ingestAddress.display}: ${built.size} bytes, sha256 ${built.sha256}`);
         if (built.token.mode !== 'none') note(`it holds the secret of enrolment token ${built.token.id} (expires ${built.token.expiresAt}): treat the media as sensitive`);
       } finally {
         database?.close();

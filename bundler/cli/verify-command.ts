@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
+import { decodeConfigText } from '../../common/config-file.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
 import { verifyBundle, type VerifyReport } from '../verify/verify.ts';
@@ -40,12 +41,13 @@ Exit codes:
 `;
 
 function readPublicKey(path: string): PublicKey {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (cause) {
     throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `cannot read the bundle public key ${path} (give it with --pubkey)`, { path }, { cause });
   }
+  const text = decodeConfigText(bytes, path, 'ERR_USAGE');
   try {
     return parsePublicKeyFile(text);
   } catch (cause) {

@@ -4,7 +4,7 @@
  * never reach a shell or PowerShell script: they are only written into agent.toml
  * (TOML-encoded by smol-toml) and JSON, and the rules below keep them printable.
  */
-import { parseIngestAddress } from '../../agent/config/address.ts';
+import { parseIngestAddress, type IngestAddress } from '../../agent/config/address.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { isTargetArch, isTargetOs, type Target } from './targets.ts';
 
@@ -19,7 +19,10 @@ export type TokenMode = TokenChoice['mode'];
 
 export interface BundleRequest {
   readonly target: Target;
+  /** The ASCII ingest target written into agent.toml and the manifest: ingestAddress.target. */
   readonly address: string;
+  /** The address as parsed: its form for people (display) and the name as given when it reads as another (name.given). */
+  readonly ingestAddress: IngestAddress;
   readonly tags: Tags;
   readonly label: string;
   readonly token: TokenChoice;
@@ -60,20 +63,11 @@ export function isPrintable(text: string): boolean {
 
 /**
  * "host:port" with a DNS name (Unicode names become their ASCII IDNA form), an IPv4
- * address or a bracketed IPv6 address, exactly as the agent parses it: returns the
- * ASCII target written into agent.toml and the manifest.
+ * address or a bracketed IPv6 address, exactly as the agent parses it.
+ * Throws ERR_INVALID_ARGUMENT { field: 'address' } naming what is wrong.
  */
-export function checkAddress(text: string): string {
-  try {
-    return parseIngestAddress(text, 'address').target;
-  } catch (cause) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', (cause as Error).message, { field: 'address' }, { cause });
-  }
-}
-
-/** A checked address for people: "bücher.example:9443 (xn--bcher-kva.example:9443)" for an IDNA name, else the address. */
-export function displayAddress(target: string): string {
-  return parseIngestAddress(target, 'address').display;
+export function checkAddress(text: string): IngestAddress {
+  return parseIngestAddress(text, 'address', 'ERR_INVALID_ARGUMENT');
 }
 
 export function checkTags(tags: Readonly<Record<string, string>>): Tags {
@@ -131,9 +125,11 @@ function checkToken(token: BundleRequestInput['token']): TokenChoice {
 export function parseBundleRequest(input: BundleRequestInput): BundleRequest {
   if (!isTargetOs(input.os)) throw invalid('os', `expected linux, darwin or windows, got ${JSON.stringify(input.os)}`);
   if (!isTargetArch(input.arch)) throw invalid('arch', `expected x64 or arm64, got ${JSON.stringify(input.arch)}`);
+  const ingestAddress = checkAddress(input.address);
   return Object.freeze({
     target: Object.freeze({ os: input.os, arch: input.arch }),
-    address: checkAddress(input.address),
+    address: ingestAddress.target,
+    ingestAddress,
     tags: checkTags(input.tags ?? {}),
     label: checkText('label', input.label ?? '', MAX_LABEL_CHARS),
     token: Object.freeze(checkToken(input.token)),
