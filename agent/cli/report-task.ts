@@ -6,7 +6,6 @@ import type { AgentConfig } from '../config/types.ts';
 import { HeartbeatSession } from '../heartbeat/session.ts';
 import { TaskUpdateQueue, type TaskUpdate } from '../heartbeat/task-updates.ts';
 import { machineFingerprint } from '../identity/fingerprint.ts';
-import { isCredentialUsable } from '../identity/jwt-expiry.ts';
 import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
 import { identityPaths } from '../identity/paths.ts';
 import type { AgentCredential } from '../identity/state.ts';
@@ -60,7 +59,8 @@ export async function reportTask(configFile: string, report: TaskReport, env: No
   const transport = createGrpcTransport(config.ingest);
   try {
     const saved = identity.credential;
-    const savedUsable = saved !== undefined && isCredentialUsable(saved.jwtExpiresUnix, Math.floor(Date.now() / 1000));
+    // The saved JWT is tried whatever the host clock says of it: the appliance judges it, and a refusal leads to Register.
+    const savedUsable = saved !== undefined;
     let delivery = await deliver(transport, savedUsable ? saved : await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
     // A refused stream (JWT no longer accepted, host changed): Register tells why, or issues a fresh JWT.
     if (!delivery.delivered && savedUsable && isRefusal(delivery.failure)) {
