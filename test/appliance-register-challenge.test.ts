@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient } from '../common/proto.ts';
-import { REGISTER_CHALLENGE_LIFETIME_MS } from '../appliance/enrolment/register-challenge.ts';
+import { REGISTER_CHALLENGE_BYTES, REGISTER_CHALLENGE_LIFETIME_MS } from '../appliance/enrolment/register-challenge.ts';
+import { REGISTER_FAILURES_PER_WINDOW } from '../appliance/enrolment/register-throttle.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { shiftedClockEnv } from './helpers/faketime.ts';
 import { callGetRegisterChallenge, callRegister, challengedRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
@@ -104,5 +105,19 @@ describe('Register challenges against a real appliance', () => {
     const accepted = await callRegister(client, signedRegister(newIdentity('legacy-fresh'), token));
     assert.ok(accepted.ok && accepted.value.status === 'AGENT_STATUS_ACTIVE', JSON.stringify(accepted));
     assert.deepEqual(await refusal(signedRegister(newIdentity('legacy-stale'), token, {}, Date.now() + 10 * 60_000)), { code: GrpcCode.UNAUTHENTICATED, errorCode: 'ERR_REGISTER_STALE' });
+  });
+
+  // Last: it throttles this test's source (127.0.0.1) for the rest of the window.
+  test('a source the Register throttle holds gets no challenge either (ERR_REGISTER_THROTTLED); challenges never count as failures', async () => {
+    for (let index = 0; index < 3 * REGISTER_FAILURES_PER_WINDOW; index += 1) assert.ok((await callGetRegisterChallenge(client)).ok, 'challenges spend no failure budget');
+    const forged = challengedRegister(newIdentity('throttled'), 'tok_unknown', Buffer.alloc(REGISTER_CHALLENGE_BYTES, 9));
+    // The earlier tests' refusals spent part of this source's budget already: fail until it is held.
+    const codes = new Set<string | undefined>();
+    for (let index = 0; index < REGISTER_FAILURES_PER_WINDOW; index += 1) codes.add((await refusal(forged)).errorCode);
+    assert.deepEqual([...codes], ['ERR_REGISTER_CHALLENGE_INVALID', 'ERR_REGISTER_THROTTLED']);
+    const refused = await callGetRegisterChallenge(client);
+    assert.equal(refused.ok, false);
+    assert.equal(!refused.ok && refused.code, GrpcCode.RESOURCE_EXHAUSTED);
+    assert.equal(!refused.ok && codeFromGrpcDetails(refused.details), 'ERR_REGISTER_THROTTLED');
   });
 });
