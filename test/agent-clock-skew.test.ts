@@ -88,7 +88,13 @@ describe('an agent whose clock is wrong by minutes or days', () => {
       assert.ok(Math.abs((warnings[0]!.clock_offset_secs as number) - expectedSecs) <= OFFSET_MARGIN_SECS);
     }
     const listed = await appliance.hosts();
-    for (const id of ids) assert.equal(listed.find((host) => host.id === id)?.clock_offset_warning, true, '`hosts list` marks the host');
+    for (const id of ids) assert.equal(listed.find((host) => host.id === id)?.clock_offset_warning, true, '`hosts list --json` marks the host');
+    const table = (await appliance.cli('hosts', 'list')).stdout.split('\n');
+    assert.match(table[0]!, /CLOCK_OFFSET_SECS\s+CLOCK_OFFSET_WARNING/);
+    for (const [index, id] of ids.entries()) {
+      const [, shown] = /\s(-?\d+)\s+true$/.exec(table.find((line) => line.startsWith(id)) ?? '') ?? [];
+      assert.ok(shown !== undefined && Math.abs(Number(shown) - cases[index]!.expectedSecs) <= OFFSET_MARGIN_SECS, `the table shows the offset and the marker: ${table.join('\n')}`);
+    }
 
     // A restart keeps the saved JWT: the agent does not judge it by its own clock, so no Register.
     for (const { agent, offset } of cases) {
