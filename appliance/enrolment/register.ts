@@ -27,7 +27,7 @@ export interface RegisterDeps {
  * (idempotent, no token needed, so an enrolled agent can never lock itself out)
  * and only otherwise spends one use of the enrolment token. Every refusal is decided
  * by reads before anything is written, so a refused request leaves no row behind
- * (not even its nonce) and costs the appliance no more than those reads.
+ * (not even its challenge or nonce) and costs the appliance no more than those reads.
  */
 export async function register(input: RegisterInput, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
   // Freshness is checked before the signature: a forged or old challenge costs a MAC, not a verification.
