@@ -6,6 +6,7 @@ import { unicodeHostName } from '../common/host-name.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
+import { RegisterChallenges } from './enrolment/register-challenge.ts';
 import type { ApplianceConfig } from './config/load.ts';
 import { startGrpcServer } from './grpc/server.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
@@ -98,7 +99,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, tasks, log }, Date.now())), config.inventorySweepSecs * 1000),
     ];
     opened.push(() => timers.forEach(clearInterval));
-    const deps = { stores, jwt, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
+    const challenges = new RegisterChallenges(jwtKey.privateKey);
+    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));

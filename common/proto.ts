@@ -153,6 +153,8 @@ function checkText(plan: TextPlan, reader: protobuf.Reader, end: number, path: s
 export type { ProtoGrpcType };
 export type { RegisterRequest, RegisterRequest__Output } from '../proto/gen/ctops/ingest/v1/RegisterRequest.ts';
 export type { RegisterResponse, RegisterResponse__Output } from '../proto/gen/ctops/ingest/v1/RegisterResponse.ts';
+export type { RegisterChallenge, RegisterChallenge__Output } from '../proto/gen/ctops/ingest/v1/RegisterChallenge.ts';
+export type { RegisterChallengeRequest, RegisterChallengeRequest__Output } from '../proto/gen/ctops/ingest/v1/RegisterChallengeRequest.ts';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatRequest.ts';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatResponse.ts';
 export type { AgentStatus } from '../proto/gen/ctops/ingest/v1/AgentStatus.ts';

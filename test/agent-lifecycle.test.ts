@@ -18,7 +18,7 @@ import { Backoff, backoffBaseMs, BACKOFF_SCHEDULE_MS, withJitter } from '../agen
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
-import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
+import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
 
 // ---------------------------------------------------------------- pure logic
 
@@ -74,7 +74,7 @@ class FakeStream implements HeartbeatCall {
     this.handlers.onMessage(message);
   }
   ack(sequence: number): void {
-    this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0 } });
+    this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0, clock_offset_ms: 0 } });
   }
   end(code: number, details = '', metadata?: grpc.Metadata): void {
     this.closed = true;
@@ -88,6 +88,9 @@ class FakeTransport implements IngestTransport {
   readonly answers: RegisterResult[] = [];
   readonly streams: FakeStream[] = [];
   closed = false;
+  getRegisterChallenge(): Promise<ChallengeResult> {
+    return Promise.resolve({ ok: true, response: { challenge: Buffer.alloc(57, this.registers.length), expires_in_ms: 120_000, appliance_time_unix_ms: START_MS } });
+  }
   register(request: RegisterRequest): Promise<RegisterResult> {
     this.registers.push(request);
     const answer = this.answers.shift();
@@ -246,7 +249,7 @@ test('first enrolment: token sent, JWT saved, stream opened with Bearer metadata
   assert.equal(h.agent.state, 'stopped');
 });
 
-test('pending: polls again after retry_after_secs (default 30) with a fresh nonce, then streams when approved', async (t) => {
+test('pending: polls again after retry_after_secs (default 30) with a fresh challenge, then streams when approved', async (t) => {
   const h = await start(t);
   h.transport.answers.push(answer({ status: 'AGENT_STATUS_PENDING', retry_after_secs: 10 }), answer({ status: 'AGENT_STATUS_PENDING' }), active());
   await run(h);
@@ -260,8 +263,8 @@ test('pending: polls again after retry_after_secs (default 30) with a fresh nonc
   assert.equal(h.transport.registers.length, 2);
   await h.advance(1);
   assert.equal(h.transport.registers.length, 3);
-  const nonces = h.transport.registers.map((request) => Buffer.from(request.nonce as Uint8Array).toString('hex'));
-  assert.equal(new Set(nonces).size, 3, 'every poll is signed afresh');
+  const challenges = h.transport.registers.map((request) => Buffer.from(request.register_challenge as Uint8Array).toString('hex'));
+  assert.equal(new Set(challenges).size, 3, 'every poll is signed afresh');
   assert.equal(h.transport.registers[1]?.org_token, '', 'a key the appliance holds pending needs no token');
   assert.equal(h.agent.state, 'connecting');
   assert.equal(h.transport.streams.length, 1);
@@ -300,12 +303,11 @@ test('a restart with an unexpired JWT skips registration and streams at once', a
   assert.equal(h.transport.lastStream.sent[0]?.agent_id, 'hst_1');
 });
 
-test('a restart with an expired (or nearly expired) JWT registers again by key, without the token', async (t) => {
-  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30));
-  h.transport.answers.push(active());
+test('a restart with a JWT that looks expired by the host clock tries it first: only the appliance judges it', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 - 2 * 86_400));
   await run(h);
-  assert.equal(h.transport.registers.length, 1);
-  assert.equal(h.transport.registers[0]?.org_token, '');
+  assert.equal(h.transport.registers.length, 0, 'no Register while the appliance has not refused the JWT');
+  assert.equal(h.transport.lastStream.jwt, fakeJwt(START_MS / 1000 - 2 * 86_400, 'saved'));
   assert.equal(h.agent.state, 'connecting');
 });
 

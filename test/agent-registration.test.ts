@@ -10,7 +10,7 @@ import { attemptRegistration, type RegistrationDeps } from '../agent/registratio
 import { clampRetryAfter, outcomeOfFailure, outcomeOfResponse } from '../agent/registration/outcome.ts';
 import { buildRegisterRequest, osName, type HostDescription } from '../agent/registration/request.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
-import type { IngestTransport, RegisterResult } from '../agent/transport/types.ts';
+import type { ChallengeResult, IngestTransport, RegisterResult } from '../agent/transport/types.ts';
 
 const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(7));
 const keys = { publicKey: pair.publicKey, secretKey: pair.secretKey };
@@ -30,16 +30,25 @@ function verifies(request: RegisterRequest): boolean {
     os: request.os ?? '',
     arch: request.arch ?? '',
     agentVersion: request.agent_version ?? '',
-    timestampUnixMs: Number(request.timestamp_unix_ms),
-    nonce: request.nonce as Uint8Array,
     tags: request.tags ?? {},
+    ...(request.register_challenge ? { challenge: request.register_challenge as Uint8Array } : { timestampUnixMs: Number(request.timestamp_unix_ms), nonce: request.nonce as Uint8Array }),
   });
   return nacl.sign.detached.verify(payload, request.signature as Uint8Array, request.public_key as Uint8Array);
 }
 
-test('a Register request carries every field and a signature over the canonical payload', () => {
+test('a Register request carries every field and a signature over the canonical payload with the challenge, and no timestamp', () => {
+  const challenge = new Uint8Array(57).fill(3);
+  const request = buildRegisterRequest(host, keys, 'tok_1', { challenge });
+  assert.deepEqual(new Uint8Array(request.register_challenge as Buffer), challenge);
+  assert.equal(request.timestamp_unix_ms, undefined);
+  assert.equal(request.nonce, undefined);
+  assert.ok(verifies(request));
+  assert.equal(verifies({ ...request, register_challenge: Buffer.alloc(57, 4) }), false, 'the challenge is signed');
+});
+
+test('the legacy Register request (an appliance without challenges) carries every field and a signature over the canonical payload', () => {
   const nonce = new Uint8Array(16).fill(9);
-  const request = buildRegisterRequest(host, keys, 'tok_1', 1_700_000_000_123, nonce);
+  const request = buildRegisterRequest(host, keys, 'tok_1', { timestampUnixMs: 1_700_000_000_123, nonce });
   assert.deepEqual(new Uint8Array(request.public_key as Buffer), pair.publicKey);
   assert.equal(request.org_token, 'tok_1');
   assert.equal(request.hostname, 'web-1');
@@ -51,7 +60,7 @@ test('a Register request carries every field and a signature over the canonical 
 });
 
 test('a signature does not survive a changed field (token, tags or timestamp)', () => {
-  const request = buildRegisterRequest(host, keys, 'tok_1', 1, new Uint8Array(16));
+  const request = buildRegisterRequest(host, keys, 'tok_1', { timestampUnixMs: 1, nonce: new Uint8Array(16) });
   assert.equal(verifies({ ...request, org_token: 'tok_2' }), false);
   assert.equal(verifies({ ...request, tags: { env: 'dev', zone: 'b' } }), false);
   assert.equal(verifies({ ...request, timestamp_unix_ms: 2 }), false);
@@ -114,9 +123,15 @@ test('a stale timestamp is retried and flagged as clock skew; a replay is retrie
   assert.deepEqual(replayed.kind === 'retry' && replayed.clockSkew, false);
 });
 
-function recordingTransport(answers: RegisterResult[]): { transport: IngestTransport; requests: RegisterRequest[] } {
+/** The appliance's answer to GetRegisterChallenge: a new challenge each time, issued by a clock two days behind the host's. */
+function challengeFrom(counter: () => number): () => Promise<ChallengeResult> {
+  return async () => ({ ok: true, response: { challenge: Buffer.alloc(57, counter()), expires_in_ms: 120_000, appliance_time_unix_ms: 1_700_000_000_000 - 2 * 86_400_000 } });
+}
+
+function recordingTransport(answers: RegisterResult[], getRegisterChallenge = challengeFrom(((next) => () => ++next)(0))): { transport: IngestTransport; requests: RegisterRequest[] } {
   const requests: RegisterRequest[] = [];
   const transport: IngestTransport = {
+    getRegisterChallenge,
     register: async (request) => {
       requests.push(request);
       const answer = answers.shift();
@@ -165,8 +180,32 @@ test('ERR_TOKEN_REQUIRED for a key thought known retries once with the token, fr
   const { transport, requests } = recordingTransport([TOKEN_REQUIRED, ACTIVE]);
   assert.equal((await attemptRegistration(deps(transport, 'tok_1'), true)).kind, 'active');
   assert.deepEqual(requests.map((request) => request.org_token), ['', 'tok_1']);
-  assert.notDeepEqual(requests[0]?.nonce, requests[1]?.nonce, 'each request has its own nonce');
+  assert.notDeepEqual(requests[0]?.register_challenge, requests[1]?.register_challenge, 'each request has its own challenge');
   assert.ok(requests.every(verifies));
+});
+
+test("the agent signs the appliance's challenge and sends no timestamp: its own clock (two days ahead here) plays no part", async () => {
+  const { transport, requests } = recordingTransport([ACTIVE]);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), false)).kind, 'active');
+  assert.equal((requests[0]?.register_challenge as Buffer).length, 57);
+  assert.equal(requests[0]?.timestamp_unix_ms, undefined);
+  assert.ok(verifies(requests[0]!));
+});
+
+test('an appliance without GetRegisterChallenge (UNIMPLEMENTED) gets the legacy form: timestamp and nonce', async () => {
+  const unimplemented = async (): Promise<ChallengeResult> => ({ ok: false, failure: rpcFailure({ code: GrpcCode.UNIMPLEMENTED, details: 'The server does not implement the method GetRegisterChallenge' }) });
+  const { transport, requests } = recordingTransport([ACTIVE], unimplemented);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), false)).kind, 'active');
+  assert.equal(requests[0]?.timestamp_unix_ms, 1_700_000_000_000);
+  assert.equal(requests[0]?.register_challenge, undefined);
+  assert.ok(verifies(requests[0]!));
+});
+
+test('a challenge the appliance could not give (unreachable) ends the attempt as a retry, with no Register sent', async () => {
+  const unreachable = async (): Promise<ChallengeResult> => ({ ok: false, failure: rpcFailure({ code: GrpcCode.UNAVAILABLE, details: 'connect ECONNREFUSED 127.0.0.1:9443' }) });
+  const { transport, requests } = recordingTransport([], unreachable);
+  assert.equal((await attemptRegistration(deps(transport, 'tok_1'), false)).kind, 'retry');
+  assert.equal(requests.length, 0);
 });
 
 test('ERR_TOKEN_REQUIRED with no token configured is fatal exit 78', async () => {

@@ -31,6 +31,7 @@ function pkgs(count: number): SoftwarePackage[] {
 function recordingTransport(answer: (chunks: readonly SoftwareInventoryChunk[]) => SubmitResult): { transport: IngestTransport; submissions: SoftwareInventoryChunk[][] } {
   const submissions: SoftwareInventoryChunk[][] = [];
   const transport: IngestTransport = {
+    getRegisterChallenge: () => assert.fail('no Register expected'),
     register: () => assert.fail('no Register expected'),
     openHeartbeat: () => assert.fail('no stream expected'),
     submitInventory: async (jwt, chunks) => {

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken, tokenState } from '../appliance/enrolment/tokens.ts';
@@ -52,8 +53,9 @@ test('a database written by a newer appliance is refused with ERR_SCHEMA_TOO_NEW
 test('an expired token is refused as expired, while the key it enrolled keeps registering', async () => {
   const stores = openStores(join(dir, 'expiry.db'));
   const org = stores.organisations.ensureDefault(Date.now());
-  const jwt = new AgentJwtAuthority(await ensureJwtSigningKey(dir), 3600);
-  const deps = { stores, jwt, orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+  const jwtKey = await ensureJwtSigningKey(dir);
+  const jwt = new AgentJwtAuthority(jwtKey, 3600);
+  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
   const now = Date.now();
   const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
   const enrolled = newIdentity('expiry-enrolled');
@@ -86,6 +88,7 @@ function toOutput(request: ReturnType<typeof signedRegister>) {
     agent_version: request.agent_version ?? '',
     timestamp_unix_ms: Number(request.timestamp_unix_ms ?? 0),
     nonce: Buffer.from(request.nonce ?? []),
+    register_challenge: Buffer.from(request.register_challenge ?? []),
     signature: Buffer.from(request.signature ?? []),
     tags: request.tags ?? {},
   };

@@ -28,8 +28,7 @@ interface SignedFields {
   os: string;
   arch: string;
   agent_version: string;
-  timestamp_unix_ms: number;
-  nonce_hex: string;
+  register_challenge_hex: string;
   tags: Record<string, string>;
   payload_hex: string;
 }
@@ -139,7 +138,7 @@ describe('an independent Python grpcio client, built only from ingest.proto, aga
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  test('it registers with a signature over a payload it built byte-for-byte like ours, and is active at once', () => {
+  test('it registers with a signature over the challenge payload it built byte-for-byte like ours, and is active at once', () => {
     const { agent_id: agentId, status, signed } = result.register;
     assert.equal(status, 'AGENT_STATUS_ACTIVE');
     const listed = hostsListed.find((host) => host.id === agentId);
@@ -153,9 +152,8 @@ describe('an independent Python grpcio client, built only from ingest.proto, aga
       os: signed.os,
       arch: signed.arch,
       agentVersion: signed.agent_version,
-      timestampUnixMs: signed.timestamp_unix_ms,
-      nonce: Buffer.from(signed.nonce_hex, 'hex'),
       tags: signed.tags,
+      challenge: Buffer.from(signed.register_challenge_hex, 'hex'),
     });
     assert.equal(signed.payload_hex, Buffer.from(ours).toString('hex'));
   });

@@ -10,6 +10,7 @@ import { Backoff, backoffBaseMs } from '../agent/lifecycle/backoff.ts';
 import { outcomeOfFailure } from '../agent/registration/outcome.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
@@ -38,7 +39,8 @@ test('a refused Register records nothing: bad, used-up and missing tokens and re
   const path = join(dir, 'refusals.db');
   const stores = openStores(path);
   const org = stores.organisations.ensureDefault(Date.now());
-  const deps = { stores, jwt: new AgentJwtAuthority(await ensureJwtSigningKey(dir), 3600), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+  const jwtKey = await ensureJwtSigningKey(dir);
+  const deps = { stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
   const now = Date.now();
   const tokenRequest = { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} };
   const single = createEnrolmentToken(stores, org.id, tokenRequest, now);

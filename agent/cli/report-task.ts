@@ -6,7 +6,6 @@ import type { AgentConfig } from '../config/types.ts';
 import { HeartbeatSession } from '../heartbeat/session.ts';
 import { TaskUpdateQueue, type TaskUpdate } from '../heartbeat/task-updates.ts';
 import { machineFingerprint } from '../identity/fingerprint.ts';
-import { isCredentialUsable } from '../identity/jwt-expiry.ts';
 import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
 import { identityPaths } from '../identity/paths.ts';
 import type { AgentCredential } from '../identity/state.ts';
@@ -40,9 +39,9 @@ type Delivery = { readonly delivered: true } | { readonly delivered: false; read
  * `report-task`: tells the appliance how a handed-off task ended, from a process other than the
  * agent (the uninstaller runs it with copies of the config, CA and data_dir after it removed the
  * agent). Only a task this agent received (one in its ledger) can be reported. Uses the saved
- * JWT while it is valid, else Registers by key (never with the enrolment token: a reporter must
- * not enrol a new host), sends one heartbeat carrying the report and returns once the appliance
- * acknowledged it. Writes nothing into data_dir.
+ * JWT until the appliance refuses it (never judged by this host's clock), else Registers by key
+ * (never with the enrolment token: a reporter must not enrol a new host), sends one heartbeat
+ * carrying the report and returns once the appliance acknowledged it. Writes nothing into data_dir.
  */
 export async function reportTask(configFile: string, report: TaskReport, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<string> {
   const { config } = loadConfigLogged(configFile, env, log);
@@ -60,10 +59,10 @@ export async function reportTask(configFile: string, report: TaskReport, env: No
   const transport = createGrpcTransport(config.ingest);
   try {
     const saved = identity.credential;
-    const savedUsable = saved !== undefined && isCredentialUsable(saved.jwtExpiresUnix, Math.floor(Date.now() / 1000));
-    let delivery = await deliver(transport, savedUsable ? saved : await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
+    // The saved JWT is tried whatever the host clock says of it: the appliance judges it, and a refusal leads to Register.
+    let delivery = await deliver(transport, saved ?? await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
     // A refused stream (JWT no longer accepted, host changed): Register tells why, or issues a fresh JWT.
-    if (!delivery.delivered && savedUsable && isRefusal(delivery.failure)) {
+    if (!delivery.delivered && saved !== undefined && isRefusal(delivery.failure)) {
       log.info({ code: delivery.failure?.grpcCode ?? null, details: delivery.failure?.details ?? null }, 'saved credential refused; registering by key');
       delivery = await deliver(transport, await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
     }

@@ -20,6 +20,7 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     disk_percent: fields.vitals.diskPercent,
     uptime_seconds: fields.vitals.uptimeSeconds,
     timestamp_unix: Math.floor(fields.nowMs / 1000),
+    timestamp_unix_ms: Math.floor(fields.nowMs),
     sequence: fields.sequence,
     interval_secs: fields.intervalSecs,
     agent_version: fields.agentVersion,

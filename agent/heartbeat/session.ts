@@ -1,3 +1,4 @@
+import { isClockOffsetHigh } from '../../common/clock-offset.ts';
 import type { HeartbeatResponse__Output, Task__Output } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
@@ -133,7 +134,11 @@ export class HeartbeatSession {
       this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : this.deps.now() - sentAt }, 'heartbeat acknowledged');
       this.armAckTimer();
       this.acks += 1;
-      if (this.acks === 1) this.deps.events.onFirstAck();
+      if (this.acks === 1) {
+        // Only reported: the appliance records the offset and judges everything time-bound itself.
+        if (isClockOffsetHigh(message.ack.clock_offset_ms)) this.deps.log.warn({ clock_offset_ms: message.ack.clock_offset_ms }, 'host clock differs from the appliance');
+        this.deps.events.onFirstAck();
+      }
       // More reports than one heartbeat may carry: the next batch goes out now, not an interval later.
       if (this.deps.updates.waiting > 0) this.sendNow();
     } else if (message.credential) {

@@ -1,9 +1,8 @@
-/** A JWT closer than this to its expiry is treated as expired, so a connect never races it. */
-export const JWT_EXPIRY_MARGIN_SECS = 60;
-
 /**
- * The `exp` claim of a JWT, read without verifying it: the agent only needs to know
- * whether its own credential is worth presenting; the appliance does the verifying.
+ * The `exp` claim of a JWT, read without verifying it, recorded in agent_state.json for people
+ * reading it. The agent never compares it with its own clock: the appliance alone judges a JWT
+ * (it refuses an expired one, and pushes a fresh one before expiry), so a wrong host clock
+ * cannot make the agent discard a valid credential.
  */
 export function jwtExpiry(jwt: string): number | undefined {
   const payload = jwt.split('.')[1];
@@ -15,9 +14,4 @@ export function jwtExpiry(jwt: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Whether a credential expiring at `expiresUnix` may still be used at `nowUnix`. */
-export function isCredentialUsable(expiresUnix: number | undefined, nowUnix: number): boolean {
-  return expiresUnix !== undefined && expiresUnix - nowUnix >= JWT_EXPIRY_MARGIN_SECS;
 }

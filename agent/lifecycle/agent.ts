@@ -4,7 +4,7 @@ import { reloadConfig } from '../config/reload.ts';
 import type { AgentConfig, LoadedConfig } from '../config/types.ts';
 import { TaskUpdateQueue } from '../heartbeat/task-updates.ts';
 import { HeartbeatSession, type SessionEnd } from '../heartbeat/session.ts';
-import { isCredentialUsable, jwtExpiry } from '../identity/jwt-expiry.ts';
+import { jwtExpiry } from '../identity/jwt-expiry.ts';
 import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
 import { writeAgentState, type AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
@@ -164,9 +164,12 @@ export class Agent {
     this.update({ identity: 'loaded', credential: this.credentialState() });
   }
 
+  /**
+   * Any JWT the appliance issued is used until the appliance refuses it: only the appliance's clock
+   * judges its expiry, so a host clock off by days neither discards a valid JWT nor loops on Register.
+   */
   private credentialState(): LifecycleInputs['credential'] {
-    const expires = this.credential?.jwtExpiresUnix;
-    return isCredentialUsable(expires, Math.floor(this.now() / 1000)) ? 'usable' : 'none';
+    return this.credential === undefined ? 'none' : 'usable';
   }
 
   private waitThen(delayMs: number, patch: Partial<LifecycleInputs>): void {
@@ -203,8 +206,6 @@ export class Agent {
         this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
         this.saveCredential();
         log.info({ agent_id: outcome.agentId }, 'agent registered and active');
-        // A JWT just issued is used whatever its lifetime: the appliance checks it by its own
-        // clock, and a short TTL (or a host clock running ahead) must not cause a Register loop.
         return this.update({ credential: 'usable' });
       }
       case 'pending':

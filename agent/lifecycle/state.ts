@@ -18,7 +18,7 @@ export type StopReason =
 export interface LifecycleInputs {
   readonly stop: StopReason | undefined;
   readonly identity: 'absent' | 'loaded';
-  /** 'usable': a JWT not within a minute of expiry that the appliance has not refused. */
+  /** 'usable': a JWT the appliance issued and has not refused (the agent never judges its expiry by its own clock). */
   readonly credential: 'none' | 'usable';
   /** Set while the appliance holds the host pending: wait this long, then ask again. */
   readonly approvalPollMs: number | undefined;

@@ -1,5 +1,5 @@
 import nacl from 'tweetnacl';
-import { registerPayload, toRegisterRequest, type RegisterPayloadFields } from '../../common/register-payload.ts';
+import { registerPayload, toRegisterRequest, type RegisterFreshness, type RegisterPayloadFields } from '../../common/register-payload.ts';
 import type { RegisterRequest } from '../../common/proto.ts';
 import type { AgentKeys } from '../identity/keys.ts';
 
@@ -14,10 +14,10 @@ export interface HostDescription {
 }
 
 /**
- * A signed RegisterRequest. Every call needs a fresh timestamp and nonce: the
- * appliance rejects stale timestamps and replayed nonces.
+ * A signed RegisterRequest. Every call needs fresh `freshness`: a challenge the appliance just
+ * issued (used once), or, for an appliance without challenges, a timestamp and a new nonce.
  */
-export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, timestampUnixMs: number, nonce: Uint8Array): RegisterRequest {
+export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, freshness: RegisterFreshness): RegisterRequest {
   const fields: RegisterPayloadFields = {
     publicKey: keys.publicKey,
     orgToken,
@@ -26,9 +26,8 @@ export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, org
     os: host.os,
     arch: host.arch,
     agentVersion: host.agentVersion,
-    timestampUnixMs,
-    nonce,
     tags: host.tags,
+    ...freshness,
   };
   return toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
 }

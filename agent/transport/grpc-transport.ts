@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadIngestProto, REPORT_ONLY_METADATA, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
 import type { AgentConfig } from '../config/types.ts';
 import { rpcFailure } from './failure.ts';
-import type { HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from './types.ts';
+import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult, UnaryResult } from './types.ts';
 
 /** A Register that has not answered in this long is retried rather than waited on. */
 const REGISTER_DEADLINE_MS = 20_000;
@@ -26,13 +26,12 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
   const client = new IngestService(ingest.address.target, credentials, CHANNEL_OPTIONS);
 
   return {
+    getRegisterChallenge() {
+      return new Promise<ChallengeResult>((resolve) => client.GetRegisterChallenge({}, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
+    },
+
     register(request) {
-      return new Promise<RegisterResult>((resolve) => {
-        client.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, (error, response) => {
-          if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
-          else resolve({ ok: true, response });
-        });
-      });
+      return new Promise<RegisterResult>((resolve) => client.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
     },
 
     openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options: { reportOnly?: boolean } = {}): HeartbeatCall {
@@ -90,5 +89,13 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
     close() {
       client.close();
     },
+  };
+}
+
+/** A unary call's callback that resolves with its response, or the failure (an empty response is one). */
+function settle<Response>(resolve: (result: UnaryResult<Response>) => void): (error: grpc.ServiceError | null, response?: Response) => void {
+  return (error, response) => {
+    if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
+    else resolve({ ok: true, response });
   };
 }

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../../common/errors.ts';
 import type {
-  HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, SoftwareInventoryChunk, SoftwareInventoryResponse__Output,
+  HeartbeatRequest, HeartbeatResponse__Output, RegisterChallenge__Output, RegisterRequest, RegisterResponse__Output, SoftwareInventoryChunk, SoftwareInventoryResponse__Output,
 } from '../../common/proto.ts';
 
 /** How an RPC ended when it did not succeed: the gRPC status and our code from its details. */
@@ -13,9 +13,12 @@ export interface RpcFailure {
   readonly retryAfterMs?: number | undefined;
 }
 
-export type RegisterResult =
-  | { readonly ok: true; readonly response: RegisterResponse__Output }
-  | { readonly ok: false; readonly failure: RpcFailure };
+/** How a unary RPC ended: its response, or why not. */
+export type UnaryResult<Response> = { readonly ok: true; readonly response: Response } | { readonly ok: false; readonly failure: RpcFailure };
+
+export type RegisterResult = UnaryResult<RegisterResponse__Output>;
+
+export type ChallengeResult = UnaryResult<RegisterChallenge__Output>;
 
 export type SubmitResult =
   | { readonly ok: true; readonly response: SoftwareInventoryResponse__Output }
@@ -35,6 +38,8 @@ export interface HeartbeatCall {
 
 /** The ingest service as the agent uses it: one method per RPC. */
 export interface IngestTransport {
+  /** A fresh challenge to sign into the next Register (an appliance without the RPC answers UNIMPLEMENTED). */
+  getRegisterChallenge(): Promise<ChallengeResult>;
   register(request: RegisterRequest): Promise<RegisterResult>;
   /** Opens the Heartbeat stream with the JWT in call metadata (never in a message). */
   openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options?: { reportOnly?: boolean }): HeartbeatCall;

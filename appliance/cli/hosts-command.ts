@@ -4,7 +4,7 @@ import { AdminClient } from './admin-client.ts';
 import { printLine, printObject, printRows } from './output.ts';
 import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
 
-const HOST_COLUMNS = ['id', 'hostname', 'status', 'os', 'arch', 'agent_version', 'last_heartbeat_at', 'fingerprint_conflict_with'];
+const HOST_COLUMNS = ['id', 'hostname', 'status', 'os', 'arch', 'agent_version', 'last_heartbeat_at', 'fingerprint_conflict_with', 'clock_offset_secs', 'clock_offset_warning'];
 
 export function hostsCommand(): Command {
   const hosts = new Command('hosts').description('list and decide on enrolled hosts');

@@ -1,14 +1,14 @@
 import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
-import type { RegisterPayloadFields } from '../../common/register-payload.ts';
+import type { RegisterHostFields } from '../../common/register-payload.ts';
+import { REGISTER_CHALLENGE_BYTES } from './register-challenge.ts';
 
-/** A Register request that passed validation: every field present, typed and bounded. */
-export interface RegisterInput extends RegisterPayloadFields {
-  publicKey: Buffer;
-  nonce: Buffer;
-  signature: Buffer;
-}
+/**
+ * A Register request that passed validation: every field present, typed and bounded, in one of
+ * the two forms of common/register-payload.ts (the challenge, or the legacy timestamp and nonce).
+ */
+export type RegisterInput = RegisterHostFields & { publicKey: Buffer; signature: Buffer } & ({ challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer });
 
 const MAX_TAGS = 32;
 
@@ -35,9 +35,6 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
     boundedText(key, 'tags', 64, PRINTABLE);
     checkAgentText(value, 'RegisterRequest.tags', { max: 256 }, { field: 'tags' });
   }
-  if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms <= 0) {
-    throw invalid('timestamp_unix_ms', 'is required');
-  }
   return {
     orgToken: message.org_token,
     publicKey: exactBytes(message.public_key, 'public_key', 32),
@@ -46,9 +43,20 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
     os: boundedText(message.os, 'os', 32, /^[a-z0-9_-]+$/),
     arch: boundedText(message.arch, 'arch', 32, /^[a-z0-9_-]+$/),
     agentVersion: boundedText(message.agent_version, 'agent_version', 64, PRINTABLE),
-    timestampUnixMs: message.timestamp_unix_ms,
-    nonce: exactBytes(message.nonce, 'nonce', 16),
+    ...parseFreshness(message),
     signature: exactBytes(message.signature, 'signature', 64),
     tags: Object.fromEntries(entries),
   };
+}
+
+/** The challenge form, or the legacy form (timestamp and nonce); never parts of both, so what was signed is unambiguous. */
+function parseFreshness(message: RegisterRequest__Output): { challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer } {
+  if (message.register_challenge.length > 0) {
+    if (message.timestamp_unix_ms !== 0 || message.nonce.length > 0) throw invalid('register_challenge', 'comes with timestamp_unix_ms or nonce; send one form only');
+    return { challenge: exactBytes(message.register_challenge, 'register_challenge', REGISTER_CHALLENGE_BYTES) };
+  }
+  if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms <= 0) {
+    throw invalid('register_challenge', 'is required (or, in the legacy form, timestamp_unix_ms and nonce)');
+  }
+  return { timestampUnixMs: message.timestamp_unix_ms, nonce: exactBytes(message.nonce, 'nonce', 16) };
 }

@@ -6,15 +6,17 @@ import { registerPayload } from '../../common/register-payload.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
+import type { RegisterChallenges } from './register-challenge.ts';
 import type { RegisterInput } from './register-input.ts';
 import { tokenState } from './tokens.ts';
 
-/** How far a Register timestamp may be from the appliance's clock. */
+/** How far a legacy (register/v1) Register's timestamp may be from the appliance's clock. */
 export const REGISTER_CLOCK_SKEW_MS = 5 * 60_000;
 
 export interface RegisterDeps {
   stores: Stores;
   jwt: AgentJwtAuthority;
+  challenges: RegisterChallenges;
   orgId: string;
   pendingPollSecs: number;
   log: Logger;
@@ -25,15 +27,12 @@ export interface RegisterDeps {
  * (idempotent, no token needed, so an enrolled agent can never lock itself out)
  * and only otherwise spends one use of the enrolment token. Every refusal is decided
  * by reads before anything is written, so a refused request leaves no row behind
- * (not even its nonce) and costs the appliance no more than those reads.
+ * (not even its challenge or nonce) and costs the appliance no more than those reads.
  */
 export async function register(input: RegisterInput, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
+  // Freshness is checked before the signature: a forged or old challenge costs a MAC, not a verification.
+  const used = 'challenge' in input ? challengeUse(input.challenge, deps, now) : legacyNonceUse(input, now);
   verifyPossession(input);
-  if (Math.abs(now - input.timestampUnixMs) > REGISTER_CLOCK_SKEW_MS) {
-    throw new CtOpsError('ERR_REGISTER_STALE', 'the request timestamp is more than 5 minutes from the appliance clock; check the host clock', {
-      skew_ms: now - input.timestampUnixMs,
-    });
-  }
   const { stores } = deps;
   // The key is looked up before the token: a known key needs none, even an expired one.
   const known = stores.hosts.findByPublicKey(input.publicKey);
@@ -41,20 +40,44 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
     throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: known.id });
   }
   if (known) {
-    rememberNonce(input, deps, now);
+    rememberUse(input.publicKey, used, deps, now);
     return respond(refreshKnownHost(known, input, deps, now), deps, now);
   }
   const token = usableToken(input.orgToken, deps, now);
-  rememberNonce(input, deps, now);
+  rememberUse(input.publicKey, used, deps, now);
   return respond(enrolNewHost(input, token, deps, now), deps, now);
 }
 
+/** What makes a Register single-use: a value its key may use once, remembered until a request carrying it could no longer be accepted (ms since the epoch). */
+interface SingleUse {
+  value: Buffer;
+  rememberUntil: number;
+}
+
+/** The challenge form: fresh by the appliance's clock alone (register-challenge.ts), single use per key. */
+function challengeUse(challenge: Buffer, deps: RegisterDeps, now: number): SingleUse {
+  return { value: challenge, rememberUntil: deps.challenges.check(challenge, now).expiresAt };
+}
+
 /**
- * Records the (key, nonce) pair; throws ERR_REGISTER_REPLAYED when the key used it before. It is kept
- * until a request with its timestamp could no longer be accepted (pruned as it expires: register-nonces.ts).
+ * The legacy form (agents without GetRegisterChallenge): the agent's timestamp within
+ * REGISTER_CLOCK_SKEW_MS of the appliance's clock, and its nonce used once.
  */
-function rememberNonce(input: RegisterInput, deps: RegisterDeps, now: number): void {
-  if (!deps.stores.registerNonces.remember(input.publicKey, input.nonce, input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS, now)) {
+function legacyNonceUse(input: { timestampUnixMs: number; nonce: Buffer }, now: number): SingleUse {
+  if (Math.abs(now - input.timestampUnixMs) > REGISTER_CLOCK_SKEW_MS) {
+    throw new CtOpsError('ERR_REGISTER_STALE', 'the request timestamp is more than 5 minutes from the appliance clock; check the host clock, or update the agent (it then needs no correct clock)', {
+      skew_ms: now - input.timestampUnixMs,
+    });
+  }
+  return { value: input.nonce, rememberUntil: input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS };
+}
+
+/**
+ * Records the (key, challenge or nonce) pair; throws ERR_REGISTER_REPLAYED when the key used it
+ * before. Pruned once it expires (register-nonces.ts).
+ */
+function rememberUse(publicKey: Buffer, used: SingleUse, deps: RegisterDeps, now: number): void {
+  if (!deps.stores.registerNonces.remember(publicKey, used.value, used.rememberUntil, now)) {
     throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
   }
 }

@@ -12,6 +12,7 @@ import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 import { checkTaskUpdate } from '../tasks/updates.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
+import { HostClockWatch } from '../hosts/clock-offset.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
@@ -43,6 +44,8 @@ interface Heartbeat {
   diskPercent: number;
   uptimeSeconds: number;
   timestampUnix: number;
+  /** The agent's clock when it sent the heartbeat (ms since the epoch); undefined when it sent none. */
+  agentClockMs: number | undefined;
   agentVersion: string;
 }
 
@@ -60,6 +63,9 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
   if (!Number.isSafeInteger(message.uptime_seconds) || message.uptime_seconds < 0) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
+  if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms < 0) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.timestamp_unix_ms must be a non-negative integer', { field: 'timestamp_unix_ms' });
+  }
   checkAgentText(message.agent_version, 'HeartbeatRequest.agent_version', { max: 64 }, { field: 'agent_version' });
   if (message.task_updates.length > MAX_TASK_UPDATES_PER_HEARTBEAT) {
     // Refused whole rather than cut: an ack must not cover reports that were never applied.
@@ -73,6 +79,8 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
     diskPercent: percent(message.disk_percent, 'disk_percent'),
     uptimeSeconds: message.uptime_seconds,
     timestampUnix: message.timestamp_unix,
+    // Agents before timestamp_unix_ms send whole seconds only: good enough to see a clock off by minutes.
+    agentClockMs: message.timestamp_unix_ms > 0 ? message.timestamp_unix_ms : message.timestamp_unix > 0 ? message.timestamp_unix * 1000 : undefined,
     agentVersion: message.agent_version,
   };
 }
@@ -132,6 +140,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
   const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
   let credentialExpiresAt = credential.expiresAt;
+  const clock = new HostClockWatch(agentId, host.clockOffsetMs, log);
   let refreshing = false;
   let ended = false;
   /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
@@ -231,6 +240,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       return refuse(error, 'heartbeat');
     }
     presence.heard(session, heartbeat.intervalSecs);
+    const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : heartbeat.agentClockMs - receivedAt;
+    if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
     if (!reportOnly) vitals.add({
       hostId: agentId,
       receivedAt,
@@ -241,6 +252,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       memoryPercent: heartbeat.memoryPercent,
       diskPercent: heartbeat.diskPercent,
       uptimeSeconds: heartbeat.uptimeSeconds,
+      clockOffsetMs,
     });
     const reports = message.task_updates.filter((update) => {
       try {
@@ -264,7 +276,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       return;
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
-    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt } });
+    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0 } });
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

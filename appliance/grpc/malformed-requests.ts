@@ -22,6 +22,7 @@ const isRefused = (message: unknown): message is RefusedRequest => typeof messag
  */
 export const MAX_REQUEST_BYTES: Readonly<Record<string, number>> = {
   Register: 64 * 1024,
+  GetRegisterChallenge: 1024,
   Heartbeat: MAX_HEARTBEAT_REQUEST_BYTES,
 };
 
@@ -70,7 +71,7 @@ export function refuseMalformedRequests(guards: Pick<IngestGuards, 'refusals' | 
     const what = method.path.slice(method.path.lastIndexOf('/') + 1).toLowerCase();
     const refuse = async (refusal: unknown): Promise<ReturnType<typeof toServiceError>> => {
       const source = peerSource(call.getPeer());
-      if (what !== 'register') {
+      if (what !== 'register' && what !== 'getregisterchallenge') {
         guards.refusals.refused({ peer: source }, refusal, what);
         return toServiceError(refusal);
       }

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
+import type { RegisterChallenge, RegisterChallengeRequest__Output, RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
 import { parseRegisterRequest } from '../enrolment/register-input.ts';
 import { register, type RegisterDeps } from '../enrolment/register.ts';
 import { peerSource } from '../lib/peer-source.ts';
@@ -20,6 +20,28 @@ export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusal
       .then(() => register(parseRegisterRequest(call.request), deps, Date.now()))
       .then(
         (response) => callback(null, response),
+        async (error: unknown) => callback(await refuseRegister(deps, source, error)),
+      );
+  };
+}
+
+/**
+ * GetRegisterChallenge: a fresh challenge for the source's next Register. Nothing is stored per
+ * challenge (register-challenge.ts), so a flood costs a MAC per call and no memory; a source
+ * the Register throttle holds gets no challenge either.
+ */
+export function registerChallengeHandler(deps: Pick<RegisterDeps, 'challenges'> & Pick<IngestGuards, 'refusals' | 'registerThrottle'>): grpc.handleUnaryCall<RegisterChallengeRequest__Output, RegisterChallenge> {
+  return (call, callback) => {
+    const source = peerSource(call.getPeer());
+    deps.registerThrottle
+      .admit(source)
+      .then((): RegisterChallenge => {
+        const now = Date.now();
+        const issued = deps.challenges.issue(now);
+        return { challenge: issued.challenge, expires_in_ms: issued.expiresInMs, appliance_time_unix_ms: now };
+      })
+      .then(
+        (challenge) => callback(null, challenge),
         async (error: unknown) => callback(await refuseRegister(deps, source, error)),
       );
   };

@@ -6,7 +6,7 @@ import { createIngestGuards } from './guards.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler } from './inventory-handler.ts';
 import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
-import { registerHandler } from './register-handler.ts';
+import { registerChallengeHandler, registerHandler } from './register-handler.ts';
 import type { RegisterDeps } from '../enrolment/register.ts';
 
 /** The largest message the ingest service accepts: a 500-package inventory chunk is far below. */
@@ -37,6 +37,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
     Register: registerHandler({ ...deps, ...guards }),
+    GetRegisterChallenge: registerChallengeHandler({ ...deps, ...guards }),
     Heartbeat: heartbeatHandler({ ...deps, ...guards }),
     SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });

@@ -1,3 +1,4 @@
+import { isClockOffsetHigh } from '../../common/clock-offset.ts';
 import { hostStatus } from '../hosts/status.ts';
 import { tokenState } from '../enrolment/tokens.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
@@ -36,6 +37,8 @@ export function hostView(host: Host, presence: PresenceRegistry) {
     uptime_seconds: host.uptimeSeconds,
     deleted_at: iso(host.deletedAt),
     deleted_by: host.deletedBy,
+    clock_offset_secs: host.clockOffsetMs === null ? null : Math.round(host.clockOffsetMs / 1000),
+    clock_offset_warning: host.clockOffsetMs !== null && isClockOffsetHigh(host.clockOffsetMs),
   };
 }
 
@@ -90,6 +93,8 @@ export const hostSchema = {
     uptime_seconds: nullableNumber,
     deleted_at: nullableString,
     deleted_by: nullableString,
+    clock_offset_secs: nullableNumber,
+    clock_offset_warning: { type: 'boolean' },
   },
 } as const;
 

@@ -20,6 +20,11 @@ const CA_LIFETIME_DAYS = 3650;
 const SERVER_LIFETIME_DAYS = 397;
 /** A server certificate this close to expiry is reissued at start-up. */
 const SERVER_RENEW_BEFORE_DAYS = 30;
+/**
+ * Certificates are valid from this long before they are issued: an agent checks the chain by its
+ * own clock (TLS gives it no other), so a host clock up to this far behind still connects.
+ */
+const NOT_BEFORE_BACKDATE_DAYS = 7;
 
 export interface TlsMaterial {
   caCertPem: string;
@@ -91,7 +96,7 @@ async function createCa(now: Date): Promise<{ certPem: string; keyPem: string }>
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: `CN=CT-Ops Appliance CA ${now.toISOString().slice(0, 10)}`,
-    notBefore: new Date(now.getTime() - DAY_MS),
+    notBefore: new Date(now.getTime() - NOT_BEFORE_BACKDATE_DAYS * DAY_MS),
     notAfter: new Date(now.getTime() + CA_LIFETIME_DAYS * DAY_MS),
     signingAlgorithm: SIGNING,
     keys,
@@ -110,7 +115,7 @@ async function issueServerCert(caCert: x509.X509Certificate, caKey: CryptoKey, s
     serialNumber: randomSerial(),
     subject: `CN=${sans[0] ?? 'ct-ops-appliance'}`,
     issuer: caCert.subject,
-    notBefore: new Date(now.getTime() - DAY_MS),
+    notBefore: new Date(now.getTime() - NOT_BEFORE_BACKDATE_DAYS * DAY_MS),
     notAfter: new Date(now.getTime() + SERVER_LIFETIME_DAYS * DAY_MS),
     signingAlgorithm: SIGNING,
     publicKey: keys.publicKey,

@@ -32,6 +32,8 @@ export interface Host {
   /** Set when an admin deleted the host: its key is retired and it is no longer listed. */
   deletedAt: number | null;
   deletedBy: string | null;
+  /** The agent's clock minus the appliance's at its latest heartbeat that carried its time (ms); null before one did. */
+  clockOffsetMs: number | null;
 }
 
 export type NewHost = Pick<
@@ -58,6 +60,8 @@ export interface HeartbeatUpdate {
   memoryPercent: number;
   diskPercent: number;
   uptimeSeconds: number;
+  /** Null when the heartbeat carried no agent time: the recorded offset is kept. */
+  clockOffsetMs: number | null;
 }
 
 interface HostRow {
@@ -86,6 +90,7 @@ interface HostRow {
   uptime_seconds: number | null;
   deleted_at: number | null;
   deleted_by: string | null;
+  clock_offset_ms: number | null;
 }
 
 /** Owns the hosts table. */
@@ -124,7 +129,7 @@ export class HostStore {
     this.#heartbeat = db.prepare(
       `UPDATE hosts SET last_heartbeat_at = @receivedAt, heartbeat_interval_secs = @intervalSecs, agent_version = @agentVersion,
                         cpu_percent = @cpuPercent, memory_percent = @memoryPercent, disk_percent = @diskPercent,
-                        uptime_seconds = @uptimeSeconds
+                        uptime_seconds = @uptimeSeconds, clock_offset_ms = COALESCE(@clockOffsetMs, clock_offset_ms)
        WHERE id = @hostId`,
     );
     this.#disconnected = db.prepare('UPDATE hosts SET last_disconnected_at = ? WHERE id = ?');
@@ -209,5 +214,6 @@ function toHost(row: HostRow): Host {
     uptimeSeconds: row.uptime_seconds,
     deletedAt: row.deleted_at,
     deletedBy: row.deleted_by,
+    clockOffsetMs: row.clock_offset_ms,
   };
 }

@@ -9,9 +9,9 @@ import { sqliteCode } from './database.ts';
 export const NONCE_PRUNE_BATCH = 8;
 
 /**
- * Owns the register_nonces table: the (key, nonce) pairs of accepted Register
- * requests, kept until their timestamps fall out of the acceptance window, so a
- * replayed request is recognised even across an appliance restart.
+ * Owns the register_nonces table: the (key, challenge) pairs of accepted Register requests (or
+ * (key, nonce) in the legacy form), kept until a request carrying them could no longer be
+ * accepted, so a replayed request is recognised even across an appliance restart.
  */
 export class RegisterNonceStore {
   readonly #insert;

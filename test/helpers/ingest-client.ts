@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
-import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
+import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterChallenge__Output, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
 import { registerPayload, toRegisterRequest } from '../../common/register-payload.ts';
 import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 
@@ -21,7 +21,7 @@ export function newIdentity(hostname = `host-${randomBytes(3).toString('hex')}`,
   return { keyPair: nacl.sign.keyPair(), fingerprint: createHash('sha256').update(machineId).digest('hex'), hostname };
 }
 
-/** A correctly signed RegisterRequest; `overrides` change fields after signing (to test tampering). */
+/** A correctly signed legacy (register/v1: timestamp and nonce) RegisterRequest, every field set as grpc-js decodes it; `overrides` change fields after signing (to test tampering). */
 export function signedRegister(identity: TestIdentity, orgToken: string, overrides: Partial<RegisterRequest> = {}, timestampUnixMs = Date.now()): RegisterRequest {
   const fields = {
     publicKey: identity.keyPair.publicKey,
@@ -35,7 +35,22 @@ export function signedRegister(identity: TestIdentity, orgToken: string, overrid
     nonce: randomBytes(16),
     tags: {},
   };
+  return { register_challenge: Buffer.alloc(0), ...toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey)), ...overrides };
+}
+
+/** A RegisterRequest signed over `challenge` (register/v2), as current agents send it. */
+export function challengedRegister(identity: TestIdentity, orgToken: string, challenge: Uint8Array, overrides: Partial<RegisterRequest> = {}): RegisterRequest {
+  const fields = { publicKey: identity.keyPair.publicKey, orgToken, hostname: identity.hostname, machineFingerprint: identity.fingerprint, os: 'linux', arch: 'x64', agentVersion: '0.1.0-test', tags: {}, challenge };
   return { ...toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey)), ...overrides };
+}
+
+export function callGetRegisterChallenge(client: IngestServiceClient): Promise<CallResult<RegisterChallenge__Output>> {
+  return new Promise((resolve) => {
+    client.GetRegisterChallenge({}, { deadline: Date.now() + 10_000 }, (error, response) => {
+      if (error) resolve({ ok: false, code: error.code, details: error.details });
+      else resolve({ ok: true, value: response as RegisterChallenge__Output });
+    });
+  });
 }
 
 export type CallResult<T> = { ok: true; value: T } | { ok: false; code: number; details: string };

@@ -10,7 +10,7 @@ from typing import Mapping
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-REGISTER_PAYLOAD_DOMAIN = "ct-ops/register/v1"
+REGISTER_PAYLOAD_DOMAIN = "ct-ops/register/v2"
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class RegisterFields:
     os: str
     arch: str
     agent_version: str
-    timestamp_unix_ms: int
-    nonce: bytes
+    # From GetRegisterChallenge: the appliance judges its age by its own clock.
+    register_challenge: bytes
     tags: Mapping[str, str]
 
 
@@ -52,8 +52,7 @@ def register_payload(fields: RegisterFields) -> bytes:
             fields.os,
             fields.arch,
             fields.agent_version,
-            str(fields.timestamp_unix_ms),
-            base64.b64encode(fields.nonce).decode("ascii"),
+            base64.b64encode(fields.register_challenge).decode("ascii"),
             tags_json(fields.tags),
         ]
     ).encode("utf-8")

@@ -3,6 +3,7 @@ import { migration002SoftwareInventory } from './002-software-inventory.ts';
 import { migration003HostFingerprintIndex } from './003-host-fingerprint-index.ts';
 import { migration004Tasks } from './004-tasks.ts';
 import { migration005HostDeletion } from './005-host-deletion.ts';
+import { migration007HostClockOffset } from './007-host-clock-offset.ts';
 import { migration008PackageArchitecture } from './008-package-architecture.ts';
 
 export interface Migration {
@@ -13,4 +14,4 @@ export interface Migration {
 }
 
 /** Every migration in order. A new one is appended, never edited once released. */
-export const MIGRATIONS: readonly Migration[] = [migration001Initial, migration002SoftwareInventory, migration003HostFingerprintIndex, migration004Tasks, migration005HostDeletion, migration008PackageArchitecture];
+export const MIGRATIONS: readonly Migration[] = [migration001Initial, migration002SoftwareInventory, migration003HostFingerprintIndex, migration004Tasks, migration005HostDeletion, migration007HostClockOffset, migration008PackageArchitecture];

@@ -1,0 +1,31 @@
+import type { Logger } from 'pino';
+import { CLOCK_OFFSET_WARN_SECS, isClockOffsetHigh } from '../../common/clock-offset.ts';
+
+/**
+ * Watches one host's clock offset on its Heartbeat stream and logs each crossing of
+ * CLOCK_OFFSET_WARN_SECS: a warning when it goes past, an info line when it is back within,
+ * nothing while it stays on one side. It starts from the offset recorded for the host (a
+ * reconnect is no crossing). The offset itself is stored with the heartbeat (VitalsWriter).
+ */
+export class HostClockWatch {
+  readonly #hostId: string;
+  readonly #log: Logger;
+  #high: boolean;
+
+  /** recordedOffsetMs: the host's stored clock_offset_ms (null before any). */
+  constructor(hostId: string, recordedOffsetMs: number | null, log: Logger) {
+    this.#hostId = hostId;
+    this.#log = log;
+    this.#high = recordedOffsetMs !== null && isClockOffsetHigh(recordedOffsetMs);
+  }
+
+  /** offsetMs: the agent's clock minus the appliance's when a heartbeat arrived. */
+  observe(offsetMs: number): void {
+    const high = isClockOffsetHigh(offsetMs);
+    if (high === this.#high) return;
+    this.#high = high;
+    const fields = { host_id: this.#hostId, clock_offset_secs: Math.round(offsetMs / 1000), threshold_secs: CLOCK_OFFSET_WARN_SECS };
+    if (high) this.#log.warn(fields, 'host clock offset above threshold');
+    else this.#log.info(fields, 'host clock offset back within threshold');
+  }
+}
