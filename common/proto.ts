@@ -128,6 +128,7 @@ export type { ProtoGrpcType };
 export type { RegisterRequest, RegisterRequest__Output } from '../proto/gen/ctops/ingest/v1/RegisterRequest.ts';
 export type { RegisterResponse, RegisterResponse__Output } from '../proto/gen/ctops/ingest/v1/RegisterResponse.ts';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatRequest.ts';
+export type { HostFacts, HostFacts__Output } from '../proto/gen/ctops/ingest/v1/HostFacts.ts';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatResponse.ts';
 export type { AgentStatus } from '../proto/gen/ctops/ingest/v1/AgentStatus.ts';
 export type { IngestServiceClient, IngestServiceHandlers } from '../proto/gen/ctops/ingest/v1/IngestService.ts';

@@ -88,6 +88,8 @@ function toOutput(request: ReturnType<typeof signedRegister>) {
     nonce: Buffer.from(request.nonce ?? []),
     signature: Buffer.from(request.signature ?? []),
     tags: request.tags ?? {},
+    predecessor_public_key: Buffer.from(request.predecessor_public_key ?? []),
+    predecessor_signature: Buffer.from(request.predecessor_signature ?? []),
   };
 }
 

@@ -16,6 +16,8 @@ export interface RegistrationDeps {
   readonly now: () => number;
   readonly nonce: () => Uint8Array;
   readonly tlsError: (reason: string) => CtOpsError;
+  /** The retired key whose proof enrols this new key (sent instead of the token), if any. */
+  readonly predecessor?: AgentKeys | undefined;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface RegistrationDeps {
  * is repeated once with the configured token.
  */
 export async function attemptRegistration(deps: RegistrationDeps, keyKnown: boolean): Promise<RegisterOutcome> {
-  const firstToken = keyKnown ? '' : deps.orgToken;
+  const firstToken = keyKnown || deps.predecessor !== undefined ? '' : deps.orgToken;
   deps.log.info({ address: deps.address }, 'registering agent');
   let result = await deps.transport.register(signed(deps, firstToken));
   if (!result.ok && result.failure.errorCode === 'ERR_TOKEN_REQUIRED' && firstToken === '' && deps.orgToken !== '') {
@@ -38,5 +40,5 @@ export async function attemptRegistration(deps: RegistrationDeps, keyKnown: bool
 }
 
 function signed(deps: RegistrationDeps, orgToken: string) {
-  return buildRegisterRequest(deps.host, deps.keys, orgToken, deps.now(), deps.nonce());
+  return buildRegisterRequest(deps.host, deps.keys, orgToken, deps.now(), deps.nonce(), deps.predecessor);
 }

@@ -8,6 +8,8 @@ export interface RegisterInput extends RegisterPayloadFields {
   publicKey: Buffer;
   nonce: Buffer;
   signature: Buffer;
+  /** A retired claimant's proof for this new key (RegisterRequest.predecessor_*), when sent. */
+  predecessor: { publicKey: Buffer; signature: Buffer } | undefined;
 }
 
 const MAX_TAGS = 32;
@@ -50,5 +52,9 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
     nonce: exactBytes(message.nonce, 'nonce', 16),
     signature: exactBytes(message.signature, 'signature', 64),
     tags: Object.fromEntries(entries),
+    predecessor:
+      message.predecessor_public_key.length === 0 && message.predecessor_signature.length === 0
+        ? undefined
+        : { publicKey: exactBytes(message.predecessor_public_key, 'predecessor_public_key', 32), signature: exactBytes(message.predecessor_signature, 'predecessor_signature', 64) },
   };
 }

@@ -7,6 +7,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
 import type { RegisterInput } from './register-input.ts';
+import { enrolSuccessor, successorPredecessor } from './successor.ts';
 import { tokenState } from './tokens.ts';
 
 /** How far a Register timestamp may be from the appliance's clock. */
@@ -43,6 +44,12 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
   if (known) {
     rememberNonce(input, deps, now);
     return respond(refreshKnownHost(known, input, deps, now), deps, now);
+  }
+  if (input.predecessor) {
+    // A retired claimant of a resolved identity enrols its new key with the old key's proof, not a token.
+    const predecessor = successorPredecessor(input, input.predecessor, stores, deps.orgId);
+    rememberNonce(input, deps, now);
+    return respond(enrolSuccessor(input, predecessor, stores, deps.log, now), deps, now);
   }
   const token = usableToken(input.orgToken, deps, now);
   rememberNonce(input, deps, now);

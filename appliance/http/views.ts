@@ -14,7 +14,7 @@ export function hostView(host: Host, presence: PresenceRegistry) {
   return {
     id: host.id,
     hostname: host.hostname,
-    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null }),
+    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' }),
     approval: host.approval,
     os: host.os,
     arch: host.arch,
@@ -36,6 +36,11 @@ export function hostView(host: Host, presence: PresenceRegistry) {
     uptime_seconds: host.uptimeSeconds,
     deleted_at: iso(host.deletedAt),
     deleted_by: host.deletedBy,
+    os_version: host.osVersion,
+    ip_addresses: host.ipAddresses,
+    identity_state: host.identityState,
+    replaces: host.replaces,
+    replaced_by: host.replacedBy,
   };
 }
 
@@ -68,7 +73,7 @@ export const hostSchema = {
   properties: {
     id: { type: 'string' },
     hostname: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted'] },
+    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted', 'identity-conflict'] },
     approval: { type: 'string' },
     os: { type: 'string' },
     arch: { type: 'string' },
@@ -90,6 +95,11 @@ export const hostSchema = {
     uptime_seconds: nullableNumber,
     deleted_at: nullableString,
     deleted_by: nullableString,
+    os_version: { type: 'string' },
+    ip_addresses: { type: 'array', items: { type: 'string' } },
+    identity_state: nullableString,
+    replaces: nullableString,
+    replaced_by: nullableString,
   },
 } as const;
 

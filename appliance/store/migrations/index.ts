@@ -3,6 +3,7 @@ import { migration002SoftwareInventory } from './002-software-inventory.ts';
 import { migration003HostFingerprintIndex } from './003-host-fingerprint-index.ts';
 import { migration004Tasks } from './004-tasks.ts';
 import { migration005HostDeletion } from './005-host-deletion.ts';
+import { migration006HostIdentity } from './006-host-identity.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -12,4 +13,4 @@ export interface Migration {
 }
 
 /** Every migration in order. A new one is appended, never edited once released. */
-export const MIGRATIONS: readonly Migration[] = [migration001Initial, migration002SoftwareInventory, migration003HostFingerprintIndex, migration004Tasks, migration005HostDeletion];
+export const MIGRATIONS: readonly Migration[] = [migration001Initial, migration002SoftwareInventory, migration003HostFingerprintIndex, migration004Tasks, migration005HostDeletion, migration006HostIdentity];
