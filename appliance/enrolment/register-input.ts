@@ -58,3 +58,8 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
         : { publicKey: exactBytes(message.predecessor_public_key, 'predecessor_public_key', 32), signature: exactBytes(message.predecessor_signature, 'predecessor_signature', 64) },
   };
 }
+
+/** The host a Register request describes: its key and the facts it reported, as a new host row takes them. */
+export function describedHost(input: RegisterInput) {
+  return { publicKey: input.publicKey, hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion };
+}

@@ -6,7 +6,7 @@ import { registerPayload } from '../../common/register-payload.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
-import type { RegisterInput } from './register-input.ts';
+import { describedHost, type RegisterInput } from './register-input.ts';
 import { enrolSuccessor, successorPredecessor } from './successor.ts';
 import { tokenState } from './tokens.ts';
 
@@ -104,12 +104,7 @@ function enrolNewHost(input: RegisterInput, token: EnrolmentToken, deps: Registe
     const host = {
       id: newId('hst'),
       orgId,
-      publicKey: input.publicKey,
-      hostname: input.hostname,
-      machineFingerprint: input.machineFingerprint,
-      os: input.os,
-      arch: input.arch,
-      agentVersion: input.agentVersion,
+      ...describedHost(input),
       approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),
       enrolmentTokenId: token.id,
       tags: { ...input.tags, ...token.tags },

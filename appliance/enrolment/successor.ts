@@ -4,7 +4,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { successorProofPayload } from '../../common/successor-proof.ts';
 import { newId } from '../lib/ids.ts';
 import type { Host, Stores } from '../store/index.ts';
-import type { RegisterInput } from './register-input.ts';
+import { describedHost, type RegisterInput } from './register-input.ts';
 
 /** A Register carrying a retired key's proof (RegisterRequest.predecessor_*). */
 export interface SuccessorClaim {
@@ -44,12 +44,7 @@ export function enrolSuccessor(input: RegisterInput, predecessor: Host, stores: 
     const host = {
       id: newId('hst'),
       orgId: predecessor.orgId,
-      publicKey: input.publicKey,
-      hostname: input.hostname,
-      machineFingerprint: input.machineFingerprint,
-      os: input.os,
-      arch: input.arch,
-      agentVersion: input.agentVersion,
+      ...describedHost(input),
       approval: 'pending' as const,
       enrolmentTokenId: predecessor.enrolmentTokenId,
       tags: { ...input.tags, ...predecessor.tags },
