@@ -86,7 +86,8 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
  * The Heartbeat stream: authenticated once at open by the JWT in metadata; every heartbeat is
  * validated, queued for a batched write (at most one sample per interval is stored), and
  * acknowledged by sequence once the task reports it carries are screened and committed (never when
- * the storage refused them). Queued tasks go out as soon as the stream opens.
+ * the storage refused them). Queued tasks go out with the first heartbeat, once the machine behind the
+ * stream (its HostFacts) may hold the host's identity (hosts/identity.ts).
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  *
  * Bounded per peer: the host's messages and stream opens share one rate limit, and a host has at
@@ -194,7 +195,6 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     clearTimeout(firstHeartbeatDeadline);
     presence.attach(session, intervalSecs);
     log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
-    tasks.connected(agentId);
   };
   let knownHost = host;
   if (reportOnly) {
@@ -307,6 +307,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         }
       }
       if (!attached) attach(heartbeat.intervalSecs);
+      // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
+      tasks.connected(agentId);
     }
     if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
     return true;
