@@ -6,7 +6,10 @@ import { after, test } from 'node:test';
 import nacl from 'tweetnacl';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import type { RegisterRequest, RegisterRequest__Output } from '../common/proto.ts';
+import type { HeartbeatRequest, HostFacts, RegisterRequest, RegisterRequest__Output } from '../common/proto.ts';
+import { HeartbeatSession } from '../agent/heartbeat/session.ts';
+import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
+import type { IngestTransport } from '../agent/transport/types.ts';
 import { successorProofPayload } from '../common/successor-proof.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
@@ -49,6 +52,29 @@ test('HostFacts from an agent are bounded and checked like Register fields', () 
   refused({ instance_id: 'not-hex' }, 'host_facts.instance_id');
   refused({ ip_addresses: Array.from({ length: 17 }, (_, index) => `10.0.0.${index}`) }, 'host_facts.ip_addresses');
   refused({ ip_addresses: ['<script>'] }, 'host_facts.ip_addresses');
+});
+
+test('the agent sends its host facts on the first heartbeat of each stream and afterwards only when they change', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const sent: HeartbeatRequest[] = [];
+  const transport = {
+    openHeartbeat: () => ({ send: (request: HeartbeatRequest) => sent.push(request), close: () => undefined }),
+  } as unknown as IngestTransport;
+  let hostname = 'web-1';
+  const facts = (): HostFacts => ({ hostname, machine_fingerprint: 'a'.repeat(64), os: 'linux', os_version: '6.1', arch: 'x64', agent_version: '0.2.0', ip_addresses: [], instance_id: '0123456789abcdef' });
+  const session = () => new HeartbeatSession({
+    transport, credential: { agentId: 'hst_1', jwt: 'j', jwtExpiresUnix: undefined }, intervalSecs: 5, agentVersion: '0.2.0',
+    vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }), updates: new TaskUpdateQueue(), now: Date.now, log,
+    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
+    facts,
+  });
+  const first = session();
+  t.mock.timers.tick(5_000);
+  hostname = 'web-2';
+  t.mock.timers.tick(5_000);
+  first.close();
+  session().close();
+  assert.deepEqual(sent.map((request) => request.host_facts?.hostname ?? null), ['web-1', null, 'web-2', 'web-2']);
 });
 
 /** A store with one enrolled active host, and the services around it. */

@@ -36,6 +36,8 @@ export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: st
     if (!stores.hosts.takeOver(newId, old)) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
     stores.hosts.markDeleted(oldId, now, by);
     stores.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
+    // The name the admins knew the machine by joins the new host's previous names.
+    if (old.hostname !== incoming.hostname) stores.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
     stores.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
     return stores.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
   });
