@@ -88,6 +88,7 @@ export const STATUS = {
   ERR_ENROLMENT_TOKEN_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No enrolment token has that id.' },
   ERR_HOST_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The host's state does not allow that action (e.g. approving a revoked host)." },
   ERR_HOST_NOT_CONNECTED: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: 'The action needs a live agent stream and the host has none.' },
+  ERR_HOST_IDENTITY_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: "Two machines use one host's key (a cloned identity): the host is flagged, its tasks and inventory are held until an admin runs `hosts resolve`, and a second machine's stream is ended with a retry hint (gRPC trailing metadata `retry-after-ms`)." },
   ERR_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No such route.' },
   ERR_BODY_TOO_LARGE: { http: 413, grpc: GrpcCode.RESOURCE_EXHAUSTED, exit: ExitCode.DATA, summary: 'A request body is larger than the admin API accepts (1 MiB).' },
   ERR_UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A request body has a content type the admin API does not read (it reads application/json).' },
@@ -122,6 +123,8 @@ export const STATUS = {
   ERR_UNINSTALL_UNAVAILABLE: { http: 503, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.UNAVAILABLE, summary: 'The agent found no way to start its uninstaller (no root helper and not running as root, or no uninstaller installed).' },
   ERR_UNINSTALL_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The uninstaller started but one of its removal steps failed; its log on the host says which.' },
   ERR_AGENT_KEY_RETIRED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'The key belongs to a deleted host: it is retired for good and the host must enrol afresh with a new key.' },
+  ERR_IDENTITY_RETIRED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'An admin resolved a cloned identity in favour of another machine: this agent discards its key, creates a new one and enrols as a new pending host (with a proof signed by the retired key).' },
+  ERR_SUCCESSOR_REFUSED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: "A Register with a retired key's proof was refused: the proof does not verify, or the retired key's host has no re-enrolment left (it was not resolved, or its retired machines already enrolled)." },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

@@ -156,6 +156,7 @@ export type { RegisterResponse, RegisterResponse__Output } from '../proto/gen/ct
 export type { RegisterChallenge, RegisterChallenge__Output } from '../proto/gen/ctops/ingest/v1/RegisterChallenge.ts';
 export type { RegisterChallengeRequest, RegisterChallengeRequest__Output } from '../proto/gen/ctops/ingest/v1/RegisterChallengeRequest.ts';
 export type { HeartbeatRequest, HeartbeatRequest__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatRequest.ts';
+export type { HostFacts, HostFacts__Output } from '../proto/gen/ctops/ingest/v1/HostFacts.ts';
 export type { HeartbeatResponse, HeartbeatResponse__Output } from '../proto/gen/ctops/ingest/v1/HeartbeatResponse.ts';
 export type { AgentStatus } from '../proto/gen/ctops/ingest/v1/AgentStatus.ts';
 export type { IngestServiceClient, IngestServiceHandlers } from '../proto/gen/ctops/ingest/v1/IngestService.ts';

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import nacl from 'tweetnacl';
+import { successorProofPayload } from '../common/successor-proof.ts';
 import { GrpcCode } from '../common/errors.ts';
 import { RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
 import type { HeartbeatRequest, HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output } from '../common/proto.ts';
@@ -388,6 +390,29 @@ test('PERMISSION_DENIED then PENDING waits for approval rather than reconnecting
   await h.advance(1000);
   assert.equal(h.agent.state, 'awaiting-approval');
   assert.equal(h.transport.streams.length, 1);
+});
+
+test('ERR_IDENTITY_RETIRED on the stream: the key is moved aside, a new one registers with its proof and no token; once known the retired key is gone', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
+  h.transport.answers.push(answer({ agent_id: 'hst_2', status: 'AGENT_STATUS_PENDING', retry_after_secs: 20 }));
+  await run(h);
+  const dataDir = join(h.dir, 'data');
+  const retiredPublicKey = Buffer.from(loadIdentity(dataDir, createLogger('silent')).keys.publicKey);
+  h.transport.lastStream.ack(1);
+  h.transport.lastStream.end(GrpcCode.PERMISSION_DENIED, 'ERR_IDENTITY_RETIRED: an admin kept another machine');
+  await h.flush();
+  assert.equal(h.transport.registers.length, 1);
+  const request = h.transport.registers[0]!;
+  assert.equal(request.org_token, '', 'the proof stands in for the enrolment token');
+  assert.deepEqual(Buffer.from(request.predecessor_public_key as Uint8Array), retiredPublicKey);
+  assert.notDeepEqual(Buffer.from(request.public_key as Uint8Array), retiredPublicKey, 'a new key');
+  assert.ok(nacl.sign.detached.verify(successorProofPayload(request.public_key as Uint8Array), request.predecessor_signature as Uint8Array, retiredPublicKey), 'signed by the retired key');
+  assert.equal(h.agent.state, 'awaiting-approval');
+  assert.equal(existsSync(join(dataDir, 'retired_agent_key.pem')), false, 'removed once the appliance knows the new key');
+  assert.equal(existsSync(join(dataDir, 'agent_state.json')), false, "the old host's credential is gone");
+  await h.advance(20_000);
+  assert.equal(h.transport.registers.length, 2);
+  assert.equal(h.transport.registers[1]!.predecessor_public_key, undefined, 'later polls are by the new key alone');
 });
 
 test('an untrusted certificate on the stream stops the agent with ERR_INGEST_TLS_UNTRUSTED (78)', async (t) => {

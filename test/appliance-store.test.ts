@@ -15,7 +15,7 @@ import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { migrate, openDatabase } from '../appliance/store/database.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
-import { newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-store-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,16 +59,16 @@ test('an expired token is refused as expired, while the key it enrolled keeps re
   const now = Date.now();
   const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
   const enrolled = newIdentity('expiry-enrolled');
-  const first = await register(parseRegisterRequest(toOutput(signedRegister(enrolled, created.secret, {}, now))), deps, now);
+  const first = await register(parseRegisterRequest(decodedRegister(signedRegister(enrolled, created.secret, {}, now))), deps, now);
   assert.equal(first.status, 'AGENT_STATUS_ACTIVE');
 
   const later = now + 120_000;
   assert.equal(tokenState(stores.enrolmentTokens.get(created.token.id)!, later), 'expired');
   await assert.rejects(
-    register(parseRegisterRequest(toOutput(signedRegister(newIdentity('too-late'), created.secret, {}, later))), deps, later),
+    register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('too-late'), created.secret, {}, later))), deps, later),
     (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_TOKEN_EXPIRED',
   );
-  const again = await register(parseRegisterRequest(toOutput(signedRegister(enrolled, '', {}, later))), deps, later);
+  const again = await register(parseRegisterRequest(decodedRegister(signedRegister(enrolled, '', {}, later))), deps, later);
   assert.equal(again.status, 'AGENT_STATUS_ACTIVE');
   assert.equal(again.agent_id, first.agent_id);
   assert.deepEqual(stores.hosts.get(first.agent_id!)!.tags, { site: 'a' });
@@ -76,23 +76,6 @@ test('an expired token is refused as expired, while the key it enrolled keeps re
   stores.close();
 });
 
-/** The decoded form grpc-js hands a handler: every field present. */
-function toOutput(request: ReturnType<typeof signedRegister>) {
-  return {
-    org_token: request.org_token ?? '',
-    public_key: Buffer.from(request.public_key ?? []),
-    hostname: request.hostname ?? '',
-    machine_fingerprint: request.machine_fingerprint ?? '',
-    os: request.os ?? '',
-    arch: request.arch ?? '',
-    agent_version: request.agent_version ?? '',
-    timestamp_unix_ms: Number(request.timestamp_unix_ms ?? 0),
-    nonce: Buffer.from(request.nonce ?? []),
-    register_challenge: Buffer.from(request.register_challenge ?? []),
-    signature: Buffer.from(request.signature ?? []),
-    tags: request.tags ?? {},
-  };
-}
 
 test('vitals older than the retention period are pruned in one pass, newer ones kept', () => {
   const stores = openStores(join(dir, 'retention.db'));

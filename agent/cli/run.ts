@@ -1,4 +1,5 @@
 import { machineFingerprint } from '../identity/fingerprint.ts';
+import { newInstanceId, readHostFacts } from '../identity/host-facts.ts';
 import { Agent } from '../lifecycle/agent.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
@@ -13,10 +14,14 @@ import { loadConfigLogged } from './startup.ts';
 export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<number> {
   const { config } = loadConfigLogged(configFile, env, log);
   const fingerprint = machineFingerprint(machineIdSourceFor(process.platform), env, log);
+  const host = describeHost(config, fingerprint);
+  const instanceId = newInstanceId();
+  log.info({ instance_id: instanceId }, 'agent process instance');
   const agent = new Agent({
     config,
     transport: createGrpcTransport(config.ingest),
-    host: describeHost(config, fingerprint),
+    host,
+    facts: () => readHostFacts(host, instanceId),
     vitals: createVitalsSampler(config.dataDir),
     log,
     reload: () => loadConfigLogged(configFile, env, log),

@@ -1,4 +1,4 @@
-import type { HeartbeatRequest } from '../../common/proto.ts';
+import type { HeartbeatRequest, HostFacts } from '../../common/proto.ts';
 import type { Vitals } from '../vitals/sample.ts';
 import type { TaskUpdate } from './task-updates.ts';
 
@@ -10,6 +10,8 @@ export interface HeartbeatFields {
   readonly nowMs: number;
   readonly vitals: Vitals;
   readonly taskUpdates: readonly TaskUpdate[];
+  /** Set on a stream's first heartbeat and when a fact changed. */
+  readonly facts?: HostFacts | undefined;
 }
 
 export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
@@ -25,5 +27,6 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     interval_secs: fields.intervalSecs,
     agent_version: fields.agentVersion,
     task_updates: [...fields.taskUpdates],
+    ...(fields.facts ? { host_facts: fields.facts } : {}),
   };
 }

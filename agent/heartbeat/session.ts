@@ -1,5 +1,5 @@
 import { isClockOffsetHigh } from '../../common/clock-offset.ts';
-import type { HeartbeatResponse__Output, Task__Output } from '../../common/proto.ts';
+import type { HeartbeatResponse__Output, HostFacts, Task__Output } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';
@@ -42,6 +42,8 @@ export interface SessionDeps {
   readonly events: SessionEvents;
   /** A one-off report stream (report-task): the appliance does not take it for the agent being online. */
   readonly reportOnly?: boolean;
+  /** The host's facts now; sent on the stream's first heartbeat and again whenever they change. */
+  readonly facts?: () => HostFacts;
 }
 
 /** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
@@ -56,6 +58,8 @@ export class HeartbeatSession {
   private ackTimer: NodeJS.Timeout | undefined;
   /** Why the agent itself ended the stream, if it did; undefined while the stream runs. */
   private closedBy: 'agent' | 'ack-timeout' | undefined;
+  /** The facts last sent on this stream, as JSON, to send them again only when they change. */
+  private factsSent: string | undefined;
 
   constructor(deps: SessionDeps) {
     this.deps = deps;
@@ -105,11 +109,22 @@ export class HeartbeatSession {
         nowMs,
         vitals: this.deps.vitals(),
         taskUpdates: this.deps.updates.takeFor(this.sequence),
+        facts: this.changedFacts(),
       }),
     );
     clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = setTimeout(() => this.sendNow(), this.intervalSecs * 1000);
     if (this.ackTimer === undefined) this.armAckTimer();
+  }
+
+  /** The facts when they differ from those last sent on this stream (always on its first heartbeat). */
+  private changedFacts(): HostFacts | undefined {
+    const facts = this.deps.facts?.();
+    if (facts === undefined) return undefined;
+    const json = JSON.stringify(facts);
+    if (json === this.factsSent) return undefined;
+    this.factsSent = json;
+    return facts;
   }
 
   private armAckTimer(): void {

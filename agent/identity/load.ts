@@ -3,6 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { loadOrCreateKeys, type AgentKeys } from './keys.ts';
 import { identityPaths, type IdentityPaths } from './paths.ts';
+import { readRetiredKeys } from './retire.ts';
 import { readAgentState, type AgentCredential } from './state.ts';
 
 export interface AgentIdentity {
@@ -10,6 +11,8 @@ export interface AgentIdentity {
   readonly keys: AgentKeys;
   /** The saved credential, if agent_state.json exists and is readable. */
   readonly credential: AgentCredential | undefined;
+  /** The key of a retired identity whose successor (this key) is not yet enrolled: it signs the proof. */
+  readonly predecessor: AgentKeys | undefined;
 }
 
 /** Prepares data_dir (0700) and loads or creates the identity kept in it. */
@@ -26,5 +29,5 @@ export function loadIdentity(dataDir: string, log: AgentLogger): AgentIdentity {
     log.warn({ path: paths.state }, 'agent state belongs to a deleted key; discarding it');
     rmSync(paths.state, { force: true });
   }
-  return { paths, keys, credential: readAgentState(paths, log) };
+  return { paths, keys, credential: readAgentState(paths, log), predecessor: readRetiredKeys(paths) };
 }

@@ -6,6 +6,8 @@ export interface IdentityPaths {
   readonly privateKey: string;
   readonly publicKey: string;
   readonly state: string;
+  /** The private key of an identity the appliance retired, kept until its successor is enrolled. */
+  readonly retiredKey: string;
 }
 
 export function identityPaths(dataDir: string): IdentityPaths {
@@ -14,5 +16,6 @@ export function identityPaths(dataDir: string): IdentityPaths {
     privateKey: join(dataDir, 'agent_key.pem'),
     publicKey: join(dataDir, 'agent_key.pub'),
     state: join(dataDir, 'agent_state.json'),
+    retiredKey: join(dataDir, 'retired_agent_key.pem'),
   });
 }

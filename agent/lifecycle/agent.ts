@@ -11,6 +11,8 @@ import type { AgentLogger } from '../log/logger.ts';
 import { attemptRegistration } from '../registration/attempt.ts';
 import type { RegisterOutcome } from '../registration/outcome.ts';
 import type { HostDescription } from '../registration/request.ts';
+import type { HostFacts } from '../../common/proto.ts';
+import { forgetRetiredKeys, retireIdentity } from '../identity/retire.ts';
 import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
@@ -24,6 +26,8 @@ export interface AgentDeps {
   readonly config: AgentConfig;
   readonly transport: IngestTransport;
   readonly host: HostDescription;
+  /** The host's facts now (hostname, addresses … re-read on each call); sent on each stream and on change. */
+  readonly facts?: () => HostFacts;
   readonly vitals: VitalsSampler;
   readonly log: AgentLogger;
   /** Re-reads the configuration file (config_reload task). */
@@ -180,10 +184,13 @@ export class Agent {
     const identity = this.identity;
     if (identity === undefined) return;
     const attempt = ++this.registration;
+    // The hostname as it is now: a host renamed since the agent started registers under its new name.
+    const hostname = this.deps.facts?.().hostname ?? this.deps.host.hostname;
     const deps = {
       transport: this.deps.transport,
       keys: identity.keys,
-      host: this.deps.host,
+      predecessor: this.keyKnown ? undefined : identity.predecessor,
+      host: { ...this.deps.host, hostname },
       orgToken: this.config.orgToken,
       address: this.config.ingest.address,
       log: this.deps.log,
@@ -203,13 +210,17 @@ export class Agent {
     switch (outcome.kind) {
       case 'active': {
         this.keyKnown = true;
+        this.successorEnrolled();
         this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
         this.saveCredential();
         log.info({ agent_id: outcome.agentId }, 'agent registered and active');
         return this.update({ credential: 'usable' });
       }
       case 'pending':
-        if (outcome.agentId !== '') this.keyKnown = true;
+        if (outcome.agentId !== '') {
+          this.keyKnown = true;
+          this.successorEnrolled();
+        }
         log.info({ agent_id: outcome.agentId, status: outcome.status, retry_after_secs: outcome.retryAfterSecs, reason: outcome.message }, 'awaiting approval');
         return this.update({ approvalPollMs: outcome.retryAfterSecs * 1000 });
       case 'refused':
@@ -227,6 +238,34 @@ export class Agent {
       case 'fatal':
         return this.fail(outcome.error);
     }
+  }
+
+  /** The appliance knows the new key: the retired key that vouched for it is no longer needed. */
+  private successorEnrolled(): void {
+    const identity = this.identity;
+    if (identity?.predecessor === undefined) return;
+    forgetRetiredKeys(identity.paths);
+    this.identity = { ...identity, predecessor: undefined };
+    this.deps.log.info({ data_dir: identity.paths.dataDir }, 'new identity enrolled; retired key removed');
+  }
+
+  /**
+   * ERR_IDENTITY_RETIRED: an admin kept another machine that shares this identity. Move the key
+   * aside (it vouches for the next one), then load a fresh identity and enrol it as a new host.
+   */
+  private retireIdentity(): void {
+    const identity = this.identity;
+    if (identity === undefined) return;
+    try {
+      retireIdentity(identity.paths);
+    } catch (error) {
+      return this.fail(asCtOpsError(error, 'ERR_DATA_DIR_UNUSABLE'));
+    }
+    this.deps.log.warn({ agent_id: this.credential?.agentId ?? null }, 'the appliance retired this identity (another machine kept it); enrolling as a new host');
+    this.identity = undefined;
+    this.credential = undefined;
+    this.keyKnown = false;
+    this.update({ identity: 'absent', credential: 'none', stream: 'none', retryInMs: undefined });
   }
 
   /** A failure to persist is logged, not fatal: the credential still works in memory. */
@@ -252,6 +291,7 @@ export class Agent {
       updates: this.updates,
       now: this.now,
       log: this.deps.log,
+      ...(this.deps.facts ? { facts: this.deps.facts } : {}),
       events: {
         onFirstAck: () => this.update({ stream: 'acknowledged' }),
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
@@ -297,6 +337,7 @@ export class Agent {
     if (status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status)) {
       return this.fail(untrustedError(this.config.ingest, status.details));
     }
+    if (status.errorCode === 'ERR_IDENTITY_RETIRED') return this.retireIdentity();
     if (end.healthy) this.backoff.reset();
     // The appliance refused the JWT (expired, invalid) or the host (revoked, pending):
     // Register, by key, tells the agent which, and issues a fresh JWT if it may stream.

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 
@@ -26,13 +27,16 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
 /**
  * One JSON event per line on stdout (or `destination` in tests), level as a word.
  * Writes are synchronous: the agent logs little, and a fatal exit must not lose the
- * line that explains it.
+ * line that explains it. The hostname is read for every line, not once at start (pino's
+ * default), so a host renamed while the agent runs logs under its new name.
  */
 export function createLogger(level: string, destination: DestinationStream = pino.destination({ fd: 1, sync: true })): AgentLogger {
   return pino(
     {
       level,
       name: 'ct-ops-agent',
+      base: { pid: process.pid },
+      mixin: () => ({ hostname: hostname() }),
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label: string) => ({ level: label }) },
     },

@@ -20,6 +20,8 @@ export interface RegistrationDeps {
   readonly now: () => number;
   readonly nonce: () => Uint8Array;
   readonly tlsError: (reason: string) => CtOpsError;
+  /** The retired key whose proof enrols this new key (sent instead of the token), if any. */
+  readonly predecessor?: AgentKeys | undefined;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface RegistrationDeps {
  * is repeated once with the configured token.
  */
 export async function attemptRegistration(deps: RegistrationDeps, keyKnown: boolean): Promise<RegisterOutcome> {
-  const firstToken = keyKnown ? '' : deps.orgToken;
+  const firstToken = keyKnown || deps.predecessor !== undefined ? '' : deps.orgToken;
   deps.log.info({ address: deps.address.target, address_unicode: deps.address.unicodeTarget }, 'registering agent');
   let result = await registerOnce(deps, firstToken);
   if (!result.ok && result.failure.errorCode === 'ERR_TOKEN_REQUIRED' && firstToken === '' && deps.orgToken !== '') {
@@ -59,5 +61,5 @@ async function registerOnce(deps: RegistrationDeps, orgToken: string): Promise<R
   } else {
     return asked;
   }
-  return deps.transport.register(buildRegisterRequest(deps.host, deps.keys, orgToken, freshness));
+  return deps.transport.register(buildRegisterRequest(deps.host, deps.keys, orgToken, freshness, deps.predecessor));
 }

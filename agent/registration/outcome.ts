@@ -67,6 +67,10 @@ export function outcomeOfFailure(failure: RpcFailure, context: FailureContext): 
     const message = `the appliance retired this agent's key (the host was deleted); to enrol again, remove the data directory and set a new enrolment token`;
     return { kind: 'fatal', error: new CtOpsError(code, message, { grpc_code: failure.grpcCode }) };
   }
+  if (code === 'ERR_SUCCESSOR_REFUSED') {
+    const message = `the appliance refused to enrol this new key in place of the retired one (${failure.details}); enrol it with a new enrolment token: remove retired_agent_key.pem from the data directory and set [agent] org_token`;
+    return { kind: 'fatal', error: new CtOpsError(code, message, { grpc_code: failure.grpcCode }) };
+  }
   if (failure.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(failure)) {
     return { kind: 'fatal', error: context.tlsError(failure.details) };
   }

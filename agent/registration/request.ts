@@ -1,6 +1,7 @@
 import nacl from 'tweetnacl';
 import { registerPayload, toRegisterRequest, type RegisterFreshness, type RegisterPayloadFields } from '../../common/register-payload.ts';
 import type { RegisterRequest } from '../../common/proto.ts';
+import { successorProofPayload } from '../../common/successor-proof.ts';
 import type { AgentKeys } from '../identity/keys.ts';
 
 /** What describes this host in a Register request; the same for every attempt. */
@@ -17,7 +18,7 @@ export interface HostDescription {
  * A signed RegisterRequest. Every call needs fresh `freshness`: a challenge the appliance just
  * issued (used once), or, for an appliance without challenges, a timestamp and a new nonce.
  */
-export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, freshness: RegisterFreshness): RegisterRequest {
+export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, freshness: RegisterFreshness, predecessor?: AgentKeys): RegisterRequest {
   const fields: RegisterPayloadFields = {
     publicKey: keys.publicKey,
     orgToken,
@@ -29,7 +30,11 @@ export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, org
     tags: host.tags,
     ...freshness,
   };
-  return toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
+  const request = toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
+  if (predecessor === undefined) return request;
+  // A retired identity vouches for its successor instead of an enrolment token.
+  const proof = nacl.sign.detached(successorProofPayload(keys.publicKey), predecessor.secretKey);
+  return { ...request, predecessor_public_key: Buffer.from(predecessor.publicKey), predecessor_signature: Buffer.from(proof) };
 }
 
 /** The operating system names the appliance expects. */

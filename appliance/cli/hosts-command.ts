@@ -10,7 +10,7 @@ export function hostsCommand(): Command {
   const hosts = new Command('hosts').description('list and decide on enrolled hosts');
   hosts
     .command('list')
-    .description('list hosts with their status (pending, online, offline, never-connected, rejected, revoked)')
+    .description('list hosts with their status (pending, online, offline, never-connected, rejected, revoked, identity-conflict)')
     .addOption(dataDirOption())
     .addOption(jsonOption())
     .action(async (options: CommonOptions) => {
@@ -19,7 +19,7 @@ export function hostsCommand(): Command {
     });
   hosts
     .command('show')
-    .description('show one host with its latest vitals')
+    .description('show one host with its latest vitals, identity claimants, previous names and recent events')
     .argument('<id>', 'host id (hst_...)')
     .addOption(dataDirOption())
     .addOption(jsonOption())
@@ -34,16 +34,36 @@ export function hostsCommand(): Command {
     rescan: 'queue a software_inventory task (sent at once if the agent is online; returns the one already queued, if any)',
   } as const;
   for (const [action, description] of Object.entries(decisions)) {
-    hosts
+    const command = hosts
       .command(action)
       .description(description)
       .argument('<id>', 'host id (hst_...)')
       .addOption(dataDirOption())
-      .addOption(jsonOption())
-      .action(async (id: string, options: CommonOptions) => {
-        printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/${action}`), options.json);
-      });
+      .addOption(jsonOption());
+    if (action === 'approve') {
+      command.option('--replaces <old-id>', 'approve as the replacement of a reimaged host: this host takes over its tags, name history and events; the old host is deleted and its key retired');
+    }
+    command.action(async (id: string, options: CommonOptions & { replaces?: string }) => {
+      const client = new AdminClient(options.dataDir);
+      const host = encodeURIComponent(id);
+      printObject(
+        options.replaces === undefined
+          ? await client.call('POST', `/api/v1/hosts/${host}/${action}`)
+          : await client.call('POST', `/api/v1/hosts/${host}/approve-as-replacement`, { replaces: options.replaces }),
+        options.json,
+      );
+    });
   }
+  hosts
+    .command('resolve')
+    .description('resolve an identity conflict (two machines using one host key): keep one claimant; the others are told to enrol anew as pending hosts')
+    .argument('<id>', 'host id (hst_...)')
+    .requiredOption('--keep <claimant>', "the claimant to keep: its instance id or machine fingerprint (hosts show <id> lists identity_claimants)")
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (id: string, options: CommonOptions & { keep: string }) => {
+      printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/resolve`, { keep: options.keep }), options.json);
+    });
   hosts
     .command('delete')
     .description('delete a host: it leaves the list and its key is retired (a later Register with it is refused)')

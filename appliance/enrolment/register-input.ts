@@ -7,8 +7,13 @@ import { REGISTER_CHALLENGE_BYTES } from './register-challenge.ts';
 /**
  * A Register request that passed validation: every field present, typed and bounded, in one of
  * the two forms of common/register-payload.ts (the challenge, or the legacy timestamp and nonce).
+ * `predecessor` is a retired claimant's proof for this new key (RegisterRequest.predecessor_*), when sent.
  */
-export type RegisterInput = RegisterHostFields & { publicKey: Buffer; signature: Buffer } & ({ challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer });
+export type RegisterInput = RegisterHostFields & {
+  publicKey: Buffer;
+  signature: Buffer;
+  predecessor: { publicKey: Buffer; signature: Buffer } | undefined;
+} & ({ challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer });
 
 const MAX_TAGS = 32;
 
@@ -46,6 +51,10 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
     ...parseFreshness(message),
     signature: exactBytes(message.signature, 'signature', 64),
     tags: Object.fromEntries(entries),
+    predecessor:
+      message.predecessor_public_key.length === 0 && message.predecessor_signature.length === 0
+        ? undefined
+        : { publicKey: exactBytes(message.predecessor_public_key, 'predecessor_public_key', 32), signature: exactBytes(message.predecessor_signature, 'predecessor_signature', 64) },
   };
 }
 
@@ -59,4 +68,9 @@ function parseFreshness(message: RegisterRequest__Output): { challenge: Buffer }
     throw invalid('register_challenge', 'is required (or, in the legacy form, timestamp_unix_ms and nonce)');
   }
   return { timestampUnixMs: message.timestamp_unix_ms, nonce: exactBytes(message.nonce, 'nonce', 16) };
+}
+
+/** The host a Register request describes: its key and the facts it reported, as a new host row takes them. */
+export function describedHost(input: RegisterInput) {
+  return { publicKey: input.publicKey, hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion };
 }

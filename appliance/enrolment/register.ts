@@ -7,7 +7,8 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
 import type { RegisterChallenges } from './register-challenge.ts';
-import type { RegisterInput } from './register-input.ts';
+import { describedHost, type RegisterInput } from './register-input.ts';
+import { enrolSuccessor, successorPredecessor } from './successor.ts';
 import { tokenState } from './tokens.ts';
 
 /** How far a legacy (register/v1) Register's timestamp may be from the appliance's clock. */
@@ -42,6 +43,12 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
   if (known) {
     rememberUse(input.publicKey, used, deps, now);
     return respond(refreshKnownHost(known, input, deps, now), deps, now);
+  }
+  if (input.predecessor) {
+    // A retired claimant of a resolved identity enrols its new key with the old key's proof, not a token.
+    const predecessor = successorPredecessor(input, input.predecessor, stores, deps.orgId);
+    rememberUse(input.publicKey, used, deps, now);
+    return respond(enrolSuccessor(input, predecessor, stores, deps.log, now), deps, now);
   }
   const token = usableToken(input.orgToken, deps, now);
   rememberUse(input.publicKey, used, deps, now);
@@ -120,12 +127,7 @@ function enrolNewHost(input: RegisterInput, token: EnrolmentToken, deps: Registe
     const host = {
       id: newId('hst'),
       orgId,
-      publicKey: input.publicKey,
-      hostname: input.hostname,
-      machineFingerprint: input.machineFingerprint,
-      os: input.os,
-      arch: input.arch,
-      agentVersion: input.agentVersion,
+      ...describedHost(input),
       approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),
       enrolmentTokenId: token.id,
       tags: { ...input.tags, ...token.tags },

@@ -14,6 +14,8 @@ import { checkTaskUpdate } from '../tasks/updates.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { HostClockWatch } from '../hosts/clock-offset.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
+import { parseHostFacts, type HostFacts } from '../hosts/facts.ts';
+import { claimIdentity, refreshFacts } from '../hosts/identity.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
@@ -47,6 +49,8 @@ interface Heartbeat {
   /** The agent's clock when it sent the heartbeat (ms since the epoch); undefined when it sent none. */
   agentClockMs: number | undefined;
   agentVersion: string;
+  /** Set on a stream's first heartbeat and when a fact changed (agents before 0.2 never send it). */
+  facts: HostFacts | undefined;
 }
 
 function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Heartbeat {
@@ -82,6 +86,7 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
     // Agents before timestamp_unix_ms send whole seconds only: good enough to see a clock off by minutes.
     agentClockMs: message.timestamp_unix_ms > 0 ? message.timestamp_unix_ms : message.timestamp_unix > 0 ? message.timestamp_unix * 1000 : undefined,
     agentVersion: message.agent_version,
+    facts: message.host_facts ? parseHostFacts(message.host_facts) : undefined,
   };
 }
 
@@ -89,7 +94,8 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
  * The Heartbeat stream: authenticated once at open by the JWT in metadata; every heartbeat is
  * validated, queued for a batched write (at most one sample per interval is stored), and
  * acknowledged by sequence once the task reports it carries are screened and committed (never when
- * the storage refused them). Queued tasks go out as soon as the stream opens.
+ * the storage refused them). Queued tasks go out with the first heartbeat, once the machine behind the
+ * stream (its HostFacts) may hold the host's identity (hosts/identity.ts).
  * A fresh JWT is pushed when the current one is within a third of its lifetime of expiry.
  *
  * Bounded per peer: the host's messages and stream opens share one rate limit, and a host has at
@@ -189,14 +195,27 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     session.close(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
   };
   let reportDeadline: NodeJS.Timeout | undefined;
+  let firstHeartbeatDeadline: NodeJS.Timeout | undefined;
+  let attached = false;
+  /** The stream has sent its first heartbeat (and, with HostFacts, had its identity claim judged). */
+  let claimed = false;
+  const attach = (intervalSecs: number): void => {
+    attached = true;
+    clearTimeout(firstHeartbeatDeadline);
+    presence.attach(session, intervalSecs);
+    log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
+  };
+  let knownHost = host;
   if (reportOnly) {
     log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
     // No presence deadline watches it: a reporter has a minute to say what it came to say.
     reportDeadline = setTimeout(() => session.close(), REPORT_STREAM_MAX_MS);
+  } else if (!presence.isStreaming(agentId)) {
+    attach(host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
   } else {
-    presence.attach(session, host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
-    log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
-    tasks.connected(agentId);
+    // Another stream holds the host: this one replaces it only once its first heartbeat said which
+    // machine it is (claimIdentity), so a second machine cannot displace the first unseen.
+    firstHeartbeatDeadline = setTimeout(() => session.close(), 2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000);
   }
 
   const refreshCredential = async (nowMs: number): Promise<void> => {
@@ -239,6 +258,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
+    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : heartbeat.agentClockMs - receivedAt;
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -281,8 +301,33 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
   };
+  /**
+   * On the first heartbeat: judges the claim of the machine behind the stream (refused: the stream
+   * ends with the refusal) and makes the stream the host's current one if it is not yet. Stores the
+   * facts when they changed. False when the stream was ended.
+   */
+  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
+    const facts = heartbeat.facts;
+    if (!claimed) {
+      claimed = true;
+      if (facts !== undefined) {
+        session.claimant = { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
+        const refusal = claimIdentity(deps, knownHost, session.claimant, receivedAt);
+        if (refusal) {
+          refuse(refusal, 'heartbeat stream');
+          return false;
+        }
+      }
+      if (!attached) attach(heartbeat.intervalSecs);
+      // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
+      tasks.connected(agentId);
+    }
+    if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
+    return true;
+  };
   const finish = (): void => {
     clearTimeout(reportDeadline);
+    clearTimeout(firstHeartbeatDeadline);
     if (!ended) {
       ended = true;
       call.end();

@@ -6,7 +6,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
-import { describeHost, mayStream } from '../hosts/status.ts';
+import { describeHost, mayReceiveWork, mayStream } from '../hosts/status.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { inventorySettings } from '../inventory/settings.ts';
 import { peerSource } from '../lib/peer-source.ts';
@@ -66,6 +66,10 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
   const host = stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
+  }
+  if (!mayReceiveWork(host)) {
+    // Two machines use this key: either one's packages would overwrite the other's until an admin resolves it.
+    throw new CtOpsError('ERR_HOST_IDENTITY_CONFLICT', 'another machine is using this host identity; inventory is held until an admin resolves it (hosts resolve)', { host_id: agentId });
   }
   const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * DAY_MS;
   let done = call.cancelled;

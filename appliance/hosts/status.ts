@@ -1,7 +1,7 @@
 import type { Approval, Host } from '../store/hosts.ts';
 
 /** What an admin sees of a host: its approval combined with its live connectivity. */
-export type HostStatus = 'pending' | 'online' | 'offline' | 'never-connected' | 'rejected' | 'revoked' | 'deleted';
+export type HostStatus = 'pending' | 'online' | 'offline' | 'never-connected' | 'rejected' | 'revoked' | 'deleted' | 'identity-conflict';
 
 export interface HostStatusInputs {
   approval: Approval;
@@ -9,10 +9,13 @@ export interface HostStatusInputs {
   streaming: boolean;
   lastHeartbeatAt: number | null;
   deleted: boolean;
+  /** Two machines use the host's key (hosts.identity_state 'conflict'): shown before connectivity. */
+  identityConflict?: boolean;
 }
 
-export function hostStatus({ approval, streaming, lastHeartbeatAt, deleted }: HostStatusInputs): HostStatus {
+export function hostStatus({ approval, streaming, lastHeartbeatAt, deleted, identityConflict = false }: HostStatusInputs): HostStatus {
   if (deleted) return 'deleted';
+  if (identityConflict && approval === 'active') return 'identity-conflict';
   switch (approval) {
     case 'pending':
     case 'rejected':
@@ -27,6 +30,15 @@ export function hostStatus({ approval, streaming, lastHeartbeatAt, deleted }: Ho
 /** Only an approved host that was not deleted may stream heartbeats, report inventory or get tasks. */
 export function mayStream(host: Host): boolean {
   return host.approval === 'active' && host.deletedAt === null;
+}
+
+/**
+ * The one answer to "may this host be given work or have its inventory written?": it may stream,
+ * and no second machine is using its key (a flagged host's tasks and inventory are held until an
+ * admin resolves it, so neither machine's data lands on the other's record).
+ */
+export function mayReceiveWork(host: Host): boolean {
+  return mayStream(host) && host.identityState !== 'conflict';
 }
 
 /** The host's state in words for an error message: its approval, or "deleted". */

@@ -3,6 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { decideHost, type HostDecision } from '../hosts/decide.ts';
 import { deleteHost } from '../hosts/delete.ts';
 import { taskSchema, taskView } from './admin-tasks.ts';
+import { hostIdentitySchema, hostIdentityView } from './admin-host-identity.ts';
 import type { HttpContext } from './context.ts';
 import { hostIdParams, hostSchema, hostView } from './views.ts';
 
@@ -34,7 +35,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', {
-    schema: { params: hostIdParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } } },
+    schema: { params: hostIdParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] }, ...hostIdentitySchema } } } },
     handler: async (request) => {
       const host = findHost(request.params.id);
       const recent = stores.vitals.recent(host.id, 20).map((sample) => ({
@@ -46,7 +47,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
       }));
       // A requested uninstall waits for the agent (with an expiry): the admin sees where it stands.
       const uninstall = stores.tasks.findUnfinished(host.id, 'agent_uninstall');
-      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null };
+      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...hostIdentityView(stores, host) };
     },
   });
 

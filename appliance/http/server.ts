@@ -6,6 +6,7 @@ import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
+import { adminHostIdentityRoutes } from './admin-host-identity.ts';
 import { adminInventoryRoutes } from './admin-inventory.ts';
 import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
@@ -51,6 +52,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
   await app.register(async (admin) => {
     await requireAdmin(admin, ctx);
     await adminHostRoutes(admin, ctx);
+    await adminHostIdentityRoutes(admin, ctx);
     await adminTokenRoutes(admin, ctx);
     await adminBundleRoutes(admin, ctx);
     await adminTaskRoutes(admin, ctx);

@@ -15,7 +15,7 @@ export function hostView(host: Host, presence: PresenceRegistry) {
   return {
     id: host.id,
     hostname: host.hostname,
-    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null }),
+    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' }),
     approval: host.approval,
     os: host.os,
     arch: host.arch,
@@ -39,6 +39,11 @@ export function hostView(host: Host, presence: PresenceRegistry) {
     deleted_by: host.deletedBy,
     clock_offset_secs: host.clockOffsetMs === null ? null : Math.round(host.clockOffsetMs / 1000),
     clock_offset_warning: host.clockOffsetMs !== null && isClockOffsetHigh(host.clockOffsetMs),
+    os_version: host.osVersion,
+    ip_addresses: host.ipAddresses,
+    identity_state: host.identityState,
+    replaces: host.replaces,
+    replaced_by: host.replacedBy,
   };
 }
 
@@ -71,7 +76,7 @@ export const hostSchema = {
   properties: {
     id: { type: 'string' },
     hostname: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted'] },
+    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted', 'identity-conflict'] },
     approval: { type: 'string' },
     os: { type: 'string' },
     arch: { type: 'string' },
@@ -95,6 +100,11 @@ export const hostSchema = {
     deleted_by: nullableString,
     clock_offset_secs: nullableNumber,
     clock_offset_warning: { type: 'boolean' },
+    os_version: { type: 'string' },
+    ip_addresses: { type: 'array', items: { type: 'string' } },
+    identity_state: nullableString,
+    replaces: nullableString,
+    replaced_by: nullableString,
   },
 } as const;
 

@@ -8,6 +8,28 @@ export interface LiveSession {
   send(message: HeartbeatResponse): boolean;
   /** Ends the stream: with an error the agent receives that status, without one OK. */
   close(error?: CtOpsError): void;
+  /** The machine behind the stream, once its first heartbeat said (undefined for agents that send no HostFacts). */
+  claimant?: Claimant | undefined;
+}
+
+/** One machine using a host's key, as its stream's HostFacts describe it. */
+export interface Claimant {
+  /** Random per agent process: a restart changes it. */
+  readonly instanceId: string;
+  readonly machineFingerprint: string;
+  readonly hostname: string;
+  /** The peer address the stream came from. */
+  readonly source: string;
+}
+
+/** How long a host's stream opens are remembered for telling a restart from two alternating machines. */
+export const CLAIM_HISTORY_MS = 10 * 60_000;
+/** The most stream opens remembered per host. */
+const CLAIM_HISTORY_LENGTH = 8;
+
+interface ClaimRecord {
+  instanceId: string;
+  at: number;
 }
 
 export type OfflineReason = 'stream-closed' | 'heartbeat-timeout' | 'revoked' | 'appliance-stopping';
@@ -26,6 +48,8 @@ interface Entry {
  */
 export class PresenceRegistry {
   readonly #live = new Map<string, Entry>();
+  /** Recent claiming instances per host, oldest first: in memory, as presence itself is. */
+  readonly #claims = new Map<string, ClaimRecord[]>();
   readonly #onOffline: (agentId: string, reason: OfflineReason) => void;
 
   constructor(onOffline: (agentId: string, reason: OfflineReason) => void) {
@@ -69,6 +93,31 @@ export class PresenceRegistry {
 
   isStreaming(agentId: string): boolean {
     return this.#live.has(agentId);
+  }
+
+  /** The machine behind the agent's current stream, if it said. */
+  claimantOf(agentId: string): Claimant | undefined {
+    return this.#live.get(agentId)?.session.claimant;
+  }
+
+  /**
+   * Records that `instanceId` claimed the agent's identity at `now` (ms) and answers whether this
+   * makes two machines alternating: the instance claimed it before, and another one since, within
+   * CLAIM_HISTORY_MS (A → B → A). A restart is a new instance that the old one never follows.
+   */
+  recordClaim(agentId: string, instanceId: string, now: number): boolean {
+    const history = (this.#claims.get(agentId) ?? []).filter((claim) => now - claim.at <= CLAIM_HISTORY_MS);
+    const last = history.at(-1);
+    const alternated = last !== undefined && last.instanceId !== instanceId && history.some((claim) => claim.instanceId === instanceId);
+    if (last?.instanceId === instanceId) last.at = now;
+    else history.push({ instanceId, at: now });
+    this.#claims.set(agentId, history.slice(-CLAIM_HISTORY_LENGTH));
+    return alternated;
+  }
+
+  /** Forgets the host's claim history (an admin resolved its identity, or it was deleted). */
+  forgetClaims(agentId: string): void {
+    this.#claims.delete(agentId);
   }
 
   /** The agents with a live stream now. */

@@ -4,6 +4,12 @@ import type { Tags } from './enrolment-tokens.ts';
 /** What an admin decided about a host. Connectivity (online/offline) is not stored here. */
 export type Approval = 'pending' | 'active' | 'rejected' | 'revoked';
 
+/**
+ * Whether more than one machine uses the host's key: 'conflict' while flagged (tasks and inventory
+ * held), 'resolved' once an admin kept one until the others re-enrolled; null normally.
+ */
+export type IdentityState = 'conflict' | 'resolved';
+
 export interface Host {
   id: string;
   orgId: string;
@@ -34,6 +40,28 @@ export interface Host {
   deletedBy: string | null;
   /** The agent's clock minus the appliance's at its latest heartbeat that carried its time (ms); null before one did. */
   clockOffsetMs: number | null;
+  /** Kernel / OS release as the agent last reported it ('' before any report). */
+  osVersion: string;
+  ipAddresses: string[];
+  identityState: IdentityState | null;
+  /** The claimant an admin kept (by fingerprint, or by process instance when fingerprints are equal). */
+  identityKeptFingerprint: string | null;
+  identityKeptInstance: string | null;
+  /** How many retired claimants may still enrol once each as a new pending host with a proof by this key. */
+  identitySuccessorsAllowed: number;
+  /** The host whose record this one took over ("approve as replacement"), and the reverse link. */
+  replaces: string | null;
+  replacedBy: string | null;
+}
+
+/** The descriptive facts an agent reports on its streams (HostFacts), as stored. */
+export interface HostFactsUpdate {
+  hostname: string;
+  os: string;
+  osVersion: string;
+  arch: string;
+  agentVersion: string;
+  ipAddresses: string[];
 }
 
 export type NewHost = Pick<
@@ -91,6 +119,14 @@ interface HostRow {
   deleted_at: number | null;
   deleted_by: string | null;
   clock_offset_ms: number | null;
+  os_version: string;
+  ip_addresses: string;
+  identity_state: IdentityState | null;
+  identity_kept_fingerprint: string | null;
+  identity_kept_instance: string | null;
+  identity_successors_allowed: number;
+  replaces: string | null;
+  replaced_by: string | null;
 }
 
 /** Owns the hosts table. */
@@ -105,6 +141,12 @@ export class HostStore {
   readonly #heartbeat;
   readonly #disconnected;
   readonly #markDeleted;
+  readonly #facts;
+  readonly #flagConflict;
+  readonly #resolveIdentity;
+  readonly #takeSuccessor;
+  readonly #takeOver;
+  readonly #replacedBy;
 
   constructor(db: Db) {
     this.#get = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE id = ?');
@@ -134,6 +176,25 @@ export class HostStore {
     );
     this.#disconnected = db.prepare('UPDATE hosts SET last_disconnected_at = ? WHERE id = ?');
     this.#markDeleted = db.prepare<[number, string, string]>('UPDATE hosts SET deleted_at = ?, deleted_by = ? WHERE id = ? AND deleted_at IS NULL');
+    this.#facts = db.prepare(
+      `UPDATE hosts SET hostname = @hostname, os = @os, os_version = @osVersion, arch = @arch, agent_version = @agentVersion,
+                        ip_addresses = @ipAddresses WHERE id = @id`,
+    );
+    this.#flagConflict = db.prepare<[string]>("UPDATE hosts SET identity_state = 'conflict' WHERE id = ? AND identity_state IS NOT 'conflict'");
+    this.#resolveIdentity = db.prepare(
+      `UPDATE hosts SET identity_state = 'resolved', identity_kept_fingerprint = @fingerprint, identity_kept_instance = @instance,
+                        identity_successors_allowed = @successors WHERE id = @id AND identity_state = 'conflict'`,
+    );
+    // The last allowance used ends the resolution: the kept machine is then the only one left.
+    this.#takeSuccessor = db.prepare<[string]>(
+      `UPDATE hosts SET identity_successors_allowed = identity_successors_allowed - 1,
+                        identity_state = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_state END,
+                        identity_kept_fingerprint = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_fingerprint END,
+                        identity_kept_instance = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_instance END
+       WHERE id = ? AND identity_state = 'resolved' AND identity_successors_allowed > 0`,
+    );
+    this.#takeOver = db.prepare<[string, string, string]>('UPDATE hosts SET replaces = ?, tags = ? WHERE id = ? AND replaces IS NULL');
+    this.#replacedBy = db.prepare<[string, string]>('UPDATE hosts SET replaced_by = ? WHERE id = ?');
   }
 
   get(id: string): Host | undefined {
@@ -185,6 +246,33 @@ export class HostStore {
   markDeleted(id: string, at: number, by: string): boolean {
     return this.#markDeleted.run(at, by, id).changes === 1;
   }
+
+  /** Stores the facts a stream reported; never touches approval or the identity key. */
+  recordFacts(id: string, facts: HostFactsUpdate): void {
+    this.#facts.run({ id, ...facts, ipAddresses: JSON.stringify(facts.ipAddresses) });
+  }
+
+  /** Flags the host: two machines use its key. False when it already was. */
+  flagIdentityConflict(id: string): boolean {
+    return this.#flagConflict.run(id).changes === 1;
+  }
+
+  /** Records the admin's choice and how many others may re-enrol; false unless the host was flagged. */
+  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number): boolean {
+    return this.#resolveIdentity.run({ id, ...kept, successors }).changes === 1;
+  }
+
+  /** Spends one successor allowance (a retired claimant enrolling anew); false when none is left. */
+  takeSuccessorAllowance(id: string): boolean {
+    return this.#takeSuccessor.run(id).changes === 1;
+  }
+
+  /** The new host takes over the old one's tags and links both records; false when the new one already replaced a host. */
+  takeOver(newId: string, old: Host): boolean {
+    if (this.#takeOver.run(old.id, JSON.stringify(old.tags), newId).changes !== 1) return false;
+    this.#replacedBy.run(newId, old.id);
+    return true;
+  }
 }
 
 function toHost(row: HostRow): Host {
@@ -215,5 +303,13 @@ function toHost(row: HostRow): Host {
     deletedAt: row.deleted_at,
     deletedBy: row.deleted_by,
     clockOffsetMs: row.clock_offset_ms,
+    osVersion: row.os_version,
+    ipAddresses: JSON.parse(row.ip_addresses) as string[],
+    identityState: row.identity_state,
+    identityKeptFingerprint: row.identity_kept_fingerprint,
+    identityKeptInstance: row.identity_kept_instance,
+    identitySuccessorsAllowed: row.identity_successors_allowed,
+    replaces: row.replaces,
+    replacedBy: row.replaced_by,
   };
 }

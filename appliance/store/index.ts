@@ -3,6 +3,8 @@ import { StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
 import { openDatabase, probeWrite, storageFailure, type Db } from './database.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
+import { HostClaimantStore } from './host-claimants.ts';
+import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
@@ -21,6 +23,8 @@ export interface Stores {
   readonly adminCredentials: AdminCredentialStore;
   readonly softwareInventory: SoftwareInventoryStore;
   readonly tasks: TaskStore;
+  readonly hostEvents: HostEventStore;
+  readonly hostClaimants: HostClaimantStore;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
   readonly health: StorageHealth;
   /**
@@ -55,6 +59,8 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
     adminCredentials: guard(new AdminCredentialStore(db)),
     softwareInventory: guard(new SoftwareInventoryStore(db)),
     tasks: guard(new TaskStore(db)),
+    hostEvents: guard(new HostEventStore(db)),
+    hostClaimants: guard(new HostClaimantStore(db)),
     transaction: <T>(fn: () => T): T => withStorageFailures(health, () => db.transaction(fn)()),
     checkWritable: () => withStorageFailures(health, () => probeWrite(db)),
     close: () => {
@@ -87,6 +93,8 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
   });
 }
 
-export type { Approval, Host } from './hosts.ts';
+export type { Approval, Host, HostFactsUpdate } from './hosts.ts';
+export type { HostEvent, HostEventKind } from './host-events.ts';
+export type { HostClaimant } from './host-claimants.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
 export type { Task, TaskOutcome } from './tasks.ts';

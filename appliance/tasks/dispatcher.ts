@@ -3,6 +3,7 @@ import type { CtOpsError } from '../../common/errors.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { inventorySettings } from '../inventory/settings.ts';
+import { mayReceiveWork } from '../hosts/status.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores, Task } from '../store/index.ts';
 import { applyTaskEvent, pendingForHost, streamLost } from './events.ts';
@@ -40,11 +41,14 @@ export class TaskDispatcher {
    * Sends the host's queued tasks, oldest first, if its agent is streaming. From reading a task
    * to marking it sent nothing else runs (better-sqlite3 and the stream write are synchronous),
    * so a task cancelled meanwhile is never sent, and a task is marked sent only once the write
-   * was accepted.
+   * was accepted. A host whose key two machines use (identity conflict) gets nothing: its tasks
+   * wait until an admin resolves it, so neither machine runs the other's work.
    */
   dispatch(hostId: string): number {
     const { stores, presence, log } = this.#deps;
     if (!presence.isStreaming(hostId)) return 0;
+    const host = stores.hosts.get(hostId);
+    if (!host || !mayReceiveWork(host)) return 0;
     let sent = 0;
     for (const task of pendingForHost(stores, hostId)) {
       if (!presence.send(hostId, { task: toWireTask(task, inventorySettings(stores, task.orgId)) })) break;

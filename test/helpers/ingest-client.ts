@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import nacl from 'tweetnacl';
-import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterChallenge__Output, type RegisterRequest, type RegisterResponse__Output } from '../../common/proto.ts';
+import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output, type IngestServiceClient, type RegisterChallenge__Output, type RegisterRequest, type RegisterRequest__Output, type RegisterResponse__Output } from '../../common/proto.ts';
 import { registerPayload, toRegisterRequest } from '../../common/register-payload.ts';
 import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 
@@ -36,6 +36,27 @@ export function signedRegister(identity: TestIdentity, orgToken: string, overrid
     tags: {},
   };
   return { register_challenge: Buffer.alloc(0), ...toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), identity.keyPair.secretKey)), ...overrides };
+}
+
+/** The decoded form grpc-js hands the Register handler for `request`: every field present. */
+export function decodedRegister(request: RegisterRequest): RegisterRequest__Output {
+  const bytes = (value: RegisterRequest['nonce']): Buffer => Buffer.from((value as Uint8Array | undefined) ?? []);
+  return {
+    org_token: request.org_token ?? '',
+    public_key: bytes(request.public_key),
+    hostname: request.hostname ?? '',
+    machine_fingerprint: request.machine_fingerprint ?? '',
+    os: request.os ?? '',
+    arch: request.arch ?? '',
+    agent_version: request.agent_version ?? '',
+    timestamp_unix_ms: Number(request.timestamp_unix_ms ?? 0),
+    nonce: bytes(request.nonce),
+    register_challenge: bytes(request.register_challenge),
+    signature: bytes(request.signature),
+    tags: request.tags ?? {},
+    predecessor_public_key: bytes(request.predecessor_public_key),
+    predecessor_signature: bytes(request.predecessor_signature),
+  };
 }
 
 /** A RegisterRequest signed over `challenge` (register/v2), as current agents send it. */

@@ -3,6 +3,7 @@ import { migration002SoftwareInventory } from './002-software-inventory.ts';
 import { migration003HostFingerprintIndex } from './003-host-fingerprint-index.ts';
 import { migration004Tasks } from './004-tasks.ts';
 import { migration005HostDeletion } from './005-host-deletion.ts';
+import { migration006HostIdentity } from './006-host-identity.ts';
 import { migration007HostClockOffset } from './007-host-clock-offset.ts';
 import { migration008PackageArchitecture } from './008-package-architecture.ts';
 
@@ -14,4 +15,13 @@ export interface Migration {
 }
 
 /** Every migration in order. A new one is appended, never edited once released. */
-export const MIGRATIONS: readonly Migration[] = [migration001Initial, migration002SoftwareInventory, migration003HostFingerprintIndex, migration004Tasks, migration005HostDeletion, migration007HostClockOffset, migration008PackageArchitecture];
+export const MIGRATIONS: readonly Migration[] = [
+  migration001Initial,
+  migration002SoftwareInventory,
+  migration003HostFingerprintIndex,
+  migration004Tasks,
+  migration005HostDeletion,
+  migration006HostIdentity,
+  migration007HostClockOffset,
+  migration008PackageArchitecture,
+];

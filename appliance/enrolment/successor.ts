@@ -1,0 +1,60 @@
+import { createPublicKey, verify as verifySignature } from 'node:crypto';
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import { successorProofPayload } from '../../common/successor-proof.ts';
+import { newId } from '../lib/ids.ts';
+import type { Host, Stores } from '../store/index.ts';
+import { describedHost, type RegisterInput } from './register-input.ts';
+
+/** A Register carrying a retired key's proof (RegisterRequest.predecessor_*). */
+export interface SuccessorClaim {
+  publicKey: Buffer;
+  signature: Buffer;
+}
+
+/**
+ * The predecessor host whose retired claimant may enrol the request's new key, read-only: the proof
+ * verifies with the predecessor key, and that host was resolved by an admin with a re-enrolment
+ * left. Throws ERR_SUCCESSOR_REFUSED otherwise, before anything is written.
+ */
+export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, stores: Stores, orgId: string): Host {
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: claim.publicKey.toString('base64url') }, format: 'jwk' });
+  if (!verifySignature(null, successorProofPayload(input.publicKey), key, claim.signature)) {
+    throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the predecessor signature does not match the retired key and this public key');
+  }
+  const predecessor = stores.hosts.findByPublicKey(claim.publicKey);
+  if (!predecessor || predecessor.orgId !== orgId || predecessor.deletedAt !== null || predecessor.identityState !== 'resolved' || predecessor.identitySuccessorsAllowed < 1) {
+    throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key belongs to no host an admin resolved with a re-enrolment left', { host_id: predecessor?.id ?? null });
+  }
+  return predecessor;
+}
+
+/**
+ * Enrols the new key of a retired claimant as a new PENDING host, once per retired machine: it
+ * carries the predecessor's tags (from its enrolment token and configuration) and token, never its
+ * approval; an admin approves it like any new host. The allowance is spent in the same transaction
+ * (a conditional UPDATE), so two racing requests cannot both enrol. Events on both hosts.
+ */
+export function enrolSuccessor(input: RegisterInput, predecessor: Host, stores: Stores, log: Logger, now: number): Host {
+  return stores.transaction(() => {
+    if (!stores.hosts.takeSuccessorAllowance(predecessor.id)) {
+      throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key has no re-enrolment left', { host_id: predecessor.id });
+    }
+    const twin = stores.hosts.findLiveByFingerprint(predecessor.orgId, input.machineFingerprint);
+    const host = {
+      id: newId('hst'),
+      orgId: predecessor.orgId,
+      ...describedHost(input),
+      approval: 'pending' as const,
+      enrolmentTokenId: predecessor.enrolmentTokenId,
+      tags: { ...input.tags, ...predecessor.tags },
+      fingerprintConflictWith: twin?.id ?? null,
+      enrolledAt: now,
+    };
+    stores.hosts.insert(host);
+    stores.hostEvents.record(host.id, now, 'successor-enrolled', { predecessor: predecessor.id });
+    stores.hostEvents.record(predecessor.id, now, 'successor-enrolled', { successor: host.id, hostname: input.hostname });
+    log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host');
+    return stores.hosts.get(host.id) as Host;
+  });
+}

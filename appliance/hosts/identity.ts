@@ -1,0 +1,100 @@
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import type { Claimant, PresenceRegistry } from '../presence/registry.ts';
+import type { Host, Stores } from '../store/index.ts';
+import type { HostFacts } from './facts.ts';
+
+/**
+ * How long a second machine stays away after its stream was refused while the host is flagged
+ * (the retry hint, ms). Long enough that two clones cost a handful of stream opens a minute, short
+ * enough that the retired one learns an admin's decision within about half a minute.
+ */
+export const IDENTITY_CONFLICT_RETRY_MS = 15_000;
+
+export interface IdentityDeps {
+  stores: Stores;
+  presence: PresenceRegistry;
+  log: Logger;
+}
+
+/**
+ * Decides whether the machine behind a new Heartbeat stream may hold the host's identity, from the
+ * facts of its first heartbeat; the one place that answers it. Returns the refusal, or undefined
+ * when the stream may become the host's current one.
+ *
+ * - After an admin resolved a conflict, only the kept claimant may stream; another one is told
+ *   ERR_IDENTITY_RETIRED (it then enrols under a new key, see enrolment/successor.ts).
+ * - Two claimants are detected when the live stream belongs to a machine with another fingerprint,
+ *   or when the instances alternate (A → B → A within CLAIM_HISTORY_MS: PresenceRegistry.recordClaim).
+ *   A plain restart is a new instance on the same machine that the old one never follows: not flagged.
+ * - While flagged, the holder of the live stream keeps it and any other claimant is refused with
+ *   ERR_HOST_IDENTITY_CONFLICT and a retry hint, so the machines stop displacing each other.
+ * The flag, the claimants and the audit event are committed together; the warning is logged after.
+ */
+export function claimIdentity(deps: IdentityDeps, host: Host, claimant: Claimant, now: number): CtOpsError | undefined {
+  const { stores, presence, log } = deps;
+  if (host.identityState === 'resolved' && !isKept(host, claimant)) {
+    stores.hostEvents.record(host.id, now, 'identity-retired-claimant', claimantFields(claimant));
+    log.warn({ host_id: host.id, ...claimantFields(claimant) }, 'retired claimant of a resolved identity told to enrol anew');
+    return new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: host.id });
+  }
+  const holder = presence.claimantOf(host.id);
+  const alternated = presence.recordClaim(host.id, claimant.instanceId, now);
+  const rival = holder !== undefined && holder.instanceId !== claimant.instanceId ? holder : undefined;
+  if (host.identityState === 'conflict') {
+    stores.hostClaimants.seen({ hostId: host.id, ...claimant }, now);
+    return rival === undefined ? undefined : conflictError(host);
+  }
+  if (host.identityState === 'resolved') return undefined;
+  const otherMachine = rival !== undefined && rival.machineFingerprint !== claimant.machineFingerprint;
+  if (!otherMachine && !alternated) return undefined;
+  const claimants = [...(rival ? [rival] : []), claimant];
+  const flagged = stores.transaction(() => {
+    if (!stores.hosts.flagIdentityConflict(host.id)) return false;
+    for (const each of claimants) stores.hostClaimants.seen({ hostId: host.id, ...each }, now);
+    stores.hostEvents.record(host.id, now, 'identity-conflict', { reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) });
+    return true;
+  });
+  if (flagged) {
+    log.warn({ host_id: host.id, reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) }, 'identity conflict: two machines use one host key');
+  }
+  // With no live stream left to keep, the claimant in hand holds the identity until an admin decides.
+  return rival === undefined ? undefined : conflictError(host);
+}
+
+/**
+ * Stores the facts a stream reported when they differ from the host's record; a new hostname is
+ * recorded as a 'renamed' event (the admin's list of previous names).
+ */
+export function refreshFacts(deps: Pick<IdentityDeps, 'stores' | 'log'>, host: Host, facts: HostFacts, now: number): Host {
+  const { stores, log } = deps;
+  const unchanged =
+    host.hostname === facts.hostname && host.os === facts.os && host.osVersion === facts.osVersion && host.arch === facts.arch &&
+    host.agentVersion === facts.agentVersion && JSON.stringify(host.ipAddresses) === JSON.stringify(facts.ipAddresses);
+  if (unchanged) return host;
+  const update = { hostname: facts.hostname, os: facts.os, osVersion: facts.osVersion, arch: facts.arch, agentVersion: facts.agentVersion, ipAddresses: facts.ipAddresses };
+  stores.transaction(() => {
+    stores.hosts.recordFacts(host.id, update);
+    if (host.hostname !== facts.hostname) stores.hostEvents.record(host.id, now, 'renamed', { from: host.hostname, to: facts.hostname });
+  });
+  if (host.hostname !== facts.hostname) log.info({ host_id: host.id, from: host.hostname, to: facts.hostname }, 'host renamed');
+  return { ...host, ...update };
+}
+
+/** Whether the claimant is the machine an admin kept: by fingerprint, or by process instance when fingerprints were equal. */
+export function isKept(host: Host, claimant: Pick<Claimant, 'instanceId' | 'machineFingerprint'>): boolean {
+  if (host.identityKeptInstance !== null) return claimant.instanceId === host.identityKeptInstance;
+  return claimant.machineFingerprint === host.identityKeptFingerprint;
+}
+
+function conflictError(host: Host): CtOpsError {
+  return new CtOpsError(
+    'ERR_HOST_IDENTITY_CONFLICT',
+    'another machine is using this host identity; an admin must resolve it (hosts resolve); retry later',
+    { host_id: host.id, retry_after_ms: IDENTITY_CONFLICT_RETRY_MS },
+  );
+}
+
+function claimantFields(claimant: Claimant): Record<string, string> {
+  return { instance_id: claimant.instanceId, machine_fingerprint: claimant.machineFingerprint, hostname: claimant.hostname, source: claimant.source };
+}

@@ -1,0 +1,47 @@
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Host, Stores } from '../store/index.ts';
+
+export interface ReplaceDeps {
+  stores: Stores;
+  presence: PresenceRegistry;
+  log: Logger;
+}
+
+/**
+ * "Approve as replacement of host X": a reimaged machine enrolled with a fresh key (held pending,
+ * usually with fingerprint_conflict_with X) is approved and takes over X's record, so reimaged
+ * hosts do not pile up. In one transaction: the new host becomes active with X's tags and a link
+ * to X (`replaces`; its `hosts show` then includes X's events and previous names), X is soft-deleted
+ * (its key retired, `replaced_by` set; its inventory and task history stay readable under its id)
+ * and X's unfinished tasks are cancelled. After commit X's live stream, if any, is closed.
+ * Throws ERR_HOST_NOT_FOUND for either id, ERR_HOST_STATE_CONFLICT when the new host is not pending
+ * or rejected, names X itself, or already replaced a host.
+ */
+export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number): Host {
+  const { stores, presence, log } = deps;
+  const live = (id: string): Host => {
+    const host = stores.hosts.get(id);
+    if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${id}`, { host_id: id });
+    return host;
+  };
+  const incoming = live(newId);
+  const old = live(oldId);
+  if (incoming.id === old.id) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'a host cannot replace itself', { host_id: newId });
+  const cancelled = stores.transaction(() => {
+    if (!stores.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by)) {
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
+    }
+    if (!stores.hosts.takeOver(newId, old)) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
+    stores.hosts.markDeleted(oldId, now, by);
+    stores.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
+    // The name the admins knew the machine by joins the new host's previous names.
+    if (old.hostname !== incoming.hostname) stores.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
+    stores.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
+    return stores.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
+  });
+  presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
+  log.info({ host_id: newId, replaces: oldId, by, cancelled_tasks: cancelled.length }, 'host approved as replacement');
+  return stores.hosts.get(newId) as Host;
+}

@@ -1,0 +1,64 @@
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Host, HostClaimant, Stores } from '../store/index.ts';
+import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { isKept } from './identity.ts';
+
+export interface ResolveDeps {
+  stores: Stores;
+  presence: PresenceRegistry;
+  tasks: TaskDispatcher;
+  log: Logger;
+}
+
+/**
+ * An admin resolves a flagged host (two machines using its key) by keeping one claimant, named by
+ * its instance id or machine fingerprint (`hosts show` lists them). The kept machine is pinned by
+ * its fingerprint when no other claimant shares it, else by its process instance (a cloned VM keeps
+ * the fingerprint). Every other claimant may enrol once as a new pending host with a proof signed
+ * by the retired key (enrolment/successor.ts); the resolution ends when all of them have.
+ * After commit: a live stream of a machine not kept is closed with ERR_IDENTITY_RETIRED, and the
+ * held tasks go to the kept one if it is online.
+ * Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (the host is not flagged), ERR_INVALID_ARGUMENT
+ * (no claimant matches `keep`, or it matches several machines).
+ */
+export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string, keep: string, by: string, now: number): Host {
+  const { stores, presence, tasks, log } = deps;
+  const host = stores.hosts.get(hostId);
+  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  if (host.identityState !== 'conflict') {
+    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId, identity_state: host.identityState });
+  }
+  const claimants = stores.hostClaimants.list(hostId);
+  const kept = claimants.filter((claimant) => claimant.instanceId === keep || claimant.machineFingerprint === keep);
+  const keptFingerprints = new Set(kept.map((claimant) => claimant.machineFingerprint));
+  if (kept.length === 0 || (keptFingerprints.size > 1)) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep must name one claimant of ${hostId} by instance id or machine fingerprint (hosts show lists them)`, { host_id: hostId, field: 'keep' });
+  }
+  const chosen = kept[0] as HostClaimant;
+  const fingerprintShared = claimants.some((claimant) => claimant.machineFingerprint === chosen.machineFingerprint && claimant.instanceId !== chosen.instanceId);
+  // Pinned by instance only when it must be: one fingerprint shared by kept and retired machines.
+  const pin = fingerprintShared && keep === chosen.instanceId ? { fingerprint: null, instance: chosen.instanceId } : { fingerprint: chosen.machineFingerprint, instance: null };
+  const retired = claimants.filter((claimant) => !isKept({ ...host, identityKeptFingerprint: pin.fingerprint, identityKeptInstance: pin.instance }, claimant));
+  if (retired.length === 0) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep ${keep} matches every claimant of ${hostId}; name one process instance (hosts show lists them)`, { host_id: hostId, field: 'keep' });
+  }
+  stores.transaction(() => {
+    if (!stores.hosts.resolveIdentity(hostId, pin, retired.length)) {
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId });
+    }
+    stores.hostClaimants.clear(hostId);
+    stores.hostEvents.record(hostId, now, 'identity-resolved', { by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, kept_hostname: chosen.hostname, retired: retired.length });
+  });
+  presence.forgetClaims(hostId);
+  log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length }, 'identity conflict resolved');
+  const resolved = stores.hosts.get(hostId) as Host;
+  const holder = presence.claimantOf(hostId);
+  if (holder !== undefined && !isKept(resolved, holder)) {
+    presence.disconnect(hostId, new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: hostId }), 'revoked');
+  } else {
+    tasks.dispatch(hostId);
+  }
+  return resolved;
+}

@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import { approveAsReplacement } from '../hosts/replace.ts';
+import { resolveIdentity } from '../hosts/resolve.ts';
+import type { Host, HostEvent, Stores } from '../store/index.ts';
+import type { HttpContext } from './context.ts';
+import { hostIdParams, hostSchema, hostView, iso } from './views.ts';
+
+/** How many of a host's events `hosts show` includes. */
+const SHOWN_EVENTS = 20;
+
+/** What `hosts show` adds about identity: claimants while flagged, recent events, previous names. */
+export function hostIdentityView(stores: Stores, host: Host) {
+  const event = (item: HostEvent) => ({ at: iso(item.at), host_id: item.hostId, kind: item.kind, details: item.details });
+  return {
+    identity_claimants: stores.hostClaimants.list(host.id).map((claimant) => ({
+      instance_id: claimant.instanceId,
+      machine_fingerprint: claimant.machineFingerprint,
+      hostname: claimant.hostname,
+      source: claimant.source,
+      first_seen: iso(claimant.firstSeen),
+      last_seen: iso(claimant.lastSeen),
+    })),
+    previous_names: stores.hostEvents.ofKind(host.id, 'renamed', SHOWN_EVENTS, host.replaces).map((item) => ({ hostname: item.details.from, until: iso(item.at) })),
+    recent_events: stores.hostEvents.recent(host.id, SHOWN_EVENTS, host.replaces).map(event),
+  };
+}
+
+export const hostIdentitySchema = {
+  identity_claimants: { type: 'array', items: { type: 'object', additionalProperties: true } },
+  previous_names: { type: 'array', items: { type: 'object', additionalProperties: true } },
+  recent_events: { type: 'array', items: { type: 'object', additionalProperties: true } },
+} as const;
+
+/** `hosts resolve` and `hosts approve --replaces`: the admin's answers to cloned and reimaged machines. */
+export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { presence, orgId } = ctx;
+  app.post<{ Params: { id: string }; Body: { keep: string } }>('/api/v1/hosts/:id/resolve', {
+    schema: {
+      params: hostIdParams,
+      body: { type: 'object', required: ['keep'], additionalProperties: false, properties: { keep: { type: 'string', pattern: '^([0-9a-f]{16}|[0-9a-f]{64})$' } } },
+      response: { 200: hostSchema },
+    },
+    handler: async (request) => hostView(resolveIdentity(ctx, orgId, request.params.id, request.body.keep, request.adminName, Date.now()), presence),
+  });
+  app.post<{ Params: { id: string }; Body: { replaces: string } }>('/api/v1/hosts/:id/approve-as-replacement', {
+    schema: {
+      params: hostIdParams,
+      body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id } },
+      response: { 200: hostSchema },
+    },
+    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now()), presence),
+  });
+}

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import nacl from 'tweetnacl';
+import { pino } from 'pino';
+import { CtOpsError } from '../common/errors.ts';
+import type { HeartbeatRequest, HostFacts } from '../common/proto.ts';
+import { HeartbeatSession } from '../agent/heartbeat/session.ts';
+import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
+import type { IngestTransport } from '../agent/transport/types.ts';
+import { successorProofPayload } from '../common/successor-proof.ts';
+import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
+import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
+import { register } from '../appliance/enrolment/register.ts';
+import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
+import { parseHostFacts } from '../appliance/hosts/facts.ts';
+import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS } from '../appliance/hosts/identity.ts';
+import { resolveIdentity } from '../appliance/hosts/resolve.ts';
+import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
+import { CLAIM_HISTORY_MS, PresenceRegistry, type Claimant, type LiveSession } from '../appliance/presence/registry.ts';
+import { openStores } from '../appliance/store/index.ts';
+import { createTask } from '../appliance/tasks/create.ts';
+import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
+import { decodedRegister, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ct-ops-identity-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const log = pino({ level: 'silent' });
+
+test('stream claims: a restart (A then B) is not alternation; A → B → A is; claims older than the history window are forgotten', () => {
+  const registry = new PresenceRegistry(() => undefined);
+  assert.equal(registry.recordClaim('hst_x', 'a', 0), false);
+  assert.equal(registry.recordClaim('hst_x', 'a', 1_000), false, 'the same process reconnecting');
+  assert.equal(registry.recordClaim('hst_x', 'b', 2_000), false, 'a restart: a new process');
+  assert.equal(registry.recordClaim('hst_x', 'a', 3_000), true, 'the old process is back: two machines');
+  assert.equal(registry.recordClaim('hst_y', 'a', 0), false);
+  assert.equal(registry.recordClaim('hst_y', 'b', 1_000), false);
+  assert.equal(registry.recordClaim('hst_y', 'a', 1_000 + CLAIM_HISTORY_MS + 1), false, 'a process back after the window is not taken for a clone');
+});
+
+test('HostFacts from an agent are bounded and checked like Register fields', () => {
+  const facts = {
+    hostname: 'web-1', machine_fingerprint: 'a'.repeat(64), os: 'linux', os_version: '6.1.0', arch: 'x64', agent_version: '0.2.0',
+    ip_addresses: ['10.0.0.5', 'fe80::1'], instance_id: '0123456789abcdef',
+  };
+  assert.equal(parseHostFacts(facts).hostname, 'web-1');
+  const refused = (patch: Partial<typeof facts>, field: string) =>
+    assert.throws(() => parseHostFacts({ ...facts, ...patch }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVALID_ARGUMENT' && error.details.field === field);
+  refused({ hostname: 'evil\u001b]0;pwned\u0007' }, 'host_facts.hostname');
+  refused({ instance_id: 'not-hex' }, 'host_facts.instance_id');
+  refused({ ip_addresses: Array.from({ length: 17 }, (_, index) => `10.0.0.${index}`) }, 'host_facts.ip_addresses');
+  refused({ ip_addresses: ['<script>'] }, 'host_facts.ip_addresses');
+});
+
+test('the agent sends its host facts on the first heartbeat of each stream and afterwards only when they change', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const sent: HeartbeatRequest[] = [];
+  const transport = {
+    openHeartbeat: () => ({ send: (request: HeartbeatRequest) => sent.push(request), close: () => undefined }),
+  } as unknown as IngestTransport;
+  let hostname = 'web-1';
+  const facts = (): HostFacts => ({ hostname, machine_fingerprint: 'a'.repeat(64), os: 'linux', os_version: '6.1', arch: 'x64', agent_version: '0.2.0', ip_addresses: [], instance_id: '0123456789abcdef' });
+  const session = () => new HeartbeatSession({
+    transport, credential: { agentId: 'hst_1', jwt: 'j', jwtExpiresUnix: undefined }, intervalSecs: 5, agentVersion: '0.2.0',
+    vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }), updates: new TaskUpdateQueue(), now: Date.now, log,
+    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
+    facts,
+  });
+  const first = session();
+  t.mock.timers.tick(5_000);
+  hostname = 'web-2';
+  t.mock.timers.tick(5_000);
+  first.close();
+  session().close();
+  assert.deepEqual(sent.map((request) => request.host_facts?.hostname ?? null), ['web-1', null, 'web-2', 'web-2']);
+});
+
+/** A store with one enrolled active host, and the services around it. */
+async function world(name: string) {
+  const stores = openStores(join(dir, `${name}.db`));
+  const org = stores.organisations.ensureDefault(Date.now());
+  const jwtKey = await ensureJwtSigningKey(dir);
+  const jwt = new AgentJwtAuthority(jwtKey, 3600);
+  const presence = new PresenceRegistry(() => undefined);
+  const tasks = new TaskDispatcher({ stores, presence, log });
+  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, tasks };
+  const now = Date.now();
+  const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
+  const original = newIdentity('web-1');
+  const enrolled = await register(parseRegisterRequest(decodedRegister(signedRegister(original, created.secret, {}, now))), deps, now);
+  return { stores, deps, presence, original, hostId: enrolled.agent_id as string, now, close: () => stores.close() };
+}
+
+function claimant(instanceId: string, machineFingerprint: string): Claimant {
+  return { instanceId, machineFingerprint, hostname: 'web-1', source: '127.0.0.1' };
+}
+
+function streamOf(agentId: string, who: Claimant): LiveSession {
+  return { agentId, claimant: who, send: () => true, close: () => undefined };
+}
+
+test('a second machine claiming a live identity is refused with a retry hint and flags the host once; the holder keeps it, tasks are held', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('flag');
+  const first = claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64));
+  const host = stores.hosts.get(hostId)!;
+  assert.equal(claimIdentity(deps, host, first, now), undefined);
+  presence.attach(streamOf(hostId, first), 30);
+  const refusal = claimIdentity(deps, host, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now + 1);
+  assert.equal(refusal?.code, 'ERR_HOST_IDENTITY_CONFLICT');
+  assert.equal(refusal?.details.retry_after_ms, IDENTITY_CONFLICT_RETRY_MS);
+  const flagged = stores.hosts.get(hostId)!;
+  assert.equal(flagged.identityState, 'conflict');
+  assert.equal(stores.hostClaimants.list(hostId).length, 2);
+  assert.equal(claimIdentity(deps, flagged, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now + 2)?.code, 'ERR_HOST_IDENTITY_CONFLICT', 'still refused');
+  assert.equal(claimIdentity(deps, flagged, first, now + 3), undefined, 'the holder reconnecting is not');
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 10).length, 1, 'one audit event, not one per attempt');
+  createTask(stores, flagged.orgId, { type: 'config_reload', hostId, by: 'test' }, now);
+  assert.equal(deps.tasks.dispatch(hostId), 0, 'no task goes to a flagged host');
+  close();
+});
+
+test('a retired clone enrols its new key once, as a pending host with the old tags, and only with a valid proof by the retired key', async () => {
+  const { stores, deps, presence, original, hostId, now, close } = await world('successor');
+  const kept = claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64));
+  presence.attach(streamOf(hostId, kept), 30);
+  claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
+  claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now);
+  const successorOf = (identity: TestIdentity, signer: nacl.SignKeyPair, at: number) =>
+    register(parseRegisterRequest(decodedRegister({
+      ...signedRegister(identity, '', {}, at),
+      predecessor_public_key: Buffer.from(original.keyPair.publicKey),
+      predecessor_signature: Buffer.from(nacl.sign.detached(successorProofPayload(identity.keyPair.publicKey), signer.secretKey)),
+    })), deps, at);
+  const refusedWith = (code: string) => (error: unknown) => error instanceof CtOpsError && error.code === code;
+
+  await assert.rejects(successorOf(newIdentity('clone'), original.keyPair, now), refusedWith('ERR_SUCCESSOR_REFUSED'), 'not before an admin resolved the conflict');
+  resolveIdentity(deps, stores.hosts.get(hostId)!.orgId, hostId, kept.instanceId, 'admin', now);
+  await assert.rejects(successorOf(newIdentity('clone'), nacl.sign.keyPair(), now), refusedWith('ERR_SUCCESSOR_REFUSED'), 'a proof by another key');
+  const clone = newIdentity('clone');
+  const enrolled = await successorOf(clone, original.keyPair, now);
+  assert.equal(enrolled.status, 'AGENT_STATUS_PENDING');
+  const successor = stores.hosts.get(enrolled.agent_id as string)!;
+  assert.deepEqual(successor.tags, { site: 'a' });
+  assert.equal(successor.approval, 'pending', 'the token auto-approves, the successor still waits for an admin');
+  await assert.rejects(successorOf(newIdentity('third'), original.keyPair, now + 1), refusedWith('ERR_SUCCESSOR_REFUSED'), 'the proof admits one machine per retired claimant');
+  assert.equal(stores.hosts.get(hostId)!.identityState, null);
+  close();
+});
+
