@@ -1,8 +1,6 @@
 import { Command, Option } from 'commander';
 import { CtOpsError, ExitCode } from '../../common/errors.ts';
-import { loadApplianceConfig } from '../config/load.ts';
-import { createLogger } from '../lib/logger.ts';
-import { startAppliance, type RunningAppliance } from '../serve.ts';
+import type { RunningAppliance } from '../serve.ts';
 
 interface ServeOptions {
   config?: string;
@@ -31,6 +29,9 @@ export function serveCommand(): Command {
     .option('--inventory-sweep-secs <secs>', 'how often the software sweeper queues due inventory scans (default 60)')
     .option('--release-public-key-file <file>', 'minisign public key of agent releases to trust (kept as DATA_DIR/release.pub)')
     .action(async (options: ServeOptions) => {
+      // The server's modules (fastify, gRPC, x509, SQLite) load here, not when the CLI starts:
+      // every other command is a short HTTPS call that must not pay for them.
+      const [{ loadApplianceConfig }, { createLogger }, { startAppliance }] = await Promise.all([import('../config/load.ts'), import('../lib/logger.ts'), import('../serve.ts')]);
       const config = loadApplianceConfig({
         file: options.config,
         env: process.env,
