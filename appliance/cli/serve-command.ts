@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CtOpsError, ExitCode } from '../../common/errors.ts';
 import type { RunningAppliance } from '../serve.ts';
+import { adminCommandPrefix, shellWord } from './invocation.ts';
 
 interface ServeOptions {
   config?: string;
@@ -73,12 +74,15 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
       `The local admin CLI uses the credential in ${dataDir}/admin-cli.token (mode 0600).`,
     );
   }
+  // Commands that work as printed from where the appliance was started (a clone has no ct-ops-appliance on PATH).
+  const admin = adminCommandPrefix(process.env, process.argv[1] ?? '', process.cwd());
+  const dataDirFlag = `--data-dir ${shellWord(dataDir)}`;
   lines.push(
     '',
-    'Next steps (in another terminal):',
-    `  ct-ops-appliance tokens create --data-dir ${dataDir}        # an enrolment token for agents`,
-    `  ct-ops-appliance hosts list --data-dir ${dataDir}           # hosts and their status`,
-    `  ct-ops-appliance hosts approve <host-id> --data-dir ${dataDir}`,
+    'Next steps (in another terminal, from this directory):',
+    `  ${admin} tokens create ${dataDirFlag}        # an enrolment token for agents`,
+    `  ${admin} hosts list ${dataDirFlag}           # hosts and their status`,
+    `  ${admin} hosts approve <host-id> ${dataDirFlag}`,
     '',
   );
   process.stderr.write(`${lines.join('\n')}\n`);
