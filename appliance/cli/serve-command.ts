@@ -62,8 +62,10 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
     `CA certificate for agents: ${dataDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
     `Bundle signing key:        ${dataDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
     appliance.releaseKeyId
-      ? `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId}${appliance.releaseKeySource === 'development' ? ', DEVELOPMENT key from .dev-keys/' : ''})`
-      : 'Trusted agent release key: none (set release_public_key_file; needed to build install bundles)',
+      ? appliance.releaseKeySource === 'development'
+        ? `Trusted agent release key: .dev-keys/release.pub (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
+        : `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId})`
+      : 'Trusted agent release key: none yet (set release_public_key_file; in a clone, `npm run build:agents` makes a development key that bundle builds use at once)',
   ];
   if (appliance.firstAdmin) {
     lines.push(

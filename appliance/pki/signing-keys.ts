@@ -33,7 +33,9 @@ export type ReleaseKeySource = 'configured' | 'data-dir' | 'development' | 'none
 /**
  * The agent release public key this appliance trusts, kept as DATA_DIR/release.pub.
  * A configured file wins (copied in); then the copy already in the data directory;
- * then, for an appliance started from the repository, the development release key.
+ * then, for an appliance started from the repository, the development release key, read in
+ * place and never copied: a new one from `npm run build:agents` replaces it at the next bundle
+ * build (readReleasePublicKey), with no restart and no stale copy left behind.
  */
 export function ensureReleasePublicKey(dataDir: string, configuredFile: string): { key: PublicKey | undefined; source: ReleaseKeySource } {
   const target = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
@@ -46,11 +48,26 @@ export function ensureReleasePublicKey(dataDir: string, configuredFile: string):
     } catch (cause) {
       throw new CtOpsError('ERR_CONFIG_INVALID', `${path} is not a minisign public key`, { path }, { cause });
     }
-    if (resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
+    if (source === 'configured' && resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
     return { key, source };
   };
   if (configuredFile !== '') return adopt(configuredFile, 'configured');
-  if (readIfExists(target) !== undefined) return adopt(target, 'data-dir');
-  if (readIfExists(DEV_RELEASE_PUBLIC_KEY) !== undefined) return adopt(DEV_RELEASE_PUBLIC_KEY, 'development');
-  return { key: undefined, source: 'none' };
+  const found = readReleasePublicKey(dataDir);
+  if (found === undefined) return { key: undefined, source: 'none' };
+  return adopt(found.path, found.path === DEV_RELEASE_PUBLIC_KEY ? 'development' : 'data-dir');
+}
+
+/**
+ * The agent release public key a bundle build trusts, read at each build rather than once at
+ * start, so that a key `npm run build:agents` makes after the appliance started counts at once:
+ * DATA_DIR/release.pub (kept there by the appliance from its configured file), else the
+ * development key in .dev-keys/ (relative to the working directory: a clone). Returns the file's
+ * path and text, undefined when neither exists; ERR_DATA_DIR_UNUSABLE when one cannot be read.
+ */
+export function readReleasePublicKey(dataDir: string): { path: string; text: string } | undefined {
+  for (const path of [join(dataDir, RELEASE_PUBLIC_KEY_FILE), DEV_RELEASE_PUBLIC_KEY]) {
+    const text = readIfExists(path);
+    if (text !== undefined) return { path, text };
+  }
+  return undefined;
 }
