@@ -31,8 +31,8 @@ export function ensureBundleKey(dataDir: string): SigningKey {
 export type ReleaseKeySource = 'configured' | 'data-dir' | 'development' | 'none';
 
 /**
- * The agent release public key this appliance trusts, kept as DATA_DIR/release.pub.
- * A configured file wins (copied in); then the copy already in the data directory;
+ * The agent release public key this appliance trusts at start (for its start log and text; bundle
+ * builds read it again each time). A configured file wins (copied into DATA_DIR/release.pub); then the copy already in the data directory;
  * then, for an appliance started from the repository, the development release key, read in
  * place and never copied: a new one from `npm run build:agents` replaces it at the next bundle
  * build (readReleasePublicKey), with no restart and no stale copy left behind.
