@@ -17,6 +17,7 @@ import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
 import { ensureBundleKey, ensureReleasePublicKey, type ReleaseKeySource } from './pki/signing-keys.ts';
 import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
+import { CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
@@ -24,9 +25,6 @@ import { TaskDispatcher } from './tasks/dispatcher.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
 import { sweepInventory } from './inventory/sweeper.ts';
 
-/** Files under the data directory that the admin CLI reads to find and call the admin API. */
-export const ENDPOINT_FILE = 'appliance.json';
-export const CLI_CREDENTIAL_FILE = 'admin-cli.token';
 export const DATABASE_FILE = 'appliance.db';
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
 /** Task deadlines are minutes long; checking every 15 s keeps a timeout within 15 s of due. */

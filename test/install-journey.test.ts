@@ -71,8 +71,8 @@ describe('from the appliance to an installed, approved agent with real artefacts
     const installed = root.run([`/bundle/${top}/install.sh`, '--no-start', '--bundle-key', keyLine(join(appliance.dataDir, 'bundle.pub'))]);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr);
     assert.match(installed.stdout, /SHA256SUMS signature verified with bundle key [0-9A-F]{16}/);
-    // What the root helper checks updates against: the appliance's release key and this version, root-owned.
-    assert.equal(keyLine(root.at('etc/ct-ops/release.pub')), keyLine(join(appliance.dataDir, 'release.pub')));
+    // What the root helper checks updates against: the appliance's release key (here the development key, which it reads in place) and this version, root-owned.
+    assert.equal(keyLine(root.at('etc/ct-ops/release.pub')), keyLine(join(REPO_ROOT, '.dev-keys', 'release.pub')));
     assert.equal(readFileSync(root.at('usr/local/libexec/ct-ops/agent.version'), 'utf8'), `${VERSION}\n`);
     // An absolute link inside the root: read it rather than follow it on this machine.
     assert.equal(readlinkSync(root.at('etc/systemd/system/multi-user.target.wants/ct-ops-agent.service')), '/etc/systemd/system/ct-ops-agent.service');

@@ -91,4 +91,9 @@ async function verifyPassword(password: string, stored: string): Promise<boolean
   return timingSafeEqual(actual, expected);
 }
 
-const DUMMY_HASH = hashPassword(randomBytes(12).toString('hex'));
+/**
+ * Checked for an unknown username so that it costs one scrypt like a real user's hash. It matches
+ * no password that matters (an unknown user fails anyway); built from constants, not by hashing at
+ * module load, so importing this module costs nothing (the admin CLI's start).
+ */
+const DUMMY_HASH = ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, Buffer.alloc(16).toString('base64'), Buffer.alloc(SCRYPT.keyLength).toString('base64')].join('$');

@@ -2,8 +2,7 @@ import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
-import { CA_CERT_FILE } from '../pki/certificates.ts';
-import { CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../serve.ts';
+import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 
 /** Calls the appliance's admin API with the local admin credential found in the data directory. */
 export class AdminClient {

@@ -1,8 +1,7 @@
 import { Command, Option } from 'commander';
 import { CtOpsError, ExitCode } from '../../common/errors.ts';
-import { loadApplianceConfig } from '../config/load.ts';
-import { createLogger } from '../lib/logger.ts';
-import { startAppliance, type RunningAppliance } from '../serve.ts';
+import type { RunningAppliance } from '../serve.ts';
+import { adminCommandPrefix, shellWord } from './invocation.ts';
 
 interface ServeOptions {
   config?: string;
@@ -31,6 +30,9 @@ export function serveCommand(): Command {
     .option('--inventory-sweep-secs <secs>', 'how often the software sweeper queues due inventory scans (default 60)')
     .option('--release-public-key-file <file>', 'minisign public key of agent releases to trust (kept as DATA_DIR/release.pub)')
     .action(async (options: ServeOptions) => {
+      // The server's modules (fastify, gRPC, x509, SQLite) load here, not when the CLI starts:
+      // every other command is a short HTTPS call that must not pay for them.
+      const [{ loadApplianceConfig }, { createLogger }, { startAppliance }] = await Promise.all([import('../config/load.ts'), import('../lib/logger.ts'), import('../serve.ts')]);
       const config = loadApplianceConfig({
         file: options.config,
         env: process.env,
@@ -60,8 +62,10 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
     `CA certificate for agents: ${dataDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
     `Bundle signing key:        ${dataDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
     appliance.releaseKeyId
-      ? `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId}${appliance.releaseKeySource === 'development' ? ', DEVELOPMENT key from .dev-keys/' : ''})`
-      : 'Trusted agent release key: none (set release_public_key_file; needed to build install bundles)',
+      ? appliance.releaseKeySource === 'development'
+        ? `Trusted agent release key: .dev-keys/release.pub (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
+        : `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId})`
+      : 'Trusted agent release key: none yet (set release_public_key_file; in a clone, `npm run build:agents` makes a development key that bundle builds use at once)',
   ];
   if (appliance.firstAdmin) {
     lines.push(
@@ -72,12 +76,15 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
       `The local admin CLI uses the credential in ${dataDir}/admin-cli.token (mode 0600).`,
     );
   }
+  // Commands that work as printed from where the appliance was started (a clone has no ct-ops-appliance on PATH).
+  const admin = adminCommandPrefix(process.env, process.argv[1] ?? '', process.cwd());
+  const dataDirFlag = `--data-dir ${shellWord(dataDir)}`;
   lines.push(
     '',
-    'Next steps (in another terminal):',
-    `  ct-ops-appliance tokens create --data-dir ${dataDir}        # an enrolment token for agents`,
-    `  ct-ops-appliance hosts list --data-dir ${dataDir}           # hosts and their status`,
-    `  ct-ops-appliance hosts approve <host-id> --data-dir ${dataDir}`,
+    'Next steps (in another terminal, from this directory):',
+    `  ${admin} tokens create ${dataDirFlag}        # an enrolment token for agents`,
+    `  ${admin} hosts list ${dataDirFlag}           # hosts and their status`,
+    `  ${admin} hosts approve <host-id> ${dataDirFlag}`,
     '',
   );
   process.stderr.write(`${lines.join('\n')}\n`);

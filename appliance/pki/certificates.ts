@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { CtOpsError } from '../../common/errors.ts';
+import { CA_CERT_FILE } from '../lib/data-dir-files.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
 
 // Node's WebCrypto implements the DOM Crypto interface the library is typed against.
@@ -38,7 +39,6 @@ export interface TlsMaterial {
   issuedServerCert: boolean;
 }
 
-export const CA_CERT_FILE = 'ca.crt';
 const CA_KEY_FILE = 'ca.key';
 const SERVER_CERT_FILE = 'server.crt';
 const SERVER_KEY_FILE = 'server.key';

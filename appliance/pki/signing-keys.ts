@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { decodeConfigText } from '../../common/config-file.ts';
 import { privateKeyToPem, seedFromPem } from '../../common/ed25519-pem.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, parsePublicKeyFile, publicKeyFile, signingKeyFromSeed, type PublicKey, type SigningKey } from '../../common/minisign.ts';
@@ -31,9 +33,11 @@ export function ensureBundleKey(dataDir: string): SigningKey {
 export type ReleaseKeySource = 'configured' | 'data-dir' | 'development' | 'none';
 
 /**
- * The agent release public key this appliance trusts, kept as DATA_DIR/release.pub.
- * A configured file wins (copied in); then the copy already in the data directory;
- * then, for an appliance started from the repository, the development release key.
+ * The agent release public key this appliance trusts at start (for its start log and text; bundle
+ * builds read it again each time). A configured file wins (copied into DATA_DIR/release.pub); then the copy already in the data directory;
+ * then, for an appliance started from the repository, the development release key, read in
+ * place and never copied: a new one from `npm run build:agents` replaces it at the next bundle
+ * build (readReleasePublicKey), with no restart and no stale copy left behind.
  */
 export function ensureReleasePublicKey(dataDir: string, configuredFile: string): { key: PublicKey | undefined; source: ReleaseKeySource } {
   const target = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
@@ -44,13 +48,30 @@ export function ensureReleasePublicKey(dataDir: string, configuredFile: string):
     try {
       key = parsePublicKeyFile(text);
     } catch (cause) {
+      // A key file saved as UTF-16 or in a code page gets the error that names its encoding.
+      decodeConfigText(readFileSync(path), path);
       throw new CtOpsError('ERR_CONFIG_INVALID', `${path} is not a minisign public key`, { path }, { cause });
     }
-    if (resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
+    if (source === 'configured' && resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
     return { key, source };
   };
   if (configuredFile !== '') return adopt(configuredFile, 'configured');
-  if (readIfExists(target) !== undefined) return adopt(target, 'data-dir');
-  if (readIfExists(DEV_RELEASE_PUBLIC_KEY) !== undefined) return adopt(DEV_RELEASE_PUBLIC_KEY, 'development');
-  return { key: undefined, source: 'none' };
+  const found = readReleasePublicKey(dataDir);
+  if (found === undefined) return { key: undefined, source: 'none' };
+  return adopt(found.path, found.path === DEV_RELEASE_PUBLIC_KEY ? 'development' : 'data-dir');
+}
+
+/**
+ * The agent release public key a bundle build trusts, read at each build rather than once at
+ * start, so that a key `npm run build:agents` makes after the appliance started counts at once:
+ * DATA_DIR/release.pub (kept there by the appliance from its configured file), else the
+ * development key in .dev-keys/ (relative to the working directory: a clone). Returns the file's
+ * path and text, undefined when neither exists; ERR_DATA_DIR_UNUSABLE when one cannot be read.
+ */
+export function readReleasePublicKey(dataDir: string): { path: string; text: string } | undefined {
+  for (const path of [join(dataDir, RELEASE_PUBLIC_KEY_FILE), DEV_RELEASE_PUBLIC_KEY]) {
+    const text = readIfExists(path);
+    if (text !== undefined) return { path, text };
+  }
+  return undefined;
 }

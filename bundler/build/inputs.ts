@@ -10,8 +10,9 @@ import { seedFromPem } from '../../common/ed25519-pem.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, parsePublicKeyFile, signingKeyFromSeed, verifySignature, type PublicKey, type SigningKey } from '../../common/minisign.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { CA_CERT_FILE, certificateFingerprint } from '../../appliance/pki/certificates.ts';
-import { BUNDLE_KEY_FILE, RELEASE_PUBLIC_KEY_FILE } from '../../appliance/pki/signing-keys.ts';
+import { CA_CERT_FILE } from '../../appliance/lib/data-dir-files.ts';
+import { certificateFingerprint } from '../../appliance/pki/certificates.ts';
+import { BUNDLE_KEY_FILE, DEV_RELEASE_PUBLIC_KEY, RELEASE_PUBLIC_KEY_FILE, readReleasePublicKey } from '../../appliance/pki/signing-keys.ts';
 import { parseSha256Sums, sha256Hex } from '../lib/sha256sums.ts';
 import { releaseExecutableName, type Target } from '../lib/targets.ts';
 
@@ -58,13 +59,17 @@ export function loadApplianceInputs(dataDir: string): ApplianceInputs {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${caPath} is not a PEM certificate`, { path: caPath }, { cause });
   }
 
-  const releasePath = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
-  const releasePublicKeyText = readInput(releasePath, 'the agent release public key (set release_public_key_file on the appliance)').toString('utf8');
+  const release = readReleasePublicKey(dataDir);
+  if (release === undefined) {
+    const configuredCopy = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
+    throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no agent release public key: ${configuredCopy} does not exist (set release_public_key_file on the appliance), nor does the development key ${DEV_RELEASE_PUBLIC_KEY} (npm run build:agents makes it in a clone)`, { path: configuredCopy });
+  }
+  const releasePublicKeyText = release.text;
   let releaseKey: PublicKey;
   try {
     releaseKey = parsePublicKeyFile(releasePublicKeyText);
   } catch (cause) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${releasePath} is not a minisign public key`, { path: releasePath }, { cause });
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${release.path} is not a minisign public key`, { path: release.path }, { cause });
   }
   return {
     bundleKey,

@@ -8,6 +8,8 @@ export interface ApplianceOptions {
   grpcPort?: number;
   args?: readonly string[];
   env?: NodeJS.ProcessEnv;
+  /** The working directory (default: the test's); the development release key is looked up in its .dev-keys/. */
+  cwd?: string;
 }
 
 /** A real appliance process on loopback with its own data directory. */
@@ -32,7 +34,7 @@ export class TestAppliance {
       '--san', 'localhost', '--san', '127.0.0.1', '--pending-poll-secs', '1',
       ...(options.args ?? []),
     ];
-    const appliance = new TestAppliance(dataDir, options.dataDir === undefined, new LoggedProcess(process.execPath, args, { CT_OPS_APPLIANCE_LOG_LEVEL: 'debug', ...options.env }));
+    const appliance = new TestAppliance(dataDir, options.dataDir === undefined, new LoggedProcess(process.execPath, args, { CT_OPS_APPLIANCE_LOG_LEVEL: 'debug', ...options.env }, options.cwd));
     let started;
     try {
       started = await appliance.process.waitForLog('appliance started');
