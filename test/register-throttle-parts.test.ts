@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
-import { Backoff, backoffBaseMs } from '../agent/lifecycle/backoff.ts';
+import { Backoff, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { outcomeOfFailure } from '../agent/registration/outcome.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
@@ -91,13 +91,13 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
 });
 
 test('the agent waits at least the retry hint, plus up to half again as jitter, instead of its backoff schedule', () => {
-  const low = new Backoff(() => 0);
-  assert.equal(low.next(25_000), 25_000);
-  assert.equal(low.next(), backoffBaseMs(1), 'a hinted wait counts as a failure in the schedule');
+  assert.equal(new Backoff(() => 0).next(25_000), 25_000);
   const high = new Backoff(() => 0.9999);
   const delay = high.next(25_000);
   assert.ok(delay > 25_000 && delay <= 37_500, `${delay}`);
-  assert.equal(new Backoff(() => 0).next(0), backoffBaseMs(0), 'a hint of 0 cannot make the agent retry in a busy loop');
+  const after = high.next();
+  assert.ok(after > 1_000 && after < 2_000, `a hinted wait counts as a failure in the schedule: the next wait is under its second step (${after})`);
+  assert.equal(new Backoff(() => 0).next(0), RETRY_FLOOR_MS, 'a hint of 0 cannot make the agent retry in a busy loop');
 });
 
 test('the retry hint is read from trailing metadata, clamped, and a throttled Register is retried, never fatal', () => {

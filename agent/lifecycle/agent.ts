@@ -210,7 +210,8 @@ export class Agent {
       case 'pending':
         if (outcome.agentId !== '') this.keyKnown = true;
         log.info({ agent_id: outcome.agentId, status: outcome.status, retry_after_secs: outcome.retryAfterSecs, reason: outcome.message }, 'awaiting approval');
-        return this.update({ approvalPollMs: outcome.retryAfterSecs * 1000 });
+        // Spread like a retry: hosts approved together would otherwise all poll on the same second.
+        return this.update({ approvalPollMs: this.backoff.poll(outcome.retryAfterSecs * 1000) });
       case 'refused':
         log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');
         return this.fail(new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host${outcome.message ? ` (${outcome.message})` : ''}; not retrying`, { agent_id: outcome.agentId, status: outcome.status }));
