@@ -16,17 +16,23 @@ import { Agent } from '../agent/lifecycle/agent.ts';
 import { backoffCeilingMs, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { createGrpcTransport } from '../agent/transport/grpc-transport.ts';
+import { STOPPING_RETRY_AFTER_MS, stoppingError } from '../appliance/heartbeat/stopping.ts';
+import { GrpcCode } from '../common/errors.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { busiestWindow } from './helpers/spread.ts';
+import { busiestWindow, seededRandom } from './helpers/spread.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /** How long the appliance stays down: the reproduction's 12 s. */
 const OUTAGE_MS = 12_000;
 
-/** Stops the appliance for OUTAGE_MS and starts it again on the same port and data directory; resolves with the restarted one. */
-async function restart(appliance: TestAppliance): Promise<TestAppliance> {
-  await appliance.stop();
+/**
+ * Stops the appliance (SIGTERM: it closes every stream with a retry hint; SIGKILL: a crash, the
+ * connections just reset) for OUTAGE_MS and starts it again on the same port and data directory;
+ * resolves with the restarted one.
+ */
+async function restart(appliance: TestAppliance, signal: 'SIGTERM' | 'SIGKILL'): Promise<TestAppliance> {
+  await appliance.process.stop(signal);
   await sleep(OUTAGE_MS);
   return TestAppliance.start({ dataDir: appliance.dataDir, grpcPort: appliance.grpcPort });
 }
@@ -63,13 +69,28 @@ function inProcessAgent(root: string, index: number, appliance: TestAppliance, t
   return { agent, opened };
 }
 
+test("a stopping appliance closes each stream with its own retry hint, drawn evenly from 1-10 s (seeded)", () => {
+  const random = seededRandom(59);
+  const errors = Array.from({ length: 9000 }, () => stoppingError(random));
+  const hints = errors.map((error) => error.details.retry_after_ms as number);
+  assert.ok(errors.every((error) => error.code === 'ERR_INGEST_UNREACHABLE' && error.grpcStatus === GrpcCode.UNAVAILABLE));
+  const { min, max } = STOPPING_RETRY_AFTER_MS;
+  assert.ok(hints.every((hint) => Number.isInteger(hint) && hint >= min && hint < max));
+  const seconds = Array.from({ length: 9 }, (_, second) => hints.filter((hint) => Math.floor((hint - min) / 1000) === second).length);
+  assert.ok(seconds.every((count) => count >= 900 && count <= 1100), `each second of the window holds 1000 ± 100 hints: ${seconds.join(', ')}`);
+  for (const misbehaving of [-1, 2, Number.NaN]) {
+    const hint = stoppingError(() => misbehaving).details.retry_after_ms as number;
+    assert.ok(hint >= min && hint < max, `random() = ${misbehaving}: ${hint}`);
+  }
+});
+
 describe('reconnects after an appliance restart are spread', () => {
   const cleanup: Array<() => Promise<void> | void> = [];
   after(async () => {
     for (const step of cleanup.reverse()) await step();
   });
 
-  test('50 agents (real lifecycle and gRPC transport in one process) stopped out for 12 s all return, no 1-second window holding more than a third of them', { timeout: 120_000 }, async () => {
+  test('50 agents (real lifecycle and gRPC transport in one process) after the appliance crashed and was back 12 s later all return, no 1-second window holding more than a third of them', { timeout: 120_000 }, async () => {
     const count = 50;
     const first = await TestAppliance.start();
     cleanup.push(() => first.dispose());
@@ -84,7 +105,7 @@ describe('reconnects after an appliance restart are spread', () => {
     });
     await waitFor('every agent streaming', () => agents.every(({ opened }) => opened.length === 1), 60_000);
 
-    const second = await restart(first);
+    const second = await restart(first, 'SIGKILL');
     cleanup.push(() => second.dispose());
     const back = Date.now();
     await waitFor('every agent streaming again', () => agents.every(({ opened }) => opened.length >= 2), 75_000, 250);
@@ -107,22 +128,26 @@ describe('reconnects after an appliance restart are spread', () => {
     });
     await Promise.all(processes.map((proc) => proc.waitForLog('heartbeat stream opened', {}, 30_000)));
 
-    const second = await restart(first);
+    const second = await restart(first, 'SIGTERM');
     cleanup.push(() => second.dispose());
     const back = Date.now();
     const reopened = await Promise.all(processes.map((proc) => proc.waitForLog('heartbeat stream opened', {}, 75_000, 2)));
     const returns = reopened.map((event) => (event.time as number) - back).sort((a, b) => a - b);
-    const waits = processes.map((proc) => proc.events.filter((event) => typeof event.reconnect_in_ms === 'number').map((event) => event.reconnect_in_ms as number));
-    const firstWaits = waits.map((delays) => delays[0]!);
-    const summary = `returns after the restart (ms): ${returns.join(', ')}; first waits after the healthy stream (ms): ${firstWaits.join(', ')}`;
+    const closes = processes.map((proc) => proc.logged('heartbeat stream closed'));
+    const hints = closes.map((events) => events[0]!.retry_after_ms as number);
+    const summary = `returns after the restart (ms): ${returns.join(', ')}; the stopping appliance's hints (ms): ${hints.join(', ')}`;
     console.log(summary);
-    for (const delays of waits) {
-      assert.ok(delays.every((delay, attempt) => delay >= RETRY_FLOOR_MS && delay < backoffCeilingMs(attempt)), `every wait within the floor and its step's ceiling: ${delays.join(', ')}`);
+    const { min, max } = STOPPING_RETRY_AFTER_MS;
+    assert.ok(hints.every((hint) => hint >= min && hint < max), `each stream was closed with a hint from [${min}, ${max}): ${summary}`);
+    for (const [agent, events] of closes.entries()) {
+      const [first, ...rest] = events.map((event) => event.reconnect_in_ms as number);
+      assert.ok(first! >= hints[agent]! && first! < hints[agent]! * 1.5, `the agent waited its hint plus at most half again: ${first} ms for ${hints[agent]} ms`);
+      assert.ok(rest.every((delay, index) => delay >= RETRY_FLOOR_MS && delay < backoffCeilingMs(index + 1)), `then full jitter under the schedule's ceilings: ${rest.join(', ')}`);
     }
-    // Before: every first wait was 1000-1100 ms, and 6 of 8 agents returned within 1.1 s of each other
-    // (the issue: 4 of 4 within 319 ms). Drawn over [250, 1000), 8 first waits all within 200 ms of each
-    // other, or 5 of 8 returns in one second, each happen well under once in 200 runs.
-    assert.ok(Math.max(...firstWaits) - Math.min(...firstWaits) >= 200, `the first waits are drawn over their window: ${summary}`);
+    // Before: every agent waited 1000-1100 ms, and 6 of 8 returned within 1.1 s of each other
+    // (the issue: 4 of 4 within 319 ms). Hints drawn over 9 s make 8 hints within 1 s of each other, or
+    // 5 of 8 returns in one second, far rarer than once in 200 runs.
+    assert.ok(Math.max(...hints) - Math.min(...hints) >= 1000, `the hints differ: ${summary}`);
     assert.ok(busiestWindow(returns, 1000) <= agents.length / 2, `no second holds more than half the returns: ${summary}`);
   });
 });
