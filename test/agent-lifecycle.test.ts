@@ -81,6 +81,20 @@ test('full jitter (seeded): 1,000 agents that lost the appliance together and fi
   assert.ok(returns.at(-1)! - returns[0]! > 10_000, `returns spread over ${returns.at(-1)! - returns[0]!} ms`);
 });
 
+test('full jitter (seeded): 1,000 agents that waited out a stopping appliance\'s 1-10 s hints and found it still down return spread, the schedule going on from where their wait left them', () => {
+  const random = seededRandom(62);
+  const outageMs = 13_000;
+  const returns = Array.from({ length: 1000 }, () => {
+    const backoff = new Backoff(random);
+    let at = backoff.next(1000 + Math.floor(9000 * random()));
+    while (at < outageMs) at += backoff.next();
+    return at - outageMs;
+  });
+  // Going on from the schedule's second step instead, about a quarter of them return in one second.
+  const busiest = busiestWindow(returns, 1000);
+  assert.ok(busiest < 150, `busiest second: ${busiest} of 1000`);
+});
+
 test('a retry hint is waited out with up to half again on top; a pending poll is spread the same way', () => {
   const random = seededRandom(3);
   const waits = Array.from({ length: 1000 }, () => afterHintMs(10_000, random));
@@ -392,7 +406,7 @@ test('a stream ended for the host\'s message rate reconnects after the appliance
   assert.equal(h.transport.streams.length, before + 1, 'at the hint');
   h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'Connection dropped');
   await h.flush();
-  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, fullJitterMs(2000, () => 0.75), 'without a hint the schedule goes on, at its second step');
+  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, fullJitterMs(60_000, () => 0.75), 'without a hint the schedule goes on from the step reaching twice the 25 s waited (60 s)');
 });
 
 test('an expired JWT on the stream means registering again by key, then streaming with the new JWT', async (t) => {

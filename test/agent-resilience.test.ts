@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
-import { backoffCeilingMs, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
+import { backoffCeilingMs, RETRY_FLOOR_MS, stepReaching } from '../agent/lifecycle/backoff.ts';
 import { STOPPING_RETRY_AFTER_MS } from '../appliance/heartbeat/stopping.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
@@ -32,7 +32,7 @@ describe('agent resilience', () => {
     const [afterHint, ...delays] = closes.map((event) => event.reconnect_in_ms as number);
     assert.ok(afterHint! >= hint && afterHint! < hint * 1.5, `the agent waited ${afterHint} ms for a ${hint} ms hint`);
     for (const [index, delay] of delays.entries()) {
-      const ceiling = backoffCeilingMs(index + 1);
+      const ceiling = backoffCeilingMs(stepReaching(2 * afterHint!) + index);
       assert.ok(delay >= RETRY_FLOOR_MS && delay < ceiling, `delay ${index + 1} was ${delay} ms, expected full jitter in [${RETRY_FLOOR_MS}, ${ceiling})`);
     }
     await waitFor('online again', async () => (await second.host(agent.state().agent_id)).status === 'online');

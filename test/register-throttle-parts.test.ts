@@ -96,7 +96,11 @@ test('the agent waits at least the retry hint, plus up to half again as jitter, 
   const delay = high.next(25_000);
   assert.ok(delay > 25_000 && delay <= 37_500, `${delay}`);
   const after = high.next();
-  assert.ok(after > 1_000 && after < 2_000, `a hinted wait counts as a failure in the schedule: the next wait is under its second step (${after})`);
+  assert.ok(after > 32_000 && after < 60_000, `a hinted wait of ${delay} ms counts as time away: the next wait is drawn under the 60 s step (${after})`);
+  const short = new Backoff(() => 0.9999);
+  short.next(1_000);
+  const afterShort = short.next();
+  assert.ok(afterShort > 2_000 && afterShort < 4_000, `after a 1.5 s hinted wait the schedule goes on under its 4 s step (${afterShort})`);
   assert.equal(new Backoff(() => 0).next(0), RETRY_FLOOR_MS, 'a hint of 0 cannot make the agent retry in a busy loop');
 });
 

@@ -210,7 +210,7 @@ export class Agent {
       case 'pending':
         if (outcome.agentId !== '') this.keyKnown = true;
         log.info({ agent_id: outcome.agentId, status: outcome.status, retry_after_secs: outcome.retryAfterSecs, reason: outcome.message }, 'awaiting approval');
-        // Spread like a retry: hosts approved together would otherwise all poll on the same second.
+        // Spread like a hinted retry: hosts enrolled together would otherwise all poll on the same second.
         return this.update({ approvalPollMs: this.backoff.poll(outcome.retryAfterSecs * 1000) });
       case 'refused':
         log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');

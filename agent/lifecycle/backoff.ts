@@ -32,6 +32,16 @@ export function backoffCeilingMs(attempt: number): number {
   return BACKOFF_SCHEDULE_MS[Math.min(Math.max(0, attempt), BACKOFF_SCHEDULE_MS.length - 1)] as number;
 }
 
+/**
+ * The first step of the schedule whose ceiling is at least `ms` (the last step when none is).
+ * Full-jitter waits average half their ceiling, so an agent that has been away `ms / 2` on its
+ * own schedule is at about this step.
+ */
+export function stepReaching(ms: number): number {
+  const step = BACKOFF_SCHEDULE_MS.findIndex((ceiling) => ceiling >= ms);
+  return step === -1 ? BACKOFF_SCHEDULE_MS.length - 1 : step;
+}
+
 /** A draw of the random source clamped to [0, 1), so a misbehaving source cannot leave the window. */
 function unit(random: () => number): number {
   const value = random();
@@ -68,10 +78,16 @@ export class Backoff {
    * schedule's step, or with the appliance's retry hint (ms) afterHintMs instead — never less
    * than the hint, and not the schedule's first second, which would come back while still
    * throttled. The first retry after a healthy stream is drawn over its whole first window.
+   *
+   * A hinted wait counts as time away: the schedule goes on from the step whose ceiling is at
+   * least twice that wait (stepReaching), where the agent would be had it waited that long on
+   * its own. Going on from the next short step instead, a fleet that waited out a stopping
+   * appliance's hints would find it still down and retry together on the 1-4 s steps.
    */
   next(hintMs?: number): number {
-    const delay = hintMs === undefined ? fullJitterMs(backoffCeilingMs(this.attempt), this.random) : afterHintMs(hintMs, this.random);
-    this.attempt += 1;
+    if (hintMs === undefined) return fullJitterMs(backoffCeilingMs(this.attempt++), this.random);
+    const delay = afterHintMs(hintMs, this.random);
+    this.attempt = Math.max(this.attempt + 1, stepReaching(2 * delay));
     return delay;
   }
 
