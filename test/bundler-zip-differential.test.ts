@@ -136,4 +136,23 @@ describe('bundle verify and standard extractors agree on what a zip holds', () =
       assert.equal(report.ok, true, label);
     }
   });
+
+  test('the folder unzip or bsdtar extracts is verified directly by the ct-ops-bundle CLI; a re-zip of the bundle extracted by bsdtar too', async () => {
+    const cli = (target: string) => run(process.execPath, ['--import', 'tsx', join(packageRoot(), 'bundler/main.ts'), 'verify', target, '--pubkey', join(fixture.dataDir, 'bundle.pub')], packageRoot());
+    const extractors: Array<[string, (into: string) => ReturnType<typeof run>]> = [
+      ['unzip', (into) => run('unzip', ['-q', bundle, '-d', into])],
+      ['bsdtar', (into) => run('bsdtar', ['-xf', bundle, '-C', into])],
+    ];
+    for (const [label, extract] of extractors) {
+      const into = join(fixture.root, `folder-${label}`);
+      mkdirSync(into);
+      assert.equal(extract(into).status, 0, label);
+      const verified = cli(join(into, TOP));
+      assert.equal(verified.status, 0, `${label}: ${verified.stdout}${verified.stderr}`);
+      assert.match(verified.stdout, /^OK: .*all 12 files match SHA256SUMS/m, label);
+    }
+    const rezipped = join(fixture.root, 'bsdtar-extracted-zip-r.zip');
+    assert.equal(run('zip', ['-qr', rezipped, TOP], join(fixture.root, 'folder-bsdtar')).status, 0);
+    assert.equal(cli(rezipped).status, 0);
+  });
 });
