@@ -9,6 +9,7 @@ import { AgentJwtAuthority } from './auth/agent-jwt.ts';
 import { RegisterChallenges } from './enrolment/register-challenge.ts';
 import type { ApplianceConfig } from './config/load.ts';
 import { startGrpcServer } from './grpc/server.ts';
+import { stoppingError } from './heartbeat/stopping.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
 import { startHttpServer } from './http/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from './pki/certificates.ts';
@@ -122,7 +123,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       firstAdmin,
       stop: async () => {
         timers.forEach(clearInterval);
-        presence.closeAll(new CtOpsError('ERR_INGEST_UNREACHABLE', 'the appliance is shutting down'));
+        presence.closeAll(() => stoppingError());
         // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');

@@ -16,11 +16,12 @@ import { loadIdentity } from '../agent/identity/load.ts';
 import { identityPaths } from '../agent/identity/paths.ts';
 import { writeAgentState } from '../agent/identity/state.ts';
 import { Agent, type AgentExit } from '../agent/lifecycle/agent.ts';
-import { Backoff, backoffBaseMs, BACKOFF_SCHEDULE_MS, withJitter } from '../agent/lifecycle/backoff.ts';
+import { afterHintMs, Backoff, backoffCeilingMs, BACKOFF_SCHEDULE_MS, fullJitterMs, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
 import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
+import { busiestWindow, seededRandom } from './helpers/spread.ts';
 
 // ---------------------------------------------------------------- pure logic
 
@@ -37,21 +38,72 @@ test('nextState: each combination of facts names what the agent needs next', () 
   assert.equal(nextState({ ...INITIAL_INPUTS, stop: { kind: 'signal', signal: 'SIGINT' } }), 'stopped');
 });
 
-test('the backoff schedule is exactly 1, 2, 4, 8, 16, 32, 60 s, then stays at 60 s', () => {
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50].map(backoffBaseMs), [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]);
-  const backoff = new Backoff(() => 0);
-  assert.deepEqual(Array.from({ length: 9 }, () => backoff.next()), [...BACKOFF_SCHEDULE_MS, 60000, 60000]);
-  backoff.reset();
-  assert.equal(backoff.next(), 1000);
+test('the schedule 1, 2, 4, 8, 16, 32, 60 s is the ceiling of each wait, then stays at 60 s; no wait is under the 250 ms floor', () => {
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50].map(backoffCeilingMs), [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]);
+  const highest = new Backoff(() => 0.999999);
+  assert.deepEqual(Array.from({ length: 9 }, () => highest.next()), [...BACKOFF_SCHEDULE_MS, 60000, 60000].map((ceiling) => ceiling - 1));
+  highest.reset();
+  assert.equal(highest.next(), 999, 'a healthy stream starts the schedule over');
+  for (const misbehaving of [0, -3, 5, Number.NaN, Number.POSITIVE_INFINITY]) {
+    const delays = Array.from({ length: 3 }, () => fullJitterMs(1000, () => misbehaving));
+    assert.ok(delays.every((delay) => delay >= RETRY_FLOOR_MS && delay < 1000), `random() = ${misbehaving}: ${delays.join(', ')}`);
+  }
+  assert.equal(afterHintMs(0, () => 0), RETRY_FLOOR_MS, 'a hint of 0 cannot make a busy loop');
 });
 
-test('jitter only adds, and at most 10%', () => {
-  for (const base of BACKOFF_SCHEDULE_MS) {
-    assert.equal(withJitter(base, () => 0), base);
-    const high = withJitter(base, () => 0.9999);
-    assert.ok(high >= base && high <= base * 1.1, `${high} for ${base}`);
+test('full jitter (seeded): 10,000 agents\' waits at each step fill [250 ms, ceiling) evenly, a tenth of them in each tenth of the window', () => {
+  const random = seededRandom(9);
+  const steps = BACKOFF_SCHEDULE_MS.length;
+  const waits: number[][] = Array.from({ length: steps }, () => []);
+  for (let agent = 0; agent < 10_000; agent += 1) {
+    const backoff = new Backoff(random);
+    for (let step = 0; step < steps; step += 1) waits[step]!.push(backoff.next());
   }
-  assert.equal(withJitter(1000, () => 5), 1100, 'a misbehaving random source cannot push it further');
+  for (const [step, drawn] of waits.entries()) {
+    const ceiling = backoffCeilingMs(step);
+    const width = ceiling - RETRY_FLOOR_MS;
+    assert.ok(drawn.every((wait) => wait >= RETRY_FLOOR_MS && wait < ceiling), `step ${step}: inside [${RETRY_FLOOR_MS}, ${ceiling})`);
+    const tenths = Array.from({ length: 10 }, (_, tenth) => drawn.filter((wait) => Math.floor(((wait - RETRY_FLOOR_MS) / width) * 10) === tenth).length);
+    assert.ok(tenths.every((count) => count >= 900 && count <= 1100), `step ${step}: each tenth of the window holds 1000 ± 100 waits: ${tenths.join(', ')}`);
+  }
+});
+
+test('full jitter (seeded): 1,000 agents that lost the appliance together and find it back after 12 s return over many seconds, no second holding a third of them', () => {
+  const random = seededRandom(12);
+  const outageMs = 12_000;
+  const returns = Array.from({ length: 1000 }, () => {
+    const backoff = new Backoff(random);
+    let at = backoff.next();
+    while (at < outageMs) at += backoff.next();
+    return at - outageMs;
+  }).sort((a, b) => a - b);
+  const busiest = busiestWindow(returns, 1000);
+  assert.ok(busiest < 1000 / 3, `busiest second: ${busiest} of 1000`);
+  assert.ok(returns.at(-1)! < 60_000, 'every agent is back within the longest ceiling');
+  assert.ok(returns.at(-1)! - returns[0]! > 10_000, `returns spread over ${returns.at(-1)! - returns[0]!} ms`);
+});
+
+test('full jitter (seeded): 1,000 agents that waited out a stopping appliance\'s 1-10 s hints and found it still down return spread, the schedule going on from where their wait left them', () => {
+  const random = seededRandom(62);
+  const outageMs = 13_000;
+  const returns = Array.from({ length: 1000 }, () => {
+    const backoff = new Backoff(random);
+    let at = backoff.next(1000 + Math.floor(9000 * random()));
+    while (at < outageMs) at += backoff.next();
+    return at - outageMs;
+  });
+  // Going on from the schedule's second step instead, about a quarter of them return in one second.
+  const busiest = busiestWindow(returns, 1000);
+  assert.ok(busiest < 150, `busiest second: ${busiest} of 1000`);
+});
+
+test('a retry hint is waited out with up to half again on top; a pending poll is spread the same way', () => {
+  const random = seededRandom(3);
+  const waits = Array.from({ length: 1000 }, () => afterHintMs(10_000, random));
+  assert.ok(waits.every((wait) => wait >= 10_000 && wait < 15_000), 'never before the hint, at most half again');
+  assert.ok(Math.max(...waits) - Math.min(...waits) > 4000, 'spread over the half');
+  const polls = Array.from({ length: 1000 }, () => new Backoff(random).poll(30_000));
+  assert.ok(polls.every((wait) => wait >= 30_000 && wait < 45_000) && new Set(polls).size > 900);
 });
 
 // ---------------------------------------------------------------- harness
@@ -313,10 +365,13 @@ test('a restart with a JWT that looks expired by the host clock tries it first: 
   assert.equal(h.agent.state, 'connecting');
 });
 
-test('stream failures reconnect after 1, 2, 4, 8, 16, 32, 60, 60 s; a stream that was acked resets to 1 s', async (t) => {
-  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400));
+test('stream failures reconnect within the 1, 2, 4, 8, 16, 32, 60, 60 s ceilings (full jitter); a stream that was acked starts over at the first window', async (t) => {
+  const random = () => 0.75;
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400), random);
   await run(h);
-  for (const delay of [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]) {
+  for (const ceiling of [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]) {
+    const delay = fullJitterMs(ceiling, random);
+    assert.ok(delay > ceiling / 2 && delay < ceiling, `${delay} ms: three quarters into [250, ${ceiling})`);
     const before = h.transport.streams.length;
     h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'Connection dropped');
     await h.flush();
@@ -331,13 +386,14 @@ test('stream failures reconnect after 1, 2, 4, 8, 16, 32, 60, 60 s; a stream tha
   h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'server restarted');
   await h.flush();
   const closed = h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1);
-  assert.equal(closed?.reconnect_in_ms, 1000);
+  assert.equal(closed?.reconnect_in_ms, fullJitterMs(1000, random));
   assert.equal(closed?.code, GrpcCode.UNAVAILABLE);
   assert.equal(h.transport.registers.length, 0, 'a dropped connection needs no new registration');
 });
 
 test('a stream ended for the host\'s message rate reconnects after the appliance\'s retry-after-ms hint, not the 1 s schedule step', async (t) => {
-  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400));
+  const draws = [0, 0.75];
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400), () => draws.shift() ?? 0);
   await run(h);
   h.transport.lastStream.ack(1);
   const before = h.transport.streams.length;
@@ -354,7 +410,7 @@ test('a stream ended for the host\'s message rate reconnects after the appliance
   assert.equal(h.transport.streams.length, before + 1, 'at the hint');
   h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'Connection dropped');
   await h.flush();
-  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, 2000, 'without a hint the schedule goes on');
+  assert.equal(h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms, fullJitterMs(60_000, () => 0.75), 'without a hint the schedule goes on from the step reaching twice the 25 s waited (60 s)');
 });
 
 test('an expired JWT on the stream means registering again by key, then streaming with the new JWT', async (t) => {
@@ -434,15 +490,17 @@ test('a refused enrolment token at first enrolment exits 78', async (t) => {
 });
 
 test('an unreachable appliance and a stale clock are retried on the backoff schedule', async (t) => {
-  const h = await start(t);
+  const random = () => 0.75;
+  const h = await start(t, undefined, random);
   h.transport.answers.push(failure(GrpcCode.UNAVAILABLE, 'connect ECONNREFUSED'), failure(GrpcCode.UNAUTHENTICATED, 'ERR_REGISTER_STALE: 6 min off'), active());
   await run(h);
   assert.equal(h.agent.state, 'backing-off');
-  assert.equal(h.events.filter((event) => event.msg === 'registration failed').at(-1)?.retry_in_ms, 1000);
-  await h.advance(1000);
+  const [first, second] = [fullJitterMs(1000, random), fullJitterMs(2000, random)];
+  assert.equal(h.events.filter((event) => event.msg === 'registration failed').at(-1)?.retry_in_ms, first);
+  await h.advance(first);
   assert.equal(h.transport.registers.length, 2);
   assert.equal(h.events.filter((event) => event.msg === 'host clock differs from the appliance').length, 1);
-  await h.advance(1999);
+  await h.advance(second - 1);
   assert.equal(h.transport.registers.length, 2);
   await h.advance(1);
   assert.equal(h.transport.registers.length, 3);

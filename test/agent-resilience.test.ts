@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
+import { backoffCeilingMs, RETRY_FLOOR_MS, stepReaching } from '../agent/lifecycle/backoff.ts';
+import { STOPPING_RETRY_AFTER_MS } from '../appliance/heartbeat/stopping.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -11,7 +13,7 @@ describe('agent resilience', () => {
     for (const step of cleanup.reverse()) await step();
   });
 
-  test('after an appliance restart the agent reconnects following the 1, 2, 4 s backoff and the host is online again', async () => {
+  test("after an appliance restart the agent waits the stopping appliance's hint, then within its backoff ceilings, and the host is online again", async () => {
     const first = await TestAppliance.start();
     cleanup.push(() => first.dispose());
     const { token } = await first.createToken('--auto-approve');
@@ -23,11 +25,15 @@ describe('agent resilience', () => {
     await sleep(6_500);
     const second = await TestAppliance.start({ dataDir: first.dataDir, grpcPort: first.grpcPort });
     cleanup.push(() => second.dispose());
-    await proc.waitForLog('heartbeat stream opened', {}, 20_000, 2);
-    const delays = proc.events.filter((event) => typeof event.reconnect_in_ms === 'number').map((event) => event.reconnect_in_ms as number);
-    assert.ok(delays.length >= 3, `reconnect delays logged: ${JSON.stringify(delays)}`);
-    for (const [index, base] of [1000, 2000, 4000].entries()) {
-      assert.ok(delays[index]! >= base && delays[index]! <= base * 1.25, `delay ${index} was ${delays[index]} ms, expected ${base} ms plus a little jitter`);
+    await proc.waitForLog('heartbeat stream opened', {}, 25_000, 2);
+    const closes = proc.logged('heartbeat stream closed');
+    const hint = closes[0]?.retry_after_ms as number;
+    assert.ok(hint >= STOPPING_RETRY_AFTER_MS.min && hint < STOPPING_RETRY_AFTER_MS.max, `the stopping appliance sent a retry hint: ${hint}`);
+    const [afterHint, ...delays] = closes.map((event) => event.reconnect_in_ms as number);
+    assert.ok(afterHint! >= hint && afterHint! < hint * 1.5, `the agent waited ${afterHint} ms for a ${hint} ms hint`);
+    for (const [index, delay] of delays.entries()) {
+      const ceiling = backoffCeilingMs(stepReaching(2 * afterHint!) + index);
+      assert.ok(delay >= RETRY_FLOOR_MS && delay < ceiling, `delay ${index + 1} was ${delay} ms, expected full jitter in [${RETRY_FLOOR_MS}, ${ceiling})`);
     }
     await waitFor('online again', async () => (await second.host(agent.state().agent_id)).status === 'online');
     assert.equal(proc.logged('registering agent').length, 1, 'the JWT was still valid: no new registration');

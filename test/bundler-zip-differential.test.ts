@@ -110,25 +110,49 @@ describe('bundle verify and standard extractors agree on what a zip holds', () =
     assert.deepEqual(JSON.parse(cli.stdout).problems.map((problem: { code: string; reason: string }) => [problem.code, problem.reason]), [['ERR_BUNDLE_ZIP_AMBIGUOUS', 'directory-misplaced']]);
   });
 
-  test('the same bundle re-zipped by Info-ZIP zip -r (directory entry, extra fields), with forced data descriptors, and streamed to a pipe still verifies', async () => {
+  test('the same bundle re-zipped by standard tools still verifies: Info-ZIP zip -r (plain, -fd, streamed, -D, -X), bsdtar -a and python3 shutil.make_archive', async () => {
     const extracted = join(fixture.root, 'rezip');
     mkdirSync(extracted);
     assert.equal(run('unzip', ['-q', bundle, '-d', extracted]).status, 0);
-    const variants: Array<[string, string]> = [
-      ['zip -r', `zip -qr ../plain.zip ${TOP}`],
-      ['zip -r -fd', `zip -qr -fd ../descriptors.zip ${TOP}`],
-      ['zip -r - | cat', `zip -qr - ${TOP} | cat > ../streamed.zip`],
+    // [label, command run in the extracted folder, zip it writes, what makes it differ from the bundler's own zip]
+    const variants: Array<[string, string, string, { directoryEntry: boolean; descriptors: boolean }]> = [
+      ['zip -r', `zip -qr ../plain.zip ${TOP}`, 'plain.zip', { directoryEntry: true, descriptors: false }],
+      ['zip -r -fd', `zip -qr -fd ../descriptors.zip ${TOP}`, 'descriptors.zip', { directoryEntry: true, descriptors: true }],
+      ['zip -r - | cat', `zip -qr - ${TOP} | cat > ../streamed.zip`, 'streamed.zip', { directoryEntry: true, descriptors: true }],
+      ['zip -r -D (no directory entries)', `zip -qr -D ../no-directories.zip ${TOP}`, 'no-directories.zip', { directoryEntry: false, descriptors: false }],
+      ['zip -r -X (no extra attributes)', `zip -qr -X ../no-extras.zip ${TOP}`, 'no-extras.zip', { directoryEntry: true, descriptors: false }],
+      ['bsdtar -a -cf', `bsdtar -a -cf ../bsdtar.zip ${TOP}`, 'bsdtar.zip', { directoryEntry: true, descriptors: true }],
+      ['python3 shutil.make_archive', `python3 -c "import shutil; shutil.make_archive('../shutil', 'zip', '.', '${TOP}')"`, 'shutil.zip', { directoryEntry: true, descriptors: false }],
     ];
-    for (const [label, command] of variants) {
+    for (const [label, command, file, expected] of variants) {
       const made = run('sh', ['-c', command], extracted);
       assert.equal(made.status, 0, `${label}: ${made.stderr}`);
-      const zip = join(fixture.root, command.match(/\.\.\/(\w+\.zip)/)![1]!);
+      const zip = join(fixture.root, file);
       const listing = run('python3', ['-c', 'import sys, zipfile; print("\\n".join(f"{i.filename} {i.flag_bits}" for i in zipfile.ZipFile(sys.argv[1]).infolist()))', zip]).stdout;
-      assert.match(listing, new RegExp(`^${TOP}/ 0$`, 'm'), `${label} writes a directory entry`);
-      if (label !== 'zip -r') assert.match(listing, /^\S+ 8$/m, `${label} writes data descriptors`);
+      assert.equal(new RegExp(`^${TOP}/ \\d+$`, 'm').test(listing), expected.directoryEntry, `${label}: directory entry`);
+      assert.equal(/^\S+ 8$/m.test(listing), expected.descriptors, `${label}: data descriptors`);
       const report = await verifyBundle(zip, key);
       assert.deepEqual(report.problems, [], label);
       assert.equal(report.ok, true, label);
     }
+  });
+
+  test('the folder unzip or bsdtar extracts is verified directly by the ct-ops-bundle CLI; a re-zip of the bundle extracted by bsdtar too', async () => {
+    const cli = (target: string) => run(process.execPath, ['--import', 'tsx', join(packageRoot(), 'bundler/main.ts'), 'verify', target, '--pubkey', join(fixture.dataDir, 'bundle.pub')], packageRoot());
+    const extractors: Array<[string, (into: string) => ReturnType<typeof run>]> = [
+      ['unzip', (into) => run('unzip', ['-q', bundle, '-d', into])],
+      ['bsdtar', (into) => run('bsdtar', ['-xf', bundle, '-C', into])],
+    ];
+    for (const [label, extract] of extractors) {
+      const into = join(fixture.root, `folder-${label}`);
+      mkdirSync(into);
+      assert.equal(extract(into).status, 0, label);
+      const verified = cli(join(into, TOP));
+      assert.equal(verified.status, 0, `${label}: ${verified.stdout}${verified.stderr}`);
+      assert.match(verified.stdout, /^OK: .*all 12 files match SHA256SUMS/m, label);
+    }
+    const rezipped = join(fixture.root, 'bsdtar-extracted-zip-r.zip');
+    assert.equal(run('zip', ['-qr', rezipped, TOP], join(fixture.root, 'folder-bsdtar')).status, 0);
+    assert.equal(cli(rezipped).status, 0);
   });
 });

@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
-import { Backoff, backoffBaseMs } from '../agent/lifecycle/backoff.ts';
+import { Backoff, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { outcomeOfFailure } from '../agent/registration/outcome.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
@@ -93,13 +93,17 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
 });
 
 test('the agent waits at least the retry hint, plus up to half again as jitter, instead of its backoff schedule', () => {
-  const low = new Backoff(() => 0);
-  assert.equal(low.next(25_000), 25_000);
-  assert.equal(low.next(), backoffBaseMs(1), 'a hinted wait counts as a failure in the schedule');
+  assert.equal(new Backoff(() => 0).next(25_000), 25_000);
   const high = new Backoff(() => 0.9999);
   const delay = high.next(25_000);
   assert.ok(delay > 25_000 && delay <= 37_500, `${delay}`);
-  assert.equal(new Backoff(() => 0).next(0), backoffBaseMs(0), 'a hint of 0 cannot make the agent retry in a busy loop');
+  const after = high.next();
+  assert.ok(after > 32_000 && after < 60_000, `a hinted wait of ${delay} ms counts as time away: the next wait is drawn under the 60 s step (${after})`);
+  const short = new Backoff(() => 0.9999);
+  short.next(1_000);
+  const afterShort = short.next();
+  assert.ok(afterShort > 2_000 && afterShort < 4_000, `after a 1.5 s hinted wait the schedule goes on under its 4 s step (${afterShort})`);
+  assert.equal(new Backoff(() => 0).next(0), RETRY_FLOOR_MS, 'a hint of 0 cannot make the agent retry in a busy loop');
 });
 
 test('the retry hint is read from trailing metadata, clamped, and a throttled Register is retried, never fatal', () => {

@@ -222,7 +222,8 @@ export class Agent {
           this.successorEnrolled();
         }
         log.info({ agent_id: outcome.agentId, status: outcome.status, retry_after_secs: outcome.retryAfterSecs, reason: outcome.message }, 'awaiting approval');
-        return this.update({ approvalPollMs: outcome.retryAfterSecs * 1000 });
+        // Spread like a hinted retry: hosts enrolled together would otherwise all poll on the same second.
+        return this.update({ approvalPollMs: this.backoff.poll(outcome.retryAfterSecs * 1000) });
       case 'refused':
         log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');
         return this.fail(new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host${outcome.message ? ` (${outcome.message})` : ''}; not retrying`, { agent_id: outcome.agentId, status: outcome.status }));

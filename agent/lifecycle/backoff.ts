@@ -1,23 +1,66 @@
-/** The spec's reconnect schedule: 1s → 2s → 4s → 8s → 16s → 32s → 60s (capped). */
+/**
+ * How long the agent waits before it retries a failed stream or Register.
+ *
+ * The spec's schedule (1 → 2 → 4 → 8 → 16 → 32 → 60 s) is the CEILING of each wait; the wait
+ * itself is drawn uniformly between RETRY_FLOOR_MS and that ceiling: "full jitter" in Marc
+ * Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015
+ * (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/). Agents that lost
+ * the same appliance at the same instant (a restart) share the schedule, so a jitter that only
+ * adds a tenth brought a whole fleet back within a few hundred milliseconds (issue 9 §2); drawn
+ * over the whole window, their attempts fall independently and the returns spread over it.
+ */
+
+/** The spec's reconnect schedule, used as the ceiling of each wait (ms). */
 export const BACKOFF_SCHEDULE_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] as const;
 
-/** Jitter only ever adds, up to this share, so the base schedule stays recognisable. */
-export const BACKOFF_JITTER = 0.1;
+/**
+ * The shortest wait (ms) before any retry, whatever the random draw or the hint: a broken
+ * appliance answering at once can never make an agent spin. A quarter of the first step keeps
+ * three quarters of that window for the spread.
+ */
+export const RETRY_FLOOR_MS = 250;
 
-/** The base delay before retry number `attempt` (0 = first retry). */
-export function backoffBaseMs(attempt: number): number {
+/**
+ * Spread on top of an appliance's retry hint: up to half again. The agents the appliance
+ * throttled at once got about the same hint; a wait of exactly the hint would bring them
+ * back together.
+ */
+export const HINT_JITTER = 0.5;
+
+/** The ceiling of the wait before retry number `attempt` (0 = first retry), in ms. */
+export function backoffCeilingMs(attempt: number): number {
   return BACKOFF_SCHEDULE_MS[Math.min(Math.max(0, attempt), BACKOFF_SCHEDULE_MS.length - 1)] as number;
 }
 
 /**
- * Jitter on top of an appliance's retry hint: up to half again. The agents the appliance
- * throttled at once got about the same hint, and a tenth of it would not spread them.
+ * The first step of the schedule whose ceiling is at least `ms` (the last step when none is).
+ * Full-jitter waits average half their ceiling, so an agent that has been away `ms / 2` on its
+ * own schedule is at about this step.
  */
-export const HINT_JITTER = 0.5;
+export function stepReaching(ms: number): number {
+  const step = BACKOFF_SCHEDULE_MS.findIndex((ceiling) => ceiling >= ms);
+  return step === -1 ? BACKOFF_SCHEDULE_MS.length - 1 : step;
+}
 
-/** Spreads agents that lost the same appliance so they do not all return in the same instant; adds at most `share` of the base. */
-export function withJitter(baseMs: number, random: () => number, share: number = BACKOFF_JITTER): number {
-  return baseMs + Math.floor(baseMs * share * Math.min(Math.max(random(), 0), 1));
+/** A draw of the random source clamped to [0, 1), so a misbehaving source cannot leave the window. */
+function unit(random: () => number): number {
+  const value = random();
+  return Number.isFinite(value) ? Math.min(Math.max(value, 0), 1 - Number.EPSILON) : 0;
+}
+
+/** Full jitter (ms): uniform in [RETRY_FLOOR_MS, ceilingMs). */
+export function fullJitterMs(ceilingMs: number, random: () => number): number {
+  return RETRY_FLOOR_MS + Math.floor((Math.max(ceilingMs, RETRY_FLOOR_MS) - RETRY_FLOOR_MS) * unit(random));
+}
+
+/**
+ * The wait (ms) after an appliance's retry hint (ms; common/retry-hint.ts, or a pending
+ * Register's retry_after_secs): uniform in [hint, hint × (1 + HINT_JITTER)), never under
+ * RETRY_FLOOR_MS, so a hint of 0 cannot make a busy loop.
+ */
+export function afterHintMs(hintMs: number, random: () => number): number {
+  const base = Math.max(hintMs, RETRY_FLOOR_MS);
+  return base + Math.floor(base * HINT_JITTER * unit(random));
 }
 
 /** Counts consecutive failures; a healthy stream resets it. */
@@ -25,21 +68,32 @@ export class Backoff {
   private attempt = 0;
   private readonly random: () => number;
 
+  /** @param random uniform in [0, 1) (Math.random; a seeded source in tests). */
   constructor(random: () => number) {
     this.random = random;
   }
 
   /**
-   * The delay before the next retry (ms), advancing the schedule. With the appliance's retry
-   * hint (ms, common/retry-hint.ts) it is the hint plus HINT_JITTER instead: never less than
-   * the hint, and not the schedule's 1 s, which would come back while still throttled. A hint
-   * under the schedule's first step counts as that step, so a hint of 0 cannot make a busy loop.
+   * The wait before the next retry (ms), advancing the schedule: full jitter under the
+   * schedule's step, or with the appliance's retry hint (ms) afterHintMs instead — never less
+   * than the hint, and not the schedule's first second, which would come back while still
+   * throttled. The first retry after a healthy stream is drawn over its whole first window.
+   *
+   * A hinted wait counts as time away: the schedule goes on from the step whose ceiling is at
+   * least twice that wait (stepReaching), where the agent would be had it waited that long on
+   * its own. Going on from the next short step instead, a fleet that waited out a stopping
+   * appliance's hints would find it still down and retry together on the 1-4 s steps.
    */
   next(hintMs?: number): number {
-    const delay =
-      hintMs === undefined ? withJitter(backoffBaseMs(this.attempt), this.random) : withJitter(Math.max(hintMs, backoffBaseMs(0)), this.random, HINT_JITTER);
-    this.attempt += 1;
+    if (hintMs === undefined) return fullJitterMs(backoffCeilingMs(this.attempt++), this.random);
+    const delay = afterHintMs(hintMs, this.random);
+    this.attempt = Math.max(this.attempt + 1, stepReaching(2 * delay));
     return delay;
+  }
+
+  /** The wait before polling again (ms) when the appliance holds the host pending for `hintMs`. */
+  poll(hintMs: number): number {
+    return afterHintMs(hintMs, this.random);
   }
 
   reset(): void {
