@@ -19,9 +19,8 @@ import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { NONCE_PRUNE_BATCH } from '../appliance/store/register-nonces.ts';
 import { CtOpsError, GrpcCode } from '../common/errors.ts';
-import type { RegisterRequest__Output } from '../common/proto.ts';
 import { MAX_RETRY_AFTER_MS, parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
-import { newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-register-throttle-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,8 +43,7 @@ test('a refused Register records nothing: bad, used-up and missing tokens and re
   const now = Date.now();
   const tokenRequest = { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} };
   const single = createEnrolmentToken(stores, org.id, tokenRequest, now);
-  // signedRegister sets every field with Buffers for bytes: the shape grpc-js decodes into.
-  const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(signedRegister(identity, orgToken, {}, at) as RegisterRequest__Output), deps, at);
+  const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(decodedRegister(signedRegister(identity, orgToken, {}, at))), deps, at);
   const refusedWith = async (code: string, registering: Promise<unknown>) =>
     assert.rejects(registering, (error: unknown) => error instanceof CtOpsError && error.code === code);
   try {
@@ -81,14 +79,24 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
   try {
     const key = Buffer.alloc(32, 7);
     const nonce = (index: number) => Buffer.from(index.toString(16).padStart(32, '0'), 'hex');
-    for (let index = 0; index < 100; index += 1) assert.ok(stores.registerNonces.remember(key, nonce(index), 1_000, 500));
+    for (let index = 0; index < 100; index += 1) assert.equal(stores.registerNonces.remember(key, nonce(index), 1_000, 500), 'new');
     assert.equal(nonceRows(path), 100);
     const fresh = Math.ceil(100 / (NONCE_PRUNE_BATCH - 1)) + 1;
     for (let index = 0; index < fresh; index += 1) stores.registerNonces.remember(key, nonce(1_000 + index), 10_000, 2_000);
     assert.equal(nonceRows(path), fresh, 'only the unexpired nonces are left');
-    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), false, 'an unexpired nonce is still recognised');
+    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), 'used', 'an unexpired nonce is still recognised');
   } finally {
     stores.close();
+  }
+  // The clock set back (to 600, before the pruned rows' expiry of 1 000): a nonce expiring at or
+  // before a pruned row could be a replay whose row is gone, so it is refused, after a restart too.
+  const reopened = openStores(path);
+  try {
+    const key = Buffer.alloc(32, 7);
+    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 1), 1_000, 600), 'forgotten');
+    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 2), 1_001, 600), 'new', 'a later expiry is still judged by its row');
+  } finally {
+    reopened.close();
   }
 });
 

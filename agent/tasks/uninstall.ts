@@ -187,11 +187,12 @@ async function askHelper(spoolDir: string, taskId: string, signal: AbortSignal, 
 }
 
 async function waitForAnswer(path: string, signal: AbortSignal, timeoutMs: number): Promise<string | undefined> {
-  const deadline = Date.now() + timeoutMs;
+  // Monotonic: a clock set by NTP while the helper works must not end the wait early or stretch it.
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     signal.throwIfAborted();
     const answer = readAnswer(path);
-    if (answer !== undefined || Date.now() >= deadline) return answer;
+    if (answer !== undefined || performance.now() >= deadline) return answer;
     // An abort ends the sleep early; the check at the top of the loop then throws its reason.
     await sleep(HELPER_POLL_MS, undefined, { signal }).catch(() => undefined);
   }
