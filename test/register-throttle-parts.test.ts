@@ -12,7 +12,7 @@ import { rpcFailure } from '../agent/transport/failure.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
-import { register } from '../appliance/enrolment/register.ts';
+import { register, REGISTER_CLOCK_SKEW_MS } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { peerSource } from '../appliance/lib/peer-source.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
@@ -97,6 +97,28 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
     assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 2), 1_001, 600), 'new', 'a later expiry is still judged by its row');
   } finally {
     reopened.close();
+  }
+});
+
+test("a legacy Register's nonce is remembered for twice the allowed skew from the appliance's clock at most, however far ahead its timestamp", async () => {
+  const path = join(dir, 'legacy-cap.db');
+  const stores = openStores(path);
+  try {
+    const org = stores.organisations.ensureDefault(Date.now());
+    const jwtKey = await ensureJwtSigningKey(dir);
+    const deps = { stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+    const now = Date.now();
+    const token = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
+    // Four minutes ahead: within the 5-minute skew, so accepted, but kept no longer than now + 10 min.
+    await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity(), token.secret, {}, now + 4 * 60_000))), deps, now);
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal((db.prepare('SELECT max(expires_at) AS until FROM register_nonces').get() as { until: number }).until, now + 2 * REGISTER_CLOCK_SKEW_MS);
+    } finally {
+      db.close();
+    }
+  } finally {
+    stores.close();
   }
 });
 

@@ -186,7 +186,8 @@ async function askHelper(spoolDir: string, taskId: string, signal: AbortSignal, 
   throw new CtOpsError('ERR_UNINSTALL_FAILED', `the root helper refused the uninstall: ${reason}`, { reason });
 }
 
-async function waitForAnswer(path: string, signal: AbortSignal, timeoutMs: number): Promise<string | undefined> {
+/** The first line of the helper's answer file at `path` once it appears, or undefined after timeoutMs (ms, monotonic). */
+export async function waitForAnswer(path: string, signal: AbortSignal, timeoutMs: number): Promise<string | undefined> {
   // Monotonic: a clock set by NTP while the helper works must not end the wait early or stretch it.
   const deadline = performance.now() + timeoutMs;
   for (;;) {
