@@ -4,8 +4,8 @@ import { CLOCK_OFFSET_CLEAR_SECS, CLOCK_OFFSET_WARN_SECS, isClockOffsetHigh } fr
 /**
  * Watches one host's clock offset on its Heartbeat stream and logs each crossing, with
  * hysteresis: a warning when it goes past CLOCK_OFFSET_WARN_SECS, an info line when it is back
- * under CLOCK_OFFSET_CLEAR_SECS, nothing in between or while it stays on one side. It starts from the offset recorded for the host (a
- * reconnect is no crossing). The offset itself is stored with the heartbeat (VitalsWriter).
+ * under CLOCK_OFFSET_CLEAR_SECS, nothing in between or while it stays on one side. It starts
+ * from the offset recorded for the host (a reconnect is no crossing). The offset itself is stored with the heartbeat (VitalsWriter).
  */
 export class HostClockWatch {
   readonly #hostId: string;
