@@ -78,7 +78,7 @@ function limitedContext(timeoutMs: number, maxOutputBytes: number, signal: Abort
   // Monotonic: a clock correction mid-collection must not make the remaining time zero or days long.
   const deadline = performance.now() + timeoutMs;
   return {
-    run: (spec) => runCommand(spec, { timeoutMs: deadline - performance.now(), maxOutputBytes, signal }),
+    run: (spec) => runCommand(spec, { timeoutMs: Math.ceil(deadline - performance.now()), maxOutputBytes, signal }),
     readFile: (path) => readDatabaseFile(path, maxOutputBytes),
   };
 }
