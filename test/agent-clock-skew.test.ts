@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CERTIFICATE_TIME_WARNING } from '../agent/transport/failure.ts';
+import { ExitCode } from '../common/errors.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { shiftedClockEnv } from './helpers/faketime.ts';
@@ -97,12 +102,43 @@ describe('an agent whose clock is wrong by minutes or days', () => {
     }
 
     // A restart keeps the saved JWT: the agent does not judge it by its own clock, so no Register.
-    for (const { agent, offset } of cases) {
+    // Stopped right after a fresh renewal, so the saved JWT is still valid (by the appliance's
+    // clock) when the restarted agent uses it, however slow the loaded machine is.
+    for (const [index, { agent, offset }] of cases.entries()) {
+      const proc = procs[index]!;
+      await proc.waitForLog('credential refreshed', {}, 40_000, proc.logged('credential refreshed').length + 1);
       await agent.stop();
-      const proc = agent.start([], shiftedClockEnv({ offset }));
-      await proc.waitForLog('heartbeat stream opened', {}, 30_000);
-      assert.equal(proc.logged('registering agent').length, 0, `${offset}: the saved JWT was used, not discarded`);
+      const restarted = agent.start([], shiftedClockEnv({ offset }));
+      await restarted.waitForLog('heartbeat stream opened', {}, 30_000);
+      assert.equal(restarted.logged('registering agent').length, 0, `${offset}: the saved JWT was used, not discarded`);
     }
     for (const id of ids) assert.equal(appliance.process.logged('host clock offset above threshold', { host_id: id }).length, 1, 'a reconnect is no new crossing');
+  });
+
+  test('an agent 8 days behind (before the certificate is valid) keeps retrying, names its clock, and enrols once its clock is set; -check says why', async () => {
+    const { token } = await appliance.createToken('--auto-approve');
+    const agent = shiftedAgent(token);
+    const clockDir = mkdtempSync(join(tmpdir(), 'ct-ops-agent-clock-'));
+    const clockFile = join(clockDir, 'faketime');
+    try {
+      // The server certificate is valid from 7 days before the appliance made it: 8 days behind is before that.
+      writeFileSync(clockFile, '-8d\n');
+      const check = agent.start(['-check'], shiftedClockEnv({ timestampFile: clockFile }));
+      assert.equal((await check.exited).code, ExitCode.TEMP_FAIL, `-check exits 75, not 78: ${check.stderr}`);
+      assert.match(check.stderr + JSON.stringify(check.events), /ERR_INGEST_TLS_CLOCK[\s\S]*not valid at this host's clock/);
+
+      const proc = agent.start([], shiftedClockEnv({ timestampFile: clockFile }));
+      const warning = await proc.waitForLog(CERTIFICATE_TIME_WARNING, {}, 30_000, 2);
+      assert.ok(typeof warning.local_time === 'string' && Date.parse(warning.local_time) < Date.now() - 7 * 86_400_000, `the warning names the host's (wrong) time: ${JSON.stringify(warning)}`);
+      assert.equal(proc.running, true, 'retried, not a fatal exit (78) that systemd would not restart');
+      assert.equal(proc.logged('registration failed').length, 0);
+
+      // NTP sets the clock: the running agent enrols on its next attempt.
+      writeFileSync(clockFile, '+0\n');
+      await proc.waitForLog('heartbeat stream opened', {}, 60_000);
+      assert.equal(proc.running, true);
+    } finally {
+      rmSync(clockDir, { recursive: true, force: true });
+    }
   });
 });

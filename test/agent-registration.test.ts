@@ -116,6 +116,13 @@ test('an untrusted certificate is fatal ERR_INGEST_TLS_UNTRUSTED; plain unavaila
   assert.equal(refused.kind, 'retry');
 });
 
+test('a certificate not valid at the host clock (expired, not yet valid) is retried as a clock problem, never fatal', () => {
+  for (const details of ['No connection established. Last error: Error: certificate is not yet valid', 'No connection established. Last error: Error: certificate has expired', 'CERT_NOT_YET_VALID', 'Error: CRL has expired']) {
+    const outcome = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAVAILABLE, details }), { tlsError });
+    assert.deepEqual(outcome.kind === 'retry' && [outcome.certificateTime, outcome.clockSkew], [true, true], details);
+  }
+});
+
 test('a stale timestamp is retried and flagged as clock skew; a replay is retried', () => {
   const stale = outcomeOfFailure(rpcFailure({ code: GrpcCode.UNAUTHENTICATED, details: 'ERR_REGISTER_STALE: too old' }), { tlsError });
   assert.deepEqual(stale.kind === 'retry' && [stale.clockSkew, stale.failure.errorCode], [true, 'ERR_REGISTER_STALE']);

@@ -45,7 +45,7 @@ test('a vitals sample has plausible values', () => {
   assert.ok(Number.isInteger(vitals.uptimeSeconds) && vitals.uptimeSeconds > 0);
 });
 
-test('a heartbeat carries every field with the timestamp in whole seconds', () => {
+test('a heartbeat carries every field with the timestamp in whole seconds and in ms', () => {
   const request = buildHeartbeat({
     agentId: 'hst_1',
     sequence: 3,
@@ -57,7 +57,7 @@ test('a heartbeat carries every field with the timestamp in whole seconds', () =
   });
   assert.deepEqual(request, {
     agent_id: 'hst_1', cpu_percent: 1, memory_percent: 2, disk_percent: 3, uptime_seconds: 4, timestamp_unix: 1_700_000_000,
-    sequence: 3, interval_secs: 30, agent_version: '0.1.0', task_updates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
+    timestamp_unix_ms: 1_700_000_000_999, sequence: 3, interval_secs: 30, agent_version: '0.1.0', task_updates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
   });
 });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CLOCK_OFFSET_WARN_SECS } from '../common/clock-offset.ts';
+import { CLOCK_OFFSET_CLEAR_SECS } from '../common/clock-offset.ts';
+import { codeFromGrpcDetails } from '../common/errors.ts';
 import { useIngestFixture } from './helpers/ingest-fixture.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -31,7 +32,7 @@ describe("a host's clock offset against a real appliance", () => {
     stream.send(hostId, 2, { timestamp_unix_ms: Date.now() + HOUR_MS });
     await waitFor('ack 2', () => stream.acks().includes(2));
     const ack = stream.received.find((message) => message.ack?.sequence === 2)?.ack;
-    assert.ok(ack && Math.abs(ack.clock_offset_ms - HOUR_MS) < 5_000, `the ack tells the agent its offset: ${JSON.stringify(ack)}`);
+    assert.ok(ack?.clock_offset_ms !== undefined && Math.abs(ack.clock_offset_ms - HOUR_MS) < 5_000, `the ack tells the agent its offset: ${JSON.stringify(ack)}`);
     assert.equal((await shownOffset(hostId, 3600)).clock_offset_warning, true);
     await ingest.appliance.process.waitForLog('host clock offset above threshold', threshold);
 
@@ -42,7 +43,58 @@ describe("a host's clock offset against a real appliance", () => {
     stream.send(hostId, 4, { timestamp_unix_ms: Date.now() });
     assert.equal((await shownOffset(hostId, 0)).clock_offset_warning, false);
     const back = await ingest.appliance.process.waitForLog('host clock offset back within threshold', threshold);
-    assert.equal(back.threshold_secs, CLOCK_OFFSET_WARN_SECS);
+    assert.equal(back.threshold_secs, CLOCK_OFFSET_CLEAR_SECS);
     assert.equal(ingest.appliance.process.logged('host clock offset above threshold', threshold).length, 1, 'one warning for the whole time past the threshold');
+  });
+
+  test('a clock hovering at the threshold is warned once, and logged back only well within it', async () => {
+    const { hostId, jwt } = await ingest.enrol({ hostname: 'clock-hover' });
+    const threshold = { host_id: hostId };
+    const stream = await ingest.openStream(hostId, jwt);
+    // The reviewer's case: a host alternating 299.5 s / 300.5 s ahead logged a line per heartbeat.
+    let sequence = 2;
+    for (; sequence < 22; sequence += 1) {
+      stream.send(hostId, sequence, { timestamp_unix_ms: Date.now() + (sequence % 2 === 1 ? 299_500 : 300_500) });
+      await waitFor(`ack ${sequence}`, () => stream.acks().includes(sequence));
+    }
+    // Under the threshold but not yet under the clear level: still flagged, nothing logged.
+    stream.send(hostId, sequence, { timestamp_unix_ms: Date.now() - 270_000 });
+    await waitFor(`ack ${sequence}`, () => stream.acks().includes(sequence));
+    assert.equal(ingest.appliance.process.logged('host clock offset above threshold', threshold).length, 1);
+    assert.equal(ingest.appliance.process.logged('host clock offset back within threshold', threshold).length, 0);
+    sequence += 1;
+    stream.send(hostId, sequence, { timestamp_unix_ms: Date.now() + 200_000 });
+    await ingest.appliance.process.waitForLog('host clock offset back within threshold', threshold);
+  });
+
+  test('implausible agent times are refused or ignored: no stored offset, no warning, no offset in the ack', async () => {
+    const { hostId, jwt } = await ingest.enrol({ hostname: 'clock-garbage' });
+    const stream = await ingest.openStream(hostId, jwt);
+    // Beyond 100 years either way: no clock, however wrong, is that far off (an RTC reset to 1970 is ~56 years).
+    const garbage = [{ timestamp_unix_ms: Number.MAX_SAFE_INTEGER }, { timestamp_unix_ms: 0, timestamp_unix: Math.floor(Number.MAX_SAFE_INTEGER / 1000) }];
+    for (const [index, extra] of garbage.entries()) {
+      const sequence = index + 2;
+      stream.send(hostId, sequence, extra);
+      await waitFor(`ack ${sequence}`, () => stream.acks().includes(sequence));
+      const ack = stream.received.find((message) => message.ack?.sequence === sequence)?.ack;
+      assert.equal(ack?.clock_offset_ms, undefined, `no offset claimed for ${JSON.stringify(extra)}: ${JSON.stringify(ack)}`);
+    }
+    // A real offset of (about) zero is still told, so absent reads "unknown", never "in sync".
+    stream.send(hostId, 5, { timestamp_unix_ms: Date.now() });
+    await waitFor('ack 5', () => stream.acks().includes(5));
+    assert.equal(typeof stream.received.find((message) => message.ack?.sequence === 5)?.ack?.clock_offset_ms, 'number');
+    const host = await shownOffset(hostId, 0);
+    assert.equal(host.clock_offset_warning, false);
+    assert.equal(ingest.appliance.process.logged('host clock offset above threshold', { host_id: hostId }).length, 0);
+
+    // Out of int64's safe range (2^63-1, -2^63 seconds) or negative: the heartbeat is refused.
+    for (const [name, extra] of [['2^63-1', { timestamp_unix: '9223372036854775807' }], ['-2^63', { timestamp_unix: '-9223372036854775808' }], ['-1', { timestamp_unix: -1 }]] as const) {
+      const { hostId: badId, jwt: badJwt } = await ingest.enrol({ hostname: `clock-int64-${name.replace(/[^0-9]/g, '')}` });
+      const bad = await ingest.openStream(badId, badJwt);
+      bad.send(badId, 2, extra as never);
+      const ended = await bad.ended;
+      assert.equal(codeFromGrpcDetails(ended.details), 'ERR_INVALID_ARGUMENT', `timestamp_unix ${name}: ${ended.details}`);
+      assert.match(ended.details, /timestamp_unix must be a non-negative integer/);
+    }
   });
 });

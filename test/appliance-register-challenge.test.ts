@@ -102,9 +102,17 @@ describe('Register challenges against a real appliance', () => {
 
   test('the legacy Register (timestamp and nonce, agents without challenges) is still accepted within 5 minutes, refused ERR_REGISTER_STALE beyond', async () => {
     const { token } = await appliance.createToken('--auto-approve', '--max-uses', '2');
-    const accepted = await callRegister(client, signedRegister(newIdentity('legacy-fresh'), token));
+    const fresh = newIdentity('legacy-fresh');
+    const accepted = await callRegister(client, signedRegister(fresh, token));
     assert.ok(accepted.ok && accepted.value.status === 'AGENT_STATUS_ACTIVE', JSON.stringify(accepted));
     assert.deepEqual(await refusal(signedRegister(newIdentity('legacy-stale'), token, {}, Date.now() + 10 * 60_000)), { code: GrpcCode.UNAUTHENTICATED, errorCode: 'ERR_REGISTER_STALE' });
+
+    // Logged at info with the agent's version, once per key per appliance run, not once per Register.
+    for (let again = 0; again < 3; again += 1) assert.ok((await callRegister(client, signedRegister(fresh, ''))).ok, 'a known key registers again');
+    const keyPrefix = Buffer.from(fresh.keyPair.publicKey).toString('base64url').slice(0, 12);
+    const logged = appliance.process.logged('legacy Register (agent without GetRegisterChallenge)', { public_key_prefix: keyPrefix });
+    assert.equal(logged.length, 1, 'one line for four Registers of one key');
+    assert.deepEqual([logged[0]!.level, logged[0]!.register_form, logged[0]!.agent_version], [30, 'legacy', '0.1.0-test']);
   });
 
   // Last: it throttles this test's source (127.0.0.1) for the rest of the window.

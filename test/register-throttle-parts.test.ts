@@ -12,16 +12,15 @@ import { rpcFailure } from '../agent/transport/failure.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
-import { register } from '../appliance/enrolment/register.ts';
+import { register, REGISTER_CLOCK_SKEW_MS } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { peerSource } from '../appliance/lib/peer-source.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { NONCE_PRUNE_BATCH } from '../appliance/store/register-nonces.ts';
 import { CtOpsError, GrpcCode } from '../common/errors.ts';
-import type { RegisterRequest__Output } from '../common/proto.ts';
 import { MAX_RETRY_AFTER_MS, parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../common/retry-hint.ts';
-import { newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-register-throttle-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,8 +43,7 @@ test('a refused Register records nothing: bad, used-up and missing tokens and re
   const now = Date.now();
   const tokenRequest = { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} };
   const single = createEnrolmentToken(stores, org.id, tokenRequest, now);
-  // signedRegister sets every field with Buffers for bytes: the shape grpc-js decodes into.
-  const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(signedRegister(identity, orgToken, {}, at) as RegisterRequest__Output), deps, at);
+  const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(decodedRegister(signedRegister(identity, orgToken, {}, at))), deps, at);
   const refusedWith = async (code: string, registering: Promise<unknown>) =>
     assert.rejects(registering, (error: unknown) => error instanceof CtOpsError && error.code === code);
   try {
@@ -81,12 +79,44 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
   try {
     const key = Buffer.alloc(32, 7);
     const nonce = (index: number) => Buffer.from(index.toString(16).padStart(32, '0'), 'hex');
-    for (let index = 0; index < 100; index += 1) assert.ok(stores.registerNonces.remember(key, nonce(index), 1_000, 500));
+    for (let index = 0; index < 100; index += 1) assert.equal(stores.registerNonces.remember(key, nonce(index), 1_000, 500), 'new');
     assert.equal(nonceRows(path), 100);
     const fresh = Math.ceil(100 / (NONCE_PRUNE_BATCH - 1)) + 1;
     for (let index = 0; index < fresh; index += 1) stores.registerNonces.remember(key, nonce(1_000 + index), 10_000, 2_000);
     assert.equal(nonceRows(path), fresh, 'only the unexpired nonces are left');
-    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), false, 'an unexpired nonce is still recognised');
+    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), 'used', 'an unexpired nonce is still recognised');
+  } finally {
+    stores.close();
+  }
+  // The clock set back (to 600, before the pruned rows' expiry of 1 000): a nonce expiring at or
+  // before a pruned row could be a replay whose row is gone, so it is refused, after a restart too.
+  const reopened = openStores(path);
+  try {
+    const key = Buffer.alloc(32, 7);
+    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 1), 1_000, 600), 'forgotten');
+    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 2), 1_001, 600), 'new', 'a later expiry is still judged by its row');
+  } finally {
+    reopened.close();
+  }
+});
+
+test("a legacy Register's nonce is remembered for twice the allowed skew from the appliance's clock at most, however far ahead its timestamp", async () => {
+  const path = join(dir, 'legacy-cap.db');
+  const stores = openStores(path);
+  try {
+    const org = stores.organisations.ensureDefault(Date.now());
+    const jwtKey = await ensureJwtSigningKey(dir);
+    const deps = { stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
+    const now = Date.now();
+    const token = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
+    // Four minutes ahead: within the 5-minute skew, so accepted, but kept no longer than now + 10 min.
+    await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity(), token.secret, {}, now + 4 * 60_000))), deps, now);
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal((db.prepare('SELECT max(expires_at) AS until FROM register_nonces').get() as { until: number }).until, now + 2 * REGISTER_CLOCK_SKEW_MS);
+    } finally {
+      db.close();
+    }
   } finally {
     stores.close();
   }

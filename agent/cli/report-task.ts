@@ -16,7 +16,7 @@ import { describeHost } from '../registration/host.ts';
 import { TaskLedger } from '../tasks/ledger.ts';
 import { reportOf } from '../tasks/runner.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
-import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
+import { certificateTimeError, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport, RpcFailure } from '../transport/types.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
 import { loadConfigLogged } from './startup.ts';
@@ -55,7 +55,8 @@ export async function reportTask(configFile: string, report: TaskReport, env: No
     throw new CtOpsError('ERR_TASK_NOT_FOUND', `this agent never received task ${report.taskId} (it is not in the task ledger of ${config.dataDir})`, { task_id: report.taskId });
   }
   const update = reportOf({ ...received, phase: report.outcome, errorCode: report.outcome === 'failed' ? report.errorCode : undefined, message: report.message, resultJson: undefined });
-  const deadline = Date.now() + REPORT_TIMEOUT_MS;
+  // Monotonic (performance.now()): a clock set by NTP during the report must not change its timeout.
+  const deadline = performance.now() + REPORT_TIMEOUT_MS;
   const transport = createGrpcTransport(config.ingest);
   try {
     const saved = identity.credential;
@@ -118,7 +119,7 @@ function deliver(transport: IngestTransport, credential: AgentCredential, update
       session?.close();
       resolve(delivery);
     };
-    const timer = setTimeout(() => finish({ delivered: false, failure: undefined }), Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(() => finish({ delivered: false, failure: undefined }), Math.max(0, deadline - performance.now()));
     session = new HeartbeatSession({
       transport,
       credential,
@@ -152,5 +153,6 @@ function undeliveredError(failure: RpcFailure | undefined, config: AgentConfig):
   const address = config.ingest.address.target;
   if (failure === undefined) return new CtOpsError('ERR_INGEST_UNREACHABLE', `no acknowledgement from ${address} within ${REPORT_TIMEOUT_MS / 1000} s`, { address });
   if (isTlsTrustFailure(failure)) return untrustedError(config.ingest, failure.details);
+  if (failure.errorCode === undefined && isCertificateTimeFailure(failure.details)) return certificateTimeError(config.ingest, failure.details);
   return new CtOpsError(failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `the heartbeat stream to ${address} ended before the report was acknowledged: ${failure.details}`, { grpc_code: failure.grpcCode, address });
 }

@@ -99,7 +99,7 @@ export class HeartbeatSession {
     if (this.closedBy !== undefined) return;
     this.sequence += 1;
     const nowMs = this.deps.now();
-    this.sentAt.set(this.sequence, nowMs);
+    this.sentAt.set(this.sequence, performance.now());
     this.call.send(
       buildHeartbeat({
         agentId: this.deps.credential.agentId,
@@ -146,12 +146,13 @@ export class HeartbeatSession {
       for (const key of [...this.sentAt.keys()]) if (key <= sequence) this.sentAt.delete(key);
       const delivered = this.deps.updates.acknowledge(sequence);
       if (delivered.length > 0) this.deps.events.onDelivered(delivered);
-      this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : this.deps.now() - sentAt }, 'heartbeat acknowledged');
+      this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : Math.round(performance.now() - sentAt) }, 'heartbeat acknowledged');
       this.armAckTimer();
       this.acks += 1;
       if (this.acks === 1) {
         // Only reported: the appliance records the offset and judges everything time-bound itself.
-        if (isClockOffsetHigh(message.ack.clock_offset_ms)) this.deps.log.warn({ clock_offset_ms: message.ack.clock_offset_ms }, 'host clock differs from the appliance');
+        const offsetMs = message.ack.clock_offset_ms;
+        if (offsetMs !== undefined && isClockOffsetHigh(offsetMs)) this.deps.log.warn({ clock_offset_ms: offsetMs }, 'host clock differs from the appliance');
         this.deps.events.onFirstAck();
       }
       // More reports than one heartbeat may carry: the next batch goes out now, not an interval later.

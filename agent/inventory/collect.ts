@@ -75,9 +75,10 @@ async function firstAvailable(collectors: readonly InventoryCollector[], context
 
 /** Every tool run gets what remains of the one collection deadline. */
 function limitedContext(timeoutMs: number, maxOutputBytes: number, signal: AbortSignal | undefined): CollectContext {
-  const deadline = Date.now() + timeoutMs;
+  // Monotonic: a clock correction mid-collection must not make the remaining time zero or days long.
+  const deadline = performance.now() + timeoutMs;
   return {
-    run: (spec) => runCommand(spec, { timeoutMs: deadline - Date.now(), maxOutputBytes, signal }),
+    run: (spec) => runCommand(spec, { timeoutMs: Math.ceil(deadline - performance.now()), maxOutputBytes, signal }),
     readFile: (path) => readDatabaseFile(path, maxOutputBytes),
   };
 }

@@ -13,7 +13,7 @@ import type { RegisterOutcome } from '../registration/outcome.ts';
 import type { HostDescription } from '../registration/request.ts';
 import type { HostFacts } from '../../common/proto.ts';
 import { forgetRetiredKeys, retireIdentity } from '../identity/retire.ts';
-import { isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
+import { CERTIFICATE_TIME_WARNING, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
 import { TaskLedger } from '../tasks/ledger.ts';
@@ -232,7 +232,8 @@ export class Agent {
         const hintMs = outcome.failure.retryAfterMs;
         const delay = this.backoff.next(hintMs);
         const fields = { code: outcome.failure.grpcCode, error_code: outcome.failure.errorCode ?? null, details: outcome.failure.details, retry_after_ms: hintMs ?? null, retry_in_ms: delay };
-        if (outcome.clockSkew) log.warn(fields, 'host clock differs from the appliance');
+        if (outcome.certificateTime) log.warn({ ...fields, local_time: new Date().toISOString() }, CERTIFICATE_TIME_WARNING);
+        else if (outcome.clockSkew) log.warn(fields, 'host clock differs from the appliance');
         else log.warn(fields, 'registration failed');
         return this.update({ retryInMs: delay });
       }
@@ -347,6 +348,7 @@ export class Agent {
     const delay = this.backoff.next(status.retryAfterMs);
     const fields = { code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, retry_after_ms: status.retryAfterMs ?? null, reconnect_in_ms: delay };
     if (status.grpcCode === GrpcCode.OK) this.deps.log.info(fields, 'heartbeat stream closed');
+    else if (status.errorCode === undefined && isCertificateTimeFailure(status.details)) this.deps.log.warn({ ...fields, local_time: new Date().toISOString() }, CERTIFICATE_TIME_WARNING);
     else this.deps.log.warn(fields, 'heartbeat stream closed');
     this.update({ stream: 'none', credential: refused ? 'none' : this.credentialState(), retryInMs: delay });
   }

@@ -1,6 +1,6 @@
 import { CtOpsError, GrpcCode } from '../../common/errors.ts';
 import type { RegisterResponse__Output } from '../../common/proto.ts';
-import { isTlsTrustFailure } from '../transport/failure.ts';
+import { isCertificateTimeFailure, isTlsTrustFailure } from '../transport/failure.ts';
 import type { RpcFailure } from '../transport/types.ts';
 
 /** The appliance's poll interval when a pending response names none. */
@@ -14,7 +14,7 @@ export type RegisterOutcome =
   /** An admin revoked or rejected the host: stop and stay stopped. */
   | { readonly kind: 'refused'; readonly agentId: string; readonly status: string; readonly message: string }
   /** A transient failure: retry on the backoff schedule. */
-  | { readonly kind: 'retry'; readonly failure: RpcFailure; readonly clockSkew: boolean }
+  | { readonly kind: 'retry'; readonly failure: RpcFailure; readonly clockSkew: boolean; readonly certificateTime?: boolean }
   /** Retrying cannot help (bad token, untrusted certificate). */
   | { readonly kind: 'fatal'; readonly error: CtOpsError };
 
@@ -73,6 +73,10 @@ export function outcomeOfFailure(failure: RpcFailure, context: FailureContext): 
   }
   if (failure.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(failure)) {
     return { kind: 'fatal', error: context.tlsError(failure.details) };
+  }
+  // The certificate is not valid at this host's clock: retried until NTP sets the clock.
+  if (failure.grpcCode === GrpcCode.UNAVAILABLE && code === undefined && isCertificateTimeFailure(failure.details)) {
+    return { kind: 'retry', failure, clockSkew: true, certificateTime: true };
   }
   return { kind: 'retry', failure, clockSkew: code === 'ERR_REGISTER_STALE' };
 }

@@ -186,12 +186,14 @@ async function askHelper(spoolDir: string, taskId: string, signal: AbortSignal, 
   throw new CtOpsError('ERR_UNINSTALL_FAILED', `the root helper refused the uninstall: ${reason}`, { reason });
 }
 
-async function waitForAnswer(path: string, signal: AbortSignal, timeoutMs: number): Promise<string | undefined> {
-  const deadline = Date.now() + timeoutMs;
+/** The first line of the helper's answer file at `path` once it appears, or undefined after timeoutMs (ms, monotonic). */
+export async function waitForAnswer(path: string, signal: AbortSignal, timeoutMs: number): Promise<string | undefined> {
+  // Monotonic: a clock set by NTP while the helper works must not end the wait early or stretch it.
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     signal.throwIfAborted();
     const answer = readAnswer(path);
-    if (answer !== undefined || Date.now() >= deadline) return answer;
+    if (answer !== undefined || performance.now() >= deadline) return answer;
     // An abort ends the sleep early; the check at the top of the loop then throws its reason.
     await sleep(HELPER_POLL_MS, undefined, { signal }).catch(() => undefined);
   }

@@ -20,8 +20,36 @@ export function rpcFailure(status: { code: number; details?: string | undefined;
  */
 const TLS_TRUST_PATTERN = /certificate|self[- ]signed|altnames|SSL|handshake/i;
 
+/**
+ * OpenSSL's words (X509_V_ERR_CERT_HAS_EXPIRED, _CERT_NOT_YET_VALID and their CRL twins) for a
+ * certificate whose validity window does not contain this host's clock. Most often the clock is
+ * what is wrong (an RTC reset to 1970 or the build date, set by NTP a little after boot), so
+ * this is retried, never fatal: a fatal exit would keep the agent down after the clock is fixed.
+ */
+const CERT_TIME_PATTERN = /(certificate|CRL) (has expired|is not yet valid)|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CRL_HAS_EXPIRED|CRL_NOT_YET_VALID/i;
+
+/** The agent's log line for it, with local_time: the clock the certificate was judged by. */
+export const CERTIFICATE_TIME_WARNING = "ingest certificate not valid at this host's clock (its validity window does not contain local_time); check the host clock";
+
+/** Whether a TLS failure (a status's details or a TLS error message) is the certificate's validity window. */
+export function isCertificateTimeFailure(details: string): boolean {
+  return CERT_TIME_PATTERN.test(details);
+}
+
+/** A TLS failure retrying cannot fix; a certificate invalid at this host's clock is not one. */
 export function isTlsTrustFailure(failure: RpcFailure): boolean {
-  return failure.errorCode === undefined && TLS_TRUST_PATTERN.test(failure.details);
+  return failure.errorCode === undefined && TLS_TRUST_PATTERN.test(failure.details) && !isCertificateTimeFailure(failure.details);
+}
+
+/** The message names the host clock, its reading now (local ISO time) and the address. */
+export function certificateTimeError(ingest: AgentConfig['ingest'], reason: string, cause?: unknown): CtOpsError {
+  const localTime = new Date().toISOString();
+  return new CtOpsError(
+    'ERR_INGEST_TLS_CLOCK',
+    `the certificate of ingest ${ingest.address.display} is not valid at this host's clock (${localTime}): its validity window does not contain the local time; check the host clock (NTP, RTC): ${reason}`,
+    { address: ingest.address.target, local_time: localTime },
+    { cause },
+  );
 }
 
 /** The message names the setting to fix and the address the certificate must name. */

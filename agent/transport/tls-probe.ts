@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 import { CtOpsError } from '../../common/errors.ts';
 import type { AgentConfig } from '../config/types.ts';
-import { untrustedError } from './failure.ts';
+import { certificateTimeError, isCertificateTimeFailure, untrustedError } from './failure.ts';
 
 const PROBE_TIMEOUT_MS = 10_000;
 
@@ -12,7 +12,8 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ET
 /**
  * Opens one TLS connection to the ingest address with the same trust as the gRPC
  * channel (ca_cert_file or system roots, hostname checked) and closes it. Resolves
- * when the server is reachable and trusted; rejects with ERR_INGEST_UNREACHABLE or
+ * when the server is reachable and trusted; rejects with ERR_INGEST_UNREACHABLE,
+ * ERR_INGEST_TLS_CLOCK (the certificate is not valid at this host's clock) or
  * ERR_INGEST_TLS_UNTRUSTED otherwise.
  */
 export function probeIngestTls(ingest: AgentConfig['ingest']): Promise<void> {
@@ -41,7 +42,8 @@ export function probeIngestTls(ingest: AgentConfig['ingest']): Promise<void> {
         reject(new CtOpsError('ERR_INGEST_UNREACHABLE', `cannot reach ingest ${target}: ${error.message}`, { address: target }, { cause: error }));
         return;
       }
-      reject(untrustedError(ingest, error.message, error));
+      const timeFailure = isCertificateTimeFailure(`${error.code ?? ''} ${error.message}`);
+      reject(timeFailure ? certificateTimeError(ingest, error.message, error) : untrustedError(ingest, error.message, error));
     });
   });
 }

@@ -7,6 +7,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
 import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
 import type { RegisterChallenges } from './register-challenge.ts';
+import { legacyRegisterLog } from './legacy-register-log.ts';
 import { describedHost, type RegisterInput } from './register-input.ts';
 import { enrolSuccessor, successorPredecessor } from './successor.ts';
 import { tokenState } from './tokens.ts';
@@ -34,6 +35,7 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
   // Freshness is checked before the signature: a forged or old challenge costs a MAC, not a verification.
   const used = 'challenge' in input ? challengeUse(input.challenge, deps, now) : legacyNonceUse(input, now);
   verifyPossession(input);
+  if (!('challenge' in input)) legacyRegisterLog.noted(input.publicKey, input.agentVersion, deps.log);
   const { stores } = deps;
   // The key is looked up before the token: a known key needs none, even an expired one.
   const known = stores.hosts.findByPublicKey(input.publicKey);
@@ -59,11 +61,15 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
 interface SingleUse {
   value: Buffer;
   rememberUntil: number;
+  /** The refusal when the value expires before one already pruned (the appliance's clock was set back). */
+  forgotten: () => CtOpsError;
 }
 
 /** The challenge form: fresh by the appliance's clock alone (register-challenge.ts), single use per key. */
 function challengeUse(challenge: Buffer, deps: RegisterDeps, now: number): SingleUse {
-  return { value: challenge, rememberUntil: deps.challenges.check(challenge, now).expiresAt };
+  const forgotten = () =>
+    new CtOpsError('ERR_REGISTER_CHALLENGE_EXPIRED', "the Register challenge expires before one already forgotten (the appliance's clock was set back); ask for a new one later");
+  return { value: challenge, rememberUntil: deps.challenges.check(challenge, now).expiresAt, forgotten };
 }
 
 /**
@@ -76,17 +82,21 @@ function legacyNonceUse(input: { timestampUnixMs: number; nonce: Buffer }, now: 
       skew_ms: now - input.timestampUnixMs,
     });
   }
-  return { value: input.nonce, rememberUntil: input.timestampUnixMs + 2 * REGISTER_CLOCK_SKEW_MS };
+  // Capped by the appliance's clock too: a timestamp ahead of it must not keep its row longer.
+  const rememberUntil = Math.min(input.timestampUnixMs, now) + 2 * REGISTER_CLOCK_SKEW_MS;
+  const forgotten = () => new CtOpsError('ERR_REGISTER_STALE', "the request expires before one already forgotten (the appliance's clock was set back); retry later, or update the agent");
+  return { value: input.nonce, rememberUntil, forgotten };
 }
 
 /**
  * Records the (key, challenge or nonce) pair; throws ERR_REGISTER_REPLAYED when the key used it
- * before. Pruned once it expires (register-nonces.ts).
+ * before, and used.forgotten() when it expires before a row already pruned. Pruned once it
+ * expires (register-nonces.ts).
  */
 function rememberUse(publicKey: Buffer, used: SingleUse, deps: RegisterDeps, now: number): void {
-  if (!deps.stores.registerNonces.remember(publicKey, used.value, used.rememberUntil, now)) {
-    throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
-  }
+  const use = deps.stores.registerNonces.remember(publicKey, used.value, used.rememberUntil, now);
+  if (use === 'used') throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
+  if (use === 'forgotten') throw used.forgotten();
 }
 
 function verifyPossession(input: RegisterInput): void {

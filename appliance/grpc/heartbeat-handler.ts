@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { checkAgentText } from '../../common/agent-text.ts';
+import { plausibleClockOffsetMs } from '../../common/clock-offset.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
@@ -67,8 +68,10 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
   if (!Number.isSafeInteger(message.uptime_seconds) || message.uptime_seconds < 0) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
-  if (!Number.isSafeInteger(message.timestamp_unix_ms) || message.timestamp_unix_ms < 0) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.timestamp_unix_ms must be a non-negative integer', { field: 'timestamp_unix_ms' });
+  for (const field of ['timestamp_unix', 'timestamp_unix_ms'] as const) {
+    if (!Number.isSafeInteger(message[field]) || message[field] < 0) {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `HeartbeatRequest.${field} must be a non-negative integer`, { field });
+    }
   }
   checkAgentText(message.agent_version, 'HeartbeatRequest.agent_version', { max: 64 }, { field: 'agent_version' });
   if (message.task_updates.length > MAX_TASK_UPDATES_PER_HEARTBEAT) {
@@ -260,7 +263,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
     if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
     presence.heard(session, heartbeat.intervalSecs);
-    const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : heartbeat.agentClockMs - receivedAt;
+    const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
     if (!reportOnly) vitals.add({
       hostId: agentId,
@@ -296,7 +299,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       return;
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
-    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0 } });
+    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? undefined } });
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

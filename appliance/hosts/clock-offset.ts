@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
-import { CLOCK_OFFSET_WARN_SECS, isClockOffsetHigh } from '../../common/clock-offset.ts';
+import { CLOCK_OFFSET_CLEAR_SECS, CLOCK_OFFSET_WARN_SECS, isClockOffsetHigh } from '../../common/clock-offset.ts';
 
 /**
- * Watches one host's clock offset on its Heartbeat stream and logs each crossing of
- * CLOCK_OFFSET_WARN_SECS: a warning when it goes past, an info line when it is back within,
- * nothing while it stays on one side. It starts from the offset recorded for the host (a
- * reconnect is no crossing). The offset itself is stored with the heartbeat (VitalsWriter).
+ * Watches one host's clock offset on its Heartbeat stream and logs each crossing, with
+ * hysteresis: a warning when it goes past CLOCK_OFFSET_WARN_SECS, an info line when it is back
+ * under CLOCK_OFFSET_CLEAR_SECS, nothing in between or while it stays on one side. It starts
+ * from the offset recorded for the host (a reconnect is no crossing). The offset itself is stored with the heartbeat (VitalsWriter).
  */
 export class HostClockWatch {
   readonly #hostId: string;
@@ -21,10 +21,10 @@ export class HostClockWatch {
 
   /** offsetMs: the agent's clock minus the appliance's when a heartbeat arrived. */
   observe(offsetMs: number): void {
-    const high = isClockOffsetHigh(offsetMs);
+    const high = this.#high ? Math.abs(offsetMs) >= CLOCK_OFFSET_CLEAR_SECS * 1000 : isClockOffsetHigh(offsetMs);
     if (high === this.#high) return;
     this.#high = high;
-    const fields = { host_id: this.#hostId, clock_offset_secs: Math.round(offsetMs / 1000), threshold_secs: CLOCK_OFFSET_WARN_SECS };
+    const fields = { host_id: this.#hostId, clock_offset_secs: Math.round(offsetMs / 1000), threshold_secs: high ? CLOCK_OFFSET_WARN_SECS : CLOCK_OFFSET_CLEAR_SECS };
     if (high) this.#log.warn(fields, 'host clock offset above threshold');
     else this.#log.info(fields, 'host clock offset back within threshold');
   }
