@@ -1,5 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
-import { packageSkipReason, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
+import { SkipTally, storablePackage, type SkippedPackages } from '../../common/inventory-records.ts';
 import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
 
@@ -29,9 +29,10 @@ function invalid(message: string, details: Record<string, string | number>): CtO
 /**
  * Validates a whole chunk before anything is written: the agent named in it, the scan and task
  * ids, the chunk index and the package count refuse the chunk; a package that cannot be stored
- * (an empty name, a field over its cap or with unsafe characters, text that was not UTF-8 on the
- * wire, a bad install date) is left out
- * and counted in `skipped`, so one odd record never costs the scan.
+ * (an empty name, an identity field over its cap, unsafe characters, text that was not UTF-8 on the
+ * wire) is left out and counted in `skipped`, so one odd record never costs the scan. A package
+ * with an implausible install date or an overlong publisher is stored with the date unknown or the
+ * publisher cut, and counted too (install_date_dropped, publisher_truncated: common/inventory-records.ts).
  */
 export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: string): ValidChunk {
   if (message.agent_id !== agentId) {
@@ -55,12 +56,10 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
   const skipped = new SkipTally();
   const notUtf8 = invalidUtf8Elements(message, 'packages');
   raw.forEach((pkg, index) => {
-    const reason = notUtf8.has(index) ? 'invalid_utf8' : packageSkipReason(pkg);
-    if (reason !== undefined) {
-      skipped.add(reason, pkg.name);
-      return;
-    }
-    const { name, version, source, architecture, publisher, install_date_unix: installDate } = pkg;
+    const outcome = notUtf8.has(index) ? { skipped: 'invalid_utf8' as const } : storablePackage(pkg);
+    if ('skipped' in outcome) return skipped.add(outcome.skipped, pkg.name);
+    for (const reason of outcome.normalised) skipped.add(reason, pkg.name);
+    const { name, version, source, architecture, publisher, install_date_unix: installDate } = outcome.record;
     packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
   });
   return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
