@@ -1,5 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
-import { SkipTally, storablePackage, type SkippedPackages } from '../../common/inventory-records.ts';
+import { RECORD_REASONS, SkipTally, storablePackage, type RecordReason, type SkippedPackages } from '../../common/inventory-records.ts';
 import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
 
@@ -18,8 +18,23 @@ export interface ValidChunk {
   chunkIndex: number;
   isLast: boolean;
   packages: PackageInput[];
-  /** The chunk's packages that cannot be stored (common/inventory-records.ts), by reason. */
+  /**
+   * The chunk's packages that cannot be stored or were stored changed (common/inventory-records.ts),
+   * by reason, and the agent's own counts (SoftwareInventoryChunk.skipped) with on_host set.
+   */
   skipped: SkippedPackages[];
+}
+
+/** Reasons (RECORD_REASONS) there are at most: more entries than that is not a count by reason. */
+const MAX_HOST_COUNTS = RECORD_REASONS.size;
+
+/** The agent's counts of records it did not send as they were; refuses more entries than there are reasons. */
+function hostCounts(message: SoftwareInventoryChunk__Output): SoftwareInventoryChunk__Output['skipped'] {
+  const entries = Array.isArray(message.skipped) ? message.skipped : [];
+  if (entries.length > MAX_HOST_COUNTS) {
+    throw invalid(`SoftwareInventoryChunk.skipped holds at most ${MAX_HOST_COUNTS} counts, one per reason`, { field: 'skipped', count: entries.length });
+  }
+  return entries;
 }
 
 function invalid(message: string, details: Record<string, string | number>): CtOpsError {
@@ -62,5 +77,11 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
     const { name, version, source, architecture, publisher, install_date_unix: installDate } = outcome.record;
     packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
   });
+  for (const [index, entry] of hostCounts(message).entries()) {
+    if (!RECORD_REASONS.has(entry.reason)) {
+      throw invalid(`SoftwareInventoryChunk.skipped[${index}].reason is not one of the reasons this appliance knows`, { field: 'skipped', reason: String(entry.reason).slice(0, 40) });
+    }
+    if (entry.count > 0) skipped.add(entry.reason as RecordReason, entry.example, entry.count, true);
+  }
   return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
 }
