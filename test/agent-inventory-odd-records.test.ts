@@ -234,3 +234,12 @@ test('a name of spaces is a missing name; JSON with a byte order mark is read', 
   const mac = parseSystemProfilerApplications(`\uFEFF${JSON.stringify({ SPApplicationsDataType: [{ _name: 'Safari', version: '17.2' }] })}`);
   assert.deepEqual(rows(mac), [['Safari', '17.2', '', '']]);
 });
+
+test('exact repeats the agent drops are counted as duplicate, with the first repeat as the example', async () => {
+  const fixed = (name: string, parsed: ParsedPackages): InventoryCollector => ({ name, collect: async () => parsed });
+  const twice = parseDpkgQuery([dpkgLine('bash', '5.2', 'amd64'), dpkgLine('bash', '5.2', 'amd64'), dpkgLine('zsh', '5.9', 'amd64'), dpkgLine('zsh', '5.9', 'amd64'), dpkgLine('zsh', '5.9', 'amd64')].join('\n'));
+  const result = await collectInventory({ plan: { primary: [fixed('dpkg', twice)], additional: [] } });
+  assert.deepEqual(result.packages.map((entry) => entry.name), ['bash', 'zsh']);
+  assert.equal(result.duplicatesRemoved, 3);
+  assert.deepEqual(result.skipped, [{ reason: 'duplicate', count: 3, example: 'bash' }]);
+});
