@@ -35,9 +35,20 @@ export interface TextRule {
   readonly pattern?: RegExp;
 }
 
-/** True when single-line text holds a character the rule refuses (for callers that skip rather than refuse). */
-export function hasUnsafeSingleLineText(text: string): boolean {
-  return UNSAFE_SINGLE_LINE.test(text);
+/** What breaks the rule's length or character checks: 'too_long', or the first refused character; undefined when neither does. */
+function textProblem(value: string, rule: TextRule): 'too_long' | { unsafe: string } | undefined {
+  if (value.length > rule.max) return 'too_long';
+  const unsafe = (rule.multiline ? UNSAFE_MULTILINE : UNSAFE_SINGLE_LINE).exec(value);
+  return unsafe ? { unsafe: unsafe[0] } : undefined;
+}
+
+/**
+ * Why single-line text of at most `max` code units breaks the rule ('too_long', 'unsafe_text'), or
+ * undefined; for callers that skip a record rather than refuse the request (package records).
+ */
+export function singleLineTextProblem(value: string, max: number): 'too_long' | 'unsafe_text' | undefined {
+  const problem = textProblem(value, { max });
+  return problem === undefined || problem === 'too_long' ? problem : 'unsafe_text';
 }
 
 const codePoint = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
@@ -51,9 +62,9 @@ export function checkAgentText(value: unknown, label: string, rule: TextRule, de
   const refuse = (problem: string): CtOpsError => new CtOpsError('ERR_INVALID_ARGUMENT', `${label} ${problem}`, details);
   if (typeof value !== 'string') throw refuse('must be a string');
   if (rule.required && value.length === 0) throw refuse('is required');
-  if (value.length > rule.max) throw refuse(`is longer than ${rule.max} characters`);
-  const unsafe = (rule.multiline ? UNSAFE_MULTILINE : UNSAFE_SINGLE_LINE).exec(value);
-  if (unsafe) throw refuse(`contains ${codePoint(unsafe[0])}, a control, bidirectional formatting or unpaired surrogate character`);
+  const problem = textProblem(value, rule);
+  if (problem === 'too_long') throw refuse(`is longer than ${rule.max} characters`);
+  if (problem) throw refuse(`contains ${codePoint(problem.unsafe)}, a control, bidirectional formatting or unpaired surrogate character`);
   if (rule.pattern && !rule.pattern.test(value)) throw refuse('has characters that are not allowed');
   return value;
 }

@@ -69,11 +69,11 @@ test('reg query text is read into keys with their values, including empty and mu
   assert.equal(git?.get('inno setup: app path'), 'C:\\Program Files\\Git');
   assert.equal(git?.get('comments'), '');
   assert.equal(keys.get('HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\AddressBook')?.size, 0);
-  assert.throws(() => parseUninstallKeys('ERROR: Invalid syntax.\r\n', ''), collectorFailed, 'output that is not reg query text fails the collection');
+  assert.throws(() => parseUninstallKeys([{ text: 'ERROR: Invalid syntax.\r\n', architecture: '' }]), collectorFailed, 'output that is not reg query text fails the collection');
 });
 
 test('Windows Uninstall entries skip system components and entries without a name, keep those without a version, and tolerate bad install dates', () => {
-  const native = parseUninstallKeys(fixture('reg-uninstall-64.txt'), '').packages;
+  const native = parseUninstallKeys([{ text: fixture('reg-uninstall-64.txt'), architecture: '' }]).packages;
   assert.deepEqual(summary(native), [
     ['7-Zip 23.01 (x64)', '23.01', '', 'Igor Pavlov'],
     ['Git', '2.43.0', '', 'The Git Development Community'],
@@ -87,7 +87,7 @@ test('Windows Uninstall entries skip system components and entries without a nam
   assert.equal(date('7-Zip 23.01 (x64)'), 0, 'no InstallDate');
   assert.equal(date('Messtechnik Studio'), 0, '"2024-01-15" is not YYYYMMDD');
   assert.equal(date('カメラユーティリティ'), 0, 'month 13 does not exist');
-  const wow = parseUninstallKeys(fixture('reg-uninstall-wow6432node.txt'), 'x86').packages;
+  const wow = parseUninstallKeys([{ text: fixture('reg-uninstall-wow6432node.txt'), architecture: 'x86' }]).packages;
   assert.deepEqual(wow.map((entry) => `${entry.name}/${entry.architecture}/${entry.source}`), [
     'Notepad++ (32-bit x86)/x86/windows-registry', 'Adobe Acrobat Reader DC/x86/windows-registry', 'Microsoft Edge WebView2 Runtime/x86/windows-registry',
   ]);

@@ -63,6 +63,7 @@ test('an inventory task submits one scan in chunks of 500 tied to the task, with
   assert.equal(new Set(chunks!.map((chunk) => chunk.scan_id)).size, 1, 'one scan id');
   assert.match(chunks![0]!.scan_id!, /^scn_[0-9a-f]{24}$/);
   assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_inv' && chunk.agent_id === 'hst_1'));
+  assert.deepEqual(chunks!.map((chunk) => chunk.skipped), [undefined, undefined, unreadable], 'the host\'s counts travel on the last chunk, for the scan record');
   assert.equal(outcome.kind, 'done');
   assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0, skipped_on_host: unreadable, skipped_by_appliance: [] });
   assert.match(outcome.kind === 'done' ? outcome.message : '', /1201 packages from dpkg, snap .*; skipped on the host: unparsable 2$/);
@@ -75,6 +76,10 @@ test('an empty inventory fails the task and is not sent (the appliance would ref
   await assert.rejects(handler(inventoryTask({ timeout_ms: 30_000 }), new AbortController().signal), (error: unknown) => (error as CtOpsError).code === 'ERR_INVENTORY_COLLECTOR_FAILED' && /apk listed no installed packages/.test((error as Error).message));
   assert.equal(submissions.length, 0);
   assert.equal(asked?.timeoutMs, 15_000);
+  // Every record skipped on the host: the error says why, not that nothing is installed.
+  const allSkipped = softwareInventoryHandler({ transport, credential, collect: async () => ({ packages: [], sources: ['dpkg'], duplicatesRemoved: 0, skipped: [{ reason: 'name_too_long', count: 3, example: 'x' }] }) });
+  await assert.rejects(allSkipped(inventoryTask(), new AbortController().signal), (error: unknown) => /dpkg listed no package that can be stored \(skipped: name_too_long 3\)/.test((error as Error).message));
+  assert.equal(submissions.length, 0);
 });
 
 test('a collector failure fails the task and sends nothing; a refused submission fails it with the appliance code', async () => {

@@ -167,7 +167,7 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     // A package that cannot be stored is skipped and counted instead (appliance-inventory-odd-records.test.ts);
     // a scan of nothing but such packages stores nothing and is refused like an empty one.
     const cases: Array<[string, SoftwareInventoryChunk[]]> = [
-      ['only unstorable packages', good({ packages: [{ version: '1', source: 'dpkg' }, { name: 'n'.repeat(513), version: '1' }, { name: 'a\u0000b', version: '1' }, { name: 'x', version: '1', install_date_unix: -5 }] })],
+      ['only unstorable packages', good({ packages: [{ version: '1', source: 'dpkg' }, { name: 'n'.repeat(513), version: '1' }, { name: 'a\u0000b', version: '1' }, { name: 'x', version: '1\u001b' }] })],
       ['empty scan_id', good({ scan_id: '' })],
       ['scan_id with a slash', good({ scan_id: '../../etc/passwd' })],
       ['empty scan', good({ packages: [] })],
@@ -201,6 +201,7 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     assert.equal(outcome.value.packages_received, 15);
     assert.equal(outcome.value.added, 10);
     assert.equal(store.packages(agentId).length, 10);
+    assert.deepEqual(outcome.value.skipped.map(({ reason, count, example }) => [reason, count, example]), [['duplicate', 5, list[0]!.name]], 'the repeats are counted, not silently dropped');
   });
 
   test('garbage on the wire does not crash the appliance', async () => {

@@ -54,8 +54,21 @@ const UNSTORABLE: SoftwarePackage[] = [
   pkg('n'.repeat(PACKAGE_FIELD_LIMITS.name + 1), '1', 'amd64'),
   pkg('esc', '1.0\u001b[2J', 'amd64'),
   pkg('bidi', '1.0', 'amd64', { publisher: 'evil\u202egnp.exe' }),
-  pkg('far-future', '1.0', 'amd64', { install_date_unix: 99_999_999_999 }),
 ];
+
+/** Records stored with a field that is not part of their identity changed: the date unknown, the publisher cut. */
+const STORED_CHANGED: SoftwarePackage[] = [
+  pkg('far-future', '1.0', 'amd64', { install_date_unix: 99_999_999_999 }),
+  pkg('before-1970', '1.0', 'amd64', { install_date_unix: -1 }),
+  pkg('overflow-date', '1.0', 'amd64', { install_date_unix: 2 ** 62 }),
+  pkg('year-2200-and-a-second', '1.0', 'amd64', { install_date_unix: 7_258_118_401 }),
+  pkg('long-publisher', '1.0', 'amd64', { publisher: 'P'.repeat(PACKAGE_FIELD_LIMITS.publisher + 88) }),
+];
+
+/** What the agent counts before sending (SoftwareInventoryChunk.skipped, on the last chunk). */
+const HOST_COUNTS = [{ reason: 'unparsable', count: 2, example: 'dpkg-query: warning: odd line' }, { reason: 'duplicate', count: 1, example: 'Safari' }];
+
+const reasonCounts = (skipped: readonly { reason: string; count: number; on_host?: boolean }[]) => skipped.map(({ reason, count, on_host: onHost }) => [reason, count, onHost === true]);
 
 describe('odd package records against a real appliance', () => {
   let appliance: TestAppliance;
@@ -78,16 +91,27 @@ describe('odd package records against a real appliance', () => {
   test('a scan with the empty-version line, libc6 amd64 and i386 and other odd records stores them all and counts the unstorable ones by reason', async () => {
     const { agentId, jwt } = await activeAgent(appliance, client, 'odd-records');
     const scanId = randomUUID();
-    // Spread over two chunks, the unstorable records in both.
-    const all = [...packages(0, 480), ...UNSTORABLE.slice(0, 3), ...ODD_BUT_LEGAL, ...UNSTORABLE.slice(3)];
-    const outcome = await submitScan(client, jwt, chunksOf(agentId, scanId, all));
+    // Spread over two chunks, the unstorable records in both; a repeat of an identity across chunks (another publisher).
+    const all = [...packages(0, 480), ...UNSTORABLE.slice(0, 3), ...ODD_BUT_LEGAL, ...STORED_CHANGED, ...UNSTORABLE.slice(3), pkg('libc6', '2.36-9+deb12u4', 'amd64', { publisher: 'someone else' })];
+    const chunks = chunksOf(agentId, scanId, all);
+    chunks.at(-1)!.skipped = HOST_COUNTS;
+    const outcome = await submitScan(client, jwt, chunks);
     assert.ok(outcome.ok, JSON.stringify(outcome));
-    const stored = 480 + ODD_BUT_LEGAL.length;
+    const stored = 480 + ODD_BUT_LEGAL.length + STORED_CHANGED.length;
     assert.deepEqual({ ...outcome.value, skipped: undefined }, { scan_id: scanId, packages_received: all.length, added: stored, removed: 0, unchanged: 0, skipped: undefined });
-    assert.deepEqual(outcome.value.skipped.map(({ reason, count }) => [reason, count]), [
-      ['install_date_invalid', 1], ['name_missing', 2], ['name_too_long', 1], ['publisher_unsafe_text', 1], ['version_unsafe_text', 1],
+    assert.deepEqual(reasonCounts(outcome.value.skipped), [
+      ['duplicate', 1, false], ['duplicate', 1, true], ['install_date_dropped', 4, false], ['name_missing', 2, false], ['name_too_long', 1, false],
+      ['publisher_truncated', 1, false], ['publisher_unsafe_text', 1, false], ['unparsable', 2, true], ['version_unsafe_text', 1, false],
     ]);
     assert.equal(outcome.value.skipped.find((entry) => entry.reason === 'name_too_long')!.example, 'n'.repeat(80));
+    assert.equal(outcome.value.skipped.find((entry) => entry.reason === 'duplicate' && !entry.on_host)!.example, 'libc6');
+    const changed = store.packages(agentId).filter((row) => STORED_CHANGED.some((entry) => entry.name === row.name));
+    const byName = (a: readonly unknown[], b: readonly unknown[]) => String(a[0]).localeCompare(String(b[0]));
+    assert.deepEqual(
+      changed.map((row) => [row.name, row.installDate, row.publisher.length]).sort(byName),
+      STORED_CHANGED.map((entry) => [entry.name, null, Math.min(String(entry.publisher).length, PACKAGE_FIELD_LIMITS.publisher)]).sort(byName),
+      'stored with the date unknown and the publisher cut',
+    );
 
     const rows = store.packages(agentId);
     assert.equal(rows.length, stored);
@@ -96,17 +120,17 @@ describe('odd package records against a real appliance', () => {
     }
     assert.deepEqual(rows.filter((row) => row.name === 'libc6').map((row) => row.architecture), ['amd64', 'i386']);
     assert.equal(store.getScan(scanId)!.status, 'completed');
-    assert.deepEqual(store.getScan(scanId)!.skipped, outcome.value.skipped, 'the counts are kept with the scan record');
+    assert.deepEqual(reasonCounts(store.getScan(scanId)!.skipped), reasonCounts(outcome.value.skipped), 'the counts are kept with the scan record');
 
     // The admin sees both architectures and the skipped counts.
     const listed = await appliance.cliJson<Array<{ name: string; architecture: string }>>('hosts', 'packages', agentId);
     assert.deepEqual(listed.filter((row) => row.name === 'libc6').map((row) => row.architecture), ['amd64', 'i386']);
     const scans = await appliance.cliJson<Array<{ id: string; skipped: Array<{ reason: string; count: number }> }>>('hosts', 'scans', agentId);
     assert.equal(scans[0]!.id, scanId);
-    assert.equal(scans[0]!.skipped.reduce((sum, entry) => sum + entry.count, 0), UNSTORABLE.length);
+    assert.deepEqual(reasonCounts(scans[0]!.skipped), reasonCounts(outcome.value.skipped));
     const table = await appliance.cli('hosts', 'scans', agentId);
     assert.match(table.stdout, /SKIPPED/);
-    assert.match(table.stdout, /install_date_invalid 1, name_missing 2, name_too_long 1, publisher_unsafe_text 1, version_unsafe_text 1/);
+    assert.match(table.stdout, /duplicate 1, duplicate 1 \(on the host\), name_missing 2, name_too_long 1, publisher_unsafe_text 1, unparsable 2 \(on the host\), version_unsafe_text 1; stored changed: install_date_dropped 4, publisher_truncated 1/);
     assert.doesNotMatch(table.stdout, /\u001b|\u202e/, 'nothing of the unstorable text reaches the terminal raw');
     const search = await appliance.cliJson<Array<{ host_id: string; architecture: string }>>('software', 'search', 'libc6');
     assert.deepEqual(search.filter((row) => row.host_id === agentId).map((row) => row.architecture).sort(), ['amd64', 'i386']);
@@ -135,6 +159,28 @@ describe('odd package records against a real appliance', () => {
     assert.equal(garbage.status, String(GrpcCode.INVALID_ARGUMENT));
   });
 
+  test("the host's counts are a closed set of reasons, one entry per reason: anything else refuses the chunk", async () => {
+    const { agentId, jwt } = await activeAgent(appliance, client, 'odd-host-counts');
+    const withCounts = (skipped: { reason: string; count: number; example: string }[]) => {
+      const chunks = chunksOf(agentId, randomUUID(), packages(0, 3));
+      chunks.at(-1)!.skipped = skipped;
+      return submitScan(client, jwt, chunks);
+    };
+    for (const [label, skipped] of [
+      ['an unknown reason', [{ reason: 'rm -rf', count: 1, example: '' }]],
+      ['more entries than reasons', Array.from({ length: 200 }, () => ({ reason: 'unparsable', count: 1, example: '' }))],
+    ] as const) {
+      const outcome = await withCounts([...skipped]);
+      assert.equal(outcome.ok, false, label);
+      if (!outcome.ok) assert.equal(codeFromGrpcDetails(outcome.details), 'ERR_INVALID_ARGUMENT', label);
+    }
+    const hostile = await withCounts([{ reason: 'unparsable', count: 3, example: `\u001b]0;owned\u0007${'x'.repeat(200)}` }]);
+    assert.ok(hostile.ok, JSON.stringify(hostile));
+    const [entry] = hostile.value.skipped;
+    assert.deepEqual([entry!.reason, entry!.count, entry!.on_host], ['unparsable', 3, true]);
+    assert.ok(entry!.example.startsWith('\\x1b]0;owned\\x07') && entry!.example.length <= 100, 'the example is escaped and cut like the appliance\'s own');
+  });
+
   test('a scan in which no package can be stored is refused and marks nothing removed', async () => {
     const { agentId, jwt } = await activeAgent(appliance, client, 'odd-all-bad');
     assert.ok((await submitScan(client, jwt, chunksOf(agentId, randomUUID(), packages(0, 10)))).ok);
@@ -145,7 +191,7 @@ describe('odd package records against a real appliance', () => {
     if (outcome.ok) return;
     assert.equal(outcome.code, GrpcCode.INVALID_ARGUMENT);
     assert.equal(codeFromGrpcDetails(outcome.details), 'ERR_INVALID_ARGUMENT');
-    assert.match(outcome.details, /no storable packages .*skipped: install_date_invalid 1, name_missing 2/);
+    assert.match(outcome.details, /no storable packages .*skipped: name_missing 2, name_too_long 1/);
     assert.notEqual(store.getScan(scanId)?.status, 'completed');
     assert.equal(store.lastInventoryAt(agentId), lastInventory);
     assert.equal(store.packages(agentId).filter((row) => row.isRemoved).length, 0);

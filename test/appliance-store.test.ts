@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -14,7 +14,7 @@ import { createEnrolmentToken, tokenState } from '../appliance/enrolment/tokens.
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { migrate, openDatabase } from '../appliance/store/database.ts';
 import { openStores } from '../appliance/store/index.ts';
-import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
+import { MIGRATIONS, type Migration } from '../appliance/store/migrations/index.ts';
 import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-store-'));
@@ -32,6 +32,24 @@ test('a database at every earlier schema version migrates to the latest, and mig
     assert.equal(migrate(migrated, MIGRATIONS), latest);
     migrated.close();
   }
+});
+
+test('migration versions run 1, 2, 3, … without gaps or repeats; a list that does not is refused before anything is applied', () => {
+  MIGRATIONS.forEach((migration, index) => assert.equal(migration.version, index + 1, `MIGRATIONS[${index}] (${migration.description})`));
+  const [first, second, third] = MIGRATIONS as [Migration, Migration, Migration];
+  for (const [label, list] of [['a gap', [first, third]], ['a repeat', [first, second, second]], ['not from 1', [second, third]]] as const) {
+    const db = new Database(':memory:');
+    assert.throws(() => migrate(db, list), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INTERNAL' && /versions must run 1, 2, 3/.test(error.message), label);
+    assert.equal(db.pragma('user_version', { simple: true }), 0, `${label}: nothing applied`);
+    db.close();
+  }
+});
+
+test('migrating leaves no WAL behind: the rebuilt tables are checkpointed into the database file', () => {
+  const path = join(dir, 'wal-after-migrate.db');
+  const db = openDatabase(path);
+  assert.equal(statSync(`${path}-wal`).size, 0);
+  db.close();
 });
 
 test('the database opens in WAL mode with foreign keys enforced', () => {

@@ -30,7 +30,7 @@ export interface InventoryResult {
   readonly sources: readonly string[];
   /** Exact duplicates dropped (see dedupePackages). */
   readonly duplicatesRemoved: number;
-  /** Records the parsers skipped (unreadable lines, records that cannot be stored), by reason. */
+  /** Records the parsers skipped (unreadable lines, records that cannot be stored) or changed, and exact repeats (`duplicate`), by reason. */
   readonly skipped: readonly SkippedPackages[];
 }
 
@@ -61,7 +61,8 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
     const parsed = await collector.collect(context);
     if (parsed !== NOT_AVAILABLE) keep(collector.name, parsed);
   }
-  const { packages, removed } = dedupePackages(collected);
+  const { packages, removed, firstRemoved } = dedupePackages(collected);
+  if (removed > 0) skipped.add('duplicate', firstRemoved ?? '', removed);
   return { packages, sources, duplicatesRemoved: removed, skipped: skipped.list() };
 }
 

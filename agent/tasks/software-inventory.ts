@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CtOpsError } from '../../common/errors.ts';
-import { describeSkipped } from '../../common/inventory-records.ts';
+import { describeSkipped, type SkippedPackages } from '../../common/inventory-records.ts';
 import type { SoftwareInventoryChunk } from '../../common/proto.ts';
 import { collectInventory, DEFAULT_TIMEOUT_MS, type InventoryOptions, type InventoryResult, type SoftwarePackage } from '../inventory/index.ts';
 import type { IngestTransport } from '../transport/types.ts';
@@ -31,12 +31,14 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
     signal.throwIfAborted();
     if (inventory.packages.length === 0) {
       // The appliance refuses an empty scan (it would mark every package removed); say why here.
-      throw new CtOpsError('ERR_INVENTORY_COLLECTOR_FAILED', `${inventory.sources.join(', ')} listed no installed packages; an empty inventory is not sent`, { reason: 'empty' });
+      const skippedHere = describeSkipped(inventory.skipped);
+      const what = skippedHere ? `listed no package that can be stored (skipped: ${skippedHere})` : 'listed no installed packages';
+      throw new CtOpsError('ERR_INVENTORY_COLLECTOR_FAILED', `${inventory.sources.join(', ')} ${what}; an empty inventory is not sent`, { reason: 'empty' });
     }
     const credential = deps.credential();
     if (!credential) throw new CtOpsError('ERR_JWT_MISSING', 'the agent has no credential to submit the inventory with');
     const scanId = `scn_${randomBytes(12).toString('hex')}`;
-    const chunks = toChunks(inventory.packages, { agentId: credential.agentId, scanId, taskId: task.task_id });
+    const chunks = toChunks(inventory.packages, { agentId: credential.agentId, scanId, taskId: task.task_id }, inventory.skipped);
     const submitted = await deps.transport.submitInventory(credential.jwt, chunks, signal);
     signal.throwIfAborted();
     if (!submitted.ok) {
@@ -46,18 +48,18 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
     const { added, removed, unchanged, packages_received: received, skipped } = submitted.response;
     // Records skipped here (lines the parsers could not read) and by the appliance (records it cannot store): counted, never a failure.
     const skippedHere = describeSkipped(inventory.skipped);
-    const skippedThere = describeSkipped(skipped);
+    const skippedThere = describeSkipped(skipped.filter((entry) => !entry.on_host));
     const notes = [skippedHere && `skipped on the host: ${skippedHere}`, skippedThere && `skipped by the appliance: ${skippedThere}`].filter(Boolean).join('; ');
     return {
       kind: 'done',
       message: `${received} packages from ${inventory.sources.join(', ')} in ${chunks.length} chunks: ${added} added, ${removed} removed, ${unchanged} unchanged${notes ? `; ${notes}` : ''}`,
-      result: { scan_id: scanId, packages: received, chunks: chunks.length, sources: inventory.sources, duplicates_removed: inventory.duplicatesRemoved, added, removed, unchanged, skipped_on_host: inventory.skipped, skipped_by_appliance: skipped },
+      result: { scan_id: scanId, packages: received, chunks: chunks.length, sources: inventory.sources, duplicates_removed: inventory.duplicatesRemoved, added, removed, unchanged, skipped_on_host: inventory.skipped, skipped_by_appliance: skipped.filter((entry) => !entry.on_host) },
     };
   };
 }
 
-/** Chunks of at most 500 packages, the last one flagged is_last. */
-export function toChunks(packages: readonly SoftwarePackage[], ids: { agentId: string; scanId: string; taskId: string }): SoftwareInventoryChunk[] {
+/** Chunks of at most 500 packages, the last one flagged is_last and carrying what the host skipped (kept with the scan). */
+export function toChunks(packages: readonly SoftwarePackage[], ids: { agentId: string; scanId: string; taskId: string }, skipped: readonly SkippedPackages[] = []): SoftwareInventoryChunk[] {
   const count = Math.ceil(packages.length / INVENTORY_CHUNK_SIZE);
   return Array.from({ length: count }, (_, index) => ({
     agent_id: ids.agentId,
@@ -66,5 +68,6 @@ export function toChunks(packages: readonly SoftwarePackage[], ids: { agentId: s
     chunk_index: index,
     packages: packages.slice(index * INVENTORY_CHUNK_SIZE, (index + 1) * INVENTORY_CHUNK_SIZE).map((pkg) => ({ ...pkg })),
     is_last: index === count - 1,
+    ...(index === count - 1 && skipped.length > 0 ? { skipped: skipped.map((entry) => ({ reason: entry.reason, count: entry.count, example: entry.example })) } : {}),
   }));
 }

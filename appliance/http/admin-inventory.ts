@@ -102,7 +102,7 @@ const scanSchema = {
     unchanged: { type: 'integer' },
     skipped: {
       type: 'array',
-      items: { type: 'object', required: ['reason', 'count', 'example'], properties: { reason: { type: 'string' }, count: { type: 'integer' }, example: { type: 'string' } } },
+      items: { type: 'object', required: ['reason', 'count', 'example'], properties: { reason: { type: 'string' }, count: { type: 'integer' }, example: { type: 'string' }, on_host: { type: 'boolean' } } },
     },
     error_code: nullableString,
   },

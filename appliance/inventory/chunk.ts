@@ -1,5 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
-import { packageSkipReason, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
+import { RECORD_REASONS, SkipTally, storablePackage, type RecordReason, type SkippedPackages } from '../../common/inventory-records.ts';
 import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
 
@@ -18,8 +18,23 @@ export interface ValidChunk {
   chunkIndex: number;
   isLast: boolean;
   packages: PackageInput[];
-  /** The chunk's packages that cannot be stored (common/inventory-records.ts), by reason. */
+  /**
+   * The chunk's packages that cannot be stored or were stored changed (common/inventory-records.ts),
+   * by reason, and the agent's own counts (SoftwareInventoryChunk.skipped) with on_host set.
+   */
   skipped: SkippedPackages[];
+}
+
+/** Reasons (RECORD_REASONS) there are at most: more entries than that is not a count by reason. */
+const MAX_HOST_COUNTS = RECORD_REASONS.size;
+
+/** The agent's counts of records it did not send as they were; refuses more entries than there are reasons. */
+function hostCounts(message: SoftwareInventoryChunk__Output): SoftwareInventoryChunk__Output['skipped'] {
+  const entries = Array.isArray(message.skipped) ? message.skipped : [];
+  if (entries.length > MAX_HOST_COUNTS) {
+    throw invalid(`SoftwareInventoryChunk.skipped holds at most ${MAX_HOST_COUNTS} counts, one per reason`, { field: 'skipped', count: entries.length });
+  }
+  return entries;
 }
 
 function invalid(message: string, details: Record<string, string | number>): CtOpsError {
@@ -29,9 +44,10 @@ function invalid(message: string, details: Record<string, string | number>): CtO
 /**
  * Validates a whole chunk before anything is written: the agent named in it, the scan and task
  * ids, the chunk index and the package count refuse the chunk; a package that cannot be stored
- * (an empty name, a field over its cap or with unsafe characters, text that was not UTF-8 on the
- * wire, a bad install date) is left out
- * and counted in `skipped`, so one odd record never costs the scan.
+ * (an empty name, an identity field over its cap, unsafe characters, text that was not UTF-8 on the
+ * wire) is left out and counted in `skipped`, so one odd record never costs the scan. A package
+ * with an implausible install date or an overlong publisher is stored with the date unknown or the
+ * publisher cut, and counted too (install_date_dropped, publisher_truncated: common/inventory-records.ts).
  */
 export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: string): ValidChunk {
   if (message.agent_id !== agentId) {
@@ -55,13 +71,17 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
   const skipped = new SkipTally();
   const notUtf8 = invalidUtf8Elements(message, 'packages');
   raw.forEach((pkg, index) => {
-    const reason = notUtf8.has(index) ? 'invalid_utf8' : packageSkipReason(pkg);
-    if (reason !== undefined) {
-      skipped.add(reason, pkg.name);
-      return;
-    }
-    const { name, version, source, architecture, publisher, install_date_unix: installDate } = pkg;
+    const outcome = notUtf8.has(index) ? { skipped: 'invalid_utf8' as const } : storablePackage(pkg);
+    if ('skipped' in outcome) return skipped.add(outcome.skipped, pkg.name);
+    for (const reason of outcome.normalised) skipped.add(reason, pkg.name);
+    const { name, version, source, architecture, publisher, install_date_unix: installDate } = outcome.record;
     packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
   });
+  for (const [index, entry] of hostCounts(message).entries()) {
+    if (!RECORD_REASONS.has(entry.reason)) {
+      throw invalid(`SoftwareInventoryChunk.skipped[${index}].reason is not one of the reasons this appliance knows`, { field: 'skipped', reason: String(entry.reason).slice(0, 40) });
+    }
+    if (entry.count > 0) skipped.add(entry.reason as RecordReason, entry.example, entry.count, true);
+  }
   return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
 }

@@ -33,21 +33,41 @@ export function openDatabase(path: string, migrations: readonly Migration[] = MI
   return db;
 }
 
-/** Applies the migrations newer than PRAGMA user_version, each in its own transaction. */
+/**
+ * Applies the migrations newer than PRAGMA user_version, each in its own transaction, then truncates
+ * the WAL: a migration that rebuilds a table (008) writes the table again into the WAL, which
+ * otherwise stays that size on disk (docs/operations.md, Upgrades). Throws ERR_INTERNAL when the
+ * versions do not run 1, 2, 3, … (checkMigrationOrder).
+ */
 export function migrate(db: Db, migrations: readonly Migration[]): number {
+  checkMigrationOrder(migrations);
   const current = db.pragma('user_version', { simple: true }) as number;
   const latest = migrations.at(-1)?.version ?? 0;
   if (current > latest) {
     throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this appliance knows up to ${latest}`, { current, latest });
   }
-  for (const migration of migrations) {
-    if (migration.version <= current) continue;
+  const pending = migrations.filter((migration) => migration.version > current);
+  for (const migration of pending) {
     db.transaction(() => {
       db.exec(migration.sql);
       db.pragma(`user_version = ${migration.version}`);
     })();
   }
+  if (pending.length > 0) db.pragma('wal_checkpoint(TRUNCATE)');
   return latest;
+}
+
+/**
+ * Refuses a migration list whose versions are not exactly 1, 2, 3, … in order: a gap (a migration
+ * missing from the list) or a repeat (two branches' migrations merged with one number) would skip a
+ * schema change or mark a database as at a version it never reached. Throws ERR_INTERNAL naming the first bad entry.
+ */
+export function checkMigrationOrder(migrations: readonly Migration[]): void {
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new CtOpsError('ERR_INTERNAL', `migration list entry ${index + 1} ("${migration.description}") has version ${migration.version}; versions must run 1, 2, 3, … without gaps or repeats`, { index, version: migration.version });
+    }
+  });
 }
 
 /** better-sqlite3 SqliteError codes (SQLITE_CONSTRAINT_UNIQUE, ...) when err is one. */

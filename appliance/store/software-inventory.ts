@@ -1,5 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
-import { describeSkipped, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
+import { describeSkipped, NORMALISE_REASONS, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import type { Statement } from 'better-sqlite3';
 import { sqliteCode, storageFailure, type Db } from './database.ts';
 
@@ -146,11 +146,12 @@ export class SoftwareInventoryStore {
   readonly #completedScanForTask;
   readonly #insertScan;
   readonly #restartScan;
+  readonly #forgetAttempt;
   readonly #resumeScan;
   readonly #hostApproval;
   /** The upsert statement for a given number of rows (100, and the last short batch of a chunk). */
-  readonly #upsertByRows = new Map<number, Statement<unknown[], { prior_scan: number | null }>>();
-  readonly #upsertRows: (rows: number) => Statement<unknown[], { prior_scan: number | null }>;
+  readonly #upsertByRows = new Map<number, Statement<unknown[], UpsertedRow>>();
+  readonly #upsertRows: (rows: number) => Statement<unknown[], UpsertedRow>;
   readonly #chunkDone;
   readonly #setSkipped;
   readonly #markRemoved;
@@ -208,30 +209,32 @@ export class SoftwareInventoryStore {
       `INSERT INTO software_scans (id, host_id, task_id, started_at, updated_at, status)
        VALUES (?, ?, ?, ?, ?, 'receiving')`,
     );
-    // Starting again from chunk 0: per-scan counters (chunks, received, skipped) restart; added/unchanged stay, since
-    // packages this scan already saw count as duplicates the second time.
+    // Starting again from chunk 0: every per-scan counter restarts, and the packages the earlier attempt
+    // saw are handed back as that attempt found them (last_seen_scan: the scan before, or 0 for one it
+    // added), so the attempt's packages count as added or unchanged again and only true repeats as duplicates.
     this.#restartScan = db.prepare<[number, number]>(
-      "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, skipped = '[]', error_code = NULL, updated_at = ? WHERE seq = ?",
+      "UPDATE software_scans SET status = 'receiving', chunks = 0, packages_received = 0, added = 0, unchanged = 0, skipped = '[]', error_code = NULL, updated_at = ? WHERE seq = ?",
     );
+    this.#forgetAttempt = db.prepare<[string, number]>('UPDATE software_packages SET last_seen_scan = COALESCE(prior_scan, 0) WHERE host_id = ? AND last_seen_scan = ?');
     this.#resumeScan = db.prepare<[number, number]>("UPDATE software_scans SET status = 'receiving', error_code = NULL, updated_at = ? WHERE seq = ?");
     this.#hostApproval = db.prepare<[string], { approval: string }>('SELECT approval FROM hosts WHERE id = ?');
     this.#upsertRows = (rows: number) => {
       let statement = this.#upsertByRows.get(rows);
       if (!statement) {
         const values = Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)').join(', ');
-        statement = db.prepare<unknown[], { prior_scan: number | null }>(
+        statement = db.prepare<unknown[], UpsertedRow>(
           `INSERT INTO software_packages (host_id, name, version, source, architecture, publisher, install_date, first_seen, last_seen, last_seen_scan, prior_scan)
            VALUES ${values}
            ON CONFLICT (host_id, name, version, source, architecture) DO UPDATE SET
              publisher = excluded.publisher,
              install_date = excluded.install_date,
              last_seen = excluded.last_seen,
-             prior_scan = CASE WHEN software_packages.is_removed = 1 THEN NULL ELSE software_packages.last_seen_scan END,
+             prior_scan = CASE WHEN software_packages.is_removed = 1 OR software_packages.last_seen_scan = 0 THEN NULL ELSE software_packages.last_seen_scan END,
              last_seen_scan = excluded.last_seen_scan,
              is_removed = 0,
              removed_at = NULL
            WHERE software_packages.last_seen_scan <> excluded.last_seen_scan
-           RETURNING prior_scan`,
+           RETURNING prior_scan, name, version, source, architecture`,
         );
         this.#upsertByRows.set(rows, statement);
       }
@@ -399,6 +402,7 @@ export class SoftwareInventoryStore {
         this.#insertScan.run(scanId, hostId, input.taskId ?? '', now, now);
       } else {
         this.#restartScan.run(now, scan.seq);
+        this.#forgetAttempt.run(hostId, scan.seq);
       }
       scan = this.#getScan.get(scanId)!;
     } else {
@@ -409,9 +413,10 @@ export class SoftwareInventoryStore {
       }
       if (scan.status !== 'receiving') this.#resumeScan.run(now, scan.seq);
     }
-    const skippedHere = input.skipped ?? [];
-    // Skipped packages were received too: they count against the scan's limit like stored ones.
-    const incoming = input.packages.length + skippedHere.reduce((sum, entry) => sum + entry.count, 0);
+    const skippedHere = [...(input.skipped ?? [])];
+    // Packages skipped on receipt were received too: they count against the scan's limit like stored
+    // ones. Not counted again: those stored changed (in packages already) and the host's own counts.
+    const incoming = input.packages.length + skippedHere.filter(receivedNotStored).reduce((sum, entry) => sum + entry.count, 0);
     if (scan.packages_received + incoming > HOST_INVENTORY_LIMITS.packagesPerScan) {
       throw new CtOpsError('ERR_INVENTORY_SCAN_TOO_LARGE', `a scan reports at most ${HOST_INVENTORY_LIMITS.packagesPerScan} packages`, {
         reason: 'scan_too_large', scan_id: scanId, limit: HOST_INVENTORY_LIMITS.packagesPerScan,
@@ -420,6 +425,7 @@ export class SoftwareInventoryStore {
     let added = 0;
     let unchanged = 0;
     let duplicates = 0;
+    let duplicateExample: string | undefined;
     for (let start = 0; start < input.packages.length; start += UPSERT_ROWS) {
       const batch = input.packages.slice(start, start + UPSERT_ROWS);
       const values: unknown[] = [];
@@ -427,6 +433,7 @@ export class SoftwareInventoryStore {
       // A package already seen by this scan (a duplicate, even within the batch) updates nothing and returns no row.
       const rows = this.#upsertRows(batch.length).all(...values);
       duplicates += batch.length - rows.length;
+      if (rows.length < batch.length) duplicateExample ??= firstNotReturned(batch, rows);
       for (const row of rows) {
         if (row.prior_scan === null) added += 1;
         else unchanged += 1;
@@ -441,6 +448,7 @@ export class SoftwareInventoryStore {
       });
     }
     this.#chunkDone.run({ seq: scan.seq, chunks: chunkIndex + 1, received: incoming, added, unchanged, now });
+    if (duplicates > 0) skippedHere.push({ reason: 'duplicate', count: duplicates, example: duplicateExample ?? '' });
     if (skippedHere.length > 0) this.#setSkipped.run(JSON.stringify(new SkipTally().addAll(parseSkipped(scan.skipped)).addAll(skippedHere).list()), scan.seq);
     if (input.isLast) {
       const current = this.#getScan.get(scanId)!;
@@ -472,6 +480,33 @@ function guard<T>(fn: () => T): T {
     if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new CtOpsError('ERR_HOST_NOT_FOUND', 'the host no longer exists', {}, { cause: error });
     throw new CtOpsError('ERR_DATABASE', 'the software inventory could not be written', { sqlite_code: code ?? null }, { cause: error });
   }
+}
+
+interface UpsertedRow {
+  prior_scan: number | null;
+  name: string;
+  version: string;
+  source: string;
+  architecture: string;
+}
+
+const identity = (pkg: Pick<PackageInput, 'name' | 'version' | 'source' | 'architecture'>): string => JSON.stringify([pkg.name, pkg.version, pkg.source, pkg.architecture]);
+
+/** The name of the first package of the batch the upsert returned no row for: a repeat of an identity the scan already had. */
+function firstNotReturned(batch: readonly PackageInput[], rows: readonly UpsertedRow[]): string | undefined {
+  const returned = new Map<string, number>();
+  for (const row of rows) returned.set(identity(row), (returned.get(identity(row)) ?? 0) + 1);
+  for (const pkg of batch) {
+    const left = returned.get(identity(pkg)) ?? 0;
+    if (left === 0) return pkg.name;
+    returned.set(identity(pkg), left - 1);
+  }
+  return undefined;
+}
+
+/** A count of packages the appliance received and did not store (not one stored changed, a repeat or the host's own). */
+function receivedNotStored(entry: SkippedPackages): boolean {
+  return entry.on_host !== true && entry.reason !== 'duplicate' && !(NORMALISE_REASONS as readonly string[]).includes(entry.reason);
 }
 
 /** software_scans.skipped: JSON written by this store only (migration 008). */

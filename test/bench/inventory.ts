@@ -101,7 +101,7 @@ function main(): void {
     const validateStarted = performance.now();
     for (let round = 0; round < validateRounds; round += 1) {
       for (let index = 0; index * CHUNK < wire.length; index += 1) {
-        parseChunk({ agent_id: 'hst_x', scan_id: `validate-${round}`, task_id: '', chunk_index: index, packages: wire.slice(index * CHUNK, (index + 1) * CHUNK), is_last: false }, 'hst_x');
+        parseChunk({ agent_id: 'hst_x', scan_id: `validate-${round}`, task_id: '', chunk_index: index, packages: wire.slice(index * CHUNK, (index + 1) * CHUNK), is_last: false, skipped: [] }, 'hst_x');
       }
     }
     const validatePerSec = (validateRounds * wire.length) / ((performance.now() - validateStarted) / 1000);

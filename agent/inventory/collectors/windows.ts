@@ -1,5 +1,4 @@
 import { InventoryError } from '../errors.ts';
-import { mergeParsed } from '../parse/records.ts';
 import { parseUninstallKeys } from '../parse/reg.ts';
 import { NOT_AVAILABLE } from '../run.ts';
 import type { CollectContext, InventoryCollector } from './collector.ts';
@@ -33,6 +32,6 @@ export const windowsRegistryCollector: InventoryCollector = {
     if (native === NOT_AVAILABLE) return NOT_AVAILABLE;
     const wow = await queryUninstall(run, UNINSTALL_32, true);
     if (wow === NOT_AVAILABLE) return NOT_AVAILABLE;
-    return mergeParsed(parseUninstallKeys(native, ''), parseUninstallKeys(wow, 'x86'));
+    return parseUninstallKeys([{ text: native, architecture: '' }, { text: wow, architecture: 'x86' }]);
   },
 };

@@ -1,7 +1,7 @@
 import { unparsable } from '../errors.ts';
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
-import { jsonText } from './text.ts';
+import { jsonText, withoutBom } from './text.ts';
 
 /** The PowerShell that lists Store (AppX/MSIX) packages for all users as JSON. */
 export const APPX_SCRIPT =
@@ -30,14 +30,14 @@ export function parseAppxJson(json: string): ParsedPackages {
   if (json.trim() === '') return records.done();
   let document: unknown;
   try {
-    document = JSON.parse(json);
+    document = JSON.parse(withoutBom(json));
   } catch (error) {
     throw unparsable('windows-store', `not JSON (${(error as Error).message})`);
   }
   (Array.isArray(document) ? document : [document]).forEach((entry: unknown, index) => {
     if (typeof entry !== 'object' || entry === null) return records.unreadable(index + 1, JSON.stringify(entry) ?? '');
     const app = entry as AppxPackage;
-    if (app.IsFramework === true) return;
+    if (app.IsFramework === true) return records.excluded();
     records.add(softwarePackage({ name: jsonText(app.Name), version: jsonText(app.Version), architecture: jsonText(app.Architecture).toLowerCase(), publisher: publisherFromDistinguishedName(jsonText(app.Publisher)), source: 'windows-store' }));
   });
   return records.done();

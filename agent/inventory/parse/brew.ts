@@ -1,5 +1,6 @@
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
+import { lines } from './text.ts';
 
 /** Formula and cask tokens: letters, digits and @ + . _ - (e.g. python@3.12), and / of a tap-qualified name. */
 const BREW_NAME = /^[a-z0-9][a-z0-9@+._/-]*$/i;
@@ -12,11 +13,10 @@ const BREW_NAME = /^[a-z0-9][a-z0-9@+._/-]*$/i;
  */
 export function parseBrewList(text: string, source: 'homebrew' | 'homebrew-cask'): ParsedPackages {
   const records = new PackageRecords(source);
-  text.split(/\r?\n/).forEach((line, index) => {
-    if (line.trim() === '') return;
+  for (const { line, at } of lines(text)) {
     const [name = '', ...versions] = line.trim().split(/\s+/);
-    if (!BREW_NAME.test(name)) return records.unreadable(index + 1, line);
-    for (const version of versions.length > 0 ? versions : ['']) records.add(softwarePackage({ name, version, source }));
-  });
+    if (!BREW_NAME.test(name)) records.unreadable(at, line);
+    else for (const version of versions.length > 0 ? versions : ['']) records.add(softwarePackage({ name, version, source }));
+  }
   return records.done();
 }

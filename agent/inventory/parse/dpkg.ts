@@ -1,6 +1,6 @@
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
-import { personName, unixSeconds } from './text.ts';
+import { lines, personName, unixSeconds } from './text.ts';
 
 /**
  * The dpkg-query format the parser reads: one package per line, tab-separated. The
@@ -23,13 +23,18 @@ const INSTALLED_STATES = new Set(['installed', 'triggers-pending', 'triggers-awa
  */
 export function parseDpkgQuery(text: string): ParsedPackages {
   const records = new PackageRecords('dpkg');
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
+  for (const { line, at } of lines(text)) {
     const fields = line.split('\t');
-    if (fields.length !== 6) return records.unreadable(index + 1, line);
+    if (fields.length !== 6) {
+      records.unreadable(at, line);
+      continue;
+    }
     const [name, version, architecture, maintainer, lastModified, status] = fields as [string, string, string, string, string, string];
-    if (!INSTALLED_STATES.has(status.trim().split(/\s+/).at(-1) ?? '')) return;
+    if (!INSTALLED_STATES.has(status.trim().split(/\s+/).at(-1) ?? '')) {
+      records.excluded();
+      continue;
+    }
     records.add(softwarePackage({ name, version, architecture, publisher: personName(maintainer), source: 'dpkg', install_date_unix: unixSeconds(lastModified) }));
-  });
+  }
   return records.done();
 }

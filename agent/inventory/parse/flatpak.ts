@@ -1,5 +1,6 @@
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
+import { lines } from './text.ts';
 
 /** The columns asked of `flatpak list --app`, printed tab-separated when not on a terminal. */
 export const FLATPAK_COLUMNS = 'application,version,branch,arch';
@@ -10,12 +11,14 @@ export const FLATPAK_COLUMNS = 'application,version,branch,arch';
  */
 export function parseFlatpakList(text: string): ParsedPackages {
   const records = new PackageRecords('flatpak');
-  text.split(/\r?\n/).forEach((line, index) => {
-    if (line.trim() === '') return;
+  for (const { line, at } of lines(text)) {
     const fields = line.split('\t');
-    if (fields.length !== 4) return records.unreadable(index + 1, line);
+    if (fields.length !== 4) {
+      records.unreadable(at, line);
+      continue;
+    }
     const [application, version, branch, arch] = fields.map((field) => field.trim()) as [string, string, string, string];
     records.add(softwarePackage({ name: application, version: version || branch, architecture: arch, source: 'flatpak' }));
-  });
+  }
   return records.done();
 }

@@ -1,4 +1,4 @@
-import { packageSkipReason, SkipTally, type SkippedPackages } from '../../../common/inventory-records.ts';
+import { SkipTally, storablePackage, type SkippedPackages } from '../../../common/inventory-records.ts';
 import { unparsable } from '../errors.ts';
 import type { SoftwarePackage } from '../package.ts';
 
@@ -8,18 +8,25 @@ export interface ParsedPackages {
   readonly skipped: SkippedPackages[];
 }
 
+/** Unreadable lines a list may hold whatever else it holds (a tool's warnings printed on stdout). */
+export const UNREADABLE_ALLOWED = 3;
+
 /**
  * A parser's records as it reads them, one at a time. Any record a package manager can print is kept
  * (an empty version, any architecture); one that cannot be stored (common/inventory-records.ts: no
- * name, a field over its cap) is skipped and counted, and so is a line or entry the parser cannot
- * read at all. One odd line never costs the scan. But when more lines cannot be read than can, the
- * tool printed something other than the format we read (an error message, a changed format): that
- * fails the collection (ERR_INVENTORY_COLLECTOR_FAILED), so it is never taken for a short list.
+ * name, an identity field over its cap) is skipped and counted, one with an odd install date or an
+ * overlong publisher is stored changed and counted, and a line or entry the parser cannot read at
+ * all is counted `unparsable`. One odd line never costs the scan. But when nothing at all could be
+ * read, or the unreadable lines outnumber every entry read (kept, left out on purpose — removed dpkg
+ * packages, Windows updates, frameworks — or skipped) and are more than UNREADABLE_ALLOWED, the tool
+ * printed something other than the format we read (an error message, a changed format): that fails
+ * the collection (ERR_INVENTORY_COLLECTOR_FAILED), so it is never taken for a short list.
  */
 export class PackageRecords {
   readonly #source: string;
   readonly #packages: SoftwarePackage[] = [];
   readonly #skipped = new SkipTally();
+  #read = 0;
   #unreadable = 0;
   #firstUnreadable: { at: number; text: string } | undefined;
 
@@ -27,11 +34,18 @@ export class PackageRecords {
     this.#source = source;
   }
 
-  /** Keeps the record, or counts it skipped when it cannot be stored. */
+  /** Keeps the record (changed where it must be), or counts it skipped when it cannot be stored. */
   add(record: SoftwarePackage): void {
-    const reason = packageSkipReason(record);
-    if (reason === undefined) this.#packages.push(record);
-    else this.#skipped.add(reason, record.name);
+    this.#read += 1;
+    const outcome = storablePackage(record);
+    if ('skipped' in outcome) return this.#skipped.add(outcome.skipped, record.name);
+    this.#packages.push(outcome.record);
+    for (const reason of outcome.normalised) this.#skipped.add(reason, record.name);
+  }
+
+  /** Counts an entry read and left out on purpose (not installed, part of another product). */
+  excluded(): void {
+    this.#read += 1;
   }
 
   /** Counts a line (or entry) at position `at` (1-based) that holds no record the parser can read. */
@@ -41,17 +55,17 @@ export class PackageRecords {
     this.#skipped.add('unparsable', text);
   }
 
-  /** The records read; throws when unreadable lines outnumber the records (see above). */
+  /** The records read; throws when the output is not a list with odd lines (see above). */
   done(): ParsedPackages {
     const first = this.#firstUnreadable;
-    if (first && this.#unreadable > this.#packages.length) {
-      throw unparsable(this.#source, `${this.#unreadable} of ${this.#unreadable + this.#packages.length} entries cannot be read, the first: ${JSON.stringify(first.text.slice(0, 80))}`, first.at);
+    if (first && (this.#read === 0 || (this.#unreadable > this.#read && this.#unreadable > UNREADABLE_ALLOWED))) {
+      throw unparsable(this.#source, `${this.#unreadable} of ${this.#unreadable + this.#read} entries cannot be read, the first: ${JSON.stringify(first.text.slice(0, 80))}`, first.at);
     }
     return { packages: this.#packages, skipped: this.#skipped.list() };
   }
 }
 
-/** Several parses as one (two registry views, formulae and casks). */
+/** Several parses as one (formulae and casks). */
 export function mergeParsed(...parts: readonly ParsedPackages[]): ParsedPackages {
   return { packages: parts.flatMap((part) => part.packages), skipped: new SkipTally().addAll(parts.flatMap((part) => part.skipped)).list() };
 }

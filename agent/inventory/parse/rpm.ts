@@ -1,6 +1,6 @@
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
-import { unixSeconds } from './text.ts';
+import { lines, unixSeconds } from './text.ts';
 
 /** The `rpm -qa --queryformat` the parser reads; rpm prints "(none)" for a tag a package lacks. */
 export const RPM_QUERY_FORMAT = '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t%{VENDOR}\\t%{INSTALLTIME}\\n';
@@ -23,16 +23,18 @@ export function rpmVersion(epoch: string, version: string, release: string): str
  */
 export function parseRpmQuery(text: string): ParsedPackages {
   const records = new PackageRecords('rpm');
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
+  for (const { line, at } of lines(text)) {
     const fields = line.split('\t');
-    if (fields.length < 7) return records.unreadable(index + 1, line);
+    if (fields.length < 7) {
+      records.unreadable(at, line);
+      continue;
+    }
     // Names, versions and arches cannot hold a tab; the vendor is free text and can (seen with real
     // rpm output): it is everything between the arch and the final install time.
     const [name, epoch, version, release, arch] = fields as [string, string, string, string, string];
     const vendor = fields.slice(5, -1).join('\t');
     const installTime = fields.at(-1) as string;
     records.add(softwarePackage({ name, version: rpmVersion(epoch, version, release), architecture: present(arch), publisher: present(vendor), source: 'rpm', install_date_unix: unixSeconds(installTime) }));
-  });
+  }
   return records.done();
 }

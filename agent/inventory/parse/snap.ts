@@ -19,7 +19,7 @@ export function parseSnapList(text: string): ParsedPackages {
     const columns = line.trim().split(/\s+/);
     if (columns.length < 6) return records.unreadable(index + 1, line);
     const [name, version, , , publisher, notes] = columns as [string, string, string, string, string, string];
-    if (notes.split(',').includes('disabled')) return;
+    if (notes.split(',').includes('disabled')) return records.excluded();
     const cleanPublisher = publisher.replace(/[✓✪*]+$/u, '');
     records.add(softwarePackage({ name, version, publisher: cleanPublisher === '-' ? '' : cleanPublisher, source: 'snap' }));
   });

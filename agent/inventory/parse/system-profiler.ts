@@ -1,7 +1,7 @@
 import { unparsable } from '../errors.ts';
 import { softwarePackage } from '../package.ts';
 import { PackageRecords, type ParsedPackages } from './records.ts';
-import { jsonText } from './text.ts';
+import { jsonText, withoutBom } from './text.ts';
 
 const ARCHITECTURES: Readonly<Record<string, string>> = {
   arch_arm_i64: 'universal',
@@ -39,7 +39,7 @@ function publisherOf(app: Application): string {
 export function parseSystemProfilerApplications(json: string): ParsedPackages {
   let document: unknown;
   try {
-    document = JSON.parse(json);
+    document = JSON.parse(withoutBom(json));
   } catch (error) {
     throw unparsable('system_profiler', `not JSON (${(error as Error).message})`);
   }
