@@ -127,7 +127,7 @@ describe('systemd units', () => {
     expectOne(service, 'ProtectSystem', 'strict');
     expectOne(service, 'ReadWritePaths', '/var/lib/ct-ops/agent /var/lib/ct-ops/requests');
     expectOne(service, 'CapabilityBoundingSet', '');
-    expectOne(service, 'RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX');
+    expectOne(service, 'RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX AF_NETLINK');
     expectOne(service, 'MemoryDenyWriteExecute', 'no');
     for (const key of ['PrivateTmp', 'ProtectHome', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectControlGroups', 'RestrictSUIDSGID', 'LockPersonality',
       'PrivateUsers', 'PrivateMounts', 'RemoveIPC']) {
