@@ -33,7 +33,9 @@ export const MAX_INSTALL_DATE_UNIX = 7_258_118_400;
  * of a tool's output that holds no record it can read. `duplicate`: a record whose identity (name,
  * version, source, architecture) the scan already listed, the first one kept.
  */
-export type SkipReason = 'name_missing' | `${PackageTextField}_too_long` | `${PackageTextField}_unsafe_text` | 'install_date_invalid' | 'invalid_utf8' | 'unparsable' | 'duplicate';
+export type SkipReason = 'name_missing' | `${PackageTextField}_too_long` | `${PackageTextField}_unsafe_text` | 'install_date_invalid' | 'invalid_utf8' | 'unparsable' | 'duplicate'
+  /** A count a (newer) agent sent under a reason this appliance does not know; the example names it. */
+  | 'unknown_reason';
 
 /**
  * Why a record was stored with a field changed: a field that is not part of the package's identity
@@ -50,7 +52,7 @@ export const NORMALISE_REASONS: readonly NormaliseReason[] = ['install_date_drop
 
 /** Every reason, for checking a reason an agent sends (SoftwareInventoryChunk.skipped). */
 export const RECORD_REASONS: ReadonlySet<string> = new Set<RecordReason>([
-  'name_missing', 'install_date_invalid', 'invalid_utf8', 'unparsable', 'duplicate', ...NORMALISE_REASONS,
+  'name_missing', 'install_date_invalid', 'invalid_utf8', 'unparsable', 'duplicate', 'unknown_reason', ...NORMALISE_REASONS,
   ...(Object.keys(PACKAGE_FIELD_LIMITS) as PackageTextField[]).flatMap((field) => [`${field}_too_long`, `${field}_unsafe_text`] as const),
 ]);
 

@@ -28,7 +28,7 @@ export interface ValidChunk {
 /** Reasons (RECORD_REASONS) there are at most: more entries than that is not a count by reason. */
 const MAX_HOST_COUNTS = RECORD_REASONS.size;
 
-/** The agent's counts of records it did not send as they were; refuses more entries than there are reasons. */
+/** The agent's counts of records it did not send as they were; refuses more entries than there are reasons (a flood, not a count). */
 function hostCounts(message: SoftwareInventoryChunk__Output): SoftwareInventoryChunk__Output['skipped'] {
   const entries = Array.isArray(message.skipped) ? message.skipped : [];
   if (entries.length > MAX_HOST_COUNTS) {
@@ -77,11 +77,12 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
     const { name, version, source, architecture, publisher, install_date_unix: installDate } = outcome.record;
     packages.push({ name, version, source, architecture, publisher, installDate: installDate === 0 ? null : installDate });
   });
-  for (const [index, entry] of hostCounts(message).entries()) {
-    if (!RECORD_REASONS.has(entry.reason)) {
-      throw invalid(`SoftwareInventoryChunk.skipped[${index}].reason is not one of the reasons this appliance knows`, { field: 'skipped', reason: String(entry.reason).slice(0, 40) });
-    }
-    if (entry.count > 0) skipped.add(entry.reason as RecordReason, entry.example, entry.count, true);
+  for (const entry of hostCounts(message)) {
+    if (entry.count <= 0) continue;
+    // A newer agent may count under a reason this appliance does not know yet: kept, not refused,
+    // so an agent upgrade never costs a scan; the example names the reason.
+    if (RECORD_REASONS.has(entry.reason)) skipped.add(entry.reason as RecordReason, entry.example, entry.count, true);
+    else skipped.add('unknown_reason', `${entry.reason}: ${entry.example}`, entry.count, true);
   }
   return { scanId: message.scan_id, taskId: message.task_id, chunkIndex, isLast: message.is_last === true, packages, skipped: skipped.list() };
 }
