@@ -29,14 +29,17 @@ export interface IdentityDeps {
  *   A plain restart is a new instance on the same machine that the old one never follows: not flagged.
  * - While flagged, the holder of the live stream keeps it and any other claimant is refused with
  *   ERR_HOST_IDENTITY_CONFLICT and a retry hint, so the machines stop displacing each other.
+ * - A stream that sends no HostFacts (agents before 0.2, or a peer that leaves them out) says no
+ *   machine: it is accepted only while the host is not flagged nor resolved (unidentifiedRefusal).
  * The flag, the claimants and the audit event are committed together; the warning is logged after.
  */
-export function claimIdentity(deps: IdentityDeps, host: Host, claimant: Claimant, now: number): CtOpsError | undefined {
+export function claimIdentity(deps: IdentityDeps, host: Host, claimant: Claimant | undefined, now: number): CtOpsError | undefined {
   const { stores, presence, log } = deps;
+  if (claimant === undefined) return unidentifiedRefusal(deps, host, now);
   if (host.identityState === 'resolved' && !isKept(host, claimant)) {
     stores.hostEvents.record(host.id, now, 'identity-retired-claimant', claimantFields(claimant));
     log.warn({ host_id: host.id, ...claimantFields(claimant) }, 'retired claimant of a resolved identity told to enrol anew');
-    return new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: host.id });
+    return retiredError(host);
   }
   const holder = presence.claimantOf(host.id);
   const alternated = presence.recordClaim(host.id, claimant.instanceId, now);
@@ -85,6 +88,23 @@ export function refreshFacts(deps: Pick<IdentityDeps, 'stores' | 'log'>, host: H
 export function isKept(host: Host, claimant: Pick<Claimant, 'instanceId' | 'machineFingerprint'>): boolean {
   if (host.identityKeptInstance !== null) return claimant.instanceId === host.identityKeptInstance;
   return claimant.machineFingerprint === host.identityKeptFingerprint;
+}
+
+/**
+ * A stream without HostFacts while the host is flagged or resolved: it cannot show it is the kept
+ * machine, so leaving the facts out must not skip the judgement. Flagged: refused like any other
+ * claimant (retry hint); resolved: told its identity is retired (the kept agent always sends facts).
+ */
+function unidentifiedRefusal(deps: IdentityDeps, host: Host, now: number): CtOpsError | undefined {
+  if (host.identityState === 'conflict') return conflictError(host);
+  if (host.identityState !== 'resolved') return undefined;
+  deps.stores.hostEvents.record(host.id, now, 'identity-retired-claimant', { unidentified: true });
+  deps.log.warn({ host_id: host.id, unidentified: true }, 'claimant without host facts of a resolved identity told to enrol anew');
+  return retiredError(host);
+}
+
+export function retiredError(host: Host): CtOpsError {
+  return new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: host.id });
 }
 
 function conflictError(host: Host): CtOpsError {

@@ -3,7 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Host, HostClaimant, Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
-import { isKept } from './identity.ts';
+import { isKept, retiredError } from './identity.ts';
 
 export interface ResolveDeps {
   stores: Stores;
@@ -55,8 +55,9 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
   log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length }, 'identity conflict resolved');
   const resolved = stores.hosts.get(hostId) as Host;
   const holder = presence.claimantOf(hostId);
-  if (holder !== undefined && !isKept(resolved, holder)) {
-    presence.disconnect(hostId, new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: hostId }), 'revoked');
+  // A live stream that never said which machine it is cannot be the kept one either.
+  if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
+    presence.disconnect(hostId, retiredError(resolved), 'revoked');
   } else {
     tasks.dispatch(hostId);
   }
