@@ -16,7 +16,7 @@ import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
-import { parseHostFacts } from '../appliance/hosts/facts.ts';
+import { NO_HOSTNAME, parseHostFacts } from '../appliance/hosts/facts.ts';
 import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS } from '../appliance/hosts/identity.ts';
 import { resolveIdentity } from '../appliance/hosts/resolve.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
@@ -41,7 +41,7 @@ test('stream claims: a restart (A then B) is not alternation; A → B → A is; 
   assert.equal(registry.recordClaim('hst_y', 'a', 1_000 + CLAIM_HISTORY_MS + 1), false, 'a process back after the window is not taken for a clone');
 });
 
-test('HostFacts from an agent are bounded and checked like Register fields', () => {
+test('HostFacts: strict on the identity fields; descriptive facts any machine may have (escapes, combining marks, no hostname) are made displayable, never refused', () => {
   const facts = {
     hostname: 'web-1', machine_fingerprint: 'a'.repeat(64), os: 'linux', os_version: '6.1.0', arch: 'x64', agent_version: '0.2.0',
     ip_addresses: ['10.0.0.5', 'fe80::1'], instance_id: '0123456789abcdef',
@@ -49,10 +49,20 @@ test('HostFacts from an agent are bounded and checked like Register fields', () 
   assert.equal(parseHostFacts(facts).hostname, 'web-1');
   const refused = (patch: Partial<typeof facts>, field: string) =>
     assert.throws(() => parseHostFacts({ ...facts, ...patch }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVALID_ARGUMENT' && error.details.field === field);
-  refused({ hostname: 'evil\u001b]0;pwned\u0007' }, 'host_facts.hostname');
   refused({ instance_id: 'not-hex' }, 'host_facts.instance_id');
-  refused({ ip_addresses: Array.from({ length: 17 }, (_, index) => `10.0.0.${index}`) }, 'host_facts.ip_addresses');
-  refused({ ip_addresses: ['<script>'] }, 'host_facts.ip_addresses');
+  refused({ machine_fingerprint: 'A'.repeat(64) }, 'host_facts.machine_fingerprint');
+  const cleaned = (patch: Partial<typeof facts>) => parseHostFacts({ ...facts, ...patch });
+  assert.equal(cleaned({ hostname: 'evil\u001b]0;pwned\u0007' }).hostname, 'evil\uFFFD]0;pwned\uFFFD');
+  assert.equal(cleaned({ hostname: 'web\u001b[31mRED' }).hostname, 'web\uFFFD[31mRED');
+  assert.equal(cleaned({ hostname: 'सर्वर' }).hostname, 'सर्वर', 'combining marks are letters of their script');
+  assert.equal(cleaned({ hostname: '' }).hostname, NO_HOSTNAME);
+  assert.equal(cleaned({ hostname: 'a\u202eb' }).hostname, 'a\uFFFDb', 'bidirectional overrides');
+  assert.equal(cleaned({ hostname: 'x'.repeat(300) }).hostname.length, 253);
+  assert.equal(cleaned({ hostname: `${'x'.repeat(252)}😀` }).hostname, 'x'.repeat(252), 'no half surrogate pair left by the cut');
+  assert.equal(cleaned({ os_version: '6.1\t-rt' }).osVersion, '6.1\uFFFD-rt');
+  assert.equal(cleaned({ os: 'Linux!' }).os, 'unknown');
+  assert.deepEqual(cleaned({ ip_addresses: ['<script>', '10.0.0.1'] }).ipAddresses, ['10.0.0.1']);
+  assert.equal(cleaned({ ip_addresses: Array.from({ length: 40 }, (_, index) => `10.0.0.${index}`) }).ipAddresses.length, 16);
 });
 
 test('the agent sends its host facts on the first heartbeat of each stream and afterwards only when they change', (t) => {

@@ -110,4 +110,19 @@ describe('identity judgement of Heartbeat streams (real appliance over TLS)', ()
     await waitFor('the agent reconnects', () => reconnect.acks().includes(2));
     for (const stream of [holder, reconnect]) stream.call.cancel();
   });
+
+  test('a host renamed to a name sethostname accepts but a terminal must not run (an escape, combining marks, nothing) keeps streaming under a displayable name', { timeout: 60_000 }, async () => {
+    const { hostId, jwt } = await fx.enrol({ hostname: 'web-4' });
+    const stream = new HeartbeatStream(fx.client, jwt);
+    const names: Array<[string, string]> = [['सर्वर', 'सर्वर'], ['', '(no hostname)'], ['web\u001b[31mRED', 'web\uFFFD[31mRED']];
+    let sequence = 0;
+    for (const [name, shown] of names) {
+      sequence += 1;
+      stream.send(hostId, sequence, facts(INSTANCE_A, MACHINE_A, name));
+      await waitFor(`ack of ${JSON.stringify(name)}`, () => stream.acks().includes(sequence));
+      assert.equal((await fx.appliance.host(hostId)).hostname, shown);
+    }
+    assert.equal(await endedWithin(stream, 500), 'open');
+    stream.call.cancel();
+  });
 });
