@@ -17,10 +17,11 @@ import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { NO_HOSTNAME, parseHostFacts } from '../appliance/hosts/facts.ts';
-import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS } from '../appliance/hosts/identity.ts';
-import { resolveIdentity } from '../appliance/hosts/resolve.ts';
+import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS, IDENTITY_RESOLUTION_MAX_MS } from '../appliance/hosts/identity.ts';
+import { dismissIdentityConflict, resolveIdentity } from '../appliance/hosts/resolve.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { CLAIM_HISTORY_MS, PresenceRegistry, type Claimant, type LiveSession } from '../appliance/presence/registry.ts';
+import { HOST_EVENTS_KEPT } from '../appliance/store/host-events.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { createTask } from '../appliance/tasks/create.ts';
 import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
@@ -160,3 +161,73 @@ test('a retired clone enrols its new key once, as a pending host with the old ta
   close();
 });
 
+
+test('resolving counts machines, not processes: 22 restarts of the kept machine and one clone sharing its fingerprint allow one re-enrolment; the current process stays selectable beyond the claimant cap', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('allowance');
+  const shared = '1'.repeat(64);
+  const instance = (index: number) => index.toString(16).padStart(16, '0');
+  const host = stores.hosts.get(hostId)!;
+  assert.equal(claimIdentity(deps, host, claimant(instance(100), shared), now), undefined);
+  presence.attach(streamOf(hostId, claimant(instance(100), shared)), 30);
+  // A cloned VM (same fingerprint) alternating with the original: A → B → A.
+  assert.equal(claimIdentity(deps, host, claimant(instance(200), shared), now + 1), undefined);
+  claimIdentity(deps, host, claimant(instance(100), shared), now + 2);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, claimant(instance(200), shared), now + 3)?.code, 'ERR_HOST_IDENTITY_CONFLICT');
+  // The kept machine restarts 22 times while flagged (each a new process instance).
+  for (let index = 0; index < 22; index += 1) claimIdentity(deps, stores.hosts.get(hostId)!, claimant(instance(index), shared), now + 10 + index);
+  const current = instance(21);
+  assert.ok(stores.hostClaimants.list(hostId).some((each) => each.instanceId === current), 'the newest process is listed though more than 16 claimed');
+  const resolved = resolveIdentity(deps, host.orgId, hostId, current, 'admin', now + 100);
+  assert.equal(resolved.identitySuccessorsAllowed, 1, 'one other machine: its processes are not machines');
+  close();
+});
+
+test('a resolution keeps detecting: a third machine beside the kept one is flagged again; an old resolution expires; --dismiss ends a false alarm', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('after-resolve');
+  const kept = claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64));
+  presence.attach(streamOf(hostId, kept), 30);
+  claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
+  claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now);
+  const orgId = stores.hosts.get(hostId)!.orgId;
+  resolveIdentity(deps, orgId, hostId, kept.machineFingerprint, 'admin', now);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now + 1)?.code, 'ERR_IDENTITY_RETIRED');
+  const third = claimant('cccccccccccccccc', '3'.repeat(64));
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 2)?.code, 'ERR_IDENTITY_RETIRED', 'any machine but the kept one is retired meanwhile');
+  // The kept key copied once more onto a machine with the kept fingerprint: alternation is still seen.
+  const copy = claimant('dddddddddddddddd', '1'.repeat(64));
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, kept, now + 3), undefined);
+  presence.attach(streamOf(hostId, copy), 30);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, copy, now + 3), undefined);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, kept, now + 4)?.code, 'ERR_HOST_IDENTITY_CONFLICT', 'detection runs while resolved');
+  assert.equal(stores.hosts.get(hostId)!.identityState, 'conflict');
+
+  createTask(stores, orgId, { type: 'config_reload', hostId, by: 'test' }, now);
+  const dismissed = dismissIdentityConflict(deps, orgId, hostId, 'admin', now + 5);
+  assert.equal(dismissed.identityState, null);
+  assert.equal(stores.hostClaimants.list(hostId).length, 0);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-dismissed', 5).length, 1);
+  assert.throws(() => dismissIdentityConflict(deps, orgId, hostId, 'admin', now + 6), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT');
+
+  // Flagged and resolved again; a week later the machine never re-enrolled is judged afresh.
+  const keptStream = streamOf(hostId, kept);
+  presence.attach(keptStream, 30);
+  claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 10);
+  resolveIdentity(deps, orgId, hostId, kept.machineFingerprint, 'admin', now + 11);
+  presence.detach(keptStream, 'stream-closed');
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 12)?.code, 'ERR_IDENTITY_RETIRED');
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 11 + IDENTITY_RESOLUTION_MAX_MS), undefined, 'no longer retired by a stale pin');
+  assert.equal(stores.hosts.get(hostId)!.identityState, null);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-resolution-expired', 5).length, 1);
+  close();
+});
+
+test('host events: a host renamed in a loop cannot erase the audit of identity decisions', async () => {
+  const { stores, hostId, now, close } = await world('events');
+  stores.hostEvents.record(hostId, now, 'identity-conflict', { reason: 'alternating' });
+  stores.hostEvents.record(hostId, now, 'identity-resolved', { by: 'admin' });
+  for (let index = 0; index < HOST_EVENTS_KEPT + 50; index += 1) stores.hostEvents.record(hostId, now + index, 'renamed', { from: `n${index}`, to: `n${index + 1}` });
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 5).length, 1);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-resolved', 5).length, 1);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'renamed', 1_000).length, HOST_EVENTS_KEPT, 'renames stay bounded');
+  close();
+});

@@ -6,6 +6,7 @@ import { migration005HostDeletion } from './005-host-deletion.ts';
 import { migration006HostIdentity } from './006-host-identity.ts';
 import { migration007HostClockOffset } from './007-host-clock-offset.ts';
 import { migration008PackageArchitecture } from './008-package-architecture.ts';
+import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -24,4 +25,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration006HostIdentity,
   migration007HostClockOffset,
   migration008PackageArchitecture,
+  migration010IdentityResolvedAt,
 ];
