@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createPublicKey, verify as verifyCrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,12 +13,14 @@ import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import type { IngestTransport } from '../agent/transport/types.ts';
 import { successorProofPayload } from '../common/successor-proof.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { isSmallOrderKey, verifyAgentSignature } from '../appliance/enrolment/agent-signature.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { NO_HOSTNAME, parseHostFacts } from '../appliance/hosts/facts.ts';
 import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS, IDENTITY_RESOLUTION_MAX_MS } from '../appliance/hosts/identity.ts';
+import { approveAsReplacement } from '../appliance/hosts/replace.ts';
 import { dismissIdentityConflict, resolveIdentity } from '../appliance/hosts/resolve.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { CLAIM_HISTORY_MS, PresenceRegistry, type Claimant, type LiveSession } from '../appliance/presence/registry.ts';
@@ -229,5 +232,38 @@ test('host events: a host renamed in a loop cannot erase the audit of identity d
   assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 5).length, 1);
   assert.equal(stores.hostEvents.ofKind(hostId, 'identity-resolved', 5).length, 1);
   assert.equal(stores.hostEvents.ofKind(hostId, 'renamed', 1_000).length, HOST_EVENTS_KEPT, 'renames stay bounded');
+  close();
+});
+
+test('approving a host as the replacement of one that is still online is refused unless forced: a working agent is not retired by a mistyped id', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('replace-online');
+  const orgId = stores.hosts.get(hostId)!.orgId;
+  const token = createEnrolmentToken(stores, orgId, { label: 'p', expiresInMs: 60_000, maxUses: 1, autoApprove: false, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
+  const incoming = await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('web-1'), token.secret, {}, now))), deps, now);
+  const newId = incoming.agent_id as string;
+  const oldStream = streamOf(hostId, claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64)));
+  presence.attach(oldStream, 30);
+  assert.throws(() => approveAsReplacement(deps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
+  assert.equal(stores.hosts.get(hostId)!.deletedAt, null, 'nothing changed');
+  assert.equal(stores.hosts.get(newId)!.approval, 'pending');
+  const replaced = approveAsReplacement(deps, orgId, newId, hostId, 'admin', now, true);
+  assert.equal(replaced.replaces, hostId);
+  assert.equal(presence.isStreaming(hostId), false, 'the old stream is closed');
+  close();
+});
+
+test('an agent signature by a small-order key proves nothing: Register and the successor proof refuse it (an all-zero key and signature pass crypto.verify)', async () => {
+  const zeroKey = Buffer.alloc(32);
+  const zeroSignature = Buffer.alloc(64);
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: zeroKey.toString('base64url') }, format: 'jwk' });
+  assert.equal(verifyCrypto(null, Buffer.from('any message'), key, zeroSignature), true, 'the weakness the check covers');
+  assert.equal(verifyAgentSignature(zeroKey, Buffer.from('any message'), zeroSignature), false);
+  const signBitSet = Buffer.from('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', 'hex');
+  assert.equal(isSmallOrderKey(signBitSet), true, 'p − 1 with the sign bit set');
+  assert.equal(isSmallOrderKey(Buffer.from(nacl.sign.keyPair().publicKey)), false);
+  const { deps, now, close } = await world('small-order');
+  const identity = newIdentity('zero');
+  const request = decodedRegister({ ...signedRegister(identity, 'x', {}, now), public_key: zeroKey, signature: zeroSignature });
+  await assert.rejects(register(parseRegisterRequest(request), deps, now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_REGISTER_SIGNATURE_INVALID');
   close();
 });

@@ -42,14 +42,15 @@ export function hostsCommand(): Command {
       .addOption(jsonOption());
     if (action === 'approve') {
       command.option('--replaces <old-id>', 'approve as the replacement of a reimaged host: this host takes over its tags, name history and events; the old host is deleted and its key retired');
+      command.option('--force', 'with --replaces: replace the old host even while it is online');
     }
-    command.action(async (id: string, options: CommonOptions & { replaces?: string }) => {
+    command.action(async (id: string, options: CommonOptions & { replaces?: string; force?: boolean }) => {
       const client = new AdminClient(options.dataDir);
       const host = encodeURIComponent(id);
       printObject(
         options.replaces === undefined
           ? await client.call('POST', `/api/v1/hosts/${host}/${action}`)
-          : await client.call('POST', `/api/v1/hosts/${host}/approve-as-replacement`, { replaces: options.replaces }),
+          : await client.call('POST', `/api/v1/hosts/${host}/approve-as-replacement`, { replaces: options.replaces, force: options.force === true }),
         options.json,
       );
     });

@@ -46,12 +46,12 @@ export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpCon
     schema: { params: hostIdParams, body: { type: 'object', additionalProperties: false, properties: {} }, response: { 200: hostSchema } },
     handler: async (request) => hostView(dismissIdentityConflict(ctx, orgId, request.params.id, request.adminName, Date.now()), presence),
   });
-  app.post<{ Params: { id: string }; Body: { replaces: string } }>('/api/v1/hosts/:id/approve-as-replacement', {
+  app.post<{ Params: { id: string }; Body: { replaces: string; force?: boolean } }>('/api/v1/hosts/:id/approve-as-replacement', {
     schema: {
       params: hostIdParams,
-      body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id } },
+      body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id, force: { type: 'boolean' } } },
       response: { 200: hostSchema },
     },
-    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now()), presence),
+    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), presence),
   });
 }
