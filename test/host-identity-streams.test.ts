@@ -125,4 +125,29 @@ describe('identity judgement of Heartbeat streams (real appliance over TLS)', ()
     assert.equal(await endedWithin(stream, 500), 'open');
     stream.call.cancel();
   });
+
+  test('hosts resolve --dismiss ends a false alarm over the admin CLI: nobody is retired and the held task goes to the holder', { timeout: 60_000 }, async () => {
+    const { hostId, jwt } = await fx.enrol({ hostname: 'web-5' });
+    const holder = new HeartbeatStream(fx.client, jwt);
+    holder.send(hostId, 1, facts(INSTANCE_A, MACHINE_A, 'web-5'));
+    await waitFor('holder ack', () => holder.acks().includes(1));
+    const rival = new HeartbeatStream(fx.client, jwt);
+    rival.send(hostId, 1, facts(INSTANCE_B, MACHINE_B, 'web-5'));
+    await rival.ended;
+    await fx.appliance.cliJson('hosts', 'rescan', hostId);
+    await sleep(500);
+    assert.deepEqual(holder.received.filter((message) => message.task), [], 'held while flagged');
+    const usage = await fx.appliance.cli('hosts', 'resolve', hostId);
+    assert.notEqual(usage.code, 0);
+    assert.match(usage.stderr, /--keep <claimant>\) or --dismiss/);
+    const dismissed = await fx.appliance.cliJson<Record<string, unknown>>('hosts', 'resolve', hostId, '--dismiss');
+    assert.equal(dismissed.identity_state ?? null, null);
+    await waitFor('the held task reaches the holder', () => holder.received.some((message) => message.task));
+    const shown = await fx.appliance.cliJson<{ recent_events: Array<{ kind: string }> }>('hosts', 'show', hostId);
+    assert.ok(shown.recent_events.some((event) => event.kind === 'identity-dismissed'));
+    const back = new HeartbeatStream(fx.client, jwt);
+    back.send(hostId, 1, facts(INSTANCE_B, MACHINE_B, 'web-5'));
+    assert.match((await back.ended).details, /ERR_HOST_IDENTITY_CONFLICT/, 'dismissing does not switch detection off');
+    holder.call.cancel();
+  });
 });
