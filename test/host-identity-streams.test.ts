@@ -20,6 +20,17 @@ const endedWithin = (stream: HeartbeatStream, ms: number) => Promise.race([strea
 
 describe('identity judgement of Heartbeat streams (real appliance over TLS)', () => {
   const fx = useIngestFixture();
+  /** A new host flagged by two machines: machine A holds its stream, machine B was refused. */
+  const flaggedHost = async (hostname: string) => {
+    const { hostId, jwt } = await fx.enrol({ hostname });
+    const holder = new HeartbeatStream(fx.client, jwt);
+    holder.send(hostId, 1, facts(INSTANCE_A, MACHINE_A, hostname));
+    await waitFor('holder ack', () => holder.acks().includes(1));
+    const rival = new HeartbeatStream(fx.client, jwt);
+    rival.send(hostId, 1, facts(INSTANCE_B, MACHINE_B, hostname));
+    assert.match((await rival.ended).details, /ERR_HOST_IDENTITY_CONFLICT/);
+    return { hostId, jwt, holder };
+  };
 
   test('leaving out HostFacts skips no identity check: refused while flagged, retired after resolve, facts sent later are judged; no task reaches an unjudged stream', { timeout: 120_000 }, async () => {
     const { hostId, jwt } = await fx.enrol({ hostname: 'web-1' });
@@ -69,13 +80,7 @@ describe('identity judgement of Heartbeat streams (real appliance over TLS)', ()
   });
 
   test('a task queued while a second stream has not sent its first heartbeat waits for its judgement, and a retired machine never gets it', { timeout: 60_000 }, async () => {
-    const { hostId, jwt } = await fx.enrol({ hostname: 'web-2' });
-    const holder = new HeartbeatStream(fx.client, jwt);
-    holder.send(hostId, 1, facts(INSTANCE_A, MACHINE_A, 'web-2'));
-    await waitFor('holder ack', () => holder.acks().includes(1));
-    const rival = new HeartbeatStream(fx.client, jwt);
-    rival.send(hostId, 1, facts(INSTANCE_B, MACHINE_B, 'web-2'));
-    await rival.ended;
+    const { hostId, jwt, holder } = await flaggedHost('web-2');
     await fx.appliance.cliJson('hosts', 'resolve', hostId, '--keep', MACHINE_A);
     holder.call.cancel();
     await sleep(300);
@@ -127,13 +132,7 @@ describe('identity judgement of Heartbeat streams (real appliance over TLS)', ()
   });
 
   test('hosts resolve --dismiss ends a false alarm over the admin CLI: nobody is retired and the held task goes to the holder', { timeout: 60_000 }, async () => {
-    const { hostId, jwt } = await fx.enrol({ hostname: 'web-5' });
-    const holder = new HeartbeatStream(fx.client, jwt);
-    holder.send(hostId, 1, facts(INSTANCE_A, MACHINE_A, 'web-5'));
-    await waitFor('holder ack', () => holder.acks().includes(1));
-    const rival = new HeartbeatStream(fx.client, jwt);
-    rival.send(hostId, 1, facts(INSTANCE_B, MACHINE_B, 'web-5'));
-    await rival.ended;
+    const { hostId, jwt, holder } = await flaggedHost('web-5');
     await fx.appliance.cliJson('hosts', 'rescan', hostId);
     await sleep(500);
     assert.deepEqual(holder.received.filter((message) => message.task), [], 'held while flagged');
