@@ -24,6 +24,26 @@ const UNSAFE_MULTILINE = /[^\P{Cc}\t\n\r]|[\p{Cs}\u2028\u2029\u202a-\u202e\u2066
 /** What JSON.stringify leaves raw: it escapes C0 and lone surrogates itself. */
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
+/**
+ * Printable single-line text, the shape of the descriptive fields an agent reports (hostname,
+ * versions, tag keys): letters with their combining marks (Devanagari, Thai and other scripts
+ * need them), digits, punctuation, symbols and the space.
+ */
+export const PRINTABLE_TEXT = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]+$/u;
+const NOT_PRINTABLE = /[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/gu;
+
+/**
+ * A descriptive fact from an agent (a hostname, an OS release) made displayable instead of refused:
+ * a machine's hostname is whatever sethostname accepted, and one odd character must not keep the
+ * host from streaming. Every character outside PRINTABLE_TEXT (controls, bidirectional formatting,
+ * other spaces) becomes U+FFFD; cut to `max` code units; `placeholder` when nothing is left.
+ */
+export function cleanAgentText(value: string, max: number, placeholder: string): string {
+  // Cut without leaving half a surrogate pair at the end.
+  const cleaned = value.replace(NOT_PRINTABLE, '\uFFFD').slice(0, max).replace(/[\uD800-\uDBFF]$/, '');
+  return cleaned.trim() === '' ? placeholder : cleaned;
+}
+
 export interface TextRule {
   /** The most UTF-16 code units allowed. */
   readonly max: number;

@@ -3,6 +3,9 @@
  * (which must stay inside them). docs/operations.md, "Limits", lists them.
  */
 
+/** Addresses a HostFacts message may list; the agent sends its first ones (sorted), the appliance stores no more. */
+export const MAX_HOST_IP_ADDRESSES = 16;
+
 /** Task reports one HeartbeatRequest may carry; a message with more is refused whole (ERR_INVALID_ARGUMENT). */
 export const MAX_TASK_UPDATES_PER_HEARTBEAT = 64;
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createPublicKey, verify as verifyCrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,15 +13,18 @@ import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import type { IngestTransport } from '../agent/transport/types.ts';
 import { successorProofPayload } from '../common/successor-proof.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
+import { isSmallOrderKey, verifyAgentSignature } from '../appliance/enrolment/agent-signature.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
-import { parseHostFacts } from '../appliance/hosts/facts.ts';
-import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS } from '../appliance/hosts/identity.ts';
-import { resolveIdentity } from '../appliance/hosts/resolve.ts';
+import { NO_HOSTNAME, parseHostFacts } from '../appliance/hosts/facts.ts';
+import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS, IDENTITY_RESOLUTION_MAX_MS } from '../appliance/hosts/identity.ts';
+import { approveAsReplacement } from '../appliance/hosts/replace.ts';
+import { dismissIdentityConflict, resolveIdentity } from '../appliance/hosts/resolve.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { CLAIM_HISTORY_MS, PresenceRegistry, type Claimant, type LiveSession } from '../appliance/presence/registry.ts';
+import { HOST_EVENTS_KEPT } from '../appliance/store/host-events.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { createTask } from '../appliance/tasks/create.ts';
 import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
@@ -41,7 +45,7 @@ test('stream claims: a restart (A then B) is not alternation; A → B → A is; 
   assert.equal(registry.recordClaim('hst_y', 'a', 1_000 + CLAIM_HISTORY_MS + 1), false, 'a process back after the window is not taken for a clone');
 });
 
-test('HostFacts from an agent are bounded and checked like Register fields', () => {
+test('HostFacts: strict on the identity fields; descriptive facts any machine may have (escapes, combining marks, no hostname) are made displayable, never refused', () => {
   const facts = {
     hostname: 'web-1', machine_fingerprint: 'a'.repeat(64), os: 'linux', os_version: '6.1.0', arch: 'x64', agent_version: '0.2.0',
     ip_addresses: ['10.0.0.5', 'fe80::1'], instance_id: '0123456789abcdef',
@@ -49,10 +53,20 @@ test('HostFacts from an agent are bounded and checked like Register fields', () 
   assert.equal(parseHostFacts(facts).hostname, 'web-1');
   const refused = (patch: Partial<typeof facts>, field: string) =>
     assert.throws(() => parseHostFacts({ ...facts, ...patch }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVALID_ARGUMENT' && error.details.field === field);
-  refused({ hostname: 'evil\u001b]0;pwned\u0007' }, 'host_facts.hostname');
   refused({ instance_id: 'not-hex' }, 'host_facts.instance_id');
-  refused({ ip_addresses: Array.from({ length: 17 }, (_, index) => `10.0.0.${index}`) }, 'host_facts.ip_addresses');
-  refused({ ip_addresses: ['<script>'] }, 'host_facts.ip_addresses');
+  refused({ machine_fingerprint: 'A'.repeat(64) }, 'host_facts.machine_fingerprint');
+  const cleaned = (patch: Partial<typeof facts>) => parseHostFacts({ ...facts, ...patch });
+  assert.equal(cleaned({ hostname: 'evil\u001b]0;pwned\u0007' }).hostname, 'evil\uFFFD]0;pwned\uFFFD');
+  assert.equal(cleaned({ hostname: 'web\u001b[31mRED' }).hostname, 'web\uFFFD[31mRED');
+  assert.equal(cleaned({ hostname: 'सर्वर' }).hostname, 'सर्वर', 'combining marks are letters of their script');
+  assert.equal(cleaned({ hostname: '' }).hostname, NO_HOSTNAME);
+  assert.equal(cleaned({ hostname: 'a\u202eb' }).hostname, 'a\uFFFDb', 'bidirectional overrides');
+  assert.equal(cleaned({ hostname: 'x'.repeat(300) }).hostname.length, 253);
+  assert.equal(cleaned({ hostname: `${'x'.repeat(252)}😀` }).hostname, 'x'.repeat(252), 'no half surrogate pair left by the cut');
+  assert.equal(cleaned({ os_version: '6.1\t-rt' }).osVersion, '6.1\uFFFD-rt');
+  assert.equal(cleaned({ os: 'Linux!' }).os, 'unknown');
+  assert.deepEqual(cleaned({ ip_addresses: ['<script>', '10.0.0.1'] }).ipAddresses, ['10.0.0.1']);
+  assert.equal(cleaned({ ip_addresses: Array.from({ length: 40 }, (_, index) => `10.0.0.${index}`) }).ipAddresses.length, 16);
 });
 
 test('the agent sends its host facts on the first heartbeat of each stream and afterwards only when they change', (t) => {
@@ -150,3 +164,106 @@ test('a retired clone enrols its new key once, as a pending host with the old ta
   close();
 });
 
+
+test('resolving counts machines, not processes: 22 restarts of the kept machine and one clone sharing its fingerprint allow one re-enrolment; the current process stays selectable beyond the claimant cap', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('allowance');
+  const shared = '1'.repeat(64);
+  const instance = (index: number) => index.toString(16).padStart(16, '0');
+  const host = stores.hosts.get(hostId)!;
+  assert.equal(claimIdentity(deps, host, claimant(instance(100), shared), now), undefined);
+  presence.attach(streamOf(hostId, claimant(instance(100), shared)), 30);
+  // A cloned VM (same fingerprint) alternating with the original: A → B → A.
+  assert.equal(claimIdentity(deps, host, claimant(instance(200), shared), now + 1), undefined);
+  claimIdentity(deps, host, claimant(instance(100), shared), now + 2);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, claimant(instance(200), shared), now + 3)?.code, 'ERR_HOST_IDENTITY_CONFLICT');
+  // The kept machine restarts 22 times while flagged (each a new process instance).
+  for (let index = 0; index < 22; index += 1) claimIdentity(deps, stores.hosts.get(hostId)!, claimant(instance(index), shared), now + 10 + index);
+  const current = instance(21);
+  assert.ok(stores.hostClaimants.list(hostId).some((each) => each.instanceId === current), 'the newest process is listed though more than 16 claimed');
+  const resolved = resolveIdentity(deps, host.orgId, hostId, current, 'admin', now + 100);
+  assert.equal(resolved.identitySuccessorsAllowed, 1, 'one other machine: its processes are not machines');
+  close();
+});
+
+test('a resolution keeps detecting: a third machine beside the kept one is flagged again; an old resolution expires; --dismiss ends a false alarm', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('after-resolve');
+  const kept = claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64));
+  presence.attach(streamOf(hostId, kept), 30);
+  claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
+  claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now);
+  const orgId = stores.hosts.get(hostId)!.orgId;
+  resolveIdentity(deps, orgId, hostId, kept.machineFingerprint, 'admin', now);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now + 1)?.code, 'ERR_IDENTITY_RETIRED');
+  const third = claimant('cccccccccccccccc', '3'.repeat(64));
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 2)?.code, 'ERR_IDENTITY_RETIRED', 'any machine but the kept one is retired meanwhile');
+  // The kept key copied once more onto a machine with the kept fingerprint: alternation is still seen.
+  const copy = claimant('dddddddddddddddd', '1'.repeat(64));
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, kept, now + 3), undefined);
+  presence.attach(streamOf(hostId, copy), 30);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, copy, now + 3), undefined);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, kept, now + 4)?.code, 'ERR_HOST_IDENTITY_CONFLICT', 'detection runs while resolved');
+  assert.equal(stores.hosts.get(hostId)!.identityState, 'conflict');
+
+  createTask(stores, orgId, { type: 'config_reload', hostId, by: 'test' }, now);
+  const dismissed = dismissIdentityConflict(deps, orgId, hostId, 'admin', now + 5);
+  assert.equal(dismissed.identityState, null);
+  assert.equal(stores.hostClaimants.list(hostId).length, 0);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-dismissed', 5).length, 1);
+  assert.throws(() => dismissIdentityConflict(deps, orgId, hostId, 'admin', now + 6), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT');
+
+  // Flagged and resolved again; a week later the machine never re-enrolled is judged afresh.
+  const keptStream = streamOf(hostId, kept);
+  presence.attach(keptStream, 30);
+  claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 10);
+  resolveIdentity(deps, orgId, hostId, kept.machineFingerprint, 'admin', now + 11);
+  presence.detach(keptStream, 'stream-closed');
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 12)?.code, 'ERR_IDENTITY_RETIRED');
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, third, now + 11 + IDENTITY_RESOLUTION_MAX_MS), undefined, 'no longer retired by a stale pin');
+  assert.equal(stores.hosts.get(hostId)!.identityState, null);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-resolution-expired', 5).length, 1);
+  close();
+});
+
+test('host events: a host renamed in a loop cannot erase the audit of identity decisions', async () => {
+  const { stores, hostId, now, close } = await world('events');
+  stores.hostEvents.record(hostId, now, 'identity-conflict', { reason: 'alternating' });
+  stores.hostEvents.record(hostId, now, 'identity-resolved', { by: 'admin' });
+  for (let index = 0; index < HOST_EVENTS_KEPT + 50; index += 1) stores.hostEvents.record(hostId, now + index, 'renamed', { from: `n${index}`, to: `n${index + 1}` });
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 5).length, 1);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-resolved', 5).length, 1);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'renamed', 1_000).length, HOST_EVENTS_KEPT, 'renames stay bounded');
+  close();
+});
+
+test('approving a host as the replacement of one that is still online is refused unless forced: a working agent is not retired by a mistyped id', async () => {
+  const { stores, deps, presence, hostId, now, close } = await world('replace-online');
+  const orgId = stores.hosts.get(hostId)!.orgId;
+  const token = createEnrolmentToken(stores, orgId, { label: 'p', expiresInMs: 60_000, maxUses: 1, autoApprove: false, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
+  const incoming = await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('web-1'), token.secret, {}, now))), deps, now);
+  const newId = incoming.agent_id as string;
+  const oldStream = streamOf(hostId, claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64)));
+  presence.attach(oldStream, 30);
+  assert.throws(() => approveAsReplacement(deps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
+  assert.equal(stores.hosts.get(hostId)!.deletedAt, null, 'nothing changed');
+  assert.equal(stores.hosts.get(newId)!.approval, 'pending');
+  const replaced = approveAsReplacement(deps, orgId, newId, hostId, 'admin', now, true);
+  assert.equal(replaced.replaces, hostId);
+  assert.equal(presence.isStreaming(hostId), false, 'the old stream is closed');
+  close();
+});
+
+test('an agent signature by a small-order key proves nothing: Register and the successor proof refuse it (an all-zero key and signature pass crypto.verify)', async () => {
+  const zeroKey = Buffer.alloc(32);
+  const zeroSignature = Buffer.alloc(64);
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: zeroKey.toString('base64url') }, format: 'jwk' });
+  assert.equal(verifyCrypto(null, Buffer.from('any message'), key, zeroSignature), true, 'the weakness the check covers');
+  assert.equal(verifyAgentSignature(zeroKey, Buffer.from('any message'), zeroSignature), false);
+  const signBitSet = Buffer.from('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', 'hex');
+  assert.equal(isSmallOrderKey(signBitSet), true, 'p − 1 with the sign bit set');
+  assert.equal(isSmallOrderKey(Buffer.from(nacl.sign.keyPair().publicKey)), false);
+  const { deps, now, close } = await world('small-order');
+  const identity = newIdentity('zero');
+  const request = decodedRegister({ ...signedRegister(identity, 'x', {}, now), public_key: zeroKey, signature: zeroSignature });
+  await assert.rejects(register(parseRegisterRequest(request), deps, now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_REGISTER_SIGNATURE_INVALID');
+  close();
+});

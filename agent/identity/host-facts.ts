@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, networkInterfaces, release } from 'node:os';
+import { MAX_HOST_IP_ADDRESSES } from '../../common/heartbeat-limits.ts';
 import type { HostFacts } from '../../common/proto.ts';
 import type { HostDescription } from '../registration/request.ts';
-
-/** The appliance stores at most this many addresses per host (appliance/hosts/facts.ts). */
-const MAX_IP_ADDRESSES = 16;
 
 /**
  * A random id for this agent process (16 hex digits). A restart gets a new one; two processes
@@ -33,10 +31,17 @@ export function readHostFacts(host: HostDescription, instanceId: string): HostFa
   };
 }
 
+/** The host's non-loopback addresses; none when they cannot be read (os.networkInterfaces throws on a getifaddrs failure). */
 function interfaceAddresses(): string[] {
-  const addresses = Object.values(networkInterfaces())
+  let interfaces: ReturnType<typeof networkInterfaces>;
+  try {
+    interfaces = networkInterfaces();
+  } catch {
+    return [];
+  }
+  const addresses = Object.values(interfaces)
     .flatMap((entries) => entries ?? [])
     .filter((entry) => !entry.internal)
     .map((entry) => entry.address);
-  return [...new Set(addresses)].sort().slice(0, MAX_IP_ADDRESSES);
+  return [...new Set(addresses)].sort().slice(0, MAX_HOST_IP_ADDRESSES);
 }

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { describeSkipped, type SkippedPackages } from '../../common/inventory-records.ts';
 import { AdminClient } from './admin-client.ts';
 import { printLine, printObject, printRows } from './output.ts';
@@ -42,27 +42,31 @@ export function hostsCommand(): Command {
       .addOption(jsonOption());
     if (action === 'approve') {
       command.option('--replaces <old-id>', 'approve as the replacement of a reimaged host: this host takes over its tags, name history and events; the old host is deleted and its key retired');
+      command.option('--force', 'with --replaces: replace the old host even while it is online');
     }
-    command.action(async (id: string, options: CommonOptions & { replaces?: string }) => {
+    command.action(async (id: string, options: CommonOptions & { replaces?: string; force?: boolean }) => {
       const client = new AdminClient(options.dataDir);
       const host = encodeURIComponent(id);
       printObject(
         options.replaces === undefined
           ? await client.call('POST', `/api/v1/hosts/${host}/${action}`)
-          : await client.call('POST', `/api/v1/hosts/${host}/approve-as-replacement`, { replaces: options.replaces }),
+          : await client.call('POST', `/api/v1/hosts/${host}/approve-as-replacement`, { replaces: options.replaces, force: options.force === true }),
         options.json,
       );
     });
   }
   hosts
     .command('resolve')
-    .description('resolve an identity conflict (two machines using one host key): keep one claimant; the others are told to enrol anew as pending hosts')
+    .description('resolve an identity conflict (two machines using one host key): keep one claimant (the others are told to enrol anew as pending hosts), or dismiss it as a false alarm')
     .argument('<id>', 'host id (hst_...)')
-    .requiredOption('--keep <claimant>', "the claimant to keep: its instance id or machine fingerprint (hosts show <id> lists identity_claimants)")
+    .addOption(new Option('--keep <claimant>', "the claimant to keep: its instance id or machine fingerprint (hosts show <id> lists identity_claimants)").conflicts('dismiss'))
+    .option('--dismiss', 'a false alarm (or end a resolution early): no machine is retired, the host is judged as any other again')
     .addOption(dataDirOption())
     .addOption(jsonOption())
-    .action(async (id: string, options: CommonOptions & { keep: string }) => {
-      printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/hosts/${encodeURIComponent(id)}/resolve`, { keep: options.keep }), options.json);
+    .action(async (id: string, options: CommonOptions & { keep?: string; dismiss?: boolean }, command: Command) => {
+      if (options.keep === undefined && !options.dismiss) command.error("error: name the machine to keep (--keep <claimant>) or --dismiss the conflict");
+      const path = `/api/v1/hosts/${encodeURIComponent(id)}/${options.dismiss ? 'dismiss-identity-conflict' : 'resolve'}`;
+      printObject(await new AdminClient(options.dataDir).call('POST', path, options.dismiss ? {} : { keep: options.keep }), options.json);
     });
   hosts
     .command('delete')

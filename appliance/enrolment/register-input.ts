@@ -1,4 +1,4 @@
-import { checkAgentText } from '../../common/agent-text.ts';
+import { checkAgentText, PRINTABLE_TEXT as PRINTABLE } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
 import type { RegisterHostFields } from '../../common/register-payload.ts';
@@ -29,8 +29,6 @@ function exactBytes(value: Buffer, field: string, length: number): Buffer {
   if (value.length !== length) throw invalid(field, `must be ${length} bytes, got ${value.length}`);
   return value;
 }
-
-const PRINTABLE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
 
 export function parseRegisterRequest(message: RegisterRequest__Output): RegisterInput {
   checkAgentText(message.org_token, 'RegisterRequest.org_token', { max: 256 }, { field: 'org_token' });

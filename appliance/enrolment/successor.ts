@@ -1,8 +1,8 @@
-import { createPublicKey, verify as verifySignature } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { successorProofPayload } from '../../common/successor-proof.ts';
 import { newId } from '../lib/ids.ts';
+import { verifyAgentSignature } from './agent-signature.ts';
 import type { Host, Stores } from '../store/index.ts';
 import { describedHost, type RegisterInput } from './register-input.ts';
 
@@ -18,8 +18,7 @@ export interface SuccessorClaim {
  * left. Throws ERR_SUCCESSOR_REFUSED otherwise, before anything is written.
  */
 export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, stores: Stores, orgId: string): Host {
-  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: claim.publicKey.toString('base64url') }, format: 'jwk' });
-  if (!verifySignature(null, successorProofPayload(input.publicKey), key, claim.signature)) {
+  if (!verifyAgentSignature(claim.publicKey, successorProofPayload(input.publicKey), claim.signature)) {
     throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the predecessor signature does not match the retired key and this public key');
   }
   const predecessor = stores.hosts.findByPublicKey(claim.publicKey);
@@ -36,7 +35,7 @@ export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim
  * (a conditional UPDATE), so two racing requests cannot both enrol. Events on both hosts.
  */
 export function enrolSuccessor(input: RegisterInput, predecessor: Host, stores: Stores, log: Logger, now: number): Host {
-  return stores.transaction(() => {
+  const host = stores.transaction(() => {
     if (!stores.hosts.takeSuccessorAllowance(predecessor.id)) {
       throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key has no re-enrolment left', { host_id: predecessor.id });
     }
@@ -54,7 +53,8 @@ export function enrolSuccessor(input: RegisterInput, predecessor: Host, stores: 
     stores.hosts.insert(host);
     stores.hostEvents.record(host.id, now, 'successor-enrolled', { predecessor: predecessor.id });
     stores.hostEvents.record(predecessor.id, now, 'successor-enrolled', { successor: host.id, hostname: input.hostname });
-    log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host');
     return stores.hosts.get(host.id) as Host;
   });
+  log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host');
+  return host;
 }

@@ -35,6 +35,8 @@ export interface HeartbeatDeps {
 
 const DEFAULT_INTERVAL_SECS = 30;
 const REPORT_STREAM_MAX_MS = 60_000;
+/** The longest a second stream of a host may stay silent before its first heartbeat (ms); agents send it at once. */
+const FIRST_HEARTBEAT_MAX_MS = 10_000;
 /** How long a stream opened over the host's rate limit is held before it is refused. */
 const RATE_LIMITED_OPEN_DELAY_MS = 1_000;
 
@@ -157,6 +159,11 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   /** A message waits for the rate limit: nothing more is read until it is handled. */
   let waitingForRate = false;
   /**
+   * The stream's first heartbeat was handled and its claim judged (claimIdentityOnce): until then
+   * nothing is sent on it, so a task cannot reach a machine that may yet be refused.
+   */
+  let judged = false;
+  /**
    * Every write to the peer goes through here: when the buffer is full (the peer does not read),
    * stop reading its messages until it drains, so what it sends cannot pile up replies here.
    */
@@ -173,9 +180,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   };
   const session: LiveSession = {
     agentId,
-    // False when not sent (the stream ended, or its peer is not reading): a task stays queued.
+    // False when not sent (the stream ended, its peer is not reading, or its claim is not judged yet): a task stays queued.
     send: (message) => {
-      if (ended || congested) return false;
+      if (ended || congested || !judged) return false;
       writeToPeer(message);
       return true;
     },
@@ -200,8 +207,6 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   let reportDeadline: NodeJS.Timeout | undefined;
   let firstHeartbeatDeadline: NodeJS.Timeout | undefined;
   let attached = false;
-  /** The stream has sent its first heartbeat (and, with HostFacts, had its identity claim judged). */
-  let claimed = false;
   const attach = (intervalSecs: number): void => {
     attached = true;
     clearTimeout(firstHeartbeatDeadline);
@@ -218,7 +223,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   } else {
     // Another stream holds the host: this one replaces it only once its first heartbeat said which
     // machine it is (claimIdentity), so a second machine cannot displace the first unseen.
-    firstHeartbeatDeadline = setTimeout(() => session.close(), 2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000);
+    // Bounded apart from the interval: a silent stream holds one of the host's few open calls
+    // (HEARTBEAT_OPEN_CALLS_PER_HOST), and an hour's interval must not let two of them lock the host out.
+    firstHeartbeatDeadline = setTimeout(() => session.close(), Math.min(2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000, FIRST_HEARTBEAT_MAX_MS));
   }
 
   const refreshCredential = async (nowMs: number): Promise<void> => {
@@ -305,25 +312,35 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
   };
   /**
-   * On the first heartbeat: judges the claim of the machine behind the stream (refused: the stream
-   * ends with the refusal) and makes the stream the host's current one if it is not yet. Stores the
-   * facts when they changed. False when the stream was ended.
+   * On the first heartbeat, and on the first one carrying HostFacts if earlier ones carried none:
+   * judges the claim of the machine behind the stream against the host as stored now (an admin may
+   * have flagged or resolved it since the stream opened); refused, the stream ends with the refusal.
+   * Once accepted the stream becomes the host's current one if it is not yet and its queued tasks
+   * go out. Stores the facts when they changed. False when the stream was ended.
    */
   const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
     const facts = heartbeat.facts;
-    if (!claimed) {
-      claimed = true;
-      if (facts !== undefined) {
-        session.claimant = { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
-        const refusal = claimIdentity(deps, knownHost, session.claimant, receivedAt);
-        if (refusal) {
-          refuse(refusal, 'heartbeat stream');
-          return false;
-        }
+    if (!judged || (facts !== undefined && session.claimant === undefined)) {
+      const current = stores.hosts.get(agentId);
+      if (!current || !mayStream(current)) {
+        refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
+        return false;
       }
-      if (!attached) attach(heartbeat.intervalSecs);
-      // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-      tasks.connected(agentId);
+      knownHost = current;
+      const claimant = facts && { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
+      // Set before the judgement: claimIdentity compares it with the claimant of the host's live stream, which may be this one.
+      session.claimant = claimant;
+      const refusal = claimIdentity(deps, knownHost, claimant, receivedAt);
+      if (refusal) {
+        refuse(refusal, 'heartbeat stream');
+        return false;
+      }
+      if (!judged) {
+        judged = true;
+        if (!attached) attach(heartbeat.intervalSecs);
+        // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
+        tasks.connected(agentId);
+      }
     }
     if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
     return true;

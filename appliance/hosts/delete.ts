@@ -53,5 +53,6 @@ function retire(deps: Omit<DeleteDeps, 'tasks'>, hostId: string, now: number, by
   });
   if (cancelled === undefined) return;
   deps.presence.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host was deleted'), 'revoked');
+  deps.presence.forgetClaims(hostId);
   deps.log.info({ host_id: hostId, by, cancelled_tasks: cancelled.length }, message);
 }

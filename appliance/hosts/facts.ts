@@ -1,5 +1,5 @@
-import { checkAgentText } from '../../common/agent-text.ts';
-import { CtOpsError } from '../../common/errors.ts';
+import { checkAgentText, cleanAgentText } from '../../common/agent-text.ts';
+import { MAX_HOST_IP_ADDRESSES } from '../../common/heartbeat-limits.ts';
 import type { HostFacts__Output } from '../../common/proto.ts';
 import type { HostFactsUpdate } from '../store/index.ts';
 
@@ -9,29 +9,32 @@ export interface HostFacts extends HostFactsUpdate {
   instanceId: string;
 }
 
-const PRINTABLE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
-/** The most addresses stored per host: enough for real machines, bounded for hostile ones. */
-export const MAX_IP_ADDRESSES = 16;
 const IP_ADDRESS = /^[0-9A-Fa-f.:]{2,45}(%[A-Za-z0-9_.-]{1,32})?$/;
+const OS_OR_ARCH = /^[a-z0-9_-]{1,32}$/;
+/** Shown for a hostname the machine reports empty (sethostname accepts ""). */
+export const NO_HOSTNAME = '(no hostname)';
 
 /**
- * Validates HostFacts (HeartbeatRequest.host_facts) with the same bounds as Register's fields;
- * throws ERR_INVALID_ARGUMENT naming the field.
+ * Reads HostFacts (HeartbeatRequest.host_facts). Strict only where the identity judgement depends
+ * on the value: machine_fingerprint and instance_id must have their exact shapes, else
+ * ERR_INVALID_ARGUMENT naming the field. The descriptive facts are whatever the machine is
+ * configured with (a hostname with an escape, combining marks or nothing at all is accepted by
+ * sethostname), so they are made displayable rather than refused, and never end the stream:
+ * cleanAgentText for text, 'unknown' for an os or arch outside [a-z0-9_-], addresses of another
+ * shape left out and at most MAX_HOST_IP_ADDRESSES kept.
  */
 export function parseHostFacts(message: HostFacts__Output): HostFacts {
-  const text = (value: string, field: string, max: number, pattern?: RegExp, required = true): string =>
-    checkAgentText(value, `HostFacts.${field}`, { max, required, pattern }, { field: `host_facts.${field}` });
-  if (message.ip_addresses.length > MAX_IP_ADDRESSES) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', `HostFacts.ip_addresses has more than ${MAX_IP_ADDRESSES} entries`, { field: 'host_facts.ip_addresses' });
-  }
+  const strict = (value: string, field: string, max: number, pattern: RegExp): string =>
+    checkAgentText(value, `HostFacts.${field}`, { max, required: true, pattern }, { field: `host_facts.${field}` });
+  const name = (value: string): string => (OS_OR_ARCH.test(value) ? value : 'unknown');
   return {
-    hostname: text(message.hostname, 'hostname', 253, PRINTABLE),
-    machineFingerprint: text(message.machine_fingerprint, 'machine_fingerprint', 64, /^[0-9a-f]{64}$/),
-    os: text(message.os, 'os', 32, /^[a-z0-9_-]+$/),
-    osVersion: text(message.os_version, 'os_version', 128, PRINTABLE, false),
-    arch: text(message.arch, 'arch', 32, /^[a-z0-9_-]+$/),
-    agentVersion: text(message.agent_version, 'agent_version', 64, PRINTABLE),
-    ipAddresses: message.ip_addresses.map((address) => text(address, 'ip_addresses', 80, IP_ADDRESS)),
-    instanceId: text(message.instance_id, 'instance_id', 16, /^[0-9a-f]{16}$/),
+    hostname: cleanAgentText(message.hostname, 253, NO_HOSTNAME),
+    machineFingerprint: strict(message.machine_fingerprint, 'machine_fingerprint', 64, /^[0-9a-f]{64}$/),
+    os: name(message.os),
+    osVersion: cleanAgentText(message.os_version, 128, ''),
+    arch: name(message.arch),
+    agentVersion: cleanAgentText(message.agent_version, 64, 'unknown'),
+    ipAddresses: message.ip_addresses.filter((address) => IP_ADDRESS.test(address)).slice(0, MAX_HOST_IP_ADDRESSES),
+    instanceId: strict(message.instance_id, 'instance_id', 16, /^[0-9a-f]{16}$/),
   };
 }

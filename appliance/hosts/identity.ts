@@ -11,6 +11,13 @@ import type { HostFacts } from './facts.ts';
  */
 export const IDENTITY_CONFLICT_RETRY_MS = 15_000;
 
+/**
+ * How long a resolution lasts at most (ms): retired machines that are running re-enrol within
+ * seconds of their next stream; one switched off for a week is judged afresh when it returns
+ * (flagged again beside the kept machine, or by alternation), rather than retired by a pin forever.
+ */
+export const IDENTITY_RESOLUTION_MAX_MS = 7 * 24 * 3_600_000;
+
 export interface IdentityDeps {
   stores: Stores;
   presence: PresenceRegistry;
@@ -23,29 +30,36 @@ export interface IdentityDeps {
  * when the stream may become the host's current one.
  *
  * - After an admin resolved a conflict, only the kept claimant may stream; another one is told
- *   ERR_IDENTITY_RETIRED (it then enrols under a new key, see enrolment/successor.ts).
+ *   ERR_IDENTITY_RETIRED (it then enrols under a new key, see enrolment/successor.ts). The kept one
+ *   is still judged as below (detection never pauses); a resolution ends at the latest after
+ *   IDENTITY_RESOLUTION_MAX_MS.
  * - Two claimants are detected when the live stream belongs to a machine with another fingerprint,
  *   or when the instances alternate (A → B → A within CLAIM_HISTORY_MS: PresenceRegistry.recordClaim).
  *   A plain restart is a new instance on the same machine that the old one never follows: not flagged.
  * - While flagged, the holder of the live stream keeps it and any other claimant is refused with
  *   ERR_HOST_IDENTITY_CONFLICT and a retry hint, so the machines stop displacing each other.
+ * - A stream that sends no HostFacts (agents before 0.2, or a peer that leaves them out) says no
+ *   machine: it is accepted only while the host is not flagged nor resolved (unidentifiedRefusal).
  * The flag, the claimants and the audit event are committed together; the warning is logged after.
  */
-export function claimIdentity(deps: IdentityDeps, host: Host, claimant: Claimant, now: number): CtOpsError | undefined {
+export function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claimant | undefined, now: number): CtOpsError | undefined {
   const { stores, presence, log } = deps;
+  const host = endStaleResolution(deps, stored, now);
+  if (claimant === undefined) return unidentifiedRefusal(deps, host, now);
   if (host.identityState === 'resolved' && !isKept(host, claimant)) {
     stores.hostEvents.record(host.id, now, 'identity-retired-claimant', claimantFields(claimant));
     log.warn({ host_id: host.id, ...claimantFields(claimant) }, 'retired claimant of a resolved identity told to enrol anew');
-    return new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: host.id });
+    return retiredError(host);
   }
   const holder = presence.claimantOf(host.id);
   const alternated = presence.recordClaim(host.id, claimant.instanceId, now);
   const rival = holder !== undefined && holder.instanceId !== claimant.instanceId ? holder : undefined;
   if (host.identityState === 'conflict') {
-    stores.hostClaimants.seen({ hostId: host.id, ...claimant }, now);
+    stores.transaction(() => stores.hostClaimants.seen({ hostId: host.id, ...claimant }, now));
     return rival === undefined ? undefined : conflictError(host);
   }
-  if (host.identityState === 'resolved') return undefined;
+  // Also while resolved: the kept machine's key may be copied again, or a retired clone may share
+  // the kept fingerprint; both show as another machine beside it or as alternation, as before.
   const otherMachine = rival !== undefined && rival.machineFingerprint !== claimant.machineFingerprint;
   if (!otherMachine && !alternated) return undefined;
   const claimants = [...(rival ? [rival] : []), claimant];
@@ -60,6 +74,22 @@ export function claimIdentity(deps: IdentityDeps, host: Host, claimant: Claimant
   }
   // With no live stream left to keep, the claimant in hand holds the identity until an admin decides.
   return rival === undefined ? undefined : conflictError(host);
+}
+
+/**
+ * The host as judged now: a resolution older than IDENTITY_RESOLUTION_MAX_MS is ended (recorded as
+ * an 'identity-resolution-expired' event with the re-enrolments left unused), so a retired machine
+ * that never comes back cannot keep the host's judgement bent for good.
+ */
+function endStaleResolution(deps: IdentityDeps, host: Host, now: number): Host {
+  if (host.identityState !== 'resolved' || host.identityResolvedAt === null || now - host.identityResolvedAt < IDENTITY_RESOLUTION_MAX_MS) return host;
+  const ended = deps.stores.transaction(() => {
+    if (!deps.stores.hosts.clearIdentityState(host.id)) return false;
+    deps.stores.hostEvents.record(host.id, now, 'identity-resolution-expired', { unused_reenrolments: host.identitySuccessorsAllowed });
+    return true;
+  });
+  if (ended) deps.log.info({ host_id: host.id, unused_reenrolments: host.identitySuccessorsAllowed }, 'identity resolution expired');
+  return { ...host, identityState: null, identityKeptFingerprint: null, identityKeptInstance: null, identitySuccessorsAllowed: 0, identityResolvedAt: null };
 }
 
 /**
@@ -85,6 +115,23 @@ export function refreshFacts(deps: Pick<IdentityDeps, 'stores' | 'log'>, host: H
 export function isKept(host: Host, claimant: Pick<Claimant, 'instanceId' | 'machineFingerprint'>): boolean {
   if (host.identityKeptInstance !== null) return claimant.instanceId === host.identityKeptInstance;
   return claimant.machineFingerprint === host.identityKeptFingerprint;
+}
+
+/**
+ * A stream without HostFacts while the host is flagged or resolved: it cannot show it is the kept
+ * machine, so leaving the facts out must not skip the judgement. Flagged: refused like any other
+ * claimant (retry hint); resolved: told its identity is retired (the kept agent always sends facts).
+ */
+function unidentifiedRefusal(deps: IdentityDeps, host: Host, now: number): CtOpsError | undefined {
+  if (host.identityState === 'conflict') return conflictError(host);
+  if (host.identityState !== 'resolved') return undefined;
+  deps.stores.hostEvents.record(host.id, now, 'identity-retired-claimant', { unidentified: true });
+  deps.log.warn({ host_id: host.id, unidentified: true }, 'claimant without host facts of a resolved identity told to enrol anew');
+  return retiredError(host);
+}
+
+export function retiredError(host: Host): CtOpsError {
+  return new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: host.id });
 }
 
 function conflictError(host: Host): CtOpsError {

@@ -17,9 +17,11 @@ export interface ReplaceDeps {
  * (its key retired, `replaced_by` set; its inventory and task history stay readable under its id)
  * and X's unfinished tasks are cancelled. After commit X's live stream, if any, is closed.
  * Throws ERR_HOST_NOT_FOUND for either id, ERR_HOST_STATE_CONFLICT when the new host is not pending
- * or rejected, names X itself, or already replaced a host.
+ * or rejected, names X itself, or already replaced a host, and when X is online unless `force`: a
+ * machine still streaming under X's key is not the reimaged one (a mistyped id, or two machines),
+ * and replacing it would retire a working agent.
  */
-export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number): Host {
+export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Host {
   const { stores, presence, log } = deps;
   const live = (id: string): Host => {
     const host = stores.hosts.get(id);
@@ -29,6 +31,9 @@ export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: st
   const incoming = live(newId);
   const old = live(oldId);
   if (incoming.id === old.id) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'a host cannot replace itself', { host_id: newId });
+  if (!force && presence.isStreaming(oldId)) {
+    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} is online: its machine still runs under the old key; stop it first, or replace it anyway with --force`, { host_id: oldId, online: true });
+  }
   const cancelled = stores.transaction(() => {
     if (!stores.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by)) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
@@ -42,6 +47,7 @@ export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: st
     return stores.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
   });
   presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
+  presence.forgetClaims(oldId);
   log.info({ host_id: newId, replaces: oldId, by, cancelled_tasks: cancelled.length }, 'host approved as replacement');
   return stores.hosts.get(newId) as Host;
 }

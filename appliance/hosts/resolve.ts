@@ -3,7 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Host, HostClaimant, Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
-import { isKept } from './identity.ts';
+import { isKept, retiredError } from './identity.ts';
 
 export interface ResolveDeps {
   stores: Stores;
@@ -12,28 +12,30 @@ export interface ResolveDeps {
   log: Logger;
 }
 
+/** The most retired machines one resolution lets re-enrol (a handful of clones; a fleet of them is a new deployment). */
+export const MAX_SUCCESSORS_PER_RESOLUTION = 4;
+
 /**
  * An admin resolves a flagged host (two machines using its key) by keeping one claimant, named by
  * its instance id or machine fingerprint (`hosts show` lists them). The kept machine is pinned by
  * its fingerprint when no other claimant shares it, else by its process instance (a cloned VM keeps
- * the fingerprint). Every other claimant may enrol once as a new pending host with a proof signed
- * by the retired key (enrolment/successor.ts); the resolution ends when all of them have.
- * After commit: a live stream of a machine not kept is closed with ERR_IDENTITY_RETIRED, and the
- * held tasks go to the kept one if it is online.
+ * the fingerprint). The other machines may enrol once each as a new pending host with a proof
+ * signed by the retired key (enrolment/successor.ts): one allowance per other fingerprint, plus one
+ * for clones sharing the kept fingerprint (the kept machine's own earlier processes are among those
+ * instances, so instances are not counted), at most MAX_SUCCESSORS_PER_RESOLUTION. The resolution
+ * ends when all have, or after IDENTITY_RESOLUTION_MAX_MS (hosts/identity.ts).
+ * After commit: a live stream of a machine not kept (or of one that never said) is closed with
+ * ERR_IDENTITY_RETIRED, and the held tasks go to the kept one if it is online.
  * Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (the host is not flagged), ERR_INVALID_ARGUMENT
  * (no claimant matches `keep`, or it matches several machines).
  */
 export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string, keep: string, by: string, now: number): Host {
   const { stores, presence, tasks, log } = deps;
-  const host = stores.hosts.get(hostId);
-  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
-  if (host.identityState !== 'conflict') {
-    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId, identity_state: host.identityState });
-  }
+  const host = flaggedHost(stores, orgId, hostId, ['conflict']);
   const claimants = stores.hostClaimants.list(hostId);
   const kept = claimants.filter((claimant) => claimant.instanceId === keep || claimant.machineFingerprint === keep);
   const keptFingerprints = new Set(kept.map((claimant) => claimant.machineFingerprint));
-  if (kept.length === 0 || (keptFingerprints.size > 1)) {
+  if (kept.length === 0 || keptFingerprints.size > 1) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep must name one claimant of ${hostId} by instance id or machine fingerprint (hosts show lists them)`, { host_id: hostId, field: 'keep' });
   }
   const chosen = kept[0] as HostClaimant;
@@ -42,23 +44,57 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
   const pin = fingerprintShared && keep === chosen.instanceId ? { fingerprint: null, instance: chosen.instanceId } : { fingerprint: chosen.machineFingerprint, instance: null };
   const retired = claimants.filter((claimant) => !isKept({ ...host, identityKeptFingerprint: pin.fingerprint, identityKeptInstance: pin.instance }, claimant));
   if (retired.length === 0) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep ${keep} matches every claimant of ${hostId}; name one process instance (hosts show lists them)`, { host_id: hostId, field: 'keep' });
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep ${keep} matches every claimant of ${hostId}; name one process instance (hosts show lists them), or --dismiss a false alarm`, { host_id: hostId, field: 'keep' });
   }
+  const successors = Math.min(MAX_SUCCESSORS_PER_RESOLUTION, new Set(retired.map((claimant) => claimant.machineFingerprint)).size);
   stores.transaction(() => {
-    if (!stores.hosts.resolveIdentity(hostId, pin, retired.length)) {
+    if (!stores.hosts.resolveIdentity(hostId, pin, successors, now)) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId });
     }
     stores.hostClaimants.clear(hostId);
-    stores.hostEvents.record(hostId, now, 'identity-resolved', { by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, kept_hostname: chosen.hostname, retired: retired.length });
+    stores.hostEvents.record(hostId, now, 'identity-resolved', { by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, kept_hostname: chosen.hostname, retired: retired.length, reenrolments: successors });
   });
   presence.forgetClaims(hostId);
-  log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length }, 'identity conflict resolved');
+  log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length, reenrolments: successors }, 'identity conflict resolved');
   const resolved = stores.hosts.get(hostId) as Host;
   const holder = presence.claimantOf(hostId);
-  if (holder !== undefined && !isKept(resolved, holder)) {
-    presence.disconnect(hostId, new CtOpsError('ERR_IDENTITY_RETIRED', 'an admin kept another machine for this identity; create a new identity and enrol as a new host', { host_id: hostId }), 'revoked');
+  // A live stream that never said which machine it is cannot be the kept one either.
+  if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
+    presence.disconnect(hostId, retiredError(resolved), 'revoked');
   } else {
     tasks.dispatch(hostId);
   }
   return resolved;
+}
+
+/**
+ * An admin dismisses a flag as a false alarm (or ends a resolution early): the host is judged as any
+ * other again, its claimants are forgotten, no machine is retired, held tasks go out. Recorded as an
+ * 'identity-dismissed' event. Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (neither flagged
+ * nor resolved).
+ */
+export function dismissIdentityConflict(deps: ResolveDeps, orgId: string, hostId: string, by: string, now: number): Host {
+  const { stores, presence, tasks, log } = deps;
+  const host = flaggedHost(stores, orgId, hostId, ['conflict', 'resolved']);
+  stores.transaction(() => {
+    if (!stores.hosts.clearIdentityState(hostId)) {
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to dismiss', { host_id: hostId });
+    }
+    stores.hostClaimants.clear(hostId);
+    stores.hostEvents.record(hostId, now, 'identity-dismissed', { by, was: host.identityState });
+  });
+  presence.forgetClaims(hostId);
+  log.warn({ host_id: hostId, by, was: host.identityState }, 'identity conflict dismissed');
+  tasks.dispatch(hostId);
+  return stores.hosts.get(hostId) as Host;
+}
+
+/** The live host of the org in one of `states`; ERR_HOST_NOT_FOUND or ERR_HOST_STATE_CONFLICT otherwise. */
+function flaggedHost(stores: Stores, orgId: string, hostId: string, states: ReadonlyArray<Host['identityState']>): Host {
+  const host = stores.hosts.get(hostId);
+  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  if (!states.includes(host.identityState)) {
+    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId, identity_state: host.identityState });
+  }
+  return host;
 }

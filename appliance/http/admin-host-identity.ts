@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { approveAsReplacement } from '../hosts/replace.ts';
-import { resolveIdentity } from '../hosts/resolve.ts';
+import { dismissIdentityConflict, resolveIdentity } from '../hosts/resolve.ts';
 import type { Host, HostEvent, Stores } from '../store/index.ts';
 import type { HttpContext } from './context.ts';
 import { hostIdParams, hostSchema, hostView, iso } from './views.ts';
@@ -42,12 +42,16 @@ export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpCon
     },
     handler: async (request) => hostView(resolveIdentity(ctx, orgId, request.params.id, request.body.keep, request.adminName, Date.now()), presence),
   });
-  app.post<{ Params: { id: string }; Body: { replaces: string } }>('/api/v1/hosts/:id/approve-as-replacement', {
+  app.post<{ Params: { id: string } }>('/api/v1/hosts/:id/dismiss-identity-conflict', {
+    schema: { params: hostIdParams, body: { type: 'object', additionalProperties: false, properties: {} }, response: { 200: hostSchema } },
+    handler: async (request) => hostView(dismissIdentityConflict(ctx, orgId, request.params.id, request.adminName, Date.now()), presence),
+  });
+  app.post<{ Params: { id: string }; Body: { replaces: string; force?: boolean } }>('/api/v1/hosts/:id/approve-as-replacement', {
     schema: {
       params: hostIdParams,
-      body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id } },
+      body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id, force: { type: 'boolean' } } },
       response: { 200: hostSchema },
     },
-    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now()), presence),
+    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), presence),
   });
 }

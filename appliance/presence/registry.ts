@@ -115,7 +115,7 @@ export class PresenceRegistry {
     return alternated;
   }
 
-  /** Forgets the host's claim history (an admin resolved its identity, or it was deleted). */
+  /** Forgets the host's claim history: an admin resolved or dismissed its conflict, deleted it, or replaced it. */
   forgetClaims(agentId: string): void {
     this.#claims.delete(agentId);
   }

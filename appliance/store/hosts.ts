@@ -49,6 +49,8 @@ export interface Host {
   identityKeptInstance: string | null;
   /** How many retired claimants may still enrol once each as a new pending host with a proof by this key. */
   identitySuccessorsAllowed: number;
+  /** When an admin resolved the conflict (ms since the epoch); null unless identityState is 'resolved'. */
+  identityResolvedAt: number | null;
   /** The host whose record this one took over ("approve as replacement"), and the reverse link. */
   replaces: string | null;
   replacedBy: string | null;
@@ -125,6 +127,7 @@ interface HostRow {
   identity_kept_fingerprint: string | null;
   identity_kept_instance: string | null;
   identity_successors_allowed: number;
+  identity_resolved_at: number | null;
   replaces: string | null;
   replaced_by: string | null;
 }
@@ -144,6 +147,7 @@ export class HostStore {
   readonly #facts;
   readonly #flagConflict;
   readonly #resolveIdentity;
+  readonly #clearIdentity;
   readonly #takeSuccessor;
   readonly #takeOver;
   readonly #replacedBy;
@@ -183,14 +187,19 @@ export class HostStore {
     this.#flagConflict = db.prepare<[string]>("UPDATE hosts SET identity_state = 'conflict' WHERE id = ? AND identity_state IS NOT 'conflict'");
     this.#resolveIdentity = db.prepare(
       `UPDATE hosts SET identity_state = 'resolved', identity_kept_fingerprint = @fingerprint, identity_kept_instance = @instance,
-                        identity_successors_allowed = @successors WHERE id = @id AND identity_state = 'conflict'`,
+                        identity_successors_allowed = @successors, identity_resolved_at = @at WHERE id = @id AND identity_state = 'conflict'`,
+    );
+    this.#clearIdentity = db.prepare<[string]>(
+      `UPDATE hosts SET identity_state = NULL, identity_kept_fingerprint = NULL, identity_kept_instance = NULL,
+                        identity_successors_allowed = 0, identity_resolved_at = NULL WHERE id = ? AND identity_state IS NOT NULL`,
     );
     // The last allowance used ends the resolution: the kept machine is then the only one left.
     this.#takeSuccessor = db.prepare<[string]>(
       `UPDATE hosts SET identity_successors_allowed = identity_successors_allowed - 1,
                         identity_state = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_state END,
                         identity_kept_fingerprint = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_fingerprint END,
-                        identity_kept_instance = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_instance END
+                        identity_kept_instance = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_instance END,
+                        identity_resolved_at = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_resolved_at END
        WHERE id = ? AND identity_state = 'resolved' AND identity_successors_allowed > 0`,
     );
     this.#takeOver = db.prepare<[string, string, string]>('UPDATE hosts SET replaces = ?, tags = ? WHERE id = ? AND replaces IS NULL');
@@ -258,8 +267,13 @@ export class HostStore {
   }
 
   /** Records the admin's choice and how many others may re-enrol; false unless the host was flagged. */
-  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number): boolean {
-    return this.#resolveIdentity.run({ id, ...kept, successors }).changes === 1;
+  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, at: number): boolean {
+    return this.#resolveIdentity.run({ id, ...kept, successors, at }).changes === 1;
+  }
+
+  /** Ends a conflict or a resolution: the host is judged as any other again. False when it had neither. */
+  clearIdentityState(id: string): boolean {
+    return this.#clearIdentity.run(id).changes === 1;
   }
 
   /** Spends one successor allowance (a retired claimant enrolling anew); false when none is left. */
@@ -309,6 +323,7 @@ function toHost(row: HostRow): Host {
     identityKeptFingerprint: row.identity_kept_fingerprint,
     identityKeptInstance: row.identity_kept_instance,
     identitySuccessorsAllowed: row.identity_successors_allowed,
+    identityResolvedAt: row.identity_resolved_at,
     replaces: row.replaces,
     replacedBy: row.replaced_by,
   };

@@ -15,8 +15,8 @@ import type { Migration } from './index.ts';
  * - host_claimants: the machines seen behind a host's key while it was flagged (one row per agent
  *   process instance), so an admin can pick one, also after an appliance restart.
  * - host_events: what happened to a host (renamed, identity conflict, resolved, replaced …) as an
- *   audit record; details is a JSON object. Unbounded per host only in principle: the events come
- *   from admin actions and from rare changes of facts, and the insert keeps the newest 200 per host.
+ *   audit record; details is a JSON object. The kinds an agent repeats (renames, retired reconnects)
+ *   are kept to the newest 200 each per host; the others follow admin decisions and are kept.
  */
 export const migration006HostIdentity: Migration = {
   version: 6,

@@ -7,6 +7,7 @@ import { migration006HostIdentity } from './006-host-identity.ts';
 import { migration007HostClockOffset } from './007-host-clock-offset.ts';
 import { migration008PackageArchitecture } from './008-package-architecture.ts';
 import { migration009RegisterNonceWatermark } from './009-register-nonce-watermark.ts';
+import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -26,4 +27,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration007HostClockOffset,
   migration008PackageArchitecture,
   migration009RegisterNonceWatermark,
+  migration010IdentityResolvedAt,
 ];
