@@ -63,8 +63,8 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
     `Bundle signing key:        ${dataDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
     appliance.releaseKeyId
       ? appliance.releaseKeySource === 'development'
-        ? `Trusted agent release key: .dev-keys/release.pub (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
-        : `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId})`
+        ? `Trusted agent release key: ${appliance.releaseKeyPath} (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
+        : `Trusted agent release key: ${appliance.releaseKeyPath} (minisign key id ${appliance.releaseKeyId})`
       : 'Trusted agent release key: none yet (set release_public_key_file; in a clone, `npm run build:agents` makes a development key that bundle builds use at once)',
   ];
   if (appliance.firstAdmin) {
