@@ -127,7 +127,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       firstAdmin,
       stop: async () => {
         timers.forEach(clearInterval);
-        presence.closeAll(() => stoppingError());
+        presence.closeAll(stoppingError);
         // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');

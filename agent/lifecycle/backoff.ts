@@ -10,6 +10,8 @@
  * over the whole window, their attempts fall independently and the returns spread over it.
  */
 
+import { unitDraw } from '../../common/random-unit.ts';
+
 /** The spec's reconnect schedule, used as the ceiling of each wait (ms). */
 export const BACKOFF_SCHEDULE_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] as const;
 
@@ -51,15 +53,9 @@ export function stepReaching(ms: number): number {
   return step === -1 ? BACKOFF_SCHEDULE_MS.length - 1 : step;
 }
 
-/** A draw of the random source clamped to [0, 1), so a misbehaving source cannot leave the window. */
-function unit(random: () => number): number {
-  const value = random();
-  return Number.isFinite(value) ? Math.min(Math.max(value, 0), 1 - Number.EPSILON) : 0;
-}
-
 /** Full jitter (ms): uniform in [RETRY_FLOOR_MS, ceilingMs). */
 export function fullJitterMs(ceilingMs: number, random: () => number): number {
-  return RETRY_FLOOR_MS + Math.floor((Math.max(ceilingMs, RETRY_FLOOR_MS) - RETRY_FLOOR_MS) * unit(random));
+  return RETRY_FLOOR_MS + Math.floor((Math.max(ceilingMs, RETRY_FLOOR_MS) - RETRY_FLOOR_MS) * unitDraw(random));
 }
 
 /**
@@ -69,7 +65,7 @@ export function fullJitterMs(ceilingMs: number, random: () => number): number {
  */
 export function afterHintMs(hintMs: number, random: () => number): number {
   const base = Math.max(hintMs, RETRY_FLOOR_MS);
-  return base + Math.floor(base * HINT_JITTER * unit(random));
+  return base + Math.floor(base * HINT_JITTER * unitDraw(random));
 }
 
 /** Counts consecutive failures; a healthy stream resets it. */
