@@ -15,7 +15,7 @@ import { startHttpServer } from './http/server.ts';
 import { ensureTlsMaterial, type TlsMaterial } from './pki/certificates.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files.ts';
 import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
-import { ensureBundleKey, ensureReleasePublicKey, type ReleaseKeySource } from './pki/signing-keys.ts';
+import { DEV_RELEASE_PUBLIC_KEY, ensureBundleKey, ensureReleasePublicKey, RELEASE_PUBLIC_KEY_FILE, type ReleaseKeySource } from './pki/signing-keys.ts';
 import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
@@ -39,6 +39,8 @@ export interface RunningAppliance {
   bundleKeyId: string;
   releaseKeyId: string | undefined;
   releaseKeySource: ReleaseKeySource;
+  /** The file the release key was read from (absolute for the development key), undefined without one. */
+  releaseKeyPath: string | undefined;
   firstAdmin: FirstAdmin | undefined;
   stop(): Promise<void>;
 }
@@ -64,7 +66,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   const jwtKey = await ensureJwtSigningKey(config.dataDir);
   const bundleKey = ensureBundleKey(config.dataDir);
   const release = ensureReleasePublicKey(config.dataDir, config.releasePublicKeyFile);
-  if (release.source === 'development') log.warn({ path: 'release.pub' }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
+  if (release.removedDevelopmentCopy) log.info({ path: join(config.dataDir, RELEASE_PUBLIC_KEY_FILE) }, 'removed a copy of a development release key from the data directory: the development key is read in place at each bundle build');
+  if (release.source === 'development') log.warn({ path: DEV_RELEASE_PUBLIC_KEY }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
   if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
   const stores = openStores(join(config.dataDir, DATABASE_FILE), { log });
   // What start-up opened, closed last-first if a later step fails.
@@ -120,10 +123,11 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       bundleKeyId: keyIdHex(bundleKey.keyId),
       releaseKeyId: release.key && keyIdHex(release.key.keyId),
       releaseKeySource: release.source,
+      releaseKeyPath: release.source === 'development' ? DEV_RELEASE_PUBLIC_KEY : release.key && join(config.dataDir, RELEASE_PUBLIC_KEY_FILE),
       firstAdmin,
       stop: async () => {
         timers.forEach(clearInterval);
-        presence.closeAll(() => stoppingError());
+        presence.closeAll(stoppingError);
         // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');

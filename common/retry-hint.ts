@@ -1,7 +1,10 @@
 /**
- * The retry hint of a throttled call: gRPC trailing metadata `retry-after-ms`, a whole
- * number of milliseconds the client must wait at least before calling again. Sent with
- * RESOURCE_EXHAUSTED (ERR_REGISTER_THROTTLED); docs/errors.md describes it.
+ * The retry hint of a refused call: gRPC trailing metadata `retry-after-ms`, a whole number of
+ * milliseconds the client must wait at least before calling again. Sent with any error whose
+ * details carry retry_after_ms (appliance/grpc/status.ts): RESOURCE_EXHAUSTED
+ * (ERR_REGISTER_THROTTLED, ERR_STREAM_RATE_LIMITED), UNAVAILABLE from a stopping appliance
+ * (ERR_INGEST_UNREACHABLE, appliance/heartbeat/stopping.ts) and ERR_HOST_IDENTITY_CONFLICT;
+ * docs/errors.md describes it.
  */
 export const RETRY_AFTER_MS_METADATA = 'retry-after-ms';
 

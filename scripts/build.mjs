@@ -2,8 +2,8 @@
 // appliance and the agent into dist/. Run by `npm run build` (and by `npm ci` through
 // the prepare script), so a fresh clone is runnable after installing.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
@@ -40,11 +40,20 @@ const common = {
   define: { __CT_OPS_VERSION__: JSON.stringify(pkg.version) },
 };
 
+/**
+ * Removes the chunks of earlier builds (their names carry a content hash, so they would pile up),
+ * after this build wrote its own: deleting dist/chunks before writing made an appliance or CLI
+ * running from dist/ fail on a lazy import() in the middle of a rebuild.
+ */
+function removeStaleChunks(metafile) {
+  const chunks = join(root, 'dist/chunks');
+  const written = new Set(Object.keys(metafile.outputs).map((path) => resolve(path)));
+  for (const name of readdirSync(chunks)) if (!written.has(join(chunks, name))) rmSync(join(chunks, name), { force: true });
+}
+
 async function bundle() {
   mkdirSync(join(root, 'dist'), { recursive: true });
-  // Chunks of an earlier build would otherwise pile up (their names carry a content hash).
-  rmSync(join(root, 'dist/chunks'), { recursive: true, force: true });
-  await Promise.all([
+  const [split] = await Promise.all([
     // The appliance and ct-ops-bundle run where their node_modules are (native better-sqlite3), so
     // packages stay external. Split into chunks: an external package imported by a module reached
     // only through import() loads when that import runs, so an admin command does not load the
@@ -62,6 +71,7 @@ async function bundle() {
       format: 'esm',
       packages: 'external',
       banner: { js: '#!/usr/bin/env node' },
+      metafile: true,
     }),
     // The agent is one self-contained CommonJS file: the input of the single
     // executable builds, which load built-in modules only through require.
@@ -73,6 +83,7 @@ async function bundle() {
       banner: { js: '#!/usr/bin/env node' },
     }),
   ]);
+  removeStaleChunks(split.metafile);
   chmodSync(join(root, 'dist/ct-ops-appliance.js'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-agent.cjs'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-bundle.js'), 0o755);

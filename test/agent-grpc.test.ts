@@ -16,6 +16,7 @@ import { parseIngestAddress } from '../agent/config/address.ts';
 import type { AgentConfig } from '../agent/config/types.ts';
 import { isTlsTrustFailure } from '../agent/transport/failure.ts';
 import { createGrpcTransport } from '../agent/transport/grpc-transport.ts';
+import { RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { probeIngestTls } from '../agent/transport/tls-probe.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-agent-grpc-'));
@@ -160,6 +161,50 @@ test('the TLS probe passes for a trusted server and names the CA file when it is
 test('the TLS probe reports a closed port as ERR_INGEST_UNREACHABLE', async () => {
   const closed = { ...ingest('ca'), address: parseIngestAddress('127.0.0.1:1', 'test') };
   await assert.rejects(probeIngestTls(closed), { code: 'ERR_INGEST_UNREACHABLE' });
+});
+
+/** The established TCP connections whose local (server) port is `serverPort`, counted by ss. */
+function establishedTo(serverPort: number): number {
+  return execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${serverPort} )`], { encoding: 'utf8' }).split('\n').filter((line) => line.trim() !== '').length;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await delay(200)) if (condition()) return true;
+  return condition();
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('after failed calls and the appliance\'s return the transport holds one connection, used by the next call after the agent\'s shortest wait, and none once closed', { timeout: 60_000 }, async () => {
+  // A free port, closed again: the "appliance" is down.
+  const probe = new grpc.Server();
+  const lateCredentials = grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(join(dir, 'server.key')), cert_chain: readFileSync(join(dir, 'server.crt')) }]);
+  const latePort = await new Promise<number>((resolve, reject) => probe.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+  probe.forceShutdown();
+  const transport = createGrpcTransport({ ...ingest('ca'), address: parseIngestAddress(`127.0.0.1:${latePort}`, 'test') });
+  const late = new grpc.Server();
+  try {
+    for (let failure = 0; failure < 5; failure += 1) {
+      const result = await transport.register(signedRequest());
+      assert.ok(!result.ok && result.failure.grpcCode === GrpcCode.UNAVAILABLE);
+      await delay(RETRY_FLOOR_MS + 50);
+    }
+    late.addService(loadIngestProto().ctops.ingest.v1.IngestService.service, {
+      Register: (_call: unknown, callback: grpc.sendUnaryData<RegisterResponse>) => callback(null, registerAnswer),
+    });
+    await new Promise<number>((resolve, reject) => late.bindAsync(`127.0.0.1:${latePort}`, lateCredentials, (error, bound) => (error ? reject(error) : resolve(bound))));
+    // The agent's shortest wait after the appliance is back: grpc-js's own backoff must not fail this call.
+    await delay(RETRY_FLOOR_MS);
+    const back = await transport.register(signedRequest());
+    assert.ok(back.ok, JSON.stringify(!back.ok && back.failure));
+    await delay(3_000);
+    assert.equal(establishedTo(latePort), 1, 'one connection: the transport\'s own, no leftover of the failed attempts');
+    transport.close();
+    assert.ok(await waitFor(() => establishedTo(latePort) === 0, 10_000), `${establishedTo(latePort)} connections left after close`);
+  } finally {
+    transport.close();
+    late.forceShutdown();
+  }
 });
 
 // ---------------------------------------------------------------- the CLI as a process

@@ -16,7 +16,7 @@ import { loadIdentity } from '../agent/identity/load.ts';
 import { identityPaths } from '../agent/identity/paths.ts';
 import { writeAgentState } from '../agent/identity/state.ts';
 import { Agent, type AgentExit } from '../agent/lifecycle/agent.ts';
-import { afterHintMs, Backoff, backoffCeilingMs, BACKOFF_SCHEDULE_MS, fullJitterMs, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
+import { afterHintMs, Backoff, backoffCeilingMs, BACKOFF_SCHEDULE_MS, FIRST_WAIT_AFTER_HEALTHY_CEILING_MS, fullJitterMs, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
@@ -43,7 +43,8 @@ test('the schedule 1, 2, 4, 8, 16, 32, 60 s is the ceiling of each wait, then st
   const highest = new Backoff(() => 0.999999);
   assert.deepEqual(Array.from({ length: 9 }, () => highest.next()), [...BACKOFF_SCHEDULE_MS, 60000, 60000].map((ceiling) => ceiling - 1));
   highest.reset();
-  assert.equal(highest.next(), 999, 'a healthy stream starts the schedule over');
+  assert.equal(highest.next(), FIRST_WAIT_AFTER_HEALTHY_CEILING_MS - 1, 'a healthy stream starts the schedule over, its first wait under 4 s');
+  assert.deepEqual(Array.from({ length: 3 }, () => highest.next()), [1999, 3999, 7999], 'then the schedule from its second step');
   for (const misbehaving of [0, -3, 5, Number.NaN, Number.POSITIVE_INFINITY]) {
     const delays = Array.from({ length: 3 }, () => fullJitterMs(1000, () => misbehaving));
     assert.ok(delays.every((delay) => delay >= RETRY_FLOOR_MS && delay < 1000), `random() = ${misbehaving}: ${delays.join(', ')}`);
@@ -95,6 +96,24 @@ test('full jitter (seeded): 1,000 agents that waited out a stopping appliance\'s
   // Going on from the schedule's second step instead, about a quarter of them return in one second.
   const busiest = busiestWindow(returns, 1000);
   assert.ok(busiest < 150, `busiest second: ${busiest} of 1000`);
+});
+
+test('full jitter (seeded): 1,000 agents whose healthy streams ended together and whose appliance was back 1 s later return over 4 s, no second holding more than 45 % of them', () => {
+  const random = seededRandom(61);
+  const outageMs = 1000;
+  const returns = Array.from({ length: 1000 }, () => {
+    const backoff = new Backoff(random);
+    backoff.reset();
+    let at = backoff.next();
+    while (at < outageMs) at += backoff.next();
+    return at - outageMs;
+  });
+  // Drawn under the 1 s step, every agent was back within 750 ms of the appliance. Now: the 80 %
+  // that drew over 1 s return evenly over 3 s (27 % a second), joined in the first two seconds
+  // by the 20 % that drew under 1 s and retried under the 2 s step: about 38 % in the busiest second.
+  const busiest = busiestWindow(returns, 1000);
+  assert.ok(busiest < 450, `busiest second: ${busiest} of 1000`);
+  assert.ok(Math.max(...returns) > 2500, `returns spread over ${Math.max(...returns)} ms`);
 });
 
 test('a retry hint is waited out with up to half again on top; a pending poll is spread the same way', () => {
@@ -365,7 +384,7 @@ test('a restart with a JWT that looks expired by the host clock tries it first: 
   assert.equal(h.agent.state, 'connecting');
 });
 
-test('stream failures reconnect within the 1, 2, 4, 8, 16, 32, 60, 60 s ceilings (full jitter); a stream that was acked starts over at the first window', async (t) => {
+test('stream failures reconnect within the 1, 2, 4, 8, 16, 32, 60, 60 s ceilings (full jitter); a healthy stream (two acks over one interval) starts over, its first wait under 4 s', async (t) => {
   const random = () => 0.75;
   const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400), random);
   await run(h);
@@ -382,13 +401,34 @@ test('stream failures reconnect within the 1, 2, 4, 8, 16, 32, 60, 60 s ceilings
     await h.advance(1);
     assert.equal(h.transport.streams.length, before + 1, `after ${delay} ms`);
   }
-  h.transport.lastStream.ack(1);
-  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'server restarted');
+  const healthy = h.transport.lastStream;
+  healthy.ack(1);
+  await h.advance(30_000);
+  healthy.ack(2);
+  healthy.end(GrpcCode.UNAVAILABLE, 'server restarted');
   await h.flush();
   const closed = h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1);
-  assert.equal(closed?.reconnect_in_ms, fullJitterMs(1000, random));
+  assert.equal(closed?.reconnect_in_ms, fullJitterMs(FIRST_WAIT_AFTER_HEALTHY_CEILING_MS, random), 'two acks over one interval: the schedule starts over, its first wait drawn under 4 s');
   assert.equal(closed?.code, GrpcCode.UNAVAILABLE);
   assert.equal(h.transport.registers.length, 0, 'a dropped connection needs no new registration');
+});
+
+test('a stream acked once and then failed is not healthy: an appliance in a crash loop does not hold the agent on the first window', async (t) => {
+  const random = () => 0.75;
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 30 * 86_400), random);
+  await run(h);
+  for (const ceiling of [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]) {
+    const stream = h.transport.lastStream;
+    stream.ack(1);
+    // Acked at once and again before the interval ended: two acks, but not one interval.
+    stream.ack(1);
+    await h.advance(1000);
+    stream.end(GrpcCode.INTERNAL, 'ERR_INTERNAL: database is locked');
+    await h.flush();
+    const delay = h.events.filter((event) => event.msg === 'heartbeat stream closed').at(-1)?.reconnect_in_ms as number;
+    assert.equal(delay, fullJitterMs(ceiling, random), `the schedule goes on (ceiling ${ceiling} ms)`);
+    await h.advance(delay);
+  }
 });
 
 test('a stream ended for the host\'s message rate reconnects after the appliance\'s retry-after-ms hint, not the 1 s schedule step', async (t) => {

@@ -117,7 +117,7 @@ describe('reconnects after an appliance restart are spread', () => {
     console.log(summary);
   });
 
-  test("the issue's reproduction with compiled agents, doubled: 8 streaming agents, the appliance stopped for 12 s and restarted on the same port, no second holding more than half of them", { timeout: 120_000 }, async () => {
+  test("the issue's reproduction with compiled agents, doubled: 8 streaming agents, the appliance stopped for 12 s and restarted on the same port, no second holding more than 5 of them", { timeout: 120_000 }, async () => {
     const first = await TestAppliance.start();
     cleanup.push(() => first.dispose());
     const { token } = await first.createToken('--auto-approve', '--max-uses', '100');
@@ -147,8 +147,10 @@ describe('reconnects after an appliance restart are spread', () => {
     }
     // Before: every agent waited 1000-1100 ms, and 6 of 8 returned within 1.1 s of each other
     // (the issue: 4 of 4 within 319 ms). Now 8 hints drawn over 9 s within 1 s of each other happen about
-    // once in 500,000 runs, and 5 of 8 returns in one second about once in 700 (simulated, 20,000 runs).
+    // once in 500,000 runs. 5 of 8 returns in one second happen about once in 650 runs by chance, so
+    // the bound is 5: 6 or more of 8 in one second is a false failure about once in 13,000 runs
+    // (simulated with the agent's Backoff, 13 s outage: 23 of 300,000 runs).
     assert.ok(Math.max(...hints) - Math.min(...hints) >= 1000, `the hints differ: ${summary}`);
-    assert.ok(busiestWindow(returns, 1000) <= agents.length / 2, `no second holds more than half the returns: ${summary}`);
+    assert.ok(busiestWindow(returns, 1000) <= 5, `no second holds more than 5 of the 8 returns: ${summary}`);
   });
 });

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { APPLIANCE_BIN, REPO_ROOT } from './helpers/processes.ts';
+import { hasUnsafeSingleLineText } from '../common/agent-text.ts';
+import { shellWord } from '../appliance/cli/invocation.ts';
 import { StopWaiting, waitFor } from './helpers/wait.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-first-start-'));
@@ -104,5 +106,38 @@ describe('first-start next steps', () => {
     const env = personEnv({ PATH: `${bin}:${process.env.PATH ?? ''}` });
     const appliance = await startAppliance('ct-ops-appliance', ['serve', '--data-dir', 'data', ...SERVE_FLAGS], home, env);
     await assertNextStepsWork(appliance, 'ct-ops-appliance ', home, env);
+  });
+});
+
+describe('control characters in the data directory', () => {
+  test('shellWord quotes a word holding control or bidirectional characters so that bash reads it back unchanged and the printed word holds none of them', () => {
+    for (const word of ['data\x1b]0;pwned\x07', 'a\x9b31mb', "it's \\ here\n", 'x\u202egnp.exe', 'tab\there']) {
+      const quoted = shellWord(word);
+      assert.ok(!hasUnsafeSingleLineText(quoted), JSON.stringify(quoted));
+      const read = spawnSync('bash', ['-c', `printf %s ${quoted}`], { encoding: 'utf8' });
+      assert.equal(read.stdout, word, quoted);
+    }
+  });
+
+  test('started with an escape sequence in the data directory name, the first-start text shows it escaped and the printed commands still work in bash', async () => {
+    const dataDir = join(scratch, 'data\x1b[31m red');
+    const env = personEnv();
+    const child = spawn(process.execPath, ['dist/ct-ops-appliance.js', 'serve', '--data-dir', dataDir, ...SERVE_FLAGS], { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = once(child, 'exit');
+    try {
+      const text = await waitFor('the first-start text', () => stderr.includes('Next steps') && stderr.slice(stderr.indexOf('Next steps')).includes('\n\n') && stderr, 60_000);
+      const welcome = text.slice(text.indexOf('CT-Ops appliance is running'));
+      assert.ok(!welcome.includes('\x1b'), 'no raw escape reaches the terminal');
+      assert.ok(welcome.includes('CA certificate for agents: ' + join(scratch, 'data\\x1b[31m red') + '/ca.crt'), welcome);
+      const hostsList = welcome.split('\n').find((line) => line.includes(' hosts list '))!.replace(/\s+#.*$/, '').trim();
+      const listed = spawnSync('bash', ['-c', hostsList], { cwd: REPO_ROOT, env, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(listed.status, 0, `${hostsList}\n${listed.stderr}`);
+      assert.match(listed.stdout, /^\(none\)$/m);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+    }
   });
 });

@@ -11,7 +11,7 @@ import { openStores, type Stores } from '../appliance/store/index.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { parsePublicKeyFile } from '../common/minisign.ts';
 import { buildBundle, parseBundleRequest, verifyBundle, type BuildEnvironment, type BundleRequestInput, type BuiltBundle } from '../bundler/index.ts';
-import { packageRoot } from '../bundler/lib/paths.ts';
+import { packageRoot } from '../common/package-root.ts';
 import { createFixtureAppliance, tempDir, writeReleaseDir, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 
 const ROOT = packageRoot();

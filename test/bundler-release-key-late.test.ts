@@ -1,11 +1,13 @@
 /**
  * A release key made after the appliance started (`npm run build:agents` in a clone, which writes
  * .dev-keys/release.pub and a release signed by it) is used by the next bundle build, through the
- * running appliance's admin API and through ct-ops-bundle, with no restart; so is a new one.
+ * running appliance's admin API and through ct-ops-bundle, with no restart; so is a new one. The
+ * key is found at the clone's root whatever the working directory of the appliance or bundler.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keyIdHex, publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
@@ -14,7 +16,17 @@ import { TestAppliance } from './helpers/appliance.ts';
 import { httpsJson } from './helpers/https.ts';
 import { REPO_ROOT, run } from './helpers/processes.ts';
 
-const BUNDLE_BIN = join(REPO_ROOT, 'dist/ct-ops-bundle.js');
+/**
+ * A clone of this package in `dir` as far as the appliance and bundler need: package.json, the
+ * built scripts and chunks, node_modules (a link), no .dev-keys/ yet.
+ */
+function makeClone(dir: string): void {
+  mkdirSync(join(dir, 'dist'), { recursive: true });
+  copyFileSync(join(REPO_ROOT, 'package.json'), join(dir, 'package.json'));
+  for (const file of ['ct-ops-appliance.js', 'ct-ops-bundle.js']) copyFileSync(join(REPO_ROOT, 'dist', file), join(dir, 'dist', file));
+  cpSync(join(REPO_ROOT, 'dist', 'chunks'), join(dir, 'dist', 'chunks'), { recursive: true });
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
+}
 
 describe('the release key is read at each bundle build', () => {
   let scratch: string;
@@ -39,12 +51,13 @@ describe('the release key is read at each bundle build', () => {
 
   before(async () => {
     scratch = tempDir('ct-ops-late-release-key-');
-    // The appliance runs in a "clone" that has no .dev-keys/ yet: it starts trusting no release key.
+    // The appliance runs from a clone that has no .dev-keys/ yet, started in another directory:
+    // it starts trusting no release key.
     clone = join(scratch, 'clone');
-    mkdirSync(clone);
+    makeClone(clone);
     agentsDir = join(scratch, 'agents');
     templatesDir = writeTemplates(join(scratch, 'templates'));
-    appliance = await TestAppliance.start({ cwd: clone, env: { CT_OPS_BUNDLE_AGENTS_DIR: agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: templatesDir } });
+    appliance = await TestAppliance.start({ bin: join(clone, 'dist', 'ct-ops-appliance.js'), cwd: scratch, env: { CT_OPS_BUNDLE_AGENTS_DIR: agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: templatesDir } });
     bearer = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
   });
   after(async () => {
@@ -71,12 +84,28 @@ describe('the release key is read at each bundle build', () => {
     assert.ok(appliance.process.running, 'no restart');
   });
 
-  test('ct-ops-bundle build run in the clone uses the development key made after the appliance started', async () => {
+  test("ct-ops-bundle build run from another directory uses the clone's development key made after the appliance started", async () => {
     const key = buildAgents();
     const out = join(scratch, 'out');
     mkdirSync(out, { recursive: true });
-    const built = await run('sh', ['-c', 'cd "$1" && shift && exec "$@"', 'sh', clone, process.execPath, BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'arm64', '--address', 'ingest.example:9443', '--token', 'none', '--out', out, '--json'], { CT_OPS_BUNDLE_AGENTS_DIR: agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: templatesDir }, 120_000);
+    const built = await run('sh', ['-c', 'cd "$1" && shift && exec "$@"', 'sh', tmpdir(), process.execPath, join(clone, 'dist', 'ct-ops-bundle.js'), 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'arm64', '--address', 'ingest.example:9443', '--token', 'none', '--out', out, '--json'], { CT_OPS_BUNDLE_AGENTS_DIR: agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: templatesDir }, 120_000);
     assert.equal(built.code, 0, built.stderr);
     assert.equal((JSON.parse(built.stdout) as { release_key_id: string }).release_key_id, keyIdHex(key.keyId));
+  });
+
+  test('a data directory holding a copy of a development key (kept by older appliances) drops it at start and trusts the clone\'s current key, named by its absolute path', async () => {
+    const current = buildAgents();
+    const old = signingKeyFromSeed(randomBytes(32));
+    const dataDir = tempDir('ct-ops-dev-key-copy-');
+    writeFileSync(join(dataDir, 'release.pub'), publicKeyFile(old, `CT-Ops DEVELOPMENT release key ${keyIdHex(old.keyId)}`));
+    const restarted = await TestAppliance.start({ dataDir, bin: join(clone, 'dist', 'ct-ops-appliance.js'), cwd: tmpdir() });
+    try {
+      await restarted.process.waitForLog('removed a copy of a development release key from the data directory: the development key is read in place at each bundle build', { path: join(dataDir, 'release.pub') });
+      assert.ok(!existsSync(join(dataDir, 'release.pub')), 'the copy is gone');
+      assert.ok(restarted.process.stderr.includes(`Trusted agent release key: ${join(clone, '.dev-keys', 'release.pub')} (minisign key id ${keyIdHex(current.keyId)}, DEVELOPMENT key`), restarted.process.stderr);
+    } finally {
+      await restarted.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

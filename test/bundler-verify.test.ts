@@ -8,7 +8,7 @@ import yazl from 'yazl';
 import { blake2b512, parsePublicKeyFile, signDigest, signingKeyFromSeed, type PublicKey } from '../common/minisign.ts';
 import { STATUS } from '../common/errors.ts';
 import { buildBundle, parseBundleRequest, verifyBundle, type VerifyProblem } from '../bundler/index.ts';
-import { packageRoot } from '../bundler/lib/paths.ts';
+import { packageRoot } from '../common/package-root.ts';
 import { formatSha256Sums, sha256Hex } from '../bundler/lib/sha256sums.ts';
 import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 import { openZip } from '../bundler/zip/read.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parsePublicKeyFile, type PublicKey } from '../common/minisign.ts';
 import { buildBundle, parseBundleRequest, verifyBundle } from '../bundler/index.ts';
-import { packageRoot } from '../bundler/lib/paths.ts';
+import { packageRoot } from '../common/package-root.ts';
 import { formatSha256Sums, sha256Hex } from '../bundler/lib/sha256sums.ts';
 import { openZip } from '../bundler/zip/read.ts';
 import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';

@@ -10,9 +10,18 @@ import { buildHeartbeat } from './request.ts';
 /** Without an ack for this many intervals the connection is presumed dead. */
 export const ACK_TIMEOUT_INTERVALS = 3;
 
+/**
+ * A stream is healthy — its end starts the reconnect schedule over — once it had this many acks
+ * and lasted at least one heartbeat interval: the appliance answered a heartbeat sent on the
+ * interval's timer, not only the first one at open. One ack is not enough: an appliance that acks
+ * the first heartbeat and then fails (a broken database, a crash loop) would otherwise keep the
+ * whole fleet on the first, shortest window forever (decisions.md 63).
+ */
+export const HEALTHY_STREAM_ACKS = 2;
+
 export interface SessionEnd {
   readonly status: RpcFailure;
-  /** The stream delivered at least one ack: the backoff schedule starts over. */
+  /** The stream had HEALTHY_STREAM_ACKS acks and lasted one heartbeat interval: the backoff schedule starts over. */
   readonly healthy: boolean;
   /** The agent cancelled the stream because acks stopped arriving. */
   readonly ackTimedOut: boolean;
@@ -53,6 +62,8 @@ export class HeartbeatSession {
   private intervalSecs: number;
   private sequence = 0;
   private acks = 0;
+  /** When the stream was opened (ms, deps.now()). */
+  private readonly openedAt: number;
   private readonly sentAt = new Map<number, number>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
@@ -64,6 +75,7 @@ export class HeartbeatSession {
   constructor(deps: SessionDeps) {
     this.deps = deps;
     this.intervalSecs = deps.intervalSecs;
+    this.openedAt = deps.now();
     this.call = deps.transport.openHeartbeat(deps.credential.jwt, {
       onMessage: (message) => this.onMessage(message),
       onEnd: (status) => this.onEnd(status),
@@ -171,7 +183,7 @@ export class HeartbeatSession {
     const closedBy = this.closedBy;
     if (closedBy === 'agent') return;
     this.closedBy = 'agent';
-    this.deps.events.onEnd({ status, healthy: this.acks > 0, ackTimedOut: closedBy === 'ack-timeout' });
+    this.deps.events.onEnd({ status, healthy: this.acks >= HEALTHY_STREAM_ACKS && this.deps.now() - this.openedAt >= this.intervalSecs * 1000, ackTimedOut: closedBy === 'ack-timeout' });
   }
 
   private clearTimers(): void {

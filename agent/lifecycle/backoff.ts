@@ -10,8 +10,19 @@
  * over the whole window, their attempts fall independently and the returns spread over it.
  */
 
+import { unitDraw } from '../../common/random-unit.ts';
+
 /** The spec's reconnect schedule, used as the ceiling of each wait (ms). */
 export const BACKOFF_SCHEDULE_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] as const;
+
+/**
+ * The ceiling (ms) of the first wait after a healthy stream ended: the schedule's 4 s step. The
+ * whole fleet loses a restarting appliance at once; drawn under the 1 s step, every agent would be
+ * back within 750 ms, so an appliance back within a second would take the fleet in that time.
+ * Over [250 ms, 4 s) a quarter at most comes in any one second (issue 9 §2: "the first reconnect
+ * after a healthy stream spread over its whole window"; decisions.md 64).
+ */
+export const FIRST_WAIT_AFTER_HEALTHY_CEILING_MS = BACKOFF_SCHEDULE_MS[2];
 
 /**
  * The shortest wait (ms) before any retry, whatever the random draw or the hint: a broken
@@ -42,15 +53,9 @@ export function stepReaching(ms: number): number {
   return step === -1 ? BACKOFF_SCHEDULE_MS.length - 1 : step;
 }
 
-/** A draw of the random source clamped to [0, 1), so a misbehaving source cannot leave the window. */
-function unit(random: () => number): number {
-  const value = random();
-  return Number.isFinite(value) ? Math.min(Math.max(value, 0), 1 - Number.EPSILON) : 0;
-}
-
 /** Full jitter (ms): uniform in [RETRY_FLOOR_MS, ceilingMs). */
 export function fullJitterMs(ceilingMs: number, random: () => number): number {
-  return RETRY_FLOOR_MS + Math.floor((Math.max(ceilingMs, RETRY_FLOOR_MS) - RETRY_FLOOR_MS) * unit(random));
+  return RETRY_FLOOR_MS + Math.floor((Math.max(ceilingMs, RETRY_FLOOR_MS) - RETRY_FLOOR_MS) * unitDraw(random));
 }
 
 /**
@@ -60,12 +65,14 @@ export function fullJitterMs(ceilingMs: number, random: () => number): number {
  */
 export function afterHintMs(hintMs: number, random: () => number): number {
   const base = Math.max(hintMs, RETRY_FLOOR_MS);
-  return base + Math.floor(base * HINT_JITTER * unit(random));
+  return base + Math.floor(base * HINT_JITTER * unitDraw(random));
 }
 
 /** Counts consecutive failures; a healthy stream resets it. */
 export class Backoff {
   private attempt = 0;
+  /** A healthy stream just ended: the next wait is drawn under FIRST_WAIT_AFTER_HEALTHY_CEILING_MS. */
+  private afterHealthy = false;
   private readonly random: () => number;
 
   /** @param random uniform in [0, 1) (Math.random; a seeded source in tests). */
@@ -77,7 +84,10 @@ export class Backoff {
    * The wait before the next retry (ms), advancing the schedule: full jitter under the
    * schedule's step, or with the appliance's retry hint (ms) afterHintMs instead — never less
    * than the hint, and not the schedule's first second, which would come back while still
-   * throttled. The first retry after a healthy stream is drawn over its whole first window.
+   * throttled. The first retry after a healthy stream (reset) is drawn under
+   * FIRST_WAIT_AFTER_HEALTHY_CEILING_MS (4 s) rather than the 1 s step; the failures after it
+   * take the schedule's ceilings from its second step (2, 4, 8 … 60 s). The first retry of an
+   * agent that never streamed (a fresh start) keeps the 1 s step.
    *
    * A hinted wait counts as time away: the schedule goes on from the step whose ceiling is at
    * least twice that wait (stepReaching), where the agent would be had it waited that long on
@@ -85,7 +95,13 @@ export class Backoff {
    * appliance's hints would find it still down and retry together on the 1-4 s steps.
    */
   next(hintMs?: number): number {
-    if (hintMs === undefined) return fullJitterMs(backoffCeilingMs(this.attempt++), this.random);
+    const afterHealthy = this.afterHealthy;
+    this.afterHealthy = false;
+    if (hintMs === undefined) {
+      const ceiling = afterHealthy ? FIRST_WAIT_AFTER_HEALTHY_CEILING_MS : backoffCeilingMs(this.attempt);
+      this.attempt += 1;
+      return fullJitterMs(ceiling, this.random);
+    }
     const delay = afterHintMs(hintMs, this.random);
     this.attempt = Math.max(this.attempt + 1, stepReaching(2 * delay));
     return delay;
@@ -96,7 +112,9 @@ export class Backoff {
     return afterHintMs(hintMs, this.random);
   }
 
+  /** A healthy stream ended: the schedule starts over, its first wait spread over 4 s. */
   reset(): void {
     this.attempt = 0;
+    this.afterHealthy = true;
   }
 }

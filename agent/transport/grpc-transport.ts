@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadIngestProto, REPORT_ONLY_METADATA, type HeartbeatResponse__Output, type IngestServiceClient, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
+import { loadIngestProto, REPORT_ONLY_METADATA, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
 import type { AgentConfig } from '../config/types.ts';
+import { RETRY_FLOOR_MS } from '../lifecycle/backoff.ts';
 import { rpcFailure } from './failure.ts';
 import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult, UnaryResult } from './types.ts';
 
@@ -10,55 +11,50 @@ const REGISTER_DEADLINE_MS = 20_000;
 const SUBMIT_DEADLINE_MS = 5 * 60_000;
 
 /**
+ * grpc-js's own reconnect delay (ms) after a failed connection attempt. grpc-js draws each delay
+ * within ±20 % of this (backoff-timeout.js), so 0.8 × RETRY_FLOOR_MS keeps every draw under the
+ * agent's shortest wait: when the agent's backoff (agent/lifecycle/backoff.ts) ends, the channel
+ * has already left TRANSIENT_FAILURE — where calls without waitForReady fail at once — and the
+ * call opens a connection. grpc-js's default (1 s × 1.6ⁿ up to 120 s) would fail those calls
+ * until its own timer ended and bring agents that lost the appliance together back together,
+ * whatever their own waits (issue 9 §2).
+ */
+export const CHANNEL_RECONNECT_BACKOFF_MS = Math.floor(RETRY_FLOOR_MS * 0.8);
+
+/**
  * Keepalive pings notice a dead connection (half-open TCP) even while the agent is
- * only waiting between heartbeats.
+ * only waiting between heartbeats. One channel for the transport's life: a closed grpc-js
+ * channel whose subchannel was waiting to reconnect still makes that one attempt, and a
+ * connection it opens is kept (decisions.md 60).
  */
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
-  // The channel's connection is its own, so replacing the channel (below) really drops it.
-  'grpc.use_local_subchannel_pool': 1,
+  'grpc.initial_reconnect_backoff_ms': CHANNEL_RECONNECT_BACKOFF_MS,
+  'grpc.max_reconnect_backoff_ms': CHANNEL_RECONNECT_BACKOFF_MS,
 };
 
 export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransport {
   const { IngestService } = loadIngestProto().ctops.ingest.v1;
   // null trusts the system roots (ca_cert_file empty); certificate and hostname are always verified.
   const credentials = grpc.credentials.createSsl(ingest.caPem === undefined ? null : Buffer.from(ingest.caPem));
-  const connect = (): IngestServiceClient => new IngestService(ingest.address.target, credentials, CHANNEL_OPTIONS);
-  let client = connect();
-  /**
-   * After a call that could not reach the appliance (UNAVAILABLE), the next call starts on a
-   * fresh channel. A grpc-js channel that lost its connection keeps reconnecting in the
-   * background on its own schedule (1 s × 1.6ⁿ up to 120 s, ±20 %) and fails calls at once
-   * until that timer ends: agents that lost the appliance together would come back on its
-   * schedule, together, whatever the agent's own backoff (agent/lifecycle/backoff.ts), which
-   * must be the only reconnect schedule (issue 9 §2). A late failure of a call on a channel
-   * already replaced changes nothing.
-   */
-  const afterFailure = (used: IngestServiceClient, code: number): void => {
-    if (code !== grpc.status.UNAVAILABLE || used !== client) return;
-    client.close();
-    client = connect();
-  };
+  const client = new IngestService(ingest.address.target, credentials, CHANNEL_OPTIONS);
 
   return {
     getRegisterChallenge() {
-      const used = client;
-      return new Promise<ChallengeResult>((resolve) => used.GetRegisterChallenge({}, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve, (code) => afterFailure(used, code))));
+      return new Promise<ChallengeResult>((resolve) => client.GetRegisterChallenge({}, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
     },
 
     register(request) {
-      const used = client;
-      return new Promise<RegisterResult>((resolve) => used.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve, (code) => afterFailure(used, code))));
+      return new Promise<RegisterResult>((resolve) => client.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
     },
 
     openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options: { reportOnly?: boolean } = {}): HeartbeatCall {
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${jwt}`);
       if (options.reportOnly) metadata.set(REPORT_ONLY_METADATA, '1');
-      const used = client;
-      const call = used.Heartbeat(metadata);
+      const call = client.Heartbeat(metadata);
       let ended = false;
       call.on('data', (message: HeartbeatResponse__Output) => {
         if (!ended) handlers.onMessage(message);
@@ -68,7 +64,6 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
       call.on('status', (status: grpc.StatusObject) => {
         if (ended) return;
         ended = true;
-        afterFailure(used, status.code);
         handlers.onEnd(rpcFailure(status));
       });
       return {
@@ -85,11 +80,9 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
     submitInventory(jwt, chunks, signal) {
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${jwt}`);
-      const used = client;
       return new Promise<SubmitResult>((resolve) => {
-        const call = used.SubmitSoftwareInventory(metadata, { deadline: Date.now() + SUBMIT_DEADLINE_MS }, (error: grpc.ServiceError | null, response?: SoftwareInventoryResponse__Output) => {
+        const call = client.SubmitSoftwareInventory(metadata, { deadline: Date.now() + SUBMIT_DEADLINE_MS }, (error: grpc.ServiceError | null, response?: SoftwareInventoryResponse__Output) => {
           signal.removeEventListener('abort', cancel);
-          if (error) afterFailure(used, error.code);
           if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
           else resolve({ ok: true, response });
         });
@@ -116,9 +109,8 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
 }
 
 /** A unary call's callback that resolves with its response, or the failure (an empty response is one). */
-function settle<Response>(resolve: (result: UnaryResult<Response>) => void, onError: (code: grpc.status) => void): (error: grpc.ServiceError | null, response?: Response) => void {
+function settle<Response>(resolve: (result: UnaryResult<Response>) => void): (error: grpc.ServiceError | null, response?: Response) => void {
   return (error, response) => {
-    if (error) onError(error.code);
     if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
     else resolve({ ok: true, response });
   };

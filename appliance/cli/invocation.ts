@@ -1,5 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { delimiter, isAbsolute, join, relative } from 'node:path';
+import { hasUnsafeSingleLineText } from '../../common/agent-text.ts';
 
 /** The package.json scripts that run `ct-ops-appliance serve`. */
 const NPM_SCRIPTS_THAT_SERVE: ReadonlySet<string> = new Set(['start', 'appliance']);
@@ -38,7 +39,21 @@ function realPath(path: string): string | undefined {
   }
 }
 
-/** A word the shell passes through unchanged: bare when it holds only safe characters, else single-quoted. */
+/**
+ * A word the shell passes through unchanged: bare when it holds only safe characters, else
+ * single-quoted; one holding a control or bidirectional character (hasUnsafeSingleLineText) is
+ * ANSI-C quoted ($'…': bash, zsh, ksh, POSIX.1-2024 sh; not dash) with its UTF-8 bytes escaped, so the
+ * printed command both works and cannot drive the terminal it is printed on.
+ */
 export function shellWord(text: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(text)) return text;
+  if (hasUnsafeSingleLineText(text)) return `$'${[...text].map(ansiCEscaped).join('')}'`;
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/** One character inside $'…': \\ and \' escaped, an unsafe one as its UTF-8 bytes (\xHH, whatever the locale). */
+function ansiCEscaped(character: string): string {
+  if (character === '\\' || character === "'") return `\\${character}`;
+  if (!hasUnsafeSingleLineText(character)) return character;
+  return [...Buffer.from(character, 'utf8')].map((byte) => `\\x${byte.toString(16).padStart(2, '0')}`).join('');
 }

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CtOpsError, ExitCode } from '../../common/errors.ts';
 import type { RunningAppliance } from '../serve.ts';
+import { escapeForTerminal } from '../../common/agent-text.ts';
 import { adminCommandPrefix, shellWord } from './invocation.ts';
 
 interface ServeOptions {
@@ -56,15 +57,17 @@ export function serveCommand(): Command {
 }
 
 function printWelcome(appliance: RunningAppliance, dataDir: string): void {
+  // Display lines show a control character in a path as an escape; the commands below quote it.
+  const shownDir = escapeForTerminal(dataDir);
   const lines = [
     '',
     `CT-Ops appliance is running. Agents connect to gRPC port ${appliance.grpcPort}; admin API on https port ${appliance.httpPort}.`,
-    `CA certificate for agents: ${dataDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
-    `Bundle signing key:        ${dataDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
+    `CA certificate for agents: ${shownDir}/ca.crt  (SHA-256 ${appliance.tls.caFingerprint})`,
+    `Bundle signing key:        ${shownDir}/bundle.pub  (minisign key id ${appliance.bundleKeyId})`,
     appliance.releaseKeyId
       ? appliance.releaseKeySource === 'development'
-        ? `Trusted agent release key: .dev-keys/release.pub (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
-        : `Trusted agent release key: ${dataDir}/release.pub (minisign key id ${appliance.releaseKeyId})`
+        ? `Trusted agent release key: ${escapeForTerminal(appliance.releaseKeyPath ?? '')} (minisign key id ${appliance.releaseKeyId}, DEVELOPMENT key, read again at each bundle build)`
+        : `Trusted agent release key: ${escapeForTerminal(appliance.releaseKeyPath ?? '')} (minisign key id ${appliance.releaseKeyId})`
       : 'Trusted agent release key: none yet (set release_public_key_file; in a clone, `npm run build:agents` makes a development key that bundle builds use at once)',
   ];
   if (appliance.firstAdmin) {
@@ -73,7 +76,7 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
       'First start: an admin was created. This password is shown ONCE; store it now.',
       `  username: ${appliance.firstAdmin.username}`,
       `  password: ${appliance.firstAdmin.password}`,
-      `The local admin CLI uses the credential in ${dataDir}/admin-cli.token (mode 0600).`,
+      `The local admin CLI uses the credential in ${shownDir}/admin-cli.token (mode 0600).`,
     );
   }
   // Commands that work as printed from where the appliance was started (a clone has no ct-ops-appliance on PATH).

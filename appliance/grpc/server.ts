@@ -20,6 +20,9 @@ export interface GrpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
+/** How long (ms) a connection may carry no call before the appliance closes it. */
+const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
+
 export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
   const guards = createIngestGuards(deps.log);
@@ -33,6 +36,10 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     'grpc.keepalive_permit_without_calls': 1,
     // A peer pinging more often than min_ping_interval twice in a row is sent GOAWAY.
     'grpc.http2.max_ping_strikes': 2,
+    // A connection without a call for this long is closed (GOAWAY): an agent streams all the
+    // time, so only a connection no caller uses is idle this long — one a closed client channel
+    // opened late, say; keepalive alone would keep it forever (decisions.md 60).
+    'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
     interceptors: [refuseMalformedRequests(guards)],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {

@@ -1,4 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
+import { unitDraw } from '../../common/random-unit.ts';
 
 /**
  * The window (ms) from which the stopping appliance draws each stream's retry hint, uniformly.
@@ -19,8 +20,6 @@ export const STOPPING_RETRY_AFTER_MS = { min: 1_000, max: 10_000 } as const;
  */
 export function stoppingError(random: () => number = Math.random): CtOpsError {
   const { min, max } = STOPPING_RETRY_AFTER_MS;
-  const draw = random();
-  const fraction = Number.isFinite(draw) ? Math.min(Math.max(draw, 0), 1) : 0;
-  const retryAfterMs = Math.min(max - 1, min + Math.floor((max - min) * fraction));
+  const retryAfterMs = min + Math.floor((max - min) * unitDraw(random));
   return new CtOpsError('ERR_INGEST_UNREACHABLE', `the appliance is shutting down; reconnect in ${Math.ceil(retryAfterMs / 1000)} s or later`, { retry_after_ms: retryAfterMs });
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decodeConfigText } from '../../common/config-file.ts';
+import { packageRoot } from '../../common/package-root.ts';
 import { privateKeyToPem, seedFromPem } from '../../common/ed25519-pem.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, parsePublicKeyFile, publicKeyFile, signingKeyFromSeed, type PublicKey, type SigningKey } from '../../common/minisign.ts';
@@ -10,8 +11,14 @@ import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } fro
 export const BUNDLE_KEY_FILE = 'bundle.key';
 export const BUNDLE_PUBLIC_KEY_FILE = 'bundle.pub';
 export const RELEASE_PUBLIC_KEY_FILE = 'release.pub';
-/** Where `npm run build:agents` keeps its development release key when no CT_OPS_RELEASE_KEY is given. */
-export const DEV_RELEASE_PUBLIC_KEY = join('.dev-keys', 'release.pub');
+/**
+ * Where `npm run build:agents` keeps its development release key when no CT_OPS_RELEASE_KEY is
+ * given: .dev-keys/ at the package root (scripts/agents/release-key.mjs), an absolute path,
+ * whatever the working directory of the appliance or bundler.
+ */
+export const DEV_RELEASE_PUBLIC_KEY = join(packageRoot(), '.dev-keys', 'release.pub');
+/** The comment scripts/agents/release-key.mjs writes into the development release.pub. */
+const DEV_RELEASE_KEY_COMMENT = 'untrusted comment: CT-Ops DEVELOPMENT release key';
 
 /** Loads the appliance's bundle signing key, creating it (and bundle.pub) on first start. */
 export function ensureBundleKey(dataDir: string): SigningKey {
@@ -39,9 +46,10 @@ export type ReleaseKeySource = 'configured' | 'data-dir' | 'development' | 'none
  * place and never copied: a new one from `npm run build:agents` replaces it at the next bundle
  * build (readReleasePublicKey), with no restart and no stale copy left behind.
  */
-export function ensureReleasePublicKey(dataDir: string, configuredFile: string): { key: PublicKey | undefined; source: ReleaseKeySource } {
+export function ensureReleasePublicKey(dataDir: string, configuredFile: string): { key: PublicKey | undefined; source: ReleaseKeySource; removedDevelopmentCopy: boolean } {
   const target = join(dataDir, RELEASE_PUBLIC_KEY_FILE);
-  const adopt = (path: string, source: ReleaseKeySource): { key: PublicKey; source: ReleaseKeySource } => {
+  const removedDevelopmentCopy = configuredFile === '' && removeDevelopmentCopy(target);
+  const adopt = (path: string, source: ReleaseKeySource): { key: PublicKey; source: ReleaseKeySource; removedDevelopmentCopy: boolean } => {
     const text = readIfExists(path);
     if (text === undefined) throw new CtOpsError('ERR_CONFIG_UNREADABLE', `the release public key ${path} does not exist`, { path });
     let key: PublicKey;
@@ -53,19 +61,35 @@ export function ensureReleasePublicKey(dataDir: string, configuredFile: string):
       throw new CtOpsError('ERR_CONFIG_INVALID', `${path} is not a minisign public key`, { path }, { cause });
     }
     if (source === 'configured' && resolve(path) !== resolve(target) && readIfExists(target) !== text) writeFileAtomic(target, text, PUBLIC_FILE_MODE);
-    return { key, source };
+    return { key, source, removedDevelopmentCopy };
   };
   if (configuredFile !== '') return adopt(configuredFile, 'configured');
   const found = readReleasePublicKey(dataDir);
-  if (found === undefined) return { key: undefined, source: 'none' };
+  if (found === undefined) return { key: undefined, source: 'none', removedDevelopmentCopy };
   return adopt(found.path, found.path === DEV_RELEASE_PUBLIC_KEY ? 'development' : 'data-dir');
+}
+
+/**
+ * Removes DATA_DIR/release.pub when it is a copy of a development key (its comment is the one
+ * build:agents writes): appliances started from a clone before the development key was read in
+ * place kept such a copy, which would win over every key build:agents makes later. Returns
+ * whether it removed one.
+ */
+function removeDevelopmentCopy(path: string): boolean {
+  if (!readIfExists(path)?.startsWith(DEV_RELEASE_KEY_COMMENT)) return false;
+  try {
+    unlinkSync(path);
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot remove the copy of a development release key ${path}`, { path }, { cause });
+  }
+  return true;
 }
 
 /**
  * The agent release public key a bundle build trusts, read at each build rather than once at
  * start, so that a key `npm run build:agents` makes after the appliance started counts at once:
  * DATA_DIR/release.pub (kept there by the appliance from its configured file), else the
- * development key in .dev-keys/ (relative to the working directory: a clone). Returns the file's
+ * development key in .dev-keys/ at the package root (DEV_RELEASE_PUBLIC_KEY). Returns the file's
  * path and text, undefined when neither exists; ERR_DATA_DIR_UNUSABLE when one cannot be read.
  */
 export function readReleasePublicKey(dataDir: string): { path: string; text: string } | undefined {

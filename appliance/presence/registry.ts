@@ -143,11 +143,11 @@ export class PresenceRegistry {
     return true;
   }
 
-  /** Closes every stream, e.g. when the appliance stops, with `error` or the one `error(agentId)` gives each (a retry hint drawn per stream). */
-  closeAll(error: CtOpsError | ((agentId: string) => CtOpsError)): void {
+  /** Closes every stream, e.g. when the appliance stops, with `error` or the one `error()` gives each (a retry hint drawn per stream). */
+  closeAll(error: CtOpsError | (() => CtOpsError)): void {
     for (const entry of [...this.#live.values()]) {
       this.detach(entry.session, 'appliance-stopping');
-      entry.session.close(typeof error === 'function' ? error(entry.session.agentId) : error);
+      entry.session.close(typeof error === 'function' ? error() : error);
     }
   }
 

@@ -8,8 +8,10 @@ export interface ApplianceOptions {
   grpcPort?: number;
   args?: readonly string[];
   env?: NodeJS.ProcessEnv;
-  /** The working directory (default: the test's); the development release key is looked up in its .dev-keys/. */
+  /** The working directory (default: the test's). */
   cwd?: string;
+  /** The appliance script (default: this checkout's dist/ct-ops-appliance.js); the development release key is looked up in .dev-keys/ at its package root. */
+  bin?: string;
 }
 
 /** A real appliance process on loopback with its own data directory. */
@@ -29,7 +31,7 @@ export class TestAppliance {
   static async start(options: ApplianceOptions = {}): Promise<TestAppliance> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ct-ops-appliance-'));
     const args = [
-      APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1',
+      options.bin ?? APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1',
       '--grpc-port', String(options.grpcPort ?? 0), '--http-port', '0',
       '--san', 'localhost', '--san', '127.0.0.1', '--pending-poll-secs', '1',
       ...(options.args ?? []),
