@@ -71,6 +71,11 @@ export function singleLineTextProblem(value: string, max: number): 'too_long' | 
   return problem === undefined || problem === 'too_long' ? problem : 'unsafe_text';
 }
 
+/** True when single-line text holds a character the rule refuses (control, bidirectional, …): text to escape before a terminal shows it. */
+export function hasUnsafeSingleLineText(text: string): boolean {
+  return UNSAFE_SINGLE_LINE.test(text);
+}
+
 const codePoint = (character: string): string => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /**
