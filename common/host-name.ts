@@ -11,7 +11,7 @@ import { CtOpsError } from './errors.ts';
  * both ("bücher.example (xn--bcher-kva.example)"). domainToASCII parses a URL host
  * (it drops what follows "/", "?" or "#", decodes %xx, reads "127.1" as an address)
  * and checks no DNS limits, so ASCII punctuation is refused before it and RFC
- * 1035/5891 limits are checked on its result (decision 79 in docs/decisions.md).
+ * 1035/5891 limits are checked on its result (decision 45 in docs/decisions.md).
  */
 export interface HostName {
   /** Lower-case letters, digits, hyphens, underscores and dots, no trailing dot; or an IP literal (IPv6 canonical, without brackets). */
@@ -40,7 +40,7 @@ const MAX_LABEL_CHARS = 63;
 /**
  * Letters, digits, hyphens (not first or last) and underscores. Underscores are not
  * STD3 (RFC 952) but names such as "ct_ops_appliance" exist, DNS carries them and
- * node's TLS accepts DNS:my_host, so they are kept working (decision 79).
+ * node's TLS accepts DNS:my_host, so they are kept working (decision 45).
  */
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/;
 /** Hyphens in positions 3-4 are reserved for IDNA (RFC 5891 §4.2.3.1): only "xn--" is defined. */

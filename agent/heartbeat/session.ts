@@ -15,7 +15,7 @@ export const ACK_TIMEOUT_INTERVALS = 3;
  * and lasted at least one heartbeat interval: the appliance answered a heartbeat sent on the
  * interval's timer, not only the first one at open. One ack is not enough: an appliance that acks
  * the first heartbeat and then fails (a broken database, a crash loop) would otherwise keep the
- * whole fleet on the first, shortest window forever (decisions.md 63).
+ * whole fleet on the first, shortest window forever (decisions.md 39).
  */
 export const HEALTHY_STREAM_ACKS = 2;
 

@@ -20,7 +20,7 @@ export const BACKOFF_SCHEDULE_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 
  * whole fleet loses a restarting appliance at once; drawn under the 1 s step, every agent would be
  * back within 750 ms, so an appliance back within a second would take the fleet in that time.
  * Over [250 ms, 4 s) a quarter at most comes in any one second (issue 9 §2: "the first reconnect
- * after a healthy stream spread over its whole window"; decisions.md 64).
+ * after a healthy stream spread over its whole window"; decisions.md 40).
  */
 export const FIRST_WAIT_AFTER_HEALTHY_CEILING_MS = BACKOFF_SCHEDULE_MS[2];
 

@@ -38,7 +38,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     'grpc.http2.max_ping_strikes': 2,
     // A connection without a call for this long is closed (GOAWAY): an agent streams all the
     // time, so only a connection no caller uses is idle this long — one a closed client channel
-    // opened late, say; keepalive alone would keep it forever (decisions.md 60).
+    // opened late, say; keepalive alone would keep it forever (decisions.md 36).
     'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
     interceptors: [refuseMalformedRequests(guards)],
   });
