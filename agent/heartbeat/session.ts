@@ -163,8 +163,8 @@ export class HeartbeatSession {
       this.acks += 1;
       if (this.acks === 1) {
         // Only reported: the appliance records the offset and judges everything time-bound itself.
-        const offsetMs = message.ack.clock_offset_ms;
-        if (offsetMs !== undefined && isClockOffsetHigh(offsetMs)) this.deps.log.warn({ clock_offset_ms: offsetMs }, 'host clock differs from the appliance');
+        const offsetMs = Number(message.ack.clock_offset_ms);
+        if (message.ack.clock_offset_known && isClockOffsetHigh(offsetMs)) this.deps.log.warn({ clock_offset_ms: offsetMs }, 'host clock differs from the appliance');
         this.deps.events.onFirstAck();
       }
       // More reports than one heartbeat may carry: the next batch goes out now, not an interval later.

@@ -306,7 +306,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       return;
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
-    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? undefined } });
+    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
