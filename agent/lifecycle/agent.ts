@@ -216,9 +216,11 @@ export class Agent {
       case 'active': {
         this.keyKnown = true;
         this.successorEnrolled();
-        this.keyRotated();
         this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
+        // The new JWT is saved before the rotated key replaces the old one: a stop in between finds the
+        // saved rotation and completes it, never the new key beside a JWT the appliance now refuses.
         this.saveCredential();
+        this.keyRotated();
         log.info({ agent_id: outcome.agentId }, 'agent registered and active');
         return this.update({ credential: 'usable' });
       }
