@@ -10,3 +10,16 @@ export const SUCCESSOR_PROOF_DOMAIN = 'ct-ops-successor-v1\n';
 export function successorProofPayload(newPublicKey: Uint8Array): Uint8Array {
   return Buffer.concat([Buffer.from(SUCCESSOR_PROOF_DOMAIN, 'utf8'), Buffer.from(newPublicKey)]);
 }
+
+/**
+ * The proof of a key rotation (RegisterRequest.rotation_nonce set): an Ed25519 signature by the
+ * host's current key over the UTF-8 domain "ct-ops-key-rotation-v1\n", the new raw 32-byte public
+ * key and the rotation nonce the appliance sent (HeartbeatResponse.rotate_key). The nonce binds the
+ * proof to the one rotation the appliance offered on the kept machine's stream; the domain keeps a
+ * rotation proof from ever serving as a successor proof, and the reverse.
+ */
+export const KEY_ROTATION_PROOF_DOMAIN = 'ct-ops-key-rotation-v1\n';
+
+export function keyRotationProofPayload(newPublicKey: Uint8Array, rotationNonce: Uint8Array): Uint8Array {
+  return Buffer.concat([Buffer.from(KEY_ROTATION_PROOF_DOMAIN, 'utf8'), Buffer.from(newPublicKey), Buffer.from(rotationNonce)]);
+}

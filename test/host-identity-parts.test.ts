@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createPublicKey, verify as verifyCrypto } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, verify as verifyCrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,11 +7,11 @@ import { after, test } from 'node:test';
 import nacl from 'tweetnacl';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import type { HeartbeatRequest, HostFacts } from '../common/proto.ts';
+import type { HeartbeatRequest, HeartbeatResponse, HostFacts } from '../common/proto.ts';
 import { HeartbeatSession } from '../agent/heartbeat/session.ts';
 import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import type { IngestTransport } from '../agent/transport/types.ts';
-import { successorProofPayload } from '../common/successor-proof.ts';
+import { keyRotationProofPayload, successorProofPayload } from '../common/successor-proof.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
 import { isSmallOrderKey, verifyAgentSignature } from '../appliance/enrolment/agent-signature.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
@@ -19,7 +19,7 @@ import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
 import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { NO_HOSTNAME, parseHostFacts } from '../appliance/hosts/facts.ts';
-import { claimIdentity, IDENTITY_CONFLICT_RETRY_MS, IDENTITY_RESOLUTION_MAX_MS } from '../appliance/hosts/identity.ts';
+import { claimIdentity, credentialRefusal, IDENTITY_CONFLICT_RETRY_MS, IDENTITY_RESOLUTION_MAX_MS } from '../appliance/hosts/identity.ts';
 import { approveAsReplacement } from '../appliance/hosts/replace.ts';
 import { dismissIdentityConflict, resolveIdentity } from '../appliance/hosts/resolve.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
@@ -80,7 +80,7 @@ test('the agent sends its host facts on the first heartbeat of each stream and a
   const session = () => new HeartbeatSession({
     transport, credential: { agentId: 'hst_1', jwt: 'j', jwtExpiresUnix: undefined }, intervalSecs: 5, agentVersion: '0.2.0',
     vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }), updates: new TaskUpdateQueue(), now: Date.now, log,
-    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
+    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onKeyRotation: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
     facts,
   });
   const first = session();
@@ -164,6 +164,71 @@ test('a retired clone enrols its new key once, as a pending host with the old ta
   close();
 });
 
+
+test('resolving rotates the kept machine\'s key: only the offered nonce with a proof by the current key moves the host to the new key; the old key and JWTs issued before are retired, a replay changes nothing, the clone still re-enrols once', async () => {
+  const { stores, deps, presence, original, hostId, now, close } = await world('rotation');
+  const shared = '1'.repeat(64);
+  const kept = claimant('aaaaaaaaaaaaaaaa', shared);
+  const sent: HeartbeatResponse[] = [];
+  presence.attach({ ...streamOf(hostId, kept), send: (message) => sent.push(message) > 0 }, 30);
+  // A cloned VM (same fingerprint) alternating with the original: A → B → A, then resolved by instance.
+  claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
+  claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', shared), now);
+  claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
+  assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', shared), now)?.code, 'ERR_HOST_IDENTITY_CONFLICT');
+  const orgId = stores.hosts.get(hostId)!.orgId;
+  resolveIdentity(deps, orgId, hostId, kept.instanceId, 'admin', now);
+  const nonce = sent.find((message) => message.rotate_key)?.rotate_key?.rotation_nonce as Buffer;
+  assert.equal(nonce?.length, 32, 'the kept machine\'s live stream is offered the rotation');
+  assert.deepEqual(stores.hosts.get(hostId)!.identityRotationNonceSha256, createHash('sha256').update(nonce).digest(), 'only the hash is stored');
+
+  const rotationOf = (identity: TestIdentity, oldKey: nacl.SignKeyPair, rotationNonce: Buffer, at: number, payload = keyRotationProofPayload(identity.keyPair.publicKey, rotationNonce)) =>
+    decodedRegister({
+      ...signedRegister(identity, '', {}, at),
+      predecessor_public_key: Buffer.from(oldKey.publicKey),
+      predecessor_signature: Buffer.from(nacl.sign.detached(payload, oldKey.secretKey)),
+      rotation_nonce: rotationNonce,
+    });
+  const refusedWith = (code: string) => (error: unknown) => error instanceof CtOpsError && error.code === code;
+  const next = newIdentity('web-1');
+  await assert.rejects(register(parseRegisterRequest(rotationOf(next, original.keyPair, randomBytes(32), now)), deps, now), refusedWith('ERR_KEY_ROTATION_REFUSED'), 'a nonce never offered');
+  await assert.rejects(register(parseRegisterRequest(rotationOf(next, nacl.sign.keyPair(), nonce, now)), deps, now), refusedWith('ERR_KEY_ROTATION_REFUSED'), 'a proof by a key that is not the host\'s');
+  await assert.rejects(register(parseRegisterRequest(rotationOf(next, original.keyPair, nonce, now, successorProofPayload(next.keyPair.publicKey))), deps, now), refusedWith('ERR_KEY_ROTATION_REFUSED'), 'a successor proof is no rotation proof');
+  assert.deepEqual(stores.hosts.get(hostId)!.publicKey, Buffer.from(original.keyPair.publicKey), 'refusals change nothing');
+
+  const request = rotationOf(next, original.keyPair, nonce, now);
+  const rotated = await register(parseRegisterRequest(request), deps, now);
+  assert.equal(rotated.status, 'AGENT_STATUS_ACTIVE');
+  assert.equal(rotated.agent_id, hostId, 'the same host record');
+  const host = stores.hosts.get(hostId)!;
+  assert.deepEqual(host.publicKey, Buffer.from(next.keyPair.publicKey));
+  assert.equal(host.approval, 'active');
+  assert.deepEqual(host.tags, { site: 'a' });
+  assert.equal(host.identityState, null, 'the resolution ends: no instance pin left');
+  assert.equal(host.identityRotationNonceSha256, null);
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-key-rotated', 5).length, 1);
+
+  await assert.rejects(register(parseRegisterRequest(request), deps, now + 1), refusedWith('ERR_REGISTER_REPLAYED'), 'the same request again');
+  const again = await register(parseRegisterRequest(rotationOf(next, original.keyPair, nonce, now + 2)), deps, now + 2);
+  assert.equal(again.agent_id, hostId, 'the same rotation repeated is answered by the new key');
+  assert.deepEqual(stores.hosts.get(hostId)!.previousPublicKey, Buffer.from(original.keyPair.publicKey));
+  assert.equal(stores.hosts.get(hostId)!.keyRotatedAt, now, 'and changes nothing');
+  assert.equal(stores.hostEvents.ofKind(hostId, 'identity-key-rotated', 5).length, 1);
+
+  await assert.rejects(register(parseRegisterRequest(decodedRegister(signedRegister(original, '', {}, now + 3))), deps, now + 3), refusedWith('ERR_IDENTITY_RETIRED'), 'a Register by the old key');
+  assert.equal(credentialRefusal(host, Math.floor(now / 1000) - 1)?.code, 'ERR_IDENTITY_RETIRED', 'a JWT issued before the rotation');
+  assert.equal(credentialRefusal(host, Math.floor(now / 1000)), undefined, 'the one the rotation issued');
+  // The clone, holding the old key, re-enrols once by its proof, as a new pending host.
+  const clone = newIdentity('web-1');
+  const successor = await register(parseRegisterRequest(decodedRegister({
+    ...signedRegister(clone, '', {}, now + 4),
+    predecessor_public_key: Buffer.from(original.keyPair.publicKey),
+    predecessor_signature: Buffer.from(nacl.sign.detached(successorProofPayload(clone.keyPair.publicKey), original.keyPair.secretKey)),
+  })), deps, now + 4);
+  assert.equal(successor.status, 'AGENT_STATUS_PENDING');
+  assert.notEqual(successor.agent_id, hostId);
+  close();
+});
 
 test('resolving counts machines, not processes: 22 restarts of the kept machine and one clone sharing its fingerprint allow one re-enrolment; the current process stays selectable beyond the claimant cap', async () => {
   const { stores, deps, presence, hostId, now, close } = await world('allowance');

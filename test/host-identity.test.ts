@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import { HeartbeatStream, ingestClient } from './helpers/ingest-client.ts';
 import { AGENT_BIN, LoggedProcess } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -143,6 +144,55 @@ describe('cloned, restarted, reimaged and renamed hosts (real appliance, real co
     assert.equal(successor.status, 'pending');
     assert.equal(successor.fingerprint_conflict_with, hostId, 'the same machine id: held pending beside the kept host');
     await waitFor('the kept clone online', async () => (await show(hostId)).status === 'online', 20_000);
+  });
+
+  test('a cloned VM resolved by instance: the kept machine rotates its key and may then restart freely; the clone is retired by key, its old JWT refused, and it enrols as a new pending host', { timeout: 240_000 }, async () => {
+    const { agent: first, hostId } = await enrolled(['site:vm']);
+    const clone = cloneOf(first, { sameMachineId: true });
+    const sharedJwt = clone.state().jwt;
+    const keyBefore = readFileSync(join(first.dataDir, 'agent_key.pub'), 'utf8');
+    const second = clone.start();
+    await waitFor('the host flagged', async () => (await show(hostId)).status === 'identity-conflict', 30_000);
+
+    await appliance.cliJson('hosts', 'resolve', hostId, '--keep', instanceOf(first.process!));
+    // Offered on the kept machine's live stream, or on its next accepted one (after its back-off).
+    await first.process!.waitForLog('key rotated; the old key is deleted', {}, 60_000);
+    const keyAfter = readFileSync(join(first.dataDir, 'agent_key.pub'), 'utf8');
+    assert.notEqual(keyAfter, keyBefore, 'the kept machine has a new key');
+    assert.equal(existsSync(join(first.dataDir, 'key_rotation.json')), false);
+    assert.equal(first.state().agent_id, hostId, 'the same host record');
+    const rotated = await show(hostId);
+    assert.equal(rotated.identity_state, null, 'no pin left to trip over');
+    assert.equal(rotated.approval, 'active');
+    assert.deepEqual(rotated.tags, { site: 'vm' });
+    assert.ok(rotated.recent_events.some((event) => event.kind === 'identity-key-rotated'));
+
+    // The JWT both machines shared is refused at once, whoever presents it.
+    const ingest = ingestClient(appliance.address, appliance.caCert);
+    const stale = new HeartbeatStream(ingest, sharedJwt);
+    stale.send(hostId, 1);
+    const staleEnd = await stale.ended;
+    assert.match(staleEnd.details, /ERR_IDENTITY_RETIRED/);
+    ingest.close();
+
+    // The clone is retired (by its stale JWT or the kept pin) and enrols once as a new pending host.
+    await second.waitForLog('the appliance retired this identity (another machine kept it); enrolling as a new host', {}, 60_000);
+    const response = await second.waitForLog('registration response', { status: 'pending' }, 20_000);
+    assert.notEqual(response.agent_id, hostId);
+    assert.equal((await show(response.agent_id as string)).status, 'pending');
+
+    // The kept machine restarts (a new process instance): it keeps streaming, it is not retired.
+    const keptInstance = instanceOf(first.process!);
+    await first.process!.stop();
+    const restarted = first.start();
+    await restarted.waitForLog('heartbeat stream opened', {}, 30_000);
+    assert.notEqual(instanceOf(restarted), keptInstance, 'a new instance');
+    await sleep(8_000);
+    assert.equal(restarted.logged('the appliance retired this identity (another machine kept it); enrolling as a new host').length, 0);
+    assert.ok(restarted.running, 'still running');
+    assert.equal(readFileSync(join(first.dataDir, 'agent_key.pub'), 'utf8'), keyAfter, 'the rotated key stays');
+    await waitFor('the kept host online', async () => (await show(hostId)).status === 'online', 20_000);
+    assert.equal(first.state().agent_id, hostId);
   });
 
   test('restarting an agent (cleanly, or killed) is not a second claimant', { timeout: 120_000 }, async () => {

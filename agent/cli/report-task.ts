@@ -136,6 +136,7 @@ function deliver(transport: IngestTransport, credential: AgentCredential, update
         // A report-only stream gets no tasks; one arriving anyway is not run here.
         onTask: (task) => log.debug({ task_id: task.task_id }, 'task pushed to the reporter; not run'),
         onCancel: () => undefined,
+        onKeyRotation: () => undefined,
         onDelivered: (reports) => {
           if (reports.some((report) => report.task_id === update.task_id)) finish({ delivered: true });
         },

@@ -34,6 +34,8 @@ export interface SessionEvents {
   onTask(task: Task__Output): void;
   /** An admin cancelled a task. */
   onCancel(taskId: string): void;
+  /** The appliance asks this machine, kept for a cloned identity, to rotate its key with this nonce. */
+  onKeyRotation(nonce: Uint8Array): void;
   /** The appliance acknowledged heartbeats that carried these reports. */
   onDelivered(updates: readonly TaskUpdate[]): void;
   onEnd(end: SessionEnd): void;
@@ -175,6 +177,8 @@ export class HeartbeatSession {
       this.deps.events.onTask(message.task);
     } else if (message.cancel) {
       this.deps.events.onCancel(message.cancel.task_id);
+    } else if (message.rotate_key) {
+      this.deps.events.onKeyRotation(message.rotate_key.rotation_nonce);
     }
   }
 

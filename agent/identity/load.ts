@@ -4,6 +4,7 @@ import type { AgentLogger } from '../log/logger.ts';
 import { loadOrCreateKeys, type AgentKeys } from './keys.ts';
 import { identityPaths, type IdentityPaths } from './paths.ts';
 import { readRetiredKeys } from './retire.ts';
+import { readKeyRotation, type PendingRotation } from './rotation.ts';
 import { readAgentState, type AgentCredential } from './state.ts';
 
 export interface AgentIdentity {
@@ -13,6 +14,8 @@ export interface AgentIdentity {
   readonly credential: AgentCredential | undefined;
   /** The key of a retired identity whose successor (this key) is not yet enrolled: it signs the proof. */
   readonly predecessor: AgentKeys | undefined;
+  /** A key rotation the appliance asked for and has not confirmed yet: completed before anything else. */
+  readonly rotation: PendingRotation | undefined;
 }
 
 /** Prepares data_dir (0700) and loads or creates the identity kept in it. */
@@ -29,5 +32,5 @@ export function loadIdentity(dataDir: string, log: AgentLogger): AgentIdentity {
     log.warn({ path: paths.state }, 'agent state belongs to a deleted key; discarding it');
     rmSync(paths.state, { force: true });
   }
-  return { paths, keys, credential: readAgentState(paths, log), predecessor: readRetiredKeys(paths) };
+  return { paths, keys, credential: readAgentState(paths, log), predecessor: readRetiredKeys(paths), rotation: readKeyRotation(paths) };
 }

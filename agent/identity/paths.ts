@@ -8,6 +8,8 @@ export interface IdentityPaths {
   readonly state: string;
   /** The private key of an identity the appliance retired, kept until its successor is enrolled. */
   readonly retiredKey: string;
+  /** A key rotation in progress: the new key and the appliance's nonce (identity/rotation.ts). */
+  readonly rotation: string;
 }
 
 export function identityPaths(dataDir: string): IdentityPaths {
@@ -17,5 +19,6 @@ export function identityPaths(dataDir: string): IdentityPaths {
     publicKey: join(dataDir, 'agent_key.pub'),
     state: join(dataDir, 'agent_state.json'),
     retiredKey: join(dataDir, 'retired_agent_key.pem'),
+    rotation: join(dataDir, 'key_rotation.json'),
   });
 }

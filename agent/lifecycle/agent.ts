@@ -13,6 +13,7 @@ import type { RegisterOutcome } from '../registration/outcome.ts';
 import type { HostDescription } from '../registration/request.ts';
 import type { HostFacts } from '../../common/proto.ts';
 import { forgetRetiredKeys, retireIdentity } from '../identity/retire.ts';
+import { abandonKeyRotation, completeKeyRotation, startKeyRotation, type PendingRotation } from '../identity/rotation.ts';
 import { CERTIFICATE_TIME_WARNING, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
@@ -165,7 +166,8 @@ export class Agent {
     }
     this.keyKnown = identity.credential !== undefined;
     this.deps.log.info({ data_dir: this.config.dataDir }, 'agent identity ready');
-    this.update({ identity: 'loaded', credential: this.credentialState() });
+    // A rotation saved before a stop is completed first: the appliance may already know only the new key.
+    this.update({ identity: 'loaded', credential: identity.rotation ? 'none' : this.credentialState() });
   }
 
   /**
@@ -186,10 +188,13 @@ export class Agent {
     const attempt = ++this.registration;
     // The hostname as it is now: a host renamed since the agent started registers under its new name.
     const hostname = this.deps.facts?.().hostname ?? this.deps.host.hostname;
+    const rotation = identity.rotation;
     const deps = {
       transport: this.deps.transport,
-      keys: identity.keys,
-      predecessor: this.keyKnown ? undefined : identity.predecessor,
+      // In a rotation the new key registers, vouched for by the current one and the appliance's nonce.
+      keys: rotation?.keys ?? identity.keys,
+      predecessor: rotation ? identity.keys : this.keyKnown ? undefined : identity.predecessor,
+      rotationNonce: rotation?.nonce,
       host: { ...this.deps.host, hostname },
       orgToken: this.config.orgToken,
       address: this.config.ingest.address,
@@ -212,7 +217,10 @@ export class Agent {
         this.keyKnown = true;
         this.successorEnrolled();
         this.credential = { agentId: outcome.agentId, jwt: outcome.jwt, jwtExpiresUnix: outcome.jwtExpiresUnix ?? jwtExpiry(outcome.jwt) };
+        // The new JWT is saved before the rotated key replaces the old one: a stop in between finds the
+        // saved rotation and completes it, never the new key beside a JWT the appliance now refuses.
         this.saveCredential();
+        this.keyRotated();
         log.info({ agent_id: outcome.agentId }, 'agent registered and active');
         return this.update({ credential: 'usable' });
       }
@@ -228,6 +236,8 @@ export class Agent {
         log.error({ agent_id: outcome.agentId, status: outcome.status, reason: outcome.message }, 'agent revoked; stopping');
         return this.fail(new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host${outcome.message ? ` (${outcome.message})` : ''}; not retrying`, { agent_id: outcome.agentId, status: outcome.status }));
       case 'retry': {
+        if (outcome.failure.errorCode === 'ERR_IDENTITY_RETIRED') return this.retireIdentity();
+        if (outcome.failure.errorCode === 'ERR_KEY_ROTATION_REFUSED') this.abandonRotation();
         // A throttled Register names how long to stay away; the agent waits at least that long.
         const hintMs = outcome.failure.retryAfterMs;
         const delay = this.backoff.next(hintMs);
@@ -249,6 +259,51 @@ export class Agent {
     forgetRetiredKeys(identity.paths);
     this.identity = { ...identity, predecessor: undefined };
     this.deps.log.info({ data_dir: identity.paths.dataDir }, 'new identity enrolled; retired key removed');
+  }
+
+  /**
+   * The appliance kept this machine for a cloned identity and asks it to rotate its key: the new
+   * key is saved first, then registered in place of the current one (the stream ends; a Register
+   * by the new key with the rotation proof follows, and a new stream with the JWT it returns).
+   * A request while one is in progress is ignored (the appliance offers again on a later stream).
+   */
+  private onKeyRotation(nonce: Uint8Array): void {
+    const identity = this.identity;
+    if (identity === undefined || identity.rotation !== undefined) return;
+    let rotation: PendingRotation;
+    try {
+      rotation = startKeyRotation(identity.paths, nonce);
+    } catch (error) {
+      this.deps.log.error({ error: (error as Error).message }, 'cannot start the key rotation; keeping the current key');
+      return;
+    }
+    this.identity = { ...identity, rotation };
+    this.deps.log.info({ agent_id: this.credential?.agentId ?? null }, 'the appliance asked for a key rotation; registering a new key');
+    this.update({ credential: 'none', stream: 'none' });
+  }
+
+  /** The appliance registered the rotated key: it becomes the identity and the old one is deleted. */
+  private keyRotated(): void {
+    const identity = this.identity;
+    if (identity?.rotation === undefined) return;
+    this.identity = { ...identity, keys: identity.rotation.keys, rotation: undefined };
+    try {
+      completeKeyRotation(identity.paths, identity.rotation);
+    } catch (error) {
+      // In memory the new key is the identity already; the saved rotation completes at the next start.
+      this.deps.log.error({ error: (error as Error).message }, 'cannot save the rotated key');
+      return;
+    }
+    this.deps.log.info({ data_dir: identity.paths.dataDir }, 'key rotated; the old key is deleted');
+  }
+
+  /** The appliance refused the rotation (no longer offered, or replaced by a newer offer): the current key stays. */
+  private abandonRotation(): void {
+    const identity = this.identity;
+    if (identity?.rotation === undefined) return;
+    abandonKeyRotation(identity.paths);
+    this.identity = { ...identity, rotation: undefined };
+    this.deps.log.warn({}, 'the appliance refused the key rotation; keeping the current key');
   }
 
   /**
@@ -299,6 +354,7 @@ export class Agent {
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
         onTask: (task) => this.tasks?.receive(task),
         onCancel: (taskId) => this.tasks?.cancel(taskId),
+        onKeyRotation: (nonce) => this.onKeyRotation(nonce),
         onDelivered: (reports) => this.tasks?.delivered(reports),
         onEnd: (end) => this.onStreamEnd(end),
       },

@@ -22,6 +22,8 @@ export interface RegistrationDeps {
   readonly tlsError: (reason: string) => CtOpsError;
   /** The retired key whose proof enrols this new key (sent instead of the token), if any. */
   readonly predecessor?: AgentKeys | undefined;
+  /** Set in a key rotation: the appliance's nonce; `predecessor` is then the current key. */
+  readonly rotationNonce?: Uint8Array | undefined;
 }
 
 /**
@@ -61,5 +63,5 @@ async function registerOnce(deps: RegistrationDeps, orgToken: string): Promise<R
   } else {
     return asked;
   }
-  return deps.transport.register(buildRegisterRequest(deps.host, deps.keys, orgToken, freshness, deps.predecessor));
+  return deps.transport.register(buildRegisterRequest(deps.host, deps.keys, orgToken, freshness, deps.predecessor, deps.rotationNonce));
 }

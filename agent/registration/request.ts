@@ -1,7 +1,7 @@
 import nacl from 'tweetnacl';
 import { registerPayload, toRegisterRequest, type RegisterFreshness, type RegisterPayloadFields } from '../../common/register-payload.ts';
 import type { RegisterRequest } from '../../common/proto.ts';
-import { successorProofPayload } from '../../common/successor-proof.ts';
+import { keyRotationProofPayload, successorProofPayload } from '../../common/successor-proof.ts';
 import type { AgentKeys } from '../identity/keys.ts';
 
 /** What describes this host in a Register request; the same for every attempt. */
@@ -18,7 +18,7 @@ export interface HostDescription {
  * A signed RegisterRequest. Every call needs fresh `freshness`: a challenge the appliance just
  * issued (used once), or, for an appliance without challenges, a timestamp and a new nonce.
  */
-export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, freshness: RegisterFreshness, predecessor?: AgentKeys): RegisterRequest {
+export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, orgToken: string, freshness: RegisterFreshness, predecessor?: AgentKeys, rotationNonce?: Uint8Array): RegisterRequest {
   const fields: RegisterPayloadFields = {
     publicKey: keys.publicKey,
     orgToken,
@@ -32,9 +32,12 @@ export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, org
   };
   const request = toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
   if (predecessor === undefined) return request;
-  // A retired identity vouches for its successor instead of an enrolment token.
-  const proof = nacl.sign.detached(successorProofPayload(keys.publicKey), predecessor.secretKey);
-  return { ...request, predecessor_public_key: Buffer.from(predecessor.publicKey), predecessor_signature: Buffer.from(proof) };
+  // A retired identity vouches for its successor instead of an enrolment token; the current key
+  // vouches for the key that replaces it in a rotation, bound to the appliance's nonce.
+  const payload = rotationNonce === undefined ? successorProofPayload(keys.publicKey) : keyRotationProofPayload(keys.publicKey, rotationNonce);
+  const proof = nacl.sign.detached(payload, predecessor.secretKey);
+  const rotation = rotationNonce === undefined ? {} : { rotation_nonce: Buffer.from(rotationNonce) };
+  return { ...request, predecessor_public_key: Buffer.from(predecessor.publicKey), predecessor_signature: Buffer.from(proof), ...rotation };
 }
 
 /** The operating system names the appliance expects. */

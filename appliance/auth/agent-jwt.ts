@@ -15,6 +15,8 @@ export interface IssuedJwt {
 export interface VerifiedAgentJwt {
   agentId: string;
   expiresAt: number;
+  /** When it was issued (seconds since the Unix epoch). */
+  issuedAt: number;
   jti: string;
 }
 
@@ -52,7 +54,7 @@ export class AgentJwtAuthority {
         currentDate: new Date(nowMs),
         requiredClaims: ['sub', 'exp', 'iat', 'jti'],
       });
-      return { agentId: payload.sub as string, expiresAt: payload.exp as number, jti: payload.jti as string };
+      return { agentId: payload.sub as string, expiresAt: payload.exp as number, issuedAt: payload.iat as number, jti: payload.jti as string };
     } catch (cause) {
       if (cause instanceof joseErrors.JWTExpired) {
         throw new CtOpsError('ERR_JWT_EXPIRED', 'the agent JWT has expired; register again by key', {}, { cause });

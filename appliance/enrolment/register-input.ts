@@ -2,17 +2,20 @@ import { checkAgentText, PRINTABLE_TEXT as PRINTABLE } from '../../common/agent-
 import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
 import type { RegisterHostFields } from '../../common/register-payload.ts';
+import { ROTATION_NONCE_BYTES } from './key-rotation.ts';
 import { REGISTER_CHALLENGE_BYTES } from './register-challenge.ts';
 
 /**
  * A Register request that passed validation: every field present, typed and bounded, in one of
  * the two forms of common/register-payload.ts (the challenge, or the legacy timestamp and nonce).
- * `predecessor` is a retired claimant's proof for this new key (RegisterRequest.predecessor_*), when sent.
+ * `predecessor` is a retired claimant's proof for this new key (RegisterRequest.predecessor_*), when sent;
+ * with `rotationNonce` (RegisterRequest.rotation_nonce) it is instead the current key's rotation proof.
  */
 export type RegisterInput = RegisterHostFields & {
   publicKey: Buffer;
   signature: Buffer;
   predecessor: { publicKey: Buffer; signature: Buffer } | undefined;
+  rotationNonce: Buffer | undefined;
 } & ({ challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer });
 
 const MAX_TAGS = 32;
@@ -53,7 +56,15 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
       message.predecessor_public_key.length === 0 && message.predecessor_signature.length === 0
         ? undefined
         : { publicKey: exactBytes(message.predecessor_public_key, 'predecessor_public_key', 32), signature: exactBytes(message.predecessor_signature, 'predecessor_signature', 64) },
+    rotationNonce: parseRotationNonce(message),
   };
+}
+
+/** A rotation's nonce, which only comes with the current key's proof (predecessor_*). */
+function parseRotationNonce(message: RegisterRequest__Output): Buffer | undefined {
+  if (message.rotation_nonce.length === 0) return undefined;
+  if (message.predecessor_public_key.length === 0) throw invalid('rotation_nonce', 'comes without predecessor_public_key and predecessor_signature');
+  return exactBytes(message.rotation_nonce, 'rotation_nonce', ROTATION_NONCE_BYTES);
 }
 
 /** The challenge form, or the legacy form (timestamp and nonce); never parts of both, so what was signed is unambiguous. */

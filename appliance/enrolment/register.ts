@@ -9,6 +9,8 @@ import { verifyAgentSignature } from './agent-signature.ts';
 import type { RegisterChallenges } from './register-challenge.ts';
 import { legacyRegisterLog } from './legacy-register-log.ts';
 import { describedHost, type RegisterInput } from './register-input.ts';
+import { retiredError } from '../hosts/identity.ts';
+import { rotateHostKey, rotatingHost } from './key-rotation.ts';
 import { enrolSuccessor, successorPredecessor } from './successor.ts';
 import { tokenState } from './tokens.ts';
 
@@ -46,9 +48,18 @@ export async function register(input: RegisterInput, deps: RegisterDeps, now: nu
     rememberUse(input.publicKey, used, deps, now);
     return respond(refreshKnownHost(known, input, deps, now), deps, now);
   }
+  const rotatedAway = stores.hosts.findByPreviousKey(input.publicKey);
+  if (rotatedAway) throw retiredError(rotatedAway);
+  if (input.predecessor && input.rotationNonce) {
+    // The kept machine of a resolved identity moves the host to a new key; the shared key is retired.
+    const claim = { ...input.predecessor, nonce: input.rotationNonce };
+    const host = rotatingHost(input, claim, stores, deps.orgId);
+    rememberUse(input.publicKey, used, deps, now);
+    return respond(rotateHostKey(input, host, claim, stores, deps.log, now), deps, now);
+  }
   if (input.predecessor) {
     // A retired claimant of a resolved identity enrols its new key with the old key's proof, not a token.
-    const predecessor = successorPredecessor(input, input.predecessor, stores, deps.orgId);
+    const predecessor = successorPredecessor(input, input.predecessor, stores, deps.orgId, now);
     rememberUse(input.publicKey, used, deps, now);
     return respond(enrolSuccessor(input, predecessor, stores, deps.log, now), deps, now);
   }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { successorProofPayload } from '../../common/successor-proof.ts';
+import { IDENTITY_RESOLUTION_MAX_MS } from '../hosts/identity.ts';
 import { newId } from '../lib/ids.ts';
 import { verifyAgentSignature } from './agent-signature.ts';
 import type { Host, Stores } from '../store/index.ts';
@@ -15,14 +16,19 @@ export interface SuccessorClaim {
 /**
  * The predecessor host whose retired claimant may enrol the request's new key, read-only: the proof
  * verifies with the predecessor key, and that host was resolved by an admin with a re-enrolment
- * left. Throws ERR_SUCCESSOR_REFUSED otherwise, before anything is written.
+ * left: it is the host's key while the resolution lasts, or the key its kept machine rotated away
+ * (the allowance then lasts the rest of IDENTITY_RESOLUTION_MAX_MS from the resolution).
+ * Throws ERR_SUCCESSOR_REFUSED otherwise, before anything is written.
  */
-export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, stores: Stores, orgId: string): Host {
+export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, stores: Stores, orgId: string, now: number): Host {
   if (!verifyAgentSignature(claim.publicKey, successorProofPayload(input.publicKey), claim.signature)) {
     throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the predecessor signature does not match the retired key and this public key');
   }
-  const predecessor = stores.hosts.findByPublicKey(claim.publicKey);
-  if (!predecessor || predecessor.orgId !== orgId || predecessor.deletedAt !== null || predecessor.identityState !== 'resolved' || predecessor.identitySuccessorsAllowed < 1) {
+  const current = stores.hosts.findByPublicKey(claim.publicKey);
+  const rotatedAway = current ? undefined : stores.hosts.findByPreviousKey(claim.publicKey);
+  const predecessor = current ?? rotatedAway;
+  const open = current ? current.identityState === 'resolved' : rotatedAway !== undefined && rotatedAway.identityResolvedAt !== null && now - rotatedAway.identityResolvedAt < IDENTITY_RESOLUTION_MAX_MS;
+  if (!predecessor || predecessor.orgId !== orgId || predecessor.deletedAt !== null || !open || predecessor.identitySuccessorsAllowed < 1) {
     throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key belongs to no host an admin resolved with a re-enrolment left', { host_id: predecessor?.id ?? null });
   }
   return predecessor;

@@ -16,7 +16,8 @@ import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { HostClockWatch } from '../hosts/clock-offset.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
 import { parseHostFacts, type HostFacts } from '../hosts/facts.ts';
-import { claimIdentity, refreshFacts } from '../hosts/identity.ts';
+import { offerKeyRotation } from '../enrolment/key-rotation.ts';
+import { claimIdentity, credentialRefusal, refreshFacts } from '../hosts/identity.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
@@ -146,6 +147,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
+  const stale = credentialRefusal(host, credential.issuedAt);
+  if (stale) throw stale;
   if (call.cancelled) return;
   // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
   // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
@@ -340,6 +343,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         if (!attached) attach(heartbeat.intervalSecs);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
         tasks.connected(agentId);
+        offerKeyRotation(deps, knownHost, (rotation) => {
+          writeToPeer(rotation);
+          return true;
+        });
       }
     }
     if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);

@@ -7,6 +7,7 @@ import { parseChunk } from '../inventory/chunk.ts';
 import type { Stores } from '../store/index.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { describeHost, mayReceiveWork, mayStream } from '../hosts/status.ts';
+import { credentialRefusal } from '../hosts/identity.ts';
 import { checkScanTask } from '../inventory/scan-task.ts';
 import { inventorySettings } from '../inventory/settings.ts';
 import { peerSource } from '../lib/peer-source.ts';
@@ -67,6 +68,8 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
+  const stale = credentialRefusal(host, credential.issuedAt);
+  if (stale) throw stale;
   if (!mayReceiveWork(host)) {
     // Two machines use this key: either one's packages would overwrite the other's until an admin resolves it.
     throw new CtOpsError('ERR_HOST_IDENTITY_CONFLICT', 'another machine is using this host identity; inventory is held until an admin resolves it (hosts resolve)', { host_id: agentId });

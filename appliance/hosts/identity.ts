@@ -89,7 +89,7 @@ function endStaleResolution(deps: IdentityDeps, host: Host, now: number): Host {
     return true;
   });
   if (ended) deps.log.info({ host_id: host.id, unused_reenrolments: host.identitySuccessorsAllowed }, 'identity resolution expired');
-  return { ...host, identityState: null, identityKeptFingerprint: null, identityKeptInstance: null, identitySuccessorsAllowed: 0, identityResolvedAt: null };
+  return { ...host, identityState: null, identityKeptFingerprint: null, identityKeptInstance: null, identitySuccessorsAllowed: 0, identityResolvedAt: null, identityRotationNonceSha256: null };
 }
 
 /**
@@ -127,6 +127,18 @@ function unidentifiedRefusal(deps: IdentityDeps, host: Host, now: number): CtOps
   if (host.identityState !== 'resolved') return undefined;
   deps.stores.hostEvents.record(host.id, now, 'identity-retired-claimant', { unidentified: true });
   deps.log.warn({ host_id: host.id, unidentified: true }, 'claimant without host facts of a resolved identity told to enrol anew');
+  return retiredError(host);
+}
+
+/**
+ * A JWT issued before the host's key was rotated (VerifiedAgentJwt.issuedAt, seconds) was held by
+ * the machines that shared the old key, the retired clone among them: refused at once with
+ * ERR_IDENTITY_RETIRED (the clone then re-enrols; the kept machine holds a JWT issued by the
+ * rotation). Compared in whole seconds, the JWT's resolution: one issued in the second of the
+ * rotation still passes.
+ */
+export function credentialRefusal(host: Host, issuedAtSecs: number): CtOpsError | undefined {
+  if (host.keyRotatedAt === null || issuedAtSecs >= Math.floor(host.keyRotatedAt / 1000)) return undefined;
   return retiredError(host);
 }
 

@@ -3,6 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Host, HostClaimant, Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import { offerKeyRotation, pendingRotationMark } from '../enrolment/key-rotation.ts';
 import { isKept, retiredError } from './identity.ts';
 
 export interface ResolveDeps {
@@ -24,8 +25,10 @@ export const MAX_SUCCESSORS_PER_RESOLUTION = 4;
  * for clones sharing the kept fingerprint (the kept machine's own earlier processes are among those
  * instances, so instances are not counted), at most MAX_SUCCESSORS_PER_RESOLUTION. The resolution
  * ends when all have, or after IDENTITY_RESOLUTION_MAX_MS (hosts/identity.ts).
+ * The kept machine is then asked to rotate its key (enrolment/key-rotation.ts), on its live stream
+ * or its next accepted one: once it has, the shared key is retired and the pin no longer matters.
  * After commit: a live stream of a machine not kept (or of one that never said) is closed with
- * ERR_IDENTITY_RETIRED, and the held tasks go to the kept one if it is online.
+ * ERR_IDENTITY_RETIRED, the held tasks go to the kept one if it is online, and it is offered the rotation.
  * Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (the host is not flagged), ERR_INVALID_ARGUMENT
  * (no claimant matches `keep`, or it matches several machines).
  */
@@ -48,7 +51,7 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
   }
   const successors = Math.min(MAX_SUCCESSORS_PER_RESOLUTION, new Set(retired.map((claimant) => claimant.machineFingerprint)).size);
   stores.transaction(() => {
-    if (!stores.hosts.resolveIdentity(hostId, pin, successors, now)) {
+    if (!stores.hosts.resolveIdentity(hostId, pin, successors, pendingRotationMark(), now)) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId });
     }
     stores.hostClaimants.clear(hostId);
@@ -63,8 +66,9 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
     presence.disconnect(hostId, retiredError(resolved), 'revoked');
   } else {
     tasks.dispatch(hostId);
+    offerKeyRotation(deps, resolved, (message) => presence.send(hostId, message));
   }
-  return resolved;
+  return stores.hosts.get(hostId) as Host;
 }
 
 /**

@@ -9,6 +9,7 @@ export type HostEventKind =
   | 'identity-resolution-expired'
   | 'identity-retired-claimant'
   | 'successor-enrolled'
+  | 'identity-key-rotated'
   | 'replaced-by'
   | 'replaces';
 

@@ -51,6 +51,11 @@ export interface Host {
   identitySuccessorsAllowed: number;
   /** When an admin resolved the conflict (ms since the epoch); null unless identityState is 'resolved'. */
   identityResolvedAt: number | null;
+  /** SHA-256 of the key rotation nonce last offered to the kept machine; null when no rotation is pending. */
+  identityRotationNonceSha256: Buffer | null;
+  /** The key the last rotation retired, and when (ms since the epoch); null before any rotation. */
+  previousPublicKey: Buffer | null;
+  keyRotatedAt: number | null;
   /** The host whose record this one took over ("approve as replacement"), and the reverse link. */
   replaces: string | null;
   replacedBy: string | null;
@@ -128,6 +133,9 @@ interface HostRow {
   identity_kept_instance: string | null;
   identity_successors_allowed: number;
   identity_resolved_at: number | null;
+  identity_rotation_nonce_sha256: Buffer | null;
+  previous_public_key: Buffer | null;
+  key_rotated_at: number | null;
   replaces: string | null;
   replaced_by: string | null;
 }
@@ -151,6 +159,9 @@ export class HostStore {
   readonly #takeSuccessor;
   readonly #takeOver;
   readonly #replacedBy;
+  readonly #byPreviousKey;
+  readonly #offerRotation;
+  readonly #rotateKey;
 
   constructor(db: Db) {
     this.#get = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE id = ?');
@@ -187,20 +198,31 @@ export class HostStore {
     this.#flagConflict = db.prepare<[string]>("UPDATE hosts SET identity_state = 'conflict' WHERE id = ? AND identity_state IS NOT 'conflict'");
     this.#resolveIdentity = db.prepare(
       `UPDATE hosts SET identity_state = 'resolved', identity_kept_fingerprint = @fingerprint, identity_kept_instance = @instance,
-                        identity_successors_allowed = @successors, identity_resolved_at = @at WHERE id = @id AND identity_state = 'conflict'`,
+                        identity_successors_allowed = @successors, identity_resolved_at = @at, identity_rotation_nonce_sha256 = @rotation
+       WHERE id = @id AND identity_state = 'conflict'`,
     );
     this.#clearIdentity = db.prepare<[string]>(
       `UPDATE hosts SET identity_state = NULL, identity_kept_fingerprint = NULL, identity_kept_instance = NULL,
-                        identity_successors_allowed = 0, identity_resolved_at = NULL WHERE id = ? AND identity_state IS NOT NULL`,
+                        identity_successors_allowed = 0, identity_resolved_at = NULL, identity_rotation_nonce_sha256 = NULL
+       WHERE id = ? AND identity_state IS NOT NULL`,
     );
     // The last allowance used ends the resolution: the kept machine is then the only one left.
     this.#takeSuccessor = db.prepare<[string]>(
       `UPDATE hosts SET identity_successors_allowed = identity_successors_allowed - 1,
-                        identity_state = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_state END,
+                        identity_state = CASE WHEN identity_successors_allowed = 1 AND identity_state = 'resolved' THEN NULL ELSE identity_state END,
                         identity_kept_fingerprint = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_fingerprint END,
                         identity_kept_instance = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_instance END,
                         identity_resolved_at = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_resolved_at END
-       WHERE id = ? AND identity_state = 'resolved' AND identity_successors_allowed > 0`,
+       WHERE id = ? AND identity_successors_allowed > 0`,
+    );
+    this.#byPreviousKey = db.prepare<[Buffer], HostRow>('SELECT * FROM hosts WHERE previous_public_key = ?');
+    this.#offerRotation = db.prepare<[Buffer, string]>('UPDATE hosts SET identity_rotation_nonce_sha256 = ? WHERE id = ? AND identity_rotation_nonce_sha256 IS NOT NULL');
+    // The resolution ends with the rotation; the re-enrolment allowance (and the time it lasts) outlives it.
+    this.#rotateKey = db.prepare(
+      `UPDATE hosts SET public_key = @newKey, previous_public_key = @oldKey, key_rotated_at = @at, identity_rotation_nonce_sha256 = NULL,
+                        identity_state = CASE WHEN identity_state = 'resolved' THEN NULL ELSE identity_state END,
+                        identity_kept_fingerprint = NULL, identity_kept_instance = NULL
+       WHERE id = @id AND public_key = @oldKey AND identity_rotation_nonce_sha256 = @nonceSha256`,
     );
     this.#takeOver = db.prepare<[string, string, string]>('UPDATE hosts SET replaces = ?, tags = ? WHERE id = ? AND replaces IS NULL');
     this.#replacedBy = db.prepare<[string, string]>('UPDATE hosts SET replaced_by = ? WHERE id = ?');
@@ -213,6 +235,12 @@ export class HostStore {
 
   findByPublicKey(publicKey: Buffer): Host | undefined {
     const row = this.#byPublicKey.get(publicKey);
+    return row && toHost(row);
+  }
+
+  /** The host whose key the last rotation retired was `publicKey`, if any. */
+  findByPreviousKey(publicKey: Buffer): Host | undefined {
+    const row = this.#byPreviousKey.get(publicKey);
     return row && toHost(row);
   }
 
@@ -267,8 +295,21 @@ export class HostStore {
   }
 
   /** Records the admin's choice and how many others may re-enrol; false unless the host was flagged. */
-  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, at: number): boolean {
-    return this.#resolveIdentity.run({ id, ...kept, successors, at }).changes === 1;
+  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, rotationNonceSha256: Buffer, at: number): boolean {
+    return this.#resolveIdentity.run({ id, ...kept, successors, rotation: rotationNonceSha256, at }).changes === 1;
+  }
+
+  /** Replaces the pending rotation's nonce hash with that of a nonce offered now; false when no rotation is pending. */
+  offerKeyRotation(id: string, nonceSha256: Buffer): boolean {
+    return this.#offerRotation.run(nonceSha256, id).changes === 1;
+  }
+
+  /**
+   * Moves the host to `newKey` when `oldKey` is its current key and `nonceSha256` the pending
+   * rotation's; ends a resolution and its pin. False when either does not match (already rotated, or refused).
+   */
+  rotateKey(id: string, oldKey: Buffer, newKey: Buffer, nonceSha256: Buffer, at: number): boolean {
+    return this.#rotateKey.run({ id, oldKey, newKey, nonceSha256, at }).changes === 1;
   }
 
   /** Ends a conflict or a resolution: the host is judged as any other again. False when it had neither. */
@@ -324,6 +365,9 @@ function toHost(row: HostRow): Host {
     identityKeptInstance: row.identity_kept_instance,
     identitySuccessorsAllowed: row.identity_successors_allowed,
     identityResolvedAt: row.identity_resolved_at,
+    identityRotationNonceSha256: row.identity_rotation_nonce_sha256,
+    previousPublicKey: row.previous_public_key,
+    keyRotatedAt: row.key_rotated_at,
     replaces: row.replaces,
     replacedBy: row.replaced_by,
   };

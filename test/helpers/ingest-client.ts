@@ -56,6 +56,7 @@ export function decodedRegister(request: RegisterRequest): RegisterRequest__Outp
     tags: request.tags ?? {},
     predecessor_public_key: bytes(request.predecessor_public_key),
     predecessor_signature: bytes(request.predecessor_signature),
+    rotation_nonce: bytes(request.rotation_nonce),
   };
 }
 

@@ -8,6 +8,7 @@ import { migration007HostClockOffset } from './007-host-clock-offset.ts';
 import { migration008PackageArchitecture } from './008-package-architecture.ts';
 import { migration009RegisterNonceWatermark } from './009-register-nonce-watermark.ts';
 import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
+import { migration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -28,4 +29,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration008PackageArchitecture,
   migration009RegisterNonceWatermark,
   migration010IdentityResolvedAt,
+  migration011IdentityKeyRotation,
 ];
