@@ -1,17 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import Database from 'better-sqlite3';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient } from '../common/proto.ts';
 import type { SoftwareInventoryChunk } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
-import { DATABASE_FILE } from '../appliance/serve.ts';
-import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { ingestClient } from './helpers/ingest-client.ts';
-import { activeAgent as enrolActive, chunksOf, InventoryStream, packages, submitScan, type InventoryOutcome } from './helpers/inventory.ts';
+import type { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
+import type { TestAppliance } from './helpers/appliance.ts';
+import { activeAgent as enrolActive, chunksOf, InventoryStream, packages, submitScan, type InventoryOutcome, startInventoryAppliance } from './helpers/inventory.ts';
 
 type Outcome = InventoryOutcome;
 
@@ -22,22 +18,17 @@ function refusal(outcome: Outcome): { code: number; errorCode: string | undefine
 }
 
 describe('SubmitSoftwareInventory against a real appliance', () => {
+  let started: Awaited<ReturnType<typeof startInventoryAppliance>>;
   let appliance: TestAppliance;
   let client: IngestServiceClient;
-  let db: Database.Database;
   let store: SoftwareInventoryStore;
 
   before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-    // A read-only second handle (WAL allows it beside the appliance's own).
-    db = new Database(join(appliance.dataDir, DATABASE_FILE), { readonly: true });
-    store = new SoftwareInventoryStore(db);
+    started = await startInventoryAppliance();
+    ({ appliance, client, store } = started);
   });
   after(async () => {
-    db?.close();
-    client?.close();
-    await appliance?.dispose();
+    await started?.dispose();
   });
 
   const activeAgent = (hostname: string) => enrolActive(appliance, client, hostname);

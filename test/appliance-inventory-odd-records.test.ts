@@ -9,16 +9,14 @@ import protobuf from 'protobufjs';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient } from '../common/proto.ts';
 import { PACKAGE_FIELD_LIMITS } from '../common/inventory-records.ts';
-import { DATABASE_FILE } from '../appliance/serve.ts';
 import { migrate, openDatabase } from '../appliance/store/database.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
-import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
+import type { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { INGEST_PROTO_TEXT } from '../proto/gen/ingest-proto-text.ts';
 import type { SoftwarePackage } from '../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { ingestClient } from './helpers/ingest-client.ts';
-import { activeAgent, chunksOf, packages, submitScan } from './helpers/inventory.ts';
+import type { TestAppliance } from './helpers/appliance.ts';
+import { activeAgent, chunksOf, packages, submitScan, startInventoryAppliance } from './helpers/inventory.ts';
 import { rawGrpcCall } from './helpers/raw-grpc.ts';
 
 // Issue 9, §3: a whole scan of records real package managers produce goes through the real
@@ -71,21 +69,17 @@ const HOST_COUNTS = [{ reason: 'unparsable', count: 2, example: 'dpkg-query: war
 const reasonCounts = (skipped: readonly { reason: string; count: number; on_host?: boolean }[]) => skipped.map(({ reason, count, on_host: onHost }) => [reason, count, onHost === true]);
 
 describe('odd package records against a real appliance', () => {
+  let started: Awaited<ReturnType<typeof startInventoryAppliance>>;
   let appliance: TestAppliance;
   let client: IngestServiceClient;
-  let db: Database.Database;
   let store: SoftwareInventoryStore;
 
   before(async () => {
-    appliance = await TestAppliance.start();
-    client = ingestClient(appliance.address, appliance.caCert);
-    db = new Database(join(appliance.dataDir, DATABASE_FILE), { readonly: true });
-    store = new SoftwareInventoryStore(db);
+    started = await startInventoryAppliance();
+    ({ appliance, client, store } = started);
   });
   after(async () => {
-    db?.close();
-    client?.close();
-    await appliance?.dispose();
+    await started?.dispose();
   });
 
   test('a scan with the empty-version line, libc6 amd64 and i386 and other odd records stores them all and counts the unstorable ones by reason', async () => {

@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import type { IngestServiceClient } from '../common/proto.ts';
 import { REGISTER_CHALLENGE_BYTES, REGISTER_CHALLENGE_LIFETIME_MS } from '../appliance/enrolment/register-challenge.ts';
 import { REGISTER_FAILURES_PER_WINDOW } from '../appliance/enrolment/register-throttle.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { shiftedClockEnv } from './helpers/faketime.ts';
-import { callGetRegisterChallenge, callRegister, challengedRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import type { TestAppliance } from './helpers/appliance.ts';
+import { ClockedAppliance } from './helpers/faketime.ts';
+import { callGetRegisterChallenge, callRegister, challengedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 /**
  * Register's freshness proved by the appliance's challenge, against a real appliance whose wall
@@ -17,24 +14,17 @@ import { callGetRegisterChallenge, callRegister, challengedRegister, ingestClien
  * judged by the appliance's clock alone, and each challenge admits one Register per key.
  */
 describe('Register challenges against a real appliance', () => {
+  let clocked: ClockedAppliance;
   let appliance: TestAppliance;
   let client: IngestServiceClient;
-  let clockDir: string;
-  let clockFile: string;
-  /** Moves the appliance's wall clock (libfaketime's relative form, "+0", "+3m"); its monotonic clock stays real. */
-  const setApplianceClock = (offset: string): void => writeFileSync(clockFile, `${offset}\n`);
+  const setApplianceClock = (offset: string): void => clocked.setClock(offset);
 
   before(async () => {
-    clockDir = mkdtempSync(join(tmpdir(), 'ct-ops-clock-'));
-    clockFile = join(clockDir, 'faketime');
-    setApplianceClock('+0');
-    appliance = await TestAppliance.start({ env: shiftedClockEnv({ timestampFile: clockFile }) });
-    client = ingestClient(appliance.address, appliance.caCert);
+    clocked = await ClockedAppliance.start();
+    ({ appliance, client } = clocked);
   });
   after(async () => {
-    client?.close();
-    await appliance?.dispose();
-    rmSync(clockDir, { recursive: true, force: true });
+    await clocked?.dispose();
   });
 
   async function challenge(): Promise<Buffer> {

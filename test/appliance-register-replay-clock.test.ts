@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { codeFromGrpcDetails } from '../common/errors.ts';
 import type { IngestServiceClient, RegisterRequest } from '../common/proto.ts';
-import { TestAppliance } from './helpers/appliance.ts';
-import { shiftedClockEnv } from './helpers/faketime.ts';
-import { callGetRegisterChallenge, callRegister, challengedRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import type { TestAppliance } from './helpers/appliance.ts';
+import { ClockedAppliance } from './helpers/faketime.ts';
+import { callGetRegisterChallenge, callRegister, challengedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 /**
  * A real appliance whose wall clock libfaketime moves while it runs: stepped an hour forward
@@ -16,23 +13,17 @@ import { callGetRegisterChallenge, callRegister, challengedRegister, ingestClien
  * expiring at or before a row it already forgot.
  */
 describe("a captured Register replayed after the appliance's clock stepped forward and back", () => {
+  let clocked: ClockedAppliance;
   let appliance: TestAppliance;
   let client: IngestServiceClient;
-  let clockDir: string;
-  let clockFile: string;
-  const setClock = (offset: string): void => writeFileSync(clockFile, `${offset}\n`);
+  const setClock = (offset: string): void => clocked.setClock(offset);
 
   before(async () => {
-    clockDir = mkdtempSync(join(tmpdir(), 'ct-ops-appliance-clock-'));
-    clockFile = join(clockDir, 'faketime');
-    setClock('+0');
-    appliance = await TestAppliance.start({ env: shiftedClockEnv({ timestampFile: clockFile }) });
-    client = ingestClient(appliance.address, appliance.caCert);
+    clocked = await ClockedAppliance.start();
+    ({ appliance, client } = clocked);
   });
   after(async () => {
-    client?.close();
-    await appliance?.dispose();
-    rmSync(clockDir, { recursive: true, force: true });
+    await clocked?.dispose();
   });
 
   async function challenge(): Promise<Uint8Array> {

@@ -1,5 +1,9 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { IngestServiceClient } from '../../common/proto.ts';
+import { TestAppliance } from './appliance.ts';
+import { ingestClient } from './ingest-client.ts';
 
 /** The Debian package that provides libfaketime (the lead's .ci/run installs it). */
 export const FAKETIME_PACKAGE = 'faketime';
@@ -27,4 +31,34 @@ export function shiftedClockEnv(shift: { offset: string } | { timestampFile: str
     FAKETIME_DONT_FAKE_MONOTONIC: '1',
     FAKETIME_DONT_RESET: '1',
   };
+}
+
+/**
+ * A real appliance whose wall clock the test moves while it runs (libfaketime reading the offset
+ * from a file on every clock read), with an ingest client: `setClock('+1h')`, `setClock('+0')`.
+ */
+export class ClockedAppliance {
+  private constructor(
+    readonly appliance: TestAppliance,
+    readonly client: IngestServiceClient,
+    private readonly clockDir: string,
+  ) {}
+
+  static async start(): Promise<ClockedAppliance> {
+    const clockDir = mkdtempSync(join(tmpdir(), 'ct-ops-appliance-clock-'));
+    writeFileSync(join(clockDir, 'faketime'), '+0\n');
+    const appliance = await TestAppliance.start({ env: shiftedClockEnv({ timestampFile: join(clockDir, 'faketime') }) });
+    return new ClockedAppliance(appliance, ingestClient(appliance.address, appliance.caCert), clockDir);
+  }
+
+  /** Moves the appliance's wall clock (libfaketime's relative form, "+0", "+3m"); its monotonic clock stays real. */
+  setClock(offset: string): void {
+    writeFileSync(join(this.clockDir, 'faketime'), `${offset}\n`);
+  }
+
+  async dispose(): Promise<void> {
+    this.client.close();
+    await this.appliance.dispose();
+    rmSync(this.clockDir, { recursive: true, force: true });
+  }
 }

@@ -1,10 +1,14 @@
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
+import { DATABASE_FILE } from '../../appliance/serve.ts';
+import { SoftwareInventoryStore } from '../../appliance/store/software-inventory.ts';
 import type { IngestServiceClient } from '../../common/proto.ts';
 import type { SoftwareInventoryChunk } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
 import type { SoftwareInventoryResponse__Output } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
 import type { SoftwarePackage } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
-import type { TestAppliance } from './appliance.ts';
-import type { CallResult } from './ingest-client.ts';
+import { TestAppliance } from './appliance.ts';
+import { ingestClient, type CallResult } from './ingest-client.ts';
 import { enrolHost } from './ingest-fixture.ts';
 
 export type InventoryOutcome = CallResult<SoftwareInventoryResponse__Output>;
@@ -69,4 +73,24 @@ export function chunksOf(agentId: string, scanId: string, all: SoftwarePackage[]
 export async function activeAgent(appliance: TestAppliance, client: IngestServiceClient, hostname: string): Promise<{ agentId: string; jwt: string }> {
   const { hostId, jwt } = await enrolHost(appliance, client, { hostname });
   return { agentId: hostId, jwt };
+}
+
+/**
+ * A real appliance, an ingest client, and a read-only second handle on its database (WAL allows it
+ * beside the appliance's own) through which a test reads what the inventory store kept.
+ */
+export async function startInventoryAppliance(): Promise<{ appliance: TestAppliance; client: IngestServiceClient; store: SoftwareInventoryStore; dispose(): Promise<void> }> {
+  const appliance = await TestAppliance.start();
+  const client = ingestClient(appliance.address, appliance.caCert);
+  const db = new Database(join(appliance.dataDir, DATABASE_FILE), { readonly: true });
+  return {
+    appliance,
+    client,
+    store: new SoftwareInventoryStore(db),
+    async dispose() {
+      db.close();
+      client.close();
+      await appliance.dispose();
+    },
+  };
 }
