@@ -382,7 +382,7 @@ export class Agent {
       this.deps.log.error({ error_code: failure.code, generation: message.generation, held_generation: trust.generation, error: failure.message }, 'trust bundle refused; keeping the current trust');
       return;
     }
-    this.deps.log.info({ generation: trust.generation, cas: message.ca_certificates_pem.length }, 'trust bundle stored; its CAs are trusted from the next connection');
+    this.deps.log.info({ generation: trust.generation, cas: message.ca_certificates_pem.length }, 'trust bundle stored');
     this.session?.flush();
   }
 
