@@ -11,7 +11,8 @@ import { AgentTrust, TRUST_FILE } from '../agent/identity/trust.ts';
 import { nextPhase } from '../appliance/pki/ca-rotation.ts';
 import { createCa } from '../appliance/pki/certificates.ts';
 import { CtOpsError } from '../common/errors.ts';
-import { trustBundlePayload, type TrustBundle } from '../common/trust-bundle.ts';
+import { parseCertificates, trustBundlePayload, type TrustBundle } from '../common/trust-bundle.ts';
+import { loadApplianceInputs } from '../bundler/build/inputs.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -55,6 +56,7 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     return agent;
   }
 
+  const caFileOf = (agent: TestAgent): string => readFileSync(agent.configPath, 'utf8').match(/ca_cert_file = "(.+)"/)![1]!;
   const status = (): Promise<CertsStatus> => appliance.cliJson<CertsStatus>('certs', 'status');
   const acks = (agent: TestAgent): number => agent.process!.logged('heartbeat acknowledged').length;
   async function restart(agent: TestAgent): Promise<void> {
@@ -77,6 +79,8 @@ describe('certificate rotation with real agents streaming over TLS', () => {
   after(async () => {
     await Promise.all(agents.map((agent) => agent.dispose()));
     await appliance?.dispose();
+    // The appliance restarted on its data directory does not own it.
+    if (appliance) rmSync(appliance.dataDir, { recursive: true, force: true });
     rmSync(root, { recursive: true, force: true });
   });
 
@@ -104,7 +108,7 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     await waitFor('the untouched agent keeps streaming', () => acks(first) >= ackedBefore + 1, 15_000);
   });
 
-  test('CA rotation: start sends agents the signed bundle, switch serves the next CA, finish retires the old one; agents stream throughout and after restarts', async () => {
+  test('CA rotation: start sends agents the signed bundle, switch serves the next CA (also after an appliance restart), finish retires the old one; agents stream throughout, after restarts, and when enrolled during the overlap', async () => {
     const [first, second] = agents as [TestAgent, TestAgent];
     const offlineId = stayingOffline.state().agent_id;
     const oldCa = appliance.caCert;
@@ -137,6 +141,22 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     assert.equal(switched.server_certificate.issuer, new X509Certificate(nextCa).subject);
     await servedCertificate(appliance.grpcPort, nextCa);
     await assert.rejects(servedCertificate(appliance.grpcPort, oldCa), /unable to verify|self.signed|issuer/i, 'the old CA alone no longer verifies the served leaf');
+    // The phase survives a restart: the appliance keeps serving the next CA's certificate, and agents come back.
+    const opened = (agent: TestAgent): number => agent.process!.logged('heartbeat stream opened').length;
+    const openedBefore = opened(first);
+    await appliance.stop();
+    appliance = await TestAppliance.start({ dataDir: appliance.dataDir, grpcPort: appliance.grpcPort, sans: [], args: ['--config', configFile] });
+    await servedCertificate(appliance.grpcPort, nextCa);
+    await waitFor('the agent to stream again after the appliance restarted', () => opened(first) > openedBefore, 20_000);
+
+    // A host enrolled during the overlap trusts both CAs from its bundle's ca.crt and gets the bundle on its first stream.
+    const { token } = await appliance.createToken('--auto-approve');
+    const latecomer = newAgent(token);
+    const bundleCa = loadApplianceInputs(appliance.dataDir).caPem.toString('utf8');
+    assert.deepEqual(parseCertificates(bundleCa).map((ca) => ca.fingerprint256), [oldCa, nextCa].map((pem) => new X509Certificate(pem).fingerprint256), "a bundle built now carries both CAs as its ca.crt");
+    writeFileSync(caFileOf(latecomer), bundleCa);
+    await latecomer.start().waitForLog('trust bundle stored', { generation: 1 }, 20_000);
+
     const ackedBefore = acks(first);
     await restart(second);
     assert.equal(second.process!.logged('trusting the stored trust bundle', { generation: 1 }).length, 1);
@@ -156,7 +176,7 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     const caKey = createPrivateKey(readFileSync(join(appliance.dataDir, 'ca.key')));
     assert.ok(new X509Certificate(appliance.caCert).checkPrivateKey(caKey));
 
-    for (const agent of [first, second]) {
+    for (const agent of [first, second, latecomer]) {
       await agent.process!.waitForLog('trust bundle stored', { generation: 2 }, 15_000);
       const stored = JSON.parse(readFileSync(join(agent.dataDir, TRUST_FILE), 'utf8')) as { ca_pems: string[] };
       assert.deepEqual(stored.ca_pems.map((pem) => new X509Certificate(pem).fingerprint256), [new X509Certificate(nextCa).fingerprint256]);
@@ -164,9 +184,9 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     // Its ca_cert_file still holds only the retired CA: the stored bundle is what it trusts now.
     await restart(first);
     assert.equal(first.process!.logged('registering agent').length, 0);
-    const after = await waitFor('both agents report generation 2', async () => {
+    const after = await waitFor('the three streaming agents report generation 2', async () => {
       const shown = await status();
-      return shown.hosts.online_with_bundle === 2 && shown;
+      return shown.hosts.online_with_bundle === 3 && shown;
     }, 15_000);
     assert.equal(after.hosts.offline_without, 1);
   });
@@ -179,8 +199,7 @@ describe('certificate rotation with real agents streaming over TLS', () => {
     assert.equal(fatal?.code, 'ERR_INGEST_TLS_UNTRUSTED');
     assert.match(String(fatal?.error), /CA was rotated while this agent could not reach it, put the appliance's current ca\.crt in ca_cert_file/);
 
-    const caCopy = readFileSync(stayingOffline.configPath, 'utf8').match(/ca_cert_file = "(.+)"/)![1]!;
-    copyFileSync(appliance.caCertPath, caCopy);
+    copyFileSync(appliance.caCertPath, caFileOf(stayingOffline));
     const recovered = stayingOffline.start();
     await recovered.waitForLog('heartbeat stream opened', {}, 20_000);
     await recovered.waitForLog('trust bundle stored', { generation: 2 }, 15_000);
