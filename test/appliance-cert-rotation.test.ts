@@ -8,7 +8,8 @@ import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { AgentTrust, TRUST_FILE } from '../agent/identity/trust.ts';
-import { nextPhase } from '../appliance/pki/ca-rotation.ts';
+import { nextPhase, settleInterruptedRotation } from '../appliance/pki/ca-rotation.ts';
+import { writeCaRotation } from '../appliance/pki/rotation-file.ts';
 import { createCa } from '../appliance/pki/certificates.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { parseCertificates, trustBundlePayload, type TrustBundle } from '../common/trust-bundle.ts';
@@ -129,6 +130,10 @@ describe('certificate rotation with real agents streaming over TLS', () => {
       return shown.hosts.online_with_bundle === 2 && shown;
     }, 15_000);
     assert.deepEqual(acknowledged.hosts, { active: 3, online_with_bundle: 2, online_without: 0, offline_with_bundle: 0, offline_without: 1 });
+    const shown = await appliance.cli('certs', 'status');
+    assert.match(shown.stdout, /^phase: update-clients$/m);
+    assert.match(shown.stdout, /^without_bundle: 0 online, 1 offline$/m);
+    assert.ok(shown.stdout.includes(offlineId), 'the host lacking the bundle is listed');
 
     // The offline host never confirmed the bundle: switching would cut it off, so it is refused by name.
     const refused = await appliance.cli('certs', 'rotate-ca', 'switch');
@@ -244,6 +249,34 @@ describe('the trust bundle verifier and the rotation phases', () => {
     // Stored and read back by the next start; a changed ca_cert_file wins over it.
     assert.equal(AgentTrust.load(dir, trusted.certPem, log).generation, 3);
     assert.equal(AgentTrust.load(dir, attacker.certPem, log).generation, 0);
+  });
+
+  test('a stop part-way through finish is completed at the next start; a next CA a stopped start never recorded is removed', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-settle-'));
+    try {
+      const [current, next] = await Promise.all([createCa(new Date()), createCa(new Date(Date.now() + 1000))]);
+      const put = (name: string, text: string): void => writeFileSync(join(dataDir, name), text);
+      put('ca.crt', current.certPem);
+      put('ca.key', current.keyPem);
+      put('ca-next.crt', next.certPem);
+      put('ca-next.key', next.keyPem);
+      // Interrupted start: the record says standby with no bundle naming the next CA.
+      settleInterruptedRotation(dataDir, log, new Date());
+      assert.ok(!existsSync(join(dataDir, 'ca-next.crt')) && !existsSync(join(dataDir, 'ca-next.key')));
+      assert.equal(readFileSync(join(dataDir, 'ca.crt'), 'utf8'), current.certPem);
+
+      // Interrupted finish: the bundle {next} was recorded and the key already moved, the certificate not yet.
+      put('ca-next.crt', next.certPem);
+      put('ca.key', next.keyPem);
+      writeCaRotation(dataDir, { phase: 'standby', bundle: bundle(2, [next.certPem], next.keyPem) });
+      settleInterruptedRotation(dataDir, log, new Date());
+      assert.equal(readFileSync(join(dataDir, 'ca.crt'), 'utf8'), next.certPem);
+      assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), next.keyPem);
+      assert.ok(!existsSync(join(dataDir, 'ca-next.crt')));
+      assert.equal(readdirSync(dataDir).filter((name) => name.startsWith('ca-retired-')).length, 1);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test('rotation steps follow start → switch → finish, and switch waits for every active host unless forced', () => {
