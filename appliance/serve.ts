@@ -12,6 +12,8 @@ import { startGrpcServer } from './grpc/server.ts';
 import { stoppingError } from './heartbeat/stopping.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
 import { startHttpServer } from './http/server.ts';
+import { settleInterruptedRotation } from './pki/ca-rotation.ts';
+import { CertificateService } from './pki/certificate-service.ts';
 import { ensureTlsMaterial, type TlsMaterial } from './pki/certificates.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files.ts';
 import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
@@ -45,6 +47,11 @@ export interface RunningAppliance {
   stop(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** The SANs as configured now (the configuration read again), for `certs rotate-server`; the start's SANs without it. */
+  sans?: () => readonly string[];
+}
+
 /** Bounds the grace given to open calls when the appliance stops. */
 const GRPC_STOP_GRACE_MS = 5_000;
 
@@ -53,7 +60,7 @@ const GRPC_STOP_GRACE_MS = 5_000;
  * (ERR_STORAGE_* when the volume is full or read-only, ERR_LISTEN_FAILED, …) releases what it had
  * opened — listeners, timers, the database — before it throws, so the process can exit.
  */
-export async function startAppliance(config: ApplianceConfig, log: Logger): Promise<RunningAppliance> {
+export async function startAppliance(config: ApplianceConfig, log: Logger, options: StartOptions = {}): Promise<RunningAppliance> {
   for (const warning of config.warnings) log.warn({ warning }, 'configuration warning');
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -62,6 +69,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create the data directory ${config.dataDir}`, { path: config.dataDir }, { cause });
   }
   const now = new Date();
+  settleInterruptedRotation(config.dataDir, log, now);
   const tls = await ensureTlsMaterial(config.dataDir, config.sans, now);
   const jwtKey = await ensureJwtSigningKey(config.dataDir);
   const bundleKey = ensureBundleKey(config.dataDir);
@@ -102,12 +110,14 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
-    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey };
+    const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
+    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));
     const http = await startHttpServer(config.listen, config.httpPort, tls, deps);
     opened.push(() => http.stop());
+    certs.serveWith([grpc, http]);
     const apiHost = config.listen === '0.0.0.0' || config.listen === '::' ? '127.0.0.1' : config.listen;
     writeFileAtomic(
       join(config.dataDir, ENDPOINT_FILE),

@@ -164,6 +164,7 @@ export type { SoftwareInventoryChunk, SoftwareInventoryChunk__Output } from '../
 export type { SoftwareInventoryResponse, SoftwareInventoryResponse__Output } from '../proto/gen/ctops/ingest/v1/SoftwareInventoryResponse.ts';
 export type { Task, Task__Output } from '../proto/gen/ctops/ingest/v1/Task.ts';
 export type { TaskUpdate, TaskUpdate__Output } from '../proto/gen/ctops/ingest/v1/TaskUpdate.ts';
+export type { TrustBundle, TrustBundle__Output } from '../proto/gen/ctops/ingest/v1/TrustBundle.ts';
 
 /**
  * Call metadata that marks a Heartbeat stream as a one-off report (`ct-ops-agent report-task`,

@@ -144,7 +144,7 @@ case $(uname -s) in
 esac
 readonly AGENT_DATA KIT_TEMPLATE
 # What report-task reads from the data folder (agent/identity/paths.ts, agent/tasks/ledger.ts).
-readonly REPORT_FILES="agent_key.pem agent_key.pub agent_state.json tasks.json"
+readonly REPORT_FILES="agent_key.pem agent_key.pub agent_state.json tasks.json trusted_cas.json"
 
 # copy_nofollow SOURCE DEST: copies a regular file in the agent's data folder, which the agent's
 # (unprivileged) user owns and could have replaced by a link to a root-only file, or a FIFO. The
@@ -162,7 +162,7 @@ copy_nofollow() {
 }
 
 # The report is sent after everything is gone, so it runs from private copies: the binary,
-# agent.toml, the CA and the files of REPORT_FILES (key, credential, task ledger) that are
+# agent.toml, the CA and the files of REPORT_FILES (key, credential, task ledger, trust bundle) that are
 # regular files; a missing one or a link is skipped.
 # Nothing running as root executes a file the agent's account could have written: the binary
 # copied is the root-owned installed one (only root, or the helper after a release-signature

@@ -80,7 +80,7 @@ test('the agent sends its host facts on the first heartbeat of each stream and a
   const session = () => new HeartbeatSession({
     transport, credential: { agentId: 'hst_1', jwt: 'j', jwtExpiresUnix: undefined }, intervalSecs: 5, agentVersion: '0.2.0',
     vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }), updates: new TaskUpdateQueue(), now: Date.now, log,
-    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onKeyRotation: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
+    events: { onFirstAck: () => undefined, onCredential: () => undefined, onTask: () => undefined, onCancel: () => undefined, onKeyRotation: () => undefined, onTrustBundle: () => undefined, onDelivered: () => undefined, onEnd: () => undefined },
     facts,
   });
   const first = session();

@@ -16,6 +16,7 @@ import { describeHost } from '../registration/host.ts';
 import { TaskLedger } from '../tasks/ledger.ts';
 import { reportOf } from '../tasks/runner.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
+import { AgentTrust } from '../identity/trust.ts';
 import { certificateTimeError, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport, RpcFailure } from '../transport/types.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
@@ -57,7 +58,8 @@ export async function reportTask(configFile: string, report: TaskReport, env: No
   const update = reportOf({ ...received, phase: report.outcome, errorCode: report.outcome === 'failed' ? report.errorCode : undefined, message: report.message, resultJson: undefined });
   // Monotonic (performance.now()): a clock set by NTP during the report must not change its timeout.
   const deadline = performance.now() + REPORT_TIMEOUT_MS;
-  const transport = createGrpcTransport(config.ingest);
+  const trust = AgentTrust.load(config.dataDir, config.ingest.caPem, log);
+  const transport = createGrpcTransport(config.ingest, () => trust.caPem);
   try {
     const saved = identity.credential;
     // The saved JWT is tried whatever the host clock says of it: the appliance judges it, and a refusal leads to Register.
@@ -137,6 +139,8 @@ function deliver(transport: IngestTransport, credential: AgentCredential, update
         onTask: (task) => log.debug({ task_id: task.task_id }, 'task pushed to the reporter; not run'),
         onCancel: () => undefined,
         onKeyRotation: () => undefined,
+        // A report stream is sent none; the agent's own stream takes it.
+        onTrustBundle: () => undefined,
         onDelivered: (reports) => {
           if (reports.some((report) => report.task_id === update.task_id)) finish({ delivered: true });
         },

@@ -1,5 +1,6 @@
 import { machineFingerprint } from '../identity/fingerprint.ts';
 import { newInstanceId, readHostFacts } from '../identity/host-facts.ts';
+import { AgentTrust } from '../identity/trust.ts';
 import { Agent } from '../lifecycle/agent.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
@@ -16,10 +17,13 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   const fingerprint = machineFingerprint(machineIdSourceFor(process.platform), env, log);
   const host = describeHost(config, fingerprint);
   const instanceId = newInstanceId();
+  const trust = AgentTrust.load(config.dataDir, config.ingest.caPem, log);
+  if (trust.generation > 0) log.info({ generation: trust.generation }, 'trusting the stored trust bundle');
   log.info({ instance_id: instanceId }, 'agent process instance');
   const agent = new Agent({
     config,
-    transport: createGrpcTransport(config.ingest),
+    transport: createGrpcTransport(config.ingest, () => trust.caPem),
+    trust,
     host,
     facts: () => readHostFacts(host, instanceId),
     vitals: createVitalsSampler(config.dataDir),

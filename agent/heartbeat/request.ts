@@ -12,6 +12,8 @@ export interface HeartbeatFields {
   readonly taskUpdates: readonly TaskUpdate[];
   /** Set on a stream's first heartbeat and when a fact changed. */
   readonly facts?: HostFacts | undefined;
+  /** The generation of the trust bundle the agent holds (agent/identity/trust.ts); 0 for none. */
+  readonly trustGeneration?: number;
 }
 
 export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
@@ -27,6 +29,7 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     interval_secs: fields.intervalSecs,
     agent_version: fields.agentVersion,
     task_updates: [...fields.taskUpdates],
+    trust_generation: fields.trustGeneration ?? 0,
     ...(fields.facts ? { host_facts: fields.facts } : {}),
   };
 }

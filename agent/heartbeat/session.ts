@@ -1,5 +1,5 @@
 import { isClockOffsetHigh } from '../../common/clock-offset.ts';
-import type { HeartbeatResponse__Output, HostFacts, Task__Output } from '../../common/proto.ts';
+import type { HeartbeatResponse__Output, HostFacts, Task__Output, TrustBundle__Output } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';
@@ -36,6 +36,8 @@ export interface SessionEvents {
   onCancel(taskId: string): void;
   /** The appliance asks this machine, kept for a cloned identity, to rotate its key with this nonce. */
   onKeyRotation(nonce: Uint8Array): void;
+  /** The appliance sent the CAs to trust from now on (CA rotation); the agent verifies before anything else. */
+  onTrustBundle(bundle: TrustBundle__Output): void;
   /** The appliance acknowledged heartbeats that carried these reports. */
   onDelivered(updates: readonly TaskUpdate[]): void;
   onEnd(end: SessionEnd): void;
@@ -55,6 +57,8 @@ export interface SessionDeps {
   readonly reportOnly?: boolean;
   /** The host's facts now; sent on the stream's first heartbeat and again whenever they change. */
   readonly facts?: () => HostFacts;
+  /** The generation of the trust bundle held now (HeartbeatRequest.trust_generation); 0 without one. */
+  readonly trustGeneration?: () => number;
 }
 
 /** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
@@ -124,6 +128,7 @@ export class HeartbeatSession {
         vitals: this.deps.vitals(),
         taskUpdates: this.deps.updates.takeFor(this.sequence),
         facts: this.changedFacts(),
+        trustGeneration: this.deps.trustGeneration?.() ?? 0,
       }),
     );
     clearTimeout(this.heartbeatTimer);
@@ -179,6 +184,8 @@ export class HeartbeatSession {
       this.deps.events.onCancel(message.cancel.task_id);
     } else if (message.rotate_key) {
       this.deps.events.onKeyRotation(message.rotate_key.rotation_nonce);
+    } else if (message.trust) {
+      this.deps.events.onTrustBundle(message.trust);
     }
   }
 

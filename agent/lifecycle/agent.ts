@@ -11,9 +11,10 @@ import type { AgentLogger } from '../log/logger.ts';
 import { attemptRegistration } from '../registration/attempt.ts';
 import type { RegisterOutcome } from '../registration/outcome.ts';
 import type { HostDescription } from '../registration/request.ts';
-import type { HostFacts } from '../../common/proto.ts';
+import type { HostFacts, TrustBundle__Output } from '../../common/proto.ts';
 import { forgetRetiredKeys, retireIdentity } from '../identity/retire.ts';
 import { abandonKeyRotation, completeKeyRotation, startKeyRotation, type PendingRotation } from '../identity/rotation.ts';
+import type { AgentTrust } from '../identity/trust.ts';
 import { CERTIFICATE_TIME_WARNING, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
 import type { IngestTransport } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
@@ -30,6 +31,8 @@ export interface AgentDeps {
   /** The host's facts now (hostname, addresses … re-read on each call); sent on each stream and on change. */
   readonly facts?: () => HostFacts;
   readonly vitals: VitalsSampler;
+  /** The CAs trusted for the appliance's TLS, which `transport` uses too; without it (a fake transport) trust bundles are ignored. */
+  readonly trust?: AgentTrust;
   readonly log: AgentLogger;
   /** Re-reads the configuration file (config_reload task). */
   readonly reload: () => LoadedConfig;
@@ -201,7 +204,7 @@ export class Agent {
       log: this.deps.log,
       now: this.now,
       nonce: () => new Uint8Array(randomBytes(16)),
-      tlsError: (reason: string) => untrustedError(this.config.ingest, reason),
+      tlsError: (reason: string) => untrustedError(this.config.ingest, reason, undefined, this.deps.trust?.generation),
     };
     attemptRegistration(deps, this.keyKnown)
       .catch((error: unknown): RegisterOutcome => ({ kind: 'retry', failure: { grpcCode: GrpcCode.UNKNOWN, errorCode: undefined, details: String(error) }, clockSkew: false }))
@@ -349,16 +352,38 @@ export class Agent {
       now: this.now,
       log: this.deps.log,
       ...(this.deps.facts ? { facts: this.deps.facts } : {}),
+      trustGeneration: () => this.deps.trust?.generation ?? 0,
       events: {
         onFirstAck: () => this.update({ stream: 'acknowledged' }),
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
         onTask: (task) => this.tasks?.receive(task),
         onCancel: (taskId) => this.tasks?.cancel(taskId),
         onKeyRotation: (nonce) => this.onKeyRotation(nonce),
+        onTrustBundle: (bundle) => this.onTrustBundle(bundle),
         onDelivered: (reports) => this.tasks?.delivered(reports),
         onEnd: (end) => this.onStreamEnd(end),
       },
     });
+  }
+
+  /**
+   * The appliance sent the CAs to trust (a CA rotation): verified against the CAs trusted now and
+   * stored (AgentTrust.accept), they are used from the next connection; the stream open now keeps
+   * its verified connection. The next heartbeat goes out at once to report the new generation. A
+   * bundle refused (ERR_TRUST_BUNDLE_INVALID: forged, stale) is logged and changes nothing.
+   */
+  private onTrustBundle(message: TrustBundle__Output): void {
+    const trust = this.deps.trust;
+    if (trust === undefined || message.generation === trust.generation) return;
+    try {
+      trust.accept({ generation: message.generation, caPems: message.ca_certificates_pem, signature: message.signature });
+    } catch (error) {
+      const failure = asCtOpsError(error, 'ERR_TRUST_BUNDLE_INVALID');
+      this.deps.log.error({ error_code: failure.code, generation: message.generation, held_generation: trust.generation, error: failure.message }, 'trust bundle refused; keeping the current trust');
+      return;
+    }
+    this.deps.log.info({ generation: trust.generation, cas: message.ca_certificates_pem.length }, 'trust bundle stored');
+    this.session?.flush();
   }
 
   private onCredential(jwt: string, expiresUnix: number): void {
@@ -393,7 +418,7 @@ export class Agent {
     this.updates.requeueUnacknowledged();
     const { status } = end;
     if (status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status)) {
-      return this.fail(untrustedError(this.config.ingest, status.details));
+      return this.fail(untrustedError(this.config.ingest, status.details, undefined, this.deps.trust?.generation));
     }
     if (status.errorCode === 'ERR_IDENTITY_RETIRED') return this.retireIdentity();
     if (end.healthy) this.backoff.reset();

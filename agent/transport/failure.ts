@@ -1,3 +1,4 @@
+import { TRUST_FILE } from '../identity/trust.ts';
 import { codeFromGrpcDetails, CtOpsError } from '../../common/errors.ts';
 import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import type { AgentConfig } from '../config/types.ts';
@@ -52,13 +53,19 @@ export function certificateTimeError(ingest: AgentConfig['ingest'], reason: stri
   );
 }
 
-/** The message names the setting to fix and the address the certificate must name. */
-export function untrustedError(ingest: AgentConfig['ingest'], reason: string, cause?: unknown): CtOpsError {
-  const trust = ingest.caCertFile === undefined ? 'the system CA roots ([ingest] ca_cert_file is empty)' : `ca_cert_file ${ingest.caCertFile}`;
+/**
+ * The message names the trust in use (ca_cert_file, the system roots, or the stored trust bundle of
+ * `trustGeneration` > 0), the address the certificate must name, and the recovery when the
+ * appliance's CA was rotated while this agent could not reach it (docs/operations.md, Certificate rotation).
+ */
+export function untrustedError(ingest: AgentConfig['ingest'], reason: string, cause?: unknown, trustGeneration = 0): CtOpsError {
+  const configured = ingest.caCertFile === undefined ? 'the system CA roots ([ingest] ca_cert_file is empty)' : `ca_cert_file ${ingest.caCertFile}`;
+  const trust = trustGeneration > 0 ? `the trust bundle (generation ${trustGeneration}) the appliance sent, stored in the data directory as ${TRUST_FILE}` : configured;
   return new CtOpsError(
     'ERR_INGEST_TLS_UNTRUSTED',
-    `the certificate of ingest ${ingest.address.display} is not trusted by ${trust} or does not name ${ingest.address.host}: ${reason}`,
-    { address: ingest.address.target, ca_cert_file: ingest.caCertFile ?? '' },
+    `the certificate of ingest ${ingest.address.display} is not trusted by ${trust} or does not name ${ingest.address.host}: ${reason}. ` +
+      "If the appliance's CA was rotated while this agent could not reach it, put the appliance's current ca.crt in ca_cert_file (or reinstall from a new bundle) and restart the agent",
+    { address: ingest.address.target, ca_cert_file: ingest.caCertFile ?? '', trust_generation: trustGeneration },
     { cause },
   );
 }

@@ -35,26 +35,42 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_reconnect_backoff_ms': CHANNEL_RECONNECT_BACKOFF_MS,
 };
 
-export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransport {
+/**
+ * `roots` gives the PEM CAs to trust now (agent/identity/trust.ts; undefined: the system roots). When
+ * they change (a trust bundle arrived) the next call opens a new channel with them; calls already
+ * open on the old one, the Heartbeat stream among them, go on over their verified connection.
+ */
+export function createGrpcTransport(ingest: AgentConfig['ingest'], roots: () => string | undefined = () => ingest.caPem): IngestTransport {
   const { IngestService } = loadIngestProto().ctops.ingest.v1;
   // null trusts the system roots (ca_cert_file empty); certificate and hostname are always verified.
-  const credentials = grpc.credentials.createSsl(ingest.caPem === undefined ? null : Buffer.from(ingest.caPem));
-  const client = new IngestService(ingest.address.target, credentials, CHANNEL_OPTIONS);
+  const connect = (caPem: string | undefined) => new IngestService(ingest.address.target, grpc.credentials.createSsl(caPem === undefined ? null : Buffer.from(caPem)), CHANNEL_OPTIONS);
+  let trusted = roots();
+  let channel = connect(trusted);
+  /** The channel for a new call: a new one only when the trusted CAs changed (rare: a CA rotation), per decisions.md 36. */
+  const current = () => {
+    const wanted = roots();
+    if (wanted !== trusted) {
+      channel.close();
+      trusted = wanted;
+      channel = connect(trusted);
+    }
+    return channel;
+  };
 
   return {
     getRegisterChallenge() {
-      return new Promise<ChallengeResult>((resolve) => client.GetRegisterChallenge({}, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
+      return new Promise<ChallengeResult>((resolve) => current().GetRegisterChallenge({}, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
     },
 
     register(request) {
-      return new Promise<RegisterResult>((resolve) => client.Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
+      return new Promise<RegisterResult>((resolve) => current().Register(request, { deadline: Date.now() + REGISTER_DEADLINE_MS }, settle(resolve)));
     },
 
     openHeartbeat(jwt: string, handlers: HeartbeatHandlers, options: { reportOnly?: boolean } = {}): HeartbeatCall {
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${jwt}`);
       if (options.reportOnly) metadata.set(REPORT_ONLY_METADATA, '1');
-      const call = client.Heartbeat(metadata);
+      const call = current().Heartbeat(metadata);
       let ended = false;
       call.on('data', (message: HeartbeatResponse__Output) => {
         if (!ended) handlers.onMessage(message);
@@ -81,7 +97,7 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${jwt}`);
       return new Promise<SubmitResult>((resolve) => {
-        const call = client.SubmitSoftwareInventory(metadata, { deadline: Date.now() + SUBMIT_DEADLINE_MS }, (error: grpc.ServiceError | null, response?: SoftwareInventoryResponse__Output) => {
+        const call = current().SubmitSoftwareInventory(metadata, { deadline: Date.now() + SUBMIT_DEADLINE_MS }, (error: grpc.ServiceError | null, response?: SoftwareInventoryResponse__Output) => {
           signal.removeEventListener('abort', cancel);
           if (error || !response) resolve({ ok: false, failure: rpcFailure(error ?? { code: grpc.status.INTERNAL, details: 'empty response' }) });
           else resolve({ ok: true, response });
@@ -103,7 +119,7 @@ export function createGrpcTransport(ingest: AgentConfig['ingest']): IngestTransp
     },
 
     close() {
-      client.close();
+      channel.close();
     },
   };
 }

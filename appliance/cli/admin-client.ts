@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
+import { readTrustedCaPems } from '../lib/trusted-cas.ts';
 
 /** Calls the appliance's admin API with the local admin credential found in the data directory. */
 export class AdminClient {
@@ -11,16 +12,17 @@ export class AdminClient {
   readonly #credential: string;
 
   constructor(dataDir: string) {
-    const read = (name: string): string => {
+    const read = (name: string, reader = (path: string) => readFileSync(path, 'utf8')): string => {
       try {
-        return readFileSync(join(dataDir, name), 'utf8');
+        return reader(join(dataDir, name));
       } catch (cause) {
         throw new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `cannot read ${join(dataDir, name)}: is --data-dir the appliance's data directory, and has it started once?`, { path: join(dataDir, name) }, { cause });
       }
     };
     const endpoint = JSON.parse(read(ENDPOINT_FILE)) as { admin_api: string };
     this.#baseUrl = new URL(endpoint.admin_api);
-    this.#ca = read(CA_CERT_FILE);
+    // With the next CA during a rotation: once switched, the appliance serves a certificate of that CA.
+    this.#ca = read(CA_CERT_FILE, () => readTrustedCaPems(dataDir));
     this.#credential = read(CLI_CREDENTIAL_FILE).trim();
   }
 

@@ -34,7 +34,7 @@ export function serveCommand(): Command {
       // The server's modules (fastify, gRPC, x509, SQLite) load here, not when the CLI starts:
       // every other command is a short HTTPS call that must not pay for them.
       const [{ loadApplianceConfig }, { createLogger }, { startAppliance }] = await Promise.all([import('../config/load.ts'), import('../lib/logger.ts'), import('../serve.ts')]);
-      const config = loadApplianceConfig({
+      const sources = {
         file: options.config,
         env: process.env,
         flags: {
@@ -48,9 +48,11 @@ export function serveCommand(): Command {
           inventory_sweep_secs: options.inventorySweepSecs,
           release_public_key_file: options.releasePublicKeyFile,
         },
-      });
+      };
+      const config = loadApplianceConfig(sources);
       const log = createLogger(config.logLevel);
-      const appliance = await startAppliance(config, log);
+      // `certs rotate-server` reads the SANs again from the same sources: edit them, rotate, no restart.
+      const appliance = await startAppliance(config, log, { sans: () => loadApplianceConfig(sources).sans });
       printWelcome(appliance, config.dataDir);
       await waitForSignal(appliance);
     });

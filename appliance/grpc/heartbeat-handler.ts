@@ -19,6 +19,7 @@ import { parseHostFacts, type HostFacts } from '../hosts/facts.ts';
 import { offerKeyRotation } from '../enrolment/key-rotation.ts';
 import { claimIdentity, credentialRefusal, refreshFacts } from '../hosts/identity.ts';
 import { peerSource } from '../lib/peer-source.ts';
+import type { CertificateService } from '../pki/certificate-service.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
@@ -31,6 +32,7 @@ export interface HeartbeatDeps {
   presence: PresenceRegistry;
   vitals: VitalsWriter;
   tasks: TaskDispatcher;
+  certs: CertificateService;
   log: Logger;
 }
 
@@ -71,7 +73,7 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
   if (!Number.isSafeInteger(message.uptime_seconds) || message.uptime_seconds < 0) {
     throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.uptime_seconds must be a non-negative integer', { field: 'uptime_seconds' });
   }
-  for (const field of ['timestamp_unix', 'timestamp_unix_ms'] as const) {
+  for (const field of ['timestamp_unix', 'timestamp_unix_ms', 'trust_generation'] as const) {
     if (!Number.isSafeInteger(message[field]) || message[field] < 0) {
       throw new CtOpsError('ERR_INVALID_ARGUMENT', `HeartbeatRequest.${field} must be a non-negative integer`, { field });
     }
@@ -155,6 +157,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
   let credentialExpiresAt = credential.expiresAt;
   const clock = new HostClockWatch(agentId, host.clockOffsetMs, log);
+  // The trust bundle goes out once the stream's claim is judged, like any message (session.send).
+  const trust = deps.certs.watchTrust(agentId, (message) => session.send(message));
   let refreshing = false;
   let ended = false;
   /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
@@ -310,6 +314,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
     writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
+    if (!reportOnly) trust.heard(message.trust_generation);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

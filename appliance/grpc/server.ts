@@ -16,6 +16,8 @@ export const MAX_CONCURRENT_STREAMS = 16;
 
 export interface GrpcServer {
   port: number;
+  /** Serves this certificate on new connections from now on; open ones keep theirs (`certs rotate-server`). */
+  useCertificate(certPem: string, keyPem: string): void;
   /** Stops accepting calls, waits up to graceMs for calls to finish, then cancels the rest. */
   stop(graceMs: number): Promise<void>;
 }
@@ -48,7 +50,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     Heartbeat: heartbeatHandler({ ...deps, ...guards }),
     SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });
-  const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(tls.serverKeyPem), cert_chain: Buffer.from(tls.serverCertPem) }], false);
+  const credentials = new ReloadableServerCredentials(tls.serverCertPem, tls.serverKeyPem);
   const address = listen.includes(':') ? `[${listen}]:${port}` : `${listen}:${port}`;
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, credentials, (error, bound) => {
@@ -58,6 +60,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
   });
   return {
     port: boundPort,
+    useCertificate: (certPem, keyPem) => credentials.use(certPem, keyPem),
     stop: (graceMs) =>
       new Promise<void>((resolve) => {
         const stopped = (): void => {
@@ -74,4 +77,29 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
         });
       }),
   };
+}
+
+/**
+ * Server TLS credentials whose certificate can be replaced while the server runs. grpc-js 1.14 has no
+ * public call for it, but its ServerCredentials base class notifies the bound HTTP/2 servers of new
+ * context options (they call setSecureContext), the mechanism its certificate providers use: this
+ * subclass feeds it. New TLS handshakes get the new certificate; open connections keep theirs.
+ */
+class ReloadableServerCredentials extends grpc.ServerCredentials {
+  constructor(certPem: string, keyPem: string) {
+    // No client certificates (agents authenticate by JWT); the constructor options are those of createSsl.
+    super({ requestCert: false }, contextOptions(certPem, keyPem));
+  }
+
+  use(certPem: string, keyPem: string): void {
+    this.updateSecureContextOptions(contextOptions(certPem, keyPem));
+  }
+
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+function contextOptions(certPem: string, keyPem: string): { cert: Buffer; key: Buffer } {
+  return { cert: Buffer.from(certPem), key: Buffer.from(keyPem) };
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
@@ -15,5 +16,6 @@ export interface HttpContext {
   tasks: TaskDispatcher;
   jwt: AgentJwtAuthority;
   jwtKey: JwtSigningKey;
+  certs: CertificateService;
   log: Logger;
 }

@@ -5,6 +5,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
+import { adminCertsRoutes } from './admin-certs.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
 import { adminHostIdentityRoutes } from './admin-host-identity.ts';
 import { adminInventoryRoutes } from './admin-inventory.ts';
@@ -16,6 +17,8 @@ import { publicRoutes } from './public-routes.ts';
 
 export interface HttpServer {
   port: number;
+  /** Serves this certificate on new connections from now on (`certs rotate-server`). */
+  useCertificate(certPem: string, keyPem: string): void;
   stop(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminBundleRoutes(admin, ctx);
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
+    await adminCertsRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });
@@ -64,5 +68,10 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     throw new CtOpsError('ERR_LISTEN_FAILED', `cannot listen for HTTPS on ${listen}:${port}: ${(cause as Error).message}`, { listen, port }, { cause });
   }
   const address = app.server.address();
-  return { port: typeof address === 'object' && address ? address.port : port, stop: () => app.close() };
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    // fastify's server is Node's https.Server: setSecureContext swaps the certificate for new handshakes.
+    useCertificate: (certPem, keyPem) => (app.server as import('node:https').Server).setSecureContext({ cert: certPem, key: keyPem }),
+    stop: () => app.close(),
+  };
 }

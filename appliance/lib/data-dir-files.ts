@@ -10,3 +10,5 @@ export const CA_CERT_FILE = 'ca.crt';
 export const ENDPOINT_FILE = 'appliance.json';
 /** The local admin CLI's API credential (mode 0600). */
 export const CLI_CREDENTIAL_FILE = 'admin-cli.token';
+/** The next CA of a rotation in progress (PEM), trusted beside CA_CERT_FILE until the rotation finishes. */
+export const CA_NEXT_CERT_FILE = 'ca-next.crt';

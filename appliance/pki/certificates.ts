@@ -5,7 +5,8 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { CtOpsError } from '../../common/errors.ts';
-import { CA_CERT_FILE } from '../lib/data-dir-files.ts';
+import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
+import { readCaRotation } from './rotation-file.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
 
 // Node's WebCrypto implements the DOM Crypto interface the library is typed against.
@@ -39,16 +40,26 @@ export interface TlsMaterial {
   issuedServerCert: boolean;
 }
 
-const CA_KEY_FILE = 'ca.key';
-const SERVER_CERT_FILE = 'server.crt';
-const SERVER_KEY_FILE = 'server.key';
+export const CA_KEY_FILE = 'ca.key';
+/** The next CA of a rotation in progress (appliance/pki/ca-rotation.ts); its certificate is CA_NEXT_CERT_FILE. */
+export const CA_NEXT_KEY_FILE = 'ca-next.key';
+export const SERVER_CERT_FILE = 'server.crt';
+export const SERVER_KEY_FILE = 'server.key';
+
+/** A CA's certificate and private key as read from the data directory. */
+export interface CaPair {
+  certPem: string;
+  keyPem: string;
+}
 
 /**
  * Loads the appliance CA and server certificate from the data directory, creating
  * the CA on first start and (re)issuing the server certificate when it is missing,
- * near expiry, or names other SANs than configured.
+ * near expiry, names other SANs than configured, was not issued by the CA that is to issue it
+ * (the next CA once a rotation switched, ca-rotation.json), or `reissue` asks for a new one
+ * (`certs rotate-server`).
  */
-export async function ensureTlsMaterial(dataDir: string, sans: readonly string[], now: Date): Promise<TlsMaterial> {
+export async function ensureTlsMaterial(dataDir: string, sans: readonly string[], now: Date, options: { reissue?: boolean } = {}): Promise<TlsMaterial> {
   const caCertPath = join(dataDir, CA_CERT_FILE);
   const caKeyPath = join(dataDir, CA_KEY_FILE);
   let caCertPem = readIfExists(caCertPath);
@@ -61,16 +72,16 @@ export async function ensureTlsMaterial(dataDir: string, sans: readonly string[]
     writeFileAtomic(caKeyPath, caKeyPem, SECRET_FILE_MODE);
     writeFileAtomic(caCertPath, caCertPem, PUBLIC_FILE_MODE);
   }
-  const caCert = new x509.X509Certificate(caCertPem as string);
-  const caKey = await importEcPrivateKey(caKeyPem as string, caKeyPath);
+  const issuer = readCaRotation(dataDir).phase === 'update-servers' ? readCaPair(dataDir, CA_NEXT_CERT_FILE, CA_NEXT_KEY_FILE) : { certPem: caCertPem as string, keyPem: caKeyPem as string };
 
   const serverCertPath = join(dataDir, SERVER_CERT_FILE);
   const serverKeyPath = join(dataDir, SERVER_KEY_FILE);
   let serverCertPem = readIfExists(serverCertPath);
   let serverKeyPem = readIfExists(serverKeyPath);
-  const issuedServerCert = createdCa || !serverCertPem || !serverKeyPem || !serverCertFits(serverCertPem, caCertPem as string, sans, now);
+  const issuedServerCert = createdCa || options.reissue === true || !serverCertPem || !serverKeyPem || !serverCertFits(serverCertPem, issuer.certPem, sans, now);
   if (issuedServerCert) {
-    const server = await issueServerCert(caCert, caKey, sans, now);
+    const issuerKeyPath = issuer.certPem === caCertPem ? caKeyPath : join(dataDir, CA_NEXT_KEY_FILE);
+    const server = await issueServerCert(new x509.X509Certificate(issuer.certPem), await importEcPrivateKey(issuer.keyPem, issuerKeyPath), sans, now);
     serverCertPem = server.certPem;
     serverKeyPem = server.keyPem;
     writeFileAtomic(serverKeyPath, serverKeyPem, SECRET_FILE_MODE);
@@ -86,16 +97,27 @@ export async function ensureTlsMaterial(dataDir: string, sans: readonly string[]
   };
 }
 
+/** Reads a CA's certificate and key; throws ERR_DATA_DIR_UNUSABLE when either is missing. */
+export function readCaPair(dataDir: string, certFile: string, keyFile: string): CaPair {
+  const certPem = readIfExists(join(dataDir, certFile));
+  const keyPem = readIfExists(join(dataDir, keyFile));
+  if (certPem === undefined || keyPem === undefined) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${join(dataDir, certFile)} or ${join(dataDir, keyFile)} is missing`, { path: join(dataDir, certFile) });
+  }
+  return { certPem, keyPem };
+}
+
 export function certificateFingerprint(pem: string): string {
   const der = new NodeX509Certificate(pem).raw;
   return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
 }
 
-async function createCa(now: Date): Promise<{ certPem: string; keyPem: string }> {
+export async function createCa(now: Date): Promise<CaPair> {
   const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: `CN=CT-Ops Appliance CA ${now.toISOString().slice(0, 10)}`,
+    // To the second: a rotation's next CA, made the same day, must not share the current one's name (chain building matches names).
+    name: `CN=CT-Ops Appliance CA ${now.toISOString().slice(0, 19)}Z`,
     notBefore: new Date(now.getTime() - NOT_BEFORE_BACKDATE_DAYS * DAY_MS),
     notAfter: new Date(now.getTime() + CA_LIFETIME_DAYS * DAY_MS),
     signingAlgorithm: SIGNING,

@@ -4,6 +4,7 @@ import { AdminCredentialStore } from './admin-credentials.ts';
 import { openDatabase, probeWrite, storageFailure, type Db } from './database.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
 import { HostClaimantStore } from './host-claimants.ts';
+import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
 import { HostStore } from './hosts.ts';
@@ -25,6 +26,7 @@ export interface Stores {
   readonly tasks: TaskStore;
   readonly hostEvents: HostEventStore;
   readonly hostClaimants: HostClaimantStore;
+  readonly hostTrust: HostTrustStore;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
   readonly health: StorageHealth;
   /**
@@ -61,6 +63,7 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
     tasks: guard(new TaskStore(db)),
     hostEvents: guard(new HostEventStore(db)),
     hostClaimants: guard(new HostClaimantStore(db)),
+    hostTrust: guard(new HostTrustStore(db)),
     transaction: <T>(fn: () => T): T => withStorageFailures(health, () => db.transaction(fn)()),
     checkWritable: () => withStorageFailures(health, () => probeWrite(db)),
     close: () => {
@@ -96,5 +99,6 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
 export type { Approval, Host, HostFactsUpdate } from './hosts.ts';
 export type { HostEvent, HostEventKind } from './host-events.ts';
 export type { HostClaimant } from './host-claimants.ts';
+export type { HostTrust } from './host-trust.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
 export type { Task, TaskOutcome } from './tasks.ts';

@@ -11,6 +11,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, parsePublicKeyFile, signingKeyFromSeed, verifySignature, type PublicKey, type SigningKey } from '../../common/minisign.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { CA_CERT_FILE } from '../../appliance/lib/data-dir-files.ts';
+import { readTrustedCaPems } from '../../appliance/lib/trusted-cas.ts';
 import { certificateFingerprint } from '../../appliance/pki/certificates.ts';
 import { BUNDLE_KEY_FILE, DEV_RELEASE_PUBLIC_KEY, RELEASE_PUBLIC_KEY_FILE, readReleasePublicKey } from '../../appliance/pki/signing-keys.ts';
 import { parseSha256Sums, sha256Hex } from '../lib/sha256sums.ts';
@@ -51,7 +52,10 @@ export function loadApplianceInputs(dataDir: string): ApplianceInputs {
   const bundleKey = signingKeyFromSeed(seed);
 
   const caPath = join(dataDir, CA_CERT_FILE);
-  const caPem = readInput(caPath, 'the appliance CA certificate');
+  // During a CA rotation the bundle's ca.crt also holds the next CA: an agent installed now keeps
+  // working once the appliance switches to it (it also gets the trust bundle on its first stream).
+  readInput(caPath, 'the appliance CA certificate');
+  const caPem = Buffer.from(readTrustedCaPems(dataDir));
   let caFingerprint: string;
   try {
     caFingerprint = certificateFingerprint(caPem.toString('utf8'));

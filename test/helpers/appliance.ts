@@ -10,6 +10,8 @@ export interface ApplianceOptions {
   env?: NodeJS.ProcessEnv;
   /** The working directory (default: the test's). */
   cwd?: string;
+  /** The --san flags (default localhost, 127.0.0.1); [] leaves the SANs to a config file in `args`. */
+  sans?: readonly string[];
   /** The appliance script (default: this checkout's dist/ct-ops-appliance.js); the development release key is looked up in .dev-keys/ at its package root. */
   bin?: string;
 }
@@ -33,7 +35,7 @@ export class TestAppliance {
     const args = [
       options.bin ?? APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1',
       '--grpc-port', String(options.grpcPort ?? 0), '--http-port', '0',
-      '--san', 'localhost', '--san', '127.0.0.1', '--pending-poll-secs', '1',
+      ...(options.sans ?? ['localhost', '127.0.0.1']).flatMap((name) => ['--san', name]), '--pending-poll-secs', '1',
       ...(options.args ?? []),
     ];
     const appliance = new TestAppliance(dataDir, options.dataDir === undefined, new LoggedProcess(process.execPath, args, { CT_OPS_APPLIANCE_LOG_LEVEL: 'debug', ...options.env }, options.cwd));

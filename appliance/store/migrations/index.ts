@@ -9,6 +9,7 @@ import { migration008PackageArchitecture } from './008-package-architecture.ts';
 import { migration009RegisterNonceWatermark } from './009-register-nonce-watermark.ts';
 import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
 import { migration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
+import { migration012HostTrustGeneration } from './012-host-trust-generation.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -30,4 +31,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration009RegisterNonceWatermark,
   migration010IdentityResolvedAt,
   migration011IdentityKeyRotation,
+  migration012HostTrustGeneration,
 ];

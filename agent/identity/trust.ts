@@ -1,0 +1,93 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CtOpsError } from '../../common/errors.ts';
+import { parseCertificates, verifyTrustBundle, type TrustBundle } from '../../common/trust-bundle.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import { writeFileAtomic } from './atomic-write.ts';
+
+/** The trust bundle the agent holds, in its data directory (mode 0644: certificates only). */
+export const TRUST_FILE = 'trusted_cas.json';
+
+/** The shape of trusted_cas.json. */
+interface TrustFile {
+  generation: number;
+  ca_pems: string[];
+  /** SHA-256 (hex) of the ca_cert_file text the bundle was accepted under (see AgentTrust.load). */
+  ca_cert_file_sha256: string;
+}
+
+/**
+ * The CAs the agent trusts for the appliance's TLS. Before any trust bundle it is the configured
+ * ca_cert_file (the bootstrap trust; undefined: the system roots). Once the appliance sent a bundle
+ * signed by a CA the agent trusts (HeartbeatResponse.trust), the bundle's CAs REPLACE it — so a CA
+ * the appliance retired is no longer trusted, which is the point of retiring it — until an admin
+ * changes ca_cert_file: that newer word wins again (the recovery of an agent that missed a rotation).
+ */
+export class AgentTrust {
+  readonly #path: string;
+  readonly #bootstrapPem: string | undefined;
+  #generation: number;
+  #caPem: string | undefined;
+
+  private constructor(path: string, bootstrapPem: string | undefined, generation: number, caPem: string | undefined) {
+    this.#path = path;
+    this.#bootstrapPem = bootstrapPem;
+    this.#generation = generation;
+    this.#caPem = caPem;
+  }
+
+  /** Reads trusted_cas.json from `dataDir`; an unreadable or damaged file is logged and the bootstrap trust used. */
+  static load(dataDir: string, bootstrapPem: string | undefined, log: AgentLogger): AgentTrust {
+    const path = join(dataDir, TRUST_FILE);
+    const bootstrap = new AgentTrust(path, bootstrapPem, 0, bootstrapPem);
+    if (!existsSync(path)) return bootstrap;
+    let file: TrustFile;
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8')) as TrustFile;
+      if (!Number.isSafeInteger(file.generation) || !Array.isArray(file.ca_pems) || parseCertificates(file.ca_pems.join('\n')).length === 0) throw new Error('not a trust bundle');
+    } catch (error) {
+      log.warn({ path, error: (error as Error).message }, 'the stored trust bundle is unreadable; trusting ca_cert_file until the appliance sends a new one');
+      return bootstrap;
+    }
+    if (file.ca_cert_file_sha256 !== textSha256(bootstrapPem)) {
+      log.info({ path, generation: file.generation }, 'ca_cert_file changed since the trust bundle was stored; trusting ca_cert_file');
+      return bootstrap;
+    }
+    return new AgentTrust(path, bootstrapPem, file.generation, joinPems(file.ca_pems));
+  }
+
+  /** The generation of the bundle trusted (HeartbeatRequest.trust_generation); 0 for the bootstrap trust. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** The PEM CAs to trust now; undefined: the system roots. */
+  get caPem(): string | undefined {
+    return this.#caPem;
+  }
+
+  /**
+   * Verifies `bundle` against the CAs trusted now (common/trust-bundle.ts verifyTrustBundle), stores it
+   * atomically, and trusts exactly its CAs from now on. Throws ERR_TRUST_BUNDLE_INVALID (nothing
+   * stored, the trust unchanged) or ERR_DATA_DIR_UNUSABLE (not stored: the trust is unchanged too,
+   * so what the agent reports stays true, and the appliance sends the bundle again on the next stream).
+   */
+  accept(bundle: TrustBundle): void {
+    const trusted = this.#caPem === undefined ? [] : parseCertificates(this.#caPem);
+    if (trusted.length === 0) throw new CtOpsError('ERR_TRUST_BUNDLE_INVALID', 'trust bundle refused: this agent trusts the system roots (ca_cert_file is empty), none of which signs trust bundles', { generation: bundle.generation });
+    verifyTrustBundle(bundle, trusted, this.#generation);
+    const file: TrustFile = { generation: bundle.generation, ca_pems: [...bundle.caPems], ca_cert_file_sha256: textSha256(this.#bootstrapPem) };
+    writeFileAtomic(this.#path, `${JSON.stringify(file, null, 2)}\n`, 0o644);
+    this.#generation = bundle.generation;
+    this.#caPem = joinPems(bundle.caPems);
+  }
+}
+
+function textSha256(text: string | undefined): string {
+  return createHash('sha256').update(text ?? '').digest('hex');
+}
+
+function joinPems(pems: readonly string[]): string {
+  return pems.map((pem) => `${pem.trim()}\n`).join('');
+}

@@ -1,0 +1,182 @@
+import { X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { TrustBundle as TrustBundleMessage } from '../../common/proto.ts';
+import type { TrustBundle } from '../../common/trust-bundle.ts';
+import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Stores } from '../store/index.ts';
+import { enterPhase, nextPhase, type CaRotationStep } from './ca-rotation.ts';
+import { certificateFingerprint, ensureTlsMaterial, type TlsMaterial } from './certificates.ts';
+import { readIfExists } from './files.ts';
+import { readCaRotation, type CaRotationPhase, type CaRotationRecord } from './rotation-file.ts';
+
+/** A listener whose certificate can be replaced while it runs (gRPC and HTTPS servers). */
+export interface ServesCertificate {
+  useCertificate(certPem: string, keyPem: string): void;
+}
+
+/** What `certs status` shows (GET /api/v1/certs). */
+export interface CertsStatus {
+  phase: CaRotationPhase;
+  /** The generation of the trust bundle agents are to hold; 0 before the first rotation. */
+  generation: number;
+  ca_fingerprint: string;
+  next_ca_fingerprint: string | null;
+  server_certificate: { fingerprint: string; issuer: string; sans: string[]; not_after: string };
+  /** Active hosts by whether they hold the current bundle and stream now. */
+  hosts: { active: number; online_with_bundle: number; online_without: number; offline_with_bundle: number; offline_without: number };
+  /** Active hosts without the current bundle (at most 100), so an admin knows whom a switch would cut off. */
+  without_bundle: Array<{ host_id: string; hostname: string; online: boolean; trust_generation: number }>;
+}
+
+export interface CertificateServiceDeps {
+  dataDir: string;
+  /** The SANs the server certificate is to name: the appliance's configuration read again. */
+  sans: () => readonly string[];
+  stores: Stores;
+  presence: PresenceRegistry;
+  log: Logger;
+}
+
+/** What a Heartbeat stream asks of the service: report what the agent holds, send it what it lacks. */
+export interface TrustWatch {
+  /** The agent's HeartbeatRequest.trust_generation: recorded when it changes; the bundle sent once per stream when older. */
+  heard(generation: number): void;
+}
+
+/**
+ * Owns the appliance's certificates while it runs: the served leaf (re-issued by `certs
+ * rotate-server` and `rotate-ca switch`, then swapped into the running listeners: agents trust the
+ * CA, not the leaf), and the CA rotation (pki/ca-rotation.ts), whose trust bundle goes to every
+ * streaming agent when it changes and to every agent that reports an older one. Admin steps run
+ * one at a time.
+ */
+export class CertificateService {
+  readonly #deps: CertificateServiceDeps;
+  #tls: TlsMaterial;
+  #record: CaRotationRecord;
+  #servers: readonly ServesCertificate[] = [];
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: CertificateServiceDeps, tls: TlsMaterial) {
+    this.#deps = deps;
+    this.#tls = tls;
+    this.#record = readCaRotation(deps.dataDir);
+  }
+
+  get tls(): TlsMaterial {
+    return this.#tls;
+  }
+
+  /** The listeners a new leaf is swapped into. */
+  serveWith(servers: readonly ServesCertificate[]): void {
+    this.#servers = servers;
+  }
+
+  watchTrust(hostId: string, send: (message: { trust: TrustBundleMessage }) => boolean): TrustWatch {
+    let recorded: number | undefined;
+    let sentGeneration = 0;
+    return {
+      heard: (generation) => {
+        if (generation !== recorded) {
+          this.#deps.stores.hostTrust.record(hostId, generation);
+          recorded = generation;
+        }
+        const bundle = this.#record.bundle;
+        if (bundle === undefined || generation >= bundle.generation || sentGeneration === bundle.generation) return;
+        if (send({ trust: toWire(bundle) })) sentGeneration = bundle.generation;
+      },
+    };
+  }
+
+  /** Issues a new server certificate for the configured SANs now (before expiry, or new names) and serves it. */
+  rotateServer(now: Date): Promise<CertsStatus> {
+    return this.#serially(async () => {
+      await this.#issueAndServe(now);
+      return this.status();
+    });
+  }
+
+  /** One step of the CA rotation (pki/ca-rotation.ts nextPhase); throws its refusal. */
+  rotateCa(step: CaRotationStep, force: boolean, now: Date): Promise<CertsStatus> {
+    return this.#serially(async () => {
+      const unacknowledged = step === 'switch' ? this.#withoutBundle().map((host) => `${host.hostname} (${host.hostId})`) : [];
+      const next = nextPhase(this.#record.phase, step, { unacknowledged, force });
+      if (typeof next !== 'string') throw next;
+      if (step === 'switch' && unacknowledged.length > 0) this.#deps.log.warn({ hosts: unacknowledged.slice(0, 100), count: unacknowledged.length }, 'CA rotation switched with --force: these hosts lack the next CA and will fail TLS at their next connection');
+      const previous = this.#record;
+      this.#record = await enterPhase(this.#deps.dataDir, previous, next, now);
+      this.#deps.log.info({ step, phase: next, generation: this.#record.bundle?.generation ?? 0 }, 'CA rotation step');
+      // The switch serves a leaf of the next CA; after the finish that CA is ca.crt and the leaf stays.
+      if (next === 'update-servers') await this.#issueAndServe(now);
+      else this.#tls = { ...this.#tls, caCertPem: readIfExists(join(this.#deps.dataDir, CA_CERT_FILE)) ?? this.#tls.caCertPem };
+      if (this.#record.bundle !== previous.bundle) this.#pushBundle(this.#record.bundle);
+      return this.status();
+    });
+  }
+
+  status(): CertsStatus {
+    const bundle = this.#record.bundle;
+    const generation = bundle?.generation ?? 0;
+    const counts = { active: 0, online_with_bundle: 0, online_without: 0, offline_with_bundle: 0, offline_without: 0 };
+    const without: CertsStatus['without_bundle'] = [];
+    for (const host of this.#deps.stores.hostTrust.activeHosts()) {
+      const online = this.#deps.presence.isStreaming(host.hostId);
+      const held = host.trustGeneration >= generation;
+      counts.active += 1;
+      if (online) counts[held ? 'online_with_bundle' : 'online_without'] += 1;
+      else counts[held ? 'offline_with_bundle' : 'offline_without'] += 1;
+      if (!held && without.length < 100) without.push({ host_id: host.hostId, hostname: host.hostname, online, trust_generation: host.trustGeneration });
+    }
+    const nextCa = readIfExists(join(this.#deps.dataDir, CA_NEXT_CERT_FILE));
+    const leaf = new X509Certificate(this.#tls.serverCertPem);
+    return {
+      phase: this.#record.phase,
+      generation,
+      ca_fingerprint: certificateFingerprint(this.#tls.caCertPem),
+      next_ca_fingerprint: nextCa === undefined ? null : certificateFingerprint(nextCa),
+      server_certificate: {
+        fingerprint: certificateFingerprint(this.#tls.serverCertPem),
+        issuer: leaf.issuer,
+        sans: (leaf.subjectAltName ?? '').split(', ').filter(Boolean),
+        not_after: new Date(leaf.validTo).toISOString(),
+      },
+      hosts: counts,
+      without_bundle: without,
+    };
+  }
+
+  /** Active hosts that do not hold the current bundle (all of them, when a rotation started). */
+  #withoutBundle(): Array<{ hostId: string; hostname: string }> {
+    const generation = this.#record.bundle?.generation ?? 0;
+    return this.#deps.stores.hostTrust.activeHosts().filter((host) => host.trustGeneration < generation);
+  }
+
+  async #issueAndServe(now: Date): Promise<void> {
+    const tls = await ensureTlsMaterial(this.#deps.dataDir, this.#deps.sans(), now, { reissue: true });
+    this.#tls = tls;
+    for (const server of this.#servers) server.useCertificate(tls.serverCertPem, tls.serverKeyPem);
+    this.#deps.log.info({ fingerprint: certificateFingerprint(tls.serverCertPem), sans: this.#deps.sans(), next_ca: existsSync(join(this.#deps.dataDir, CA_NEXT_CERT_FILE)) }, 'server certificate issued and served');
+  }
+
+  /** Sends the new bundle to every streaming agent now; one that misses it gets it with its next heartbeat (watchTrust). */
+  #pushBundle(bundle: TrustBundle | undefined): void {
+    if (bundle === undefined) return;
+    const message = { trust: toWire(bundle) };
+    let sent = 0;
+    for (const hostId of this.#deps.presence.streamingIds()) if (this.#deps.presence.send(hostId, message)) sent += 1;
+    this.#deps.log.info({ generation: bundle.generation, streams: sent }, 'trust bundle sent to streaming agents');
+  }
+
+  #serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function toWire(bundle: TrustBundle): TrustBundleMessage {
+  return { generation: bundle.generation, ca_certificates_pem: [...bundle.caPems], signature: Buffer.from(bundle.signature) };
+}

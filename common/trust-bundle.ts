@@ -1,0 +1,76 @@
+import { X509Certificate, verify } from 'node:crypto';
+import { CtOpsError } from './errors.ts';
+
+/**
+ * A trust bundle: the CA certificates an agent trusts for the appliance's TLS, sent on its
+ * authenticated Heartbeat stream during a CA rotation (proto TrustBundle; decisions.md 71).
+ */
+export interface TrustBundle {
+  /** Increases with each bundle the appliance issues (a safe integer ≥ 1). */
+  readonly generation: number;
+  /** PEM CA certificates, the appliance's current CA first. */
+  readonly caPems: readonly string[];
+  /** ECDSA P-256 / SHA-256, DER encoded, by the current CA's key over trustBundlePayload. */
+  readonly signature: Uint8Array;
+}
+
+/** A bundle names the current CA and at most the next one; a few more leave room, nothing more is plausible. */
+export const MAX_TRUST_BUNDLE_CAS = 4;
+const PAYLOAD_CONTEXT = 'ct-ops trust bundle v1\n';
+
+/**
+ * The bytes the signature covers: a context string, the generation as 8 bytes big-endian, then per
+ * certificate its DER length (4 bytes big-endian) and DER. DER, not PEM, so line endings or headers
+ * a transport may touch cannot change what was signed; the context keeps the signature from being
+ * read as any other the CA key makes.
+ */
+export function trustBundlePayload(generation: number, certificates: readonly X509Certificate[]): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64BE(BigInt(generation));
+  const parts: Buffer[] = [Buffer.from(PAYLOAD_CONTEXT, 'utf8'), head];
+  for (const certificate of certificates) {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(certificate.raw.length);
+    parts.push(length, certificate.raw);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Checks a bundle before anything of it is trusted: 1 to MAX_TRUST_BUNDLE_CAS PEM certificates,
+ * each a CA certificate; a generation newer than `heldGeneration`; and a signature that verifies
+ * with the public key of one of `trusted` (the CAs the agent trusts now). Returns the parsed
+ * certificates. Throws ERR_TRUST_BUNDLE_INVALID naming what failed.
+ */
+export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Certificate[], heldGeneration: number): X509Certificate[] {
+  const invalid = (reason: string): CtOpsError => new CtOpsError('ERR_TRUST_BUNDLE_INVALID', `trust bundle ${bundle.generation} refused: ${reason}`, { generation: bundle.generation });
+  if (!Number.isSafeInteger(bundle.generation) || bundle.generation < 1) throw invalid('its generation is not a positive integer');
+  if (bundle.generation <= heldGeneration) throw invalid(`it is not newer than the bundle held (generation ${heldGeneration})`);
+  if (bundle.caPems.length < 1 || bundle.caPems.length > MAX_TRUST_BUNDLE_CAS) throw invalid(`it must hold 1 to ${MAX_TRUST_BUNDLE_CAS} certificates, not ${bundle.caPems.length}`);
+  const certificates = bundle.caPems.map((pem, index) => {
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(pem);
+    } catch {
+      throw invalid(`certificate ${index + 1} is not a PEM certificate`);
+    }
+    if (!certificate.ca) throw invalid(`certificate ${index + 1} (${certificate.subject}) is not a CA certificate`);
+    return certificate;
+  });
+  const payload = trustBundlePayload(bundle.generation, certificates);
+  const signer = trusted.find((ca) => {
+    try {
+      return verify('sha256', payload, ca.publicKey, bundle.signature);
+    } catch {
+      return false;
+    }
+  });
+  if (signer === undefined) throw invalid('its signature does not verify with any CA this agent trusts');
+  return certificates;
+}
+
+/** The certificates of a PEM text holding one or more (a CA file may hold several). */
+export function parseCertificates(pemText: string): X509Certificate[] {
+  const blocks = pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => new X509Certificate(block));
+}
