@@ -1,0 +1,192 @@
+import { createReadStream } from 'node:fs';
+import { chmod, chown, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { extract as extractTar } from 'tar';
+import { sha256File } from '../../bundler/lib/sha256sums.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { DATABASE_FILE } from '../lib/data-dir-files.ts';
+import { checkDatabaseCopy } from '../store/database-copy.ts';
+import { backupReadError, decryptWithPassphrase } from './age.ts';
+import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
+
+export interface RestoreRequest {
+  /** The backup file. */
+  readonly file: string;
+  /** The data directory to restore into: absent, empty, or (with force) kept aside first. */
+  readonly dataDir: string;
+  /** Asked for only when the file is encrypted. */
+  readonly passphrase: () => Promise<string>;
+  readonly force: boolean;
+}
+
+export interface RestoreResult {
+  readonly dataDir: string;
+  readonly manifest: BackupManifest;
+  /** Where the data directory that was there before now is (--force on a non-empty one). */
+  readonly keptAside: string | undefined;
+}
+
+/**
+ * Restores a backup into a data directory, all or nothing. Checks the target first (absent or
+ * empty; a non-empty one only with force, then moved aside to DATA_DIR.before-restore-<time>),
+ * then decrypts (age) and unpacks into a 0700 work directory beside it, checks every member
+ * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
+ * integrity_check and its schema against this build, sets the recorded modes (0600 secrets, 0644
+ * public files, 0700 directory) and only then renames the work directory into place; when run as
+ * root onto a directory that existed, the files get that directory's owner (the install's service
+ * user). A newer schema than this build knows is refused; an older one is migrated by the next
+ * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
+ * ERR_SCHEMA_TOO_NEW, ERR_BACKUP_PASSPHRASE_REQUIRED, ERR_DATA_DIR_UNUSABLE; nothing is left
+ * written then.
+ */
+export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult> {
+  const dataDir = resolve(request.dataDir);
+  const target = await targetState(dataDir);
+  if (target.state === 'non-empty' && !request.force) {
+    throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
+  }
+  const kind = await archiveKind(request.file);
+  await mkdir(dirname(dataDir), { recursive: true });
+  const work = await mkdtemp(join(dirname(dataDir), `.${basename(dataDir)}.restore-`));
+  try {
+    await chmod(work, 0o700);
+    const cipher = createReadStream(request.file);
+    const archive = kind === 'age' ? await decryptWithPassphrase(cipher, await request.passphrase()) : cipher;
+    await unpack(archive, work);
+    const manifest = await checkedManifest(work);
+    const restored = join(work, DATA_PREFIX);
+    await chmod(restored, 0o700);
+    for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
+    const keptAside = await putInPlace(restored, dataDir, target);
+    return { dataDir, manifest, keptAside };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+type TargetState = { state: 'absent' } | { state: 'empty' | 'non-empty'; uid: number; gid: number };
+
+async function targetState(dataDir: string): Promise<TargetState> {
+  try {
+    const info = await stat(dataDir);
+    if (!info.isDirectory()) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${dataDir} is not a directory`, { path: dataDir });
+    return { state: (await readdir(dataDir)).length === 0 ? 'empty' : 'non-empty', uid: info.uid, gid: info.gid };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' };
+    if (error instanceof CtOpsError) throw error;
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot read ${dataDir}`, { path: dataDir }, { cause: error });
+  }
+}
+
+/** age (encrypted) or gzip (--unencrypted) by the first bytes; anything else is not a backup. Throws ERR_BACKUP_DAMAGED, ERR_DATA_DIR_UNUSABLE (unreadable). */
+async function archiveKind(file: string): Promise<'age' | 'gzip'> {
+  const head = Buffer.alloc(AGE_MAGIC.length);
+  let length: number;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      ({ bytesRead: length } = await handle.read(head, 0, head.length, 0));
+    } finally {
+      await handle.close();
+    }
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot read the backup ${file}`, { path: file }, { cause });
+  }
+  if (length === AGE_MAGIC.length && head.equals(AGE_MAGIC)) return 'age';
+  if (length >= GZIP_MAGIC.length && head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'gzip';
+  throw new CtOpsError('ERR_BACKUP_DAMAGED', `${file} is not a CT-Ops backup (neither an age file nor a gzip'd tar)`, { path: file });
+}
+
+/** Unpacks the gzip'd tar into `work`: plain files named manifest.json, data/<name> or config/<name> only. Throws ERR_BACKUP_DAMAGED for any other entry or a broken stream. */
+async function unpack(archive: Readable, work: string): Promise<void> {
+  const unexpected: string[] = [];
+  const unpacker = extractTar({
+    cwd: work,
+    strict: true,
+    preserveOwner: false,
+    filter: (path, entry) => {
+      const wanted = 'type' in entry && entry.type === 'File' && (path === MANIFEST_MEMBER || isMemberName(path));
+      if (!wanted) unexpected.push(path);
+      return wanted;
+    },
+  });
+  await new Promise<void>((resolveUnpack, reject) => {
+    const fail = (error: unknown): void => {
+      archive.destroy();
+      reject(backupReadError(error));
+    };
+    archive.on('error', fail);
+    unpacker.on('error', fail);
+    unpacker.on('close', () => resolveUnpack());
+    archive.pipe(unpacker);
+  });
+  if (unexpected.length > 0) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds entries no backup has: ${unexpected.slice(0, 3).join(', ')}`, { entry: unexpected[0] });
+}
+
+/**
+ * The manifest, once every file unpacked matches it: the same names (none missing, none unlisted),
+ * sizes and SHA-256; the database among them, passing its integrity check with the manifest's schema.
+ */
+async function checkedManifest(work: string): Promise<BackupManifest> {
+  const manifestText = await readFile(join(work, MANIFEST_MEMBER), 'utf8').catch((cause: unknown) => {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', 'the backup has no manifest.json', {}, { cause });
+  });
+  const manifest = parseManifest(manifestText);
+  const listed = new Map(manifest.members.map((member) => [member.name, member]));
+  const present = await unpackedFiles(work);
+  const unlisted = present.filter((name) => !listed.has(name));
+  const missing = [...listed.keys()].filter((name) => !present.includes(name));
+  if (unlisted.length > 0 || missing.length > 0) {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup does not match its manifest (missing: ${missing.join(', ') || 'none'}; unlisted: ${unlisted.join(', ') || 'none'})`, { missing: missing.length, unlisted: unlisted.length });
+  }
+  for (const member of manifest.members) {
+    const path = join(work, member.name);
+    if ((await lstat(path)).size !== member.size || (await sha256File(path)) !== member.sha256) {
+      throw new CtOpsError('ERR_BACKUP_DAMAGED', `${member.name} does not match the SHA-256 in the backup manifest`, { member: member.name });
+    }
+  }
+  const databaseMember = `${DATA_PREFIX}${DATABASE_FILE}`;
+  if (!listed.has(databaseMember)) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds no ${databaseMember}`, {});
+  const { schemaVersion } = checkDatabaseCopy(join(work, databaseMember));
+  if (schemaVersion !== manifest.schema_version) {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database has schema ${schemaVersion}, the manifest says ${manifest.schema_version}`, {});
+  }
+  return manifest;
+}
+
+/** Every file below data/ and config/ of the work directory, as member names. */
+async function unpackedFiles(work: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const prefix of [DATA_PREFIX, CONFIG_PREFIX]) {
+    const dir = join(work, prefix);
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    names.push(...entries.map((name) => `${prefix}${name}`));
+  }
+  return names;
+}
+
+/**
+ * Renames the checked data directory into place: a former empty directory is removed, a non-empty
+ * one renamed to DATA_DIR.before-restore-<UTC time> (and renamed back if the last step fails).
+ * Returns where the old one went, if anywhere.
+ */
+async function putInPlace(restored: string, dataDir: string, target: TargetState): Promise<string | undefined> {
+  if (target.state !== 'absent' && process.getuid?.() === 0) {
+    await chown(restored, target.uid, target.gid);
+    for (const name of await readdir(restored)) await chown(join(restored, name), target.uid, target.gid);
+  }
+  let keptAside: string | undefined;
+  try {
+    if (target.state === 'empty') await rmdir(dataDir);
+    if (target.state === 'non-empty') {
+      keptAside = `${dataDir}.before-restore-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+      await rename(dataDir, keptAside);
+    }
+    await rename(restored, dataDir);
+    return keptAside;
+  } catch (cause) {
+    if (keptAside !== undefined) await rename(keptAside, dataDir).catch(() => undefined);
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot put the restored data directory in place at ${dataDir}`, { path: dataDir }, { cause });
+  }
+}
