@@ -1,5 +1,5 @@
 import { constants, createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, open, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +10,7 @@ import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DATABASE_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
+import { workDirectoryBeside } from './work-directory.ts';
 import { BACKUP_FORMAT, CONFIG_PREFIX, DATA_PREFIX, isMemberName, MANIFEST_MEMBER, type BackupManifest, type BackupMember } from './manifest.ts';
 
 export interface BackupRequest {
@@ -44,7 +45,7 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
  * passphrase unless it is undefined. The output appears atomically, mode 0600, and never replaces
- * an existing file. Work files live in a 0700 directory beside the output and are removed either way.
+ * an existing file. Work files live in a 0700 directory beside the output and are removed either way (workDirectoryBeside).
  * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
@@ -55,7 +56,7 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
   if (!existsSync(databasePath)) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
   }
-  const work = await workDirectory(dirname(out));
+  const work = await workDirectoryBeside(out, 'backup');
   try {
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
     await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
@@ -79,17 +80,6 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
     return { out, encrypted: manifest.encrypted, bytes, schemaVersion, members, leftOut };
   } finally {
     await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** A private (0700) work directory beside `dir`'s output: the database copy can be large, and /tmp may be a small tmpfs. */
-async function workDirectory(dir: string): Promise<string> {
-  try {
-    const work = await mkdtemp(join(dir, '.ct-ops-backup-'));
-    await chmod(work, 0o700);
-    return work;
-  } catch (cause) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create a work directory in ${dir}`, { path: dir }, { cause });
   }
 }
 

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { chmod, chown, lstat, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract as extractTar } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
@@ -8,6 +8,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { DATABASE_FILE } from '../lib/data-dir-files.ts';
 import { checkDatabaseCopy } from '../store/database-copy.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
+import { workDirectoryBeside } from './work-directory.ts';
 import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
 
 export interface RestoreRequest {
@@ -47,10 +48,8 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
   }
   const kind = await archiveKind(request.file);
-  await mkdir(dirname(dataDir), { recursive: true });
-  const work = await mkdtemp(join(dirname(dataDir), `.${basename(dataDir)}.restore-`));
+  const work = await workDirectoryBeside(dataDir, 'restore');
   try {
-    await chmod(work, 0o700);
     const cipher = createReadStream(request.file);
     const archive = kind === 'age' ? await decryptWithPassphrase(cipher, await request.passphrase()) : cipher;
     await unpack(archive, work);

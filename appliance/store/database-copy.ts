@@ -20,7 +20,7 @@ const ALL_PAGES = 0x7fffffff;
 export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
   let source: Database.Database;
   try {
-    source = new Database(sourcePath, { readonly: true, fileMustExist: true, timeout: 5000 });
+    source = openFile(sourcePath, { readonly: true, fileMustExist: true, timeout: 5000 });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
   }
@@ -28,7 +28,7 @@ export async function copyLiveDatabase(sourcePath: string, targetPath: string): 
     const { totalPages } = await source.backup(targetPath, { progress: () => ALL_PAGES });
     // The copy carries the source's WAL flag; as a rollback-journal file it is one self-contained
     // file that opens read-only without -wal/-shm beside it. The appliance sets WAL again at start.
-    const copy = new Database(targetPath, { fileMustExist: true });
+    const copy = openFile(targetPath, { fileMustExist: true });
     try {
       copy.pragma('journal_mode = DELETE');
     } finally {
@@ -45,13 +45,14 @@ export async function copyLiveDatabase(sourcePath: string, targetPath: string): 
 /**
  * Checks a database copy before it is packed or restored: PRAGMA integrity_check must answer "ok",
  * and its schema (PRAGMA user_version) must be one this build knows. Opens it read-only, never
- * migrates it, and removes any -wal/-shm the open left beside it. Returns the schema version. Throws ERR_BACKUP_DAMAGED for a damaged file or one that
- * is not a database, ERR_SCHEMA_TOO_NEW for a schema newer than MIGRATIONS' last.
+ * migrates it, and removes any -wal/-shm the open left beside it. Returns the schema version.
+ * Throws ERR_BACKUP_DAMAGED for a damaged file or one that is not a database, ERR_SCHEMA_TOO_NEW
+ * for a schema newer than MIGRATIONS' last.
  */
 export function checkDatabaseCopy(path: string): { schemaVersion: number } {
   let db: Database.Database | undefined;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
+    db = openFile(path, { readonly: true, fileMustExist: true });
     const problems = (db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((row) => row.integrity_check);
     if (problems.length !== 1 || problems[0] !== 'ok') {
       throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database copy fails PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}`, { path });
@@ -70,4 +71,9 @@ export function checkDatabaseCopy(path: string): { schemaVersion: number } {
     // A read-only connection cannot remove the WAL files it needed (a WAL-flagged file from an altered archive).
     for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
   }
+}
+
+/** Every handle of this module opens here: how better-sqlite3 and its addon are loaded is decided in one place. */
+function openFile(path: string, options: Database.Options): Database.Database {
+  return new Database(path, options);
 }
