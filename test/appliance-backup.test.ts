@@ -88,7 +88,8 @@ describe('appliance backup and restore', () => {
     console.log(`backup of a serving appliance with ${HERD + 1} streaming agents: ${took} ms, ${statSync(backup).size} bytes`);
     assert.equal(mode(backup), 0o600);
     assert.doesNotMatch(made.stdout + made.stderr, new RegExp(PASSPHRASE));
-    const summary = JSON.parse(made.stdout) as { files: string[]; encrypted: string };
+    const summary = JSON.parse(made.stdout) as { files: string[]; encrypted: boolean };
+    assert.equal(summary.encrypted, true);
     assert.deepEqual([...summary.files].sort(), ['data/appliance.db', ...KEY_FILES.map((name) => `data/${name}`)].sort());
     // The fleet kept streaming: nobody's stream was ended while the copy was taken.
     assert.ok(herd.agents.every(({ opened }) => opened.length === 1));
@@ -188,12 +189,18 @@ describe('appliance backup and restore', () => {
   test('--unencrypted writes 0600 with a loud warning; a member altered inside it, or a newer schema, is refused', async () => {
     const dataDir = join(scratch, 'restored');
     const plain = join(scratch, 'plain.tar.gz');
-    const made = await cli('backup', '--data-dir', dataDir, '--out', plain, '--unencrypted');
+    // The data directory named by the config file, which travels in the archive too.
+    const configFile = join(scratch, 'appliance.toml');
+    writeFileSync(configFile, `data_dir = ${JSON.stringify(dataDir)}\nsans = ["localhost"]\n`);
+    const made = await cli('backup', '--config', configFile, '--out', plain, '--unencrypted', '--json');
     assert.equal(made.code, 0, made.stderr);
     assert.equal(mode(plain), 0o600);
     assert.match(made.stderr, /WARNING: this backup is NOT encrypted/);
+    assert.ok((JSON.parse(made.stdout) as { files: string[] }).files.includes('config/appliance.toml'));
     const restoredPlain = join(scratch, 'from-plain');
-    assert.equal((await cli('restore', plain, '--data-dir', restoredPlain)).code, 0);
+    const fromPlain = await cli('restore', plain, '--data-dir', restoredPlain);
+    assert.equal(fromPlain.code, 0, fromPlain.stderr);
+    assert.match(fromPlain.stderr, /The backup also holds the appliance config \(config\/appliance\.toml\); it was not applied/);
     assert.equal(await sha256File(join(restoredPlain, 'ca.key')), await sha256File(join(dataDir, 'ca.key')));
 
     // Unpacked with the tar tool, changed, packed again: the manifest's SHA-256 no longer matches.
@@ -230,7 +237,7 @@ describe('appliance backup and restore', () => {
     assert.equal(existsSync(join(scratch, 'never-2')), false);
   });
 
-  test('restore refuses a non-empty data directory unless --force, which keeps the old one aside; backup never overwrites its output', async () => {
+  test('restore refuses a non-empty data directory unless --force, which keeps the old one aside; backup refuses a missing or short passphrase and never overwrites its output', async () => {
     const target = join(scratch, 'occupied');
     mkdirSync(target);
     writeFileSync(join(target, 'appliance.db'), 'an older appliance');
@@ -243,6 +250,18 @@ describe('appliance backup and restore', () => {
     assert.match(keptAside, /occupied\.before-restore-\d{8}T\d{6}Z$/);
     assert.equal(readFileSync(join(keptAside, 'appliance.db'), 'utf8'), 'an older appliance');
     checkDatabaseCopy(join(target, 'appliance.db'));
+
+    // No passphrase and no terminal to ask on; a short one; --unencrypted beside a passphrase file.
+    const refusedOut = join(scratch, 'never.backup');
+    const noPassphrase = await run(process.execPath, [APPLIANCE_BIN, 'backup', '--data-dir', target, '--out', refusedOut], { CT_OPS_BACKUP_PASSPHRASE: undefined });
+    assert.equal(noPassphrase.code, 64, noPassphrase.stderr);
+    assert.match(noPassphrase.stderr, /ERR_BACKUP_PASSPHRASE_REQUIRED: give the passphrase with --passphrase-file or CT_OPS_BACKUP_PASSPHRASE/);
+    const short = await run(process.execPath, [APPLIANCE_BIN, 'backup', '--data-dir', target, '--out', refusedOut], { CT_OPS_BACKUP_PASSPHRASE: 'too short' });
+    assert.equal(short.code, 64, short.stderr);
+    assert.match(short.stderr, /ERR_BACKUP_PASSPHRASE_REQUIRED: a backup passphrase needs at least 12 characters/);
+    assert.doesNotMatch(short.stderr, /too short/);
+    assert.equal((await cli('backup', '--data-dir', target, '--out', refusedOut, '--unencrypted', '--passphrase-file', passphraseFile)).code, 64);
+    assert.equal(existsSync(refusedOut), false);
 
     const before = readFileSync(backup);
     const overwrite = await cli('backup', '--data-dir', target, '--out', backup, '--passphrase-file', passphraseFile);

@@ -61,7 +61,7 @@ export function backupCommand(): Command {
       printObject(
         {
           backup: result.out,
-          encrypted: result.encrypted ? 'yes (age, passphrase)' : 'NO',
+          encrypted: options.json ? result.encrypted : result.encrypted ? 'yes (age, passphrase)' : 'NO',
           bytes: result.bytes,
           schema_version: result.schemaVersion,
           files: result.members.map((member) => member.name),
