@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -186,7 +186,7 @@ describe('appliance backup and restore', () => {
     }
   });
 
-  test('--unencrypted writes 0600 with a loud warning; a member altered inside it, or a newer schema, is refused', async () => {
+  test('--unencrypted writes 0600 with a loud warning; a member altered inside it, a newer schema or a link is refused', async () => {
     const dataDir = join(scratch, 'restored');
     const plain = join(scratch, 'plain.tar.gz');
     // The data directory named by the config file, which travels in the archive too.
@@ -235,6 +235,13 @@ describe('appliance backup and restore', () => {
     assert.equal(newer.code, 70, newer.stderr);
     assert.match(newer.stderr, /ERR_SCHEMA_TOO_NEW: the backed-up database has schema version 999/);
     assert.equal(existsSync(join(scratch, 'never-2')), false);
+
+    // A link among the members (a hostile archive pointing outside the data directory) is refused unwritten.
+    symlinkSync('/etc/passwd', join(unpacked, 'data/evil'));
+    const linked = await cli('restore', await repack('linked.tar.gz'), '--data-dir', join(scratch, 'never-3'));
+    assert.equal(linked.code, 65, linked.stderr);
+    assert.match(linked.stderr, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/evil \(SymbolicLink\)/);
+    assert.equal(existsSync(join(scratch, 'never-3')), false);
   });
 
   test('restore refuses a non-empty data directory unless --force, which keeps the old one aside; backup refuses a missing or short passphrase and never overwrites its output', async () => {

@@ -1,8 +1,8 @@
-import { createReadStream } from 'node:fs';
-import { chmod, chown, lstat, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { extract as extractTar } from 'tar';
+import { Parser as TarParser, type ReadEntry } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { DATABASE_FILE } from '../lib/data-dir-files.ts';
@@ -97,30 +97,58 @@ async function archiveKind(file: string): Promise<'age' | 'gzip'> {
   throw new CtOpsError('ERR_BACKUP_DAMAGED', `${file} is not a CT-Ops backup (neither an age file nor a gzip'd tar)`, { path: file });
 }
 
-/** Unpacks the gzip'd tar into `work`: plain files named manifest.json, data/<name> or config/<name> only. Throws ERR_BACKUP_DAMAGED for any other entry or a broken stream. */
+/**
+ * Unpacks the gzip'd tar into `work`, writing each entry itself: plain files named manifest.json,
+ * data/<name> or config/<name>, each once, created new (0600 until the modes are set). Resolves once
+ * every file is written and closed, and on a failure only after the writes in flight have stopped,
+ * so the caller can remove `work` without a late write re-creating it. Throws ERR_BACKUP_DAMAGED for
+ * any other entry or a broken stream, or the age error (ERR_BACKUP_DAMAGED) for an altered body.
+ */
 async function unpack(archive: Readable, work: string): Promise<void> {
-  const unexpected: string[] = [];
-  const unpacker = extractTar({
-    cwd: work,
-    strict: true,
-    preserveOwner: false,
-    filter: (path, entry) => {
-      const wanted = 'type' in entry && entry.type === 'File' && (path === MANIFEST_MEMBER || isMemberName(path));
-      if (!wanted) unexpected.push(path);
-      return wanted;
-    },
+  await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
+  await mkdir(join(work, CONFIG_PREFIX), { mode: 0o700 });
+  const parser = new TarParser({ strict: true });
+  const outputs = new Set<WriteStream>();
+  const writes: Array<Promise<void>> = [];
+  const seen = new Set<string>();
+  let refusal: CtOpsError | undefined;
+  parser.on('entry', (entry: ReadEntry) => {
+    const name = entry.path;
+    if (refusal !== undefined || entry.type !== 'File' || seen.has(name) || !(name === MANIFEST_MEMBER || isMemberName(name))) {
+      refusal ??= new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${name} (${entry.type})`, { entry: name });
+      entry.resume();
+      return;
+    }
+    seen.add(name);
+    const output = createWriteStream(join(work, name), { flags: 'wx', mode: 0o600 });
+    outputs.add(output);
+    writes.push(
+      new Promise<void>((resolveWrite, reject) => {
+        output.on('error', reject);
+        output.on('close', () => {
+          outputs.delete(output);
+          resolveWrite();
+        });
+        entry.pipe(output);
+      }),
+    );
   });
-  await new Promise<void>((resolveUnpack, reject) => {
-    const fail = (error: unknown): void => {
-      archive.destroy();
-      reject(backupReadError(error));
-    };
-    archive.on('error', fail);
-    unpacker.on('error', fail);
-    unpacker.on('close', () => resolveUnpack());
-    archive.pipe(unpacker);
-  });
-  if (unexpected.length > 0) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds entries no backup has: ${unexpected.slice(0, 3).join(', ')}`, { entry: unexpected[0] });
+  try {
+    await new Promise<void>((resolveParse, reject) => {
+      archive.on('error', reject);
+      parser.on('error', reject);
+      parser.on('end', () => resolveParse());
+      archive.pipe(parser);
+    });
+  } catch (error) {
+    archive.destroy();
+    for (const output of outputs) output.destroy();
+    await Promise.allSettled(writes);
+    throw backupReadError(error);
+  }
+  const failed = (await Promise.allSettled(writes)).find((result) => result.status === 'rejected');
+  if (failed !== undefined) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked backup in ${work}`, { path: work }, { cause: failed.reason });
+  if (refusal !== undefined) throw refusal;
 }
 
 /**
