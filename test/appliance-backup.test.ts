@@ -24,8 +24,12 @@ import { waitFor } from './helpers/wait.ts';
 
 const PASSPHRASE = 'correct horse battery staple';
 const HERD = 50;
-/** What a backup of a small appliance must finish within while its agents stream (it takes ~3 s here, 2 of them scrypt). */
-const BACKUP_BOUND_MS = 30_000;
+/**
+ * What a backup of a small appliance must finish within while its agents stream: 4-8 s on this
+ * machine (2 s of them scrypt), 46 s seen with the two cores shared by image builds. A backup that
+ * restarts at every commit never ends (decision 66); the bound only has to tell the two apart.
+ */
+const BACKUP_BOUND_MS = 90_000;
 /** The data-directory files that must come back byte for byte. */
 const KEY_FILES = ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'jwt-signing.key', 'bundle.key', 'bundle.pub', 'release.pub', 'admin-cli.token'];
 
@@ -257,6 +261,10 @@ describe('appliance backup and restore', () => {
     assert.match(keptAside, /occupied\.before-restore-\d{8}T\d{6}Z$/);
     assert.equal(readFileSync(join(keptAside, 'appliance.db'), 'utf8'), 'an older appliance');
     checkDatabaseCopy(join(target, 'appliance.db'));
+    // A backup of a stopped appliance (the upgrade's case) leaves no -wal/-shm of the backup's user behind.
+    const filesBefore = readdirSync(target).sort();
+    assert.equal((await cli('backup', '--data-dir', target, '--out', join(scratch, 'stopped.tar.gz'), '--unencrypted')).code, 0);
+    assert.deepEqual(readdirSync(target).sort(), filesBefore);
 
     // No passphrase and no terminal to ask on; a short one; --unencrypted beside a passphrase file.
     const refusedOut = join(scratch, 'never.backup');

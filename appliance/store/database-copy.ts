@@ -9,7 +9,7 @@ const ALL_PAGES = 0x7fffffff;
 
 /**
  * Copies the live database at `sourcePath` into a new file `targetPath` with SQLite's online backup
- * API, while the serving appliance keeps writing. The source is opened read-only and never migrated.
+ * API, while the serving appliance keeps writing (or while it is stopped). The source is never written or migrated.
  * After better-sqlite3's first, empty step has learned the page count, the rest is copied in ONE
  * step: a backup that copies a few pages per step restarts whenever another connection commits
  * between steps, which under steady heartbeats never ends (decision 66). One step holds one WAL
@@ -20,7 +20,10 @@ const ALL_PAGES = 0x7fffffff;
 export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
   let source: Database.Database;
   try {
-    source = openFile(sourcePath, { readonly: true, fileMustExist: true, timeout: 5000 });
+    // Read-write although it only reads: with the appliance stopped, SQLite removes the -wal/-shm this
+    // handle creates when it closes; a read-only handle leaves them behind, owned by whoever ran the
+    // backup (root), and the appliance's service user then cannot open the database.
+    source = openFile(sourcePath, { fileMustExist: true, timeout: 5000 });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
   }
