@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { copyLiveDatabase, checkDatabaseCopy } from '../appliance/store/database-copy.ts';
+import { openDatabase } from '../appliance/store/database.ts';
+import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { sha256File } from '../bundler/lib/sha256sums.ts';
 import { publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import { ExecutableAgent } from './helpers/agent.ts';
@@ -283,6 +285,22 @@ describe('appliance backup and restore', () => {
     assert.equal(overwrite.code, 73, overwrite.stderr);
     assert.match(overwrite.stderr, /ERR_BACKUP_OUTPUT_EXISTS/);
     assert.ok(readFileSync(backup).equals(before));
+  });
+
+  test('a backup from an older schema restores as it is, and the next start migrates it forward', { timeout: 60_000 }, async () => {
+    const older = join(scratch, 'older');
+    mkdirSync(older, { mode: 0o700 });
+    openDatabase(join(older, 'appliance.db'), MIGRATIONS.slice(0, -1)).close();
+    const file = join(scratch, 'older.tar.gz');
+    assert.equal((await cli('backup', '--data-dir', older, '--out', file, '--unencrypted')).code, 0);
+    const restoredDir = join(scratch, 'older-restored');
+    const restored = await cli('restore', file, '--data-dir', restoredDir, '--json');
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.equal((JSON.parse(restored.stdout) as { schema_version: number }).schema_version, MIGRATIONS.length - 1);
+    const appliance = await TestAppliance.start({ dataDir: restoredDir });
+    cleanup.push(() => appliance.dispose());
+    await appliance.stop();
+    assert.equal(checkDatabaseCopy(join(restoredDir, 'appliance.db')).schemaVersion, MIGRATIONS.length);
   });
 
   test('the online copy completes in one step while another connection commits between every step (decision 66)', async () => {
