@@ -45,7 +45,8 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
  * passphrase unless it is undefined. The output appears atomically, mode 0600, and never replaces
- * an existing file. Work files live in a 0700 directory beside the output and are removed either way (workDirectoryBeside).
+ * an existing file. Work files live in a 0700 directory beside the output (workDirectoryBeside)
+ * and are removed either way.
  * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
