@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
+import { backupCommand, restoreCommand } from './cli/backup-command.ts';
 import { certsCommand } from './cli/certs-command.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
@@ -18,6 +19,8 @@ const program = new Command('ct-ops-appliance')
   .addCommand(tasksCommand())
   .addCommand(softwareCommand())
   .addCommand(settingsCommand())
-  .addCommand(certsCommand());
+  .addCommand(certsCommand())
+  .addCommand(backupCommand())
+  .addCommand(restoreCommand());
 
 await runCli(program, process.argv);

@@ -9,9 +9,9 @@ import { privateKeyToPem, seedFromPem } from '../common/ed25519-pem.ts';
 import { parsePublicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import { verifyMachOSignature, MachOSignatureError } from '../scripts/agents/macho-signature-check.mjs';
 import { certificateTable } from '../scripts/agents/pe.mjs';
-import { TestAgent, type AgentSetup } from './helpers/agent.ts';
+import { ExecutableAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { LoggedProcess, REPO_ROOT, run } from './helpers/processes.ts';
+import { REPO_ROOT, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 import { hasCommand } from './helpers/tools.ts';
 
@@ -37,26 +37,6 @@ const AARCH64_SYSROOT = '/usr/aarch64-linux-gnu';
 /** Runs build-agents on the already built dist/ct-ops-agent.cjs. */
 async function buildAgents(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10 * 60_000) {
   return run(process.execPath, ['--import', TSX, BUILD_SCRIPT, '--no-bundle', ...args], env, timeoutMs);
-}
-
-/** A TestAgent sandbox run by a single executable instead of `node dist/ct-ops-agent.cjs`. */
-class ExecutableAgent extends TestAgent {
-  readonly command: readonly string[];
-
-  constructor(setup: AgentSetup, command: readonly string[]) {
-    super(setup);
-    this.command = command;
-  }
-
-  override start(args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): LoggedProcess {
-    const [program, ...prefix] = this.command;
-    this.process = new LoggedProcess(program!, [...prefix, '-config', this.configPath, ...args], {
-      CT_OPS_MACHINE_ID_FILE: this.machineIdFile,
-      CT_OPS_LOG_LEVEL: 'debug',
-      ...env,
-    });
-    return this.process;
-  }
 }
 
 describe('agent single executables built by npm run build:agents', () => {

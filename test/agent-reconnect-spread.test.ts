@@ -4,22 +4,17 @@
  * same port and data directory.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
-import { loadAgentConfig } from '../agent/config/load.ts';
-import { Agent } from '../agent/lifecycle/agent.ts';
 import { backoffCeilingMs, RETRY_FLOOR_MS, stepReaching } from '../agent/lifecycle/backoff.ts';
-import { createLogger } from '../agent/log/logger.ts';
-import { createGrpcTransport } from '../agent/transport/grpc-transport.ts';
 import { STOPPING_RETRY_AFTER_MS, stoppingError } from '../appliance/heartbeat/stopping.ts';
 import { GrpcCode } from '../common/errors.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import { inProcessAgent } from './helpers/in-process-agent.ts';
 import { busiestWindow, seededRandom } from './helpers/spread.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -35,38 +30,6 @@ async function restart(appliance: TestAppliance, signal: 'SIGTERM' | 'SIGKILL'):
   await appliance.process.stop(signal);
   await sleep(OUTAGE_MS);
   return TestAppliance.start({ dataDir: appliance.dataDir, grpcPort: appliance.grpcPort });
-}
-
-interface InProcessAgent {
-  readonly agent: Agent;
-  /** When each 'heartbeat stream opened' was logged (ms since the epoch). */
-  readonly opened: number[];
-}
-
-/** An agent with the real lifecycle, backoff and gRPC transport, its own data directory and key, logging into memory. */
-function inProcessAgent(root: string, index: number, appliance: TestAppliance, token: string): InProcessAgent {
-  const dir = join(root, `agent-${index}`);
-  const configFile = join(dir, 'agent.toml');
-  mkdirSync(dir);
-  const toml = `[ingest]\naddress = "${appliance.address}"\nca_cert_file = "${appliance.caCertPath}"\n[agent]\norg_token = "${token}"\ndata_dir = "${join(dir, 'data')}"\nheartbeat_interval_secs = 10\n`;
-  writeFileSync(configFile, toml);
-  const { config } = loadAgentConfig({ file: configFile, env: {} });
-  const opened: number[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      if ((JSON.parse(String(chunk)) as { msg?: string }).msg === 'heartbeat stream opened') opened.push(Date.now());
-      done();
-    },
-  });
-  const agent = new Agent({
-    config,
-    transport: createGrpcTransport(config.ingest),
-    host: { hostname: `herd-${index}`, machineFingerprint: randomBytes(32).toString('hex'), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: {} },
-    vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }),
-    log: createLogger('info', sink),
-    reload: () => loadAgentConfig({ file: configFile, env: {} }),
-  });
-  return { agent, opened };
 }
 
 test("a stopping appliance closes each stream with its own retry hint, drawn evenly from 1-10 s (seeded)", () => {
@@ -97,7 +60,7 @@ describe('reconnects after an appliance restart are spread', () => {
     const { token } = await first.createToken('--auto-approve', '--max-uses', '100');
     const root = mkdtempSync(join(tmpdir(), 'ct-ops-herd-'));
     cleanup.push(() => rmSync(root, { recursive: true, force: true }));
-    const agents = Array.from({ length: count }, (_, index) => inProcessAgent(root, index, first, token));
+    const agents = Array.from({ length: count }, (_, index) => inProcessAgent(join(root, `agent-${index}`), `herd-${index}`, first, token));
     const exits = agents.map(({ agent }) => agent.run());
     cleanup.push(async () => {
       for (const { agent } of agents) agent.stop('SIGTERM');

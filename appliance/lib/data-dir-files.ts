@@ -4,6 +4,8 @@
  * server's modules so that those processes do not load the server to learn a file name.
  */
 
+/** The SQLite database (appliance/store). */
+export const DATABASE_FILE = 'appliance.db';
 /** The appliance CA certificate (PEM) that agents trust. */
 export const CA_CERT_FILE = 'ca.crt';
 /** JSON { admin_api: URL, grpc_port, pid }, written once the listeners are up. */

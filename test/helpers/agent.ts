@@ -71,3 +71,23 @@ export class TestAgent {
     rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/** A TestAgent sandbox run by a single executable instead of `node dist/ct-ops-agent.cjs`. */
+export class ExecutableAgent extends TestAgent {
+  readonly command: readonly string[];
+
+  constructor(setup: AgentSetup, command: readonly string[]) {
+    super(setup);
+    this.command = command;
+  }
+
+  override start(args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): LoggedProcess {
+    const [program, ...prefix] = this.command;
+    this.process = new LoggedProcess(program!, [...prefix, '-config', this.configPath, ...args], {
+      CT_OPS_MACHINE_ID_FILE: this.machineIdFile,
+      CT_OPS_LOG_LEVEL: 'debug',
+      ...env,
+    });
+    return this.process;
+  }
+}

@@ -1,0 +1,219 @@
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Parser as TarParser, type ReadEntry } from 'tar';
+import { sha256File } from '../../bundler/lib/sha256sums.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { DATABASE_FILE } from '../lib/data-dir-files.ts';
+import { checkDatabaseCopy } from '../store/database-copy.ts';
+import { backupReadError, decryptWithPassphrase } from './age.ts';
+import { workDirectoryBeside } from './work-directory.ts';
+import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
+
+export interface RestoreRequest {
+  /** The backup file. */
+  readonly file: string;
+  /** The data directory to restore into: absent, empty, or (with force) kept aside first. */
+  readonly dataDir: string;
+  /** Asked for only when the file is encrypted. */
+  readonly passphrase: () => Promise<string>;
+  readonly force: boolean;
+}
+
+export interface RestoreResult {
+  readonly dataDir: string;
+  readonly manifest: BackupManifest;
+  /** Where the data directory that was there before now is (--force on a non-empty one). */
+  readonly keptAside: string | undefined;
+}
+
+/**
+ * Restores a backup into a data directory, all or nothing. Checks the target first (absent or
+ * empty; a non-empty one only with force, then moved aside to DATA_DIR.before-restore-<time>),
+ * then decrypts (age) and unpacks into a 0700 work directory beside it, checks every member
+ * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
+ * integrity_check and its schema against this build, sets the recorded modes (0600 secrets, 0644
+ * public files, 0700 directory) and only then renames the work directory into place; when run as
+ * root onto a directory that existed, the files get that directory's owner (the install's service
+ * user). A newer schema than this build knows is refused; an older one is migrated by the next
+ * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
+ * ERR_SCHEMA_TOO_NEW, ERR_BACKUP_PASSPHRASE_REQUIRED, ERR_DATA_DIR_UNUSABLE; nothing is left
+ * written then.
+ */
+export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult> {
+  const dataDir = resolve(request.dataDir);
+  const target = await targetState(dataDir);
+  if (target.state === 'non-empty' && !request.force) {
+    throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
+  }
+  const kind = await archiveKind(request.file);
+  const work = await workDirectoryBeside(dataDir, 'restore');
+  try {
+    const cipher = createReadStream(request.file);
+    const archive = kind === 'age' ? await decryptWithPassphrase(cipher, await request.passphrase()) : cipher;
+    await unpack(archive, work);
+    const manifest = await checkedManifest(work);
+    const restored = join(work, DATA_PREFIX);
+    await chmod(restored, 0o700);
+    for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
+    const keptAside = await putInPlace(restored, dataDir, target);
+    return { dataDir, manifest, keptAside };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+type TargetState = { state: 'absent' } | { state: 'empty' | 'non-empty'; uid: number; gid: number };
+
+async function targetState(dataDir: string): Promise<TargetState> {
+  try {
+    const info = await stat(dataDir);
+    if (!info.isDirectory()) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${dataDir} is not a directory`, { path: dataDir });
+    return { state: (await readdir(dataDir)).length === 0 ? 'empty' : 'non-empty', uid: info.uid, gid: info.gid };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' };
+    if (error instanceof CtOpsError) throw error;
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot read ${dataDir}`, { path: dataDir }, { cause: error });
+  }
+}
+
+/** age (encrypted) or gzip (--unencrypted) by the first bytes; anything else is not a backup. Throws ERR_BACKUP_DAMAGED, ERR_DATA_DIR_UNUSABLE (unreadable). */
+async function archiveKind(file: string): Promise<'age' | 'gzip'> {
+  const head = Buffer.alloc(AGE_MAGIC.length);
+  let length: number;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      ({ bytesRead: length } = await handle.read(head, 0, head.length, 0));
+    } finally {
+      await handle.close();
+    }
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot read the backup ${file}`, { path: file }, { cause });
+  }
+  if (length === AGE_MAGIC.length && head.equals(AGE_MAGIC)) return 'age';
+  if (length >= GZIP_MAGIC.length && head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'gzip';
+  throw new CtOpsError('ERR_BACKUP_DAMAGED', `${file} is not a CT-Ops backup (neither an age file nor a gzip'd tar)`, { path: file });
+}
+
+/**
+ * Unpacks the gzip'd tar into `work`, writing each entry itself: plain files named manifest.json,
+ * data/<name> or config/<name>, each once, created new (0600 until the modes are set). Resolves once
+ * every file is written and closed, and on a failure only after the writes in flight have stopped,
+ * so the caller can remove `work` without a late write re-creating it. Throws ERR_BACKUP_DAMAGED for
+ * any other entry or a broken stream, or the age error (ERR_BACKUP_DAMAGED) for an altered body.
+ */
+async function unpack(archive: Readable, work: string): Promise<void> {
+  await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
+  await mkdir(join(work, CONFIG_PREFIX), { mode: 0o700 });
+  const parser = new TarParser({ strict: true });
+  const outputs = new Set<WriteStream>();
+  const writes: Array<Promise<void>> = [];
+  const seen = new Set<string>();
+  let refusal: CtOpsError | undefined;
+  parser.on('entry', (entry: ReadEntry) => {
+    const name = entry.path;
+    if (refusal !== undefined || entry.type !== 'File' || seen.has(name) || !(name === MANIFEST_MEMBER || isMemberName(name))) {
+      refusal ??= new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${name} (${entry.type})`, { entry: name });
+      entry.resume();
+      return;
+    }
+    seen.add(name);
+    const output = createWriteStream(join(work, name), { flags: 'wx', mode: 0o600 });
+    outputs.add(output);
+    writes.push(
+      new Promise<void>((resolveWrite, reject) => {
+        output.on('error', reject);
+        output.on('close', () => {
+          outputs.delete(output);
+          resolveWrite();
+        });
+        entry.pipe(output);
+      }),
+    );
+  });
+  try {
+    await new Promise<void>((resolveParse, reject) => {
+      archive.on('error', reject);
+      parser.on('error', reject);
+      parser.on('end', () => resolveParse());
+      archive.pipe(parser);
+    });
+  } catch (error) {
+    archive.destroy();
+    for (const output of outputs) output.destroy();
+    await Promise.allSettled(writes);
+    throw backupReadError(error);
+  }
+  const failed = (await Promise.allSettled(writes)).find((result) => result.status === 'rejected');
+  if (failed !== undefined) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked backup in ${work}`, { path: work }, { cause: failed.reason });
+  if (refusal !== undefined) throw refusal;
+}
+
+/**
+ * The manifest, once every file unpacked matches it: the same names (none missing, none unlisted),
+ * sizes and SHA-256; the database among them, passing its integrity check with the manifest's schema.
+ */
+async function checkedManifest(work: string): Promise<BackupManifest> {
+  const manifestText = await readFile(join(work, MANIFEST_MEMBER), 'utf8').catch((cause: unknown) => {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', 'the backup has no manifest.json', {}, { cause });
+  });
+  const manifest = parseManifest(manifestText);
+  const listed = new Map(manifest.members.map((member) => [member.name, member]));
+  const present = await unpackedFiles(work);
+  const unlisted = present.filter((name) => !listed.has(name));
+  const missing = [...listed.keys()].filter((name) => !present.includes(name));
+  if (unlisted.length > 0 || missing.length > 0) {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup does not match its manifest (missing: ${missing.join(', ') || 'none'}; unlisted: ${unlisted.join(', ') || 'none'})`, { missing: missing.length, unlisted: unlisted.length });
+  }
+  for (const member of manifest.members) {
+    const path = join(work, member.name);
+    if ((await lstat(path)).size !== member.size || (await sha256File(path)) !== member.sha256) {
+      throw new CtOpsError('ERR_BACKUP_DAMAGED', `${member.name} does not match the SHA-256 in the backup manifest`, { member: member.name });
+    }
+  }
+  const databaseMember = `${DATA_PREFIX}${DATABASE_FILE}`;
+  if (!listed.has(databaseMember)) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds no ${databaseMember}`, {});
+  const { schemaVersion } = checkDatabaseCopy(join(work, databaseMember));
+  if (schemaVersion !== manifest.schema_version) {
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database has schema ${schemaVersion}, the manifest says ${manifest.schema_version}`, {});
+  }
+  return manifest;
+}
+
+/** Every file below data/ and config/ of the work directory, as member names. */
+async function unpackedFiles(work: string): Promise<string[]> {
+  const names: string[] = [];
+  for (const prefix of [DATA_PREFIX, CONFIG_PREFIX]) {
+    const dir = join(work, prefix);
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    names.push(...entries.map((name) => `${prefix}${name}`));
+  }
+  return names;
+}
+
+/**
+ * Renames the checked data directory into place: a former empty directory is removed, a non-empty
+ * one renamed to DATA_DIR.before-restore-<UTC time> (and renamed back if the last step fails).
+ * Returns where the old one went, if anywhere.
+ */
+async function putInPlace(restored: string, dataDir: string, target: TargetState): Promise<string | undefined> {
+  if (target.state !== 'absent' && process.getuid?.() === 0) {
+    await chown(restored, target.uid, target.gid);
+    for (const name of await readdir(restored)) await chown(join(restored, name), target.uid, target.gid);
+  }
+  let keptAside: string | undefined;
+  try {
+    if (target.state === 'empty') await rmdir(dataDir);
+    if (target.state === 'non-empty') {
+      keptAside = `${dataDir}.before-restore-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+      await rename(dataDir, keptAside);
+    }
+    await rename(restored, dataDir);
+    return keptAside;
+  } catch (cause) {
+    if (keptAside !== undefined) await rename(keptAside, dataDir).catch(() => undefined);
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot put the restored data directory in place at ${dataDir}`, { path: dataDir }, { cause });
+  }
+}

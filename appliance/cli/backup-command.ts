@@ -1,0 +1,104 @@
+import { Command, Option } from 'commander';
+import { escapeForTerminal } from '../../common/agent-text.ts';
+import { PASSPHRASE_ENV, readPassphrase } from './passphrase.ts';
+import { jsonOption } from './options.ts';
+import { printObject } from './output.ts';
+
+interface DataDirOptions {
+  config?: string;
+  dataDir?: string;
+  json: boolean;
+}
+
+interface BackupOptions extends DataDirOptions {
+  out: string;
+  passphraseFile?: string;
+  unencrypted: boolean;
+}
+
+interface RestoreOptions extends DataDirOptions {
+  passphraseFile?: string;
+  force: boolean;
+}
+
+const UNENCRYPTED_WARNING = [
+  '',
+  '!!! WARNING: this backup is NOT encrypted. !!!',
+  'It holds the CA private key, the server key, the JWT signing key, the bundle signing key and the',
+  "local admin CLI credential: whoever reads it can impersonate this appliance to every agent and sign",
+  'install bundles they trust. It was written with mode 0600; keep it on encrypted media only.',
+  '',
+].join('\n');
+
+const dataDirOptions = (command: Command): Command =>
+  command
+    .option('--config <file>', 'the appliance TOML file: its data_dir is used (also CT_OPS_APPLIANCE_CONFIG)')
+    .option('--data-dir <dir>', "the appliance's data directory (also CT_OPS_APPLIANCE_DATA_DIR; default ./data)")
+    .addOption(new Option('--passphrase-file <file>', `read the passphrase from the first line of this file (else ${PASSPHRASE_ENV}, else asked on the terminal)`))
+    .addOption(jsonOption());
+
+/** The data directory as `serve` would use it: --data-dir, then the environment, then --config's data_dir, then ./data. */
+async function resolveDataDir(options: DataDirOptions): Promise<{ dataDir: string; configFile: string | undefined }> {
+  const { loadApplianceConfig } = await import('../config/load.ts');
+  const configFile = options.config ?? (process.env.CT_OPS_APPLIANCE_CONFIG || undefined);
+  const config = loadApplianceConfig({ file: configFile, env: process.env, flags: { data_dir: options.dataDir } });
+  return { dataDir: config.dataDir, configFile };
+}
+
+export function backupCommand(): Command {
+  return dataDirOptions(
+    new Command('backup')
+      .description('write an encrypted backup of the appliance (database, keys, certificates, config) while it serves')
+      .requiredOption('--out <file>', 'the backup file to create (never overwritten; written 0600)'),
+  )
+    .addOption(new Option('--unencrypted', 'write the archive without encryption (a loud warning; keep it on encrypted media)').default(false).conflicts('passphraseFile'))
+    .action(async (options: BackupOptions) => {
+      const { dataDir, configFile } = await resolveDataDir(options);
+      const passphrase = options.unencrypted ? undefined : await readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'backup' });
+      const { createBackup } = await import('../backup/create.ts');
+      const result = await createBackup({ dataDir, configFile, out: options.out, passphrase });
+      if (!result.encrypted) process.stderr.write(`${UNENCRYPTED_WARNING}\n`);
+      printObject(
+        {
+          backup: result.out,
+          encrypted: options.json ? result.encrypted : result.encrypted ? 'yes (age, passphrase)' : 'NO',
+          bytes: result.bytes,
+          schema_version: result.schemaVersion,
+          files: result.members.map((member) => member.name),
+          left_out: result.leftOut,
+        },
+        options.json,
+      );
+    });
+}
+
+export function restoreCommand(): Command {
+  return dataDirOptions(
+    new Command('restore')
+      .description('restore a backup into an absent or empty data directory (stop the appliance first); the next start migrates an older schema')
+      .argument('<file>', 'the backup file'),
+  )
+    .addOption(new Option('--force', 'restore into a non-empty data directory, keeping the old one as DATA_DIR.before-restore-<time>').default(false))
+    .action(async (file: string, options: RestoreOptions) => {
+      const { dataDir } = await resolveDataDir(options);
+      const { restoreBackup } = await import('../backup/restore.ts');
+      const result = await restoreBackup({ file, dataDir, force: options.force, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
+      const { manifest } = result;
+      const config = manifest.members.find((member) => member.name.startsWith('config/'));
+      printObject(
+        {
+          restored: result.dataDir,
+          backup_created_at: manifest.created_at,
+          backup_product_version: manifest.product_version,
+          schema_version: manifest.schema_version,
+          files: manifest.members.filter((member) => member.name.startsWith('data/')).length,
+          kept_aside: result.keptAside,
+          config_in_backup: config?.name,
+        },
+        options.json,
+      );
+      if (config !== undefined && !options.json) {
+        process.stderr.write(`The backup also holds the appliance config (${escapeForTerminal(config.name)}); it was not applied. Compare it with this machine's config: docs/operations.md, Backup and restore.\n`);
+      }
+    });
+}

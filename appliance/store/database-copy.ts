@@ -1,0 +1,82 @@
+import { rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { CtOpsError } from '../../common/errors.ts';
+import { storageFailure } from './database.ts';
+import { MIGRATIONS } from './migrations/index.ts';
+
+/** The most pages sqlite3_backup_step may copy in one call (better-sqlite3 clamps the rate to 31 bits). */
+const ALL_PAGES = 0x7fffffff;
+
+/**
+ * Copies the live database at `sourcePath` into a new file `targetPath` with SQLite's online backup
+ * API, while the serving appliance keeps writing (or while it is stopped). The source is never written or migrated.
+ * After better-sqlite3's first, empty step has learned the page count, the rest is copied in ONE
+ * step: a backup that copies a few pages per step restarts whenever another connection commits
+ * between steps, which under steady heartbeats never ends (decision 66). One step holds one WAL
+ * read transaction, so the copy is a consistent snapshot and the writer is not blocked.
+ * Returns the copy's page count. Throws ERR_DATA_DIR_UNUSABLE when the source cannot be opened,
+ * ERR_STORAGE_* when the target's volume refuses the copy.
+ */
+export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
+  let source: Database.Database;
+  try {
+    // Read-write although it only reads: with the appliance stopped, SQLite removes the -wal/-shm this
+    // handle creates when it closes; a read-only handle leaves them behind, owned by whoever ran the
+    // backup (root), and the appliance's service user then cannot open the database.
+    source = openFile(sourcePath, { fileMustExist: true, timeout: 5000 });
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
+  }
+  try {
+    const { totalPages } = await source.backup(targetPath, { progress: () => ALL_PAGES });
+    // The copy carries the source's WAL flag; as a rollback-journal file it is one self-contained
+    // file that opens read-only without -wal/-shm beside it. The appliance sets WAL again at start.
+    const copy = openFile(targetPath, { fileMustExist: true });
+    try {
+      copy.pragma('journal_mode = DELETE');
+    } finally {
+      copy.close();
+    }
+    return { pages: totalPages };
+  } catch (error) {
+    throw storageFailure(error) ?? new CtOpsError('ERR_DATABASE', `the online backup of ${sourcePath} failed`, { path: sourcePath }, { cause: error });
+  } finally {
+    source.close();
+  }
+}
+
+/**
+ * Checks a database copy before it is packed or restored: PRAGMA integrity_check must answer "ok",
+ * and its schema (PRAGMA user_version) must be one this build knows. Opens it read-only, never
+ * migrates it, and removes any -wal/-shm the open left beside it. Returns the schema version.
+ * Throws ERR_BACKUP_DAMAGED for a damaged file or one that is not a database, ERR_SCHEMA_TOO_NEW
+ * for a schema newer than MIGRATIONS' last.
+ */
+export function checkDatabaseCopy(path: string): { schemaVersion: number } {
+  let db: Database.Database | undefined;
+  try {
+    db = openFile(path, { readonly: true, fileMustExist: true });
+    const problems = (db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((row) => row.integrity_check);
+    if (problems.length !== 1 || problems[0] !== 'ok') {
+      throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database copy fails PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}`, { path });
+    }
+    const schemaVersion = db.pragma('user_version', { simple: true }) as number;
+    const latest = MIGRATIONS.at(-1)?.version ?? 0;
+    if (schemaVersion > latest) {
+      throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the backed-up database has schema version ${schemaVersion}; this appliance knows up to ${latest}: restore it with that newer version`, { current: schemaVersion, latest });
+    }
+    return { schemaVersion };
+  } catch (error) {
+    if (error instanceof CtOpsError) throw error;
+    throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database copy cannot be read as a SQLite database`, { path }, { cause: error });
+  } finally {
+    db?.close();
+    // A read-only connection cannot remove the WAL files it needed (a WAL-flagged file from an altered archive).
+    for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+  }
+}
+
+/** Every handle of this module opens here: how better-sqlite3 and its addon are loaded is decided in one place. */
+function openFile(path: string, options: Database.Options): Database.Database {
+  return new Database(path, options);
+}
