@@ -1,7 +1,6 @@
 import { rmSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { CtOpsError } from '../../common/errors.ts';
-import { storageFailure } from './database.ts';
+import { type Db, openSqliteFile, storageFailure } from './database.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
 /** The most pages sqlite3_backup_step may copy in one call (better-sqlite3 clamps the rate to 31 bits). */
@@ -18,12 +17,12 @@ const ALL_PAGES = 0x7fffffff;
  * ERR_STORAGE_* when the target's volume refuses the copy.
  */
 export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
-  let source: Database.Database;
+  let source: Db;
   try {
     // Read-write although it only reads: with the appliance stopped, SQLite removes the -wal/-shm this
     // handle creates when it closes; a read-only handle leaves them behind, owned by whoever ran the
     // backup (root), and the appliance's service user then cannot open the database.
-    source = openFile(sourcePath, { fileMustExist: true, timeout: 5000 });
+    source = openSqliteFile(sourcePath, { fileMustExist: true, timeout: 5000 });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
   }
@@ -31,7 +30,7 @@ export async function copyLiveDatabase(sourcePath: string, targetPath: string): 
     const { totalPages } = await source.backup(targetPath, { progress: () => ALL_PAGES });
     // The copy carries the source's WAL flag; as a rollback-journal file it is one self-contained
     // file that opens read-only without -wal/-shm beside it. The appliance sets WAL again at start.
-    const copy = openFile(targetPath, { fileMustExist: true });
+    const copy = openSqliteFile(targetPath, { fileMustExist: true });
     try {
       copy.pragma('journal_mode = DELETE');
     } finally {
@@ -53,9 +52,9 @@ export async function copyLiveDatabase(sourcePath: string, targetPath: string): 
  * for a schema newer than MIGRATIONS' last.
  */
 export function checkDatabaseCopy(path: string): { schemaVersion: number } {
-  let db: Database.Database | undefined;
+  let db: Db | undefined;
   try {
-    db = openFile(path, { readonly: true, fileMustExist: true });
+    db = openSqliteFile(path, { readonly: true, fileMustExist: true });
     const problems = (db.pragma('integrity_check') as Array<{ integrity_check: string }>).map((row) => row.integrity_check);
     if (problems.length !== 1 || problems[0] !== 'ok') {
       throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database copy fails PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}`, { path });
@@ -74,9 +73,4 @@ export function checkDatabaseCopy(path: string): { schemaVersion: number } {
     // A read-only connection cannot remove the WAL files it needed (a WAL-flagged file from an altered archive).
     for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
   }
-}
-
-/** Every handle of this module opens here: how better-sqlite3 and its addon are loaded is decided in one place. */
-function openFile(path: string, options: Database.Options): Database.Database {
-  return new Database(path, options);
 }

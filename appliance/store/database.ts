@@ -20,6 +20,15 @@ function imageAddon(): string | undefined {
 }
 
 /**
+ * Every better-sqlite3 handle of the appliance opens here (the serving database, backup copies,
+ * doctor's read-only look), so the image's addon is used wherever one is opened. Options as
+ * better-sqlite3's constructor; throws what it throws (a SqliteError, or a TypeError for a bad path).
+ */
+export function openSqliteFile(path: string, options: Database.Options = {}): Db {
+  return new Database(path, { ...options, nativeBinding: imageAddon() });
+}
+
+/**
  * Opens the appliance database: the one handle of this process. WAL lets the admin
  * API read while heartbeats write; synchronous=NORMAL is durable across process
  * crashes in WAL mode and loses at most the last commits on power loss, which the
@@ -29,7 +38,7 @@ function imageAddon(): string | undefined {
 export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS): Db {
   let db: Db;
   try {
-    db = new Database(path, { nativeBinding: imageAddon() });
+    db = openSqliteFile(path);
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database at ${path}`, { path }, { cause });
   }
