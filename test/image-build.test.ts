@@ -112,7 +112,7 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     assert.notEqual((await attempt('minisign', ['-Vm', 'SHA256SUMS', '-p', join(image.dir, 'release.pub')], { cwd: scratch })).code, 0);
   });
 
-  test('in a Debian root without Node.js, the image answers --version through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
+  test('in a Debian root without Node.js, the image answers --version and --help through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
     const root = TestRoot.create();
     try {
       assert.notEqual(root.run(['sh', '-c', 'command -v node']).code, 0, 'the root has no node');
@@ -123,6 +123,9 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
       const version = root.run(['ct-ops-appliance', '--version']);
       assert.equal(version.code, 0, version.stderr);
       assert.equal(version.stdout.trim(), image.version);
+      const help = root.run(['ct-ops-appliance', '--help']);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /serve/);
       root.mountProc();
 
       const releasePub = `/opt/ct-ops-image/dist/agents/${image.version}/release.pub`;
