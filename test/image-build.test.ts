@@ -186,4 +186,12 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     const addon = await betterSqliteAddon({ root: REPO_ROOT, arch: 'arm64', nodeVersion: base.version, nodeDir, cacheDir: join(REPO_ROOT, 'node_modules/.cache/ct-ops-image'), step: () => {} });
     assert.match(await checkAddonLoads({ root: REPO_ROOT, arch: 'arm64', node: join(nodeDir, 'bin/node'), addon }), /^3\.\d+\.\d+$/);
   });
+
+  test('an addon that does not load on the host (here: damaged) is reported as such, not as an unusable data directory', async () => {
+    // The suite's own extracted copy, used last: a host with an older glibc fails the same dlopen.
+    writeFileSync(join(top, 'dist/better_sqlite3.node'), 'not an ELF file');
+    const started = await attempt(join(top, 'bin/ct-ops-appliance'), ['serve', '--data-dir', join(scratch, 'data-bad-addon'), '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0'], { timeout: 30_000 });
+    assert.equal(started.code, 70);
+    assert.match(started.stderr, /ERR_DATABASE: the SQLite addon .*better_sqlite3\.node does not load on this host \(the image's README\.md names the glibc it needs\)/);
+  });
 });
