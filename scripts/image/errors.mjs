@@ -2,6 +2,7 @@
 // (sysexits(3), as scripts/agents/errors.mjs and the product's CLIs use them). The steps
 // it shares with build-agents (pinned base tarballs, the release key) fail with the
 // BuildAgentsError codes of scripts/agents/errors.mjs, printed the same way.
+import { CatalogueError } from '../agents/errors.mjs';
 
 export const BUILD_IMAGE_ERRORS = Object.freeze({
   ERR_USAGE: { exit: 64, summary: 'Unknown option or target.' },
@@ -12,19 +13,6 @@ export const BUILD_IMAGE_ERRORS = Object.freeze({
   ERR_IMAGE_CHECK_FAILED: { exit: 70, summary: 'The staged image does not run: `--version` under the bundled Node failed or printed another version.' },
 });
 
-export class BuildImageError extends Error {
-  /**
-   * @param {keyof typeof BUILD_IMAGE_ERRORS} code
-   * @param {string} message
-   * @param {{ cause?: unknown }} [options]
-   */
-  constructor(code, message, options = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'BuildImageError';
-    this.code = code;
-  }
-
-  get exitCode() {
-    return BUILD_IMAGE_ERRORS[this.code].exit;
-  }
+export class BuildImageError extends CatalogueError {
+  static catalogue = BUILD_IMAGE_ERRORS;
 }
