@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
+import { doctorCommand } from './cli/doctor-command.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 import { settingsCommand } from './cli/settings-command.ts';
@@ -16,6 +17,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(tokensCommand())
   .addCommand(tasksCommand())
   .addCommand(softwareCommand())
-  .addCommand(settingsCommand());
+  .addCommand(settingsCommand())
+  .addCommand(doctorCommand());
 
 await runCli(program, process.argv);

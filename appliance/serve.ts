@@ -18,7 +18,7 @@ import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
 import { DEV_RELEASE_PUBLIC_KEY, ensureBundleKey, ensureReleasePublicKey, RELEASE_PUBLIC_KEY_FILE, type ReleaseKeySource } from './pki/signing-keys.ts';
 import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
-import { CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
+import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
@@ -26,7 +26,7 @@ import { TaskDispatcher } from './tasks/dispatcher.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
 import { sweepInventory } from './inventory/sweeper.ts';
 
-export const DATABASE_FILE = 'appliance.db';
+export { DATABASE_FILE } from './lib/data-dir-files.ts';
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
 /** Task deadlines are minutes long; checking every 15 s keeps a timeout within 15 s of due. */
 const TASK_SWEEP_INTERVAL_MS = 15_000;

@@ -127,6 +127,7 @@ export const STATUS = {
   ERR_IDENTITY_RETIRED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'An admin resolved a cloned identity in favour of another machine: this agent discards its key, creates a new one and enrols as a new pending host (with a proof signed by the retired key).' },
   ERR_KEY_ROTATION_REFUSED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: "A key rotation Register was refused: the proof does not verify, the old key is not the host's current key, or the rotation nonce is not the one the appliance offered (the agent keeps its current key and is offered a new rotation)." },
   ERR_SUCCESSOR_REFUSED: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: "A Register with a retired key's proof was refused: the proof does not verify, or the retired key's host has no re-enrolment left (it was not resolved, or its retired machines already enrolled)." },
+  ERR_DOCTOR_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.UNAVAILABLE, summary: '`ct-ops-appliance doctor` found a problem: a check printed `fail` (a port held by another program, a key file readable by others, an expired certificate, a damaged database, a wrong clock, /healthz not answering 200).' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

@@ -39,9 +39,9 @@ export interface TlsMaterial {
   issuedServerCert: boolean;
 }
 
-const CA_KEY_FILE = 'ca.key';
-const SERVER_CERT_FILE = 'server.crt';
-const SERVER_KEY_FILE = 'server.key';
+export const CA_KEY_FILE = 'ca.key';
+export const SERVER_CERT_FILE = 'server.crt';
+export const SERVER_KEY_FILE = 'server.key';
 
 /**
  * Loads the appliance CA and server certificate from the data directory, creating
