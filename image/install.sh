@@ -26,6 +26,8 @@
 #   --san NAME              a host name or IP address agents use to reach the appliance,
 #                           written into a new appliance.toml (repeatable; default: localhost,
 #                           127.0.0.1, ::1 and this machine's host name)
+#   --http-port PORT        the admin HTTPS port written into a new appliance.toml (default 8443)
+#   --grpc-port PORT        the agents' gRPC port written into a new appliance.toml (default 9443)
 #   --release-key KEY       refuse the image unless SHA256SUMS.minisig verifies with this release
 #                           public key: its base64 line "RW...", obtained out of band
 #   --release-key-id ID     with --release-key: the key id (16 hex digits) the key must have
@@ -41,7 +43,8 @@
 #   4  image verification failed: checksum mismatch, missing, extra or unsafe file, bad signature
 #   5  a required tool is missing (sha256sum, systemctl, useradd)
 #   6  an install step failed, or another install held the lock too long
-#   7  preflight refused: not enough free space, or port 8443/9443 held by another program
+#   7  preflight refused: not enough free space, or port 8443/9443 (or those configured) held by
+#      another program
 #   8  the started version did not become healthy: after an upgrade the previous version runs
 #      again on the untouched pre-upgrade data; after a first install the service is stopped
 #   9  the upgrade failed AND the rollback did not bring the previous version back: see journalctl
@@ -74,6 +77,8 @@ RELEASE_KEY=
 RELEASE_KEY_ID=
 HEALTH_TIMEOUT=60
 ASSUME_YES=0
+HTTP_PORT_FLAG=
+GRPC_PORT_FLAG=
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) DRY_RUN=1 ;;
@@ -85,6 +90,10 @@ while [ $# -gt 0 ]; do
     --release-key=*) RELEASE_KEY=${1#--release-key=} ;;
     --release-key-id) [ $# -ge 2 ] || die $EX_USAGE "--release-key-id needs a key id"; RELEASE_KEY_ID=$2; shift ;;
     --release-key-id=*) RELEASE_KEY_ID=${1#--release-key-id=} ;;
+    --http-port) [ $# -ge 2 ] || die $EX_USAGE "--http-port needs a port"; HTTP_PORT_FLAG=$2; shift ;;
+    --http-port=*) HTTP_PORT_FLAG=${1#--http-port=} ;;
+    --grpc-port) [ $# -ge 2 ] || die $EX_USAGE "--grpc-port needs a port"; GRPC_PORT_FLAG=$2; shift ;;
+    --grpc-port=*) GRPC_PORT_FLAG=${1#--grpc-port=} ;;
     --health-timeout) [ $# -ge 2 ] || die $EX_USAGE "--health-timeout needs seconds"; HEALTH_TIMEOUT=$2; shift ;;
     --health-timeout=*) HEALTH_TIMEOUT=${1#--health-timeout=} ;;
     --yes) ASSUME_YES=1 ;;
@@ -95,6 +104,10 @@ while [ $# -gt 0 ]; do
 done
 case $HEALTH_TIMEOUT in '' | *[!0-9]*) die $EX_USAGE "--health-timeout must be whole seconds" ;; esac
 { [ "$HEALTH_TIMEOUT" -ge 1 ] && [ "$HEALTH_TIMEOUT" -le 3600 ]; } || die $EX_USAGE "--health-timeout must be from 1 to 3600 seconds"
+for port in $HTTP_PORT_FLAG $GRPC_PORT_FLAG; do
+  case $port in *[!0-9]*) die $EX_USAGE "a port is a number from 1 to 65535, not $port" ;; esac
+  { [ "$port" -ge 1 ] && [ "$port" -le 65535 ]; } || die $EX_USAGE "a port is a number from 1 to 65535, not $port"
+done
 # Names go into appliance.toml and paths into a unit file: only characters that need no quoting pass.
 for san in $SANS; do
   case $san in *[!A-Za-z0-9.:-]*) die $EX_USAGE "--san $san: a host name or IP address may hold only letters, digits, '.', '-' and ':'" ;; esac
@@ -268,9 +281,11 @@ if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
 [ -n "$DATA_DIR" ] || DATA_DIR=/var/lib/ct-ops
 HTTP_PORT=$(config_value http_port)
 GRPC_PORT=$(config_value grpc_port)
+[ -f "$CONFIG" ] || HTTP_PORT=$HTTP_PORT_FLAG
+[ -f "$CONFIG" ] || GRPC_PORT=$GRPC_PORT_FLAG
 HTTP_PORT=${HTTP_PORT:-8443}
 GRPC_PORT=${GRPC_PORT:-9443}
-if [ -f "$CONFIG" ] && [ -n "$SANS" ]; then warn "$CONFIG exists and is kept: --san changes nothing (edit sans there and restart the service)"; fi
+if [ -f "$CONFIG" ] && [ -n "$SANS$HTTP_PORT_FLAG$GRPC_PORT_FLAG" ]; then warn "$CONFIG exists and is kept: --san, --http-port and --grpc-port change nothing (edit it and restart the service)"; fi
 
 # free_kib DIR: free space of the volume DIR (or its nearest existing parent) is on, in KiB.
 free_kib() {
@@ -382,6 +397,8 @@ if [ ! -f "$CONFIG" ]; then
   {
     printf '# The CT-Ops appliance settings (docs/operations.md), written by install.sh on %s.\n' "$(date -u +%Y-%m-%d)"
     printf 'data_dir = "%s"\n' "$DATA_DIR"
+    [ -z "$HTTP_PORT_FLAG" ] || printf 'http_port = %s\n' "$HTTP_PORT_FLAG"
+    [ -z "$GRPC_PORT_FLAG" ] || printf 'grpc_port = %s\n' "$GRPC_PORT_FLAG"
     if [ -n "$SANS" ]; then
       printf 'sans = ['
       separator=
@@ -396,8 +413,11 @@ fi
 # The files to install from: the installed copy (a dry run installed none: the checked media).
 SOURCE_DIR=$OPT/$VERSION
 [ "$DRY_RUN" = 0 ] || SOURCE_DIR=$IMAGE_DIR
-release_pub=$SOURCE_DIR/dist/agents/$VERSION/release.pub
-[ -f "$release_pub" ] || die $EX_TAMPERED "the image has no agent release key (dist/agents/$VERSION/release.pub)"
+# The image holds one agent release (dist/agents/<agent version>/), signed by the release key.
+set -- "$SOURCE_DIR"/dist/agents/*/release.pub
+{ [ $# -eq 1 ] && [ -f "$1" ]; } || die $EX_TAMPERED "the image holds no agent release key, or more than one (dist/agents/*/release.pub)"
+release_pub=$1
+set --
 put_if_different "$release_pub" 0644 0 "$RELEASE_KEY_FILE"
 
 if [ -L "$DATA_DIR" ]; then die $EX_STEP "$DATA_DIR is a symbolic link: refusing to use it"; fi

@@ -141,7 +141,7 @@ export function probeWrite(db: Db): void {
 export function inspectDatabase(path: string): { readonly schemaVersion: number; readonly problem?: string } {
   let db: Db | undefined;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
+    db = new Database(path, { readonly: true, fileMustExist: true, nativeBinding: imageAddon() });
     const verdict = db.pragma('quick_check', { simple: true }) as string;
     const schemaVersion = db.pragma('user_version', { simple: true }) as number;
     return verdict === 'ok' ? { schemaVersion } : { schemaVersion, problem: `quick_check: ${verdict}` };
