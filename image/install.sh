@@ -39,7 +39,8 @@
 #   0  installed, upgraded, or already installed (nothing changed)
 #   1  usage error
 #   2  not running as root
-#   3  wrong platform: another CPU than the image's, no glibc or one older than 2.28, no systemd
+#   3  wrong platform: another CPU than the image's, no glibc or one older than 2.34, the image's
+#      Node or SQLite addon does not load here, no systemd
 #   4  image verification failed: checksum mismatch, missing, extra or unsafe file, bad signature
 #   5  a required tool is missing (sha256sum, systemctl, useradd)
 #   6  an install step failed, or another install held the lock too long
@@ -57,8 +58,9 @@ readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_PLATFORM=3 EX_TAMPERED=4 EX_MISSING_TOOL=5 
 readonly SERVICE_USER=ct-ops-appliance UNIT=ct-ops-appliance.service
 readonly OPT=/opt/ct-ops CONFIG=/etc/ct-ops/appliance.toml RELEASE_KEY_FILE=/etc/ct-ops/release.pub BACKUPS=/var/lib/ct-ops-backups
 readonly UNIT_FILE=/etc/systemd/system/$UNIT DROPIN_DIR=/etc/systemd/system/$UNIT.d
-# Node 22 needs glibc 2.28 (its official Linux builds' baseline).
-readonly GLIBC_MIN_MAJOR=2 GLIBC_MIN_MINOR=28
+# The newest glibc symbol version the image's Node and SQLite addon use (the image's README names it,
+# from objdump -T); the runtime is also started once after verification, which proves the rest.
+readonly GLIBC_MIN_MAJOR=2 GLIBC_MIN_MINOR=34
 
 say() { printf 'ct-ops-appliance install: %s\n' "$*"; }
 warn() { printf 'ct-ops-appliance install: WARNING: %s\n' "$*" >&2; }
@@ -262,13 +264,23 @@ else
   run mkdir -p "$OPT"
   run chmod 0755 "$OPT"
   STAGE=$(mktemp -d "$OPT/.staging-$VERSION.XXXXXXXX") || die $EX_STEP "cannot create a staging folder in $OPT"
-  cp -R "$IMAGE_DIR/." "$STAGE/" || die $EX_STEP "cannot copy the image to $STAGE"
+  # -p keeps the build time as the files' mtime: doctor's clock check compares the clock with it.
+  cp -Rp "$IMAGE_DIR/." "$STAGE/" || die $EX_STEP "cannot copy the image to $STAGE"
   verify_tree "$STAGE"
   verify_signature "$STAGE"
   say "all $(wc -l <"$STAGE/SHA256SUMS" | tr -d ' ') image files match SHA256SUMS"
   # Root-owned, writable by root only, whatever the tarball or the media said.
   { chown -R 0:0 "$STAGE" && chmod -R u+rwX,go+rX,go-w "$STAGE" && chmod 0755 "$STAGE"; } || die $EX_STEP "cannot set the owner and modes of $STAGE"
 fi
+
+# The verified runtime must run here and load the verified addon (a missing library or glibc symbol
+# shows now, not as a crash-looping service).
+checked=${STAGE:-$IMAGE_DIR}
+[ "$SAME_INSTALLED" = 0 ] || checked=$OPT/$VERSION
+if ! loaded=$("$checked/runtime/bin/node" -e 'process.dlopen({ exports: {} }, process.argv[1]); console.log(process.version)' "$checked/dist/better_sqlite3.node" 2>&1); then
+  die $EX_PLATFORM "the image's Node runtime or its SQLite addon does not run on this machine: $loaded"
+fi
+say "the image's Node $loaded and its SQLite addon run on this machine"
 
 # --- preflight: settings, space, ports -------------------------------------------------------
 
