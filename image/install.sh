@@ -483,9 +483,10 @@ if [ "$SERVICE_ACTIVE" = 1 ] && [ -z "$UPGRADE_FROM" ] && [ "$SAME_INSTALLED" = 
 fi
 
 STARTED_AT=$(date +%s)
-run systemctl restart "$UNIT"
-say "started $UNIT: waiting up to $HEALTH_TIMEOUT s for /healthz"
-if ! healthy "$OPT/$VERSION"; then
+# A unit that failed before (an earlier attempt) must not be held back by its start limit.
+systemctl reset-failed "$UNIT" 2>/dev/null || true
+say "starting $UNIT: waiting up to $HEALTH_TIMEOUT s for /healthz"
+if ! systemctl restart "$UNIT" || ! healthy "$OPT/$VERSION"; then
   journalctl -u "$UNIT" --since "@$STARTED_AT" --no-pager -n 30 -o cat >&2 2>/dev/null || true
   if [ -z "$UPGRADE_FROM" ]; then
     systemctl stop "$UNIT" || true
@@ -493,6 +494,7 @@ if ! healthy "$OPT/$VERSION"; then
   fi
   warn "version $VERSION did not become healthy within $HEALTH_TIMEOUT s: rolling back to $UPGRADE_FROM"
   systemctl stop "$UNIT" || true
+  systemctl reset-failed "$UNIT" 2>/dev/null || true
   switch_current "$UPGRADE_FROM"
   if [ -n "$BACKUP" ]; then
     # The new version may have migrated the data: the pre-upgrade copy comes back, and stays.

@@ -17,7 +17,8 @@ import { waitFor } from './helpers/wait.ts';
  * real systemd, the image's own install.sh refuses a tampered copy or a wrong release key,
  * installs the genuine one as a hardened service that answers /healthz, prints the first admin's
  * one-time password once, and is idempotent; the installed appliance enrols and streams the
- * image's own agent and builds a bundle for every OS/arch from the image's own release.
+ * image's own agent and builds a bundle for every OS/arch from the image's own release; uninstall.sh
+ * keeps the data unless --purge.
  */
 
 const UNIT = 'ct-ops-appliance.service';
@@ -47,6 +48,8 @@ describe('the appliance image installed from media in a booted Debian root witho
     const bytes = readFileSync(target);
     bytes[bytes.length >> 1] ^= 0x01;
     writeFileSync(target, bytes);
+    // The Debian root has no signature verifier; minisign is what a site would install for --release-key.
+    root.addHostTool('/usr/bin/minisign');
     ports = await freePorts();
     system = await BootedSystem.boot(root);
   });
@@ -141,5 +144,23 @@ describe('the appliance image installed from media in a booted Debian root witho
       assert.ok(existsSync(root.at(path)), path);
       assert.match(join(path), new RegExp(`${os}-${arch}`));
     }
+  });
+
+  test('uninstall.sh removes the service and the image but keeps configuration and data; --purge removes those and the account', async () => {
+    await agent?.dispose();
+    const removed = await system.exec([`${genuine}/uninstall.sh`]);
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+    assert.equal(existsSync(root.at('opt/ct-ops')), false);
+    assert.equal(existsSync(root.at(`etc/systemd/system/${UNIT}`)), false);
+    assert.equal(existsSync(root.at('usr/local/bin/ct-ops-appliance')), false);
+    assert.ok(existsSync(root.at('etc/ct-ops/appliance.toml')));
+    assert.ok(existsSync(root.at(`${INSTALLED_DATA_DIR}/appliance.db`)));
+    assert.notEqual((await system.exec(['systemctl', 'is-active', UNIT])).stdout.trim(), 'active');
+    const purged = await system.exec([`${genuine}/uninstall.sh`, '--purge']);
+    assert.equal(purged.code, 0, purged.stdout + purged.stderr);
+    assert.equal(existsSync(root.at('etc/ct-ops/appliance.toml')), false);
+    assert.equal(existsSync(root.at(INSTALLED_DATA_DIR)), false);
+    assert.equal(root.account('ct-ops-appliance'), undefined);
+    assertNothingInstalled();
   });
 });
