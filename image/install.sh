@@ -24,8 +24,9 @@
 #   --data-dir DIR          the appliance's data directory (default: data_dir of an existing
 #                           /etc/ct-ops/appliance.toml, else /var/lib/ct-ops)
 #   --san NAME              a host name or IP address agents use to reach the appliance,
-#                           written into a new appliance.toml (repeatable; default: localhost,
-#                           127.0.0.1, ::1 and this machine's host name)
+#                           written into a new appliance.toml with localhost, 127.0.0.1 and ::1
+#                           (the local admin CLI uses them) (repeatable; default: those three
+#                           and this machine's host name)
 #   --http-port PORT        the admin HTTPS port written into a new appliance.toml (default 8443)
 #   --grpc-port PORT        the agents' gRPC port written into a new appliance.toml (default 9443)
 #   --release-key KEY       refuse the image unless SHA256SUMS.minisig verifies with this release
@@ -412,9 +413,16 @@ if [ ! -f "$CONFIG" ]; then
     [ -z "$HTTP_PORT_FLAG" ] || printf 'http_port = %s\n' "$HTTP_PORT_FLAG"
     [ -z "$GRPC_PORT_FLAG" ] || printf 'grpc_port = %s\n' "$GRPC_PORT_FLAG"
     if [ -n "$SANS" ]; then
+      # Loopback stays named: the admin CLI on this host calls the appliance at 127.0.0.1.
       printf 'sans = ['
       separator=
-      for san in $SANS; do printf '%s"%s"' "$separator" "$san"; separator=', '; done
+      written=
+      for san in $SANS localhost 127.0.0.1 ::1; do
+        case " $written " in *" $san "*) continue ;; esac
+        written="$written $san"
+        printf '%s"%s"' "$separator" "$san"
+        separator=', '
+      done
       printf ']\n'
     fi
     printf '# The agent release key bundles are checked against; install.sh replaces it with each image'"'"'s.\n'

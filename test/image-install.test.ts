@@ -124,15 +124,16 @@ describe('the appliance image installed from media in a booted Debian root witho
       return JSON.parse(result.stdout) as Record<string, unknown>;
     };
     const token = (await cli('tokens', 'create')) as { token: string };
-    agent = new TestAgent({ address: `127.0.0.1:${ports.grpc}`, caCertFile: root.at(`${INSTALLED_DATA_DIR}/ca.crt`), orgToken: token.token, intervalSecs: 1 });
+    agent = new TestAgent({ address: `127.0.0.1:${ports.grpc}`, caCertFile: root.at(`${INSTALLED_DATA_DIR}/ca.crt`), orgToken: token.token, intervalSecs: 5 });
     const executable = root.at(`opt/ct-ops/${image.version}/dist/agents/${image.version}/ct-ops-agent-linux-x64`);
     agent.process = new LoggedProcess(executable, ['-config', agent.configPath], { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile });
     const pending = await waitFor('the agent to enrol', async () => ((await cli('hosts', 'list')) as unknown as Array<{ id: string; status: string }>).find((host) => host.status === 'pending'), 60_000, 500);
     await cli('hosts', 'approve', pending.id);
+    // A pending agent polls every pending_poll_secs (30 s by default) before it learns of the approval.
     const online = await waitFor('the host online with a heartbeat', async () => {
       const host = (await cli('hosts', 'show', pending.id)) as { status: string; last_heartbeat_at: string | null };
       return host.status === 'online' && host.last_heartbeat_at !== null && host;
-    }, 60_000, 500);
+    }, 90_000, 500);
     assert.equal(online.status, 'online');
   });
 

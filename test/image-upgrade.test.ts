@@ -61,12 +61,13 @@ describe('upgrading the installed appliance image, and rolling back a broken one
     assert.equal(installed.code, 0, installed.stdout + installed.stderr + (await system.journal(UNIT)));
     const token = (await cli('tokens', 'create')) as { id: string; token: string };
     tokenId = token.id;
-    agent = new TestAgent({ address: `127.0.0.1:${ports.grpc}`, caCertFile: root.at(`${INSTALLED_DATA_DIR}/ca.crt`), orgToken: token.token, intervalSecs: 1 });
+    agent = new TestAgent({ address: `127.0.0.1:${ports.grpc}`, caCertFile: root.at(`${INSTALLED_DATA_DIR}/ca.crt`), orgToken: token.token, intervalSecs: 5 });
     agent.process = new LoggedProcess(root.at(`opt/ct-ops/${versionA}/dist/agents/${versionA}/ct-ops-agent-linux-x64`), ['-config', agent.configPath], { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile });
     const pending = await waitFor('the agent to enrol', async () => ((await cli('hosts', 'list')) as Array<{ id: string; status: string }>).find((host) => host.status === 'pending'), 60_000, 500);
     hostId = pending.id;
     await cli('hosts', 'approve', hostId);
-    await waitFor('the host online', async () => ((await cli('hosts', 'show', hostId)) as { status: string }).status === 'online', 60_000, 500);
+    // A pending agent polls every pending_poll_secs (30 s by default) before it learns of the approval.
+    await waitFor('the host online', async () => ((await cli('hosts', 'show', hostId)) as { status: string }).status === 'online', 90_000, 500);
     await agent.stop();
   });
 
