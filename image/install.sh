@@ -369,7 +369,11 @@ if [ "$SAME_INSTALLED" = 0 ]; then
     run systemctl stop "$UNIT"
     run rm -rf "$OPT/$VERSION"
   fi
-  run mv "$STAGE" "$OPT/$VERSION"
+  if [ "$DRY_RUN" = 1 ]; then
+    run cp -Rp "$IMAGE_DIR/." "$OPT/$VERSION"
+  else
+    run mv "$STAGE" "$OPT/$VERSION"
+  fi
   STAGE=
   outcome "installed the image to $OPT/$VERSION"
 fi
@@ -383,9 +387,9 @@ if [ "$PREVIOUS" != "$VERSION" ]; then
   switch_current "$VERSION"
   outcome "$OPT/current -> $VERSION"
 fi
+run mkdir -p /usr/local/bin
 for command in ct-ops-appliance ct-ops-bundle; do
   if [ "$(readlink "/usr/local/bin/$command" 2>/dev/null)" != "$OPT/current/bin/$command" ]; then
-    run mkdir -p /usr/local/bin
     run ln -sfn "$OPT/current/bin/$command" "/usr/local/bin/$command"
     outcome "/usr/local/bin/$command -> $OPT/current/bin/$command"
   fi
@@ -451,9 +455,11 @@ fi
 
 UNIT_CHANGED=0
 put_if_different_unit() {
-  before=$CHANGED
+  changed_before=$CHANGED
+  CHANGED=0
   put_if_different "$@"
-  [ "$CHANGED" = "$before" ] || UNIT_CHANGED=1
+  [ "$CHANGED" = 0 ] || UNIT_CHANGED=1
+  [ "$changed_before" = 0 ] || CHANGED=1
 }
 put_if_different_unit "$SOURCE_DIR/systemd/$UNIT" 0644 0 "$UNIT_FILE"
 if [ "$DATA_DIR" != /var/lib/ct-ops ]; then

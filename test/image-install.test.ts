@@ -87,6 +87,14 @@ describe('the appliance image installed from media in a booted Debian root witho
     assertNothingInstalled();
   });
 
+  test('--dry-run verifies the image, prints each action and changes nothing', async () => {
+    const dry = await runInstaller(system, genuine, ['--dry-run', '--release-key', releaseKeyLine(image), '--http-port', String(ports.http), '--grpc-port', String(ports.grpc)]);
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+    assert.match(dry.stdout, /^\[dry-run\] systemctl enable ct-ops-appliance\.service$/m);
+    assert.match(dry.stdout, /dry run: nothing was changed/);
+    assertNothingInstalled();
+  });
+
   test('install.sh with the release key installs a running, healthy, hardened service, prints the one-time password, and a second run changes nothing', async () => {
     const installed = await runInstaller(system, genuine, ['--release-key', releaseKeyLine(image), '--san', 'localhost', '--san', '127.0.0.1', '--http-port', String(ports.http), '--grpc-port', String(ports.grpc)]);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr + (await system.journal(UNIT)));
