@@ -1,7 +1,8 @@
 /**
  * The appliance's own unit (systemd/ct-ops-appliance.service, installed by image/install.sh) is
  * hardened: systemd's own exposure score stays at or below 2.5 with what a network server needs,
- * and MemoryDenyWriteExecute stays off (V8's JIT needs writable-then-executable pages).
+ * and MemoryDenyWriteExecute stays off (V8's JIT needs writable-then-executable pages). The image's
+ * installer scripts are POSIX sh, shellcheck-clean, with their exit codes documented.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,4 +22,16 @@ test('systemd-analyze security rates the appliance unit at most 2.5 (exposure), 
   assert.match(unit, /^CapabilityBoundingSet=$/m);
   assert.match(unit, /^ExecStart=\/opt\/ct-ops\/current\/bin\/ct-ops-appliance serve --config \/etc\/ct-ops\/appliance\.toml$/m);
   assert.match(unit, /^MemoryDenyWriteExecute=no$/m);
+});
+
+test('image/install.sh and image/uninstall.sh are shellcheck-clean POSIX sh with set -eu and documented exit codes', () => {
+  const scripts = ['image/install.sh', 'image/uninstall.sh'].map((path) => `${REPO_ROOT}${path}`);
+  const checked = spawnSync('shellcheck', ['--shell=sh', '--severity=style', ...scripts], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+  for (const script of scripts) {
+    const text = readFileSync(script, 'utf8');
+    assert.ok(text.startsWith('#!/bin/sh\n'), script);
+    assert.match(text, /^set -eu$/m, script);
+    assert.match(text, /^# Exit codes:/m, script);
+  }
 });
