@@ -135,6 +135,7 @@ export const STATUS = {
   ERR_BACKUP_DAMAGED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'The file is not a CT-Ops backup, or it is truncated or altered (an age authentication failure, a broken tar or gzip, a member missing, unlisted or not matching the manifest\'s SHA-256, a database that fails PRAGMA integrity_check); nothing was written.' },
   ERR_BACKUP_OUTPUT_EXISTS: { http: 409, grpc: GrpcCode.ALREADY_EXISTS, exit: ExitCode.CANT_CREATE, summary: 'The backup output file already exists; backup never overwrites one.' },
   ERR_RESTORE_TARGET_NOT_EMPTY: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.CANT_CREATE, summary: 'restore was pointed at a data directory that holds files; give --force to keep it aside as DATA_DIR.before-restore-<time> and restore anyway.' },
+  ERR_DOCTOR_FAILED: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.UNAVAILABLE, summary: '`ct-ops-appliance doctor` found a problem: a check printed `fail` (a port held by another program, a key file readable by others, an expired certificate, a damaged database, a wrong clock, /healthz not answering 200).' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;
 

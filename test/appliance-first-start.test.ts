@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -103,6 +103,18 @@ describe('first-start next steps', () => {
     mkdirSync(home);
     // What npm's bin link (or an image) installs: the command on PATH is a link to the entry script.
     symlinkSync(APPLIANCE_BIN, join(bin, 'ct-ops-appliance'));
+    const env = personEnv({ PATH: `${bin}:${process.env.PATH ?? ''}` });
+    const appliance = await startAppliance('ct-ops-appliance', ['serve', '--data-dir', 'data', ...SERVE_FLAGS], home, env);
+    await assertNextStepsWork(appliance, 'ct-ops-appliance ', home, env);
+  });
+
+  test('started by a launcher script on PATH that sets CT_OPS_LAUNCHER (the image case), the printed commands name ct-ops-appliance and work as printed elsewhere', async () => {
+    const bin = join(scratch, 'launcher-bin');
+    const home = join(scratch, 'launcher-home');
+    mkdirSync(bin);
+    mkdirSync(home);
+    // What the image's bin/ct-ops-appliance does: a shell script, not a link to the entry script, that runs it with its own node.
+    writeFileSync(join(bin, 'ct-ops-appliance'), `#!/bin/sh\nCT_OPS_LAUNCHER=ct-ops-appliance exec ${shellWord(process.execPath)} ${shellWord(APPLIANCE_BIN)} "$@"\n`, { mode: 0o755 });
     const env = personEnv({ PATH: `${bin}:${process.env.PATH ?? ''}` });
     const appliance = await startAppliance('ct-ops-appliance', ['serve', '--data-dir', 'data', ...SERVE_FLAGS], home, env);
     await assertNextStepsWork(appliance, 'ct-ops-appliance ', home, env);

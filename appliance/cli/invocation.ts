@@ -11,8 +11,9 @@ const NPM_SCRIPTS_THAT_SERVE: ReadonlySet<string> = new Set(['start', 'appliance
  * adds its case here). Returns the words before the subcommand, ready for a POSIX shell:
  * - started by npm from a clone (`npm start`, `npm run appliance -- serve`): `npm run appliance --`
  *   (npm runs scripts in the package's folder, so this works from anywhere in the clone);
- * - started as the installed command (`ct-ops-appliance` on PATH is this very script):
- *   `ct-ops-appliance`;
+ * - started as the installed command (`ct-ops-appliance` on PATH is this very script), or by the
+ *   image's launcher (bin/ct-ops-appliance sets CT_OPS_LAUNCHER=ct-ops-appliance; image/install.sh
+ *   links it as /usr/local/bin/ct-ops-appliance): `ct-ops-appliance`;
  * - otherwise (`node dist/ct-ops-appliance.js serve`): `node` and the script's path, relative to
  *   the working directory when it lies below it.
  */
@@ -20,6 +21,7 @@ export function adminCommandPrefix(env: NodeJS.ProcessEnv, scriptPath: string, c
   // npm names the script it runs and its package: only our `start` and `appliance` scripts run the
   // appliance itself (an appliance that `npm test` spawns was not started by a person with npm).
   if (NPM_SCRIPTS_THAT_SERVE.has(env.npm_lifecycle_event ?? '') && env.npm_package_name === 'ct-ops-appliance') return 'npm run appliance --';
+  if (env.CT_OPS_LAUNCHER === 'ct-ops-appliance') return 'ct-ops-appliance';
   const script = realPath(scriptPath);
   if (script !== undefined && installedCommands(env.PATH ?? '').some((command) => realPath(command) === script)) return 'ct-ops-appliance';
   const fromCwd = relative(cwd, scriptPath);

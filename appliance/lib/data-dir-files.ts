@@ -4,7 +4,7 @@
  * server's modules so that those processes do not load the server to learn a file name.
  */
 
-/** The SQLite database (appliance/store). */
+/** The SQLite database (appliance/store; backups copy it, the doctor inspects it read-only). */
 export const DATABASE_FILE = 'appliance.db';
 /** The appliance CA certificate (PEM) that agents trust. */
 export const CA_CERT_FILE = 'ca.crt';

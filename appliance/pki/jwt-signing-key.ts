@@ -12,7 +12,7 @@ export interface JwtSigningKey {
   publicJwk: JWK;
 }
 
-const JWT_KEY_FILE = 'jwt-signing.key';
+export const JWT_KEY_FILE = 'jwt-signing.key';
 
 /** Loads the Ed25519 JWT signing key from the data directory, creating it on first start. */
 export async function ensureJwtSigningKey(dataDir: string): Promise<JwtSigningKey> {

@@ -146,3 +146,22 @@ export function probeWrite(db: Db): void {
     db.pragma(`user_version = ${version}`);
   })();
 }
+
+/**
+ * What `ct-ops-appliance doctor` reads of a database, opened read-only beside a running appliance
+ * (WAL readers do not block it) and never migrated: PRAGMA quick_check's verdict and the schema
+ * version (PRAGMA user_version). `problem` says why the file cannot be trusted (damaged, not a database, unreadable).
+ */
+export function inspectDatabase(path: string): { readonly schemaVersion: number; readonly problem?: string } {
+  let db: Db | undefined;
+  try {
+    db = openSqliteFile(path, { readonly: true, fileMustExist: true });
+    const verdict = db.pragma('quick_check', { simple: true }) as string;
+    const schemaVersion = db.pragma('user_version', { simple: true }) as number;
+    return verdict === 'ok' ? { schemaVersion } : { schemaVersion, problem: `quick_check: ${verdict}` };
+  } catch (error) {
+    return { schemaVersion: 0, problem: `${sqliteCode(error) ?? 'error'}: ${(error as Error).message}` };
+  } finally {
+    db?.close();
+  }
+}

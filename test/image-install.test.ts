@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { keyIdHex, publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
+import { TestAgent } from './helpers/agent.ts';
+import { TestRoot } from './helpers/chroot.ts';
+import { builtImage, type BuiltImage } from './helpers/image.ts';
+import { freePorts, imageOnMedia, INSTALLED_DATA_DIR, installedHealthz, nodeExecutables, releaseKeyLine, runInstaller } from './helpers/installed-image.ts';
+import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
+import { LoggedProcess } from './helpers/processes.ts';
+import { waitFor } from './helpers/wait.ts';
+
+/*
+ * The appliance image crosses the air gap: in a Debian root with no Node anywhere, booted with a
+ * real systemd, the image's own install.sh refuses a tampered copy or a wrong release key,
+ * installs the genuine one as a hardened service that answers /healthz, prints the first admin's
+ * one-time password once, and is idempotent; the installed appliance enrols and streams the
+ * image's own agent and builds a bundle for every OS/arch from the image's own release; uninstall.sh
+ * keeps the data unless --purge.
+ */
+
+const UNIT = 'ct-ops-appliance.service';
+const TARGETS = [['linux', 'x64'], ['linux', 'arm64'], ['darwin', 'x64'], ['darwin', 'arm64'], ['windows', 'x64'], ['windows', 'arm64']] as const;
+/** install.sh's documented exit code for a refused image (image/install.sh header). */
+const EXIT_TAMPERED = 4;
+
+describe('the appliance image installed from media in a booted Debian root without Node', { skip: nspawnUnavailable(), timeout: 20 * 60_000 }, () => {
+  let image: BuiltImage;
+  let root: TestRoot;
+  let system: BootedSystem;
+  let ports: { http: number; grpc: number };
+  let genuine: string;
+  let tampered: string;
+  let agent: TestAgent | undefined;
+  /** Any node the Debian root had before the install: none, asserted in before(). */
+  let nodesBefore: string[];
+
+  before(async () => {
+    image = await builtImage('linux-x64');
+    root = TestRoot.create();
+    nodesBefore = nodeExecutables(root);
+    genuine = imageOnMedia(root, image, 'genuine');
+    tampered = imageOnMedia(root, image, 'tampered');
+    // One flipped byte in the middle of the bundled appliance.
+    const target = root.at(`${tampered}/dist/ct-ops-appliance.js`);
+    const bytes = readFileSync(target);
+    bytes[bytes.length >> 1] ^= 0x01;
+    writeFileSync(target, bytes);
+    // The Debian root has no signature verifier; minisign is what a site would install for --release-key.
+    root.addHostTool('/usr/bin/minisign');
+    ports = await freePorts();
+    system = await BootedSystem.boot(root);
+  });
+  after(async () => {
+    await agent?.dispose();
+    await system?.dispose();
+    root?.dispose();
+  });
+
+  /** Nothing of the appliance is on the system: no version folder or staging left, no unit, no account, no config. */
+  function assertNothingInstalled(): void {
+    assert.deepEqual(existsSync(root.at('opt/ct-ops')) ? readdirSync(root.at('opt/ct-ops')) : [], []);
+    assert.equal(existsSync(root.at(`etc/systemd/system/${UNIT}`)), false);
+    assert.equal(existsSync(root.at('etc/ct-ops/appliance.toml')), false);
+    assert.equal(root.account('ct-ops-appliance'), undefined);
+  }
+
+  test('the Debian root has no node at all before the install', () => {
+    assert.deepEqual(nodesBefore, []);
+  });
+
+  test('a flipped byte in dist/ct-ops-appliance.js is refused with exit 4 and nothing is installed', async () => {
+    const refused = await runInstaller(system, tampered, ['--san', 'localhost', '--http-port', String(ports.http), '--grpc-port', String(ports.grpc)]);
+    assert.equal(refused.code, EXIT_TAMPERED, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /checksum mismatch/);
+    assertNothingInstalled();
+  });
+
+  test('a release key other than the one that signed the image is refused with exit 4 and nothing is installed', async () => {
+    const stranger = signingKeyFromSeed(randomBytes(32));
+    const strangerLine = publicKeyFile(stranger).trim().split('\n').at(-1)!;
+    const refused = await runInstaller(system, genuine, ['--release-key', strangerLine, '--release-key-id', keyIdHex(stranger.keyId)]);
+    assert.equal(refused.code, EXIT_TAMPERED, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /SHA256SUMS\.minisig does not verify/);
+    assertNothingInstalled();
+  });
+
+  test('--dry-run verifies the image, prints each action and changes nothing', async () => {
+    const dry = await runInstaller(system, genuine, ['--dry-run', '--release-key', releaseKeyLine(image), '--http-port', String(ports.http), '--grpc-port', String(ports.grpc)]);
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+    assert.match(dry.stdout, /^\[dry-run\] systemctl enable ct-ops-appliance\.service$/m);
+    assert.match(dry.stdout, /dry run: nothing was changed/);
+    assertNothingInstalled();
+  });
+
+  test('install.sh with the release key installs a running, healthy, hardened service, prints the one-time password, and a second run changes nothing', async () => {
+    const installed = await runInstaller(system, genuine, ['--release-key', releaseKeyLine(image), '--san', 'localhost', '--san', '127.0.0.1', '--http-port', String(ports.http), '--grpc-port', String(ports.grpc)]);
+    assert.equal(installed.code, 0, installed.stdout + installed.stderr + (await system.journal(UNIT)));
+    assert.match(installed.stdout, /SHA256SUMS signature verified with release key/);
+    assert.match(installed.stdout, /^ {2}password: \S{12,}$/m);
+    assert.match(installed.stdout, /^CA certificate for agents: .*\(SHA-256 [0-9A-F:]{95}\)$/m);
+    assert.match(installed.stdout, /^Trusted agent release key: .*\(minisign key id [0-9A-F]{16}\)$/m);
+
+    assert.deepEqual(await system.show(UNIT, 'ActiveState', 'User'), { ActiveState: 'active', User: 'ct-ops-appliance' });
+    const healthz = await installedHealthz(root, ports.http);
+    assert.equal(healthz.status, 200);
+    assert.equal(healthz.body.version, image.version);
+    // The only node now is the image's own runtime.
+    assert.deepEqual(nodeExecutables(root), [`opt/ct-ops/${image.version}/runtime/bin/node`]);
+    const version = await system.exec(['ct-ops-appliance', '--version']);
+    assert.equal(version.stdout.trim(), image.version, version.stderr);
+    const doctor = await system.exec(['ct-ops-appliance', 'doctor']);
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+    const verified = await system.exec(['systemd-analyze', 'verify', `/etc/systemd/system/${UNIT}`]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.equal(verified.stderr.trim(), '');
+
+    const mainPid = (await system.show(UNIT, 'MainPID')).MainPID;
+    const again = await runInstaller(system, genuine, ['--release-key', releaseKeyLine(image)]);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.match(again.stdout, /nothing changed/);
+    assert.doesNotMatch(again.stdout, /password:/);
+    assert.equal((await system.show(UNIT, 'MainPID')).MainPID, mainPid);
+  });
+
+  test("the image's own linux-x64 agent enrols and streams; the installed CLI approves it", async () => {
+    const cli = async (...args: string[]): Promise<Record<string, unknown>> => {
+      const result = await system.exec(['ct-ops-appliance', ...args, '--data-dir', INSTALLED_DATA_DIR, '--json']);
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+      return JSON.parse(result.stdout) as Record<string, unknown>;
+    };
+    const token = (await cli('tokens', 'create')) as { token: string };
+    agent = new TestAgent({ address: `127.0.0.1:${ports.grpc}`, caCertFile: root.at(`${INSTALLED_DATA_DIR}/ca.crt`), orgToken: token.token, intervalSecs: 5 });
+    const executable = root.at(`opt/ct-ops/${image.version}/dist/agents/${image.version}/ct-ops-agent-linux-x64`);
+    agent.process = new LoggedProcess(executable, ['-config', agent.configPath], { CT_OPS_MACHINE_ID_FILE: agent.machineIdFile });
+    const pending = await waitFor('the agent to enrol', async () => ((await cli('hosts', 'list')) as unknown as Array<{ id: string; status: string }>).find((host) => host.status === 'pending'), 60_000, 500);
+    await cli('hosts', 'approve', pending.id);
+    // A pending agent polls every pending_poll_secs (30 s by default) before it learns of the approval.
+    const online = await waitFor('the host online with a heartbeat', async () => {
+      const host = (await cli('hosts', 'show', pending.id)) as { status: string; last_heartbeat_at: string | null };
+      return host.status === 'online' && host.last_heartbeat_at !== null && host;
+    }, 90_000, 500);
+    assert.equal(online.status, 'online');
+  });
+
+  test("the installed ct-ops-bundle builds a bundle for every OS/arch from the image's own release", async () => {
+    for (const [os, arch] of TARGETS) {
+      const built = await system.exec(['ct-ops-bundle', 'build', '--data-dir', INSTALLED_DATA_DIR, '--os', os, '--arch', arch, '--address', `127.0.0.1:${ports.grpc}`, '--out', '/root', '--json']);
+      assert.equal(built.code, 0, `${os}-${arch}: ${built.stderr}`);
+      const { path } = JSON.parse(built.stdout) as { path: string };
+      assert.ok(existsSync(root.at(path)), path);
+      assert.match(join(path), new RegExp(`${os}-${arch}`));
+    }
+  });
+
+  test('uninstall.sh removes the service and the image but keeps configuration and data; --purge removes those and the account', async () => {
+    await agent?.dispose();
+    const removed = await system.exec([`${genuine}/uninstall.sh`]);
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+    assert.equal(existsSync(root.at('opt/ct-ops')), false);
+    assert.equal(existsSync(root.at(`etc/systemd/system/${UNIT}`)), false);
+    assert.equal(existsSync(root.at('usr/local/bin/ct-ops-appliance')), false);
+    assert.ok(existsSync(root.at('etc/ct-ops/appliance.toml')));
+    assert.ok(existsSync(root.at(`${INSTALLED_DATA_DIR}/appliance.db`)));
+    assert.notEqual((await system.exec(['systemctl', 'is-active', UNIT])).stdout.trim(), 'active');
+    const purged = await system.exec([`${genuine}/uninstall.sh`, '--purge']);
+    assert.equal(purged.code, 0, purged.stdout + purged.stderr);
+    assert.equal(existsSync(root.at('etc/ct-ops/appliance.toml')), false);
+    assert.equal(existsSync(root.at(INSTALLED_DATA_DIR)), false);
+    assert.equal(root.account('ct-ops-appliance'), undefined);
+    assertNothingInstalled();
+  });
+});
