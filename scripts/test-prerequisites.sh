@@ -17,12 +17,15 @@
 # agent under its hardened unit. libarchive-tools' bsdtar and python3's zipfile also read the hostile
 # zips of the bundle verifier's differential tests. faketime (libfaketime): agents and appliances run
 # with their own clock shifted by minutes or days (the appliance judges freshness, not the agent's clock).
+# skopeo, umoci, podman: tools that did not write the appliance's OCI archive read, copy, unpack and load
+# it (podman into a private vfs store; no container runs).
 set -eu
 
 PACKAGES='openssl python3 python3-grpcio python3-grpc-tools python3-protobuf python3-cryptography
 minisign shellcheck systemd debootstrap
 llvm file qemu-user libc6-arm64-cross libstdc++6-arm64-cross wine wine64 zip unzip
-rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime'
+rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime
+skopeo umoci podman'
 
 EX_UNAVAILABLE=69
 me=test-prerequisites
