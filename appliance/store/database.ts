@@ -1,9 +1,23 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CtOpsError } from '../../common/errors.ts';
+import { packageRoot } from '../../common/package-root.ts';
 import type { StorageFailureCode } from '../health/storage-health.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
 
 export type Db = Database.Database;
+
+/**
+ * The better-sqlite3 addon of an appliance image (dist/better_sqlite3.node, built by
+ * scripts/build-image.mjs for the image's own Node and CPU), or undefined in a clone, where
+ * better-sqlite3 finds its addon in node_modules as usual (nativeBinding undefined). An image has no
+ * node_modules.
+ */
+function imageAddon(): string | undefined {
+  const path = join(packageRoot(), 'dist', 'better_sqlite3.node');
+  return existsSync(path) ? path : undefined;
+}
 
 /**
  * Opens the appliance database: the one handle of this process. WAL lets the admin
@@ -15,7 +29,7 @@ export type Db = Database.Database;
 export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS): Db {
   let db: Db;
   try {
-    db = new Database(path);
+    db = new Database(path, { nativeBinding: imageAddon() });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database at ${path}`, { path }, { cause });
   }
