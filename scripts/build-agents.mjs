@@ -8,11 +8,10 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { extractBaseBinary, pinnedBase, verifiedBaseTarball } from './agents/base-binary.mjs';
+import { parseBuildArgs, runBuildTool, selectTargets } from './agents/cli-options.mjs';
 import { BUILD_AGENTS_ERRORS, BuildAgentsError } from './agents/errors.mjs';
 import { finishTarget } from './agents/finish-target.mjs';
-import { createReporter } from './agents/progress.mjs';
 import { loadReleaseKey } from './agents/release-key.mjs';
 import { writeReleaseFiles } from './agents/release-files.mjs';
 import { assertSelfContained, makeSeaBlob } from './agents/sea-blob.mjs';
@@ -57,35 +56,21 @@ Exit codes: 0 built; ${[...new Set(Object.values(BUILD_AGENTS_ERRORS).map((entry
 }
 
 function parseOptions(argv) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        target: { type: 'string', multiple: true },
-        'out-dir': { type: 'string' },
-        'cache-dir': { type: 'string' },
-        'dev-keys-dir': { type: 'string' },
-        'no-bundle': { type: 'boolean', default: false },
-        jobs: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (error) {
-    throw new BuildAgentsError('ERR_USAGE', `${error.message} (see --help)`);
-  }
-  const wanted = parsed.target ?? TARGETS.map((target) => target.id);
-  const unknown = wanted.filter((id) => !TARGETS.some((target) => target.id === id));
-  if (unknown.length > 0) throw new BuildAgentsError('ERR_USAGE', `unknown target ${unknown.join(', ')}; known: ${TARGETS.map((target) => target.id).join(', ')}`);
+  const parsed = parseBuildArgs(
+    argv,
+    {
+      'cache-dir': { type: 'string' },
+      'dev-keys-dir': { type: 'string' },
+      'no-bundle': { type: 'boolean', default: false },
+      jobs: { type: 'string' },
+    },
+    BuildAgentsError,
+  );
   const jobs = parsed.jobs === undefined ? availableParallelism() : Number(parsed.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new BuildAgentsError('ERR_USAGE', '--jobs takes a positive integer');
   return Object.freeze({
     help: parsed.help,
-    targets: TARGETS.filter((target) => wanted.includes(target.id)),
+    targets: selectTargets(parsed.target, TARGETS, BuildAgentsError),
     outDir: resolve(parsed['out-dir'] ?? join(root, 'dist/agents')),
     cacheDir: resolve(parsed['cache-dir'] ?? join(root, 'node_modules/.cache/ct-ops-node-base')),
     devKeysDir: resolve(parsed['dev-keys-dir'] ?? join(root, '.dev-keys')),
@@ -190,25 +175,4 @@ async function build(options, report) {
   };
 }
 
-async function main() {
-  let options;
-  try {
-    options = parseOptions(process.argv.slice(2));
-    if (options.help) {
-      process.stdout.write(helpText());
-      return 0;
-    }
-    const result = await build(options, createReporter({ quiet: options.quiet }));
-    if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    return 0;
-  } catch (error) {
-    if (error instanceof BuildAgentsError) {
-      process.stderr.write(`build-agents: ${error.code}: ${error.message}\n`);
-      return error.exitCode;
-    }
-    process.stderr.write(`build-agents: unexpected failure: ${error?.stack ?? error}\n`);
-    return 70;
-  }
-}
-
-process.exitCode = await main();
+process.exitCode = await runBuildTool({ tool: 'build-agents', argv: process.argv.slice(2), parseOptions, helpText, build });

@@ -10,14 +10,14 @@ import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, writeFi
 import { createHash } from 'node:crypto';
 import { join, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
 import { loadReleaseFile } from '../bundler/build/inputs.ts';
 import { keyIdHex, publicKeyFile } from '../common/minisign.ts';
 import { extractBaseBinary, pinnedBase, verifiedBaseTarball } from './agents/base-binary.mjs';
-import { BUILD_AGENTS_ERRORS, BuildAgentsError } from './agents/errors.mjs';
-import { createReporter } from './agents/progress.mjs';
+import { parseBuildArgs, runBuildTool, selectTargets } from './agents/cli-options.mjs';
+import { BUILD_AGENTS_ERRORS } from './agents/errors.mjs';
 import { loadReleaseKey } from './agents/release-key.mjs';
 import { SERVICE_WRAPPER, TARGETS as AGENT_TARGETS } from './agents/targets.mjs';
 import { betterSqliteAddon, checkAddonLoads } from './image/addon.mjs';
@@ -76,29 +76,10 @@ Exit codes: 0 built; ${exits.join(', ')} on failure (the error code is printed).
 }
 
 function parseOptions(argv) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        target: { type: 'string', multiple: true },
-        'out-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (error) {
-    throw new BuildImageError('ERR_USAGE', `${error.message} (see --help)`);
-  }
-  const wanted = parsed.target ?? IMAGE_TARGETS.map((target) => target.id);
-  const unknown = wanted.filter((id) => !IMAGE_TARGETS.some((target) => target.id === id));
-  if (unknown.length > 0) throw new BuildImageError('ERR_USAGE', `unknown target ${unknown.join(', ')}; known: ${IMAGE_TARGETS.map((target) => target.id).join(', ')}`);
+  const parsed = parseBuildArgs(argv, {}, BuildImageError);
   return Object.freeze({
     help: parsed.help,
-    targets: IMAGE_TARGETS.filter((target) => wanted.includes(target.id)),
+    targets: selectTargets(parsed.target, IMAGE_TARGETS, BuildImageError),
     outDir: resolve(parsed['out-dir'] ?? join(root, 'dist/image')),
     json: parsed.json,
     quiet: parsed.quiet,
@@ -263,24 +244,4 @@ async function build(options, report) {
   return { version: pkg.version, dir: versionDir, sourceDateEpoch: mtime.getTime() / 1000, sumsLines: lines, releaseKey: { id: keyIdHex(loaded.key.keyId), source: loaded.source }, images };
 }
 
-async function main() {
-  try {
-    const options = parseOptions(process.argv.slice(2));
-    if (options.help) {
-      process.stdout.write(helpText());
-      return 0;
-    }
-    const result = await build(options, createReporter({ quiet: options.quiet }));
-    if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    return 0;
-  } catch (error) {
-    if (error instanceof BuildImageError || error instanceof BuildAgentsError) {
-      process.stderr.write(`build-image: ${error.code}: ${error.message}\n`);
-      return error.exitCode;
-    }
-    process.stderr.write(`build-image: unexpected failure: ${error?.stack ?? error}\n`);
-    return 70;
-  }
-}
-
-process.exitCode = await main();
+process.exitCode = await runBuildTool({ tool: 'build-image', argv: process.argv.slice(2), parseOptions, helpText, build });

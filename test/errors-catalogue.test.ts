@@ -35,3 +35,12 @@ test('docs/errors.md lists every build:agents error code with its exit code', as
     assert.match(doc, new RegExp(`\\| \`${code}\` \\| ${exit} \\|`), `${code} is missing or stale in docs/errors.md`);
   }
 });
+
+test('docs/errors.md lists every build:image error code with its exit code', async () => {
+  const { BUILD_IMAGE_ERRORS } = await import('../scripts/image/errors.mjs');
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('## Build tool: `npm run build:image`'));
+  for (const [code, { exit }] of Object.entries(BUILD_IMAGE_ERRORS)) {
+    assert.match(section, new RegExp(`\\| \`${code}\` \\| ${exit} \\|`), `${code} is missing or stale in docs/errors.md`);
+  }
+});

@@ -66,7 +66,7 @@ export async function verifiedBaseTarball(base, cacheDir) {
   return tarball;
 }
 
-/** Extracts one file (e.g. package/bin/node) of a verified tarball into dir and returns its path. */
+/** Extracts one member (a file such as package/bin/node, or a folder such as package) of a verified tarball into dir and returns its path. */
 export async function extractBaseBinary(tarball, memberPath, dir) {
   mkdirSync(dir, { recursive: true });
   try {

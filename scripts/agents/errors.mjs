@@ -14,20 +14,28 @@ export const BUILD_AGENTS_ERRORS = Object.freeze({
   ERR_RELEASE_KEY_INVALID: { exit: 78, summary: 'CT_OPS_RELEASE_KEY does not name a readable PKCS#8 Ed25519 private key.' },
 });
 
-export class BuildAgentsError extends Error {
+/**
+ * An error of a build tool with a code from the tool's closed catalogue ({ CODE: { exit,
+ * summary } }, the subclass's static `catalogue`) and that code's exit code.
+ */
+export class CatalogueError extends Error {
   /**
-   * @param {keyof typeof BUILD_AGENTS_ERRORS} code
+   * @param {string} code
    * @param {string} message
    * @param {{ cause?: unknown, detail?: string }} [options]
    */
   constructor(code, message, options = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'BuildAgentsError';
+    this.name = new.target.name;
     this.code = code;
     this.detail = options.detail;
   }
 
   get exitCode() {
-    return BUILD_AGENTS_ERRORS[this.code].exit;
+    return this.constructor.catalogue[this.code].exit;
   }
+}
+
+export class BuildAgentsError extends CatalogueError {
+  static catalogue = BUILD_AGENTS_ERRORS;
 }

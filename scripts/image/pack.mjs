@@ -16,7 +16,9 @@ export async function packTarball({ stagingDir, paths, tarball, mtime }) {
   const partial = `${tarball}.partial-${process.pid}`;
   await pipeline(
     tar.create({ cwd: stagingDir, portable: true, mtime, noDirRecurse: true, strict: true }, paths),
-    createGzip({ level: 9 }),
+    // Level 6 (zlib's default): level 9 took 2.5 times the CPU time for 0.6 % less
+    // on the agent executables (gzip -6 / -9 of ct-ops-agent-linux-x64: 5.9 / 14.7 s user, 38.96 / 38.72 MB).
+    createGzip({ level: 6 }),
     createWriteStream(partial),
   );
   renameSync(partial, tarball);

@@ -52,7 +52,7 @@ export function normalisedEntries(dir, prefix = '') {
   return entries;
 }
 
-/** The newest GLIBC_ / GLIBCXX_ symbol versions an ELF file needs, from objdump -T. */
+/** The newest GLIBC_ / GLIBCXX_ symbol versions an ELF file needs, from objdump -T: { glibc: 'GLIBC_2.28', glibcxx: 'GLIBCXX_3.4.21' }. */
 async function elfRequirements(objdump, file) {
   const { stdout } = await run(objdump, ['-T', file], { maxBuffer: 256 * 1024 * 1024 });
   const newest = (prefix) =>
@@ -78,9 +78,10 @@ and CPU (dist/better_sqlite3.node), the signed agent release (dist/agents/${vers
 executables and the Windows service wrapper), the bundle templates and the installer. Nothing
 is fetched at run time; the host needs no Node.js.
 
-Host requirement: Linux on ${arch === 'x64' ? 'x86-64' : 'AArch64 (ARMv8)'} with glibc providing ${requirements.glibc ?? 'GLIBC_2.17'} and libstdc++ providing
-${requirements.glibcxx ?? 'GLIBCXX_3.4'} (objdump -T of runtime/bin/node and dist/better_sqlite3.node; Debian 10,
-Ubuntu 20.04, RHEL 8 and newer have both). musl (Alpine) is not supported.
+Host requirement: Linux on ${arch === 'x64' ? 'x86-64' : 'AArch64 (ARMv8)'} with glibc and libstdc++ providing the newest symbol
+versions the image's ELF files need (objdump -T): ${requirements.glibc} and ${requirements.glibcxx}. Node.js itself needs
+${requirements.node.glibc} and ${requirements.node.glibcxx}; the rest comes from the better-sqlite3 addon, compiled with
+the build machine's toolchain. musl (Alpine) is not supported.
 
 ## Verify before you install
 
@@ -117,7 +118,8 @@ Agent release files: ${agentFiles.join(', ')}.
  *   nodePackageDir: string, nodeVersion: string, addon: string, agentsDir: string,
  *   releaseKey: { key: import('../../common/minisign.ts').SigningKey, label: string },
  * }} options
- * @returns {Promise<{ stagingDir: string, topName: string, topDir: string, requirements: { glibc?: string, glibcxx?: string } }>}
+ * @returns {Promise<{ stagingDir: string, topName: string, topDir: string, requirements: { glibc: string, glibcxx: string, node: { glibc: string, glibcxx: string } } }>}
+ *   requirements: the newest glibc / libstdc++ symbol versions of the image, and of its Node alone
  */
 export async function stageTopFolder({ root, stagingDir, version, arch, nodePackageDir, nodeVersion, addon, agentsDir, releaseKey }) {
   const topName = imageName(version, arch);
@@ -143,12 +145,11 @@ export async function stageTopFolder({ root, stagingDir, version, arch, nodePack
   }
 
   const objdump = arch === 'x64' ? 'objdump' : 'aarch64-linux-gnu-objdump';
-  let requirements = {};
+  let requirements;
   try {
-    for (const file of ['runtime/bin/node', 'dist/better_sqlite3.node']) {
-      const found = await elfRequirements(objdump, join(topDir, file));
-      requirements = { glibc: newer(requirements.glibc, found.glibc), glibcxx: newer(requirements.glibcxx, found.glibcxx) };
-    }
+    const node = await elfRequirements(objdump, join(topDir, 'runtime/bin/node'));
+    const addonNeeds = await elfRequirements(objdump, join(topDir, 'dist/better_sqlite3.node'));
+    requirements = { glibc: newer(node.glibc, addonNeeds.glibc), glibcxx: newer(node.glibcxx, addonNeeds.glibcxx), node };
   } catch (error) {
     throw new BuildImageError('ERR_TOOL_MISSING', `${objdump} cannot read the image's executables (binutils${arch === 'arm64' ? '-aarch64-linux-gnu' : ''}): ${error.message}`, { cause: error });
   }
@@ -184,7 +185,7 @@ export async function writeSignedSums({ dir, listed, key, trustedComment, untrus
  * @param {Parameters<typeof stageTopFolder>[0] & { targetId: string }} options
  * @returns {Promise<{ stagingDir: string, topName: string, topDir: string,
  *   entries: { path: string, type: 'file' | 'directory', mode: number }[],
- *   requirements: { glibc?: string, glibcxx?: string } }>} entries: the top folder and
+ *   requirements: { glibc: string, glibcxx: string, node: { glibc: string, glibcxx: string } } }>} entries: the top folder and
  *   everything in it, paths relative to stagingDir (<topName>/...), sorted, in tar order
  */
 export async function stageImage(options) {

@@ -1,8 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './processes.ts';
 
@@ -73,10 +71,8 @@ export function builtImage(arch: ImageArch = 'linux-x64'): Promise<BuiltImage> {
   return build;
 }
 
-/** Extracts the image tarball with tar into a fresh temporary folder (removed after the suite); returns the top folder's path. */
-export async function extractedImage(image: BuiltImage): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-image-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+/** Extracts the image tarball with tar into dir (the caller's, which it removes); returns the top folder's path. */
+export async function extractedImage(image: BuiltImage, dir: string): Promise<string> {
   await run('tar', ['-xzf', image.tarball, '-C', dir]);
   return join(dir, image.topName);
 }
