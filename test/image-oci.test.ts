@@ -127,8 +127,8 @@ describe('the OCI image archive', { skip, timeout: 30 * 60_000 }, () => {
     assert.equal(lstatSync(join(rootfs, 'var/lib/ct-ops')).uid, IMAGE_USER.uid);
 
     // In the container's environment exactly (env -i), as the image's user, what `docker run IMAGE ARGS…` runs.
-    const inContainer = (args: readonly string[]): string[] => ['-i', ...config.config.Env, '/usr/sbin/chroot', `--userspec=${IMAGE_USER.uid}:${IMAGE_USER.gid}`, rootfs, ...config.config.Entrypoint, ...args];
-    const server = new LoggedProcess('env', inContainer([...config.config.Cmd, '--listen', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--san', 'localhost', '--san', '127.0.0.1']));
+    const inContainer = ['-i', ...config.config.Env, '/usr/sbin/chroot', `--userspec=${IMAGE_USER.uid}:${IMAGE_USER.gid}`, rootfs];
+    const server = new LoggedProcess('env', [...inContainer, ...config.config.Entrypoint, ...config.config.Cmd, '--listen', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--san', 'localhost', '--san', '127.0.0.1']);
     try {
       const started = await server.waitForLog('appliance started', {}, 60_000);
       const ca = readFileSync(join(rootfs, 'var/lib/ct-ops/ca.crt'), 'utf8');
@@ -137,8 +137,9 @@ describe('the OCI image archive', { skip, timeout: 30 * 60_000 }, () => {
       assert.equal(statSync(join(rootfs, 'var/lib/ct-ops/ca.crt')).uid, IMAGE_USER.uid, 'the data the appliance writes belongs to the image user');
       const imageKey = parsePublicKeyFile(readFileSync(join(rootfs, `opt/ct-ops/${image.version}/dist/agents/${image.version}/release.pub`), 'utf8'));
       assert.equal(started.release_key_id, keyIdHex(imageKey.keyId), "the image's own release key is trusted from the first start");
-      // `docker exec CONTAINER <entrypoint> hosts list` (docs/operations.md): the data folder comes from the image's environment.
-      const hosts = spawnSync('env', inContainer(['hosts', 'list', '--json']), { encoding: 'utf8', timeout: 60_000 });
+      // `docker exec CONTAINER node /opt/ct-ops/current/dist/ct-ops-appliance.js hosts list` (docs/operations.md):
+      // node from the image's PATH, the data folder from its environment.
+      const hosts = spawnSync('env', [...inContainer, 'node', '/opt/ct-ops/current/dist/ct-ops-appliance.js', 'hosts', 'list', '--json'], { encoding: 'utf8', timeout: 60_000 });
       assert.equal(hosts.status, 0, hosts.stderr);
       assert.deepEqual(JSON.parse(hosts.stdout), []);
     } finally {

@@ -137,7 +137,8 @@ function imageConfig({ arch, version, created, diffIds, runtime }) {
       User: `${IMAGE_USER.uid}:${IMAGE_USER.gid}`,
       ExposedPorts: { '8443/tcp': {}, '9443/tcp': {} },
       Env: [
-        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        // The image's Node first: `docker exec CONTAINER node /opt/ct-ops/current/dist/ct-ops-appliance.js …`, as the first-start text prints it.
+        `PATH=${current}/runtime/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
         `CT_OPS_APPLIANCE_DATA_DIR=${DATA_DIR}`,
         // The key that signed this very image and its agent release (checked on the transfer station), so bundles build from the first start.
         `CT_OPS_APPLIANCE_RELEASE_PUBLIC_KEY_FILE=${current}/dist/agents/${version}/release.pub`,
