@@ -191,7 +191,7 @@ async function buildOne(target, { options, release, agentsDir, mtime, report }) 
   const base = pinnedBase(target.basePackage);
   step(`verifying the Node.js ${base.version} base package`);
   const baseTarball = await verifiedBaseTarball(base, join(root, 'node_modules/.cache/ct-ops-node-base'));
-  // A fixed folder (not a random temporary one): node-gyp's include paths stay the same build to build.
+  // The whole package (bin/node, LICENSE, include/node for node-gyp), extracted afresh from the verified tarball.
   const nodeDir = join(cacheDir, `node-${base.version}-${target.id}`);
   rmSync(nodeDir, { recursive: true, force: true });
   const nodePackageDir = await extractBaseBinary(baseTarball, 'package', nodeDir);

@@ -17,6 +17,8 @@
 # agent under its hardened unit. libarchive-tools' bsdtar and python3's zipfile also read the hostile
 # zips of the bundle verifier's differential tests. faketime (libfaketime): agents and appliances run
 # with their own clock shifted by minutes or days (the appliance judges freshness, not the agent's clock).
+# g++, make, g++-aarch64-linux-gnu, binutils (objdump): the appliance image compiles better-sqlite3 for
+# its own Node with node-gyp, for x64 and cross for arm64, and reads the glibc its ELF files need.
 # skopeo, umoci, podman: tools that did not write the appliance's OCI archive read, copy, unpack and load
 # it (podman into a private vfs store; no container runs).
 set -eu
@@ -25,6 +27,7 @@ PACKAGES='openssl python3 python3-grpcio python3-grpc-tools python3-protobuf pyt
 minisign shellcheck systemd debootstrap
 llvm file qemu-user libc6-arm64-cross libstdc++6-arm64-cross wine wine64 zip unzip
 rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime
+g++ make g++-aarch64-linux-gnu binutils
 skopeo umoci podman'
 
 EX_UNAVAILABLE=69

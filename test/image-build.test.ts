@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -99,8 +99,10 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     copyFileSync(image.tarball, join(scratch, `${image.topName}.tar.gz`));
     const fd = openSync(join(scratch, `${image.topName}.tar.gz`), 'r+');
     const middle = Math.floor(statSync(image.tarball).size / 2);
-    const original = readFileSync(image.tarball).subarray(middle, middle + 1)[0]!;
-    writeSync(fd, Buffer.from([original ^ 0xff]), 0, 1, middle);
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, middle);
+    writeSync(fd, Buffer.from([byte[0]! ^ 0xff]), 0, 1, middle);
+    closeSync(fd);
     const flipped = await attempt('sha256sum', ['-c', '--ignore-missing', 'SHA256SUMS'], { cwd: scratch });
     assert.equal(flipped.code, 1);
     assert.match(flipped.stdout, /\.tar\.gz: FAILED/);
@@ -110,7 +112,7 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     assert.notEqual((await attempt('minisign', ['-Vm', 'SHA256SUMS', '-p', join(image.dir, 'release.pub')], { cwd: scratch })).code, 0);
   });
 
-  test('in a Debian root without Node.js, the image answers --version through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
+  test('in a Debian root without Node.js, the image answers --version and --help through a symlink, serves /healthz over HTTPS and builds bundles for all six targets from its own release', { timeout: 300_000 }, async () => {
     const root = TestRoot.create();
     try {
       assert.notEqual(root.run(['sh', '-c', 'command -v node']).code, 0, 'the root has no node');
@@ -121,6 +123,9 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
       const version = root.run(['ct-ops-appliance', '--version']);
       assert.equal(version.code, 0, version.stderr);
       assert.equal(version.stdout.trim(), image.version);
+      const help = root.run(['ct-ops-appliance', '--help']);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /serve/);
       root.mountProc();
 
       const releasePub = `/opt/ct-ops-image/dist/agents/${image.version}/release.pub`;
@@ -180,5 +185,13 @@ describe('the appliance image (npm run build:image)', { skip: chrootUnavailable(
     const nodeDir = await extractBaseBinary(tarball, 'package', join(scratch, 'node-arm64'));
     const addon = await betterSqliteAddon({ root: REPO_ROOT, arch: 'arm64', nodeVersion: base.version, nodeDir, cacheDir: join(REPO_ROOT, 'node_modules/.cache/ct-ops-image'), step: () => {} });
     assert.match(await checkAddonLoads({ root: REPO_ROOT, arch: 'arm64', node: join(nodeDir, 'bin/node'), addon }), /^3\.\d+\.\d+$/);
+  });
+
+  test('an addon that does not load on the host (here: damaged) is reported as such, not as an unusable data directory', async () => {
+    // The suite's own extracted copy, used last: a host with an older glibc fails the same dlopen.
+    writeFileSync(join(top, 'dist/better_sqlite3.node'), 'not an ELF file');
+    const started = await attempt(join(top, 'bin/ct-ops-appliance'), ['serve', '--data-dir', join(scratch, 'data-bad-addon'), '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0'], { timeout: 30_000 });
+    assert.equal(started.code, 70);
+    assert.match(started.stderr, /ERR_DATABASE: the SQLite addon .*better_sqlite3\.node does not load on this host \(the image's README\.md names the glibc it needs\)/);
   });
 });

@@ -23,14 +23,19 @@ function imageAddon(): string | undefined {
  * Opens the appliance database: the one handle of this process. WAL lets the admin
  * API read while heartbeats write; synchronous=NORMAL is durable across process
  * crashes in WAL mode and loses at most the last commits on power loss, which the
- * agents re-send (heartbeats) or re-try (registration). Throws ERR_DATA_DIR_UNUSABLE when the
- * file cannot be opened, ERR_STORAGE_* when the storage refuses the set-up or a migration.
+ * agents re-send (heartbeats) or re-try (registration). Throws ERR_DATABASE when the SQLite addon
+ * does not load on this host, ERR_DATA_DIR_UNUSABLE when the file cannot be opened, ERR_STORAGE_* when the storage refuses the set-up or a migration.
  */
 export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS): Db {
   let db: Db;
+  const nativeBinding = imageAddon();
   try {
-    db = new Database(path, { nativeBinding: imageAddon() });
+    db = new Database(path, { nativeBinding });
   } catch (cause) {
+    // Not the data directory's fault: the host lacks what the image's addon links against (an older glibc).
+    if ((cause as NodeJS.ErrnoException).code === 'ERR_DLOPEN_FAILED') {
+      throw new CtOpsError('ERR_DATABASE', `the SQLite addon ${nativeBinding ?? 'of better-sqlite3'} does not load on this host (the image's README.md names the glibc it needs): ${(cause as Error).message}`, { path }, { cause });
+    }
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database at ${path}`, { path }, { cause });
   }
   try {

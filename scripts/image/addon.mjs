@@ -65,8 +65,9 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
 
   step(`compiling the better-sqlite3 ${sourceVersion} addon for Node ${nodeVersion} (${compiler})`);
   const nodeGyp = await findNodeGyp();
-  // A fixed build path (not a random temporary one): paths the compiler embeds stay the same,
-  // so a rebuild after the cache was cleared gives the same bytes.
+  // Built inside the cache folder. The Release build embeds no path: two builds in different
+  // folders, against headers in different folders, gave the same bytes, so clearing the cache
+  // changes no image.
   const work = join(cacheDir, `build-linux-${arch}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });

@@ -68,7 +68,7 @@ function newer(a, b) {
   return a.localeCompare(b, 'en', { numeric: true }) >= 0 ? a : b;
 }
 
-function readmeText({ version, arch, topName, releaseKey, keyLabel, requirements, keyFileSums, agentFiles }) {
+function readmeText({ version, arch, topName, releaseKey, keyLabel, requirements, keyFileSums, agentFiles, hasInstaller }) {
   const publicKeyLine = releaseKey.publicLine;
   return `# CT-Ops appliance ${version} for Linux ${arch}
 
@@ -99,7 +99,7 @@ The same key signs the agent release: dist/agents/${version}/SHA256SUMS.minisig.
 
 ## Install
 
-    sudo ./install.sh --help
+${hasInstaller ? '    sudo ./install.sh --help' : 'This build has no install.sh (the repository it was built from had no image/install.sh).'}
 
 ## sha256 of the main parts
 
@@ -140,9 +140,8 @@ export async function stageTopFolder({ root, stagingDir, version, arch, nodePack
   copyFileSync(addon, join(topDir, 'dist/better_sqlite3.node'));
   cpSync(agentsDir, join(topDir, 'dist/agents', version), { recursive: true });
   for (const dir of TEMPLATE_DIRS) cpSync(join(root, dir), join(topDir, dir), { recursive: true });
-  for (const file of INSTALLER_FILES) {
-    if (existsSync(join(root, 'image', file))) copyFileSync(join(root, 'image', file), join(topDir, file));
-  }
+  const installerFiles = INSTALLER_FILES.filter((file) => existsSync(join(root, 'image', file)));
+  for (const file of installerFiles) copyFileSync(join(root, 'image', file), join(topDir, file));
 
   const objdump = arch === 'x64' ? 'objdump' : 'aarch64-linux-gnu-objdump';
   let requirements;
@@ -163,6 +162,7 @@ export async function stageTopFolder({ root, stagingDir, version, arch, nodePack
       releaseKey: { id: keyIdHex(releaseKey.key.keyId), publicLine },
       keyLabel: releaseKey.label,
       agentFiles: readdirSync(agentsDir).sort(byName),
+      hasInstaller: installerFiles.includes('install.sh'),
     }),
   );
   return { stagingDir, topName, topDir, requirements };
