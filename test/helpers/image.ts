@@ -47,8 +47,11 @@ function describeImage(arch: ImageArch): BuiltImage {
 }
 
 function isFresh(image: BuiltImage): boolean {
-  if (!existsSync(image.tarball) || !existsSync(join(image.dir, 'SHA256SUMS.minisig'))) return false;
+  const signedSums = join(image.dir, 'SHA256SUMS.minisig');
+  if (!existsSync(image.tarball) || !existsSync(signedSums)) return false;
   const built = statSync(image.tarball).mtimeMs;
+  // The outer sums are written last: older than the tarball, the build stopped before the OCI archive and the sums.
+  if (statSync(signedSums).mtimeMs < built) return false;
   return INPUTS.every((input) => !existsSync(join(REPO_ROOT, input)) || newestMtimeMs(join(REPO_ROOT, input)) < built);
 }
 
