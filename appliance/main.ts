@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
+import { adminCommand } from './cli/admin-command.ts';
 import { backupCommand, restoreCommand } from './cli/backup-command.ts';
 import { certsCommand } from './cli/certs-command.ts';
 import { doctorCommand } from './cli/doctor-command.ts';
@@ -23,6 +24,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(certsCommand())
   .addCommand(backupCommand())
   .addCommand(restoreCommand())
-  .addCommand(doctorCommand());
+  .addCommand(doctorCommand())
+  .addCommand(adminCommand());
 
 await runCli(program, process.argv);

@@ -85,6 +85,8 @@ export const STATUS = {
   ERR_ADMIN_UNAUTHENTICATED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'An admin API call had no valid admin credential.' },
   ERR_LOGIN_FAILED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.NO_PERMISSION, summary: 'Wrong admin username or password.' },
   ERR_LOGIN_LOCKED: { http: 429, grpc: GrpcCode.RESOURCE_EXHAUSTED, exit: ExitCode.TEMP_FAIL, summary: 'Too many failed admin logins for this account or from this address: logins are refused until Retry-After has passed.' },
+  ERR_ADMIN_USER_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No admin has that username (admin reset-password --user).' },
+  ERR_ADMIN_LOCAL_ONLY: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: 'Only the local admin CLI credential (DATA_DIR/admin-cli.token) may call this admin API route (a password reset); a login session may not.' },
   ERR_HOST_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No host has that id.' },
   ERR_ENROLMENT_TOKEN_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No enrolment token has that id.' },
   ERR_HOST_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The host's state does not allow that action (e.g. approving a revoked host)." },

@@ -531,8 +531,10 @@ fi
 
 # --- what the admin needs once ---------------------------------------------------------------
 
-# The appliance prints its fingerprints at each start, and the first admin's password at its
-# first start only, to the journal: shown here once, as the appliance printed them.
+# The appliance prints its fingerprints at each start to the journal: shown here once, as the
+# appliance printed them. The first admin's one-time password never goes to the journal (the adm and
+# systemd-journal groups read it for as long as it is kept): the appliance writes it to a 0600 file in
+# the data directory, which root reads here; the file goes at that admin's first login.
 welcome=
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   welcome=$(journalctl -u "$UNIT" --since "@$STARTED_AT" --no-pager -o cat 2>/dev/null |
@@ -541,7 +543,10 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   sleep 1
 done
 [ -n "$welcome" ] && printf '\n%s\n\n' "$welcome"
-case $welcome in *'  password:'*) say "the password above is shown ONCE: store it now. Local admin CLI: ct-ops-appliance (as root, or as $SERVICE_USER)" ;; esac
+if [ -f "$DATA_DIR/initial-admin-password" ]; then
+  printf '  password: %s\n\n' "$(cat "$DATA_DIR/initial-admin-password")"
+  say "store the password above now: $DATA_DIR/initial-admin-password is removed at the first login of admin (new one: ct-ops-appliance admin reset-password). Local admin CLI: ct-ops-appliance (as root, or as $SERVICE_USER)"
+fi
 if [ -n "$UPGRADE_FROM" ]; then
   say "upgraded from $UPGRADE_FROM to $VERSION; $OPT/$UPGRADE_FROM and $BACKUP are kept for a rollback"
 else

@@ -4,9 +4,15 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { hashSecret, newId, newSecret } from '../lib/ids.ts';
 import type { AdminApiToken, AdminCredentialStore } from '../store/admin-credentials.ts';
+import { INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
+import { removeInitialPassword } from './initial-password.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 
 export const FIRST_ADMIN_USERNAME = 'admin';
+/** The label of the local admin CLI's credential (DATA_DIR/admin-cli.token): the one credential that may reset passwords. */
+export const CLI_TOKEN_LABEL = 'local admin CLI';
+/** The label of the tokens a login issues; a password reset deletes the user's. */
+const SESSION_LABEL = 'session';
 const SESSION_TTL_MS = 12 * 3_600_000;
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLength: 32 } as const;
 
@@ -22,10 +28,10 @@ export interface FirstAdmin {
 export function createFirstAdmin(store: AdminCredentialStore, now: number): FirstAdmin | undefined {
   if (store.hasUsers()) return undefined;
   const userId = newId('adm');
-  const password = randomBytes(18).toString('base64url');
+  const password = newPassword();
   store.insertUser(userId, FIRST_ADMIN_USERNAME, hashPassword(password), now);
   const cliToken = newSecret('ctadm');
-  store.insertApiToken(newId('akey'), userId, hashSecret(cliToken), 'local admin CLI', now, null);
+  store.insertApiToken(newId('akey'), userId, hashSecret(cliToken), CLI_TOKEN_LABEL, now, null);
   return { username: FIRST_ADMIN_USERNAME, password, cliToken };
 }
 
@@ -33,6 +39,8 @@ export interface LoginDeps {
   store: AdminCredentialStore;
   throttle: LoginThrottle;
   log: Logger;
+  /** The data directory, whose one-time password file the first admin's first login removes. */
+  dataDir: string;
 }
 
 /** One login attempt: the credentials and the address it came from (for the per-source lock). */
@@ -47,6 +55,8 @@ export interface LoginAttempt {
  * Errors: ERR_LOGIN_LOCKED while the account or the source address is locked after repeated
  * failures (LoginThrottle; the password is not even checked), ERR_LOGIN_FAILED for a wrong
  * username or password. Every failure is one audit line (username, source, count; never the password).
+ * The first admin's first login removes DATA_DIR/initial-admin-password: its password has now been
+ * used by someone who holds it, and a copy on disk would only outlive its purpose (backups, root reads).
  */
 export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number): Promise<{ token: string; expiresAt: number }> {
   const { store, throttle, log } = deps;
@@ -64,8 +74,38 @@ export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number)
   const token = newSecret('ctses');
   const expiresAt = now + SESSION_TTL_MS;
   store.pruneExpiredTokens(now);
-  store.insertApiToken(newId('akey'), user.id, hashSecret(token), 'session', now, expiresAt);
+  store.insertApiToken(newId('akey'), user.id, hashSecret(token), SESSION_LABEL, now, expiresAt);
+  if (user.username === FIRST_ADMIN_USERNAME) forgetInitialPassword(deps);
   return { token, expiresAt };
+}
+
+/**
+ * Gives admin `username` a new random password, shown once to the caller; only its scrypt hash is
+ * kept. The user's login sessions end (whoever knew the old password loses what it opened); the
+ * local CLI credential stays. Errors: ERR_ADMIN_USER_NOT_FOUND.
+ */
+export function resetPassword(deps: Pick<LoginDeps, 'store' | 'log' | 'dataDir'>, username: string): { username: string; password: string; sessionsEnded: number } {
+  const user = deps.store.userByName(username);
+  if (!user) throw new CtOpsError('ERR_ADMIN_USER_NOT_FOUND', `no admin is named ${JSON.stringify(username)}`, { username });
+  const password = newPassword();
+  const sessionsEnded = deps.store.replacePassword(user.id, hashPassword(password), SESSION_LABEL);
+  if (user.username === FIRST_ADMIN_USERNAME) forgetInitialPassword(deps);
+  deps.log.info({ username: user.username, sessions_ended: sessionsEnded }, 'admin password reset');
+  return { username: user.username, password, sessionsEnded };
+}
+
+/** Removes the one-time password file; a failure is logged, not thrown: the login or reset itself succeeded. */
+function forgetInitialPassword(deps: Pick<LoginDeps, 'log' | 'dataDir'>): void {
+  try {
+    if (removeInitialPassword(deps.dataDir)) deps.log.info({ file: INITIAL_PASSWORD_FILE }, 'removed the one-time password file of the first admin');
+  } catch (error) {
+    deps.log.warn({ err: error }, 'could not remove the one-time password file of the first admin');
+  }
+}
+
+/** 144 random bits, URL-safe base64 (24 characters). */
+function newPassword(): string {
+  return randomBytes(18).toString('base64url');
 }
 
 export function authenticateApiToken(store: AdminCredentialStore, token: string, now: number): AdminApiToken {

@@ -3,6 +3,8 @@ import { CtOpsError, ExitCode } from '../../common/errors.ts';
 import type { RunningAppliance } from '../serve.ts';
 import { escapeForTerminal } from '../../common/agent-text.ts';
 import { adminCommandPrefix, shellWord } from './invocation.ts';
+import { isJournalStream, writeInitialPassword } from '../admin/initial-password.ts';
+import type { Logger } from 'pino';
 
 interface ServeOptions {
   config?: string;
@@ -53,12 +55,18 @@ export function serveCommand(): Command {
       const log = createLogger(config.logLevel);
       // `certs rotate-server` reads the SANs again from the same sources: edit them, rotate, no restart.
       const appliance = await startAppliance(config, log, { sans: () => loadApplianceConfig(sources).sans });
-      printWelcome(appliance, config.dataDir);
+      printWelcome(appliance, config.dataDir, log);
       await waitForSignal(appliance);
     });
 }
 
-function printWelcome(appliance: RunningAppliance, dataDir: string): void {
+/**
+ * Prints where agents connect and what to trust, to stderr. The first admin's password goes to the
+ * terminal (or pipe) that started the appliance; when stderr is systemd's journal, which the
+ * adm/systemd-journal groups read for as long as it is kept, it goes to a 0600 file instead and
+ * only the file's path is printed and logged.
+ */
+function printWelcome(appliance: RunningAppliance, dataDir: string, log: Logger): void {
   // Display lines show a control character in a path as an escape; the commands below quote it.
   const shownDir = escapeForTerminal(dataDir);
   const lines = [
@@ -72,7 +80,17 @@ function printWelcome(appliance: RunningAppliance, dataDir: string): void {
         : `Trusted agent release key: ${escapeForTerminal(appliance.releaseKeyPath ?? '')} (minisign key id ${appliance.releaseKeyId})`
       : 'Trusted agent release key: none yet (set release_public_key_file; in a clone, `npm run build:agents` makes a development key that bundle builds use at once)',
   ];
-  if (appliance.firstAdmin) {
+  if (appliance.firstAdmin && isJournalStream(process.env, process.stderr.fd)) {
+    const path = writeInitialPassword(dataDir, appliance.firstAdmin.password);
+    log.info({ username: appliance.firstAdmin.username, path }, 'first admin created; its one-time password is in a file readable by the service account and root');
+    lines.push(
+      '',
+      'First start: an admin was created.',
+      `  username: ${appliance.firstAdmin.username}`,
+      `  password file: ${escapeForTerminal(path)} (mode 0600; removed at the first login of ${appliance.firstAdmin.username})`,
+      `The local admin CLI uses the credential in ${shownDir}/admin-cli.token (mode 0600).`,
+    );
+  } else if (appliance.firstAdmin) {
     lines.push(
       '',
       'First start: an admin was created. This password is shown ONCE; store it now.',

@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statfsSync, statSync, type Stats } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, DATABASE_FILE } from '../lib/data-dir-files.ts';
+import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, DATABASE_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
 import { CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from '../pki/certificates.ts';
 import { JWT_KEY_FILE } from '../pki/jwt-signing-key.ts';
 import { BUNDLE_KEY_FILE } from '../pki/signing-keys.ts';
@@ -31,11 +31,18 @@ export interface DoctorInputs {
   readonly buildFile: string;
   /** True when the appliance must be running (--wait-healthy): not listening is then a failure, not a note. */
   readonly expectRunning: boolean;
+  /** The account database that says whether the service account exists (default /etc/passwd). */
+  readonly passwdFile?: string;
 }
+
+/** The account the installed unit runs as (image/install.sh creates it; systemd/ct-ops-appliance.service User=). */
+export const SERVICE_ACCOUNT = 'ct-ops-appliance';
 
 /** Secret files of the data directory: readable by the service account only (mode 0600), PEM keys that parse. */
 const PEM_KEY_FILES: ReadonlySet<string> = new Set([CA_KEY_FILE, SERVER_KEY_FILE, JWT_KEY_FILE, BUNDLE_KEY_FILE]);
 const SECRET_FILES = [...PEM_KEY_FILES, CLI_CREDENTIAL_FILE];
+/** Secret files that exist only for a while: absent is their normal state. */
+const TRANSIENT_SECRET_FILES: ReadonlySet<string> = new Set([INITIAL_PASSWORD_FILE]);
 /** A certificate this close to its end is reported (the appliance reissues its server certificate itself at start). */
 const CERTIFICATE_WARN_DAYS = 30;
 const DAY_MS = 86_400_000;
@@ -43,9 +50,14 @@ const DAY_MS = 86_400_000;
 const DISK_WARN_BYTES = 1024 ** 3;
 const DISK_FAIL_BYTES = 100 * 1024 ** 2;
 
-/** Runs every check, in the order printed; never writes to the data directory or the database. */
+/**
+ * Runs every check, in the order printed. It writes no file of its own; its read-only open of the
+ * database may create appliance.db-wal/-shm when they are missing (SQLite gives them the owner of
+ * the database file when the doctor runs as root: os_unix.c robustFchown), as the appliance's next start would.
+ */
 export async function runDoctor(inputs: DoctorInputs): Promise<DoctorCheck[]> {
-  const checks = [checkDataDir(inputs.dataDir), ...checkSecretFiles(inputs.dataDir), ...checkCertificates(inputs), checkDisk(inputs.dataDir), checkDatabase(inputs.dataDir), checkClock(inputs)];
+  const owner = expectedOwner(inputs.passwdFile ?? '/etc/passwd');
+  const checks = [checkDataDir(inputs.dataDir, owner), ...checkSecretFiles(inputs.dataDir, owner), ...checkCertificates(inputs), checkDisk(inputs.dataDir), checkDatabase(inputs.dataDir), checkClock(inputs)];
   const host = probeHost(inputs.listen);
   const ca = readOptional(join(inputs.dataDir, CA_CERT_FILE));
   const [http, grpc] = await Promise.all([probePort(host, inputs.httpPort, ca), probePort(host, inputs.grpcPort, ca)]);
@@ -65,26 +77,46 @@ export async function waitHealthy(inputs: Pick<DoctorInputs, 'dataDir' | 'listen
   }
 }
 
-function checkDataDir(dataDir: string): DoctorCheck {
+/** Who must own the data directory and its secrets, and why that account. */
+interface ExpectedOwner {
+  readonly uid: number;
+  readonly who: string;
+}
+
+/**
+ * The service account when the account database has it (an installed appliance runs as it, and a
+ * root-owned data directory would stop it at its next start), otherwise the user running the
+ * doctor (a clone, a test). Read from the file, not os.userInfo(), which knows only the current user.
+ */
+function expectedOwner(passwdFile: string): ExpectedOwner {
+  const line = (readOptional(passwdFile) ?? '').split('\n').find((entry) => entry.startsWith(`${SERVICE_ACCOUNT}:`));
+  const uid = Number(line?.split(':')[2]);
+  if (line !== undefined && Number.isInteger(uid)) return { uid, who: `the service account ${SERVICE_ACCOUNT} (uid ${uid})` };
+  const self = process.geteuid?.() ?? 0;
+  return { uid: self, who: `uid ${self}, who runs the doctor (no ${SERVICE_ACCOUNT} account in ${passwdFile})` };
+}
+
+function checkDataDir(dataDir: string, owner: ExpectedOwner): DoctorCheck {
   const stats = statOrError(dataDir);
   if (typeof stats === 'string') return fail('data-dir', `${dataDir}: ${stats}`);
   if (!stats.isDirectory()) return fail('data-dir', `${dataDir} is not a directory`);
   const mode = stats.mode & 0o777;
   if ((mode & 0o077) !== 0) return fail('data-dir', `${dataDir} has mode ${octal(mode)}: others can read the keys' folder (chmod 0700)`);
-  return ok('data-dir', `${dataDir}: mode ${octal(mode)}, owner uid ${stats.uid}`);
+  if (stats.uid !== owner.uid) return fail('data-dir', `${dataDir} is owned by uid ${stats.uid}, not by ${owner.who} (chown -R)`);
+  return ok('data-dir', `${dataDir}: mode ${octal(mode)}, owner ${owner.who}`);
 }
 
-function checkSecretFiles(dataDir: string): DoctorCheck[] {
-  const owner = statOrError(dataDir);
-  return SECRET_FILES.map((name) => {
+function checkSecretFiles(dataDir: string, owner: ExpectedOwner): DoctorCheck[] {
+  return [...SECRET_FILES, ...TRANSIENT_SECRET_FILES].map((name) => {
     const path = join(dataDir, name);
     const check = `file ${name}`;
     const stats = statOrError(path);
+    if (stats === 'missing' && TRANSIENT_SECRET_FILES.has(name)) return ok(check, 'absent (removed at the first login of the first admin)');
     if (stats === 'missing') return warn(check, `${path} does not exist yet (the appliance creates it at its first start)`);
     if (typeof stats === 'string') return fail(check, `${path}: ${stats}`);
     const mode = stats.mode & 0o777;
     if ((mode & 0o077) !== 0) return fail(check, `${path} has mode ${octal(mode)}: a secret must be 0600`);
-    if (typeof owner !== 'string' && stats.uid !== owner.uid) return fail(check, `${path} is owned by uid ${stats.uid}, the data directory by uid ${owner.uid}`);
+    if (stats.uid !== owner.uid) return fail(check, `${path} is owned by uid ${stats.uid}, not by ${owner.who}`);
     const text = readOptional(path) ?? '';
     if (PEM_KEY_FILES.has(name)) {
       try {

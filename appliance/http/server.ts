@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { escapeUnsafeJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
-import { loginRoute, requireAdmin } from './admin-auth.ts';
+import { adminPasswordRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminCertsRoutes } from './admin-certs.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
@@ -61,6 +61,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);
+    await adminPasswordRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

@@ -14,3 +14,5 @@ export const ENDPOINT_FILE = 'appliance.json';
 export const CLI_CREDENTIAL_FILE = 'admin-cli.token';
 /** The next CA of a rotation in progress (PEM), trusted beside CA_CERT_FILE until the rotation finishes. */
 export const CA_NEXT_CERT_FILE = 'ca-next.crt';
+/** The first admin's one-time password (mode 0600) when the appliance's output goes to the journal; removed at that admin's first login. */
+export const INITIAL_PASSWORD_FILE = 'initial-admin-password';

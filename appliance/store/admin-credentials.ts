@@ -22,6 +22,9 @@ export class AdminCredentialStore {
   readonly #insertToken;
   readonly #tokenByHash;
   readonly #pruneTokens;
+  readonly #setPasswordHash;
+  readonly #deleteSessions;
+  readonly #replacePassword;
 
   constructor(db: Db) {
     this.#countUsers = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM admin_users');
@@ -37,6 +40,12 @@ export class AdminCredentialStore {
        WHERE t.secret_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)`,
     );
     this.#pruneTokens = db.prepare('DELETE FROM admin_api_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?');
+    this.#setPasswordHash = db.prepare('UPDATE admin_users SET password_hash = ? WHERE id = ?');
+    this.#deleteSessions = db.prepare('DELETE FROM admin_api_tokens WHERE user_id = ? AND label = ?');
+    this.#replacePassword = db.transaction((userId: string, passwordHash: string, sessionLabel: string): number => {
+      this.#setPasswordHash.run(passwordHash, userId);
+      return this.#deleteSessions.run(userId, sessionLabel).changes;
+    });
   }
 
   hasUsers(): boolean {
@@ -60,6 +69,11 @@ export class AdminCredentialStore {
   apiTokenByHash(secretHash: string, now: number): AdminApiToken | undefined {
     const row = this.#tokenByHash.get(secretHash, now);
     return row && { id: row.id, userId: row.user_id, username: row.username, label: row.label, expiresAt: row.expires_at };
+  }
+
+  /** Sets a user's password hash and deletes the user's tokens labelled `sessionLabel`, in one transaction; returns how many were deleted. */
+  replacePassword(userId: string, passwordHash: string, sessionLabel: string): number {
+    return this.#replacePassword(userId, passwordHash, sessionLabel);
   }
 
   pruneExpiredTokens(now: number): number {
