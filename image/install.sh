@@ -543,10 +543,11 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   sleep 1
 done
 [ -n "$welcome" ] && printf '\n%s\n\n' "$welcome"
-if [ -f "$DATA_DIR/initial-admin-password" ]; then
+# Only after the first start, which names the file in the journal: a re-run shows no password again.
+case $welcome in *'password file:'*) if [ -f "$DATA_DIR/initial-admin-password" ]; then
   printf '  password: %s\n\n' "$(cat "$DATA_DIR/initial-admin-password")"
   say "store the password above now: $DATA_DIR/initial-admin-password is removed at the first login of admin (new one: ct-ops-appliance admin reset-password). Local admin CLI: ct-ops-appliance (as root, or as $SERVICE_USER)"
-fi
+fi ;; esac
 if [ -n "$UPGRADE_FROM" ]; then
   say "upgraded from $UPGRADE_FROM to $VERSION; $OPT/$UPGRADE_FROM and $BACKUP are kept for a rollback"
 else

@@ -1,0 +1,112 @@
+/**
+ * The first admin's password under systemd, and its reset, on a real appliance process. With
+ * stderr connected to the journal (JOURNAL_STREAM naming the device:inode of that very stream, as
+ * systemd sets it), the password goes to DATA_DIR/initial-admin-password (0600), never to the
+ * output, and the first login removes the file. `admin reset-password` (local CLI credential only)
+ * gives a password that logs in; the old password and the sessions it opened stop working.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { STATUS } from '../common/errors.ts';
+import { httpsJson } from './helpers/https.ts';
+import { APPLIANCE_BIN, run } from './helpers/processes.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-admin-password-'));
+const dataDir = join(scratch, 'data');
+const outputPath = join(scratch, 'journal-stream.log');
+const passwordFile = join(dataDir, 'initial-admin-password');
+let appliance: ChildProcess;
+let httpPort = 0;
+let ca = '';
+
+const output = (): string => readFileSync(outputPath, 'utf8');
+const login = (password: string) => httpsJson(httpPort, ca, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password } });
+const resetPassword = (...flags: string[]) => run(process.execPath, [APPLIANCE_BIN, 'admin', 'reset-password', '--data-dir', dataDir, ...flags]);
+
+before(async () => {
+  // One file stands for the journal's stream: stdout and stderr both go to it, and JOURNAL_STREAM names it.
+  const fd = openSync(outputPath, 'w');
+  const stream = fstatSync(fd, { bigint: true });
+  appliance = spawn(
+    process.execPath,
+    [APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0', '--san', 'localhost', '--san', '127.0.0.1'],
+    { stdio: ['ignore', fd, fd], env: { ...process.env, JOURNAL_STREAM: `${stream.dev}:${stream.ino}` } },
+  );
+  closeSync(fd);
+  const started = await waitFor('appliance started', () => {
+    if (appliance.exitCode !== null) throw new Error(`the appliance exited ${appliance.exitCode}: ${output()}`);
+    const line = output().split('\n').find((entry) => entry.includes('"msg":"appliance started"'));
+    return line && (JSON.parse(line) as { http_port: number });
+  }, 30_000);
+  httpPort = started.http_port;
+  ca = readFileSync(join(dataDir, 'ca.crt'), 'utf8');
+  // The welcome comes right after the start log line.
+  await waitFor('the welcome', () => output().includes('Next steps'));
+});
+after(async () => {
+  if (appliance.exitCode === null) {
+    appliance.kill('SIGKILL');
+    await once(appliance, 'exit');
+  }
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('the first admin password and its reset', () => {
+  let firstPassword = '';
+  let firstSession = '';
+
+  test('with its output in the journal, serve writes the password to a 0600 file, prints only its path, and the first login removes the file', async () => {
+    const stats = statSync(passwordFile);
+    assert.equal(stats.mode & 0o777, 0o600);
+    assert.equal(stats.uid, process.geteuid!(), 'owned by the account the appliance runs as');
+    firstPassword = readFileSync(passwordFile, 'utf8').trim();
+    assert.match(firstPassword, /^[A-Za-z0-9_-]{24}$/);
+    const written = output();
+    assert.ok(!written.includes(firstPassword), 'the password is in no line of the journal stream');
+    assert.doesNotMatch(written, /^ {2}password: /m);
+    assert.match(written, new RegExp(`password file: ${passwordFile}`));
+    assert.match(written, /"msg":"first admin created; its one-time password is in a file/);
+
+    const session = await login(firstPassword);
+    assert.equal(session.status, 200, JSON.stringify(session.body));
+    firstSession = session.body.token as string;
+    assert.equal(existsSync(passwordFile), false, 'the first login removed the file');
+    assert.match(output(), /"msg":"removed the one-time password file of the first admin"/);
+    assert.equal((await login(firstPassword)).status, 200, 'the password itself stays valid until a reset');
+  });
+
+  test('admin reset-password gives a password that logs in; the old password and its sessions stop working; a session may not reset', async () => {
+    const bySession = await httpsJson(httpPort, ca, 'POST', '/api/v1/admins/admin/reset-password', { bearer: firstSession });
+    assert.equal(bySession.status, STATUS.ERR_ADMIN_LOCAL_ONLY.http);
+    assert.equal(bySession.body.error.code, 'ERR_ADMIN_LOCAL_ONLY');
+
+    const reset = await resetPassword('--json');
+    assert.equal(reset.code, 0, reset.stderr);
+    const answer = JSON.parse(reset.stdout) as { username: string; password: string; sessions_ended: number };
+    assert.equal(answer.username, 'admin');
+    assert.equal(answer.sessions_ended, 2, 'both sessions opened with the old password');
+    assert.notEqual(answer.password, firstPassword);
+    assert.ok(!output().includes(answer.password), 'the new password is not logged');
+
+    const old = await login(firstPassword);
+    assert.equal(old.status, 401);
+    assert.equal(old.body.error.code, 'ERR_LOGIN_FAILED');
+    assert.equal((await httpsJson(httpPort, ca, 'GET', '/api/v1/hosts', { bearer: firstSession })).status, 401, 'the old session ended');
+    const fresh = await login(answer.password);
+    assert.equal(fresh.status, 200, JSON.stringify(fresh.body));
+    assert.equal((await httpsJson(httpPort, ca, 'GET', '/api/v1/hosts', { bearer: fresh.body.token as string })).status, 200);
+
+    const shown = await resetPassword();
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^new password for admin \(shown once; store it now; 1 login session\(s\) ended\):\n[A-Za-z0-9_-]{24}\n$/);
+    const unknown = await resetPassword('--user', 'nobody');
+    assert.equal(unknown.code, STATUS.ERR_ADMIN_USER_NOT_FOUND.exit);
+    assert.match(unknown.stderr, /ERR_ADMIN_USER_NOT_FOUND/);
+  });
+});
