@@ -88,9 +88,9 @@ describe('the login route', () => {
   test('rotating IPv6 addresses inside one /64 is one source: it locks after 20 failures, while another /64 is not locked', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'ctops-login-source-'));
     const stores = openStores(join(dir, 'appliance.db'));
-    // Only what loginRoute reads from the appliance's context: the credential store and the log.
+    // Only what loginRoute reads from the appliance's context: the credential store, the log and the data directory.
     const app = Fastify();
-    await app.register(loginRoute, { stores, log: pino({ level: 'silent' }) } as unknown as HttpContext);
+    await app.register(loginRoute, { stores, log: pino({ level: 'silent' }), dataDir: dir } as unknown as HttpContext);
     t.after(async () => {
       await app.close();
       stores.close();

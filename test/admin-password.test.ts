@@ -42,7 +42,7 @@ before(async () => {
   const started = await waitFor('appliance started', () => {
     if (appliance.exitCode !== null) throw new Error(`the appliance exited ${appliance.exitCode}: ${output()}`);
     const line = output().split('\n').find((entry) => entry.includes('"msg":"appliance started"'));
-    return line && (JSON.parse(line) as { http_port: number });
+    return line === undefined ? undefined : (JSON.parse(line) as { http_port: number });
   }, 30_000);
   httpPort = started.http_port;
   ca = readFileSync(join(dataDir, 'ca.crt'), 'utf8');

@@ -2,16 +2,18 @@
  * `ct-ops-appliance doctor` against a real data directory of a real appliance: all ok while it
  * runs and after it stopped; each kind of damage (a key readable by others, an open data
  * directory, a damaged database, an expired certificate, a clock before the build, a port held by
- * another program) fails its own check and the command exits 69 (ERR_DOCTOR_FAILED).
+ * another program) fails its own check and the command exits 69 (ERR_DOCTOR_FAILED). Where the
+ * service account exists, a data directory and secrets owned by anyone else (root) fail.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { STATUS } from '../common/errors.ts';
+import { runDoctor, SERVICE_ACCOUNT } from '../appliance/health/doctor.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { shiftedClockEnv } from './helpers/faketime.ts';
 import { APPLIANCE_BIN, run } from './helpers/processes.ts';
@@ -112,6 +114,24 @@ describe('ct-ops-appliance doctor', () => {
     const { code, report } = await doctor(configFor(dir));
     assert.equal(code, DOCTOR_FAILED_EXIT);
     assert.equal(statusOf(report, 'data-dir'), 'fail');
+  });
+
+  test('where the service account exists, a data directory and secrets owned by root fail; chowned to the account, they pass', async () => {
+    // An account database naming the service account, as on an installed appliance (the test runs as root).
+    const passwdFile = join(scratch, 'passwd');
+    const serviceUid = 4242;
+    writeFileSync(passwdFile, `root:x:0:0:root:/root:/bin/sh\n${SERVICE_ACCOUNT}:x:${serviceUid}:${serviceUid}::/var/lib/ct-ops:/usr/sbin/nologin\n`);
+    const dir = damagedCopy('root-owned', () => undefined);
+    const inputs = { dataDir: dir, listen: '127.0.0.1', httpPort: appliance.httpPort, grpcPort: appliance.grpcPort, sans: [], now: new Date(), buildFile: APPLIANCE_BIN, expectRunning: false, passwdFile };
+    const rootOwned = await runDoctor(inputs);
+    const byName = (checks: typeof rootOwned, name: string) => checks.find((check) => check.name === name)!;
+    assert.equal(byName(rootOwned, 'data-dir').status, 'fail');
+    assert.match(byName(rootOwned, 'data-dir').detail, new RegExp(`owned by uid 0, not by the service account ${SERVICE_ACCOUNT} \\(uid ${serviceUid}\\)`));
+    for (const name of ['file ca.key', 'file admin-cli.token']) assert.equal(byName(rootOwned, name).status, 'fail', name);
+
+    for (const path of [dir, ...['ca.key', 'server.key', 'jwt-signing.key', 'bundle.key', 'admin-cli.token'].map((name) => join(dir, name))]) chownSync(path, serviceUid, serviceUid);
+    const owned = await runDoctor(inputs);
+    for (const name of ['data-dir', 'file ca.key', 'file server.key', 'file jwt-signing.key', 'file bundle.key', 'file admin-cli.token', 'file initial-admin-password']) assert.equal(byName(owned, name).status, 'ok', name);
   });
 
   test('a damaged database file fails the database check, and doctor leaves the file as it found it', async () => {
