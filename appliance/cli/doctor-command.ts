@@ -15,7 +15,7 @@ const INSTALLED_CONFIG_FILE = '/etc/ct-ops/appliance.toml';
 
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check an appliance installation: ports, data directory and key file modes, certificates, free disk, database integrity, clock, /healthz (read-only; exit 69 when a check fails)')
+    .description('check an appliance installation: ports, data directory and key file modes and owners, certificates, free disk, database integrity, clock, /healthz (read-only; exit 69 when a check fails)')
     .option('--config <file>', `appliance TOML file (also CT_OPS_APPLIANCE_CONFIG; default ${INSTALLED_CONFIG_FILE} when it exists)`)
     .option('--data-dir <dir>', 'the data directory to check (default: from the configuration)')
     .option('--json', 'print the checks as JSON')
