@@ -100,6 +100,9 @@ describe('the appliance image installed from media in a booted Debian root witho
     assert.equal(installed.code, 0, installed.stdout + installed.stderr + (await system.journal(UNIT)));
     assert.match(installed.stdout, /SHA256SUMS signature verified with release key/);
     assert.match(installed.stdout, /^ {2}password: \S{12,}$/m);
+    // Printed from DATA_DIR/initial-admin-password: the journal, which the adm group reads, never holds it.
+    const shownPassword = /^ {2}password: (\S+)$/m.exec(installed.stdout)![1]!;
+    assert.ok(!(await system.journal(UNIT)).includes(shownPassword), 'the password is not in the journal');
     assert.match(installed.stdout, /^CA certificate for agents: .*\(SHA-256 [0-9A-F:]{95}\)$/m);
     assert.match(installed.stdout, /^Trusted agent release key: .*\(minisign key id [0-9A-F]{16}\)$/m);
 

@@ -7,7 +7,7 @@ import { create as createTar } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { DATABASE_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
+import { DATABASE_FILE, ENDPOINT_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
 import { workDirectoryBeside } from './work-directory.ts';
@@ -34,8 +34,12 @@ export interface BackupResult {
   readonly leftOut: readonly string[];
 }
 
-/** Data-directory entries that are state of the running process, not of the appliance: the database travels as its online-backup copy. */
-const RUNTIME_FILES = new Set([DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, `${DATABASE_FILE}-journal`, ENDPOINT_FILE]);
+/**
+ * Data-directory entries that are state of the running process, not of the appliance: the database
+ * travels as its online-backup copy. The first admin's one-time password file is a hand-over, not
+ * state: a backup must not carry a live password to wherever backups go.
+ */
+const RUNTIME_FILES = new Set([DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, `${DATABASE_FILE}-journal`, ENDPOINT_FILE, INITIAL_PASSWORD_FILE]);
 /** The name the appliance TOML file has inside the archive, whatever it was called. */
 const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
 
