@@ -62,6 +62,7 @@ describe('the first admin password and its reset', () => {
   let firstSession = '';
 
   test('with its output in the journal, serve writes the password to a 0600 file, prints only its path, and the first login removes the file', async () => {
+    assert.ok(existsSync(passwordFile), `no ${passwordFile}; the appliance wrote:\n${output()}`);
     const stats = statSync(passwordFile);
     assert.equal(stats.mode & 0o777, 0o600);
     assert.equal(stats.uid, process.geteuid!(), 'owned by the account the appliance runs as');
@@ -71,13 +72,14 @@ describe('the first admin password and its reset', () => {
     assert.ok(!written.includes(firstPassword), 'the password is in no line of the journal stream');
     assert.doesNotMatch(written, /^ {2}password: /m);
     assert.match(written, new RegExp(`password file: ${passwordFile}`));
-    assert.match(written, /"msg":"first admin created; its one-time password is in a file/);
+    await waitFor('the file named in the log', () => output().includes(`"path":"${passwordFile}","msg":"first admin created; its one-time password is in a file`));
 
     const session = await login(firstPassword);
     assert.equal(session.status, 200, JSON.stringify(session.body));
     firstSession = session.body.token as string;
     assert.equal(existsSync(passwordFile), false, 'the first login removed the file');
-    assert.match(output(), /"msg":"removed the one-time password file of the first admin"/);
+    // Log lines may land after the answer: wait for it, bounded.
+    await waitFor('the removal logged', () => output().includes('"msg":"removed the one-time password file of the first admin"'));
     assert.equal((await login(firstPassword)).status, 200, 'the password itself stays valid until a reset');
   });
 
@@ -92,6 +94,7 @@ describe('the first admin password and its reset', () => {
     assert.equal(answer.username, 'admin');
     assert.equal(answer.sessions_ended, 2, 'both sessions opened with the old password');
     assert.notEqual(answer.password, firstPassword);
+    await waitFor('the reset logged', () => output().includes('"msg":"admin password reset"'));
     assert.ok(!output().includes(answer.password), 'the new password is not logged');
 
     const old = await login(firstPassword);
