@@ -82,9 +82,12 @@ export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number)
 /**
  * Gives admin `username` a new random password, shown once to the caller; only its scrypt hash is
  * kept. The user's login sessions end (whoever knew the old password loses what it opened); the
- * local CLI credential stays. Errors: ERR_ADMIN_USER_NOT_FOUND.
+ * local CLI credential stays. Only the local CLI credential (`callerIsLocalCli`: readable by root and
+ * the service account) may reset: a login session, which a browser or a log could give away, may not
+ * take an account over. Errors: ERR_ADMIN_LOCAL_ONLY, ERR_ADMIN_USER_NOT_FOUND.
  */
-export function resetPassword(deps: Pick<LoginDeps, 'store' | 'log' | 'dataDir'>, username: string): { username: string; password: string; sessionsEnded: number } {
+export function resetPassword(deps: Pick<LoginDeps, 'store' | 'log' | 'dataDir'>, username: string, callerIsLocalCli: boolean): { username: string; password: string; sessionsEnded: number } {
+  if (!callerIsLocalCli) throw new CtOpsError('ERR_ADMIN_LOCAL_ONLY', 'a password reset needs the local admin CLI credential: run `ct-ops-appliance admin reset-password` on the appliance');
   const user = deps.store.userByName(username);
   if (!user) throw new CtOpsError('ERR_ADMIN_USER_NOT_FOUND', `no admin is named ${JSON.stringify(username)}`, { username });
   const password = newPassword();

@@ -52,9 +52,8 @@ export async function loginRoute(app: FastifyInstance, ctx: HttpContext): Promis
 
 /**
  * POST /api/v1/admins/:username/reset-password: a new one-time password for that admin, in the
- * answer only. Local only: the caller must hold the local CLI credential, which only the service
- * account and root can read; a login session (stolen or not) cannot take over an account this way.
- * Errors: ERR_ADMIN_LOCAL_ONLY (403), ERR_ADMIN_USER_NOT_FOUND (404).
+ * answer only (resetPassword; local CLI credential only). Errors: ERR_ADMIN_LOCAL_ONLY (403),
+ * ERR_ADMIN_USER_NOT_FOUND (404).
  */
 export async function adminPasswordRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const deps = { store: ctx.stores.adminCredentials, log: ctx.log.child({ area: 'admin-login' }), dataDir: ctx.dataDir };
@@ -64,8 +63,7 @@ export async function adminPasswordRoutes(app: FastifyInstance, ctx: HttpContext
       response: { 200: { type: 'object', required: ['username', 'password', 'sessions_ended'], properties: { username: { type: 'string' }, password: { type: 'string' }, sessions_ended: { type: 'integer' } } } },
     },
     handler: async (request) => {
-      if (!request.adminLocal) throw new CtOpsError('ERR_ADMIN_LOCAL_ONLY', 'a password reset needs the local admin CLI credential: run `ct-ops-appliance admin reset-password` on the appliance');
-      const reset = resetPassword(deps, request.params.username);
+      const reset = resetPassword(deps, request.params.username, request.adminLocal);
       return { username: reset.username, password: reset.password, sessions_ended: reset.sessionsEnded };
     },
   });
