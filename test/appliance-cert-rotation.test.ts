@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey, sign } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { AgentTrust, TRUST_FILE } from '../agent/identity/trust.ts';
-import { nextPhase, settleInterruptedRotation } from '../appliance/pki/ca-rotation.ts';
-import { writeCaRotation } from '../appliance/pki/rotation-file.ts';
-import { createCa } from '../appliance/pki/certificates.ts';
+import { enterPhase, nextPhase, settleInterruptedRotation } from '../appliance/pki/ca-rotation.ts';
+import { readCaRotation, writeCaRotation } from '../appliance/pki/rotation-file.ts';
+import { createCa, ensureTlsMaterial } from '../appliance/pki/certificates.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { parseCertificates, trustBundlePayload, type TrustBundle } from '../common/trust-bundle.ts';
 import { loadApplianceInputs } from '../bundler/build/inputs.ts';
@@ -274,6 +274,45 @@ describe('the trust bundle verifier and the rotation phases', () => {
       assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), next.keyPem);
       assert.ok(!existsSync(join(dataDir, 'ca-next.crt')));
       assert.equal(readdirSync(dataDir).filter((name) => name.startsWith('ca-retired-')).length, 1);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a start stopped between its file writes in a second rotation leaves the CA key alone; a next key that is not its certificate\'s is never renamed over ca.key', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-settle-'));
+    try {
+      const caKeyMatches = (): boolean => new X509Certificate(readFileSync(join(dataDir, 'ca.crt'), 'utf8')).checkPrivateKey(createPrivateKey(readFileSync(join(dataDir, 'ca.key'), 'utf8')));
+      const start = new Date();
+      await ensureTlsMaterial(dataDir, ['localhost'], start);
+      let record = readCaRotation(dataDir);
+      for (const [phase, offset] of [['update-clients', 0], ['update-servers', 0], ['standby', 2000]] as const) record = await enterPhase(dataDir, record, phase, new Date(start.getTime() + offset));
+      const rotatedKey = readFileSync(join(dataDir, 'ca.key'), 'utf8');
+      assert.ok(caKeyMatches(), 'the first rotation finished');
+
+      // Second start: the key cannot be written (a kill -9 or a full disk right after the certificate).
+      mkdirSync(join(dataDir, 'ca-next.key'));
+      await assert.rejects(enterPhase(dataDir, record, 'update-clients', new Date(start.getTime() + 4000)), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_DATA_DIR_UNUSABLE');
+      rmSync(join(dataDir, 'ca-next.key'), { recursive: true });
+      settleInterruptedRotation(dataDir, log, new Date());
+      assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), rotatedKey, 'ca.key kept');
+      assert.ok(caKeyMatches() && !existsSync(join(dataDir, 'ca-next.crt')));
+
+      // The state an older writer left (the key first, then stopped): ca.crt equals the finished bundle, yet this is no finish.
+      const stray = await createCa(new Date(start.getTime() + 6000));
+      writeFileSync(join(dataDir, 'ca-next.key'), stray.keyPem);
+      settleInterruptedRotation(dataDir, log, new Date());
+      assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), rotatedKey, 'ca.key kept');
+      assert.ok(!existsSync(join(dataDir, 'ca-next.key')), 'the stray key removed');
+
+      // A finish whose ca-next.key is not the key of ca-next.crt stops before it touches anything.
+      const next = await createCa(new Date(start.getTime() + 8000));
+      writeFileSync(join(dataDir, 'ca-next.crt'), next.certPem);
+      writeFileSync(join(dataDir, 'ca-next.key'), stray.keyPem);
+      writeCaRotation(dataDir, { phase: 'standby', bundle: bundle(record.bundle!.generation + 1, [next.certPem], next.keyPem) });
+      assert.throws(() => settleInterruptedRotation(dataDir, log, new Date()), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_DATA_DIR_UNUSABLE' && /is not the key of/.test(error.message));
+      assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), rotatedKey, 'ca.key kept');
+      assert.ok(caKeyMatches() && existsSync(join(dataDir, 'ca-next.key')));
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

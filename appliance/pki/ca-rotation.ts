@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { trustBundlePayload, type TrustBundle } from '../../common/trust-bundle.ts';
 import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
-import { CA_KEY_FILE, CA_NEXT_KEY_FILE, certificateFingerprint, createCa, readCaPair, type CaPair } from './certificates.ts';
+import { CA_KEY_FILE, CA_NEXT_KEY_FILE, certificateFingerprint, createCa, keyMatchesCertificate, readCaPair, type CaPair } from './certificates.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
 import { readCaRotation, writeCaRotation, type CaRotationPhase, type CaRotationRecord } from './rotation-file.ts';
 
@@ -55,8 +55,9 @@ export async function enterPhase(dataDir: string, record: CaRotationRecord, next
     case 'update-clients': {
       const current = readCaPair(dataDir, CA_CERT_FILE, CA_KEY_FILE);
       const nextCa = await createCa(now);
-      writeFileAtomic(join(dataDir, CA_NEXT_KEY_FILE), nextCa.keyPem, SECRET_FILE_MODE);
+      // The certificate first: a key without its certificate beside it is never taken for a finished rotation's (isFinishedCa).
       writeFileAtomic(join(dataDir, CA_NEXT_CERT_FILE), nextCa.certPem, PUBLIC_FILE_MODE);
+      writeFileAtomic(join(dataDir, CA_NEXT_KEY_FILE), nextCa.keyPem, SECRET_FILE_MODE);
       return recorded(dataDir, { phase: next, bundle: signedBundle(generation, [current.certPem, nextCa.certPem], current) });
     }
     case 'update-servers':
@@ -90,11 +91,14 @@ export function settleInterruptedRotation(dataDir: string, log: Logger, now: Dat
   }
 }
 
-/** True when the standby record's bundle is the next CA alone: the one in ca-next.crt, or already moved to ca.crt. */
+/**
+ * True when the standby record's bundle is the CA in ca-next.crt alone. Only ca-next.crt counts: ca.crt
+ * equals a finished bundle after every completed rotation, so a start stopped before it wrote
+ * ca-next.crt would otherwise pass for a finish and its stray key be renamed over ca.key.
+ */
 function isFinishedCa(dataDir: string, record: CaRotationRecord): boolean {
   if (record.bundle?.caPems.length !== 1) return false;
-  const nextCertPath = join(dataDir, CA_NEXT_CERT_FILE);
-  const candidate = readIfExists(existsSync(nextCertPath) ? nextCertPath : join(dataDir, CA_CERT_FILE));
+  const candidate = readIfExists(join(dataDir, CA_NEXT_CERT_FILE));
   return candidate !== undefined && certificateFingerprint(candidate) === certificateFingerprint(record.bundle.caPems[0]!);
 }
 
@@ -106,6 +110,12 @@ function isFinishedCa(dataDir: string, record: CaRotationRecord): boolean {
  * not survive it (decisions.md 73).
  */
 function completeFinish(dataDir: string, record: CaRotationRecord, now: Date): void {
+  const nextKey = readIfExists(join(dataDir, CA_NEXT_KEY_FILE));
+  const nextCert = readIfExists(join(dataDir, CA_NEXT_CERT_FILE));
+  if (nextKey !== undefined && (nextCert === undefined || !keyMatchesCertificate(nextCert, nextKey))) {
+    // Renaming it would destroy the CA key that still signs: refuse and leave every file as it is for the admin.
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${join(dataDir, CA_NEXT_KEY_FILE)} is not the key of ${join(dataDir, CA_NEXT_CERT_FILE)}; the CA rotation cannot finish`, { path: join(dataDir, CA_NEXT_KEY_FILE) });
+  }
   const current = readIfExists(join(dataDir, CA_CERT_FILE));
   const finishedFingerprint = certificateFingerprint(record.bundle!.caPems[0]!);
   if (current !== undefined && certificateFingerprint(current) !== finishedFingerprint) {
@@ -114,8 +124,8 @@ function completeFinish(dataDir: string, record: CaRotationRecord, now: Date): v
   }
   try {
     // The key first: a stop in between leaves ca-next.crt, which isFinishedCa still recognises.
-    if (existsSync(join(dataDir, CA_NEXT_KEY_FILE))) renameSync(join(dataDir, CA_NEXT_KEY_FILE), join(dataDir, CA_KEY_FILE));
-    if (existsSync(join(dataDir, CA_NEXT_CERT_FILE))) renameSync(join(dataDir, CA_NEXT_CERT_FILE), join(dataDir, CA_CERT_FILE));
+    if (nextKey !== undefined) renameSync(join(dataDir, CA_NEXT_KEY_FILE), join(dataDir, CA_KEY_FILE));
+    if (nextCert !== undefined) renameSync(join(dataDir, CA_NEXT_CERT_FILE), join(dataDir, CA_CERT_FILE));
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot make the next CA the CA in ${dataDir}: ${(cause as Error).message}`, { path: dataDir }, { cause });
   }

@@ -107,6 +107,16 @@ export function readCaPair(dataDir: string, certFile: string, keyFile: string): 
   return { certPem, keyPem };
 }
 
+/** True when `keyPem` is the private key of the certificate `certPem`; false also when either does not parse. */
+export function keyMatchesCertificate(certPem: string, keyPem: string): boolean {
+  try {
+    return new NodeX509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
+  } catch {
+    return false;
+  }
+}
+
+/** SHA-256 of the certificate's DER, upper-case hex in colon-separated pairs. */
 export function certificateFingerprint(pem: string): string {
   const der = new NodeX509Certificate(pem).raw;
   return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
