@@ -37,10 +37,10 @@ export function trustBundlePayload(generation: number, certificates: readonly X5
 }
 
 /**
- * Checks a bundle before anything of it is trusted: 1 to MAX_TRUST_BUNDLE_CAS PEM certificates,
- * each a CA certificate; a generation newer than `heldGeneration`; and a signature that verifies
+ * Checks a bundle before anything of it is trusted: 1 to MAX_TRUST_BUNDLE_CAS entries, each exactly
+ * one PEM CA certificate; a generation newer than `heldGeneration`; and a signature that verifies
  * with the public key of one of `trusted` (the CAs the agent trusts now). Returns the parsed
- * certificates. Throws ERR_TRUST_BUNDLE_INVALID naming what failed.
+ * certificates — the signed content; trust those (re-encoded), never the entries' text. Throws ERR_TRUST_BUNDLE_INVALID naming what failed.
  */
 export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Certificate[], heldGeneration: number): X509Certificate[] {
   const invalid = (reason: string): CtOpsError => new CtOpsError('ERR_TRUST_BUNDLE_INVALID', `trust bundle ${bundle.generation} refused: ${reason}`, { generation: bundle.generation });
@@ -48,9 +48,13 @@ export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Cer
   if (bundle.generation <= heldGeneration) throw invalid(`it is not newer than the bundle held (generation ${heldGeneration})`);
   if (bundle.caPems.length < 1 || bundle.caPems.length > MAX_TRUST_BUNDLE_CAS) throw invalid(`it must hold 1 to ${MAX_TRUST_BUNDLE_CAS} certificates, not ${bundle.caPems.length}`);
   const certificates = bundle.caPems.map((pem, index) => {
+    // Exactly one block and nothing else: X509Certificate reads only the first block of a text, so a
+    // second one appended would travel unsigned into whatever later reads the whole text.
+    const blocks = parseCertificateBlocks(pem);
+    if (blocks.length !== 1 || pem.replace(blocks[0]!, '').trim() !== '') throw invalid(`entry ${index + 1} must be exactly one PEM certificate and nothing else`);
     let certificate: X509Certificate;
     try {
-      certificate = new X509Certificate(pem);
+      certificate = new X509Certificate(blocks[0]!);
     } catch {
       throw invalid(`certificate ${index + 1} is not a PEM certificate`);
     }
@@ -71,6 +75,10 @@ export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Cer
 
 /** The certificates of a PEM text holding one or more (a CA file may hold several). */
 export function parseCertificates(pemText: string): X509Certificate[] {
-  const blocks = pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((block) => new X509Certificate(block));
+  return parseCertificateBlocks(pemText).map((block) => new X509Certificate(block));
+}
+
+/** The `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` blocks of a text, in order. */
+function parseCertificateBlocks(pemText: string): string[] {
+  return pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }

@@ -217,9 +217,10 @@ describe('the trust bundle verifier and the rotation phases', () => {
   let dir: string;
   let trusted: { certPem: string; keyPem: string };
   let attacker: { certPem: string; keyPem: string };
+  let third: { certPem: string; keyPem: string };
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ct-ops-trust-'));
-    [trusted, attacker] = await Promise.all([createCa(new Date()), createCa(new Date(Date.now() + 1000))]);
+    [trusted, attacker, third] = await Promise.all([createCa(new Date()), createCa(new Date(Date.now() + 1000)), createCa(new Date(Date.now() + 2000))]);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -240,11 +241,18 @@ describe('the trust bundle verifier and the rotation phases', () => {
     const leaf = execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', leafKey, '-subj', '/CN=leaf', '-addext', 'basicConstraints=critical,CA:FALSE', '-days', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     rmSync(leafKey);
     assert.throws(() => trust.accept(bundle(1, [trusted.certPem, leaf], trusted.keyPem)), refusedAs(/not a CA certificate/));
+    // A second certificate (or any text) inside one entry: X509Certificate reads the first block only, so the signature would not cover it.
+    const signedBoth = bundle(1, both, trusted.keyPem);
+    assert.throws(() => trust.accept({ ...signedBoth, caPems: [trusted.certPem, attacker.certPem + third.certPem] }), refusedAs(/exactly one PEM certificate/), 'a CA smuggled behind a signed one');
+    assert.throws(() => trust.accept({ ...signedBoth, caPems: [trusted.certPem, `${attacker.certPem}trailing text\n`] }), refusedAs(/exactly one PEM certificate/), 'text after the block');
     assert.equal(existsSync(join(dir, TRUST_FILE)), false, 'nothing stored');
     assert.equal(trust.generation, 0);
 
-    trust.accept(bundle(3, both, trusted.keyPem));
+    // Stored and trusted: the verified certificates re-encoded, not the entries' text (here with extra blank lines).
+    trust.accept({ ...bundle(3, both, trusted.keyPem), caPems: [`\n\n${trusted.certPem}\n\n`, attacker.certPem] });
     assert.equal(trust.generation, 3);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, TRUST_FILE), 'utf8')).ca_pems, both.map((pem) => new X509Certificate(pem).toString()));
+    assert.equal(parseCertificates(trust.caPem!).length, 2);
     assert.throws(() => trust.accept(bundle(2, [trusted.certPem], trusted.keyPem)), refusedAs(/not newer/), 'a replayed older bundle');
     // Stored and read back by the next start; a changed ca_cert_file wins over it.
     assert.equal(AgentTrust.load(dir, trusted.certPem, log).generation, 3);

@@ -76,11 +76,12 @@ export class AgentTrust {
   accept(bundle: TrustBundle): void {
     const trusted = this.#caPem === undefined ? [] : parseCertificates(this.#caPem);
     if (trusted.length === 0) throw new CtOpsError('ERR_TRUST_BUNDLE_INVALID', 'trust bundle refused: this agent trusts the system roots (ca_cert_file is empty), none of which signs trust bundles', { generation: bundle.generation });
-    verifyTrustBundle(bundle, trusted, this.#generation);
-    const file: TrustFile = { generation: bundle.generation, ca_pems: [...bundle.caPems], ca_cert_file_sha256: textSha256(this.#bootstrapPem) };
+    // Re-encoded from the verified DER: what is stored and trusted is exactly what the signature covers.
+    const caPems = verifyTrustBundle(bundle, trusted, this.#generation).map((certificate) => certificate.toString());
+    const file: TrustFile = { generation: bundle.generation, ca_pems: caPems, ca_cert_file_sha256: textSha256(this.#bootstrapPem) };
     writeFileAtomic(this.#path, `${JSON.stringify(file, null, 2)}\n`, 0o644);
     this.#generation = bundle.generation;
-    this.#caPem = joinPems(bundle.caPems);
+    this.#caPem = joinPems(caPems);
   }
 }
 
