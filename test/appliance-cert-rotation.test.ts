@@ -4,7 +4,7 @@ import { X509Certificate, createPrivateKey, sign } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
+import { connect, createSecureContext } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { AgentTrust, TRUST_FILE } from '../agent/identity/trust.ts';
@@ -321,6 +321,22 @@ describe('the trust bundle verifier and the rotation phases', () => {
       assert.throws(() => settleInterruptedRotation(dataDir, log, new Date()), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_DATA_DIR_UNUSABLE' && /is not the key of/.test(error.message));
       assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), rotatedKey, 'ca.key kept');
       assert.ok(caKeyMatches() && existsSync(join(dataDir, 'ca-next.key')));
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a server key and certificate that a stopped rotate-server left apart are reissued at the next start, so the listener starts', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-pair-'));
+    try {
+      await ensureTlsMaterial(dataDir, ['localhost'], new Date());
+      // The state a stop between the two writes of `certs rotate-server` leaves: the new key beside the old certificate.
+      const other = await createCa(new Date());
+      writeFileSync(join(dataDir, 'server.key'), other.keyPem);
+      const tls = await ensureTlsMaterial(dataDir, ['localhost'], new Date());
+      assert.equal(tls.issuedServerCert, true);
+      assert.doesNotThrow(() => createSecureContext({ cert: tls.serverCertPem, key: tls.serverKeyPem }));
+      assert.equal((await ensureTlsMaterial(dataDir, ['localhost'], new Date())).issuedServerCert, false, 'a matching pair is kept');
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
