@@ -42,7 +42,7 @@ export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: 
 /**
  * Performs the effects of entering `next` from `record` and returns the new record:
  * - update-clients: creates the next CA (ca-next.key 0600, ca-next.crt) and the bundle
- *   {current, next}, signed by the current CA's key, one generation newer.
+ *   {current, next}, signed by the current CA's key, its generation the issue time in ms (one more than the last when the clock has not passed it).
  * - update-servers: records the phase; the caller then issues the server certificate (ensureTlsMaterial
  *   issues it from the next CA in this phase, also after a restart) and serves it.
  * - standby (finish): the bundle {next}, signed by the next CA's key (agents trust it already), is
@@ -50,7 +50,8 @@ export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: 
  * Throws ERR_DATA_DIR_UNUSABLE.
  */
 export async function enterPhase(dataDir: string, record: CaRotationRecord, next: CaRotationPhase, now: Date): Promise<CaRotationRecord> {
-  const generation = (record.bundle?.generation ?? 0) + 1;
+  // The issue time: newer than any bundle this data directory issued before, also after it was restored from a backup (decisions.md 77).
+  const generation = Math.max(now.getTime(), (record.bundle?.generation ?? 0) + 1);
   switch (next) {
     case 'update-clients': {
       const current = readCaPair(dataDir, CA_CERT_FILE, CA_KEY_FILE);
