@@ -379,6 +379,7 @@ describe('the trust bundle verifier and the rotation phases', () => {
       // Second start: the key cannot be written (a kill -9 or a full disk right after the certificate).
       mkdirSync(join(dataDir, 'ca-next.key'));
       await assert.rejects(enterPhase(dataDir, record, 'update-clients', new Date(start.getTime() + 4000)), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_DATA_DIR_UNUSABLE');
+      assert.deepEqual(readdirSync(dataDir).filter((name) => name.endsWith('.tmp')), [], 'the failed write left no temporary file');
       rmSync(join(dataDir, 'ca-next.key'), { recursive: true });
       settleInterruptedRotation(dataDir, log, new Date());
       assert.equal(readFileSync(join(dataDir, 'ca.key'), 'utf8'), rotatedKey, 'ca.key kept');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
 import { parseCertificates, trustBundleDigest, verifyTrustBundle, type TrustBundle } from '../../common/trust-bundle.ts';
 import type { AgentLogger } from '../log/logger.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 
 /** The trust bundle the agent holds, in its data directory (mode 0644: certificates only). */
 export const TRUST_FILE = 'trusted_cas.json';

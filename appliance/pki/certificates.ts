@@ -122,6 +122,10 @@ export function certificateFingerprint(pem: string): string {
   return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
 }
 
+/**
+ * A new self-signed ECDSA P-256 CA (PEM certificate and PKCS#8 key): valid from NOT_BEFORE_BACKDATE_DAYS
+ * before `now` for CA_LIFETIME_DAYS, may sign leaves only (path length 0), named by `now` to the second.
+ */
 export async function createCa(now: Date): Promise<CaPair> {
   const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
