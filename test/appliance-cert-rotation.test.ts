@@ -294,6 +294,10 @@ describe('the trust bundle verifier and the rotation phases', () => {
         id: 'hst_1', orgId: org.id, publicKey: Buffer.alloc(32, 1), hostname: 'web-1', machineFingerprint: 'f'.repeat(64),
         os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
       });
+      stores.hosts.insert({
+        id: 'hst_2', orgId: org.id, publicKey: Buffer.alloc(32, 2), hostname: 'new-1', machineFingerprint: 'e'.repeat(64),
+        os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'pending', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
+      });
       const agent = AgentTrust.load(agentDir, tls.caCertPem, log);
       const deps = { dataDir, sans: () => ['localhost'], stores, presence: new PresenceRegistry(() => undefined), log };
       // The agent's stream: what the appliance sends it is accepted as the real agent does; it reports what it holds.
@@ -321,7 +325,8 @@ describe('the trust bundle verifier and the rotation phases', () => {
       const restored = new CertificateService(deps, tls);
       await restored.rotateCa('start', false, new Date(start.getTime() + 1000), 'admin');
       assert.equal(restored.status().without_bundle.length, 1, 'the agent holds the earlier start bundle, not this one');
-      await assert.rejects(restored.rotateCa('switch', false, new Date(start.getTime() + 2000), 'admin'), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_CA_ROTATION_UNACKNOWLEDGED');
+      assert.deepEqual(restored.status().pending, [{ host_id: 'hst_2', hostname: 'new-1' }]);
+      await assert.rejects(restored.rotateCa('switch', false, new Date(start.getTime() + 2000), 'admin'), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_CA_ROTATION_UNACKNOWLEDGED' && error.message.includes('web-1 (hst_1)') && error.message.includes('pending host(s) get no bundle until approved: new-1 (hst_2)'));
       const restoredStream = stream(restored);
       restoredStream.report();
       assert.equal(restoredStream.sent(), 1, 'the bundle with other CAs is sent');
@@ -421,15 +426,16 @@ describe('the trust bundle verifier and the rotation phases', () => {
     }
   });
 
-  test('rotation steps follow start → switch → finish, and switch waits for every active host unless forced', () => {
-    assert.equal(nextPhase('standby', 'start', { unacknowledged: [], force: false }), 'update-clients');
-    const outOfOrder = nextPhase('standby', 'switch', { unacknowledged: [], force: false });
+  test('rotation steps follow start → switch → finish, and switch waits for every active host unless forced, naming pending hosts too', () => {
+    assert.equal(nextPhase('standby', 'start', { unacknowledged: [], pending: [], force: false }), 'update-clients');
+    const outOfOrder = nextPhase('standby', 'switch', { unacknowledged: [], pending: [], force: false });
     assert.ok(outOfOrder instanceof CtOpsError && outOfOrder.code === 'ERR_CA_ROTATION_STATE');
-    const waiting = nextPhase('update-clients', 'switch', { unacknowledged: ['db-1 (hst_1)'], force: false });
+    const waiting = nextPhase('update-clients', 'switch', { unacknowledged: ['db-1 (hst_1)'], pending: ['new-1 (hst_2)'], force: false });
     assert.ok(waiting instanceof CtOpsError && waiting.code === 'ERR_CA_ROTATION_UNACKNOWLEDGED' && waiting.message.includes('db-1 (hst_1)'));
-    assert.equal(nextPhase('update-clients', 'switch', { unacknowledged: ['db-1 (hst_1)'], force: true }), 'update-servers');
-    assert.equal(nextPhase('update-servers', 'finish', { unacknowledged: [], force: false }), 'standby');
-    const again = nextPhase('update-clients', 'start', { unacknowledged: [], force: false });
+    assert.match(waiting.message, /1 pending host\(s\) get no bundle until approved: new-1 \(hst_2\)/);
+    assert.equal(nextPhase('update-clients', 'switch', { unacknowledged: ['db-1 (hst_1)'], pending: [], force: true }), 'update-servers');
+    assert.equal(nextPhase('update-servers', 'finish', { unacknowledged: [], pending: [], force: false }), 'standby');
+    const again = nextPhase('update-clients', 'start', { unacknowledged: [], pending: [], force: false });
     assert.ok(again instanceof CtOpsError && again.code === 'ERR_CA_ROTATION_STATE');
   });
 });

@@ -5,7 +5,7 @@ const count = { type: 'integer' } as const;
 const certsStatusSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['phase', 'generation', 'ca_fingerprint', 'next_ca_fingerprint', 'server_certificate', 'hosts', 'without_bundle'],
+  required: ['phase', 'generation', 'ca_fingerprint', 'next_ca_fingerprint', 'server_certificate', 'hosts', 'without_bundle', 'pending'],
   properties: {
     phase: { type: 'string', enum: ['standby', 'update-clients', 'update-servers'] },
     generation: count,
@@ -28,6 +28,10 @@ const certsStatusSchema = {
         additionalProperties: false,
         properties: { host_id: { type: 'string' }, hostname: { type: 'string' }, online: { type: 'boolean' }, trust_generation: count },
       },
+    },
+    pending: {
+      type: 'array',
+      items: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string' }, hostname: { type: 'string' } } },
     },
   },
 } as const;

@@ -22,18 +22,22 @@ const STEP_FROM: Readonly<Record<CaRotationStep, { from: CaRotationPhase; to: Ca
  * Pure: the phase `step` leads to from `phase`. A step out of order is ERR_CA_ROTATION_STATE;
  * `switch` while active hosts have not confirmed the bundle (`unacknowledged`, host ids) is
  * ERR_CA_ROTATION_UNACKNOWLEDGED unless forced: the server certificate of the next CA would cut them off.
+ * The refusal also names the `pending` hosts (not approved, so sent no bundle), which only a bundle
+ * built after `start` or an approval before the switch keeps connected.
  */
-export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: { unacknowledged: readonly string[]; force: boolean }): CaRotationPhase | CtOpsError {
+export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: { unacknowledged: readonly string[]; pending: readonly string[]; force: boolean }): CaRotationPhase | CtOpsError {
   const rule = STEP_FROM[step];
   if (phase !== rule.from) {
     return new CtOpsError('ERR_CA_ROTATION_STATE', `\`certs rotate-ca ${step}\` needs the rotation in phase ${rule.from}; it is in phase ${phase}`, { phase, step });
   }
   if (step === 'switch' && inputs.unacknowledged.length > 0 && !inputs.force) {
     const shown = inputs.unacknowledged.slice(0, 20);
+    const pending = inputs.pending.slice(0, 20);
+    const pendingText = pending.length === 0 ? '' : `; ${inputs.pending.length} pending host(s) get no bundle until approved: ${pending.join(', ')}${inputs.pending.length > pending.length ? ', …' : ''}`;
     return new CtOpsError(
       'ERR_CA_ROTATION_UNACKNOWLEDGED',
-      `${inputs.unacknowledged.length} active host(s) have not confirmed the trust bundle with the next CA: ${shown.join(', ')}${inputs.unacknowledged.length > shown.length ? ', …' : ''}. Wait until they stream, or pass --force to cut them off`,
-      { hosts: shown.join(', '), count: inputs.unacknowledged.length },
+      `${inputs.unacknowledged.length} active host(s) have not confirmed the trust bundle with the next CA: ${shown.join(', ')}${inputs.unacknowledged.length > shown.length ? ', …' : ''}${pendingText}. Wait until they stream, or pass --force to cut them off`,
+      { hosts: shown.join(', '), count: inputs.unacknowledged.length, pending: inputs.pending.length },
     );
   }
   return rule.to;

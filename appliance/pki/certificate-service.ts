@@ -29,6 +29,8 @@ export interface CertsStatus {
   hosts: { active: number; online_with_bundle: number; online_without: number; offline_with_bundle: number; offline_without: number };
   /** Active hosts without the current bundle (at most 100), so an admin knows whom a switch would cut off. */
   without_bundle: Array<{ host_id: string; hostname: string; online: boolean; trust_generation: number }>;
+  /** Hosts waiting for approval (at most 100): they get no bundle until approved, so a switch may cut them off too. */
+  pending: Array<{ host_id: string; hostname: string }>;
 }
 
 /** What the service works with: the data directory's files, the hosts' reported bundles, the open streams. */
@@ -114,8 +116,10 @@ export class CertificateService {
   /** One step of the CA rotation (pki/ca-rotation.ts nextPhase) asked by `adminName` (logged); throws its refusal. */
   rotateCa(step: CaRotationStep, force: boolean, now: Date, adminName: string): Promise<CertsStatus> {
     return this.#serially(async () => {
-      const unacknowledged = step === 'switch' ? this.#withoutBundle().map((host) => `${host.hostname} (${host.hostId})`) : [];
-      const next = nextPhase(this.#record.phase, step, { unacknowledged, force });
+      const named = (host: { hostId: string; hostname: string }): string => `${host.hostname} (${host.hostId})`;
+      const unacknowledged = step === 'switch' ? this.#withoutBundle().map(named) : [];
+      const pending = step === 'switch' ? this.#deps.stores.hostTrust.pendingHosts().map(named) : [];
+      const next = nextPhase(this.#record.phase, step, { unacknowledged, pending, force });
       if (typeof next !== 'string') throw next;
       if (step === 'switch' && unacknowledged.length > 0) this.#deps.log.warn({ hosts: unacknowledged.slice(0, 100), count: unacknowledged.length, by: adminName }, 'CA rotation switched with --force: these hosts lack the next CA and will fail TLS at their next connection');
       const previous = this.#record;
@@ -161,6 +165,7 @@ export class CertificateService {
       },
       hosts: counts,
       without_bundle: without,
+      pending: this.#deps.stores.hostTrust.pendingHosts().slice(0, 100).map((host) => ({ host_id: host.hostId, hostname: host.hostname })),
     };
   }
 

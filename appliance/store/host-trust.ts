@@ -13,6 +13,7 @@ export interface HostTrust {
 export class HostTrustStore {
   readonly #record;
   readonly #active;
+  readonly #pending;
 
   constructor(db: Db) {
     this.#record = db.prepare<{ hostId: string; generation: number; digest: string }>(
@@ -22,11 +23,18 @@ export class HostTrustStore {
     this.#active = db.prepare<[], { id: string; hostname: string; trust_generation: number; trust_digest: string }>(
       "SELECT id, hostname, trust_generation, trust_digest FROM hosts WHERE approval = 'active' AND deleted_at IS NULL ORDER BY hostname, id",
     );
+    // Pending hosts do not stream, so they get no bundle until approved.
+    this.#pending = db.prepare<[], { id: string; hostname: string }>("SELECT id, hostname FROM hosts WHERE approval = 'pending' AND deleted_at IS NULL ORDER BY hostname, id");
   }
 
   /** Records the bundle an agent reported (`digest` hex); a no-op write when it is the one recorded. */
   record(hostId: string, generation: number, digest: string): void {
     this.#record.run({ hostId, generation, digest });
+  }
+
+  /** Every host waiting for approval (no stream, so no bundle). */
+  pendingHosts(): Array<{ hostId: string; hostname: string }> {
+    return this.#pending.all().map((row) => ({ hostId: row.id, hostname: row.hostname }));
   }
 
   /** Every active host with the bundle it holds. */
