@@ -11,7 +11,7 @@ import { AgentTrust, TRUST_FILE } from '../agent/identity/trust.ts';
 import { enterPhase, nextPhase, settleInterruptedRotation } from '../appliance/pki/ca-rotation.ts';
 import { readCaRotation, writeCaRotation } from '../appliance/pki/rotation-file.ts';
 import { createCa, ensureTlsMaterial } from '../appliance/pki/certificates.ts';
-import { CtOpsError } from '../common/errors.ts';
+import { CtOpsError, codeFromGrpcDetails } from '../common/errors.ts';
 import { parseCertificates, trustBundlePayload, type TrustBundle } from '../common/trust-bundle.ts';
 import { loadApplianceInputs } from '../bundler/build/inputs.ts';
 import { CertificateService } from '../appliance/pki/certificate-service.ts';
@@ -19,6 +19,7 @@ import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import { useIngestFixture } from './helpers/ingest-fixture.ts';
 import { waitFor } from './helpers/wait.ts';
 
 interface CertsStatus {
@@ -437,5 +438,18 @@ describe('the trust bundle verifier and the rotation phases', () => {
     assert.equal(nextPhase('update-servers', 'finish', { unacknowledged: [], pending: [], force: false }), 'standby');
     const again = nextPhase('update-clients', 'start', { unacknowledged: [], pending: [], force: false });
     assert.ok(again instanceof CtOpsError && again.code === 'ERR_CA_ROTATION_STATE');
+  });
+});
+
+describe('the trust digest on the wire', () => {
+  const ingest = useIngestFixture();
+
+  test('a heartbeat whose trust_digest is neither empty nor 32 bytes is refused by name', async () => {
+    const { hostId, jwt } = await ingest.enrol({ hostname: 'digest-length' });
+    const stream = await ingest.openStream(hostId, jwt);
+    stream.send(hostId, 2, { trust_digest: Buffer.alloc(31) });
+    const ended = await stream.ended;
+    assert.equal(codeFromGrpcDetails(ended.details), 'ERR_INVALID_ARGUMENT', ended.details);
+    assert.match(ended.details, /trust_digest must be empty or a 32-byte SHA-256/);
   });
 });
