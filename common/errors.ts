@@ -134,6 +134,10 @@ export const STATUS = {
   ERR_BACKUP_PASSPHRASE_WRONG: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.NO_PERMISSION, summary: 'The passphrase does not decrypt this backup; nothing was written.' },
   ERR_BACKUP_DAMAGED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'The file is not a CT-Ops backup, or it is truncated or altered (an age authentication failure, a broken tar or gzip, a member missing, unlisted or not matching the manifest\'s SHA-256, a database that fails PRAGMA integrity_check); nothing was written.' },
   ERR_BACKUP_OUTPUT_EXISTS: { http: 409, grpc: GrpcCode.ALREADY_EXISTS, exit: ExitCode.CANT_CREATE, summary: 'The backup output file already exists; backup never overwrites one.' },
+  ERR_BACKUP_OUTPUT_UNWRITABLE: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.CANT_CREATE, summary: 'The backup output file cannot be created or written (a read-only or full medium, a missing directory); what was written of it was removed.' },
+  ERR_BACKUP_UNREADABLE: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.NO_INPUT, summary: 'The backup file given to restore does not exist or cannot be read.' },
+  ERR_BACKUP_NOT_ENCRYPTED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'The backup is a plain (unencrypted, unauthenticated) archive, or its manifest disagrees with its format: restore takes a plain archive only with --unencrypted.' },
+  ERR_APPLIANCE_RUNNING: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: "A process (the serving appliance) has the data directory's database open: stop the appliance before restoring over it." },
   ERR_RESTORE_TARGET_NOT_EMPTY: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.CANT_CREATE, summary: 'restore was pointed at a data directory that holds files; give --force to keep it aside as DATA_DIR.before-restore-<time> and restore anyway.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;

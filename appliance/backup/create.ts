@@ -1,16 +1,18 @@
-import { constants, createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { create as createTar } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { syncDirectory } from '../../common/sync-directory.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DATABASE_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
-import { workDirectoryBeside } from './work-directory.ts';
+import { removeOnSignal, workDirectoryIn } from './work-directory.ts';
 import { BACKUP_FORMAT, CONFIG_PREFIX, DATA_PREFIX, isMemberName, MANIFEST_MEMBER, type BackupManifest, type BackupMember } from './manifest.ts';
 
 export interface BackupRequest {
@@ -44,10 +46,12 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * API (copyLiveDatabase; checked with PRAGMA integrity_check), every file of the data directory's
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
- * passphrase unless it is undefined. The output appears atomically, mode 0600, and never replaces
- * an existing file. Work files live in a 0700 directory beside the output (workDirectoryBeside)
- * and are removed either way.
- * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
+ * passphrase unless it is undefined. The output is created new (mode 0600, never replacing a file,
+ * no link(): FAT/exFAT sticks have none), fsync'd with its directory, and removed on any failure.
+ * The plain copies (database, keys) are staged only in a 0700 work directory INSIDE the data
+ * directory (workDirectoryIn), never beside the output; it is removed either way, and SIGINT,
+ * SIGTERM or SIGHUP remove it and the partial output before exiting 128+n (removeOnSignal).
+ * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
 export async function createBackup(request: BackupRequest): Promise<BackupResult> {
@@ -57,12 +61,14 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
   if (!existsSync(databasePath)) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
   }
-  const work = await workDirectoryBeside(out, 'backup');
+  const work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
+  const cleanup = new Set([work]);
+  const stopCleanup = removeOnSignal(cleanup);
   try {
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
     await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
     const { schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE));
-    const leftOut = await copyDataFiles(request.dataDir, join(work, DATA_PREFIX));
+    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== `${basename(work)}/`);
     if (request.configFile !== undefined) await copyConfig(request.configFile, work);
     const members = await describeMembers(work, request.configFile !== undefined);
     const manifest: BackupManifest = {
@@ -77,10 +83,11 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
     const names = [MANIFEST_MEMBER, ...members.map((member) => member.name)];
     const tarStream = Readable.from(createTar({ cwd: work, gzip: true, portable: true }, names));
     const archive = request.passphrase === undefined ? tarStream : await encryptWithPassphrase(tarStream, request.passphrase);
-    const bytes = await writeNewFile(out, archive);
+    const bytes = await writeNewFile(out, archive, cleanup);
     return { out, encrypted: manifest.encrypted, bytes, schemaVersion, members, leftOut };
   } finally {
     await rm(work, { recursive: true, force: true });
+    stopCleanup();
   }
 }
 
@@ -139,31 +146,35 @@ async function describeMembers(work: string, withConfig: boolean): Promise<Backu
 }
 
 /**
- * Streams `content` into `path` without ever replacing a file there: a 0600 temp file beside it,
- * fsync'd, then hard-linked to the final name (link fails if the name exists, unlike rename).
- * Returns the bytes written. Throws ERR_BACKUP_OUTPUT_EXISTS, or ERR_DATA_DIR_UNUSABLE when the
- * output cannot be written.
+ * Streams `content` into a new file `path` (O_CREAT|O_EXCL, 0600: never replaces a file there, and
+ * needs no hard link, which FAT/exFAT lack), fsyncs it and its directory. The file is added to
+ * `cleanup` while it is written (a signal removes it) and removed on any failure.
+ * Returns the bytes written. Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE.
  */
-async function writeNewFile(path: string, content: Readable): Promise<number> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+async function writeNewFile(path: string, content: Readable, cleanup: Set<string>): Promise<number> {
+  let handle: FileHandle;
   try {
-    await pipeline(content, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
-    const handle = await open(temp, 'r');
+    handle = await open(path, 'wx', 0o600);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} appeared while the backup was made; it was left alone`, { path }, { cause });
+    throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot create ${path}`, { path }, { cause });
+  }
+  cleanup.add(path);
+  try {
     try {
+      await pipeline(content, handle.createWriteStream({ autoClose: false }));
       await handle.sync();
     } finally {
       await handle.close();
     }
-    const { size } = await stat(temp);
-    await link(temp, path).catch((cause: NodeJS.ErrnoException) => {
-      if (cause.code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} appeared while the backup was written; it was left alone`, { path }, { cause });
-      throw cause;
-    });
+    syncDirectory(dirname(path));
+    const { size } = await lstat(path);
+    cleanup.delete(path);
     return size;
   } catch (error) {
+    await rm(path, { force: true });
+    cleanup.delete(path);
     if (error instanceof CtOpsError) throw error;
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write ${path}`, { path }, { cause: error });
-  } finally {
-    await unlink(temp).catch(() => undefined);
+    throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot write ${path}`, { path }, { cause: error });
   }
 }

@@ -1,14 +1,15 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { chmod, chown, lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser as TarParser, type ReadEntry } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { syncDirectory } from '../../common/sync-directory.ts';
 import { DATABASE_FILE } from '../lib/data-dir-files.ts';
-import { checkDatabaseCopy } from '../store/database-copy.ts';
+import { assertDatabaseNotInUse, checkDatabaseCopy } from '../store/database-copy.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
-import { workDirectoryBeside } from './work-directory.ts';
+import { removeOnSignal, workDirectoryBeside } from './work-directory.ts';
 import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
 
 export interface RestoreRequest {
@@ -19,6 +20,8 @@ export interface RestoreRequest {
   /** Asked for only when the file is encrypted. */
   readonly passphrase: () => Promise<string>;
   readonly force: boolean;
+  /** Accept a plain (gzip, unauthenticated) archive; without it only an age-encrypted one restores. */
+  readonly unencrypted: boolean;
 }
 
 export interface RestoreResult {
@@ -30,16 +33,21 @@ export interface RestoreResult {
 
 /**
  * Restores a backup into a data directory, all or nothing. Checks the target first (absent or
- * empty; a non-empty one only with force, then moved aside to DATA_DIR.before-restore-<time>),
- * then decrypts (age) and unpacks into a 0700 work directory beside it, checks every member
+ * empty; a non-empty one only with force and only when no process has its database open
+ * (assertDatabaseNotInUse), then moved aside to DATA_DIR.before-restore-<time>). A plain gzip
+ * archive is refused unless `unencrypted` (nothing authenticates it: whoever swapped the file would
+ * install their CA and keys), and so is a manifest whose `encrypted` disagrees with the format.
+ * Then decrypts (age) and unpacks into a 0700 work directory beside it (removed on SIGINT/SIGTERM/
+ * SIGHUP too), the manifest first (see unpack), checks every member
  * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
  * integrity_check and its schema against this build, sets the recorded modes (0600 secrets, 0644
  * public files, 0700 directory) and only then renames the work directory into place; when run as
  * root onto a directory that existed, the files get that directory's owner (the install's service
  * user). A newer schema than this build knows is refused; an older one is migrated by the next
  * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
- * ERR_SCHEMA_TOO_NEW, ERR_BACKUP_PASSPHRASE_REQUIRED, ERR_DATA_DIR_UNUSABLE; nothing is left
- * written then.
+ * ERR_SCHEMA_TOO_NEW, ERR_BACKUP_PASSPHRASE_REQUIRED, ERR_BACKUP_NOT_ENCRYPTED, ERR_BACKUP_UNREADABLE,
+ * ERR_APPLIANCE_RUNNING, ERR_DATA_DIR_UNUSABLE; nothing is left written then. Every file, the work
+ * directory and the parent after the rename are fsync'd.
  */
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult> {
   const dataDir = resolve(request.dataDir);
@@ -47,20 +55,30 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   if (target.state === 'non-empty' && !request.force) {
     throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
   }
+  if (target.state === 'non-empty') assertDatabaseNotInUse(join(dataDir, DATABASE_FILE));
   const kind = await archiveKind(request.file);
-  const work = await workDirectoryBeside(dataDir, 'restore');
+  if (kind === 'gzip' && !request.unencrypted) {
+    throw new CtOpsError('ERR_BACKUP_NOT_ENCRYPTED', `${request.file} is a plain archive, not an encrypted backup: nothing proves who wrote it. Restore it only if you made it yourself and kept it safe, with --unencrypted`, { path: request.file });
+  }
+  const work = await workDirectoryBeside(dataDir);
+  const stopCleanup = removeOnSignal(new Set([work]));
   try {
     const cipher = createReadStream(request.file);
     const archive = kind === 'age' ? await decryptWithPassphrase(cipher, await request.passphrase()) : cipher;
-    await unpack(archive, work);
-    const manifest = await checkedManifest(work);
+    const listed = await unpack(archive, work);
+    if (listed.encrypted !== (kind === 'age')) {
+      throw new CtOpsError('ERR_BACKUP_NOT_ENCRYPTED', `the backup's manifest says encrypted=${listed.encrypted} but the file is ${kind === 'age' ? 'age-encrypted' : 'a plain archive'}: it was altered`, { path: request.file });
+    }
+    const manifest = await checkedManifest(work, listed);
     const restored = join(work, DATA_PREFIX);
     await chmod(restored, 0o700);
     for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
+    syncDirectory(restored);
     const keptAside = await putInPlace(restored, dataDir, target);
     return { dataDir, manifest, keptAside };
   } finally {
     await rm(work, { recursive: true, force: true });
+    stopCleanup();
   }
 }
 
@@ -78,7 +96,7 @@ async function targetState(dataDir: string): Promise<TargetState> {
   }
 }
 
-/** age (encrypted) or gzip (--unencrypted) by the first bytes; anything else is not a backup. Throws ERR_BACKUP_DAMAGED, ERR_DATA_DIR_UNUSABLE (unreadable). */
+/** age (encrypted) or gzip (--unencrypted) by the first bytes; anything else is not a backup. Throws ERR_BACKUP_DAMAGED, ERR_BACKUP_UNREADABLE. */
 async function archiveKind(file: string): Promise<'age' | 'gzip'> {
   const head = Buffer.alloc(AGE_MAGIC.length);
   let length: number;
@@ -90,37 +108,62 @@ async function archiveKind(file: string): Promise<'age' | 'gzip'> {
       await handle.close();
     }
   } catch (cause) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot read the backup ${file}`, { path: file }, { cause });
+    throw new CtOpsError('ERR_BACKUP_UNREADABLE', `cannot read the backup ${file}`, { path: file }, { cause });
   }
   if (length === AGE_MAGIC.length && head.equals(AGE_MAGIC)) return 'age';
   if (length >= GZIP_MAGIC.length && head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'gzip';
   throw new CtOpsError('ERR_BACKUP_DAMAGED', `${file} is not a CT-Ops backup (neither an age file nor a gzip'd tar)`, { path: file });
 }
 
+/** The most bytes a manifest may have: a few hundred per member, and a backup has a few dozen members. */
+const MANIFEST_MAX_BYTES = 1024 * 1024;
+
 /**
- * Unpacks the gzip'd tar into `work`, writing each entry itself: plain files named manifest.json,
- * data/<name> or config/<name>, each once, created new (0600 until the modes are set). Resolves once
- * every file is written and closed, and on a failure only after the writes in flight have stopped,
- * so the caller can remove `work` without a late write re-creating it. Throws ERR_BACKUP_DAMAGED for
- * any other entry or a broken stream, or the age error (ERR_BACKUP_DAMAGED) for an altered body.
+ * Unpacks the gzip'd tar into `work`, writing each entry itself, and returns the manifest. The
+ * manifest must be the first entry (at most MANIFEST_MAX_BYTES); it is parsed before anything else
+ * is written, and every later entry must be a plain file it lists, once, with the listed size in its
+ * header: an archive cannot make restore write more than the manifest announced (a small gzip of
+ * a huge unlisted member is refused at its header). Files are created new (0600 until the modes
+ * are set) and fsync'd when closed. Resolves once every file is written and closed, and on a
+ * failure only after the writes in flight have stopped, so the caller can remove `work` without a
+ * late write re-creating it. Throws ERR_BACKUP_DAMAGED for any other entry, a missing, late or
+ * oversized manifest, or a broken stream, or the age error (ERR_BACKUP_DAMAGED) for an altered body.
  */
-async function unpack(archive: Readable, work: string): Promise<void> {
+async function unpack(archive: Readable, work: string): Promise<BackupManifest> {
   await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
   await mkdir(join(work, CONFIG_PREFIX), { mode: 0o700 });
   const parser = new TarParser({ strict: true });
   const outputs = new Set<WriteStream>();
   const writes: Array<Promise<void>> = [];
   const seen = new Set<string>();
-  let refusal: CtOpsError | undefined;
+  let manifest: BackupManifest | undefined;
+  let listed = new Map<string, number>();
+  const refuse = (entry: ReadEntry, why: string): void => {
+    entry.resume();
+    archive.destroy(new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${entry.path} (${entry.type}): ${why}`, { entry: entry.path }));
+  };
   parser.on('entry', (entry: ReadEntry) => {
     const name = entry.path;
-    if (refusal !== undefined || entry.type !== 'File' || seen.has(name) || !(name === MANIFEST_MEMBER || isMemberName(name))) {
-      refusal ??= new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${name} (${entry.type})`, { entry: name });
-      entry.resume();
+    if (manifest === undefined && seen.size === 0) {
+      if (name !== MANIFEST_MEMBER || entry.type !== 'File' || (entry.size ?? 0) > MANIFEST_MAX_BYTES) return refuse(entry, `the first entry must be ${MANIFEST_MEMBER} of at most ${MANIFEST_MAX_BYTES} bytes`);
+      seen.add(name);
+      const chunks: Buffer[] = [];
+      entry.on('data', (chunk: Buffer) => chunks.push(chunk));
+      entry.on('end', () => {
+        try {
+          manifest = parseManifest(Buffer.concat(chunks).toString('utf8'));
+          listed = new Map(manifest.members.map((member) => [member.name, member.size]));
+        } catch (error) {
+          archive.destroy(error as Error);
+        }
+      });
       return;
     }
+    if (manifest === undefined) return refuse(entry, `it comes before ${MANIFEST_MEMBER} was read`);
+    if (entry.type !== 'File' || seen.has(name) || !isMemberName(name)) return refuse(entry, 'not a plain member file, or a repeated one');
+    if (listed.get(name) !== entry.size) return refuse(entry, `the manifest ${listed.has(name) ? `lists ${listed.get(name)} bytes, the header says ${entry.size}` : 'does not list it'}`);
     seen.add(name);
-    const output = createWriteStream(join(work, name), { flags: 'wx', mode: 0o600 });
+    const output = createWriteStream(join(work, name), { flags: 'wx', mode: 0o600, flush: true });
     outputs.add(output);
     writes.push(
       new Promise<void>((resolveWrite, reject) => {
@@ -148,18 +191,15 @@ async function unpack(archive: Readable, work: string): Promise<void> {
   }
   const failed = (await Promise.allSettled(writes)).find((result) => result.status === 'rejected');
   if (failed !== undefined) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked backup in ${work}`, { path: work }, { cause: failed.reason });
-  if (refusal !== undefined) throw refusal;
+  if (manifest === undefined) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup has no ${MANIFEST_MEMBER}`, {});
+  return manifest;
 }
 
 /**
  * The manifest, once every file unpacked matches it: the same names (none missing, none unlisted),
  * sizes and SHA-256; the database among them, passing its integrity check with the manifest's schema.
  */
-async function checkedManifest(work: string): Promise<BackupManifest> {
-  const manifestText = await readFile(join(work, MANIFEST_MEMBER), 'utf8').catch((cause: unknown) => {
-    throw new CtOpsError('ERR_BACKUP_DAMAGED', 'the backup has no manifest.json', {}, { cause });
-  });
-  const manifest = parseManifest(manifestText);
+async function checkedManifest(work: string, manifest: BackupManifest): Promise<BackupManifest> {
   const listed = new Map(manifest.members.map((member) => [member.name, member]));
   const present = await unpackedFiles(work);
   const unlisted = present.filter((name) => !listed.has(name));
@@ -211,6 +251,7 @@ async function putInPlace(restored: string, dataDir: string, target: TargetState
       await rename(dataDir, keptAside);
     }
     await rename(restored, dataDir);
+    syncDirectory(dirname(dataDir));
     return keptAside;
   } catch (cause) {
     if (keptAside !== undefined) await rename(keptAside, dataDir).catch(() => undefined);

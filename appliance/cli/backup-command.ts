@@ -19,6 +19,7 @@ interface BackupOptions extends DataDirOptions {
 interface RestoreOptions extends DataDirOptions {
   passphraseFile?: string;
   force: boolean;
+  unencrypted: boolean;
 }
 
 const UNENCRYPTED_WARNING = [
@@ -27,6 +28,15 @@ const UNENCRYPTED_WARNING = [
   'It holds the CA private key, the server key, the JWT signing key, the bundle signing key and the',
   "local admin CLI credential: whoever reads it can impersonate this appliance to every agent and sign",
   'install bundles they trust. It was written with mode 0600; keep it on encrypted media only.',
+  '',
+].join('\n');
+
+const PLAIN_RESTORE_WARNING = [
+  '',
+  '!!! WARNING: restoring with --unencrypted. !!!',
+  'Nothing authenticates a plain archive: its manifest hashes can be rewritten by whoever changed it.',
+  'Restore only a file you wrote yourself and kept on trusted media; a swapped one installs its own CA,',
+  'JWT signing key and admin credential. An encrypted backup is authenticated by its passphrase.',
   '',
 ].join('\n');
 
@@ -79,10 +89,12 @@ export function restoreCommand(): Command {
       .argument('<file>', 'the backup file'),
   )
     .addOption(new Option('--force', 'restore into a non-empty data directory, keeping the old one as DATA_DIR.before-restore-<time>').default(false))
+    .addOption(new Option('--unencrypted', 'accept a plain (unencrypted, unauthenticated) archive you made yourself with backup --unencrypted').default(false))
     .action(async (file: string, options: RestoreOptions) => {
       const { dataDir } = await resolveDataDir(options);
+      if (options.unencrypted) process.stderr.write(`${PLAIN_RESTORE_WARNING}\n`);
       const { restoreBackup } = await import('../backup/restore.ts');
-      const result = await restoreBackup({ file, dataDir, force: options.force, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
+      const result = await restoreBackup({ file, dataDir, force: options.force, unencrypted: options.unencrypted, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
       const { manifest } = result;
       const config = manifest.members.find((member) => member.name.startsWith('config/'));
       printObject(
