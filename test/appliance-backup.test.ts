@@ -5,8 +5,9 @@
  * refusal (wrong passphrase, altered or truncated file, newer schema, non-empty target, existing output).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -203,9 +204,15 @@ describe('appliance backup and restore', () => {
     assert.equal(mode(plain), 0o600);
     assert.match(made.stderr, /WARNING: this backup is NOT encrypted/);
     assert.ok((JSON.parse(made.stdout) as { files: string[] }).files.includes('config/appliance.toml'));
+    // A plain archive is not authenticated: refused unless the operator says it is the one they made.
     const restoredPlain = join(scratch, 'from-plain');
-    const fromPlain = await cli('restore', plain, '--data-dir', restoredPlain);
+    const unasked = await cli('restore', plain, '--data-dir', restoredPlain);
+    assert.equal(unasked.code, 65, unasked.stderr);
+    assert.match(unasked.stderr, /ERR_BACKUP_NOT_ENCRYPTED: .* is a plain archive, not an encrypted backup/);
+    assert.equal(existsSync(restoredPlain), false);
+    const fromPlain = await cli('restore', plain, '--data-dir', restoredPlain, '--unencrypted');
     assert.equal(fromPlain.code, 0, fromPlain.stderr);
+    assert.match(fromPlain.stderr, /WARNING: restoring with --unencrypted/);
     assert.match(fromPlain.stderr, /The backup also holds the appliance config \(config\/appliance\.toml\); it was not applied/);
     assert.equal(await sha256File(join(restoredPlain, 'ca.key')), await sha256File(join(dataDir, 'ca.key')));
 
@@ -218,8 +225,8 @@ describe('appliance backup and restore', () => {
       assert.equal((await run('tar', ['-czf', out, '-C', unpacked, ...listMembers(unpacked)])).code, 0);
       return out;
     };
-    writeFileSync(join(unpacked, 'data/ca.key'), readFileSync(join(unpacked, 'data/ca.key'), 'utf8').replace('PRIVATE KEY', 'PRIVATE  KEY'));
-    const altered = await cli('restore', await repack('altered.tar.gz'), '--data-dir', join(scratch, 'never-1'));
+    writeFileSync(join(unpacked, 'data/ca.key'), readFileSync(join(unpacked, 'data/ca.key'), 'utf8').replace('PRIVATE KEY', 'PRIVATE KEX'));
+    const altered = await cli('restore', await repack('altered.tar.gz'), '--data-dir', join(scratch, 'never-1'), '--unencrypted');
     assert.equal(altered.code, 65, altered.stderr);
     assert.match(altered.stderr, /ERR_BACKUP_DAMAGED: data\/ca\.key does not match the SHA-256/);
     assert.equal(existsSync(join(scratch, 'never-1')), false);
@@ -231,23 +238,68 @@ describe('appliance backup and restore', () => {
     db.pragma('user_version = 999');
     db.close();
     const manifestPath = join(unpacked, 'manifest.json');
-    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { schema_version: number; members: Array<{ name: string; size: number; sha256: string }> };
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { schema_version: number; encrypted: boolean; members: Array<{ name: string; size: number; sha256: string }> };
     manifest.schema_version = 999;
     const member = manifest.members.find(({ name }) => name === 'data/appliance.db')!;
     member.size = statSync(database).size;
     member.sha256 = await sha256File(database);
     writeFileSync(manifestPath, JSON.stringify(manifest));
-    const newer = await cli('restore', await repack('newer.tar.gz'), '--data-dir', join(scratch, 'never-2'));
+    const newer = await cli('restore', await repack('newer.tar.gz'), '--data-dir', join(scratch, 'never-2'), '--unencrypted');
     assert.equal(newer.code, 70, newer.stderr);
     assert.match(newer.stderr, /ERR_SCHEMA_TOO_NEW: the backed-up database has schema version 999/);
     assert.equal(existsSync(join(scratch, 'never-2')), false);
 
     // A link among the members (a hostile archive pointing outside the data directory) is refused unwritten.
     symlinkSync('/etc/passwd', join(unpacked, 'data/evil'));
-    const linked = await cli('restore', await repack('linked.tar.gz'), '--data-dir', join(scratch, 'never-3'));
+    const linked = await cli('restore', await repack('linked.tar.gz'), '--data-dir', join(scratch, 'never-3'), '--unencrypted');
     assert.equal(linked.code, 65, linked.stderr);
     assert.match(linked.stderr, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/evil \(SymbolicLink\)/);
     assert.equal(existsSync(join(scratch, 'never-3')), false);
+    rmSync(join(unpacked, 'data/evil'));
+
+    // A plain archive whose manifest claims encryption (or the reverse) was altered.
+    manifest.encrypted = true;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const claims = await cli('restore', await repack('claims-encrypted.tar.gz'), '--data-dir', join(scratch, 'never-4'), '--unencrypted');
+    assert.equal(claims.code, 65, claims.stderr);
+    assert.match(claims.stderr, /ERR_BACKUP_NOT_ENCRYPTED: the backup's manifest says encrypted=true but the file is a plain archive/);
+    assert.equal(existsSync(join(scratch, 'never-4')), false);
+  });
+
+  test('restore reads the manifest first and writes only what it lists: a huge unlisted member, a size the manifest does not give or a late manifest is refused at its header', async () => {
+    const unpacked = join(scratch, 'unpacked');
+    assert.equal((await run('tar', ['-xzf', join(scratch, 'plain.tar.gz'), '-C', unpacked])).code, 0);
+    const target = join(scratch, 'never-5');
+    const refusedFast = async (archive: string, pattern: RegExp): Promise<void> => {
+      const started = Date.now();
+      const refused = await cli('restore', archive, '--data-dir', target, '--unencrypted');
+      assert.equal(refused.code, 65, refused.stderr);
+      assert.match(refused.stderr, pattern);
+      assert.equal(existsSync(target), false);
+      assert.deepEqual(readdirSync(scratch).filter((name) => name.startsWith('.never-5.')), [], 'no work directory left');
+      return void console.log(`refused in ${Date.now() - started} ms: ${refused.stderr.trim().split('\n').at(-1)}`);
+    };
+    // 1 GiB of zeros gzips to ~1 MB; a restore that wrote before checking would write the whole GiB.
+    const huge = join(unpacked, 'data/huge');
+    writeFileSync(huge, '');
+    truncateSync(huge, 1024 ** 3);
+    const hugeArchive = join(scratch, 'huge.tar.gz');
+    assert.equal((await run('sh', ['-c', `tar -cf - -C "$DIR" manifest.json data/huge | gzip -1 > "$OUT"`], { DIR: unpacked, OUT: hugeArchive }, 60_000)).code, 0);
+    rmSync(huge);
+    await refusedFast(hugeArchive, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/huge \(File\): the manifest does not list it/);
+    // A listed member whose header size differs from the manifest's.
+    const manifestPath = join(unpacked, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { encrypted: boolean; members: Array<{ name: string; size: number }> };
+    manifest.encrypted = false;
+    manifest.members.find(({ name }) => name === 'data/ca.crt')!.size += 1;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const resized = join(scratch, 'resized.tar.gz');
+    assert.equal((await run('tar', ['-czf', resized, '-C', unpacked, ...listMembers(unpacked)])).code, 0);
+    await refusedFast(resized, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/ca\.crt \(File\): the manifest lists \d+ bytes, the header says \d+/);
+    // The manifest last: nothing may be written before it is read.
+    const late = join(scratch, 'late.tar.gz');
+    assert.equal((await run('tar', ['-czf', late, '-C', unpacked, ...listMembers(unpacked).slice(1), 'manifest.json'])).code, 0);
+    await refusedFast(late, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/[\w.-]+ \(File\): the first entry must be manifest\.json/);
   });
 
   test('restore refuses a non-empty data directory unless --force, which keeps the old one aside; backup refuses a missing or short passphrase and never overwrites its output', async () => {
@@ -287,6 +339,41 @@ describe('appliance backup and restore', () => {
     assert.ok(readFileSync(backup).equals(before));
   });
 
+  test('an interrupted backup leaves no copy of a key, no work directory and no partial output; restore refuses to replace the data directory of a serving appliance', { timeout: 60_000 }, async () => {
+    // The first test's second appliance still serves from this directory.
+    const served = join(scratch, 'restored');
+    const before = readdirSync(served).sort();
+    const busy = await cli('restore', backup, '--data-dir', served, '--passphrase-file', passphraseFile, '--force');
+    assert.equal(busy.code, 75, busy.stderr);
+    assert.match(busy.stderr, /ERR_APPLIANCE_RUNNING: a process \(the appliance\?\) has .*appliance\.db open/);
+    assert.deepEqual(readdirSync(served).sort(), before);
+    assert.deepEqual(readdirSync(scratch).filter((name) => name.startsWith('restored.before-restore-') || name.startsWith('.restored.')), []);
+
+    // The output on "removable media": SIGINT while the backup runs (during age's scrypt at the latest).
+    const usb = join(scratch, 'usb');
+    mkdirSync(usb);
+    const child = spawn(process.execPath, [APPLIANCE_BIN, 'backup', '--data-dir', served, '--out', join(usb, 'appliance.backup.age'), '--passphrase-file', passphraseFile], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+    await waitFor('the backup staging its copies', () => readdirSync(served).some((name) => name.startsWith('.ct-ops.backup-')), 30_000, 5);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130);
+    assert.deepEqual(readdirSync(usb), [], 'nothing on the output medium');
+    assert.deepEqual(readdirSync(served).sort(), before, 'no work directory left in the data directory');
+
+    // No hard link (FAT/exFAT sticks have none): the output is created O_EXCL, seen by strace.
+    const traced = await run('strace', ['-f', '-qq', '-e', 'trace=link,linkat', '-e', 'signal=none', process.execPath, APPLIANCE_BIN, 'backup', '--data-dir', served, '--out', join(usb, 'traced.tar.gz'), '--unencrypted'], {}, 60_000);
+    assert.equal(traced.code, 0, traced.stderr);
+    assert.doesNotMatch(traced.stderr, /\blink(at)?\(/);
+    assert.equal(mode(join(usb, 'traced.tar.gz')), 0o600);
+    rmSync(join(usb, 'traced.tar.gz'));
+
+    // An output the medium refuses has its own code and leaves nothing either.
+    const unwritable = await cli('backup', '--data-dir', served, '--out', join(usb, 'no-such-dir', 'x.age'), '--passphrase-file', passphraseFile);
+    assert.equal(unwritable.code, 73, unwritable.stderr);
+    assert.match(unwritable.stderr, /ERR_BACKUP_OUTPUT_UNWRITABLE: cannot create /);
+    assert.deepEqual(readdirSync(served).sort(), before);
+  });
+
   test('a backup from an older schema restores as it is, and the next start migrates it forward', { timeout: 60_000 }, async () => {
     const older = join(scratch, 'older');
     mkdirSync(older, { mode: 0o700 });
@@ -294,7 +381,7 @@ describe('appliance backup and restore', () => {
     const file = join(scratch, 'older.tar.gz');
     assert.equal((await cli('backup', '--data-dir', older, '--out', file, '--unencrypted')).code, 0);
     const restoredDir = join(scratch, 'older-restored');
-    const restored = await cli('restore', file, '--data-dir', restoredDir, '--json');
+    const restored = await cli('restore', file, '--data-dir', restoredDir, '--json', '--unencrypted');
     assert.equal(restored.code, 0, restored.stderr);
     assert.equal((JSON.parse(restored.stdout) as { schema_version: number }).schema_version, MIGRATIONS.length - 1);
     const appliance = await TestAppliance.start({ dataDir: restoredDir });

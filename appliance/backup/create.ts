@@ -56,19 +56,24 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  */
 export async function createBackup(request: BackupRequest): Promise<BackupResult> {
   const out = resolve(request.out);
-  if (existsSync(out)) throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${out} already exists; backup never overwrites a file`, { path: out });
   const databasePath = join(request.dataDir, DATABASE_FILE);
   if (!existsSync(databasePath)) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
   }
-  const work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
-  const cleanup = new Set([work]);
+  // Created first: an unwritable medium fails before any copy is made, and a signal removes it too.
+  const output = await createOutput(out);
+  const cleanup = new Set([out]);
   const stopCleanup = removeOnSignal(cleanup);
+  let written = false;
+  let work: string | undefined;
   try {
+    work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
+    cleanup.add(work);
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
     await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
     const { schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE));
-    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== `${basename(work)}/`);
+    const workEntry = `${basename(work)}/`;
+    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== workEntry);
     if (request.configFile !== undefined) await copyConfig(request.configFile, work);
     const members = await describeMembers(work, request.configFile !== undefined);
     const manifest: BackupManifest = {
@@ -83,10 +88,15 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
     const names = [MANIFEST_MEMBER, ...members.map((member) => member.name)];
     const tarStream = Readable.from(createTar({ cwd: work, gzip: true, portable: true }, names));
     const archive = request.passphrase === undefined ? tarStream : await encryptWithPassphrase(tarStream, request.passphrase);
-    const bytes = await writeNewFile(out, archive, cleanup);
+    const bytes = await writeOutput(output, out, archive);
+    written = true;
     return { out, encrypted: manifest.encrypted, bytes, schemaVersion, members, leftOut };
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    if (!written) {
+      await output.close().catch(() => undefined);
+      await rm(out, { force: true });
+    }
     stopCleanup();
   }
 }
@@ -146,34 +156,30 @@ async function describeMembers(work: string, withConfig: boolean): Promise<Backu
 }
 
 /**
- * Streams `content` into a new file `path` (O_CREAT|O_EXCL, 0600: never replaces a file there, and
- * needs no hard link, which FAT/exFAT lack), fsyncs it and its directory. The file is added to
- * `cleanup` while it is written (a signal removes it) and removed on any failure.
- * Returns the bytes written. Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE.
+ * Creates the backup file new (O_CREAT|O_EXCL, 0600): never replaces a file there, and needs no
+ * hard link, which FAT/exFAT lack. Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE.
  */
-async function writeNewFile(path: string, content: Readable, cleanup: Set<string>): Promise<number> {
-  let handle: FileHandle;
+async function createOutput(path: string): Promise<FileHandle> {
   try {
-    handle = await open(path, 'wx', 0o600);
+    return await open(path, 'wx', 0o600);
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} appeared while the backup was made; it was left alone`, { path }, { cause });
+    if ((cause as NodeJS.ErrnoException).code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} already exists; backup never overwrites a file`, { path }, { cause });
     throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot create ${path}`, { path }, { cause });
   }
-  cleanup.add(path);
+}
+
+/**
+ * Streams `content` into the output, fsyncs it and its directory, and closes it. Returns the bytes
+ * written. Throws ERR_BACKUP_OUTPUT_UNWRITABLE (our own errors from `content` pass through); the
+ * caller removes the file then.
+ */
+async function writeOutput(output: FileHandle, path: string, content: Readable): Promise<number> {
   try {
-    try {
-      await pipeline(content, handle.createWriteStream({ autoClose: false }));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    // The stream owns the handle from here: it fsyncs (flush) and closes it when the content has ended.
+    await pipeline(content, output.createWriteStream({ flush: true }));
     syncDirectory(dirname(path));
-    const { size } = await lstat(path);
-    cleanup.delete(path);
-    return size;
+    return (await lstat(path)).size;
   } catch (error) {
-    await rm(path, { force: true });
-    cleanup.delete(path);
     if (error instanceof CtOpsError) throw error;
     throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot write ${path}`, { path }, { cause: error });
   }

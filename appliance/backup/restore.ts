@@ -138,9 +138,15 @@ async function unpack(archive: Readable, work: string): Promise<BackupManifest> 
   const seen = new Set<string>();
   let manifest: BackupManifest | undefined;
   let listed = new Map<string, number>();
+  let refusal: Error | undefined;
+  // The first refusal wins; destroying the source stops reading early (it may have ended already).
+  const stop = (error: Error): void => {
+    refusal ??= error;
+    archive.destroy(refusal);
+  };
   const refuse = (entry: ReadEntry, why: string): void => {
     entry.resume();
-    archive.destroy(new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${entry.path} (${entry.type}): ${why}`, { entry: entry.path }));
+    stop(new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${entry.path} (${entry.type}): ${why}`, { entry: entry.path }));
   };
   parser.on('entry', (entry: ReadEntry) => {
     const name = entry.path;
@@ -154,12 +160,12 @@ async function unpack(archive: Readable, work: string): Promise<BackupManifest> 
           manifest = parseManifest(Buffer.concat(chunks).toString('utf8'));
           listed = new Map(manifest.members.map((member) => [member.name, member.size]));
         } catch (error) {
-          archive.destroy(error as Error);
+          stop(error as Error);
         }
       });
       return;
     }
-    if (manifest === undefined) return refuse(entry, `it comes before ${MANIFEST_MEMBER} was read`);
+    if (manifest === undefined || refusal !== undefined) return refuse(entry, `it comes before ${MANIFEST_MEMBER} was read`);
     if (entry.type !== 'File' || seen.has(name) || !isMemberName(name)) return refuse(entry, 'not a plain member file, or a repeated one');
     if (listed.get(name) !== entry.size) return refuse(entry, `the manifest ${listed.has(name) ? `lists ${listed.get(name)} bytes, the header says ${entry.size}` : 'does not list it'}`);
     seen.add(name);
@@ -187,7 +193,11 @@ async function unpack(archive: Readable, work: string): Promise<BackupManifest> 
     archive.destroy();
     for (const output of outputs) output.destroy();
     await Promise.allSettled(writes);
-    throw backupReadError(error);
+    throw backupReadError(refusal ?? error);
+  }
+  if (refusal !== undefined) {
+    await Promise.allSettled(writes);
+    throw backupReadError(refusal);
   }
   const failed = (await Promise.allSettled(writes)).find((result) => result.status === 'rejected');
   if (failed !== undefined) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked backup in ${work}`, { path: work }, { cause: failed.reason });
