@@ -19,10 +19,10 @@ const ALL_PAGES = 0x7fffffff;
 export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
   let source: Db;
   try {
-    // Read-write although it only reads: with the appliance stopped, SQLite removes the -wal/-shm this
-    // handle creates when it closes; a read-only handle leaves them behind, owned by whoever ran the
-    // backup (root), and the appliance's service user then cannot open the database.
-    source = openSqliteFile(sourcePath, { fileMustExist: true, timeout: 5000 });
+    // Read-only: the backup never writes the live database. With the appliance stopped this handle
+    // may leave the -wal/-shm it needed behind; run as root, SQLite gives them the database file's
+    // owner (unixOpen's fchown of journal and WAL files), so the service user still opens them.
+    source = openSqliteFile(sourcePath, { readonly: true, fileMustExist: true, timeout: 5000 });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
   }
