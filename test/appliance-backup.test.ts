@@ -111,6 +111,8 @@ describe('appliance backup and restore', () => {
     const restoredDir = join(scratch, 'restored');
     const restored = await cli('restore', backup, '--data-dir', restoredDir, '--passphrase-file', passphraseFile, '--json');
     assert.equal(restored.code, 0, restored.stderr);
+    const restoredSummary = JSON.parse(restored.stdout) as { ca_fingerprint: string; ca_rotation_phase: string };
+    assert.equal(restoredSummary.ca_rotation_phase, 'standby');
     assert.equal(mode(restoredDir), 0o700);
     for (const name of KEY_FILES) {
       assert.equal(readFileSync(join(restoredDir, name), 'utf8'), readFileSync(join(first.dataDir, name), 'utf8'), name);
@@ -124,6 +126,7 @@ describe('appliance backup and restore', () => {
     cleanup.push(() => second.dispose());
     const secondStart = second.process.logged('appliance started')[0]!;
     for (const field of ['ca_fingerprint', 'jwt_kid', 'bundle_key_id', 'release_key_id']) assert.equal(secondStart[field], firstStart[field], field);
+    assert.equal(restoredSummary.ca_fingerprint, firstStart.ca_fingerprint, 'restore prints the fingerprint the appliance logs');
     const byId = (hosts: Array<{ id: string; hostname: string }>): string[] => hosts.map(({ id, hostname }) => `${id} ${hostname}`).sort();
     assert.deepEqual(byId(await second.hosts()), byId(hostsBefore));
     const tokensAfter = await second.cliJson<Array<{ id: string; uses: number }>>('tokens', 'list');
@@ -372,7 +375,14 @@ describe('appliance backup and restore', () => {
     assert.equal(traced.code, 0, traced.stderr);
     assert.doesNotMatch(traced.stderr, /\blink(at)?\(/);
     assert.equal(mode(join(usb, 'traced.tar.gz')), 0o600);
+    assert.doesNotMatch(traced.stderr, /backup: copying/, 'no progress lines when stderr is not a terminal');
     rmSync(join(usb, 'traced.tar.gz'));
+    // On a terminal (script(1) gives it one) the steps show as they start.
+    const onTerminal = await run('script', ['-qec', `"${process.execPath}" "${APPLIANCE_BIN}" backup --data-dir "${served}" --out "${join(usb, 'tty.tar.gz')}" --unencrypted`, '/dev/null'], {}, 60_000);
+    assert.equal(onTerminal.code, 0, onTerminal.stdout);
+    assert.match(onTerminal.stdout, /backup: copying the database \(\d+ bytes\) with SQLite's online backup…/);
+    assert.match(onTerminal.stdout, /backup: writing .*tty\.tar\.gz…/);
+    rmSync(join(usb, 'tty.tar.gz'));
 
     // An output the medium refuses has its own code and leaves nothing either.
     const unwritable = await cli('backup', '--data-dir', served, '--out', join(usb, 'no-such-dir', 'x.age'), '--passphrase-file', passphraseFile);

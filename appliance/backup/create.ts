@@ -24,6 +24,8 @@ export interface BackupRequest {
   readonly out: string;
   /** The age passphrase; undefined writes the archive unencrypted (the CLI warns). */
   readonly passphrase: string | undefined;
+  /** Told each step as it starts (one line of text, no secrets), for a terminal's progress display. */
+  readonly onStep?: (step: string) => void;
 }
 
 export interface BackupResult {
@@ -69,8 +71,11 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
   try {
     work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
     cleanup.add(work);
+    const step = request.onStep ?? (() => undefined);
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
+    step(`copying the database (${(await lstat(databasePath)).size} bytes) with SQLite's online backup`);
     await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
+    step('checking the copy (PRAGMA integrity_check)');
     const { schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE));
     const workEntry = `${basename(work)}/`;
     const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== workEntry);
@@ -85,6 +90,7 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
       members,
     };
     await writeFile(join(work, MANIFEST_MEMBER), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    step(`writing ${out}${request.passphrase === undefined ? '' : ' (age: deriving the key from the passphrase first)'}`);
     const names = [MANIFEST_MEMBER, ...members.map((member) => member.name)];
     const tarStream = Readable.from(createTar({ cwd: work, gzip: true, portable: true }, names));
     const archive = request.passphrase === undefined ? tarStream : await encryptWithPassphrase(tarStream, request.passphrase);

@@ -6,7 +6,10 @@ import { Parser as TarParser, type ReadEntry } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { syncDirectory } from '../../common/sync-directory.ts';
-import { DATABASE_FILE } from '../lib/data-dir-files.ts';
+import { CA_CERT_FILE, DATABASE_FILE } from '../lib/data-dir-files.ts';
+import { certificateFingerprint } from '../pki/certificates.ts';
+import { readIfExists } from '../pki/files.ts';
+import { type CaRotationPhase, readCaRotation } from '../pki/rotation-file.ts';
 import { assertDatabaseNotInUse, checkDatabaseCopy } from '../store/database-copy.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
 import { removeOnSignal, workDirectoryBeside } from './work-directory.ts';
@@ -29,6 +32,13 @@ export interface RestoreResult {
   readonly manifest: BackupManifest;
   /** Where the data directory that was there before now is (--force on a non-empty one). */
   readonly keptAside: string | undefined;
+  /** SHA-256 fingerprint (AA:BB:…) of the restored ca.crt, which agents must trust; undefined without one. */
+  readonly caFingerprint: string | undefined;
+  /**
+   * The CA rotation phase the backup was taken in: anything but standby means agents may by now trust
+   * only the next CA (docs/operations.md, Backup and restore).
+   */
+  readonly caRotationPhase: CaRotationPhase;
 }
 
 /**
@@ -75,7 +85,8 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
     syncDirectory(restored);
     const keptAside = await putInPlace(restored, dataDir, target);
-    return { dataDir, manifest, keptAside };
+    const caPem = readIfExists(join(dataDir, CA_CERT_FILE));
+    return { dataDir, manifest, keptAside, caFingerprint: caPem === undefined ? undefined : certificateFingerprint(caPem), caRotationPhase: readCaRotation(dataDir).phase };
   } finally {
     await rm(work, { recursive: true, force: true });
     stopCleanup();

@@ -66,7 +66,9 @@ export function backupCommand(): Command {
       const { dataDir, configFile } = await resolveDataDir(options);
       const passphrase = options.unencrypted ? undefined : await readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'backup' });
       const { createBackup } = await import('../backup/create.ts');
-      const result = await createBackup({ dataDir, configFile, out: options.out, passphrase });
+      // Progress only on a terminal (STYLE.md §7); a script's stderr gets the result and errors alone.
+      const onStep = process.stderr.isTTY ? (step: string): void => void process.stderr.write(`backup: ${escapeForTerminal(step)}…\n`) : undefined;
+      const result = await createBackup({ dataDir, configFile, out: options.out, passphrase, onStep });
       if (!result.encrypted) process.stderr.write(`${UNENCRYPTED_WARNING}\n`);
       printObject(
         {
@@ -105,10 +107,15 @@ export function restoreCommand(): Command {
           schema_version: manifest.schema_version,
           files: manifest.members.filter((member) => member.name.startsWith('data/')).length,
           kept_aside: result.keptAside,
+          ca_fingerprint: result.caFingerprint,
+          ca_rotation_phase: result.caRotationPhase,
           config_in_backup: config?.name,
         },
         options.json,
       );
+      if (result.caRotationPhase !== 'standby' && !options.json) {
+        process.stderr.write(`The backup was taken during a CA rotation (phase ${result.caRotationPhase}): agents that have since moved to the next CA may not trust this restored appliance. See docs/operations.md, Backup and restore.\n`);
+      }
       if (config !== undefined && !options.json) {
         process.stderr.write(`The backup also holds the appliance config (${escapeForTerminal(config.name)}); it was not applied. Compare it with this machine's config: docs/operations.md, Backup and restore.\n`);
       }
