@@ -138,6 +138,7 @@ export const STATUS = {
   ERR_BACKUP_UNREADABLE: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.NO_INPUT, summary: 'The backup file given to restore does not exist or cannot be read.' },
   ERR_BACKUP_NOT_ENCRYPTED: { http: 422, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'The backup is a plain (unencrypted, unauthenticated) archive, or its manifest disagrees with its format: restore takes a plain archive only with --unencrypted.' },
   ERR_APPLIANCE_RUNNING: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: "A process (the serving appliance) has the data directory's database open: stop the appliance before restoring over it." },
+  ERR_RESTORE_OWNER_REQUIRED: { http: 400, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.USAGE, summary: 'restore run as root into an absent data directory needs --owner USER (the service user, e.g. ct-ops-appliance), or the user given is unknown: root-owned files would keep the appliance from opening its data.' },
   ERR_RESTORE_TARGET_NOT_EMPTY: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.CANT_CREATE, summary: 'restore was pointed at a data directory that holds files; give --force to keep it aside as DATA_DIR.before-restore-<time> and restore anyway.' },
   ERR_APPLIANCE_UNREACHABLE: { http: 502, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The admin CLI cannot reach the appliance's admin API." },
 } as const satisfies Record<string, Surface>;

@@ -38,6 +38,9 @@ const KEY_FILES = ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'jwt-signing.
 
 const cli = (...args: string[]): ReturnType<typeof run> => run(process.execPath, [APPLIANCE_BIN, ...args], {}, 60_000);
 const mode = (path: string): number => statSync(path).mode & 0o777;
+/** `restore`, as root with --owner root: root restoring into an absent directory must say who owns it. */
+const asRoot = process.getuid?.() === 0;
+const restore = (...args: string[]): ReturnType<typeof run> => cli('restore', ...args, ...(asRoot ? ['--owner', 'root'] : []));
 
 describe('appliance backup and restore', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-backup-test-'));
@@ -109,7 +112,7 @@ describe('appliance backup and restore', () => {
     await first.stop();
 
     const restoredDir = join(scratch, 'restored');
-    const restored = await cli('restore', backup, '--data-dir', restoredDir, '--passphrase-file', passphraseFile, '--json');
+    const restored = await restore(backup, '--data-dir', restoredDir, '--passphrase-file', passphraseFile, '--json');
     assert.equal(restored.code, 0, restored.stderr);
     const restoredSummary = JSON.parse(restored.stdout) as { ca_fingerprint: string; ca_rotation_phase: string };
     assert.equal(restoredSummary.ca_rotation_phase, 'standby');
@@ -189,7 +192,7 @@ describe('appliance backup and restore', () => {
       [truncated, passphraseFile, 'ERR_BACKUP_DAMAGED', 65],
     ];
     for (const [file, passphrase, code, exit] of cases) {
-      const refused = await cli('restore', file, '--data-dir', target, '--passphrase-file', passphrase);
+      const refused = await restore(file, '--data-dir', target, '--passphrase-file', passphrase);
       assert.equal(refused.code, exit, refused.stderr);
       assert.match(refused.stderr, new RegExp(`^ct-ops-appliance: ${code}: `));
       assert.deepEqual(readdirSync(parent), [], `${code}: nothing left in ${parent}`);
@@ -209,11 +212,11 @@ describe('appliance backup and restore', () => {
     assert.ok((JSON.parse(made.stdout) as { files: string[] }).files.includes('config/appliance.toml'));
     // A plain archive is not authenticated: refused unless the operator says it is the one they made.
     const restoredPlain = join(scratch, 'from-plain');
-    const unasked = await cli('restore', plain, '--data-dir', restoredPlain);
+    const unasked = await restore(plain, '--data-dir', restoredPlain);
     assert.equal(unasked.code, 65, unasked.stderr);
     assert.match(unasked.stderr, /ERR_BACKUP_NOT_ENCRYPTED: .* is a plain archive, not an encrypted backup/);
     assert.equal(existsSync(restoredPlain), false);
-    const fromPlain = await cli('restore', plain, '--data-dir', restoredPlain, '--unencrypted');
+    const fromPlain = await restore(plain, '--data-dir', restoredPlain, '--unencrypted');
     assert.equal(fromPlain.code, 0, fromPlain.stderr);
     assert.match(fromPlain.stderr, /WARNING: restoring with --unencrypted/);
     assert.match(fromPlain.stderr, /The backup also holds the appliance config \(config\/appliance\.toml\); it was not applied/);
@@ -229,7 +232,7 @@ describe('appliance backup and restore', () => {
       return out;
     };
     writeFileSync(join(unpacked, 'data/ca.key'), readFileSync(join(unpacked, 'data/ca.key'), 'utf8').replace('PRIVATE KEY', 'PRIVATE KEX'));
-    const altered = await cli('restore', await repack('altered.tar.gz'), '--data-dir', join(scratch, 'never-1'), '--unencrypted');
+    const altered = await restore(await repack('altered.tar.gz'), '--data-dir', join(scratch, 'never-1'), '--unencrypted');
     assert.equal(altered.code, 65, altered.stderr);
     assert.match(altered.stderr, /ERR_BACKUP_DAMAGED: data\/ca\.key does not match the SHA-256/);
     assert.equal(existsSync(join(scratch, 'never-1')), false);
@@ -247,14 +250,14 @@ describe('appliance backup and restore', () => {
     member.size = statSync(database).size;
     member.sha256 = await sha256File(database);
     writeFileSync(manifestPath, JSON.stringify(manifest));
-    const newer = await cli('restore', await repack('newer.tar.gz'), '--data-dir', join(scratch, 'never-2'), '--unencrypted');
+    const newer = await restore(await repack('newer.tar.gz'), '--data-dir', join(scratch, 'never-2'), '--unencrypted');
     assert.equal(newer.code, 70, newer.stderr);
     assert.match(newer.stderr, /ERR_SCHEMA_TOO_NEW: the backed-up database has schema version 999/);
     assert.equal(existsSync(join(scratch, 'never-2')), false);
 
     // A link among the members (a hostile archive pointing outside the data directory) is refused unwritten.
     symlinkSync('/etc/passwd', join(unpacked, 'data/evil'));
-    const linked = await cli('restore', await repack('linked.tar.gz'), '--data-dir', join(scratch, 'never-3'), '--unencrypted');
+    const linked = await restore(await repack('linked.tar.gz'), '--data-dir', join(scratch, 'never-3'), '--unencrypted');
     assert.equal(linked.code, 65, linked.stderr);
     assert.match(linked.stderr, /ERR_BACKUP_DAMAGED: the backup holds an entry no backup has: data\/evil \(SymbolicLink\)/);
     assert.equal(existsSync(join(scratch, 'never-3')), false);
@@ -263,7 +266,7 @@ describe('appliance backup and restore', () => {
     // A plain archive whose manifest claims encryption (or the reverse) was altered.
     manifest.encrypted = true;
     writeFileSync(manifestPath, JSON.stringify(manifest));
-    const claims = await cli('restore', await repack('claims-encrypted.tar.gz'), '--data-dir', join(scratch, 'never-4'), '--unencrypted');
+    const claims = await restore(await repack('claims-encrypted.tar.gz'), '--data-dir', join(scratch, 'never-4'), '--unencrypted');
     assert.equal(claims.code, 65, claims.stderr);
     assert.match(claims.stderr, /ERR_BACKUP_NOT_ENCRYPTED: the backup's manifest says encrypted=true but the file is a plain archive/);
     assert.equal(existsSync(join(scratch, 'never-4')), false);
@@ -275,7 +278,7 @@ describe('appliance backup and restore', () => {
     const target = join(scratch, 'never-5');
     const refusedFast = async (archive: string, pattern: RegExp): Promise<void> => {
       const started = Date.now();
-      const refused = await cli('restore', archive, '--data-dir', target, '--unencrypted');
+      const refused = await restore(archive, '--data-dir', target, '--unencrypted');
       assert.equal(refused.code, 65, refused.stderr);
       assert.match(refused.stderr, pattern);
       assert.equal(existsSync(target), false);
@@ -309,15 +312,29 @@ describe('appliance backup and restore', () => {
     const target = join(scratch, 'occupied');
     mkdirSync(target);
     writeFileSync(join(target, 'appliance.db'), 'an older appliance');
-    const refused = await cli('restore', backup, '--data-dir', target, '--passphrase-file', passphraseFile);
+    const refused = await restore(backup, '--data-dir', target, '--passphrase-file', passphraseFile);
     assert.equal(refused.code, 73, refused.stderr);
     assert.match(refused.stderr, /ERR_RESTORE_TARGET_NOT_EMPTY/);
-    const forced = await cli('restore', backup, '--data-dir', target, '--passphrase-file', passphraseFile, '--force', '--json');
+    const forced = await restore(backup, '--data-dir', target, '--passphrase-file', passphraseFile, '--force', '--json');
     assert.equal(forced.code, 0, forced.stderr);
     const { kept_aside: keptAside } = JSON.parse(forced.stdout) as { kept_aside: string };
     assert.match(keptAside, /occupied\.before-restore-\d{8}T\d{6}Z$/);
     assert.equal(readFileSync(join(keptAside, 'appliance.db'), 'utf8'), 'an older appliance');
     checkDatabaseCopy(join(target, 'appliance.db'));
+    // As root into an absent directory: refused without --owner (root-owned files the service user could not
+    // open), and --owner gives the restored files that user.
+    if (asRoot) {
+      const absent = join(scratch, 'owned-by-nobody');
+      const unowned = await cli('restore', backup, '--data-dir', absent, '--passphrase-file', passphraseFile);
+      assert.equal(unowned.code, 64, unowned.stderr);
+      assert.match(unowned.stderr, /ERR_RESTORE_OWNER_REQUIRED: .*owned-by-nobody does not exist and restore runs as root: give --owner USER/);
+      assert.equal(existsSync(absent), false);
+      const owned = await cli('restore', backup, '--data-dir', absent, '--passphrase-file', passphraseFile, '--owner', 'nobody');
+      assert.equal(owned.code, 0, owned.stderr);
+      for (const name of ['', ...readdirSync(absent)]) assert.equal(statSync(join(absent, name)).uid, 65534, name || absent);
+      assert.equal((await cli('restore', backup, '--data-dir', join(scratch, 'never-6'), '--owner', 'no-such-user-here')).code, 64);
+    }
+
     // A backup of a stopped appliance (the upgrade's case) run as root: the WAL-mode database of the service
     // user (here nobody, 65534) is not changed, and any -wal/-shm its read-only open left belong to that user.
     const stopped = join(scratch, 'stopped-appliance');
@@ -353,7 +370,7 @@ describe('appliance backup and restore', () => {
     // The first test's second appliance still serves from this directory.
     const served = join(scratch, 'restored');
     const before = readdirSync(served).sort();
-    const busy = await cli('restore', backup, '--data-dir', served, '--passphrase-file', passphraseFile, '--force');
+    const busy = await restore(backup, '--data-dir', served, '--passphrase-file', passphraseFile, '--force');
     assert.equal(busy.code, 75, busy.stderr);
     assert.match(busy.stderr, /ERR_APPLIANCE_RUNNING: a process \(the appliance\?\) has .*appliance\.db open/);
     assert.deepEqual(readdirSync(served).sort(), before);
@@ -398,7 +415,7 @@ describe('appliance backup and restore', () => {
     const file = join(scratch, 'older.tar.gz');
     assert.equal((await cli('backup', '--data-dir', older, '--out', file, '--unencrypted')).code, 0);
     const restoredDir = join(scratch, 'older-restored');
-    const restored = await cli('restore', file, '--data-dir', restoredDir, '--json', '--unencrypted');
+    const restored = await restore(file, '--data-dir', restoredDir, '--json', '--unencrypted');
     assert.equal(restored.code, 0, restored.stderr);
     assert.equal((JSON.parse(restored.stdout) as { schema_version: number }).schema_version, MIGRATIONS.length - 1);
     const appliance = await TestAppliance.start({ dataDir: restoredDir });

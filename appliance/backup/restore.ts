@@ -25,6 +25,8 @@ export interface RestoreRequest {
   readonly force: boolean;
   /** Accept a plain (gzip, unauthenticated) archive; without it only an age-encrypted one restores. */
   readonly unencrypted: boolean;
+  /** Who the restored files belong to when run as root; default: the existing target directory's owner. */
+  readonly owner?: { readonly uid: number; readonly gid: number } | undefined;
 }
 
 export interface RestoreResult {
@@ -52,8 +54,8 @@ export interface RestoreResult {
  * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
  * integrity_check and its schema against this build, sets the recorded modes (0600 secrets, 0644
  * public files, 0700 directory) and only then renames the work directory into place; when run as
- * root onto a directory that existed, the files get that directory's owner (the install's service
- * user). A newer schema than this build knows is refused; an older one is migrated by the next
+ * root, the files get `owner`, else the owner of the directory that existed (the install's service
+ * user); as root onto an absent one without `owner` it refuses (ERR_RESTORE_OWNER_REQUIRED). A newer schema than this build knows is refused; an older one is migrated by the next
  * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
  * ERR_SCHEMA_TOO_NEW, ERR_BACKUP_PASSPHRASE_REQUIRED, ERR_BACKUP_NOT_ENCRYPTED, ERR_BACKUP_UNREADABLE,
  * ERR_APPLIANCE_RUNNING, ERR_DATA_DIR_UNUSABLE; nothing is left written then. Every file, the work
@@ -65,6 +67,11 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   if (target.state === 'non-empty' && !request.force) {
     throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
   }
+  const runAsRoot = process.getuid?.() === 0;
+  if (runAsRoot && target.state === 'absent' && request.owner === undefined) {
+    throw new CtOpsError('ERR_RESTORE_OWNER_REQUIRED', `${dataDir} does not exist and restore runs as root: give --owner USER (the appliance's service user), or create the directory owned by that user first`, { path: dataDir });
+  }
+  const owner = request.owner ?? (target.state === 'absent' ? undefined : { uid: target.uid, gid: target.gid });
   if (target.state === 'non-empty') assertDatabaseNotInUse(join(dataDir, DATABASE_FILE));
   const kind = await archiveKind(request.file);
   if (kind === 'gzip' && !request.unencrypted) {
@@ -84,7 +91,7 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     await chmod(restored, 0o700);
     for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
     syncDirectory(restored);
-    const keptAside = await putInPlace(restored, dataDir, target);
+    const keptAside = await putInPlace(restored, dataDir, target, runAsRoot ? owner : undefined);
     const caPem = readIfExists(join(dataDir, CA_CERT_FILE));
     return { dataDir, manifest, keptAside, caFingerprint: caPem === undefined ? undefined : certificateFingerprint(caPem), caRotationPhase: readCaRotation(dataDir).phase };
   } finally {
@@ -259,10 +266,10 @@ async function unpackedFiles(work: string): Promise<string[]> {
  * one renamed to DATA_DIR.before-restore-<UTC time> (and renamed back if the last step fails).
  * Returns where the old one went, if anywhere.
  */
-async function putInPlace(restored: string, dataDir: string, target: TargetState): Promise<string | undefined> {
-  if (target.state !== 'absent' && process.getuid?.() === 0) {
-    await chown(restored, target.uid, target.gid);
-    for (const name of await readdir(restored)) await chown(join(restored, name), target.uid, target.gid);
+async function putInPlace(restored: string, dataDir: string, target: TargetState, owner: { uid: number; gid: number } | undefined): Promise<string | undefined> {
+  if (owner !== undefined) {
+    await chown(restored, owner.uid, owner.gid);
+    for (const name of await readdir(restored)) await chown(join(restored, name), owner.uid, owner.gid);
   }
   let keptAside: string | undefined;
   try {

@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { Command, Option } from 'commander';
 import { escapeForTerminal } from '../../common/agent-text.ts';
+import { CtOpsError } from '../../common/errors.ts';
 import { PASSPHRASE_ENV, readPassphrase } from './passphrase.ts';
 import { jsonOption } from './options.ts';
 import { printObject } from './output.ts';
@@ -20,6 +22,7 @@ interface RestoreOptions extends DataDirOptions {
   passphraseFile?: string;
   force: boolean;
   unencrypted: boolean;
+  owner?: string;
 }
 
 const UNENCRYPTED_WARNING = [
@@ -91,12 +94,14 @@ export function restoreCommand(): Command {
       .argument('<file>', 'the backup file'),
   )
     .addOption(new Option('--force', 'restore into a non-empty data directory, keeping the old one as DATA_DIR.before-restore-<time>').default(false))
+    .addOption(new Option('--owner <user>', "as root: the user the restored files belong to (the service user, e.g. ct-ops-appliance); default: the existing data directory's owner"))
     .addOption(new Option('--unencrypted', 'accept a plain (unencrypted, unauthenticated) archive you made yourself with backup --unencrypted').default(false))
     .action(async (file: string, options: RestoreOptions) => {
       const { dataDir } = await resolveDataDir(options);
       if (options.unencrypted) process.stderr.write(`${PLAIN_RESTORE_WARNING}\n`);
       const { restoreBackup } = await import('../backup/restore.ts');
-      const result = await restoreBackup({ file, dataDir, force: options.force, unencrypted: options.unencrypted, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
+      const owner = options.owner === undefined ? undefined : userIds(options.owner);
+      const result = await restoreBackup({ file, dataDir, force: options.force, unencrypted: options.unencrypted, owner, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
       const { manifest } = result;
       const config = manifest.members.find((member) => member.name.startsWith('config/'));
       printObject(
@@ -120,4 +125,17 @@ export function restoreCommand(): Command {
         process.stderr.write(`The backup also holds the appliance config (${escapeForTerminal(config.name)}); it was not applied. Compare it with this machine's config: docs/operations.md, Backup and restore.\n`);
       }
     });
+}
+
+/**
+ * A user's uid and primary gid by name or number, as id(1) reports them (so NSS users count too).
+ * Throws ERR_RESTORE_OWNER_REQUIRED for an unknown user.
+ */
+function userIds(user: string): { uid: number; gid: number } {
+  try {
+    const id = (flag: string): number => Number(execFileSync('id', [flag, '--', user], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    return { uid: id('-u'), gid: id('-g') };
+  } catch (cause) {
+    throw new CtOpsError('ERR_RESTORE_OWNER_REQUIRED', `--owner: no such user ${escapeForTerminal(user)}`, {}, { cause });
+  }
 }
