@@ -23,6 +23,7 @@ import { inProcessAgent, type InProcessAgent } from './helpers/in-process-agent.
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 import { activeAgent, chunksOf, packages, submitScan } from './helpers/inventory.ts';
 import { APPLIANCE_BIN, linuxX64Executable, run } from './helpers/processes.ts';
+import { TmpfsVolume, tmpfsUnavailable } from './helpers/tmpfs-volume.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const PASSPHRASE = 'correct horse battery staple';
@@ -406,6 +407,24 @@ describe('appliance backup and restore', () => {
     assert.equal(unwritable.code, 73, unwritable.stderr);
     assert.match(unwritable.stderr, /ERR_BACKUP_OUTPUT_UNWRITABLE: cannot create /);
     assert.deepEqual(readdirSync(served).sort(), before);
+  });
+
+  test('restore into a data directory that is a mount point (an empty volume) renames the files into it', { skip: tmpfsUnavailable(), timeout: 60_000 }, async () => {
+    const volume = await TmpfsVolume.create(64);
+    try {
+      const restored = await volume.run(process.execPath, APPLIANCE_BIN, 'restore', backup, '--data-dir', volume.dir, '--passphrase-file', passphraseFile);
+      assert.equal(restored.code, 0, restored.stderr);
+      const names = (await volume.check('ls', '-A', volume.dir)).trim().split('\n').sort();
+      assert.deepEqual(names, ['appliance.db', ...KEY_FILES].sort());
+      assert.equal((await volume.check('stat', '-c', '%a', volume.dir)).trim(), '700');
+      assert.equal((await volume.check('stat', '-c', '%a', join(volume.dir, 'ca.key'))).trim(), '600');
+      // A non-empty volume cannot be kept aside by a rename: refused, even with --force.
+      const again = await volume.run(process.execPath, APPLIANCE_BIN, 'restore', backup, '--data-dir', volume.dir, '--passphrase-file', passphraseFile, '--force');
+      assert.equal(again.code, 73, again.stderr);
+      assert.match(again.stderr, /ERR_RESTORE_TARGET_NOT_EMPTY: .* is a mount point and not empty/);
+    } finally {
+      await volume.dispose();
+    }
   });
 
   test('a backup from an older schema restores as it is, and the next start migrates it forward', { timeout: 60_000 }, async () => {

@@ -12,7 +12,7 @@ import { readIfExists } from '../pki/files.ts';
 import { type CaRotationPhase, readCaRotation } from '../pki/rotation-file.ts';
 import { assertDatabaseNotInUse, checkDatabaseCopy } from '../store/database-copy.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
-import { removeOnSignal, workDirectoryBeside } from './work-directory.ts';
+import { removeOnSignal, workDirectoryBeside, workDirectoryIn } from './work-directory.ts';
 import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
 
 export interface RestoreRequest {
@@ -67,6 +67,10 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   if (target.state === 'non-empty' && !request.force) {
     throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is not empty; restore into an absent or empty data directory, or give --force to keep the old one aside`, { path: dataDir });
   }
+  const mountPoint = target.state !== 'absent' && target.mountPoint;
+  if (mountPoint && target.state === 'non-empty') {
+    throw new CtOpsError('ERR_RESTORE_TARGET_NOT_EMPTY', `${dataDir} is a mount point and not empty: it cannot be kept aside by a rename; move its content away yourself and restore into the empty volume`, { path: dataDir });
+  }
   const runAsRoot = process.getuid?.() === 0;
   if (runAsRoot && target.state === 'absent' && request.owner === undefined) {
     throw new CtOpsError('ERR_RESTORE_OWNER_REQUIRED', `${dataDir} does not exist and restore runs as root: give --owner USER (the appliance's service user), or create the directory owned by that user first`, { path: dataDir });
@@ -77,7 +81,8 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   if (kind === 'gzip' && !request.unencrypted) {
     throw new CtOpsError('ERR_BACKUP_NOT_ENCRYPTED', `${request.file} is a plain archive, not an encrypted backup: nothing proves who wrote it. Restore it only if you made it yourself and kept it safe, with --unencrypted`, { path: request.file });
   }
-  const work = await workDirectoryBeside(dataDir);
+  // On a mount point the work directory goes inside the volume, so its files can be renamed into place.
+  const work = mountPoint ? await workDirectoryIn(dataDir, 'ct-ops', 'restore') : await workDirectoryBeside(dataDir);
   const stopCleanup = removeOnSignal(new Set([work]));
   try {
     const cipher = createReadStream(request.file);
@@ -91,7 +96,7 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     await chmod(restored, 0o700);
     for (const member of manifest.members) await chmod(join(work, member.name), member.mode & 0o644);
     syncDirectory(restored);
-    const keptAside = await putInPlace(restored, dataDir, target, runAsRoot ? owner : undefined);
+    const keptAside = mountPoint ? await moveIntoVolume(restored, dataDir, runAsRoot ? owner : undefined) : await putInPlace(restored, dataDir, target, runAsRoot ? owner : undefined);
     const caPem = readIfExists(join(dataDir, CA_CERT_FILE));
     return { dataDir, manifest, keptAside, caFingerprint: caPem === undefined ? undefined : certificateFingerprint(caPem), caRotationPhase: readCaRotation(dataDir).phase };
   } finally {
@@ -100,13 +105,15 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   }
 }
 
-type TargetState = { state: 'absent' } | { state: 'empty' | 'non-empty'; uid: number; gid: number };
+/** mountPoint: the directory is a volume's root (its st_dev differs from its parent's): it cannot be removed or renamed. */
+type TargetState = { state: 'absent' } | { state: 'empty' | 'non-empty'; uid: number; gid: number; mountPoint: boolean };
 
 async function targetState(dataDir: string): Promise<TargetState> {
   try {
     const info = await stat(dataDir);
     if (!info.isDirectory()) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${dataDir} is not a directory`, { path: dataDir });
-    return { state: (await readdir(dataDir)).length === 0 ? 'empty' : 'non-empty', uid: info.uid, gid: info.gid };
+    const mountPoint = info.dev !== (await stat(dirname(dataDir))).dev;
+    return { state: (await readdir(dataDir)).length === 0 ? 'empty' : 'non-empty', uid: info.uid, gid: info.gid, mountPoint };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' };
     if (error instanceof CtOpsError) throw error;
@@ -267,10 +274,7 @@ async function unpackedFiles(work: string): Promise<string[]> {
  * Returns where the old one went, if anywhere.
  */
 async function putInPlace(restored: string, dataDir: string, target: TargetState, owner: { uid: number; gid: number } | undefined): Promise<string | undefined> {
-  if (owner !== undefined) {
-    await chown(restored, owner.uid, owner.gid);
-    for (const name of await readdir(restored)) await chown(join(restored, name), owner.uid, owner.gid);
-  }
+  await chownAll(restored, owner);
   let keptAside: string | undefined;
   try {
     if (target.state === 'empty') await rmdir(dataDir);
@@ -285,4 +289,35 @@ async function putInPlace(restored: string, dataDir: string, target: TargetState
     if (keptAside !== undefined) await rename(keptAside, dataDir).catch(() => undefined);
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot put the restored data directory in place at ${dataDir}`, { path: dataDir }, { cause });
   }
+}
+
+/**
+ * The mount-point case of putInPlace: the empty volume root stays, the checked files are renamed
+ * into it one by one from the work directory inside it (same volume), then it gets mode 0700 and the
+ * owner. A failure part way removes the files already moved, so the volume is empty again. Returns
+ * undefined (nothing was kept aside). Throws ERR_DATA_DIR_UNUSABLE.
+ */
+async function moveIntoVolume(restored: string, dataDir: string, owner: { uid: number; gid: number } | undefined): Promise<undefined> {
+  const moved: string[] = [];
+  try {
+    await chownAll(restored, owner);
+    for (const name of await readdir(restored)) {
+      await rename(join(restored, name), join(dataDir, name));
+      moved.push(name);
+    }
+    await chmod(dataDir, 0o700);
+    if (owner !== undefined) await chown(dataDir, owner.uid, owner.gid);
+    syncDirectory(dataDir);
+    return undefined;
+  } catch (cause) {
+    for (const name of moved) await rm(join(dataDir, name), { force: true });
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot move the restored files into the volume ${dataDir}`, { path: dataDir }, { cause });
+  }
+}
+
+/** Gives `dir` and the files in it to `owner` (restore run as root); nothing when undefined. */
+async function chownAll(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  if (owner === undefined) return;
+  await chown(dir, owner.uid, owner.gid);
+  for (const name of await readdir(dir)) await chown(join(dir, name), owner.uid, owner.gid);
 }
