@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { CtOpsError } from './errors.ts';
+import { syncDirectory } from './sync-directory.ts';
 
 /**
  * Replaces `path` with `content` so a crash leaves either the old or the new file,
@@ -28,15 +29,4 @@ export function writeFileAtomic(path: string, content: string | Uint8Array, mode
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write ${path}: ${(cause as Error).message}`, { path }, { cause });
   }
   syncDirectory(dirname(path));
-}
-
-function syncDirectory(directory: string): void {
-  // Windows cannot open a directory for fsync; there the rename is already durable enough.
-  if (process.platform === 'win32') return;
-  const fd = openSync(directory, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
