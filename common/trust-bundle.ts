@@ -1,4 +1,4 @@
-import { X509Certificate, verify } from 'node:crypto';
+import { X509Certificate, createHash, verify } from 'node:crypto';
 import { CtOpsError } from './errors.ts';
 
 /**
@@ -6,7 +6,10 @@ import { CtOpsError } from './errors.ts';
  * authenticated Heartbeat stream during a CA rotation (proto TrustBundle; decisions.md 71).
  */
 export interface TrustBundle {
-  /** Increases with each bundle the appliance issues (a safe integer ≥ 1). */
+  /**
+   * Increases with each bundle the appliance issues: its issue time in ms since the Unix epoch, or one
+   * more than the previous when the clock has not moved past it (decisions.md 77). A safe integer ≥ 1.
+   */
   readonly generation: number;
   /** PEM CA certificates, the appliance's current CA first. */
   readonly caPems: readonly string[];
@@ -17,6 +20,12 @@ export interface TrustBundle {
 /** A bundle names the current CA and at most the next one; a few more leave room, nothing more is plausible. */
 export const MAX_TRUST_BUNDLE_CAS = 4;
 const PAYLOAD_CONTEXT = 'ct-ops trust bundle v1\n';
+/**
+ * How far a bundle's generation (an issue time in ms) may lie ahead of the agent's clock. A key that
+ * signed bundles once (a retired or stolen CA key) can pin an agent's generation at most this far
+ * ahead, not at 2^53−1 for ever; a larger clock difference refuses bundles until the clocks are set.
+ */
+export const MAX_GENERATION_AHEAD_MS = 86_400_000;
 
 /**
  * The bytes the signature covers: a context string, the generation as 8 bytes big-endian, then per
@@ -36,21 +45,34 @@ export function trustBundlePayload(generation: number, certificates: readonly X5
   return Buffer.concat(parts);
 }
 
+/** SHA-256 of trustBundlePayload: what an agent reports holding (HeartbeatRequest.trust_digest), compared for equality. */
+export function trustBundleDigest(generation: number, certificates: readonly X509Certificate[]): Buffer {
+  return createHash('sha256').update(trustBundlePayload(generation, certificates)).digest();
+}
+
 /**
- * Checks a bundle before anything of it is trusted: 1 to MAX_TRUST_BUNDLE_CAS PEM certificates,
- * each a CA certificate; a generation newer than `heldGeneration`; and a signature that verifies
+ * Checks a bundle before anything of it is trusted: 1 to MAX_TRUST_BUNDLE_CAS entries, each exactly
+ * one PEM CA certificate; a generation newer than `heldGeneration` and at most MAX_GENERATION_AHEAD_MS
+ * ahead of `now`; and a signature that verifies
  * with the public key of one of `trusted` (the CAs the agent trusts now). Returns the parsed
- * certificates. Throws ERR_TRUST_BUNDLE_INVALID naming what failed.
+ * certificates — the signed content; trust those (re-encoded), never the entries' text. Throws ERR_TRUST_BUNDLE_INVALID naming what failed.
  */
-export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Certificate[], heldGeneration: number): X509Certificate[] {
+export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Certificate[], heldGeneration: number, now: Date): X509Certificate[] {
   const invalid = (reason: string): CtOpsError => new CtOpsError('ERR_TRUST_BUNDLE_INVALID', `trust bundle ${bundle.generation} refused: ${reason}`, { generation: bundle.generation });
   if (!Number.isSafeInteger(bundle.generation) || bundle.generation < 1) throw invalid('its generation is not a positive integer');
   if (bundle.generation <= heldGeneration) throw invalid(`it is not newer than the bundle held (generation ${heldGeneration})`);
+  if (bundle.generation > now.getTime() + MAX_GENERATION_AHEAD_MS) {
+    throw invalid(`its generation (issued ${new Date(bundle.generation).toISOString()}) lies more than a day ahead of this host's clock (${now.toISOString()}); set the clocks right`);
+  }
   if (bundle.caPems.length < 1 || bundle.caPems.length > MAX_TRUST_BUNDLE_CAS) throw invalid(`it must hold 1 to ${MAX_TRUST_BUNDLE_CAS} certificates, not ${bundle.caPems.length}`);
   const certificates = bundle.caPems.map((pem, index) => {
+    // Exactly one block and nothing else: X509Certificate reads only the first block of a text, so a
+    // second one appended would travel unsigned into whatever later reads the whole text.
+    const blocks = parseCertificateBlocks(pem);
+    if (blocks.length !== 1 || pem.replace(blocks[0]!, '').trim() !== '') throw invalid(`entry ${index + 1} must be exactly one PEM certificate and nothing else`);
     let certificate: X509Certificate;
     try {
-      certificate = new X509Certificate(pem);
+      certificate = new X509Certificate(blocks[0]!);
     } catch {
       throw invalid(`certificate ${index + 1} is not a PEM certificate`);
     }
@@ -71,6 +93,10 @@ export function verifyTrustBundle(bundle: TrustBundle, trusted: readonly X509Cer
 
 /** The certificates of a PEM text holding one or more (a CA file may hold several). */
 export function parseCertificates(pemText: string): X509Certificate[] {
-  const blocks = pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((block) => new X509Certificate(block));
+  return parseCertificateBlocks(pemText).map((block) => new X509Certificate(block));
+}
+
+/** The `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` blocks of a text, in order. */
+function parseCertificateBlocks(pemText: string): string[] {
+  return pemText.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }

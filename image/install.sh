@@ -10,8 +10,12 @@
 #   /opt/ct-ops/current             -> <version>, switched atomically
 #   /usr/local/bin/ct-ops-appliance, /usr/local/bin/ct-ops-bundle   -> /opt/ct-ops/current/bin/…
 #   /etc/ct-ops/appliance.toml      written only when absent (data_dir, sans)
-#   /etc/ct-ops/release.pub         the image's agent release key, which bundles are checked against
-#   DATA_DIR (/var/lib/ct-ops)      0700, owned by the system user ct-ops-appliance
+#   /etc/ct-ops/appliance-release.pub   the image's agent release key, which bundles are checked against
+#   DATA_DIR (/var/lib/ct-ops/appliance)   0700, owned by the system user ct-ops-appliance; its parent
+#                                   /var/lib/ct-ops is made 0755 root when absent, else left as it is
+# The agent (installers/install.sh) may be installed on this host too: it owns /etc/ct-ops/agent.toml,
+# ca.crt, release.pub and /var/lib/ct-ops/{agent,requests,helper}. Neither product touches the
+# other's files (docs/decisions.md, 77).
 #   /etc/systemd/system/ct-ops-appliance.service   enabled and started
 # When /opt/ct-ops/current names another version this is an upgrade: the service is stopped, the
 # data directory copied to /var/lib/ct-ops-backups/pre-upgrade-<old>-<UTC time>/, the new version
@@ -22,7 +26,7 @@
 # Usage: sudo ./install.sh [options]
 #   --dry-run               verify the image, print every action, change nothing
 #   --data-dir DIR          the appliance's data directory (default: data_dir of an existing
-#                           /etc/ct-ops/appliance.toml, else /var/lib/ct-ops)
+#                           /etc/ct-ops/appliance.toml, else /var/lib/ct-ops/appliance)
 #   --san NAME              a host name or IP address agents use to reach the appliance,
 #                           written into a new appliance.toml with localhost, 127.0.0.1 and ::1
 #                           (the local admin CLI uses them) (repeatable; default: those three
@@ -57,8 +61,10 @@ export PATH
 
 readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_PLATFORM=3 EX_TAMPERED=4 EX_MISSING_TOOL=5 EX_STEP=6 EX_PREFLIGHT=7 EX_UNHEALTHY=8 EX_ROLLBACK_FAILED=9
 readonly SERVICE_USER=ct-ops-appliance UNIT=ct-ops-appliance.service
-readonly OPT=/opt/ct-ops CONFIG=/etc/ct-ops/appliance.toml RELEASE_KEY_FILE=/etc/ct-ops/release.pub BACKUPS=/var/lib/ct-ops-backups
+readonly OPT=/opt/ct-ops CONFIG=/etc/ct-ops/appliance.toml RELEASE_KEY_FILE=/etc/ct-ops/appliance-release.pub BACKUPS=/var/lib/ct-ops-backups
 readonly UNIT_FILE=/etc/systemd/system/$UNIT DROPIN_DIR=/etc/systemd/system/$UNIT.d
+# The data directory the unit lets the service write (its ReadWritePaths=); others get a drop-in.
+readonly DEFAULT_DATA_DIR=/var/lib/ct-ops/appliance
 # The newest glibc symbol version the image's Node and SQLite addon use (the image's README names it,
 # from objdump -T); the runtime is also started once after verification, which proves the rest.
 readonly GLIBC_MIN_MAJOR=2 GLIBC_MIN_MINOR=34
@@ -291,7 +297,7 @@ config_value() {
   sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"#]*\)\"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}$/\1/p" "$CONFIG" | head -n 1
 }
 if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
-[ -n "$DATA_DIR" ] || DATA_DIR=/var/lib/ct-ops
+[ -n "$DATA_DIR" ] || DATA_DIR=$DEFAULT_DATA_DIR
 HTTP_PORT=$(config_value http_port)
 GRPC_PORT=$(config_value grpc_port)
 [ -f "$CONFIG" ] || HTTP_PORT=$HTTP_PORT_FLAG
@@ -409,7 +415,8 @@ put_if_different() {
   outcome "wrote $4"
 }
 
-run mkdir -p /etc/ct-ops
+# /etc/ct-ops and /var/lib/ct-ops may be the agent's too: made when absent, never changed when present.
+[ -d /etc/ct-ops ] || { run mkdir -p /etc/ct-ops && run chmod 0755 /etc/ct-ops; }
 if [ ! -f "$CONFIG" ]; then
   {
     printf '# The CT-Ops appliance settings (docs/operations.md), written by install.sh on %s.\n' "$(date -u +%Y-%m-%d)"
@@ -446,6 +453,7 @@ put_if_different "$release_pub" 0644 0 "$RELEASE_KEY_FILE"
 
 if [ -L "$DATA_DIR" ]; then die $EX_STEP "$DATA_DIR is a symbolic link: refusing to use it"; fi
 if [ ! -d "$DATA_DIR" ] || [ "$(stat -c '%U %a' "$DATA_DIR")" != "$SERVICE_USER 700" ]; then
+  [ -d "${DATA_DIR%/*}" ] || { run mkdir -p "${DATA_DIR%/*}" && run chmod 0755 "${DATA_DIR%/*}"; }
   run mkdir -p "$DATA_DIR"
   run chown "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
   run chmod 0700 "$DATA_DIR"
@@ -462,8 +470,8 @@ put_if_different_unit() {
   [ "$changed_before" = 0 ] || CHANGED=1
 }
 put_if_different_unit "$SOURCE_DIR/systemd/$UNIT" 0644 0 "$UNIT_FILE"
-if [ "$DATA_DIR" != /var/lib/ct-ops ]; then
-  # The unit lets the service write /var/lib/ct-ops only: another data directory is added here.
+if [ "$DATA_DIR" != "$DEFAULT_DATA_DIR" ]; then
+  # The unit lets the service write $DEFAULT_DATA_DIR only: another data directory is added here.
   printf '# Written by install.sh: the data directory named in %s.\n[Service]\nReadWritePaths=%s\n' "$CONFIG" "$DATA_DIR" >"$SCRATCH/data-dir.conf"
   run mkdir -p "$DROPIN_DIR"
   put_if_different_unit "$SCRATCH/data-dir.conf" 0644 0 "$DROPIN_DIR/data-dir.conf"

@@ -2,9 +2,11 @@
 # CT-Ops appliance uninstaller: reverses image/install.sh. Stops and disables the service, then
 # removes its unit (and drop-ins), /opt/ct-ops (every installed version) and the
 # /usr/local/bin/ct-ops-appliance and ct-ops-bundle links. The configuration (/etc/ct-ops/appliance.toml,
-# /etc/ct-ops/release.pub), the data directory and the pre-upgrade copies are KEPT, so a later
+# /etc/ct-ops/appliance-release.pub), the data directory and the pre-upgrade copies are KEPT, so a later
 # install.sh picks up the same CA, keys, hosts and tokens; --purge removes them and the
-# ct-ops-appliance account too. Safe to run again: whatever is already gone is skipped.
+# ct-ops-appliance account too. It never touches the agent's files (/etc/ct-ops/agent.toml, ca.crt,
+# release.pub, /var/lib/ct-ops/{agent,requests,helper}): /etc/ct-ops and /var/lib/ct-ops are removed
+# only when nothing else is left in them. Safe to run again: whatever is already gone is skipped.
 # docs/operations.md, "Installing the appliance from media".
 #
 # Usage: sudo ./uninstall.sh [--purge] [--dry-run]
@@ -22,7 +24,7 @@ export PATH
 
 readonly EX_USAGE=1 EX_NOT_ROOT=2 EX_STEP=6
 readonly SERVICE_USER=ct-ops-appliance UNIT=ct-ops-appliance.service
-readonly OPT=/opt/ct-ops CONFIG=/etc/ct-ops/appliance.toml RELEASE_KEY_FILE=/etc/ct-ops/release.pub BACKUPS=/var/lib/ct-ops-backups
+readonly OPT=/opt/ct-ops CONFIG=/etc/ct-ops/appliance.toml RELEASE_KEY_FILE=/etc/ct-ops/appliance-release.pub BACKUPS=/var/lib/ct-ops-backups
 
 say() { printf 'ct-ops-appliance uninstall: %s\n' "$*"; }
 die() {
@@ -67,7 +69,7 @@ fi
 # The data directory the configuration names, read before the configuration may be purged.
 DATA_DIR=
 [ -f "$CONFIG" ] && DATA_DIR=$(sed -n 's/^[[:space:]]*data_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*$/\1/p' "$CONFIG" | head -n 1)
-DATA_DIR=${DATA_DIR:-/var/lib/ct-ops}
+DATA_DIR=${DATA_DIR:-/var/lib/ct-ops/appliance}
 # It is deleted with --purge: only a path install.sh would have written (absolute, plain, not /).
 case $DATA_DIR in
   / | *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "$CONFIG names data_dir \"$DATA_DIR\", which install.sh would not have written: remove it by hand" ;;
@@ -87,9 +89,17 @@ done
 if [ "$PURGE" = 1 ]; then
   [ -f "$CONFIG" ] && run rm -f "$CONFIG"
   [ -f "$RELEASE_KEY_FILE" ] && run rm -f "$RELEASE_KEY_FILE"
-  # /etc/ct-ops may hold an agent's files too (installers/install.sh): removed only when empty.
-  [ -d /etc/ct-ops ] && [ -z "$(ls -A /etc/ct-ops)" ] && run rmdir /etc/ct-ops
   [ -d "$DATA_DIR" ] && run rm -rf "$DATA_DIR"
+  # /etc/ct-ops and /var/lib/ct-ops may hold an agent's files too (installers/install.sh): removed
+  # only when empty (a dry run removed nothing, so it cannot tell and says so).
+  for parent in /etc/ct-ops /var/lib/ct-ops; do
+    [ -d "$parent" ] || continue
+    if [ "$DRY_RUN" = 1 ]; then
+      printf '[dry-run] rmdir %s (if empty)\n' "$parent"
+    elif [ -z "$(ls -A "$parent")" ]; then
+      run rmdir "$parent"
+    fi
+  done
   [ -d "$BACKUPS" ] && run rm -rf "$BACKUPS"
   getent passwd "$SERVICE_USER" >/dev/null 2>&1 && run userdel "$SERVICE_USER"
   getent group "$SERVICE_USER" >/dev/null 2>&1 && run groupdel "$SERVICE_USER"

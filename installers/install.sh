@@ -369,6 +369,21 @@ make_dir() {
   run chmod "$1" "$target"
 }
 
+# make_shared_dir MODE OWNER GROUP PATH: creates PATH (under ROOT) when absent; an existing one is
+# left as it is, never chowned or chmodded: it may be another product's (the CT-Ops appliance keeps
+# /etc/ct-ops/appliance.toml and /var/lib/ct-ops/appliance, docs/decisions.md 77) or the system's.
+# With "private" as a fifth argument an existing PATH must be root's and writable by root only,
+# because the agent's files below it rely on that (docs/install.md, "No link or rename races").
+make_shared_dir() {
+  target=$ROOT$4
+  [ -L "$target" ] && die $EX_STEP "$4 is a symbolic link: refusing to use it"
+  if [ ! -d "$target" ]; then
+    make_dir "$1" "$2" "$3" "$4"
+  elif [ "${5:-}" = private ] && [ -z "$(find "$target" -prune -user 0 ! -perm -020 ! -perm -002)" ]; then
+    die $EX_STEP "$4 exists but is not root's or is writable by others: the agent's files cannot live in it"
+  fi
+}
+
 # put_file SOURCE MODE OWNER GROUP PATH: copies SOURCE next to PATH under a fresh unique name,
 # sets owner and mode, then renames it over PATH, so PATH is never half-written (and a running
 # binary is never written into: no "text file busy").
@@ -516,15 +531,15 @@ install_linux() {
     fi
   fi
 
-  make_dir 0755 0 0 /etc/ct-ops
-  make_dir 0755 0 0 /var/lib/ct-ops
+  make_shared_dir 0755 0 0 /etc/ct-ops private
+  make_shared_dir 0755 0 0 /var/lib/ct-ops private
   make_dir 0700 "$uid" "$gid" /var/lib/ct-ops/agent
   make_dir 0770 0 "$gid" /var/lib/ct-ops/requests
   make_dir 0700 0 0 /var/lib/ct-ops/helper
-  make_dir 0755 0 0 /usr/local/bin
-  make_dir 0755 0 0 /usr/local/libexec
+  make_shared_dir 0755 0 0 /usr/local/bin
+  make_shared_dir 0755 0 0 /usr/local/libexec
   make_dir 0755 0 0 /usr/local/libexec/ct-ops
-  make_dir 0755 0 0 /etc/systemd/system
+  make_shared_dir 0755 0 0 /etc/systemd/system
 
   put_file "$STAGE/ct-ops-agent" 0755 0 0 /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 0 0 /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh
@@ -579,13 +594,13 @@ install_darwin() {
     fi
   fi
   # On macOS the agent runs as root (docs/install.md, "macOS"): files are root:wheel.
-  make_dir 0755 root wheel /etc/ct-ops
+  make_shared_dir 0755 root wheel /etc/ct-ops private
   make_dir 0755 root wheel "$DARWIN_SUPPORT"
   make_dir 0700 root wheel "$DARWIN_SUPPORT/agent"
   make_dir 0700 root wheel "$DARWIN_SUPPORT/requests"
   make_dir 0700 root wheel "$DARWIN_SUPPORT/helper"
-  make_dir 0755 root wheel /usr/local/bin
-  make_dir 0755 root wheel /usr/local/libexec
+  make_shared_dir 0755 root wheel /usr/local/bin
+  make_shared_dir 0755 root wheel /usr/local/libexec
   make_dir 0755 root wheel /usr/local/libexec/ct-ops
   put_file "$STAGE/ct-ops-agent" 0755 root wheel /usr/local/bin/ct-ops-agent
   put_file "$STAGE/ct-ops-agent-helper.sh" 0755 root wheel /usr/local/libexec/ct-ops/ct-ops-agent-helper.sh

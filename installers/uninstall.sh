@@ -1,8 +1,11 @@
 #!/bin/sh
 # CT-Ops agent uninstaller for Linux (systemd) and macOS (launchd). Reverses install.sh:
 # stops and disables the agent and its root helper, then removes the unit files / launch
-# daemons, the binary, /etc/ct-ops, the data and spool directories, the helper and (Linux)
-# the ct-ops system user and group. Safe to run again: whatever is already gone is skipped.
+# daemons, the binary, its files in /etc/ct-ops (agent.toml, ca.crt, release.pub), its data, spool
+# and helper directories, the helper and (Linux) the ct-ops system user and group. Only the agent's
+# own files go: /etc/ct-ops and /var/lib/ct-ops are removed only when nothing else is left in them
+# (the CT-Ops appliance keeps its configuration and data there, docs/decisions.md 77). Safe to run
+# again: whatever is already gone is skipped.
 #
 # Installed as /usr/local/libexec/ct-ops/uninstall.sh, where the root helper (or an agent
 # running as root) runs it for a remote uninstall, detached, with its output in
@@ -123,6 +126,34 @@ remove() {
       run rm -rf "$ROOT$path"
     fi
   done
+}
+
+# The agent's own files in /etc/ct-ops (installers/install.sh writes them; with any leftovers of an
+# interrupted put_file, .NAME.XXXXXXXX).
+readonly OWN_CONFIG_FILES="agent.toml ca.crt release.pub"
+
+# remove_own_config: the agent's files in /etc/ct-ops, then the folder if nothing else is in it.
+remove_own_config() {
+  for name in $OWN_CONFIG_FILES; do
+    remove "/etc/ct-ops/$name"
+    for leftover in "$ROOT/etc/ct-ops/.$name".*; do
+      remove "${leftover#"$ROOT"}"
+    done
+  done
+  remove_dir_if_empty /etc/ct-ops
+}
+
+# remove_dir_if_empty PATH: removes the folder PATH (under ROOT) when nothing is left in it; a dry
+# run removed nothing, so it cannot tell and says so.
+remove_dir_if_empty() {
+  [ -d "$ROOT$1" ] && [ ! -L "$ROOT$1" ] || return 0
+  if [ "$DRY_RUN" = 1 ]; then
+    printf '[dry-run] rmdir %s (if empty)\n' "$ROOT$1"
+  elif [ -z "$(ls -A "$ROOT$1")" ]; then
+    run rmdir "$ROOT$1"
+  else
+    say "kept $1: it holds files that are not the agent's"
+  fi
 }
 
 # --- remote uninstall: keep what the report needs -------------------------------------------
@@ -363,7 +394,9 @@ uninstall_linux() {
 
   remove "$AGENT_BIN"
   remove_staging_leftovers
-  remove /usr/local/libexec/ct-ops /etc/ct-ops /var/lib/ct-ops
+  remove /usr/local/libexec/ct-ops /var/lib/ct-ops/agent /var/lib/ct-ops/requests /var/lib/ct-ops/helper
+  remove_own_config
+  remove_dir_if_empty /var/lib/ct-ops
   remove_stale_kits
   # install.sh created /usr/local/libexec if it was missing; leave it only if something else uses it.
   # (A dry run removed nothing: ct-ops, which it would remove, does not count.)
@@ -401,7 +434,8 @@ uninstall_darwin() {
   remove /Library/LaunchDaemons/com.ct-ops.agent.plist /Library/LaunchDaemons/com.ct-ops.agent-helper.plist
   remove /usr/local/bin/ct-ops-agent
   remove_staging_leftovers
-  remove /usr/local/libexec/ct-ops /etc/ct-ops "/Library/Application Support/CT-Ops"
+  remove /usr/local/libexec/ct-ops "/Library/Application Support/CT-Ops"
+  remove_own_config
   remove /var/log/ct-ops-agent.log /var/log/ct-ops-agent-helper.log
   remove_stale_kits
 }

@@ -55,11 +55,12 @@ test('a heartbeat carries every field with the timestamp in whole seconds and in
     vitals: { cpuPercent: 1, memoryPercent: 2, diskPercent: 3, uptimeSeconds: 4 },
     taskUpdates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
     trustGeneration: 2,
+    trustDigest: Buffer.alloc(32, 7),
   });
   assert.deepEqual(request, {
     agent_id: 'hst_1', cpu_percent: 1, memory_percent: 2, disk_percent: 3, uptime_seconds: 4, timestamp_unix: 1_700_000_000,
     timestamp_unix_ms: 1_700_000_000_999, sequence: 3, interval_secs: 30, agent_version: '0.1.0', task_updates: [{ task_id: 'tsk_c', phase: 'TASK_PHASE_SUCCEEDED' }],
-    trust_generation: 2,
+    trust_generation: 2, trust_digest: Buffer.alloc(32, 7),
   });
 });
 

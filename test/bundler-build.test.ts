@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { loadAgentConfig } from '../agent/config/load.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
+import { certificateFingerprint, createCa } from '../appliance/pki/certificates.ts';
 import { hashSecret } from '../appliance/lib/ids.ts';
 import { openStores, type Stores } from '../appliance/store/index.ts';
 import { CtOpsError } from '../common/errors.ts';
@@ -87,10 +88,11 @@ describe('ct-ops-bundle build', () => {
       assert.deepEqual(names, listed.filter((name) => name !== 'SHA256SUMS' && name !== 'SHA256SUMS.minisig').sort((a, b) => (a < b ? -1 : 1)));
 
       const manifest = JSON.parse(readFileSync(join(top, 'manifest.json'), 'utf8'));
-      assert.deepEqual(Object.keys(manifest), ['format', 'bundle_id', 'created_at', 'created_by', 'os', 'arch', 'agent_version', 'ingest_address', 'ca_fingerprint_sha256', 'token', 'files']);
+      assert.deepEqual(Object.keys(manifest), ['format', 'bundle_id', 'created_at', 'created_by', 'os', 'arch', 'agent_version', 'ingest_address', 'ca_fingerprint_sha256', 'ca_fingerprints_sha256', 'token', 'files']);
       assert.equal(manifest.bundle_id, built.bundleId);
       assert.deepEqual(manifest.token, { mode: 'none' });
       assert.equal(manifest.ca_fingerprint_sha256, built.caFingerprint);
+      assert.deepEqual(manifest.ca_fingerprints_sha256, [built.caFingerprint]);
       assert.deepEqual(manifest.files.map((file: { path: string }) => file.path), names.filter((name) => name !== 'manifest.json'));
       assert.deepEqual(manifest.files.find((file: { path: string }) => file.path === 'ct-ops-agent').mode, '0755');
 
@@ -102,6 +104,30 @@ describe('ct-ops-bundle build', () => {
       assert.match(readme, /CT_OPS_ORG_TOKEN/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a bundle built during a CA rotation names both CAs in its README and manifest, and its reproducible id covers both', async () => {
+    const pinned = { sourceDateEpoch: 1_764_331_200 };
+    const alone = await build({ token: { mode: 'none' } }, pinned);
+    const nextCa = await createCa(new Date());
+    writeFileSync(join(fixture.dataDir, 'ca-next.crt'), nextCa.certPem);
+    try {
+      const overlap = await build({ token: { mode: 'none' } }, pinned);
+      assert.notEqual(overlap.bundleId, alone.bundleId, 'another ca.crt, another bundle');
+      const dir = extract(overlap.path);
+      try {
+        const top = join(dir, 'ct-ops-agent-0.1.0-linux-x64');
+        const fingerprints = [alone.caFingerprint, certificateFingerprint(nextCa.certPem)];
+        assert.deepEqual(JSON.parse(readFileSync(join(top, 'manifest.json'), 'utf8')).ca_fingerprints_sha256, fingerprints);
+        const readme = readFileSync(join(top, 'README.md'), 'utf8');
+        assert.ok(fingerprints.every((fingerprint) => readme.includes(fingerprint)), readme);
+        assert.match(readme, /next appliance CA \(rotation in progress\)/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      rmSync(join(fixture.dataDir, 'ca-next.crt'));
     }
   });
 

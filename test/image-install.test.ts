@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keyIdHex, publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
@@ -9,7 +9,7 @@ import { TestRoot } from './helpers/chroot.ts';
 import { builtImage, type BuiltImage } from './helpers/image.ts';
 import { freePorts, imageOnMedia, INSTALLED_DATA_DIR, installedHealthz, nodeExecutables, releaseKeyLine, runInstaller } from './helpers/installed-image.ts';
 import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
-import { LoggedProcess } from './helpers/processes.ts';
+import { LoggedProcess, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -17,8 +17,9 @@ import { waitFor } from './helpers/wait.ts';
  * real systemd, the image's own install.sh refuses a tampered copy or a wrong release key,
  * installs the genuine one as a hardened service that answers /healthz, prints the first admin's
  * one-time password once, and is idempotent; the installed appliance enrols and streams the
- * image's own agent and builds a bundle for every OS/arch from the image's own release; uninstall.sh
- * keeps the data unless --purge.
+ * image's own agent and builds a bundle for every OS/arch from the image's own release; the agent installed on
+ * the appliance's own host from such a bundle enrols, and its uninstall leaves the appliance's
+ * files alone; uninstall.sh keeps the data unless --purge.
  */
 
 const UNIT = 'ct-ops-appliance.service';
@@ -34,6 +35,8 @@ describe('the appliance image installed from media in a booted Debian root witho
   let genuine: string;
   let tampered: string;
   let agent: TestAgent | undefined;
+  /** The linux-x64 bundle the installed ct-ops-bundle built, inside the root. */
+  let linuxBundle: string;
   /** Any node the Debian root had before the install: none, asserted in before(). */
   let nodesBefore: string[];
 
@@ -155,7 +158,43 @@ describe('the appliance image installed from media in a booted Debian root witho
       const { path } = JSON.parse(built.stdout) as { path: string };
       assert.ok(existsSync(root.at(path)), path);
       assert.match(join(path), new RegExp(`${os}-${arch}`));
+      if (os === 'linux' && arch === 'x64') linuxBundle = path;
     }
+  });
+
+  test("an agent installed on the appliance's host from its bundle enrols, and its uninstall leaves the appliance healthy with its files intact", async () => {
+    /** What of the appliance an agent install or uninstall must not touch: file contents, and the data folder's owner and mode. */
+    const applianceFiles = (): Record<string, string> => {
+      const data = statSync(root.at(INSTALLED_DATA_DIR));
+      return {
+        config: readFileSync(root.at('etc/ct-ops/appliance.toml'), 'utf8'),
+        releaseKey: readFileSync(root.at('etc/ct-ops/appliance-release.pub'), 'utf8'),
+        dataDir: `${data.uid} ${(data.mode & 0o777).toString(8)}`,
+        data: readdirSync(root.at(INSTALLED_DATA_DIR)).filter((name) => !name.startsWith('appliance.db')).sort().join(' '),
+      };
+    };
+    const before = applianceFiles();
+    const hostsNow = async (): Promise<unknown[]> => JSON.parse((await system.exec(['ct-ops-appliance', 'hosts', 'list', '--data-dir', INSTALLED_DATA_DIR, '--json'])).stdout) as unknown[];
+    const hostsBefore = (await hostsNow()).length;
+    // As an admin does: unzip the bundle on the host and run its install.sh (which starts the agent's units).
+    assert.equal((await run('unzip', ['-q', root.at(linuxBundle), '-d', root.at('root/agent-bundle')])).code, 0);
+    const [bundleTop] = readdirSync(root.at('root/agent-bundle'));
+    const installed = await system.exec([`/root/agent-bundle/${bundleTop}/install.sh`], { timeoutMs: 120_000 });
+    assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+    assert.deepEqual(applianceFiles(), before, "the agent's install.sh changed none of the appliance's files");
+    await waitFor('the host agent to enrol with the local appliance', async () => (await hostsNow()).length > hostsBefore, 60_000, 500);
+
+    const removed = await system.exec(['/usr/local/libexec/ct-ops/uninstall.sh'], { timeoutMs: 120_000 });
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+    assert.match(removed.stdout, /CT-Ops agent removed/);
+    for (const path of ['etc/ct-ops/agent.toml', 'etc/ct-ops/ca.crt', 'var/lib/ct-ops/agent', 'var/lib/ct-ops/requests', 'usr/local/bin/ct-ops-agent']) {
+      assert.equal(existsSync(root.at(path)), false, `the agent's ${path} removed`);
+    }
+    assert.deepEqual(applianceFiles(), before, "the agent's uninstall.sh changed none of the appliance's files");
+    assert.equal((await system.show(UNIT, 'ActiveState')).ActiveState, 'active');
+    assert.equal((await installedHealthz(root, ports.http)).status, 200);
+    const doctor = await system.exec(['ct-ops-appliance', 'doctor']);
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
   });
 
   test('uninstall.sh removes the service and the image but keeps configuration and data; --purge removes those and the account', async () => {
@@ -172,6 +211,8 @@ describe('the appliance image installed from media in a booted Debian root witho
     assert.equal(purged.code, 0, purged.stdout + purged.stderr);
     assert.equal(existsSync(root.at('etc/ct-ops/appliance.toml')), false);
     assert.equal(existsSync(root.at(INSTALLED_DATA_DIR)), false);
+    assert.equal(existsSync(root.at('etc/ct-ops')), false, 'the emptied /etc/ct-ops removed');
+    assert.equal(existsSync(root.at('var/lib/ct-ops')), false, 'the emptied /var/lib/ct-ops removed');
     assert.equal(root.account('ct-ops-appliance'), undefined);
     assertNothingInstalled();
   });

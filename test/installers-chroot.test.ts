@@ -289,7 +289,8 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     writeFileSync(root.at('var/lib/ct-ops/agent/agent_key.pem'), 'secret');
     const dry = root.run(['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stdout, /^\[dry-run\] rm -rf \/var\/lib\/ct-ops$/m);
+    assert.match(dry.stdout, /^\[dry-run\] rm -rf \/var\/lib\/ct-ops\/agent$/m);
+    assert.match(dry.stdout, /^\[dry-run\] rmdir \/var\/lib\/ct-ops \(if empty\)$/m);
     assert.ok(existsSync(root.at('var/lib/ct-ops/agent/agent_key.pem')));
 
     const removed = root.run(['/usr/local/libexec/ct-ops/uninstall.sh']);
@@ -301,6 +302,34 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     assert.equal(readFileSync(root.at('etc/group'), 'utf8'), group);
     const again = root.run([`${bundle}/uninstall.sh`]);
     assert.equal(again.code, 0, again.stderr);
+  });
+
+  test("install.sh leaves the appliance's /etc/ct-ops and /var/lib/ct-ops as they are, uninstall.sh removes only the agent's files; a shared folder others can write is refused", () => {
+    const root = newRoot();
+    const bundle = bundleIn(root, defaultFiles());
+    // The appliance's layout on the same host (image/install.sh), with a parent mode the agent would not choose.
+    mkdirSync(root.at('var/lib/ct-ops/appliance'), { recursive: true, mode: 0o700 });
+    chmodSync(root.at('var/lib/ct-ops'), 0o711);
+    chmodSync(root.at('var/lib/ct-ops/appliance'), 0o700);
+    mkdirSync(root.at('etc/ct-ops'), { mode: 0o755 });
+    const foreign = ['etc/ct-ops/appliance.toml', 'etc/ct-ops/appliance-release.pub', 'var/lib/ct-ops/appliance/appliance.db'];
+    for (const path of foreign) writeFileSync(root.at(path), path);
+    const modes = (): string[] => ['var/lib/ct-ops', 'var/lib/ct-ops/appliance'].map((path) => (statSync(root.at(path)).mode & 0o7777).toString(8));
+
+    assert.equal(install(root, bundle, '--no-start').code, 0);
+    assert.deepEqual(modes(), ['711', '700'], 'the existing folders keep their modes');
+    const removed = root.run(['/usr/local/libexec/ct-ops/uninstall.sh']);
+    assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+    assert.match(removed.stdout, /kept \/etc\/ct-ops: it holds files that are not the agent's/);
+    for (const path of foreign) assert.equal(readFileSync(root.at(path), 'utf8'), path, `${path} survives`);
+    assert.deepEqual(readdirSync(root.at('etc/ct-ops')).sort(), ['appliance-release.pub', 'appliance.toml']);
+    assert.deepEqual(readdirSync(root.at('var/lib/ct-ops')), ['appliance']);
+    assert.deepEqual(modes(), ['711', '700']);
+
+    chmodSync(root.at('var/lib/ct-ops'), 0o777);
+    const refused = install(root, bundle, '--no-start');
+    assert.equal(refused.code, 6, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /\/var\/lib\/ct-ops exists but is not root's or is writable by others/);
   });
 
   describe('uninstall.sh --report-task keeps a private report kit on the root file system', () => {

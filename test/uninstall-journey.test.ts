@@ -121,7 +121,7 @@ describe('remote uninstall of an installed agent, from the admin API to a clean 
     assert.match(log, /stopping the running agent \(pid \d+(?: \d+)*\)/);
     // The copies for the report sat on the root file system (not /tmp, which may be noexec), and are gone.
     assert.match(log, /copied what the report needs to \/var\/lib\/ct-ops-report\.[A-Za-z0-9]{8}$/m);
-    assert.deepEqual(readdirSync(root.at('var/lib')).filter((name) => name.startsWith('ct-ops')), [], 'the private copies are gone');
+    assert.deepEqual(readdirSync(root.at('var/lib')).filter((name) => name.startsWith('ct-ops-report')), [], 'the private copies are gone');
     assert.deepEqual(readdirSync(root.at('tmp')).filter((name) => name.startsWith('ct-ops')), [], 'nothing of a remote uninstall sits in /tmp');
     return { taskId, log };
   }
@@ -173,8 +173,17 @@ describe('remote uninstall of an installed agent, from the admin API to a clean 
     // A userdel that refuses: the uninstaller's last step fails.
     writeFileSync(root.at('usr/sbin/userdel'), '#!/bin/sh\necho "userdel: refused by the test" >&2\nexit 1\n');
     chmodSync(root.at('usr/sbin/userdel'), 0o755);
+    // The appliance installed on the same host (image/install.sh's layout): none of it is the agent's to remove.
+    const foreign = { 'etc/ct-ops/appliance.toml': 'data_dir = "/var/lib/ct-ops/appliance"\n', 'etc/ct-ops/appliance-release.pub': 'key\n', 'var/lib/ct-ops/appliance/appliance.db': 'db' };
+    mkdirSync(root.at('var/lib/ct-ops/appliance'), { mode: 0o700 });
+    for (const [path, content] of Object.entries(foreign)) writeFileSync(root.at(path), content);
 
     const { taskId, log } = await uninstallRemotely(root, agent, hostId, uid);
+    for (const [path, content] of Object.entries(foreign)) assert.equal(readFileSync(root.at(path), 'utf8'), content, `${path} survives the agent's uninstall`);
+    for (const path of ['etc/ct-ops/agent.toml', 'etc/ct-ops/ca.crt', 'etc/ct-ops/release.pub', 'var/lib/ct-ops/agent', 'var/lib/ct-ops/requests', 'var/lib/ct-ops/helper']) {
+      assert.equal(lstatSync(root.at(path), { throwIfNoEntry: false }), undefined, `the agent's ${path} removed`);
+    }
+    assert.match(log, /kept \/etc\/ct-ops: it holds files that are not the agent's/);
     assert.match(log, /ct-ops uninstall: error: failed: userdel ct-ops/);
     assert.doesNotMatch(log, /CT-Ops agent removed/);
     assert.match(log, new RegExp(`ct-ops-agent: reported task ${taskId} failed`));

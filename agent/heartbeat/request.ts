@@ -14,6 +14,8 @@ export interface HeartbeatFields {
   readonly facts?: HostFacts | undefined;
   /** The generation of the trust bundle the agent holds (agent/identity/trust.ts); 0 for none. */
   readonly trustGeneration?: number;
+  /** SHA-256 of that bundle's signed payload (AgentTrust.digest); empty for none. */
+  readonly trustDigest?: Uint8Array;
 }
 
 export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
@@ -30,6 +32,7 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     agent_version: fields.agentVersion,
     task_updates: [...fields.taskUpdates],
     trust_generation: fields.trustGeneration ?? 0,
+    trust_digest: fields.trustDigest ?? new Uint8Array(0),
     ...(fields.facts ? { host_facts: fields.facts } : {}),
   };
 }

@@ -59,6 +59,8 @@ export interface SessionDeps {
   readonly facts?: () => HostFacts;
   /** The generation of the trust bundle held now (HeartbeatRequest.trust_generation); 0 without one. */
   readonly trustGeneration?: () => number;
+  /** SHA-256 of the held bundle's payload (HeartbeatRequest.trust_digest); empty without one. */
+  readonly trustDigest?: () => Uint8Array;
 }
 
 /** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
@@ -129,6 +131,7 @@ export class HeartbeatSession {
         taskUpdates: this.deps.updates.takeFor(this.sequence),
         facts: this.changedFacts(),
         trustGeneration: this.deps.trustGeneration?.() ?? 0,
+        trustDigest: this.deps.trustDigest?.() ?? new Uint8Array(0),
       }),
     );
     clearTimeout(this.heartbeatTimer);

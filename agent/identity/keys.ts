@@ -4,7 +4,7 @@ import nacl from 'tweetnacl';
 import { privateKeyToPem, publicKeyFromPem, publicKeyToPem, seedFromPem } from '../../common/ed25519-pem.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { AgentLogger } from '../log/logger.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import type { IdentityPaths } from './paths.ts';
 
 export interface AgentKeys {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import nacl from 'tweetnacl';
 import { privateKeyToPem, publicKeyToPem, seedFromPem } from '../../common/ed25519-pem.ts';
 import { CtOpsError } from '../../common/errors.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import type { AgentKeys } from './keys.ts';
 import type { IdentityPaths } from './paths.ts';
 

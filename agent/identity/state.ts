@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { AgentLogger } from '../log/logger.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import { jwtExpiry } from './jwt-expiry.ts';
 import type { IdentityPaths } from './paths.ts';
 

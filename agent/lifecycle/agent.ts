@@ -353,6 +353,7 @@ export class Agent {
       log: this.deps.log,
       ...(this.deps.facts ? { facts: this.deps.facts } : {}),
       trustGeneration: () => this.deps.trust?.generation ?? 0,
+      trustDigest: () => this.deps.trust?.digest ?? Buffer.alloc(0),
       events: {
         onFirstAck: () => this.update({ stream: 'acknowledged' }),
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),
@@ -374,14 +375,16 @@ export class Agent {
    */
   private onTrustBundle(message: TrustBundle__Output): void {
     const trust = this.deps.trust;
-    if (trust === undefined || message.generation === trust.generation) return;
+    if (trust === undefined) return;
+    const held = trust.digest;
     try {
-      trust.accept({ generation: message.generation, caPems: message.ca_certificates_pem, signature: message.signature });
+      trust.accept({ generation: message.generation, caPems: message.ca_certificates_pem, signature: message.signature }, new Date(this.now()));
     } catch (error) {
       const failure = asCtOpsError(error, 'ERR_TRUST_BUNDLE_INVALID');
       this.deps.log.error({ error_code: failure.code, generation: message.generation, held_generation: trust.generation, error: failure.message }, 'trust bundle refused; keeping the current trust');
       return;
     }
+    if (trust.digest.equals(held)) return;
     this.deps.log.info({ generation: trust.generation, cas: message.ca_certificates_pem.length }, 'trust bundle stored');
     this.session?.flush();
   }

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../identity/atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import type { AgentLogger } from '../log/logger.ts';
 
 /**

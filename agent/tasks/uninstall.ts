@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, posix, win32 } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CtOpsError } from '../../common/errors.ts';
-import { writeFileAtomic } from '../identity/atomic-write.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { TaskHandler, TaskHandlerResult } from './runner.ts';
 

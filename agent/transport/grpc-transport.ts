@@ -23,9 +23,10 @@ export const CHANNEL_RECONNECT_BACKOFF_MS = Math.floor(RETRY_FLOOR_MS * 0.8);
 
 /**
  * Keepalive pings notice a dead connection (half-open TCP) even while the agent is
- * only waiting between heartbeats. One channel for the transport's life: a closed grpc-js
- * channel whose subchannel was waiting to reconnect still makes that one attempt, and a
- * connection it opens is kept (decisions.md 36).
+ * only waiting between heartbeats. One channel for as long as the trusted CAs stay the same (a
+ * new one only when a trust bundle changes them, createGrpcTransport): a closed grpc-js channel
+ * whose subchannel was waiting to reconnect still makes that one attempt, and a connection it
+ * opens is kept (decisions.md 36).
  */
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 30_000,

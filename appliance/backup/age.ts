@@ -3,7 +3,12 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Decrypter, Encrypter } from 'age-encryption';
 import { CtOpsError } from '../../common/errors.ts';
 
-/** What age-encryption throws when no passphrase (scrypt stanza) opens the file key. */
+/**
+ * What age-encryption throws when no passphrase (scrypt stanza) opens the file key. The library has no
+ * error class or code for it, so its message is the one signal; it is matched here only, and
+ * appliance-backup.test.ts ("a wrong passphrase, …") fails against an installed version that words it
+ * otherwise (the refusal would then be ERR_BACKUP_DAMAGED, exit 65, not 77).
+ */
 const NO_IDENTITY_MATCHED = "no identity matched any of the file's recipients";
 
 /**

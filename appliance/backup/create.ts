@@ -1,16 +1,18 @@
-import { constants, createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { create as createTar } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { syncDirectory } from '../../common/sync-directory.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DATABASE_FILE, ENDPOINT_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
-import { workDirectoryBeside } from './work-directory.ts';
+import { removeOnSignal, workDirectoryIn } from './work-directory.ts';
 import { BACKUP_FORMAT, CONFIG_PREFIX, DATA_PREFIX, isMemberName, MANIFEST_MEMBER, type BackupManifest, type BackupMember } from './manifest.ts';
 
 export interface BackupRequest {
@@ -22,6 +24,8 @@ export interface BackupRequest {
   readonly out: string;
   /** The age passphrase; undefined writes the archive unencrypted (the CLI warns). */
   readonly passphrase: string | undefined;
+  /** Told each step as it starts (one line of text, no secrets), for a terminal's progress display. */
+  readonly onStep?: (step: string) => void;
 }
 
 export interface BackupResult {
@@ -48,25 +52,37 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * API (copyLiveDatabase; checked with PRAGMA integrity_check), every file of the data directory's
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
- * passphrase unless it is undefined. The output appears atomically, mode 0600, and never replaces
- * an existing file. Work files live in a 0700 directory beside the output (workDirectoryBeside)
- * and are removed either way.
- * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
+ * passphrase unless it is undefined. The output is created new (mode 0600, never replacing a file,
+ * no link(): FAT/exFAT sticks have none), fsync'd with its directory, and removed on any failure.
+ * The plain copies (database, keys) are staged only in a 0700 work directory INSIDE the data
+ * directory (workDirectoryIn), never beside the output; it is removed either way, and SIGINT,
+ * SIGTERM or SIGHUP remove it and the partial output before exiting 128+n (removeOnSignal).
+ * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
 export async function createBackup(request: BackupRequest): Promise<BackupResult> {
   const out = resolve(request.out);
-  if (existsSync(out)) throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${out} already exists; backup never overwrites a file`, { path: out });
   const databasePath = join(request.dataDir, DATABASE_FILE);
   if (!existsSync(databasePath)) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
   }
-  const work = await workDirectoryBeside(out, 'backup');
+  // Created first: an unwritable medium fails before any copy is made, and a signal removes it too.
+  const output = await createOutput(out);
+  const cleanup = new Set([out]);
+  const stopCleanup = removeOnSignal(cleanup);
+  let written = false;
+  let work: string | undefined;
   try {
+    work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
+    cleanup.add(work);
+    const step = request.onStep ?? (() => undefined);
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
+    step(`copying the database (${(await lstat(databasePath)).size} bytes) with SQLite's online backup`);
     await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
+    step('checking the copy (PRAGMA integrity_check)');
     const { schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE));
-    const leftOut = await copyDataFiles(request.dataDir, join(work, DATA_PREFIX));
+    const workEntry = `${basename(work)}/`;
+    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== workEntry);
     if (request.configFile !== undefined) await copyConfig(request.configFile, work);
     const members = await describeMembers(work, request.configFile !== undefined);
     const manifest: BackupManifest = {
@@ -78,13 +94,20 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
       members,
     };
     await writeFile(join(work, MANIFEST_MEMBER), `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    step(`writing ${out}${request.passphrase === undefined ? '' : ' (age: deriving the key from the passphrase first)'}`);
     const names = [MANIFEST_MEMBER, ...members.map((member) => member.name)];
     const tarStream = Readable.from(createTar({ cwd: work, gzip: true, portable: true }, names));
     const archive = request.passphrase === undefined ? tarStream : await encryptWithPassphrase(tarStream, request.passphrase);
-    const bytes = await writeNewFile(out, archive);
+    const bytes = await writeOutput(output, out, archive);
+    written = true;
     return { out, encrypted: manifest.encrypted, bytes, schemaVersion, members, leftOut };
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (work !== undefined) await rm(work, { recursive: true, force: true });
+    if (!written) {
+      await output.close().catch(() => undefined);
+      await rm(out, { force: true });
+    }
+    stopCleanup();
   }
 }
 
@@ -143,31 +166,31 @@ async function describeMembers(work: string, withConfig: boolean): Promise<Backu
 }
 
 /**
- * Streams `content` into `path` without ever replacing a file there: a 0600 temp file beside it,
- * fsync'd, then hard-linked to the final name (link fails if the name exists, unlike rename).
- * Returns the bytes written. Throws ERR_BACKUP_OUTPUT_EXISTS, or ERR_DATA_DIR_UNUSABLE when the
- * output cannot be written.
+ * Creates the backup file new (O_CREAT|O_EXCL, 0600): never replaces a file there, and needs no
+ * hard link, which FAT/exFAT lack. Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE.
  */
-async function writeNewFile(path: string, content: Readable): Promise<number> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+async function createOutput(path: string): Promise<FileHandle> {
   try {
-    await pipeline(content, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
-    const handle = await open(temp, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    const { size } = await stat(temp);
-    await link(temp, path).catch((cause: NodeJS.ErrnoException) => {
-      if (cause.code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} appeared while the backup was written; it was left alone`, { path }, { cause });
-      throw cause;
-    });
-    return size;
+    return await open(path, 'wx', 0o600);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} already exists; backup never overwrites a file`, { path }, { cause });
+    throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot create ${path}`, { path }, { cause });
+  }
+}
+
+/**
+ * Streams `content` into the output, fsyncs it and its directory, and closes it. Returns the bytes
+ * written. Throws ERR_BACKUP_OUTPUT_UNWRITABLE (our own errors from `content` pass through); the
+ * caller removes the file then.
+ */
+async function writeOutput(output: FileHandle, path: string, content: Readable): Promise<number> {
+  try {
+    // The stream owns the handle from here: it fsyncs (flush) and closes it when the content has ended.
+    await pipeline(content, output.createWriteStream({ flush: true }));
+    syncDirectory(dirname(path));
+    return (await lstat(path)).size;
   } catch (error) {
     if (error instanceof CtOpsError) throw error;
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write ${path}`, { path }, { cause: error });
-  } finally {
-    await unlink(temp).catch(() => undefined);
+    throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot write ${path}`, { path }, { cause: error });
   }
 }

@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { Command, Option } from 'commander';
 import { escapeForTerminal } from '../../common/agent-text.ts';
+import { CtOpsError } from '../../common/errors.ts';
 import { PASSPHRASE_ENV, readPassphrase } from './passphrase.ts';
 import { jsonOption } from './options.ts';
 import { printObject } from './output.ts';
@@ -19,6 +21,8 @@ interface BackupOptions extends DataDirOptions {
 interface RestoreOptions extends DataDirOptions {
   passphraseFile?: string;
   force: boolean;
+  unencrypted: boolean;
+  owner?: string;
 }
 
 const UNENCRYPTED_WARNING = [
@@ -27,6 +31,15 @@ const UNENCRYPTED_WARNING = [
   'It holds the CA private key, the server key, the JWT signing key, the bundle signing key and the',
   "local admin CLI credential: whoever reads it can impersonate this appliance to every agent and sign",
   'install bundles they trust. It was written with mode 0600; keep it on encrypted media only.',
+  '',
+].join('\n');
+
+const PLAIN_RESTORE_WARNING = [
+  '',
+  '!!! WARNING: restoring with --unencrypted. !!!',
+  'Nothing authenticates a plain archive: its manifest hashes can be rewritten by whoever changed it.',
+  'Restore only a file you wrote yourself and kept on trusted media; a swapped one installs its own CA,',
+  'JWT signing key and admin credential. An encrypted backup is authenticated by its passphrase.',
   '',
 ].join('\n');
 
@@ -56,7 +69,9 @@ export function backupCommand(): Command {
       const { dataDir, configFile } = await resolveDataDir(options);
       const passphrase = options.unencrypted ? undefined : await readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'backup' });
       const { createBackup } = await import('../backup/create.ts');
-      const result = await createBackup({ dataDir, configFile, out: options.out, passphrase });
+      // Progress only on a terminal (STYLE.md §7); a script's stderr gets the result and errors alone.
+      const onStep = process.stderr.isTTY ? (step: string): void => void process.stderr.write(`backup: ${escapeForTerminal(step)}…\n`) : undefined;
+      const result = await createBackup({ dataDir, configFile, out: options.out, passphrase, onStep });
       if (!result.encrypted) process.stderr.write(`${UNENCRYPTED_WARNING}\n`);
       printObject(
         {
@@ -79,10 +94,14 @@ export function restoreCommand(): Command {
       .argument('<file>', 'the backup file'),
   )
     .addOption(new Option('--force', 'restore into a non-empty data directory, keeping the old one as DATA_DIR.before-restore-<time>').default(false))
+    .addOption(new Option('--owner <user>', "as root: the user the restored files belong to (the service user, e.g. ct-ops-appliance); default: the existing data directory's owner"))
+    .addOption(new Option('--unencrypted', 'accept a plain (unencrypted, unauthenticated) archive you made yourself with backup --unencrypted').default(false))
     .action(async (file: string, options: RestoreOptions) => {
       const { dataDir } = await resolveDataDir(options);
+      if (options.unencrypted) process.stderr.write(`${PLAIN_RESTORE_WARNING}\n`);
       const { restoreBackup } = await import('../backup/restore.ts');
-      const result = await restoreBackup({ file, dataDir, force: options.force, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
+      const owner = options.owner === undefined ? undefined : userIds(options.owner);
+      const result = await restoreBackup({ file, dataDir, force: options.force, unencrypted: options.unencrypted, owner, passphrase: () => readPassphrase({ file: options.passphraseFile, env: process.env, purpose: 'restore' }) });
       const { manifest } = result;
       const config = manifest.members.find((member) => member.name.startsWith('config/'));
       printObject(
@@ -93,12 +112,30 @@ export function restoreCommand(): Command {
           schema_version: manifest.schema_version,
           files: manifest.members.filter((member) => member.name.startsWith('data/')).length,
           kept_aside: result.keptAside,
+          ca_fingerprint: result.caFingerprint,
+          ca_rotation_phase: result.caRotationPhase,
           config_in_backup: config?.name,
         },
         options.json,
       );
+      if (result.caRotationPhase !== 'standby' && !options.json) {
+        process.stderr.write(`The backup was taken during a CA rotation (phase ${result.caRotationPhase}): agents that have since moved to the next CA may not trust this restored appliance. See docs/operations.md, Backup and restore.\n`);
+      }
       if (config !== undefined && !options.json) {
         process.stderr.write(`The backup also holds the appliance config (${escapeForTerminal(config.name)}); it was not applied. Compare it with this machine's config: docs/operations.md, Backup and restore.\n`);
       }
     });
+}
+
+/**
+ * A user's uid and primary gid by name or number, as id(1) reports them (so NSS users count too).
+ * Throws ERR_RESTORE_OWNER_REQUIRED for an unknown user.
+ */
+function userIds(user: string): { uid: number; gid: number } {
+  try {
+    const id = (flag: string): number => Number(execFileSync('id', [flag, '--', user], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    return { uid: id('-u'), gid: id('-g') };
+  } catch (cause) {
+    throw new CtOpsError('ERR_RESTORE_OWNER_REQUIRED', `--owner: no such user ${escapeForTerminal(user)}`, {}, { cause });
+  }
 }

@@ -60,4 +60,8 @@ function printStatus(status: CertsStatus, json: boolean): void {
     process.stdout.write('\nhosts without the current trust bundle:\n');
     printRows(status.without_bundle, ['host_id', 'hostname', 'online', 'trust_generation'], false);
   }
+  if (status.pending.length > 0) {
+    process.stdout.write('\npending hosts (no trust bundle until approved):\n');
+    printRows(status.pending, ['host_id', 'hostname'], false);
+  }
 }

@@ -53,7 +53,8 @@ export function serveCommand(): Command {
       };
       const config = loadApplianceConfig(sources);
       const log = createLogger(config.logLevel);
-      // `certs rotate-server` reads the SANs again from the same sources: edit them, rotate, no restart.
+      // `certs rotate-server` reads the SANs again from the same sources: the file may have been edited
+      // since; the flags and the environment stay what this process started with (a restart changes those).
       const appliance = await startAppliance(config, log, { sans: () => loadApplianceConfig(sources).sans });
       printWelcome(appliance, config.dataDir, log);
       await waitForSignal(appliance);

@@ -78,6 +78,9 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
       throw new CtOpsError('ERR_INVALID_ARGUMENT', `HeartbeatRequest.${field} must be a non-negative integer`, { field });
     }
   }
+  if (message.trust_digest.length !== 0 && message.trust_digest.length !== 32) {
+    throw new CtOpsError('ERR_INVALID_ARGUMENT', 'HeartbeatRequest.trust_digest must be empty or a 32-byte SHA-256', { field: 'trust_digest' });
+  }
   checkAgentText(message.agent_version, 'HeartbeatRequest.agent_version', { max: 64 }, { field: 'agent_version' });
   if (message.task_updates.length > MAX_TASK_UPDATES_PER_HEARTBEAT) {
     // Refused whole rather than cut: an ack must not cover reports that were never applied.
@@ -314,7 +317,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
     writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
-    if (!reportOnly) trust.heard(message.trust_generation);
+    if (!reportOnly) trust.heard(message.trust_generation, message.trust_digest);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }

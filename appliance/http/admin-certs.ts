@@ -5,7 +5,7 @@ const count = { type: 'integer' } as const;
 const certsStatusSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['phase', 'generation', 'ca_fingerprint', 'next_ca_fingerprint', 'server_certificate', 'hosts', 'without_bundle'],
+  required: ['phase', 'generation', 'ca_fingerprint', 'next_ca_fingerprint', 'server_certificate', 'hosts', 'without_bundle', 'pending'],
   properties: {
     phase: { type: 'string', enum: ['standby', 'update-clients', 'update-servers'] },
     generation: count,
@@ -29,6 +29,10 @@ const certsStatusSchema = {
         properties: { host_id: { type: 'string' }, hostname: { type: 'string' }, online: { type: 'boolean' }, trust_generation: count },
       },
     },
+    pending: {
+      type: 'array',
+      items: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string' }, hostname: { type: 'string' } } },
+    },
   },
 } as const;
 
@@ -37,13 +41,13 @@ export async function adminCertsRoutes(app: FastifyInstance, { certs }: HttpCont
   app.get('/api/v1/certs', { schema: { response: { 200: certsStatusSchema } }, handler: async () => certs.status() });
   app.post('/api/v1/certs/rotate-server', {
     schema: { body: { type: 'object', additionalProperties: false, properties: {} }, response: { 200: certsStatusSchema } },
-    handler: async () => certs.rotateServer(new Date()),
+    handler: async (request) => certs.rotateServer(new Date(), request.adminName),
   });
   app.post<{ Body: { step: 'start' | 'switch' | 'finish'; force?: boolean } }>('/api/v1/certs/rotate-ca', {
     schema: {
       body: { type: 'object', required: ['step'], additionalProperties: false, properties: { step: { type: 'string', enum: ['start', 'switch', 'finish'] }, force: { type: 'boolean' } } },
       response: { 200: certsStatusSchema },
     },
-    handler: async (request) => certs.rotateCa(request.body.step, request.body.force === true, new Date()),
+    handler: async (request) => certs.rotateCa(request.body.step, request.body.force === true, new Date(), request.adminName),
   });
 }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { trustBundlePayload, type TrustBundle } from '../../common/trust-bundle.ts';
 import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
-import { CA_KEY_FILE, CA_NEXT_KEY_FILE, certificateFingerprint, createCa, readCaPair, type CaPair } from './certificates.ts';
+import { CA_KEY_FILE, CA_NEXT_KEY_FILE, certificateFingerprint, createCa, keyMatchesCertificate, readCaPair, type CaPair } from './certificates.ts';
 import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
 import { readCaRotation, writeCaRotation, type CaRotationPhase, type CaRotationRecord } from './rotation-file.ts';
 
@@ -22,18 +22,22 @@ const STEP_FROM: Readonly<Record<CaRotationStep, { from: CaRotationPhase; to: Ca
  * Pure: the phase `step` leads to from `phase`. A step out of order is ERR_CA_ROTATION_STATE;
  * `switch` while active hosts have not confirmed the bundle (`unacknowledged`, host ids) is
  * ERR_CA_ROTATION_UNACKNOWLEDGED unless forced: the server certificate of the next CA would cut them off.
+ * The refusal also names the `pending` hosts (not approved, so sent no bundle), which only a bundle
+ * built after `start` or an approval before the switch keeps connected.
  */
-export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: { unacknowledged: readonly string[]; force: boolean }): CaRotationPhase | CtOpsError {
+export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: { unacknowledged: readonly string[]; pending: readonly string[]; force: boolean }): CaRotationPhase | CtOpsError {
   const rule = STEP_FROM[step];
   if (phase !== rule.from) {
     return new CtOpsError('ERR_CA_ROTATION_STATE', `\`certs rotate-ca ${step}\` needs the rotation in phase ${rule.from}; it is in phase ${phase}`, { phase, step });
   }
   if (step === 'switch' && inputs.unacknowledged.length > 0 && !inputs.force) {
     const shown = inputs.unacknowledged.slice(0, 20);
+    const pending = inputs.pending.slice(0, 20);
+    const pendingText = pending.length === 0 ? '' : `; ${inputs.pending.length} pending host(s) get no bundle until approved: ${pending.join(', ')}${inputs.pending.length > pending.length ? ', …' : ''}`;
     return new CtOpsError(
       'ERR_CA_ROTATION_UNACKNOWLEDGED',
-      `${inputs.unacknowledged.length} active host(s) have not confirmed the trust bundle with the next CA: ${shown.join(', ')}${inputs.unacknowledged.length > shown.length ? ', …' : ''}. Wait until they stream, or pass --force to cut them off`,
-      { hosts: shown.join(', '), count: inputs.unacknowledged.length },
+      `${inputs.unacknowledged.length} active host(s) have not confirmed the trust bundle with the next CA: ${shown.join(', ')}${inputs.unacknowledged.length > shown.length ? ', …' : ''}${pendingText}. Wait until they stream, or pass --force to cut them off`,
+      { hosts: shown.join(', '), count: inputs.unacknowledged.length, pending: inputs.pending.length },
     );
   }
   return rule.to;
@@ -42,7 +46,7 @@ export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: 
 /**
  * Performs the effects of entering `next` from `record` and returns the new record:
  * - update-clients: creates the next CA (ca-next.key 0600, ca-next.crt) and the bundle
- *   {current, next}, signed by the current CA's key, one generation newer.
+ *   {current, next}, signed by the current CA's key, its generation the issue time in ms (one more than the last when the clock has not passed it).
  * - update-servers: records the phase; the caller then issues the server certificate (ensureTlsMaterial
  *   issues it from the next CA in this phase, also after a restart) and serves it.
  * - standby (finish): the bundle {next}, signed by the next CA's key (agents trust it already), is
@@ -50,13 +54,15 @@ export function nextPhase(phase: CaRotationPhase, step: CaRotationStep, inputs: 
  * Throws ERR_DATA_DIR_UNUSABLE.
  */
 export async function enterPhase(dataDir: string, record: CaRotationRecord, next: CaRotationPhase, now: Date): Promise<CaRotationRecord> {
-  const generation = (record.bundle?.generation ?? 0) + 1;
+  // The issue time: newer than any bundle this data directory issued before, also after it was restored from a backup (decisions.md 77).
+  const generation = Math.max(now.getTime(), (record.bundle?.generation ?? 0) + 1);
   switch (next) {
     case 'update-clients': {
       const current = readCaPair(dataDir, CA_CERT_FILE, CA_KEY_FILE);
       const nextCa = await createCa(now);
-      writeFileAtomic(join(dataDir, CA_NEXT_KEY_FILE), nextCa.keyPem, SECRET_FILE_MODE);
+      // The certificate first: a key without its certificate beside it is never taken for a finished rotation's (isFinishedCa).
       writeFileAtomic(join(dataDir, CA_NEXT_CERT_FILE), nextCa.certPem, PUBLIC_FILE_MODE);
+      writeFileAtomic(join(dataDir, CA_NEXT_KEY_FILE), nextCa.keyPem, SECRET_FILE_MODE);
       return recorded(dataDir, { phase: next, bundle: signedBundle(generation, [current.certPem, nextCa.certPem], current) });
     }
     case 'update-servers':
@@ -90,11 +96,14 @@ export function settleInterruptedRotation(dataDir: string, log: Logger, now: Dat
   }
 }
 
-/** True when the standby record's bundle is the next CA alone: the one in ca-next.crt, or already moved to ca.crt. */
+/**
+ * True when the standby record's bundle is the CA in ca-next.crt alone. Only ca-next.crt counts: ca.crt
+ * equals a finished bundle after every completed rotation, so a start stopped before it wrote
+ * ca-next.crt would otherwise pass for a finish and its stray key be renamed over ca.key.
+ */
 function isFinishedCa(dataDir: string, record: CaRotationRecord): boolean {
   if (record.bundle?.caPems.length !== 1) return false;
-  const nextCertPath = join(dataDir, CA_NEXT_CERT_FILE);
-  const candidate = readIfExists(existsSync(nextCertPath) ? nextCertPath : join(dataDir, CA_CERT_FILE));
+  const candidate = readIfExists(join(dataDir, CA_NEXT_CERT_FILE));
   return candidate !== undefined && certificateFingerprint(candidate) === certificateFingerprint(record.bundle.caPems[0]!);
 }
 
@@ -106,6 +115,12 @@ function isFinishedCa(dataDir: string, record: CaRotationRecord): boolean {
  * not survive it (decisions.md 73).
  */
 function completeFinish(dataDir: string, record: CaRotationRecord, now: Date): void {
+  const nextKey = readIfExists(join(dataDir, CA_NEXT_KEY_FILE));
+  const nextCert = readIfExists(join(dataDir, CA_NEXT_CERT_FILE));
+  if (nextKey !== undefined && (nextCert === undefined || !keyMatchesCertificate(nextCert, nextKey))) {
+    // Renaming it would destroy the CA key that still signs: refuse and leave every file as it is for the admin.
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${join(dataDir, CA_NEXT_KEY_FILE)} is not the key of ${join(dataDir, CA_NEXT_CERT_FILE)}; the CA rotation cannot finish`, { path: join(dataDir, CA_NEXT_KEY_FILE) });
+  }
   const current = readIfExists(join(dataDir, CA_CERT_FILE));
   const finishedFingerprint = certificateFingerprint(record.bundle!.caPems[0]!);
   if (current !== undefined && certificateFingerprint(current) !== finishedFingerprint) {
@@ -114,8 +129,8 @@ function completeFinish(dataDir: string, record: CaRotationRecord, now: Date): v
   }
   try {
     // The key first: a stop in between leaves ca-next.crt, which isFinishedCa still recognises.
-    if (existsSync(join(dataDir, CA_NEXT_KEY_FILE))) renameSync(join(dataDir, CA_NEXT_KEY_FILE), join(dataDir, CA_KEY_FILE));
-    if (existsSync(join(dataDir, CA_NEXT_CERT_FILE))) renameSync(join(dataDir, CA_NEXT_CERT_FILE), join(dataDir, CA_CERT_FILE));
+    if (nextKey !== undefined) renameSync(join(dataDir, CA_NEXT_KEY_FILE), join(dataDir, CA_KEY_FILE));
+    if (nextCert !== undefined) renameSync(join(dataDir, CA_NEXT_CERT_FILE), join(dataDir, CA_CERT_FILE));
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot make the next CA the CA in ${dataDir}: ${(cause as Error).message}`, { path: dataDir }, { cause });
   }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TrustBundle as TrustBundleMessage } from '../../common/proto.ts';
-import type { TrustBundle } from '../../common/trust-bundle.ts';
+import { trustBundleDigest, type TrustBundle } from '../../common/trust-bundle.ts';
 import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
@@ -20,7 +20,7 @@ export interface ServesCertificate {
 /** What `certs status` shows (GET /api/v1/certs). */
 export interface CertsStatus {
   phase: CaRotationPhase;
-  /** The generation of the trust bundle agents are to hold; 0 before the first rotation. */
+  /** The generation of the trust bundle agents are to hold (its issue time in ms); 0 before the first rotation. */
   generation: number;
   ca_fingerprint: string;
   next_ca_fingerprint: string | null;
@@ -29,21 +29,30 @@ export interface CertsStatus {
   hosts: { active: number; online_with_bundle: number; online_without: number; offline_with_bundle: number; offline_without: number };
   /** Active hosts without the current bundle (at most 100), so an admin knows whom a switch would cut off. */
   without_bundle: Array<{ host_id: string; hostname: string; online: boolean; trust_generation: number }>;
+  /** Hosts waiting for approval (at most 100): they get no bundle until approved, so a switch may cut them off too. */
+  pending: Array<{ host_id: string; hostname: string }>;
 }
 
+/** What the service works with: the data directory's files, the hosts' reported bundles, the open streams. */
 export interface CertificateServiceDeps {
+  /** Holds ca.crt/.key, ca-next.*, server.*, ca-rotation.json. */
   dataDir: string;
   /** The SANs the server certificate is to name: the appliance's configuration read again. */
   sans: () => readonly string[];
+  /** hostTrust: the bundle each active host reported holding. */
   stores: Stores;
+  /** Which hosts stream now, to push a new bundle to. */
   presence: PresenceRegistry;
   log: Logger;
 }
 
 /** What a Heartbeat stream asks of the service: report what the agent holds, send it what it lacks. */
 export interface TrustWatch {
-  /** The agent's HeartbeatRequest.trust_generation: recorded when it changes; the bundle sent once per stream when older. */
-  heard(generation: number): void;
+  /**
+   * The agent's HeartbeatRequest.trust_generation and .trust_digest: recorded when they change; the
+   * bundle sent once per stream when the digest is not the current bundle's.
+   */
+  heard(generation: number, digest: Uint8Array): void;
 }
 
 /**
@@ -57,6 +66,8 @@ export class CertificateService {
   readonly #deps: CertificateServiceDeps;
   #tls: TlsMaterial;
   #record: CaRotationRecord;
+  /** Hex trustBundleDigest of #record.bundle; '' when there is none, as agents without one report. */
+  #digest: string;
   #servers: readonly ServesCertificate[] = [];
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -64,10 +75,7 @@ export class CertificateService {
     this.#deps = deps;
     this.#tls = tls;
     this.#record = readCaRotation(deps.dataDir);
-  }
-
-  get tls(): TlsMaterial {
-    return this.#tls;
+    this.#digest = bundleDigest(this.#record.bundle);
   }
 
   /** The listeners a new leaf is swapped into. */
@@ -75,56 +83,68 @@ export class CertificateService {
     this.#servers = servers;
   }
 
+  /**
+   * The trust side of one Heartbeat stream of `hostId`: `send` puts a message on that stream (false:
+   * not sent). Equality of digests, not an order of generations, decides whether the agent holds the
+   * bundle: after a restored data directory an agent may hold a newer or a same-numbered other bundle.
+   */
   watchTrust(hostId: string, send: (message: { trust: TrustBundleMessage }) => boolean): TrustWatch {
-    let recorded: number | undefined;
-    let sentGeneration = 0;
+    let recorded: string | undefined;
+    let sentDigest = '';
     return {
-      heard: (generation) => {
-        if (generation !== recorded) {
-          this.#deps.stores.hostTrust.record(hostId, generation);
-          recorded = generation;
+      heard: (generation, digestBytes) => {
+        const digest = Buffer.from(digestBytes).toString('hex');
+        if (`${generation}/${digest}` !== recorded) {
+          this.#deps.stores.hostTrust.record(hostId, generation, digest);
+          recorded = `${generation}/${digest}`;
         }
         const bundle = this.#record.bundle;
-        if (bundle === undefined || generation >= bundle.generation || sentGeneration === bundle.generation) return;
-        if (send({ trust: toWire(bundle) })) sentGeneration = bundle.generation;
+        if (bundle === undefined || digest === this.#digest || sentDigest === this.#digest) return;
+        if (send({ trust: toWire(bundle) })) sentDigest = this.#digest;
       },
     };
   }
 
-  /** Issues a new server certificate for the configured SANs now (before expiry, or new names) and serves it. */
-  rotateServer(now: Date): Promise<CertsStatus> {
+  /** Issues a new server certificate for the configured SANs now (before expiry, or new names) and serves it; `adminName` is logged. */
+  rotateServer(now: Date, adminName: string): Promise<CertsStatus> {
     return this.#serially(async () => {
-      await this.#issueAndServe(now);
+      await this.#issueAndServe(now, adminName);
       return this.status();
     });
   }
 
-  /** One step of the CA rotation (pki/ca-rotation.ts nextPhase); throws its refusal. */
-  rotateCa(step: CaRotationStep, force: boolean, now: Date): Promise<CertsStatus> {
+  /** One step of the CA rotation (pki/ca-rotation.ts nextPhase) asked by `adminName` (logged); throws its refusal. */
+  rotateCa(step: CaRotationStep, force: boolean, now: Date, adminName: string): Promise<CertsStatus> {
     return this.#serially(async () => {
-      const unacknowledged = step === 'switch' ? this.#withoutBundle().map((host) => `${host.hostname} (${host.hostId})`) : [];
-      const next = nextPhase(this.#record.phase, step, { unacknowledged, force });
+      const named = (host: { hostId: string; hostname: string }): string => `${host.hostname} (${host.hostId})`;
+      const unacknowledged = step === 'switch' ? this.#withoutBundle().map(named) : [];
+      const pending = step === 'switch' ? this.#deps.stores.hostTrust.pendingHosts().map(named) : [];
+      const next = nextPhase(this.#record.phase, step, { unacknowledged, pending, force });
       if (typeof next !== 'string') throw next;
-      if (step === 'switch' && unacknowledged.length > 0) this.#deps.log.warn({ hosts: unacknowledged.slice(0, 100), count: unacknowledged.length }, 'CA rotation switched with --force: these hosts lack the next CA and will fail TLS at their next connection');
+      if (step === 'switch' && unacknowledged.length > 0) this.#deps.log.warn({ hosts: unacknowledged.slice(0, 100), count: unacknowledged.length, by: adminName }, 'CA rotation switched with --force: these hosts lack the next CA and will fail TLS at their next connection');
       const previous = this.#record;
       this.#record = await enterPhase(this.#deps.dataDir, previous, next, now);
-      this.#deps.log.info({ step, phase: next, generation: this.#record.bundle?.generation ?? 0 }, 'CA rotation step');
+      this.#digest = bundleDigest(this.#record.bundle);
+      this.#deps.log.info({ step, phase: next, generation: this.#record.bundle?.generation ?? 0, by: adminName }, 'CA rotation step');
       // The switch serves a leaf of the next CA; after the finish that CA is ca.crt and the leaf stays.
-      if (next === 'update-servers') await this.#issueAndServe(now);
-      else this.#tls = { ...this.#tls, caCertPem: readIfExists(join(this.#deps.dataDir, CA_CERT_FILE)) ?? this.#tls.caCertPem };
+      if (next === 'update-servers') await this.#issueAndServe(now, adminName);
+      else {
+        const caCertPem = readIfExists(join(this.#deps.dataDir, CA_CERT_FILE)) ?? this.#tls.caCertPem;
+        this.#tls = { ...this.#tls, caCertPem, caFingerprint: certificateFingerprint(caCertPem) };
+      }
       if (this.#record.bundle !== previous.bundle) this.#pushBundle(this.#record.bundle);
       return this.status();
     });
   }
 
+  /** The rotation phase, the CAs, the served leaf and which active hosts hold the current bundle (CertsStatus). */
   status(): CertsStatus {
-    const bundle = this.#record.bundle;
-    const generation = bundle?.generation ?? 0;
+    const generation = this.#record.bundle?.generation ?? 0;
     const counts = { active: 0, online_with_bundle: 0, online_without: 0, offline_with_bundle: 0, offline_without: 0 };
     const without: CertsStatus['without_bundle'] = [];
     for (const host of this.#deps.stores.hostTrust.activeHosts()) {
       const online = this.#deps.presence.isStreaming(host.hostId);
-      const held = host.trustGeneration >= generation;
+      const held = host.trustDigest === this.#digest;
       counts.active += 1;
       if (online) counts[held ? 'online_with_bundle' : 'online_without'] += 1;
       else counts[held ? 'offline_with_bundle' : 'offline_without'] += 1;
@@ -145,20 +165,20 @@ export class CertificateService {
       },
       hosts: counts,
       without_bundle: without,
+      pending: this.#deps.stores.hostTrust.pendingHosts().slice(0, 100).map((host) => ({ host_id: host.hostId, hostname: host.hostname })),
     };
   }
 
   /** Active hosts that do not hold the current bundle (all of them, when a rotation started). */
   #withoutBundle(): Array<{ hostId: string; hostname: string }> {
-    const generation = this.#record.bundle?.generation ?? 0;
-    return this.#deps.stores.hostTrust.activeHosts().filter((host) => host.trustGeneration < generation);
+    return this.#deps.stores.hostTrust.activeHosts().filter((host) => host.trustDigest !== this.#digest);
   }
 
-  async #issueAndServe(now: Date): Promise<void> {
+  async #issueAndServe(now: Date, adminName: string): Promise<void> {
     const tls = await ensureTlsMaterial(this.#deps.dataDir, this.#deps.sans(), now, { reissue: true });
     this.#tls = tls;
     for (const server of this.#servers) server.useCertificate(tls.serverCertPem, tls.serverKeyPem);
-    this.#deps.log.info({ fingerprint: certificateFingerprint(tls.serverCertPem), sans: this.#deps.sans(), next_ca: existsSync(join(this.#deps.dataDir, CA_NEXT_CERT_FILE)) }, 'server certificate issued and served');
+    this.#deps.log.info({ fingerprint: certificateFingerprint(tls.serverCertPem), sans: this.#deps.sans(), next_ca: existsSync(join(this.#deps.dataDir, CA_NEXT_CERT_FILE)), by: adminName }, 'server certificate issued and served');
   }
 
   /** Sends the new bundle to every streaming agent now; one that misses it gets it with its next heartbeat (watchTrust). */
@@ -175,6 +195,11 @@ export class CertificateService {
     this.#queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/** Hex trustBundleDigest of `bundle`; '' for none (what an agent holding none reports). */
+function bundleDigest(bundle: TrustBundle | undefined): string {
+  return bundle === undefined ? '' : trustBundleDigest(bundle.generation, bundle.caPems.map((pem) => new X509Certificate(pem))).toString('hex');
 }
 
 function toWire(bundle: TrustBundle): TrustBundleMessage {

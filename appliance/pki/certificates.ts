@@ -54,7 +54,7 @@ export interface CaPair {
 
 /**
  * Loads the appliance CA and server certificate from the data directory, creating
- * the CA on first start and (re)issuing the server certificate when it is missing,
+ * the CA on first start and (re)issuing the server certificate when it or its key is missing, is not its key's,
  * near expiry, names other SANs than configured, was not issued by the CA that is to issue it
  * (the next CA once a rotation switched, ca-rotation.json), or `reissue` asks for a new one
  * (`certs rotate-server`).
@@ -78,7 +78,7 @@ export async function ensureTlsMaterial(dataDir: string, sans: readonly string[]
   const serverKeyPath = join(dataDir, SERVER_KEY_FILE);
   let serverCertPem = readIfExists(serverCertPath);
   let serverKeyPem = readIfExists(serverKeyPath);
-  const issuedServerCert = createdCa || options.reissue === true || !serverCertPem || !serverKeyPem || !serverCertFits(serverCertPem, issuer.certPem, sans, now);
+  const issuedServerCert = createdCa || options.reissue === true || !serverCertPem || !serverKeyPem || !serverCertFits(serverCertPem, serverKeyPem, issuer.certPem, sans, now);
   if (issuedServerCert) {
     const issuerKeyPath = issuer.certPem === caCertPem ? caKeyPath : join(dataDir, CA_NEXT_KEY_FILE);
     const server = await issueServerCert(new x509.X509Certificate(issuer.certPem), await importEcPrivateKey(issuer.keyPem, issuerKeyPath), sans, now);
@@ -107,11 +107,25 @@ export function readCaPair(dataDir: string, certFile: string, keyFile: string): 
   return { certPem, keyPem };
 }
 
+/** True when `keyPem` is the private key of the certificate `certPem`; false also when either does not parse. */
+export function keyMatchesCertificate(certPem: string, keyPem: string): boolean {
+  try {
+    return new NodeX509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
+  } catch {
+    return false;
+  }
+}
+
+/** SHA-256 of the certificate's DER, upper-case hex in colon-separated pairs. */
 export function certificateFingerprint(pem: string): string {
   const der = new NodeX509Certificate(pem).raw;
   return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
 }
 
+/**
+ * A new self-signed ECDSA P-256 CA (PEM certificate and PKCS#8 key): valid from NOT_BEFORE_BACKDATE_DAYS
+ * before `now` for CA_LIFETIME_DAYS, may sign leaves only (path length 0), named by `now` to the second.
+ */
 export async function createCa(now: Date): Promise<CaPair> {
   const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -153,8 +167,12 @@ async function issueServerCert(caCert: x509.X509Certificate, caKey: CryptoKey, s
   return { certPem: cert.toString('pem') + '\n', keyPem: await exportPrivateKeyPem(keys.privateKey) };
 }
 
-/** True when the certificate was issued by this CA, is not near expiry and names exactly these SANs. */
-function serverCertFits(certPem: string, caCertPem: string, sans: readonly string[], now: Date): boolean {
+/**
+ * True when the certificate is the key's (a stop between the two writes of an issue leaves them
+ * apart, which no listener can serve), was issued by this CA, is not near expiry and names exactly these SANs.
+ */
+function serverCertFits(certPem: string, keyPem: string, caCertPem: string, sans: readonly string[], now: Date): boolean {
+  if (!keyMatchesCertificate(certPem, keyPem)) return false;
   const cert = new NodeX509Certificate(certPem);
   if (!cert.checkIssued(new NodeX509Certificate(caCertPem))) return false;
   if (new Date(cert.validTo).getTime() - now.getTime() < SERVER_RENEW_BEFORE_DAYS * DAY_MS) return false;

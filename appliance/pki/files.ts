@@ -1,23 +1,8 @@
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { CtOpsError } from '../../common/errors.ts';
 
-/** Writes a file atomically (temp file, fsync, rename) with the given mode. */
-export function writeFileAtomic(path: string, content: string | Uint8Array, mode: number): void {
-  const temp = `${path}.${process.pid}.tmp`;
-  try {
-    const fd = openSync(temp, 'w', mode);
-    try {
-      writeSync(fd, typeof content === 'string' ? Buffer.from(content, 'utf8') : content);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    chmodSync(temp, mode);
-    renameSync(temp, path);
-  } catch (cause) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write ${path}`, { path }, { cause });
-  }
-}
+/** The one atomic write (temp file, fsync, rename, directory fsync), shared with the agent. */
+export { writeFileAtomic } from '../../common/atomic-write.ts';
 
 /** Reads a file the appliance created earlier; undefined when it does not exist. */
 export function readIfExists(path: string): string | undefined {

@@ -11,6 +11,7 @@ import { PUBLIC_FILE_MODE, readIfExists, writeFileAtomic } from './files.ts';
  */
 export type CaRotationPhase = 'standby' | 'update-clients' | 'update-servers';
 
+/** ca-rotation.json read: the phase, and the bundle agents are to hold in it. */
 export interface CaRotationRecord {
   readonly phase: CaRotationPhase;
   /** The bundle agents are to hold; undefined until the first rotation (agents trust their ca_cert_file). */

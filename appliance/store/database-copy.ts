@@ -1,6 +1,6 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { CtOpsError } from '../../common/errors.ts';
-import { type Db, openSqliteFile, storageFailure } from './database.ts';
+import { type Db, openSqliteFile, sqliteCode, storageFailure } from './database.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
 /** The most pages sqlite3_backup_step may copy in one call (better-sqlite3 clamps the rate to 31 bits). */
@@ -19,10 +19,10 @@ const ALL_PAGES = 0x7fffffff;
 export async function copyLiveDatabase(sourcePath: string, targetPath: string): Promise<{ pages: number }> {
   let source: Db;
   try {
-    // Read-write although it only reads: with the appliance stopped, SQLite removes the -wal/-shm this
-    // handle creates when it closes; a read-only handle leaves them behind, owned by whoever ran the
-    // backup (root), and the appliance's service user then cannot open the database.
-    source = openSqliteFile(sourcePath, { fileMustExist: true, timeout: 5000 });
+    // Read-only: the backup never writes the live database. With the appliance stopped this handle
+    // may leave the -wal/-shm it needed behind; run as root, SQLite gives them the database file's
+    // owner (unixOpen's fchown of journal and WAL files), so the service user still opens them.
+    source = openSqliteFile(sourcePath, { readonly: true, fileMustExist: true, timeout: 5000 });
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database ${sourcePath}`, { path: sourcePath }, { cause });
   }
@@ -72,5 +72,32 @@ export function checkDatabaseCopy(path: string): { schemaVersion: number } {
     db?.close();
     // A read-only connection cannot remove the WAL files it needed (a WAL-flagged file from an altered archive).
     for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+  }
+}
+
+/**
+ * Refuses when another process has the database at `path` open, i.e. the appliance serves from it:
+ * restore --force must not move a data directory a live process keeps writing into. SQLite's own
+ * file locks answer this (a WAL-mode connection holds a shared lock on the file for as long as it
+ * is open, and the kernel drops it when the process dies): an exclusive-locking-mode BEGIN EXCLUSIVE
+ * with no busy timeout fails with SQLITE_BUSY while any other connection is open. Unlike a pid file,
+ * a crashed appliance leaves no stale lock and a pid in another namespace cannot mislead it. A file
+ * that is absent, or that SQLite cannot open or read as a database (a damaged one that restore is
+ * to replace), is not in use. Throws ERR_APPLIANCE_RUNNING.
+ */
+export function assertDatabaseNotInUse(path: string): void {
+  if (!existsSync(path)) return;
+  let db: Db | undefined;
+  try {
+    db = openSqliteFile(path, { fileMustExist: true, timeout: 0 });
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('COMMIT');
+  } catch (error) {
+    if (sqliteCode(error) === 'SQLITE_BUSY') {
+      throw new CtOpsError('ERR_APPLIANCE_RUNNING', `a process (the appliance?) has ${path} open: stop it before restoring over its data directory`, { path }, { cause: error });
+    }
+  } finally {
+    db?.close();
   }
 }

@@ -72,7 +72,7 @@ function derivedBundleId(request: BundleRequest, inputs: ApplianceInputs, execut
     request.token.mode,
     request.token.mode === 'existing' ? request.token.id : null,
     executable.sha256,
-    inputs.caFingerprint,
+    inputs.caFingerprints,
     inputs.bundleKeyId,
     inputs.releasePublicKeyText,
     templates.map((file) => [file.name, file.mode, file.sha256]),
@@ -115,7 +115,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
         Buffer.from(
           renderReadme({
             target, agentVersion: version, baseName, bundleId, createdAt, addressDisplay: request.ingestAddress.display,
-            caFingerprint: inputs.caFingerprint, bundleKeyId: inputs.bundleKeyId, releaseKeyId: inputs.releaseKeyId, token,
+            caFingerprints: inputs.caFingerprints, bundleKeyId: inputs.bundleKeyId, releaseKeyId: inputs.releaseKeyId, token,
           }),
         ),
         0o644,
@@ -123,7 +123,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
       ...templates,
       ...(serviceWrapper ? [bundleFile(SERVICE_WRAPPER_NAME, serviceWrapper.data, 0o755, serviceWrapper.sha256)] : []),
     ];
-    const manifest = buildManifest({ bundleId, createdAt, createdBy: request.createdBy, target, agentVersion: version, address: request.address, caFingerprint: inputs.caFingerprint, token }, files);
+    const manifest = buildManifest({ bundleId, createdAt, createdBy: request.createdBy, target, agentVersion: version, address: request.address, caFingerprint: inputs.caFingerprint, caFingerprints: inputs.caFingerprints, token }, files);
     const sealed = sealBundle(files, manifest, inputs.bundleKey);
 
     progress(`writing ${zipPath}`);

@@ -13,6 +13,7 @@ import { PRODUCT_VERSION } from '../../common/version.ts';
 import { CA_CERT_FILE } from '../../appliance/lib/data-dir-files.ts';
 import { readTrustedCaPems } from '../../appliance/lib/trusted-cas.ts';
 import { certificateFingerprint } from '../../appliance/pki/certificates.ts';
+import { parseCertificates } from '../../common/trust-bundle.ts';
 import { BUNDLE_KEY_FILE, DEV_RELEASE_PUBLIC_KEY, RELEASE_PUBLIC_KEY_FILE, readReleasePublicKey } from '../../appliance/pki/signing-keys.ts';
 import { parseSha256Sums, sha256Hex } from '../lib/sha256sums.ts';
 import { releaseExecutableName, type Target } from '../lib/targets.ts';
@@ -20,8 +21,12 @@ import { releaseExecutableName, type Target } from '../lib/targets.ts';
 export interface ApplianceInputs {
   readonly bundleKey: SigningKey;
   readonly bundleKeyId: string;
+  /** The bundle's ca.crt: the CA, and during a CA rotation the next CA after it. */
   readonly caPem: Buffer;
+  /** SHA-256 of the first certificate of caPem: the CA that issues the server certificate now. */
   readonly caFingerprint: string;
+  /** SHA-256 of every certificate in caPem, in order: what the bundle's agents trust. */
+  readonly caFingerprints: readonly string[];
   /** release.pub as written by the appliance: goes into agent.toml [update]. */
   readonly releasePublicKeyText: string;
   readonly releaseKey: PublicKey;
@@ -56,12 +61,13 @@ export function loadApplianceInputs(dataDir: string): ApplianceInputs {
   // working once the appliance switches to it (it also gets the trust bundle on its first stream).
   readInput(caPath, 'the appliance CA certificate');
   const caPem = Buffer.from(readTrustedCaPems(dataDir));
-  let caFingerprint: string;
+  let caFingerprints: string[];
   try {
-    caFingerprint = certificateFingerprint(caPem.toString('utf8'));
+    caFingerprints = parseCertificates(caPem.toString('utf8')).map((certificate) => certificateFingerprint(certificate.toString()));
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${caPath} is not a PEM certificate`, { path: caPath }, { cause });
   }
+  if (caFingerprints.length === 0) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${caPath} is not a PEM certificate`, { path: caPath });
 
   const release = readReleasePublicKey(dataDir);
   if (release === undefined) {
@@ -79,7 +85,8 @@ export function loadApplianceInputs(dataDir: string): ApplianceInputs {
     bundleKey,
     bundleKeyId: keyIdHex(bundleKey.keyId),
     caPem,
-    caFingerprint,
+    caFingerprint: caFingerprints[0]!,
+    caFingerprints,
     releasePublicKeyText: releasePublicKeyText.trimEnd(),
     releaseKey,
     releaseKeyId: keyIdHex(releaseKey.keyId),

@@ -31,6 +31,8 @@ export interface Manifest {
   agent_version: string;
   ingest_address: string;
   ca_fingerprint_sha256: string;
+  /** Every CA in the bundle's ca.crt, the current first (two during a CA rotation). */
+  ca_fingerprints_sha256: string[];
   token: { mode: string; id?: string; expires_at?: string };
   files: ManifestFileEntry[];
 }
@@ -43,6 +45,7 @@ export interface ManifestInput {
   readonly agentVersion: string;
   readonly address: string;
   readonly caFingerprint: string;
+  readonly caFingerprints: readonly string[];
   readonly token: BundleToken;
 }
 
@@ -62,6 +65,7 @@ export function buildManifest(input: ManifestInput, files: readonly BundleFile[]
     agent_version: input.agentVersion,
     ingest_address: input.address,
     ca_fingerprint_sha256: input.caFingerprint,
+    ca_fingerprints_sha256: [...input.caFingerprints],
     token: token.mode === 'none' ? { mode: 'none' } : { mode: token.mode, id: token.id!, expires_at: new Date(token.expiresAt!).toISOString() },
     files: [...files]
       .sort((a, b) => byName(a.name, b.name))

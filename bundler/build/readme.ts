@@ -14,7 +14,8 @@ export interface ReadmeInput {
   readonly createdAt: string;
   /** The ingest address for people (IngestAddress.display): an IDNA name in both forms. */
   readonly addressDisplay: string;
-  readonly caFingerprint: string;
+  /** Every CA in ca.crt, the current first; a second one is the next CA of a rotation in progress. */
+  readonly caFingerprints: readonly string[];
   readonly bundleKeyId: string;
   readonly releaseKeyId: string;
   readonly token: BundleToken;
@@ -134,7 +135,7 @@ export function renderReadme(input: ReadmeInput): string {
     '',
     '| what | value |',
     '| --- | --- |',
-    `| appliance CA (\`ca.crt\`) SHA-256 | \`${input.caFingerprint}\` |`,
+    ...input.caFingerprints.map((fingerprint, index) => `| ${index === 0 ? 'appliance CA' : 'next appliance CA (rotation in progress)'} (\`ca.crt\`) SHA-256 | \`${fingerprint}\` |`),
     `| bundle signing key id (\`bundle.pub\`) | \`${input.bundleKeyId}\` |`,
     `| agent release key id (agent.toml \`[update]\`) | \`${input.releaseKeyId}\` |`,
     '',

@@ -62,6 +62,26 @@ async function elfRequirements(objdump, file) {
   return { glibc: newest('GLIBC'), glibcxx: newest('GLIBCXX') };
 }
 
+/**
+ * Releases of the common glibc distributions, oldest first per family, with the glibc and libstdc++
+ * symbol versions they provide (their glibc and libstdc++6 packages: Debian and Ubuntu package
+ * pages, RHEL's release notes). The README names the oldest release of each family that has both.
+ */
+const DISTRIBUTIONS = [
+  ['Debian', [['10', 'GLIBC_2.28', 'GLIBCXX_3.4.25'], ['11', 'GLIBC_2.31', 'GLIBCXX_3.4.28'], ['12', 'GLIBC_2.36', 'GLIBCXX_3.4.30'], ['13', 'GLIBC_2.41', 'GLIBCXX_3.4.33']]],
+  ['Ubuntu', [['20.04', 'GLIBC_2.31', 'GLIBCXX_3.4.28'], ['22.04', 'GLIBC_2.35', 'GLIBCXX_3.4.30'], ['24.04', 'GLIBC_2.39', 'GLIBCXX_3.4.33']]],
+  ['RHEL', [['8', 'GLIBC_2.28', 'GLIBCXX_3.4.25'], ['9', 'GLIBC_2.34', 'GLIBCXX_3.4.29'], ['10', 'GLIBC_2.39', 'GLIBCXX_3.4.33']]],
+];
+
+/** "Debian 12, Ubuntu 22.04, RHEL 9 or newer": the oldest release per family providing both symbol versions. */
+function oldestSupported({ glibc, glibcxx }) {
+  const names = DISTRIBUTIONS.flatMap(([family, releases]) => {
+    const release = releases.find(([, has, hasCxx]) => newer(has, glibc) === has && newer(hasCxx, glibcxx) === hasCxx);
+    return release ? [`${family} ${release[0]}`] : [];
+  });
+  return names.length > 0 ? `${names.join(', ')} or newer` : 'newer than any release this build knows of';
+}
+
 /** Newest of two symbol version names such as GLIBC_2.28 (undefined counts as older). */
 function newer(a, b) {
   if (!a || !b) return a ?? b;
@@ -81,7 +101,7 @@ is fetched at run time; the host needs no Node.js.
 Host requirement: Linux on ${arch === 'x64' ? 'x86-64' : 'AArch64 (ARMv8)'} with glibc and libstdc++ providing the newest symbol
 versions the image's ELF files need (objdump -T): ${requirements.glibc} and ${requirements.glibcxx}. Node.js itself needs
 ${requirements.node.glibc} and ${requirements.node.glibcxx}; the rest comes from the better-sqlite3 addon, compiled with
-the build machine's toolchain. musl (Alpine) is not supported.
+the build machine's toolchain. That is ${oldestSupported(requirements)}. musl (Alpine) is not supported.
 
 ## Verify before you install
 

@@ -15,7 +15,7 @@ import { httpsJson } from './https.ts';
  */
 
 /** The data directory install.sh makes by default, inside the root. */
-export const INSTALLED_DATA_DIR = '/var/lib/ct-ops';
+export const INSTALLED_DATA_DIR = '/var/lib/ct-ops/appliance';
 
 /** Two TCP ports free on loopback now: the installed appliance's admin HTTPS and gRPC ports. */
 export async function freePorts(): Promise<{ http: number; grpc: number }> {

@@ -10,6 +10,7 @@ import { migration009RegisterNonceWatermark } from './009-register-nonce-waterma
 import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
 import { migration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
 import { migration012HostTrustGeneration } from './012-host-trust-generation.ts';
+import { migration013HostTrustDigest } from './013-host-trust-digest.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -32,4 +33,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration010IdentityResolvedAt,
   migration011IdentityKeyRotation,
   migration012HostTrustGeneration,
+  migration013HostTrustDigest,
 ];
