@@ -126,6 +126,7 @@ if [ -n "$DATA_DIR" ]; then
   case $DATA_DIR in *[!A-Za-z0-9._/-]* | */../* | */.. | / ) die $EX_USAGE "--data-dir may hold only letters, digits, '.', '_', '-' and '/', and no '..'" ;; esac
   DATA_DIR=${DATA_DIR%/}
 fi
+case $RELEASE_KEY in *[!A-Za-z0-9+/=]*) die $EX_USAGE "--release-key is the base64 line of a minisign public key (RW...)" ;; esac
 if [ -n "$RELEASE_KEY_ID" ] && [ -z "$RELEASE_KEY" ]; then
   die $EX_USAGE "--release-key-id alone proves nothing (anyone can make a key with any id): give the full key with --release-key RW..."
 fi
@@ -226,9 +227,25 @@ key_id_of() {
     awk '{ for (i = NF; i >= 1; i--) id = id $i } END { print toupper(id) }'
 }
 
-# verify_signature DIR: SHA256SUMS.minisig is a signature of DIR/SHA256SUMS by --release-key. The
-# verifier is the agent installer of the image (installers/install.sh verify-minisig: minisign, or
-# OpenSSL), run only after verify_tree has checked it against SHA256SUMS.
+# trusted_verifier: a minisign verifier that does not come from the media being checked (only
+# SHA256SUMS, which the signature is to prove, vouches for the media's own installers/install.sh):
+# "minisign" when the host has it, else the path of an installed, root-owned verify-minisig
+# (installers/install.sh of an earlier verified appliance install, or the agent's copy). Prints
+# nothing when there is none.
+trusted_verifier() {
+  if command -v minisign >/dev/null 2>&1; then echo minisign; return 0; fi
+  for installed in "$OPT/current/installers/install.sh" /usr/local/libexec/ct-ops/install.sh; do
+    # Root-owned and writable by root only, or it proves nothing.
+    if [ -f "$installed" ] && [ ! -L "$installed" ] && [ "$(stat -L -c '%u' "$installed")" = 0 ] &&
+      [ -z "$(find "$installed" -perm /022)" ]; then
+      echo "$installed"
+      return 0
+    fi
+  done
+}
+
+# verify_signature DIR: SHA256SUMS.minisig is a signature of DIR/SHA256SUMS by --release-key,
+# checked by trusted_verifier (never by a program from DIR; docs/decisions.md, 79).
 verify_signature() {
   if [ -z "$RELEASE_KEY" ]; then
     warn "the image's signature was NOT checked (no --release-key): this host trusts the media it was given."
@@ -239,8 +256,21 @@ verify_signature() {
     die $EX_USAGE "the release key given has key id $(key_id_of "$RELEASE_KEY"), not $RELEASE_KEY_ID"
   fi
   if [ -L "$1/SHA256SUMS.minisig" ] || [ ! -f "$1/SHA256SUMS.minisig" ]; then die $EX_TAMPERED "SHA256SUMS.minisig is missing from the image"; fi
-  if ! why=$(sh "$1/installers/install.sh" verify-minisig "$1/SHA256SUMS" "$1/SHA256SUMS.minisig" "$RELEASE_KEY" 2>&1 >/dev/null); then
-    case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
+  verifier=$(trusted_verifier)
+  if [ -z "$verifier" ]; then
+    die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: this host has no minisign and no verifier from an earlier install, and the media's own verifier proves nothing. Verify the image on the transfer station (minisign -Vm SHA256SUMS -P RW...) before extracting it, or install minisign here"
+  fi
+  if [ "$verifier" = minisign ]; then
+    printf 'untrusted comment: CT-Ops release key\n%s\n' "$RELEASE_KEY" >"$SCRATCH/release.pub"
+    verified=0
+    why=$(minisign -V -q -p "$SCRATCH/release.pub" -m "$1/SHA256SUMS" -x "$1/SHA256SUMS.minisig" 2>&1 >/dev/null) && verified=1
+  else
+    verified=0
+    why=$(sh "$verifier" verify-minisig "$1/SHA256SUMS" "$1/SHA256SUMS.minisig" "$RELEASE_KEY" 2>&1 >/dev/null) && verified=1
+  fi
+  if [ "$verified" = 0 ]; then
+    why=${why:-signature-mismatch}
+    case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig with $verifier: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
     die $EX_TAMPERED "SHA256SUMS.minisig does not verify with release key $(key_id_of "$RELEASE_KEY") ($why): the image was altered or signed by another key"
   fi
   say "SHA256SUMS signature verified with release key $(key_id_of "$RELEASE_KEY")"
