@@ -11,7 +11,8 @@
 #
 # Usage: sudo ./uninstall.sh [--purge] [--dry-run]
 #   --purge      also remove the configuration, the data directory (every host, token, key and
-#                the CA agents trust: they must enrol again with a new appliance), the
+#                the CA agents trust: they must enrol again with a new appliance; only a folder
+#                holding appliance.db or ca.crt, or owned by ct-ops-appliance), the
 #                pre-upgrade copies in /var/lib/ct-ops-backups and the ct-ops-appliance account
 #   --dry-run    print every action, change nothing
 #   -h, --help   show this help
@@ -89,7 +90,15 @@ done
 if [ "$PURGE" = 1 ]; then
   [ -f "$CONFIG" ] && run rm -f "$CONFIG"
   [ -f "$RELEASE_KEY_FILE" ] && run rm -f "$RELEASE_KEY_FILE"
-  [ -d "$DATA_DIR" ] && run rm -rf "$DATA_DIR"
+  # Only a real folder holding the appliance's files (or owned by its account) is deleted: a
+  # data_dir edited to name another folder is left alone.
+  if [ -d "$DATA_DIR" ] && [ ! -L "$DATA_DIR" ]; then
+    if [ -f "$DATA_DIR/appliance.db" ] || [ -f "$DATA_DIR/ca.crt" ] || [ "$(stat -c '%U' "$DATA_DIR")" = "$SERVICE_USER" ]; then
+      run rm -rf "$DATA_DIR"
+    else
+      say "kept $DATA_DIR: it holds no appliance files (appliance.db, ca.crt) and is not owned by $SERVICE_USER"
+    fi
+  fi
   # /etc/ct-ops and /var/lib/ct-ops may hold an agent's files too (installers/install.sh): removed
   # only when empty (a dry run removed nothing, so it cannot tell and says so).
   for parent in /etc/ct-ops /var/lib/ct-ops; do
