@@ -3,6 +3,7 @@ import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { backupCommand, restoreCommand } from './cli/backup-command.ts';
 import { certsCommand } from './cli/certs-command.ts';
+import { configCommand } from './cli/config-command.ts';
 import { doctorCommand } from './cli/doctor-command.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
@@ -23,6 +24,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(certsCommand())
   .addCommand(backupCommand())
   .addCommand(restoreCommand())
-  .addCommand(doctorCommand());
+  .addCommand(doctorCommand())
+  .addCommand(configCommand());
 
 await runCli(program, process.argv);

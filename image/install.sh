@@ -132,11 +132,8 @@ done
 for san in $SANS; do
   case $san in *[!A-Za-z0-9.:-]*) die $EX_USAGE "--san $san: a host name or IP address may hold only letters, digits, '.', '-' and ':'" ;; esac
 done
-if [ -n "$DATA_DIR" ]; then
-  case $DATA_DIR in /*) ;; *) die $EX_USAGE "--data-dir must be an absolute path" ;; esac
-  case $DATA_DIR in *[!A-Za-z0-9._/-]* | */../* | */.. | / ) die $EX_USAGE "--data-dir may hold only letters, digits, '.', '_', '-' and '/', and no '..'" ;; esac
-  DATA_DIR=${DATA_DIR%/}
-fi
+# Checked with the data directory an existing appliance.toml names (preflight, below).
+[ "$DATA_DIR" = / ] || DATA_DIR=${DATA_DIR%/}
 case $RELEASE_KEY in *[!A-Za-z0-9+/=]*) die $EX_USAGE "--release-key is the base64 line of a minisign public key (RW...)" ;; esac
 if [ -n "$RELEASE_KEY_ID" ] && [ -z "$RELEASE_KEY" ]; then
   die $EX_USAGE "--release-key-id alone proves nothing (anyone can make a key with any id): give the full key with --release-key RW..."
@@ -358,34 +355,26 @@ say "the image's Node $loaded and its SQLite addon run on this machine"
 
 # --- preflight: settings, space, ports -------------------------------------------------------
 
-# config_value KEY: a top-level string or integer of the existing appliance.toml, unquoted.
+# config_value SETTING: a setting of the existing appliance.toml as the verified appliance resolves
+# it (ct-ops-appliance config; TOML is never parsed here). Run as the unit runs it: from /, with no
+# CT_OPS_APPLIANCE_* variables.
 config_value() {
-  [ -f "$CONFIG" ] || return 0
-  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"#]*\)\"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}$/\1/p" "$CONFIG" | head -n 1
+  (cd / && env -i PATH="$PATH" "$checked/runtime/bin/node" "$checked/dist/ct-ops-appliance.js" config --config "$CONFIG" "$1") ||
+    die $EX_USAGE "cannot read $1 from $CONFIG (see above): fix the file, or move it away for a new one"
 }
-if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
-[ -n "$DATA_DIR" ] || DATA_DIR=$DEFAULT_DATA_DIR
-# Every check of the data directory comes before anything is stopped or changed. install.sh chowns
-# it to the service account, makes it 0700, and uninstall.sh --purge deletes it: a system folder,
-# or a folder already holding something else, is refused (docs/decisions.md, 80).
-case $DATA_DIR in
-  / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /media | /mnt | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /var | \
-    /var/lib | /var/log | /var/tmp | /var/cache | /var/spool | /var/mail | /var/lib/ct-ops | "$BACKUPS" | "$BACKUPS"/* | \
-    /bin/* | /boot/* | /dev/* | /etc/* | /lib/* | /lib32/* | /lib64/* | /proc/* | /run/* | /sbin/* | /sys/* | /usr/* | /opt/ct-ops | /opt/ct-ops/*)
-    die $EX_USAGE "data directory $DATA_DIR is a system folder (or inside one): choose a folder of its own, such as $DEFAULT_DATA_DIR" ;;
-esac
-if [ -L "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR is a symbolic link: refusing to use it (name the real folder)"; fi
-if [ -e "$DATA_DIR" ] && [ ! -d "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR exists and is not a folder"; fi
-if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ] && [ "$(stat -c '%U' "$DATA_DIR")" != "$SERVICE_USER" ] &&
-  [ ! -f "$DATA_DIR/appliance.db" ] && [ ! -f "$DATA_DIR/ca.crt" ]; then
-  die $EX_PREFLIGHT "data directory $DATA_DIR holds files that are not the appliance's: choose an empty or new folder"
+if [ -f "$CONFIG" ]; then
+  if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
+  HTTP_PORT=$(config_value http_port)
+  GRPC_PORT=$(config_value grpc_port)
+else
+  HTTP_PORT=${HTTP_PORT_FLAG:-8443}
+  GRPC_PORT=${GRPC_PORT_FLAG:-9443}
 fi
-HTTP_PORT=$(config_value http_port)
-GRPC_PORT=$(config_value grpc_port)
-[ -f "$CONFIG" ] || HTTP_PORT=$HTTP_PORT_FLAG
-[ -f "$CONFIG" ] || GRPC_PORT=$GRPC_PORT_FLAG
-HTTP_PORT=${HTTP_PORT:-8443}
-GRPC_PORT=${GRPC_PORT:-9443}
+[ -n "$DATA_DIR" ] || DATA_DIR=$DEFAULT_DATA_DIR
+# It goes into a unit drop-in (ReadWritePaths=): only characters that need no quoting pass.
+case $DATA_DIR in
+  *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "data directory $DATA_DIR: an absolute path of letters, digits, '.', '_', '-' and '/' only, no '..'" ;;
+esac
 if [ -f "$CONFIG" ] && [ -n "$SANS$HTTP_PORT_FLAG$GRPC_PORT_FLAG" ]; then warn "$CONFIG exists and is kept: --san, --http-port and --grpc-port change nothing (edit it and restart the service)"; fi
 
 # free_kib DIR: free space of the volume DIR (or its nearest existing parent) is on, in KiB.

@@ -67,10 +67,23 @@ if [ "$DRY_RUN" = 0 ] && command -v flock >/dev/null 2>&1; then
   flock -w 600 9 || die $EX_STEP "another ct-ops-appliance install or uninstall still holds /run/ct-ops-appliance-install.lock"
 fi
 
-# The data directory the configuration names, read before the configuration may be purged.
-DATA_DIR=
-[ -f "$CONFIG" ] && DATA_DIR=$(sed -n 's/^[[:space:]]*data_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*$/\1/p' "$CONFIG" | head -n 1)
-DATA_DIR=${DATA_DIR:-/var/lib/ct-ops/appliance}
+# The data directory the configuration names (--purge deletes it), read before the configuration is purged, by
+# the installed appliance (or the one of the image this script sits in): ct-ops-appliance config,
+# run as the unit runs it (from /, no CT_OPS_APPLIANCE_* variables); TOML is never parsed here.
+DATA_DIR=/var/lib/ct-ops/appliance
+if [ -f "$CONFIG" ] && [ "$PURGE" = 1 ]; then
+  case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+  here=$(cd "$here" && pwd -P)
+  DATA_DIR=
+  for top in "$OPT/current" "$here"; do
+    if [ -x "$top/runtime/bin/node" ] && [ -f "$top/dist/ct-ops-appliance.js" ]; then
+      DATA_DIR=$(cd / && env -i PATH="$PATH" "$top/runtime/bin/node" "$top/dist/ct-ops-appliance.js" config --config "$CONFIG" data_dir) ||
+        die $EX_USAGE "cannot read data_dir from $CONFIG (see above): fix it, or remove the data directory by hand"
+      break
+    fi
+  done
+  [ -n "$DATA_DIR" ] || die $EX_USAGE "no ct-ops-appliance here to read data_dir from $CONFIG: run the uninstall.sh of an extracted image"
+fi
 # It is deleted with --purge: only a path install.sh would have written (absolute, plain, not /).
 case $DATA_DIR in
   / | *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "$CONFIG names data_dir \"$DATA_DIR\", which install.sh would not have written: remove it by hand" ;;
@@ -114,6 +127,6 @@ if [ "$PURGE" = 1 ]; then
   getent group "$SERVICE_USER" >/dev/null 2>&1 && run groupdel "$SERVICE_USER"
   say "removed the appliance, its configuration, its data ($DATA_DIR) and the $SERVICE_USER account"
 elif [ "$DRY_RUN" = 0 ]; then
-  say "removed the appliance; kept $CONFIG and the data in $DATA_DIR (uninstall.sh --purge removes them)"
+  say "removed the appliance; kept $CONFIG and the data directory it names (uninstall.sh --purge removes them)"
 fi
 [ "$DRY_RUN" = 0 ] || say "dry run: nothing was changed; the [dry-run] lines above are what an uninstall would do"

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keyIdHex, publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
@@ -114,6 +114,19 @@ describe('the appliance image installed from media in a booted Debian root witho
     const foreign = await runInstaller(system, genuine, ['--dry-run', '--data-dir', '/srv/foreign']);
     assert.equal(foreign.code, EXIT_PREFLIGHT, foreign.stdout + foreign.stderr);
     assert.match(foreign.stderr, /holds files that are not the appliance's/);
+    assertNothingInstalled();
+  });
+
+  test("an existing appliance.toml is read by the image's own appliance: a single-quoted data_dir holding '#' is the one used", async () => {
+    mkdirSync(root.at('etc/ct-ops'), { recursive: true });
+    writeFileSync(root.at('etc/ct-ops/appliance.toml'), `data_dir = '/srv/quoted' # a "comment" with a '#'\nhttp_port = ${ports.http}\ngrpc_port = ${ports.grpc}\n`);
+    try {
+      const dry = await runInstaller(system, genuine, ['--dry-run']);
+      assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+      assert.match(dry.stdout, /^\[dry-run\] mkdir -p \/srv\/quoted$/m);
+    } finally {
+      rmSync(root.at('etc/ct-ops'), { recursive: true });
+    }
     assertNothingInstalled();
   });
 
