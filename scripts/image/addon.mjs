@@ -79,6 +79,7 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
   const compiler = await compilerVersion(toolchain.cxx);
   const key = createHash('sha256').update(JSON.stringify([sourceVersion, nodeVersion, arch, compiler])).digest('hex').slice(0, 16);
   const cached = join(cacheDir, `better_sqlite3-${sourceVersion}-node${nodeVersion}-linux-${arch}-${key}.node`);
+  removeAbandonedBuilds(cacheDir);
   if (existsSync(cached)) {
     step(`better-sqlite3 ${sourceVersion} addon from the cache`);
     return cached;
@@ -89,7 +90,6 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
   // Built inside the cache folder. The Release build embeds no path: two builds in different
   // folders, against headers in different folders, gave the same bytes, so clearing the cache
   // changes no image.
-  removeAbandonedBuilds(cacheDir);
   const work = join(cacheDir, `build-linux-${arch}-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
