@@ -375,6 +375,21 @@ fi
 case $DATA_DIR in
   *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "data directory $DATA_DIR: an absolute path of letters, digits, '.', '_', '-' and '/' only, no '..'" ;;
 esac
+# Every check of the data directory comes before anything is stopped or changed. install.sh chowns
+# it to the service account, makes it 0700, and uninstall.sh --purge deletes it: a system folder,
+# or a folder already holding something else, is refused (docs/decisions.md, 80).
+case $DATA_DIR in
+  / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /media | /mnt | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /var | \
+    /var/lib | /var/log | /var/tmp | /var/cache | /var/spool | /var/mail | /var/lib/ct-ops | "$BACKUPS" | "$BACKUPS"/* | \
+    /bin/* | /boot/* | /dev/* | /etc/* | /lib/* | /lib32/* | /lib64/* | /proc/* | /run/* | /sbin/* | /sys/* | /usr/* | /opt/ct-ops | /opt/ct-ops/*)
+    die $EX_USAGE "data directory $DATA_DIR is a system folder (or inside one): choose a folder of its own, such as $DEFAULT_DATA_DIR" ;;
+esac
+if [ -L "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR is a symbolic link: refusing to use it (name the real folder)"; fi
+if [ -e "$DATA_DIR" ] && [ ! -d "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR exists and is not a folder"; fi
+if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ] && [ "$(stat -c '%U' "$DATA_DIR")" != "$SERVICE_USER" ] &&
+  [ ! -f "$DATA_DIR/appliance.db" ] && [ ! -f "$DATA_DIR/ca.crt" ]; then
+  die $EX_PREFLIGHT "data directory $DATA_DIR holds files that are not the appliance's: choose an empty or new folder"
+fi
 if [ -f "$CONFIG" ] && [ -n "$SANS$HTTP_PORT_FLAG$GRPC_PORT_FLAG" ]; then warn "$CONFIG exists and is kept: --san, --http-port and --grpc-port change nothing (edit it and restart the service)"; fi
 
 # free_kib DIR: free space of the volume DIR (or its nearest existing parent) is on, in KiB.
