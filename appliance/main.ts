@@ -4,6 +4,7 @@ import { PRODUCT_VERSION } from '../common/version.ts';
 import { adminCommand } from './cli/admin-command.ts';
 import { backupCommand, restoreCommand } from './cli/backup-command.ts';
 import { certsCommand } from './cli/certs-command.ts';
+import { configCommand } from './cli/config-command.ts';
 import { doctorCommand } from './cli/doctor-command.ts';
 import { hostsCommand } from './cli/hosts-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
@@ -25,6 +26,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(backupCommand())
   .addCommand(restoreCommand())
   .addCommand(doctorCommand())
-  .addCommand(adminCommand());
+  .addCommand(adminCommand())
+  .addCommand(configCommand());
 
 await runCli(program, process.argv);

@@ -20,13 +20,17 @@
 # When /opt/ct-ops/current names another version this is an upgrade: the service is stopped, the
 # data directory copied to /var/lib/ct-ops-backups/pre-upgrade-<old>-<UTC time>/, the new version
 # started; if it is not healthy within --health-timeout, current is switched back, the data
-# directory restored from that copy and the old version started again. The previous version's
-# folder is kept for that; older ones are removed (two versions stay installed).
+# directory restored from that copy and the old version started again; a failed step or Ctrl-C
+# after the stop brings the old version back the same way. The previous version's folder is kept
+# for that; older ones are removed (two versions stay installed), and so are all but the two newest
+# pre-upgrade copies (they hold the CA key).
 #
 # Usage: sudo ./install.sh [options]
 #   --dry-run               verify the image, print every action, change nothing
 #   --data-dir DIR          the appliance's data directory (default: data_dir of an existing
-#                           /etc/ct-ops/appliance.toml, else /var/lib/ct-ops/appliance)
+#                           /etc/ct-ops/appliance.toml, else /var/lib/ct-ops/appliance); a system
+#                           folder (exit 1), a symbolic link or a folder holding files that are
+#                           not the appliance's (exit 7) is refused
 #   --san NAME              a host name or IP address agents use to reach the appliance,
 #                           written into a new appliance.toml with localhost, 127.0.0.1 and ::1
 #                           (the local admin CLI uses them) (repeatable; default: those three
@@ -34,7 +38,11 @@
 #   --http-port PORT        the admin HTTPS port written into a new appliance.toml (default 8443)
 #   --grpc-port PORT        the agents' gRPC port written into a new appliance.toml (default 9443)
 #   --release-key KEY       refuse the image unless SHA256SUMS.minisig verifies with this release
-#                           public key: its base64 line "RW...", obtained out of band
+#                           public key: its base64 line "RW...", obtained out of band. Checked with
+#                           this host's minisign, or the verifier of an earlier install, never with
+#                           one from the media; without either it is refused (exit 5). This script
+#                           itself comes from the media: the check that counts is minisign -V on
+#                           the transfer station, before extracting (docs/operations.md)
 #   --release-key-id ID     with --release-key: the key id (16 hex digits) the key must have
 #   --health-timeout SECS   how long the started appliance has to answer /healthz (default 60)
 #   --yes                   do not ask before an upgrade
@@ -47,10 +55,13 @@
 #   3  wrong platform: another CPU than the image's, no glibc or one older than 2.34, the image's
 #      Node or SQLite addon does not load here, no systemd
 #   4  image verification failed: checksum mismatch, missing, extra or unsafe file, bad signature
-#   5  a required tool is missing (sha256sum, systemctl, useradd)
-#   6  an install step failed, or another install held the lock too long
-#   7  preflight refused: not enough free space, or port 8443/9443 (or those configured) held by
-#      another program
+#   5  a required tool is missing (sha256sum, systemctl, useradd; with --release-key: minisign or
+#      an installed verifier)
+#   6  an install step failed, or another install held the lock too long; during an upgrade the
+#      previous version is brought back and started again (exit 9 if that failed; 130 on Ctrl-C)
+#   7  preflight refused: not enough free space (for the data, or in /var/lib/ct-ops-backups for
+#      the pre-upgrade copy), port 8443/9443 (or those configured) held by another program, or the
+#      data directory is a symbolic link, not a folder, or holds files that are not the appliance's
 #   8  the started version did not become healthy: after an upgrade the previous version runs
 #      again on the untouched pre-upgrade data; after a first install the service is stopped
 #   9  the upgrade failed AND the rollback did not bring the previous version back: see journalctl
@@ -121,11 +132,9 @@ done
 for san in $SANS; do
   case $san in *[!A-Za-z0-9.:-]*) die $EX_USAGE "--san $san: a host name or IP address may hold only letters, digits, '.', '-' and ':'" ;; esac
 done
-if [ -n "$DATA_DIR" ]; then
-  case $DATA_DIR in /*) ;; *) die $EX_USAGE "--data-dir must be an absolute path" ;; esac
-  case $DATA_DIR in *[!A-Za-z0-9._/-]* | */../* | */.. | / ) die $EX_USAGE "--data-dir may hold only letters, digits, '.', '_', '-' and '/', and no '..'" ;; esac
-  DATA_DIR=${DATA_DIR%/}
-fi
+# Checked with the data directory an existing appliance.toml names (preflight, below).
+[ "$DATA_DIR" = / ] || DATA_DIR=${DATA_DIR%/}
+case $RELEASE_KEY in *[!A-Za-z0-9+/=]*) die $EX_USAGE "--release-key is the base64 line of a minisign public key (RW...)" ;; esac
 if [ -n "$RELEASE_KEY_ID" ] && [ -z "$RELEASE_KEY" ]; then
   die $EX_USAGE "--release-key-id alone proves nothing (anyone can make a key with any id): give the full key with --release-key RW..."
 fi
@@ -226,9 +235,25 @@ key_id_of() {
     awk '{ for (i = NF; i >= 1; i--) id = id $i } END { print toupper(id) }'
 }
 
-# verify_signature DIR: SHA256SUMS.minisig is a signature of DIR/SHA256SUMS by --release-key. The
-# verifier is the agent installer of the image (installers/install.sh verify-minisig: minisign, or
-# OpenSSL), run only after verify_tree has checked it against SHA256SUMS.
+# trusted_verifier: a minisign verifier that does not come from the media being checked (only
+# SHA256SUMS, which the signature is to prove, vouches for the media's own installers/install.sh):
+# "minisign" when the host has it, else the path of an installed, root-owned verify-minisig
+# (installers/install.sh of an earlier verified appliance install, or the agent's copy). Prints
+# nothing when there is none.
+trusted_verifier() {
+  if command -v minisign >/dev/null 2>&1; then echo minisign; return 0; fi
+  for installed in "$OPT/current/installers/install.sh" /usr/local/libexec/ct-ops/install.sh; do
+    # Root-owned and writable by root only, or it proves nothing.
+    if [ -f "$installed" ] && [ ! -L "$installed" ] && [ "$(stat -L -c '%u' "$installed")" = 0 ] &&
+      [ -z "$(find "$installed" -perm /022)" ]; then
+      echo "$installed"
+      return 0
+    fi
+  done
+}
+
+# verify_signature DIR: SHA256SUMS.minisig is a signature of DIR/SHA256SUMS by --release-key,
+# checked by trusted_verifier (never by a program from DIR; docs/decisions.md, 79).
 verify_signature() {
   if [ -z "$RELEASE_KEY" ]; then
     warn "the image's signature was NOT checked (no --release-key): this host trusts the media it was given."
@@ -239,8 +264,21 @@ verify_signature() {
     die $EX_USAGE "the release key given has key id $(key_id_of "$RELEASE_KEY"), not $RELEASE_KEY_ID"
   fi
   if [ -L "$1/SHA256SUMS.minisig" ] || [ ! -f "$1/SHA256SUMS.minisig" ]; then die $EX_TAMPERED "SHA256SUMS.minisig is missing from the image"; fi
-  if ! why=$(sh "$1/installers/install.sh" verify-minisig "$1/SHA256SUMS" "$1/SHA256SUMS.minisig" "$RELEASE_KEY" 2>&1 >/dev/null); then
-    case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
+  verifier=$(trusted_verifier)
+  if [ -z "$verifier" ]; then
+    die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig: this host has no minisign and no verifier from an earlier install, and the media's own verifier proves nothing. Verify the image on the transfer station (minisign -Vm SHA256SUMS -P RW...) before extracting it, or install minisign here"
+  fi
+  if [ "$verifier" = minisign ]; then
+    printf 'untrusted comment: CT-Ops release key\n%s\n' "$RELEASE_KEY" >"$SCRATCH/release.pub"
+    verified=0
+    why=$(minisign -V -q -p "$SCRATCH/release.pub" -m "$1/SHA256SUMS" -x "$1/SHA256SUMS.minisig" 2>&1 >/dev/null) && verified=1
+  else
+    verified=0
+    why=$(sh "$verifier" verify-minisig "$1/SHA256SUMS" "$1/SHA256SUMS.minisig" "$RELEASE_KEY" 2>&1 >/dev/null) && verified=1
+  fi
+  if [ "$verified" = 0 ]; then
+    why=${why:-signature-mismatch}
+    case $why in no-verifier) die $EX_MISSING_TOOL "cannot check SHA256SUMS.minisig with $verifier: no minisign, and openssl cannot verify Ed25519 (OpenSSL 1.1.1 or later needed)" ;; esac
     die $EX_TAMPERED "SHA256SUMS.minisig does not verify with release key $(key_id_of "$RELEASE_KEY") ($why): the image was altered or signed by another key"
   fi
   say "SHA256SUMS signature verified with release key $(key_id_of "$RELEASE_KEY")"
@@ -249,7 +287,26 @@ verify_signature() {
 # Never $TMPDIR: root may run with a TMPDIR another user can write (sudo -E).
 SCRATCH=$(mktemp -d /tmp/ct-ops-appliance-install.XXXXXXXX) || die $EX_STEP "cannot create a scratch folder"
 STAGE=
-trap 'rm -rf "$SCRATCH" ${STAGE:+"$STAGE"}' EXIT
+# Set while an upgrade has the service stopped and has not finished: any exit then (a failed step,
+# Ctrl-C) rolls back (roll_back, below).
+UPGRADING=0
+# on_exit: rolls an unfinished upgrade back, removes the scratch and staging folders, keeps the exit
+# code (or makes it 9 when the rollback failed).
+on_exit() {
+  status=$?
+  if [ "$UPGRADING" = 1 ]; then
+    warn "the upgrade to $VERSION stopped before it finished (exit $status): bringing $UPGRADE_FROM back"
+    if roll_back; then
+      warn "$UPGRADE_FROM was started again on the data as it was before the upgrade"
+    else
+      warn "the rollback to $UPGRADE_FROM failed: see journalctl -u $UNIT and docs/operations.md"
+      status=$EX_ROLLBACK_FAILED
+    fi
+  fi
+  rm -rf "$SCRATCH" ${STAGE:+"$STAGE"}
+  exit "$status"
+}
+trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
 
 # What is installed now: the version current names, and whether its folder is this very image.
@@ -270,12 +327,19 @@ else
   # The copy that will be installed is the copy that is checked: nothing on the media can change in between.
   run mkdir -p "$OPT"
   run chmod 0755 "$OPT"
+  # Staging folders of installs that were killed (this one holds the lock, so no other is running).
+  for stale in "$OPT"/.staging-*; do
+    [ ! -d "$stale" ] || rm -rf "$stale"
+  done
   STAGE=$(mktemp -d "$OPT/.staging-$VERSION.XXXXXXXX") || die $EX_STEP "cannot create a staging folder in $OPT"
   # -p keeps the build time as the files' mtime: doctor's clock check compares the clock with it.
   cp -Rp "$IMAGE_DIR/." "$STAGE/" || die $EX_STEP "cannot copy the image to $STAGE"
   verify_tree "$STAGE"
   verify_signature "$STAGE"
   say "all $(wc -l <"$STAGE/SHA256SUMS" | tr -d ' ') image files match SHA256SUMS"
+  # The version was read from the media before the copy: the verified copy must name the same.
+  [ "$(sed -n 's/^[[:space:]]*"version"[[:space:]]*:[[:space:]]*"\([0-9A-Za-z.+-]*\)".*$/\1/p' "$STAGE/package.json" | head -n 1)" = "$VERSION" ] ||
+    die $EX_TAMPERED "package.json changed on the media while it was being copied"
   # Root-owned, writable by root only, whatever the tarball or the media said.
   { chown -R 0:0 "$STAGE" && chmod -R u+rwX,go+rX,go-w "$STAGE" && chmod 0755 "$STAGE"; } || die $EX_STEP "cannot set the owner and modes of $STAGE"
 fi
@@ -291,19 +355,41 @@ say "the image's Node $loaded and its SQLite addon run on this machine"
 
 # --- preflight: settings, space, ports -------------------------------------------------------
 
-# config_value KEY: a top-level string or integer of the existing appliance.toml, unquoted.
+# config_value SETTING: a setting of the existing appliance.toml as the verified appliance resolves
+# it (ct-ops-appliance config; TOML is never parsed here). Run as the unit runs it: from /, with no
+# CT_OPS_APPLIANCE_* variables.
 config_value() {
-  [ -f "$CONFIG" ] || return 0
-  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"#]*\)\"\{0,1\}[[:space:]]*\(#.*\)\{0,1\}$/\1/p" "$CONFIG" | head -n 1
+  (cd / && env -i PATH="$PATH" "$checked/runtime/bin/node" "$checked/dist/ct-ops-appliance.js" config --config "$CONFIG" "$1") ||
+    die $EX_USAGE "cannot read $1 from $CONFIG (see above): fix the file, or move it away for a new one"
 }
-if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
+if [ -f "$CONFIG" ]; then
+  if [ -z "$DATA_DIR" ]; then DATA_DIR=$(config_value data_dir); fi
+  HTTP_PORT=$(config_value http_port)
+  GRPC_PORT=$(config_value grpc_port)
+else
+  HTTP_PORT=${HTTP_PORT_FLAG:-8443}
+  GRPC_PORT=${GRPC_PORT_FLAG:-9443}
+fi
 [ -n "$DATA_DIR" ] || DATA_DIR=$DEFAULT_DATA_DIR
-HTTP_PORT=$(config_value http_port)
-GRPC_PORT=$(config_value grpc_port)
-[ -f "$CONFIG" ] || HTTP_PORT=$HTTP_PORT_FLAG
-[ -f "$CONFIG" ] || GRPC_PORT=$GRPC_PORT_FLAG
-HTTP_PORT=${HTTP_PORT:-8443}
-GRPC_PORT=${GRPC_PORT:-9443}
+# It goes into a unit drop-in (ReadWritePaths=): only characters that need no quoting pass.
+case $DATA_DIR in
+  *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "data directory $DATA_DIR: an absolute path of letters, digits, '.', '_', '-' and '/' only, no '..'" ;;
+esac
+# Every check of the data directory comes before anything is stopped or changed. install.sh chowns
+# it to the service account, makes it 0700, and uninstall.sh --purge deletes it: a system folder,
+# or a folder already holding something else, is refused (docs/decisions.md, 80).
+case $DATA_DIR in
+  / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /media | /mnt | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /var | \
+    /var/lib | /var/log | /var/tmp | /var/cache | /var/spool | /var/mail | /var/lib/ct-ops | "$BACKUPS" | "$BACKUPS"/* | \
+    /bin/* | /boot/* | /dev/* | /etc/* | /lib/* | /lib32/* | /lib64/* | /proc/* | /run/* | /sbin/* | /sys/* | /usr/* | /opt/ct-ops | /opt/ct-ops/*)
+    die $EX_USAGE "data directory $DATA_DIR is a system folder (or inside one): choose a folder of its own, such as $DEFAULT_DATA_DIR" ;;
+esac
+if [ -L "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR is a symbolic link: refusing to use it (name the real folder)"; fi
+if [ -e "$DATA_DIR" ] && [ ! -d "$DATA_DIR" ]; then die $EX_PREFLIGHT "data directory $DATA_DIR exists and is not a folder"; fi
+if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ] && [ "$(stat -c '%U' "$DATA_DIR")" != "$SERVICE_USER" ] &&
+  [ ! -f "$DATA_DIR/appliance.db" ] && [ ! -f "$DATA_DIR/ca.crt" ]; then
+  die $EX_PREFLIGHT "data directory $DATA_DIR holds files that are not the appliance's: choose an empty or new folder"
+fi
 if [ -f "$CONFIG" ] && [ -n "$SANS$HTTP_PORT_FLAG$GRPC_PORT_FLAG" ]; then warn "$CONFIG exists and is kept: --san, --http-port and --grpc-port change nothing (edit it and restart the service)"; fi
 
 # free_kib DIR: free space of the volume DIR (or its nearest existing parent) is on, in KiB.
@@ -319,8 +405,12 @@ if [ "$SAME_INSTALLED" = 0 ]; then
 fi
 data_kib=0
 [ -d "$DATA_DIR" ] && data_kib=$(du -sk "$DATA_DIR" | cut -f 1)
-# The data needs room to grow, and an upgrade copies it once more.
-[ "$(free_kib "$DATA_DIR")" -ge $((data_kib + 262144)) ] || die $EX_PREFLIGHT "less than $(((data_kib + 262144) / 1024)) MiB free for $DATA_DIR (256 MiB, plus the pre-upgrade copy of the data)"
+# The data needs room to grow.
+[ "$(free_kib "$DATA_DIR")" -ge 262144 ] || die $EX_PREFLIGHT "less than 256 MiB free for $DATA_DIR"
+# An upgrade copies the data where the pre-upgrade copies go, and that copy must fit (plus 64 MiB).
+if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$VERSION" ] && [ "$(free_kib "$BACKUPS")" -lt $((data_kib + 65536)) ]; then
+  die $EX_PREFLIGHT "less than $(((data_kib + 65536) / 1024)) MiB free in $BACKUPS for the pre-upgrade copy of the data ($data_kib KiB, plus 64 MiB)"
+fi
 
 SERVICE_ACTIVE=0
 systemctl is-active --quiet "$UNIT" 2>/dev/null && SERVICE_ACTIVE=1
@@ -347,6 +437,42 @@ fi
 
 UPGRADE_FROM=
 BACKUP=
+# What roll_back undoes, set as each is done.
+SWITCHED=0
+DATA_TOUCHED=0
+# The unit, its drop-in and the release key as they were before the upgrade, under SAVED/<path>.
+SAVED=$SCRATCH/before-upgrade
+# roll_back: brings UPGRADE_FROM back after a failed or interrupted upgrade: current, the saved
+# unit, drop-in and release key, and (when the new version was started) the data from BACKUP,
+# copied beside the data directory and then renamed over it; then starts the service. Returns 1
+# when a step failed.
+roll_back() {
+  UPGRADING=0
+  failed=0
+  systemctl stop "$UNIT" 2>/dev/null || true
+  systemctl reset-failed "$UNIT" 2>/dev/null || true
+  if [ "$SWITCHED" = 1 ]; then
+    { ln -sfn "$UPGRADE_FROM" "$OPT/.current.new" && mv -T "$OPT/.current.new" "$OPT/current"; } || failed=1
+  fi
+  for file in "$UNIT_FILE" "$DROPIN_DIR/data-dir.conf" "$RELEASE_KEY_FILE"; do
+    if [ -f "$SAVED$file" ]; then
+      cmp -s "$SAVED$file" "$file" || { mkdir -p "${file%/*}" && cp -p "$SAVED$file" "$file"; } || failed=1
+    else
+      rm -f "$file" || failed=1
+    fi
+  done
+  systemctl daemon-reload || failed=1
+  if [ -n "$BACKUP" ] && [ "$DATA_TOUCHED" = 1 ]; then
+    # The new version may have migrated the data: the pre-upgrade copy comes back, and stays.
+    { rm -rf "$DATA_DIR.restore" "$DATA_DIR.failed-upgrade" && cp -a "$BACKUP" "$DATA_DIR.restore" &&
+      mv "$DATA_DIR" "$DATA_DIR.failed-upgrade" && mv "$DATA_DIR.restore" "$DATA_DIR" && rm -rf "$DATA_DIR.failed-upgrade"; } || failed=1
+  elif [ -n "$BACKUP" ]; then
+    # The data was not touched: a copy that may be partial is no use.
+    rm -rf "$BACKUP" || failed=1
+  fi
+  systemctl start "$UNIT" || failed=1
+  return $failed
+}
 if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$VERSION" ]; then
   UPGRADE_FROM=$PREVIOUS
   if [ "$ASSUME_YES" = 0 ] && [ "$DRY_RUN" = 0 ] && [ -t 0 ]; then
@@ -355,13 +481,20 @@ if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$VERSION" ]; then
     case $answer in y | Y | yes) ;; *) die $EX_USAGE "upgrade cancelled" ;; esac
   fi
   say "upgrading from $PREVIOUS to $VERSION"
+  if [ "$DRY_RUN" = 0 ]; then
+    for file in "$UNIT_FILE" "$DROPIN_DIR/data-dir.conf" "$RELEASE_KEY_FILE"; do
+      if [ -f "$file" ]; then { mkdir -p "$SAVED${file%/*}" && cp -p "$file" "$SAVED$file"; } || die $EX_STEP "cannot save $file for a rollback"; fi
+    done
+    UPGRADING=1
+  fi
   run systemctl stop "$UNIT"
   if [ -d "$DATA_DIR" ]; then
     BACKUP=$BACKUPS/pre-upgrade-$PREVIOUS-$(date -u +%Y%m%dT%H%M%SZ)
     run mkdir -p "$BACKUPS"
     run chmod 0700 "$BACKUPS"
     # The service is stopped: the database and its WAL are at rest, so a file copy is consistent.
-    run cp -a "$DATA_DIR" "$BACKUP"
+    run mkdir -m 0700 "$BACKUP"
+    run cp -a "$DATA_DIR/." "$BACKUP/"
     outcome "copied the data directory to $BACKUP (the rollback restores from it)"
   fi
 fi
@@ -390,6 +523,7 @@ switch_current() {
   run mv -T "$OPT/.current.new" "$OPT/current"
 }
 if [ "$PREVIOUS" != "$VERSION" ]; then
+  SWITCHED=1
   switch_current "$VERSION"
   outcome "$OPT/current -> $VERSION"
 fi
@@ -451,7 +585,6 @@ release_pub=$1
 set --
 put_if_different "$release_pub" 0644 0 "$RELEASE_KEY_FILE"
 
-if [ -L "$DATA_DIR" ]; then die $EX_STEP "$DATA_DIR is a symbolic link: refusing to use it"; fi
 if [ ! -d "$DATA_DIR" ] || [ "$(stat -c '%U %a' "$DATA_DIR")" != "$SERVICE_USER 700" ]; then
   [ -d "${DATA_DIR%/*}" ] || { run mkdir -p "${DATA_DIR%/*}" && run chmod 0755 "${DATA_DIR%/*}"; }
   run mkdir -p "$DATA_DIR"
@@ -505,6 +638,7 @@ if [ "$SERVICE_ACTIVE" = 1 ] && [ -z "$UPGRADE_FROM" ] && [ "$SAME_INSTALLED" = 
 fi
 
 STARTED_AT=$(date +%s)
+DATA_TOUCHED=1
 # A unit that failed before (an earlier attempt) must not be held back by its start limit.
 systemctl reset-failed "$UNIT" 2>/dev/null || true
 say "starting $UNIT: waiting up to $HEALTH_TIMEOUT s for /healthz"
@@ -515,20 +649,19 @@ if ! systemctl restart "$UNIT" || ! healthy "$OPT/$VERSION"; then
     die $EX_UNHEALTHY "version $VERSION did not become healthy within $HEALTH_TIMEOUT s; the service is stopped (journalctl -u $UNIT)"
   fi
   warn "version $VERSION did not become healthy within $HEALTH_TIMEOUT s: rolling back to $UPGRADE_FROM"
-  systemctl stop "$UNIT" || true
-  systemctl reset-failed "$UNIT" 2>/dev/null || true
-  switch_current "$UPGRADE_FROM"
-  if [ -n "$BACKUP" ]; then
-    # The new version may have migrated the data: the pre-upgrade copy comes back, and stays.
-    { rm -rf "$DATA_DIR" && cp -a "$BACKUP" "$DATA_DIR"; } || die $EX_ROLLBACK_FAILED "could not restore $DATA_DIR from $BACKUP"
-  fi
-  systemctl start "$UNIT" || die $EX_ROLLBACK_FAILED "could not start $UPGRADE_FROM again (journalctl -u $UNIT)"
+  roll_back || die $EX_ROLLBACK_FAILED "the rollback to $UPGRADE_FROM failed (current, unit, data from $BACKUP, or the start): journalctl -u $UNIT"
   healthy "$OPT/$UPGRADE_FROM" || die $EX_ROLLBACK_FAILED "$UPGRADE_FROM did not become healthy again after the rollback (journalctl -u $UNIT)"
   die $EX_UNHEALTHY "the upgrade to $VERSION failed its health check and was rolled back: $UPGRADE_FROM runs on the data as it was before the upgrade ($BACKUP); $OPT/$VERSION is left for inspection"
 fi
 
-# After an upgrade two versions stay installed: this one and the one a rollback returns to.
+UPGRADING=0
+# After an upgrade two versions stay installed: this one and the one a rollback returns to; and
+# the two newest pre-upgrade copies of the data (they hold the CA key: no more than needed).
 if [ -n "$UPGRADE_FROM" ]; then
+  # shellcheck disable=SC2012 # names are install.sh's own (pre-upgrade-<version>-<UTC time>): no odd characters
+  ls -1dt "$BACKUPS"/pre-upgrade-* 2>/dev/null | tail -n +3 | while read -r copy; do
+    rm -rf "$copy" && say "removed the old pre-upgrade copy $copy"
+  done
   for old in "$OPT"/*; do
     name=${old##*/}
     case $name in current | "$VERSION" | "$UPGRADE_FROM") continue ;; esac

@@ -11,7 +11,8 @@
 #
 # Usage: sudo ./uninstall.sh [--purge] [--dry-run]
 #   --purge      also remove the configuration, the data directory (every host, token, key and
-#                the CA agents trust: they must enrol again with a new appliance), the
+#                the CA agents trust: they must enrol again with a new appliance; only a folder
+#                holding appliance.db or ca.crt, or owned by ct-ops-appliance), the
 #                pre-upgrade copies in /var/lib/ct-ops-backups and the ct-ops-appliance account
 #   --dry-run    print every action, change nothing
 #   -h, --help   show this help
@@ -66,10 +67,23 @@ if [ "$DRY_RUN" = 0 ] && command -v flock >/dev/null 2>&1; then
   flock -w 600 9 || die $EX_STEP "another ct-ops-appliance install or uninstall still holds /run/ct-ops-appliance-install.lock"
 fi
 
-# The data directory the configuration names, read before the configuration may be purged.
-DATA_DIR=
-[ -f "$CONFIG" ] && DATA_DIR=$(sed -n 's/^[[:space:]]*data_dir[[:space:]]*=[[:space:]]*"\([^"]*\)".*$/\1/p' "$CONFIG" | head -n 1)
-DATA_DIR=${DATA_DIR:-/var/lib/ct-ops/appliance}
+# The data directory the configuration names (--purge deletes it), read before the configuration is purged, by
+# the installed appliance (or the one of the image this script sits in): ct-ops-appliance config,
+# run as the unit runs it (from /, no CT_OPS_APPLIANCE_* variables); TOML is never parsed here.
+DATA_DIR=/var/lib/ct-ops/appliance
+if [ -f "$CONFIG" ] && [ "$PURGE" = 1 ]; then
+  case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+  here=$(cd "$here" && pwd -P)
+  DATA_DIR=
+  for top in "$OPT/current" "$here"; do
+    if [ -x "$top/runtime/bin/node" ] && [ -f "$top/dist/ct-ops-appliance.js" ]; then
+      DATA_DIR=$(cd / && env -i PATH="$PATH" "$top/runtime/bin/node" "$top/dist/ct-ops-appliance.js" config --config "$CONFIG" data_dir) ||
+        die $EX_USAGE "cannot read data_dir from $CONFIG (see above): fix it, or remove the data directory by hand"
+      break
+    fi
+  done
+  [ -n "$DATA_DIR" ] || die $EX_USAGE "no ct-ops-appliance here to read data_dir from $CONFIG: run the uninstall.sh of an extracted image"
+fi
 # It is deleted with --purge: only a path install.sh would have written (absolute, plain, not /).
 case $DATA_DIR in
   / | *[!A-Za-z0-9._/-]* | */../* | */.. | [!/]*) die $EX_USAGE "$CONFIG names data_dir \"$DATA_DIR\", which install.sh would not have written: remove it by hand" ;;
@@ -89,7 +103,15 @@ done
 if [ "$PURGE" = 1 ]; then
   [ -f "$CONFIG" ] && run rm -f "$CONFIG"
   [ -f "$RELEASE_KEY_FILE" ] && run rm -f "$RELEASE_KEY_FILE"
-  [ -d "$DATA_DIR" ] && run rm -rf "$DATA_DIR"
+  # Only a real folder holding the appliance's files (or owned by its account) is deleted: a
+  # data_dir edited to name another folder is left alone.
+  if [ -d "$DATA_DIR" ] && [ ! -L "$DATA_DIR" ]; then
+    if [ -f "$DATA_DIR/appliance.db" ] || [ -f "$DATA_DIR/ca.crt" ] || [ "$(stat -c '%U' "$DATA_DIR")" = "$SERVICE_USER" ]; then
+      run rm -rf "$DATA_DIR"
+    else
+      say "kept $DATA_DIR: it holds no appliance files (appliance.db, ca.crt) and is not owned by $SERVICE_USER"
+    fi
+  fi
   # /etc/ct-ops and /var/lib/ct-ops may hold an agent's files too (installers/install.sh): removed
   # only when empty (a dry run removed nothing, so it cannot tell and says so).
   for parent in /etc/ct-ops /var/lib/ct-ops; do
@@ -105,6 +127,6 @@ if [ "$PURGE" = 1 ]; then
   getent group "$SERVICE_USER" >/dev/null 2>&1 && run groupdel "$SERVICE_USER"
   say "removed the appliance, its configuration, its data ($DATA_DIR) and the $SERVICE_USER account"
 elif [ "$DRY_RUN" = 0 ]; then
-  say "removed the appliance; kept $CONFIG and the data in $DATA_DIR (uninstall.sh --purge removes them)"
+  say "removed the appliance; kept $CONFIG and the data directory it names (uninstall.sh --purge removes them)"
 fi
 [ "$DRY_RUN" = 0 ] || say "dry run: nothing was changed; the [dry-run] lines above are what an uninstall would do"

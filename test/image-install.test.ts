@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { keyIdHex, publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestRoot } from './helpers/chroot.ts';
 import { builtImage, type BuiltImage } from './helpers/image.ts';
-import { freePorts, imageOnMedia, INSTALLED_DATA_DIR, installedHealthz, nodeExecutables, releaseKeyLine, runInstaller } from './helpers/installed-image.ts';
+import { freePorts, imageOnMedia, INSTALLED_DATA_DIR, installedHealthz, nodeExecutables, releaseKeyLine, rewriteSha256Sums, runInstaller } from './helpers/installed-image.ts';
 import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
 import { LoggedProcess, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -24,8 +24,10 @@ import { waitFor } from './helpers/wait.ts';
 
 const UNIT = 'ct-ops-appliance.service';
 const TARGETS = [['linux', 'x64'], ['linux', 'arm64'], ['darwin', 'x64'], ['darwin', 'arm64'], ['windows', 'x64'], ['windows', 'arm64']] as const;
-/** install.sh's documented exit code for a refused image (image/install.sh header). */
+/** install.sh's documented exit codes (image/install.sh header): a usage error, a refused image, a refused preflight. */
+const EXIT_USAGE = 1;
 const EXIT_TAMPERED = 4;
+const EXIT_PREFLIGHT = 7;
 
 describe('the appliance image installed from media in a booted Debian root without Node', { skip: nspawnUnavailable(), timeout: 20 * 60_000 }, () => {
   let image: BuiltImage;
@@ -87,6 +89,44 @@ describe('the appliance image installed from media in a booted Debian root witho
     const refused = await runInstaller(system, genuine, ['--release-key', strangerLine, '--release-key-id', keyIdHex(stranger.keyId)]);
     assert.equal(refused.code, EXIT_TAMPERED, refused.stdout + refused.stderr);
     assert.match(refused.stderr, /SHA256SUMS\.minisig does not verify/);
+    assertNothingInstalled();
+  });
+
+  test("a substituted verifier and appliance with SHA256SUMS written afresh under the old signature is refused with exit 4: the media's own verifier is never run", async () => {
+    const substituted = imageOnMedia(root, image, 'substituted');
+    const top = root.at(substituted);
+    // What an attacker with the media would do: a verifier that says yes, a changed program, sums that match both.
+    writeFileSync(join(top, 'installers/install.sh'), '#!/bin/sh\nexit 0\n');
+    writeFileSync(join(top, 'dist/ct-ops-appliance.js'), `console.log('not the appliance');\n${readFileSync(join(top, 'dist/ct-ops-appliance.js'), 'utf8')}`);
+    await rewriteSha256Sums(top);
+    const refused = await runInstaller(system, substituted, ['--dry-run', '--release-key', releaseKeyLine(image)]);
+    assert.equal(refused.code, EXIT_TAMPERED, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /SHA256SUMS\.minisig does not verify/);
+    assertNothingInstalled();
+  });
+
+  test('a system folder as the data directory is refused with exit 1, a folder holding foreign files with exit 7, before anything changes', async () => {
+    const system_ = await runInstaller(system, genuine, ['--dry-run', '--data-dir', '/usr']);
+    assert.equal(system_.code, EXIT_USAGE, system_.stdout + system_.stderr);
+    assert.match(system_.stderr, /data directory \/usr is a system folder/);
+    mkdirSync(root.at('srv/foreign'), { recursive: true });
+    writeFileSync(root.at('srv/foreign/notes.txt'), 'not the appliance\'s');
+    const foreign = await runInstaller(system, genuine, ['--dry-run', '--data-dir', '/srv/foreign']);
+    assert.equal(foreign.code, EXIT_PREFLIGHT, foreign.stdout + foreign.stderr);
+    assert.match(foreign.stderr, /holds files that are not the appliance's/);
+    assertNothingInstalled();
+  });
+
+  test("an existing appliance.toml is read by the image's own appliance: a single-quoted data_dir holding '#' is the one used", async () => {
+    mkdirSync(root.at('etc/ct-ops'), { recursive: true });
+    writeFileSync(root.at('etc/ct-ops/appliance.toml'), `data_dir = '/srv/quoted' # a "comment" with a '#'\nhttp_port = ${ports.http}\ngrpc_port = ${ports.grpc}\n`);
+    try {
+      const dry = await runInstaller(system, genuine, ['--dry-run']);
+      assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+      assert.match(dry.stdout, /^\[dry-run\] mkdir -p \/srv\/quoted$/m);
+    } finally {
+      rmSync(root.at('etc/ct-ops'), { recursive: true });
+    }
     assertNothingInstalled();
   });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TestAgent } from './helpers/agent.ts';
@@ -19,7 +19,8 @@ import { waitFor } from './helpers/wait.ts';
  */
 
 const UNIT = 'ct-ops-appliance.service';
-/** install.sh's documented exit code for an upgrade rolled back (image/install.sh header). */
+/** install.sh's documented exit codes (image/install.sh header): a failed step (the previous version started again), an upgrade rolled back. */
+const EXIT_STEP = 6;
 const EXIT_ROLLED_BACK = 8;
 
 describe('upgrading the installed appliance image, and rolling back a broken one', { skip: nspawnUnavailable(), timeout: 20 * 60_000 }, () => {
@@ -71,8 +72,27 @@ describe('upgrading the installed appliance image, and rolling back a broken one
     await agent.stop();
   });
 
+  let mediaB = '';
+  test('an upgrade whose pre-upgrade copy cannot be made (a file where the copies go) exits 6 with A started again, current unchanged', async () => {
+    mediaB = await otherVersionOnMedia(root, mediaA, versionB());
+    writeFileSync(root.at('var/lib/ct-ops-backups'), 'in the way');
+    try {
+      const failed = await runInstaller(system, mediaB, ['--yes']);
+      assert.equal(failed.code, EXIT_STEP, failed.stdout + failed.stderr);
+      assert.match(failed.stderr, new RegExp(`${versionA.replaceAll('.', '\\.')} was started again`));
+    } finally {
+      rmSync(root.at('var/lib/ct-ops-backups'));
+    }
+    assert.equal(current(), versionA);
+    assert.equal((await system.show(UNIT, 'ActiveState')).ActiveState, 'active');
+    const healthz = await waitFor('A healthy again', async () => {
+      const answer = await installedHealthz(root, ports.http).catch(() => undefined);
+      return answer?.status === 200 && answer;
+    }, 60_000, 500);
+    assert.equal(healthz.body.version, versionA);
+  });
+
   test('upgrading to B keeps hosts and tokens, switches current to B, keeps A and a pre-upgrade copy of the data', async () => {
-    const mediaB = await otherVersionOnMedia(root, mediaA, versionB());
     const upgraded = await runInstaller(system, mediaB, ['--yes']);
     assert.equal(upgraded.code, 0, upgraded.stdout + upgraded.stderr + (await system.journal(UNIT)));
     assert.match(upgraded.stdout, new RegExp(`upgraded from ${versionA} to ${versionB()}`));

@@ -3,10 +3,13 @@
 // pinned Node base package (--nodedir, so nothing is downloaded), for the image's CPU.
 // A clone's node_modules addon is built for the Node that runs npm (20), whose ABI
 // differs from the bundled Node 22. The result is cached under
-// node_modules/.cache/ct-ops-image/, keyed by everything that makes it differ.
+// node_modules/.cache/ct-ops-image/, keyed by everything that makes it differ. Each
+// compile starts from a fresh build folder of its own (build-linux-<arch>-<pid>), removed
+// when it ends, failed or not; folders a killed build left behind (their process is gone)
+// are removed first, so neither a killed nor a concurrent build breaks the next one.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { BuildImageError } from './errors.mjs';
@@ -37,6 +40,24 @@ async function findNodeGyp() {
   return found;
 }
 
+/** Whether a process with this id still runs (signal 0 checks without sending anything). */
+function processRuns(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/** Removes the build-linux-<arch>-<pid> folders in cacheDir whose build process is gone (killed). */
+function removeAbandonedBuilds(cacheDir) {
+  for (const name of existsSync(cacheDir) ? readdirSync(cacheDir) : []) {
+    const pid = /^build-linux-(?:x64|arm64)-(\d+)$/.exec(name)?.[1];
+    if (pid && !processRuns(Number(pid))) rmSync(join(cacheDir, name), { recursive: true, force: true });
+  }
+}
+
 async function compilerVersion(compiler) {
   try {
     const { stdout } = await run(compiler, ['--version']);
@@ -58,6 +79,7 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
   const compiler = await compilerVersion(toolchain.cxx);
   const key = createHash('sha256').update(JSON.stringify([sourceVersion, nodeVersion, arch, compiler])).digest('hex').slice(0, 16);
   const cached = join(cacheDir, `better_sqlite3-${sourceVersion}-node${nodeVersion}-linux-${arch}-${key}.node`);
+  removeAbandonedBuilds(cacheDir);
   if (existsSync(cached)) {
     step(`better-sqlite3 ${sourceVersion} addon from the cache`);
     return cached;
@@ -68,24 +90,27 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
   // Built inside the cache folder. The Release build embeds no path: two builds in different
   // folders, against headers in different folders, gave the same bytes, so clearing the cache
   // changes no image.
-  const work = join(cacheDir, `build-linux-${arch}`);
+  const work = join(cacheDir, `build-linux-${arch}-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  for (const part of ['binding.gyp', 'package.json', 'src', 'deps']) cpSync(join(source, part), join(work, part), { recursive: true });
   try {
-    await run(process.execPath, [nodeGyp, 'rebuild', '--release', `--nodedir=${nodeDir}`, `--arch=${arch}`, '--jobs=2'], {
-      cwd: work,
-      env: { ...process.env, CC: toolchain.cc, CXX: toolchain.cxx, npm_config_offline: 'true' },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-  } catch (error) {
-    throw new BuildImageError('ERR_TOOL_FAILED', `node-gyp could not build better-sqlite3 for linux-${arch}: ${String(error.stderr ?? error.message).trim().split('\n').slice(-8).join('\n')}`, { cause: error });
+    for (const part of ['binding.gyp', 'package.json', 'src', 'deps']) cpSync(join(source, part), join(work, part), { recursive: true });
+    try {
+      await run(process.execPath, [nodeGyp, 'rebuild', '--release', `--nodedir=${nodeDir}`, `--arch=${arch}`, '--jobs=2'], {
+        cwd: work,
+        env: { ...process.env, CC: toolchain.cc, CXX: toolchain.cxx, npm_config_offline: 'true' },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+    } catch (error) {
+      throw new BuildImageError('ERR_TOOL_FAILED', `node-gyp could not build better-sqlite3 for linux-${arch}: ${String(error.stderr ?? error.message).trim().split('\n').slice(-8).join('\n')}`, { cause: error });
+    }
+    const partial = `${cached}.partial-${process.pid}`;
+    copyFileSync(join(work, 'build/Release/better_sqlite3.node'), partial);
+    renameSync(partial, cached);
+    return cached;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
-  const partial = `${cached}.partial-${process.pid}`;
-  copyFileSync(join(work, 'build/Release/better_sqlite3.node'), partial);
-  renameSync(partial, cached);
-  rmSync(work, { recursive: true, force: true });
-  return cached;
 }
 
 /**

@@ -77,7 +77,12 @@ export async function otherVersionOnMedia(root: TestRoot, topInside: string, ver
   writeFileSync(packageJson, `${JSON.stringify({ ...(JSON.parse(readFileSync(packageJson, 'utf8')) as object), version }, null, 2)}\n`);
   change(dir);
   rmSync(join(dir, 'SHA256SUMS.minisig'));
-  const names = (readdirSync(dir, { recursive: true }) as string[]).filter((name) => statSync(join(dir, name)).isFile() && name !== 'SHA256SUMS');
-  writeFileSync(join(dir, 'SHA256SUMS'), formatSha256Sums(await Promise.all(names.map(async (name) => ({ name, sha256: await sha256File(join(dir, name)) })))));
+  await rewriteSha256Sums(dir);
   return inside;
+}
+
+/** Writes SHA256SUMS of the image folder `dir` (a host path) afresh over every other file in it but SHA256SUMS.minisig, which is left as it is. */
+export async function rewriteSha256Sums(dir: string): Promise<void> {
+  const names = (readdirSync(dir, { recursive: true }) as string[]).filter((name) => statSync(join(dir, name)).isFile() && name !== 'SHA256SUMS' && name !== 'SHA256SUMS.minisig');
+  writeFileSync(join(dir, 'SHA256SUMS'), formatSha256Sums(await Promise.all(names.map(async (name) => ({ name, sha256: await sha256File(join(dir, name)) })))));
 }
