@@ -40,6 +40,17 @@ async function findNodeGyp() {
   return found;
 }
 
+/**
+ * The environment without npm's exported configuration (npm_config_*). node-gyp reads those
+ * variables AFTER its command line and lets them win (node-gyp lib/node-gyp.js, "inheriting config
+ * env variables from npm"), so under `npm test` or `npm run build:image` a machine-wide
+ * `nodedir`, `target`, `arch` or `dist-url` in .npmrc would silently build for the Node that runs
+ * npm instead of the image's (seen: npm's nodedir=/usr gave an addon for Node 20's ABI).
+ */
+function withoutNpmConfig(env) {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !/^npm_config_/i.test(name)));
+}
+
 /** Whether a process with this id still runs (signal 0 checks without sending anything). */
 function processRuns(pid) {
   try {
@@ -98,7 +109,7 @@ export async function betterSqliteAddon({ root, arch, nodeVersion, nodeDir, cach
     try {
       await run(process.execPath, [nodeGyp, 'rebuild', '--release', `--nodedir=${nodeDir}`, `--arch=${arch}`, '--jobs=2'], {
         cwd: work,
-        env: { ...process.env, CC: toolchain.cc, CXX: toolchain.cxx, npm_config_offline: 'true' },
+        env: { ...withoutNpmConfig(process.env), CC: toolchain.cc, CXX: toolchain.cxx, npm_config_offline: 'true' },
         maxBuffer: 64 * 1024 * 1024,
       });
     } catch (error) {
@@ -127,6 +138,8 @@ export async function checkAddonLoads({ root, arch, node, addon }) {
     return stdout.trim();
   } catch (error) {
     if (error.code === 'ENOENT') throw new BuildImageError('ERR_TOOL_MISSING', `${command} is not installed: the linux-${arch} addon cannot be checked`, { cause: error });
-    throw new BuildImageError('ERR_ADDON_DOES_NOT_LOAD', `the linux-${arch} better-sqlite3 addon does not load under Node of the image: ${String(error.stderr ?? error.message).trim().split('\n').slice(-4).join('\n')}`, { cause: error });
+    // Node prints the reason (an ABI or glibc mismatch) in its Error line, not in the last lines.
+    const reason = String(error.stderr ?? error.message).split('\n').filter((line) => /Error|NODE_MODULE_VERSION|GLIBC|cannot open/.test(line)).slice(0, 4).join('\n');
+    throw new BuildImageError('ERR_ADDON_DOES_NOT_LOAD', `the linux-${arch} better-sqlite3 addon ${addon} does not load under Node of the image (a cached addon: delete it to rebuild): ${reason}`, { cause: error });
   }
 }
