@@ -1,4 +1,4 @@
-import { constants, existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { chmod, copyFile, lstat, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -66,14 +66,19 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
   if (!existsSync(databasePath)) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
   }
-  // Created first: an unwritable medium fails before any copy is made, and a signal removes it too.
-  const output = await createOutput(out);
+  // Created first: an unwritable medium fails before any copy is made. Created synchronously and
+  // registered for removal in the same tick, so no signal handler runs between the two (an awaited
+  // open left a gap in which a SIGINT left the partial output behind); the same holds for the work
+  // directory below.
+  createOutput(out);
   const cleanup = new Set([out]);
   const stopCleanup = removeOnSignal(cleanup);
+  let output: FileHandle | undefined;
   let written = false;
   let work: string | undefined;
   try {
-    work = await workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
+    output = await openOutput(out);
+    work = workDirectoryIn(request.dataDir, 'ct-ops', 'backup');
     cleanup.add(work);
     const step = request.onStep ?? (() => undefined);
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
@@ -104,7 +109,7 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
   } finally {
     if (work !== undefined) await rm(work, { recursive: true, force: true });
     if (!written) {
-      await output.close().catch(() => undefined);
+      await output?.close().catch(() => undefined);
       await rm(out, { force: true });
     }
     stopCleanup();
@@ -169,12 +174,21 @@ async function describeMembers(work: string, withConfig: boolean): Promise<Backu
  * Creates the backup file new (O_CREAT|O_EXCL, 0600): never replaces a file there, and needs no
  * hard link, which FAT/exFAT lack. Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE.
  */
-async function createOutput(path: string): Promise<FileHandle> {
+function createOutput(path: string): void {
   try {
-    return await open(path, 'wx', 0o600);
+    closeSync(openSync(path, 'wx', 0o600));
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === 'EEXIST') throw new CtOpsError('ERR_BACKUP_OUTPUT_EXISTS', `${path} already exists; backup never overwrites a file`, { path }, { cause });
     throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot create ${path}`, { path }, { cause });
+  }
+}
+
+/** Opens the output createOutput made, for writing. Throws ERR_BACKUP_OUTPUT_UNWRITABLE. */
+async function openOutput(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r+');
+  } catch (cause) {
+    throw new CtOpsError('ERR_BACKUP_OUTPUT_UNWRITABLE', `cannot open ${path}`, { path }, { cause });
   }
 }
 

@@ -82,7 +82,7 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     throw new CtOpsError('ERR_BACKUP_NOT_ENCRYPTED', `${request.file} is a plain archive, not an encrypted backup: nothing proves who wrote it. Restore it only if you made it yourself and kept it safe, with --unencrypted`, { path: request.file });
   }
   // On a mount point the work directory goes inside the volume, so its files can be renamed into place.
-  const work = mountPoint ? await workDirectoryIn(dataDir, 'ct-ops', 'restore') : await workDirectoryBeside(dataDir);
+  const work = mountPoint ? workDirectoryIn(dataDir, 'ct-ops', 'restore') : workDirectoryBeside(dataDir);
   const stopCleanup = removeOnSignal(new Set([work]));
   try {
     const cipher = createReadStream(request.file);

@@ -1,5 +1,4 @@
-import { rmSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
@@ -10,13 +9,16 @@ import { CtOpsError } from '../../common/errors.ts';
  * restore unpacks beside it (workDirectoryIn(dirname(dataDir))): the same volume (a database copy
  * may be large where /tmp is a small tmpfs; a restore's last step is one rename) and the same trust
  * domain as the secrets themselves — never the output's directory, which may be a USB stick.
- * The caller removes it. Throws ERR_DATA_DIR_UNUSABLE when it cannot be made.
+ * The caller removes it. Synchronous on purpose: the caller adds the path to its removeOnSignal set
+ * in the same tick, so no signal handler can run between the directory's creation and its
+ * registration (an awaited mkdtemp left that gap, and a SIGINT in it left the work directory behind).
+ * Throws ERR_DATA_DIR_UNUSABLE when it cannot be made.
  */
-export async function workDirectoryIn(parent: string, name: string, purpose: 'backup' | 'restore'): Promise<string> {
+export function workDirectoryIn(parent: string, name: string, purpose: 'backup' | 'restore'): string {
   try {
-    await mkdir(parent, { recursive: true });
-    const work = await mkdtemp(join(parent, `.${name}.${purpose}-`));
-    await chmod(work, 0o700);
+    mkdirSync(parent, { recursive: true });
+    const work = mkdtempSync(join(parent, `.${name}.${purpose}-`));
+    chmodSync(work, 0o700);
     return work;
   } catch (cause) {
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create a work directory in ${parent}`, { path: parent }, { cause });
@@ -24,7 +26,7 @@ export async function workDirectoryIn(parent: string, name: string, purpose: 'ba
 }
 
 /** The restore's work directory: beside `dataDir`, so that the finished one is renamed into place. */
-export function workDirectoryBeside(dataDir: string): Promise<string> {
+export function workDirectoryBeside(dataDir: string): string {
   return workDirectoryIn(dirname(dataDir), basename(dataDir), 'restore');
 }
 
