@@ -31,7 +31,7 @@ export interface AgentDeps {
   /** The host's facts now (hostname, addresses … re-read on each call); sent on each stream and on change. */
   readonly facts?: () => HostFacts;
   readonly vitals: VitalsSampler;
-  /** The CAs trusted for the appliance's TLS, which `transport` uses too; without it (a fake transport) trust bundles are ignored. */
+  /** The CAs trusted for the appliance's TLS, which `transport` uses too; without it (a transport a test builds by hand, with no TLS) trust bundles are ignored. */
   readonly trust?: AgentTrust;
   readonly log: AgentLogger;
   /** Re-reads the configuration file (config_reload task). */
