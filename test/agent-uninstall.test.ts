@@ -252,6 +252,9 @@ exec "${process.execPath}" "${AGENT_BIN}" -config "$STANDIN_CONFIG" report-task 
     assert.equal(host.body.pending_uninstall, null);
     assert.ok(!(await api('GET', '/api/v1/hosts')).body.some((listed: { id: string }) => listed.id === hostId), 'gone from the host list');
 
+    // The appliance records the report before report-task prints its line into the log: wait for the line.
+    const reported = `ct-ops-agent: reported task ${taskId} succeeded`;
+    await waitFor('report-task to log its report', () => readFileSync(UNINSTALL_LOG, 'utf8').includes(reported), 15_000);
     const log = readFileSync(UNINSTALL_LOG, 'utf8');
     assert.match(log, new RegExp(`stand-in uninstaller for ${taskId}`));
     assert.match(log, new RegExp(`ct-ops-agent: reported task ${taskId} succeeded to localhost:${appliance.grpcPort}`));
