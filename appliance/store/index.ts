@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
@@ -7,15 +8,21 @@ import { HostClaimantStore } from './host-claimants.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
+import { sqliteKysely, type DialectName } from './dialects.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
 import { SoftwareInventoryStore } from './software-inventory.ts';
+import type { Schema } from './schema.ts';
 import { TaskStore } from './tasks.ts';
+import { refuseQueriesOutsideTheTransaction, runTransaction, type Executor, type TransactionScope } from './unit-of-work.ts';
 
-/** Every store over one database handle, the only one this process opens. */
-export interface Stores {
-  readonly db: Db;
+/**
+ * The stores of every table, each over one executor (the database, or an open transaction). A store
+ * converted to Kysely is built over the executor; the remaining better-sqlite3 stores use the one
+ * handle, which on SQLite is the connection any open transaction runs on.
+ */
+export interface TableStores {
   readonly organisations: OrganisationStore;
   readonly enrolmentTokens: EnrolmentTokenStore;
   readonly hosts: HostStore;
@@ -27,6 +34,14 @@ export interface Stores {
   readonly hostEvents: HostEventStore;
   readonly hostClaimants: HostClaimantStore;
   readonly hostTrust: HostTrustStore;
+}
+
+/** Every store over one database handle, the only one this process opens. */
+export interface Stores extends TableStores {
+  readonly db: Db;
+  readonly dialect: DialectName;
+  /** The database's Kysely; refuses queries while a transaction body of this process runs (unit-of-work.ts). */
+  readonly kysely: Executor;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
   readonly health: StorageHealth;
   /**
@@ -35,6 +50,12 @@ export interface Stores {
    * the commit included: nothing of fn was stored then.
    */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs `body` in one transaction with the stores bound to it (use only those inside), commits, then
+   * runs the effects body queued with `scope.afterCommit` (unit-of-work.ts runTransaction). Rejects with
+   * ERR_STORAGE_* as `transaction` does; a failing effect is logged, not thrown.
+   */
+  transact<T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T>;
   /** One real write now; throws the storage failure (as above) when the database cannot take it. */
   checkWritable(): void;
   /** Stops the health probe and closes the database (SQLite checkpoints the WAL into the file). */
@@ -50,9 +71,33 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
   const db = openDatabase(path);
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
+  const database: Kysely<Schema> = sqliteKysely(db);
+  const bind = (executor: Executor): TableStores => tableStores(db, executor, guard);
   return {
+    ...bind(database.withPlugin(refuseQueriesOutsideTheTransaction)),
     db,
+    dialect: 'sqlite',
+    kysely: database.withPlugin(refuseQueriesOutsideTheTransaction),
     health,
+    transaction: <T>(fn: () => T): T => withStorageFailures(health, () => db.transaction(fn)()),
+    transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
+      withStorageFailures(health, () =>
+        runTransaction(database, bind, body, (error) => options.log?.error({ err: error }, 'an effect after commit failed')),
+      ),
+    checkWritable: () => withStorageFailures(health, () => probeWrite(db)),
+    close: () => {
+      health.close();
+      db.close();
+    },
+  };
+}
+
+/**
+ * The table stores over `executor`. `_executor` is unused until the first store moves to Kysely; the
+ * better-sqlite3 stores share `db`, the connection every SQLite transaction runs on.
+ */
+function tableStores(db: Db, _executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+  return {
     organisations: guard(new OrganisationStore(db)),
     enrolmentTokens: guard(new EnrolmentTokenStore(db)),
     hosts: guard(new HostStore(db)),
@@ -64,24 +109,25 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
     hostEvents: guard(new HostEventStore(db)),
     hostClaimants: guard(new HostClaimantStore(db)),
     hostTrust: guard(new HostTrustStore(db)),
-    transaction: <T>(fn: () => T): T => withStorageFailures(health, () => db.transaction(fn)()),
-    checkWritable: () => withStorageFailures(health, () => probeWrite(db)),
-    close: () => {
-      health.close();
-      db.close();
-    },
   };
 }
 
-/** Runs fn; a storage failure leaves as its catalogue error and marks health degraded. */
+/**
+ * Runs fn; a storage failure leaves as its catalogue error and marks health degraded — thrown by fn,
+ * or the rejection of the promise fn returns (an async store method, a transaction).
+ */
 function withStorageFailures<T>(health: StorageHealth, fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
+  const mapFailure = (error: unknown): never => {
     const failure = storageFailure(error);
     if (failure === undefined) throw error;
     health.failed(failure);
     throw failure;
+  };
+  try {
+    const result = fn();
+    return (result instanceof Promise ? result.catch(mapFailure) : result) as T;
+  } catch (error) {
+    return mapFailure(error);
   }
 }
 
@@ -102,3 +148,4 @@ export type { HostClaimant } from './host-claimants.ts';
 export type { HostTrust } from './host-trust.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
 export type { Task, TaskOutcome } from './tasks.ts';
+export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';

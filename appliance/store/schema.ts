@@ -1,0 +1,247 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * The appliance's tables as Kysely sees them, the same on every backend (SQLite migrations in
+ * store/migrations/, PostgreSQL's in store/migrations/postgres/). Column types are what both drivers
+ * return once the backend is opened by store/dialects.ts: times are integer milliseconds since the
+ * epoch (PostgreSQL BIGINT parsed to number), flags are 0/1 integers, keys and nonces are Buffers,
+ * JSON columns are TEXT holding JSON. A column with a default is Generated (optional on insert).
+ */
+export interface Schema {
+  organisations: OrganisationsTable;
+  org_settings: OrgSettingsTable;
+  enrolment_tokens: EnrolmentTokensTable;
+  hosts: HostsTable;
+  host_vitals: HostVitalsTable;
+  register_nonces: RegisterNoncesTable;
+  register_nonce_watermark: RegisterNonceWatermarkTable;
+  admin_users: AdminUsersTable;
+  admin_api_tokens: AdminApiTokensTable;
+  software_scans: SoftwareScansTable;
+  software_packages: SoftwarePackagesTable;
+  software_name_index: SoftwareNameIndexTable;
+  software_name_index_state: SoftwareNameIndexStateTable;
+  /** A view: each host's newest completed scan. */
+  host_last_inventory: HostLastInventoryView;
+  tasks: TasksTable;
+  host_claimants: HostClaimantsTable;
+  host_events: HostEventsTable;
+}
+
+/** A flag stored as 0 or 1 (SQLite has no boolean; PostgreSQL uses SMALLINT with the same CHECK). */
+export type Flag = 0 | 1;
+
+export interface OrganisationsTable {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface OrgSettingsTable {
+  org_id: string;
+  key: string;
+  value: string;
+}
+
+export interface EnrolmentTokensTable {
+  id: string;
+  org_id: string;
+  secret_hash: string;
+  label: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number;
+  max_uses: number;
+  uses: Generated<number>;
+  auto_approve: Flag;
+  /** JSON object of tag → value. */
+  tags: string;
+  source: string;
+  /** JSON object. */
+  metadata: string;
+  revoked_at: number | null;
+}
+
+export type Approval = 'pending' | 'active' | 'rejected' | 'revoked';
+
+export interface HostsTable {
+  id: string;
+  org_id: string;
+  /** Ed25519 public key, 32 bytes. */
+  public_key: Buffer;
+  hostname: string;
+  machine_fingerprint: string;
+  os: string;
+  arch: string;
+  agent_version: string;
+  approval: Approval;
+  enrolment_token_id: string | null;
+  /** JSON object of tag → value. */
+  tags: string;
+  fingerprint_conflict_with: string | null;
+  enrolled_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  last_registered_at: number;
+  last_heartbeat_at: number | null;
+  last_disconnected_at: number | null;
+  heartbeat_interval_secs: number | null;
+  cpu_percent: number | null;
+  memory_percent: number | null;
+  disk_percent: number | null;
+  uptime_seconds: number | null;
+  deleted_at: number | null;
+  deleted_by: string | null;
+  os_version: Generated<string>;
+  /** JSON array of strings. */
+  ip_addresses: Generated<string>;
+  identity_state: 'conflict' | 'resolved' | null;
+  identity_kept_fingerprint: string | null;
+  identity_kept_instance: string | null;
+  identity_successors_allowed: Generated<number>;
+  replaces: string | null;
+  replaced_by: string | null;
+  clock_offset_ms: number | null;
+  identity_resolved_at: number | null;
+  identity_rotation_nonce_sha256: Buffer | null;
+  previous_public_key: Buffer | null;
+  key_rotated_at: number | null;
+  trust_generation: Generated<number>;
+  trust_digest: Generated<string>;
+}
+
+export interface HostVitalsTable {
+  host_id: string;
+  received_at: number;
+  agent_timestamp: number;
+  cpu_percent: number;
+  memory_percent: number;
+  disk_percent: number;
+  uptime_seconds: number;
+}
+
+export interface RegisterNoncesTable {
+  public_key: Buffer;
+  nonce: Buffer;
+  expires_at: number;
+}
+
+export interface RegisterNonceWatermarkTable {
+  id: number;
+  pruned_through: number;
+}
+
+export interface AdminUsersTable {
+  id: string;
+  username: string;
+  password_hash: string;
+  created_at: number;
+}
+
+export interface AdminApiTokensTable {
+  id: string;
+  user_id: string;
+  secret_hash: string;
+  label: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
+export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
+
+export interface SoftwareScansTable {
+  /** Insertion order; the name index advances through it. */
+  seq: Generated<number>;
+  id: string;
+  host_id: string;
+  task_id: string;
+  started_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  status: ScanStatus;
+  chunks: Generated<number>;
+  packages_received: Generated<number>;
+  added: Generated<number>;
+  removed: Generated<number>;
+  unchanged: Generated<number>;
+  error_code: string | null;
+  /** JSON array of skipped-record notes. */
+  skipped: Generated<string>;
+}
+
+export interface SoftwarePackagesTable {
+  id: Generated<number>;
+  host_id: string;
+  name: string;
+  version: string;
+  source: string;
+  architecture: string;
+  publisher: string;
+  install_date: number | null;
+  first_seen: number;
+  last_seen: number;
+  last_seen_scan: number;
+  prior_scan: number | null;
+  is_removed: Generated<Flag>;
+  removed_at: number | null;
+}
+
+export interface SoftwareNameIndexTable {
+  name: string;
+  host_id: string;
+}
+
+export interface SoftwareNameIndexStateTable {
+  id: number;
+  indexed_through: number;
+}
+
+export interface HostLastInventoryView {
+  host_id: ColumnType<string, never, never>;
+  last_inventory_at: ColumnType<number, never, never>;
+}
+
+export type TaskType = 'software_inventory' | 'agent_uninstall' | 'config_reload';
+export type TaskState = 'queued' | 'sent' | 'acknowledged' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+
+export interface TasksTable {
+  id: string;
+  org_id: string;
+  host_id: string;
+  type: TaskType;
+  state: TaskState;
+  /** JSON object. */
+  payload: Generated<string>;
+  result: string | null;
+  output: string | null;
+  error_code: string | null;
+  created_at: number;
+  created_by: string;
+  sent_at: number | null;
+  acknowledged_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  timeout_ms: number;
+  deadline_at: number | null;
+  expires_at: number;
+  attempts: Generated<number>;
+}
+
+export interface HostClaimantsTable {
+  host_id: string;
+  instance_id: string;
+  machine_fingerprint: string;
+  hostname: string;
+  source: string;
+  first_seen: number;
+  last_seen: number;
+}
+
+export interface HostEventsTable {
+  id: Generated<number>;
+  host_id: string;
+  at: number;
+  kind: string;
+  /** JSON object. */
+  details: string;
+}

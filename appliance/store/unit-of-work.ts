@@ -1,0 +1,74 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import { CtOpsError } from '../../common/errors.ts';
+import type { Schema } from './schema.ts';
+
+/** What a store runs its queries on: the database, or an open transaction (Kysely's Transaction is a Kysely). */
+export type Executor = Kysely<Schema>;
+
+/**
+ * Something a workflow decided that happens outside the database (close a stream, push a task to a
+ * connected agent, tell another instance): queued during the transaction with `afterCommit` and run
+ * only once it committed — never for a rolled-back one.
+ */
+export type Effect = () => void | Promise<void>;
+
+/** The handle a transaction body gets: stores bound to the open transaction, and the effect queue. */
+export type TransactionScope<TableStores> = TableStores & {
+  /** Queues an effect to run, in queue order, after the transaction commits. */
+  afterCommit(effect: Effect): void;
+};
+
+const openTransaction = new AsyncLocalStorage<true>();
+
+/**
+ * Refuses a query sent on the database (not the transaction) while a transaction body of this process
+ * is running: on SQLite that query would wait for the one connection the transaction holds (a
+ * deadlock); on PostgreSQL it would run on another connection outside the transaction's isolation.
+ * Installed on the root Kysely only, so a transaction's own queries pass.
+ */
+export const refuseQueriesOutsideTheTransaction: KyselyPlugin = {
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    if (openTransaction.getStore() === true) {
+      throw new CtOpsError('ERR_INTERNAL', 'a store of the database was used inside a transaction; use the transaction scope\'s stores', {});
+    }
+    return args.node;
+  },
+  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(args.result);
+  },
+};
+
+/**
+ * Runs `body` in one transaction on `database` (a Kysely without refuseQueriesOutsideTheTransaction)
+ * with the stores `bind` builds over the transaction, commits, then runs the queued effects in order
+ * and resolves with body's result. A body that throws rolls back and its effects are dropped. An
+ * effect that throws is reported to `onEffectFailure` and the rest still run: the transaction is
+ * committed, so its outcome stands.
+ *
+ * SQLite: Kysely holds the one connection for the whole body, so other queries of this process wait.
+ * A body must therefore only await its store calls — no network, file or timer waits — which is also
+ * what keeps it short on PostgreSQL.
+ */
+export async function runTransaction<TableStores, T>(
+  database: Executor,
+  bind: (transaction: Executor) => TableStores,
+  body: (scope: TransactionScope<TableStores>) => Promise<T>,
+  onEffectFailure: (error: unknown) => void,
+): Promise<T> {
+  const effects: Effect[] = [];
+  const result = await database.transaction().execute((transaction) =>
+    openTransaction.run(true, () => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) })),
+  );
+  // Effects run outside the transaction's async context: they may use the database's own stores.
+  await openTransaction.exit(async () => {
+    for (const effect of effects) {
+      try {
+        await effect();
+      } catch (error) {
+        onEffectFailure(error);
+      }
+    }
+  });
+  return result;
+}
