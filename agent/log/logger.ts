@@ -1,19 +1,11 @@
 import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
+import { REDACTED, REDACT_PATHS } from '../../common/log-redaction.ts';
 
 export type AgentLogger = Logger;
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-
-/**
- * Field names that may carry a secret. The code never logs them; redaction is the
- * safety net for a future log call that passes a whole object.
- */
-const REDACT_PATHS = [
-  'org_token', 'orgToken', 'jwt', 'token', 'authorization', 'secretKey', 'seed',
-  '*.org_token', '*.orgToken', '*.jwt', '*.token', '*.authorization', '*.secretKey', '*.seed',
-];
 
 /** The level named by CT_OPS_LOG_LEVEL (default info); anything else is a config error. */
 export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
@@ -27,7 +19,7 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
 /**
  * One JSON event per line on stdout (or `destination` in tests), level as a word.
  * Writes are synchronous: the agent logs little, and a fatal exit must not lose the
- * line that explains it. The hostname is read for every line, not once at start (pino's
+ * line that explains it. Secret fields are redacted (common/log-redaction.ts). The hostname is read for every line, not once at start (pino's
  * default), so a host renamed while the agent runs logs under its new name.
  */
 export function createLogger(level: string, destination: DestinationStream = pino.destination({ fd: 1, sync: true })): AgentLogger {
@@ -37,7 +29,7 @@ export function createLogger(level: string, destination: DestinationStream = pin
       name: 'ct-ops-agent',
       base: { pid: process.pid },
       mixin: () => ({ hostname: hostname() }),
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
       formatters: { level: (label: string) => ({ level: label }) },
     },
     destination,

@@ -1,16 +1,12 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import { REDACTED, REDACT_PATHS } from '../../common/log-redaction.ts';
 
 /**
  * The appliance's logger: one JSON event per line on stdout. Redaction is a safety
- * net; the code never passes secrets to the logger in the first place.
+ * net (one list with the agent, common/log-redaction.ts); the code never passes secrets to the
+ * logger in the first place. `destination` is for tests (default: stdout).
  */
-export function createLogger(level: string): Logger {
-  return pino({
-    level,
-    base: { component: 'appliance' },
-    redact: {
-      paths: ['token', 'jwt', 'password', 'org_token', 'secret', '*.token', '*.jwt', '*.password', '*.org_token', 'req.headers.authorization'],
-      censor: '[redacted]',
-    },
-  });
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options = { level, base: { component: 'appliance' }, redact: { paths: [...REDACT_PATHS], censor: REDACTED } };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
