@@ -10,6 +10,7 @@ import type { SoftwareInventoryChunk, Task__Output } from '../common/proto.ts';
 import { TaskUpdateQueue } from '../agent/heartbeat/task-updates.ts';
 import { InventoryError, type InventoryOptions, type SoftwarePackage } from '../agent/inventory/index.ts';
 import { softwarePackage } from '../agent/inventory/package.ts';
+import { idPattern } from '../common/ids.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { LEDGER_CAPACITY, TaskLedger } from '../agent/tasks/ledger.ts';
 import { TaskRunner, type TaskHandler } from '../agent/tasks/runner.ts';
@@ -61,7 +62,7 @@ test('an inventory task submits one scan in chunks of 500 tied to the task, with
   const [chunks] = submissions;
   assert.deepEqual(chunks!.map((chunk) => [chunk.chunk_index, chunk.packages!.length, chunk.is_last]), [[0, 500, false], [1, 500, false], [2, 201, true]]);
   assert.equal(new Set(chunks!.map((chunk) => chunk.scan_id)).size, 1, 'one scan id');
-  assert.match(chunks![0]!.scan_id!, /^scn_[0-9a-f]{24}$/);
+  assert.match(chunks![0]!.scan_id!, idPattern('scn'));
   assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_inv' && chunk.agent_id === 'hst_1'));
   assert.deepEqual(chunks!.map((chunk) => chunk.skipped), [undefined, undefined, unreadable], 'the host\'s counts travel on the last chunk, for the scan record');
   assert.equal(outcome.kind, 'done');

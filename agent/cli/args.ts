@@ -73,7 +73,7 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
     .option('--error-code <code>', 'with --outcome failed: an error code from the catalogue (docs/errors.md)')
     .option('--message <text>', 'what happened, for the admin', '')
     .action(({ taskId, outcome, errorCode, message }: { taskId: string; outcome: TaskReport['outcome']; errorCode?: string; message: string }, command: Command) => {
-      if (!UNINSTALL_TASK_ID.test(taskId)) command.error(`error: --task-id ${JSON.stringify(taskId)} is not a task id (tsk_ and letters or digits)`);
+      if (!UNINSTALL_TASK_ID.test(taskId)) command.error(`error: --task-id ${JSON.stringify(taskId)} is not a task id (tsk_ and 20 hex digits)`);
       if (errorCode !== undefined && !(isErrorCode(errorCode) && outcome === 'failed')) {
         command.error('error: --error-code must be a catalogue code (ERR_...) and goes with --outcome failed');
       }

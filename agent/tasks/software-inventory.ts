@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { CtOpsError } from '../../common/errors.ts';
+import { newId } from '../../common/ids.ts';
 import { describeSkipped, type SkippedPackages } from '../../common/inventory-records.ts';
 import type { SoftwareInventoryChunk } from '../../common/proto.ts';
 import { collectInventory, DEFAULT_TIMEOUT_MS, type InventoryOptions, type InventoryResult, type SoftwarePackage } from '../inventory/index.ts';
@@ -37,7 +37,7 @@ export function softwareInventoryHandler(deps: InventoryTaskDeps): TaskHandler {
     }
     const credential = deps.credential();
     if (!credential) throw new CtOpsError('ERR_JWT_MISSING', 'the agent has no credential to submit the inventory with');
-    const scanId = `scn_${randomBytes(12).toString('hex')}`;
+    const scanId = newId('scn');
     const chunks = toChunks(inventory.packages, { agentId: credential.agentId, scanId, taskId: task.task_id }, inventory.skipped);
     const submitted = await deps.transport.submitInventory(credential.jwt, chunks, signal);
     signal.throwIfAborted();

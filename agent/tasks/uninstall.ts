@@ -4,15 +4,16 @@ import { tmpdir } from 'node:os';
 import { join, posix, win32 } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import { writeFileAtomic } from '../../common/atomic-write.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { TaskHandler, TaskHandlerResult } from './runner.ts';
 
 /**
- * A task id as the uninstallers take it. Stricter than the wire's: it becomes a command-line
- * argument of a script run as root, and the helper's request grammar allows nothing else.
+ * A task id exactly as the appliance makes them (common/ids.ts): it becomes a command-line argument
+ * of a script run as root, whose own grammar (tsk_ and letters or digits) it always satisfies.
  */
-export const UNINSTALL_TASK_ID = /^tsk_[A-Za-z0-9]{1,64}$/;
+export const UNINSTALL_TASK_ID = idPattern('tsk');
 
 /** How long the root helper has to answer a request (its path unit reacts within a second). */
 export const HELPER_ANSWER_TIMEOUT_MS = 60_000;

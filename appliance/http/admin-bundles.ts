@@ -9,6 +9,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPatternSource } from '../../common/ids.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS, buildBundle, bundleView, parseBundleRequest, type BundleRequestInput } from '../../bundler/index.ts';
 import { defaultAgentsDir, defaultTemplatesDir } from '../../bundler/lib/paths.ts';
 import { MAX_LABEL_CHARS, MAX_TAGS, MAX_TAG_VALUE_CHARS, MAX_TOKEN_LIFETIME_MS, MIN_TOKEN_LIFETIME_MS } from '../../bundler/lib/validate.ts';
@@ -36,7 +37,7 @@ interface CreateBundleBody {
   label?: string;
 }
 
-const BUNDLE_ID = '^bnd_[0-9a-f]{20}$';
+const BUNDLE_ID = idPatternSource('bnd');
 
 const tokenSchema = {
   type: 'object',
@@ -98,7 +99,7 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteCo
           os: { type: 'string', enum: [...OPERATING_SYSTEMS] },
           arch: { type: 'string', enum: [...ARCHITECTURES] },
           address: { type: 'string', minLength: 3, maxLength: 300 },
-          token: { type: 'string', pattern: '^(?:new|none|etk_[0-9a-f]{20})$' },
+          token: { type: 'string', pattern: `^(?:new|none|${idPatternSource('etk').slice(1, -1)})$` },
           token_secret: { type: 'string', maxLength: 128 },
           expires_in_secs: { type: 'integer', minimum: MIN_TOKEN_LIFETIME_MS / 1000, maximum: MAX_TOKEN_LIFETIME_MS / 1000 },
           tags: {

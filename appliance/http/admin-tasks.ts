@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPatternSource } from '../../common/ids.ts';
 import type { Task } from '../store/index.ts';
 import { cancelTask, createTask, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
 import type { HttpContext } from './context.ts';
@@ -57,13 +58,13 @@ export const taskSchema = {
   },
 } as const;
 
-const taskIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^tsk_[0-9a-f]{20}$' } } } as const;
+const taskIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('tsk') } } } as const;
 const DEFAULT_LIST_LIMIT = 100;
 const listQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    host_id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' },
+    host_id: { type: 'string', pattern: idPatternSource('hst') },
     state: { type: 'string', enum: TASK_STATES },
     // Query values are text and the server does not coerce types: digits here, a number below.
     limit: { type: 'string', pattern: '^(1000|[1-9][0-9]{0,2})$' },

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPatternSource } from '../../common/ids.ts';
 import { DEFAULT_TOKEN_LIFETIME_MS, createEnrolmentToken } from '../enrolment/tokens.ts';
 import type { HttpContext } from './context.ts';
 import { tokenSchema, tokenView } from './views.ts';
@@ -69,7 +70,7 @@ export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): 
 
   app.post<{ Params: { id: string } }>('/api/v1/tokens/:id/revoke', {
     schema: {
-      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^etk_[0-9a-f]{20}$' } } },
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('etk') } } },
       response: { 200: tokenSchema },
     },
     handler: async (request) => {

@@ -1,4 +1,5 @@
 import { isClockOffsetHigh } from '../../common/clock-offset.ts';
+import { idPatternSource } from '../../common/ids.ts';
 import { hostStatus } from '../hosts/status.ts';
 import { tokenState } from '../enrolment/tokens.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
@@ -8,7 +9,7 @@ import type { EnrolmentToken, Host } from '../store/index.ts';
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** Route parameters naming one host by id. */
-export const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^hst_[0-9a-f]{20}$' } } } as const;
+export const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('hst') } } } as const;
 
 /** A host as the admin API shows it. */
 export function hostView(host: Host, presence: PresenceRegistry) {

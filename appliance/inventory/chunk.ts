@@ -1,4 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
+import { ACCEPTED_SCAN_ID, idPattern } from '../../common/ids.ts';
 import { RECORD_REASONS, SkipTally, storablePackage, type RecordReason, type SkippedPackages } from '../../common/inventory-records.ts';
 import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
 import type { PackageInput } from '../store/software-inventory.ts';
@@ -8,8 +9,7 @@ export const MAX_PACKAGES_PER_CHUNK = 500;
 /** Bounds a scan's chunks, small or empty ones included; its packages are bounded by HOST_INVENTORY_LIMITS (store). */
 export const MAX_CHUNKS_PER_SCAN = 400;
 
-/** scan_id and task_id: opaque ids such as UUIDs or ULIDs. */
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{7,127}$/;
+const TASK_ID = idPattern('tsk');
 
 /** A chunk that passed validation: nothing is written for a chunk that did not. */
 export interface ValidChunk {
@@ -53,11 +53,11 @@ export function parseChunk(message: SoftwareInventoryChunk__Output, agentId: str
   if (message.agent_id !== agentId) {
     throw new CtOpsError('ERR_AGENT_MISMATCH', 'SoftwareInventoryChunk.agent_id is not the agent of this JWT', { agent_id: String(message.agent_id).slice(0, 64) });
   }
-  if (typeof message.scan_id !== 'string' || !ID_PATTERN.test(message.scan_id)) {
+  if (typeof message.scan_id !== 'string' || !ACCEPTED_SCAN_ID.test(message.scan_id)) {
     throw invalid('SoftwareInventoryChunk.scan_id must be 8-128 characters of A-Z a-z 0-9 _ . : -', { field: 'scan_id' });
   }
-  if (typeof message.task_id !== 'string' || (message.task_id !== '' && !ID_PATTERN.test(message.task_id))) {
-    throw invalid('SoftwareInventoryChunk.task_id must be empty or 8-128 characters of A-Z a-z 0-9 _ . : -', { field: 'task_id' });
+  if (typeof message.task_id !== 'string' || (message.task_id !== '' && !TASK_ID.test(message.task_id))) {
+    throw invalid('SoftwareInventoryChunk.task_id must be empty or a task id (tsk_ and 20 hex digits)', { field: 'task_id' });
   }
   const chunkIndex = message.chunk_index;
   if (!Number.isInteger(chunkIndex) || chunkIndex < 0 || chunkIndex >= MAX_CHUNKS_PER_SCAN) {

@@ -1,12 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 
-/** A random identifier with a prefix naming what it identifies (hst_, etk_, org_, ...). */
-export function newId(prefix: string): string {
-  return `${prefix}_${randomBytes(10).toString('hex')}`;
-}
+/** Id formats and their generator are shared with the agent: common/ids.ts. */
+export { newId } from '../../common/ids.ts';
 
-/** A high-entropy secret (256 bits) rendered base64url after a prefix. */
-export function newSecret(prefix: string): string {
+/** A high-entropy secret (256 bits) rendered base64url after a prefix naming what it is (tok_, ctadm_, ctses_). */
+export function newSecret(prefix: 'tok' | 'ctadm' | 'ctses'): string {
   return `${prefix}_${randomBytes(32).toString('base64url')}`;
 }
 

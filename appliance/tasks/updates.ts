@@ -1,5 +1,6 @@
 import { checkAgentText, stringsIn } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
 import type { Stores, Task, TaskOutcome } from '../store/index.ts';
 import type { TaskEvent } from './states.ts';
@@ -13,7 +14,7 @@ const PHASE_EVENTS: Readonly<Record<string, TaskEvent>> = {
   TASK_PHASE_FAILED: 'failed',
 };
 
-const TASK_ID = /^tsk_[A-Za-z0-9_-]{1,64}$/;
+const TASK_ID = idPattern('tsk');
 
 export interface AppliedUpdate {
   /** The task after the update; as it was, when the update did not move it. */

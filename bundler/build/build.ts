@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
-import { newId } from '../../appliance/lib/ids.ts';
+import { derivedId, newId } from '../../common/ids.ts';
 import { bundleFile, type BundleFile } from '../lib/bundle-file.ts';
 import { defaultAgentsDir, defaultTemplatesDir } from '../lib/paths.ts';
 import { sha256Hex } from '../lib/sha256sums.ts';
@@ -78,7 +78,7 @@ function derivedBundleId(request: BundleRequest, inputs: ApplianceInputs, execut
     templates.map((file) => [file.name, file.mode, file.sha256]),
     createdAt,
   ]);
-  return `bnd_${sha256Hex(material).slice(0, 20)}`;
+  return derivedId('bnd', sha256Hex(material));
 }
 
 export async function buildBundle(request: BundleRequest, env: BuildEnvironment): Promise<BuiltBundle> {

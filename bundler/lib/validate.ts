@@ -6,6 +6,7 @@
  */
 import { parseIngestAddress, type IngestAddress } from '../../agent/config/address.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import { isTargetArch, isTargetOs, type Target } from './targets.ts';
 
 export type Tags = Readonly<Record<string, string>>;
@@ -43,7 +44,7 @@ export const MAX_TAGS = 32;
 export const TAG_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
 export const MAX_TAG_VALUE_CHARS = 256;
 export const MAX_LABEL_CHARS = 128;
-export const TOKEN_ID = /^etk_[0-9a-f]{20}$/;
+export const TOKEN_ID = idPattern('etk');
 export const TOKEN_SECRET = /^tok_[A-Za-z0-9_-]{43}$/;
 export const MIN_TOKEN_LIFETIME_MS = 60_000;
 export const MAX_TOKEN_LIFETIME_MS = 366 * 86_400_000;

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { parseCli } from '../agent/cli/args.ts';
+import { createLogger } from '../agent/log/logger.ts';
+import { uninstallHandler } from '../agent/tasks/uninstall.ts';
+import { parseChunk } from '../appliance/inventory/chunk.ts';
+import { newId as applianceNewId } from '../appliance/lib/ids.ts';
+import { openStores } from '../appliance/store/index.ts';
+import { checkTaskUpdate } from '../appliance/tasks/updates.ts';
+import { TOKEN_ID } from '../bundler/lib/validate.ts';
+import { ACCEPTED_SCAN_ID, ID_PREFIXES, derivedId, idPattern, idPatternSource, newId } from '../common/ids.ts';
+
+/** Task ids that are not what the appliance makes: other alphabets, lengths, prefixes, shell and path text. */
+const NOT_TASK_IDS = ['tsk_', 'tsk_0123456789ABCDEF0123', 'tsk_0123456789abcdef012', 'tsk_0123456789abcdef01234', 'tsk_0123456789abcdef-123', 'tsk_0123456789abcdef_123', 'task_0123456789abcdef0123', 'tsk_$(id)', 'tsk_../../etc/passwd', 'not a task'];
+
+test('every generated id of every kind matches its one format, and ids derived from a digest too', () => {
+  for (const prefix of Object.values(ID_PREFIXES)) {
+    const pattern = idPattern(prefix);
+    const seen = new Set<string>();
+    for (let index = 0; index < 200; index += 1) {
+      const id = newId(prefix);
+      assert.match(id, pattern, id);
+      assert.ok(new RegExp(idPatternSource(prefix)).test(id), 'the JSON-schema form says the same');
+      seen.add(id);
+    }
+    assert.equal(seen.size, 200, `${prefix}: random`);
+    assert.ok(!pattern.test(`${prefix}_${'0'.repeat(19)}`) && !pattern.test(`x${prefix}_${'0'.repeat(20)}`), `${prefix}: anchored, exact length`);
+  }
+  assert.match(applianceNewId('hst'), idPattern('hst'), 'the appliance generates through the same definition');
+  assert.match(derivedId('bnd', 'ab'.repeat(32)), idPattern('bnd'));
+  assert.throws(() => derivedId('bnd', 'AB'.repeat(32)), TypeError);
+  assert.ok(TOKEN_ID.test(newId('etk')), 'the bundler takes the token ids the appliance makes');
+  for (let index = 0; index < 50; index += 1) assert.match(newId('scn'), ACCEPTED_SCAN_ID, 'the appliance takes the scan ids the agent makes');
+});
+
+test('a task id that is not of the generated format is refused where a task report enters the appliance', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-ids-'));
+  const stores = openStores(join(dir, 'ids.db'));
+  t.after(() => {
+    stores.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (const taskId of NOT_TASK_IDS) {
+    await assert.rejects(async () => checkTaskUpdate(stores, 'hst_00000000000000000000', { task_id: taskId, phase: 'TASK_PHASE_ACKNOWLEDGED', error_code: '', message: '', result_json: '' }), { code: 'ERR_INVALID_ARGUMENT' }, taskId);
+  }
+  await assert.rejects(async () => checkTaskUpdate(stores, 'hst_00000000000000000000', { task_id: newId('tsk'), phase: 'TASK_PHASE_ACKNOWLEDGED', error_code: '', message: '', result_json: '' }), { code: 'ERR_TASK_NOT_FOUND' }, 'a well-formed id passes the format check');
+});
+
+test('an inventory chunk names a task only by a generated task id (or none), and its scan by an id the agent generates', () => {
+  const chunk = (taskId: string, scanId = newId('scn')) => ({ agent_id: 'hst_00000000000000000000', scan_id: scanId, task_id: taskId, chunk_index: 0, packages: [], is_last: false, skipped: [] }) as never;
+  assert.equal(parseChunk(chunk(''), 'hst_00000000000000000000').taskId, '');
+  const taskId = newId('tsk');
+  assert.equal(parseChunk(chunk(taskId), 'hst_00000000000000000000').taskId, taskId);
+  for (const bad of NOT_TASK_IDS) assert.throws(() => parseChunk(chunk(bad), 'hst_00000000000000000000'), { code: 'ERR_INVALID_ARGUMENT' }, bad);
+  assert.throws(() => parseChunk(chunk('', 'scan$(id)'), 'hst_00000000000000000000'), { code: 'ERR_INVALID_ARGUMENT' });
+});
+
+test('the agent hands only a generated task id to the uninstaller, and report-task takes only one', async () => {
+  const log = createLogger('silent', new Writable({ write: (_chunk, _encoding, done) => done() }));
+  const handler = uninstallHandler({ log, env: {} });
+  for (const taskId of NOT_TASK_IDS) {
+    await assert.rejects(handler({ task_id: taskId, timeout_ms: 1000, kind: 'agent_uninstall', agent_uninstall: {} } as never, new AbortController().signal), { code: 'ERR_INVALID_ARGUMENT' }, taskId);
+    const output = { out: '', err: '' };
+    const parsed = parseCli(['report-task', '--task-id', taskId, '--outcome', 'succeeded'], { out: (text) => (output.out += text), err: (text) => (output.err += text) });
+    assert.deepEqual(parsed, { kind: 'exit', exitCode: 64 }, taskId);
+    assert.match(output.err, /is not a task id/);
+  }
+  const good = newId('tsk');
+  const parsed = parseCli(['report-task', '--task-id', good, '--outcome', 'succeeded'], { out: () => undefined, err: () => undefined });
+  assert.equal(parsed.kind, 'report-task');
+});
