@@ -58,6 +58,7 @@ export const STATUS = {
   ERR_STORAGE_UNAVAILABLE: { http: 503, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.TEMP_FAIL, summary: 'The database cannot be written: an I/O error, a read-only file system or file, or a lock held past the busy timeout.' },
   ERR_STORAGE_CORRUPT: { http: 503, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.SOFTWARE, summary: 'The database file is damaged or is not a database: restore it from a backup.' },
   ERR_SCHEMA_TOO_NEW: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'The database was written by a newer appliance version than this one.' },
+  ERR_SCHEMA_OUTDATED: { http: 500, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.TEMP_FAIL, summary: 'A tool that never migrates (ct-ops-bundle build on a stopped appliance) found an older database schema: start the appliance once to upgrade it.' },
   ERR_INTERNAL: { http: 500, grpc: GrpcCode.INTERNAL, exit: ExitCode.SOFTWARE, summary: 'An unexpected internal error.' },
   ERR_INVALID_ARGUMENT: { http: 400, grpc: GrpcCode.INVALID_ARGUMENT, exit: ExitCode.DATA, summary: 'A request message or body failed validation.' },
   ERR_TOKEN_REQUIRED: { http: 401, grpc: GrpcCode.UNAUTHENTICATED, exit: ExitCode.CONFIG, summary: 'Register from an unknown key came without an enrolment token.' },

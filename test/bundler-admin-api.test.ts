@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,6 +10,18 @@ import { sha256Hex } from '../bundler/lib/sha256sums.ts';
 import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { httpsJson } from './helpers/https.ts';
+import { packageRoot } from '../common/package-root.ts';
+
+const BUNDLE_CLI = join(packageRoot(), 'bundler/main.ts');
+
+/** ct-ops-bundle as an operator runs it on the appliance host, without the test's fixture directories. */
+function bundleCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
+  const clean: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: '', CT_OPS_ORG_TOKEN: '', ...env };
+  delete clean.CT_OPS_BUNDLE_AGENTS_DIR;
+  delete clean.CT_OPS_BUNDLE_TEMPLATES_DIR;
+  const result = spawnSync(process.execPath, ['--import', 'tsx', BUNDLE_CLI, ...args], { cwd: packageRoot(), encoding: 'utf8', env: clean, timeout: 60_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
 
 function download(port: number, ca: string, path: string, bearer: string): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
   return new Promise((resolve, reject) => {
@@ -92,5 +105,46 @@ describe('admin API /api/v1/bundles', () => {
     assert.equal(JSON.parse(missing.body.toString('utf8')).error.code, 'ERR_BUNDLE_NOT_FOUND');
     const noAuthDownload = await download(appliance.httpPort, appliance.caCert, `/api/v1/bundles/${none.body.bundle_id}`, 'wrong');
     assert.equal(noAuthDownload.status, 401);
+  });
+
+  test('ct-ops-bundle build on a running appliance goes through its admin API: the appliance builds and records the token, the CLI downloads the zip', async () => {
+    const out = join(fixture.root, 'cli-through-api');
+    const base = ['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'arm64', '--address', 'ingest.example:9443', '--out', out];
+    const built = bundleCli([...base, '--tag', 'site:lab', '--label', 'via api', '--expires', '2h', '--json']);
+    assert.equal(built.code, 0, built.stderr);
+    const printed = JSON.parse(built.stdout);
+    assert.equal(printed.path, join(out, 'ct-ops-agent-0.1.0-linux-arm64.zip'));
+    assert.equal(printed.download, undefined, 'the same JSON as a local build');
+    assert.equal(printed.token.mode, 'new');
+    assert.ok(!built.stdout.includes('tok_'), 'the secret is not printed');
+    const zip = readFileSync(printed.path);
+    assert.equal(sha256Hex(zip), printed.sha256);
+    assert.equal(statSync(printed.path).mode & 0o777, 0o600, 'a zip holding a secret is owner-only');
+    const report = await verifyBundle(printed.path, parsePublicKeyFile(readFileSync(join(fixture.dataDir, 'bundle.pub'), 'utf8')));
+    assert.deepEqual(report.problems, []);
+    await appliance.process.waitForLog('install bundle built', { bundle_id: printed.bundle_id, by: 'admin', token_mode: 'new' });
+
+    const tokens = await call('GET', '/api/v1/tokens');
+    const token = tokens.body.find((candidate: { id: string }) => candidate.id === printed.token.id);
+    assert.equal(token.source, 'install-bundle', 'recorded exactly as a local build records it');
+    assert.equal(token.max_uses, 1);
+    assert.equal(token.label, 'via api');
+    assert.deepEqual(token.tags, { site: 'lab' });
+    assert.deepEqual(token.metadata, { os: 'linux', arch: 'arm64', bundle_id: printed.bundle_id, created_by: 'admin' });
+    assert.ok(Math.abs(Date.parse(token.expires_at) - Date.parse(token.created_at) - 2 * 3_600_000) < 1000);
+
+    const existing = await call('POST', '/api/v1/tokens', { label: 'ops', expires_in_secs: 3600 });
+    assert.equal(existing.status, 201, JSON.stringify(existing.body));
+    const withExisting = bundleCli([...base, '--token', existing.body.id], { CT_OPS_ORG_TOKEN: existing.body.token });
+    assert.equal(withExisting.code, 0, withExisting.stderr);
+    const wrongSecret = bundleCli([...base, '--token', existing.body.id], { CT_OPS_ORG_TOKEN: `tok_${'A'.repeat(43)}` });
+    assert.equal(wrongSecret.code, 65);
+    assert.match(wrongSecret.stderr, /ERR_BUNDLE_TOKEN_UNUSABLE/);
+
+    const localOnly = bundleCli([...base, '--agents-dir', fixture.agentsDir]);
+    assert.equal(localOnly.code, 64);
+    assert.match(localOnly.stderr, /the appliance is running.*--agents-dir/);
+    const after = await call('GET', '/api/v1/tokens');
+    assert.equal(after.body.length, tokens.body.length + 1, 'a refused build made no token (only the existing one was added)');
   });
 });

@@ -8,7 +8,9 @@ import { loadAgentConfig } from '../agent/config/load.ts';
 import { createEnrolmentToken } from '../appliance/enrolment/tokens.ts';
 import { certificateFingerprint, createCa } from '../appliance/pki/certificates.ts';
 import { hashSecret } from '../appliance/lib/ids.ts';
+import { inspectDatabase, openDatabase } from '../appliance/store/database.ts';
 import { openStores, type Stores } from '../appliance/store/index.ts';
+import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { parsePublicKeyFile } from '../common/minisign.ts';
 import { buildBundle, parseBundleRequest, verifyBundle, type BuildEnvironment, type BundleRequestInput, type BuiltBundle } from '../bundler/index.ts';
@@ -18,7 +20,7 @@ import { createFixtureAppliance, tempDir, writeReleaseDir, type FixtureAppliance
 const ROOT = packageRoot();
 const CLI = join(ROOT, 'bundler/main.ts');
 
-function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
+function runBundleCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, SOURCE_DATE_EPOCH: '', CT_OPS_ORG_TOKEN: '', ...env }, timeout: 60_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -48,6 +50,19 @@ describe('ct-ops-bundle build', () => {
     tokens: { stores, orgId },
     ...overrides,
   });
+  /**
+   * The CLI on the stopped appliance's data directory. This test's own database handle is closed
+   * meanwhile: the CLI takes any process holding the database for the serving appliance (and would
+   * then call its admin API).
+   */
+  const runCli = (args: readonly string[], env: NodeJS.ProcessEnv = {}) => {
+    stores.close();
+    try {
+      return runBundleCli(args, env);
+    } finally {
+      stores = openStores(join(fixture.dataDir, 'appliance.db'));
+    }
+  };
   const build = (input: Partial<BundleRequestInput>, overrides: Partial<BuildEnvironment> = {}): Promise<BuiltBundle> => {
     cleanup.push('');
     return buildBundle(parseBundleRequest({ os: 'linux', arch: 'x64', address: 'ingest.example:9443', createdBy: 'tester', ...input }), env(overrides));
@@ -225,6 +240,34 @@ describe('ct-ops-bundle build', () => {
     assert.equal(plain.code, 0, plain.stderr);
     assert.equal(plain.stdout, `${join(out, 'ct-ops-agent-0.1.0-linux-arm64.zip')}\n`, 'piped: only the path, no progress');
     assert.equal(plain.stderr, '');
+  });
+
+  test('the CLI never opens a database another process holds: it takes that process for the serving appliance and asks its admin API', () => {
+    const before = stores.enrolmentTokens.list(orgId).length;
+    const held = runBundleCli(['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(fixture.root, 'cli-held'), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir]);
+    assert.equal(held.code, 69, held.stderr);
+    assert.match(held.stderr, /ERR_APPLIANCE_UNREACHABLE/, 'no endpoint file here: the admin API cannot be reached');
+    assert.equal(stores.enrolmentTokens.list(orgId).length, before, 'nothing was written behind the holder');
+  });
+
+  test("on a stopped appliance whose database is of an older version the CLI refuses (start the appliance once) and migrates nothing", async () => {
+    const old = await createFixtureAppliance();
+    try {
+      const path = join(old.dataDir, 'appliance.db');
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+      const previous = MIGRATIONS.length - 1;
+      openDatabase(path, MIGRATIONS.slice(0, previous)).close();
+      const result = runBundleCli(['build', '--data-dir', old.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(old.root, 'out'), '--agents-dir', old.agentsDir, '--templates-dir', old.templatesDir]);
+      assert.equal(result.code, 75, result.stderr);
+      assert.match(result.stderr, /ERR_SCHEMA_OUTDATED/);
+      assert.match(result.stderr, new RegExp(`version ${previous}, this build needs ${MIGRATIONS.length}: start the appliance once`));
+      assert.equal(inspectDatabase(path).schemaVersion, previous, 'the schema was not upgraded');
+      assert.ok(!existsSync(join(old.root, 'out')), 'no bundle');
+      const none = runBundleCli(['build', '--data-dir', old.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--token', 'none', '--out', join(old.root, 'out'), '--agents-dir', old.agentsDir, '--templates-dir', old.templatesDir]);
+      assert.equal(none.code, 0, 'token mode none needs no database');
+    } finally {
+      rmSync(old.root, { recursive: true, force: true });
+    }
   });
 
   test('an existing token is embedded only with its secret, and refused when wrong, used up, revoked or unknown', async () => {

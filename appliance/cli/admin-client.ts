@@ -10,8 +10,11 @@ export class AdminClient {
   readonly #baseUrl: URL;
   readonly #ca: string;
   readonly #credential: string;
+  readonly #timeoutMs: number;
 
-  constructor(dataDir: string) {
+  /** `timeoutMs`: how long a call may stay silent (default 15 s; a bundle build answers only when built). */
+  constructor(dataDir: string, options: { readonly timeoutMs?: number } = {}) {
+    this.#timeoutMs = options.timeoutMs ?? 15_000;
     const read = (name: string, reader = (path: string) => readFileSync(path, 'utf8')): string => {
       try {
         return reader(join(dataDir, name));
@@ -26,10 +29,39 @@ export class AdminClient {
     this.#credential = read(CLI_CREDENTIAL_FILE).trim();
   }
 
+  /** A JSON call; rejects with the catalogue code the API answered (ERR_INTERNAL when it names none). */
   async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    const { status, bytes } = await this.#send(method, path, 'application/json', body);
+    const text = bytes.toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new CtOpsError('ERR_INTERNAL', `the admin API answered ${status} with a body that is not JSON`);
+    }
+    if (status >= 400) throw apiError(status, parsed);
+    return parsed as T;
+  }
+
+  /** A GET of a file (a bundle zip): its bytes, or the API's error as `call` rejects. */
+  async download(path: string): Promise<Buffer> {
+    const { status, bytes } = await this.#send('GET', path, 'application/zip, application/json');
+    if (status >= 400) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        parsed = undefined;
+      }
+      throw apiError(status, parsed);
+    }
+    return bytes;
+  }
+
+  #send(method: string, path: string, accept: string, body?: unknown): Promise<{ status: number; bytes: Buffer }> {
     const url = new URL(path, this.#baseUrl);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const req = request(
         url,
         {
@@ -38,31 +70,16 @@ export class AdminClient {
           // The endpoint file names the loopback address; the server certificate names it among its SANs.
           headers: {
             authorization: `Bearer ${this.#credential}`,
-            accept: 'application/json',
+            accept,
             ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
           },
-          timeout: 15_000,
+          timeout: this.#timeoutMs,
         },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown;
-            try {
-              parsed = text ? JSON.parse(text) : undefined;
-            } catch {
-              reject(new CtOpsError('ERR_INTERNAL', `the admin API answered ${res.statusCode} with a body that is not JSON`));
-              return;
-            }
-            if ((res.statusCode ?? 500) >= 400) {
-              const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-              const code = isErrorCode(error?.code) ? error.code : 'ERR_INTERNAL';
-              reject(new CtOpsError(code, error?.message ?? `HTTP ${res.statusCode}`));
-              return;
-            }
-            resolve(parsed as T);
-          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 500, bytes: Buffer.concat(chunks) }));
+          res.on('error', (cause) => reject(new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `the admin API at ${this.#baseUrl.origin} broke off its answer: ${cause.message}`, {}, { cause })));
         },
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -70,4 +87,11 @@ export class AdminClient {
       req.end(payload);
     });
   }
+}
+
+/** The API's error body `{ error: { code, message } }` as a CtOpsError with that code. */
+function apiError(status: number, parsed: unknown): CtOpsError {
+  const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
+  const code = isErrorCode(error?.code) ? error.code : 'ERR_INTERNAL';
+  return new CtOpsError(code, error?.message ?? `HTTP ${status}`);
 }

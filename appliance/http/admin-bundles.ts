@@ -35,6 +35,7 @@ interface CreateBundleBody {
   expires_in_secs?: number;
   tags?: Record<string, string>;
   label?: string;
+  agent_version?: string;
 }
 
 const BUNDLE_ID = idPatternSource('bnd');
@@ -109,6 +110,7 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteCo
             additionalProperties: { type: 'string', maxLength: MAX_TAG_VALUE_CHARS },
           },
           label: { type: 'string', maxLength: MAX_LABEL_CHARS },
+          agent_version: { type: 'string', maxLength: 64 },
         },
       },
       response: { 201: bundleSchema },
@@ -129,7 +131,14 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteCo
         const staging = join(bundlesDir, `.staging-${process.pid}-${Date.now()}`);
         await mkdir(staging, { recursive: true, mode: 0o700 });
         try {
-          const result = await buildBundle(bundleRequest, { dataDir: ctx.dataDir, outDir: staging, agentsDir, templatesDir, tokens: { stores: ctx.stores, orgId: ctx.orgId } });
+          const result = await buildBundle(bundleRequest, {
+            dataDir: ctx.dataDir,
+            outDir: staging,
+            agentsDir,
+            templatesDir,
+            ...(body.agent_version !== undefined ? { agentVersion: body.agent_version } : {}),
+            tokens: { stores: ctx.stores, orgId: ctx.orgId },
+          });
           const finalDir = join(bundlesDir, result.bundleId);
           await rename(staging, finalDir);
           return { ...result, path: join(finalDir, result.file) };

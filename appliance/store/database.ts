@@ -35,7 +35,7 @@ export function openSqliteFile(path: string, options: Database.Options = {}): Db
  * agents re-send (heartbeats) or re-try (registration). Throws ERR_DATABASE when the SQLite addon
  * does not load on this host, ERR_DATA_DIR_UNUSABLE when the file cannot be opened, ERR_STORAGE_* when the storage refuses the set-up or a migration.
  */
-export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS): Db {
+export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS, options: { readonly migrate?: boolean } = {}): Db {
   let db: Db;
   const nativeBinding = imageAddon();
   try {
@@ -52,7 +52,8 @@ export function openDatabase(path: string, migrations: readonly Migration[] = MI
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
-    migrate(db, migrations);
+    if (options.migrate === false) requireCurrentSchema(db, migrations);
+    else migrate(db, migrations);
   } catch (error) {
     db.close();
     // A read-only or full volume fails here already (WAL files, a migration): say so by its code.
@@ -83,6 +84,20 @@ export function migrate(db: Db, migrations: readonly Migration[]): number {
   }
   if (pending.length > 0) db.pragma('wal_checkpoint(TRUNCATE)');
   return latest;
+}
+
+/**
+ * For a tool that opens the database of a stopped appliance and must never migrate it (ct-ops-bundle
+ * build): throws ERR_SCHEMA_OUTDATED when the schema is older than `migrations` know (the appliance
+ * migrates at its start, with its own checks and log), ERR_SCHEMA_TOO_NEW when newer.
+ */
+function requireCurrentSchema(db: Db, migrations: readonly Migration[]): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (current > latest) throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this build knows up to ${latest}`, { current, latest });
+  if (current < latest) {
+    throw new CtOpsError('ERR_SCHEMA_OUTDATED', `the database schema is version ${current}, this build needs ${latest}: start the appliance once (it upgrades the database), then run this again`, { current, latest });
+  }
 }
 
 /**

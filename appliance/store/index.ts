@@ -65,10 +65,11 @@ export interface Stores extends TableStores {
 /**
  * Opens the database and its stores. Every store method and transaction maps a failure of the
  * storage (SQLite FULL, IOERR, READONLY, CANTOPEN, BUSY, LOCKED, CORRUPT, NOTADB) to its catalogue
- * code and marks `health` degraded, so no caller sees a raw SqliteError for those.
+ * code and marks `health` degraded, so no caller sees a raw SqliteError for those. `migrate: false` (a
+ * tool on a stopped appliance's database) refuses a schema that is not the latest instead of upgrading it.
  */
-export function openStores(path: string, options: { log?: Logger } = {}): Stores {
-  const db = openDatabase(path);
+export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): Stores {
+  const db = openDatabase(path, undefined, { migrate: options.migrate ?? true });
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);

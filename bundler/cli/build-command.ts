@@ -1,21 +1,22 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { decodeConfigText } from '../../common/config-file.ts';
 import { parseDuration } from '../../common/config-values.ts';
 import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
-import { buildBundle, type BuiltBundle } from '../build/build.ts';
+import type { AdminClient } from '../../appliance/cli/admin-client.ts';
+import { buildBundle } from '../build/build.ts';
 import type { TokenAuthority } from '../build/token.ts';
-import { bundleView } from '../build/view.ts';
+import { bundleView, type BundleView } from '../build/view.ts';
+import { sha256Hex } from '../lib/sha256sums.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS } from '../lib/targets.ts';
-import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequestInput } from '../lib/validate.ts';
+import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequest, type BundleRequestInput } from '../lib/validate.ts';
+import { reachAppliance } from './appliance-access.ts';
 import { terminalProgress } from './progress.ts';
-
-/** The appliance database file under its data directory (appliance/serve.ts DATABASE_FILE). */
-const DATABASE_FILE = 'appliance.db';
 
 interface BuildOptions {
   dataDir: string;
@@ -43,6 +44,14 @@ Token modes:
              tokens are refused
   none       no org_token in agent.toml; set CT_OPS_ORG_TOKEN on the host instead
 
+How the appliance is reached (token modes new and existing; none needs no appliance):
+  running    through its admin API (the endpoint, CA and admin credential in --data-dir):
+             the appliance builds the bundle from its own release directory and this
+             command downloads it; --agents-dir, --templates-dir, --created-by and
+             SOURCE_DATE_EPOCH apply only while it is stopped
+  stopped    through the appliance's own stores, never migrating them: after an
+             upgrade, start the appliance once first
+
 Reproducible builds: with SOURCE_DATE_EPOCH set, created_at and the zip times come from it
 and (token none or an existing token) the bundle id is derived from the inputs, so the
 same inputs give a byte-identical zip (give --created-by too when the user name differs).
@@ -53,7 +62,9 @@ Prints the zip's path (--json: its metadata). Exit codes:
   65  a value is invalid (address, tag, label), the agent executable does not match the
       signed release checksums, or the existing token is unusable
   66  an input is missing (executable, checksums, keys, CA, install template) or no such token
+  69  the running appliance's admin API cannot be reached
   73  the bundle or output directory cannot be written
+  75  the stopped appliance's database is of an older version (start the appliance once)
   70  internal error
 `;
 
@@ -97,18 +108,70 @@ function tokenInput(options: BuildOptions): BundleRequestInput['token'] {
   return { mode: 'existing', id: mode, secret };
 }
 
-/** Opens the appliance database only when the token mode needs it (loaded lazily: verify never needs SQLite). */
-async function openTokenAuthority(dataDir: string): Promise<{ authority: TokenAuthority; close(): void }> {
-  const path = join(dataDir, DATABASE_FILE);
-  if (!existsSync(path)) throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no appliance database at ${path} (is --data-dir the appliance's data directory?)`, { path });
-  const { openStores } = await import('../../appliance/store/index.ts');
-  const stores = openStores(path);
-  const org = stores.organisations.ensureDefault(Date.now());
-  return { authority: { stores, orgId: org.id }, close: () => stores.close() };
+/** The zip's path on stdout (--json: with its metadata), and what it holds on the terminal. */
+function report(path: string, view: BundleView, json: boolean): void {
+  process.stdout.write(json ? terminalJson({ path, ...view }) : `${escapeForTerminal(path)}\n`);
+  const note = terminalProgress('ct-ops-bundle');
+  note(`bundle ${view.bundle_id} for ${view.ingest_address}: ${view.size} bytes, sha256 ${view.sha256}`);
+  if (view.token.mode !== 'none') note(`it holds the secret of enrolment token ${view.token.id} (expires ${view.token.expires_at}): treat the media as sensitive`);
 }
 
-function printBuilt(built: BuiltBundle, json: boolean): void {
-  process.stdout.write(json ? terminalJson({ path: built.path, ...bundleView(built) }) : `${escapeForTerminal(built.path)}\n`);
+/** The options and environment only a local build honours: a running appliance builds from its own. */
+function refuseLocalOnlyOptions(options: BuildOptions, epoch: number | undefined): void {
+  const given = [
+    options.agentsDir !== undefined ? '--agents-dir (CT_OPS_BUNDLE_AGENTS_DIR)' : undefined,
+    options.templatesDir !== undefined ? '--templates-dir (CT_OPS_BUNDLE_TEMPLATES_DIR)' : undefined,
+    options.createdBy !== undefined ? '--created-by' : undefined,
+    epoch !== undefined ? 'SOURCE_DATE_EPOCH' : undefined,
+  ].filter((name) => name !== undefined);
+  if (given.length > 0) {
+    throw new CtOpsError('ERR_USAGE', `the appliance is running, so it builds the bundle itself (from its own release directory, recording its admin as the creator): ${given.join(', ')} apply only while it is stopped, or with --token none`);
+  }
+}
+
+/**
+ * Asks the running appliance to build the bundle (POST /api/v1/bundles: the same build, its token
+ * made and recorded by the appliance) and downloads the zip into outDir, owner-only (it may hold a
+ * token secret), checked against the sha256 the appliance reported.
+ */
+async function buildThroughApi(client: AdminClient, options: BuildOptions, request: BundleRequest, outDir: string): Promise<{ path: string; view: BundleView }> {
+  const token = request.token;
+  const { download, ...view } = await client.call<BundleView & { download: string }>('POST', '/api/v1/bundles', {
+    os: request.target.os,
+    arch: request.target.arch,
+    address: options.address,
+    tags: request.tags,
+    label: request.label,
+    token: token.mode === 'existing' ? token.id : token.mode,
+    ...(token.mode === 'existing' ? { token_secret: token.secret } : {}),
+    ...(token.mode === 'new' && token.expiresInMs !== undefined ? { expires_in_secs: Math.round(token.expiresInMs / 1000) } : {}),
+    ...(options.agentVersion !== undefined ? { agent_version: options.agentVersion } : {}),
+  });
+  const zip = await client.download(download);
+  if (sha256Hex(zip) !== view.sha256) throw new CtOpsError('ERR_INTERNAL', `the downloaded bundle ${view.bundle_id} does not have the sha256 the appliance reported`, { bundle_id: view.bundle_id });
+  const path = join(outDir, view.file);
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create the output directory ${outDir}`, { path: outDir }, { cause });
+  }
+  writeFileAtomic(path, zip, 0o600);
+  return { path, view };
+}
+
+/** A build in this process (token none, or a stopped appliance's stores). */
+async function buildHere(options: BuildOptions, request: BundleRequest, dataDir: string, epoch: number | undefined, tokens: TokenAuthority | undefined): Promise<{ path: string; view: BundleView }> {
+  const built = await buildBundle(request, {
+    dataDir,
+    outDir: resolve(options.out),
+    ...(options.agentsDir !== undefined ? { agentsDir: resolve(options.agentsDir) } : {}),
+    ...(options.templatesDir !== undefined ? { templatesDir: resolve(options.templatesDir) } : {}),
+    ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
+    ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+    ...(tokens ? { tokens } : {}),
+    onProgress: terminalProgress('ct-ops-bundle'),
+  });
+  return { path: built.path, view: bundleView(built) };
 }
 
 export function buildCommand(): Command {
@@ -144,24 +207,19 @@ export function buildCommand(): Command {
       const readAs = hostNameWarning(request.ingestAddress.name, '--address');
       if (readAs !== undefined) process.stderr.write(`ct-ops-bundle: warning: ${escapeForTerminal(readAs)}\n`);
       const dataDir = resolve(options.dataDir);
-      const database = request.token.mode === 'none' ? undefined : await openTokenAuthority(dataDir);
+      const appliance = request.token.mode === 'none' ? undefined : await reachAppliance(dataDir);
       try {
-        const built = await buildBundle(request, {
-          dataDir,
-          outDir: resolve(options.out),
-          ...(options.agentsDir !== undefined ? { agentsDir: resolve(options.agentsDir) } : {}),
-          ...(options.templatesDir !== undefined ? { templatesDir: resolve(options.templatesDir) } : {}),
-          ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
-          ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
-          ...(database ? { tokens: database.authority } : {}),
-          onProgress: terminalProgress('ct-ops-bundle'),
-        });
-        printBuilt(built, options.json);
-        const note = terminalProgress('ct-ops-bundle');
-        note(`bundle ${built.bundleId} for ${request.ingestAddress.display}: ${built.size} bytes, sha256 ${built.sha256}`);
-        if (built.token.mode !== 'none') note(`it holds the secret of enrolment token ${built.token.id} (expires ${built.token.expiresAt}): treat the media as sensitive`);
+        let result: { path: string; view: BundleView };
+        if (appliance?.kind === 'api') {
+          refuseLocalOnlyOptions(options, epoch);
+          terminalProgress('ct-ops-bundle')('the appliance is running: it builds the bundle (admin API)');
+          result = await buildThroughApi(appliance.client, options, request, resolve(options.out));
+        } else {
+          result = await buildHere(options, request, dataDir, epoch, appliance?.tokens);
+        }
+        report(result.path, result.view, options.json);
       } finally {
-        database?.close();
+        if (appliance?.kind === 'stopped') appliance.close();
       }
     });
 }
