@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { IngestServiceClient } from '../common/proto.ts';
@@ -36,8 +37,7 @@ const BETA = [dpkg('openssl', '3.0.13-1'), dpkg('libc6', '2.36-9+deb12u10'), dpk
 describe('software inventory through the admin API and CLI of a real appliance', () => {
   let appliance: TestAppliance;
   let client: IngestServiceClient;
-  /** A second handle on the appliance's database (WAL) for what no API creates: another organisation. */
-  let stores: Stores;
+  let dataDir: string;
   let credential: string;
   let alpha: string;
   let beta: string;
@@ -52,11 +52,41 @@ describe('software inventory through the admin API and CLI of a real appliance',
     assert.ok(outcome.ok, JSON.stringify(outcome));
   };
 
-  before(async () => {
-    appliance = await TestAppliance.start();
+  /**
+   * Changes what no API changes (another organisation, a setting an older appliance could have
+   * stored, the batched name index now) in the appliance's database while no appliance serves it,
+   * then starts the appliance again on the same data directory and gRPC port.
+   */
+  const whileStopped = async (change: (stores: Stores) => void): Promise<void> => {
+    const grpcPort = appliance?.grpcPort;
+    await appliance?.stop();
+    const stores = openStores(join(dataDir, DATABASE_FILE));
+    try {
+      change(stores);
+    } finally {
+      stores.close();
+    }
+    appliance = await TestAppliance.start({ dataDir, ...(grpcPort !== undefined ? { grpcPort } : {}) });
+    client?.close();
     client = ingestClient(appliance.address, appliance.caCert);
+  };
+
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-inventory-api-'));
+    // A host of another organisation with openssl installed: invisible to this organisation's admin.
+    // No API makes organisations, so it is written before the appliance first starts.
+    await whileStopped((stores) => {
+      const orgId = newId('org');
+      stores.db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)').run(orgId, 'elsewhere', Date.now());
+      foreign = newId('hst');
+      stores.hosts.insert({
+        id: foreign, orgId, publicKey: randomBytes(32), hostname: 'foreign', machineFingerprint: 'foreign', os: 'linux', arch: 'x64', agentVersion: '0.1.0',
+        approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
+      });
+      const pkg = { name: 'openssl', version: '3.0.13-1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null };
+      stores.softwareInventory.addChunk({ scanId: randomUUID(), taskId: '', hostId: foreign, chunkIndex: 0, packages: [pkg], isLast: true, now: Date.now() });
+    });
     credential = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
-    stores = openStores(join(appliance.dataDir, DATABASE_FILE));
 
     const a = await activeAgent(appliance, client, 'alpha');
     const b = await activeAgent(appliance, client, 'beta');
@@ -66,22 +96,11 @@ describe('software inventory through the admin API and CLI of a real appliance',
     firstListing = await appliance.cliJson<PackageJson[]>('hosts', 'packages', alpha);
     await scan(a.jwt, alpha, ALPHA_SECOND);
     await scan(b.jwt, beta, BETA);
-
-    // A host of another organisation with openssl installed: invisible to this organisation's admin.
-    const orgId = newId('org');
-    stores.db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)').run(orgId, 'elsewhere', Date.now());
-    foreign = newId('hst');
-    stores.hosts.insert({
-      id: foreign, orgId, publicKey: randomBytes(32), hostname: 'foreign', machineFingerprint: 'foreign', os: 'linux', arch: 'x64', agentVersion: '0.1.0',
-      approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
-    });
-    const pkg = { name: 'openssl', version: '3.0.13-1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null };
-    stores.softwareInventory.addChunk({ scanId: randomUUID(), taskId: '', hostId: foreign, chunkIndex: 0, packages: [pkg], isLast: true, now: Date.now() });
   });
   after(async () => {
-    stores?.close();
     client?.close();
     await appliance?.dispose();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   test('hosts packages lists the live packages by name; a first scan shows every field', () => {
@@ -175,7 +194,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
 
   test('search answers the same once the names are in the batched name index', async () => {
     const before = await search('openssl', '--removed');
-    assert.ok(stores.softwareInventory.indexNames() > 0);
+    await whileStopped((stores) => assert.ok(stores.softwareInventory.indexNames() > 0));
     assert.deepEqual(await search('openssl', '--removed'), before);
     assert.deepEqual(hits(await search('libc6', '--min-version', '2.36-9+deb12u5')), ['beta:2.36-9+deb12u10']);
   });
@@ -197,7 +216,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
     const { agentId, jwt } = await activeAgent(appliance, client, 'retired');
     await scan(jwt, agentId, [dpkg('tool', '0.9')]);
     assert.deepEqual(hits(await search('tool', '--max-version', '0.9')), ['retired:0.9']);
-    stores.hosts.markDeleted(agentId, Date.now(), 'admin');
+    assert.equal((await appliance.cli('hosts', 'delete', agentId)).code, 0, 'deleted through the admin API');
     assert.deepEqual(await search('tool', '--max-version', '0.9'), []);
     assert.deepEqual((await appliance.cliJson<PackageJson[]>('hosts', 'packages', agentId)).map((pkg) => pkg.version), ['0.9']);
   });
@@ -261,12 +280,14 @@ describe('software inventory through the admin API and CLI of a real appliance',
   });
 
   test('a stored setting that does not parse reads as its default instead of failing', async () => {
-    const orgId = (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
-    stores.organisations.putSetting(orgId, 'inventory.interval_hours', 'weekly');
-    stores.organisations.putSetting(orgId, 'inventory.source.snap', 'yes please');
-    stores.organisations.putSetting(orgId, 'inventory.source.flatpak', 'true');
+    const defaultOrg = (stores: Stores) => (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
+    await whileStopped((stores) => {
+      stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', 'weekly');
+      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.snap', 'yes please');
+      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.flatpak', 'true');
+    });
     assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
-    stores.organisations.putSetting(orgId, 'inventory.interval_hours', '0');
+    await whileStopped((stores) => stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', '0'));
     assert.equal((await appliance.cliJson<SettingsJson>('settings', 'inventory')).interval_hours, 24);
   });
 });
