@@ -1,8 +1,9 @@
 /**
  * ct-ops-bundle: builds signed offline install bundles on the appliance and verifies
- * them on a transfer station. The appliance database (native SQLite) is opened only
- * by a build whose token mode needs it, so verify runs where only the zip and the
- * public key are.
+ * them on a transfer station. A build whose token mode needs the appliance reaches it
+ * through its admin API while it runs, through its stores while it is stopped
+ * (cli/appliance-access.ts); the native SQLite addon is loaded only then, so verify
+ * runs where only the zip and the public key are.
  */
 import { Command } from 'commander';
 import { runCli } from '../common/cli.ts';
