@@ -11,6 +11,7 @@ import type { ApplianceConfig } from './config/load.ts';
 import { startGrpcServer } from './grpc/server.ts';
 import { stoppingError } from './heartbeat/stopping.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
+import { BundleService } from './bundles/service.ts';
 import { startHttpServer } from './http/server.ts';
 import { settleInterruptedRotation } from './pki/ca-rotation.ts';
 import { CertificateService } from './pki/certificate-service.ts';
@@ -111,7 +112,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
-    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
+    const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
+    const services = { bundles };
+    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs, services };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));

@@ -1,30 +1,15 @@
 /**
- * Admin API for offline install bundles: POST /api/v1/bundles builds one (the same
- * build as `ct-ops-bundle build`) into DATA_DIR/bundles/<bundle_id>/, and
- * GET /api/v1/bundles/:id downloads it. Builds run one at a time: each holds an
- * agent executable in memory and compresses it.
+ * Admin API for offline install bundles: POST /api/v1/bundles builds one (the same build as
+ * `ct-ops-bundle build`, which calls this route while the appliance runs), GET /api/v1/bundles/:id
+ * downloads it. The workflow is BundleService's (appliance/bundles/service.ts); these routes translate.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPatternSource } from '../../common/ids.ts';
-import { ARCHITECTURES, OPERATING_SYSTEMS, buildBundle, bundleView, parseBundleRequest, type BundleRequestInput } from '../../bundler/index.ts';
-import { defaultAgentsDir, defaultTemplatesDir } from '../../bundler/lib/paths.ts';
+import { ARCHITECTURES, OPERATING_SYSTEMS, bundleView, parseBundleRequest, type BundleRequestInput } from '../../bundler/index.ts';
 import { MAX_LABEL_CHARS, MAX_TAGS, MAX_TAG_VALUE_CHARS, MAX_TOKEN_LIFETIME_MS, MIN_TOKEN_LIFETIME_MS } from '../../bundler/lib/validate.ts';
 import type { HttpContext } from './context.ts';
-
-export const BUNDLES_DIR = 'bundles';
-
-/** What the bundle routes need; HttpContext plus the data directory. */
-export type BundleRouteContext = Pick<HttpContext, 'stores' | 'orgId' | 'log'> & {
-  readonly dataDir: string;
-  /** Release executables (default: CT_OPS_BUNDLE_AGENTS_DIR, else dist/agents). */
-  readonly agentsDir?: string;
-  /** installers/, systemd/, launchd/, windows/ (default: CT_OPS_BUNDLE_TEMPLATES_DIR, else the package root). */
-  readonly templatesDir?: string;
-};
 
 interface CreateBundleBody {
   os: string;
@@ -79,17 +64,7 @@ function tokenInput(body: CreateBundleBody): BundleRequestInput['token'] {
   return { mode: 'existing', id: mode, secret: body.token_secret };
 }
 
-export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteContext): Promise<void> {
-  const bundlesDir = join(ctx.dataDir, BUNDLES_DIR);
-  const agentsDir = ctx.agentsDir ?? (process.env.CT_OPS_BUNDLE_AGENTS_DIR || defaultAgentsDir());
-  const templatesDir = ctx.templatesDir ?? (process.env.CT_OPS_BUNDLE_TEMPLATES_DIR || defaultTemplatesDir());
-  let queue: Promise<unknown> = Promise.resolve();
-  const oneAtATime = <T>(work: () => Promise<T>): Promise<T> => {
-    const run = queue.then(work, work);
-    queue = run.catch(() => undefined);
-    return run;
-  };
-
+export async function adminBundleRoutes(app: FastifyInstance, ctx: Pick<HttpContext, 'services'>): Promise<void> {
   app.post<{ Body: CreateBundleBody }>('/api/v1/bundles', {
     schema: {
       body: {
@@ -126,30 +101,7 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteCo
         token: tokenInput(body),
         createdBy: request.adminName,
       });
-      const built = await oneAtATime(async () => {
-        // Each bundle gets its own directory: bundles for one target share a file name.
-        const staging = join(bundlesDir, `.staging-${process.pid}-${Date.now()}`);
-        await mkdir(staging, { recursive: true, mode: 0o700 });
-        try {
-          const result = await buildBundle(bundleRequest, {
-            dataDir: ctx.dataDir,
-            outDir: staging,
-            agentsDir,
-            templatesDir,
-            ...(body.agent_version !== undefined ? { agentVersion: body.agent_version } : {}),
-            tokens: { stores: ctx.stores, orgId: ctx.orgId },
-          });
-          const finalDir = join(bundlesDir, result.bundleId);
-          await rename(staging, finalDir);
-          return { ...result, path: join(finalDir, result.file) };
-        } finally {
-          await rm(staging, { recursive: true, force: true });
-        }
-      });
-      ctx.log.info(
-        { bundle_id: built.bundleId, os: built.target.os, arch: built.target.arch, token_mode: built.token.mode, token_id: built.token.id, by: request.adminName, size: built.size },
-        'install bundle built',
-      );
+      const built = await ctx.services.bundles.build(bundleRequest, { by: request.adminName, ...(body.agent_version !== undefined ? { agentVersion: body.agent_version } : {}) });
       reply.code(201);
       return { ...bundleView(built), download: `/api/v1/bundles/${built.bundleId}` };
     },
@@ -158,14 +110,11 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: BundleRouteCo
   app.get<{ Params: { id: string } }>('/api/v1/bundles/:id', {
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: BUNDLE_ID } } } },
     handler: async (request, reply) => {
-      const dir = join(bundlesDir, request.params.id);
-      const file = (await readdir(dir).catch(() => [] as string[])).find((name) => /^ct-ops-agent-[0-9A-Za-z.+-]+-(?:linux|darwin|windows)-(?:x64|arm64)\.zip$/.test(name));
-      if (file === undefined) throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${request.params.id}`, { bundle_id: request.params.id });
-      ctx.log.info({ bundle_id: request.params.id, by: request.adminName }, 'install bundle downloaded');
+      const { file, path } = await ctx.services.bundles.zip(request.params.id, request.adminName);
       return reply
         .header('content-type', 'application/zip')
         .header('content-disposition', `attachment; filename="${file}"`)
-        .send(createReadStream(join(dir, file)));
+        .send(createReadStream(path));
     },
   });
 }

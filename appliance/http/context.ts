@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import type { BundleService } from '../bundles/service.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
@@ -18,4 +19,6 @@ export interface HttpContext {
   jwtKey: JwtSigningKey;
   certs: CertificateService;
   log: Logger;
+  /** The services owning each area's workflows (constructed once in serve.ts). */
+  services: { readonly bundles: BundleService };
 }
