@@ -109,10 +109,10 @@ function tokenInput(options: BuildOptions): BundleRequestInput['token'] {
 }
 
 /** The zip's path on stdout (--json: with its metadata), and what it holds on the terminal. */
-function report(path: string, view: BundleView, json: boolean): void {
+function report(path: string, view: BundleView, addressForPeople: string, json: boolean): void {
   process.stdout.write(json ? terminalJson({ path, ...view }) : `${escapeForTerminal(path)}\n`);
   const note = terminalProgress('ct-ops-bundle');
-  note(`bundle ${view.bundle_id} for ${view.ingest_address}: ${view.size} bytes, sha256 ${view.sha256}`);
+  note(`bundle ${view.bundle_id} for ${addressForPeople}: ${view.size} bytes, sha256 ${view.sha256}`);
   if (view.token.mode !== 'none') note(`it holds the secret of enrolment token ${view.token.id} (expires ${view.token.expires_at}): treat the media as sensitive`);
 }
 
@@ -217,7 +217,7 @@ export function buildCommand(): Command {
         } else {
           result = await buildHere(options, request, dataDir, epoch, appliance?.tokens);
         }
-        report(result.path, result.view, options.json);
+        report(result.path, result.view, request.ingestAddress.display, options.json);
       } finally {
         if (appliance?.kind === 'stopped') appliance.close();
       }
