@@ -4,7 +4,7 @@ import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
-import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import type { TaskService } from '../tasks/service.ts';
 
 /** What the HTTP plugins need from the running appliance. */
 export interface HttpContext {
@@ -13,7 +13,7 @@ export interface HttpContext {
   stores: Stores;
   orgId: string;
   presence: PresenceRegistry;
-  tasks: TaskDispatcher;
+  services: { readonly tasks: TaskService };
   jwt: AgentJwtAuthority;
   jwtKey: JwtSigningKey;
   certs: CertificateService;
