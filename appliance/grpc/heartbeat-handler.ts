@@ -302,7 +302,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
-    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
+    if (!reportOnly && !(await claimIdentityOnce(heartbeat, receivedAt))) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -357,7 +357,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    * Once accepted the stream becomes the host's current one if it is not yet and its queued tasks
    * go out. Stores the facts when they changed. False when the stream was ended.
    */
-  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
+  const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
     const facts = heartbeat.facts;
     if (!judged || (facts !== undefined && session.claimant === undefined)) {
       const current = stores.hosts.get(agentId);
@@ -378,8 +378,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         judged = true;
         if (!attached) attach(heartbeat.intervalSecs);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-        // Never rejects: a failure is logged and the tasks go out on a later stream.
-        void tasks.connected(agentId);
+        // Awaited, so an unacknowledged task is sent again (queued, then sent) before this heartbeat's
+        // reports about it are applied. Never rejects: a failure is logged, the tasks go out later.
+        await tasks.connected(agentId);
+        if (ended) return false;
         offerKeyRotation(deps, knownHost, (rotation) => {
           writeToPeer(rotation);
           return true;
