@@ -93,8 +93,8 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
 }
 
 /**
- * The table stores over `executor`. `_executor` is unused until the first store moves to Kysely; the
- * better-sqlite3 stores share `db`, the connection every SQLite transaction runs on.
+ * The table stores over `executor` (the Kysely stores: tasks); the better-sqlite3 stores share `db`,
+ * the connection every SQLite transaction runs on.
  */
 function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
