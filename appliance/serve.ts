@@ -24,8 +24,7 @@ import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openStores } from './store/index.ts';
-import { expireDue } from './tasks/index.ts';
-import { TaskDispatcher } from './tasks/dispatcher.ts';
+import { TaskService } from './tasks/service.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
 import { sweepInventory } from './inventory/sweeper.ts';
 
@@ -92,29 +91,27 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
       log.info({ host_id: agentId, reason }, 'host offline');
       guarded(log, 'host offline not recorded', () => stores.hosts.recordDisconnect(agentId, Date.now()))();
-      tasks.disconnected(agentId);
+      // Never rejects: a failure is logged and the next stream's connected() requeues them.
+      void tasks.disconnected(agentId);
     });
-    const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
+    const tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => onTaskFinished({ presence, log }, tx, task) });
+    const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
+    const services = { tasks, bundles };
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
     const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
     if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
-    const sweepTasks = guarded(log, 'task sweep failed', () => {
-      const swept = expireDue(stores, Date.now());
-      if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
-    });
+    const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
     sweepTasks();
     const timers = [
       setInterval(guarded(log, 'register nonce prune failed', () => stores.registerNonces.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
-      setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, tasks, log }, Date.now())), config.inventorySweepSecs * 1000),
+      setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, services, log }, Date.now())), config.inventorySweepSecs * 1000),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
-    const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
-    const services = { bundles };
-    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs, services };
+    const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));
@@ -165,14 +162,17 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
 
 /**
  * Runs `work` from a timer or callback where nothing can answer a failure: it is logged (the
- * storage refusing writes is the expected case), never thrown into the event loop.
+ * storage refusing writes is the expected case), thrown or as the rejection of the promise work
+ * returns, never thrown into the event loop.
  */
-function guarded(log: Logger, msg: string, work: () => void): () => void {
+function guarded(log: Logger, msg: string, work: () => unknown): () => void {
+  const report = (error: unknown): void => log.error(failureFields(error), msg);
   return () => {
     try {
-      work();
+      const result = work();
+      if (result instanceof Promise) result.catch(report);
     } catch (error) {
-      log.error(failureFields(error), msg);
+      report(error);
     }
   };
 }

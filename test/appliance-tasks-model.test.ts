@@ -6,10 +6,13 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import { CtOpsError } from '../common/errors.ts';
 import { newId } from '../appliance/lib/ids.ts';
+import { constraintViolation } from '../appliance/store/constraint-violation.ts';
 import { openStores, type Approval, type Stores } from '../appliance/store/index.ts';
+import pino from 'pino';
+import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import {
-  applyTaskEvent, cancelTask, createTask, expireDue, nextTaskState, pendingForHost, streamLost,
-  TASK_EVENTS, TASK_OUTPUT_LIMIT_BYTES, TASK_STATES, TASK_TYPE_LIMITS, type TaskEvent, type TaskState,
+  applyTaskEvent, expireDue, nextTaskState, TaskService,
+  TASK_EVENTS, TASK_OUTPUT_LIMIT_BYTES, TASK_STATES, TASK_TYPE_LIMITS, type NewTaskRequest, type TaskEvent, type TaskState,
 } from '../appliance/tasks/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-tasks-'));
@@ -51,6 +54,7 @@ describe('the task transition table', () => {
 
 describe('the task store and lifecycle', () => {
   let stores: Stores;
+  let tasks: TaskService;
   let orgId: string;
   let hostId: string;
   let counter = 0;
@@ -63,119 +67,141 @@ describe('the task store and lifecycle', () => {
     });
     return id;
   };
+  const createTask = (org: string, request: NewTaskRequest, now: number) => tasks.create(org, request, now);
+  /** The task's row now. */
+  const stored = async (id: string) => (await stores.tasks.get(id))!;
+  const moved = async (id: string, event: TaskEvent, now: number, outcome = {}) => (await applyTaskEvent(stores, id, event, now, outcome)) !== undefined;
 
   beforeEach(() => {
     stores?.close();
     stores = openStores(join(dir, `tasks-${counter++}.db`));
+    // No agent streams here: created tasks stay queued.
+    tasks = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log: pino({ level: 'silent' }) });
     orgId = stores.organisations.ensureDefault(Date.now()).id;
     hostId = addHost('active');
   });
   after(() => stores.close());
 
-  test('a rescan queues one task with its type limits; asking again returns the same task', () => {
+  test('a rescan queues one task with its type limits; asking again returns the same task', async () => {
     const now = 1_000_000;
-    const first = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now);
+    const first = await createTask(orgId, { type: 'software_inventory', hostId, by: 'admin' }, now);
     assert.equal(first.created, true);
     assert.match(first.task.id, /^tsk_[0-9a-f]{20}$/);
     assert.equal(first.task.state, 'queued');
     assert.equal(first.task.expiresAt, now + TASK_TYPE_LIMITS.software_inventory.queuedExpiryMs);
     assert.equal(first.task.timeoutMs, 10 * 60_000);
-    const again = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'other-admin' }, now + 1);
+    const again = await createTask(orgId, { type: 'software_inventory', hostId, by: 'other-admin' }, now + 1);
     assert.deepEqual(again, { task: first.task, created: false });
-    const uninstall = createTask(stores, orgId, { type: 'agent_uninstall', hostId, by: 'admin' }, now);
+    const uninstall = await createTask(orgId, { type: 'agent_uninstall', hostId, by: 'admin' }, now);
     assert.equal(uninstall.created, true, 'another type is another task');
     assert.equal(uninstall.task.expiresAt, now + 7 * 24 * 3600_000);
-    cancelTask(stores, orgId, first.task.id, now + 2);
-    const afterCancel = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now + 3);
+    await tasks.cancel(orgId, first.task.id, 'admin');
+    const afterCancel = await createTask(orgId, { type: 'software_inventory', hostId, by: 'admin' }, now + 3);
     assert.equal(afterCancel.created, true, 'a finished task does not block a new one');
     assert.notEqual(afterCancel.task.id, first.task.id);
   });
 
-  test('a task is refused for an unknown host or one that is not active', () => {
-    assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
+  test('a task is refused for an unknown host or one that is not active', async () => {
+    await assert.rejects(createTask(orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
     for (const approval of ['pending', 'rejected', 'revoked'] as const) {
-      assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
+      await assert.rejects(createTask(orgId, { type: 'config_reload', hostId: addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
     }
-    assert.throws(() => createTask(stores, 'org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
+    await assert.rejects(createTask('org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
   });
 
-  test('of two racing cancels exactly one applies, and the second is told the task already finished', () => {
-    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
-    assert.equal(applyTaskEvent(stores, task.id, 'sent', 2), true);
-    assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 3), true);
-    assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 4), false);
-    assert.equal(stores.tasks.get(task.id)?.finishedAt, 3, 'the losing cancel wrote nothing');
-    assert.throws(() => cancelTask(stores, orgId, task.id, 5), isCode('ERR_TASK_STATE_CONFLICT'));
-    assert.throws(() => cancelTask(stores, orgId, newId('tsk'), 5), isCode('ERR_TASK_NOT_FOUND'));
+  test('of two racing cancels exactly one applies, and the second is told the task already finished', async () => {
+    const { task } = await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+    assert.equal(await moved(task.id, 'sent', 2), true);
+    assert.notEqual(await stores.tasks.applyEvent(task.id, 'cancel', 3), undefined);
+    assert.equal(await stores.tasks.applyEvent(task.id, 'cancel', 4), undefined);
+    assert.equal((await stored(task.id)).finishedAt, 3, 'the losing cancel wrote nothing');
+    await assert.rejects(tasks.cancel(orgId, task.id, 'a'), isCode('ERR_TASK_STATE_CONFLICT'));
+    await assert.rejects(tasks.cancel(orgId, newId('tsk'), 'a'), isCode('ERR_TASK_NOT_FOUND'));
   });
 
-  test('a sent task whose stream is lost is queued again and listed by pendingForHost; an acknowledged one is not', () => {
-    const scan = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1).task;
-    const reload = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 2).task;
-    assert.deepEqual(pendingForHost(stores, hostId).map((task) => task.id), [scan.id, reload.id], 'oldest first');
-    assert.equal(applyTaskEvent(stores, scan.id, 'sent', 10), true);
-    assert.equal(applyTaskEvent(stores, reload.id, 'sent', 10), true);
-    assert.equal(applyTaskEvent(stores, reload.id, 'acknowledged', 11), true);
-    assert.deepEqual(pendingForHost(stores, hostId), []);
-    const sent = stores.tasks.get(scan.id)!;
+  test('an uninstall can be cancelled while queued, not once sent to its agent', async () => {
+    const queued = (await createTask(orgId, { type: 'agent_uninstall', hostId, by: 'a' }, 1)).task;
+    assert.equal((await tasks.cancel(orgId, queued.id, 'a')).state, 'cancelled');
+    const sent = (await createTask(orgId, { type: 'agent_uninstall', hostId, by: 'a' }, 2)).task;
+    assert.equal(await moved(sent.id, 'sent', 3), true);
+    await assert.rejects(tasks.cancel(orgId, sent.id, 'a'), (error: unknown) => isCode('ERR_TASK_STATE_CONFLICT')(error) && /cannot be cancelled \(it is sent\)/.test((error as Error).message));
+    assert.equal((await stored(sent.id)).state, 'sent');
+  });
+
+  test('a sent task whose stream is lost is queued again and listed as queued; an acknowledged one is not', async () => {
+    const scan = (await createTask(orgId, { type: 'software_inventory', hostId, by: 'a' }, 1)).task;
+    const reload = (await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 2)).task;
+    const queuedIds = async () => (await stores.tasks.queuedForHost(hostId)).map((task) => task.id);
+    assert.deepEqual(await queuedIds(), [scan.id, reload.id], 'oldest first');
+    assert.equal(await moved(scan.id, 'sent', 10), true);
+    assert.equal(await moved(reload.id, 'sent', 10), true);
+    assert.equal(await moved(reload.id, 'acknowledged', 11), true);
+    assert.deepEqual(await queuedIds(), []);
+    const sent = await stored(scan.id);
     assert.equal(sent.deadlineAt, 10 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
     assert.equal(sent.attempts, 1);
 
-    assert.deepEqual(streamLost(stores, hostId), [scan.id]);
-    const requeued = stores.tasks.get(scan.id)!;
+    assert.deepEqual(await stores.tasks.requeueSent(hostId), [scan.id]);
+    const requeued = await stored(scan.id);
     assert.equal(requeued.state, 'queued');
     assert.equal(requeued.deadlineAt, null, 'a queued task has no deadline, only its expiry');
-    assert.equal(stores.tasks.get(reload.id)!.state, 'acknowledged');
-    assert.deepEqual(pendingForHost(stores, hostId).map((task) => task.id), [scan.id]);
+    assert.equal((await stored(reload.id)).state, 'acknowledged');
+    assert.deepEqual(await queuedIds(), [scan.id]);
 
-    assert.equal(applyTaskEvent(stores, scan.id, 'sent', 20), true, 'sent again on reconnect');
-    assert.equal(stores.tasks.get(scan.id)!.attempts, 2);
-    assert.equal(stores.tasks.get(scan.id)!.deadlineAt, 20 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
+    assert.equal(await moved(scan.id, 'sent', 20), true, 'sent again on reconnect');
+    assert.equal((await stored(scan.id)).attempts, 2);
+    assert.equal((await stored(scan.id)).deadlineAt, 20 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
   });
 
-  test('a finished task never returns: no event, lost stream or sweep moves it again', () => {
-    const { task } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1);
-    for (const event of ['sent', 'started'] as const) assert.equal(applyTaskEvent(stores, task.id, event, 2), true, event);
-    assert.equal(applyTaskEvent(stores, task.id, 'succeeded', 3, { result: { packages: 12 }, output: 'done' }), true);
-    const finished = stores.tasks.get(task.id)!;
+  test('a finished task never returns: no event, lost stream or sweep moves it again', async () => {
+    const { task } = await createTask(orgId, { type: 'software_inventory', hostId, by: 'a' }, 1);
+    for (const event of ['sent', 'started'] as const) assert.equal(await moved(task.id, event, 2), true, event);
+    assert.equal(await moved(task.id, 'succeeded', 3, { result: { packages: 12 }, output: 'done' }), true);
+    const finished = await stored(task.id);
     assert.deepEqual([finished.state, finished.result, finished.output, finished.finishedAt, finished.deadlineAt], ['succeeded', { packages: 12 }, 'done', 3, null]);
-    for (const event of TASK_EVENTS) assert.equal(applyTaskEvent(stores, task.id, event, 4), false, event);
-    assert.deepEqual(streamLost(stores, hostId), []);
-    assert.deepEqual(expireDue(stores, Number.MAX_SAFE_INTEGER), { timedOut: [], expired: [] });
-    assert.deepEqual(stores.tasks.get(task.id), finished);
+    for (const event of TASK_EVENTS) assert.equal(await moved(task.id, event, 4), false, event);
+    assert.deepEqual(await stores.tasks.requeueSent(hostId), []);
+    assert.deepEqual(await expireDue(stores, Number.MAX_SAFE_INTEGER), { timedOut: [], expired: [] });
+    assert.deepEqual(await stored(task.id), finished);
   });
 
-  test('the sweeper times out overdue sent tasks and expires overdue queued ones, each with its code, and nothing early', () => {
+  test('the sweeper times out overdue sent tasks and expires overdue queued ones, each with its code, and nothing early', async () => {
     const sentAt = 100;
-    const running = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 0).task;
-    applyTaskEvent(stores, running.id, 'sent', sentAt);
-    applyTaskEvent(stores, running.id, 'started', sentAt + 1);
+    const running = (await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 0)).task;
+    await moved(running.id, 'sent', sentAt);
+    await moved(running.id, 'started', sentAt + 1);
     const offlineHost = addHost('active');
-    const waiting = createTask(stores, orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0).task;
+    const waiting = (await createTask(orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0)).task;
     const deadline = sentAt + TASK_TYPE_LIMITS.config_reload.timeoutMs;
 
-    assert.deepEqual(expireDue(stores, deadline - 1), { timedOut: [], expired: [] });
-    assert.deepEqual(expireDue(stores, deadline), { timedOut: [running.id], expired: [] });
-    const timedOut = stores.tasks.get(running.id)!;
+    assert.deepEqual(await expireDue(stores, deadline - 1), { timedOut: [], expired: [] });
+    assert.deepEqual(await expireDue(stores, deadline), { timedOut: [running.id], expired: [] });
+    const timedOut = await stored(running.id);
     assert.deepEqual([timedOut.state, timedOut.errorCode, timedOut.finishedAt], ['timed_out', 'ERR_TASK_TIMEOUT', deadline]);
 
-    assert.deepEqual(expireDue(stores, waiting.expiresAt - 1), { timedOut: [], expired: [] });
-    assert.deepEqual(expireDue(stores, waiting.expiresAt), { timedOut: [], expired: [waiting.id] });
-    const expired = stores.tasks.get(waiting.id)!;
+    assert.deepEqual(await expireDue(stores, waiting.expiresAt - 1), { timedOut: [], expired: [] });
+    assert.deepEqual(await expireDue(stores, waiting.expiresAt), { timedOut: [], expired: [waiting.id] });
+    const expired = await stored(waiting.id);
     assert.deepEqual([expired.state, expired.errorCode], ['timed_out', 'ERR_TASK_EXPIRED']);
-    assert.equal(applyTaskEvent(stores, running.id, 'succeeded', deadline + 1), false, 'a late result does not revive a timed-out task');
+    assert.equal(await moved(running.id, 'succeeded', deadline + 1), false, 'a late result does not revive a timed-out task');
   });
 
-  test('task output is bounded without splitting a character', () => {
-    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
-    applyTaskEvent(stores, task.id, 'sent', 2);
-    applyTaskEvent(stores, task.id, 'acknowledged', 3);
-    applyTaskEvent(stores, task.id, 'failed', 4, { output: `x${'é'.repeat(TASK_OUTPUT_LIMIT_BYTES)}`, errorCode: 'ERR_CONFIG_INVALID' });
-    const output = stores.tasks.get(task.id)!.output!;
+  test('task output is bounded without splitting a character', async () => {
+    const { task } = await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+    await moved(task.id, 'sent', 2);
+    await moved(task.id, 'acknowledged', 3);
+    await moved(task.id, 'failed', 4, { output: `x${'é'.repeat(TASK_OUTPUT_LIMIT_BYTES)}`, errorCode: 'ERR_CONFIG_INVALID' });
+    const output = (await stored(task.id)).output!;
     assert.ok(Buffer.byteLength(output) <= TASK_OUTPUT_LIMIT_BYTES);
     assert.ok(Buffer.byteLength(output) >= TASK_OUTPUT_LIMIT_BYTES - 1);
     assert.ok(!output.includes('\uFFFD'));
-    assert.equal(stores.tasks.get(task.id)!.errorCode, 'ERR_CONFIG_INVALID');
+    assert.equal((await stored(task.id)).errorCode, 'ERR_CONFIG_INVALID');
+  });
+
+  test('a second unfinished task of a type is refused by the database itself, as a unique violation', async () => {
+    const { task } = await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+    const duplicate = { ...task, id: newId('tsk') };
+    await assert.rejects(stores.tasks.insert(duplicate), (error: unknown) => constraintViolation(error) === 'unique');
   });
 
   test('the dispatcher and sweeper queries read the partial indexes, not the whole table', () => {

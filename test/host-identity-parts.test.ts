@@ -26,8 +26,7 @@ import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { CLAIM_HISTORY_MS, PresenceRegistry, type Claimant, type LiveSession } from '../appliance/presence/registry.ts';
 import { HOST_EVENTS_KEPT } from '../appliance/store/host-events.ts';
 import { openStores } from '../appliance/store/index.ts';
-import { createTask } from '../appliance/tasks/create.ts';
-import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
+import { TaskService } from '../appliance/tasks/service.ts';
 import { decodedRegister, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-identity-'));
@@ -99,8 +98,8 @@ async function world(name: string) {
   const jwtKey = await ensureJwtSigningKey(dir);
   const jwt = new AgentJwtAuthority(jwtKey, 3600);
   const presence = new PresenceRegistry(() => undefined);
-  const tasks = new TaskDispatcher({ stores, presence, log });
-  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, tasks };
+  const services = { tasks: new TaskService({ stores, presence, log }) };
+  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, services };
   const now = Date.now();
   const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
   const original = newIdentity('web-1');
@@ -113,7 +112,13 @@ function claimant(instanceId: string, machineFingerprint: string): Claimant {
 }
 
 function streamOf(agentId: string, who: Claimant): LiveSession {
-  return { agentId, claimant: who, send: () => true, close: () => undefined };
+  return {
+    agentId, claimant: who, send: () => true, close: () => undefined,
+    // Accepted as soon as written, through whichever send the test gave the stream.
+    deliver(message) {
+      return Promise.resolve(this.send(message));
+    },
+  };
 }
 
 test('a second machine claiming a live identity is refused with a retry hint and flags the host once; the holder keeps it, tasks are held', async () => {
@@ -131,8 +136,9 @@ test('a second machine claiming a live identity is refused with a retry hint and
   assert.equal(claimIdentity(deps, flagged, claimant('bbbbbbbbbbbbbbbb', '2'.repeat(64)), now + 2)?.code, 'ERR_HOST_IDENTITY_CONFLICT', 'still refused');
   assert.equal(claimIdentity(deps, flagged, first, now + 3), undefined, 'the holder reconnecting is not');
   assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 10).length, 1, 'one audit event, not one per attempt');
-  createTask(stores, flagged.orgId, { type: 'config_reload', hostId, by: 'test' }, now);
-  assert.equal(deps.tasks.dispatch(hostId), 0, 'no task goes to a flagged host');
+  const { task } = await deps.services.tasks.create(flagged.orgId, { type: 'config_reload', hostId, by: 'test' }, now);
+  assert.equal(await deps.services.tasks.dispatch(hostId), 0, 'no task goes to a flagged host');
+  assert.equal((await stores.tasks.get(task.id))?.state, 'queued');
   close();
 });
 
@@ -269,7 +275,7 @@ test('a resolution keeps detecting: a third machine beside the kept one is flagg
   assert.equal(claimIdentity(deps, stores.hosts.get(hostId)!, kept, now + 4)?.code, 'ERR_HOST_IDENTITY_CONFLICT', 'detection runs while resolved');
   assert.equal(stores.hosts.get(hostId)!.identityState, 'conflict');
 
-  createTask(stores, orgId, { type: 'config_reload', hostId, by: 'test' }, now);
+  await deps.services.tasks.create(orgId, { type: 'config_reload', hostId, by: 'test' }, now);
   const dismissed = dismissIdentityConflict(deps, orgId, hostId, 'admin', now + 5);
   assert.equal(dismissed.identityState, null);
   assert.equal(stores.hostClaimants.list(hostId).length, 0);
@@ -308,10 +314,10 @@ test('approving a host as the replacement of one that is still online is refused
   const newId = incoming.agent_id as string;
   const oldStream = streamOf(hostId, claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64)));
   presence.attach(oldStream, 30);
-  assert.throws(() => approveAsReplacement(deps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
+  await assert.rejects(approveAsReplacement(deps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
   assert.equal(stores.hosts.get(hostId)!.deletedAt, null, 'nothing changed');
   assert.equal(stores.hosts.get(newId)!.approval, 'pending');
-  const replaced = approveAsReplacement(deps, orgId, newId, hostId, 'admin', now, true);
+  const replaced = await approveAsReplacement(deps, orgId, newId, hostId, 'admin', now, true);
   assert.equal(replaced.replaces, hostId);
   assert.equal(presence.isStreaming(hostId), false, 'the old stream is closed');
   close();

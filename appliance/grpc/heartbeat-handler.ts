@@ -5,13 +5,13 @@ import { checkAgentText } from '../../common/agent-text.ts';
 import { plausibleClockOffsetMs } from '../../common/clock-offset.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts';
-import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
+import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse, type TaskUpdate__Output } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
-import type { Stores } from '../store/index.ts';
-import type { TaskDispatcher } from '../tasks/dispatcher.ts';
-import { checkTaskUpdate } from '../tasks/updates.ts';
+import type { Effect, Stores } from '../store/index.ts';
+import { runEffects as runEffectsOf } from '../store/unit-of-work.ts';
+import type { TaskService } from '../tasks/service.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { HostClockWatch } from '../hosts/clock-offset.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
@@ -31,7 +31,7 @@ export interface HeartbeatDeps {
   jwt: AgentJwtAuthority;
   presence: PresenceRegistry;
   vitals: VitalsWriter;
-  tasks: TaskDispatcher;
+  services: { readonly tasks: TaskService };
   certs: CertificateService;
   log: Logger;
 }
@@ -143,7 +143,8 @@ async function admitOpen(call: HeartbeatCall, agentId: string, { heartbeatRate, 
 }
 
 async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
-  const { stores, jwt, presence, vitals, tasks, log, refusals, heartbeatRate } = deps;
+  const { stores, jwt, presence, vitals, log, refusals, heartbeatRate } = deps;
+  const { tasks } = deps.services;
   const credential = await authenticateCall(call.metadata, jwt, Date.now());
   const agentId = credential.agentId;
   if (call.cancelled) return;
@@ -185,9 +186,25 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       congested = false;
       if (ended) return;
       if (!waitingForRate) call.resume();
-      if (!reportOnly) tasks.dispatch(agentId);
+      // Never rejects: a failure is logged and the tasks stay queued.
+      if (!reportOnly) void tasks.dispatch(agentId);
     });
   };
+  /** After a write filled the buffer: true once it drains (the write was accepted), false when the call ends first. */
+  const accepted = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const settle = (outcome: boolean) => () => {
+        call.off('drain', drained);
+        call.off('close', gone);
+        call.off('cancelled', gone);
+        resolve(outcome);
+      };
+      const drained = settle(true);
+      const gone = settle(false);
+      call.once('drain', drained);
+      call.once('close', gone);
+      call.once('cancelled', gone);
+    });
   const session: LiveSession = {
     agentId,
     // False when not sent (the stream ended, its peer is not reading, or its claim is not judged yet): a task stays queued.
@@ -195,6 +212,11 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       if (ended || congested || !judged) return false;
       writeToPeer(message);
       return true;
+    },
+    deliver: async (message) => {
+      if (ended || congested || !judged) return false;
+      writeToPeer(message);
+      return !congested || accepted();
     },
     close: (error) => {
       if (ended) return;
@@ -268,8 +290,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       })
       .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
   });
+  const runEffects = (effects: readonly Effect[]): Promise<void> =>
+    runEffectsOf(effects, (error) => log.error({ err: error, host_id: agentId }, 'an effect after commit failed'));
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
-  const handle = (message: HeartbeatRequest__Output): void => {
+  const handle = async (message: HeartbeatRequest__Output): Promise<void> => {
     if (ended) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
@@ -278,7 +302,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
-    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
+    if (!reportOnly && !(await claimIdentityOnce(heartbeat, receivedAt))) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -294,29 +318,33 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       uptimeSeconds: heartbeat.uptimeSeconds,
       clockOffsetMs,
     });
-    const reports = message.task_updates.filter((update) => {
+    const reports: TaskUpdate__Output[] = [];
+    for (const update of message.task_updates) {
       try {
-        checkTaskUpdate(stores, agentId, update);
-        return true;
+        await tasks.screenReport(agentId, update);
+        reports.push(update);
       } catch (error) {
         // A report that could not be read (storage failing) is not the peer's fault and must not be
         // acknowledged as if refused: the heartbeat ends unacknowledged and the agent sends it again.
         if (isStorageFailure(error)) throw error;
         refusals.refused({ host_id: agentId }, error, 'task report');
-        return false;
       }
-    });
+    }
     // An ack means stored: the reports are committed before it, and a heartbeat whose reports the
     // storage refused is not acknowledged. The stream ends instead (UNAVAILABLE, ERR_STORAGE_*), so
     // the agent keeps them queued and sends them again on its next stream.
-    const notStored = reports.length > 0 ? tasks.report(agentId, reports) : undefined;
+    const { notStored, effects } = reports.length > 0 ? await tasks.report(agentId, reports) : { notStored: undefined, effects: [] };
     if (notStored) {
+      await runEffects(effects);
       presence.detach(session, 'stream-closed');
       session.close(notStored);
       return;
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
     writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
+    // What the committed reports imply (a deleted host's stream closed) follows the ack.
+    await runEffects(effects);
+    if (ended) return;
     if (!reportOnly) trust.heard(message.trust_generation, message.trust_digest);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
@@ -329,7 +357,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    * Once accepted the stream becomes the host's current one if it is not yet and its queued tasks
    * go out. Stores the facts when they changed. False when the stream was ended.
    */
-  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
+  const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
     const facts = heartbeat.facts;
     if (!judged || (facts !== undefined && session.claimant === undefined)) {
       const current = stores.hosts.get(agentId);
@@ -350,7 +378,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         judged = true;
         if (!attached) attach(heartbeat.intervalSecs);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-        tasks.connected(agentId);
+        // Awaited, so an unacknowledged task is sent again (queued, then sent) before this heartbeat's
+        // reports about it are applied. Never rejects: a failure is logged, the tasks go out later.
+        await tasks.connected(agentId);
+        if (ended) return false;
         offerKeyRotation(deps, knownHost, (rotation) => {
           writeToPeer(rotation);
           return true;

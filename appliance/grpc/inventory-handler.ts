@@ -97,14 +97,19 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
     if (error) answer(error);
   };
 
+  // A chunk is handled to the end before the next is read: the first one's task check awaits the store.
   call.on('data', (message: SoftwareInventoryChunk__Output) => {
     if (done) return;
+    call.pause();
+    acceptChunk(message).finally(() => call.resume());
+  });
+  const acceptChunk = async (message: SoftwareInventoryChunk__Output): Promise<void> => {
     try {
       const chunk = parseChunk(message, agentId);
       if (scanId !== undefined && chunk.scanId !== scanId) {
         throw new CtOpsError('ERR_INVALID_ARGUMENT', 'one stream carries one scan: scan_id changed mid-stream', { field: 'scan_id', reason: 'scan_changed' });
       }
-      if (scanId === undefined) checkScanTask(stores, agentId, chunk.taskId);
+      if (scanId === undefined) await checkScanTask(stores, agentId, chunk.taskId);
       if (scanId !== undefined && chunk.chunkIndex !== nextIndex) {
         throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk_index ${chunk.chunkIndex} received; expected ${nextIndex}`, { field: 'chunk_index', reason: 'chunk_out_of_order', expected: nextIndex });
       }
@@ -127,7 +132,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
       // ask again. A refusal of what the agent sent is final.
       stop(known, ours ? 'abandoned' : 'failed');
     }
-  });
+  };
   call.on('end', () => {
     if (done) return;
     const error = scanId === undefined

@@ -22,16 +22,16 @@ export interface DecideDeps {
  * Applies an admin's decision. Revoking also closes the host's live stream at once;
  * an approved pending agent becomes active on its next Register poll.
  */
-export function decideHost(deps: DecideDeps, orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Host {
+export async function decideHost(deps: DecideDeps, orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Promise<Host> {
   const host = deps.stores.hosts.get(hostId);
   if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
   const { to, from } = TRANSITIONS[decision];
-  const cancelledTasks = deps.stores.transaction(() => {
-    if (!deps.stores.hosts.decide(hostId, to, from, now, by)) {
+  const cancelledTasks = await deps.stores.transact(async (tx) => {
+    if (!(await tx.hosts.decide(hostId, to, from, now, by))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot ${decision} a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
     }
     // A host that may no longer stream can never run its queued or running tasks.
-    return to === 'active' ? [] : deps.stores.tasks.cancelForHost(hostId, now, 'ERR_AGENT_NOT_ACTIVE');
+    return to === 'active' ? [] : tx.tasks.cancelForHost(hostId, now, 'ERR_AGENT_NOT_ACTIVE');
   });
   deps.log.info({ host_id: hostId, decision, by, cancelled_tasks: cancelledTasks.length }, 'host decision');
   if (decision === 'revoke') {

@@ -21,7 +21,7 @@ export interface ReplaceDeps {
  * machine still streaming under X's key is not the reimaged one (a mistyped id, or two machines),
  * and replacing it would retire a working agent.
  */
-export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Host {
+export async function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Promise<Host> {
   const { stores, presence, log } = deps;
   const live = (id: string): Host => {
     const host = stores.hosts.get(id);
@@ -34,17 +34,17 @@ export function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: st
   if (!force && presence.isStreaming(oldId)) {
     throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} is online: its machine still runs under the old key; stop it first, or replace it anyway with --force`, { host_id: oldId, online: true });
   }
-  const cancelled = stores.transaction(() => {
-    if (!stores.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by)) {
+  const cancelled = await stores.transact(async (tx) => {
+    if (!(await tx.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
     }
-    if (!stores.hosts.takeOver(newId, old)) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
-    stores.hosts.markDeleted(oldId, now, by);
-    stores.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
+    if (!(await tx.hosts.takeOver(newId, old))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
+    await tx.hosts.markDeleted(oldId, now, by);
+    await tx.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
     // The name the admins knew the machine by joins the new host's previous names.
-    if (old.hostname !== incoming.hostname) stores.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
-    stores.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
-    return stores.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
+    if (old.hostname !== incoming.hostname) await tx.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
+    await tx.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
+    return tx.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
   });
   presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
   presence.forgetClaims(oldId);

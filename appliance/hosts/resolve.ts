@@ -2,14 +2,14 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Host, HostClaimant, Stores } from '../store/index.ts';
-import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import type { TaskService } from '../tasks/service.ts';
 import { offerKeyRotation, pendingRotationMark } from '../enrolment/key-rotation.ts';
 import { isKept, retiredError } from './identity.ts';
 
 export interface ResolveDeps {
   stores: Stores;
   presence: PresenceRegistry;
-  tasks: TaskDispatcher;
+  services: { readonly tasks: TaskService };
   log: Logger;
 }
 
@@ -33,7 +33,8 @@ export const MAX_SUCCESSORS_PER_RESOLUTION = 4;
  * (no claimant matches `keep`, or it matches several machines).
  */
 export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string, keep: string, by: string, now: number): Host {
-  const { stores, presence, tasks, log } = deps;
+  const { stores, presence, log } = deps;
+  const { tasks } = deps.services;
   const host = flaggedHost(stores, orgId, hostId, ['conflict']);
   const claimants = stores.hostClaimants.list(hostId);
   const kept = claimants.filter((claimant) => claimant.instanceId === keep || claimant.machineFingerprint === keep);
@@ -65,7 +66,8 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
   if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
     presence.disconnect(hostId, retiredError(resolved), 'revoked');
   } else {
-    tasks.dispatch(hostId);
+    // dispatch never rejects: a failure is logged and the tasks stay queued.
+    void tasks.dispatch(hostId);
     offerKeyRotation(deps, resolved, (message) => presence.send(hostId, message));
   }
   return stores.hosts.get(hostId) as Host;
@@ -78,7 +80,8 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
  * nor resolved).
  */
 export function dismissIdentityConflict(deps: ResolveDeps, orgId: string, hostId: string, by: string, now: number): Host {
-  const { stores, presence, tasks, log } = deps;
+  const { stores, presence, log } = deps;
+  const { tasks } = deps.services;
   const host = flaggedHost(stores, orgId, hostId, ['conflict', 'resolved']);
   stores.transaction(() => {
     if (!stores.hosts.clearIdentityState(hostId)) {
@@ -89,7 +92,7 @@ export function dismissIdentityConflict(deps: ResolveDeps, orgId: string, hostId
   });
   presence.forgetClaims(hostId);
   log.warn({ host_id: hostId, by, was: host.identityState }, 'identity conflict dismissed');
-  tasks.dispatch(hostId);
+  void tasks.dispatch(hostId);
   return stores.hosts.get(hostId) as Host;
 }
 

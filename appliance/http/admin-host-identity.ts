@@ -52,6 +52,6 @@ export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpCon
       body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id, force: { type: 'boolean' } } },
       response: { 200: hostSchema },
     },
-    handler: async (request) => hostView(approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), presence),
+    handler: async (request) => hostView(await approveAsReplacement(ctx, orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), presence),
   });
 }

@@ -46,7 +46,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
         uptime_seconds: sample.uptimeSeconds,
       }));
       // A requested uninstall waits for the agent (with an expiry): the admin sees where it stands.
-      const uninstall = stores.tasks.findUnfinished(host.id, 'agent_uninstall');
+      const uninstall = await ctx.services.tasks.unfinished(host.id, 'agent_uninstall');
       return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...hostIdentityView(stores, host) };
     },
   });
@@ -54,7 +54,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
   for (const decision of ['approve', 'reject', 'revoke'] as const satisfies readonly HostDecision[]) {
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${decision}`, {
       schema: { params: hostIdParams, response: { 200: hostSchema } },
-      handler: async (request) => hostView(decideHost(ctx, orgId, request.params.id, decision, request.adminName, Date.now()), presence),
+      handler: async (request) => hostView(await decideHost(ctx, orgId, request.params.id, decision, request.adminName, Date.now()), presence),
     });
   }
 
@@ -65,7 +65,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
       response: { 200: { type: 'object', required: ['host'], properties: { host: hostSchema, uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } },
     },
     handler: async (request) => {
-      const outcome = deleteHost(ctx, orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
+      const outcome = await deleteHost(ctx, orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
       return { host: hostView(outcome.host, presence), uninstall: outcome.uninstall ? taskView(outcome.uninstall) : null };
     },
   });

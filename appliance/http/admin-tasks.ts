@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { CtOpsError } from '../../common/errors.ts';
 import { idPatternSource } from '../../common/ids.ts';
-import type { Task } from '../store/index.ts';
-import { cancelTask, createTask, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
+import type { Task } from '../model/task.ts';
+import { TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
 import type { HttpContext } from './context.ts';
 import { hostIdParams, iso } from './views.ts';
 
@@ -72,34 +71,26 @@ const listQuery = {
 } as const;
 
 export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { stores, orgId } = ctx;
+  const { orgId } = ctx;
+  const { tasks } = ctx.services;
 
   app.get<{ Querystring: { host_id?: string; state?: TaskState; limit?: string } }>('/api/v1/tasks', {
     schema: { querystring: listQuery, response: { 200: { type: 'array', items: taskSchema } } },
     handler: async (request) => {
       const { host_id: hostId, state, limit } = request.query;
       const filter = { ...(hostId ? { hostId } : {}), ...(state ? { state } : {}), limit: limit === undefined ? DEFAULT_LIST_LIMIT : Number(limit) };
-      return stores.tasks.list(orgId, filter).map(taskView);
+      return (await tasks.list(orgId, filter)).map(taskView);
     },
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/tasks/:id', {
     schema: { params: taskIdParams, response: { 200: taskSchema } },
-    handler: async (request) => {
-      const task = stores.tasks.get(request.params.id);
-      if (!task || task.orgId !== orgId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${request.params.id}`, { task_id: request.params.id });
-      return taskView(task);
-    },
+    handler: async (request) => taskView(await tasks.get(orgId, request.params.id)),
   });
 
   app.post<{ Params: { id: string } }>('/api/v1/tasks/:id/cancel', {
     schema: { params: taskIdParams, response: { 200: taskSchema } },
-    handler: async (request) => {
-      const task = cancelTask(stores, orgId, request.params.id, Date.now());
-      ctx.tasks.cancelled(task);
-      ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task cancelled');
-      return taskView(task);
-    },
+    handler: async (request) => taskView(await tasks.cancel(orgId, request.params.id, request.adminName)),
   });
 
   // A task an admin asks of one host: queued, and sent at once when the agent is online.
@@ -108,11 +99,9 @@ export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): P
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${action}`, {
       schema: { params: hostIdParams, response: { 200: taskSchema, 201: taskSchema } },
       handler: async (request, reply) => {
-        const { task, created } = createTask(stores, orgId, { type, hostId: request.params.id, by: request.adminName }, Date.now());
-        if (created) ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task queued');
-        ctx.tasks.dispatch(task.hostId);
+        const { task, created } = await tasks.create(orgId, { type, hostId: request.params.id, by: request.adminName });
         reply.code(created ? 201 : 200);
-        return taskView(stores.tasks.get(task.id) as Task);
+        return taskView(task);
       },
     });
   }

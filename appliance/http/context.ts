@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
-import type { BundleService } from '../bundles/service.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
-import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import type { Services } from '../services.ts';
 
 /** What the HTTP plugins need from the running appliance. */
 export interface HttpContext {
@@ -14,11 +13,10 @@ export interface HttpContext {
   stores: Stores;
   orgId: string;
   presence: PresenceRegistry;
-  tasks: TaskDispatcher;
   jwt: AgentJwtAuthority;
   jwtKey: JwtSigningKey;
   certs: CertificateService;
   log: Logger;
   /** The services owning each area's workflows (constructed once in serve.ts). */
-  services: { readonly bundles: BundleService };
+  services: Services;
 }

@@ -6,9 +6,9 @@ import type { Stores } from '../store/index.ts';
  * tasks that reached the agent and has not finished. An empty task id is a scan nobody asked for
  * (an admin tool, an older agent): stored, but it completes no task.
  */
-export function checkScanTask(stores: Stores, hostId: string, taskId: string): void {
+export async function checkScanTask(stores: Stores, hostId: string, taskId: string): Promise<void> {
   if (taskId === '') return;
-  const task = stores.tasks.get(taskId);
+  const task = await stores.tasks.get(taskId);
   if (!task || task.hostId !== hostId || task.type !== 'software_inventory') {
     throw new CtOpsError('ERR_TASK_NOT_FOUND', 'SoftwareInventoryChunk.task_id names no inventory task of this host', { field: 'task_id' });
   }

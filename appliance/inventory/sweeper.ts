@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
-import { createTask } from '../tasks/create.ts';
-import type { TaskDispatcher } from '../tasks/dispatcher.ts';
+import type { TaskService } from '../tasks/service.ts';
 import { inventorySettings } from './settings.ts';
 
 const MINUTE = 60_000;
@@ -43,7 +42,7 @@ export function nextScanDueAt(history: ScanHistory, intervalHours: number): numb
 export interface InventorySweepDeps {
   readonly stores: Stores;
   readonly presence: PresenceRegistry;
-  readonly tasks: TaskDispatcher;
+  readonly services: { readonly tasks: TaskService };
   readonly log: Logger;
 }
 
@@ -52,8 +51,9 @@ export interface InventorySweepDeps {
  * due. Only online hosts: a task for an offline host would only wait and expire. A host that
  * already has an unfinished inventory task (an admin's rescan, say) gets no second one.
  */
-export function sweepInventory(deps: InventorySweepDeps, now: number): string[] {
-  const { stores, presence, tasks, log } = deps;
+export async function sweepInventory(deps: InventorySweepDeps, now: number): Promise<string[]> {
+  const { stores, presence, log } = deps;
+  const { tasks } = deps.services;
   const intervals = new Map<string, number>();
   const due: { hostId: string; orgId: string; dueAt: number }[] = [];
   for (const hostId of presence.streamingIds()) {
@@ -65,7 +65,7 @@ export function sweepInventory(deps: InventorySweepDeps, now: number): string[] 
       intervals.set(host.orgId, intervalHours);
     }
     const lastSuccessAt = stores.softwareInventory.lastInventoryAt(hostId);
-    const failures = stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
+    const failures = await stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
     const dueAt = nextScanDueAt({ lastSuccessAt, failuresSince: failures.count, lastFailureAt: failures.lastAt }, intervalHours);
     if (dueAt <= now) due.push({ hostId, orgId: host.orgId, dueAt });
   }
@@ -73,10 +73,10 @@ export function sweepInventory(deps: InventorySweepDeps, now: number): string[] 
   const queued: string[] = [];
   for (const { hostId, orgId } of due) {
     if (queued.length >= MAX_SCANS_PER_SWEEP) break;
-    const { task, created } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
+    // Sent at once to its online agent (TaskService.create).
+    const { task, created } = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
     if (!created) continue;
     queued.push(task.id);
-    tasks.dispatch(hostId);
   }
   if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
   return queued;

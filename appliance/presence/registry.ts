@@ -6,6 +6,13 @@ export interface LiveSession {
   readonly agentId: string;
   /** Queues a message to the agent; false when the stream is already gone. */
   send(message: HeartbeatResponse): boolean;
+  /**
+   * Writes a message the caller must know reached the stream (a task before it is marked sent):
+   * resolves true once the write was accepted (written, or its buffer drained), false when it was
+   * not written (the stream ended, is backed up, or its claim is not judged yet) or the stream
+   * ended before draining.
+   */
+  deliver(message: HeartbeatResponse): Promise<boolean>;
   /** Ends the stream: with an error the agent receives that status, without one OK. */
   close(error?: CtOpsError): void;
   /** The machine behind the stream, once its first heartbeat said (undefined for agents that send no HostFacts). */
@@ -132,6 +139,11 @@ export class PresenceRegistry {
   /** Sends to the agent's current stream; false when it has none. */
   send(agentId: string, message: HeartbeatResponse): boolean {
     return this.#live.get(agentId)?.session.send(message) ?? false;
+  }
+
+  /** Delivers to the agent's current stream (LiveSession.deliver); false when it has none. */
+  deliver(agentId: string, message: HeartbeatResponse): Promise<boolean> {
+    return this.#live.get(agentId)?.session.deliver(message) ?? Promise.resolve(false);
   }
 
   /** Closes the agent's stream with `error` (e.g. on revocation); false when it had none. */

@@ -94,10 +94,10 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
 }
 
 /**
- * The table stores over `executor`. `_executor` is unused until the first store moves to Kysely; the
- * better-sqlite3 stores share `db`, the connection every SQLite transaction runs on.
+ * The table stores over `executor` (the Kysely stores: tasks); the better-sqlite3 stores share `db`,
+ * the connection every SQLite transaction runs on.
  */
-function tableStores(db: Db, _executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
     organisations: guard(new OrganisationStore(db)),
     enrolmentTokens: guard(new EnrolmentTokenStore(db)),
@@ -106,7 +106,7 @@ function tableStores(db: Db, _executor: Executor, guard: <T extends object>(stor
     registerNonces: guard(new RegisterNonceStore(db)),
     adminCredentials: guard(new AdminCredentialStore(db)),
     softwareInventory: guard(new SoftwareInventoryStore(db)),
-    tasks: guard(new TaskStore(db)),
+    tasks: guard(new TaskStore(executor)),
     hostEvents: guard(new HostEventStore(db)),
     hostClaimants: guard(new HostClaimantStore(db)),
     hostTrust: guard(new HostTrustStore(db)),
@@ -148,5 +148,5 @@ export type { HostEvent, HostEventKind } from './host-events.ts';
 export type { HostClaimant } from './host-claimants.ts';
 export type { HostTrust } from './host-trust.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
-export type { Task, TaskOutcome } from './tasks.ts';
+export type { Task, TaskOutcome } from '../model/task.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';

@@ -1,220 +1,176 @@
+import { sql, type ExpressionBuilder, type Selectable, type UpdateObject } from 'kysely';
+import type { NewTask, Task, TaskFilter, TaskOutcome, TaskPayload } from '../model/task.ts';
 import { TRANSITIONS, UNFINISHED_STATES, type TaskEvent, type TaskState } from '../tasks/states.ts';
 import type { TaskType } from '../tasks/types.ts';
-import type { Db } from './database.ts';
+import type { Schema, TasksTable } from './schema.ts';
+import type { Executor } from './unit-of-work.ts';
 
-export type TaskPayload = Readonly<Record<string, unknown>>;
+type TaskRow = Selectable<TasksTable>;
+type TaskUpdate = UpdateObject<Schema, 'tasks'>;
 
-export interface Task {
-  id: string;
-  orgId: string;
-  hostId: string;
-  type: TaskType;
-  state: TaskState;
-  payload: TaskPayload;
-  result: unknown;
-  output: string | null;
-  errorCode: string | null;
-  createdAt: number;
-  createdBy: string;
-  sentAt: number | null;
-  acknowledgedAt: number | null;
-  startedAt: number | null;
-  finishedAt: number | null;
-  timeoutMs: number;
-  deadlineAt: number | null;
-  expiresAt: number;
-  attempts: number;
-}
+/**
+ * `state = 'x'` or `state IN ('x', …)` over literals, never parameters: the terms the partial
+ * indexes are declared with (store/migrations/004-tasks.ts), so SQLite's planner can prove the
+ * index applies. The states are our own closed union, never input.
+ */
+const stateIn = (states: readonly TaskState[]) => (eb: ExpressionBuilder<Schema, 'tasks'>) =>
+  states.length === 1 ? eb('state', '=', sql.lit(states[0]!)) : eb('state', 'in', states.map((state) => sql.lit(state)));
 
-export type NewTask = Pick<Task, 'id' | 'orgId' | 'hostId' | 'type' | 'payload' | 'createdAt' | 'createdBy' | 'timeoutMs' | 'expiresAt'>;
-
-/** What a finishing event records; absent fields are stored as NULL. */
-export interface TaskOutcome {
-  result?: unknown;
-  output?: string;
-  errorCode?: string;
-}
-
-export interface TaskFilter {
-  hostId?: string;
-  state?: TaskState;
-  limit: number;
-}
-
-interface TaskRow {
-  id: string;
-  org_id: string;
-  host_id: string;
-  type: TaskType;
-  state: TaskState;
-  payload: string;
-  result: string | null;
-  output: string | null;
-  error_code: string | null;
-  created_at: number;
-  created_by: string;
-  sent_at: number | null;
-  acknowledged_at: number | null;
-  started_at: number | null;
-  finished_at: number | null;
-  timeout_ms: number;
-  deadline_at: number | null;
-  expires_at: number;
-  attempts: number;
-}
-
-const FINISH = 'finished_at = @now, deadline_at = NULL, result = @result, output = @output, error_code = @errorCode';
+/** The columns a finishing event (succeeded, failed, cancel, timeout, expire) writes. */
+const finish = (now: number, outcome: TaskOutcome): TaskUpdate => ({
+  finished_at: now,
+  deadline_at: null,
+  result: outcome.result === undefined ? null : JSON.stringify(outcome.result),
+  output: outcome.output ?? null,
+  error_code: outcome.errorCode ?? null,
+});
 
 /** The columns each event stamps besides the state. */
-const STAMPS: Record<TaskEvent, string> = {
+const STAMPS: Readonly<Record<TaskEvent, (now: number, outcome: TaskOutcome) => TaskUpdate>> = {
   // The deadline runs from the (latest) send; timeout_ms was fixed when the task was created.
-  sent: 'sent_at = @now, attempts = attempts + 1, deadline_at = @now + timeout_ms',
-  acknowledged: 'acknowledged_at = @now',
-  started: 'started_at = @now',
-  succeeded: FINISH,
-  failed: FINISH,
-  cancel: FINISH,
-  timeout: FINISH,
-  expire: FINISH,
-  stream_lost: 'deadline_at = NULL',
+  sent: (now) => ({ sent_at: now, attempts: sql<number>`attempts + 1`, deadline_at: sql<number>`${now} + timeout_ms` }),
+  acknowledged: (now) => ({ acknowledged_at: now }),
+  started: (now) => ({ started_at: now }),
+  succeeded: finish,
+  failed: finish,
+  cancel: finish,
+  timeout: finish,
+  expire: finish,
+  stream_lost: () => ({ deadline_at: null }),
 };
 
 /**
- * "state IN (...)" over literals; the states are our own closed union, never input. One state is
- * written "state = 'x'", the exact term the partial indexes are declared with, so the planner uses them.
+ * Owns the tasks table. Every state change is one conditional UPDATE over the transition table
+ * (tasks/states.ts): the row moves only if it is in a state the event starts from, so of two racing
+ * events (a cancel and the dispatcher's "sent", a report and the sweeper's timeout) exactly one
+ * applies on either backend, and the caller learns which from the row the UPDATE returned.
  */
-const stateIn = (states: readonly TaskState[]): string =>
-  states.length === 1 ? `state = '${states[0]}'` : `state IN (${states.map((state) => `'${state}'`).join(', ')})`;
-
-/** Owns the tasks table. Every state change is one conditional UPDATE over the transition table. */
 export class TaskStore {
-  readonly #insert;
-  readonly #get;
-  readonly #list;
-  readonly #listForHost;
-  readonly #queuedForHost;
-  readonly #unfinishedOfType;
-  readonly #apply: Record<TaskEvent, ReturnType<Db['prepare']>>;
-  readonly #timeoutDue;
-  readonly #expireDue;
-  readonly #streamLost;
-  readonly #cancelForHost;
-  readonly #failuresSince;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare(
-      `INSERT INTO tasks (id, org_id, host_id, type, state, payload, created_at, created_by, timeout_ms, expires_at)
-       VALUES (@id, @orgId, @hostId, @type, 'queued', @payload, @createdAt, @createdBy, @timeoutMs, @expiresAt)`,
-    );
-    this.#get = db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE id = ?');
-    // Two statements, so each filter reads its own index (an "@x IS NULL OR" term would defeat both).
-    this.#list = db.prepare<[{ orgId: string; state: string | null; limit: number }], TaskRow>(
-      `SELECT * FROM tasks WHERE org_id = @orgId AND (@state IS NULL OR state = @state) ORDER BY created_at DESC, id DESC LIMIT @limit`,
-    );
-    this.#listForHost = db.prepare<[{ orgId: string; hostId: string; state: string | null; limit: number }], TaskRow>(
-      `SELECT * FROM tasks WHERE host_id = @hostId AND org_id = @orgId AND (@state IS NULL OR state = @state)
-       ORDER BY created_at DESC, id DESC LIMIT @limit`,
-    );
-    this.#queuedForHost = db.prepare<[string], TaskRow>("SELECT * FROM tasks WHERE host_id = ? AND state = 'queued' ORDER BY created_at");
-    this.#unfinishedOfType = db.prepare<[string, string], TaskRow>(
-      `SELECT * FROM tasks WHERE host_id = ? AND type = ? AND ${stateIn(UNFINISHED_STATES)}`,
-    );
-    const apply = {} as Record<TaskEvent, ReturnType<Db['prepare']>>;
-    for (const [event, { to, from }] of Object.entries(TRANSITIONS) as [TaskEvent, (typeof TRANSITIONS)[TaskEvent]][]) {
-      apply[event] = db.prepare(`UPDATE tasks SET state = '${to}', ${STAMPS[event]} WHERE id = @id AND ${stateIn(from)}`);
-    }
-    this.#apply = apply;
-    // Set-based forms of the timeout and expire events for the sweeper: the same conditions, every due row at once.
-    const { timeout, expire, stream_lost: streamLost } = TRANSITIONS;
-    this.#timeoutDue = db.prepare<[{ now: number; errorCode: string }], { id: string }>(
-      `UPDATE tasks SET state = '${timeout.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
-       WHERE ${stateIn(timeout.from)} AND deadline_at <= @now RETURNING id`,
-    );
-    this.#expireDue = db.prepare<[{ now: number; errorCode: string }], { id: string }>(
-      `UPDATE tasks SET state = '${expire.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
-       WHERE ${stateIn(expire.from)} AND expires_at <= @now RETURNING id`,
-    );
-    const { cancel } = TRANSITIONS;
-    this.#cancelForHost = db.prepare<[{ hostId: string; now: number; errorCode: string }], { id: string }>(
-      `UPDATE tasks SET state = '${cancel.to}', finished_at = @now, deadline_at = NULL, error_code = @errorCode
-       WHERE host_id = @hostId AND ${stateIn(cancel.from)} RETURNING id`,
-    );
-    this.#failuresSince = db.prepare<[string, string, number], { count: number; last_at: number | null }>(
-      `SELECT count(*) AS count, max(finished_at) AS last_at FROM tasks
-       WHERE host_id = ? AND type = ? AND state IN ('failed', 'timed_out') AND finished_at > ?`,
-    );
-    this.#streamLost = db.prepare<[string], { id: string }>(
-      `UPDATE tasks SET state = '${streamLost.to}', deadline_at = NULL WHERE host_id = ? AND ${stateIn(streamLost.from)} RETURNING id`,
-    );
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  insert(task: NewTask): void {
-    this.#insert.run({ ...task, payload: JSON.stringify(task.payload) });
+  /**
+   * Queues a task. Throws the unique violation of tasks_one_unfinished (constraintViolation
+   * 'unique') when the host already has an unfinished task of the type.
+   */
+  async insert(task: NewTask): Promise<void> {
+    await this.#db
+      .insertInto('tasks')
+      .values({
+        id: task.id, org_id: task.orgId, host_id: task.hostId, type: task.type, state: 'queued', payload: JSON.stringify(task.payload),
+        created_at: task.createdAt, created_by: task.createdBy, timeout_ms: task.timeoutMs, expires_at: task.expiresAt,
+      })
+      .execute();
   }
 
-  get(id: string): Task | undefined {
-    const row = this.#get.get(id);
+  async get(id: string): Promise<Task | undefined> {
+    const row = await this.#db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toTask(row);
   }
 
-  /** Newest first. */
-  list(orgId: string, filter: TaskFilter): Task[] {
-    const state = filter.state ?? null;
-    const rows = filter.hostId === undefined
-      ? this.#list.all({ orgId, state, limit: filter.limit })
-      : this.#listForHost.all({ orgId, hostId: filter.hostId, state, limit: filter.limit });
+  /** The organisation's tasks, newest first, at most filter.limit. */
+  async list(orgId: string, filter: TaskFilter): Promise<Task[]> {
+    let query = this.#db.selectFrom('tasks').selectAll().where('org_id', '=', orgId);
+    // Only the filters given, so each reads its own index (an "x IS NULL OR" term would defeat both).
+    if (filter.hostId !== undefined) query = query.where('host_id', '=', filter.hostId);
+    if (filter.state !== undefined) query = query.where('state', '=', filter.state);
+    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
     return rows.map(toTask);
   }
 
   /** The host's queued tasks, oldest first: what to send when its agent connects. */
-  queuedForHost(hostId: string): Task[] {
-    return this.#queuedForHost.all(hostId).map(toTask);
+  async queuedForHost(hostId: string): Promise<Task[]> {
+    const rows = await this.#db.selectFrom('tasks').selectAll().where('host_id', '=', hostId).where(stateIn(['queued'])).orderBy('created_at').execute();
+    return rows.map(toTask);
   }
 
-  findUnfinished(hostId: string, type: TaskType): Task | undefined {
-    const row = this.#unfinishedOfType.get(hostId, type);
+  async findUnfinished(hostId: string, type: TaskType): Promise<Task | undefined> {
+    const row = await this.#db.selectFrom('tasks').selectAll().where('host_id', '=', hostId).where('type', '=', type).where(stateIn(UNFINISHED_STATES)).executeTakeFirst();
     return row && toTask(row);
   }
 
   /**
-   * Applies an event if the task is in a state the event may start from; false otherwise
-   * (unknown id, already moved by a racing event, or finished). Check and write are one statement.
+   * Applies an event if the task is in a state the event may start from and answers the task as
+   * it left the UPDATE; undefined otherwise (unknown id, already moved by a racing event, or
+   * finished). Check and write are one statement. `onlyFrom` narrows the states the event may
+   * start from (an uninstall is cancelled only while still queued).
    */
-  applyEvent(id: string, event: TaskEvent, now: number, outcome: TaskOutcome = {}): boolean {
-    const params = {
-      id,
-      now,
-      result: outcome.result === undefined ? null : JSON.stringify(outcome.result),
-      output: outcome.output ?? null,
-      errorCode: outcome.errorCode ?? null,
-    };
-    return this.#apply[event].run(params).changes === 1;
+  async applyEvent(id: string, event: TaskEvent, now: number, outcome: TaskOutcome = {}, onlyFrom?: readonly TaskState[]): Promise<Task | undefined> {
+    const { to } = TRANSITIONS[event];
+    const from = onlyFrom === undefined ? TRANSITIONS[event].from : TRANSITIONS[event].from.filter((state) => onlyFrom.includes(state));
+    if (from.length === 0) return undefined;
+    const row = await this.#db
+      .updateTable('tasks')
+      .set({ state: to, ...STAMPS[event](now, outcome) })
+      .where('id', '=', id)
+      .where(stateIn(from))
+      .returningAll()
+      .executeTakeFirst();
+    return row && toTask(row);
   }
 
   /** Times out every sent, acknowledged or running task whose deadline has passed; their ids. */
-  timeoutDue(now: number, errorCode: string): string[] {
-    return this.#timeoutDue.all({ now, errorCode }).map((row) => row.id);
+  async timeoutDue(now: number, errorCode: string): Promise<string[]> {
+    const { to, from } = TRANSITIONS.timeout;
+    return this.#finishWhere(to, now, errorCode, (eb) => eb.and([stateIn(from)(eb), eb('deadline_at', '<=', now)]));
   }
 
   /** Expires every queued task past its expires_at; their ids. */
-  expireDue(now: number, errorCode: string): string[] {
-    return this.#expireDue.all({ now, errorCode }).map((row) => row.id);
+  async expireDue(now: number, errorCode: string): Promise<string[]> {
+    const { to, from } = TRANSITIONS.expire;
+    return this.#finishWhere(to, now, errorCode, (eb) => eb.and([stateIn(from)(eb), eb('expires_at', '<=', now)]));
   }
 
-  /** The cancel event for every unfinished task of a host (revoked or rejected); their ids. */
-  cancelForHost(hostId: string, now: number, errorCode: string): string[] {
-    return this.#cancelForHost.all({ hostId, now, errorCode }).map((row) => row.id);
+  /** The cancel event for every unfinished task of a host (revoked, rejected or deleted); their ids. */
+  async cancelForHost(hostId: string, now: number, errorCode: string): Promise<string[]> {
+    const { to, from } = TRANSITIONS.cancel;
+    return this.#finishWhere(to, now, errorCode, (eb) => eb.and([eb('host_id', '=', hostId), stateIn(from)(eb)]));
   }
 
   /** How many tasks of a type failed or timed out for a host after `since`, and when the last did. */
-  failuresSince(hostId: string, type: TaskType, since: number): { count: number; lastAt: number | null } {
-    const row = this.#failuresSince.get(hostId, type, since) as { count: number; last_at: number | null };
-    return { count: row.count, lastAt: row.last_at };
+  async failuresSince(hostId: string, type: TaskType, since: number): Promise<{ count: number; lastAt: number | null }> {
+    const row = await this.#db
+      .selectFrom('tasks')
+      .select((eb) => [eb.fn.countAll<number | string | bigint>().as('count'), eb.fn.max('finished_at').as('last_at')])
+      .where('host_id', '=', hostId)
+      .where('type', '=', type)
+      .where(stateIn(['failed', 'timed_out']))
+      .where('finished_at', '>', since)
+      .executeTakeFirstOrThrow();
+    // count(*) is a bigint on PostgreSQL, which pg returns as a string.
+    return { count: Number(row.count), lastAt: row.last_at === null ? null : Number(row.last_at) };
   }
 
   /** The stream_lost event for every sent task of a host; their ids. */
-  requeueSent(hostId: string): string[] {
-    return this.#streamLost.all(hostId).map((row) => row.id);
+  async requeueSent(hostId: string): Promise<string[]> {
+    const { to, from } = TRANSITIONS.stream_lost;
+    const rows = await this.#db
+      .updateTable('tasks')
+      .set({ state: to, ...STAMPS.stream_lost(0, {}) })
+      .where('host_id', '=', hostId)
+      .where(stateIn(from))
+      .returning('id')
+      .execute();
+    return rows.map((row) => row.id);
+  }
+
+  /** The set-based form of a finishing event (the sweeper's, a host's cancel): every matching row at once. */
+  async #finishWhere(
+    to: TaskState,
+    now: number,
+    errorCode: string,
+    where: (eb: ExpressionBuilder<Schema, 'tasks'>) => ReturnType<ExpressionBuilder<Schema, 'tasks'>['and']>,
+  ): Promise<string[]> {
+    const rows = await this.#db
+      .updateTable('tasks')
+      .set({ state: to, finished_at: now, deadline_at: null, error_code: errorCode })
+      .where(where)
+      .returning('id')
+      .execute();
+    return rows.map((row) => row.id);
   }
 }
 

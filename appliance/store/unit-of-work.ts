@@ -61,14 +61,21 @@ export async function runTransaction<TableStores, T>(
     openTransaction.run(true, () => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) })),
   );
   // Effects run outside the transaction's async context: they may use the database's own stores.
-  await openTransaction.exit(async () => {
-    for (const effect of effects) {
-      try {
-        await effect();
-      } catch (error) {
-        onEffectFailure(error);
-      }
-    }
-  });
+  await openTransaction.exit(() => runEffects(effects, onEffectFailure));
   return result;
+}
+
+/**
+ * Runs a committed transaction's effects in queue order; one that throws is reported to
+ * `onEffectFailure` and the rest still run. Also for effects a workflow hands back to its caller
+ * (TaskService.report), which runs them once it answered its peer.
+ */
+export async function runEffects(effects: readonly Effect[], onEffectFailure: (error: unknown) => void): Promise<void> {
+  for (const effect of effects) {
+    try {
+      await effect();
+    } catch (error) {
+      onEffectFailure(error);
+    }
+  }
 }

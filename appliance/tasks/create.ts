@@ -1,7 +1,8 @@
 import { CtOpsError } from '../../common/errors.ts';
 import { newId } from '../lib/ids.ts';
-import type { Stores, Task } from '../store/index.ts';
-import type { TaskPayload } from '../store/tasks.ts';
+import type { Task, TaskPayload } from '../model/task.ts';
+import { constraintViolation } from '../store/constraint-violation.ts';
+import type { TableStores } from '../store/index.ts';
 import { TASK_TYPE_LIMITS, type TaskType } from './types.ts';
 
 export interface NewTaskRequest {
@@ -18,25 +19,33 @@ export interface CreatedTask {
 }
 
 /**
- * Queues a task for an active host of the organisation. A host has at most one unfinished task
- * of each type, so asking twice (two admins, a double click) returns the task already queued.
+ * Records a task for an active host of the organisation, inside the caller's transaction (`tx`:
+ * its stores). A host has at most one unfinished task of each type (the partial unique index
+ * tasks_one_unfinished), so asking twice (two admins, a double click) returns the task already
+ * queued. Sending it is TaskService.create's business, after commit.
+ * Throws ERR_HOST_NOT_FOUND (unknown, deleted, another organisation's) or ERR_HOST_STATE_CONFLICT
+ * (not active); a unique violation when a concurrent transaction queued the same type first (on
+ * PostgreSQL; SQLite serialises transactions), which rolls this one back.
  */
-export function createTask(stores: Stores, orgId: string, request: NewTaskRequest, now: number): CreatedTask {
+export async function recordTask(tx: TableStores, orgId: string, request: NewTaskRequest, now: number): Promise<CreatedTask> {
   const { type, hostId, by } = request;
-  return stores.transaction(() => {
-    const host = stores.hosts.get(hostId);
-    if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
-    if (host.approval !== 'active') {
-      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
-    }
-    const existing = stores.tasks.findUnfinished(hostId, type);
-    if (existing) return { task: existing, created: false };
-    const limits = TASK_TYPE_LIMITS[type];
-    const id = newId('tsk');
-    stores.tasks.insert({
-      id, orgId, hostId, type, payload: request.payload ?? {}, createdAt: now, createdBy: by,
-      timeoutMs: limits.timeoutMs, expiresAt: now + limits.queuedExpiryMs,
-    });
-    return { task: stores.tasks.get(id) as Task, created: true };
+  const host = await tx.hosts.get(hostId);
+  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  if (host.approval !== 'active') {
+    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
+  }
+  const existing = await tx.tasks.findUnfinished(hostId, type);
+  if (existing) return { task: existing, created: false };
+  const limits = TASK_TYPE_LIMITS[type];
+  const id = newId('tsk');
+  await tx.tasks.insert({
+    id, orgId, hostId, type, payload: request.payload ?? {}, createdAt: now, createdBy: by,
+    timeoutMs: limits.timeoutMs, expiresAt: now + limits.queuedExpiryMs,
   });
+  return { task: (await tx.tasks.get(id)) as Task, created: true };
+}
+
+/** Whether `error` is the one-unfinished-task-per-type index refusing a second insert. */
+export function isDuplicateUnfinishedTask(error: unknown): boolean {
+  return constraintViolation(error) === 'unique';
 }

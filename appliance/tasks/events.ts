@@ -1,47 +1,26 @@
-import { CtOpsError } from '../../common/errors.ts';
-import type { Stores, Task, TaskOutcome } from '../store/index.ts';
-import type { TaskEvent } from './states.ts';
+import type { Task, TaskOutcome } from '../model/task.ts';
+import type { TableStores } from '../store/index.ts';
+import type { TaskEvent, TaskState } from './states.ts';
 import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
 
 /**
- * Applies a lifecycle event to a task; false when the task is not in a state the event starts
- * from (it moved already, or finished). For the heartbeat dispatcher:
- * - apply `sent` only after the write to the agent's stream succeeded, never before;
- * - `sent` returning false means the task was cancelled or expired meanwhile: do not send it.
+ * Applies a lifecycle event to a task, its output cut to TASK_OUTPUT_LIMIT_BYTES; answers the task
+ * as the event left it, or undefined when the task is not in a state the event starts from (it
+ * moved already, or finished). `stores`: the database's, or a transaction's. For the dispatcher:
+ * apply `sent` only once the write to the agent's stream was accepted, never before; undefined
+ * then means the task was cancelled or expired meanwhile (TaskService.dispatch). `onlyFrom`
+ * narrows the states it may start from (TaskStore.applyEvent).
  */
-export function applyTaskEvent(stores: Stores, taskId: string, event: TaskEvent, now: number, outcome: TaskOutcome = {}): boolean {
+export async function applyTaskEvent(
+  stores: TableStores,
+  taskId: string,
+  event: TaskEvent,
+  now: number,
+  outcome: TaskOutcome = {},
+  onlyFrom?: readonly TaskState[],
+): Promise<Task | undefined> {
   const bounded = outcome.output === undefined ? outcome : { ...outcome, output: truncateUtf8(outcome.output, TASK_OUTPUT_LIMIT_BYTES) };
-  return stores.tasks.applyEvent(taskId, event, now, bounded);
-}
-
-/** The host's queued tasks, oldest first: what the dispatcher sends when the agent connects. */
-export function pendingForHost(stores: Stores, hostId: string): Task[] {
-  return stores.tasks.queuedForHost(hostId);
-}
-
-/**
- * The agent's stream closed: tasks sent but not acknowledged go back to the queue and are
- * sent again on the next connection (the agent ignores a task id it already has).
- * Acknowledged and running tasks stay; the agent reports them or they time out.
- */
-export function streamLost(stores: Stores, hostId: string): string[] {
-  return stores.tasks.requeueSent(hostId);
-}
-
-/** An admin cancels a task that has not finished. */
-export function cancelTask(stores: Stores, orgId: string, taskId: string, now: number): Task {
-  const task = stores.tasks.get(taskId);
-  if (!task || task.orgId !== orgId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${taskId}`, { task_id: taskId });
-  // Once sent, the uninstall may already be removing the agent, and nothing can stop it then:
-  // a cancelled task would only hide its outcome.
-  if (task.type === 'agent_uninstall' && task.state !== 'queued') {
-    throw new CtOpsError('ERR_TASK_STATE_CONFLICT', `an uninstall that was sent to its agent cannot be cancelled (it is ${task.state})`, { task_id: taskId, state: task.state });
-  }
-  if (!stores.tasks.applyEvent(taskId, 'cancel', now)) {
-    const current = stores.tasks.get(taskId) as Task;
-    throw new CtOpsError('ERR_TASK_STATE_CONFLICT', `cannot cancel a task that is ${current.state}`, { task_id: taskId, state: current.state });
-  }
-  return stores.tasks.get(taskId) as Task;
+  return stores.tasks.applyEvent(taskId, event, now, bounded, onlyFrom);
 }
 
 /** Cuts text to at most maxBytes of UTF-8 without splitting a character. */

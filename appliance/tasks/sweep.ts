@@ -8,12 +8,12 @@ export interface SweepResult {
 }
 
 /**
- * Finishes every task whose deadline or queued expiry is due, in one transaction. The server
- * calls it on a timer; it reads only the partial deadline and expiry indexes, so it is cheap.
+ * Finishes every task whose deadline or queued expiry is due, in one transaction. TaskService.sweep
+ * runs it on a timer; it reads only the partial deadline and expiry indexes, so it is cheap.
  */
-export function expireDue(stores: Stores, now: number): SweepResult {
-  return stores.transaction(() => ({
-    timedOut: stores.tasks.timeoutDue(now, 'ERR_TASK_TIMEOUT'),
-    expired: stores.tasks.expireDue(now, 'ERR_TASK_EXPIRED'),
+export function expireDue(stores: Stores, now: number): Promise<SweepResult> {
+  return stores.transact(async (tx) => ({
+    timedOut: await tx.tasks.timeoutDue(now, 'ERR_TASK_TIMEOUT'),
+    expired: await tx.tasks.expireDue(now, 'ERR_TASK_EXPIRED'),
   }));
 }

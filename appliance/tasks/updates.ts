@@ -2,7 +2,8 @@ import { checkAgentText, stringsIn } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
-import type { Stores, Task, TaskOutcome } from '../store/index.ts';
+import type { Task, TaskOutcome } from '../model/task.ts';
+import type { TableStores } from '../store/index.ts';
 import type { TaskEvent } from './states.ts';
 import { applyTaskEvent } from './events.ts';
 import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
@@ -36,17 +37,17 @@ export interface CheckedUpdate {
  * Checks one task report before anything is written: a well-formed task id, a known phase, a task
  * of this host, a result that is a JSON object of at most 64 KiB. The heartbeat handler screens
  * every report with it (refusals are counted, not logged one by one), and applyTaskUpdate checks
- * again inside its transaction.
+ * again inside its transaction. `stores`: the database's, or a transaction's.
  * Throws ERR_INVALID_ARGUMENT or ERR_TASK_NOT_FOUND (someone else's task reads as unknown).
  */
-export function checkTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output): CheckedUpdate {
+export async function checkTaskUpdate(stores: TableStores, hostId: string, update: TaskUpdate__Output): Promise<CheckedUpdate> {
   if (!TASK_ID.test(update.task_id)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.task_id is not a task id', { field: 'task_id' });
   const event = PHASE_EVENTS[update.phase];
   if (event === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.phase ${String(update.phase)} is not a phase`, { field: 'phase', task_id: update.task_id });
   checkAgentText(update.error_code, 'TaskUpdate.error_code', { max: 64 }, { field: 'error_code', task_id: update.task_id });
   // Output may span lines; it is stored as sent and escaped wherever it is shown.
   checkAgentText(update.message, 'TaskUpdate.message', { max: TASK_OUTPUT_LIMIT_BYTES, multiline: true }, { field: 'message', task_id: update.task_id });
-  const task = stores.tasks.get(update.task_id);
+  const task = await stores.tasks.get(update.task_id);
   // Someone else's task reads as unknown: an agent learns nothing about other hosts.
   if (!task || task.hostId !== hostId) throw new CtOpsError('ERR_TASK_NOT_FOUND', `no task ${update.task_id} for this agent`, { task_id: update.task_id });
   const finishing = event === 'succeeded' || event === 'failed';
@@ -64,17 +65,18 @@ export function checkTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
  * Applies one progress report from an agent to its task. The agent resends a report until a
  * heartbeat ack covers it, so a report of a phase already passed is a harmless repeat.
  * A report naming another host's task, an unknown phase or a malformed result is refused
- * with a coded error (checkTaskUpdate); the heartbeat stream carries on.
+ * with a coded error (checkTaskUpdate); the heartbeat stream carries on. `stores`: the stores of
+ * the report's transaction (TaskService.report).
  */
-export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output, now: number): AppliedUpdate {
-  const checked = checkTaskUpdate(stores, hostId, update);
+export async function applyTaskUpdate(stores: TableStores, hostId: string, update: TaskUpdate__Output, now: number): Promise<AppliedUpdate> {
+  const checked = await checkTaskUpdate(stores, hostId, update);
   const { task, event } = checked;
   let { outcome } = checked;
   const finishing = event === 'succeeded' || event === 'failed';
   let applied = event;
   if (event === 'succeeded' && task.type === 'software_inventory') {
     // The appliance's own record decides: the scan the task asked for must have completed here.
-    const scan = stores.softwareInventory.completedScanForTask(hostId, task.id);
+    const scan = await stores.softwareInventory.completedScanForTask(hostId, task.id);
     if (scan) {
       const counts = { scan_id: scan.id, packages: scan.packagesReceived, chunks: scan.chunks, added: scan.added, removed: scan.removed, unchanged: scan.unchanged };
       outcome = { ...outcome, result: { ...(outcome.result as object | undefined), ...counts } };
@@ -85,9 +87,9 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   }
   // An agent may report a later phase first (the earlier report's heartbeat was lost), so an
   // agent that finished a task straight from "sent" passes through the phases it skipped.
-  if (finishing && task.state === 'sent') applyTaskEvent(stores, task.id, 'started', now);
-  const moved = applyTaskEvent(stores, task.id, applied, now, outcome);
-  return { task: moved ? (stores.tasks.get(task.id) as Task) : task, moved };
+  if (finishing && task.state === 'sent') await applyTaskEvent(stores, task.id, 'started', now);
+  const moved = await applyTaskEvent(stores, task.id, applied, now, outcome);
+  return { task: moved ?? task, moved: moved !== undefined };
 }
 
 function parseResult(json: string, taskId: string): unknown {
