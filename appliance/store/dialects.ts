@@ -1,4 +1,5 @@
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
 import type { Db } from './database.ts';
 import type { Schema } from './schema.ts';
 
@@ -12,4 +13,51 @@ export type DialectName = 'sqlite' | 'postgres';
  */
 export function sqliteKysely(db: Db): Kysely<Schema> {
   return new Kysely<Schema>({ dialect: new SqliteDialect({ database: db }) });
+}
+
+/** Connections a process keeps to PostgreSQL by default: the ingest and admin traffic of one instance, not the server's max_connections (100). */
+export const DEFAULT_POSTGRES_POOL_SIZE = 10;
+/** How long a query waits for a free pooled connection or for the server to accept one before it fails (ERR_STORAGE_UNAVAILABLE). */
+export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+
+/** PostgreSQL int8 (BIGINT: times in ms, identity ids, count(*)) — pg hands it over as a string. */
+const INT8_OID = 20;
+
+/**
+ * int8 as a JavaScript number. The values are ms times, ids and counts, far below 2^53; one that is
+ * not exactly representable throws rather than being silently rounded.
+ */
+function parseInt8(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`a BIGINT value ${text} is beyond JavaScript's exact integers`);
+  return value;
+}
+
+const POSTGRES_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface PostgresOptions {
+  /** Connections kept open at most (DEFAULT_POSTGRES_POOL_SIZE). */
+  readonly poolSize?: number;
+  /** Told about an idle pooled connection the server dropped (restart, admin termination); without a listener pg would crash the process. */
+  readonly onIdleConnectionError?: (error: Error) => void;
+}
+
+/**
+ * Kysely over a pg Pool for `url` (postgres://USER:PASSWORD@HOST:PORT/DATABASE; libpq's query
+ * parameters such as sslmode apply). Column values come back as schema.ts declares them: BIGINT
+ * parsed to number (parseInt8), BYTEA as Buffer, SMALLINT flags and INTEGER as number. No connection
+ * is made until the first query. Destroying the Kysely ends the pool.
+ */
+export function postgresKysely(url: string, options: PostgresOptions = {}): Kysely<Schema> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? DEFAULT_POSTGRES_POOL_SIZE,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
+    types: POSTGRES_TYPES,
+  });
+  pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  return new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
 }
