@@ -9,6 +9,7 @@ import { POSTGRES_MIGRATIONS } from '../appliance/store/migrations/postgres/inde
 import { migratePostgres, postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import type { Schema } from '../appliance/store/schema.ts';
 import { storageFailure } from '../appliance/store/storage-failure.ts';
+import { runTransaction, type Executor, type TransactionScope } from '../appliance/store/unit-of-work.ts';
 import { sharedPostgres, startPostgres } from './helpers/postgres.ts';
 import { backends, conformance } from './helpers/store-backends.ts';
 
@@ -128,6 +129,39 @@ test('a stopped PostgreSQL server fails queries with ERR_STORAGE_UNAVAILABLE, an
   } finally {
     await cluster.stop();
     await kysely.destroy();
+  }
+});
+
+test('a transaction PostgreSQL aborts as a deadlock victim runs again and commits; the effects of its aborted attempt never run', { timeout: 60_000 }, async () => {
+  const [postgres] = backends().filter((backend) => backend.name === 'postgres');
+  const { kysely, close } = await postgres!.open();
+  try {
+    await kysely.insertInto('organisations').values([{ id: 'org_a', name: 'a', created_at: AT }, { id: 'org_b', name: 'b', created_at: AT }]).execute();
+    let locked = 0;
+    let bothLocked!: () => void;
+    const firstRowsLocked = new Promise<void>((resolve) => (bothLocked = resolve));
+    const attempts: string[] = [];
+    const effects: string[] = [];
+    // Each locks its first row, waits until the other holds its own, then asks for the other's row: a deadlock.
+    const lockInOrder = (label: string, first: string, second: string) => async (scope: TransactionScope<{ tx: Executor }>) => {
+      attempts.push(label);
+      await scope.tx.updateTable('organisations').set({ created_at: AT + 1 }).where('id', '=', first).execute();
+      scope.afterCommit(() => void effects.push(label));
+      if ((locked += 1) === 2) bothLocked();
+      await firstRowsLocked;
+      await scope.tx.updateTable('organisations').set({ created_at: AT + 2 }).where('id', '=', second).execute();
+      return label;
+    };
+    const effectFailed = (error: unknown) => assert.fail(`an effect failed: ${String(error)}`);
+    const results = await Promise.all([
+      runTransaction(kysely, (tx) => ({ tx }), lockInOrder('a', 'org_a', 'org_b'), effectFailed),
+      runTransaction(kysely, (tx) => ({ tx }), lockInOrder('b', 'org_b', 'org_a'), effectFailed),
+    ]);
+    assert.deepEqual(results, ['a', 'b']);
+    assert.equal(attempts.length, 3, `one of them ran twice: ${attempts.join(', ')}`);
+    assert.deepEqual(effects.sort(), ['a', 'b'], 'each effect ran once, after its commit');
+  } finally {
+    await close();
   }
 });
 
