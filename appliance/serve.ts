@@ -77,7 +77,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   if (release.removedDevelopmentCopy) log.info({ path: join(config.dataDir, RELEASE_PUBLIC_KEY_FILE) }, 'removed a copy of a development release key from the data directory: the development key is read in place at each bundle build');
   if (release.source === 'development') log.warn({ path: DEV_RELEASE_PUBLIC_KEY }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
   if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
-  const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
+  const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
   // What start-up opened, closed last-first if a later step fails.
   const opened: Array<() => unknown> = [() => stores.close()];
   try {

@@ -45,6 +45,9 @@ test('malformed TOML, unknown keys, wrong types and out-of-range values are refu
 
 test('database: unset is the SQLite file in data_dir; a postgres:// URL comes from the flag, CT_OPS_APPLIANCE_DATABASE or the TOML file, and is shown only without its password', () => {
   assert.deepEqual(loadApplianceConfig({ env: {}, flags: {} }).database, { kind: 'sqlite' });
+  assert.equal(loadApplianceConfig({ env: {}, flags: {} }).databasePoolSize, 10);
+  assert.equal(loadApplianceConfig({ env: { CT_OPS_APPLIANCE_DATABASE_POOL_SIZE: '25' }, flags: {} }).databasePoolSize, 25);
+  assert.throws(() => loadApplianceConfig({ env: {}, flags: { database_pool_size: '0' } }), isConfigError('ERR_CONFIG_INVALID', /--database-pool-size: expected an integer from 1 to 100/));
   const fromFile = loadApplianceConfig({ file: file('db.toml', 'database = "postgres://ctops:s3cret@db.example:5433/fleet?sslmode=verify-full"\n'), env: {}, flags: {} }).database;
   assert.deepEqual(fromFile, { kind: 'postgres', url: 'postgres://ctops:s3cret@db.example:5433/fleet?sslmode=verify-full', display: 'postgres://ctops:***@db.example:5433/fleet?sslmode=verify-full' });
   const fromEnv = loadApplianceConfig({ file: file('db2.toml', 'database = "postgres://a:b@file/x"\n'), env: { CT_OPS_APPLIANCE_DATABASE: 'postgresql://env@db/fleet' }, flags: {} }).database;

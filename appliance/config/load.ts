@@ -25,6 +25,8 @@ const FIELDS = {
   release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
   /** Empty: the SQLite file in data_dir; else a postgres:// URL (config/database-url.ts). */
   database: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
+  /** PostgreSQL only: connections this process keeps at most (leave the server's max_connections room for every instance). */
+  database_pool_size: { spec: { kind: 'integer', min: 1, max: 100 }, fallback: 10 },
 } as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
 
 type FieldName = keyof typeof FIELDS;
@@ -49,6 +51,8 @@ export interface ApplianceConfig {
   readonly releasePublicKeyFile: string;
   /** The SQLite file in dataDir, or a PostgreSQL server (its URL holds a password: log only `display`). */
   readonly database: DatabaseLocation;
+  /** PostgreSQL: the most connections this process keeps open. */
+  readonly databasePoolSize: number;
   /** What the start logs as configuration warnings: a SAN read as another name than written, this machine's host name left out of the default SANs. */
   readonly warnings: readonly string[];
 }
@@ -116,6 +120,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,
     database: Object.freeze(parseDatabaseSetting(values.database, databaseWhere)),
+    databasePoolSize: values.database_pool_size,
     warnings: Object.freeze(warnings),
   });
 }

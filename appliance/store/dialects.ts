@@ -15,8 +15,6 @@ export function sqliteKysely(db: Db): Kysely<Schema> {
   return new Kysely<Schema>({ dialect: new SqliteDialect({ database: db }) });
 }
 
-/** Connections a process keeps to PostgreSQL by default: the ingest and admin traffic of one instance, not the server's max_connections (100). */
-export const DEFAULT_POSTGRES_POOL_SIZE = 10;
 /** How long a query waits for a free pooled connection or for the server to accept one before it fails (ERR_STORAGE_UNAVAILABLE). */
 export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 
@@ -39,8 +37,8 @@ const POSTGRES_TYPES = {
 };
 
 export interface PostgresOptions {
-  /** Connections kept open at most (DEFAULT_POSTGRES_POOL_SIZE). */
-  readonly poolSize?: number;
+  /** Connections kept open at most (the appliance's database_pool_size setting). */
+  readonly poolSize: number;
   /** Told about an idle pooled connection the server dropped (restart, admin termination); without a listener pg would crash the process. */
   readonly onIdleConnectionError?: (error: Error) => void;
 }
@@ -51,10 +49,10 @@ export interface PostgresOptions {
  * parsed to number (parseInt8), BYTEA as Buffer, SMALLINT flags and INTEGER as number. No connection
  * is made until the first query. Destroying the Kysely ends the pool.
  */
-export function postgresKysely(url: string, options: PostgresOptions = {}): Kysely<Schema> {
+export function postgresKysely(url: string, options: PostgresOptions): Kysely<Schema> {
   const pool = new pg.Pool({
     connectionString: url,
-    max: options.poolSize ?? DEFAULT_POSTGRES_POOL_SIZE,
+    max: options.poolSize,
     connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
     types: POSTGRES_TYPES,
   });

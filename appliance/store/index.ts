@@ -111,9 +111,9 @@ const STORES_ON_THE_SQLITE_HANDLE: readonly (keyof TableStores)[] = [
  * Executor — ERR_CONFIG_INVALID naming the stores that still need the SQLite handle, after migrating.
  * Nothing of the URL is logged or put in an error (the password).
  */
-export async function openPostgresStores(url: string, options: { log?: Logger; poolSize?: number } = {}): Promise<Stores> {
+export async function openPostgresStores(url: string, options: { log?: Logger; poolSize: number }): Promise<Stores> {
   const database = postgresKysely(url, {
-    ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
+    poolSize: options.poolSize,
     onIdleConnectionError: (error) => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed'),
   });
   try {
