@@ -9,7 +9,7 @@ import { POSTGRES_MIGRATIONS } from '../appliance/store/migrations/postgres/inde
 import { migratePostgres, postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import type { Schema } from '../appliance/store/schema.ts';
 import { storageFailure } from '../appliance/store/storage-failure.ts';
-import { runTransaction, type Executor, type TransactionScope } from '../appliance/store/unit-of-work.ts';
+import { runTransaction, TRANSACTION_ATTEMPTS, type Executor, type TransactionScope } from '../appliance/store/unit-of-work.ts';
 import { sharedPostgres, startPostgres } from './helpers/postgres.ts';
 import { backends, conformance } from './helpers/store-backends.ts';
 
@@ -132,7 +132,7 @@ test('a stopped PostgreSQL server fails queries with ERR_STORAGE_UNAVAILABLE, an
   }
 });
 
-test('a transaction PostgreSQL aborts as a deadlock victim runs again and commits; the effects of its aborted attempt never run', { timeout: 60_000 }, async () => {
+test('transactions PostgreSQL aborts as deadlock victims run again and commit; the effects of an aborted attempt never run', { timeout: 60_000 }, async () => {
   const [postgres] = backends().filter((backend) => backend.name === 'postgres');
   const { kysely, close } = await postgres!.open();
   try {
@@ -158,7 +158,8 @@ test('a transaction PostgreSQL aborts as a deadlock victim runs again and commit
       runTransaction(kysely, (tx) => ({ tx }), lockInOrder('b', 'org_b', 'org_a'), effectFailed),
     ]);
     assert.deepEqual(results, ['a', 'b']);
-    assert.equal(attempts.length, 3, `one of them ran twice: ${attempts.join(', ')}`);
+    // At least the victim ran again; under load PostgreSQL may pick each of them once (a, b, a, b).
+    assert.ok(attempts.length >= 3 && attempts.length <= 2 * TRANSACTION_ATTEMPTS, `attempts: ${attempts.join(', ')}`);
     assert.deepEqual(effects.sort(), ['a', 'b'], 'each effect ran once, after its commit');
   } finally {
     await close();
