@@ -40,7 +40,7 @@ export const refuseQueriesOutsideTheTransaction: KyselyPlugin = {
 };
 
 /** How often a transaction body runs at most when PostgreSQL aborts it for a deadlock or a serialization failure. */
-export const TRANSACTION_ATTEMPTS = 3;
+const TRANSACTION_ATTEMPTS = 3;
 
 /** PostgreSQL SQLSTATEs (class 40, transaction rollback) after which the same transaction may succeed when run again. */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
