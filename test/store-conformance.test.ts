@@ -114,6 +114,19 @@ conformance('each broken constraint is named alike on both backends by constrain
   assert.equal(constraintViolation(new Error('23505')), undefined, 'only a driver error is read');
 });
 
+conformance('the affected-row count of a conditional UPDATE lets exactly one of 20 concurrent transactions take a single-use token', async ({ kysely }) => {
+  await insertOrganisationAndHost(kysely);
+  const takeOneUse = () => runTransaction(kysely, (tx) => ({ tx }), async ({ tx }) => {
+    const taken = await tx.updateTable('enrolment_tokens').set((eb) => ({ uses: eb('uses', '+', 1) }))
+      .where('id', '=', 'tok_conformance').whereRef('uses', '<', 'max_uses').executeTakeFirst();
+    return Number(taken.numUpdatedRows);
+  }, (error) => assert.fail(String(error)));
+  const taken = await Promise.all(Array.from({ length: 20 }, takeOneUse));
+  assert.equal(taken.filter((rows) => rows === 1).length, 1, `taken: ${taken.join(',')}`);
+  const { uses } = await kysely.selectFrom('enrolment_tokens').select('uses').executeTakeFirstOrThrow();
+  assert.equal(uses, 1);
+});
+
 test('a stopped PostgreSQL server fails queries with ERR_STORAGE_UNAVAILABLE, and a SQL error is not a storage failure', { timeout: 60_000 }, async () => {
   const cluster = await startPostgres();
   const kysely = postgresKysely(await cluster.createDatabase('stopped_server'), { poolSize: 2, onIdleConnectionError: () => undefined });
