@@ -3,19 +3,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startPostgres } from './helpers/postgres.ts';
+import { isAlive, startPostgres } from './helpers/postgres.ts';
 import { LoggedProcess, REPO_ROOT } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
-
-/** Whether a process with this id exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 test('a test process killed with SIGKILL takes its private PostgreSQL cluster down with it, and the next start removes the directory it left', { timeout: 90_000 }, async () => {
   const owner = new LoggedProcess(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
@@ -33,10 +23,10 @@ test('a test process killed with SIGKILL takes its private PostgreSQL cluster do
     const dir = readdirSync(tmpdir()).map((name) => join(tmpdir(), name)).find((path) => path.includes('ct-ops-postgres-') && Number(textOrEmpty(join(path, 'owner.pid'))) === owner.child.pid);
     assert.ok(dir !== undefined, 'the cluster directory names its owner');
     const postmaster = Number(textOrEmpty(join(dir, 'data', 'postmaster.pid')).split('\n')[0]);
-    assert.ok(alive(postmaster), `postmaster ${postmaster} on port ${port} runs`);
+    assert.ok(isAlive(postmaster), `postmaster ${postmaster} on port ${port} runs`);
     owner.child.kill('SIGKILL');
     await owner.exited;
-    await waitFor('the postmaster to shut down after its owner died', () => !alive(postmaster), 15_000, 100);
+    await waitFor('the postmaster to shut down after its owner died', () => !isAlive(postmaster), 15_000, 100);
     const next = await startPostgres();
     try {
       assert.equal(existsSync(dir), false, 'the abandoned directory was swept');
