@@ -23,7 +23,7 @@ import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { PresenceRegistry } from './presence/registry.ts';
-import { openStores } from './store/index.ts';
+import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
 import { sweepInventory } from './inventory/sweeper.ts';
@@ -77,7 +77,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   if (release.removedDevelopmentCopy) log.info({ path: join(config.dataDir, RELEASE_PUBLIC_KEY_FILE) }, 'removed a copy of a development release key from the data directory: the development key is read in place at each bundle build');
   if (release.source === 'development') log.warn({ path: DEV_RELEASE_PUBLIC_KEY }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
   if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
-  const stores = openStores(join(config.dataDir, DATABASE_FILE), { log });
+  const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
   // What start-up opened, closed last-first if a later step fails.
   const opened: Array<() => unknown> = [() => stores.close()];
   try {
@@ -124,7 +124,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       `${JSON.stringify({ admin_api: `https://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${http.port}`, grpc_port: grpc.port, pid: process.pid }, null, 2)}\n`,
       PUBLIC_FILE_MODE,
     );
-    log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, listen: config.listen, grpc_port: grpc.port, http_port: http.port, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans, sans_unicode: config.sans.map(unicodeHostName) }, 'appliance started');
+    log.info({ version: PRODUCT_VERSION, data_dir: config.dataDir, database: config.database.kind === 'postgres' ? config.database.display : 'sqlite', listen: config.listen, grpc_port: grpc.port, http_port: http.port, ca_fingerprint: tls.caFingerprint, bundle_key_id: keyIdHex(bundleKey.keyId), release_key_id: release.key && keyIdHex(release.key.keyId), jwt_kid: jwtKey.kid, sans: config.sans, sans_unicode: config.sans.map(unicodeHostName) }, 'appliance started');
 
     return {
       grpcPort: grpc.port,

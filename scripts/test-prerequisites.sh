@@ -22,6 +22,8 @@
 # its own Node with node-gyp, for x64 and cross for arm64, and reads the glibc its ELF files need.
 # skopeo, umoci, podman: tools that did not write the appliance's OCI archive read, copy, unpack and load
 # it (podman into a private vfs store; no container runs).
+# postgresql: the store's PostgreSQL backend is tested against a real PostgreSQL 15 cluster that each test
+# file starts privately (test/helpers/postgres.ts: initdb in a temp directory, a free loopback port).
 set -eu
 
 PACKAGES='openssl python3 python3-grpcio python3-grpc-tools python3-protobuf python3-cryptography
@@ -29,7 +31,8 @@ minisign shellcheck systemd debootstrap
 llvm file qemu-user libc6-arm64-cross libstdc++6-arm64-cross wine wine64 zip unzip
 rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime
 age g++ make g++-aarch64-linux-gnu binutils
-skopeo umoci podman'
+skopeo umoci podman
+postgresql'
 
 EX_UNAVAILABLE=69
 me=test-prerequisites

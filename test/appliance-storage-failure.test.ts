@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { IngestServiceClient } from '../common/proto.ts';
-import { storageFailure } from '../appliance/store/database.ts';
+import { storageFailure } from '../appliance/store/storage-failure.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';

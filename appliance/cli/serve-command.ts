@@ -17,6 +17,8 @@ interface ServeOptions {
   pendingPollSecs?: string;
   inventorySweepSecs?: string;
   releasePublicKeyFile?: string;
+  database?: string;
+  databasePoolSize?: string;
 }
 
 export function serveCommand(): Command {
@@ -31,6 +33,8 @@ export function serveCommand(): Command {
     .option('--jwt-ttl-secs <secs>', 'lifetime of agent JWTs (default 86400)')
     .option('--pending-poll-secs <secs>', 'how often pending agents poll (default 30)')
     .option('--inventory-sweep-secs <secs>', 'how often the software sweeper queues due inventory scans (default 60)')
+    .option('--database <url>', 'postgres://USER:PASSWORD@HOST:PORT/DATABASE to keep the store on PostgreSQL 15 (also CT_OPS_APPLIANCE_DATABASE; default: the SQLite file in the data directory)')
+    .option('--database-pool-size <n>', 'PostgreSQL: connections kept open at most (default 10)')
     .option('--release-public-key-file <file>', 'minisign public key of agent releases to trust (kept as DATA_DIR/release.pub)')
     .action(async (options: ServeOptions) => {
       // The server's modules (fastify, gRPC, x509, SQLite) load here, not when the CLI starts:
@@ -49,6 +53,8 @@ export function serveCommand(): Command {
           pending_poll_secs: options.pendingPollSecs,
           inventory_sweep_secs: options.inventorySweepSecs,
           release_public_key_file: options.releasePublicKeyFile,
+          database: options.database,
+          database_pool_size: options.databasePoolSize,
         },
       };
       const config = loadApplianceConfig(sources);

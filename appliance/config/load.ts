@@ -4,6 +4,7 @@ import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning, parseHostName } from '../../common/host-name.ts';
+import { parseDatabaseSetting, type DatabaseLocation } from './database-url.ts';
 
 /**
  * Every appliance setting: its TOML key, its CT_OPS_APPLIANCE_* variable (the key
@@ -22,6 +23,10 @@ const FIELDS = {
   vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
   log_level: { spec: { kind: 'string' }, fallback: 'info' },
   release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
+  /** Empty: the SQLite file in data_dir; else a postgres:// URL (config/database-url.ts). */
+  database: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
+  /** PostgreSQL only: connections this process keeps at most (leave the server's max_connections room for every instance). */
+  database_pool_size: { spec: { kind: 'integer', min: 1, max: 100 }, fallback: 10 },
 } as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
 
 type FieldName = keyof typeof FIELDS;
@@ -44,6 +49,10 @@ export interface ApplianceConfig {
   readonly logLevel: string;
   /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
   readonly releasePublicKeyFile: string;
+  /** The SQLite file in dataDir, or a PostgreSQL server (its URL holds a password: log only `display`). */
+  readonly database: DatabaseLocation;
+  /** PostgreSQL: the most connections this process keeps open. */
+  readonly databasePoolSize: number;
   /** What the start logs as configuration warnings: a SAN read as another name than written, this machine's host name left out of the default SANs. */
   readonly warnings: readonly string[];
 }
@@ -70,6 +79,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
   const settings = {} as Record<FieldName, unknown>;
   /** Where the SANs came from (undefined: the default), named in errors and warnings about a name. */
   let sansWhere: string | undefined;
+  let databaseWhere = 'database';
   for (const [name, field] of Object.entries(FIELDS) as [FieldName, (typeof FIELDS)[FieldName]][]) {
     const flag = sources.flags[name];
     const envName = `${ENV_PREFIX}${name.toUpperCase()}`;
@@ -88,6 +98,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
       settings[name] = field.fallback;
     }
     if (name === 'sans') sansWhere = where;
+    if (name === 'database' && where !== undefined) databaseWhere = where;
   }
   const values = settings as Settings;
   if (!LOG_LEVELS.includes(values.log_level)) {
@@ -108,6 +119,8 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,
+    database: Object.freeze(parseDatabaseSetting(values.database, databaseWhere)),
+    databasePoolSize: values.database_pool_size,
     warnings: Object.freeze(warnings),
   });
 }

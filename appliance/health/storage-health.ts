@@ -25,7 +25,7 @@ export type StorageState =
  * time would flood the log — anything else with its stack.
  */
 export function failureFields(error: unknown): Record<string, unknown> {
-  return isStorageFailure(error) ? { code: error.code, sqlite_code: error.details.sqlite_code } : { err: error };
+  return isStorageFailure(error) ? { code: error.code, sqlite_code: error.details.sqlite_code, postgres_code: error.details.postgres_code } : { err: error };
 }
 
 /** While degraded, how often one small write is tried to learn that space (or the device) came back. */
@@ -55,7 +55,7 @@ export class StorageHealth {
   /** A write failed with a storage failure: degraded (the first failure's time is kept), probing until one succeeds. */
   failed(error: CtOpsError & { code: StorageFailureCode }, now = Date.now()): void {
     const sinceMs = this.#state.status === 'degraded' ? this.#state.sinceMs : now;
-    if (this.#state.status === 'ok') this.#log?.error({ code: error.code, sqlite_code: error.details.sqlite_code }, 'storage degraded: writes fail');
+    if (this.#state.status === 'ok') this.#log?.error(failureFields(error), 'storage degraded: writes fail');
     this.#state = { status: 'degraded', reason: error.code, message: error.message, sinceMs };
     // Unreferenced: a CLI that opened the stores must still be able to exit.
     this.#probeTimer ??= setInterval(() => this.#runProbe(), STORAGE_PROBE_INTERVAL_MS).unref();

@@ -1,6 +1,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { CtOpsError } from '../../common/errors.ts';
-import { type Db, openSqliteFile, sqliteCode, storageFailure } from './database.ts';
+import { type Db, openSqliteFile, sqliteCode } from './database.ts';
+import { storageFailure } from './storage-failure.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
 /** The most pages sqlite3_backup_step may copy in one call (better-sqlite3 clamps the rate to 31 bits). */

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CtOpsError } from '../../common/errors.ts';
 import { packageRoot } from '../../common/package-root.ts';
-import type { StorageFailureCode } from '../health/storage-health.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
+import { storageFailure } from './storage-failure.ts';
 
 export type Db = Database.Database;
 
@@ -116,38 +116,6 @@ export function checkMigrationOrder(migrations: readonly Migration[]): void {
 /** better-sqlite3 SqliteError codes (SQLITE_CONSTRAINT_UNIQUE, ...) when err is one. */
 export function sqliteCode(error: unknown): string | undefined {
   return error instanceof Database.SqliteError ? error.code : undefined;
-}
-
-/** SQLite's primary result codes that mean the storage failed, not the statement (sqlite.org/rescode.html). */
-const STORAGE_FAILURES: Readonly<Record<string, StorageFailureCode>> = {
-  SQLITE_FULL: 'ERR_STORAGE_FULL',
-  // Growing the WAL index (-shm) failed: "may indicate that the underlying filesystem volume is out of space".
-  SQLITE_IOERR_SHMSIZE: 'ERR_STORAGE_FULL',
-  SQLITE_IOERR: 'ERR_STORAGE_UNAVAILABLE',
-  SQLITE_READONLY: 'ERR_STORAGE_UNAVAILABLE',
-  SQLITE_CANTOPEN: 'ERR_STORAGE_UNAVAILABLE',
-  SQLITE_BUSY: 'ERR_STORAGE_UNAVAILABLE',
-  SQLITE_LOCKED: 'ERR_STORAGE_UNAVAILABLE',
-  SQLITE_CORRUPT: 'ERR_STORAGE_CORRUPT',
-  SQLITE_NOTADB: 'ERR_STORAGE_CORRUPT',
-};
-
-const STORAGE_FAILURE_MESSAGES: Readonly<Record<StorageFailureCode, string>> = {
-  ERR_STORAGE_FULL: 'the volume holding the database is full',
-  ERR_STORAGE_UNAVAILABLE: 'the database cannot be written',
-  ERR_STORAGE_CORRUPT: 'the database file is damaged',
-};
-
-/**
- * The catalogue error for a SQLite failure of the storage itself: an extended code maps as listed,
- * else by its primary code (SQLITE_IOERR_WRITE → ERR_STORAGE_UNAVAILABLE), and `details.sqlite_code` keeps
- * the original. Undefined for anything else (a constraint, one of our own errors).
- */
-export function storageFailure(error: unknown): (CtOpsError & { code: StorageFailureCode }) | undefined {
-  const sqlite = sqliteCode(error);
-  const code = sqlite === undefined ? undefined : (STORAGE_FAILURES[sqlite] ?? STORAGE_FAILURES[sqlite.split('_', 2).join('_')]);
-  if (code === undefined) return undefined;
-  return new CtOpsError(code, `${STORAGE_FAILURE_MESSAGES[code]} (${sqlite})`, { sqlite_code: sqlite }, { cause: error }) as CtOpsError & { code: StorageFailureCode };
 }
 
 /**

@@ -1,4 +1,5 @@
-import { Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver } from 'kysely';
+import pg from 'pg';
 import type { Db } from './database.ts';
 import type { Schema } from './schema.ts';
 
@@ -46,4 +47,49 @@ class SqliteDriverKeepingFailures extends SqliteDriver {
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     if (this.#db.inTransaction) await super.rollbackTransaction(connection);
   }
+}
+
+/** How long a query waits for a free pooled connection or for the server to accept one before it fails (ERR_STORAGE_UNAVAILABLE). */
+export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+
+/** PostgreSQL int8 (BIGINT: times in ms, identity ids, count(*)) — pg hands it over as a string. */
+const INT8_OID = 20;
+
+/**
+ * int8 as a JavaScript number. The values are ms times, ids and counts, far below 2^53; one that is
+ * not exactly representable throws rather than being silently rounded.
+ */
+function parseInt8(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new RangeError(`a BIGINT value ${text} is beyond JavaScript's exact integers`);
+  return value;
+}
+
+const POSTGRES_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface PostgresOptions {
+  /** Connections kept open at most (the appliance's database_pool_size setting). */
+  readonly poolSize: number;
+  /** Told about an idle pooled connection the server dropped (restart, admin termination); without a listener pg would crash the process. */
+  readonly onIdleConnectionError?: (error: Error) => void;
+}
+
+/**
+ * Kysely over a pg Pool for `url` (postgres://USER:PASSWORD@HOST:PORT/DATABASE; libpq's query
+ * parameters such as sslmode apply). Column values come back as schema.ts declares them: BIGINT
+ * parsed to number (parseInt8), BYTEA as Buffer, SMALLINT flags and INTEGER as number. No connection
+ * is made until the first query. Destroying the Kysely ends the pool.
+ */
+export function postgresKysely(url: string, options: PostgresOptions): Kysely<Schema> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
+    types: POSTGRES_TYPES,
+  });
+  pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  return new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -1,14 +1,17 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { StorageHealth } from '../health/storage-health.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
-import { openDatabase, probeWrite, storageFailure, type Db } from './database.ts';
+import { openDatabase, probeWrite, type Db } from './database.ts';
+import { storageFailure } from './storage-failure.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
 import { HostClaimantStore } from './host-claimants.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
-import { sqliteKysely, type DialectName } from './dialects.ts';
+import { postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
+import { migratePostgres } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
@@ -91,6 +94,38 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
       db.close();
     },
   };
+}
+
+/**
+ * The table stores that still take the better-sqlite3 handle instead of an Executor: PostgreSQL
+ * cannot serve them. Empty once every store is on Kysely; then openPostgresStores returns the stores.
+ */
+const STORES_ON_THE_SQLITE_HANDLE: readonly (keyof TableStores)[] = [
+  'organisations', 'enrolmentTokens', 'hosts', 'vitals', 'registerNonces', 'adminCredentials', 'softwareInventory', 'hostEvents', 'hostClaimants', 'hostTrust',
+];
+
+/**
+ * Opens a PostgreSQL database (`url`: postgres://USER:PASSWORD@HOST:PORT/DATABASE) and migrates it
+ * to the latest schema (migratePostgres: one instance at a time, under an advisory lock). Throws
+ * ERR_STORAGE_UNAVAILABLE when the server cannot be reached (within POSTGRES_CONNECT_TIMEOUT_MS) or
+ * refuses, ERR_SCHEMA_TOO_NEW for a newer schema, and — until every table store is built over an
+ * Executor — ERR_CONFIG_INVALID naming the stores that still need the SQLite handle, after migrating.
+ * Nothing of the URL is logged or put in an error (the password).
+ */
+export async function openPostgresStores(url: string, options: { log?: Logger; poolSize: number }): Promise<Stores> {
+  const database = postgresKysely(url, {
+    poolSize: options.poolSize,
+    onIdleConnectionError: (error) => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed'),
+  });
+  try {
+    await migratePostgres(database).catch((error: unknown) => {
+      throw storageFailure(error) ?? error;
+    });
+    throw new CtOpsError('ERR_CONFIG_INVALID', `this build cannot serve on PostgreSQL yet: the stores ${STORES_ON_THE_SQLITE_HANDLE.join(', ')} still run on the SQLite handle (appliance/store/index.ts tableStores); the database was migrated to the latest schema`, { stores: STORES_ON_THE_SQLITE_HANDLE.join(',') });
+  } catch (error) {
+    await database.destroy();
+    throw error;
+  }
 }
 
 /**

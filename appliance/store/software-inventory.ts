@@ -1,7 +1,8 @@
 import { CtOpsError } from '../../common/errors.ts';
 import { describeSkipped, NORMALISE_REASONS, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import type { Statement } from 'better-sqlite3';
-import { sqliteCode, storageFailure, type Db } from './database.ts';
+import { sqliteCode, type Db } from './database.ts';
+import { storageFailure } from './storage-failure.ts';
 
 /**
  * Rows of packages indexed by name in one batch. Large enough that one batch touches each

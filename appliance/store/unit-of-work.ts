@@ -39,6 +39,17 @@ export const refuseQueriesOutsideTheTransaction: KyselyPlugin = {
   },
 };
 
+/** How often a transaction body runs at most when PostgreSQL aborts it for a deadlock or a serialization failure. */
+const TRANSACTION_ATTEMPTS = 3;
+
+/** PostgreSQL SQLSTATEs (class 40, transaction rollback) after which the same transaction may succeed when run again. */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+
+function mustRetry(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && RETRYABLE_SQLSTATES.has(code);
+}
+
 /**
  * Runs `body` in one transaction on `database` (a Kysely without refuseQueriesOutsideTheTransaction)
  * with the stores `bind` builds over the transaction, commits, then runs the queued effects in order
@@ -49,6 +60,12 @@ export const refuseQueriesOutsideTheTransaction: KyselyPlugin = {
  * SQLite: Kysely holds the one connection for the whole body, so other queries of this process wait.
  * A body must therefore only await its store calls — no network, file or timer waits — which is also
  * what keeps it short on PostgreSQL.
+ *
+ * PostgreSQL may abort a transaction that did nothing wrong: a deadlock between two transactions
+ * locking the same rows in opposite order (40P01), or a serialization failure (40001). The body then
+ * runs again from the start, up to TRANSACTION_ATTEMPTS times in all (docs/decisions.md 97): a body
+ * only reads and writes through its stores and queues its effects, so a rolled-back attempt left
+ * nothing behind. SQLite serialises transactions and never reports either.
  */
 export async function runTransaction<TableStores, T>(
   database: Executor,
@@ -56,10 +73,20 @@ export async function runTransaction<TableStores, T>(
   body: (scope: TransactionScope<TableStores>) => Promise<T>,
   onEffectFailure: (error: unknown) => void,
 ): Promise<T> {
-  const effects: Effect[] = [];
-  const result = await database.transaction().execute((transaction) =>
-    openTransaction.run(true, () => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) })),
-  );
+  let effects: Effect[] = [];
+  let result: T;
+  for (let attempt = 1; ; attempt += 1) {
+    // A retried body starts over with no effects: those of the rolled-back attempt never happened.
+    effects = [];
+    try {
+      result = await database.transaction().execute((transaction) =>
+        openTransaction.run(true, () => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) })),
+      );
+      break;
+    } catch (error) {
+      if (attempt >= TRANSACTION_ATTEMPTS || !mustRetry(error)) throw error;
+    }
+  }
   // Effects run outside the transaction's async context: they may use the database's own stores.
   await openTransaction.exit(() => runEffects(effects, onEffectFailure));
   return result;

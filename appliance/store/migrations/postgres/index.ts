@@ -1,0 +1,35 @@
+import type { Migration } from '../index.ts';
+import { postgresMigration001Initial } from './001-initial.ts';
+import { postgresMigration002SoftwareInventory } from './002-software-inventory.ts';
+import { postgresMigration003HostFingerprintIndex } from './003-host-fingerprint-index.ts';
+import { postgresMigration004Tasks } from './004-tasks.ts';
+import { postgresMigration005HostDeletion } from './005-host-deletion.ts';
+import { postgresMigration006HostIdentity } from './006-host-identity.ts';
+import { postgresMigration007HostClockOffset } from './007-host-clock-offset.ts';
+import { postgresMigration008PackageArchitecture } from './008-package-architecture.ts';
+import { postgresMigration009RegisterNonceWatermark } from './009-register-nonce-watermark.ts';
+import { postgresMigration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
+import { postgresMigration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
+import { postgresMigration012HostTrustGeneration } from './012-host-trust-generation.ts';
+import { postgresMigration013HostTrustDigest } from './013-host-trust-digest.ts';
+
+/**
+ * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
+ * the same version: a new SQLite migration gets its PostgreSQL twin in the same change. Appended,
+ * never edited once released. The version lives in the one-row table schema_version (store/postgres-migrate.ts).
+ */
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  postgresMigration001Initial,
+  postgresMigration002SoftwareInventory,
+  postgresMigration003HostFingerprintIndex,
+  postgresMigration004Tasks,
+  postgresMigration005HostDeletion,
+  postgresMigration006HostIdentity,
+  postgresMigration007HostClockOffset,
+  postgresMigration008PackageArchitecture,
+  postgresMigration009RegisterNonceWatermark,
+  postgresMigration010IdentityResolvedAt,
+  postgresMigration011IdentityKeyRotation,
+  postgresMigration012HostTrustGeneration,
+  postgresMigration013HostTrustDigest,
+];

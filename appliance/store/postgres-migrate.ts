@@ -1,0 +1,68 @@
+import { sql, type Kysely } from 'kysely';
+import { CtOpsError } from '../../common/errors.ts';
+import { checkMigrationOrder } from './database.ts';
+import type { Migration } from './migrations/index.ts';
+import { POSTGRES_MIGRATIONS } from './migrations/postgres/index.ts';
+import type { Schema } from './schema.ts';
+
+/**
+ * The advisory lock every migrating instance takes (transaction-scoped): a 64-bit key of our own,
+ * 'CTOPSMIG' in ASCII, so no other application's lock on the same server collides by accident.
+ */
+const MIGRATION_LOCK_KEY = 0x43544f50534d4947n;
+
+/** The schema's version on PostgreSQL: one row (id 1), 0 before any migration. SQLite keeps PRAGMA user_version instead. */
+type VersionTable = {
+  schema_version: { id: number; version: number };
+};
+type Migrating = Kysely<Schema & VersionTable>;
+
+/**
+ * Brings a PostgreSQL database to the latest schema: each pending migration in its own transaction,
+ * which first takes MIGRATION_LOCK_KEY and re-reads the version, so two instances starting at once
+ * apply each migration once (the second waits, then finds it applied). Resolves with the latest
+ * version. Throws ERR_INTERNAL for a list not numbered 1, 2, 3, … (checkMigrationOrder),
+ * ERR_SCHEMA_TOO_NEW when the database is past the latest version this appliance knows; a failing
+ * migration rolls back alone and rejects with the server's error (earlier ones stay applied).
+ */
+export async function migratePostgres(database: Kysely<Schema>, migrations: readonly Migration[] = POSTGRES_MIGRATIONS): Promise<number> {
+  checkMigrationOrder(migrations);
+  const latest = migrations.at(-1)?.version ?? 0;
+  const current = await underMigrationLock(database, async (transaction) => {
+    // Created under the lock: two instances' CREATE TABLE IF NOT EXISTS could otherwise both try.
+    await sql`CREATE TABLE IF NOT EXISTS schema_version (id SMALLINT PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`.execute(transaction);
+    await transaction.insertInto('schema_version').values({ id: 1, version: 0 }).onConflict((conflict) => conflict.column('id').doNothing()).execute();
+    return schemaVersion(transaction);
+  });
+  if (current > latest) {
+    throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this appliance knows up to ${latest}`, { current, latest });
+  }
+  for (const migration of migrations.filter((candidate) => candidate.version > current)) {
+    await underMigrationLock(database, async (transaction) => {
+      if ((await schemaVersion(transaction)) >= migration.version) return; // another instance applied it meanwhile
+      // Several statements in one simple-protocol query (no parameters), as the migration is written.
+      await sql.raw(migration.sql).execute(transaction);
+      await transaction.updateTable('schema_version').set({ version: migration.version }).where('id', '=', 1).execute();
+    });
+  }
+  return latest;
+}
+
+/** The schema version recorded in the database (0 when none: not yet migrated, or no schema_version table). */
+export async function postgresSchemaVersion(database: Kysely<Schema>): Promise<number> {
+  const table = await sql<{ present: boolean }>`SELECT to_regclass('schema_version') IS NOT NULL AS present`.execute(database);
+  if (table.rows[0]?.present !== true) return 0;
+  return schemaVersion(database.withTables<VersionTable>());
+}
+
+async function underMigrationLock<T>(database: Kysely<Schema>, body: (transaction: Migrating) => Promise<T>): Promise<T> {
+  return database.withTables<VersionTable>().transaction().execute(async (transaction) => {
+    await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`.execute(transaction);
+    return body(transaction);
+  });
+}
+
+async function schemaVersion(executor: Migrating): Promise<number> {
+  const row = await executor.selectFrom('schema_version').select('version').where('id', '=', 1).executeTakeFirst();
+  return row?.version ?? 0;
+}

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isAlive, startPostgres } from './helpers/postgres.ts';
+import { LoggedProcess, REPO_ROOT } from './helpers/processes.ts';
+import { waitFor } from './helpers/wait.ts';
+
+test('a test process killed with SIGKILL takes its private PostgreSQL cluster down with it, and the next start removes the directory it left', { timeout: 90_000 }, async () => {
+  const owner = new LoggedProcess(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+    import { startPostgres } from './test/helpers/postgres.ts';
+    const cluster = await startPostgres();
+    console.log(JSON.stringify({ port: cluster.port }));
+    setInterval(() => {}, 60_000);
+  `], {}, REPO_ROOT);
+  try {
+    const { port } = await waitFor('the cluster started by the owner process', () => {
+      if (!owner.running) throw new Error(`owner exited: ${owner.stderr}`);
+      const line = owner.stdout.split('\n').find((text) => text.startsWith('{'));
+      return line === undefined ? undefined : (JSON.parse(line) as { port: number });
+    }, 45_000);
+    const dir = readdirSync(tmpdir()).map((name) => join(tmpdir(), name)).find((path) => path.includes('ct-ops-postgres-') && Number(textOrEmpty(join(path, 'owner.pid'))) === owner.child.pid);
+    assert.ok(dir !== undefined, 'the cluster directory names its owner');
+    const postmaster = Number(textOrEmpty(join(dir, 'data', 'postmaster.pid')).split('\n')[0]);
+    assert.ok(isAlive(postmaster), `postmaster ${postmaster} on port ${port} runs`);
+    owner.child.kill('SIGKILL');
+    await owner.exited;
+    await waitFor('the postmaster to shut down after its owner died', () => !isAlive(postmaster), 15_000, 100);
+    const next = await startPostgres();
+    try {
+      assert.equal(existsSync(dir), false, 'the abandoned directory was swept');
+    } finally {
+      await next.stop();
+    }
+  } finally {
+    await owner.stop('SIGKILL');
+  }
+});
+
+/** A file's text, or '' while it does not exist (the postmaster writes its pid file once it runs). */
+function textOrEmpty(path: string): string {
+  return existsSync(path) ? readFileSync(path, 'utf8') : '';
+}
