@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import { constraintViolation } from '../appliance/store/constraint-violation.ts';
+import { TaskStore } from '../appliance/store/tasks.ts';
+import { sharedPostgres } from './helpers/postgres.ts';
+import { conformance } from './helpers/store-backends.ts';
+
+after(async () => (await sharedPostgres()).stop());
+
+const AT = 1_764_000_000_123;
+const KEY = Buffer.alloc(32, 7);
+
+conformance('task store: transitions by conditional UPDATE, one unfinished per type, set-based sweeps, failures count', async (backend) => {
+  const kysely = backend.kysely;
+  await kysely.insertInto('organisations').values({ id: 'org_c', name: 'c', created_at: AT }).execute();
+  await kysely.insertInto('hosts').values({
+    id: 'hst_c', org_id: 'org_c', public_key: KEY, hostname: 'web-1', machine_fingerprint: 'fp', os: 'linux', arch: 'x64',
+    agent_version: '0.1.0', approval: 'active', enrolment_token_id: null, tags: '{}', enrolled_at: AT, last_registered_at: AT,
+  }).execute();
+  const tasks = new TaskStore(kysely);
+  const base = { orgId: 'org_c', hostId: 'hst_c', payload: { a: 1 }, createdAt: AT, createdBy: 'admin', timeoutMs: 60_000, expiresAt: AT + 3_600_000 };
+  await tasks.insert({ ...base, id: 'tsk_a', type: 'config_reload' });
+  await tasks.insert({ ...base, id: 'tsk_b', type: 'software_inventory', createdAt: AT + 1 });
+  await assert.rejects(tasks.insert({ ...base, id: 'tsk_dup', type: 'config_reload' }), (error: unknown) => constraintViolation(error) === 'unique');
+  assert.deepEqual((await tasks.queuedForHost('hst_c')).map((task) => task.id), ['tsk_a', 'tsk_b']);
+  assert.equal((await tasks.findUnfinished('hst_c', 'config_reload'))?.id, 'tsk_a');
+  const sent = await tasks.applyEvent('tsk_a', 'sent', AT + 10);
+  assert.deepEqual([sent?.state, sent?.sentAt, sent?.attempts, sent?.deadlineAt], ['sent', AT + 10, 1, AT + 10 + 60_000]);
+  assert.equal(await tasks.applyEvent('tsk_a', 'sent', AT + 11), undefined, 'sent only from queued');
+  assert.equal(await tasks.applyEvent('tsk_a', 'cancel', AT + 12, {}, ['queued']), undefined, 'narrowed to queued');
+  assert.deepEqual(await tasks.requeueSent('hst_c'), ['tsk_a']);
+  await tasks.applyEvent('tsk_a', 'sent', AT + 20);
+  await tasks.applyEvent('tsk_a', 'started', AT + 21);
+  const done = await tasks.applyEvent('tsk_a', 'failed', AT + 22, { result: { x: [1] }, output: 'out', errorCode: 'ERR_TASK_FAILED' });
+  assert.deepEqual([done?.state, done?.result, done?.output, done?.errorCode, done?.finishedAt, done?.deadlineAt, done?.attempts], ['failed', { x: [1] }, 'out', 'ERR_TASK_FAILED', AT + 22, null, 2]);
+  assert.deepEqual(await tasks.failuresSince('hst_c', 'config_reload', 0), { count: 1, lastAt: AT + 22 });
+  assert.deepEqual(await tasks.failuresSince('hst_c', 'software_inventory', 0), { count: 0, lastAt: null });
+  assert.deepEqual(await tasks.expireDue(AT + 3_600_000 - 1, 'ERR_TASK_EXPIRED'), []);
+  assert.deepEqual(await tasks.expireDue(AT + 3_600_000, 'ERR_TASK_EXPIRED'), ['tsk_b']);
+  await tasks.insert({ ...base, id: 'tsk_c', type: 'config_reload', createdAt: AT + 30 });
+  await tasks.applyEvent('tsk_c', 'sent', AT + 30);
+  assert.deepEqual(await tasks.timeoutDue(AT + 30 + 60_000, 'ERR_TASK_TIMEOUT'), ['tsk_c']);
+  await tasks.insert({ ...base, id: 'tsk_d', type: 'config_reload', createdAt: AT + 40 });
+  assert.deepEqual(await tasks.cancelForHost('hst_c', AT + 41, 'ERR_AGENT_NOT_ACTIVE'), ['tsk_d']);
+  assert.deepEqual((await tasks.list('org_c', { limit: 10 })).map((task) => task.id), ['tsk_d', 'tsk_c', 'tsk_b', 'tsk_a']);
+  assert.deepEqual((await tasks.list('org_c', { hostId: 'hst_c', state: 'timed_out', limit: 1 })).map((task) => task.id), ['tsk_c']);
+  assert.deepEqual((await tasks.get('tsk_b'))?.payload, { a: 1 });
+});
