@@ -26,7 +26,7 @@ import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
 import { TaskDispatcher } from './tasks/dispatcher.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
-import { sweepInventory } from './inventory/sweeper.ts';
+import { InventoryService } from './inventory/service.ts';
 
 export { DATABASE_FILE };
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
@@ -96,8 +96,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
-    const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
-    if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
+    const inventory = new InventoryService({ stores, presence, tasks, log });
+    const services = { inventory };
+    await inventory.abandonOpenScans(now.getTime());
     const sweepTasks = guarded(log, 'task sweep failed', () => {
       const swept = expireDue(stores, Date.now());
       if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
@@ -106,12 +107,12 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const timers = [
       setInterval(guarded(log, 'register nonce prune failed', () => stores.registerNonces.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
-      setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, tasks, log }, Date.now())), config.inventorySweepSecs * 1000),
+      setInterval(() => void inventory.sweepLogged(Date.now()), config.inventorySweepSecs * 1000),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
-    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
+    const deps = { stores, services, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));

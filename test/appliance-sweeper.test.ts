@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import { MAX_SCANS_PER_SWEEP, sweepInventory } from '../appliance/inventory/sweeper.ts';
+import { InventoryService } from '../appliance/inventory/service.ts';
+import { MAX_SCANS_PER_SWEEP } from '../appliance/inventory/sweeper.ts';
 import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
 
-test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', (t) => {
+test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-sweeper-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const stores = openStores(join(dir, 'appliance.db'));
@@ -27,11 +28,11 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
     stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     presence.attach({ agentId: id, send: (message) => (message.task && pushed.push(id), true), close: () => undefined }, 3600);
   }
-  const tasks = new TaskDispatcher({ stores, presence, log });
-  const first = sweepInventory({ stores, presence, tasks, log }, 1_000);
+  const inventory = new InventoryService({ stores, presence, tasks: new TaskDispatcher({ stores, presence, log }), log });
+  const first = await inventory.sweep(1_000);
   assert.equal(first.length, MAX_SCANS_PER_SWEEP);
   assert.equal(pushed.length, MAX_SCANS_PER_SWEEP, 'each queued scan is sent to its online agent at once');
-  const second = sweepInventory({ stores, presence, tasks, log }, 61_000);
+  const second = await inventory.sweep(61_000);
   assert.equal(second.length, 50, 'hosts with a scan under way get no second one; the rest get theirs');
-  assert.deepEqual(sweepInventory({ stores, presence, tasks, log }, 121_000), []);
+  assert.deepEqual(await inventory.sweep(121_000), []);
 });

@@ -269,7 +269,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
   });
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
-  const handle = (message: HeartbeatRequest__Output): void => {
+  const handle = async (message: HeartbeatRequest__Output): Promise<void> => {
     if (ended) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
@@ -309,7 +309,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     // An ack means stored: the reports are committed before it, and a heartbeat whose reports the
     // storage refused is not acknowledged. The stream ends instead (UNAVAILABLE, ERR_STORAGE_*), so
     // the agent keeps them queued and sends them again on its next stream.
-    const notStored = reports.length > 0 ? tasks.report(agentId, reports) : undefined;
+    const notStored = reports.length > 0 ? await tasks.report(agentId, reports) : undefined;
     if (notStored) {
       presence.detach(session, 'stream-closed');
       session.close(notStored);

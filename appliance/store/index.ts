@@ -93,10 +93,10 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
 }
 
 /**
- * The table stores over `executor`. `_executor` is unused until the first store moves to Kysely; the
- * better-sqlite3 stores share `db`, the connection every SQLite transaction runs on.
+ * The table stores over `executor` (Kysely stores); the better-sqlite3 stores share `db`, the
+ * connection every SQLite transaction runs on.
  */
-function tableStores(db: Db, _executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
     organisations: guard(new OrganisationStore(db)),
     enrolmentTokens: guard(new EnrolmentTokenStore(db)),
@@ -104,7 +104,7 @@ function tableStores(db: Db, _executor: Executor, guard: <T extends object>(stor
     vitals: guard(new HostVitalsStore(db)),
     registerNonces: guard(new RegisterNonceStore(db)),
     adminCredentials: guard(new AdminCredentialStore(db)),
-    softwareInventory: guard(new SoftwareInventoryStore(db)),
+    softwareInventory: guard(new SoftwareInventoryStore(executor)),
     tasks: guard(new TaskStore(db)),
     hostEvents: guard(new HostEventStore(db)),
     hostClaimants: guard(new HostClaimantStore(db)),
@@ -149,3 +149,4 @@ export type { HostTrust } from './host-trust.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
 export type { Task, TaskOutcome } from './tasks.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
+export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

@@ -102,13 +102,13 @@ export class TaskDispatcher {
    * and is returned (ERR_STORAGE_*): the reports from it on were not stored, so the heartbeat that
    * carried them must not be acknowledged (the agent sends them again; a repeat is harmless).
    */
-  report(hostId: string, updates: readonly TaskUpdate__Output[]): CtOpsError | undefined {
+  async report(hostId: string, updates: readonly TaskUpdate__Output[]): Promise<CtOpsError | undefined> {
     const { stores, log, onFinished } = this.#deps;
     for (const update of updates) {
       try {
         // The report and what a finished task does to its host (an uninstall deletes it) commit together.
-        stores.transaction(() => {
-          const { task, moved } = applyTaskUpdate(stores, hostId, update, this.#now());
+        await stores.transact(async (tx) => {
+          const { task, moved } = await applyTaskUpdate(tx, hostId, update, this.#now());
           if (!moved) return this.#repeated(hostId, update, task);
           log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
           if (isFinished(task.state)) onFinished?.(task);

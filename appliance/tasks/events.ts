@@ -1,5 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
-import type { Stores, Task, TaskOutcome } from '../store/index.ts';
+import type { Stores, TableStores, Task, TaskOutcome } from '../store/index.ts';
 import type { TaskEvent } from './states.ts';
 import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
 
@@ -9,7 +9,7 @@ import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
  * - apply `sent` only after the write to the agent's stream succeeded, never before;
  * - `sent` returning false means the task was cancelled or expired meanwhile: do not send it.
  */
-export function applyTaskEvent(stores: Stores, taskId: string, event: TaskEvent, now: number, outcome: TaskOutcome = {}): boolean {
+export function applyTaskEvent(stores: Pick<TableStores, 'tasks'>, taskId: string, event: TaskEvent, now: number, outcome: TaskOutcome = {}): boolean {
   const bounded = outcome.output === undefined ? outcome : { ...outcome, output: truncateUtf8(outcome.output, TASK_OUTPUT_LIMIT_BYTES) };
   return stores.tasks.applyEvent(taskId, event, now, bounded);
 }

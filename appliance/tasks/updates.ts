@@ -1,7 +1,7 @@
 import { checkAgentText, stringsIn } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { TaskUpdate__Output } from '../../common/proto.ts';
-import type { Stores, Task, TaskOutcome } from '../store/index.ts';
+import type { TableStores, Task, TaskOutcome } from '../store/index.ts';
 import type { TaskEvent } from './states.ts';
 import { applyTaskEvent } from './events.ts';
 import { TASK_OUTPUT_LIMIT_BYTES } from './types.ts';
@@ -38,7 +38,7 @@ export interface CheckedUpdate {
  * again inside its transaction.
  * Throws ERR_INVALID_ARGUMENT or ERR_TASK_NOT_FOUND (someone else's task reads as unknown).
  */
-export function checkTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output): CheckedUpdate {
+export function checkTaskUpdate(stores: Pick<TableStores, 'tasks'>, hostId: string, update: TaskUpdate__Output): CheckedUpdate {
   if (!TASK_ID.test(update.task_id)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'TaskUpdate.task_id is not a task id', { field: 'task_id' });
   const event = PHASE_EVENTS[update.phase];
   if (event === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', `TaskUpdate.phase ${String(update.phase)} is not a phase`, { field: 'phase', task_id: update.task_id });
@@ -65,7 +65,7 @@ export function checkTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
  * A report naming another host's task, an unknown phase or a malformed result is refused
  * with a coded error (checkTaskUpdate); the heartbeat stream carries on.
  */
-export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpdate__Output, now: number): AppliedUpdate {
+export async function applyTaskUpdate(stores: Pick<TableStores, 'tasks' | 'softwareInventory'>, hostId: string, update: TaskUpdate__Output, now: number): Promise<AppliedUpdate> {
   const checked = checkTaskUpdate(stores, hostId, update);
   const { task, event } = checked;
   let { outcome } = checked;
@@ -73,7 +73,7 @@ export function applyTaskUpdate(stores: Stores, hostId: string, update: TaskUpda
   let applied = event;
   if (event === 'succeeded' && task.type === 'software_inventory') {
     // The appliance's own record decides: the scan the task asked for must have completed here.
-    const scan = stores.softwareInventory.completedScanForTask(hostId, task.id);
+    const scan = await stores.softwareInventory.completedScanForTask(hostId, task.id);
     if (scan) {
       const counts = { scan_id: scan.id, packages: scan.packagesReceived, chunks: scan.chunks, added: scan.added, removed: scan.removed, unchanged: scan.unchanged };
       outcome = { ...outcome, result: { ...(outcome.result as object | undefined), ...counts } };
