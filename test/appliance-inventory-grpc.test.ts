@@ -103,6 +103,34 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     assert.equal((await store.getScan(partial))!.status, 'completed');
   });
 
+  for (const [decision, status] of [['delete', 'deleted'], ['revoke', 'revoked']] as const) {
+    test(`a stream opened before its host was ${status} stores no further chunk: refused, nothing of it kept, nothing marked removed`, async () => {
+      const { agentId, jwt } = await activeAgent(`inv-${status}-mid-stream`);
+      const baseline = randomUUID();
+      assert.ok((await submit(jwt, chunksOf(agentId, baseline, packages(0, 10)))).ok);
+      const lastInventory = await store.lastInventoryAt(agentId);
+      const scanId = randomUUID();
+      const [first, second] = chunksOf(agentId, scanId, packages(100, 1100));
+      const stream = new InventoryStream(client, jwt);
+      stream.write(first!);
+      await appliance.process.waitForLog('inventory chunk stored', { scan_id: scanId });
+
+      const decided = await appliance.cli('hosts', decision, agentId);
+      assert.equal(decided.code, 0, decided.stderr);
+      stream.write(second!);
+      const refused = refusal(await stream.end());
+      assert.equal(refused.errorCode, 'ERR_AGENT_NOT_ACTIVE');
+      assert.match(refused.details, new RegExp(`the host is ${status}`));
+
+      const scan = (await store.getScan(scanId))!;
+      assert.deepEqual([scan.status, scan.chunks, scan.completedAt], ['failed', 1, null], 'the scan never completes');
+      const kept = await store.packages(agentId);
+      assert.equal(kept.filter((pkg) => pkg.name >= 'pkg-00600').length, 0, 'nothing of the chunk sent after the decision is stored');
+      assert.equal(kept.filter((pkg) => pkg.isRemoved).length, 0, 'nothing is marked removed');
+      assert.equal(await store.lastInventoryAt(agentId), lastInventory);
+    });
+  }
+
   test("a chunk for another host's scan is refused and changes nothing", async () => {
     const owner = await activeAgent('inv-owner');
     const intruder = await activeAgent('inv-intruder');

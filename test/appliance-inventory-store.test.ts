@@ -215,3 +215,32 @@ test('duplicates inside one upsert statement and across the statements of a chun
     stores.close();
   }
 });
+
+test('a scan moves only as its transition table allows: a closing event that no longer applies changes nothing', async () => {
+  const { stores, hostId } = freshStores('transitions.db');
+  const inventory = stores.softwareInventory;
+  const status = async (scanId: string) => (await inventory.getScan(scanId))?.status;
+  try {
+    await addChunk(stores, { scanId: 'scan-done-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 5), isLast: true, now: 10 });
+    assert.equal(await closeScan(stores, 'scan-done-001', hostId, 'cut_off', 'ERR_INVENTORY_SCAN_INCOMPLETE', 11), false, 'a completed scan stays completed');
+    assert.equal(await closeScan(stores, 'scan-done-001', hostId, 'over_limits', 'ERR_INVENTORY_SCAN_TOO_LARGE', 11), false);
+    assert.equal(await status('scan-done-001'), 'completed');
+
+    // Cut off, then refused: abandoned is not a status `refused` applies to; over the limits it is, and what the scan added goes.
+    await addChunk(stores, { scanId: 'scan-cut-0002', taskId: '', hostId, chunkIndex: 0, packages: pkgs(3, 8), isLast: false, now: 20 });
+    assert.equal(await closeScan(stores, 'scan-cut-0002', hostId, 'cut_off', 'ERR_INVENTORY_SCAN_INCOMPLETE', 21), true);
+    assert.equal(await closeScan(stores, 'scan-cut-0002', hostId, 'refused', 'ERR_INVALID_ARGUMENT', 22), false);
+    assert.equal(await status('scan-cut-0002'), 'abandoned');
+    assert.equal(await closeScan(stores, 'scan-cut-0002', 'hst_someone_else', 'over_limits', 'ERR_INVENTORY_SCAN_TOO_LARGE', 23), false, "another host's scan is not closed");
+    assert.equal(await closeScan(stores, 'scan-cut-0002', hostId, 'over_limits', 'ERR_INVENTORY_SCAN_TOO_LARGE', 23), true);
+    assert.equal(await status('scan-cut-0002'), 'failed');
+    assert.deepEqual((await inventory.packages(hostId)).map((pkg) => [pkg.name, pkg.isRemoved]), [['p0', false], ['p1', false], ['p2', false], ['p3', false], ['p4', false]], 'p5-p7, which only the failed scan saw, are gone; p3 and p4 stay');
+
+    // At start-up every scan still receiving is abandoned, and only those.
+    await addChunk(stores, { scanId: 'scan-open-003', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 2), isLast: false, now: 30 });
+    assert.equal(await inventory.abandonOpenScans(31), 1);
+    assert.deepEqual([await status('scan-open-003'), await status('scan-done-001'), await status('scan-cut-0002')], ['abandoned', 'completed', 'failed']);
+  } finally {
+    stores.close();
+  }
+});
