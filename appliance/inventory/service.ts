@@ -71,9 +71,10 @@ export class InventoryService {
       if (!host || !mayStream(host)) throw notActive(hostId, host);
       refuseUnlessMayReceiveWork(host);
       if (options.opensStream) await checkScanTask(tx, hostId, chunk.taskId);
-      const { removedRetentionDays } = await inventorySettings(tx, host.orgId);
       const { scanId, taskId, chunkIndex, packages, skipped, isLast } = chunk;
-      const result = await tx.softwareInventory.addChunk({ scanId, taskId, hostId, chunkIndex, packages, skipped, isLast, now: options.now, removedRetentionMs: removedRetentionDays * DAY_MS });
+      // The retention applies when the scan completes: read then, in the same transaction.
+      const removedRetentionMs = isLast ? (await inventorySettings(tx, host.orgId)).removedRetentionDays * DAY_MS : undefined;
+      const result = await tx.softwareInventory.addChunk({ scanId, taskId, hostId, chunkIndex, packages, skipped, isLast, now: options.now, removedRetentionMs });
       if (isLast) tx.afterCommit(async () => void (await this.indexNames(NAME_INDEX_BATCH)));
       return result;
     });

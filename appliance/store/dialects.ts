@@ -1,4 +1,5 @@
-import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import type { Statement } from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
 import type { Db } from './database.ts';
 import type { Schema } from './schema.ts';
 
@@ -11,36 +12,42 @@ export type DialectName = 'sqlite' | 'postgres';
  * sees no other query of this process between its statements. Closing the Kysely closes the handle.
  */
 export function sqliteKysely(db: Db): Kysely<Schema> {
-  return new Kysely<Schema>({ dialect: new SqliteDialect({ database: withPreparedStatements(db) }) });
+  return new Kysely<Schema>({ dialect: new SqliteDialect({ database: db }) });
 }
 
 /**
- * Statements kept prepared, least recently used dropped first. Enough for every query shape of
- * the stores (a chunk's upsert has one shape per row count, 500 at most in use).
+ * Statements kept prepared, least recently used dropped first: more than the stores' query shapes
+ * (a chunk's upsert has one shape per row count, 500 at most in use).
  */
 const PREPARED_STATEMENTS = 512;
 
 /**
- * The handle as Kysely's SQLite driver uses it, with each SQL text prepared once: the driver
- * prepares every query it runs, and preparing cost a third of bench:inventory's time (a chunk's
- * 500-row upsert is 5,000 bound values). Safe because the driver runs one statement at a time on
- * the one connection and reads results whole (all/run); the stores use no streaming query, which
- * would hold a statement open while another query ran it.
+ * The handle with each SQL text prepared once and the statement reused. Kysely's SQLite driver
+ * prepares every query it runs, and preparing a chunk's 500-row upsert (5,000 bound values) cost a
+ * third of bench:inventory; the better-sqlite3 stores, built anew for each transaction while they
+ * remain, prepare all their statements in their constructors. Safe because this process runs one
+ * statement at a time on its one connection and reads results whole (all, get, run: nothing
+ * iterates a statement while another query could run it). A statement's mode is shared with its
+ * SQL text: a store that sets one (pluck) owns SQL no other caller writes.
  */
-function withPreparedStatements(db: Db): SqliteDatabase {
-  const prepared = new Map<string, SqliteStatement>();
-  return {
-    close: () => db.close(),
-    prepare(sql: string): SqliteStatement {
-      let statement = prepared.get(sql);
-      if (statement === undefined) {
-        statement = db.prepare(sql);
-        if (prepared.size >= PREPARED_STATEMENTS) prepared.delete(prepared.keys().next().value as string);
-      } else {
-        prepared.delete(sql);
-      }
-      prepared.set(sql, statement);
-      return statement;
-    },
+export function keepStatementsPrepared(db: Db): Db {
+  const prepared = new Map<string, Statement>();
+  const prepare = (sql: string): Statement => {
+    let statement = prepared.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      if (prepared.size >= PREPARED_STATEMENTS) prepared.delete(prepared.keys().next().value as string);
+    } else {
+      prepared.delete(sql);
+    }
+    prepared.set(sql, statement);
+    return statement;
   };
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'prepare') return prepare;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }

@@ -8,7 +8,7 @@ import { HostClaimantStore } from './host-claimants.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
-import { sqliteKysely, type DialectName } from './dialects.ts';
+import { keepStatementsPrepared, sqliteKysely, type DialectName } from './dialects.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
@@ -68,7 +68,7 @@ export interface Stores extends TableStores {
  * code and marks `health` degraded, so no caller sees a raw SqliteError for those.
  */
 export function openStores(path: string, options: { log?: Logger } = {}): Stores {
-  const db = openDatabase(path);
+  const db = keepStatementsPrepared(openDatabase(path));
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);
