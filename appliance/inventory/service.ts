@@ -163,11 +163,6 @@ export class InventoryService {
     return this.#deps.stores.softwareInventory.scans(hostId, limit);
   }
 
-  /** The host's completed scan that the task asked for, if one arrived (an inventory task's success is checked against it). */
-  completedScanForTask(hostId: string, taskId: string): Promise<SoftwareScan | undefined> {
-    return this.#deps.stores.softwareInventory.completedScanForTask(hostId, taskId);
-  }
-
   async settings(orgId: string): Promise<InventorySettings> {
     return inventorySettings(this.#deps.stores, orgId);
   }
