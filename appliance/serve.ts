@@ -26,7 +26,7 @@ import { PresenceRegistry } from './presence/registry.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
 import { onTaskFinished } from './hosts/task-finished.ts';
-import { sweepInventory } from './inventory/sweeper.ts';
+import { InventoryService } from './inventory/service.ts';
 
 export { DATABASE_FILE };
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
@@ -96,17 +96,17 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     });
     const tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => onTaskFinished({ presence, log }, tx, task) });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
-    const services = { tasks, bundles };
+    const inventory = new InventoryService({ stores, presence, tasks, log });
+    const services = { tasks, bundles, inventory };
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
-    const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
-    if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
+    await inventory.abandonOpenScans(now.getTime());
     const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
     sweepTasks();
     const timers = [
       setInterval(guarded(log, 'register nonce prune failed', () => stores.registerNonces.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
-      setInterval(guarded(log, 'software sweeper failed', () => sweepInventory({ stores, presence, services, log }, Date.now())), config.inventorySweepSecs * 1000),
+      setInterval(() => void inventory.sweepLogged(Date.now()), config.inventorySweepSecs * 1000),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);

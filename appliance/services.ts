@@ -1,4 +1,5 @@
 import type { BundleService } from './bundles/service.ts';
+import type { InventoryService } from './inventory/service.ts';
 import type { TaskService } from './tasks/service.ts';
 
 /**
@@ -8,4 +9,5 @@ import type { TaskService } from './tasks/service.ts';
 export interface Services {
   readonly tasks: TaskService;
   readonly bundles: BundleService;
+  readonly inventory: InventoryService;
 }

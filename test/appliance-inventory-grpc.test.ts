@@ -41,14 +41,14 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     const outcome = await submit(jwt, chunksOf(agentId, first, all));
     assert.ok(outcome.ok, JSON.stringify(outcome));
     assert.deepEqual({ ...outcome.value }, { scan_id: first, packages_received: 1200, added: 1200, removed: 0, unchanged: 0, skipped: [] });
-    const stored = store.packages(agentId);
+    const stored = await store.packages(agentId);
     assert.equal(stored.length, 1200);
     assert.ok(stored.every((pkg) => !pkg.isRemoved && pkg.source === 'dpkg' && pkg.installDate === 1_700_000_000));
-    const scan = store.getScan(first)!;
+    const scan = (await store.getScan(first))!;
     assert.equal(scan.status, 'completed');
     assert.equal(scan.chunks, 3);
     assert.equal(scan.taskId, '', 'a scan nobody asked for completes no task');
-    assert.equal(store.lastInventoryAt(agentId), scan.completedAt);
+    assert.equal(await store.lastInventoryAt(agentId), scan.completedAt);
     const firstSeen = new Map(stored.map((pkg) => [pkg.name, pkg.firstSeen]));
 
     // Rescan: two packages gone, one upgraded (a new version is a new row), three new.
@@ -58,22 +58,22 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     const again = await submit(jwt, chunksOf(agentId, second, rescan));
     assert.ok(again.ok, JSON.stringify(again));
     assert.deepEqual({ ...again.value }, { scan_id: second, packages_received: 1201, added: 4, removed: 3, unchanged: 1197, skipped: [] });
-    const after = store.packages(agentId);
+    const after = await store.packages(agentId);
     const removed = after.filter((pkg) => pkg.isRemoved).map((pkg) => `${pkg.name}@${pkg.version}`).sort();
     assert.deepEqual(removed, ['pkg-00007@1.0.0', 'pkg-00500@1.0.0', 'pkg-01100@1.0.0']);
     assert.ok(after.filter((pkg) => pkg.isRemoved).every((pkg) => pkg.removedAt !== null));
-    assert.equal(store.packages(agentId, { liveOnly: true }).length, 1201);
+    assert.equal((await store.packages(agentId, { liveOnly: true })).length, 1201);
     for (const pkg of after) {
       if (firstSeen.has(pkg.name) && pkg.version === '1.0.0') assert.equal(pkg.firstSeen, firstSeen.get(pkg.name), `${pkg.name} kept first_seen`);
     }
-    assert.ok(store.hostsWithPackage('pkg-00500').some((pkg) => pkg.hostId === agentId && pkg.version === '2.0.0'));
+    assert.ok((await store.hostsWithPackage('pkg-00500')).some((pkg) => pkg.hostId === agentId && pkg.version === '2.0.0'));
   });
 
   test('a stream that ends before is_last marks nothing removed and the scan is not completed', async () => {
     const { agentId, jwt } = await activeAgent('inv-eof');
     const baseline = randomUUID();
     assert.ok((await submit(jwt, chunksOf(agentId, baseline, packages(0, 1000)))).ok);
-    const lastInventory = store.lastInventoryAt(agentId);
+    const lastInventory = await store.lastInventoryAt(agentId);
 
     const partial = randomUUID();
     const chunks = chunksOf(agentId, partial, packages(0, 1000)).map((chunk) => ({ ...chunk, packages: chunk.packages!.slice(0, 10), is_last: false }));
@@ -81,9 +81,9 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     assert.equal(ended.code, GrpcCode.ABORTED);
     assert.equal(codeFromGrpcDetails(ended.details), 'ERR_INVENTORY_SCAN_INCOMPLETE');
     assert.match(ended.details, /before the last chunk/);
-    assert.equal(store.getScan(partial)!.status, 'abandoned');
-    assert.equal(store.packages(agentId).filter((pkg) => pkg.isRemoved).length, 0);
-    assert.equal(store.lastInventoryAt(agentId), lastInventory);
+    assert.equal((await store.getScan(partial))!.status, 'abandoned');
+    assert.equal((await store.packages(agentId)).filter((pkg) => pkg.isRemoved).length, 0);
+    assert.equal(await store.lastInventoryAt(agentId), lastInventory);
 
     // A stream cancelled mid-scan (connection lost) is abandoned too.
     const cut = randomUUID();
@@ -92,16 +92,44 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     await appliance.process.waitForLog('inventory chunk stored', { scan_id: cut });
     stream.call.cancel();
     await appliance.process.waitForLog('inventory scan closed', { scan_id: cut });
-    assert.equal(store.getScan(cut)!.status, 'abandoned');
-    assert.equal(store.packages(agentId).filter((pkg) => pkg.isRemoved).length, 0);
-    assert.equal(store.lastInventoryAt(agentId), lastInventory);
+    assert.equal((await store.getScan(cut))!.status, 'abandoned');
+    assert.equal((await store.packages(agentId)).filter((pkg) => pkg.isRemoved).length, 0);
+    assert.equal(await store.lastInventoryAt(agentId), lastInventory);
 
     // The abandoned scan can be sent again whole on a new stream and then completes.
     const retried = await submit(jwt, chunksOf(agentId, partial, packages(0, 999)));
     assert.ok(retried.ok, JSON.stringify(retried));
     assert.equal(retried.value.removed, 1);
-    assert.equal(store.getScan(partial)!.status, 'completed');
+    assert.equal((await store.getScan(partial))!.status, 'completed');
   });
+
+  for (const [decision, status] of [['delete', 'deleted'], ['revoke', 'revoked']] as const) {
+    test(`a stream opened before its host was ${status} stores no further chunk: refused, nothing of it kept, nothing marked removed`, async () => {
+      const { agentId, jwt } = await activeAgent(`inv-${status}-mid-stream`);
+      const baseline = randomUUID();
+      assert.ok((await submit(jwt, chunksOf(agentId, baseline, packages(0, 10)))).ok);
+      const lastInventory = await store.lastInventoryAt(agentId);
+      const scanId = randomUUID();
+      const [first, second] = chunksOf(agentId, scanId, packages(100, 1100));
+      const stream = new InventoryStream(client, jwt);
+      stream.write(first!);
+      await appliance.process.waitForLog('inventory chunk stored', { scan_id: scanId });
+
+      const decided = await appliance.cli('hosts', decision, agentId);
+      assert.equal(decided.code, 0, decided.stderr);
+      stream.write(second!);
+      const refused = refusal(await stream.end());
+      assert.equal(refused.errorCode, 'ERR_AGENT_NOT_ACTIVE');
+      assert.match(refused.details, new RegExp(`the host is ${status}`));
+
+      const scan = (await store.getScan(scanId))!;
+      assert.deepEqual([scan.status, scan.chunks, scan.completedAt], ['failed', 1, null], 'the scan never completes');
+      const kept = await store.packages(agentId);
+      assert.equal(kept.filter((pkg) => pkg.name >= 'pkg-00600').length, 0, 'nothing of the chunk sent after the decision is stored');
+      assert.equal(kept.filter((pkg) => pkg.isRemoved).length, 0, 'nothing is marked removed');
+      assert.equal(await store.lastInventoryAt(agentId), lastInventory);
+    });
+  }
 
   test("a chunk for another host's scan is refused and changes nothing", async () => {
     const owner = await activeAgent('inv-owner');
@@ -115,7 +143,7 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     assert.equal(stolen.code, GrpcCode.PERMISSION_DENIED);
     assert.equal(codeFromGrpcDetails(stolen.details), 'ERR_INVENTORY_SCAN_CONFLICT');
     assert.match(stolen.details, /another host/);
-    assert.equal(store.packages(intruder.agentId).length, 0);
+    assert.equal((await store.packages(intruder.agentId)).length, 0);
     // The owner's scan is untouched and completes.
     open.write(chunksOf(owner.agentId, scanId, packages(0, 600))[1]!);
     const done = await open.end();
@@ -132,14 +160,14 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     const scanId = randomUUID();
     const chunks = chunksOf(agentId, scanId, packages(0, 700));
     assert.ok((await submit(jwt, chunks)).ok);
-    const before = store.packages(agentId);
+    const before = await store.packages(agentId);
     const replayed = refusal(await submit(jwt, chunks));
     assert.equal(replayed.code, GrpcCode.ALREADY_EXISTS);
     assert.equal(codeFromGrpcDetails(replayed.details), 'ERR_INVENTORY_SCAN_COMPLETED');
     const onlyLast = refusal(await submit(jwt, [chunks[1]!]));
     assert.equal(onlyLast.code, GrpcCode.ALREADY_EXISTS);
-    assert.deepEqual(store.packages(agentId), before);
-    assert.equal(store.getScan(scanId)!.status, 'completed');
+    assert.deepEqual(await store.packages(agentId), before);
+    assert.equal((await store.getScan(scanId))!.status, 'completed');
   });
 
   test('a 10,000-package chunk is refused before anything is written', async () => {
@@ -148,8 +176,8 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     const huge = refusal(await submit(jwt, [{ agent_id: agentId, scan_id: scanId, task_id: '', chunk_index: 0, packages: packages(0, 10_000), is_last: true }]));
     assert.equal(huge.code, GrpcCode.INVALID_ARGUMENT);
     assert.match(huge.details, /at most 500 packages/);
-    assert.equal(store.getScan(scanId), undefined);
-    assert.equal(store.packages(agentId).length, 0);
+    assert.equal(await store.getScan(scanId), undefined);
+    assert.equal((await store.packages(agentId)).length, 0);
   });
 
   test('missing or malformed chunk fields are refused, with nothing written', async () => {
@@ -176,9 +204,9 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     const gap = refusal(await submit(jwt, [c0!, c2!]));
     assert.equal(gap.code, GrpcCode.ABORTED);
     assert.equal(codeFromGrpcDetails(gap.details), 'ERR_INVENTORY_SCAN_OUT_OF_ORDER');
-    assert.equal(store.getScan(scanId)!.status, 'failed');
-    assert.equal(store.lastInventoryAt(agentId), null);
-    assert.equal(store.packages(agentId).filter((pkg) => pkg.isRemoved).length, 0);
+    assert.equal((await store.getScan(scanId))!.status, 'failed');
+    assert.equal(await store.lastInventoryAt(agentId), null);
+    assert.equal((await store.packages(agentId)).filter((pkg) => pkg.isRemoved).length, 0);
     // Without a JWT nothing is accepted.
     const anonymous = refusal(await submit('', good({})));
     assert.equal(anonymous.errorCode, 'ERR_JWT_MISSING');
@@ -191,7 +219,7 @@ describe('SubmitSoftwareInventory against a real appliance', () => {
     assert.ok(outcome.ok, JSON.stringify(outcome));
     assert.equal(outcome.value.packages_received, 15);
     assert.equal(outcome.value.added, 10);
-    assert.equal(store.packages(agentId).length, 10);
+    assert.equal((await store.packages(agentId)).length, 10);
     assert.deepEqual(outcome.value.skipped.map(({ reason, count, example }) => [reason, count, example]), [['duplicate', 5, list[0]!.name]], 'the repeats are counted, not silently dropped');
   });
 

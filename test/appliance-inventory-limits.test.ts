@@ -8,8 +8,11 @@ import Database from 'better-sqlite3';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
 import { DATABASE_FILE } from '../appliance/serve.ts';
 import { openStores } from '../appliance/store/index.ts';
-import { HOST_INVENTORY_LIMITS, SoftwareInventoryStore, type PackageInput } from '../appliance/store/software-inventory.ts';
+import { HOST_INVENTORY_LIMITS, type PackageInput } from '../appliance/model/inventory.ts';
+import { sqliteKysely } from '../appliance/store/dialects.ts';
+import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { useIngestFixture } from './helpers/ingest-fixture.ts';
+import { addChunk } from './helpers/inventory-store.ts';
 import { chunksOf, packages, submitScan, type InventoryOutcome } from './helpers/inventory.ts';
 
 const DAY_MS = 86_400_000;
@@ -28,7 +31,7 @@ describe('one host cannot fill the disk with inventory (real appliance)', () => 
   let db: Database.Database | undefined;
   before(() => {
     db = new Database(join(ingest.appliance.dataDir, DATABASE_FILE), { readonly: true });
-    store = new SoftwareInventoryStore(db);
+    store = new SoftwareInventoryStore(sqliteKysely(db));
   });
   after(() => db?.close());
   const enrol = async (hostname: string) => {
@@ -44,10 +47,10 @@ describe('one host cannot fill the disk with inventory (real appliance)', () => 
     const huge = Array.from({ length: 50_000 }, (_, index) => ({ ...packages(0, 1, long)[0]!, name: `${'n'.repeat(500)}-${index}` }));
     const scanId = randomUUID();
     refusedWith(await submitScan(ingest.client, jwt, chunksOf(agentId, scanId, huge)), 'ERR_INVENTORY_SCAN_TOO_LARGE');
-    const kept = store.packages(agentId);
+    const kept = await store.packages(agentId);
     assert.equal(kept.length, 100, 'nothing of the refused scan stays');
     assert.ok(kept.every((pkg) => !pkg.isRemoved && pkg.name.startsWith('pkg-')), 'the last inventory is untouched');
-    const scan = store.getScan(scanId)!;
+    const scan = (await store.getScan(scanId))!;
     assert.equal(scan.status, 'failed');
     assert.equal(scan.errorCode, 'ERR_INVENTORY_SCAN_TOO_LARGE');
   });
@@ -64,7 +67,7 @@ describe('one host cannot fill the disk with inventory (real appliance)', () => 
     assert.equal(codeFromGrpcDetails(outcomes[0]!.ok ? '' : outcomes[0]!.details), 'ERR_INVENTORY_SCAN_INCOMPLETE');
     assert.equal(codeFromGrpcDetails(outcomes[1]!.ok ? '' : outcomes[1]!.details), 'ERR_INVENTORY_SCAN_INCOMPLETE');
     refusedWith(outcomes[2]!, 'ERR_INVENTORY_SCAN_TOO_LARGE');
-    const live = store.packages(agentId, { liveOnly: true }).length;
+    const live = (await store.packages(agentId, { liveOnly: true })).length;
     assert.equal(live, 2 * perScan, 'the refused third scan left nothing');
     assert.ok(live <= HOST_INVENTORY_LIMITS.livePackages);
   });
@@ -97,39 +100,39 @@ describe('removed packages are purged (store on a real SQLite file)', () => {
 
   const pkgs = (names: readonly string[]): PackageInput[] => names.map((name) => ({ name, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null }));
 
-  test('removed rows older than the retention are purged when a scan completes; newer ones are kept', () => {
+  test('removed rows older than the retention are purged when a scan completes; newer ones are kept', async () => {
     const { stores, hostId } = freshHost('retention.db');
     const inventory = stores.softwareInventory;
     const retention = 90 * DAY_MS;
     const scan = (id: string, names: string[], day: number) =>
-      inventory.addChunk({ scanId: id, taskId: '', hostId, chunkIndex: 0, packages: pkgs(names), isLast: true, now: day * DAY_MS, removedRetentionMs: retention });
-    scan('scan-day-000', ['a', 'b', 'c'], 0);
-    scan('scan-day-010', ['a', 'b'], 10); // c removed on day 10
-    scan('scan-day-050', ['a'], 50); // b removed on day 50
-    assert.deepEqual(inventory.packages(hostId).map((pkg) => [pkg.name, pkg.isRemoved]), [['a', false], ['b', true], ['c', true]], 'all within 90 days');
-    scan('scan-day-101', ['a'], 101); // day 101 - 90 = day 11: c (day 10) goes, b (day 50) stays
-    assert.deepEqual(inventory.packages(hostId).map((pkg) => [pkg.name, pkg.isRemoved]), [['a', false], ['b', true]]);
+      addChunk(stores, { scanId: id, taskId: '', hostId, chunkIndex: 0, packages: pkgs(names), isLast: true, now: day * DAY_MS, removedRetentionMs: retention });
+    await scan('scan-day-000', ['a', 'b', 'c'], 0);
+    await scan('scan-day-010', ['a', 'b'], 10); // c removed on day 10
+    await scan('scan-day-050', ['a'], 50); // b removed on day 50
+    assert.deepEqual((await inventory.packages(hostId)).map((pkg) => [pkg.name, pkg.isRemoved]), [['a', false], ['b', true], ['c', true]], 'all within 90 days');
+    await scan('scan-day-101', ['a'], 101); // day 101 - 90 = day 11: c (day 10) goes, b (day 50) stays
+    assert.deepEqual((await inventory.packages(hostId)).map((pkg) => [pkg.name, pkg.isRemoved]), [['a', false], ['b', true]]);
     stores.close();
   });
 
-  test('removed rows beyond the per-host cap go oldest first, whatever the retention', () => {
+  test('removed rows beyond the per-host cap go oldest first, whatever the retention', async () => {
     const { stores, hostId } = freshHost('removed-cap.db');
     const inventory = stores.softwareInventory;
     const cap = HOST_INVENTORY_LIMITS.removedPackages;
     const names = (round: number) => Array.from({ length: cap }, (_, index) => `r${round}-${index}`);
-    const scan = (round: number, now: number) => {
+    const scan = async (round: number, now: number) => {
       const all = names(round);
       for (let index = 0; index * 500 < all.length; index += 1) {
-        inventory.addChunk({ scanId: `scan-round-${round}`, taskId: '', hostId, chunkIndex: index, packages: pkgs(all.slice(index * 500, (index + 1) * 500)), isLast: (index + 1) * 500 >= all.length, now });
+        await addChunk(stores, { scanId: `scan-round-${round}`, taskId: '', hostId, chunkIndex: index, packages: pkgs(all.slice(index * 500, (index + 1) * 500)), isLast: (index + 1) * 500 >= all.length, now });
       }
     };
-    scan(0, 1_000);
-    scan(1, 2_000); // round 0 removed at 2,000
-    scan(2, 3_000); // round 1 removed at 3,000: 2 x cap removed, the older round goes
-    const removed = inventory.packages(hostId).filter((pkg) => pkg.isRemoved);
+    await scan(0, 1_000);
+    await scan(1, 2_000); // round 0 removed at 2,000
+    await scan(2, 3_000); // round 1 removed at 3,000: 2 x cap removed, the older round goes
+    const removed = (await inventory.packages(hostId)).filter((pkg) => pkg.isRemoved);
     assert.equal(removed.length, cap);
     assert.ok(removed.every((pkg) => pkg.name.startsWith('r1-')), 'the newest removals are the ones kept');
-    assert.equal(inventory.packages(hostId, { liveOnly: true }).length, cap);
+    assert.equal((await inventory.packages(hostId, { liveOnly: true })).length, cap);
     stores.close();
   });
 });

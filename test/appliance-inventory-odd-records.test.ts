@@ -18,6 +18,7 @@ import type { SoftwarePackage } from '../proto/gen/ctops/ingest/v1/SoftwarePacka
 import type { TestAppliance } from './helpers/appliance.ts';
 import { activeAgent, chunksOf, packages, submitScan, startInventoryAppliance } from './helpers/inventory.ts';
 import { rawGrpcCall } from './helpers/raw-grpc.ts';
+import { addChunk, closeScan } from './helpers/inventory-store.ts';
 
 // Issue 9, §3: a whole scan of records real package managers produce goes through the real
 // appliance over gRPC. Every storable record is stored (multi-arch twins as two rows); every other
@@ -99,7 +100,7 @@ describe('odd package records against a real appliance', () => {
     ]);
     assert.equal(outcome.value.skipped.find((entry) => entry.reason === 'name_too_long')!.example, 'n'.repeat(80));
     assert.equal(outcome.value.skipped.find((entry) => entry.reason === 'duplicate' && !entry.on_host)!.example, 'libc6');
-    const changed = store.packages(agentId).filter((row) => STORED_CHANGED.some((entry) => entry.name === row.name));
+    const changed = (await store.packages(agentId)).filter((row) => STORED_CHANGED.some((entry) => entry.name === row.name));
     const byName = (a: readonly unknown[], b: readonly unknown[]) => String(a[0]).localeCompare(String(b[0]));
     assert.deepEqual(
       changed.map((row) => [row.name, row.installDate, row.publisher.length]).sort(byName),
@@ -107,14 +108,14 @@ describe('odd package records against a real appliance', () => {
       'stored with the date unknown and the publisher cut',
     );
 
-    const rows = store.packages(agentId);
+    const rows = await store.packages(agentId);
     assert.equal(rows.length, stored);
     for (const expected of ODD_BUT_LEGAL) {
       assert.ok(rows.some((row) => row.name === expected.name && row.version === expected.version && row.architecture === expected.architecture && row.source === expected.source), `${String(expected.name).slice(0, 40)} ${expected.architecture} stored`);
     }
     assert.deepEqual(rows.filter((row) => row.name === 'libc6').map((row) => row.architecture), ['amd64', 'i386']);
-    assert.equal(store.getScan(scanId)!.status, 'completed');
-    assert.deepEqual(reasonCounts(store.getScan(scanId)!.skipped), reasonCounts(outcome.value.skipped), 'the counts are kept with the scan record');
+    assert.equal((await store.getScan(scanId))!.status, 'completed');
+    assert.deepEqual(reasonCounts((await store.getScan(scanId))!.skipped), reasonCounts(outcome.value.skipped), 'the counts are kept with the scan record');
 
     // The admin sees both architectures and the skipped counts.
     const listed = await appliance.cliJson<Array<{ name: string; architecture: string }>>('hosts', 'packages', agentId);
@@ -134,7 +135,7 @@ describe('odd package records against a real appliance', () => {
     const again = await submitScan(client, jwt, chunksOf(agentId, randomUUID(), rescan));
     assert.ok(again.ok, JSON.stringify(again));
     assert.equal(again.value.removed, 1);
-    assert.deepEqual(store.packages(agentId).filter((row) => row.name === 'libc6').map((row) => [row.architecture, row.isRemoved]), [['amd64', false], ['i386', true]]);
+    assert.deepEqual((await store.packages(agentId)).filter((row) => row.name === 'libc6').map((row) => [row.architecture, row.isRemoved]), [['amd64', false], ['i386', true]]);
   });
 
   test('a package with invalid UTF-8 on the wire is skipped and counted, the rest of its chunk stored', async () => {
@@ -146,8 +147,8 @@ describe('odd package records against a real appliance', () => {
     Buffer.from([0x6e, 0xff, 0xfe, 0xc3, 0x28, 0x61, 0xed, 0xa0, 0x80, 0x62, 0x63]).copy(body, at);
     const { status, message } = await rawGrpcCall(appliance.grpcPort, appliance.caCert, 'SubmitSoftwareInventory', [body], { authorization: `Bearer ${jwt}` });
     assert.equal(status, '0', message);
-    assert.equal(store.packages(agentId).length, 5);
-    assert.deepEqual(store.getScan(scanId)!.skipped.map(({ reason, count }) => [reason, count]), [['invalid_utf8', 1]]);
+    assert.equal((await store.packages(agentId)).length, 5);
+    assert.deepEqual((await store.getScan(scanId))!.skipped.map(({ reason, count }) => [reason, count]), [['invalid_utf8', 1]]);
     // Bytes that are not protobuf at all still refuse the chunk.
     const garbage = await rawGrpcCall(appliance.grpcPort, appliance.caCert, 'SubmitSoftwareInventory', [Buffer.from([0x2a, 0x05, 0xff])], { authorization: `Bearer ${jwt}` });
     assert.equal(garbage.status, String(GrpcCode.INVALID_ARGUMENT));
@@ -178,7 +179,7 @@ describe('odd package records against a real appliance', () => {
   test('a scan in which no package can be stored is refused and marks nothing removed', async () => {
     const { agentId, jwt } = await activeAgent(appliance, client, 'odd-all-bad');
     assert.ok((await submitScan(client, jwt, chunksOf(agentId, randomUUID(), packages(0, 10)))).ok);
-    const lastInventory = store.lastInventoryAt(agentId);
+    const lastInventory = await store.lastInventoryAt(agentId);
     const scanId = randomUUID();
     const outcome = await submitScan(client, jwt, chunksOf(agentId, scanId, UNSTORABLE));
     assert.equal(outcome.ok, false);
@@ -186,13 +187,13 @@ describe('odd package records against a real appliance', () => {
     assert.equal(outcome.code, GrpcCode.INVALID_ARGUMENT);
     assert.equal(codeFromGrpcDetails(outcome.details), 'ERR_INVALID_ARGUMENT');
     assert.match(outcome.details, /no storable packages .*skipped: name_missing 2, name_too_long 1/);
-    assert.notEqual(store.getScan(scanId)?.status, 'completed');
-    assert.equal(store.lastInventoryAt(agentId), lastInventory);
-    assert.equal(store.packages(agentId).filter((row) => row.isRemoved).length, 0);
+    assert.notEqual((await store.getScan(scanId))?.status, 'completed');
+    assert.equal(await store.lastInventoryAt(agentId), lastInventory);
+    assert.equal((await store.packages(agentId)).filter((row) => row.isRemoved).length, 0);
   });
 });
 
-test('migration 008 keeps every package row and its id, keeps the id counter, and lets multi-arch twins coexist', () => {
+test('migration 008 keeps every package row and its id, keeps the id counter, and lets multi-arch twins coexist', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-migration-008-'));
   try {
     const path = join(dir, 'v5.db');
@@ -213,8 +214,8 @@ test('migration 008 keeps every package row and its id, keeps the id counter, an
     try {
       assert.equal(stores.db.pragma('user_version', { simple: true }), MIGRATIONS.at(-1)!.version);
       assert.deepEqual(stores.db.prepare('SELECT id, name, architecture FROM software_packages ORDER BY id').all(), before);
-      assert.equal(stores.softwareInventory.getScan('scan-v5-00000')!.skipped.length, 0);
-      const result = stores.softwareInventory.addChunk({
+      assert.equal((await stores.softwareInventory.getScan('scan-v5-00000'))!.skipped.length, 0);
+      const result = await addChunk(stores, {
         scanId: 'scan-v8-00000', taskId: '', hostId: 'hst_migrate0001', chunkIndex: 0, isLast: true, now: 10,
         packages: ['amd64', 'i386'].map((architecture) => ({ name: 'libc6', version: '2.36', source: 'dpkg', architecture, publisher: '', installDate: null })),
       });
@@ -222,7 +223,7 @@ test('migration 008 keeps every package row and its id, keeps the id counter, an
       const ids = stores.db.prepare<[], { id: number; architecture: string }>("SELECT id, architecture FROM software_packages WHERE name = 'libc6' ORDER BY id").all();
       assert.equal(ids.length, 2);
       assert.ok(ids[1]!.id > 4, `the deleted row's id 4 is not handed out again (got ${ids[1]!.id})`);
-      assert.deepEqual(stores.softwareInventory.hostsWithPackage('libc6').map((row) => row.architecture).sort(), ['amd64', 'i386']);
+      assert.deepEqual((await stores.softwareInventory.hostsWithPackage('libc6')).map((row) => row.architecture).sort(), ['amd64', 'i386']);
     } finally {
       stores.close();
     }
@@ -231,7 +232,7 @@ test('migration 008 keeps every package row and its id, keeps the id counter, an
   }
 });
 
-test('a new database keys packages by host, name, version, source and architecture', () => {
+test('a new database keys packages by host, name, version, source and architecture', async () => {
   const db = new Database(':memory:');
   migrate(db, MIGRATIONS);
   const unique = db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'software_packages'").get()!.sql;
@@ -239,7 +240,7 @@ test('a new database keys packages by host, name, version, source and architectu
   db.close();
 });
 
-test('a scan restarted from chunk 0 counts its skipped packages once, and the first example of each reason is kept', () => {
+test('a scan restarted from chunk 0 counts its skipped packages once, and the first example of each reason is kept', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-skipped-restart-'));
   try {
     const stores = openStores(join(dir, 'restart.db'));
@@ -249,16 +250,15 @@ test('a scan restarted from chunk 0 counts its skipped packages once, and the fi
         `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval, tags, enrolled_at, last_registered_at)
          VALUES ('hst_restart0001', ?, ?, 'r', 'fp', 'linux', 'x64', '0.1.0', 'active', '{}', 1, 1)`,
       ).run(org.id, Buffer.alloc(32, 9));
-      const inventory = stores.softwareInventory;
       const chunk = (chunkIndex: number, isLast: boolean, example: string) => ({
         scanId: 'scan-restart-0', taskId: '', hostId: 'hst_restart0001', chunkIndex, isLast, now: 10 + chunkIndex,
         packages: [{ name: `p${chunkIndex}`, version: '', source: 'dpkg', architecture: 'all', publisher: '', installDate: null }],
         skipped: [{ reason: 'name_too_long' as const, count: 2, example }],
       });
-      inventory.addChunk(chunk(0, false, 'first'));
-      assert.ok(inventory.closeScan('scan-restart-0', 'hst_restart0001', 'abandoned', 'ERR_INVENTORY_SCAN_INCOMPLETE', 11));
-      inventory.addChunk(chunk(0, false, 'first again'));
-      const done = inventory.addChunk(chunk(1, true, 'second'));
+      await addChunk(stores, chunk(0, false, 'first'));
+      assert.ok(await closeScan(stores, 'scan-restart-0', 'hst_restart0001', 'cut_off', 'ERR_INVENTORY_SCAN_INCOMPLETE', 11));
+      await addChunk(stores, chunk(0, false, 'first again'));
+      const done = await addChunk(stores, chunk(1, true, 'second'));
       assert.equal(done.scan.status, 'completed');
       assert.deepEqual(done.scan.skipped, [{ reason: 'name_too_long', count: 4, example: 'first again' }]);
       assert.equal(done.scan.packagesReceived, 6, 'two stored, four skipped');

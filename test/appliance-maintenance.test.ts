@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { openStores } from '../appliance/store/index.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { addChunk } from './helpers/inventory-store.ts';
 
 /*
  * What the appliance cleans up by itself: tasks of hosts that may no longer stream, and
@@ -43,8 +44,8 @@ describe('appliance housekeeping', () => {
     await appliance.stop();
     const stores = openStores(join(appliance.dataDir, 'appliance.db'));
     const packages = (from: number, to: number) => Array.from({ length: to - from }, (_, index) => ({ name: `pkg-${from + index}`, version: '1.0', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null }));
-    stores.softwareInventory.addChunk({ scanId: 'scan-complete-1', taskId: '', hostId, chunkIndex: 0, packages: packages(0, 10), isLast: true, now: 1 });
-    stores.softwareInventory.addChunk({ scanId: 'scan-cut-off-2', taskId: '', hostId, chunkIndex: 0, packages: packages(0, 3), isLast: false, now: 2 });
+    await addChunk(stores, { scanId: 'scan-complete-1', taskId: '', hostId, chunkIndex: 0, packages: packages(0, 10), isLast: true, now: 1 });
+    await addChunk(stores, { scanId: 'scan-cut-off-2', taskId: '', hostId, chunkIndex: 0, packages: packages(0, 3), isLast: false, now: 2 });
     stores.close();
 
     appliance = await TestAppliance.start({ dataDir: appliance.dataDir });
@@ -52,9 +53,9 @@ describe('appliance housekeeping', () => {
     await appliance.stop();
     const after = openStores(join(appliance.dataDir, 'appliance.db'));
     try {
-      assert.equal(after.softwareInventory.getScan('scan-cut-off-2')?.status, 'abandoned');
-      assert.equal(after.softwareInventory.packages(hostId, { liveOnly: true }).length, 10, 'nothing was marked removed');
-      assert.equal(after.softwareInventory.lastInventoryAt(hostId), 1);
+      assert.equal((await after.softwareInventory.getScan('scan-cut-off-2'))?.status, 'abandoned');
+      assert.equal((await after.softwareInventory.packages(hostId, { liveOnly: true })).length, 10, 'nothing was marked removed');
+      assert.equal(await after.softwareInventory.lastInventoryAt(hostId), 1);
     } finally {
       after.close();
     }

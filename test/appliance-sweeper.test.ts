@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import type { HeartbeatResponse } from '../common/proto.ts';
-import { MAX_SCANS_PER_SWEEP, sweepInventory } from '../appliance/inventory/sweeper.ts';
+import { InventoryService } from '../appliance/inventory/service.ts';
+import { MAX_SCANS_PER_SWEEP } from '../appliance/inventory/sweeper.ts';
 import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
@@ -29,11 +30,11 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
     const send = (message: HeartbeatResponse): boolean => (message.task && pushed.push(id), true);
     presence.attach({ agentId: id, send, deliver: (message) => Promise.resolve(send(message)), close: () => undefined }, 3600);
   }
-  const services = { tasks: new TaskService({ stores, presence, log }) };
-  const first = await sweepInventory({ stores, presence, services, log }, 1_000);
+  const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
+  const first = await inventory.sweep(1_000);
   assert.equal(first.length, MAX_SCANS_PER_SWEEP);
   assert.equal(pushed.length, MAX_SCANS_PER_SWEEP, 'each queued scan is sent to its online agent at once');
-  const second = await sweepInventory({ stores, presence, services, log }, 61_000);
+  const second = await inventory.sweep(61_000);
   assert.equal(second.length, 50, 'hosts with a scan under way get no second one; the rest get theirs');
-  assert.deepEqual(await sweepInventory({ stores, presence, services, log }, 121_000), []);
+  assert.deepEqual(await inventory.sweep(121_000), []);
 });

@@ -4,7 +4,7 @@ import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { createIngestGuards } from './guards.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
-import { inventoryHandler } from './inventory-handler.ts';
+import { inventoryHandler, type InventoryDeps } from './inventory-handler.ts';
 import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
 import { registerChallengeHandler, registerHandler } from './register-handler.ts';
 import type { RegisterDeps } from '../enrolment/register.ts';
@@ -25,7 +25,7 @@ export interface GrpcServer {
 /** How long (ms) a connection may carry no call before the appliance closes it. */
 const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
 
-export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps): Promise<GrpcServer> {
+export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps & InventoryDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
   const guards = createIngestGuards(deps.log);
   const server = new grpc.Server({

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
 import { PACKAGE_FIELD_LIMITS } from '../../common/inventory-records.ts';
-import { searchPackage } from '../inventory/search.ts';
-import { INVENTORY_INTERVAL_HOURS, inventorySettings, REMOVED_RETENTION_DAYS, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
-import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../store/software-inventory.ts';
+import { INVENTORY_INTERVAL_HOURS, REMOVED_RETENTION_DAYS, type InventorySettings } from '../inventory/settings.ts';
+import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
 import type { HttpContext } from './context.ts';
 import { hostIdParams, iso } from './views.ts';
 
@@ -154,6 +153,7 @@ interface SettingsPatchBody {
 /** Software inventory as admins read it: per-host packages and scans, package search, and the organisation's settings. */
 export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { stores, orgId } = ctx;
+  const { inventory } = ctx.services;
   /** Another organisation's host is not found, exactly like an unknown one. */
   const hostOfOrg = (id: string): string => {
     const host = stores.hosts.get(id);
@@ -165,8 +165,8 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     schema: { params: hostIdParams, querystring: packagesQuery, response: { 200: { type: 'array', items: packageSchema } } },
     handler: async (request) => {
       const { removed, limit, offset } = request.query;
-      const page = { liveOnly: removed !== 'true', limit: limit === undefined ? PACKAGE_PAGE_MAX : Number(limit), offset: Number(offset ?? 0) };
-      return stores.softwareInventory.packages(hostOfOrg(request.params.id), page).map(packageView);
+      const page = { limit: limit === undefined ? PACKAGE_PAGE_MAX : Number(limit), offset: Number(offset ?? 0) };
+      return (await inventory.packages(hostOfOrg(request.params.id), { liveOnly: removed !== 'true', page })).map(packageView);
     },
   });
 
@@ -174,7 +174,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     schema: { params: hostIdParams, querystring: scansQuery, response: { 200: { type: 'array', items: scanSchema } } },
     handler: async (request) => {
       const limit = request.query.limit === undefined ? DEFAULT_SCAN_LIMIT : Number(request.query.limit);
-      return stores.softwareInventory.scans(hostOfOrg(request.params.id), limit).map(scanView);
+      return (await inventory.scans(hostOfOrg(request.params.id), limit)).map(scanView);
     },
   });
 
@@ -182,13 +182,13 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     schema: { querystring: searchQuery, response: { 200: { type: 'array', items: packageHostSchema } } },
     handler: async (request) => {
       const { name, min_version: minVersion, max_version: maxVersion, include_removed: includeRemoved } = request.query;
-      return searchPackage(stores, orgId, { name, minVersion, maxVersion, includeRemoved: includeRemoved === 'true' }).map(packageHostView);
+      return (await inventory.search(orgId, { name, minVersion, maxVersion, includeRemoved: includeRemoved === 'true' })).map(packageHostView);
     },
   });
 
   app.get('/api/v1/settings/inventory', {
     schema: { response: { 200: settingsSchema } },
-    handler: async () => inventorySettingsView(inventorySettings(stores, orgId)),
+    handler: async () => inventorySettingsView(await inventory.settings(orgId)),
   });
 
   app.patch<{ Body: SettingsPatchBody }>('/api/v1/settings/inventory', {
@@ -196,7 +196,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     handler: async (request) => {
       const { interval_hours: intervalHours, removed_retention_days: removedRetentionDays, sources = {} } = request.body;
       const optionalSources = { snap: sources.snap, flatpak: sources.flatpak, windowsStore: sources.windows_store };
-      const settings = updateInventorySettings(stores, orgId, { intervalHours, optionalSources, removedRetentionDays });
+      const settings = await inventory.updateSettings(orgId, { intervalHours, optionalSources, removedRetentionDays });
       const view = inventorySettingsView(settings);
       ctx.log.info({ ...view, by: request.adminName }, 'inventory settings changed');
       return view;

@@ -3,8 +3,8 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Stores } from '../store/index.ts';
 import type { Services } from '../services.ts';
+import type { Stores } from '../store/index.ts';
 
 /** What the HTTP plugins need from the running appliance. */
 export interface HttpContext {

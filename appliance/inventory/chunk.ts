@@ -2,7 +2,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { ACCEPTED_SCAN_ID, idPattern } from '../../common/ids.ts';
 import { RECORD_REASONS, SkipTally, storablePackage, type RecordReason, type SkippedPackages } from '../../common/inventory-records.ts';
 import { invalidUtf8Elements, type SoftwareInventoryChunk__Output } from '../../common/proto.ts';
-import type { PackageInput } from '../store/software-inventory.ts';
+import type { PackageInput } from '../model/inventory.ts';
 
 /** The contract: at most 500 packages per chunk. */
 export const MAX_PACKAGES_PER_CHUNK = 500;

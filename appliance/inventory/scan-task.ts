@@ -1,14 +1,14 @@
 import { CtOpsError } from '../../common/errors.ts';
-import type { Stores } from '../store/index.ts';
+import type { TableStores } from '../store/index.ts';
 
 /**
  * A scan names the task that asked for it: that must be one of this host's software_inventory
  * tasks that reached the agent and has not finished. An empty task id is a scan nobody asked for
- * (an admin tool, an older agent): stored, but it completes no task.
+ * (an admin tool, an older agent): stored, but it completes no task. Read in the chunk's transaction.
  */
-export async function checkScanTask(stores: Stores, hostId: string, taskId: string): Promise<void> {
+export async function checkScanTask(scope: Pick<TableStores, 'tasks'>, hostId: string, taskId: string): Promise<void> {
   if (taskId === '') return;
-  const task = await stores.tasks.get(taskId);
+  const task = await scope.tasks.get(taskId);
   if (!task || task.hostId !== hostId || task.type !== 'software_inventory') {
     throw new CtOpsError('ERR_TASK_NOT_FOUND', 'SoftwareInventoryChunk.task_id names no inventory task of this host', { field: 'task_id' });
   }

@@ -1,8 +1,4 @@
-import type { Logger } from 'pino';
-import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Stores } from '../store/index.ts';
-import type { TaskService } from '../tasks/service.ts';
-import { inventorySettings } from './settings.ts';
+/** When hosts are due for a scan; the pass that queues them is InventoryService.sweep. */
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -37,47 +33,4 @@ export function nextScanDueAt(history: ScanHistory, intervalHours: number): numb
   if (history.failuresSince === 0 || history.lastFailureAt === null) return regular;
   const backoffMs = Math.min(intervalMs, FIRST_RETRY_MS * 2 ** Math.min(history.failuresSince - 1, 20));
   return Math.max(regular, history.lastFailureAt + backoffMs);
-}
-
-export interface InventorySweepDeps {
-  readonly stores: Stores;
-  readonly presence: PresenceRegistry;
-  readonly services: { readonly tasks: TaskService };
-  readonly log: Logger;
-}
-
-/**
- * The SoftwareSweeper's pass: a software_inventory task for every online host whose next scan is
- * due. Only online hosts: a task for an offline host would only wait and expire. A host that
- * already has an unfinished inventory task (an admin's rescan, say) gets no second one.
- */
-export async function sweepInventory(deps: InventorySweepDeps, now: number): Promise<string[]> {
-  const { stores, presence, log } = deps;
-  const { tasks } = deps.services;
-  const intervals = new Map<string, number>();
-  const due: { hostId: string; orgId: string; dueAt: number }[] = [];
-  for (const hostId of presence.streamingIds()) {
-    const host = stores.hosts.get(hostId);
-    if (!host || host.approval !== 'active' || host.deletedAt !== null) continue;
-    let intervalHours = intervals.get(host.orgId);
-    if (intervalHours === undefined) {
-      intervalHours = inventorySettings(stores, host.orgId).intervalHours;
-      intervals.set(host.orgId, intervalHours);
-    }
-    const lastSuccessAt = stores.softwareInventory.lastInventoryAt(hostId);
-    const failures = await stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
-    const dueAt = nextScanDueAt({ lastSuccessAt, failuresSince: failures.count, lastFailureAt: failures.lastAt }, intervalHours);
-    if (dueAt <= now) due.push({ hostId, orgId: host.orgId, dueAt });
-  }
-  due.sort((a, b) => a.dueAt - b.dueAt);
-  const queued: string[] = [];
-  for (const { hostId, orgId } of due) {
-    if (queued.length >= MAX_SCANS_PER_SWEEP) break;
-    // Sent at once to its online agent (TaskService.create).
-    const { task, created } = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
-    if (!created) continue;
-    queued.push(task.id);
-  }
-  if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
-  return queued;
 }

@@ -10,7 +10,7 @@ import { HostClaimantStore } from './host-claimants.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
-import { postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
+import { keepStatementsPrepared, postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
 import { migratePostgres } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
@@ -72,7 +72,7 @@ export interface Stores extends TableStores {
  * tool on a stopped appliance's database) refuses a schema that is not the latest instead of upgrading it.
  */
 export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): Stores {
-  const db = openDatabase(path, undefined, { migrate: options.migrate ?? true });
+  const db = keepStatementsPrepared(openDatabase(path, undefined, { migrate: options.migrate ?? true }));
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);
@@ -101,7 +101,7 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
  * cannot serve them. Empty once every store is on Kysely; then openPostgresStores returns the stores.
  */
 const STORES_ON_THE_SQLITE_HANDLE: readonly (keyof TableStores)[] = [
-  'organisations', 'enrolmentTokens', 'hosts', 'vitals', 'registerNonces', 'adminCredentials', 'softwareInventory', 'hostEvents', 'hostClaimants', 'hostTrust',
+  'organisations', 'enrolmentTokens', 'hosts', 'vitals', 'registerNonces', 'adminCredentials', 'hostEvents', 'hostClaimants', 'hostTrust',
 ];
 
 /**
@@ -129,7 +129,7 @@ export async function openPostgresStores(url: string, options: { log?: Logger; p
 }
 
 /**
- * The table stores over `executor` (the Kysely stores: tasks); the better-sqlite3 stores share `db`,
+ * The table stores over `executor` (the Kysely stores: tasks, softwareInventory); the better-sqlite3 stores share `db`,
  * the connection every SQLite transaction runs on.
  */
 function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
@@ -140,7 +140,7 @@ function tableStores(db: Db, executor: Executor, guard: <T extends object>(store
     vitals: guard(new HostVitalsStore(db)),
     registerNonces: guard(new RegisterNonceStore(db)),
     adminCredentials: guard(new AdminCredentialStore(db)),
-    softwareInventory: guard(new SoftwareInventoryStore(db)),
+    softwareInventory: guard(new SoftwareInventoryStore(executor)),
     tasks: guard(new TaskStore(executor)),
     hostEvents: guard(new HostEventStore(db)),
     hostClaimants: guard(new HostClaimantStore(db)),
@@ -185,3 +185,4 @@ export type { HostTrust } from './host-trust.ts';
 export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
 export type { Task, TaskOutcome } from '../model/task.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
+export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE } from '../../appliance/serve.ts';
+import { sqliteKysely } from '../../appliance/store/dialects.ts';
 import { SoftwareInventoryStore } from '../../appliance/store/software-inventory.ts';
 import type { IngestServiceClient } from '../../common/proto.ts';
 import type { SoftwareInventoryChunk } from '../../proto/gen/ctops/ingest/v1/SoftwareInventoryChunk.ts';
@@ -86,7 +87,7 @@ export async function startInventoryAppliance(): Promise<{ appliance: TestApplia
   return {
     appliance,
     client,
-    store: new SoftwareInventoryStore(db),
+    store: new SoftwareInventoryStore(sqliteKysely(db)),
     async dispose() {
       db.close();
       client.close();

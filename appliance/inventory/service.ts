@@ -1,0 +1,183 @@
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import { failureFields } from '../health/storage-health.ts';
+import { credentialRefusal } from '../hosts/identity.ts';
+import { describeHost, mayReceiveWork, mayStream } from '../hosts/status.ts';
+import type { ChunkResult, HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
+import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Host, Stores } from '../store/index.ts';
+import type { TaskService } from '../tasks/service.ts';
+import type { ValidChunk } from './chunk.ts';
+import type { ScanClosingEvent } from './scan-states.ts';
+import { checkScanTask } from './scan-task.ts';
+import { searchPackage, type PackageSearch } from './search.ts';
+import { inventorySettings, updateInventorySettings, type InventorySettings, type InventorySettingsPatch } from './settings.ts';
+import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
+
+const DAY_MS = 86_400_000;
+/**
+ * Rows of packages indexed by name in one batch, after a scan completes. Large enough that one
+ * batch touches each index page about once, small enough to take well under a second.
+ */
+const NAME_INDEX_BATCH = 50_000;
+
+export interface InventoryServiceDeps {
+  readonly stores: Stores;
+  readonly presence: PresenceRegistry;
+  readonly tasks: TaskService;
+  readonly log: Logger;
+}
+
+/**
+ * Owns the software inventory workflows: whether a host may report, accepting a chunk, closing a
+ * scan the agent no longer sends (scan-states.ts), abandoning scans a stop cut off, the sweeper
+ * pass that asks hosts for scans, package search, the per-host reads and the organisation's
+ * inventory settings. Handlers (grpc/inventory-handler.ts, http/admin-inventory.ts) only translate.
+ */
+export class InventoryService {
+  readonly #deps: InventoryServiceDeps;
+
+  constructor(deps: InventoryServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Whether the host may open an inventory stream with a credential issued at `issuedAtSecs` (JWT
+   * iat): it may stream, the credential predates no key rotation, and no second machine uses its
+   * key. Throws ERR_AGENT_NOT_ACTIVE, the credential's refusal (hosts/identity.ts) or
+   * ERR_HOST_IDENTITY_CONFLICT. Every chunk asks again (acceptChunk): this only refuses early.
+   */
+  async checkMayReport(hostId: string, issuedAtSecs: number): Promise<void> {
+    const host = await this.#deps.stores.hosts.get(hostId);
+    if (!host || !mayStream(host)) throw notActive(hostId, host);
+    const stale = credentialRefusal(host, issuedAtSecs);
+    if (stale) throw stale;
+    refuseUnlessMayReceiveWork(host);
+  }
+
+  /**
+   * Stores one validated chunk of the host's scan in one transaction, which first reads the host
+   * and asks hosts/status.ts whether it may still have inventory written: a stream opened before
+   * the host was deleted, revoked or flagged stores nothing more (ERR_AGENT_NOT_ACTIVE,
+   * ERR_HOST_IDENTITY_CONFLICT). `opensStream`: the stream's first chunk, whose task_id must name
+   * one of the host's open inventory tasks (scan-task.ts). The last chunk completes the scan and
+   * purges removed rows past the organisation's retention; after commit, the name index takes the
+   * new rows in a batch once enough arrived. Throws what SoftwareInventoryStore.addChunk throws.
+   */
+  async acceptChunk(hostId: string, chunk: ValidChunk, options: { now: number; opensStream: boolean }): Promise<ChunkResult> {
+    return this.#deps.stores.transact(async (tx) => {
+      const host = await tx.hosts.get(hostId);
+      if (!host || !mayStream(host)) throw notActive(hostId, host);
+      refuseUnlessMayReceiveWork(host);
+      if (options.opensStream) await checkScanTask(tx, hostId, chunk.taskId);
+      const { scanId, taskId, chunkIndex, packages, skipped, isLast } = chunk;
+      // The retention applies when the scan completes: read then, in the same transaction.
+      const removedRetentionMs = isLast ? (await inventorySettings(tx, host.orgId)).removedRetentionDays * DAY_MS : undefined;
+      const result = await tx.softwareInventory.addChunk({ scanId, taskId, hostId, chunkIndex, packages, skipped, isLast, now: options.now, removedRetentionMs });
+      if (isLast) tx.afterCommit(async () => void (await this.indexNames(NAME_INDEX_BATCH)));
+      return result;
+    });
+  }
+
+  /**
+   * Closes a scan the agent no longer sends, as scan-states.ts says for `event` (refused and
+   * over_limits: failed, over_limits deleting what the scan added; cut_off: abandoned, resumable).
+   * Nothing is marked removed. False when the scan is unknown, another host's, or already closed.
+   */
+  async closeScan(hostId: string, scanId: string, event: ScanClosingEvent, errorCode: string, now: number): Promise<boolean> {
+    const closed = await this.#deps.stores.transact((tx) => tx.softwareInventory.closeScan(scanId, hostId, event, errorCode, now));
+    if (closed) this.#deps.log.info({ host_id: hostId, scan_id: scanId, event, code: errorCode }, 'inventory scan closed');
+    return closed;
+  }
+
+  /** At start-up: scans still receiving were cut off by the last stop (no stream delivers to them now). */
+  async abandonOpenScans(now: number): Promise<number> {
+    const abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now);
+    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, 'inventory scans cut off by the last stop marked abandoned');
+    return abandoned;
+  }
+
+  /** Adds package names to the name index when at least `batchAtLeast` rows wait (1: all). Returns the entries added. */
+  indexNames(batchAtLeast = 1): Promise<number> {
+    return this.#deps.stores.transact((tx) => tx.softwareInventory.indexNames(batchAtLeast));
+  }
+
+  /**
+   * The SoftwareSweeper's pass: a software_inventory task for every online host whose next scan is
+   * due (sweeper.ts nextScanDueAt), at most MAX_SCANS_PER_SWEEP, most overdue first. Only online
+   * hosts: a task for an offline host would only wait and expire. A host that already has an
+   * unfinished inventory task (an admin's rescan, say) gets no second one. Returns the task ids queued.
+   */
+  async sweep(now: number): Promise<string[]> {
+    const { stores, presence, tasks, log } = this.#deps;
+    const intervals = new Map<string, number>();
+    const due: { hostId: string; orgId: string; dueAt: number }[] = [];
+    for (const hostId of presence.streamingIds()) {
+      const host = await stores.hosts.get(hostId);
+      if (!host || !mayStream(host)) continue;
+      let intervalHours = intervals.get(host.orgId);
+      if (intervalHours === undefined) {
+        intervalHours = (await inventorySettings(stores, host.orgId)).intervalHours;
+        intervals.set(host.orgId, intervalHours);
+      }
+      const lastSuccessAt = await stores.softwareInventory.lastInventoryAt(hostId);
+      const failures = await stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
+      const dueAt = nextScanDueAt({ lastSuccessAt, failuresSince: failures.count, lastFailureAt: failures.lastAt }, intervalHours);
+      if (dueAt <= now) due.push({ hostId, orgId: host.orgId, dueAt });
+    }
+    due.sort((a, b) => a.dueAt - b.dueAt);
+    const queued: string[] = [];
+    for (const { hostId, orgId } of due) {
+      if (queued.length >= MAX_SCANS_PER_SWEEP) break;
+      // Sent at once to its online agent (TaskService.create).
+      const { task, created } = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
+      if (!created) continue;
+      queued.push(task.id);
+    }
+    if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
+    return queued;
+  }
+
+  /** A sweeper pass for a timer: a failure is logged, never thrown. */
+  async sweepLogged(now: number): Promise<void> {
+    try {
+      await this.sweep(now);
+    } catch (error) {
+      this.#deps.log.error(failureFields(error), 'software sweeper failed');
+    }
+  }
+
+  /** The organisation's hosts that have (had) a package: search.ts. */
+  search(orgId: string, search: PackageSearch): Promise<HostPackageRecord[]> {
+    return searchPackage(this.#deps.stores, orgId, search);
+  }
+
+  /** The host's packages (SoftwareInventoryStore.packages); the caller checked the host is the admin's. */
+  packages(hostId: string, options: { liveOnly: boolean; page: { limit: number; offset: number } }): Promise<SoftwarePackageRecord[]> {
+    return this.#deps.stores.softwareInventory.packages(hostId, options);
+  }
+
+  /** The host's scans, newest first, at most `limit`; the caller checked the host is the admin's. */
+  scans(hostId: string, limit: number): Promise<SoftwareScan[]> {
+    return this.#deps.stores.softwareInventory.scans(hostId, limit);
+  }
+
+  async settings(orgId: string): Promise<InventorySettings> {
+    return inventorySettings(this.#deps.stores, orgId);
+  }
+
+  updateSettings(orgId: string, patch: InventorySettingsPatch): Promise<InventorySettings> {
+    return updateInventorySettings(this.#deps.stores, orgId, patch);
+  }
+}
+
+function notActive(hostId: string, host: Host | undefined): CtOpsError {
+  return new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: hostId });
+}
+
+function refuseUnlessMayReceiveWork(host: Host): void {
+  // Two machines use this key: either one's packages would overwrite the other's until an admin resolves it.
+  if (!mayReceiveWork(host)) {
+    throw new CtOpsError('ERR_HOST_IDENTITY_CONFLICT', 'another machine is using this host identity; inventory is held until an admin resolves it (hosts resolve)', { host_id: host.id });
+  }
+}
