@@ -242,11 +242,11 @@ describe('ct-ops-bundle build', () => {
     assert.equal(plain.stderr, '');
   });
 
-  test('the CLI never opens a database another process holds: it takes that process for the serving appliance and asks its admin API', () => {
+  test('the CLI never opens a database another process holds, even one without the data directory lock', () => {
     const before = stores.enrolmentTokens.list(orgId).length;
     const held = runBundleCli(['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(fixture.root, 'cli-held'), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir]);
-    assert.equal(held.code, 69, held.stderr);
-    assert.match(held.stderr, /ERR_APPLIANCE_UNREACHABLE/, 'no endpoint file here: the admin API cannot be reached');
+    assert.equal(held.code, 75, held.stderr);
+    assert.match(held.stderr, /ERR_APPLIANCE_RUNNING/, 'the lock was free, but this test process has the database open');
     assert.equal(stores.enrolmentTokens.list(orgId).length, before, 'nothing was written behind the holder');
   });
 
