@@ -38,7 +38,7 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
     assert.equal(tokenCount(), before + 2);
   });
 
-  test('the appliance refuses to start while a build holds the data directory, naming it; the build waits for a build before it', async () => {
+  test('the appliance refuses to start, and restore to replace the directory, while a build holds it (naming it); a build waits for a build before it', async () => {
     // This process holds the lock exactly as a stopped-mode build does.
     const held = tryLockDataDir(fixture.dataDir, 'bundle-build');
     assert.ok(held);
@@ -46,6 +46,10 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
       const serve = await run(process.execPath, [APPLIANCE_BIN, 'serve', '--data-dir', fixture.dataDir, '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0', '--san', 'localhost'], {}, 60_000);
       assert.equal(serve.code, 75, serve.stdout + serve.stderr);
       assert.match(serve.stdout + serve.stderr, new RegExp(`ERR_DATA_DIR_LOCKED.*a ct-ops-bundle build \\(pid ${process.pid}`));
+
+      const restore = await run(process.execPath, [APPLIANCE_BIN, 'restore', join(fixture.root, 'no-such-backup.age'), '--data-dir', fixture.dataDir, '--force', '--owner', 'root'], {}, 60_000);
+      assert.equal(restore.code, 75, restore.stdout + restore.stderr);
+      assert.match(restore.stderr, /ERR_DATA_DIR_LOCKED: .* is in use by a ct-ops-bundle build/);
 
       const waiting = build('after-release');
       await new Promise((resolve) => setTimeout(resolve, 2_000));
