@@ -206,3 +206,20 @@ describe('ct-ops-bundle build against an appliance whose SANs do not name loopba
     assert.equal((await tokens()).length, before + 1, 'an unusable --out is refused before the appliance builds: no token');
   });
 });
+
+test('the admin client sends its credential only to the appliance: a link to another origin is refused before any connection', async () => {
+  const fixture = await createFixtureAppliance();
+  try {
+    writeFileSync(join(fixture.dataDir, 'appliance.json'), JSON.stringify({ admin_api: 'https://127.0.0.1:1', grpc_port: 1, pid: 1 }));
+    writeFileSync(join(fixture.dataDir, 'admin-cli.token'), 'credential-that-must-stay\n');
+    const { AdminClient } = await import('../appliance/cli/admin-client.ts');
+    const client = new AdminClient(fixture.dataDir);
+    for (const link of ['https://elsewhere.example/api/v1/bundles/bnd_0123456789abcdef0123', '//elsewhere.example/x', 'http://127.0.0.1:1/x', 'https://127.0.0.1:2/x']) {
+      await assert.rejects(client.download(link), { code: 'ERR_INTERNAL', message: /outside https:\/\/127\.0\.0\.1:1; not following it/ }, link);
+    }
+    // A relative link stays with the appliance (nothing listens on port 1: unreachable, not refused as foreign).
+    await assert.rejects(client.download('/api/v1/bundles/bnd_0123456789abcdef0123'), { code: 'ERR_APPLIANCE_UNREACHABLE' });
+  } finally {
+    rmSync(fixture.root, { recursive: true, force: true });
+  }
+});
