@@ -53,7 +53,8 @@ How the appliance is reached (token modes new and existing; none needs no applia
              command downloads it; --agents-dir, --templates-dir, --created-by and
              SOURCE_DATE_EPOCH apply only while it is stopped
   stopped    through the appliance's own stores, never migrating them: after an
-             upgrade, start the appliance once first
+             upgrade, start the appliance once first; the data directory is locked
+             meanwhile (the appliance does not start; another build waits)
 
 Reproducible builds: with SOURCE_DATE_EPOCH set, created_at and the zip times come from it
 and (token none or an existing token) the bundle id is derived from the inputs, so the
@@ -69,8 +70,9 @@ Prints the zip's path (--json: its metadata). Exit codes:
       not have the sha256 the appliance reported (the appliance's build is withdrawn)
   73  the bundle or output directory cannot be written (checked before the appliance builds;
       a later write failure withdraws the appliance's build and revokes its new token)
-  75  the stopped appliance's database is of an older version (start the appliance once), or
-      the appliance cannot reach its storage (ERR_STORAGE_UNAVAILABLE)
+  75  the stopped appliance's database is of an older version (start the appliance once),
+      the appliance cannot reach its storage (ERR_STORAGE_UNAVAILABLE), or another build or a
+      restore held the data directory for 5 minutes (ERR_DATA_DIR_LOCKED, naming it)
   77  the admin credential in --data-dir was refused (ERR_ADMIN_UNAUTHENTICATED)
   70  internal error
 `;
