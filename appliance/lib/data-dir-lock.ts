@@ -5,14 +5,14 @@
  * and the appliance cannot start under a build that holds its database.
  *
  * The lock is an OS file lock (POSIX fcntl, released by the kernel when its process dies, so a crash
- * leaves nothing stale): SQLite's exclusive locking mode on DATA_DIR/appliance.lock, taken with a
- * write and kept until the handle closes. Beside it, DATA_DIR/appliance.lock.json names the holder
+ * leaves nothing stale): SQLite's exclusive locking mode on DATA_DIR/appliance.lock, taken with an
+ * exclusive transaction and kept until the handle closes. Beside it, DATA_DIR/appliance.lock.json names the holder
  * ({ holder, pid, since }) for the message of whoever is refused; it is informative only.
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
-import { openSqliteFile, sqliteCode, type Db } from '../store/database.ts';
+import { openSqliteFile, sqliteCode, storageFailure, type Db } from '../store/database.ts';
 
 export const LOCK_FILE = 'appliance.lock';
 export const LOCK_HOLDER_FILE = 'appliance.lock.json';
@@ -46,16 +46,21 @@ export function tryLockDataDir(dataDir: string, holder: LockHolderKind, waitMs =
   }
   try {
     db.pragma('locking_mode = EXCLUSIVE');
-    // A write takes SQLite's exclusive lock; in exclusive locking mode it is kept until close.
-    db.exec('CREATE TABLE IF NOT EXISTS lock_taken (at INTEGER NOT NULL); DELETE FROM lock_taken');
-    db.prepare('INSERT INTO lock_taken (at) VALUES (?)').run(Date.now());
+    // An exclusive transaction takes SQLite's exclusive lock; in exclusive locking mode it is kept until close.
+    // Nothing is written, so a full volume still reports itself where the database is opened.
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('COMMIT');
   } catch (error) {
     db.close();
     if (sqliteCode(error) === 'SQLITE_BUSY') return undefined;
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot take the data directory's lock ${path}`, { path }, { cause: error });
+    throw storageFailure(error) ?? new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot take the data directory's lock ${path}`, { path }, { cause: error });
   }
   const holderPath = join(dataDir, LOCK_HOLDER_FILE);
-  writeFileSync(holderPath, `${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() } satisfies LockHolder)}\n`, { mode: 0o644 });
+  try {
+    writeFileSync(holderPath, `${JSON.stringify({ holder, pid: process.pid, since: new Date().toISOString() } satisfies LockHolder)}\n`, { mode: 0o644 });
+  } catch {
+    // The note only names the holder for others' messages (a full volume, say): the lock holds without it.
+  }
   let released = false;
   return {
     release: () => {
