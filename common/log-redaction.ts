@@ -11,7 +11,7 @@
  *     proxy-authorization, database_url …);
  *   - in every string (messages of nested errors, stacks, URLs), a URL's `user:password@` loses its
  *     password, and a secret-named assignment (`org_token = "…"` in a TOML parser's code frame,
- *     `password: …`) loses its value.
+ *     `password: "…"`) loses its value.
  * Errors are serialised here (type, message, code, details, own stack, cause as one more error), so a
  * parser's error attached as `cause` is censored like the rest.
  */
@@ -52,12 +52,16 @@ export function isSecretFieldName(name: string): boolean {
 
 /** `scheme://user:password@` → `scheme://user:[redacted]@`. */
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]*@/gi;
-/** `name = value` / `name: value` where the name ends like a secret's; the value up to the line's or quote's end. */
-const SECRET_ASSIGNMENT = /(\b[A-Za-z0-9_-]*(?:token|secret|password|passphrase|private_?key|api_?key|key_?pem|authorization|database_?url|connection_?string)["']?\s*[=:]\s*)("[^"\n]*"?|'[^'\n]*'?|[^\s,;}\]]+)/gi;
+/**
+ * `name = value` (TOML, env, config text: any value) or `name: "value"` / `"name": "value"` (a quoted
+ * value only, so prose such as "the `authorization: Bearer` metadata" keeps its words) where the name
+ * ends like a secret's; the value up to the line's or the quote's end.
+ */
+const SECRET_ASSIGNMENT = /(\b[A-Za-z0-9_-]*(?:token|secret|password|passphrase|private_?key|api_?key|key_?pem|authorization|database_?url|connection_?string)["']?\s*=\s*)("[^"\n]*"?|'[^'\n]*'?|[^\s,;}\]]+)|(\b[A-Za-z0-9_-]*(?:token|secret|password|passphrase|private_?key|api_?key|key_?pem|authorization|database_?url|connection_?string)["']?\s*:\s*)("[^"\n]*"?|'[^'\n]*'?)/gi;
 
 /** A string with URL passwords and secret-named assignments censored. */
 export function redactText(text: string): string {
-  return text.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(SECRET_ASSIGNMENT, `$1${REDACTED}`);
+  return text.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(SECRET_ASSIGNMENT, (_match, assigned?: string, _value?: string, named?: string) => `${assigned ?? named}${REDACTED}`);
 }
 
 /** An Error as a plain object (type, message, code, details, its own stack, cause), every part redacted. */
