@@ -22,6 +22,7 @@ import { DEV_RELEASE_PUBLIC_KEY, ensureBundleKey, ensureReleasePublicKey, RELEAS
 import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
+import { lockDataDir } from './lib/data-dir-lock.ts';
 import { PresenceRegistry } from './presence/registry.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
@@ -77,10 +78,13 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   if (release.removedDevelopmentCopy) log.info({ path: join(config.dataDir, RELEASE_PUBLIC_KEY_FILE) }, 'removed a copy of a development release key from the data directory: the development key is read in place at each bundle build');
   if (release.source === 'development') log.warn({ path: DEV_RELEASE_PUBLIC_KEY }, 'trusting the development release key from .dev-keys/: give a production appliance its release key');
   if (release.source === 'none') log.warn('no agent release public key: set release_public_key_file to build install bundles');
-  const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
+  // Held while serving: no stopped-mode bundle build or restore opens the database meanwhile (decision 108).
+  const dataDirLock = lockDataDir(config.dataDir, 'serve');
   // What start-up opened, closed last-first if a later step fails.
-  const opened: Array<() => unknown> = [() => stores.close()];
+  const opened: Array<() => unknown> = [() => dataDirLock.release()];
   try {
+    const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
+    opened.push(() => stores.close());
     // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
     stores.checkWritable();
     const org = stores.organisations.ensureDefault(now.getTime());
@@ -144,6 +148,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
         vitals.close();
         stores.close();
+        dataDirLock.release();
         log.info('appliance stopped');
       },
     };

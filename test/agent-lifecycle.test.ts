@@ -562,9 +562,9 @@ test('config_reload runs as a task: acknowledged at once, the new interval appli
   const stream = h.transport.lastStream;
   stream.ack(1);
   writeFileSync(h.configFile, readFileSync(h.configFile, 'utf8').replace('heartbeat_interval_secs = 30', 'heartbeat_interval_secs = 10'));
-  stream.push(reloadTask('tsk_1'));
+  stream.push(reloadTask('tsk_6b86b273ff34fce19d6b'));
   await h.flush();
-  assert.deepEqual(reports(stream), ['tsk_1:ACKNOWLEDGED', 'tsk_1:RUNNING', 'tsk_1:SUCCEEDED']);
+  assert.deepEqual(reports(stream), ['tsk_6b86b273ff34fce19d6b:ACKNOWLEDGED', 'tsk_6b86b273ff34fce19d6b:RUNNING', 'tsk_6b86b273ff34fce19d6b:SUCCEEDED']);
   const done = stream.sent.at(-1);
   assert.equal(done?.task_updates?.at(-1)?.message, 'heartbeat_interval_secs=10');
   assert.equal(done?.interval_secs, 10, 'the heartbeat carrying the outcome already announces the new interval');
@@ -576,10 +576,10 @@ test('config_reload runs as a task: acknowledged at once, the new interval appli
   assert.deepEqual(stream.sent.at(-1)?.task_updates, [], 'acknowledged reports are not sent again');
 
   writeFileSync(h.configFile, '[ingest\nbroken');
-  stream.push(reloadTask('tsk_2'));
+  stream.push(reloadTask('tsk_d4735e3a265e16eee03f'));
   await h.flush();
   const failed = stream.sent.at(-1)?.task_updates?.at(-1);
-  assert.equal(failed?.task_id, 'tsk_2');
+  assert.equal(failed?.task_id, 'tsk_d4735e3a265e16eee03f');
   assert.equal(failed?.phase, 'TASK_PHASE_FAILED');
   assert.equal(failed?.error_code, 'ERR_CONFIG_INVALID');
   assert.match(failed?.message ?? '', /not valid TOML/);
@@ -591,13 +591,13 @@ test('a task report whose heartbeat was never acked is sent again on the next st
   await run(h);
   const stream = h.transport.lastStream;
   stream.ack(1);
-  stream.push(reloadTask('tsk_9'));
+  stream.push(reloadTask('tsk_19581e27de7ced00ff1c'));
   await h.flush();
-  assert.deepEqual(reports(stream), ['tsk_9:ACKNOWLEDGED', 'tsk_9:RUNNING', 'tsk_9:SUCCEEDED']);
+  assert.deepEqual(reports(stream), ['tsk_19581e27de7ced00ff1c:ACKNOWLEDGED', 'tsk_19581e27de7ced00ff1c:RUNNING', 'tsk_19581e27de7ced00ff1c:SUCCEEDED']);
   stream.end(GrpcCode.UNAVAILABLE, 'gone');
   await h.advance(1000);
   const next = h.transport.lastStream;
-  assert.deepEqual(reports(next), ['tsk_9:ACKNOWLEDGED', 'tsk_9:RUNNING', 'tsk_9:SUCCEEDED'], 'unacknowledged reports go out again, in order');
+  assert.deepEqual(reports(next), ['tsk_19581e27de7ced00ff1c:ACKNOWLEDGED', 'tsk_19581e27de7ced00ff1c:RUNNING', 'tsk_19581e27de7ced00ff1c:SUCCEEDED'], 'unacknowledged reports go out again, in order');
   next.ack(1);
   await h.advance(30_000);
   assert.deepEqual(next.sent[1]?.task_updates, [], 'acknowledged reports are not sent again');
@@ -609,16 +609,16 @@ test('a task delivered again (a stream dropped before the appliance saw the ack)
   await run(h);
   h.transport.lastStream.ack(1);
   writeFileSync(h.configFile, readFileSync(h.configFile, 'utf8').replace('heartbeat_interval_secs = 30', 'heartbeat_interval_secs = 20'));
-  h.transport.lastStream.push(reloadTask('tsk_once'));
+  h.transport.lastStream.push(reloadTask('tsk_200651a8b2d5912f692d'));
   await h.flush();
   runs = h.messages().filter((message) => message === 'config reloaded').length;
   assert.equal(runs, 1);
-  h.transport.lastStream.push(reloadTask('tsk_once'));
+  h.transport.lastStream.push(reloadTask('tsk_200651a8b2d5912f692d'));
   await h.flush();
   assert.equal(h.messages().filter((message) => message === 'config reloaded').length, 1, 'the repeat is not run');
   assert.deepEqual(h.transport.lastStream.sent.at(-1)?.task_updates?.map((update) => update.phase), ['TASK_PHASE_SUCCEEDED'], 'the repeat is answered with the outcome');
   const ledger = JSON.parse(readFileSync(join(h.dir, 'data', 'tasks.json'), 'utf8'));
-  assert.deepEqual(ledger.tasks.map((entry: { id: string; phase: string }) => [entry.id, entry.phase]), [['tsk_once', 'succeeded']]);
+  assert.deepEqual(ledger.tasks.map((entry: { id: string; phase: string }) => [entry.id, entry.phase]), [['tsk_200651a8b2d5912f692d', 'succeeded']]);
 
   // A second agent on the same data directory (a restart) still recognises the task.
   h.agent.stop('SIGTERM');
@@ -628,19 +628,19 @@ test('a task delivered again (a stream dropped before the appliance saw the ack)
     cpSync(join(h.dir, 'data'), dataDir, { recursive: true });
   });
   await run(again);
-  again.transport.lastStream.push(reloadTask('tsk_once'));
+  again.transport.lastStream.push(reloadTask('tsk_200651a8b2d5912f692d'));
   await again.flush();
   assert.ok(!again.messages().includes('config reloaded'), 'not run after a restart either');
-  assert.ok(reports(again.transport.lastStream).includes('tsk_once:SUCCEEDED'));
+  assert.ok(reports(again.transport.lastStream).includes('tsk_200651a8b2d5912f692d:SUCCEEDED'));
 });
 
 test('a task the agent was running when it stopped is reported failed with ERR_TASK_INTERRUPTED at the next start, not run again', async (t) => {
   const h = await start(t, (dataDir) => {
     saveState(dataDir, START_MS / 1000 + 3600);
-    writeFileSync(join(dataDir, 'tasks.json'), JSON.stringify({ version: 1, tasks: [{ id: 'tsk_cut', type: 'software_inventory', phase: 'running', receivedAt: START_MS - 1000, delivered: false }] }));
+    writeFileSync(join(dataDir, 'tasks.json'), JSON.stringify({ version: 1, tasks: [{ id: 'tsk_378bfce5cda2599a6cda', type: 'software_inventory', phase: 'running', receivedAt: START_MS - 1000, delivered: false }] }));
   });
   await run(h);
-  assert.deepEqual(reports(h.transport.lastStream), ['tsk_cut:FAILED:ERR_TASK_INTERRUPTED']);
+  assert.deepEqual(reports(h.transport.lastStream), ['tsk_378bfce5cda2599a6cda:FAILED:ERR_TASK_INTERRUPTED']);
   h.transport.lastStream.ack(1);
   await h.flush();
   const ledger = JSON.parse(readFileSync(join(h.dir, 'data', 'tasks.json'), 'utf8'));
@@ -661,9 +661,9 @@ test('an unreadable task ledger is set aside, not fatal', async (t) => {
 test('a task of a kind this agent does not know fails with ERR_TASK_UNSUPPORTED', async (t) => {
   const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600));
   await run(h);
-  h.transport.lastStream.push({ kind: 'task', task: { task_id: 'tsk_x', timeout_ms: 1000 } });
+  h.transport.lastStream.push({ kind: 'task', task: { task_id: 'tsk_2d711642b726b0440162', timeout_ms: 1000 } });
   await h.flush();
-  assert.deepEqual(reports(h.transport.lastStream).slice(-1), ['tsk_x:FAILED:ERR_TASK_UNSUPPORTED']);
+  assert.deepEqual(reports(h.transport.lastStream).slice(-1), ['tsk_2d711642b726b0440162:FAILED:ERR_TASK_UNSUPPORTED']);
 });
 
 test('a pushed credential is saved atomically and used for the next connection', async (t) => {

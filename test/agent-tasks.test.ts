@@ -21,7 +21,7 @@ import type { IngestTransport, SubmitResult } from '../agent/transport/types.ts'
 const silent = createLogger('silent', new Writable({ write: (_chunk, _encoding, done) => done() }));
 
 function inventoryTask(overrides: Partial<Task__Output> = {}): Task__Output {
-  return { task_id: 'tsk_inv', timeout_ms: 600_000, kind: 'software_inventory', software_inventory: { snap: true, flatpak: false, windows_store: false }, ...overrides };
+  return { task_id: 'tsk_89270a50341bb8e83734', timeout_ms: 600_000, kind: 'software_inventory', software_inventory: { snap: true, flatpak: false, windows_store: false }, ...overrides };
 }
 
 function pkgs(count: number): SoftwarePackage[] {
@@ -63,7 +63,7 @@ test('an inventory task submits one scan in chunks of 500 tied to the task, with
   assert.deepEqual(chunks!.map((chunk) => [chunk.chunk_index, chunk.packages!.length, chunk.is_last]), [[0, 500, false], [1, 500, false], [2, 201, true]]);
   assert.equal(new Set(chunks!.map((chunk) => chunk.scan_id)).size, 1, 'one scan id');
   assert.match(chunks![0]!.scan_id!, idPattern('scn'));
-  assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_inv' && chunk.agent_id === 'hst_1'));
+  assert.ok(chunks!.every((chunk) => chunk.task_id === 'tsk_89270a50341bb8e83734' && chunk.agent_id === 'hst_1'));
   assert.deepEqual(chunks!.map((chunk) => chunk.skipped), [undefined, undefined, unreadable], 'the host\'s counts travel on the last chunk, for the scan record');
   assert.equal(outcome.kind, 'done');
   assert.deepEqual(outcome.kind === 'done' && outcome.result, { scan_id: chunks![0]!.scan_id, packages: 1201, chunks: 3, sources: ['dpkg', 'snap'], duplicates_removed: 2, added: 1201, removed: 0, unchanged: 0, skipped_on_host: unreadable, skipped_by_appliance: [] });
@@ -106,20 +106,20 @@ test('cancelling a running task aborts its handler and reports it failed with ER
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const waitForAbort: TaskHandler = (_task, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
   const { runner, updates } = runnerIn(dir, { software_inventory: waitForAbort });
-  runner.receive(inventoryTask({ task_id: 'tsk_long' }));
+  runner.receive(inventoryTask({ task_id: 'tsk_fc66f021c67d064c1490' }));
   await new Promise((resolve) => setImmediate(resolve));
-  runner.cancel('tsk_long');
+  runner.cancel('tsk_fc66f021c67d064c1490');
   await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(phases(updates), ['tsk_long:ACKNOWLEDGED', 'tsk_long:RUNNING', 'tsk_long:FAILED:ERR_TASK_CANCELLED']);
+  assert.deepEqual(phases(updates), ['tsk_fc66f021c67d064c1490:ACKNOWLEDGED', 'tsk_fc66f021c67d064c1490:RUNNING', 'tsk_fc66f021c67d064c1490:FAILED:ERR_TASK_CANCELLED']);
 });
 
 test('a handed-off task stays running across a restart (its own process reports), and the ledger keeps at most its capacity of delivered entries', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const first = runnerIn(dir, { agent_uninstall: async () => ({ kind: 'handed-off', message: 'uninstaller started' }) });
-  first.runner.receive({ task_id: 'tsk_bye', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
+  first.runner.receive({ task_id: 'tsk_b49f425a7e1f9cff3856', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
   await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(phases(first.updates), ['tsk_bye:ACKNOWLEDGED', 'tsk_bye:RUNNING', 'tsk_bye:RUNNING']);
+  assert.deepEqual(phases(first.updates), ['tsk_b49f425a7e1f9cff3856:ACKNOWLEDGED', 'tsk_b49f425a7e1f9cff3856:RUNNING', 'tsk_b49f425a7e1f9cff3856:RUNNING']);
   const restarted = runnerIn(dir, {});
   restarted.runner.resume();
   assert.deepEqual(phases(restarted.updates), [], 'not reported interrupted: the uninstaller reports');
@@ -128,7 +128,7 @@ test('a handed-off task stays running across a restart (its own process reports)
   for (let index = 0; index < LEDGER_CAPACITY + 20; index += 1) ledger.put({ id: `tsk_${index}`, type: 'config_reload', phase: 'succeeded', receivedAt: index, delivered: true });
   const reopened = TaskLedger.open(dir, silent);
   assert.equal(reopened.entries().length, LEDGER_CAPACITY);
-  assert.equal(reopened.get('tsk_bye')?.phase, 'handed-off', 'an entry whose outcome is not delivered is never evicted');
+  assert.equal(reopened.get('tsk_b49f425a7e1f9cff3856')?.phase, 'handed-off', 'an entry whose outcome is not delivered is never evicted');
   assert.equal(reopened.get('tsk_0'), undefined, 'the oldest delivered entries go first');
 });
 
@@ -136,7 +136,7 @@ test('a handler that throws something other than a CtOpsError fails the task wit
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const { runner, updates } = runnerIn(dir, { config_reload: async () => { throw new TypeError('boom'); } });
-  runner.receive({ task_id: 'tsk_boom', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  runner.receive({ task_id: 'tsk_81f52337ebb4cb1669bb', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
   await new Promise((resolve) => setImmediate(resolve));
   const reported = updates.takeFor(1).at(-1);
   assert.deepEqual([reported?.phase, reported?.error_code, reported?.message], ['TASK_PHASE_FAILED', 'ERR_TASK_FAILED', 'boom']);
@@ -148,10 +148,10 @@ test('a task the ledger cannot record is not run: it is reported failed with ERR
   let ran = 0;
   // A data directory that is gone: every ledger write fails (root ignores permission bits, so not chmod).
   const { runner, updates } = runnerIn(join(dir, 'missing'), { config_reload: async () => ((ran += 1), { kind: 'done', message: 'ran' }) });
-  runner.receive({ task_id: 'tsk_unrecorded', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  runner.receive({ task_id: 'tsk_ac6169bfa2d3a19883af', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(ran, 0);
-  assert.deepEqual(phases(updates), ['tsk_unrecorded:FAILED:ERR_DATA_DIR_UNUSABLE']);
+  assert.deepEqual(phases(updates), ['tsk_ac6169bfa2d3a19883af:FAILED:ERR_DATA_DIR_UNUSABLE']);
 });
 
 test('task output and package fields holding control or bidi characters are sent with them replaced, so the appliance accepts the report', async (t) => {
@@ -159,7 +159,7 @@ test('task output and package fields holding control or bidi characters are sent
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // A collector's error text in colour, with a title-setting OSC and a line break of its own.
   const { runner, updates } = runnerIn(dir, { config_reload: async () => { throw new Error('\x1b[31mE: dpkg\x1b[0m\x1b]0;x\x07 broken\nsecond line\u202e'); } });
-  runner.receive({ task_id: 'tsk_colour', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  runner.receive({ task_id: 'tsk_d6838c357444c5ad1699', timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
   await new Promise((resolve) => setImmediate(resolve));
   const reported = updates.takeFor(1).at(-1)!;
   assert.equal(reported.message, '\uFFFD[31mE: dpkg\uFFFD[0m\uFFFD]0;x\uFFFD broken\nsecond line\uFFFD');
@@ -168,4 +168,18 @@ test('task output and package fields holding control or bidi characters are sent
   const hostile = softwarePackage({ name: 'evil\u202egpj.exe', version: '1.0\u009b2J', source: 'dpkg', publisher: 'Acme\x1b]0;PWNED\x07', architecture: 'amd64' });
   assert.deepEqual([hostile.name, hostile.version, hostile.publisher, hostile.architecture], ['evil\uFFFDgpj.exe', '1.0\uFFFD2J', 'Acme\uFFFD]0;PWNED\uFFFD', 'amd64']);
   for (const field of [hostile.name, hostile.version, hostile.publisher]) assert.doesNotThrow(() => checkAgentText(field, 'SoftwarePackage', { max: 1024 }, { field: 'name' }));
+});
+
+test('a task whose id is not of the generated form is ignored: not run, not recorded, not reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let ran = 0;
+  const { runner, updates } = runnerIn(dir, { config_reload: async () => ((ran += 1), { kind: 'done', message: 'reloaded' }) });
+  for (const id of ['tsk_short', 'tsk_a/../b', `tsk_${'A'.repeat(20)}`, '', 'hst_0123456789abcdef0123']) {
+    runner.receive({ task_id: id, timeout_ms: 1000, kind: 'config_reload', config_reload: {} });
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(ran, 0);
+  assert.deepEqual(phases(updates), []);
+  assert.deepEqual(TaskLedger.open(dir, silent).entries(), []);
 });

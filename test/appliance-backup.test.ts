@@ -376,7 +376,7 @@ describe('appliance backup and restore', () => {
     const before = readdirSync(served).sort();
     const busy = await restore(backup, '--data-dir', served, '--passphrase-file', passphraseFile, '--force');
     assert.equal(busy.code, 75, busy.stderr);
-    assert.match(busy.stderr, /ERR_APPLIANCE_RUNNING: a process \(the appliance\?\) has .*appliance\.db open/);
+    assert.match(busy.stderr, /ERR_DATA_DIR_LOCKED: .* is in use by the running appliance \(pid \d+/);
     assert.deepEqual(readdirSync(served).sort(), before);
     assert.deepEqual(readdirSync(scratch).filter((name) => name.startsWith('restored.before-restore-') || name.startsWith('.restored.')), []);
 

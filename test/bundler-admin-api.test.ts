@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -147,4 +147,79 @@ describe('admin API /api/v1/bundles', () => {
     const after = await call('GET', '/api/v1/tokens');
     assert.equal(after.body.length, tokens.body.length + 1, 'a refused build made no token (only the existing one was added)');
   });
+});
+
+describe('ct-ops-bundle build against an appliance whose SANs do not name loopback', () => {
+  let fixture: FixtureAppliance;
+  let appliance: TestAppliance;
+
+  before(async () => {
+    fixture = await createFixtureAppliance();
+    // What a build a crash interrupted leaves: swept when the appliance starts.
+    mkdirSync(join(fixture.dataDir, 'bundles', '.staging-999-1', 'half-written'), { recursive: true });
+    // The example of docs/operations.md: the endpoint file still names 127.0.0.1, which the certificate does not.
+    appliance = await TestAppliance.start({
+      dataDir: fixture.dataDir,
+      sans: ['appliance.corp.example', '10.0.0.5'],
+      env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir },
+    });
+  });
+  after(async () => {
+    await appliance?.dispose();
+    rmSync(fixture.root, { recursive: true, force: true });
+  });
+
+  const base = (out: string) => ['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'appliance.corp.example:9443', '--out', out, '--json'];
+  const tokens = async (): Promise<{ id: string; state: string }[]> => JSON.parse((await appliance.cli('tokens', 'list', '--json')).stdout);
+
+  test('the bundle CLI and the admin CLI reach the local appliance over its admin API, pinned to its CA', async () => {
+    const built = bundleCli(base(join(fixture.root, 'custom-sans')));
+    assert.equal(built.code, 0, built.stderr);
+    const printed = JSON.parse(built.stdout);
+    assert.equal(sha256Hex(readFileSync(printed.path)), printed.sha256);
+    const listed = await appliance.cli('tokens', 'list', '--json');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok((JSON.parse(listed.stdout) as { id: string }[]).some((token) => token.id === printed.token.id));
+  });
+
+  test('a build the CLI cannot write is withdrawn: exit 73, its new token revoked, its zip gone from the appliance', async () => {
+    const out = join(fixture.root, 'blocked-out');
+    // The zip's own name is taken by a directory: --out is writable, so the appliance builds, then the write fails.
+    mkdirSync(join(out, 'ct-ops-agent-0.1.0-linux-x64.zip', 'occupied'), { recursive: true });
+    const before = (await tokens()).length;
+    const result = bundleCli(base(out));
+    assert.equal(result.code, 73, result.stderr);
+    assert.match(result.stderr, /ERR_DATA_DIR_UNUSABLE/);
+    const withdrawn = /bundle (bnd_[0-9a-f]{20}) withdrawn on the appliance \(its token (etk_[0-9a-f]{20}) revoked\)/.exec(result.stderr);
+    assert.ok(withdrawn, result.stderr);
+    const after = await tokens();
+    assert.equal(after.length, before + 1);
+    assert.equal(after.find((token) => token.id === withdrawn[2])?.state, 'revoked');
+    assert.ok(!existsSync(join(fixture.dataDir, 'bundles', withdrawn[1]!)), 'the zip holding the secret is gone');
+    assert.deepEqual(readdirSync(join(fixture.dataDir, 'bundles')).filter((name) => name.startsWith('.staging-')), [], 'no staging left, the crashed one swept');
+    await appliance.process.waitForLog('install bundle withdrawn', { bundle_id: withdrawn[1], token_id: withdrawn[2], by: 'admin' });
+
+    const unwritable = join(fixture.root, 'a-file');
+    writeFileSync(unwritable, '');
+    const early = bundleCli(base(join(unwritable, 'out')));
+    assert.equal(early.code, 73, early.stderr);
+    assert.equal((await tokens()).length, before + 1, 'an unusable --out is refused before the appliance builds: no token');
+  });
+});
+
+test('the admin client sends its credential only to the appliance: a link to another origin is refused before any connection', async () => {
+  const fixture = await createFixtureAppliance();
+  try {
+    writeFileSync(join(fixture.dataDir, 'appliance.json'), JSON.stringify({ admin_api: 'https://127.0.0.1:1', grpc_port: 1, pid: 1 }));
+    writeFileSync(join(fixture.dataDir, 'admin-cli.token'), 'credential-that-must-stay\n');
+    const { AdminClient } = await import('../appliance/cli/admin-client.ts');
+    const client = new AdminClient(fixture.dataDir);
+    for (const link of ['https://elsewhere.example/api/v1/bundles/bnd_0123456789abcdef0123', '//elsewhere.example/x', 'http://127.0.0.1:1/x', 'https://127.0.0.1:2/x']) {
+      await assert.rejects(client.download(link), { code: 'ERR_INTERNAL', message: /outside https:\/\/127\.0\.0\.1:1; not following it/ }, link);
+    }
+    // A relative link stays with the appliance (nothing listens on port 1: unreachable, not refused as foreign).
+    await assert.rejects(client.download('/api/v1/bundles/bnd_0123456789abcdef0123'), { code: 'ERR_APPLIANCE_UNREACHABLE' });
+  } finally {
+    rmSync(fixture.root, { recursive: true, force: true });
+  }
 });

@@ -242,11 +242,20 @@ describe('ct-ops-bundle build', () => {
     assert.equal(plain.stderr, '');
   });
 
-  test('the CLI never opens a database another process holds: it takes that process for the serving appliance and asks its admin API', () => {
+  test('build --help lists the exit code of every failure a build through the admin API can end in', () => {
+    const help = runBundleCli(['build', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /69 +the running appliance's admin API cannot be reached, or the download broke off or does\n +not have the sha256/);
+    assert.match(help.stdout, /75 +.*\n.*ERR_STORAGE_UNAVAILABLE/);
+    assert.match(help.stdout, /77 +the admin credential in --data-dir was refused \(ERR_ADMIN_UNAUTHENTICATED\)/);
+    assert.match(help.stdout, /73 +the bundle or output directory cannot be written \(checked before the appliance builds/);
+  });
+
+  test('the CLI never opens a database another process holds, even one without the data directory lock', () => {
     const before = stores.enrolmentTokens.list(orgId).length;
     const held = runBundleCli(['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(fixture.root, 'cli-held'), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir]);
-    assert.equal(held.code, 69, held.stderr);
-    assert.match(held.stderr, /ERR_APPLIANCE_UNREACHABLE/, 'no endpoint file here: the admin API cannot be reached');
+    assert.equal(held.code, 75, held.stderr);
+    assert.match(held.stderr, /ERR_APPLIANCE_RUNNING/, 'the lock was free, but this test process has the database open');
     assert.equal(stores.enrolmentTokens.list(orgId).length, before, 'nothing was written behind the holder');
   });
 

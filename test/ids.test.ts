@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,6 +13,7 @@ import { newId as applianceNewId } from '../appliance/lib/ids.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { checkTaskUpdate } from '../appliance/tasks/updates.ts';
 import { TOKEN_ID } from '../bundler/lib/validate.ts';
+import { packageRoot } from '../common/package-root.ts';
 import { ACCEPTED_SCAN_ID, ID_PREFIXES, derivedId, idPattern, idPatternSource, newId } from '../common/ids.ts';
 
 /** Task ids that are not what the appliance makes: other alphabets, lengths, prefixes, shell and path text. */
@@ -72,4 +74,28 @@ test('the agent hands only a generated task id to the uninstaller, and report-ta
   const good = newId('tsk');
   const parsed = parseCli(['report-task', '--task-id', good, '--outcome', 'succeeded'], { out: () => undefined, err: () => undefined });
   assert.equal(parsed.kind, 'report-task');
+});
+
+test("the installers' wider task-id checks (sh helper, uninstall.sh, uninstall.ps1) pass every generated task id and refuse what is not one", () => {
+  const helper = readFileSync(join(packageRoot(), 'installers/ct-ops-agent-helper.sh'), 'utf8');
+  const isTaskId = /^is_task_id\(\) \{\n[\s\S]*?\n\}\n/m.exec(helper)?.[0];
+  assert.ok(isTaskId, 'is_task_id is defined in the helper');
+  const uninstall = readFileSync(join(packageRoot(), 'installers/uninstall.sh'), 'utf8');
+  const reportTaskChecks = uninstall.split('\n').filter((line) => /^\s*case \$\{?REPORT_TASK/.test(line)).join('\n');
+  assert.equal(reportTaskChecks.split('\n').length, 2, 'uninstall.sh checks --report-task in two case lines');
+  const ps1Pattern = /\[ValidatePattern\('([^']+)'\)\]/.exec(readFileSync(join(packageRoot(), 'installers/uninstall.ps1'), 'utf8'))?.[1];
+  assert.ok(ps1Pattern);
+  const generated = Array.from({ length: 200 }, () => newId('tsk'));
+  const refused = ['tsk_', 'tsk_a/b', 'tsk_a b', `tsk_${'a'.repeat(65)}`, 'hst_0123', '-tsk_1'];
+  const script = `${isTaskId}die() { exit 2; }\nfor id in "$@"; do\n  if is_task_id "$id"; then helper=1; else helper=0; fi\n  if (REPORT_TASK=$id\n${reportTaskChecks}\n  ); then un=1; else un=0; fi\n  echo "$helper$un"\ndone\n`;
+  const result = spawnSync('sh', ['-c', script, 'sh', ...generated, ...refused], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  const verdicts = result.stdout.trim().split('\n');
+  assert.deepEqual(verdicts.slice(0, generated.length), generated.map(() => '11'), 'both sh checks pass every generated id');
+  assert.equal(verdicts[generated.length], '00', 'tsk_ alone is refused');
+  assert.equal(verdicts[generated.length + 1], '00', 'a path is refused');
+  assert.equal(verdicts[generated.length + 2], '00', 'a space is refused');
+  assert.equal(verdicts[generated.length + 3]![0], '0', 'the helper refuses more than 64 characters after tsk_');
+  assert.ok(generated.every((id) => new RegExp(ps1Pattern).test(id)), 'uninstall.ps1 passes every generated id');
+  assert.ok(!['tsk_a/b', 'tsk_', `tsk_${'a'.repeat(65)}`].some((id) => new RegExp(ps1Pattern).test(id)));
 });

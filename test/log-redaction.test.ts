@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import type { Logger } from 'pino';
 import { createLogger as agentLogger } from '../agent/log/logger.ts';
 import { createLogger as applianceLogger } from '../appliance/lib/logger.ts';
+import { readTomlConfigFile } from '../common/config-file.ts';
+import { CtOpsError } from '../common/errors.ts';
 import { REDACTED, SECRET_FIELD_NAMES } from '../common/log-redaction.ts';
 
 /** A logger of one side writing into `lines` (each a JSON event). */
@@ -50,3 +55,41 @@ test('the list names every secret either side is known to hold near its log call
     assert.ok((SECRET_FIELD_NAMES as readonly string[]).includes(name), name);
   }
 });
+
+for (const [side, make] of SIDES) {
+  test(`the ${side} logger censors secrets in real objects at any depth: TLS options, a request body, CtOpsErrors with details and a TOML cause, database URLs`, () => {
+    const { log, text } = capture(make);
+    const dir = mkdtempSync(join(tmpdir(), 'ct-ops-redaction-'));
+    try {
+      const configPath = join(dir, 'agent.toml');
+      writeFileSync(configPath, '[enrolment]\norg_token = "tok_leakTomlSecretValue"\naddress = = "x"\n');
+      let parseError: unknown;
+      try {
+        readTomlConfigFile(configPath, 'agent');
+      } catch (error) {
+        parseError = error;
+      }
+      assert.ok(parseError instanceof CtOpsError);
+      const tls = { cert: '-----BEGIN CERTIFICATE-----kept', key: 'leak-tls-key', keyPem: 'leak-key-pem', serverKeyPem: 'leak-server-key-pem' };
+      log.info({ tls, options: { nested: { deeper: tls } } }, 'tls options');
+      log.info({ req: { headers: { Authorization: 'Bearer leak-capital', 'proxy-authorization': 'Basic leak-proxy' }, body: { token_secret: 'leak-body-secret', list: [{ token: 'leak-in-array' }], deep: { a: { b: { c: { api_key: 'leak-deep-api-key' } } } } } } }, 'request');
+      log.info({ accessToken: 'leak-access', adminApiToken: 'leak-admin-api', enrolmentToken: 'leak-enrolment', secrets: ['kept', { password: 'leak-array-password' }] }, 'names');
+      const detailed = new CtOpsError('ERR_INVALID_ARGUMENT', 'refused', { token_secret: 'leak-details-secret', org_token: 'leak-details-org-token', database_url: 'postgres://u:leak-details-url@h/d' });
+      log.error({ err: detailed }, 'detailed error');
+      log.error(detailed, 'error as the first argument');
+      log.error({ err: parseError }, 'config error');
+      log.info({ database: 'postgres://ctops:leak-db-password@db.example/ctops', postgres: { url: 'postgresql://ctops:leak-url-password@db.example:5432/ctops' } }, 'database');
+      log.error({ err: new Error('connect failed for postgres://ctops:leak-message-password@db.example/ctops') }, 'url in a message');
+      log.child({ token: 'leak-binding' }).info('child');
+      const output = text();
+      assert.ok(!output.includes('leak'), `no secret reaches the ${side} log: ${output.match(/.{0,80}leak.{0,40}/i)?.[0]}`);
+      assert.ok(!output.includes('tok_'), 'the TOML code frame lost its org_token value');
+      assert.match(output, /BEGIN CERTIFICATE-----kept/, 'public material stays');
+      assert.match(output, /"code":"ERR_CONFIG_INVALID"/, 'the error is still described');
+      assert.match(output, /postgres:\/\/ctops:\[redacted\]@db\.example\/ctops/, 'a URL keeps its host and user');
+      assert.match(output, /"kept"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import { REDACTED, REDACT_PATHS } from '../../common/log-redaction.ts';
+import { REDACTING_LOGGER_OPTIONS } from '../../common/log-redaction.ts';
 
 export type AgentLogger = Logger;
 
@@ -29,8 +29,9 @@ export function createLogger(level: string, destination: DestinationStream = pin
       name: 'ct-ops-agent',
       base: { pid: process.pid },
       mixin: () => ({ hostname: hostname() }),
-      redact: { paths: [...REDACT_PATHS], censor: REDACTED },
-      formatters: { level: (label: string) => ({ level: label }) },
+      redact: REDACTING_LOGGER_OPTIONS.redact,
+      serializers: REDACTING_LOGGER_OPTIONS.serializers,
+      formatters: { ...REDACTING_LOGGER_OPTIONS.formatters, level: (label: string) => ({ level: label }) },
     },
     destination,
   );

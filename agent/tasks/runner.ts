@@ -1,9 +1,12 @@
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import { replaceUnsafeText } from '../../common/agent-text.ts';
+import { idPattern } from '../../common/ids.ts';
 import type { Task__Output, TaskUpdate } from '../../common/proto.ts';
 import type { TaskUpdateQueue } from '../heartbeat/task-updates.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { LedgerEntry, LedgerPhase, TaskLedger } from './ledger.ts';
+
+const TASK_ID = idPattern('tsk');
 
 export type TaskKind = NonNullable<Task__Output['kind']>;
 
@@ -70,6 +73,11 @@ export class TaskRunner {
 
   receive(task: Task__Output): void {
     const { ledger, updates, handlers, log } = this.#deps;
+    // An id the appliance never generates cannot be reported back (the appliance refuses the update) nor be a ledger key to trust.
+    if (!TASK_ID.test(task.task_id)) {
+      log.warn({ task_id: replaceUnsafeText(task.task_id.slice(0, 64)), type: task.kind ?? 'unknown' }, 'task with a malformed id ignored');
+      return;
+    }
     const known = ledger.get(task.task_id);
     if (known) {
       log.info({ task_id: task.task_id, phase: known.phase }, 'task received again; not running it twice');

@@ -10,6 +10,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { syncDirectory } from '../../common/sync-directory.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { DATABASE_FILE, ENDPOINT_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
+import { LOCK_FILE, LOCK_HOLDER_FILE } from '../lib/data-dir-lock.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
 import { removeOnSignal, workDirectoryIn } from './work-directory.ts';
@@ -43,7 +44,7 @@ export interface BackupResult {
  * travels as its online-backup copy. The first admin's one-time password file is a hand-over, not
  * state: a backup must not carry a live password to wherever backups go.
  */
-const RUNTIME_FILES = new Set([DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, `${DATABASE_FILE}-journal`, ENDPOINT_FILE, INITIAL_PASSWORD_FILE]);
+const RUNTIME_FILES = new Set([DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, `${DATABASE_FILE}-journal`, ENDPOINT_FILE, INITIAL_PASSWORD_FILE, LOCK_FILE, `${LOCK_FILE}-journal`, LOCK_HOLDER_FILE]);
 /** The name the appliance TOML file has inside the archive, whatever it was called. */
 const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
 

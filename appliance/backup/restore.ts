@@ -11,6 +11,7 @@ import { certificateFingerprint } from '../pki/certificates.ts';
 import { readIfExists } from '../pki/files.ts';
 import { type CaRotationPhase, readCaRotation } from '../pki/rotation-file.ts';
 import { assertDatabaseNotInUse, checkDatabaseCopy } from '../store/database-copy.ts';
+import { lockDataDir } from '../lib/data-dir-lock.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
 import { removeOnSignal, workDirectoryBeside, workDirectoryIn } from './work-directory.ts';
 import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
@@ -76,7 +77,21 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     throw new CtOpsError('ERR_RESTORE_OWNER_REQUIRED', `${dataDir} does not exist and restore runs as root: give --owner USER (the appliance's service user), or create the directory owned by that user first`, { path: dataDir });
   }
   const owner = request.owner ?? (target.state === 'absent' ? undefined : { uid: target.uid, gid: target.gid });
-  if (target.state === 'non-empty') assertDatabaseNotInUse(join(dataDir, DATABASE_FILE));
+  // Held until the restored directory is in place: the appliance cannot start, nor a bundle build open the database, meanwhile.
+  const lock = target.state === 'non-empty' ? lockDataDir(dataDir, 'restore') : undefined;
+  try {
+    if (lock !== undefined) assertDatabaseNotInUse(join(dataDir, DATABASE_FILE));
+    return await restoreUnderLock(request, { dataDir, target, mountPoint, runAsRoot, owner });
+  } finally {
+    lock?.release();
+  }
+}
+
+/** The restore itself, once the target is checked (and locked when it held a data directory). */
+async function restoreUnderLock(
+  request: RestoreRequest,
+  { dataDir, target, mountPoint, runAsRoot, owner }: { dataDir: string; target: TargetState; mountPoint: boolean; runAsRoot: boolean; owner: RestoreRequest['owner'] },
+): Promise<RestoreResult> {
   const kind = await archiveKind(request.file);
   if (kind === 'gzip' && !request.unencrypted) {
     throw new CtOpsError('ERR_BACKUP_NOT_ENCRYPTED', `${request.file} is a plain archive, not an encrypted backup: nothing proves who wrote it. Restore it only if you made it yourself and kept it safe, with --unencrypted`, { path: request.file });

@@ -5,19 +5,28 @@
  * here (single use, source install-bundle) and an existing one is checked here. Builds run one at a
  * time (each holds an agent executable in memory and compresses it), each into its own
  * DATA_DIR/bundles/<bundle_id>/, staged and renamed so a half-written bundle is never served.
+ * A bundle that cannot reach its requester is withdrawn (`withdraw`: its new token revoked, its
+ * directory removed), so no live single-use token is left behind in a zip nobody holds.
  */
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import { buildBundle, type BuiltBundle, type BundleRequest } from '../../bundler/index.ts';
 import { defaultAgentsDir, defaultTemplatesDir } from '../../bundler/lib/paths.ts';
+import { BUNDLE_ZIP_NAME } from '../../bundler/lib/targets.ts';
 import type { Stores } from '../store/index.ts';
 
 const BUNDLES_DIR = 'bundles';
 
-/** The zip name a bundle directory holds (bundleBaseName + .zip). */
-const BUNDLE_ZIP = /^ct-ops-agent-[0-9A-Za-z.+-]+-(?:linux|darwin|windows)-(?:x64|arm64)\.zip$/;
+/** Prefix of a build's staging directory under DATA_DIR/bundles (never served, swept at start). */
+const STAGING_PREFIX = '.staging-';
+
+/** In each bundle directory: JSON { token_mode, token_id? }, the token a withdrawal revokes. */
+const BUNDLE_RECORD = 'bundle.json';
+
+const BUNDLE_ID = idPattern('bnd');
 
 export interface BundleServiceDeps {
   readonly stores: Stores;
@@ -35,13 +44,20 @@ export class BundleService {
   readonly #bundlesDir: string;
   readonly #agentsDir: string;
   readonly #templatesDir: string;
-  #queue: Promise<unknown> = Promise.resolve();
+  #queue: Promise<unknown>;
 
   constructor(deps: BundleServiceDeps) {
     this.#deps = deps;
     this.#bundlesDir = join(deps.dataDir, BUNDLES_DIR);
     this.#agentsDir = deps.agentsDir ?? (process.env.CT_OPS_BUNDLE_AGENTS_DIR || defaultAgentsDir());
     this.#templatesDir = deps.templatesDir ?? (process.env.CT_OPS_BUNDLE_TEMPLATES_DIR || defaultTemplatesDir());
+    // A build a crash interrupted left its staging directory; one appliance serves a data directory, so none is in use now.
+    this.#queue = this.#sweepStaging().catch((error: unknown) => deps.log.warn({ err: error }, 'cannot remove old bundle staging directories'));
+  }
+
+  async #sweepStaging(): Promise<void> {
+    const names = await readdir(this.#bundlesDir).catch(() => [] as string[]);
+    await Promise.all(names.filter((name) => name.startsWith(STAGING_PREFIX)).map((name) => rm(join(this.#bundlesDir, name), { recursive: true, force: true })));
   }
 
   /**
@@ -51,10 +67,11 @@ export class BundleService {
   build(request: BundleRequest, options: { readonly agentVersion?: string; readonly by: string }): Promise<BuiltBundle> {
     const work = async (): Promise<BuiltBundle> => {
       // Each bundle gets its own directory: bundles for one target share a file name.
-      const staging = join(this.#bundlesDir, `.staging-${process.pid}-${Date.now()}`);
+      const staging = join(this.#bundlesDir, `${STAGING_PREFIX}${process.pid}-${Date.now()}`);
       await mkdir(staging, { recursive: true, mode: 0o700 });
+      let result: BuiltBundle | undefined;
       try {
-        const result = await buildBundle(request, {
+        result = await buildBundle(request, {
           dataDir: this.#deps.dataDir,
           outDir: staging,
           agentsDir: this.#agentsDir,
@@ -62,9 +79,14 @@ export class BundleService {
           ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
           tokens: { stores: this.#deps.stores, orgId: this.#deps.orgId },
         });
+        await writeFile(join(staging, BUNDLE_RECORD), JSON.stringify({ token_mode: result.token.mode, ...(result.token.id !== undefined ? { token_id: result.token.id } : {}) }), { mode: 0o600 });
         const finalDir = join(this.#bundlesDir, result.bundleId);
         await rename(staging, finalDir);
         return { ...result, path: join(finalDir, result.file) };
+      } catch (error) {
+        // Built but not kept: the new token it embeds must not stay live.
+        if (result !== undefined) await this.#revokeNewToken(result.token.mode, result.token.id, 'the bundle could not be kept');
+        throw error;
       } finally {
         await rm(staging, { recursive: true, force: true });
       }
@@ -80,12 +102,40 @@ export class BundleService {
     });
   }
 
-  /** The zip of a built bundle (`by` is logged). Throws ERR_BUNDLE_NOT_FOUND. */
+  /** The zip of a built bundle (`by` is logged). Throws ERR_BUNDLE_NOT_FOUND, also for a string that is no bundle id. */
   async zip(bundleId: string, by: string): Promise<{ readonly file: string; readonly path: string }> {
-    const dir = join(this.#bundlesDir, bundleId);
-    const file = (await readdir(dir).catch(() => [] as string[])).find((name) => BUNDLE_ZIP.test(name));
+    const dir = this.#bundleDir(bundleId);
+    const file = (await readdir(dir).catch(() => [] as string[])).find((name) => BUNDLE_ZIP_NAME.test(name));
     if (file === undefined) throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${bundleId}`, { bundle_id: bundleId });
     this.#deps.log.info({ bundle_id: bundleId, by }, 'install bundle downloaded');
     return { file, path: join(dir, file) };
+  }
+
+  /**
+   * Withdraws a built bundle its requester could not take (a failed download or write): revokes the
+   * token made for it (mode new; an existing token serves others and stays) and removes its
+   * directory. Throws ERR_BUNDLE_NOT_FOUND when there is no such bundle.
+   */
+  async withdraw(bundleId: string, by: string): Promise<void> {
+    const dir = this.#bundleDir(bundleId);
+    let record: { token_mode?: string; token_id?: string };
+    try {
+      record = JSON.parse(await readFile(join(dir, BUNDLE_RECORD), 'utf8')) as typeof record;
+    } catch (cause) {
+      throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${bundleId}`, { bundle_id: bundleId }, { cause });
+    }
+    await this.#revokeNewToken(record.token_mode, record.token_id, `bundle ${bundleId} withdrawn by ${by}`);
+    await rm(dir, { recursive: true, force: true });
+    this.#deps.log.info({ bundle_id: bundleId, token_id: record.token_id, by }, 'install bundle withdrawn');
+  }
+
+  #bundleDir(bundleId: string): string {
+    if (!BUNDLE_ID.test(bundleId)) throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', 'no install bundle has that id', {});
+    return join(this.#bundlesDir, bundleId);
+  }
+
+  async #revokeNewToken(mode: string | undefined, tokenId: string | undefined, why: string): Promise<void> {
+    if (mode !== 'new' || tokenId === undefined) return;
+    if (await this.#deps.stores.enrolmentTokens.revoke(tokenId, Date.now())) this.#deps.log.info({ token_id: tokenId, why }, 'enrolment token revoked');
   }
 }

@@ -1,4 +1,5 @@
 import { request } from 'node:https';
+import type { PeerCertificate } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
@@ -60,6 +61,10 @@ export class AdminClient {
 
   #send(method: string, path: string, accept: string, body?: unknown): Promise<{ status: number; bytes: Buffer }> {
     const url = new URL(path, this.#baseUrl);
+    // A path the server sent (a bundle's download link) must not carry the admin credential elsewhere.
+    if (url.origin !== this.#baseUrl.origin) {
+      return Promise.reject(new CtOpsError('ERR_INTERNAL', `the admin API named a link outside ${this.#baseUrl.origin}; not following it`));
+    }
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = request(
@@ -67,7 +72,7 @@ export class AdminClient {
         {
           method,
           ca: this.#ca,
-          // The endpoint file names the loopback address; the server certificate names it among its SANs.
+          checkServerIdentity: applianceServerIdentity,
           headers: {
             authorization: `Bearer ${this.#credential}`,
             accept,
@@ -87,6 +92,22 @@ export class AdminClient {
       req.end(payload);
     });
   }
+}
+
+/** Extended key usage id-kp-serverAuth (RFC 5280 4.2.1.12). */
+const SERVER_AUTH_OID = '1.3.6.1.5.5.7.3.1';
+
+/**
+ * The admin API is trusted when it presents a server certificate of this appliance's own CA, whatever
+ * names it holds (decision 106). The endpoint file names a loopback address, which the configured
+ * SANs need not include (`--san appliance.corp.example`), and a `certs rotate-server` may change them
+ * while the CLI runs. The CA is pinned (`ca` is only the data directory's CA, never the system's) and
+ * issues nothing but the appliance's server certificates, so the chain is the identity; the serverAuth
+ * usage is checked as well, so a future certificate of another kind from this CA would not pass.
+ */
+function applianceServerIdentity(_host: string, cert: PeerCertificate): Error | undefined {
+  const usages = (cert as PeerCertificate & { ext_key_usage?: string[] }).ext_key_usage;
+  return usages?.includes(SERVER_AUTH_OID) ? undefined : new Error("the admin API's certificate is not a server certificate of the appliance's CA");
 }
 
 /** The API's error body `{ error: { code, message } }` as a CtOpsError with that code. */

@@ -1,7 +1,8 @@
 /**
  * Admin API for offline install bundles: POST /api/v1/bundles builds one (the same build as
  * `ct-ops-bundle build`, which calls this route while the appliance runs), GET /api/v1/bundles/:id
- * downloads it. The workflow is BundleService's (appliance/bundles/service.ts); these routes translate.
+ * downloads it, DELETE /api/v1/bundles/:id withdraws it (its new token revoked; the CLI's way out of
+ * a failed download). The workflow is BundleService's (appliance/bundles/service.ts); these routes translate.
  */
 import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
@@ -115,6 +116,14 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: Pick<HttpCont
         .header('content-type', 'application/zip')
         .header('content-disposition', `attachment; filename="${file}"`)
         .send(createReadStream(path));
+    },
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/bundles/:id', {
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: BUNDLE_ID } } } },
+    handler: async (request, reply) => {
+      await ctx.services.bundles.withdraw(request.params.id, request.adminName);
+      return reply.code(204).send();
     },
   });
 }

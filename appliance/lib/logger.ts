@@ -1,5 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { REDACTED, REDACT_PATHS } from '../../common/log-redaction.ts';
+import { REDACTING_LOGGER_OPTIONS } from '../../common/log-redaction.ts';
 
 /**
  * The appliance's logger: one JSON event per line on stdout. Redaction is a safety
@@ -7,6 +7,6 @@ import { REDACTED, REDACT_PATHS } from '../../common/log-redaction.ts';
  * logger in the first place. `destination` is for tests (default: stdout).
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const options = { level, base: { component: 'appliance' }, redact: { paths: [...REDACT_PATHS], censor: REDACTED } };
+  const options = { level, base: { component: 'appliance' }, ...REDACTING_LOGGER_OPTIONS };
   return destination === undefined ? pino(options) : pino(options, destination);
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
@@ -7,16 +7,19 @@ import { parseDuration } from '../../common/config-values.ts';
 import { escapeForTerminal, terminalJson } from '../../common/agent-text.ts';
 import { writeFileAtomic } from '../../common/atomic-write.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
 import type { AdminClient } from '../../appliance/cli/admin-client.ts';
 import { buildBundle } from '../build/build.ts';
 import type { TokenAuthority } from '../build/token.ts';
 import { bundleView, type BundleView } from '../build/view.ts';
 import { sha256Hex } from '../lib/sha256sums.ts';
-import { ARCHITECTURES, OPERATING_SYSTEMS } from '../lib/targets.ts';
+import { ARCHITECTURES, BUNDLE_ZIP_NAME, OPERATING_SYSTEMS } from '../lib/targets.ts';
 import { TOKEN_ID, parseBundleRequest, tagsFromPairs, type BundleRequest, type BundleRequestInput } from '../lib/validate.ts';
 import { reachAppliance } from './appliance-access.ts';
 import { terminalProgress } from './progress.ts';
+
+const BUNDLE_ID = idPattern('bnd');
 
 interface BuildOptions {
   dataDir: string;
@@ -50,7 +53,8 @@ How the appliance is reached (token modes new and existing; none needs no applia
              command downloads it; --agents-dir, --templates-dir, --created-by and
              SOURCE_DATE_EPOCH apply only while it is stopped
   stopped    through the appliance's own stores, never migrating them: after an
-             upgrade, start the appliance once first
+             upgrade, start the appliance once first; the data directory is locked
+             meanwhile (the appliance does not start; another build waits)
 
 Reproducible builds: with SOURCE_DATE_EPOCH set, created_at and the zip times come from it
 and (token none or an existing token) the bundle id is derived from the inputs, so the
@@ -62,9 +66,14 @@ Prints the zip's path (--json: its metadata). Exit codes:
   65  a value is invalid (address, tag, label), the agent executable does not match the
       signed release checksums, or the existing token is unusable
   66  an input is missing (executable, checksums, keys, CA, install template) or no such token
-  69  the running appliance's admin API cannot be reached
-  73  the bundle or output directory cannot be written
-  75  the stopped appliance's database is of an older version (start the appliance once)
+  69  the running appliance's admin API cannot be reached, or the download broke off or does
+      not have the sha256 the appliance reported (the appliance's build is withdrawn)
+  73  the bundle or output directory cannot be written (checked before the appliance builds;
+      a later write failure withdraws the appliance's build and revokes its new token)
+  75  the stopped appliance's database is of an older version (start the appliance once),
+      the appliance cannot reach its storage (ERR_STORAGE_UNAVAILABLE), or another build or a
+      restore held the data directory for 5 minutes (ERR_DATA_DIR_LOCKED, naming it)
+  77  the admin credential in --data-dir was refused (ERR_ADMIN_UNAUTHENTICATED)
   70  internal error
 `;
 
@@ -129,12 +138,26 @@ function refuseLocalOnlyOptions(options: BuildOptions, epoch: number | undefined
   }
 }
 
+/** Creates the output directory and checks it is one this user can write, before anything is built. Throws ERR_DATA_DIR_UNUSABLE. */
+function prepareOutDir(outDir: string): void {
+  try {
+    mkdirSync(outDir, { recursive: true });
+    accessSync(outDir, constants.W_OK);
+  } catch (cause) {
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create or write the output directory ${outDir}`, { path: outDir }, { cause });
+  }
+}
+
 /**
  * Asks the running appliance to build the bundle (POST /api/v1/bundles: the same build, its token
  * made and recorded by the appliance) and downloads the zip into outDir, owner-only (it may hold a
- * token secret), checked against the sha256 the appliance reported.
+ * token secret), checked against the sha256 the appliance reported. The output directory is checked
+ * first; a build this command then cannot take (download, checksum, write) is withdrawn on the
+ * appliance (DELETE /api/v1/bundles/:id: its new token revoked, its zip removed), so no live token
+ * is left in a zip nobody holds.
  */
 async function buildThroughApi(client: AdminClient, options: BuildOptions, request: BundleRequest, outDir: string): Promise<{ path: string; view: BundleView }> {
+  prepareOutDir(outDir);
   const token = request.token;
   const { download, ...view } = await client.call<BundleView & { download: string }>('POST', '/api/v1/bundles', {
     os: request.target.os,
@@ -147,16 +170,30 @@ async function buildThroughApi(client: AdminClient, options: BuildOptions, reque
     ...(token.mode === 'new' && token.expiresInMs !== undefined ? { expires_in_secs: Math.round(token.expiresInMs / 1000) } : {}),
     ...(options.agentVersion !== undefined ? { agent_version: options.agentVersion } : {}),
   });
-  const zip = await client.download(download);
-  if (sha256Hex(zip) !== view.sha256) throw new CtOpsError('ERR_INTERNAL', `the downloaded bundle ${view.bundle_id} does not have the sha256 the appliance reported`, { bundle_id: view.bundle_id });
-  const path = join(outDir, view.file);
+  if (!BUNDLE_ID.test(view.bundle_id)) throw new CtOpsError('ERR_INTERNAL', 'the admin API answered a bundle id of an unknown form');
   try {
-    mkdirSync(outDir, { recursive: true });
-  } catch (cause) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot create the output directory ${outDir}`, { path: outDir }, { cause });
+    // The file name comes from the server: only a bundle zip name, never a path, is joined to --out.
+    if (!BUNDLE_ZIP_NAME.test(view.file)) throw new CtOpsError('ERR_INTERNAL', `the admin API named the bundle file ${JSON.stringify(view.file)}, which is not a bundle zip name`, { bundle_id: view.bundle_id });
+    const zip = await client.download(download);
+    if (sha256Hex(zip) !== view.sha256) throw new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `the downloaded bundle ${view.bundle_id} does not have the sha256 the appliance reported (a broken transfer)`, { bundle_id: view.bundle_id });
+    const path = join(outDir, view.file);
+    writeFileAtomic(path, zip, 0o600);
+    return { path, view };
+  } catch (error) {
+    await withdrawBundle(client, view);
+    throw error;
   }
-  writeFileAtomic(path, zip, 0o600);
-  return { path, view };
+}
+
+/** Withdraws a built bundle this command could not take, and says so on stderr (piped too: it explains the failure); when that fails too, what is left to do by hand. */
+async function withdrawBundle(client: AdminClient, view: BundleView): Promise<void> {
+  const note = (message: string) => process.stderr.write(`ct-ops-bundle: ${escapeForTerminal(message)}\n`);
+  try {
+    await client.call('DELETE', `/api/v1/bundles/${view.bundle_id}`);
+    note(`bundle ${view.bundle_id} withdrawn on the appliance${view.token.mode === 'new' ? ` (its token ${view.token.id} revoked)` : ''}`);
+  } catch (error) {
+    note(`cannot withdraw bundle ${view.bundle_id} on the appliance (${(error as Error).message})${view.token.mode === 'new' ? `: revoke its token ${view.token.id} (ct-ops-appliance tokens revoke)` : ''}`);
+  }
 }
 
 /** A build in this process (token none, or a stopped appliance's stores). */

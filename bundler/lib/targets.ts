@@ -44,6 +44,9 @@ export function bundleBaseName(version: string, target: Target): string {
   return `ct-ops-agent-${version}-${targetName(target)}`;
 }
 
+/** Every bundle zip's file name (bundleBaseName + .zip): no directory part, so safe to join to a directory. */
+export const BUNDLE_ZIP_NAME = /^ct-ops-agent-[0-9A-Za-z.+-]+-(?:linux|darwin|windows)-(?:x64|arm64)\.zip$/;
+
 export interface HostPaths {
   readonly caCertFile: string;
   readonly dataDir: string;
