@@ -25,7 +25,7 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
   for (let index = 0; index < hosts; index += 1) {
     const id = `hst_sweep${String(index).padStart(11, '0')}`;
     stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
-    presence.attach({ agentId: id, send: (message) => (message.task && pushed.push(id), true), close: () => undefined }, 3600);
+    presence.attach({ agentId: id, send: async (message) => (message.task && pushed.push(id), true), close: () => undefined }, 3600);
   }
   const tasks = new TaskDispatcher({ stores, presence, log });
   const first = sweepInventory({ stores, presence, tasks, log }, 1_000);

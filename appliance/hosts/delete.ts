@@ -37,7 +37,7 @@ export function deleteHost(deps: DeleteDeps, orgId: string, hostId: string, opti
   }
   const { task, created } = createTask(deps.stores, orgId, { type: 'agent_uninstall', hostId, by }, now);
   if (created) deps.log.info({ host_id: hostId, task_id: task.id, by, online: deps.presence.isStreaming(hostId) }, 'uninstall queued; the host is deleted when it succeeds');
-  deps.tasks.dispatch(hostId);
+  void deps.tasks.dispatch(hostId);
   return { host, uninstall: deps.stores.tasks.get(task.id) };
 }
 

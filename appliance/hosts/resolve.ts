@@ -65,7 +65,7 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
   if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
     presence.disconnect(hostId, retiredError(resolved), 'revoked');
   } else {
-    tasks.dispatch(hostId);
+    void tasks.dispatch(hostId);
     offerKeyRotation(deps, resolved, (message) => presence.send(hostId, message));
   }
   return stores.hosts.get(hostId) as Host;
@@ -89,7 +89,7 @@ export function dismissIdentityConflict(deps: ResolveDeps, orgId: string, hostId
   });
   presence.forgetClaims(hostId);
   log.warn({ host_id: hostId, by, was: host.identityState }, 'identity conflict dismissed');
-  tasks.dispatch(hostId);
+  void tasks.dispatch(hostId);
   return stores.hosts.get(hostId) as Host;
 }
 

@@ -95,7 +95,7 @@ export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): P
     schema: { params: taskIdParams, response: { 200: taskSchema } },
     handler: async (request) => {
       const task = cancelTask(stores, orgId, request.params.id, Date.now());
-      ctx.tasks.cancelled(task);
+      void ctx.tasks.cancelled(task);
       ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task cancelled');
       return taskView(task);
     },
@@ -109,7 +109,7 @@ export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): P
       handler: async (request, reply) => {
         const { task, created } = createTask(stores, orgId, { type, hostId: request.params.id, by: request.adminName }, Date.now());
         if (created) ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task queued');
-        ctx.tasks.dispatch(task.hostId);
+        await ctx.tasks.dispatch(task.hostId);
         reply.code(created ? 201 : 200);
         return taskView(stores.tasks.get(task.id) as Task);
       },

@@ -76,7 +76,7 @@ export function sweepInventory(deps: InventorySweepDeps, now: number): string[] 
     const { task, created } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
     if (!created) continue;
     queued.push(task.id);
-    tasks.dispatch(hostId);
+    void tasks.dispatch(hostId);
   }
   if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
   return queued;

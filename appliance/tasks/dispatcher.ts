@@ -31,6 +31,8 @@ export interface TaskDispatcherDeps {
 export class TaskDispatcher {
   readonly #deps: TaskDispatcherDeps;
   readonly #now: () => number;
+  /** The dispatch pass running per host; `again` when another dispatch was asked meanwhile. */
+  readonly #passes = new Map<string, { again: boolean; done: Promise<number> }>();
 
   constructor(deps: TaskDispatcherDeps) {
     this.#deps = deps;
@@ -38,25 +40,61 @@ export class TaskDispatcher {
   }
 
   /**
-   * Sends the host's queued tasks, oldest first, if its agent is streaming. From reading a task
-   * to marking it sent nothing else runs (better-sqlite3 and the stream write are synchronous),
-   * so a task cancelled meanwhile is never sent, and a task is marked sent only once the write
-   * was accepted. A host whose key two machines use (identity conflict) gets nothing: its tasks
-   * wait until an admin resolves it, so neither machine runs the other's work.
+   * Sends the host's queued tasks, oldest first, if its agent is streaming, one at a time: a task
+   * is marked sent only once its stream accepted the write (presence.send, grpc/stream-writer.ts),
+   * and the queue is read again for each, so a task cancelled while an earlier one was being
+   * written is not sent. A task cancelled while its own write waited is marked cancelled, not sent
+   * (the conditional UPDATE refuses it), and the agent is told to drop it. A host whose key two
+   * machines use (identity conflict) gets nothing: its tasks wait until an admin resolves it, so
+   * neither machine runs the other's work.
+   *
+   * One pass runs per host at a time; a dispatch asked meanwhile makes that pass look again once
+   * done. Never rejects: a failure is logged and the tasks stay queued for the next dispatch.
+   * Resolves with the number of tasks this call's pass sent.
    */
-  dispatch(hostId: string): number {
+  dispatch(hostId: string): Promise<number> {
+    const running = this.#passes.get(hostId);
+    if (running) {
+      running.again = true;
+      return running.done;
+    }
+    const pass = { again: false, done: Promise.resolve(0) };
+    pass.done = (async () => {
+      let sent = 0;
+      try {
+        do {
+          pass.again = false;
+          sent += await this.#sendQueued(hostId);
+        } while (pass.again);
+      } catch (error) {
+        this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
+      } finally {
+        this.#passes.delete(hostId);
+      }
+      return sent;
+    })();
+    this.#passes.set(hostId, pass);
+    return pass.done;
+  }
+
+  async #sendQueued(hostId: string): Promise<number> {
     const { stores, presence, log } = this.#deps;
-    if (!presence.isStreaming(hostId)) return 0;
-    const host = stores.hosts.get(hostId);
-    if (!host || !mayReceiveWork(host)) return 0;
     let sent = 0;
-    for (const task of pendingForHost(stores, hostId)) {
-      if (!presence.send(hostId, { task: toWireTask(task, inventorySettings(stores, task.orgId)) })) break;
-      applyTaskEvent(stores, task.id, 'sent', this.#now());
+    for (;;) {
+      if (!presence.isStreaming(hostId)) return sent;
+      const host = stores.hosts.get(hostId);
+      if (!host || !mayReceiveWork(host)) return sent;
+      const task = pendingForHost(stores, hostId)[0];
+      if (!task) return sent;
+      if (!(await presence.send(hostId, { task: toWireTask(task, inventorySettings(stores, task.orgId)) }))) return sent;
+      if (!applyTaskEvent(stores, task.id, 'sent', this.#now())) {
+        log.info({ host_id: hostId, task_id: task.id }, 'task left the queue while it was being written: the agent is told to drop it');
+        await this.cancelled({ ...task, sentAt: this.#now() });
+        continue;
+      }
       sent += 1;
       log.info({ host_id: hostId, task_id: task.id, type: task.type, attempt: task.attempts + 1 }, 'task sent');
     }
-    return sent;
   }
 
   /**
@@ -66,7 +104,7 @@ export class TaskDispatcher {
   connected(hostId: string): void {
     try {
       streamLost(this.#deps.stores, hostId);
-      this.dispatch(hostId);
+      void this.dispatch(hostId);
     } catch (error) {
       this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
     }
@@ -87,11 +125,11 @@ export class TaskDispatcher {
 
   /**
    * An admin cancelled a task its agent may hold: tell the agent to stop it. Not sent when the host
-   * is offline or its stream is backed up: the task stays cancelled and a late report is ignored.
+   * is offline or its stream ends before accepting it: the task stays cancelled and a late report is ignored.
    */
-  cancelled(task: Task): void {
+  async cancelled(task: Task): Promise<void> {
     if (task.sentAt === null) return;
-    if (!this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } })) {
+    if (!(await this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } }))) {
       this.#deps.log.warn({ host_id: task.hostId, task_id: task.id }, 'task cancel not sent: the host is offline or not reading');
     }
   }
