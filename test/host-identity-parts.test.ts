@@ -132,7 +132,7 @@ test('a second machine claiming a live identity is refused with a retry hint and
   assert.equal(claimIdentity(deps, flagged, first, now + 3), undefined, 'the holder reconnecting is not');
   assert.equal(stores.hostEvents.ofKind(hostId, 'identity-conflict', 10).length, 1, 'one audit event, not one per attempt');
   createTask(stores, flagged.orgId, { type: 'config_reload', hostId, by: 'test' }, now);
-  assert.equal(deps.tasks.dispatch(hostId), 0, 'no task goes to a flagged host');
+  assert.equal(await deps.tasks.dispatch(hostId), 0, 'no task goes to a flagged host');
   close();
 });
 
