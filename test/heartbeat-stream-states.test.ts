@@ -2,38 +2,22 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { STREAM_EVENTS, STREAM_STATES, maySend, nextStreamState, type StreamEvent, type StreamState } from '../appliance/heartbeat/stream-states.ts';
 
-/** Every state × event, written out: the state it moves to, or '-' for an event the state refuses. */
-const EXPECTED: Record<StreamState, Record<StreamEvent, StreamState | '-'>> = {
-  opening: {
-    'admitted': 'awaiting-claim', 'admitted-report-only': 'reporting', 'claim-accepted': '-', 'heartbeat': '-',
-    'refused': 'closed', 'revoked': 'closed', 'replaced': 'closed', 'deadline': 'closed', 'server-stopping': 'closed', 'peer-ended': 'closed',
-    'answered': '-', 'peer-cancelled': 'closed', 'write-stalled': 'closed',
-  },
-  'awaiting-claim': {
-    'admitted': '-', 'admitted-report-only': '-', 'claim-accepted': 'streaming', 'heartbeat': 'awaiting-claim',
-    'refused': 'draining', 'revoked': 'draining', 'replaced': 'draining', 'deadline': 'draining', 'server-stopping': 'draining', 'peer-ended': 'draining',
-    'answered': '-', 'peer-cancelled': 'closed', 'write-stalled': 'closed',
-  },
-  streaming: {
-    'admitted': '-', 'admitted-report-only': '-', 'claim-accepted': '-', 'heartbeat': 'streaming',
-    'refused': 'draining', 'revoked': 'draining', 'replaced': 'draining', 'deadline': 'draining', 'server-stopping': 'draining', 'peer-ended': 'draining',
-    'answered': '-', 'peer-cancelled': 'closed', 'write-stalled': 'closed',
-  },
-  reporting: {
-    'admitted': '-', 'admitted-report-only': '-', 'claim-accepted': '-', 'heartbeat': 'reporting',
-    'refused': 'draining', 'revoked': 'draining', 'replaced': 'draining', 'deadline': 'draining', 'server-stopping': 'draining', 'peer-ended': 'draining',
-    'answered': '-', 'peer-cancelled': 'closed', 'write-stalled': 'closed',
-  },
-  draining: {
-    'admitted': '-', 'admitted-report-only': '-', 'claim-accepted': '-', 'heartbeat': '-',
-    'refused': '-', 'revoked': '-', 'replaced': '-', 'deadline': '-', 'server-stopping': '-', 'peer-ended': '-',
-    'answered': 'closed', 'peer-cancelled': 'closed', 'write-stalled': 'closed',
-  },
-  closed: {
-    'admitted': '-', 'admitted-report-only': '-', 'claim-accepted': '-', 'heartbeat': '-',
-    'refused': '-', 'revoked': '-', 'replaced': '-', 'deadline': '-', 'server-stopping': '-', 'peer-ended': '-',
-    'answered': '-', 'peer-cancelled': '-', 'write-stalled': '-',
-  },
+type Row = Record<StreamEvent, StreamState | '-'>;
+/** A row of the expected table: every event refused ('-') but the moves named. */
+const row = (moves: Partial<Row>): Row => ({ ...(Object.fromEntries(STREAM_EVENTS.map((event) => [event, '-'])) as Row), ...moves });
+/** The events that end a live stream, each moving it to `to`. */
+const ending = (to: StreamState): Partial<Row> => ({ 'refused': to, 'revoked': to, 'replaced': to, 'deadline': to, 'server-stopping': to, 'peer-ended': to });
+/** A call that is gone (cancelled, or ended by the writer) closes any stream not closed yet. */
+const gone: Partial<Row> = { 'peer-cancelled': 'closed', 'write-stalled': 'closed' };
+
+/** Every state × event: the state it moves to, or '-' for an event the state refuses. */
+const EXPECTED: Record<StreamState, Row> = {
+  'opening': row({ 'admitted': 'awaiting-claim', 'admitted-report-only': 'reporting', ...ending('closed'), ...gone }),
+  'awaiting-claim': row({ 'claim-accepted': 'streaming', 'heartbeat': 'awaiting-claim', ...ending('draining'), ...gone }),
+  'streaming': row({ 'heartbeat': 'streaming', ...ending('draining'), ...gone }),
+  'reporting': row({ 'heartbeat': 'reporting', ...ending('draining'), ...gone }),
+  'draining': row({ 'answered': 'closed', ...gone }),
+  'closed': row({}),
 };
 
 test('every state × event of a heartbeat stream moves where the table says, and every other pair is refused', () => {
