@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { STREAM_EVENTS, STREAM_STATES, maySend, nextStreamState, type StreamEvent, type StreamState } from '../appliance/heartbeat/stream-states.ts';
+import { STREAM_EVENTS, STREAM_STATES, mayRead, maySend, nextStreamState, type StreamEvent, type StreamState } from '../appliance/heartbeat/stream-states.ts';
 
 type Row = Record<StreamEvent, StreamState | '-'>;
 /** A row of the expected table: every event refused ('-') but the moves named. */
@@ -38,6 +38,10 @@ test('a draining stream reads no more heartbeats and ends only once the one in h
   assert.equal(nextStreamState('draining', 'heartbeat'), undefined);
   const leaving = STREAM_EVENTS.filter((event) => nextStreamState('draining', event) !== undefined).sort();
   assert.deepEqual(leaving, ['answered', 'peer-cancelled', 'write-stalled']);
+});
+
+test('a stream reads heartbeats while awaiting its claim, streaming or reporting, and never once it began to end', () => {
+  assert.deepEqual(STREAM_STATES.filter(mayRead), ['awaiting-claim', 'streaming', 'reporting']);
 });
 
 test('only a stream whose claim was accepted sends (tasks, credentials, trust); one awaiting its claim, reporting, or ending sends nothing unasked', () => {

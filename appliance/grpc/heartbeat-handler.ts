@@ -8,7 +8,7 @@ import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
-import { maySend, nextStreamState, type StreamEvent, type StreamState } from '../heartbeat/stream-states.ts';
+import { mayRead, maySend, nextStreamState, type StreamEvent, type StreamState } from '../heartbeat/stream-states.ts';
 import type { CloseReason, LiveSession, PresenceRegistry } from '../presence/registry.ts';
 import type { Host, Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
@@ -162,6 +162,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   let handling = false;
   /** Presence holds this stream as its host's current one (attached at open, or once its claim was accepted). */
   let attached = false;
+  /** The host's queued tasks written on this stream once its claim was accepted; reports wait for it. */
+  let tasksConnected: Promise<void> = Promise.resolve();
   let agentId = '';
   let deadline: NodeJS.Timeout | undefined;
   const timeout = (ms: number): void => {
@@ -201,7 +203,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         clearTimeout(deadline);
         if (!attached) attach(firstInterval);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-        tasks.connected(agentId);
+        tasksConnected = tasks.connected(agentId);
         offerKeyRotation(deps, knownHost, session.send);
         return;
       case 'draining':
@@ -224,11 +226,11 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         throw new CtOpsError('ERR_INTERNAL', `a heartbeat stream cannot return to opening from ${previous}`);
     }
   };
-  /** Ends the stream with a refusal of what the peer sent. */
-  const refuse = (error: unknown, what: string): void => {
+  /** Ends the stream with a refusal of what the peer sent; logged under `who` (the host, or the peer before the host is known). */
+  const refuse = (error: unknown, what: string, who: { host_id: string } | { peer: string } = { host_id: agentId }): void => {
     // A storage failure is ours, not the peer's: logged as such; the stream ends UNAVAILABLE unacknowledged.
-    if (isStorageFailure(error)) log.error({ host_id: agentId, ...failureFields(error) }, 'heartbeat not stored');
-    else refusals.refused({ host_id: agentId }, error, what);
+    if (isStorageFailure(error)) log.error({ ...who, ...failureFields(error) }, 'heartbeat not stored');
+    else refusals.refused(who, error, what);
     step('refused', error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
   };
   call.on('end', () => step('peer-ended'));
@@ -247,10 +249,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         await writeWithBackpressure(call, message);
         return true;
       } catch (error) {
-        if (error instanceof CtOpsError && error.code === 'ERR_STREAM_SLOW_CONSUMER') {
-          log.warn({ host_id: agentId, drain_deadline_ms: error.details.drain_deadline_ms }, 'heartbeat stream ended: the agent did not read');
-        }
-        step('write-stalled');
+        const slow = error instanceof CtOpsError && error.code === 'ERR_STREAM_SLOW_CONSUMER';
+        if (slow) log.warn({ host_id: agentId, drain_deadline_ms: error.details.drain_deadline_ms }, 'heartbeat stream ended: the agent did not read');
+        step(slow ? 'write-stalled' : 'peer-cancelled');
         return false;
       }
     });
@@ -283,8 +284,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     host = current;
     credentialExpiresAt = credential.expiresAt;
   } catch (error) {
-    refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'heartbeat stream');
-    step('refused', error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
+    refuse(error, 'heartbeat stream', { peer: peerSource(call.getPeer()) });
     return;
   }
   let knownHost = host;
@@ -326,7 +326,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    */
   const startReading = (): void => {
     call.on('data', (message: HeartbeatRequest__Output) => {
-      if (nextStreamState(state, 'heartbeat') === undefined) return;
+      if (!mayRead(state)) return;
       call.pause();
       handling = true;
       // A rate refusal, or a failure of ours while handling, ends the stream through the refusal log.
@@ -337,7 +337,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         .finally(() => {
           handling = false;
           if (state === 'draining') step('answered');
-          else if (nextStreamState(state, 'heartbeat') !== undefined) call.resume();
+          else if (mayRead(state)) call.resume();
         })
         .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
     });
@@ -345,7 +345,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
   const handle = async (message: HeartbeatRequest__Output): Promise<void> => {
     // The stream may have begun to end while the heartbeat waited for the rate.
-    if (nextStreamState(state, 'heartbeat') === undefined) return;
+    if (!mayRead(state)) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
     try {
@@ -369,6 +369,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       uptimeSeconds: heartbeat.uptimeSeconds,
       clockOffsetMs,
     });
+    // A task re-queued as this stream connected is sent again first, so its report finds it sent.
+    await tasksConnected;
     const reports = message.task_updates.filter((update) => {
       try {
         checkTaskUpdate(stores, agentId, update);

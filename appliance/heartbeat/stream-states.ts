@@ -64,6 +64,11 @@ export function nextStreamState(state: StreamState, event: StreamEvent): StreamS
   return STREAM_TRANSITIONS[state][event];
 }
 
+/** Whether a stream in `state` reads and handles heartbeats (awaiting its claim, streaming, reporting). */
+export function mayRead(state: StreamState): boolean {
+  return nextStreamState(state, 'heartbeat') !== undefined;
+}
+
 /** Whether a stream in `state` may write to its peer now (draining: only the answer to the heartbeat in hand). */
 export function maySend(state: StreamState): boolean {
   return state === 'streaming';

@@ -99,12 +99,14 @@ export class TaskDispatcher {
 
   /**
    * The agent's stream opened: tasks an earlier stream sent but never got acknowledged go out again.
+   * Resolves once they were written (or could not be): the stream applies the reports of its first
+   * heartbeat only then, so a report of a task re-queued here finds it sent again, not queued.
    * A storage failure is logged and the stream carries on: the tasks go out on a later stream.
    */
-  connected(hostId: string): void {
+  async connected(hostId: string): Promise<void> {
     try {
       streamLost(this.#deps.stores, hostId);
-      void this.dispatch(hostId);
+      await this.dispatch(hostId);
     } catch (error) {
       this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
     }
