@@ -131,15 +131,23 @@ describe('the real agent process against the real appliance', () => {
     await agent.stop();
   });
 
-  test('revoking a host closes its stream and the agent stops with exit code 77 instead of retrying', async () => {
+  test('revoking a host through the admin API closes its stream at once, nothing the agent sends after is stored, and the agent stops with exit code 77 instead of retrying', async () => {
     const { token } = await appliance.createToken('--auto-approve');
     const agent = newAgent(token);
     const proc = agent.start();
-    await proc.waitForLog('heartbeat stream opened');
+    await proc.waitForLog('heartbeat acknowledged');
+    const revokedAt = Date.now();
     assert.equal((await appliance.cli('hosts', 'revoke', agent.state().agent_id)).code, 0);
+    await proc.waitForLog('heartbeat stream closed', { error_code: 'ERR_AGENT_NOT_ACTIVE' }, 10_000);
+    // Closed when the revocation committed (the CLI itself takes about a second), not at a presence deadline.
+    const closedAfterMs = Date.now() - revokedAt;
+    assert.ok(closedAfterMs < 5_000, `the stream closed ${closedAfterMs} ms after the revoke was asked`);
     const exit = await Promise.race([proc.exited, sleep(20_000).then(() => undefined)]);
     assert.deepEqual(exit, { code: 77, signal: null });
-    assert.equal((await hostOf(agent)).status, 'revoked');
+    const host = await hostOf(agent);
+    assert.equal(host.status, 'revoked');
+    assert.ok(Date.parse(host.last_heartbeat_at as string) <= revokedAt, `a heartbeat received at ${host.last_heartbeat_at as string} was stored after the revocation`);
+    assert.equal(proc.logged('heartbeat stream opened').length, 1, 'the revoked agent opened no stream again');
   });
 });
 

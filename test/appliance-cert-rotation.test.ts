@@ -304,7 +304,7 @@ describe('the trust bundle verifier and the rotation phases', () => {
       // The agent's stream: what the appliance sends it is accepted as the real agent does; it reports what it holds.
       const stream = (certs: CertificateService) => {
         let sent = 0;
-        const watch = certs.watchTrust('hst_1', ({ trust }) => {
+        const watch = certs.watchTrust('hst_1', async ({ trust }) => {
           sent += 1;
           agent.accept({ generation: Number(trust.generation), caPems: trust.ca_certificates_pem ?? [], signature: trust.signature as Uint8Array }, new Date(start.getTime() + 60_000));
           return true;

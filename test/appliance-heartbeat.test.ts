@@ -1,10 +1,25 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
+import protobuf from 'protobufjs';
 import { codeFromGrpcDetails, GrpcCode } from '../common/errors.ts';
+import { STREAM_DRAIN_DEADLINE_MS } from '../appliance/grpc/stream-writer.ts';
+import { INGEST_PROTO_TEXT } from '../proto/gen/ingest-proto-text.ts';
 import { useIngestFixture } from './helpers/ingest-fixture.ts';
 import { HeartbeatStream } from './helpers/ingest-client.ts';
 import { waitFor } from './helpers/wait.ts';
+
+/** One gRPC message frame of a HeartbeatRequest (field names as in the .proto). */
+function heartbeatFrame(fields: Record<string, unknown>): Buffer {
+  const type = protobuf.parse(INGEST_PROTO_TEXT, { keepCase: true }).root.lookupType('ctops.ingest.v1.HeartbeatRequest');
+  const message = type.encode(type.fromObject(fields)).finish();
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  Buffer.from(message).copy(frame, 5);
+  return frame;
+}
 
 describe('Heartbeat stream against a real appliance', () => {
   const ingest = useIngestFixture({ args: ['--jwt-ttl-secs', '15'] });
@@ -127,5 +142,41 @@ describe('Heartbeat stream against a real appliance', () => {
     assert.equal(ended.code, GrpcCode.INVALID_ARGUMENT);
     const host = await ingest.appliance.host(agentId);
     assert.equal((host.recent_vitals as unknown[]).length, 0);
+  });
+
+  test('a peer that stops reading is ended as a slow consumer after the drain deadline: the appliance stops reading it, the host goes offline, and the peer gets ERR_STREAM_SLOW_CONSUMER once it reads', { timeout: 60_000 }, async () => {
+    const { agentId: hostId, jwt } = await activeAgent('slow-reader');
+    const appliance = ingest.appliance;
+    // A stream window of 0: the appliance can send this peer no byte until it says otherwise, as
+    // a peer that stopped reading with its window spent.
+    const session = connect(`https://localhost:${appliance.grpcPort}`, { ca: appliance.caCert, settings: { initialWindowSize: 0 } });
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/ctops.ingest.v1.IngestService/Heartbeat', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${jwt}` });
+      stream.on('error', () => undefined);
+      const heartbeat = (sequence: number): Buffer => heartbeatFrame({ agent_id: hostId, sequence, interval_secs: 30, cpu_percent: 1, memory_percent: 1, disk_percent: 1, uptime_seconds: 1, timestamp_unix: Math.floor(Date.now() / 1000), agent_version: '0.1.0' });
+      const opened = Date.now();
+      // Within the host's burst budget; far more acks than grpc-js buffers (16) for a peer that takes none.
+      for (let sequence = 1; sequence <= 28; sequence += 1) stream.write(heartbeat(sequence));
+      await appliance.process.waitForLog('heartbeat stream opened', { host_id: hostId });
+
+      await appliance.process.waitForLog('heartbeat stream ended: the agent did not read', { host_id: hostId }, STREAM_DRAIN_DEADLINE_MS + 15_000);
+      const endedAfterMs = Date.now() - opened;
+      assert.ok(endedAfterMs >= STREAM_DRAIN_DEADLINE_MS - 1_000 && endedAfterMs < STREAM_DRAIN_DEADLINE_MS + 10_000, `ended ${endedAfterMs} ms after the stream opened`);
+      assert.equal((await appliance.host(hostId)).status, 'offline', 'the stream no longer holds the host online');
+
+      // The peer reads again: what the appliance had accepted, then the status, and never more than
+      // it accepted before it stopped reading the peer (16 buffered acks and the one being written).
+      let acks = 0;
+      stream.on('data', (chunk: Buffer) => (acks += chunk.length));
+      session.settings({ initialWindowSize: 65_535 });
+      const [trailers] = (await once(stream, 'trailers')) as [Record<string, string>];
+      assert.equal(Number(trailers['grpc-status']), GrpcCode.RESOURCE_EXHAUSTED);
+      assert.match(decodeURIComponent(trailers['grpc-message'] ?? ''), /^ERR_STREAM_SLOW_CONSUMER: /);
+      assert.ok(acks > 0 && acks < 28 * 40, `${acks} bytes of acks for 28 heartbeats`);
+      assert.equal(appliance.process.logged('heartbeat stream ended: the agent did not read').length, 1);
+    } finally {
+      session.destroy();
+    }
   });
 });

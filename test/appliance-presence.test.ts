@@ -6,7 +6,7 @@ import { hostStatus } from '../appliance/hosts/status.ts';
 
 function fakeSession(agentId: string): LiveSession & { closedWith: Array<CtOpsError | undefined> } {
   const closedWith: Array<CtOpsError | undefined> = [];
-  return { agentId, closedWith, send: () => true, deliver: () => Promise.resolve(true), close: (error) => closedWith.push(error) };
+  return { agentId, closedWith, send: async () => true, close: (error) => closedWith.push(error) };
 }
 
 test('a newer stream replaces an older one without reporting the host offline', () => {

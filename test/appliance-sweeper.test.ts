@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import { CtOpsError } from '../common/errors.ts';
-import type { HeartbeatResponse } from '../common/proto.ts';
 import { InventoryService } from '../appliance/inventory/service.ts';
 import { MAX_SCANS_PER_SWEEP } from '../appliance/inventory/sweeper.ts';
 import { PresenceRegistry } from '../appliance/presence/registry.ts';
@@ -27,8 +26,7 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
   for (let index = 0; index < hosts; index += 1) {
     const id = `hst_sweep${String(index).padStart(11, '0')}`;
     stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
-    const send = (message: HeartbeatResponse): boolean => (message.task && pushed.push(id), true);
-    presence.attach({ agentId: id, send, deliver: (message) => Promise.resolve(send(message)), close: () => undefined }, 3600);
+    presence.attach({ agentId: id, send: async (message) => (message.task && pushed.push(id), true), close: () => undefined }, 3600);
   }
   const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
   const first = await inventory.sweep(1_000);

@@ -32,12 +32,7 @@ class RecordingStream implements LiveSession {
 
   constructor(readonly agentId: string) {}
 
-  send(message: HeartbeatResponse): boolean {
-    this.written.push(message);
-    return true;
-  }
-
-  deliver(message: HeartbeatResponse): Promise<boolean> {
+  send(message: HeartbeatResponse): Promise<boolean> {
     this.written.push(message);
     if (!this.holdTasks || message.task === undefined) return Promise.resolve(true);
     return new Promise((resolve) => this.#held.push(() => resolve(true)));

@@ -112,13 +112,7 @@ function claimant(instanceId: string, machineFingerprint: string): Claimant {
 }
 
 function streamOf(agentId: string, who: Claimant): LiveSession {
-  return {
-    agentId, claimant: who, send: () => true, close: () => undefined,
-    // Accepted as soon as written, through whichever send the test gave the stream.
-    deliver(message) {
-      return Promise.resolve(this.send(message));
-    },
-  };
+  return { agentId, claimant: who, send: async () => true, close: () => undefined };
 }
 
 test('a second machine claiming a live identity is refused with a retry hint and flags the host once; the holder keeps it, tasks are held', async () => {
@@ -176,7 +170,7 @@ test('resolving rotates the kept machine\'s key: only the offered nonce with a p
   const shared = '1'.repeat(64);
   const kept = claimant('aaaaaaaaaaaaaaaa', shared);
   const sent: HeartbeatResponse[] = [];
-  presence.attach({ ...streamOf(hostId, kept), send: (message) => sent.push(message) > 0 }, 30);
+  presence.attach({ ...streamOf(hostId, kept), send: async (message) => sent.push(message) > 0 }, 30);
   // A cloned VM (same fingerprint) alternating with the original: A → B → A, then resolved by instance.
   claimIdentity(deps, stores.hosts.get(hostId)!, kept, now);
   claimIdentity(deps, stores.hosts.get(hostId)!, claimant('bbbbbbbbbbbbbbbb', shared), now);

@@ -27,14 +27,15 @@ export function pendingRotationMark(): Buffer {
  * Offers the pending key rotation of a host (resolved in favour of the machine behind `send`) on
  * that machine's accepted stream: a fresh nonce replaces the stored hash, so only the last offer
  * can complete, and the nonce itself is never stored. Nothing when no rotation is pending.
- * `send` writes to the kept machine's stream and says whether it did.
+ * `send` writes to the kept machine's stream and says whether the stream accepted it; an offer not
+ * sent is repeated on the machine's next accepted stream.
  */
-export function offerKeyRotation(deps: { stores: Stores; log: Logger }, host: Host, send: (message: HeartbeatResponse) => boolean): void {
+export function offerKeyRotation(deps: { stores: Stores; log: Logger }, host: Host, send: (message: HeartbeatResponse) => Promise<boolean>): void {
   // Never while flagged again: the stream held then may be any of the machines.
   if (host.identityRotationNonceSha256 === null || host.identityState === 'conflict') return;
   const nonce = randomBytes(ROTATION_NONCE_BYTES);
   if (!deps.stores.hosts.offerKeyRotation(host.id, sha256(nonce))) return;
-  if (send({ rotate_key: { rotation_nonce: nonce } })) deps.log.info({ host_id: host.id }, 'key rotation offered to the kept machine');
+  void send({ rotate_key: { rotation_nonce: nonce } }).then((sent) => sent && deps.log.info({ host_id: host.id }, 'key rotation offered to the kept machine'));
 }
 
 /**

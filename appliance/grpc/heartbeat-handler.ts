@@ -8,8 +8,9 @@ import { MAX_TASK_UPDATES_PER_HEARTBEAT } from '../../common/heartbeat-limits.ts
 import { REPORT_ONLY_METADATA, type HeartbeatRequest__Output, type HeartbeatResponse, type TaskUpdate__Output } from '../../common/proto.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
-import type { LiveSession, PresenceRegistry } from '../presence/registry.ts';
-import type { Effect, Stores } from '../store/index.ts';
+import { mayRead, maySend, nextStreamState, type StreamEvent, type StreamState } from '../heartbeat/stream-states.ts';
+import type { CloseReason, LiveSession, PresenceRegistry } from '../presence/registry.ts';
+import type { Effect, Host, Stores } from '../store/index.ts';
 import { runEffects as runEffectsOf } from '../store/unit-of-work.ts';
 import type { TaskService } from '../tasks/service.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
@@ -23,6 +24,7 @@ import type { CertificateService } from '../pki/certificate-service.ts';
 import { authenticateCall } from './bearer.ts';
 import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
+import { writeWithBackpressure } from './stream-writer.ts';
 
 type HeartbeatCall = grpc.ServerDuplexStream<HeartbeatRequest__Output, HeartbeatResponse>;
 
@@ -111,13 +113,16 @@ function parseHeartbeat(message: HeartbeatRequest__Output, agentId: string): Hea
  *
  * Bounded per peer: the host's messages and stream opens share one rate limit, and a host has at
  * most HEARTBEAT_OPEN_CALLS_PER_HOST calls open (beyond either the stream ends with
- * ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read
- * either until it does (backpressure); refusals are logged aggregated (RefusalLog).
+ * ERR_STREAM_RATE_LIMITED); a peer that does not read what we write is not read either until it
+ * does (backpressure), and is ended as a slow consumer when a write waits longer than
+ * STREAM_DRAIN_DEADLINE_MS (grpc/stream-writer.ts); refusals are logged aggregated (RefusalLog).
+ * Each stream's lifecycle is the state machine of heartbeat/stream-states.ts.
  */
 export function heartbeatHandler(deps: HeartbeatDeps & IngestGuards): grpc.handleBidiStreamingCall<HeartbeatRequest__Output, HeartbeatResponse> {
   return (call: HeartbeatCall) => {
+    // openStream ends the call itself on every refusal; this is the last resort for a fault of ours.
     openStream(call, deps).catch((error: unknown) => {
-      deps.refusals.refused({ peer: peerSource(call.getPeer()) }, error, 'heartbeat stream');
+      deps.log.error({ err: error, peer: peerSource(call.getPeer()) }, 'heartbeat stream failed');
       call.emit('error', toServiceError(error));
     });
   };
@@ -142,159 +147,209 @@ async function admitOpen(call: HeartbeatCall, agentId: string, { heartbeatRate, 
   }
 }
 
+/**
+ * Runs one stream's lifecycle (heartbeat/stream-states.ts): what happens on the call becomes an
+ * event, `step` moves the state by the table, and `enterState` alone runs the effects of the state
+ * entered. Besides the state the stream keeps only its inputs: whether a heartbeat is in hand (read
+ * and not yet answered), whether presence holds it, and the status it ends with.
+ */
 async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
   const { stores, jwt, presence, vitals, log, refusals, heartbeatRate } = deps;
   const { tasks } = deps.services;
-  const credential = await authenticateCall(call.metadata, jwt, Date.now());
-  const agentId = credential.agentId;
-  if (call.cancelled) return;
-  await admitOpen(call, agentId, deps);
-  const host = stores.hosts.get(agentId);
-  if (!host || !mayStream(host)) {
-    throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
+  let state: StreamState = 'opening';
+  /** The status the stream ends with: undefined for OK. */
+  let closeWith: CtOpsError | undefined;
+  /** A heartbeat was read and is not yet answered: draining waits for its ack. */
+  let handling = false;
+  /** Presence holds this stream as its host's current one (attached at open, or once its claim was accepted). */
+  let attached = false;
+  /** The host's queued tasks written on this stream once its claim was accepted; reports wait for it. */
+  let tasksConnected: Promise<void> = Promise.resolve();
+  let agentId = '';
+  let deadline: NodeJS.Timeout | undefined;
+  const timeout = (ms: number): void => {
+    clearTimeout(deadline);
+    deadline = setTimeout(() => step('deadline'), ms);
+  };
+  /** Applies `event`; an event the state does not take (a second close, a heartbeat after the end) changes nothing. */
+  const step = (event: StreamEvent, error?: CtOpsError): void => {
+    const next = nextStreamState(state, event);
+    if (next === undefined) return;
+    const previous = state;
+    state = next;
+    if (next === 'draining' || (next === 'closed' && previous !== 'draining')) closeWith = error;
+    if (next !== previous) enterState(previous, next, event);
+  };
+  const enterState = (previous: StreamState, next: StreamState, event: StreamEvent): void => {
+    switch (next) {
+      case 'awaiting-claim':
+        startReading();
+        if (!presence.isStreaming(agentId)) {
+          attach(host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
+        } else {
+          // Another stream holds the host: this one replaces it only once its first heartbeat said which
+          // machine it is (claimIdentity), so a second machine cannot displace the first unseen.
+          // Bounded apart from the interval: a silent stream holds one of the host's few open calls
+          // (HEARTBEAT_OPEN_CALLS_PER_HOST), and an hour's interval must not let two of them lock the host out.
+          timeout(Math.min(2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000, FIRST_HEARTBEAT_MAX_MS));
+        }
+        return;
+      case 'reporting':
+        log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
+        // No presence deadline watches it: a reporter has a minute to say what it came to say.
+        timeout(REPORT_STREAM_MAX_MS);
+        startReading();
+        return;
+      case 'streaming':
+        clearTimeout(deadline);
+        if (!attached) attach(firstInterval);
+        // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
+        // Never rejects: a failure is logged, the tasks go out later.
+        tasksConnected = tasks.connected(agentId);
+        offerKeyRotation(deps, knownHost, session.send);
+        return;
+      case 'draining':
+        clearTimeout(deadline);
+        // Read nothing more: a peer that keeps writing is held back by flow control, not discarded at line rate.
+        call.pause();
+        presence.detach(session, 'stream-closed');
+        if (!handling) step('answered');
+        return;
+      case 'closed':
+        clearTimeout(deadline);
+        call.pause();
+        presence.detach(session, 'stream-closed');
+        // Gone (cancelled, or ended by the writer as a slow consumer): no status can or need be sent.
+        if (event === 'peer-cancelled' || event === 'write-stalled') return;
+        if (closeWith) call.emit('error', toServiceError(closeWith));
+        else call.end();
+        return;
+      case 'opening':
+        throw new CtOpsError('ERR_INTERNAL', `a heartbeat stream cannot return to opening from ${previous}`);
+    }
+  };
+  /** Ends the stream with a refusal of what the peer sent; logged under `who` (the host, or the peer before the host is known). */
+  const refuse = (error: unknown, what: string, who: { host_id: string } | { peer: string } = { host_id: agentId }): void => {
+    // A storage failure is ours, not the peer's: logged as such; the stream ends UNAVAILABLE unacknowledged.
+    if (isStorageFailure(error)) log.error({ ...who, ...failureFields(error) }, 'heartbeat not stored');
+    else refusals.refused(who, error, what);
+    step('refused', error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
+  };
+  call.on('end', () => step('peer-ended'));
+  call.on('cancelled', () => step('peer-cancelled'));
+
+  /**
+   * Writes to the peer one message at a time, each once the one before was accepted
+   * (writeWithBackpressure): true once this one was accepted; false when the stream ended first.
+   * A peer that does not read is not read either: the heartbeat in hand waits for its ack's write.
+   */
+  let lastWrite: Promise<unknown> = Promise.resolve();
+  const write = (message: HeartbeatResponse): Promise<boolean> => {
+    const accepted = lastWrite.then(async () => {
+      if (state === 'closed') return false;
+      try {
+        await writeWithBackpressure(call, message);
+        return true;
+      } catch (error) {
+        const slow = error instanceof CtOpsError && error.code === 'ERR_STREAM_SLOW_CONSUMER';
+        if (slow) log.warn({ host_id: agentId, drain_deadline_ms: error.details.drain_deadline_ms }, 'heartbeat stream ended: the agent did not read');
+        step(slow ? 'write-stalled' : 'peer-cancelled');
+        return false;
+      }
+    });
+    lastWrite = accepted;
+    return accepted;
+  };
+  const session: LiveSession = {
+    get agentId() {
+      return agentId;
+    },
+    // False when not sent: the stream is not streaming (its claim not judged yet, or ending) or ended before the write was accepted.
+    send: (message) => (maySend(state) ? write(message) : Promise.resolve(false)),
+    close: (error, reason) => step(closeEvent(error, reason), error),
+  };
+
+  let host: Host;
+  let credentialExpiresAt = 0;
+  try {
+    const credential = await authenticateCall(call.metadata, jwt, Date.now());
+    agentId = credential.agentId;
+    if (call.cancelled) return;
+    await admitOpen(call, agentId, deps);
+    // Read fresh where it is decided: a host revoked a moment ago must not stream.
+    const current = stores.hosts.get(agentId);
+    if (!current || !mayStream(current)) {
+      throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId });
+    }
+    const stale = credentialRefusal(current, credential.issuedAt);
+    if (stale) throw stale;
+    host = current;
+    credentialExpiresAt = credential.expiresAt;
+  } catch (error) {
+    refuse(error, 'heartbeat stream', { peer: peerSource(call.getPeer()) });
+    return;
   }
-  const stale = credentialRefusal(host, credential.issuedAt);
-  if (stale) throw stale;
-  if (call.cancelled) return;
-  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
-  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
-  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
-  let credentialExpiresAt = credential.expiresAt;
+  let knownHost = host;
+  let firstInterval = host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS;
   const clock = new HostClockWatch(agentId, host.clockOffsetMs, log);
   // The trust bundle goes out once the stream's claim is judged, like any message (session.send).
-  const trust = deps.certs.watchTrust(agentId, (message) => session.send(message));
-  let refreshing = false;
-  let ended = false;
-  /** A write found the stream's buffer full: nothing more is sent, nor read, until it drains. */
-  let congested = false;
-  /** A message waits for the rate limit: nothing more is read until it is handled. */
-  let waitingForRate = false;
-  /**
-   * The stream's first heartbeat was handled and its claim judged (claimIdentityOnce): until then
-   * nothing is sent on it, so a task cannot reach a machine that may yet be refused.
-   */
-  let judged = false;
-  /**
-   * Every write to the peer goes through here: when the buffer is full (the peer does not read),
-   * stop reading its messages until it drains, so what it sends cannot pile up replies here.
-   */
-  const writeToPeer = (message: HeartbeatResponse): void => {
-    if (call.write(message) || congested) return;
-    congested = true;
-    call.pause();
-    call.once('drain', () => {
-      congested = false;
-      if (ended) return;
-      if (!waitingForRate) call.resume();
-      // Never rejects: a failure is logged and the tasks stay queued.
-      if (!reportOnly) void tasks.dispatch(agentId);
-    });
-  };
-  /** After a write filled the buffer: true once it drains (the write was accepted), false when the call ends first. */
-  const accepted = (): Promise<boolean> =>
-    new Promise((resolve) => {
-      const settle = (outcome: boolean) => () => {
-        call.off('drain', drained);
-        call.off('close', gone);
-        call.off('cancelled', gone);
-        resolve(outcome);
-      };
-      const drained = settle(true);
-      const gone = settle(false);
-      call.once('drain', drained);
-      call.once('close', gone);
-      call.once('cancelled', gone);
-    });
-  const session: LiveSession = {
-    agentId,
-    // False when not sent (the stream ended, its peer is not reading, or its claim is not judged yet): a task stays queued.
-    send: (message) => {
-      if (ended || congested || !judged) return false;
-      writeToPeer(message);
-      return true;
-    },
-    deliver: async (message) => {
-      if (ended || congested || !judged) return false;
-      writeToPeer(message);
-      return !congested || accepted();
-    },
-    close: (error) => {
-      if (ended) return;
-      ended = true;
-      // Read nothing more: a peer that keeps writing is held back by flow control, not discarded at line rate.
-      call.pause();
-      // The status goes out after the message being handled is answered: a report that ends the
-      // stream (a successful uninstall deletes the host) is still acknowledged first.
-      queueMicrotask(() => (error ? call.emit('error', toServiceError(error)) : call.end()));
-    },
-  };
-  /** Ends the stream with a refusal of what the peer sent. */
-  const refuse = (error: unknown, what: string): void => {
-    // A storage failure is ours, not the peer's: logged as such; the stream ends UNAVAILABLE unacknowledged.
-    if (isStorageFailure(error)) log.error({ host_id: agentId, ...failureFields(error) }, 'heartbeat not stored');
-    else refusals.refused({ host_id: agentId }, error, what);
-    presence.detach(session, 'stream-closed');
-    session.close(error instanceof CtOpsError ? error : new CtOpsError('ERR_INTERNAL', 'internal error', {}, { cause: error }));
-  };
-  let reportDeadline: NodeJS.Timeout | undefined;
-  let firstHeartbeatDeadline: NodeJS.Timeout | undefined;
-  let attached = false;
+  const trust = deps.certs.watchTrust(agentId, session.send);
   const attach = (intervalSecs: number): void => {
     attached = true;
-    clearTimeout(firstHeartbeatDeadline);
     presence.attach(session, intervalSecs);
     log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
   };
-  let knownHost = host;
-  if (reportOnly) {
-    log.info({ host_id: agentId, peer: call.getPeer() }, 'report stream opened');
-    // No presence deadline watches it: a reporter has a minute to say what it came to say.
-    reportDeadline = setTimeout(() => session.close(), REPORT_STREAM_MAX_MS);
-  } else if (!presence.isStreaming(agentId)) {
-    attach(host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
-  } else {
-    // Another stream holds the host: this one replaces it only once its first heartbeat said which
-    // machine it is (claimIdentity), so a second machine cannot displace the first unseen.
-    // Bounded apart from the interval: a silent stream holds one of the host's few open calls
-    // (HEARTBEAT_OPEN_CALLS_PER_HOST), and an hour's interval must not let two of them lock the host out.
-    firstHeartbeatDeadline = setTimeout(() => session.close(), Math.min(2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000, FIRST_HEARTBEAT_MAX_MS));
-  }
+  // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must
+  // not replace the agent's own stream, take its tasks, or record vitals of a machine being emptied.
+  const reportOnly = call.metadata.get(REPORT_ONLY_METADATA)[0] === '1';
 
+  /**
+   * Issues a fresh JWT when the current one is within a third of its lifetime of expiry, to a host
+   * that may still stream by its record read now (never to one revoked since the stream opened).
+   */
   const refreshCredential = async (nowMs: number): Promise<void> => {
-    refreshing = true;
-    try {
-      const issued = await jwt.issue(agentId, nowMs);
-      if (session.send({ credential: { jwt: issued.jwt, jwt_expires_unix: issued.expiresAt } })) {
-        credentialExpiresAt = issued.expiresAt;
-        log.info({ host_id: agentId, expires_at: issued.expiresAt }, 'credential refreshed');
-      }
-    } finally {
-      refreshing = false;
+    if (credentialExpiresAt * 1000 - nowMs >= (jwt.ttlSecs * 1000) / 3) return;
+    const current = stores.hosts.get(agentId);
+    if (!current || !mayStream(current)) {
+      refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
+      return;
+    }
+    const issued = await jwt.issue(agentId, nowMs);
+    if (await session.send({ credential: { jwt: issued.jwt, jwt_expires_unix: issued.expiresAt } })) {
+      credentialExpiresAt = issued.expiresAt;
+      log.info({ host_id: agentId, expires_at: issued.expiresAt }, 'credential refreshed');
     }
   };
 
-  // The rate limit answers asynchronously: the stream is paused while a message waits for it, so
-  // messages are handled one at a time, in the order they came.
-  call.on('data', (message: HeartbeatRequest__Output) => {
-    if (ended) return;
-    call.pause();
-    waitingForRate = true;
-    // A rate refusal, or a failure of ours while handling, ends the stream through the refusal log.
-    heartbeatRate
-      .take(agentId)
-      .then(() => handle(message))
-      .catch((error: unknown) => refuse(error, 'heartbeat'))
-      .finally(() => {
-        waitingForRate = false;
-        if (!ended && !congested) call.resume();
-      })
-      .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
-  });
+  /**
+   * Reading starts once the stream is admitted. The rate limit answers asynchronously and a
+   * heartbeat's ack waits for the peer to read: the call is paused while a heartbeat is in hand, so
+   * heartbeats are handled one at a time, in the order they came.
+   */
+  const startReading = (): void => {
+    call.on('data', (message: HeartbeatRequest__Output) => {
+      if (!mayRead(state)) return;
+      call.pause();
+      handling = true;
+      // A rate refusal, or a failure of ours while handling, ends the stream through the refusal log.
+      heartbeatRate
+        .take(agentId)
+        .then(() => handle(message))
+        .catch((error: unknown) => refuse(error, 'heartbeat'))
+        .finally(() => {
+          handling = false;
+          if (state === 'draining') step('answered');
+          else if (mayRead(state)) call.resume();
+        })
+        .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
+    });
+  };
   const runEffects = (effects: readonly Effect[]): Promise<void> =>
     runEffectsOf(effects, (error) => log.error({ err: error, host_id: agentId }, 'an effect after commit failed'));
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
   const handle = async (message: HeartbeatRequest__Output): Promise<void> => {
-    if (ended) return;
+    // The stream may have begun to end while the heartbeat waited for the rate.
+    if (!mayRead(state)) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
     try {
@@ -302,7 +357,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
-    if (!reportOnly && !(await claimIdentityOnce(heartbeat, receivedAt))) return;
+    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -318,6 +373,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       uptimeSeconds: heartbeat.uptimeSeconds,
       clockOffsetMs,
     });
+    // A task re-queued as this stream connected is sent again first, so its report finds it sent.
+    await tasksConnected;
     const reports: TaskUpdate__Output[] = [];
     for (const update of message.task_updates) {
       try {
@@ -336,30 +393,27 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     const { notStored, effects } = reports.length > 0 ? await tasks.report(agentId, reports) : { notStored: undefined, effects: [] };
     if (notStored) {
       await runEffects(effects);
-      presence.detach(session, 'stream-closed');
-      session.close(notStored);
-      return;
+      return step('refused', notStored);
     }
-    // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
-    writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
+    // Not through session.send: what the reports imply may end this stream (a successful uninstall
+    // deletes the host: draining), and its ack still goes out before the status.
+    await write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
     // What the committed reports imply (a deleted host's stream closed) follows the ack.
     await runEffects(effects);
-    if (ended) return;
-    if (!reportOnly) trust.heard(message.trust_generation, message.trust_digest);
-    if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
-      refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
-    }
+    if (state !== 'streaming') return;
+    trust.heard(message.trust_generation, message.trust_digest);
+    await refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
   };
   /**
    * On the first heartbeat, and on the first one carrying HostFacts if earlier ones carried none:
    * judges the claim of the machine behind the stream against the host as stored now (an admin may
-   * have flagged or resolved it since the stream opened); refused, the stream ends with the refusal.
-   * Once accepted the stream becomes the host's current one if it is not yet and its queued tasks
-   * go out. Stores the facts when they changed. False when the stream was ended.
+   * have revoked, flagged or resolved it since the stream opened); refused, the stream ends with the
+   * refusal. Once accepted the stream moves to streaming (heartbeat/stream-states.ts). Stores the
+   * facts when they changed. False when the stream was ended.
    */
-  const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
+  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
     const facts = heartbeat.facts;
-    if (!judged || (facts !== undefined && session.claimant === undefined)) {
+    if (state === 'awaiting-claim' || (facts !== undefined && session.claimant === undefined)) {
       const current = stores.hosts.get(agentId);
       if (!current || !mayStream(current)) {
         refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
@@ -374,33 +428,28 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         refuse(refusal, 'heartbeat stream');
         return false;
       }
-      if (!judged) {
-        judged = true;
-        if (!attached) attach(heartbeat.intervalSecs);
-        // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-        // Awaited, so an unacknowledged task is sent again (queued, then sent) before this heartbeat's
-        // reports about it are applied. Never rejects: a failure is logged, the tasks go out later.
-        await tasks.connected(agentId);
-        if (ended) return false;
-        offerKeyRotation(deps, knownHost, (rotation) => {
-          writeToPeer(rotation);
-          return true;
-        });
-      }
+      firstInterval = heartbeat.intervalSecs;
+      step('claim-accepted');
     }
     if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
     return true;
   };
-  const finish = (): void => {
-    clearTimeout(reportDeadline);
-    clearTimeout(firstHeartbeatDeadline);
-    if (!ended) {
-      ended = true;
-      call.end();
-    }
-    presence.detach(session, 'stream-closed');
-  };
-  call.on('end', finish);
-  call.on('cancelled', finish);
-  call.on('error', () => presence.detach(session, 'stream-closed'));
+  step(reportOnly ? 'admitted-report-only' : 'admitted');
+}
+
+/** The event a close asked by presence is: `reason` says why (presence/registry.ts CloseReason). */
+function closeEvent(error: CtOpsError | undefined, reason: CloseReason | undefined): StreamEvent {
+  switch (reason) {
+    case 'replaced':
+      return 'replaced';
+    case 'heartbeat-timeout':
+      return 'deadline';
+    case 'appliance-stopping':
+      return 'server-stopping';
+    case 'revoked':
+      return 'revoked';
+    case 'stream-closed':
+    case undefined:
+      return error ? 'refused' : 'deadline';
+  }
 }

@@ -84,11 +84,11 @@ export class CertificateService {
   }
 
   /**
-   * The trust side of one Heartbeat stream of `hostId`: `send` puts a message on that stream (false:
-   * not sent). Equality of digests, not an order of generations, decides whether the agent holds the
+   * The trust side of one Heartbeat stream of `hostId`: `send` writes a message on that stream
+   * (true once the stream accepted it, false: not sent). Equality of digests, not an order of generations, decides whether the agent holds the
    * bundle: after a restored data directory an agent may hold a newer or a same-numbered other bundle.
    */
-  watchTrust(hostId: string, send: (message: { trust: TrustBundleMessage }) => boolean): TrustWatch {
+  watchTrust(hostId: string, send: (message: { trust: TrustBundleMessage }) => Promise<boolean>): TrustWatch {
     let recorded: string | undefined;
     let sentDigest = '';
     return {
@@ -100,7 +100,12 @@ export class CertificateService {
         }
         const bundle = this.#record.bundle;
         if (bundle === undefined || digest === this.#digest || sentDigest === this.#digest) return;
-        if (send({ trust: toWire(bundle) })) sentDigest = this.#digest;
+        // Taken while the write waits, so the next heartbeat does not send it again; given back if not sent.
+        const sending = this.#digest;
+        sentDigest = sending;
+        void send({ trust: toWire(bundle) }).then((sent) => {
+          if (!sent && sentDigest === sending) sentDigest = '';
+        });
       },
     };
   }
@@ -185,9 +190,9 @@ export class CertificateService {
   #pushBundle(bundle: TrustBundle | undefined): void {
     if (bundle === undefined) return;
     const message = { trust: toWire(bundle) };
-    let sent = 0;
-    for (const hostId of this.#deps.presence.streamingIds()) if (this.#deps.presence.send(hostId, message)) sent += 1;
-    this.#deps.log.info({ generation: bundle.generation, streams: sent }, 'trust bundle sent to streaming agents');
+    void Promise.all(this.#deps.presence.streamingIds().map((hostId) => this.#deps.presence.send(hostId, message))).then((accepted) => {
+      this.#deps.log.info({ generation: bundle.generation, streams: accepted.filter(Boolean).length }, 'trust bundle sent to streaming agents');
+    });
   }
 
   #serially<T>(work: () => Promise<T>): Promise<T> {

@@ -4,17 +4,13 @@ import type { HeartbeatResponse } from '../../common/proto.ts';
 /** One agent's live Heartbeat stream, as the registry sees it. */
 export interface LiveSession {
   readonly agentId: string;
-  /** Queues a message to the agent; false when the stream is already gone. */
-  send(message: HeartbeatResponse): boolean;
   /**
-   * Writes a message the caller must know reached the stream (a task before it is marked sent):
-   * resolves true once the write was accepted (written, or its buffer drained), false when it was
-   * not written (the stream ended, is backed up, or its claim is not judged yet) or the stream
-   * ended before draining.
+   * Writes a message to the agent: true once the stream accepted it (grpc/stream-writer.ts),
+   * false when it was not sent (the stream is not streaming, or ended before the write was accepted).
    */
-  deliver(message: HeartbeatResponse): Promise<boolean>;
-  /** Ends the stream: with an error the agent receives that status, without one OK. */
-  close(error?: CtOpsError): void;
+  send(message: HeartbeatResponse): Promise<boolean>;
+  /** Ends the stream, `reason` saying why: with an error the agent receives that status, without one OK. */
+  close(error?: CtOpsError, reason?: CloseReason): void;
   /** The machine behind the stream, once its first heartbeat said (undefined for agents that send no HostFacts). */
   claimant?: Claimant | undefined;
 }
@@ -40,6 +36,8 @@ interface ClaimRecord {
 }
 
 export type OfflineReason = 'stream-closed' | 'heartbeat-timeout' | 'revoked' | 'appliance-stopping';
+/** Why presence closes a stream: its host went offline for that reason, or a newer stream replaced it. */
+export type CloseReason = OfflineReason | 'replaced';
 
 interface Entry {
   session: LiveSession;
@@ -69,7 +67,7 @@ export class PresenceRegistry {
     if (previous) {
       clearTimeout(previous.deadline);
       this.#live.delete(session.agentId);
-      previous.session.close();
+      previous.session.close(undefined, 'replaced');
     }
     const deadlineMs = 2 * intervalSecs * 1000;
     this.#live.set(session.agentId, { session, deadlineMs, deadline: this.#startDeadline(session, deadlineMs) });
@@ -136,14 +134,9 @@ export class PresenceRegistry {
     return this.#live.size;
   }
 
-  /** Sends to the agent's current stream; false when it has none. */
-  send(agentId: string, message: HeartbeatResponse): boolean {
-    return this.#live.get(agentId)?.session.send(message) ?? false;
-  }
-
-  /** Delivers to the agent's current stream (LiveSession.deliver); false when it has none. */
-  deliver(agentId: string, message: HeartbeatResponse): Promise<boolean> {
-    return this.#live.get(agentId)?.session.deliver(message) ?? Promise.resolve(false);
+  /** Sends to the agent's current stream: true once accepted; false when it has none or the write was not accepted. */
+  send(agentId: string, message: HeartbeatResponse): Promise<boolean> {
+    return this.#live.get(agentId)?.session.send(message) ?? Promise.resolve(false);
   }
 
   /** Closes the agent's stream with `error` (e.g. on revocation); false when it had none. */
@@ -151,7 +144,7 @@ export class PresenceRegistry {
     const entry = this.#live.get(agentId);
     if (!entry) return false;
     this.detach(entry.session, reason);
-    entry.session.close(error);
+    entry.session.close(error, reason);
     return true;
   }
 
@@ -159,7 +152,7 @@ export class PresenceRegistry {
   closeAll(error: CtOpsError | (() => CtOpsError)): void {
     for (const entry of [...this.#live.values()]) {
       this.detach(entry.session, 'appliance-stopping');
-      entry.session.close(typeof error === 'function' ? error() : error);
+      entry.session.close(typeof error === 'function' ? error() : error, 'appliance-stopping');
     }
   }
 
@@ -172,7 +165,7 @@ export class PresenceRegistry {
     return setTimeout(() => {
       // Silence for twice the interval: the connection may be half-open, so drop it.
       this.detach(session, 'heartbeat-timeout');
-      session.close();
+      session.close(undefined, 'heartbeat-timeout');
     }, deadlineMs);
   }
 }

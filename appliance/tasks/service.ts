@@ -263,7 +263,7 @@ export class TaskService {
     let sent = 0;
     for (const task of await stores.tasks.queuedForHost(hostId)) {
       const settings = await inventorySettings(stores, task.orgId);
-      if (!(await presence.deliver(hostId, { task: toWireTask(task, settings) }))) break;
+      if (!(await presence.send(hostId, { task: toWireTask(task, settings) }))) break;
       const marked = await applyTaskEvent(stores, task.id, 'sent', this.#now());
       if (marked) {
         sent += 1;
@@ -280,7 +280,7 @@ export class TaskService {
 
   /** Tells the agent to stop a task it may hold. Not sent when the host is offline: the task stays finished and a late report is ignored. */
   async #tellAgentToStop(task: Task): Promise<void> {
-    if (await this.#deps.presence.deliver(task.hostId, { cancel: { task_id: task.id } })) {
+    if (await this.#deps.presence.send(task.hostId, { cancel: { task_id: task.id } })) {
       this.#deps.log.info({ host_id: task.hostId, task_id: task.id, state: task.state }, 'agent told to stop a task');
     } else {
       this.#deps.log.warn({ host_id: task.hostId, task_id: task.id }, 'task cancel not sent: the host is offline or not reading');
