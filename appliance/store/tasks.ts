@@ -25,12 +25,19 @@ const finish = (now: number, outcome: TaskOutcome): TaskUpdate => ({
   error_code: outcome.errorCode ?? null,
 });
 
+/** A task the agent reports on was sent, at the latest now: its send time and deadline, unless set. */
+const heldByAgent = (now: number): TaskUpdate => ({
+  sent_at: sql<number>`coalesce(sent_at, ${now})`,
+  deadline_at: sql<number>`coalesce(deadline_at, ${now} + timeout_ms)`,
+});
+
 /** The columns each event stamps besides the state. */
 const STAMPS: Readonly<Record<TaskEvent, (now: number, outcome: TaskOutcome) => TaskUpdate>> = {
   // The deadline runs from the (latest) send; timeout_ms was fixed when the task was created.
   sent: (now) => ({ sent_at: now, attempts: sql<number>`attempts + 1`, deadline_at: sql<number>`${now} + timeout_ms` }),
-  acknowledged: (now) => ({ acknowledged_at: now }),
-  started: (now) => ({ started_at: now }),
+  // From queued (the agent holds a task whose sent mark was lost), the report starts the deadline.
+  acknowledged: (now) => ({ acknowledged_at: now, ...heldByAgent(now) }),
+  started: (now) => ({ started_at: now, ...heldByAgent(now) }),
   succeeded: finish,
   failed: finish,
   cancel: finish,
@@ -85,6 +92,29 @@ export class TaskStore {
   async queuedForHost(hostId: string): Promise<Task[]> {
     const rows = await this.#db.selectFrom('tasks').selectAll().where('host_id', '=', hostId).where(stateIn(['queued'])).orderBy('created_at').execute();
     return rows.map(toTask);
+  }
+
+  /**
+   * The host's tasks cancelled at or after `since` (ms), at most `limit`, newest first: the agent may
+   * still hold them (TaskService.connected tells it again to stop). Reads tasks_host_state.
+   */
+  async cancelledSince(hostId: string, since: number, limit: number): Promise<Task[]> {
+    const rows = await this.#db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where(stateIn(['cancelled']))
+      .where('finished_at', '>=', since)
+      .orderBy('finished_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toTask);
+  }
+
+  /** The hosts that have queued tasks, each once (reads the partial index tasks_queued_expiry). */
+  async hostsWithQueued(): Promise<string[]> {
+    const rows = await this.#db.selectFrom('tasks').select('host_id').distinct().where(stateIn(['queued'])).execute();
+    return rows.map((row) => row.host_id);
   }
 
   async findUnfinished(hostId: string, type: TaskType): Promise<Task | undefined> {
