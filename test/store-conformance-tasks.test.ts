@@ -45,4 +45,14 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   assert.deepEqual((await tasks.list('org_c', { limit: 10 })).map((task) => task.id), ['tsk_d', 'tsk_c', 'tsk_b', 'tsk_a']);
   assert.deepEqual((await tasks.list('org_c', { hostId: 'hst_c', state: 'timed_out', limit: 1 })).map((task) => task.id), ['tsk_c']);
   assert.deepEqual((await tasks.get('tsk_b'))?.payload, { a: 1 });
+  // An agent's report of a task still queued here (its sent mark was lost) starts its send time and deadline.
+  await tasks.insert({ ...base, id: 'tsk_e', type: 'config_reload', createdAt: AT + 50 });
+  assert.deepEqual(await tasks.hostsWithQueued(), ['hst_c']);
+  const held = await tasks.applyEvent('tsk_e', 'acknowledged', AT + 51);
+  assert.deepEqual([held?.state, held?.sentAt, held?.acknowledgedAt, held?.deadlineAt], ['acknowledged', AT + 51, AT + 51, AT + 51 + 60_000]);
+  const running = await tasks.applyEvent('tsk_e', 'started', AT + 52);
+  assert.deepEqual([running?.sentAt, running?.deadlineAt], [AT + 51, AT + 51 + 60_000], 'a later report keeps them');
+  assert.deepEqual(await tasks.hostsWithQueued(), []);
+  assert.deepEqual((await tasks.cancelledSince('hst_c', AT + 41, 10)).map((task) => task.id), ['tsk_d']);
+  assert.deepEqual(await tasks.cancelledSince('hst_c', AT + 42, 10), []);
 });
