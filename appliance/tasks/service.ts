@@ -382,7 +382,8 @@ export class TaskService {
     const delivery = this.#deps.presence.deliver(hostId, message).catch(() => false);
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<'waited'>((resolve) => {
-      timer = setTimeout(() => resolve('waited'), this.#deliveryWaitMs);
+      // Unref'd: a write that hangs must not keep a stopping process alive either.
+      timer = setTimeout(() => resolve('waited'), this.#deliveryWaitMs).unref();
     });
     const outcome = await Promise.race([delivery, waited]);
     clearTimeout(timer);
