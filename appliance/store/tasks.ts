@@ -60,17 +60,33 @@ export class TaskStore {
   }
 
   /**
-   * Queues a task. Throws the unique violation of tasks_one_unfinished (constraintViolation
-   * 'unique') when the host already has an unfinished task of the type.
+   * Queues a task for a host of its organisation that is active and not deleted, checked in the
+   * same statement (INSERT … SELECT from the host's row), so a host revoked or deleted by a
+   * concurrent transaction (PostgreSQL) gets no task: answers false then. Throws the unique
+   * violation of tasks_one_unfinished (constraintViolation 'unique') when the host already has an
+   * unfinished task of the type.
    */
-  async insert(task: NewTask): Promise<void> {
-    await this.#db
+  async insert(task: NewTask): Promise<boolean> {
+    // Numbers cast: PostgreSQL types a parameter in a select list as text otherwise.
+    const integer = (value: number) => sql<number>`cast(${value} as bigint)`;
+    const result = await this.#db
       .insertInto('tasks')
-      .values({
-        id: task.id, org_id: task.orgId, host_id: task.hostId, type: task.type, state: 'queued', payload: JSON.stringify(task.payload),
-        created_at: task.createdAt, created_by: task.createdBy, timeout_ms: task.timeoutMs, expires_at: task.expiresAt,
-      })
-      .execute();
+      .columns(['id', 'org_id', 'host_id', 'type', 'state', 'payload', 'created_at', 'created_by', 'timeout_ms', 'expires_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('hosts')
+          .select([
+            eb.val(task.id).as('id'), eb.val(task.orgId).as('org_id'), eb.val(task.hostId).as('host_id'), eb.val(task.type).as('type'),
+            sql.lit('queued').as('state'), eb.val(JSON.stringify(task.payload)).as('payload'), integer(task.createdAt).as('created_at'),
+            eb.val(task.createdBy).as('created_by'), integer(task.timeoutMs).as('timeout_ms'), integer(task.expiresAt).as('expires_at'),
+          ])
+          .where('id', '=', task.hostId)
+          .where('org_id', '=', task.orgId)
+          .where('approval', '=', 'active')
+          .where('deleted_at', 'is', null),
+      )
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
   }
 
   async get(id: string): Promise<Task | undefined> {
