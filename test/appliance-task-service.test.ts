@@ -338,4 +338,32 @@ describe('TaskService: effects after commit, sends in flight', () => {
     await waitFor('the cancel told on the new stream', () => next.cancelsWritten(task.id) === 1, 5_000, 5);
     assert.equal(next.tasksWritten(task.id), 0);
   });
+
+  test('a host flagged as used by two machines while a dispatch runs gets no further task: the host is read again before each write', async () => {
+    const first = (await stores.transact((tx) => recordTask(tx, orgId, { type: 'config_reload', hostId, by: 'admin' }, Date.now()))).task;
+    const second = (await stores.transact((tx) => recordTask(tx, orgId, { type: 'software_inventory', hostId, by: 'admin' }, Date.now() + 1))).task;
+    stream.holdTasks = true;
+    const dispatching = tasks.dispatch(hostId);
+    await waitFor('the first write pending', () => stream.heldWrites === 1, 5_000, 5);
+    assert.equal(stores.hosts.flagIdentityConflict(hostId), true);
+    stream.acceptHeld();
+    assert.equal(await dispatching, 1);
+    assert.deepEqual(stream.order(), [`task:${first.id}`]);
+    assert.equal((await stores.tasks.get(second.id))?.state, 'queued');
+  });
+
+  test("the agent's \"failed, cancelled\" for a task cancelled here is a repeat, logged after commit; a late success of a timed-out task is a warning", async () => {
+    const lines: Array<{ msg: string; level: number }> = [];
+    const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string; level: number }) });
+    const logged = new TaskService({ stores, presence, log: recording, deliveryWaitMs: DELIVERY_WAIT_MS });
+    const { task } = await logged.create(orgId, { type: 'config_reload', hostId, by: 'admin' });
+    await logged.dispatch(hostId);
+    await logged.cancel(orgId, task.id, 'admin');
+    const report = (phase: 'TASK_PHASE_FAILED' | 'TASK_PHASE_SUCCEEDED', errorCode: string) => logged.report(hostId, [{ task_id: task.id, phase, message: '', error_code: errorCode, result_json: '' }]);
+    await report('TASK_PHASE_FAILED', 'ERR_TASK_CANCELLED');
+    assert.deepEqual(lines.filter((line) => line.msg.startsWith('task report') || line.msg.startsWith('task outcome')).map((line) => line.msg), ['task report repeated']);
+    await report('TASK_PHASE_SUCCEEDED', '');
+    assert.equal(lines.at(-1)?.msg, 'task outcome arrived after the task finished');
+    assert.equal((await stores.tasks.get(task.id))?.state, 'cancelled');
+  });
 });
