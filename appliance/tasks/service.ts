@@ -49,7 +49,8 @@ const MAX_CANCELS_RETOLD = 100;
 /** One dispatch of a host's queue, bound to the stream session it was started for. */
 interface DispatchRound {
   readonly session: number;
-  readonly run: Promise<number>;
+  /** Set once, right after the round is made (its body refers to the round). */
+  run: Promise<number>;
   /** The queue changed while it ran: it goes round once more. */
   again: boolean;
 }
@@ -200,8 +201,8 @@ export class TaskService {
       running.again = true;
       return running.run;
     }
-    const round: { session: number; again: boolean; run?: Promise<number> } = { session, again: false };
-    const run = (async () => {
+    const round: DispatchRound = { session, again: false, run: Promise.resolve(0) };
+    round.run = (async () => {
       let sent = 0;
       try {
         do {
@@ -215,9 +216,8 @@ export class TaskService {
       }
       return sent;
     })();
-    round.run = run;
-    this.#dispatching.set(hostId, round as DispatchRound);
-    return run;
+    this.#dispatching.set(hostId, round);
+    return round.run;
   }
 
   /**
