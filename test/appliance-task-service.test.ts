@@ -366,4 +366,16 @@ describe('TaskService: effects after commit, sends in flight', () => {
     assert.equal(lines.at(-1)?.msg, 'task outcome arrived after the task finished');
     assert.equal((await stores.tasks.get(task.id))?.state, 'cancelled');
   });
+
+  test('an uninstall whose write is in flight cannot be cancelled: its agent could start it before the cancel arrived', async () => {
+    stream.holdTasks = true;
+    const { task } = await tasks.create(orgId, { type: 'agent_uninstall', hostId, by: 'admin' });
+    await waitFor('the write pending', () => stream.heldWrites === 1, 5_000, 5);
+    await assert.rejects(tasks.cancel(orgId, task.id, 'admin'), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_TASK_STATE_CONFLICT' && /being sent/.test(error.message));
+    assert.equal((await stores.tasks.get(task.id))?.state, 'queued', 'the refused cancel rolled back');
+    stream.acceptHeld();
+    await tasks.dispatch(hostId);
+    assert.equal((await stores.tasks.get(task.id))?.state, 'sent');
+    assert.equal(stream.cancelsWritten(task.id), 0);
+  });
 });

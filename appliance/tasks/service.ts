@@ -97,6 +97,8 @@ export class TaskService {
    * requeue runs after it, so a task marked sent by a stale dispatch is always queued again.
    */
   readonly #marking = new Map<string, Promise<unknown>>();
+  /** Tasks this process is writing to a stream now (from the read before the write until it settled or the wait ended). */
+  readonly #writing = new Set<string>();
 
   constructor(deps: TaskServiceDeps) {
     this.#deps = deps;
@@ -157,8 +159,9 @@ export class TaskService {
    * An admin cancels a task that has not finished; after commit the agent is told to stop it when it
    * may hold it (it was sent at some point): the tell is started, not awaited. A send in flight that
    * is accepted after the cancel tells the agent again (#settleAccepted), and the next stream is
-   * told once more (connected): the agent ignores a cancel of a task it does not run. Throws ERR_TASK_NOT_FOUND, or ERR_TASK_STATE_CONFLICT when the task finished
-   * or is an uninstall already sent.
+   * told once more (connected): the agent ignores a cancel of a task it does not run. Throws
+   * ERR_TASK_NOT_FOUND, or ERR_TASK_STATE_CONFLICT when the task finished or is an uninstall already
+   * sent or being written now (its agent could start it before the cancel arrived).
    */
   async cancel(orgId: string, taskId: string, by: string): Promise<Task> {
     const now = this.#now();
@@ -169,6 +172,10 @@ export class TaskService {
       // a cancelled task would only hide its outcome.
       const uninstall = task.type === 'agent_uninstall';
       const cancelled = await applyTaskEvent(tx, taskId, 'cancel', now, {}, uninstall ? ['queued'] : undefined);
+      // Checked after the UPDATE took the row: a dispatch marks a task as being written before it reads it again.
+      if (cancelled && uninstall && this.#writing.has(taskId)) {
+        throw new CtOpsError('ERR_TASK_STATE_CONFLICT', 'the uninstall is being sent to its agent and cannot be cancelled now', { task_id: taskId, state: 'queued' });
+      }
       if (!cancelled) {
         const { state } = (await tx.tasks.get(taskId)) ?? task;
         if (uninstall && !isFinished(state)) {
@@ -332,13 +339,19 @@ export class TaskService {
       const settings = await inventorySettings(stores, queued.orgId);
       const host = await stores.hosts.get(hostId);
       if (!host || !mayReceiveWork(host)) break;
-      const task = await stores.tasks.get(queued.id);
-      if (task?.state !== 'queued') continue;
-      // No await from here to the write: a cancel committed after the read above is written after the task.
-      if (this.#sessionOf(hostId) !== session || !presence.isStreaming(hostId)) break;
-      const accepted = await this.#deliver(hostId, { task: toWireTask(task, settings) }, () => void this.#settleAcceptedLogged(task, session));
-      if (!accepted) break;
-      if (await this.#settleAccepted(task, session)) sent += 1;
+      // Before the read: an uninstall's cancel committed after it is refused (cancel), not told behind the task.
+      this.#writing.add(queued.id);
+      try {
+        const task = await stores.tasks.get(queued.id);
+        if (task?.state !== 'queued') continue;
+        // No await from here to the write: a cancel committed after the read above is written after the task.
+        if (this.#sessionOf(hostId) !== session || !presence.isStreaming(hostId)) break;
+        const accepted = await this.#deliver(hostId, { task: toWireTask(task, settings) }, () => void this.#settleAcceptedLogged(task, session));
+        if (!accepted) break;
+        if (await this.#settleAccepted(task, session)) sent += 1;
+      } finally {
+        this.#writing.delete(queued.id);
+      }
     }
     return sent;
   }
