@@ -335,10 +335,11 @@ export class TaskService {
   async #sendQueued(hostId: string, session: number): Promise<number> {
     const { stores, presence } = this.#deps;
     let sent = 0;
+    if (!presence.isStreaming(hostId)) return 0;
     for (const queued of await stores.tasks.queuedForHost(hostId)) {
       const settings = await inventorySettings(stores, queued.orgId);
       const host = await stores.hosts.get(hostId);
-      if (!host || !mayReceiveWork(host)) break;
+      if (!host || !mayReceiveWork(host) || !presence.isStreaming(hostId)) break;
       // Before the read: an uninstall's cancel committed after it is refused (cancel), not told behind the task.
       this.#writing.add(queued.id);
       try {
