@@ -113,6 +113,27 @@ test('cancelling a running task aborts its handler and reports it failed with ER
   assert.deepEqual(phases(updates), ['tsk_fc66f021c67d064c1490:ACKNOWLEDGED', 'tsk_fc66f021c67d064c1490:RUNNING', 'tsk_fc66f021c67d064c1490:FAILED:ERR_TASK_CANCELLED']);
 });
 
+test('a cancel that arrives before its task is remembered across a restart: the task delivered after it is not run, and is reported failed with ERR_TASK_CANCELLED', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let runs = 0;
+  const uninstall: TaskHandler = async () => ((runs += 1), { kind: 'handed-off', message: 'uninstaller started' });
+  const first = runnerIn(dir, { agent_uninstall: uninstall });
+  first.runner.cancel('tsk_bye');
+  first.runner.resume();
+  assert.deepEqual(phases(first.updates), [], 'nothing to report: the appliance holds the task as cancelled');
+  const restarted = runnerIn(dir, { agent_uninstall: uninstall });
+  restarted.runner.resume();
+  restarted.runner.receive({ task_id: 'tsk_bye', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(runs, 0, 'the uninstaller never ran');
+  assert.deepEqual(phases(restarted.updates), ['tsk_bye:FAILED:ERR_TASK_CANCELLED']);
+  assert.equal(restarted.flushes.length, 1, 'answered at once');
+  // A cancel of a task the agent finished changes nothing.
+  restarted.runner.cancel('tsk_bye');
+  assert.equal(TaskLedger.open(dir, silent).get('tsk_bye')?.message, 'cancelled before it reached this agent');
+});
+
 test('a handed-off task stays running across a restart (its own process reports), and the ledger keeps at most its capacity of delivered entries', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-runner-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

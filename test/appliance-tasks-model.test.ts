@@ -23,7 +23,8 @@ const isCode = (code: string) => (error: unknown) => error instanceof CtOpsError
 describe('the task transition table', () => {
   // Written out by hand, not derived from TRANSITIONS: every state x event, '-' where the event does not apply.
   const expected: Record<TaskState, Partial<Record<TaskEvent, TaskState>>> = {
-    queued: { sent: 'sent', cancel: 'cancelled', expire: 'timed_out' },
+    // The agent's reports too: one proves it holds a task whose sent mark was lost (decision 112).
+    queued: { sent: 'sent', acknowledged: 'acknowledged', started: 'running', succeeded: 'succeeded', failed: 'failed', cancel: 'cancelled', expire: 'timed_out' },
     sent: { acknowledged: 'acknowledged', started: 'running', cancel: 'cancelled', timeout: 'timed_out', stream_lost: 'queued' },
     acknowledged: { started: 'running', succeeded: 'succeeded', failed: 'failed', cancel: 'cancelled', timeout: 'timed_out' },
     running: { succeeded: 'succeeded', failed: 'failed', cancel: 'cancelled', timeout: 'timed_out' },

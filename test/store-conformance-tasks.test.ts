@@ -19,7 +19,7 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   }).execute();
   const tasks = new TaskStore(kysely);
   const base = { orgId: 'org_c', hostId: 'hst_c', payload: { a: 1 }, createdAt: AT, createdBy: 'admin', timeoutMs: 60_000, expiresAt: AT + 3_600_000 };
-  await tasks.insert({ ...base, id: 'tsk_a', type: 'config_reload' });
+  assert.equal(await tasks.insert({ ...base, id: 'tsk_a', type: 'config_reload' }), true);
   await tasks.insert({ ...base, id: 'tsk_b', type: 'software_inventory', createdAt: AT + 1 });
   await assert.rejects(tasks.insert({ ...base, id: 'tsk_dup', type: 'config_reload' }), (error: unknown) => constraintViolation(error) === 'unique');
   assert.deepEqual((await tasks.queuedForHost('hst_c')).map((task) => task.id), ['tsk_a', 'tsk_b']);
@@ -45,4 +45,22 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   assert.deepEqual((await tasks.list('org_c', { limit: 10 })).map((task) => task.id), ['tsk_d', 'tsk_c', 'tsk_b', 'tsk_a']);
   assert.deepEqual((await tasks.list('org_c', { hostId: 'hst_c', state: 'timed_out', limit: 1 })).map((task) => task.id), ['tsk_c']);
   assert.deepEqual((await tasks.get('tsk_b'))?.payload, { a: 1 });
+  // The host's state is checked by the insert itself: a host revoked or deleted meanwhile gets no task.
+  await kysely.updateTable('hosts').set({ approval: 'revoked' }).where('id', '=', 'hst_c').execute();
+  assert.equal(await tasks.insert({ ...base, id: 'tsk_r', type: 'agent_uninstall' }), false);
+  await kysely.updateTable('hosts').set({ approval: 'active', deleted_at: AT }).where('id', '=', 'hst_c').execute();
+  assert.equal(await tasks.insert({ ...base, id: 'tsk_r', type: 'agent_uninstall' }), false);
+  assert.equal(await tasks.insert({ ...base, id: 'tsk_r', type: 'agent_uninstall', orgId: 'org_other' }), false, "another organisation's host");
+  await kysely.updateTable('hosts').set({ deleted_at: null }).where('id', '=', 'hst_c').execute();
+  assert.equal(await tasks.get('tsk_r'), undefined);
+  // An agent's report of a task still queued here (its sent mark was lost) starts its send time and deadline.
+  await tasks.insert({ ...base, id: 'tsk_e', type: 'config_reload', createdAt: AT + 50 });
+  assert.deepEqual(await tasks.hostsWithQueued(), ['hst_c']);
+  const held = await tasks.applyEvent('tsk_e', 'acknowledged', AT + 51);
+  assert.deepEqual([held?.state, held?.sentAt, held?.acknowledgedAt, held?.deadlineAt], ['acknowledged', AT + 51, AT + 51, AT + 51 + 60_000]);
+  const running = await tasks.applyEvent('tsk_e', 'started', AT + 52);
+  assert.deepEqual([running?.sentAt, running?.deadlineAt], [AT + 51, AT + 51 + 60_000], 'a later report keeps them');
+  assert.deepEqual(await tasks.hostsWithQueued(), []);
+  assert.deepEqual((await tasks.cancelledSince('hst_c', AT + 41, 10)).map((task) => task.id), ['tsk_d']);
+  assert.deepEqual(await tasks.cancelledSince('hst_c', AT + 42, 10), []);
 });

@@ -105,11 +105,20 @@ export class TaskRunner {
     this.#deps.flush();
   }
 
-  /** An admin cancelled the task: a running handler is aborted; anything else has nothing to stop. */
+  /**
+   * An admin cancelled the task: a running handler is aborted. A task this agent never received is
+   * remembered as cancelled, so a delivery of it that arrives after the cancel (the appliance wrote
+   * both around the same moment) is answered "failed, cancelled" instead of being run. Anything
+   * else has nothing to stop.
+   */
   cancel(taskId: string): void {
     const controller = this.#running.get(taskId);
     this.#deps.log.info({ task_id: taskId, running: controller !== undefined }, 'task cancelled by the appliance');
     controller?.abort(new CtOpsError('ERR_TASK_CANCELLED', 'an admin cancelled this task'));
+    if (this.#deps.ledger.get(taskId) === undefined) {
+      // delivered: the appliance already holds the task as cancelled; nothing to report unless it is delivered.
+      this.#record({ id: taskId, type: 'unknown', phase: 'failed', receivedAt: this.#deps.now(), errorCode: 'ERR_TASK_CANCELLED', message: 'cancelled before it reached this agent', delivered: true });
+    }
   }
 
   /** Heartbeats carrying these reports were acknowledged: final outcomes need not be sent again. */

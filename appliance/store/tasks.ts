@@ -25,12 +25,19 @@ const finish = (now: number, outcome: TaskOutcome): TaskUpdate => ({
   error_code: outcome.errorCode ?? null,
 });
 
+/** A task the agent reports on was sent, at the latest now: its send time and deadline, unless set. */
+const heldByAgent = (now: number): TaskUpdate => ({
+  sent_at: sql<number>`coalesce(sent_at, ${now})`,
+  deadline_at: sql<number>`coalesce(deadline_at, ${now} + timeout_ms)`,
+});
+
 /** The columns each event stamps besides the state. */
 const STAMPS: Readonly<Record<TaskEvent, (now: number, outcome: TaskOutcome) => TaskUpdate>> = {
   // The deadline runs from the (latest) send; timeout_ms was fixed when the task was created.
   sent: (now) => ({ sent_at: now, attempts: sql<number>`attempts + 1`, deadline_at: sql<number>`${now} + timeout_ms` }),
-  acknowledged: (now) => ({ acknowledged_at: now }),
-  started: (now) => ({ started_at: now }),
+  // From queued (the agent holds a task whose sent mark was lost), the report starts the deadline.
+  acknowledged: (now) => ({ acknowledged_at: now, ...heldByAgent(now) }),
+  started: (now) => ({ started_at: now, ...heldByAgent(now) }),
   succeeded: finish,
   failed: finish,
   cancel: finish,
@@ -53,17 +60,33 @@ export class TaskStore {
   }
 
   /**
-   * Queues a task. Throws the unique violation of tasks_one_unfinished (constraintViolation
-   * 'unique') when the host already has an unfinished task of the type.
+   * Queues a task for a host of its organisation that is active and not deleted, checked in the
+   * same statement (INSERT … SELECT from the host's row), so a host revoked or deleted by a
+   * concurrent transaction (PostgreSQL) gets no task: answers false then. Throws the unique
+   * violation of tasks_one_unfinished (constraintViolation 'unique') when the host already has an
+   * unfinished task of the type.
    */
-  async insert(task: NewTask): Promise<void> {
-    await this.#db
+  async insert(task: NewTask): Promise<boolean> {
+    // Numbers cast: PostgreSQL types a parameter in a select list as text otherwise.
+    const integer = (value: number) => sql<number>`cast(${value} as bigint)`;
+    const result = await this.#db
       .insertInto('tasks')
-      .values({
-        id: task.id, org_id: task.orgId, host_id: task.hostId, type: task.type, state: 'queued', payload: JSON.stringify(task.payload),
-        created_at: task.createdAt, created_by: task.createdBy, timeout_ms: task.timeoutMs, expires_at: task.expiresAt,
-      })
-      .execute();
+      .columns(['id', 'org_id', 'host_id', 'type', 'state', 'payload', 'created_at', 'created_by', 'timeout_ms', 'expires_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('hosts')
+          .select([
+            eb.val(task.id).as('id'), eb.val(task.orgId).as('org_id'), eb.val(task.hostId).as('host_id'), eb.val(task.type).as('type'),
+            sql.lit('queued').as('state'), eb.val(JSON.stringify(task.payload)).as('payload'), integer(task.createdAt).as('created_at'),
+            eb.val(task.createdBy).as('created_by'), integer(task.timeoutMs).as('timeout_ms'), integer(task.expiresAt).as('expires_at'),
+          ])
+          .where('id', '=', task.hostId)
+          .where('org_id', '=', task.orgId)
+          .where('approval', '=', 'active')
+          .where('deleted_at', 'is', null),
+      )
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
   }
 
   async get(id: string): Promise<Task | undefined> {
@@ -85,6 +108,29 @@ export class TaskStore {
   async queuedForHost(hostId: string): Promise<Task[]> {
     const rows = await this.#db.selectFrom('tasks').selectAll().where('host_id', '=', hostId).where(stateIn(['queued'])).orderBy('created_at').execute();
     return rows.map(toTask);
+  }
+
+  /**
+   * The host's tasks cancelled at or after `since` (ms), at most `limit`, newest first: the agent may
+   * still hold them (TaskService.connected tells it again to stop). Reads tasks_host_state.
+   */
+  async cancelledSince(hostId: string, since: number, limit: number): Promise<Task[]> {
+    const rows = await this.#db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where(stateIn(['cancelled']))
+      .where('finished_at', '>=', since)
+      .orderBy('finished_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toTask);
+  }
+
+  /** The hosts that have queued tasks, each once (reads the partial index tasks_queued_expiry). */
+  async hostsWithQueued(): Promise<string[]> {
+    const rows = await this.#db.selectFrom('tasks').select('host_id').distinct().where(stateIn(['queued'])).execute();
+    return rows.map((row) => row.host_id);
   }
 
   async findUnfinished(hostId: string, type: TaskType): Promise<Task | undefined> {

@@ -24,7 +24,7 @@ export interface CreatedTask {
  * tasks_one_unfinished), so asking twice (two admins, a double click) returns the task already
  * queued. Sending it is TaskService.create's business, after commit.
  * Throws ERR_HOST_NOT_FOUND (unknown, deleted, another organisation's) or ERR_HOST_STATE_CONFLICT
- * (not active); a unique violation when a concurrent transaction queued the same type first (on
+ * (not active, also when it stopped being active after it was read here); a unique violation when a concurrent transaction queued the same type first (on
  * PostgreSQL; SQLite serialises transactions), which rolls this one back.
  */
 export async function recordTask(tx: TableStores, orgId: string, request: NewTaskRequest, now: number): Promise<CreatedTask> {
@@ -38,10 +38,12 @@ export async function recordTask(tx: TableStores, orgId: string, request: NewTas
   if (existing) return { task: existing, created: false };
   const limits = TASK_TYPE_LIMITS[type];
   const id = newId('tsk');
-  await tx.tasks.insert({
+  const inserted = await tx.tasks.insert({
     id, orgId, hostId, type, payload: request.payload ?? {}, createdAt: now, createdBy: by,
     timeoutMs: limits.timeoutMs, expiresAt: now + limits.queuedExpiryMs,
   });
+  // The host read above is not locked: a concurrent transaction (PostgreSQL) revoked or deleted it since.
+  if (!inserted) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is no longer active`, { host_id: hostId });
   return { task: (await tx.tasks.get(id)) as Task, created: true };
 }
 

@@ -13,7 +13,10 @@ export const UNFINISHED_STATES = ['queued', 'sent', 'acknowledged', 'running'] a
 
 /**
  * - sent: the dispatcher wrote the task to the agent's stream (only after the write succeeded).
- * - acknowledged / started / succeeded / failed: reported by the agent.
+ * - acknowledged / started / succeeded / failed: reported by the agent. Also from queued: a report
+ *   proves the agent holds the task although the appliance has it queued (its write was accepted
+ *   but marking it sent failed, or the stream was lost and it was queued again), and dropping the
+ *   report would leave a task that succeeded to expire.
  * - cancel: an admin cancelled it.
  * - timeout: its deadline (sent_at + the type's timeout) passed.
  * - expire: it stayed queued past expires_at because its host never connected.
@@ -25,10 +28,10 @@ export type TaskEvent = (typeof TASK_EVENTS)[number];
 
 export const TRANSITIONS: Readonly<Record<TaskEvent, { readonly to: TaskState; readonly from: readonly TaskState[] }>> = {
   sent: { to: 'sent', from: ['queued'] },
-  acknowledged: { to: 'acknowledged', from: ['sent'] },
-  started: { to: 'running', from: ['sent', 'acknowledged'] },
-  succeeded: { to: 'succeeded', from: ['acknowledged', 'running'] },
-  failed: { to: 'failed', from: ['acknowledged', 'running'] },
+  acknowledged: { to: 'acknowledged', from: ['queued', 'sent'] },
+  started: { to: 'running', from: ['queued', 'sent', 'acknowledged'] },
+  succeeded: { to: 'succeeded', from: ['queued', 'acknowledged', 'running'] },
+  failed: { to: 'failed', from: ['queued', 'acknowledged', 'running'] },
   cancel: { to: 'cancelled', from: ['queued', 'sent', 'acknowledged', 'running'] },
   timeout: { to: 'timed_out', from: ['sent', 'acknowledged', 'running'] },
   expire: { to: 'timed_out', from: ['queued'] },

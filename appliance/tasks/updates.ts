@@ -87,7 +87,7 @@ export async function applyTaskUpdate(stores: TableStores, hostId: string, updat
   }
   // An agent may report a later phase first (the earlier report's heartbeat was lost), so an
   // agent that finished a task straight from "sent" passes through the phases it skipped.
-  if (finishing && task.state === 'sent') await applyTaskEvent(stores, task.id, 'started', now);
+  if (finishing && (task.state === 'sent' || task.state === 'queued')) await applyTaskEvent(stores, task.id, 'started', now);
   const moved = await applyTaskEvent(stores, task.id, applied, now, outcome);
   return { task: moved ?? task, moved: moved !== undefined };
 }
