@@ -119,19 +119,19 @@ test('a cancel that arrives before its task is remembered across a restart: the 
   let runs = 0;
   const uninstall: TaskHandler = async () => ((runs += 1), { kind: 'handed-off', message: 'uninstaller started' });
   const first = runnerIn(dir, { agent_uninstall: uninstall });
-  first.runner.cancel('tsk_bye');
+  first.runner.cancel('tsk_0b1e0b1e0b1e0b1e0b1e');
   first.runner.resume();
   assert.deepEqual(phases(first.updates), [], 'nothing to report: the appliance holds the task as cancelled');
   const restarted = runnerIn(dir, { agent_uninstall: uninstall });
   restarted.runner.resume();
-  restarted.runner.receive({ task_id: 'tsk_bye', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
+  restarted.runner.receive({ task_id: 'tsk_0b1e0b1e0b1e0b1e0b1e', timeout_ms: 300_000, kind: 'agent_uninstall', agent_uninstall: {} });
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(runs, 0, 'the uninstaller never ran');
-  assert.deepEqual(phases(restarted.updates), ['tsk_bye:FAILED:ERR_TASK_CANCELLED']);
+  assert.deepEqual(phases(restarted.updates), ['tsk_0b1e0b1e0b1e0b1e0b1e:FAILED:ERR_TASK_CANCELLED']);
   assert.equal(restarted.flushes.length, 1, 'answered at once');
   // A cancel of a task the agent finished changes nothing.
-  restarted.runner.cancel('tsk_bye');
-  assert.equal(TaskLedger.open(dir, silent).get('tsk_bye')?.message, 'cancelled before it reached this agent');
+  restarted.runner.cancel('tsk_0b1e0b1e0b1e0b1e0b1e');
+  assert.equal(TaskLedger.open(dir, silent).get('tsk_0b1e0b1e0b1e0b1e0b1e')?.message, 'cancelled before it reached this agent');
 });
 
 test('a handed-off task stays running across a restart (its own process reports), and the ledger keeps at most its capacity of delivered entries', async (t) => {

@@ -115,7 +115,8 @@ export class TaskRunner {
     const controller = this.#running.get(taskId);
     this.#deps.log.info({ task_id: taskId, running: controller !== undefined }, 'task cancelled by the appliance');
     controller?.abort(new CtOpsError('ERR_TASK_CANCELLED', 'an admin cancelled this task'));
-    if (this.#deps.ledger.get(taskId) === undefined) {
+    // Only a well-formed id is remembered: a malformed one can name no task the appliance sends.
+    if (TASK_ID.test(taskId) && this.#deps.ledger.get(taskId) === undefined) {
       // delivered: the appliance already holds the task as cancelled; nothing to report unless it is delivered.
       this.#record({ id: taskId, type: 'unknown', phase: 'failed', receivedAt: this.#deps.now(), errorCode: 'ERR_TASK_CANCELLED', message: 'cancelled before it reached this agent', delivered: true });
     }
