@@ -7,6 +7,7 @@ import { PRODUCT_VERSION } from '../common/version.ts';
 import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
 import { RegisterChallenges } from './enrolment/register-challenge.ts';
+import { EnrolmentService } from './enrolment/service.ts';
 import type { ApplianceConfig } from './config/load.ts';
 import { startGrpcServer } from './grpc/server.ts';
 import { stoppingError } from './heartbeat/stopping.ts';
@@ -21,11 +22,11 @@ import { DEV_RELEASE_PUBLIC_KEY, ensureBundleKey, ensureReleasePublicKey, RELEAS
 import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
-import { PresenceRegistry } from './presence/registry.ts';
+import { PresenceService } from './presence/service.ts';
 import { openStores } from './store/index.ts';
 import { expireDue } from './tasks/index.ts';
 import { TaskDispatcher } from './tasks/dispatcher.ts';
-import { onTaskFinished } from './hosts/task-finished.ts';
+import { HostService } from './hosts/service.ts';
 import { sweepInventory } from './inventory/sweeper.ts';
 
 export { DATABASE_FILE };
@@ -83,22 +84,20 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   try {
     // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
     stores.checkWritable();
-    const org = stores.organisations.ensureDefault(now.getTime());
-    const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
+    const org = await stores.organisations.ensureDefault(now.getTime());
+    const firstAdmin = await createFirstAdmin(stores, now.getTime());
     if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
 
     const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
-    const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
-      log.info({ host_id: agentId, reason }, 'host offline');
-      guarded(log, 'host offline not recorded', () => stores.hosts.recordDisconnect(agentId, Date.now()))();
-      tasks.disconnected(agentId);
-    });
-    const tasks = new TaskDispatcher({ stores, presence, log, onFinished: (task) => onTaskFinished({ stores, presence, log }, task) });
+    const presenceService = new PresenceService({ stores, log, requeueTasks: (hostId) => tasks.disconnected(hostId) });
+    const presence = presenceService.registry;
+    const tasks: TaskDispatcher = new TaskDispatcher({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
+    const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
     const abandonedScans = stores.softwareInventory.abandonOpenScans(now.getTime());
     if (abandonedScans > 0) log.warn({ scans: abandonedScans }, 'inventory scans cut off by the last stop marked abandoned');
-    const sweepTasks = guarded(log, 'task sweep failed', () => {
+    const sweepTasks = guarded(log, 'task sweep failed', async () => {
       const swept = expireDue(stores, Date.now());
       if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
     });
@@ -110,8 +109,10 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
+    const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
+    const services = { enrolment, hosts, presence: presenceService };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
-    const deps = { stores, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
+    const deps = { stores, services, jwt, challenges, presence, vitals, tasks, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));
@@ -142,7 +143,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
-        vitals.close();
+        await vitals.close();
         stores.close();
         log.info('appliance stopped');
       },
@@ -164,12 +165,14 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
  * Runs `work` from a timer or callback where nothing can answer a failure: it is logged (the
  * storage refusing writes is the expected case), never thrown into the event loop.
  */
-function guarded(log: Logger, msg: string, work: () => void): () => void {
+function guarded(log: Logger, msg: string, work: () => unknown): () => void {
+  const failed = (error: unknown): void => log.error(failureFields(error), msg);
   return () => {
     try {
-      work();
+      const result = work();
+      if (result instanceof Promise) result.catch(failed);
     } catch (error) {
-      log.error(failureFields(error), msg);
+      failed(error);
     }
   };
 }

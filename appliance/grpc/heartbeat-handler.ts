@@ -148,7 +148,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const agentId = credential.agentId;
   if (call.cancelled) return;
   await admitOpen(call, agentId, deps);
-  const host = stores.hosts.get(agentId);
+  const host = await stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
@@ -185,7 +185,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       congested = false;
       if (ended) return;
       if (!waitingForRate) call.resume();
-      if (!reportOnly) tasks.dispatch(agentId);
+      if (!reportOnly) void tasks.dispatch(agentId).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'queued tasks not sent'));
     });
   };
   const session: LiveSession = {
@@ -269,7 +269,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       .catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'heartbeat handling failed'));
   });
   /** One heartbeat within the rate: validated, its vitals queued, its reports applied, then acknowledged. */
-  const handle = (message: HeartbeatRequest__Output): void => {
+  const handle = async (message: HeartbeatRequest__Output): Promise<void> => {
     if (ended) return;
     const receivedAt = Date.now();
     let heartbeat: Heartbeat;
@@ -278,7 +278,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
-    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
+    if (!reportOnly && !(await claimIdentityOnce(heartbeat, receivedAt))) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -309,7 +309,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     // An ack means stored: the reports are committed before it, and a heartbeat whose reports the
     // storage refused is not acknowledged. The stream ends instead (UNAVAILABLE, ERR_STORAGE_*), so
     // the agent keeps them queued and sends them again on its next stream.
-    const notStored = reports.length > 0 ? tasks.report(agentId, reports) : undefined;
+    const notStored = reports.length > 0 ? await tasks.report(agentId, reports) : undefined;
     if (notStored) {
       presence.detach(session, 'stream-closed');
       session.close(notStored);
@@ -317,7 +317,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     }
     // Not through session.send: a report may have just closed this session (see close), and its ack still goes out.
     writeToPeer({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
-    if (!reportOnly) trust.heard(message.trust_generation, message.trust_digest);
+    if (!reportOnly) await trust.heard(message.trust_generation, message.trust_digest);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
@@ -329,10 +329,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    * Once accepted the stream becomes the host's current one if it is not yet and its queued tasks
    * go out. Stores the facts when they changed. False when the stream was ended.
    */
-  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
+  const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
     const facts = heartbeat.facts;
     if (!judged || (facts !== undefined && session.claimant === undefined)) {
-      const current = stores.hosts.get(agentId);
+      const current = await stores.hosts.get(agentId);
       if (!current || !mayStream(current)) {
         refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
         return false;
@@ -341,7 +341,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       const claimant = facts && { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
       // Set before the judgement: claimIdentity compares it with the claimant of the host's live stream, which may be this one.
       session.claimant = claimant;
-      const refusal = claimIdentity(deps, knownHost, claimant, receivedAt);
+      const refusal = await claimIdentity(deps, knownHost, claimant, receivedAt);
       if (refusal) {
         refuse(refusal, 'heartbeat stream');
         return false;
@@ -350,14 +350,14 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         judged = true;
         if (!attached) attach(heartbeat.intervalSecs);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
-        tasks.connected(agentId);
-        offerKeyRotation(deps, knownHost, (rotation) => {
+        await tasks.connected(agentId);
+        await offerKeyRotation(deps, knownHost, (rotation) => {
           writeToPeer(rotation);
           return true;
         });
       }
     }
-    if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
+    if (facts !== undefined) knownHost = await refreshFacts(deps, knownHost, facts, receivedAt);
     return true;
   };
   const finish = (): void => {

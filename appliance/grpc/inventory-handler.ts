@@ -64,7 +64,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
   // An open costs a point of the host's one message budget, as a Heartbeat open does: a host
   // reopening scans in a loop (task_id '' needs no task) is refused like one flooding heartbeats.
   await heartbeatRate.take(agentId);
-  const host = stores.hosts.get(agentId);
+  const host = await stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may report inventory`, { host_id: agentId });
   }
@@ -74,7 +74,7 @@ async function openStream(call: InventoryCall, deps: InventoryDeps & Pick<Ingest
     // Two machines use this key: either one's packages would overwrite the other's until an admin resolves it.
     throw new CtOpsError('ERR_HOST_IDENTITY_CONFLICT', 'another machine is using this host identity; inventory is held until an admin resolves it (hosts resolve)', { host_id: agentId });
   }
-  const removedRetentionMs = inventorySettings(stores, host.orgId).removedRetentionDays * DAY_MS;
+  const removedRetentionMs = (await inventorySettings(stores, host.orgId)).removedRetentionDays * DAY_MS;
   let done = call.cancelled;
   /** The scan this stream carries, once its first chunk was accepted. */
   let scanId: string | undefined;

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { CtOpsError } from '../../common/errors.ts';
 import { PACKAGE_FIELD_LIMITS } from '../../common/inventory-records.ts';
 import { searchPackage } from '../inventory/search.ts';
 import { INVENTORY_INTERVAL_HOURS, inventorySettings, REMOVED_RETENTION_DAYS, updateInventorySettings, type InventorySettings } from '../inventory/settings.ts';
@@ -155,18 +154,14 @@ interface SettingsPatchBody {
 export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { stores, orgId } = ctx;
   /** Another organisation's host is not found, exactly like an unknown one. */
-  const hostOfOrg = (id: string): string => {
-    const host = stores.hosts.get(id);
-    if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${id}`, { host_id: id });
-    return host.id;
-  };
+  const hostOfOrg = async (id: string): Promise<string> => (await ctx.services.hosts.hostOfOrg(orgId, id, { includeDeleted: true })).id;
 
   app.get<{ Params: { id: string }; Querystring: { removed?: string; limit?: string; offset?: string } }>('/api/v1/hosts/:id/packages', {
     schema: { params: hostIdParams, querystring: packagesQuery, response: { 200: { type: 'array', items: packageSchema } } },
     handler: async (request) => {
       const { removed, limit, offset } = request.query;
       const page = { liveOnly: removed !== 'true', limit: limit === undefined ? PACKAGE_PAGE_MAX : Number(limit), offset: Number(offset ?? 0) };
-      return stores.softwareInventory.packages(hostOfOrg(request.params.id), page).map(packageView);
+      return stores.softwareInventory.packages(await hostOfOrg(request.params.id), page).map(packageView);
     },
   });
 
@@ -174,7 +169,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     schema: { params: hostIdParams, querystring: scansQuery, response: { 200: { type: 'array', items: scanSchema } } },
     handler: async (request) => {
       const limit = request.query.limit === undefined ? DEFAULT_SCAN_LIMIT : Number(request.query.limit);
-      return stores.softwareInventory.scans(hostOfOrg(request.params.id), limit).map(scanView);
+      return stores.softwareInventory.scans(await hostOfOrg(request.params.id), limit).map(scanView);
     },
   });
 
@@ -188,7 +183,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
 
   app.get('/api/v1/settings/inventory', {
     schema: { response: { 200: settingsSchema } },
-    handler: async () => inventorySettingsView(inventorySettings(stores, orgId)),
+    handler: async () => inventorySettingsView(await inventorySettings(stores, orgId)),
   });
 
   app.patch<{ Body: SettingsPatchBody }>('/api/v1/settings/inventory', {
@@ -196,7 +191,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     handler: async (request) => {
       const { interval_hours: intervalHours, removed_retention_days: removedRetentionDays, sources = {} } = request.body;
       const optionalSources = { snap: sources.snap, flatpak: sources.flatpak, windowsStore: sources.windows_store };
-      const settings = updateInventorySettings(stores, orgId, { intervalHours, optionalSources, removedRetentionDays });
+      const settings = await updateInventorySettings(stores, orgId, { intervalHours, optionalSources, removedRetentionDays });
       const view = inventorySettingsView(settings);
       ctx.log.info({ ...view, by: request.adminName }, 'inventory settings changed');
       return view;

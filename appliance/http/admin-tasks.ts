@@ -107,9 +107,9 @@ export async function adminTaskRoutes(app: FastifyInstance, ctx: HttpContext): P
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${action}`, {
       schema: { params: hostIdParams, response: { 200: taskSchema, 201: taskSchema } },
       handler: async (request, reply) => {
-        const { task, created } = createTask(stores, orgId, { type, hostId: request.params.id, by: request.adminName }, Date.now());
+        const { task, created } = await createTask(stores, orgId, { type, hostId: request.params.id, by: request.adminName }, Date.now());
         if (created) ctx.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.adminName }, 'task queued');
-        ctx.tasks.dispatch(task.hostId);
+        await ctx.tasks.dispatch(task.hostId);
         reply.code(created ? 201 : 200);
         return taskView(stores.tasks.get(task.id) as Task);
       },

@@ -3,6 +3,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
+import type { Services } from '../services.ts';
 import type { Stores } from '../store/index.ts';
 import type { TaskDispatcher } from '../tasks/dispatcher.ts';
 
@@ -11,6 +12,8 @@ export interface HttpContext {
   /** The appliance's data directory (keys, CA, built bundles). */
   dataDir: string;
   stores: Stores;
+  /** The workflows' owners; handlers call these. */
+  services: Services;
   orgId: string;
   presence: PresenceRegistry;
   tasks: TaskDispatcher;

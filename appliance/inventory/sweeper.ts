@@ -52,16 +52,16 @@ export interface InventorySweepDeps {
  * due. Only online hosts: a task for an offline host would only wait and expire. A host that
  * already has an unfinished inventory task (an admin's rescan, say) gets no second one.
  */
-export function sweepInventory(deps: InventorySweepDeps, now: number): string[] {
+export async function sweepInventory(deps: InventorySweepDeps, now: number): Promise<string[]> {
   const { stores, presence, tasks, log } = deps;
   const intervals = new Map<string, number>();
   const due: { hostId: string; orgId: string; dueAt: number }[] = [];
   for (const hostId of presence.streamingIds()) {
-    const host = stores.hosts.get(hostId);
+    const host = await stores.hosts.get(hostId);
     if (!host || host.approval !== 'active' || host.deletedAt !== null) continue;
     let intervalHours = intervals.get(host.orgId);
     if (intervalHours === undefined) {
-      intervalHours = inventorySettings(stores, host.orgId).intervalHours;
+      intervalHours = (await inventorySettings(stores, host.orgId)).intervalHours;
       intervals.set(host.orgId, intervalHours);
     }
     const lastSuccessAt = stores.softwareInventory.lastInventoryAt(hostId);
@@ -73,10 +73,10 @@ export function sweepInventory(deps: InventorySweepDeps, now: number): string[] 
   const queued: string[] = [];
   for (const { hostId, orgId } of due) {
     if (queued.length >= MAX_SCANS_PER_SWEEP) break;
-    const { task, created } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
+    const { task, created } = await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
     if (!created) continue;
     queued.push(task.id);
-    tasks.dispatch(hostId);
+    await tasks.dispatch(hostId);
   }
   if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
   return queued;

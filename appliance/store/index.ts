@@ -93,22 +93,22 @@ export function openStores(path: string, options: { log?: Logger } = {}): Stores
 }
 
 /**
- * The table stores over `executor`. `_executor` is unused until the first store moves to Kysely; the
- * better-sqlite3 stores share `db`, the connection every SQLite transaction runs on.
+ * The table stores over `executor`; the better-sqlite3 stores not yet on Kysely share `db`, the
+ * connection every SQLite transaction runs on.
  */
-function tableStores(db: Db, _executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
-    organisations: guard(new OrganisationStore(db)),
-    enrolmentTokens: guard(new EnrolmentTokenStore(db)),
-    hosts: guard(new HostStore(db)),
-    vitals: guard(new HostVitalsStore(db)),
-    registerNonces: guard(new RegisterNonceStore(db)),
-    adminCredentials: guard(new AdminCredentialStore(db)),
+    organisations: guard(new OrganisationStore(executor)),
+    enrolmentTokens: guard(new EnrolmentTokenStore(executor)),
+    hosts: guard(new HostStore(executor)),
+    vitals: guard(new HostVitalsStore(executor)),
+    registerNonces: guard(new RegisterNonceStore(executor)),
+    adminCredentials: guard(new AdminCredentialStore(executor)),
     softwareInventory: guard(new SoftwareInventoryStore(db)),
     tasks: guard(new TaskStore(db)),
-    hostEvents: guard(new HostEventStore(db)),
-    hostClaimants: guard(new HostClaimantStore(db)),
-    hostTrust: guard(new HostTrustStore(db)),
+    hostEvents: guard(new HostEventStore(executor)),
+    hostClaimants: guard(new HostClaimantStore(executor)),
+    hostTrust: guard(new HostTrustStore(executor)),
   };
 }
 
@@ -142,10 +142,7 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
   });
 }
 
-export type { Approval, Host, HostFactsUpdate } from './hosts.ts';
-export type { HostEvent, HostEventKind } from './host-events.ts';
-export type { HostClaimant } from './host-claimants.ts';
-export type { HostTrust } from './host-trust.ts';
-export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
+export type { Approval, Host, HostClaimant, HostEvent, HostEventKind, HostFactsUpdate, HostTrust } from '../model/host.ts';
+export type { EnrolmentToken, Tags } from '../model/enrolment.ts';
 export type { Task, TaskOutcome } from './tasks.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';

@@ -1,5 +1,6 @@
 import { CtOpsError } from '../../common/errors.ts';
 import { newId } from '../lib/ids.ts';
+import { hostOfOrg } from '../hosts/lookup.ts';
 import type { Stores, Task } from '../store/index.ts';
 import type { TaskPayload } from '../store/tasks.ts';
 import { TASK_TYPE_LIMITS, type TaskType } from './types.ts';
@@ -21,22 +22,21 @@ export interface CreatedTask {
  * Queues a task for an active host of the organisation. A host has at most one unfinished task
  * of each type, so asking twice (two admins, a double click) returns the task already queued.
  */
-export function createTask(stores: Stores, orgId: string, request: NewTaskRequest, now: number): CreatedTask {
+export function createTask(stores: Stores, orgId: string, request: NewTaskRequest, now: number): Promise<CreatedTask> {
   const { type, hostId, by } = request;
-  return stores.transaction(() => {
-    const host = stores.hosts.get(hostId);
-    if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  return stores.transact(async (tx) => {
+    const host = await hostOfOrg(tx.hosts, orgId, hostId);
     if (host.approval !== 'active') {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
     }
-    const existing = stores.tasks.findUnfinished(hostId, type);
+    const existing = tx.tasks.findUnfinished(hostId, type);
     if (existing) return { task: existing, created: false };
     const limits = TASK_TYPE_LIMITS[type];
     const id = newId('tsk');
-    stores.tasks.insert({
+    tx.tasks.insert({
       id, orgId, hostId, type, payload: request.payload ?? {}, createdAt: now, createdBy: by,
       timeoutMs: limits.timeoutMs, expiresAt: now + limits.queuedExpiryMs,
     });
-    return { task: stores.tasks.get(id) as Task, created: true };
+    return { task: tx.tasks.get(id) as Task, created: true };
   });
 }

@@ -5,7 +5,7 @@ import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { inventorySettings } from '../inventory/settings.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Stores, Task } from '../store/index.ts';
+import type { Stores, TableStores, Task, TransactionScope } from '../store/index.ts';
 import { applyTaskEvent, pendingForHost, streamLost } from './events.ts';
 import { isFinished } from './states.ts';
 import { applyTaskUpdate } from './updates.ts';
@@ -15,8 +15,8 @@ export interface TaskDispatcherDeps {
   readonly stores: Stores;
   readonly presence: PresenceRegistry;
   readonly log: Logger;
-  /** Called once when a task reaches a finished state through its agent's report. */
-  readonly onFinished?: (task: Task) => void;
+  /** Called once when a task reaches a finished state through its agent's report, in the report's transaction `tx`. */
+  readonly onFinished?: (tx: TransactionScope<TableStores>, task: Task) => Promise<void>;
   readonly now?: () => number;
 }
 
@@ -39,19 +39,22 @@ export class TaskDispatcher {
 
   /**
    * Sends the host's queued tasks, oldest first, if its agent is streaming. From reading a task
-   * to marking it sent nothing else runs (better-sqlite3 and the stream write are synchronous),
+   * to marking it sent nothing else runs (the tasks store and the stream write are synchronous),
    * so a task cancelled meanwhile is never sent, and a task is marked sent only once the write
    * was accepted. A host whose key two machines use (identity conflict) gets nothing: its tasks
    * wait until an admin resolves it, so neither machine runs the other's work.
    */
-  dispatch(hostId: string): number {
+  async dispatch(hostId: string): Promise<number> {
     const { stores, presence, log } = this.#deps;
     if (!presence.isStreaming(hostId)) return 0;
-    const host = stores.hosts.get(hostId);
+    const host = await stores.hosts.get(hostId);
     if (!host || !mayReceiveWork(host)) return 0;
+    // Read before the loop, whose reads, sends and writes are synchronous again; the stream may have gone meanwhile.
+    const settings = await inventorySettings(stores, host.orgId);
+    if (!presence.isStreaming(hostId)) return 0;
     let sent = 0;
     for (const task of pendingForHost(stores, hostId)) {
-      if (!presence.send(hostId, { task: toWireTask(task, inventorySettings(stores, task.orgId)) })) break;
+      if (!presence.send(hostId, { task: toWireTask(task, settings) })) break;
       applyTaskEvent(stores, task.id, 'sent', this.#now());
       sent += 1;
       log.info({ host_id: hostId, task_id: task.id, type: task.type, attempt: task.attempts + 1 }, 'task sent');
@@ -63,10 +66,10 @@ export class TaskDispatcher {
    * The agent's stream opened: tasks an earlier stream sent but never got acknowledged go out again.
    * A storage failure is logged and the stream carries on: the tasks go out on a later stream.
    */
-  connected(hostId: string): void {
+  async connected(hostId: string): Promise<void> {
     try {
       streamLost(this.#deps.stores, hostId);
-      this.dispatch(hostId);
+      await this.dispatch(hostId);
     } catch (error) {
       this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
     }
@@ -102,16 +105,17 @@ export class TaskDispatcher {
    * and is returned (ERR_STORAGE_*): the reports from it on were not stored, so the heartbeat that
    * carried them must not be acknowledged (the agent sends them again; a repeat is harmless).
    */
-  report(hostId: string, updates: readonly TaskUpdate__Output[]): CtOpsError | undefined {
+  async report(hostId: string, updates: readonly TaskUpdate__Output[]): Promise<CtOpsError | undefined> {
     const { stores, log, onFinished } = this.#deps;
     for (const update of updates) {
       try {
         // The report and what a finished task does to its host (an uninstall deletes it) commit together.
-        stores.transaction(() => {
+        await stores.transact(async (tx) => {
+          // The tasks store is still better-sqlite3 on the connection this transaction holds, so it writes inside it.
           const { task, moved } = applyTaskUpdate(stores, hostId, update, this.#now());
-          if (!moved) return this.#repeated(hostId, update, task);
+          if (!moved) return this.#repeated(tx, hostId, update, task);
           log.info({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, error_code: task.errorCode }, 'task report');
-          if (isFinished(task.state)) onFinished?.(task);
+          if (isFinished(task.state)) await onFinished?.(tx, task);
         });
       } catch (error) {
         if (isStorageFailure(error)) {
@@ -129,7 +133,7 @@ export class TaskDispatcher {
    * that arrives after the task finished otherwise (timed out, failed) is worth a warning, and an
    * uninstall that succeeded late still happened: the agent is gone, so the host is deleted.
    */
-  #repeated(hostId: string, update: TaskUpdate__Output, task: Task): void {
+  async #repeated(tx: TransactionScope<TableStores>, hostId: string, update: TaskUpdate__Output, task: Task): Promise<void> {
     const { log, onFinished } = this.#deps;
     const outcome = update.phase === 'TASK_PHASE_SUCCEEDED' || update.phase === 'TASK_PHASE_FAILED';
     if (!outcome || !isFinished(task.state) || reportedState(update) === task.state) {
@@ -137,7 +141,7 @@ export class TaskDispatcher {
       return;
     }
     log.warn({ host_id: hostId, task_id: task.id, type: task.type, state: task.state, reported: update.phase }, 'task outcome arrived after the task finished');
-    if (task.type === 'agent_uninstall' && update.phase === 'TASK_PHASE_SUCCEEDED') onFinished?.({ ...task, state: 'succeeded', finishedAt: this.#now() });
+    if (task.type === 'agent_uninstall' && update.phase === 'TASK_PHASE_SUCCEEDED') await onFinished?.(tx, { ...task, state: 'succeeded', finishedAt: this.#now() });
   }
 }
 

@@ -103,7 +103,7 @@ async function openTokenAuthority(dataDir: string): Promise<{ authority: TokenAu
   if (!existsSync(path)) throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no appliance database at ${path} (is --data-dir the appliance's data directory?)`, { path });
   const { openStores } = await import('../../appliance/store/index.ts');
   const stores = openStores(path);
-  const org = stores.organisations.ensureDefault(Date.now());
+  const org = await stores.organisations.ensureDefault(Date.now());
   return { authority: { stores, orgId: org.id }, close: () => stores.close() };
 }
 
