@@ -239,12 +239,12 @@ test('a new database keys packages by host, name, version, source and architectu
   db.close();
 });
 
-test('a scan restarted from chunk 0 counts its skipped packages once, and the first example of each reason is kept', () => {
+test('a scan restarted from chunk 0 counts its skipped packages once, and the first example of each reason is kept', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-skipped-restart-'));
   try {
     const stores = openStores(join(dir, 'restart.db'));
     try {
-      const org = stores.organisations.ensureDefault(1);
+      const org = await stores.organisations.ensureDefault(1);
       stores.db.prepare(
         `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval, tags, enrolled_at, last_registered_at)
          VALUES ('hst_restart0001', ?, ?, 'r', 'fp', 'linux', 'x64', '0.1.0', 'active', '{}', 1, 1)`,

@@ -10,13 +10,13 @@ import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskDispatcher } from '../appliance/tasks/dispatcher.ts';
 
-test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', (t) => {
+test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-sweeper-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const stores = openStores(join(dir, 'appliance.db'));
   t.after(() => stores.close());
   const log = pino({ level: 'silent' });
-  const org = stores.organisations.ensureDefault(1);
+  const org = await stores.organisations.ensureDefault(1);
   const presence = new PresenceRegistry(() => undefined);
   // Its deadline timers would keep the test process alive.
   t.after(() => presence.closeAll(new CtOpsError('ERR_INTERNAL', 'test over')));
@@ -24,14 +24,14 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
   const hosts = MAX_SCANS_PER_SWEEP + 50;
   for (let index = 0; index < hosts; index += 1) {
     const id = `hst_sweep${String(index).padStart(11, '0')}`;
-    stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+    await stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     presence.attach({ agentId: id, send: (message) => (message.task && pushed.push(id), true), close: () => undefined }, 3600);
   }
   const tasks = new TaskDispatcher({ stores, presence, log });
-  const first = sweepInventory({ stores, presence, tasks, log }, 1_000);
+  const first = await sweepInventory({ stores, presence, tasks, log }, 1_000);
   assert.equal(first.length, MAX_SCANS_PER_SWEEP);
   assert.equal(pushed.length, MAX_SCANS_PER_SWEEP, 'each queued scan is sent to its online agent at once');
-  const second = sweepInventory({ stores, presence, tasks, log }, 61_000);
+  const second = await sweepInventory({ stores, presence, tasks, log }, 61_000);
   assert.equal(second.length, 50, 'hosts with a scan under way get no second one; the rest get theirs');
-  assert.deepEqual(sweepInventory({ stores, presence, tasks, log }, 121_000), []);
+  assert.deepEqual(await sweepInventory({ stores, presence, tasks, log }, 121_000), []);
 });

@@ -55,52 +55,52 @@ describe('the task store and lifecycle', () => {
   let hostId: string;
   let counter = 0;
 
-  const addHost = (approval: Approval): string => {
+  const addHost = async (approval: Approval): Promise<string> => {
     const id = newId('hst');
-    stores.hosts.insert({
+    await stores.hosts.insert({
       id, orgId, publicKey: randomBytes(32), hostname: id, machineFingerprint: id, os: 'linux', arch: 'amd64', agentVersion: '0.1.0',
       approval, enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
     });
     return id;
   };
 
-  beforeEach(() => {
+  beforeEach(async () => {
     stores?.close();
     stores = openStores(join(dir, `tasks-${counter++}.db`));
-    orgId = stores.organisations.ensureDefault(Date.now()).id;
-    hostId = addHost('active');
+    orgId = (await stores.organisations.ensureDefault(Date.now())).id;
+    hostId = await addHost('active');
   });
   after(() => stores.close());
 
-  test('a rescan queues one task with its type limits; asking again returns the same task', () => {
+  test('a rescan queues one task with its type limits; asking again returns the same task', async () => {
     const now = 1_000_000;
-    const first = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now);
+    const first = await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now);
     assert.equal(first.created, true);
     assert.match(first.task.id, /^tsk_[0-9a-f]{20}$/);
     assert.equal(first.task.state, 'queued');
     assert.equal(first.task.expiresAt, now + TASK_TYPE_LIMITS.software_inventory.queuedExpiryMs);
     assert.equal(first.task.timeoutMs, 10 * 60_000);
-    const again = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'other-admin' }, now + 1);
+    const again = await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'other-admin' }, now + 1);
     assert.deepEqual(again, { task: first.task, created: false });
-    const uninstall = createTask(stores, orgId, { type: 'agent_uninstall', hostId, by: 'admin' }, now);
+    const uninstall = await createTask(stores, orgId, { type: 'agent_uninstall', hostId, by: 'admin' }, now);
     assert.equal(uninstall.created, true, 'another type is another task');
     assert.equal(uninstall.task.expiresAt, now + 7 * 24 * 3600_000);
     cancelTask(stores, orgId, first.task.id, now + 2);
-    const afterCancel = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now + 3);
+    const afterCancel = await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'admin' }, now + 3);
     assert.equal(afterCancel.created, true, 'a finished task does not block a new one');
     assert.notEqual(afterCancel.task.id, first.task.id);
   });
 
-  test('a task is refused for an unknown host or one that is not active', () => {
-    assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
+  test('a task is refused for an unknown host or one that is not active', async () => {
+    await assert.rejects(createTask(stores, orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
     for (const approval of ['pending', 'rejected', 'revoked'] as const) {
-      assert.throws(() => createTask(stores, orgId, { type: 'config_reload', hostId: addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
+      await assert.rejects(createTask(stores, orgId, { type: 'config_reload', hostId: await addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
     }
-    assert.throws(() => createTask(stores, 'org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
+    await assert.rejects(createTask(stores, 'org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
   });
 
-  test('of two racing cancels exactly one applies, and the second is told the task already finished', () => {
-    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+  test('of two racing cancels exactly one applies, and the second is told the task already finished', async () => {
+    const { task } = await createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
     assert.equal(applyTaskEvent(stores, task.id, 'sent', 2), true);
     assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 3), true);
     assert.equal(stores.tasks.applyEvent(task.id, 'cancel', 4), false);
@@ -109,9 +109,9 @@ describe('the task store and lifecycle', () => {
     assert.throws(() => cancelTask(stores, orgId, newId('tsk'), 5), isCode('ERR_TASK_NOT_FOUND'));
   });
 
-  test('a sent task whose stream is lost is queued again and listed by pendingForHost; an acknowledged one is not', () => {
-    const scan = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1).task;
-    const reload = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 2).task;
+  test('a sent task whose stream is lost is queued again and listed by pendingForHost; an acknowledged one is not', async () => {
+    const scan = (await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1)).task;
+    const reload = (await createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 2)).task;
     assert.deepEqual(pendingForHost(stores, hostId).map((task) => task.id), [scan.id, reload.id], 'oldest first');
     assert.equal(applyTaskEvent(stores, scan.id, 'sent', 10), true);
     assert.equal(applyTaskEvent(stores, reload.id, 'sent', 10), true);
@@ -133,8 +133,8 @@ describe('the task store and lifecycle', () => {
     assert.equal(stores.tasks.get(scan.id)!.deadlineAt, 20 + TASK_TYPE_LIMITS.software_inventory.timeoutMs);
   });
 
-  test('a finished task never returns: no event, lost stream or sweep moves it again', () => {
-    const { task } = createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1);
+  test('a finished task never returns: no event, lost stream or sweep moves it again', async () => {
+    const { task } = await createTask(stores, orgId, { type: 'software_inventory', hostId, by: 'a' }, 1);
     for (const event of ['sent', 'started'] as const) assert.equal(applyTaskEvent(stores, task.id, event, 2), true, event);
     assert.equal(applyTaskEvent(stores, task.id, 'succeeded', 3, { result: { packages: 12 }, output: 'done' }), true);
     const finished = stores.tasks.get(task.id)!;
@@ -145,13 +145,13 @@ describe('the task store and lifecycle', () => {
     assert.deepEqual(stores.tasks.get(task.id), finished);
   });
 
-  test('the sweeper times out overdue sent tasks and expires overdue queued ones, each with its code, and nothing early', () => {
+  test('the sweeper times out overdue sent tasks and expires overdue queued ones, each with its code, and nothing early', async () => {
     const sentAt = 100;
-    const running = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 0).task;
+    const running = (await createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 0)).task;
     applyTaskEvent(stores, running.id, 'sent', sentAt);
     applyTaskEvent(stores, running.id, 'started', sentAt + 1);
-    const offlineHost = addHost('active');
-    const waiting = createTask(stores, orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0).task;
+    const offlineHost = await addHost('active');
+    const waiting = (await createTask(stores, orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0)).task;
     const deadline = sentAt + TASK_TYPE_LIMITS.config_reload.timeoutMs;
 
     assert.deepEqual(expireDue(stores, deadline - 1), { timedOut: [], expired: [] });
@@ -166,8 +166,8 @@ describe('the task store and lifecycle', () => {
     assert.equal(applyTaskEvent(stores, running.id, 'succeeded', deadline + 1), false, 'a late result does not revive a timed-out task');
   });
 
-  test('task output is bounded without splitting a character', () => {
-    const { task } = createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
+  test('task output is bounded without splitting a character', async () => {
+    const { task } = await createTask(stores, orgId, { type: 'config_reload', hostId, by: 'a' }, 1);
     applyTaskEvent(stores, task.id, 'sent', 2);
     applyTaskEvent(stores, task.id, 'acknowledged', 3);
     applyTaskEvent(stores, task.id, 'failed', 4, { output: `x${'é'.repeat(TASK_OUTPUT_LIMIT_BYTES)}`, errorCode: 'ERR_CONFIG_INVALID' });

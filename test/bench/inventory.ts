@@ -48,7 +48,7 @@ interface Phase {
   maxChunkMs: number;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const hosts = positiveIntegerEnv('BENCH_HOSTS', 1000);
   const perHost = positiveIntegerEnv('BENCH_PACKAGES', 2000);
   const changed = 2 * Math.max(1, Math.round(perHost * 0.01));
@@ -56,14 +56,14 @@ function main(): void {
   const path = join(dir, 'appliance.db');
   const stores = openStores(path);
   try {
-    const org = stores.organisations.ensureDefault(Date.now());
+    const org = await stores.organisations.ensureDefault(Date.now());
     const hostIds: string[] = [];
-    stores.transaction(() => {
+    await stores.transact(async (tx) => {
       for (let h = 0; h < hosts; h += 1) {
         const id = `hst_bench${String(h).padStart(6, '0')}`;
         const publicKey = Buffer.alloc(32);
         publicKey.writeUInt32BE(h + 1);
-        stores.hosts.insert({ id, orgId: org.id, publicKey, hostname: `bench-${h}`, machineFingerprint: `fp-${h}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+        await tx.hosts.insert({ id, orgId: org.id, publicKey, hostname: `bench-${h}`, machineFingerprint: `fp-${h}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
         hostIds.push(id);
       }
     });
@@ -139,4 +139,4 @@ function main(): void {
   }
 }
 
-main();
+await main();
