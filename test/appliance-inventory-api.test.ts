@@ -71,7 +71,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
     const orgId = newId('org');
     stores.db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)').run(orgId, 'elsewhere', Date.now());
     foreign = newId('hst');
-    stores.hosts.insert({
+    await stores.hosts.insert({
       id: foreign, orgId, publicKey: randomBytes(32), hostname: 'foreign', machineFingerprint: 'foreign', os: 'linux', arch: 'x64', agentVersion: '0.1.0',
       approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
     });
@@ -197,7 +197,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
     const { agentId, jwt } = await activeAgent(appliance, client, 'retired');
     await scan(jwt, agentId, [dpkg('tool', '0.9')]);
     assert.deepEqual(hits(await search('tool', '--max-version', '0.9')), ['retired:0.9']);
-    stores.hosts.markDeleted(agentId, Date.now(), 'admin');
+    await stores.hosts.markDeleted(agentId, Date.now(), 'admin');
     assert.deepEqual(await search('tool', '--max-version', '0.9'), []);
     assert.deepEqual((await appliance.cliJson<PackageJson[]>('hosts', 'packages', agentId)).map((pkg) => pkg.version), ['0.9']);
   });
@@ -262,11 +262,11 @@ describe('software inventory through the admin API and CLI of a real appliance',
 
   test('a stored setting that does not parse reads as its default instead of failing', async () => {
     const orgId = (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
-    stores.organisations.putSetting(orgId, 'inventory.interval_hours', 'weekly');
-    stores.organisations.putSetting(orgId, 'inventory.source.snap', 'yes please');
-    stores.organisations.putSetting(orgId, 'inventory.source.flatpak', 'true');
+    await stores.organisations.putSetting(orgId, 'inventory.interval_hours', 'weekly');
+    await stores.organisations.putSetting(orgId, 'inventory.source.snap', 'yes please');
+    await stores.organisations.putSetting(orgId, 'inventory.source.flatpak', 'true');
     assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
-    stores.organisations.putSetting(orgId, 'inventory.interval_hours', '0');
+    await stores.organisations.putSetting(orgId, 'inventory.interval_hours', '0');
     assert.equal((await appliance.cliJson<SettingsJson>('settings', 'inventory')).interval_hours, 24);
   });
 });
