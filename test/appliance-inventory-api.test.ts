@@ -80,7 +80,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
       const orgId = newId('org');
       stores.db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)').run(orgId, 'elsewhere', Date.now());
       foreign = newId('hst');
-      stores.hosts.insert({
+      await stores.hosts.insert({
         id: foreign, orgId, publicKey: randomBytes(32), hostname: 'foreign', machineFingerprint: 'foreign', os: 'linux', arch: 'x64', agentVersion: '0.1.0',
         approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
       });
@@ -282,10 +282,10 @@ describe('software inventory through the admin API and CLI of a real appliance',
 
   test('a stored setting that does not parse reads as its default instead of failing', async () => {
     const defaultOrg = (stores: Stores) => (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
-    await whileStopped((stores) => {
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', 'weekly');
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.snap', 'yes please');
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.flatpak', 'true');
+    await whileStopped(async (stores) => {
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', 'weekly');
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.snap', 'yes please');
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.flatpak', 'true');
     });
     assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
     await whileStopped((stores) => stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', '0'));

@@ -18,7 +18,7 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
   const stores = openStores(join(dir, 'appliance.db'));
   t.after(() => stores.close());
   const log = pino({ level: 'silent' });
-  const org = stores.organisations.ensureDefault(1);
+  const org = await stores.organisations.ensureDefault(1);
   const presence = new PresenceRegistry(() => undefined);
   // Its deadline timers would keep the test process alive.
   t.after(() => presence.closeAll(new CtOpsError('ERR_INTERNAL', 'test over')));
@@ -26,7 +26,7 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
   const hosts = MAX_SCANS_PER_SWEEP + 50;
   for (let index = 0; index < hosts; index += 1) {
     const id = `hst_sweep${String(index).padStart(11, '0')}`;
-    stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+    await stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     const send = (message: HeartbeatResponse): boolean => (message.task && pushed.push(id), true);
     presence.attach({ agentId: id, send, deliver: (message) => Promise.resolve(send(message)), close: () => undefined }, 3600);
   }

@@ -149,7 +149,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const agentId = credential.agentId;
   if (call.cancelled) return;
   await admitOpen(call, agentId, deps);
-  const host = stores.hosts.get(agentId);
+  const host = await stores.hosts.get(agentId);
   if (!host || !mayStream(host)) {
     throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   }
@@ -345,7 +345,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     // What the committed reports imply (a deleted host's stream closed) follows the ack.
     await runEffects(effects);
     if (ended) return;
-    if (!reportOnly) trust.heard(message.trust_generation, message.trust_digest);
+    if (!reportOnly) await trust.heard(message.trust_generation, message.trust_digest);
     if (!reportOnly && !refreshing && credentialExpiresAt * 1000 - receivedAt < (jwt.ttlSecs * 1000) / 3) {
       refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
     }
@@ -360,7 +360,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
     const facts = heartbeat.facts;
     if (!judged || (facts !== undefined && session.claimant === undefined)) {
-      const current = stores.hosts.get(agentId);
+      const current = await stores.hosts.get(agentId);
       if (!current || !mayStream(current)) {
         refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
         return false;
@@ -369,7 +369,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       const claimant = facts && { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
       // Set before the judgement: claimIdentity compares it with the claimant of the host's live stream, which may be this one.
       session.claimant = claimant;
-      const refusal = claimIdentity(deps, knownHost, claimant, receivedAt);
+      const refusal = await claimIdentity(deps, knownHost, claimant, receivedAt);
       if (refusal) {
         refuse(refusal, 'heartbeat stream');
         return false;
@@ -382,13 +382,13 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         // reports about it are applied. Never rejects: a failure is logged, the tasks go out later.
         await tasks.connected(agentId);
         if (ended) return false;
-        offerKeyRotation(deps, knownHost, (rotation) => {
+        await offerKeyRotation(deps, knownHost, (rotation) => {
           writeToPeer(rotation);
           return true;
         });
       }
     }
-    if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
+    if (facts !== undefined) knownHost = await refreshFacts(deps, knownHost, facts, receivedAt);
     return true;
   };
   const finish = (): void => {

@@ -76,7 +76,7 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);
-  const bind = (executor: Executor): TableStores => tableStores(db, executor, guard);
+  const bind = (executor: Executor): TableStores => tableStores(executor, guard);
   return {
     ...bind(database.withPlugin(refuseQueriesOutsideTheTransaction)),
     db,
@@ -129,22 +129,21 @@ export async function openPostgresStores(url: string, options: { log?: Logger; p
 }
 
 /**
- * The table stores over `executor` (the Kysely stores: tasks, softwareInventory); the better-sqlite3 stores share `db`,
- * the connection every SQLite transaction runs on.
+ * The table stores over `executor`.
  */
-function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
-    organisations: guard(new OrganisationStore(db)),
-    enrolmentTokens: guard(new EnrolmentTokenStore(db)),
-    hosts: guard(new HostStore(db)),
-    vitals: guard(new HostVitalsStore(db)),
-    registerNonces: guard(new RegisterNonceStore(db)),
-    adminCredentials: guard(new AdminCredentialStore(db)),
+    organisations: guard(new OrganisationStore(executor)),
+    enrolmentTokens: guard(new EnrolmentTokenStore(executor)),
+    hosts: guard(new HostStore(executor)),
+    vitals: guard(new HostVitalsStore(executor)),
+    registerNonces: guard(new RegisterNonceStore(executor)),
+    adminCredentials: guard(new AdminCredentialStore(executor)),
     softwareInventory: guard(new SoftwareInventoryStore(executor)),
     tasks: guard(new TaskStore(executor)),
-    hostEvents: guard(new HostEventStore(db)),
-    hostClaimants: guard(new HostClaimantStore(db)),
-    hostTrust: guard(new HostTrustStore(db)),
+    hostEvents: guard(new HostEventStore(executor)),
+    hostClaimants: guard(new HostClaimantStore(executor)),
+    hostTrust: guard(new HostTrustStore(executor)),
   };
 }
 
@@ -178,11 +177,8 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
   });
 }
 
-export type { Approval, Host, HostFactsUpdate } from './hosts.ts';
-export type { HostEvent, HostEventKind } from './host-events.ts';
-export type { HostClaimant } from './host-claimants.ts';
-export type { HostTrust } from './host-trust.ts';
-export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
+export type { Approval, Host, HostClaimant, HostEvent, HostEventKind, HostFactsUpdate, HostTrust } from '../model/host.ts';
+export type { EnrolmentToken, Tags } from '../model/enrolment.ts';
 export type { Task, TaskOutcome } from '../model/task.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
 export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

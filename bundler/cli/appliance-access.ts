@@ -37,7 +37,7 @@ export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> 
   }
   const stores = openStores(path, { migrate: false });
   try {
-    const org = stores.organisations.ensureDefault(Date.now());
+    const org = await stores.organisations.ensureDefault(Date.now());
     return { kind: 'stopped', tokens: { stores, orgId: org.id }, close: () => stores.close() };
   } catch (error) {
     stores.close();
