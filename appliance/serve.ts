@@ -83,7 +83,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   const opened: Array<() => unknown> = [() => stores.close()];
   try {
     // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
-    stores.checkWritable();
+    await stores.checkWritable();
     const org = await stores.organisations.ensureDefault(now.getTime());
     const firstAdmin = await createFirstAdmin(stores, now.getTime());
     if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
@@ -143,7 +143,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
         await vitals.close();
-        stores.close();
+        await stores.close();
         log.info('appliance stopped');
       },
     };

@@ -10,7 +10,7 @@ import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { openDatabase } from '../appliance/store/database.ts';
 import { HostStore } from '../appliance/store/hosts.ts';
-import { openStores, type Stores } from '../appliance/store/index.ts';
+import { openStores, type SqliteStores } from '../appliance/store/index.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { OrganisationStore } from '../appliance/store/organisations.ts';
 import type { PackageInput } from '../appliance/model/inventory.ts';
@@ -33,13 +33,13 @@ function pkgs(from: number, to: number, extra: Partial<PackageInput> = {}): Pack
   return Array.from({ length: to - from }, (_, i) => ({ name: `p${from + i}`, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null, ...extra }));
 }
 
-function inventoryService(stores: Stores): InventoryService {
+function inventoryService(stores: SqliteStores): InventoryService {
   const log = pino({ level: 'silent' });
   const presence = new PresenceRegistry(() => undefined);
   return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
 }
 
-async function freshStores(name: string): Promise<{ stores: Stores; hostId: string }> {
+async function freshStores(name: string): Promise<{ stores: SqliteStores; hostId: string }> {
   const stores = openStores(join(dir, name));
   const org = await stores.organisations.ensureDefault(1);
   return { stores, hostId: await addHost(stores.hosts, org.id) };

@@ -7,7 +7,7 @@ import { after, beforeEach, describe, test } from 'node:test';
 import { CtOpsError } from '../common/errors.ts';
 import { newId } from '../appliance/lib/ids.ts';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
-import { openStores, type Approval, type Stores } from '../appliance/store/index.ts';
+import { openStores, type Approval, type SqliteStores } from '../appliance/store/index.ts';
 import pino from 'pino';
 import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import {
@@ -53,7 +53,7 @@ describe('the task transition table', () => {
 });
 
 describe('the task store and lifecycle', () => {
-  let stores: Stores;
+  let stores: SqliteStores;
   let tasks: TaskService;
   let orgId: string;
   let hostId: string;

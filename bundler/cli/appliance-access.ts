@@ -22,7 +22,7 @@ const BUILD_CALL_TIMEOUT_MS = 300_000;
 
 export type ApplianceAccess =
   | { readonly kind: 'api'; readonly client: AdminClient }
-  | { readonly kind: 'stopped'; readonly tokens: TokenAuthority; close(): void };
+  | { readonly kind: 'stopped'; readonly tokens: TokenAuthority; close(): Promise<void> };
 
 /** Throws ERR_BUNDLE_INPUT_MISSING without a database, ERR_SCHEMA_* for a stopped appliance's older or newer one. */
 export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> {
@@ -40,7 +40,7 @@ export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> 
     const org = await stores.organisations.ensureDefault(Date.now());
     return { kind: 'stopped', tokens: { stores, orgId: org.id }, close: () => stores.close() };
   } catch (error) {
-    stores.close();
+    await stores.close();
     throw error;
   }
 }
