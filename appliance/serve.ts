@@ -7,6 +7,7 @@ import { PRODUCT_VERSION } from '../common/version.ts';
 import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
 import { RegisterChallenges } from './enrolment/register-challenge.ts';
+import { EnrolmentService } from './enrolment/service.ts';
 import type { ApplianceConfig } from './config/load.ts';
 import { startGrpcServer } from './grpc/server.ts';
 import { stoppingError } from './heartbeat/stopping.ts';
@@ -23,10 +24,10 @@ import { keyIdHex } from '../common/minisign.ts';
 import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { lockDataDir } from './lib/data-dir-lock.ts';
-import { PresenceRegistry } from './presence/registry.ts';
+import { PresenceService } from './presence/service.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
-import { onTaskFinished } from './hosts/task-finished.ts';
+import { HostService } from './hosts/service.ts';
 import { InventoryService } from './inventory/service.ts';
 
 export { DATABASE_FILE };
@@ -86,22 +87,19 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
     opened.push(() => stores.close());
     // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
-    stores.checkWritable();
-    const org = stores.organisations.ensureDefault(now.getTime());
-    const firstAdmin = createFirstAdmin(stores.adminCredentials, now.getTime());
+    await stores.checkWritable();
+    const org = await stores.organisations.ensureDefault(now.getTime());
+    const firstAdmin = await createFirstAdmin(stores, now.getTime());
     if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
 
     const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
-    const presence: PresenceRegistry = new PresenceRegistry((agentId, reason) => {
-      log.info({ host_id: agentId, reason }, 'host offline');
-      guarded(log, 'host offline not recorded', () => stores.hosts.recordDisconnect(agentId, Date.now()))();
-      // Never rejects: a failure is logged and the next stream's connected() requeues them.
-      void tasks.disconnected(agentId);
-    });
-    const tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => onTaskFinished({ presence, log }, tx, task) });
+    // Never rejects: a failure is logged and the next stream's connected() requeues them.
+    const presenceService = new PresenceService({ stores, log, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+    const presence = presenceService.registry;
+    const tasks: TaskService = new TaskService({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
+    const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
     const inventory = new InventoryService({ stores, presence, tasks, log });
-    const services = { tasks, bundles, inventory };
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
     await inventory.abandonOpenScans(now.getTime());
@@ -114,6 +112,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
+    const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
+    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, pendingPollSecs: config.pendingPollSecs, jwtKey, certs };
 
@@ -146,8 +146,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
-        vitals.close();
-        stores.close();
+        await vitals.close();
+        await stores.close();
         dataDirLock.release();
         log.info('appliance stopped');
       },

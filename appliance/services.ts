@@ -1,5 +1,8 @@
 import type { BundleService } from './bundles/service.ts';
+import type { EnrolmentService } from './enrolment/service.ts';
+import type { HostService } from './hosts/service.ts';
 import type { InventoryService } from './inventory/service.ts';
+import type { PresenceService } from './presence/service.ts';
 import type { TaskService } from './tasks/service.ts';
 
 /**
@@ -7,6 +10,9 @@ import type { TaskService } from './tasks/service.ts';
  * handed to the gRPC and HTTP handlers, which only translate wire ↔ service calls.
  */
 export interface Services {
+  readonly enrolment: EnrolmentService;
+  readonly hosts: HostService;
+  readonly presence: PresenceService;
   readonly tasks: TaskService;
   readonly bundles: BundleService;
   readonly inventory: InventoryService;

@@ -290,12 +290,12 @@ describe('the trust bundle verifier and the rotation phases', () => {
     try {
       const start = new Date();
       const tls = await ensureTlsMaterial(dataDir, ['localhost'], start);
-      const org = stores.organisations.ensureDefault(start.getTime());
-      stores.hosts.insert({
+      const org = await stores.organisations.ensureDefault(start.getTime());
+      await stores.hosts.insert({
         id: 'hst_1', orgId: org.id, publicKey: Buffer.alloc(32, 1), hostname: 'web-1', machineFingerprint: 'f'.repeat(64),
         os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
       });
-      stores.hosts.insert({
+      await stores.hosts.insert({
         id: 'hst_2', orgId: org.id, publicKey: Buffer.alloc(32, 2), hostname: 'new-1', machineFingerprint: 'e'.repeat(64),
         os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'pending', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
       });
@@ -316,23 +316,23 @@ describe('the trust bundle verifier and the rotation phases', () => {
       const first = new CertificateService(deps, tls);
       await first.rotateCa('start', false, start, 'admin');
       const firstStream = stream(first);
-      firstStream.report();
-      firstStream.report();
+      await firstStream.report();
+      await firstStream.report();
       assert.equal(firstStream.sent(), 1, 'sent once, then the agent reports holding it');
-      assert.equal(first.status().hosts.online_with_bundle + first.status().hosts.offline_with_bundle, 1);
+      assert.equal((await first.status()).hosts.online_with_bundle + (await first.status()).hosts.offline_with_bundle, 1);
 
       // The data directory restored from a backup taken before the rotation: the same CA, no rotation record.
       for (const name of readdirSync(dataDir)) if (!before.includes(name)) rmSync(join(dataDir, name));
       const restored = new CertificateService(deps, tls);
       await restored.rotateCa('start', false, new Date(start.getTime() + 1000), 'admin');
-      assert.equal(restored.status().without_bundle.length, 1, 'the agent holds the earlier start bundle, not this one');
-      assert.deepEqual(restored.status().pending, [{ host_id: 'hst_2', hostname: 'new-1' }]);
+      assert.equal((await restored.status()).without_bundle.length, 1, 'the agent holds the earlier start bundle, not this one');
+      assert.deepEqual((await restored.status()).pending, [{ host_id: 'hst_2', hostname: 'new-1' }]);
       await assert.rejects(restored.rotateCa('switch', false, new Date(start.getTime() + 2000), 'admin'), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_CA_ROTATION_UNACKNOWLEDGED' && error.message.includes('web-1 (hst_1)') && error.message.includes('pending host(s) get no bundle until approved: new-1 (hst_2)'));
       const restoredStream = stream(restored);
-      restoredStream.report();
+      await restoredStream.report();
       assert.equal(restoredStream.sent(), 1, 'the bundle with other CAs is sent');
-      restoredStream.report();
-      assert.equal(restored.status().without_bundle.length, 0);
+      await restoredStream.report();
+      assert.equal((await restored.status()).without_bundle.length, 0);
       const switched = await restored.rotateCa('switch', false, new Date(start.getTime() + 3000), 'admin');
       assert.equal(switched.phase, 'update-servers');
       assert.ok(parseCertificates(agent.caPem!).some((ca) => ca.checkIssued(new X509Certificate(readFileSync(join(dataDir, 'ca-next.crt'), 'utf8')))), 'the agent trusts the CA now serving');

@@ -8,7 +8,7 @@ import type { IngestServiceClient } from '../common/proto.ts';
 import type { SoftwarePackage } from '../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import { newId } from '../appliance/lib/ids.ts';
 import { DATABASE_FILE } from '../appliance/serve.ts';
-import { openStores, type Stores } from '../appliance/store/index.ts';
+import { openStores, type SqliteStores } from '../appliance/store/index.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { httpsJson } from './helpers/https.ts';
 import { ingestClient } from './helpers/ingest-client.ts';
@@ -58,7 +58,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
    * stored, the batched name index now) in the appliance's database while no appliance serves it,
    * then starts the appliance again on the same data directory and gRPC port.
    */
-  const whileStopped = async (change: (stores: Stores) => void | Promise<void>): Promise<void> => {
+  const whileStopped = async (change: (stores: SqliteStores) => void | Promise<void>): Promise<void> => {
     const grpcPort = appliance?.grpcPort;
     await appliance?.stop();
     const stores = openStores(join(dataDir, DATABASE_FILE));
@@ -80,7 +80,7 @@ describe('software inventory through the admin API and CLI of a real appliance',
       const orgId = newId('org');
       stores.db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)').run(orgId, 'elsewhere', Date.now());
       foreign = newId('hst');
-      stores.hosts.insert({
+      await stores.hosts.insert({
         id: foreign, orgId, publicKey: randomBytes(32), hostname: 'foreign', machineFingerprint: 'foreign', os: 'linux', arch: 'x64', agentVersion: '0.1.0',
         approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
       });
@@ -281,11 +281,11 @@ describe('software inventory through the admin API and CLI of a real appliance',
   });
 
   test('a stored setting that does not parse reads as its default instead of failing', async () => {
-    const defaultOrg = (stores: Stores) => (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
-    await whileStopped((stores) => {
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', 'weekly');
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.snap', 'yes please');
-      stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.flatpak', 'true');
+    const defaultOrg = (stores: SqliteStores) => (stores.db.prepare("SELECT id FROM organisations WHERE name = 'default'").get() as { id: string }).id;
+    await whileStopped(async (stores) => {
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', 'weekly');
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.snap', 'yes please');
+      await stores.organisations.putSetting(defaultOrg(stores), 'inventory.source.flatpak', 'true');
     });
     assert.deepEqual(await appliance.cliJson<SettingsJson>('settings', 'inventory'), { interval_hours: 24, sources: { snap: false, flatpak: true, windows_store: true }, removed_retention_days: 90 });
     await whileStopped((stores) => stores.organisations.putSetting(defaultOrg(stores), 'inventory.interval_hours', '0'));

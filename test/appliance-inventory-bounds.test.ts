@@ -57,18 +57,18 @@ describe('inventory rows a host leaves behind stay bounded and never lock it out
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-inventory-bounds-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  function freshHost(name: string) {
+  async function freshHost(name: string) {
     const stores = openStores(join(dir, name));
-    const org = stores.organisations.ensureDefault(1);
+    const org = await stores.organisations.ensureDefault(1);
     const hostId = 'hst_bounds00001';
-    stores.hosts.insert({ id: hostId, orgId: org.id, publicKey: Buffer.alloc(32, 7), hostname: 'h', machineFingerprint: 'fp', os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+    await stores.hosts.insert({ id: hostId, orgId: org.id, publicKey: Buffer.alloc(32, 7), hostname: 'h', machineFingerprint: 'fp', os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     return { stores, inventory: stores.softwareInventory, hostId };
   }
   const named = (from: number, to: number): PackageInput[] =>
     Array.from({ length: to - from }, (_, offset) => ({ name: `p${from + offset}`, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null }));
 
   test(`completing scans keeps the host's newest ${HOST_INVENTORY_LIMITS.scans} scan records, whatever their status`, async () => {
-    const { stores, inventory, hostId } = freshHost('scans.db');
+    const { stores, inventory, hostId } = await freshHost('scans.db');
     const total = HOST_INVENTORY_LIMITS.scans + 20;
     for (let index = 0; index < total; index += 1) {
       // Every fifth scan is abandoned: records of scans that never completed are bounded too.
@@ -85,7 +85,7 @@ describe('inventory rows a host leaves behind stay bounded and never lock it out
   });
 
   test('after an abandoned scan left nearly the live-row limit, a scan reporting those packages again completes; rows truly new beyond the limit are refused and rolled back', async () => {
-    const { stores, inventory, hostId } = freshHost('lockout.db');
+    const { stores, inventory, hostId } = await freshHost('lockout.db');
     const leftBehind = HOST_INVENTORY_LIMITS.livePackages - 400;
     const add = async (scanId: string, all: PackageInput[], isLast: boolean) => {
       for (let index = 0; index * 500 < all.length; index += 1) {

@@ -90,18 +90,18 @@ describe('removed packages are purged (store on a real SQLite file)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-inventory-limits-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  function freshHost(name: string) {
+  async function freshHost(name: string) {
     const stores = openStores(join(dir, name));
-    const org = stores.organisations.ensureDefault(1);
+    const org = await stores.organisations.ensureDefault(1);
     const hostId = 'hst_limits0001';
-    stores.hosts.insert({ id: hostId, orgId: org.id, publicKey: Buffer.alloc(32, 7), hostname: 'h', machineFingerprint: 'fp', os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+    await stores.hosts.insert({ id: hostId, orgId: org.id, publicKey: Buffer.alloc(32, 7), hostname: 'h', machineFingerprint: 'fp', os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     return { stores, hostId };
   }
 
   const pkgs = (names: readonly string[]): PackageInput[] => names.map((name) => ({ name, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null }));
 
   test('removed rows older than the retention are purged when a scan completes; newer ones are kept', async () => {
-    const { stores, hostId } = freshHost('retention.db');
+    const { stores, hostId } = await freshHost('retention.db');
     const inventory = stores.softwareInventory;
     const retention = 90 * DAY_MS;
     const scan = (id: string, names: string[], day: number) =>
@@ -116,7 +116,7 @@ describe('removed packages are purged (store on a real SQLite file)', () => {
   });
 
   test('removed rows beyond the per-host cap go oldest first, whatever the retention', async () => {
-    const { stores, hostId } = freshHost('removed-cap.db');
+    const { stores, hostId } = await freshHost('removed-cap.db');
     const inventory = stores.softwareInventory;
     const cap = HOST_INVENTORY_LIMITS.removedPackages;
     const names = (round: number) => Array.from({ length: cap }, (_, index) => `r${round}-${index}`);

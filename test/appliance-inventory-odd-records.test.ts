@@ -245,7 +245,7 @@ test('a scan restarted from chunk 0 counts its skipped packages once, and the fi
   try {
     const stores = openStores(join(dir, 'restart.db'));
     try {
-      const org = stores.organisations.ensureDefault(1);
+      const org = await stores.organisations.ensureDefault(1);
       stores.db.prepare(
         `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval, tags, enrolled_at, last_registered_at)
          VALUES ('hst_restart0001', ?, ?, 'r', 'fp', 'linux', 'x64', '0.1.0', 'active', '{}', 1, 1)`,

@@ -10,21 +10,22 @@ import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { openDatabase } from '../appliance/store/database.ts';
 import { HostStore } from '../appliance/store/hosts.ts';
-import { openStores, type Stores } from '../appliance/store/index.ts';
+import { openStores, type SqliteStores } from '../appliance/store/index.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { OrganisationStore } from '../appliance/store/organisations.ts';
 import type { PackageInput } from '../appliance/model/inventory.ts';
 import { addChunk, closeScan, indexNames } from './helpers/inventory-store.ts';
+import { sqliteKysely } from '../appliance/store/dialects.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-inventory-store-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 let hostCounter = 0;
-function addHost(hosts: HostStore, orgId: string, approval: 'active' | 'pending' = 'active'): string {
+async function addHost(hosts: HostStore, orgId: string, approval: 'active' | 'pending' = 'active'): Promise<string> {
   hostCounter += 1;
   const id = `hst_inventory${String(hostCounter).padStart(4, '0')}`;
   const publicKey = Buffer.alloc(32, hostCounter);
-  hosts.insert({ id, orgId, publicKey, hostname: `h${hostCounter}`, machineFingerprint: `fp${hostCounter}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval, enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+  await hosts.insert({ id, orgId, publicKey, hostname: `h${hostCounter}`, machineFingerprint: `fp${hostCounter}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval, enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
   return id;
 }
 
@@ -32,23 +33,23 @@ function pkgs(from: number, to: number, extra: Partial<PackageInput> = {}): Pack
   return Array.from({ length: to - from }, (_, i) => ({ name: `p${from + i}`, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null, ...extra }));
 }
 
-function inventoryService(stores: Stores): InventoryService {
+function inventoryService(stores: SqliteStores): InventoryService {
   const log = pino({ level: 'silent' });
   const presence = new PresenceRegistry(() => undefined);
   return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
 }
 
-function freshStores(name: string): { stores: Stores; hostId: string } {
+async function freshStores(name: string): Promise<{ stores: SqliteStores; hostId: string }> {
   const stores = openStores(join(dir, name));
-  const org = stores.organisations.ensureDefault(1);
-  return { stores, hostId: addHost(stores.hosts, org.id) };
+  const org = await stores.organisations.ensureDefault(1);
+  return { stores, hostId: await addHost(stores.hosts, org.id) };
 }
 
 test('a version-1 database with hosts migrates to the inventory schema, keeping its data', async () => {
   const path = join(dir, 'v1.db');
   const v1 = openDatabase(path, MIGRATIONS.filter((migration) => migration.version === 1));
   assert.equal(v1.pragma('user_version', { simple: true }), 1);
-  const org = new OrganisationStore(v1).ensureDefault(1);
+  const org = await new OrganisationStore(sqliteKysely(v1)).ensureDefault(1);
   // Written with the version-1 columns: today's HostStore prepares statements for the current schema.
   hostCounter += 1;
   const hostId = `hst_inventory${String(hostCounter).padStart(4, '0')}`;
@@ -62,10 +63,10 @@ test('a version-1 database with hosts migrates to the inventory schema, keeping 
   const stores = openStores(path);
   try {
     assert.equal(stores.db.pragma('user_version', { simple: true }), MIGRATIONS.at(-1)!.version);
-    assert.equal(stores.hosts.get(hostId)?.hostname, `h${hostCounter}`);
-    assert.equal(stores.vitals.recent(hostId, 10).length, 1);
     assert.equal(await stores.softwareInventory.lastInventoryAt(hostId), null);
     const result = await addChunk(stores, { scanId: 'scan-migrated', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 3), isLast: true, now: 10 });
+    assert.equal((await stores.hosts.get(hostId))?.hostname, `h${hostCounter}`);
+    assert.equal((await stores.vitals.recent(hostId, 10)).length, 1);
     assert.equal(result.scan.status, 'completed');
     assert.equal(await stores.softwareInventory.lastInventoryAt(hostId), 10);
     // Deleting the host takes its packages and scans with it.
@@ -79,7 +80,7 @@ test('a version-1 database with hosts migrates to the inventory schema, keeping 
 });
 
 test('upsert keeps first_seen, refreshes the rest, and counts added, unchanged, removed and re-added', async () => {
-  const { stores, hostId } = freshStores('counts.db');
+  const { stores, hostId } = await freshStores('counts.db');
   const inventory = stores.softwareInventory;
   try {
     await addChunk(stores, { scanId: 'scan-one-0001', taskId: 't', hostId, chunkIndex: 0, packages: pkgs(0, 5), isLast: false, now: 100 });
@@ -106,7 +107,7 @@ test('upsert keeps first_seen, refreshes the rest, and counts added, unchanged, 
 });
 
 test('an abandoned or failed scan marks nothing removed and never stamps the last inventory', async () => {
-  const { stores, hostId } = freshStores('abandon.db');
+  const { stores, hostId } = await freshStores('abandon.db');
   const inventory = stores.softwareInventory;
   try {
     await addChunk(stores, { scanId: 'scan-base-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 10), isLast: true, now: 100 });
@@ -133,7 +134,7 @@ test('an abandoned or failed scan marks nothing removed and never stamps the las
 });
 
 test('an empty scan is refused whole: it would wipe the inventory', async () => {
-  const { stores, hostId } = freshStores('empty.db');
+  const { stores, hostId } = await freshStores('empty.db');
   const inventory = stores.softwareInventory;
   try {
     await addChunk(stores, { scanId: 'scan-base-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 10), isLast: true, now: 100 });
@@ -149,10 +150,10 @@ test('an empty scan is refused whole: it would wipe the inventory', async () => 
 });
 
 test("scans are bound to their host, in order, and refused once completed or when the host is not active", async () => {
-  const { stores, hostId } = freshStores('bound.db');
+  const { stores, hostId } = await freshStores('bound.db');
   const inventory = stores.softwareInventory;
-  const other = addHost(stores.hosts, stores.organisations.ensureDefault(1).id);
-  const pending = addHost(stores.hosts, stores.organisations.ensureDefault(1).id, 'pending');
+  const other = await addHost(stores.hosts, (await stores.organisations.ensureDefault(1)).id);
+  const pending = await addHost(stores.hosts, (await stores.organisations.ensureDefault(1)).id, 'pending');
   const refusedWith = (reason: string) => (error: unknown) => error instanceof CtOpsError && error.details.reason === reason;
   try {
     await addChunk(stores, { scanId: 'scan-mine-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 2), isLast: false, now: 1 });
@@ -166,7 +167,7 @@ test("scans are bound to their host, in order, and refused once completed or whe
     const service = inventoryService(stores);
     const chunk = { scanId: 'scan-pend-001', taskId: '', chunkIndex: 0, packages: pkgs(0, 2), skipped: [], isLast: true };
     await assert.rejects(service.acceptChunk(pending, chunk, { now: 5, opensStream: true }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_AGENT_NOT_ACTIVE');
-    stores.hosts.markDeleted(other, 6, 'admin');
+    await stores.hosts.markDeleted(other, 6, 'admin');
     await assert.rejects(service.acceptChunk(other, { ...chunk, scanId: 'scan-gone-001' }, { now: 6, opensStream: true }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_AGENT_NOT_ACTIVE');
     assert.equal(await inventory.getScan('scan-pend-001'), undefined);
     assert.equal(await inventory.getScan('scan-gone-001'), undefined);
@@ -176,9 +177,9 @@ test("scans are bound to their host, in order, and refused once completed or whe
 });
 
 test('"which hosts have package X" is exact before and after the names are indexed in bulk', async () => {
-  const { stores, hostId } = freshStores('by-name.db');
+  const { stores, hostId } = await freshStores('by-name.db');
   const inventory = stores.softwareInventory;
-  const other = addHost(stores.hosts, stores.organisations.ensureDefault(1).id);
+  const other = await addHost(stores.hosts, (await stores.organisations.ensureDefault(1)).id);
   const hostsOf = async (name: string): Promise<string[]> => (await inventory.hostsWithPackage(name)).map((pkg) => `${pkg.hostId}:${pkg.version}`).sort();
   try {
     await addChunk(stores, { scanId: 'scan-name-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 5), isLast: true, now: 1 });
@@ -200,7 +201,7 @@ test('"which hosts have package X" is exact before and after the names are index
 });
 
 test('duplicates inside one upsert statement and across the statements of a chunk are counted once', async () => {
-  const { stores, hostId } = freshStores('duplicates-across-batches.db');
+  const { stores, hostId } = await freshStores('duplicates-across-batches.db');
   try {
     const list = pkgs(0, 248);
     // 250 packages upserted as 100 + 100 + 50 rows: p5 repeats in another statement, p6 in the same one.
@@ -217,7 +218,7 @@ test('duplicates inside one upsert statement and across the statements of a chun
 });
 
 test('a scan moves only as its transition table allows: a closing event that no longer applies changes nothing', async () => {
-  const { stores, hostId } = freshStores('transitions.db');
+  const { stores, hostId } = await freshStores('transitions.db');
   const inventory = stores.softwareInventory;
   const status = async (scanId: string) => (await inventory.getScan(scanId))?.status;
   try {

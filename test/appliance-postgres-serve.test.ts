@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
+import { DATABASE_FILE } from '../appliance/lib/data-dir-files.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { enrolHost } from './helpers/ingest-fixture.ts';
+import { callRegister, HeartbeatStream, ingestClient, signedRegister } from './helpers/ingest-client.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
+import { waitFor } from './helpers/wait.ts';
 import { APPLIANCE_BIN, run } from './helpers/processes.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-postgres-serve-'));
@@ -20,22 +25,42 @@ function serve(databaseUrl: string): Promise<{ code: number | null; stdout: stri
   return run(process.execPath, [APPLIANCE_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1', '--grpc-port', '0', '--http-port', '0'], { CT_OPS_APPLIANCE_DATABASE: databaseUrl }, 60_000);
 }
 
-// Until every table store is built over an Executor (issue 11's store conversion), serve on PostgreSQL
-// migrates the database and then refuses by name; when the stores are converted this test turns into
-// "serves on PostgreSQL".
-test('serve with a PostgreSQL URL migrates that database to the latest schema, then refuses to serve naming the stores still on the SQLite handle; the password appears nowhere', { timeout: 90_000 }, async () => {
+// A real appliance process on the private cluster: every store is on Kysely, so it serves from
+// PostgreSQL alone (no SQLite file is made) — enrolment, the admin API and heartbeats included.
+test('serves on PostgreSQL: an agent enrols, an admin approves it through the admin API, its heartbeat is stored in PostgreSQL; the password appears nowhere', { timeout: 120_000 }, async () => {
   const cluster = await sharedPostgres();
-  const url = await cluster.createDatabase('serve_refused');
-  const result = await serve(url);
-  assert.equal(result.code, 78, `exit code of ERR_CONFIG_INVALID; stderr: ${result.stderr}`);
-  assert.match(result.stderr, /ct-ops-appliance: ERR_CONFIG_INVALID: this build cannot serve on PostgreSQL yet: the stores .*hosts.* still run on the SQLite handle/);
-  assert.ok(!`${result.stdout}${result.stderr}`.includes(cluster.password), 'no password in the output');
+  const url = await cluster.createDatabase('serve_served');
+  const appliance = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_DATABASE: url } });
+  const client = ingestClient(appliance.address, appliance.caCert);
   const kysely = postgresKysely(url, { poolSize: 1 });
+  let stream: HeartbeatStream | undefined;
   try {
-    assert.equal(await postgresSchemaVersion(kysely), MIGRATIONS.length);
+    assert.equal(await postgresSchemaVersion(kysely), MIGRATIONS.length, 'migrated to the latest schema');
+    assert.equal(existsSync(join(appliance.dataDir, DATABASE_FILE)), false, 'no SQLite database beside it');
+    const pending = await enrolHost(appliance, client, { hostname: 'on-postgres', autoApprove: false });
+    assert.equal((await appliance.host(pending.hostId)).status, 'pending');
+    assert.equal((await appliance.cli('hosts', 'approve', pending.hostId)).code, 0, 'approved through the admin API');
+    const approved = await callRegister(client, signedRegister(pending.identity, ''));
+    assert.ok(approved.ok, JSON.stringify(approved));
+    assert.equal(approved.value.status, 'AGENT_STATUS_ACTIVE');
+    stream = new HeartbeatStream(client, approved.value.jwt);
+    stream.send(pending.hostId, 1, { cpu_percent: 42 });
+    await waitFor('the ack', () => stream!.acks().includes(1));
+    const stored = await waitFor('the heartbeat in PostgreSQL', async () => {
+      const rows = await kysely.selectFrom('host_vitals').select(['cpu_percent']).where('host_id', '=', pending.hostId).execute();
+      return rows.length === 1 && rows[0]!;
+    });
+    assert.equal(stored.cpu_percent, 42);
+    const host = await appliance.host(pending.hostId);
+    assert.equal(host.status, 'online');
+    assert.equal(host.cpu_percent, 42, "the host's row shows its heartbeat");
   } finally {
+    stream?.call.cancel();
+    client.close();
     await kysely.destroy();
+    await appliance.dispose();
   }
+  assert.ok(!`${appliance.process.stdout}${appliance.process.stderr}`.includes(cluster.password), 'no password in the log');
 });
 
 test('serve with a PostgreSQL server that does not answer fails the start with ERR_STORAGE_UNAVAILABLE within the connect timeout, without the password', { timeout: 90_000 }, async () => {

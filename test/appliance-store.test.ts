@@ -70,18 +70,18 @@ test('a database written by a newer appliance is refused with ERR_SCHEMA_TOO_NEW
 
 test('an expired token is refused as expired, while the key it enrolled keeps registering', async () => {
   const stores = openStores(join(dir, 'expiry.db'));
-  const org = stores.organisations.ensureDefault(Date.now());
+  const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
   const jwt = new AgentJwtAuthority(jwtKey, 3600);
   const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
   const now = Date.now();
-  const created = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
+  const created = await createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 5, autoApprove: true, tags: { site: 'a' }, createdBy: 'test', source: 'admin', metadata: {} }, now);
   const enrolled = newIdentity('expiry-enrolled');
   const first = await register(parseRegisterRequest(decodedRegister(signedRegister(enrolled, created.secret, {}, now))), deps, now);
   assert.equal(first.status, 'AGENT_STATUS_ACTIVE');
 
   const later = now + 120_000;
-  assert.equal(tokenState(stores.enrolmentTokens.get(created.token.id)!, later), 'expired');
+  assert.equal(tokenState((await stores.enrolmentTokens.get(created.token.id))!, later), 'expired');
   await assert.rejects(
     register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('too-late'), created.secret, {}, later))), deps, later),
     (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_TOKEN_EXPIRED',
@@ -89,29 +89,29 @@ test('an expired token is refused as expired, while the key it enrolled keeps re
   const again = await register(parseRegisterRequest(decodedRegister(signedRegister(enrolled, '', {}, later))), deps, later);
   assert.equal(again.status, 'AGENT_STATUS_ACTIVE');
   assert.equal(again.agent_id, first.agent_id);
-  assert.deepEqual(stores.hosts.get(first.agent_id!)!.tags, { site: 'a' });
-  assert.equal(stores.enrolmentTokens.get(created.token.id)!.uses, 1, 'the failed and the repeated registration took no use');
+  assert.deepEqual((await stores.hosts.get(first.agent_id!))!.tags, { site: 'a' });
+  assert.equal((await stores.enrolmentTokens.get(created.token.id))!.uses, 1, 'the failed and the repeated registration took no use');
   stores.close();
 });
 
 
-test('vitals older than the retention period are pruned in one pass, newer ones kept', () => {
+test('vitals older than the retention period are pruned in one pass, newer ones kept', async () => {
   const stores = openStores(join(dir, 'retention.db'));
-  const org = stores.organisations.ensureDefault(Date.now());
+  const org = await stores.organisations.ensureDefault(Date.now());
   const identity = newIdentity('retention');
-  stores.hosts.insert({
+  await stores.hosts.insert({
     id: 'hst_retention', orgId: org.id, publicKey: Buffer.from(identity.keyPair.publicKey), hostname: 'retention', machineFingerprint: identity.fingerprint,
     os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
   });
   const hour = 3_600_000;
   const now = 1_000 * hour;
-  stores.transaction(() => {
+  await stores.transact(async (tx) => {
     for (let age = 0; age < 10; age += 1) {
-      stores.vitals.insert({ hostId: 'hst_retention', receivedAt: now - age * hour, agentTimestamp: 0, cpuPercent: age, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 });
+      await tx.vitals.insert({ hostId: 'hst_retention', receivedAt: now - age * hour, agentTimestamp: 0, cpuPercent: age, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 });
     }
   });
-  assert.equal(stores.vitals.prune(now - 4.5 * hour), 5);
-  assert.deepEqual(stores.vitals.recent('hst_retention', 100).map((sample) => sample.cpuPercent), [0, 1, 2, 3, 4]);
+  assert.equal(await stores.vitals.prune(now - 4.5 * hour), 5);
+  assert.deepEqual((await stores.vitals.recent('hst_retention', 100)).map((sample) => sample.cpuPercent), [0, 1, 2, 3, 4]);
   stores.close();
 });
 

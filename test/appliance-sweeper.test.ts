@@ -17,19 +17,19 @@ import { waitFor } from './helpers/wait.ts';
  * `count` active hosts, each streaming to `deliver(hostId, message)`, and an InventoryService over a
  * fresh database; everything is closed when the test ends.
  */
-function streamingHosts(t: { after: (fn: () => void) => void }, count: number, prefix: string, deliver: (hostId: string, index: number, message: HeartbeatResponse) => Promise<boolean>, deliveryWaitMs?: number): InventoryService {
+async function streamingHosts(t: { after: (fn: () => void) => void }, count: number, prefix: string, deliver: (hostId: string, index: number, message: HeartbeatResponse) => Promise<boolean>, deliveryWaitMs?: number): Promise<InventoryService> {
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-sweeper-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const stores = openStores(join(dir, 'appliance.db'));
   t.after(() => stores.close());
   const log = pino({ level: 'silent' });
-  const org = stores.organisations.ensureDefault(1);
+  const org = await stores.organisations.ensureDefault(1);
   const presence = new PresenceRegistry(() => undefined);
   // Its deadline timers would keep the test process alive.
   t.after(() => presence.closeAll(new CtOpsError('ERR_INTERNAL', 'test over')));
   for (let index = 0; index < count; index += 1) {
     const id = `hst_${prefix}${String(index).padStart(16 - prefix.length, '0')}`;
-    stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+    await stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     presence.attach({ agentId: id, send: (message) => deliver(id, index, message), close: () => undefined }, 3600);
   }
   return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, deliveryWaitMs }), log });
@@ -37,7 +37,7 @@ function streamingHosts(t: { after: (fn: () => void) => void }, count: number, p
 
 test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', async (t) => {
   const pushed: string[] = [];
-  const inventory = streamingHosts(t, MAX_SCANS_PER_SWEEP + 50, 'sweep', async (id, _index, message) => (message.task && pushed.push(id), true));
+  const inventory = await streamingHosts(t, MAX_SCANS_PER_SWEEP + 50, 'sweep', async (id, _index, message) => (message.task && pushed.push(id), true));
   const first = await inventory.sweep(1_000);
   assert.equal(first.length, MAX_SCANS_PER_SWEEP);
   // Sent after the task committed, without holding the pass.
@@ -50,7 +50,7 @@ test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes t
 test('a host whose peer never accepts a write does not hold the sweeper pass: the hosts after it get their scans', async (t) => {
   const pushed: string[] = [];
   // The first host's peer stopped reading: its write is never accepted.
-  const inventory = streamingHosts(t, 3, 'stuck', (id, index, message) => (index === 0 ? new Promise<boolean>(() => undefined) : Promise.resolve((message.task && pushed.push(id), true))), 60_000);
+  const inventory = await streamingHosts(t, 3, 'stuck', (id, index, message) => (index === 0 ? new Promise<boolean>(() => undefined) : Promise.resolve((message.task && pushed.push(id), true))), 60_000);
   const started = Date.now();
   assert.equal((await inventory.sweep(1_000)).length, 3);
   assert.ok(Date.now() - started < 5_000, 'the pass does not wait for any write');

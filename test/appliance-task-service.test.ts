@@ -7,9 +7,10 @@ import { after, beforeEach, describe, test } from 'node:test';
 import pino from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import type { HeartbeatResponse } from '../common/proto.ts';
-import { onTaskFinished } from '../appliance/hosts/task-finished.ts';
+import { HostService } from '../appliance/hosts/service.ts';
 import { newId } from '../appliance/lib/ids.ts';
-import { PresenceRegistry, type LiveSession } from '../appliance/presence/registry.ts';
+import type { LiveSession, PresenceRegistry } from '../appliance/presence/registry.ts';
+import { PresenceService } from '../appliance/presence/service.ts';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
 import { openStores, type Stores } from '../appliance/store/index.ts';
 import { runEffects } from '../appliance/store/unit-of-work.ts';
@@ -84,15 +85,18 @@ describe('TaskService: effects after commit, sends in flight', () => {
   let hostId: string;
   let counter = 0;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     presence?.closeAll(new CtOpsError('ERR_INTERNAL', 'test over'));
     stores?.close();
     stores = openStores(join(dir, `service-${counter++}.db`));
-    presence = new PresenceRegistry(() => undefined);
-    tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => onTaskFinished({ presence, log }, tx, task), deliveryWaitMs: DELIVERY_WAIT_MS });
-    orgId = stores.organisations.ensureDefault(Date.now()).id;
+    const presenceService = new PresenceService({ stores, log, requeueTasks: () => undefined });
+    presence = presenceService.registry;
+    // Wired as serve.ts wires them: what a finished task does to its host is HostService's.
+    tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task), deliveryWaitMs: DELIVERY_WAIT_MS });
+    const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
+    orgId = (await stores.organisations.ensureDefault(Date.now())).id;
     hostId = newId('hst');
-    stores.hosts.insert({
+    await stores.hosts.insert({
       id: hostId, orgId, publicKey: randomBytes(32), hostname: 'web-1', machineFingerprint: 'f'.repeat(64), os: 'linux', arch: 'amd64', agentVersion: '0.2.0',
       approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
     });
@@ -201,7 +205,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
     assert.equal((await stores.tasks.get(task.id))?.state, 'sent');
     const { notStored, effects } = await tasks.report(hostId, [{ task_id: task.id, phase: 'TASK_PHASE_SUCCEEDED', message: '', error_code: '', result_json: '' }]);
     assert.equal(notStored, undefined);
-    assert.notEqual(stores.hosts.get(hostId)?.deletedAt, null, 'the deletion committed with the report');
+    assert.notEqual((await stores.hosts.get(hostId))?.deletedAt, null, 'the deletion committed with the report');
     assert.equal((await stores.tasks.get(task.id))?.state, 'succeeded');
     assert.equal(presence.isStreaming(hostId), true, 'the stream stays until the caller runs the effects');
     assert.equal(effects.length, 1);

@@ -7,7 +7,7 @@ import { after, beforeEach, describe, test } from 'node:test';
 import { CtOpsError } from '../common/errors.ts';
 import { newId } from '../appliance/lib/ids.ts';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
-import { openStores, type Approval, type Stores } from '../appliance/store/index.ts';
+import { openStores, type Approval, type SqliteStores } from '../appliance/store/index.ts';
 import pino from 'pino';
 import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import {
@@ -54,15 +54,15 @@ describe('the task transition table', () => {
 });
 
 describe('the task store and lifecycle', () => {
-  let stores: Stores;
+  let stores: SqliteStores;
   let tasks: TaskService;
   let orgId: string;
   let hostId: string;
   let counter = 0;
 
-  const addHost = (approval: Approval): string => {
+  const addHost = async (approval: Approval): Promise<string> => {
     const id = newId('hst');
-    stores.hosts.insert({
+    await stores.hosts.insert({
       id, orgId, publicKey: randomBytes(32), hostname: id, machineFingerprint: id, os: 'linux', arch: 'amd64', agentVersion: '0.1.0',
       approval, enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: Date.now(),
     });
@@ -73,13 +73,13 @@ describe('the task store and lifecycle', () => {
   const stored = async (id: string) => (await stores.tasks.get(id))!;
   const moved = async (id: string, event: TaskEvent, now: number, outcome = {}) => (await applyTaskEvent(stores, id, event, now, outcome)) !== undefined;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     stores?.close();
     stores = openStores(join(dir, `tasks-${counter++}.db`));
     // No agent streams here: created tasks stay queued.
     tasks = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log: pino({ level: 'silent' }) });
-    orgId = stores.organisations.ensureDefault(Date.now()).id;
-    hostId = addHost('active');
+    orgId = (await stores.organisations.ensureDefault(Date.now())).id;
+    hostId = await addHost('active');
   });
   after(() => stores.close());
 
@@ -105,7 +105,7 @@ describe('the task store and lifecycle', () => {
   test('a task is refused for an unknown host or one that is not active', async () => {
     await assert.rejects(createTask(orgId, { type: 'config_reload', hostId: newId('hst'), by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'));
     for (const approval of ['pending', 'rejected', 'revoked'] as const) {
-      await assert.rejects(createTask(orgId, { type: 'config_reload', hostId: addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
+      await assert.rejects(createTask(orgId, { type: 'config_reload', hostId: await addHost(approval), by: 'a' }, 1), isCode('ERR_HOST_STATE_CONFLICT'), approval);
     }
     await assert.rejects(createTask('org_other', { type: 'config_reload', hostId, by: 'a' }, 1), isCode('ERR_HOST_NOT_FOUND'), 'another organisation');
   });
@@ -171,7 +171,7 @@ describe('the task store and lifecycle', () => {
     const running = (await createTask(orgId, { type: 'config_reload', hostId, by: 'a' }, 0)).task;
     await moved(running.id, 'sent', sentAt);
     await moved(running.id, 'started', sentAt + 1);
-    const offlineHost = addHost('active');
+    const offlineHost = await addHost('active');
     const waiting = (await createTask(orgId, { type: 'agent_uninstall', hostId: offlineHost, by: 'a' }, 0)).task;
     const deadline = sentAt + TASK_TYPE_LIMITS.config_reload.timeoutMs;
 

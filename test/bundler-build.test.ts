@@ -71,7 +71,7 @@ describe('ct-ops-bundle build', () => {
   before(async () => {
     fixture = await createFixtureAppliance();
     stores = openStores(join(fixture.dataDir, 'appliance.db'));
-    orgId = stores.organisations.ensureDefault(Date.now()).id;
+    orgId = (await stores.organisations.ensureDefault(Date.now())).id;
   });
   after(() => {
     stores.close();
@@ -194,7 +194,7 @@ describe('ct-ops-bundle build', () => {
   test('token mode new records a single-use install-bundle token and embeds only its secret in agent.toml', async () => {
     const built = await build({ token: { mode: 'new', expiresInMs: 2 * 86_400_000 }, tags: { site: 'lab' } });
     assert.equal(built.token.mode, 'new');
-    const token = stores.enrolmentTokens.get(built.token.id!);
+    const token = await stores.enrolmentTokens.get(built.token.id!);
     assert.ok(token);
     assert.equal(token.source, 'install-bundle');
     assert.equal(token.maxUses, 1);
@@ -207,7 +207,7 @@ describe('ct-ops-bundle build', () => {
       const toml = readToml(join(top, 'agent.toml'));
       const secret = toml.agent!.org_token!;
       assert.match(secret, /^tok_/);
-      assert.equal(stores.enrolmentTokens.findBySecretHash(hashSecret(secret))?.id, token.id);
+      assert.equal((await stores.enrolmentTokens.findBySecretHash(hashSecret(secret)))?.id, token.id);
       const manifestText = readFileSync(join(top, 'manifest.json'), 'utf8');
       assert.ok(!manifestText.includes(secret) && !manifestText.includes('tok_'), 'the manifest never holds the secret');
       assert.deepEqual(JSON.parse(manifestText).token, { mode: 'new', id: token.id, expires_at: new Date(token.expiresAt).toISOString() });
@@ -222,7 +222,7 @@ describe('ct-ops-bundle build', () => {
     }
   });
 
-  test('the CLI with the default token mode creates a token visible in the appliance database', () => {
+  test('the CLI with the default token mode creates a token visible in the appliance database', async () => {
     const out = join(fixture.root, 'cli-new');
     const result = runCli(['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'arm64', '--address', 'ingest.example:9443', '--out', out, '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir, '--json']);
     assert.equal(result.code, 0, result.stderr);
@@ -232,7 +232,7 @@ describe('ct-ops-bundle build', () => {
     assert.match(printed.sha256, /^[0-9a-f]{64}$/);
     assert.equal(printed.token.mode, 'new');
     assert.ok(!result.stdout.includes('tok_'), 'the secret is not printed');
-    const token = stores.enrolmentTokens.get(printed.token.id);
+    const token = await stores.enrolmentTokens.get(printed.token.id);
     assert.equal(token?.source, 'install-bundle');
     assert.equal(token?.metadata.bundle_id, printed.bundle_id);
     assert.equal(token?.metadata.arch, 'arm64');
@@ -251,12 +251,12 @@ describe('ct-ops-bundle build', () => {
     assert.match(help.stdout, /73 +the bundle or output directory cannot be written \(checked before the appliance builds/);
   });
 
-  test('the CLI never opens a database another process holds, even one without the data directory lock', () => {
-    const before = stores.enrolmentTokens.list(orgId).length;
+  test('the CLI never opens a database another process holds, even one without the data directory lock', async () => {
+    const before = (await stores.enrolmentTokens.list(orgId)).length;
     const held = runBundleCli(['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(fixture.root, 'cli-held'), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir]);
     assert.equal(held.code, 75, held.stderr);
     assert.match(held.stderr, /ERR_APPLIANCE_RUNNING/, 'the lock was free, but this test process has the database open');
-    assert.equal(stores.enrolmentTokens.list(orgId).length, before, 'nothing was written behind the holder');
+    assert.equal((await stores.enrolmentTokens.list(orgId)).length, before, 'nothing was written behind the holder');
   });
 
   test("on a stopped appliance whose database is of an older version the CLI refuses (start the appliance once) and migrates nothing", async () => {
@@ -282,18 +282,18 @@ describe('ct-ops-bundle build', () => {
   test('an existing token is embedded only with its secret, and refused when wrong, used up, revoked or unknown', async () => {
     const now = Date.now();
     const request = { label: 'ops', expiresInMs: 86_400_000, maxUses: 1, autoApprove: false, tags: {}, createdBy: 'admin', source: 'admin', metadata: {} };
-    const good = createEnrolmentToken(stores, orgId, request, now);
+    const good = await createEnrolmentToken(stores, orgId, request, now);
     const built = await build({ token: { mode: 'existing', id: good.token.id, secret: good.secret } });
     assert.deepEqual(built.token, { mode: 'existing', id: good.token.id, expiresAt: new Date(good.token.expiresAt).toISOString() });
-    const other = createEnrolmentToken(stores, orgId, request, now);
+    const other = await createEnrolmentToken(stores, orgId, request, now);
     await assert.rejects(build({ token: { mode: 'existing', id: good.token.id, secret: other.secret } }), (error: CtOpsError) => error.code === 'ERR_BUNDLE_TOKEN_UNUSABLE' && error.details.reason === 'secret_mismatch');
-    assert.ok(stores.enrolmentTokens.consume(other.token.id, now));
+    assert.ok(await stores.enrolmentTokens.consume(other.token.id, now));
     await assert.rejects(build({ token: { mode: 'existing', id: other.token.id, secret: other.secret } }), (error: CtOpsError) => error.code === 'ERR_BUNDLE_TOKEN_UNUSABLE' && error.details.reason === 'used-up');
-    stores.enrolmentTokens.revoke(good.token.id, now);
+    await stores.enrolmentTokens.revoke(good.token.id, now);
     await assert.rejects(build({ token: { mode: 'existing', id: good.token.id, secret: good.secret } }), (error: CtOpsError) => error.code === 'ERR_BUNDLE_TOKEN_UNUSABLE' && error.details.reason === 'revoked');
     await assert.rejects(build({ token: { mode: 'existing', id: 'etk_00000000000000000000', secret: good.secret } }), { code: 'ERR_ENROLMENT_TOKEN_NOT_FOUND' });
 
-    const fresh = createEnrolmentToken(stores, orgId, request, now);
+    const fresh = await createEnrolmentToken(stores, orgId, request, now);
     const args = ['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--token', fresh.token.id, '--out', join(fixture.root, 'cli-existing'), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir];
     const missingSecret = runCli(args);
     assert.equal(missingSecret.code, 64);
@@ -360,9 +360,9 @@ describe('ct-ops-bundle build', () => {
     const agentsDir = join(fixture.root, 'agents-tampered');
     const release = writeReleaseDir(agentsDir, fixture.releaseKey);
     writeFileSync(join(release, 'ct-ops-agent-linux-x64'), 'evil\n');
-    const before = stores.enrolmentTokens.list(orgId).length;
+    const before = (await stores.enrolmentTokens.list(orgId)).length;
     await assert.rejects(build({ token: { mode: 'new' } }, { agentsDir }), { code: 'ERR_BUNDLE_INPUT_UNTRUSTED' });
-    assert.equal(stores.enrolmentTokens.list(orgId).length, before, 'no token was created');
+    assert.equal((await stores.enrolmentTokens.list(orgId)).length, before, 'no token was created');
 
     const foreign = join(fixture.root, 'agents-foreign');
     const { signingKeyFromSeed } = await import('../common/minisign.ts');
@@ -392,7 +392,7 @@ describe('ct-ops-bundle build', () => {
     const listing = execFileSync('unzip', ['-Z', '-T', a.path], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
     for (const line of listing.split('\n').filter((candidate) => candidate.includes('ct-ops-agent-0.1.0-linux-x64/'))) assert.match(line, /20251128\.120000/);
 
-    const token = createEnrolmentToken(stores, orgId, { label: '', expiresInMs: 86_400_000, maxUses: 5, autoApprove: false, tags: {}, createdBy: 'admin', source: 'admin', metadata: {} }, Date.now());
+    const token = await createEnrolmentToken(stores, orgId, { label: '', expiresInMs: 86_400_000, maxUses: 5, autoApprove: false, tags: {}, createdBy: 'admin', source: 'admin', metadata: {} }, Date.now());
     const third = runCli(args(join(fixture.root, 'repro-3'), ['--token', token.token.id]), { SOURCE_DATE_EPOCH: '1764331200', CT_OPS_ORG_TOKEN: token.secret });
     const fourth = runCli(args(join(fixture.root, 'repro-4'), ['--token', token.token.id]), { SOURCE_DATE_EPOCH: '1764331200', CT_OPS_ORG_TOKEN: token.secret, TZ: 'America/St_Johns' });
     assert.equal(third.code, 0, third.stderr);

@@ -20,22 +20,22 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
   const build = (out: string) =>
     run(process.execPath, ['--import', 'tsx', BUNDLE_CLI, 'build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'x64', '--address', 'ingest.example:9443', '--out', join(fixture.root, out), '--agents-dir', fixture.agentsDir, '--templates-dir', fixture.templatesDir, '--json'], { SOURCE_DATE_EPOCH: '', CT_OPS_ORG_TOKEN: '' }, 120_000);
 
-  const tokenCount = (): number => {
+  const tokenCount = async (): Promise<number> => {
     const stores = openStores(join(fixture.dataDir, 'appliance.db'), { migrate: false });
     try {
-      return stores.enrolmentTokens.list(stores.organisations.ensureDefault(Date.now()).id).length;
+      return (await stores.enrolmentTokens.list((await stores.organisations.ensureDefault(Date.now())).id)).length;
     } finally {
-      stores.close();
+      await stores.close();
     }
   };
 
   test('two concurrent stopped-mode builds serialise: both build, neither is told the appliance runs', async () => {
-    const before = tokenCount();
+    const before = (await tokenCount());
     const [first, second] = await Promise.all([build('first'), build('second')]);
     assert.equal(first.code, 0, first.stderr);
     assert.equal(second.code, 0, second.stderr);
     assert.notEqual(JSON.parse(first.stdout).token.id, JSON.parse(second.stdout).token.id);
-    assert.equal(tokenCount(), before + 2);
+    assert.equal((await tokenCount()), before + 2);
   });
 
   test('the appliance refuses to start, and restore to replace the directory, while a build holds it (naming it); a build waits for a build before it', async () => {
@@ -53,11 +53,11 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
 
       const waiting = build('after-release');
       await new Promise((resolve) => setTimeout(resolve, 2_000));
-      const before = tokenCount();
+      const before = (await tokenCount());
       held.release();
       const result = await waiting;
       assert.equal(result.code, 0, result.stderr);
-      assert.equal(tokenCount(), before + 1);
+      assert.equal((await tokenCount()), before + 1);
     } finally {
       held.release();
     }

@@ -37,12 +37,12 @@ function nonceRows(path: string): number {
 test('a refused Register records nothing: bad, used-up and missing tokens and retired keys are decided before the nonce; a known key still needs no token', async () => {
   const path = join(dir, 'refusals.db');
   const stores = openStores(path);
-  const org = stores.organisations.ensureDefault(Date.now());
+  const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
   const deps = { stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
   const now = Date.now();
   const tokenRequest = { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} };
-  const single = createEnrolmentToken(stores, org.id, tokenRequest, now);
+  const single = await createEnrolmentToken(stores, org.id, tokenRequest, now);
   const attempt = (orgToken: string, identity = newIdentity(), at = now) => register(parseRegisterRequest(decodedRegister(signedRegister(identity, orgToken, {}, at))), deps, at);
   const refusedWith = async (code: string, registering: Promise<unknown>) =>
     assert.rejects(registering, (error: unknown) => error instanceof CtOpsError && error.code === code);
@@ -55,10 +55,10 @@ test('a refused Register records nothing: bad, used-up and missing tokens and re
     await refusedWith('ERR_TOKEN_REQUIRED', attempt(''));
     await refusedWith('ERR_TOKEN_EXHAUSTED', attempt(single.secret));
     const retired = newIdentity('retired');
-    const other = createEnrolmentToken(stores, org.id, { ...tokenRequest, maxUses: 5 }, now);
+    const other = await createEnrolmentToken(stores, org.id, { ...tokenRequest, maxUses: 5 }, now);
     const retiredHost = await attempt(other.secret, retired);
     assert.ok(retiredHost.agent_id);
-    stores.hosts.markDeleted(retiredHost.agent_id, now, 'test');
+    await stores.hosts.markDeleted(retiredHost.agent_id, now, 'test');
     const rowsBefore = nonceRows(path);
     await refusedWith('ERR_AGENT_KEY_RETIRED', attempt('', retired));
     await refusedWith('ERR_TOKEN_INVALID', attempt('tok_made_up'));
@@ -73,18 +73,18 @@ test('a refused Register records nothing: bad, used-up and missing tokens and re
   }
 });
 
-test('expired nonces are pruned a batch at a time as new ones are recorded, so the table stays bounded without the hourly sweep', () => {
+test('expired nonces are pruned a batch at a time as new ones are recorded, so the table stays bounded without the hourly sweep', async () => {
   const path = join(dir, 'nonces.db');
   const stores = openStores(path);
   try {
     const key = Buffer.alloc(32, 7);
     const nonce = (index: number) => Buffer.from(index.toString(16).padStart(32, '0'), 'hex');
-    for (let index = 0; index < 100; index += 1) assert.equal(stores.registerNonces.remember(key, nonce(index), 1_000, 500), 'new');
+    for (let index = 0; index < 100; index += 1) assert.equal(await stores.registerNonces.remember(key, nonce(index), 1_000, 500), 'new');
     assert.equal(nonceRows(path), 100);
     const fresh = Math.ceil(100 / (NONCE_PRUNE_BATCH - 1)) + 1;
-    for (let index = 0; index < fresh; index += 1) stores.registerNonces.remember(key, nonce(1_000 + index), 10_000, 2_000);
+    for (let index = 0; index < fresh; index += 1) await stores.registerNonces.remember(key, nonce(1_000 + index), 10_000, 2_000);
     assert.equal(nonceRows(path), fresh, 'only the unexpired nonces are left');
-    assert.equal(stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), 'used', 'an unexpired nonce is still recognised');
+    assert.equal(await stores.registerNonces.remember(key, nonce(1_000), 10_000, 2_000), 'used', 'an unexpired nonce is still recognised');
   } finally {
     stores.close();
   }
@@ -93,8 +93,8 @@ test('expired nonces are pruned a batch at a time as new ones are recorded, so t
   const reopened = openStores(path);
   try {
     const key = Buffer.alloc(32, 7);
-    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 1), 1_000, 600), 'forgotten');
-    assert.equal(reopened.registerNonces.remember(key, Buffer.alloc(16, 2), 1_001, 600), 'new', 'a later expiry is still judged by its row');
+    assert.equal(await reopened.registerNonces.remember(key, Buffer.alloc(16, 1), 1_000, 600), 'forgotten');
+    assert.equal(await reopened.registerNonces.remember(key, Buffer.alloc(16, 2), 1_001, 600), 'new', 'a later expiry is still judged by its row');
   } finally {
     reopened.close();
   }
@@ -104,11 +104,11 @@ test("a legacy Register's nonce is remembered for twice the allowed skew from th
   const path = join(dir, 'legacy-cap.db');
   const stores = openStores(path);
   try {
-    const org = stores.organisations.ensureDefault(Date.now());
+    const org = await stores.organisations.ensureDefault(Date.now());
     const jwtKey = await ensureJwtSigningKey(dir);
     const deps = { stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log: pino({ level: 'silent' }) };
     const now = Date.now();
-    const token = createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
+    const token = await createEnrolmentToken(stores, org.id, { label: 't', expiresInMs: 60_000, maxUses: 1, autoApprove: true, tags: {}, createdBy: 'test', source: 'admin', metadata: {} }, now);
     // Four minutes ahead: within the 5-minute skew, so accepted, but kept no longer than now + 10 min.
     await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity(), token.secret, {}, now + 4 * 60_000))), deps, now);
     const db = new Database(path, { readonly: true });

@@ -3,7 +3,9 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { hashSecret, newId, newSecret } from '../lib/ids.ts';
-import type { AdminApiToken, AdminCredentialStore } from '../store/admin-credentials.ts';
+import type { AdminApiToken } from '../model/admin.ts';
+import type { AdminCredentialStore } from '../store/admin-credentials.ts';
+import type { Stores } from '../store/index.ts';
 import { INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
 import { removeInitialPassword } from './initial-password.ts';
 import type { LoginThrottle } from './login-throttle.ts';
@@ -24,15 +26,17 @@ export interface FirstAdmin {
   cliToken: string;
 }
 
-/** Creates the first admin and the local CLI credential when the appliance has no admin yet. */
-export function createFirstAdmin(store: AdminCredentialStore, now: number): FirstAdmin | undefined {
-  if (store.hasUsers()) return undefined;
-  const userId = newId('adm');
-  const password = newPassword();
-  store.insertUser(userId, FIRST_ADMIN_USERNAME, hashPassword(password), now);
-  const cliToken = newSecret('ctadm');
-  store.insertApiToken(newId('akey'), userId, hashSecret(cliToken), CLI_TOKEN_LABEL, now, null);
-  return { username: FIRST_ADMIN_USERNAME, password, cliToken };
+/** Creates the first admin and the local CLI credential, in one transaction, when the appliance has no admin yet. */
+export function createFirstAdmin(stores: Stores, now: number): Promise<FirstAdmin | undefined> {
+  return stores.transact(async (tx) => {
+    if (await tx.adminCredentials.hasUsers()) return undefined;
+    const userId = newId('adm');
+    const password = newPassword();
+    await tx.adminCredentials.insertUser(userId, FIRST_ADMIN_USERNAME, hashPassword(password), now);
+    const cliToken = newSecret('ctadm');
+    await tx.adminCredentials.insertApiToken(newId('akey'), userId, hashSecret(cliToken), CLI_TOKEN_LABEL, now, null);
+    return { username: FIRST_ADMIN_USERNAME, password, cliToken };
+  });
 }
 
 export interface LoginDeps {
@@ -61,7 +65,7 @@ export interface LoginAttempt {
 export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number): Promise<{ token: string; expiresAt: number }> {
   const { store, throttle, log } = deps;
   const record = throttle.begin(attempt.username, attempt.source, now);
-  const user = store.userByName(attempt.username);
+  const user = await store.userByName(attempt.username);
   // Hash even for an unknown user so the response time does not reveal which usernames exist.
   const matches = await verifyPassword(attempt.password, user?.passwordHash ?? DUMMY_HASH);
   if (!user || !matches) {
@@ -73,8 +77,8 @@ export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number)
   throttle.succeeded(attempt.username, attempt.source);
   const token = newSecret('ctses');
   const expiresAt = now + SESSION_TTL_MS;
-  store.pruneExpiredTokens(now);
-  store.insertApiToken(newId('akey'), user.id, hashSecret(token), SESSION_LABEL, now, expiresAt);
+  await store.pruneExpiredTokens(now);
+  await store.insertApiToken(newId('akey'), user.id, hashSecret(token), SESSION_LABEL, now, expiresAt);
   if (user.username === FIRST_ADMIN_USERNAME) forgetInitialPassword(deps);
   return { token, expiresAt };
 }
@@ -86,12 +90,12 @@ export async function login(deps: LoginDeps, attempt: LoginAttempt, now: number)
  * the service account) may reset: a login session, which a browser or a log could give away, may not
  * take an account over. Errors: ERR_ADMIN_LOCAL_ONLY, ERR_ADMIN_USER_NOT_FOUND.
  */
-export function resetPassword(deps: Pick<LoginDeps, 'store' | 'log' | 'dataDir'>, username: string, callerIsLocalCli: boolean): { username: string; password: string; sessionsEnded: number } {
+export async function resetPassword(deps: Pick<LoginDeps, 'store' | 'log' | 'dataDir'>, username: string, callerIsLocalCli: boolean): Promise<{ username: string; password: string; sessionsEnded: number }> {
   if (!callerIsLocalCli) throw new CtOpsError('ERR_ADMIN_LOCAL_ONLY', 'a password reset needs the local admin CLI credential: run `ct-ops-appliance admin reset-password` on the appliance');
-  const user = deps.store.userByName(username);
+  const user = await deps.store.userByName(username);
   if (!user) throw new CtOpsError('ERR_ADMIN_USER_NOT_FOUND', `no admin is named ${JSON.stringify(username)}`, { username });
   const password = newPassword();
-  const sessionsEnded = deps.store.replacePassword(user.id, hashPassword(password), SESSION_LABEL);
+  const sessionsEnded = await deps.store.replacePassword(user.id, hashPassword(password), SESSION_LABEL);
   if (user.username === FIRST_ADMIN_USERNAME) forgetInitialPassword(deps);
   deps.log.info({ username: user.username, sessions_ended: sessionsEnded }, 'admin password reset');
   return { username: user.username, password, sessionsEnded };
@@ -111,8 +115,8 @@ function newPassword(): string {
   return randomBytes(18).toString('base64url');
 }
 
-export function authenticateApiToken(store: AdminCredentialStore, token: string, now: number): AdminApiToken {
-  const found = store.apiTokenByHash(hashSecret(token), now);
+export async function authenticateApiToken(store: AdminCredentialStore, token: string, now: number): Promise<AdminApiToken> {
+  const found = await store.apiTokenByHash(hashSecret(token), now);
   if (!found) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'the admin credential is not valid');
   return found;
 }

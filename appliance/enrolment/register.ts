@@ -4,7 +4,9 @@ import type { RegisterResponse } from '../../common/proto.ts';
 import { registerPayload } from '../../common/register-payload.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import { hashSecret, newId } from '../lib/ids.ts';
-import type { EnrolmentToken, Host, Stores } from '../store/index.ts';
+import type { EnrolmentToken } from '../model/enrolment.ts';
+import type { Host } from '../model/host.ts';
+import type { Stores, TableStores, TransactionScope } from '../store/index.ts';
 import { verifyAgentSignature } from './agent-signature.ts';
 import type { RegisterChallenges } from './register-challenge.ts';
 import { legacyRegisterLog } from './legacy-register-log.ts';
@@ -29,43 +31,61 @@ export interface RegisterDeps {
 /**
  * Register: proves possession of the key, then answers by key when it is known
  * (idempotent, no token needed, so an enrolled agent can never lock itself out)
- * and only otherwise spends one use of the enrolment token. Every refusal is decided
- * by reads before anything is written, so a refused request leaves no row behind
- * (not even its challenge or nonce) and costs the appliance no more than those reads.
+ * and only otherwise spends one use of the enrolment token. The lookups and the writes (the
+ * challenge or nonce, the token use, the host) are one transaction, so a refused request leaves no
+ * row behind (not even its challenge or nonce) and racing requests are ordered by the database. Two
+ * requests enrolling one new key at once: the one that commits second finds the key taken (the
+ * insert's ON CONFLICT), rolls back, and is answered as the known host by a second attempt.
  */
 export async function register(input: RegisterInput, deps: RegisterDeps, now: number): Promise<RegisterResponse> {
   // Freshness is checked before the signature: a forged or old challenge costs a MAC, not a verification.
   const used = 'challenge' in input ? challengeUse(input.challenge, deps, now) : legacyNonceUse(input, now);
   verifyPossession(input);
   if (!('challenge' in input)) legacyRegisterLog.noted(input.publicKey, input.agentVersion, deps.log);
-  const { stores } = deps;
-  // The key is looked up before the token: a known key needs none, even an expired one.
-  const known = stores.hosts.findByPublicKey(input.publicKey);
-  if (known && known.deletedAt !== null) {
-    throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: known.id });
+  let host: Host;
+  try {
+    host = await registerInTransaction(input, used, deps, now);
+  } catch (error) {
+    if (!(error instanceof KeyEnrolledMeanwhile)) throw error;
+    host = await registerInTransaction(input, used, deps, now);
   }
-  if (known) {
-    rememberUse(input.publicKey, used, deps, now);
-    return respond(refreshKnownHost(known, input, deps, now), deps, now);
-  }
-  const rotatedAway = stores.hosts.findByPreviousKey(input.publicKey);
-  if (rotatedAway) throw retiredError(rotatedAway);
-  if (input.predecessor && input.rotationNonce) {
-    // The kept machine of a resolved identity moves the host to a new key; the shared key is retired.
-    const claim = { ...input.predecessor, nonce: input.rotationNonce };
-    const host = rotatingHost(input, claim, stores, deps.orgId);
-    rememberUse(input.publicKey, used, deps, now);
-    return respond(rotateHostKey(input, host, claim, stores, deps.log, now), deps, now);
-  }
-  if (input.predecessor) {
-    // A retired claimant of a resolved identity enrols its new key with the old key's proof, not a token.
-    const predecessor = successorPredecessor(input, input.predecessor, stores, deps.orgId, now);
-    rememberUse(input.publicKey, used, deps, now);
-    return respond(enrolSuccessor(input, predecessor, stores, deps.log, now), deps, now);
-  }
-  const token = usableToken(input.orgToken, deps, now);
-  rememberUse(input.publicKey, used, deps, now);
-  return respond(enrolNewHost(input, token, deps, now), deps, now);
+  return respond(host, deps, now);
+}
+
+/** The new key was enrolled by a concurrent request between this one's lookup and its insert: roll back, answer by key. */
+class KeyEnrolledMeanwhile extends Error {}
+
+/** The host the request registers as, decided and written in one transaction; throws the refusal (ERR_*) otherwise. */
+function registerInTransaction(input: RegisterInput, used: SingleUse, deps: RegisterDeps, now: number): Promise<Host> {
+  return deps.stores.transact(async (tx) => {
+    // The key is looked up before the token: a known key needs none, even an expired one.
+    const known = await tx.hosts.findByPublicKey(input.publicKey);
+    if (known && known.deletedAt !== null) {
+      throw new CtOpsError('ERR_AGENT_KEY_RETIRED', 'this key belongs to a deleted host and is retired; enrol again with a new key', { host_id: known.id });
+    }
+    if (known) {
+      await rememberUse(tx, input.publicKey, used, now);
+      return refreshKnownHost(tx, known, input, deps.log, now);
+    }
+    const rotatedAway = await tx.hosts.findByPreviousKey(input.publicKey);
+    if (rotatedAway) throw retiredError(rotatedAway);
+    if (input.predecessor && input.rotationNonce) {
+      // The kept machine of a resolved identity moves the host to a new key; the shared key is retired.
+      const claim = { ...input.predecessor, nonce: input.rotationNonce };
+      const host = await rotatingHost(input, claim, tx.hosts, deps.orgId);
+      await rememberUse(tx, input.publicKey, used, now);
+      return rotateHostKey(input, host, claim, tx, deps.log, now);
+    }
+    if (input.predecessor) {
+      // A retired claimant of a resolved identity enrols its new key with the old key's proof, not a token.
+      const predecessor = await successorPredecessor(input, input.predecessor, tx.hosts, deps.orgId, now);
+      await rememberUse(tx, input.publicKey, used, now);
+      return enrolSuccessor(input, predecessor, tx, deps.log, now);
+    }
+    const token = await usableToken(tx, input.orgToken, deps.orgId, now);
+    await rememberUse(tx, input.publicKey, used, now);
+    return enrolNewHost(tx, input, token, deps, now);
+  });
 }
 
 /** What makes a Register single-use: a value its key may use once, remembered until a request carrying it could no longer be accepted (ms since the epoch). */
@@ -104,8 +124,8 @@ function legacyNonceUse(input: { timestampUnixMs: number; nonce: Buffer }, now: 
  * before, and used.forgotten() when it expires before a row already pruned. Pruned once it
  * expires (register-nonces.ts).
  */
-function rememberUse(publicKey: Buffer, used: SingleUse, deps: RegisterDeps, now: number): void {
-  const use = deps.stores.registerNonces.remember(publicKey, used.value, used.rememberUntil, now);
+async function rememberUse(tx: TableStores, publicKey: Buffer, used: SingleUse, now: number): Promise<void> {
+  const use = await tx.registerNonces.remember(publicKey, used.value, used.rememberUntil, now);
   if (use === 'used') throw new CtOpsError('ERR_REGISTER_REPLAYED', 'this Register request was already seen');
   if (use === 'forgotten') throw used.forgotten();
 }
@@ -117,45 +137,44 @@ function verifyPossession(input: RegisterInput): void {
 }
 
 /** The enrolment token the request names, read-only; throws ERR_TOKEN_* unless it could be used now. */
-function usableToken(orgToken: string, deps: RegisterDeps, now: number): EnrolmentToken {
+async function usableToken(tx: TableStores, orgToken: string, orgId: string, now: number): Promise<EnrolmentToken> {
   if (orgToken === '') {
     throw new CtOpsError('ERR_TOKEN_REQUIRED', 'this key is not registered and the request has no enrolment token');
   }
-  const token = deps.stores.enrolmentTokens.findBySecretHash(hashSecret(orgToken));
-  if (!token || token.orgId !== deps.orgId) throw new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
+  const token = await tx.enrolmentTokens.findBySecretHash(hashSecret(orgToken));
+  if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_TOKEN_INVALID', 'the enrolment token is not known to this appliance');
   if (tokenState(token, now) !== 'active') throw unusableTokenError(token, now);
   return token;
 }
 
-function refreshKnownHost(host: Host, input: RegisterInput, deps: RegisterDeps, now: number): Host {
+async function refreshKnownHost(tx: TransactionScope<TableStores>, host: Host, input: RegisterInput, log: Logger, now: number): Promise<Host> {
   const update = { hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion, at: now };
-  deps.stores.hosts.updateRegistration(host.id, update);
-  deps.log.info({ host_id: host.id, approval: host.approval }, 'known key registered again');
+  await tx.hosts.updateRegistration(host.id, update);
+  tx.afterCommit(() => log.info({ host_id: host.id, approval: host.approval }, 'known key registered again'));
   return { ...host, ...update, lastRegisteredAt: now };
 }
 
-function enrolNewHost(input: RegisterInput, token: EnrolmentToken, deps: RegisterDeps, now: number): Host {
-  const { stores, orgId } = deps;
-  return stores.transaction(() => {
-    // The read above only spared a refused request any write; taking the use decides, atomically, among racing agents.
-    if (!stores.enrolmentTokens.consume(token.id, now)) throw unusableTokenError(stores.enrolmentTokens.get(token.id) ?? token, now);
-    // A second key from a machine that already has a live host is a clone or a
-    // reinstall: keep both apart and leave the decision to an admin.
-    const twin = stores.hosts.findLiveByFingerprint(orgId, input.machineFingerprint);
-    const host = {
-      id: newId('hst'),
-      orgId,
-      ...describedHost(input),
-      approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),
-      enrolmentTokenId: token.id,
-      tags: { ...input.tags, ...token.tags },
-      fingerprintConflictWith: twin?.id ?? null,
-      enrolledAt: now,
-    };
-    stores.hosts.insert(host);
-    deps.log.info({ host_id: host.id, token_id: token.id, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled');
-    return stores.hosts.get(host.id) as Host;
-  });
+/** Takes a use of the token and inserts the new host, in the registration's transaction `tx`. */
+async function enrolNewHost(tx: TransactionScope<TableStores>, input: RegisterInput, token: EnrolmentToken, deps: RegisterDeps, now: number): Promise<Host> {
+  const { orgId } = deps;
+  // The read above only spared a refused request any write; taking the use decides, atomically, among racing agents.
+  if (!(await tx.enrolmentTokens.consume(token.id, now))) throw unusableTokenError((await tx.enrolmentTokens.get(token.id)) ?? token, now);
+  // A second key from a machine that already has a live host is a clone or a
+  // reinstall: keep both apart and leave the decision to an admin.
+  const twin = await tx.hosts.findLiveByFingerprint(orgId, input.machineFingerprint);
+  const host = {
+    id: newId('hst'),
+    orgId,
+    ...describedHost(input),
+    approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),
+    enrolmentTokenId: token.id,
+    tags: { ...input.tags, ...token.tags },
+    fingerprintConflictWith: twin?.id ?? null,
+    enrolledAt: now,
+  };
+  if (!(await tx.hosts.insert(host))) throw new KeyEnrolledMeanwhile();
+  tx.afterCommit(() => deps.log.info({ host_id: host.id, token_id: token.id, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled'));
+  return (await tx.hosts.get(host.id)) as Host;
 }
 
 function unusableTokenError(token: EnrolmentToken, now: number): CtOpsError {

@@ -4,7 +4,9 @@ import { successorProofPayload } from '../../common/successor-proof.ts';
 import { IDENTITY_RESOLUTION_MAX_MS } from '../hosts/identity.ts';
 import { newId } from '../lib/ids.ts';
 import { verifyAgentSignature } from './agent-signature.ts';
-import type { Host, Stores } from '../store/index.ts';
+import type { Host } from '../model/host.ts';
+import type { HostStore } from '../store/hosts.ts';
+import type { TableStores, TransactionScope } from '../store/index.ts';
 import { describedHost, type RegisterInput } from './register-input.ts';
 
 /** A Register carrying a retired key's proof (RegisterRequest.predecessor_*). */
@@ -18,14 +20,15 @@ export interface SuccessorClaim {
  * verifies with the predecessor key, and that host was resolved by an admin with a re-enrolment
  * left: it is the host's key while the resolution lasts, or the key its kept machine rotated away
  * (the allowance then lasts the rest of IDENTITY_RESOLUTION_MAX_MS from the resolution).
- * Throws ERR_SUCCESSOR_REFUSED otherwise, before anything is written.
+ * Read through `hosts` (the registration's transaction). Throws ERR_SUCCESSOR_REFUSED otherwise,
+ * before anything is written.
  */
-export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, stores: Stores, orgId: string, now: number): Host {
+export async function successorPredecessor(input: RegisterInput, claim: SuccessorClaim, hosts: HostStore, orgId: string, now: number): Promise<Host> {
   if (!verifyAgentSignature(claim.publicKey, successorProofPayload(input.publicKey), claim.signature)) {
     throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the predecessor signature does not match the retired key and this public key');
   }
-  const current = stores.hosts.findByPublicKey(claim.publicKey);
-  const rotatedAway = current ? undefined : stores.hosts.findByPreviousKey(claim.publicKey);
+  const current = await hosts.findByPublicKey(claim.publicKey);
+  const rotatedAway = current ? undefined : await hosts.findByPreviousKey(claim.publicKey);
   const predecessor = current ?? rotatedAway;
   const open = current ? current.identityState === 'resolved' : rotatedAway !== undefined && rotatedAway.identityResolvedAt !== null && now - rotatedAway.identityResolvedAt < IDENTITY_RESOLUTION_MAX_MS;
   if (!predecessor || predecessor.orgId !== orgId || predecessor.deletedAt !== null || !open || predecessor.identitySuccessorsAllowed < 1) {
@@ -38,29 +41,30 @@ export function successorPredecessor(input: RegisterInput, claim: SuccessorClaim
  * Enrols the new key of a retired claimant as a new PENDING host, once per retired machine: it
  * carries the predecessor's tags (from its enrolment token and configuration) and token, never its
  * approval; an admin approves it like any new host. The allowance is spent in the same transaction
- * (a conditional UPDATE), so two racing requests cannot both enrol. Events on both hosts.
+ * (a conditional UPDATE), so two racing requests cannot both enrol. Events on both hosts. Runs in
+ * the caller's transaction `tx`; logged after commit. Throws ERR_SUCCESSOR_REFUSED when the
+ * allowance is spent, or when the new key was enrolled meanwhile.
  */
-export function enrolSuccessor(input: RegisterInput, predecessor: Host, stores: Stores, log: Logger, now: number): Host {
-  const host = stores.transaction(() => {
-    if (!stores.hosts.takeSuccessorAllowance(predecessor.id)) {
-      throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key has no re-enrolment left', { host_id: predecessor.id });
-    }
-    const twin = stores.hosts.findLiveByFingerprint(predecessor.orgId, input.machineFingerprint);
-    const host = {
-      id: newId('hst'),
-      orgId: predecessor.orgId,
-      ...describedHost(input),
-      approval: 'pending' as const,
-      enrolmentTokenId: predecessor.enrolmentTokenId,
-      tags: { ...input.tags, ...predecessor.tags },
-      fingerprintConflictWith: twin?.id ?? null,
-      enrolledAt: now,
-    };
-    stores.hosts.insert(host);
-    stores.hostEvents.record(host.id, now, 'successor-enrolled', { predecessor: predecessor.id });
-    stores.hostEvents.record(predecessor.id, now, 'successor-enrolled', { successor: host.id, hostname: input.hostname });
-    return stores.hosts.get(host.id) as Host;
-  });
-  log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host');
-  return host;
+export async function enrolSuccessor(input: RegisterInput, predecessor: Host, tx: TransactionScope<TableStores>, log: Logger, now: number): Promise<Host> {
+  if (!(await tx.hosts.takeSuccessorAllowance(predecessor.id))) {
+    throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'the retired key has no re-enrolment left', { host_id: predecessor.id });
+  }
+  const twin = await tx.hosts.findLiveByFingerprint(predecessor.orgId, input.machineFingerprint);
+  const host = {
+    id: newId('hst'),
+    orgId: predecessor.orgId,
+    ...describedHost(input),
+    approval: 'pending' as const,
+    enrolmentTokenId: predecessor.enrolmentTokenId,
+    tags: { ...input.tags, ...predecessor.tags },
+    fingerprintConflictWith: twin?.id ?? null,
+    enrolledAt: now,
+  };
+  if (!(await tx.hosts.insert(host))) {
+    throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'this public key was enrolled meanwhile', { host_id: predecessor.id });
+  }
+  await tx.hostEvents.record(host.id, now, 'successor-enrolled', { predecessor: predecessor.id });
+  await tx.hostEvents.record(predecessor.id, now, 'successor-enrolled', { successor: host.id, hostname: input.hostname });
+  tx.afterCommit(() => log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host'));
+  return (await tx.hosts.get(host.id)) as Host;
 }

@@ -1,5 +1,6 @@
 import { hashSecret, newId, newSecret } from '../lib/ids.ts';
-import type { EnrolmentToken, Stores, Tags } from '../store/index.ts';
+import type { EnrolmentToken, Tags } from '../model/enrolment.ts';
+import type { Stores } from '../store/index.ts';
 
 export const DEFAULT_TOKEN_LIFETIME_MS = 7 * 86_400_000;
 
@@ -20,11 +21,12 @@ export interface CreatedToken {
   secret: string;
 }
 
-export function createEnrolmentToken(stores: Stores, orgId: string, request: TokenRequest, now: number): CreatedToken {
+/** Issues a token of the organisation (`now` ms since the epoch); only the secret's hash is stored. */
+export async function createEnrolmentToken(stores: Stores, orgId: string, request: TokenRequest, now: number): Promise<CreatedToken> {
   const secret = newSecret('tok');
   const { expiresInMs, ...fields } = request;
   const token = { id: newId('etk'), orgId, createdAt: now, expiresAt: now + expiresInMs, ...fields };
-  stores.enrolmentTokens.insert({ ...token, secretHash: hashSecret(secret) });
+  await stores.enrolmentTokens.insert({ ...token, secretHash: hashSecret(secret) });
   return { token: { ...token, uses: 0, revokedAt: null }, secret };
 }
 

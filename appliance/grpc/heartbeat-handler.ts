@@ -206,7 +206,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
         // Never rejects: a failure is logged, the tasks go out later.
         tasksConnected = tasks.connected(agentId);
-        offerKeyRotation(deps, knownHost, session.send);
+        offerKeyRotation(deps, knownHost, session.send).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'key rotation offer failed'));
         return;
       case 'draining':
         clearTimeout(deadline);
@@ -277,7 +277,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     if (call.cancelled) return;
     await admitOpen(call, agentId, deps);
     // Read fresh where it is decided: a host revoked a moment ago must not stream.
-    const current = stores.hosts.get(agentId);
+    const current = await stores.hosts.get(agentId);
     if (!current || !mayStream(current)) {
       throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId });
     }
@@ -309,7 +309,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    */
   const refreshCredential = async (nowMs: number): Promise<void> => {
     if (credentialExpiresAt * 1000 - nowMs >= (jwt.ttlSecs * 1000) / 3) return;
-    const current = stores.hosts.get(agentId);
+    const current = await stores.hosts.get(agentId);
     if (!current || !mayStream(current)) {
       refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
       return;
@@ -357,7 +357,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     } catch (error) {
       return refuse(error, 'heartbeat');
     }
-    if (!reportOnly && !claimIdentityOnce(heartbeat, receivedAt)) return;
+    if (!reportOnly && !(await claimIdentityOnce(heartbeat, receivedAt))) return;
     presence.heard(session, heartbeat.intervalSecs);
     const clockOffsetMs = heartbeat.agentClockMs === undefined ? null : plausibleClockOffsetMs(heartbeat.agentClockMs - receivedAt);
     if (!reportOnly && clockOffsetMs !== null) clock.observe(clockOffsetMs);
@@ -401,7 +401,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     // What the committed reports imply (a deleted host's stream closed) follows the ack.
     await runEffects(effects);
     if (state !== 'streaming') return;
-    trust.heard(message.trust_generation, message.trust_digest);
+    await trust.heard(message.trust_generation, message.trust_digest);
     await refreshCredential(receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'credential refresh failed'));
   };
   /**
@@ -411,10 +411,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
    * refusal. Once accepted the stream moves to streaming (heartbeat/stream-states.ts). Stores the
    * facts when they changed. False when the stream was ended.
    */
-  const claimIdentityOnce = (heartbeat: Heartbeat, receivedAt: number): boolean => {
+  const claimIdentityOnce = async (heartbeat: Heartbeat, receivedAt: number): Promise<boolean> => {
     const facts = heartbeat.facts;
     if (state === 'awaiting-claim' || (facts !== undefined && session.claimant === undefined)) {
-      const current = stores.hosts.get(agentId);
+      const current = await stores.hosts.get(agentId);
       if (!current || !mayStream(current)) {
         refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
         return false;
@@ -423,15 +423,17 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       const claimant = facts && { instanceId: facts.instanceId, machineFingerprint: facts.machineFingerprint, hostname: facts.hostname, source: peerSource(call.getPeer()) };
       // Set before the judgement: claimIdentity compares it with the claimant of the host's live stream, which may be this one.
       session.claimant = claimant;
-      const refusal = claimIdentity(deps, knownHost, claimant, receivedAt);
+      const refusal = await claimIdentity(deps, knownHost, claimant, receivedAt);
       if (refusal) {
         refuse(refusal, 'heartbeat stream');
         return false;
       }
       firstInterval = heartbeat.intervalSecs;
       step('claim-accepted');
+      // The stream may have begun to end while the claim was judged (a revoke, a replacing stream).
+      if (state !== 'streaming') return false;
     }
-    if (facts !== undefined) knownHost = refreshFacts(deps, knownHost, facts, receivedAt);
+    if (facts !== undefined) knownHost = await refreshFacts(deps, knownHost, facts, receivedAt);
     return true;
   };
   step(reportOnly ? 'admitted-report-only' : 'admitted');

@@ -1,14 +1,21 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { RegisterChallenge, RegisterChallengeRequest__Output, RegisterRequest__Output, RegisterResponse } from '../../common/proto.ts';
 import { parseRegisterRequest } from '../enrolment/register-input.ts';
-import { register, type RegisterDeps } from '../enrolment/register.ts';
+import type { RegisterChallenges } from '../enrolment/register-challenge.ts';
 import { peerSource } from '../lib/peer-source.ts';
+import type { Services } from '../services.ts';
 import type { IngestGuards } from './guards.ts';
 import { toServiceError } from './status.ts';
 
+/** What the Register calls need: the enrolment workflow and the stateless challenge issuer. */
+export interface RegisterDeps {
+  services: Pick<Services, 'enrolment'>;
+  challenges: RegisterChallenges;
+}
+
 /**
  * Register: throttled per source (RegisterThrottle); refusals go to the aggregated RefusalLog keyed
- * by the source, since the peer is not authenticated yet.
+ * by the source, since the peer is not authenticated yet. EnrolmentService decides.
  */
 export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusals' | 'registerThrottle'>): grpc.handleUnaryCall<RegisterRequest__Output, RegisterResponse> {
   const throttle = deps.registerThrottle;
@@ -17,7 +24,7 @@ export function registerHandler(deps: RegisterDeps & Pick<IngestGuards, 'refusal
     // The throttle answers first, so a throttled source costs no parsing, signature check or query.
     throttle
       .admit(source)
-      .then(() => register(parseRegisterRequest(call.request), deps, Date.now()))
+      .then(() => deps.services.enrolment.register(parseRegisterRequest(call.request), Date.now()))
       .then(
         (response) => callback(null, response),
         async (error: unknown) => callback(await refuseRegister(deps, source, error)),

@@ -6,8 +6,7 @@ import { createIngestGuards } from './guards.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler, type InventoryDeps } from './inventory-handler.ts';
 import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
-import { registerChallengeHandler, registerHandler } from './register-handler.ts';
-import type { RegisterDeps } from '../enrolment/register.ts';
+import { registerChallengeHandler, registerHandler, type RegisterDeps } from './register-handler.ts';
 
 /** The largest message the ingest service accepts: a 500-package inventory chunk is far below. */
 export const MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;

@@ -37,13 +37,15 @@ export const STORAGE_PROBE_INTERVAL_MS = 2_000;
  * otherwise) succeeds, so the appliance recovers by itself once space is freed.
  */
 export class StorageHealth {
-  readonly #probe: () => void;
+  readonly #probe: () => void | Promise<void>;
   readonly #log: Logger | undefined;
   #state: StorageState = { status: 'ok' };
   #probeTimer: NodeJS.Timeout | undefined;
+  /** A probe is running (PostgreSQL's is a query): the next tick does not start a second one. */
+  #probing = false;
 
-  /** `probe` performs one real write and throws when it fails. */
-  constructor(probe: () => void, log?: Logger) {
+  /** `probe` performs one real write and throws (or rejects) when it fails. */
+  constructor(probe: () => void | Promise<void>, log?: Logger) {
     this.#probe = probe;
     this.#log = log;
   }
@@ -58,7 +60,7 @@ export class StorageHealth {
     if (this.#state.status === 'ok') this.#log?.error(failureFields(error), 'storage degraded: writes fail');
     this.#state = { status: 'degraded', reason: error.code, message: error.message, sinceMs };
     // Unreferenced: a CLI that opened the stores must still be able to exit.
-    this.#probeTimer ??= setInterval(() => this.#runProbe(), STORAGE_PROBE_INTERVAL_MS).unref();
+    this.#probeTimer ??= setInterval(() => void this.#runProbe(), STORAGE_PROBE_INTERVAL_MS).unref();
   }
 
   /** Stops probing (the database is closing). */
@@ -67,13 +69,17 @@ export class StorageHealth {
     this.#probeTimer = undefined;
   }
 
-  #runProbe(): void {
+  async #runProbe(): Promise<void> {
     if (this.#state.status === 'ok') return this.close();
+    if (this.#probing) return;
     const degradedMs = Date.now() - this.#state.sinceMs;
+    this.#probing = true;
     try {
-      this.#probe();
+      await this.#probe();
     } catch {
       return;
+    } finally {
+      this.#probing = false;
     }
     this.close();
     this.#state = { status: 'ok' };

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
-import type { Stores } from '../store/index.ts';
-import type { HeartbeatUpdate } from '../store/hosts.ts';
+import type { HeartbeatUpdate } from '../model/host.ts';
+import type { Stores, TableStores } from '../store/index.ts';
 
 const FLUSH_INTERVAL_MS = 1000;
 const FLUSH_AT_HOSTS = 1000;
@@ -44,9 +44,9 @@ export class VitalsWriter {
     this.#stores = stores;
     this.#log = log;
     this.#retentionMs = retentionMs;
-    this.#flushTimer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
-    this.#pruneTimer = setInterval(() => this.prune(Date.now()), PRUNE_INTERVAL_MS);
-    this.prune(Date.now());
+    this.#flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
+    this.#pruneTimer = setInterval(() => void this.prune(Date.now()), PRUNE_INTERVAL_MS);
+    void this.prune(Date.now());
   }
 
   /**
@@ -63,18 +63,19 @@ export class VitalsWriter {
       if (sampleDue) pending.sample = record;
     } else {
       this.#pending.set(record.hostId, { latest: record, sample: sampleDue ? record : undefined });
-      if (this.#pending.size >= FLUSH_AT_HOSTS) this.flush();
+      if (this.#pending.size >= FLUSH_AT_HOSTS) void this.flush();
     }
     return sampleDue;
   }
 
-  flush(): void {
+  /** Writes the queued heartbeats; never rejects (a failure is logged, the samples dropped). */
+  async flush(): Promise<void> {
     if (this.#pending.size === 0) return;
     const batch = [...this.#pending.values()];
     this.#pending = new Map();
     try {
-      this.#stores.transaction(() => {
-        for (const host of batch) this.#write(host);
+      await this.#stores.transact(async (tx) => {
+        for (const host of batch) await write(tx, host);
       });
     } catch (error) {
       // The storage refuses writes (full, I/O error): every sample would fail the same way. The
@@ -88,7 +89,7 @@ export class VitalsWriter {
       this.#log.warn({ err: error, samples: batch.length }, 'vitals batch failed; writing samples one by one');
       for (const host of batch) {
         try {
-          this.#stores.transaction(() => this.#write(host));
+          await this.#stores.transact((tx) => write(tx, host));
         } catch (sampleError) {
           this.#log.warn({ err: sampleError, host_id: host.latest.hostId }, 'vitals sample dropped');
         }
@@ -97,28 +98,30 @@ export class VitalsWriter {
   }
 
   /** Deletes samples older than the retention period; a storage failure is logged, and the next prune catches up. */
-  prune(now: number): void {
+  async prune(now: number): Promise<void> {
     // A host silent for longer than any interval needs no memory of its last sample.
     for (const [hostId, at] of this.#lastSampleAt) if (now - at > LONGEST_INTERVAL_MS) this.#lastSampleAt.delete(hostId);
     try {
-      const removed = this.#stores.vitals.prune(now - this.#retentionMs);
+      const removed = await this.#stores.vitals.prune(now - this.#retentionMs);
       if (removed > 0) this.#log.info({ removed }, 'vitals history pruned');
     } catch (error) {
       this.#log.error(failureFields(error), 'vitals prune failed');
     }
   }
 
-  #write({ latest, sample }: PendingHost): void {
-    if (sample) {
-      const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = sample;
-      this.#stores.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
-    }
-    this.#stores.hosts.recordHeartbeat(latest);
-  }
-
-  close(): void {
+  /** Stops the timers and writes what is queued; resolves once it is written (or dropped with a log line). */
+  close(): Promise<void> {
     clearInterval(this.#flushTimer);
     clearInterval(this.#pruneTimer);
-    this.flush();
+    return this.flush();
   }
+}
+
+/** One host's queued heartbeat, in the flush's transaction `tx`. */
+async function write(tx: TableStores, { latest, sample }: PendingHost): Promise<void> {
+  if (sample) {
+    const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = sample;
+    await tx.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
+  }
+  await tx.hosts.recordHeartbeat(latest);
 }

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
+import type { Host } from '../model/host.ts';
 import type { Claimant, PresenceRegistry } from '../presence/registry.ts';
-import type { Host, Stores } from '../store/index.ts';
+import type { Stores } from '../store/index.ts';
 import type { HostFacts } from './facts.ts';
 
 /**
@@ -42,12 +43,12 @@ export interface IdentityDeps {
  *   machine: it is accepted only while the host is not flagged nor resolved (unidentifiedRefusal).
  * The flag, the claimants and the audit event are committed together; the warning is logged after.
  */
-export function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claimant | undefined, now: number): CtOpsError | undefined {
+export async function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claimant | undefined, now: number): Promise<CtOpsError | undefined> {
   const { stores, presence, log } = deps;
-  const host = endStaleResolution(deps, stored, now);
+  const host = await endStaleResolution(deps, stored, now);
   if (claimant === undefined) return unidentifiedRefusal(deps, host, now);
   if (host.identityState === 'resolved' && !isKept(host, claimant)) {
-    stores.hostEvents.record(host.id, now, 'identity-retired-claimant', claimantFields(claimant));
+    await stores.hostEvents.record(host.id, now, 'identity-retired-claimant', claimantFields(claimant));
     log.warn({ host_id: host.id, ...claimantFields(claimant) }, 'retired claimant of a resolved identity told to enrol anew');
     return retiredError(host);
   }
@@ -55,7 +56,7 @@ export function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claima
   const alternated = presence.recordClaim(host.id, claimant.instanceId, now);
   const rival = holder !== undefined && holder.instanceId !== claimant.instanceId ? holder : undefined;
   if (host.identityState === 'conflict') {
-    stores.transaction(() => stores.hostClaimants.seen({ hostId: host.id, ...claimant }, now));
+    await stores.transact((tx) => tx.hostClaimants.seen({ hostId: host.id, ...claimant }, now));
     return rival === undefined ? undefined : conflictError(host);
   }
   // Also while resolved: the kept machine's key may be copied again, or a retired clone may share
@@ -63,15 +64,14 @@ export function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claima
   const otherMachine = rival !== undefined && rival.machineFingerprint !== claimant.machineFingerprint;
   if (!otherMachine && !alternated) return undefined;
   const claimants = [...(rival ? [rival] : []), claimant];
-  const flagged = stores.transaction(() => {
-    if (!stores.hosts.flagIdentityConflict(host.id)) return false;
-    for (const each of claimants) stores.hostClaimants.seen({ hostId: host.id, ...each }, now);
-    stores.hostEvents.record(host.id, now, 'identity-conflict', { reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) });
-    return true;
+  await stores.transact(async (tx) => {
+    if (!(await tx.hosts.flagIdentityConflict(host.id))) return;
+    for (const each of claimants) await tx.hostClaimants.seen({ hostId: host.id, ...each }, now);
+    await tx.hostEvents.record(host.id, now, 'identity-conflict', { reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) });
+    tx.afterCommit(() =>
+      log.warn({ host_id: host.id, reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) }, 'identity conflict: two machines use one host key'),
+    );
   });
-  if (flagged) {
-    log.warn({ host_id: host.id, reason: otherMachine ? 'another-fingerprint' : 'alternating', claimants: claimants.map(claimantFields) }, 'identity conflict: two machines use one host key');
-  }
   // With no live stream left to keep, the claimant in hand holds the identity until an admin decides.
   return rival === undefined ? undefined : conflictError(host);
 }
@@ -81,14 +81,13 @@ export function claimIdentity(deps: IdentityDeps, stored: Host, claimant: Claima
  * an 'identity-resolution-expired' event with the re-enrolments left unused), so a retired machine
  * that never comes back cannot keep the host's judgement bent for good.
  */
-function endStaleResolution(deps: IdentityDeps, host: Host, now: number): Host {
+async function endStaleResolution(deps: IdentityDeps, host: Host, now: number): Promise<Host> {
   if (host.identityState !== 'resolved' || host.identityResolvedAt === null || now - host.identityResolvedAt < IDENTITY_RESOLUTION_MAX_MS) return host;
-  const ended = deps.stores.transaction(() => {
-    if (!deps.stores.hosts.clearIdentityState(host.id)) return false;
-    deps.stores.hostEvents.record(host.id, now, 'identity-resolution-expired', { unused_reenrolments: host.identitySuccessorsAllowed });
-    return true;
+  await deps.stores.transact(async (tx) => {
+    if (!(await tx.hosts.clearIdentityState(host.id))) return;
+    await tx.hostEvents.record(host.id, now, 'identity-resolution-expired', { unused_reenrolments: host.identitySuccessorsAllowed });
+    tx.afterCommit(() => deps.log.info({ host_id: host.id, unused_reenrolments: host.identitySuccessorsAllowed }, 'identity resolution expired'));
   });
-  if (ended) deps.log.info({ host_id: host.id, unused_reenrolments: host.identitySuccessorsAllowed }, 'identity resolution expired');
   return { ...host, identityState: null, identityKeptFingerprint: null, identityKeptInstance: null, identitySuccessorsAllowed: 0, identityResolvedAt: null, identityRotationNonceSha256: null };
 }
 
@@ -96,18 +95,19 @@ function endStaleResolution(deps: IdentityDeps, host: Host, now: number): Host {
  * Stores the facts a stream reported when they differ from the host's record; a new hostname is
  * recorded as a 'renamed' event (the admin's list of previous names).
  */
-export function refreshFacts(deps: Pick<IdentityDeps, 'stores' | 'log'>, host: Host, facts: HostFacts, now: number): Host {
+export async function refreshFacts(deps: Pick<IdentityDeps, 'stores' | 'log'>, host: Host, facts: HostFacts, now: number): Promise<Host> {
   const { stores, log } = deps;
   const unchanged =
     host.hostname === facts.hostname && host.os === facts.os && host.osVersion === facts.osVersion && host.arch === facts.arch &&
     host.agentVersion === facts.agentVersion && JSON.stringify(host.ipAddresses) === JSON.stringify(facts.ipAddresses);
   if (unchanged) return host;
   const update = { hostname: facts.hostname, os: facts.os, osVersion: facts.osVersion, arch: facts.arch, agentVersion: facts.agentVersion, ipAddresses: facts.ipAddresses };
-  stores.transaction(() => {
-    stores.hosts.recordFacts(host.id, update);
-    if (host.hostname !== facts.hostname) stores.hostEvents.record(host.id, now, 'renamed', { from: host.hostname, to: facts.hostname });
+  await stores.transact(async (tx) => {
+    await tx.hosts.recordFacts(host.id, update);
+    if (host.hostname === facts.hostname) return;
+    await tx.hostEvents.record(host.id, now, 'renamed', { from: host.hostname, to: facts.hostname });
+    tx.afterCommit(() => log.info({ host_id: host.id, from: host.hostname, to: facts.hostname }, 'host renamed'));
   });
-  if (host.hostname !== facts.hostname) log.info({ host_id: host.id, from: host.hostname, to: facts.hostname }, 'host renamed');
   return { ...host, ...update };
 }
 
@@ -122,10 +122,10 @@ export function isKept(host: Host, claimant: Pick<Claimant, 'instanceId' | 'mach
  * machine, so leaving the facts out must not skip the judgement. Flagged: refused like any other
  * claimant (retry hint); resolved: told its identity is retired (the kept agent always sends facts).
  */
-function unidentifiedRefusal(deps: IdentityDeps, host: Host, now: number): CtOpsError | undefined {
+async function unidentifiedRefusal(deps: IdentityDeps, host: Host, now: number): Promise<CtOpsError | undefined> {
   if (host.identityState === 'conflict') return conflictError(host);
   if (host.identityState !== 'resolved') return undefined;
-  deps.stores.hostEvents.record(host.id, now, 'identity-retired-claimant', { unidentified: true });
+  await deps.stores.hostEvents.record(host.id, now, 'identity-retired-claimant', { unidentified: true });
   deps.log.warn({ host_id: host.id, unidentified: true }, 'claimant without host facts of a resolved identity told to enrol anew');
   return retiredError(host);
 }

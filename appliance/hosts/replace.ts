@@ -1,13 +1,7 @@
-import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Host, Stores } from '../store/index.ts';
-
-export interface ReplaceDeps {
-  stores: Stores;
-  presence: PresenceRegistry;
-  log: Logger;
-}
+import type { Host } from '../model/host.ts';
+import type { HostDeps } from './deps.ts';
+import { hostOfOrg } from './lookup.ts';
 
 /**
  * "Approve as replacement of host X": a reimaged machine enrolled with a fresh key (held pending,
@@ -21,20 +15,15 @@ export interface ReplaceDeps {
  * machine still streaming under X's key is not the reimaged one (a mistyped id, or two machines),
  * and replacing it would retire a working agent.
  */
-export async function approveAsReplacement(deps: ReplaceDeps, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Promise<Host> {
+export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'presence' | 'log'>, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Promise<Host> {
   const { stores, presence, log } = deps;
-  const live = (id: string): Host => {
-    const host = stores.hosts.get(id);
-    if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${id}`, { host_id: id });
-    return host;
-  };
-  const incoming = live(newId);
-  const old = live(oldId);
-  if (incoming.id === old.id) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'a host cannot replace itself', { host_id: newId });
-  if (!force && presence.isStreaming(oldId)) {
-    throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} is online: its machine still runs under the old key; stop it first, or replace it anyway with --force`, { host_id: oldId, online: true });
-  }
-  const cancelled = await stores.transact(async (tx) => {
+  return stores.transact(async (tx) => {
+    const incoming = await hostOfOrg(tx.hosts, orgId, newId);
+    const old = await hostOfOrg(tx.hosts, orgId, oldId);
+    if (incoming.id === old.id) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'a host cannot replace itself', { host_id: newId });
+    if (!force && presence.isStreaming(oldId)) {
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} is online: its machine still runs under the old key; stop it first, or replace it anyway with --force`, { host_id: oldId, online: true });
+    }
     if (!(await tx.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
     }
@@ -44,10 +33,12 @@ export async function approveAsReplacement(deps: ReplaceDeps, orgId: string, new
     // The name the admins knew the machine by joins the new host's previous names.
     if (old.hostname !== incoming.hostname) await tx.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
     await tx.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
-    return tx.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
+    const cancelled = await tx.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
+    tx.afterCommit(() => {
+      presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
+      presence.forgetClaims(oldId);
+      log.info({ host_id: newId, replaces: oldId, by, cancelled_tasks: cancelled.length }, 'host approved as replacement');
+    });
+    return (await tx.hosts.get(newId)) as Host;
   });
-  presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
-  presence.forgetClaims(oldId);
-  log.info({ host_id: newId, replaces: oldId, by, cancelled_tasks: cancelled.length }, 'host approved as replacement');
-  return stores.hosts.get(newId) as Host;
 }

@@ -1,17 +1,10 @@
-import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Host, HostClaimant, Stores } from '../store/index.ts';
-import type { TaskService } from '../tasks/service.ts';
+import type { Host, HostClaimant } from '../model/host.ts';
+import type { HostStore } from '../store/hosts.ts';
 import { offerKeyRotation, pendingRotationMark } from '../enrolment/key-rotation.ts';
+import type { HostDeps } from './deps.ts';
 import { isKept, retiredError } from './identity.ts';
-
-export interface ResolveDeps {
-  stores: Stores;
-  presence: PresenceRegistry;
-  services: { readonly tasks: TaskService };
-  log: Logger;
-}
+import { hostOfOrg } from './lookup.ts';
 
 /** The most retired machines one resolution lets re-enrol (a handful of clones; a fleet of them is a new deployment). */
 export const MAX_SUCCESSORS_PER_RESOLUTION = 4;
@@ -32,45 +25,45 @@ export const MAX_SUCCESSORS_PER_RESOLUTION = 4;
  * Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (the host is not flagged), ERR_INVALID_ARGUMENT
  * (no claimant matches `keep`, or it matches several machines).
  */
-export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string, keep: string, by: string, now: number): Host {
-  const { stores, presence, log } = deps;
-  const { tasks } = deps.services;
-  const host = flaggedHost(stores, orgId, hostId, ['conflict']);
-  const claimants = stores.hostClaimants.list(hostId);
-  const kept = claimants.filter((claimant) => claimant.instanceId === keep || claimant.machineFingerprint === keep);
-  const keptFingerprints = new Set(kept.map((claimant) => claimant.machineFingerprint));
-  if (kept.length === 0 || keptFingerprints.size > 1) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep must name one claimant of ${hostId} by instance id or machine fingerprint (hosts show lists them)`, { host_id: hostId, field: 'keep' });
-  }
-  const chosen = kept[0] as HostClaimant;
-  const fingerprintShared = claimants.some((claimant) => claimant.machineFingerprint === chosen.machineFingerprint && claimant.instanceId !== chosen.instanceId);
-  // Pinned by instance only when it must be: one fingerprint shared by kept and retired machines.
-  const pin = fingerprintShared && keep === chosen.instanceId ? { fingerprint: null, instance: chosen.instanceId } : { fingerprint: chosen.machineFingerprint, instance: null };
-  const retired = claimants.filter((claimant) => !isKept({ ...host, identityKeptFingerprint: pin.fingerprint, identityKeptInstance: pin.instance }, claimant));
-  if (retired.length === 0) {
-    throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep ${keep} matches every claimant of ${hostId}; name one process instance (hosts show lists them), or --dismiss a false alarm`, { host_id: hostId, field: 'keep' });
-  }
-  const successors = Math.min(MAX_SUCCESSORS_PER_RESOLUTION, new Set(retired.map((claimant) => claimant.machineFingerprint)).size);
-  stores.transaction(() => {
-    if (!stores.hosts.resolveIdentity(hostId, pin, successors, pendingRotationMark(), now)) {
+export async function resolveIdentity(deps: HostDeps, orgId: string, hostId: string, keep: string, by: string, now: number): Promise<Host> {
+  const { stores, presence, tasks, log } = deps;
+  return stores.transact(async (tx) => {
+    const host = await flaggedHost(tx.hosts, orgId, hostId, ['conflict']);
+    const claimants = await tx.hostClaimants.list(hostId);
+    const kept = claimants.filter((claimant) => claimant.instanceId === keep || claimant.machineFingerprint === keep);
+    const keptFingerprints = new Set(kept.map((claimant) => claimant.machineFingerprint));
+    if (kept.length === 0 || keptFingerprints.size > 1) {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep must name one claimant of ${hostId} by instance id or machine fingerprint (hosts show lists them)`, { host_id: hostId, field: 'keep' });
+    }
+    const chosen = kept[0] as HostClaimant;
+    const fingerprintShared = claimants.some((claimant) => claimant.machineFingerprint === chosen.machineFingerprint && claimant.instanceId !== chosen.instanceId);
+    // Pinned by instance only when it must be: one fingerprint shared by kept and retired machines.
+    const pin = fingerprintShared && keep === chosen.instanceId ? { fingerprint: null, instance: chosen.instanceId } : { fingerprint: chosen.machineFingerprint, instance: null };
+    const retired = claimants.filter((claimant) => !isKept({ ...host, identityKeptFingerprint: pin.fingerprint, identityKeptInstance: pin.instance }, claimant));
+    if (retired.length === 0) {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `--keep ${keep} matches every claimant of ${hostId}; name one process instance (hosts show lists them), or --dismiss a false alarm`, { host_id: hostId, field: 'keep' });
+    }
+    const successors = Math.min(MAX_SUCCESSORS_PER_RESOLUTION, new Set(retired.map((claimant) => claimant.machineFingerprint)).size);
+    if (!(await tx.hosts.resolveIdentity(hostId, pin, successors, pendingRotationMark(), now))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId });
     }
-    stores.hostClaimants.clear(hostId);
-    stores.hostEvents.record(hostId, now, 'identity-resolved', { by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, kept_hostname: chosen.hostname, retired: retired.length, reenrolments: successors });
+    await tx.hostClaimants.clear(hostId);
+    await tx.hostEvents.record(hostId, now, 'identity-resolved', { by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, kept_hostname: chosen.hostname, retired: retired.length, reenrolments: successors });
+    const resolved = (await tx.hosts.get(hostId)) as Host;
+    tx.afterCommit(async () => {
+      presence.forgetClaims(hostId);
+      log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length, reenrolments: successors }, 'identity conflict resolved');
+      const holder = presence.registry.claimantOf(hostId);
+      // A live stream that never said which machine it is cannot be the kept one either.
+      if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
+        presence.disconnect(hostId, retiredError(resolved), 'revoked');
+      } else {
+        await tasks.dispatch(hostId);
+        await offerKeyRotation(deps, resolved, (message) => presence.registry.send(hostId, message));
+      }
+    });
+    return resolved;
   });
-  presence.forgetClaims(hostId);
-  log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length, reenrolments: successors }, 'identity conflict resolved');
-  const resolved = stores.hosts.get(hostId) as Host;
-  const holder = presence.claimantOf(hostId);
-  // A live stream that never said which machine it is cannot be the kept one either.
-  if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
-    presence.disconnect(hostId, retiredError(resolved), 'revoked');
-  } else {
-    // dispatch never rejects: a failure is logged and the tasks stay queued.
-    void tasks.dispatch(hostId);
-    offerKeyRotation(deps, resolved, (message) => presence.send(hostId, message));
-  }
-  return stores.hosts.get(hostId) as Host;
 }
 
 /**
@@ -79,27 +72,27 @@ export function resolveIdentity(deps: ResolveDeps, orgId: string, hostId: string
  * 'identity-dismissed' event. Throws ERR_HOST_NOT_FOUND, ERR_HOST_STATE_CONFLICT (neither flagged
  * nor resolved).
  */
-export function dismissIdentityConflict(deps: ResolveDeps, orgId: string, hostId: string, by: string, now: number): Host {
-  const { stores, presence, log } = deps;
-  const { tasks } = deps.services;
-  const host = flaggedHost(stores, orgId, hostId, ['conflict', 'resolved']);
-  stores.transaction(() => {
-    if (!stores.hosts.clearIdentityState(hostId)) {
+export async function dismissIdentityConflict(deps: HostDeps, orgId: string, hostId: string, by: string, now: number): Promise<Host> {
+  const { stores, presence, tasks, log } = deps;
+  return stores.transact(async (tx) => {
+    const host = await flaggedHost(tx.hosts, orgId, hostId, ['conflict', 'resolved']);
+    if (!(await tx.hosts.clearIdentityState(hostId))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to dismiss', { host_id: hostId });
     }
-    stores.hostClaimants.clear(hostId);
-    stores.hostEvents.record(hostId, now, 'identity-dismissed', { by, was: host.identityState });
+    await tx.hostClaimants.clear(hostId);
+    await tx.hostEvents.record(hostId, now, 'identity-dismissed', { by, was: host.identityState });
+    tx.afterCommit(async () => {
+      presence.forgetClaims(hostId);
+      log.warn({ host_id: hostId, by, was: host.identityState }, 'identity conflict dismissed');
+      await tasks.dispatch(hostId);
+    });
+    return (await tx.hosts.get(hostId)) as Host;
   });
-  presence.forgetClaims(hostId);
-  log.warn({ host_id: hostId, by, was: host.identityState }, 'identity conflict dismissed');
-  void tasks.dispatch(hostId);
-  return stores.hosts.get(hostId) as Host;
 }
 
 /** The live host of the org in one of `states`; ERR_HOST_NOT_FOUND or ERR_HOST_STATE_CONFLICT otherwise. */
-function flaggedHost(stores: Stores, orgId: string, hostId: string, states: ReadonlyArray<Host['identityState']>): Host {
-  const host = stores.hosts.get(hostId);
-  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+async function flaggedHost(hosts: HostStore, orgId: string, hostId: string, states: ReadonlyArray<Host['identityState']>): Promise<Host> {
+  const host = await hostOfOrg(hosts, orgId, hostId);
   if (!states.includes(host.identityState)) {
     throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'the host has no identity conflict to resolve', { host_id: hostId, identity_state: host.identityState });
   }

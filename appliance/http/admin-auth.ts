@@ -21,7 +21,7 @@ export async function requireAdmin(app: FastifyInstance, ctx: HttpContext): Prom
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const match = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '');
     if (!match?.[1]) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'an `Authorization: Bearer` admin credential is required');
-    const credential = authenticateApiToken(ctx.stores.adminCredentials, match[1], Date.now());
+    const credential = await authenticateApiToken(ctx.stores.adminCredentials, match[1], Date.now());
     request.adminName = credential.username;
     request.adminLocal = credential.label === CLI_TOKEN_LABEL;
   });
@@ -63,7 +63,7 @@ export async function adminPasswordRoutes(app: FastifyInstance, ctx: HttpContext
       response: { 200: { type: 'object', required: ['username', 'password', 'sessions_ended'], properties: { username: { type: 'string' }, password: { type: 'string' }, sessions_ended: { type: 'integer' } } } },
     },
     handler: async (request) => {
-      const reset = resetPassword(deps, request.params.username, request.adminLocal);
+      const reset = await resetPassword(deps, request.params.username, request.adminLocal);
       return { username: reset.username, password: reset.password, sessions_ended: reset.sessionsEnded };
     },
   });

@@ -1,7 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { CtOpsError } from '../../common/errors.ts';
-import { decideHost, type HostDecision } from '../hosts/decide.ts';
-import { deleteHost } from '../hosts/delete.ts';
+import type { HostDecision } from '../hosts/decide.ts';
 import { taskSchema, taskView } from './admin-tasks.ts';
 import { hostIdentitySchema, hostIdentityView } from './admin-host-identity.ts';
 import type { HttpContext } from './context.ts';
@@ -22,23 +20,18 @@ const vitalsSchema = {
 } as const;
 
 export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { stores, presence, orgId } = ctx;
-  const findHost = (id: string) => {
-    const host = stores.hosts.get(id);
-    if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${id}`, { host_id: id });
-    return host;
-  };
+  const { stores, services, presence, orgId } = ctx;
 
   app.get('/api/v1/hosts', {
     schema: { response: { 200: { type: 'array', items: hostSchema } } },
-    handler: async () => stores.hosts.list(orgId).map((host) => hostView(host, presence)),
+    handler: async () => (await services.hosts.list(orgId)).map((host) => hostView(host, presence)),
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', {
     schema: { params: hostIdParams, response: { 200: { type: 'object', properties: { ...hostSchema.properties, recent_vitals: vitalsSchema, pending_uninstall: { anyOf: [taskSchema, { type: 'null' }] }, ...hostIdentitySchema } } } },
     handler: async (request) => {
-      const host = findHost(request.params.id);
-      const recent = stores.vitals.recent(host.id, 20).map((sample) => ({
+      const host = await services.hosts.hostOfOrg(orgId, request.params.id, { includeDeleted: true });
+      const recent = (await stores.vitals.recent(host.id, 20)).map((sample) => ({
         received_at: new Date(sample.receivedAt).toISOString(),
         cpu_percent: sample.cpuPercent,
         memory_percent: sample.memoryPercent,
@@ -46,15 +39,15 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
         uptime_seconds: sample.uptimeSeconds,
       }));
       // A requested uninstall waits for the agent (with an expiry): the admin sees where it stands.
-      const uninstall = await ctx.services.tasks.unfinished(host.id, 'agent_uninstall');
-      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...hostIdentityView(stores, host) };
+      const uninstall = await services.tasks.unfinished(host.id, 'agent_uninstall');
+      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...(await hostIdentityView(stores, host)) };
     },
   });
 
   for (const decision of ['approve', 'reject', 'revoke'] as const satisfies readonly HostDecision[]) {
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${decision}`, {
       schema: { params: hostIdParams, response: { 200: hostSchema } },
-      handler: async (request) => hostView(await decideHost(ctx, orgId, request.params.id, decision, request.adminName, Date.now()), presence),
+      handler: async (request) => hostView(await services.hosts.decide(orgId, request.params.id, decision, request.adminName, Date.now()), presence),
     });
   }
 
@@ -65,7 +58,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
       response: { 200: { type: 'object', required: ['host'], properties: { host: hostSchema, uninstall: { anyOf: [taskSchema, { type: 'null' }] } } } },
     },
     handler: async (request) => {
-      const outcome = await deleteHost(ctx, orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
+      const outcome = await services.hosts.delete(orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
       return { host: hostView(outcome.host, presence), uninstall: outcome.uninstall ? taskView(outcome.uninstall) : null };
     },
   });

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { CtOpsError } from '../../common/errors.ts';
 import { PACKAGE_FIELD_LIMITS } from '../../common/inventory-records.ts';
 import { INVENTORY_INTERVAL_HOURS, REMOVED_RETENTION_DAYS, type InventorySettings } from '../inventory/settings.ts';
 import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
@@ -152,21 +151,17 @@ interface SettingsPatchBody {
 
 /** Software inventory as admins read it: per-host packages and scans, package search, and the organisation's settings. */
 export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { stores, orgId } = ctx;
+  const { orgId } = ctx;
   const { inventory } = ctx.services;
   /** Another organisation's host is not found, exactly like an unknown one. */
-  const hostOfOrg = (id: string): string => {
-    const host = stores.hosts.get(id);
-    if (!host || host.orgId !== orgId) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${id}`, { host_id: id });
-    return host.id;
-  };
+  const hostOfOrg = async (id: string): Promise<string> => (await ctx.services.hosts.hostOfOrg(orgId, id, { includeDeleted: true })).id;
 
   app.get<{ Params: { id: string }; Querystring: { removed?: string; limit?: string; offset?: string } }>('/api/v1/hosts/:id/packages', {
     schema: { params: hostIdParams, querystring: packagesQuery, response: { 200: { type: 'array', items: packageSchema } } },
     handler: async (request) => {
       const { removed, limit, offset } = request.query;
       const page = { limit: limit === undefined ? PACKAGE_PAGE_MAX : Number(limit), offset: Number(offset ?? 0) };
-      return (await inventory.packages(hostOfOrg(request.params.id), { liveOnly: removed !== 'true', page })).map(packageView);
+      return (await inventory.packages(await hostOfOrg(request.params.id), { liveOnly: removed !== 'true', page })).map(packageView);
     },
   });
 
@@ -174,7 +169,7 @@ export async function adminInventoryRoutes(app: FastifyInstance, ctx: HttpContex
     schema: { params: hostIdParams, querystring: scansQuery, response: { 200: { type: 'array', items: scanSchema } } },
     handler: async (request) => {
       const limit = request.query.limit === undefined ? DEFAULT_SCAN_LIMIT : Number(request.query.limit);
-      return (await inventory.scans(hostOfOrg(request.params.id), limit)).map(scanView);
+      return (await inventory.scans(await hostOfOrg(request.params.id), limit)).map(scanView);
     },
   });
 

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { CtOpsError } from '../../common/errors.ts';
 import { idPatternSource } from '../../common/ids.ts';
-import { DEFAULT_TOKEN_LIFETIME_MS, createEnrolmentToken } from '../enrolment/tokens.ts';
+import { DEFAULT_TOKEN_LIFETIME_MS } from '../enrolment/tokens.ts';
 import type { HttpContext } from './context.ts';
 import { tokenSchema, tokenView } from './views.ts';
 
@@ -14,13 +13,13 @@ interface CreateTokenBody {
 }
 
 export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { stores, orgId } = ctx;
+  const { services, orgId } = ctx;
 
   app.get('/api/v1/tokens', {
     schema: { response: { 200: { type: 'array', items: tokenSchema } } },
     handler: async () => {
       const now = Date.now();
-      return stores.enrolmentTokens.list(orgId).map((token) => tokenView(token, now));
+      return (await services.enrolment.listTokens(orgId)).map((token) => tokenView(token, now));
     },
   });
 
@@ -47,8 +46,7 @@ export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): 
     handler: async (request, reply) => {
       const now = Date.now();
       const body = request.body;
-      const created = createEnrolmentToken(
-        stores,
+      const created = await services.enrolment.issueToken(
         orgId,
         {
           label: body.label ?? '',
@@ -62,7 +60,6 @@ export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): 
         },
         now,
       );
-      ctx.log.info({ token_id: created.token.id, by: request.adminName, max_uses: created.token.maxUses, auto_approve: created.token.autoApprove }, 'enrolment token created');
       reply.code(201);
       return { ...tokenView(created.token, now), token: created.secret };
     },
@@ -74,11 +71,8 @@ export async function adminTokenRoutes(app: FastifyInstance, ctx: HttpContext): 
       response: { 200: tokenSchema },
     },
     handler: async (request) => {
-      const token = stores.enrolmentTokens.get(request.params.id);
-      if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_ENROLMENT_TOKEN_NOT_FOUND', `no enrolment token ${request.params.id}`, { token_id: request.params.id });
       const now = Date.now();
-      if (stores.enrolmentTokens.revoke(token.id, now)) ctx.log.info({ token_id: token.id, by: request.adminName }, 'enrolment token revoked');
-      return tokenView(stores.enrolmentTokens.get(token.id) ?? token, now);
+      return tokenView(await services.enrolment.revokeToken(orgId, request.params.id, request.adminName, now), now);
     },
   });
 }

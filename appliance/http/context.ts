@@ -11,12 +11,12 @@ export interface HttpContext {
   /** The appliance's data directory (keys, CA, built bundles). */
   dataDir: string;
   stores: Stores;
+  /** The workflows' owners; handlers call these. */
+  services: Services;
   orgId: string;
   presence: PresenceRegistry;
   jwt: AgentJwtAuthority;
   jwtKey: JwtSigningKey;
   certs: CertificateService;
   log: Logger;
-  /** The services owning each area's workflows (constructed once in serve.ts). */
-  services: Services;
 }

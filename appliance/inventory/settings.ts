@@ -46,17 +46,17 @@ const storedNumber = (stored: string | undefined): number => (stored !== undefin
  * The organisation's inventory settings. A stored value that does not parse (hand-edited, or
  * written by a later version) reads as its default: a sweeper must never stop on a bad setting.
  */
-export function inventorySettings(scope: Pick<TableStores, 'organisations'>, orgId: string): InventorySettings {
-  const { organisations } = scope;
-  const interval = storedNumber(organisations.setting(orgId, INTERVAL_KEY));
-  const retention = storedNumber(organisations.setting(orgId, RETENTION_KEY));
-  const source = (name: OptionalSource): boolean => {
-    const stored = organisations.setting(orgId, SOURCE_KEYS[name]);
+export async function inventorySettings(stores: Pick<TableStores, 'organisations'>, orgId: string): Promise<InventorySettings> {
+  const { organisations } = stores;
+  const interval = storedNumber(await organisations.setting(orgId, INTERVAL_KEY));
+  const retention = storedNumber(await organisations.setting(orgId, RETENTION_KEY));
+  const source = async (name: OptionalSource): Promise<boolean> => {
+    const stored = await organisations.setting(orgId, SOURCE_KEYS[name]);
     return stored === 'true' ? true : stored === 'false' ? false : DEFAULT_INVENTORY_SETTINGS.optionalSources[name];
   };
   return {
     intervalHours: validInterval(interval) ? interval : DEFAULT_INVENTORY_SETTINGS.intervalHours,
-    optionalSources: { snap: source('snap'), flatpak: source('flatpak'), windowsStore: source('windowsStore') },
+    optionalSources: { snap: await source('snap'), flatpak: await source('flatpak'), windowsStore: await source('windowsStore') },
     removedRetentionDays: validRetention(retention) ? retention : DEFAULT_INVENTORY_SETTINGS.removedRetentionDays,
   };
 }
@@ -66,7 +66,7 @@ export function inventorySettings(scope: Pick<TableStores, 'organisations'>, org
  * all. An interval that is not a whole number of hours from 1 to 720, or a retention that is not
  * a whole number of days from 1 to 3650, changes nothing (ERR_INVALID_ARGUMENT).
  */
-export function updateInventorySettings(stores: Stores, orgId: string, patch: InventorySettingsPatch): Promise<InventorySettings> {
+export async function updateInventorySettings(stores: Stores, orgId: string, patch: InventorySettingsPatch): Promise<InventorySettings> {
   const { intervalHours, optionalSources = {}, removedRetentionDays } = patch;
   if (intervalHours !== undefined && !validInterval(intervalHours)) {
     throw new CtOpsError(

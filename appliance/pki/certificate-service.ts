@@ -52,7 +52,7 @@ export interface TrustWatch {
    * The agent's HeartbeatRequest.trust_generation and .trust_digest: recorded when they change; the
    * bundle sent once per stream when the digest is not the current bundle's.
    */
-  heard(generation: number, digest: Uint8Array): void;
+  heard(generation: number, digest: Uint8Array): Promise<void>;
 }
 
 /**
@@ -92,10 +92,10 @@ export class CertificateService {
     let recorded: string | undefined;
     let sentDigest = '';
     return {
-      heard: (generation, digestBytes) => {
+      heard: async (generation, digestBytes) => {
         const digest = Buffer.from(digestBytes).toString('hex');
         if (`${generation}/${digest}` !== recorded) {
-          this.#deps.stores.hostTrust.record(hostId, generation, digest);
+          await this.#deps.stores.hostTrust.record(hostId, generation, digest);
           recorded = `${generation}/${digest}`;
         }
         const bundle = this.#record.bundle;
@@ -122,8 +122,8 @@ export class CertificateService {
   rotateCa(step: CaRotationStep, force: boolean, now: Date, adminName: string): Promise<CertsStatus> {
     return this.#serially(async () => {
       const named = (host: { hostId: string; hostname: string }): string => `${host.hostname} (${host.hostId})`;
-      const unacknowledged = step === 'switch' ? this.#withoutBundle().map(named) : [];
-      const pending = step === 'switch' ? this.#deps.stores.hostTrust.pendingHosts().map(named) : [];
+      const unacknowledged = step === 'switch' ? (await this.#withoutBundle()).map(named) : [];
+      const pending = step === 'switch' ? (await this.#deps.stores.hostTrust.pendingHosts()).map(named) : [];
       const next = nextPhase(this.#record.phase, step, { unacknowledged, pending, force });
       if (typeof next !== 'string') throw next;
       if (step === 'switch' && unacknowledged.length > 0) this.#deps.log.warn({ hosts: unacknowledged.slice(0, 100), count: unacknowledged.length, by: adminName }, 'CA rotation switched with --force: these hosts lack the next CA and will fail TLS at their next connection');
@@ -143,11 +143,11 @@ export class CertificateService {
   }
 
   /** The rotation phase, the CAs, the served leaf and which active hosts hold the current bundle (CertsStatus). */
-  status(): CertsStatus {
+  async status(): Promise<CertsStatus> {
     const generation = this.#record.bundle?.generation ?? 0;
     const counts = { active: 0, online_with_bundle: 0, online_without: 0, offline_with_bundle: 0, offline_without: 0 };
     const without: CertsStatus['without_bundle'] = [];
-    for (const host of this.#deps.stores.hostTrust.activeHosts()) {
+    for (const host of await this.#deps.stores.hostTrust.activeHosts()) {
       const online = this.#deps.presence.isStreaming(host.hostId);
       const held = host.trustDigest === this.#digest;
       counts.active += 1;
@@ -170,13 +170,13 @@ export class CertificateService {
       },
       hosts: counts,
       without_bundle: without,
-      pending: this.#deps.stores.hostTrust.pendingHosts().slice(0, 100).map((host) => ({ host_id: host.hostId, hostname: host.hostname })),
+      pending: (await this.#deps.stores.hostTrust.pendingHosts()).slice(0, 100).map((host) => ({ host_id: host.hostId, hostname: host.hostname })),
     };
   }
 
   /** Active hosts that do not hold the current bundle (all of them, when a rotation started). */
-  #withoutBundle(): Array<{ hostId: string; hostname: string }> {
-    return this.#deps.stores.hostTrust.activeHosts().filter((host) => host.trustDigest !== this.#digest);
+  async #withoutBundle(): Promise<Array<{ hostId: string; hostname: string }>> {
+    return (await this.#deps.stores.hostTrust.activeHosts()).filter((host) => host.trustDigest !== this.#digest);
   }
 
   async #issueAndServe(now: Date, adminName: string): Promise<void> {

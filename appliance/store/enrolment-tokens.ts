@@ -1,99 +1,77 @@
-import type { Db } from './database.ts';
+import type { Selectable } from 'kysely';
+import type { EnrolmentToken, NewEnrolmentToken, Tags } from '../model/enrolment.ts';
+import type { EnrolmentTokensTable } from './schema.ts';
+import type { Executor } from './unit-of-work.ts';
 
-export type Tags = Readonly<Record<string, string>>;
+export type { EnrolmentToken, NewEnrolmentToken, Tags } from '../model/enrolment.ts';
 
-export interface EnrolmentToken {
-  id: string;
-  orgId: string;
-  label: string;
-  createdAt: number;
-  createdBy: string;
-  expiresAt: number;
-  maxUses: number;
-  uses: number;
-  autoApprove: boolean;
-  tags: Tags;
-  /** Where the token came from: "admin" (API/CLI) or "install-bundle". */
-  source: string;
-  metadata: Readonly<Record<string, string>>;
-  revokedAt: number | null;
-}
-
-export type NewEnrolmentToken = Omit<EnrolmentToken, 'uses' | 'revokedAt'> & { secretHash: string };
-
-interface TokenRow {
-  id: string;
-  org_id: string;
-  label: string;
-  created_at: number;
-  created_by: string;
-  expires_at: number;
-  max_uses: number;
-  uses: number;
-  auto_approve: number;
-  tags: string;
-  source: string;
-  metadata: string;
-  revoked_at: number | null;
-}
-
-const COLUMNS = 'id, org_id, label, created_at, created_by, expires_at, max_uses, uses, auto_approve, tags, source, metadata, revoked_at';
+const COLUMNS = ['id', 'org_id', 'label', 'created_at', 'created_by', 'expires_at', 'max_uses', 'uses', 'auto_approve', 'tags', 'source', 'metadata', 'revoked_at'] as const;
+type TokenRow = Pick<Selectable<EnrolmentTokensTable>, (typeof COLUMNS)[number]>;
 
 /** Owns the enrolment_tokens table. Secrets are never stored, only their hashes. */
 export class EnrolmentTokenStore {
-  readonly #insert;
-  readonly #get;
-  readonly #bySecretHash;
-  readonly #list;
-  readonly #consume;
-  readonly #revoke;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare(
-      `INSERT INTO enrolment_tokens (id, org_id, secret_hash, label, created_at, created_by, expires_at, max_uses, uses, auto_approve, tags, source, metadata)
-       VALUES (@id, @orgId, @secretHash, @label, @createdAt, @createdBy, @expiresAt, @maxUses, 0, @autoApprove, @tags, @source, @metadata)`,
-    );
-    this.#get = db.prepare<[string], TokenRow>(`SELECT ${COLUMNS} FROM enrolment_tokens WHERE id = ?`);
-    this.#bySecretHash = db.prepare<[string], TokenRow>(`SELECT ${COLUMNS} FROM enrolment_tokens WHERE secret_hash = ?`);
-    this.#list = db.prepare<[string], TokenRow>(`SELECT ${COLUMNS} FROM enrolment_tokens WHERE org_id = ? ORDER BY created_at, id`);
-    // One statement checks and takes a use, so concurrent registrations cannot exceed max_uses.
-    this.#consume = db.prepare(
-      'UPDATE enrolment_tokens SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND uses < max_uses',
-    );
-    this.#revoke = db.prepare('UPDATE enrolment_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  insert(token: NewEnrolmentToken): void {
-    this.#insert.run({
-      ...token,
-      autoApprove: token.autoApprove ? 1 : 0,
-      tags: JSON.stringify(token.tags),
-      metadata: JSON.stringify(token.metadata),
-    });
+  async insert(token: NewEnrolmentToken): Promise<void> {
+    await this.#db
+      .insertInto('enrolment_tokens')
+      .values({
+        id: token.id,
+        org_id: token.orgId,
+        secret_hash: token.secretHash,
+        label: token.label,
+        created_at: token.createdAt,
+        created_by: token.createdBy,
+        expires_at: token.expiresAt,
+        max_uses: token.maxUses,
+        uses: 0,
+        auto_approve: token.autoApprove ? 1 : 0,
+        tags: JSON.stringify(token.tags),
+        source: token.source,
+        metadata: JSON.stringify(token.metadata),
+      })
+      .execute();
   }
 
-  get(id: string): EnrolmentToken | undefined {
-    const row = this.#get.get(id);
+  async get(id: string): Promise<EnrolmentToken | undefined> {
+    const row = await this.#db.selectFrom('enrolment_tokens').select(COLUMNS).where('id', '=', id).executeTakeFirst();
     return row && toToken(row);
   }
 
-  findBySecretHash(secretHash: string): EnrolmentToken | undefined {
-    const row = this.#bySecretHash.get(secretHash);
+  async findBySecretHash(secretHash: string): Promise<EnrolmentToken | undefined> {
+    const row = await this.#db.selectFrom('enrolment_tokens').select(COLUMNS).where('secret_hash', '=', secretHash).executeTakeFirst();
     return row && toToken(row);
   }
 
-  list(orgId: string): EnrolmentToken[] {
-    return this.#list.all(orgId).map(toToken);
+  async list(orgId: string): Promise<EnrolmentToken[]> {
+    const rows = await this.#db.selectFrom('enrolment_tokens').select(COLUMNS).where('org_id', '=', orgId).orderBy('created_at').orderBy('id').execute();
+    return rows.map(toToken);
   }
 
-  /** Takes one use of a live token; false when it was expired, revoked or used up. */
-  consume(id: string, now: number): boolean {
-    return this.#consume.run(id, now).changes === 1;
+  /**
+   * Takes one use of a live token; false when it was expired, revoked or used up. One statement
+   * checks and takes the use, so concurrent registrations cannot exceed max_uses.
+   */
+  async consume(id: string, now: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('enrolment_tokens')
+      .set((eb) => ({ uses: eb('uses', '+', 1) }))
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
+      .whereRef('uses', '<', 'max_uses')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Revokes a live token; false when it was already revoked. */
-  revoke(id: string, now: number): boolean {
-    return this.#revoke.run(now, id).changes === 1;
+  async revoke(id: string, now: number): Promise<boolean> {
+    const result = await this.#db.updateTable('enrolment_tokens').set({ revoked_at: now }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 }
 

@@ -1,67 +1,50 @@
-import type { Db } from './database.ts';
+import type { HostClaimant } from '../model/host.ts';
+import type { Executor } from './unit-of-work.ts';
 
-/** One machine (agent process) seen behind a host's key while the host was flagged. */
-export interface HostClaimant {
-  hostId: string;
-  /** The agent process instance (HostFacts.instance_id); also the claimant's id for `hosts resolve --keep`. */
-  instanceId: string;
-  machineFingerprint: string;
-  hostname: string;
-  /** The peer address its stream came from. */
-  source: string;
-  firstSeen: number;
-  lastSeen: number;
-}
-
-interface HostClaimantRow {
-  host_id: string;
-  instance_id: string;
-  machine_fingerprint: string;
-  hostname: string;
-  source: string;
-  first_seen: number;
-  last_seen: number;
-}
+export type { HostClaimant } from '../model/host.ts';
 
 /** At most this many claimants are kept per host: a flapping fleet of clones cannot grow the table without bound. */
 export const MAX_CLAIMANTS_PER_HOST = 16;
 
 /** Owns the host_claimants table (migration 006). */
 export class HostClaimantStore {
-  readonly #upsert;
-  readonly #evictStalest;
-  readonly #list;
-  readonly #clear;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#upsert = db.prepare(
-      `INSERT INTO host_claimants (host_id, instance_id, machine_fingerprint, hostname, source, first_seen, last_seen)
-       VALUES (@hostId, @instanceId, @machineFingerprint, @hostname, @source, @at, @at)
-       ON CONFLICT (host_id, instance_id) DO UPDATE SET machine_fingerprint = excluded.machine_fingerprint,
-         hostname = excluded.hostname, source = excluded.source, last_seen = excluded.last_seen`,
-    );
-    this.#evictStalest = db.prepare(
-      `DELETE FROM host_claimants WHERE host_id = @hostId AND instance_id = (
-         SELECT instance_id FROM host_claimants WHERE host_id = @hostId ORDER BY last_seen, instance_id LIMIT 1)
-       AND (SELECT count(*) FROM host_claimants WHERE host_id = @hostId) >= ${MAX_CLAIMANTS_PER_HOST}
-       AND NOT EXISTS (SELECT 1 FROM host_claimants WHERE host_id = @hostId AND instance_id = @instanceId)`,
-    );
-    this.#list = db.prepare<[string], HostClaimantRow>('SELECT * FROM host_claimants WHERE host_id = ? ORDER BY first_seen, instance_id');
-    this.#clear = db.prepare<[string]>('DELETE FROM host_claimants WHERE host_id = ?');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
   /**
-   * Records (or refreshes) a claimant. Beyond MAX_CLAIMANTS_PER_HOST the one seen longest ago makes
-   * room, so the machines streaming now (the one an admin will keep among them) stay selectable.
-   * Callers run it inside a transaction when it must be atomic with other writes.
+   * Records (or refreshes) a claimant (`at` ms since the epoch). Beyond MAX_CLAIMANTS_PER_HOST the
+   * one seen longest ago makes room, so the machines streaming now (the one an admin will keep among
+   * them) stay selectable. Callers run it inside a transaction: the eviction and the upsert belong together.
    */
-  seen(claimant: Omit<HostClaimant, 'firstSeen' | 'lastSeen'>, at: number): void {
-    this.#evictStalest.run({ hostId: claimant.hostId, instanceId: claimant.instanceId });
-    this.#upsert.run({ ...claimant, at });
+  async seen(claimant: Omit<HostClaimant, 'firstSeen' | 'lastSeen'>, at: number): Promise<void> {
+    const { hostId, instanceId } = claimant;
+    await this.#db
+      .deleteFrom('host_claimants')
+      .where('host_id', '=', hostId)
+      .where('instance_id', '=', (eb) => eb.selectFrom('host_claimants').select('instance_id').where('host_id', '=', hostId).orderBy('last_seen').orderBy('instance_id').limit(1))
+      .where((eb) => eb(eb.selectFrom('host_claimants').select((count) => count.fn.countAll<number>().as('n')).where('host_id', '=', hostId), '>=', MAX_CLAIMANTS_PER_HOST))
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('host_claimants').select('instance_id').where('host_id', '=', hostId).where('instance_id', '=', instanceId))))
+      .execute();
+    await this.#db
+      .insertInto('host_claimants')
+      .values({ host_id: hostId, instance_id: instanceId, machine_fingerprint: claimant.machineFingerprint, hostname: claimant.hostname, source: claimant.source, first_seen: at, last_seen: at })
+      .onConflict((conflict) =>
+        conflict.columns(['host_id', 'instance_id']).doUpdateSet((eb) => ({
+          machine_fingerprint: eb.ref('excluded.machine_fingerprint'),
+          hostname: eb.ref('excluded.hostname'),
+          source: eb.ref('excluded.source'),
+          last_seen: eb.ref('excluded.last_seen'),
+        })),
+      )
+      .execute();
   }
 
-  list(hostId: string): HostClaimant[] {
-    return this.#list.all(hostId).map((row) => ({
+  async list(hostId: string): Promise<HostClaimant[]> {
+    const rows = await this.#db.selectFrom('host_claimants').selectAll().where('host_id', '=', hostId).orderBy('first_seen').orderBy('instance_id').execute();
+    return rows.map((row) => ({
       hostId: row.host_id,
       instanceId: row.instance_id,
       machineFingerprint: row.machine_fingerprint,
@@ -72,7 +55,7 @@ export class HostClaimantStore {
     }));
   }
 
-  clear(hostId: string): void {
-    this.#clear.run(hostId);
+  async clear(hostId: string): Promise<void> {
+    await this.#db.deleteFrom('host_claimants').where('host_id', '=', hostId).execute();
   }
 }

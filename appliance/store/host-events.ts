@@ -1,26 +1,7 @@
-import type { Db } from './database.ts';
+import type { HostEvent, HostEventKind } from '../model/host.ts';
+import type { Executor } from './unit-of-work.ts';
 
-/** What happened to a host, as its audit record keeps it. */
-export type HostEventKind =
-  | 'renamed'
-  | 'identity-conflict'
-  | 'identity-resolved'
-  | 'identity-dismissed'
-  | 'identity-resolution-expired'
-  | 'identity-retired-claimant'
-  | 'successor-enrolled'
-  | 'identity-key-rotated'
-  | 'replaced-by'
-  | 'replaces';
-
-export interface HostEvent {
-  id: number;
-  hostId: string;
-  /** Unix milliseconds. */
-  at: number;
-  kind: HostEventKind;
-  details: Record<string, unknown>;
-}
+export type { HostEvent, HostEventKind } from '../model/host.ts';
 
 /**
  * The newest events kept per host and kind, for the kinds an agent's own behaviour repeats (a host
@@ -31,47 +12,48 @@ export interface HostEvent {
 export const HOST_EVENTS_KEPT = 200;
 const CHURN_KINDS: ReadonlySet<HostEventKind> = new Set(['renamed', 'identity-retired-claimant']);
 
-interface HostEventRow {
-  id: number;
-  host_id: string;
-  at: number;
-  kind: HostEventKind;
-  details: string;
-}
-
 /** Owns the host_events table (migration 006). */
 export class HostEventStore {
-  readonly #insert;
-  readonly #prune;
-  readonly #recent;
-  readonly #ofKind;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare<[string, number, string, string]>('INSERT INTO host_events (host_id, at, kind, details) VALUES (?, ?, ?, ?)');
-    this.#prune = db.prepare<{ hostId: string; kind: string; kept: number }>(
-      `DELETE FROM host_events WHERE host_id = @hostId AND kind = @kind
-         AND id <= (SELECT id FROM host_events WHERE host_id = @hostId AND kind = @kind ORDER BY id DESC LIMIT 1 OFFSET @kept)`,
-    );
-    this.#recent = db.prepare<[string, string, number], HostEventRow>('SELECT * FROM host_events WHERE host_id IN (?, ?) ORDER BY id DESC LIMIT ?');
-    this.#ofKind = db.prepare<[string, string, string, number], HostEventRow>('SELECT * FROM host_events WHERE host_id IN (?, ?) AND kind = ? ORDER BY id DESC LIMIT ?');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  record(hostId: string, at: number, kind: HostEventKind, details: Record<string, unknown>): void {
-    this.#insert.run(hostId, at, kind, JSON.stringify(details));
-    if (CHURN_KINDS.has(kind)) this.#prune.run({ hostId, kind, kept: HOST_EVENTS_KEPT });
+  /** Records an event (`at` ms since the epoch); a churn kind drops that host's events of the kind beyond HOST_EVENTS_KEPT. */
+  async record(hostId: string, at: number, kind: HostEventKind, details: Record<string, unknown>): Promise<void> {
+    await this.#db.insertInto('host_events').values({ host_id: hostId, at, kind, details: JSON.stringify(details) }).execute();
+    if (!CHURN_KINDS.has(kind)) return;
+    await this.#db
+      .deleteFrom('host_events')
+      .where('host_id', '=', hostId)
+      .where('kind', '=', kind)
+      .where('id', '<=', (eb) =>
+        eb.selectFrom('host_events').select('id').where('host_id', '=', hostId).where('kind', '=', kind).orderBy('id', 'desc').limit(1).offset(HOST_EVENTS_KEPT),
+      )
+      .execute();
   }
 
   /** The newest `limit` events of the host and (when given) of the host it replaced, newest first. */
-  recent(hostId: string, limit: number, replaced: string | null = null): HostEvent[] {
-    return this.#recent.all(hostId, replaced ?? hostId, limit).map(toEvent);
+  async recent(hostId: string, limit: number, replaced: string | null = null): Promise<HostEvent[]> {
+    const rows = await this.#db.selectFrom('host_events').selectAll().where('host_id', 'in', [hostId, replaced ?? hostId]).orderBy('id', 'desc').limit(limit).execute();
+    return rows.map(toEvent);
   }
 
   /** The newest `limit` events of one kind, newest first (e.g. 'renamed' for the previous names). */
-  ofKind(hostId: string, kind: HostEventKind, limit: number, replaced: string | null = null): HostEvent[] {
-    return this.#ofKind.all(hostId, replaced ?? hostId, kind, limit).map(toEvent);
+  async ofKind(hostId: string, kind: HostEventKind, limit: number, replaced: string | null = null): Promise<HostEvent[]> {
+    const rows = await this.#db
+      .selectFrom('host_events')
+      .selectAll()
+      .where('host_id', 'in', [hostId, replaced ?? hostId])
+      .where('kind', '=', kind)
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toEvent);
   }
 }
 
-function toEvent(row: HostEventRow): HostEvent {
-  return { id: row.id, hostId: row.host_id, at: row.at, kind: row.kind, details: JSON.parse(row.details) as Record<string, unknown> };
+function toEvent(row: { id: number; host_id: string; at: number; kind: string; details: string }): HostEvent {
+  return { id: row.id, hostId: row.host_id, at: row.at, kind: row.kind as HostEventKind, details: JSON.parse(row.details) as Record<string, unknown> };
 }

@@ -1,40 +1,35 @@
-import type { Db } from './database.ts';
+import type { VitalsSample } from '../model/host.ts';
+import type { Executor } from './unit-of-work.ts';
 
-export interface VitalsSample {
-  hostId: string;
-  receivedAt: number;
-  agentTimestamp: number;
-  cpuPercent: number;
-  memoryPercent: number;
-  diskPercent: number;
-  uptimeSeconds: number;
-}
+export type { VitalsSample } from '../model/host.ts';
 
 /** Owns the host_vitals table: the heartbeat history, kept for a bounded time. */
 export class HostVitalsStore {
-  readonly #insert;
-  readonly #recent;
-  readonly #prune;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#insert = db.prepare(
-      `INSERT INTO host_vitals (host_id, received_at, agent_timestamp, cpu_percent, memory_percent, disk_percent, uptime_seconds)
-       VALUES (@hostId, @receivedAt, @agentTimestamp, @cpuPercent, @memoryPercent, @diskPercent, @uptimeSeconds)`,
-    );
-    this.#recent = db.prepare<[string, number], VitalsSampleRow>(
-      `SELECT host_id, received_at, agent_timestamp, cpu_percent, memory_percent, disk_percent, uptime_seconds
-       FROM host_vitals WHERE host_id = ? ORDER BY received_at DESC LIMIT ?`,
-    );
-    this.#prune = db.prepare('DELETE FROM host_vitals WHERE received_at < ?');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  insert(sample: VitalsSample): void {
-    this.#insert.run(sample);
+  async insert(sample: VitalsSample): Promise<void> {
+    await this.#db
+      .insertInto('host_vitals')
+      .values({
+        host_id: sample.hostId,
+        received_at: sample.receivedAt,
+        agent_timestamp: sample.agentTimestamp,
+        cpu_percent: sample.cpuPercent,
+        memory_percent: sample.memoryPercent,
+        disk_percent: sample.diskPercent,
+        uptime_seconds: sample.uptimeSeconds,
+      })
+      .execute();
   }
 
   /** The newest samples of a host, newest first. */
-  recent(hostId: string, limit: number): VitalsSample[] {
-    return this.#recent.all(hostId, limit).map((row) => ({
+  async recent(hostId: string, limit: number): Promise<VitalsSample[]> {
+    const rows = await this.#db.selectFrom('host_vitals').selectAll().where('host_id', '=', hostId).orderBy('received_at', 'desc').limit(limit).execute();
+    return rows.map((row) => ({
       hostId: row.host_id,
       receivedAt: row.received_at,
       agentTimestamp: row.agent_timestamp,
@@ -45,18 +40,9 @@ export class HostVitalsStore {
     }));
   }
 
-  /** Deletes samples received before `cutoff`; returns how many. */
-  prune(cutoff: number): number {
-    return this.#prune.run(cutoff).changes;
+  /** Deletes samples received before `cutoff` (ms since the epoch); returns how many. */
+  async prune(cutoff: number): Promise<number> {
+    const result = await this.#db.deleteFrom('host_vitals').where('received_at', '<', cutoff).executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
-}
-
-interface VitalsSampleRow {
-  host_id: string;
-  received_at: number;
-  agent_timestamp: number;
-  cpu_percent: number;
-  memory_percent: number;
-  disk_percent: number;
-  uptime_seconds: number;
 }

@@ -1,331 +1,247 @@
-import type { Db } from './database.ts';
-import type { Tags } from './enrolment-tokens.ts';
+import { sql, type Selectable } from 'kysely';
+import type { Tags } from '../model/enrolment.ts';
+import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, RegistrationUpdate } from '../model/host.ts';
+import type { HostsTable } from './schema.ts';
+import type { Executor } from './unit-of-work.ts';
 
-/** What an admin decided about a host. Connectivity (online/offline) is not stored here. */
-export type Approval = 'pending' | 'active' | 'rejected' | 'revoked';
+export type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, IdentityState, NewHost, RegistrationUpdate } from '../model/host.ts';
 
-/**
- * Whether more than one machine uses the host's key: 'conflict' while flagged (tasks and inventory
- * held), 'resolved' once an admin kept one until the others re-enrolled; null normally.
- */
-export type IdentityState = 'conflict' | 'resolved';
+type HostRow = Selectable<HostsTable>;
 
-export interface Host {
-  id: string;
-  orgId: string;
-  publicKey: Buffer;
-  hostname: string;
-  machineFingerprint: string;
-  os: string;
-  arch: string;
-  agentVersion: string;
-  approval: Approval;
-  enrolmentTokenId: string | null;
-  tags: Tags;
-  /** Another live host that reported the same machine fingerprint when this one enrolled. */
-  fingerprintConflictWith: string | null;
-  enrolledAt: number;
-  decidedAt: number | null;
-  decidedBy: string | null;
-  lastRegisteredAt: number;
-  lastHeartbeatAt: number | null;
-  lastDisconnectedAt: number | null;
-  heartbeatIntervalSecs: number | null;
-  cpuPercent: number | null;
-  memoryPercent: number | null;
-  diskPercent: number | null;
-  uptimeSeconds: number | null;
-  /** Set when an admin deleted the host: its key is retired and it is no longer listed. */
-  deletedAt: number | null;
-  deletedBy: string | null;
-  /** The agent's clock minus the appliance's at its latest heartbeat that carried its time (ms); null before one did. */
-  clockOffsetMs: number | null;
-  /** Kernel / OS release as the agent last reported it ('' before any report). */
-  osVersion: string;
-  ipAddresses: string[];
-  identityState: IdentityState | null;
-  /** The claimant an admin kept (by fingerprint, or by process instance when fingerprints are equal). */
-  identityKeptFingerprint: string | null;
-  identityKeptInstance: string | null;
-  /** How many retired claimants may still enrol once each as a new pending host with a proof by this key. */
-  identitySuccessorsAllowed: number;
-  /** When an admin resolved the conflict (ms since the epoch); null unless identityState is 'resolved'. */
-  identityResolvedAt: number | null;
-  /** SHA-256 of the key rotation nonce last offered to the kept machine; null when no rotation is pending. */
-  identityRotationNonceSha256: Buffer | null;
-  /** The key the last rotation retired, and when (ms since the epoch); null before any rotation. */
-  previousPublicKey: Buffer | null;
-  keyRotatedAt: number | null;
-  /** The host whose record this one took over ("approve as replacement"), and the reverse link. */
-  replaces: string | null;
-  replacedBy: string | null;
-}
-
-/** The descriptive facts an agent reports on its streams (HostFacts), as stored. */
-export interface HostFactsUpdate {
-  hostname: string;
-  os: string;
-  osVersion: string;
-  arch: string;
-  agentVersion: string;
-  ipAddresses: string[];
-}
-
-export type NewHost = Pick<
-  Host,
-  | 'id' | 'orgId' | 'publicKey' | 'hostname' | 'machineFingerprint' | 'os' | 'arch' | 'agentVersion'
-  | 'approval' | 'enrolmentTokenId' | 'tags' | 'fingerprintConflictWith' | 'enrolledAt'
->;
-
-export interface RegistrationUpdate {
-  hostname: string;
-  machineFingerprint: string;
-  os: string;
-  arch: string;
-  agentVersion: string;
-  at: number;
-}
-
-export interface HeartbeatUpdate {
-  hostId: string;
-  receivedAt: number;
-  intervalSecs: number;
-  agentVersion: string;
-  cpuPercent: number;
-  memoryPercent: number;
-  diskPercent: number;
-  uptimeSeconds: number;
-  /** Null when the heartbeat carried no agent time: the recorded offset is kept. */
-  clockOffsetMs: number | null;
-}
-
-interface HostRow {
-  id: string;
-  org_id: string;
-  public_key: Buffer;
-  hostname: string;
-  machine_fingerprint: string;
-  os: string;
-  arch: string;
-  agent_version: string;
-  approval: Approval;
-  enrolment_token_id: string | null;
-  tags: string;
-  fingerprint_conflict_with: string | null;
-  enrolled_at: number;
-  decided_at: number | null;
-  decided_by: string | null;
-  last_registered_at: number;
-  last_heartbeat_at: number | null;
-  last_disconnected_at: number | null;
-  heartbeat_interval_secs: number | null;
-  cpu_percent: number | null;
-  memory_percent: number | null;
-  disk_percent: number | null;
-  uptime_seconds: number | null;
-  deleted_at: number | null;
-  deleted_by: string | null;
-  clock_offset_ms: number | null;
-  os_version: string;
-  ip_addresses: string;
-  identity_state: IdentityState | null;
-  identity_kept_fingerprint: string | null;
-  identity_kept_instance: string | null;
-  identity_successors_allowed: number;
-  identity_resolved_at: number | null;
-  identity_rotation_nonce_sha256: Buffer | null;
-  previous_public_key: Buffer | null;
-  key_rotated_at: number | null;
-  replaces: string | null;
-  replaced_by: string | null;
-}
-
-/** Owns the hosts table. */
+/** Owns the hosts table (its trust columns: host-trust.ts). */
 export class HostStore {
-  readonly #get;
-  readonly #byPublicKey;
-  readonly #list;
-  readonly #liveByFingerprint;
-  readonly #insert;
-  readonly #updateRegistration;
-  readonly #decide;
-  readonly #heartbeat;
-  readonly #disconnected;
-  readonly #markDeleted;
-  readonly #facts;
-  readonly #flagConflict;
-  readonly #resolveIdentity;
-  readonly #clearIdentity;
-  readonly #takeSuccessor;
-  readonly #takeOver;
-  readonly #replacedBy;
-  readonly #byPreviousKey;
-  readonly #offerRotation;
-  readonly #rotateKey;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#get = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE id = ?');
-    this.#byPublicKey = db.prepare<[Buffer], HostRow>('SELECT * FROM hosts WHERE public_key = ?');
-    this.#list = db.prepare<[string], HostRow>('SELECT * FROM hosts WHERE org_id = ? AND deleted_at IS NULL ORDER BY enrolled_at, id');
-    this.#liveByFingerprint = db.prepare<[string, string], HostRow>(
-      "SELECT * FROM hosts WHERE org_id = ? AND machine_fingerprint = ? AND approval IN ('pending', 'active') AND deleted_at IS NULL ORDER BY enrolled_at LIMIT 1",
-    );
-    this.#insert = db.prepare(
-      `INSERT INTO hosts (id, org_id, public_key, hostname, machine_fingerprint, os, arch, agent_version, approval,
-                          enrolment_token_id, tags, fingerprint_conflict_with, enrolled_at, last_registered_at)
-       VALUES (@id, @orgId, @publicKey, @hostname, @machineFingerprint, @os, @arch, @agentVersion, @approval,
-               @enrolmentTokenId, @tags, @fingerprintConflictWith, @enrolledAt, @enrolledAt)`,
-    );
-    this.#updateRegistration = db.prepare(
-      `UPDATE hosts SET hostname = @hostname, machine_fingerprint = @machineFingerprint, os = @os, arch = @arch,
-                        agent_version = @agentVersion, last_registered_at = @at WHERE id = @id`,
-    );
-    this.#decide = db.prepare(
-      'UPDATE hosts SET approval = @to, decided_at = @at, decided_by = @by WHERE id = @id AND approval IN (SELECT value FROM json_each(@from))',
-    );
-    this.#heartbeat = db.prepare(
-      `UPDATE hosts SET last_heartbeat_at = @receivedAt, heartbeat_interval_secs = @intervalSecs, agent_version = @agentVersion,
-                        cpu_percent = @cpuPercent, memory_percent = @memoryPercent, disk_percent = @diskPercent,
-                        uptime_seconds = @uptimeSeconds, clock_offset_ms = COALESCE(@clockOffsetMs, clock_offset_ms)
-       WHERE id = @hostId`,
-    );
-    this.#disconnected = db.prepare('UPDATE hosts SET last_disconnected_at = ? WHERE id = ?');
-    this.#markDeleted = db.prepare<[number, string, string]>('UPDATE hosts SET deleted_at = ?, deleted_by = ? WHERE id = ? AND deleted_at IS NULL');
-    this.#facts = db.prepare(
-      `UPDATE hosts SET hostname = @hostname, os = @os, os_version = @osVersion, arch = @arch, agent_version = @agentVersion,
-                        ip_addresses = @ipAddresses WHERE id = @id`,
-    );
-    this.#flagConflict = db.prepare<[string]>("UPDATE hosts SET identity_state = 'conflict' WHERE id = ? AND identity_state IS NOT 'conflict'");
-    this.#resolveIdentity = db.prepare(
-      `UPDATE hosts SET identity_state = 'resolved', identity_kept_fingerprint = @fingerprint, identity_kept_instance = @instance,
-                        identity_successors_allowed = @successors, identity_resolved_at = @at, identity_rotation_nonce_sha256 = @rotation
-       WHERE id = @id AND identity_state = 'conflict'`,
-    );
-    this.#clearIdentity = db.prepare<[string]>(
-      `UPDATE hosts SET identity_state = NULL, identity_kept_fingerprint = NULL, identity_kept_instance = NULL,
-                        identity_successors_allowed = 0, identity_resolved_at = NULL, identity_rotation_nonce_sha256 = NULL
-       WHERE id = ? AND identity_state IS NOT NULL`,
-    );
-    // The last allowance used ends the resolution: the kept machine is then the only one left.
-    this.#takeSuccessor = db.prepare<[string]>(
-      `UPDATE hosts SET identity_successors_allowed = identity_successors_allowed - 1,
-                        identity_state = CASE WHEN identity_successors_allowed = 1 AND identity_state = 'resolved' THEN NULL ELSE identity_state END,
-                        identity_kept_fingerprint = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_fingerprint END,
-                        identity_kept_instance = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_kept_instance END,
-                        identity_resolved_at = CASE WHEN identity_successors_allowed = 1 THEN NULL ELSE identity_resolved_at END
-       WHERE id = ? AND identity_successors_allowed > 0`,
-    );
-    this.#byPreviousKey = db.prepare<[Buffer], HostRow>('SELECT * FROM hosts WHERE previous_public_key = ?');
-    this.#offerRotation = db.prepare<[Buffer, string]>('UPDATE hosts SET identity_rotation_nonce_sha256 = ? WHERE id = ? AND identity_rotation_nonce_sha256 IS NOT NULL');
-    // The resolution ends with the rotation; the re-enrolment allowance (and the time it lasts) outlives it.
-    this.#rotateKey = db.prepare(
-      `UPDATE hosts SET public_key = @newKey, previous_public_key = @oldKey, key_rotated_at = @at, identity_rotation_nonce_sha256 = NULL,
-                        identity_state = CASE WHEN identity_state = 'resolved' THEN NULL ELSE identity_state END,
-                        identity_kept_fingerprint = NULL, identity_kept_instance = NULL
-       WHERE id = @id AND public_key = @oldKey AND identity_rotation_nonce_sha256 = @nonceSha256`,
-    );
-    this.#takeOver = db.prepare<[string, string, string]>('UPDATE hosts SET replaces = ?, tags = ? WHERE id = ? AND replaces IS NULL');
-    this.#replacedBy = db.prepare<[string, string]>('UPDATE hosts SET replaced_by = ? WHERE id = ?');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  get(id: string): Host | undefined {
-    const row = this.#get.get(id);
+  async get(id: string): Promise<Host | undefined> {
+    const row = await this.#db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toHost(row);
   }
 
-  findByPublicKey(publicKey: Buffer): Host | undefined {
-    const row = this.#byPublicKey.get(publicKey);
+  async findByPublicKey(publicKey: Buffer): Promise<Host | undefined> {
+    const row = await this.#db.selectFrom('hosts').selectAll().where('public_key', '=', publicKey).executeTakeFirst();
     return row && toHost(row);
   }
 
   /** The host whose key the last rotation retired was `publicKey`, if any. */
-  findByPreviousKey(publicKey: Buffer): Host | undefined {
-    const row = this.#byPreviousKey.get(publicKey);
+  async findByPreviousKey(publicKey: Buffer): Promise<Host | undefined> {
+    const row = await this.#db.selectFrom('hosts').selectAll().where('previous_public_key', '=', publicKey).executeTakeFirst();
     return row && toHost(row);
   }
 
-  list(orgId: string): Host[] {
-    return this.#list.all(orgId).map(toHost);
+  /** The organisation's hosts that are not deleted, oldest enrolment first. */
+  async list(orgId: string): Promise<Host[]> {
+    const rows = await this.#db.selectFrom('hosts').selectAll().where('org_id', '=', orgId).where('deleted_at', 'is', null).orderBy('enrolled_at').orderBy('id').execute();
+    return rows.map(toHost);
   }
 
   /** The earliest pending or active host of the organisation with this machine fingerprint. */
-  findLiveByFingerprint(orgId: string, machineFingerprint: string): Host | undefined {
-    const row = this.#liveByFingerprint.get(orgId, machineFingerprint);
+  async findLiveByFingerprint(orgId: string, machineFingerprint: string): Promise<Host | undefined> {
+    const row = await this.#db
+      .selectFrom('hosts')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where('machine_fingerprint', '=', machineFingerprint)
+      .where('approval', 'in', ['pending', 'active'])
+      .where('deleted_at', 'is', null)
+      .orderBy('enrolled_at')
+      .limit(1)
+      .executeTakeFirst();
     return row && toHost(row);
   }
 
-  insert(host: NewHost): void {
-    this.#insert.run({ ...host, tags: JSON.stringify(host.tags) });
+  /**
+   * Inserts a host unless one already holds its public key (the key is unique); false then — the
+   * registration that got there first owns the key, the caller reads that host.
+   */
+  async insert(host: NewHost): Promise<boolean> {
+    const inserted = await this.#db
+      .insertInto('hosts')
+      .values({
+        id: host.id,
+        org_id: host.orgId,
+        public_key: host.publicKey,
+        hostname: host.hostname,
+        machine_fingerprint: host.machineFingerprint,
+        os: host.os,
+        arch: host.arch,
+        agent_version: host.agentVersion,
+        approval: host.approval,
+        enrolment_token_id: host.enrolmentTokenId,
+        tags: JSON.stringify(host.tags),
+        fingerprint_conflict_with: host.fingerprintConflictWith,
+        enrolled_at: host.enrolledAt,
+        last_registered_at: host.enrolledAt,
+      })
+      .onConflict((conflict) => conflict.column('public_key').doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    return inserted !== undefined;
   }
 
-  updateRegistration(id: string, update: RegistrationUpdate): void {
-    this.#updateRegistration.run({ id, ...update });
+  async updateRegistration(id: string, update: RegistrationUpdate): Promise<void> {
+    await this.#db
+      .updateTable('hosts')
+      .set({ hostname: update.hostname, machine_fingerprint: update.machineFingerprint, os: update.os, arch: update.arch, agent_version: update.agentVersion, last_registered_at: update.at })
+      .where('id', '=', id)
+      .execute();
   }
 
   /**
    * Moves a host to a new approval state if it is in one of `from`; false otherwise.
    * The check and the write are one statement, so two admins cannot race past it.
    */
-  decide(id: string, to: Approval, from: readonly Approval[], at: number, by: string): boolean {
-    return this.#decide.run({ id, to, from: JSON.stringify(from), at, by }).changes === 1;
+  async decide(id: string, to: Approval, from: readonly Approval[], at: number, by: string): Promise<boolean> {
+    const result = await this.#db.updateTable('hosts').set({ approval: to, decided_at: at, decided_by: by }).where('id', '=', id).where('approval', 'in', [...from]).executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
-  /** Latest vitals and liveness of a host; never touches its approval. */
-  recordHeartbeat(update: HeartbeatUpdate): void {
-    this.#heartbeat.run(update);
+  /** Latest vitals and liveness of a host; never touches its approval. A null clock offset keeps the recorded one. */
+  async recordHeartbeat(update: HeartbeatUpdate): Promise<void> {
+    await this.#db
+      .updateTable('hosts')
+      .set({
+        last_heartbeat_at: update.receivedAt,
+        heartbeat_interval_secs: update.intervalSecs,
+        agent_version: update.agentVersion,
+        cpu_percent: update.cpuPercent,
+        memory_percent: update.memoryPercent,
+        disk_percent: update.diskPercent,
+        uptime_seconds: update.uptimeSeconds,
+        ...(update.clockOffsetMs === null ? {} : { clock_offset_ms: update.clockOffsetMs }),
+      })
+      .where('id', '=', update.hostId)
+      .execute();
   }
 
-  recordDisconnect(id: string, at: number): void {
-    this.#disconnected.run(at, id);
+  async recordDisconnect(id: string, at: number): Promise<void> {
+    await this.#db.updateTable('hosts').set({ last_disconnected_at: at }).where('id', '=', id).execute();
   }
 
   /** Soft-deletes a host (retiring its key); false when it was already deleted. */
-  markDeleted(id: string, at: number, by: string): boolean {
-    return this.#markDeleted.run(at, by, id).changes === 1;
+  async markDeleted(id: string, at: number, by: string): Promise<boolean> {
+    const result = await this.#db.updateTable('hosts').set({ deleted_at: at, deleted_by: by }).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Stores the facts a stream reported; never touches approval or the identity key. */
-  recordFacts(id: string, facts: HostFactsUpdate): void {
-    this.#facts.run({ id, ...facts, ipAddresses: JSON.stringify(facts.ipAddresses) });
+  async recordFacts(id: string, facts: HostFactsUpdate): Promise<void> {
+    await this.#db
+      .updateTable('hosts')
+      .set({ hostname: facts.hostname, os: facts.os, os_version: facts.osVersion, arch: facts.arch, agent_version: facts.agentVersion, ip_addresses: JSON.stringify(facts.ipAddresses) })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Flags the host: two machines use its key. False when it already was. */
-  flagIdentityConflict(id: string): boolean {
-    return this.#flagConflict.run(id).changes === 1;
+  async flagIdentityConflict(id: string): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({ identity_state: 'conflict' })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('identity_state', 'is', null), eb('identity_state', '!=', 'conflict')]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Records the admin's choice and how many others may re-enrol; false unless the host was flagged. */
-  resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, rotationNonceSha256: Buffer, at: number): boolean {
-    return this.#resolveIdentity.run({ id, ...kept, successors, rotation: rotationNonceSha256, at }).changes === 1;
+  async resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, rotationNonceSha256: Buffer, at: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({
+        identity_state: 'resolved',
+        identity_kept_fingerprint: kept.fingerprint,
+        identity_kept_instance: kept.instance,
+        identity_successors_allowed: successors,
+        identity_resolved_at: at,
+        identity_rotation_nonce_sha256: rotationNonceSha256,
+      })
+      .where('id', '=', id)
+      .where('identity_state', '=', 'conflict')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Replaces the pending rotation's nonce hash with that of a nonce offered now; false when no rotation is pending. */
-  offerKeyRotation(id: string, nonceSha256: Buffer): boolean {
-    return this.#offerRotation.run(nonceSha256, id).changes === 1;
+  async offerKeyRotation(id: string, nonceSha256: Buffer): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({ identity_rotation_nonce_sha256: nonceSha256 })
+      .where('id', '=', id)
+      .where('identity_rotation_nonce_sha256', 'is not', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /**
    * Moves the host to `newKey` when `oldKey` is its current key and `nonceSha256` the pending
-   * rotation's; ends a resolution and its pin. False when either does not match (already rotated, or refused).
+   * rotation's; ends a resolution and its pin (the re-enrolment allowance, and the time it lasts,
+   * outlive it). False when either does not match (already rotated, or refused).
    */
-  rotateKey(id: string, oldKey: Buffer, newKey: Buffer, nonceSha256: Buffer, at: number): boolean {
-    return this.#rotateKey.run({ id, oldKey, newKey, nonceSha256, at }).changes === 1;
+  async rotateKey(id: string, oldKey: Buffer, newKey: Buffer, nonceSha256: Buffer, at: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({
+        public_key: newKey,
+        previous_public_key: oldKey,
+        key_rotated_at: at,
+        identity_rotation_nonce_sha256: null,
+        identity_state: sql<HostRow['identity_state']>`CASE WHEN identity_state = 'resolved' THEN NULL ELSE identity_state END`,
+        identity_kept_fingerprint: null,
+        identity_kept_instance: null,
+      })
+      .where('id', '=', id)
+      .where('public_key', '=', oldKey)
+      .where('identity_rotation_nonce_sha256', '=', nonceSha256)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Ends a conflict or a resolution: the host is judged as any other again. False when it had neither. */
-  clearIdentityState(id: string): boolean {
-    return this.#clearIdentity.run(id).changes === 1;
+  async clearIdentityState(id: string): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('hosts')
+      .set({
+        identity_state: null,
+        identity_kept_fingerprint: null,
+        identity_kept_instance: null,
+        identity_successors_allowed: 0,
+        identity_resolved_at: null,
+        identity_rotation_nonce_sha256: null,
+      })
+      .where('id', '=', id)
+      .where('identity_state', 'is not', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** Spends one successor allowance (a retired claimant enrolling anew); false when none is left. */
-  takeSuccessorAllowance(id: string): boolean {
-    return this.#takeSuccessor.run(id).changes === 1;
+  async takeSuccessorAllowance(id: string): Promise<boolean> {
+    // The last allowance used ends the resolution: the kept machine is then the only one left.
+    const lastUsed = sql<boolean>`identity_successors_allowed = 1`;
+    const result = await this.#db
+      .updateTable('hosts')
+      .set((eb) => ({
+        identity_successors_allowed: eb('identity_successors_allowed', '-', 1),
+        identity_state: sql<HostRow['identity_state']>`CASE WHEN ${lastUsed} AND identity_state = 'resolved' THEN NULL ELSE identity_state END`,
+        identity_kept_fingerprint: sql<string | null>`CASE WHEN ${lastUsed} THEN NULL ELSE identity_kept_fingerprint END`,
+        identity_kept_instance: sql<string | null>`CASE WHEN ${lastUsed} THEN NULL ELSE identity_kept_instance END`,
+        identity_resolved_at: sql<number | null>`CASE WHEN ${lastUsed} THEN NULL ELSE identity_resolved_at END`,
+      }))
+      .where('id', '=', id)
+      .where('identity_successors_allowed', '>', 0)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   /** The new host takes over the old one's tags and links both records; false when the new one already replaced a host. */
-  takeOver(newId: string, old: Host): boolean {
-    if (this.#takeOver.run(old.id, JSON.stringify(old.tags), newId).changes !== 1) return false;
-    this.#replacedBy.run(newId, old.id);
+  async takeOver(newId: string, old: Host): Promise<boolean> {
+    const taken = await this.#db.updateTable('hosts').set({ replaces: old.id, tags: JSON.stringify(old.tags) }).where('id', '=', newId).where('replaces', 'is', null).executeTakeFirst();
+    if (Number(taken.numUpdatedRows) !== 1) return false;
+    await this.#db.updateTable('hosts').set({ replaced_by: newId }).where('id', '=', old.id).execute();
     return true;
   }
 }

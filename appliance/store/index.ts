@@ -1,6 +1,5 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { CtOpsError } from '../../common/errors.ts';
 import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
 import { openDatabase, probeWrite, type Db } from './database.ts';
@@ -11,7 +10,7 @@ import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
 import { keepStatementsPrepared, postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
-import { migratePostgres } from './postgres-migrate.ts';
+import { migratePostgres, probePostgresWrite } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
@@ -39,30 +38,29 @@ export interface TableStores {
   readonly hostTrust: HostTrustStore;
 }
 
-/** Every store over one database handle, the only one this process opens. */
+/** Every store over one database (a SQLite file or a PostgreSQL pool), the only one this process opens. */
 export interface Stores extends TableStores {
-  readonly db: Db;
   readonly dialect: DialectName;
   /** The database's Kysely; refuses queries while a transaction body of this process runs (unit-of-work.ts). */
   readonly kysely: Executor;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
   readonly health: StorageHealth;
   /**
-   * Runs fn in one transaction (no await inside: better-sqlite3 transactions are synchronous).
-   * Throws ERR_STORAGE_FULL / ERR_STORAGE_UNAVAILABLE / ERR_STORAGE_CORRUPT when the storage fails,
-   * the commit included: nothing of fn was stored then.
-   */
-  transaction<T>(fn: () => T): T;
-  /**
    * Runs `body` in one transaction with the stores bound to it (use only those inside), commits, then
    * runs the effects body queued with `scope.afterCommit` (unit-of-work.ts runTransaction). Rejects with
-   * ERR_STORAGE_* as `transaction` does; a failing effect is logged, not thrown.
+   * ERR_STORAGE_FULL / ERR_STORAGE_UNAVAILABLE / ERR_STORAGE_CORRUPT when the storage fails, the
+   * commit included (nothing of body was stored then); a failing effect is logged, not thrown.
    */
   transact<T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T>;
-  /** One real write now; throws the storage failure (as above) when the database cannot take it. */
-  checkWritable(): void;
-  /** Stops the health probe and closes the database (SQLite checkpoints the WAL into the file). */
-  close(): void;
+  /** One real write now; rejects with the storage failure (as above) when the database cannot take it. */
+  checkWritable(): Promise<void>;
+  /** Stops the health probe and closes the database (SQLite checkpoints the WAL into the file; PostgreSQL's pool ends). */
+  close(): Promise<void>;
+}
+
+/** The stores of a SQLite file, with its better-sqlite3 handle for what reads the file itself (tests, tools on a stopped appliance). */
+export interface SqliteStores extends Stores {
+  readonly db: Db;
 }
 
 /**
@@ -71,25 +69,24 @@ export interface Stores extends TableStores {
  * code and marks `health` degraded, so no caller sees a raw SqliteError for those. `migrate: false` (a
  * tool on a stopped appliance's database) refuses a schema that is not the latest instead of upgrading it.
  */
-export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): Stores {
+export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): SqliteStores {
   const db = keepStatementsPrepared(openDatabase(path, undefined, { migrate: options.migrate ?? true }));
   const health = new StorageHealth(() => probeWrite(db), options.log);
   const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);
-  const bind = (executor: Executor): TableStores => tableStores(db, executor, guard);
+  const bind = (executor: Executor): TableStores => tableStores(executor, guard);
   return {
     ...bind(database.withPlugin(refuseQueriesOutsideTheTransaction)),
     db,
     dialect: 'sqlite',
     kysely: database.withPlugin(refuseQueriesOutsideTheTransaction),
     health,
-    transaction: <T>(fn: () => T): T => withStorageFailures(health, () => db.transaction(fn)()),
     transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
       withStorageFailures(health, () =>
         runTransaction(database, bind, body, (error) => options.log?.error({ err: error }, 'an effect after commit failed')),
       ),
-    checkWritable: () => withStorageFailures(health, () => probeWrite(db)),
-    close: () => {
+    checkWritable: async () => withStorageFailures(health, () => probeWrite(db)),
+    close: async () => {
       health.close();
       db.close();
     },
@@ -97,20 +94,11 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
 }
 
 /**
- * The table stores that still take the better-sqlite3 handle instead of an Executor: PostgreSQL
- * cannot serve them. Empty once every store is on Kysely; then openPostgresStores returns the stores.
- */
-const STORES_ON_THE_SQLITE_HANDLE: readonly (keyof TableStores)[] = [
-  'organisations', 'enrolmentTokens', 'hosts', 'vitals', 'registerNonces', 'adminCredentials', 'hostEvents', 'hostClaimants', 'hostTrust',
-];
-
-/**
- * Opens a PostgreSQL database (`url`: postgres://USER:PASSWORD@HOST:PORT/DATABASE) and migrates it
- * to the latest schema (migratePostgres: one instance at a time, under an advisory lock). Throws
- * ERR_STORAGE_UNAVAILABLE when the server cannot be reached (within POSTGRES_CONNECT_TIMEOUT_MS) or
- * refuses, ERR_SCHEMA_TOO_NEW for a newer schema, and — until every table store is built over an
- * Executor — ERR_CONFIG_INVALID naming the stores that still need the SQLite handle, after migrating.
- * Nothing of the URL is logged or put in an error (the password).
+ * Opens a PostgreSQL database (`url`: postgres://USER:PASSWORD@HOST:PORT/DATABASE), migrates it to
+ * the latest schema (migratePostgres: one instance at a time, under an advisory lock) and returns its
+ * stores over a pool of at most `poolSize` connections. Throws ERR_STORAGE_UNAVAILABLE when the
+ * server cannot be reached (within POSTGRES_CONNECT_TIMEOUT_MS) or refuses, ERR_SCHEMA_TOO_NEW for a
+ * newer schema. Nothing of the URL is logged or put in an error (the password).
  */
 export async function openPostgresStores(url: string, options: { log?: Logger; poolSize: number }): Promise<Stores> {
   const database = postgresKysely(url, {
@@ -121,30 +109,47 @@ export async function openPostgresStores(url: string, options: { log?: Logger; p
     await migratePostgres(database).catch((error: unknown) => {
       throw storageFailure(error) ?? error;
     });
-    throw new CtOpsError('ERR_CONFIG_INVALID', `this build cannot serve on PostgreSQL yet: the stores ${STORES_ON_THE_SQLITE_HANDLE.join(', ')} still run on the SQLite handle (appliance/store/index.ts tableStores); the database was migrated to the latest schema`, { stores: STORES_ON_THE_SQLITE_HANDLE.join(',') });
   } catch (error) {
     await database.destroy();
     throw error;
   }
+  const health = new StorageHealth(() => probePostgresWrite(database), options.log);
+  const guard = <T extends object>(store: T): T => guardStorage(store, health);
+  const bind = (executor: Executor): TableStores => tableStores(executor, guard);
+  const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
+  return {
+    ...bind(kysely),
+    dialect: 'postgres',
+    kysely,
+    health,
+    transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
+      withStorageFailures(health, () =>
+        runTransaction(database, bind, body, (error) => options.log?.error({ err: error }, 'an effect after commit failed')),
+      ),
+    checkWritable: () => withStorageFailures(health, () => probePostgresWrite(database)),
+    close: async () => {
+      health.close();
+      await database.destroy();
+    },
+  };
 }
 
 /**
- * The table stores over `executor` (the Kysely stores: tasks, softwareInventory); the better-sqlite3 stores share `db`,
- * the connection every SQLite transaction runs on.
+ * The table stores over `executor`.
  */
-function tableStores(db: Db, executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
   return {
-    organisations: guard(new OrganisationStore(db)),
-    enrolmentTokens: guard(new EnrolmentTokenStore(db)),
-    hosts: guard(new HostStore(db)),
-    vitals: guard(new HostVitalsStore(db)),
-    registerNonces: guard(new RegisterNonceStore(db)),
-    adminCredentials: guard(new AdminCredentialStore(db)),
+    organisations: guard(new OrganisationStore(executor)),
+    enrolmentTokens: guard(new EnrolmentTokenStore(executor)),
+    hosts: guard(new HostStore(executor)),
+    vitals: guard(new HostVitalsStore(executor)),
+    registerNonces: guard(new RegisterNonceStore(executor)),
+    adminCredentials: guard(new AdminCredentialStore(executor)),
     softwareInventory: guard(new SoftwareInventoryStore(executor)),
     tasks: guard(new TaskStore(executor)),
-    hostEvents: guard(new HostEventStore(db)),
-    hostClaimants: guard(new HostClaimantStore(db)),
-    hostTrust: guard(new HostTrustStore(db)),
+    hostEvents: guard(new HostEventStore(executor)),
+    hostClaimants: guard(new HostClaimantStore(executor)),
+    hostTrust: guard(new HostTrustStore(executor)),
   };
 }
 
@@ -178,11 +183,8 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
   });
 }
 
-export type { Approval, Host, HostFactsUpdate } from './hosts.ts';
-export type { HostEvent, HostEventKind } from './host-events.ts';
-export type { HostClaimant } from './host-claimants.ts';
-export type { HostTrust } from './host-trust.ts';
-export type { EnrolmentToken, Tags } from './enrolment-tokens.ts';
+export type { Approval, Host, HostClaimant, HostEvent, HostEventKind, HostFactsUpdate, HostTrust } from '../model/host.ts';
+export type { EnrolmentToken, Tags } from '../model/enrolment.ts';
 export type { Task, TaskOutcome } from '../model/task.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
 export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

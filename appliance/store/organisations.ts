@@ -1,54 +1,38 @@
-import type { Db } from './database.ts';
 import { newId } from '../lib/ids.ts';
+import type { Organisation } from '../model/admin.ts';
+import type { Executor } from './unit-of-work.ts';
 
-export interface Organisation {
-  id: string;
-  name: string;
-  createdAt: number;
-}
-
-interface OrganisationRow {
-  id: string;
-  name: string;
-  created_at: number;
-}
+export type { Organisation } from '../model/admin.ts';
 
 const DEFAULT_ORGANISATION_NAME = 'default';
 
 /** Owns the organisations and org_settings tables. */
 export class OrganisationStore {
-  readonly #byName;
-  readonly #insert;
-  readonly #getSetting;
-  readonly #putSetting;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#byName = db.prepare<[string], OrganisationRow>('SELECT id, name, created_at FROM organisations WHERE name = ?');
-    this.#insert = db.prepare('INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)');
-    this.#getSetting = db.prepare<[string, string], { value: string }>('SELECT value FROM org_settings WHERE org_id = ? AND key = ?');
-    this.#putSetting = db.prepare(
-      'INSERT INTO org_settings (org_id, key, value) VALUES (?, ?, ?) ON CONFLICT (org_id, key) DO UPDATE SET value = excluded.value',
-    );
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  /** The organisation a fresh appliance starts with, created on first call. */
-  ensureDefault(now: number): Organisation {
-    const existing = this.#byName.get(DEFAULT_ORGANISATION_NAME);
-    if (existing) return toOrganisation(existing);
+  /** The organisation a fresh appliance starts with, created on first call (`now` ms since the epoch). */
+  async ensureDefault(now: number): Promise<Organisation> {
+    const existing = await this.#db.selectFrom('organisations').select(['id', 'name', 'created_at']).where('name', '=', DEFAULT_ORGANISATION_NAME).executeTakeFirst();
+    if (existing) return { id: existing.id, name: existing.name, createdAt: existing.created_at };
     const id = newId('org');
-    this.#insert.run(id, DEFAULT_ORGANISATION_NAME, now);
+    await this.#db.insertInto('organisations').values({ id, name: DEFAULT_ORGANISATION_NAME, created_at: now }).execute();
     return { id, name: DEFAULT_ORGANISATION_NAME, createdAt: now };
   }
 
-  setting(orgId: string, key: string): string | undefined {
-    return this.#getSetting.get(orgId, key)?.value;
+  async setting(orgId: string, key: string): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('org_settings').select('value').where('org_id', '=', orgId).where('key', '=', key).executeTakeFirst();
+    return row?.value;
   }
 
-  putSetting(orgId: string, key: string, value: string): void {
-    this.#putSetting.run(orgId, key, value);
+  async putSetting(orgId: string, key: string, value: string): Promise<void> {
+    await this.#db
+      .insertInto('org_settings')
+      .values({ org_id: orgId, key, value })
+      .onConflict((conflict) => conflict.columns(['org_id', 'key']).doUpdateSet({ value }))
+      .execute();
   }
-}
-
-function toOrganisation(row: OrganisationRow): Organisation {
-  return { id: row.id, name: row.name, createdAt: row.created_at };
 }

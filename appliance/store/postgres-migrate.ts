@@ -62,6 +62,14 @@ async function underMigrationLock<T>(database: Kysely<Schema>, body: (transactio
   });
 }
 
+/**
+ * One real write that changes nothing (the storage health probe, the start's writability check):
+ * throws the driver's error when the server cannot take a write.
+ */
+export async function probePostgresWrite(database: Kysely<Schema>): Promise<void> {
+  await sql`UPDATE schema_version SET version = version`.execute(database);
+}
+
 async function schemaVersion(executor: Migrating): Promise<number> {
   const row = await executor.selectFrom('schema_version').select('version').where('id', '=', 1).executeTakeFirst();
   return row?.version ?? 0;

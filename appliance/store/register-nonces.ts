@@ -1,5 +1,7 @@
-import type { Db } from './database.ts';
-import { sqliteCode } from './database.ts';
+import type { NonceUse } from '../model/enrolment.ts';
+import { atomically, type Executor } from './unit-of-work.ts';
+
+export type { NonceUse } from '../model/enrolment.ts';
 
 /**
  * Expired rows deleted by each insert. Greater than one, so pruning outpaces inserting and
@@ -9,12 +11,6 @@ import { sqliteCode } from './database.ts';
 export const NONCE_PRUNE_BATCH = 8;
 
 /**
- * What remember() found: 'new' (recorded), 'used' (this key used it before), or 'forgotten'
- * (it expires at or before a row already pruned, so a first use could not be told from a replay).
- */
-export type NonceUse = 'new' | 'used' | 'forgotten';
-
-/**
  * Owns the register_nonces table: the (key, challenge) pairs of accepted Register requests (or
  * (key, nonce) in the legacy form), kept until a request carrying them could no longer be
  * accepted, so a replayed request is recognised even across an appliance restart; and
@@ -22,48 +18,52 @@ export type NonceUse = 'new' | 'used' | 'forgotten';
  * appliance's clock stepped forward (rows pruned early) and back.
  */
 export class RegisterNonceStore {
-  readonly #db: Db;
-  readonly #insert;
-  readonly #pruneBatch;
-  readonly #prune;
-  readonly #prunedThrough;
-  readonly #raiseWatermark;
+  readonly #db: Executor;
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#insert = db.prepare('INSERT INTO register_nonces (public_key, nonce, expires_at) VALUES (?, ?, ?)');
-    this.#pruneBatch = db.prepare(
-      `DELETE FROM register_nonces WHERE (public_key, nonce) IN
-         (SELECT public_key, nonce FROM register_nonces WHERE expires_at < ? ORDER BY expires_at LIMIT ${NONCE_PRUNE_BATCH})
-       RETURNING expires_at`,
-    );
-    this.#prune = db.prepare('DELETE FROM register_nonces WHERE expires_at < ? RETURNING expires_at');
-    this.#prunedThrough = db.prepare('SELECT pruned_through FROM register_nonce_watermark WHERE id = 1').pluck();
-    this.#raiseWatermark = db.prepare('UPDATE register_nonce_watermark SET pruned_through = MAX(pruned_through, ?) WHERE id = 1');
+  constructor(executor: Executor) {
+    this.#db = executor;
   }
 
-  /** Records a nonce (expiresAt and now in ms since the epoch), first pruning a few expired ones. */
-  remember(publicKey: Buffer, nonce: Buffer, expiresAt: number, now: number): NonceUse {
-    return this.#db.transaction((): NonceUse => {
-      this.#pruned(this.#pruneBatch.all(now) as { expires_at: number }[]);
-      if (expiresAt <= (this.#prunedThrough.get() as number)) return 'forgotten';
-      try {
-        this.#insert.run(publicKey, nonce, expiresAt);
-        return 'new';
-      } catch (error) {
-        if (sqliteCode(error) === 'SQLITE_CONSTRAINT_PRIMARYKEY') return 'used';
-        throw error;
-      }
-    })();
+  /** Records a nonce (expiresAt and now in ms since the epoch), first pruning a few expired ones; one transaction. */
+  remember(publicKey: Buffer, nonce: Buffer, expiresAt: number, now: number): Promise<NonceUse> {
+    return atomically(this.#db, async (db): Promise<NonceUse> => {
+      await raiseWatermark(
+        db,
+        await db
+          .deleteFrom('register_nonces')
+          .where((eb) =>
+            eb(
+              eb.refTuple('public_key', 'nonce'),
+              'in',
+              eb.selectFrom('register_nonces').select(['public_key', 'nonce']).where('expires_at', '<', now).orderBy('expires_at').limit(NONCE_PRUNE_BATCH).$asTuple('public_key', 'nonce'),
+            ),
+          )
+          .returning('expires_at')
+          .execute(),
+      );
+      const watermark = await db.selectFrom('register_nonce_watermark').select('pruned_through').where('id', '=', 1).executeTakeFirstOrThrow();
+      if (expiresAt <= watermark.pruned_through) return 'forgotten';
+      // DO NOTHING rather than catching the key violation: on PostgreSQL a failed statement aborts the transaction.
+      const inserted = await db
+        .insertInto('register_nonces')
+        .values({ public_key: publicKey, nonce, expires_at: expiresAt })
+        .onConflict((conflict) => conflict.columns(['public_key', 'nonce']).doNothing())
+        .returning('expires_at')
+        .executeTakeFirst();
+      return inserted === undefined ? 'used' : 'new';
+    });
   }
 
-  /** Deletes every row expired by now (ms since the epoch); the number deleted. */
-  prune(now: number): number {
-    return this.#db.transaction(() => this.#pruned(this.#prune.all(now) as { expires_at: number }[]))();
+  /** Deletes every row expired by now (ms since the epoch); the number deleted. One transaction. */
+  prune(now: number): Promise<number> {
+    return atomically(this.#db, async (db) => raiseWatermark(db, await db.deleteFrom('register_nonces').where('expires_at', '<', now).returning('expires_at').execute()));
   }
+}
 
-  #pruned(rows: readonly { expires_at: number }[]): number {
-    if (rows.length > 0) this.#raiseWatermark.run(rows.reduce((latest, row) => Math.max(latest, row.expires_at), 0));
-    return rows.length;
-  }
+/** Raises the watermark to the latest expiry among `pruned`; how many rows were pruned. */
+async function raiseWatermark(db: Executor, pruned: readonly { expires_at: number }[]): Promise<number> {
+  if (pruned.length === 0) return 0;
+  const latest = pruned.reduce((max, row) => Math.max(max, row.expires_at), 0);
+  await db.updateTable('register_nonce_watermark').set({ pruned_through: latest }).where('id', '=', 1).where('pruned_through', '<', latest).execute();
+  return pruned.length;
 }

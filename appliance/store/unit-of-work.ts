@@ -106,3 +106,12 @@ export async function runEffects(effects: readonly Effect[], onEffectFailure: (e
     }
   }
 }
+
+/**
+ * Runs `work` atomically on `executor`: directly when it already is a transaction (the caller's
+ * transaction then covers it), else in a transaction of its own. For a store method whose statements
+ * must commit together (a prune and the watermark it raises) whether or not its caller opened one.
+ */
+export function atomically<T>(executor: Executor, work: (transaction: Executor) => Promise<T>): Promise<T> {
+  return executor.isTransaction ? work(executor) : executor.transaction().execute(work);
+}

@@ -1,4 +1,5 @@
 import { CtOpsError } from '../../common/errors.ts';
+import { hostOfOrg } from '../hosts/lookup.ts';
 import { newId } from '../lib/ids.ts';
 import type { Task, TaskPayload } from '../model/task.ts';
 import { constraintViolation } from '../store/constraint-violation.ts';
@@ -29,8 +30,7 @@ export interface CreatedTask {
  */
 export async function recordTask(tx: TableStores, orgId: string, request: NewTaskRequest, now: number): Promise<CreatedTask> {
   const { type, hostId, by } = request;
-  const host = await tx.hosts.get(hostId);
-  if (!host || host.orgId !== orgId || host.deletedAt !== null) throw new CtOpsError('ERR_HOST_NOT_FOUND', `no host ${hostId}`, { host_id: hostId });
+  const host = await hostOfOrg(tx.hosts, orgId, hostId);
   if (host.approval !== 'active') {
     throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot queue ${type} for a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
   }

@@ -101,7 +101,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
   const createdAt = new Date(createdMs).toISOString();
   const bundleId = env.sourceDateEpoch !== undefined && request.token.mode !== 'new' ? derivedBundleId(request, inputs, executable, templates, createdAt) : newId('bnd');
 
-  const token: BundleToken = resolveBundleToken(request.token, env.tokens, { target, bundleId, createdBy: request.createdBy, label: request.label, tags: request.tags }, now());
+  const token: BundleToken = await resolveBundleToken(request.token, env.tokens, { target, bundleId, createdBy: request.createdBy, label: request.label, tags: request.tags }, now());
   const baseName = bundleBaseName(version, target);
   const zipPath = join(env.outDir, `${baseName}.zip`);
   try {
@@ -151,7 +151,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
       manifest,
     };
   } catch (error) {
-    withdrawBundleToken(token, env.tokens, now());
+    await withdrawBundleToken(token, env.tokens, now());
     throw error;
   }
 }

@@ -39,14 +39,14 @@ function requireAuthority(authority: TokenAuthority | undefined): TokenAuthority
   return authority;
 }
 
-export function resolveBundleToken(choice: TokenChoice, authority: TokenAuthority | undefined, context: TokenContext, now: number): BundleToken {
+export async function resolveBundleToken(choice: TokenChoice, authority: TokenAuthority | undefined, context: TokenContext, now: number): Promise<BundleToken> {
   switch (choice.mode) {
     case 'none':
       return { mode: 'none' };
     case 'new': {
       const { stores, orgId } = requireAuthority(authority);
       const { os, arch } = context.target;
-      const created = createEnrolmentToken(
+      const created = await createEnrolmentToken(
         stores,
         orgId,
         {
@@ -65,9 +65,9 @@ export function resolveBundleToken(choice: TokenChoice, authority: TokenAuthorit
     }
     case 'existing': {
       const { stores, orgId } = requireAuthority(authority);
-      const token = stores.enrolmentTokens.get(choice.id);
+      const token = await stores.enrolmentTokens.get(choice.id);
       if (!token || token.orgId !== orgId) throw new CtOpsError('ERR_ENROLMENT_TOKEN_NOT_FOUND', `no enrolment token ${choice.id}`, { token_id: choice.id });
-      if (stores.enrolmentTokens.findBySecretHash(hashSecret(choice.secret))?.id !== token.id) {
+      if ((await stores.enrolmentTokens.findBySecretHash(hashSecret(choice.secret)))?.id !== token.id) {
         throw new CtOpsError('ERR_BUNDLE_TOKEN_UNUSABLE', `the secret given is not the secret of ${token.id}`, { token_id: token.id, reason: 'secret_mismatch' });
       }
       const state = tokenState(token, now);
@@ -80,6 +80,6 @@ export function resolveBundleToken(choice: TokenChoice, authority: TokenAuthorit
 }
 
 /** Withdraws a token this build created when the bundle could not be written. */
-export function withdrawBundleToken(token: BundleToken, authority: TokenAuthority | undefined, now: number): void {
-  if (token.mode === 'new' && token.id !== undefined && authority) authority.stores.enrolmentTokens.revoke(token.id, now);
+export async function withdrawBundleToken(token: BundleToken, authority: TokenAuthority | undefined, now: number): Promise<void> {
+  if (token.mode === 'new' && token.id !== undefined && authority) await authority.stores.enrolmentTokens.revoke(token.id, now);
 }

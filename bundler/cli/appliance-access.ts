@@ -30,7 +30,7 @@ const LOCK_POLL_MS = 1_000;
 
 export type ApplianceAccess =
   | { readonly kind: 'api'; readonly client: AdminClient }
-  | { readonly kind: 'stopped'; readonly tokens: TokenAuthority; close(): void };
+  | { readonly kind: 'stopped'; readonly tokens: TokenAuthority; close(): Promise<void> };
 
 /** Throws ERR_BUNDLE_INPUT_MISSING without a database, ERR_SCHEMA_* for a stopped appliance's older or newer one, ERR_DATA_DIR_LOCKED, ERR_APPLIANCE_RUNNING. */
 export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> {
@@ -53,11 +53,18 @@ export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> 
     assertDatabaseNotInUse(path);
     const stores = openStores(path, { migrate: false });
     try {
-      const org = stores.organisations.ensureDefault(Date.now());
+      const org = await stores.organisations.ensureDefault(Date.now());
       const held = lock;
-      return { kind: 'stopped', tokens: { stores, orgId: org.id }, close: () => (stores.close(), held.release()) };
+      return {
+        kind: 'stopped',
+        tokens: { stores, orgId: org.id },
+        close: async () => {
+          await stores.close();
+          held.release();
+        },
+      };
     } catch (error) {
-      stores.close();
+      await stores.close();
       throw error;
     }
   } catch (error) {

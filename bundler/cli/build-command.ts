@@ -256,7 +256,7 @@ export function buildCommand(): Command {
         }
         report(result.path, result.view, request.ingestAddress.display, options.json);
       } finally {
-        if (appliance?.kind === 'stopped') appliance.close();
+        if (appliance?.kind === 'stopped') await appliance.close();
       }
     });
 }

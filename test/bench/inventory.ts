@@ -64,14 +64,14 @@ async function main(): Promise<void> {
   const presence = new PresenceRegistry(() => undefined);
   const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
   try {
-    const org = stores.organisations.ensureDefault(Date.now());
+    const org = await stores.organisations.ensureDefault(Date.now());
     const hostIds: string[] = [];
-    stores.transaction(() => {
+    await stores.transact(async (tx) => {
       for (let h = 0; h < hosts; h += 1) {
         const id = `hst_bench${String(h).padStart(6, '0')}`;
         const publicKey = Buffer.alloc(32);
         publicKey.writeUInt32BE(h + 1);
-        stores.hosts.insert({ id, orgId: org.id, publicKey, hostname: `bench-${h}`, machineFingerprint: `fp-${h}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
+        await tx.hosts.insert({ id, orgId: org.id, publicKey, hostname: `bench-${h}`, machineFingerprint: `fp-${h}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
         hostIds.push(id);
       }
     });

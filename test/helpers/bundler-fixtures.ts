@@ -85,7 +85,7 @@ export async function createFixtureAppliance(options: { executableBytes?: number
   const releaseKey = signingKeyFromSeed(randomBytes(32));
   writeFileSync(join(dataDir, RELEASE_PUBLIC_KEY_FILE), publicKeyFile(releaseKey, `CT-Ops release key ${keyIdHex(releaseKey.keyId)}`));
   const stores = openStores(join(dataDir, 'appliance.db'));
-  stores.organisations.ensureDefault(Date.now());
+  await stores.organisations.ensureDefault(Date.now());
   stores.close();
   const agentsDir = join(root, 'agents');
   writeReleaseDir(agentsDir, releaseKey, options.executableBytes !== undefined ? { bytes: options.executableBytes } : {});

@@ -1,0 +1,63 @@
+import type { Host } from '../model/host.ts';
+import type { TableStores, Task, TransactionScope } from '../store/index.ts';
+import { decideHost, type HostDecision } from './decide.ts';
+import { deleteHost, retireHost, type DeleteOutcome } from './delete.ts';
+import type { HostDeps } from './deps.ts';
+import { hostOfOrg } from './lookup.ts';
+import { approveAsReplacement } from './replace.ts';
+import { dismissIdentityConflict, resolveIdentity } from './resolve.ts';
+
+/**
+ * Owns the admin's workflows on hosts: the lookup every handler uses ("the host of this
+ * organisation, or ERR_HOST_NOT_FOUND"), approval decisions, deletion (at once, or by a remote
+ * uninstall that finishes in the report's transaction), approval as a replacement, and resolving or
+ * dismissing an identity conflict. Each writes in one transaction; closing streams, sending tasks
+ * and logging run after it commits. Times are ms since the epoch.
+ */
+export class HostService {
+  readonly #deps: HostDeps;
+
+  constructor(deps: HostDeps) {
+    this.#deps = deps;
+  }
+
+  /** The organisation's host; ERR_HOST_NOT_FOUND for an unknown id, another organisation's host, and (unless `includeDeleted`) a deleted one. */
+  hostOfOrg(orgId: string, hostId: string, options: { includeDeleted?: boolean } = {}): Promise<Host> {
+    return hostOfOrg(this.#deps.stores.hosts, orgId, hostId, options);
+  }
+
+  /** The organisation's hosts that are not deleted, oldest enrolment first. */
+  list(orgId: string): Promise<Host[]> {
+    return this.#deps.stores.hosts.list(orgId);
+  }
+
+  decide(orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Promise<Host> {
+    return decideHost(this.#deps, orgId, hostId, decision, by, now);
+  }
+
+  delete(orgId: string, hostId: string, options: { uninstall: boolean }, by: string, now: number): Promise<DeleteOutcome> {
+    return deleteHost(this.#deps, orgId, hostId, options, by, now);
+  }
+
+  approveAsReplacement(orgId: string, newId: string, oldId: string, by: string, now: number, force: boolean): Promise<Host> {
+    return approveAsReplacement(this.#deps, orgId, newId, oldId, by, now, force);
+  }
+
+  resolveIdentity(orgId: string, hostId: string, keep: string, by: string, now: number): Promise<Host> {
+    return resolveIdentity(this.#deps, orgId, hostId, keep, by, now);
+  }
+
+  dismissIdentityConflict(orgId: string, hostId: string, by: string, now: number): Promise<Host> {
+    return dismissIdentityConflict(this.#deps, orgId, hostId, by, now);
+  }
+
+  /**
+   * What the host's record does when one of its tasks finished through its agent's report, in the
+   * report's transaction `tx`: a succeeded uninstall deletes the host (its stream closes after commit).
+   */
+  async taskFinished(tx: TransactionScope<TableStores>, task: Task): Promise<void> {
+    if (task.type === 'agent_uninstall' && task.state === 'succeeded') {
+      await retireHost(this.#deps, tx, task.hostId, task.finishedAt ?? Date.now(), task.createdBy, 'host deleted after remote uninstall');
+    }
+  }
+}
