@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
 import { postgresKysely } from '../appliance/store/dialects.ts';
+import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
 import { storageFailure } from '../appliance/store/storage-failure.ts';
 import { runTransaction } from '../appliance/store/unit-of-work.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
@@ -37,5 +38,17 @@ test('a backend terminated inside a transaction, between statements and during a
     assert.equal(rows[0]!.one, 1, 'the pool serves again on a fresh connection');
   } finally {
     await Promise.all([kysely.destroy(), admin.destroy()]);
+  }
+});
+
+test('hosts.trust_generation (a time in ms) is BIGINT on PostgreSQL and holds a value past 2^31', { timeout: 60_000 }, async () => {
+  const cluster = await sharedPostgres();
+  const kysely = postgresKysely(await cluster.createDatabase('trust_generation_width'), { poolSize: 1 });
+  try {
+    await migratePostgres(kysely);
+    const { rows } = await sql<{ data_type: string }>`SELECT data_type FROM information_schema.columns WHERE table_name = 'hosts' AND column_name = 'trust_generation'`.execute(kysely);
+    assert.equal(rows[0]?.data_type, 'bigint');
+  } finally {
+    await kysely.destroy();
   }
 });
