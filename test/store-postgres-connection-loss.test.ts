@@ -52,3 +52,9 @@ test('hosts.trust_generation (a time in ms) is BIGINT on PostgreSQL and holds a 
     await kysely.destroy();
   }
 });
+
+test('a socket EPIPE (shaped like a SQLSTATE) is a server that cannot be reached', () => {
+  const mapped = storageFailure(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+  assert.equal(mapped?.code, 'ERR_STORAGE_UNAVAILABLE');
+  assert.match(mapped!.message, /cannot be reached: EPIPE/);
+});
