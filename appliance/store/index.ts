@@ -56,7 +56,9 @@ export interface Stores extends TableStores {
   /**
    * Runs `body` in one transaction with the stores bound to it (use only those inside), commits, then
    * runs the effects body queued with `scope.afterCommit` (unit-of-work.ts runTransaction). Rejects with
-   * ERR_STORAGE_* as `transaction` does; a failing effect is logged, not thrown.
+   * ERR_STORAGE_* as `transaction` does; a failing effect is logged, not thrown. On PostgreSQL a
+   * connection lost during COMMIT leaves the outcome unknown (the rejection does not prove nothing was
+   * stored): callers retrying such a failure must be idempotent.
    */
   transact<T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T>;
   /** One real write now; throws the storage failure (as above) when the database cannot take it. */
