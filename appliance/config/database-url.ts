@@ -34,10 +34,18 @@ export function parseDatabaseSetting(text: string, where: string): DatabaseLocat
   return { kind: 'postgres', url: text, display: redactedDatabaseUrl(url) };
 }
 
-/** The URL with a password, if any, shown as *** (the user name stays: it says which role connects). */
+/** Query parameters pg reads as secrets (postgres://…?password=…, ?sslpassword=…): masked like the userinfo password. */
+const SECRET_QUERY_PARAMETERS = ['password', 'sslpassword'];
+
+/**
+ * The URL with a password, if any, shown as *** — in the userinfo or as a query parameter (the user
+ * name stays: it says which role connects).
+ */
 function redactedDatabaseUrl(url: URL): string {
-  if (url.password === '') return url.href;
   const shown = new URL(url.href);
-  shown.password = '***';
+  if (shown.password !== '') shown.password = '***';
+  for (const name of SECRET_QUERY_PARAMETERS) {
+    if (shown.searchParams.has(name)) shown.searchParams.set(name, '***');
+  }
   return shown.href;
 }

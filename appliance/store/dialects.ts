@@ -92,6 +92,11 @@ export function postgresKysely(url: string, options: PostgresOptions): Kysely<Sc
     types: POSTGRES_TYPES,
   });
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  // pg-pool listens for a client's 'error' only while the client is idle; one dropped while checked
+  // out (pg_terminate_backend, idle_in_transaction_session_timeout, server restart mid-transaction)
+  // would emit 'error' with no listener and crash the process. The running query rejects anyway
+  // (storageFailure maps it to ERR_STORAGE_UNAVAILABLE) and pg-pool discards the broken client.
+  pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
   return new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
 }
 

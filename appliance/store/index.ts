@@ -49,7 +49,9 @@ export interface Stores extends TableStores {
    * Runs `body` in one transaction with the stores bound to it (use only those inside), commits, then
    * runs the effects body queued with `scope.afterCommit` (unit-of-work.ts runTransaction). Rejects with
    * ERR_STORAGE_FULL / ERR_STORAGE_UNAVAILABLE / ERR_STORAGE_CORRUPT when the storage fails, the
-   * commit included (nothing of body was stored then); a failing effect is logged, not thrown.
+   * commit included (on SQLite nothing of body was stored then; on PostgreSQL a connection lost
+   * during COMMIT leaves the outcome unknown, so callers retrying such a failure must be idempotent);
+   * a failing effect is logged, not thrown.
    */
   transact<T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T>;
   /** One real write now; rejects with the storage failure (as above) when the database cannot take it. */

@@ -68,12 +68,13 @@ export function storageFailure(error: unknown): StorageFailure | undefined {
     return code === undefined ? undefined : failure(code, error.code, { sqlite_code: error.code }, error);
   }
   const { code: errorCode, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  // Socket errors first: EPIPE has the shape of a SQLSTATE.
+  if (typeof errorCode === 'string' && UNREACHABLE_SERVER.has(errorCode)) {
+    return failure('ERR_STORAGE_UNAVAILABLE', `the PostgreSQL server cannot be reached: ${errorCode}`, { postgres_code: errorCode }, error);
+  }
   if (typeof errorCode === 'string' && /^[0-9A-Z]{5}$/.test(errorCode)) {
     const code = POSTGRES_FAILURES[errorCode] ?? POSTGRES_FAILURES[errorCode.slice(0, 2)];
     return code === undefined ? undefined : failure(code, `SQLSTATE ${errorCode}`, { postgres_code: errorCode }, error);
-  }
-  if (typeof errorCode === 'string' && UNREACHABLE_SERVER.has(errorCode)) {
-    return failure('ERR_STORAGE_UNAVAILABLE', `the PostgreSQL server cannot be reached: ${errorCode}`, { postgres_code: errorCode }, error);
   }
   if (error instanceof Error && typeof message === 'string' && LOST_CONNECTION_MESSAGE.test(message)) {
     return failure('ERR_STORAGE_UNAVAILABLE', `the PostgreSQL server cannot be reached: ${message}`, { postgres_code: null }, error);
