@@ -13,6 +13,10 @@
  * filled in batches after a scan's last chunk commits, so its cost is inside the figures; the
  * slowest chunk shows the pause one batch causes. Not measured: TLS, HTTP/2, protobuf decoding
  * and the gRPC handler — the appliance's wire path; the figure is the store's ceiling.
+ *
+ * BENCH_BACKEND=postgres runs the same on PostgreSQL: a private cluster started by the test helper
+ * (test/helpers/postgres.ts: on loopback, fsync and synchronous_commit off as the test cluster runs),
+ * so its figure is an upper bound for a durable server; the ≥ 100,000/s target is SQLite's.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +27,9 @@ import { parseChunk } from '../../appliance/inventory/chunk.ts';
 import { InventoryService } from '../../appliance/inventory/service.ts';
 import { PresenceRegistry } from '../../appliance/presence/registry.ts';
 import { TaskService } from '../../appliance/tasks/service.ts';
-import { openStores } from '../../appliance/store/index.ts';
+import { openPostgresStores, openStores, type Stores } from '../../appliance/store/index.ts';
+import { sql } from 'kysely';
+import { startPostgres, type PostgresCluster } from '../helpers/postgres.ts';
 import type { PackageInput } from '../../appliance/model/inventory.ts';
 import type { SoftwarePackage__Output } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import { describeMachine } from './lib/machine.ts';
@@ -64,7 +70,17 @@ async function main(): Promise<void> {
   const changed = 2 * Math.max(1, Math.round(perHost * 0.01));
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-bench-inventory-'));
   const path = join(dir, 'appliance.db');
-  const stores = openStores(path);
+  const backend = process.env.BENCH_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+  let cluster: PostgresCluster | undefined;
+  let stores: Stores;
+  let sqliteFile: ReturnType<typeof openStores> | undefined;
+  if (backend === 'postgres') {
+    cluster = await startPostgres();
+    stores = await openPostgresStores(await cluster.createDatabase('bench_inventory'), { poolSize: 4 });
+  } else {
+    sqliteFile = openStores(path);
+    stores = sqliteFile;
+  }
   const log = pino({ level: 'silent' });
   const presence = new PresenceRegistry(() => undefined);
   const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
@@ -122,15 +138,22 @@ async function main(): Promise<void> {
       }
     }
     const validatePerSec = (validateRounds * wire.length) / ((performance.now() - validateStarted) / 1000);
-    stores.db.pragma('wal_checkpoint(TRUNCATE)');
-    const dbMiB = statSync(path).size / 1024 ** 2;
+    let dbMiB: number;
+    if (sqliteFile) {
+      sqliteFile.db.pragma('wal_checkpoint(TRUNCATE)');
+      dbMiB = statSync(path).size / 1024 ** 2;
+    } else {
+      const { rows } = await sql<{ bytes: number }>`SELECT pg_database_size(current_database())::bigint AS bytes`.execute(stores.kysely);
+      dbMiB = Number(rows[0]!.bytes) / 1024 ** 2;
+    }
 
     const machine = describeMachine();
     const rate = (phase: Phase): number => phase.packages / phase.seconds;
     const fmt = (value: number): string => Math.round(value).toLocaleString('en-GB');
     const cpuPerThousand = (phase: Phase): string => `CPU ${((1000 * phase.cpuMs) / phase.packages).toFixed(2)} ms per 1,000 packages`;
-    const met = (value: number): string => (value >= TARGET_PER_SEC ? 'MET' : 'NOT MET');
-    const env = [hosts === 1000 ? '' : `BENCH_HOSTS=${hosts}`, perHost === 2000 ? '' : `BENCH_PACKAGES=${perHost}`].filter(Boolean);
+    const met = (value: number): string => (backend === 'postgres' ? 'no target on PostgreSQL' : value >= TARGET_PER_SEC ? 'MET' : 'NOT MET');
+    const target = (value: number): string => (backend === 'postgres' ? met(value) : `target ≥ ${fmt(TARGET_PER_SEC)}/s: ${met(value)}`);
+    const env = [backend === 'postgres' ? 'BENCH_BACKEND=postgres' : '', hosts === 1000 ? '' : `BENCH_HOSTS=${hosts}`, perHost === 2000 ? '' : `BENCH_PACKAGES=${perHost}`].filter(Boolean);
     const lines = [
       `| | |`,
       `|---|---|`,
@@ -138,9 +161,11 @@ async function main(): Promise<void> {
       `| Date | ${machine.date} |`,
       `| Machine | ${machine.cpus} CPUs (nproc), ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel} |`,
       `| Node | ${machine.node} |`,
-      `| Measured | in-process InventoryService.acceptChunk (Kysely over better-sqlite3), ${CHUNK} packages per chunk and transaction, temp DB file (WAL, synchronous=NORMAL); no gRPC/TLS |`,
+      backend === 'sqlite'
+        ? `| Measured | in-process InventoryService.acceptChunk (Kysely over better-sqlite3), ${CHUNK} packages per chunk and transaction, temp DB file (WAL, synchronous=NORMAL); no gRPC/TLS |`
+        : `| Measured | in-process InventoryService.acceptChunk (Kysely over pg, pool of 4), ${CHUNK} packages per chunk and transaction, private PostgreSQL 15 on loopback with fsync and synchronous_commit off (an upper bound); no gRPC/TLS |`,
       `| Hosts × packages | ${fmt(hosts)} × ${fmt(perHost)} |`,
-      `| First scan | ${fmt(firstPhase.packages)} packages in ${firstPhase.seconds.toFixed(1)} s = **${fmt(rate(firstPhase))} packages/s** (added ${fmt(firstPhase.added)}; slowest chunk ${firstPhase.maxChunkMs.toFixed(0)} ms; ${cpuPerThousand(firstPhase)}) — target ≥ ${fmt(TARGET_PER_SEC)}/s: ${met(rate(firstPhase))} |`,
+      `| First scan | ${fmt(firstPhase.packages)} packages in ${firstPhase.seconds.toFixed(1)} s = **${fmt(rate(firstPhase))} packages/s** (added ${fmt(firstPhase.added)}; slowest chunk ${firstPhase.maxChunkMs.toFixed(0)} ms; ${cpuPerThousand(firstPhase)}) — ${target(rate(firstPhase))} |`,
       `| Rescan, ${((100 * changed) / perHost).toFixed(0)} % changed | ${fmt(rescanPhase.packages)} packages in ${rescanPhase.seconds.toFixed(1)} s = **${fmt(rate(rescanPhase))} packages/s** (added ${fmt(rescanPhase.added)}, unchanged ${fmt(rescanPhase.unchanged)}, removed ${fmt(rescanPhase.removed)}; slowest chunk ${rescanPhase.maxChunkMs.toFixed(0)} ms; ${cpuPerThousand(rescanPhase)}) — ${met(rate(rescanPhase))} |`,
       `| Chunk validation (parseChunk) | ${fmt(validatePerSec)} packages/s |`,
       `| Database size after both scans | ${dbMiB.toFixed(0)} MiB |`,
@@ -150,9 +175,11 @@ async function main(): Promise<void> {
     if (firstPhase.added !== hosts * perHost || rescanPhase.removed !== expectedRemoved || rescanPhase.added !== expectedRemoved) {
       throw new Error(`wrong counts: first added ${firstPhase.added}, rescan added ${rescanPhase.added} removed ${rescanPhase.removed}; expected ${hosts * perHost}, ${expectedRemoved}, ${expectedRemoved}`);
     }
-    process.exitCode = rate(firstPhase) >= TARGET_PER_SEC && rate(rescanPhase) >= TARGET_PER_SEC ? 0 : 1;
+    // The target is SQLite's; PostgreSQL's run reports its figure.
+    if (backend === 'sqlite') process.exitCode = rate(firstPhase) >= TARGET_PER_SEC && rate(rescanPhase) >= TARGET_PER_SEC ? 0 : 1;
   } finally {
-    stores.close();
+    await stores.close();
+    await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
