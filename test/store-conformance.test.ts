@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { CtOpsError } from '../common/errors.ts';
 import { constraintViolation, type ConstraintKind } from '../appliance/store/constraint-violation.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
@@ -128,6 +128,33 @@ describe('migrations', () => {
     }
   });
 
+  test('a PostgreSQL statement blocked behind another session\'s row lock, or a migration behind another\'s migration lock, fails within its bound as ERR_STORAGE_UNAVAILABLE', async () => {
+    const cluster = await sharedPostgres();
+    const url = await cluster.createDatabase(`bounded_waits_${process.pid}`);
+    const holder = postgresKysely(url, { poolSize: 1 });
+    const waiter = postgresKysely(url, { poolSize: 1, waitBounds: { statementMs: 30_000, lockMs: 300, idleInTransactionMs: 60_000 } });
+    const versions = (database: Kysely<Schema>) => database.withTables<{ schema_version: { id: number; version: number } }>();
+    const isUnavailable = (code: string) => (error: unknown) => storageFailure(error)?.code === 'ERR_STORAGE_UNAVAILABLE' && (error as { code?: string }).code === code;
+    try {
+      await migratePostgres(holder);
+      await versions(holder).transaction().execute(async (transaction) => {
+        await transaction.selectFrom('schema_version').select('version').where('id', '=', 1).forUpdate().execute();
+        const started = Date.now();
+        await assert.rejects(versions(waiter).updateTable('schema_version').set({ version: LATEST }).where('id', '=', 1).execute(), isUnavailable('55P03'));
+        const waited = Date.now() - started;
+        assert.ok(waited >= 250 && waited < 5_000, `failed after ${waited} ms (bound 300 ms)`);
+      });
+      await holder.transaction().execute(async (transaction) => {
+        await sql`SELECT pg_advisory_xact_lock(${0x43544f50534d4947n.toString()}::bigint)`.execute(transaction); // the migration lock (MIGRATION_LOCK_KEY)
+        await assert.rejects(migratePostgres(waiter, POSTGRES_MIGRATIONS, 300), (error: unknown) =>
+          error instanceof CtOpsError && error.code === 'ERR_STORAGE_UNAVAILABLE' && /migration lock/.test(error.message));
+      });
+      assert.equal(await postgresSchemaVersion(waiter), LATEST, 'the waiter still works once the locks are gone');
+    } finally {
+      await Promise.all([holder.destroy(), waiter.destroy()]);
+    }
+  });
+
   test('a PostgreSQL database written by a newer appliance is refused with ERR_SCHEMA_TOO_NEW, and a misnumbered list before anything is applied', async () => {
     const [postgres] = backends().filter((backend) => backend.name === 'postgres');
     const opened = await postgres!.open();
@@ -247,6 +274,8 @@ test('PostgreSQL SQLSTATEs of a failing server map to the ERR_STORAGE_* codes; s
   assert.equal(mapped('57P01'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('53300'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('XX001'), 'ERR_STORAGE_CORRUPT');
+  assert.equal(mapped('57014'), 'ERR_STORAGE_UNAVAILABLE', 'query_canceled: statement_timeout');
+  assert.equal(mapped('55P03'), 'ERR_STORAGE_UNAVAILABLE', 'lock_not_available: lock_timeout');
   assert.equal(mapped('ECONNREFUSED'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('23505'), undefined);
   assert.equal(mapped('42703'), undefined);
