@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -35,6 +35,22 @@ test('a test process killed with SIGKILL takes its private PostgreSQL cluster do
     }
   } finally {
     await owner.stop('SIGKILL');
+  }
+});
+
+test('the sweep leaves alone a process that reused an abandoned postmaster\'s pid (not postgres), and still removes the directory', { timeout: 90_000 }, async () => {
+  const bystander = new LoggedProcess('sleep', ['300']);
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-postgres-'));
+  try {
+    mkdirSync(join(dir, 'data'));
+    writeFileSync(join(dir, 'owner.pid'), '2147483646\n'); // no such process
+    writeFileSync(join(dir, 'data', 'postmaster.pid'), `${bystander.child.pid}\n${dir}/data\n`);
+    const next = await startPostgres();
+    await next.stop();
+    assert.equal(existsSync(dir), false, 'the abandoned directory was swept');
+    assert.equal(bystander.running, true, 'the pid\'s new owner was not signalled');
+  } finally {
+    await bystander.stop('SIGKILL');
   }
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { CtOpsError } from '../common/errors.ts';
 import { constraintViolation, type ConstraintKind } from '../appliance/store/constraint-violation.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
@@ -11,7 +11,7 @@ import type { Schema } from '../appliance/store/schema.ts';
 import { storageFailure } from '../appliance/store/storage-failure.ts';
 import { runTransaction, type Executor, type TransactionScope } from '../appliance/store/unit-of-work.ts';
 import { sharedPostgres, startPostgres } from './helpers/postgres.ts';
-import { backends, conformance } from './helpers/store-backends.ts';
+import { backends, conformance, type LiveColumn } from './helpers/store-backends.ts';
 
 after(async () => (await sharedPostgres()).stop());
 
@@ -19,6 +19,40 @@ const LATEST = MIGRATIONS.length;
 /** A time in ms past 2^32 and a key of 32 bytes: what BIGINT and BYTEA must carry unchanged. */
 const AT = 1_764_000_000_123;
 const KEY = Buffer.alloc(32, 7);
+
+/**
+ * The SQLite INTEGER columns that may stay 32-bit (INTEGER) or 16-bit (SMALLINT) on PostgreSQL: each
+ * holds a value that cannot outgrow 2^31 — a count bounded by the work it counts, a 0/1 flag, or the
+ * constant id of a one-row table. Every other SQLite INTEGER holds ms, an id or a size and must be
+ * BIGINT: a 32-bit column there overflows (22003) long after the tests pass (hosts.trust_generation did).
+ */
+const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
+  // Counts: uses of one token, chunks/packages of one scan, delivery attempts of one task, successors allowed by an operator.
+  ['enrolment_tokens.max_uses', 'INTEGER'], ['enrolment_tokens.uses', 'INTEGER'],
+  ['software_scans.chunks', 'INTEGER'], ['software_scans.packages_received', 'INTEGER'], ['software_scans.added', 'INTEGER'],
+  ['software_scans.removed', 'INTEGER'], ['software_scans.unchanged', 'INTEGER'],
+  ['tasks.attempts', 'INTEGER'], ['hosts.identity_successors_allowed', 'INTEGER'],
+  // A heartbeat interval in seconds, bounded by the agent's configuration checks.
+  ['hosts.heartbeat_interval_secs', 'INTEGER'],
+  // 0/1 flags.
+  ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
+  // The constant id (= 1) of one-row tables.
+  ['software_name_index_state.id', 'INTEGER'], ['register_nonce_watermark.id', 'INTEGER'],
+]);
+
+/** A view's computed columns, which SQLite leaves untyped, with the PostgreSQL type their values need. */
+const UNTYPED_VIEW_COLUMNS = new Map([
+  ['host_last_inventory.last_inventory_at', 'BIGINT'], // MAX of ms times
+]);
+
+/** The PostgreSQL data_type a column of SQLite's declared type must have (see SMALL_INTEGER_COLUMNS for INTEGER). */
+function postgresTypeFor(table: string, column: LiveColumn): string {
+  if (column.type === 'INTEGER') {
+    return SMALL_INTEGER_COLUMNS.get(`${table}.${column.name}`) ?? 'BIGINT';
+  }
+  if (column.type === '') return UNTYPED_VIEW_COLUMNS.get(`${table}.${column.name}`) ?? '(an untyped view column: add it to UNTYPED_VIEW_COLUMNS)';
+  return ({ REAL: 'DOUBLE PRECISION', BLOB: 'BYTEA', TEXT: 'TEXT' } as Record<string, string>)[column.type] ?? `(no rule for SQLite ${column.type || 'untyped'})`;
+}
 
 describe('migrations', () => {
   test('every PostgreSQL migration mirrors the SQLite one of its version: same numbers, same descriptions', () => {
@@ -33,8 +67,32 @@ describe('migrations', () => {
     try {
       const [sqliteColumns, postgresColumns] = await Promise.all([sqlite!.columns(), postgres!.columns()]);
       assert.deepEqual([...postgresColumns.keys()], [...sqliteColumns.keys()], 'the same tables and views');
-      for (const [table, columns] of sqliteColumns) assert.deepEqual(postgresColumns.get(table), columns, table);
+      const shape = (columns: readonly LiveColumn[] | undefined) => columns?.map(({ name, nullable }) => ({ name, nullable }));
+      for (const [table, columns] of sqliteColumns) assert.deepEqual(shape(postgresColumns.get(table)), shape(columns), table);
       assert.ok(sqliteColumns.get('hosts')!.some((column) => column.name === 'trust_digest'), 'the latest migration is applied');
+    } finally {
+      await Promise.all([sqlite!.close(), postgres!.close()]);
+    }
+  });
+
+  test('every column has the PostgreSQL type its SQLite type asks for: INTEGER is BIGINT unless listed as small, REAL double precision, BLOB bytea, TEXT text', async () => {
+    const [sqlite, postgres] = await Promise.all(backends().map((backend) => backend.open()));
+    try {
+      const [sqliteColumns, postgresColumns] = await Promise.all([sqlite!.columns(), postgres!.columns()]);
+      const mismatches: string[] = [];
+      for (const [table, columns] of sqliteColumns) {
+        for (const column of columns) {
+          const postgresType = postgresColumns.get(table)?.find(({ name }) => name === column.name)?.type;
+          const wanted = postgresTypeFor(table, column);
+          if (postgresType !== wanted) mismatches.push(`${table}.${column.name}: SQLite ${column.type || '(none)'} wants PostgreSQL ${wanted}, is ${postgresType}`);
+        }
+      }
+      assert.deepEqual(mismatches, []);
+      // The lists name only columns that exist, so a renamed column cannot leave a stale exemption behind.
+      for (const column of [...SMALL_INTEGER_COLUMNS.keys(), ...UNTYPED_VIEW_COLUMNS.keys()]) {
+        const [table, name] = column.split('.');
+        assert.ok(sqliteColumns.get(table!)?.some((live) => live.name === name), `${column} exists`);
+      }
     } finally {
       await Promise.all([sqlite!.close(), postgres!.close()]);
     }
@@ -67,6 +125,33 @@ describe('migrations', () => {
       assert.equal(await postgresSchemaVersion(instances[0]!), LATEST);
     } finally {
       await Promise.all(instances.map((instance) => instance.destroy()));
+    }
+  });
+
+  test('a PostgreSQL statement blocked behind another session\'s row lock, or a migration behind another\'s migration lock, fails within its bound as ERR_STORAGE_UNAVAILABLE', async () => {
+    const cluster = await sharedPostgres();
+    const url = await cluster.createDatabase(`bounded_waits_${process.pid}`);
+    const holder = postgresKysely(url, { poolSize: 1 });
+    const waiter = postgresKysely(url, { poolSize: 1, waitBounds: { statementMs: 30_000, lockMs: 300, idleInTransactionMs: 60_000 } });
+    const versions = (database: Kysely<Schema>) => database.withTables<{ schema_version: { id: number; version: number } }>();
+    const isUnavailable = (code: string) => (error: unknown) => storageFailure(error)?.code === 'ERR_STORAGE_UNAVAILABLE' && (error as { code?: string }).code === code;
+    try {
+      await migratePostgres(holder);
+      await versions(holder).transaction().execute(async (transaction) => {
+        await transaction.selectFrom('schema_version').select('version').where('id', '=', 1).forUpdate().execute();
+        const started = Date.now();
+        await assert.rejects(versions(waiter).updateTable('schema_version').set({ version: LATEST }).where('id', '=', 1).execute(), isUnavailable('55P03'));
+        const waited = Date.now() - started;
+        assert.ok(waited >= 250 && waited < 5_000, `failed after ${waited} ms (bound 300 ms)`);
+      });
+      await holder.transaction().execute(async (transaction) => {
+        await sql`SELECT pg_advisory_xact_lock(${0x43544f50534d4947n.toString()}::bigint)`.execute(transaction); // the migration lock (MIGRATION_LOCK_KEY)
+        await assert.rejects(migratePostgres(waiter, POSTGRES_MIGRATIONS, 300), (error: unknown) =>
+          error instanceof CtOpsError && error.code === 'ERR_STORAGE_UNAVAILABLE' && /migration lock/.test(error.message));
+      });
+      assert.equal(await postgresSchemaVersion(waiter), LATEST, 'the waiter still works once the locks are gone');
+    } finally {
+      await Promise.all([holder.destroy(), waiter.destroy()]);
     }
   });
 
@@ -189,6 +274,8 @@ test('PostgreSQL SQLSTATEs of a failing server map to the ERR_STORAGE_* codes; s
   assert.equal(mapped('57P01'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('53300'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('XX001'), 'ERR_STORAGE_CORRUPT');
+  assert.equal(mapped('57014'), 'ERR_STORAGE_UNAVAILABLE', 'query_canceled: statement_timeout');
+  assert.equal(mapped('55P03'), 'ERR_STORAGE_UNAVAILABLE', 'lock_not_available: lock_timeout');
   assert.equal(mapped('ECONNREFUSED'), 'ERR_STORAGE_UNAVAILABLE');
   assert.equal(mapped('23505'), undefined);
   assert.equal(mapped('42703'), undefined);

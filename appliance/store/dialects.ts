@@ -76,7 +76,29 @@ export interface PostgresOptions {
   readonly poolSize: number;
   /** Told about an idle pooled connection the server dropped (restart, admin termination); without a listener pg would crash the process. */
   readonly onIdleConnectionError?: (error: Error) => void;
+  /** Bounds on the server's waits; POSTGRES_WAIT_BOUNDS unless given (tests pass small ones). */
+  readonly waitBounds?: PostgresWaitBounds;
 }
+
+/** How long one PostgreSQL wait may last, in ms, before the statement fails (ERR_STORAGE_UNAVAILABLE). */
+export interface PostgresWaitBounds {
+  /** Server-side statement_timeout (SQLSTATE 57014): one statement's run. */
+  readonly statementMs: number;
+  /** Server-side lock_timeout (SQLSTATE 55P03): one wait for a row or table lock another session holds. */
+  readonly lockMs: number;
+  /** Server-side idle_in_transaction_session_timeout: a transaction left open with nothing running is ended. */
+  readonly idleInTransactionMs: number;
+}
+
+/**
+ * Generous for the appliance's queries (the largest, a 500-row inventory upsert, takes milliseconds;
+ * transactions hold row locks only across store calls), small enough that a stuck server or a
+ * session holding a lock surfaces as ERR_STORAGE_UNAVAILABLE instead of a request hanging forever.
+ */
+export const POSTGRES_WAIT_BOUNDS: PostgresWaitBounds = { statementMs: 30_000, lockMs: 10_000, idleInTransactionMs: 60_000 };
+
+/** pg's client-side query_timeout past the server's statement_timeout: it fires only when the server cannot answer at all (network gone silent). */
+const CLIENT_QUERY_TIMEOUT_MARGIN_MS = 5_000;
 
 /**
  * Kysely over a pg Pool for `url` (postgres://USER:PASSWORD@HOST:PORT/DATABASE; libpq's query
@@ -85,11 +107,17 @@ export interface PostgresOptions {
  * is made until the first query. Destroying the Kysely ends the pool.
  */
 export function postgresKysely(url: string, options: PostgresOptions): Kysely<Schema> {
+  const bounds = options.waitBounds ?? POSTGRES_WAIT_BOUNDS;
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize,
     connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
     types: POSTGRES_TYPES,
+    // TCP keep-alive: a server vanished without a FIN (host down, network cut) is noticed on idle connections.
+    keepAlive: true,
+    query_timeout: bounds.statementMs + CLIENT_QUERY_TIMEOUT_MARGIN_MS,
+    // Session settings sent in the startup packet, so every pooled connection has them from its first query.
+    options: `-c statement_timeout=${bounds.statementMs} -c lock_timeout=${bounds.lockMs} -c idle_in_transaction_session_timeout=${bounds.idleInTransactionMs}`,
   });
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
   // pg-pool listens for a client's 'error' only while the client is idle; one dropped while checked

@@ -30,6 +30,8 @@ const POSTGRES_FAILURES: Readonly<Record<string, StorageFailureCode>> = {
   '57P03': 'ERR_STORAGE_UNAVAILABLE', // cannot_connect_now (starting up, shutting down, recovering)
   '25006': 'ERR_STORAGE_UNAVAILABLE', // read_only_sql_transaction: connected to a standby
   '58030': 'ERR_STORAGE_UNAVAILABLE', // io_error
+  '57014': 'ERR_STORAGE_UNAVAILABLE', // query_canceled: statement_timeout (dialects.ts POSTGRES_WAIT_BOUNDS) passed
+  '55P03': 'ERR_STORAGE_UNAVAILABLE', // lock_not_available: lock_timeout passed waiting for another session's lock
   XX001: 'ERR_STORAGE_CORRUPT', // data_corrupted
   XX002: 'ERR_STORAGE_CORRUPT', // index_corrupted
 };

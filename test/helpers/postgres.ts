@@ -1,10 +1,10 @@
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { LoggedProcess, run } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { StopWaiting, waitFor } from './wait.ts';
 
 /** Debian's postgresql package (scripts/test-prerequisites.sh installs it). */
 const POSTGRES_BIN = '/usr/lib/postgresql/15/bin';
@@ -60,6 +60,26 @@ export async function startPostgres(): Promise<PostgresCluster> {
     removeDir();
     throw error;
   }
+  // Another process may take the free port before the postmaster binds it: start again on a new one.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startPostmaster(dir, password, asUser, removeDir);
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt >= PORT_ATTEMPTS) {
+        removeDir();
+        throw error;
+      }
+    }
+  }
+}
+
+/** Starts on a lost free-port race before giving up. */
+const PORT_ATTEMPTS = 3;
+
+/** The postmaster could not bind its port: another process took it after freePort chose it. */
+class PortTaken extends StopWaiting {}
+
+async function startPostmaster(dir: string, password: string, asUser: (command: string, args: readonly string[]) => [string, string[]], removeDir: () => void): Promise<PostgresCluster> {
   const port = await freePort();
   const server = new LoggedProcess(...asUser(join(POSTGRES_BIN, 'postgres'), [
     '-D', join(dir, 'data'),
@@ -89,7 +109,10 @@ export async function startPostgres(): Promise<PostgresCluster> {
   };
   try {
     await waitFor('the private PostgreSQL cluster to accept connections', async () => {
-      if (!server.running) throw new Error(`postgres exited: ${server.stderr.slice(-2000)}`);
+      if (!server.running) {
+        if (/could not bind|Address already in use/.test(server.stderr)) throw new PortTaken(`port ${port} was taken before postgres bound it`);
+        throw new StopWaiting(`postgres exited: ${server.stderr.slice(-2000)}`);
+      }
       const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
       try {
         await client.connect();
@@ -99,6 +122,10 @@ export async function startPostgres(): Promise<PostgresCluster> {
       }
     }, STARTUP_TIMEOUT_MS, 100);
   } catch (error) {
+    if (error instanceof PortTaken) {
+      process.off('exit', killAtExit); // the directory stays for the next attempt
+      throw error;
+    }
     await stop();
     throw error;
   }
@@ -153,20 +180,25 @@ const gidOf = (user: string): number => passwdField(user, 3);
  * sent SIGQUIT first, from its postmaster.pid.
  */
 function sweepAbandonedClusters(): void {
+  const uid = process.getuid?.();
   for (const name of readdirSync(tmpdir())) {
     if (!name.startsWith(CLUSTER_DIR_PREFIX)) continue;
     const dir = join(tmpdir(), name);
-    const owner = Number.parseInt(readTextOr(join(dir, OWNER_FILE), ''), 10);
-    if (Number.isInteger(owner) && isAlive(owner)) continue;
-    const postmaster = Number.parseInt(readTextOr(join(dir, 'data', 'postmaster.pid'), '').split('\n')[0] ?? '', 10);
-    if (Number.isInteger(postmaster) && isAlive(postmaster)) {
-      try {
+    // Per directory: another user's leftover (EACCES) or one removed meanwhile must not stop this start.
+    try {
+      // Only our own (root may remove any): another user's run is theirs to sweep.
+      if (uid !== 0 && statSync(dir).uid !== uid) continue;
+      const owner = Number.parseInt(readTextOr(join(dir, OWNER_FILE), ''), 10);
+      if (Number.isInteger(owner) && isAlive(owner)) continue;
+      const postmaster = Number.parseInt(readTextOr(join(dir, 'data', 'postmaster.pid'), '').split('\n')[0] ?? '', 10);
+      // The pid may have been reused since: signal it only if it is a postgres process.
+      if (Number.isInteger(postmaster) && isAlive(postmaster) && readTextOr(`/proc/${postmaster}/cmdline`, '').includes('postgres')) {
         process.kill(postmaster, 'SIGQUIT');
-      } catch {
-        // Gone meanwhile.
       }
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Left for its owner, or gone meanwhile.
     }
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -15,6 +15,8 @@ import { sharedPostgres } from './postgres.ts';
 export interface LiveColumn {
   readonly name: string;
   readonly nullable: boolean;
+  /** The declared type as the backend names it, upper case: SQLite's affinity name (INTEGER, TEXT, REAL, BLOB; '' for a view's computed column), PostgreSQL's data_type (BIGINT, TEXT, DOUBLE PRECISION, BYTEA …). */
+  readonly type: string;
 }
 
 /** One opened, migrated database of a backend, for one test. */
@@ -53,9 +55,9 @@ const sqliteBackend: StoreBackend = {
       schemaVersion: async () => db.pragma('user_version', { simple: true }) as number,
       columns: async () => {
         const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all() as string[];
-        return new Map(tables.map((table) => [table, (db.pragma(`table_info(${table})`) as { name: string; notnull: number; pk: number }[])
+        return new Map(tables.map((table) => [table, (db.pragma(`table_info(${table})`) as { name: string; type: string; notnull: number; pk: number }[])
           // SQLite lets a non-INTEGER PRIMARY KEY column hold NULL unless declared NOT NULL; the schema's keys never are NULL.
-          .map((column) => ({ name: column.name, nullable: column.notnull === 0 && column.pk === 0 }))]));
+          .map((column) => ({ name: column.name, nullable: column.notnull === 0 && column.pk === 0, type: column.type.toUpperCase() }))]));
       },
       close: async () => {
         await kysely.destroy();
@@ -80,15 +82,15 @@ const postgresBackend: StoreBackend = {
       migrateTo,
       schemaVersion: () => postgresSchemaVersion(kysely),
       columns: async () => {
-        const { rows } = await sql<{ table_name: string; column_name: string; is_nullable: 'YES' | 'NO' }>`
-          SELECT table_name, column_name, is_nullable FROM information_schema.columns
+        const { rows } = await sql<{ table_name: string; column_name: string; is_nullable: 'YES' | 'NO'; data_type: string }>`
+          SELECT table_name, column_name, is_nullable, data_type FROM information_schema.columns
           WHERE table_schema = current_schema() AND table_name <> 'schema_version'
           ORDER BY table_name, ordinal_position`.execute(kysely);
         const tables = new Map<string, LiveColumn[]>();
         for (const row of rows) {
           const columns = tables.get(row.table_name) ?? [];
           // A view's columns are all reported nullable, as SQLite's PRAGMA table_info reports them.
-          columns.push({ name: row.column_name, nullable: row.is_nullable === 'YES' });
+          columns.push({ name: row.column_name, nullable: row.is_nullable === 'YES', type: row.data_type.toUpperCase() });
           tables.set(row.table_name, columns);
         }
         return new Map([...tables].sort(([a], [b]) => (a < b ? -1 : 1)));
