@@ -26,7 +26,7 @@ function rssKb(pid: number): number {
 }
 
 const madeUpReports = (count: number) =>
-  Array.from({ length: count }, (_, index) => ({ task_id: `tsk_madeup${index}`, phase: 'TASK_PHASE_SUCCEEDED' as const, result_json: '{"fake":true}', message: 'm'.repeat(8) }));
+  Array.from({ length: count }, (_, index) => ({ task_id: `tsk_${index.toString(16).padStart(20, "0")}`, phase: 'TASK_PHASE_SUCCEEDED' as const, result_json: '{"fake":true}', message: 'm'.repeat(8) }));
 
 describe('one enrolled agent cannot exhaust the appliance: memory, disk or log (real appliance, real TLS)', () => {
   // Info level, as in production: debug would log every stored chunk and refused stream.
