@@ -202,7 +202,9 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
       let queued: TaskJson;
       try {
         queued = await volume.cliJson<TaskJson>('hosts', 'reload-config', agentId);
-        assert.equal(queued.state, 'sent');
+        const id = queued.id;
+        // Sent after the task committed (TaskService.create does not wait for the peer).
+        await waitFor('the task sent to the paused agent', async () => (await volume.cliJson<TaskJson>('tasks', 'show', id)).state === 'sent', 15_000);
         await volume.fill();
       } finally {
         proc.child.kill('SIGCONT');

@@ -344,7 +344,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
     stream.holdTasks = true;
     const dispatching = tasks.dispatch(hostId);
     await waitFor('the first write pending', () => stream.heldWrites === 1, 5_000, 5);
-    assert.equal(stores.hosts.flagIdentityConflict(hostId), true);
+    assert.equal(await stores.hosts.flagIdentityConflict(hostId), true);
     stream.acceptHeld();
     assert.equal(await dispatching, 1);
     assert.deepEqual(stream.order(), [`task:${first.id}`]);
