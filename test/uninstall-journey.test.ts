@@ -39,7 +39,8 @@ describe('remote uninstall of an installed agent, from the admin API to a clean 
     // dist/agents/ (all six targets, used by other tests) stays as it is.
     const built = await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts/build-agents.mjs'), '--target', 'linux-x64', '--no-bundle', '--out-dir', agentsDir], {}, 300_000);
     assert.equal(built.code, 0, built.stderr);
-    appliance = await TestAppliance.start();
+    // The running appliance builds bundles itself, from these freshly built agents.
+    appliance = await TestAppliance.start({ env: { CT_OPS_BUNDLE_AGENTS_DIR: agentsDir } });
     admin = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
   });
   after(async () => {
@@ -54,7 +55,7 @@ describe('remote uninstall of an installed agent, from the admin API to a clean 
     const out = join(scratch, name);
     mkdirSync(out);
     const bundled = await run(process.execPath, [
-      BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'x64', '--agents-dir', agentsDir,
+      BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'x64',
       '--address', `127.0.0.1:${appliance.grpcPort}`, '--out', out, '--json',
     ], {}, 120_000);
     assert.equal(bundled.code, 0, bundled.stderr);

@@ -43,6 +43,8 @@ export function tryLockDataDir(dataDir: string, holder: LockHolderKind, waitMs =
   try {
     db = openSqliteFile(path, { timeout: waitMs });
   } catch (cause) {
+    // The addon failing to load (ERR_DATABASE) is the host's problem, not the lock file's.
+    if (cause instanceof CtOpsError) throw cause;
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the data directory's lock ${path}`, { path }, { cause });
   }
   try {

@@ -22,10 +22,21 @@ function imageAddon(): string | undefined {
 /**
  * Every better-sqlite3 handle of the appliance opens here (the serving database, backup copies,
  * doctor's read-only look), so the image's addon is used wherever one is opened. Options as
- * better-sqlite3's constructor; throws what it throws (a SqliteError, or a TypeError for a bad path).
+ * better-sqlite3's constructor. Throws ERR_DATABASE when the addon does not load on this host (the same
+ * for every file opened, the data directory's lock included), else what better-sqlite3 throws (a
+ * SqliteError, or a TypeError for a bad path).
  */
 export function openSqliteFile(path: string, options: Database.Options = {}): Db {
-  return new Database(path, { ...options, nativeBinding: imageAddon() });
+  const nativeBinding = imageAddon();
+  try {
+    return new Database(path, { ...options, nativeBinding });
+  } catch (cause) {
+    // Not the file's fault: the host lacks what the image's addon links against (an older glibc).
+    if ((cause as NodeJS.ErrnoException).code === 'ERR_DLOPEN_FAILED') {
+      throw new CtOpsError('ERR_DATABASE', `the SQLite addon ${nativeBinding ?? 'of better-sqlite3'} does not load on this host (the image's README.md names the glibc it needs): ${(cause as Error).message}`, { path }, { cause });
+    }
+    throw cause;
+  }
 }
 
 /**
@@ -37,14 +48,10 @@ export function openSqliteFile(path: string, options: Database.Options = {}): Db
  */
 export function openDatabase(path: string, migrations: readonly Migration[] = MIGRATIONS, options: { readonly migrate?: boolean } = {}): Db {
   let db: Db;
-  const nativeBinding = imageAddon();
   try {
     db = openSqliteFile(path);
   } catch (cause) {
-    // Not the data directory's fault: the host lacks what the image's addon links against (an older glibc).
-    if ((cause as NodeJS.ErrnoException).code === 'ERR_DLOPEN_FAILED') {
-      throw new CtOpsError('ERR_DATABASE', `the SQLite addon ${nativeBinding ?? 'of better-sqlite3'} does not load on this host (the image's README.md names the glibc it needs): ${(cause as Error).message}`, { path }, { cause });
-    }
+    if (cause instanceof CtOpsError) throw cause;
     throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot open the database at ${path}`, { path }, { cause });
   }
   try {
