@@ -126,18 +126,6 @@ export function sqliteCode(error: unknown): string | undefined {
 }
 
 /**
- * One real write that changes nothing: PRAGMA user_version rewritten with its own value, in a
- * transaction of its own, commits a page through the WAL. Throws the SqliteError when the
- * storage refuses it (full, read-only, I/O error).
- */
-export function probeWrite(db: Db): void {
-  db.transaction(() => {
-    const version = db.pragma('user_version', { simple: true }) as number;
-    db.pragma(`user_version = ${version}`);
-  })();
-}
-
-/**
  * What `ct-ops-appliance doctor` reads of a database, opened read-only beside a running appliance
  * (WAL readers do not block it) and never migrated: PRAGMA quick_check's verdict and the schema
  * version (PRAGMA user_version). `problem` says why the file cannot be trusted (damaged, not a database, unreadable).

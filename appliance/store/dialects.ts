@@ -137,8 +137,7 @@ const PREPARED_STATEMENTS = 512;
 /**
  * The handle with each SQL text prepared once and the statement reused. Kysely's SQLite driver
  * prepares every query it runs, and preparing a chunk's 500-row upsert (5,000 bound values) cost a
- * third of bench:inventory; the better-sqlite3 stores, built anew for each transaction while they
- * remain, prepare all their statements in their constructors. Safe because this process runs one
+ * third of bench:inventory. Safe because this process runs one
  * statement at a time on its one connection and reads results whole (all, get, run: nothing
  * iterates a statement while another query could run it). A statement's mode is shared with its
  * SQL text: a store that sets one (pluck) owns SQL no other caller writes.

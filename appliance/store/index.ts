@@ -1,8 +1,8 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
-import { openDatabase, probeWrite, type Db } from './database.ts';
+import { openDatabase, type Db } from './database.ts';
 import { storageFailure } from './storage-failure.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
 import { HostClaimantStore } from './host-claimants.ts';
@@ -19,11 +19,7 @@ import type { Schema } from './schema.ts';
 import { TaskStore } from './tasks.ts';
 import { refuseQueriesOutsideTheTransaction, runTransaction, type Executor, type TransactionScope } from './unit-of-work.ts';
 
-/**
- * The stores of every table, each over one executor (the database, or an open transaction). A store
- * converted to Kysely is built over the executor; the remaining better-sqlite3 stores use the one
- * handle, which on SQLite is the connection any open transaction runs on.
- */
+/** The stores of every table, each over one executor (the database, or an open transaction). */
 export interface TableStores {
   readonly organisations: OrganisationStore;
   readonly enrolmentTokens: EnrolmentTokenStore;
@@ -73,26 +69,14 @@ export interface SqliteStores extends Stores {
  */
 export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): SqliteStores {
   const db = keepStatementsPrepared(openDatabase(path, undefined, { migrate: options.migrate ?? true }));
-  const health = new StorageHealth(() => probeWrite(db), options.log);
-  const guard = <T extends object>(store: T): T => guardStorage(store, health);
   const database: Kysely<Schema> = sqliteKysely(db);
-  const bind = (executor: Executor): TableStores => tableStores(executor, guard);
-  return {
-    ...bind(database.withPlugin(refuseQueriesOutsideTheTransaction)),
-    db,
-    dialect: 'sqlite',
-    kysely: database.withPlugin(refuseQueriesOutsideTheTransaction),
-    health,
-    transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
-      withStorageFailures(health, () =>
-        runTransaction(database, bind, body, (error) => options.log?.error({ err: error }, 'an effect after commit failed')),
-      ),
-    checkWritable: async () => withStorageFailures(health, () => probeWrite(db)),
-    close: async () => {
-      health.close();
-      db.close();
-    },
+  // Through Kysely, so the probe waits for the one connection instead of writing into another caller's
+  // open transaction (better-sqlite3 would make it a savepoint there, a success that commits nothing).
+  const probe = (): Promise<void> => database.transaction().execute(probeSqliteWrite);
+  const close = async (): Promise<void> => {
+    db.close();
   };
+  return { ...assembleStores(database, probe, options.log, close), db, dialect: 'sqlite' };
 }
 
 /**
@@ -108,30 +92,41 @@ export async function openPostgresStores(url: string, options: { log?: Logger; p
     onIdleConnectionError: (error) => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed'),
   });
   try {
-    await migratePostgres(database).catch((error: unknown) => {
-      throw storageFailure(error) ?? error;
-    });
+    await migratePostgres(database);
   } catch (error) {
     await database.destroy();
-    throw error;
+    throw storageFailure(error) ?? error;
   }
-  const health = new StorageHealth(() => probePostgresWrite(database), options.log);
-  const guard = <T extends object>(store: T): T => guardStorage(store, health);
-  const bind = (executor: Executor): TableStores => tableStores(executor, guard);
+  return { ...assembleStores(database, () => probePostgresWrite(database), options.log, () => database.destroy()), dialect: 'postgres' };
+}
+
+/** One real write that changes nothing, in the caller's transaction: PRAGMA user_version rewritten with its own value. */
+async function probeSqliteWrite(transaction: Executor): Promise<void> {
+  const { rows } = await sql<{ user_version: number }>`PRAGMA user_version`.execute(transaction);
+  await sql.raw(`PRAGMA user_version = ${rows[0]!.user_version}`).execute(transaction);
+}
+
+/**
+ * The backend-neutral part of Stores over `database` (a Kysely without the transaction guard): the
+ * top-level stores guarded for storage failures, and transactions whose stores are not (the whole
+ * transaction is, once). `probe` is one real write; `closeDatabase` releases the backend.
+ */
+function assembleStores(database: Kysely<Schema>, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>): Omit<Stores, 'dialect'> {
+  const health = new StorageHealth(probe, log);
   const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
+  const unguarded = (executor: Executor): TableStores => tableStores(executor, (store) => store);
   return {
-    ...bind(kysely),
-    dialect: 'postgres',
+    ...tableStores(kysely, (store) => guardStorage(store, health)),
     kysely,
     health,
     transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
       withStorageFailures(health, () =>
-        runTransaction(database, bind, body, (error) => options.log?.error({ err: error }, 'an effect after commit failed')),
+        runTransaction(database, unguarded, body, (error) => log?.error({ err: error }, 'an effect after commit failed')),
       ),
-    checkWritable: () => withStorageFailures(health, () => probePostgresWrite(database)),
+    checkWritable: () => withStorageFailures(health, probe),
     close: async () => {
       health.close();
-      await database.destroy();
+      await closeDatabase();
     },
   };
 }

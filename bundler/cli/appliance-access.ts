@@ -32,15 +32,18 @@ export type ApplianceAccess =
   | { readonly kind: 'api'; readonly client: AdminClient }
   | { readonly kind: 'stopped'; readonly tokens: TokenAuthority; close(): Promise<void> };
 
-/** Throws ERR_BUNDLE_INPUT_MISSING without a database, ERR_SCHEMA_* for a stopped appliance's older or newer one, ERR_DATA_DIR_LOCKED, ERR_APPLIANCE_RUNNING. */
+/** Throws ERR_BUNDLE_INPUT_MISSING without a database (unless a serving appliance holds the data directory: PostgreSQL), ERR_SCHEMA_* for a stopped appliance's older or newer one, ERR_DATA_DIR_LOCKED, ERR_APPLIANCE_RUNNING. */
 export async function reachAppliance(dataDir: string): Promise<ApplianceAccess> {
   const path = join(dataDir, DATABASE_FILE);
-  if (!existsSync(path)) throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no appliance database at ${path} (is --data-dir the appliance's data directory?)`, { path });
   const [{ assertDatabaseNotInUse }, { openStores }, { lockHolder, lockedError, tryLockDataDir }] = await Promise.all([
     import('../../appliance/store/database-copy.ts'),
     import('../../appliance/store/index.ts'),
     import('../../appliance/lib/data-dir-lock.ts'),
   ]);
+  // An appliance serving from PostgreSQL has no appliance.db, but holds the lock: its API is the way in.
+  if (!existsSync(path) && lockHolder(dataDir)?.holder !== 'serve') {
+    throw new CtOpsError('ERR_BUNDLE_INPUT_MISSING', `no appliance database at ${path} (is --data-dir the appliance's data directory?)`, { path });
+  }
   const deadline = Date.now() + LOCK_WAIT_MS;
   let lock = tryLockDataDir(dataDir, 'bundle-build');
   while (lock === undefined) {
