@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tryLockDataDir } from '../appliance/lib/data-dir-lock.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { packageRoot } from '../common/package-root.ts';
 import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
-import { APPLIANCE_BIN, run } from './helpers/processes.ts';
+import { reachAppliance } from '../bundler/cli/appliance-access.ts';
+import { APPLIANCE_BIN, LoggedProcess, run } from './helpers/processes.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const BUNDLE_CLI = join(packageRoot(), 'bundler/main.ts');
 
@@ -60,6 +63,21 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
       assert.equal((await tokenCount()), before + 1);
     } finally {
       held.release();
+    }
+  });
+
+  test('an appliance serving from PostgreSQL (no appliance.db, the lock held by serve) is reached through its API, not refused as a missing database', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-lock-pg-'));
+    // A process holding the lock as serve does; its data directory has no SQLite file.
+    const holder = new LoggedProcess(process.execPath, ['--import', 'tsx', '-e', `import('${join(packageRoot(), 'appliance/lib/data-dir-lock.ts')}').then((m) => { m.lockDataDir(process.argv[1], 'serve'); console.log('locked'); setInterval(() => {}, 60_000); })`, dataDir]);
+    try {
+      await waitFor('the lock held', () => holder.stdout.includes('locked'), 15_000);
+      // The API is the way in: here it has no endpoint file, so the admin client says so.
+      await assert.rejects(reachAppliance(dataDir), (error: { code?: string }) => error.code === 'ERR_APPLIANCE_UNREACHABLE');
+    } finally {
+      holder.child.kill();
+      await holder.exited;
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
