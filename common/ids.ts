@@ -23,7 +23,7 @@ export const ID_PREFIXES = {
 export type IdPrefix = (typeof ID_PREFIXES)[keyof typeof ID_PREFIXES];
 
 /** Lowercase hex digits after the prefix: 10 random bytes. */
-export const ID_HEX_DIGITS = 20;
+const ID_HEX_DIGITS = 20;
 
 /** A new random id of the kind `prefix` names, such as hst_0f3a… */
 export function newId(prefix: IdPrefix): string {

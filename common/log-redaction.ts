@@ -45,7 +45,7 @@ function normalised(name: string): string {
 }
 
 /** True when a field of this name is redacted whole. */
-export function isSecretFieldName(name: string): boolean {
+function isSecretFieldName(name: string): boolean {
   const plain = normalised(name);
   return SECRET_NAMES.has(plain) || SECRET_SUFFIXES.some((suffix) => plain.endsWith(suffix));
 }
@@ -60,7 +60,7 @@ const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]*@/gi;
 const SECRET_ASSIGNMENT = /(\b[A-Za-z0-9_-]*(?:token|secret|password|passphrase|private_?key|api_?key|key_?pem|authorization|database_?url|connection_?string)["']?\s*=\s*)("[^"\n]*"?|'[^'\n]*'?|[^\s,;}\]]+)|(\b[A-Za-z0-9_-]*(?:token|secret|password|passphrase|private_?key|api_?key|key_?pem|authorization|database_?url|connection_?string)["']?\s*:\s*)("[^"\n]*"?|'[^'\n]*'?)/gi;
 
 /** A string with URL passwords and secret-named assignments censored. */
-export function redactText(text: string): string {
+function redactText(text: string): string {
   return text.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(SECRET_ASSIGNMENT, (_match, assigned?: string, _value?: string, named?: string) => `${assigned ?? named}${REDACTED}`);
 }
 
@@ -93,7 +93,7 @@ function redactValue(value: unknown, depth: number, seen: WeakSet<object>): unkn
 }
 
 /** A log event (or a child's bindings) with every secret censored, for pino's `formatters.log`/`bindings`. */
-export function redactSecrets(event: Record<string, unknown>): Record<string, unknown> {
+function redactSecrets(event: Record<string, unknown>): Record<string, unknown> {
   return redactValue(event, 0, new WeakSet()) as Record<string, unknown>;
 }
 

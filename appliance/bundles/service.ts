@@ -14,7 +14,6 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
 import { buildBundle, type BuiltBundle, type BundleRequest } from '../../bundler/index.ts';
-import { defaultAgentsDir, defaultTemplatesDir } from '../../bundler/lib/paths.ts';
 import { BUNDLE_ZIP_NAME } from '../../bundler/lib/targets.ts';
 import type { Stores } from '../store/index.ts';
 
@@ -33,24 +32,16 @@ export interface BundleServiceDeps {
   readonly orgId: string;
   readonly dataDir: string;
   readonly log: Logger;
-  /** Release executables (default: CT_OPS_BUNDLE_AGENTS_DIR, else dist/agents). */
-  readonly agentsDir?: string;
-  /** installers/, systemd/, launchd/, windows/ (default: CT_OPS_BUNDLE_TEMPLATES_DIR, else the package root). */
-  readonly templatesDir?: string;
 }
 
 export class BundleService {
   readonly #deps: BundleServiceDeps;
   readonly #bundlesDir: string;
-  readonly #agentsDir: string;
-  readonly #templatesDir: string;
   #queue: Promise<unknown>;
 
   constructor(deps: BundleServiceDeps) {
     this.#deps = deps;
     this.#bundlesDir = join(deps.dataDir, BUNDLES_DIR);
-    this.#agentsDir = deps.agentsDir ?? (process.env.CT_OPS_BUNDLE_AGENTS_DIR || defaultAgentsDir());
-    this.#templatesDir = deps.templatesDir ?? (process.env.CT_OPS_BUNDLE_TEMPLATES_DIR || defaultTemplatesDir());
     // A build a crash interrupted left its staging directory; one appliance serves a data directory, so none is in use now.
     this.#queue = this.#sweepStaging().catch((error: unknown) => deps.log.warn({ err: error }, 'cannot remove old bundle staging directories'));
   }
@@ -74,8 +65,9 @@ export class BundleService {
         result = await buildBundle(request, {
           dataDir: this.#deps.dataDir,
           outDir: staging,
-          agentsDir: this.#agentsDir,
-          templatesDir: this.#templatesDir,
+          // The same overrides as ct-ops-bundle's; unset, buildBundle takes dist/agents and the package root.
+          ...(process.env.CT_OPS_BUNDLE_AGENTS_DIR ? { agentsDir: process.env.CT_OPS_BUNDLE_AGENTS_DIR } : {}),
+          ...(process.env.CT_OPS_BUNDLE_TEMPLATES_DIR ? { templatesDir: process.env.CT_OPS_BUNDLE_TEMPLATES_DIR } : {}),
           ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
           tokens: { stores: this.#deps.stores, orgId: this.#deps.orgId },
         });

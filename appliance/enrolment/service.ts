@@ -45,4 +45,3 @@ export class EnrolmentService {
   }
 }
 
-export type { RegisterDeps } from './register.ts';

@@ -157,6 +157,9 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const { stores, jwt, presence, vitals, log, refusals, heartbeatRate } = deps;
   const { tasks } = deps.services;
   let state: StreamState = 'opening';
+  /** The refusal of a host that may not stream (asked at open, at each refresh and at the claim). */
+  const notActive = (host: Host | undefined): CtOpsError =>
+    new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(host)}; only active hosts may stream`, { host_id: agentId });
   /** The status the stream ends with: undefined for OK. */
   let closeWith: CtOpsError | undefined;
   /** A heartbeat was read and is not yet answered: draining waits for its ack. */
@@ -279,7 +282,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     // Read fresh where it is decided: a host revoked a moment ago must not stream.
     const current = await stores.hosts.get(agentId);
     if (!current || !mayStream(current)) {
-      throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId });
+      throw notActive(current);
     }
     const stale = credentialRefusal(current, credential.issuedAt);
     if (stale) throw stale;
@@ -311,7 +314,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     if (credentialExpiresAt * 1000 - nowMs >= (jwt.ttlSecs * 1000) / 3) return;
     const current = await stores.hosts.get(agentId);
     if (!current || !mayStream(current)) {
-      refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
+      refuse(notActive(current), 'heartbeat stream');
       return;
     }
     const issued = await jwt.issue(agentId, nowMs);
@@ -416,7 +419,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     if (state === 'awaiting-claim' || (facts !== undefined && session.claimant === undefined)) {
       const current = await stores.hosts.get(agentId);
       if (!current || !mayStream(current)) {
-        refuse(new CtOpsError('ERR_AGENT_NOT_ACTIVE', `the host is ${describeHost(current)}; only active hosts may stream`, { host_id: agentId }), 'heartbeat stream');
+        refuse(notActive(current), 'heartbeat stream');
         return false;
       }
       knownHost = current;

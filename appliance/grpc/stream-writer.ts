@@ -12,7 +12,7 @@ import { toServiceError } from './status.ts';
 export const STREAM_DRAIN_DEADLINE_MS = 15_000;
 
 /** A grpc-js server stream we write to: a server-streaming or a bidirectional call. */
-export type ServerStreamCall<Message> = grpc.ServerWritableStream<unknown, Message> | grpc.ServerDuplexStream<unknown, Message>;
+type ServerStreamCall<Message> = grpc.ServerWritableStream<unknown, Message> | grpc.ServerDuplexStream<unknown, Message>;
 
 /**
  * Writes `message` to `call` and resolves once the write was accepted: at once when `call.write`

@@ -49,7 +49,7 @@ type Moves = Partial<Record<StreamEvent, StreamState>>;
 const ends = (target: StreamState): Moves => Object.fromEntries(ENDING.map((event) => [event, target]));
 const gone: Moves = Object.fromEntries(GONE.map((event) => [event, 'closed']));
 
-export const STREAM_TRANSITIONS: Readonly<Record<StreamState, Readonly<Moves>>> = {
+const STREAM_TRANSITIONS: Readonly<Record<StreamState, Readonly<Moves>>> = {
   // Refused at open: nothing was read yet, so the status goes out at once.
   opening: { 'admitted': 'awaiting-claim', 'admitted-report-only': 'reporting', ...ends('closed'), ...gone },
   'awaiting-claim': { 'heartbeat': 'awaiting-claim', 'claim-accepted': 'streaming', ...ends('draining'), ...gone },

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import { failureFields } from '../health/storage-health.ts';
 import { credentialRefusal } from '../hosts/identity.ts';
 import { describeHost, mayReceiveWork, mayStream } from '../hosts/status.ts';
 import type { ChunkResult, HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
@@ -11,7 +10,7 @@ import type { ValidChunk } from './chunk.ts';
 import type { ScanClosingEvent } from './scan-states.ts';
 import { checkScanTask } from './scan-task.ts';
 import { searchPackage, type PackageSearch } from './search.ts';
-import { inventorySettings, updateInventorySettings, type InventorySettings, type InventorySettingsPatch } from './settings.ts';
+import { inventorySettings, removedRetentionDays, updateInventorySettings, type InventorySettings, type InventorySettingsPatch } from './settings.ts';
 import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
 
 const DAY_MS = 86_400_000;
@@ -72,7 +71,7 @@ export class InventoryService {
       if (options.opensStream) await checkScanTask(tx, hostId, chunk.taskId);
       const { scanId, taskId, chunkIndex, packages, skipped, isLast } = chunk;
       // The retention applies when the scan completes: read then, in the same transaction.
-      const removedRetentionMs = isLast ? (await inventorySettings(tx, host.orgId)).removedRetentionDays * DAY_MS : undefined;
+      const removedRetentionMs = isLast ? (await removedRetentionDays(tx, host.orgId)) * DAY_MS : undefined;
       const result = await tx.softwareInventory.addChunk({ scanId, taskId, hostId, chunkIndex, packages, skipped, isLast, now: options.now, removedRetentionMs });
       if (isLast) tx.afterCommit(async () => void (await this.indexNames(NAME_INDEX_BATCH)));
       return result;
@@ -136,15 +135,6 @@ export class InventoryService {
     }
     if (queued.length > 0) log.info({ tasks: queued.length, due: due.length }, 'software sweeper queued inventory scans');
     return queued;
-  }
-
-  /** A sweeper pass for a timer: a failure is logged, never thrown. */
-  async sweepLogged(now: number): Promise<void> {
-    try {
-      await this.sweep(now);
-    } catch (error) {
-      this.#deps.log.error(failureFields(error), 'software sweeper failed');
-    }
   }
 
   /** The organisation's hosts that have (had) a package: search.ts. */

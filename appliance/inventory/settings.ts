@@ -49,7 +49,6 @@ const storedNumber = (stored: string | undefined): number => (stored !== undefin
 export async function inventorySettings(stores: Pick<TableStores, 'organisations'>, orgId: string): Promise<InventorySettings> {
   const { organisations } = stores;
   const interval = storedNumber(await organisations.setting(orgId, INTERVAL_KEY));
-  const retention = storedNumber(await organisations.setting(orgId, RETENTION_KEY));
   const source = async (name: OptionalSource): Promise<boolean> => {
     const stored = await organisations.setting(orgId, SOURCE_KEYS[name]);
     return stored === 'true' ? true : stored === 'false' ? false : DEFAULT_INVENTORY_SETTINGS.optionalSources[name];
@@ -57,8 +56,14 @@ export async function inventorySettings(stores: Pick<TableStores, 'organisations
   return {
     intervalHours: validInterval(interval) ? interval : DEFAULT_INVENTORY_SETTINGS.intervalHours,
     optionalSources: { snap: await source('snap'), flatpak: await source('flatpak'), windowsStore: await source('windowsStore') },
-    removedRetentionDays: validRetention(retention) ? retention : DEFAULT_INVENTORY_SETTINGS.removedRetentionDays,
+    removedRetentionDays: await removedRetentionDays(stores, orgId),
   };
+}
+
+/** The one setting a completing scan needs (inside its chunk's transaction): removed-row retention in days, as inventorySettings reads it. */
+export async function removedRetentionDays(stores: Pick<TableStores, 'organisations'>, orgId: string): Promise<number> {
+  const retention = storedNumber(await stores.organisations.setting(orgId, RETENTION_KEY));
+  return validRetention(retention) ? retention : DEFAULT_INVENTORY_SETTINGS.removedRetentionDays;
 }
 
 /**

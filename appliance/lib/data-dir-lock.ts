@@ -21,7 +21,7 @@ export const LOCK_HOLDER_FILE = 'appliance.lock.json';
 /** Who holds the lock: the serving appliance, a restore, a stopped-mode bundle build. */
 export type LockHolderKind = 'serve' | 'restore' | 'bundle-build';
 
-export interface LockHolder {
+interface LockHolder {
   readonly holder: LockHolderKind;
   readonly pid: number;
   /** ISO time the lock was taken. */

@@ -3,7 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { HeartbeatResponse, TaskUpdate__Output } from '../../common/proto.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
-import { inventorySettings } from '../inventory/settings.ts';
+import { DEFAULT_INVENTORY_SETTINGS, inventorySettings } from '../inventory/settings.ts';
 import type { Task, TaskFilter } from '../model/task.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Effect, Stores, TableStores, TransactionScope } from '../store/index.ts';
@@ -37,12 +37,12 @@ export interface TaskServiceDeps {
  */
 export const DELIVERY_WAIT_MS = 20_000;
 /** The most online hosts a task sweeper pass dispatches queued tasks for. */
-export const MAX_DISPATCHES_PER_SWEEP = 100;
+const MAX_DISPATCHES_PER_SWEEP = 100;
 /**
  * How far back connected() tells the agent again to stop the host's cancelled tasks (ms): the
  * longest a task may run once sent (TASK_TYPE_LIMITS), after which the agent holds nothing to stop.
  */
-export const CANCEL_RETELL_MS = Math.max(...Object.values(TASK_TYPE_LIMITS).map((limits) => limits.timeoutMs));
+const CANCEL_RETELL_MS = Math.max(...Object.values(TASK_TYPE_LIMITS).map((limits) => limits.timeoutMs));
 /** The most cancels connected() tells again. */
 const MAX_CANCELS_RETOLD = 100;
 
@@ -337,7 +337,8 @@ export class TaskService {
     let sent = 0;
     if (!presence.isStreaming(hostId)) return 0;
     for (const queued of await stores.tasks.queuedForHost(hostId)) {
-      const settings = await inventorySettings(stores, queued.orgId);
+      // Only an inventory task carries the organisation's settings (tasks/wire.ts toWireTask).
+      const settings = queued.type === 'software_inventory' ? await inventorySettings(stores, queued.orgId) : DEFAULT_INVENTORY_SETTINGS;
       const host = await stores.hosts.get(hostId);
       if (!host || !mayReceiveWork(host) || !presence.isStreaming(hostId)) break;
       // Before the read: an uninstall's cancel committed after it is refused (cancel), not told behind the task.
