@@ -163,9 +163,10 @@ describe('TaskService: effects after commit, sends in flight', () => {
       assert.equal(stream.written.length, 0, 'nothing written before commit');
       return outcome;
     });
-    await tasks.dispatch(hostId);
+    // By createIn's own after-commit send: nothing here dispatches.
+    await waitFor('written once committed', () => stream.tasksWritten(created.task.id) === 1, 5_000, 5);
+    await waitFor('marked sent once accepted', async () => (await stores.tasks.get(created.task.id))?.state === 'sent', 5_000, 5);
     assert.equal(stream.tasksWritten(created.task.id), 1, 'written once committed');
-    assert.equal((await stores.tasks.get(created.task.id))?.state, 'sent');
 
     const before = stream.written.length;
     let duplicateId = '';
@@ -178,6 +179,8 @@ describe('TaskService: effects after commit, sends in flight', () => {
       }),
       (error: unknown) => constraintViolation(error) === 'unique',
     );
+    // Long enough for a send queued by the rolled-back body to have been written, had it run.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(stream.written.length, before, 'nothing written for a rolled-back transaction');
     assert.equal(await stores.tasks.findUnfinished(hostId, 'software_inventory'), undefined, 'neither task was stored');
     assert.equal(await stores.tasks.get(duplicateId), undefined);

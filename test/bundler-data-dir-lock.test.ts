@@ -57,10 +57,19 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
       const waiting = build('after-release');
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       const before = (await tokenCount());
+      const releasedAt = Date.now();
       held.release();
       const result = await waiting;
       assert.equal(result.code, 0, result.stderr);
       assert.equal((await tokenCount()), before + 1);
+      // Made after the release, not merely slow to start: the build waited for the lock.
+      const stores = openStores(join(fixture.dataDir, 'appliance.db'), { migrate: false });
+      try {
+        const token = await stores.enrolmentTokens.get((JSON.parse(result.stdout) as { token: { id: string } }).token.id);
+        assert.ok(token !== undefined && token.createdAt >= releasedAt, 'the token was made only once the lock was released');
+      } finally {
+        await stores.close();
+      }
     } finally {
       held.release();
     }

@@ -18,6 +18,7 @@ import { PresenceService } from '../appliance/presence/service.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-host-service-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -73,7 +74,7 @@ test('two concurrent registrations of one new key enrol one host and both are an
   assert.equal(racing.length, 1);
   const tokens = await enrolment.listTokens(orgId);
   assert.equal(tokens.find((each) => each.id === token.token.id)?.uses, 2, 'the world host and the racing key: one use each');
-  stores.close();
+  await stores.close();
 });
 
 test('a host insert for a key already enrolled is an answer (false), not a constraint error, so a registration that lost the race can roll back and answer by key', async () => {
@@ -82,7 +83,7 @@ test('a host insert for a key already enrolled is an answer (false), not a const
   const again = { ...host, id: 'hst_00000000000000000000', enrolledAt: host.enrolledAt + 1 };
   assert.equal(await stores.hosts.insert(again), false);
   assert.equal((await stores.hosts.list(orgId)).length, 1);
-  stores.close();
+  await stores.close();
 });
 
 test('a deletion whose transaction fails leaves the stream open and the host online; a committed one closes the stream only after commit', async () => {
@@ -107,8 +108,8 @@ test('a deletion whose transaction fails leaves the stream open and the host onl
   assert.equal(presence.isStreaming(hostId), false);
   assert.deepEqual(stream.seenAtClose, [{ deletedAt: now + 1, approval: 'active', code: 'ERR_AGENT_NOT_ACTIVE' }], 'closed once, when the deletion was already committed');
   // The offline bookkeeping ran too: last_disconnected_at recorded after the close.
-  await waitFor(async () => (await stores.hosts.get(hostId))!.lastDisconnectedAt !== null);
-  stores.close();
+  await waitFor('last_disconnected_at recorded', async () => (await stores.hosts.get(hostId))!.lastDisconnectedAt !== null, 2_000, 10);
+  await stores.close();
 });
 
 test('a refused decision closes nothing; a revocation closes the stream after its commit', async () => {
@@ -121,7 +122,7 @@ test('a refused decision closes nothing; a revocation closes the stream after it
   const revoked = await hosts.decide(orgId, hostId, 'revoke', 'admin', now + 1);
   assert.equal(revoked.approval, 'revoked');
   assert.deepEqual(stream.seenAtClose, [{ deletedAt: null, approval: 'revoked', code: 'ERR_AGENT_NOT_ACTIVE' }]);
-  stores.close();
+  await stores.close();
 });
 
 test('hostOfOrg answers ERR_HOST_NOT_FOUND alike for an unknown id, another organisation\'s host and a deleted one (unless asked to include it)', async () => {
@@ -133,13 +134,5 @@ test('hostOfOrg answers ERR_HOST_NOT_FOUND alike for an unknown id, another orga
   await hosts.delete(orgId, hostId, { uninstall: false }, 'admin', now);
   await assert.rejects(hosts.hostOfOrg(orgId, hostId), notFound);
   assert.equal((await hosts.hostOfOrg(orgId, hostId, { includeDeleted: true })).deletedAt, now);
-  stores.close();
+  await stores.close();
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

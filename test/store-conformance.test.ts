@@ -6,7 +6,7 @@ import { constraintViolation, type ConstraintKind } from '../appliance/store/con
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { POSTGRES_MIGRATIONS } from '../appliance/store/migrations/postgres/index.ts';
-import { migratePostgres, postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
+import { MIGRATION_LOCK_KEY, migratePostgres, postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import type { Schema } from '../appliance/store/schema.ts';
 import { storageFailure } from '../appliance/store/storage-failure.ts';
 import { runTransaction, type Executor, type TransactionScope } from '../appliance/store/unit-of-work.ts';
@@ -145,7 +145,7 @@ describe('migrations', () => {
         assert.ok(waited >= 250 && waited < 5_000, `failed after ${waited} ms (bound 300 ms)`);
       });
       await holder.transaction().execute(async (transaction) => {
-        await sql`SELECT pg_advisory_xact_lock(${0x43544f50534d4947n.toString()}::bigint)`.execute(transaction); // the migration lock (MIGRATION_LOCK_KEY)
+        await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`.execute(transaction); // the migration lock
         await assert.rejects(migratePostgres(waiter, POSTGRES_MIGRATIONS, 300), (error: unknown) =>
           error instanceof CtOpsError && error.code === 'ERR_STORAGE_UNAVAILABLE' && /migration lock/.test(error.message));
       });

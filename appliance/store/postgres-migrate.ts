@@ -9,7 +9,7 @@ import type { Schema } from './schema.ts';
  * The advisory lock every migrating instance takes (transaction-scoped): a 64-bit key of our own,
  * 'CTOPSMIG' in ASCII, so no other application's lock on the same server collides by accident.
  */
-const MIGRATION_LOCK_KEY = 0x43544f50534d4947n;
+export const MIGRATION_LOCK_KEY = 0x43544f50534d4947n;
 
 /**
  * How long an instance waits for another's migration lock before it gives up, in ms: a migration
