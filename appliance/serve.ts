@@ -25,6 +25,7 @@ import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { lockDataDir } from './lib/data-dir-lock.ts';
 import { PresenceService } from './presence/service.ts';
+import { ClusterService, SWEEP_LOCKS } from './cluster/service.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
 import { HostService } from './hosts/service.ts';
@@ -93,27 +94,60 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
 
     const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
+    // What the other instances on the database say, and the passes of the cluster, handed to the services that own them.
+    const cluster: ClusterService = new ClusterService({
+      stores,
+      log,
+      listenUrl: config.database.kind === 'postgres' ? config.database.url : undefined,
+      handlers: {
+        signal: (signal) => {
+          switch (signal.kind) {
+            case 'tasks-queued':
+              if (presenceService.isStreaming(signal.hostId)) void tasks.dispatch(signal.hostId);
+              return;
+            case 'task-cancelled':
+              void tasks.tellCancelled(signal.hostId, signal.taskId);
+              return;
+            case 'host-closed':
+              return presenceService.closedElsewhere(signal.hostId, new CtOpsError(signal.code, signal.message));
+            case 'stream-claimed':
+              return presenceService.claimedElsewhere(signal.hostId);
+          }
+        },
+        lostStreams: async (hostIds) => {
+          await presenceService.lostWithInstance(hostIds);
+          await inventory.abandonOpenScans(Date.now(), hostIds);
+        },
+        resync: async () => {
+          await presenceService.reconcile();
+          await tasks.sweep();
+        },
+      },
+    });
     // Never rejects: a failure is logged and the next stream's connected() requeues them.
-    const presenceService = new PresenceService({ stores, log, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+    const presenceService: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
     const presence = presenceService.registry;
-    const tasks: TaskService = new TaskService({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
+    const tasks: TaskService = new TaskService({ stores, presence, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
-    const inventory = new InventoryService({ stores, presence, tasks, log });
+    const inventory: InventoryService = new InventoryService({ stores, presence, tasks, log });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
-    await inventory.abandonOpenScans(now.getTime());
+    // Scans still receiving were cut off by the last stop, unless another instance may be receiving them now.
+    if ((await stores.instances.othersAlive(cluster.instanceId, now.getTime())) === 0) await inventory.abandonOpenScans(now.getTime());
+    await cluster.start();
+    opened.push(() => cluster.stop());
     const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
     sweepTasks();
     const timers = [
-      setInterval(guarded(log, 'register nonce prune failed', () => stores.registerNonces.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
+      setInterval(guarded(log, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined))), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
       setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
-    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory };
+    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs };
 
@@ -147,6 +181,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
         await vitals.close();
+        await cluster.stop();
         await stores.close();
         dataDirLock.release();
         log.info('appliance stopped');

@@ -1,4 +1,5 @@
 import type { BundleService } from './bundles/service.ts';
+import type { ClusterService } from './cluster/service.ts';
 import type { EnrolmentService } from './enrolment/service.ts';
 import type { HostService } from './hosts/service.ts';
 import type { InventoryService } from './inventory/service.ts';
@@ -16,4 +17,5 @@ export interface Services {
   readonly tasks: TaskService;
   readonly bundles: BundleService;
   readonly inventory: InventoryService;
+  readonly cluster: ClusterService;
 }

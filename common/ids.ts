@@ -18,6 +18,7 @@ export const ID_PREFIXES = {
   adminApiToken: 'akey',
   bundle: 'bnd',
   scan: 'scn',
+  applianceInstance: 'ins',
 } as const;
 
 export type IdPrefix = (typeof ID_PREFIXES)[keyof typeof ID_PREFIXES];

@@ -16,6 +16,7 @@ import { openStores, type Stores } from '../appliance/store/index.ts';
 import { runEffects } from '../appliance/store/unit-of-work.ts';
 import { expireDue, recordTask, TaskService } from '../appliance/tasks/index.ts';
 import { waitFor } from './helpers/wait.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-task-service-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -89,7 +90,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
     presence?.closeAll(new CtOpsError('ERR_INTERNAL', 'test over'));
     stores?.close();
     stores = openStores(join(dir, `service-${counter++}.db`));
-    const presenceService = new PresenceService({ stores, log, requeueTasks: () => undefined });
+    const presenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: () => undefined });
     presence = presenceService.registry;
     // Wired as serve.ts wires them: what a finished task does to its host is HostService's.
     tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task), deliveryWaitMs: DELIVERY_WAIT_MS });

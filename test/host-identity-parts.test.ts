@@ -29,6 +29,7 @@ import { HOST_EVENTS_KEPT } from '../appliance/store/host-events.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { decodedRegister, newIdentity, signedRegister, type TestIdentity } from './helpers/ingest-client.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-identity-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -98,7 +99,7 @@ async function world(name: string) {
   const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
   const jwt = new AgentJwtAuthority(jwtKey, 3600);
-  const presenceService = new PresenceService({ stores, log, requeueTasks: () => undefined });
+  const presenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: () => undefined });
   const presence = presenceService.registry;
   const tasks = new TaskService({ stores, presence, log });
   const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, services: { tasks } };
@@ -311,7 +312,7 @@ test('approving a host as the replacement of one that is still online is refused
   const incoming = await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('web-1'), token.secret, {}, now))), deps, now);
   const newId = incoming.agent_id as string;
   const oldStream = streamOf(hostId, claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64)));
-  presence.attach(oldStream, 30);
+  await hostDeps.presence.attach(oldStream, 30);
   await assert.rejects(approveAsReplacement(hostDeps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
   assert.equal((await stores.hosts.get(hostId))!.deletedAt, null, 'nothing changed');
   assert.equal((await stores.hosts.get(newId))!.approval, 'pending');

@@ -19,6 +19,7 @@ import { openStores } from '../appliance/store/index.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 import { waitFor } from './helpers/wait.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-host-service-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +31,7 @@ async function world(name: string) {
   const stores = openStores(path);
   const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
-  const presence: PresenceService = new PresenceService({ stores, log, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+  const presence: PresenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: (hostId) => void tasks.disconnected(hostId) });
   const tasks: TaskService = new TaskService({ stores, presence: presence.registry, log, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
   const hosts: HostService = new HostService({ stores, presence, tasks, log });
   const enrolment = new EnrolmentService({ stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log });
@@ -89,7 +90,7 @@ test('a host insert for a key already enrolled is an answer (false), not a const
 test('a deletion whose transaction fails leaves the stream open and the host online; a committed one closes the stream only after commit', async () => {
   const { path, stores, orgId, presence, hosts, hostId, now } = await world('deletion-effects');
   const stream = observedStream(path, hostId);
-  presence.registry.attach(stream.session, 30);
+  await presence.attach(stream.session, 30);
 
   // The deletion of an uninstall report runs inside the report's transaction; a later failure there rolls it all back.
   await assert.rejects(
@@ -115,7 +116,7 @@ test('a deletion whose transaction fails leaves the stream open and the host onl
 test('a refused decision closes nothing; a revocation closes the stream after its commit', async () => {
   const { path, stores, orgId, presence, hosts, hostId, now } = await world('revoke-effects');
   const stream = observedStream(path, hostId);
-  presence.registry.attach(stream.session, 30);
+  await presence.attach(stream.session, 30);
   await assert.rejects(hosts.decide(orgId, hostId, 'reject', 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT');
   await assert.rejects(hosts.decide('org_other', hostId, 'revoke', 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_NOT_FOUND');
   assert.equal(presence.isStreaming(hostId), true);

@@ -10,6 +10,7 @@ import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { VitalsWriter } from '../heartbeat/vitals-writer.ts';
 import { mayRead, maySend, nextStreamState, type StreamEvent, type StreamState } from '../heartbeat/stream-states.ts';
 import type { CloseReason, LiveSession, PresenceRegistry } from '../presence/registry.ts';
+import type { PresenceService } from '../presence/service.ts';
 import type { Effect, Host, Stores } from '../store/index.ts';
 import { runEffects as runEffectsOf } from '../store/unit-of-work.ts';
 import type { TaskService } from '../tasks/service.ts';
@@ -33,7 +34,7 @@ export interface HeartbeatDeps {
   jwt: AgentJwtAuthority;
   presence: PresenceRegistry;
   vitals: VitalsWriter;
-  services: { readonly tasks: TaskService };
+  services: { readonly tasks: TaskService; readonly presence: PresenceService };
   certs: CertificateService;
   log: Logger;
 }
@@ -168,6 +169,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   let attached = false;
   /** The host's queued tasks written on this stream once its claim was accepted; reports wait for it. */
   let tasksConnected: Promise<void> = Promise.resolve();
+  let streamClaimed: Promise<void> = Promise.resolve();
   let agentId = '';
   let deadline: NodeJS.Timeout | undefined;
   const timeout = (ms: number): void => {
@@ -208,7 +210,8 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
         if (!attached) attach(firstInterval);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
         // Never rejects: a failure is logged, the tasks go out later.
-        tasksConnected = tasks.connected(agentId);
+        // After the stream's holder is recorded, so the first ack finds the host online on every instance.
+        tasksConnected = streamClaimed.then(() => tasks.connected(agentId));
         offerKeyRotation(deps, knownHost, session.send).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'key rotation offer failed'));
         return;
       case 'draining':
@@ -299,7 +302,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const trust = deps.certs.watchTrust(agentId, session.send);
   const attach = (intervalSecs: number): void => {
     attached = true;
-    presence.attach(session, intervalSecs);
+    streamClaimed = deps.services.presence.attach(session, intervalSecs);
     log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
   };
   // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must

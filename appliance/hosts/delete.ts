@@ -31,7 +31,7 @@ export async function deleteHost(deps: HostDeps, orgId: string, hostId: string, 
   if (host.approval !== 'active') {
     throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `a ${host.approval} host runs no agent that could uninstall itself; delete it without uninstall`, { host_id: hostId, approval: host.approval });
   }
-  const online = deps.presence.isStreaming(hostId);
+  const online = await deps.presence.isOnline(hostId);
   // TaskService.create sends the task after commit when the agent is online.
   const { task, created } = await deps.tasks.create(orgId, { type: 'agent_uninstall', hostId, by }, now);
   if (created) deps.log.info({ host_id: hostId, task_id: task.id, by, online }, 'uninstall queued; the host is deleted when it succeeds');

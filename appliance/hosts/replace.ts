@@ -17,11 +17,13 @@ import { hostOfOrg } from './lookup.ts';
  */
 export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'presence' | 'log'>, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Promise<Host> {
   const { stores, presence, log } = deps;
+  // Online on any instance; read before the transaction, whose body reads only the database's rows through it.
+  const oldOnline = !force && (await presence.isOnline(oldId));
   return stores.transact(async (tx) => {
     const incoming = await hostOfOrg(tx.hosts, orgId, newId);
     const old = await hostOfOrg(tx.hosts, orgId, oldId);
     if (incoming.id === old.id) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', 'a host cannot replace itself', { host_id: newId });
-    if (!force && presence.isStreaming(oldId)) {
+    if (oldOnline) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} is online: its machine still runs under the old key; stop it first, or replace it anyway with --force`, { host_id: oldId, online: true });
     }
     if (!(await tx.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by))) {

@@ -32,18 +32,18 @@ export const hostIdentitySchema = {
 
 /** `hosts resolve` and `hosts approve --replaces`: the admin's answers to cloned and reimaged machines. */
 export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { services, presence, orgId } = ctx;
+  const { services, orgId } = ctx;
   app.post<{ Params: { id: string }; Body: { keep: string } }>('/api/v1/hosts/:id/resolve', {
     schema: {
       params: hostIdParams,
       body: { type: 'object', required: ['keep'], additionalProperties: false, properties: { keep: { type: 'string', pattern: '^([0-9a-f]{16}|[0-9a-f]{64})$' } } },
       response: { 200: hostSchema },
     },
-    handler: async (request) => hostView(await services.hosts.resolveIdentity(orgId, request.params.id, request.body.keep, request.adminName, Date.now()), presence),
+    handler: async (request) => hostView(await services.hosts.resolveIdentity(orgId, request.params.id, request.body.keep, request.adminName, Date.now()), services.presence),
   });
   app.post<{ Params: { id: string } }>('/api/v1/hosts/:id/dismiss-identity-conflict', {
     schema: { params: hostIdParams, body: { type: 'object', additionalProperties: false, properties: {} }, response: { 200: hostSchema } },
-    handler: async (request) => hostView(await services.hosts.dismissIdentityConflict(orgId, request.params.id, request.adminName, Date.now()), presence),
+    handler: async (request) => hostView(await services.hosts.dismissIdentityConflict(orgId, request.params.id, request.adminName, Date.now()), services.presence),
   });
   app.post<{ Params: { id: string }; Body: { replaces: string; force?: boolean } }>('/api/v1/hosts/:id/approve-as-replacement', {
     schema: {
@@ -51,6 +51,6 @@ export async function adminHostIdentityRoutes(app: FastifyInstance, ctx: HttpCon
       body: { type: 'object', required: ['replaces'], additionalProperties: false, properties: { replaces: hostIdParams.properties.id, force: { type: 'boolean' } } },
       response: { 200: hostSchema },
     },
-    handler: async (request) => hostView(await services.hosts.approveAsReplacement(orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), presence),
+    handler: async (request) => hostView(await services.hosts.approveAsReplacement(orgId, request.params.id, request.body.replaces, request.adminName, Date.now(), request.body.force === true), services.presence),
   });
 }

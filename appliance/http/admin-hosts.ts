@@ -3,7 +3,7 @@ import type { HostDecision } from '../hosts/decide.ts';
 import { taskSchema, taskView } from './admin-tasks.ts';
 import { hostIdentitySchema, hostIdentityView } from './admin-host-identity.ts';
 import type { HttpContext } from './context.ts';
-import { hostIdParams, hostSchema, hostView } from './views.ts';
+import { hostIdParams, hostSchema, hostView, hostViews } from './views.ts';
 
 const vitalsSchema = {
   type: 'array',
@@ -20,11 +20,11 @@ const vitalsSchema = {
 } as const;
 
 export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { stores, services, presence, orgId } = ctx;
+  const { stores, services, orgId } = ctx;
 
   app.get('/api/v1/hosts', {
     schema: { response: { 200: { type: 'array', items: hostSchema } } },
-    handler: async () => (await services.hosts.list(orgId)).map((host) => hostView(host, presence)),
+    handler: async () => hostViews(await services.hosts.list(orgId), services.presence),
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', {
@@ -40,14 +40,14 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
       }));
       // A requested uninstall waits for the agent (with an expiry): the admin sees where it stands.
       const uninstall = await services.tasks.unfinished(host.id, 'agent_uninstall');
-      return { ...hostView(host, presence), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...(await hostIdentityView(stores, host)) };
+      return { ...(await hostView(host, services.presence)), recent_vitals: recent, pending_uninstall: uninstall ? taskView(uninstall) : null, ...(await hostIdentityView(stores, host)) };
     },
   });
 
   for (const decision of ['approve', 'reject', 'revoke'] as const satisfies readonly HostDecision[]) {
     app.post<{ Params: { id: string } }>(`/api/v1/hosts/:id/${decision}`, {
       schema: { params: hostIdParams, response: { 200: hostSchema } },
-      handler: async (request) => hostView(await services.hosts.decide(orgId, request.params.id, decision, request.adminName, Date.now()), presence),
+      handler: async (request) => hostView(await services.hosts.decide(orgId, request.params.id, decision, request.adminName, Date.now()), services.presence),
     });
   }
 
@@ -59,7 +59,7 @@ export async function adminHostRoutes(app: FastifyInstance, ctx: HttpContext): P
     },
     handler: async (request) => {
       const outcome = await services.hosts.delete(orgId, request.params.id, { uninstall: request.query.uninstall === 'true' }, request.adminName, Date.now());
-      return { host: hostView(outcome.host, presence), uninstall: outcome.uninstall ? taskView(outcome.uninstall) : null };
+      return { host: await hostView(outcome.host, services.presence), uninstall: outcome.uninstall ? taskView(outcome.uninstall) : null };
     },
   });
 }

@@ -2,7 +2,7 @@ import { isClockOffsetHigh } from '../../common/clock-offset.ts';
 import { idPatternSource } from '../../common/ids.ts';
 import { hostStatus } from '../hosts/status.ts';
 import { tokenState } from '../enrolment/tokens.ts';
-import type { PresenceRegistry } from '../presence/registry.ts';
+import type { PresenceService } from '../presence/service.ts';
 import type { EnrolmentToken, Host } from '../store/index.ts';
 
 /** A Unix-milliseconds timestamp as the admin API shows every time: ISO-8601, or null. */
@@ -11,12 +11,22 @@ export const iso = (ms: number | null): string | null => (ms === null ? null : n
 /** Route parameters naming one host by id. */
 export const hostIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('hst') } } } as const;
 
+/** Hosts as the admin API shows them, online as every instance sees it (PresenceService.onlineAmong). */
+export async function hostViews(hosts: readonly Host[], presence: PresenceService) {
+  const online = await presence.onlineAmong(hosts.map((host) => host.id));
+  return hosts.map((host) => viewOf(host, online.has(host.id)));
+}
+
 /** A host as the admin API shows it. */
-export function hostView(host: Host, presence: PresenceRegistry) {
+export async function hostView(host: Host, presence: PresenceService) {
+  return viewOf(host, await presence.isOnline(host.id));
+}
+
+function viewOf(host: Host, online: boolean) {
   return {
     id: host.id,
     hostname: host.hostname,
-    status: hostStatus({ approval: host.approval, streaming: presence.isStreaming(host.id), lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' }),
+    status: hostStatus({ approval: host.approval, streaming: online, lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' }),
     approval: host.approval,
     os: host.os,
     arch: host.arch,

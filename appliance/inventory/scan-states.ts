@@ -18,7 +18,8 @@ export const SCAN_STATUSES = ['receiving', 'completed', 'failed', 'abandoned'] a
  * - over_limits: the scan went over HOST_INVENTORY_LIMITS: final, and what it added is deleted.
  * - cut_off: the stream ended or broke before the last chunk, or a chunk was not stored for a
  *   failure of ours (storage): the agent may resume or retry it.
- * - appliance_started: a scan still receiving at start-up was cut off by the last stop.
+ * - appliance_started: a scan still receiving at start-up was cut off by the last stop, or by the
+ *   death of the instance that received it (cluster/service.ts lost-stream pass).
  */
 export const SCAN_EVENTS = ['restarted', 'resumed', 'last_chunk_stored', 'refused', 'over_limits', 'cut_off', 'appliance_started'] as const;
 export type ScanEvent = (typeof SCAN_EVENTS)[number];

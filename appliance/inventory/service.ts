@@ -89,10 +89,10 @@ export class InventoryService {
     return closed;
   }
 
-  /** At start-up: scans still receiving were cut off by the last stop (no stream delivers to them now). */
-  async abandonOpenScans(now: number): Promise<number> {
-    const abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now);
-    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, 'inventory scans cut off by the last stop marked abandoned');
+  /** Marks scans still receiving abandoned: at start-up (cut off by the last stop), or those of `hostIds`, whose instance died. Returns how many. */
+  async abandonOpenScans(now: number, hostIds?: readonly string[]): Promise<number> {
+    const abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now, hostIds);
+    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, hostIds ? 'inventory scans of hosts whose instance died marked abandoned' : 'inventory scans cut off by the last stop marked abandoned');
     return abandoned;
   }
 

@@ -148,6 +148,19 @@ export class PresenceRegistry {
     return true;
   }
 
+  /**
+   * Another instance holds the agent's current stream now (cluster signal stream-claimed): the one
+   * here is older and ends as replaced, without the host going offline. False when there was none.
+   */
+  yieldStream(agentId: string): boolean {
+    const entry = this.#live.get(agentId);
+    if (!entry) return false;
+    clearTimeout(entry.deadline);
+    this.#live.delete(agentId);
+    entry.session.close(undefined, 'replaced');
+    return true;
+  }
+
   /** Closes every stream, e.g. when the appliance stops, with `error` or the one `error()` gives each (a retry hint drawn per stream). */
   closeAll(error: CtOpsError | (() => CtOpsError)): void {
     for (const entry of [...this.#live.values()]) {

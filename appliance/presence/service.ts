@@ -1,41 +1,101 @@
 import type { Logger } from 'pino';
-import type { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError } from '../../common/errors.ts';
+import type { ClusterService } from '../cluster/service.ts';
 import { failureFields } from '../health/storage-health.ts';
+import { mayStream } from '../hosts/status.ts';
 import type { Stores } from '../store/index.ts';
-import { PresenceRegistry, type OfflineReason } from './registry.ts';
+import { PresenceRegistry, type LiveSession, type OfflineReason } from './registry.ts';
 
 export interface PresenceDeps {
   stores: Stores;
   log: Logger;
+  /** This instance's id, and telling the other instances (never rejects). */
+  cluster: Pick<ClusterService, 'instanceId' | 'publish'>;
   /** The host went offline: its tasks sent but not acknowledged go back to the queue (TaskService.disconnected). */
   requeueTasks: (hostId: string) => void;
 }
 
 /**
- * Owns whether a host is online and what its going offline implies: the in-memory registry of live
- * streams (registry.ts), and the bookkeeping when a host goes offline for any reason — the stream
- * ended, it fell silent, it was revoked or deleted, or the appliance stops: logged, its
- * last_disconnected_at recorded, its unacknowledged tasks queued again. Workflows that end a host's
- * stream call `disconnect` only after their transaction committed (tx.afterCommit), so a rolled-back
- * decision never closes a stream.
+ * Owns whether a host is online and what its going offline implies: the in-memory registry of this
+ * instance's live streams (registry.ts), host_streams (which instance holds each host's stream, so
+ * every instance answers "online" alike: decisions.md 109), and the bookkeeping when a host goes
+ * offline for any reason — the stream ended, it fell silent, it was revoked or deleted, the
+ * appliance stops, or the instance holding it died: logged, its last_disconnected_at recorded, its
+ * unacknowledged tasks queued again. Workflows that end a host's stream call `disconnect` only after
+ * their transaction committed (tx.afterCommit), so a rolled-back decision never closes a stream.
  */
 export class PresenceService {
   /** The live streams; handlers attach, hear and detach their sessions on it. */
   readonly registry: PresenceRegistry;
   readonly #deps: PresenceDeps;
+  /** Each host's stream claim in flight: its release waits for it, so a stream that ends at once leaves no row behind. */
+  readonly #claims = new Map<string, Promise<void>>();
 
   constructor(deps: PresenceDeps) {
     this.#deps = deps;
     this.registry = new PresenceRegistry((hostId, reason) => void this.#wentOffline(hostId, reason));
   }
 
+  /**
+   * Makes `session` the host's current stream here (registry.attach) and records that this instance
+   * holds it, telling the others (an older stream of the host on another instance ends as
+   * replaced). Resolves once recorded; a storage failure is logged, never thrown: the stream goes
+   * on, and the host shows online once the lease is regained (ClusterService).
+   */
+  attach(session: LiveSession, intervalSecs: number): Promise<void> {
+    const { stores, cluster, log } = this.#deps;
+    const hostId = session.agentId;
+    this.registry.attach(session, intervalSecs);
+    const claimed = (async () => {
+      try {
+        await this.#claims.get(hostId);
+        await stores.instances.claimStream(hostId, cluster.instanceId, Date.now());
+      } catch (error) {
+        log.error({ host_id: hostId, ...failureFields(error) }, 'stream holder not recorded');
+        return;
+      }
+      await cluster.publish({ kind: 'stream-claimed', hostId });
+    })();
+    this.#claims.set(hostId, claimed);
+    void claimed.then(() => {
+      if (this.#claims.get(hostId) === claimed) this.#claims.delete(hostId);
+    });
+    return claimed;
+  }
+
+  /** Whether the host's stream is held here (what this instance can send to). */
   isStreaming(hostId: string): boolean {
     return this.registry.isStreaming(hostId);
   }
 
-  /** Closes the host's stream with `error` (revoked, deleted, replaced, retired); false when it had none. */
+  /** The hosts among `hostIds` online now, on any instance. Rejects with ERR_STORAGE_* when the database fails. */
+  onlineAmong(hostIds: readonly string[]): Promise<Set<string>> {
+    return this.#deps.stores.instances.streamingAmong(hostIds, Date.now());
+  }
+
+  /** Whether the host is online now, on any instance. Rejects with ERR_STORAGE_* when the database fails. */
+  async isOnline(hostId: string): Promise<boolean> {
+    return (await this.onlineAmong([hostId])).has(hostId);
+  }
+
+  /**
+   * Closes the host's stream with `error` (revoked, deleted, replaced, retired), here or on the
+   * instance that holds it (signal host-closed). True when it was held here.
+   */
   disconnect(hostId: string, error: CtOpsError, reason: OfflineReason): boolean {
-    return this.registry.disconnect(hostId, error, reason);
+    const here = this.registry.disconnect(hostId, error, reason);
+    if (!here) void this.#deps.cluster.publish({ kind: 'host-closed', hostId, code: error.code, message: error.message });
+    return here;
+  }
+
+  /** Another instance closes the host's stream (signal host-closed): closed if held here. */
+  closedElsewhere(hostId: string, error: CtOpsError): void {
+    this.registry.disconnect(hostId, error, 'revoked');
+  }
+
+  /** Another instance holds the host's current stream now (signal stream-claimed): one here ends as replaced. */
+  claimedElsewhere(hostId: string): void {
+    if (this.registry.yieldStream(hostId)) this.#deps.log.info({ host_id: hostId }, 'heartbeat stream replaced by one on another instance');
   }
 
   /** Forgets the host's claim history (an admin resolved or dismissed its conflict, deleted or replaced it). */
@@ -44,10 +104,53 @@ export class PresenceService {
   }
 
   /**
+   * The instance that held these hosts' streams died (ClusterService's lost-stream pass removed
+   * their rows): each goes offline as if its stream had ended, its unacknowledged tasks queued again.
+   */
+  async lostWithInstance(hostIds: readonly string[]): Promise<void> {
+    for (const hostId of hostIds) await this.#offline(hostId, 'instance-lost');
+  }
+
+  /**
+   * After this instance's lease had run out (it was taken for dead): records again that it holds
+   * the streams it still has; those another instance took meanwhile end here as replaced. Then
+   * closes the streams of hosts that may no longer stream (a host-closed signal may have been lost
+   * while the lease or the listening connection was). Storage failures are logged.
+   */
+  async reconcile(): Promise<void> {
+    const { stores, cluster, log } = this.#deps;
+    try {
+      const held = this.registry.streamingIds();
+      for (const hostId of await stores.instances.reclaimStreams(held, cluster.instanceId, Date.now())) this.claimedElsewhere(hostId);
+      for (const hostId of this.registry.streamingIds()) {
+        const host = await stores.hosts.get(hostId);
+        if (!host || !mayStream(host)) this.registry.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host may no longer stream'), 'revoked');
+      }
+    } catch (error) {
+      log.error(failureFields(error), 'streams not reconciled with the database');
+    }
+  }
+
+  /** A stream of this instance ended: the host is offline unless another instance holds its stream now. */
+  async #wentOffline(hostId: string, reason: OfflineReason): Promise<void> {
+    const { stores, cluster, log } = this.#deps;
+    try {
+      await this.#claims.get(hostId);
+      if (!(await stores.instances.releaseStream(hostId, cluster.instanceId))) {
+        log.info({ host_id: hostId, reason }, 'heartbeat stream ended; the host streams to another instance');
+        return;
+      }
+    } catch (error) {
+      log.error(failureFields(error), 'stream holder not released');
+    }
+    await this.#offline(hostId, reason);
+  }
+
+  /**
    * The offline bookkeeping. A storage failure is logged, never thrown: the host is offline whatever
    * the database says, and the next stream's connected() queues its tasks again.
    */
-  async #wentOffline(hostId: string, reason: OfflineReason): Promise<void> {
+  async #offline(hostId: string, reason: OfflineReason | 'instance-lost'): Promise<void> {
     const { stores, log, requeueTasks } = this.#deps;
     log.info({ host_id: hostId, reason }, 'host offline');
     try {

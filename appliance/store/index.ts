@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
+import { ApplianceInstanceStore } from './appliance-instances.ts';
 import { openDatabase, type Db } from './database.ts';
 import { storageFailure } from './storage-failure.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
@@ -37,6 +38,8 @@ export interface TableStores {
 /** Every store over one database (a SQLite file or a PostgreSQL pool), the only one this process opens. */
 export interface Stores extends TableStores {
   readonly dialect: DialectName;
+  /** The serving instances' leases, which instance holds each host's stream, advisory locks and NOTIFY: outside transactions only. */
+  readonly instances: ApplianceInstanceStore;
   /** The database's Kysely; refuses queries while a transaction body of this process runs (unit-of-work.ts). */
   readonly kysely: Executor;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
@@ -76,7 +79,7 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
   const close = async (): Promise<void> => {
     db.close();
   };
-  return { ...assembleStores(database, probe, options.log, close), db, dialect: 'sqlite' };
+  return { ...assembleStores(database, 'sqlite', probe, options.log, close), db };
 }
 
 /**
@@ -97,7 +100,7 @@ export async function openPostgresStores(url: string, options: { log?: Logger; p
     await database.destroy();
     throw storageFailure(error) ?? error;
   }
-  return { ...assembleStores(database, () => probePostgresWrite(database), options.log, () => database.destroy()), dialect: 'postgres' };
+  return assembleStores(database, 'postgres', () => probePostgresWrite(database), options.log, () => database.destroy());
 }
 
 /** One real write that changes nothing, in the caller's transaction: PRAGMA user_version rewritten with its own value. */
@@ -111,12 +114,14 @@ async function probeSqliteWrite(transaction: Executor): Promise<void> {
  * top-level stores guarded for storage failures, and transactions whose stores are not (the whole
  * transaction is, once). `probe` is one real write; `closeDatabase` releases the backend.
  */
-function assembleStores(database: Kysely<Schema>, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>): Omit<Stores, 'dialect'> {
+function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>): Stores {
   const health = new StorageHealth(probe, log);
   const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
   const unguarded = (executor: Executor): TableStores => tableStores(executor, (store) => store);
   return {
     ...tableStores(kysely, (store) => guardStorage(store, health)),
+    dialect,
+    instances: guardStorage(new ApplianceInstanceStore(kysely, dialect), health),
     kysely,
     health,
     transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>

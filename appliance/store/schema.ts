@@ -26,6 +26,8 @@ export interface Schema {
   tasks: TasksTable;
   host_claimants: HostClaimantsTable;
   host_events: HostEventsTable;
+  appliance_instances: ApplianceInstancesTable;
+  host_streams: HostStreamsTable;
 }
 
 /** A flag stored as 0 or 1 (SQLite has no boolean; PostgreSQL uses SMALLINT with the same CHECK). */
@@ -244,4 +246,17 @@ export interface HostEventsTable {
   kind: string;
   /** JSON object. */
   details: string;
+}
+
+export interface ApplianceInstancesTable {
+  id: string;
+  started_at: number;
+  /** ms since the epoch; the instance is alive while this is in the future. */
+  lease_expires_at: number;
+}
+
+export interface HostStreamsTable {
+  host_id: string;
+  instance_id: string;
+  connected_at: number;
 }

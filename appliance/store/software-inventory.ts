@@ -57,16 +57,19 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * Marks every scan still receiving as abandoned (nothing marked removed). Called at start-up,
-   * when no stream can be delivering chunks: such scans were cut off by a crash or a stop.
+   * Marks every scan still receiving as abandoned (nothing marked removed), or only those of
+   * `hostIds`. Called at start-up when no other instance serves (no stream can be delivering chunks:
+   * such scans were cut off by a crash or a stop), and for the hosts whose instance died.
    */
-  async abandonOpenScans(now: number): Promise<number> {
+  async abandonOpenScans(now: number, hostIds?: readonly string[]): Promise<number> {
     const { to, from } = SCAN_TRANSITIONS.appliance_started;
-    const result = await this.#db
+    if (hostIds?.length === 0) return 0;
+    let update = this.#db
       .updateTable('software_scans')
       .set({ status: to, error_code: 'ERR_INVENTORY_SCAN_INCOMPLETE', updated_at: now })
-      .where('status', 'in', from)
-      .executeTakeFirst();
+      .where('status', 'in', from);
+    if (hostIds) update = update.where('host_id', 'in', hostIds);
+    const result = await update.executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
 

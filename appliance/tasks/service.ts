@@ -5,6 +5,7 @@ import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
 import { DEFAULT_INVENTORY_SETTINGS, inventorySettings } from '../inventory/settings.ts';
 import type { Task, TaskFilter } from '../model/task.ts';
+import { SWEEP_LOCKS, type ClusterService } from '../cluster/service.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Effect, Stores, TableStores, TransactionScope } from '../store/index.ts';
 import { isDuplicateUnfinishedTask, recordTask, type CreatedTask, type NewTaskRequest } from './create.ts';
@@ -26,6 +27,12 @@ export interface TaskServiceDeps {
    */
   readonly onFinished?: (tx: TransactionScope<TableStores>, task: Task) => Promise<void>;
   readonly now?: () => number;
+  /**
+   * The other instances on the database (cluster/service.ts): told of a task queued or cancelled for
+   * a host whose stream another instance holds; the expiry pass runs on one instance at a time.
+   * Absent, this is the only instance.
+   */
+  readonly cluster?: Pick<ClusterService, 'publish' | 'exclusively'>;
   /** How long a write to an agent's stream is waited for (ms) before it counts as not accepted; DELIVERY_WAIT_MS unless a test says. */
   readonly deliveryWaitMs?: number;
 }
@@ -134,7 +141,7 @@ export class TaskService {
     const outcome = await recordTask(tx, orgId, request, now);
     const { task, created } = outcome;
     if (created) tx.afterCommit(() => this.#deps.log.info({ task_id: task.id, host_id: task.hostId, type: task.type, by: request.by }, 'task queued'));
-    tx.afterCommit(() => void this.dispatch(task.hostId));
+    tx.afterCommit(() => void this.#handOut(task.hostId));
     return outcome;
   }
 
@@ -185,7 +192,9 @@ export class TaskService {
       }
       tx.afterCommit(() => this.#deps.log.info({ task_id: taskId, host_id: cancelled.hostId, type: cancelled.type, by }, 'task cancelled'));
       // sent_at as the cancelling UPDATE found it: set, the agent may hold the task; null, a send in flight tells it (dispatch).
-      if (cancelled.sentAt !== null) tx.afterCommit(() => void this.#tellAgentToStop(cancelled));
+      if (cancelled.sentAt !== null) {
+        tx.afterCommit(() => (this.#deps.presence.isStreaming(cancelled.hostId) ? void this.#tellAgentToStop(cancelled) : void this.#deps.cluster?.publish({ kind: 'task-cancelled', hostId: cancelled.hostId, taskId })));
+      }
       return cancelled;
     });
   }
@@ -312,14 +321,19 @@ export class TaskService {
 
   /**
    * The sweeper pass: times out tasks past their deadline and expires queued ones past their
-   * expiry (sweep.ts), and logs what it finished; then starts a dispatch (not awaited) for up to
-   * MAX_DISPATCHES_PER_SWEEP streaming hosts with queued tasks, so a task whose send failed (a
-   * storage failure, a write not accepted) is retried while its host stays online. Rejects with
-   * ERR_STORAGE_* when the storage fails.
+   * expiry (sweep.ts), and logs what it finished — on one instance at a time (SWEEP_LOCKS.taskExpiry;
+   * empty when another ran it) —; then starts a dispatch (not awaited) for up to
+   * MAX_DISPATCHES_PER_SWEEP hosts streaming here with queued tasks, so a task whose send failed (a
+   * storage failure, a write not accepted, a tasks-queued signal lost) is retried while its host
+   * stays online. Rejects with ERR_STORAGE_* when the storage fails.
    */
   async sweep(): Promise<SweepResult> {
-    const { stores, presence, log } = this.#deps;
-    const swept = await expireDue(stores, this.#now());
+    const { stores, presence, log, cluster } = this.#deps;
+    let swept: SweepResult = { timedOut: [], expired: [] };
+    const expire = async (): Promise<void> => {
+      swept = await expireDue(stores, this.#now());
+    };
+    await (cluster ? cluster.exclusively(SWEEP_LOCKS.taskExpiry, expire) : expire());
     if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
     const waiting = (await stores.tasks.hostsWithQueued()).filter((hostId) => presence.isStreaming(hostId));
     for (const hostId of waiting.slice(0, MAX_DISPATCHES_PER_SWEEP)) void this.dispatch(hostId);
@@ -405,6 +419,26 @@ export class TaskService {
     if (outcome !== 'waited') return outcome;
     void delivery.then((accepted) => accepted && lateAccepted?.());
     return false;
+  }
+
+  /**
+   * Another instance cancelled the task (signal task-cancelled): the agent, if it streams here, is
+   * told to stop it. The task is read again: one not cancelled (a stale or foreign signal) is not told.
+   */
+  async tellCancelled(hostId: string, taskId: string): Promise<void> {
+    if (!this.#deps.presence.isStreaming(hostId)) return;
+    try {
+      const task = await this.#deps.stores.tasks.get(taskId);
+      if (task?.hostId === hostId && task.state === 'cancelled') await this.#tellAgentToStop(task);
+    } catch (error) {
+      this.#deps.log.error({ host_id: hostId, task_id: taskId, ...failureFields(error) }, 'task cancel not sent');
+    }
+  }
+
+  /** The host's queue changed: sent here when its stream is here, else the instance holding it is told (tasks-queued). */
+  async #handOut(hostId: string): Promise<void> {
+    if (this.#deps.presence.isStreaming(hostId)) await this.dispatch(hostId);
+    else await this.#deps.cluster?.publish({ kind: 'tasks-queued', hostId });
   }
 
   /** Tells the agent to stop a task it may hold. Not sent when the host is offline: the next stream is told (connected). Never rejects. */

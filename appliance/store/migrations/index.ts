@@ -11,6 +11,7 @@ import { migration010IdentityResolvedAt } from './010-identity-resolved-at.ts';
 import { migration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
 import { migration012HostTrustGeneration } from './012-host-trust-generation.ts';
 import { migration013HostTrustDigest } from './013-host-trust-digest.ts';
+import { migration014ApplianceInstances } from './014-appliance-instances.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -34,4 +35,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration011IdentityKeyRotation,
   migration012HostTrustGeneration,
   migration013HostTrustDigest,
+  migration014ApplianceInstances,
 ];

@@ -12,6 +12,7 @@ import { postgresMigration010IdentityResolvedAt } from './010-identity-resolved-
 import { postgresMigration011IdentityKeyRotation } from './011-identity-key-rotation.ts';
 import { postgresMigration012HostTrustGeneration } from './012-host-trust-generation.ts';
 import { postgresMigration013HostTrustDigest } from './013-host-trust-digest.ts';
+import { postgresMigration014ApplianceInstances } from './014-appliance-instances.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -32,4 +33,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration011IdentityKeyRotation,
   postgresMigration012HostTrustGeneration,
   postgresMigration013HostTrustDigest,
+  postgresMigration014ApplianceInstances,
 ];

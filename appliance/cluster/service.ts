@@ -1,0 +1,170 @@
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+import { newId } from '../../common/ids.ts';
+import { failureFields } from '../health/storage-health.ts';
+import { ClusterListener } from '../store/cluster-listener.ts';
+import type { Stores } from '../store/index.ts';
+import { encodeSignal, parseSignal, type ClusterSignal } from './signals.ts';
+
+/**
+ * An instance's lease, in ms: taken for dead this long after its last renewal (its hosts offline,
+ * their streams' rows removed by another instance's lost-stream pass). Well inside the heartbeat
+ * deadline (2 × the interval, 60 s by default), so a dead instance's agents are offline within it.
+ */
+export const LEASE_MS = 15_000;
+/** How often an instance renews its lease: three chances per lease, so one slow query does not lose it. */
+export const LEASE_RENEW_MS = 5_000;
+/** How often each instance tries the lost-stream pass (one at a time across instances: LOST_STREAMS_LOCK). */
+const LOST_STREAM_SWEEP_MS = 5_000;
+
+/**
+ * Advisory lock keys, one per sweeper pass that must run on one instance at a time: 64-bit keys of
+ * our own ('CTOPS' then the pass), like MIGRATION_LOCK_KEY, so no other application's lock collides.
+ */
+export const SWEEP_LOCKS = {
+  lostStreams: 0x43544f50534c5354n,
+  taskExpiry: 0x43544f5053544558n,
+  registerNonces: 0x43544f50534e4f4en,
+} as const;
+
+/** What the signals and passes of the cluster mean to the services (wired in serve.ts). */
+export interface ClusterHandlers {
+  /** A signal another instance published, for a host that may stream here. */
+  signal(signal: ClusterSignal): void;
+  /** The hosts whose instance died, their stream rows removed: they are offline now. */
+  lostStreams(hostIds: readonly string[]): Promise<void>;
+  /**
+   * Signals may have been missed (the listening connection was lost, or this instance's lease ran
+   * out): look up again what they would have said.
+   */
+  resync(): Promise<void>;
+}
+
+export interface ClusterDeps {
+  stores: Stores;
+  log: Logger;
+  /** The PostgreSQL URL to LISTEN on; undefined on SQLite (one instance, nobody to hear). */
+  listenUrl: string | undefined;
+  handlers: ClusterHandlers;
+}
+
+/**
+ * Owns this serving instance's place among the instances on one database (decisions.md 109–111):
+ * its lease (appliance_instances, renewed every LEASE_RENEW_MS), the signals it sends and hears
+ * (PostgreSQL NOTIFY/LISTEN on one channel; nothing on SQLite), the lost-stream pass that takes a
+ * dead instance's hosts offline, and `exclusively` for passes one instance runs at a time. The
+ * services act on what it hears through ClusterHandlers.
+ */
+export class ClusterService {
+  /** This process's instance id (ins_…), new at every start. */
+  readonly instanceId = newId('ins');
+  readonly #deps: ClusterDeps;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #listener: ClusterListener | undefined;
+
+  constructor(deps: ClusterDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Takes the lease and starts listening (on PostgreSQL). Rejects with ERR_STORAGE_* when the
+   * database cannot take the lease or the listening connection cannot be made: an instance that
+   * would not hear the others does not start.
+   */
+  async start(): Promise<void> {
+    const { stores, log, listenUrl } = this.#deps;
+    await stores.instances.renewLease(this.instanceId, Date.now(), LEASE_MS);
+    if (listenUrl !== undefined) {
+      const listener = new ClusterListener(listenUrl, {
+        onPayload: (payload) => this.#heard(payload),
+        onListening: (first) => {
+          if (first) return;
+          log.info('listening for other instances again');
+          this.#resync();
+        },
+        onLost: (error, retryInMs) => log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost'),
+      });
+      try {
+        await listener.start();
+      } catch (error) {
+        throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', 'cannot LISTEN for the other instances on the database', {}, { cause: error });
+      }
+      this.#listener = listener;
+    }
+    this.#timers.push(
+      setInterval(() => void this.#renew(), LEASE_RENEW_MS),
+      setInterval(() => void this.#sweepLostStreams(), LOST_STREAM_SWEEP_MS),
+    );
+    log.info({ instance_id: this.instanceId, lease_ms: LEASE_MS }, 'serving instance registered');
+  }
+
+  /** Stops renewing and listening and removes this instance's lease and stream rows (its hosts offline at once). */
+  async stop(): Promise<void> {
+    this.#timers.forEach(clearInterval);
+    await this.#listener?.stop();
+    try {
+      await this.#deps.stores.instances.leave(this.instanceId);
+    } catch (error) {
+      this.#deps.log.error(failureFields(error), 'instance lease not removed; it expires by itself');
+    }
+  }
+
+  /**
+   * Tells the other instances `signal` (delivered once the NOTIFY's statement commits; call after
+   * the decision's commit). Never rejects: a failure is logged, and the instance holding the host
+   * makes it good at its next resync or pass (task dispatch sweep, stream reconcile).
+   */
+  async publish(signal: ClusterSignal): Promise<void> {
+    try {
+      await this.#deps.stores.instances.notify(encodeSignal(this.instanceId, signal));
+    } catch (error) {
+      this.#deps.log.warn({ signal: signal.kind, host_id: signal.hostId, ...failureFields(error) }, 'signal to the other instances not sent');
+    }
+  }
+
+  /** Runs `work` unless another instance runs the pass of `lockKey` now (SWEEP_LOCKS; ApplianceInstanceStore.exclusively). */
+  exclusively(lockKey: bigint, work: () => Promise<void>): Promise<boolean> {
+    return this.#deps.stores.instances.exclusively(lockKey, work);
+  }
+
+  #heard(payload: string): void {
+    const envelope = parseSignal(payload);
+    if (envelope === undefined) {
+      this.#deps.log.warn({ payload_bytes: Buffer.byteLength(payload) }, 'a notification on the cluster channel is not a signal; skipped');
+      return;
+    }
+    // This instance acted on its own decisions before publishing them.
+    if (envelope.from === this.instanceId) return;
+    this.#deps.handlers.signal(envelope.signal);
+  }
+
+  async #renew(): Promise<void> {
+    const { stores, log } = this.#deps;
+    try {
+      if ((await stores.instances.renewLease(this.instanceId, Date.now(), LEASE_MS)) === 'regained') {
+        log.warn({ instance_id: this.instanceId }, 'this instance had been taken for dead (its lease ran out); its streams are claimed again');
+        this.#resync();
+      }
+    } catch (error) {
+      log.error(failureFields(error), 'instance lease not renewed');
+    }
+  }
+
+  #resync(): void {
+    this.#deps.handlers.resync().catch((error: unknown) => this.#deps.log.error(failureFields(error), 'resync with the other instances failed'));
+  }
+
+  async #sweepLostStreams(): Promise<void> {
+    const { stores, log, handlers } = this.#deps;
+    try {
+      await this.exclusively(SWEEP_LOCKS.lostStreams, async () => {
+        const lost = await stores.instances.lostStreams(Date.now());
+        if (lost.length === 0) return;
+        log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
+        await handlers.lostStreams(lost);
+      });
+    } catch (error) {
+      log.error(failureFields(error), 'lost-stream pass failed');
+    }
+  }
+}

@@ -1,0 +1,169 @@
+import { sql } from 'kysely';
+import type { DialectName } from './dialects.ts';
+import { atomically, type Executor } from './unit-of-work.ts';
+
+/**
+ * The PostgreSQL channel every instance LISTENs on for the others' signals (cluster/signals.ts).
+ * One channel for every kind: a NOTIFY is delivered to every listener, so kinds are told apart by
+ * the payload.
+ */
+export const CLUSTER_CHANNEL = 'ct_ops_cluster';
+
+/** The most host ids streamingAmong names in its query; past this it reads every live stream. */
+const MAX_LISTED_HOSTS = 500;
+
+/**
+ * Owns appliance_instances (each serving instance's lease) and host_streams (which instance holds
+ * each host's current Heartbeat stream), and the database's cross-instance primitives: advisory
+ * locks and NOTIFY. Times are ms since the epoch. On SQLite the one appliance is the only
+ * instance: the tables work the same, `exclusively` runs the work at once and `notify` is a no-op
+ * (there is nobody else to tell).
+ */
+export class ApplianceInstanceStore {
+  readonly #db: Executor;
+  readonly #dialect: DialectName;
+
+  constructor(executor: Executor, dialect: DialectName) {
+    this.#db = executor;
+    this.#dialect = dialect;
+  }
+
+  /**
+   * Extends the instance's lease to now + leaseMs. 'renewed' when it still held one; 'regained'
+   * when its lease had run out (or its row was removed by another instance's lost-stream pass:
+   * takeLostStreams), so its host_streams rows may be gone and must be claimed again; the first
+   * call of a new instance is 'regained' too.
+   */
+  async renewLease(instanceId: string, now: number, leaseMs: number): Promise<'renewed' | 'regained'> {
+    const renewed = await this.#db
+      .updateTable('appliance_instances')
+      .set({ lease_expires_at: now + leaseMs })
+      .where('id', '=', instanceId)
+      .where('lease_expires_at', '>', now)
+      .executeTakeFirst();
+    if (Number(renewed.numUpdatedRows) === 1) return 'renewed';
+    await this.#db
+      .insertInto('appliance_instances')
+      .values({ id: instanceId, started_at: now, lease_expires_at: now + leaseMs })
+      .onConflict((conflict) => conflict.column('id').doUpdateSet({ lease_expires_at: now + leaseMs }))
+      .execute();
+    return 'regained';
+  }
+
+  /** Removes the instance and its stream rows (a clean stop: its hosts are offline at once). */
+  leave(instanceId: string): Promise<void> {
+    return atomically(this.#db, async (db) => {
+      await db.deleteFrom('host_streams').where('instance_id', '=', instanceId).execute();
+      await db.deleteFrom('appliance_instances').where('id', '=', instanceId).execute();
+    });
+  }
+
+  /** The number of instances other than `instanceId` whose lease has not expired at `now`. */
+  async othersAlive(instanceId: string, now: number): Promise<number> {
+    const row = await this.#db
+      .selectFrom('appliance_instances')
+      .select((eb) => eb.fn.countAll<number | string>().as('count'))
+      .where('id', '!=', instanceId)
+      .where('lease_expires_at', '>', now)
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
+
+  /** Records that `instanceId` holds the host's current stream from `now`, whoever held it before. */
+  async claimStream(hostId: string, instanceId: string, now: number): Promise<void> {
+    await this.#db
+      .insertInto('host_streams')
+      .values({ host_id: hostId, instance_id: instanceId, connected_at: now })
+      .onConflict((conflict) => conflict.column('host_id').doUpdateSet({ instance_id: instanceId, connected_at: now }))
+      .execute();
+  }
+
+  /**
+   * Claims again, after a regained lease, the streams the instance holds in memory: a host whose
+   * row another instance took meanwhile is not taken back. Returns those hosts (their streams here are stale).
+   */
+  async reclaimStreams(hostIds: readonly string[], instanceId: string, now: number): Promise<string[]> {
+    if (hostIds.length === 0) return [];
+    await this.#db
+      .insertInto('host_streams')
+      .values(hostIds.map((hostId) => ({ host_id: hostId, instance_id: instanceId, connected_at: now })))
+      .onConflict((conflict) => conflict.column('host_id').doNothing())
+      .execute();
+    const heldElsewhere = await this.#db.selectFrom('host_streams').select('host_id').where('host_id', 'in', hostIds).where('instance_id', '!=', instanceId).execute();
+    return heldElsewhere.map((row) => row.host_id);
+  }
+
+  /**
+   * Forgets that `instanceId` holds the host's stream. False when it no longer did: another
+   * instance has the host's stream now, so the host is not offline.
+   */
+  async releaseStream(hostId: string, instanceId: string): Promise<boolean> {
+    const deleted = await this.#db.deleteFrom('host_streams').where('host_id', '=', hostId).where('instance_id', '=', instanceId).executeTakeFirst();
+    return Number(deleted.numDeletedRows) === 1;
+  }
+
+  /** The hosts among `hostIds` whose stream is held by an instance alive at `now`: the ones online, on any instance. */
+  async streamingAmong(hostIds: readonly string[], now: number): Promise<Set<string>> {
+    if (hostIds.length === 0) return new Set();
+    let query = this.#db
+      .selectFrom('host_streams')
+      .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
+      .select('host_streams.host_id')
+      .where('appliance_instances.lease_expires_at', '>', now);
+    // A long list reads every live stream instead: bound parameters are limited (SQLite 32,766, PostgreSQL 65,535).
+    if (hostIds.length <= MAX_LISTED_HOSTS) query = query.where('host_streams.host_id', 'in', hostIds);
+    const streaming = new Set((await query.execute()).map((row) => row.host_id));
+    return hostIds.length <= MAX_LISTED_HOSTS ? streaming : new Set(hostIds.filter((hostId) => streaming.has(hostId)));
+  }
+
+  /**
+   * The lost-stream pass: deletes the stream rows of instances whose lease expired by `now` (or
+   * that left no row), and those instances' rows; returns the hosts whose stream was lost, each
+   * once even when two instances run the pass at once (a DELETE … RETURNING hands each row to one).
+   */
+  lostStreams(now: number): Promise<string[]> {
+    return atomically(this.#db, async (db) => {
+      const lost = await db
+        .deleteFrom('host_streams')
+        .where((eb) =>
+          eb.not(eb.exists(eb.selectFrom('appliance_instances').select('id').whereRef('appliance_instances.id', '=', 'host_streams.instance_id').where('lease_expires_at', '>', now))),
+        )
+        .returning('host_id')
+        .execute();
+      await db.deleteFrom('appliance_instances').where('lease_expires_at', '<=', now).execute();
+      return lost.map((row) => row.host_id);
+    });
+  }
+
+  /**
+   * Runs `work` unless another instance is running the work of the same `lockKey` now: true when
+   * it ran, false when skipped. On PostgreSQL a session advisory lock (pg_try_advisory_lock) on one
+   * pooled connection held for the pass, so it is released when the pass ends or that connection
+   * is lost; on SQLite `work` runs at once (one instance). `lockKey` is a 64-bit key of our own.
+   */
+  async exclusively(lockKey: bigint, work: () => Promise<void>): Promise<boolean> {
+    if (this.#dialect === 'sqlite') {
+      await work();
+      return true;
+    }
+    return this.#db.connection().execute(async (connection) => {
+      const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${lockKey.toString()}::bigint) AS locked`.execute(connection);
+      if (!rows[0]!.locked) return false;
+      try {
+        await work();
+        return true;
+      } finally {
+        await sql`SELECT pg_advisory_unlock(${lockKey.toString()}::bigint)`.execute(connection);
+      }
+    });
+  }
+
+  /**
+   * Tells every listening instance `payload` (a JSON text under 8000 bytes, PostgreSQL's NOTIFY
+   * limit) on CLUSTER_CHANNEL. Delivered after this statement's transaction commits; on SQLite a no-op.
+   */
+  async notify(payload: string): Promise<void> {
+    if (this.#dialect === 'sqlite') return;
+    await sql`SELECT pg_notify(${CLUSTER_CHANNEL}, ${payload})`.execute(this.#db);
+  }
+}
