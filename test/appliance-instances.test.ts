@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { TestAgent } from './helpers/agent.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { sharedPostgres } from './helpers/postgres.ts';
+import { waitFor } from './helpers/wait.ts';
+
+/** The key and CA files a second instance shares with the first (docs/operations.md, "Adding an ingest instance"). */
+const SHARED_FILES = ['ca.crt', 'ca.key', 'jwt-signing.key', 'bundle.key', 'bundle.pub', 'admin-cli.token'];
+
+/** A data directory for a second instance: the first's keys and CA, nothing else (its own server certificate is made at start). */
+function provisionFrom(first: TestAppliance): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-instance-b-'));
+  for (const name of SHARED_FILES) copyFileSync(join(first.dataDir, name), join(dir, name));
+  return dir;
+}
+
+// Two real appliance processes on one private PostgreSQL cluster, and real agents: what one
+// instance decides reaches an agent streaming to the other, through LISTEN/NOTIFY.
+describe('two ingest instances on one PostgreSQL', () => {
+  let a: TestAppliance;
+  let b: TestAppliance;
+  let dirB: string;
+  const agents: TestAgent[] = [];
+
+  before(async () => {
+    const url = await (await sharedPostgres()).createDatabase('two_instances');
+    a = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_DATABASE: url } });
+    dirB = provisionFrom(a);
+    b = await TestAppliance.start({ dataDir: dirB, env: { CT_OPS_APPLIANCE_DATABASE: url } });
+  });
+  after(async () => {
+    await Promise.all(agents.map((agent) => agent.dispose()));
+    await Promise.all([a?.dispose(), b?.dispose()]);
+    rmSync(dirB, { recursive: true, force: true });
+    await (await sharedPostgres()).stop();
+  });
+
+  function agentOf(instance: TestAppliance, orgToken: string): TestAgent {
+    const agent = new TestAgent({ address: instance.address, caCertFile: a.caCertPath, orgToken, intervalSecs: 5 });
+    agents.push(agent);
+    return agent;
+  }
+
+  test('enrol through one, approve through the other; both show it online; a task queued through either reaches it; revoking through the other closes its stream', { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken();
+    const agent = agentOf(b, token);
+    const proc = agent.start();
+    const response = await proc.waitForLog('registration response');
+    const hostId = String(response.agent_id);
+    assert.equal((await a.host(hostId)).status, 'pending', 'enrolled through B, seen through A');
+    assert.equal((await a.cli('hosts', 'approve', hostId)).code, 0, 'approved through A');
+    await proc.waitForLog('heartbeat acknowledged', {}, 20_000);
+    assert.equal((await b.host(hostId)).status, 'online', 'B holds the stream');
+    assert.equal((await a.host(hostId)).status, 'online', 'A knows it is online: host_streams names a live instance');
+
+    // A task queued through A, for a host streaming to B: A tells B (tasks-queued), B sends it.
+    agent.writeConfig({ address: b.address, caCertFile: a.caCertPath, orgToken: token, intervalSecs: 6 });
+    const queuedThroughA = await a.cliJson<{ id: string }>('hosts', 'reload-config', hostId);
+    const done = await waitFor('the task queued through A succeeded', async () => {
+      const shown = await a.cliJson<{ state: string; output: string }>('tasks', 'show', queuedThroughA.id);
+      return shown.state === 'succeeded' && shown;
+    }, 30_000);
+    assert.equal(done.output, 'heartbeat_interval_secs=6');
+    // And one through B, the instance holding the stream.
+    const queuedThroughB = await b.cliJson<{ id: string }>('hosts', 'reload-config', hostId);
+    await waitFor('the task queued through B succeeded', async () => (await b.cliJson<{ state: string }>('tasks', 'show', queuedThroughB.id)).state === 'succeeded', 30_000);
+    assert.equal(proc.logged('heartbeat stream opened').length, 1, 'one stream all along: nothing needed a reconnect');
+
+    // Revoked through A: A tells B (host-closed), B closes the stream, the agent stops as revoked.
+    assert.equal((await a.cli('hosts', 'revoke', hostId)).code, 0);
+    const exit = await Promise.race([proc.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the agent did not stop within 20 s')), 20_000).unref())]);
+    assert.equal(exit.code, 77, 'the agent stopped as revoked instead of retrying');
+    assert.ok(b.process.events.some((event) => event.msg === 'host offline' && event.host_id === hostId && event.reason === 'revoked'), 'B closed the stream as revoked');
+    assert.notEqual((await a.host(hostId)).status, 'online');
+    assert.notEqual((await b.host(hostId)).status, 'online');
+  });
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { sql } from 'kysely';
+import { encodeSignal, parseSignal } from '../appliance/cluster/signals.ts';
+import { ApplianceInstanceStore, CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
+import { ClusterListener } from '../appliance/store/cluster-listener.ts';
+import { postgresKysely } from '../appliance/store/dialects.ts';
+import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
+import { newId } from '../common/ids.ts';
+import { sharedPostgres } from './helpers/postgres.ts';
+import { conformance } from './helpers/store-backends.ts';
+import { waitFor } from './helpers/wait.ts';
+
+after(async () => (await sharedPostgres()).stop());
+
+const AT = 1_764_000_000_000;
+const LEASE = 15_000;
+const A = newId('ins');
+const B = newId('ins');
+
+conformance('instance store: leases, which instance holds each stream, a release only by its holder, a lost-stream pass handing each row to one caller', async (backend) => {
+  const instances = new ApplianceInstanceStore(backend.kysely, backend.name);
+  assert.equal(await instances.renewLease(A, AT, LEASE), 'regained', 'a new instance takes its lease');
+  assert.equal(await instances.renewLease(A, AT + 5_000, LEASE), 'renewed');
+  assert.equal(await instances.renewLease(B, AT, LEASE), 'regained');
+  assert.equal(await instances.othersAlive(A, AT + 1), 1);
+
+  await instances.claimStream('hst_1', A, AT);
+  await instances.claimStream('hst_2', B, AT);
+  assert.deepEqual([...(await instances.streamingAmong(['hst_1', 'hst_2', 'hst_3'], AT + 1))].sort(), ['hst_1', 'hst_2']);
+  // The agent of hst_1 moved to B before A noticed its stream had ended: A's late release changes nothing.
+  await instances.claimStream('hst_1', B, AT + 2);
+  assert.equal(await instances.releaseStream('hst_1', A), false, 'A no longer held it');
+  assert.ok((await instances.streamingAmong(['hst_1'], AT + 3)).has('hst_1'), 'still online, through B');
+  const many = [...Array.from({ length: 600 }, (_, index) => `hst_x${index}`), 'hst_2'];
+  assert.deepEqual([...(await instances.streamingAmong(many, AT + 3))], ['hst_2'], 'a list past the bound is answered the same');
+
+  // B stops renewing: at AT + 16 s its lease is over, A's (renewed at AT + 5 s) is not.
+  const later = AT + 16_000;
+  assert.equal((await instances.streamingAmong(['hst_1', 'hst_2'], later)).size, 0, "a dead instance's hosts are offline to everyone at once");
+  assert.equal(await instances.othersAlive(A, later), 0);
+  const [first, second] = await Promise.all([instances.lostStreams(later), instances.lostStreams(later)]);
+  assert.deepEqual([...first, ...second].sort(), ['hst_1', 'hst_2'], 'each lost stream handed to one pass');
+  assert.deepEqual(await instances.lostStreams(later), []);
+
+  // B comes back (a long pause, not a death): its lease is regained, and hst_2, taken by A meanwhile, is not taken back.
+  await instances.claimStream('hst_2', A, later + 1);
+  assert.equal(await instances.renewLease(B, later + 2, LEASE), 'regained');
+  assert.deepEqual(await instances.reclaimStreams(['hst_1', 'hst_2'], B, later + 2), ['hst_2']);
+  assert.ok((await instances.streamingAmong(['hst_1'], later + 3)).has('hst_1'), 'hst_1 claimed again by B');
+  assert.equal(await instances.releaseStream('hst_1', B), true);
+
+  await instances.leave(A);
+  assert.equal((await instances.streamingAmong(['hst_2'], later + 3)).size, 0, "a clean stop takes the instance's hosts offline at once");
+
+  // One instance: the work runs; NOTIFY on SQLite has nobody to tell.
+  if (backend.name === 'sqlite') {
+    let ran = false;
+    assert.equal(await instances.exclusively(1n, async () => void (ran = true)), true);
+    assert.ok(ran);
+    await instances.notify('{}');
+  }
+});
+
+test('an advisory-locked pass runs on one instance at a time: the other skips it while it runs and runs it after', { timeout: 60_000 }, async () => {
+  const url = await (await sharedPostgres()).createDatabase('instances_lock');
+  const [one, two] = [postgresKysely(url, { poolSize: 2 }), postgresKysely(url, { poolSize: 2 })];
+  try {
+    await migratePostgres(one);
+    const first = new ApplianceInstanceStore(one, 'postgres');
+    const second = new ApplianceInstanceStore(two, 'postgres');
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const running = new Promise<void>((resolve) => (entered = resolve));
+    const firstPass = first.exclusively(0x43544f5054455354n, async () => {
+      entered();
+      await held;
+    });
+    await running;
+    let secondRan = false;
+    assert.equal(await second.exclusively(0x43544f5054455354n, async () => void (secondRan = true)), false, 'skipped while the other instance holds the lock');
+    assert.equal(secondRan, false);
+    assert.equal(await second.exclusively(0x43544f5054455355n, async () => undefined), true, 'another pass is not held up');
+    release();
+    assert.equal(await firstPass, true);
+    assert.equal(await second.exclusively(0x43544f5054455354n, async () => void (secondRan = true)), true, 'runs once the first pass ended');
+    assert.ok(secondRan);
+  } finally {
+    await Promise.all([one.destroy(), two.destroy()]);
+  }
+});
+
+test('signals: NOTIFY reaches a listener on another connection after commit, never on rollback; a listener whose connection is killed listens again and says so', { timeout: 60_000 }, async () => {
+  const url = await (await sharedPostgres()).createDatabase('instances_listen');
+  const kysely = postgresKysely(url, { poolSize: 2 });
+  const heard: string[] = [];
+  let relistened = 0;
+  const listener = new ClusterListener(url, {
+    onPayload: (payload) => heard.push(payload),
+    onListening: (first) => void (first || (relistened += 1)),
+    onLost: () => undefined,
+  });
+  try {
+    await migratePostgres(kysely);
+    await listener.start();
+    const store = new ApplianceInstanceStore(kysely, 'postgres');
+    const queued = encodeSignal(A, { kind: 'tasks-queued', hostId: 'hst_1' });
+    await kysely.transaction().execute(async (tx) => {
+      await new ApplianceInstanceStore(tx, 'postgres').notify(encodeSignal(A, { kind: 'stream-claimed', hostId: 'hst_rolled_back' }));
+      throw new Error('roll back');
+    }).catch(() => undefined);
+    await store.notify(queued);
+    await waitFor('the signal heard', () => heard.includes(queued));
+    assert.ok(!heard.some((payload) => payload.includes('hst_rolled_back')), 'a rolled-back NOTIFY is never delivered');
+
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(kysely);
+    await waitFor('listening again', () => relistened === 1, 20_000);
+    const closed = encodeSignal(B, { kind: 'host-closed', hostId: 'hst_2', code: 'ERR_AGENT_NOT_ACTIVE', message: 'this host was revoked' });
+    await store.notify(closed);
+    await waitFor('a signal heard after the reconnect', () => heard.includes(closed));
+  } finally {
+    await listener.stop();
+    await kysely.destroy();
+  }
+});
+
+test('a signal payload is read only in the forms this version sends: anything else is skipped, never trusted', () => {
+  const closed = { kind: 'host-closed', hostId: 'hst_1', code: 'ERR_AGENT_NOT_ACTIVE', message: 'revoked' } as const;
+  assert.deepEqual(parseSignal(encodeSignal(A, closed)), { from: A, signal: closed });
+  assert.deepEqual(parseSignal(encodeSignal(A, { kind: 'task-cancelled', hostId: 'hst_1', taskId: 'tsk_1' }))?.signal, { kind: 'task-cancelled', hostId: 'hst_1', taskId: 'tsk_1' });
+  assert.equal(parseSignal(encodeSignal(A, { ...closed, message: 'x'.repeat(5_000) }))?.signal.kind, 'host-closed', 'a long message is cut to fit, not dropped');
+  for (const payload of [
+    'not json',
+    'null',
+    JSON.stringify({ from: 'someone', signal: { kind: 'tasks-queued', hostId: 'hst_1' } }),
+    JSON.stringify({ from: A, signal: { kind: 'reboot-everything', hostId: 'hst_1' } }),
+    JSON.stringify({ from: A, signal: { kind: 'tasks-queued', hostId: '' } }),
+    JSON.stringify({ from: A, signal: { kind: 'tasks-queued', hostId: 'h'.repeat(200) } }),
+    JSON.stringify({ from: A, signal: { kind: 'task-cancelled', hostId: 'hst_1' } }),
+    JSON.stringify({ from: A, signal: { ...closed, code: 'ERR_NOT_A_CODE' } }),
+    JSON.stringify({ from: A, signal: { ...closed, message: 42 } }),
+  ]) {
+    assert.equal(parseSignal(payload), undefined, payload);
+  }
+});
