@@ -133,10 +133,10 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const inventory: InventoryService = new InventoryService({ stores, presence, tasks, log });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
-    // Scans still receiving were cut off by the last stop, unless another instance may be receiving them now.
-    if ((await stores.instances.othersAlive(cluster.instanceId, now.getTime())) === 0) await inventory.abandonOpenScans(now.getTime());
     await cluster.start();
     opened.push(() => cluster.stop());
+    // Scans still receiving were cut off by the last stop, unless another instance may be receiving them now.
+    if (await cluster.alone()) await inventory.abandonOpenScans(now.getTime());
     const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
     sweepTasks();
     const timers = [

@@ -24,10 +24,11 @@ describe('two ingest instances on one PostgreSQL', () => {
   let a: TestAppliance;
   let b: TestAppliance;
   let dirB: string;
+  let url: string;
   const agents: TestAgent[] = [];
 
   before(async () => {
-    const url = await (await sharedPostgres()).createDatabase('two_instances');
+    url = await (await sharedPostgres()).createDatabase('two_instances');
     a = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_DATABASE: url } });
     dirB = provisionFrom(a);
     b = await TestAppliance.start({ dataDir: dirB, env: { CT_OPS_APPLIANCE_DATABASE: url } });
@@ -77,5 +78,24 @@ describe('two ingest instances on one PostgreSQL', () => {
     assert.ok(b.process.events.some((event) => event.msg === 'host offline' && event.host_id === hostId && event.reason === 'revoked'), 'B closed the stream as revoked');
     assert.notEqual((await a.host(hostId)).status, 'online');
     assert.notEqual((await b.host(hostId)).status, 'online');
+  });
+
+  test("an instance killed with SIGKILL takes its hosts offline on the others within its lease (15 s), recorded as lost with the instance", { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken('--auto-approve');
+    const agent = agentOf(b, token);
+    const proc = agent.start();
+    await proc.waitForLog('heartbeat acknowledged', {}, 20_000);
+    const hostId = agent.state().agent_id;
+    assert.equal((await a.host(hostId)).status, 'online');
+    const killedAt = Date.now();
+    await b.process.stop('SIGKILL');
+    await waitFor('A shows the host offline', async () => (await a.host(hostId)).status !== 'online', 30_000, 250);
+    const offlineAfterMs = Date.now() - killedAt;
+    // The lease (15 s) plus one renewal period of slack; the heartbeat deadline would be 10 s here, the default 60 s.
+    assert.ok(offlineAfterMs <= 20_000, `offline after ${offlineAfterMs} ms`);
+    const lost = await a.process.waitForLog('host offline', { host_id: hostId, reason: 'instance-lost' }, 15_000);
+    assert.ok(lost, "A's lost-stream pass did the offline bookkeeping");
+    assert.notEqual((await a.host(hostId)).last_disconnected_at, null);
+    b = await TestAppliance.start({ dataDir: dirB, env: { CT_OPS_APPLIANCE_DATABASE: url } });
   });
 });

@@ -50,6 +50,14 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.ok((await instances.streamingAmong(['hst_1'], later + 3)).has('hst_1'), 'hst_1 claimed again by B');
   assert.equal(await instances.releaseStream('hst_1', B), true);
 
+  // A SQLite appliance restarted after a crash: its predecessor's instance and streams are forgotten at once.
+  await instances.renewLease(A, later + 3, LEASE);
+  await instances.claimStream('hst_9', B, later + 3);
+  assert.ok((await instances.streamingAmong(['hst_9'], later + 3)).has('hst_9'));
+  await instances.forgetOthers(A);
+  assert.equal(await instances.othersAlive(A, later + 4), 0);
+  assert.equal((await instances.streamingAmong(['hst_9'], later + 4)).size, 0, "B's stream row went with it");
+  assert.ok((await instances.streamingAmong(['hst_2'], later + 4)).has('hst_2'), "A's own stays");
   await instances.leave(A);
   assert.equal((await instances.streamingAmong(['hst_2'], later + 3)).size, 0, "a clean stop takes the instance's hosts offline at once");
 

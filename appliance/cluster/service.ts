@@ -74,6 +74,8 @@ export class ClusterService {
   async start(): Promise<void> {
     const { stores, log, listenUrl } = this.#deps;
     await stores.instances.renewLease(this.instanceId, Date.now(), LEASE_MS);
+    // A SQLite file is served by one process (the data directory lock): any other instance is this one's crashed predecessor.
+    if (stores.dialect === 'sqlite') await stores.instances.forgetOthers(this.instanceId);
     if (listenUrl !== undefined) {
       const listener = new ClusterListener(listenUrl, {
         onPayload: (payload) => this.#heard(payload),
@@ -96,6 +98,11 @@ export class ClusterService {
       setInterval(() => void this.#sweepLostStreams(), LOST_STREAM_SWEEP_MS),
     );
     log.info({ instance_id: this.instanceId, lease_ms: LEASE_MS }, 'serving instance registered');
+  }
+
+  /** Whether no other instance is alive now: then nothing but this one can be receiving a stream. */
+  async alone(): Promise<boolean> {
+    return (await this.#deps.stores.instances.othersAlive(this.instanceId, Date.now())) === 0;
   }
 
   /** Stops renewing and listening and removes this instance's lease and stream rows (its hosts offline at once). */

@@ -58,6 +58,17 @@ export class ApplianceInstanceStore {
     });
   }
 
+  /**
+   * Removes every other instance and its stream rows: for an appliance that knows it is the only
+   * one (SQLite, its data directory locked), whose previous process may have died without leaving.
+   */
+  forgetOthers(instanceId: string): Promise<void> {
+    return atomically(this.#db, async (db) => {
+      await db.deleteFrom('host_streams').where('instance_id', '!=', instanceId).execute();
+      await db.deleteFrom('appliance_instances').where('id', '!=', instanceId).execute();
+    });
+  }
+
   /** The number of instances other than `instanceId` whose lease has not expired at `now`. */
   async othersAlive(instanceId: string, now: number): Promise<number> {
     const row = await this.#db
