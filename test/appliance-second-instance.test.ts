@@ -85,6 +85,11 @@ test('a second instance restored from the first one\'s PostgreSQL backup shares 
   assert.equal(restored.code, 0, restored.stderr);
   const restoredSummary = JSON.parse(restored.stdout) as { database: string; ca_fingerprint: string };
   assert.equal(restoredSummary.database, 'postgres');
+  assert.doesNotMatch(restored.stderr, /Warning/, 'the database setting agrees with the archive');
+  // Restored where no database setting is given, the archive's PostgreSQL is named: that instance would start on a new SQLite file.
+  const unconfigured = await run(process.execPath, [APPLIANCE_BIN, 'restore', archive, '--data-dir', join(scratch, 'unconfigured'), '--passphrase-file', passphraseFile, ...owner], {}, 60_000);
+  assert.equal(unconfigured.code, 0, unconfigured.stderr);
+  assert.match(unconfigured.stderr, /Warning: the backup is of an appliance on PostgreSQL, but the settings this command read .* name no PostgreSQL database/);
   assert.equal(mode(secondDir), 0o700);
   for (const name of SHARED_FILES) assert.deepEqual(readFileSync(join(secondDir, name)), readFileSync(join(first.dataDir, name)), `${name} is the first instance's`);
   for (const name of SECRET_FILES) assert.equal(mode(join(secondDir, name)), 0o600, `${name} is 0600`);

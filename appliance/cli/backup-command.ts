@@ -101,7 +101,7 @@ export function restoreCommand(): Command {
     .addOption(new Option('--owner <user>', "as root: the user the restored files belong to (the service user, e.g. ct-ops-appliance); default: the existing data directory's owner"))
     .addOption(new Option('--unencrypted', 'accept a plain (unencrypted, unauthenticated) archive you made yourself with backup --unencrypted').default(false))
     .action(async (file: string, options: RestoreOptions) => {
-      const { dataDir } = await resolveDataDir(options);
+      const { dataDir, database } = await resolveDataDir(options);
       if (options.unencrypted) process.stderr.write(`${PLAIN_RESTORE_WARNING}\n`);
       const { restoreBackup } = await import('../backup/restore.ts');
       const owner = options.owner === undefined ? undefined : userIds(options.owner);
@@ -128,6 +128,10 @@ export function restoreCommand(): Command {
       }
       if (manifest.database === 'postgres' && !options.json) {
         process.stderr.write('The backup is of an ingest instance on PostgreSQL: it holds the shared CA and keys, not the database. Start this instance on the same database with its own --san and ports; it issues its own server certificate from the restored CA. See docs/operations.md, Adding an ingest instance.\n');
+      }
+      // A warning, not a refusal: the unit that starts the appliance may give the database setting where this shell does not.
+      if (manifest.database !== database) {
+        process.stderr.write(`Warning: the backup is of an appliance on ${manifest.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}, but the settings this command read (--config, CT_OPS_APPLIANCE_DATABASE) ${database === 'postgres' ? 'name a PostgreSQL database: the restored SQLite file will not be served' : 'name no PostgreSQL database: give the appliance the database setting before starting it, or it starts on a new, empty SQLite database'}.\n`);
       }
       if (config !== undefined && !options.json) {
         process.stderr.write(`The backup also holds the appliance config (${escapeForTerminal(config.name)}); it was not applied. Compare it with this machine's config: docs/operations.md, Backup and restore.\n`);
