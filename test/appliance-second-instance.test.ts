@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { TestAppliance } from './helpers/appliance.ts';
-import { enrolHost } from './helpers/ingest-fixture.ts';
-import { callRegister, HeartbeatStream, ingestClient, signedRegister } from './helpers/ingest-client.ts';
+import { approveAndRegister, enrolHost } from './helpers/ingest-fixture.ts';
+import { HeartbeatStream, ingestClient } from './helpers/ingest-client.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { APPLIANCE_BIN, run } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -122,11 +122,7 @@ test('a second instance restored from the first one\'s PostgreSQL backup shares 
   let stream: HeartbeatStream | undefined;
   try {
     const pending = await enrolHost(first, firstClient, { hostname: 'roams-between-instances', autoApprove: false });
-    assert.equal((await first.cli('hosts', 'approve', pending.hostId)).code, 0);
-    const approved = await callRegister(firstClient, signedRegister(pending.identity, ''));
-    assert.ok(approved.ok, JSON.stringify(approved));
-    assert.equal(approved.value.status, 'AGENT_STATUS_ACTIVE');
-    stream = new HeartbeatStream(secondClient, approved.value.jwt);
+    stream = new HeartbeatStream(secondClient, await approveAndRegister(first, firstClient, pending));
     stream.send(pending.hostId, 1, { cpu_percent: 17 });
     await waitFor('the second instance acks the heartbeat', () => stream!.acks().includes(1));
     // The restored admin-cli.token is a credential in the database: the second instance's CLI works with it.
