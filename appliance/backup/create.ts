@@ -63,12 +63,13 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
  * passphrase unless it is undefined. On PostgreSQL (request.database) there is no database copy and
- * no server certificate or key (INSTANCE_FILES): the archive provisions an ingest instance. The output is created new (mode 0600, never replacing a file,
- * no link(): FAT/exFAT sticks have none), fsync'd with its directory, and removed on any failure.
+ * no server certificate or key (INSTANCE_FILES): the archive provisions an ingest instance. The
+ * output is created new (mode 0600, never replacing a file, no link(): FAT/exFAT sticks have none),
+ * fsync'd with its directory, and removed on any failure.
  * The plain copies (database, keys) are staged only in a 0700 work directory INSIDE the data
  * directory (workDirectoryIn), never beside the output; it is removed either way, and SIGINT,
  * SIGTERM or SIGHUP remove it and the partial output before exiting 128+n (removeOnSignal).
- * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
+ * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, or on PostgreSQL no ca.crt; unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
 export async function createBackup(request: BackupRequest): Promise<BackupResult> {

@@ -54,8 +54,8 @@ export interface RestoreResult {
  * SIGHUP too), the manifest first (see unpack), checks every member
  * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
  * integrity_check and its schema against this build (a PostgreSQL appliance's backup holds none:
- * restored, it is an ingest instance's data directory without a server certificate), sets the recorded modes (0600 secrets, 0644
- * public files, 0700 directory) and only then renames the work directory into place; when run as
+ * restored, it is an ingest instance's data directory without a server certificate), sets the
+ * recorded modes (0600 secrets, 0644 public files, 0700 directory) and only then renames the work directory into place; when run as
  * root, the files get `owner`, else the owner of the directory that existed (the install's service
  * user); as root onto an absent one without `owner` it refuses (ERR_RESTORE_OWNER_REQUIRED). A newer schema than this build knows is refused; an older one is migrated by the next
  * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
