@@ -25,6 +25,7 @@ const SECOND_SAN = 'ingest-b.test';
 /** What every instance on the database shares, so the archive must carry it. */
 const SHARED_FILES = ['ca.crt', 'ca.key', 'jwt-signing.key', 'bundle.key', 'bundle.pub', 'admin-cli.token'];
 const SECRET_FILES = ['ca.key', 'jwt-signing.key', 'bundle.key', 'admin-cli.token'];
+const UNPROVISIONED_WARNING = 'a new CA was made for a database served before: agents trusting the CA of its other instances will not trust this one; provision this data directory from a running instance (docs/operations.md, Adding an ingest instance)';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-second-instance-'));
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -40,7 +41,7 @@ const mode = (path: string): number => statSync(path).mode & 0o777;
 /** Run as root, restore into an absent directory must be told who owns it. */
 const owner = process.getuid?.() === 0 ? ['--owner', 'root'] : [];
 
-test('a second instance restored from the first one\'s PostgreSQL backup shares its CA and keys, serves its own SAN from that CA, and accepts the first one\'s agent JWT and CLI credential; a wrong passphrase or an altered archive writes nothing', { timeout: 90_000 }, async () => {
+test('a second instance restored from the first one\'s PostgreSQL backup shares its CA and keys, serves its own SAN from that CA, and accepts the first one\'s agent JWT and CLI credential; a wrong passphrase or an altered archive writes nothing; an unprovisioned instance warns', { timeout: 90_000 }, async () => {
   const cluster = await sharedPostgres();
   const url = await cluster.createDatabase('second_instance');
   const first = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_DATABASE: url } });
@@ -134,6 +135,15 @@ test('a second instance restored from the first one\'s PostgreSQL backup shares 
     firstClient.close();
     secondClient.close();
   }
+  // An instance started on the database with an empty data directory makes a CA of its own, which no agent trusts: said at once.
+  const unprovisioned = await TestAppliance.start({ sans: ['ingest-c.test'], env: { CT_OPS_APPLIANCE_DATABASE: url } });
+  cleanup.push(() => unprovisioned.dispose());
+  const [warning] = unprovisioned.process.logged(UNPROVISIONED_WARNING);
+  assert.ok(warning, 'the unprovisioned instance warns');
+  assert.notEqual(warning.ca_fingerprint, firstStart.ca_fingerprint);
+  for (const appliance of [first, second]) assert.equal(appliance.process.logged(UNPROVISIONED_WARNING).length, 0);
+  await unprovisioned.stop();
+
   for (const output of [backup, restored, wrong, damaged]) assert.ok(!`${output.stdout}${output.stderr}`.includes(PASSPHRASE), 'no passphrase in the output');
   const keyText = readFileSync(join(first.dataDir, 'ca.key'), 'utf8').split('\n')[1]!;
   for (const appliance of [first, second]) assert.ok(!`${appliance.process.stdout}${appliance.process.stderr}`.includes(keyText), 'no private key in a log');
