@@ -92,6 +92,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const org = await stores.organisations.ensureDefault(now.getTime());
     const firstAdmin = await createFirstAdmin(stores, now.getTime());
     if (firstAdmin) writeFileAtomic(join(config.dataDir, CLI_CREDENTIAL_FILE), `${firstAdmin.cliToken}\n`, SECRET_FILE_MODE);
+    // A database that already had an admin was served before, with a CA that is not the one this start
+    // made: the instance skipped provisioning. A warning, not a refusal: the only data directory lost needs a new CA too.
+    if (tls.createdCa && !firstAdmin && config.database.kind === 'postgres') log.warn({ ca_fingerprint: tls.caFingerprint }, 'a new CA was made for a database served before: agents trusting the CA of its other instances will not trust this one; provision this data directory from a running instance (docs/operations.md, Adding an ingest instance)');
 
     const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
     // What the other instances on the database say, and the passes of the cluster, handed to the services that own them.

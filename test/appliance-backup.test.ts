@@ -200,7 +200,7 @@ describe('appliance backup and restore', () => {
     }
   });
 
-  test('--unencrypted writes 0600 with a loud warning; a member altered inside it, a newer schema or a link is refused', async () => {
+  test('--unencrypted writes 0600 with a loud warning; a member altered inside it, a newer schema, a SQLite backup relabelled as a PostgreSQL one or a link is refused', async () => {
     const dataDir = join(scratch, 'restored');
     const plain = join(scratch, 'plain.tar.gz');
     // The data directory named by the config file, which travels in the archive too.
@@ -258,6 +258,14 @@ describe('appliance backup and restore', () => {
     assert.equal(newer.code, 70, newer.stderr);
     assert.match(newer.stderr, /ERR_SCHEMA_TOO_NEW: the backed-up database has schema version 999/);
     assert.equal(existsSync(join(scratch, 'never-2')), false);
+
+    // The same archive relabelled as a PostgreSQL instance's: a database in it would be restored for nothing to serve.
+    writeFileSync(manifestPath, JSON.stringify({ ...manifest, database: 'postgres', schema_version: null }));
+    const relabelled = await restore(await repack('relabelled.tar.gz'), '--data-dir', join(scratch, 'never-postgres'), '--unencrypted');
+    assert.equal(relabelled.code, 65, relabelled.stderr);
+    assert.match(relabelled.stderr, /ERR_BACKUP_DAMAGED: the backup of an appliance on PostgreSQL holds a data\/appliance\.db/);
+    assert.equal(existsSync(join(scratch, 'never-postgres')), false);
+    writeFileSync(manifestPath, JSON.stringify(manifest));
 
     // A link among the members (a hostile archive pointing outside the data directory) is refused unwritten.
     symlinkSync('/etc/passwd', join(unpacked, 'data/evil'));

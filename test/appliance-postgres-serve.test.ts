@@ -8,8 +8,8 @@ import { postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { DATABASE_FILE } from '../appliance/lib/data-dir-files.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { enrolHost } from './helpers/ingest-fixture.ts';
-import { callRegister, HeartbeatStream, ingestClient, signedRegister } from './helpers/ingest-client.ts';
+import { approveAndRegister, enrolHost } from './helpers/ingest-fixture.ts';
+import { HeartbeatStream, ingestClient } from './helpers/ingest-client.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { waitFor } from './helpers/wait.ts';
 import { APPLIANCE_BIN, run } from './helpers/processes.ts';
@@ -39,11 +39,7 @@ test('serves on PostgreSQL: an agent enrols, an admin approves it through the ad
     assert.equal(existsSync(join(appliance.dataDir, DATABASE_FILE)), false, 'no SQLite database beside it');
     const pending = await enrolHost(appliance, client, { hostname: 'on-postgres', autoApprove: false });
     assert.equal((await appliance.host(pending.hostId)).status, 'pending');
-    assert.equal((await appliance.cli('hosts', 'approve', pending.hostId)).code, 0, 'approved through the admin API');
-    const approved = await callRegister(client, signedRegister(pending.identity, ''));
-    assert.ok(approved.ok, JSON.stringify(approved));
-    assert.equal(approved.value.status, 'AGENT_STATUS_ACTIVE');
-    stream = new HeartbeatStream(client, approved.value.jwt);
+    stream = new HeartbeatStream(client, await approveAndRegister(appliance, client, pending));
     stream.send(pending.hostId, 1, { cpu_percent: 42 });
     await waitFor('the ack', () => stream!.acks().includes(1));
     const stored = await waitFor('the heartbeat in PostgreSQL', async () => {

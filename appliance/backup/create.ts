@@ -9,16 +9,19 @@ import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { syncDirectory } from '../../common/sync-directory.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { DATABASE_FILE, ENDPOINT_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
+import { CA_CERT_FILE, DATABASE_FILE, ENDPOINT_FILE, INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
 import { LOCK_FILE, LOCK_HOLDER_FILE } from '../lib/data-dir-lock.ts';
+import { SERVER_CERT_FILE, SERVER_KEY_FILE } from '../pki/certificates.ts';
 import { checkDatabaseCopy, copyLiveDatabase } from '../store/database-copy.ts';
 import { encryptWithPassphrase } from './age.ts';
 import { removeOnSignal, workDirectoryIn } from './work-directory.ts';
-import { BACKUP_FORMAT, CONFIG_PREFIX, DATA_PREFIX, isMemberName, MANIFEST_MEMBER, type BackupManifest, type BackupMember } from './manifest.ts';
+import { BACKUP_FORMAT, CONFIG_PREFIX, DATA_PREFIX, isMemberName, MANIFEST_MEMBER, type BackupDatabase, type BackupManifest, type BackupMember } from './manifest.ts';
 
 export interface BackupRequest {
   /** The appliance's data directory (absolute). */
   readonly dataDir: string;
+  /** Where the appliance keeps its database (its `database` setting): 'postgres' archives the data directory's shared keys and CA only. */
+  readonly database: BackupDatabase;
   /** The appliance TOML file to include, if any. */
   readonly configFile?: string | undefined;
   /** Where to write the backup; must not exist. */
@@ -33,7 +36,8 @@ export interface BackupResult {
   readonly out: string;
   readonly encrypted: boolean;
   readonly bytes: number;
-  readonly schemaVersion: number;
+  /** null for a PostgreSQL appliance's backup (no database in it). */
+  readonly schemaVersion: number | null;
   readonly members: readonly BackupMember[];
   /** Entries of the data directory left out: runtime files, directories (bundles/), odd names. */
   readonly leftOut: readonly string[];
@@ -45,6 +49,11 @@ export interface BackupResult {
  * state: a backup must not carry a live password to wherever backups go.
  */
 const RUNTIME_FILES = new Set([DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, `${DATABASE_FILE}-journal`, ENDPOINT_FILE, INITIAL_PASSWORD_FILE, LOCK_FILE, `${LOCK_FILE}-journal`, LOCK_HOLDER_FILE]);
+/**
+ * What one ingest instance on PostgreSQL has for itself alone: its server certificate names its own
+ * SANs. Left out of its backup, so the restored instance issues its own from the shared CA at start.
+ */
+const INSTANCE_FILES = new Set([SERVER_CERT_FILE, SERVER_KEY_FILE]);
 /** The name the appliance TOML file has inside the archive, whatever it was called. */
 const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
 
@@ -53,19 +62,25 @@ const CONFIG_MEMBER = `${CONFIG_PREFIX}appliance.toml`;
  * API (copyLiveDatabase; checked with PRAGMA integrity_check), every file of the data directory's
  * top level (CA, server and JWT keys, bundle key, release.pub, the CLI credential), the config file
  * when given, and a manifest with each member's SHA-256 — a gzip'd tar, age-encrypted to the
- * passphrase unless it is undefined. The output is created new (mode 0600, never replacing a file,
- * no link(): FAT/exFAT sticks have none), fsync'd with its directory, and removed on any failure.
+ * passphrase unless it is undefined. On PostgreSQL (request.database) there is no database copy and
+ * no server certificate or key (INSTANCE_FILES): the archive provisions an ingest instance. The
+ * output is created new (mode 0600, never replacing a file, no link(): FAT/exFAT sticks have none),
+ * fsync'd with its directory, and removed on any failure.
  * The plain copies (database, keys) are staged only in a 0700 work directory INSIDE the data
  * directory (workDirectoryIn), never beside the output; it is removed either way, and SIGINT,
  * SIGTERM or SIGHUP remove it and the partial output before exiting 128+n (removeOnSignal).
- * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, unreadable files),
+ * Throws ERR_BACKUP_OUTPUT_EXISTS, ERR_BACKUP_OUTPUT_UNWRITABLE, ERR_DATA_DIR_UNUSABLE (no database there, or on PostgreSQL no ca.crt; unreadable files),
  * ERR_CONFIG_UNREADABLE, ERR_STORAGE_CORRUPT (the copy fails its integrity check), ERR_STORAGE_*.
  */
 export async function createBackup(request: BackupRequest): Promise<BackupResult> {
   const out = resolve(request.out);
   const databasePath = join(request.dataDir, DATABASE_FILE);
-  if (!existsSync(databasePath)) {
-    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${DATABASE_FILE}: is it the appliance's data directory?`, { path: request.dataDir });
+  const onPostgres = request.database === 'postgres';
+  // The file every data directory of its kind has: the SQLite database, or the CA an instance on PostgreSQL made at its first start.
+  const expected = onPostgres ? CA_CERT_FILE : DATABASE_FILE;
+  if (!existsSync(join(request.dataDir, expected))) {
+    const hint = onPostgres ? '' : ' (an appliance on PostgreSQL: give backup its database setting as serve has it, --config or CT_OPS_APPLIANCE_DATABASE)';
+    throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `${request.dataDir} holds no ${expected}: is it the appliance's data directory?${hint}`, { path: request.dataDir });
   }
   // Created first: an unwritable medium fails before any copy is made. Created synchronously and
   // registered for removal in the same tick, so no signal handler runs between the two (an awaited
@@ -83,17 +98,22 @@ export async function createBackup(request: BackupRequest): Promise<BackupResult
     cleanup.add(work);
     const step = request.onStep ?? (() => undefined);
     await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
-    step(`copying the database (${(await lstat(databasePath)).size} bytes) with SQLite's online backup`);
-    await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
-    step('checking the copy (PRAGMA integrity_check)');
-    const { schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE));
+    let schemaVersion: number | null = null;
+    if (!onPostgres) {
+      step(`copying the database (${(await lstat(databasePath)).size} bytes) with SQLite's online backup`);
+      await copyLiveDatabase(databasePath, join(work, DATA_PREFIX, DATABASE_FILE));
+      step('checking the copy (PRAGMA integrity_check)');
+      ({ schemaVersion } = checkedCopy(join(work, DATA_PREFIX, DATABASE_FILE)));
+    }
     const workEntry = `${basename(work)}/`;
-    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX))).filter((name) => name !== workEntry);
+    const notCopied = onPostgres ? new Set([...RUNTIME_FILES, ...INSTANCE_FILES]) : RUNTIME_FILES;
+    const leftOut = (await copyDataFiles(request.dataDir, join(work, DATA_PREFIX), notCopied)).filter((name) => name !== workEntry);
     if (request.configFile !== undefined) await copyConfig(request.configFile, work);
     const members = await describeMembers(work, request.configFile !== undefined);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
       product_version: PRODUCT_VERSION,
+      database: request.database,
       schema_version: schemaVersion,
       created_at: new Date().toISOString(),
       encrypted: request.passphrase !== undefined,
@@ -129,13 +149,13 @@ function checkedCopy(path: string): { schemaVersion: number } {
   }
 }
 
-/** Copies every regular file of the data directory's top level but the runtime ones, with its mode; returns what it left out. */
-async function copyDataFiles(dataDir: string, target: string): Promise<string[]> {
+/** Copies every regular file of the data directory's top level but those in `notCopied`, with its mode; returns what it left out for other reasons (directories, odd names). */
+async function copyDataFiles(dataDir: string, target: string, notCopied: ReadonlySet<string>): Promise<string[]> {
   const leftOut: string[] = [];
   for (const name of (await readdir(dataDir)).sort()) {
     const source = join(dataDir, name);
     const stat = await lstat(source);
-    if (RUNTIME_FILES.has(name)) continue;
+    if (notCopied.has(name)) continue;
     if (!stat.isFile() || name.endsWith('.tmp') || !isMemberName(`${DATA_PREFIX}${name}`)) {
       leftOut.push(stat.isDirectory() ? `${name}/` : name);
       continue;

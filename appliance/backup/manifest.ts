@@ -3,7 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 /**
  * The layout of a backup archive (a gzip'd tar, age-encrypted unless --unencrypted):
  *   manifest.json          this manifest, first
- *   data/<name>            the database copy and every file of the data directory's top level
+ *   data/<name>            the database copy (SQLite only) and every file of the data directory's top level
  *   config/<name>          the appliance TOML file, when the backup was given --config
  */
 export const MANIFEST_MEMBER = 'manifest.json';
@@ -28,12 +28,23 @@ export interface BackupMember {
   readonly mode: number;
 }
 
+/**
+ * Where the backed-up appliance keeps its database. 'sqlite': data/appliance.db is in the archive.
+ * 'postgres': the database is not (the server's own backups, pg_dump, keep it), nor the instance's own
+ * server certificate and key: the archive holds what every ingest instance on that database shares
+ * (CA, JWT, bundle and release keys, the admin CLI credential), and restoring it provisions an
+ * instance — the one it came from after a disk loss, or a new one (docs/operations.md, PostgreSQL).
+ */
+export type BackupDatabase = 'sqlite' | 'postgres';
+
 export interface BackupManifest {
   readonly format: typeof BACKUP_FORMAT;
   /** The appliance version that wrote the backup. */
   readonly product_version: string;
-  /** PRAGMA user_version of the database copy. */
-  readonly schema_version: number;
+  /** Absent in backups of versions before PostgreSQL, which are all SQLite; parseManifest fills it in. */
+  readonly database: BackupDatabase;
+  /** PRAGMA user_version of the database copy; null when the database is PostgreSQL (not in the archive). */
+  readonly schema_version: number | null;
   /** ISO 8601 UTC. */
   readonly created_at: string;
   readonly encrypted: boolean;
@@ -44,7 +55,11 @@ export function isMemberName(name: string): boolean {
   return MEMBER_NAME.test(name);
 }
 
-/** Parses manifest.json from a backup. Throws ERR_BACKUP_DAMAGED for anything but a well-formed manifest of BACKUP_FORMAT. */
+/**
+ * Parses manifest.json from a backup, `database` filled in ('sqlite') for a backup of an earlier
+ * version. Throws ERR_BACKUP_DAMAGED for anything but a well-formed manifest of BACKUP_FORMAT, in
+ * which a SQLite backup has a schema version and a PostgreSQL one has none.
+ */
 export function parseManifest(text: string): BackupManifest {
   let value: unknown;
   try {
@@ -53,12 +68,13 @@ export function parseManifest(text: string): BackupManifest {
     throw new CtOpsError('ERR_BACKUP_DAMAGED', 'the backup manifest is not JSON', {}, { cause });
   }
   const manifest = value as Partial<BackupManifest> | null;
+  const database = manifest?.database ?? 'sqlite';
   const wellFormed =
     manifest !== null &&
     typeof manifest === 'object' &&
     manifest.format === BACKUP_FORMAT &&
     typeof manifest.product_version === 'string' &&
-    Number.isInteger(manifest.schema_version) &&
+    (database === 'sqlite' ? Number.isInteger(manifest.schema_version) : database === 'postgres' && manifest.schema_version === null) &&
     typeof manifest.created_at === 'string' &&
     typeof manifest.encrypted === 'boolean' &&
     Array.isArray(manifest.members) &&
@@ -68,5 +84,5 @@ export function parseManifest(text: string): BackupManifest {
     ) &&
     new Set(manifest.members.map((member) => member.name)).size === manifest.members.length;
   if (!wellFormed) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup manifest is not a ${BACKUP_FORMAT} manifest`, { format: typeof manifest?.format === 'string' ? manifest.format : null });
-  return manifest as BackupManifest;
+  return { ...(manifest as BackupManifest), database };
 }

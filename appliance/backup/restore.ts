@@ -53,8 +53,9 @@ export interface RestoreResult {
  * Then decrypts (age) and unpacks into a 0700 work directory beside it (removed on SIGINT/SIGTERM/
  * SIGHUP too), the manifest first (see unpack), checks every member
  * against the manifest (no member missing, none unlisted, each SHA-256), the database with PRAGMA
- * integrity_check and its schema against this build, sets the recorded modes (0600 secrets, 0644
- * public files, 0700 directory) and only then renames the work directory into place; when run as
+ * integrity_check and its schema against this build (a PostgreSQL appliance's backup holds none:
+ * restored, it is an ingest instance's data directory without a server certificate), sets the
+ * recorded modes (0600 secrets, 0644 public files, 0700 directory) and only then renames the work directory into place; when run as
  * root, the files get `owner`, else the owner of the directory that existed (the install's service
  * user); as root onto an absent one without `owner` it refuses (ERR_RESTORE_OWNER_REQUIRED). A newer schema than this build knows is refused; an older one is migrated by the next
  * start. Throws ERR_RESTORE_TARGET_NOT_EMPTY, ERR_BACKUP_PASSPHRASE_WRONG, ERR_BACKUP_DAMAGED,
@@ -247,7 +248,8 @@ async function unpack(archive: Readable, work: string): Promise<BackupManifest> 
 
 /**
  * The manifest, once every file unpacked matches it: the same names (none missing, none unlisted),
- * sizes and SHA-256; the database among them, passing its integrity check with the manifest's schema.
+ * sizes and SHA-256; the database among them, passing its integrity check with the manifest's schema
+ * — or, for an appliance on PostgreSQL, no database among them.
  */
 async function checkedManifest(work: string, manifest: BackupManifest): Promise<BackupManifest> {
   const listed = new Map(manifest.members.map((member) => [member.name, member]));
@@ -264,6 +266,11 @@ async function checkedManifest(work: string, manifest: BackupManifest): Promise<
     }
   }
   const databaseMember = `${DATA_PREFIX}${DATABASE_FILE}`;
+  if (manifest.database === 'postgres') {
+    // Its database is on the PostgreSQL server: a SQLite file in it would be served by nothing, or by mistake.
+    if (listed.has(databaseMember)) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup of an appliance on PostgreSQL holds a ${databaseMember}`, {});
+    return manifest;
+  }
   if (!listed.has(databaseMember)) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds no ${databaseMember}`, {});
   const { schemaVersion } = checkDatabaseCopy(join(work, databaseMember));
   if (schemaVersion !== manifest.schema_version) {

@@ -5,10 +5,14 @@ import { loadIngestProto, type HeartbeatRequest, type HeartbeatResponse__Output,
 import { registerPayload, toRegisterRequest } from '../../common/register-payload.ts';
 import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 
-/** A gRPC client of the ingest service, trusting the appliance CA: the protocol seen from outside. */
-export function ingestClient(address: string, caPem: string): IngestServiceClient {
+/**
+ * A gRPC client of the ingest service, trusting the appliance CA: the protocol seen from outside.
+ * `serverName`: the name the server certificate must carry, when it is not the address's host.
+ */
+export function ingestClient(address: string, caPem: string, serverName?: string): IngestServiceClient {
   const proto = loadIngestProto();
-  return new proto.ctops.ingest.v1.IngestService(address, grpc.credentials.createSsl(Buffer.from(caPem)));
+  const options = serverName === undefined ? {} : { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
+  return new proto.ctops.ingest.v1.IngestService(address, grpc.credentials.createSsl(Buffer.from(caPem)), options);
 }
 
 export interface TestIdentity {

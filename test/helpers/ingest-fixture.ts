@@ -31,6 +31,18 @@ export async function enrolHost(
   return { hostId: registered.value.agent_id, jwt: registered.value.jwt, identity, token };
 }
 
+/**
+ * Approves a pending host through the appliance's admin CLI, then registers it again (by its key, no
+ * token): resolves with the JWT of that Register, which answers it active.
+ */
+export async function approveAndRegister(appliance: TestAppliance, client: IngestServiceClient, pending: Enrolled): Promise<string> {
+  assert.equal((await appliance.cli('hosts', 'approve', pending.hostId)).code, 0, 'approved through the admin API');
+  const approved = await callRegister(client, signedRegister(pending.identity, ''));
+  assert.ok(approved.ok, JSON.stringify(approved));
+  assert.equal(approved.value.status, 'AGENT_STATUS_ACTIVE');
+  return approved.value.jwt;
+}
+
 /** A real appliance and a gRPC client to it, for the tests of one describe block. */
 export class IngestFixture {
   #appliance: TestAppliance | undefined;
