@@ -114,7 +114,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
             case 'host-closed':
               return presenceService.closedElsewhere(signal.hostId, new CtOpsError(signal.code, signal.message));
             case 'stream-claimed':
-              return presenceService.claimedElsewhere(signal.hostId);
+              return presenceService.claimedElsewhere(signal.hostId, signal.agentInstanceId);
           }
         },
         lostStreams: async (hostIds) => {

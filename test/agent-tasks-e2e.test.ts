@@ -193,7 +193,8 @@ describe('tasks pushed to the real agent process', { skip }, () => {
     await waitFor('the task was sent', async () => (await showTask(queued.id)).state === 'sent', 10_000);
     await proc.stop('SIGKILL');
     await waitFor('the task went back to the queue', async () => (await showTask(queued.id)).state === 'queued', 20_000, 250);
-    assert.equal((await appliance.host(hostId)).status, 'offline');
+    // Its heartbeats reach the host's row in batches (VitalsWriter, every second): 'never-connected' until the first lands.
+    await waitFor('the host shown offline', async () => (await appliance.host(hostId)).status === 'offline', 5_000, 250);
 
     const restarted = agent.start();
     const done = await finished(queued.id, 30_000);

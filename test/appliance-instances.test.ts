@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -78,6 +78,26 @@ describe('two ingest instances on one PostgreSQL', () => {
     assert.ok(b.process.events.some((event) => event.msg === 'host offline' && event.host_id === hostId && event.reason === 'revoked'), 'B closed the stream as revoked');
     assert.notEqual((await a.host(hostId)).status, 'online');
     assert.notEqual((await b.host(hostId)).status, 'online');
+  });
+
+  test('two machines using one copied identity, each streaming to another instance, are flagged instead of displacing each other', { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken('--auto-approve');
+    const first = agentOf(a, token);
+    await first.start().waitForLog('heartbeat acknowledged', {}, 20_000);
+    const hostId = first.state().agent_id;
+    // A cloned disk on another machine (its own machine id), whose agent reaches the other instance.
+    const clone = agentOf(b, token);
+    cpSync(first.dataDir, clone.dataDir, { recursive: true });
+    const second = clone.start();
+    const flagged = await waitFor('the host flagged', async () => {
+      const shown = await a.cliJson<{ status: string; identity_claimants: unknown[] }>('hosts', 'show', hostId);
+      return shown.status === 'identity-conflict' && shown;
+    }, 30_000);
+    assert.equal(flagged.identity_claimants.length, 2, 'both machines recorded, whichever instance saw them');
+    // B judged the clone against the stream A holds (host_streams): refused, A's stream kept.
+    await second.waitForLog('heartbeat stream closed', { error_code: 'ERR_HOST_IDENTITY_CONFLICT' }, 30_000);
+    assert.equal(first.process!.logged('heartbeat stream opened').length, 1, "the first machine's stream on A was never displaced");
+    assert.equal((await b.host(hostId)).status, 'identity-conflict');
   });
 
   test("an instance killed with SIGKILL takes its hosts offline on the others within its lease (15 s), recorded as lost with the instance", { timeout: 120_000 }, async () => {

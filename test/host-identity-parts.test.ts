@@ -102,7 +102,7 @@ async function world(name: string) {
   const presenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: () => undefined });
   const presence = presenceService.registry;
   const tasks = new TaskService({ stores, presence, log });
-  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, services: { tasks } };
+  const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, services: { tasks, presence: presenceService } };
   /** The host workflows' deps: the same parts, with presence as the service that owns it. */
   const hostDeps = { ...deps, presence: presenceService, tasks };
   const now = Date.now();
@@ -312,7 +312,8 @@ test('approving a host as the replacement of one that is still online is refused
   const incoming = await register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity('web-1'), token.secret, {}, now))), deps, now);
   const newId = incoming.agent_id as string;
   const oldStream = streamOf(hostId, claimant('aaaaaaaaaaaaaaaa', '1'.repeat(64)));
-  await hostDeps.presence.attach(oldStream, 30);
+  presence.attach(oldStream, 30);
+  await hostDeps.presence.claimed(oldStream);
   await assert.rejects(approveAsReplacement(hostDeps, orgId, newId, hostId, 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT' && error.details.online === true);
   assert.equal((await stores.hosts.get(hostId))!.deletedAt, null, 'nothing changed');
   assert.equal((await stores.hosts.get(newId))!.approval, 'pending');

@@ -90,7 +90,8 @@ test('a host insert for a key already enrolled is an answer (false), not a const
 test('a deletion whose transaction fails leaves the stream open and the host online; a committed one closes the stream only after commit', async () => {
   const { path, stores, orgId, presence, hosts, hostId, now } = await world('deletion-effects');
   const stream = observedStream(path, hostId);
-  await presence.attach(stream.session, 30);
+  presence.registry.attach(stream.session, 30);
+  await presence.claimed(stream.session);
 
   // The deletion of an uninstall report runs inside the report's transaction; a later failure there rolls it all back.
   await assert.rejects(
@@ -116,7 +117,8 @@ test('a deletion whose transaction fails leaves the stream open and the host onl
 test('a refused decision closes nothing; a revocation closes the stream after its commit', async () => {
   const { path, stores, orgId, presence, hosts, hostId, now } = await world('revoke-effects');
   const stream = observedStream(path, hostId);
-  await presence.attach(stream.session, 30);
+  presence.registry.attach(stream.session, 30);
+  await presence.claimed(stream.session);
   await assert.rejects(hosts.decide(orgId, hostId, 'reject', 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_STATE_CONFLICT');
   await assert.rejects(hosts.decide('org_other', hostId, 'revoke', 'admin', now), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_NOT_FOUND');
   assert.equal(presence.isStreaming(hostId), true);

@@ -25,11 +25,15 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.equal(await instances.renewLease(B, AT, LEASE), 'regained');
   assert.equal(await instances.othersAlive(A, AT + 1), 1);
 
-  await instances.claimStream('hst_1', A, AT);
-  await instances.claimStream('hst_2', B, AT);
+  await instances.claimStream('hst_1', A, undefined, AT);
+  await instances.claimStream('hst_2', B, undefined, AT);
   assert.deepEqual([...(await instances.streamingAmong(['hst_1', 'hst_2', 'hst_3'], AT + 1))].sort(), ['hst_1', 'hst_2']);
   // The agent of hst_1 moved to B before A noticed its stream had ended: A's late release changes nothing.
-  await instances.claimStream('hst_1', B, AT + 2);
+  const machine = { instanceId: 'agent-process-1', machineFingerprint: 'f'.repeat(64), hostname: 'web-1', source: '10.0.0.7' };
+  await instances.claimStream('hst_1', B, machine, AT + 2);
+  assert.deepEqual(await instances.holderElsewhere('hst_1', A, AT + 3), machine, 'A sees the machine behind the stream B holds');
+  assert.equal(await instances.holderElsewhere('hst_1', B, AT + 3), undefined, 'not elsewhere for B');
+  assert.equal(await instances.holderElsewhere('hst_2', A, AT + 3), null, 'held elsewhere by an agent that said no machine');
   assert.equal(await instances.releaseStream('hst_1', A), false, 'A no longer held it');
   assert.ok((await instances.streamingAmong(['hst_1'], AT + 3)).has('hst_1'), 'still online, through B');
   const many = [...Array.from({ length: 600 }, (_, index) => `hst_x${index}`), 'hst_2'];
@@ -37,6 +41,7 @@ conformance('instance store: leases, which instance holds each stream, a release
 
   // B stops renewing: at AT + 16 s its lease is over, A's (renewed at AT + 5 s) is not.
   const later = AT + 16_000;
+  assert.equal(await instances.holderElsewhere('hst_1', A, later), undefined, "a dead instance's stream holds nothing");
   assert.equal((await instances.streamingAmong(['hst_1', 'hst_2'], later)).size, 0, "a dead instance's hosts are offline to everyone at once");
   assert.equal(await instances.othersAlive(A, later), 0);
   const [first, second] = await Promise.all([instances.lostStreams(later), instances.lostStreams(later)]);
@@ -44,7 +49,7 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.deepEqual(await instances.lostStreams(later), []);
 
   // B comes back (a long pause, not a death): its lease is regained, and hst_2, taken by A meanwhile, is not taken back.
-  await instances.claimStream('hst_2', A, later + 1);
+  await instances.claimStream('hst_2', A, undefined, later + 1);
   assert.equal(await instances.renewLease(B, later + 2, LEASE), 'regained');
   assert.deepEqual(await instances.reclaimStreams(['hst_1', 'hst_2'], B, later + 2), ['hst_2']);
   assert.ok((await instances.streamingAmong(['hst_1'], later + 3)).has('hst_1'), 'hst_1 claimed again by B');
@@ -52,7 +57,7 @@ conformance('instance store: leases, which instance holds each stream, a release
 
   // A SQLite appliance restarted after a crash: its predecessor's instance and streams are forgotten at once.
   await instances.renewLease(A, later + 3, LEASE);
-  await instances.claimStream('hst_9', B, later + 3);
+  await instances.claimStream('hst_9', B, undefined, later + 3);
   assert.ok((await instances.streamingAmong(['hst_9'], later + 3)).has('hst_9'));
   await instances.forgetOthers(A);
   assert.equal(await instances.othersAlive(A, later + 4), 0);
@@ -137,6 +142,8 @@ test('a signal payload is read only in the forms this version sends: anything el
   const closed = { kind: 'host-closed', hostId: 'hst_1', code: 'ERR_AGENT_NOT_ACTIVE', message: 'revoked' } as const;
   assert.deepEqual(parseSignal(encodeSignal(A, closed)), { from: A, signal: closed });
   assert.deepEqual(parseSignal(encodeSignal(A, { kind: 'task-cancelled', hostId: 'hst_1', taskId: 'tsk_1' }))?.signal, { kind: 'task-cancelled', hostId: 'hst_1', taskId: 'tsk_1' });
+  assert.deepEqual(parseSignal(encodeSignal(A, { kind: 'stream-claimed', hostId: 'hst_1', agentInstanceId: 'abc' }))?.signal, { kind: 'stream-claimed', hostId: 'hst_1', agentInstanceId: 'abc' });
+  assert.deepEqual(parseSignal(encodeSignal(A, { kind: 'stream-claimed', hostId: 'hst_1' }))?.signal, { kind: 'stream-claimed', hostId: 'hst_1' });
   assert.equal(parseSignal(encodeSignal(A, { ...closed, message: 'x'.repeat(5_000) }))?.signal.kind, 'host-closed', 'a long message is cut to fit, not dropped');
   for (const payload of [
     'not json',
@@ -148,6 +155,7 @@ test('a signal payload is read only in the forms this version sends: anything el
     JSON.stringify({ from: A, signal: { kind: 'task-cancelled', hostId: 'hst_1' } }),
     JSON.stringify({ from: A, signal: { ...closed, code: 'ERR_NOT_A_CODE' } }),
     JSON.stringify({ from: A, signal: { ...closed, message: 42 } }),
+    JSON.stringify({ from: A, signal: { kind: 'stream-claimed', hostId: 'hst_1', agentInstanceId: 7 } }),
   ]) {
     assert.equal(parseSignal(payload), undefined, payload);
   }

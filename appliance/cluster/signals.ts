@@ -8,14 +8,15 @@ import { idPattern } from '../../common/ids.ts';
  * - task-cancelled: an admin cancelled a task the agent was sent; tell the agent to stop it.
  * - host-closed: the host may no longer stream (revoked, deleted, replaced, key retired); close
  *   its stream with `code`/`message`, as presence.disconnect does locally.
- * - stream-claimed: another instance now holds the host's current stream; a stream here is an
- *   older one and ends as replaced, without the host going offline.
+ * - stream-claimed: another instance now holds the host's current stream (its claim accepted); a
+ *   stream here is an older one and ends as replaced, without the host going offline. The claiming
+ *   agent process (HostFacts.instance_id), when it said, joins each instance's claim history.
  */
 export type ClusterSignal =
   | { readonly kind: 'tasks-queued'; readonly hostId: string }
   | { readonly kind: 'task-cancelled'; readonly hostId: string; readonly taskId: string }
   | { readonly kind: 'host-closed'; readonly hostId: string; readonly code: ErrorCode; readonly message: string }
-  | { readonly kind: 'stream-claimed'; readonly hostId: string };
+  | { readonly kind: 'stream-claimed'; readonly hostId: string; readonly agentInstanceId?: string };
 
 /** A signal as NOTIFYed: the sending instance's id beside it, so an instance skips its own (it acted before sending). */
 export interface SignalEnvelope {
@@ -56,8 +57,10 @@ export function parseSignal(payload: string): SignalEnvelope | undefined {
   if (!isKey(hostId)) return undefined;
   switch (fields.kind) {
     case 'tasks-queued':
+      return { from, signal: { kind: 'tasks-queued', hostId } };
     case 'stream-claimed':
-      return { from, signal: { kind: fields.kind, hostId } };
+      if (fields.agentInstanceId === undefined) return { from, signal: { kind: 'stream-claimed', hostId } };
+      return isKey(fields.agentInstanceId) ? { from, signal: { kind: 'stream-claimed', hostId, agentInstanceId: fields.agentInstanceId } } : undefined;
     case 'task-cancelled':
       return isKey(fields.taskId) ? { from, signal: { kind: 'task-cancelled', hostId, taskId: fields.taskId } } : undefined;
     case 'host-closed':

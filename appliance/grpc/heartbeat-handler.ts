@@ -208,6 +208,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       case 'streaming':
         clearTimeout(deadline);
         if (!attached) attach(firstInterval);
+        streamClaimed = deps.services.presence.claimed(session);
         // Tasks only once the machine behind the stream was accepted: a retired clone must get none.
         // Never rejects: a failure is logged, the tasks go out later.
         // After the stream's holder is recorded, so the first ack finds the host online on every instance.
@@ -302,7 +303,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
   const trust = deps.certs.watchTrust(agentId, session.send);
   const attach = (intervalSecs: number): void => {
     attached = true;
-    streamClaimed = deps.services.presence.attach(session, intervalSecs);
+    presence.attach(session, intervalSecs);
     log.info({ host_id: agentId, peer: call.getPeer() }, 'heartbeat stream opened');
   };
   // A report-only stream (the uninstaller's report-task) carries reports and nothing else: it must

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import type { Host } from '../model/host.ts';
 import type { Claimant, PresenceRegistry } from '../presence/registry.ts';
+import type { PresenceService } from '../presence/service.ts';
 import type { Stores } from '../store/index.ts';
 import type { HostFacts } from './facts.ts';
 
@@ -22,6 +23,7 @@ export const IDENTITY_RESOLUTION_MAX_MS = 7 * 24 * 3_600_000;
 export interface IdentityDeps {
   stores: Stores;
   presence: PresenceRegistry;
+  services: { readonly presence: Pick<PresenceService, 'holderElsewhere'> };
   log: Logger;
 }
 
@@ -52,7 +54,10 @@ export async function claimIdentity(deps: IdentityDeps, stored: Host, claimant: 
     log.warn({ host_id: host.id, ...claimantFields(claimant) }, 'retired claimant of a resolved identity told to enrol anew');
     return retiredError(host);
   }
-  const holder = presence.claimantOf(host.id);
+  // The live stream's machine: another stream here, else one on another instance (host_streams).
+  // The stream here may be this claimant's own (attached before its claim is judged).
+  const here = presence.claimantOf(host.id);
+  const holder = here !== undefined && here !== claimant ? here : ((await deps.services.presence.holderElsewhere(host.id)) ?? here);
   const alternated = presence.recordClaim(host.id, claimant.instanceId, now);
   const rival = holder !== undefined && holder.instanceId !== claimant.instanceId ? holder : undefined;
   if (host.identityState === 'conflict') {

@@ -53,9 +53,15 @@ export async function resolveIdentity(deps: HostDeps, orgId: string, hostId: str
     tx.afterCommit(async () => {
       presence.forgetClaims(hostId);
       log.warn({ host_id: hostId, by, kept_instance_id: chosen.instanceId, kept_fingerprint: chosen.machineFingerprint, pinned_by: pin.instance ? 'instance' : 'fingerprint', retired: retired.length, reenrolments: successors }, 'identity conflict resolved');
+      if (!presence.isStreaming(hostId)) {
+        // Its stream, if any, is on another instance, which cannot tell here which machine holds it:
+        // that stream ends retryable, and the agent's next stream is judged against the resolution.
+        presence.disconnect(hostId, new CtOpsError('ERR_INGEST_UNREACHABLE', "this host's identity was resolved on another instance; reconnect"), 'revoked');
+        return;
+      }
       const holder = presence.registry.claimantOf(hostId);
       // A live stream that never said which machine it is cannot be the kept one either.
-      if (presence.isStreaming(hostId) && (holder === undefined || !isKept(resolved, holder))) {
+      if (holder === undefined || !isKept(resolved, holder)) {
         presence.disconnect(hostId, retiredError(resolved), 'revoked');
       } else {
         await tasks.dispatch(hostId);

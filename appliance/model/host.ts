@@ -125,6 +125,16 @@ export interface HostEvent {
   details: Record<string, unknown>;
 }
 
+/** One machine using a host's key, as its stream's HostFacts describe it. */
+export interface Claimant {
+  /** Random per agent process: a restart changes it. */
+  readonly instanceId: string;
+  readonly machineFingerprint: string;
+  readonly hostname: string;
+  /** The peer address the stream came from. */
+  readonly source: string;
+}
+
 /** One machine (agent process) seen behind a host's key while the host was flagged. */
 export interface HostClaimant {
   hostId: string;

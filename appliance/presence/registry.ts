@@ -1,5 +1,8 @@
 import type { CtOpsError } from '../../common/errors.ts';
 import type { HeartbeatResponse } from '../../common/proto.ts';
+import type { Claimant } from '../model/host.ts';
+
+export type { Claimant } from '../model/host.ts';
 
 /** One agent's live Heartbeat stream, as the registry sees it. */
 export interface LiveSession {
@@ -13,16 +16,6 @@ export interface LiveSession {
   close(error?: CtOpsError, reason?: CloseReason): void;
   /** The machine behind the stream, once its first heartbeat said (undefined for agents that send no HostFacts). */
   claimant?: Claimant | undefined;
-}
-
-/** One machine using a host's key, as its stream's HostFacts describe it. */
-export interface Claimant {
-  /** Random per agent process: a restart changes it. */
-  readonly instanceId: string;
-  readonly machineFingerprint: string;
-  readonly hostname: string;
-  /** The peer address the stream came from. */
-  readonly source: string;
 }
 
 /** How long a host's stream opens are remembered for telling a restart from two alternating machines. */

@@ -4,7 +4,7 @@ import type { ClusterService } from '../cluster/service.ts';
 import { failureFields } from '../health/storage-health.ts';
 import { mayStream } from '../hosts/status.ts';
 import type { Stores } from '../store/index.ts';
-import { PresenceRegistry, type LiveSession, type OfflineReason } from './registry.ts';
+import { PresenceRegistry, type Claimant, type LiveSession, type OfflineReason } from './registry.ts';
 
 export interface PresenceDeps {
   stores: Stores;
@@ -37,30 +37,41 @@ export class PresenceService {
   }
 
   /**
-   * Makes `session` the host's current stream here (registry.attach) and records that this instance
-   * holds it, telling the others (an older stream of the host on another instance ends as
-   * replaced). Resolves once recorded; a storage failure is logged, never thrown: the stream goes
-   * on, and the host shows online once the lease is regained (ClusterService).
+   * The claim of `session` (the host's current stream here: registry.attach) was accepted: records
+   * that this instance holds the host's stream, with the machine behind it, and tells the others (an
+   * older stream of the host on another instance ends as replaced; each records the claim in its
+   * history, so alternating machines are seen whichever instances they reach). Only now, not at
+   * attach: a stream whose claim is not judged yet must not displace one on another instance.
+   * Resolves once recorded; a storage failure is logged, never thrown: the stream goes on, and the
+   * host shows online once the lease is regained (ClusterService).
    */
-  attach(session: LiveSession, intervalSecs: number): Promise<void> {
+  claimed(session: LiveSession): Promise<void> {
     const { stores, cluster, log } = this.#deps;
     const hostId = session.agentId;
-    this.registry.attach(session, intervalSecs);
-    const claimed = (async () => {
+    const claimant = session.claimant;
+    const recorded = (async () => {
       try {
         await this.#claims.get(hostId);
-        await stores.instances.claimStream(hostId, cluster.instanceId, Date.now());
+        await stores.instances.claimStream(hostId, cluster.instanceId, claimant, Date.now());
       } catch (error) {
         log.error({ host_id: hostId, ...failureFields(error) }, 'stream holder not recorded');
         return;
       }
-      await cluster.publish({ kind: 'stream-claimed', hostId });
+      await cluster.publish({ kind: 'stream-claimed', hostId, ...(claimant && { agentInstanceId: claimant.instanceId }) });
     })();
-    this.#claims.set(hostId, claimed);
-    void claimed.then(() => {
-      if (this.#claims.get(hostId) === claimed) this.#claims.delete(hostId);
+    this.#claims.set(hostId, recorded);
+    void recorded.then(() => {
+      if (this.#claims.get(hostId) === recorded) this.#claims.delete(hostId);
     });
-    return claimed;
+    return recorded;
+  }
+
+  /**
+   * The machine behind the host's stream on another live instance: undefined when none holds it
+   * or its agent said no machine. Rejects with ERR_STORAGE_* when the database fails.
+   */
+  async holderElsewhere(hostId: string): Promise<Claimant | undefined> {
+    return (await this.#deps.stores.instances.holderElsewhere(hostId, this.#deps.cluster.instanceId, Date.now())) ?? undefined;
   }
 
   /** Whether the host's stream is held here (what this instance can send to). */
@@ -93,8 +104,12 @@ export class PresenceService {
     this.registry.disconnect(hostId, error, 'revoked');
   }
 
-  /** Another instance holds the host's current stream now (signal stream-claimed): one here ends as replaced. */
-  claimedElsewhere(hostId: string): void {
+  /**
+   * Another instance holds the host's current stream now (signal stream-claimed): one here ends as
+   * replaced, and the claiming agent process (when it said) joins the host's claim history here.
+   */
+  claimedElsewhere(hostId: string, agentInstanceId?: string): void {
+    if (agentInstanceId !== undefined) this.registry.recordClaim(hostId, agentInstanceId, Date.now());
     if (this.registry.yieldStream(hostId)) this.#deps.log.info({ host_id: hostId }, 'heartbeat stream replaced by one on another instance');
   }
 

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
 
@@ -80,13 +81,42 @@ export class ApplianceInstanceStore {
     return Number(row.count);
   }
 
-  /** Records that `instanceId` holds the host's current stream from `now`, whoever held it before. */
-  async claimStream(hostId: string, instanceId: string, now: number): Promise<void> {
+  /**
+   * Records that `instanceId` holds the host's current stream from `now`, whoever held it before,
+   * with the machine behind it (undefined: its agent sent no HostFacts).
+   */
+  async claimStream(hostId: string, instanceId: string, claimant: Claimant | undefined, now: number): Promise<void> {
+    const held = {
+      instance_id: instanceId,
+      connected_at: now,
+      agent_instance_id: claimant?.instanceId ?? '',
+      machine_fingerprint: claimant?.machineFingerprint ?? '',
+      hostname: claimant?.hostname ?? '',
+      source: claimant?.source ?? '',
+    };
     await this.#db
       .insertInto('host_streams')
-      .values({ host_id: hostId, instance_id: instanceId, connected_at: now })
-      .onConflict((conflict) => conflict.column('host_id').doUpdateSet({ instance_id: instanceId, connected_at: now }))
+      .values({ host_id: hostId, ...held })
+      .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held))
       .execute();
+  }
+
+  /**
+   * The machine behind the host's stream when another live instance holds it: undefined when no
+   * other instance does, null when one does but its agent said no machine (no HostFacts).
+   */
+  async holderElsewhere(hostId: string, instanceId: string, now: number): Promise<Claimant | null | undefined> {
+    const row = await this.#db
+      .selectFrom('host_streams')
+      .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
+      .select(['agent_instance_id', 'machine_fingerprint', 'hostname', 'source'])
+      .where('host_streams.host_id', '=', hostId)
+      .where('host_streams.instance_id', '!=', instanceId)
+      .where('appliance_instances.lease_expires_at', '>', now)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    if (row.agent_instance_id === '') return null;
+    return { instanceId: row.agent_instance_id, machineFingerprint: row.machine_fingerprint, hostname: row.hostname, source: row.source };
   }
 
   /**

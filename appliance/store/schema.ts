@@ -259,4 +259,9 @@ export interface HostStreamsTable {
   host_id: string;
   instance_id: string;
   connected_at: number;
+  /** The claimant behind the stream (presence/registry.ts Claimant); '' each when its agent sent no HostFacts. */
+  agent_instance_id: Generated<string>;
+  machine_fingerprint: Generated<string>;
+  hostname: Generated<string>;
+  source: Generated<string>;
 }

@@ -3,7 +3,8 @@ import type { Migration } from './index.ts';
 /**
  * Several ingest instances on one database (decisions.md 109): appliance_instances holds each
  * serving process's lease, renewed while it lives; host_streams says which instance holds each
- * host's current Heartbeat stream. A host is online while its row names an instance whose lease has
+ * host's current Heartbeat stream, and the machine behind it (its HostFacts; '' when the agent sent
+ * none), so an instance judging a new claim sees the holder on another instance. A host is online while its row names an instance whose lease has
  * not expired, so an instance that dies takes its hosts offline when its lease runs out, whoever
  * asks. One SQLite appliance is one instance: the same tables, one row in appliance_instances.
  */
@@ -19,7 +20,11 @@ CREATE TABLE appliance_instances (
 CREATE TABLE host_streams (
   host_id      TEXT PRIMARY KEY,
   instance_id  TEXT NOT NULL,
-  connected_at INTEGER NOT NULL
+  connected_at INTEGER NOT NULL,
+  agent_instance_id   TEXT NOT NULL DEFAULT '',
+  machine_fingerprint TEXT NOT NULL DEFAULT '',
+  hostname            TEXT NOT NULL DEFAULT '',
+  source              TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX host_streams_by_instance ON host_streams(instance_id);
 `,

@@ -12,7 +12,11 @@ CREATE TABLE appliance_instances (
 CREATE TABLE host_streams (
   host_id      TEXT PRIMARY KEY,
   instance_id  TEXT NOT NULL,
-  connected_at BIGINT NOT NULL
+  connected_at BIGINT NOT NULL,
+  agent_instance_id   TEXT NOT NULL DEFAULT '',
+  machine_fingerprint TEXT NOT NULL DEFAULT '',
+  hostname            TEXT NOT NULL DEFAULT '',
+  source              TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX host_streams_by_instance ON host_streams(instance_id);
 `,
