@@ -57,9 +57,9 @@ test("the spec's example configuration loads into a frozen, typed config", () =>
     writeFileSync(join(dir, 'ca.crt'), CA_PEM);
     const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env: {} });
     assert.deepEqual(warnings, []);
-    assert.equal(config.ingest.address.target, 'ingest.corp.example.com:9443');
-    assert.equal(config.ingest.address.host, 'ingest.corp.example.com');
-    assert.equal(config.ingest.address.port, 9443);
+    assert.equal(config.ingest.addresses[0]!.target, 'ingest.corp.example.com:9443');
+    assert.equal(config.ingest.addresses[0]!.host, 'ingest.corp.example.com');
+    assert.equal(config.ingest.addresses[0]!.port, 9443);
     assert.equal(config.ingest.caCertFile, join(dir, 'ca.crt'));
     assert.equal(config.ingest.caPem, CA_PEM);
     assert.equal(config.orgToken, 'tok_abc');
@@ -100,7 +100,7 @@ test('environment variables override the file', () => {
       CT_OPS_DATA_DIR: join(dir, 'env-data'),
     };
     const { config } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env });
-    assert.equal(config.ingest.address.target, 'other.example.com:7000');
+    assert.equal(config.ingest.addresses[0]!.target, 'other.example.com:7000');
     assert.equal(config.ingest.caCertFile, join(dir, 'env-ca.crt'));
     assert.equal(config.orgToken, 'tok_env');
     assert.equal(config.dataDir, join(dir, 'env-data'));
@@ -132,7 +132,7 @@ test('a missing config file is ERR_CONFIG_UNREADABLE', () => {
 test('unknown keys and tables are warnings, not errors', () => {
   withDir((dir) => {
     const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nport = 3\n[agent]\nfoo = 1\n[extra]\nx = 1\n'), env: {} });
-    assert.equal(config.ingest.address.target, 'h:1');
+    assert.equal(config.ingest.addresses[0]!.target, 'h:1');
     assert.equal(warnings.length, 3);
     assert.match(warnings.join('\n'), /unknown key "\[ingest\] port"/);
     assert.match(warnings.join('\n'), /unknown key "\[agent\] foo"/);
@@ -224,7 +224,7 @@ test('a reload applies the new interval and names settings that need a restart',
     const result = reloadConfig(current, () => loadAgentConfig({ file, env: {} }));
     assert.ok(result.ok);
     assert.equal(result.config.heartbeatIntervalSecs, 10);
-    assert.equal(result.config.ingest.address.target, 'h:1', 'the connection settings stay until a restart');
+    assert.equal(result.config.ingest.addresses[0]!.target, 'h:1', 'the connection settings stay until a restart');
     assert.equal(result.message, 'heartbeat_interval_secs=10; restart the agent to apply ingest.address');
   });
 });

@@ -20,6 +20,7 @@ import { afterHintMs, Backoff, backoffCeilingMs, BACKOFF_SCHEDULE_MS, FIRST_WAIT
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
+import { IngestAddresses } from '../agent/transport/addresses.ts';
 import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
 import { busiestWindow, seededRandom } from './helpers/spread.ts';
 
@@ -244,6 +245,7 @@ async function start(t: TestContext, prepare?: (dir: string) => void, random = (
   const agent = new Agent({
     config,
     transport,
+    addresses: new IngestAddresses(config.ingest.addresses),
     host: { hostname: 'web-1', machineFingerprint: 'ab'.repeat(32), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: {} },
     vitals: () => ({ cpuPercent: 12.5, memoryPercent: 40, diskPercent: 55, uptimeSeconds: 1234 }),
     log,
