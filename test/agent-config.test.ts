@@ -241,3 +241,42 @@ test('an invalid config on reload is reported and the old config stays', () => {
     assert.equal(current.heartbeatIntervalSecs, 30);
   });
 });
+
+test('[ingest] addresses lists several ingest addresses in order; address stays one; CT_OPS_INGEST_ADDRESS overrides either with one', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddresses = ["a.example:9443", " [::1]:9444 ", "b.example:1"]\n');
+    const { config } = loadAgentConfig({ file, env: {} });
+    assert.deepEqual(config.ingest.addresses.map((address) => address.target), ['a.example:9443', '[::1]:9444', 'b.example:1']);
+    assert.ok(Object.isFrozen(config.ingest.addresses));
+    const single = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "a.example:9443"\n'), env: {} }).config;
+    assert.deepEqual(single.ingest.addresses.map((address) => address.target), ['a.example:9443']);
+    const overridden = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddresses = ["a.example:9443", "b.example:9443"]\n'), env: { CT_OPS_INGEST_ADDRESS: 'c.example:7000' } }).config;
+    assert.deepEqual(overridden.ingest.addresses.map((address) => address.target), ['c.example:7000']);
+  });
+});
+
+test('[ingest] address and addresses both set, neither, an empty or over-long list, a repeated entry and a bad entry are ERR_CONFIG_INVALID naming the key', () => {
+  withDir((dir) => {
+    const load = (toml: string) => () => loadAgentConfig({ file: writeConfig(dir, toml), env: {} });
+    expectCode(load('[ingest]\naddress = "a.example:1"\naddresses = ["b.example:1"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] address and \[ingest\] addresses are both set/);
+    expectCode(load('[agent]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] address is required.*\[ingest\] addresses.*CT_OPS_INGEST_ADDRESS/);
+    expectCode(load('[ingest]\naddresses = []\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses: expected 1 to 16 host:port entries, got 0/);
+    const seventeen = Array.from({ length: 17 }, (_, index) => `"h${index}.example:1"`).join(', ');
+    expectCode(load(`[ingest]\naddresses = [${seventeen}]\n`), 'ERR_CONFIG_INVALID', /expected 1 to 16 host:port entries, got 17/);
+    expectCode(load('[ingest]\naddresses = ["a.example:1", "B.example:2", "A.EXAMPLE:1"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses\[2\]: a\.example:1 repeats addresses\[0\]/);
+    expectCode(load('[ingest]\naddresses = ["a.example:1", "b.example"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses\[1\]: expected host:port/);
+    expectCode(load('[ingest]\naddresses = "a.example:1"\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses: expected an array of non-empty strings/);
+  });
+});
+
+test('a reordered or changed address list waits for a restart, named ingest.addresses', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddresses = ["a.example:1", "b.example:1"]\n');
+    const { config } = loadAgentConfig({ file, env: {} });
+    writeConfig(dir, '[ingest]\naddresses = ["b.example:1", "a.example:1"]\n');
+    const result = reloadConfig(config, () => loadAgentConfig({ file, env: {} }));
+    assert.ok(result.ok);
+    assert.equal(result.message, 'heartbeat_interval_secs=30; restart the agent to apply ingest.addresses');
+    assert.deepEqual(result.config.ingest.addresses.map((address) => address.target), ['a.example:1', 'b.example:1']);
+  });
+});
