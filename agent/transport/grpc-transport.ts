@@ -50,7 +50,11 @@ export function createGrpcTransport(addresses: IngestAddresses, roots: () => str
   let target = addresses.current.target;
   let trusted = roots();
   let channel = connect(target, trusted);
-  /** The channel for a new call: a new one only on a failover or when the trusted CAs changed (rare: a CA rotation), per decisions.md 36. */
+  /**
+   * The channel for a new call: a new one only on a failover or when the trusted CAs changed (rare: a CA
+   * rotation), per decisions.md 36. The old one is closed, not kept per address: kept, it would go on
+   * reconnecting to a dead instance every CHANNEL_RECONNECT_BACKOFF_MS (decisions.md 120).
+   */
   const current = () => {
     const wantedTarget = addresses.current.target;
     const wanted = roots();
