@@ -585,6 +585,20 @@ test('with several ingest addresses an untrusted certificate moves to the next; 
   assert.match(exit.error?.message ?? '', /ingest b\.test:9443/);
 });
 
+test('with several ingest addresses a Register refused for an untrusted certificate is tried at the next address, then fatal when it is refused there too', async (t) => {
+  const h = await start(t, undefined, () => 0, 'addresses = ["a.test:9443", "b.test:9443"]');
+  const tlsFailure = 'No connection established. Last error: Error: unable to verify the first certificate';
+  h.transport.answers.push(failure(GrpcCode.UNAVAILABLE, tlsFailure), failure(GrpcCode.UNAVAILABLE, tlsFailure));
+  await run(h);
+  assert.equal(h.agent.state, 'backing-off');
+  assert.equal(h.addresses.current.target, 'b.test:9443');
+  await h.advance(lastWait(h, 'registration failed'));
+  const exit = await h.exit;
+  assert.equal(h.transport.registers.length, 2);
+  assert.deepEqual([exit.exitCode, exit.error?.code], [78, 'ERR_INGEST_TLS_UNTRUSTED']);
+  assert.match(exit.error?.message ?? '', /ingest b\.test:9443/);
+});
+
 test('a refused enrolment token at first enrolment exits 78', async (t) => {
   const h = await start(t);
   h.transport.answers.push(failure(GrpcCode.UNAUTHENTICATED, 'ERR_TOKEN_EXPIRED: token expired'));
