@@ -57,9 +57,9 @@ test("the spec's example configuration loads into a frozen, typed config", () =>
     writeFileSync(join(dir, 'ca.crt'), CA_PEM);
     const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env: {} });
     assert.deepEqual(warnings, []);
-    assert.equal(config.ingest.address.target, 'ingest.corp.example.com:9443');
-    assert.equal(config.ingest.address.host, 'ingest.corp.example.com');
-    assert.equal(config.ingest.address.port, 9443);
+    assert.equal(config.ingest.addresses[0]!.target, 'ingest.corp.example.com:9443');
+    assert.equal(config.ingest.addresses[0]!.host, 'ingest.corp.example.com');
+    assert.equal(config.ingest.addresses[0]!.port, 9443);
     assert.equal(config.ingest.caCertFile, join(dir, 'ca.crt'));
     assert.equal(config.ingest.caPem, CA_PEM);
     assert.equal(config.orgToken, 'tok_abc');
@@ -100,7 +100,7 @@ test('environment variables override the file', () => {
       CT_OPS_DATA_DIR: join(dir, 'env-data'),
     };
     const { config } = loadAgentConfig({ file: writeConfig(dir, SPEC_EXAMPLE(dir)), env });
-    assert.equal(config.ingest.address.target, 'other.example.com:7000');
+    assert.equal(config.ingest.addresses[0]!.target, 'other.example.com:7000');
     assert.equal(config.ingest.caCertFile, join(dir, 'env-ca.crt'));
     assert.equal(config.orgToken, 'tok_env');
     assert.equal(config.dataDir, join(dir, 'env-data'));
@@ -132,7 +132,7 @@ test('a missing config file is ERR_CONFIG_UNREADABLE', () => {
 test('unknown keys and tables are warnings, not errors', () => {
   withDir((dir) => {
     const { config, warnings } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nport = 3\n[agent]\nfoo = 1\n[extra]\nx = 1\n'), env: {} });
-    assert.equal(config.ingest.address.target, 'h:1');
+    assert.equal(config.ingest.addresses[0]!.target, 'h:1');
     assert.equal(warnings.length, 3);
     assert.match(warnings.join('\n'), /unknown key "\[ingest\] port"/);
     assert.match(warnings.join('\n'), /unknown key "\[agent\] foo"/);
@@ -224,7 +224,7 @@ test('a reload applies the new interval and names settings that need a restart',
     const result = reloadConfig(current, () => loadAgentConfig({ file, env: {} }));
     assert.ok(result.ok);
     assert.equal(result.config.heartbeatIntervalSecs, 10);
-    assert.equal(result.config.ingest.address.target, 'h:1', 'the connection settings stay until a restart');
+    assert.equal(result.config.ingest.addresses[0]!.target, 'h:1', 'the connection settings stay until a restart');
     assert.equal(result.message, 'heartbeat_interval_secs=10; restart the agent to apply ingest.address');
   });
 });
@@ -239,5 +239,44 @@ test('an invalid config on reload is reported and the old config stays', () => {
     assert.ok(!result.ok && result.error.code === 'ERR_CONFIG_INVALID');
     assert.match(result.message, /^ERR_CONFIG_INVALID: .*previous configuration stays in effect$/);
     assert.equal(current.heartbeatIntervalSecs, 30);
+  });
+});
+
+test('[ingest] addresses lists several ingest addresses in order; address stays one; CT_OPS_INGEST_ADDRESS overrides either with one', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddresses = ["a.example:9443", " [::1]:9444 ", "b.example:1"]\n');
+    const { config } = loadAgentConfig({ file, env: {} });
+    assert.deepEqual(config.ingest.addresses.map((address) => address.target), ['a.example:9443', '[::1]:9444', 'b.example:1']);
+    assert.ok(Object.isFrozen(config.ingest.addresses));
+    const single = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "a.example:9443"\n'), env: {} }).config;
+    assert.deepEqual(single.ingest.addresses.map((address) => address.target), ['a.example:9443']);
+    const overridden = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddresses = ["a.example:9443", "b.example:9443"]\n'), env: { CT_OPS_INGEST_ADDRESS: 'c.example:7000' } }).config;
+    assert.deepEqual(overridden.ingest.addresses.map((address) => address.target), ['c.example:7000']);
+  });
+});
+
+test('[ingest] address and addresses both set, neither, an empty or over-long list, a repeated entry and a bad entry are ERR_CONFIG_INVALID naming the key', () => {
+  withDir((dir) => {
+    const load = (toml: string) => () => loadAgentConfig({ file: writeConfig(dir, toml), env: {} });
+    expectCode(load('[ingest]\naddress = "a.example:1"\naddresses = ["b.example:1"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] address and \[ingest\] addresses are both set/);
+    expectCode(load('[agent]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] address is required.*\[ingest\] addresses.*CT_OPS_INGEST_ADDRESS/);
+    expectCode(load('[ingest]\naddresses = []\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses: expected 1 to 16 host:port entries, got 0/);
+    const seventeen = Array.from({ length: 17 }, (_, index) => `"h${index}.example:1"`).join(', ');
+    expectCode(load(`[ingest]\naddresses = [${seventeen}]\n`), 'ERR_CONFIG_INVALID', /expected 1 to 16 host:port entries, got 17/);
+    expectCode(load('[ingest]\naddresses = ["a.example:1", "B.example:2", "A.EXAMPLE:1"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses\[2\]: a\.example:1 repeats addresses\[0\]/);
+    expectCode(load('[ingest]\naddresses = ["a.example:1", "b.example"]\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses\[1\]: expected host:port/);
+    expectCode(load('[ingest]\naddresses = "a.example:1"\n'), 'ERR_CONFIG_INVALID', /\[ingest\] addresses: expected an array of non-empty strings/);
+  });
+});
+
+test('a reordered or changed address list waits for a restart, named ingest.addresses', () => {
+  withDir((dir) => {
+    const file = writeConfig(dir, '[ingest]\naddresses = ["a.example:1", "b.example:1"]\n');
+    const { config } = loadAgentConfig({ file, env: {} });
+    writeConfig(dir, '[ingest]\naddresses = ["b.example:1", "a.example:1"]\n');
+    const result = reloadConfig(config, () => loadAgentConfig({ file, env: {} }));
+    assert.ok(result.ok);
+    assert.equal(result.message, 'heartbeat_interval_secs=30; restart the agent to apply ingest.addresses');
+    assert.deepEqual(result.config.ingest.addresses.map((address) => address.target), ['a.example:1', 'b.example:1']);
   });
 });

@@ -13,8 +13,9 @@ import { GrpcCode } from '../common/errors.ts';
 import { loadIngestProto, type HeartbeatRequest__Output, type RegisterRequest__Output, type RegisterResponse } from '../common/proto.ts';
 import { registerPayload } from '../common/register-payload.ts';
 import { parseIngestAddress } from '../agent/config/address.ts';
-import type { AgentConfig } from '../agent/config/types.ts';
-import { isTlsTrustFailure } from '../agent/transport/failure.ts';
+import { IngestAddresses } from '../agent/transport/addresses.ts';
+import { isTlsTrustFailure, type IngestEndpoint } from '../agent/transport/failure.ts';
+import type { IngestTransport } from '../agent/transport/types.ts';
 import { createGrpcTransport } from '../agent/transport/grpc-transport.ts';
 import { RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { probeIngestTls } from '../agent/transport/tls-probe.ts';
@@ -86,9 +87,14 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function ingest(ca: 'ca' | 'other-ca', host = '127.0.0.1'): AgentConfig['ingest'] {
+function ingest(ca: 'ca' | 'other-ca', host = '127.0.0.1'): IngestEndpoint & { caPem: string } {
   const caCertFile = join(dir, `${ca}.crt`);
   return { address: parseIngestAddress(`${host}:${port}`, 'test'), caCertFile, caPem: readFileSync(caCertFile, 'utf8') };
+}
+
+/** The gRPC transport to the one address of `endpoint`, trusting its CA. */
+function transportTo(endpoint: IngestEndpoint & { caPem: string }): IngestTransport {
+  return createGrpcTransport(new IngestAddresses([endpoint.address]), () => endpoint.caPem);
 }
 
 function signedRequest() {
@@ -101,7 +107,7 @@ function signedRequest() {
 }
 
 test('the gRPC transport registers over TLS with the configured CA; the signature verifies on the server', async () => {
-  const transport = createGrpcTransport(ingest('ca'));
+  const transport = transportTo(ingest('ca'));
   try {
     const result = await transport.register(signedRequest());
     assert.ok(result.ok, JSON.stringify(!result.ok && result.failure));
@@ -113,7 +119,7 @@ test('the gRPC transport registers over TLS with the configured CA; the signatur
 });
 
 test('the heartbeat stream carries the JWT as Bearer metadata and receives acks', async () => {
-  const transport = createGrpcTransport(ingest('ca', 'localhost'));
+  const transport = transportTo(ingest('ca', 'localhost'));
   try {
     const ack = await new Promise<number>((resolve, reject) => {
       const call = transport.openHeartbeat('h.p.s', {
@@ -136,7 +142,7 @@ test('the heartbeat stream carries the JWT as Bearer metadata and receives acks'
 });
 
 test('a server certificate from another CA is reported as a TLS trust failure, not as unreachable', async () => {
-  const transport = createGrpcTransport(ingest('other-ca'));
+  const transport = transportTo(ingest('other-ca'));
   try {
     const result = await transport.register(signedRequest());
     assert.ok(!result.ok);
@@ -181,7 +187,7 @@ test('after failed calls and the appliance\'s return the transport holds one con
   const lateCredentials = grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(join(dir, 'server.key')), cert_chain: readFileSync(join(dir, 'server.crt')) }]);
   const latePort = await new Promise<number>((resolve, reject) => probe.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
   probe.forceShutdown();
-  const transport = createGrpcTransport({ ...ingest('ca'), address: parseIngestAddress(`127.0.0.1:${latePort}`, 'test') });
+  const transport = transportTo({ ...ingest('ca'), address: parseIngestAddress(`127.0.0.1:${latePort}`, 'test') });
   const late = new grpc.Server();
   try {
     for (let failure = 0; failure < 5; failure += 1) {

@@ -20,6 +20,7 @@ import { afterHintMs, Backoff, backoffCeilingMs, BACKOFF_SCHEDULE_MS, FIRST_WAIT
 import { INITIAL_INPUTS, nextState } from '../agent/lifecycle/state.ts';
 import { createLogger } from '../agent/log/logger.ts';
 import { rpcFailure } from '../agent/transport/failure.ts';
+import { IngestAddresses } from '../agent/transport/addresses.ts';
 import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult } from '../agent/transport/types.ts';
 import { busiestWindow, seededRandom } from './helpers/spread.ts';
 
@@ -209,6 +210,8 @@ function failure(code: number, details: string): RegisterResult {
 interface Harness {
   agent: Agent;
   transport: FakeTransport;
+  /** The ingest address the agent uses now (shared with the transport in a real agent). */
+  addresses: IngestAddresses;
   dir: string;
   configFile: string;
   events: Record<string, unknown>[];
@@ -221,12 +224,12 @@ interface Harness {
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function start(t: TestContext, prepare?: (dir: string) => void, random = () => 0): Promise<Harness> {
+async function start(t: TestContext, prepare?: (dir: string) => void, random = () => 0, ingestToml = 'address = "ingest.test:9443"'): Promise<Harness> {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const dir = mkdtempSync(join(tmpdir(), 'ct-ops-agent-lifecycle-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const configFile = join(dir, 'agent.toml');
-  writeFileSync(configFile, `[ingest]\naddress = "ingest.test:9443"\n[agent]\norg_token = "tok_secret"\ndata_dir = "${join(dir, 'data')}"\nheartbeat_interval_secs = 30\n`);
+  writeFileSync(configFile, `[ingest]\n${ingestToml}\n[agent]\norg_token = "tok_secret"\ndata_dir = "${join(dir, 'data')}"\nheartbeat_interval_secs = 30\n`);
   const config: AgentConfig = loadAgentConfig({ file: configFile, env: {} }).config;
   prepare?.(join(dir, 'data'));
   const events: Record<string, unknown>[] = [];
@@ -241,9 +244,11 @@ async function start(t: TestContext, prepare?: (dir: string) => void, random = (
   const log = createLogger('debug', sink);
   const transport = new FakeTransport();
   let nowMs = START_MS;
+  const addresses = new IngestAddresses(config.ingest.addresses);
   const agent = new Agent({
     config,
     transport,
+    addresses,
     host: { hostname: 'web-1', machineFingerprint: 'ab'.repeat(32), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: {} },
     vitals: () => ({ cpuPercent: 12.5, memoryPercent: 40, diskPercent: 55, uptimeSeconds: 1234 }),
     log,
@@ -254,6 +259,7 @@ async function start(t: TestContext, prepare?: (dir: string) => void, random = (
   return {
     agent,
     transport,
+    addresses,
     dir,
     configFile,
     events,
@@ -519,6 +525,78 @@ test('an untrusted certificate on the stream stops the agent with ERR_INGEST_TLS
   assert.equal(exit.error?.code, 'ERR_INGEST_TLS_UNTRUSTED');
   assert.equal(exit.exitCode, 78);
   assert.match(exit.error?.message ?? '', /ingest\.test:9443.*system CA roots/);
+});
+
+const THREE_ADDRESSES = 'addresses = ["a.test:9443", "b.test:9443", "c.test:9443"]';
+
+/** The retry_in_ms / reconnect_in_ms of the last log line `msg`. */
+function lastWait(h: Harness, msg: string): number {
+  const event = h.events.filter((logged) => logged.msg === msg).at(-1);
+  return Number(event?.retry_in_ms ?? event?.reconnect_in_ms);
+}
+
+test('with several ingest addresses a refused connection or a deadline moves the next attempt to the next address, round robin; a refused credential or throttling does not', async (t) => {
+  const h = await start(t, undefined, () => 0, THREE_ADDRESSES);
+  h.transport.answers.push(failure(GrpcCode.UNAVAILABLE, 'connect ECONNREFUSED'), failure(GrpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded'), active());
+  await run(h);
+  assert.equal(h.addresses.current.target, 'b.test:9443');
+  assert.equal(h.events.filter((event) => event.msg === 'registration failed')[0]?.address, 'a.test:9443', 'the failure names the address it happened at');
+  await h.advance(lastWait(h, 'registration failed'));
+  assert.equal(h.addresses.current.target, 'c.test:9443');
+  await h.advance(lastWait(h, 'registration failed'));
+  assert.equal(h.agent.state, 'connecting');
+  const starting = h.events.filter((event) => event.msg === 'starting heartbeat').at(-1);
+  assert.deepEqual([starting?.address, starting?.address_index], ['c.test:9443', 2], 'the address in use is logged on connect');
+  // The appliance refused the JWT: the same at every instance, so the agent re-registers where it is.
+  h.transport.answers.push(active());
+  h.transport.lastStream.end(GrpcCode.UNAUTHENTICATED, 'ERR_UNAUTHENTICATED: jwt expired');
+  await h.advance(lastWait(h, 'heartbeat stream closed'));
+  assert.equal(h.addresses.current.target, 'c.test:9443');
+  h.transport.lastStream.end(GrpcCode.RESOURCE_EXHAUSTED, 'ERR_STREAM_RATE_LIMITED: too many messages');
+  await h.advance(lastWait(h, 'heartbeat stream closed'));
+  assert.equal(h.addresses.current.target, 'c.test:9443');
+  // A stopping instance: the next connection goes to the first address again, after the stopping appliance's hint.
+  const hint = new grpc.Metadata();
+  hint.set(RETRY_AFTER_MS_METADATA, '5000');
+  const streams = h.transport.streams.length;
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, 'ERR_INGEST_UNREACHABLE: the appliance is stopping', hint);
+  await h.flush();
+  assert.equal(h.addresses.current.target, 'a.test:9443');
+  const wait = lastWait(h, 'heartbeat stream closed');
+  assert.ok(wait >= 5000, `the stopping appliance's hint is honoured (waited ${wait} ms)`);
+  await h.advance(wait - 1);
+  assert.equal(h.transport.streams.length, streams);
+  await h.advance(1);
+  assert.equal(h.transport.streams.length, streams + 1);
+});
+
+test('with several ingest addresses an untrusted certificate moves to the next; it is fatal only once every address in turn refused trust', async (t) => {
+  const h = await start(t, (dataDir) => saveState(dataDir, START_MS / 1000 + 3600), () => 0, 'addresses = ["a.test:9443", "b.test:9443"]');
+  await run(h);
+  const tlsFailure = 'No connection established. Last error: Error: self-signed certificate in certificate chain';
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, tlsFailure);
+  await h.flush();
+  assert.equal(h.addresses.current.target, 'b.test:9443');
+  assert.equal(h.agent.state, 'backing-off');
+  await h.advance(lastWait(h, 'heartbeat stream closed'));
+  h.transport.lastStream.end(GrpcCode.UNAVAILABLE, tlsFailure);
+  const exit = await h.exit;
+  assert.deepEqual([exit.exitCode, exit.error?.code], [78, 'ERR_INGEST_TLS_UNTRUSTED']);
+  assert.match(exit.error?.message ?? '', /ingest b\.test:9443/);
+});
+
+test('with several ingest addresses a Register refused for an untrusted certificate is tried at the next address, then fatal when it is refused there too', async (t) => {
+  const h = await start(t, undefined, () => 0, 'addresses = ["a.test:9443", "b.test:9443"]');
+  const tlsFailure = 'No connection established. Last error: Error: unable to verify the first certificate';
+  h.transport.answers.push(failure(GrpcCode.UNAVAILABLE, tlsFailure), failure(GrpcCode.UNAVAILABLE, tlsFailure));
+  await run(h);
+  assert.equal(h.agent.state, 'backing-off');
+  assert.equal(h.addresses.current.target, 'b.test:9443');
+  await h.advance(lastWait(h, 'registration failed'));
+  const exit = await h.exit;
+  assert.equal(h.transport.registers.length, 2);
+  assert.deepEqual([exit.exitCode, exit.error?.code], [78, 'ERR_INGEST_TLS_UNTRUSTED']);
+  assert.match(exit.error?.message ?? '', /ingest b\.test:9443/);
 });
 
 test('a refused enrolment token at first enrolment exits 78', async (t) => {

@@ -160,7 +160,7 @@ describe('ct-ops-bundle build', () => {
       assert.equal(toml.update!.release_public_key, readFileSync(join(fixture.dataDir, 'release.pub'), 'utf8').trimEnd());
       parsePublicKeyFile(toml.update!.release_public_key as string);
       const { config } = loadAgentConfig({ file, env: { CT_OPS_INGEST_CA_CERT: join(dir, 'ct-ops-agent-0.1.0-linux-x64', 'ca.crt') } });
-      assert.equal(config.ingest.address.target, 'ingest.example:9443');
+      assert.equal(config.ingest.addresses[0]!.target, 'ingest.example:9443');
       assert.deepEqual(config.tags, { rack: 'r1', site: 'lab' });
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -136,7 +136,7 @@ describe('configuration files must be UTF-8, and the error says which encoding t
   test('agent.toml in UTF-8 with a BOM and CRLF line ends loads', () => {
     const file = writeBytes('agent.toml', utf8BomCrlf(AGENT_TOML));
     const { config } = loadAgentConfig({ file, env: {} });
-    assert.equal(config.ingest.address.target, 'ingest.example:9443');
+    assert.equal(config.ingest.addresses[0]!.target, 'ingest.example:9443');
     assert.deepEqual({ ...config.tags }, { site: 'Zürich' });
   });
 

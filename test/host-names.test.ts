@@ -125,10 +125,10 @@ describe('host names are converted to their ASCII (IDNA) form once, at the edge'
     try {
       const file = join(dir, 'agent.toml');
       writeFileSync(file, `[ingest]\naddress = "${IDN}:9443"\n`);
-      assert.equal(loadAgentConfig({ file, env: {} }).config.ingest.address.target, `${IDN_ASCII}:9443`);
+      assert.equal(loadAgentConfig({ file, env: {} }).config.ingest.addresses[0]!.target, `${IDN_ASCII}:9443`);
       assert.deepEqual(loadAgentConfig({ file, env: {} }).warnings, []);
       const readAs = loadAgentConfig({ file, env: { CT_OPS_INGEST_ADDRESS: 'ﬁ.example:9443' } });
-      assert.equal(readAs.config.ingest.address.target, 'fi.example:9443');
+      assert.equal(readAs.config.ingest.addresses[0]!.target, 'fi.example:9443');
       assert.match(readAs.warnings.join('\n'), /^CT_OPS_INGEST_ADDRESS: "ﬁ\.example" is read as fi\.example, which is not the name as written/m);
       for (const [name, reason] of UNUSABLE) {
         expectInvalid(() => loadAgentConfig({ file, env: { CT_OPS_INGEST_ADDRESS: `${name}:9443` } }), 'ERR_CONFIG_INVALID', new RegExp(`^CT_OPS_INGEST_ADDRESS: .*${reason.source}`), name);

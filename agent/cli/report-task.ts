@@ -15,9 +15,10 @@ import { attemptRegistration } from '../registration/attempt.ts';
 import { describeHost } from '../registration/host.ts';
 import { TaskLedger } from '../tasks/ledger.ts';
 import { reportOf } from '../tasks/runner.ts';
+import { IngestAddresses } from '../transport/addresses.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
 import { AgentTrust } from '../identity/trust.ts';
-import { certificateTimeError, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
+import { certificateTimeError, isCertificateTimeFailure, isTlsTrustFailure, untrustedError, type IngestEndpoint } from '../transport/failure.ts';
 import type { IngestTransport, RpcFailure } from '../transport/types.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
 import { loadConfigLogged } from './startup.ts';
@@ -31,8 +32,11 @@ export interface TaskReport {
   readonly message: string;
 }
 
-/** The report must be acknowledged within this time, Register included. */
+/** The report must be acknowledged within this time at one ingest address, Register included. */
 export const REPORT_TIMEOUT_MS = 20_000;
+
+/** A report that failed so at one ingest address is tried at the next (the failure is that address's connection or certificate). */
+const ADDRESS_FAILURES: ReadonlySet<ErrorCode> = new Set(['ERR_INGEST_UNREACHABLE', 'ERR_INGEST_TLS_UNTRUSTED', 'ERR_INGEST_TLS_CLOCK']);
 
 type Delivery = { readonly delivered: true } | { readonly delivered: false; readonly failure: RpcFailure | undefined };
 
@@ -43,6 +47,8 @@ type Delivery = { readonly delivered: true } | { readonly delivered: false; read
  * JWT until the appliance refuses it (never judged by this host's clock), else Registers by key
  * (never with the enrolment token: a reporter must not enrol a new host), sends one heartbeat
  * carrying the report and returns once the appliance acknowledged it. Writes nothing into data_dir.
+ * With several ingest addresses, one the report cannot reach (ADDRESS_FAILURES) passes it to the
+ * next, in order; the last one's error is thrown.
  */
 export async function reportTask(configFile: string, report: TaskReport, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<string> {
   const { config } = loadConfigLogged(configFile, env, log);
@@ -56,28 +62,45 @@ export async function reportTask(configFile: string, report: TaskReport, env: No
     throw new CtOpsError('ERR_TASK_NOT_FOUND', `this agent never received task ${report.taskId} (it is not in the task ledger of ${config.dataDir})`, { task_id: report.taskId });
   }
   const update = reportOf({ ...received, phase: report.outcome, errorCode: report.outcome === 'failed' ? report.errorCode : undefined, message: report.message, resultJson: undefined });
-  // Monotonic (performance.now()): a clock set by NTP during the report must not change its timeout.
-  const deadline = performance.now() + REPORT_TIMEOUT_MS;
   const trust = AgentTrust.load(config.dataDir, config.ingest.caPem, log);
-  const transport = createGrpcTransport(config.ingest, () => trust.caPem);
+  const addresses = new IngestAddresses(config.ingest.addresses);
+  const transport = createGrpcTransport(addresses, () => trust.caPem);
   try {
-    const saved = identity.credential;
-    // The saved JWT is tried whatever the host clock says of it: the appliance judges it, and a refusal leads to Register.
-    let delivery = await deliver(transport, saved ?? await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
-    // A refused stream (JWT no longer accepted, host changed): Register tells why, or issues a fresh JWT.
-    if (!delivery.delivered && saved !== undefined && isRefusal(delivery.failure)) {
-      log.info({ code: delivery.failure?.grpcCode ?? null, details: delivery.failure?.details ?? null }, 'saved credential refused; registering by key');
-      delivery = await deliver(transport, await registerByKey(transport, config, identity, env, log), update, config, log, deadline);
+    for (;;) {
+      const endpoint = { address: addresses.current, caCertFile: config.ingest.caCertFile };
+      try {
+        await reportVia(transport, endpoint, identity, update, config, env, log);
+        break;
+      } catch (error) {
+        const lastAddress = addresses.currentIndex === addresses.all.length - 1;
+        if (!(error instanceof CtOpsError) || !ADDRESS_FAILURES.has(error.code) || lastAddress) throw error;
+        log.warn({ ...addresses.fields(), error_code: error.code, error: error.message }, 'task report not delivered at this ingest address; trying the next');
+        addresses.advance();
+      }
     }
-    if (!delivery.delivered) throw undeliveredError(delivery.failure, config);
   } finally {
     transport.close();
   }
-  log.info({ task_id: report.taskId, outcome: report.outcome, error_code: update.error_code || null }, 'task report delivered');
-  return `reported task ${report.taskId} ${report.outcome} to ${config.ingest.address.target}`;
+  log.info({ ...addresses.fields(), task_id: report.taskId, outcome: report.outcome, error_code: update.error_code || null }, 'task report delivered');
+  return `reported task ${report.taskId} ${report.outcome} to ${addresses.current.target}`;
 }
 
-async function registerByKey(transport: IngestTransport, config: AgentConfig, identity: AgentIdentity, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<AgentCredential> {
+/** The report at one ingest address (the transport's current one); throws why it was not delivered. */
+async function reportVia(transport: IngestTransport, endpoint: IngestEndpoint, identity: AgentIdentity, update: TaskUpdate, config: AgentConfig, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<void> {
+  // Monotonic (performance.now()): a clock set by NTP during the report must not change its timeout.
+  const deadline = performance.now() + REPORT_TIMEOUT_MS;
+  const saved = identity.credential;
+  // The saved JWT is tried whatever the host clock says of it: the appliance judges it, and a refusal leads to Register.
+  let delivery = await deliver(transport, saved ?? await registerByKey(transport, endpoint, config, identity, env, log), update, config, log, deadline);
+  // A refused stream (JWT no longer accepted, host changed): Register tells why, or issues a fresh JWT.
+  if (!delivery.delivered && saved !== undefined && isRefusal(delivery.failure)) {
+    log.info({ code: delivery.failure?.grpcCode ?? null, details: delivery.failure?.details ?? null }, 'saved credential refused; registering by key');
+    delivery = await deliver(transport, await registerByKey(transport, endpoint, config, identity, env, log), update, config, log, deadline);
+  }
+  if (!delivery.delivered) throw undeliveredError(delivery.failure, endpoint);
+}
+
+async function registerByKey(transport: IngestTransport, endpoint: IngestEndpoint, config: AgentConfig, identity: AgentIdentity, env: NodeJS.ProcessEnv, log: AgentLogger): Promise<AgentCredential> {
   const host = describeHost(config, machineFingerprint(machineIdSourceFor(process.platform), env, log));
   const outcome = await attemptRegistration(
     {
@@ -85,11 +108,11 @@ async function registerByKey(transport: IngestTransport, config: AgentConfig, id
       keys: identity.keys,
       host,
       orgToken: '',
-      address: config.ingest.address,
+      address: endpoint.address,
       log,
       now: Date.now,
       nonce: () => new Uint8Array(randomBytes(16)),
-      tlsError: (reason) => untrustedError(config.ingest, reason),
+      tlsError: (reason) => untrustedError(endpoint, reason),
     },
     true,
   );
@@ -101,7 +124,7 @@ async function registerByKey(transport: IngestTransport, config: AgentConfig, id
     case 'refused':
       throw new CtOpsError('ERR_AGENT_REVOKED', `the appliance ${outcome.status} this host; it cannot report tasks`, { agent_id: outcome.agentId });
     case 'retry':
-      throw new CtOpsError(outcome.failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `Register failed: ${outcome.failure.details}`, { grpc_code: outcome.failure.grpcCode, address: config.ingest.address.target });
+      throw new CtOpsError(outcome.failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `Register failed: ${outcome.failure.details}`, { grpc_code: outcome.failure.grpcCode, address: endpoint.address.target });
     case 'fatal':
       throw outcome.error;
   }
@@ -154,10 +177,10 @@ function isRefusal(failure: RpcFailure | undefined): boolean {
   return failure?.grpcCode === GrpcCode.UNAUTHENTICATED || failure?.grpcCode === GrpcCode.PERMISSION_DENIED;
 }
 
-function undeliveredError(failure: RpcFailure | undefined, config: AgentConfig): CtOpsError {
-  const address = config.ingest.address.target;
+function undeliveredError(failure: RpcFailure | undefined, endpoint: IngestEndpoint): CtOpsError {
+  const address = endpoint.address.target;
   if (failure === undefined) return new CtOpsError('ERR_INGEST_UNREACHABLE', `no acknowledgement from ${address} within ${REPORT_TIMEOUT_MS / 1000} s`, { address });
-  if (isTlsTrustFailure(failure)) return untrustedError(config.ingest, failure.details);
-  if (failure.errorCode === undefined && isCertificateTimeFailure(failure.details)) return certificateTimeError(config.ingest, failure.details);
+  if (isTlsTrustFailure(failure)) return untrustedError(endpoint, failure.details);
+  if (failure.errorCode === undefined && isCertificateTimeFailure(failure.details)) return certificateTimeError(endpoint, failure.details);
   return new CtOpsError(failure.errorCode ?? 'ERR_INGEST_UNREACHABLE', `the heartbeat stream to ${address} ended before the report was acknowledged: ${failure.details}`, { grpc_code: failure.grpcCode, address });
 }

@@ -6,6 +6,7 @@ import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
 import { describeHost } from '../registration/host.ts';
 import { uninstallHandler } from '../tasks/uninstall.ts';
+import { IngestAddresses } from '../transport/addresses.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
 import { reportFatal } from './fatal.ts';
@@ -20,9 +21,11 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   const trust = AgentTrust.load(config.dataDir, config.ingest.caPem, log);
   if (trust.generation > 0) log.info({ generation: trust.generation }, 'trusting the stored trust bundle');
   log.info({ instance_id: instanceId }, 'agent process instance');
+  const addresses = new IngestAddresses(config.ingest.addresses);
   const agent = new Agent({
     config,
-    transport: createGrpcTransport(config.ingest, () => trust.caPem),
+    transport: createGrpcTransport(addresses, () => trust.caPem),
+    addresses,
     trust,
     host,
     facts: () => readHostFacts(host, instanceId),

@@ -4,7 +4,7 @@ import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../comm
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { parseIngestAddress } from './address.ts';
+import { parseIngestAddress, type IngestAddress } from './address.ts';
 import { readCaCertificate } from './ca-cert.ts';
 import type { AgentConfig, LoadedConfig } from './types.ts';
 
@@ -22,6 +22,8 @@ interface KeySpec {
 const TABLES = {
   ingest: {
     address: { spec: { kind: 'string' }, env: 'CT_OPS_INGEST_ADDRESS' },
+    // Several appliance instances behind one CA (issue 11); the environment variable overrides it too, with one address.
+    addresses: { spec: { kind: 'string-list' } },
     ca_cert_file: { spec: { kind: 'string', allowEmpty: true }, env: 'CT_OPS_INGEST_CA_CERT' },
   },
   agent: {
@@ -69,14 +71,12 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
   };
   warnings.push(...unknownKeys(document, file));
 
-  const addressValue = value('ingest', 'address');
-  if (addressValue === undefined) {
-    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] address is required (host:port), or set CT_OPS_INGEST_ADDRESS`, { where: `${file}: [ingest] address` });
-  }
-  const addressWhere = sources.env.CT_OPS_INGEST_ADDRESS ? 'CT_OPS_INGEST_ADDRESS' : `${file}: [ingest] address`;
-  const address = parseIngestAddress(addressValue.value as string, addressWhere);
-  const readAs = hostNameWarning(address.name, addressWhere);
-  if (readAs !== undefined) warnings.push(readAs);
+  const addresses = ingestAddresses(
+    { single: value('ingest', 'address')?.value as string | undefined, list: value('ingest', 'addresses')?.value as string[] | undefined, table: tableOf(document, 'ingest', file) },
+    file,
+    sources.env,
+    warnings,
+  );
 
   const caValue = value('ingest', 'ca_cert_file');
   const caText = (caValue?.value as string | undefined)?.trim() ?? '';
@@ -93,7 +93,7 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
 
   const config: AgentConfig = {
     configFile: file,
-    ingest: Object.freeze({ address, caCertFile, caPem }),
+    ingest: Object.freeze({ addresses, caCertFile, caPem }),
     orgToken: ((value('agent', 'org_token')?.value as string | undefined) ?? '').trim(),
     dataDir,
     configuredVersion: configuredVersion || undefined,
@@ -101,6 +101,47 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
     tags: Object.freeze({ ...((value('agent', 'tags')?.value as ValueOf<{ kind: 'string-map' }> | undefined) ?? {}) }),
   };
   return Object.freeze({ config: Object.freeze(config), warnings: Object.freeze(warnings) });
+}
+
+/** At most this many ingest addresses: an agent tries them in turn, so a long list only delays its return. */
+export const MAX_INGEST_ADDRESSES = 16;
+
+/**
+ * The ingest addresses in the order the agent tries them: CT_OPS_INGEST_ADDRESS (one) when set, else
+ * [ingest] address (one) or [ingest] addresses (1..MAX_INGEST_ADDRESSES, no target twice). Both keys
+ * in the file, neither, a bad entry (named by its index) or a repeated one: ERR_CONFIG_INVALID. A
+ * name read as another (hostNameWarning) is added to `warnings`.
+ */
+function ingestAddresses(
+  given: { single: string | undefined; list: readonly string[] | undefined; table: Record<string, unknown> | undefined },
+  file: string,
+  env: NodeJS.ProcessEnv,
+  warnings: string[],
+): readonly IngestAddress[] {
+  if (given.table !== undefined && Object.hasOwn(given.table, 'address') && Object.hasOwn(given.table, 'addresses')) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] address and [ingest] addresses are both set; keep one (address for one ingest address, addresses for several)`, { where: `${file}: [ingest] addresses` });
+  }
+  let entries: { text: string; where: string }[];
+  if (given.single !== undefined) {
+    // CT_OPS_INGEST_ADDRESS arrives here as the single address: it overrides either key.
+    entries = [{ text: given.single, where: env.CT_OPS_INGEST_ADDRESS ? 'CT_OPS_INGEST_ADDRESS' : `${file}: [ingest] address` }];
+  } else if (given.list !== undefined) {
+    if (given.list.length === 0 || given.list.length > MAX_INGEST_ADDRESSES) {
+      throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] addresses: expected 1 to ${MAX_INGEST_ADDRESSES} host:port entries, got ${given.list.length}`, { where: `${file}: [ingest] addresses` });
+    }
+    entries = given.list.map((text, index) => ({ text, where: `${file}: [ingest] addresses[${index}]` }));
+  } else {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] address is required (host:port), or [ingest] addresses (a list of them), or set CT_OPS_INGEST_ADDRESS`, { where: `${file}: [ingest] address` });
+  }
+  const addresses = entries.map(({ text, where }) => parseIngestAddress(text, where));
+  addresses.forEach((address, index) => {
+    const { where } = entries[index]!;
+    const first = addresses.findIndex((other) => other.target === address.target);
+    if (first !== index) throw new CtOpsError('ERR_CONFIG_INVALID', `${where}: ${address.display} repeats addresses[${first}]`, { where });
+    const readAs = hostNameWarning(address.name, where);
+    if (readAs !== undefined) warnings.push(readAs);
+  });
+  return Object.freeze(addresses);
 }
 
 function absolute(path: string, base: string): string {

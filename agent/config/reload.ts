@@ -7,7 +7,7 @@ export type ReloadResult =
 
 /**
  * Re-reads the configuration with the same validation as at start-up. Only the
- * heartbeat interval takes effect live; the address, CA, data_dir, token and tags are
+ * heartbeat interval takes effect live; the address list, CA, data_dir, token and tags are
  * bound to the open connection and identity, so changes to them wait for a restart
  * (the result says which). An invalid file changes nothing.
  */
@@ -21,7 +21,7 @@ export function reloadConfig(current: AgentConfig, load: () => LoadedConfig): Re
   }
   const next = loaded.config;
   const needRestart = [
-    next.ingest.address.target !== current.ingest.address.target && 'ingest.address',
+    targets(next) !== targets(current) && (next.ingest.addresses.length > 1 || current.ingest.addresses.length > 1 ? 'ingest.addresses' : 'ingest.address'),
     (next.ingest.caCertFile !== current.ingest.caCertFile || next.ingest.caPem !== current.ingest.caPem) && 'ingest.ca_cert_file',
     next.dataDir !== current.dataDir && 'agent.data_dir',
     next.orgToken !== current.orgToken && 'agent.org_token',
@@ -30,6 +30,11 @@ export function reloadConfig(current: AgentConfig, load: () => LoadedConfig): Re
   const applied = `heartbeat_interval_secs=${next.heartbeatIntervalSecs}`;
   const message = needRestart.length === 0 ? applied : `${applied}; restart the agent to apply ${needRestart.join(', ')}`;
   return { ok: true, config: Object.freeze({ ...current, heartbeatIntervalSecs: next.heartbeatIntervalSecs }), warnings: loaded.warnings, message };
+}
+
+/** The ingest addresses in order: the agent tries them in that order, so a reordered list is a change. */
+function targets(config: AgentConfig): string {
+  return config.ingest.addresses.map((address) => address.target).join(' ');
 }
 
 function sorted(tags: Readonly<Record<string, string>>): [string, string][] {

@@ -5,7 +5,12 @@ export interface AgentConfig {
   /** Absolute path of the TOML file, re-read on a config_reload command. */
   readonly configFile: string;
   readonly ingest: {
-    readonly address: IngestAddress;
+    /**
+     * The ingest addresses in the order the agent tries them ([ingest] address is a list of one;
+     * at least one, at most MAX_INGEST_ADDRESSES). All are instances of one appliance, verified
+     * against the same trust (decisions.md 120).
+     */
+    readonly addresses: readonly IngestAddress[];
     /** Absolute path of ca_cert_file, or undefined to trust the system roots. */
     readonly caCertFile: string | undefined;
     /** Its PEM text, read once at load so a later unreadable file cannot surprise a reconnect. */

@@ -15,8 +15,9 @@ import type { HostFacts, TrustBundle__Output } from '../../common/proto.ts';
 import { forgetRetiredKeys, retireIdentity } from '../identity/retire.ts';
 import { abandonKeyRotation, completeKeyRotation, startKeyRotation, type PendingRotation } from '../identity/rotation.ts';
 import type { AgentTrust } from '../identity/trust.ts';
-import { CERTIFICATE_TIME_WARNING, isCertificateTimeFailure, isTlsTrustFailure, untrustedError } from '../transport/failure.ts';
-import type { IngestTransport } from '../transport/types.ts';
+import { CERTIFICATE_TIME_WARNING, isCertificateTimeFailure, isTlsTrustFailure, untrustedError, type IngestEndpoint } from '../transport/failure.ts';
+import { isTransportFailure, type IngestAddresses } from '../transport/addresses.ts';
+import type { IngestTransport, RpcFailure } from '../transport/types.ts';
 import type { VitalsSampler } from '../vitals/sample.ts';
 import { TaskLedger } from '../tasks/ledger.ts';
 import { TaskRunner, type TaskHandler, type TaskKind } from '../tasks/runner.ts';
@@ -27,6 +28,8 @@ import { INITIAL_INPUTS, nextState, type LifecycleInputs, type LifecycleState } 
 export interface AgentDeps {
   readonly config: AgentConfig;
   readonly transport: IngestTransport;
+  /** The ingest address `transport` uses now, shared with it: the agent moves it on a transport failure. */
+  readonly addresses: IngestAddresses;
   readonly host: HostDescription;
   /** The host's facts now (hostname, addresses … re-read on each call); sent on each stream and on change. */
   readonly facts?: () => HostFacts;
@@ -70,6 +73,11 @@ export class Agent {
   private keyKnown = false;
   private session: HeartbeatSession | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * Consecutive outcomes (Register or stream) that were an untrusted certificate, each at the address
+   * then in use: fatal once every configured address was (one address: the first), decisions.md 121.
+   */
+  private untrustedInARow = 0;
   /** Identifies the Register call in flight, so a late answer for an abandoned one is ignored. */
   private registration = 0;
   private readonly exited: Promise<AgentExit>;
@@ -140,7 +148,7 @@ export class Agent {
       case 'connecting':
         return this.openSession();
       case 'streaming':
-        this.deps.log.info('heartbeat stream opened');
+        this.deps.log.info(this.deps.addresses.fields(), 'heartbeat stream opened');
         return;
       case 'stopped':
         return this.finish();
@@ -200,11 +208,11 @@ export class Agent {
       rotationNonce: rotation?.nonce,
       host: { ...this.deps.host, hostname },
       orgToken: this.config.orgToken,
-      address: this.config.ingest.address,
+      address: this.deps.addresses.current,
       log: this.deps.log,
       now: this.now,
       nonce: () => new Uint8Array(randomBytes(16)),
-      tlsError: (reason: string) => untrustedError(this.config.ingest, reason, undefined, this.deps.trust?.generation),
+      tlsError: (reason: string) => untrustedError(this.endpoint(), reason, undefined, this.deps.trust?.generation),
     };
     attemptRegistration(deps, this.keyKnown)
       .catch((error: unknown): RegisterOutcome => ({ kind: 'retry', failure: { grpcCode: GrpcCode.UNKNOWN, errorCode: undefined, details: String(error) }, clockSkew: false }))
@@ -215,6 +223,11 @@ export class Agent {
 
   private onRegistered(outcome: RegisterOutcome): void {
     const log = this.deps.log;
+    if (outcome.kind === 'fatal' && outcome.error.code === 'ERR_INGEST_TLS_UNTRUSTED' && this.untrustedElsewhereToTry(true)) {
+      log.error({ error_code: outcome.error.code, error: outcome.error.message }, 'ingest certificate not trusted; trying the next address');
+      return this.retryAfterFailure({ grpcCode: GrpcCode.UNAVAILABLE, errorCode: undefined, details: outcome.error.message });
+    }
+    if (outcome.kind !== 'fatal') this.untrustedElsewhereToTry(false);
     switch (outcome.kind) {
       case 'active': {
         this.keyKnown = true;
@@ -241,18 +254,51 @@ export class Agent {
       case 'retry': {
         if (outcome.failure.errorCode === 'ERR_IDENTITY_RETIRED') return this.retireIdentity();
         if (outcome.failure.errorCode === 'ERR_KEY_ROTATION_REFUSED') this.abandonRotation();
-        // A throttled Register names how long to stay away; the agent waits at least that long.
-        const hintMs = outcome.failure.retryAfterMs;
-        const delay = this.backoff.next(hintMs);
-        const fields = { code: outcome.failure.grpcCode, error_code: outcome.failure.errorCode ?? null, details: outcome.failure.details, retry_after_ms: hintMs ?? null, retry_in_ms: delay };
-        if (outcome.certificateTime) log.warn({ ...fields, local_time: new Date().toISOString() }, CERTIFICATE_TIME_WARNING);
-        else if (outcome.clockSkew) log.warn(fields, 'host clock differs from the appliance');
-        else log.warn(fields, 'registration failed');
-        return this.update({ retryInMs: delay });
+        return this.retryAfterFailure(outcome.failure, outcome.certificateTime ? 'certificate-time' : outcome.clockSkew ? 'clock-skew' : undefined);
       }
       case 'fatal':
         return this.fail(outcome.error);
     }
+  }
+
+  /**
+   * Waits, then registers again; a throttled Register names how long to stay away and the agent
+   * waits at least that long. After a transport failure the next attempt goes to the next address.
+   */
+  private retryAfterFailure(failure: RpcFailure, cause?: 'certificate-time' | 'clock-skew'): void {
+    const log = this.deps.log;
+    const hintMs = failure.retryAfterMs;
+    const delay = this.backoff.next(hintMs);
+    const fields = { ...this.deps.addresses.fields(), code: failure.grpcCode, error_code: failure.errorCode ?? null, details: failure.details, retry_after_ms: hintMs ?? null, retry_in_ms: delay };
+    if (cause === 'certificate-time') log.warn({ ...fields, local_time: new Date().toISOString() }, CERTIFICATE_TIME_WARNING);
+    else if (cause === 'clock-skew') log.warn(fields, 'host clock differs from the appliance');
+    else log.warn(fields, 'registration failed');
+    if (isTransportFailure(failure)) this.moveToNextAddress();
+    this.update({ retryInMs: delay });
+  }
+
+  /** The address in use with the configured CA file, as a TLS error names them. */
+  private endpoint(): IngestEndpoint {
+    return { address: this.deps.addresses.current, caCertFile: this.config.ingest.caCertFile };
+  }
+
+  /** A transport failure at the address in use: the next connection goes to the next configured address (a list of one stays). */
+  private moveToNextAddress(): void {
+    const addresses = this.deps.addresses;
+    if (addresses.all.length === 1) return;
+    const failed = addresses.current.target;
+    addresses.advance();
+    this.deps.log.info({ failed_address: failed, ...addresses.fields() }, 'ingest address failed; the next connection goes to the next address');
+  }
+
+  /**
+   * Counts an outcome: an untrusted certificate at the address in use (`untrusted`) or anything
+   * else (which ends the run). True while some address has not yet refused trust in this run:
+   * retrying there may help; false once every address did, which retrying cannot fix.
+   */
+  private untrustedElsewhereToTry(untrusted: boolean): boolean {
+    this.untrustedInARow = untrusted ? this.untrustedInARow + 1 : 0;
+    return untrusted && this.untrustedInARow < this.deps.addresses.all.length;
   }
 
   /** The appliance knows the new key: the retired key that vouched for it is no longer needed. */
@@ -341,7 +387,7 @@ export class Agent {
   private openSession(): void {
     const credential = this.credential;
     if (credential === undefined) return this.update({ credential: 'none' });
-    this.deps.log.info({ interval_secs: this.config.heartbeatIntervalSecs }, 'starting heartbeat');
+    this.deps.log.info({ ...this.deps.addresses.fields(), interval_secs: this.config.heartbeatIntervalSecs }, 'starting heartbeat');
     this.session = new HeartbeatSession({
       transport: this.deps.transport,
       credential,
@@ -420,8 +466,10 @@ export class Agent {
     this.session = undefined;
     this.updates.requeueUnacknowledged();
     const { status } = end;
-    if (status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status)) {
-      return this.fail(untrustedError(this.config.ingest, status.details, undefined, this.deps.trust?.generation));
+    const untrusted = status.grpcCode === GrpcCode.UNAVAILABLE && isTlsTrustFailure(status);
+    const anotherAddressToTry = this.untrustedElsewhereToTry(untrusted);
+    if (untrusted && !anotherAddressToTry) {
+      return this.fail(untrustedError(this.endpoint(), status.details, undefined, this.deps.trust?.generation));
     }
     if (status.errorCode === 'ERR_IDENTITY_RETIRED') return this.retireIdentity();
     if (end.healthy) this.backoff.reset();
@@ -430,10 +478,12 @@ export class Agent {
     const refused = status.grpcCode === GrpcCode.UNAUTHENTICATED || status.grpcCode === GrpcCode.PERMISSION_DENIED;
     // A stream the appliance ended for the host's rate (ERR_STREAM_RATE_LIMITED) says when to come back.
     const delay = this.backoff.next(status.retryAfterMs);
-    const fields = { code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, retry_after_ms: status.retryAfterMs ?? null, reconnect_in_ms: delay };
+    const fields = { ...this.deps.addresses.fields(), code: status.grpcCode, error_code: status.errorCode ?? null, details: status.details, ack_timeout: end.ackTimedOut, retry_after_ms: status.retryAfterMs ?? null, reconnect_in_ms: delay };
     if (status.grpcCode === GrpcCode.OK) this.deps.log.info(fields, 'heartbeat stream closed');
     else if (status.errorCode === undefined && isCertificateTimeFailure(status.details)) this.deps.log.warn({ ...fields, local_time: new Date().toISOString() }, CERTIFICATE_TIME_WARNING);
     else this.deps.log.warn(fields, 'heartbeat stream closed');
+    // An appliance that took the connection but never acknowledged is as gone as one that refused it.
+    if (isTransportFailure(status) || end.ackTimedOut) this.moveToNextAddress();
     this.update({ stream: 'none', credential: refused ? 'none' : this.credentialState(), retryInMs: delay });
   }
 

@@ -1,12 +1,19 @@
 import { TRUST_FILE } from '../identity/trust.ts';
 import { codeFromGrpcDetails, CtOpsError } from '../../common/errors.ts';
 import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
-import type { AgentConfig } from '../config/types.ts';
+import type { IngestAddress } from '../config/address.ts';
 import type { RpcFailure } from './types.ts';
 
 /** The trailing metadata of a status, as grpc-js hands it over (only what is read here). */
 interface StatusMetadata {
   get(key: string): (string | Buffer)[];
+}
+
+/** One ingest address and the configured CA it is verified against, as a TLS error names them. */
+export interface IngestEndpoint {
+  readonly address: IngestAddress;
+  /** Absolute path of ca_cert_file, or undefined for the system roots. */
+  readonly caCertFile: string | undefined;
 }
 
 export function rpcFailure(status: { code: number; details?: string | undefined; metadata?: StatusMetadata | undefined }): RpcFailure {
@@ -43,7 +50,7 @@ export function isTlsTrustFailure(failure: RpcFailure): boolean {
 }
 
 /** The message names the host clock, its reading now (local ISO time) and the address. */
-export function certificateTimeError(ingest: AgentConfig['ingest'], reason: string, cause?: unknown): CtOpsError {
+export function certificateTimeError(ingest: IngestEndpoint, reason: string, cause?: unknown): CtOpsError {
   const localTime = new Date().toISOString();
   return new CtOpsError(
     'ERR_INGEST_TLS_CLOCK',
@@ -58,7 +65,7 @@ export function certificateTimeError(ingest: AgentConfig['ingest'], reason: stri
  * `trustGeneration` > 0), the address the certificate must name, and the recovery when the
  * appliance's CA was rotated while this agent could not reach it (docs/operations.md, Certificate rotation).
  */
-export function untrustedError(ingest: AgentConfig['ingest'], reason: string, cause?: unknown, trustGeneration = 0): CtOpsError {
+export function untrustedError(ingest: IngestEndpoint, reason: string, cause?: unknown, trustGeneration = 0): CtOpsError {
   const configured = ingest.caCertFile === undefined ? 'the system CA roots ([ingest] ca_cert_file is empty)' : `ca_cert_file ${ingest.caCertFile}`;
   const trust = trustGeneration > 0 ? `the trust bundle (generation ${trustGeneration}) the appliance sent, stored in the data directory as ${TRUST_FILE}` : configured;
   return new CtOpsError(

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadIngestProto, REPORT_ONLY_METADATA, type HeartbeatResponse__Output, type SoftwareInventoryResponse__Output } from '../../common/proto.ts';
-import type { AgentConfig } from '../config/types.ts';
 import { RETRY_FLOOR_MS } from '../lifecycle/backoff.ts';
+import type { IngestAddresses } from './addresses.ts';
 import { rpcFailure } from './failure.ts';
 import type { ChallengeResult, HeartbeatCall, HeartbeatHandlers, IngestTransport, RegisterResult, SubmitResult, UnaryResult } from './types.ts';
 
@@ -37,23 +37,32 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 /**
- * `roots` gives the PEM CAs to trust now (agent/identity/trust.ts; undefined: the system roots). When
- * they change (a trust bundle arrived) the next call opens a new channel with them; calls already
- * open on the old one, the Heartbeat stream among them, go on over their verified connection.
+ * `addresses` says which ingest address a new call goes to (the agent moves it on a transport
+ * failure); `roots` gives the PEM CAs to trust now (agent/identity/trust.ts; undefined: the system
+ * roots), the same for every address. When either changes (a failover; a trust bundle arrived) the
+ * next call opens a new channel; calls already open on the old one, the Heartbeat stream among them,
+ * go on over their verified connection.
  */
-export function createGrpcTransport(ingest: AgentConfig['ingest'], roots: () => string | undefined = () => ingest.caPem): IngestTransport {
+export function createGrpcTransport(addresses: IngestAddresses, roots: () => string | undefined): IngestTransport {
   const { IngestService } = loadIngestProto().ctops.ingest.v1;
   // null trusts the system roots (ca_cert_file empty); certificate and hostname are always verified.
-  const connect = (caPem: string | undefined) => new IngestService(ingest.address.target, grpc.credentials.createSsl(caPem === undefined ? null : Buffer.from(caPem)), CHANNEL_OPTIONS);
+  const connect = (target: string, caPem: string | undefined) => new IngestService(target, grpc.credentials.createSsl(caPem === undefined ? null : Buffer.from(caPem)), CHANNEL_OPTIONS);
+  let target = addresses.current.target;
   let trusted = roots();
-  let channel = connect(trusted);
-  /** The channel for a new call: a new one only when the trusted CAs changed (rare: a CA rotation), per decisions.md 36. */
+  let channel = connect(target, trusted);
+  /**
+   * The channel for a new call: a new one only on a failover or when the trusted CAs changed (rare: a CA
+   * rotation), per decisions.md 36. The old one is closed, not kept per address: kept, it would go on
+   * reconnecting to a dead instance every CHANNEL_RECONNECT_BACKOFF_MS (decisions.md 120).
+   */
   const current = () => {
+    const wantedTarget = addresses.current.target;
     const wanted = roots();
-    if (wanted !== trusted) {
+    if (wanted !== trusted || wantedTarget !== target) {
       channel.close();
       trusted = wanted;
-      channel = connect(trusted);
+      target = wantedTarget;
+      channel = connect(target, trusted);
     }
     return channel;
   };

@@ -1,8 +1,7 @@
 import { isIP } from 'node:net';
 import { connect } from 'node:tls';
 import { CtOpsError } from '../../common/errors.ts';
-import type { AgentConfig } from '../config/types.ts';
-import { certificateTimeError, isCertificateTimeFailure, untrustedError } from './failure.ts';
+import { certificateTimeError, isCertificateTimeFailure, untrustedError, type IngestEndpoint } from './failure.ts';
 
 const PROBE_TIMEOUT_MS = 10_000;
 
@@ -16,7 +15,7 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ET
  * ERR_INGEST_TLS_CLOCK (the certificate is not valid at this host's clock) or
  * ERR_INGEST_TLS_UNTRUSTED otherwise.
  */
-export function probeIngestTls(ingest: AgentConfig['ingest']): Promise<void> {
+export function probeIngestTls(ingest: IngestEndpoint & { readonly caPem: string | undefined }): Promise<void> {
   const { host, port, target } = ingest.address;
   return new Promise((resolve, reject) => {
     const socket = connect({

@@ -6,6 +6,8 @@ import { AGENT_BIN, LoggedProcess } from './processes.ts';
 
 export interface AgentSetup {
   address: string;
+  /** Written as [ingest] addresses instead of `address` when given (the agent tries them in order). */
+  addresses?: readonly string[];
   caCertFile: string;
   orgToken?: string;
   intervalSecs?: number;
@@ -36,7 +38,7 @@ export class TestAgent {
   writeConfig(setup: AgentSetup): void {
     const lines = [
       '[ingest]',
-      `address = ${JSON.stringify(setup.address)}`,
+      setup.addresses === undefined ? `address = ${JSON.stringify(setup.address)}` : `addresses = ${JSON.stringify(setup.addresses)}`,
       `ca_cert_file = ${JSON.stringify(setup.caCertFile)}`,
       '',
       '[agent]',

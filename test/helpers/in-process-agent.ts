@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { loadAgentConfig } from '../../agent/config/load.ts';
 import { Agent } from '../../agent/lifecycle/agent.ts';
 import { createLogger } from '../../agent/log/logger.ts';
+import { IngestAddresses } from '../../agent/transport/addresses.ts';
 import { createGrpcTransport } from '../../agent/transport/grpc-transport.ts';
 
 export interface InProcessAgent {
@@ -37,9 +38,11 @@ export function inProcessAgent(dir: string, hostname: string, appliance: { addre
       done();
     },
   });
+  const addresses = new IngestAddresses(config.ingest.addresses);
   const agent = new Agent({
     config,
-    transport: createGrpcTransport(config.ingest),
+    transport: createGrpcTransport(addresses, () => config.ingest.caPem),
+    addresses,
     host: { hostname, machineFingerprint: createHash('sha256').update(dir).digest('hex'), os: 'linux', arch: 'x64', agentVersion: '0.1.0', tags: {} },
     vitals: () => ({ cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }),
     log: createLogger('info', sink),
