@@ -100,22 +100,37 @@ describe('two ingest instances on one PostgreSQL', () => {
     assert.equal((await b.host(hostId)).status, 'identity-conflict');
   });
 
-  test("an instance killed with SIGKILL takes its hosts offline on the others within its lease (15 s), recorded as lost with the instance", { timeout: 120_000 }, async () => {
-    const { token } = await a.createToken('--auto-approve');
-    const agent = agentOf(b, token);
-    const proc = agent.start();
-    await proc.waitForLog('heartbeat acknowledged', {}, 20_000);
-    const hostId = agent.state().agent_id;
-    assert.equal((await a.host(hostId)).status, 'online');
+  test('an instance killed with SIGKILL: its agents that list another instance reconnect there and take tasks; a host whose agent knows no other goes offline on the others within the lease (15 s)', { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken('--auto-approve', '--max-uses', '2');
+    const listing = new TestAgent({ address: '', addresses: [b.address, a.address], caCertFile: a.caCertPath, orgToken: token, intervalSecs: 5 });
+    agents.push(listing);
+    const lone = agentOf(b, token);
+    const listingProc = listing.start();
+    const loneProc = lone.start();
+    await listingProc.waitForLog('heartbeat acknowledged', {}, 20_000);
+    await loneProc.waitForLog('heartbeat acknowledged', {}, 20_000);
+    assert.equal(listingProc.logged('heartbeat stream opened', { address_index: 0 }).length, 1, 'the first address of the list: B');
+    const [listingId, loneId] = [listing.state().agent_id, lone.state().agent_id];
+    assert.equal((await a.host(loneId)).status, 'online');
+
     const killedAt = Date.now();
     await b.process.stop('SIGKILL');
-    await waitFor('A shows the host offline', async () => (await a.host(hostId)).status !== 'online', 30_000, 250);
+    // The listing agent moves to A, the next address; A claims its stream, and tasks reach it there.
+    await listingProc.waitForLog('heartbeat stream opened', { address_index: 1 }, 30_000);
+    await waitFor('A shows the listing host online', async () => (await a.host(listingId)).status === 'online', 20_000, 250);
+    listing.writeConfig({ address: '', addresses: [b.address, a.address], caCertFile: a.caCertPath, orgToken: token, intervalSecs: 6 });
+    const queued = await a.cliJson<{ id: string }>('hosts', 'reload-config', listingId);
+    await waitFor('the task reached the agent on A', async () => (await a.cliJson<{ state: string }>('tasks', 'show', queued.id)).state === 'succeeded', 30_000);
+
+    // The lone agent keeps trying B: its host goes offline on A once B's lease runs out.
+    await waitFor('A shows the lone host offline', async () => (await a.host(loneId)).status !== 'online', 30_000, 250);
     const offlineAfterMs = Date.now() - killedAt;
     // The lease (15 s) plus one renewal period of slack; the heartbeat deadline would be 10 s here, the default 60 s.
     assert.ok(offlineAfterMs <= 20_000, `offline after ${offlineAfterMs} ms`);
-    const lost = await a.process.waitForLog('host offline', { host_id: hostId, reason: 'instance-lost' }, 15_000);
-    assert.ok(lost, "A's lost-stream pass did the offline bookkeeping");
-    assert.notEqual((await a.host(hostId)).last_disconnected_at, null);
+    await a.process.waitForLog('host offline', { host_id: loneId, reason: 'instance-lost' }, 15_000);
+    assert.notEqual((await a.host(loneId)).last_disconnected_at, null, "A's lost-stream pass did the offline bookkeeping");
+    assert.equal(a.process.logged('host offline', { host_id: listingId, reason: 'instance-lost' }).length, 0, 'a host streaming to A again is not taken offline by the pass');
+    assert.equal((await a.host(listingId)).status, 'online');
     b = await TestAppliance.start({ dataDir: dirB, env: { CT_OPS_APPLIANCE_DATABASE: url } });
   });
 });
