@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
@@ -81,6 +83,21 @@ describe('the admin API over HTTPS of a real appliance', () => {
       const [head = '', body = ''] = answered.split('\r\n\r\n');
       assertCatalogueError({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), text: body }, 'ERR_INVALID_ARGUMENT', `malformed request ${JSON.stringify(garbage)}`);
     }
+    assert.ok(ingest.appliance.process.running);
+  });
+
+  test('a NUL character anywhere in a request (a string, a key, the query, a route parameter) is refused with the field named, before any handler or database', async () => {
+    const authorization = `Bearer ${readFileSync(join(ingest.appliance.dataDir, 'admin-cli.token'), 'utf8').trim()}`;
+    const refused = async (method: string, path: string, body: string | undefined, field: string, what: string) => {
+      const details = assertCatalogueError(await call(method, path, { headers: body === undefined ? { authorization } : { ...json, authorization }, ...(body === undefined ? {} : { body }) }), 'ERR_INVALID_ARGUMENT', what);
+      assert.equal(details.field, field, what);
+    };
+    await refused('POST', '/api/v1/auth/login', '{"username": "ad\\u0000min", "password": "x"}', 'body.username', 'a string value');
+    await refused('POST', '/api/v1/auth/login', '{"username": "admin", "password": "x", "deep": [[{"a\\u0000": 1}]]}', 'body.deep.0.0', 'a key, nested');
+    await refused('GET', '/api/v1/software?name=ssl%00', undefined, 'querystring.name', 'the query');
+    await refused('GET', '/api/v1/hosts/hst_%00', undefined, 'params.id', 'a route parameter');
+    // The stack does not grow with nesting: 10,000 levels are walked.
+    await refused('POST', '/api/v1/auth/login', `${'['.repeat(10_000)}"\\u0000"${']'.repeat(10_000)}`, 'body' + '.0'.repeat(10_000), 'deep nesting');
     assert.ok(ingest.appliance.process.running);
   });
 

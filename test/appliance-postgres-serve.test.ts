@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -12,6 +12,7 @@ import { approveAndRegister, enrolHost } from './helpers/ingest-fixture.ts';
 import { HeartbeatStream, ingestClient } from './helpers/ingest-client.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { waitFor } from './helpers/wait.ts';
+import { httpsJson } from './helpers/https.ts';
 import { APPLIANCE_BIN, run } from './helpers/processes.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-postgres-serve-'));
@@ -47,6 +48,11 @@ test('serves on PostgreSQL: an agent enrols, an admin approves it through the ad
       return rows.length === 1 && rows[0]!;
     });
     assert.equal(stored.cpu_percent, 42);
+    // Text PostgreSQL cannot store (U+0000: SQLSTATE 22021, a 500 before) is refused at the edge as on SQLite.
+    const bearer = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
+    const nul = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/tokens', { bearer, body: { label: 'lab\u0000el' } });
+    assert.equal(nul.status, 400, JSON.stringify(nul.body));
+    assert.deepEqual([nul.body.error.code, nul.body.error.details.field], ['ERR_INVALID_ARGUMENT', 'body.label']);
     const host = await appliance.host(pending.hostId);
     assert.equal(host.status, 'online');
     assert.equal(host.cpu_percent, 42, "the host's row shows its heartbeat");

@@ -14,6 +14,7 @@ import { adminTokenRoutes } from './admin-tokens.ts';
 import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
+import { refuseNulCharacters } from './nul-characters.ts';
 
 export interface HttpServer {
   port: number;
@@ -33,6 +34,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     clientErrorHandler: handleClientError,
   });
   app.setErrorHandler(handleRequestError);
+  app.addHook('preValidation', refuseNulCharacters);
   app.setNotFoundHandler(handleNotFound);
   // The API reads JSON only: any other body is ERR_UNSUPPORTED_MEDIA_TYPE, not a string to validate.
   app.removeContentTypeParser('text/plain');
