@@ -3,7 +3,9 @@ import { after, test } from 'node:test';
 import { sql } from 'kysely';
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
-import { storageFailure } from '../appliance/store/storage-failure.ts';
+import { isPoolSaturated, storageFailure } from '../appliance/store/storage-failure.ts';
+import { openPostgresStores } from '../appliance/store/index.ts';
+import { CtOpsError } from '../common/errors.ts';
 import { runTransaction } from '../appliance/store/unit-of-work.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 
@@ -57,4 +59,35 @@ test('a socket EPIPE (shaped like a SQLSTATE) is a server that cannot be reached
   const mapped = storageFailure(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
   assert.equal(mapped?.code, 'ERR_STORAGE_UNAVAILABLE');
   assert.match(mapped!.message, /cannot be reached: EPIPE/);
+});
+
+test('a saturated pool fails the waiting query retryable (ERR_STORAGE_UNAVAILABLE, naming the pool) without reporting the storage degraded; a server that cannot be reached still is', { timeout: 60_000 }, async () => {
+  const cluster = await sharedPostgres();
+  const url = await cluster.createDatabase('saturated_pool');
+  const stores = await openPostgresStores(url, { poolSize: 1 });
+  try {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const holding = new Promise<void>((resolve) => (entered = resolve));
+    // The one pooled connection held by a transaction; a query outside it waits for a connection.
+    const transaction = stores.transact(async (tx) => {
+      await tx.organisations.ensureDefault(Date.now());
+      entered();
+      await held;
+    });
+    await holding;
+    const waited = await stores.hosts.get('hst_none').then(() => undefined, (error: unknown) => error);
+    release();
+    await transaction;
+    assert.ok(waited instanceof CtOpsError && waited.code === 'ERR_STORAGE_UNAVAILABLE', String(waited));
+    assert.match(waited.message, /pooled database connection stayed busy/);
+    assert.equal(stores.health.state.status, 'ok', 'load is not a failed storage');
+    assert.equal(await stores.hosts.get('hst_none'), undefined, 'served again once a connection is free');
+  } finally {
+    await stores.close();
+  }
+  const unreachable = storageFailure(new Error('Connection terminated due to connection timeout'));
+  assert.equal(unreachable?.code, 'ERR_STORAGE_UNAVAILABLE');
+  assert.ok(!isPoolSaturated(new Error('Connection terminated due to connection timeout')), 'a connection that cannot be made is a storage failure, not load');
 });

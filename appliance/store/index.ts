@@ -4,7 +4,7 @@ import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
 import { ApplianceInstanceStore } from './appliance-instances.ts';
 import { openDatabase, type Db } from './database.ts';
-import { storageFailure } from './storage-failure.ts';
+import { isPoolSaturated, storageFailure } from './storage-failure.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
 import { HostClaimantStore } from './host-claimants.ts';
 import { HostTrustStore } from './host-trust.ts';
@@ -163,7 +163,8 @@ function withStorageFailures<T>(health: StorageHealth, fn: () => T): T {
   const mapFailure = (error: unknown): never => {
     const failure = storageFailure(error);
     if (failure === undefined) throw error;
-    health.failed(failure);
+    // A saturated pool is load: the request fails retryable, the storage is not reported degraded.
+    if (!isPoolSaturated(error)) health.failed(failure);
     throw failure;
   };
   try {

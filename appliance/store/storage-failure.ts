@@ -43,7 +43,15 @@ const UNREACHABLE_SERVER = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '
  * pg's own errors for a connection lost or never made carry no code, only these messages
  * (pg's client.js and pg-pool's index.js).
  */
-const LOST_CONNECTION_MESSAGE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
+const LOST_CONNECTION_MESSAGE = /^(Connection terminated|Client has encountered a connection error)/;
+
+/**
+ * pg-pool's error for a query that waited connectionTimeoutMillis for a pooled connection while
+ * every one was busy (pg-pool index.js, the pending queue's timer): the pool is saturated, the server
+ * may be fine. A new connection that cannot be made fails as "Connection terminated due to
+ * connection timeout" instead.
+ */
+const POOL_BUSY_MESSAGE = 'timeout exceeded when trying to connect';
 
 const MESSAGES: Readonly<Record<StorageFailureCode, string>> = {
   ERR_STORAGE_FULL: 'the volume holding the database is full',
@@ -60,7 +68,8 @@ export type StorageFailure = CtOpsError & { code: StorageFailureCode };
  * - SQLite: an extended code maps as listed, else by its primary code (SQLITE_IOERR_WRITE →
  *   ERR_STORAGE_UNAVAILABLE); `details.sqlite_code` keeps the original.
  * - PostgreSQL: a SQLSTATE as listed (full code, else its class); a server that cannot be reached
- *   (socket error, pg's lost-connection and pool-timeout errors) is ERR_STORAGE_UNAVAILABLE;
+ *   (socket error, pg's lost-connection errors) is ERR_STORAGE_UNAVAILABLE, and so is a saturated
+ *   pool (isPoolSaturated: retryable, though the storage itself has not failed);
  *   `details.postgres_code` keeps the SQLSTATE or the socket error's code.
  * Messages never carry the connection URL (pg's errors do not contain it either).
  */
@@ -78,6 +87,9 @@ export function storageFailure(error: unknown): StorageFailure | undefined {
     const code = POSTGRES_FAILURES[errorCode] ?? POSTGRES_FAILURES[errorCode.slice(0, 2)];
     return code === undefined ? undefined : failure(code, `SQLSTATE ${errorCode}`, { postgres_code: errorCode }, error);
   }
+  if (isPoolSaturated(error)) {
+    return failure('ERR_STORAGE_UNAVAILABLE', 'every pooled database connection stayed busy past the connect timeout; raise database_pool_size or lighten the load', { postgres_code: null }, error);
+  }
   if (error instanceof Error && typeof message === 'string' && LOST_CONNECTION_MESSAGE.test(message)) {
     return failure('ERR_STORAGE_UNAVAILABLE', `the PostgreSQL server cannot be reached: ${message}`, { postgres_code: null }, error);
   }
@@ -86,4 +98,12 @@ export function storageFailure(error: unknown): StorageFailure | undefined {
 
 function failure(code: StorageFailureCode, what: string, details: Record<string, string | null>, cause: unknown): StorageFailure {
   return new CtOpsError(code, `${MESSAGES[code]} (${what})`, details, { cause }) as StorageFailure;
+}
+
+/**
+ * Whether `error` is pg-pool's wait for a free connection running out: load, not a failed storage,
+ * so it fails the request (ERR_STORAGE_UNAVAILABLE) without marking the storage degraded.
+ */
+export function isPoolSaturated(error: unknown): boolean {
+  return error instanceof Error && error.message === POOL_BUSY_MESSAGE;
 }
