@@ -123,7 +123,8 @@ export class PresenceService {
    * their rows): each goes offline as if its stream had ended, its unacknowledged tasks queued again.
    */
   async lostWithInstance(hostIds: readonly string[]): Promise<void> {
-    for (const hostId of hostIds) await this.#offline(hostId, 'instance-lost');
+    // One that reconnected here meanwhile is online: its new session must not be ended by a requeue.
+    for (const hostId of hostIds) if (!this.registry.isStreaming(hostId)) await this.#offline(hostId, 'instance-lost');
   }
 
   /**
