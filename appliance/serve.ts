@@ -114,7 +114,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
             case 'host-closed':
               return presenceService.closedElsewhere(signal.hostId, new CtOpsError(signal.code, signal.message));
             case 'stream-claimed':
-              return presenceService.claimedElsewhere(signal.hostId, signal.agentInstanceId);
+              void presenceService.claimedElsewhere(signal.hostId, signal.agentInstanceId);
+              return;
           }
         },
         lostStreams: async (hostIds) => {
@@ -184,6 +185,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         for (const outcome of closed) if (outcome.status === 'rejected') log.error({ err: outcome.reason }, 'a listener did not close cleanly');
         // Last: the streams are closed, so no heartbeat arrives after the final flush.
         await vitals.close();
+        // Each closed stream's offline bookkeeping (its row released, last_disconnected_at) before the lease goes.
+        await presenceService.offlineSettled(GRPC_STOP_GRACE_MS);
         await cluster.stop();
         await stores.close();
         dataDirLock.release();

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
 import { encodeSignal, parseSignal } from '../appliance/cluster/signals.ts';
 import { ApplianceInstanceStore, CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
 import { ClusterListener } from '../appliance/store/cluster-listener.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
+import { openPostgresStores } from '../appliance/store/index.ts';
 import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
 import { newId } from '../common/ids.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
@@ -25,16 +27,17 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.equal(await instances.renewLease(B, AT, LEASE), 'regained');
   assert.equal(await instances.othersAlive(A, AT + 1), 1);
 
-  await instances.claimStream('hst_1', A, undefined, AT);
-  await instances.claimStream('hst_2', B, undefined, AT);
+  await instances.claimStream('hst_1', A, 'stream-1-A', undefined, AT);
+  await instances.claimStream('hst_2', B, 'stream-2-B', undefined, AT);
   assert.deepEqual([...(await instances.streamingAmong(['hst_1', 'hst_2', 'hst_3'], AT + 1))].sort(), ['hst_1', 'hst_2']);
   // The agent of hst_1 moved to B before A noticed its stream had ended: A's late release changes nothing.
   const machine = { instanceId: 'agent-process-1', machineFingerprint: 'f'.repeat(64), hostname: 'web-1', source: '10.0.0.7' };
-  await instances.claimStream('hst_1', B, machine, AT + 2);
+  await instances.claimStream('hst_1', B, 'stream-1-B', machine, AT + 2);
   assert.deepEqual(await instances.holderElsewhere('hst_1', A, AT + 3), machine, 'A sees the machine behind the stream B holds');
   assert.equal(await instances.holderElsewhere('hst_1', B, AT + 3), undefined, 'not elsewhere for B');
   assert.equal(await instances.holderElsewhere('hst_2', A, AT + 3), null, 'held elsewhere by an agent that said no machine');
-  assert.equal(await instances.releaseStream('hst_1', A), false, 'A no longer held it');
+  assert.equal(await instances.releaseStream('hst_1', A, 'any'), false, 'A no longer held it');
+  assert.equal(await instances.holderOf('hst_1'), B);
   assert.ok((await instances.streamingAmong(['hst_1'], AT + 3)).has('hst_1'), 'still online, through B');
   const many = [...Array.from({ length: 600 }, (_, index) => `hst_x${index}`), 'hst_2'];
   assert.deepEqual([...(await instances.streamingAmong(many, AT + 3))], ['hst_2'], 'a list past the bound is answered the same');
@@ -49,15 +52,23 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.deepEqual(await instances.lostStreams(later), []);
 
   // B comes back (a long pause, not a death): its lease is regained, and hst_2, taken by A meanwhile, is not taken back.
-  await instances.claimStream('hst_2', A, undefined, later + 1);
+  await instances.claimStream('hst_2', A, 'stream-2-A', undefined, later + 1);
   assert.equal(await instances.renewLease(B, later + 2, LEASE), 'regained');
-  assert.deepEqual(await instances.reclaimStreams(['hst_1', 'hst_2'], B, later + 2), ['hst_2']);
+  const reclaimed = [{ hostId: 'hst_1', streamId: 's-1', claimant: machine }, { hostId: 'hst_2', streamId: 's-2', claimant: undefined }];
+  assert.deepEqual(await instances.reclaimStreams(reclaimed, B, later + 2), ['hst_2']);
   assert.ok((await instances.streamingAmong(['hst_1'], later + 3)).has('hst_1'), 'hst_1 claimed again by B');
-  assert.equal(await instances.releaseStream('hst_1', B), true);
+  assert.deepEqual(await instances.holderElsewhere('hst_1', A, later + 3), machine, 'with the machine behind it');
+  assert.deepEqual(await instances.streamsOf(B), [{ hostId: 'hst_1', streamId: 's-1' }]);
+  // A release names its stream: an older stream's late release leaves a newer one's row alone.
+  assert.equal(await instances.releaseStream('hst_1', B, 's-0'), false);
+  assert.equal(await instances.releaseStream('hst_1', B, 's-1'), true);
+  const bulk = Array.from({ length: 1_200 }, (_, index) => ({ hostId: `hst_bulk${index}`, streamId: `s${index}`, claimant: undefined }));
+  assert.deepEqual(await instances.reclaimStreams(bulk, B, later + 3), [], 'any number of streams (chunked under the bound-parameter limits)');
+  assert.equal((await instances.streamsOf(B)).length, 1_200);
 
   // A SQLite appliance restarted after a crash: its predecessor's instance and streams are forgotten at once.
   await instances.renewLease(A, later + 3, LEASE);
-  await instances.claimStream('hst_9', B, undefined, later + 3);
+  await instances.claimStream('hst_9', B, 'stream-9-B', undefined, later + 3);
   assert.ok((await instances.streamingAmong(['hst_9'], later + 3)).has('hst_9'));
   await instances.forgetOthers(A);
   assert.equal(await instances.othersAlive(A, later + 4), 0);
@@ -65,6 +76,9 @@ conformance('instance store: leases, which instance holds each stream, a release
   assert.ok((await instances.streamingAmong(['hst_2'], later + 4)).has('hst_2'), "A's own stays");
   await instances.leave(A);
   assert.equal((await instances.streamingAmong(['hst_2'], later + 3)).size, 0, "a clean stop takes the instance's hosts offline at once");
+
+  const clock = await instances.databaseTime();
+  assert.ok(Math.abs(clock - Date.now()) < 5_000, `the database clock: ${clock} vs ${Date.now()}`);
 
   // One instance: the work runs; NOTIFY on SQLite has nobody to tell.
   if (backend.name === 'sqlite') {
@@ -158,5 +172,65 @@ test('a signal payload is read only in the forms this version sends: anything el
     JSON.stringify({ from: A, signal: { kind: 'stream-claimed', hostId: 'hst_1', agentInstanceId: 7 } }),
   ]) {
     assert.equal(parseSignal(payload), undefined, payload);
+  }
+});
+
+test('a listening connection gone silent (no FIN, no RST) is found by its check, connected again and said so; signals flow again', { timeout: 60_000 }, async () => {
+  const cluster = await sharedPostgres();
+  const url = await cluster.createDatabase('instances_silent');
+  // A relay that can black-hole traffic, as a dead firewall or host would.
+  let blackhole = false;
+  const sockets: Socket[] = [];
+  const relay = createServer((client) => {
+    const upstream = connect(cluster.port, '127.0.0.1');
+    sockets.push(client, upstream);
+    client.on('data', (data) => void (blackhole || upstream.write(data)));
+    upstream.on('data', (data) => void (blackhole || client.write(data)));
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const relayed = url.replace(`:${cluster.port}/`, `:${(relay.address() as AddressInfo).port}/`);
+  const heard: string[] = [];
+  const lost: string[] = [];
+  let relistened = 0;
+  const listener = new ClusterListener(relayed, { onPayload: (payload) => heard.push(payload), onListening: (first) => void (first || (relistened += 1)), onLost: (error) => lost.push(error.message) });
+  const kysely = postgresKysely(url, { poolSize: 1 });
+  try {
+    await listener.start();
+    const store = new ApplianceInstanceStore(kysely, 'postgres');
+    blackhole = true;
+    await store.notify('lost-while-silent');
+    listener.check(1_000);
+    await waitFor('the silence noticed', () => lost.length > 0, 5_000);
+    assert.match(lost[0]!, /did not answer within 1000 ms/);
+    blackhole = false;
+    await waitFor('listening again', () => relistened === 1, 20_000);
+    await store.notify('after');
+    await waitFor('a signal heard after the reconnect', () => heard.includes('after'));
+  } finally {
+    blackhole = false;
+    await listener.stop();
+    await kysely.destroy();
+    for (const socket of sockets) socket.destroy();
+    relay.close();
+  }
+});
+
+test('with one pooled connection (database_pool_size = 1) a locked pass still runs its work: the lock is held on a connection of its own', { timeout: 60_000 }, async () => {
+  const url = await (await sharedPostgres()).createDatabase('instances_pool_one');
+  const stores = await openPostgresStores(url, { poolSize: 1 });
+  try {
+    const started = Date.now();
+    let ran = false;
+    assert.equal(await stores.instances.exclusively(0x43544f5054455354n, async () => {
+      await stores.instances.lostStreams(Date.now());
+      await stores.hosts.get('hst_none');
+      ran = true;
+    }), true);
+    assert.ok(ran);
+    assert.ok(Date.now() - started < 3_000, `no wait for a pooled connection: ${Date.now() - started} ms`);
+  } finally {
+    await stores.close();
   }
 });

@@ -14,8 +14,15 @@ import { encodeSignal, parseSignal, type ClusterSignal } from './signals.ts';
 export const LEASE_MS = 15_000;
 /** How often an instance renews its lease: three chances per lease, so one slow query does not lose it. */
 export const LEASE_RENEW_MS = 5_000;
-/** How often each instance tries the lost-stream pass (one at a time across instances: LOST_STREAMS_LOCK). */
+/** How often each instance tries the lost-stream pass (one at a time across instances: SWEEP_LOCKS.lostStreams). */
 const LOST_STREAM_SWEEP_MS = 5_000;
+/** How often an instance reconciles its streams with host_streams and the hosts' states (PresenceService.reconcile). */
+const RECONCILE_MS = 30_000;
+/**
+ * How long the listening connection may take to answer a query before it counts as lost: a
+ * connection gone silent (no FIN, no RST) is found within LEASE_RENEW_MS + this, not at TCP's hours.
+ */
+const LISTENER_CHECK_MS = 5_000;
 
 /**
  * Advisory lock keys, one per sweeper pass that must run on one instance at a time: 64-bit keys of
@@ -61,6 +68,8 @@ export class ClusterService {
   readonly #deps: ClusterDeps;
   readonly #timers: NodeJS.Timeout[] = [];
   #listener: ClusterListener | undefined;
+  /** The database server's clock minus this machine's, in ms, measured at each renewal: leases are kept in the server's clock. */
+  #clockOffsetMs = 0;
 
   constructor(deps: ClusterDeps) {
     this.#deps = deps;
@@ -73,7 +82,8 @@ export class ClusterService {
    */
   async start(): Promise<void> {
     const { stores, log, listenUrl } = this.#deps;
-    await stores.instances.renewLease(this.instanceId, Date.now(), LEASE_MS);
+    await this.#measureClock();
+    await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS);
     // A SQLite file is served by one process (the data directory lock): any other instance is this one's crashed predecessor.
     if (stores.dialect === 'sqlite') await stores.instances.forgetOthers(this.instanceId);
     if (listenUrl !== undefined) {
@@ -96,13 +106,19 @@ export class ClusterService {
     this.#timers.push(
       setInterval(() => void this.#renew(), LEASE_RENEW_MS),
       setInterval(() => void this.#sweepLostStreams(), LOST_STREAM_SWEEP_MS),
+      setInterval(() => this.#resync(), RECONCILE_MS),
     );
     log.info({ instance_id: this.instanceId, lease_ms: LEASE_MS }, 'serving instance registered');
   }
 
   /** Whether no other instance is alive now: then nothing but this one can be receiving a stream. */
   async alone(): Promise<boolean> {
-    return (await this.#deps.stores.instances.othersAlive(this.instanceId, Date.now())) === 0;
+    return (await this.#deps.stores.instances.othersAlive(this.instanceId, this.now())) === 0;
+  }
+
+  /** Now in the database server's clock (ms since the epoch), the clock every lease is written and compared in. */
+  now(): number {
+    return Date.now() + this.#clockOffsetMs;
   }
 
   /** Stops renewing and listening and removes this instance's lease and stream rows (its hosts offline at once). */
@@ -142,19 +158,32 @@ export class ClusterService {
     }
     // This instance acted on its own decisions before publishing them.
     if (envelope.from === this.instanceId) return;
-    this.#deps.handlers.signal(envelope.signal);
+    try {
+      this.#deps.handlers.signal(envelope.signal);
+    } catch (error) {
+      this.#deps.log.error({ err: error, signal: envelope.signal.kind, host_id: envelope.signal.hostId }, 'a signal from another instance was not acted on');
+    }
   }
 
   async #renew(): Promise<void> {
     const { stores, log } = this.#deps;
+    // A listening connection that no longer answers is taken for lost: connected again, then a resync.
+    this.#listener?.check(LISTENER_CHECK_MS);
     try {
-      if ((await stores.instances.renewLease(this.instanceId, Date.now(), LEASE_MS)) === 'regained') {
+      await this.#measureClock();
+      if ((await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS)) === 'regained') {
         log.warn({ instance_id: this.instanceId }, 'this instance had been taken for dead (its lease ran out); its streams are claimed again');
         this.#resync();
       }
     } catch (error) {
       log.error(failureFields(error), 'instance lease not renewed');
     }
+  }
+
+  async #measureClock(): Promise<void> {
+    const before = Date.now();
+    const server = await this.#deps.stores.instances.databaseTime();
+    this.#clockOffsetMs = server - Math.round((before + Date.now()) / 2);
   }
 
   #resync(): void {
@@ -165,7 +194,7 @@ export class ClusterService {
     const { stores, log, handlers } = this.#deps;
     try {
       await this.exclusively(SWEEP_LOCKS.lostStreams, async () => {
-        const lost = await stores.instances.lostStreams(Date.now());
+        const lost = await stores.instances.lostStreams(this.now());
         if (lost.length === 0) return;
         log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
         await handlers.lostStreams(lost);

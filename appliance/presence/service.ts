@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import type { ClusterService } from '../cluster/service.ts';
@@ -6,12 +7,15 @@ import { mayStream } from '../hosts/status.ts';
 import type { Stores } from '../store/index.ts';
 import { PresenceRegistry, type Claimant, type LiveSession, type OfflineReason } from './registry.ts';
 
+/** The most hosts one reconcile reads per query. */
+const RECONCILE_BATCH = 500;
+
 export interface PresenceDeps {
   stores: Stores;
   log: Logger;
-  /** This instance's id, and telling the other instances (never rejects). */
-  cluster: Pick<ClusterService, 'instanceId' | 'publish'>;
-  /** The host went offline: its tasks sent but not acknowledged go back to the queue (TaskService.disconnected). */
+  /** This instance's id, the clock leases are kept in, and telling the other instances (never rejects). */
+  cluster: Pick<ClusterService, 'instanceId' | 'now' | 'publish'>;
+  /** The host's stream here ended, or lost: its tasks sent but not acknowledged go back to the queue (TaskService.disconnected). */
   requeueTasks: (hostId: string) => void;
 }
 
@@ -30,29 +34,35 @@ export class PresenceService {
   readonly #deps: PresenceDeps;
   /** Each host's stream claim in flight: its release waits for it, so a stream that ends at once leaves no row behind. */
   readonly #claims = new Map<string, Promise<void>>();
+  /** The stream id of each host's current stream here, as its row holds it (released by that id only). */
+  readonly #streamIds = new Map<string, string>();
+  /** The offline bookkeeping under way, for a stop to wait for before it leaves. */
+  readonly #offlines = new Set<Promise<void>>();
 
   constructor(deps: PresenceDeps) {
     this.#deps = deps;
-    this.registry = new PresenceRegistry((hostId, reason) => void this.#wentOffline(hostId, reason));
+    this.registry = new PresenceRegistry((hostId, reason) => this.#track(this.#wentOffline(hostId, reason)));
   }
 
   /**
    * The claim of `session` (the host's current stream here: registry.attach) was accepted: records
-   * that this instance holds the host's stream, with the machine behind it, and tells the others (an
-   * older stream of the host on another instance ends as replaced; each records the claim in its
-   * history, so alternating machines are seen whichever instances they reach). Only now, not at
-   * attach: a stream whose claim is not judged yet must not displace one on another instance.
-   * Resolves once recorded; a storage failure is logged, never thrown: the stream goes on, and the
-   * host shows online once the lease is regained (ClusterService).
+   * that this instance holds the host's stream, with a new stream id and the machine behind it, and
+   * tells the others (an older stream of the host on another instance ends as replaced; each records
+   * the claim in its history, so alternating machines are seen whichever instances they reach).
+   * Only now, not at attach: a stream whose claim is not judged yet must not displace one on another
+   * instance. Resolves once recorded; a storage failure is logged, never thrown: the stream goes on,
+   * and the next reconcile records it.
    */
   claimed(session: LiveSession): Promise<void> {
     const { stores, cluster, log } = this.#deps;
     const hostId = session.agentId;
     const claimant = session.claimant;
+    const streamId = randomUUID();
+    this.#streamIds.set(hostId, streamId);
     const recorded = (async () => {
       try {
         await this.#claims.get(hostId);
-        await stores.instances.claimStream(hostId, cluster.instanceId, claimant, Date.now());
+        await stores.instances.claimStream(hostId, cluster.instanceId, streamId, claimant, cluster.now());
       } catch (error) {
         log.error({ host_id: hostId, ...failureFields(error) }, 'stream holder not recorded');
         return;
@@ -71,7 +81,7 @@ export class PresenceService {
    * or its agent said no machine. Rejects with ERR_STORAGE_* when the database fails.
    */
   async holderElsewhere(hostId: string): Promise<Claimant | undefined> {
-    return (await this.#deps.stores.instances.holderElsewhere(hostId, this.#deps.cluster.instanceId, Date.now())) ?? undefined;
+    return (await this.#deps.stores.instances.holderElsewhere(hostId, this.#deps.cluster.instanceId, this.#deps.cluster.now())) ?? undefined;
   }
 
   /** Whether the host's stream is held here (what this instance can send to). */
@@ -81,7 +91,7 @@ export class PresenceService {
 
   /** The hosts among `hostIds` online now, on any instance. Rejects with ERR_STORAGE_* when the database fails. */
   onlineAmong(hostIds: readonly string[]): Promise<Set<string>> {
-    return this.#deps.stores.instances.streamingAmong(hostIds, Date.now());
+    return this.#deps.stores.instances.streamingAmong(hostIds, this.#deps.cluster.now());
   }
 
   /** Whether the host is online now, on any instance. Rejects with ERR_STORAGE_* when the database fails. */
@@ -90,12 +100,13 @@ export class PresenceService {
   }
 
   /**
-   * Closes the host's stream with `error` (revoked, deleted, replaced, retired), here or on the
-   * instance that holds it (signal host-closed). True when it was held here.
+   * Closes the host's stream with `error` (revoked, deleted, replaced, retired) here, and tells the
+   * other instances (host-closed): the stream here may be a stale one whose agent already streams to
+   * another instance. True when it was held here.
    */
   disconnect(hostId: string, error: CtOpsError, reason: OfflineReason): boolean {
     const here = this.registry.disconnect(hostId, error, reason);
-    if (!here) void this.#deps.cluster.publish({ kind: 'host-closed', hostId, code: error.code, message: error.message });
+    void this.#deps.cluster.publish({ kind: 'host-closed', hostId, code: error.code, message: error.message });
     return here;
   }
 
@@ -105,12 +116,23 @@ export class PresenceService {
   }
 
   /**
-   * Another instance holds the host's current stream now (signal stream-claimed): one here ends as
-   * replaced, and the claiming agent process (when it said) joins the host's claim history here.
+   * Another instance holds the host's current stream now (signal stream-claimed): the claiming agent
+   * process (when it said) joins the host's claim history here, and a stream here ends as replaced —
+   * once the host's row confirms another instance holds it (a late signal must not end a newer
+   * stream here). What this instance sent on it and was never acknowledged goes back to the queue.
    */
-  claimedElsewhere(hostId: string, agentInstanceId?: string): void {
+  async claimedElsewhere(hostId: string, agentInstanceId?: string): Promise<void> {
+    const { stores, cluster, log } = this.#deps;
     if (agentInstanceId !== undefined) this.registry.recordClaim(hostId, agentInstanceId, Date.now());
-    if (this.registry.yieldStream(hostId)) this.#deps.log.info({ host_id: hostId }, 'heartbeat stream replaced by one on another instance');
+    if (!this.registry.isStreaming(hostId)) return;
+    try {
+      const holder = await stores.instances.holderOf(hostId);
+      if (holder === undefined || holder === cluster.instanceId) return;
+    } catch (error) {
+      log.error({ host_id: hostId, ...failureFields(error) }, 'stream holder not read; the stream here stays');
+      return;
+    }
+    this.#yield(hostId);
   }
 
   /** Forgets the host's claim history (an admin resolved or dismissed its conflict, deleted or replaced it). */
@@ -128,38 +150,89 @@ export class PresenceService {
   }
 
   /**
-   * After this instance's lease had run out (it was taken for dead): records again that it holds
-   * the streams it still has; those another instance took meanwhile end here as replaced. Then
-   * closes the streams of hosts that may no longer stream (a host-closed signal may have been lost
-   * while the lease or the listening connection was). Storage failures are logged.
+   * Brings host_streams and this instance's streams back in line (periodically, and after the
+   * lease or the listening connection was lost): streams here without their row are recorded again
+   * (those another instance holds now end here as replaced), rows naming this instance without a
+   * stream here are removed, and streams of hosts that may no longer stream are closed (a lost
+   * host-closed signal). Storage failures are logged.
    */
   async reconcile(): Promise<void> {
     const { stores, cluster, log } = this.#deps;
     try {
-      const held = this.registry.streamingIds();
-      for (const hostId of await stores.instances.reclaimStreams(held, cluster.instanceId, Date.now())) this.claimedElsewhere(hostId);
-      for (const hostId of this.registry.streamingIds()) {
-        const host = await stores.hosts.get(hostId);
-        if (!host || !mayStream(host)) this.registry.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host may no longer stream'), 'revoked');
+      const held = this.registry.streamingIds().map((hostId) => ({ hostId, streamId: this.#streamIdOf(hostId), claimant: this.registry.claimantOf(hostId) }));
+      for (const hostId of await stores.instances.reclaimStreams(held, cluster.instanceId, cluster.now())) this.#yield(hostId);
+      for (const row of await stores.instances.streamsOf(cluster.instanceId)) {
+        if (!this.registry.isStreaming(row.hostId)) await stores.instances.releaseStream(row.hostId, cluster.instanceId, row.streamId);
+      }
+      const streaming = this.registry.streamingIds();
+      for (let start = 0; start < streaming.length; start += RECONCILE_BATCH) {
+        const batch = streaming.slice(start, start + RECONCILE_BATCH);
+        const hosts = new Map((await stores.hosts.getMany(batch)).map((host) => [host.id, host]));
+        for (const hostId of batch) {
+          const host = hosts.get(hostId);
+          if (!host || !mayStream(host)) this.registry.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host may no longer stream'), 'revoked');
+        }
       }
     } catch (error) {
       log.error(failureFields(error), 'streams not reconciled with the database');
     }
   }
 
-  /** A stream of this instance ended: the host is offline unless another instance holds its stream now. */
+  /** Resolves once the offline bookkeeping under way has ended, or after `boundMs`: a stopping instance waits for it before it leaves. */
+  async offlineSettled(boundMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.#offlines]), new Promise<void>((resolve) => (timer = setTimeout(resolve, boundMs)))]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * A stream of this instance ended: the host is offline unless its row names a newer stream here or
+   * another instance (a stream whose claim was refused here never holds the row). When another
+   * instance holds it, what this instance sent on the ended stream and was never acknowledged goes
+   * back to the queue, and that instance is told (tasks-queued).
+   */
   async #wentOffline(hostId: string, reason: OfflineReason): Promise<void> {
-    const { stores, cluster, log } = this.#deps;
+    const { stores, cluster, log, requeueTasks } = this.#deps;
+    // Taken now, before any await: a newer stream's claim replaces it in the map.
+    const streamId = this.#streamIds.get(hostId);
+    if (streamId !== undefined) this.#streamIds.delete(hostId);
     try {
       await this.#claims.get(hostId);
-      if (!(await stores.instances.releaseStream(hostId, cluster.instanceId))) {
-        log.info({ host_id: hostId, reason }, 'heartbeat stream ended; the host streams to another instance');
+      const released = streamId !== undefined && (await stores.instances.releaseStream(hostId, cluster.instanceId, streamId));
+      // Not released (or never claimed: a refused claimant's stream): is the host held by another stream?
+      const holder = released ? undefined : await stores.instances.holderOf(hostId);
+      if (holder !== undefined) {
+        log.info({ host_id: hostId, reason }, 'heartbeat stream ended; the host streams on another stream now');
+        if (streamId !== undefined && holder !== cluster.instanceId) {
+          requeueTasks(hostId);
+          await cluster.publish({ kind: 'tasks-queued', hostId });
+        }
         return;
       }
     } catch (error) {
-      log.error(failureFields(error), 'stream holder not released');
+      log.error(failureFields(error), 'stream holder not released; the next reconcile removes it');
     }
     await this.#offline(hostId, reason);
+  }
+
+  /** A stream here is stale: another instance holds the host. It ends as replaced; what was sent on it goes back to the queue for that instance. */
+  #yield(hostId: string): void {
+    if (!this.registry.yieldStream(hostId)) return;
+    this.#streamIds.delete(hostId);
+    this.#deps.log.info({ host_id: hostId }, 'heartbeat stream replaced by one on another instance');
+    this.#deps.requeueTasks(hostId);
+    this.#track(this.#deps.cluster.publish({ kind: 'tasks-queued', hostId }));
+  }
+
+  #streamIdOf(hostId: string): string {
+    let streamId = this.#streamIds.get(hostId);
+    if (streamId === undefined) this.#streamIds.set(hostId, (streamId = randomUUID()));
+    return streamId;
+  }
+
+  #track(work: Promise<void>): void {
+    this.#offlines.add(work);
+    void work.finally(() => this.#offlines.delete(work));
   }
 
   /**

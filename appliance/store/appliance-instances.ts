@@ -10,8 +10,22 @@ import { atomically, type Executor } from './unit-of-work.ts';
  */
 export const CLUSTER_CHANNEL = 'ct_ops_cluster';
 
-/** The most host ids streamingAmong names in its query; past this it reads every live stream. */
+/** The most host ids one statement names (bound parameters are limited: SQLite 32,766, PostgreSQL 65,535); streamingAmong reads every live stream past it. */
 const MAX_LISTED_HOSTS = 500;
+
+/** A stream this instance holds in memory, as reclaimStreams records it. */
+export interface HeldStream {
+  readonly hostId: string;
+  readonly streamId: string;
+  readonly claimant: Claimant | undefined;
+}
+
+/** `items` in slices of at most MAX_LISTED_HOSTS. */
+function chunked<T>(items: readonly T[]): T[][] {
+  const chunks: T[][] = [];
+  for (let start = 0; start < items.length; start += MAX_LISTED_HOSTS) chunks.push(items.slice(start, start + MAX_LISTED_HOSTS));
+  return chunks;
+}
 
 /**
  * Owns appliance_instances (each serving instance's lease) and host_streams (which instance holds
@@ -82,13 +96,14 @@ export class ApplianceInstanceStore {
   }
 
   /**
-   * Records that `instanceId` holds the host's current stream from `now`, whoever held it before,
-   * with the machine behind it (undefined: its agent sent no HostFacts).
+   * Records that `instanceId` holds the host's current stream (`streamId`, random per stream) from
+   * `now`, whoever held it before, with the machine behind it (undefined: its agent sent no HostFacts).
    */
-  async claimStream(hostId: string, instanceId: string, claimant: Claimant | undefined, now: number): Promise<void> {
+  async claimStream(hostId: string, instanceId: string, streamId: string, claimant: Claimant | undefined, now: number): Promise<void> {
     const held = {
       instance_id: instanceId,
       connected_at: now,
+      stream_id: streamId,
       agent_instance_id: claimant?.instanceId ?? '',
       machine_fingerprint: claimant?.machineFingerprint ?? '',
       hostname: claimant?.hostname ?? '',
@@ -120,26 +135,56 @@ export class ApplianceInstanceStore {
   }
 
   /**
-   * Claims again, after a regained lease, the streams the instance holds in memory: a host whose
-   * row another instance took meanwhile is not taken back. Returns those hosts (their streams here are stale).
+   * Claims again the streams the instance holds in memory whose rows are gone (its lease had run out
+   * and another instance's lost-stream pass removed them, or a claim write failed), each with its
+   * stream id and machine; a host whose row another instance holds is not taken back. Returns those
+   * hosts (their streams here are stale). Chunked: any number of streams.
    */
-  async reclaimStreams(hostIds: readonly string[], instanceId: string, now: number): Promise<string[]> {
-    if (hostIds.length === 0) return [];
-    await this.#db
-      .insertInto('host_streams')
-      .values(hostIds.map((hostId) => ({ host_id: hostId, instance_id: instanceId, connected_at: now })))
-      .onConflict((conflict) => conflict.column('host_id').doNothing())
-      .execute();
-    const heldElsewhere = await this.#db.selectFrom('host_streams').select('host_id').where('host_id', 'in', hostIds).where('instance_id', '!=', instanceId).execute();
-    return heldElsewhere.map((row) => row.host_id);
+  async reclaimStreams(streams: readonly HeldStream[], instanceId: string, now: number): Promise<string[]> {
+    const heldElsewhere: string[] = [];
+    for (const chunk of chunked(streams)) {
+      await this.#db
+        .insertInto('host_streams')
+        .values(chunk.map(({ hostId, streamId, claimant }) => ({
+          host_id: hostId,
+          instance_id: instanceId,
+          connected_at: now,
+          stream_id: streamId,
+          agent_instance_id: claimant?.instanceId ?? '',
+          machine_fingerprint: claimant?.machineFingerprint ?? '',
+          hostname: claimant?.hostname ?? '',
+          source: claimant?.source ?? '',
+        })))
+        .onConflict((conflict) => conflict.column('host_id').doNothing())
+        .execute();
+      const rows = await this.#db.selectFrom('host_streams').select('host_id').where('host_id', 'in', chunk.map((stream) => stream.hostId)).where('instance_id', '!=', instanceId).execute();
+      heldElsewhere.push(...rows.map((row) => row.host_id));
+    }
+    return heldElsewhere;
+  }
+
+  /** The hosts whose stream rows name `instanceId`, with their stream ids: what the instance must hold in memory. */
+  async streamsOf(instanceId: string): Promise<Array<{ hostId: string; streamId: string }>> {
+    const rows = await this.#db.selectFrom('host_streams').select(['host_id', 'stream_id']).where('instance_id', '=', instanceId).execute();
+    return rows.map((row) => ({ hostId: row.host_id, streamId: row.stream_id }));
+  }
+
+  /** The instance whose row holds the host's stream now, or undefined. */
+  async holderOf(hostId: string): Promise<string | undefined> {
+    return (await this.#db.selectFrom('host_streams').select('instance_id').where('host_id', '=', hostId).executeTakeFirst())?.instance_id;
   }
 
   /**
-   * Forgets that `instanceId` holds the host's stream. False when it no longer did: another
-   * instance has the host's stream now, so the host is not offline.
+   * Forgets the host's stream `streamId` of `instanceId`. False when its row no longer names that
+   * stream: another instance, or a newer stream here, holds the host now, so the host is not offline.
    */
-  async releaseStream(hostId: string, instanceId: string): Promise<boolean> {
-    const deleted = await this.#db.deleteFrom('host_streams').where('host_id', '=', hostId).where('instance_id', '=', instanceId).executeTakeFirst();
+  async releaseStream(hostId: string, instanceId: string, streamId: string): Promise<boolean> {
+    const deleted = await this.#db
+      .deleteFrom('host_streams')
+      .where('host_id', '=', hostId)
+      .where('instance_id', '=', instanceId)
+      .where('stream_id', '=', streamId)
+      .executeTakeFirst();
     return Number(deleted.numDeletedRows) === 1;
   }
 
@@ -151,7 +196,7 @@ export class ApplianceInstanceStore {
       .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
       .select('host_streams.host_id')
       .where('appliance_instances.lease_expires_at', '>', now);
-    // A long list reads every live stream instead: bound parameters are limited (SQLite 32,766, PostgreSQL 65,535).
+    // A long list reads every live stream instead.
     if (hostIds.length <= MAX_LISTED_HOSTS) query = query.where('host_streams.host_id', 'in', hostIds);
     const streaming = new Set((await query.execute()).map((row) => row.host_id));
     return hostIds.length <= MAX_LISTED_HOSTS ? streaming : new Set(hostIds.filter((hostId) => streaming.has(hostId)));
@@ -197,6 +242,18 @@ export class ApplianceInstanceStore {
         await sql`SELECT pg_advisory_unlock(${lockKey.toString()}::bigint)`.execute(connection);
       }
     });
+  }
+
+  /**
+   * The database server's clock now, in ms since the epoch: leases are written and compared in it,
+   * so instances on machines whose clocks disagree still agree on who is alive.
+   */
+  async databaseTime(): Promise<number> {
+    const { rows } = await (this.#dialect === 'sqlite'
+      ? sql<{ now: number }>`SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now`
+      : sql<{ now: number }>`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now`
+    ).execute(this.#db);
+    return Number(rows[0]!.now);
   }
 
   /**

@@ -51,14 +51,9 @@ export class ClusterListener {
   }
 
   async #connect(): Promise<void> {
-    // TCP keep-alive: a server gone without a FIN is noticed, so a silent listener does not pass for a listening one.
-    const client = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true });
-    const lost = (error: Error): void => {
-      if (this.#client !== client) return;
-      this.#client = undefined;
-      client.end().catch(() => undefined);
-      this.#scheduleRetry(error);
-    };
+    // TCP keep-alive from 10 s of idleness; `check` finds a connection gone silent sooner.
+    const client = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const lost = (error: Error): void => this.#lost(client, error);
     client.on('error', lost);
     client.on('end', () => lost(new Error('the listening connection ended')));
     client.on('notification', (message) => {
@@ -81,6 +76,31 @@ export class ClusterListener {
     const first = !this.#listenedBefore;
     this.#listenedBefore = true;
     this.#events.onListening(first);
+  }
+
+  /**
+   * Asks the listening connection a trivial query: one that fails or does not answer within
+   * `timeoutMs` (a connection gone silent: no FIN, no RST) counts as lost — closed, connected again
+   * with backoff, and onListening says so. Never rejects.
+   */
+  check(timeoutMs: number): void {
+    const client = this.#client;
+    if (client === undefined) return;
+    const timer = setTimeout(() => this.#lost(client, new Error(`the listening connection did not answer within ${timeoutMs} ms`)), timeoutMs);
+    client.query('SELECT 1').then(
+      () => clearTimeout(timer),
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#lost(client, error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  }
+
+  #lost(client: pg.Client, error: Error): void {
+    if (this.#client !== client) return;
+    this.#client = undefined;
+    client.end().catch(() => undefined);
+    this.#scheduleRetry(error);
   }
 
   #scheduleRetry(error: Error): void {

@@ -21,6 +21,13 @@ export class HostStore {
     return row && toHost(row);
   }
 
+  /** The hosts among `ids` that exist (deleted ones included), in no particular order; at most 500 ids per call. */
+  async getMany(ids: readonly string[]): Promise<Host[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#db.selectFrom('hosts').selectAll().where('id', 'in', ids).execute();
+    return rows.map(toHost);
+  }
+
   async findByPublicKey(publicKey: Buffer): Promise<Host | undefined> {
     const row = await this.#db.selectFrom('hosts').selectAll().where('public_key', '=', publicKey).executeTakeFirst();
     return row && toHost(row);

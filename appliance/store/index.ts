@@ -35,6 +35,12 @@ export interface TableStores {
   readonly hostTrust: HostTrustStore;
 }
 
+/**
+ * The connections of a PostgreSQL appliance's own pool for its lease and the pass locks
+ * (ApplianceInstanceStore): a renewal, a host list's online query and the three passes' locks at once.
+ */
+const CLUSTER_POOL_SIZE = 5;
+
 /** Every store over one database (a SQLite file or a PostgreSQL pool), the only one this process opens. */
 export interface Stores extends TableStores {
   readonly dialect: DialectName;
@@ -90,17 +96,21 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
  * newer schema. Nothing of the URL is logged or put in an error (the password).
  */
 export async function openPostgresStores(url: string, options: { log?: Logger; poolSize: number }): Promise<Stores> {
-  const database = postgresKysely(url, {
-    poolSize: options.poolSize,
-    onIdleConnectionError: (error) => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed'),
-  });
+  const onIdleConnectionError = (error: Error): void => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed');
+  const database = postgresKysely(url, { poolSize: options.poolSize, onIdleConnectionError });
   try {
     await migratePostgres(database);
   } catch (error) {
     await database.destroy();
     throw storageFailure(error) ?? error;
   }
-  return assembleStores(database, 'postgres', () => probePostgresWrite(database), options.log, () => database.destroy());
+  // Leases and pass locks on connections of their own: request load cannot starve a lease renewal
+  // (the instance would be taken for dead), and a pass holding its lock connection still gets one
+  // from the main pool for its work, whatever database_pool_size is.
+  const cluster = postgresKysely(url, { poolSize: CLUSTER_POOL_SIZE, onIdleConnectionError });
+  return assembleStores(database, 'postgres', () => probePostgresWrite(database), options.log, async () => {
+    await Promise.all([database.destroy(), cluster.destroy()]);
+  }, cluster);
 }
 
 /** One real write that changes nothing, in the caller's transaction: PRAGMA user_version rewritten with its own value. */
@@ -112,16 +122,17 @@ async function probeSqliteWrite(transaction: Executor): Promise<void> {
 /**
  * The backend-neutral part of Stores over `database` (a Kysely without the transaction guard): the
  * top-level stores guarded for storage failures, and transactions whose stores are not (the whole
- * transaction is, once). `probe` is one real write; `closeDatabase` releases the backend.
+ * transaction is, once). `probe` is one real write; `closeDatabase` releases the backend;
+ * `instancesDatabase` serves ApplianceInstanceStore (the same database through its own pool on PostgreSQL).
  */
-function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>): Stores {
+function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>, instancesDatabase?: Kysely<Schema>): Stores {
   const health = new StorageHealth(probe, log);
   const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
   const unguarded = (executor: Executor): TableStores => tableStores(executor, (store) => store);
   return {
     ...tableStores(kysely, (store) => guardStorage(store, health)),
     dialect,
-    instances: guardStorage(new ApplianceInstanceStore(kysely, dialect), health),
+    instances: guardStorage(new ApplianceInstanceStore(instancesDatabase?.withPlugin(refuseQueriesOutsideTheTransaction) ?? kysely, dialect), health),
     kysely,
     health,
     transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>

@@ -259,6 +259,8 @@ export interface HostStreamsTable {
   host_id: string;
   instance_id: string;
   connected_at: number;
+  /** Random per stream: a release removes the row of its own stream only, never a newer one's. */
+  stream_id: string;
   /** The claimant behind the stream (presence/registry.ts Claimant); '' each when its agent sent no HostFacts. */
   agent_instance_id: Generated<string>;
   machine_fingerprint: Generated<string>;

@@ -193,7 +193,9 @@ export class TaskService {
       tx.afterCommit(() => this.#deps.log.info({ task_id: taskId, host_id: cancelled.hostId, type: cancelled.type, by }, 'task cancelled'));
       // sent_at as the cancelling UPDATE found it: set, the agent may hold the task; null, a send in flight tells it (dispatch).
       if (cancelled.sentAt !== null) {
-        tx.afterCommit(() => (this.#deps.presence.isStreaming(cancelled.hostId) ? void this.#tellAgentToStop(cancelled) : void this.#deps.cluster?.publish({ kind: 'task-cancelled', hostId: cancelled.hostId, taskId })));
+        tx.afterCommit(() => void this.#tellAgentToStop(cancelled));
+        // Also told when its stream is here: that stream may be a stale one, the agent on another instance.
+        tx.afterCommit(() => void this.#deps.cluster?.publish({ kind: 'task-cancelled', hostId: cancelled.hostId, taskId }));
       }
       return cancelled;
     });

@@ -13,6 +13,7 @@ CREATE TABLE host_streams (
   host_id      TEXT PRIMARY KEY,
   instance_id  TEXT NOT NULL,
   connected_at BIGINT NOT NULL,
+  stream_id           TEXT NOT NULL,
   agent_instance_id   TEXT NOT NULL DEFAULT '',
   machine_fingerprint TEXT NOT NULL DEFAULT '',
   hostname            TEXT NOT NULL DEFAULT '',
