@@ -25,6 +25,7 @@ import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { lockDataDir } from './lib/data-dir-lock.ts';
 import { PresenceService } from './presence/service.ts';
+import { clusterHandlers } from './cluster/handlers.ts';
 import { ClusterService, SWEEP_LOCKS } from './cluster/service.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
@@ -97,36 +98,11 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     if (tls.createdCa && !firstAdmin && config.database.kind === 'postgres') log.warn({ ca_fingerprint: tls.caFingerprint }, 'a new CA was made for a database served before: agents trusting the CA of its other instances will not trust this one; provision this data directory from a running instance (docs/operations.md, Adding an ingest instance)');
 
     const jwt = new AgentJwtAuthority(jwtKey, config.jwtTtlSecs);
-    // What the other instances on the database say, and the passes of the cluster, handed to the services that own them.
     const cluster: ClusterService = new ClusterService({
       stores,
       log,
       listenUrl: config.database.kind === 'postgres' ? config.database.url : undefined,
-      handlers: {
-        signal: (signal) => {
-          switch (signal.kind) {
-            case 'tasks-queued':
-              if (presenceService.isStreaming(signal.hostId)) void tasks.dispatch(signal.hostId);
-              return;
-            case 'task-cancelled':
-              void tasks.tellCancelled(signal.hostId, signal.taskId);
-              return;
-            case 'host-closed':
-              return presenceService.closedElsewhere(signal.hostId, new CtOpsError(signal.code, signal.message));
-            case 'stream-claimed':
-              void presenceService.claimedElsewhere(signal.hostId, signal.agentInstanceId);
-              return;
-          }
-        },
-        lostStreams: async (hostIds) => {
-          await presenceService.lostWithInstance(hostIds);
-          await inventory.abandonOpenScans(Date.now(), hostIds);
-        },
-        resync: async () => {
-          await presenceService.reconcile();
-          await tasks.sweep();
-        },
-      },
+      handlers: clusterHandlers(() => ({ presence: presenceService, tasks, inventory })),
     });
     // Never rejects: a failure is logged and the next stream's connected() requeues them.
     const presenceService: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });

@@ -12,6 +12,12 @@ import { encodeSignal, parseSignal, type ClusterSignal } from './signals.ts';
  * deadline (2 × the interval, 60 s by default), so a dead instance's agents are offline within it.
  */
 export const LEASE_MS = 15_000;
+/**
+ * The lease of a SQLite appliance: the only instance there can be (the data directory lock), alive
+ * while it answers at all, so its lease is not renewed — a volume refusing writes must not turn every
+ * host offline — and a crashed one's rows are forgotten at the next start (forgetOthers).
+ */
+const SINGLE_INSTANCE_LEASE_MS = 100 * 365 * 86_400_000;
 /** How often an instance renews its lease: three chances per lease, so one slow query does not lose it. */
 export const LEASE_RENEW_MS = 5_000;
 /** How often each instance tries the lost-stream pass (one at a time across instances: SWEEP_LOCKS.lostStreams). */
@@ -50,7 +56,7 @@ export interface ClusterHandlers {
 export interface ClusterDeps {
   stores: Stores;
   log: Logger;
-  /** The PostgreSQL URL to LISTEN on; undefined on SQLite (one instance, nobody to hear). */
+  /** The PostgreSQL URL to LISTEN on; undefined on SQLite (one instance: nobody to hear, no lease to renew, no lost-stream pass). */
   listenUrl: string | undefined;
   handlers: ClusterHandlers;
 }
@@ -83,26 +89,30 @@ export class ClusterService {
   async start(): Promise<void> {
     const { stores, log, listenUrl } = this.#deps;
     await this.#measureClock();
-    await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS);
-    // A SQLite file is served by one process (the data directory lock): any other instance is this one's crashed predecessor.
-    if (stores.dialect === 'sqlite') await stores.instances.forgetOthers(this.instanceId);
-    if (listenUrl !== undefined) {
-      const listener = new ClusterListener(listenUrl, {
-        onPayload: (payload) => this.#heard(payload),
-        onListening: (first) => {
-          if (first) return;
-          log.info('listening for other instances again');
-          this.#resync();
-        },
-        onLost: (error, retryInMs) => log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost'),
-      });
-      try {
-        await listener.start();
-      } catch (error) {
-        throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', 'cannot LISTEN for the other instances on the database', {}, { cause: error });
-      }
-      this.#listener = listener;
+    if (listenUrl === undefined) {
+      await stores.instances.renewLease(this.instanceId, this.now(), SINGLE_INSTANCE_LEASE_MS);
+      // A SQLite file is served by one process (the data directory lock): any other instance is this one's crashed predecessor.
+      await stores.instances.forgetOthers(this.instanceId);
+      this.#timers.push(setInterval(() => this.#resync(), RECONCILE_MS));
+      log.info({ instance_id: this.instanceId }, 'serving instance registered (the only one: SQLite)');
+      return;
     }
+    await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS);
+    const listener = new ClusterListener(listenUrl, {
+      onPayload: (payload) => this.#heard(payload),
+      onListening: (first) => {
+        if (first) return;
+        log.info('listening for other instances again');
+        this.#resync();
+      },
+      onLost: (error, retryInMs) => log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost'),
+    });
+    try {
+      await listener.start();
+    } catch (error) {
+      throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', 'cannot LISTEN for the other instances on the database', {}, { cause: error });
+    }
+    this.#listener = listener;
     this.#timers.push(
       setInterval(() => void this.#renew(), LEASE_RENEW_MS),
       setInterval(() => void this.#sweepLostStreams(), LOST_STREAM_SWEEP_MS),

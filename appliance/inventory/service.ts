@@ -13,6 +13,9 @@ import { searchPackage, type PackageSearch } from './search.ts';
 import { inventorySettings, removedRetentionDays, updateInventorySettings, type InventorySettings, type InventorySettingsPatch } from './settings.ts';
 import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
 
+/** The most hosts one abandonOpenScans statement names. */
+const ABANDON_BATCH = 500;
+
 const DAY_MS = 86_400_000;
 /**
  * Rows of packages indexed by name in one batch, after a scan completes. Large enough that one
@@ -91,7 +94,10 @@ export class InventoryService {
 
   /** Marks scans still receiving abandoned: at start-up (cut off by the last stop), or those of `hostIds`, whose instance died. Returns how many. */
   async abandonOpenScans(now: number, hostIds?: readonly string[]): Promise<number> {
-    const abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now, hostIds);
+    let abandoned = 0;
+    if (hostIds === undefined) abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now);
+    // In slices: one statement binds one parameter per host, and bound parameters are limited.
+    else for (let start = 0; start < hostIds.length; start += ABANDON_BATCH) abandoned += await this.#deps.stores.softwareInventory.abandonOpenScans(now, hostIds.slice(start, start + ABANDON_BATCH));
     if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, hostIds ? 'inventory scans of hosts whose instance died marked abandoned' : 'inventory scans cut off by the last stop marked abandoned');
     return abandoned;
   }
