@@ -2,7 +2,7 @@ import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import { catalogueCodeOf, CtOpsError } from '../../common/errors.ts';
 import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { readTrustedCaPems } from '../lib/trusted-cas.ts';
 
@@ -112,7 +112,6 @@ function applianceServerIdentity(_host: string, cert: PeerCertificate): Error | 
 
 /** The API's error body `{ error: { code, message } }` as a CtOpsError with that code. */
 function apiError(status: number, parsed: unknown): CtOpsError {
-  const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-  const code = isErrorCode(error?.code) ? error.code : 'ERR_INTERNAL';
-  return new CtOpsError(code, error?.message ?? `HTTP ${status}`);
+  const error = (parsed as { error?: { code?: unknown; message?: string } } | undefined)?.error;
+  return new CtOpsError(catalogueCodeOf(error) ?? 'ERR_INTERNAL', error?.message ?? `HTTP ${status}`);
 }

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import { checkMigrationOrder } from './database.ts';
 import type { Migration } from './migrations/index.ts';
 import { POSTGRES_MIGRATIONS } from './migrations/postgres/index.ts';
@@ -71,7 +71,7 @@ async function withMigrationLock<T>(database: Kysely<Schema>, lockWaitMs: number
     try {
       await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`.execute(transaction);
     } catch (error) {
-      if ((error as { code?: unknown }).code !== '55P03') throw error;
+      if (errorCodeOf(error) !== '55P03') throw error;
       throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', `another instance has held the schema migration lock for over ${lockWaitMs} ms; is one stuck migrating this database?`, { postgres_code: '55P03' }, { cause: error });
     }
     return body(transaction);
