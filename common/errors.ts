@@ -188,6 +188,22 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(STATUS, value);
 }
 
+/**
+ * The string `code` a caught value carries, whatever threw it: one of ours (CtOpsError), a driver's
+ * (PostgreSQL SQLSTATE, better-sqlite3's SQLITE_*), Node's (ENOENT, EPIPE), or an error body's
+ * `error.code`; undefined when it has none (also for null, undefined and primitives).
+ */
+export function errorCodeOf(value: unknown): string | undefined {
+  const code = (value as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** The catalogue code a caught value (or an error body's `error`) carries, undefined when it carries none of ours. */
+export function catalogueCodeOf(value: unknown): ErrorCode | undefined {
+  const code = errorCodeOf(value);
+  return isErrorCode(code) ? code : undefined;
+}
+
 /** gRPC carries our code in the details text as "ERR_X: message" so any client can read it. */
 export function grpcDetails(error: CtOpsError): string {
   return `${error.code}: ${error.message}`;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { CtOpsError, ERROR_CODES, ExitCode, GrpcCode, STATUS, codeFromGrpcDetails, grpcDetails } from '../common/errors.ts';
+import { CtOpsError, ERROR_CODES, ExitCode, GrpcCode, STATUS, catalogueCodeOf, codeFromGrpcDetails, errorCodeOf, grpcDetails } from '../common/errors.ts';
 
 test('docs/errors.md lists every error code with its HTTP, gRPC and exit statuses', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
@@ -26,6 +26,19 @@ test('a gRPC status written by the appliance gives back its error code', () => {
   assert.equal(codeFromGrpcDetails(grpcDetails(error)), 'ERR_TOKEN_EXHAUSTED');
   assert.equal(codeFromGrpcDetails('Received RST_STREAM with code 2'), undefined);
   assert.deepEqual(error.toJSON(), { code: 'ERR_TOKEN_EXHAUSTED', message: 'no uses left', details: { token_id: 'etk_1' } });
+});
+
+test('the code of a caught value is read alike whatever threw it; only catalogue codes count as ours', () => {
+  const ours = new CtOpsError('ERR_TASK_CANCELLED', 'cancelled');
+  const sqlstate = Object.assign(new Error('deadlock detected'), { code: '40P01' });
+  assert.equal(errorCodeOf(ours), 'ERR_TASK_CANCELLED');
+  assert.equal(errorCodeOf(sqlstate), '40P01');
+  assert.equal(errorCodeOf({ code: 'ERR_TOKEN_EXHAUSTED', message: 'an error body' }), 'ERR_TOKEN_EXHAUSTED');
+  for (const none of [undefined, null, 'ERR_INTERNAL', 42, new Error('plain'), { code: 7 }]) assert.equal(errorCodeOf(none), undefined, String(none));
+  assert.equal(catalogueCodeOf(ours), 'ERR_TASK_CANCELLED');
+  assert.equal(catalogueCodeOf({ code: 'ERR_TOKEN_EXHAUSTED' }), 'ERR_TOKEN_EXHAUSTED');
+  assert.equal(catalogueCodeOf(sqlstate), undefined);
+  assert.equal(catalogueCodeOf({ code: 'ERR_NOT_IN_THE_CATALOGUE' }), undefined);
 });
 
 test('docs/errors.md lists every build:agents error code with its exit code', async () => {

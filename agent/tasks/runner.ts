@@ -1,4 +1,4 @@
-import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import { catalogueCodeOf, CtOpsError } from '../../common/errors.ts';
 import { replaceUnsafeText } from '../../common/agent-text.ts';
 import { idPattern } from '../../common/ids.ts';
 import type { Task__Output, TaskUpdate } from '../../common/proto.ts';
@@ -152,7 +152,7 @@ export class TaskRunner {
       const resultJson = outcome.result === undefined ? undefined : JSON.stringify(outcome.result);
       this.#finish({ ...running, phase: 'succeeded', message: outcome.message, resultJson });
     } catch (error) {
-      const code = error instanceof CtOpsError || isErrorCode((error as { code?: unknown })?.code) ? String((error as { code: string }).code) : 'ERR_TASK_FAILED';
+      const code = catalogueCodeOf(error) ?? 'ERR_TASK_FAILED';
       this.#finish({ ...running, phase: 'failed', errorCode: code, message: (error as Error)?.message ?? String(error) });
     } finally {
       this.#running.delete(task.task_id);

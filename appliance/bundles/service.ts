@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
-import { buildBundle, type BuiltBundle, type BundleRequest } from '../../bundler/index.ts';
+import { buildBundle, withdrawBundleToken, type BuiltBundle, type BundleRequest } from '../../bundler/index.ts';
 import { BUNDLE_ZIP_NAME } from '../../bundler/lib/targets.ts';
 import type { Stores } from '../store/index.ts';
 
@@ -77,7 +77,7 @@ export class BundleService {
         return { ...result, path: join(finalDir, result.file) };
       } catch (error) {
         // Built but not kept: the new token it embeds must not stay live.
-        if (result !== undefined) await this.#revokeNewToken(result.token.mode, result.token.id, 'the bundle could not be kept');
+        if (result !== undefined) await this.#withdrawToken(result.token, 'the bundle could not be kept');
         throw error;
       } finally {
         await rm(staging, { recursive: true, force: true });
@@ -110,13 +110,13 @@ export class BundleService {
    */
   async withdraw(bundleId: string, by: string): Promise<void> {
     const dir = this.#bundleDir(bundleId);
-    let record: { token_mode?: string; token_id?: string };
+    let record: { token_mode: BuiltBundle['token']['mode']; token_id?: string };
     try {
       record = JSON.parse(await readFile(join(dir, BUNDLE_RECORD), 'utf8')) as typeof record;
     } catch (cause) {
       throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${bundleId}`, { bundle_id: bundleId }, { cause });
     }
-    await this.#revokeNewToken(record.token_mode, record.token_id, `bundle ${bundleId} withdrawn by ${by}`);
+    await this.#withdrawToken({ mode: record.token_mode, id: record.token_id }, `bundle ${bundleId} withdrawn by ${by}`);
     await rm(dir, { recursive: true, force: true });
     this.#deps.log.info({ bundle_id: bundleId, token_id: record.token_id, by }, 'install bundle withdrawn');
   }
@@ -126,8 +126,7 @@ export class BundleService {
     return join(this.#bundlesDir, bundleId);
   }
 
-  async #revokeNewToken(mode: string | undefined, tokenId: string | undefined, why: string): Promise<void> {
-    if (mode !== 'new' || tokenId === undefined) return;
-    if (await this.#deps.stores.enrolmentTokens.revoke(tokenId, Date.now())) this.#deps.log.info({ token_id: tokenId, why }, 'enrolment token revoked');
+  async #withdrawToken(token: Pick<BuiltBundle['token'], 'mode' | 'id'>, why: string): Promise<void> {
+    if (await withdrawBundleToken(token, { stores: this.#deps.stores, orgId: this.#deps.orgId }, Date.now())) this.#deps.log.info({ token_id: token.id, why }, 'enrolment token revoked');
   }
 }

@@ -2,7 +2,7 @@ import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import { catalogueCodeOf, CtOpsError } from '../../common/errors.ts';
 import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { readTrustedCaPems } from '../lib/trusted-cas.ts';
 
@@ -33,29 +33,14 @@ export class AdminClient {
   /** A JSON call; rejects with the catalogue code the API answered (ERR_INTERNAL when it names none). */
   async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const { status, bytes } = await this.#send(method, path, 'application/json', body);
-    const text = bytes.toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      throw new CtOpsError('ERR_INTERNAL', `the admin API answered ${status} with a body that is not JSON`);
-    }
-    if (status >= 400) throw apiError(status, parsed);
-    return parsed as T;
+    if (status >= 400) throwApiError(status, bytes);
+    return parseJsonAnswer(status, bytes) as T;
   }
 
   /** A GET of a file (a bundle zip): its bytes, or the API's error as `call` rejects. */
   async download(path: string): Promise<Buffer> {
     const { status, bytes } = await this.#send('GET', path, 'application/zip, application/json');
-    if (status >= 400) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(bytes.toString('utf8'));
-      } catch {
-        parsed = undefined;
-      }
-      throw apiError(status, parsed);
-    }
+    if (status >= 400) throwApiError(status, bytes);
     return bytes;
   }
 
@@ -110,9 +95,22 @@ function applianceServerIdentity(_host: string, cert: PeerCertificate): Error | 
   return usages?.includes(SERVER_AUTH_OID) ? undefined : new Error("the admin API's certificate is not a server certificate of the appliance's CA");
 }
 
-/** The API's error body `{ error: { code, message } }` as a CtOpsError with that code. */
-function apiError(status: number, parsed: unknown): CtOpsError {
-  const error = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
-  const code = isErrorCode(error?.code) ? error.code : 'ERR_INTERNAL';
-  return new CtOpsError(code, error?.message ?? `HTTP ${status}`);
+/** A JSON answer's body (undefined when empty); ERR_INTERNAL when it is not JSON. */
+function parseJsonAnswer(status: number, bytes: Buffer): unknown {
+  const text = bytes.toString('utf8');
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new CtOpsError('ERR_INTERNAL', `the admin API answered ${status} with a body that is not JSON`);
+  }
+}
+
+/**
+ * Throws an error answer (status >= 400) of any call, JSON or download, as a CtOpsError: the code
+ * and message of its body `{ error: { code, message } }`; ERR_INTERNAL when the body names no
+ * catalogue code or is not JSON.
+ */
+function throwApiError(status: number, bytes: Buffer): never {
+  const error = (parseJsonAnswer(status, bytes) as { error?: { code?: unknown; message?: string } } | undefined)?.error;
+  throw new CtOpsError(catalogueCodeOf(error) ?? 'ERR_INTERNAL', error?.message ?? `HTTP ${status}`);
 }

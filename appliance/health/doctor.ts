@@ -8,6 +8,7 @@ import { JWT_KEY_FILE } from '../pki/jwt-signing-key.ts';
 import { BUNDLE_KEY_FILE } from '../pki/signing-keys.ts';
 import { inspectDatabase } from '../store/database.ts';
 import { MIGRATIONS } from '../store/migrations/index.ts';
+import { latestSchemaVersion } from '../store/schema-version.ts';
 import { probeHealthz, probePort, type HealthzAnswer, type PortState } from './doctor-probes.ts';
 
 /** One line of `ct-ops-appliance doctor`: `warn` needs attention soon, `fail` needs it now. */
@@ -179,7 +180,7 @@ function checkDatabase(dataDir: string): DoctorCheck {
   const stats = statOrError(path);
   if (stats === 'missing') return warn('database', `${path} does not exist yet (the appliance creates it at its first start)`);
   if (typeof stats === 'string') return fail('database', `${path}: ${stats}`);
-  const latest = MIGRATIONS.at(-1)?.version ?? 0;
+  const latest = latestSchemaVersion(MIGRATIONS);
   const found = inspectDatabase(path);
   if (found.problem !== undefined) return fail('database', `${path}: ${found.problem}`);
   if (found.schemaVersion > latest) return fail('database', `schema version ${found.schemaVersion} was written by a newer appliance; this one knows up to ${latest}`);

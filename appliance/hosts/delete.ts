@@ -38,17 +38,34 @@ export async function deleteHost(deps: HostDeps, orgId: string, hostId: string, 
   return { host, uninstall: task };
 }
 
+/** Why a host is retired, when it is not a plain deletion: what its stream is closed with and what its log line says. */
+export interface Retirement {
+  /** Closes the host's live stream after commit; its code is also the error code of the host's cancelled tasks. */
+  closeWith: CtOpsError;
+  /** Merged into the log line after commit (they may name another host as `host_id`). */
+  logFields?: Record<string, unknown>;
+}
+
 /**
  * Soft-deletes the host in the caller's transaction `tx` and cancels its unfinished tasks; after
  * commit its stream is closed, its claim history forgotten and `message` logged. Nothing when it
- * was already deleted.
+ * was already deleted. A plain deletion closes with ERR_AGENT_NOT_ACTIVE; `retirement` says
+ * otherwise (a replaced host's key is retired: ERR_AGENT_KEY_RETIRED).
  */
-export async function retireHost(deps: Pick<HostDeps, 'presence' | 'log'>, tx: TransactionScope<TableStores>, hostId: string, now: number, by: string, message: string): Promise<void> {
+export async function retireHost(
+  deps: Pick<HostDeps, 'presence' | 'log'>,
+  tx: TransactionScope<TableStores>,
+  hostId: string,
+  now: number,
+  by: string,
+  message: string,
+  retirement: Retirement = { closeWith: new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host was deleted') },
+): Promise<void> {
   if (!(await tx.hosts.markDeleted(hostId, now, by))) return;
-  const cancelled = await tx.tasks.cancelForHost(hostId, now, 'ERR_AGENT_NOT_ACTIVE');
+  const cancelled = await tx.tasks.cancelForHost(hostId, now, retirement.closeWith.code);
   tx.afterCommit(() => {
-    deps.presence.disconnect(hostId, new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host was deleted'), 'revoked');
+    deps.presence.disconnect(hostId, retirement.closeWith, 'revoked');
     deps.presence.forgetClaims(hostId);
-    deps.log.info({ host_id: hostId, by, cancelled_tasks: cancelled.length }, message);
+    deps.log.info({ host_id: hostId, by, cancelled_tasks: cancelled.length, ...retirement.logFields }, message);
   });
 }

@@ -1,5 +1,6 @@
 import { CtOpsError } from '../../common/errors.ts';
 import type { Host } from '../model/host.ts';
+import { retireHost } from './delete.ts';
 import type { HostDeps } from './deps.ts';
 import { hostOfOrg } from './lookup.ts';
 
@@ -16,7 +17,7 @@ import { hostOfOrg } from './lookup.ts';
  * and replacing it would retire a working agent.
  */
 export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'presence' | 'log'>, orgId: string, newId: string, oldId: string, by: string, now: number, force = false): Promise<Host> {
-  const { stores, presence, log } = deps;
+  const { stores, presence } = deps;
   // Online on any instance; read before the transaction, whose body reads only the database's rows through it.
   const oldOnline = !force && (await presence.isOnline(oldId));
   return stores.transact(async (tx) => {
@@ -30,16 +31,13 @@ export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'pres
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
     }
     if (!(await tx.hosts.takeOver(newId, old))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
-    await tx.hosts.markDeleted(oldId, now, by);
     await tx.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
     // The name the admins knew the machine by joins the new host's previous names.
     if (old.hostname !== incoming.hostname) await tx.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
     await tx.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
-    const cancelled = await tx.tasks.cancelForHost(oldId, now, 'ERR_AGENT_KEY_RETIRED');
-    tx.afterCommit(() => {
-      presence.disconnect(oldId, new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }), 'revoked');
-      presence.forgetClaims(oldId);
-      log.info({ host_id: newId, replaces: oldId, by, cancelled_tasks: cancelled.length }, 'host approved as replacement');
+    await retireHost(deps, tx, oldId, now, by, 'host approved as replacement', {
+      closeWith: new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }),
+      logFields: { host_id: newId, replaces: oldId },
     });
     return (await tx.hosts.get(newId)) as Host;
   });

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { errorCodeOf } from '../../common/errors.ts';
 
 /** Which declared constraint a statement broke, the same name on every backend. */
 export type ConstraintKind = 'unique' | 'foreign-key' | 'check' | 'not-null';
@@ -27,6 +28,6 @@ const POSTGRES_CONSTRAINTS: Readonly<Record<string, ConstraintKind>> = {
  */
 export function constraintViolation(error: unknown): ConstraintKind | undefined {
   if (error instanceof Database.SqliteError) return SQLITE_CONSTRAINTS[error.code];
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? POSTGRES_CONSTRAINTS[code] : undefined;
+  const code = errorCodeOf(error);
+  return code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? POSTGRES_CONSTRAINTS[code] : undefined;
 }

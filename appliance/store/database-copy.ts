@@ -1,6 +1,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { CtOpsError } from '../../common/errors.ts';
-import { type Db, openSqliteFile, sqliteCode } from './database.ts';
+import { type Db, openSqliteFile, sqliteCode, sqliteSchemaVersion } from './database.ts';
+import { refuseNewerSchema } from './schema-version.ts';
 import { storageFailure } from './storage-failure.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
@@ -60,11 +61,8 @@ export function checkDatabaseCopy(path: string): { schemaVersion: number } {
     if (problems.length !== 1 || problems[0] !== 'ok') {
       throw new CtOpsError('ERR_BACKUP_DAMAGED', `the database copy fails PRAGMA integrity_check: ${problems.slice(0, 3).join('; ')}`, { path });
     }
-    const schemaVersion = db.pragma('user_version', { simple: true }) as number;
-    const latest = MIGRATIONS.at(-1)?.version ?? 0;
-    if (schemaVersion > latest) {
-      throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the backed-up database has schema version ${schemaVersion}; this appliance knows up to ${latest}: restore it with that newer version`, { current: schemaVersion, latest });
-    }
+    const schemaVersion = sqliteSchemaVersion(db);
+    refuseNewerSchema(schemaVersion, MIGRATIONS, 'the backed-up database', 'restore it with that newer version');
     return { schemaVersion };
   } catch (error) {
     if (error instanceof CtOpsError) throw error;

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { CtOpsError } from '../../common/errors.ts';
 import { packageRoot } from '../../common/package-root.ts';
 import { MIGRATIONS, type Migration } from './migrations/index.ts';
+import { refuseNewerSchema } from './schema-version.ts';
 import { storageFailure } from './storage-failure.ts';
 
 export type Db = Database.Database;
@@ -77,11 +78,8 @@ export function openDatabase(path: string, migrations: readonly Migration[] = MI
  */
 export function migrate(db: Db, migrations: readonly Migration[]): number {
   checkMigrationOrder(migrations);
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const latest = migrations.at(-1)?.version ?? 0;
-  if (current > latest) {
-    throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this appliance knows up to ${latest}`, { current, latest });
-  }
+  const current = sqliteSchemaVersion(db);
+  const latest = refuseNewerSchema(current, migrations);
   const pending = migrations.filter((migration) => migration.version > current);
   for (const migration of pending) {
     db.transaction(() => {
@@ -99,9 +97,8 @@ export function migrate(db: Db, migrations: readonly Migration[]): number {
  * migrates at its start, with its own checks and log), ERR_SCHEMA_TOO_NEW when newer.
  */
 function requireCurrentSchema(db: Db, migrations: readonly Migration[]): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  const latest = migrations.at(-1)?.version ?? 0;
-  if (current > latest) throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this build knows up to ${latest}`, { current, latest });
+  const current = sqliteSchemaVersion(db);
+  const latest = refuseNewerSchema(current, migrations);
   if (current < latest) {
     throw new CtOpsError('ERR_SCHEMA_OUTDATED', `the database schema is version ${current}, this build needs ${latest}: start the appliance once (it upgrades the database), then run this again`, { current, latest });
   }
@@ -120,6 +117,11 @@ export function checkMigrationOrder(migrations: readonly Migration[]): void {
   });
 }
 
+/** A SQLite database's schema version: PRAGMA user_version, which migrate() sets (0 for a new file). */
+export function sqliteSchemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
 /** better-sqlite3 SqliteError codes (SQLITE_CONSTRAINT_UNIQUE, ...) when err is one. */
 export function sqliteCode(error: unknown): string | undefined {
   return error instanceof Database.SqliteError ? error.code : undefined;
@@ -135,7 +137,7 @@ export function inspectDatabase(path: string): { readonly schemaVersion: number;
   try {
     db = openSqliteFile(path, { readonly: true, fileMustExist: true });
     const verdict = db.pragma('quick_check', { simple: true }) as string;
-    const schemaVersion = db.pragma('user_version', { simple: true }) as number;
+    const schemaVersion = sqliteSchemaVersion(db);
     return verdict === 'ok' ? { schemaVersion } : { schemaVersion, problem: `quick_check: ${verdict}` };
   } catch (error) {
     return { schemaVersion: 0, problem: `${sqliteCode(error) ?? 'error'}: ${(error as Error).message}` };

@@ -1,9 +1,10 @@
 import { sql, type Kysely } from 'kysely';
-import { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import { checkMigrationOrder } from './database.ts';
 import type { Migration } from './migrations/index.ts';
 import { POSTGRES_MIGRATIONS } from './migrations/postgres/index.ts';
 import type { Schema } from './schema.ts';
+import { refuseNewerSchema } from './schema-version.ts';
 
 /**
  * The advisory lock every migrating instance takes (transaction-scoped): a 64-bit key of our own,
@@ -37,16 +38,13 @@ type Migrating = Kysely<Schema & VersionTable>;
 export async function migratePostgres(database: Kysely<Schema>, migrations: readonly Migration[] = POSTGRES_MIGRATIONS, lockWaitMs = MIGRATION_LOCK_WAIT_MS): Promise<number> {
   checkMigrationOrder(migrations);
   const underMigrationLock = <T>(body: (transaction: Migrating) => Promise<T>): Promise<T> => withMigrationLock(database, lockWaitMs, body);
-  const latest = migrations.at(-1)?.version ?? 0;
   const current = await underMigrationLock(async (transaction) => {
     // Created under the lock: two instances' CREATE TABLE IF NOT EXISTS could otherwise both try.
     await sql`CREATE TABLE IF NOT EXISTS schema_version (id SMALLINT PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`.execute(transaction);
     await transaction.insertInto('schema_version').values({ id: 1, version: 0 }).onConflict((conflict) => conflict.column('id').doNothing()).execute();
     return schemaVersion(transaction);
   });
-  if (current > latest) {
-    throw new CtOpsError('ERR_SCHEMA_TOO_NEW', `the database schema is version ${current}; this appliance knows up to ${latest}`, { current, latest });
-  }
+  const latest = refuseNewerSchema(current, migrations);
   for (const migration of migrations.filter((candidate) => candidate.version > current)) {
     await underMigrationLock(async (transaction) => {
       if ((await schemaVersion(transaction)) >= migration.version) return; // another instance applied it meanwhile
@@ -73,7 +71,7 @@ async function withMigrationLock<T>(database: Kysely<Schema>, lockWaitMs: number
     try {
       await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`.execute(transaction);
     } catch (error) {
-      if ((error as { code?: unknown }).code !== '55P03') throw error;
+      if (errorCodeOf(error) !== '55P03') throw error;
       throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', `another instance has held the schema migration lock for over ${lockWaitMs} ms; is one stuck migrating this database?`, { postgres_code: '55P03' }, { cause: error });
     }
     return body(transaction);

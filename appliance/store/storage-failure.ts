@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import type { StorageFailureCode } from '../health/storage-health.ts';
 
 /** SQLite's primary result codes that mean the storage failed, not the statement (sqlite.org/rescode.html). */
@@ -78,12 +78,13 @@ export function storageFailure(error: unknown): StorageFailure | undefined {
     const code = SQLITE_FAILURES[error.code] ?? SQLITE_FAILURES[error.code.split('_', 2).join('_')];
     return code === undefined ? undefined : failure(code, error.code, { sqlite_code: error.code }, error);
   }
-  const { code: errorCode, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const errorCode = errorCodeOf(error);
+  const { message } = (error ?? {}) as { message?: unknown };
   // Socket errors first: EPIPE has the shape of a SQLSTATE.
-  if (typeof errorCode === 'string' && UNREACHABLE_SERVER.has(errorCode)) {
+  if (errorCode !== undefined && UNREACHABLE_SERVER.has(errorCode)) {
     return failure('ERR_STORAGE_UNAVAILABLE', `the PostgreSQL server cannot be reached: ${errorCode}`, { postgres_code: errorCode }, error);
   }
-  if (typeof errorCode === 'string' && /^[0-9A-Z]{5}$/.test(errorCode)) {
+  if (errorCode !== undefined && /^[0-9A-Z]{5}$/.test(errorCode)) {
     const code = POSTGRES_FAILURES[errorCode] ?? POSTGRES_FAILURES[errorCode.slice(0, 2)];
     return code === undefined ? undefined : failure(code, `SQLSTATE ${errorCode}`, { postgres_code: errorCode }, error);
   }

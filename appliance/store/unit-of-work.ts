@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
-import { CtOpsError } from '../../common/errors.ts';
+import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import type { Schema } from './schema.ts';
 
 /** What a store runs its queries on: the database, or an open transaction (Kysely's Transaction is a Kysely). */
@@ -46,8 +46,8 @@ const TRANSACTION_ATTEMPTS = 3;
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
 
 function mustRetry(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && RETRYABLE_SQLSTATES.has(code);
+  const code = errorCodeOf(error);
+  return code !== undefined && RETRYABLE_SQLSTATES.has(code);
 }
 
 /**

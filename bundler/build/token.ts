@@ -79,7 +79,13 @@ export async function resolveBundleToken(choice: TokenChoice, authority: TokenAu
   }
 }
 
-/** Withdraws a token this build created when the bundle could not be written. */
-export async function withdrawBundleToken(token: BundleToken, authority: TokenAuthority | undefined, now: number): Promise<void> {
-  if (token.mode === 'new' && token.id !== undefined && authority) await authority.stores.enrolmentTokens.revoke(token.id, now);
+/**
+ * Withdraws the token a bundle embeds when the bundle will reach nobody (it could not be written,
+ * kept or downloaded): a token of mode new was made for that bundle alone and is revoked; an
+ * existing token serves others and stays. Resolves true when it revoked one now (false: nothing to
+ * revoke, no authority, or revoked already).
+ */
+export async function withdrawBundleToken(token: Pick<BundleToken, 'mode' | 'id'>, authority: TokenAuthority | undefined, now: number): Promise<boolean> {
+  if (token.mode !== 'new' || token.id === undefined || !authority) return false;
+  return authority.stores.enrolmentTokens.revoke(token.id, now);
 }
