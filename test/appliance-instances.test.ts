@@ -100,6 +100,32 @@ describe('two ingest instances on one PostgreSQL', () => {
     assert.equal((await b.host(hostId)).status, 'identity-conflict');
   });
 
+  test('an instance frozen past its lease is taken for dead: its agent moves on; thawed, it finds out, regains its lease and gives up the stale stream without taking the host offline', { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken('--auto-approve');
+    const agent = new TestAgent({ address: '', addresses: [b.address, a.address], caCertFile: a.caCertPath, orgToken: token, intervalSecs: 5 });
+    agents.push(agent);
+    const proc = agent.start();
+    await proc.waitForLog('heartbeat acknowledged', {}, 20_000);
+    const hostId = agent.state().agent_id;
+    process.kill(b.process.child.pid!, 'SIGSTOP');
+    try {
+      // Unacknowledged, the agent reconnects to the next address; B's lease runs out meanwhile.
+      await proc.waitForLog('heartbeat stream opened', { address_index: 1 }, 40_000);
+      await waitFor('A shows the host online', async () => (await a.host(hostId)).status === 'online', 20_000, 250);
+      // Frozen past its 15 s lease, so A's lost-stream pass has taken it for dead.
+      await new Promise((resolve) => setTimeout(resolve, 16_000));
+    } finally {
+      process.kill(b.process.child.pid!, 'SIGCONT');
+    }
+    await b.process.waitForLog('this instance had been taken for dead (its lease ran out); its streams are claimed again', {}, 20_000);
+    // B's stale stream ended (or is given up): the host stays online through A, never recorded offline.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    assert.equal((await a.host(hostId)).status, 'online');
+    assert.equal((await b.host(hostId)).status, 'online', 'B agrees: the row names A');
+    assert.equal(a.process.logged('host offline', { host_id: hostId }).length, 0, 'A never took it offline');
+    assert.equal(b.process.logged('host offline', { host_id: hostId }).length, 0, 'nor did B when its stale stream ended');
+  });
+
   test('an instance killed with SIGKILL: its agents that list another instance reconnect there and take tasks; a host whose agent knows no other goes offline on the others within the lease (15 s)', { timeout: 120_000 }, async () => {
     const { token } = await a.createToken('--auto-approve', '--max-uses', '2');
     const listing = new TestAgent({ address: '', addresses: [b.address, a.address], caCertFile: a.caCertPath, orgToken: token, intervalSecs: 5 });
