@@ -20,7 +20,6 @@ export interface Schema {
   software_scans: SoftwareScansTable;
   software_packages: SoftwarePackagesTable;
   software_name_index: SoftwareNameIndexTable;
-  software_name_index_state: SoftwareNameIndexStateTable;
   /** A view: each host's newest completed scan. */
   host_last_inventory: HostLastInventoryView;
   tasks: TasksTable;
@@ -186,16 +185,13 @@ export interface SoftwarePackagesTable {
   prior_scan: number | null;
   is_removed: Generated<Flag>;
   removed_at: number | null;
+  /** 0 until the name index holds (name, host_id) (migration 015); the insert leaves the default. */
+  name_indexed: Generated<Flag>;
 }
 
 export interface SoftwareNameIndexTable {
   name: string;
   host_id: string;
-}
-
-export interface SoftwareNameIndexStateTable {
-  id: number;
-  indexed_through: number;
 }
 
 export interface HostLastInventoryView {

@@ -1,4 +1,4 @@
-import type { CompiledQuery, Selectable, Updateable } from 'kysely';
+import { sql, type CompiledQuery, type Selectable, type Updateable } from 'kysely';
 import { CtOpsError } from '../../common/errors.ts';
 import { describeSkipped, NORMALISE_REASONS, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import { SCAN_TRANSITIONS, type ScanClosingEvent, type ScanEvent } from '../inventory/scan-states.ts';
@@ -13,7 +13,7 @@ import {
 } from '../model/inventory.ts';
 import { constraintViolation } from './constraint-violation.ts';
 import { storageFailure } from './storage-failure.ts';
-import type { SoftwarePackagesTable, SoftwareScansTable } from './schema.ts';
+import type { Flag, SoftwarePackagesTable, SoftwareScansTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
 
 /**
@@ -23,6 +23,12 @@ import type { Executor } from './unit-of-work.ts';
  * PostgreSQL's 65,535.
  */
 const UPSERT_ROWS = 1000;
+
+/**
+ * name_indexed = 0 as a literal, not a bound parameter: SQLite uses the partial index
+ * software_packages_name_pending (migration 015) only for a term that matches its WHERE as written.
+ */
+const NAME_PENDING = sql.lit<Flag>(0);
 
 type ScanRow = Selectable<SoftwareScansTable>;
 type PackageRow = Selectable<SoftwarePackagesTable>;
@@ -110,25 +116,37 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * Adds the names of rows not yet in software_name_index, in one sorted batch, when at least
-   * `batchAtLeast` rows are waiting (1: all of them); inside stores.transact. Returns the entries
-   * added. Lookups are exact either way; this only keeps the unindexed tail short.
+   * Adds the names of pending rows (name_indexed 0) to software_name_index, in one sorted batch,
+   * when at least `batchAtLeast` rows are pending (1: all of them); inside stores.transact. Returns
+   * the entries added. A row is then marked indexed only where its (name, host_id) entry exists, so
+   * a row committed by another transaction while this batch ran — on PostgreSQL ids become visible
+   * out of order — stays pending for the next batch instead of being skipped (decisions.md 128).
+   * Lookups are exact either way; this only keeps the pending tail short.
    */
   async indexNames(batchAtLeast = 1): Promise<number> {
     this.#requireTransaction('indexNames');
-    const state = await this.#db.selectFrom('software_name_index_state').select('indexed_through').where('id', '=', 1).executeTakeFirstOrThrow();
-    const newest = await this.#db.selectFrom('software_packages').select((eb) => eb.fn.max('id').as('max_id')).executeTakeFirst();
-    const from = Number(state.indexed_through);
-    const to = Number(newest?.max_id ?? 0);
-    if (to - from < batchAtLeast || to <= from) return 0;
+    if (batchAtLeast > 1) {
+      const waiting = await this.#db
+        .selectFrom((eb) => eb.selectFrom('software_packages').select('id').where('name_indexed', '=', NAME_PENDING).limit(batchAtLeast).as('pending'))
+        .select((eb) => eb.fn.countAll().as('rows'))
+        .executeTakeFirstOrThrow();
+      if (Number(waiting.rows) < batchAtLeast) return 0;
+    }
     // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
     const added = await this.#db
       .insertInto('software_name_index')
       .columns(['name', 'host_id'])
-      .expression((eb) => eb.selectFrom('software_packages').select(['name', 'host_id']).where('id', '>', from).where('id', '<=', to).orderBy('name').orderBy('host_id'))
+      .expression((eb) => eb.selectFrom('software_packages').select(['name', 'host_id']).where('name_indexed', '=', NAME_PENDING).orderBy('name').orderBy('host_id'))
       .onConflict((conflict) => conflict.columns(['name', 'host_id']).doNothing())
       .executeTakeFirst();
-    await this.#db.updateTable('software_name_index_state').set({ indexed_through: to }).where('id', '=', 1).execute();
+    await this.#db
+      .updateTable('software_packages')
+      .set({ name_indexed: 1 })
+      .where('name_indexed', '=', NAME_PENDING)
+      .where(({ exists, selectFrom }) =>
+        exists(selectFrom('software_name_index as i').select('i.name').whereRef('i.name', '=', 'software_packages.name').whereRef('i.host_id', '=', 'software_packages.host_id')),
+      )
+      .execute();
     return Number(added.numInsertedOrUpdatedRows ?? 0);
   }
 
@@ -187,7 +205,7 @@ export class SoftwareInventoryStore {
   /**
    * The records of a package (exact name) across hosts not deleted, by version then host:
    * installed ones unless `includeRemoved`, of every organisation unless `orgId`. Reads the name
-   * index for rows indexed so far plus the short unindexed tail above its mark; deleted hosts are
+   * index for rows indexed so far plus the short tail of pending rows; deleted hosts are
    * no longer part of the fleet (their history is read per host only).
    */
   async hostsWithPackage(name: string, options: { orgId?: string; includeRemoved?: boolean } = {}): Promise<HostPackageRecord[]> {
@@ -207,7 +225,7 @@ export class SoftwareInventoryStore {
       .innerJoin('hosts as h', 'h.id', 'p.host_id')
       .selectAll('p')
       .select('h.hostname')
-      .where('p.id', '>', (eb) => eb.selectFrom('software_name_index_state').select('indexed_through').where('id', '=', 1))
+      .where('p.name_indexed', '=', NAME_PENDING)
       .where('p.name', '=', name)
       .where('h.deleted_at', 'is', null)
       .$if(!includeRemoved, (query) => query.where('p.is_removed', '=', 0))
