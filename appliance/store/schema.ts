@@ -151,7 +151,7 @@ export interface AdminApiTokensTable {
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
 
 export interface SoftwareScansTable {
-  /** Insertion order; the name index advances through it. */
+  /** Insertion order; the per-host cap on scans goes by it. */
   seq: Generated<number>;
   id: string;
   host_id: string;
