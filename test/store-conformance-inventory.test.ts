@@ -13,7 +13,7 @@ after(async () => (await sharedPostgres()).stop());
 const AT = 1_764_000_000_123;
 const DAY_MS = 86_400_000;
 
-/** The schema version before migration 015 (the name index's pending flag). */
+/** The schema version before migration 015 (the name index's pending pairs). */
 const BEFORE_PENDING_FLAG = 14;
 
 async function insertHost(kysely: Kysely<Schema>, id: string, orgId = 'org_i'): Promise<void> {
@@ -47,9 +47,10 @@ async function search(kysely: Kysely<Schema>, name: string, options: { orgId?: s
   return (await new SoftwareInventoryStore(kysely).hostsWithPackage(name, options)).map((record) => `${record.hostId}:${record.version}`);
 }
 
-async function pendingRows(kysely: Kysely<Schema>): Promise<number> {
-  const row = await kysely.selectFrom('software_packages').select((eb) => eb.fn.countAll().as('rows')).where('name_indexed', '=', 0).executeTakeFirstOrThrow();
-  return Number(row.rows);
+/** The (name, host_id) pairs waiting for the name index, in order. */
+async function pending(kysely: Kysely<Schema>): Promise<string[]> {
+  const rows = await kysely.selectFrom('software_name_pending').select(['name', 'host_id']).orderBy('name').orderBy('host_id').execute();
+  return rows.map((row) => `${row.name}@${row.host_id}`);
 }
 
 conformance('inventory store: scan lifecycle — chunks upsert new/changed/unchanged rows, completing marks the unseen removed keeping first_seen, restarts, closes, abandons', async (backend) => {
@@ -161,9 +162,11 @@ conformance('inventory store: package search reads the name index plus the pendi
   await addChunk(kysely, { scanId: 'scan-3', hostId: 'hst_3', chunkIndex: 0, packages: [pkg('openssl')], isLast: true, now: AT });
   assert.deepEqual(await search(kysely, 'openssl'), ['hst_1:1.0', 'hst_1:1.0', 'hst_3:1.0', 'hst_2:3.0'], 'all pending: read from the rows');
   assert.equal(await indexNames(kysely, 6), 0, 'fewer pending rows than the batch: nothing indexed');
-  assert.equal(await pendingRows(kysely), 5);
+  assert.deepEqual(await pending(kysely), ['curl@hst_1', 'openssl@hst_1', 'openssl@hst_1', 'openssl@hst_2', 'openssl@hst_3'], 'one pair per row inserted');
   assert.equal(await indexNames(kysely, 5), 4, 'one entry per (name, host)');
-  assert.equal(await pendingRows(kysely), 0);
+  assert.deepEqual(await pending(kysely), []);
+  await addChunk(kysely, { scanId: 'scan-1b', hostId: 'hst_1', chunkIndex: 0, packages: [pkg('openssl', { publisher: 'changed' }), pkg('openssl', { architecture: 'i386' }), pkg('curl')], isLast: true, now: AT });
+  assert.deepEqual(await pending(kysely), [], 'a rescan that updates rows inserts none: nothing pending');
   assert.deepEqual(await search(kysely, 'openssl'), ['hst_1:1.0', 'hst_1:1.0', 'hst_3:1.0', 'hst_2:3.0'], 'the same, read from the index');
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i' }), ['hst_1:1.0', 'hst_1:1.0', 'hst_2:3.0']);
   // New rows after the batch (a new version for an indexed host, a new name) are found at once; a removal hides one.
@@ -172,14 +175,14 @@ conformance('inventory store: package search reads the name index plus the pendi
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i', includeRemoved: true }), ['hst_1:1.0', 'hst_1:1.0', 'hst_2:3.0', 'hst_2:3.1']);
   assert.deepEqual(await search(kysely, 'zlib'), ['hst_2:1.0']);
   assert.equal(await indexNames(kysely), 1, 'zlib on hst_2 is the only new entry');
-  assert.equal(await pendingRows(kysely), 0, 'the new openssl row of an indexed (name, host) is marked too');
+  assert.deepEqual(await pending(kysely), [], 'the pair of the new openssl row, indexed already, went too');
   await kysely.updateTable('hosts').set({ deleted_at: AT + 2 }).where('id', '=', 'hst_1').execute();
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i' }), ['hst_2:3.1'], 'a deleted host is no longer part of the fleet');
   assert.deepEqual(await search(kysely, 'no-such-package'), []);
 });
 
 for (const backend of backends()) {
-  test(`migration 015 backfills the pending flag from the name index: a row the old high-water mark skipped is indexed by the next batch [${backend.name}]`, async () => {
+  test(`migration 015 makes pending the pairs the name index lacks: a row the old high-water mark skipped is indexed by the next batch [${backend.name}]`, async () => {
     const opened = await backend.open(BEFORE_PENDING_FLAG);
     try {
       const { kysely } = opened;
@@ -192,12 +195,11 @@ for (const backend of backends()) {
       // The old mark past both rows: "skipped" is the row a late commit left out of the index.
       await sql`UPDATE software_name_index_state SET indexed_through = (SELECT max(id) FROM software_packages)`.execute(kysely);
       await opened.migrateTo();
-      const flags = await kysely.selectFrom('software_packages').select(['name', 'name_indexed']).orderBy('name').execute();
-      assert.deepEqual(flags, [{ name: 'indexed', name_indexed: 1 }, { name: 'skipped', name_indexed: 0 }]);
+      assert.deepEqual(await pending(kysely), ['skipped@hst_m'], 'only the pair the index lacks');
       assert.deepEqual(await search(kysely, 'skipped'), ['hst_m:1'], 'found as a pending row at once');
       assert.equal(await indexNames(kysely), 1);
       assert.deepEqual(await kysely.selectFrom('software_name_index').select('name').orderBy('name').execute(), [{ name: 'indexed' }, { name: 'skipped' }]);
-      assert.equal(await pendingRows(kysely), 0);
+      assert.deepEqual(await pending(kysely), []);
     } finally {
       await opened.close();
     }
@@ -230,15 +232,48 @@ test('PostgreSQL: a package row whose lower id commits after a higher one is sti
       commitT1();
       await t1;
     }
-    const ids = await kysely.selectFrom('software_packages').select(['name', 'id', 'name_indexed']).orderBy('id').execute();
+    const ids = await kysely.selectFrom('software_packages').select(['name', 'id']).orderBy('id').execute();
     assert.deepEqual(ids.map((row) => row.name), ['late-commit', 'early-commit'], 'the row committed last has the lower id');
-    assert.deepEqual(ids.map((row) => row.name_indexed), [0, 1], 'the late row is still pending, not passed over');
+    assert.deepEqual(await pending(kysely), ['late-commit@hst_late'], 'the late row is pending, not passed over');
     assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found as a pending row');
     assert.equal(await indexNames(kysely), 1);
     assert.deepEqual(await kysely.selectFrom('software_name_index').select(['name', 'host_id']).orderBy('name').execute(),
       [{ name: 'early-commit', host_id: 'hst_early' }, { name: 'late-commit', host_id: 'hst_late' }]);
     assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found through the index');
-    assert.equal(await pendingRows(kysely), 0);
+    assert.deepEqual(await pending(kysely), []);
+  } finally {
+    await opened.close();
+  }
+});
+
+test('PostgreSQL: the same chunk delivered twice at once (an agent failing over mid-scan) is stored once; the second is out of order [postgres]', async () => {
+  const postgres = backends().find((backend) => backend.name === 'postgres')!;
+  const opened = await postgres.open();
+  try {
+    const { kysely } = opened;
+    await insertHost(kysely, 'hst_f');
+    await addChunk(kysely, { scanId: 'scan-f', hostId: 'hst_f', chunkIndex: 0, packages: [pkg('a')], isLast: false, now: AT });
+    const chunk = { scanId: 'scan-f', hostId: 'hst_f', taskId: '', chunkIndex: 1, packages: [pkg('b'), pkg('c')], isLast: false, now: AT + 1 };
+    // The first delivery's transaction stays open after writing; the second one starts and waits on its rows.
+    let firstStored!: () => void;
+    const firstHasWritten = new Promise<void>((resolve) => (firstStored = resolve));
+    let commitFirst!: () => void;
+    const firstMayCommit = new Promise<void>((resolve) => (commitFirst = resolve));
+    const first = kysely.transaction().execute(async (tx) => {
+      const result = await new SoftwareInventoryStore(tx).addChunk(chunk);
+      firstStored();
+      await firstMayCommit;
+      return result;
+    });
+    await firstHasWritten;
+    const second = addChunk(kysely, chunk);
+    const secondSettled = second.then(() => 'stored', () => 'refused');
+    assert.equal(await Promise.race([secondSettled, new Promise((resolve) => setTimeout(() => resolve('waiting'), 300))]), 'waiting', 'the second delivery waits for the first');
+    commitFirst();
+    assert.deepEqual([(await first).added, (await first).scan.chunks], [2, 2]);
+    await assert.rejects(second, (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVENTORY_SCAN_OUT_OF_ORDER');
+    const scan = (await new SoftwareInventoryStore(kysely).getScan('scan-f'))!;
+    assert.deepEqual([scan.chunks, scan.packagesReceived, scan.added, scan.skipped], [2, 3, 3, []], 'counted once');
   } finally {
     await opened.close();
   }

@@ -35,7 +35,7 @@ const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
   // A heartbeat interval in seconds, bounded by the agent's configuration checks.
   ['hosts.heartbeat_interval_secs', 'INTEGER'],
   // 0/1 flags.
-  ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'], ['software_packages.name_indexed', 'SMALLINT'],
+  ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
   // The constant id (= 1) of one-row tables.
   ['register_nonce_watermark.id', 'INTEGER'],
 ]);

@@ -20,6 +20,8 @@ export interface Schema {
   software_scans: SoftwareScansTable;
   software_packages: SoftwarePackagesTable;
   software_name_index: SoftwareNameIndexTable;
+  /** The pairs of package rows inserted since the name index last took them (a trigger fills it: migration 015). */
+  software_name_pending: SoftwareNameIndexTable;
   /** A view: each host's newest completed scan. */
   host_last_inventory: HostLastInventoryView;
   tasks: TasksTable;
@@ -185,8 +187,6 @@ export interface SoftwarePackagesTable {
   prior_scan: number | null;
   is_removed: Generated<Flag>;
   removed_at: number | null;
-  /** 0 until the name index holds (name, host_id) (migration 015); the insert leaves the default. */
-  name_indexed: Generated<Flag>;
 }
 
 export interface SoftwareNameIndexTable {

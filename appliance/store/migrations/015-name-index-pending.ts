@@ -1,24 +1,32 @@
 import type { Migration } from './index.ts';
 
 /**
- * The name index takes rows by a pending flag instead of an id high-water mark (decisions.md 128).
- * On PostgreSQL ids become visible out of order: a transaction that took id 100 may commit after
- * one that took 101, and a mark moved to 101 meanwhile never saw 100 — package search missed it.
- * software_packages.name_indexed is 0 for a row whose (name, host_id) may not be in
- * software_name_index yet, set to 1 by the indexer only where that entry exists; the insert leaves
- * the default, so the chunk upsert writes nothing more. The partial index holds only the pending
- * rows, in id order (appended like the rows themselves, unlike an index by name, 002's note).
- * Backfill: a row is indexed when its entry exists — rows the old mark skipped stay pending and
- * the next batch takes them.
+ * The name index takes the rows it has not seen from a pending list instead of ids above a mark
+ * (decisions.md 128). On PostgreSQL ids become visible out of order: a transaction that took id 100
+ * may commit after one that took 101, and a mark moved to 101 meanwhile never saw 100 — package
+ * search missed it. software_name_pending gets (name, host_id) of every inserted package row from
+ * a trigger, in the inserting statement and transaction: the chunk upsert stays one statement, and
+ * an update of a row (same name and host) adds nothing. The indexer copies pending pairs into
+ * software_name_index, then deletes the pending pairs whose entry exists; a pair committed while it
+ * ran stays for the next batch. SQLite fires a row trigger (an append to a rowid table, no extra
+ * statement); PostgreSQL's is per statement, over the statement's inserted rows.
+ * Backfill: the pairs of rows the index lacks — those the old mark skipped — are pending.
  */
 export const migration015NameIndexPending: Migration = {
   version: 15,
-  description: 'software_packages.name_indexed: the name index takes pending rows, not ids above a mark',
+  description: 'software_name_pending: the name index takes the pairs inserted since, not ids above a mark',
   sql: `
-ALTER TABLE software_packages ADD COLUMN name_indexed INTEGER NOT NULL DEFAULT 0 CHECK (name_indexed IN (0, 1));
-UPDATE software_packages SET name_indexed = 1
-  WHERE EXISTS (SELECT 1 FROM software_name_index i WHERE i.name = software_packages.name AND i.host_id = software_packages.host_id);
-CREATE INDEX software_packages_name_pending ON software_packages(id) WHERE name_indexed = 0;
+CREATE TABLE software_name_pending (
+  name     TEXT NOT NULL,
+  host_id  TEXT NOT NULL
+);
+CREATE TRIGGER software_packages_name_pending AFTER INSERT ON software_packages
+BEGIN
+  INSERT INTO software_name_pending (name, host_id) VALUES (NEW.name, NEW.host_id);
+END;
+INSERT INTO software_name_pending (name, host_id)
+  SELECT DISTINCT name, host_id FROM software_packages p
+  WHERE NOT EXISTS (SELECT 1 FROM software_name_index i WHERE i.name = p.name AND i.host_id = p.host_id);
 DROP TABLE software_name_index_state;
 `,
 };

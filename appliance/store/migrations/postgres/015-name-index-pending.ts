@@ -4,10 +4,22 @@ import { mirroring } from './mirroring.ts';
 export const postgresMigration015NameIndexPending = mirroring(
   migration015NameIndexPending,
   `
-ALTER TABLE software_packages ADD COLUMN name_indexed SMALLINT NOT NULL DEFAULT 0 CHECK (name_indexed IN (0, 1));
-UPDATE software_packages SET name_indexed = 1
-  WHERE EXISTS (SELECT 1 FROM software_name_index i WHERE i.name = software_packages.name AND i.host_id = software_packages.host_id);
-CREATE INDEX software_packages_name_pending ON software_packages(id) WHERE name_indexed = 0;
+CREATE TABLE software_name_pending (
+  name     TEXT NOT NULL,
+  host_id  TEXT NOT NULL
+);
+CREATE FUNCTION software_packages_name_pending() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO software_name_pending (name, host_id) SELECT name, host_id FROM inserted_packages;
+  RETURN NULL;
+END;
+$$;
+-- Per statement: ON CONFLICT DO UPDATE puts only the rows it inserted in the INSERT trigger's transition table.
+CREATE TRIGGER software_packages_name_pending AFTER INSERT ON software_packages
+  REFERENCING NEW TABLE AS inserted_packages FOR EACH STATEMENT EXECUTE FUNCTION software_packages_name_pending();
+INSERT INTO software_name_pending (name, host_id)
+  SELECT DISTINCT name, host_id FROM software_packages p
+  WHERE NOT EXISTS (SELECT 1 FROM software_name_index i WHERE i.name = p.name AND i.host_id = p.host_id);
 DROP TABLE software_name_index_state;
 `,
 );
