@@ -53,6 +53,37 @@ async function pending(kysely: Kysely<Schema>): Promise<string[]> {
   return rows.map((row) => `${row.name}@${row.host_id}`);
 }
 
+/**
+ * Runs `input` as a chunk in a transaction that stays open once the chunk is written: `written`
+ * resolves then; `commit()` lets it commit; `result` settles with the chunk's result after that.
+ */
+async function chunkHeldOpen(kysely: Kysely<Schema>, input: ChunkInput) {
+  let written!: () => void;
+  const hasWritten = new Promise<void>((resolve) => (written = resolve));
+  let commit!: () => void;
+  const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+  const result = kysely.transaction().execute(async (tx) => {
+    const stored = await new SoftwareInventoryStore(tx).addChunk(input);
+    written();
+    await mayCommit;
+    return stored;
+  });
+  await Promise.race([hasWritten, result]);
+  return { result, commit };
+}
+
+/** A behaviour only PostgreSQL can show (two transactions writing at once), on a fresh database of the file's cluster. */
+function onPostgres(title: string, behaviour: (kysely: Kysely<Schema>) => Promise<void>): void {
+  test(`PostgreSQL: ${title} [postgres]`, async () => {
+    const opened = await backends().find((backend) => backend.name === 'postgres')!.open();
+    try {
+      await behaviour(opened.kysely);
+    } finally {
+      await opened.close();
+    }
+  });
+}
+
 conformance('inventory store: scan lifecycle — chunks upsert new/changed/unchanged rows, completing marks the unseen removed keeping first_seen, restarts, closes, abandons', async (backend) => {
   const { kysely } = backend;
   await insertHost(kysely, 'hst_a');
@@ -206,75 +237,43 @@ for (const backend of backends()) {
   });
 }
 
-test('PostgreSQL: a package row whose lower id commits after a higher one is still indexed and found by search [postgres]', async () => {
-  const postgres = backends().find((backend) => backend.name === 'postgres')!;
-  const opened = await postgres.open();
+onPostgres('a package row whose lower id commits after a higher one is still indexed and found by search', async (kysely) => {
+  await insertHost(kysely, 'hst_early');
+  await insertHost(kysely, 'hst_late');
+  // T1 takes the lower id and stays open; T2 takes the next id and commits first.
+  const t1 = await chunkHeldOpen(kysely, { scanId: 'scan-late', hostId: 'hst_late', taskId: '', chunkIndex: 0, packages: [pkg('late-commit')], isLast: true, now: AT });
   try {
-    const { kysely } = opened;
-    await insertHost(kysely, 'hst_early');
-    await insertHost(kysely, 'hst_late');
-    // T1 takes the lower id and stays open; T2 takes the next id and commits first.
-    let t1Stored!: () => void;
-    const t1HasRow = new Promise<void>((resolve) => (t1Stored = resolve));
-    let commitT1!: () => void;
-    const t1MayCommit = new Promise<void>((resolve) => (commitT1 = resolve));
-    const t1 = kysely.transaction().execute(async (tx) => {
-      await new SoftwareInventoryStore(tx).addChunk({ scanId: 'scan-late', hostId: 'hst_late', taskId: '', chunkIndex: 0, packages: [pkg('late-commit')], isLast: true, now: AT });
-      t1Stored();
-      await t1MayCommit;
-    });
-    try {
-      await t1HasRow;
-      await addChunk(kysely, { scanId: 'scan-early', hostId: 'hst_early', chunkIndex: 0, packages: [pkg('early-commit')], isLast: true, now: AT });
-      assert.equal(await indexNames(kysely), 1, 'the committed row is indexed; the open one is not visible');
-      assert.deepEqual(await search(kysely, 'early-commit'), ['hst_early:1.0']);
-    } finally {
-      commitT1();
-      await t1;
-    }
-    const ids = await kysely.selectFrom('software_packages').select(['name', 'id']).orderBy('id').execute();
-    assert.deepEqual(ids.map((row) => row.name), ['late-commit', 'early-commit'], 'the row committed last has the lower id');
-    assert.deepEqual(await pending(kysely), ['late-commit@hst_late'], 'the late row is pending, not passed over');
-    assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found as a pending row');
-    assert.equal(await indexNames(kysely), 1);
-    assert.deepEqual(await kysely.selectFrom('software_name_index').select(['name', 'host_id']).orderBy('name').execute(),
-      [{ name: 'early-commit', host_id: 'hst_early' }, { name: 'late-commit', host_id: 'hst_late' }]);
-    assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found through the index');
-    assert.deepEqual(await pending(kysely), []);
+    await addChunk(kysely, { scanId: 'scan-early', hostId: 'hst_early', chunkIndex: 0, packages: [pkg('early-commit')], isLast: true, now: AT });
+    assert.equal(await indexNames(kysely), 1, 'the committed row is indexed; the open one is not visible');
+    assert.deepEqual(await search(kysely, 'early-commit'), ['hst_early:1.0']);
   } finally {
-    await opened.close();
+    t1.commit();
+    await t1.result;
   }
+  const ids = await kysely.selectFrom('software_packages').select(['name', 'id']).orderBy('id').execute();
+  assert.deepEqual(ids.map((row) => row.name), ['late-commit', 'early-commit'], 'the row committed last has the lower id');
+  assert.deepEqual(await pending(kysely), ['late-commit@hst_late'], 'the late row is pending, not passed over');
+  assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found as a pending row');
+  assert.equal(await indexNames(kysely), 1);
+  assert.deepEqual(await kysely.selectFrom('software_name_index').select(['name', 'host_id']).orderBy('name').execute(),
+    [{ name: 'early-commit', host_id: 'hst_early' }, { name: 'late-commit', host_id: 'hst_late' }]);
+  assert.deepEqual(await search(kysely, 'late-commit'), ['hst_late:1.0'], 'found through the index');
+  assert.deepEqual(await pending(kysely), []);
 });
 
-test('PostgreSQL: the same chunk delivered twice at once (an agent failing over mid-scan) is stored once; the second is out of order [postgres]', async () => {
-  const postgres = backends().find((backend) => backend.name === 'postgres')!;
-  const opened = await postgres.open();
-  try {
-    const { kysely } = opened;
-    await insertHost(kysely, 'hst_f');
-    await addChunk(kysely, { scanId: 'scan-f', hostId: 'hst_f', chunkIndex: 0, packages: [pkg('a')], isLast: false, now: AT });
-    const chunk = { scanId: 'scan-f', hostId: 'hst_f', taskId: '', chunkIndex: 1, packages: [pkg('b'), pkg('c')], isLast: false, now: AT + 1 };
-    // The first delivery's transaction stays open after writing; the second one starts and waits on its rows.
-    let firstStored!: () => void;
-    const firstHasWritten = new Promise<void>((resolve) => (firstStored = resolve));
-    let commitFirst!: () => void;
-    const firstMayCommit = new Promise<void>((resolve) => (commitFirst = resolve));
-    const first = kysely.transaction().execute(async (tx) => {
-      const result = await new SoftwareInventoryStore(tx).addChunk(chunk);
-      firstStored();
-      await firstMayCommit;
-      return result;
-    });
-    await firstHasWritten;
-    const second = addChunk(kysely, chunk);
-    const secondSettled = second.then(() => 'stored', () => 'refused');
-    assert.equal(await Promise.race([secondSettled, new Promise((resolve) => setTimeout(() => resolve('waiting'), 300))]), 'waiting', 'the second delivery waits for the first');
-    commitFirst();
-    assert.deepEqual([(await first).added, (await first).scan.chunks], [2, 2]);
-    await assert.rejects(second, (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVENTORY_SCAN_OUT_OF_ORDER');
-    const scan = (await new SoftwareInventoryStore(kysely).getScan('scan-f'))!;
-    assert.deepEqual([scan.chunks, scan.packagesReceived, scan.added, scan.skipped], [2, 3, 3, []], 'counted once');
-  } finally {
-    await opened.close();
-  }
+onPostgres('the same chunk delivered twice at once (an agent failing over mid-scan) is stored once; the second is out of order', async (kysely) => {
+  await insertHost(kysely, 'hst_f');
+  await addChunk(kysely, { scanId: 'scan-f', hostId: 'hst_f', chunkIndex: 0, packages: [pkg('a')], isLast: false, now: AT });
+  const chunk = { scanId: 'scan-f', hostId: 'hst_f', taskId: '', chunkIndex: 1, packages: [pkg('b'), pkg('c')], isLast: false, now: AT + 1 };
+  // The first delivery's transaction stays open after writing; the second one starts and waits on its rows.
+  const first = await chunkHeldOpen(kysely, chunk);
+  const second = addChunk(kysely, chunk);
+  const secondSettled = second.then(() => 'stored', () => 'refused');
+  assert.equal(await Promise.race([secondSettled, new Promise((resolve) => setTimeout(() => resolve('waiting'), 300))]), 'waiting', 'the second delivery waits for the first');
+  first.commit();
+  const stored = await first.result;
+  assert.deepEqual([stored.added, stored.scan.chunks], [2, 2]);
+  await assert.rejects(second, (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVENTORY_SCAN_OUT_OF_ORDER');
+  const scan = (await new SoftwareInventoryStore(kysely).getScan('scan-f'))!;
+  assert.deepEqual([scan.chunks, scan.packagesReceived, scan.added, scan.skipped], [2, 3, 3, []], 'counted once');
 });
