@@ -37,7 +37,7 @@ const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
   // 0/1 flags.
   ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
   // The constant id (= 1) of one-row tables.
-  ['software_name_index_state.id', 'INTEGER'], ['register_nonce_watermark.id', 'INTEGER'],
+  ['register_nonce_watermark.id', 'INTEGER'],
 ]);
 
 /** A view's computed columns, which SQLite leaves untyped, with the PostgreSQL type their values need. */

@@ -12,7 +12,8 @@ import { hostOfOrg } from './lookup.ts';
  * (its key retired, `replaced_by` set; its inventory and task history stay readable under its id)
  * and X's unfinished tasks are cancelled. After commit X's live stream, if any, is closed.
  * Throws ERR_HOST_NOT_FOUND for either id, ERR_HOST_STATE_CONFLICT when the new host is not pending
- * or rejected, names X itself, or already replaced a host, and when X is online unless `force`: a
+ * or rejected, names X itself, or already replaced a host, when X was deleted or replaced by another
+ * admin meanwhile (the losing transaction changes nothing), and when X is online unless `force`: a
  * machine still streaming under X's key is not the reimaged one (a mistyped id, or two machines),
  * and replacing it would retire a working agent.
  */
@@ -30,6 +31,9 @@ export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'pres
     if (!(await tx.hosts.decide(newId, 'active', ['pending', 'rejected'], now, by))) {
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
     }
+    // The old host's read above guards nothing on PostgreSQL, where another admin's replacement or
+    // deletion of it may commit meanwhile: the conditional soft delete decides (it waits for theirs).
+    if (!(await tx.hosts.markDeleted(oldId, now, by))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} was deleted or replaced meanwhile`, { host_id: oldId });
     if (!(await tx.hosts.takeOver(newId, old))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
     await tx.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
     // The name the admins knew the machine by joins the new host's previous names.

@@ -18,7 +18,7 @@ export const HOST_INVENTORY_LIMITS = {
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
 
 export interface SoftwareScan {
-  /** Insertion order of scans (the name index and the per-host cap go by it). */
+  /** Insertion order of scans (the per-host cap goes by it). */
   seq: number;
   id: string;
   hostId: string;

@@ -20,7 +20,8 @@ export interface Schema {
   software_scans: SoftwareScansTable;
   software_packages: SoftwarePackagesTable;
   software_name_index: SoftwareNameIndexTable;
-  software_name_index_state: SoftwareNameIndexStateTable;
+  /** The pairs of package rows inserted since the name index last took them (a trigger fills it: migration 015). */
+  software_name_pending: SoftwareNameIndexTable;
   /** A view: each host's newest completed scan. */
   host_last_inventory: HostLastInventoryView;
   tasks: TasksTable;
@@ -152,7 +153,7 @@ export interface AdminApiTokensTable {
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';
 
 export interface SoftwareScansTable {
-  /** Insertion order; the name index advances through it. */
+  /** Insertion order; the per-host cap on scans goes by it. */
   seq: Generated<number>;
   id: string;
   host_id: string;
@@ -191,11 +192,6 @@ export interface SoftwarePackagesTable {
 export interface SoftwareNameIndexTable {
   name: string;
   host_id: string;
-}
-
-export interface SoftwareNameIndexStateTable {
-  id: number;
-  indexed_through: number;
 }
 
 export interface HostLastInventoryView {

@@ -1,4 +1,4 @@
-import type { CompiledQuery, Selectable, Updateable } from 'kysely';
+import { sql, type CompiledQuery, type Selectable, type Updateable } from 'kysely';
 import { CtOpsError } from '../../common/errors.ts';
 import { describeSkipped, NORMALISE_REASONS, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
 import { SCAN_TRANSITIONS, type ScanClosingEvent, type ScanEvent } from '../inventory/scan-states.ts';
@@ -111,25 +111,36 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * Adds the names of rows not yet in software_name_index, in one sorted batch, when at least
-   * `batchAtLeast` rows are waiting (1: all of them); inside stores.transact. Returns the entries
-   * added. Lookups are exact either way; this only keeps the unindexed tail short.
+   * Moves the pending (name, host_id) pairs — one per package row inserted since (migration 015's
+   * trigger) — into software_name_index, in one sorted batch, when at least `batchAtLeast` are
+   * pending (1: all of them); inside stores.transact. Returns the entries added. Only the pending
+   * pairs whose entry now exists are deleted, so a pair committed by another transaction while this
+   * batch ran — on PostgreSQL ids and rows become visible out of order — stays for the next batch
+   * (decisions.md 128). Lookups are exact either way; this only keeps the pending tail short.
    */
   async indexNames(batchAtLeast = 1): Promise<number> {
     this.#requireTransaction('indexNames');
-    const state = await this.#db.selectFrom('software_name_index_state').select('indexed_through').where('id', '=', 1).executeTakeFirstOrThrow();
-    const newest = await this.#db.selectFrom('software_packages').select((eb) => eb.fn.max('id').as('max_id')).executeTakeFirst();
-    const from = Number(state.indexed_through);
-    const to = Number(newest?.max_id ?? 0);
-    if (to - from < batchAtLeast || to <= from) return 0;
-    // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
+    if (batchAtLeast > 1) {
+      const waiting = await this.#db
+        .selectFrom((eb) => eb.selectFrom('software_name_pending').select('name').limit(batchAtLeast).as('pending'))
+        .select((eb) => eb.fn.countAll().as('pairs'))
+        .executeTakeFirstOrThrow();
+      if (Number(waiting.pairs) < batchAtLeast) return 0;
+    }
+    // Names repeat across a host's versions and architectures: one entry per (name, host), the rest
+    // ignored. The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
     const added = await this.#db
       .insertInto('software_name_index')
       .columns(['name', 'host_id'])
-      .expression((eb) => eb.selectFrom('software_packages').select(['name', 'host_id']).where('id', '>', from).where('id', '<=', to).orderBy('name').orderBy('host_id'))
+      .expression((eb) => eb.selectFrom('software_name_pending').select(['name', 'host_id']).where(sql<boolean>`true`).orderBy('name').orderBy('host_id'))
       .onConflict((conflict) => conflict.columns(['name', 'host_id']).doNothing())
       .executeTakeFirst();
-    await this.#db.updateTable('software_name_index_state').set({ indexed_through: to }).where('id', '=', 1).execute();
+    await this.#db
+      .deleteFrom('software_name_pending')
+      .where(({ exists, selectFrom }) =>
+        exists(selectFrom('software_name_index as i').select('i.name').whereRef('i.name', '=', 'software_name_pending.name').whereRef('i.host_id', '=', 'software_name_pending.host_id')),
+      )
+      .execute();
     return Number(added.numInsertedOrUpdatedRows ?? 0);
   }
 
@@ -188,7 +199,7 @@ export class SoftwareInventoryStore {
   /**
    * The records of a package (exact name) across hosts not deleted, by version then host:
    * installed ones unless `includeRemoved`, of every organisation unless `orgId`. Reads the name
-   * index for rows indexed so far plus the short unindexed tail above its mark; deleted hosts are
+   * index for rows indexed so far plus the short tail of pending rows; deleted hosts are
    * no longer part of the fleet (their history is read per host only).
    */
   async hostsWithPackage(name: string, options: { orgId?: string; includeRemoved?: boolean } = {}): Promise<HostPackageRecord[]> {
@@ -203,13 +214,14 @@ export class SoftwareInventoryStore {
       .where('h.deleted_at', 'is', null)
       .$if(!includeRemoved, (query) => query.where('p.is_removed', '=', 0))
       .$if(orgId !== undefined, (query) => query.where('h.org_id', '=', orgId!));
+    // A pair is pending once per row inserted: UNION makes each package one result row.
     const unindexed = this.#db
-      .selectFrom('software_packages as p')
+      .selectFrom('software_name_pending as q')
+      .innerJoin('software_packages as p', (join) => join.onRef('p.host_id', '=', 'q.host_id').onRef('p.name', '=', 'q.name'))
       .innerJoin('hosts as h', 'h.id', 'p.host_id')
       .selectAll('p')
       .select('h.hostname')
-      .where('p.id', '>', (eb) => eb.selectFrom('software_name_index_state').select('indexed_through').where('id', '=', 1))
-      .where('p.name', '=', name)
+      .where('q.name', '=', name)
       .where('h.deleted_at', 'is', null)
       .$if(!includeRemoved, (query) => query.where('p.is_removed', '=', 0))
       .$if(orgId !== undefined, (query) => query.where('h.org_id', '=', orgId!));
@@ -253,11 +265,7 @@ export class SoftwareInventoryStore {
     if (chunkIndex === 0) {
       scan = scan === undefined ? await this.#startScan(input) : await this.#restartScan(scan, now);
     } else {
-      if (!scan || scan.chunks !== chunkIndex) {
-        throw new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk ${chunkIndex} does not follow the chunks received (${scan?.chunks ?? 0})`, {
-          reason: 'chunk_out_of_order', scan_id: scanId, chunk_index: chunkIndex, expected: scan?.chunks ?? 0,
-        });
-      }
+      if (!scan || scan.chunks !== chunkIndex) throw outOfOrder(scanId, chunkIndex, scan?.chunks ?? 0);
       if (scan.status === 'abandoned') await this.#move(scan.seq, 'resumed', now, { error_code: null });
     }
     const skippedHere = [...(input.skipped ?? [])];
@@ -307,8 +315,13 @@ export class SoftwareInventoryStore {
         updated_at: now,
       }))
       .where('seq', '=', scan.seq)
+      // The chunks counted when this chunk was checked: on PostgreSQL the same chunk delivered again at
+      // once (an agent that failed over to another instance) passed the check too, and waits here for
+      // the first delivery's commit, then updates nothing — refused, its upserts roll back.
+      .where('chunks', '=', scan.chunks)
       .returningAll()
-      .executeTakeFirstOrThrow();
+      .executeTakeFirst();
+    if (counted === undefined) throw outOfOrder(scanId, chunkIndex, chunkIndex + 1);
     return { added, unchanged, duplicates, scan: toScan(input.isLast ? await this.#complete(input, counted) : counted) };
   }
 
@@ -467,6 +480,13 @@ function inventoryError(error: unknown): unknown {
   const constraint = constraintViolation(error);
   if (constraint === 'foreign-key') return new CtOpsError('ERR_HOST_NOT_FOUND', 'the host no longer exists', {}, { cause: error });
   return new CtOpsError('ERR_DATABASE', 'the software inventory could not be written', { constraint: constraint ?? null }, { cause: error });
+}
+
+/** ERR_INVENTORY_SCAN_OUT_OF_ORDER: chunk `chunkIndex` of the scan when `expected` is the next one it takes. */
+function outOfOrder(scanId: string, chunkIndex: number, expected: number): CtOpsError {
+  return new CtOpsError('ERR_INVENTORY_SCAN_OUT_OF_ORDER', `chunk ${chunkIndex} does not follow the chunks received (${expected})`, {
+    reason: 'chunk_out_of_order', scan_id: scanId, chunk_index: chunkIndex, expected,
+  });
 }
 
 type PackageIdentity = Pick<PackageInput, 'name' | 'version' | 'source' | 'architecture'>;

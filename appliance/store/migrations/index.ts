@@ -12,6 +12,7 @@ import { migration011IdentityKeyRotation } from './011-identity-key-rotation.ts'
 import { migration012HostTrustGeneration } from './012-host-trust-generation.ts';
 import { migration013HostTrustDigest } from './013-host-trust-digest.ts';
 import { migration014ApplianceInstances } from './014-appliance-instances.ts';
+import { migration015NameIndexPending } from './015-name-index-pending.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -36,4 +37,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration012HostTrustGeneration,
   migration013HostTrustDigest,
   migration014ApplianceInstances,
+  migration015NameIndexPending,
 ];

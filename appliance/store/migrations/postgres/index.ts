@@ -13,6 +13,7 @@ import { postgresMigration011IdentityKeyRotation } from './011-identity-key-rota
 import { postgresMigration012HostTrustGeneration } from './012-host-trust-generation.ts';
 import { postgresMigration013HostTrustDigest } from './013-host-trust-digest.ts';
 import { postgresMigration014ApplianceInstances } from './014-appliance-instances.ts';
+import { postgresMigration015NameIndexPending } from './015-name-index-pending.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -34,4 +35,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration012HostTrustGeneration,
   postgresMigration013HostTrustDigest,
   postgresMigration014ApplianceInstances,
+  postgresMigration015NameIndexPending,
 ];

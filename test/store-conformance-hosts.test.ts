@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import type { Kysely } from 'kysely';
+import { HostClaimantStore, MAX_CLAIMANTS_PER_HOST } from '../appliance/store/host-claimants.ts';
+import { HOST_EVENTS_KEPT, HostEventStore } from '../appliance/store/host-events.ts';
+import { HostTrustStore } from '../appliance/store/host-trust.ts';
+import { HostVitalsStore } from '../appliance/store/host-vitals.ts';
+import { HostStore, type NewHost } from '../appliance/store/hosts.ts';
+import type { Schema } from '../appliance/store/schema.ts';
+import { sharedPostgres } from './helpers/postgres.ts';
+import { conformance } from './helpers/store-backends.ts';
+
+after(async () => (await sharedPostgres()).stop());
+
+const AT = 1_764_000_000_123;
+
+function newHost(id: string, fields: Partial<NewHost> = {}): NewHost {
+  return {
+    id, orgId: 'org_h', publicKey: Buffer.from(id.padEnd(32, '.')), hostname: `${id}.example`, machineFingerprint: `fp-${id}`, os: 'linux', arch: 'x64',
+    agentVersion: '0.1.0', approval: 'pending', enrolmentTokenId: null, tags: { role: 'web' }, fingerprintConflictWith: null, enrolledAt: AT, ...fields,
+  };
+}
+
+async function withOrganisation(kysely: Kysely<Schema>): Promise<HostStore> {
+  await kysely.insertInto('organisations').values({ id: 'org_h', name: 'h', created_at: AT }).execute();
+  return new HostStore(kysely);
+}
+
+conformance('host store: insert once per key, decide only from allowed states (one of racing admins wins), soft delete, facts, heartbeats, takeOver', async (backend) => {
+  const { kysely } = backend;
+  const hosts = await withOrganisation(kysely);
+  assert.equal(await hosts.insert(newHost('hst_1')), true);
+  assert.equal(await hosts.insert(newHost('hst_copy', { publicKey: Buffer.from('hst_1'.padEnd(32, '.')) })), false, 'the key is taken: the first registration owns it');
+  assert.equal(await hosts.get('hst_copy'), undefined);
+  assert.equal((await hosts.findByPublicKey(Buffer.from('hst_1'.padEnd(32, '.'))))?.id, 'hst_1');
+  assert.equal((await hosts.findLiveByFingerprint('org_h', 'fp-hst_1'))?.id, 'hst_1');
+  assert.deepEqual((await hosts.get('hst_1'))?.tags, { role: 'web' });
+
+  // Two admins decide at once: the conditional UPDATE lets exactly one through.
+  const decisions = await Promise.all([hosts.decide('hst_1', 'active', ['pending'], AT + 1, 'alice'), hosts.decide('hst_1', 'revoked', ['pending'], AT + 1, 'bob')]);
+  assert.deepEqual(decisions.filter(Boolean).length, 1);
+  const decided = (await hosts.get('hst_1'))!;
+  assert.equal(decided.approval, decisions[0] ? 'active' : 'revoked');
+  assert.equal(decided.decidedBy, decisions[0] ? 'alice' : 'bob');
+  assert.equal(await hosts.decide('hst_1', 'active', ['revoked', 'active'], AT + 2, 'carol'), true);
+  assert.equal(await hosts.decide('hst_1', 'pending', ['revoked'], AT + 3, 'carol'), false, 'not from a state the move allows');
+
+  await hosts.updateRegistration('hst_1', { hostname: 'web-1', machineFingerprint: 'fp-2', os: 'linux', arch: 'arm64', agentVersion: '0.2.0', at: AT + 4 });
+  await hosts.recordFacts('hst_1', { hostname: 'web-1b', os: 'linux', osVersion: 'Debian 12', arch: 'arm64', agentVersion: '0.2.0', ipAddresses: ['10.0.0.1', 'fe80::1'] });
+  await hosts.recordHeartbeat({ hostId: 'hst_1', receivedAt: AT + 5, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 1.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 99, clockOffsetMs: -40 });
+  await hosts.recordHeartbeat({ hostId: 'hst_1', receivedAt: AT + 6, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 4.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 129, clockOffsetMs: null });
+  await hosts.recordDisconnect('hst_1', AT + 7);
+  const seen = (await hosts.get('hst_1'))!;
+  assert.deepEqual(
+    [seen.hostname, seen.machineFingerprint, seen.osVersion, seen.ipAddresses, seen.lastRegisteredAt, seen.lastHeartbeatAt, seen.cpuPercent, seen.clockOffsetMs, seen.agentVersion, seen.lastDisconnectedAt, seen.approval],
+    ['web-1b', 'fp-2', 'Debian 12', ['10.0.0.1', 'fe80::1'], AT + 4, AT + 6, 4.5, -40, '0.2.1', AT + 7, 'active'],
+    'a heartbeat without a clock offset keeps the recorded one and never touches approval',
+  );
+
+  // A replacement takes the old host's tags and links both, once.
+  await hosts.insert(newHost('hst_2', { tags: {} }));
+  assert.equal(await hosts.takeOver('hst_2', seen), true);
+  assert.equal(await hosts.takeOver('hst_2', seen), false, 'already replaced a host');
+  const [replacing, replaced] = [(await hosts.get('hst_2'))!, (await hosts.get('hst_1'))!];
+  assert.deepEqual([replacing.replaces, replacing.tags, replaced.replacedBy], ['hst_1', { role: 'web' }, 'hst_2']);
+
+  // Soft delete once; a deleted host is neither listed nor found by fingerprint, still read by id.
+  assert.equal(await hosts.markDeleted('hst_1', AT + 8, 'alice'), true);
+  assert.equal(await hosts.markDeleted('hst_1', AT + 9, 'bob'), false);
+  assert.deepEqual([(await hosts.get('hst_1'))?.deletedAt, (await hosts.get('hst_1'))?.deletedBy], [AT + 8, 'alice']);
+  assert.equal(await hosts.findLiveByFingerprint('org_h', 'fp-2'), undefined);
+  assert.deepEqual((await hosts.list('org_h')).map((host) => host.id), ['hst_2']);
+});
+
+conformance('host store: identity flag, resolve, key rotation, successor allowances (racing takers never overspend), clear', async (backend) => {
+  const { kysely } = backend;
+  const hosts = await withOrganisation(kysely);
+  await hosts.insert(newHost('hst_i', { approval: 'active' }));
+  assert.equal(await hosts.resolveIdentity('hst_i', { fingerprint: 'fp', instance: 'i-1' }, 1, Buffer.alloc(32, 1), AT), false, 'not flagged');
+  assert.equal(await hosts.flagIdentityConflict('hst_i'), true);
+  assert.equal(await hosts.flagIdentityConflict('hst_i'), false, 'flagged once');
+  const nonce = Buffer.alloc(32, 2);
+  assert.equal(await hosts.resolveIdentity('hst_i', { fingerprint: 'fp-kept', instance: 'i-kept' }, 3, nonce, AT + 1), true);
+  const resolved = (await hosts.get('hst_i'))!;
+  assert.deepEqual([resolved.identityState, resolved.identityKeptFingerprint, resolved.identityKeptInstance, resolved.identitySuccessorsAllowed, resolved.identityResolvedAt],
+    ['resolved', 'fp-kept', 'i-kept', 3, AT + 1]);
+
+  // Five racing claimants for three allowances: exactly three get one.
+  const taken = await Promise.all(Array.from({ length: 5 }, () => hosts.takeSuccessorAllowance('hst_i')));
+  assert.equal(taken.filter(Boolean).length, 3);
+  const spent = (await hosts.get('hst_i'))!;
+  assert.deepEqual([spent.identitySuccessorsAllowed, spent.identityState, spent.identityKeptFingerprint, spent.identityResolvedAt], [0, null, null, null], 'the last allowance used ends the resolution');
+
+  // Key rotation: a rotation offered replaces the nonce; the rotation needs the current key and that nonce.
+  const oldKey = resolved.publicKey;
+  const newKey = Buffer.alloc(32, 9);
+  const offered = Buffer.alloc(32, 3);
+  await hosts.flagIdentityConflict('hst_i');
+  await hosts.resolveIdentity('hst_i', { fingerprint: 'fp-kept', instance: 'i-kept' }, 1, nonce, AT + 2);
+  assert.equal(await hosts.offerKeyRotation('hst_i', offered), true);
+  assert.equal(await hosts.rotateKey('hst_i', oldKey, newKey, nonce, AT + 3), false, 'the replaced nonce no longer rotates');
+  assert.equal(await hosts.rotateKey('hst_i', oldKey, newKey, offered, AT + 3), true);
+  assert.equal(await hosts.rotateKey('hst_i', oldKey, newKey, offered, AT + 3), false, 'rotated once');
+  const rotated = (await hosts.get('hst_i'))!;
+  assert.deepEqual([rotated.publicKey, rotated.previousPublicKey, rotated.keyRotatedAt, rotated.identityState, rotated.identityRotationNonceSha256, rotated.identitySuccessorsAllowed],
+    [newKey, oldKey, AT + 3, null, null, 1], 'the resolution ends; the allowance outlives it');
+  assert.equal((await hosts.findByPreviousKey(oldKey))?.id, 'hst_i');
+  assert.equal(await hosts.offerKeyRotation('hst_i', offered), false, 'no rotation pending');
+
+  assert.equal(await hosts.clearIdentityState('hst_i'), false, 'nothing to clear');
+  await hosts.flagIdentityConflict('hst_i');
+  assert.equal(await hosts.clearIdentityState('hst_i'), true);
+  const cleared = (await hosts.get('hst_i'))!;
+  assert.deepEqual([cleared.identityState, cleared.identitySuccessorsAllowed], [null, 0]);
+});
+
+conformance('host claimants, events, trust and vitals: seen upserts bounded per host, churn events bounded per kind, trust recorded, vitals pruned by age', async (backend) => {
+  const { kysely } = backend;
+  const hosts = await withOrganisation(kysely);
+  await hosts.insert(newHost('hst_c', { approval: 'active', hostname: 'b-host' }));
+  await hosts.insert(newHost('hst_p', { hostname: 'a-pending' }));
+
+  // Claimants: one row per machine instance; first_seen kept; beyond the bound the one seen longest ago goes.
+  const claimants = new HostClaimantStore(kysely);
+  const seen = (instanceId: string, at: number, hostname = 'web') =>
+    kysely.transaction().execute((tx) => new HostClaimantStore(tx).seen({ hostId: 'hst_c', instanceId, machineFingerprint: `fp-${instanceId}`, hostname, source: 'heartbeat' }, at));
+  for (let n = 0; n < MAX_CLAIMANTS_PER_HOST; n += 1) await seen(`i-${n}`, AT + n);
+  await seen('i-0', AT + 100, 'web-renamed');
+  await seen('i-new', AT + 101);
+  const listed = await claimants.list('hst_c');
+  assert.equal(listed.length, MAX_CLAIMANTS_PER_HOST);
+  assert.ok(!listed.some((claimant) => claimant.instanceId === 'i-1'), 'i-1, seen longest ago, made room');
+  const refreshed = listed.find((claimant) => claimant.instanceId === 'i-0')!;
+  assert.deepEqual([refreshed.firstSeen, refreshed.lastSeen, refreshed.hostname], [AT, AT + 100, 'web-renamed']);
+  await claimants.clear('hst_c');
+  assert.deepEqual(await claimants.list('hst_c'), []);
+
+  // Events: a churn kind keeps its newest HOST_EVENTS_KEPT; a decision's kind is never dropped.
+  const events = new HostEventStore(kysely);
+  await events.record('hst_c', AT, 'identity-conflict', { by: 'fingerprint' });
+  for (let n = 0; n < HOST_EVENTS_KEPT + 3; n += 1) await events.record('hst_c', AT + n, 'renamed', { to: `web-${n}` });
+  const renamed = await events.ofKind('hst_c', 'renamed', HOST_EVENTS_KEPT + 10);
+  assert.equal(renamed.length, HOST_EVENTS_KEPT);
+  assert.deepEqual([renamed[0]?.details, renamed.at(-1)?.details], [{ to: `web-${HOST_EVENTS_KEPT + 2}` }, { to: 'web-3' }], 'newest first, the oldest three dropped');
+  assert.deepEqual((await events.ofKind('hst_c', 'identity-conflict', 10)).map((event) => event.details), [{ by: 'fingerprint' }]);
+  await events.record('hst_p', AT, 'identity-resolved', {});
+  assert.deepEqual((await events.recent('hst_c', 2, 'hst_p')).map((event) => event.kind), ['identity-resolved', 'renamed'], "with the replaced host's, newest first");
+
+  // Trust: what each agent holds; pending and active hosts listed apart, deleted ones not at all.
+  const trust = new HostTrustStore(kysely);
+  await trust.record('hst_c', 2, 'ab'.repeat(32));
+  await trust.record('hst_c', 2, 'ab'.repeat(32));
+  assert.deepEqual(await trust.activeHosts(), [{ hostId: 'hst_c', hostname: 'b-host', trustGeneration: 2, trustDigest: 'ab'.repeat(32) }]);
+  assert.deepEqual(await trust.pendingHosts(), [{ hostId: 'hst_p', hostname: 'a-pending' }]);
+  await hosts.markDeleted('hst_p', AT, 'admin');
+  assert.deepEqual(await trust.pendingHosts(), []);
+
+  // Vitals: a batch of samples, newest first; retention deletes those received before the cutoff.
+  const vitals = new HostVitalsStore(kysely);
+  for (let n = 0; n < 10; n += 1) {
+    await vitals.insert({ hostId: 'hst_c', receivedAt: AT + n * 1000, agentTimestamp: AT + n * 1000 - 5, cpuPercent: n + 0.5, memoryPercent: 50, diskPercent: 60.25, uptimeSeconds: 100 + n });
+  }
+  const newest = await vitals.recent('hst_c', 3);
+  assert.deepEqual(newest.map((sample) => sample.receivedAt), [AT + 9000, AT + 8000, AT + 7000]);
+  assert.deepEqual([newest[0]?.cpuPercent, newest[0]?.diskPercent, newest[0]?.agentTimestamp, newest[0]?.uptimeSeconds], [9.5, 60.25, AT + 8995, 109]);
+  assert.equal(await vitals.prune(AT + 4000), 4);
+  assert.equal(await vitals.prune(AT + 4000), 0);
+  assert.deepEqual((await vitals.recent('hst_c', 100)).map((sample) => sample.receivedAt).at(-1), AT + 4000);
+  assert.equal((await vitals.recent('hst_c', 100)).length, 6);
+});
