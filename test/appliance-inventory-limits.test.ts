@@ -31,7 +31,7 @@ describe('one host cannot fill the disk with inventory (real appliance)', () => 
   let db: Database.Database | undefined;
   before(() => {
     db = new Database(join(ingest.appliance.dataDir, DATABASE_FILE), { readonly: true });
-    store = new SoftwareInventoryStore(sqliteKysely(db));
+    store = new SoftwareInventoryStore(sqliteKysely(db), 'sqlite');
   });
   after(() => db?.close());
   const enrol = async (hostname: string) => {

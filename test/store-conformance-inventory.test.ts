@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { sql, type Kysely } from 'kysely';
+import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import { HOST_INVENTORY_LIMITS, type ChunkInput, type PackageInput } from '../appliance/model/inventory.ts';
+import type { DialectName } from '../appliance/store/dialects.ts';
 import type { Schema } from '../appliance/store/schema.ts';
 import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { backends, conformance } from './helpers/store-backends.ts';
+
+/** The backend a Kysely speaks to, as the store is told it in serve (store/index.ts). */
+const dialectOf = (kysely: Kysely<Schema>): DialectName => (kysely.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite');
 
 after(async () => (await sharedPostgres()).stop());
 
@@ -35,16 +39,16 @@ function many(prefix: string, count: number): PackageInput[] {
 
 /** One chunk in a transaction of its own, as stores.transact runs InventoryService's. */
 function addChunk(kysely: Kysely<Schema>, input: Omit<ChunkInput, 'taskId'> & { taskId?: string }) {
-  return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx).addChunk({ taskId: 'tsk_scan', ...input }));
+  return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).addChunk({ taskId: 'tsk_scan', ...input }));
 }
 
 function indexNames(kysely: Kysely<Schema>, batchAtLeast = 1): Promise<number> {
-  return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx).indexNames(batchAtLeast));
+  return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).indexNames(batchAtLeast));
 }
 
 /** "hostId:version" of every host recorded with the package, as package search reads them. */
 async function search(kysely: Kysely<Schema>, name: string, options: { orgId?: string; includeRemoved?: boolean } = {}): Promise<string[]> {
-  return (await new SoftwareInventoryStore(kysely).hostsWithPackage(name, options)).map((record) => `${record.hostId}:${record.version}`);
+  return (await new SoftwareInventoryStore(kysely, dialectOf(kysely)).hostsWithPackage(name, options)).map((record) => `${record.hostId}:${record.version}`);
 }
 
 /** The (name, host_id) pairs waiting for the name index, in order. */
@@ -63,7 +67,7 @@ async function chunkHeldOpen(kysely: Kysely<Schema>, input: ChunkInput) {
   let commit!: () => void;
   const mayCommit = new Promise<void>((resolve) => (commit = resolve));
   const result = kysely.transaction().execute(async (tx) => {
-    const stored = await new SoftwareInventoryStore(tx).addChunk(input);
+    const stored = await new SoftwareInventoryStore(tx, dialectOf(tx)).addChunk(input);
     written();
     await mayCommit;
     return stored;
@@ -88,7 +92,7 @@ conformance('inventory store: scan lifecycle — chunks upsert new/changed/uncha
   const { kysely } = backend;
   await insertHost(kysely, 'hst_a');
   await insertHost(kysely, 'hst_b');
-  const store = new SoftwareInventoryStore(kysely);
+  const store = new SoftwareInventoryStore(kysely, dialectOf(kysely));
   await assert.rejects(store.addChunk({ scanId: 's', hostId: 'hst_a', taskId: '', chunkIndex: 0, packages: [], isLast: true, now: AT }),
     (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INTERNAL', 'a chunk outside a transaction is refused');
 
@@ -145,9 +149,9 @@ conformance('inventory store: scan lifecycle — chunks upsert new/changed/uncha
 
   // Closing: over_limits deletes what the scan added and fails it; a closed scan takes no chunk.
   await addChunk(kysely, { scanId: 'scan-b2', hostId: 'hst_b', chunkIndex: 0, packages: [pkg('htop')], isLast: false, now: T2 + 8 });
-  const closed = await kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx).closeScan('scan-b2', 'hst_b', 'over_limits', 'ERR_INVENTORY_SCAN_TOO_LARGE', T2 + 9));
+  const closed = await kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).closeScan('scan-b2', 'hst_b', 'over_limits', 'ERR_INVENTORY_SCAN_TOO_LARGE', T2 + 9));
   assert.equal(closed, true);
-  assert.equal(await kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx).closeScan('scan-b2', 'hst_a', 'refused', 'X', T2 + 9)), false, "another host's scan");
+  assert.equal(await kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).closeScan('scan-b2', 'hst_a', 'refused', 'X', T2 + 9)), false, "another host's scan");
   assert.deepEqual((await store.packages('hst_b')).map((row) => row.name), ['curl'], 'htop, added by the failed scan, is gone');
   await assert.rejects(addChunk(kysely, { scanId: 'scan-b2', hostId: 'hst_b', chunkIndex: 1, packages: [pkg('x')], isLast: true, now: T2 + 10 }),
     (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVENTORY_SCAN_CLOSED');
@@ -161,7 +165,7 @@ conformance('inventory store: scan lifecycle — chunks upsert new/changed/uncha
 conformance('inventory store: completing a scan purges removed rows past the retention age and beyond the per-host cap, oldest removal first', async (backend) => {
   const { kysely } = backend;
   await insertHost(kysely, 'hst_r');
-  const store = new SoftwareInventoryStore(kysely);
+  const store = new SoftwareInventoryStore(kysely, dialectOf(kysely));
   const cap = HOST_INVENTORY_LIMITS.removedPackages;
   // cap packages, all removed by the next scan at T1; one more removed at T2: the cap is crossed by one.
   for (let chunk = 0; chunk * 1000 < cap; chunk += 1) {
@@ -274,6 +278,6 @@ onPostgres('the same chunk delivered twice at once (an agent failing over mid-sc
   const stored = await first.result;
   assert.deepEqual([stored.added, stored.scan.chunks], [2, 2]);
   await assert.rejects(second, (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVENTORY_SCAN_OUT_OF_ORDER');
-  const scan = (await new SoftwareInventoryStore(kysely).getScan('scan-f'))!;
+  const scan = (await new SoftwareInventoryStore(kysely, dialectOf(kysely)).getScan('scan-f'))!;
   assert.deepEqual([scan.chunks, scan.packagesReceived, scan.added, scan.skipped], [2, 3, 3, []], 'counted once');
 });

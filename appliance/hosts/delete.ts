@@ -48,8 +48,9 @@ export interface Retirement {
 
 /**
  * Soft-deletes the host in the caller's transaction `tx` and cancels its unfinished tasks; after
- * commit its stream is closed, its claim history forgotten and `message` logged. Nothing when it
- * was already deleted. A plain deletion closes with ERR_AGENT_NOT_ACTIVE; `retirement` says
+ * commit its stream is closed, its claim history forgotten and `message` logged. False, and
+ * nothing done, when it was already deleted (the conditional soft delete decides between racing
+ * transactions). A plain deletion closes with ERR_AGENT_NOT_ACTIVE; `retirement` says
  * otherwise (a replaced host's key is retired: ERR_AGENT_KEY_RETIRED).
  */
 export async function retireHost(
@@ -60,12 +61,13 @@ export async function retireHost(
   by: string,
   message: string,
   retirement: Retirement = { closeWith: new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'this host was deleted') },
-): Promise<void> {
-  if (!(await tx.hosts.markDeleted(hostId, now, by))) return;
+): Promise<boolean> {
+  if (!(await tx.hosts.markDeleted(hostId, now, by))) return false;
   const cancelled = await tx.tasks.cancelForHost(hostId, now, retirement.closeWith.code);
   tx.afterCommit(() => {
     deps.presence.disconnect(hostId, retirement.closeWith, 'revoked');
     deps.presence.forgetClaims(hostId);
     deps.log.info({ host_id: hostId, by, cancelled_tasks: cancelled.length, ...retirement.logFields }, message);
   });
+  return true;
 }

@@ -32,17 +32,17 @@ export async function approveAsReplacement(deps: Pick<HostDeps, 'stores' | 'pres
       throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot approve a host that is ${incoming.approval} as a replacement`, { host_id: newId, approval: incoming.approval });
     }
     // The old host's read above guards nothing on PostgreSQL, where another admin's replacement or
-    // deletion of it may commit meanwhile: the conditional soft delete decides (it waits for theirs).
-    if (!(await tx.hosts.markDeleted(oldId, now, by))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} was deleted or replaced meanwhile`, { host_id: oldId });
+    // deletion of it may commit meanwhile: retiring it (a conditional soft delete) decides, waiting for theirs.
+    const retired = await retireHost(deps, tx, oldId, now, by, 'host approved as replacement', {
+      closeWith: new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }),
+      logFields: { host_id: newId, replaces: oldId },
+    });
+    if (!retired) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${oldId} was deleted or replaced meanwhile`, { host_id: oldId });
     if (!(await tx.hosts.takeOver(newId, old))) throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `${newId} already replaced another host`, { host_id: newId });
     await tx.hostEvents.record(newId, now, 'replaces', { host_id: oldId, hostname: old.hostname, by });
     // The name the admins knew the machine by joins the new host's previous names.
     if (old.hostname !== incoming.hostname) await tx.hostEvents.record(newId, now, 'renamed', { from: old.hostname, to: incoming.hostname });
     await tx.hostEvents.record(oldId, now, 'replaced-by', { host_id: newId, hostname: incoming.hostname, by });
-    await retireHost(deps, tx, oldId, now, by, 'host approved as replacement', {
-      closeWith: new CtOpsError('ERR_AGENT_KEY_RETIRED', `this host was replaced by ${newId}; its key is retired`, { host_id: oldId }),
-      logFields: { host_id: newId, replaces: oldId },
-    });
     return (await tx.hosts.get(newId)) as Host;
   });
 }

@@ -128,9 +128,9 @@ async function probeSqliteWrite(transaction: Executor): Promise<void> {
 function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>, instancesDatabase?: Kysely<Schema>): Stores {
   const health = new StorageHealth(probe, log);
   const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
-  const unguarded = (executor: Executor): TableStores => tableStores(executor, (store) => store);
+  const unguarded = (executor: Executor): TableStores => tableStores(executor, dialect, (store) => store);
   return {
-    ...tableStores(kysely, (store) => guardStorage(store, health)),
+    ...tableStores(kysely, dialect, (store) => guardStorage(store, health)),
     dialect,
     instances: guardStorage(new ApplianceInstanceStore(instancesDatabase?.withPlugin(refuseQueriesOutsideTheTransaction) ?? kysely, dialect), health),
     kysely,
@@ -150,7 +150,7 @@ function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: (
 /**
  * The table stores over `executor`.
  */
-function tableStores(executor: Executor, guard: <T extends object>(store: T) => T): TableStores {
+function tableStores(executor: Executor, dialect: DialectName, guard: <T extends object>(store: T) => T): TableStores {
   return {
     organisations: guard(new OrganisationStore(executor)),
     enrolmentTokens: guard(new EnrolmentTokenStore(executor)),
@@ -158,7 +158,7 @@ function tableStores(executor: Executor, guard: <T extends object>(store: T) => 
     vitals: guard(new HostVitalsStore(executor)),
     registerNonces: guard(new RegisterNonceStore(executor)),
     adminCredentials: guard(new AdminCredentialStore(executor)),
-    softwareInventory: guard(new SoftwareInventoryStore(executor)),
+    softwareInventory: guard(new SoftwareInventoryStore(executor, dialect)),
     tasks: guard(new TaskStore(executor)),
     hostEvents: guard(new HostEventStore(executor)),
     hostClaimants: guard(new HostClaimantStore(executor)),

@@ -1,3 +1,4 @@
+import type { DialectName } from './dialects.ts';
 import { sql, type CompiledQuery, type Selectable, type Updateable } from 'kysely';
 import { CtOpsError } from '../../common/errors.ts';
 import { describeSkipped, NORMALISE_REASONS, SkipTally, type SkippedPackages } from '../../common/inventory-records.ts';
@@ -52,9 +53,12 @@ const compiledUpserts = new WeakMap<object, Map<number, CompiledQuery<UpsertedRo
  */
 export class SoftwareInventoryStore {
   readonly #db: Executor;
+  readonly #dialect: DialectName;
 
-  constructor(executor: Executor) {
+  /** `dialect`: the name index takes its pending pairs in the way each backend makes safe (indexNames). */
+  constructor(executor: Executor, dialect: DialectName) {
     this.#db = executor;
+    this.#dialect = dialect;
   }
 
   /**
@@ -127,20 +131,29 @@ export class SoftwareInventoryStore {
         .executeTakeFirstOrThrow();
       if (Number(waiting.pairs) < batchAtLeast) return 0;
     }
-    // Names repeat across a host's versions and architectures: one entry per (name, host), the rest
-    // ignored. The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
+    // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
+    if (this.#dialect === 'postgres') {
+      // One statement, one snapshot: exactly the pending rows it takes are deleted; a pair committed
+      // meanwhile (visible only to a later snapshot) stays for the next batch.
+      const { rows } = await sql<{ added: number | string }>`
+        WITH taken AS (DELETE FROM software_name_pending RETURNING name, host_id),
+        added AS (
+          INSERT INTO software_name_index (name, host_id)
+          SELECT DISTINCT name, host_id FROM taken ORDER BY name, host_id
+          ON CONFLICT (name, host_id) DO NOTHING RETURNING 1
+        )
+        SELECT count(*) AS added FROM added`.execute(this.#db);
+      return Number(rows[0]!.added);
+    }
+    // SQLite serialises writers: nothing commits between this INSERT and the DELETE, so every pending
+    // pair was just taken. The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
     const added = await this.#db
       .insertInto('software_name_index')
       .columns(['name', 'host_id'])
       .expression((eb) => eb.selectFrom('software_name_pending').select(['name', 'host_id']).where(sql<boolean>`true`).orderBy('name').orderBy('host_id'))
       .onConflict((conflict) => conflict.columns(['name', 'host_id']).doNothing())
       .executeTakeFirst();
-    await this.#db
-      .deleteFrom('software_name_pending')
-      .where(({ exists, selectFrom }) =>
-        exists(selectFrom('software_name_index as i').select('i.name').whereRef('i.name', '=', 'software_name_pending.name').whereRef('i.host_id', '=', 'software_name_pending.host_id')),
-      )
-      .execute();
+    await this.#db.deleteFrom('software_name_pending').execute();
     return Number(added.numInsertedOrUpdatedRows ?? 0);
   }
 

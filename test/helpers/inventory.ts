@@ -87,7 +87,7 @@ export async function startInventoryAppliance(): Promise<{ appliance: TestApplia
   return {
     appliance,
     client,
-    store: new SoftwareInventoryStore(sqliteKysely(db)),
+    store: new SoftwareInventoryStore(sqliteKysely(db), 'sqlite'),
     async dispose() {
       db.close();
       client.close();
