@@ -20,6 +20,20 @@ export interface HeldStream {
   readonly claimant: Claimant | undefined;
 }
 
+/** The host_streams row of `stream`, held by `instanceId` from `now`; '' for each claimant field its agent did not send. */
+function streamRow({ hostId, streamId, claimant }: HeldStream, instanceId: string, now: number) {
+  return {
+    host_id: hostId,
+    instance_id: instanceId,
+    connected_at: now,
+    stream_id: streamId,
+    agent_instance_id: claimant?.instanceId ?? '',
+    machine_fingerprint: claimant?.machineFingerprint ?? '',
+    hostname: claimant?.hostname ?? '',
+    source: claimant?.source ?? '',
+  };
+}
+
 /** `items` in slices of at most MAX_LISTED_HOSTS. */
 function chunked<T>(items: readonly T[]): T[][] {
   const chunks: T[][] = [];
@@ -100,15 +114,7 @@ export class ApplianceInstanceStore {
    * `now`, whoever held it before, with the machine behind it (undefined: its agent sent no HostFacts).
    */
   async claimStream(hostId: string, instanceId: string, streamId: string, claimant: Claimant | undefined, now: number): Promise<void> {
-    const held = {
-      instance_id: instanceId,
-      connected_at: now,
-      stream_id: streamId,
-      agent_instance_id: claimant?.instanceId ?? '',
-      machine_fingerprint: claimant?.machineFingerprint ?? '',
-      hostname: claimant?.hostname ?? '',
-      source: claimant?.source ?? '',
-    };
+    const { host_id: _, ...held } = streamRow({ hostId, streamId, claimant }, instanceId, now);
     await this.#db
       .insertInto('host_streams')
       .values({ host_id: hostId, ...held })
@@ -145,16 +151,7 @@ export class ApplianceInstanceStore {
     for (const chunk of chunked(streams)) {
       await this.#db
         .insertInto('host_streams')
-        .values(chunk.map(({ hostId, streamId, claimant }) => ({
-          host_id: hostId,
-          instance_id: instanceId,
-          connected_at: now,
-          stream_id: streamId,
-          agent_instance_id: claimant?.instanceId ?? '',
-          machine_fingerprint: claimant?.machineFingerprint ?? '',
-          hostname: claimant?.hostname ?? '',
-          source: claimant?.source ?? '',
-        })))
+        .values(chunk.map((stream) => streamRow(stream, instanceId, now)))
         .onConflict((conflict) => conflict.column('host_id').doNothing())
         .execute();
       const rows = await this.#db.selectFrom('host_streams').select('host_id').where('host_id', 'in', chunk.map((stream) => stream.hostId)).where('instance_id', '!=', instanceId).execute();
