@@ -192,7 +192,7 @@ export class PresenceService {
    * back to the queue, and that instance is told (tasks-queued).
    */
   async #wentOffline(hostId: string, reason: OfflineReason): Promise<void> {
-    const { stores, cluster, log, requeueTasks } = this.#deps;
+    const { stores, cluster, log } = this.#deps;
     // Taken now, before any await: a newer stream's claim replaces it in the map.
     const streamId = this.#streamIds.get(hostId);
     if (streamId !== undefined) this.#streamIds.delete(hostId);
@@ -203,10 +203,7 @@ export class PresenceService {
       const holder = released ? undefined : await stores.instances.holderOf(hostId);
       if (holder !== undefined) {
         log.info({ host_id: hostId, reason }, 'heartbeat stream ended; the host streams on another stream now');
-        if (streamId !== undefined && holder !== cluster.instanceId) {
-          requeueTasks(hostId);
-          await cluster.publish({ kind: 'tasks-queued', hostId });
-        }
+        if (streamId !== undefined && holder !== cluster.instanceId) await this.#handBack(hostId);
         return;
       }
     } catch (error) {
@@ -220,8 +217,13 @@ export class PresenceService {
     if (!this.registry.yieldStream(hostId)) return;
     this.#streamIds.delete(hostId);
     this.#deps.log.info({ host_id: hostId }, 'heartbeat stream replaced by one on another instance');
+    this.#track(this.#handBack(hostId));
+  }
+
+  /** What this instance sent on its stale stream and was never acknowledged goes back to the queue, and the instance holding the host is told. */
+  async #handBack(hostId: string): Promise<void> {
     this.#deps.requeueTasks(hostId);
-    this.#track(this.#deps.cluster.publish({ kind: 'tasks-queued', hostId }));
+    await this.#deps.cluster.publish({ kind: 'tasks-queued', hostId });
   }
 
   #streamIdOf(hostId: string): string {
