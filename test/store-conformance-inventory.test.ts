@@ -51,9 +51,15 @@ async function search(kysely: Kysely<Schema>, name: string, options: { orgId?: s
   return (await new SoftwareInventoryStore(kysely, dialectOf(kysely)).hostsWithPackage(name, options)).map((record) => `${record.hostId}:${record.version}`);
 }
 
-/** The (name, host_id) pairs waiting for the name index, in order. */
+/** "name@host" of every package row the name index's pending ranges cover, in order. */
 async function pending(kysely: Kysely<Schema>): Promise<string[]> {
-  const rows = await kysely.selectFrom('software_name_pending').select(['name', 'host_id']).orderBy('name').orderBy('host_id').execute();
+  const rows = await kysely
+    .selectFrom('software_name_pending_ranges as r')
+    .innerJoin('software_packages as p', (join) => join.onRef('p.host_id', '=', 'r.host_id').on((eb) => eb.between('p.id', eb.ref('r.first_id'), eb.ref('r.last_id'))))
+    .select(['p.name', 'p.host_id'])
+    .orderBy('p.name')
+    .orderBy('p.host_id')
+    .execute();
   return rows.map((row) => `${row.name}@${row.host_id}`);
 }
 
@@ -197,7 +203,7 @@ conformance('inventory store: package search reads the name index plus the pendi
   await addChunk(kysely, { scanId: 'scan-3', hostId: 'hst_3', chunkIndex: 0, packages: [pkg('openssl')], isLast: true, now: AT });
   assert.deepEqual(await search(kysely, 'openssl'), ['hst_1:1.0', 'hst_1:1.0', 'hst_3:1.0', 'hst_2:3.0'], 'all pending: read from the rows');
   assert.equal(await indexNames(kysely, 6), 0, 'fewer pending rows than the batch: nothing indexed');
-  assert.deepEqual(await pending(kysely), ['curl@hst_1', 'openssl@hst_1', 'openssl@hst_1', 'openssl@hst_2', 'openssl@hst_3'], 'one pair per row inserted');
+  assert.deepEqual(await pending(kysely), ['curl@hst_1', 'openssl@hst_1', 'openssl@hst_1', 'openssl@hst_2', 'openssl@hst_3'], 'each row inserted is covered once');
   assert.equal(await indexNames(kysely, 5), 4, 'one entry per (name, host)');
   assert.deepEqual(await pending(kysely), []);
   await addChunk(kysely, { scanId: 'scan-1b', hostId: 'hst_1', chunkIndex: 0, packages: [pkg('openssl', { publisher: 'changed' }), pkg('openssl', { architecture: 'i386' }), pkg('curl')], isLast: true, now: AT });
@@ -209,6 +215,7 @@ conformance('inventory store: package search reads the name index plus the pendi
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i' }), ['hst_1:1.0', 'hst_1:1.0', 'hst_2:3.1']);
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i', includeRemoved: true }), ['hst_1:1.0', 'hst_1:1.0', 'hst_2:3.0', 'hst_2:3.1']);
   assert.deepEqual(await search(kysely, 'zlib'), ['hst_2:1.0']);
+  assert.deepEqual(await pending(kysely), ['openssl@hst_2', 'zlib@hst_2'], 'the range covers the two rows inserted');
   assert.equal(await indexNames(kysely), 1, 'zlib on hst_2 is the only new entry');
   assert.deepEqual(await pending(kysely), [], 'the pair of the new openssl row, indexed already, went too');
   await kysely.updateTable('hosts').set({ deleted_at: AT + 2 }).where('id', '=', 'hst_1').execute();
@@ -216,8 +223,26 @@ conformance('inventory store: package search reads the name index plus the pendi
   assert.deepEqual(await search(kysely, 'no-such-package'), []);
 });
 
+conformance('inventory store: a package back after removal is found through the index it kept; only rows new to the table are pending', async (backend) => {
+  const { kysely } = backend;
+  await insertHost(kysely, 'hst_b');
+  await insertHost(kysely, 'hst_c');
+  await addChunk(kysely, { scanId: 'scan-b1', hostId: 'hst_b', chunkIndex: 0, packages: [pkg('a'), pkg('b')], isLast: true, now: AT });
+  assert.equal(await indexNames(kysely), 2);
+  await addChunk(kysely, { scanId: 'scan-b2', hostId: 'hst_b', chunkIndex: 0, packages: [pkg('a')], isLast: true, now: AT + 1 });
+  // Another host's rows land between: a range is read for its own host only.
+  await addChunk(kysely, { scanId: 'scan-c1', hostId: 'hst_c', chunkIndex: 0, packages: [pkg('b'), pkg('z')], isLast: true, now: AT + 2 });
+  const back = await addChunk(kysely, { scanId: 'scan-b3', hostId: 'hst_b', chunkIndex: 0, packages: [pkg('a'), pkg('b'), pkg('c')], isLast: true, now: AT + 3 });
+  assert.equal(back.added, 2, 'b back after removal and c new both count as added');
+  assert.deepEqual(await pending(kysely), ['b@hst_c', 'c@hst_b', 'z@hst_c'], 'b of hst_b kept its row and its entry: not pending again');
+  assert.deepEqual(await search(kysely, 'b'), ['hst_b:1.0', 'hst_c:1.0']);
+  assert.equal(await indexNames(kysely), 3);
+  assert.deepEqual(await pending(kysely), []);
+  assert.deepEqual(await search(kysely, 'c'), ['hst_b:1.0']);
+});
+
 for (const backend of backends()) {
-  test(`migration 015 makes pending the pairs the name index lacks: a row the old high-water mark skipped is indexed by the next batch [${backend.name}]`, async () => {
+  test(`migrations 015 and 016 index the pairs the name index lacks: a row the old high-water mark skipped is found through the index [${backend.name}]`, async () => {
     const opened = await backend.open(BEFORE_PENDING_FLAG);
     try {
       const { kysely } = opened;
@@ -229,12 +254,12 @@ for (const backend of backends()) {
       await kysely.insertInto('software_name_index').values({ name: 'indexed', host_id: 'hst_m' }).execute();
       // The old mark past both rows: "skipped" is the row a late commit left out of the index.
       await sql`UPDATE software_name_index_state SET indexed_through = (SELECT max(id) FROM software_packages)`.execute(kysely);
+      // 015 makes pending the pair the index lacks; 016 indexes the pending pairs before it drops their list.
       await opened.migrateTo();
-      assert.deepEqual(await pending(kysely), ['skipped@hst_m'], 'only the pair the index lacks');
-      assert.deepEqual(await search(kysely, 'skipped'), ['hst_m:1'], 'found as a pending row at once');
-      assert.equal(await indexNames(kysely), 1);
       assert.deepEqual(await kysely.selectFrom('software_name_index').select('name').orderBy('name').execute(), [{ name: 'indexed' }, { name: 'skipped' }]);
+      assert.deepEqual(await search(kysely, 'skipped'), ['hst_m:1']);
       assert.deepEqual(await pending(kysely), []);
+      assert.equal(await indexNames(kysely), 0, 'nothing left pending');
     } finally {
       await opened.close();
     }

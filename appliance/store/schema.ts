@@ -20,8 +20,8 @@ export interface Schema {
   software_scans: SoftwareScansTable;
   software_packages: SoftwarePackagesTable;
   software_name_index: SoftwareNameIndexTable;
-  /** The pairs of package rows inserted since the name index last took them (a trigger fills it: migration 015). */
-  software_name_pending: SoftwareNameIndexTable;
+  /** The package id ranges each chunk inserted for its host since the name index last took them (migration 016). */
+  software_name_pending_ranges: SoftwareNamePendingRangesTable;
   /** A view: each host's newest completed scan. */
   host_last_inventory: HostLastInventoryView;
   tasks: TasksTable;
@@ -192,6 +192,12 @@ export interface SoftwarePackagesTable {
 export interface SoftwareNameIndexTable {
   name: string;
   host_id: string;
+}
+
+export interface SoftwareNamePendingRangesTable {
+  host_id: string;
+  first_id: number;
+  last_id: number;
 }
 
 export interface HostLastInventoryView {

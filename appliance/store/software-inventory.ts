@@ -27,8 +27,12 @@ const UPSERT_ROWS = 1000;
 
 type ScanRow = Selectable<SoftwareScansTable>;
 type PackageRow = Selectable<SoftwarePackagesTable>;
-/** What the upsert returns per row it wrote: the counts need prior_scan, a duplicate's example the name (fewer strings returned: measurably less CPU per chunk). */
-type UpsertedRow = Pick<PackageRow, 'prior_scan' | 'name'>;
+/**
+ * What the upsert returns per row it wrote: the counts need prior_scan, a duplicate's example the
+ * name, the name index's pending range the id and first_seen (fewer strings returned: measurably less
+ * CPU per chunk).
+ */
+type UpsertedRow = Pick<PackageRow, 'prior_scan' | 'name' | 'id' | 'first_seen'>;
 
 /** The values of one package row in the upsert, in its column order. */
 const UPSERT_COLUMNS = 11;
@@ -115,45 +119,56 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * Moves the pending (name, host_id) pairs — one per package row inserted since (migration 015's
-   * trigger) — into software_name_index, in one sorted batch, when at least `batchAtLeast` are
-   * pending (1: all of them); inside stores.transact. Returns the entries added. Only the pending
-   * pairs whose entry now exists are deleted, so a pair committed by another transaction while this
-   * batch ran — on PostgreSQL ids and rows become visible out of order — stays for the next batch
-   * (decisions.md 128). Lookups are exact either way; this only keeps the pending tail short.
+   * Moves the names of the package rows in the pending id ranges (one range per chunk that inserted
+   * rows, written in the chunk's transaction) into software_name_index, in one batch sorted by name,
+   * when the ranges span at least `batchAtLeast` ids (1: whenever any is pending); inside
+   * stores.transact. Returns the entries added. Each range is read by id alone (a primary-key range;
+   * with the host as well SQLite would walk the host's whole key): on PostgreSQL a range may then
+   * also cover rows of another host's chunk committed with ids in between, and every pair it reads is
+   * a real package's, so indexing it early is harmless. Exactly the ranges the batch read are deleted: on
+   * PostgreSQL one statement takes them (`DELETE … RETURNING`, one snapshot), so a range committed
+   * while it ran stays for the next batch; SQLite serialises writers (decisions.md 128, 130). Lookups
+   * are exact either way (hostsWithPackage reads the pending ranges too); this keeps them short.
    */
   async indexNames(batchAtLeast = 1): Promise<number> {
     this.#requireTransaction('indexNames');
-    if (batchAtLeast > 1) {
-      const waiting = await this.#db
-        .selectFrom((eb) => eb.selectFrom('software_name_pending').select('name').limit(batchAtLeast).as('pending'))
-        .select((eb) => eb.fn.countAll().as('pairs'))
-        .executeTakeFirstOrThrow();
-      if (Number(waiting.pairs) < batchAtLeast) return 0;
-    }
+    // An upper bound of the rows pending: PostgreSQL's ranges may span ids of other hosts' chunks and ids a conflict used up.
+    const waiting = await this.#db
+      .selectFrom('software_name_pending_ranges')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>(sql<number>`last_id - first_id + 1`), eb.lit(0)).as('ids'))
+      .executeTakeFirstOrThrow();
+    if (Number(waiting.ids) < batchAtLeast || Number(waiting.ids) === 0) return 0;
     // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
     if (this.#dialect === 'postgres') {
-      // One statement, one snapshot: exactly the pending rows it takes are deleted; a pair committed
-      // meanwhile (visible only to a later snapshot) stays for the next batch.
       const { rows } = await sql<{ added: number | string }>`
-        WITH taken AS (DELETE FROM software_name_pending RETURNING name, host_id),
+        WITH taken AS (DELETE FROM software_name_pending_ranges RETURNING host_id, first_id, last_id),
         added AS (
           INSERT INTO software_name_index (name, host_id)
-          SELECT DISTINCT name, host_id FROM taken ORDER BY name, host_id
+          SELECT DISTINCT p.name, p.host_id FROM taken
+          JOIN software_packages p ON p.id BETWEEN taken.first_id AND taken.last_id
+          ORDER BY p.name, p.host_id
           ON CONFLICT (name, host_id) DO NOTHING RETURNING 1
         )
         SELECT count(*) AS added FROM added`.execute(this.#db);
       return Number(rows[0]!.added);
     }
-    // SQLite serialises writers: nothing commits between this INSERT and the DELETE, so every pending
-    // pair was just taken. The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
+    // The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
     const added = await this.#db
       .insertInto('software_name_index')
       .columns(['name', 'host_id'])
-      .expression((eb) => eb.selectFrom('software_name_pending').select(['name', 'host_id']).where(sql<boolean>`true`).orderBy('name').orderBy('host_id'))
+      .expression(
+        this.#db
+          .selectFrom('software_name_pending_ranges as r')
+          .innerJoin('software_packages as p', (join) => join.on((eb) => eb.between('p.id', eb.ref('r.first_id'), eb.ref('r.last_id'))))
+          .select(['p.name', 'p.host_id'])
+          .distinct()
+          .where(sql<boolean>`true`)
+          .orderBy('p.name')
+          .orderBy('p.host_id'),
+      )
       .onConflict((conflict) => conflict.columns(['name', 'host_id']).doNothing())
       .executeTakeFirst();
-    await this.#db.deleteFrom('software_name_pending').execute();
+    await this.#db.deleteFrom('software_name_pending_ranges').execute();
     return Number(added.numInsertedOrUpdatedRows ?? 0);
   }
 
@@ -227,14 +242,15 @@ export class SoftwareInventoryStore {
       .where('h.deleted_at', 'is', null)
       .$if(!includeRemoved, (query) => query.where('p.is_removed', '=', 0))
       .$if(orgId !== undefined, (query) => query.where('h.org_id', '=', orgId!));
-    // A pair is pending once per row inserted: UNION makes each package one result row.
+    // A row may be both indexed and pending (a range also covers rows back after removal): UNION makes each package one result row.
+    // Per range, the host's rows of that name by the packages' (host_id, name, …) key, then the range.
     const unindexed = this.#db
-      .selectFrom('software_name_pending as q')
-      .innerJoin('software_packages as p', (join) => join.onRef('p.host_id', '=', 'q.host_id').onRef('p.name', '=', 'q.name'))
+      .selectFrom('software_name_pending_ranges as r')
+      .innerJoin('software_packages as p', (join) => join.onRef('p.host_id', '=', 'r.host_id').on((eb) => eb.between('p.id', eb.ref('r.first_id'), eb.ref('r.last_id'))))
       .innerJoin('hosts as h', 'h.id', 'p.host_id')
       .selectAll('p')
       .select('h.hostname')
-      .where('q.name', '=', name)
+      .where('p.name', '=', name)
       .where('h.deleted_at', 'is', null)
       .$if(!includeRemoved, (query) => query.where('p.is_removed', '=', 0))
       .$if(orgId !== undefined, (query) => query.where('h.org_id', '=', orgId!));
@@ -247,6 +263,7 @@ export class SoftwareInventoryStore {
     const row = await this.#db.selectFrom('host_last_inventory').select('last_inventory_at').where('host_id', '=', hostId).executeTakeFirst();
     return row?.last_inventory_at ?? null;
   }
+
 
   #scanRow(scanId: string): Promise<ScanRow | undefined> {
     return this.#db.selectFrom('software_scans').selectAll().where('id', '=', scanId).executeTakeFirst();
@@ -295,6 +312,7 @@ export class SoftwareInventoryStore {
     let unchanged = 0;
     let duplicates = repeats.length;
     let duplicateExample: string | undefined = repeats[0];
+    let inserted: { first: number; last: number } | undefined;
     for (let start = 0; start < unique.length; start += UPSERT_ROWS) {
       const batch = unique.slice(start, start + UPSERT_ROWS);
       // A package an earlier chunk of this scan already stored updates nothing and returns no row.
@@ -304,8 +322,14 @@ export class SoftwareInventoryStore {
       for (const row of rows) {
         if (row.prior_scan === null) added += 1;
         else unchanged += 1;
+        // A row this statement inserted is new to the host (prior_scan NULL) and first seen now (an
+        // update keeps first_seen). A row back after removal, first seen in the same millisecond,
+        // only widens the range: harmless, as an entry the index has is not added twice.
+        if (row.prior_scan === null && row.first_seen === now) inserted = inserted === undefined ? { first: row.id, last: row.id } : { first: Math.min(inserted.first, row.id), last: Math.max(inserted.last, row.id) };
       }
     }
+    // The name index learns the new rows from this range, visible exactly when they are (indexNames).
+    if (inserted !== undefined) await this.#db.insertInto('software_name_pending_ranges').values({ host_id: hostId, first_id: inserted.first, last_id: inserted.last }).execute();
     // Checked after the upsert, inside the transaction (a refusal rolls the chunk back): only rows
     // the chunk newly made live count, so packages an abandoned scan left behind never lock the
     // host out of a scan that reports them again. Only scans never completed leave this many. A chunk
@@ -417,7 +441,7 @@ export class SoftwareInventoryStore {
           }))
           .whereRef('software_packages.last_seen_scan', '<>', 'excluded.last_seen_scan'),
       )
-      .returning(['prior_scan', 'name']);
+      .returning(['prior_scan', 'name', 'id', 'first_seen']);
   }
 
   async #livePackages(hostId: string): Promise<number> {

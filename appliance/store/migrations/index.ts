@@ -13,6 +13,7 @@ import { migration012HostTrustGeneration } from './012-host-trust-generation.ts'
 import { migration013HostTrustDigest } from './013-host-trust-digest.ts';
 import { migration014ApplianceInstances } from './014-appliance-instances.ts';
 import { migration015NameIndexPending } from './015-name-index-pending.ts';
+import { migration016NameIndexRanges } from './016-name-index-ranges.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -38,4 +39,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration013HostTrustDigest,
   migration014ApplianceInstances,
   migration015NameIndexPending,
+  migration016NameIndexRanges,
 ];

@@ -14,6 +14,7 @@ import { postgresMigration012HostTrustGeneration } from './012-host-trust-genera
 import { postgresMigration013HostTrustDigest } from './013-host-trust-digest.ts';
 import { postgresMigration014ApplianceInstances } from './014-appliance-instances.ts';
 import { postgresMigration015NameIndexPending } from './015-name-index-pending.ts';
+import { postgresMigration016NameIndexRanges } from './016-name-index-ranges.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -36,4 +37,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration013HostTrustDigest,
   postgresMigration014ApplianceInstances,
   postgresMigration015NameIndexPending,
+  postgresMigration016NameIndexRanges,
 ];
