@@ -168,3 +168,28 @@ conformance('host claimants, events, trust and vitals: seen upserts bounded per 
   assert.deepEqual((await vitals.recent('hst_c', 100)).map((sample) => sample.receivedAt).at(-1), AT + 4000);
   assert.equal((await vitals.recent('hst_c', 100)).length, 6);
 });
+
+conformance('host store: every conditional write of a workflow changes nothing on a host deleted since it was read', async (backend) => {
+  const { kysely } = backend;
+  const hosts = await withOrganisation(kysely);
+  const key = Buffer.from('hst_d'.padEnd(32, '.'));
+  await hosts.insert(newHost('hst_d'));
+  await hosts.insert(newHost('hst_new', { publicKey: Buffer.from('hst_new'.padEnd(32, '.')) }));
+  // Set up every precondition the writes test, then delete: each would succeed on the live host.
+  assert.equal(await hosts.flagIdentityConflict('hst_d'), true);
+  assert.equal(await hosts.resolveIdentity('hst_d', { fingerprint: 'fp', instance: 'i-1' }, 2, Buffer.alloc(32, 7), AT), true);
+  const before = (await hosts.get('hst_d'))!;
+  assert.equal(await hosts.markDeleted('hst_d', AT + 1, 'alice'), true);
+  assert.equal(await hosts.decide('hst_d', 'active', ['pending'], AT + 2, 'bob'), false, 'approve');
+  assert.equal(await hosts.offerKeyRotation('hst_d', Buffer.alloc(32, 8)), false, 'offer a key rotation');
+  assert.equal(await hosts.rotateKey('hst_d', key, Buffer.alloc(32, 9), Buffer.alloc(32, 7), AT + 3), false, 'rotate the key');
+  assert.equal(await hosts.takeSuccessorAllowance('hst_d'), false, 'spend a successor allowance');
+  assert.equal(await hosts.clearIdentityState('hst_d'), false, 'clear the identity state');
+  assert.equal(await hosts.flagIdentityConflict('hst_d'), false, 'flag');
+  assert.equal(await hosts.takeOver('hst_d', (await hosts.get('hst_new'))!), false, 'a deleted host takes over none');
+  const after = (await hosts.get('hst_d'))!;
+  assert.deepEqual(
+    [after.approval, after.publicKey, after.identityState, after.identitySuccessorsAllowed, after.replaces],
+    [before.approval, before.publicKey, before.identityState, before.identitySuccessorsAllowed, before.replaces],
+  );
+});

@@ -21,9 +21,11 @@ const TRANSITIONS: Record<HostDecision, { to: Approval; from: readonly Approval[
 export async function decideHost(deps: HostDeps, orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Promise<Host> {
   const { to, from } = TRANSITIONS[decision];
   return deps.stores.transact(async (tx) => {
-    const host = await hostOfOrg(tx.hosts, orgId, hostId);
+    await hostOfOrg(tx.hosts, orgId, hostId);
     if (!(await tx.hosts.decide(hostId, to, from, now, by))) {
-      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot ${decision} a host that is ${host.approval}`, { host_id: hostId, approval: host.approval });
+      // Read again: on PostgreSQL another instance may have decided or deleted the host since (ERR_HOST_NOT_FOUND then).
+      const current = await hostOfOrg(tx.hosts, orgId, hostId);
+      throw new CtOpsError('ERR_HOST_STATE_CONFLICT', `cannot ${decision} a host that is ${current.approval}`, { host_id: hostId, approval: current.approval });
     }
     // A host that may no longer stream can never run its queued or running tasks.
     const cancelledTasks = to === 'active' ? [] : await tx.tasks.cancelForHost(hostId, now, 'ERR_AGENT_NOT_ACTIVE');

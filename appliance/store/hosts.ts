@@ -102,7 +102,7 @@ export class HostStore {
    * The check and the write are one statement, so two admins cannot race past it.
    */
   async decide(id: string, to: Approval, from: readonly Approval[], at: number, by: string): Promise<boolean> {
-    const result = await this.#db.updateTable('hosts').set({ approval: to, decided_at: at, decided_by: by }).where('id', '=', id).where('approval', 'in', [...from]).executeTakeFirst();
+    const result = await this.#updateLive(id).set({ approval: to, decided_at: at, decided_by: by }).where('approval', 'in', [...from]).executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
 
@@ -145,10 +145,8 @@ export class HostStore {
 
   /** Flags the host: two machines use its key. False when it already was. */
   async flagIdentityConflict(id: string): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set({ identity_state: 'conflict' })
-      .where('id', '=', id)
       .where((eb) => eb.or([eb('identity_state', 'is', null), eb('identity_state', '!=', 'conflict')]))
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
@@ -156,8 +154,7 @@ export class HostStore {
 
   /** Records the admin's choice and how many others may re-enrol; false unless the host was flagged. */
   async resolveIdentity(id: string, kept: { fingerprint: string | null; instance: string | null }, successors: number, rotationNonceSha256: Buffer, at: number): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set({
         identity_state: 'resolved',
         identity_kept_fingerprint: kept.fingerprint,
@@ -166,7 +163,6 @@ export class HostStore {
         identity_resolved_at: at,
         identity_rotation_nonce_sha256: rotationNonceSha256,
       })
-      .where('id', '=', id)
       .where('identity_state', '=', 'conflict')
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
@@ -174,10 +170,8 @@ export class HostStore {
 
   /** Replaces the pending rotation's nonce hash with that of a nonce offered now; false when no rotation is pending. */
   async offerKeyRotation(id: string, nonceSha256: Buffer): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set({ identity_rotation_nonce_sha256: nonceSha256 })
-      .where('id', '=', id)
       .where('identity_rotation_nonce_sha256', 'is not', null)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
@@ -189,8 +183,7 @@ export class HostStore {
    * outlive it). False when either does not match (already rotated, or refused).
    */
   async rotateKey(id: string, oldKey: Buffer, newKey: Buffer, nonceSha256: Buffer, at: number): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set({
         public_key: newKey,
         previous_public_key: oldKey,
@@ -200,7 +193,6 @@ export class HostStore {
         identity_kept_fingerprint: null,
         identity_kept_instance: null,
       })
-      .where('id', '=', id)
       .where('public_key', '=', oldKey)
       .where('identity_rotation_nonce_sha256', '=', nonceSha256)
       .executeTakeFirst();
@@ -209,8 +201,7 @@ export class HostStore {
 
   /** Ends a conflict or a resolution: the host is judged as any other again. False when it had neither. */
   async clearIdentityState(id: string): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set({
         identity_state: null,
         identity_kept_fingerprint: null,
@@ -219,7 +210,6 @@ export class HostStore {
         identity_resolved_at: null,
         identity_rotation_nonce_sha256: null,
       })
-      .where('id', '=', id)
       .where('identity_state', 'is not', null)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
@@ -229,8 +219,7 @@ export class HostStore {
   async takeSuccessorAllowance(id: string): Promise<boolean> {
     // The last allowance used ends the resolution: the kept machine is then the only one left.
     const lastUsed = sql<boolean>`identity_successors_allowed = 1`;
-    const result = await this.#db
-      .updateTable('hosts')
+    const result = await this.#updateLive(id)
       .set((eb) => ({
         identity_successors_allowed: eb('identity_successors_allowed', '-', 1),
         identity_state: sql<HostRow['identity_state']>`CASE WHEN ${lastUsed} AND identity_state = 'resolved' THEN NULL ELSE identity_state END`,
@@ -238,15 +227,23 @@ export class HostStore {
         identity_kept_instance: sql<string | null>`CASE WHEN ${lastUsed} THEN NULL ELSE identity_kept_instance END`,
         identity_resolved_at: sql<number | null>`CASE WHEN ${lastUsed} THEN NULL ELSE identity_resolved_at END`,
       }))
-      .where('id', '=', id)
       .where('identity_successors_allowed', '>', 0)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
   }
 
+  /**
+   * An UPDATE of host `id` that matches only while it is not deleted. Every conditional write of a
+   * workflow goes through it: on PostgreSQL another instance may delete the host between the
+   * workflow's read and its write, and the write must then change nothing (decision 129).
+   */
+  #updateLive(id: string) {
+    return this.#db.updateTable('hosts').where('id', '=', id).where('deleted_at', 'is', null);
+  }
+
   /** The new host takes over the old one's tags and links both records; false when the new one already replaced a host. */
   async takeOver(newId: string, old: Host): Promise<boolean> {
-    const taken = await this.#db.updateTable('hosts').set({ replaces: old.id, tags: JSON.stringify(old.tags) }).where('id', '=', newId).where('replaces', 'is', null).executeTakeFirst();
+    const taken = await this.#updateLive(newId).set({ replaces: old.id, tags: JSON.stringify(old.tags) }).where('replaces', 'is', null).executeTakeFirst();
     if (Number(taken.numUpdatedRows) !== 1) return false;
     await this.#db.updateTable('hosts').set({ replaced_by: newId }).where('id', '=', old.id).execute();
     return true;
