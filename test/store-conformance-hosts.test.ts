@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
-import type { Kysely } from 'kysely';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { HostClaimantStore, MAX_CLAIMANTS_PER_HOST } from '../appliance/store/host-claimants.ts';
 import { HOST_EVENTS_KEPT, HostEventStore } from '../appliance/store/host-events.ts';
 import { HostTrustStore } from '../appliance/store/host-trust.ts';
 import { HostVitalsStore } from '../appliance/store/host-vitals.ts';
 import { HostStore, type NewHost } from '../appliance/store/hosts.ts';
-import type { Schema } from '../appliance/store/schema.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
-import { conformance } from './helpers/store-backends.ts';
+import { conformance, type OpenBackend } from './helpers/store-backends.ts';
 
 after(async () => (await sharedPostgres()).stop());
 
@@ -21,14 +20,13 @@ function newHost(id: string, fields: Partial<NewHost> = {}): NewHost {
   };
 }
 
-async function withOrganisation(kysely: Kysely<Schema>): Promise<HostStore> {
+async function withOrganisation({ kysely, name }: OpenBackend): Promise<HostStore> {
   await kysely.insertInto('organisations').values({ id: 'org_h', name: 'h', created_at: AT }).execute();
-  return new HostStore(kysely);
+  return new HostStore(kysely, name);
 }
 
 conformance('host store: insert once per key, decide only from allowed states (one of racing admins wins), soft delete, facts, heartbeats, takeOver', async (backend) => {
-  const { kysely } = backend;
-  const hosts = await withOrganisation(kysely);
+  const hosts = await withOrganisation(backend);
   assert.equal(await hosts.insert(newHost('hst_1')), true);
   assert.equal(await hosts.insert(newHost('hst_copy', { publicKey: Buffer.from('hst_1'.padEnd(32, '.')) })), false, 'the key is taken: the first registration owns it');
   assert.equal(await hosts.get('hst_copy'), undefined);
@@ -73,8 +71,7 @@ conformance('host store: insert once per key, decide only from allowed states (o
 });
 
 conformance('host store: identity flag, resolve, key rotation, successor allowances (racing takers never overspend), clear', async (backend) => {
-  const { kysely } = backend;
-  const hosts = await withOrganisation(kysely);
+  const hosts = await withOrganisation(backend);
   await hosts.insert(newHost('hst_i', { approval: 'active' }));
   assert.equal(await hosts.resolveIdentity('hst_i', { fingerprint: 'fp', instance: 'i-1' }, 1, Buffer.alloc(32, 1), AT), false, 'not flagged');
   assert.equal(await hosts.flagIdentityConflict('hst_i'), true);
@@ -116,14 +113,14 @@ conformance('host store: identity flag, resolve, key rotation, successor allowan
 
 conformance('host claimants, events, trust and vitals: seen upserts bounded per host, churn events bounded per kind, trust recorded, vitals pruned by age', async (backend) => {
   const { kysely } = backend;
-  const hosts = await withOrganisation(kysely);
+  const hosts = await withOrganisation(backend);
   await hosts.insert(newHost('hst_c', { approval: 'active', hostname: 'b-host' }));
   await hosts.insert(newHost('hst_p', { hostname: 'a-pending' }));
 
   // Claimants: one row per machine instance; first_seen kept; beyond the bound the one seen longest ago goes.
-  const claimants = new HostClaimantStore(kysely);
+  const claimants = new HostClaimantStore(kysely, backend.name);
   const seen = (instanceId: string, at: number, hostname = 'web') =>
-    kysely.transaction().execute((tx) => new HostClaimantStore(tx).seen({ hostId: 'hst_c', instanceId, machineFingerprint: `fp-${instanceId}`, hostname, source: 'heartbeat' }, at));
+    kysely.transaction().execute((tx) => new HostClaimantStore(tx, backend.name).seen({ hostId: 'hst_c', instanceId, machineFingerprint: `fp-${instanceId}`, hostname, source: 'heartbeat' }, at));
   for (let n = 0; n < MAX_CLAIMANTS_PER_HOST; n += 1) await seen(`i-${n}`, AT + n);
   await seen('i-0', AT + 100, 'web-renamed');
   await seen('i-new', AT + 101);
@@ -170,8 +167,7 @@ conformance('host claimants, events, trust and vitals: seen upserts bounded per 
 });
 
 conformance('host store: every conditional write of a workflow changes nothing on a host deleted since it was read', async (backend) => {
-  const { kysely } = backend;
-  const hosts = await withOrganisation(kysely);
+  const hosts = await withOrganisation(backend);
   const key = Buffer.from('hst_d'.padEnd(32, '.'));
   await hosts.insert(newHost('hst_d'));
   await hosts.insert(newHost('hst_new', { publicKey: Buffer.from('hst_new'.padEnd(32, '.')) }));
@@ -192,4 +188,74 @@ conformance('host store: every conditional write of a workflow changes nothing o
     [after.approval, after.publicKey, after.identityState, after.identitySuccessorsAllowed, after.replaces],
     [before.approval, before.publicKey, before.identityState, before.identitySuccessorsAllowed, before.replaces],
   );
+});
+
+/**
+ * Runs `first` in a transaction up to `hold` (its read done), starts `second` in another, then lets
+ * the first finish and commit: under PostgreSQL's READ COMMITTED the second's read runs while the
+ * first's write is not yet committed, unless a lock makes it wait (store/unit-of-work.ts serialiseOn).
+ */
+async function interleaved<T>(backend: OpenBackend, first: (tx: OpenBackend['kysely'], hold: () => Promise<void>) => Promise<void>, second: (tx: OpenBackend['kysely']) => Promise<T>): Promise<T> {
+  let held!: () => void;
+  const reachedHold = new Promise<void>((resolve) => (held = resolve));
+  const firstDone = backend.kysely.transaction().execute((tx) => first(tx, async () => {
+    held();
+    // Long enough for the second transaction to reach its read (on SQLite it waits for the connection).
+    await sleep(300);
+  }));
+  await reachedHold;
+  const secondDone = backend.kysely.transaction().execute(second);
+  await firstDone;
+  return secondDone;
+}
+
+conformance('host store: two registrations from one machine decide one after the other; racing streams keep no more claimants than the cap', async (backend) => {
+  const hosts = await withOrganisation(backend);
+  // The second lookup runs while the first registration's host is inserted but not committed: it must wait and see it.
+  const twinSeenBySecond = await interleaved(
+    backend,
+    async (tx, hold) => {
+      const store = new HostStore(tx, backend.name);
+      assert.equal(await store.findLiveByFingerprint('org_h', 'fp-clone'), undefined);
+      await store.insert(newHost('hst_first', { machineFingerprint: 'fp-clone' }));
+      await hold();
+    },
+    async (tx) => (await new HostStore(tx, backend.name).findLiveByFingerprint('org_h', 'fp-clone'))?.id,
+  );
+  assert.equal(twinSeenBySecond, 'hst_first', 'the second registration is a clone of the first, not a second original');
+
+  await hosts.insert(newHost('hst_cap', { approval: 'active' }));
+  const claimant = (instanceId: string) => ({ hostId: 'hst_cap', instanceId, machineFingerprint: `fp-${instanceId}`, hostname: 'web', source: 'heartbeat' });
+  for (let n = 0; n < MAX_CLAIMANTS_PER_HOST - 1; n += 1) await backend.kysely.transaction().execute((tx) => new HostClaimantStore(tx, backend.name).seen(claimant(`i-${n}`), AT + n));
+  await interleaved(
+    backend,
+    async (tx, hold) => {
+      await new HostClaimantStore(tx, backend.name).seen(claimant('i-racer-1'), AT + 100);
+      await hold();
+    },
+    (tx) => new HostClaimantStore(tx, backend.name).seen(claimant('i-racer-2'), AT + 101),
+  );
+  const kept = await new HostClaimantStore(backend.kysely, backend.name).list('hst_cap');
+  assert.equal(kept.length, MAX_CLAIMANTS_PER_HOST, 'the second racer counted the first one and made room');
+  assert.ok(kept.some((each) => each.instanceId === 'i-racer-2'));
+  await assert.rejects(new HostClaimantStore(backend.kysely, backend.name).seen(claimant('i-outside'), AT), /needs an open transaction/);
+});
+
+conformance('host store: a host read for share is not decided on until the reading transaction ends', async (backend) => {
+  await withOrganisation(backend);
+  await new HostStore(backend.kysely, backend.name).insert(newHost('hst_s', { approval: 'active' }));
+  const order: string[] = [];
+  await interleaved(
+    backend,
+    async (tx, hold) => {
+      assert.equal((await new HostStore(tx, backend.name).getForShare('hst_s'))?.approval, 'active');
+      await hold();
+      order.push('reader done');
+    },
+    async (tx) => {
+      assert.equal(await new HostStore(tx, backend.name).decide('hst_s', 'revoked', ['active'], AT, 'alice'), true);
+      order.push('revoked');
+    },
+  );
+  assert.deepEqual(order, ['reader done', 'revoked']);
 });

@@ -59,7 +59,7 @@ export class InventoryService {
 
   /**
    * Stores one validated chunk of the host's scan in one transaction, which first reads the host
-   * and asks hosts/status.ts whether it may still have inventory written: a stream opened before
+   * (its row held until commit: HostStore.getForShare) and asks hosts/status.ts whether it may still have inventory written: a stream opened before
    * the host was deleted, revoked or flagged stores nothing more (ERR_AGENT_NOT_ACTIVE,
    * ERR_HOST_IDENTITY_CONFLICT). `opensStream`: the stream's first chunk, whose task_id must name
    * one of the host's open inventory tasks (scan-task.ts). The last chunk completes the scan and
@@ -68,7 +68,7 @@ export class InventoryService {
    */
   async acceptChunk(hostId: string, chunk: ValidChunk, options: { now: number; opensStream: boolean }): Promise<ChunkResult> {
     return this.#deps.stores.transact(async (tx) => {
-      const host = await tx.hosts.get(hostId);
+      const host = await tx.hosts.getForShare(hostId);
       if (!host || !mayStream(host)) throw notActive(hostId, host);
       refuseUnlessMayReceiveWork(host);
       if (options.opensStream) await checkScanTask(tx, hostId, chunk.taskId);

@@ -1,5 +1,6 @@
 import type { HostClaimant } from '../model/host.ts';
-import type { Executor } from './unit-of-work.ts';
+import type { DialectName } from './dialects.ts';
+import { serialiseOn, type Executor } from './unit-of-work.ts';
 
 export type { HostClaimant } from '../model/host.ts';
 
@@ -10,17 +11,23 @@ export const MAX_CLAIMANTS_PER_HOST = 16;
 export class HostClaimantStore {
   readonly #db: Executor;
 
-  constructor(executor: Executor) {
+  readonly #dialect: DialectName;
+
+  constructor(executor: Executor, dialect: DialectName) {
     this.#db = executor;
+    this.#dialect = dialect;
   }
 
   /**
    * Records (or refreshes) a claimant (`at` ms since the epoch). Beyond MAX_CLAIMANTS_PER_HOST the
    * one seen longest ago makes room, so the machines streaming now (the one an admin will keep among
-   * them) stay selectable. Callers run it inside a transaction: the eviction and the upsert belong together.
+   * them) stay selectable. Runs inside a transaction (ERR_INTERNAL otherwise): the eviction and the
+   * upsert belong together, and the host's claimants are counted under its lock (serialiseOn), so
+   * racing streams never keep more than the cap.
    */
   async seen(claimant: Omit<HostClaimant, 'firstSeen' | 'lastSeen'>, at: number): Promise<void> {
     const { hostId, instanceId } = claimant;
+    await serialiseOn(this.#db, this.#dialect, `host-claimants/${hostId}`);
     await this.#db
       .deleteFrom('host_claimants')
       .where('host_id', '=', hostId)

@@ -2,7 +2,8 @@ import { sql, type Selectable } from 'kysely';
 import type { Tags } from '../model/enrolment.ts';
 import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, RegistrationUpdate } from '../model/host.ts';
 import type { HostsTable } from './schema.ts';
-import type { Executor } from './unit-of-work.ts';
+import type { DialectName } from './dialects.ts';
+import { serialiseOn, type Executor } from './unit-of-work.ts';
 
 export type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, IdentityState, NewHost, RegistrationUpdate } from '../model/host.ts';
 
@@ -12,8 +13,11 @@ type HostRow = Selectable<HostsTable>;
 export class HostStore {
   readonly #db: Executor;
 
-  constructor(executor: Executor) {
+  readonly #dialect: DialectName;
+
+  constructor(executor: Executor, dialect: DialectName) {
     this.#db = executor;
+    this.#dialect = dialect;
   }
 
   async get(id: string): Promise<Host | undefined> {
@@ -22,6 +26,18 @@ export class HostStore {
   }
 
   /** The hosts among `ids` that exist (deleted ones included), in no particular order; at most 500 ids per call. */
+  /**
+   * The host, its row kept from changing until the transaction ends: for a workflow whose writes
+   * stand only while the host stays as read (inventory stored only while it may stream). PostgreSQL:
+   * FOR SHARE — a decision or delete committing meanwhile is waited for and then seen, one not yet
+   * committed waits for this transaction. SQLite: a plain read (its one writer serialises them).
+   */
+  async getForShare(id: string): Promise<Host | undefined> {
+    const query = this.#db.selectFrom('hosts').selectAll().where('id', '=', id);
+    const row = await (this.#dialect === 'postgres' ? query.forShare() : query).executeTakeFirst();
+    return row && toHost(row);
+  }
+
   async getMany(ids: readonly string[]): Promise<Host[]> {
     if (ids.length === 0) return [];
     const rows = await this.#db.selectFrom('hosts').selectAll().where('id', 'in', ids).execute();
@@ -45,8 +61,14 @@ export class HostStore {
     return rows.map(toHost);
   }
 
-  /** The earliest pending or active host of the organisation with this machine fingerprint. */
+  /**
+   * The earliest pending or active host of the organisation with this machine fingerprint. Inside a
+   * transaction it first takes the fingerprint's lock (serialiseOn), held to the end of the
+   * transaction: registrations from one machine decide one after the other, so the second sees the
+   * host the first inserted (a clone is flagged, never enrolled twice as active).
+   */
   async findLiveByFingerprint(orgId: string, machineFingerprint: string): Promise<Host | undefined> {
+    if (this.#db.isTransaction) await serialiseOn(this.#db, this.#dialect, `host-fingerprint/${orgId}/${machineFingerprint}`);
     const row = await this.#db
       .selectFrom('hosts')
       .selectAll()

@@ -154,14 +154,14 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
   return {
     organisations: guard(new OrganisationStore(executor)),
     enrolmentTokens: guard(new EnrolmentTokenStore(executor)),
-    hosts: guard(new HostStore(executor)),
+    hosts: guard(new HostStore(executor, dialect)),
     vitals: guard(new HostVitalsStore(executor)),
     registerNonces: guard(new RegisterNonceStore(executor)),
     adminCredentials: guard(new AdminCredentialStore(executor)),
     softwareInventory: guard(new SoftwareInventoryStore(executor, dialect)),
     tasks: guard(new TaskStore(executor)),
     hostEvents: guard(new HostEventStore(executor)),
-    hostClaimants: guard(new HostClaimantStore(executor)),
+    hostClaimants: guard(new HostClaimantStore(executor, dialect)),
     hostTrust: guard(new HostTrustStore(executor)),
   };
 }

@@ -1,6 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import { sql } from 'kysely';
 import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
+import type { DialectName } from './dialects.ts';
 import type { Schema } from './schema.ts';
 
 /** What a store runs its queries on: the database, or an open transaction (Kysely's Transaction is a Kysely). */
@@ -114,4 +116,18 @@ export async function runEffects(effects: readonly Effect[], onEffectFailure: (e
  */
 export function atomically<T>(executor: Executor, work: (transaction: Executor) => Promise<T>): Promise<T> {
   return executor.isTransaction ? work(executor) : executor.transaction().execute(work);
+}
+
+/**
+ * Makes the transactions that call it with the same `key` run their decision one after the other,
+ * until `transaction` commits or rolls back. For a decision on rows that may not exist yet (no
+ * other host of this machine fingerprint; fewer than N claimants): there is no row to lock, and
+ * under PostgreSQL's READ COMMITTED two transactions would each see the other's row absent.
+ * PostgreSQL: pg_advisory_xact_lock on hashtextextended(key, 0), a 64-bit hash (two keys sharing a
+ * hash only wait for each other). SQLite: nothing to do, its one writer serialises transactions.
+ * Throws ERR_INTERNAL when `transaction` is not a transaction (the lock would end with the statement).
+ */
+export async function serialiseOn(transaction: Executor, dialect: DialectName, key: string): Promise<void> {
+  if (!transaction.isTransaction) throw new CtOpsError('ERR_INTERNAL', 'serialiseOn needs an open transaction', { key });
+  if (dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(transaction);
 }
