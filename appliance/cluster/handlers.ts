@@ -22,7 +22,8 @@ export function clusterHandlers(services: () => ClusterServices): ClusterHandler
       const { presence, tasks } = services();
       switch (signal.kind) {
         case 'tasks-queued':
-          if (presence.isStreaming(signal.hostId)) void tasks.dispatch(signal.hostId);
+          // dispatch sends nothing unless the host streams here.
+          void tasks.dispatch(signal.hostId);
           return;
         case 'task-cancelled':
           void tasks.tellCancelled(signal.hostId, signal.taskId);
@@ -43,7 +44,8 @@ export function clusterHandlers(services: () => ClusterServices): ClusterHandler
     resync: async () => {
       const { presence, tasks } = services();
       await presence.reconcile();
-      await tasks.sweep();
+      // Signals may have been lost while the listener was away: what they would have started.
+      await tasks.dispatchWaiting();
     },
   };
 }

@@ -324,22 +324,30 @@ export class TaskService {
   /**
    * The sweeper pass: times out tasks past their deadline and expires queued ones past their
    * expiry (sweep.ts), and logs what it finished — on one instance at a time (SWEEP_LOCKS.taskExpiry;
-   * empty when another ran it) —; then starts a dispatch (not awaited) for up to
-   * MAX_DISPATCHES_PER_SWEEP hosts streaming here with queued tasks, so a task whose send failed (a
-   * storage failure, a write not accepted, a tasks-queued signal lost) is retried while its host
-   * stays online. Rejects with ERR_STORAGE_* when the storage fails.
+   * empty when another ran it) —; then dispatchWaiting. Rejects with ERR_STORAGE_* when the storage fails.
    */
   async sweep(): Promise<SweepResult> {
-    const { stores, presence, log, cluster } = this.#deps;
+    const { stores, log, cluster } = this.#deps;
     let swept: SweepResult = { timedOut: [], expired: [] };
     const expire = async (): Promise<void> => {
       swept = await expireDue(stores, this.#now());
     };
     await (cluster ? cluster.exclusively(SWEEP_LOCKS.taskExpiry, expire) : expire());
     if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
+    await this.dispatchWaiting();
+    return swept;
+  }
+
+  /**
+   * Starts a dispatch (not awaited) for up to MAX_DISPATCHES_PER_SWEEP hosts streaming here with
+   * queued tasks, so a task whose send failed (a storage failure, a write not accepted, a
+   * tasks-queued signal lost while the cluster's listener was away) is retried while its host stays
+   * online. Rejects with ERR_STORAGE_* when the storage fails.
+   */
+  async dispatchWaiting(): Promise<void> {
+    const { stores, presence } = this.#deps;
     const waiting = (await stores.tasks.hostsWithQueued()).filter((hostId) => presence.isStreaming(hostId));
     for (const hostId of waiting.slice(0, MAX_DISPATCHES_PER_SWEEP)) void this.dispatch(hostId);
-    return swept;
   }
 
   /**
