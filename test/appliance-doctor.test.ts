@@ -122,7 +122,7 @@ describe('ct-ops-appliance doctor', () => {
     const serviceUid = 4242;
     writeFileSync(passwdFile, `root:x:0:0:root:/root:/bin/sh\n${SERVICE_ACCOUNT}:x:${serviceUid}:${serviceUid}::/var/lib/ct-ops:/usr/sbin/nologin\n`);
     const dir = damagedCopy('root-owned', () => undefined);
-    const inputs = { dataDir: dir, listen: '127.0.0.1', httpPort: appliance.httpPort, grpcPort: appliance.grpcPort, sans: [], now: new Date(), buildFile: APPLIANCE_BIN, expectRunning: false, passwdFile };
+    const inputs = { dataDir: dir, database: { kind: 'sqlite' } as const, listen: '127.0.0.1', httpPort: appliance.httpPort, grpcPort: appliance.grpcPort, sans: [], now: new Date(), buildFile: APPLIANCE_BIN, expectRunning: false, passwdFile };
     const rootOwned = await runDoctor(inputs);
     const byName = (checks: typeof rootOwned, name: string) => checks.find((check) => check.name === name)!;
     assert.equal(byName(rootOwned, 'data-dir').status, 'fail');

@@ -56,6 +56,11 @@ test('serves on PostgreSQL: an agent enrols, an admin approves it through the ad
     const host = await appliance.host(pending.hostId);
     assert.equal(host.status, 'online');
     assert.equal(host.cpu_percent, 42, "the host's row shows its heartbeat");
+    // The doctor checks the database the configuration names: this server, not a SQLite file.
+    const checked = await doctorDatabaseCheck(appliance.dataDir, url);
+    assert.equal(checked.status, 'ok', checked.detail);
+    assert.match(checked.detail, new RegExp(`reachable; schema version ${MIGRATIONS.length} \\(this build's\\)`));
+    assert.ok(!checked.output.includes(cluster.password), 'no password in the report');
   } finally {
     stream?.call.cancel();
     client.close();
@@ -74,4 +79,17 @@ test('serve with a PostgreSQL server that does not answer fails the start with E
   assert.match(result.stderr, /ct-ops-appliance: ERR_STORAGE_UNAVAILABLE: the database cannot be written \(the PostgreSQL server cannot be reached: ECONNREFUSED\)/);
   assert.ok(!`${result.stdout}${result.stderr}`.includes(cluster.password), 'no password in the output');
   assert.ok(Date.now() - started < 30_000, 'bounded');
+  const checked = await doctorDatabaseCheck(dataDir, `postgres://ctops:${cluster.password}@127.0.0.1:1/nowhere`);
+  assert.equal(checked.status, 'fail');
+  assert.match(checked.detail, /^postgres:\/\/ctops:\*+@127\.0\.0\.1:1\/nowhere: .*ECONNREFUSED/);
+  assert.ok(!checked.output.includes(cluster.password), 'no password in the report');
 });
+
+/** `doctor --json` with the database URL in the environment: its database check, and the whole output. */
+async function doctorDatabaseCheck(dir: string, databaseUrl: string): Promise<{ status: string; detail: string; output: string }> {
+  const result = await run(process.execPath, [APPLIANCE_BIN, 'doctor', '--data-dir', dir, '--json'], { CT_OPS_APPLIANCE_DATABASE: databaseUrl }, 60_000);
+  const report = JSON.parse(result.stdout) as { checks: { name: string; status: string; detail: string }[] };
+  const database = report.checks.find((check) => check.name === 'database');
+  assert.ok(database, result.stdout);
+  return { ...database, output: `${result.stdout}${result.stderr}` };
+}

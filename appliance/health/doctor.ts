@@ -6,8 +6,13 @@ import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, DATABASE_FILE, INITIAL_PASSWORD_FILE
 import { CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from '../pki/certificates.ts';
 import { JWT_KEY_FILE } from '../pki/jwt-signing-key.ts';
 import { BUNDLE_KEY_FILE } from '../pki/signing-keys.ts';
+import type { DatabaseLocation } from '../config/database-url.ts';
 import { inspectDatabase } from '../store/database.ts';
+import { postgresKysely } from '../store/dialects.ts';
 import { MIGRATIONS } from '../store/migrations/index.ts';
+import { POSTGRES_MIGRATIONS } from '../store/migrations/postgres/index.ts';
+import { postgresSchemaVersion } from '../store/postgres-migrate.ts';
+import { storageFailure } from '../store/storage-failure.ts';
 import { latestSchemaVersion } from '../store/schema-version.ts';
 import { probeHealthz, probePort, type HealthzAnswer, type PortState } from './doctor-probes.ts';
 
@@ -21,6 +26,8 @@ export interface DoctorCheck {
 /** What the doctor looks at: the settings of the appliance's configuration and the time to judge by. */
 export interface DoctorInputs {
   readonly dataDir: string;
+  /** Where the store is (the `database` setting): the SQLite file in dataDir, or a PostgreSQL server. */
+  readonly database: DatabaseLocation;
   /** The listen address of the configuration; a wildcard is probed on loopback. */
   readonly listen: string;
   readonly httpPort: number;
@@ -58,7 +65,8 @@ const DISK_FAIL_BYTES = 100 * 1024 ** 2;
  */
 export async function runDoctor(inputs: DoctorInputs): Promise<DoctorCheck[]> {
   const owner = expectedOwner(inputs.passwdFile ?? '/etc/passwd');
-  const checks = [checkDataDir(inputs.dataDir, owner), ...checkSecretFiles(inputs.dataDir, owner), ...checkCertificates(inputs), checkDisk(inputs.dataDir), checkDatabase(inputs.dataDir), checkClock(inputs)];
+  const database = inputs.database.kind === 'postgres' ? await checkPostgres(inputs.database.url, inputs.database.display) : checkDatabase(inputs.dataDir);
+  const checks = [checkDataDir(inputs.dataDir, owner), ...checkSecretFiles(inputs.dataDir, owner), ...checkCertificates(inputs), checkDisk(inputs.dataDir), database, checkClock(inputs)];
   const host = probeHost(inputs.listen);
   const ca = readOptional(join(inputs.dataDir, CA_CERT_FILE));
   const [http, grpc] = await Promise.all([probePort(host, inputs.httpPort, ca), probePort(host, inputs.grpcPort, ca)]);
@@ -186,6 +194,32 @@ function checkDatabase(dataDir: string): DoctorCheck {
   if (found.schemaVersion > latest) return fail('database', `schema version ${found.schemaVersion} was written by a newer appliance; this one knows up to ${latest}`);
   if (found.schemaVersion < latest) return warn('database', `integrity ok; schema version ${found.schemaVersion}, migrated to ${latest} at the next start`);
   return ok('database', `integrity ok; schema version ${found.schemaVersion} (this build's)`);
+}
+
+/** How long the doctor waits for PostgreSQL to connect and answer (ms): a check, not a service. */
+const POSTGRES_CHECK_WAIT_MS = 5_000;
+
+/**
+ * The PostgreSQL `database`: reachable with the configured credentials, and its schema version
+ * against this build's (read only: schema_version, never migrated here). `display` names it with
+ * the password hidden; the failure says what the driver said, mapped like the appliance's own.
+ */
+async function checkPostgres(url: string, display: string): Promise<DoctorCheck> {
+  const bounds = { statementMs: POSTGRES_CHECK_WAIT_MS, lockMs: POSTGRES_CHECK_WAIT_MS, idleInTransactionMs: POSTGRES_CHECK_WAIT_MS };
+  const database = postgresKysely(url, { poolSize: 1, waitBounds: bounds });
+  try {
+    const found = await postgresSchemaVersion(database);
+    const latest = latestSchemaVersion(POSTGRES_MIGRATIONS);
+    if (found === 0) return warn('database', `${display}: reachable; no schema yet (the appliance creates it at its first start)`);
+    if (found > latest) return fail('database', `${display}: schema version ${found} was written by a newer appliance; this one knows up to ${latest}`);
+    if (found < latest) return warn('database', `${display}: reachable; schema version ${found}, migrated to ${latest} at the next start`);
+    return ok('database', `${display}: reachable; schema version ${found} (this build's)`);
+  } catch (error) {
+    const failure = storageFailure(error);
+    return fail('database', `${display}: ${failure?.message ?? (error instanceof Error ? error.message : String(error))}`);
+  } finally {
+    await database.destroy();
+  }
 }
 
 function checkClock(inputs: DoctorInputs): DoctorCheck {
