@@ -45,8 +45,8 @@ conformance('host store: insert once per key, decide only from allowed states (o
 
   await hosts.updateRegistration('hst_1', { hostname: 'web-1', machineFingerprint: 'fp-2', os: 'linux', arch: 'arm64', agentVersion: '0.2.0', at: AT + 4 });
   await hosts.recordFacts('hst_1', { hostname: 'web-1b', os: 'linux', osVersion: 'Debian 12', arch: 'arm64', agentVersion: '0.2.0', ipAddresses: ['10.0.0.1', 'fe80::1'] });
-  await hosts.recordHeartbeat({ hostId: 'hst_1', receivedAt: AT + 5, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 1.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 99, clockOffsetMs: -40 });
-  await hosts.recordHeartbeat({ hostId: 'hst_1', receivedAt: AT + 6, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 4.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 129, clockOffsetMs: null });
+  await hosts.recordHeartbeats([{ hostId: 'hst_1', receivedAt: AT + 5, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 1.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 99, clockOffsetMs: -40 }]);
+  await hosts.recordHeartbeats([{ hostId: 'hst_1', receivedAt: AT + 6, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 4.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 129, clockOffsetMs: null }]);
   await hosts.recordDisconnect('hst_1', AT + 7);
   const seen = (await hosts.get('hst_1'))!;
   assert.deepEqual(
@@ -154,9 +154,7 @@ conformance('host claimants, events, trust and vitals: seen upserts bounded per 
 
   // Vitals: a batch of samples, newest first; retention deletes those received before the cutoff.
   const vitals = new HostVitalsStore(kysely);
-  for (let n = 0; n < 10; n += 1) {
-    await vitals.insert({ hostId: 'hst_c', receivedAt: AT + n * 1000, agentTimestamp: AT + n * 1000 - 5, cpuPercent: n + 0.5, memoryPercent: 50, diskPercent: 60.25, uptimeSeconds: 100 + n });
-  }
+  await vitals.insertMany(Array.from({ length: 10 }, (_, n) => ({ hostId: 'hst_c', receivedAt: AT + n * 1000, agentTimestamp: AT + n * 1000 - 5, cpuPercent: n + 0.5, memoryPercent: 50, diskPercent: 60.25, uptimeSeconds: 100 + n })));
   const newest = await vitals.recent('hst_c', 3);
   assert.deepEqual(newest.map((sample) => sample.receivedAt), [AT + 9000, AT + 8000, AT + 7000]);
   assert.deepEqual([newest[0]?.cpuPercent, newest[0]?.diskPercent, newest[0]?.agentTimestamp, newest[0]?.uptimeSeconds], [9.5, 60.25, AT + 8995, 109]);
@@ -258,4 +256,28 @@ conformance('host store: a host read for share is not decided on until the readi
     },
   );
   assert.deepEqual(order, ['reader done', 'revoked']);
+});
+
+conformance('heartbeats and samples of many hosts are written in a few multi-row statements, each host getting its own values', async (backend) => {
+  const hosts = await withOrganisation(backend);
+  // 700 hosts: runs of 512, 128, 32, 16, 8 and 4 rows (store/runs.ts).
+  const ids = Array.from({ length: 700 }, (_, n) => `hst_m${n}`);
+  for (const id of ids) await hosts.insert(newHost(id, { approval: 'active' }));
+  await hosts.recordHeartbeats([{ hostId: 'hst_m7', receivedAt: AT, intervalSecs: 30, agentVersion: '0.1.0', cpuPercent: 0, memoryPercent: 0, diskPercent: 0, uptimeSeconds: 0, clockOffsetMs: 1234 }]);
+  const update = (id: string, n: number) => ({ hostId: id, receivedAt: AT + 2 ** 40 + n, intervalSecs: 5 + (n % 60), agentVersion: `1.${n}.0`, cpuPercent: n / 7, memoryPercent: 99.5, diskPercent: 0.25, uptimeSeconds: 2 ** 35 + n, clockOffsetMs: n === 7 ? null : 1 - n });
+  await hosts.recordHeartbeats(ids.map(update));
+  for (const n of [0, 7, 511, 512, 639, 699]) {
+    const host = (await hosts.get(`hst_m${n}`))!;
+    const sent = update(`hst_m${n}`, n);
+    assert.deepEqual(
+      [host.lastHeartbeatAt, host.heartbeatIntervalSecs, host.agentVersion, host.cpuPercent, host.memoryPercent, host.diskPercent, host.uptimeSeconds, host.clockOffsetMs, host.approval],
+      [sent.receivedAt, sent.intervalSecs, sent.agentVersion, sent.cpuPercent, 99.5, 0.25, sent.uptimeSeconds, n === 7 ? 1234 : 1 - n, 'active'],
+      `host ${n}`,
+    );
+  }
+  const vitals = new HostVitalsStore(backend.kysely);
+  await vitals.insertMany(ids.map((id, n) => ({ hostId: id, receivedAt: AT + n, agentTimestamp: AT, cpuPercent: n / 3, memoryPercent: 1, diskPercent: 2, uptimeSeconds: n })));
+  const [{ count }] = await backend.kysely.selectFrom('host_vitals').select((eb) => eb.fn.countAll<number>().as('count')).execute() as [{ count: number }];
+  assert.equal(Number(count), 700);
+  assert.deepEqual((await vitals.recent('hst_m699', 5)).map((sample) => [sample.receivedAt, sample.cpuPercent, sample.uptimeSeconds]), [[AT + 699, 699 / 3, 699]]);
 });

@@ -74,9 +74,7 @@ export class VitalsWriter {
     const batch = [...this.#pending.values()];
     this.#pending = new Map();
     try {
-      await this.#stores.transact(async (tx) => {
-        for (const host of batch) await write(tx, host);
-      });
+      await this.#stores.transact((tx) => write(tx, batch));
     } catch (error) {
       // The storage refuses writes (full, I/O error): every sample would fail the same way. The
       // samples were acknowledged as received, not as stored; drop them with one line, not one each.
@@ -89,7 +87,7 @@ export class VitalsWriter {
       this.#log.warn({ err: error, samples: batch.length }, 'vitals batch failed; writing samples one by one');
       for (const host of batch) {
         try {
-          await this.#stores.transact((tx) => write(tx, host));
+          await this.#stores.transact((tx) => write(tx, [host]));
         } catch (sampleError) {
           this.#log.warn({ err: sampleError, host_id: host.latest.hostId }, 'vitals sample dropped');
         }
@@ -117,11 +115,9 @@ export class VitalsWriter {
   }
 }
 
-/** One host's queued heartbeat, in the flush's transaction `tx`. */
-async function write(tx: TableStores, { latest, sample }: PendingHost): Promise<void> {
-  if (sample) {
-    const { hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds } = sample;
-    await tx.vitals.insert({ hostId, receivedAt, agentTimestamp, cpuPercent, memoryPercent, diskPercent, uptimeSeconds });
-  }
-  await tx.hosts.recordHeartbeat(latest);
+/** The queued heartbeats of `hosts`, in the flush's transaction `tx`: their samples, then their rows. */
+async function write(tx: TableStores, hosts: readonly PendingHost[]): Promise<void> {
+  const samples = hosts.flatMap(({ sample }) => (sample ? [{ hostId: sample.hostId, receivedAt: sample.receivedAt, agentTimestamp: sample.agentTimestamp, cpuPercent: sample.cpuPercent, memoryPercent: sample.memoryPercent, diskPercent: sample.diskPercent, uptimeSeconds: sample.uptimeSeconds }] : []));
+  await tx.vitals.insertMany(samples);
+  await tx.hosts.recordHeartbeats(hosts.map(({ latest }) => latest));
 }

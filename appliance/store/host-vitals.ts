@@ -1,7 +1,11 @@
 import type { VitalsSample } from '../model/host.ts';
+import { powerOfTwoRuns } from './runs.ts';
 import type { Executor } from './unit-of-work.ts';
 
 export type { VitalsSample } from '../model/host.ts';
+
+/** Rows per INSERT: 7 bound values each, far below SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
+const VITALS_ROWS_PER_STATEMENT = 512;
 
 /** Owns the host_vitals table: the heartbeat history, kept for a bounded time. */
 export class HostVitalsStore {
@@ -11,19 +15,22 @@ export class HostVitalsStore {
     this.#db = executor;
   }
 
-  async insert(sample: VitalsSample): Promise<void> {
-    await this.#db
-      .insertInto('host_vitals')
-      .values({
-        host_id: sample.hostId,
-        received_at: sample.receivedAt,
-        agent_timestamp: sample.agentTimestamp,
-        cpu_percent: sample.cpuPercent,
-        memory_percent: sample.memoryPercent,
-        disk_percent: sample.diskPercent,
-        uptime_seconds: sample.uptimeSeconds,
-      })
-      .execute();
+  /** Inserts the samples, in multi-row statements of at most VITALS_ROWS_PER_STATEMENT rows. */
+  async insertMany(samples: readonly VitalsSample[]): Promise<void> {
+    for (const run of powerOfTwoRuns(samples, VITALS_ROWS_PER_STATEMENT)) {
+      await this.#db
+        .insertInto('host_vitals')
+        .values(run.map((sample) => ({
+          host_id: sample.hostId,
+          received_at: sample.receivedAt,
+          agent_timestamp: sample.agentTimestamp,
+          cpu_percent: sample.cpuPercent,
+          memory_percent: sample.memoryPercent,
+          disk_percent: sample.diskPercent,
+          uptime_seconds: sample.uptimeSeconds,
+        })))
+        .execute();
+    }
   }
 
   /** The newest samples of a host, newest first. */

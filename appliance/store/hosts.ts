@@ -3,11 +3,15 @@ import type { Tags } from '../model/enrolment.ts';
 import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, RegistrationUpdate } from '../model/host.ts';
 import type { HostsTable } from './schema.ts';
 import type { DialectName } from './dialects.ts';
+import { powerOfTwoRuns } from './runs.ts';
 import { serialiseOn, type Executor } from './unit-of-work.ts';
 
 export type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, IdentityState, NewHost, RegistrationUpdate } from '../model/host.ts';
 
 type HostRow = Selectable<HostsTable>;
+
+/** Hosts per heartbeat UPDATE: 9 bound values each, far below SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
+const HEARTBEATS_PER_STATEMENT = 512;
 
 /** Owns the hosts table (its trust columns: host-trust.ts). */
 export class HostStore {
@@ -129,21 +133,18 @@ export class HostStore {
   }
 
   /** Latest vitals and liveness of a host; never touches its approval. A null clock offset keeps the recorded one. */
-  async recordHeartbeat(update: HeartbeatUpdate): Promise<void> {
-    await this.#db
-      .updateTable('hosts')
-      .set({
-        last_heartbeat_at: update.receivedAt,
-        heartbeat_interval_secs: update.intervalSecs,
-        agent_version: update.agentVersion,
-        cpu_percent: update.cpuPercent,
-        memory_percent: update.memoryPercent,
-        disk_percent: update.diskPercent,
-        uptime_seconds: update.uptimeSeconds,
-        ...(update.clockOffsetMs === null ? {} : { clock_offset_ms: update.clockOffsetMs }),
-      })
-      .where('id', '=', update.hostId)
-      .execute();
+  /**
+   * Records each host's latest heartbeat (last seen, interval, version, vitals; a null clock offset
+   * keeps the recorded one) and never touches approval: one UPDATE … FROM (VALUES …) per run of at
+   * most HEARTBEATS_PER_STATEMENT hosts, the same SQL on both backends (SQLite 3.33+ and PostgreSQL
+   * both take UPDATE … FROM and name a VALUES list's columns column1, column2, …; each value is cast
+   * so PostgreSQL knows its type). One host at most once per call.
+   */
+  async recordHeartbeats(updates: readonly HeartbeatUpdate[]): Promise<void> {
+    for (const run of powerOfTwoRuns(updates, HEARTBEATS_PER_STATEMENT)) {
+      const rows = run.map((update) => sql`(CAST(${update.hostId} AS TEXT), CAST(${update.receivedAt} AS BIGINT), CAST(${update.intervalSecs} AS INTEGER), CAST(${update.agentVersion} AS TEXT), CAST(${update.cpuPercent} AS DOUBLE PRECISION), CAST(${update.memoryPercent} AS DOUBLE PRECISION), CAST(${update.diskPercent} AS DOUBLE PRECISION), CAST(${update.uptimeSeconds} AS BIGINT), CAST(${update.clockOffsetMs} AS BIGINT))`);
+      await sql`UPDATE hosts SET last_heartbeat_at = v.column2, heartbeat_interval_secs = v.column3, agent_version = v.column4, cpu_percent = v.column5, memory_percent = v.column6, disk_percent = v.column7, uptime_seconds = v.column8, clock_offset_ms = COALESCE(v.column9, hosts.clock_offset_ms) FROM (VALUES ${sql.join(rows)}) AS v WHERE hosts.id = v.column1`.execute(this.#db);
+    }
   }
 
   async recordDisconnect(id: string, at: number): Promise<void> {
