@@ -13,7 +13,9 @@ import { register } from '../appliance/enrolment/register.ts';
 import { createEnrolmentToken, tokenState } from '../appliance/enrolment/tokens.ts';
 import { ensureJwtSigningKey } from '../appliance/pki/jwt-signing-key.ts';
 import { migrate, openDatabase } from '../appliance/store/database.ts';
+import { sqliteKysely } from '../appliance/store/dialects.ts';
 import { openStores } from '../appliance/store/index.ts';
+import { runTransaction } from '../appliance/store/unit-of-work.ts';
 import { MIGRATIONS, type Migration } from '../appliance/store/migrations/index.ts';
 import { decodedRegister, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
@@ -105,11 +107,9 @@ test('vitals older than the retention period are pruned in one pass, newer ones 
   });
   const hour = 3_600_000;
   const now = 1_000 * hour;
-  await stores.transact(async (tx) => {
-    for (let age = 0; age < 10; age += 1) {
-      await tx.vitals.insert({ hostId: 'hst_retention', receivedAt: now - age * hour, agentTimestamp: 0, cpuPercent: age, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 });
-    }
-  });
+  await stores.transact((tx) =>
+    tx.vitals.insertMany(Array.from({ length: 10 }, (_, age) => ({ hostId: 'hst_retention', receivedAt: now - age * hour, agentTimestamp: 0, cpuPercent: age, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1 }))),
+  );
   assert.equal(await stores.vitals.prune(now - 4.5 * hour), 5);
   assert.deepEqual((await stores.vitals.recent('hst_retention', 100)).map((sample) => sample.cpuPercent), [0, 1, 2, 3, 4]);
   stores.close();
@@ -122,4 +122,35 @@ test('the clone check looks hosts up by organisation and fingerprint, not by sca
     .all('org', 'fp') as Array<{ detail: string }>;
   assert.match(plan.map((row) => row.detail).join('\n'), /USING INDEX hosts_org_fingerprint \(org_id=\? AND machine_fingerprint=\?\)/);
   db.close();
+});
+
+test("the one SQLite connection goes to waiters in arrival order, and a store of the database used inside a transaction fails after the wait bound instead of hanging", async () => {
+  const db = openDatabase(join(dir, 'connection-queue.db'));
+  const kysely = sqliteKysely(db, { connectionWaitMs: 300 });
+  try {
+    // 200 transactions and queries at once, each recording its turn: served in the order they asked.
+    const served: number[] = [];
+    await Promise.all(Array.from({ length: 200 }, (_, index) =>
+      index % 2 === 0
+        ? kysely.transaction().execute(async (tx) => {
+          served.push(index);
+          await tx.selectFrom('organisations').selectAll().execute();
+        })
+        : kysely.selectFrom('organisations').selectAll().execute().then(() => void served.push(index)),
+    ));
+    assert.equal(served.length, 200);
+    assert.deepEqual(served.filter((index) => index % 2 === 0), Array.from({ length: 100 }, (_, n) => 2 * n), 'transactions in arrival order');
+
+    const started = Date.now();
+    const misuse = runTransaction(kysely, (tx) => ({ tx }), async () => {
+      // The root Kysely, not the transaction's: it waits for the connection this body holds.
+      await kysely.selectFrom('organisations').selectAll().execute();
+    }, () => undefined);
+    await assert.rejects(misuse, (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INTERNAL' && /inside a transaction/.test(error.message));
+    assert.ok(Date.now() - started < 5_000, 'failed at the bound, not hung');
+    // The connection was given back: the next query runs.
+    assert.deepEqual(await kysely.selectFrom('organisations').selectAll().execute(), []);
+  } finally {
+    await kysely.destroy();
+  }
 });

@@ -18,7 +18,7 @@ import { RegisterNonceStore } from './register-nonces.ts';
 import { SoftwareInventoryStore } from './software-inventory.ts';
 import type { Schema } from './schema.ts';
 import { TaskStore } from './tasks.ts';
-import { refuseQueriesOutsideTheTransaction, runTransaction, type Executor, type TransactionScope } from './unit-of-work.ts';
+import { runTransaction, type Executor, type TransactionScope } from './unit-of-work.ts';
 
 /** The stores of every table, each over one executor (the database, or an open transaction). */
 export interface TableStores {
@@ -46,7 +46,7 @@ export interface Stores extends TableStores {
   readonly dialect: DialectName;
   /** The serving instances' leases, which instance holds each host's stream, advisory locks and NOTIFY: outside transactions only. */
   readonly instances: ApplianceInstanceStore;
-  /** The database's Kysely; refuses queries while a transaction body of this process runs (unit-of-work.ts). */
+  /** The database's Kysely. */
   readonly kysely: Executor;
   /** Whether writes succeed now (degraded after a storage failure until a write probe succeeds). */
   readonly health: StorageHealth;
@@ -120,20 +120,19 @@ async function probeSqliteWrite(transaction: Executor): Promise<void> {
 }
 
 /**
- * The backend-neutral part of Stores over `database` (a Kysely without the transaction guard): the
+ * The backend-neutral part of Stores over `database` (the backend's Kysely): the
  * top-level stores guarded for storage failures, and transactions whose stores are not (the whole
  * transaction is, once). `probe` is one real write; `closeDatabase` releases the backend;
  * `instancesDatabase` serves ApplianceInstanceStore (the same database through its own pool on PostgreSQL).
  */
 function assembleStores(database: Kysely<Schema>, dialect: DialectName, probe: () => Promise<void>, log: Logger | undefined, closeDatabase: () => Promise<void>, instancesDatabase?: Kysely<Schema>): Stores {
   const health = new StorageHealth(probe, log);
-  const kysely = database.withPlugin(refuseQueriesOutsideTheTransaction);
   const unguarded = (executor: Executor): TableStores => tableStores(executor, dialect, (store) => store);
   return {
-    ...tableStores(kysely, dialect, (store) => guardStorage(store, health)),
+    ...tableStores(database, dialect, (store) => guardStorage(store, health)),
     dialect,
-    instances: guardStorage(new ApplianceInstanceStore(instancesDatabase?.withPlugin(refuseQueriesOutsideTheTransaction) ?? kysely, dialect), health),
-    kysely,
+    instances: guardStorage(new ApplianceInstanceStore(instancesDatabase ?? database, dialect), health),
+    kysely: database,
     health,
     transact: <T>(body: (scope: TransactionScope<TableStores>) => Promise<T>): Promise<T> =>
       withStorageFailures(health, () =>

@@ -1,5 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Kysely, KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import type { DialectName } from './dialects.ts';
@@ -21,26 +20,6 @@ export type TransactionScope<TableStores> = TableStores & {
   afterCommit(effect: Effect): void;
 };
 
-const openTransaction = new AsyncLocalStorage<true>();
-
-/**
- * Refuses a query sent on the database (not the transaction) while a transaction body of this process
- * is running: on SQLite that query would wait for the one connection the transaction holds (a
- * deadlock); on PostgreSQL it would run on another connection outside the transaction's isolation.
- * Installed on the root Kysely only, so a transaction's own queries pass.
- */
-export const refuseQueriesOutsideTheTransaction: KyselyPlugin = {
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    if (openTransaction.getStore() === true) {
-      throw new CtOpsError('ERR_INTERNAL', 'a store of the database was used inside a transaction; use the transaction scope\'s stores', {});
-    }
-    return args.node;
-  },
-  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return Promise.resolve(args.result);
-  },
-};
-
 /** How often a transaction body runs at most when PostgreSQL aborts it for a deadlock or a serialization failure. */
 const TRANSACTION_ATTEMPTS = 3;
 
@@ -53,15 +32,17 @@ function mustRetry(error: unknown): boolean {
 }
 
 /**
- * Runs `body` in one transaction on `database` (a Kysely without refuseQueriesOutsideTheTransaction)
+ * Runs `body` in one transaction on `database`
  * with the stores `bind` builds over the transaction, commits, then runs the queued effects in order
  * and resolves with body's result. A body that throws rolls back and its effects are dropped. An
  * effect that throws is reported to `onEffectFailure` and the rest still run: the transaction is
  * committed, so its outcome stands.
  *
- * SQLite: Kysely holds the one connection for the whole body, so other queries of this process wait.
- * A body must therefore only await its store calls — no network, file or timer waits — which is also
- * what keeps it short on PostgreSQL.
+ * SQLite: the body holds the one connection, so other queries of this process wait for it. A body
+ * must therefore only await its store calls — no network, file or timer waits, and never a store of
+ * the database (outside the transaction), which would wait for the connection the body holds: on
+ * SQLite it fails after SQLITE_CONNECTION_WAIT_MS (dialects.ts), on PostgreSQL it runs outside the
+ * transaction's isolation. Short bodies are also what keeps PostgreSQL's row locks short.
  *
  * PostgreSQL may abort a transaction that did nothing wrong: a deadlock between two transactions
  * locking the same rows in opposite order (40P01), or a serialization failure (40001). The body then
@@ -81,16 +62,13 @@ export async function runTransaction<TableStores, T>(
     // A retried body starts over with no effects: those of the rolled-back attempt never happened.
     effects = [];
     try {
-      result = await database.transaction().execute((transaction) =>
-        openTransaction.run(true, () => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) })),
-      );
+      result = await database.transaction().execute((transaction) => body({ ...bind(transaction), afterCommit: (effect: Effect) => void effects.push(effect) }));
       break;
     } catch (error) {
       if (attempt >= TRANSACTION_ATTEMPTS || !mustRetry(error)) throw error;
     }
   }
-  // Effects run outside the transaction's async context: they may use the database's own stores.
-  await openTransaction.exit(() => runEffects(effects, onEffectFailure));
+  await runEffects(effects, onEffectFailure);
   return result;
 }
 

@@ -22,7 +22,7 @@ export interface LiveColumn {
 /** One opened, migrated database of a backend, for one test. */
 export interface OpenBackend {
   readonly name: DialectName;
-  /** The database's Kysely (no transaction guard): store classes are built over it. */
+  /** The database's Kysely: store classes are built over it. */
   readonly kysely: Kysely<Schema>;
   /** Applies the backend's migrations up to `version` (the latest when omitted); resolves with the version reached. */
   migrateTo(version?: number): Promise<number>;
