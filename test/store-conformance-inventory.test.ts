@@ -149,6 +149,7 @@ conformance('inventory store: scan lifecycle — chunks upsert new/changed/uncha
   assert.equal(await store.abandonOpenScans(T2 + 6), 1);
   assert.equal((await store.getScan('scan-4'))?.status, 'abandoned');
   assert.equal(await store.lastInventoryAt('hst_b'), null, 'an abandoned scan is no inventory');
+  assert.deepEqual(await store.lastInventoryAtEach(['hst_a', 'hst_b', 'hst_none']), new Map([['hst_a', await store.lastInventoryAt('hst_a')]]), 'several hosts in one read: only those with a completed scan');
   // An abandoned scan resumes with its next chunk and completes; nothing was marked removed meanwhile.
   const resumed = await addChunk(kysely, { scanId: 'scan-4', hostId: 'hst_a', chunkIndex: 1, packages: [pkg('bash', { version: '2.0' }), pkg('vim'), pkg('nano'), pkg('vim', { architecture: 'i386' })], isLast: true, now: T2 + 7 });
   assert.deepEqual([resumed.scan.status, resumed.scan.errorCode, resumed.scan.removed], ['completed', null, 0]);

@@ -33,8 +33,9 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   await tasks.applyEvent('tsk_a', 'started', AT + 21);
   const done = await tasks.applyEvent('tsk_a', 'failed', AT + 22, { result: { x: [1] }, output: 'out', errorCode: 'ERR_TASK_FAILED' });
   assert.deepEqual([done?.state, done?.result, done?.output, done?.errorCode, done?.finishedAt, done?.deadlineAt, done?.attempts], ['failed', { x: [1] }, 'out', 'ERR_TASK_FAILED', AT + 22, null, 2]);
-  assert.deepEqual(await tasks.failuresSince('hst_c', 'config_reload', 0), { count: 1, lastAt: AT + 22 });
-  assert.deepEqual(await tasks.failuresSince('hst_c', 'software_inventory', 0), { count: 0, lastAt: null });
+  assert.deepEqual(await tasks.failuresSince('config_reload', new Map([['hst_c', 0]])), new Map([['hst_c', { count: 1, lastAt: AT + 22 }]]));
+  assert.deepEqual(await tasks.failuresSince('config_reload', new Map([['hst_c', AT + 22], ['hst_unknown', 0]])), new Map(), 'only failures after each host\'s own time');
+  assert.deepEqual(await tasks.failuresSince('software_inventory', new Map([['hst_c', 0]])), new Map());
   assert.deepEqual(await tasks.expireDue(AT + 3_600_000 - 1, 'ERR_TASK_EXPIRED'), []);
   assert.deepEqual(await tasks.expireDue(AT + 3_600_000, 'ERR_TASK_EXPIRED'), ['tsk_b']);
   await tasks.insert({ ...base, id: 'tsk_c', type: 'config_reload', createdAt: AT + 30 });

@@ -1,3 +1,4 @@
+import { setImmediate } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { credentialRefusal } from '../hosts/identity.ts';
@@ -15,6 +16,8 @@ import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
 
 /** The most hosts one abandonOpenScans statement names. */
 const ABANDON_BATCH = 500;
+/** Hosts the software sweeper judges per step: three statements each, each naming at most this many. */
+const SWEEP_HOSTS_PER_STEP = 500;
 
 const DAY_MS = 86_400_000;
 /**
@@ -117,18 +120,23 @@ export class InventoryService {
     const { stores, presence, tasks, log } = this.#deps;
     const intervals = new Map<string, number>();
     const due: { hostId: string; orgId: string; dueAt: number }[] = [];
-    for (const hostId of presence.streamingIds()) {
-      const host = await stores.hosts.get(hostId);
-      if (!host || !mayStream(host)) continue;
-      let intervalHours = intervals.get(host.orgId);
-      if (intervalHours === undefined) {
-        intervalHours = (await inventorySettings(stores, host.orgId)).intervalHours;
-        intervals.set(host.orgId, intervalHours);
+    const streaming = presence.streamingIds();
+    for (let start = 0; start < streaming.length; start += SWEEP_HOSTS_PER_STEP) {
+      // Between steps the event loop serves heartbeats: a pass over a large fleet is never one long stall.
+      if (start > 0) await setImmediate();
+      const hosts = (await stores.hosts.getMany(streaming.slice(start, start + SWEEP_HOSTS_PER_STEP))).filter(mayStream);
+      const lastSuccess = await stores.softwareInventory.lastInventoryAtEach(hosts.map((host) => host.id));
+      const failures = await stores.tasks.failuresSince('software_inventory', new Map(hosts.map((host) => [host.id, lastSuccess.get(host.id) ?? 0])));
+      for (const host of hosts) {
+        let intervalHours = intervals.get(host.orgId);
+        if (intervalHours === undefined) {
+          intervalHours = (await inventorySettings(stores, host.orgId)).intervalHours;
+          intervals.set(host.orgId, intervalHours);
+        }
+        const failed = failures.get(host.id);
+        const dueAt = nextScanDueAt({ lastSuccessAt: lastSuccess.get(host.id) ?? null, failuresSince: failed?.count ?? 0, lastFailureAt: failed?.lastAt ?? null }, intervalHours);
+        if (dueAt <= now) due.push({ hostId: host.id, orgId: host.orgId, dueAt });
       }
-      const lastSuccessAt = await stores.softwareInventory.lastInventoryAt(hostId);
-      const failures = await stores.tasks.failuresSince(hostId, 'software_inventory', lastSuccessAt ?? 0);
-      const dueAt = nextScanDueAt({ lastSuccessAt, failuresSince: failures.count, lastFailureAt: failures.lastAt }, intervalHours);
-      if (dueAt <= now) due.push({ hostId, orgId: host.orgId, dueAt });
     }
     due.sort((a, b) => a.dueAt - b.dueAt);
     const queued: string[] = [];

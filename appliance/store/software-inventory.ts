@@ -260,8 +260,14 @@ export class SoftwareInventoryStore {
 
   /** When the host's last completed scan completed; null when it has none. */
   async lastInventoryAt(hostId: string): Promise<number | null> {
-    const row = await this.#db.selectFrom('host_last_inventory').select('last_inventory_at').where('host_id', '=', hostId).executeTakeFirst();
-    return row?.last_inventory_at ?? null;
+    return (await this.lastInventoryAtEach([hostId])).get(hostId) ?? null;
+  }
+
+  /** When each of `hostIds` last completed a scan (ms since the epoch); hosts never scanned are absent. One statement: at most a few hundred ids. */
+  async lastInventoryAtEach(hostIds: readonly string[]): Promise<Map<string, number>> {
+    if (hostIds.length === 0) return new Map();
+    const rows = await this.#db.selectFrom('host_last_inventory').select(['host_id', 'last_inventory_at']).where('host_id', 'in', hostIds).execute();
+    return new Map(rows.flatMap((row) => (row.last_inventory_at === null ? [] : [[row.host_id, row.last_inventory_at] as const])));
   }
 
 

@@ -176,18 +176,24 @@ export class TaskStore {
     return this.#finishWhere(to, now, errorCode, (eb) => eb.and([eb('host_id', '=', hostId), stateIn(from)(eb)]));
   }
 
-  /** How many tasks of a type failed or timed out for a host after `since`, and when the last did. */
-  async failuresSince(hostId: string, type: TaskType, since: number): Promise<{ count: number; lastAt: number | null }> {
-    const row = await this.#db
-      .selectFrom('tasks')
-      .select((eb) => [eb.fn.countAll<number | string | bigint>().as('count'), eb.fn.max('finished_at').as('last_at')])
-      .where('host_id', '=', hostId)
-      .where('type', '=', type)
-      .where(stateIn(['failed', 'timed_out']))
-      .where('finished_at', '>', since)
-      .executeTakeFirstOrThrow();
-    // count(*) is a bigint on PostgreSQL, which pg returns as a string.
-    return { count: Number(row.count), lastAt: row.last_at === null ? null : Number(row.last_at) };
+  /**
+   * For each host of `sinceByHost` (host id → ms since the epoch), its tasks of `type` that failed or
+   * timed out after that time: how many, and when the last one finished. Hosts with none are
+   * absent. One statement, joining a VALUES list of (host, since) pairs; callers pass at most a few
+   * hundred hosts (each binds two parameters).
+   */
+  async failuresSince(type: TaskType, sinceByHost: ReadonlyMap<string, number>): Promise<Map<string, { count: number; lastAt: number }>> {
+    const failures = new Map<string, { count: number; lastAt: number }>();
+    if (sinceByHost.size === 0) return failures;
+    const pairs = [...sinceByHost].map(([hostId, since]) => sql`(CAST(${hostId} AS TEXT), CAST(${since} AS BIGINT))`);
+    const { rows } = await sql<{ host_id: string; count: number | string; last_at: number | string }>`
+      SELECT t.host_id, count(*) AS count, max(t.finished_at) AS last_at
+      FROM tasks AS t JOIN (VALUES ${sql.join(pairs)}) AS s ON t.host_id = s.column1
+      WHERE t.type = ${type} AND t.state IN ('failed', 'timed_out') AND t.finished_at > s.column2
+      GROUP BY t.host_id`.execute(this.#db);
+    // count(*) and max(BIGINT) may arrive as strings from pg.
+    for (const row of rows) failures.set(row.host_id, { count: Number(row.count), lastAt: Number(row.last_at) });
+    return failures;
   }
 
   /** The stream_lost event for every sent task of a host; their ids. */
