@@ -402,27 +402,47 @@ put_file() {
 }
 
 # write_ip_allow_list: the agent unit's IP allow-list (docs/install.md, "The agent unit's sandbox"),
-# written only when [ingest] address in the agent.toml the agent will read is an IP address; a host
-# name needs DNS servers the installer cannot know. That agent.toml is the bundle's when it replaces
-# (or, in a dry run, would replace) the installed one, else the installed one. The value goes into a
-# unit file, so only digits, dots, hex digits and colons pass.
+# written only when every ingest address in the agent.toml the agent will read ([ingest] address, or
+# the one-line [ingest] addresses list bundles write) is an IP address; a host name needs DNS servers
+# the installer cannot know, and a list spread over several lines is not read (none is written then).
+# That agent.toml is the bundle's when it replaces (or, in a dry run, would replace) the installed
+# one, else the installed one. The values go into a unit file, so only digits, dots, hex digits and
+# colons pass.
 write_ip_allow_list() {
   dropin=/etc/systemd/system/ct-ops-agent.service.d/appliance-address.conf
   if config_replaced; then config=$STAGE/agent.toml; else config=$ROOT/etc/ct-ops/agent.toml; fi
-  appliance_ip=$(sed -n '/^\[ingest\][[:space:]]*$/,/^\[/{
-s/^address[[:space:]]*=[[:space:]]*"\([0-9][0-9.]*\):[0-9]\{1,5\}"[[:space:]]*$/\1/p
-s/^address[[:space:]]*=[[:space:]]*"\[\([0-9A-Fa-f:.]*\)\]:[0-9]\{1,5\}"[[:space:]]*$/\1/p
+  setting=$(sed -n '/^\[ingest\][[:space:]]*$/,/^\[/{
+/^address\(es\)\{0,1\}[[:space:]]*=/{
+s/[[:space:]]*$//
+p
+}
 }' "$config" 2>/dev/null | head -n 1)
-  case "$appliance_ip" in
-    '' | *[!0-9A-Fa-f.:]*)
-      run rm -f "$ROOT$dropin"
-      say "the appliance is named by a host name: no IP allow-list for the agent unit"
-      return 0 ;;
+  appliance_ips=''
+  case "$setting" in
+    address[!e]* | addresses*']')
+      # Each quoted host:port of the line: an IPv4 or bracketed IPv6 address (its IP kept), or nothing at all.
+      appliance_ips=$(printf '%s\n' "$setting" | awk -F'"' '{
+        for (i = 2; i <= NF; i += 2) {
+          target = $i
+          if (target ~ /^[0-9][0-9.]*:[0-9][0-9]*$/) sub(/:[0-9]*$/, "", target)
+          else if (target ~ /^\[[0-9A-Fa-f:.]+\]:[0-9][0-9]*$/) { sub(/\]:[0-9]*$/, "", target); target = substr(target, 2) }
+          else unusable = 1
+          ips = ips (ips == "" ? "" : " ") target
+        }
+      } END { if (!unusable) print ips }')
+      case "$appliance_ips" in
+        *[!0-9A-Fa-f.:\ ]*) appliance_ips='' ;;
+      esac ;;
   esac
-  printf '# Written by install.sh from agent.toml: the agent talks to its appliance only.\n[Service]\nIPAddressDeny=any\nIPAddressAllow=%s\n' "$appliance_ip" >"$STAGE/appliance-address.conf"
+  if [ -z "$appliance_ips" ]; then
+    run rm -f "$ROOT$dropin"
+    say "the appliance is named by a host name (or by a list install.sh does not read): no IP allow-list for the agent unit"
+    return 0
+  fi
+  printf '# Written by install.sh from agent.toml: the agent talks to its appliance only.\n[Service]\nIPAddressDeny=any\nIPAddressAllow=%s\n' "$appliance_ips" >"$STAGE/appliance-address.conf"
   make_dir 0755 0 0 "${dropin%/*}"
   put_file "$STAGE/appliance-address.conf" 0644 0 0 "$dropin"
-  outcome "agent unit: IP traffic limited to the appliance at $appliance_ip"
+  outcome "agent unit: IP traffic limited to the appliance at $appliance_ips"
 }
 
 # install_update_trust OWNER GROUP: what the root helper checks a self-update against, root-owned

@@ -110,9 +110,11 @@ describe('admin API /api/v1/bundles', () => {
   test('ct-ops-bundle build on a running appliance goes through its admin API: the appliance builds and records the token, the CLI downloads the zip', async () => {
     const out = join(fixture.root, 'cli-through-api');
     const base = ['build', '--data-dir', fixture.dataDir, '--os', 'linux', '--arch', 'arm64', '--address', 'ingest.example:9443', '--out', out];
-    const built = bundleCli([...base, '--tag', 'site:lab', '--label', 'via api', '--expires', '2h', '--json']);
+    // A second ingest instance: the API takes the list, in the order given.
+    const built = bundleCli([...base, '--address', '10.0.0.2:9443', '--tag', 'site:lab', '--label', 'via api', '--expires', '2h', '--json']);
     assert.equal(built.code, 0, built.stderr);
     const printed = JSON.parse(built.stdout);
+    assert.deepEqual([printed.ingest_address, printed.ingest_addresses], ['ingest.example:9443', ['ingest.example:9443', '10.0.0.2:9443']]);
     assert.equal(printed.path, join(out, 'ct-ops-agent-0.1.0-linux-arm64.zip'));
     assert.equal(printed.download, undefined, 'the same JSON as a local build');
     assert.equal(printed.token.mode, 'new');

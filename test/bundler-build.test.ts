@@ -13,7 +13,7 @@ import { openStores, type Stores } from '../appliance/store/index.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { parsePublicKeyFile } from '../common/minisign.ts';
-import { buildBundle, parseBundleRequest, verifyBundle, type BuildEnvironment, type BundleRequestInput, type BuiltBundle } from '../bundler/index.ts';
+import { buildBundle, bundleView, parseBundleRequest, verifyBundle, type BuildEnvironment, type BundleRequestInput, type BuiltBundle } from '../bundler/index.ts';
 import { packageRoot } from '../common/package-root.ts';
 import { createFixtureAppliance, tempDir, writeReleaseDir, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 
@@ -162,6 +162,25 @@ describe('ct-ops-bundle build', () => {
       const { config } = loadAgentConfig({ file, env: { CT_OPS_INGEST_CA_CERT: join(dir, 'ct-ops-agent-0.1.0-linux-x64', 'ca.crt') } });
       assert.equal(config.ingest.addresses[0]!.target, 'ingest.example:9443');
       assert.deepEqual(config.tags, { rack: 'r1', site: 'lab' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a bundle for several ingest instances lists them in agent.toml, the manifest and the README, and the agent loader takes them in order', async () => {
+    const built = await build({ token: { mode: 'none' }, address: ['ingest-a.example:9443', 'bücher.example:9443', '10.0.0.3:9443'] });
+    const view = bundleView(built);
+    assert.deepEqual([view.ingest_address, view.ingest_addresses], ['ingest-a.example:9443', ['ingest-a.example:9443', 'xn--bcher-kva.example:9443', '10.0.0.3:9443']]);
+    const dir = extract(built.path);
+    try {
+      const folder = join(dir, 'ct-ops-agent-0.1.0-linux-x64');
+      const file = join(folder, 'agent.toml');
+      assert.deepEqual(readToml(file).ingest, { addresses: ['ingest-a.example:9443', 'xn--bcher-kva.example:9443', '10.0.0.3:9443'], ca_cert_file: '/etc/ct-ops/ca.crt' });
+      const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+      assert.deepEqual([manifest.ingest_address, manifest.ingest_addresses], ['ingest-a.example:9443', ['ingest-a.example:9443', 'xn--bcher-kva.example:9443', '10.0.0.3:9443']]);
+      assert.match(readFileSync(join(folder, 'README.md'), 'utf8'), /for the appliance at `ingest-a\.example:9443`, `bücher\.example:9443 \(xn--bcher-kva\.example:9443\)`, `10\.0\.0\.3:9443`\./);
+      const { config } = loadAgentConfig({ file, env: { CT_OPS_INGEST_CA_CERT: join(folder, 'ca.crt') } });
+      assert.deepEqual(config.ingest.addresses.map((address) => address.target), ['ingest-a.example:9443', 'xn--bcher-kva.example:9443', '10.0.0.3:9443']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -338,6 +357,10 @@ describe('ct-ops-bundle build', () => {
     bad({ address: 'ingest.example' }, 'address');
     bad({ address: 'ingest.example:70000' }, 'address');
     bad({ address: 'a b:9443' }, 'address');
+    bad({ address: [] }, 'address');
+    bad({ address: ['a.example:9443', 'A.example:9443'] }, 'address');
+    bad({ address: Array.from({ length: 17 }, (_, i) => `i${i}.example:9443`) }, 'address');
+    bad({ address: ['a.example:9443', '$(reboot):9443'] }, 'address');
     bad({ tags: { 'bad key': 'x' } }, 'tags');
     bad({ tags: { 'k$(x)': 'x' } }, 'tags');
     bad({ tags: { site: 'line\nbreak' } }, 'tags');

@@ -167,9 +167,9 @@ process.stdout.write(JSON.stringify({ sans: config.sans, warnings: config.warnin
 
   test('the bundler writes the ASCII address and refuses an unusable one with its input error', () => {
     const request = (address: string) => parseBundleRequest({ os: 'linux', arch: 'x64', address, createdBy: 'tester' });
-    assert.equal(request(`${IDN}:9443`).address, `${IDN_ASCII}:9443`);
-    assert.equal(request('BÜCHER.Example.:9443').address, `${IDN_ASCII}:9443`);
-    assert.equal(request('[0:0::1]:9443').address, '[::1]:9443');
+    assert.deepEqual(request(`${IDN}:9443`).addresses, [`${IDN_ASCII}:9443`]);
+    assert.deepEqual(request('BÜCHER.Example.:9443').addresses, [`${IDN_ASCII}:9443`]);
+    assert.deepEqual(request('[0:0::1]:9443').addresses, ['[::1]:9443']);
     for (const [name, reason] of UNUSABLE) {
       assert.throws(() => request(`${name}:9443`), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_INVALID_ARGUMENT' && error.details.field === 'address' && error.message.startsWith('address: ') && reason.test(error.message), name);
     }

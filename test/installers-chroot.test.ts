@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readlinkSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
+import { renderAgentToml } from '../bundler/build/agent-toml.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { assembleLinuxBundleFolder, chrootUnavailable, diffListings, suiteRoots, TestRoot, writeSha256Sums, type BundleFiles, type Listing } from './helpers/chroot.ts';
 import { AGENT_BIN, REPO_ROOT } from './helpers/processes.ts';
@@ -213,10 +214,23 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     assert.match(dryRun('uninstall --dry-run', ['/usr/local/libexec/ct-ops/uninstall.sh', '--dry-run']) ?? '', /^ct-ops uninstall: dry run: nothing was changed; the \[dry-run\] lines above are what an uninstall would do$/);
   });
 
+  test('a bundle naming several ingest instances by IP gets an allow-list of all of them; one host name among them, none', () => {
+    const root = newRoot();
+    const dropIn = 'etc/systemd/system/ct-ops-agent.service.d/appliance-address.conf';
+    // The agent.toml a bundle writes (smol-toml: the list on one line), not a hand-written one.
+    const rendered = (addresses: string[]) => renderAgentToml({ os: 'linux', addresses, orgToken: 'tok_test', tags: {}, releasePublicKey: 'untrusted comment: test\nRWQ' });
+    assert.equal(install(root, bundleIn(root, { ...defaultFiles(), agentToml: rendered(['127.0.0.1:9443', '[::1]:9443']) }, 'two'), '--no-start').code, 0);
+    assert.match(readFileSync(root.at(dropIn), 'utf8'), /^IPAddressAllow=127\.0\.0\.1 ::1$/m);
+    const mixed = install(root, bundleIn(root, { ...defaultFiles(), agentToml: rendered(['127.0.0.1:9443', 'ingest.example:9443']) }, 'mixed'), '--no-start', '--replace-config');
+    assert.equal(mixed.code, 0, mixed.stderr);
+    assert.match(mixed.stdout, /named by a host name \(or by a list install\.sh does not read\): no IP allow-list/);
+    assert.equal(existsSync(root.at(dropIn)), false, 'the allow-list of the two IPs is gone with them');
+  });
+
   test('a dry run shows the IP allow-list of the agent.toml the real run would install, and the removals an uninstall would make', () => {
     const root = newRoot();
     const allowList = /^\[dry-run\] mv -f \S+ \/etc\/systemd\/system\/ct-ops-agent\.service\.d\/appliance-address\.conf$/m;
-    const noAllowList = /named by a host name: no IP allow-list/;
+    const noAllowList = /named by a host name \(or by a list install\.sh does not read\): no IP allow-list/;
     const dryRun = (bundle: string, ...args: string[]) => {
       const before = root.listing();
       const result = install(root, bundle, '--dry-run', ...args);

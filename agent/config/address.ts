@@ -1,5 +1,8 @@
 import { describeHostName, hostWithPort, inputError, parseHostName, type HostName, type HostNameErrorCode } from '../../common/host-name.ts';
 
+/** At most this many ingest addresses: an agent tries them in turn, so a long list only delays its return. */
+export const MAX_INGEST_ADDRESSES = 16;
+
 export interface IngestAddress {
   /** "host:port" with the host in its ASCII (IDNA) form (IPv6 canonical, in brackets), used as the gRPC target. */
   readonly target: string;

@@ -4,7 +4,7 @@ import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../comm
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { parseIngestAddress, type IngestAddress } from './address.ts';
+import { MAX_INGEST_ADDRESSES, parseIngestAddress, type IngestAddress } from './address.ts';
 import { readCaCertificate } from './ca-cert.ts';
 import type { AgentConfig, LoadedConfig } from './types.ts';
 
@@ -102,9 +102,6 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
   };
   return Object.freeze({ config: Object.freeze(config), warnings: Object.freeze(warnings) });
 }
-
-/** At most this many ingest addresses: an agent tries them in turn, so a long list only delays its return. */
-export const MAX_INGEST_ADDRESSES = 16;
 
 /**
  * The ingest addresses in the order the agent tries them: CT_OPS_INGEST_ADDRESS (one) when set, else

@@ -6,6 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import { MAX_INGEST_ADDRESSES } from '../../agent/config/address.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPatternSource } from '../../common/ids.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS, bundleView, parseBundleRequest, type BundleRequestInput } from '../../bundler/index.ts';
@@ -15,7 +16,8 @@ import type { HttpContext } from './context.ts';
 interface CreateBundleBody {
   os: string;
   arch: string;
-  address: string;
+  /** One ingest address, or several (the instances of an appliance on PostgreSQL) in the order agents try them. */
+  address: string | string[];
   token?: string;
   token_secret?: string;
   expires_in_secs?: number;
@@ -25,6 +27,8 @@ interface CreateBundleBody {
 }
 
 const BUNDLE_ID = idPatternSource('bnd');
+
+const ADDRESS_SCHEMA = { type: 'string', minLength: 3, maxLength: 300 } as const;
 
 const tokenSchema = {
   type: 'object',
@@ -45,6 +49,7 @@ const bundleSchema = {
     arch: { type: 'string' },
     agent_version: { type: 'string' },
     ingest_address: { type: 'string' },
+    ingest_addresses: { type: 'array', items: { type: 'string' } },
     token: tokenSchema,
     ca_fingerprint_sha256: { type: 'string' },
     bundle_key_id: { type: 'string' },
@@ -75,7 +80,12 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: Pick<HttpCont
         properties: {
           os: { type: 'string', enum: [...OPERATING_SYSTEMS] },
           arch: { type: 'string', enum: [...ARCHITECTURES] },
-          address: { type: 'string', minLength: 3, maxLength: 300 },
+          address: {
+            anyOf: [
+              ADDRESS_SCHEMA,
+              { type: 'array', minItems: 1, maxItems: MAX_INGEST_ADDRESSES, items: ADDRESS_SCHEMA },
+            ],
+          },
           token: { type: 'string', pattern: `^(?:new|none|${idPatternSource('etk').slice(1, -1)})$` },
           token_secret: { type: 'string', maxLength: 128 },
           expires_in_secs: { type: 'integer', minimum: MIN_TOKEN_LIFETIME_MS / 1000, maximum: MAX_TOKEN_LIFETIME_MS / 1000 },

@@ -10,7 +10,8 @@ export const HEARTBEAT_INTERVAL_SECS = 30;
 
 export interface AgentTomlInput {
   readonly os: TargetOs;
-  readonly address: string;
+  /** One ingest target (written as `address`), or several (`addresses`, tried in this order). */
+  readonly addresses: readonly string[];
   readonly orgToken?: string;
   readonly tags: Tags;
   readonly releasePublicKey: string;
@@ -24,7 +25,7 @@ export function renderAgentToml(input: AgentTomlInput): string {
   agent.heartbeat_interval_secs = HEARTBEAT_INTERVAL_SECS;
   if (Object.keys(input.tags).length > 0) agent.tags = { ...input.tags };
   const document = {
-    ingest: { address: input.address, ca_cert_file: paths.caCertFile },
+    ingest: { ...(input.addresses.length === 1 ? { address: input.addresses[0] } : { addresses: [...input.addresses] }), ca_cert_file: paths.caCertFile },
     agent,
     update: { release_public_key: input.releasePublicKey },
   };

@@ -51,7 +51,8 @@ export interface BuiltBundle {
   readonly createdAt: string;
   readonly target: Target;
   readonly agentVersion: string;
-  readonly address: string;
+  /** The ingest targets in agent.toml, in the order agents try them. */
+  readonly addresses: readonly string[];
   readonly token: { readonly mode: TokenMode; readonly id?: string; readonly expiresAt?: string };
   readonly caFingerprint: string;
   readonly bundleKeyId: string;
@@ -65,7 +66,8 @@ function derivedBundleId(request: BundleRequest, inputs: ApplianceInputs, execut
     MANIFEST_FORMAT,
     executable.version,
     targetName(request.target),
-    request.address,
+    // Spread: a one-address bundle keeps the id it had before bundles could name several.
+    ...request.addresses,
     request.tags,
     request.label,
     request.createdBy,
@@ -107,14 +109,14 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
   try {
     const files: BundleFile[] = [
       bundleFile(executableName(target.os), executable.data, 0o755, executable.sha256),
-      bundleFile('agent.toml', Buffer.from(renderAgentToml({ os: target.os, address: request.address, orgToken: token.secret, tags: request.tags, releasePublicKey: inputs.releasePublicKeyText })), 0o644),
+      bundleFile('agent.toml', Buffer.from(renderAgentToml({ os: target.os, addresses: request.addresses, orgToken: token.secret, tags: request.tags, releasePublicKey: inputs.releasePublicKeyText })), 0o644),
       bundleFile('ca.crt', inputs.caPem, 0o644),
       bundleFile('TARGET', Buffer.from(`${targetName(target)}\n`), 0o644),
       bundleFile(
         'README.md',
         Buffer.from(
           renderReadme({
-            target, agentVersion: version, baseName, bundleId, createdAt, addressDisplay: request.ingestAddress.display,
+            target, agentVersion: version, baseName, bundleId, createdAt, addressesDisplay: request.ingestAddresses.map((address) => address.display),
             caFingerprints: inputs.caFingerprints, bundleKeyId: inputs.bundleKeyId, releaseKeyId: inputs.releaseKeyId, token,
           }),
         ),
@@ -123,7 +125,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
       ...templates,
       ...(serviceWrapper ? [bundleFile(SERVICE_WRAPPER_NAME, serviceWrapper.data, 0o755, serviceWrapper.sha256)] : []),
     ];
-    const manifest = buildManifest({ bundleId, createdAt, createdBy: request.createdBy, target, agentVersion: version, address: request.address, caFingerprint: inputs.caFingerprint, caFingerprints: inputs.caFingerprints, token }, files);
+    const manifest = buildManifest({ bundleId, createdAt, createdBy: request.createdBy, target, agentVersion: version, addresses: request.addresses, caFingerprint: inputs.caFingerprint, caFingerprints: inputs.caFingerprints, token }, files);
     const sealed = sealBundle(files, manifest, inputs.bundleKey);
 
     progress(`writing ${zipPath}`);
@@ -143,7 +145,7 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
       createdAt,
       target,
       agentVersion: version,
-      address: request.address,
+      addresses: request.addresses,
       token: { mode: token.mode, ...(token.id !== undefined ? { id: token.id } : {}), ...(token.expiresAt !== undefined ? { expiresAt: new Date(token.expiresAt).toISOString() } : {}) },
       caFingerprint: inputs.caFingerprint,
       bundleKeyId: inputs.bundleKeyId,

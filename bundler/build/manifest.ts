@@ -29,7 +29,10 @@ export interface Manifest {
   os: string;
   arch: string;
   agent_version: string;
+  /** The first ingest address (the only one in most bundles). */
   ingest_address: string;
+  /** Every ingest address in the order agents try them; present only when there are several. */
+  ingest_addresses?: string[];
   ca_fingerprint_sha256: string;
   /** Every CA in the bundle's ca.crt, the current first (two during a CA rotation). */
   ca_fingerprints_sha256: string[];
@@ -43,7 +46,7 @@ export interface ManifestInput {
   readonly createdBy: string;
   readonly target: Target;
   readonly agentVersion: string;
-  readonly address: string;
+  readonly addresses: readonly string[];
   readonly caFingerprint: string;
   readonly caFingerprints: readonly string[];
   readonly token: BundleToken;
@@ -63,7 +66,9 @@ export function buildManifest(input: ManifestInput, files: readonly BundleFile[]
     os: input.target.os,
     arch: input.target.arch,
     agent_version: input.agentVersion,
-    ingest_address: input.address,
+    ingest_address: input.addresses[0]!,
+    // Only with several: a one-address bundle's manifest stays byte for byte what it was.
+    ...(input.addresses.length > 1 ? { ingest_addresses: [...input.addresses] } : {}),
     ca_fingerprint_sha256: input.caFingerprint,
     ca_fingerprints_sha256: [...input.caFingerprints],
     token: token.mode === 'none' ? { mode: 'none' } : { mode: token.mode, id: token.id!, expires_at: new Date(token.expiresAt!).toISOString() },

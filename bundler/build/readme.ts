@@ -12,8 +12,8 @@ export interface ReadmeInput {
   readonly baseName: string;
   readonly bundleId: string;
   readonly createdAt: string;
-  /** The ingest address for people (IngestAddress.display): an IDNA name in both forms. */
-  readonly addressDisplay: string;
+  /** The ingest addresses for people (IngestAddress.display): an IDNA name in both forms. */
+  readonly addressesDisplay: readonly string[];
   /** Every CA in ca.crt, the current first; a second one is the next CA of a rotation in progress. */
   readonly caFingerprints: readonly string[];
   readonly bundleKeyId: string;
@@ -126,7 +126,7 @@ export function renderReadme(input: ReadmeInput): string {
   return [
     `# CT-Ops agent ${input.agentVersion} for ${targetName(input.target)}`,
     '',
-    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at \`${input.addressDisplay}\`.`,
+    `Offline install bundle \`${input.bundleId}\`, created ${input.createdAt}, for the appliance at ${input.addressesDisplay.map((address) => `\`${address}\``).join(', ')}.`,
     '',
     ...tokenSection(input),
     '## Fingerprints',

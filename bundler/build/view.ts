@@ -11,6 +11,8 @@ export interface BundleView {
   arch: string;
   agent_version: string;
   ingest_address: string;
+  /** Present only when the bundle names several ingest addresses (ingest_address is the first). */
+  ingest_addresses?: string[];
   token: { mode: string; id?: string; expires_at?: string };
   ca_fingerprint_sha256: string;
   bundle_key_id: string;
@@ -27,7 +29,8 @@ export function bundleView(built: BuiltBundle): BundleView {
     os: built.target.os,
     arch: built.target.arch,
     agent_version: built.agentVersion,
-    ingest_address: built.address,
+    ingest_address: built.addresses[0]!,
+    ...(built.addresses.length > 1 ? { ingest_addresses: [...built.addresses] } : {}),
     token: {
       mode: built.token.mode,
       ...(built.token.id !== undefined ? { id: built.token.id } : {}),

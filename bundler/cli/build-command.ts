@@ -25,7 +25,7 @@ interface BuildOptions {
   dataDir: string;
   os: string;
   arch: string;
-  address: string;
+  address: string[];
   token: string;
   tokenSecretFile?: string;
   expires?: string;
@@ -118,10 +118,10 @@ function tokenInput(options: BuildOptions): BundleRequestInput['token'] {
 }
 
 /** The zip's path on stdout (--json: with its metadata), and what it holds on the terminal. */
-function report(path: string, view: BundleView, addressForPeople: string, json: boolean): void {
+function report(path: string, view: BundleView, addressesForPeople: readonly string[], json: boolean): void {
   process.stdout.write(json ? terminalJson({ path, ...view }) : `${escapeForTerminal(path)}\n`);
   const note = terminalProgress('ct-ops-bundle');
-  note(`bundle ${view.bundle_id} for ${addressForPeople}: ${view.size} bytes, sha256 ${view.sha256}`);
+  note(`bundle ${view.bundle_id} for ${addressesForPeople.join(', ')}: ${view.size} bytes, sha256 ${view.sha256}`);
   if (view.token.mode !== 'none') note(`it holds the secret of enrolment token ${view.token.id} (expires ${view.token.expires_at}): treat the media as sensitive`);
 }
 
@@ -162,7 +162,7 @@ async function buildThroughApi(client: AdminClient, options: BuildOptions, reque
   const { download, ...view } = await client.call<BundleView & { download: string }>('POST', '/api/v1/bundles', {
     os: request.target.os,
     arch: request.target.arch,
-    address: options.address,
+    address: [...request.addresses],
     tags: request.tags,
     label: request.label,
     token: token.mode === 'existing' ? token.id : token.mode,
@@ -217,7 +217,11 @@ export function buildCommand(): Command {
     .addOption(new Option('--data-dir <dir>', "the appliance's data directory").env('CT_OPS_APPLIANCE_DATA_DIR').default('./data'))
     .addOption(new Option('--os <os>', 'target operating system').choices(OPERATING_SYSTEMS).makeOptionMandatory())
     .addOption(new Option('--arch <arch>', 'target architecture').choices(ARCHITECTURES).makeOptionMandatory())
-    .requiredOption('--address <host:port>', "the appliance's ingest address as hosts reach it (a Unicode name is written in its IDNA form, xn--...)")
+    .addOption(
+      new Option('--address <host:port>', "the appliance's ingest address as hosts reach it (a Unicode name is written in its IDNA form, xn--...); repeat it for several ingest instances, in the order agents try them")
+        .argParser(collect)
+        .makeOptionMandatory(),
+    )
     .option('--token <mode>', 'new, none, or an existing token id (etk_...)', 'new')
     .option('--token-secret-file <file>', 'file holding the secret of the existing token given to --token')
     .option('--expires <duration>', 'lifetime of a new token, such as 12h or 7d (default 7d)')
@@ -241,8 +245,10 @@ export function buildCommand(): Command {
         token: tokenInput(options),
         createdBy: options.createdBy ?? userInfo().username,
       });
-      const readAs = hostNameWarning(request.ingestAddress.name, '--address');
-      if (readAs !== undefined) process.stderr.write(`ct-ops-bundle: warning: ${escapeForTerminal(readAs)}\n`);
+      for (const address of request.ingestAddresses) {
+        const readAs = hostNameWarning(address.name, '--address');
+        if (readAs !== undefined) process.stderr.write(`ct-ops-bundle: warning: ${escapeForTerminal(readAs)}\n`);
+      }
       const dataDir = resolve(options.dataDir);
       const appliance = request.token.mode === 'none' ? undefined : await reachAppliance(dataDir);
       try {
@@ -254,7 +260,7 @@ export function buildCommand(): Command {
         } else {
           result = await buildHere(options, request, dataDir, epoch, appliance?.tokens);
         }
-        report(result.path, result.view, request.ingestAddress.display, options.json);
+        report(result.path, result.view, request.ingestAddresses.map((address) => address.display), options.json);
       } finally {
         if (appliance?.kind === 'stopped') await appliance.close();
       }

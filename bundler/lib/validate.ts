@@ -4,7 +4,7 @@
  * never reach a shell or PowerShell script: they are only written into agent.toml
  * (TOML-encoded by smol-toml) and JSON, and the rules below keep them printable.
  */
-import { parseIngestAddress, type IngestAddress } from '../../agent/config/address.ts';
+import { MAX_INGEST_ADDRESSES, parseIngestAddress, type IngestAddress } from '../../agent/config/address.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
 import { isTargetArch, isTargetOs, type Target } from './targets.ts';
@@ -20,10 +20,10 @@ export type TokenMode = TokenChoice['mode'];
 
 export interface BundleRequest {
   readonly target: Target;
-  /** The ASCII ingest target written into agent.toml and the manifest: ingestAddress.target. */
-  readonly address: string;
-  /** The address as parsed: its form for people (display) and the name as given when it reads as another (name.given). */
-  readonly ingestAddress: IngestAddress;
+  /** The ASCII ingest targets written into agent.toml and the manifest, in the order agents try them (ingestAddresses' targets). */
+  readonly addresses: readonly string[];
+  /** The addresses as parsed: each one's form for people (display) and its name as given when it reads as another (name.given). */
+  readonly ingestAddresses: readonly IngestAddress[];
   readonly tags: Tags;
   readonly label: string;
   readonly token: TokenChoice;
@@ -33,7 +33,8 @@ export interface BundleRequest {
 export interface BundleRequestInput {
   os: string;
   arch: string;
-  address: string;
+  /** One ingest address, or several (instances of one appliance on PostgreSQL) in the order agents try them. */
+  address: string | readonly string[];
   tags?: Readonly<Record<string, string>>;
   label?: string;
   token?: { mode: 'new'; expiresInMs?: number } | { mode: 'existing'; id: string; secret: string } | { mode: 'none' };
@@ -69,6 +70,22 @@ export function isPrintable(text: string): boolean {
  */
 export function checkAddress(text: string): IngestAddress {
   return parseIngestAddress(text, 'address', 'ERR_INVALID_ARGUMENT');
+}
+
+/**
+ * One to MAX_INGEST_ADDRESSES addresses (checkAddress each), no target twice: what the agent's
+ * `[ingest] addresses` accepts (agent/config/load.ts). Throws ERR_INVALID_ARGUMENT { field: 'address' }.
+ */
+export function checkAddresses(given: string | readonly string[]): IngestAddress[] {
+  const texts = typeof given === 'string' ? [given] : [...given];
+  if (texts.length < 1 || texts.length > MAX_INGEST_ADDRESSES) throw invalid('address', `expected 1 to ${MAX_INGEST_ADDRESSES} ingest addresses, got ${texts.length}`);
+  const addresses = texts.map(checkAddress);
+  const seen = new Set<string>();
+  for (const address of addresses) {
+    if (seen.has(address.target)) throw invalid('address', `${address.target} is given twice`);
+    seen.add(address.target);
+  }
+  return addresses;
 }
 
 export function checkTags(tags: Readonly<Record<string, string>>): Tags {
@@ -126,11 +143,11 @@ function checkToken(token: BundleRequestInput['token']): TokenChoice {
 export function parseBundleRequest(input: BundleRequestInput): BundleRequest {
   if (!isTargetOs(input.os)) throw invalid('os', `expected linux, darwin or windows, got ${JSON.stringify(input.os)}`);
   if (!isTargetArch(input.arch)) throw invalid('arch', `expected x64 or arm64, got ${JSON.stringify(input.arch)}`);
-  const ingestAddress = checkAddress(input.address);
+  const ingestAddresses = checkAddresses(input.address);
   return Object.freeze({
     target: Object.freeze({ os: input.os, arch: input.arch }),
-    address: ingestAddress.target,
-    ingestAddress,
+    addresses: Object.freeze(ingestAddresses.map((address) => address.target)),
+    ingestAddresses: Object.freeze(ingestAddresses),
     tags: checkTags(input.tags ?? {}),
     label: checkText('label', input.label ?? '', MAX_LABEL_CHARS),
     token: Object.freeze(checkToken(input.token)),
