@@ -40,3 +40,19 @@ export function parseIngestAddress(text: string, where: string, code: HostNameEr
     display: describeHostName(name, port),
   });
 }
+
+/**
+ * An ordered list of ingest addresses as agents take it: 1 to MAX_INGEST_ADDRESSES entries, each
+ * parsed by parseIngestAddress, no target twice. Each entry names where its text came from (its
+ * error says so); `listWhere` names the list for a wrong count. Throws `code`: ERR_CONFIG_INVALID for
+ * agent.toml, ERR_INVALID_ARGUMENT for a bundle request.
+ */
+export function parseIngestAddressList(entries: readonly { text: string; where: string }[], listWhere: string, code: HostNameErrorCode = 'ERR_CONFIG_INVALID'): IngestAddress[] {
+  if (entries.length === 0 || entries.length > MAX_INGEST_ADDRESSES) throw inputError(code, listWhere, `expected 1 to ${MAX_INGEST_ADDRESSES} host:port entries, got ${entries.length}`);
+  const addresses = entries.map(({ text, where }) => parseIngestAddress(text, where, code));
+  addresses.forEach((address, index) => {
+    const first = addresses.findIndex((other) => other.target === address.target);
+    if (first !== index) throw inputError(code, entries[index]!.where, `${address.display} repeats addresses[${first}]`);
+  });
+  return addresses;
+}

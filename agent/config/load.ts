@@ -4,7 +4,7 @@ import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../comm
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
-import { MAX_INGEST_ADDRESSES, parseIngestAddress, type IngestAddress } from './address.ts';
+import { parseIngestAddressList, type IngestAddress } from './address.ts';
 import { readCaCertificate } from './ca-cert.ts';
 import type { AgentConfig, LoadedConfig } from './types.ts';
 
@@ -123,19 +123,13 @@ function ingestAddresses(
     // CT_OPS_INGEST_ADDRESS arrives here as the single address: it overrides either key.
     entries = [{ text: given.single, where: env.CT_OPS_INGEST_ADDRESS ? 'CT_OPS_INGEST_ADDRESS' : `${file}: [ingest] address` }];
   } else if (given.list !== undefined) {
-    if (given.list.length === 0 || given.list.length > MAX_INGEST_ADDRESSES) {
-      throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] addresses: expected 1 to ${MAX_INGEST_ADDRESSES} host:port entries, got ${given.list.length}`, { where: `${file}: [ingest] addresses` });
-    }
     entries = given.list.map((text, index) => ({ text, where: `${file}: [ingest] addresses[${index}]` }));
   } else {
     throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [ingest] address is required (host:port), or [ingest] addresses (a list of them), or set CT_OPS_INGEST_ADDRESS`, { where: `${file}: [ingest] address` });
   }
-  const addresses = entries.map(({ text, where }) => parseIngestAddress(text, where));
+  const addresses = parseIngestAddressList(entries, `${file}: [ingest] addresses`);
   addresses.forEach((address, index) => {
-    const { where } = entries[index]!;
-    const first = addresses.findIndex((other) => other.target === address.target);
-    if (first !== index) throw new CtOpsError('ERR_CONFIG_INVALID', `${where}: ${address.display} repeats addresses[${first}]`, { where });
-    const readAs = hostNameWarning(address.name, where);
+    const readAs = hostNameWarning(address.name, entries[index]!.where);
     if (readAs !== undefined) warnings.push(readAs);
   });
   return Object.freeze(addresses);

@@ -117,7 +117,6 @@ export class VitalsWriter {
 
 /** The queued heartbeats of `hosts`, in the flush's transaction `tx`: their samples, then their rows. */
 async function write(tx: TableStores, hosts: readonly PendingHost[]): Promise<void> {
-  const samples = hosts.flatMap(({ sample }) => (sample ? [{ hostId: sample.hostId, receivedAt: sample.receivedAt, agentTimestamp: sample.agentTimestamp, cpuPercent: sample.cpuPercent, memoryPercent: sample.memoryPercent, diskPercent: sample.diskPercent, uptimeSeconds: sample.uptimeSeconds }] : []));
-  await tx.vitals.insertMany(samples);
+  await tx.vitals.insertMany(hosts.flatMap(({ sample }) => (sample ? [sample] : [])));
   await tx.hosts.recordHeartbeats(hosts.map(({ latest }) => latest));
 }

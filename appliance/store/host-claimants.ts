@@ -10,7 +10,6 @@ export const MAX_CLAIMANTS_PER_HOST = 16;
 /** Owns the host_claimants table (migration 006). */
 export class HostClaimantStore {
   readonly #db: Executor;
-
   readonly #dialect: DialectName;
 
   constructor(executor: Executor, dialect: DialectName) {

@@ -16,7 +16,6 @@ const HEARTBEATS_PER_STATEMENT = 512;
 /** Owns the hosts table (its trust columns: host-trust.ts). */
 export class HostStore {
   readonly #db: Executor;
-
   readonly #dialect: DialectName;
 
   constructor(executor: Executor, dialect: DialectName) {
@@ -29,7 +28,6 @@ export class HostStore {
     return row && toHost(row);
   }
 
-  /** The hosts among `ids` that exist (deleted ones included), in no particular order; at most 500 ids per call. */
   /**
    * The host, its row kept from changing until the transaction ends: for a workflow whose writes
    * stand only while the host stays as read (inventory stored only while it may stream). PostgreSQL:
@@ -42,6 +40,7 @@ export class HostStore {
     return row && toHost(row);
   }
 
+  /** The hosts among `ids` that exist (deleted ones included), in no particular order; at most 500 ids per call. */
   async getMany(ids: readonly string[]): Promise<Host[]> {
     if (ids.length === 0) return [];
     const rows = await this.#db.selectFrom('hosts').selectAll().where('id', 'in', ids).execute();
@@ -132,7 +131,6 @@ export class HostStore {
     return Number(result.numUpdatedRows) === 1;
   }
 
-  /** Latest vitals and liveness of a host; never touches its approval. A null clock offset keeps the recorded one. */
   /**
    * Records each host's latest heartbeat (last seen, interval, version, vitals; a null clock offset
    * keeps the recorded one) and never touches approval: one UPDATE … FROM (VALUES …) per run of at

@@ -137,7 +137,7 @@ export class SoftwareInventoryStore {
       .selectFrom('software_name_pending_ranges')
       .select((eb) => eb.fn.coalesce(eb.fn.sum<number>(sql<number>`last_id - first_id + 1`), eb.lit(0)).as('ids'))
       .executeTakeFirstOrThrow();
-    if (Number(waiting.ids) < batchAtLeast || Number(waiting.ids) === 0) return 0;
+    if (Number(waiting.ids) < Math.max(batchAtLeast, 1)) return 0;
     // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
     if (this.#dialect === 'postgres') {
       const { rows } = await sql<{ added: number | string }>`
@@ -269,7 +269,6 @@ export class SoftwareInventoryStore {
     const rows = await this.#db.selectFrom('host_last_inventory').select(['host_id', 'last_inventory_at']).where('host_id', 'in', hostIds).execute();
     return new Map(rows.flatMap((row) => (row.last_inventory_at === null ? [] : [[row.host_id, row.last_inventory_at] as const])));
   }
-
 
   #scanRow(scanId: string): Promise<ScanRow | undefined> {
     return this.#db.selectFrom('software_scans').selectAll().where('id', '=', scanId).executeTakeFirst();

@@ -1,5 +1,4 @@
-import type { Kysely } from 'kysely';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import type { DialectName } from './dialects.ts';
 import type { Schema } from './schema.ts';

@@ -4,7 +4,7 @@
  * never reach a shell or PowerShell script: they are only written into agent.toml
  * (TOML-encoded by smol-toml) and JSON, and the rules below keep them printable.
  */
-import { MAX_INGEST_ADDRESSES, parseIngestAddress, type IngestAddress } from '../../agent/config/address.ts';
+import { parseIngestAddressList, type IngestAddress } from '../../agent/config/address.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
 import { isTargetArch, isTargetOs, type Target } from './targets.ts';
@@ -64,28 +64,13 @@ export function isPrintable(text: string): boolean {
 }
 
 /**
- * "host:port" with a DNS name (Unicode names become their ASCII IDNA form), an IPv4
- * address or a bracketed IPv6 address, exactly as the agent parses it.
- * Throws ERR_INVALID_ARGUMENT { field: 'address' } naming what is wrong.
- */
-export function checkAddress(text: string): IngestAddress {
-  return parseIngestAddress(text, 'address', 'ERR_INVALID_ARGUMENT');
-}
-
-/**
- * One to MAX_INGEST_ADDRESSES addresses (checkAddress each), no target twice: what the agent's
- * `[ingest] addresses` accepts (agent/config/load.ts). Throws ERR_INVALID_ARGUMENT { field: 'address' }.
+ * One "host:port" or a list of them, exactly as the agent parses `[ingest] addresses`
+ * (parseIngestAddressList: a DNS name becomes its ASCII IDNA form, IPv4, bracketed IPv6; 1 to 16,
+ * none twice). Throws ERR_INVALID_ARGUMENT { field: 'address' } naming what is wrong.
  */
 export function checkAddresses(given: string | readonly string[]): IngestAddress[] {
-  const texts = typeof given === 'string' ? [given] : [...given];
-  if (texts.length < 1 || texts.length > MAX_INGEST_ADDRESSES) throw invalid('address', `expected 1 to ${MAX_INGEST_ADDRESSES} ingest addresses, got ${texts.length}`);
-  const addresses = texts.map(checkAddress);
-  const seen = new Set<string>();
-  for (const address of addresses) {
-    if (seen.has(address.target)) throw invalid('address', `${address.target} is given twice`);
-    seen.add(address.target);
-  }
-  return addresses;
+  const texts = typeof given === 'string' ? [given] : given;
+  return parseIngestAddressList(texts.map((text) => ({ text, where: 'address' })), 'address', 'ERR_INVALID_ARGUMENT');
 }
 
 export function checkTags(tags: Readonly<Record<string, string>>): Tags {
