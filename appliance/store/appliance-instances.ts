@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
+import { compiledOnce } from './compiled-query.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
 
 /**
@@ -33,6 +34,24 @@ function streamRow({ hostId, streamId, claimant }: HeldStream, instanceId: strin
     source: claimant?.source ?? '',
   };
 }
+
+// Every stream opening runs it, so built once (compiled-query.ts).
+const claimStreamRow = compiledOnce((db, row: ReturnType<typeof streamRow>) => {
+  // Named one by one: the values are placeholders while this runs, with no keys to spread.
+  const held = {
+    instance_id: row.instance_id,
+    connected_at: row.connected_at,
+    stream_id: row.stream_id,
+    agent_instance_id: row.agent_instance_id,
+    machine_fingerprint: row.machine_fingerprint,
+    hostname: row.hostname,
+    source: row.source,
+  };
+  return db
+    .insertInto('host_streams')
+    .values({ host_id: row.host_id, ...held })
+    .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held));
+});
 
 /** `items` in slices of at most MAX_LISTED_HOSTS. */
 function chunked<T>(items: readonly T[]): T[][] {
@@ -114,12 +133,7 @@ export class ApplianceInstanceStore {
    * `now`, whoever held it before, with the machine behind it (undefined: its agent sent no HostFacts).
    */
   async claimStream(hostId: string, instanceId: string, streamId: string, claimant: Claimant | undefined, now: number): Promise<void> {
-    const { host_id: _, ...held } = streamRow({ hostId, streamId, claimant }, instanceId, now);
-    await this.#db
-      .insertInto('host_streams')
-      .values({ host_id: hostId, ...held })
-      .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held))
-      .execute();
+    await claimStreamRow(this.#db, streamRow({ hostId, streamId, claimant }, instanceId, now));
   }
 
   /**

@@ -1,11 +1,24 @@
 import type { Selectable } from 'kysely';
 import type { EnrolmentToken, NewEnrolmentToken, Tags } from '../model/enrolment.ts';
+import { compiledOnce } from './compiled-query.ts';
 import type { EnrolmentTokensTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
 
 export type { EnrolmentToken, NewEnrolmentToken, Tags } from '../model/enrolment.ts';
 
 const COLUMNS = ['id', 'org_id', 'label', 'created_at', 'created_by', 'expires_at', 'max_uses', 'uses', 'auto_approve', 'tags', 'source', 'metadata', 'revoked_at'] as const;
+
+// The lookup and the use every registration runs, built once (compiled-query.ts).
+const tokenBySecretHash = compiledOnce((db, values: { secretHash: string }) => db.selectFrom('enrolment_tokens').select(COLUMNS).where('secret_hash', '=', values.secretHash));
+const consumeUse = compiledOnce((db, values: { id: string; now: number }) =>
+  db
+    .updateTable('enrolment_tokens')
+    .set((eb) => ({ uses: eb('uses', '+', 1) }))
+    .where('id', '=', values.id)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', values.now)
+    .whereRef('uses', '<', 'max_uses'),
+);
 type TokenRow = Pick<Selectable<EnrolmentTokensTable>, (typeof COLUMNS)[number]>;
 
 /** Owns the enrolment_tokens table. Secrets are never stored, only their hashes. */
@@ -43,7 +56,7 @@ export class EnrolmentTokenStore {
   }
 
   async findBySecretHash(secretHash: string): Promise<EnrolmentToken | undefined> {
-    const row = await this.#db.selectFrom('enrolment_tokens').select(COLUMNS).where('secret_hash', '=', secretHash).executeTakeFirst();
+    const [row] = (await tokenBySecretHash(this.#db, { secretHash })).rows;
     return row && toToken(row);
   }
 
@@ -57,15 +70,8 @@ export class EnrolmentTokenStore {
    * checks and takes the use, so concurrent registrations cannot exceed max_uses.
    */
   async consume(id: string, now: number): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('enrolment_tokens')
-      .set((eb) => ({ uses: eb('uses', '+', 1) }))
-      .where('id', '=', id)
-      .where('revoked_at', 'is', null)
-      .where('expires_at', '>', now)
-      .whereRef('uses', '<', 'max_uses')
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    const result = await consumeUse(this.#db, { id, now });
+    return Number(result.numAffectedRows) === 1;
   }
 
   /** Revokes a live token; false when it was already revoked. */

@@ -1,7 +1,17 @@
 import type { HostTrust } from '../model/host.ts';
+import { compiledOnce } from './compiled-query.ts';
 import type { Executor } from './unit-of-work.ts';
 
 export type { HostTrust } from '../model/host.ts';
+
+// Every stream opening runs it, so built once (compiled-query.ts).
+const recordTrust = compiledOnce((db, values: { hostId: string; generation: number; digest: string }) =>
+  db
+    .updateTable('hosts')
+    .set({ trust_generation: values.generation, trust_digest: values.digest })
+    .where('id', '=', values.hostId)
+    .where((eb) => eb.or([eb('trust_generation', '!=', values.generation), eb('trust_digest', '!=', values.digest)])),
+);
 
 /** Owns hosts.trust_generation and hosts.trust_digest (migrations 012, 013): which trust bundle each agent holds. */
 export class HostTrustStore {
@@ -13,12 +23,7 @@ export class HostTrustStore {
 
   /** Records the bundle an agent reported (`digest` hex); no write when it is the one recorded. */
   async record(hostId: string, generation: number, digest: string): Promise<void> {
-    await this.#db
-      .updateTable('hosts')
-      .set({ trust_generation: generation, trust_digest: digest })
-      .where('id', '=', hostId)
-      .where((eb) => eb.or([eb('trust_generation', '!=', generation), eb('trust_digest', '!=', digest)]))
-      .execute();
+    await recordTrust(this.#db, { hostId, generation, digest });
   }
 
   /** Every host waiting for approval (no stream, so no bundle until approved). */

@@ -3,6 +3,7 @@ import type { Tags } from '../model/enrolment.ts';
 import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, RegistrationUpdate } from '../model/host.ts';
 import type { HostsTable } from './schema.ts';
 import type { DialectName } from './dialects.ts';
+import { compiledOnce } from './compiled-query.ts';
 import { powerOfTwoRuns } from './runs.ts';
 import { serialiseOn, type Executor } from './unit-of-work.ts';
 
@@ -12,6 +13,44 @@ type HostRow = Selectable<HostsTable>;
 
 /** Hosts per heartbeat UPDATE: 9 bound values each, far below SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
 const HEARTBEATS_PER_STATEMENT = 512;
+
+// The reads and the insert every registration and stream runs, built once (compiled-query.ts).
+const hostById = compiledOnce((db, values: { id: string }) => db.selectFrom('hosts').selectAll().where('id', '=', values.id));
+const hostByPublicKey = compiledOnce((db, values: { publicKey: Buffer }) => db.selectFrom('hosts').selectAll().where('public_key', '=', values.publicKey));
+const hostByPreviousKey = compiledOnce((db, values: { publicKey: Buffer }) => db.selectFrom('hosts').selectAll().where('previous_public_key', '=', values.publicKey));
+const liveHostByFingerprint = compiledOnce((db, values: { orgId: string; machineFingerprint: string }) =>
+  db
+    .selectFrom('hosts')
+    .selectAll()
+    .where('org_id', '=', values.orgId)
+    .where('machine_fingerprint', '=', values.machineFingerprint)
+    .where('approval', 'in', ['pending', 'active'])
+    .where('deleted_at', 'is', null)
+    .orderBy('enrolled_at')
+    .limit(1),
+);
+const insertHost = compiledOnce((db, host: NewHost & { tagsJson: string }) =>
+  db
+    .insertInto('hosts')
+    .values({
+      id: host.id,
+      org_id: host.orgId,
+      public_key: host.publicKey,
+      hostname: host.hostname,
+      machine_fingerprint: host.machineFingerprint,
+      os: host.os,
+      arch: host.arch,
+      agent_version: host.agentVersion,
+      approval: host.approval,
+      enrolment_token_id: host.enrolmentTokenId,
+      tags: host.tagsJson,
+      fingerprint_conflict_with: host.fingerprintConflictWith,
+      enrolled_at: host.enrolledAt,
+      last_registered_at: host.enrolledAt,
+    })
+    .onConflict((conflict) => conflict.column('public_key').doNothing())
+    .returning('id'),
+);
 
 /** Owns the hosts table (its trust columns: host-trust.ts). */
 export class HostStore {
@@ -24,7 +63,7 @@ export class HostStore {
   }
 
   async get(id: string): Promise<Host | undefined> {
-    const row = await this.#db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = (await hostById(this.#db, { id })).rows;
     return row && toHost(row);
   }
 
@@ -48,13 +87,13 @@ export class HostStore {
   }
 
   async findByPublicKey(publicKey: Buffer): Promise<Host | undefined> {
-    const row = await this.#db.selectFrom('hosts').selectAll().where('public_key', '=', publicKey).executeTakeFirst();
+    const [row] = (await hostByPublicKey(this.#db, { publicKey })).rows;
     return row && toHost(row);
   }
 
   /** The host whose key the last rotation retired was `publicKey`, if any. */
   async findByPreviousKey(publicKey: Buffer): Promise<Host | undefined> {
-    const row = await this.#db.selectFrom('hosts').selectAll().where('previous_public_key', '=', publicKey).executeTakeFirst();
+    const [row] = (await hostByPreviousKey(this.#db, { publicKey })).rows;
     return row && toHost(row);
   }
 
@@ -72,16 +111,7 @@ export class HostStore {
    */
   async findLiveByFingerprint(orgId: string, machineFingerprint: string): Promise<Host | undefined> {
     if (this.#db.isTransaction) await serialiseOn(this.#db, this.#dialect, `host-fingerprint/${orgId}/${machineFingerprint}`);
-    const row = await this.#db
-      .selectFrom('hosts')
-      .selectAll()
-      .where('org_id', '=', orgId)
-      .where('machine_fingerprint', '=', machineFingerprint)
-      .where('approval', 'in', ['pending', 'active'])
-      .where('deleted_at', 'is', null)
-      .orderBy('enrolled_at')
-      .limit(1)
-      .executeTakeFirst();
+    const [row] = (await liveHostByFingerprint(this.#db, { orgId, machineFingerprint })).rows;
     return row && toHost(row);
   }
 
@@ -90,28 +120,8 @@ export class HostStore {
    * registration that got there first owns the key, the caller reads that host.
    */
   async insert(host: NewHost): Promise<boolean> {
-    const inserted = await this.#db
-      .insertInto('hosts')
-      .values({
-        id: host.id,
-        org_id: host.orgId,
-        public_key: host.publicKey,
-        hostname: host.hostname,
-        machine_fingerprint: host.machineFingerprint,
-        os: host.os,
-        arch: host.arch,
-        agent_version: host.agentVersion,
-        approval: host.approval,
-        enrolment_token_id: host.enrolmentTokenId,
-        tags: JSON.stringify(host.tags),
-        fingerprint_conflict_with: host.fingerprintConflictWith,
-        enrolled_at: host.enrolledAt,
-        last_registered_at: host.enrolledAt,
-      })
-      .onConflict((conflict) => conflict.column('public_key').doNothing())
-      .returning('id')
-      .executeTakeFirst();
-    return inserted !== undefined;
+    const inserted = await insertHost(this.#db, { ...host, tagsJson: JSON.stringify(host.tags) });
+    return inserted.rows.length > 0;
   }
 
   async updateRegistration(id: string, update: RegistrationUpdate): Promise<void> {

@@ -1,4 +1,5 @@
 import type { NonceUse } from '../model/enrolment.ts';
+import { compiledOnce } from './compiled-query.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
 
 export type { NonceUse } from '../model/enrolment.ts';
@@ -9,6 +10,29 @@ export type { NonceUse } from '../model/enrolment.ts';
  * long the appliance runs; small, so no insert pays for a large delete.
  */
 export const NONCE_PRUNE_BATCH = 8;
+
+// The three statements of every registration, built once (compiled-query.ts).
+const pruneExpiredBatch = compiledOnce((db, values: { now: number }) =>
+  db
+    .deleteFrom('register_nonces')
+    .where((eb) =>
+      eb(
+        eb.refTuple('public_key', 'nonce'),
+        'in',
+        eb.selectFrom('register_nonces').select(['public_key', 'nonce']).where('expires_at', '<', values.now).orderBy('expires_at').limit(NONCE_PRUNE_BATCH).$asTuple('public_key', 'nonce'),
+      ),
+    )
+    .returning('expires_at'),
+);
+const watermark = compiledOnce((db) => db.selectFrom('register_nonce_watermark').select('pruned_through').where('id', '=', 1));
+const insertNonce = compiledOnce((db, values: { publicKey: Buffer; nonce: Buffer; expiresAt: number }) =>
+  db
+    .insertInto('register_nonces')
+    .values({ public_key: values.publicKey, nonce: values.nonce, expires_at: values.expiresAt })
+    // DO NOTHING rather than catching the key violation: on PostgreSQL a failed statement aborts the transaction.
+    .onConflict((conflict) => conflict.columns(['public_key', 'nonce']).doNothing())
+    .returning('expires_at'),
+);
 
 /**
  * Owns the register_nonces table: the (key, challenge) pairs of accepted Register requests (or
@@ -27,29 +51,10 @@ export class RegisterNonceStore {
   /** Records a nonce (expiresAt and now in ms since the epoch), first pruning a few expired ones; one transaction. */
   remember(publicKey: Buffer, nonce: Buffer, expiresAt: number, now: number): Promise<NonceUse> {
     return atomically(this.#db, async (db): Promise<NonceUse> => {
-      await raiseWatermark(
-        db,
-        await db
-          .deleteFrom('register_nonces')
-          .where((eb) =>
-            eb(
-              eb.refTuple('public_key', 'nonce'),
-              'in',
-              eb.selectFrom('register_nonces').select(['public_key', 'nonce']).where('expires_at', '<', now).orderBy('expires_at').limit(NONCE_PRUNE_BATCH).$asTuple('public_key', 'nonce'),
-            ),
-          )
-          .returning('expires_at')
-          .execute(),
-      );
-      const watermark = await db.selectFrom('register_nonce_watermark').select('pruned_through').where('id', '=', 1).executeTakeFirstOrThrow();
-      if (expiresAt <= watermark.pruned_through) return 'forgotten';
-      // DO NOTHING rather than catching the key violation: on PostgreSQL a failed statement aborts the transaction.
-      const inserted = await db
-        .insertInto('register_nonces')
-        .values({ public_key: publicKey, nonce, expires_at: expiresAt })
-        .onConflict((conflict) => conflict.columns(['public_key', 'nonce']).doNothing())
-        .returning('expires_at')
-        .executeTakeFirst();
+      await raiseWatermark(db, (await pruneExpiredBatch(db, { now })).rows);
+      const [{ pruned_through: prunedThrough }] = (await watermark(db, {})).rows;
+      if (expiresAt <= prunedThrough) return 'forgotten';
+      const [inserted] = (await insertNonce(db, { publicKey, nonce, expiresAt })).rows;
       return inserted === undefined ? 'used' : 'new';
     });
   }

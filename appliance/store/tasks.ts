@@ -2,6 +2,7 @@ import { sql, type ExpressionBuilder, type Selectable, type UpdateObject } from 
 import type { NewTask, Task, TaskFilter, TaskOutcome, TaskPayload } from '../model/task.ts';
 import { TRANSITIONS, UNFINISHED_STATES, type TaskEvent, type TaskState } from '../tasks/states.ts';
 import type { TaskType } from '../tasks/types.ts';
+import { compiledOnce } from './compiled-query.ts';
 import type { Schema, TasksTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
 
@@ -45,6 +46,19 @@ const STAMPS: Readonly<Record<TaskEvent, (now: number, outcome: TaskOutcome) => 
   expire: finish,
   stream_lost: () => ({ deadline_at: null }),
 };
+
+// What every stream opening runs, built once (compiled-query.ts).
+const queuedTasksOfHost = compiledOnce((db, values: { hostId: string }) =>
+  db.selectFrom('tasks').selectAll().where('host_id', '=', values.hostId).where(stateIn(['queued'])).orderBy('created_at'),
+);
+const requeueSentOfHost = compiledOnce((db, values: { hostId: string }) =>
+  db
+    .updateTable('tasks')
+    .set({ state: TRANSITIONS.stream_lost.to, ...STAMPS.stream_lost(0, {}) })
+    .where('host_id', '=', values.hostId)
+    .where(stateIn(TRANSITIONS.stream_lost.from))
+    .returning('id'),
+);
 
 /**
  * Owns the tasks table. Every state change is one conditional UPDATE over the transition table
@@ -106,8 +120,7 @@ export class TaskStore {
 
   /** The host's queued tasks, oldest first: what to send when its agent connects. */
   async queuedForHost(hostId: string): Promise<Task[]> {
-    const rows = await this.#db.selectFrom('tasks').selectAll().where('host_id', '=', hostId).where(stateIn(['queued'])).orderBy('created_at').execute();
-    return rows.map(toTask);
+    return (await queuedTasksOfHost(this.#db, { hostId })).rows.map(toTask);
   }
 
   /**
@@ -198,15 +211,7 @@ export class TaskStore {
 
   /** The stream_lost event for every sent task of a host; their ids. */
   async requeueSent(hostId: string): Promise<string[]> {
-    const { to, from } = TRANSITIONS.stream_lost;
-    const rows = await this.#db
-      .updateTable('tasks')
-      .set({ state: to, ...STAMPS.stream_lost(0, {}) })
-      .where('host_id', '=', hostId)
-      .where(stateIn(from))
-      .returning('id')
-      .execute();
-    return rows.map((row) => row.id);
+    return (await requeueSentOfHost(this.#db, { hostId })).rows.map((row) => row.id);
   }
 
   /** The set-based form of a finishing event (the sweeper's, a host's cancel): every matching row at once. */
