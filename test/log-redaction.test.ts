@@ -81,6 +81,10 @@ for (const [side, make] of SIDES) {
       log.info({ database: 'postgres://ctops:leak-db-password@db.example/ctops', postgres: { url: 'postgresql://ctops:leak-url-password@db.example:5432/ctops' } }, 'database');
       log.error({ err: new Error('connect failed for postgres://ctops:leak-message-password@db.example/ctops') }, 'url in a message');
       log.child({ token: 'leak-binding' }).info('child');
+      // A child's bindings at any depth, and a grandchild's: not events, redacted when the child is made.
+      log.child({ peer: { tls: { key: 'leak-binding-deep' }, url: 'postgres://u:leak-binding-url@h/d' }, host_id: 'hst_child_kept' })
+        .child({ auth: { password: 'leak-grandchild' } })
+        .info('grandchild');
       const output = text();
       assert.ok(!output.includes('leak'), `no secret reaches the ${side} log: ${output.match(/.{0,80}leak.{0,40}/i)?.[0]}`);
       assert.ok(!output.includes('tok_'), 'the TOML code frame lost its org_token value');
@@ -88,6 +92,7 @@ for (const [side, make] of SIDES) {
       assert.match(output, /"code":"ERR_CONFIG_INVALID"/, 'the error is still described');
       assert.match(output, /postgres:\/\/ctops:\[redacted\]@db\.example\/ctops/, 'a URL keeps its host and user');
       assert.match(output, /"kept"/);
+      assert.match(output, /"host_id":"hst_child_kept".*"grandchild"/, 'a child keeps its other bindings');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

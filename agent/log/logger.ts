@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
-import { REDACTING_LOGGER_OPTIONS } from '../../common/log-redaction.ts';
+import { REDACTING_LOGGER_OPTIONS, redactingChildBindings } from '../../common/log-redaction.ts';
 
 export type AgentLogger = Logger;
 
@@ -23,16 +23,15 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv): string {
  * default), so a host renamed while the agent runs logs under its new name.
  */
 export function createLogger(level: string, destination: DestinationStream = pino.destination({ fd: 1, sync: true })): AgentLogger {
-  return pino(
+  return redactingChildBindings(pino(
     {
       level,
       name: 'ct-ops-agent',
       base: { pid: process.pid },
       mixin: () => ({ hostname: hostname() }),
-      redact: REDACTING_LOGGER_OPTIONS.redact,
       serializers: REDACTING_LOGGER_OPTIONS.serializers,
       formatters: { ...REDACTING_LOGGER_OPTIONS.formatters, level: (label: string) => ({ level: label }) },
     },
     destination,
-  );
+  ));
 }

@@ -1,5 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { REDACTING_LOGGER_OPTIONS } from '../../common/log-redaction.ts';
+import { REDACTING_LOGGER_OPTIONS, redactingChildBindings } from '../../common/log-redaction.ts';
 
 /**
  * The appliance's logger: one JSON event per line on stdout. Redaction is a safety
@@ -8,5 +8,5 @@ import { REDACTING_LOGGER_OPTIONS } from '../../common/log-redaction.ts';
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, base: { component: 'appliance' }, ...REDACTING_LOGGER_OPTIONS };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  return redactingChildBindings(destination === undefined ? pino(options) : pino(options, destination));
 }
