@@ -1,4 +1,5 @@
 import type { VitalsSample } from '../model/host.ts';
+import { compiledOncePerLength } from './compiled-query.ts';
 import { powerOfTwoRuns } from './runs.ts';
 import type { Executor } from './unit-of-work.ts';
 
@@ -6,6 +7,19 @@ export type { VitalsSample } from '../model/host.ts';
 
 /** Rows per INSERT: 7 bound values each, far below SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
 const VITALS_ROWS_PER_STATEMENT = 512;
+
+// Every flush of heartbeats runs it, once per run of samples (powerOfTwoRuns): built once per run length.
+const insertSamples = compiledOncePerLength((db, samples: readonly VitalsSample[]) =>
+  db.insertInto('host_vitals').values(samples.map((sample) => ({
+    host_id: sample.hostId,
+    received_at: sample.receivedAt,
+    agent_timestamp: sample.agentTimestamp,
+    cpu_percent: sample.cpuPercent,
+    memory_percent: sample.memoryPercent,
+    disk_percent: sample.diskPercent,
+    uptime_seconds: sample.uptimeSeconds,
+  }))),
+);
 
 /** Owns the host_vitals table: the heartbeat history, kept for a bounded time. */
 export class HostVitalsStore {
@@ -18,18 +32,7 @@ export class HostVitalsStore {
   /** Inserts the samples, in multi-row statements of at most VITALS_ROWS_PER_STATEMENT rows. */
   async insertMany(samples: readonly VitalsSample[]): Promise<void> {
     for (const run of powerOfTwoRuns(samples, VITALS_ROWS_PER_STATEMENT)) {
-      await this.#db
-        .insertInto('host_vitals')
-        .values(run.map((sample) => ({
-          host_id: sample.hostId,
-          received_at: sample.receivedAt,
-          agent_timestamp: sample.agentTimestamp,
-          cpu_percent: sample.cpuPercent,
-          memory_percent: sample.memoryPercent,
-          disk_percent: sample.diskPercent,
-          uptime_seconds: sample.uptimeSeconds,
-        })))
-        .execute();
+      await insertSamples(this.#db, run);
     }
   }
 

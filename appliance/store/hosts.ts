@@ -3,7 +3,7 @@ import type { Tags } from '../model/enrolment.ts';
 import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, RegistrationUpdate } from '../model/host.ts';
 import type { HostsTable } from './schema.ts';
 import type { DialectName } from './dialects.ts';
-import { compiledOnce } from './compiled-query.ts';
+import { compiledOnce, compiledOncePerLength } from './compiled-query.ts';
 import { powerOfTwoRuns } from './runs.ts';
 import { serialiseOn, type Executor } from './unit-of-work.ts';
 
@@ -51,6 +51,12 @@ const insertHost = compiledOnce((db, host: NewHost & { tagsJson: string }) =>
     .onConflict((conflict) => conflict.column('public_key').doNothing())
     .returning('id'),
 );
+
+// Every flush of heartbeats runs it, once per run of hosts (powerOfTwoRuns): built once per run length.
+const recordHeartbeatRun = compiledOncePerLength((_db, updates: readonly HeartbeatUpdate[]) => {
+  const rows = updates.map((update) => sql`(CAST(${update.hostId} AS TEXT), CAST(${update.receivedAt} AS BIGINT), CAST(${update.intervalSecs} AS INTEGER), CAST(${update.agentVersion} AS TEXT), CAST(${update.cpuPercent} AS DOUBLE PRECISION), CAST(${update.memoryPercent} AS DOUBLE PRECISION), CAST(${update.diskPercent} AS DOUBLE PRECISION), CAST(${update.uptimeSeconds} AS BIGINT), CAST(${update.clockOffsetMs} AS BIGINT))`);
+  return sql`UPDATE hosts SET last_heartbeat_at = v.column2, heartbeat_interval_secs = v.column3, agent_version = v.column4, cpu_percent = v.column5, memory_percent = v.column6, disk_percent = v.column7, uptime_seconds = v.column8, clock_offset_ms = COALESCE(v.column9, hosts.clock_offset_ms) FROM (VALUES ${sql.join(rows)}) AS v WHERE hosts.id = v.column1`;
+});
 
 /** Owns the hosts table (its trust columns: host-trust.ts). */
 export class HostStore {
@@ -150,8 +156,7 @@ export class HostStore {
    */
   async recordHeartbeats(updates: readonly HeartbeatUpdate[]): Promise<void> {
     for (const run of powerOfTwoRuns(updates, HEARTBEATS_PER_STATEMENT)) {
-      const rows = run.map((update) => sql`(CAST(${update.hostId} AS TEXT), CAST(${update.receivedAt} AS BIGINT), CAST(${update.intervalSecs} AS INTEGER), CAST(${update.agentVersion} AS TEXT), CAST(${update.cpuPercent} AS DOUBLE PRECISION), CAST(${update.memoryPercent} AS DOUBLE PRECISION), CAST(${update.diskPercent} AS DOUBLE PRECISION), CAST(${update.uptimeSeconds} AS BIGINT), CAST(${update.clockOffsetMs} AS BIGINT))`);
-      await sql`UPDATE hosts SET last_heartbeat_at = v.column2, heartbeat_interval_secs = v.column3, agent_version = v.column4, cpu_percent = v.column5, memory_percent = v.column6, disk_percent = v.column7, uptime_seconds = v.column8, clock_offset_ms = COALESCE(v.column9, hosts.clock_offset_ms) FROM (VALUES ${sql.join(rows)}) AS v WHERE hosts.id = v.column1`.execute(this.#db);
+      await recordHeartbeatRun(this.#db, run);
     }
   }
 
