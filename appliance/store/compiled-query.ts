@@ -10,12 +10,6 @@ class Placeholder {
   ) {}
 }
 
-/** A compiled query and, for each of its parameters, the placeholder of a value or the constant the builder wrote. */
-interface Template {
-  readonly query: CompiledQuery;
-  readonly parameters: readonly (Placeholder | unknown)[];
-}
-
 /**
  * A store query run with new values and built once: the query builder and compiler are not run
  * again. For the statements every registration, stream and heartbeat runs, where building and
@@ -48,19 +42,20 @@ export function compiledOncePerLength<Values extends object, Row>(
   build: (db: Executor, rows: readonly Values[]) => Compilable<Row> | RawBuilder<Row>,
 ): (db: Executor, rows: readonly Values[]) => Promise<QueryResult<Row>> {
   // Per dialect: keyed by the adapter, which a Kysely instance shares with its transactions; then by length.
-  const templates = new WeakMap<object, Map<number, Template>>();
+  const templates = new WeakMap<object, Map<number, CompiledQuery>>();
   return async (db, rows) => {
     const adapter = db.getExecutor().adapter;
     let byLength = templates.get(adapter);
     if (byLength === undefined) templates.set(adapter, (byLength = new Map()));
     let template = byLength.get(rows.length);
     if (template === undefined) byLength.set(rows.length, (template = compileTemplate(db, build, rows.length)));
+    // The template's parameters: a Placeholder where a value goes, else the constant the builder wrote.
     const parameters = template.parameters.map((parameter) => (parameter instanceof Placeholder ? (rows[parameter.row] as Record<string, unknown>)[parameter.name] : parameter));
-    return db.executeQuery<Row>({ ...template.query, parameters } as CompiledQuery<Row>);
+    return db.executeQuery<Row>({ ...template, parameters } as CompiledQuery<Row>);
   };
 }
 
-function compileTemplate<Values extends object>(db: Executor, build: (db: Executor, rows: readonly Values[]) => Compilable<unknown> | RawBuilder<unknown>, length: number): Template {
+function compileTemplate<Values extends object>(db: Executor, build: (db: Executor, rows: readonly Values[]) => Compilable<unknown> | RawBuilder<unknown>, length: number): CompiledQuery {
   const read = new Set<string>();
   const placeholderRows = Array.from({ length }, (_, row) =>
     new Proxy({} as Values, {
@@ -80,5 +75,5 @@ function compileTemplate<Values extends object>(db: Executor, build: (db: Execut
   const bound = new Set(query.parameters.flatMap((parameter) => (parameter instanceof Placeholder ? [`${parameter.row}/${parameter.name}`] : [])));
   const unbound = [...read].filter((name) => !bound.has(name));
   if (unbound.length > 0) throw new CtOpsError('ERR_INTERNAL', 'a compiled-once query used a value other than as a parameter', { values: unbound.join(', '), sql: query.sql });
-  return { query, parameters: query.parameters };
+  return query;
 }
