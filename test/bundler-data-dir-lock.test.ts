@@ -77,8 +77,8 @@ describe("the data directory's lock: stopped-mode bundle builds and the applianc
 
   test('an appliance serving from PostgreSQL (no appliance.db, the lock held by serve) is reached through its API, not refused as a missing database', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-lock-pg-'));
-    // A process holding the lock as serve does; its data directory has no SQLite file.
-    const holder = new LoggedProcess(process.execPath, ['--import', 'tsx', '-e', `import('${join(packageRoot(), 'appliance/lib/data-dir-lock.ts')}').then((m) => { m.lockDataDir(process.argv[1], 'serve'); console.log('locked'); setInterval(() => {}, 60_000); })`, dataDir]);
+    // A process holding the lock as serve does (kept referenced: a collected lock closes its file); its data directory has no SQLite file.
+    const holder = new LoggedProcess(process.execPath, ['--import', 'tsx', '-e', `import('${join(packageRoot(), 'appliance/lib/data-dir-lock.ts')}').then((m) => { globalThis.heldLock = m.lockDataDir(process.argv[1], 'serve'); console.log('locked'); setInterval(() => {}, 60_000); })`, dataDir]);
     try {
       await waitFor('the lock held', () => holder.stdout.includes('locked'), 15_000);
       // The API is the way in: here it has no endpoint file, so the admin client says so.
