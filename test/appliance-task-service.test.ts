@@ -9,7 +9,7 @@ import { CtOpsError } from '../common/errors.ts';
 import type { HeartbeatResponse } from '../common/proto.ts';
 import { HostService } from '../appliance/hosts/service.ts';
 import { newId } from '../appliance/lib/ids.ts';
-import type { LiveSession, PresenceRegistry } from '../appliance/presence/registry.ts';
+import { PresenceRegistry, type LiveSession } from '../appliance/presence/registry.ts';
 import { PresenceService } from '../appliance/presence/service.ts';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
 import { openStores, type Stores } from '../appliance/store/index.ts';
@@ -340,6 +340,27 @@ describe('TaskService: effects after commit, sends in flight', () => {
     await tasks.connected(hostId);
     await waitFor('the cancel told on the new stream', () => next.cancelsWritten(task.id) === 1, 5_000, 5);
     assert.equal(next.tasksWritten(task.id), 0);
+  });
+
+  test("a cancel another instance decided, whose signal never came, is told at the resync that looks from before it; one cancelled earlier is not told again", async () => {
+    // Another instance on the same database: the host does not stream there, and it has no cluster to publish through (the lost signal).
+    let otherClock = Date.now() - 120_000;
+    const elsewhere = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log, now: () => otherClock });
+    const earlier = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'admin' });
+    const later = await tasks.create(orgId, { type: 'config_reload', hostId, by: 'admin' });
+    await waitFor('both tasks sent here', async () => (await stores.tasks.get(later.task.id))?.state === 'sent' && (await stores.tasks.get(earlier.task.id))?.state === 'sent', 5_000, 5);
+    await elsewhere.cancel(orgId, earlier.task.id, 'admin');
+    otherClock += 60_000;
+    const missedSince = otherClock - 1_000;
+    await elsewhere.cancel(orgId, later.task.id, 'admin');
+    assert.deepEqual([stream.cancelsWritten(earlier.task.id), stream.cancelsWritten(later.task.id)], [0, 0], 'nothing reached the agent streaming here');
+
+    await tasks.retellCancelledSince(missedSince);
+    await waitFor('the missed cancel told', () => stream.cancelsWritten(later.task.id) === 1, 5_000, 5);
+    assert.equal(stream.cancelsWritten(earlier.task.id), 0, 'cancelled before the window: an earlier resync or the next stream told it');
+    // A second look at the same window tells the agent again, which ignores a cancel it already has.
+    await tasks.retellCancelledSince(missedSince);
+    await waitFor('told again', () => stream.cancelsWritten(later.task.id) === 2, 5_000, 5);
   });
 
   test('a host flagged as used by two machines while a dispatch runs gets no further task: the host is read again before each write', async () => {

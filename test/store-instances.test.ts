@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
+import pino from 'pino';
+import { ClusterService } from '../appliance/cluster/service.ts';
 import { encodeSignal, parseSignal } from '../appliance/cluster/signals.ts';
 import { ApplianceInstanceStore, CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
 import { ClusterListener } from '../appliance/store/cluster-listener.ts';
@@ -149,6 +151,31 @@ test('signals: NOTIFY reaches a listener on another connection after commit, nev
   } finally {
     await listener.stop();
     await kysely.destroy();
+  }
+});
+
+test('an instance whose listening connection was lost resyncs, looking again from before its previous resync: the signals it may have missed', { timeout: 60_000 }, async () => {
+  const url = await (await sharedPostgres()).createDatabase('instances_resync');
+  const stores = await openPostgresStores(url, { log: pino({ level: 'silent' }), poolSize: 2 });
+  const resyncs: Array<number | undefined> = [];
+  const startedAt = Date.now();
+  const cluster = new ClusterService({
+    stores,
+    log: pino({ level: 'silent' }),
+    listenUrl: url,
+    handlers: { signal: () => undefined, lostStreams: async () => undefined, resync: async (missedSince) => void resyncs.push(missedSince) },
+  });
+  try {
+    await cluster.start();
+    const killedAt = Date.now();
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(stores.kysely);
+    await waitFor('a resync once listening again', () => resyncs.length === 1, 20_000);
+    const [missedSince] = resyncs;
+    assert.equal(typeof missedSince, 'number', 'on PostgreSQL a resync says from when signals may have been missed');
+    assert.ok(missedSince! <= startedAt && missedSince! < killedAt, 'from before the connection was lost, and before the instance started (no earlier resync)');
+  } finally {
+    await cluster.stop();
+    await stores.close();
   }
 });
 

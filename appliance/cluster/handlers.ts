@@ -41,11 +41,12 @@ export function clusterHandlers(services: () => ClusterServices): ClusterHandler
       await presence.lostWithInstance(hostIds);
       await inventory.abandonOpenScans(Date.now(), hostIds);
     },
-    resync: async () => {
+    resync: async (missedSince) => {
       const { presence, tasks } = services();
       await presence.reconcile();
-      // Signals may have been lost while the listener was away: what they would have started.
+      // Signals may have been lost while the listener was away: what they would have started or stopped.
       await tasks.dispatchWaiting();
+      if (missedSince !== undefined) await tasks.retellCancelledSince(missedSince);
     },
   };
 }

@@ -25,6 +25,12 @@ const LOST_STREAM_SWEEP_MS = 5_000;
 /** How often an instance reconciles its streams with host_streams and the hosts' states (PresenceService.reconcile). */
 const RECONCILE_MS = 30_000;
 /**
+ * How far before the previous resync's start a resync looks again (ms): covers a signal published
+ * while that resync read, and clocks of the instances that differ (a cancel carries the cancelling
+ * instance's time). Looking twice costs a repeated tell, which an agent ignores.
+ */
+const RESYNC_OVERLAP_MS = RECONCILE_MS;
+/**
  * How long the listening connection may take to answer a query before it counts as lost: a
  * connection gone silent (no FIN, no RST) is found within LEASE_RENEW_MS + this, not at TCP's hours.
  */
@@ -48,9 +54,11 @@ export interface ClusterHandlers {
   lostStreams(hostIds: readonly string[]): Promise<void>;
   /**
    * Signals may have been missed (the listening connection was lost, or this instance's lease ran
-   * out): look up again what they would have said.
+   * out): look up again what they would have said. `missedSince` (ms, this machine's clock): the
+   * earliest time a signal not yet looked up again may have been published; undefined when no other
+   * instance can publish any (SQLite).
    */
-  resync(): Promise<void>;
+  resync(missedSince: number | undefined): Promise<void>;
 }
 
 export interface ClusterDeps {
@@ -76,6 +84,8 @@ export class ClusterService {
   #listener: ClusterListener | undefined;
   /** The database server's clock minus this machine's, in ms, measured at each renewal: leases are kept in the server's clock. */
   #clockOffsetMs = 0;
+  /** When the last resync that ran to its end started (ms, this machine's clock): the next looks again from there. */
+  #resyncedFrom = Date.now();
 
   constructor(deps: ClusterDeps) {
     this.#deps = deps;
@@ -197,7 +207,13 @@ export class ClusterService {
   }
 
   #resync(): void {
-    this.#deps.handlers.resync().catch((error: unknown) => this.#deps.log.error(failureFields(error), 'resync with the other instances failed'));
+    const startedAt = Date.now();
+    // A resync that fails leaves its window to the next one.
+    const missedSince = this.#deps.listenUrl === undefined ? undefined : this.#resyncedFrom - RESYNC_OVERLAP_MS;
+    this.#deps.handlers.resync(missedSince).then(
+      () => void (this.#resyncedFrom = Math.max(this.#resyncedFrom, startedAt)),
+      (error: unknown) => this.#deps.log.error(failureFields(error), 'resync with the other instances failed'),
+    );
   }
 
   async #sweepLostStreams(): Promise<void> {

@@ -140,6 +140,16 @@ export class TaskStore {
     return rows.map(toTask);
   }
 
+  /**
+   * The tasks of any host cancelled at or after `since` (ms), at most `limit`, newest first: those a
+   * lost task-cancelled signal may not have reached (TaskService.retellCancelledSince). Reads the
+   * partial index tasks_cancelled_finished.
+   */
+  async cancelledSinceOnAnyHost(since: number, limit: number): Promise<Task[]> {
+    const rows = await this.#db.selectFrom('tasks').selectAll().where(stateIn(['cancelled'])).where('finished_at', '>=', since).orderBy('finished_at', 'desc').limit(limit).execute();
+    return rows.map(toTask);
+  }
+
   /** The hosts that have queued tasks, each once (reads the partial index tasks_queued_expiry). */
   async hostsWithQueued(): Promise<string[]> {
     const rows = await this.#db.selectFrom('tasks').select('host_id').distinct().where(stateIn(['queued'])).execute();

@@ -52,6 +52,8 @@ const MAX_DISPATCHES_PER_SWEEP = 100;
 const CANCEL_RETELL_MS = Math.max(...Object.values(TASK_TYPE_LIMITS).map((limits) => limits.timeoutMs));
 /** The most cancels connected() tells again. */
 const MAX_CANCELS_RETOLD = 100;
+/** The most cancels one retellCancelledSince (across hosts) tells again; older ones reach their agents at the next stream (connected). */
+const MAX_CANCELS_RETOLD_AT_RESYNC = 1_000;
 
 /** One dispatch of a host's queue, bound to the stream session it was started for. */
 interface DispatchRound {
@@ -443,6 +445,19 @@ export class TaskService {
     } catch (error) {
       this.#deps.log.error({ host_id: hostId, task_id: taskId, ...failureFields(error) }, 'task cancel not sent');
     }
+  }
+
+  /**
+   * Tells the agents streaming here again to stop the tasks cancelled at or after `since` (ms, on
+   * the cancelling instance's clock), at most MAX_CANCELS_RETOLD_AT_RESYNC, newest first: what the
+   * task-cancelled signals of that time said, for an instance that may have missed them (its
+   * listening connection was lost; cluster/handlers.ts resync). An agent told twice stops once
+   * (agent/tasks/runner.ts cancel). Rejects with ERR_STORAGE_* when the storage fails.
+   */
+  async retellCancelledSince(since: number): Promise<void> {
+    const { stores, presence } = this.#deps;
+    const cancelled = await stores.tasks.cancelledSinceOnAnyHost(since, MAX_CANCELS_RETOLD_AT_RESYNC);
+    for (const task of cancelled) if (presence.isStreaming(task.hostId)) void this.#tellAgentToStop(task);
   }
 
   /** The host's queue changed: sent here when its stream is here, else the instance holding it is told (tasks-queued). */

@@ -48,6 +48,12 @@ export class TestAppliance {
     }
     appliance.grpcPort = started.grpc_port as number;
     appliance.httpPort = started.http_port as number;
+    // An appliance that dies by itself says why in the test's output (the test then fails on ECONNREFUSED).
+    void appliance.process.exited.then(({ code }) => {
+      if (code === null || code === 0) return;
+      const errors = appliance.process.events.filter((event) => (event.level ?? 0) >= 50).slice(-5);
+      console.error(`the appliance of ${dataDir} exited ${code}; its last errors: ${JSON.stringify(errors)}; stderr: ${appliance.process.stderr.slice(-4_000)}`);
+    });
     return appliance;
   }
 
