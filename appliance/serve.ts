@@ -30,7 +30,7 @@ import { ClusterService, SWEEP_LOCKS } from './cluster/service.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
 import { TaskService } from './tasks/service.ts';
 import { HostService } from './hosts/service.ts';
-import { InventoryService } from './inventory/service.ts';
+import { InventoryService, QUIET_SCAN_PASS_MS } from './inventory/service.ts';
 
 export { DATABASE_FILE };
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
@@ -123,6 +123,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       setInterval(guarded(log, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined))), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
       setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
+      // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.
+      setInterval(guarded(log, 'quiet scan pass failed', () => inventory.abandonQuietScans(Date.now())), QUIET_SCAN_PASS_MS),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);

@@ -6,7 +6,7 @@ import type { ScanStatus } from '../appliance/model/inventory.ts';
 
 test('the scan lifecycle: every status × event, written out; completed and failed are final', () => {
   const expected: Record<ScanStatus, Partial<Record<ScanEvent, ScanStatus>>> = {
-    receiving: { restarted: 'receiving', last_chunk_stored: 'completed', refused: 'failed', over_limits: 'failed', cut_off: 'abandoned', appliance_started: 'abandoned' },
+    receiving: { restarted: 'receiving', last_chunk_stored: 'completed', refused: 'failed', over_limits: 'failed', cut_off: 'abandoned', appliance_started: 'abandoned', went_quiet: 'abandoned' },
     abandoned: { restarted: 'receiving', resumed: 'receiving', over_limits: 'failed' },
     completed: {},
     failed: {},

@@ -169,6 +169,25 @@ conformance('inventory store: scan lifecycle — chunks upsert new/changed/uncha
     (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_HOST_NOT_FOUND');
 });
 
+conformance('inventory store: a scan that received nothing since the mark is abandoned once, a later one is not, and a stream still open resumes and completes it', async (backend) => {
+  const { kysely } = backend;
+  await insertHost(kysely, 'hst_q1');
+  await insertHost(kysely, 'hst_q2');
+  const store = new SoftwareInventoryStore(kysely, dialectOf(kysely));
+  await addChunk(kysely, { scanId: 'scan-quiet', hostId: 'hst_q1', chunkIndex: 0, packages: [pkg('less')], isLast: false, now: AT });
+  await addChunk(kysely, { scanId: 'scan-busy', hostId: 'hst_q2', chunkIndex: 0, packages: [pkg('less')], isLast: false, now: AT + 100 });
+  await addChunk(kysely, { scanId: 'scan-busy', hostId: 'hst_q2', chunkIndex: 1, packages: [pkg('more')], isLast: false, now: AT + 300 });
+  await addChunk(kysely, { scanId: 'scan-done', hostId: 'hst_q2', chunkIndex: 0, packages: [pkg('less')], isLast: true, now: AT });
+
+  assert.equal(await store.abandonQuietScans(AT + 1_000, AT + 200), 1, 'only the scan whose last chunk came before the mark');
+  const quiet = await store.getScan('scan-quiet');
+  assert.deepEqual([quiet?.status, quiet?.errorCode, (await store.getScan('scan-busy'))?.status, (await store.getScan('scan-done'))?.status], ['abandoned', 'ERR_INVENTORY_SCAN_INCOMPLETE', 'receiving', 'completed']);
+  assert.equal(await store.abandonQuietScans(AT + 1_001, AT + 200), 0, 'moved once');
+  const resumed = await addChunk(kysely, { scanId: 'scan-quiet', hostId: 'hst_q1', chunkIndex: 1, packages: [pkg('vim')], isLast: true, now: AT + 2_000 });
+  assert.deepEqual([resumed.scan.status, resumed.scan.errorCode, resumed.scan.chunks], ['completed', null, 2]);
+  assert.deepEqual((await store.packages('hst_q1')).map((row) => row.name), ['less', 'vim'], 'nothing lost while it was abandoned');
+});
+
 conformance('inventory store: completing a scan purges removed rows past the retention age and beyond the per-host cap, oldest removal first', async (backend) => {
   const { kysely } = backend;
   await insertHost(kysely, 'hst_r');

@@ -20,8 +20,11 @@ export const SCAN_STATUSES = ['receiving', 'completed', 'failed', 'abandoned'] a
  *   failure of ours (storage): the agent may resume or retry it.
  * - appliance_started: a scan still receiving at start-up was cut off by the last stop, or by the
  *   death of the instance that received it (cluster/service.ts lost-stream pass).
+ * - went_quiet: no chunk for InventoryService's SCAN_QUIET_MS: whatever carried it is gone without
+ *   a word (an instance that died and was started again before its lease ran out, a lost-stream
+ *   pass cut off before it abandoned the scan). A stream still open resumes it with its next chunk.
  */
-export const SCAN_EVENTS = ['restarted', 'resumed', 'last_chunk_stored', 'refused', 'over_limits', 'cut_off', 'appliance_started'] as const;
+export const SCAN_EVENTS = ['restarted', 'resumed', 'last_chunk_stored', 'refused', 'over_limits', 'cut_off', 'appliance_started', 'went_quiet'] as const;
 export type ScanEvent = (typeof SCAN_EVENTS)[number];
 
 export const SCAN_TRANSITIONS: Readonly<Record<ScanEvent, { readonly to: ScanStatus; readonly from: readonly ScanStatus[] }>> = {
@@ -32,6 +35,7 @@ export const SCAN_TRANSITIONS: Readonly<Record<ScanEvent, { readonly to: ScanSta
   over_limits: { to: 'failed', from: ['receiving', 'abandoned'] },
   cut_off: { to: 'abandoned', from: ['receiving'] },
   appliance_started: { to: 'abandoned', from: ['receiving'] },
+  went_quiet: { to: 'abandoned', from: ['receiving'] },
 };
 
 /** The status an event moves a scan to, or undefined when the event does not apply in that status. */

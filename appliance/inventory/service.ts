@@ -16,6 +16,14 @@ import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
 
 /** The most hosts one abandonOpenScans statement names. */
 const ABANDON_BATCH = 500;
+/**
+ * How long a scan may receive no chunk before it is taken for abandoned (ms). An agent sends its
+ * chunks back to back (500 packages each, the next once the last was stored): ten minutes is far
+ * beyond a chunk's time on the slowest link, and a stream still open resumes its scan anyway.
+ */
+export const SCAN_QUIET_MS = 10 * 60_000;
+/** How often the scans that went quiet are looked for (ms): a cheap read of the open scans alone (migration 018). */
+export const QUIET_SCAN_PASS_MS = 60_000;
 /** Hosts the software sweeper judges per step: three statements each, each naming at most this many. */
 const SWEEP_HOSTS_PER_STEP = 500;
 
@@ -102,6 +110,17 @@ export class InventoryService {
     // In slices: one statement binds one parameter per host, and bound parameters are limited.
     else for (let start = 0; start < hostIds.length; start += ABANDON_BATCH) abandoned += await this.#deps.stores.softwareInventory.abandonOpenScans(now, hostIds.slice(start, start + ABANDON_BATCH));
     if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, hostIds ? 'inventory scans of hosts whose instance died marked abandoned' : 'inventory scans cut off by the last stop marked abandoned');
+    return abandoned;
+  }
+
+  /**
+   * Marks abandoned the scans that received no chunk for SCAN_QUIET_MS before `now` (scan-states.ts
+   * went_quiet): the open scans nothing else will close. Returns how many. Rejects with
+   * ERR_STORAGE_* when the storage fails.
+   */
+  async abandonQuietScans(now: number): Promise<number> {
+    const abandoned = await this.#deps.stores.softwareInventory.abandonQuietScans(now, now - SCAN_QUIET_MS);
+    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned, quiet_ms: SCAN_QUIET_MS }, 'inventory scans that received nothing for a while marked abandoned');
     return abandoned;
   }
 

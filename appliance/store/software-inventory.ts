@@ -84,6 +84,23 @@ export class SoftwareInventoryStore {
     return Number(result.numUpdatedRows);
   }
 
+  /**
+   * Marks abandoned (scan-states.ts went_quiet, ERR_INVENTORY_SCAN_INCOMPLETE) the scans still
+   * receiving whose last chunk arrived before `quietSince` (ms); returns how many. Reads the partial
+   * index software_scans_receiving (migration 018), so a pass costs the open scans, not the history.
+   */
+  async abandonQuietScans(now: number, quietSince: number): Promise<number> {
+    const { to, from } = SCAN_TRANSITIONS.went_quiet;
+    const result = await this.#db
+      .updateTable('software_scans')
+      .set({ status: to, error_code: 'ERR_INVENTORY_SCAN_INCOMPLETE', updated_at: now })
+      // The term the partial index is declared with, as a literal: SQLite's planner cannot match a bound value.
+      .where((eb) => (from.length === 1 ? eb('status', '=', sql.lit(from[0]!)) : eb('status', 'in', from.map((status) => sql.lit(status)))))
+      .where('updated_at', '<', quietSince)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   /** The host's completed scan that the task asked for, if one arrived. */
   async completedScanForTask(hostId: string, taskId: string): Promise<SoftwareScan | undefined> {
     const row = await this.#db
