@@ -46,6 +46,7 @@ describe('the appliance HTTPS side and its key material', () => {
     const health = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/healthz');
     assert.equal(health.status, 200);
     assert.equal(health.body.status, 'ok');
+    assert.equal(health.body.instances, undefined, 'SQLite: one instance, no others to hear');
   });
 
   test('an agent JWT verifies against /.well-known/jwks.json with EdDSA and carries sub, iss, aud, iat, exp and jti', async () => {

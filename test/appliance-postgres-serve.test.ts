@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { sql } from 'kysely';
+import { CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
@@ -68,6 +70,33 @@ test('serves on PostgreSQL: an agent enrols, an admin approves it through the ad
     await appliance.dispose();
   }
   assert.ok(!`${appliance.process.stdout}${appliance.process.stderr}`.includes(cluster.password), 'no password in the log');
+});
+
+test('on PostgreSQL /healthz says whether the instance hears the others: a listening connection lost and refused again shows (still 200), and clears once it is made again', { timeout: 120_000 }, async () => {
+  const cluster = await sharedPostgres();
+  const url = await cluster.createDatabase('serve_hearing');
+  const appliance = await TestAppliance.start({ env: { CT_OPS_APPLIANCE_DATABASE: url } });
+  const admin = postgresKysely(cluster.url, { poolSize: 1 });
+  const health = async () => (await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/healthz')).body;
+  try {
+    assert.deepEqual((await health()).instances, { listening: true });
+    // New connections to its database refused, then its listening connection ended: it cannot listen again yet.
+    await sql`ALTER DATABASE serve_hearing ALLOW_CONNECTIONS false`.execute(admin);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'serve_hearing' AND query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(admin);
+    const lost = await waitFor('reported as not listening', async () => {
+      const body = await health();
+      return body.instances?.listening === false && body;
+    }, 20_000);
+    assert.equal(lost.status, 'ok', 'an alert in the body, not a 503: it still serves its agents');
+    assert.ok(Date.parse(lost.instances.not_listening_since) <= Date.now());
+    await sql`ALTER DATABASE serve_hearing ALLOW_CONNECTIONS true`.execute(admin);
+    await waitFor('listening again', async () => (await health()).instances?.listening === true, 40_000);
+    assert.equal((await health()).instances.not_listening_since, undefined);
+  } finally {
+    await sql`ALTER DATABASE serve_hearing ALLOW_CONNECTIONS true`.execute(admin).catch(() => undefined);
+    await admin.destroy();
+    await appliance.dispose();
+  }
 });
 
 test('serve with a PostgreSQL server that does not answer fails the start with ERR_STORAGE_UNAVAILABLE within the connect timeout, without the password', { timeout: 90_000 }, async () => {

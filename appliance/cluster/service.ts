@@ -86,6 +86,8 @@ export class ClusterService {
   #clockOffsetMs = 0;
   /** When the last resync that ran to its end started (ms, this machine's clock): the next looks again from there. */
   #resyncedFrom = Date.now();
+  /** Since when (ms, this machine's clock) the listening connection is lost; undefined while listening. */
+  #notListeningSince: number | undefined;
 
   constructor(deps: ClusterDeps) {
     this.#deps = deps;
@@ -111,11 +113,15 @@ export class ClusterService {
     const listener = new ClusterListener(listenUrl, {
       onPayload: (payload) => this.#heard(payload),
       onListening: (first) => {
+        this.#notListeningSince = undefined;
         if (first) return;
         log.info('listening for other instances again');
         this.#resync();
       },
-      onLost: (error, retryInMs) => log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost'),
+      onLost: (error, retryInMs) => {
+        this.#notListeningSince ??= Date.now();
+        log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost');
+      },
     });
     try {
       await listener.start();
@@ -129,6 +135,17 @@ export class ClusterService {
       setInterval(() => this.#resync(), RECONCILE_MS),
     );
     log.info({ instance_id: this.instanceId, lease_ms: LEASE_MS }, 'serving instance registered');
+  }
+
+  /**
+   * Whether this instance hears the other instances' signals, as /healthz reports it: undefined on
+   * SQLite (there are no others); on PostgreSQL listening, or since when (ms since the epoch) its
+   * listening connection is lost and being made again. Meanwhile what signals would say waits for
+   * the resync (revocations close streams, cancels reach agents up to RECONCILE_MS later).
+   */
+  get hearing(): { readonly listening: true } | { readonly listening: false; readonly sinceMs: number } | undefined {
+    if (this.#deps.listenUrl === undefined) return undefined;
+    return this.#notListeningSince === undefined ? { listening: true } : { listening: false, sinceMs: this.#notListeningSince };
   }
 
   /** Whether no other instance is alive now: then nothing but this one can be receiving a stream. */
