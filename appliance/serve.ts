@@ -130,7 +130,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
     const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster };
-    const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, log }, tls);
+    const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);

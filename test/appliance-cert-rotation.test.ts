@@ -21,6 +21,7 @@ import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { useIngestFixture } from './helpers/ingest-fixture.ts';
 import { waitFor } from './helpers/wait.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 interface CertsStatus {
   phase: string;
@@ -300,7 +301,7 @@ describe('the trust bundle verifier and the rotation phases', () => {
         os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'pending', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 0,
       });
       const agent = AgentTrust.load(agentDir, tls.caCertPem, log);
-      const deps = { dataDir, sans: () => ['localhost'], stores, presence: new PresenceRegistry(() => undefined), log };
+      const deps = { dataDir, sans: () => ['localhost'], stores, presence: new PresenceRegistry(() => undefined), cluster: await singleInstance(stores, log), log };
       // The agent's stream: what the appliance sends it is accepted as the real agent does; it reports what it holds.
       const stream = (certs: CertificateService) => {
         let sent = 0;

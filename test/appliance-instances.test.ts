@@ -80,6 +80,23 @@ describe('two ingest instances on one PostgreSQL', () => {
     assert.notEqual((await b.host(hostId)).status, 'online');
   });
 
+  test('certs status on either instance counts a host streaming to the other as online; a CA rotation is refused while another instance serves', { timeout: 120_000 }, async () => {
+    const { token } = await a.createToken('--auto-approve');
+    const agent = agentOf(b, token);
+    await agent.start().waitForLog('heartbeat acknowledged', {}, 20_000);
+    type Status = { hosts: { online_with_bundle: number; online_without: number } };
+    const onlineAt = (status: Status) => status.hosts.online_with_bundle + status.hosts.online_without;
+    const [throughA, throughB] = [await a.cliJson<Status>('certs', 'status'), await b.cliJson<Status>('certs', 'status')];
+    assert.equal(onlineAt(throughA), onlineAt(throughB), 'the same count through either instance');
+    assert.equal(onlineAt(throughA), 1, 'the host B holds is online through A too (the only host streaming)');
+
+    const refused = await a.cli('certs', 'rotate-ca', 'start');
+    assert.equal(refused.code, 75, refused.stderr);
+    assert.match(refused.stderr, /ERR_CA_ROTATION_INSTANCES/);
+    assert.equal((await b.cliJson<{ phase: string }>('certs', 'status')).phase, 'standby', 'nothing started on either');
+    assert.equal((await a.cliJson<{ phase: string }>('certs', 'status')).phase, 'standby');
+  });
+
   test('two machines using one copied identity, each streaming to another instance, are flagged instead of displacing each other', { timeout: 120_000 }, async () => {
     const { token } = await a.createToken('--auto-approve');
     const first = agentOf(a, token);

@@ -2,8 +2,10 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
 import type { TrustBundle as TrustBundleMessage } from '../../common/proto.ts';
 import { trustBundleDigest, type TrustBundle } from '../../common/trust-bundle.ts';
+import type { ClusterService } from '../cluster/service.ts';
 import { CA_CERT_FILE, CA_NEXT_CERT_FILE } from '../lib/data-dir-files.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
 import type { Stores } from '../store/index.ts';
@@ -41,8 +43,10 @@ export interface CertificateServiceDeps {
   sans: () => readonly string[];
   /** hostTrust: the bundle each active host reported holding. */
   stores: Stores;
-  /** Which hosts stream now, to push a new bundle to. */
+  /** Which hosts stream to this instance now, to push a new bundle to. */
   presence: PresenceRegistry;
+  /** The instances on the database: a rotation runs only on the one alive; online is read across them (in the database server's clock). */
+  cluster: Pick<ClusterService, 'alone' | 'now'>;
   log: Logger;
 }
 
@@ -121,6 +125,10 @@ export class CertificateService {
   /** One step of the CA rotation (pki/ca-rotation.ts nextPhase) asked by `adminName` (logged); throws its refusal. */
   rotateCa(step: CaRotationStep, force: boolean, now: Date, adminName: string): Promise<CertsStatus> {
     return this.#serially(async () => {
+      // The rotation's state lives in this instance's data directory: the others would keep serving the old CA.
+      if (!(await this.#deps.cluster.alone())) {
+        throw new CtOpsError('ERR_CA_ROTATION_INSTANCES', 'other ingest instances serve from this database; stop them, rotate the CA on this instance, then provision them again from it (docs/operations.md, Adding an ingest instance)', { step });
+      }
       const named = (host: { hostId: string; hostname: string }): string => `${host.hostname} (${host.hostId})`;
       const unacknowledged = step === 'switch' ? (await this.#withoutBundle()).map(named) : [];
       const pending = step === 'switch' ? (await this.#deps.stores.hostTrust.pendingHosts()).map(named) : [];
@@ -147,8 +155,11 @@ export class CertificateService {
     const generation = this.#record.bundle?.generation ?? 0;
     const counts = { active: 0, online_with_bundle: 0, online_without: 0, offline_with_bundle: 0, offline_without: 0 };
     const without: CertsStatus['without_bundle'] = [];
-    for (const host of await this.#deps.stores.hostTrust.activeHosts()) {
-      const online = this.#deps.presence.isStreaming(host.hostId);
+    const active = await this.#deps.stores.hostTrust.activeHosts();
+    // Online on any instance: a host streaming to another instance has its bundle pushed there.
+    const streaming = await this.#deps.stores.instances.streamingAmong(active.map((host) => host.hostId), this.#deps.cluster.now());
+    for (const host of active) {
+      const online = streaming.has(host.hostId);
       const held = host.trustDigest === this.#digest;
       counts.active += 1;
       if (online) counts[held ? 'online_with_bundle' : 'online_without'] += 1;
