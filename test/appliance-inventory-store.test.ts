@@ -15,6 +15,7 @@ import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { OrganisationStore } from '../appliance/store/organisations.ts';
 import type { PackageInput } from '../appliance/model/inventory.ts';
 import { addChunk, closeScan, indexNames } from './helpers/inventory-store.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 import { sqliteKysely } from '../appliance/store/dialects.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-inventory-store-'));
@@ -33,10 +34,10 @@ function pkgs(from: number, to: number, extra: Partial<PackageInput> = {}): Pack
   return Array.from({ length: to - from }, (_, i) => ({ name: `p${from + i}`, version: '1', source: 'dpkg', architecture: 'amd64', publisher: '', installDate: null, ...extra }));
 }
 
-function inventoryService(stores: SqliteStores): InventoryService {
+async function inventoryService(stores: SqliteStores): Promise<InventoryService> {
   const log = pino({ level: 'silent' });
   const presence = new PresenceRegistry(() => undefined);
-  return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
+  return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, cluster: await singleInstance(stores, log) }), log });
 }
 
 async function freshStores(name: string): Promise<{ stores: SqliteStores; hostId: string }> {
@@ -164,7 +165,7 @@ test("scans are bound to their host, in order, and refused once completed or whe
     await assert.rejects(addChunk(stores, { scanId: 'scan-mine-001', taskId: '', hostId, chunkIndex: 0, packages: pkgs(0, 2), isLast: true, now: 4 }), refusedWith('scan_completed'));
     assert.equal((await inventory.packages(other)).length, 0);
     // Whether the host may report is the service's question, asked in the chunk's own transaction.
-    const service = inventoryService(stores);
+    const service = await inventoryService(stores);
     const chunk = { scanId: 'scan-pend-001', taskId: '', chunkIndex: 0, packages: pkgs(0, 2), skipped: [], isLast: true };
     await assert.rejects(service.acceptChunk(pending, chunk, { now: 5, opensStream: true }), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_AGENT_NOT_ACTIVE');
     await stores.hosts.markDeleted(other, 6, 'admin');

@@ -12,6 +12,7 @@ import { PresenceRegistry } from '../appliance/presence/registry.ts';
 import { openStores } from '../appliance/store/index.ts';
 import { TaskService } from '../appliance/tasks/service.ts';
 import { waitFor } from './helpers/wait.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 /**
  * `count` active hosts, each streaming to `deliver(hostId, message)`, and an InventoryService over a
@@ -32,7 +33,7 @@ async function streamingHosts(t: { after: (fn: () => void) => void }, count: num
     await stores.hosts.insert({ id, orgId: org.id, publicKey: Buffer.alloc(32, index + 1), hostname: `h${index}`, machineFingerprint: `fp${index}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
     presence.attach({ agentId: id, send: (message) => deliver(id, index, message), close: () => undefined }, 3600);
   }
-  return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, deliveryWaitMs }), log });
+  return new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, cluster: await singleInstance(stores, log), deliveryWaitMs }), log });
 }
 
 test('one sweep queues at most MAX_SCANS_PER_SWEEP scans; the next sweep takes the rest', async (t) => {

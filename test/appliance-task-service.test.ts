@@ -7,6 +7,7 @@ import { after, beforeEach, describe, test } from 'node:test';
 import pino from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import type { HeartbeatResponse } from '../common/proto.ts';
+import type { ClusterService } from '../appliance/cluster/service.ts';
 import { HostService } from '../appliance/hosts/service.ts';
 import { newId } from '../appliance/lib/ids.ts';
 import { PresenceRegistry, type LiveSession } from '../appliance/presence/registry.ts';
@@ -82,6 +83,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
   let presence: PresenceRegistry;
   let tasks: TaskService;
   let stream: RecordingStream;
+  let cluster: ClusterService;
   let orgId: string;
   let hostId: string;
   let counter = 0;
@@ -90,10 +92,11 @@ describe('TaskService: effects after commit, sends in flight', () => {
     presence?.closeAll(new CtOpsError('ERR_INTERNAL', 'test over'));
     stores?.close();
     stores = openStores(join(dir, `service-${counter++}.db`));
-    const presenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: () => undefined });
+    cluster = await singleInstance(stores, log);
+    const presenceService = new PresenceService({ stores, log, cluster, requeueTasks: () => undefined });
     presence = presenceService.registry;
     // Wired as serve.ts wires them: what a finished task does to its host is HostService's.
-    tasks = new TaskService({ stores, presence, log, onFinished: (tx, task) => hosts.taskFinished(tx, task), deliveryWaitMs: DELIVERY_WAIT_MS });
+    tasks = new TaskService({ stores, presence, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task), deliveryWaitMs: DELIVERY_WAIT_MS });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     orgId = (await stores.organisations.ensureDefault(Date.now())).id;
     hostId = newId('hst');
@@ -343,9 +346,9 @@ describe('TaskService: effects after commit, sends in flight', () => {
   });
 
   test("a cancel another instance decided, whose signal never came, is told at the resync that looks from before it; one cancelled earlier is not told again", async () => {
-    // Another instance on the same database: the host does not stream there, and it has no cluster to publish through (the lost signal).
+    // Another instance on the same database: the host does not stream there, and its signal is lost (on SQLite a publish reaches nobody).
     let otherClock = Date.now() - 120_000;
-    const elsewhere = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log, now: () => otherClock });
+    const elsewhere = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log, cluster, now: () => otherClock });
     const earlier = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'admin' });
     const later = await tasks.create(orgId, { type: 'config_reload', hostId, by: 'admin' });
     await waitFor('both tasks sent here', async () => (await stores.tasks.get(later.task.id))?.state === 'sent' && (await stores.tasks.get(earlier.task.id))?.state === 'sent', 5_000, 5);
@@ -379,7 +382,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
   test("the agent's \"failed, cancelled\" for a task cancelled here is a repeat, logged after commit; a late success of a timed-out task is a warning", async () => {
     const lines: Array<{ msg: string; level: number }> = [];
     const recording = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string; level: number }) });
-    const logged = new TaskService({ stores, presence, log: recording, deliveryWaitMs: DELIVERY_WAIT_MS });
+    const logged = new TaskService({ stores, presence, log: recording, cluster, deliveryWaitMs: DELIVERY_WAIT_MS });
     const { task } = await logged.create(orgId, { type: 'config_reload', hostId, by: 'admin' });
     await logged.dispatch(hostId);
     await logged.cancel(orgId, task.id, 'admin');

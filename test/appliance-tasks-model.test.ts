@@ -14,6 +14,7 @@ import {
   applyTaskEvent, expireDue, nextTaskState, TaskService,
   TASK_EVENTS, TASK_OUTPUT_LIMIT_BYTES, TASK_STATES, TASK_TYPE_LIMITS, type NewTaskRequest, type TaskEvent, type TaskState,
 } from '../appliance/tasks/index.ts';
+import { singleInstance } from './helpers/single-instance.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ct-ops-tasks-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -77,7 +78,8 @@ describe('the task store and lifecycle', () => {
     stores?.close();
     stores = openStores(join(dir, `tasks-${counter++}.db`));
     // No agent streams here: created tasks stay queued.
-    tasks = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log: pino({ level: 'silent' }) });
+    const log = pino({ level: 'silent' });
+    tasks = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log, cluster: await singleInstance(stores, log) });
     orgId = (await stores.organisations.ensureDefault(Date.now())).id;
     hostId = await addHost('active');
   });

@@ -99,9 +99,10 @@ async function world(name: string) {
   const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
   const jwt = new AgentJwtAuthority(jwtKey, 3600);
-  const presenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: () => undefined });
+  const cluster = await singleInstance(stores, log);
+  const presenceService = new PresenceService({ stores, log, cluster, requeueTasks: () => undefined });
   const presence = presenceService.registry;
-  const tasks = new TaskService({ stores, presence, log });
+  const tasks = new TaskService({ stores, presence, log, cluster });
   const deps = { stores, jwt, challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log, presence, services: { tasks, presence: presenceService } };
   /** The host workflows' deps: the same parts, with presence as the service that owns it. */
   const hostDeps = { ...deps, presence: presenceService, tasks };

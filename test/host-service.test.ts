@@ -31,8 +31,9 @@ async function world(name: string) {
   const stores = openStores(path);
   const org = await stores.organisations.ensureDefault(Date.now());
   const jwtKey = await ensureJwtSigningKey(dir);
-  const presence: PresenceService = new PresenceService({ stores, log, cluster: await singleInstance(stores, log), requeueTasks: (hostId) => void tasks.disconnected(hostId) });
-  const tasks: TaskService = new TaskService({ stores, presence: presence.registry, log, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
+  const cluster = await singleInstance(stores, log);
+  const presence: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+  const tasks: TaskService = new TaskService({ stores, presence: presence.registry, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
   const hosts: HostService = new HostService({ stores, presence, tasks, log });
   const enrolment = new EnrolmentService({ stores, jwt: new AgentJwtAuthority(jwtKey, 3600), challenges: new RegisterChallenges(jwtKey.privateKey), orgId: org.id, pendingPollSecs: 30, log });
   const now = Date.now();

@@ -30,9 +30,8 @@ export interface TaskServiceDeps {
   /**
    * The other instances on the database (cluster/service.ts): told of a task queued or cancelled for
    * a host whose stream another instance holds; the expiry pass runs on one instance at a time.
-   * Absent, this is the only instance.
    */
-  readonly cluster?: Pick<ClusterService, 'publish' | 'exclusively'>;
+  readonly cluster: Pick<ClusterService, 'publish' | 'exclusively'>;
   /** How long a write to an agent's stream is waited for (ms) before it counts as not accepted; DELIVERY_WAIT_MS unless a test says. */
   readonly deliveryWaitMs?: number;
 }
@@ -197,7 +196,7 @@ export class TaskService {
       if (cancelled.sentAt !== null) {
         tx.afterCommit(() => void this.#tellAgentToStop(cancelled));
         // Also told when its stream is here: that stream may be a stale one, the agent on another instance.
-        tx.afterCommit(() => void this.#deps.cluster?.publish({ kind: 'task-cancelled', hostId: cancelled.hostId, taskId }));
+        tx.afterCommit(() => void this.#deps.cluster.publish({ kind: 'task-cancelled', hostId: cancelled.hostId, taskId }));
       }
       return cancelled;
     });
@@ -334,7 +333,7 @@ export class TaskService {
     const expire = async (): Promise<void> => {
       swept = await expireDue(stores, this.#now());
     };
-    await (cluster ? cluster.exclusively(SWEEP_LOCKS.taskExpiry, expire) : expire());
+    await cluster.exclusively(SWEEP_LOCKS.taskExpiry, expire);
     if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
     await this.dispatchWaiting();
     return swept;
@@ -463,7 +462,7 @@ export class TaskService {
   /** The host's queue changed: sent here when its stream is here, else the instance holding it is told (tasks-queued). */
   async #handOut(hostId: string): Promise<void> {
     if (this.#deps.presence.isStreaming(hostId)) await this.dispatch(hostId);
-    else await this.#deps.cluster?.publish({ kind: 'tasks-queued', hostId });
+    else await this.#deps.cluster.publish({ kind: 'tasks-queued', hostId });
   }
 
   /** Tells the agent to stop a task it may hold. Not sent when the host is offline: the next stream is told (connected). Never rejects. */

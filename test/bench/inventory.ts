@@ -30,6 +30,7 @@ import { TaskService } from '../../appliance/tasks/service.ts';
 import { openPostgresStores, openStores, type Stores } from '../../appliance/store/index.ts';
 import { sql } from 'kysely';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.ts';
+import { onlyInstance } from '../helpers/single-instance.ts';
 import type { PackageInput } from '../../appliance/model/inventory.ts';
 import type { SoftwarePackage__Output } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
 import { describeMachine } from './lib/machine.ts';
@@ -83,7 +84,8 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: 'silent' });
   const presence = new PresenceRegistry(() => undefined);
-  const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log }), log });
+  // Never started: the bench streams nothing, so its tasks publish to nobody.
+  const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, cluster: onlyInstance(stores, log) }), log });
   try {
     const org = await stores.organisations.ensureDefault(Date.now());
     const hostIds: string[] = [];
