@@ -36,10 +36,13 @@ export function clusterHandlers(services: () => ClusterServices): ClusterHandler
           return;
       }
     },
-    lostStreams: async (hostIds) => {
-      const { presence, inventory } = services();
-      await presence.lostWithInstance(hostIds);
-      await inventory.abandonOpenScans(Date.now(), hostIds);
+    lostStreams: async (now) => {
+      const { presence, tasks, inventory } = services();
+      // What the hosts' going offline implies for tasks and scans, in the same transaction as the rows' removal.
+      await presence.lostWithInstance(now, async (tx, hostIds) => {
+        await tasks.requeueLostIn(tx, hostIds);
+        await inventory.abandonScansOfLostIn(tx, Date.now(), hostIds);
+      });
     },
     resync: async (missedSince) => {
       const { presence, tasks } = services();

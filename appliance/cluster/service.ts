@@ -50,8 +50,12 @@ export const SWEEP_LOCKS = {
 export interface ClusterHandlers {
   /** A signal another instance published, for a host that may stream here. */
   signal(signal: ClusterSignal): void;
-  /** The hosts whose instance died, their stream rows removed: they are offline now. */
-  lostStreams(hostIds: readonly string[]): Promise<void>;
+  /**
+   * The lost-stream pass (on one instance at a time): the stream rows of instances whose lease ran
+   * out before `now` (the database server's clock) are removed and their hosts taken offline, in one
+   * transaction.
+   */
+  lostStreams(now: number): Promise<void>;
   /**
    * Signals may have been missed (the listening connection was lost, or this instance's lease ran
    * out): look up again what they would have said. `missedSince` (ms, this machine's clock): the
@@ -234,16 +238,10 @@ export class ClusterService {
   }
 
   async #sweepLostStreams(): Promise<void> {
-    const { stores, log, handlers } = this.#deps;
     try {
-      await this.exclusively(SWEEP_LOCKS.lostStreams, async () => {
-        const lost = await stores.instances.lostStreams(this.now());
-        if (lost.length === 0) return;
-        log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
-        await handlers.lostStreams(lost);
-      });
+      await this.exclusively(SWEEP_LOCKS.lostStreams, () => this.#deps.handlers.lostStreams(this.now()));
     } catch (error) {
-      log.error(failureFields(error), 'lost-stream pass failed');
+      this.#deps.log.error(failureFields(error), 'lost-stream pass failed');
     }
   }
 }

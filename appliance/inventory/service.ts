@@ -5,7 +5,8 @@ import { credentialRefusal } from '../hosts/identity.ts';
 import { describeHost, mayReceiveWork, mayStream } from '../hosts/status.ts';
 import type { ChunkResult, HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
-import type { Host, Stores } from '../store/index.ts';
+import type { Host, Stores, TableStores, TransactionScope } from '../store/index.ts';
+import { HOSTS_PER_STATEMENT, slices } from '../store/runs.ts';
 import type { TaskService } from '../tasks/service.ts';
 import type { ValidChunk } from './chunk.ts';
 import type { ScanClosingEvent } from './scan-states.ts';
@@ -14,8 +15,6 @@ import { searchPackage, type PackageSearch } from './search.ts';
 import { inventorySettings, removedRetentionDays, updateInventorySettings, type InventorySettings, type InventorySettingsPatch } from './settings.ts';
 import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
 
-/** The most hosts one abandonOpenScans statement names. */
-const ABANDON_BATCH = 500;
 /**
  * How long a scan may receive no chunk before it is taken for abandoned (ms). An agent sends its
  * chunks back to back (500 packages each, the next once the last was stored): ten minutes is far
@@ -103,14 +102,18 @@ export class InventoryService {
     return closed;
   }
 
-  /** Marks scans still receiving abandoned: at start-up (cut off by the last stop), or those of `hostIds`, whose instance died. Returns how many. */
-  async abandonOpenScans(now: number, hostIds?: readonly string[]): Promise<number> {
-    let abandoned = 0;
-    if (hostIds === undefined) abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now);
-    // In slices: one statement binds one parameter per host, and bound parameters are limited.
-    else for (let start = 0; start < hostIds.length; start += ABANDON_BATCH) abandoned += await this.#deps.stores.softwareInventory.abandonOpenScans(now, hostIds.slice(start, start + ABANDON_BATCH));
-    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, hostIds ? 'inventory scans of hosts whose instance died marked abandoned' : 'inventory scans cut off by the last stop marked abandoned');
+  /** Marks every scan still receiving abandoned at start-up: the last stop cut them off. Returns how many. */
+  async abandonOpenScans(now: number): Promise<number> {
+    const abandoned = await this.#deps.stores.softwareInventory.abandonOpenScans(now);
+    if (abandoned > 0) this.#deps.log.warn({ scans: abandoned }, 'inventory scans cut off by the last stop marked abandoned');
     return abandoned;
+  }
+
+  /** Marks abandoned, in the caller's transaction `tx`, the open scans of `hostIds`, whose instance died (PresenceService.lostWithInstance). */
+  async abandonScansOfLostIn(tx: TransactionScope<TableStores>, now: number, hostIds: readonly string[]): Promise<void> {
+    let abandoned = 0;
+    for (const slice of slices(hostIds, HOSTS_PER_STATEMENT)) abandoned += await tx.softwareInventory.abandonOpenScans(now, slice);
+    if (abandoned > 0) tx.afterCommit(() => this.#deps.log.warn({ scans: abandoned }, 'inventory scans of hosts whose instance died marked abandoned'));
   }
 
   /**

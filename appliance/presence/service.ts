@@ -4,7 +4,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import { failureFields } from '../health/storage-health.ts';
 import { mayStream } from '../hosts/status.ts';
-import type { Stores } from '../store/index.ts';
+import type { Stores, TableStores, TransactionScope } from '../store/index.ts';
 import { PresenceRegistry, type Claimant, type LiveSession, type OfflineReason } from './registry.ts';
 
 /** The most hosts one reconcile reads per query. */
@@ -141,12 +141,27 @@ export class PresenceService {
   }
 
   /**
-   * The instance that held these hosts' streams died (ClusterService's lost-stream pass removed
-   * their rows): each goes offline as if its stream had ended, its unacknowledged tasks queued again.
+   * The lost-stream pass (ClusterService, one instance at a time): in one transaction, the stream
+   * rows of instances whose lease ran out before `now` (the database server's clock) are removed
+   * (each to one pass: DELETE … RETURNING), their hosts' last_disconnected_at recorded, and
+   * `alsoOffline` runs for those hosts in the same transaction (their sent tasks queued again, their
+   * open scans abandoned: cluster/handlers.ts) — so a pass cut off leaves the rows for the next one
+   * instead of hosts nobody took offline. A host that reconnected here meanwhile is online and left
+   * alone. Rejects with ERR_STORAGE_* (nothing removed) when the storage fails.
    */
-  async lostWithInstance(hostIds: readonly string[]): Promise<void> {
-    // One that reconnected here meanwhile is online: its new session must not be ended by a requeue.
-    for (const hostId of hostIds) if (!this.registry.isStreaming(hostId)) await this.#offline(hostId, 'instance-lost');
+  async lostWithInstance(now: number, alsoOffline: (tx: TransactionScope<TableStores>, hostIds: readonly string[]) => Promise<void>): Promise<void> {
+    const { stores, log } = this.#deps;
+    await stores.transact(async (tx) => {
+      const lost = await tx.instances.lostStreams(now);
+      if (lost.length === 0) return;
+      const offline = lost.filter((hostId) => !this.registry.isStreaming(hostId));
+      await tx.hosts.recordDisconnects(offline, Date.now());
+      await alsoOffline(tx, offline);
+      tx.afterCommit(() => {
+        log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
+        for (const hostId of offline) log.info({ host_id: hostId, reason: 'instance-lost' }, 'host offline');
+      });
+    });
   }
 
   /**
@@ -241,7 +256,7 @@ export class PresenceService {
    * The offline bookkeeping. A storage failure is logged, never thrown: the host is offline whatever
    * the database says, and the next stream's connected() queues its tasks again.
    */
-  async #offline(hostId: string, reason: OfflineReason | 'instance-lost'): Promise<void> {
+  async #offline(hostId: string, reason: OfflineReason): Promise<void> {
     const { stores, log, requeueTasks } = this.#deps;
     log.info({ host_id: hostId, reason }, 'host offline');
     try {

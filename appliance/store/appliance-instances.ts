@@ -3,6 +3,7 @@ import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
 import { compiledOnce } from './compiled-query.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
+import { HOSTS_PER_STATEMENT, slices } from './runs.ts';
 
 /**
  * The PostgreSQL channel every instance LISTENs on for the others' signals (cluster/signals.ts).
@@ -10,9 +11,6 @@ import { atomically, type Executor } from './unit-of-work.ts';
  * the payload.
  */
 export const CLUSTER_CHANNEL = 'ct_ops_cluster';
-
-/** The most host ids one statement names (bound parameters are limited: SQLite 32,766, PostgreSQL 65,535); streamingAmong reads every live stream past it. */
-const MAX_LISTED_HOSTS = 500;
 
 /** A stream this instance holds in memory, as reclaimStreams records it. */
 export interface HeldStream {
@@ -52,13 +50,6 @@ const claimStreamRow = compiledOnce((db, row: ReturnType<typeof streamRow>) => {
     .values({ host_id: row.host_id, ...held })
     .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held));
 });
-
-/** `items` in slices of at most MAX_LISTED_HOSTS. */
-function chunked<T>(items: readonly T[]): T[][] {
-  const chunks: T[][] = [];
-  for (let start = 0; start < items.length; start += MAX_LISTED_HOSTS) chunks.push(items.slice(start, start + MAX_LISTED_HOSTS));
-  return chunks;
-}
 
 /**
  * Owns appliance_instances (each serving instance's lease) and host_streams (which instance holds
@@ -162,7 +153,7 @@ export class ApplianceInstanceStore {
    */
   async reclaimStreams(streams: readonly HeldStream[], instanceId: string, now: number): Promise<string[]> {
     const heldElsewhere: string[] = [];
-    for (const chunk of chunked(streams)) {
+    for (const chunk of slices(streams, HOSTS_PER_STATEMENT)) {
       await this.#db
         .insertInto('host_streams')
         .values(chunk.map((stream) => streamRow(stream, instanceId, now)))
@@ -207,10 +198,10 @@ export class ApplianceInstanceStore {
       .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
       .select('host_streams.host_id')
       .where('appliance_instances.lease_expires_at', '>', now);
-    // A long list reads every live stream instead.
-    if (hostIds.length <= MAX_LISTED_HOSTS) query = query.where('host_streams.host_id', 'in', hostIds);
+    // A list longer than one statement names reads every live stream instead.
+    if (hostIds.length <= HOSTS_PER_STATEMENT) query = query.where('host_streams.host_id', 'in', hostIds);
     const streaming = new Set((await query.execute()).map((row) => row.host_id));
-    return hostIds.length <= MAX_LISTED_HOSTS ? streaming : new Set(hostIds.filter((hostId) => streaming.has(hostId)));
+    return hostIds.length <= HOSTS_PER_STATEMENT ? streaming : new Set(hostIds.filter((hostId) => streaming.has(hostId)));
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, Registr
 import type { HostsTable } from './schema.ts';
 import type { DialectName } from './dialects.ts';
 import { compiledOnce, compiledOncePerLength } from './compiled-query.ts';
-import { powerOfTwoRuns } from './runs.ts';
+import { HOSTS_PER_STATEMENT, powerOfTwoRuns, slices } from './runs.ts';
 import { serialiseOn, type Executor } from './unit-of-work.ts';
 
 export type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, IdentityState, NewHost, RegistrationUpdate } from '../model/host.ts';
@@ -161,7 +161,12 @@ export class HostStore {
   }
 
   async recordDisconnect(id: string, at: number): Promise<void> {
-    await this.#db.updateTable('hosts').set({ last_disconnected_at: at }).where('id', '=', id).execute();
+    await this.recordDisconnects([id], at);
+  }
+
+  /** recordDisconnect for every host of `ids`, HOSTS_PER_STATEMENT per statement. */
+  async recordDisconnects(ids: readonly string[], at: number): Promise<void> {
+    for (const slice of slices(ids, HOSTS_PER_STATEMENT)) await this.#db.updateTable('hosts').set({ last_disconnected_at: at }).where('id', 'in', slice).execute();
   }
 
   /** Soft-deletes a host (retiring its key); false when it was already deleted. */

@@ -33,6 +33,8 @@ export interface TableStores {
   readonly hostEvents: HostEventStore;
   readonly hostClaimants: HostClaimantStore;
   readonly hostTrust: HostTrustStore;
+  /** Leases and which instance holds each host's stream (in a transaction: the lost-stream pass). */
+  readonly instances: ApplianceInstanceStore;
 }
 
 /**
@@ -44,7 +46,10 @@ const CLUSTER_POOL_SIZE = 5;
 /** Every store over one database (a SQLite file or a PostgreSQL pool), the only one this process opens. */
 export interface Stores extends TableStores {
   readonly dialect: DialectName;
-  /** The serving instances' leases, which instance holds each host's stream, advisory locks and NOTIFY: outside transactions only. */
+  /**
+   * The serving instances' leases, which instance holds each host's stream, advisory locks and
+   * NOTIFY, through a pool of its own on PostgreSQL (a lease is renewed while the main pool is busy).
+   */
   readonly instances: ApplianceInstanceStore;
   /** The database's Kysely. */
   readonly kysely: Executor;
@@ -162,6 +167,7 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
     hostEvents: guard(new HostEventStore(executor)),
     hostClaimants: guard(new HostClaimantStore(executor, dialect)),
     hostTrust: guard(new HostTrustStore(executor)),
+    instances: guard(new ApplianceInstanceStore(executor, dialect)),
   };
 }
 

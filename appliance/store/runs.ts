@@ -15,3 +15,13 @@ export function powerOfTwoRuns<T>(items: readonly T[], max: number): T[][] {
   }
   return runs;
 }
+
+/** The most host ids one statement binds: far inside the bound-parameter limits (SQLite's 32,766; PostgreSQL's 65,535). */
+export const HOSTS_PER_STATEMENT = 500;
+
+/** `items` in order, in slices of at most `size` (the last may be shorter): one statement each. */
+export function slices<T>(items: readonly T[], size: number): T[][] {
+  const result: T[][] = [];
+  for (let start = 0; start < items.length; start += size) result.push(items.slice(start, start + size));
+  return result;
+}

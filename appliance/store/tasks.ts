@@ -5,6 +5,7 @@ import type { TaskType } from '../tasks/types.ts';
 import { compiledOnce } from './compiled-query.ts';
 import type { Schema, TasksTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
+import { HOSTS_PER_STATEMENT, slices } from './runs.ts';
 
 type TaskRow = Selectable<TasksTable>;
 type TaskUpdate = UpdateObject<Schema, 'tasks'>;
@@ -217,6 +218,25 @@ export class TaskStore {
     // count(*) and max(BIGINT) may arrive as strings from pg.
     for (const row of rows) failures.set(row.host_id, { count: Number(row.count), lastAt: Number(row.last_at) });
     return failures;
+  }
+
+  /**
+   * The stream_lost event for every sent task of the hosts `hostIds` (those whose instance died),
+   * HOSTS_PER_STATEMENT per statement; the ids moved.
+   */
+  async requeueSentOfHosts(hostIds: readonly string[]): Promise<string[]> {
+    const moved: string[] = [];
+    for (const slice of slices(hostIds, HOSTS_PER_STATEMENT)) {
+      const rows = await this.#db
+        .updateTable('tasks')
+        .set({ state: TRANSITIONS.stream_lost.to, ...STAMPS.stream_lost(0, {}) })
+        .where('host_id', 'in', slice)
+        .where(stateIn(TRANSITIONS.stream_lost.from))
+        .returning('id')
+        .execute();
+      moved.push(...rows.map((row) => row.id));
+    }
+    return moved;
   }
 
   /** The stream_lost event for every sent task of a host; their ids. */

@@ -261,6 +261,16 @@ export class TaskService {
   }
 
   /**
+   * The instance holding these hosts' streams died (PresenceService.lostWithInstance): their sent
+   * but unacknowledged tasks go back to the queue in the caller's transaction `tx`, for their next
+   * stream wherever it opens. None of them streams here, so no session or dispatch here is touched.
+   */
+  async requeueLostIn(tx: TransactionScope<TableStores>, hostIds: readonly string[]): Promise<void> {
+    const requeued = await tx.tasks.requeueSentOfHosts(hostIds);
+    if (requeued.length > 0) tx.afterCommit(() => this.#deps.log.info({ task_ids: requeued.slice(0, 100), count: requeued.length }, 'tasks queued again: the instance holding their hosts died'));
+  }
+
+  /**
    * The host went offline: its session ends, and its sent but unacknowledged tasks wait in the queue
    * for the next stream. A storage failure is logged: they stay sent, and the next stream's
    * connected() queues them again.
