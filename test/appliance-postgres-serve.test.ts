@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
-import { CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
+import { LISTENER_APPLICATION_NAME } from '../appliance/store/cluster-listener.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
@@ -82,7 +82,7 @@ test('on PostgreSQL /healthz says whether the instance hears the others: a liste
     assert.deepEqual((await health()).instances, { listening: true });
     // New connections to its database refused, then its listening connection ended: it cannot listen again yet.
     await sql`ALTER DATABASE serve_hearing ALLOW_CONNECTIONS false`.execute(admin);
-    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'serve_hearing' AND query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(admin);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'serve_hearing' AND application_name = ${LISTENER_APPLICATION_NAME}`.execute(admin);
     const lost = await waitFor('reported as not listening', async () => {
       const body = await health();
       return body.instances?.listening === false && body;

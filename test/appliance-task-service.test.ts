@@ -349,6 +349,8 @@ describe('TaskService: effects after commit, sends in flight', () => {
     // Another instance on the same database: the host does not stream there, and its signal is lost (on SQLite a publish reaches nobody).
     let otherClock = Date.now() - 120_000;
     const elsewhere = new TaskService({ stores, presence: new PresenceRegistry(() => undefined), log, cluster, now: () => otherClock });
+    // The host's stream row names this instance, as the heartbeat handler's claim writes it before the first ack.
+    await stores.instances.claimStream(hostId, cluster.instanceId, 'stream-here', undefined, Date.now());
     const earlier = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'admin' });
     const later = await tasks.create(orgId, { type: 'config_reload', hostId, by: 'admin' });
     await waitFor('both tasks sent here', async () => (await stores.tasks.get(later.task.id))?.state === 'sent' && (await stores.tasks.get(earlier.task.id))?.state === 'sent', 5_000, 5);

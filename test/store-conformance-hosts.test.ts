@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { HostClaimantStore, MAX_CLAIMANTS_PER_HOST } from '../appliance/store/host-claimants.ts';
 import { HOST_EVENTS_KEPT, HostEventStore } from '../appliance/store/host-events.ts';
 import { HostTrustStore } from '../appliance/store/host-trust.ts';
 import { HostVitalsStore } from '../appliance/store/host-vitals.ts';
 import { HostStore, type NewHost } from '../appliance/store/hosts.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
-import { conformance, type OpenBackend } from './helpers/store-backends.ts';
+import { conformance, interleaved, type OpenBackend } from './helpers/store-backends.ts';
 
 after(async () => (await sharedPostgres()).stop());
 
@@ -187,25 +186,6 @@ conformance('host store: every conditional write of a workflow changes nothing o
     [before.approval, before.publicKey, before.identityState, before.identitySuccessorsAllowed, before.replaces],
   );
 });
-
-/**
- * Runs `first` in a transaction up to `hold` (its read done), starts `second` in another, then lets
- * the first finish and commit: under PostgreSQL's READ COMMITTED the second's read runs while the
- * first's write is not yet committed, unless a lock makes it wait (store/unit-of-work.ts serialiseOn).
- */
-async function interleaved<T>(backend: OpenBackend, first: (tx: OpenBackend['kysely'], hold: () => Promise<void>) => Promise<void>, second: (tx: OpenBackend['kysely']) => Promise<T>): Promise<T> {
-  let held!: () => void;
-  const reachedHold = new Promise<void>((resolve) => (held = resolve));
-  const firstDone = backend.kysely.transaction().execute((tx) => first(tx, async () => {
-    held();
-    // Long enough for the second transaction to reach its read (on SQLite it waits for the connection).
-    await sleep(300);
-  }));
-  await reachedHold;
-  const secondDone = backend.kysely.transaction().execute(second);
-  await firstDone;
-  return secondDone;
-}
 
 conformance('host store: two registrations from one machine decide one after the other; racing streams keep no more claimants than the cap', async (backend) => {
   const hosts = await withOrganisation(backend);

@@ -7,7 +7,7 @@ import type { Schema } from '../appliance/store/schema.ts';
 import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { CtOpsError } from '../common/errors.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
-import { backends, conformance } from './helpers/store-backends.ts';
+import { backends, conformance, interleaved } from './helpers/store-backends.ts';
 
 /** The backend a Kysely speaks to, as the store is told it in serve (store/index.ts). */
 const dialectOf = (kysely: Kysely<Schema>): DialectName => (kysely.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite');
@@ -186,6 +186,26 @@ conformance('inventory store: a scan that received nothing since the mark is aba
   const resumed = await addChunk(kysely, { scanId: 'scan-quiet', hostId: 'hst_q1', chunkIndex: 1, packages: [pkg('vim')], isLast: true, now: AT + 2_000 });
   assert.deepEqual([resumed.scan.status, resumed.scan.errorCode, resumed.scan.chunks], ['completed', null, 2]);
   assert.deepEqual((await store.packages('hst_q1')).map((row) => row.name), ['less', 'vim'], 'nothing lost while it was abandoned');
+});
+
+conformance('inventory store: a scan abandoned by a pass while its last chunk is stored ends completed, never abandoned with packages marked removed', async (backend) => {
+  const { kysely } = backend;
+  await insertHost(kysely, 'hst_race');
+  await addChunk(kysely, { scanId: 'scan-old', hostId: 'hst_race', chunkIndex: 0, packages: [pkg('gone')], isLast: true, now: AT });
+  await addChunk(kysely, { scanId: 'scan-race', hostId: 'hst_race', chunkIndex: 0, packages: [pkg('less')], isLast: false, now: AT + 10 });
+  // The pass abandons the scan and holds its transaction open while the last chunk arrives.
+  const last = await interleaved(
+    backend,
+    async (tx, hold) => {
+      assert.equal(await new SoftwareInventoryStore(tx, dialectOf(tx)).abandonQuietScans(AT + 20, AT + 15), 1);
+      await hold();
+    },
+    (tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).addChunk({ scanId: 'scan-race', hostId: 'hst_race', taskId: '', chunkIndex: 1, packages: [pkg('vim')], isLast: true, now: AT + 30 }),
+  );
+  assert.equal(last.scan.status, 'completed', 'the chunk waited for the pass, found the scan abandoned and resumed it');
+  const store = new SoftwareInventoryStore(kysely, dialectOf(kysely));
+  assert.equal((await store.getScan('scan-race'))?.status, 'completed');
+  assert.deepEqual((await store.packages('hst_race')).map((row) => `${row.name}:${row.isRemoved}`), ['gone:true', 'less:false', 'vim:false']);
 });
 
 conformance('inventory store: completing a scan purges removed rows past the retention age and beyond the per-host cap, oldest removal first', async (backend) => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
+import { ApplianceInstanceStore } from '../appliance/store/appliance-instances.ts';
 import { TaskStore } from '../appliance/store/tasks.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { conformance } from './helpers/store-backends.ts';
@@ -62,6 +63,13 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   const running = await tasks.applyEvent('tsk_e', 'started', AT + 52);
   assert.deepEqual([running?.sentAt, running?.deadlineAt], [AT + 51, AT + 51 + 60_000], 'a later report keeps them');
   assert.deepEqual(await tasks.hostsWithQueued(), []);
-  assert.deepEqual((await tasks.cancelledSince('hst_c', AT + 41, 10)).map((task) => task.id), ['tsk_d']);
-  assert.deepEqual(await tasks.cancelledSince('hst_c', AT + 42, 10), []);
+  assert.deepEqual((await tasks.cancelledSince({ hostId: 'hst_c' }, AT + 41, 10)).map((task) => task.id), ['tsk_d']);
+  assert.deepEqual(await tasks.cancelledSince({ hostId: 'hst_c' }, AT + 42, 10), []);
+  // Through the stream rows: the cancels of the hosts an instance holds, none of another's.
+  const instances = new ApplianceInstanceStore(kysely, backend.name);
+  await instances.renewLease('ins_here', AT, 15_000);
+  assert.deepEqual(await tasks.cancelledSince({ streamingTo: 'ins_here' }, AT + 41, 10), [], 'no stream of hst_c here yet');
+  await instances.claimStream('hst_c', 'ins_here', 'stream-1', undefined, AT);
+  assert.deepEqual((await tasks.cancelledSince({ streamingTo: 'ins_here' }, AT + 41, 10)).map((task) => task.id), ['tsk_d']);
+  assert.deepEqual(await tasks.cancelledSince({ streamingTo: 'ins_elsewhere' }, AT + 41, 10), []);
 });

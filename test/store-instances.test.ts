@@ -3,10 +3,10 @@ import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
 import pino from 'pino';
-import { ClusterService } from '../appliance/cluster/service.ts';
+import { ClusterService, RESYNC_OVERLAP_MS } from '../appliance/cluster/service.ts';
 import { encodeSignal, parseSignal } from '../appliance/cluster/signals.ts';
-import { ApplianceInstanceStore, CLUSTER_CHANNEL } from '../appliance/store/appliance-instances.ts';
-import { ClusterListener } from '../appliance/store/cluster-listener.ts';
+import { ApplianceInstanceStore } from '../appliance/store/appliance-instances.ts';
+import { ClusterListener, LISTENER_APPLICATION_NAME } from '../appliance/store/cluster-listener.ts';
 import { postgresKysely } from '../appliance/store/dialects.ts';
 import { openPostgresStores } from '../appliance/store/index.ts';
 import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
@@ -143,7 +143,7 @@ test('signals: NOTIFY reaches a listener on another connection after commit, nev
     await waitFor('the signal heard', () => heard.includes(queued));
     assert.ok(!heard.some((payload) => payload.includes('hst_rolled_back')), 'a rolled-back NOTIFY is never delivered');
 
-    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(kysely);
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'instances_listen' AND application_name = ${LISTENER_APPLICATION_NAME}`.execute(kysely);
     await waitFor('listening again', () => relistened === 1, 20_000);
     const closed = encodeSignal(B, { kind: 'host-closed', hostId: 'hst_2', code: 'ERR_AGENT_NOT_ACTIVE', message: 'this host was revoked' });
     await store.notify(closed);
@@ -154,25 +154,33 @@ test('signals: NOTIFY reaches a listener on another connection after commit, nev
   }
 });
 
-test('an instance whose listening connection was lost resyncs, looking again from before its previous resync: the signals it may have missed', { timeout: 60_000 }, async () => {
+test('an instance whose listening connection was lost resyncs at once, looking again from before the loss; the next loss is looked up from its own time', { timeout: 60_000 }, async () => {
   const url = await (await sharedPostgres()).createDatabase('instances_resync');
   const stores = await openPostgresStores(url, { log: pino({ level: 'silent' }), poolSize: 2 });
   const resyncs: Array<number | undefined> = [];
-  const startedAt = Date.now();
   const cluster = new ClusterService({
     stores,
     log: pino({ level: 'silent' }),
     listenUrl: url,
     handlers: { signal: () => undefined, lostStreams: async () => undefined, resync: async (missedSince) => void resyncs.push(missedSince) },
   });
+  const killListener = async (): Promise<number> => {
+    const at = Date.now();
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'instances_resync' AND application_name = ${LISTENER_APPLICATION_NAME}`.execute(stores.kysely);
+    return at;
+  };
   try {
     await cluster.start();
-    const killedAt = Date.now();
-    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = ${`LISTEN ${CLUSTER_CHANNEL}`}`.execute(stores.kysely);
+    const firstLoss = await killListener();
     await waitFor('a resync once listening again', () => resyncs.length === 1, 20_000);
-    const [missedSince] = resyncs;
-    assert.equal(typeof missedSince, 'number', 'on PostgreSQL a resync says from when signals may have been missed');
-    assert.ok(missedSince! <= startedAt && missedSince! < killedAt, 'from before the connection was lost, and before the instance started (no earlier resync)');
+    const [first] = resyncs;
+    assert.equal(typeof first, 'number', 'a loss is looked up again');
+    assert.ok(first! >= firstLoss - RESYNC_OVERLAP_MS && first! <= Date.now() - RESYNC_OVERLAP_MS, 'from the overlap before the loss');
+
+    await waitFor('the first resync ran to its end', () => cluster.hearing?.listening === true);
+    const secondLoss = await killListener();
+    await waitFor('a second resync', () => resyncs.length === 2, 20_000);
+    assert.ok(resyncs[1]! >= secondLoss - RESYNC_OVERLAP_MS, 'the first resync cleared what it looked up: the window starts at the second loss');
   } finally {
     await cluster.stop();
     await stores.close();

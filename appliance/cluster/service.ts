@@ -24,12 +24,15 @@ export const LEASE_RENEW_MS = 5_000;
 const LOST_STREAM_SWEEP_MS = 5_000;
 /** How often an instance reconciles its streams with host_streams and the hosts' states (PresenceService.reconcile). */
 const RECONCILE_MS = 30_000;
+/** How far this machine's clock may be off the database server's before it is logged (ms, once per crossing). */
+const CLOCK_WARNING_MS = 60_000;
 /**
- * How far before the previous resync's start a resync looks again (ms): covers a signal published
- * while that resync read, and clocks of the instances that differ (a cancel carries the cancelling
- * instance's time). Looking twice costs a repeated tell, which an agent ignores.
+ * How far before the moment signals may have started to be missed a resync looks again (ms): a
+ * cancel carries the cancelling instance's time, so this covers instances' clocks up to five minutes
+ * apart (and a NOTIFY sent just before the loss). Looking twice costs a repeated tell, which an agent
+ * ignores; it happens only after a loss.
  */
-const RESYNC_OVERLAP_MS = RECONCILE_MS;
+export const RESYNC_OVERLAP_MS = 5 * 60_000;
 /**
  * How long the listening connection may take to answer a query before it counts as lost: a
  * connection gone silent (no FIN, no RST) is found within LEASE_RENEW_MS + this, not at TCP's hours.
@@ -58,9 +61,10 @@ export interface ClusterHandlers {
   lostStreams(now: number): Promise<void>;
   /**
    * Signals may have been missed (the listening connection was lost, or this instance's lease ran
-   * out): look up again what they would have said. `missedSince` (ms, this machine's clock): the
-   * earliest time a signal not yet looked up again may have been published; undefined when no other
-   * instance can publish any (SQLite).
+   * out; also every RECONCILE_MS): look up again what they would have said. `missedSince` (ms, this
+   * machine's clock): the earliest time a signal not yet looked up again may have been published
+   * (RESYNC_OVERLAP_MS before the loss); undefined when none was missed since the last resync (SQLite
+   * always: no other instance publishes).
    */
   resync(missedSince: number | undefined): Promise<void>;
 }
@@ -88,8 +92,12 @@ export class ClusterService {
   #listener: ClusterListener | undefined;
   /** The database server's clock minus this machine's, in ms, measured at each renewal: leases are kept in the server's clock. */
   #clockOffsetMs = 0;
-  /** When the last resync that ran to its end started (ms, this machine's clock): the next looks again from there. */
-  #resyncedFrom = Date.now();
+  /**
+   * Since when (ms, this machine's clock) signals may have been missed and not yet looked up again:
+   * set when the listening connection is lost or the lease was found run out, cleared by the first
+   * resync that runs to its end while listening.
+   */
+  #missedSince: number | undefined;
   /** Since when (ms, this machine's clock) the listening connection is lost; undefined while listening. */
   #notListeningSince: number | undefined;
 
@@ -124,6 +132,7 @@ export class ClusterService {
       },
       onLost: (error, retryInMs) => {
         this.#notListeningSince ??= Date.now();
+        this.#missedSince ??= this.#notListeningSince;
         log.warn({ err: error, retry_in_ms: retryInMs }, 'the connection listening for other instances was lost');
       },
     });
@@ -214,6 +223,8 @@ export class ClusterService {
       await this.#measureClock();
       if ((await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS)) === 'regained') {
         log.warn({ instance_id: this.instanceId }, 'this instance had been taken for dead (its lease ran out); its streams are claimed again');
+        // Frozen or cut off for a lease at least: what it may not have heard goes back that far.
+        this.#missedSince ??= Date.now() - LEASE_MS;
         this.#resync();
       }
     } catch (error) {
@@ -224,15 +235,20 @@ export class ClusterService {
   async #measureClock(): Promise<void> {
     const before = Date.now();
     const server = await this.#deps.stores.instances.databaseTime();
-    this.#clockOffsetMs = server - Math.round((before + Date.now()) / 2);
+    const offset = server - Math.round((before + Date.now()) / 2);
+    // Leases do not care, but scans' and cancels' times are each instance's own (the quiet-scan pass, the resync's window).
+    const drifted = Math.abs(offset) > CLOCK_WARNING_MS;
+    if (drifted && Math.abs(this.#clockOffsetMs) <= CLOCK_WARNING_MS) this.#deps.log.warn({ offset_ms: offset }, "this machine's clock is more than a minute off the database server's; keep the instances' clocks in step (NTP)");
+    this.#clockOffsetMs = offset;
   }
 
   #resync(): void {
-    const startedAt = Date.now();
-    // A resync that fails leaves its window to the next one.
-    const missedSince = this.#deps.listenUrl === undefined ? undefined : this.#resyncedFrom - RESYNC_OVERLAP_MS;
-    this.#deps.handlers.resync(missedSince).then(
-      () => void (this.#resyncedFrom = Math.max(this.#resyncedFrom, startedAt)),
+    const missedSince = this.#missedSince;
+    this.#deps.handlers.resync(missedSince === undefined ? undefined : missedSince - RESYNC_OVERLAP_MS).then(
+      () => {
+        // Looked up while listening: nothing before now is missed any more. A failed resync, or one while not listening, leaves it to the next.
+        if (this.#missedSince === missedSince && this.#notListeningSince === undefined) this.#missedSince = undefined;
+      },
       (error: unknown) => this.#deps.log.error(failureFields(error), 'resync with the other instances failed'),
     );
   }

@@ -141,27 +141,31 @@ export class PresenceService {
   }
 
   /**
-   * The lost-stream pass (ClusterService, one instance at a time): in one transaction, the stream
-   * rows of instances whose lease ran out before `now` (the database server's clock) are removed
-   * (each to one pass: DELETE … RETURNING), their hosts' last_disconnected_at recorded, and
-   * `alsoOffline` runs for those hosts in the same transaction (their sent tasks queued again, their
-   * open scans abandoned: cluster/handlers.ts) — so a pass cut off leaves the rows for the next one
-   * instead of hosts nobody took offline. A host that reconnected here meanwhile is online and left
-   * alone. Rejects with ERR_STORAGE_* (nothing removed) when the storage fails.
+   * The lost-stream pass (ClusterService, one instance at a time) for the stream rows of instances
+   * whose lease ran out before `now` (the database server's clock). First, in one transaction that
+   * reads those rows without locking them, their hosts' bookkeeping: last_disconnected_at recorded and
+   * `alsoOffline` run for them (their sent tasks queued again, their open scans abandoned:
+   * cluster/handlers.ts). Then the rows are removed in a short transaction of their own (DELETE …
+   * RETURNING). So the dead instance's agents, reconnecting elsewhere, never wait for the bookkeeping
+   * to claim their rows (it may wait for locks the dead instance still holds), and a pass cut off
+   * between the two leaves the rows: the next pass does the bookkeeping again, which repeats no
+   * effect but a later disconnect time. A host that reconnected here meanwhile is online and left
+   * alone. Rejects with ERR_STORAGE_* when the storage fails.
    */
   async lostWithInstance(now: number, alsoOffline: (tx: TransactionScope<TableStores>, hostIds: readonly string[]) => Promise<void>): Promise<void> {
     const { stores, log } = this.#deps;
-    await stores.transact(async (tx) => {
-      const lost = await tx.instances.lostStreams(now);
-      if (lost.length === 0) return;
-      const offline = lost.filter((hostId) => !this.registry.isStreaming(hostId));
-      await tx.hosts.recordDisconnects(offline, Date.now());
-      await alsoOffline(tx, offline);
-      tx.afterCommit(() => {
-        log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
-        for (const hostId of offline) log.info({ host_id: hostId, reason: 'instance-lost' }, 'host offline');
-      });
+    const offline = await stores.transact(async (tx) => {
+      const hostIds = (await tx.instances.lostHosts(now)).filter((hostId) => !this.registry.isStreaming(hostId));
+      if (hostIds.length === 0) return hostIds;
+      await tx.hosts.recordDisconnects(hostIds, Date.now());
+      await alsoOffline(tx, hostIds);
+      return hostIds;
     });
+    const lost = await stores.instances.lostStreams(now);
+    if (lost.length === 0) return;
+    log.warn({ hosts: lost.length }, 'streams of an instance that stopped renewing its lease are lost; their hosts are offline');
+    const removed = new Set(lost);
+    for (const hostId of offline) if (removed.has(hostId)) log.info({ host_id: hostId, reason: 'instance-lost' }, 'host offline');
   }
 
   /**

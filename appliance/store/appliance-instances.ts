@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
+import type { Schema } from './schema.ts';
 import { compiledOnce } from './compiled-query.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
 import { HOSTS_PER_STATEMENT, slices } from './runs.ts';
@@ -50,6 +51,10 @@ const claimStreamRow = compiledOnce((db, row: ReturnType<typeof streamRow>) => {
     .values({ host_id: row.host_id, ...held })
     .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held));
 });
+
+/** A host_streams row whose instance's lease expired by `now`, or whose instance left no row. */
+const heldByNoLiveInstance = (now: number) => (eb: ExpressionBuilder<Schema, 'host_streams'>) =>
+  eb.not(eb.exists(eb.selectFrom('appliance_instances').select('id').whereRef('appliance_instances.id', '=', 'host_streams.instance_id').where('lease_expires_at', '>', now)));
 
 /**
  * Owns appliance_instances (each serving instance's lease) and host_streams (which instance holds
@@ -204,6 +209,12 @@ export class ApplianceInstanceStore {
     return hostIds.length <= HOSTS_PER_STATEMENT ? streaming : new Set(hostIds.filter((hostId) => streaming.has(hostId)));
   }
 
+  /** The hosts whose stream row names an instance whose lease expired by `now` (or that left no row): what the lost-stream pass will remove. Reads only, locks nothing. */
+  async lostHosts(now: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('host_streams').select('host_id').where(heldByNoLiveInstance(now)).execute();
+    return rows.map((row) => row.host_id);
+  }
+
   /**
    * The lost-stream pass: deletes the stream rows of instances whose lease expired by `now` (or
    * that left no row), and those instances' rows; returns the hosts whose stream was lost, each
@@ -211,13 +222,7 @@ export class ApplianceInstanceStore {
    */
   lostStreams(now: number): Promise<string[]> {
     return atomically(this.#db, async (db) => {
-      const lost = await db
-        .deleteFrom('host_streams')
-        .where((eb) =>
-          eb.not(eb.exists(eb.selectFrom('appliance_instances').select('id').whereRef('appliance_instances.id', '=', 'host_streams.instance_id').where('lease_expires_at', '>', now))),
-        )
-        .returning('host_id')
-        .execute();
+      const lost = await db.deleteFrom('host_streams').where(heldByNoLiveInstance(now)).returning('host_id').execute();
       await db.deleteFrom('appliance_instances').where('lease_expires_at', '<=', now).execute();
       return lost.map((row) => row.host_id);
     });

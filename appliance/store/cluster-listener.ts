@@ -23,6 +23,9 @@ export interface ClusterListenerEvents {
  * connection is handed to other queries and LISTEN is per session), made again with backoff
  * whenever it is lost. `url` as for postgresKysely; never logged (its password).
  */
+/** The listening connection's application_name: what pg_stat_activity shows for it (its last query is the periodic `SELECT 1`). */
+export const LISTENER_APPLICATION_NAME = 'ct-ops cluster listener';
+
 export class ClusterListener {
   readonly #url: string;
   readonly #events: ClusterListenerEvents;
@@ -52,7 +55,7 @@ export class ClusterListener {
 
   async #connect(): Promise<void> {
     // TCP keep-alive from 10 s of idleness; `check` finds a connection gone silent sooner.
-    const client = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    const client = new pg.Client({ connectionString: this.#url, application_name: LISTENER_APPLICATION_NAME, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     const lost = (error: Error): void => this.#lost(client, error);
     client.on('error', lost);
     client.on('end', () => lost(new Error('the listening connection ended')));

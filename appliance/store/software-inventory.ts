@@ -87,7 +87,7 @@ export class SoftwareInventoryStore {
   /**
    * Marks abandoned (scan-states.ts went_quiet, ERR_INVENTORY_SCAN_INCOMPLETE) the scans still
    * receiving whose last chunk arrived before `quietSince` (ms); returns how many. Reads the partial
-   * index software_scans_receiving (migration 018), so a pass costs the open scans, not the history.
+   * index software_scans_receiving (migration 017), so a pass costs the open scans, not the history.
    */
   async abandonQuietScans(now: number, quietSince: number): Promise<number> {
     const { to, from } = SCAN_TRANSITIONS.went_quiet;
@@ -293,6 +293,17 @@ export class SoftwareInventoryStore {
     return this.#db.selectFrom('software_scans').selectAll().where('id', '=', scanId).executeTakeFirst();
   }
 
+  /**
+   * The scan a chunk is for, its row locked until the chunk's transaction ends on PostgreSQL (FOR
+   * UPDATE): a pass abandoning it meanwhile (went_quiet, a dead instance's) waits and then finds it
+   * moved on, or went first and the chunk resumes it — never a chunk completing a scan abandoned under
+   * it. SQLite runs one transaction at a time.
+   */
+  #scanRowForChunk(scanId: string): Promise<ScanRow | undefined> {
+    const query = this.#db.selectFrom('software_scans').selectAll().where('id', '=', scanId);
+    return (this.#dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+  }
+
   /** One move of scan-states.ts: a conditional UPDATE; true when the scan was in a status the event applies to. */
   async #move(seq: number, event: ScanEvent, now: number, fields: Updateable<SoftwareScansTable> = {}): Promise<boolean> {
     const { to, from } = SCAN_TRANSITIONS[event];
@@ -306,7 +317,7 @@ export class SoftwareInventoryStore {
 
   async #addChunkInTransaction(input: ChunkInput): Promise<ChunkResult> {
     const { scanId, hostId, chunkIndex, now } = input;
-    let scan = await this.#scanRow(scanId);
+    let scan = await this.#scanRowForChunk(scanId);
     if (scan && scan.host_id !== hostId) {
       throw new CtOpsError('ERR_INVENTORY_SCAN_CONFLICT', 'the scan belongs to another host', { reason: 'scan_conflict', scan_id: scanId });
     }
@@ -498,8 +509,10 @@ export class SoftwareInventoryStore {
       .where('is_removed', '=', 0)
       .where('last_seen_scan', '<>', seq)
       .executeTakeFirst();
-    // Chunk 0 or a resume set the scan receiving earlier in this transaction, which still holds its row.
-    await this.#move(seq, 'last_chunk_stored', now, { removed: Number(marked.numUpdatedRows), completed_at: now });
+    // Chunk 0 or a resume set the scan receiving earlier in this transaction, which holds its row (#scanRowForChunk).
+    if (!(await this.#move(seq, 'last_chunk_stored', now, { removed: Number(marked.numUpdatedRows), completed_at: now }))) {
+      throw new CtOpsError('ERR_INTERNAL', 'the scan left receiving while its last chunk was stored; nothing of the chunk is kept', { scan_id: scanId });
+    }
     if (input.removedRetentionMs !== undefined) {
       await this.#db.deleteFrom('software_packages').where('host_id', '=', hostId).where('is_removed', '=', 1).where('removed_at', '<', now - input.removedRetentionMs).execute();
     }

@@ -125,29 +125,17 @@ export class TaskStore {
   }
 
   /**
-   * The host's tasks cancelled at or after `since` (ms), at most `limit`, newest first: the agent may
-   * still hold them (TaskService.connected tells it again to stop). Reads tasks_host_state.
+   * The tasks cancelled at or after `since` (ms), at most `limit`, newest first, of one host
+   * (`hostId`: its agent may still hold them, TaskService.connected) or of the hosts whose stream an
+   * instance holds (`streamingTo`: those a lost task-cancelled signal may not have reached,
+   * TaskService.retellCancelledSince, read through host_streams). Reads tasks_host_state.
    */
-  async cancelledSince(hostId: string, since: number, limit: number): Promise<Task[]> {
-    const rows = await this.#db
-      .selectFrom('tasks')
-      .selectAll()
-      .where('host_id', '=', hostId)
-      .where(stateIn(['cancelled']))
-      .where('finished_at', '>=', since)
-      .orderBy('finished_at', 'desc')
-      .limit(limit)
-      .execute();
-    return rows.map(toTask);
-  }
-
-  /**
-   * The tasks of any host cancelled at or after `since` (ms), at most `limit`, newest first: those a
-   * lost task-cancelled signal may not have reached (TaskService.retellCancelledSince). Reads the
-   * partial index tasks_cancelled_finished.
-   */
-  async cancelledSinceOnAnyHost(since: number, limit: number): Promise<Task[]> {
-    const rows = await this.#db.selectFrom('tasks').selectAll().where(stateIn(['cancelled'])).where('finished_at', '>=', since).orderBy('finished_at', 'desc').limit(limit).execute();
+  async cancelledSince(of: { readonly hostId: string } | { readonly streamingTo: string }, since: number, limit: number): Promise<Task[]> {
+    const query = this.#db.selectFrom('tasks').selectAll('tasks').where(stateIn(['cancelled'])).where('tasks.finished_at', '>=', since);
+    const scoped = 'hostId' in of
+      ? query.where('tasks.host_id', '=', of.hostId)
+      : query.innerJoin('host_streams', 'host_streams.host_id', 'tasks.host_id').where('host_streams.instance_id', '=', of.streamingTo);
+    const rows = await scoped.orderBy('tasks.finished_at', 'desc').limit(limit).execute();
     return rows.map(toTask);
   }
 

@@ -31,7 +31,7 @@ export interface TaskServiceDeps {
    * The other instances on the database (cluster/service.ts): told of a task queued or cancelled for
    * a host whose stream another instance holds; the expiry pass runs on one instance at a time.
    */
-  readonly cluster: Pick<ClusterService, 'publish' | 'exclusively'>;
+  readonly cluster: Pick<ClusterService, 'instanceId' | 'publish' | 'exclusively'>;
   /** How long a write to an agent's stream is waited for (ms) before it counts as not accepted; DELIVERY_WAIT_MS unless a test says. */
   readonly deliveryWaitMs?: number;
 }
@@ -251,7 +251,7 @@ export class TaskService {
     const session = this.#beginSession(hostId);
     try {
       await this.#requeue(hostId);
-      const cancelled = await this.#deps.stores.tasks.cancelledSince(hostId, this.#now() - CANCEL_RETELL_MS, MAX_CANCELS_RETOLD);
+      const cancelled = await this.#deps.stores.tasks.cancelledSince({ hostId }, this.#now() - CANCEL_RETELL_MS, MAX_CANCELS_RETOLD);
       for (const task of cancelled) void this.#tellAgentToStop(task);
     } catch (error) {
       this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'queued tasks not sent');
@@ -464,8 +464,8 @@ export class TaskService {
    * (agent/tasks/runner.ts cancel). Rejects with ERR_STORAGE_* when the storage fails.
    */
   async retellCancelledSince(since: number): Promise<void> {
-    const { stores, presence } = this.#deps;
-    const cancelled = await stores.tasks.cancelledSinceOnAnyHost(since, MAX_CANCELS_RETOLD_AT_RESYNC);
+    const { stores, presence, cluster } = this.#deps;
+    const cancelled = await stores.tasks.cancelledSince({ streamingTo: cluster.instanceId }, since, MAX_CANCELS_RETOLD_AT_RESYNC);
     for (const task of cancelled) if (presence.isStreaming(task.hostId)) void this.#tellAgentToStop(task);
   }
 

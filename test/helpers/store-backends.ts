@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import { migrate, openDatabase } from '../../appliance/store/database.ts';
@@ -121,4 +122,23 @@ export function conformance(title: string, behaviour: (backend: OpenBackend) => 
       }
     });
   }
+}
+
+/**
+ * Runs `first` in a transaction up to `hold` (its read done), starts `second` in another, then lets
+ * the first finish and commit: under PostgreSQL's READ COMMITTED the second's read runs while the
+ * first's write is not yet committed, unless a lock makes it wait (store/unit-of-work.ts serialiseOn).
+ */
+export async function interleaved<T>(backend: OpenBackend, first: (tx: OpenBackend['kysely'], hold: () => Promise<void>) => Promise<void>, second: (tx: OpenBackend['kysely']) => Promise<T>): Promise<T> {
+  let held!: () => void;
+  const reachedHold = new Promise<void>((resolve) => (held = resolve));
+  const firstDone = backend.kysely.transaction().execute((tx) => first(tx, async () => {
+    held();
+    // Long enough for the second transaction to reach its read (on SQLite it waits for the connection).
+    await sleep(300);
+  }));
+  await reachedHold;
+  const secondDone = backend.kysely.transaction().execute(second);
+  await firstDone;
+  return secondDone;
 }

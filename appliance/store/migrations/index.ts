@@ -14,8 +14,7 @@ import { migration013HostTrustDigest } from './013-host-trust-digest.ts';
 import { migration014ApplianceInstances } from './014-appliance-instances.ts';
 import { migration015NameIndexPending } from './015-name-index-pending.ts';
 import { migration016NameIndexRanges } from './016-name-index-ranges.ts';
-import { migration017CancelledTasksIndex } from './017-cancelled-tasks-index.ts';
-import { migration018ReceivingScansIndex } from './018-receiving-scans-index.ts';
+import { migration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -42,6 +41,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration014ApplianceInstances,
   migration015NameIndexPending,
   migration016NameIndexRanges,
-  migration017CancelledTasksIndex,
-  migration018ReceivingScansIndex,
+  migration017ReceivingScansIndex,
 ];

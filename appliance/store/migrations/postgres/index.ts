@@ -15,8 +15,7 @@ import { postgresMigration013HostTrustDigest } from './013-host-trust-digest.ts'
 import { postgresMigration014ApplianceInstances } from './014-appliance-instances.ts';
 import { postgresMigration015NameIndexPending } from './015-name-index-pending.ts';
 import { postgresMigration016NameIndexRanges } from './016-name-index-ranges.ts';
-import { postgresMigration017CancelledTasksIndex } from './017-cancelled-tasks-index.ts';
-import { postgresMigration018ReceivingScansIndex } from './018-receiving-scans-index.ts';
+import { postgresMigration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -40,6 +39,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration014ApplianceInstances,
   postgresMigration015NameIndexPending,
   postgresMigration016NameIndexRanges,
-  postgresMigration017CancelledTasksIndex,
-  postgresMigration018ReceivingScansIndex,
+  postgresMigration017ReceivingScansIndex,
 ];

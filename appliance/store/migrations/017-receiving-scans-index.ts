@@ -5,8 +5,8 @@ import type { Migration } from './index.ts';
  * went quiet (InventoryService.abandonQuietScans, every minute) reads only the open scans, not the
  * history every host keeps (up to 100 scans each). A partial index on the literal the store writes.
  */
-export const migration018ReceivingScansIndex: Migration = {
-  version: 18,
+export const migration017ReceivingScansIndex: Migration = {
+  version: 17,
   description: 'software_scans_receiving: the open scans by their last chunk, for abandoning those that went quiet',
   sql: `
 CREATE INDEX software_scans_receiving ON software_scans(updated_at) WHERE status = 'receiving';
