@@ -138,7 +138,8 @@ describe('cloned, restarted, reimaged and renamed hosts (real appliance, real co
     assert.match(ambiguous.stderr, /ERR_INVALID_ARGUMENT/);
 
     await appliance.cliJson('hosts', 'resolve', hostId, '--keep', instanceOf(second));
-    await first.process!.waitForLog('the appliance retired this identity (another machine kept it); enrolling as a new host', {}, 40_000);
+    // Told at its next call: refused while flagged, it may be waiting out the back-off's last step (60 s).
+    await first.process!.waitForLog('the appliance retired this identity (another machine kept it); enrolling as a new host', {}, 75_000);
     const response = await first.process!.waitForLog('registration response', { status: 'pending' }, 20_000);
     const successor = await show(response.agent_id as string);
     assert.equal(successor.status, 'pending');
