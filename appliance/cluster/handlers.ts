@@ -38,7 +38,7 @@ export function clusterHandlers(services: () => ClusterServices): ClusterHandler
     },
     lostStreams: async (now) => {
       const { presence, tasks, inventory } = services();
-      // What the hosts' going offline implies for tasks and scans, in the same transaction as the rows' removal.
+      // What the hosts' going offline implies for tasks and scans, in the transaction that records their disconnect.
       await presence.lostWithInstance(now, async (tx, hostIds) => {
         await tasks.requeueLostIn(tx, hostIds);
         await inventory.abandonScansOfLostIn(tx, Date.now(), hostIds);

@@ -55,8 +55,8 @@ export interface ClusterHandlers {
   signal(signal: ClusterSignal): void;
   /**
    * The lost-stream pass (on one instance at a time): the stream rows of instances whose lease ran
-   * out before `now` (the database server's clock) are removed and their hosts taken offline, in one
-   * transaction.
+   * out before `now` (the database server's clock) are removed and their hosts taken offline
+   * (PresenceService.lostWithInstance: the bookkeeping in one transaction, then the rows).
    */
   lostStreams(now: number): Promise<void>;
   /**

@@ -20,7 +20,7 @@ import { MAX_SCANS_PER_SWEEP, nextScanDueAt } from './sweeper.ts';
  * chunks back to back (500 packages each, the next once the last was stored): ten minutes is far
  * beyond a chunk's time on the slowest link, and a stream still open resumes its scan anyway.
  */
-export const SCAN_QUIET_MS = 10 * 60_000;
+const SCAN_QUIET_MS = 10 * 60_000;
 /** How often the scans that went quiet are looked for (ms): a cheap read of the open scans alone (migration 017). */
 export const QUIET_SCAN_PASS_MS = 60_000;
 /** Hosts the software sweeper judges per step: three statements each, each naming at most this many. */
