@@ -12,6 +12,7 @@ import { settingsCommand } from './cli/settings-command.ts';
 import { softwareCommand } from './cli/software-command.ts';
 import { tasksCommand } from './cli/tasks-command.ts';
 import { tokensCommand } from './cli/tokens-command.ts';
+import { releasesCommand } from './cli/releases-command.ts';
 
 const program = new Command('ct-ops-appliance')
   .description('CT-Ops air-gapped fleet-enrolment appliance')
@@ -19,6 +20,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(serveCommand())
   .addCommand(hostsCommand())
   .addCommand(tokensCommand())
+  .addCommand(releasesCommand())
   .addCommand(tasksCommand())
   .addCommand(softwareCommand())
   .addCommand(settingsCommand())

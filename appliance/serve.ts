@@ -13,6 +13,7 @@ import { startGrpcServer } from './grpc/server.ts';
 import { stoppingError } from './heartbeat/stopping.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
 import { BundleService } from './bundles/service.ts';
+import { ReleaseService } from './releases/service.ts';
 import { startHttpServer } from './http/server.ts';
 import { settleInterruptedRotation } from './pki/ca-rotation.ts';
 import { CertificateService } from './pki/certificate-service.ts';
@@ -110,6 +111,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const tasks: TaskService = new TaskService({ stores, presence, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
+    const releases = new ReleaseService({ stores, dataDir: config.dataDir, log });
     const inventory: InventoryService = new InventoryService({ stores, presence, tasks, log });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
@@ -129,7 +131,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
-    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster };
+    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs };
 

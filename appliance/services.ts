@@ -4,6 +4,7 @@ import type { EnrolmentService } from './enrolment/service.ts';
 import type { HostService } from './hosts/service.ts';
 import type { InventoryService } from './inventory/service.ts';
 import type { PresenceService } from './presence/service.ts';
+import type { ReleaseService } from './releases/service.ts';
 import type { TaskService } from './tasks/service.ts';
 
 /**
@@ -18,4 +19,5 @@ export interface Services {
   readonly bundles: BundleService;
   readonly inventory: InventoryService;
   readonly cluster: ClusterService;
+  readonly releases: ReleaseService;
 }

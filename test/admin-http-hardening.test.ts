@@ -98,6 +98,12 @@ describe('the admin API over HTTPS of a real appliance', () => {
     await refused('GET', '/api/v1/hosts/hst_%00', undefined, 'params.id', 'a route parameter');
     // The stack does not grow with nesting: 10,000 levels are walked.
     await refused('POST', '/api/v1/auth/login', `${'['.repeat(10_000)}"\\u0000"${']'.repeat(10_000)}`, 'body' + '.0'.repeat(10_000), 'deep nesting');
+    // A body a route reads as a stream (a release archive) is bytes, not data to walk: its NUL bytes
+    // are the archive's business, and walking the stream's object graph (it has cycles) exhausted the heap.
+    const archive = { authorization, 'content-type': 'application/x-tar' };
+    assertCatalogueError(await call('POST', '/api/v1/releases', { headers: archive, body: Buffer.from('\u0000 not a tar') }), 'ERR_RELEASE_INVALID', 'a streamed body with a NUL byte');
+    const elsewhere = await call('POST', '/api/v1/tokens', { headers: archive, body: Buffer.alloc(64) });
+    assertCatalogueError(elsewhere, 'ERR_INVALID_ARGUMENT', 'an archive sent to a JSON route');
     assert.ok(ingest.appliance.process.running);
   });
 

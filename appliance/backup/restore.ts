@@ -1,8 +1,7 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { Parser as TarParser, type ReadEntry } from 'tar';
 import { sha256File } from '../../bundler/lib/sha256sums.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { syncDirectory } from '../../common/sync-directory.ts';
@@ -12,6 +11,7 @@ import { readIfExists } from '../pki/files.ts';
 import { type CaRotationPhase, readCaRotation } from '../pki/rotation-file.ts';
 import { assertDatabaseNotInUse, checkDatabaseCopy } from '../store/database-copy.ts';
 import { lockDataDir } from '../lib/data-dir-lock.ts';
+import { unpackPlainFiles } from '../lib/tar-files.ts';
 import { backupReadError, decryptWithPassphrase } from './age.ts';
 import { removeOnSignal, workDirectoryBeside, workDirectoryIn } from './work-directory.ts';
 import { AGE_MAGIC, CONFIG_PREFIX, DATA_PREFIX, GZIP_MAGIC, isMemberName, MANIFEST_MEMBER, parseManifest, type BackupManifest } from './manifest.ts';
@@ -173,75 +173,31 @@ const MANIFEST_MAX_BYTES = 1024 * 1024;
 async function unpack(archive: Readable, work: string): Promise<BackupManifest> {
   await mkdir(join(work, DATA_PREFIX), { mode: 0o700 });
   await mkdir(join(work, CONFIG_PREFIX), { mode: 0o700 });
-  const parser = new TarParser({ strict: true });
-  const outputs = new Set<WriteStream>();
-  const writes: Array<Promise<void>> = [];
   const seen = new Set<string>();
   let manifest: BackupManifest | undefined;
   let listed = new Map<string, number>();
-  let refusal: Error | undefined;
-  // The first refusal wins; destroying the source stops reading early (it may have ended already).
-  const stop = (error: Error): void => {
-    refusal ??= error;
-    archive.destroy(refusal);
-  };
-  const refuse = (entry: ReadEntry, why: string): void => {
-    entry.resume();
-    stop(new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${entry.path} (${entry.type}): ${why}`, { entry: entry.path }));
-  };
-  parser.on('entry', (entry: ReadEntry) => {
-    const name = entry.path;
-    if (manifest === undefined && seen.size === 0) {
-      if (name !== MANIFEST_MEMBER || entry.type !== 'File' || (entry.size ?? 0) > MANIFEST_MAX_BYTES) return refuse(entry, `the first entry must be ${MANIFEST_MEMBER} of at most ${MANIFEST_MAX_BYTES} bytes`);
+  await unpackPlainFiles(archive, work, {
+    admit: (entry) => {
+      const name = entry.path;
+      if (seen.size === 0) {
+        if (name !== MANIFEST_MEMBER || entry.type !== 'File' || (entry.size ?? 0) > MANIFEST_MAX_BYTES) return { refuse: `the first entry must be ${MANIFEST_MEMBER} of at most ${MANIFEST_MAX_BYTES} bytes` };
+        seen.add(name);
+        return {
+          collect: (content) => {
+            manifest = parseManifest(content.toString('utf8'));
+            listed = new Map(manifest.members.map((member) => [member.name, member.size]));
+          },
+        };
+      }
+      if (manifest === undefined) return { refuse: `it comes before ${MANIFEST_MEMBER} was read` };
+      if (entry.type !== 'File' || seen.has(name) || !isMemberName(name)) return { refuse: 'not a plain member file, or a repeated one' };
+      if (listed.get(name) !== entry.size) return { refuse: `the manifest ${listed.has(name) ? `lists ${listed.get(name)} bytes, the header says ${entry.size}` : 'does not list it'}` };
       seen.add(name);
-      const chunks: Buffer[] = [];
-      entry.on('data', (chunk: Buffer) => chunks.push(chunk));
-      entry.on('end', () => {
-        try {
-          manifest = parseManifest(Buffer.concat(chunks).toString('utf8'));
-          listed = new Map(manifest.members.map((member) => [member.name, member.size]));
-        } catch (error) {
-          stop(error as Error);
-        }
-      });
-      return;
-    }
-    if (manifest === undefined || refusal !== undefined) return refuse(entry, `it comes before ${MANIFEST_MEMBER} was read`);
-    if (entry.type !== 'File' || seen.has(name) || !isMemberName(name)) return refuse(entry, 'not a plain member file, or a repeated one');
-    if (listed.get(name) !== entry.size) return refuse(entry, `the manifest ${listed.has(name) ? `lists ${listed.get(name)} bytes, the header says ${entry.size}` : 'does not list it'}`);
-    seen.add(name);
-    const output = createWriteStream(join(work, name), { flags: 'wx', mode: 0o600, flush: true });
-    outputs.add(output);
-    writes.push(
-      new Promise<void>((resolveWrite, reject) => {
-        output.on('error', reject);
-        output.on('close', () => {
-          outputs.delete(output);
-          resolveWrite();
-        });
-        entry.pipe(output);
-      }),
-    );
+      return { write: name };
+    },
+    refusal: (entry, why) => new CtOpsError('ERR_BACKUP_DAMAGED', `the backup holds an entry no backup has: ${entry.path} (${entry.type}): ${why}`, { entry: entry.path }),
+    readError: backupReadError,
   });
-  try {
-    await new Promise<void>((resolveParse, reject) => {
-      archive.on('error', reject);
-      parser.on('error', reject);
-      parser.on('end', () => resolveParse());
-      archive.pipe(parser);
-    });
-  } catch (error) {
-    archive.destroy();
-    for (const output of outputs) output.destroy();
-    await Promise.allSettled(writes);
-    throw backupReadError(refusal ?? error);
-  }
-  if (refusal !== undefined) {
-    await Promise.allSettled(writes);
-    throw backupReadError(refusal);
-  }
-  const failed = (await Promise.allSettled(writes)).find((result) => result.status === 'rejected');
-  if (failed !== undefined) throw new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked backup in ${work}`, { path: work }, { cause: failed.reason });
   if (manifest === undefined) throw new CtOpsError('ERR_BACKUP_DAMAGED', `the backup has no ${MANIFEST_MEMBER}`, {});
   return manifest;
 }

@@ -2,6 +2,7 @@ import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { catalogueCodeOf, CtOpsError } from '../../common/errors.ts';
 import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { readTrustedCaPems } from '../lib/trusted-cas.ts';
@@ -32,7 +33,17 @@ export class AdminClient {
 
   /** A JSON call; rejects with the catalogue code the API answered (ERR_INTERNAL when it names none). */
   async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    const { status, bytes } = await this.#send(method, path, 'application/json', body);
+    const { status, bytes } = await this.#send(method, path, 'application/json', body === undefined ? undefined : { json: body });
+    if (status >= 400) throwApiError(status, bytes);
+    return parseJsonAnswer(status, bytes) as T;
+  }
+
+  /**
+   * A POST of `body` streamed as `contentType` (a release archive), answered with JSON as `call`
+   * answers; `body` is read as the request is written, never whole into memory.
+   */
+  async upload<T>(path: string, contentType: string, body: Readable): Promise<T> {
+    const { status, bytes } = await this.#send('POST', path, 'application/json', { contentType, stream: body });
     if (status >= 400) throwApiError(status, bytes);
     return parseJsonAnswer(status, bytes) as T;
   }
@@ -44,13 +55,14 @@ export class AdminClient {
     return bytes;
   }
 
-  #send(method: string, path: string, accept: string, body?: unknown): Promise<{ status: number; bytes: Buffer }> {
+  #send(method: string, path: string, accept: string, body?: { json: unknown } | { contentType: string; stream: Readable }): Promise<{ status: number; bytes: Buffer }> {
+    const streamed = body !== undefined && 'stream' in body ? body : undefined;
     const url = new URL(path, this.#baseUrl);
     // A path the server sent (a bundle's download link) must not carry the admin credential elsewhere.
     if (url.origin !== this.#baseUrl.origin) {
       return Promise.reject(new CtOpsError('ERR_INTERNAL', `the admin API named a link outside ${this.#baseUrl.origin}; not following it`));
     }
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const payload = body !== undefined && 'json' in body ? Buffer.from(JSON.stringify(body.json)) : undefined;
     return new Promise((resolve, reject) => {
       const req = request(
         url,
@@ -62,6 +74,7 @@ export class AdminClient {
             authorization: `Bearer ${this.#credential}`,
             accept,
             ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+            ...(streamed ? { 'content-type': streamed.contentType } : {}),
           },
           timeout: this.#timeoutMs,
         },
@@ -74,7 +87,10 @@ export class AdminClient {
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (cause) => reject(new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `cannot reach the admin API at ${this.#baseUrl.origin}: ${cause.message}`, {}, { cause })));
-      req.end(payload);
+      if (!streamed) return void req.end(payload);
+      // The answer may come before the whole body was sent (a refusal at the first bad header): it is still read.
+      streamed.stream.on('error', (cause) => req.destroy(cause));
+      streamed.stream.pipe(req);
     });
   }
 }

@@ -3,7 +3,9 @@ import { CtOpsError } from '../../common/errors.ts';
 /**
  * The first place in `value` (a parsed JSON body, a query or route parameters) where a string or an
  * object key holds U+0000, as a dotted path under `root` (`body.tags.site`), or undefined. Iterative:
- * a deeply nested body (1 MiB of `[`) walks without growing the stack.
+ * a deeply nested body (1 MiB of `[`) walks without growing the stack. Only what JSON.parse makes is
+ * walked (arrays, plain objects): a body a route reads as a stream (a release archive) is not data
+ * to look into, and walking its object graph would never end (it has cycles).
  */
 export function nulCharacterAt(value: unknown, root: string): string | undefined {
   const pending: Array<[unknown, string]> = [[value, root]];
@@ -11,7 +13,7 @@ export function nulCharacterAt(value: unknown, root: string): string | undefined
     const [item, path] = pending.pop()!;
     if (typeof item === 'string') {
       if (item.includes('\u0000')) return path;
-    } else if (typeof item === 'object' && item !== null) {
+    } else if (isJsonContainer(item)) {
       for (const [key, child] of Object.entries(item)) {
         if (key.includes('\u0000')) return path;
         pending.push([child, `${path}.${key}`]);
@@ -19,6 +21,12 @@ export function nulCharacterAt(value: unknown, root: string): string | undefined
     }
   }
   return undefined;
+}
+
+function isJsonContainer(value: unknown): value is object {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return Array.isArray(value) || prototype === Object.prototype || prototype === null;
 }
 
 /**

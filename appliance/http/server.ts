@@ -11,6 +11,7 @@ import { adminHostIdentityRoutes } from './admin-host-identity.ts';
 import { adminInventoryRoutes } from './admin-inventory.ts';
 import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
+import { adminReleaseRoutes } from './admin-releases.ts';
 import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
@@ -60,6 +61,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminHostIdentityRoutes(admin, ctx);
     await adminTokenRoutes(admin, ctx);
     await adminBundleRoutes(admin, ctx);
+    await adminReleaseRoutes(admin, ctx);
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);

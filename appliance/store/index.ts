@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
+import { AgentReleaseStore } from './agent-releases.ts';
 import { ApplianceInstanceStore } from './appliance-instances.ts';
 import { openDatabase, type Db } from './database.ts';
 import { isPoolSaturated, storageFailure } from './storage-failure.ts';
@@ -33,6 +34,8 @@ export interface TableStores {
   readonly hostEvents: HostEventStore;
   readonly hostClaimants: HostClaimantStore;
   readonly hostTrust: HostTrustStore;
+  /** The imported agent releases. */
+  readonly releases: AgentReleaseStore;
   /** Leases and which instance holds each host's stream (in a transaction: the lost-stream pass). */
   readonly instances: ApplianceInstanceStore;
 }
@@ -167,6 +170,7 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
     hostEvents: guard(new HostEventStore(executor)),
     hostClaimants: guard(new HostClaimantStore(executor, dialect)),
     hostTrust: guard(new HostTrustStore(executor)),
+    releases: guard(new AgentReleaseStore(executor)),
     instances: guard(new ApplianceInstanceStore(executor, dialect)),
   };
 }
@@ -205,5 +209,6 @@ function guardStorage<T extends object>(store: T, health: StorageHealth): T {
 export type { Approval, Host, HostClaimant, HostEvent, HostEventKind, HostFactsUpdate, HostTrust } from '../model/host.ts';
 export type { EnrolmentToken, Tags } from '../model/enrolment.ts';
 export type { Task, TaskOutcome } from '../model/task.ts';
+export type { AgentRelease, ReleaseFile } from '../model/release.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
 export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

@@ -29,6 +29,8 @@ export interface Schema {
   host_events: HostEventsTable;
   appliance_instances: ApplianceInstancesTable;
   host_streams: HostStreamsTable;
+  /** Imported agent releases (migration 018). */
+  agent_releases: AgentReleasesTable;
 }
 
 /** A flag stored as 0 or 1 (SQLite has no boolean; PostgreSQL uses SMALLINT with the same CHECK). */
@@ -268,4 +270,19 @@ export interface HostStreamsTable {
   machine_fingerprint: Generated<string>;
   hostname: Generated<string>;
   source: Generated<string>;
+}
+
+export interface AgentReleasesTable {
+  /** MAJOR.MINOR.PATCH; the three columns after it are its numbers (a CHECK keeps them equal). */
+  version: string;
+  version_major: number;
+  version_minor: number;
+  version_patch: number;
+  key_id: string;
+  trusted_comment: string;
+  /** JSON array of {name, sha256, size}, sorted by name. */
+  files: string;
+  imported_at: number;
+  imported_by: string;
+  retired_at: number | null;
 }

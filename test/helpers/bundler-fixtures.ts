@@ -47,7 +47,9 @@ export function writeReleaseDir(agentsDir: string, releaseKey: SigningKey, optio
   entries.push({ name: SERVICE_WRAPPER_NAME, sha256: sha256Hex(wrapper) });
   const sums = formatSha256Sums(entries);
   writeFileSync(join(dir, 'SHA256SUMS'), sums);
-  writeFileSync(join(dir, 'SHA256SUMS.minisig'), signDigest(blake2b512(sums), releaseKey, 'timestamp:0\tfile:SHA256SUMS', 'fixture release'));
+  // The trusted comment as scripts/agents/release-files.mjs writes it: the appliance's import and the root helper read the version from it.
+  const trustedComment = `ct-ops-agent ${options.version ?? FIXTURE_AGENT_VERSION} executables, signed 2026-01-01T00:00:00.000Z by fixture key ${keyIdHex(releaseKey.keyId)}`;
+  writeFileSync(join(dir, 'SHA256SUMS.minisig'), signDigest(blake2b512(sums), releaseKey, trustedComment, 'fixture release'));
   return dir;
 }
 

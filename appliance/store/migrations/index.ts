@@ -15,6 +15,7 @@ import { migration014ApplianceInstances } from './014-appliance-instances.ts';
 import { migration015NameIndexPending } from './015-name-index-pending.ts';
 import { migration016NameIndexRanges } from './016-name-index-ranges.ts';
 import { migration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
+import { migration018AgentReleases } from './018-agent-releases.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -42,4 +43,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration015NameIndexPending,
   migration016NameIndexRanges,
   migration017ReceivingScansIndex,
+  migration018AgentReleases,
 ];

@@ -16,6 +16,7 @@ import { postgresMigration014ApplianceInstances } from './014-appliance-instance
 import { postgresMigration015NameIndexPending } from './015-name-index-pending.ts';
 import { postgresMigration016NameIndexRanges } from './016-name-index-ranges.ts';
 import { postgresMigration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
+import { postgresMigration018AgentReleases } from './018-agent-releases.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -40,4 +41,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration015NameIndexPending,
   postgresMigration016NameIndexRanges,
   postgresMigration017ReceivingScansIndex,
+  postgresMigration018AgentReleases,
 ];

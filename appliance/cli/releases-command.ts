@@ -1,0 +1,91 @@
+import { createReadStream } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { Command } from 'commander';
+import { create as createTar } from 'tar';
+import { CtOpsError } from '../../common/errors.ts';
+import { isReleaseFileName } from '../releases/release-check.ts';
+import { AdminClient } from './admin-client.ts';
+import { printLine, printObject, printRows } from './output.ts';
+import { dataDirOption, jsonOption, type CommonOptions } from './options.ts';
+
+const RELEASE_COLUMNS = ['version', 'state', 'key_id', 'imported_at', 'imported_by', 'retired_at'];
+
+/** How long an import may stay silent: the appliance answers once it has hashed every file (about 700 MB). */
+const IMPORT_TIMEOUT_MS = 10 * 60_000;
+
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+
+interface ImportOptions extends CommonOptions {
+  allowOlder: boolean;
+}
+
+/**
+ * The release at `path` as an upload: a folder (dist/agents/<version>/ as `npm run build:agents`
+ * writes it, or the release folder on the media) sent as a tar of its release files; a tarball sent
+ * as it is (gzip'd or not). The appliance checks everything; nothing here is trusted.
+ */
+async function releaseArchive(path: string): Promise<{ contentType: string; body: Readable }> {
+  const stats = await stat(path).catch((cause: NodeJS.ErrnoException) => {
+    throw new CtOpsError('ERR_USAGE', `cannot read ${path}: ${cause.code === 'ENOENT' ? 'it does not exist' : cause.message}`, { path }, { cause });
+  });
+  if (stats.isDirectory()) {
+    const names = (await readdir(path)).filter(isReleaseFileName).sort();
+    if (names.length === 0) throw new CtOpsError('ERR_USAGE', `${path} holds no agent release files (SHA256SUMS, SHA256SUMS.minisig, ct-ops-agent-*)`, { path });
+    return { contentType: 'application/x-tar', body: createTar({ cwd: path, portable: true }, names) as unknown as Readable };
+  }
+  const head = Buffer.alloc(2);
+  const file = await open(path, 'r');
+  try {
+    await file.read(head, 0, 2, 0);
+  } finally {
+    await file.close();
+  }
+  return { contentType: head.equals(GZIP_MAGIC) ? 'application/gzip' : 'application/x-tar', body: createReadStream(path) };
+}
+
+export function releasesCommand(): Command {
+  const releases = new Command('releases').description('import and manage the agent releases offered for self-update');
+  releases
+    .command('import')
+    .description("import an agent release (the output of npm run build:agents: a folder or a tarball of it); it must be signed by the appliance's release key")
+    .argument('<path>', 'the release folder (SHA256SUMS, SHA256SUMS.minisig, ct-ops-agent-*) or a .tar / .tar.gz of it')
+    .option('--allow-older', 'import a version older than one already imported', false)
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (path: string, options: ImportOptions) => {
+      const { contentType, body } = await releaseArchive(path);
+      const client = new AdminClient(options.dataDir, { timeoutMs: IMPORT_TIMEOUT_MS });
+      const outcome = await client.upload<{ imported: boolean; release: Record<string, unknown> }>(`/api/v1/releases${options.allowOlder ? '?allow_older=true' : ''}`, contentType, body);
+      if (options.json) return printObject(outcome, true);
+      printLine(`${outcome.imported ? 'imported' : 'already imported (same files)'}: agent release ${String(outcome.release.version)}, signed by release key ${String(outcome.release.key_id)}`);
+      for (const file of outcome.release.files as Array<{ name: string; sha256: string; size: number }>) printLine(`  ${file.sha256}  ${file.name} (${file.size} bytes)`);
+    });
+  releases
+    .command('list')
+    .description('list the imported agent releases, newest first')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (options: CommonOptions) => {
+      printRows(await new AdminClient(options.dataDir).call('GET', '/api/v1/releases'), RELEASE_COLUMNS, options.json);
+    });
+  releases
+    .command('show')
+    .description('show one imported agent release with its files and their SHA-256')
+    .argument('<version>', 'MAJOR.MINOR.PATCH')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (version: string, options: CommonOptions) => {
+      printObject(await new AdminClient(options.dataDir).call('GET', `/api/v1/releases/${encodeURIComponent(version)}`), options.json);
+    });
+  releases
+    .command('retire')
+    .description('retire an agent release: it is no longer offered to agents (its files and record are kept)')
+    .argument('<version>', 'MAJOR.MINOR.PATCH')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (version: string, options: CommonOptions) => {
+      printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/releases/${encodeURIComponent(version)}/retire`), options.json);
+    });
+  return releases;
+}
