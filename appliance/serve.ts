@@ -14,6 +14,7 @@ import { stoppingError } from './heartbeat/stopping.ts';
 import { VitalsWriter } from './heartbeat/vitals-writer.ts';
 import { BundleService } from './bundles/service.ts';
 import { ReleaseService } from './releases/service.ts';
+import { ROLLOUT_PASS_MS, RolloutService } from './releases/rollouts.ts';
 import { startHttpServer } from './http/server.ts';
 import { settleInterruptedRotation } from './pki/ca-rotation.ts';
 import { CertificateService } from './pki/certificate-service.ts';
@@ -112,6 +113,11 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
     const releases = new ReleaseService({ stores, dataDir: config.dataDir, log });
+    // Agents fetch releases from the HTTPS server, which listens after the gRPC one: no offer before.
+    let httpsPort = 0;
+    const rollouts = new RolloutService({ stores, orgId: org.id, log, httpsPort: () => httpsPort });
+    await rollouts.refresh();
+    opened.push(() => rollouts.stop());
     const inventory: InventoryService = new InventoryService({ stores, presence, tasks, log });
     const vitals = new VitalsWriter(stores, log, config.vitalsRetentionMs);
     opened.push(() => vitals.close());
@@ -127,17 +133,20 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
       // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.
       setInterval(guarded(log, 'quiet scan pass failed', () => inventory.abandonQuietScans(Date.now())), QUIET_SCAN_PASS_MS),
+      // Every instance runs it: it reloads the offers each instance answers from; a group starts once (a conditional update).
+      setInterval(guarded(log, 'rollout pass failed', () => rollouts.advance(Date.now())), ROLLOUT_PASS_MS),
     ];
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
-    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases };
+    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
-    const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs };
+    const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs, downloadLimits: config.agentDownloads };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));
     const http = await startHttpServer(config.listen, config.httpPort, tls, deps);
+    httpsPort = http.port;
     opened.push(() => http.stop());
     certs.serveWith([grpc, http]);
     const apiHost = config.listen === '0.0.0.0' || config.listen === '::' ? '127.0.0.1' : config.listen;

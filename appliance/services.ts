@@ -5,6 +5,7 @@ import type { HostService } from './hosts/service.ts';
 import type { InventoryService } from './inventory/service.ts';
 import type { PresenceService } from './presence/service.ts';
 import type { ReleaseService } from './releases/service.ts';
+import type { RolloutService } from './releases/rollouts.ts';
 import type { TaskService } from './tasks/service.ts';
 
 /**
@@ -20,4 +21,5 @@ export interface Services {
   readonly inventory: InventoryService;
   readonly cluster: ClusterService;
   readonly releases: ReleaseService;
+  readonly rollouts: RolloutService;
 }

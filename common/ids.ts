@@ -19,6 +19,7 @@ export const ID_PREFIXES = {
   bundle: 'bnd',
   scan: 'scn',
   applianceInstance: 'ins',
+  rollout: 'rol',
 } as const;
 
 export type IdPrefix = (typeof ID_PREFIXES)[keyof typeof ID_PREFIXES];

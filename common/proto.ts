@@ -165,6 +165,8 @@ export type { SoftwareInventoryResponse, SoftwareInventoryResponse__Output } fro
 export type { Task, Task__Output } from '../proto/gen/ctops/ingest/v1/Task.ts';
 export type { TaskUpdate, TaskUpdate__Output } from '../proto/gen/ctops/ingest/v1/TaskUpdate.ts';
 export type { TrustBundle, TrustBundle__Output } from '../proto/gen/ctops/ingest/v1/TrustBundle.ts';
+export type { UpdateOffer, UpdateOffer__Output } from '../proto/gen/ctops/ingest/v1/UpdateOffer.ts';
+export type { UpdateStatus, UpdateStatus__Output } from '../proto/gen/ctops/ingest/v1/UpdateStatus.ts';
 
 /**
  * Call metadata that marks a Heartbeat stream as a one-off report (`ct-ops-agent report-task`,

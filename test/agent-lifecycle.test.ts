@@ -148,7 +148,7 @@ class FakeStream implements HeartbeatCall {
     this.handlers.onMessage(message);
   }
   ack(sequence: number): void {
-    this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0, clock_offset_ms: 0, clock_offset_known: true } });
+    this.push({ kind: 'ack', ack: { sequence, received_unix_ms: 0, clock_offset_ms: 0, clock_offset_known: true, update_offer: null } });
   }
   end(code: number, details = '', metadata?: grpc.Metadata): void {
     this.closed = true;

@@ -34,6 +34,8 @@ const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
   ['tasks.attempts', 'INTEGER'], ['hosts.identity_successors_allowed', 'INTEGER'],
   // A heartbeat interval in seconds, bounded by the agent's configuration checks.
   ['hosts.heartbeat_interval_secs', 'INTEGER'],
+  // A rollout group's place among its rollout's few groups, and its threshold in percent (CHECK 1..100).
+  ['rollout_groups.position', 'INTEGER'], ['rollout_groups.success_percent', 'INTEGER'],
   // 0/1 flags.
   ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
   // The constant id (= 1) of one-row tables.

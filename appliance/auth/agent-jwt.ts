@@ -6,6 +6,16 @@ import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 export const AGENT_JWT_ISSUER = 'ct-ops-appliance';
 export const AGENT_JWT_AUDIENCE = 'ct-ops-ingest';
 
+/**
+ * The JWT of an `authorization: Bearer <jwt>` header (gRPC metadata or HTTP, RFC 6750 2.1);
+ * ERR_JWT_MISSING when the header is absent or not a Bearer token of JWT characters.
+ */
+export function bearerJwt(header: string | undefined): string {
+  const match = header ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null;
+  if (!match?.[1]) throw new CtOpsError('ERR_JWT_MISSING', 'the request has no `authorization: Bearer <jwt>`');
+  return match[1];
+}
+
 export interface IssuedJwt {
   jwt: string;
   /** Seconds since the Unix epoch. */

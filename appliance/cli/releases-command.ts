@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { create as createTar } from 'tar';
 import { CtOpsError } from '../../common/errors.ts';
 import { isReleaseFileName } from '../releases/release-check.ts';
@@ -87,5 +87,65 @@ export function releasesCommand(): Command {
     .action(async (version: string, options: CommonOptions) => {
       printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/releases/${encodeURIComponent(version)}/retire`), options.json);
     });
+  releases
+    .command('rollout')
+    .description('offer an imported release to the hosts, group by group: each group starts once the previous one is updated and healthy (its threshold) with no rollback; a rollback halts the rollout')
+    .argument('<version>', 'MAJOR.MINOR.PATCH (imported, not retired)')
+    .addOption(
+      new Option('--group <name=selector[@percent]>', 'a group, in order (repeatable; default: one group "everyone"=all): selector all, tag:KEY=VALUE or hosts:ID,ID…; percent the success threshold (default 95)')
+        .argParser((value: string, previous: string[] = []) => [...previous, value])
+        .default([]),
+    )
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (version: string, options: CommonOptions & { group: string[] }) => {
+      const body = { version, groups: options.group.map(parseGroup) };
+      printObject(await new AdminClient(options.dataDir).call('POST', '/api/v1/rollouts', body), options.json);
+    });
+  releases
+    .command('status')
+    .description('the open (or latest) rollout: each group\'s progress and each host\'s update phase (offered, downloading, staged, installed, healthy, rolled back with its reason, failed)')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (options: CommonOptions) => {
+      const status = await new AdminClient(options.dataDir).call<{ rollout: Record<string, unknown>; groups: Record<string, unknown>[]; hosts: Record<string, unknown>[] }>('GET', '/api/v1/rollouts/current');
+      if (options.json) return printObject(status, true);
+      const { rollout } = status;
+      printLine(`rollout ${String(rollout.id)}: agent ${String(rollout.version)}, ${String(rollout.state)}${rollout.halted_reason ? ` (${String(rollout.halted_reason)})` : ''}`);
+      printRows(status.groups, ['name', 'started_at', 'hosts', 'healthy', 'rolled_back', 'failed', 'met'], false);
+      printRows(status.hosts, ['host_id', 'hostname', 'group', 'agent_version', 'phase', 'error_code', 'detail'], false);
+    });
+  for (const [name, description] of [
+    ['pause', 'pause the open rollout: nothing new is offered until resumed'],
+    ['resume', 'resume a paused or halted rollout (hosts where the version rolled back stay excluded until clear-rollback)'],
+  ] as const) {
+    releases
+      .command(name)
+      .description(description)
+      .addOption(dataDirOption())
+      .addOption(jsonOption())
+      .action(async (options: CommonOptions) => {
+        printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/rollouts/current/${name}`), options.json);
+      });
+  }
+  releases
+    .command('clear-rollback')
+    .description('let a version that rolled back be offered again: on one host, or on every host')
+    .argument('<version>', 'MAJOR.MINOR.PATCH')
+    .option('--host <id>', 'only this host (hst_...)')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (version: string, options: CommonOptions & { host?: string }) => {
+      printObject(await new AdminClient(options.dataDir).call('POST', `/api/v1/releases/${encodeURIComponent(version)}/clear-rollbacks`, options.host ? { host_id: options.host } : {}), options.json);
+    });
   return releases;
+}
+
+/** A --group value as the API takes it: NAME=all | NAME=tag:KEY=VALUE | NAME=hosts:ID,ID…, each optionally @PERCENT. */
+function parseGroup(text: string): Record<string, unknown> {
+  const match = /^([^=]+)=(all|tag:([^=]+)=(.*?)|hosts:([^@]+))(?:@(\d{1,3}))?$/.exec(text);
+  if (!match) throw new CtOpsError('ERR_USAGE', `--group ${JSON.stringify(text)}: expected NAME=all, NAME=tag:KEY=VALUE or NAME=hosts:ID,ID…, optionally @PERCENT`);
+  const [, name, , tagKey, tagValue, hostList, percent] = match;
+  const selector = tagKey !== undefined ? { kind: 'tag', key: tagKey, value: tagValue } : hostList !== undefined ? { kind: 'hosts', host_ids: hostList.split(',') } : { kind: 'all' };
+  return { name, selector, ...(percent === undefined ? {} : { success_percent: Number(percent) }) };
 }

@@ -27,6 +27,10 @@ const FIELDS = {
   database: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
   /** PostgreSQL only: connections this process keeps at most (leave the server's max_connections room for every instance). */
   database_pool_size: { spec: { kind: 'integer', min: 1, max: 100 }, fallback: 10 },
+  /** Agent release downloads served at once by this instance (appliance/http/agent-downloads.ts). */
+  agent_download_concurrency: { spec: { kind: 'integer', min: 1, max: 1024 }, fallback: 16 },
+  /** MiB per second all agent release downloads of this instance share. */
+  agent_download_rate_mib: { spec: { kind: 'integer', min: 1, max: 100_000 }, fallback: 64 },
 } as const satisfies Record<string, { spec: ValueSpec; fallback: unknown }>;
 
 type FieldName = keyof typeof FIELDS;
@@ -53,6 +57,8 @@ export interface ApplianceConfig {
   readonly database: DatabaseLocation;
   /** PostgreSQL: the most connections this process keeps open. */
   readonly databasePoolSize: number;
+  /** How agent release downloads are served: at most `concurrent` at once, `bytesPerSecond` shared. */
+  readonly agentDownloads: { readonly concurrent: number; readonly bytesPerSecond: number };
   /** What the start logs as configuration warnings: a SAN read as another name than written, this machine's host name left out of the default SANs. */
   readonly warnings: readonly string[];
 }
@@ -121,6 +127,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     releasePublicKeyFile: values.release_public_key_file,
     database: Object.freeze(parseDatabaseSetting(values.database, databaseWhere)),
     databasePoolSize: values.database_pool_size,
+    agentDownloads: Object.freeze({ concurrent: values.agent_download_concurrency, bytesPerSecond: values.agent_download_rate_mib * 1024 * 1024 }),
     warnings: Object.freeze(warnings),
   });
 }

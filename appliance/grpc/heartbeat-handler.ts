@@ -14,6 +14,7 @@ import type { PresenceService } from '../presence/service.ts';
 import type { Effect, Host, Stores } from '../store/index.ts';
 import { runEffects as runEffectsOf } from '../store/unit-of-work.ts';
 import type { TaskService } from '../tasks/service.ts';
+import type { RolloutService } from '../releases/rollouts.ts';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
 import { HostClockWatch } from '../hosts/clock-offset.ts';
 import { describeHost, mayStream } from '../hosts/status.ts';
@@ -34,7 +35,7 @@ export interface HeartbeatDeps {
   jwt: AgentJwtAuthority;
   presence: PresenceRegistry;
   vitals: VitalsWriter;
-  services: { readonly tasks: TaskService; readonly presence: PresenceService };
+  services: { readonly tasks: TaskService; readonly presence: PresenceService; readonly rollouts: RolloutService };
   certs: CertificateService;
   log: Logger;
 }
@@ -156,7 +157,7 @@ async function admitOpen(call: HeartbeatCall, agentId: string, { heartbeatRate, 
  */
 async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuards): Promise<void> {
   const { stores, jwt, presence, vitals, log, refusals, heartbeatRate } = deps;
-  const { tasks } = deps.services;
+  const { tasks, rollouts } = deps.services;
   let state: StreamState = 'opening';
   /** The refusal of a host that may not stream (asked at open, at each refresh and at the claim). */
   const notActive = (host: Host | undefined): CtOpsError =>
@@ -402,9 +403,21 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       await runEffects(effects);
       return step('refused', notStored);
     }
+    if (message.update_status) {
+      try {
+        await rollouts.report(agentId, message.update_status, receivedAt);
+      } catch (error) {
+        // As a task report: storage failing ends the stream unacknowledged; a malformed report is refused and acknowledged.
+        if (isStorageFailure(error)) throw error;
+        refusals.refused({ host_id: agentId }, error, 'update status');
+      }
+    }
+    // A report-only stream (the uninstaller's) is offered nothing.
+    const updateOffer = reportOnly ? undefined : rollouts.offerFor(knownHost, heartbeat.agentVersion);
     // Not through session.send: what the reports imply may end this stream (a successful uninstall
     // deletes the host: draining), and its ack still goes out before the status.
-    await write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null } });
+    await write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null, update_offer: updateOffer ?? null } });
+    if (updateOffer) void rollouts.offered(agentId, updateOffer.version, receivedAt).catch((error: unknown) => log.error({ err: error, host_id: agentId }, 'recording an update offer failed'));
     // What the committed reports imply (a deleted host's stream closed) follows the ack.
     await runEffects(effects);
     if (state !== 'streaming') return;

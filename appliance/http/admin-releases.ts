@@ -1,7 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPatternSource } from '../../common/ids.ts';
 import type { AgentRelease } from '../model/release.ts';
+import type { GroupSelector, Rollout } from '../model/rollout.ts';
+import type { RolloutStatus } from '../releases/rollouts.ts';
+import { RELEASE_VERSION_SOURCE } from '../releases/versions.ts';
 import type { HttpContext } from './context.ts';
 import { iso } from './views.ts';
 
@@ -11,7 +15,7 @@ const ARCHIVE_TYPES = ['application/x-tar', 'application/gzip'];
 const VERSION_PARAMS = {
   type: 'object',
   required: ['version'],
-  properties: { version: { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})$' } },
+  properties: { version: { type: 'string', pattern: `^${RELEASE_VERSION_SOURCE}$` } },
 } as const;
 
 const releaseSchema = {
@@ -83,5 +87,118 @@ export async function adminReleaseRoutes(app: FastifyInstance, ctx: HttpContext)
   app.post<{ Params: { version: string } }>('/api/v1/releases/:version/retire', {
     schema: { params: VERSION_PARAMS, response: { 200: releaseSchema } },
     handler: async (request) => releaseView(await releases.retire(request.params.version, Date.now())),
+  });
+}
+
+interface SelectorBody {
+  kind: 'all' | 'tag' | 'hosts';
+  key?: string;
+  value?: string;
+  host_ids?: string[];
+}
+
+interface RolloutBody {
+  version: string;
+  groups?: Array<{ name: string; selector: SelectorBody; success_percent?: number }>;
+}
+
+const selectorSchema = {
+  oneOf: [
+    { type: 'object', additionalProperties: false, required: ['kind'], properties: { kind: { const: 'all' } } },
+    { type: 'object', additionalProperties: false, required: ['kind', 'key', 'value'], properties: { kind: { const: 'tag' }, key: { type: 'string', minLength: 1, maxLength: 64 }, value: { type: 'string', maxLength: 256 } } },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['kind', 'host_ids'],
+      properties: { kind: { const: 'hosts' }, host_ids: { type: 'array', minItems: 1, maxItems: 10_000, uniqueItems: true, items: { type: 'string', pattern: idPatternSource('hst') } } },
+    },
+  ],
+} as const;
+
+function selectorOf(body: SelectorBody): GroupSelector {
+  if (body.kind === 'tag') return { kind: 'tag', key: body.key!, value: body.value! };
+  if (body.kind === 'hosts') return { kind: 'hosts', hostIds: body.host_ids! };
+  return { kind: 'all' };
+}
+
+function selectorView(selector: GroupSelector): Record<string, unknown> {
+  if (selector.kind === 'tag') return { kind: 'tag', key: selector.key, value: selector.value };
+  if (selector.kind === 'hosts') return { kind: 'hosts', host_ids: selector.hostIds };
+  return { kind: 'all' };
+}
+
+function rolloutView(rollout: Rollout): Record<string, unknown> {
+  return {
+    id: rollout.id,
+    version: rollout.version,
+    state: rollout.state,
+    halted_reason: rollout.haltedReason,
+    created_at: iso(rollout.createdAt),
+    created_by: rollout.createdBy,
+    updated_at: iso(rollout.updatedAt),
+    groups: rollout.groups.map((group) => ({ position: group.position, name: group.name, selector: selectorView(group.selector), success_percent: group.successPercent, started_at: iso(group.startedAt) })),
+  };
+}
+
+function statusView(status: RolloutStatus): Record<string, unknown> {
+  return {
+    rollout: rolloutView(status.rollout),
+    groups: status.groups.map((entry) => ({ name: entry.group.name, started_at: iso(entry.group.startedAt), hosts: entry.hosts, healthy: entry.healthy, rolled_back: entry.rolledBack, failed: entry.failed, met: entry.met })),
+    hosts: status.hosts.map(({ host, group, update }) => ({
+      host_id: host.id,
+      hostname: host.hostname,
+      group: group === undefined ? null : status.rollout.groups[group]!.name,
+      agent_version: host.agentVersion,
+      update_version: update?.version ?? null,
+      phase: update?.phase ?? null,
+      error_code: update?.errorCode ?? null,
+      detail: update?.detail ?? null,
+      updated_at: iso(update?.updatedAt ?? null),
+    })),
+  };
+}
+
+/** Agent update rollouts (RolloutService): start, status, pause, resume; rollbacks cleared per release. */
+export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { rollouts } = ctx.services;
+
+  app.post<{ Body: RolloutBody }>('/api/v1/rollouts', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['version'],
+        properties: {
+          version: { type: 'string', pattern: `^${RELEASE_VERSION_SOURCE}$` },
+          groups: {
+            type: 'array',
+            maxItems: 32,
+            items: { type: 'object', additionalProperties: false, required: ['name', 'selector'], properties: { name: { type: 'string' }, selector: selectorSchema, success_percent: { type: 'integer' } } },
+          },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const groups = (request.body.groups ?? []).map((group) => ({ name: group.name, selector: selectorOf(group.selector), ...(group.success_percent === undefined ? {} : { successPercent: group.success_percent }) }));
+      const rollout = await rollouts.start(request.body.version, groups, request.adminName, Date.now());
+      reply.code(201);
+      return rolloutView(rollout);
+    },
+  });
+
+  app.get('/api/v1/rollouts/current', {
+    handler: async () => {
+      const status = await rollouts.status();
+      if (status === undefined) throw new CtOpsError('ERR_ROLLOUT_NOT_FOUND', 'no rollout was ever started (releases rollout VERSION)');
+      return statusView(status);
+    },
+  });
+
+  app.post('/api/v1/rollouts/current/pause', { handler: async () => rolloutView(await rollouts.pause(Date.now())) });
+  app.post('/api/v1/rollouts/current/resume', { handler: async () => rolloutView(await rollouts.resume(Date.now())) });
+
+  app.post<{ Params: { version: string }; Body: { host_id?: string } | undefined }>('/api/v1/releases/:version/clear-rollbacks', {
+    schema: { params: VERSION_PARAMS, body: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string', pattern: idPatternSource('hst') } } } },
+    handler: async (request) => ({ cleared: await rollouts.clearRollbacks(request.params.version, request.body?.host_id) }),
   });
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { DownloadLimits } from './agent-downloads.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
@@ -19,4 +20,6 @@ export interface HttpContext {
   jwtKey: JwtSigningKey;
   certs: CertificateService;
   log: Logger;
+  /** Limits on serving agent releases (agent-downloads.ts); DEFAULT_DOWNLOAD_LIMITS when not given. */
+  downloadLimits?: DownloadLimits;
 }

@@ -11,7 +11,8 @@ import { adminHostIdentityRoutes } from './admin-host-identity.ts';
 import { adminInventoryRoutes } from './admin-inventory.ts';
 import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
-import { adminReleaseRoutes } from './admin-releases.ts';
+import { adminReleaseRoutes, adminRolloutRoutes } from './admin-releases.ts';
+import { agentDownloadRoutes } from './agent-downloads.ts';
 import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
@@ -55,6 +56,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
   });
   await app.register(publicRoutes, ctx);
   await app.register(loginRoute, ctx);
+  await app.register(agentDownloadRoutes, ctx);
   await app.register(async (admin) => {
     await requireAdmin(admin, ctx);
     await adminHostRoutes(admin, ctx);
@@ -62,6 +64,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminTokenRoutes(admin, ctx);
     await adminBundleRoutes(admin, ctx);
     await adminReleaseRoutes(admin, ctx);
+    await adminRolloutRoutes(admin, ctx);
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);

@@ -6,6 +6,7 @@ import { SERVICE_WRAPPER_NAME } from '../../bundler/build/inputs.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, verifySignature, type PublicKey } from '../../common/minisign.ts';
 import type { ReleaseFile } from '../model/release.ts';
+import { RELEASE_VERSION_SOURCE } from './versions.ts';
 
 export const RELEASE_SUMS_FILE = 'SHA256SUMS';
 export const RELEASE_SIGNATURE_FILE = 'SHA256SUMS.minisig';
@@ -26,9 +27,8 @@ export const MAX_SIGNATURE_BYTES = 4096;
  * The version in a release signature's trusted comment, as scripts/agents/release-files.mjs writes
  * it ("ct-ops-agent 1.2.3 executables, signed … by … key …") and the root helper reads it. The
  * trusted comment is covered by the signature, so the version cannot be changed without the key.
- * Numbers without leading zeros: one text per version (the catalogue's key).
  */
-const TRUSTED_COMMENT_VERSION = /^ct-ops-agent ((?:0|[1-9]\d{0,8})\.(?:0|[1-9]\d{0,8})\.(?:0|[1-9]\d{0,8})) executables, /;
+const TRUSTED_COMMENT_VERSION = new RegExp(`^ct-ops-agent (${RELEASE_VERSION_SOURCE}) executables, `);
 
 /** A release whose signature and files were checked. */
 export interface CheckedRelease {

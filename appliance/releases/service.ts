@@ -11,6 +11,7 @@ import type { AgentRelease } from '../model/release.ts';
 import { readReleasePublicKey } from '../pki/signing-keys.ts';
 import type { Stores } from '../store/index.ts';
 import { checkRelease, isReleaseFileName, MAX_RELEASE_FILE_BYTES, type CheckedRelease } from './release-check.ts';
+import { compareVersions } from './versions.ts';
 
 /** The folder of DATA_DIR holding one folder per imported release version. */
 export const RELEASES_DIR = 'releases';
@@ -206,14 +207,4 @@ function conflict(release: AgentRelease): CtOpsError {
 
 function notFound(version: string): CtOpsError {
   return new CtOpsError('ERR_RELEASE_NOT_FOUND', `no agent release ${version} was imported`, { version });
-}
-
-/** Orders MAJOR.MINOR.PATCH versions numerically (semver precedence without pre-releases): negative when `a` is older. */
-export function compareVersions(a: string, b: string): number {
-  const [left, right] = [a, b].map((version) => version.split('.').map(Number)) as [number[], number[]];
-  for (let index = 0; index < 3; index += 1) {
-    const difference = (left[index] ?? 0) - (right[index] ?? 0);
-    if (difference !== 0) return difference;
-  }
-  return 0;
 }

@@ -8,6 +8,7 @@ import { openDatabase, type Db } from './database.ts';
 import { isPoolSaturated, storageFailure } from './storage-failure.ts';
 import { EnrolmentTokenStore } from './enrolment-tokens.ts';
 import { HostClaimantStore } from './host-claimants.ts';
+import { HostUpdateStore } from './host-updates.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
@@ -16,6 +17,7 @@ import { migratePostgres, probePostgresWrite } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
+import { RolloutStore } from './rollouts.ts';
 import { SoftwareInventoryStore } from './software-inventory.ts';
 import type { Schema } from './schema.ts';
 import { TaskStore } from './tasks.ts';
@@ -36,6 +38,10 @@ export interface TableStores {
   readonly hostTrust: HostTrustStore;
   /** The imported agent releases. */
   readonly releases: AgentReleaseStore;
+  /** Agent update rollouts with their groups. */
+  readonly rollouts: RolloutStore;
+  /** Each host's latest agent update and the versions blocked for it. */
+  readonly hostUpdates: HostUpdateStore;
   /** Leases and which instance holds each host's stream (in a transaction: the lost-stream pass). */
   readonly instances: ApplianceInstanceStore;
 }
@@ -171,6 +177,8 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
     hostClaimants: guard(new HostClaimantStore(executor, dialect)),
     hostTrust: guard(new HostTrustStore(executor)),
     releases: guard(new AgentReleaseStore(executor)),
+    rollouts: guard(new RolloutStore(executor)),
+    hostUpdates: guard(new HostUpdateStore(executor)),
     instances: guard(new ApplianceInstanceStore(executor, dialect)),
   };
 }
@@ -210,5 +218,6 @@ export type { Approval, Host, HostClaimant, HostEvent, HostEventKind, HostFactsU
 export type { EnrolmentToken, Tags } from '../model/enrolment.ts';
 export type { Task, TaskOutcome } from '../model/task.ts';
 export type { AgentRelease, ReleaseFile } from '../model/release.ts';
+export type { GroupSelector, HostUpdate, Rollout, RolloutGroup, RolloutState, UpdatePhase } from '../model/rollout.ts';
 export type { Effect, Executor, TransactionScope } from './unit-of-work.ts';
 export type { HostPackageRecord, PackageInput, ScanStatus, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';

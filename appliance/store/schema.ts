@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { RolloutState, UpdatePhase } from '../model/rollout.ts';
 
 /**
  * The appliance's tables as Kysely sees them, the same on every backend (SQLite migrations in
@@ -31,6 +32,11 @@ export interface Schema {
   host_streams: HostStreamsTable;
   /** Imported agent releases (migration 018). */
   agent_releases: AgentReleasesTable;
+  /** Agent update rollouts, their groups, each host's latest update and the versions blocked per host (migration 019). */
+  rollouts: RolloutsTable;
+  rollout_groups: RolloutGroupsTable;
+  host_updates: HostUpdatesTable;
+  update_blocks: UpdateBlocksTable;
 }
 
 /** A flag stored as 0 or 1 (SQLite has no boolean; PostgreSQL uses SMALLINT with the same CHECK). */
@@ -285,4 +291,45 @@ export interface AgentReleasesTable {
   imported_at: number;
   imported_by: string;
   retired_at: number | null;
+}
+
+export interface RolloutsTable {
+  id: string;
+  org_id: string;
+  /** agent_releases.version */
+  version: string;
+  state: RolloutState;
+  halted_reason: string | null;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+}
+
+export interface RolloutGroupsTable {
+  rollout_id: string;
+  /** 0-based start order. */
+  position: number;
+  name: string;
+  /** JSON of a GroupSelector (model/rollout.ts). */
+  selector: string;
+  /** 1–100. */
+  success_percent: number;
+  started_at: number | null;
+}
+
+export interface HostUpdatesTable {
+  host_id: string;
+  version: string;
+  phase: UpdatePhase;
+  error_code: string | null;
+  detail: string | null;
+  rollout_id: string | null;
+  updated_at: number;
+}
+
+export interface UpdateBlocksTable {
+  host_id: string;
+  version: string;
+  reason: string;
+  blocked_at: number;
 }

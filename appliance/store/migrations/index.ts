@@ -16,6 +16,7 @@ import { migration015NameIndexPending } from './015-name-index-pending.ts';
 import { migration016NameIndexRanges } from './016-name-index-ranges.ts';
 import { migration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 import { migration018AgentReleases } from './018-agent-releases.ts';
+import { migration019Rollouts } from './019-rollouts.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -44,4 +45,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration016NameIndexRanges,
   migration017ReceivingScansIndex,
   migration018AgentReleases,
+  migration019Rollouts,
 ];

@@ -17,6 +17,7 @@ import { postgresMigration015NameIndexPending } from './015-name-index-pending.t
 import { postgresMigration016NameIndexRanges } from './016-name-index-ranges.ts';
 import { postgresMigration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 import { postgresMigration018AgentReleases } from './018-agent-releases.ts';
+import { postgresMigration019Rollouts } from './019-rollouts.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -42,4 +43,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration016NameIndexRanges,
   postgresMigration017ReceivingScansIndex,
   postgresMigration018AgentReleases,
+  postgresMigration019Rollouts,
 ];

@@ -1,0 +1,128 @@
+import send from '@fastify/send';
+import type { FastifyInstance } from 'fastify';
+import { Transform, type TransformCallback } from 'node:stream';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { CtOpsError } from '../../common/errors.ts';
+import { bearerJwt } from '../auth/agent-jwt.ts';
+import { mayReceiveWork } from '../hosts/status.ts';
+import { RELEASE_VERSION_SOURCE } from '../releases/versions.ts';
+import type { HttpContext } from './context.ts';
+
+/** Limits on serving agent releases, so a fleet-wide rollout cannot starve heartbeats of CPU or bandwidth. */
+export interface DownloadLimits {
+  /** Downloads served at once; one more is answered 503 ERR_DOWNLOAD_BUSY with Retry-After. */
+  readonly concurrent: number;
+  /** Bytes per second shared by every download of this instance. */
+  readonly bytesPerSecond: number;
+}
+
+/**
+ * The defaults of agent_download_concurrency and agent_download_rate_mib (config/load.ts): 16 at
+ * once at 64 MiB/s in all, a 110 MB executable in under 2 s alone, about 28 s when 16 share the
+ * rate; an agent turned away retries after DOWNLOAD_RETRY_AFTER_SECS, resuming where it stopped.
+ */
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { concurrent: 16, bytesPerSecond: 64 * 1024 * 1024 };
+
+/** The Retry-After (s) of a download turned away for being one too many. */
+export const DOWNLOAD_RETRY_AFTER_SECS = 30;
+
+/**
+ * `GET /agent/v1/releases/:version/:file`: an imported release's file for an agent that may receive
+ * work (bearer: its JWT, as on the ingest port), with Range support (RFC 9110 14: 206, 416; an
+ * interrupted download resumes), ETag and Last-Modified. Only a file the release's signed
+ * SHA256SUMS lists, or SHA256SUMS and its signature, is served; nothing else under the data
+ * directory can be named. Served through one shared byte-rate limit and at most `concurrent` at
+ * once (ctx.downloadLimits, default DEFAULT_DOWNLOAD_LIMITS; ERR_DOWNLOAD_BUSY, 503, Retry-After). Errors: ERR_JWT_*, ERR_AGENT_NOT_ACTIVE,
+ * ERR_RELEASE_NOT_FOUND (not imported, not a file of it, or its files not on this instance),
+ * ERR_RANGE_NOT_SATISFIABLE (416, with the file's length in Content-Range).
+ */
+export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { releases } = ctx.services;
+  const limits = ctx.downloadLimits ?? DEFAULT_DOWNLOAD_LIMITS;
+  const throttle = new SharedByteRate(limits.bytesPerSecond);
+  let serving = 0;
+
+  app.get<{ Params: { version: string; file: string } }>('/agent/v1/releases/:version/:file', {
+    schema: {
+      params: {
+        type: 'object',
+        required: ['version', 'file'],
+        properties: { version: { type: 'string', pattern: `^${RELEASE_VERSION_SOURCE}$` }, file: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } },
+      },
+    },
+    handler: async (request, reply) => {
+      const now = Date.now();
+      const { agentId } = await ctx.jwt.verify(bearerJwt(request.headers.authorization), now);
+      const host = await ctx.stores.hosts.get(agentId);
+      if (!host || !mayReceiveWork(host)) throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'only an active host may download agent releases', { host_id: agentId });
+      const { version, file } = request.params;
+      const imported = await releases.get(version);
+      if (!imported.files.some((listed) => listed.name === file) && file !== 'SHA256SUMS' && file !== 'SHA256SUMS.minisig') {
+        throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} has no file ${file}`, { version });
+      }
+      if (serving >= limits.concurrent) {
+        reply.header('retry-after', String(DOWNLOAD_RETRY_AFTER_SECS));
+        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${DOWNLOAD_RETRY_AFTER_SECS} s`);
+      }
+      // The name was checked against the release above: send serves it from the release's folder only.
+      const sent = await send(request.raw, `/${file}`, { root: releases.folderOf(version), dotfiles: 'deny', index: false, cacheControl: false, contentType: false });
+      if (sent.type === 'error' && sent.statusCode === 416) {
+        // RFC 9110 15.5.17: the current length, so the agent can tell its partial file is longer than the release's.
+        reply.header('content-range', sent.headers['Content-Range'] ?? sent.headers['content-range']);
+        throw new CtOpsError('ERR_RANGE_NOT_SATISFIABLE', `the range asked for is outside agent release ${version}'s ${file}; download it again from the start`, { version });
+      }
+      if (sent.type !== 'file') {
+        throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version}'s ${file} is not on this appliance instance (import the release here too)`, { version });
+      }
+      serving += 1;
+      // 'close' ends every response: sent whole, or the agent went away part-way.
+      reply.raw.once('close', () => {
+        serving -= 1;
+      });
+      reply.code(sent.statusCode).headers({ ...sent.headers, 'content-type': 'application/octet-stream' });
+      return reply.send(sent.statusCode === 200 || sent.statusCode === 206 ? sent.stream.pipe(throttle.stream()) : sent.stream);
+    },
+  });
+}
+
+/**
+ * One byte rate shared by every stream made with `stream()` (RateLimiterMemory's points as bytes per
+ * second): each chunk waits until the second it falls in has room for it.
+ */
+class SharedByteRate {
+  readonly #limiter: RateLimiterMemory;
+  readonly #bytesPerSecond: number;
+
+  constructor(bytesPerSecond: number) {
+    this.#bytesPerSecond = bytesPerSecond;
+    this.#limiter = new RateLimiterMemory({ keyPrefix: 'agent-downloads', points: bytesPerSecond, duration: 1 });
+  }
+
+  stream(): Transform {
+    const take = async (bytes: number): Promise<void> => {
+      for (;;) {
+        try {
+          await this.#limiter.consume('all', bytes);
+          return;
+        } catch (refusal) {
+          if (!(refusal instanceof RateLimiterRes)) throw refusal;
+          await new Promise((resolve) => setTimeout(resolve, Math.max(refusal.msBeforeNext, 1)));
+        }
+      }
+    };
+    const bytesPerSecond = this.#bytesPerSecond;
+    return new Transform({
+      transform(chunk: Buffer, _encoding, done: TransformCallback) {
+        // A chunk larger than a second's budget passes in slices of one budget each.
+        const slices: Buffer[] = [];
+        for (let offset = 0; offset < chunk.length; offset += bytesPerSecond) slices.push(chunk.subarray(offset, offset + bytesPerSecond));
+        (async () => {
+          for (const slice of slices) {
+            await take(slice.length);
+            this.push(slice);
+          }
+        })().then(() => done(), done);
+      },
+    });
+  }
+}

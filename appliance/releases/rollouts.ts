@@ -1,0 +1,354 @@
+import type { Logger } from 'pino';
+import { releaseExecutableName } from '../../bundler/lib/targets.ts';
+import { checkAgentText } from '../../common/agent-text.ts';
+import { CtOpsError, isErrorCode } from '../../common/errors.ts';
+import type { UpdateOffer__Output, UpdateStatus__Output } from '../../common/proto.ts';
+import { newId } from '../lib/ids.ts';
+import type { Host } from '../model/host.ts';
+import type { AgentRelease } from '../model/release.ts';
+import type { GroupSelector, HostUpdate, Rollout, RolloutGroup, RolloutState, UpdatePhase } from '../model/rollout.ts';
+import type { Stores } from '../store/index.ts';
+import { compareVersions, isReleaseVersion } from './versions.ts';
+
+/** Where an agent fetches a release's files on the appliance's HTTPS port (appliance/http/agent-downloads.ts). */
+export function releaseDownloadPath(version: string): string {
+  return `/agent/v1/releases/${version}/`;
+}
+
+/** How often each instance runs RolloutService.advance (ms): new groups start, offers reload, within this long. */
+export const ROLLOUT_PASS_MS = 30_000;
+
+/** How long after a healthy report the pass runs (ms); see RolloutService.report. */
+const ADVANCE_SOON_MS = 1_000;
+
+/** The success threshold of a group given none (issue 12: 95 % updated and healthy, no rollback). */
+export const DEFAULT_SUCCESS_PERCENT = 95;
+
+/** A group as an admin asks for it. */
+export interface GroupRequest {
+  readonly name: string;
+  readonly selector: GroupSelector;
+  readonly successPercent?: number;
+}
+
+/** The phases an agent reports (UpdateStatus.phase), by their wire names. */
+const REPORTED_PHASES: Readonly<Record<string, UpdatePhase>> = {
+  UPDATE_PHASE_DOWNLOADING: 'downloading',
+  UPDATE_PHASE_STAGED: 'staged',
+  UPDATE_PHASE_INSTALLED: 'installed',
+  UPDATE_PHASE_HEALTHY: 'healthy',
+  UPDATE_PHASE_ROLLED_BACK: 'rolled_back',
+  UPDATE_PHASE_FAILED: 'failed',
+};
+
+/** One group's hosts and how far they are, for `releases status` and the pass that starts groups. */
+export interface GroupProgress {
+  readonly group: RolloutGroup;
+  /** Live, active hosts of this group (a host belongs to the first group whose selector holds it). */
+  readonly hosts: number;
+  /** Hosts running the target version or newer and reported healthy there (or enrolled at it). */
+  readonly healthy: number;
+  readonly rolledBack: number;
+  readonly failed: number;
+  /** healthy / hosts reached the group's threshold, with no rollback. */
+  readonly met: boolean;
+}
+
+export interface HostProgress {
+  readonly host: Host;
+  /** Position of the host's group; undefined when no group holds it. */
+  readonly group: number | undefined;
+  readonly update: HostUpdate | undefined;
+}
+
+export interface RolloutStatus {
+  readonly rollout: Rollout;
+  readonly groups: readonly GroupProgress[];
+  readonly hosts: readonly HostProgress[];
+}
+
+export interface RolloutServiceDeps {
+  readonly stores: Stores;
+  readonly orgId: string;
+  readonly log: Logger;
+  /** The port agents fetch releases from (the HTTPS server's); 0 until it listens (no offer is made before). */
+  readonly httpsPort: () => number;
+}
+
+/** What offers are decided from, read from the store and kept in memory: an offer costs no query per heartbeat. */
+interface OfferSnapshot {
+  readonly rollout: Rollout;
+  readonly release: AgentRelease;
+  /** Hosts where this version rolled back: never offered it again until an admin clears them. */
+  readonly blocked: ReadonlySet<string>;
+}
+
+/**
+ * Owns agent self-update rollouts (issue 12): which release each host is offered and when, the
+ * staged order of groups (each starting once the previous met its threshold), halt-on-rollback, and
+ * the hosts' reported update phases. Offers are answered from an in-memory snapshot refreshed after
+ * each change made here and by `advance` (every instance runs it, so changes made on another
+ * instance reach this one within a pass).
+ */
+export class RolloutService {
+  readonly #deps: RolloutServiceDeps;
+  #snapshot: OfferSnapshot | undefined;
+  /** Hosts whose offer of the snapshot's version was recorded (phase offered) by this process. */
+  #offered = new Set<string>();
+  /** The pass scheduled by a report that may complete a group; one at a time. */
+  #soon: NodeJS.Timeout | undefined;
+
+  constructor(deps: RolloutServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Starts rolling `version` out to `groups` in order (one group "everyone" holding every host when
+   * none is given), replacing the open rollout (it becomes superseded). The first group starts at once.
+   * Throws ERR_RELEASE_NOT_FOUND (not imported, or retired), ERR_INVALID_ARGUMENT (no or duplicate
+   * group names, a threshold outside 1–100, an empty host list or tag).
+   */
+  async start(version: string, groups: readonly GroupRequest[], createdBy: string, now: number): Promise<Rollout> {
+    const requested = groups.length > 0 ? groups : [{ name: 'everyone', selector: { kind: 'all' } as const }];
+    checkGroups(requested);
+    const rollout = await this.#deps.stores.transact(async (tx) => {
+      const release = await tx.releases.get(version);
+      if (release === undefined || release.retiredAt !== null) {
+        throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} is ${release ? 'retired' : 'not imported'}; import it (releases import) before rolling it out`, { version });
+      }
+      const open = await tx.rollouts.open(this.#deps.orgId);
+      if (open) await tx.rollouts.setState(open.id, [open.state], 'superseded', now, null);
+      const created: Rollout = {
+        id: newId('rol'),
+        orgId: this.#deps.orgId,
+        version,
+        state: 'running',
+        haltedReason: null,
+        createdAt: now,
+        createdBy,
+        updatedAt: now,
+        groups: requested.map((group, position) => ({ position, name: group.name, selector: group.selector, successPercent: group.successPercent ?? DEFAULT_SUCCESS_PERCENT, startedAt: position === 0 ? now : null })),
+      };
+      await tx.rollouts.insert(created);
+      return created;
+    });
+    this.#deps.log.info({ rollout_id: rollout.id, version, groups: rollout.groups.map((group) => group.name), created_by: createdBy }, 'rollout started');
+    await this.refresh();
+    return rollout;
+  }
+
+  /** Pauses the open rollout (running or halted → paused). ERR_ROLLOUT_NOT_FOUND when none is open. */
+  pause(now: number): Promise<Rollout> {
+    return this.#move(['running', 'halted'], 'paused', now);
+  }
+
+  /** Resumes the open rollout (paused or halted → running). ERR_ROLLOUT_NOT_FOUND when none is open. */
+  resume(now: number): Promise<Rollout> {
+    return this.#move(['paused', 'halted'], 'running', now);
+  }
+
+  async #move(from: readonly RolloutState[], to: RolloutState, now: number): Promise<Rollout> {
+    const open = await this.#deps.stores.rollouts.open(this.#deps.orgId);
+    if (open === undefined) throw new CtOpsError('ERR_ROLLOUT_NOT_FOUND', 'no rollout is open (start one with releases rollout VERSION)');
+    if (from.includes(open.state) && (await this.#deps.stores.rollouts.setState(open.id, from, to, now, null))) {
+      this.#deps.log.info({ rollout_id: open.id, from: open.state, to }, 'rollout state changed');
+    }
+    await this.refresh();
+    return (await this.#deps.stores.rollouts.get(open.id))!;
+  }
+
+  /**
+   * Lets `version` be offered again where it rolled back: on `hostId`, or on every host. Returns
+   * how many hosts were cleared.
+   */
+  async clearRollbacks(version: string, hostId: string | undefined): Promise<number> {
+    const cleared = await this.#deps.stores.hostUpdates.clearBlocks(version, hostId);
+    if (cleared > 0) this.#deps.log.info({ version, host_id: hostId, cleared }, 'update rollbacks cleared');
+    await this.refresh();
+    return cleared;
+  }
+
+  /** The open rollout (or, when none is, the latest) with each group's and host's progress; undefined when there never was one. */
+  async status(): Promise<RolloutStatus | undefined> {
+    const rollout = (await this.#deps.stores.rollouts.open(this.#deps.orgId)) ?? (await this.#deps.stores.rollouts.list(this.#deps.orgId, 1))[0];
+    if (rollout === undefined) return undefined;
+    return this.#progress(rollout);
+  }
+
+  async #progress(rollout: Rollout): Promise<RolloutStatus> {
+    const hosts = (await this.#deps.stores.hosts.list(this.#deps.orgId)).filter((host) => host.approval === 'active');
+    const updates = new Map((await this.#deps.stores.hostUpdates.list(hosts.map((host) => host.id))).map((update) => [update.hostId, update]));
+    const progress: HostProgress[] = hosts.map((host) => ({ host, group: groupOf(rollout.groups, host), update: updates.get(host.id) }));
+    const groups = rollout.groups.map((group) => {
+      const members = progress.filter((entry) => entry.group === group.position);
+      const at = (phase: UpdatePhase) => members.filter((entry) => entry.update?.version === rollout.version && entry.update.phase === phase).length;
+      const healthy = members.filter((entry) => isUpdated(entry, rollout.version)).length;
+      const rolledBack = at('rolled_back');
+      const met = rolledBack === 0 && healthy * 100 >= group.successPercent * members.length;
+      return { group, hosts: members.length, healthy, rolledBack, failed: at('failed'), met };
+    });
+    return { rollout, groups, hosts: progress };
+  }
+
+  /**
+   * The periodic pass (every instance; the group start and completion are conditional updates, so
+   * two instances doing it at once change a row once): reloads the offer snapshot, then in a running
+   * rollout starts the next group once every started one met its threshold, and completes the
+   * rollout when the last did.
+   */
+  async advance(now: number): Promise<void> {
+    const open = await this.#deps.stores.rollouts.open(this.#deps.orgId);
+    if (open?.state === 'running') {
+      const { groups } = await this.#progress(open);
+      const pending = groups.find((entry) => entry.group.startedAt === null);
+      const started = groups.filter((entry) => entry.group.startedAt !== null);
+      if (started.every((entry) => entry.met)) {
+        if (pending === undefined) {
+          if (await this.#deps.stores.rollouts.setState(open.id, ['running'], 'completed', now, null)) this.#deps.log.info({ rollout_id: open.id, version: open.version }, 'rollout completed');
+        } else if (await this.#deps.stores.rollouts.startGroup(open.id, pending.group.position, now)) {
+          this.#deps.log.info({ rollout_id: open.id, version: open.version, group: pending.group.name }, 'rollout group started');
+        }
+      }
+    }
+    await this.refresh();
+  }
+
+  /** Reloads the offer snapshot from the store. */
+  async refresh(): Promise<void> {
+    const rollout = await this.#deps.stores.rollouts.open(this.#deps.orgId);
+    const release = rollout && (await this.#deps.stores.releases.get(rollout.version));
+    if (rollout === undefined || release === undefined) {
+      this.#snapshot = undefined;
+      return;
+    }
+    const blocked = new Set(await this.#deps.stores.hostUpdates.blockedHosts(rollout.version));
+    if (this.#snapshot?.rollout.version !== rollout.version) this.#offered = new Set();
+    this.#snapshot = { rollout, release, blocked };
+  }
+
+  /**
+   * The offer for `host` running `agentVersion`, from the snapshot: set while a running rollout's
+   * started group holds the host, its version is below the target, the release has its os/arch and
+   * the version never rolled back there; undefined otherwise. No query: called for every ack.
+   */
+  offerFor(host: Host, agentVersion: string): UpdateOffer__Output | undefined {
+    const snapshot = this.#snapshot;
+    const httpsPort = this.#deps.httpsPort();
+    if (snapshot === undefined || snapshot.rollout.state !== 'running' || httpsPort === 0) return undefined;
+    const { rollout, release } = snapshot;
+    if (!isReleaseVersion(agentVersion) || compareVersions(agentVersion, rollout.version) >= 0 || snapshot.blocked.has(host.id)) return undefined;
+    const position = groupOf(rollout.groups, host);
+    if (position === undefined || rollout.groups[position]!.startedAt === null) return undefined;
+    const fileName = releaseExecutableName({ os: host.os as never, arch: host.arch as never });
+    const file = release.files.find((candidate) => candidate.name === fileName);
+    if (file === undefined) return undefined;
+    return { version: rollout.version, file_name: file.name, size: file.size, sha256: file.sha256, download_path: releaseDownloadPath(rollout.version), https_port: httpsPort };
+  }
+
+  /**
+   * Records that `hostId` was offered the snapshot's version, once per host and process (phase
+   * offered, unless the host already reported on that version). After the ack, never in its way.
+   */
+  async offered(hostId: string, version: string, now: number): Promise<void> {
+    if (this.#offered.has(hostId) || this.#snapshot?.rollout.version !== version) return;
+    this.#offered.add(hostId);
+    const rolloutId = this.#snapshot.rollout.id;
+    await this.#deps.stores.transact(async (tx) => {
+      const known = await tx.hostUpdates.get(hostId);
+      if (known?.version === version) return;
+      await tx.hostUpdates.record({ hostId, version, phase: 'offered', errorCode: null, detail: null, rolloutId, updatedAt: now });
+    });
+  }
+
+  /**
+   * Records an agent's UpdateStatus (the heartbeat handler, before its ack: an ack means stored). A
+   * rollback blocks the version on the host and halts the open rollout of that version
+   * (halt-on-error) until an admin resumes it. Throws ERR_INVALID_ARGUMENT for a report that is not
+   * a MAJOR.MINOR.PATCH version, a known phase, a catalogue code (or none) and at most 1 KiB of
+   * agent text.
+   */
+  async report(hostId: string, status: UpdateStatus__Output, now: number): Promise<void> {
+    const phase = REPORTED_PHASES[status.phase];
+    if (!isReleaseVersion(status.version)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'UpdateStatus.version must be MAJOR.MINOR.PATCH', { field: 'update_status.version' });
+    if (phase === undefined) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'UpdateStatus.phase is not a known phase', { field: 'update_status.phase' });
+    if (status.error_code !== '' && !isErrorCode(status.error_code)) throw new CtOpsError('ERR_INVALID_ARGUMENT', 'UpdateStatus.error_code is not a catalogue code', { field: 'update_status.error_code' });
+    checkAgentText(status.message, 'UpdateStatus.message', { max: 1024 }, { field: 'update_status.message' });
+    const rolledBack = phase === 'rolled_back';
+    const halted = await this.#deps.stores.transact(async (tx) => {
+      const known = await tx.hostUpdates.get(hostId);
+      if (known?.version === status.version && known.phase === phase && known.errorCode === (status.error_code || null)) return undefined;
+      const open = await tx.rollouts.open(this.#deps.orgId);
+      const rolloutId = open?.version === status.version ? open.id : (known?.version === status.version ? known.rolloutId : null);
+      await tx.hostUpdates.record({ hostId, version: status.version, phase, errorCode: status.error_code || null, detail: status.message || null, rolloutId, updatedAt: now });
+      if (!rolledBack) return undefined;
+      await tx.hostUpdates.block(hostId, status.version, status.error_code || 'rolled back', now);
+      if (open?.version !== status.version) return undefined;
+      const reason = `host ${hostId} rolled back ${status.version}${status.error_code ? ` (${status.error_code})` : ''}`;
+      return (await tx.rollouts.setState(open.id, ['running', 'paused'], 'halted', now, reason)) ? { rolloutId: open.id, reason } : undefined;
+    });
+    this.#deps.log.info({ host_id: hostId, version: status.version, phase, error_code: status.error_code || undefined }, 'agent update reported');
+    if (halted) this.#deps.log.warn({ rollout_id: halted.rolloutId, reason: halted.reason }, 'rollout halted');
+    if (rolledBack) await this.refresh();
+    if (phase === 'healthy') this.#advanceSoon();
+  }
+
+  /** Drops a scheduled pass (the appliance is stopping: its stores close). */
+  stop(): void {
+    clearTimeout(this.#soon);
+    this.#soon = undefined;
+  }
+
+  /**
+   * Runs the pass ADVANCE_SOON_MS after a host reported healthy, so the next group starts within
+   * seconds of the threshold rather than at the next periodic pass; reports arriving meanwhile share
+   * that one pass (it reads every host of the organisation).
+   */
+  #advanceSoon(): void {
+    if (this.#soon !== undefined) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      this.advance(Date.now()).catch((error: unknown) => this.#deps.log.error({ err: error }, 'rollout pass failed'));
+    }, ADVANCE_SOON_MS);
+    this.#soon.unref();
+  }
+}
+
+/** The position of the first group whose selector holds `host`, or undefined. */
+function groupOf(groups: readonly RolloutGroup[], host: Host): number | undefined {
+  return groups.find((group) => holds(group.selector, host))?.position;
+}
+
+function holds(selector: GroupSelector, host: Host): boolean {
+  switch (selector.kind) {
+    case 'all':
+      return true;
+    case 'tag':
+      return host.tags[selector.key] === selector.value;
+    case 'hosts':
+      return selector.hostIds.includes(host.id);
+  }
+}
+
+/** Updated and healthy on `version`: reported healthy on it (or a newer one), or running it already with nothing pending. */
+function isUpdated(entry: HostProgress, version: string): boolean {
+  const running = entry.host.agentVersion;
+  if (!isReleaseVersion(running) || compareVersions(running, version) < 0) return false;
+  const update = entry.update;
+  return update === undefined || update.version !== version || update.phase === 'healthy';
+}
+
+function checkGroups(groups: readonly GroupRequest[]): void {
+  const names = new Set<string>();
+  for (const group of groups) {
+    const invalid = (why: string): never => {
+      throw new CtOpsError('ERR_INVALID_ARGUMENT', `rollout group ${JSON.stringify(group.name)}: ${why}`, { field: 'groups' });
+    };
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(group.name)) invalid('a name is 1–64 letters, digits, ".", "_" or "-"');
+    if (names.has(group.name)) invalid('named twice');
+    names.add(group.name);
+    const percent = group.successPercent ?? DEFAULT_SUCCESS_PERCENT;
+    if (!Number.isInteger(percent) || percent < 1 || percent > 100) invalid('the success threshold is a percentage from 1 to 100');
+    if (group.selector.kind === 'hosts' && group.selector.hostIds.length === 0) invalid('a host list names at least one host');
+    if (group.selector.kind === 'tag' && group.selector.key === '') invalid('a tag selector names a tag');
+  }
+}

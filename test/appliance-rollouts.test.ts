@@ -1,0 +1,179 @@
+/**
+ * Agent update rollouts on a real appliance, with agents played over the real gRPC stream: the offer
+ * in the heartbeat ack (only to a started group, only below the target, never where the version
+ * rolled back), the download over HTTPS with the agent's JWT (Range resumes, nothing else served),
+ * the next group started once the first is healthy, a rollback halting the rollout.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
+import type { HeartbeatResponse__Output } from '../common/proto.ts';
+import { tempDir, writeReleaseDir } from './helpers/bundler-fixtures.ts';
+import type { HeartbeatStream } from './helpers/ingest-client.ts';
+import { useIngestFixture, type Enrolled } from './helpers/ingest-fixture.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const releaseKey = signingKeyFromSeed(randomBytes(32));
+const work = tempDir('ct-ops-rollouts-');
+const releasePub = join(work, 'release.pub');
+writeFileSync(releasePub, publicKeyFile(releaseKey, 'CT-Ops test release key'));
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+describe('agent update rollouts: offer, download, groups, rollback', () => {
+  // One download at a time at 2 MiB/s: the limits are seen with files of a few MiB.
+  const ingest = useIngestFixture({ args: ['--release-public-key-file', releasePub], env: { CT_OPS_APPLIANCE_AGENT_DOWNLOAD_CONCURRENCY: '1', CT_OPS_APPLIANCE_AGENT_DOWNLOAD_RATE_MIB: '2' } });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  /** An HTTPS GET on the appliance's HTTPS port, trusting its CA. */
+  const get = (port: number, path: string, headers: Record<string, string> = {}): Promise<Answer> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: 'localhost', port, path, method: 'GET', ca: ingest.appliance.caCert, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  /** The ack of heartbeat `sequence` on `stream`, sent with the agent at `agentVersion` (and an update status, if given). */
+  async function heartbeat(stream: HeartbeatStream, host: Enrolled, sequence: number, agentVersion: string, extra: Record<string, unknown> = {}): Promise<HeartbeatResponse__Output['ack']> {
+    stream.send(host.hostId, sequence, { agent_version: agentVersion, ...extra });
+    const ack = await waitFor(`ack ${sequence}`, () => stream.received.find((message) => message.kind === 'ack' && Number(message.ack!.sequence) === sequence));
+    return ack.ack;
+  }
+
+  let canary: Enrolled;
+  let rest: Enrolled;
+  let canaryStream: HeartbeatStream;
+  let restStream: HeartbeatStream;
+  let releaseDir: string;
+
+  it('offers nothing before a rollout; offers the first group only once one starts, below the target only', async () => {
+    releaseDir = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '1.1.0', bytes: 3 << 20 });
+    const imported = await ingest.appliance.cli('releases', 'import', releaseDir);
+    assert.equal(imported.code, 0, imported.stderr);
+    canary = await ingest.enrol({ hostname: 'canary-1' });
+    rest = await ingest.enrol({ hostname: 'rest-1' });
+    canaryStream = await ingest.openStream(canary.hostId, canary.jwt);
+    restStream = await ingest.openStream(rest.hostId, rest.jwt);
+    assert.equal((await heartbeat(canaryStream, canary, 2, '1.0.0'))!.update_offer, null, 'no rollout: no offer');
+
+    const started = await ingest.appliance.cliJson<{ id: string; state: string; groups: Array<{ name: string; started_at: string | null }> }>(
+      'releases', 'rollout', '1.1.0', '--group', `canary=hosts:${canary.hostId}@100`, '--group', 'everyone=all',
+    );
+    assert.equal(started.state, 'running');
+    assert.deepEqual(started.groups.map((group) => [group.name, group.started_at !== null]), [['canary', true], ['everyone', false]]);
+
+    const offer = (await heartbeat(canaryStream, canary, 3, '1.0.0'))!.update_offer!;
+    const sums = readFileSync(join(releaseDir, 'SHA256SUMS'), 'utf8');
+    assert.equal(offer.version, '1.1.0');
+    assert.equal(offer.file_name, 'ct-ops-agent-linux-x64', 'the executable of the host\'s registered os/arch');
+    assert.ok(sums.includes(`${offer.sha256}  ${offer.file_name}\n`), 'the offer names the signed SHA-256');
+    assert.equal(offer.download_path, '/agent/v1/releases/1.1.0/');
+    assert.equal(offer.https_port, ingest.appliance.httpPort);
+    assert.equal((await heartbeat(restStream, rest, 2, '1.0.0'))!.update_offer, null, 'the second group has not started');
+    assert.equal((await heartbeat(canaryStream, canary, 4, '1.1.0'))!.update_offer, null, 'at the target: no offer');
+    assert.equal((await heartbeat(canaryStream, canary, 5, '1.0.0-dev'))!.update_offer, null, 'a version that is not MAJOR.MINOR.PATCH is left alone');
+    const status = await ingest.appliance.cliJson<{ hosts: Array<{ host_id: string; phase: string | null; group: string }> }>('releases', 'status');
+    assert.deepEqual(status.hosts.find((entry) => entry.host_id === canary.hostId), { ...status.hosts.find((entry) => entry.host_id === canary.hostId), phase: 'offered', group: 'canary' });
+  });
+
+  it('serves the offered release over HTTPS to an agent with its JWT only, resumes with Range, and serves nothing else', async () => {
+    const port = ingest.appliance.httpPort;
+    const auth = { authorization: `Bearer ${canary.jwt}` };
+    const name = 'ct-ops-agent-linux-x64';
+    const expected = readFileSync(join(releaseDir, name));
+    const whole = await get(port, `/agent/v1/releases/1.1.0/${name}`, auth);
+    assert.equal(whole.status, 200);
+    assert.equal(createHash('sha256').update(whole.body).digest('hex'), createHash('sha256').update(expected).digest('hex'));
+    assert.equal(whole.headers['accept-ranges'], 'bytes');
+
+    // An interrupted download resumes from where it stopped.
+    const from = 1_000_003;
+    const resumed = await get(port, `/agent/v1/releases/1.1.0/${name}`, { ...auth, range: `bytes=${from}-` });
+    assert.equal(resumed.status, 206);
+    assert.equal(resumed.headers['content-range'], `bytes ${from}-${expected.length - 1}/${expected.length}`);
+    assert.ok(resumed.body.equals(expected.subarray(from)));
+    const beyond = await get(port, `/agent/v1/releases/1.1.0/${name}`, { ...auth, range: `bytes=${expected.length + 10}-` });
+    assert.equal(beyond.status, 416);
+    assert.equal(beyond.headers['content-range'], `bytes */${expected.length}`);
+
+    // The limits: served at the shared rate (3 MiB at 2 MiB/s takes over a second), one at a time.
+    const started = Date.now();
+    const first = get(port, `/agent/v1/releases/1.1.0/${name}`, auth);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const busy = await get(port, `/agent/v1/releases/1.1.0/${name}`, auth);
+    assert.equal(busy.status, 503);
+    assert.equal(busy.headers['retry-after'], '30');
+    assert.equal((JSON.parse(busy.body.toString()) as { error: { code: string } }).error.code, 'ERR_DOWNLOAD_BUSY');
+    assert.equal((await first).body.length, expected.length);
+    assert.ok(Date.now() - started >= 1_000, `3 MiB at 2 MiB/s took ${Date.now() - started} ms`);
+
+    for (const file of ['SHA256SUMS', 'SHA256SUMS.minisig']) {
+      const answer = await get(port, `/agent/v1/releases/1.1.0/${file}`, auth);
+      assert.equal(answer.status, 200, file);
+      assert.ok(answer.body.equals(readFileSync(join(releaseDir, file))), file);
+    }
+    const refusals: Array<[string, Record<string, string>, number, string]> = [
+      [`/agent/v1/releases/1.1.0/${name}`, {}, 401, 'ERR_JWT_MISSING'],
+      [`/agent/v1/releases/1.1.0/${name}`, { authorization: 'Bearer not.a.jwt' }, 401, 'ERR_JWT_INVALID'],
+      ['/agent/v1/releases/1.1.0/release.pub', auth, 404, 'ERR_RELEASE_NOT_FOUND'],
+      ['/agent/v1/releases/1.1.0/..%2f..%2fca.key', auth, 400, 'ERR_INVALID_ARGUMENT'],
+      ['/agent/v1/releases/9.9.9/SHA256SUMS', auth, 404, 'ERR_RELEASE_NOT_FOUND'],
+    ];
+    for (const [path, headers, status, code] of refusals) {
+      const answer = await get(port, path, headers);
+      assert.equal(answer.status, status, `${path}: ${answer.body.toString()}`);
+      assert.equal((JSON.parse(answer.body.toString()) as { error: { code: string } }).error.code, code, path);
+    }
+  });
+
+  it('starts the next group once the first is healthy; a rollback there halts the rollout and the version is not offered to that host again', async () => {
+    const healthy = { update_status: { version: '1.1.0', phase: 'UPDATE_PHASE_HEALTHY', error_code: '', message: '' } };
+    await heartbeat(canaryStream, canary, 6, '1.1.0', healthy);
+    const offer = await waitFor('the second group offered', async () => (await heartbeat(restStream, rest, Date.now() % 1_000_000 + 10, '1.0.0'))!.update_offer ?? undefined, 15_000, 300);
+    assert.equal(offer.version, '1.1.0');
+
+    const rolledBack = { update_status: { version: '1.1.0', phase: 'UPDATE_PHASE_ROLLED_BACK', error_code: 'ERR_INTERNAL', message: 'the new agent exited at start' } };
+    await heartbeat(restStream, rest, 2_000_001, '1.0.0', rolledBack);
+    const status = await ingest.appliance.cliJson<{ rollout: { state: string; halted_reason: string }; hosts: Array<{ host_id: string; phase: string; error_code: string; detail: string }> }>('releases', 'status');
+    assert.equal(status.rollout.state, 'halted');
+    assert.match(status.rollout.halted_reason, new RegExp(rest.hostId));
+    const reported = status.hosts.find((entry) => entry.host_id === rest.hostId)!;
+    assert.deepEqual([reported.phase, reported.error_code, reported.detail], ['rolled_back', 'ERR_INTERNAL', 'the new agent exited at start']);
+    assert.equal((await heartbeat(restStream, rest, 2_000_002, '1.0.0'))!.update_offer, null, 'halted: nothing offered');
+
+    const resumed = await ingest.appliance.cliJson<{ state: string }>('releases', 'resume');
+    assert.equal(resumed.state, 'running');
+    assert.equal((await heartbeat(restStream, rest, 2_000_003, '1.0.0'))!.update_offer, null, 'resumed, but the version rolled back on this host');
+    const cleared = await ingest.appliance.cliJson<{ cleared: number }>('releases', 'clear-rollback', '1.1.0', '--host', rest.hostId);
+    assert.equal(cleared.cleared, 1);
+    assert.equal((await heartbeat(restStream, rest, 2_000_004, '1.0.0'))!.update_offer?.version, '1.1.0', 'cleared: offered again');
+
+    // A malformed report is refused (logged) and the heartbeat still acknowledged; the stream goes on.
+    const bad = { update_status: { version: '1.1', phase: 'UPDATE_PHASE_HEALTHY', error_code: '', message: '' } };
+    assert.ok(await heartbeat(restStream, rest, 2_000_005, '1.0.0', bad));
+    assert.ok(await heartbeat(restStream, rest, 2_000_006, '1.0.0'));
+  });
+
+  it('pauses and refuses rollouts of what was not imported or is retired', async () => {
+    assert.equal((await ingest.appliance.cliJson<{ state: string }>('releases', 'pause')).state, 'paused');
+    const missing = await ingest.appliance.cli('releases', 'rollout', '7.7.7');
+    assert.match(missing.stderr, /ERR_RELEASE_NOT_FOUND/);
+    const badGroup = await ingest.appliance.cli('releases', 'rollout', '1.1.0', '--group', 'x=tags:a');
+    assert.match(badGroup.stderr, /ERR_USAGE/);
+    await ingest.appliance.cliJson('releases', 'retire', '1.1.0');
+    const retired = await ingest.appliance.cli('releases', 'rollout', '1.1.0');
+    assert.match(retired.stderr, /ERR_RELEASE_NOT_FOUND.*retired/);
+  });
+});
