@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { blake2b512, keyIdHex, publicKeyFile, signDigest, signingKeyFromSeed } from '../common/minisign.ts';
@@ -87,6 +88,12 @@ describe('agent releases: import, list, show, retire', () => {
     assert.equal(fromTarball.code, 0, fromTarball.stderr);
     assert.equal((JSON.parse(fromTarball.stdout) as { imported: boolean }).imported, false);
 
+    // A tarball of the folder's contents (`tar -C DIR .`: entries ./NAME) is the same release.
+    const dotted = join(work, 'release-1.2.0-dotted.tar');
+    assert.equal((await run('tar', ['-cf', dotted, '-C', dir, '.'])).code, 0);
+    const fromDotted = await importRelease(dotted);
+    assert.equal(fromDotted.code, 0, fromDotted.stderr);
+
     const shown = await appliance.cliJson<ReleaseView>('releases', 'show', '1.2.0');
     assert.deepEqual(shown.files, outcome.release.files);
   });
@@ -150,6 +157,23 @@ describe('agent releases: import, list, show, retire', () => {
     const garbage = join(work, 'garbage.tar');
     writeFileSync(garbage, randomBytes(10_000));
     await assertRefused(await importRelease(garbage), 'ERR_RELEASE_INVALID', 65, kept);
+  });
+
+  it('an upload cut off part-way is dropped with its staging, and the next import is not held up by it', async () => {
+    const dir = release('3.0.0', { bytes: 2 << 20 });
+    const tarball = join(work, 'cut.tar');
+    assert.equal((await run('tar', ['-cf', tarball, '-C', dir, '.'])).code, 0);
+    const endpoint = JSON.parse(readFileSync(join(appliance.dataDir, 'appliance.json'), 'utf8')) as { admin_api: string };
+    const credential = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
+    await new Promise<void>((resolve) => {
+      const req = httpsRequest(new URL('/api/v1/releases', endpoint.admin_api), { method: 'POST', ca: appliance.caCert, checkServerIdentity: () => undefined, headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/x-tar' } });
+      req.on('error', () => resolve());
+      req.write(readFileSync(tarball).subarray(0, 1 << 20), () => setTimeout(() => req.destroy(), 200));
+      req.on('close', () => resolve());
+    });
+    const next = await importRelease(dir);
+    assert.equal(next.code, 0, next.stderr);
+    assert.deepEqual(readdirSync(join(appliance.dataDir, 'releases')).filter((name) => name.startsWith('.incoming-')), [], 'no staging left');
   });
 
   it('retires a release (kept, no longer active); an unknown version is ERR_RELEASE_NOT_FOUND', async () => {

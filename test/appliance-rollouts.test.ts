@@ -119,6 +119,25 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     assert.equal((await first).body.length, expected.length);
     assert.ok(Date.now() - started >= 1_000, `3 MiB at 2 MiB/s took ${Date.now() - started} ms`);
 
+    // Agents that go away mid-download give their place back (three cuts with one place).
+    for (let cut = 0; cut < 3; cut += 1) {
+      await new Promise<void>((resolve, reject) => {
+        const req = request({ host: 'localhost', port, path: `/agent/v1/releases/1.1.0/${name}`, ca: ingest.appliance.caCert, headers: auth }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' ? resolve() : reject(error)));
+        req.end();
+      });
+    }
+    const after = await waitFor('a place free again', async () => {
+      const answer = await get(port, `/agent/v1/releases/1.1.0/SHA256SUMS`, auth);
+      return answer.status === 200 ? answer : undefined;
+    });
+    assert.equal(after.status, 200);
+
     for (const file of ['SHA256SUMS', 'SHA256SUMS.minisig']) {
       const answer = await get(port, `/agent/v1/releases/1.1.0/${file}`, auth);
       assert.equal(answer.status, 200, file);
@@ -156,9 +175,18 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     const resumed = await ingest.appliance.cliJson<{ state: string }>('releases', 'resume');
     assert.equal(resumed.state, 'running');
     assert.equal((await heartbeat(restStream, rest, 2_000_003, '1.0.0'))!.update_offer, null, 'resumed, but the version rolled back on this host');
+    // Resumed past the rollback: the blocked host is out of the threshold, so the last group is met and the rollout completes.
+    await waitFor('the rollout completed', async () => (await ingest.appliance.cliJson<{ rollout: { state: string } }>('releases', 'status')).rollout.state === 'completed');
     const cleared = await ingest.appliance.cliJson<{ cleared: number }>('releases', 'clear-rollback', '1.1.0', '--host', rest.hostId);
     assert.equal(cleared.cleared, 1);
-    assert.equal((await heartbeat(restStream, rest, 2_000_004, '1.0.0'))!.update_offer?.version, '1.1.0', 'cleared: offered again');
+    assert.equal((await heartbeat(restStream, rest, 2_000_004, '1.0.0'))!.update_offer?.version, '1.1.0', 'cleared: offered again (a completed rollout still offers its target)');
+
+    // An agent that refused the offer (or could not complete it) is not offered it again.
+    const failed = { update_status: { version: '1.1.0', phase: 'UPDATE_PHASE_FAILED', error_code: 'ERR_UPDATE_SIGNATURE_INVALID', message: 'not signed by the pinned key' } };
+    await heartbeat(restStream, rest, 2_000_010, '1.0.0', failed);
+    assert.equal((await heartbeat(restStream, rest, 2_000_011, '1.0.0'))!.update_offer, null, 'failed: not offered again');
+    await ingest.appliance.cliJson('releases', 'clear-rollback', '1.1.0', '--host', rest.hostId);
+    assert.equal((await heartbeat(restStream, rest, 2_000_012, '1.0.0'))!.update_offer?.version, '1.1.0', 'cleared: offered again');
 
     // A malformed report is refused (logged) and the heartbeat still acknowledged; the stream goes on.
     const bad = { update_status: { version: '1.1', phase: 'UPDATE_PHASE_HEALTHY', error_code: '', message: '' } };
@@ -166,14 +194,21 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     assert.ok(await heartbeat(restStream, rest, 2_000_006, '1.0.0'));
   });
 
-  it('pauses and refuses rollouts of what was not imported or is retired', async () => {
-    assert.equal((await ingest.appliance.cliJson<{ state: string }>('releases', 'pause')).state, 'paused');
+  it('refuses rollouts of what was not imported or is retired, and of a group that holds no host; a retired release is offered and served no more', async () => {
+    const emptyGroup = await ingest.appliance.cli('releases', 'rollout', '1.1.0', '--group', 'canary=tag:ring=canray', '--group', 'everyone=all');
+    assert.match(emptyGroup.stderr, /ERR_INVALID_ARGUMENT.*holds no active host/);
     const missing = await ingest.appliance.cli('releases', 'rollout', '7.7.7');
     assert.match(missing.stderr, /ERR_RELEASE_NOT_FOUND/);
     const badGroup = await ingest.appliance.cli('releases', 'rollout', '1.1.0', '--group', 'x=tags:a');
     assert.match(badGroup.stderr, /ERR_USAGE/);
+    assert.equal((await heartbeat(restStream, rest, 3_000_001, '1.0.0'))!.update_offer?.version, '1.1.0', 'offered before retiring');
     await ingest.appliance.cliJson('releases', 'retire', '1.1.0');
+    assert.equal((await heartbeat(restStream, rest, 3_000_002, '1.0.0'))!.update_offer, null, 'retired: offered no more');
+    const download = await get(ingest.appliance.httpPort, '/agent/v1/releases/1.1.0/SHA256SUMS', { authorization: `Bearer ${rest.jwt}` });
+    assert.equal(download.status, 404, 'retired: served no more');
     const retired = await ingest.appliance.cli('releases', 'rollout', '1.1.0');
     assert.match(retired.stderr, /ERR_RELEASE_NOT_FOUND.*retired/);
+    const paused = await ingest.appliance.cli('releases', 'pause');
+    assert.match(paused.stderr, /ERR_ROLLOUT_NOT_FOUND/, 'nothing open to pause (the rollout completed)');
   });
 });

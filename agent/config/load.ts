@@ -3,6 +3,7 @@ import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
+import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { parseIngestAddressList, type IngestAddress } from './address.ts';
 import { readCaCertificate } from './ca-cert.ts';
@@ -91,6 +92,14 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
     warnings.push(`${file}: [agent] version is ${JSON.stringify(configuredVersion)} but this agent is ${PRODUCT_VERSION}; reporting ${PRODUCT_VERSION}`);
   }
 
+  const releaseKeyText = ((value('update', 'release_public_key')?.value as string | undefined) ?? '').trim();
+  let releaseKey: PublicKey | undefined;
+  try {
+    releaseKey = releaseKeyText === '' ? undefined : parsePublicKeyFile(releaseKeyText);
+  } catch (cause) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [update] release_public_key is not a minisign public key`, { where: 'update.release_public_key' }, { cause });
+  }
+
   const config: AgentConfig = {
     configFile: file,
     ingest: Object.freeze({ addresses, caCertFile, caPem }),
@@ -99,6 +108,7 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
     configuredVersion: configuredVersion || undefined,
     heartbeatIntervalSecs: (value('agent', 'heartbeat_interval_secs')?.value as number | undefined) ?? DEFAULT_HEARTBEAT_INTERVAL_SECS,
     tags: Object.freeze({ ...((value('agent', 'tags')?.value as ValueOf<{ kind: 'string-map' }> | undefined) ?? {}) }),
+    releaseKey,
   };
   return Object.freeze({ config: Object.freeze(config), warnings: Object.freeze(warnings) });
 }

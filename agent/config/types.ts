@@ -1,3 +1,4 @@
+import type { PublicKey } from '../../common/minisign.ts';
 import type { IngestAddress } from './address.ts';
 
 /** The validated, frozen agent configuration: the only form the rest of the agent sees. */
@@ -23,6 +24,11 @@ export interface AgentConfig {
   readonly configuredVersion: string | undefined;
   readonly heartbeatIntervalSecs: number;
   readonly tags: Readonly<Record<string, string>>;
+  /**
+   * The agent release key self-update verifies every offered release with ([update]
+   * release_public_key, the appliance's release.pub written by the bundler); undefined: no update is taken.
+   */
+  readonly releaseKey: PublicKey | undefined;
 }
 
 export interface LoadedConfig {

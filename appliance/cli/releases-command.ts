@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { create as createTar } from 'tar';
 import { CtOpsError } from '../../common/errors.ts';
+import { GZIP_MAGIC } from '../backup/manifest.ts';
 import { isReleaseFileName } from '../releases/release-check.ts';
 import { AdminClient } from './admin-client.ts';
 import { printLine, printObject, printRows } from './output.ts';
@@ -13,8 +14,6 @@ const RELEASE_COLUMNS = ['version', 'state', 'key_id', 'imported_at', 'imported_
 
 /** How long an import may stay silent: the appliance answers once it has hashed every file (about 700 MB). */
 const IMPORT_TIMEOUT_MS = 10 * 60_000;
-
-const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 
 interface ImportOptions extends CommonOptions {
   allowOlder: boolean;
@@ -112,7 +111,7 @@ export function releasesCommand(): Command {
       if (options.json) return printObject(status, true);
       const { rollout } = status;
       printLine(`rollout ${String(rollout.id)}: agent ${String(rollout.version)}, ${String(rollout.state)}${rollout.halted_reason ? ` (${String(rollout.halted_reason)})` : ''}`);
-      printRows(status.groups, ['name', 'started_at', 'hosts', 'healthy', 'rolled_back', 'failed', 'met'], false);
+      printRows(status.groups, ['name', 'started_at', 'hosts', 'eligible', 'healthy', 'rolled_back', 'failed', 'met'], false);
       printRows(status.hosts, ['host_id', 'hostname', 'group', 'agent_version', 'phase', 'error_code', 'detail'], false);
     });
   for (const [name, description] of [

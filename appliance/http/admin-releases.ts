@@ -5,7 +5,7 @@ import { idPatternSource } from '../../common/ids.ts';
 import type { AgentRelease } from '../model/release.ts';
 import type { GroupSelector, Rollout } from '../model/rollout.ts';
 import type { RolloutStatus } from '../releases/rollouts.ts';
-import { RELEASE_VERSION_SOURCE } from '../releases/versions.ts';
+import { RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
 import type { HttpContext } from './context.ts';
 import { iso } from './views.ts';
 
@@ -74,9 +74,20 @@ export async function adminReleaseRoutes(app: FastifyInstance, ctx: HttpContext)
     handler: async (request, reply) => {
       const upload = request.body as Readable | undefined;
       if (typeof upload?.pipe !== 'function') throw new CtOpsError('ERR_UNSUPPORTED_MEDIA_TYPE', `a release is uploaded as ${ARCHIVE_TYPES.join(' or ')}`);
-      // The service may stop reading a refused archive early: it ends this pipe, not the request,
-      // so the refusal is still answered (Node discards the rest of the body).
-      const archive = upload.pipe(new PassThrough());
+      const archive = new PassThrough();
+      upload.pipe(archive);
+      // pipe passes on neither an error nor a cut: either ends the archive with an error, so the import stops.
+      const cut = (): void => {
+        if (!request.raw.complete) archive.destroy(new CtOpsError('ERR_RELEASE_INVALID', 'the upload was cut off before its end'));
+      };
+      request.raw.once('close', cut);
+      upload.once('error', (error) => archive.destroy(error));
+      // The service stops reading a refused archive early: the rest of the body is read and dropped, so the refusal is answered.
+      archive.once('close', () => {
+        if (upload.readableEnded) return;
+        upload.unpipe(archive);
+        upload.resume();
+      });
       const allowOlder = request.query.allow_older === 'true';
       const outcome = await releases.importArchive(archive, { allowOlder, importedBy: request.adminName }, Date.now());
       reply.code(outcome.imported ? 201 : 200);
@@ -143,7 +154,7 @@ function rolloutView(rollout: Rollout): Record<string, unknown> {
 function statusView(status: RolloutStatus): Record<string, unknown> {
   return {
     rollout: rolloutView(status.rollout),
-    groups: status.groups.map((entry) => ({ name: entry.group.name, started_at: iso(entry.group.startedAt), hosts: entry.hosts, healthy: entry.healthy, rolled_back: entry.rolledBack, failed: entry.failed, met: entry.met })),
+    groups: status.groups.map((entry) => ({ name: entry.group.name, started_at: iso(entry.group.startedAt), hosts: entry.hosts, eligible: entry.eligible, healthy: entry.healthy, rolled_back: entry.rolledBack, failed: entry.failed, met: entry.met })),
     hosts: status.hosts.map(({ host, group, update }) => ({
       host_id: host.id,
       hostname: host.hostname,

@@ -1,11 +1,12 @@
 import send from '@fastify/send';
 import type { FastifyInstance } from 'fastify';
-import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { CtOpsError } from '../../common/errors.ts';
 import { bearerJwt } from '../auth/agent-jwt.ts';
+import { credentialRefusal } from '../hosts/identity.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
-import { RELEASE_VERSION_SOURCE } from '../releases/versions.ts';
+import { RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
 import type { HttpContext } from './context.ts';
 
 /** Limits on serving agent releases, so a fleet-wide rollout cannot starve heartbeats of CPU or bandwidth. */
@@ -28,9 +29,9 @@ export const DOWNLOAD_RETRY_AFTER_SECS = 30;
 
 /**
  * `GET /agent/v1/releases/:version/:file`: an imported release's file for an agent that may receive
- * work (bearer: its JWT, as on the ingest port), with Range support (RFC 9110 14: 206, 416; an
+ * work (bearer: its JWT, refused as on the ingest port when issued before a key rotation), with Range support (RFC 9110 14: 206, 416; an
  * interrupted download resumes), ETag and Last-Modified. Only a file the release's signed
- * SHA256SUMS lists, or SHA256SUMS and its signature, is served; nothing else under the data
+ * SHA256SUMS lists, or SHA256SUMS and its signature, of a release not retired, is served; nothing else under the data
  * directory can be named. Served through one shared byte-rate limit and at most `concurrent` at
  * once (ctx.downloadLimits, default DEFAULT_DOWNLOAD_LIMITS; ERR_DOWNLOAD_BUSY, 503, Retry-After). Errors: ERR_JWT_*, ERR_AGENT_NOT_ACTIVE,
  * ERR_RELEASE_NOT_FOUND (not imported, not a file of it, or its files not on this instance),
@@ -52,35 +53,49 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
     },
     handler: async (request, reply) => {
       const now = Date.now();
-      const { agentId } = await ctx.jwt.verify(bearerJwt(request.headers.authorization), now);
-      const host = await ctx.stores.hosts.get(agentId);
-      if (!host || !mayReceiveWork(host)) throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'only an active host may download agent releases', { host_id: agentId });
+      const credential = await ctx.jwt.verify(bearerJwt(request.headers.authorization), now);
+      const host = await ctx.stores.hosts.get(credential.agentId);
+      if (!host || !mayReceiveWork(host)) throw new CtOpsError('ERR_AGENT_NOT_ACTIVE', 'only an active host may download agent releases', { host_id: credential.agentId });
+      // A JWT issued before the host's key rotation belongs to the retired clone (as on the ingest port).
+      const stale = credentialRefusal(host, credential.issuedAt);
+      if (stale) throw stale;
       const { version, file } = request.params;
       const imported = await releases.get(version);
+      if (imported.retiredAt !== null) throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} is retired`, { version });
       if (!imported.files.some((listed) => listed.name === file) && file !== 'SHA256SUMS' && file !== 'SHA256SUMS.minisig') {
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} has no file ${file}`, { version });
       }
+      // Counted from here until the response closes, whatever happens on the way (no await before the listener).
       if (serving >= limits.concurrent) {
         reply.header('retry-after', String(DOWNLOAD_RETRY_AFTER_SECS));
         throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${DOWNLOAD_RETRY_AFTER_SECS} s`);
       }
+      serving += 1;
+      let counted = true;
+      const uncount = (): void => {
+        if (!counted) return;
+        counted = false;
+        serving -= 1;
+      };
+      reply.raw.once('close', uncount);
+      // The agent may have gone during the lookups above: its 'close' was before the listener.
+      if (reply.raw.destroyed) return void uncount();
       // The name was checked against the release above: send serves it from the release's folder only.
       const sent = await send(request.raw, `/${file}`, { root: releases.folderOf(version), dotfiles: 'deny', index: false, cacheControl: false, contentType: false });
       if (sent.type === 'error' && sent.statusCode === 416) {
         // RFC 9110 15.5.17: the current length, so the agent can tell its partial file is longer than the release's.
-        reply.header('content-range', sent.headers['Content-Range'] ?? sent.headers['content-range']);
+        reply.header('content-range', sent.headers['Content-Range']);
         throw new CtOpsError('ERR_RANGE_NOT_SATISFIABLE', `the range asked for is outside agent release ${version}'s ${file}; download it again from the start`, { version });
       }
       if (sent.type !== 'file') {
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version}'s ${file} is not on this appliance instance (import the release here too)`, { version });
       }
-      serving += 1;
-      // 'close' ends every response: sent whole, or the agent went away part-way.
-      reply.raw.once('close', () => {
-        serving -= 1;
-      });
       reply.code(sent.statusCode).headers({ ...sent.headers, 'content-type': 'application/octet-stream' });
-      return reply.send(sent.statusCode === 200 || sent.statusCode === 206 ? sent.stream.pipe(throttle.stream()) : sent.stream);
+      if (sent.statusCode !== 200 && sent.statusCode !== 206) return reply.send(sent.stream);
+      // pipeline: an agent that goes away destroys the throttle (fastify), and with it the file stream.
+      const throttled = throttle.stream();
+      pipeline(sent.stream, throttled, () => undefined);
+      return reply.send(throttled);
     },
   });
 }

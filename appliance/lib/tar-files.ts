@@ -64,7 +64,11 @@ export async function unpackPlainFiles(archive: Readable, dir: string, rules: Un
     outputs.add(output);
     writes.push(
       new Promise<void>((resolveWrite, reject) => {
-        output.on('error', reject);
+        output.on('error', (error) => {
+          // A file that cannot be written (disk full) stops the unpack: nothing more is read.
+          stop(new CtOpsError('ERR_DATA_DIR_UNUSABLE', `cannot write the unpacked files in ${dir}: ${error.message}`, { path: dir }, { cause: error }));
+          reject(error);
+        });
         output.on('close', () => {
           outputs.delete(output);
           resolveWrite();

@@ -6,7 +6,7 @@ import { SERVICE_WRAPPER_NAME } from '../../bundler/build/inputs.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, verifySignature, type PublicKey } from '../../common/minisign.ts';
 import type { ReleaseFile } from '../model/release.ts';
-import { RELEASE_VERSION_SOURCE } from './versions.ts';
+import { MAX_RELEASE_FILE_BYTES, signedReleaseVersion } from '../../common/release-version.ts';
 
 export const RELEASE_SUMS_FILE = 'SHA256SUMS';
 export const RELEASE_SIGNATURE_FILE = 'SHA256SUMS.minisig';
@@ -17,18 +17,9 @@ export const RELEASE_EXECUTABLES: ReadonlySet<string> = new Set(ALL_TARGETS.map(
 /** Every file name a release may list: the executables and the Windows service wrapper (WinSW). */
 const RELEASE_FILE_NAMES: ReadonlySet<string> = new Set([...RELEASE_EXECUTABLES, SERVICE_WRAPPER_NAME]);
 
-/** The largest release file accepted (bytes): an agent executable is about 110 MB; the root helper's own cap (installers/ct-ops-agent-helper.sh). */
-export const MAX_RELEASE_FILE_BYTES = 512 * 1024 * 1024;
 /** The largest SHA256SUMS and SHA256SUMS.minisig accepted (bytes), as the root helper caps them. */
 export const MAX_SUMS_BYTES = 64 * 1024;
 export const MAX_SIGNATURE_BYTES = 4096;
-
-/**
- * The version in a release signature's trusted comment, as scripts/agents/release-files.mjs writes
- * it ("ct-ops-agent 1.2.3 executables, signed … by … key …") and the root helper reads it. The
- * trusted comment is covered by the signature, so the version cannot be changed without the key.
- */
-const TRUSTED_COMMENT_VERSION = new RegExp(`^ct-ops-agent (${RELEASE_VERSION_SOURCE}) executables, `);
 
 /** A release whose signature and files were checked. */
 export interface CheckedRelease {
@@ -58,7 +49,7 @@ export async function checkRelease(dir: string, trustedKeys: readonly PublicKey[
   const sums = await readSmallFile(dir, RELEASE_SUMS_FILE, MAX_SUMS_BYTES);
   const signature = (await readSmallFile(dir, RELEASE_SIGNATURE_FILE, MAX_SIGNATURE_BYTES)).toString('utf8');
   const { trustedComment, keyId } = verifiedBy(signature, sums, trustedKeys);
-  const version = TRUSTED_COMMENT_VERSION.exec(trustedComment)?.[1];
+  const version = signedReleaseVersion(trustedComment);
   if (version === undefined) throw new CtOpsError('ERR_RELEASE_INVALID', `the signed comment of ${RELEASE_SIGNATURE_FILE} names no MAJOR.MINOR.PATCH agent version: ${JSON.stringify(trustedComment)}`);
   const { digests, malformed } = parseSha256Sums(sums.toString('utf8'));
   if (malformed.length > 0) throw new CtOpsError('ERR_RELEASE_INVALID', `${RELEASE_SUMS_FILE} has lines that are not "<sha256>  <name>": ${JSON.stringify(malformed.slice(0, 3))}`);

@@ -1,14 +1,15 @@
 import type { Logger } from 'pino';
-import { releaseExecutableName } from '../../bundler/lib/targets.ts';
+import { isTargetArch, isTargetOs, releaseExecutableName } from '../../bundler/lib/targets.ts';
 import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { UpdateOffer__Output, UpdateStatus__Output } from '../../common/proto.ts';
 import { newId } from '../lib/ids.ts';
 import type { Host } from '../model/host.ts';
-import type { AgentRelease } from '../model/release.ts';
+import type { AgentRelease, ReleaseFile } from '../model/release.ts';
+import { mayReceiveWork } from '../hosts/status.ts';
 import type { GroupSelector, HostUpdate, Rollout, RolloutGroup, RolloutState, UpdatePhase } from '../model/rollout.ts';
 import type { Stores } from '../store/index.ts';
-import { compareVersions, isReleaseVersion } from './versions.ts';
+import { compareVersions, isReleaseVersion } from '../../common/release-version.ts';
 
 /** Where an agent fetches a release's files on the appliance's HTTPS port (appliance/http/agent-downloads.ts). */
 export function releaseDownloadPath(version: string): string {
@@ -44,13 +45,15 @@ const REPORTED_PHASES: Readonly<Record<string, UpdatePhase>> = {
 /** One group's hosts and how far they are, for `releases status` and the pass that starts groups. */
 export interface GroupProgress {
   readonly group: RolloutGroup;
-  /** Live, active hosts of this group (a host belongs to the first group whose selector holds it). */
+  /** Active hosts of this group (a host belongs to the first group whose selector holds it). */
   readonly hosts: number;
+  /** Of those, the hosts the threshold counts: the release has their os/arch, no identity conflict, not blocked. */
+  readonly eligible: number;
   /** Hosts running the target version or newer and reported healthy there (or enrolled at it). */
   readonly healthy: number;
   readonly rolledBack: number;
   readonly failed: number;
-  /** healthy / hosts reached the group's threshold, with no rollback. */
+  /** healthy / eligible reached the group's threshold (a group with none eligible is met). */
   readonly met: boolean;
 }
 
@@ -79,8 +82,11 @@ export interface RolloutServiceDeps {
 interface OfferSnapshot {
   readonly rollout: Rollout;
   readonly release: AgentRelease;
-  /** Hosts where this version rolled back: never offered it again until an admin clears them. */
-  readonly blocked: ReadonlySet<string>;
+  /**
+   * Hosts this version is not offered to: it rolled back there (blocked until an admin clears it) or
+   * the agent refused or could not complete it (failed: it would refuse again).
+   */
+  readonly excluded: Set<string>;
 }
 
 /**
@@ -116,6 +122,10 @@ export class RolloutService {
       if (release === undefined || release.retiredAt !== null) {
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} is ${release ? 'retired' : 'not imported'}; import it (releases import) before rolling it out`, { version });
       }
+      const hosts = (await tx.hosts.list(this.#deps.orgId)).filter(mayReceiveWork);
+      const empty = requested.find((group) => group.selector.kind !== 'all' && !hosts.some((host) => holds(group.selector, host)));
+      // A mistyped tag or host id would make an empty group, met at once: the canary skipped.
+      if (empty) throw new CtOpsError('ERR_INVALID_ARGUMENT', `rollout group ${JSON.stringify(empty.name)} holds no active host`, { field: 'groups' });
       const open = await tx.rollouts.open(this.#deps.orgId);
       if (open) await tx.rollouts.setState(open.id, [open.state], 'superseded', now, null);
       const created: Rollout = {
@@ -142,9 +152,15 @@ export class RolloutService {
     return this.#move(['running', 'halted'], 'paused', now);
   }
 
-  /** Resumes the open rollout (paused or halted → running). ERR_ROLLOUT_NOT_FOUND when none is open. */
-  resume(now: number): Promise<Rollout> {
-    return this.#move(['paused', 'halted'], 'running', now);
+  /**
+   * Resumes the open rollout (paused or halted → running); the hosts where it rolled back stay out
+   * of it, and out of its thresholds, until clearRollbacks. The groups' progress is looked at
+   * again a moment later. ERR_ROLLOUT_NOT_FOUND when none is open.
+   */
+  async resume(now: number): Promise<Rollout> {
+    const rollout = await this.#move(['paused', 'halted'], 'running', now);
+    this.#advanceSoon();
+    return rollout;
   }
 
   async #move(from: readonly RolloutState[], to: RolloutState, now: number): Promise<Rollout> {
@@ -158,11 +174,14 @@ export class RolloutService {
   }
 
   /**
-   * Lets `version` be offered again where it rolled back: on `hostId`, or on every host. Returns
-   * how many hosts were cleared.
+   * Lets `version` be offered again where it rolled back or failed: on `hostId`, or on every host.
+   * Returns how many hosts were cleared.
    */
   async clearRollbacks(version: string, hostId: string | undefined): Promise<number> {
-    const cleared = await this.#deps.stores.hostUpdates.clearBlocks(version, hostId);
+    const cleared = await this.#deps.stores.transact(async (tx) => {
+      const blocks = await tx.hostUpdates.clearBlocks(version, hostId);
+      return Math.max(blocks, await tx.hostUpdates.forgetOutcomes(version, hostId));
+    });
     if (cleared > 0) this.#deps.log.info({ version, host_id: hostId, cleared }, 'update rollbacks cleared');
     await this.refresh();
     return cleared;
@@ -179,13 +198,17 @@ export class RolloutService {
     const hosts = (await this.#deps.stores.hosts.list(this.#deps.orgId)).filter((host) => host.approval === 'active');
     const updates = new Map((await this.#deps.stores.hostUpdates.list(hosts.map((host) => host.id))).map((update) => [update.hostId, update]));
     const progress: HostProgress[] = hosts.map((host) => ({ host, group: groupOf(rollout.groups, host), update: updates.get(host.id) }));
+    const release = await this.#deps.stores.releases.get(rollout.version);
+    const blocked = new Set(await this.#deps.stores.hostUpdates.blockedHosts(rollout.version));
     const groups = rollout.groups.map((group) => {
       const members = progress.filter((entry) => entry.group === group.position);
       const at = (phase: UpdatePhase) => members.filter((entry) => entry.update?.version === rollout.version && entry.update.phase === phase).length;
-      const healthy = members.filter((entry) => isUpdated(entry, rollout.version)).length;
-      const rolledBack = at('rolled_back');
-      const met = rolledBack === 0 && healthy * 100 >= group.successPercent * members.length;
-      return { group, hosts: members.length, healthy, rolledBack, failed: at('failed'), met };
+      // The threshold is over the hosts the release can reach: its os/arch in the release, no
+      // identity conflict (downloads held), not blocked (a rollback an admin resumed past).
+      const eligible = members.filter((entry) => release !== undefined && executableFor(release, entry.host) !== undefined && mayReceiveWork(entry.host) && !blocked.has(entry.host.id));
+      const healthy = eligible.filter((entry) => isUpdated(entry, rollout.version)).length;
+      const met = healthy * 100 >= group.successPercent * eligible.length;
+      return { group, hosts: members.length, eligible: eligible.length, healthy, rolledBack: at('rolled_back'), failed: at('failed'), met };
     });
     return { rollout, groups, hosts: progress };
   }
@@ -214,16 +237,22 @@ export class RolloutService {
   }
 
   /** Reloads the offer snapshot from the store. */
+  /**
+   * Reloads the offer snapshot from the store: the open rollout, or else a completed one (its hosts
+   * that were offline or enrolled since are still offered the target); none when the latest
+   * rollout was superseded only, or its release is retired.
+   */
   async refresh(): Promise<void> {
-    const rollout = await this.#deps.stores.rollouts.open(this.#deps.orgId);
-    const release = rollout && (await this.#deps.stores.releases.get(rollout.version));
-    if (rollout === undefined || release === undefined) {
+    const { rollouts, releases, hostUpdates } = this.#deps.stores;
+    const rollout = (await rollouts.open(this.#deps.orgId)) ?? (await rollouts.list(this.#deps.orgId, 1)).find((latest) => latest.state === 'completed');
+    const release = rollout && (await releases.get(rollout.version));
+    if (rollout === undefined || release === undefined || release.retiredAt !== null) {
       this.#snapshot = undefined;
       return;
     }
-    const blocked = new Set(await this.#deps.stores.hostUpdates.blockedHosts(rollout.version));
+    const excluded = new Set([...(await hostUpdates.blockedHosts(rollout.version)), ...(await hostUpdates.hostsIn(rollout.version, ['failed']))]);
     if (this.#snapshot?.rollout.version !== rollout.version) this.#offered = new Set();
-    this.#snapshot = { rollout, release, blocked };
+    this.#snapshot = { rollout, release, excluded };
   }
 
   /**
@@ -234,13 +263,13 @@ export class RolloutService {
   offerFor(host: Host, agentVersion: string): UpdateOffer__Output | undefined {
     const snapshot = this.#snapshot;
     const httpsPort = this.#deps.httpsPort();
-    if (snapshot === undefined || snapshot.rollout.state !== 'running' || httpsPort === 0) return undefined;
+    const offering = snapshot?.rollout.state === 'running' || snapshot?.rollout.state === 'completed';
+    if (snapshot === undefined || !offering || httpsPort === 0) return undefined;
     const { rollout, release } = snapshot;
-    if (!isReleaseVersion(agentVersion) || compareVersions(agentVersion, rollout.version) >= 0 || snapshot.blocked.has(host.id)) return undefined;
+    if (!isReleaseVersion(agentVersion) || compareVersions(agentVersion, rollout.version) >= 0 || snapshot.excluded.has(host.id)) return undefined;
     const position = groupOf(rollout.groups, host);
     if (position === undefined || rollout.groups[position]!.startedAt === null) return undefined;
-    const fileName = releaseExecutableName({ os: host.os as never, arch: host.arch as never });
-    const file = release.files.find((candidate) => candidate.name === fileName);
+    const file = executableFor(release, host);
     if (file === undefined) return undefined;
     return { version: rollout.version, file_name: file.name, size: file.size, sha256: file.sha256, download_path: releaseDownloadPath(rollout.version), https_port: httpsPort };
   }
@@ -289,6 +318,7 @@ export class RolloutService {
     this.#deps.log.info({ host_id: hostId, version: status.version, phase, error_code: status.error_code || undefined }, 'agent update reported');
     if (halted) this.#deps.log.warn({ rollout_id: halted.rolloutId, reason: halted.reason }, 'rollout halted');
     if (rolledBack) await this.refresh();
+    else if (phase === 'failed' && this.#snapshot?.rollout.version === status.version) this.#snapshot.excluded.add(hostId);
     if (phase === 'healthy') this.#advanceSoon();
   }
 
@@ -311,6 +341,13 @@ export class RolloutService {
     }, ADVANCE_SOON_MS);
     this.#soon.unref();
   }
+}
+
+/** The release's executable for the host's os/arch (bundler/lib/targets.ts names), or undefined when it has none. */
+function executableFor(release: AgentRelease, host: Host): ReleaseFile | undefined {
+  if (!isTargetOs(host.os) || !isTargetArch(host.arch)) return undefined;
+  const name = releaseExecutableName({ os: host.os, arch: host.arch });
+  return release.files.find((file) => file.name === name);
 }
 
 /** The position of the first group whose selector holds `host`, or undefined. */

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -10,8 +10,9 @@ import { unpackPlainFiles } from '../lib/tar-files.ts';
 import type { AgentRelease } from '../model/release.ts';
 import { readReleasePublicKey } from '../pki/signing-keys.ts';
 import type { Stores } from '../store/index.ts';
-import { checkRelease, isReleaseFileName, MAX_RELEASE_FILE_BYTES, type CheckedRelease } from './release-check.ts';
-import { compareVersions } from './versions.ts';
+import { checkRelease, isReleaseFileName, type CheckedRelease } from './release-check.ts';
+import { MAX_RELEASE_FILE_BYTES } from '../../common/release-version.ts';
+import { compareVersions } from '../../common/release-version.ts';
 
 /** The folder of DATA_DIR holding one folder per imported release version. */
 export const RELEASES_DIR = 'releases';
@@ -28,6 +29,8 @@ export interface ReleaseServiceDeps {
    * at each import as bundle builds read it (appliance/pki/signing-keys.ts readReleasePublicKey).
    */
   readonly trustedKeys?: () => readonly PublicKey[];
+  /** Told after a release was retired (RolloutService reloads its offers: a retired release is offered no more). */
+  readonly retired?: () => Promise<void>;
 }
 
 export interface ImportOptions {
@@ -57,6 +60,13 @@ export class ReleaseService {
 
   constructor(deps: ReleaseServiceDeps) {
     this.#deps = deps;
+  }
+
+  /** Removes the staging folders of imports a crash or a kill cut short (at start, before any import). */
+  async removeLeftStaging(): Promise<void> {
+    const releasesDir = join(this.#deps.dataDir, RELEASES_DIR);
+    const names = await readdir(releasesDir).catch(() => [] as string[]);
+    for (const name of names.filter((entry) => entry.startsWith('.incoming-'))) await rm(join(releasesDir, name), { recursive: true, force: true });
   }
 
   /** The folder of `version`'s files (which may not exist on this instance). */
@@ -101,9 +111,12 @@ export class ReleaseService {
       await this.#putInPlace(staging, checked.version);
       const release: AgentRelease = { ...checked, importedAt: now, importedBy: options.importedBy, retiredAt: null };
       if (!(await this.#deps.stores.releases.insert(release))) {
-        // Another instance recorded the version since the lookup: the same files or a conflict.
+        // Another instance recorded the version since the lookup: the same files, or a conflict whose files must not stay here.
         const recorded = (await this.#deps.stores.releases.get(checked.version))!;
-        if (!sameFiles(recorded, checked)) throw conflict(recorded);
+        if (!sameFiles(recorded, checked)) {
+          await rm(this.folderOf(checked.version), { recursive: true, force: true });
+          throw conflict(recorded);
+        }
         return { release: recorded, imported: false };
       }
       this.#deps.log.info({ version: release.version, key_id: release.keyId, files: release.files.length, imported_by: release.importedBy }, 'agent release imported');
@@ -131,7 +144,10 @@ export class ReleaseService {
    * ERR_RELEASE_NOT_FOUND when none was imported.
    */
   async retire(version: string, now: number): Promise<AgentRelease> {
-    if (await this.#deps.stores.releases.retire(version, now)) this.#deps.log.info({ version }, 'agent release retired');
+    if (await this.#deps.stores.releases.retire(version, now)) {
+      this.#deps.log.info({ version }, 'agent release retired');
+      await this.#deps.retired?.();
+    }
     return this.get(version);
   }
 
@@ -152,9 +168,8 @@ export class ReleaseService {
    */
   async #putInPlace(staging: string, version: string): Promise<void> {
     const folder = this.folderOf(version);
-    const present = await readdir(folder).catch(() => undefined);
     const release = await this.#deps.stores.releases.get(version);
-    if (present !== undefined && release !== undefined && release.files.every((file) => present.includes(file.name))) return;
+    if (release !== undefined && (await holdsFiles(folder, release))) return;
     await rm(folder, { recursive: true, force: true });
     await rename(staging, folder);
     await syncDirectory(join(this.#deps.dataDir, RELEASES_DIR));
@@ -175,7 +190,10 @@ function releaseArchiveRules(): Parameters<typeof unpackPlainFiles>[2] {
     admit: (entry: ReadEntry) => {
       entries += 1;
       if (entries > MAX_ARCHIVE_ENTRIES) return { refuse: `an agent release has at most ${MAX_ARCHIVE_ENTRIES} files` };
-      const parts = entry.path.replace(/\/$/, '').split('/');
+      // `tar -C DIR .` names entries ./NAME: the same as NAME.
+      const path = entry.path.replace(/^(\.\/)+/, '').replace(/\/$/, '');
+      if ((path === '' || path === '.') && entry.type === 'Directory') return { skip: true };
+      const parts = path.split('/');
       if (parts.length > 2 || parts.some((part) => part === '' || part === '.' || part === '..')) return { refuse: 'not a file of the release folder' };
       if (parts.length === 2 || entry.type === 'Directory') {
         top ??= parts[0];
@@ -195,6 +213,15 @@ function releaseArchiveRules(): Parameters<typeof unpackPlainFiles>[2] {
     readError: (error: unknown) =>
       error instanceof CtOpsError ? error : new CtOpsError('ERR_RELEASE_INVALID', `the release archive cannot be read as a tar (or gzip'd tar): ${(error as Error).message}`, {}, { cause: error }),
   };
+}
+
+/** Whether `folder` holds every file of `release` at its size (the bytes were checked when they were put there). */
+async function holdsFiles(folder: string, release: AgentRelease): Promise<boolean> {
+  for (const file of release.files) {
+    const stats = await lstat(join(folder, file.name)).catch(() => undefined);
+    if (!stats?.isFile() || stats.size !== file.size) return false;
+  }
+  return true;
 }
 
 function sameFiles(release: AgentRelease, checked: CheckedRelease): boolean {

@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import { CtOpsError } from '../../common/errors.ts';
+import { isReleaseVersion } from '../../common/release-version.ts';
 import type { AgentRelease, ReleaseFile } from '../model/release.ts';
 import type { AgentReleasesTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
@@ -9,8 +10,6 @@ export type { AgentRelease, ReleaseFile } from '../model/release.ts';
 const COLUMNS = ['version', 'key_id', 'trusted_comment', 'files', 'imported_at', 'imported_by', 'retired_at'] as const;
 type ReleaseRow = Pick<Selectable<AgentReleasesTable>, (typeof COLUMNS)[number]>;
 
-/** MAJOR.MINOR.PATCH in decimal without leading zeros: the form the table's CHECK rebuilds from the three numbers. */
-const VERSION = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/;
 
 /** Owns the agent_releases table (migration 018). Versions are ordered by their numbers, highest first. */
 export class AgentReleaseStore {
@@ -83,8 +82,8 @@ export class AgentReleaseStore {
 
 /** The three numbers of a MAJOR.MINOR.PATCH version; throws ERR_INTERNAL for any other text or a number past 2^53. */
 function versionNumbers(version: string): [number, number, number] {
-  const numbers = VERSION.exec(version)?.slice(1).map(Number);
-  if (numbers === undefined || !numbers.every(Number.isSafeInteger)) {
+  const numbers = isReleaseVersion(version) ? version.split('.').map(Number) : undefined;
+  if (numbers === undefined) {
     throw new CtOpsError('ERR_INTERNAL', `an agent release version must be MAJOR.MINOR.PATCH, not "${version}"`, { version });
   }
   return numbers as [number, number, number];

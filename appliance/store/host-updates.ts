@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import type { HostUpdate } from '../model/rollout.ts';
+import type { HostUpdate, UpdatePhase } from '../model/rollout.ts';
 import { HOSTS_PER_STATEMENT, slices } from './runs.ts';
 import type { HostUpdatesTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
@@ -67,15 +67,26 @@ export class HostUpdateStore {
       .execute();
   }
 
-  async isBlocked(hostId: string, version: string): Promise<boolean> {
-    const row = await this.#db.selectFrom('update_blocks').select('host_id').where('version', '=', version).where('host_id', '=', hostId).executeTakeFirst();
-    return row !== undefined;
-  }
-
   /** The hosts `version` is blocked for, by id. */
   async blockedHosts(version: string): Promise<string[]> {
     const rows = await this.#db.selectFrom('update_blocks').select('host_id').where('version', '=', version).orderBy('host_id').execute();
     return rows.map((row) => row.host_id);
+  }
+
+  /** The hosts whose latest update is of `version` and in one of `phases`, by id. */
+  async hostsIn(version: string, phases: readonly UpdatePhase[]): Promise<string[]> {
+    const rows = await this.#db.selectFrom('host_updates').select('host_id').where('version', '=', version).where('phase', 'in', phases).orderBy('host_id').execute();
+    return rows.map((row) => row.host_id);
+  }
+
+  /**
+   * Forgets how `version` ended (failed or rolled back) on every host, or on `hostId`, so it is offered
+   * there again; the hosts' rows are removed. How many were removed.
+   */
+  async forgetOutcomes(version: string, hostId?: string): Promise<number> {
+    const query = this.#db.deleteFrom('host_updates').where('version', '=', version).where('phase', 'in', ['failed', 'rolled_back']);
+    const result = await (hostId === undefined ? query : query.where('host_id', '=', hostId)).executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 
   /** Clears the blocks of `version`: of every host, or only of `hostId` when given. How many were removed. */
