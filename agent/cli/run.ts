@@ -5,7 +5,8 @@ import { Agent } from '../lifecycle/agent.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
 import { describeHost } from '../registration/host.ts';
-import { uninstallHandler } from '../tasks/uninstall.ts';
+import { uninstallHandler, writableHelperSpool } from '../tasks/uninstall.ts';
+import { AgentUpdater, executableNameOf } from '../update/updater.ts';
 import { IngestAddresses } from '../transport/addresses.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
@@ -22,7 +23,17 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   if (trust.generation > 0) log.info({ generation: trust.generation }, 'trusting the stored trust bundle');
   log.info({ instance_id: instanceId }, 'agent process instance');
   const addresses = new IngestAddresses(config.ingest.addresses);
-  const agent = new Agent({
+  const selfUpdate = new AgentUpdater({
+    dataDir: config.dataDir,
+    running: { version: host.agentVersion, executableName: executableNameOf(host) },
+    releaseKey: config.releaseKey,
+    spoolDir: writableHelperSpool(process.platform, env),
+    // From the appliance instance the agent streams to, over the TLS it trusts for ingest.
+    source: (offer, file) => ({ host: addresses.current.host, port: offer.https_port, path: `${offer.download_path}${file}`, jwt: agent.jwt ?? '', caPem: trust.caPem }),
+    changed: () => agent.flushHeartbeat(),
+    log,
+  });
+  const agent: Agent = new Agent({
     config,
     transport: createGrpcTransport(addresses, () => trust.caPem),
     addresses,
@@ -33,6 +44,7 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
     log,
     reload: () => loadConfigLogged(configFile, env, log),
     taskHandlers: { agent_uninstall: uninstallHandler({ log, env }) },
+    selfUpdate,
   });
   const onSignal = (signal: NodeJS.Signals) => agent.stop(signal);
   process.on('SIGTERM', onSignal);

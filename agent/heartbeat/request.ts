@@ -1,4 +1,4 @@
-import type { HeartbeatRequest, HostFacts } from '../../common/proto.ts';
+import type { HeartbeatRequest, HostFacts, UpdateStatus } from '../../common/proto.ts';
 import type { Vitals } from '../vitals/sample.ts';
 import type { TaskUpdate } from './task-updates.ts';
 
@@ -16,6 +16,8 @@ export interface HeartbeatFields {
   readonly trustGeneration?: number;
   /** SHA-256 of that bundle's signed payload (AgentTrust.digest); empty for none. */
   readonly trustDigest?: Uint8Array;
+  /** The self-update status to report on this heartbeat, if any. */
+  readonly updateStatus?: UpdateStatus | undefined;
 }
 
 export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
@@ -34,5 +36,6 @@ export function buildHeartbeat(fields: HeartbeatFields): HeartbeatRequest {
     trust_generation: fields.trustGeneration ?? 0,
     trust_digest: fields.trustDigest ?? new Uint8Array(0),
     ...(fields.facts ? { host_facts: fields.facts } : {}),
+    ...(fields.updateStatus ? { update_status: fields.updateStatus } : {}),
   };
 }

@@ -1,5 +1,5 @@
 import { isClockOffsetHigh } from '../../common/clock-offset.ts';
-import type { HeartbeatResponse__Output, HostFacts, Task__Output, TrustBundle__Output } from '../../common/proto.ts';
+import type { HeartbeatResponse__Output, HostFacts, Task__Output, TrustBundle__Output, UpdateOffer__Output, UpdateStatus } from '../../common/proto.ts';
 import type { AgentCredential } from '../identity/state.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import type { HeartbeatCall, IngestTransport, RpcFailure } from '../transport/types.ts';
@@ -43,6 +43,18 @@ export interface SessionEvents {
   onEnd(end: SessionEnd): void;
 }
 
+/** The agent's self-update as a stream sees it (agent/update/updater.ts AgentUpdater). */
+export interface SelfUpdate {
+  /** The status to report, and whether it is still unacknowledged (then it rides on every heartbeat; else on a stream's first only). */
+  status(): { readonly status: UpdateStatus; readonly pending: boolean } | undefined;
+  /** A heartbeat carrying `status` was acknowledged. */
+  delivered(status: UpdateStatus): void;
+  /** An ack carried an offer. */
+  offered(offer: UpdateOffer__Output): void;
+  /** The stream's first heartbeat was acknowledged. */
+  streaming(): Promise<void>;
+}
+
 export interface SessionDeps {
   readonly transport: IngestTransport;
   readonly credential: AgentCredential;
@@ -61,6 +73,8 @@ export interface SessionDeps {
   readonly trustGeneration?: () => number;
   /** SHA-256 of the held bundle's payload (HeartbeatRequest.trust_digest); empty without one. */
   readonly trustDigest?: () => Uint8Array;
+  /** Self-update: its status rides on the heartbeats, offers come in the acks. */
+  readonly selfUpdate?: SelfUpdate;
 }
 
 /** One Heartbeat stream: sends vitals on a timer, answers what the appliance pushes. */
@@ -79,6 +93,8 @@ export class HeartbeatSession {
   private closedBy: 'agent' | 'ack-timeout' | undefined;
   /** The facts last sent on this stream, as JSON, to send them again only when they change. */
   private factsSent: string | undefined;
+  /** The update status each unacknowledged heartbeat carried, by sequence. */
+  private readonly updateCarried = new Map<number, UpdateStatus>();
 
   constructor(deps: SessionDeps) {
     this.deps = deps;
@@ -120,6 +136,10 @@ export class HeartbeatSession {
     this.sequence += 1;
     const nowMs = this.deps.now();
     this.sentAt.set(this.sequence, performance.now());
+    // Reported on a stream's first heartbeat (so the appliance's view is true after restarts), and on every one until acknowledged.
+    const update = this.deps.selfUpdate?.status();
+    const updateStatus = update !== undefined && (update.pending || this.sequence === 1) ? update.status : undefined;
+    if (updateStatus !== undefined) this.updateCarried.set(this.sequence, updateStatus);
     this.call.send(
       buildHeartbeat({
         agentId: this.deps.credential.agentId,
@@ -132,6 +152,7 @@ export class HeartbeatSession {
         facts: this.changedFacts(),
         trustGeneration: this.deps.trustGeneration?.() ?? 0,
         trustDigest: this.deps.trustDigest?.() ?? new Uint8Array(0),
+        updateStatus,
       }),
     );
     clearTimeout(this.heartbeatTimer);
@@ -168,6 +189,12 @@ export class HeartbeatSession {
       for (const key of [...this.sentAt.keys()]) if (key <= sequence) this.sentAt.delete(key);
       const delivered = this.deps.updates.acknowledge(sequence);
       if (delivered.length > 0) this.deps.events.onDelivered(delivered);
+      for (const [carried, status] of [...this.updateCarried]) {
+        if (carried > sequence) continue;
+        this.updateCarried.delete(carried);
+        this.deps.selfUpdate?.delivered(status);
+      }
+      if (message.ack.update_offer) this.deps.selfUpdate?.offered(message.ack.update_offer);
       this.deps.log.debug({ sequence, rtt_ms: sentAt === undefined ? null : Math.round(performance.now() - sentAt) }, 'heartbeat acknowledged');
       this.armAckTimer();
       this.acks += 1;
@@ -176,6 +203,7 @@ export class HeartbeatSession {
         const offsetMs = Number(message.ack.clock_offset_ms);
         if (message.ack.clock_offset_known && isClockOffsetHigh(offsetMs)) this.deps.log.warn({ clock_offset_ms: offsetMs }, 'host clock differs from the appliance');
         this.deps.events.onFirstAck();
+        void this.deps.selfUpdate?.streaming();
       }
       // More reports than one heartbeat may carry: the next batch goes out now, not an interval later.
       if (this.deps.updates.waiting > 0) this.sendNow();

@@ -3,7 +3,7 @@ import { CtOpsError, GrpcCode } from '../../common/errors.ts';
 import { reloadConfig } from '../config/reload.ts';
 import type { AgentConfig, LoadedConfig } from '../config/types.ts';
 import { TaskUpdateQueue } from '../heartbeat/task-updates.ts';
-import { HeartbeatSession, type SessionEnd } from '../heartbeat/session.ts';
+import { HeartbeatSession, type SelfUpdate, type SessionEnd } from '../heartbeat/session.ts';
 import { jwtExpiry } from '../identity/jwt-expiry.ts';
 import { loadIdentity, type AgentIdentity } from '../identity/load.ts';
 import { writeAgentState, type AgentCredential } from '../identity/state.ts';
@@ -41,6 +41,8 @@ export interface AgentDeps {
   readonly reload: () => LoadedConfig;
   /** Task handlers besides config_reload, which the agent itself runs (software_inventory by default). */
   readonly taskHandlers?: Readonly<Partial<Record<TaskKind, TaskHandler>>>;
+  /** Self-update (agent/update/updater.ts); without it offers are ignored. */
+  readonly selfUpdate?: SelfUpdate & { stop(): void };
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -101,9 +103,20 @@ export class Agent {
     return this.exited;
   }
 
+  /** The JWT the agent holds now (self-update downloads carry it); undefined before the first Register. */
+  get jwt(): string | undefined {
+    return this.credential?.jwt;
+  }
+
+  /** Sends a heartbeat now on the open stream, if any (self-update has a new status to report). */
+  flushHeartbeat(): void {
+    this.session?.flush();
+  }
+
   /** A signal asked the agent to stop: end the stream cleanly and exit 0. */
   stop(signal: string): void {
     if (this.inputs.stop !== undefined) return;
+    this.deps.selfUpdate?.stop();
     this.deps.log.info({ signal }, 'agent stopping');
     this.update({ stop: { kind: 'signal', signal } });
   }
@@ -400,6 +413,7 @@ export class Agent {
       ...(this.deps.facts ? { facts: this.deps.facts } : {}),
       trustGeneration: () => this.deps.trust?.generation ?? 0,
       trustDigest: () => this.deps.trust?.digest ?? Buffer.alloc(0),
+      ...(this.deps.selfUpdate ? { selfUpdate: this.deps.selfUpdate } : {}),
       events: {
         onFirstAck: () => this.update({ stream: 'acknowledged' }),
         onCredential: (jwt, expiresUnix) => this.onCredential(jwt, expiresUnix),

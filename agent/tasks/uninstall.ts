@@ -141,6 +141,15 @@ function probeFacts(platform: NodeJS.Platform, uid: number | undefined, env: Nod
   };
 }
 
+/**
+ * The root helper's spool when this process may write requests into it (self-update stages there
+ * too); undefined on Windows, or when it is missing, a link, or not writable.
+ */
+export function writableHelperSpool(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): string | undefined {
+  const { spoolDir } = uninstallPaths(platform, env);
+  return spoolDir !== undefined && isWritableDirectory(spoolDir) ? spoolDir : undefined;
+}
+
 function isWritableDirectory(path: string): boolean {
   try {
     // lstat: a link in place of the spool is not the helper's spool.

@@ -1,0 +1,267 @@
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CtOpsError, errorCodeOf, isErrorCode } from '../../common/errors.ts';
+import type { PublicKey } from '../../common/minisign.ts';
+import type { UpdateOffer__Output, UpdateStatus } from '../../common/proto.ts';
+import { writeFileAtomic } from '../../common/atomic-write.ts';
+import { isTargetArch, isTargetOs, releaseExecutableName } from '../../bundler/lib/targets.ts';
+import type { AgentLogger } from '../log/logger.ts';
+import { downloadResuming, type DownloadSource } from './download.ts';
+import { checkDownloaded, checkOffer, type RunningAgent } from './verify.ts';
+
+/**
+ * Where one host's self-update stands (issue 12), kept in DATA_DIR/update/state.json so a restart,
+ * and the swap itself, lose nothing: the version, its phase (proto UpdatePhase, lower-case), the
+ * refusal's code and reason, and whether the appliance acknowledged a heartbeat carrying it.
+ */
+export interface UpdateRecord {
+  readonly version: string;
+  readonly phase: 'downloading' | 'staged' | 'installed' | 'healthy' | 'rolled_back' | 'failed';
+  readonly errorCode: string;
+  readonly message: string;
+  readonly acknowledged: boolean;
+  /** Download attempts so far (each resumes the last). */
+  readonly attempts: number;
+}
+
+/** The phases that end an attempt: an offer of the same version is not taken again. */
+const FINAL_PHASES: ReadonlySet<UpdateRecord['phase']> = new Set(['healthy', 'rolled_back', 'failed']);
+
+/** Download attempts of one version before it is given up (ERR_UPDATE_DOWNLOAD_FAILED). */
+export const MAX_DOWNLOAD_ATTEMPTS = 8;
+/** The wait before the next attempt (ms): this times the attempts so far, or the appliance's Retry-After when longer. */
+const RETRY_STEP_MS = 30_000;
+/** How often the agent looks for the root helper's answer while an update is staged or installed (ms). */
+const RESULT_POLL_MS = 2_000;
+
+const SUMS = 'SHA256SUMS';
+const SIGNATURE = 'SHA256SUMS.minisig';
+/** SHA256SUMS and its signature are small: what the root helper takes at most of each (installers/ct-ops-agent-helper.sh). */
+const MAX_SUMS_BYTES = 64 * 1024;
+const MAX_SIGNATURE_BYTES = 4096;
+
+export interface UpdaterDeps {
+  readonly dataDir: string;
+  readonly running: RunningAgent;
+  readonly releaseKey: PublicKey | undefined;
+  /**
+   * The root helper's spool (installers/ct-ops-agent-helper.sh), when this host has one this agent
+   * may write to; undefined: updates cannot be installed here (ERR_UPDATE_UNAVAILABLE).
+   */
+  readonly spoolDir: string | undefined;
+  /** Where the files of an offer are fetched: the host and trust of the current ingest address, the current JWT. */
+  readonly source: (offer: UpdateOffer__Output, file: string) => DownloadSource;
+  /** Told when the status to report changed (the next heartbeat should carry it now). */
+  readonly changed: () => void;
+  readonly log: AgentLogger;
+  readonly now?: () => number;
+}
+
+/**
+ * The agent's side of self-update: takes an offer from a heartbeat ack, checks it, downloads the
+ * release (resuming), verifies it against the pinned release key, stages it for the root helper —
+ * which verifies again itself, swaps, restarts and watches (installers/ct-ops-agent-helper.sh) — and
+ * reports each phase on the heartbeat until acknowledged. A refused or failed version is not taken
+ * again (no retry loop); a newer offer is. After the swap the new agent finds the record staged at
+ * its own version (installed) and the old one, restored, finds the helper's rollback answer.
+ */
+export class AgentUpdater {
+  readonly #deps: UpdaterDeps;
+  readonly #dir: string;
+  #record: UpdateRecord | undefined;
+  #busy = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #abort = new AbortController();
+
+  constructor(deps: UpdaterDeps) {
+    this.#deps = deps;
+    this.#dir = join(deps.dataDir, 'update');
+    this.#record = readRecord(join(this.#dir, 'state.json'), deps.log);
+    const record = this.#record;
+    if (record && (record.phase === 'staged' || record.phase === 'installed')) {
+      if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '' });
+      this.#watchHelper();
+    } else if (record?.phase === 'downloading') {
+      // A download cut by a restart: given up, so the appliance's next offer starts it over (resuming).
+      this.#set({ ...record, phase: 'failed', errorCode: 'ERR_UPDATE_DOWNLOAD_FAILED', message: 'the agent restarted during the download' });
+    }
+  }
+
+  /** What the next heartbeat reports: the record, while not acknowledged (`pending`), or always (a stream's first heartbeat). */
+  status(): { status: UpdateStatus; pending: boolean } | undefined {
+    const record = this.#record;
+    if (record === undefined) return undefined;
+    return { status: { version: record.version, phase: `UPDATE_PHASE_${record.phase.toUpperCase()}` as UpdateStatus['phase'], error_code: record.errorCode, message: record.message }, pending: !record.acknowledged };
+  }
+
+  /** A heartbeat carrying `status` was acknowledged: it stays acknowledged unless the record moved since. */
+  delivered(status: UpdateStatus): void {
+    const record = this.#record;
+    if (record && !record.acknowledged && status.version === record.version && status.phase === `UPDATE_PHASE_${record.phase.toUpperCase()}`) {
+      this.#set({ ...record, acknowledged: true }, false);
+    }
+  }
+
+  /** This agent's first heartbeat of a stream was acknowledged: the new version streams (the helper's health gate). */
+  async streaming(): Promise<void> {
+    const record = this.#record;
+    if (record?.phase !== 'installed' || record.version !== this.#deps.running.version || this.#deps.spoolDir === undefined) return;
+    await writeFile(join(this.#deps.spoolDir, 'streaming'), `${record.version}\n`, { mode: 0o644 }).catch((error: unknown) =>
+      this.#deps.log.warn({ err: error }, 'could not tell the root helper the new agent streams'),
+    );
+  }
+
+  /** An ack carried `offer`: taken unless this version was handled already or another update is under way. */
+  offered(offer: UpdateOffer__Output): void {
+    const record = this.#record;
+    if (this.#busy || (record && !FINAL_PHASES.has(record.phase)) || record?.version === offer.version) return;
+    this.#busy = true;
+    void this.#take(offer).finally(() => (this.#busy = false));
+  }
+
+  /** Stops waiting and downloading (the agent is stopping). */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#abort.abort();
+  }
+
+  async #take(offer: UpdateOffer__Output): Promise<void> {
+    const { log } = this.#deps;
+    try {
+      checkOffer(offer, this.#deps.running, this.#deps.releaseKey);
+      if (this.#deps.spoolDir === undefined) throw new CtOpsError('ERR_UPDATE_UNAVAILABLE', 'this host has no root helper spool this agent may write to: updates cannot be installed here');
+      this.#set({ version: offer.version, phase: 'downloading', errorCode: '', message: '', acknowledged: false, attempts: 0 });
+      log.info({ version: offer.version, size: offer.size }, 'agent update offered: downloading');
+      await this.#download(offer);
+    } catch (error) {
+      this.#failed(offer.version, error);
+    }
+  }
+
+  /** One attempt; schedules the next on a retryable failure, up to MAX_DOWNLOAD_ATTEMPTS. */
+  async #download(offer: UpdateOffer__Output): Promise<void> {
+    const record = this.#record!;
+    const folder = join(this.#dir, offer.version);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const executable = join(folder, offer.file_name);
+    try {
+      await downloadResuming(this.#deps.source(offer, SUMS), join(folder, SUMS), MAX_SUMS_BYTES, this.#abort.signal);
+      await downloadResuming(this.#deps.source(offer, SIGNATURE), join(folder, SIGNATURE), MAX_SIGNATURE_BYTES, this.#abort.signal);
+      await downloadResuming(this.#deps.source(offer, offer.file_name), executable, offer.size, this.#abort.signal);
+    } catch (error) {
+      const code = errorCodeOf(error);
+      const attempts = record.attempts + 1;
+      if ((code !== 'ERR_DOWNLOAD_BUSY' && code !== 'ERR_UPDATE_DOWNLOAD_FAILED') || attempts >= MAX_DOWNLOAD_ATTEMPTS || this.#abort.signal.aborted) throw error;
+      const waitMs = Math.max(RETRY_STEP_MS * attempts, (error as { retryAfterMs?: number }).retryAfterMs ?? 0);
+      this.#set({ ...record, attempts }, false);
+      this.#deps.log.warn({ version: offer.version, attempt: attempts, retry_in_ms: waitMs, error_code: code }, 'agent update download interrupted; resuming later');
+      this.#busy = true;
+      this.#timer = setTimeout(() => void this.#download(offer).catch((failure: unknown) => this.#failed(offer.version, failure)).finally(() => (this.#busy = false)), waitMs);
+      // A timer of its own must not keep an agent that stopped alive.
+      this.#timer.unref();
+      return;
+    }
+    // Read once, and only these bytes are checked and staged.
+    const sums = await readFile(join(folder, SUMS));
+    const signature = await readFile(join(folder, SIGNATURE));
+    await checkDownloaded({ executable, sums, signature }, offer, this.#deps.releaseKey!);
+    await this.#stage(folder, offer.file_name);
+    this.#set({ ...this.#record!, phase: 'staged', errorCode: '', message: '', acknowledged: false });
+    this.#deps.log.info({ version: offer.version }, 'agent update verified and staged for the root helper');
+    this.#watchHelper();
+  }
+
+  /**
+   * Hands the verified files to the root helper: copies into its spool (each file written under a
+   * temporary name, then renamed), then the request line last, which starts the helper.
+   */
+  async #stage(folder: string, fileName: string): Promise<void> {
+    const spool = this.#deps.spoolDir!;
+    await rm(join(spool, 'result'), { force: true });
+    await rm(join(spool, 'streaming'), { force: true });
+    for (const name of [SUMS, SIGNATURE, fileName]) {
+      const staging = join(spool, `.${name}.incoming`);
+      await copyFile(join(folder, name), staging);
+      await rename(staging, join(spool, name));
+    }
+    const request = join(spool, '.request.incoming');
+    await writeFile(request, `update ${fileName}\n`, { mode: 0o644 });
+    await rename(request, join(spool, 'request'));
+  }
+
+  /** Polls the helper's answer while the update is staged or installed; records what it says. */
+  #watchHelper(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      void this.#readHelperAnswer().finally(() => {
+        const phase = this.#record?.phase;
+        if (!this.#abort.signal.aborted && (phase === 'staged' || phase === 'installed')) this.#watchHelper();
+      });
+    }, RESULT_POLL_MS);
+    this.#timer.unref();
+  }
+
+  async #readHelperAnswer(): Promise<void> {
+    const record = this.#record;
+    const spool = this.#deps.spoolDir;
+    if (record === undefined || spool === undefined) return;
+    const answer = (await readFile(join(spool, 'result'), 'utf8').catch(() => '')).trim();
+    if (!answer.startsWith('update ')) return;
+    const [, outcome = '', ...rest] = answer.split(' ');
+    const reason = rest.join(' ').slice(0, 512);
+    if (outcome === 'ok' && rest[0] === record.version) {
+      this.#set({ ...record, phase: 'healthy', errorCode: '', message: '', acknowledged: false });
+      this.#deps.log.info({ version: record.version }, 'agent update healthy');
+    } else if (outcome === 'rolled-back') {
+      this.#set({ ...record, phase: 'rolled_back', errorCode: 'ERR_UPDATE_ROLLED_BACK', message: reason, acknowledged: false });
+      this.#deps.log.error({ version: record.version, reason }, 'agent update rolled back by the root helper');
+    } else if (outcome === 'refused') {
+      this.#set({ ...record, phase: 'failed', errorCode: 'ERR_UPDATE_HELPER_REFUSED', message: reason, acknowledged: false });
+      this.#deps.log.error({ version: record.version, reason }, 'the root helper refused the agent update');
+    } else {
+      return;
+    }
+    await rm(join(spool, 'result'), { force: true });
+  }
+
+  #failed(version: string, error: unknown): void {
+    const code = errorCodeOf(error);
+    const errorCode = code !== undefined && isErrorCode(code) ? code : 'ERR_INTERNAL';
+    const message = (error as Error).message.slice(0, 512);
+    this.#set({ version, phase: 'failed', errorCode, message, acknowledged: false, attempts: this.#record?.attempts ?? 0 });
+    this.#deps.log.error({ version, error_code: errorCode, error: message }, 'agent update refused or failed; this version is not tried again');
+  }
+
+  /** Records `record` (DATA_DIR/update/state.json, atomically) and, when `report`, has it reported at once. */
+  #set(record: UpdateRecord, report = true): void {
+    this.#record = record;
+    try {
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      writeFileAtomic(join(this.#dir, 'state.json'), `${JSON.stringify(record)}\n`, 0o600);
+    } catch (error) {
+      this.#deps.log.error({ err: error }, 'cannot record the agent update state');
+    }
+    if (report) this.#deps.changed();
+  }
+}
+
+/** The release executable of the host the agent runs on (its registered os/arch); '' for a platform no release has. */
+export function executableNameOf(host: { readonly os: string; readonly arch: string }): string {
+  return isTargetOs(host.os) && isTargetArch(host.arch) ? releaseExecutableName({ os: host.os, arch: host.arch }) : '';
+}
+
+function readRecord(path: string, log: AgentLogger): UpdateRecord | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as UpdateRecord;
+  } catch (error) {
+    log.warn({ err: error, path }, 'the agent update state is unreadable; starting without it');
+    return undefined;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The real agent process (dist/ct-ops-agent.cjs) against a real appliance rolling out a release:
+ * the offer in the ack is downloaded over HTTPS with the agent's JWT, verified against the release
+ * key pinned in agent.toml, and staged for the root helper in its spool (the request line last);
+ * each phase is reported on the heartbeat. A release the agent cannot trust is refused once, with
+ * its code, and the agent keeps heartbeating. (The root helper's verify/swap/restart/rollback is
+ * issue 12's next step; here the spool is a temporary folder.)
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
+import { TestAgent } from './helpers/agent.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { tempDir, writeReleaseDir } from './helpers/bundler-fixtures.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const EXECUTABLE = `ct-ops-agent-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}`;
+
+interface HostStatus {
+  host_id: string;
+  phase: string | null;
+  error_code: string | null;
+}
+
+describe('agent self-update: offer, download, verify, stage', () => {
+  const releaseKey = signingKeyFromSeed(randomBytes(32));
+  const work = tempDir('ct-ops-self-update-');
+  let appliance: TestAppliance;
+  const agents: TestAgent[] = [];
+
+  before(async () => {
+    writeFileSync(join(work, 'release.pub'), publicKeyFile(releaseKey, 'CT-Ops test release key'));
+    appliance = await TestAppliance.start({ args: ['--release-public-key-file', join(work, 'release.pub')] });
+    const release = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '9.1.0', bytes: 2 << 20 });
+    const imported = await appliance.cli('releases', 'import', release);
+    assert.equal(imported.code, 0, imported.stderr);
+  });
+  after(async () => {
+    await Promise.all(agents.map((agent) => agent.dispose()));
+    await appliance?.dispose();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A started agent pinning `pinned`'s public key, with a helper spool of its own; resolves once it streams. */
+  async function startAgent(pinned: SigningKey, tag: string): Promise<{ agent: TestAgent; spool: string; hostId: string }> {
+    const { token } = await appliance.createToken('--auto-approve', '--tag', `ring:${tag}`);
+    const pub = publicKeyFile(pinned, 'pinned').trimEnd();
+    const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5, extraAgentToml: `\n[update]\nrelease_public_key = ${JSON.stringify(pub)}` });
+    agents.push(agent);
+    const spool = join(agent.root, 'spool');
+    mkdirSync(spool, { mode: 0o700 });
+    agent.start([], { CT_OPS_HELPER_REQUESTS_DIR: spool });
+    await agent.process!.waitForLog('heartbeat stream opened');
+    return { agent, spool, hostId: agent.state().agent_id };
+  }
+
+  async function phaseOf(hostId: string): Promise<HostStatus | undefined> {
+    const status = await appliance.cliJson<{ hosts: HostStatus[] }>('releases', 'status');
+    return status.hosts.find((host) => host.host_id === hostId);
+  }
+
+  it('downloads, verifies and stages the offered release for the root helper, reporting each phase', async () => {
+    const { agent, spool, hostId } = await startAgent(releaseKey, 'good');
+    const rollout = await appliance.cli('releases', 'rollout', '9.1.0', '--group', 'good=tag:ring=good');
+    assert.equal(rollout.code, 0, rollout.stderr);
+    await agent.process!.waitForLog('agent update verified and staged for the root helper', {}, 30_000);
+    assert.equal(readFileSync(join(spool, 'request'), 'utf8'), `update ${EXECUTABLE}\n`);
+    // The staged files are the release's own bytes: the helper verifies them again against its root-owned key.
+    const release = await appliance.cliJson<{ files: Array<{ name: string; sha256: string; size: number }> }>('releases', 'show', '9.1.0');
+    const staged = readFileSync(join(spool, EXECUTABLE));
+    const listed = release.files.find((file) => file.name === EXECUTABLE)!;
+    assert.equal(staged.length, listed.size);
+    assert.equal(createHash('sha256').update(staged).digest('hex'), listed.sha256);
+    const reported = await waitFor('the staged phase reported', async () => ((await phaseOf(hostId))?.phase === 'staged' ? true : undefined), 20_000);
+    assert.ok(reported);
+    assert.deepEqual(JSON.parse(readFileSync(join(agent.dataDir, 'update', 'state.json'), 'utf8')).phase, 'staged');
+  });
+
+  it('refuses a release signed by another key than the one pinned, once, reports it and keeps heartbeating', async () => {
+    const { agent, spool, hostId } = await startAgent(signingKeyFromSeed(randomBytes(32)), 'other');
+    const rollout = await appliance.cli('releases', 'rollout', '9.1.0', '--group', 'other=tag:ring=other');
+    assert.equal(rollout.code, 0, rollout.stderr);
+    const refused = await agent.process!.waitForLog('agent update refused or failed; this version is not tried again', {}, 30_000);
+    assert.equal(refused.error_code, 'ERR_UPDATE_SIGNATURE_INVALID');
+    await waitFor('the failure reported', async () => ((await phaseOf(hostId))?.error_code === 'ERR_UPDATE_SIGNATURE_INVALID' ? true : undefined), 20_000);
+    // Three more heartbeats (5 s apart): streaming on, no second attempt, nothing staged.
+    const acked = agent.process!.events.filter((event) => event.msg === 'heartbeat acknowledged').length;
+    await waitFor('three more acks', () => agent.process!.events.filter((event) => event.msg === 'heartbeat acknowledged').length >= acked + 3 || undefined, 30_000);
+    assert.equal(agent.process!.events.filter((event) => event.msg === 'agent update offered: downloading').length, 1, 'tried once');
+    assert.throws(() => readFileSync(join(spool, 'request')), /ENOENT/);
+  });
+});
