@@ -20,7 +20,10 @@
 #                                   the file's SHA-256, and the version in the signed trusted
 #                                   comment is strictly greater than the installed one
 #                                   (/usr/local/libexec/ct-ops/agent.version); then the agent is
-#                                   restarted and rolled back if the new binary does not stay up
+#                                   restarted, and rolled back unless the new agent opens a
+#                                   heartbeat stream within STREAM_WITHIN_SECS (it writes its
+#                                   version into <spool>/streaming after its first acknowledged
+#                                   heartbeat) and then keeps the same process for SETTLE_SECS
 # Anything else is refused. The outcome is written to <spool>/result for the agent to read:
 #   "<verb> ok", "<verb> refused <reason>", "update rolled-back <reason>".
 # "uninstall ok" is written only after the uninstaller was started; when it cannot be started
@@ -68,9 +71,12 @@ readonly RELEASE_KEY=/etc/ct-ops/release.pub
 readonly UNINSTALL_LOG=/var/log/ct-ops-uninstall.log
 # Largest staged files taken from the spool (the agent executable is ~100 MB).
 readonly MAX_EXECUTABLE_BYTES=536870912 MAX_SUMS_BYTES=65536 MAX_SIGNATURE_BYTES=4096
-# How long a freshly updated agent must keep the same process before the update counts.
-SETTLE_SECS=${CT_OPS_UPDATE_SETTLE_SECS:-20}
-case $SETTLE_SECS in '' | *[!0-9]*) SETTLE_SECS=20 ;; esac
+# How long a freshly updated agent has to open its first heartbeat stream, and then how long it must
+# keep the same process, before the update counts (docs/operations.md, "Rollouts").
+STREAM_WITHIN_SECS=${CT_OPS_UPDATE_STREAM_WITHIN_SECS:-120}
+case $STREAM_WITHIN_SECS in '' | *[!0-9]*) STREAM_WITHIN_SECS=120 ;; esac
+SETTLE_SECS=${CT_OPS_UPDATE_SETTLE_SECS:-300}
+case $SETTLE_SECS in '' | *[!0-9]*) SETTLE_SECS=300 ;; esac
 
 # result TEXT: tells the agent what happened (atomic replace; the agent may delete it).
 result() {
@@ -256,6 +262,24 @@ agent_stays_up() {
   fi
 }
 
+# new_agent_streams VERSION: true once the restarted agent says it streams as VERSION (the line it
+# writes into the spool's "streaming" after its first acknowledged heartbeat), within
+# STREAM_WITHIN_SECS. The file is the agent account's: taken out of the spool like any staged file,
+# at most 64 bytes, read as data.
+new_agent_streams() {
+  waited=0
+  while [ "$waited" -le "$STREAM_WITHIN_SECS" ]; do
+    if [ -e "$SPOOL/streaming" ] || [ -L "$SPOOL/streaming" ]; then
+      if take_from_spool streaming "$RUN/streaming" 64 && [ "$(head -n 1 "$RUN/streaming")" = "$1" ]; then
+        return 0
+      fi
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  return 1
+}
+
 # swap_in FILE: atomically makes FILE (already root-owned and verified) the agent binary.
 swap_in() {
   incoming=$(mktemp "${AGENT_BIN%/*}/.ct-ops-agent.XXXXXXXX")
@@ -320,18 +344,28 @@ do_update() {
   mv -f "$kept" "$PREVIOUS"
   swap_in "$RUN/candidate"
   log "installed agent release $version ($sha, was $installed); restarting the agent"
-  if restart_agent && agent_stays_up; then
+  # A marker left from before says nothing about this start.
+  rm -rf "$SPOOL/streaming"
+  why=
+  if ! restart_agent; then
+    why=new-binary-did-not-start
+  elif ! new_agent_streams "$version"; then
+    why=new-agent-never-streamed
+  elif ! agent_stays_up; then
+    why=new-binary-did-not-stay-up
+  fi
+  if [ -z "$why" ]; then
     printf '%s\n' "$version" >"$RUN/version"
     chmod 0644 "$RUN/version"
     mv -f "$RUN/version" "$INSTALLED_VERSION"
-    log "update ok: agent $version stayed up for ${SETTLE_SECS}s"
+    log "update ok: agent $version streamed and stayed up for ${SETTLE_SECS}s"
     result "update ok $version"
     return 0
   fi
-  log "the new agent did not stay up: rolling back to the previous binary ($installed)"
+  log "the new agent failed ($why): rolling back to the previous binary ($installed)"
   swap_in "$PREVIOUS"
   restart_agent || log "restarting the previous agent failed too"
-  result "update rolled-back new-binary-did-not-stay-up"
+  result "update rolled-back $why"
   exit 2
 }
 

@@ -20,9 +20,17 @@ const OTHER_ARCH = ARCH === 'x64' ? 'arm64' : 'x64';
 const RELEASE_FILE = `ct-ops-agent-linux-${ARCH}`;
 const SPOOL = '/var/lib/ct-ops/requests';
 const HELPER = '/usr/local/libexec/ct-ops/ct-ops-agent-helper.sh';
-/** systemd does not run in a chroot: stand-in systemctls for an agent that stays up, and one that crash-loops (a new main PID on every look). */
-const STEADY_SYSTEMCTL = '#!/bin/sh\ncase "$*" in *MainPID*) echo 4242 ;; *ActiveState*) echo active ;; esac\nexit 0\n';
-const CRASHING_SYSTEMCTL = '#!/bin/sh\ncase "$*" in *MainPID*) n=$(cat /var/log/stub-pid 2>/dev/null || echo 100); n=$((n + 1)); echo "$n" >/var/log/stub-pid; echo "$n" ;; *ActiveState*) echo active ;; esac\nexit 0\n';
+/**
+ * systemd does not run in a chroot: stand-in systemctls. On restart the stand-in plays the restarted
+ * agent's first acknowledged heartbeat: it writes the installed stand-in's version into the spool's
+ * "streaming", as the agent does (agent/update/updater.ts streaming). STEADY: an agent that stays up;
+ * CRASHING: one that streams, then crash-loops (a new main PID on every look); SILENT: one that stays
+ * up but never opens a stream.
+ */
+const STREAMS_ON_RESTART = `restart*) v=$(sed -n 's/^# stand-in agent \\([0-9.]*\\).*/\\1/p' /usr/local/bin/ct-ops-agent); printf '%s\\n' "$v" >${SPOOL}/streaming ;;`;
+const STEADY_SYSTEMCTL = `#!/bin/sh\ncase "$*" in *MainPID*) echo 4242 ;; *ActiveState*) echo active ;; ${STREAMS_ON_RESTART} esac\nexit 0\n`;
+const CRASHING_SYSTEMCTL = `#!/bin/sh\ncase "$*" in *MainPID*) n=$(cat /var/log/stub-pid 2>/dev/null || echo 100); n=$((n + 1)); echo "$n" >/var/log/stub-pid; echo "$n" ;; *ActiveState*) echo active ;; ${STREAMS_ON_RESTART} esac\nexit 0\n`;
+const SILENT_SYSTEMCTL = '#!/bin/sh\ncase "$*" in *MainPID*) echo 4242 ;; *ActiveState*) echo active ;; esac\nexit 0\n';
 
 /**
  * A stand-in agent: its report-task writes down which uid ran which file (to /tmp, the one place
@@ -56,7 +64,7 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
   let root: TestRoot;
   let releases = 0;
 
-  const helper = () => root.run([HELPER], { env: { CT_OPS_UPDATE_SETTLE_SECS: '0' }, timeoutMs: 60_000 });
+  const helper = () => root.run([HELPER], { env: { CT_OPS_UPDATE_SETTLE_SECS: '0', CT_OPS_UPDATE_STREAM_WITHIN_SECS: '3' }, timeoutMs: 60_000 });
   const resultFile = (): string => readFileSync(root.at(`${SPOOL}/result`), 'utf8').trim();
   const installedBinary = (): string => readFileSync(root.at('usr/local/bin/ct-ops-agent'), 'utf8');
   const installedVersion = (): string => readFileSync(root.at('usr/local/libexec/ct-ops/agent.version'), 'utf8').trim();
@@ -265,6 +273,20 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
       const result = helper();
       assert.equal(result.code, 2, result.stdout + result.stderr);
       assert.equal(resultFile(), 'update rolled-back new-binary-did-not-stay-up');
+      assert.equal(installedBinary(), installedAgent);
+      assert.equal(installedVersion(), '0.2.0');
+    } finally {
+      writeFileSync(root.at('usr/bin/systemctl'), STEADY_SYSTEMCTL);
+    }
+  });
+
+  test('a signed newer release whose agent starts but never opens a heartbeat stream is rolled back, with that reason', async () => {
+    writeFileSync(root.at('usr/bin/systemctl'), SILENT_SYSTEMCTL);
+    try {
+      stage(await release('0.7.0', { [RELEASE_FILE]: standInAgent('0.7.0-silent') }));
+      const result = helper();
+      assert.equal(result.code, 2, result.stdout + result.stderr);
+      assert.equal(resultFile(), 'update rolled-back new-agent-never-streamed');
       assert.equal(installedBinary(), installedAgent);
       assert.equal(installedVersion(), '0.2.0');
     } finally {
