@@ -246,6 +246,9 @@ restart_agent() {
   if [ "$(uname -s)" = Darwin ]; then
     launchctl kickstart -k system/com.ct-ops.agent
   else
+    # A new binary that crash-looped used up the unit's start limit (StartLimitBurst): systemd then
+    # refuses every start, the rollback's too, until the counter is reset.
+    systemctl reset-failed ct-ops-agent.service 2>/dev/null || true
     systemctl restart ct-ops-agent.service
   fi
 }

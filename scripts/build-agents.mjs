@@ -18,6 +18,8 @@ import { assertSelfContained, makeSeaBlob } from './agents/sea-blob.mjs';
 import { hostTarget, SERVICE_WRAPPER, TARGETS } from './agents/targets.mjs';
 import { findTools } from './agents/tools.mjs';
 import { keyIdHex } from '../common/minisign.ts';
+import { isReleaseVersion } from '../common/release-version.ts';
+import { bundleAgent } from './agent-bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -38,6 +40,9 @@ Options:
   --cache-dir <dir>     verified base tarballs (default: node_modules/.cache/ct-ops-node-base)
   --dev-keys-dir <dir>  development release key folder (default: .dev-keys)
   --no-bundle           use the existing dist/ct-ops-agent.cjs instead of running the build
+  --release-version <v> build the release as version v (MAJOR.MINOR.PATCH) instead of
+                        package.json's: the agent is bundled again reporting v (a patch
+                        release; the releases self-update tests roll out)
   --jobs <n>            targets built at once (default: CPU count)
   --json                print what was built as JSON on stdout
   --quiet               no progress output (it is off anyway when stderr is not a terminal)
@@ -62,14 +67,19 @@ function parseOptions(argv) {
       'cache-dir': { type: 'string' },
       'dev-keys-dir': { type: 'string' },
       'no-bundle': { type: 'boolean', default: false },
+      'release-version': { type: 'string' },
       jobs: { type: 'string' },
     },
     BuildAgentsError,
   );
   const jobs = parsed.jobs === undefined ? availableParallelism() : Number(parsed.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new BuildAgentsError('ERR_USAGE', '--jobs takes a positive integer');
+  const version = parsed['release-version'] ?? pkg.version;
+  if (parsed['release-version'] !== undefined && !isReleaseVersion(version)) throw new BuildAgentsError('ERR_USAGE', '--release-version takes MAJOR.MINOR.PATCH');
   return Object.freeze({
     help: parsed.help,
+    version,
+    rebundle: parsed['release-version'] !== undefined && parsed['release-version'] !== pkg.version,
     targets: selectTargets(parsed.target, TARGETS, BuildAgentsError),
     outDir: resolve(parsed['out-dir'] ?? join(root, 'dist/agents')),
     cacheDir: resolve(parsed['cache-dir'] ?? join(root, 'node_modules/.cache/ct-ops-node-base')),
@@ -115,24 +125,30 @@ async function build(options, report) {
       throw new BuildAgentsError('ERR_TOOL_FAILED', `bundling the agent (scripts/build.mjs) failed: ${error.message}`, { cause: error });
     }
   }
-  if (!existsSync(BUNDLE)) throw new BuildAgentsError('ERR_BUNDLE_MISSING', `${BUNDLE} is missing: run \`npm run build\` first`);
-  assertSelfContained(BUNDLE);
-
-  const blobMaker = hostTarget();
-  if (!blobMaker) throw new BuildAgentsError('ERR_TOOL_MISSING', `no base binary runs on ${process.platform}-${process.arch}, so none can make the SEA blob`);
-  const tarballs = new Map();
-  for (const target of new Set([blobMaker, ...options.targets])) {
-    report.progress(`${target.id}: verifying the base binary tarball`);
-    tarballs.set(target.id, await verifiedBaseTarball(pinnedBase(target.basePackage), options.cacheDir));
-  }
-
   const workDir = mkdtempSync(join(tmpdir(), 'ct-ops-build-agents-'));
-  const finalDir = join(options.outDir, pkg.version);
-  const stagingDir = join(options.outDir, `.${pkg.version}.partial-${process.pid}`);
+  const finalDir = join(options.outDir, options.version);
+  const stagingDir = join(options.outDir, `.${options.version}.partial-${process.pid}`);
   try {
+    // Another version than package.json's: its own bundle, reporting that version.
+    const agentBundle = options.rebundle ? join(workDir, 'ct-ops-agent.cjs') : BUNDLE;
+    if (options.rebundle) {
+      report.progress(`bundling the agent as version ${options.version}`);
+      await bundleAgent({ root, outfile: agentBundle, version: options.version });
+    }
+    if (!existsSync(agentBundle)) throw new BuildAgentsError('ERR_BUNDLE_MISSING', `${agentBundle} is missing: run \`npm run build\` first`);
+    assertSelfContained(agentBundle);
+
+    const blobMaker = hostTarget();
+    if (!blobMaker) throw new BuildAgentsError('ERR_TOOL_MISSING', `no base binary runs on ${process.platform}-${process.arch}, so none can make the SEA blob`);
+    const tarballs = new Map();
+    for (const target of new Set([blobMaker, ...options.targets])) {
+      report.progress(`${target.id}: verifying the base binary tarball`);
+      tarballs.set(target.id, await verifiedBaseTarball(pinnedBase(target.basePackage), options.cacheDir));
+    }
+
     report.progress('making the SEA blob');
     const blobNode = await extractBaseBinary(tarballs.get(blobMaker.id), blobMaker.baseBinary, join(workDir, 'blob-node'));
-    const blob = await makeSeaBlob(blobNode, BUNDLE, workDir);
+    const blob = await makeSeaBlob(blobNode, agentBundle, workDir);
 
     rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir, { recursive: true });
@@ -159,7 +175,7 @@ async function build(options, report) {
 
     report.progress('writing SHA256SUMS and its signature');
     const keyLabel = release.source === 'env' ? 'release' : 'DEVELOPMENT';
-    await writeReleaseFiles({ dir: stagingDir, files, key: release.key, version: pkg.version, keyLabel });
+    await writeReleaseFiles({ dir: stagingDir, files, key: release.key, version: options.version, keyLabel });
     rmSync(finalDir, { recursive: true, force: true });
     renameSync(stagingDir, finalDir);
   } finally {
@@ -168,7 +184,7 @@ async function build(options, report) {
   }
   report.progress(`built ${options.targets.length} executable(s) in ${relative(process.cwd(), finalDir) || finalDir}`);
   return {
-    version: pkg.version,
+    version: options.version,
     dir: finalDir,
     executables: options.targets.map((target) => ({ target: target.id, file: target.fileName, bytes: statSync(join(finalDir, target.fileName)).size })),
     releaseKey: { id: keyIdHex(release.key.keyId), source: release.source },

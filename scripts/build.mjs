@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { bundleAgent, commonBundleOptions } from './agent-bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const protoFile = 'proto/ctops/ingest/v1/ingest.proto';
@@ -31,14 +32,7 @@ function generateProtoTypes() {
   );
 }
 
-const common = {
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  sourcemap: 'linked',
-  logLevel: 'warning',
-  define: { __CT_OPS_VERSION__: JSON.stringify(pkg.version) },
-};
+const common = commonBundleOptions(pkg.version);
 
 /**
  * Removes the chunks of earlier builds (their names carry a content hash, so they would pile up),
@@ -73,15 +67,7 @@ async function bundle() {
       banner: { js: '#!/usr/bin/env node' },
       metafile: true,
     }),
-    // The agent is one self-contained CommonJS file: the input of the single
-    // executable builds, which load built-in modules only through require.
-    esbuild.build({
-      ...common,
-      entryPoints: [join(root, 'agent/main.ts')],
-      outfile: join(root, 'dist/ct-ops-agent.cjs'),
-      format: 'cjs',
-      banner: { js: '#!/usr/bin/env node' },
-    }),
+    bundleAgent({ root, outfile: join(root, 'dist/ct-ops-agent.cjs'), version: pkg.version }),
   ]);
   removeStaleChunks(split.metafile);
   chmodSync(join(root, 'dist/ct-ops-appliance.js'), 0o755);

@@ -66,6 +66,13 @@ describe('agent single executables built by npm run build:agents', () => {
     assert.equal(unknown.code, 64);
     assert.match(unknown.stderr, /ERR_USAGE: unknown target plan9-mips/);
     assert.ok(!existsSync(join(root, 'unknown')));
+    assert.ok(help.stdout.includes('--release-version'), '--release-version documented');
+    for (const version of ['1.2', '01.2.3', '1.2.3-rc1']) {
+      const refused = await buildAgents(['--release-version', version, '--out-dir', join(root, 'unknown')]);
+      assert.equal(refused.code, 64, version);
+      assert.match(refused.stderr, /ERR_USAGE: --release-version takes MAJOR.MINOR.PATCH/, version);
+    }
+    assert.ok(!existsSync(join(root, 'unknown')));
   });
 
   test('the release folder holds the six executables and the WinSW service wrapper, a sorted SHA256SUMS that sha256sum -c accepts and a signature minisign verifies with release.pub', () => {

@@ -8,10 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
+import { downloadResuming } from '../agent/update/download.ts';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { tempDir, writeReleaseDir } from './helpers/bundler-fixtures.ts';
@@ -33,7 +34,8 @@ describe('agent self-update: offer, download, verify, stage', () => {
 
   before(async () => {
     writeFileSync(join(work, 'release.pub'), publicKeyFile(releaseKey, 'CT-Ops test release key'));
-    appliance = await TestAppliance.start({ args: ['--release-public-key-file', join(work, 'release.pub')] });
+    // 1 MiB/s: a 2 MiB executable takes two seconds, long enough to cut a download part-way.
+    appliance = await TestAppliance.start({ args: ['--release-public-key-file', join(work, 'release.pub')], env: { CT_OPS_APPLIANCE_AGENT_DOWNLOAD_RATE_MIB: '1' } });
     const release = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '9.1.0', bytes: 2 << 20 });
     const imported = await appliance.cli('releases', 'import', release);
     assert.equal(imported.code, 0, imported.stderr);
@@ -91,5 +93,31 @@ describe('agent self-update: offer, download, verify, stage', () => {
     await waitFor('three more acks', () => agent.process!.events.filter((event) => event.msg === 'heartbeat acknowledged').length >= acked + 3 || undefined, 30_000);
     assert.equal(agent.process!.events.filter((event) => event.msg === 'agent update offered: downloading').length, 1, 'tried once');
     assert.throws(() => readFileSync(join(spool, 'request')), /ENOENT/);
+  });
+
+  it('a download cut part-way resumes where it stopped (Range) and completes', async () => {
+    const jwt = agents[0]!.state().jwt;
+    const release = await appliance.cliJson<{ files: Array<{ name: string; sha256: string; size: number }> }>('releases', 'show', '9.1.0');
+    const listed = release.files.find((file) => file.name === EXECUTABLE)!;
+    const source = { host: '127.0.0.1', port: appliance.httpPort, path: `/agent/v1/releases/9.1.0/${EXECUTABLE}`, jwt, caPem: appliance.caCert };
+    const destination = join(work, 'partial-download');
+    const cut = new AbortController();
+    const watch = setInterval(() => {
+      if ((statSync(destination, { throwIfNoEntry: false })?.size ?? 0) >= 512 * 1024) cut.abort();
+    }, 20);
+    await assert.rejects(downloadResuming(source, destination, listed.size, cut.signal), (error: Error & { code?: string }) => error.code === 'ERR_UPDATE_DOWNLOAD_FAILED');
+    clearInterval(watch);
+    const kept = statSync(destination).size;
+    assert.ok(kept >= 512 * 1024 && kept < listed.size, `the cut left ${kept} of ${listed.size} bytes`);
+    // Mark the part already fetched: a resumed download keeps it, one started over would not.
+    const marked = readFileSync(destination);
+    marked[100] = marked[100]! ^ 0xff;
+    writeFileSync(destination, marked);
+    await downloadResuming(source, destination, listed.size, new AbortController().signal);
+    const whole = readFileSync(destination);
+    assert.equal(whole.length, listed.size);
+    assert.equal(whole[100], marked[100], 'the bytes before the cut were kept: the download resumed with Range');
+    whole[100] = whole[100]! ^ 0xff;
+    assert.equal(createHash('sha256').update(whole).digest('hex'), listed.sha256, 'the rest is the release');
   });
 });

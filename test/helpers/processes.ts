@@ -95,3 +95,18 @@ export async function linuxX64Executable(): Promise<string> {
   }
   return executable;
 }
+
+/**
+ * A signed linux-x64 agent release of `version` other than this checkout's (the agent bundled again
+ * reporting it: build-agents --release-version), for self-update tests: the release folder
+ * dist/test-releases/<version>/, built when missing (a few seconds once the base binary is cached),
+ * signed with the development release key an appliance from this clone trusts.
+ */
+export async function linuxX64ReleaseOf(version: string): Promise<string> {
+  const dir = `${REPO_ROOT}dist/test-releases/${version}`;
+  if (!existsSync(`${dir}/ct-ops-agent-linux-x64`)) {
+    const built = await run(process.execPath, ['--import', 'tsx', `${REPO_ROOT}scripts/build-agents.mjs`, '--target', 'linux-x64', '--no-bundle', '--release-version', version, '--out-dir', `${REPO_ROOT}dist/test-releases`], {}, 300_000);
+    if (built.code !== 0) throw new Error(`build:agents --release-version ${version} failed (${built.code}): ${built.stderr.slice(-2000)}`);
+  }
+  return dir;
+}
