@@ -211,4 +211,26 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     const paused = await ingest.appliance.cli('releases', 'pause');
     assert.match(paused.stderr, /ERR_ROLLOUT_NOT_FOUND/, 'nothing open to pause (the rollout completed)');
   });
+
+  it('a minimum version is offered to every host below it, whatever the rollout and its groups; cleared, it is offered no more', async () => {
+    const newer = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '1.2.0', bytes: 4096 });
+    assert.equal((await ingest.appliance.cli('releases', 'import', newer)).code, 0);
+    const started = await ingest.appliance.cli('releases', 'rollout', '1.2.0', '--group', `canary=hosts:${canary.hostId}`);
+    assert.equal(started.code, 0, started.stderr);
+    assert.equal((await heartbeat(canaryStream, canary, 4_000_001, '1.0.0'))!.update_offer?.version, '1.2.0', 'the rollout offers its group');
+    assert.equal((await heartbeat(restStream, rest, 4_000_002, '1.0.0'))!.update_offer, null, 'no group holds this host');
+
+    const set = await ingest.appliance.cliJson<{ version: string; set_by: string }>('releases', 'minimum', '1.2.0');
+    assert.deepEqual([set.version, set.set_by], ['1.2.0', 'admin']);
+    assert.equal((await ingest.appliance.cliJson<{ version: string }>('releases', 'minimum')).version, '1.2.0');
+    assert.equal((await heartbeat(restStream, rest, 4_000_003, '1.0.0'))!.update_offer?.version, '1.2.0', 'below the minimum: offered, outside every group');
+    assert.equal((await heartbeat(restStream, rest, 4_000_004, '1.2.0'))!.update_offer, null, 'at the minimum: nothing');
+
+    const retired = await ingest.appliance.cli('releases', 'minimum', '1.1.0');
+    assert.match(retired.stderr, /ERR_RELEASE_NOT_FOUND.*retired/);
+    const unknown = await ingest.appliance.cli('releases', 'minimum', '9.9.9');
+    assert.match(unknown.stderr, /ERR_RELEASE_NOT_FOUND/);
+    assert.equal((await ingest.appliance.cliJson<{ version: string | null }>('releases', 'minimum', '--clear')).version, null);
+    assert.equal((await heartbeat(restStream, rest, 4_000_005, '1.0.0'))!.update_offer, null, 'cleared: offered no more');
+  });
 });

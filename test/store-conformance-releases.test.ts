@@ -4,6 +4,7 @@ import { CtOpsError } from '../common/errors.ts';
 import { constraintViolation } from '../appliance/store/constraint-violation.ts';
 import type { AgentRelease } from '../appliance/model/release.ts';
 import { AgentReleaseStore } from '../appliance/store/agent-releases.ts';
+import { OrganisationStore } from '../appliance/store/organisations.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { conformance } from './helpers/store-backends.ts';
 
@@ -86,4 +87,21 @@ conformance('release store: a version that is not MAJOR.MINOR.PATCH is refused b
     await kysely.updateTable('agent_releases').set({ files }).where('version', '=', '3.0.0').execute();
     await assert.rejects(releases.get('3.0.0'), (error: unknown) => error instanceof CtOpsError && error.code === 'ERR_DATABASE', files);
   }
+});
+
+conformance('release store: an organisation\'s minimum version is set, replaced and cleared, and must be an imported release', async ({ kysely }) => {
+  const releases = new AgentReleaseStore(kysely);
+  const org = await new OrganisationStore(kysely).ensureDefault(AT);
+  assert.equal(await releases.minimum(org.id), undefined, 'none set');
+  await releases.insert(release('1.2.3'));
+  await releases.insert(release('1.3.0'));
+  await releases.setMinimum(org.id, { version: '1.2.3', setAt: AT, setBy: 'admin' });
+  assert.deepEqual(await releases.minimum(org.id), { version: '1.2.3', setAt: AT, setBy: 'admin' });
+  await releases.setMinimum(org.id, { version: '1.3.0', setAt: AT + 1, setBy: 'other' });
+  assert.deepEqual(await releases.minimum(org.id), { version: '1.3.0', setAt: AT + 1, setBy: 'other' }, 'replaced');
+  const refused = await releases.setMinimum(org.id, { version: '9.9.9', setAt: AT + 2, setBy: 'admin' }).then(() => assert.fail('accepted'), (error: unknown) => error);
+  assert.equal(constraintViolation(refused), 'foreign-key', 'a version not imported');
+  assert.equal((await releases.minimum(org.id))?.version, '1.3.0', 'unchanged by the refusal');
+  await releases.setMinimum(org.id, undefined);
+  assert.equal(await releases.minimum(org.id), undefined, 'cleared');
 });

@@ -32,7 +32,7 @@ export class AdminClient {
   }
 
   /** A JSON call; rejects with the catalogue code the API answered (ERR_INTERNAL when it names none). */
-  async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  async call<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const { status, bytes } = await this.#send(method, path, 'application/json', body === undefined ? undefined : { json: body });
     if (status >= 400) throwApiError(status, bytes);
     return parseJsonAnswer(status, bytes) as T;

@@ -128,6 +128,19 @@ export function releasesCommand(): Command {
       });
   }
   releases
+    .command('minimum')
+    .description('show, set or clear the lowest agent version accepted: every host below it is offered that release, whatever the rollout')
+    .argument('[version]', 'MAJOR.MINOR.PATCH of an imported release (none: show the one set)')
+    .option('--clear', 'accept any version again', false)
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (version: string | undefined, options: CommonOptions & { clear: boolean }) => {
+      const client = new AdminClient(options.dataDir);
+      if (version !== undefined && options.clear) throw new CtOpsError('ERR_USAGE', 'give a version or --clear, not both');
+      const minimum = version === undefined && !options.clear ? await client.call<Record<string, unknown>>('GET', '/api/v1/releases/minimum') : await client.call<Record<string, unknown>>('PUT', '/api/v1/releases/minimum', { version: version ?? null });
+      printObject(minimum, options.json);
+    });
+  releases
     .command('clear-rollback')
     .description('let a version that rolled back be offered again: on one host, or on every host')
     .argument('<version>', 'MAJOR.MINOR.PATCH')

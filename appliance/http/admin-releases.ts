@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPatternSource } from '../../common/ids.ts';
-import type { AgentRelease } from '../model/release.ts';
+import type { AgentRelease, ReleaseMinimum } from '../model/release.ts';
 import type { GroupSelector, Rollout } from '../model/rollout.ts';
 import type { RolloutStatus } from '../releases/rollouts.ts';
 import { RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
@@ -207,6 +207,26 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
 
   app.post('/api/v1/rollouts/current/pause', { handler: async () => rolloutView(await rollouts.pause(Date.now())) });
   app.post('/api/v1/rollouts/current/resume', { handler: async () => rolloutView(await rollouts.resume(Date.now())) });
+
+  const minimumSchema = {
+    type: 'object',
+    required: ['version', 'set_at', 'set_by'],
+    properties: { version: { type: ['string', 'null'] }, set_at: { type: ['string', 'null'] }, set_by: { type: ['string', 'null'] } },
+  } as const;
+  const minimumView = (minimum: ReleaseMinimum | undefined) => ({ version: minimum?.version ?? null, set_at: iso(minimum?.setAt ?? null), set_by: minimum?.setBy ?? null });
+
+  app.get('/api/v1/releases/minimum', {
+    schema: { response: { 200: minimumSchema } },
+    handler: async () => minimumView(await rollouts.minimum()),
+  });
+
+  app.put<{ Body: { version: string | null } }>('/api/v1/releases/minimum', {
+    schema: {
+      body: { type: 'object', additionalProperties: false, required: ['version'], properties: { version: { type: ['string', 'null'], pattern: `^${RELEASE_VERSION_SOURCE}$` } } },
+      response: { 200: minimumSchema },
+    },
+    handler: async (request) => minimumView(await rollouts.setMinimum(request.body.version ?? undefined, request.adminName, Date.now())),
+  });
 
   app.post<{ Params: { version: string }; Body: { host_id?: string } | undefined }>('/api/v1/releases/:version/clear-rollbacks', {
     schema: { params: VERSION_PARAMS, body: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string', pattern: idPatternSource('hst') } } } },

@@ -27,3 +27,12 @@ export interface AgentRelease {
   /** ms since the epoch; null while the release may still be offered. */
   readonly retiredAt: number | null;
 }
+
+/** The lowest agent version an organisation accepts (`releases minimum`): hosts below it are offered it. */
+export interface ReleaseMinimum {
+  /** An imported release's version. */
+  readonly version: string;
+  /** ms since the epoch */
+  readonly setAt: number;
+  readonly setBy: string;
+}

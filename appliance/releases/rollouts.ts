@@ -5,7 +5,7 @@ import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { UpdateOffer__Output, UpdateStatus__Output } from '../../common/proto.ts';
 import { newId } from '../lib/ids.ts';
 import type { Host } from '../model/host.ts';
-import type { AgentRelease, ReleaseFile } from '../model/release.ts';
+import type { AgentRelease, ReleaseFile, ReleaseMinimum } from '../model/release.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
 import type { GroupSelector, HostUpdate, Rollout, RolloutGroup, RolloutState, UpdatePhase } from '../model/rollout.ts';
 import type { Stores } from '../store/index.ts';
@@ -78,15 +78,24 @@ export interface RolloutServiceDeps {
   readonly httpsPort: () => number;
 }
 
-/** What offers are decided from, read from the store and kept in memory: an offer costs no query per heartbeat. */
-interface OfferSnapshot {
-  readonly rollout: Rollout;
+/** A release offers are made of, with the hosts it is not offered to. */
+interface OfferedRelease {
   readonly release: AgentRelease;
   /**
    * Hosts this version is not offered to: it rolled back there (blocked until an admin clears it) or
    * the agent refused or could not complete it (failed: it would refuse again).
    */
   readonly excluded: Set<string>;
+}
+
+/**
+ * What offers are decided from, read from the store and kept in memory: an offer costs no query per
+ * heartbeat. The rollout's target (to its started groups), and the organisation's minimum version
+ * (to every host below it, whatever the groups).
+ */
+interface OfferSnapshot {
+  readonly rollout: (OfferedRelease & { readonly rollout: Rollout }) | undefined;
+  readonly minimum: OfferedRelease | undefined;
 }
 
 /**
@@ -98,9 +107,9 @@ interface OfferSnapshot {
  */
 export class RolloutService {
   readonly #deps: RolloutServiceDeps;
-  #snapshot: OfferSnapshot | undefined;
-  /** Hosts whose offer of the snapshot's version was recorded (phase offered) by this process. */
-  #offered = new Set<string>();
+  #snapshot: OfferSnapshot = { rollout: undefined, minimum: undefined };
+  /** The offers recorded (phase offered) by this process, as version/host. */
+  readonly #offered = new Set<string>();
   /** The pass scheduled by a report that may complete a group; one at a time. */
   #soon: NodeJS.Timeout | undefined;
 
@@ -145,6 +154,31 @@ export class RolloutService {
     this.#deps.log.info({ rollout_id: rollout.id, version, groups: rollout.groups.map((group) => group.name), created_by: createdBy }, 'rollout started');
     await this.refresh();
     return rollout;
+  }
+
+  /**
+   * Sets the lowest agent version the organisation accepts (`releases minimum VERSION`): every host
+   * below it is offered that release, whatever the rollout's groups and state; undefined clears it.
+   * ERR_RELEASE_NOT_FOUND for a version not imported or retired.
+   */
+  async setMinimum(version: string | undefined, setBy: string, now: number): Promise<ReleaseMinimum | undefined> {
+    const minimum = version === undefined ? undefined : { version, setAt: now, setBy };
+    await this.#deps.stores.transact(async (tx) => {
+      if (version === undefined) return tx.releases.setMinimum(this.#deps.orgId, undefined);
+      const release = await tx.releases.get(version);
+      if (release === undefined || release.retiredAt !== null) {
+        throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} is ${release ? 'retired' : 'not imported'}; import it (releases import) before making it the minimum`, { version });
+      }
+      await tx.releases.setMinimum(this.#deps.orgId, minimum);
+    });
+    this.#deps.log.info({ version: version ?? null, set_by: setBy }, version === undefined ? 'minimum agent version cleared' : 'minimum agent version set');
+    await this.refresh();
+    return minimum;
+  }
+
+  /** The organisation's minimum agent version; undefined when none is set. */
+  minimum(): Promise<ReleaseMinimum | undefined> {
+    return this.#deps.stores.releases.minimum(this.#deps.orgId);
   }
 
   /** Pauses the open rollout (running or halted → paused). ERR_ROLLOUT_NOT_FOUND when none is open. */
@@ -236,58 +270,63 @@ export class RolloutService {
     await this.refresh();
   }
 
-  /** Reloads the offer snapshot from the store. */
   /**
-   * Reloads the offer snapshot from the store: the open rollout, or else a completed one (its hosts
-   * that were offline or enrolled since are still offered the target); none when the latest
-   * rollout was superseded only, or its release is retired.
+   * Reloads the offer snapshot from the store. The rollout part: the open rollout, or else a
+   * completed one (its hosts that were offline or enrolled since are still offered the target); none
+   * when the latest rollout was superseded only. The minimum part: the organisation's minimum
+   * version. A retired release is offered by neither.
    */
   async refresh(): Promise<void> {
-    const { rollouts, releases, hostUpdates } = this.#deps.stores;
+    const { rollouts, releases } = this.#deps.stores;
     const rollout = (await rollouts.open(this.#deps.orgId)) ?? (await rollouts.list(this.#deps.orgId, 1)).find((latest) => latest.state === 'completed');
-    const release = rollout && (await releases.get(rollout.version));
-    if (rollout === undefined || release === undefined || release.retiredAt !== null) {
-      this.#snapshot = undefined;
-      return;
-    }
-    const excluded = new Set([...(await hostUpdates.blockedHosts(rollout.version)), ...(await hostUpdates.hostsIn(rollout.version, ['failed']))]);
-    if (this.#snapshot?.rollout.version !== rollout.version) this.#offered = new Set();
-    this.#snapshot = { rollout, release, excluded };
+    const minimum = await releases.minimum(this.#deps.orgId);
+    const [target, lowest] = await Promise.all([this.#offeredRelease(rollout?.version), this.#offeredRelease(minimum?.version)]);
+    this.#snapshot = { rollout: rollout && target ? { ...target, rollout } : undefined, minimum: lowest };
+  }
+
+  /** `version`'s release and the hosts it is not offered to; undefined for none, or a retired release. */
+  async #offeredRelease(version: string | undefined): Promise<OfferedRelease | undefined> {
+    const release = version === undefined ? undefined : await this.#deps.stores.releases.get(version);
+    if (release === undefined || release.retiredAt !== null) return undefined;
+    const { hostUpdates } = this.#deps.stores;
+    return { release, excluded: new Set([...(await hostUpdates.blockedHosts(release.version)), ...(await hostUpdates.hostsIn(release.version, ['failed']))]) };
   }
 
   /**
-   * The offer for `host` running `agentVersion`, from the snapshot: set while a running rollout's
-   * started group holds the host, its version is below the target, the release has its os/arch and
-   * the version never rolled back there; undefined otherwise. No query: called for every ack.
+   * The offer for `host` running `agentVersion`, from the snapshot: the rollout's target while a
+   * running (or completed) rollout's started group holds the host; else the minimum version when the
+   * host runs below it. Either only below its version, when the release has the host's os/arch and
+   * the version did not roll back or fail there; undefined otherwise. No query: called for every ack.
    */
   offerFor(host: Host, agentVersion: string): UpdateOffer__Output | undefined {
-    const snapshot = this.#snapshot;
     const httpsPort = this.#deps.httpsPort();
-    const offering = snapshot?.rollout.state === 'running' || snapshot?.rollout.state === 'completed';
-    if (snapshot === undefined || !offering || httpsPort === 0) return undefined;
-    const { rollout, release } = snapshot;
-    if (!isReleaseVersion(agentVersion) || compareVersions(agentVersion, rollout.version) >= 0 || snapshot.excluded.has(host.id)) return undefined;
-    const position = groupOf(rollout.groups, host);
-    if (position === undefined || rollout.groups[position]!.startedAt === null) return undefined;
-    const file = executableFor(release, host);
-    if (file === undefined) return undefined;
-    return { version: rollout.version, file_name: file.name, size: file.size, sha256: file.sha256, download_path: releaseDownloadPath(rollout.version), https_port: httpsPort };
+    if (httpsPort === 0 || !isReleaseVersion(agentVersion)) return undefined;
+    const { rollout, minimum } = this.#snapshot;
+    const offering = rollout !== undefined && (rollout.rollout.state === 'running' || rollout.rollout.state === 'completed');
+    const position = offering ? groupOf(rollout.rollout.groups, host) : undefined;
+    const inStartedGroup = position !== undefined && rollout!.rollout.groups[position]!.startedAt !== null;
+    return (inStartedGroup ? offerOf(rollout!, host, agentVersion, httpsPort) : undefined) ?? (minimum && offerOf(minimum, host, agentVersion, httpsPort));
   }
 
+
   /**
-   * Records that `hostId` was offered the snapshot's version, once per host and process (phase
-   * offered, unless the host already reported on that version). After the ack, never in its way.
+   * Records that `hostId` was offered `version`, once per host, version and process (phase offered,
+   * unless the host already reported on that version). After the ack, never in its way.
    */
   async offered(hostId: string, version: string, now: number): Promise<void> {
-    if (this.#offered.has(hostId) || this.#snapshot?.rollout.version !== version) return;
-    this.#offered.add(hostId);
-    const rolloutId = this.#snapshot.rollout.id;
+    const key = `${version}/${hostId}`;
+    if (this.#offered.has(key)) return;
+    this.#offered.add(key);
+    const rollout = this.#snapshot.rollout?.rollout;
+    // A minimum-version offer belongs to no rollout.
+    const rolloutId = rollout?.version === version ? rollout.id : null;
     await this.#deps.stores.transact(async (tx) => {
       const known = await tx.hostUpdates.get(hostId);
       if (known?.version === version) return;
       await tx.hostUpdates.record({ hostId, version, phase: 'offered', errorCode: null, detail: null, rolloutId, updatedAt: now });
     });
   }
+
 
   /**
    * Records an agent's UpdateStatus (the heartbeat handler, before its ack: an ack means stored). A
@@ -318,7 +357,11 @@ export class RolloutService {
     this.#deps.log.info({ host_id: hostId, version: status.version, phase, error_code: status.error_code || undefined }, 'agent update reported');
     if (halted) this.#deps.log.warn({ rollout_id: halted.rolloutId, reason: halted.reason }, 'rollout halted');
     if (rolledBack) await this.refresh();
-    else if (phase === 'failed' && this.#snapshot?.rollout.version === status.version) this.#snapshot.excluded.add(hostId);
+    else if (phase === 'failed') {
+      for (const offered of [this.#snapshot.rollout, this.#snapshot.minimum]) {
+        if (offered?.release.version === status.version) offered.excluded.add(hostId);
+      }
+    }
     if (phase === 'healthy') this.#advanceSoon();
   }
 
@@ -341,6 +384,14 @@ export class RolloutService {
     }, ADVANCE_SOON_MS);
     this.#soon.unref();
   }
+}
+
+/** The offer of `offered` to `host` running `agentVersion`: when below its version, not excluded, and the release has the host's os/arch. */
+function offerOf(offered: OfferedRelease, host: Host, agentVersion: string, httpsPort: number): UpdateOffer__Output | undefined {
+  const { version } = offered.release;
+  if (compareVersions(agentVersion, version) >= 0 || offered.excluded.has(host.id)) return undefined;
+  const file = executableFor(offered.release, host);
+  return file && { version, file_name: file.name, size: file.size, sha256: file.sha256, download_path: releaseDownloadPath(version), https_port: httpsPort };
 }
 
 /** The release's executable for the host's os/arch (bundler/lib/targets.ts names), or undefined when it has none. */

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
 import { CtOpsError } from '../../common/errors.ts';
 import { isReleaseVersion } from '../../common/release-version.ts';
-import type { AgentRelease, ReleaseFile } from '../model/release.ts';
+import type { AgentRelease, ReleaseFile, ReleaseMinimum } from '../model/release.ts';
 import type { AgentReleasesTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
 
@@ -67,6 +67,29 @@ export class AgentReleaseStore {
   async retire(version: string, at: number): Promise<boolean> {
     const result = await this.#db.updateTable('agent_releases').set({ retired_at: at }).where('version', '=', version).where('retired_at', 'is', null).executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** The organisation's minimum agent version (release_minimums, migration 020); undefined when it set none. */
+  async minimum(orgId: string): Promise<ReleaseMinimum | undefined> {
+    const row = await this.#db.selectFrom('release_minimums').select(['version', 'set_at', 'set_by']).where('org_id', '=', orgId).executeTakeFirst();
+    return row && { version: row.version, setAt: row.set_at, setBy: row.set_by };
+  }
+
+  /**
+   * Sets the organisation's minimum agent version (replacing the one set), or clears it when
+   * `minimum` is undefined. Rejects with a foreign-key violation for a version not imported.
+   */
+  async setMinimum(orgId: string, minimum: ReleaseMinimum | undefined): Promise<void> {
+    if (minimum === undefined) {
+      await this.#db.deleteFrom('release_minimums').where('org_id', '=', orgId).execute();
+      return;
+    }
+    const row = { org_id: orgId, version: minimum.version, set_at: minimum.setAt, set_by: minimum.setBy };
+    await this.#db
+      .insertInto('release_minimums')
+      .values(row)
+      .onConflict((conflict) => conflict.column('org_id').doUpdateSet({ version: row.version, set_at: row.set_at, set_by: row.set_by }))
+      .execute();
   }
 
   /** Every row's columns, highest version first (numerically: 1.10.0 before 1.9.0). */

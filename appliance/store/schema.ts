@@ -32,6 +32,7 @@ export interface Schema {
   host_streams: HostStreamsTable;
   /** Imported agent releases (migration 018). */
   agent_releases: AgentReleasesTable;
+  release_minimums: ReleaseMinimumsTable;
   /** Agent update rollouts, their groups, each host's latest update and the versions blocked per host (migration 019). */
   rollouts: RolloutsTable;
   rollout_groups: RolloutGroupsTable;
@@ -291,6 +292,14 @@ export interface AgentReleasesTable {
   imported_at: number;
   imported_by: string;
   retired_at: number | null;
+}
+
+export interface ReleaseMinimumsTable {
+  org_id: string;
+  /** agent_releases.version */
+  version: string;
+  set_at: number;
+  set_by: string;
 }
 
 export interface RolloutsTable {

@@ -17,6 +17,7 @@ import { migration016NameIndexRanges } from './016-name-index-ranges.ts';
 import { migration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 import { migration018AgentReleases } from './018-agent-releases.ts';
 import { migration019Rollouts } from './019-rollouts.ts';
+import { migration020ReleaseMinimum } from './020-release-minimum.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -46,4 +47,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration017ReceivingScansIndex,
   migration018AgentReleases,
   migration019Rollouts,
+  migration020ReleaseMinimum,
 ];

@@ -18,6 +18,7 @@ import { postgresMigration016NameIndexRanges } from './016-name-index-ranges.ts'
 import { postgresMigration017ReceivingScansIndex } from './017-receiving-scans-index.ts';
 import { postgresMigration018AgentReleases } from './018-agent-releases.ts';
 import { postgresMigration019Rollouts } from './019-rollouts.ts';
+import { postgresMigration020ReleaseMinimum } from './020-release-minimum.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -44,4 +45,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration017ReceivingScansIndex,
   postgresMigration018AgentReleases,
   postgresMigration019Rollouts,
+  postgresMigration020ReleaseMinimum,
 ];
