@@ -114,7 +114,9 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const busy = await get(port, `/agent/v1/releases/1.1.0/${name}`, auth);
     assert.equal(busy.status, 503);
-    assert.equal(busy.headers['retry-after'], '30');
+    // About how long until the place frees: the downloads so far held it a second or two each.
+    const retryAfter = Number(busy.headers['retry-after']);
+    assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 5, `Retry-After ${busy.headers['retry-after']}`);
     assert.equal((JSON.parse(busy.body.toString()) as { error: { code: string } }).error.code, 'ERR_DOWNLOAD_BUSY');
     assert.equal((await first).body.length, expected.length);
     assert.ok(Date.now() - started >= 1_000, `3 MiB at 2 MiB/s took ${Date.now() - started} ms`);

@@ -30,7 +30,7 @@ const FINAL_PHASES: ReadonlySet<UpdateRecord['phase']> = new Set(['healthy', 'ro
 
 /** Download attempts of one version before it is given up (ERR_UPDATE_DOWNLOAD_FAILED). */
 export const MAX_DOWNLOAD_ATTEMPTS = 8;
-/** The wait before the next attempt (ms): this times the attempts so far, or the appliance's Retry-After when longer. */
+/** The wait before the next attempt after a failure (ms): this times the attempts so far. A busy appliance's Retry-After is followed instead. */
 const RETRY_STEP_MS = 30_000;
 /** How often the agent looks for the root helper's answer while an update is staged or installed (ms). */
 const RESULT_POLL_MS = 2_000;
@@ -151,9 +151,13 @@ export class AgentUpdater {
       await downloadResuming(this.#deps.source(offer, offer.file_name), executable, offer.size, this.#abort.signal);
     } catch (error) {
       const code = errorCodeOf(error);
-      const attempts = record.attempts + 1;
-      if ((code !== 'ERR_DOWNLOAD_BUSY' && code !== 'ERR_UPDATE_DOWNLOAD_FAILED') || attempts >= MAX_DOWNLOAD_ATTEMPTS || this.#abort.signal.aborted) throw error;
-      const waitMs = Math.max(RETRY_STEP_MS * attempts, (error as { retryAfterMs?: number }).retryAfterMs ?? 0);
+      // Turned away for being one too many is no failure: back when the appliance says, give or take
+      // half (a wave of agents spreads out), and not counted against the attempts.
+      const busy = code === 'ERR_DOWNLOAD_BUSY';
+      const attempts = busy ? record.attempts : record.attempts + 1;
+      if ((!busy && code !== 'ERR_UPDATE_DOWNLOAD_FAILED') || attempts >= MAX_DOWNLOAD_ATTEMPTS || this.#abort.signal.aborted) throw error;
+      const retryAfterMs = (error as { retryAfterMs?: number }).retryAfterMs ?? RETRY_STEP_MS;
+      const waitMs = busy ? Math.round(retryAfterMs * (0.5 + Math.random())) : RETRY_STEP_MS * attempts;
       this.#set({ ...record, attempts }, false);
       this.#deps.log.warn({ version: offer.version, attempt: attempts, retry_in_ms: waitMs, error_code: code }, 'agent update download interrupted; resuming later');
       this.#busy = true;

@@ -20,12 +20,28 @@ export interface DownloadLimits {
 /**
  * The defaults of agent_download_concurrency and agent_download_rate_mib (config/load.ts): 16 at
  * once at 64 MiB/s in all, a 110 MB executable in under 2 s alone, about 28 s when 16 share the
- * rate; an agent turned away retries after DOWNLOAD_RETRY_AFTER_SECS, resuming where it stopped.
+ * rate; an agent turned away retries after the Retry-After it is given (retryAfterSecs), resuming
+ * where it stopped.
  */
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { concurrent: 16, bytesPerSecond: 64 * 1024 * 1024 };
 
-/** The Retry-After (s) of a download turned away for being one too many. */
-export const DOWNLOAD_RETRY_AFTER_SECS = 30;
+/** Bounds of the Retry-After (s) of a download turned away for being one too many. */
+export const DOWNLOAD_RETRY_AFTER_MIN_SECS = 1;
+export const DOWNLOAD_RETRY_AFTER_MAX_SECS = 30;
+
+/**
+ * The Retry-After (s) for a download turned away: about how long until a place frees — the average
+ * time a download held its place (`averageHeldMs`, measured) over the places, so turned-away agents
+ * come back as places free rather than all after one fixed wait that leaves places idle; within
+ * DOWNLOAD_RETRY_AFTER_MIN_SECS..MAX_SECS (the agents spread their returns themselves).
+ */
+export function retryAfterSecs(averageHeldMs: number, concurrent: number): number {
+  const secs = Math.ceil(averageHeldMs / concurrent / 1000);
+  return Math.min(DOWNLOAD_RETRY_AFTER_MAX_SECS, Math.max(DOWNLOAD_RETRY_AFTER_MIN_SECS, secs));
+}
+
+/** Weight of the latest download in the moving average of how long downloads hold their place. */
+const HELD_AVERAGE_WEIGHT = 0.2;
 
 /**
  * `GET /agent/v1/releases/:version/:file`: an imported release's file for an agent that may receive
@@ -42,6 +58,8 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
   const limits = ctx.downloadLimits ?? DEFAULT_DOWNLOAD_LIMITS;
   const throttle = new SharedByteRate(limits.bytesPerSecond);
   let serving = 0;
+  /** How long a download holds its place, on average (ms): an exponential moving average; 0 until one ended. */
+  let averageHeldMs = 0;
 
   app.get<{ Params: { version: string; file: string } }>('/agent/v1/releases/:version/:file', {
     schema: {
@@ -67,15 +85,19 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       }
       // Counted from here until the response closes, whatever happens on the way (no await before the listener).
       if (serving >= limits.concurrent) {
-        reply.header('retry-after', String(DOWNLOAD_RETRY_AFTER_SECS));
-        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${DOWNLOAD_RETRY_AFTER_SECS} s`);
+        const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
+        reply.header('retry-after', String(retryAfter));
+        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${retryAfter} s`);
       }
       serving += 1;
+      const heldFrom = Date.now();
       let counted = true;
       const uncount = (): void => {
         if (!counted) return;
         counted = false;
         serving -= 1;
+        const heldMs = Date.now() - heldFrom;
+        averageHeldMs = averageHeldMs === 0 ? heldMs : averageHeldMs + HELD_AVERAGE_WEIGHT * (heldMs - averageHeldMs);
       };
       reply.raw.once('close', uncount);
       // The agent may have gone during the lookups above: its 'close' was before the listener.
