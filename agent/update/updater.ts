@@ -34,6 +34,12 @@ export const MAX_DOWNLOAD_ATTEMPTS = 8;
 const RETRY_STEP_MS = 30_000;
 /** How often the agent looks for the root helper's answer while an update is staged or installed (ms). */
 const RESULT_POLL_MS = 2_000;
+/**
+ * How long this (the old) agent waits for the helper's answer to a staged update before giving the
+ * version up (ms): the helper's whole watch is 7 minutes by default; no answer at all means no helper
+ * took the request (its path unit missing or stopped).
+ */
+export const HELPER_ANSWER_TIMEOUT_MS = 15 * 60_000;
 
 const SUMS = 'SHA256SUMS';
 const SIGNATURE = 'SHA256SUMS.minisig';
@@ -72,6 +78,8 @@ export class AgentUpdater {
   #record: UpdateRecord | undefined;
   #busy = false;
   #timer: NodeJS.Timeout | undefined;
+  /** When this process began waiting for the helper's answer (ms). */
+  #waitingSince = 0;
   readonly #abort = new AbortController();
 
   constructor(deps: UpdaterDeps) {
@@ -80,12 +88,10 @@ export class AgentUpdater {
     this.#record = readRecord(join(this.#dir, 'state.json'), deps.log);
     const record = this.#record;
     if (record && (record.phase === 'staged' || record.phase === 'installed')) {
-      if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '' });
+      if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '', acknowledged: false });
       this.#watchHelper();
-    } else if (record?.phase === 'downloading') {
-      // A download cut by a restart: given up, so the appliance's next offer starts it over (resuming).
-      this.#set({ ...record, phase: 'failed', errorCode: 'ERR_UPDATE_DOWNLOAD_FAILED', message: 'the agent restarted during the download' });
     }
+    // A download cut by a restart stays 'downloading': the appliance's next offer of that version resumes it.
   }
 
   /** What the next heartbeat reports: the record, while not acknowledged (`pending`), or always (a stream's first heartbeat). */
@@ -112,12 +118,20 @@ export class AgentUpdater {
     );
   }
 
-  /** An ack carried `offer`: taken unless this version was handled already or another update is under way. */
+  /**
+   * An ack carried `offer`: taken unless this version was handled already or another update is under
+   * way; a download of this version cut by a restart is resumed.
+   */
   offered(offer: UpdateOffer__Output): void {
     const record = this.#record;
-    if (this.#busy || (record && !FINAL_PHASES.has(record.phase)) || record?.version === offer.version) return;
+    const resuming = record?.phase === 'downloading' && record.version === offer.version;
+    if (this.#busy || (!resuming && ((record && !FINAL_PHASES.has(record.phase)) || record?.version === offer.version))) return;
     this.#busy = true;
     void this.#take(offer).finally(() => (this.#busy = false));
+  }
+
+  #now(): number {
+    return (this.#deps.now ?? Date.now)();
   }
 
   /** Stops waiting and downloading (the agent is stopping). */
@@ -197,6 +211,7 @@ export class AgentUpdater {
   /** Polls the helper's answer while the update is staged or installed; records what it says. */
   #watchHelper(): void {
     clearTimeout(this.#timer);
+    this.#waitingSince ||= this.#now();
     this.#timer = setTimeout(() => {
       void this.#readHelperAnswer().finally(() => {
         const phase = this.#record?.phase;
@@ -211,7 +226,14 @@ export class AgentUpdater {
     const spool = this.#deps.spoolDir;
     if (record === undefined || spool === undefined) return;
     const answer = (await readFile(join(spool, 'result'), 'utf8').catch(() => '')).trim();
-    if (!answer.startsWith('update ')) return;
+    if (!answer.startsWith('update ')) {
+      // The old agent, still running: nothing was swapped, and no helper is going to answer.
+      if (record.phase === 'staged' && record.version !== this.#deps.running.version && this.#now() - this.#waitingSince > HELPER_ANSWER_TIMEOUT_MS) {
+        this.#set({ ...record, phase: 'failed', errorCode: 'ERR_UPDATE_UNAVAILABLE', message: `the root helper did not answer the staged update within ${HELPER_ANSWER_TIMEOUT_MS / 60_000} minutes`, acknowledged: false });
+        this.#deps.log.error({ version: record.version }, 'the root helper did not answer the staged update; this version is not tried again');
+      }
+      return;
+    }
     const [, outcome = '', ...rest] = answer.split(' ');
     const reason = rest.join(' ').slice(0, 512);
     if (outcome === 'ok' && rest[0] === record.version) {
