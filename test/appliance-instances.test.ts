@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import { httpsJson } from './helpers/https.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -149,6 +150,12 @@ describe('two ingest instances on one PostgreSQL', () => {
   });
 
   test('an instance killed with SIGKILL: its agents that list another instance reconnect there and take tasks; a host whose agent knows no other goes offline on the others within the lease (15 s)', { timeout: 120_000 }, async () => {
+    // B was frozen by the test before: the listing agent must find it serving again (healthy, hearing
+    // the other instance) before it starts, or under load it may move on to A before this test's kill.
+    await waitFor('B serving again', async () => {
+      const health = await httpsJson(b.httpPort, b.caCert, 'GET', '/healthz');
+      return health.status === 200 && health.body.instances?.listening === true;
+    }, 30_000, 250);
     const { token } = await a.createToken('--auto-approve', '--max-uses', '2');
     const listing = new TestAgent({ address: '', addresses: [b.address, a.address], caCertFile: a.caCertPath, orgToken: token, intervalSecs: 5 });
     agents.push(listing);

@@ -1,5 +1,5 @@
 import send from '@fastify/send';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { CtOpsError } from '../../common/errors.ts';
@@ -26,14 +26,16 @@ export interface DownloadLimits {
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { concurrent: 16, bytesPerSecond: 64 * 1024 * 1024 };
 
 /** Bounds of the Retry-After (s) of a download turned away for being one too many. */
-export const DOWNLOAD_RETRY_AFTER_MIN_SECS = 1;
+export const DOWNLOAD_RETRY_AFTER_MIN_SECS = 5;
 export const DOWNLOAD_RETRY_AFTER_MAX_SECS = 30;
 
 /**
  * The Retry-After (s) for a download turned away: about how long until a place frees — the average
  * time a download held its place (`averageHeldMs`, measured) over the places, so turned-away agents
  * come back as places free rather than all after one fixed wait that leaves places idle; within
- * DOWNLOAD_RETRY_AFTER_MIN_SECS..MAX_SECS (the agents spread their returns themselves).
+ * DOWNLOAD_RETRY_AFTER_MIN_SECS..MAX_SECS (the agents spread their returns themselves). The floor
+ * bounds the refusals a wave costs: 1,000 agents back every second were ~1,000 requests a second of
+ * the appliance's CPU for nothing (bench:update).
  */
 export function retryAfterSecs(averageHeldMs: number, concurrent: number): number {
   const secs = Math.ceil(averageHeldMs / concurrent / 1000);
@@ -61,6 +63,14 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
   /** How long a download holds its place, on average (ms): an exponential moving average; 0 until one ended. */
   let averageHeldMs = 0;
 
+  /** Throws ERR_DOWNLOAD_BUSY (503, with its Retry-After) when every place is taken. */
+  const turnAwayWhenFull = (reply: FastifyReply): void => {
+    if (serving < limits.concurrent) return;
+    const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
+    reply.header('retry-after', String(retryAfter));
+    throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${retryAfter} s`);
+  };
+
   app.get<{ Params: { version: string; file: string } }>('/agent/v1/releases/:version/:file', {
     schema: {
       params: {
@@ -70,6 +80,8 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       },
     },
     handler: async (request, reply) => {
+      // Turned away before any work (a signature check, a database read): in a wave most requests are.
+      turnAwayWhenFull(reply);
       const now = Date.now();
       const credential = await ctx.jwt.verify(bearerJwt(request.headers.authorization), now);
       const host = await ctx.stores.hosts.get(credential.agentId);
@@ -83,12 +95,9 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       if (!imported.files.some((listed) => listed.name === file) && file !== 'SHA256SUMS' && file !== 'SHA256SUMS.minisig') {
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} has no file ${file}`, { version });
       }
-      // Counted from here until the response closes, whatever happens on the way (no await before the listener).
-      if (serving >= limits.concurrent) {
-        const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
-        reply.header('retry-after', String(retryAfter));
-        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${retryAfter} s`);
-      }
+      // Asked again after the waits above (places may have filled meanwhile), then counted from here
+      // until the response closes, whatever happens on the way (no await before the listener).
+      turnAwayWhenFull(reply);
       serving += 1;
       const heldFrom = Date.now();
       let counted = true;
