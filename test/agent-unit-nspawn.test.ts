@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { TestAppliance } from './helpers/appliance.ts';
-import { TestRoot } from './helpers/chroot.ts';
+import type { TestRoot } from './helpers/chroot.ts';
 import { httpsJson } from './helpers/https.ts';
-import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
-import { linuxX64Executable, REPO_ROOT, run } from './helpers/processes.ts';
+import { BootedSystem, nspawnUnavailable, rootWithAgentBundle } from './helpers/nspawn.ts';
+import { linuxX64Executable } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -20,7 +20,6 @@ import { waitFor } from './helpers/wait.ts';
  * uninstall to the root helper through the spool.
  */
 
-const BUNDLE_BIN = join(REPO_ROOT, 'dist/ct-ops-bundle.js');
 const UNIT = 'ct-ops-agent.service';
 const DROP_IN_DIR = `etc/systemd/system/${UNIT}.d`;
 const FINAL_STATES = ['succeeded', 'failed', 'timed_out', 'cancelled'];
@@ -52,14 +51,7 @@ describe('the agent under its hardened unit in a booted systemd', { skip: nspawn
   before(async () => {
     await linuxX64Executable();
     appliance = await TestAppliance.start();
-    const bundled = await run(process.execPath, [
-      BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'x64',
-      '--address', `127.0.0.1:${appliance.grpcPort}`, '--out', scratch, '--json',
-    ], {}, 120_000);
-    assert.equal(bundled.code, 0, bundled.stderr);
-    root = TestRoot.create();
-    mkdirSync(root.at('bundle'));
-    assert.equal((await run('unzip', ['-q', (JSON.parse(bundled.stdout) as { path: string }).path, '-d', root.at('bundle')])).code, 0);
+    root = await rootWithAgentBundle(appliance.dataDir, appliance.grpcPort, scratch);
     system = await BootedSystem.boot(root);
   });
   after(async () => {

@@ -16,12 +16,11 @@ import { seedFromPem } from '../common/ed25519-pem.ts';
 import { signingKeyFromSeed } from '../common/minisign.ts';
 import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
 import { TestAppliance } from './helpers/appliance.ts';
-import { TestRoot } from './helpers/chroot.ts';
-import { BootedSystem, nspawnUnavailable } from './helpers/nspawn.ts';
-import { linuxX64Executable, linuxX64ReleaseOf, REPO_ROOT, run } from './helpers/processes.ts';
+import type { TestRoot } from './helpers/chroot.ts';
+import { BootedSystem, nspawnUnavailable, rootWithAgentBundle } from './helpers/nspawn.ts';
+import { linuxX64Executable, linuxX64ReleaseOf, REPO_ROOT } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
-const BUNDLE_BIN = join(REPO_ROOT, 'dist/ct-ops-bundle.js');
 const UNIT = 'ct-ops-agent.service';
 const HELPER_UNIT = 'ct-ops-agent-helper.service';
 const V2 = '0.1.1';
@@ -54,17 +53,10 @@ describe('agent self-update under a booted systemd: v1 → v2, and rollbacks', {
     v1 = readFileSync(await linuxX64Executable());
     v2 = readFileSync(join(await linuxX64ReleaseOf(V2), 'ct-ops-agent-linux-x64'));
     appliance = await TestAppliance.start();
-    const bundled = await run(process.execPath, [
-      BUNDLE_BIN, 'build', '--data-dir', appliance.dataDir, '--os', 'linux', '--arch', 'x64',
-      '--address', `127.0.0.1:${appliance.grpcPort}`, '--out', scratch, '--json',
-    ], {}, 120_000);
-    assert.equal(bundled.code, 0, bundled.stderr);
-    root = TestRoot.create();
+    root = await rootWithAgentBundle(appliance.dataDir, appliance.grpcPort, scratch);
     // The root helper verifies a release itself with openssl or minisign (the Debian root has neither;
     // without one it refuses every update: release-signature-invalid-no-verifier).
     root.addHostTool('/usr/bin/openssl');
-    mkdirSync(root.at('bundle'));
-    assert.equal((await run('unzip', ['-q', (JSON.parse(bundled.stdout) as { path: string }).path, '-d', root.at('bundle')])).code, 0);
     // The helper's watch, shortened: the new agent must stream within 60 s and then keep its process 5 s.
     mkdirSync(root.at(`etc/systemd/system/${HELPER_UNIT}.d`), { recursive: true });
     writeFileSync(root.at(`etc/systemd/system/${HELPER_UNIT}.d/test.conf`), '[Service]\nEnvironment=CT_OPS_UPDATE_SETTLE_SECS=5 CT_OPS_UPDATE_STREAM_WITHIN_SECS=60\n');

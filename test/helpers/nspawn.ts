@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chrootUnavailable, type RunResult, type TestRoot } from './chroot.ts';
-import { LoggedProcess, run } from './processes.ts';
+import { chrootUnavailable, TestRoot, type RunResult } from './chroot.ts';
+import { LoggedProcess, REPO_ROOT, run } from './processes.ts';
 import { hasCommand } from './tools.ts';
 import { StopWaiting, waitFor } from './wait.ts';
 
@@ -186,4 +186,22 @@ function writeCgroupKill(cgroup: string): void {
   } catch {
     // Older kernel or already removed.
   }
+}
+
+/**
+ * A fresh Debian root holding, in /bundle/, the linux-x64 install bundle `dataDir`'s appliance builds
+ * for an agent reaching it at 127.0.0.1:`grpcPort` (built into `scratch` by the real ct-ops-bundle).
+ * The caller boots it (BootedSystem.boot) once it has added what its test needs, and disposes it.
+ */
+export async function rootWithAgentBundle(dataDir: string, grpcPort: number, scratch: string): Promise<TestRoot> {
+  const bundled = await run(process.execPath, [
+    join(REPO_ROOT, 'dist/ct-ops-bundle.js'), 'build', '--data-dir', dataDir, '--os', 'linux', '--arch', 'x64',
+    '--address', `127.0.0.1:${grpcPort}`, '--out', scratch, '--json',
+  ], {}, 120_000);
+  if (bundled.code !== 0) throw new Error(`ct-ops-bundle build failed (${bundled.code}): ${bundled.stderr}`);
+  const root = TestRoot.create();
+  mkdirSync(root.at('bundle'));
+  const unzipped = await run('unzip', ['-q', (JSON.parse(bundled.stdout) as { path: string }).path, '-d', root.at('bundle')]);
+  if (unzipped.code !== 0) throw new Error(`unzip failed: ${unzipped.stderr}`);
+  return root;
 }
