@@ -6,6 +6,13 @@
 /** The largest release file taken anywhere (bytes): an agent executable is about 110 MB; the root helper's own cap (installers/ct-ops-agent-helper.sh). */
 export const MAX_RELEASE_FILE_BYTES = 512 * 1024 * 1024;
 
+/** The checksum list every release carries (sha256sum format) and its minisign signature. */
+export const RELEASE_SUMS_FILE = 'SHA256SUMS';
+export const RELEASE_SIGNATURE_FILE = 'SHA256SUMS.minisig';
+/** The largest SHA256SUMS and SHA256SUMS.minisig taken anywhere (bytes): the root helper's own caps. */
+export const MAX_SUMS_BYTES = 64 * 1024;
+export const MAX_SIGNATURE_BYTES = 4096;
+
 /**
  * A release version: MAJOR.MINOR.PATCH in decimal without leading zeros, each number at most nine
  * digits (one text per version: the catalogue's key). Unanchored, for other patterns (a signed

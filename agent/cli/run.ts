@@ -6,7 +6,8 @@ import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
 import { describeHost } from '../registration/host.ts';
 import { uninstallHandler, writableHelperSpool } from '../tasks/uninstall.ts';
-import { AgentUpdater, executableNameOf } from '../update/updater.ts';
+import { AgentUpdater } from '../update/updater.ts';
+import { releaseExecutableOf } from '../../bundler/lib/targets.ts';
 import { IngestAddresses } from '../transport/addresses.ts';
 import { createGrpcTransport } from '../transport/grpc-transport.ts';
 import { createVitalsSampler } from '../vitals/sample.ts';
@@ -25,7 +26,7 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   const addresses = new IngestAddresses(config.ingest.addresses);
   const selfUpdate = new AgentUpdater({
     dataDir: config.dataDir,
-    running: { version: host.agentVersion, executableName: executableNameOf(host) },
+    running: { version: host.agentVersion, executableName: releaseExecutableOf(host) ?? '' },
     releaseKey: config.releaseKey,
     spoolDir: writableHelperSpool(process.platform, env),
     // From the appliance instance the agent streams to, over the TLS it trusts for ingest.

@@ -5,7 +5,7 @@ import { CtOpsError, errorCodeOf, isErrorCode } from '../../common/errors.ts';
 import type { PublicKey } from '../../common/minisign.ts';
 import type { UpdateOffer__Output, UpdateStatus } from '../../common/proto.ts';
 import { writeFileAtomic } from '../../common/atomic-write.ts';
-import { isTargetArch, isTargetOs, releaseExecutableName } from '../../bundler/lib/targets.ts';
+import { MAX_SIGNATURE_BYTES, MAX_SUMS_BYTES, RELEASE_SIGNATURE_FILE, RELEASE_SUMS_FILE } from '../../common/release-version.ts';
 import type { AgentLogger } from '../log/logger.ts';
 import { downloadResuming, type DownloadSource } from './download.ts';
 import { checkDownloaded, checkOffer, type RunningAgent } from './verify.ts';
@@ -41,11 +41,6 @@ const RESULT_POLL_MS = 2_000;
  */
 export const HELPER_ANSWER_TIMEOUT_MS = 15 * 60_000;
 
-const SUMS = 'SHA256SUMS';
-const SIGNATURE = 'SHA256SUMS.minisig';
-/** SHA256SUMS and its signature are small: what the root helper takes at most of each (installers/ct-ops-agent-helper.sh). */
-const MAX_SUMS_BYTES = 64 * 1024;
-const MAX_SIGNATURE_BYTES = 4096;
 
 export interface UpdaterDeps {
   readonly dataDir: string;
@@ -160,8 +155,8 @@ export class AgentUpdater {
     await mkdir(folder, { recursive: true, mode: 0o700 });
     const executable = join(folder, offer.file_name);
     try {
-      await downloadResuming(this.#deps.source(offer, SUMS), join(folder, SUMS), MAX_SUMS_BYTES, this.#abort.signal);
-      await downloadResuming(this.#deps.source(offer, SIGNATURE), join(folder, SIGNATURE), MAX_SIGNATURE_BYTES, this.#abort.signal);
+      await downloadResuming(this.#deps.source(offer, RELEASE_SUMS_FILE), join(folder, RELEASE_SUMS_FILE), MAX_SUMS_BYTES, this.#abort.signal);
+      await downloadResuming(this.#deps.source(offer, RELEASE_SIGNATURE_FILE), join(folder, RELEASE_SIGNATURE_FILE), MAX_SIGNATURE_BYTES, this.#abort.signal);
       await downloadResuming(this.#deps.source(offer, offer.file_name), executable, offer.size, this.#abort.signal);
     } catch (error) {
       const code = errorCodeOf(error);
@@ -181,8 +176,8 @@ export class AgentUpdater {
       return;
     }
     // Read once, and only these bytes are checked and staged.
-    const sums = await readFile(join(folder, SUMS));
-    const signature = await readFile(join(folder, SIGNATURE));
+    const sums = await readFile(join(folder, RELEASE_SUMS_FILE));
+    const signature = await readFile(join(folder, RELEASE_SIGNATURE_FILE));
     await checkDownloaded({ executable, sums, signature }, offer, this.#deps.releaseKey!);
     await this.#stage(folder, offer.file_name);
     this.#set({ ...this.#record!, phase: 'staged', errorCode: '', message: '', acknowledged: false });
@@ -198,7 +193,7 @@ export class AgentUpdater {
     const spool = this.#deps.spoolDir!;
     await rm(join(spool, 'result'), { force: true });
     await rm(join(spool, 'streaming'), { force: true });
-    for (const name of [SUMS, SIGNATURE, fileName]) {
+    for (const name of [RELEASE_SUMS_FILE, RELEASE_SIGNATURE_FILE, fileName]) {
       const staging = join(spool, `.${name}.incoming`);
       await copyFile(join(folder, name), staging);
       await rename(staging, join(spool, name));
@@ -270,11 +265,6 @@ export class AgentUpdater {
     }
     if (report) this.#deps.changed();
   }
-}
-
-/** The release executable of the host the agent runs on (its registered os/arch); '' for a platform no release has. */
-export function executableNameOf(host: { readonly os: string; readonly arch: string }): string {
-  return isTargetOs(host.os) && isTargetArch(host.arch) ? releaseExecutableName({ os: host.os, arch: host.arch }) : '';
 }
 
 function readRecord(path: string, log: AgentLogger): UpdateRecord | undefined {

@@ -6,7 +6,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import { bearerJwt } from '../auth/agent-jwt.ts';
 import { credentialRefusal } from '../hosts/identity.ts';
 import { mayReceiveWork } from '../hosts/status.ts';
-import { RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
+import { RELEASE_SIGNATURE_FILE, RELEASE_SUMS_FILE, RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
 import type { HttpContext } from './context.ts';
 
 /** Limits on serving agent releases, so a fleet-wide rollout cannot starve heartbeats of CPU or bandwidth. */
@@ -92,7 +92,7 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       const { version, file } = request.params;
       const imported = await releases.get(version);
       if (imported.retiredAt !== null) throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} is retired`, { version });
-      if (!imported.files.some((listed) => listed.name === file) && file !== 'SHA256SUMS' && file !== 'SHA256SUMS.minisig') {
+      if (!imported.files.some((listed) => listed.name === file) && file !== RELEASE_SUMS_FILE && file !== RELEASE_SIGNATURE_FILE) {
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} has no file ${file}`, { version });
       }
       // Asked again after the waits above (places may have filled meanwhile), then counted from here

@@ -6,20 +6,14 @@ import { SERVICE_WRAPPER_NAME } from '../../bundler/build/inputs.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { keyIdHex, verifySignature, type PublicKey } from '../../common/minisign.ts';
 import type { ReleaseFile } from '../model/release.ts';
-import { MAX_RELEASE_FILE_BYTES, signedReleaseVersion } from '../../common/release-version.ts';
+import { MAX_RELEASE_FILE_BYTES, MAX_SIGNATURE_BYTES, MAX_SUMS_BYTES, RELEASE_SIGNATURE_FILE, RELEASE_SUMS_FILE, signedReleaseVersion } from '../../common/release-version.ts';
 
-export const RELEASE_SUMS_FILE = 'SHA256SUMS';
-export const RELEASE_SIGNATURE_FILE = 'SHA256SUMS.minisig';
 
 /** The agent executables a release may hold (ct-ops-agent-<os>-<arch>[.exe], bundler/lib/targets.ts). */
 export const RELEASE_EXECUTABLES: ReadonlySet<string> = new Set(ALL_TARGETS.map(releaseExecutableName));
 
 /** Every file name a release may list: the executables and the Windows service wrapper (WinSW). */
 const RELEASE_FILE_NAMES: ReadonlySet<string> = new Set([...RELEASE_EXECUTABLES, SERVICE_WRAPPER_NAME]);
-
-/** The largest SHA256SUMS and SHA256SUMS.minisig accepted (bytes), as the root helper caps them. */
-export const MAX_SUMS_BYTES = 64 * 1024;
-export const MAX_SIGNATURE_BYTES = 4096;
 
 /** A release whose signature and files were checked. */
 export interface CheckedRelease {

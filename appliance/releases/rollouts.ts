@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { isTargetArch, isTargetOs, releaseExecutableName } from '../../bundler/lib/targets.ts';
+import { releaseExecutableOf } from '../../bundler/lib/targets.ts';
 import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { UpdateOffer__Output, UpdateStatus__Output } from '../../common/proto.ts';
@@ -108,7 +108,7 @@ interface OfferSnapshot {
 export class RolloutService {
   readonly #deps: RolloutServiceDeps;
   #snapshot: OfferSnapshot = { rollout: undefined, minimum: undefined };
-  /** The offers recorded (phase offered) by this process, as version/host. */
+  /** The offers recorded (phase offered) by this process, as version/host, for the versions offered now. */
   readonly #offered = new Set<string>();
   /** The pass scheduled by a report that may complete a group; one at a time. */
   #soon: NodeJS.Timeout | undefined;
@@ -282,6 +282,9 @@ export class RolloutService {
     const minimum = await releases.minimum(this.#deps.orgId);
     const [target, lowest] = await Promise.all([this.#offeredRelease(rollout?.version), this.#offeredRelease(minimum?.version)]);
     this.#snapshot = { rollout: rollout && target ? { ...target, rollout } : undefined, minimum: lowest };
+    // Only the versions offered now need remembering: the set stays within two entries per host.
+    const current = new Set([this.#snapshot.rollout?.release.version, lowest?.release.version]);
+    for (const key of this.#offered) if (!current.has(key.slice(0, key.indexOf('/')))) this.#offered.delete(key);
   }
 
   /** `version`'s release and the hosts it is not offered to; undefined for none, or a retired release. */
@@ -394,10 +397,9 @@ function offerOf(offered: OfferedRelease, host: Host, agentVersion: string, http
   return file && { version, file_name: file.name, size: file.size, sha256: file.sha256, download_path: releaseDownloadPath(version), https_port: httpsPort };
 }
 
-/** The release's executable for the host's os/arch (bundler/lib/targets.ts names), or undefined when it has none. */
+/** The release's executable for the host's os/arch, or undefined when it has none. */
 function executableFor(release: AgentRelease, host: Host): ReleaseFile | undefined {
-  if (!isTargetOs(host.os) || !isTargetArch(host.arch)) return undefined;
-  const name = releaseExecutableName({ os: host.os, arch: host.arch });
+  const name = releaseExecutableOf(host);
   return release.files.find((file) => file.name === name);
 }
 

@@ -39,6 +39,11 @@ export function releaseExecutableName(target: Target): string {
   return `ct-ops-agent-${targetName(target)}${target.os === 'windows' ? '.exe' : ''}`;
 }
 
+/** The release executable of a host with this os/arch (its registered platform), or undefined for a platform no release has. */
+export function releaseExecutableOf(host: { readonly os: string; readonly arch: string }): string | undefined {
+  return isTargetOs(host.os) && isTargetArch(host.arch) ? releaseExecutableName({ os: host.os, arch: host.arch }) : undefined;
+}
+
 /** The zip's top folder; the zip file is this plus ".zip". */
 export function bundleBaseName(version: string, target: Target): string {
   return `ct-ops-agent-${version}-${targetName(target)}`;
