@@ -24,6 +24,8 @@
 # after the stop brings the old version back the same way. The previous version's folder is kept
 # for that; older ones are removed (two versions stay installed), and so are all but the two newest
 # pre-upgrade copies (they hold the CA key).
+# Once the appliance is healthy, the image's agent release (dist/agents/<version>/) is imported into
+# it (`ct-ops-appliance releases import`), ready for `releases rollout`.
 #
 # Usage: sudo ./install.sh [options]
 #   --dry-run               verify the image, print every action, change nothing
@@ -668,6 +670,23 @@ if [ -n "$UPGRADE_FROM" ]; then
     if [ -L "$old" ] || [ ! -f "$old/package.json" ]; then continue; fi
     rm -rf "$old" && say "removed the old version $name"
   done
+fi
+
+# --- the image's own agent release -------------------------------------------------------------
+
+# The agents in the image become a release the appliance can offer for self-update: imported through
+# the running appliance, so with the same checks as any `releases import` (its trusted release key,
+# the signed version, every SHA-256). Importing it again is a no-op. A failure leaves the healthy
+# appliance as it is and says how to import by hand; an older release than one already imported (a
+# site that imported a newer one from media) is expected and kept out.
+agents_dir=${release_pub%/release.pub}
+if imported=$("$OPT/$VERSION/bin/ct-ops-appliance" releases import "$agents_dir" --data-dir "$DATA_DIR" 2>&1); then
+  say "$imported"
+else
+  case $imported in
+    *ERR_RELEASE_OLDER*) say "the image's agent release ${agents_dir##*/} was not imported: a newer release is imported already" ;;
+    *) warn "the image's agent release was not imported ($imported); import it with: ct-ops-appliance releases import $agents_dir --data-dir $DATA_DIR" ;;
+  esac
 fi
 
 # --- what the admin needs once ---------------------------------------------------------------

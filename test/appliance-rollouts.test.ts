@@ -235,4 +235,37 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     assert.equal((await ingest.appliance.cliJson<{ version: string | null }>('releases', 'minimum', '--clear')).version, null);
     assert.equal((await heartbeat(restStream, rest, 4_000_005, '1.0.0'))!.update_offer, null, 'cleared: offered no more');
   });
+
+  it("a group is offered its release only inside its maintenance window; a window that cannot be is refused", async () => {
+    const release = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '1.3.0', bytes: 4096 });
+    assert.equal((await ingest.appliance.cli('releases', 'import', release)).code, 0);
+    /** HH:MM (UTC) `hours` from now: daily windows around or away from the test's own time. */
+    const utc = (hours: number): string => new Date(Date.now() + hours * 3_600_000).toISOString().slice(11, 16);
+
+    const closed = await ingest.appliance.cliJson<{ groups: Array<{ maintenance_window: string | null }> }>(
+      'releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${utc(6)}-${utc(7)}`,
+    );
+    assert.equal(closed.groups[0]!.maintenance_window, `${utc(6)}-${utc(7)} UTC`, 'stored as canonical text, the zone named');
+    assert.equal((await heartbeat(canaryStream, canary, 5_000_001, '1.0.0'))!.update_offer, null, 'started, but outside its window: no offer');
+    const status = await ingest.appliance.cliJson<{ groups: Array<{ name: string; window_open: boolean | null }> }>('releases', 'status');
+    assert.deepEqual(status.groups.map((group) => [group.name, group.window_open]), [['canary', false]]);
+
+    const open = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${utc(-1)}-${utc(1)} Etc/UTC`);
+    assert.equal(open.code, 0, open.stderr);
+    assert.equal((await heartbeat(canaryStream, canary, 5_000_002, '1.0.0'))!.update_offer?.version, '1.3.0', 'inside its window: offered');
+
+    for (const [window, why] of [
+      ['Mon-Fri 22:00-24:00', /ERR_INVALID_ARGUMENT.*24:00 is not a time of day/],
+      ['Funday 01:00-02:00', /ERR_INVALID_ARGUMENT.*"Funday" is not a day/],
+      ['01:00-02:00 Mars/Olympus', /ERR_INVALID_ARGUMENT.*not a time zone/],
+      ['01:00-01:00', /ERR_INVALID_ARGUMENT.*opens and closes at the same time/],
+    ] as const) {
+      const refused = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}`, '--window', `canary=${window}`);
+      assert.match(refused.stderr, why, window);
+    }
+    const noSuchGroup = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--window', 'canary=01:00-02:00');
+    assert.match(noSuchGroup.stderr, /ERR_USAGE.*no group named "canary"/);
+    const current = await ingest.appliance.cliJson<{ rollout: { groups: Array<{ maintenance_window: string | null }> } }>('releases', 'status');
+    assert.equal(current.rollout.groups[0]!.maintenance_window, `${utc(-1)}-${utc(1)} UTC`, 'a refused rollout changed nothing');
+  });
 });

@@ -16,10 +16,10 @@ import { waitFor } from './helpers/wait.ts';
  * The appliance image crosses the air gap: in a Debian root with no Node anywhere, booted with a
  * real systemd, the image's own install.sh refuses a tampered copy or a wrong release key,
  * installs the genuine one as a hardened service that answers /healthz, prints the first admin's
- * one-time password once, and is idempotent; the installed appliance enrols and streams the
- * image's own agent and builds a bundle for every OS/arch from the image's own release; the agent installed on
- * the appliance's own host from such a bundle enrols, and its uninstall leaves the appliance's
- * files alone; uninstall.sh keeps the data unless --purge.
+ * one-time password once, imports the image's agent release for self-update, and is idempotent;
+ * the installed appliance enrols and streams the image's own agent and builds a bundle for every
+ * OS/arch from the image's own release; the agent installed on the appliance's own host from such
+ * a bundle enrols, and its uninstall leaves the appliance's files alone; uninstall.sh keeps the data unless --purge.
  */
 
 const UNIT = 'ct-ops-appliance.service';
@@ -148,6 +148,11 @@ describe('the appliance image installed from media in a booted Debian root witho
     assert.ok(!(await system.journal(UNIT)).includes(shownPassword), 'the password is not in the journal');
     assert.match(installed.stdout, /^CA certificate for agents: .*\(SHA-256 [0-9A-F:]{95}\)$/m);
     assert.match(installed.stdout, /^Trusted agent release key: .*\(minisign key id [0-9A-F]{16}\)$/m);
+    // The image's own agents are a release the appliance can roll out (issue 12), checked as any import.
+    assert.match(installed.stdout, new RegExp(`imported: agent release ${image.version.replaceAll('.', '\\.')}, signed by release key [0-9A-F]{16}`));
+    const releases = await system.exec(['ct-ops-appliance', 'releases', 'list', '--data-dir', INSTALLED_DATA_DIR, '--json']);
+    assert.equal(releases.code, 0, releases.stderr);
+    assert.deepEqual((JSON.parse(releases.stdout) as Array<{ version: string; state: string }>).map(({ version, state }) => ({ version, state })), [{ version: image.version, state: 'active' }]);
 
     assert.deepEqual(await system.show(UNIT, 'ActiveState', 'User'), { ActiveState: 'active', User: 'ct-ops-appliance' });
     const healthz = await installedHealthz(root, ports.http);

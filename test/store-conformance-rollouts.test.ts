@@ -41,9 +41,9 @@ function rollout(id: string, overrides: Partial<Rollout> = {}): Rollout {
     createdBy: 'admin',
     updatedAt: AT,
     groups: [
-      { position: 0, name: 'canary', selector: { kind: 'hosts', hostIds: ['hst_a', 'hst_b'] }, successPercent: 100, startedAt: AT },
-      { position: 1, name: 'staging', selector: { kind: 'tag', key: 'env', value: 'staging' }, successPercent: 90, startedAt: null },
-      { position: 2, name: 'everyone', selector: { kind: 'all' }, successPercent: 1, startedAt: null },
+      { position: 0, name: 'canary', selector: { kind: 'hosts', hostIds: ['hst_a', 'hst_b'] }, successPercent: 100, startedAt: AT, maintenanceWindow: null },
+      { position: 1, name: 'staging', selector: { kind: 'tag', key: 'env', value: 'staging' }, successPercent: 90, startedAt: null, maintenanceWindow: 'Mon-Fri 22:00-06:00 Europe/Berlin' },
+      { position: 2, name: 'everyone', selector: { kind: 'all' }, successPercent: 1, startedAt: null, maintenanceWindow: null },
     ],
     ...overrides,
   };

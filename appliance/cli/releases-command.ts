@@ -95,10 +95,15 @@ export function releasesCommand(): Command {
         .argParser((value: string, previous: string[] = []) => [...previous, value])
         .default([]),
     )
+    .addOption(
+      new Option('--window <name=window>', 'the hours group NAME is offered the release (repeatable, one per group; default: any time): "[DAYS ]HH:MM-HH:MM[ TIME-ZONE]", e.g. "Mon-Fri 22:00-06:00 Europe/Berlin"; days name the day a window opens, the zone defaults to UTC')
+        .argParser((value: string, previous: string[] = []) => [...previous, value])
+        .default([]),
+    )
     .addOption(dataDirOption())
     .addOption(jsonOption())
-    .action(async (version: string, options: CommonOptions & { group: string[] }) => {
-      const body = { version, groups: options.group.map(parseGroup) };
+    .action(async (version: string, options: CommonOptions & { group: string[]; window: string[] }) => {
+      const body = { version, groups: withWindows(options.group.map(parseGroup), options.window) };
       printObject(await new AdminClient(options.dataDir).call('POST', '/api/v1/rollouts', body), options.json);
     });
   releases
@@ -111,7 +116,7 @@ export function releasesCommand(): Command {
       if (options.json) return printObject(status, true);
       const { rollout } = status;
       printLine(`rollout ${String(rollout.id)}: agent ${String(rollout.version)}, ${String(rollout.state)}${rollout.halted_reason ? ` (${String(rollout.halted_reason)})` : ''}`);
-      printRows(status.groups, ['name', 'started_at', 'hosts', 'eligible', 'healthy', 'rolled_back', 'failed', 'met'], false);
+      printRows(status.groups, ['name', 'started_at', 'hosts', 'eligible', 'healthy', 'rolled_back', 'failed', 'met', 'maintenance_window', 'window_open'], false);
       printRows(status.hosts, ['host_id', 'hostname', 'group', 'agent_version', 'phase', 'error_code', 'detail'], false);
     });
   for (const [name, description] of [
@@ -154,6 +159,21 @@ export function releasesCommand(): Command {
 }
 
 /** A --group value as the API takes it: NAME=all | NAME=tag:KEY=VALUE | NAME=hosts:ID,ID…, each optionally @PERCENT. */
+/** `groups` with each `NAME=WINDOW` of --window set on the group NAME. Throws ERR_USAGE for a window naming no group, or a group twice. */
+function withWindows(groups: Array<Record<string, unknown>>, windows: readonly string[]): Array<Record<string, unknown>> {
+  const named = new Map<string, string>();
+  for (const text of windows) {
+    const [, name, window] = /^([^=]+)=(.+)$/s.exec(text) ?? [];
+    if (name === undefined || window === undefined) throw new CtOpsError('ERR_USAGE', `--window ${JSON.stringify(text)}: expected NAME=WINDOW`);
+    if (named.has(name)) throw new CtOpsError('ERR_USAGE', `--window: group ${JSON.stringify(name)} is given two windows`);
+    // With no --group the one group is "everyone".
+    if (!(groups.length === 0 ? name === 'everyone' : groups.some((group) => group.name === name))) throw new CtOpsError('ERR_USAGE', `--window: no group named ${JSON.stringify(name)} (give it with --group)`);
+    named.set(name, window);
+  }
+  if (groups.length === 0 && named.has('everyone')) return [{ name: 'everyone', selector: { kind: 'all' }, maintenance_window: named.get('everyone') }];
+  return groups.map((group) => (named.has(group.name as string) ? { ...group, maintenance_window: named.get(group.name as string) } : group));
+}
+
 function parseGroup(text: string): Record<string, unknown> {
   const match = /^([^=]+)=(all|tag:([^=]+)=(.*?)|hosts:([^@]+))(?:@(\d{1,3}))?$/.exec(text);
   if (!match) throw new CtOpsError('ERR_USAGE', `--group ${JSON.stringify(text)}: expected NAME=all, NAME=tag:KEY=VALUE or NAME=hosts:ID,ID…, optionally @PERCENT`);

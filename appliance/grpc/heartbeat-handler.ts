@@ -413,7 +413,7 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       }
     }
     // A report-only stream (the uninstaller's) is offered nothing.
-    const updateOffer = reportOnly ? undefined : rollouts.offerFor(knownHost, heartbeat.agentVersion);
+    const updateOffer = reportOnly ? undefined : rollouts.offerFor(knownHost, heartbeat.agentVersion, receivedAt);
     // Not through session.send: what the reports imply may end this stream (a successful uninstall
     // deletes the host: draining), and its ack still goes out before the status.
     await write({ ack: { sequence: heartbeat.sequence, received_unix_ms: receivedAt, clock_offset_ms: clockOffsetMs ?? 0, clock_offset_known: clockOffsetMs !== null, update_offer: updateOffer ?? null } });

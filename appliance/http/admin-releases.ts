@@ -110,7 +110,7 @@ interface SelectorBody {
 
 interface RolloutBody {
   version: string;
-  groups?: Array<{ name: string; selector: SelectorBody; success_percent?: number }>;
+  groups?: Array<{ name: string; selector: SelectorBody; success_percent?: number; maintenance_window?: string }>;
 }
 
 const selectorSchema = {
@@ -147,14 +147,14 @@ function rolloutView(rollout: Rollout): Record<string, unknown> {
     created_at: iso(rollout.createdAt),
     created_by: rollout.createdBy,
     updated_at: iso(rollout.updatedAt),
-    groups: rollout.groups.map((group) => ({ position: group.position, name: group.name, selector: selectorView(group.selector), success_percent: group.successPercent, started_at: iso(group.startedAt) })),
+    groups: rollout.groups.map((group) => ({ position: group.position, name: group.name, selector: selectorView(group.selector), success_percent: group.successPercent, started_at: iso(group.startedAt), maintenance_window: group.maintenanceWindow })),
   };
 }
 
 function statusView(status: RolloutStatus): Record<string, unknown> {
   return {
     rollout: rolloutView(status.rollout),
-    groups: status.groups.map((entry) => ({ name: entry.group.name, started_at: iso(entry.group.startedAt), hosts: entry.hosts, eligible: entry.eligible, healthy: entry.healthy, rolled_back: entry.rolledBack, failed: entry.failed, met: entry.met })),
+    groups: status.groups.map((entry) => ({ name: entry.group.name, started_at: iso(entry.group.startedAt), hosts: entry.hosts, eligible: entry.eligible, healthy: entry.healthy, rolled_back: entry.rolledBack, failed: entry.failed, met: entry.met, maintenance_window: entry.group.maintenanceWindow, window_open: entry.windowOpen })),
     hosts: status.hosts.map(({ host, group, update }) => ({
       host_id: host.id,
       hostname: host.hostname,
@@ -184,13 +184,13 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
           groups: {
             type: 'array',
             maxItems: 32,
-            items: { type: 'object', additionalProperties: false, required: ['name', 'selector'], properties: { name: { type: 'string' }, selector: selectorSchema, success_percent: { type: 'integer' } } },
+            items: { type: 'object', additionalProperties: false, required: ['name', 'selector'], properties: { name: { type: 'string' }, selector: selectorSchema, success_percent: { type: 'integer' }, maintenance_window: { type: 'string', maxLength: 200 } } },
           },
         },
       },
     },
     handler: async (request, reply) => {
-      const groups = (request.body.groups ?? []).map((group) => ({ name: group.name, selector: selectorOf(group.selector), ...(group.success_percent === undefined ? {} : { successPercent: group.success_percent }) }));
+      const groups = (request.body.groups ?? []).map((group) => ({ name: group.name, selector: selectorOf(group.selector), ...(group.success_percent === undefined ? {} : { successPercent: group.success_percent }), ...(group.maintenance_window === undefined ? {} : { maintenanceWindow: group.maintenance_window }) }));
       const rollout = await rollouts.start(request.body.version, groups, request.adminName, Date.now());
       reply.code(201);
       return rolloutView(rollout);
@@ -199,7 +199,7 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
 
   app.get('/api/v1/rollouts/current', {
     handler: async () => {
-      const status = await rollouts.status();
+      const status = await rollouts.status(Date.now());
       if (status === undefined) throw new CtOpsError('ERR_ROLLOUT_NOT_FOUND', 'no rollout was ever started (releases rollout VERSION)');
       return statusView(status);
     },

@@ -29,6 +29,8 @@ export interface RolloutGroup {
   readonly successPercent: number;
   /** ms since the epoch; null until the group is offered the release. */
   readonly startedAt: number | null;
+  /** The weekly hours its hosts are offered the release, as canonical text (releases/maintenance-window.ts); null: any time. */
+  readonly maintenanceWindow: string | null;
 }
 
 export interface Rollout {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { releaseExecutableOf } from '../../bundler/lib/targets.ts';
+import { isWindowOpen, parseMaintenanceWindow, type MaintenanceWindow } from './maintenance-window.ts';
 import { checkAgentText } from '../../common/agent-text.ts';
 import { CtOpsError, isErrorCode } from '../../common/errors.ts';
 import type { UpdateOffer__Output, UpdateStatus__Output } from '../../common/proto.ts';
@@ -30,6 +31,8 @@ export interface GroupRequest {
   readonly name: string;
   readonly selector: GroupSelector;
   readonly successPercent?: number;
+  /** Text of a maintenance window (maintenance-window.ts); none: any time. */
+  readonly maintenanceWindow?: string;
 }
 
 /** The phases an agent reports (UpdateStatus.phase), by their wire names. */
@@ -55,6 +58,8 @@ export interface GroupProgress {
   readonly failed: number;
   /** healthy / eligible reached the group's threshold (a group with none eligible is met). */
   readonly met: boolean;
+  /** Whether its maintenance window is open now; null for a group without one. */
+  readonly windowOpen: boolean | null;
 }
 
 export interface HostProgress {
@@ -94,7 +99,8 @@ interface OfferedRelease {
  * (to every host below it, whatever the groups).
  */
 interface OfferSnapshot {
-  readonly rollout: (OfferedRelease & { readonly rollout: Rollout }) | undefined;
+  /** With each group's maintenance window parsed, by position (undefined: any time). */
+  readonly rollout: (OfferedRelease & { readonly rollout: Rollout; readonly windows: ReadonlyArray<MaintenanceWindow | undefined> }) | undefined;
   readonly minimum: OfferedRelease | undefined;
 }
 
@@ -121,11 +127,13 @@ export class RolloutService {
    * Starts rolling `version` out to `groups` in order (one group "everyone" holding every host when
    * none is given), replacing the open rollout (it becomes superseded). The first group starts at once.
    * Throws ERR_RELEASE_NOT_FOUND (not imported, or retired), ERR_INVALID_ARGUMENT (no or duplicate
-   * group names, a threshold outside 1–100, an empty host list or tag).
+   * group names, a threshold outside 1–100, an empty host list or tag, a maintenance window
+   * parseMaintenanceWindow refuses).
    */
   async start(version: string, groups: readonly GroupRequest[], createdBy: string, now: number): Promise<Rollout> {
     const requested = groups.length > 0 ? groups : [{ name: 'everyone', selector: { kind: 'all' } as const }];
     checkGroups(requested);
+    const windows = requested.map((group) => (group.maintenanceWindow === undefined ? undefined : parseMaintenanceWindow(group.maintenanceWindow)));
     const rollout = await this.#deps.stores.transact(async (tx) => {
       const release = await tx.releases.get(version);
       if (release === undefined || release.retiredAt !== null) {
@@ -146,7 +154,7 @@ export class RolloutService {
         createdAt: now,
         createdBy,
         updatedAt: now,
-        groups: requested.map((group, position) => ({ position, name: group.name, selector: group.selector, successPercent: group.successPercent ?? DEFAULT_SUCCESS_PERCENT, startedAt: position === 0 ? now : null })),
+        groups: requested.map((group, position) => ({ position, name: group.name, selector: group.selector, successPercent: group.successPercent ?? DEFAULT_SUCCESS_PERCENT, startedAt: position === 0 ? now : null, maintenanceWindow: windows[position]?.text ?? null })),
       };
       await tx.rollouts.insert(created);
       return created;
@@ -222,13 +230,13 @@ export class RolloutService {
   }
 
   /** The open rollout (or, when none is, the latest) with each group's and host's progress; undefined when there never was one. */
-  async status(): Promise<RolloutStatus | undefined> {
+  async status(now: number): Promise<RolloutStatus | undefined> {
     const rollout = (await this.#deps.stores.rollouts.open(this.#deps.orgId)) ?? (await this.#deps.stores.rollouts.list(this.#deps.orgId, 1))[0];
     if (rollout === undefined) return undefined;
-    return this.#progress(rollout);
+    return this.#progress(rollout, now);
   }
 
-  async #progress(rollout: Rollout): Promise<RolloutStatus> {
+  async #progress(rollout: Rollout, now: number): Promise<RolloutStatus> {
     const hosts = (await this.#deps.stores.hosts.list(this.#deps.orgId)).filter((host) => host.approval === 'active');
     const updates = new Map((await this.#deps.stores.hostUpdates.list(hosts.map((host) => host.id))).map((update) => [update.hostId, update]));
     const progress: HostProgress[] = hosts.map((host) => ({ host, group: groupOf(rollout.groups, host), update: updates.get(host.id) }));
@@ -242,7 +250,8 @@ export class RolloutService {
       const eligible = members.filter((entry) => release !== undefined && executableFor(release, entry.host) !== undefined && mayReceiveWork(entry.host) && !blocked.has(entry.host.id));
       const healthy = eligible.filter((entry) => isUpdated(entry, rollout.version)).length;
       const met = healthy * 100 >= group.successPercent * eligible.length;
-      return { group, hosts: members.length, eligible: eligible.length, healthy, rolledBack: at('rolled_back'), failed: at('failed'), met };
+      const windowOpen = group.maintenanceWindow === null ? null : isWindowOpen(parseMaintenanceWindow(group.maintenanceWindow), now);
+      return { group, hosts: members.length, eligible: eligible.length, healthy, rolledBack: at('rolled_back'), failed: at('failed'), met, windowOpen };
     });
     return { rollout, groups, hosts: progress };
   }
@@ -256,7 +265,7 @@ export class RolloutService {
   async advance(now: number): Promise<void> {
     const open = await this.#deps.stores.rollouts.open(this.#deps.orgId);
     if (open?.state === 'running') {
-      const { groups } = await this.#progress(open);
+      const { groups } = await this.#progress(open, now);
       const pending = groups.find((entry) => entry.group.startedAt === null);
       const started = groups.filter((entry) => entry.group.startedAt !== null);
       if (started.every((entry) => entry.met)) {
@@ -281,7 +290,8 @@ export class RolloutService {
     const rollout = (await rollouts.open(this.#deps.orgId)) ?? (await rollouts.list(this.#deps.orgId, 1)).find((latest) => latest.state === 'completed');
     const minimum = await releases.minimum(this.#deps.orgId);
     const [target, lowest] = await Promise.all([this.#offeredRelease(rollout?.version), this.#offeredRelease(minimum?.version)]);
-    this.#snapshot = { rollout: rollout && target ? { ...target, rollout } : undefined, minimum: lowest };
+    const windows = rollout?.groups.map((group) => (group.maintenanceWindow === null ? undefined : parseMaintenanceWindow(group.maintenanceWindow))) ?? [];
+    this.#snapshot = { rollout: rollout && target ? { ...target, rollout, windows } : undefined, minimum: lowest };
     // Only the versions offered now need remembering: the set stays within two entries per host.
     const current = new Set([this.#snapshot.rollout?.release.version, lowest?.release.version]);
     for (const key of this.#offered) if (!current.has(key.slice(0, key.indexOf('/')))) this.#offered.delete(key);
@@ -296,19 +306,23 @@ export class RolloutService {
   }
 
   /**
-   * The offer for `host` running `agentVersion`, from the snapshot: the rollout's target while a
-   * running (or completed) rollout's started group holds the host; else the minimum version when the
-   * host runs below it. Either only below its version, when the release has the host's os/arch and
-   * the version did not roll back or fail there; undefined otherwise. No query: called for every ack.
+   * The offer for `host` running `agentVersion` at `now` (ms since the epoch), from the snapshot: the
+   * rollout's target while a running (or completed) rollout's started group holds the host and the
+   * group's maintenance window, if it has one, is open; else the minimum version when the host runs
+   * below it (a minimum is a floor the site set: no window holds it back). Either only below its
+   * version, when the release has the host's os/arch and the version did not roll back or fail
+   * there; undefined otherwise. An update offered inside a window runs to its end after the window
+   * closes (the agent does not learn the window). No query: called for every ack.
    */
-  offerFor(host: Host, agentVersion: string): UpdateOffer__Output | undefined {
+  offerFor(host: Host, agentVersion: string, now: number): UpdateOffer__Output | undefined {
     const httpsPort = this.#deps.httpsPort();
     if (httpsPort === 0 || !isReleaseVersion(agentVersion)) return undefined;
     const { rollout, minimum } = this.#snapshot;
     const offering = rollout !== undefined && (rollout.rollout.state === 'running' || rollout.rollout.state === 'completed');
     const position = offering ? groupOf(rollout.rollout.groups, host) : undefined;
-    const inStartedGroup = position !== undefined && rollout!.rollout.groups[position]!.startedAt !== null;
-    return (inStartedGroup ? offerOf(rollout!, host, agentVersion, httpsPort) : undefined) ?? (minimum && offerOf(minimum, host, agentVersion, httpsPort));
+    const window = position === undefined ? undefined : rollout!.windows[position];
+    const inOpenGroup = position !== undefined && rollout!.rollout.groups[position]!.startedAt !== null && (window === undefined || isWindowOpen(window, now));
+    return (inOpenGroup ? offerOf(rollout!, host, agentVersion, httpsPort) : undefined) ?? (minimum && offerOf(minimum, host, agentVersion, httpsPort));
   }
 
 

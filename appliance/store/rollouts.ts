@@ -50,6 +50,7 @@ export class RolloutStore {
             selector: JSON.stringify(selectorFields(group.selector)),
             success_percent: group.successPercent,
             started_at: group.startedAt,
+            maintenance_window: group.maintenanceWindow,
           })),
         )
         .execute();
@@ -169,7 +170,7 @@ function parseSelector(row: GroupRow): GroupSelector {
 }
 
 function toGroup(row: GroupRow): RolloutGroup {
-  return { position: row.position, name: row.name, selector: parseSelector(row), successPercent: row.success_percent, startedAt: row.started_at };
+  return { position: row.position, name: row.name, selector: parseSelector(row), successPercent: row.success_percent, startedAt: row.started_at, maintenanceWindow: row.maintenance_window };
 }
 
 function toRollout(row: RolloutRow, groups: readonly RolloutGroup[]): Rollout {

@@ -324,6 +324,8 @@ export interface RolloutGroupsTable {
   /** 1–100. */
   success_percent: number;
   started_at: number | null;
+  /** Canonical text of a maintenance window (releases/maintenance-window.ts); null: any time. */
+  maintenance_window: string | null;
 }
 
 export interface HostUpdatesTable {

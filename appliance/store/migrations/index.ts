@@ -18,6 +18,7 @@ import { migration017ReceivingScansIndex } from './017-receiving-scans-index.ts'
 import { migration018AgentReleases } from './018-agent-releases.ts';
 import { migration019Rollouts } from './019-rollouts.ts';
 import { migration020ReleaseMinimum } from './020-release-minimum.ts';
+import { migration021MaintenanceWindows } from './021-maintenance-windows.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -48,4 +49,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration018AgentReleases,
   migration019Rollouts,
   migration020ReleaseMinimum,
+  migration021MaintenanceWindows,
 ];

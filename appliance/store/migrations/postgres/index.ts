@@ -19,6 +19,7 @@ import { postgresMigration017ReceivingScansIndex } from './017-receiving-scans-i
 import { postgresMigration018AgentReleases } from './018-agent-releases.ts';
 import { postgresMigration019Rollouts } from './019-rollouts.ts';
 import { postgresMigration020ReleaseMinimum } from './020-release-minimum.ts';
+import { postgresMigration021MaintenanceWindows } from './021-maintenance-windows.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -46,4 +47,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration018AgentReleases,
   postgresMigration019Rollouts,
   postgresMigration020ReleaseMinimum,
+  postgresMigration021MaintenanceWindows,
 ];
