@@ -112,11 +112,11 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const tasks: TaskService = new TaskService({ stores, presence, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
-    const releases = new ReleaseService({ stores, dataDir: config.dataDir, log, retired: () => rollouts.refresh() });
+    const releases: ReleaseService = new ReleaseService({ stores, dataDir: config.dataDir, log, retired: () => rollouts.refresh() });
     await releases.removeLeftStaging();
     // Agents fetch releases from the HTTPS server, which listens after the gRPC one: no offer before.
     let httpsPort = 0;
-    const rollouts = new RolloutService({ stores, orgId: org.id, log, httpsPort: () => httpsPort });
+    const rollouts: RolloutService = new RolloutService({ stores, orgId: org.id, log, httpsPort: () => httpsPort, isHere: (release) => releases.isHere(release) });
     await rollouts.refresh();
     opened.push(() => rollouts.stop());
     const inventory: InventoryService = new InventoryService({ stores, presence, tasks, log });

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
@@ -120,4 +121,36 @@ describe('agent self-update: offer, download, verify, stage', () => {
     whole[100] = whole[100]! ^ 0xff;
     assert.equal(createHash('sha256').update(whole).digest('hex'), listed.sha256, 'the rest is the release');
   });
+
+  it('one host may hold two download places at once, not more: a third is turned away with a Retry-After', async () => {
+    const jwt = agents[0]!.state().jwt;
+    const path = `/agent/v1/releases/9.1.0/${EXECUTABLE}`;
+    // At 1 MiB/s a 2 MiB executable takes two seconds: the first two are still being served when the third asks.
+    const held = [0, 1].map(() => httpsGet(appliance.httpPort, path, appliance.caCert, { authorization: `Bearer ${jwt}` }));
+    await waitFor('two downloads under way', () => held.every((answer) => answer.started) || undefined);
+    const third = await httpsGet(appliance.httpPort, path, appliance.caCert, { authorization: `Bearer ${jwt}` }).done;
+    assert.equal(third.status, 503);
+    assert.match(third.body.toString(), /ERR_DOWNLOAD_BUSY/);
+    assert.ok(Number(third.headers['retry-after']) >= 5, `Retry-After ${String(third.headers['retry-after'])}`);
+    const other = await httpsGet(appliance.httpPort, '/agent/v1/releases/9.1.0/SHA256SUMS', appliance.caCert, { authorization: `Bearer ${agents[1]!.state().jwt}` }).done;
+    assert.equal(other.status, 200, 'another host is served meanwhile');
+    const finished = await Promise.all(held.map((answer) => answer.done));
+    assert.deepEqual(finished.map((answer) => answer.status), [200, 200]);
+  });
 });
+
+/** An HTTPS GET trusting `caPem`: `started` turns true at the response's headers, `done` resolves at its end. */
+function httpsGet(port: number, path: string, caPem: string, headers: Record<string, string>): { started: boolean; done: Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> } {
+  const answer = { started: false } as { started: boolean; done: Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> };
+  answer.done = new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', ca: caPem, servername: 'localhost', headers }, (res) => {
+      answer.started = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return answer;
+}

@@ -268,4 +268,19 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     const current = await ingest.appliance.cliJson<{ rollout: { groups: Array<{ maintenance_window: string | null }> } }>('releases', 'status');
     assert.equal(current.rollout.groups[0]!.maintenance_window, `${utc(-1)}-${utc(1)} UTC`, 'a refused rollout changed nothing');
   });
+
+  it('an instance offers only a release whose files it holds: one lost from its data directory is offered again once imported again', async () => {
+    const release = writeReleaseDir(mkdtempSync(join(work, 'media-')), releaseKey, { version: '1.4.0', bytes: 4096 });
+    assert.equal((await ingest.appliance.cli('releases', 'import', release)).code, 0);
+    rmSync(join(ingest.appliance.dataDir, 'releases', '1.4.0', 'ct-ops-agent-linux-x64'));
+    const started = await ingest.appliance.cli('releases', 'rollout', '1.4.0', '--group', `canary=hosts:${canary.hostId}`);
+    assert.equal(started.code, 0, started.stderr);
+    await ingest.appliance.process.waitForLog('agent release not offered from this instance: its files are not here (import it on this instance too)', { version: '1.4.0' });
+    assert.equal((await heartbeat(canaryStream, canary, 6_000_001, '1.0.0'))!.update_offer, null, 'not offered: this instance could not serve it');
+
+    const again = await ingest.appliance.cli('releases', 'import', release);
+    assert.match(again.stdout, /already imported \(same files\)/);
+    assert.equal((await ingest.appliance.cli('releases', 'rollout', '1.4.0', '--group', `canary=hosts:${canary.hostId}`)).code, 0);
+    assert.equal((await heartbeat(canaryStream, canary, 6_000_002, '1.0.0'))!.update_offer?.version, '1.4.0', 'its files back in place: offered');
+  });
 });

@@ -42,6 +42,13 @@ export function retryAfterSecs(averageHeldMs: number, concurrent: number): numbe
   return Math.min(DOWNLOAD_RETRY_AFTER_MAX_SECS, Math.max(DOWNLOAD_RETRY_AFTER_MIN_SECS, secs));
 }
 
+/**
+ * Downloads one host may have at once: the agent fetches its files one after another, and a second
+ * covers a restarted agent whose first connection is still closing. More would let one host (a
+ * misbehaving or stolen credential) hold the places a fleet shares.
+ */
+export const DOWNLOADS_PER_HOST = 2;
+
 /** Weight of the latest download in the moving average of how long downloads hold their place. */
 const HELD_AVERAGE_WEIGHT = 0.2;
 
@@ -51,7 +58,8 @@ const HELD_AVERAGE_WEIGHT = 0.2;
  * interrupted download resumes), ETag and Last-Modified. Only a file the release's signed
  * SHA256SUMS lists, or SHA256SUMS and its signature, of a release not retired, is served; nothing else under the data
  * directory can be named. Served through one shared byte-rate limit and at most `concurrent` at
- * once (ctx.downloadLimits, default DEFAULT_DOWNLOAD_LIMITS; ERR_DOWNLOAD_BUSY, 503, Retry-After). Errors: ERR_JWT_*, ERR_AGENT_NOT_ACTIVE,
+ * once (ctx.downloadLimits, default DEFAULT_DOWNLOAD_LIMITS), DOWNLOADS_PER_HOST of them for one host
+ * (ERR_DOWNLOAD_BUSY, 503, Retry-After). Errors: ERR_JWT_*, ERR_AGENT_NOT_ACTIVE,
  * ERR_RELEASE_NOT_FOUND (not imported, not a file of it, or its files not on this instance),
  * ERR_RANGE_NOT_SATISFIABLE (416, with the file's length in Content-Range).
  */
@@ -60,6 +68,8 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
   const limits = ctx.downloadLimits ?? DEFAULT_DOWNLOAD_LIMITS;
   const throttle = new SharedByteRate(limits.bytesPerSecond);
   let serving = 0;
+  /** Downloads being served per host id; a host with none has no entry. */
+  const servingHost = new Map<string, number>();
   /** How long a download holds its place, on average (ms): an exponential moving average; 0 until one ended. */
   let averageHeldMs = 0;
 
@@ -98,13 +108,23 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       // Asked again after the waits above (places may have filled meanwhile), then counted from here
       // until the response closes, whatever happens on the way (no await before the listener).
       turnAwayWhenFull(reply);
+      const ofHost = servingHost.get(host.id) ?? 0;
+      if (ofHost >= DOWNLOADS_PER_HOST) {
+        const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
+        reply.header('retry-after', String(retryAfter));
+        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `this host has ${DOWNLOADS_PER_HOST} downloads being served already; retry in ${retryAfter} s`, { host_id: host.id });
+      }
       serving += 1;
+      servingHost.set(host.id, ofHost + 1);
       const heldFrom = Date.now();
       let counted = true;
       const uncount = (): void => {
         if (!counted) return;
         counted = false;
         serving -= 1;
+        const left = servingHost.get(host.id)! - 1;
+        if (left === 0) servingHost.delete(host.id);
+        else servingHost.set(host.id, left);
         const heldMs = Date.now() - heldFrom;
         averageHeldMs = averageHeldMs === 0 ? heldMs : averageHeldMs + HELD_AVERAGE_WEIGHT * (heldMs - averageHeldMs);
       };

@@ -81,6 +81,8 @@ export interface RolloutServiceDeps {
   readonly log: Logger;
   /** The port agents fetch releases from (the HTTPS server's); 0 until it listens (no offer is made before). */
   readonly httpsPort: () => number;
+  /** Whether this instance holds the release's files (ReleaseService.isHere): it offers only what it can serve. */
+  readonly isHere: (release: AgentRelease) => Promise<boolean>;
 }
 
 /** A release offers are made of, with the hosts it is not offered to. */
@@ -116,6 +118,8 @@ export class RolloutService {
   #snapshot: OfferSnapshot = { rollout: undefined, minimum: undefined };
   /** The offers recorded (phase offered) by this process, as version/host, for the versions offered now. */
   readonly #offered = new Set<string>();
+  /** Versions this instance found it lacks the files of, each warned about once. */
+  readonly #missing = new Set<string>();
   /** The pass scheduled by a report that may complete a group; one at a time. */
   #soon: NodeJS.Timeout | undefined;
 
@@ -297,10 +301,20 @@ export class RolloutService {
     for (const key of this.#offered) if (!current.has(key.slice(0, key.indexOf('/')))) this.#offered.delete(key);
   }
 
-  /** `version`'s release and the hosts it is not offered to; undefined for none, or a retired release. */
+  /**
+   * `version`'s release and the hosts it is not offered to; undefined for none, a retired release, or
+   * one whose files this instance lacks (imported on another instance only: its agents would be
+   * refused the download, so they are offered it by the instances that have it, once they stream there).
+   */
   async #offeredRelease(version: string | undefined): Promise<OfferedRelease | undefined> {
     const release = version === undefined ? undefined : await this.#deps.stores.releases.get(version);
     if (release === undefined || release.retiredAt !== null) return undefined;
+    if (!(await this.#deps.isHere(release))) {
+      if (!this.#missing.has(release.version)) this.#deps.log.warn({ version: release.version }, 'agent release not offered from this instance: its files are not here (import it on this instance too)');
+      this.#missing.add(release.version);
+      return undefined;
+    }
+    this.#missing.delete(release.version);
     const { hostUpdates } = this.#deps.stores;
     return { release, excluded: new Set([...(await hostUpdates.blockedHosts(release.version)), ...(await hostUpdates.hostsIn(release.version, ['failed']))]) };
   }

@@ -74,6 +74,11 @@ export class ReleaseService {
     return join(this.#deps.dataDir, RELEASES_DIR, version);
   }
 
+  /** Whether this instance has every file of `release` in its folder, at its recorded size: it can serve it. */
+  isHere(release: AgentRelease): Promise<boolean> {
+    return holdsFiles(this.folderOf(release.version), release);
+  }
+
   /**
    * Imports the agent release in the tar stream `archive` (gzip'd or not; the files of one release
    * folder as `npm run build:agents` writes it, at the top or in one top folder; release.pub is read
