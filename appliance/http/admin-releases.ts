@@ -138,6 +138,81 @@ function selectorView(selector: GroupSelector): Record<string, unknown> {
   return { kind: 'all' };
 }
 
+const nullableString = { type: ['string', 'null'] } as const;
+
+const selectorViewSchema = {
+  type: 'object',
+  required: ['kind'],
+  properties: { kind: { type: 'string', enum: ['all', 'tag', 'hosts'] }, key: { type: 'string' }, value: { type: 'string' }, host_ids: { type: 'array', items: { type: 'string' } } },
+} as const;
+
+const rolloutSchema = {
+  type: 'object',
+  required: ['id', 'version', 'state', 'halted_reason', 'created_at', 'created_by', 'updated_at', 'groups'],
+  properties: {
+    id: { type: 'string' },
+    version: { type: 'string' },
+    state: { type: 'string', enum: ['running', 'paused', 'halted', 'completed', 'superseded'] },
+    halted_reason: nullableString,
+    created_at: { type: 'string' },
+    created_by: { type: 'string' },
+    updated_at: { type: 'string' },
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['position', 'name', 'selector', 'success_percent', 'started_at', 'maintenance_window'],
+        properties: { position: { type: 'integer' }, name: { type: 'string' }, selector: selectorViewSchema, success_percent: { type: 'integer' }, started_at: nullableString, maintenance_window: nullableString },
+      },
+    },
+  },
+} as const;
+
+const rolloutStatusSchema = {
+  type: 'object',
+  required: ['rollout', 'groups', 'hosts'],
+  properties: {
+    rollout: rolloutSchema,
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'started_at', 'hosts', 'eligible', 'healthy', 'rolled_back', 'failed', 'met', 'maintenance_window', 'window_open'],
+        properties: {
+          name: { type: 'string' },
+          started_at: nullableString,
+          hosts: { type: 'integer' },
+          eligible: { type: 'integer' },
+          healthy: { type: 'integer' },
+          rolled_back: { type: 'integer' },
+          failed: { type: 'integer' },
+          met: { type: 'boolean' },
+          maintenance_window: nullableString,
+          window_open: { type: ['boolean', 'null'] },
+        },
+      },
+    },
+    hosts: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['host_id', 'hostname', 'group', 'agent_version', 'update_version', 'phase', 'error_code', 'detail', 'updated_at'],
+        properties: {
+          host_id: { type: 'string' },
+          hostname: { type: 'string' },
+          group: nullableString,
+          agent_version: { type: 'string' },
+          update_version: nullableString,
+          phase: nullableString,
+          error_code: nullableString,
+          detail: nullableString,
+          updated_at: nullableString,
+        },
+      },
+    },
+  },
+} as const;
+
 function rolloutView(rollout: Rollout): Record<string, unknown> {
   return {
     id: rollout.id,
@@ -188,6 +263,7 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
           },
         },
       },
+      response: { 201: rolloutSchema },
     },
     handler: async (request, reply) => {
       const groups = (request.body.groups ?? []).map((group) => ({ name: group.name, selector: selectorOf(group.selector), ...(group.success_percent === undefined ? {} : { successPercent: group.success_percent }), ...(group.maintenance_window === undefined ? {} : { maintenanceWindow: group.maintenance_window }) }));
@@ -198,6 +274,7 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
   });
 
   app.get('/api/v1/rollouts/current', {
+    schema: { response: { 200: rolloutStatusSchema } },
     handler: async () => {
       const status = await rollouts.status(Date.now());
       if (status === undefined) throw new CtOpsError('ERR_ROLLOUT_NOT_FOUND', 'no rollout was ever started (releases rollout VERSION)');
@@ -205,8 +282,8 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
     },
   });
 
-  app.post('/api/v1/rollouts/current/pause', { handler: async () => rolloutView(await rollouts.pause(Date.now())) });
-  app.post('/api/v1/rollouts/current/resume', { handler: async () => rolloutView(await rollouts.resume(Date.now())) });
+  app.post('/api/v1/rollouts/current/pause', { schema: { response: { 200: rolloutSchema } }, handler: async () => rolloutView(await rollouts.pause(Date.now())) });
+  app.post('/api/v1/rollouts/current/resume', { schema: { response: { 200: rolloutSchema } }, handler: async () => rolloutView(await rollouts.resume(Date.now())) });
 
   const minimumSchema = {
     type: 'object',
@@ -229,7 +306,11 @@ export async function adminRolloutRoutes(app: FastifyInstance, ctx: HttpContext)
   });
 
   app.post<{ Params: { version: string }; Body: { host_id?: string } | undefined }>('/api/v1/releases/:version/clear-rollbacks', {
-    schema: { params: VERSION_PARAMS, body: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string', pattern: idPatternSource('hst') } } } },
+    schema: {
+      params: VERSION_PARAMS,
+      body: { type: 'object', additionalProperties: false, properties: { host_id: { type: 'string', pattern: idPatternSource('hst') } } },
+      response: { 200: { type: 'object', required: ['cleared'], properties: { cleared: { type: 'integer' } } } },
+    },
     handler: async (request) => ({ cleared: await rollouts.clearRollbacks(request.params.version, request.body?.host_id) }),
   });
 }
