@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { privateKeyToPem, seedFromPem } from '../common/ed25519-pem.ts';
 import { parsePublicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
+import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
 import { verifyMachOSignature, MachOSignatureError } from '../scripts/agents/macho-signature-check.mjs';
 import { certificateTable } from '../scripts/agents/pe.mjs';
 import { ExecutableAgent } from './helpers/agent.ts';
@@ -152,7 +153,7 @@ describe('agent single executables built by npm run build:agents', () => {
     }
   });
 
-  test('the Windows executables carry no stale Authenticode certificate, and windows-x64 prints its version under Wine', { timeout: 180_000 }, async () => {
+  test('the Windows executables carry no stale Authenticode certificate; under Wine windows-x64 prints its version, and its update watcher refuses a staged release whose hash is not the signed one', { timeout: 240_000 }, async () => {
     for (const name of ['ct-ops-agent-windows-x64.exe', 'ct-ops-agent-windows-arm64.exe']) {
       const file = readFileSync(join(releaseDir, name));
       assert.deepEqual(certificateTable(file), { offset: 0, size: 0 }, name);
@@ -168,6 +169,35 @@ describe('agent single executables built by npm run build:agents', () => {
       const shell = await run('sh', ['-c', 'wine "$0" --version > "$1" 2> "$2"', join(releaseDir, 'ct-ops-agent-windows-x64.exe'), out, errors], env, 120_000);
       assert.equal(shell.code, 0, readFileSync(errors, 'utf8'));
       assert.equal(readFileSync(out, 'utf8').trim(), VERSION);
+
+      // The watcher the Windows agent starts from its kept previous executable (agent/update/update-watch.ts),
+      // as the real Windows binary runs it: config, Windows paths, the spool, the signature and the answer.
+      // A refusal touches no service (Wine has no WinSW to control); swap and gate are agent-update-watch.test.ts's.
+      const winePath = (path: string): string => `Z:${path.replaceAll('/', '\\')}`;
+      const work = join(prefix, 'ct-ops');
+      const program = join(work, 'program');
+      const spool = join(work, 'requests');
+      mkdirSync(program, { recursive: true });
+      mkdirSync(spool);
+      copyFileSync(join(releaseDir, 'ct-ops-agent-windows-x64.exe'), join(program, 'ct-ops-agent.previous.exe'));
+      writeFileSync(join(program, 'ct-ops-agent.exe'), 'the installed agent\n');
+      const releaseKey = signingKeyFromSeed(seedFromPem(readFileSync(releaseKeyPem, 'utf8'))!);
+      const media = join(work, 'media');
+      mkdirSync(media);
+      writeFileSync(join(media, 'ct-ops-agent-windows-x64.exe'), 'the signed release\n');
+      await writeReleaseFiles({ dir: media, files: ['ct-ops-agent-windows-x64.exe'], key: releaseKey, version: '99.0.0', keyLabel: 'test release key' });
+      for (const name of ['SHA256SUMS', 'SHA256SUMS.minisig']) copyFileSync(join(media, name), join(spool, name));
+      writeFileSync(join(spool, 'ct-ops-agent-windows-x64.exe'), 'not the signed release\n');
+      writeFileSync(join(spool, 'request'), 'update ct-ops-agent-windows-x64.exe\n');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', join(work, 'ca.key'), '-subj', '/CN=ct-ops test', '-days', '1', '-out', join(work, 'ca.crt')], { stdio: 'ignore' });
+      const pub = readFileSync(join(releaseDir, 'release.pub'), 'utf8').trimEnd();
+      const toml = ['[ingest]', 'address = "127.0.0.1:9"', `ca_cert_file = ${JSON.stringify(winePath(join(work, 'ca.crt')))}`, '', '[agent]', `data_dir = ${JSON.stringify(winePath(join(work, 'data')))}`, '', '[update]', `release_public_key = ${JSON.stringify(pub)}`];
+      writeFileSync(join(work, 'agent.toml'), `${toml.join('\n')}\n`);
+      const watched = await run('sh', ['-c', 'wine "$0" -config "$1" update-watch > "$2" 2> "$3"', join(program, 'ct-ops-agent.previous.exe'), winePath(join(work, 'agent.toml')), out, errors], { ...env, CT_OPS_HELPER_REQUESTS_DIR: winePath(spool) }, 120_000);
+      assert.equal(watched.code, 1, `exit 1: refused (${readFileSync(out, 'utf8')}${readFileSync(errors, 'utf8')})`);
+      assert.equal(readFileSync(join(spool, 'result'), 'utf8'), 'update refused sha256-mismatch\n');
+      assert.equal(readFileSync(join(program, 'ct-ops-agent.exe'), 'utf8'), 'the installed agent\n', 'nothing was swapped');
+      assert.equal(existsSync(join(spool, 'ct-ops-agent-windows-x64.exe')), false, 'the staged file is consumed');
     } finally {
       await run('wineserver', ['-k'], env).catch(() => undefined);
       rmSync(prefix, { recursive: true, force: true });

@@ -16,6 +16,7 @@ export interface CliOptions {
 export type CliRequest =
   | { readonly kind: 'run'; readonly options: CliOptions }
   | { readonly kind: 'report-task'; readonly configFile: string; readonly report: TaskReport }
+  | { readonly kind: 'update-watch'; readonly configFile: string; readonly detach: boolean }
   | { readonly kind: 'exit'; readonly exitCode: number };
 
 /**
@@ -42,6 +43,10 @@ Exit codes:
 Reporting a handed-off task (the uninstaller runs this after it removed the agent):
   ct-ops-agent -config FILE report-task --task-id tsk_... --outcome succeeded|failed
       [--error-code ERR_...] [--message TEXT]
+
+Installing a staged self-update on Windows (the agent runs this from its kept previous
+executable; exit 0 updated, 1 refused, 2 rolled back):
+  ct-ops-agent.previous.exe -config FILE update-watch
 
 Environment:
   CT_OPS_INGEST_ADDRESS, CT_OPS_INGEST_CA_CERT, CT_OPS_ORG_TOKEN, CT_OPS_DATA_DIR
@@ -79,6 +84,14 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
       }
       report = { taskId, outcome, errorCode: isErrorCode(errorCode) ? errorCode : undefined, message: message.slice(0, MESSAGE_LIMIT_CHARS) };
     });
+  let watch: { detach: boolean } | undefined;
+  program
+    .command('update-watch')
+    .description('Windows: install the agent update staged in the request spool and watch the new agent, rolling back when it fails (the agent starts this from its kept previous executable), then exit')
+    .option('--detach', 'start the watcher again outside this process tree and exit at once')
+    .action(({ detach }: { detach?: boolean }) => {
+      watch = { detach: detach === true };
+    });
   // Without an action of its own, a program with a subcommand would show help instead of running.
   program.action(() => undefined);
   try {
@@ -91,5 +104,6 @@ export function parseCli(argv: readonly string[], write: { out: (text: string) =
   }
   const options = program.opts<{ config: string; check?: boolean }>();
   if (report !== undefined) return { kind: 'report-task', configFile: options.config, report };
+  if (watch !== undefined) return { kind: 'update-watch', configFile: options.config, detach: watch.detach };
   return { kind: 'run', options: { configFile: options.config, check: options.check === true } };
 }

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { machineFingerprint } from '../identity/fingerprint.ts';
 import { newInstanceId, readHostFacts } from '../identity/host-facts.ts';
 import { AgentTrust } from '../identity/trust.ts';
@@ -6,6 +7,7 @@ import type { AgentLogger } from '../log/logger.ts';
 import { machineIdSourceFor } from '../platform/machine-id/index.ts';
 import { describeHost } from '../registration/host.ts';
 import { uninstallHandler, writableHelperSpool } from '../tasks/uninstall.ts';
+import { launchUpdateWatch, windowsUpdatePaths } from '../update/update-watch.ts';
 import { AgentUpdater } from '../update/updater.ts';
 import { releaseExecutableOf } from '../../bundler/lib/targets.ts';
 import { IngestAddresses } from '../transport/addresses.ts';
@@ -24,11 +26,15 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   if (trust.generation > 0) log.info({ generation: trust.generation }, 'trusting the stored trust bundle');
   log.info({ instance_id: instanceId }, 'agent process instance');
   const addresses = new IngestAddresses(config.ingest.addresses);
+  // Windows has no root helper: the agent (LocalSystem) starts the update watcher itself.
+  const windows = process.platform === 'win32' ? windowsUpdatePaths(env, process.execPath) : undefined;
+  const windowsSpool = windows && madeFolder(windows.spool, log);
   const selfUpdate = new AgentUpdater({
     dataDir: config.dataDir,
     running: { version: host.agentVersion, executableName: releaseExecutableOf(host) ?? '' },
     releaseKey: config.releaseKey,
-    spoolDir: writableHelperSpool(process.platform, env),
+    spoolDir: windows ? windowsSpool : writableHelperSpool(process.platform, env),
+    startInstaller: windows && (() => launchUpdateWatch(windows, process.execPath, configFile)),
     // From the appliance instance the agent streams to, over the TLS it trusts for ingest.
     source: (offer, file) => ({ host: addresses.current.host, port: offer.https_port, path: `${offer.download_path}${file}`, jwt: agent.jwt ?? '', caPem: trust.caPem }),
     changed: () => agent.flushHeartbeat(),
@@ -56,4 +62,15 @@ export async function runAgent(configFile: string, env: NodeJS.ProcessEnv, log: 
   if (exit.error !== undefined) return reportFatal(exit.error, log);
   log.info('agent stopped');
   return exit.exitCode;
+}
+
+/** `path`, created when missing; undefined (logged) when it cannot be: updates are then unavailable, the agent runs on. */
+function madeFolder(path: string, log: AgentLogger): string | undefined {
+  try {
+    mkdirSync(path, { recursive: true });
+    return path;
+  } catch (error) {
+    log.warn({ err: error, path }, 'cannot create the update spool: self-update is unavailable on this host');
+    return undefined;
+  }
 }

@@ -51,6 +51,11 @@ export interface UpdaterDeps {
    * may write to; undefined: updates cannot be installed here (ERR_UPDATE_UNAVAILABLE).
    */
   readonly spoolDir: string | undefined;
+  /**
+   * Starts what installs the staged request, where no service manager does on its own (Windows: the
+   * update watcher, update-watch.ts); undefined where the request itself starts the root helper.
+   */
+  readonly startInstaller?: () => Promise<void>;
   /** Where the files of an offer are fetched: the host and trust of the current ingest address, the current JWT. */
   readonly source: (offer: UpdateOffer__Output, file: string) => DownloadSource;
   /** Told when the status to report changed (the next heartbeat should carry it now). */
@@ -180,6 +185,9 @@ export class AgentUpdater {
     const signature = await readFile(join(folder, RELEASE_SIGNATURE_FILE));
     await checkDownloaded({ executable, sums, signature }, offer, this.#deps.releaseKey!);
     await this.#stage(folder, offer.file_name);
+    await this.#deps.startInstaller?.().catch((error: unknown) => {
+      throw new CtOpsError('ERR_UPDATE_UNAVAILABLE', `the staged update's installer could not be started: ${(error as Error).message}`, { version: offer.version }, { cause: error });
+    });
     this.#set({ ...this.#record!, phase: 'staged', errorCode: '', message: '', acknowledged: false });
     this.#deps.log.info({ version: offer.version }, 'agent update verified and staged for the root helper');
     this.#watchHelper();

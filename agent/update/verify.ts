@@ -40,17 +40,27 @@ export function checkOffer(offer: UpdateOffer__Output, running: RunningAgent, re
 export async function checkDownloaded(files: { executable: string; sums: Buffer; signature: Buffer }, offer: UpdateOffer__Output, releaseKey: PublicKey): Promise<void> {
   const sha256 = await sha256File(files.executable);
   if (sha256 !== offer.sha256) throw new CtOpsError('ERR_UPDATE_HASH_MISMATCH', `the downloaded ${offer.file_name} has SHA-256 ${sha256}, the offer says ${offer.sha256}`, { version: offer.version });
-  let trustedComment: string;
-  try {
-    trustedComment = verifySignature(files.signature.toString('utf8'), { data: files.sums }, releaseKey);
-  } catch (cause) {
-    throw new CtOpsError('ERR_UPDATE_SIGNATURE_INVALID', `the release's SHA256SUMS is not signed by the pinned release key: ${(cause as Error).message}`, { version: offer.version }, { cause });
+  const signed = signedRelease(files.sums, files.signature, releaseKey);
+  if (signed.version !== offer.version) {
+    throw new CtOpsError('ERR_UPDATE_SIGNATURE_INVALID', `the signed release is ${signed.version ?? 'of no version'}, the offer says ${offer.version}`, { version: offer.version });
   }
-  const signedVersion = signedReleaseVersion(trustedComment);
-  if (signedVersion !== offer.version) {
-    throw new CtOpsError('ERR_UPDATE_SIGNATURE_INVALID', `the signed release is ${signedVersion ?? 'of no version'}, the offer says ${offer.version}`, { version: offer.version });
-  }
-  if (parseSha256Sums(files.sums.toString('utf8')).digests.get(offer.file_name) !== sha256) {
+  if (signed.digests.get(offer.file_name) !== sha256) {
     throw new CtOpsError('ERR_UPDATE_HASH_MISMATCH', `the signed SHA256SUMS does not list ${offer.file_name} with SHA-256 ${sha256}`, { version: offer.version });
   }
+}
+
+/**
+ * What a release's SHA256SUMS says once `signature` (SHA256SUMS.minisig) proves it was signed by
+ * `releaseKey` (global signature included: common/minisign.ts verifySignature): the version its
+ * signed comment names (undefined when none) and the SHA-256 of each listed file. Throws
+ * ERR_UPDATE_SIGNATURE_INVALID.
+ */
+export function signedRelease(sums: Buffer, signature: Buffer, releaseKey: PublicKey): { version: string | undefined; digests: ReadonlyMap<string, string> } {
+  let trustedComment: string;
+  try {
+    trustedComment = verifySignature(signature.toString('utf8'), { data: sums }, releaseKey);
+  } catch (cause) {
+    throw new CtOpsError('ERR_UPDATE_SIGNATURE_INVALID', `the release's SHA256SUMS is not signed by the pinned release key: ${(cause as Error).message}`, {}, { cause });
+  }
+  return { version: signedReleaseVersion(trustedComment), digests: parseSha256Sums(sums.toString('utf8')).digests };
 }
