@@ -5,6 +5,7 @@
  * the next group started once the first is healthy, a rollback halting the rollout.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import type { HeartbeatResponse__Output } from '../common/proto.ts';
+import { TestAppliance } from './helpers/appliance.ts';
 import { tempDir, writeReleaseDir } from './helpers/bundler-fixtures.ts';
 import type { HeartbeatStream } from './helpers/ingest-client.ts';
 import { useIngestFixture, type Enrolled } from './helpers/ingest-fixture.ts';
@@ -255,7 +257,7 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     assert.equal((await heartbeat(canaryStream, canary, 5_000_002, '1.0.0'))!.update_offer?.version, '1.3.0', 'inside its window: offered');
 
     for (const [window, why] of [
-      ['Mon-Fri 22:00-24:00', /ERR_INVALID_ARGUMENT.*24:00 is not a time of day/],
+      ['Mon-Fri 22:00-24:30', /ERR_INVALID_ARGUMENT.*24:30 is not a time of day/],
       ['Funday 01:00-02:00', /ERR_INVALID_ARGUMENT.*"Funday" is not a day/],
       ['01:00-02:00 Mars/Olympus', /ERR_INVALID_ARGUMENT.*not a time zone/],
       ['01:00-01:00', /ERR_INVALID_ARGUMENT.*opens and closes at the same time/],
@@ -282,5 +284,32 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     assert.match(again.stdout, /already imported \(same files\)/);
     assert.equal((await ingest.appliance.cli('releases', 'rollout', '1.4.0', '--group', `canary=hosts:${canary.hostId}`)).code, 0);
     assert.equal((await heartbeat(canaryStream, canary, 6_000_002, '1.0.0'))!.update_offer?.version, '1.4.0', 'its files back in place: offered');
+  });
+
+  it("a stored window this appliance cannot read (another Node's time zones wrote it) closes that group only, and the appliance still starts", async () => {
+    const started = await ingest.appliance.cli('releases', 'rollout', '1.4.0', '--group', `canary=hosts:${canary.hostId}`, '--window', 'canary=00:00-24:00', '--group', 'everyone=all');
+    assert.equal(started.code, 0, started.stderr);
+    // What an instance whose ICU knows a zone this one does not would have stored.
+    const db = new Database(join(ingest.appliance.dataDir, 'appliance.db'));
+    db.pragma('busy_timeout = 5000');
+    db.prepare("UPDATE rollout_groups SET maintenance_window = '00:00-24:00 Mars/Olympus_Mons' WHERE name = 'canary'").run();
+    db.close();
+    // A pause and a resume reload the snapshot at once (as the 30 s pass would).
+    assert.equal((await ingest.appliance.cli('releases', 'pause')).code, 0);
+    assert.equal((await ingest.appliance.cli('releases', 'resume')).code, 0);
+    await ingest.appliance.process.waitForLog("a rollout group's maintenance window cannot be read here: the group is offered nothing until a new rollout");
+    assert.equal((await heartbeat(canaryStream, canary, 7_000_001, '1.0.0'))!.update_offer, null, 'its group is closed');
+    const status = await ingest.appliance.cliJson<{ groups: Array<{ name: string; maintenance_window: string | null; window_open: boolean | null }> }>('releases', 'status');
+    assert.deepEqual(status.groups[0], { ...status.groups[0], name: 'canary', maintenance_window: '00:00-24:00 Mars/Olympus_Mons', window_open: false });
+
+    // The start reads the snapshot too: it must not fail on it.
+    await ingest.appliance.process.stop();
+    const again = await TestAppliance.start({ dataDir: ingest.appliance.dataDir, args: ['--release-public-key-file', releasePub] });
+    try {
+      const restarted = await again.cliJson<{ rollout: { state: string } }>('releases', 'status');
+      assert.equal(restarted.rollout.state, 'running');
+    } finally {
+      await again.dispose();
+    }
   });
 });

@@ -17,6 +17,7 @@ describe('maintenance windows', () => {
       ['Sat-Mon 01:00-05:00', 'Mon,Sat,Sun 01:00-05:00 UTC'],
       ['Mon,Wed,Thu,Fri 10:00-11:00 utc', 'Mon,Wed-Fri 10:00-11:00 UTC'],
       ['Mon-Sun 00:00-23:59', '00:00-23:59 UTC'],
+      ['Sat 00:00-24:00', 'Sat 00:00-24:00 UTC'],
     ]) {
       assert.equal(parseMaintenanceWindow(written!).text, canonical, written);
       assert.equal(parseMaintenanceWindow(canonical!).text, canonical, 'the canonical text reads back as itself');
@@ -26,7 +27,8 @@ describe('maintenance windows', () => {
   it('refuses what is not a window, saying what is wrong', () => {
     for (const [written, why] of [
       ['22-06', /expected \[DAYS \]HH:MM-HH:MM/],
-      ['Mon-Fri 22:00-24:00', /24:00 is not a time of day/],
+      ['24:00-06:00', /24:00 is not a time of day/],
+      ['Mon-Fri 22:00-24:01', /24:01 is not a time of day/],
       ['Mon 10:60-11:00', /10:60 is not a time of day/],
       ['Mon-Tue-Wed 10:00-11:00', /"Mon-Tue-Wed" is not a day or a day range/],
       ['Someday 10:00-11:00', /"Someday" is not a day/],
@@ -36,6 +38,13 @@ describe('maintenance windows', () => {
     ] as const) {
       assert.throws(() => parseMaintenanceWindow(written), (error: Error & { code?: string }) => error.code === 'ERR_INVALID_ARGUMENT' && why.test(error.message), written);
     }
+  });
+
+  it('24:00 ends a window at the day\'s end: Saturday 00:00-24:00 is all of Saturday and nothing of Sunday', () => {
+    const window = parseMaintenanceWindow('Sat 00:00-24:00');
+    assert.equal(isWindowOpen(window, at('2026-12-05T00:00:00Z')), true);
+    assert.equal(isWindowOpen(window, at('2026-12-05T23:59:59Z')), true);
+    assert.equal(isWindowOpen(window, at('2026-12-06T00:00:00Z')), false);
   });
 
   it('a window past midnight belongs to the day it opens: Monday 22:00 to Tuesday 02:00, not Tuesday night', () => {

@@ -6,7 +6,7 @@ import { CtOpsError } from '../../common/errors.ts';
  *   [DAYS ]HH:MM-HH:MM[ TIME-ZONE]
  * DAYS is a comma list of days or day ranges (Mon,Wed or Mon-Fri or Sat-Mon; default every day);
  * times are 24-hour wall-clock times in TIME-ZONE, an IANA name (default UTC), with the end
- * exclusive; an end at or before the start runs past midnight into the next day (22:00-06:00), and
+ * exclusive (24:00 for the day's end); an end before the start runs past midnight into the next day (22:00-06:00), and
  * the days name the day a window opens. Wall-clock time follows the zone's daylight saving changes,
  * as a cron table's does: a window inside a skipped hour is shorter that day.
  */
@@ -24,22 +24,23 @@ export interface MaintenanceWindow {
 const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
 /** The order days are written in (ISO 8601's week: Monday first). */
 const WEEK = [1, 2, 3, 4, 5, 6, 0] as const;
-const WINDOW = /^(?:([A-Za-z,-]+) )?([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})(?: ([A-Za-z0-9_+/-]{1,64}))?$/;
+const WINDOW = /^(?:([A-Za-z,-]+) )?([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})(?: ([A-Za-z0-9_+:/-]{1,64}))?$/;
 /** One formatter per zone: building one costs far more than formatting (offers are computed per ack). */
 const FORMATTERS = new Map<string, Intl.DateTimeFormat>();
 
 /**
  * Parses a window's text (shape above; surrounding and repeated spaces ignored). Throws
- * ERR_INVALID_ARGUMENT naming what is wrong: an unknown day, an hour above 23 or minute above 59,
- * start equal to end, a time zone this Node's ICU does not know.
+ * ERR_INVALID_ARGUMENT naming what is wrong: an unknown day, an hour above 23 or minute above 59
+ * (24:00 only as an end), start equal to end, a time zone this Node's ICU does not know or would not
+ * read back from its own canonical name.
  */
 export function parseMaintenanceWindow(input: string): MaintenanceWindow {
   const text = input.trim().replace(/\s+/g, ' ');
   const match = WINDOW.exec(text);
   if (!match) throw invalid(input, 'expected [DAYS ]HH:MM-HH:MM[ TIME-ZONE], e.g. "Mon-Fri 22:00-06:00 Europe/Berlin"');
   const [, dayList, startHour, startMin, endHour, endMin, zone] = match;
-  const startMinute = minuteOfDay(input, startHour!, startMin!);
-  const endMinute = minuteOfDay(input, endHour!, endMin!);
+  const startMinute = minuteOfDay(input, startHour!, startMin!, false);
+  const endMinute = minuteOfDay(input, endHour!, endMin!, true);
   if (startMinute === endMinute) throw invalid(input, 'the window opens and closes at the same time');
   const timeZone = canonicalZone(input, zone ?? 'UTC');
   const days = dayList === undefined ? new Set([0, 1, 2, 3, 4, 5, 6]) : parseDays(input, dayList);
@@ -65,17 +66,25 @@ function localTime(timeZone: string, at: number): { day: number; minute: number 
   return { day: DAY_NAMES.indexOf(parts.weekday as (typeof DAY_NAMES)[number]), minute: Number(parts.hour) * 60 + Number(parts.minute) };
 }
 
-function minuteOfDay(input: string, hour: string, minute: string): number {
-  if (Number(hour) > 23 || Number(minute) > 59) throw invalid(input, `${hour}:${minute} is not a time of day (00:00–23:59)`);
+function minuteOfDay(input: string, hour: string, minute: string, end: boolean): number {
+  const dayEnd = end && hour === '24' && minute === '00';
+  if (!dayEnd && (Number(hour) > 23 || Number(minute) > 59)) throw invalid(input, `${hour}:${minute} is not a time of day (00:00–23:59, or 24:00 as an end)`);
   return Number(hour) * 60 + Number(minute);
 }
 
+/** The zone's canonical name in this Node's ICU; only one that reads back as itself is stored, so a stored window parses again. */
 function canonicalZone(input: string, zone: string): string {
-  try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
-  } catch {
-    throw invalid(input, `${JSON.stringify(zone)} is not a time zone this appliance knows (an IANA name such as Europe/Berlin, or UTC)`);
-  }
+  const resolve = (name: string): string | undefined => {
+    try {
+      return new Intl.DateTimeFormat('en-US', { timeZone: name }).resolvedOptions().timeZone;
+    } catch {
+      return undefined;
+    }
+  };
+  const canonical = resolve(zone);
+  if (canonical === undefined) throw invalid(input, `${JSON.stringify(zone)} is not a time zone this appliance knows (an IANA name such as Europe/Berlin, or UTC)`);
+  if (!/^[A-Za-z0-9_+:/-]{1,64}$/.test(canonical) || resolve(canonical) !== canonical) throw invalid(input, `${JSON.stringify(zone)} has no name this appliance reads back (${JSON.stringify(canonical)}); give an IANA name`);
+  return canonical;
 }
 
 function parseDays(input: string, list: string): Set<number> {

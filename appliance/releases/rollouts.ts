@@ -102,7 +102,7 @@ interface OfferedRelease {
  */
 interface OfferSnapshot {
   /** With each group's maintenance window parsed, by position (undefined: any time). */
-  readonly rollout: (OfferedRelease & { readonly rollout: Rollout; readonly windows: ReadonlyArray<MaintenanceWindow | undefined> }) | undefined;
+  readonly rollout: (OfferedRelease & { readonly rollout: Rollout; readonly windows: ReadonlyArray<StoredWindow> }) | undefined;
   readonly minimum: OfferedRelease | undefined;
 }
 
@@ -118,6 +118,8 @@ export class RolloutService {
   #snapshot: OfferSnapshot = { rollout: undefined, minimum: undefined };
   /** The offers recorded (phase offered) by this process, as version/host, for the versions offered now. */
   readonly #offered = new Set<string>();
+  /** Stored window texts this process's ICU cannot read, each warned about once. */
+  readonly #unreadableWindows = new Set<string>();
   /** Versions this instance found it lacks the files of, each warned about once. */
   readonly #missing = new Set<string>();
   /** The pass scheduled by a report that may complete a group; one at a time. */
@@ -254,7 +256,7 @@ export class RolloutService {
       const eligible = members.filter((entry) => release !== undefined && executableFor(release, entry.host) !== undefined && mayReceiveWork(entry.host) && !blocked.has(entry.host.id));
       const healthy = eligible.filter((entry) => isUpdated(entry, rollout.version)).length;
       const met = healthy * 100 >= group.successPercent * eligible.length;
-      const windowOpen = group.maintenanceWindow === null ? null : isWindowOpen(parseMaintenanceWindow(group.maintenanceWindow), now);
+      const windowOpen = openNow(this.#storedWindow(group.maintenanceWindow), now);
       return { group, hosts: members.length, eligible: eligible.length, healthy, rolledBack: at('rolled_back'), failed: at('failed'), met, windowOpen };
     });
     return { rollout, groups, hosts: progress };
@@ -294,11 +296,27 @@ export class RolloutService {
     const rollout = (await rollouts.open(this.#deps.orgId)) ?? (await rollouts.list(this.#deps.orgId, 1)).find((latest) => latest.state === 'completed');
     const minimum = await releases.minimum(this.#deps.orgId);
     const [target, lowest] = await Promise.all([this.#offeredRelease(rollout?.version), this.#offeredRelease(minimum?.version)]);
-    const windows = rollout?.groups.map((group) => (group.maintenanceWindow === null ? undefined : parseMaintenanceWindow(group.maintenanceWindow))) ?? [];
+    const windows = rollout?.groups.map((group) => this.#storedWindow(group.maintenanceWindow)) ?? [];
     this.#snapshot = { rollout: rollout && target ? { ...target, rollout, windows } : undefined, minimum: lowest };
     // Only the versions offered now need remembering: the set stays within two entries per host.
     const current = new Set([this.#snapshot.rollout?.release.version, lowest?.release.version]);
     for (const key of this.#offered) if (!current.has(key.slice(0, key.indexOf('/')))) this.#offered.delete(key);
+  }
+
+  /**
+   * A group's stored window as this process reads it. A text it cannot parse (written by an instance
+   * whose Node knows other time zones; a downgrade) never stops offers to other groups nor the
+   * appliance's start: that group's window stays closed, warned about once, until a new rollout.
+   */
+  #storedWindow(text: string | null): StoredWindow {
+    if (text === null) return undefined;
+    try {
+      return parseMaintenanceWindow(text);
+    } catch (error) {
+      if (!this.#unreadableWindows.has(text)) this.#deps.log.warn({ err: error, maintenance_window: text }, "a rollout group's maintenance window cannot be read here: the group is offered nothing until a new rollout");
+      this.#unreadableWindows.add(text);
+      return 'unreadable';
+    }
   }
 
   /**
@@ -335,7 +353,7 @@ export class RolloutService {
     const offering = rollout !== undefined && (rollout.rollout.state === 'running' || rollout.rollout.state === 'completed');
     const position = offering ? groupOf(rollout.rollout.groups, host) : undefined;
     const window = position === undefined ? undefined : rollout!.windows[position];
-    const inOpenGroup = position !== undefined && rollout!.rollout.groups[position]!.startedAt !== null && (window === undefined || isWindowOpen(window, now));
+    const inOpenGroup = position !== undefined && rollout!.rollout.groups[position]!.startedAt !== null && openNow(window, now) !== false;
     return (inOpenGroup ? offerOf(rollout!, host, agentVersion, httpsPort) : undefined) ?? (minimum && offerOf(minimum, host, agentVersion, httpsPort));
   }
 
@@ -429,6 +447,15 @@ function offerOf(offered: OfferedRelease, host: Host, agentVersion: string, http
 function executableFor(release: AgentRelease, host: Host): ReleaseFile | undefined {
   const name = releaseExecutableOf(host);
   return release.files.find((file) => file.name === name);
+}
+
+/** A group's window: none, one this process can read, or one it cannot (closed). */
+type StoredWindow = MaintenanceWindow | 'unreadable' | undefined;
+
+/** Whether `window` is open at `now`: null without a window, false for one that cannot be read. */
+function openNow(window: StoredWindow, now: number): boolean | null {
+  if (window === undefined) return null;
+  return window !== 'unreadable' && isWindowOpen(window, now);
 }
 
 /** The position of the first group whose selector holds `host`, or undefined. */
