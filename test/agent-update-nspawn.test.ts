@@ -19,21 +19,13 @@ import { TestAppliance } from './helpers/appliance.ts';
 import type { TestRoot } from './helpers/chroot.ts';
 import { BootedSystem, nspawnUnavailable, rootWithAgentBundle } from './helpers/nspawn.ts';
 import { linuxX64Executable, linuxX64ReleaseOf, REPO_ROOT } from './helpers/processes.ts';
+import type { HostStatus } from './helpers/rollout-status.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const UNIT = 'ct-ops-agent.service';
 const HELPER_UNIT = 'ct-ops-agent-helper.service';
 const V2 = '0.1.1';
 
-interface HostStatus {
-  host_id: string;
-  agent_version: string;
-  /** The version the phase is of. */
-  update_version: string | null;
-  phase: string | null;
-  error_code: string | null;
-  detail: string | null;
-}
 
 interface RolloutStatus {
   rollout: { version: string; state: string; halted_reason: string | null };

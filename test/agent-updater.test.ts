@@ -48,8 +48,10 @@ describe('the agent update record across the swap', () => {
   const staged = (version: string): UpdateRecord => ({ version, phase: 'staged', errorCode: '', message: '', acknowledged: true, attempts: 0 });
 
   it('the new agent finds its own version staged: installed, it tells the helper it streams, and the helper\'s ok makes it healthy', async () => {
-    const { updater, spool } = updaterWith('2.0.0', staged('2.0.0'));
+    const { updater, spool, changes } = updaterWith('2.0.0', staged('2.0.0'));
     assert.deepEqual(updater.status(), { status: { version: '2.0.0', phase: 'UPDATE_PHASE_INSTALLED', error_code: '', message: '' }, pending: true });
+    // agent/cli/run.ts builds the updater before the agent its `changed` flushes: the constructor must not call it.
+    assert.deepEqual(changes, [], 'nothing reported from the constructor; the first heartbeat carries it');
     await updater.streaming();
     assert.equal(readFileSync(join(spool, 'streaming'), 'utf8'), '2.0.0\n');
     writeFileSync(join(spool, 'result'), 'update ok 2.0.0\n');

@@ -88,7 +88,8 @@ export class AgentUpdater {
     this.#record = readRecord(join(this.#dir, 'state.json'), deps.log);
     const record = this.#record;
     if (record && (record.phase === 'staged' || record.phase === 'installed')) {
-      if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '', acknowledged: false });
+      // Not reported from here (report false): the agent is not built yet, and its stream's first heartbeat carries the record anyway.
+      if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '', acknowledged: false }, false);
       this.#watchHelper();
     }
     // A download cut by a restart stays 'downloading': the appliance's next offer of that version resumes it.

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { StopWaiting, waitFor } from './wait.ts';
@@ -104,9 +105,14 @@ export async function linuxX64Executable(): Promise<string> {
  */
 export async function linuxX64ReleaseOf(version: string): Promise<string> {
   const dir = `${REPO_ROOT}dist/test-releases/${version}`;
-  if (!existsSync(`${dir}/ct-ops-agent-linux-x64`)) {
+  // Built again whenever the agent changed (npm run build made another dist/ct-ops-agent.cjs): a
+  // release of older code would test the swap with an agent that is no longer ours.
+  const stamp = `${REPO_ROOT}dist/test-releases/.${version}.built-from`;
+  const current = createHash('sha256').update(readFileSync(`${REPO_ROOT}dist/ct-ops-agent.cjs`)).digest('hex');
+  if (!existsSync(`${dir}/ct-ops-agent-linux-x64`) || !existsSync(stamp) || readFileSync(stamp, 'utf8') !== current) {
     const built = await run(process.execPath, ['--import', 'tsx', `${REPO_ROOT}scripts/build-agents.mjs`, '--target', 'linux-x64', '--no-bundle', '--release-version', version, '--out-dir', `${REPO_ROOT}dist/test-releases`], {}, 300_000);
     if (built.code !== 0) throw new Error(`build:agents --release-version ${version} failed (${built.code}): ${built.stderr.slice(-2000)}`);
+    writeFileSync(stamp, current);
   }
   return dir;
 }
