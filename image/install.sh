@@ -634,7 +634,26 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 
+# import_agent_release: the agents in the image become a release the appliance can offer for
+# self-update, imported through the running appliance, so with the same checks as any `releases
+# import` (its trusted release key, the signed version, every SHA-256). Importing it again is a no-op
+# (a re-run retries one that failed). A failure leaves the healthy appliance as it is and says how to
+# import by hand; an older release than one already imported (a site that imported a newer one from
+# media) is expected and kept out.
+import_agent_release() {
+  agents_dir=${release_pub%/release.pub}
+  if imported=$("$OPT/$VERSION/bin/ct-ops-appliance" releases import "$agents_dir" --data-dir "$DATA_DIR" 2>&1); then
+    say "$imported"
+  else
+    case $imported in
+      *ERR_RELEASE_OLDER*) say "the image's agent release ${agents_dir##*/} was not imported: a newer release is imported already" ;;
+      *) warn "the image's agent release was not imported ($imported); import it with: ct-ops-appliance releases import $agents_dir --data-dir $DATA_DIR" ;;
+    esac
+  fi
+}
+
 if [ "$SERVICE_ACTIVE" = 1 ] && [ -z "$UPGRADE_FROM" ] && [ "$SAME_INSTALLED" = 1 ] && [ "$CHANGED" = 0 ] && [ "$UNIT_CHANGED" = 0 ]; then
+  import_agent_release
   say "version $VERSION is installed and running; nothing changed"
   exit 0
 fi
@@ -674,21 +693,7 @@ fi
 
 # --- the image's own agent release -------------------------------------------------------------
 
-# The agents in the image become a release the appliance can offer for self-update: imported through
-# the running appliance, so with the same checks as any `releases import` (its trusted release key,
-# the signed version, every SHA-256). Importing it again is a no-op. A failure leaves the healthy
-# appliance as it is and says how to import by hand; an older release than one already imported (a
-# site that imported a newer one from media) is expected and kept out.
-agents_dir=${release_pub%/release.pub}
-if imported=$("$OPT/$VERSION/bin/ct-ops-appliance" releases import "$agents_dir" --data-dir "$DATA_DIR" 2>&1); then
-  say "$imported"
-else
-  case $imported in
-    *ERR_RELEASE_OLDER*) say "the image's agent release ${agents_dir##*/} was not imported: a newer release is imported already" ;;
-    *) warn "the image's agent release was not imported ($imported); import it with: ct-ops-appliance releases import $agents_dir --data-dir $DATA_DIR" ;;
-  esac
-fi
-
+import_agent_release
 # --- what the admin needs once ---------------------------------------------------------------
 
 # The appliance prints its fingerprints at each start to the journal: shown here once, as the

@@ -23,6 +23,7 @@ import { createLogger } from '../agent/log/logger.ts';
 import { runUpdateWatch, type ServiceControl } from '../agent/update/update-watch.ts';
 import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
 import { tempDir } from './helpers/bundler-fixtures.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const RELEASE_FILE = 'ct-ops-agent-windows-x64.exe';
 const releaseKey = signingKeyFromSeed(randomBytes(32));
@@ -45,16 +46,24 @@ class StandInService implements ServiceControl {
   #child: ChildProcess | undefined;
   #wanted = false;
   starts = 0;
+  /** Stops that fail before they do anything, as `sc stop` does while the service manager is busy with the service. */
+  failingStops = 0;
 
   constructor(readonly executable: string, readonly spool: string) {}
 
   async start(): Promise<void> {
+    // As `sc start` of a running service (1056): refused.
+    if ((await this.runningPid()) !== undefined) throw new Error('An instance of the service is already running.');
     this.#wanted = true;
     this.starts += 1;
     this.#spawn();
   }
 
   async stop(): Promise<void> {
+    if (this.failingStops > 0) {
+      this.failingStops -= 1;
+      throw new Error('the service did not stop in time');
+    }
     this.#wanted = false;
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
@@ -128,6 +137,10 @@ describe('the Windows update watcher (runUpdateWatch)', () => {
       pollMs: 100,
     });
 
+  /** Resolves once the service started `version` (its start line). */
+  const waitForStart = (version: string): Promise<true> =>
+    waitFor(`${version} started`, () => (existsSync(join(dir, 'starts')) && readFileSync(join(dir, 'starts'), 'utf8').includes(`${version} `)) || undefined, 10_000, 20);
+
   const installed = (): string => readFileSync(join(installDir, 'ct-ops-agent.exe'), 'utf8').split('\n')[0]!;
   const answer = (): string => readFileSync(join(spool, 'result'), 'utf8');
 
@@ -155,6 +168,18 @@ describe('the Windows update watcher (runUpdateWatch)', () => {
       const lastStart = readFileSync(join(dir, 'starts'), 'utf8').trim().split('\n').at(-1)!;
       assert.match(lastStart, /^1\.0\.0 /, 'the last start was the restored agent');
     }
+  });
+
+  it('a rollback whose stops fail at first is tried again, and ends with the previous executable running', async () => {
+    await stage('3.0.0', agentScript('3.0.0', { streams: false }));
+    const watching = watch();
+    // The swap's own stop is done once the new agent has started; the next two stops (the rollback's) fail.
+    await waitForStart('3.0.0');
+    service.failingStops = 2;
+    assert.equal(await watching, 'update rolled-back new-agent-never-streamed');
+    assert.equal(service.failingStops, 0, 'both failures were met and tried past');
+    assert.equal(installed(), '// ct-ops-agent 1.0.0');
+    assert.ok(await service.runningPid(), 'the previous agent runs');
   });
 
   it('refuses, without touching the service or the executable, a release signed by another key, not newer, for another target, or with another hash', async () => {

@@ -22,7 +22,7 @@ describe('the agent update record across the swap', () => {
   });
 
   /** An updater of an agent running `running`, its data directory holding `record`; `now` is the clock it reads. */
-  function updaterWith(running: string, record: UpdateRecord, now: () => number = Date.now): { updater: AgentUpdater; spool: string; dataDir: string; changes: number[] } {
+  function updaterWith(running: string, record: UpdateRecord, now: () => number = Date.now, options: { request?: boolean; startInstaller?: () => Promise<void> } = {}): { updater: AgentUpdater; spool: string; dataDir: string; changes: number[] } {
     const root = mkdtempSync(join(tmpdir(), 'ct-ops-updater-'));
     roots.push(root);
     const dataDir = join(root, 'data');
@@ -30,6 +30,7 @@ describe('the agent update record across the swap', () => {
     mkdirSync(join(dataDir, 'update'), { recursive: true });
     mkdirSync(spool);
     writeFileSync(join(dataDir, 'update', 'state.json'), JSON.stringify(record));
+    if (options.request) writeFileSync(join(spool, 'request'), 'update ct-ops-agent-linux-x64\n');
     const changes: number[] = [];
     const updater = new AgentUpdater({
       dataDir,
@@ -40,6 +41,7 @@ describe('the agent update record across the swap', () => {
       changed: () => changes.push(now()),
       log: createLogger('silent'),
       now,
+      ...(options.startInstaller ? { startInstaller: options.startInstaller } : {}),
     });
     updaters.push(updater);
     return { updater, spool, dataDir, changes };
@@ -82,6 +84,24 @@ describe('the agent update record across the swap', () => {
     clock += HELPER_ANSWER_TIMEOUT_MS + 1;
     await waitFor('given up', () => updater.status()?.status.phase === 'UPDATE_PHASE_FAILED' || undefined, 10_000);
     assert.equal(updater.status()!.status.error_code, 'ERR_UPDATE_UNAVAILABLE');
+  });
+
+  it('Windows: a staged request no watcher took (the agent restarted before it started one) is handed to a new watcher; one that cannot start withdraws the request', async () => {
+    let launches = 0;
+    const { updater } = updaterWith('1.0.0', staged('2.0.0'), Date.now, { request: true, startInstaller: async () => void (launches += 1) });
+    await waitFor('the watcher started again', () => launches === 1 || undefined, 5_000);
+    assert.equal(updater.status()!.status.phase, 'UPDATE_PHASE_STAGED', 'still waiting for its answer');
+
+    const { updater: stuck, spool } = updaterWith('1.0.0', staged('2.0.0'), Date.now, { request: true, startInstaller: () => Promise.reject(new Error('spawn EACCES')) });
+    await waitFor('given up', () => stuck.status()?.status.phase === 'UPDATE_PHASE_FAILED' || undefined, 5_000);
+    assert.equal(stuck.status()!.status.error_code, 'ERR_UPDATE_UNAVAILABLE');
+    assert.match(stuck.status()!.status.message ?? '', /spawn EACCES/);
+    assert.throws(() => readFileSync(join(spool, 'request')), /ENOENT/, 'no request is left for a watcher that will never come');
+
+    let none = 0;
+    updaterWith('1.0.0', staged('2.0.0'), Date.now, { startInstaller: async () => void (none += 1) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(none, 0, 'no request in the spool: a watcher has it already');
   });
 
   it('a download cut by a restart is resumed by the next offer of that version, not given up; another version waits', () => {

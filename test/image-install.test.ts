@@ -172,6 +172,7 @@ describe('the appliance image installed from media in a booted Debian root witho
     const again = await runInstaller(system, genuine, ['--release-key', releaseKeyLine(image)]);
     assert.equal(again.code, 0, again.stdout + again.stderr);
     assert.match(again.stdout, /nothing changed/);
+    assert.match(again.stdout, /already imported \(same files\): agent release/, 'the import is tried again, and is a no-op');
     assert.doesNotMatch(again.stdout, /password:/);
     assert.equal((await system.show(UNIT, 'MainPID')).MainPID, mainPid);
   });

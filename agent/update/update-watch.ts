@@ -33,6 +33,11 @@ const STREAM_WITHIN_SECS = 120;
 const SETTLE_SECS = 300;
 /** How long a stop may take before the watcher gives up on it (WinSW's stoptimeout is 20 s). */
 const STOP_WAIT_MS = 60_000;
+/** How long the watcher keeps starting the service until it runs (a stop still pending refuses a start). */
+const ENSURE_RUNNING_MS = 5 * 60_000;
+/** Attempts at putting the previous executable back, RETRY_MS apart (the service manager may restart the failed agent meanwhile). */
+const RESTORE_ATTEMPTS = 10;
+const RETRY_MS = 3_000;
 
 /** The service as the watcher drives it. */
 export interface ServiceControl {
@@ -79,9 +84,10 @@ export async function runUpdateWatch(options: UpdateWatchOptions): Promise<strin
   try {
     answer = await install(options);
   } catch (error) {
-    if (!(error instanceof Refusal)) throw error;
-    answer = `update refused ${error.message}`;
-    log.error({ reason: error.message }, 'staged agent update refused');
+    // Anything unforeseen before the swap is a refusal too: the agent must get an answer.
+    const reason = error instanceof Refusal ? error.message : 'watcher-error';
+    answer = `update refused ${reason}`;
+    log.error({ reason, err: error instanceof Refusal ? undefined : error }, 'staged agent update refused');
   }
   const incoming = join(spool, '.result.incoming');
   await writeFile(incoming, `${answer}\n`);
@@ -104,27 +110,28 @@ async function install(options: UpdateWatchOptions): Promise<string> {
     const version = await verifyStaged(staged, options);
     const agent = join(installDir, options.agentExecutable);
     const previous = join(installDir, options.previousExecutable);
-    // Either failure leaves the old executable in place: it is started again and the update refused.
+    // Either failure leaves the old executable in place: it runs again and the update is refused.
     await service.stop().catch(async (error: unknown) => {
       log.error({ err: error }, 'the service did not stop for the update');
-      await service.start().catch(() => undefined);
+      await ensureRunning(options);
       throw new Refusal('service-did-not-stop');
     });
     await replaceFile(staged.executable, agent).catch(async (error: unknown) => {
       log.error({ err: error }, 'the new executable could not be put in place');
-      await service.start().catch(() => undefined);
+      await ensureRunning(options);
       throw new Refusal('swap-failed');
     });
     log.info({ version, was: options.installedVersion }, 'installed the agent release; starting the service');
-    const why = await startAndWatch(options, version);
+    const why = await startAndWatch(options, version).catch((error: unknown) => {
+      log.error({ err: error }, 'watching the new agent failed');
+      return 'watcher-error';
+    });
     if (why === undefined) {
       log.info({ version, settle_ms: options.settleMs }, 'update ok: the new agent streamed and stayed up');
       return `update ok ${version}`;
     }
     log.error({ version, reason: why, restoring: options.installedVersion }, 'the new agent failed: restoring the previous executable');
-    await service.stop().catch((error: unknown) => log.error({ err: error }, 'stopping the failed agent failed'));
-    await replaceFile(previous, agent);
-    await service.start().catch((error: unknown) => log.error({ err: error }, 'starting the restored agent failed too'));
+    await restorePrevious(options, agent, previous);
     return `update rolled-back ${why}`;
   } finally {
     await Promise.all(Object.values(staged).map((path) => rm(path, { force: true })));
@@ -152,6 +159,38 @@ async function verifyStaged(staged: { sums: string; signature: string; executabl
   return version;
 }
 
+/**
+ * Puts the previous executable back and runs it. Stop and replace are tried again while they fail:
+ * the service manager may be restarting the failed agent (its recovery action), which holds the
+ * file. Then started until it runs.
+ */
+async function restorePrevious(options: UpdateWatchOptions, agent: string, previous: string): Promise<void> {
+  for (let attempt = 1; attempt <= RESTORE_ATTEMPTS; attempt += 1) {
+    try {
+      await options.service.stop();
+      await replaceFile(previous, agent);
+      break;
+    } catch (error) {
+      options.log.error({ err: error, attempt }, 'putting the previous executable back failed; trying again');
+      await sleep(options.pollMs ?? RETRY_MS);
+    }
+  }
+  await ensureRunning(options);
+}
+
+/** Starts the service until it runs, for up to ENSURE_RUNNING_MS (a start is refused while a stop is still pending). */
+async function ensureRunning(options: UpdateWatchOptions): Promise<void> {
+  const until = Date.now() + ENSURE_RUNNING_MS;
+  while ((await options.service.runningPid()) === undefined) {
+    if (Date.now() >= until) {
+      options.log.error({ waited_ms: ENSURE_RUNNING_MS }, 'the agent service does not run and could not be started');
+      return;
+    }
+    await options.service.start().catch((error: unknown) => options.log.warn({ err: error }, 'starting the agent service failed; trying again'));
+    await sleep(options.pollMs ?? RETRY_MS);
+  }
+}
+
 /** Starts the service and gates it; the helper's reason when it fails, undefined when healthy. */
 async function startAndWatch(options: UpdateWatchOptions, version: string): Promise<string | undefined> {
   const { spool, service, log } = options;
@@ -176,7 +215,11 @@ async function startAndWatch(options: UpdateWatchOptions, version: string): Prom
   const settledAt = Date.now() + options.settleMs;
   while (Date.now() < settledAt) {
     await sleep(Math.min(pollMs, Math.max(1, settledAt - Date.now())));
-    if ((await service.runningPid()) !== first) return 'new-binary-did-not-stay-up';
+    // Looked at twice: one failed `sc queryex` is not a crash.
+    if ((await service.runningPid()) !== first) {
+      await sleep(pollMs);
+      if ((await service.runningPid()) !== first) return 'new-binary-did-not-stay-up';
+    }
   }
   return undefined;
 }

@@ -1,5 +1,5 @@
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError, errorCodeOf, isErrorCode } from '../../common/errors.ts';
 import type { PublicKey } from '../../common/minisign.ts';
@@ -90,6 +90,10 @@ export class AgentUpdater {
     if (record && (record.phase === 'staged' || record.phase === 'installed')) {
       // Not reported from here (report false): the agent is not built yet, and its stream's first heartbeat carries the record anyway.
       if (record.version === deps.running.version && record.phase === 'staged') this.#set({ ...record, phase: 'installed', errorCode: '', message: '', acknowledged: false }, false);
+      // Staged, but the installer this agent starts never took the request (a restart came between): started again.
+      if (record.phase === 'staged' && record.version !== deps.running.version && deps.startInstaller && deps.spoolDir && existsSync(join(deps.spoolDir, 'request'))) {
+        void this.#startInstaller(record.version);
+      }
       this.#watchHelper();
     }
     // A download cut by a restart stays 'downloading': the appliance's next offer of that version resumes it.
@@ -186,12 +190,21 @@ export class AgentUpdater {
     const signature = await readFile(join(folder, RELEASE_SIGNATURE_FILE));
     await checkDownloaded({ executable, sums, signature }, offer, this.#deps.releaseKey!);
     await this.#stage(folder, offer.file_name);
-    await this.#deps.startInstaller?.().catch((error: unknown) => {
-      throw new CtOpsError('ERR_UPDATE_UNAVAILABLE', `the staged update's installer could not be started: ${(error as Error).message}`, { version: offer.version }, { cause: error });
-    });
+    // Recorded before an installer starts: it may stop this agent at once, and the new one must find the record staged.
     this.#set({ ...this.#record!, phase: 'staged', errorCode: '', message: '', acknowledged: false });
     this.#deps.log.info({ version: offer.version }, 'agent update verified and staged for the root helper');
-    this.#watchHelper();
+    if (this.#deps.startInstaller) await this.#startInstaller(offer.version);
+    if (this.#record?.phase === 'staged') this.#watchHelper();
+  }
+
+  /** Starts the installer of the staged request; when it cannot be started, withdraws the request and gives the version up. */
+  async #startInstaller(version: string): Promise<void> {
+    try {
+      await this.#deps.startInstaller!();
+    } catch (error) {
+      await rm(join(this.#deps.spoolDir!, 'request'), { force: true });
+      this.#failed(version, new CtOpsError('ERR_UPDATE_UNAVAILABLE', `the staged update's installer could not be started: ${(error as Error).message}`, { version }, { cause: error }));
+    }
   }
 
   /**
@@ -272,7 +285,8 @@ export class AgentUpdater {
     } catch (error) {
       this.#deps.log.error({ err: error }, 'cannot record the agent update state');
     }
-    if (report) this.#deps.changed();
+    // Told after the current turn, never from inside a caller that may still be building what `changed` reaches (agent/cli/run.ts).
+    if (report) queueMicrotask(() => this.#deps.changed());
   }
 }
 
