@@ -1,7 +1,8 @@
 // Runs the test files in two lanes at once: the image lane (test/image-*.test.ts: builds the
 // appliance image, compiles and packs hundreds of MB, boots containers; and the store files that
 // run on their own private PostgreSQL cluster: test/store-*.test.ts, test/*postgres*.test.ts, test/*instance*.test.ts; and
-// agent-update-nspawn, a container of its own that mostly waits, moved out of the longer main lane) and the
+// agent-update-nspawn, a container of its own that mostly waits; agent-staged-rollout and agent-executables,
+// which build their own releases into their own folders: all three moved out of the longer main lane) and the
 // main lane (every other file). Each lane runs its files one at a time, as the whole suite did before, so files
 // within a lane never share ports, data directories or containers; the lanes share nothing but the
 // build outputs they only read (dist/, made by `npm run build` first). The image lane is mostly
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The store files share nothing with the main lane either (temp files, a cluster on a free port each):
 // they only shorten it.
-const IMAGE_LANE = /^(image-.*|store-.*|.*postgres.*|.*instance.*|agent-update-nspawn)\.test\.ts$/;
+const IMAGE_LANE = /^(image-.*|store-.*|.*postgres.*|.*instance.*|agent-update-nspawn|agent-staged-rollout|agent-executables)\.test\.ts$/;
 
 const files = process.argv.length > 2 ? process.argv.slice(2) : readdirSync(join(root, 'test')).filter((name) => name.endsWith('.test.ts')).sort().map((name) => join('test', name));
 const lanes = [

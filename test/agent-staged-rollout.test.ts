@@ -122,6 +122,12 @@ class FleetHost {
   settleMs = SETTLE_MS;
   /** The injected failure: a version whose binary does not start on this host. */
   failingVersion: string | undefined;
+  /**
+   * Until this holds, the injected failure is not yet seen (the real helper may take its 2 minutes):
+   * the halt then comes after the rest of the group took the offer. A rollback first would halt
+   * their offers too, which is right, but not the case this file shows.
+   */
+  failureSeenWhen: () => boolean = () => true;
   hostId = '';
   #serving: Promise<void> | undefined;
   #stopped = false;
@@ -243,7 +249,10 @@ class FleetHost {
 
   /** Starts the swapped-in binary and watches it as the helper does; why it failed, or undefined. */
   async #watchNewAgent(version: string): Promise<string | undefined> {
-    if (version === this.failingVersion) return 'new-binary-did-not-start';
+    if (version === this.failingVersion) {
+      await waitFor('the rest of the group to take the offer', () => this.failureSeenWhen() || undefined, STREAM_WITHIN_MS, 100);
+      return 'new-binary-did-not-start';
+    }
     this.#launch();
     const started = this.processes.at(-1)!;
     const deadline = Date.now() + STREAM_WITHIN_MS;
@@ -377,6 +386,7 @@ describe('a staged rollout across two groups of three real agents', { skip: proc
     const [failing, ...healthyCanaries] = inGroup('canary') as [FleetHost, ...FleetHost[]];
     for (const canary of inGroup('canary')) canary.settleMs = SETTLE_MS;
     failing.failingVersion = V2;
+    failing.failureSeenWhen = () => healthyCanaries.every((host) => host.logged('agent update offered: downloading', { version: V2 }).length > 0);
     const started = await appliance.cliJson<{ state: string }>('releases', 'rollout', V2, ...GROUPS);
     assert.equal(started.state, 'running');
 

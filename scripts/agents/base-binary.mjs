@@ -7,7 +7,7 @@
 // when present) and it is checked against that integrity before tar ever reads it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BuildAgentsError } from './errors.mjs';
@@ -39,22 +39,29 @@ async function sha512Integrity(path) {
 /**
  * The path of the verified tarball of a pinned base package in cacheDir, fetched with
  * `npm pack` when absent. A tarball whose sha512 differs from the lock file is
- * refused, never extracted and never silently replaced.
+ * refused, never extracted and never silently replaced. Fetched into a private folder and
+ * renamed into place: builds running at once (the test lanes) never read a half-written one.
  */
 export async function verifiedBaseTarball(base, cacheDir) {
   mkdirSync(cacheDir, { recursive: true });
-  const tarball = join(cacheDir, `${base.name}-${base.version}.tgz`);
+  const name = `${base.name}-${base.version}.tgz`;
+  const tarball = join(cacheDir, name);
   if (!existsSync(tarball)) {
+    const staging = mkdtempSync(join(cacheDir, '.fetching-'));
     try {
-      await run('npm', ['pack', `${base.name}@${base.version}`, '--prefer-offline', '--pack-destination', cacheDir, '--loglevel=error'], {
-        cwd: cacheDir,
+      await run('npm', ['pack', `${base.name}@${base.version}`, '--prefer-offline', '--pack-destination', staging, '--loglevel=error'], {
+        cwd: staging,
         maxBuffer: 64 * 1024 * 1024,
         shell: process.platform === 'win32',
       });
+      if (!existsSync(join(staging, name))) throw new BuildAgentsError('ERR_BASE_BINARY_MISSING', `npm pack did not write ${name}`);
+      renameSync(join(staging, name), tarball);
     } catch (error) {
+      if (error instanceof BuildAgentsError) throw error;
       throw new BuildAgentsError('ERR_BASE_BINARY_MISSING', `cannot fetch ${base.name}@${base.version} with npm pack: ${String(error.stderr ?? error.message).trim().split('\n').slice(-3).join(' ')}`, { cause: error });
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
     }
-    if (!existsSync(tarball)) throw new BuildAgentsError('ERR_BASE_BINARY_MISSING', `npm pack did not write ${tarball}`);
   }
   const actual = await sha512Integrity(tarball);
   if (actual !== base.integrity) {
