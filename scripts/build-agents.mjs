@@ -176,8 +176,12 @@ async function build(options, report) {
     report.progress('writing SHA256SUMS and its signature');
     const keyLabel = release.source === 'env' ? 'release' : 'DEVELOPMENT';
     await writeReleaseFiles({ dir: stagingDir, files, key: release.key, version: options.version, keyLabel });
-    rmSync(finalDir, { recursive: true, force: true });
+    // The old folder is moved aside before the new one takes its name, and removed after: a test
+    // starting an agent from it meanwhile (another lane) finds the folder all but for a moment.
+    const aside = `${finalDir}.old-${process.pid}`;
+    if (existsSync(finalDir)) renameSync(finalDir, aside);
     renameSync(stagingDir, finalDir);
+    rmSync(aside, { recursive: true, force: true });
   } finally {
     rmSync(workDir, { recursive: true, force: true });
     rmSync(stagingDir, { recursive: true, force: true });
