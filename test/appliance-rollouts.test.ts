@@ -244,15 +244,18 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     /** HH:MM (UTC) `hours` from now: daily windows around or away from the test's own time. */
     const utc = (hours: number): string => new Date(Date.now() + hours * 3_600_000).toISOString().slice(11, 16);
 
+    const later = `${utc(6)}-${utc(7)}`;
     const closed = await ingest.appliance.cliJson<{ groups: Array<{ maintenance_window: string | null }> }>(
-      'releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${utc(6)}-${utc(7)}`,
+      'releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${later}`,
     );
-    assert.equal(closed.groups[0]!.maintenance_window, `${utc(6)}-${utc(7)} UTC`, 'stored as canonical text, the zone named');
+    assert.equal(closed.groups[0]!.maintenance_window, `${later} UTC`, 'stored as canonical text, the zone named');
     assert.equal((await heartbeat(canaryStream, canary, 5_000_001, '1.0.0'))!.update_offer, null, 'started, but outside its window: no offer');
     const status = await ingest.appliance.cliJson<{ groups: Array<{ name: string; window_open: boolean | null }> }>('releases', 'status');
     assert.deepEqual(status.groups.map((group) => [group.name, group.window_open]), [['canary', false]]);
 
-    const open = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${utc(-1)}-${utc(1)} Etc/UTC`);
+    // Computed once: a minute may turn between two calls.
+    const around = `${utc(-1)}-${utc(1)}`;
+    const open = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--group', `canary=hosts:${canary.hostId}@100`, '--window', `canary=${around} Etc/UTC`);
     assert.equal(open.code, 0, open.stderr);
     assert.equal((await heartbeat(canaryStream, canary, 5_000_002, '1.0.0'))!.update_offer?.version, '1.3.0', 'inside its window: offered');
 
@@ -268,7 +271,7 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
     const noSuchGroup = await ingest.appliance.cli('releases', 'rollout', '1.3.0', '--window', 'canary=01:00-02:00');
     assert.match(noSuchGroup.stderr, /ERR_USAGE.*no group named "canary"/);
     const current = await ingest.appliance.cliJson<{ rollout: { groups: Array<{ maintenance_window: string | null }> } }>('releases', 'status');
-    assert.equal(current.rollout.groups[0]!.maintenance_window, `${utc(-1)}-${utc(1)} UTC`, 'a refused rollout changed nothing');
+    assert.equal(current.rollout.groups[0]!.maintenance_window, `${around} UTC`, 'a refused rollout changed nothing');
   });
 
   it('an instance offers only a release whose files it holds: one lost from its data directory is offered again once imported again', async () => {
