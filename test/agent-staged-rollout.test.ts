@@ -39,9 +39,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseSha256Sums, sha256File } from '../bundler/lib/sha256sums.ts';
-import { parsePublicKeyFile, verifySignature, type PublicKey } from '../common/minisign.ts';
-import { compareVersions, RELEASE_SIGNATURE_FILE, RELEASE_SUMS_FILE, signedReleaseVersion } from '../common/release-version.ts';
+import { signedRelease } from '../agent/update/verify.ts';
+import { sha256File } from '../bundler/lib/sha256sums.ts';
+import { parsePublicKeyFile, type PublicKey } from '../common/minisign.ts';
+import { compareVersions, RELEASE_SIGNATURE_FILE, RELEASE_SUMS_FILE } from '../common/release-version.ts';
 import { ExecutableAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { tempDir } from './helpers/bundler-fixtures.ts';
@@ -210,17 +211,18 @@ class FleetHost {
     const fileName = /^update (\S+)$/.exec(readFileSync(this.#take('request'), 'utf8').trim())?.[1];
     if (fileName !== RELEASE_FILE) return `update refused ${fileName === undefined ? 'unknown-request' : 'wrong-target'}`;
     const sums = readFileSync(this.#take(RELEASE_SUMS_FILE));
-    const signature = readFileSync(this.#take(RELEASE_SIGNATURE_FILE), 'utf8');
+    const signature = readFileSync(this.#take(RELEASE_SIGNATURE_FILE));
     const candidate = this.#take(fileName);
-    let version: string | undefined;
+    let signed: ReturnType<typeof signedRelease>;
     try {
-      version = signedReleaseVersion(verifySignature(signature, { data: sums }, this.#releaseKey));
+      signed = signedRelease(sums, signature, this.#releaseKey);
     } catch {
       return 'update refused release-signature-invalid';
     }
+    const { version } = signed;
     if (version === undefined) return 'update refused release-version-unreadable';
     if (compareVersions(version, this.installedVersion) <= 0) return `update refused not-newer-than-installed-${this.installedVersion}`;
-    const listed = parseSha256Sums(sums.toString('utf8')).digests.get(fileName);
+    const listed = signed.digests.get(fileName);
     const sha256 = await sha256File(candidate);
     if (listed !== sha256) return `update refused ${listed === undefined ? 'not-in-release' : 'sha256-mismatch'}`;
     return this.#install(candidate, version, sha256);

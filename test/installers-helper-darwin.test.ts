@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed } from '../common/minisign.ts';
 import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
-import { chrootUnavailable, TestRoot, writeSha256Sums } from './helpers/chroot.ts';
+import { bundleAgentToml, chrootUnavailable, TestRoot, writeSha256Sums } from './helpers/chroot.ts';
 import { REPO_ROOT } from './helpers/processes.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -226,21 +226,6 @@ const streamsAs = (version: string): string => `sleep 1\nprintf '%s\\n' '${versi
 const STAYS_UP = 'exec sleep 86400\n';
 const INSTALLED_AGENT = standInAgent('0.2.0-installed', STAYS_UP);
 
-function agentToml(releasePublicKey: string): string {
-  return [
-    '[ingest]',
-    'address = "127.0.0.1:9443"',
-    'ca_cert_file = "/etc/ct-ops/ca.crt"',
-    '',
-    '[agent]',
-    `data_dir = "${SUPPORT}/agent"`,
-    '',
-    '[update]',
-    `release_public_key = ${JSON.stringify(releasePublicKey.trimEnd())}`,
-    '',
-  ].join('\n');
-}
-
 /** Lays out an extracted darwin bundle folder in `parent` per docs/bundle-format.md; returns its path. */
 function assembleDarwinBundleFolder(parent: string, machine: Machine, releasePublicKey: string): string {
   const target = `darwin-${MACHINES[machine]}`;
@@ -248,7 +233,7 @@ function assembleDarwinBundleFolder(parent: string, machine: Machine, releasePub
   mkdirSync(dir, { recursive: true });
   const files: Record<string, string> = {
     'ct-ops-agent': INSTALLED_AGENT,
-    'agent.toml': agentToml(releasePublicKey),
+    'agent.toml': bundleAgentToml(`${SUPPORT}/agent`, releasePublicKey),
     'ca.crt': '-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n',
     TARGET: `${target}\n`,
     'README.md': '# CT-Ops agent bundle (test)\n',

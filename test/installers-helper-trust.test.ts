@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { publicKeyFile, signingKeyFromSeed, type SigningKey } from '../common/minisign.ts';
 import { writeReleaseFiles } from '../scripts/agents/release-files.mjs';
-import { assembleLinuxBundleFolder, chrootUnavailable, TestRoot } from './helpers/chroot.ts';
+import { assembleLinuxBundleFolder, bundleAgentToml, chrootUnavailable, TestRoot } from './helpers/chroot.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -41,21 +41,6 @@ const standInAgent = (label: string): string => `#!/bin/sh
 case " $* " in *" report-task "*) ;; *) echo "stand-in ${label}"; exit 0 ;; esac
 printf 'uid %s gid %s groups %s exe %s label ${label}\\n' "$(id -u)" "$(id -g)" "$(id -G)" "$0" >/tmp/report-run.txt
 `;
-
-function agentToml(releaseKey: SigningKey): string {
-  return [
-    '[ingest]',
-    'address = "127.0.0.1:9443"',
-    'ca_cert_file = "/etc/ct-ops/ca.crt"',
-    '',
-    '[agent]',
-    'data_dir = "/var/lib/ct-ops/agent"',
-    '',
-    '[update]',
-    `release_public_key = ${JSON.stringify(publicKeyFile(releaseKey, 'CT-Ops test release key').trimEnd())}`,
-    '',
-  ].join('\n');
-}
 
 describe('the root helper treats everything in the spool as hostile', { skip: chrootUnavailable(), timeout: 20 * 60_000 }, () => {
   const releaseKey = signingKeyFromSeed(randomBytes(32));
@@ -116,7 +101,7 @@ describe('the root helper treats everything in the spool as hostile', { skip: ch
     root = TestRoot.create();
     const parent = root.at('bundle');
     mkdirSync(parent);
-    const bundle = assembleLinuxBundleFolder(parent, { agent: installedAgent, agentToml: agentToml(releaseKey), caCert: '-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n' }, '0.2.0');
+    const bundle = assembleLinuxBundleFolder(parent, { agent: installedAgent, agentToml: bundleAgentToml('/var/lib/ct-ops/agent', publicKeyFile(releaseKey, 'CT-Ops test release key')), caCert: '-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n' }, '0.2.0');
     const installed = root.run([`${bundle.slice(root.path.length)}/install.sh`, '--no-start']);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr);
     // The helper's release key and version record, root-owned outside the agent's reach.

@@ -158,7 +158,6 @@ export function releasesCommand(): Command {
   return releases;
 }
 
-/** A --group value as the API takes it: NAME=all | NAME=tag:KEY=VALUE | NAME=hosts:ID,ID…, each optionally @PERCENT. */
 /** `groups` with each `NAME=WINDOW` of --window set on the group NAME. Throws ERR_USAGE for a window naming no group, or a group twice. */
 function withWindows(groups: Array<Record<string, unknown>>, windows: readonly string[]): Array<Record<string, unknown>> {
   const named = new Map<string, string>();
@@ -174,6 +173,7 @@ function withWindows(groups: Array<Record<string, unknown>>, windows: readonly s
   return groups.map((group) => (named.has(group.name as string) ? { ...group, maintenance_window: named.get(group.name as string) } : group));
 }
 
+/** A --group value as the API takes it: NAME=all | NAME=tag:KEY=VALUE | NAME=hosts:ID,ID…, each optionally @PERCENT. */
 function parseGroup(text: string): Record<string, unknown> {
   const match = /^([^=]+)=(all|tag:([^=]+)=(.*?)|hosts:([^@]+))(?:@(\d{1,3}))?$/.exec(text);
   if (!match) throw new CtOpsError('ERR_USAGE', `--group ${JSON.stringify(text)}: expected NAME=all, NAME=tag:KEY=VALUE or NAME=hosts:ID,ID…, optionally @PERCENT`);

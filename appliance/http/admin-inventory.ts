@@ -3,7 +3,7 @@ import { PACKAGE_FIELD_LIMITS } from '../../common/inventory-records.ts';
 import { INVENTORY_INTERVAL_HOURS, REMOVED_RETENTION_DAYS, type InventorySettings } from '../inventory/settings.ts';
 import type { HostPackageRecord, SoftwarePackageRecord, SoftwareScan } from '../model/inventory.ts';
 import type { HttpContext } from './context.ts';
-import { hostIdParams, iso } from './views.ts';
+import { hostIdParams, iso, nullableString } from './views.ts';
 
 /** A package of a host as the admin API shows it; install_date is reported in seconds, shown like every time. */
 export function packageView(pkg: SoftwarePackageRecord) {
@@ -58,7 +58,6 @@ export function inventorySettingsView(settings: InventorySettings) {
   return { interval_hours: settings.intervalHours, sources: { snap, flatpak, windows_store: windowsStore }, removed_retention_days: settings.removedRetentionDays };
 }
 
-const nullableString = { type: ['string', 'null'] } as const;
 const packageSchema = {
   type: 'object',
   required: ['name', 'version', 'source', 'is_removed', 'first_seen', 'last_seen'],

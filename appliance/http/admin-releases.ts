@@ -7,7 +7,7 @@ import type { GroupSelector, Rollout } from '../model/rollout.ts';
 import type { RolloutStatus } from '../releases/rollouts.ts';
 import { RELEASE_VERSION_SOURCE } from '../../common/release-version.ts';
 import type { HttpContext } from './context.ts';
-import { iso } from './views.ts';
+import { iso, nullableString } from './views.ts';
 
 /** The media types of a release archive upload: a tar, or a gzip'd tar (what `releases import` sends). */
 const ARCHIVE_TYPES = ['application/x-tar', 'application/gzip'];
@@ -32,7 +32,7 @@ const releaseSchema = {
     },
     imported_at: { type: 'string' },
     imported_by: { type: 'string' },
-    retired_at: { type: ['string', 'null'] },
+    retired_at: nullableString,
   },
 } as const;
 
@@ -138,7 +138,6 @@ function selectorView(selector: GroupSelector): Record<string, unknown> {
   return { kind: 'all' };
 }
 
-const nullableString = { type: ['string', 'null'] } as const;
 
 const selectorViewSchema = {
   type: 'object',

@@ -3,7 +3,7 @@ import { idPatternSource } from '../../common/ids.ts';
 import type { Task } from '../model/task.ts';
 import { TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../tasks/index.ts';
 import type { HttpContext } from './context.ts';
-import { hostIdParams, iso } from './views.ts';
+import { hostIdParams, iso, nullableString } from './views.ts';
 
 
 /** A task as the admin API shows it. */
@@ -30,7 +30,6 @@ export function taskView(task: Task) {
   };
 }
 
-const nullableString = { type: ['string', 'null'] } as const;
 
 export const taskSchema = {
   type: 'object',

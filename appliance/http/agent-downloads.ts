@@ -73,12 +73,15 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
   /** How long a download holds its place, on average (ms): an exponential moving average; 0 until one ended. */
   let averageHeldMs = 0;
 
-  /** Throws ERR_DOWNLOAD_BUSY (503, with its Retry-After) when every place is taken. */
-  const turnAwayWhenFull = (reply: FastifyReply): void => {
-    if (serving < limits.concurrent) return;
+  /** Throws ERR_DOWNLOAD_BUSY (503, with its Retry-After) saying `why`. */
+  const turnAway = (reply: FastifyReply, why: string, details?: ConstructorParameters<typeof CtOpsError>[2]): never => {
     const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
     reply.header('retry-after', String(retryAfter));
-    throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${limits.concurrent} downloads are being served; retry in ${retryAfter} s`);
+    throw new CtOpsError('ERR_DOWNLOAD_BUSY', `${why}; retry in ${retryAfter} s`, details);
+  };
+  /** Turns the request away when every place is taken. */
+  const turnAwayWhenFull = (reply: FastifyReply): void => {
+    if (serving >= limits.concurrent) turnAway(reply, `${limits.concurrent} downloads are being served`);
   };
 
   app.get<{ Params: { version: string; file: string } }>('/agent/v1/releases/:version/:file', {
@@ -109,11 +112,7 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
       // until the response closes, whatever happens on the way (no await before the listener).
       turnAwayWhenFull(reply);
       const ofHost = servingHost.get(host.id) ?? 0;
-      if (ofHost >= DOWNLOADS_PER_HOST) {
-        const retryAfter = retryAfterSecs(averageHeldMs, limits.concurrent);
-        reply.header('retry-after', String(retryAfter));
-        throw new CtOpsError('ERR_DOWNLOAD_BUSY', `this host has ${DOWNLOADS_PER_HOST} downloads being served already; retry in ${retryAfter} s`, { host_id: host.id });
-      }
+      if (ofHost >= DOWNLOADS_PER_HOST) turnAway(reply, `this host has ${DOWNLOADS_PER_HOST} downloads being served already`, { host_id: host.id });
       serving += 1;
       servingHost.set(host.id, ofHost + 1);
       const heldFrom = Date.now();

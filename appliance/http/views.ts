@@ -77,7 +77,8 @@ export function tokenView(token: EnrolmentToken, now: number) {
   };
 }
 
-const nullableString = { type: ['string', 'null'] } as const;
+/** A response schema's string-or-null field. */
+export const nullableString = { type: ['string', 'null'] } as const;
 const nullableNumber = { type: ['number', 'null'] } as const;
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
 

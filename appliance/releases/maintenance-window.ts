@@ -24,7 +24,9 @@ export interface MaintenanceWindow {
 const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
 /** The order days are written in (ISO 8601's week: Monday first). */
 const WEEK = [1, 2, 3, 4, 5, 6, 0] as const;
-const WINDOW = /^(?:([A-Za-z,-]+) )?([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})(?: ([A-Za-z0-9_+:/-]{1,64}))?$/;
+/** A time zone name as written and stored (IANA names, UTC, offsets). */
+const ZONE_SOURCE = '[A-Za-z0-9_+:/-]{1,64}';
+const WINDOW = new RegExp(`^(?:([A-Za-z,-]+) )?([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})(?: (${ZONE_SOURCE}))?$`);
 /** One formatter per zone: building one costs far more than formatting (offers are computed per ack). */
 const FORMATTERS = new Map<string, Intl.DateTimeFormat>();
 
@@ -83,7 +85,7 @@ function canonicalZone(input: string, zone: string): string {
   };
   const canonical = resolve(zone);
   if (canonical === undefined) throw invalid(input, `${JSON.stringify(zone)} is not a time zone this appliance knows (an IANA name such as Europe/Berlin, or UTC)`);
-  if (!/^[A-Za-z0-9_+:/-]{1,64}$/.test(canonical) || resolve(canonical) !== canonical) throw invalid(input, `${JSON.stringify(zone)} has no name this appliance reads back (${JSON.stringify(canonical)}); give an IANA name`);
+  if (!new RegExp(`^${ZONE_SOURCE}$`).test(canonical) || resolve(canonical) !== canonical) throw invalid(input, `${JSON.stringify(zone)} has no name this appliance reads back (${JSON.stringify(canonical)}); give an IANA name`);
   return canonical;
 }
 

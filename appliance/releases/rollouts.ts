@@ -118,8 +118,8 @@ export class RolloutService {
   #snapshot: OfferSnapshot = { rollout: undefined, minimum: undefined };
   /** The offers recorded (phase offered) by this process, as version/host, for the versions offered now. */
   readonly #offered = new Set<string>();
-  /** Stored window texts this process's ICU cannot read, each warned about once. */
-  readonly #unreadableWindows = new Set<string>();
+  /** Stored window texts as this process reads them, each parsed (and an unreadable one warned about) once. */
+  readonly #windows = new Map<string, StoredWindow>();
   /** Versions this instance found it lacks the files of, each warned about once. */
   readonly #missing = new Set<string>();
   /** The pass scheduled by a report that may complete a group; one at a time. */
@@ -310,13 +310,17 @@ export class RolloutService {
    */
   #storedWindow(text: string | null): StoredWindow {
     if (text === null) return undefined;
-    try {
-      return parseMaintenanceWindow(text);
-    } catch (error) {
-      if (!this.#unreadableWindows.has(text)) this.#deps.log.warn({ err: error, maintenance_window: text }, "a rollout group's maintenance window cannot be read here: the group is offered nothing until a new rollout");
-      this.#unreadableWindows.add(text);
-      return 'unreadable';
+    let window = this.#windows.get(text);
+    if (window === undefined) {
+      try {
+        window = parseMaintenanceWindow(text);
+      } catch (error) {
+        this.#deps.log.warn({ err: error, maintenance_window: text }, "a rollout group's maintenance window cannot be read here: the group is offered nothing until a new rollout");
+        window = 'unreadable';
+      }
+      this.#windows.set(text, window);
     }
+    return window;
   }
 
   /**

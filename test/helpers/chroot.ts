@@ -265,6 +265,22 @@ const LINUX_REPO_FILES: Record<string, string> = {
  * Stand-in for `ct-ops-bundle build` + unzip until the bundler exists: swap the body for that
  * and the tests stay the same.
  */
+/** The agent.toml a bundle for these chroot tests carries: the appliance address and CA the bundle would name, `dataDir`, and the release key pinned (its minisign public key file). */
+export function bundleAgentToml(dataDir: string, releasePublicKey: string): string {
+  return [
+    '[ingest]',
+    'address = "127.0.0.1:9443"',
+    'ca_cert_file = "/etc/ct-ops/ca.crt"',
+    '',
+    '[agent]',
+    `data_dir = ${JSON.stringify(dataDir)}`,
+    '',
+    '[update]',
+    `release_public_key = ${JSON.stringify(releasePublicKey.trimEnd())}`,
+    '',
+  ].join('\n');
+}
+
 export function assembleLinuxBundleFolder(parent: string, files: BundleFiles, version = '0.1.0'): string {
   const dir = join(parent, `ct-ops-agent-${version}-linux-x64`);
   mkdirSync(dir, { recursive: true });
