@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import { unicodeHostName } from '../common/host-name.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
-import { createFirstAdmin, type FirstAdmin } from './admin/credentials.ts';
+import { AdminAccountService, createFirstAdmin, type FirstAdmin } from './admin/accounts.ts';
+import { LoginThrottle } from './admin/login-throttle.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
 import { RegisterChallenges } from './enrolment/register-challenge.ts';
 import { EnrolmentService } from './enrolment/service.ts';
@@ -140,7 +141,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     opened.push(() => timers.forEach(clearInterval));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
-    const services = { enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts };
+    const accounts = new AdminAccountService({ store: stores.adminCredentials, throttle: new LoginThrottle(), log: log.child({ area: 'admin-login' }), dataDir: config.dataDir });
+    const services = { accounts, enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs, downloadLimits: config.agentDownloads };
 

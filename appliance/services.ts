@@ -1,3 +1,4 @@
+import type { AdminAccountService } from './admin/accounts.ts';
 import type { BundleService } from './bundles/service.ts';
 import type { ClusterService } from './cluster/service.ts';
 import type { EnrolmentService } from './enrolment/service.ts';
@@ -13,6 +14,7 @@ import type { TaskService } from './tasks/service.ts';
  * handed to the gRPC and HTTP handlers, which only translate wire ↔ service calls.
  */
 export interface Services {
+  readonly accounts: AdminAccountService;
   readonly enrolment: EnrolmentService;
   readonly hosts: HostService;
   readonly presence: PresenceService;

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { bundleAgent, commonBundleOptions } from './agent-bundle.mjs';
+import { buildConsoleAssets } from './console-assets.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const protoFile = 'proto/ctops/ingest/v1/ingest.proto';
@@ -68,6 +69,7 @@ async function bundle() {
       metafile: true,
     }),
     bundleAgent({ root, outfile: join(root, 'dist/ct-ops-agent.cjs'), version: pkg.version }),
+    buildConsoleAssets({ root, outDir: join(root, 'dist/console') }),
   ]);
   removeStaleChunks(split.metafile);
   chmodSync(join(root, 'dist/ct-ops-appliance.js'), 0o755);

@@ -24,6 +24,8 @@
 # it (podman into a private vfs store; no container runs).
 # postgresql: the store's PostgreSQL backend is tested against a real PostgreSQL 15 cluster that each test
 # file starts privately (test/helpers/postgres.ts: initdb in a temp directory, a free loopback port).
+# chromium: the admin console's end-to-end tests drive Debian's chromium with playwright-core
+# (test/helpers/browser.ts), offline and trusting the appliance's certificate by its key.
 set -eu
 
 PACKAGES='openssl python3 python3-grpcio python3-grpc-tools python3-protobuf python3-cryptography
@@ -32,7 +34,7 @@ llvm file qemu-user libc6-arm64-cross libstdc++6-arm64-cross wine wine64 zip unz
 rpm pacman-package-manager makepkg libarchive-tools systemd-container faketime
 age g++ make g++-aarch64-linux-gnu binutils
 skopeo umoci podman
-postgresql'
+postgresql chromium'
 
 EX_UNAVAILABLE=69
 me=test-prerequisites

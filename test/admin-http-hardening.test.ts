@@ -110,8 +110,9 @@ describe('the admin API over HTTPS of a real appliance', () => {
   test('every answer carries HSTS, nosniff, frame denial and a CSP; answers are never cached (login, token create, errors)', async () => {
     const login = await call('POST', '/api/v1/auth/login', { headers: json, body: JSON.stringify({ username: 'admin', password: password() }) });
     assert.equal(login.status, 200, login.text);
-    const session = JSON.parse(login.text).token as string;
-    const token = await call('POST', '/api/v1/tokens', { headers: { ...json, authorization: `Bearer ${session}` }, body: '{}' });
+    // The session holds a one-time password (it may only change it), so the CLI's credential creates the token.
+    const cliCredential = readFileSync(join(ingest.appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
+    const token = await call('POST', '/api/v1/tokens', { headers: { ...json, authorization: `Bearer ${cliCredential}` }, body: '{}' });
     assert.equal(token.status, 201, token.text);
     for (const [what, answer] of [['login', login], ['token create', token], ['healthz', await call('GET', '/healthz')], ['404', await call('GET', '/nope')], ['401', await call('GET', '/api/v1/hosts')]] as const) {
       assert.match(String(answer.headers['strict-transport-security']), /max-age=\d{7,}/, what);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { pino } from 'pino';
+import { AdminAccountService } from '../appliance/admin/accounts.ts';
 import { DEFAULT_LOGIN_THROTTLE, LoginThrottle } from '../appliance/admin/login-throttle.ts';
 import type { HttpContext } from '../appliance/http/context.ts';
 import { loginRoute } from '../appliance/http/admin-auth.ts';
@@ -88,9 +89,10 @@ describe('the login route', () => {
   test('rotating IPv6 addresses inside one /64 is one source: it locks after 20 failures, while another /64 is not locked', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'ctops-login-source-'));
     const stores = openStores(join(dir, 'appliance.db'));
-    // Only what loginRoute reads from the appliance's context: the credential store, the log and the data directory.
+    // Only what loginRoute reads from the appliance's context: the account service.
+    const accounts = new AdminAccountService({ store: stores.adminCredentials, throttle: new LoginThrottle(), log: pino({ level: 'silent' }), dataDir: dir });
     const app = Fastify();
-    await app.register(loginRoute, { stores, log: pino({ level: 'silent' }), dataDir: dir } as unknown as HttpContext);
+    await app.register(loginRoute, { services: { accounts } } as unknown as HttpContext);
     t.after(async () => {
       await app.close();
       stores.close();

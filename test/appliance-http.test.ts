@@ -78,6 +78,12 @@ describe('the appliance HTTPS side and its key material', () => {
     assert.ok(!appliance.process.stdout.includes(password), 'the password is not in the JSON log');
     const login = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password } });
     assert.equal(login.status, 200);
+    assert.equal(login.body.must_change_password, true, 'the password shown once must be changed');
+    const held = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts', { bearer: login.body.token });
+    assert.equal(held.status, 403);
+    assert.equal(held.body.error.code, 'ERR_PASSWORD_CHANGE_REQUIRED');
+    const changed = await httpsJson(appliance.httpPort, appliance.caCert, 'POST', '/api/v1/auth/password', { bearer: login.body.token, body: { current_password: password, new_password: 'a longer passphrase of my own' } });
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
     const hosts = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts', { bearer: login.body.token });
     assert.equal(hosts.status, 200);
     assert.ok(Array.isArray(hosts.body));

@@ -37,7 +37,7 @@ const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
   // A rollout group's place among its rollout's few groups, and its threshold in percent (CHECK 1..100).
   ['rollout_groups.position', 'INTEGER'], ['rollout_groups.success_percent', 'INTEGER'],
   // 0/1 flags.
-  ['enrolment_tokens.auto_approve', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
+  ['enrolment_tokens.auto_approve', 'SMALLINT'], ['admin_users.must_change_password', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
   // The constant id (= 1) of one-row tables.
   ['register_nonce_watermark.id', 'INTEGER'],
 ]);

@@ -19,7 +19,7 @@ export async function encryptWithPassphrase(plain: Readable, passphrase: string)
   const encrypter = new Encrypter();
   encrypter.setPassphrase(passphrase);
   const cipher = await encrypter.encrypt(Readable.toWeb(plain) as ReadableStream<Uint8Array>);
-  return Readable.fromWeb(cipher as WebReadableStream<Uint8Array>);
+  return Readable.fromWeb(cipher as unknown as WebReadableStream<Uint8Array>);
 }
 
 /**
@@ -34,7 +34,7 @@ export async function decryptWithPassphrase(cipher: Readable, passphrase: string
   decrypter.addPassphrase(passphrase);
   try {
     const plain = await decrypter.decrypt(Readable.toWeb(cipher) as ReadableStream<Uint8Array>);
-    return Readable.fromWeb(plain as WebReadableStream<Uint8Array>);
+    return Readable.fromWeb(plain as unknown as WebReadableStream<Uint8Array>);
   } catch (error) {
     if ((error as Error).message === NO_IDENTITY_MATCHED) {
       throw new CtOpsError('ERR_BACKUP_PASSPHRASE_WRONG', 'the passphrase does not decrypt this backup', {}, { cause: error });

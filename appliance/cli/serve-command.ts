@@ -100,7 +100,7 @@ function printWelcome(appliance: RunningAppliance, dataDir: string, log: Logger)
   } else if (appliance.firstAdmin) {
     lines.push(
       '',
-      'First start: an admin was created. This password is shown ONCE; store it now.',
+      'First start: an admin was created. This one-time password is shown ONCE; the first login must change it.',
       `  username: ${appliance.firstAdmin.username}`,
       `  password: ${appliance.firstAdmin.password}`,
       `The local admin CLI uses the credential in ${shownDir}/admin-cli.token (mode 0600).`,

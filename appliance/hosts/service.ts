@@ -1,4 +1,5 @@
 import type { Host } from '../model/host.ts';
+import type { HostFilter, HostPage, HostSort } from '../store/hosts.ts';
 import type { TableStores, Task, TransactionScope } from '../store/index.ts';
 import { decideHost, type HostDecision } from './decide.ts';
 import { deleteHost, retireHost, type DeleteOutcome } from './delete.ts';
@@ -6,6 +7,7 @@ import type { HostDeps } from './deps.ts';
 import { hostOfOrg } from './lookup.ts';
 import { approveAsReplacement } from './replace.ts';
 import { dismissIdentityConflict, resolveIdentity } from './resolve.ts';
+import type { HostStatus } from './status.ts';
 
 /**
  * Owns the admin's workflows on hosts: the lookup every handler uses ("the host of this
@@ -29,6 +31,24 @@ export class HostService {
   /** The organisation's hosts that are not deleted, oldest enrolment first. */
   list(orgId: string): Promise<Host[]> {
     return this.#deps.stores.hosts.list(orgId);
+  }
+
+  /**
+   * A page of the organisation's hosts that are not deleted: those matching `filter` in `sort`'s order,
+   * `limit` from `offset`, with which of them are online and how many match in all (HostStore.page).
+   */
+  page(orgId: string, filter: HostFilter, sort: HostSort, limit: number, offset: number): Promise<HostPage> {
+    return this.#deps.stores.hosts.page(orgId, filter, sort, limit, offset, this.#deps.presence.leaseNow());
+  }
+
+  /** How many of the organisation's hosts have each status now (HostStore.statusCounts). */
+  statusCounts(orgId: string): Promise<Map<HostStatus, number>> {
+    return this.#deps.stores.hosts.statusCounts(orgId, this.#deps.presence.leaseNow());
+  }
+
+  /** A text that changes when what an admin sees of the hosts may have (HostStore.changeMark): the console's live updates poll it. */
+  changeMark(orgId: string): Promise<string> {
+    return this.#deps.stores.hosts.changeMark(orgId, this.#deps.presence.leaseNow());
   }
 
   decide(orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Promise<Host> {

@@ -1,7 +1,8 @@
 import type { Approval, Host } from '../store/hosts.ts';
 
 /** What an admin sees of a host: its approval combined with its live connectivity. */
-export type HostStatus = 'pending' | 'online' | 'offline' | 'never-connected' | 'rejected' | 'revoked' | 'deleted' | 'identity-conflict';
+export const HOST_STATUSES = ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted', 'identity-conflict'] as const;
+export type HostStatus = (typeof HOST_STATUSES)[number];
 
 export interface HostStatusInputs {
   approval: Approval;
@@ -25,6 +26,11 @@ export function hostStatus({ approval, streaming, lastHeartbeatAt, deleted, iden
       if (streaming) return 'online';
       return lastHeartbeatAt === null ? 'never-connected' : 'offline';
   }
+}
+
+/** The status of a stored host, given whether a live instance holds its stream (PresenceService "online"). */
+export function statusOfHost(host: Host, online: boolean): HostStatus {
+  return hostStatus({ approval: host.approval, streaming: online, lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' });
 }
 
 /** Only an approved host that was not deleted may stream heartbeats, report inventory or get tasks. */

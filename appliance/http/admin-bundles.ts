@@ -119,6 +119,8 @@ export async function adminBundleRoutes(app: FastifyInstance, ctx: Pick<HttpCont
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/bundles/:id', {
+    // The zip holds an enrolment token: a secret, which a viewer may not take.
+    config: { access: 'write' },
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: BUNDLE_ID } } } },
     handler: async (request, reply) => {
       const { file, path } = await ctx.services.bundles.zip(request.params.id, request.adminName);

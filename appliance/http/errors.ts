@@ -21,6 +21,8 @@ export function catalogueError(error: FastifyError | CtOpsError): CtOpsError {
     return new CtOpsError('ERR_INVALID_ARGUMENT', fastify.message, { field: `${fastify.validationContext ?? 'body'}${field ? `.${field}` : ''}` }, { cause: error });
   }
   if (fastify.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new CtOpsError('ERR_BODY_TOO_LARGE', fastify.message, {}, { cause: error });
+  // @fastify/csrf-protection (the console): no CSRF secret cookie, or a token that does not match it.
+  if (fastify.code === 'FST_CSRF_MISSING_SECRET' || fastify.code === 'FST_CSRF_INVALID_TOKEN') return new CtOpsError('ERR_CSRF_INVALID', 'the CSRF token is missing or wrong: reload the page and try again', {}, { cause: error });
   if (fastify.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new CtOpsError('ERR_UNSUPPORTED_MEDIA_TYPE', fastify.message, {}, { cause: error });
   const status = fastify.statusCode ?? 500;
   if (status >= 400 && status < 500) return new CtOpsError('ERR_INVALID_ARGUMENT', fastify.message, {}, { cause: error });

@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { escapeUnsafeJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
-import { adminPasswordRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
+import { adminAccountRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminCertsRoutes } from './admin-certs.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
@@ -13,6 +13,7 @@ import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import { adminReleaseRoutes, adminRolloutRoutes } from './admin-releases.ts';
 import { agentDownloadRoutes } from './agent-downloads.ts';
+import { consoleRoutes } from '../console/plugin.tsx';
 import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
@@ -46,15 +47,19 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     frameguard: { action: 'deny' },
     strictTransportSecurity: { maxAge: 365 * 86_400, includeSubDomains: false },
   });
-  // Admin API answers carry secrets (login sessions, enrolment tokens, bundles with a token inside)
-  // and fleet data: no cache, browser or proxy, keeps any of them. Agent text inside JSON answers
-  // leaves with its C1 and bidirectional characters escaped (common/agent-text.ts), as the CLI prints it.
+  // Admin API answers and console pages carry secrets (login sessions, enrolment tokens, bundles with
+  // a token inside) and fleet data: no cache, browser or proxy, keeps any of them. Only the console's
+  // content-hashed assets say otherwise. Agent text inside JSON answers leaves with its C1 and
+  // bidirectional characters escaped (common/agent-text.ts), as the CLI prints it.
   app.addHook('onSend', async (_request, reply, payload) => {
-    reply.header('cache-control', 'no-store');
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     const json = typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith('application/json');
     return json ? escapeUnsafeJson(payload) : payload;
   });
   await app.register(publicRoutes, ctx);
+  // Its own scope: its cookie, form and CSRF plugins, its CSP and its HTML error pages stay there.
+  await app.register(consoleRoutes, { ...ctx, prefix: '/console' });
+  app.get('/', (_request, reply) => reply.redirect('/console/', 303));
   await app.register(loginRoute, ctx);
   await app.register(agentDownloadRoutes, ctx);
   await app.register(async (admin) => {
@@ -68,7 +73,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);
-    await adminPasswordRoutes(admin, ctx);
+    await adminAccountRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

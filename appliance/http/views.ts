@@ -1,6 +1,6 @@
 import { isClockOffsetHigh } from '../../common/clock-offset.ts';
 import { idPatternSource } from '../../common/ids.ts';
-import { hostStatus } from '../hosts/status.ts';
+import { HOST_STATUSES, statusOfHost } from '../hosts/status.ts';
 import { tokenState } from '../enrolment/tokens.ts';
 import type { PresenceService } from '../presence/service.ts';
 import type { EnrolmentToken, Host } from '../store/index.ts';
@@ -13,7 +13,11 @@ export const hostIdParams = { type: 'object', required: ['id'], properties: { id
 
 /** Hosts as the admin API shows them, online as every instance sees it (PresenceService.onlineAmong). */
 export async function hostViews(hosts: readonly Host[], presence: PresenceService) {
-  const online = await presence.onlineAmong(hosts.map((host) => host.id));
+  return hostViewsOnline(hosts, await presence.onlineAmong(hosts.map((host) => host.id)));
+}
+
+/** Hosts as the admin API shows them, `online` naming those online (read with the hosts: HostService.page). */
+export function hostViewsOnline(hosts: readonly Host[], online: ReadonlySet<string>) {
   return hosts.map((host) => viewOf(host, online.has(host.id)));
 }
 
@@ -26,7 +30,7 @@ function viewOf(host: Host, online: boolean) {
   return {
     id: host.id,
     hostname: host.hostname,
-    status: hostStatus({ approval: host.approval, streaming: online, lastHeartbeatAt: host.lastHeartbeatAt, deleted: host.deletedAt !== null, identityConflict: host.identityState === 'conflict' }),
+    status: statusOfHost(host, online),
     approval: host.approval,
     os: host.os,
     arch: host.arch,
@@ -88,7 +92,7 @@ export const hostSchema = {
   properties: {
     id: { type: 'string' },
     hostname: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'online', 'offline', 'never-connected', 'rejected', 'revoked', 'deleted', 'identity-conflict'] },
+    status: { type: 'string', enum: [...HOST_STATUSES] },
     approval: { type: 'string' },
     os: { type: 'string' },
     arch: { type: 'string' },

@@ -185,6 +185,11 @@ export class CertificateService {
     };
   }
 
+  /** When the server certificate served now expires, ms since the epoch (the console's overview warns ahead). */
+  serverCertificateNotAfter(): number {
+    return Date.parse(new X509Certificate(this.#tls.serverCertPem).validTo);
+  }
+
   /** Active hosts that do not hold the current bundle (all of them, when a rotation started). */
   async #withoutBundle(): Promise<Array<{ hostId: string; hostname: string }>> {
     return (await this.#deps.stores.hostTrust.activeHosts()).filter((host) => host.trustDigest !== this.#digest);

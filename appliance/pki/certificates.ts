@@ -160,7 +160,7 @@ async function issueServerCert(caCert: x509.X509Certificate, caKey: CryptoKey, s
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(sans.map((name) => (isIP(name) ? { type: 'ip', value: name } : { type: 'dns', value: name }))),
+      new x509.SubjectAlternativeNameExtension(sans.map((name) => (isIP(name) ? { type: 'ip' as const, value: name } : { type: 'dns' as const, value: name }))),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });

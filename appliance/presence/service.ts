@@ -94,6 +94,11 @@ export class PresenceService {
     return this.#deps.stores.instances.streamingAmong(hostIds, this.#deps.cluster.now());
   }
 
+  /** Now in the clock leases are kept in (the database server's): the time "online" is judged at, by queries that judge it themselves (HostService.page). */
+  leaseNow(): number {
+    return this.#deps.cluster.now();
+  }
+
   /** Whether the host is online now, on any instance. Rejects with ERR_STORAGE_* when the database fails. */
   async isOnline(hostId: string): Promise<boolean> {
     return (await this.onlineAmong([hostId])).has(hostId);

@@ -1,4 +1,4 @@
-import { sql, type ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder, type QueryCreator } from 'kysely';
 import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
 import type { Schema } from './schema.ts';
@@ -51,6 +51,19 @@ const claimStreamRow = compiledOnce((db, row: ReturnType<typeof streamRow>) => {
     .values({ host_id: row.host_id, ...held })
     .onConflict((conflict) => conflict.column('host_id').doUpdateSet(held));
 });
+
+/**
+ * The hosts online at `now`, on any instance: those whose host_streams row names an instance whose
+ * lease has not expired (decisions.md 109). The one definition of "online": streamingAmong reads it,
+ * HostStore.page tests each host against it inside its status expression.
+ */
+export function liveStreams(db: QueryCreator<Schema>, now: number) {
+  return db
+    .selectFrom('host_streams')
+    .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
+    .select('host_streams.host_id')
+    .where('appliance_instances.lease_expires_at', '>', now);
+}
 
 /** A host_streams row whose instance's lease expired by `now`, or whose instance left no row. */
 const heldByNoLiveInstance = (now: number) => (eb: ExpressionBuilder<Schema, 'host_streams'>) =>
@@ -198,11 +211,7 @@ export class ApplianceInstanceStore {
   /** The hosts among `hostIds` whose stream is held by an instance alive at `now`: the ones online, on any instance. */
   async streamingAmong(hostIds: readonly string[], now: number): Promise<Set<string>> {
     if (hostIds.length === 0) return new Set();
-    let query = this.#db
-      .selectFrom('host_streams')
-      .innerJoin('appliance_instances', 'appliance_instances.id', 'host_streams.instance_id')
-      .select('host_streams.host_id')
-      .where('appliance_instances.lease_expires_at', '>', now);
+    let query = liveStreams(this.#db, now);
     // A list longer than one statement names reads every live stream instead.
     if (hostIds.length <= HOSTS_PER_STATEMENT) query = query.where('host_streams.host_id', 'in', hostIds);
     const streaming = new Set((await query.execute()).map((row) => row.host_id));

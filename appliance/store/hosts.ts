@@ -4,10 +4,14 @@ import type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, NewHost, Registr
 import type { HostsTable } from './schema.ts';
 import type { DialectName } from './dialects.ts';
 import { compiledOnce, compiledOncePerLength } from './compiled-query.ts';
+import { hostStatusSql, matchingHosts, sortedHosts, streamingSql, type HostFilter, type HostPage, type HostSort } from './host-page.ts';
+import { liveStreams } from './appliance-instances.ts';
+import type { HostStatus } from '../hosts/status.ts';
 import { HOSTS_PER_STATEMENT, powerOfTwoRuns, slices } from './runs.ts';
 import { serialiseOn, type Executor } from './unit-of-work.ts';
 
 export type { Approval, HeartbeatUpdate, Host, HostFactsUpdate, IdentityState, NewHost, RegistrationUpdate } from '../model/host.ts';
+export { HOST_SORT_KEYS, type HostFilter, type HostPage, type HostSort, type HostSortKey } from './host-page.ts';
 
 type HostRow = Selectable<HostsTable>;
 
@@ -107,6 +111,61 @@ export class HostStore {
   async list(orgId: string): Promise<Host[]> {
     const rows = await this.#db.selectFrom('hosts').selectAll().where('org_id', '=', orgId).where('deleted_at', 'is', null).orderBy('enrolled_at').orderBy('id').execute();
     return rows.map(toHost);
+  }
+
+  /**
+   * A page of the organisation's hosts that are not deleted and match `filter`, in `sort`'s order
+   * (`limit` hosts from `offset`), and how many match: filtered, sorted and counted in the database,
+   * status included (host-page.ts). `now` is the lease clock "online" is judged in (ClusterService.now).
+   */
+  async page(orgId: string, filter: HostFilter, sort: HostSort, limit: number, offset: number, now: number): Promise<HostPage> {
+    const matching = matchingHosts(this.#db, this.#dialect, orgId, filter, now);
+    const rows = await sortedHosts(this.#db, matching.selectAll('hosts').select((eb) => streamingSql(this.#db, eb, now).as('online')), sort, now)
+      // Bound, not written into the text as SQLite's compiler does with counts (dialects.ts): one text
+      // per filter and sort however far the admin pages, not one per page crowding the prepared statements.
+      .limit(sql<number>`${limit}`)
+      .offset(sql<number>`${offset}`)
+      .execute();
+    const counted = await matching.select((eb) => eb.fn.countAll<number | string>().as('count')).executeTakeFirstOrThrow();
+    // SQLite answers EXISTS with 1 or 0, PostgreSQL with true or false.
+    return { hosts: rows.map(toHost), online: new Set(rows.filter((row) => Boolean(row.online)).map((row) => row.id)), total: Number(counted.count) };
+  }
+
+  /** How many of the organisation's hosts (not deleted) have each status at `now`: one GROUP BY over hostStatusSql. */
+  async statusCounts(orgId: string, now: number): Promise<Map<HostStatus, number>> {
+    const rows = await matchingHosts(this.#db, this.#dialect, orgId, {}, now)
+      .select((eb) => [hostStatusSql(this.#db, eb, now).as('status'), eb.fn.countAll<number | string>().as('count')])
+      .groupBy('status')
+      .execute();
+    return new Map(rows.map((row) => [row.status, Number(row.count)]));
+  }
+
+  /**
+   * A text that changes whenever what the console shows of the organisation's hosts may have changed:
+   * a host enrolled, decided, registered again, disconnected, deleted, or a stream opened or closed
+   * (with the live instances, whose lease ending takes hosts offline). Counts and newest times only,
+   * two aggregate reads: cheap enough to poll every few seconds while a console is open (console/live.ts).
+   */
+  async changeMark(orgId: string, now: number): Promise<string> {
+    const hosts = await this.#db
+      .selectFrom('hosts')
+      .where('org_id', '=', orgId)
+      .select((eb) => [
+        eb.fn.countAll<number | string>().as('count'),
+        eb.fn.count<number | string>('deleted_at').as('deleted'),
+        eb.fn.max('enrolled_at').as('enrolled'),
+        eb.fn.max('decided_at').as('decided'),
+        eb.fn.max('last_registered_at').as('registered'),
+        eb.fn.max('last_disconnected_at').as('disconnected'),
+        eb.fn.count<number | string>('identity_state').as('identity'),
+        eb.fn.max('identity_resolved_at').as('resolved'),
+      ])
+      .executeTakeFirstOrThrow();
+    const streams = await liveStreams(this.#db, now)
+      .clearSelect()
+      .select((eb) => [eb.fn.countAll<number | string>().as('count'), eb.fn.max('host_streams.connected_at').as('connected')])
+      .executeTakeFirstOrThrow();
+    return JSON.stringify([hosts, streams]);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { AdminRole } from '../model/admin.ts';
 import type { RolloutState, UpdatePhase } from '../model/rollout.ts';
 
 /**
@@ -148,6 +149,9 @@ export interface AdminUsersTable {
   username: string;
   password_hash: string;
   created_at: number;
+  role: Generated<AdminRole>;
+  disabled_at: Generated<number | null>;
+  must_change_password: Generated<0 | 1>;
 }
 
 export interface AdminApiTokensTable {
@@ -157,6 +161,7 @@ export interface AdminApiTokensTable {
   label: string;
   created_at: number;
   expires_at: number | null;
+  last_used_at: Generated<number | null>;
 }
 
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';

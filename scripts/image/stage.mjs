@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { byName, formatSha256Sums, sha256File } from '../../bundler/lib/sha256sums.ts';
 import { blake2b512File, keyIdHex, publicKeyFile, signDigest } from '../../common/minisign.ts';
+import { buildConsoleAssets } from '../console-assets.mjs';
 import { bundleForImage } from './bundle.mjs';
 import { BuildImageError } from './errors.mjs';
 
@@ -158,6 +159,8 @@ export async function stageTopFolder({ root, stagingDir, version, arch, nodePack
   copyFileSync(join(nodePackageDir, 'LICENSE'), join(topDir, 'runtime/LICENSE'));
   await bundleForImage({ root, topDir, version, nodeVersion });
   copyFileSync(addon, join(topDir, 'dist/better_sqlite3.node'));
+  // The admin console's browser assets, served by the appliance itself (appliance/console/assets.ts).
+  await buildConsoleAssets({ root, outDir: join(topDir, 'dist/console') });
   cpSync(agentsDir, join(topDir, 'dist/agents', version), { recursive: true });
   for (const dir of TEMPLATE_DIRS) cpSync(join(root, dir), join(topDir, dir), { recursive: true });
   const installerFiles = INSTALLER_FILES.filter((file) => existsSync(join(root, 'image', file)));

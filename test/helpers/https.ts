@@ -16,3 +16,17 @@ export function httpsJson(port: number, ca: string, method: string, path: string
     req.end(payload);
   });
 }
+
+/**
+ * Logs `username` in with its one-time password and changes it to `newPassword` (the first login of
+ * an account must: ERR_PASSWORD_CHANGE_REQUIRED until then); returns the session token, which may now
+ * do what the account's role allows.
+ */
+export async function loginChangingPassword(port: number, ca: string, username: string, oneTimePassword: string, newPassword: string): Promise<string> {
+  const login = await httpsJson(port, ca, 'POST', '/api/v1/auth/login', { body: { username, password: oneTimePassword } });
+  if (login.status !== 200) throw new Error(`login of ${username}: ${login.status} ${JSON.stringify(login.body)}`);
+  const token = login.body.token as string;
+  const change = await httpsJson(port, ca, 'POST', '/api/v1/auth/password', { bearer: token, body: { current_password: oneTimePassword, new_password: newPassword } });
+  if (change.status !== 200) throw new Error(`password change of ${username}: ${change.status} ${JSON.stringify(change.body)}`);
+  return token;
+}

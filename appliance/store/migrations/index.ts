@@ -19,6 +19,7 @@ import { migration018AgentReleases } from './018-agent-releases.ts';
 import { migration019Rollouts } from './019-rollouts.ts';
 import { migration020ReleaseMinimum } from './020-release-minimum.ts';
 import { migration021MaintenanceWindows } from './021-maintenance-windows.ts';
+import { migration022AdminAccounts } from './022-admin-accounts.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -50,4 +51,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration019Rollouts,
   migration020ReleaseMinimum,
   migration021MaintenanceWindows,
+  migration022AdminAccounts,
 ];

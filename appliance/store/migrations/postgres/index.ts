@@ -20,6 +20,7 @@ import { postgresMigration018AgentReleases } from './018-agent-releases.ts';
 import { postgresMigration019Rollouts } from './019-rollouts.ts';
 import { postgresMigration020ReleaseMinimum } from './020-release-minimum.ts';
 import { postgresMigration021MaintenanceWindows } from './021-maintenance-windows.ts';
+import { postgresMigration022AdminAccounts } from './022-admin-accounts.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -48,4 +49,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration019Rollouts,
   postgresMigration020ReleaseMinimum,
   postgresMigration021MaintenanceWindows,
+  postgresMigration022AdminAccounts,
 ];

@@ -1,0 +1,110 @@
+import { PassThrough } from 'node:stream';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import { CtOpsError } from '../../common/errors.ts';
+
+/** How often the fleet's change mark is read while at least one console listens. */
+export const FLEET_POLL_MS = 2_000;
+/** A comment line this often keeps proxies and the browser from timing an idle stream out. */
+const KEEPALIVE_MS = 15_000;
+/** Live streams held at once, in all and per session: a console tab holds one; more are refused (ERR_CONSOLE_BUSY). */
+export const MAX_STREAMS = 100;
+export const MAX_STREAMS_PER_SESSION = 8;
+
+/**
+ * Tells open consoles when the fleet changed, by Server-Sent Events (WHATWG HTML §9.2). Change is
+ * found by reading a change mark of the hosts and their streams (HostStore.changeMark: counts and
+ * newest times, read from the database, so it sees every ingest instance's hosts too) every
+ * FLEET_POLL_MS while anyone listens, and nothing when no one does. An event carries no data: the
+ * page fetches what it shows again through the same routes, under the same session checks.
+ */
+export class FleetEvents {
+  readonly #readMark: () => Promise<string>;
+  readonly #log: Logger;
+  readonly #streams = new Map<PassThrough, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #keepalive: NodeJS.Timeout | undefined;
+  #mark: string | undefined;
+  #reading = false;
+
+  constructor(readMark: () => Promise<string>, log: Logger) {
+    this.#readMark = readMark;
+    this.#log = log;
+  }
+
+  /**
+   * Opens a stream for session `sessionId` and sends it on `reply`; it ends when the browser goes or
+   * close() runs. Errors: ERR_CONSOLE_BUSY past MAX_STREAMS or MAX_STREAMS_PER_SESSION.
+   */
+  async open(reply: FastifyReply, sessionId: string): Promise<FastifyReply> {
+    const ofSession = [...this.#streams.values()].filter((id) => id === sessionId).length;
+    if (this.#streams.size >= MAX_STREAMS || ofSession >= MAX_STREAMS_PER_SESSION) {
+      throw new CtOpsError('ERR_CONSOLE_BUSY', 'too many live console streams are open: close another console tab', { limit: ofSession >= MAX_STREAMS_PER_SESSION ? MAX_STREAMS_PER_SESSION : MAX_STREAMS });
+    }
+    const stream = new PassThrough();
+    this.#streams.set(stream, sessionId);
+    reply.raw.once('close', () => this.#drop(stream));
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => void this.#poll(), FLEET_POLL_MS);
+      this.#keepalive = setInterval(() => this.#broadcast(': keepalive\n\n'), KEEPALIVE_MS);
+      // The mark to compare with is read before the page is told to fetch: a change after this read is seen by the next poll.
+      await this.#poll();
+    }
+    // retry: the browser waits this long before reconnecting after the stream ends (a restart, close()).
+    // The first event makes the page fetch what it shows once more: a change between the page's render
+    // and this stream's start is not lost.
+    stream.write('retry: 3000\n\nevent: fleet\ndata: {}\n\n');
+    return reply.header('content-type', 'text/event-stream; charset=utf-8').header('x-accel-buffering', 'no').send(stream);
+  }
+
+  /** Ends every stream (the server is stopping: an open stream would hold its close forever). */
+  close(): void {
+    for (const stream of [...this.#streams.keys()]) {
+      stream.end();
+      this.#drop(stream);
+    }
+  }
+
+  /** Ends the streams of one session (logout). */
+  closeSession(sessionId: string): void {
+    for (const [stream, id] of [...this.#streams]) {
+      if (id !== sessionId) continue;
+      stream.end();
+      this.#drop(stream);
+    }
+  }
+
+  #drop(stream: PassThrough): void {
+    this.#streams.delete(stream);
+    if (this.#streams.size > 0) return;
+    clearInterval(this.#timer);
+    clearInterval(this.#keepalive);
+    this.#timer = undefined;
+    this.#keepalive = undefined;
+    this.#mark = undefined;
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
+    try {
+      const mark = await this.#readMark();
+      if (this.#mark !== undefined && mark !== this.#mark) this.#broadcast('event: fleet\ndata: {}\n\n');
+      this.#mark = mark;
+    } catch (error) {
+      this.#log.warn({ err: error }, 'console live updates could not read the fleet; retrying');
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  #broadcast(text: string): void {
+    // A browser that stopped reading does not grow our memory: its stream is ended instead.
+    for (const stream of this.#streams.keys()) if (!stream.write(text) && stream.writableLength > 64 * 1024) stream.destroy();
+  }
+}
+
+/** Registers close() on the server's preClose: fastify's close waits for open responses. */
+export function endStreamsOnClose(app: FastifyInstance, events: FleetEvents): void {
+  app.addHook('preClose', async () => events.close());
+}

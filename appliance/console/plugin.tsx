@@ -1,0 +1,279 @@
+import cookie from '@fastify/cookie';
+import csrf from '@fastify/csrf-protection';
+import formbody from '@fastify/formbody';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { VNode } from 'preact';
+import { renderToString } from 'preact-render-to-string';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { CtOpsError } from '../../common/errors.ts';
+import { checkAccess, CONSOLE_SESSION_LABEL } from '../admin/accounts.ts';
+import { accessOf, loginSource } from '../http/admin-auth.ts';
+import { hostFilter, hostListQuery, hostSort, type HostListQuery } from '../http/admin-hosts.ts';
+import type { HttpContext } from '../http/context.ts';
+import { hostIdParams } from '../http/views.ts';
+import { catalogueError } from '../http/errors.ts';
+import { HOST_STATUSES, statusOfHost, type HostStatus } from '../hosts/status.ts';
+import type { AdminApiToken } from '../model/admin.ts';
+import { assetRoutes, loadAssetManifest } from './assets.ts';
+import { endStreamsOnClose, FleetEvents } from './live.ts';
+import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
+import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type PendingHost } from './pages/hosts.tsx';
+import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
+import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
+import type { PageFrame } from './views.tsx';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The console session of the request (undefined on public routes). */
+    consoleAdmin: AdminApiToken | undefined;
+  }
+}
+
+/**
+ * The console's Content-Security-Policy (W3C CSP Level 3): scripts, styles, images and connections
+ * from this origin only, no inline code of any kind, no framing, forms post here only; violations
+ * are reported to /console/csp-report (and logged there).
+ */
+export const CONSOLE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "font-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+  'report-uri /console/csp-report',
+].join('; ');
+
+/** Hosts per page of the hosts list. */
+const HOSTS_PAGE_SIZE = 50;
+/** Pending hosts shown at once (the oldest first). */
+const PENDING_SHOWN = 100;
+/** Days before the server certificate's expiry from which the overview warns. */
+const CERTIFICATE_WARNING_MS = 30 * 86_400_000;
+const CSP_REPORT_LIMIT = 16 * 1024;
+
+
+/**
+ * The admin console (issue 13), served on the admin HTTPS port under /console: server-rendered pages
+ * (preact-render-to-string) that work as plain HTML forms, enhanced by htmx and live updates. It adds no
+ * workflow: every action calls the same services as the admin API (ctx.services), under the same access
+ * rules (accessOf, checkAccess). Sessions are cookies (session.ts); every state-changing request needs
+ * the session's CSRF token (double submit, @fastify/csrf-protection).
+ */
+export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { services, orgId } = ctx;
+  const manifest = loadAssetManifest();
+  const events = new FleetEvents(() => services.hosts.changeMark(orgId), ctx.log.child({ area: 'console' }));
+  endStreamsOnClose(app, events);
+  const cspReports = new RateLimiterMemory({ points: 10, duration: 60 });
+
+  await app.register(cookie);
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+  await app.register(csrf, { sessionPlugin: '@fastify/cookie', cookieKey: CSRF_COOKIE, cookieOpts: COOKIE_OPTIONS, getToken: (request: FastifyRequest) => (request.headers['x-csrf-token'] as string | undefined) ?? (request.body as { _csrf?: string } | undefined)?._csrf });
+  app.decorateRequest('consoleAdmin', undefined);
+  // Browsers report violations as these types (CSP2 report-uri, Reporting API); the JSON parser reads them.
+  app.addContentTypeParser(['application/csp-report', 'application/reports+json'], { parseAs: 'string', bodyLimit: CSP_REPORT_LIMIT }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (error) {
+      done(error as Error);
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('content-security-policy', CONSOLE_CSP);
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('permissions-policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
+    const access = accessOf(request);
+    if (access === 'public') return;
+    const admin = await consoleSession(services.accounts, request, Date.now(), request.url !== '/console/events' && request.headers[BACKGROUND_HEADER] === undefined);
+    request.consoleAdmin = admin;
+    if (admin.mustChangePassword && access !== 'session') {
+      if (request.method === 'GET' && request.headers['hx-request'] === undefined) return reply.redirect('/console/password', 303);
+      throw new CtOpsError('ERR_PASSWORD_CHANGE_REQUIRED', 'change your one-time password first');
+    }
+    checkAccess(admin, access);
+    return undefined;
+  });
+  app.addHook('preHandler', (request, reply, done) => {
+    // Reading changes nothing; a CSP report is sent by the browser itself, with no token (and changes nothing either).
+    if (request.method === 'GET' || request.method === 'HEAD' || request.routeOptions.url === '/console/csp-report') return done();
+    app.csrfProtection(request, reply, done);
+  });
+  app.setErrorHandler(async (error: FastifyError | CtOpsError, request, reply) => {
+    const known = catalogueError(error);
+    if (known.code === 'ERR_INTERNAL') request.log.error({ err: error }, 'console request failed');
+    if (known.code === 'ERR_ADMIN_UNAUTHENTICATED') {
+      clearSessionCookies(reply);
+      // htmx follows HX-Redirect with a full page load; a plain request follows the 303.
+      if (request.headers['hx-request'] !== undefined) return reply.code(401).header('hx-redirect', '/console/login').send();
+      return reply.redirect('/console/login', 303);
+    }
+    const retryAfter = known.details.retry_after_secs;
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
+    return html(reply.code(known.httpStatus), <ErrorPage frame={frame(reply, request)} error={known} />);
+  });
+  app.setNotFoundHandler(async (request, reply) => html(reply.code(404), <ErrorPage frame={frame(reply, request)} error={new CtOpsError('ERR_NOT_FOUND', 'no such console page')} />));
+
+  /** What every page's frame needs, for this request. */
+  const frame = (reply: FastifyReply, request: FastifyRequest, extra: Partial<PageFrame> = {}): PageFrame => ({
+    manifest,
+    ...(request.consoleAdmin && { admin: request.consoleAdmin }),
+    csrfToken: reply.generateCsrf(),
+    ...extra,
+  });
+
+  await assetRoutes(app);
+
+  app.get('/login', { config: { access: 'public' } }, async (request, reply) => html(reply, <LoginPage frame={frame(reply, request)} />));
+  app.post<{ Body: { username: string; password: string } }>('/login', {
+    config: { access: 'public' },
+    schema: { body: { type: 'object', required: ['username', 'password'], properties: { username: { type: 'string', minLength: 1, maxLength: 64 }, password: { type: 'string', minLength: 1, maxLength: 256 }, _csrf: { type: 'string' } } } },
+    handler: async (request, reply) => {
+      const now = Date.now();
+      try {
+        const session = await services.accounts.login({ username: request.body.username, password: request.body.password, source: loginSource(request) }, CONSOLE_SESSION_LABEL, now);
+        setSessionCookie(reply, session, now);
+        return reply.redirect(session.mustChangePassword ? '/console/password' : '/console/', 303);
+      } catch (error) {
+        if (!(error instanceof CtOpsError) || (error.code !== 'ERR_LOGIN_FAILED' && error.code !== 'ERR_LOGIN_LOCKED')) throw error;
+        if (typeof error.details.retry_after_secs === 'number') reply.header('retry-after', String(error.details.retry_after_secs));
+        return html(reply.code(error.httpStatus), <LoginPage frame={frame(reply, request)} error={error} username={request.body.username} />);
+      }
+    },
+  });
+  app.post('/logout', { config: { access: 'session' } }, async (request, reply) => {
+    const admin = request.consoleAdmin!;
+    await services.accounts.logout(admin);
+    events.closeSession(admin.id);
+    clearSessionCookies(reply);
+    return reply.redirect('/console/login', 303);
+  });
+  app.get('/password', { config: { access: 'session' } }, async (request, reply) => html(reply, <PasswordPage frame={frame(reply, request)} />));
+  app.post<{ Body: { current_password: string; new_password: string } }>('/password', {
+    config: { access: 'session' },
+    schema: { body: { type: 'object', required: ['current_password', 'new_password'], properties: { current_password: { type: 'string', maxLength: 256 }, new_password: { type: 'string', maxLength: 256 }, _csrf: { type: 'string' } } } },
+    handler: async (request, reply) => {
+      try {
+        await services.accounts.changePassword(request.consoleAdmin!, { current: request.body.current_password, next: request.body.new_password, source: loginSource(request) }, Date.now());
+        return reply.redirect('/console/', 303);
+      } catch (error) {
+        if (!(error instanceof CtOpsError) || !['ERR_LOGIN_FAILED', 'ERR_LOGIN_LOCKED', 'ERR_PASSWORD_REJECTED'].includes(error.code)) throw error;
+        return html(reply.code(error.httpStatus), <PasswordPage frame={frame(reply, request)} error={error} />);
+      }
+    },
+  });
+
+  const overview = async (): Promise<OverviewData> => {
+    const counts = await services.hosts.statusCounts(orgId);
+    const pending = await pendingHosts();
+    const certificate = ctx.certs.serverCertificateNotAfter();
+    return {
+      counts: Object.fromEntries(HOST_STATUSES.map((status) => [status, counts.get(status) ?? 0])) as Record<HostStatus, number>,
+      cloneWarnings: pending.filter((entry) => entry.existing).map((entry) => ({ id: entry.host.id, hostname: entry.host.hostname, conflictWith: entry.existing!.id })),
+      certificate: { notAfter: certificate, soon: certificate - Date.now() < CERTIFICATE_WARNING_MS },
+    };
+  };
+  app.get<{ Querystring: { fragment?: 'overview' } }>('/', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { fragment: { type: 'string', enum: ['overview'] } } } },
+    handler: async (request, reply) => {
+      const data = await overview();
+      if (request.query.fragment) return html(reply, <OverviewBody data={data} />, false);
+      return html(reply, <OverviewPage frame={frame(reply, request, { section: 'overview', live: true })} data={data} />);
+    },
+  });
+
+  app.get<{ Querystring: HostListQuery & { page?: string; fragment?: 'table' } }>('/hosts', {
+    schema: {
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          // An empty field of the filter form means "any".
+          ...Object.fromEntries(Object.entries(hostListQuery.properties).map(([name, schema]) => [name, { anyOf: [schema, { const: '' }] }])),
+          page: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
+          fragment: { type: 'string', enum: ['table'] },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const query = Object.fromEntries(Object.entries(request.query).filter(([, value]) => value !== '')) as HostListQuery & { page?: string; fragment?: 'table' };
+      const sort = hostSort(query.sort ?? 'hostname');
+      const page = Number(query.page ?? 1);
+      const found = await services.hosts.page(orgId, hostFilter(query), sort, HOSTS_PAGE_SIZE, (page - 1) * HOSTS_PAGE_SIZE);
+      const data: HostsData = {
+        query: { ...(query.status && { status: query.status as HostStatus }), ...(query.os && { os: query.os }), ...(query.tag && { tag: query.tag }), ...(query.version && { version: query.version }), ...(query.q && { q: query.q }), sort: sort.key, descending: sort.descending, page },
+        rows: found.hosts.map((host) => ({ host, status: statusOfHost(host, found.online.has(host.id)) })),
+        total: found.total,
+        pageSize: HOSTS_PAGE_SIZE,
+      };
+      if (query.fragment) return html(reply, <HostsTable data={data} />, false);
+      return html(reply, <HostsPage frame={frame(reply, request, { section: 'hosts', live: true })} data={data} />);
+    },
+  });
+
+  const pendingHosts = async (): Promise<PendingHost[]> => {
+    const found = await services.hosts.page(orgId, { status: 'pending' }, { key: 'enrolled', descending: false }, PENDING_SHOWN, 0);
+    const tokens = new Map((await services.enrolment.listTokens(orgId)).map((token) => [token.id, token]));
+    return Promise.all(
+      found.hosts.map(async (host) => ({
+        host,
+        token: host.enrolmentTokenId === null ? undefined : tokens.get(host.enrolmentTokenId),
+        existing: host.fingerprintConflictWith === null ? undefined : await services.hosts.hostOfOrg(orgId, host.fingerprintConflictWith).catch(() => undefined),
+      })),
+    );
+  };
+  app.get<{ Querystring: { fragment?: 'list' } }>('/pending', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { fragment: { type: 'string', enum: ['list'] } } } },
+    handler: async (request, reply) => {
+      const pending = await pendingHosts();
+      const pageFrame = frame(reply, request, { section: 'pending', live: true });
+      if (request.query.fragment) return html(reply, <PendingList frame={pageFrame} pending={pending} />, false);
+      return html(reply, <PendingPage frame={pageFrame} pending={pending} />);
+    },
+  });
+  // Approve, reject, approve as the replacement of an existing host: HostService decides, as for the API.
+  const decided = async (request: FastifyRequest, reply: FastifyReply, decide: () => Promise<unknown>) => {
+    try {
+      await decide();
+      return reply.redirect('/console/pending', 303);
+    } catch (error) {
+      if (!(error instanceof CtOpsError) || error.httpStatus >= 500 || error.code === 'ERR_ADMIN_FORBIDDEN') throw error;
+      return html(reply.code(error.httpStatus), <PendingPage frame={frame(reply, request, { section: 'pending', live: true })} pending={await pendingHosts()} error={error} />);
+    }
+  };
+  for (const decision of ['approve', 'reject'] as const) {
+    app.post<{ Params: { id: string } }>(`/hosts/:id/${decision}`, {
+      schema: { params: hostIdParams },
+      handler: async (request, reply) => decided(request, reply, () => services.hosts.decide(orgId, request.params.id, decision, request.consoleAdmin!.username, Date.now())),
+    });
+  }
+  app.post<{ Params: { id: string }; Body: { replaces: string } }>('/hosts/:id/approve-as-replacement', {
+    schema: { params: hostIdParams, body: { type: 'object', required: ['replaces'], properties: { replaces: hostIdParams.properties.id, _csrf: { type: 'string' } } } },
+    handler: async (request, reply) => decided(request, reply, () => services.hosts.approveAsReplacement(orgId, request.params.id, request.body.replaces, request.consoleAdmin!.username, Date.now(), false)),
+  });
+
+  app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
+
+  app.post('/csp-report', {
+    config: { access: 'public' },
+    schema: {},
+    // Counted per source so that a page cannot flood the log.
+    handler: async (request, reply) => {
+      const logged = await cspReports.consume(loginSource(request)).then(
+        () => true,
+        () => false,
+      );
+      if (logged) request.log.warn({ report: request.body, source: loginSource(request) }, 'console CSP violation reported');
+      return reply.code(204).send();
+    },
+  });
+}
+
+/** Sends a rendered page (a whole document) or fragment (htmx swaps it in). */
+function html(reply: FastifyReply, node: VNode, document = true): FastifyReply {
+  return reply.type('text/html; charset=utf-8').send(`${document ? '<!doctype html>\n' : ''}${renderToString(node)}`);
+}

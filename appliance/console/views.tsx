@@ -1,0 +1,127 @@
+import type { ComponentChildren } from 'preact';
+import { replaceUnsafeText } from '../../common/agent-text.ts';
+import type { CtOpsError } from '../../common/errors.ts';
+import type { HostStatus } from '../hosts/status.ts';
+import type { AdminApiToken } from '../model/admin.ts';
+import { assetUrl, type AssetManifest } from './assets.ts';
+
+/*
+ * The console's shared parts. Every value is rendered by preact-render-to-string, which escapes text
+ * and attribute values; no component sets raw HTML (test/console-*.test.ts greps for it). Text that
+ * came from an agent goes through AgentText.
+ */
+
+/** What every page's frame needs: the assets, the admin, the CSRF token for htmx requests. */
+export interface PageFrame {
+  manifest: AssetManifest;
+  admin?: AdminApiToken;
+  csrfToken: string;
+  /** The navigation entry of this page, marked aria-current. */
+  section?: 'overview' | 'pending' | 'hosts';
+  /** The page follows the fleet's live events (/console/events). */
+  live?: boolean;
+}
+
+const NAVIGATION = [
+  ['overview', '/console/', 'Overview'],
+  ['pending', '/console/pending', 'Pending approvals'],
+  ['hosts', '/console/hosts', 'Hosts'],
+] as const;
+
+/** The HTML document around a page: one stylesheet and one module script, both from this origin. */
+export function Layout({ frame, title, children }: { frame: PageFrame; title: string; children: ComponentChildren }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{`${title} · CT-Ops console`}</title>
+        <link rel="stylesheet" href={assetUrl(frame.manifest, 'console.css')} />
+        <script type="module" src={assetUrl(frame.manifest, 'main.js')} />
+      </head>
+      <body hx-headers={JSON.stringify({ 'x-csrf-token': frame.csrfToken })} data-live={frame.live ? '' : undefined}>
+        <a class="skip" href="#main">
+          Skip to content
+        </a>
+        <header class="top">
+          <span class="brand">CT-Ops</span>
+          {frame.admin && !frame.admin.mustChangePassword && (
+            <nav aria-label="Main">
+              <ul>
+                {NAVIGATION.map(([key, href, label]) => (
+                  <li key={key}>
+                    <a href={href} aria-current={frame.section === key ? 'page' : undefined}>
+                      {label}
+                    </a>
+                  </li>
+                ))}
+              </ul>
+            </nav>
+          )}
+          {frame.admin && (
+            <div class="who">
+              <span>
+                {frame.admin.username} ({frame.admin.role})
+              </span>
+              <form method="post" action="/console/logout" class="inline">
+                <CsrfField token={frame.csrfToken} />
+                <button type="submit">Log out</button>
+              </form>
+            </div>
+          )}
+        </header>
+        <main id="main" tabindex={-1}>
+          {children}
+        </main>
+      </body>
+    </html>
+  );
+}
+
+/** The CSRF token of a form that works without script (htmx requests send it as a header instead). */
+export function CsrfField({ token }: { token: string }) {
+  return <input type="hidden" name="_csrf" value={token} />;
+}
+
+/**
+ * Text an agent reported (hostname, OS, package, message): control and bidirectional-override
+ * characters shown as U+FFFD (common/agent-text.ts), isolated so it cannot reorder the text around it.
+ */
+export function AgentText({ text }: { text: string | null | undefined }) {
+  return <bdi>{text === null || text === undefined ? '' : replaceUnsafeText(text)}</bdi>;
+}
+
+const STATUS_LABELS: Record<HostStatus, string> = {
+  online: 'Online',
+  offline: 'Offline',
+  'never-connected': 'Never connected',
+  pending: 'Pending',
+  rejected: 'Rejected',
+  revoked: 'Revoked',
+  deleted: 'Deleted',
+  'identity-conflict': 'Identity conflict',
+};
+
+export function StatusBadge({ status }: { status: HostStatus }) {
+  return <span class={`status status-${status}`}>{STATUS_LABELS[status]}</span>;
+}
+
+export function statusLabel(status: HostStatus): string {
+  return STATUS_LABELS[status];
+}
+
+/** A time as a machine-readable <time> showing UTC to the minute; '—' for never. */
+export function Time({ at }: { at: number | null }) {
+  if (at === null) return <span class="muted">never</span>;
+  const iso = new Date(at).toISOString();
+  return <time datetime={iso}>{`${iso.slice(0, 16).replace('T', ' ')} UTC`}</time>;
+}
+
+/** A refusal or failure, shown in place (role="alert": screen readers announce it). */
+export function ErrorBox({ error }: { error: CtOpsError }) {
+  return (
+    <div class="error" role="alert">
+      <strong>{error.message}</strong> <code>{error.code}</code>
+    </div>
+  );
+}

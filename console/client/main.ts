@@ -1,0 +1,44 @@
+/**
+ * The console's one script (built by scripts/console-assets.mjs, loaded as a module from the
+ * appliance's own origin): htmx for progressive enhancement, configured before it initialises at
+ * DOMContentLoaded, and the live-update stream. Pages work without it: every action is a form.
+ */
+import htmx from 'htmx.org';
+
+// No <style> injected (CSP style-src 'self'), no eval or script in swapped content, no page
+// snapshots in sessionStorage (they would keep secrets such as a token shown once), and requests to
+// this origin only.
+htmx.config.includeIndicatorStyles = false;
+htmx.config.allowEval = false;
+htmx.config.allowScriptTags = false;
+htmx.config.historyCacheSize = 0;
+htmx.config.selfRequestsOnly = true;
+// Refusals (403 forbidden or CSRF, 409 state conflict, 422, 429 locked) come as fragments to show in place.
+htmx.config.responseHandling = [
+  { code: '204', swap: false },
+  { code: '[23]..', swap: true },
+  { code: '(401)', swap: false, error: true },
+  { code: '[45]..', swap: true, error: true },
+];
+
+/**
+ * Live updates: the appliance sends an event on /console/events when the fleet changed (a host
+ * enrolled, was decided, connected or went away); every element with `hx-trigger="fleet-changed from:body"`
+ * then fetches its fragment again. The stream carries no data of its own. EventSource reconnects by itself.
+ */
+function followFleet(): void {
+  if (!document.body.hasAttribute('data-live')) return;
+  const events = new EventSource('/console/events');
+  events.addEventListener('fleet', () => htmx.trigger(document.body, 'fleet-changed', {}));
+}
+
+// Buttons that copy a value shown once (a token's secret) to the clipboard; the value stays selectable without it.
+document.addEventListener('click', (event) => {
+  const button = (event.target as Element | null)?.closest<HTMLButtonElement>('button[data-copy]');
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy ?? '');
+  if (source?.textContent) void navigator.clipboard.writeText(source.textContent.trim()).then(() => (button.textContent = 'Copied'));
+});
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', followFleet);
+else followFleet();

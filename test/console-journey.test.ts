@@ -1,0 +1,236 @@
+/**
+ * The admin console in a real browser (Debian's chromium, playwright-core) against a real appliance
+ * and a real agent: log in with the one-time password and change it, see the agent pending, approve
+ * it by keyboard, watch it turn online with no reload, the hosts list's filters and paging; a viewer
+ * has no buttons and a forged approval is refused; a request without the CSRF token is refused;
+ * hostnames that carry markup are shown as text. Every page: only the appliance's origin is asked
+ * anything, no CSP violation, no page error, no serious or critical axe finding. Screenshots of each
+ * page go to test-output/console/.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { TestAgent } from './helpers/agent.ts';
+import { TestAppliance } from './helpers/appliance.ts';
+import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
+import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+
+const OUTPUT = join(import.meta.dirname, '..', 'test-output', 'console');
+const ADMIN_PASSWORD = 'correct horse battery staple';
+
+let appliance: TestAppliance;
+let browser: BrowserHarness;
+let agent: TestAgent;
+let origin = '';
+
+before(async () => {
+  mkdirSync(OUTPUT, { recursive: true });
+  appliance = await TestAppliance.start({ sans: ['127.0.0.1'] });
+  origin = `https://127.0.0.1:${appliance.httpPort}`;
+  browser = await launchBrowser({ origin, serverCertPem: readFileSync(join(appliance.dataDir, 'server.crt'), 'utf8'), outputDir: OUTPUT });
+});
+after(async () => {
+  await browser?.close();
+  await agent?.dispose();
+  await appliance?.dispose();
+});
+
+/** Every check a page must pass wherever the journey goes. */
+async function checkPage(page: Page, name: string): Promise<void> {
+  await browser.assertNoCspViolations(page);
+  await browser.assertAccessible(page, name);
+  await browser.screenshot(page, name);
+}
+
+async function logIn(page: Page, username: string, password: string): Promise<void> {
+  await page.goto(`${origin}/console/login`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForLoadState('load');
+}
+
+/** A POST made by the page itself (same origin, its cookies), as a forged form or script would: its status and body. */
+async function postFromPage(page: Page, path: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  return page.evaluate(
+    `fetch(${JSON.stringify(path)}, { method: 'POST', headers: ${JSON.stringify(headers)}, redirect: 'manual' }).then(async (answer) => ({ status: answer.status, text: await answer.text() }))`,
+  );
+}
+
+/** The CSRF token the page's htmx requests send (the body's hx-headers). */
+async function csrfTokenOf(page: Page): Promise<string> {
+  const headers = await page.locator('body').getAttribute('hx-headers');
+  return (JSON.parse(headers ?? '{}') as Record<string, string>)['x-csrf-token'] ?? '';
+}
+
+describe('the admin console in a real browser', () => {
+  let page: Page;
+
+  test('the first admin logs in with the one-time password, must change it, and lands on the overview', async () => {
+    page = await browser.newPage();
+    const oneTime = /password: (\S+)/.exec(appliance.process.stderr)?.[1];
+    assert.ok(oneTime, 'the first start printed the one-time password');
+    const first = await page.goto(`${origin}/`);
+    assert.equal(new URL(page.url()).pathname, '/console/login', 'the root leads to the login page');
+    assert.match(String(first?.headers()['content-security-policy']), /script-src 'self'.*style-src 'self'/);
+    assert.doesNotMatch(String(first?.headers()['content-security-policy']), /unsafe-inline|unsafe-eval/);
+    assert.equal(first?.headers()['x-frame-options'], 'DENY');
+    assert.match(String(first?.headers()['strict-transport-security']), /max-age=/);
+    assert.equal(first?.headers()['cache-control'], 'no-store');
+    await checkPage(page, 'login');
+
+    await logIn(page, 'admin', 'not the password');
+    await assert.doesNotReject(page.getByRole('alert').filter({ hasText: 'wrong username or password' }).waitFor());
+
+    await logIn(page, 'admin', oneTime);
+    assert.equal(new URL(page.url()).pathname, '/console/password', 'a one-time password must be changed first');
+    const cookies = await page.context().cookies();
+    const session = cookies.find((cookie) => cookie.name === '__Host-ctops_session');
+    assert.ok(session && session.httpOnly && session.secure && session.sameSite === 'Strict', JSON.stringify(cookies));
+    await page.goto(`${origin}/console/hosts`);
+    assert.equal(new URL(page.url()).pathname, '/console/password', 'nothing else opens before the change');
+    await checkPage(page, 'password-change');
+    await page.getByLabel('Current password').fill(oneTime);
+    await page.getByLabel('New password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.waitForURL(`${origin}/console/`);
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    await checkPage(page, 'overview');
+  });
+
+  test('a real agent appears pending without a reload, is approved by keyboard, and turns online in the hosts list without a reload', async () => {
+    await page.goto(`${origin}/console/pending`);
+    await page.getByText('No host is waiting for approval.').waitFor();
+    let loads = 0;
+    page.on('load', () => (loads += 1));
+
+    const { token } = await appliance.createToken();
+    agent = new TestAgent({ address: `127.0.0.1:${appliance.grpcPort}`, caCertFile: appliance.caCertPath, orgToken: token, intervalSecs: 5 });
+    agent.start();
+    const card = page.locator('section.card').first();
+    await card.waitFor({ timeout: 30_000 });
+    assert.equal(loads, 0, 'the pending host appeared with no reload');
+    const [pending] = await appliance.hosts();
+    assert.ok(pending);
+    assert.equal(pending.status, 'pending');
+    const facts = await card.innerText();
+    assert.ok(facts.includes(pending.hostname) && facts.includes(pending.id), facts);
+    assert.match(facts, /Key fingerprint\s+SHA256:[A-Za-z0-9+/]{43}/);
+    assert.match(facts, /Machine fingerprint\s+[0-9a-f]{16,}/);
+    const [issued] = await appliance.cliJson<Array<{ id: string }>>('tokens', 'list');
+    assert.ok(facts.includes(issued!.id), 'the token it came with');
+    await checkPage(page, 'pending');
+
+    // Keyboard only: Tab to the Approve button, Enter.
+    for (let step = 0; step < 40; step += 1) {
+      await page.keyboard.press('Tab');
+      if ((await page.evaluate('document.activeElement && document.activeElement.textContent')) === 'Approve') break;
+    }
+    assert.equal(await page.evaluate('document.activeElement.textContent'), 'Approve', 'Approve is reachable by Tab');
+    await page.keyboard.press('Enter');
+    await page.getByText('No host is waiting for approval.').waitFor();
+
+    await page.goto(`${origin}/console/hosts`);
+    loads = 0;
+    const row = page.locator(`tr[data-host-id="${pending.id}"]`);
+    await row.locator('.status-online').waitFor({ timeout: 30_000 });
+    assert.equal(loads, 0, 'online without a reload');
+    await checkPage(page, 'hosts');
+  });
+
+  test('the hosts list filters, searches and sorts in the URL, and says when nothing matches', async () => {
+    await page.goto(`${origin}/console/hosts?status=offline`);
+    await page.getByText('No host matches.').waitFor();
+    await page.getByLabel('Status').selectOption('online');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForLoadState('load');
+    assert.equal(new URL(page.url()).searchParams.get('status'), 'online');
+    assert.equal(await page.locator('tbody tr').count(), 1);
+    await page.getByRole('link', { name: 'Hostname' }).click();
+    await page.waitForLoadState('load');
+    assert.equal(await page.locator('th[aria-sort]').getAttribute('aria-sort'), 'descending', 'a second click on the sorted column reverses it');
+    const bad = await page.goto(`${origin}/console/hosts?sort=password`);
+    assert.equal(bad?.status(), 400);
+    await page.getByText('ERR_INVALID_ARGUMENT').waitFor();
+  });
+
+  test('markup in a hostname is shown as text: no script runs', async () => {
+    const client = ingestClient(`127.0.0.1:${appliance.grpcPort}`, readFileSync(appliance.caCertPath, 'utf8'));
+    const { token } = await appliance.createToken('--max-uses', '3');
+    const hostile = ['<script>window.__xss = 1</script>', '"><img src=x onerror="window.__xss = 2">', '<svg onload=window.__xss=3>'];
+    for (const hostname of hostile) {
+      const registered = await callRegister(client, signedRegister(newIdentity(hostname), token));
+      assert.ok(registered.ok, JSON.stringify(registered));
+    }
+    client.close();
+    await page.goto(`${origin}/console/pending`);
+    for (const hostname of hostile) await page.getByRole('heading', { name: hostname, exact: true }).waitFor();
+    assert.equal(await page.evaluate('window.__xss'), undefined);
+    assert.equal(await page.locator('main img, main svg').count(), 0, 'no element was made from a hostname');
+    await browser.assertNoCspViolations(page);
+  });
+
+  test('a state-changing request without the CSRF token, or with a wrong one, is refused with ERR_CSRF_INVALID', async () => {
+    const [first] = (await appliance.hosts()).filter((host) => host.status === 'pending');
+    assert.ok(first);
+    for (const headers of [{}, { 'x-csrf-token': 'forged' }] as Array<Record<string, string>>) {
+      const answer = await postFromPage(page, `/console/hosts/${first.id}/approve`, headers);
+      assert.equal(answer.status, 403);
+      assert.match(answer.text, /ERR_CSRF_INVALID/);
+    }
+    assert.equal((await appliance.host(first.id)).status, 'pending', 'nothing was approved');
+  });
+
+  test('a viewer sees the pending hosts but no button, and its forged approval is refused', async () => {
+    const created = await appliance.cliJson<{ password: string }>('admin', 'create', 'auditor', '--role', 'viewer');
+    const context = await browser.newContext();
+    const viewer = await context.newPage();
+    await logIn(viewer, 'auditor', created.password);
+    await viewer.getByLabel('Current password').fill(created.password);
+    await viewer.getByLabel('New password').fill('the auditor reads only');
+    await viewer.getByRole('button', { name: 'Change password' }).click();
+    await viewer.waitForURL(`${origin}/console/`);
+    await viewer.goto(`${origin}/console/pending`);
+    await viewer.locator('section.card').first().waitFor();
+    assert.equal(await viewer.getByRole('button', { name: 'Approve' }).count(), 0, 'no approve button for a viewer');
+    const [first] = (await appliance.hosts()).filter((host) => host.status === 'pending');
+    const forged = await postFromPage(viewer, `/console/hosts/${first!.id}/approve`, { 'x-csrf-token': await csrfTokenOf(viewer) });
+    assert.equal(forged.status, 403);
+    assert.match(forged.text, /ERR_ADMIN_FORBIDDEN/);
+    assert.equal((await appliance.host(first!.id)).status, 'pending');
+    await checkPage(viewer, 'pending-viewer');
+    await context.close();
+  });
+
+  test('wrong passwords lock the account: the console says so, with the wait (Retry-After)', async () => {
+    const context = await browser.newContext();
+    const guesser = await context.newPage();
+    let answer;
+    for (let attempt = 0; attempt < 7; attempt += 1) {
+      await guesser.goto(`${origin}/console/login`);
+      await guesser.getByLabel('Username').fill('auditor');
+      await guesser.getByLabel('Password').fill(`guess ${attempt}`);
+      [answer] = await Promise.all([guesser.waitForResponse((response) => response.url().endsWith('/console/login') && response.request().method() === 'POST'), guesser.getByRole('button', { name: 'Log in' }).click()]);
+    }
+    assert.equal(answer!.status(), 429);
+    assert.ok(Number(answer!.headers()['retry-after']) >= 1);
+    await guesser.getByRole('alert').filter({ hasText: 'ERR_LOGIN_LOCKED' }).waitFor();
+    await context.close();
+  });
+
+  test('logging out ends the session; the journey asked nothing of any other origin and logged no CSP report', async () => {
+    await page.goto(`${origin}/console/`);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(`${origin}/console/login`);
+    await page.goto(`${origin}/console/hosts`);
+    assert.equal(new URL(page.url()).pathname, '/console/login', 'the session is gone');
+    browser.assertOnlyOrigin();
+    // Chromium logs every 4xx answer as a console error: those are the refusals this journey asked for.
+    const refusals = /Failed to load resource: the server responded with a status of (400|401|403|429) /;
+    assert.deepEqual(browser.pageErrors.filter((error) => !refusals.test(error)), [], 'no script error, no other failed load');
+    assert.ok(browser.requests.length > 20, `${browser.requests.length} requests recorded`);
+    assert.deepEqual(appliance.process.events.filter((event) => event.msg === 'console CSP violation reported'), []);
+  });
+});
