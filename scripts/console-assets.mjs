@@ -13,6 +13,9 @@ export async function buildConsoleAssets({ root, outDir }) {
     entryPoints: { main: join(root, 'console/client/main.ts'), console: join(root, 'console/client/console.css') },
     outdir: outDir,
     entryNames: '[name]-[hash]',
+    // Code only some pages need (charts) is a chunk main.js imports when it is needed.
+    splitting: true,
+    chunkNames: 'chunk-[hash]',
     bundle: true,
     format: 'esm',
     platform: 'browser',

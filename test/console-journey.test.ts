@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Page } from 'playwright-core';
+import type { Page, Response } from 'playwright-core';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
@@ -50,6 +50,16 @@ async function logIn(page: Page, username: string, password: string): Promise<vo
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.waitForLoadState('load');
+}
+
+/** Reloads `page` until `check` holds (a page that does not follow the change by itself: the chart, the inventory). */
+async function expectWithReloads(page: Page, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `not so within ${timeoutMs} ms on ${page.url()}`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await page.reload();
+  }
 }
 
 /** A POST made by the page itself (same origin, its cookies), as a forged form or script would: its status and body. */
@@ -156,6 +166,39 @@ describe('the admin console in a real browser', () => {
     await page.getByText('ERR_INVALID_ARGUMENT').waitFor();
   });
 
+  test("the host page: the vitals chart, the agent's real inventory after a rescan, Show removed, and delete with uninstall", async () => {
+    const [host] = (await appliance.hosts()).filter((entry) => entry.status === 'online');
+    assert.ok(host);
+    await page.goto(`${origin}/console/hosts`);
+    await page.getByRole('link', { name: host.hostname }).click();
+    await page.waitForURL(`${origin}/console/hosts/${host.id}`);
+    await page.getByRole('heading', { name: host.hostname, level: 1 }).waitFor();
+    // The chart is drawn from the samples stored so far (one per heartbeat interval): at least one by now.
+    await expectWithReloads(page, async () => (await page.locator('[data-vitals][data-drawn]').count()) === 1, 30_000);
+    assert.equal(await page.locator('[data-vitals] canvas').count() > 0, true, 'uPlot drew on a canvas');
+
+    await page.getByRole('button', { name: 'Rescan' }).click();
+    await page.waitForURL(`${origin}/console/hosts/${host.id}#software`);
+    // The agent collects this machine's real package list (dpkg) and sends it in chunks.
+    await expectWithReloads(page, async () => (await page.locator('#software ~ table tbody tr').count()) > 50, 90_000);
+    const names = await page.locator('#software ~ table tbody tr td:first-child').allInnerTexts();
+    assert.ok(names.includes('dpkg') && names.includes('bash'), `real packages: ${names.slice(0, 10).join(', ')}`);
+    assert.match(await page.locator('h2:has-text("Tasks") + table').innerText(), /software_inventory\s+succeeded\s+admin/);
+    assert.match(await page.locator('h2:has-text("Scans") + table').innerText(), /completed/);
+
+    const toggle = page.getByRole('switch', { name: 'Show removed' });
+    assert.equal(await toggle.getAttribute('aria-checked'), 'false');
+    await toggle.click();
+    await page.waitForURL(/removed=1/);
+    assert.equal(await page.getByRole('switch', { name: 'Hide removed' }).getAttribute('aria-checked'), 'true');
+    await checkPage(page, 'host');
+
+    await page.getByLabel('Also uninstall agent from the remote host').check();
+    await page.getByRole('button', { name: 'Delete host' }).click();
+    await page.waitForURL(`${origin}/console/hosts/${host.id}`);
+    assert.match(await page.locator('h2:has-text("Tasks") + table').innerText(), /agent_uninstall\s+\w+\s+admin/, 'the uninstall was asked of the agent, by admin');
+  });
+
   test('markup in a hostname is shown as text: no script runs', async () => {
     const client = ingestClient(`127.0.0.1:${appliance.grpcPort}`, readFileSync(appliance.caCertPath, 'utf8'));
     const { token } = await appliance.createToken('--max-uses', '3');
@@ -207,8 +250,10 @@ describe('the admin console in a real browser', () => {
   test('wrong passwords lock the account: the console says so, with the wait (Retry-After)', async () => {
     const context = await browser.newContext();
     const guesser = await context.newPage();
-    let answer;
-    for (let attempt = 0; attempt < 7; attempt += 1) {
+    // The lock starts at 1 s after 5 failures and doubles with each further one: a slow machine may
+    // outlast the first locks between two attempts, never the later ones.
+    let answer: Response | undefined;
+    for (let attempt = 0; attempt < 15 && answer?.status() !== 429; attempt += 1) {
       await guesser.goto(`${origin}/console/login`);
       await guesser.getByLabel('Username').fill('auditor');
       await guesser.getByLabel('Password').fill(`guess ${attempt}`);

@@ -5,6 +5,7 @@ import type { Approval } from '../appliance/model/host.ts';
 import { ApplianceInstanceStore } from '../appliance/store/appliance-instances.ts';
 import { HOST_SORT_KEYS, hostStatusSql, type HostFilter, type HostSort } from '../appliance/store/host-page.ts';
 import { HostStore, type Host, type NewHost } from '../appliance/store/hosts.ts';
+import { HostVitalsStore } from '../appliance/store/host-vitals.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { conformance, type OpenBackend } from './helpers/store-backends.ts';
 
@@ -102,6 +103,13 @@ conformance('the SQL status agrees with hostStatus() for every approval, stream,
     assert.deepEqual(page.hosts.map((host) => host.id), meant, status);
     assert.equal(page.total, meant.length);
     for (const host of page.hosts) assert.equal(viewedStatus(host, page.online), status, `${host.id} shows the status it was filtered by`);
+  }
+
+  // The overview's counts: one GROUP BY over the same expression, deleted hosts left out.
+  const counts = await w.hosts.statusCounts(ORG, NOW);
+  for (const status of new Set(expected.values())) {
+    const meant = [...expected].filter(([id, of]) => of === status && !stored.find((host) => host.id === id)!.deletedAt).length;
+    assert.equal(counts.get(status) ?? 0, meant, `count of ${status}`);
   }
 
   // Sorting by status groups the hosts in the statuses' text order, ids ascending within each.
@@ -218,4 +226,39 @@ conformance('host pages sort by every key both ways, ties broken by id, and page
   assert.deepEqual(lastSeen.slice(-3), [null, null, null], 'hosts never heard from come last when the most recent are first');
   const byName = (await w.hosts.page(ORG, { hostnameContains: 'web-0' }, { key: 'hostname', descending: false }, 500, 0, NOW)).hosts.map((host) => host.id);
   assert.deepEqual(byName, ['hst_f01', 'hst_f09', 'hst_f02'], 'case-blind: WEB-02 after both web-01, which tie and go by id');
+});
+
+conformance("the console's change mark moves when a host enrols, is decided, registers, is deleted, or a stream opens or closes; not otherwise", async (backend) => {
+  const w = await world(backend);
+  const marks: string[] = [];
+  const mark = async (what: string, moved: boolean) => {
+    const now = await w.hosts.changeMark(ORG, NOW);
+    if (marks.length > 0) assert.equal(now !== marks.at(-1), moved, what);
+    marks.push(now);
+  };
+  await mark('start', true);
+  await w.hosts.insert(newHost('hst_m1', { approval: 'pending' }));
+  await mark('a host enrolled', true);
+  await mark('nothing happened', false);
+  await w.hosts.decide('hst_m1', 'active', ['pending'], AT + 1, 'admin');
+  await mark('approved', true);
+  await w.instances.claimStream('hst_m1', 'ins_live', 'str-m1', undefined, NOW - 5);
+  await mark('a stream opened', true);
+  await w.hosts.recordHeartbeats([{ hostId: 'hst_m1', receivedAt: NOW - 1, intervalSecs: 30, agentVersion: '1.0.0', cpuPercent: 1, memoryPercent: 1, diskPercent: 1, uptimeSeconds: 1, clockOffsetMs: null }]);
+  await mark('a heartbeat (status unchanged)', false);
+  await w.instances.releaseStream('hst_m1', 'ins_live', 'str-m1');
+  await mark('the stream closed', true);
+  await w.hosts.markDeleted('hst_m1', AT + 9, 'admin');
+  await mark('deleted', true);
+});
+
+conformance('vitals as chart columns: averaged into whole buckets of the window, oldest first, nothing outside it', async (backend) => {
+  await backend.kysely.insertInto('organisations').values({ id: ORG, name: 'p', created_at: AT }).execute();
+  await new HostStore(backend.kysely, backend.name).insert(newHost('hst_v1'));
+  const vitals = new HostVitalsStore(backend.kysely);
+  const sample = (at: number, cpu: number) => ({ hostId: 'hst_v1', receivedAt: at, agentTimestamp: at, cpuPercent: cpu, memoryPercent: 50, diskPercent: 10, uptimeSeconds: 1 });
+  // Buckets of 60 s from 1,000,000: [0, 60 s) holds two samples, [120 s, 180 s) one; one before the window, one after.
+  await vitals.insertMany([sample(999_000, 99), sample(1_000_000, 10), sample(1_030_000, 20), sample(1_150_000, 40), sample(1_300_001, 99)]);
+  const series = await vitals.series('hst_v1', 1_000_000, 1_300_000, 60_000);
+  assert.deepEqual(series, { at: [1_030_000, 1_150_000], cpu: [15, 40], memory: [50, 50], disk: [10, 10] });
 });

@@ -18,6 +18,7 @@ import { assetRoutes, loadAssetManifest } from './assets.ts';
 import { endStreamsOnClose, FleetEvents } from './live.ts';
 import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
 import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type PendingHost } from './pages/hosts.tsx';
+import { HOST_PACKAGES_PAGE, HostPage, HostSummary, type HostPageData } from './pages/host.tsx';
 import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
@@ -54,6 +55,9 @@ const PENDING_SHOWN = 100;
 /** Days before the server certificate's expiry from which the overview warns. */
 const CERTIFICATE_WARNING_MS = 30 * 86_400_000;
 const CSP_REPORT_LIMIT = 16 * 1024;
+/** The host page's chart: the last 24 hours in about 300 points. */
+const VITALS_WINDOW_MS = 24 * 3_600_000;
+const VITALS_POINTS = 288;
 
 
 /**
@@ -254,6 +258,56 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   app.post<{ Params: { id: string }; Body: { replaces: string } }>('/hosts/:id/approve-as-replacement', {
     schema: { params: hostIdParams, body: { type: 'object', required: ['replaces'], properties: { replaces: hostIdParams.properties.id, _csrf: { type: 'string' } } } },
     handler: async (request, reply) => decided(request, reply, () => services.hosts.approveAsReplacement(orgId, request.params.id, request.body.replaces, request.consoleAdmin!.username, Date.now(), false)),
+  });
+
+  const hostPageData = async (hostId: string, showRemoved: boolean, packagesPage: number): Promise<HostPageData> => {
+    const host = await services.hosts.hostOfOrg(orgId, hostId, { includeDeleted: true });
+    const [online, update, recentVitals, packages, scans, tasks, previousNames, pendingUninstall] = await Promise.all([
+      services.presence.isOnline(host.id),
+      ctx.stores.hostUpdates.get(host.id),
+      ctx.stores.vitals.recent(host.id, 20),
+      services.inventory.packages(host.id, { liveOnly: !showRemoved, page: { limit: HOST_PACKAGES_PAGE, offset: (packagesPage - 1) * HOST_PACKAGES_PAGE } }),
+      services.inventory.scans(host.id, 10),
+      services.tasks.list(orgId, { hostId: host.id, limit: 20 }),
+      ctx.stores.hostEvents.ofKind(host.id, 'renamed', 20, host.replaces),
+      services.tasks.unfinished(host.id, 'agent_uninstall'),
+    ]);
+    return { host, status: statusOfHost(host, online), update, recentVitals, packages, showRemoved, packagesPage, scans, tasks, previousNames, pendingUninstall };
+  };
+  app.get<{ Params: { id: string }; Querystring: { removed?: '0' | '1'; page?: string; fragment?: 'summary' } }>('/hosts/:id', {
+    schema: {
+      params: hostIdParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { removed: { type: 'string', enum: ['0', '1'] }, page: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' }, fragment: { type: 'string', enum: ['summary'] } } },
+    },
+    handler: async (request, reply) => {
+      const data = await hostPageData(request.params.id, request.query.removed === '1', Number(request.query.page ?? 1));
+      if (request.query.fragment) return html(reply, <HostSummary data={data} />, false);
+      return html(reply, <HostPage frame={frame(reply, request, { section: 'hosts', live: true })} data={data} />);
+    },
+  });
+  // The chart's data: 24 hours in about 300 buckets, as columns (uPlot's shape).
+  app.get<{ Params: { id: string } }>('/hosts/:id/vitals', {
+    schema: { params: hostIdParams },
+    handler: async (request) => {
+      const host = await services.hosts.hostOfOrg(orgId, request.params.id, { includeDeleted: true });
+      const until = Date.now();
+      return ctx.stores.vitals.series(host.id, until - VITALS_WINDOW_MS, until, VITALS_WINDOW_MS / VITALS_POINTS);
+    },
+  });
+  // A rescan asked in the console: queued, and sent at once when the agent is online (TaskService, as the API's).
+  app.post<{ Params: { id: string } }>('/hosts/:id/rescan', {
+    schema: { params: hostIdParams },
+    handler: async (request, reply) => {
+      await services.tasks.create(orgId, { type: 'software_inventory', hostId: request.params.id, by: request.consoleAdmin!.username });
+      return reply.redirect(`/console/hosts/${request.params.id}#software`, 303);
+    },
+  });
+  app.post<{ Params: { id: string }; Body: { uninstall?: 'true' } }>('/hosts/:id/delete', {
+    schema: { params: hostIdParams, body: { type: 'object', properties: { uninstall: { type: 'string', enum: ['true'] }, _csrf: { type: 'string' } } } },
+    handler: async (request, reply) => {
+      await services.hosts.delete(orgId, request.params.id, { uninstall: request.body.uninstall === 'true' }, request.consoleAdmin!.username, Date.now());
+      return reply.redirect(`/console/hosts/${request.params.id}`, 303);
+    },
   });
 
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));

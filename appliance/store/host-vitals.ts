@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { VitalsSample } from '../model/host.ts';
 import { compiledOncePerLength } from './compiled-query.ts';
 import { powerOfTwoRuns } from './runs.ts';
@@ -22,6 +23,14 @@ const insertSamples = compiledOncePerLength((db, samples: readonly VitalsSample[
 );
 
 /** Owns the host_vitals table: the heartbeat history, kept for a bounded time. */
+/** Vitals as chart columns: equal-length arrays, times in ms since the epoch, percentages or null. */
+export interface VitalsSeries {
+  at: number[];
+  cpu: Array<number | null>;
+  memory: Array<number | null>;
+  disk: Array<number | null>;
+}
+
 export class HostVitalsStore {
   readonly #db: Executor;
 
@@ -48,6 +57,33 @@ export class HostVitalsStore {
       diskPercent: row.disk_percent,
       uptimeSeconds: row.uptime_seconds,
     }));
+  }
+
+  /**
+   * A host's vitals from `since` to `until` (ms since the epoch) averaged into buckets of `bucketMs`,
+   * oldest first, as columns for a chart: `at` is each bucket's newest sample time, the percentages its
+   * averages (null where no sample reported one). One GROUP BY over the (host_id, received_at) index:
+   * a week of 30 s samples is at most `(until - since) / bucketMs` rows, whatever the sample count.
+   */
+  async series(hostId: string, since: number, until: number, bucketMs: number): Promise<VitalsSeries> {
+    const rows = await this.#db
+      .selectFrom('host_vitals')
+      .where('host_id', '=', hostId)
+      .where('received_at', '>=', since)
+      .where('received_at', '<=', until)
+      // Whole buckets on both backends (PostgreSQL divides its BIGINTs whole; SQLite may get the numbers as REAL).
+      .select((eb) => [
+        sql<number>`CAST((received_at - ${since}) / ${bucketMs} AS INTEGER)`.as('bucket'),
+        eb.fn.max('received_at').as('at'),
+        eb.fn.avg<number | null>('cpu_percent').as('cpu'),
+        eb.fn.avg<number | null>('memory_percent').as('memory'),
+        eb.fn.avg<number | null>('disk_percent').as('disk'),
+      ])
+      .groupBy('bucket')
+      .orderBy('bucket')
+      .execute();
+    const number = (value: number | string | null): number | null => (value === null ? null : Math.round(Number(value) * 10) / 10);
+    return { at: rows.map((row) => Number(row.at)), cpu: rows.map((row) => number(row.cpu)), memory: rows.map((row) => number(row.memory)), disk: rows.map((row) => number(row.disk)) };
   }
 
   /** Deletes samples received before `cutoff` (ms since the epoch); returns how many. */

@@ -40,5 +40,17 @@ document.addEventListener('click', (event) => {
   if (source?.textContent) void navigator.clipboard.writeText(source.textContent.trim()).then(() => (button.textContent = 'Copied'));
 });
 
-if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', followFleet);
-else followFleet();
+/** Charts load their code (uPlot) only on a page that has one. */
+function drawCharts(): void {
+  const charts = document.querySelectorAll<HTMLElement>('[data-vitals]');
+  if (charts.length === 0) return;
+  void import('./charts.ts').then(({ drawVitals }) => charts.forEach((element) => void drawVitals(element)));
+}
+
+function start(): void {
+  followFleet();
+  drawCharts();
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+else start();

@@ -125,7 +125,9 @@ export function HostsTable({ data }: { data: HostsData }) {
           {rows.map(({ host, status }) => (
             <tr key={host.id} data-host-id={host.id}>
               <td>
-                <AgentText text={host.hostname} />
+                <a href={`/console/hosts/${host.id}`}>
+                  <AgentText text={host.hostname} />
+                </a>
                 <br />
                 <code class="muted">{host.id}</code>
               </td>
