@@ -8,12 +8,14 @@
  * page go to test-output/console/.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Page, Response } from 'playwright-core';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
+import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
+import { BUNDLE_BIN, run } from './helpers/processes.ts';
 import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
@@ -24,10 +26,13 @@ let appliance: TestAppliance;
 let browser: BrowserHarness;
 let agent: TestAgent;
 let origin = '';
+let fixture: FixtureAppliance;
 
 before(async () => {
   mkdirSync(OUTPUT, { recursive: true });
-  appliance = await TestAppliance.start({ sans: ['127.0.0.1'] });
+  // A data directory with a release and templates for the bundler (test/helpers/bundler-fixtures.ts).
+  fixture = await createFixtureAppliance();
+  appliance = await TestAppliance.start({ dataDir: fixture.dataDir, sans: ['127.0.0.1'], env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir } });
   origin = `https://127.0.0.1:${appliance.httpPort}`;
   browser = await launchBrowser({ origin, serverCertPem: readFileSync(join(appliance.dataDir, 'server.crt'), 'utf8'), outputDir: OUTPUT });
 });
@@ -35,6 +40,7 @@ after(async () => {
   await browser?.close();
   await agent?.dispose();
   await appliance?.dispose();
+  rmSync(fixture.root, { recursive: true, force: true });
 });
 
 /** Every check a page must pass wherever the journey goes. */
@@ -197,6 +203,52 @@ describe('the admin console in a real browser', () => {
     await page.getByRole('button', { name: 'Delete host' }).click();
     await page.waitForURL(`${origin}/console/hosts/${host.id}`);
     assert.match(await page.locator('h2:has-text("Tasks") + table').innerText(), /agent_uninstall\s+\w+\s+admin/, 'the uninstall was asked of the agent, by admin');
+  });
+
+  test('an enrolment token is created with its secret shown once (not after a reload), listed with its uses, and revoked', async () => {
+    await page.goto(`${origin}/console/tokens`);
+    await page.getByLabel('Label').fill('rack 7');
+    await page.getByLabel('Hosts that may enrol with it').fill('2');
+    await page.getByLabel('Tags (key=value, comma-separated)').fill('site=lab, role=web');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const secret = (await page.locator('#new-token').innerText()).trim();
+    assert.match(secret, /^tok_[A-Za-z0-9_-]{20,}$/);
+    await checkPage(page, 'tokens-created');
+    const row = page.locator('tr', { hasText: 'rack 7' });
+    assert.match(await row.innerText(), /active\s+0 of 2/);
+    assert.match(await row.innerText(), /site=lab/);
+    await page.goto(`${origin}/console/tokens`);
+    assert.equal(await page.locator('#new-token').count(), 0);
+    assert.ok(!(await page.content()).includes(secret), 'the secret is gone once the page is left');
+    // The token the real agent enrolled with names it, with the time.
+    const enrolled = (await appliance.hosts()).find((host) => host.enrolment_token_id !== null && !String(host.hostname).includes('<'));
+    assert.ok(enrolled);
+    const used = await page.locator('tr', { hasText: String(enrolled.enrolment_token_id) }).innerText();
+    assert.ok(used.includes(enrolled.hostname) && /1 of 1/.test(used), used);
+    await page.getByRole('button', { name: /^Revoke etk_/ }).first().click();
+    await page.waitForURL(`${origin}/console/tokens`);
+    assert.ok((await page.locator('td', { hasText: 'revoked' }).count()) >= 1);
+  });
+
+  test('an install bundle is built in the console, downloaded, and verifies with ct-ops-bundle verify', async () => {
+    await page.goto(`${origin}/console/bundles`);
+    await page.getByLabel('Ingest address (host:port; several, comma-separated)').fill('ingest.example:9443');
+    await page.getByLabel('Tags (key=value, comma-separated)').fill('site=lab');
+    await page.getByRole('button', { name: 'Build bundle' }).click();
+    const link = page.getByRole('link', { name: /^download ct-ops-agent-/ });
+    await link.waitFor();
+    const shown = await page.locator('.notice').innerText();
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    const file = join(OUTPUT, download.suggestedFilename());
+    await download.saveAs(file);
+    const verified = await run(process.execPath, [BUNDLE_BIN, 'verify', file, '--pubkey', join(fixture.dataDir, 'bundle.pub')]);
+    assert.equal(verified.code, 0, verified.stderr + verified.stdout);
+    const sha256 = (await run('sha256sum', [file])).stdout.split(' ')[0]!;
+    assert.ok(shown.includes(sha256), 'the SHA-256 shown is the downloaded file\'s');
+    rmSync(file);
+    await page.goto(`${origin}/console/bundles`);
+    assert.match(await page.locator('tbody').innerText(), /bnd_[0-9a-f]{20}\s+linux x64/);
+    await checkPage(page, 'bundles');
   });
 
   test('markup in a hostname is shown as text: no script runs', async () => {

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import cookie from '@fastify/cookie';
 import csrf from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
@@ -6,6 +7,9 @@ import type { VNode } from 'preact';
 import { renderToString } from 'preact-render-to-string';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPatternSource } from '../../common/ids.ts';
+import { parseBundleRequest, type BuiltBundle } from '../../bundler/index.ts';
+import { tokenState } from '../enrolment/tokens.ts';
 import { checkAccess, CONSOLE_SESSION_LABEL } from '../admin/accounts.ts';
 import { accessOf, loginSource } from '../http/admin-auth.ts';
 import { hostFilter, hostListQuery, hostSort, type HostListQuery } from '../http/admin-hosts.ts';
@@ -20,6 +24,7 @@ import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
 import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type PendingHost } from './pages/hosts.tsx';
 import { HOST_PACKAGES_PAGE, HostPage, HostSummary, type HostPageData } from './pages/host.tsx';
 import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
+import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/tokens.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -314,6 +319,107 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     },
   });
 
+  const tokenRows = async (): Promise<{ tokens: TokenRow[]; bundles: BundleRow[] }> => {
+    const now = Date.now();
+    const tokens = await services.enrolment.listTokens(orgId);
+    const lastUse = await services.hosts.lastEnrolledWith(orgId, tokens.map((token) => token.id));
+    const rows = tokens.map((token) => ({ token, state: tokenState(token, now), lastUse: lastUse.get(token.id) }));
+    return { tokens: rows, bundles: rows.filter((row) => row.token.metadata.bundle_id !== undefined) };
+  };
+  app.get('/tokens', async (request, reply) => html(reply, <TokensPage frame={frame(reply, request, { section: 'tokens' })} rows={(await tokenRows()).tokens} />));
+  app.post<{ Body: { label?: string; expires_in_days: string; max_uses: string; tags?: string; auto_approve?: 'true' } }>('/tokens', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['expires_in_days', 'max_uses'],
+        properties: {
+          label: { type: 'string', maxLength: 128 },
+          expires_in_days: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' },
+          max_uses: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' },
+          tags: { type: 'string', maxLength: 2000 },
+          auto_approve: { type: 'string', enum: ['true'] },
+          _csrf: { type: 'string' },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const body = request.body;
+      const pageFrame = frame(reply, request, { section: 'tokens' });
+      try {
+        const created = await services.enrolment.issueToken(
+          orgId,
+          {
+            label: body.label ?? '',
+            expiresInMs: Math.min(Number(body.expires_in_days), 366) * 86_400_000,
+            maxUses: Number(body.max_uses),
+            autoApprove: body.auto_approve === 'true',
+            tags: parseTagList(body.tags ?? ''),
+            createdBy: request.consoleAdmin!.username,
+            source: 'admin',
+            metadata: {},
+          },
+          Date.now(),
+        );
+        return html(reply.code(201), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} created={{ id: created.token.id, secret: created.secret }} />);
+      } catch (error) {
+        if (!(error instanceof CtOpsError) || error.httpStatus >= 500) throw error;
+        return html(reply.code(error.httpStatus), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} error={error} />);
+      }
+    },
+  });
+  app.post<{ Params: { id: string } }>('/tokens/:id/revoke', {
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('etk') } } } },
+    handler: async (request, reply) => {
+      await services.enrolment.revokeToken(orgId, request.params.id, request.consoleAdmin!.username, Date.now());
+      return reply.redirect('/console/tokens', 303);
+    },
+  });
+
+  app.get('/bundles', async (request, reply) => html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} rows={(await tokenRows()).bundles} defaults={{ address: '' }} />));
+  app.post<{ Body: { os: string; arch: string; address: string; token: 'new' | 'none'; tags?: string; label?: string } }>('/bundles', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['os', 'arch', 'address', 'token'],
+        properties: {
+          os: { type: 'string', maxLength: 16 },
+          arch: { type: 'string', maxLength: 16 },
+          address: { type: 'string', minLength: 1, maxLength: 2000 },
+          token: { type: 'string', enum: ['new', 'none'] },
+          tags: { type: 'string', maxLength: 2000 },
+          label: { type: 'string', maxLength: 128 },
+          _csrf: { type: 'string' },
+        },
+      },
+    },
+    handler: async (request, reply) => {
+      const body = request.body;
+      const by = request.consoleAdmin!.username;
+      const addresses = body.address.split(',').map((address) => address.trim()).filter(Boolean);
+      const render = async (extra: { built?: BuiltBundle; error?: CtOpsError }) =>
+        html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} rows={(await tokenRows()).bundles} defaults={{ address: body.address }} {...extra} />);
+      try {
+        const bundleRequest = parseBundleRequest({ os: body.os, arch: body.arch, address: addresses.length === 1 ? addresses[0]! : addresses, tags: parseTagList(body.tags ?? ''), label: body.label ?? '', token: { mode: body.token }, createdBy: by });
+        const built = await services.bundles.build(bundleRequest, { by });
+        reply.code(201);
+        return render({ built });
+      } catch (error) {
+        if (!(error instanceof CtOpsError) || error.httpStatus >= 500) throw error;
+        reply.code(error.httpStatus);
+        return render({ error });
+      }
+    },
+  });
+  app.get<{ Params: { id: string } }>('/bundles/:id/download', {
+    // The zip holds an enrolment token: a secret, which a viewer may not take (as GET /api/v1/bundles/:id).
+    config: { access: 'write' },
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('bnd') } } } },
+    handler: async (request, reply) => {
+      const { file, path } = await services.bundles.zip(request.params.id, request.consoleAdmin!.username);
+      return reply.header('content-type', 'application/zip').header('content-disposition', `attachment; filename="${file}"`).send(createReadStream(path));
+    },
+  });
+
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
 
   app.post('/csp-report', {
@@ -329,6 +435,20 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return reply.code(204).send();
     },
   });
+}
+
+/**
+ * Tags typed into a form: `key=value` (or a bare `key`) separated by commas, as the CLI's --tag takes
+ * them one by one. The services check names and lengths (ERR_INVALID_ARGUMENT).
+ */
+function parseTagList(text: string): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const item of text.split(',').map((part) => part.trim()).filter(Boolean)) {
+    const equals = item.indexOf('=');
+    if (equals < 0) tags[item] = '';
+    else tags[item.slice(0, equals).trim()] = item.slice(equals + 1).trim();
+  }
+  return tags;
 }
 
 /** Sends a rendered page (a whole document) or fragment (htmx swaps it in). */

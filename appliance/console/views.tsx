@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts';
+  section?: 'overview' | 'pending' | 'hosts' | 'tokens' | 'bundles';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -26,6 +26,8 @@ const NAVIGATION = [
   ['overview', '/console/', 'Overview'],
   ['pending', '/console/pending', 'Pending approvals'],
   ['hosts', '/console/hosts', 'Hosts'],
+  ['tokens', '/console/tokens', 'Enrolment tokens'],
+  ['bundles', '/console/bundles', 'Install bundles'],
 ] as const;
 
 /** The HTML document around a page: one stylesheet and one module script, both from this origin. */
@@ -108,6 +110,17 @@ export function StatusBadge({ status }: { status: HostStatus }) {
 
 export function statusLabel(status: HostStatus): string {
   return STATUS_LABELS[status];
+}
+
+/** A host's tags as `key` or `key=value` codes. */
+export function TagList({ tags }: { tags: Readonly<Record<string, string>> }) {
+  return (
+    <>
+      {Object.entries(tags).map(([key, value]) => (
+        <code key={key}>{value === '' ? key : `${key}=${value}`} </code>
+      ))}
+    </>
+  );
 }
 
 /** A time as a machine-readable <time> showing UTC to the minute; '—' for never. */

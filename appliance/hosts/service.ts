@@ -41,6 +41,11 @@ export class HostService {
     return this.#deps.stores.hosts.page(orgId, filter, sort, limit, offset, this.#deps.presence.leaseNow());
   }
 
+  /** For each token, the host that enrolled with it last (HostStore.lastEnrolledWith). */
+  lastEnrolledWith(orgId: string, tokenIds: readonly string[]): Promise<Map<string, { hostId: string; hostname: string; enrolledAt: number }>> {
+    return this.#deps.stores.hosts.lastEnrolledWith(orgId, tokenIds);
+  }
+
   /** How many of the organisation's hosts have each status now (HostStore.statusCounts). */
   statusCounts(orgId: string): Promise<Map<HostStatus, number>> {
     return this.#deps.stores.hosts.statusCounts(orgId, this.#deps.presence.leaseNow());

@@ -131,6 +131,24 @@ export class HostStore {
     return { hosts: rows.map(toHost), online: new Set(rows.filter((row) => Boolean(row.online)).map((row) => row.id)), total: Number(counted.count) };
   }
 
+  /**
+   * For each of `tokenIds`, the host that enrolled with it last (deleted hosts included: the token's
+   * use happened): the console's "last used by which host and when".
+   */
+  async lastEnrolledWith(orgId: string, tokenIds: readonly string[]): Promise<Map<string, { hostId: string; hostname: string; enrolledAt: number }>> {
+    if (tokenIds.length === 0) return new Map();
+    const rows = await this.#db
+      .selectFrom('hosts')
+      .select(['id', 'hostname', 'enrolled_at', 'enrolment_token_id'])
+      .where('org_id', '=', orgId)
+      .where('enrolment_token_id', 'in', [...tokenIds])
+      .orderBy('enrolled_at', 'asc')
+      .orderBy('id', 'asc')
+      .execute();
+    // Ascending: the last row of each token wins.
+    return new Map(rows.map((row) => [row.enrolment_token_id!, { hostId: row.id, hostname: row.hostname, enrolledAt: row.enrolled_at }]));
+  }
+
   /** How many of the organisation's hosts (not deleted) have each status at `now`: one GROUP BY over hostStatusSql. */
   async statusCounts(orgId: string, now: number): Promise<Map<HostStatus, number>> {
     const rows = await matchingHosts(this.#db, this.#dialect, orgId, {}, now)

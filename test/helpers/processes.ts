@@ -9,6 +9,7 @@ import { StopWaiting, waitFor } from './wait.ts';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const APPLIANCE_BIN = `${REPO_ROOT}dist/ct-ops-appliance.js`;
 export const AGENT_BIN = `${REPO_ROOT}dist/ct-ops-agent.cjs`;
+export const BUNDLE_BIN = `${REPO_ROOT}dist/ct-ops-bundle.js`;
 
 export type LogEvent = Record<string, unknown> & { msg?: string; level?: number };
 

@@ -4,8 +4,8 @@ import type { Host, HostEvent } from '../../model/host.ts';
 import type { HostUpdate } from '../../model/rollout.ts';
 import type { Task } from '../../model/task.ts';
 import type { VitalsSample } from '../../model/host.ts';
-import { keyFingerprint } from './hosts.tsx';
-import { AgentText, CsrfField, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
+import { HostFacts } from './hosts.tsx';
+import { AgentText, CsrfField, TagList, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
 
 /** Packages shown per page of a host's software. */
 export const HOST_PACKAGES_PAGE = 100;
@@ -232,15 +232,7 @@ export function HostSummary({ data }: { data: HostPageData }) {
         <StatusBadge status={data.status} /> · last heartbeat <Time at={host.lastHeartbeatAt} />
         {data.pendingUninstall && <> · uninstall requested ({data.pendingUninstall.state})</>}
       </p>
-      <dl class="facts">
-        <dt>Host id</dt>
-        <dd>
-          <code>{host.id}</code>
-        </dd>
-        <dt>OS</dt>
-        <dd>
-          <AgentText text={`${host.os} ${host.osVersion} (${host.arch})`} />
-        </dd>
+      <HostFacts host={host} token={undefined}>
         <dt>Agent version</dt>
         <dd>
           <AgentText text={host.agentVersion} />
@@ -256,26 +248,13 @@ export function HostSummary({ data }: { data: HostPageData }) {
             'none'
           )}
         </dd>
-        <dt>IP addresses</dt>
-        <dd>
-          <AgentText text={host.ipAddresses.join(', ') || '—'} />
-        </dd>
-        <dt>Key fingerprint</dt>
-        <dd>
-          <code>{keyFingerprint(host.publicKey)}</code>
-        </dd>
         <dt>Tags</dt>
         <dd>
-          {Object.entries(host.tags).map(([key, value]) => (
-            <code key={key}>{value === '' ? key : `${key}=${value}`} </code>
-          ))}
+          <TagList tags={host.tags} />
         </dd>
-        <dt>Enrolled</dt>
-        <dd>
-          <Time at={host.enrolledAt} />
-          {host.decidedBy && <> · decided by {host.decidedBy}</>}
-        </dd>
-      </dl>
+        <dt>Decided by</dt>
+        <dd>{host.decidedBy ?? '—'}</dd>
+      </HostFacts>
     </div>
   );
 }

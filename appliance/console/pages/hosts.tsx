@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
+import type { ComponentChildren } from 'preact';
 import type { CtOpsError } from '../../../common/errors.ts';
 import type { HostStatus } from '../../hosts/status.ts';
 import type { Host } from '../../model/host.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
 import type { HostSortKey } from '../../store/host-page.ts';
-import { AgentText, CsrfField, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
+import { AgentText, CsrfField, TagList, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
 
 /** One host row as the console shows it: the stored host and its status (computed with the page, in SQL). */
 export interface HostRow {
@@ -138,9 +139,7 @@ export function HostsTable({ data }: { data: HostsData }) {
                 <AgentText text={`${host.os} ${host.osVersion}`.trim()} /> <span class="muted">{host.arch}</span>
               </td>
               <td>
-                {Object.entries(host.tags).map(([key, value]) => (
-                  <code key={key}>{value === '' ? key : `${key}=${value}`} </code>
-                ))}
+                <TagList tags={host.tags} />
               </td>
               <td>
                 <AgentText text={host.agentVersion} />
@@ -220,7 +219,8 @@ export function PendingList({ frame, pending }: { frame: PageFrame; pending: Pen
   );
 }
 
-function HostFacts({ host, token, title }: { host: Host; token: EnrolmentToken | undefined; title?: string }) {
+/** A host's identifying facts as a definition list; `children` adds rows (dt/dd pairs) at the end. */
+export function HostFacts({ host, token, title, children }: { host: Host; token: EnrolmentToken | undefined; title?: string; children?: ComponentChildren }) {
   return (
     <dl class="facts" aria-label={title ?? 'Host facts'}>
       {title && (
@@ -259,6 +259,7 @@ function HostFacts({ host, token, title }: { host: Host; token: EnrolmentToken |
       </dd>
       <dt>Token</dt>
       <dd>{token ? <TokenSummary token={token} /> : host.enrolmentTokenId ? <code>{host.enrolmentTokenId}</code> : '—'}</dd>
+      {children}
     </dl>
   );
 }
