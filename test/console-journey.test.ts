@@ -251,6 +251,23 @@ describe('the admin console in a real browser', () => {
     await checkPage(page, 'bundles');
   });
 
+  test('software: which hosts have a package, in a version range, exported as CSV', async () => {
+    await page.goto(`${origin}/console/software`);
+    await page.getByLabel('Package name (exact)').fill('bash');
+    await page.getByRole('button', { name: 'Find hosts' }).click();
+    await page.getByText('1 host(s) have bash.').waitFor();
+    await page.getByLabel('From version').fill('999');
+    await page.getByRole('button', { name: 'Find hosts' }).click();
+    await page.getByText('0 host(s) have bash.').waitFor();
+    await page.goto(`${origin}/console/software?name=dpkg`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export as CSV' }).click()]);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
+    assert.equal(csv[0], 'host_id,hostname,name,version,architecture,source,first_seen,removed_at');
+    assert.equal(csv.length, 2);
+    assert.match(csv[1]!, /^hst_[0-9a-f]{20},[^,]+,dpkg,[^,]+,amd64,dpkg,\d{4}-/);
+    await checkPage(page, 'software');
+  });
+
   test('markup in a hostname is shown as text: no script runs', async () => {
     const client = ingestClient(`127.0.0.1:${appliance.grpcPort}`, readFileSync(appliance.caCertPath, 'utf8'));
     const { token } = await appliance.createToken('--max-uses', '3');

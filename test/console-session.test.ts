@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { defuseFormula } from '../appliance/console/plugin.tsx';
 import { ClockedAppliance } from './helpers/faketime.ts';
 
 interface Answer {
@@ -172,4 +173,9 @@ test('no console source renders raw HTML (dangerouslySetInnerHTML) or inline scr
     const source = readFileSync(join(dir, file), 'utf8');
     assert.doesNotMatch(source, /dangerouslySetInnerHTML|<style|style=\{|on[A-Z][a-z]+=\{/, file);
   }
+});
+
+test('CSV export: a cell a spreadsheet would run as a formula is defused; others are left alone', () => {
+  for (const formula of ['=HYPERLINK("http://x")', '+1', '-2+3', '@SUM(A1)', '\tcmd', '\rcmd']) assert.equal(defuseFormula(formula), `'${formula}`);
+  for (const plain of ['bash', '1:2.3-4', "it's", '']) assert.equal(defuseFormula(plain), plain);
 });

@@ -4,6 +4,7 @@ import csrf from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { VNode } from 'preact';
+import { stringify } from 'csv-stringify/sync';
 import { renderToString } from 'preact-render-to-string';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { CtOpsError } from '../../common/errors.ts';
@@ -14,7 +15,7 @@ import { checkAccess, CONSOLE_SESSION_LABEL } from '../admin/accounts.ts';
 import { accessOf, loginSource } from '../http/admin-auth.ts';
 import { hostFilter, hostListQuery, hostSort, type HostListQuery } from '../http/admin-hosts.ts';
 import type { HttpContext } from '../http/context.ts';
-import { hostIdParams } from '../http/views.ts';
+import { hostIdParams, iso } from '../http/views.ts';
 import { catalogueError } from '../http/errors.ts';
 import { HOST_STATUSES, statusOfHost, type HostStatus } from '../hosts/status.ts';
 import type { AdminApiToken } from '../model/admin.ts';
@@ -25,6 +26,7 @@ import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type P
 import { HOST_PACKAGES_PAGE, HostPage, HostSummary, type HostPageData } from './pages/host.tsx';
 import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
 import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/tokens.tsx';
+import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -420,6 +422,36 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     },
   });
 
+  const softwareQuery = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      name: { type: 'string', maxLength: 256 },
+      min_version: { type: 'string', maxLength: 256 },
+      max_version: { type: 'string', maxLength: 256 },
+      include_removed: { type: 'string', enum: ['1'] },
+    },
+  } as const;
+  const findSoftware = (query: SoftwareQuery) =>
+    services.inventory.search(orgId, { name: query.name!, ...(query.min_version && { minVersion: query.min_version }), ...(query.max_version && { maxVersion: query.max_version }), includeRemoved: query.include_removed === '1' });
+  app.get<{ Querystring: SoftwareQuery }>('/software', {
+    schema: { querystring: softwareQuery },
+    handler: async (request, reply) => {
+      const rows = request.query.name ? await findSoftware(request.query) : undefined;
+      return html(reply, <SoftwarePage frame={frame(reply, request, { section: 'software' })} query={request.query} rows={rows} />);
+    },
+  });
+  // The same search as CSV (RFC 4180, csv-stringify); a cell that a spreadsheet would run as a formula is defused.
+  app.get<{ Querystring: SoftwareQuery }>('/software.csv', {
+    schema: { querystring: { ...softwareQuery, required: ['name'] } },
+    handler: async (request, reply) => {
+      const rows = await findSoftware(request.query);
+      const records = rows.map((row) => [row.hostId, row.hostname, row.name, row.version, row.architecture, row.source, iso(row.firstSeen), row.isRemoved ? iso(row.removedAt) : '']);
+      const csv = stringify([['host_id', 'hostname', 'name', 'version', 'architecture', 'source', 'first_seen', 'removed_at'], ...records], { cast: { string: defuseFormula } });
+      return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="software.csv"').send(csv);
+    },
+  });
+
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
 
   app.post('/csp-report', {
@@ -449,6 +481,15 @@ function parseTagList(text: string): Record<string, string> {
     else tags[item.slice(0, equals).trim()] = item.slice(equals + 1).trim();
   }
   return tags;
+}
+
+/**
+ * A CSV cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to
+ * spreadsheet programs (OWASP, CSV injection): it gets a leading apostrophe, which they show as text.
+ * Package names and versions come from agents.
+ */
+export function defuseFormula(value: string): string {
+  return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
 }
 
 /** Sends a rendered page (a whole document) or fragment (htmx swaps it in). */

@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts' | 'tokens' | 'bundles';
+  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -26,6 +26,7 @@ const NAVIGATION = [
   ['overview', '/console/', 'Overview'],
   ['pending', '/console/pending', 'Pending approvals'],
   ['hosts', '/console/hosts', 'Hosts'],
+  ['software', '/console/software', 'Software'],
   ['tokens', '/console/tokens', 'Enrolment tokens'],
   ['bundles', '/console/bundles', 'Install bundles'],
 ] as const;
