@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Page, Response } from 'playwright-core';
 import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
+import { createFixtureAppliance, writeReleaseDir, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 import { BUNDLE_BIN, run } from './helpers/processes.ts';
 import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
@@ -332,6 +332,25 @@ describe('the admin console in a real browser', () => {
     assert.ok(Number(answer!.headers()['retry-after']) >= 1);
     await guesser.getByRole('alert').filter({ hasText: 'ERR_LOGIN_LOCKED' }).waitFor();
     await context.close();
+  });
+
+  test('agent releases: the imported release, the rollout with its groups; pause and resume from the console', async () => {
+    await page.goto(`${origin}/console/releases`);
+    await page.getByText('No rollout was started').waitFor();
+    const media = writeReleaseDir(join(fixture.root, 'media'), fixture.releaseKey, { version: '9.9.9' });
+    assert.equal((await appliance.cli('releases', 'import', media)).code, 0);
+    const started = await appliance.cli('releases', 'rollout', '9.9.9', '--group', 'everyone=all');
+    assert.equal(started.code, 0, started.stderr);
+    await page.goto(`${origin}/console/releases`);
+    assert.match(await page.locator('tbody').first().innerText(), /9\.9\.9[\s\S]*active/);
+    assert.match(await page.locator('main').innerText(), /Version 9\.9\.9: running/);
+    assert.deepEqual(await page.locator('h2:has-text("Rollout") ~ table tbody tr td:first-child').allInnerTexts(), ['everyone']);
+    await checkPage(page, 'releases');
+    await page.getByRole('button', { name: 'Pause rollout' }).click();
+    await page.getByText('Version 9.9.9: paused').waitFor();
+    assert.equal((await appliance.cliJson<{ rollout: { state: string } }>('releases', 'status')).rollout.state, 'paused');
+    await page.getByRole('button', { name: 'Resume rollout' }).click();
+    await page.getByText('Version 9.9.9: running').waitFor();
   });
 
   test('logging out ends the session; the journey asked nothing of any other origin and logged no CSP report', async () => {

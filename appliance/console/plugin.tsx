@@ -27,6 +27,7 @@ import { HOST_PACKAGES_PAGE, HostPage, HostSummary, type HostPageData } from './
 import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
 import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/tokens.tsx';
 import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
+import { ReleasesPage } from './pages/releases.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -451,6 +452,17 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="software.csv"').send(csv);
     },
   });
+
+  app.get('/releases', async (request, reply) => {
+    const [releases, minimum, status] = await Promise.all([services.releases.list(), services.rollouts.minimum(), services.rollouts.status(Date.now())]);
+    return html(reply, <ReleasesPage frame={frame(reply, request, { section: 'releases' })} releases={releases} minimum={minimum} status={status} />);
+  });
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(`/rollouts/current/${action}`, async (_request, reply) => {
+      await services.rollouts[action](Date.now());
+      return reply.redirect('/console/releases', 303);
+    });
+  }
 
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
 

@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles';
+  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -29,6 +29,7 @@ const NAVIGATION = [
   ['software', '/console/software', 'Software'],
   ['tokens', '/console/tokens', 'Enrolment tokens'],
   ['bundles', '/console/bundles', 'Install bundles'],
+  ['releases', '/console/releases', 'Agent releases'],
 ] as const;
 
 /** The HTML document around a page: one stylesheet and one module script, both from this origin. */

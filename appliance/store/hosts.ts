@@ -160,8 +160,9 @@ export class HostStore {
 
   /**
    * A text that changes whenever what the console shows of the organisation's hosts may have changed:
-   * a host enrolled, decided, registered again, disconnected, deleted, or a stream opened or closed
-   * (with the live instances, whose lease ending takes hosts offline). Counts and newest times only,
+   * a host enrolled, decided, disconnected, deleted, its identity flagged or resolved, or a stream
+   * opened or closed. Not a pending agent's repeated Register (every few seconds, changing nothing
+   * shown): each change makes every open console fetch its fragments again. Counts and newest times only,
    * two aggregate reads: cheap enough to poll every few seconds while a console is open (console/live.ts).
    */
   async changeMark(orgId: string, now: number): Promise<string> {
@@ -173,7 +174,6 @@ export class HostStore {
         eb.fn.count<number | string>('deleted_at').as('deleted'),
         eb.fn.max('enrolled_at').as('enrolled'),
         eb.fn.max('decided_at').as('decided'),
-        eb.fn.max('last_registered_at').as('registered'),
         eb.fn.max('last_disconnected_at').as('disconnected'),
         eb.fn.count<number | string>('identity_state').as('identity'),
         eb.fn.max('identity_resolved_at').as('resolved'),

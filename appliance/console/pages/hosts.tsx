@@ -278,7 +278,8 @@ function DecisionForm({ hostId, action, label, csrfToken, danger, replaces }: { 
     <form method="post" action={`/console/hosts/${hostId}/${action}`} class="inline">
       <CsrfField token={csrfToken} />
       {replaces && <input type="hidden" name="replaces" value={replaces} />}
-      <button type="submit" class={danger ? 'danger' : undefined}>
+      {/* An id: when a live refresh replaces the list, htmx gives focus back to the element with the same id. */}
+      <button type="submit" id={`${action}-${hostId}`} class={danger ? 'danger' : undefined}>
         {label}
       </button>
     </form>
