@@ -353,6 +353,14 @@ describe('the admin console in a real browser', () => {
     await page.getByText('Version 9.9.9: running').waitFor();
   });
 
+  test('the overview lists what needs attention: pending hosts and the uninstall the agent could not do (no root helper here)', async () => {
+    await page.goto(`${origin}/console/`);
+    const attention = page.locator('h2:has-text("Needs attention") + ul');
+    assert.match(await attention.innerText(), /3 host\(s\) waiting for approval/);
+    await expectWithReloads(page, async () => /agent_uninstall\) failed/.test(await attention.innerText()), 60_000);
+    assert.match(await attention.innerText(), /ERR_UNINSTALL_UNAVAILABLE|ERR_/);
+  });
+
   test('logging out ends the session; the journey asked nothing of any other origin and logged no CSP report', async () => {
     await page.goto(`${origin}/console/`);
     await page.getByRole('button', { name: 'Log out' }).click();

@@ -187,7 +187,16 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     const counts = await services.hosts.statusCounts(orgId);
     const pending = await pendingHosts();
     const certificate = ctx.certs.serverCertificateNotAfter();
+    const now = Date.now();
+    const [failed, timedOut, failedUpdates] = await Promise.all([
+      services.tasks.list(orgId, { state: 'failed', limit: 100 }),
+      services.tasks.list(orgId, { state: 'timed_out', limit: 100 }),
+      ctx.stores.hostUpdates.recentIn(['failed', 'rolled_back'], now - 7 * 86_400_000, 100),
+    ]);
+    const failedTasks = [...failed, ...timedOut].filter((task) => (task.finishedAt ?? task.createdAt) >= now - 86_400_000).sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0)).slice(0, 100);
     return {
+      failedTasks,
+      failedUpdates,
       counts: Object.fromEntries(HOST_STATUSES.map((status) => [status, counts.get(status) ?? 0])) as Record<HostStatus, number>,
       cloneWarnings: pending.filter((entry) => entry.existing).map((entry) => ({ id: entry.host.id, hostname: entry.host.hostname, conflictWith: entry.existing!.id })),
       certificate: { notAfter: certificate, soon: certificate - Date.now() < CERTIFICATE_WARNING_MS },

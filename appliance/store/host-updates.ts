@@ -79,6 +79,12 @@ export class HostUpdateStore {
     return rows.map((row) => row.host_id);
   }
 
+  /** The latest update attempts in one of `phases` that changed at or after `since`, newest first, at most `limit`. */
+  async recentIn(phases: readonly UpdatePhase[], since: number, limit: number): Promise<HostUpdate[]> {
+    const rows = await this.#db.selectFrom('host_updates').selectAll().where('phase', 'in', phases).where('updated_at', '>=', since).orderBy('updated_at', 'desc').limit(limit).execute();
+    return rows.map(toHostUpdate);
+  }
+
   /**
    * Forgets how `version` ended (failed or rolled back) on every host, or on `hostId`, so it is offered
    * there again; the hosts' rows are removed. How many were removed.
