@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { runCli } from '../common/cli.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { adminCommand } from './cli/admin-command.ts';
+import { auditCommand } from './cli/audit-command.ts';
 import { backupCommand, restoreCommand } from './cli/backup-command.ts';
 import { certsCommand } from './cli/certs-command.ts';
 import { configCommand } from './cli/config-command.ts';
@@ -29,6 +30,7 @@ const program = new Command('ct-ops-appliance')
   .addCommand(restoreCommand())
   .addCommand(doctorCommand())
   .addCommand(adminCommand())
+  .addCommand(auditCommand())
   .addCommand(configCommand());
 
 await runCli(program, process.argv);

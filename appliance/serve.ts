@@ -6,6 +6,7 @@ import { unicodeHostName } from '../common/host-name.ts';
 import { PRODUCT_VERSION } from '../common/version.ts';
 import { AdminAccountService, createFirstAdmin, type FirstAdmin } from './admin/accounts.ts';
 import { LoginThrottle } from './admin/login-throttle.ts';
+import { AuditService } from './audit/service.ts';
 import { AgentJwtAuthority } from './auth/agent-jwt.ts';
 import { RegisterChallenges } from './enrolment/register-challenge.ts';
 import { EnrolmentService } from './enrolment/service.ts';
@@ -129,8 +130,10 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     if (await cluster.alone()) await inventory.abandonOpenScans(now.getTime());
     const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
     sweepTasks();
+    const audit = new AuditService({ stores, cluster, log: log.child({ area: 'audit' }), retentionDays: config.auditRetentionDays });
     const timers = [
       setInterval(guarded(log, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined))), MAINTENANCE_INTERVAL_MS),
+      setInterval(guarded(log, 'audit prune failed', () => audit.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
       setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
       // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.
@@ -142,7 +145,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
     const accounts = new AdminAccountService({ store: stores.adminCredentials, throttle: new LoginThrottle(), log: log.child({ area: 'admin-login' }), dataDir: config.dataDir });
-    const services = { accounts, enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts };
+    const services = { accounts, enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts, audit };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
     const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs, downloadLimits: config.agentDownloads };
 

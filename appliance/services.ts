@@ -1,4 +1,5 @@
 import type { AdminAccountService } from './admin/accounts.ts';
+import type { AuditService } from './audit/service.ts';
 import type { BundleService } from './bundles/service.ts';
 import type { ClusterService } from './cluster/service.ts';
 import type { EnrolmentService } from './enrolment/service.ts';
@@ -24,4 +25,6 @@ export interface Services {
   readonly cluster: ClusterService;
   readonly releases: ReleaseService;
   readonly rollouts: RolloutService;
+  /** The audit log: admin actions and security events, recorded at the HTTP edge. */
+  readonly audit: AuditService;
 }

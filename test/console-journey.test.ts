@@ -361,6 +361,25 @@ describe('the admin console in a real browser', () => {
     assert.match(await attention.innerText(), /ERR_UNINSTALL_UNAVAILABLE|ERR_/);
   });
 
+  test("the audit log shows the journey's actions and refusals (who, what, from where), filters them and exports JSON lines", async () => {
+    await page.goto(`${origin}/console/audit`);
+    const rows = await page.locator('tbody').innerText();
+    assert.match(rows, /admin \(console\)\s+127\.0\.0\.1\s+hosts\.approve\s+hst_[0-9a-f]{20}\s+ok/);
+    assert.match(rows, /auditor \(console\)\s+127\.0\.0\.1\s+hosts\.approve\s+hst_[0-9a-f]{20}\s+refused ERR_ADMIN_FORBIDDEN 403/);
+    assert.match(rows, /refused ERR_CSRF_INVALID 403/);
+    assert.match(rows, /auditor \(console\)\s+127\.0\.0\.1\s+auth\.login\s+refused ERR_LOGIN_LOCKED 429/);
+    assert.match(rows, /tokens\.create[\s\S]*ok/);
+    await checkPage(page, 'audit');
+    await page.getByLabel('Outcome').selectOption('refused');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/outcome=refused/);
+    assert.doesNotMatch(await page.locator('tbody').innerText(), /\bok\b/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export as JSON lines' }).click()]);
+    const events = readFileSync(await download.path(), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { outcome: string; actor: string; action: string });
+    assert.ok(events.length >= 5 && events.every((event) => event.outcome === 'refused'), JSON.stringify(events.slice(0, 3)));
+    assert.ok(!readFileSync(await download.path(), 'utf8').includes(ADMIN_PASSWORD), 'no password in the log');
+  });
+
   test('logging out ends the session; the journey asked nothing of any other origin and logged no CSP report', async () => {
     await page.goto(`${origin}/console/`);
     await page.getByRole('button', { name: 'Log out' }).click();

@@ -36,6 +36,8 @@ const SMALL_INTEGER_COLUMNS = new Map<string, 'INTEGER' | 'SMALLINT'>([
   ['hosts.heartbeat_interval_secs', 'INTEGER'],
   // A rollout group's place among its rollout's few groups, and its threshold in percent (CHECK 1..100).
   ['rollout_groups.position', 'INTEGER'], ['rollout_groups.success_percent', 'INTEGER'],
+  // An HTTP status (CHECK 100..599).
+  ['audit_events.status', 'SMALLINT'],
   // 0/1 flags.
   ['enrolment_tokens.auto_approve', 'SMALLINT'], ['admin_users.must_change_password', 'SMALLINT'], ['software_packages.is_removed', 'SMALLINT'],
   // The constant id (= 1) of one-row tables.

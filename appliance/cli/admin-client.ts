@@ -1,9 +1,11 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { catalogueCodeOf, CtOpsError } from '../../common/errors.ts';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { catalogueCodeOf, CtOpsError, errorCodeOf } from '../../common/errors.ts';
 import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../lib/data-dir-files.ts';
 import { readTrustedCaPems } from '../lib/trusted-cas.ts';
 
@@ -33,9 +35,14 @@ export class AdminClient {
 
   /** A JSON call; rejects with the catalogue code the API answered (ERR_INTERNAL when it names none). */
   async call<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    const { status, bytes } = await this.#send(method, path, 'application/json', body === undefined ? undefined : { json: body });
+    return (await this.callWithHeaders<T>(method, path, body)).value;
+  }
+
+  /** A JSON call as `call`, with the answer's headers (a page's `x-next-cursor`). */
+  async callWithHeaders<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<{ value: T; headers: IncomingHttpHeaders }> {
+    const { status, bytes, headers } = await this.#send(method, path, 'application/json', body === undefined ? undefined : { json: body });
     if (status >= 400) throwApiError(status, bytes);
-    return parseJsonAnswer(status, bytes) as T;
+    return { value: parseJsonAnswer(status, bytes) as T, headers };
   }
 
   /**
@@ -55,7 +62,46 @@ export class AdminClient {
     return bytes;
   }
 
-  #send(method: string, path: string, accept: string, body?: { json: unknown } | { contentType: string; stream: Readable }): Promise<{ status: number; bytes: Buffer }> {
+  /**
+   * A GET whose answer (JSON lines of an export) is piped to `sink` as it arrives, never held whole;
+   * resolves once all of it was written. An error answer rejects as `call` does, a broken-off answer
+   * with ERR_APPLIANCE_UNREACHABLE.
+   */
+  async streamTo(path: string, accept: string, sink: Writable): Promise<void> {
+    const response = await this.#open('GET', path, accept);
+    if ((response.statusCode ?? 500) >= 400) {
+      const { status, bytes } = await this.#read(response);
+      throwApiError(status, bytes);
+    }
+    try {
+      await pipeline(response, sink, { end: false });
+    } catch (cause) {
+      // The reader of the output went away (`| head`): nothing more to write, and nothing wrong.
+      if (errorCodeOf(cause) === 'EPIPE') return;
+      throw this.#brokeOff(cause as Error);
+    }
+  }
+
+  async #send(method: string, path: string, accept: string, body?: { json: unknown } | { contentType: string; stream: Readable }): Promise<{ status: number; bytes: Buffer; headers: IncomingHttpHeaders }> {
+    return this.#read(await this.#open(method, path, accept, body));
+  }
+
+  /** The whole of an answer. */
+  #read(response: IncomingMessage): Promise<{ status: number; bytes: Buffer; headers: IncomingHttpHeaders }> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 500, bytes: Buffer.concat(chunks), headers: response.headers }));
+      response.on('error', (cause) => reject(this.#brokeOff(cause)));
+    });
+  }
+
+  #brokeOff(cause: Error): CtOpsError {
+    return new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `the admin API at ${this.#baseUrl.origin} broke off its answer: ${cause.message}`, {}, { cause });
+  }
+
+  /** Sends a request; resolves with the answer once its headers arrived. */
+  #open(method: string, path: string, accept: string, body?: { json: unknown } | { contentType: string; stream: Readable }): Promise<IncomingMessage> {
     const streamed = body !== undefined && 'stream' in body ? body : undefined;
     const url = new URL(path, this.#baseUrl);
     // A path the server sent (a bundle's download link) must not carry the admin credential elsewhere.
@@ -78,12 +124,7 @@ export class AdminClient {
           },
           timeout: this.#timeoutMs,
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 500, bytes: Buffer.concat(chunks) }));
-          res.on('error', (cause) => reject(new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `the admin API at ${this.#baseUrl.origin} broke off its answer: ${cause.message}`, {}, { cause })));
-        },
+        resolve,
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (cause) => reject(new CtOpsError('ERR_APPLIANCE_UNREACHABLE', `cannot reach the admin API at ${this.#baseUrl.origin}: ${cause.message}`, {}, { cause })));

@@ -47,6 +47,7 @@ export const SWEEP_LOCKS = {
   lostStreams: 0x43544f50534c5354n,
   taskExpiry: 0x43544f5053544558n,
   registerNonces: 0x43544f50534e4f4en,
+  auditRetention: 0x43544f5053415544n,
 } as const;
 
 /** What the signals and passes of the cluster mean to the services (wired in serve.ts). */

@@ -21,6 +21,8 @@ const FIELDS = {
   pending_poll_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 30 },
   inventory_sweep_secs: { spec: { kind: 'integer', min: 1, max: 3600 }, fallback: 60 },
   vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
+  /** Days the audit log keeps an event (audit/service.ts prunes older ones hourly). */
+  audit_retention_days: { spec: { kind: 'integer', min: 1, max: 100 * 366 }, fallback: 365 },
   log_level: { spec: { kind: 'string' }, fallback: 'info' },
   release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
   /** Empty: the SQLite file in data_dir; else a postgres:// URL (config/database-url.ts). */
@@ -50,6 +52,8 @@ export interface ApplianceConfig {
   /** How often the SoftwareSweeper looks for online hosts due an inventory scan. */
   readonly inventorySweepSecs: number;
   readonly vitalsRetentionMs: number;
+  /** Days an audit event is kept. */
+  readonly auditRetentionDays: number;
   readonly logLevel: string;
   /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
   readonly releasePublicKeyFile: string;
@@ -123,6 +127,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     pendingPollSecs: values.pending_poll_secs,
     inventorySweepSecs: values.inventory_sweep_secs,
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
+    auditRetentionDays: values.audit_retention_days,
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,
     database: Object.freeze(parseDatabaseSetting(values.database, databaseWhere)),

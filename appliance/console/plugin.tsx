@@ -13,6 +13,7 @@ import { parseBundleRequest, type BuiltBundle } from '../../bundler/index.ts';
 import { tokenState } from '../enrolment/tokens.ts';
 import { checkAccess, CONSOLE_SESSION_LABEL } from '../admin/accounts.ts';
 import { accessOf, loginSource } from '../http/admin-auth.ts';
+import { auditFilter, auditJsonLines, filterProperties as auditFilterProperties, type AuditQuery } from '../http/admin-audit.ts';
 import { hostFilter, hostListQuery, hostSort, type HostListQuery } from '../http/admin-hosts.ts';
 import type { HttpContext } from '../http/context.ts';
 import { hostIdParams, iso } from '../http/views.ts';
@@ -28,6 +29,7 @@ import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.
 import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/tokens.tsx';
 import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
 import { ReleasesPage } from './pages/releases.tsx';
+import { AuditPage, type AuditPageQuery } from './pages/audit.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -66,6 +68,8 @@ const CSP_REPORT_LIMIT = 16 * 1024;
 /** The host page's chart: the last 24 hours in about 300 points. */
 const VITALS_WINDOW_MS = 24 * 3_600_000;
 const VITALS_POINTS = 288;
+/** Audit events per page. */
+const AUDIT_PAGE_SIZE = 100;
 
 
 /**
@@ -156,6 +160,8 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         return reply.redirect(session.mustChangePassword ? '/console/password' : '/console/', 303);
       } catch (error) {
         if (!(error instanceof CtOpsError) || (error.code !== 'ERR_LOGIN_FAILED' && error.code !== 'ERR_LOGIN_LOCKED')) throw error;
+        // Answered with a page, not by the error handler: the audit hook still gets the code.
+        request.answeredError = error.code;
         if (typeof error.details.retry_after_secs === 'number') reply.header('retry-after', String(error.details.retry_after_secs));
         return html(reply.code(error.httpStatus), <LoginPage frame={frame(reply, request)} error={error} username={request.body.username} />);
       }
@@ -178,6 +184,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         return reply.redirect('/console/', 303);
       } catch (error) {
         if (!(error instanceof CtOpsError) || !['ERR_LOGIN_FAILED', 'ERR_LOGIN_LOCKED', 'ERR_PASSWORD_REJECTED'].includes(error.code)) throw error;
+        request.answeredError = error.code;
         return html(reply.code(error.httpStatus), <PasswordPage frame={frame(reply, request)} error={error} />);
       }
     },
@@ -217,8 +224,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         type: 'object',
         additionalProperties: false,
         properties: {
-          // An empty field of the filter form means "any".
-          ...Object.fromEntries(Object.entries(hostListQuery.properties).map(([name, schema]) => [name, { anyOf: [schema, { const: '' }] }])),
+          ...allowingEmpty(hostListQuery.properties),
           page: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
           fragment: { type: 'string', enum: ['table'] },
         },
@@ -267,6 +273,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return reply.redirect('/console/pending', 303);
     } catch (error) {
       if (!(error instanceof CtOpsError) || error.httpStatus >= 500 || error.code === 'ERR_ADMIN_FORBIDDEN') throw error;
+      request.answeredError = error.code;
       return html(reply.code(error.httpStatus), <PendingPage frame={frame(reply, request, { section: 'pending', live: true })} pending={await pendingHosts()} error={error} />);
     }
   };
@@ -375,6 +382,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         return html(reply.code(201), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} created={{ id: created.token.id, secret: created.secret }} />);
       } catch (error) {
         if (!(error instanceof CtOpsError) || error.httpStatus >= 500) throw error;
+        request.answeredError = error.code;
         return html(reply.code(error.httpStatus), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} error={error} />);
       }
     },
@@ -417,6 +425,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         return render({ built });
       } catch (error) {
         if (!(error instanceof CtOpsError) || error.httpStatus >= 500) throw error;
+        request.answeredError = error.code;
         reply.code(error.httpStatus);
         return render({ error });
       }
@@ -473,6 +482,28 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     });
   }
 
+  // The audit log is for admins (as GET /api/v1/audit): it shows sources and the usernames failed logins tried.
+  const auditQuerySchema = { type: 'object', additionalProperties: false, properties: allowingEmpty(auditFilterProperties) } as const;
+  const auditQueryOf = (query: AuditPageQuery): AuditQuery => Object.fromEntries(Object.entries(query).filter(([, value]) => value !== '')) as AuditQuery;
+  app.get<{ Querystring: AuditPageQuery }>('/audit', {
+    config: { access: 'write' },
+    schema: { querystring: auditQuerySchema },
+    handler: async (request, reply) => {
+      const page = await services.audit.list(orgId, auditFilter(auditQueryOf(request.query)), AUDIT_PAGE_SIZE);
+      return html(reply, <AuditPage frame={frame(reply, request, { section: 'audit' })} query={request.query} events={page.events} nextBeforeId={page.nextBeforeId} />);
+    },
+  });
+  app.get<{ Querystring: AuditPageQuery }>('/audit.jsonl', {
+    config: { access: 'write' },
+    schema: { querystring: auditQuerySchema },
+    handler: async (request, reply) => {
+      return reply
+        .type('application/x-ndjson; charset=utf-8')
+        .header('content-disposition', 'attachment; filename="audit.jsonl"')
+        .send(auditJsonLines(services.audit.export(orgId, auditFilter(auditQueryOf(request.query)))));
+    },
+  });
+
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
 
   app.post('/csp-report', {
@@ -488,6 +519,11 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return reply.code(204).send();
     },
   });
+}
+
+/** Query properties that also take '' (an empty field of a filter form, meaning "any"). */
+function allowingEmpty(properties: Readonly<Record<string, object>>): Record<string, object> {
+  return Object.fromEntries(Object.entries(properties).map(([name, schema]) => [name, { anyOf: [schema, { const: '' }] }]));
 }
 
 /**

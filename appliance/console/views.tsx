@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases';
+  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases' | 'audit';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -30,6 +30,7 @@ const NAVIGATION = [
   ['tokens', '/console/tokens', 'Enrolment tokens'],
   ['bundles', '/console/bundles', 'Install bundles'],
   ['releases', '/console/releases', 'Agent releases'],
+  ['audit', '/console/audit', 'Audit log'],
 ] as const;
 
 /** The HTML document around a page: one stylesheet and one module script, both from this origin. */

@@ -53,9 +53,10 @@ export async function requireAdmin(app: FastifyInstance, ctx: HttpContext): Prom
     if (!match?.[1]) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'an `Authorization: Bearer` admin credential is required');
     const credential = await ctx.services.accounts.authenticate(match[1], Date.now());
     if (credential.label === CONSOLE_SESSION_LABEL) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'a console session authenticates the console only');
-    checkAccess(credential, accessOf(request));
+    // Set before the access check: a refusal is audited with the admin it refused (http/audit-hook.ts).
     request.admin = credential;
     request.adminName = credential.username;
+    checkAccess(credential, accessOf(request));
   });
 }
 

@@ -5,7 +5,7 @@ import { HOST_SORT_KEYS, type HostFilter, type HostSort, type HostSortKey } from
 import { taskSchema, taskView } from './admin-tasks.ts';
 import { hostIdentitySchema, hostIdentityView } from './admin-host-identity.ts';
 import type { HttpContext } from './context.ts';
-import { hostIdParams, hostSchema, hostView, hostViews, hostViewsOnline } from './views.ts';
+import { hostIdParams, hostSchema, hostView, hostViews, hostViewsOnline, pageLimitSchema } from './views.ts';
 
 const vitalsSchema = {
   type: 'array',
@@ -45,7 +45,7 @@ export const hostListQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    limit: { type: 'string', pattern: '^(500|[1-4][0-9]{2}|[1-9][0-9]?)$' },
+    limit: pageLimitSchema,
     offset: { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})$' },
     status: { type: 'string', enum: LISTED_STATUSES },
     // The bounds of what an agent may report (enrolment/register-input.ts).

@@ -4,6 +4,7 @@ import { escapeUnsafeJson } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { adminAccountRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
+import { adminAuditRoutes } from './admin-audit.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminCertsRoutes } from './admin-certs.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
@@ -13,6 +14,7 @@ import { adminTaskRoutes } from './admin-tasks.ts';
 import { adminTokenRoutes } from './admin-tokens.ts';
 import { adminReleaseRoutes, adminRolloutRoutes } from './admin-releases.ts';
 import { agentDownloadRoutes } from './agent-downloads.ts';
+import { auditRequests } from './audit-hook.ts';
 import { consoleRoutes } from '../console/plugin.tsx';
 import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
@@ -56,6 +58,8 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     const json = typeof payload === 'string' && String(reply.getHeader('content-type') ?? '').startsWith('application/json');
     return json ? escapeUnsafeJson(payload) : payload;
   });
+  // Before every route, so the console's scope and the admin API's inherit its hooks.
+  await auditRequests(app, ctx);
   await app.register(publicRoutes, ctx);
   // Its own scope: its cookie, form and CSRF plugins, its CSP and its HTML error pages stay there.
   await app.register(consoleRoutes, { ...ctx, prefix: '/console' });
@@ -74,6 +78,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);
     await adminAccountRoutes(admin, ctx);
+    await adminAuditRoutes(admin, ctx);
   });
   try {
     await app.listen({ host: listen, port });

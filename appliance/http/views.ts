@@ -81,10 +81,14 @@ export function tokenView(token: EnrolmentToken, now: number) {
   };
 }
 
+/** A paged listing's `limit` query parameter: 1 to 500, as text (the server does not coerce types). */
+export const pageLimitSchema = { type: 'string', pattern: '^(500|[1-4][0-9]{2}|[1-9][0-9]?)$' } as const;
+
 /** A response schema's string-or-null field. */
 export const nullableString = { type: ['string', 'null'] } as const;
 const nullableNumber = { type: ['number', 'null'] } as const;
-const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+/** A response schema's object of strings (tags, an audit event's target). */
+export const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
 
 export const hostSchema = {
   type: 'object',

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { failureFields, StorageHealth } from '../health/storage-health.ts';
 import { AdminCredentialStore } from './admin-credentials.ts';
 import { AgentReleaseStore } from './agent-releases.ts';
+import { AuditEventStore } from './audit-events.ts';
 import { ApplianceInstanceStore } from './appliance-instances.ts';
 import { openDatabase, type Db } from './database.ts';
 import { isPoolSaturated, storageFailure } from './storage-failure.ts';
@@ -44,6 +45,8 @@ export interface TableStores {
   readonly hostUpdates: HostUpdateStore;
   /** Leases and which instance holds each host's stream (in a transaction: the lost-stream pass). */
   readonly instances: ApplianceInstanceStore;
+  /** Admin actions and security events (the audit log). */
+  readonly auditEvents: AuditEventStore;
 }
 
 /**
@@ -180,6 +183,7 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
     rollouts: guard(new RolloutStore(executor)),
     hostUpdates: guard(new HostUpdateStore(executor)),
     instances: guard(new ApplianceInstanceStore(executor, dialect)),
+    auditEvents: guard(new AuditEventStore(executor)),
   };
 }
 

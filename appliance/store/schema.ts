@@ -1,5 +1,6 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { AdminRole } from '../model/admin.ts';
+import type { AuditActorKind, AuditOutcome } from '../model/audit.ts';
 import type { RolloutState, UpdatePhase } from '../model/rollout.ts';
 
 /**
@@ -29,6 +30,8 @@ export interface Schema {
   tasks: TasksTable;
   host_claimants: HostClaimantsTable;
   host_events: HostEventsTable;
+  /** Admin actions and security events (migration 023). */
+  audit_events: AuditEventsTable;
   appliance_instances: ApplianceInstancesTable;
   host_streams: HostStreamsTable;
   /** Imported agent releases (migration 018). */
@@ -262,6 +265,21 @@ export interface HostEventsTable {
   kind: string;
   /** JSON object. */
   details: string;
+}
+
+export interface AuditEventsTable {
+  id: Generated<number>;
+  org_id: string;
+  at: number;
+  actor: string;
+  actor_kind: AuditActorKind;
+  source: string;
+  action: string;
+  /** JSON object of the route's parameters. */
+  target: string;
+  outcome: AuditOutcome;
+  error_code: string | null;
+  status: number;
 }
 
 export interface ApplianceInstancesTable {

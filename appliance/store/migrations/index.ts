@@ -20,6 +20,8 @@ import { migration019Rollouts } from './019-rollouts.ts';
 import { migration020ReleaseMinimum } from './020-release-minimum.ts';
 import { migration021MaintenanceWindows } from './021-maintenance-windows.ts';
 import { migration022AdminAccounts } from './022-admin-accounts.ts';
+import { migration023AuditEvents } from './023-audit-events.ts';
+import { migration024ConsoleIndexes } from './024-console-indexes.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -52,4 +54,6 @@ export const MIGRATIONS: readonly Migration[] = [
   migration020ReleaseMinimum,
   migration021MaintenanceWindows,
   migration022AdminAccounts,
+  migration023AuditEvents,
+  migration024ConsoleIndexes,
 ];

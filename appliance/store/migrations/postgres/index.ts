@@ -21,6 +21,8 @@ import { postgresMigration019Rollouts } from './019-rollouts.ts';
 import { postgresMigration020ReleaseMinimum } from './020-release-minimum.ts';
 import { postgresMigration021MaintenanceWindows } from './021-maintenance-windows.ts';
 import { postgresMigration022AdminAccounts } from './022-admin-accounts.ts';
+import { postgresMigration023AuditEvents } from './023-audit-events.ts';
+import { postgresMigration024ConsoleIndexes } from './024-console-indexes.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -50,4 +52,6 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration020ReleaseMinimum,
   postgresMigration021MaintenanceWindows,
   postgresMigration022AdminAccounts,
+  postgresMigration023AuditEvents,
+  postgresMigration024ConsoleIndexes,
 ];
