@@ -65,6 +65,13 @@ describe('the release key is read at each bundle build', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
+  test("a clone without the console's built files still serves agents and the API; the console says why it cannot open", async () => {
+    const console = await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/console/hosts');
+    assert.equal(console.status, 503);
+    assert.equal(console.body.error.code, 'ERR_CONSOLE_UNAVAILABLE');
+    assert.equal((await httpsJson(appliance.httpPort, appliance.caCert, 'GET', '/api/v1/hosts', { bearer })).status, 200);
+  });
+
   test('a running appliance started with no release key builds a bundle through its admin API once build:agents has made one, then again after a new one', async () => {
     assert.match(appliance.process.stderr, /Trusted agent release key: none yet/);
     const before = await buildThroughApi();

@@ -14,14 +14,15 @@ const CONTENT_TYPES: Record<string, string> = { js: 'text/javascript; charset=ut
 export type AssetManifest = Readonly<Record<string, string>>;
 
 /**
- * Reads dist/console/manifest.json. Errors: ERR_CONFIG_INVALID when the console was not built
- * (`npm run build` builds it; the image carries it).
+ * Reads dist/console/manifest.json; undefined when the console was not built (`npm run build` builds
+ * it; the image carries it): the appliance then serves agents and the API, and the console says why
+ * it cannot open (consoleRoutes).
  */
-export function loadAssetManifest(dir: string = ASSETS_DIR): AssetManifest {
+export function readAssetManifest(dir: string = ASSETS_DIR): AssetManifest | undefined {
   try {
     return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as AssetManifest;
-  } catch (cause) {
-    throw new CtOpsError('ERR_CONFIG_INVALID', `the console's assets are missing from ${dir}: run \`npm run build\``, { dir }, { cause });
+  } catch {
+    return undefined;
   }
 }
 

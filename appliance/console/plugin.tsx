@@ -20,7 +20,7 @@ import { hostIdParams, iso } from '../http/views.ts';
 import { catalogueError } from '../http/errors.ts';
 import { HOST_STATUSES, statusOfHost, type HostStatus } from '../hosts/status.ts';
 import type { AdminApiToken } from '../model/admin.ts';
-import { assetRoutes, loadAssetManifest } from './assets.ts';
+import { ASSETS_DIR, assetRoutes, readAssetManifest } from './assets.ts';
 import { endStreamsOnClose, FleetEvents } from './live.ts';
 import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
 import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type PendingHost } from './pages/hosts.tsx';
@@ -81,7 +81,15 @@ const AUDIT_PAGE_SIZE = 100;
  */
 export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { services, orgId } = ctx;
-  const manifest = loadAssetManifest();
+  const manifest = readAssetManifest();
+  if (manifest === undefined) {
+    // Agents and the API do not depend on the console's files: the appliance runs, the console says why not.
+    ctx.log.warn({ dir: ASSETS_DIR }, "the console's assets are missing (run `npm run build`): the console answers ERR_CONSOLE_UNAVAILABLE");
+    app.all('/*', { config: { access: 'public' } }, async () => {
+      throw new CtOpsError('ERR_CONSOLE_UNAVAILABLE', `the console's assets are missing from ${ASSETS_DIR}: run \`npm run build\``, { dir: ASSETS_DIR });
+    });
+    return;
+  }
   const events = new FleetEvents(() => services.hosts.changeMark(orgId), ctx.log.child({ area: 'console' }));
   endStreamsOnClose(app, events);
   const cspReports = new RateLimiterMemory({ points: 10, duration: 60 });
