@@ -98,6 +98,7 @@ export const STATUS = {
   ERR_CSRF_INVALID: { http: 403, grpc: GrpcCode.PERMISSION_DENIED, exit: ExitCode.NO_PERMISSION, summary: "A console request that changes something came without its session's CSRF token, or with a wrong one; reload the page." },
   ERR_CONSOLE_BUSY: { http: 503, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.TEMP_FAIL, summary: 'The appliance holds as many live console streams as it allows (per session or in all): close another console tab; the browser retries by itself.' },
   ERR_CONSOLE_UNAVAILABLE: { http: 503, grpc: GrpcCode.UNAVAILABLE, exit: ExitCode.UNAVAILABLE, summary: "The console's browser files (dist/console) are missing: run `npm run build` (the image carries them). Agents and the API are served regardless." },
+  ERR_API_TOKEN_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'The logged-in admin has no API token with that id (revoked, expired, or another admin\'s).' },
   ERR_HOST_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No host has that id.' },
   ERR_ENROLMENT_TOKEN_NOT_FOUND: { http: 404, grpc: GrpcCode.NOT_FOUND, exit: ExitCode.NO_INPUT, summary: 'No enrolment token has that id.' },
   ERR_HOST_STATE_CONFLICT: { http: 409, grpc: GrpcCode.FAILED_PRECONDITION, exit: ExitCode.DATA, summary: "The host's state does not allow that action (e.g. approving a revoked host)." },

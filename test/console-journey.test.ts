@@ -17,6 +17,7 @@ import { TestAppliance } from './helpers/appliance.ts';
 import { createFixtureAppliance, writeReleaseDir, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 import { BUNDLE_BIN, run } from './helpers/processes.ts';
 import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
+import { httpsJson } from './helpers/https.ts';
 import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 
 const OUTPUT = join(import.meta.dirname, '..', 'test-output', 'console');
@@ -32,7 +33,7 @@ before(async () => {
   mkdirSync(OUTPUT, { recursive: true });
   // A data directory with a release and templates for the bundler (test/helpers/bundler-fixtures.ts).
   fixture = await createFixtureAppliance();
-  appliance = await TestAppliance.start({ dataDir: fixture.dataDir, sans: ['127.0.0.1'], env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir } });
+  appliance = await TestAppliance.start({ dataDir: fixture.dataDir, sans: ['127.0.0.1', 'localhost'], env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir } });
   origin = `https://127.0.0.1:${appliance.httpPort}`;
   browser = await launchBrowser({ origin, serverCertPem: readFileSync(join(appliance.dataDir, 'server.crt'), 'utf8'), outputDir: OUTPUT });
 });
@@ -359,6 +360,36 @@ describe('the admin console in a real browser', () => {
     assert.match(await attention.innerText(), /3 host\(s\) waiting for approval/);
     await expectWithReloads(page, async () => /agent_uninstall\) failed/.test(await attention.innerText()), 60_000);
     assert.match(await attention.innerText(), /ERR_UNINSTALL_UNAVAILABLE|ERR_/);
+  });
+
+  test('API tokens: made in the console, shown once; a read token reads and may not change; a write token changes; revoked, refused', async () => {
+    const makeToken = async (description: string, scope: 'read and change' | 'read only'): Promise<string> => {
+      await page.goto(`${origin}/console/api-tokens`);
+      await page.getByLabel('Description').fill(description);
+      await page.getByLabel('May').selectOption({ label: scope });
+      await page.getByLabel('Valid for (days)').fill('30');
+      await page.getByRole('button', { name: 'Create API token' }).click();
+      return (await page.locator('#new-api-token').innerText()).trim();
+    };
+    const reader = await makeToken('nightly export', 'read only');
+    assert.match(reader, /^ctapi_/);
+    await checkPage(page, 'api-tokens');
+    const writer = await makeToken('ticket sync', 'read and change');
+    const ca = readFileSync(appliance.caCertPath, 'utf8');
+    assert.equal((await httpsJson(appliance.httpPort, ca, 'GET', '/api/v1/hosts', { bearer: reader })).status, 200);
+    const refused = await httpsJson(appliance.httpPort, ca, 'POST', '/api/v1/tokens', { bearer: reader, body: {} });
+    assert.equal(refused.body.error?.code, 'ERR_ADMIN_FORBIDDEN');
+    assert.equal((await httpsJson(appliance.httpPort, ca, 'POST', '/api/v1/tokens', { bearer: writer, body: {} })).status, 201);
+    assert.equal((await httpsJson(appliance.httpPort, ca, 'POST', '/api/v1/admins', { bearer: writer, body: { username: 'minted' } })).body.error?.code, 'ERR_ADMIN_LOCAL_ONLY', 'no account management');
+    await page.goto(`${origin}/console/api-tokens`);
+    assert.ok(!(await page.content()).includes(reader), 'secrets are not listed');
+    const row = await page.locator('tr', { hasText: 'nightly export' }).innerText();
+    assert.match(row, /read only/);
+    assert.doesNotMatch(row, /never/, 'its last use is shown');
+    await page.locator('tr', { hasText: 'nightly export' }).getByRole('button', { name: /^Revoke/ }).click();
+    await page.waitForURL(`${origin}/console/api-tokens`);
+    assert.equal((await httpsJson(appliance.httpPort, ca, 'GET', '/api/v1/hosts', { bearer: reader })).status, 401, 'revoked');
+    assert.equal((await httpsJson(appliance.httpPort, ca, 'GET', '/api/v1/hosts', { bearer: writer })).status, 200, 'the other token stays');
   });
 
   test("the audit log shows the journey's actions and refusals (who, what, from where), filters them and exports JSON lines", async () => {

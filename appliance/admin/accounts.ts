@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { hashSecret, newId, newSecret } from '../lib/ids.ts';
-import type { AdminApiToken, AdminRole, AdminUser } from '../model/admin.ts';
+import type { AdminApiToken, AdminRole, AdminUser, TokenScope } from '../model/admin.ts';
 import type { AdminCredentialStore } from '../store/admin-credentials.ts';
 import type { Stores } from '../store/index.ts';
 import { INITIAL_PASSWORD_FILE } from '../lib/data-dir-files.ts';
@@ -17,6 +17,10 @@ export const CLI_TOKEN_LABEL = 'local admin CLI';
 export const API_SESSION_LABEL = 'session';
 /** The label of the console's cookie sessions (appliance/console): they authenticate the console only. */
 export const CONSOLE_SESSION_LABEL = 'console';
+/** The label of API tokens for automation: bearer credentials with a scope and an expiry, made in the console. */
+export const API_TOKEN_LABEL = 'api';
+/** The longest an API token may live (a year and a day: yearly jobs survive their own schedule's drift). */
+export const MAX_API_TOKEN_DAYS = 366;
 /** Tokens that a password change or reset ends: whoever knew the old password loses what it opened. */
 const SESSION_LABELS = [API_SESSION_LABEL, CONSOLE_SESSION_LABEL] as const;
 /** Absolute lifetime of a login session, API or console. */
@@ -154,6 +158,35 @@ export class AdminAccountService {
     return ended;
   }
 
+  /**
+   * Makes an API token for the owner of console session `owner`: its secret (shown once; only its
+   * SHA-256 is kept), `scope` ('read' only reads, whatever the owner's role; 'write' acts with the
+   * owner's role), valid `days` (1 to MAX_API_TOKEN_DAYS). A password change leaves it; disabling the
+   * owner ends it. Errors: ERR_ADMIN_FORBIDDEN unless `owner` is a console session (a token does not
+   * mint tokens), ERR_INVALID_ARGUMENT for days out of range.
+   */
+  async createApiToken(owner: AdminApiToken, request: { description: string; scope: TokenScope; days: number }, now: number): Promise<{ token: AdminApiToken; secret: string }> {
+    if (owner.label !== CONSOLE_SESSION_LABEL) throw new CtOpsError('ERR_ADMIN_FORBIDDEN', 'API tokens are made in the console, by a logged-in admin');
+    if (!Number.isInteger(request.days) || request.days < 1 || request.days > MAX_API_TOKEN_DAYS) throw new CtOpsError('ERR_INVALID_ARGUMENT', `an API token lives 1 to ${MAX_API_TOKEN_DAYS} days`, { field: 'days' });
+    const secret = newSecret('ctapi');
+    const id = newId('akey');
+    await this.#deps.store.insertApiToken(id, owner.userId, hashSecret(secret), API_TOKEN_LABEL, now, now + request.days * 86_400_000, { scope: request.scope, description: request.description });
+    this.#deps.log.info({ username: owner.username, token_id: id, scope: request.scope, days: request.days }, 'API token created');
+    const [token] = (await this.#deps.store.tokensOf(owner.userId, API_TOKEN_LABEL, now)).filter((candidate) => candidate.id === id);
+    return { token: token!, secret };
+  }
+
+  /** The owner's live API tokens, newest first (never their secrets). */
+  apiTokensOf(owner: AdminApiToken, now: number): Promise<AdminApiToken[]> {
+    return this.#deps.store.tokensOf(owner.userId, API_TOKEN_LABEL, now);
+  }
+
+  /** Revokes one of the owner's API tokens. Errors: ERR_API_TOKEN_NOT_FOUND (not the owner's, or gone). */
+  async revokeApiToken(owner: AdminApiToken, tokenId: string): Promise<void> {
+    if (!(await this.#deps.store.deleteTokenOf(owner.userId, API_TOKEN_LABEL, tokenId))) throw new CtOpsError('ERR_API_TOKEN_NOT_FOUND', `${owner.username} has no API token ${tokenId}`, { token_id: tokenId });
+    this.#deps.log.info({ username: owner.username, token_id: tokenId }, 'API token revoked');
+  }
+
   /** Every account, oldest first, without password hashes. */
   async list(): Promise<AdminAccount[]> {
     return (await this.#deps.store.listUsers()).map(({ username, role, disabledAt, mustChangePassword, createdAt }) => ({ username, role, disabledAt, mustChangePassword, createdAt }));
@@ -241,7 +274,7 @@ export class AdminAccountService {
 
 /**
  * Whether `credential` may make a request needing `access`: 'read' for every enabled account,
- * 'write' for role admin only. A session whose account must change its password may do neither
+ * 'write' for role admin only, and not for a read-only API token. A session whose account must change its password may do neither
  * (the password change and logout routes ask for 'session'). Errors: ERR_PASSWORD_CHANGE_REQUIRED,
  * ERR_ADMIN_FORBIDDEN.
  */
@@ -250,6 +283,7 @@ export function checkAccess(credential: AdminApiToken, access: 'public' | 'sessi
   // The local CLI credential is root's on the appliance: no one-time password stands between it and its work.
   if (credential.mustChangePassword && credential.label !== CLI_TOKEN_LABEL) throw new CtOpsError('ERR_PASSWORD_CHANGE_REQUIRED', 'this account has a one-time password: change it first (POST /api/v1/auth/password, or the console)');
   if (access === 'write' && credential.role !== 'admin') throw new CtOpsError('ERR_ADMIN_FORBIDDEN', `${JSON.stringify(credential.username)} is a ${credential.role}: it may read, not change`, { username: credential.username, role: credential.role });
+  if (access === 'write' && credential.scope === 'read') throw new CtOpsError('ERR_ADMIN_FORBIDDEN', 'this API token is read-only', { username: credential.username, scope: credential.scope });
 }
 
 /**

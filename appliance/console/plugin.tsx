@@ -19,7 +19,7 @@ import type { HttpContext } from '../http/context.ts';
 import { hostIdParams, iso } from '../http/views.ts';
 import { catalogueError } from '../http/errors.ts';
 import { HOST_STATUSES, statusOfHost, type HostStatus } from '../hosts/status.ts';
-import type { AdminApiToken } from '../model/admin.ts';
+import { TOKEN_SCOPES, type AdminApiToken, type TokenScope } from '../model/admin.ts';
 import { ASSETS_DIR, assetRoutes, readAssetManifest } from './assets.ts';
 import { endStreamsOnClose, FleetEvents } from './live.ts';
 import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
@@ -30,6 +30,7 @@ import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/
 import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
 import { ReleasesPage } from './pages/releases.tsx';
 import { AuditPage, type AuditPageQuery } from './pages/audit.tsx';
+import { ApiTokensPage } from './pages/api-tokens.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -509,6 +510,34 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         .type('application/x-ndjson; charset=utf-8')
         .header('content-disposition', 'attachment; filename="audit.jsonl"')
         .send(auditJsonLines(services.audit.export(orgId, auditFilter(auditQueryOf(request.query)))));
+    },
+  });
+
+  // Your own API tokens: any role may make them (a viewer's stay read-only by role); 'read' access:
+  // a one-time password must be changed first, and no fleet state changes.
+  const apiTokensPage = async (request: FastifyRequest, reply: FastifyReply, created?: { id: string; secret: string }) =>
+    html(reply, <ApiTokensPage frame={frame(reply, request, { section: 'api-tokens' })} tokens={await services.accounts.apiTokensOf(request.consoleAdmin!, Date.now())} {...(created && { created })} />);
+  app.get('/api-tokens', async (request, reply) => apiTokensPage(request, reply));
+  app.post<{ Body: { description: string; scope: TokenScope; days: string } }>('/api-tokens', {
+    config: { access: 'read' },
+    schema: {
+      body: {
+        type: 'object',
+        required: ['description', 'scope', 'days'],
+        properties: { description: { type: 'string', minLength: 1, maxLength: 128 }, scope: { type: 'string', enum: [...TOKEN_SCOPES] }, days: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' }, _csrf: { type: 'string' } },
+      },
+    },
+    handler: async (request, reply) => {
+      const made = await services.accounts.createApiToken(request.consoleAdmin!, { description: request.body.description, scope: request.body.scope, days: Number(request.body.days) }, Date.now());
+      return apiTokensPage(request, reply.code(201), { id: made.token.id, secret: made.secret });
+    },
+  });
+  app.post<{ Params: { id: string } }>('/api-tokens/:id/revoke', {
+    config: { access: 'read' },
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: idPatternSource('akey') } } } },
+    handler: async (request, reply) => {
+      await services.accounts.revokeApiToken(request.consoleAdmin!, request.params.id);
+      return reply.redirect('/console/api-tokens', 303);
     },
   });
 

@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases' | 'audit';
+  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases' | 'audit' | 'api-tokens';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -65,9 +65,9 @@ export function Layout({ frame, title, children }: { frame: PageFrame; title: st
           )}
           {frame.admin && (
             <div class="who">
-              <span>
+              <a href="/console/api-tokens" aria-current={frame.section === 'api-tokens' ? 'page' : undefined}>
                 {frame.admin.username} ({frame.admin.role})
-              </span>
+              </a>
               <form method="post" action="/console/logout" class="inline">
                 <CsrfField token={frame.csrfToken} />
                 <button type="submit">Log out</button>
@@ -80,6 +80,24 @@ export function Layout({ frame, title, children }: { frame: PageFrame; title: st
         </main>
       </body>
     </html>
+  );
+}
+
+/**
+ * One action as a button in its own POST form (works without script, by keyboard): the CSRF token,
+ * `fields` as hidden inputs. An `id` lets htmx give focus back after a live refresh replaces it.
+ */
+export function PostButton({ action, label, csrfToken, fields = {}, danger = false, id, ariaLabel }: { action: string; label: string; csrfToken: string; fields?: Readonly<Record<string, string>>; danger?: boolean; id?: string; ariaLabel?: string }) {
+  return (
+    <form method="post" action={action} class="inline">
+      <CsrfField token={csrfToken} />
+      {Object.entries(fields).map(([name, value]) => (
+        <input key={name} type="hidden" name={name} value={value} />
+      ))}
+      <button type="submit" id={id} class={danger ? 'danger' : undefined} aria-label={ariaLabel}>
+        {label}
+      </button>
+    </form>
   );
 }
 
@@ -113,6 +131,25 @@ export function StatusBadge({ status }: { status: HostStatus }) {
 
 export function statusLabel(status: HostStatus): string {
   return STATUS_LABELS[status];
+}
+
+/** A secret shown once, in a form that can be selected and copied (the button needs script and a secure context). */
+export function ShownOnce({ id, label, secret }: { id: string; label: string; secret: string }) {
+  return (
+    <div class="notice" role="status">
+      <p>
+        <strong>{label}</strong> It is shown only now: copy it and keep it where it belongs.
+      </p>
+      <p>
+        <code id={id} class="secret">
+          {secret}
+        </code>{' '}
+        <button type="button" class="secondary" data-copy={id}>
+          Copy
+        </button>
+      </p>
+    </div>
+  );
 }
 
 /** A host's tags as `key` or `key=value` codes. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CtOpsError } from '../../common/errors.ts';
-import { API_SESSION_LABEL, checkAccess, CLI_TOKEN_LABEL, CONSOLE_SESSION_LABEL, MAX_PASSWORD_LENGTH, USERNAME_PATTERN } from '../admin/accounts.ts';
+import { API_SESSION_LABEL, API_TOKEN_LABEL, checkAccess, CLI_TOKEN_LABEL, CONSOLE_SESSION_LABEL, MAX_PASSWORD_LENGTH, USERNAME_PATTERN } from '../admin/accounts.ts';
 import { ADMIN_ROLES, type AdminApiToken, type AdminRole } from '../model/admin.ts';
 import { peerSource } from '../lib/peer-source.ts';
 import type { HttpContext } from './context.ts';
@@ -56,6 +56,8 @@ export async function requireAdmin(app: FastifyInstance, ctx: HttpContext): Prom
     // Set before the access check: a refusal is audited with the admin it refused (http/audit-hook.ts).
     request.admin = credential;
     request.adminName = credential.username;
+    // An API token's last use is shown to its owner (written at most once a minute).
+    if (credential.label === API_TOKEN_LABEL) await ctx.services.accounts.touch(credential, Date.now(), 60_000);
     checkAccess(credential, accessOf(request));
   });
 }

@@ -9,6 +9,10 @@ export interface Organisation {
 export type AdminRole = 'admin' | 'viewer';
 export const ADMIN_ROLES: readonly AdminRole[] = ['admin', 'viewer'];
 
+/** What an API token may do: 'read' only, or whatever its owner's role allows ('write'). */
+export type TokenScope = 'read' | 'write';
+export const TOKEN_SCOPES: readonly TokenScope[] = ['read', 'write'];
+
 export interface AdminUser {
   id: string;
   username: string;
@@ -31,6 +35,10 @@ export interface AdminApiToken {
   label: string;
   /** ms since the epoch; null for a token that does not expire. */
   expiresAt: number | null;
+  /** 'read' for an API token made read-only; 'write' otherwise (the owner's role decides). */
+  scope: TokenScope;
+  /** What its owner called an API token; '' for sessions and the CLI credential. */
+  description: string;
   /** ms since the epoch the token last authenticated a request (written at most once a minute); null if never. */
   lastUsedAt: number | null;
   /** ms since the epoch. */

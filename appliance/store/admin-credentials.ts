@@ -1,4 +1,4 @@
-import type { AdminApiToken, AdminRole, AdminUser } from '../model/admin.ts';
+import type { AdminApiToken, AdminRole, AdminUser, TokenScope } from '../model/admin.ts';
 import { atomically, type Executor } from './unit-of-work.ts';
 
 export type { AdminApiToken, AdminUser } from '../model/admin.ts';
@@ -41,33 +41,47 @@ export class AdminCredentialStore {
     return Number(row.n);
   }
 
-  async insertApiToken(id: string, userId: string, secretHash: string, label: string, now: number, expiresAt: number | null): Promise<void> {
-    await this.#db.insertInto('admin_api_tokens').values({ id, user_id: userId, secret_hash: secretHash, label, created_at: now, expires_at: expiresAt }).execute();
+  async insertApiToken(id: string, userId: string, secretHash: string, label: string, now: number, expiresAt: number | null, api: { scope: TokenScope; description: string } = { scope: 'write', description: '' }): Promise<void> {
+    await this.#db
+      .insertInto('admin_api_tokens')
+      .values({ id, user_id: userId, secret_hash: secretHash, label, created_at: now, expires_at: expiresAt, scope: api.scope, description: api.description })
+      .execute();
+  }
+
+  /** The live tokens of one user with one label (its API tokens), newest first. */
+  async tokensOf(userId: string, label: string, now: number): Promise<AdminApiToken[]> {
+    const rows = await this.#tokens()
+      .where('t.user_id', '=', userId)
+      .where('t.label', '=', label)
+      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
+      .orderBy('t.created_at', 'desc')
+      .orderBy('t.id', 'desc')
+      .execute();
+    return rows.map(tokenOf);
+  }
+
+  /** Deletes token `id` if it is `userId`'s and labelled `label`; false when there is no such token. */
+  async deleteTokenOf(userId: string, label: string, id: string): Promise<boolean> {
+    const deleted = await this.#db.deleteFrom('admin_api_tokens').where('id', '=', id).where('user_id', '=', userId).where('label', '=', label).executeTakeFirst();
+    return Number(deleted.numDeletedRows) > 0;
+  }
+
+  /** admin_api_tokens with their owner's username, role and password state. */
+  #tokens() {
+    return this.#db
+      .selectFrom('admin_api_tokens as t')
+      .innerJoin('admin_users as u', 'u.id', 't.user_id')
+      .select(['t.id', 't.user_id', 'u.username', 'u.role', 'u.must_change_password', 't.label', 't.expires_at', 't.last_used_at', 't.created_at', 't.scope', 't.description'])
+      .where('u.disabled_at', 'is', null);
   }
 
   /** The live API token with this secret hash, of an enabled account. */
   async apiTokenByHash(secretHash: string, now: number): Promise<AdminApiToken | undefined> {
-    const row = await this.#db
-      .selectFrom('admin_api_tokens as t')
-      .innerJoin('admin_users as u', 'u.id', 't.user_id')
-      .select(['t.id', 't.user_id', 'u.username', 'u.role', 'u.must_change_password', 't.label', 't.expires_at', 't.last_used_at', 't.created_at'])
+    const row = await this.#tokens()
       .where('t.secret_hash', '=', secretHash)
-      .where('u.disabled_at', 'is', null)
       .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
       .executeTakeFirst();
-    return (
-      row && {
-        id: row.id,
-        userId: row.user_id,
-        username: row.username,
-        role: row.role,
-        mustChangePassword: row.must_change_password === 1,
-        label: row.label,
-        expiresAt: row.expires_at,
-        lastUsedAt: row.last_used_at,
-        createdAt: row.created_at,
-      }
-    );
+    return row && tokenOf(row);
   }
 
   /**
@@ -129,5 +143,33 @@ function userOf(row: { id: string; username: string; password_hash: string; role
     disabledAt: row.disabled_at,
     mustChangePassword: row.must_change_password === 1,
     createdAt: row.created_at,
+  };
+}
+
+function tokenOf(row: {
+  id: string;
+  user_id: string;
+  username: string;
+  role: AdminRole;
+  must_change_password: 0 | 1;
+  label: string;
+  expires_at: number | null;
+  last_used_at: number | null;
+  created_at: number;
+  scope: TokenScope;
+  description: string;
+}): AdminApiToken {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    username: row.username,
+    role: row.role,
+    mustChangePassword: row.must_change_password === 1,
+    label: row.label,
+    expiresAt: row.expires_at,
+    lastUsedAt: row.last_used_at,
+    createdAt: row.created_at,
+    scope: row.scope,
+    description: row.description,
   };
 }

@@ -1,5 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
-import type { AdminRole } from '../model/admin.ts';
+import type { AdminRole, TokenScope } from '../model/admin.ts';
 import type { AuditActorKind, AuditOutcome } from '../model/audit.ts';
 import type { RolloutState, UpdatePhase } from '../model/rollout.ts';
 
@@ -165,6 +165,8 @@ export interface AdminApiTokensTable {
   created_at: number;
   expires_at: number | null;
   last_used_at: Generated<number | null>;
+  scope: Generated<TokenScope>;
+  description: Generated<string>;
 }
 
 export type ScanStatus = 'receiving' | 'completed' | 'failed' | 'abandoned';

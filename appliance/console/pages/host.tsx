@@ -5,7 +5,7 @@ import type { HostUpdate } from '../../model/rollout.ts';
 import type { Task } from '../../model/task.ts';
 import type { VitalsSample } from '../../model/host.ts';
 import { HostFacts } from './hosts.tsx';
-import { AgentText, CsrfField, TagList, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
+import { AgentText, CsrfField, PostButton, TagList, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
 
 /** Packages shown per page of a host's software. */
 export const HOST_PACKAGES_PAGE = 100;
@@ -75,12 +75,7 @@ export function HostPage({ frame, data }: { frame: PageFrame; data: HostPageData
         <a href={`${base}?removed=${data.showRemoved ? '0' : '1'}#software`} role="switch" aria-checked={data.showRemoved ? 'true' : 'false'}>
           {data.showRemoved ? 'Hide removed' : 'Show removed'}
         </a>
-        {mayAct && (
-          <form method="post" action={`${base}/rescan`} class="inline">
-            <CsrfField token={frame.csrfToken} />
-            <button type="submit">Rescan</button>
-          </form>
-        )}
+        {mayAct && <PostButton action={`${base}/rescan`} label="Rescan" csrfToken={frame.csrfToken} />}
       </div>
       <table>
         <caption class="skip">Packages{data.showRemoved ? ', removed ones included' : ''}</caption>

@@ -5,7 +5,7 @@ import type { HostStatus } from '../../hosts/status.ts';
 import type { Host } from '../../model/host.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
 import type { HostSortKey } from '../../store/host-page.ts';
-import { AgentText, CsrfField, TagList, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
+import { AgentText, PostButton, TagList, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
 
 /** One host row as the console shows it: the stored host and its status (computed with the page, in SQL). */
 export interface HostRow {
@@ -208,9 +208,18 @@ export function PendingList({ frame, pending }: { frame: PageFrame; pending: Pen
           </div>
           {mayDecide && (
             <p>
-              <DecisionForm hostId={host.id} action="approve" label="Approve" csrfToken={frame.csrfToken} />{' '}
-              <DecisionForm hostId={host.id} action="reject" label="Reject" csrfToken={frame.csrfToken} danger />{' '}
-              {existing && <DecisionForm hostId={host.id} action="approve-as-replacement" label={`Approve as replacement of ${existing.id}`} csrfToken={frame.csrfToken} replaces={existing.id} />}
+              {/* Ids: when a live refresh replaces the list, htmx gives focus back to the element with the same id. */}
+              <PostButton action={`/console/hosts/${host.id}/approve`} id={`approve-${host.id}`} label="Approve" csrfToken={frame.csrfToken} />{' '}
+              <PostButton action={`/console/hosts/${host.id}/reject`} id={`reject-${host.id}`} label="Reject" csrfToken={frame.csrfToken} danger />{' '}
+              {existing && (
+                <PostButton
+                  action={`/console/hosts/${host.id}/approve-as-replacement`}
+                  id={`replace-${host.id}`}
+                  label={`Approve as replacement of ${existing.id}`}
+                  fields={{ replaces: existing.id }}
+                  csrfToken={frame.csrfToken}
+                />
+              )}
             </p>
           )}
         </section>
@@ -270,18 +279,5 @@ function TokenSummary({ token }: { token: EnrolmentToken }) {
     <>
       <code>{token.id}</code> {token.label && <>“{token.label}”</>} {bundle ? <>from install bundle <code>{bundle}</code></> : <>created by {token.createdBy}</>}
     </>
-  );
-}
-
-function DecisionForm({ hostId, action, label, csrfToken, danger, replaces }: { hostId: string; action: string; label: string; csrfToken: string; danger?: boolean; replaces?: string }) {
-  return (
-    <form method="post" action={`/console/hosts/${hostId}/${action}`} class="inline">
-      <CsrfField token={csrfToken} />
-      {replaces && <input type="hidden" name="replaces" value={replaces} />}
-      {/* An id: when a live refresh replaces the list, htmx gives focus back to the element with the same id. */}
-      <button type="submit" id={`${action}-${hostId}`} class={danger ? 'danger' : undefined}>
-        {label}
-      </button>
-    </form>
   );
 }

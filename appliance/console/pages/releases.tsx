@@ -1,6 +1,6 @@
 import type { AgentRelease, ReleaseMinimum } from '../../model/release.ts';
 import type { RolloutStatus } from '../../releases/rollouts.ts';
-import { CsrfField, Layout, Time, type PageFrame } from '../views.tsx';
+import { Layout, PostButton, Time, type PageFrame } from '../views.tsx';
 
 /**
  * Agent releases: the imported versions, the minimum version, and the current rollout's groups with
@@ -52,10 +52,11 @@ export function ReleasesPage({ frame, releases, minimum, status }: { frame: Page
             {rollout.haltedReason && <> ({rollout.haltedReason})</>}, started <Time at={rollout.createdAt} /> by {rollout.createdBy}.
           </p>
           {mayAct && (rollout.state === 'running' || rollout.state === 'paused') && (
-            <form method="post" action={`/console/rollouts/current/${rollout.state === 'running' ? 'pause' : 'resume'}`} class="inline">
-              <CsrfField token={frame.csrfToken} />
-              <button type="submit">{rollout.state === 'running' ? 'Pause rollout' : 'Resume rollout'}</button>
-            </form>
+            <PostButton
+              action={`/console/rollouts/current/${rollout.state === 'running' ? 'pause' : 'resume'}`}
+              label={rollout.state === 'running' ? 'Pause rollout' : 'Resume rollout'}
+              csrfToken={frame.csrfToken}
+            />
           )}
           <table>
             <thead>

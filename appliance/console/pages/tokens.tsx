@@ -1,32 +1,13 @@
 import type { CtOpsError } from '../../../common/errors.ts';
 import type { BuiltBundle } from '../../../bundler/index.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
-import { AgentText, CsrfField, ErrorBox, Layout, TagList, Time, type PageFrame } from '../views.tsx';
+import { AgentText, CsrfField, ErrorBox, Layout, PostButton, ShownOnce, TagList, Time, type PageFrame } from '../views.tsx';
 
 /** A token as the tokens page lists it: its state now and the host that enrolled with it last. */
 export interface TokenRow {
   token: EnrolmentToken;
   state: string;
   lastUse: { hostId: string; hostname: string; enrolledAt: number } | undefined;
-}
-
-/** A secret shown once, in a form that can be selected and copied (the button needs script and a secure context). */
-function ShownOnce({ id, label, secret }: { id: string; label: string; secret: string }) {
-  return (
-    <div class="notice" role="status">
-      <p>
-        <strong>{label}</strong> It is shown only now: copy it and keep it where it belongs.
-      </p>
-      <p>
-        <code id={id} class="secret">
-          {secret}
-        </code>{' '}
-        <button type="button" class="secondary" data-copy={id}>
-          Copy
-        </button>
-      </p>
-    </div>
-  );
 }
 
 /** Enrolment tokens: create (label, expiry, max uses, auto-approve, tags), revoke; uses and the last host enrolled. */
@@ -115,12 +96,7 @@ export function TokensPage({ frame, rows, created, error }: { frame: PageFrame; 
               {mayAct && (
                 <td>
                   {state === 'active' && (
-                    <form method="post" action={`/console/tokens/${token.id}/revoke`} class="inline">
-                      <CsrfField token={frame.csrfToken} />
-                      <button type="submit" class="danger" aria-label={`Revoke ${token.id}`}>
-                        Revoke
-                      </button>
-                    </form>
+                    <PostButton action={`/console/tokens/${token.id}/revoke`} label="Revoke" ariaLabel={`Revoke ${token.id}`} csrfToken={frame.csrfToken} danger />
                   )}
                 </td>
               )}

@@ -22,6 +22,7 @@ import { migration021MaintenanceWindows } from './021-maintenance-windows.ts';
 import { migration022AdminAccounts } from './022-admin-accounts.ts';
 import { migration023AuditEvents } from './023-audit-events.ts';
 import { migration024ConsoleIndexes } from './024-console-indexes.ts';
+import { migration025ApiTokens } from './025-api-tokens.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -56,4 +57,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration022AdminAccounts,
   migration023AuditEvents,
   migration024ConsoleIndexes,
+  migration025ApiTokens,
 ];

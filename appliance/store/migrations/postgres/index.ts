@@ -23,6 +23,7 @@ import { postgresMigration021MaintenanceWindows } from './021-maintenance-window
 import { postgresMigration022AdminAccounts } from './022-admin-accounts.ts';
 import { postgresMigration023AuditEvents } from './023-audit-events.ts';
 import { postgresMigration024ConsoleIndexes } from './024-console-indexes.ts';
+import { postgresMigration025ApiTokens } from './025-api-tokens.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -54,4 +55,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration022AdminAccounts,
   postgresMigration023AuditEvents,
   postgresMigration024ConsoleIndexes,
+  postgresMigration025ApiTokens,
 ];
