@@ -392,6 +392,23 @@ describe('the admin console in a real browser', () => {
     assert.equal((await httpsJson(appliance.httpPort, ca, 'GET', '/api/v1/hosts', { bearer: writer })).status, 200, 'the other token stays');
   });
 
+  test('the admin API is documented by an OpenAPI document generated from its route schemas, shown in the console', async () => {
+    const cli = readFileSync(join(appliance.dataDir, 'admin-cli.token'), 'utf8').trim();
+    const answer = await httpsJson(appliance.httpPort, readFileSync(appliance.caCertPath, 'utf8'), 'GET', '/api/v1/openapi.json', { bearer: cli });
+    assert.equal(answer.status, 200);
+    const document = answer.body as { openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: unknown[] }>> };
+    assert.equal(document.openapi, '3.1.0');
+    const paths = Object.keys(document.paths);
+    assert.ok(paths.every((path) => path.startsWith('/api/v1/')), `only the API: ${paths.filter((path) => !path.startsWith('/api/v1/')).join(', ')}`);
+    for (const path of ['/api/v1/hosts', '/api/v1/hosts/{id}/approve', '/api/v1/tokens', '/api/v1/bundles', '/api/v1/audit', '/api/v1/auth/login', '/api/v1/releases/minimum']) assert.ok(paths.includes(path), path);
+    assert.ok(document.paths['/api/v1/tokens']!.post!.requestBody, 'bodies come from the route schemas');
+    assert.ok(paths.length >= 40, `${paths.length} paths`);
+    await page.goto(`${origin}/console/api`);
+    await page.getByText('POST /api/v1/hosts/{id}/approve', { exact: true }).click();
+    await page.locator('details[open]').getByText('"hostname"').first().waitFor();
+    await checkPage(page, 'api');
+  });
+
   test("the audit log shows the journey's actions and refusals (who, what, from where), filters them and exports JSON lines", async () => {
     await page.goto(`${origin}/console/audit`);
     const rows = await page.locator('tbody').innerText();

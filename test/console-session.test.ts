@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { defuseFormula } from '../appliance/console/plugin.tsx';
 import { ClockedAppliance } from './helpers/faketime.ts';
+import { waitFor } from './helpers/wait.ts';
 
 interface Answer {
   status: number;
@@ -33,8 +34,8 @@ after(async () => {
 class Browser {
   readonly cookies = new Map<string, string>();
 
-  async call(method: string, path: string, options: { form?: Record<string, string>; headers?: Record<string, string>; stream?: boolean } = {}): Promise<Answer> {
-    const body = options.form && new URLSearchParams(options.form).toString();
+  async call(method: string, path: string, options: { form?: Record<string, string>; headers?: Record<string, string>; stream?: boolean; body?: string } = {}): Promise<Answer> {
+    const body = options.body ?? (options.form && new URLSearchParams(options.form).toString());
     return new Promise((resolve, reject) => {
       const sent = request(
         {
@@ -46,7 +47,7 @@ class Browser {
           servername: 'localhost',
           headers: {
             cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; '),
-            ...(body !== undefined && { 'content-type': 'application/x-www-form-urlencoded' }),
+            ...(options.form !== undefined && { 'content-type': 'application/x-www-form-urlencoded' }),
             ...options.headers,
           },
         },
@@ -163,6 +164,18 @@ describe('console sessions', () => {
     assert.equal((await admin.call('GET', '/console/assets/missing-ABC.js')).status, 404);
     assert.equal((await admin.call('GET', '/console/assets/..%2Fmanifest.json')).status, 400, 'only asset names');
   });
+});
+
+test('a CSP violation report is taken without a session or CSRF token, logged, and limited per source', async () => {
+  const browser = new Browser();
+  const report = JSON.stringify({ 'csp-report': { 'document-uri': 'https://appliance/console/', 'violated-directive': 'script-src-elem', 'blocked-uri': 'inline' } });
+  const answers: number[] = [];
+  for (let index = 0; index < 12; index += 1) answers.push((await browser.call('POST', '/console/csp-report', { headers: { 'content-type': 'application/csp-report' }, body: report })).status);
+  assert.deepEqual([...new Set(answers)], [204]);
+  const logged = () => clocked.appliance.process.events.filter((event) => event.msg === 'console CSP violation reported');
+  await waitFor('the reports logged', () => logged().length >= 10);
+  assert.equal(logged().length, 10, 'at most 10 a minute from one source');
+  assert.equal((await browser.call('POST', '/console/csp-report', { headers: { 'content-type': 'application/csp-report' }, body: 'x'.repeat(20_000) })).status, 413);
 });
 
 test('no console source renders raw HTML (dangerouslySetInnerHTML) or inline script/style', () => {

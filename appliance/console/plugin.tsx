@@ -31,6 +31,7 @@ import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
 import { ReleasesPage } from './pages/releases.tsx';
 import { AuditPage, type AuditPageQuery } from './pages/audit.tsx';
 import { ApiTokensPage } from './pages/api-tokens.tsx';
+import { ApiDocsPage, type OpenApiDocument } from './pages/api-docs.tsx';
 import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
@@ -540,6 +541,8 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return reply.redirect('/console/api-tokens', 303);
     },
   });
+
+  app.get('/api', async (request, reply) => html(reply, <ApiDocsPage frame={frame(reply, request, { section: 'api' })} document={app.swagger() as unknown as OpenApiDocument} />));
 
   app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
 

@@ -17,7 +17,7 @@ export interface PageFrame {
   admin?: AdminApiToken;
   csrfToken: string;
   /** The navigation entry of this page, marked aria-current. */
-  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases' | 'audit' | 'api-tokens';
+  section?: 'overview' | 'pending' | 'hosts' | 'software' | 'tokens' | 'bundles' | 'releases' | 'audit' | 'api-tokens' | 'api';
   /** The page follows the fleet's live events (/console/events). */
   live?: boolean;
 }
@@ -31,6 +31,7 @@ const NAVIGATION = [
   ['bundles', '/console/bundles', 'Install bundles'],
   ['releases', '/console/releases', 'Agent releases'],
   ['audit', '/console/audit', 'Audit log'],
+  ['api', '/console/api', 'API'],
 ] as const;
 
 /** The HTML document around a page: one stylesheet and one module script, both from this origin. */

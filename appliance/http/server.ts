@@ -1,6 +1,8 @@
 import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { escapeUnsafeJson } from '../../common/agent-text.ts';
+import { PRODUCT_VERSION } from '../../common/version.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
 import { adminAccountRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
@@ -43,6 +45,17 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
   app.setNotFoundHandler(handleNotFound);
   // The API reads JSON only: any other body is ERR_UNSUPPORTED_MEDIA_TYPE, not a string to validate.
   app.removeContentTypeParser('text/plain');
+  // Registered before every route: it collects their schemas (onRoute) into the OpenAPI document
+  // (GET /api/v1/openapi.json, the console's /console/api). Only the API is in it.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'CT-Ops Appliance admin API', version: PRODUCT_VERSION, description: 'The admin API of one CT-Ops appliance. Errors: {"error": {code, message, details}} with the codes of docs/errors.md.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token (ctapi_…, made in the console), a login session (ctses_…) or the local CLI credential (ctadm_…); agent downloads take the agent JWT.' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: ({ schema, url }) => ({ schema: url.startsWith('/api/v1/') ? schema : { ...schema, hide: true }, url }),
+  });
   await app.register(helmet, {
     // A JSON API loads nothing and is framed by nothing; the console will widen this for its own pages.
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
@@ -78,6 +91,8 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);
     await adminAccountRoutes(admin, ctx);
+    // The document of every /api/v1 route, generated from their schemas (@fastify/swagger).
+    admin.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     await adminAuditRoutes(admin, ctx);
   });
   try {
