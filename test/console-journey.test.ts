@@ -8,6 +8,7 @@
  * page go to test-output/console/.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +19,9 @@ import { createFixtureAppliance, writeReleaseDir, type FixtureAppliance } from '
 import { BUNDLE_BIN, run } from './helpers/processes.ts';
 import { launchBrowser, type BrowserHarness } from './helpers/browser.ts';
 import { httpsJson } from './helpers/https.ts';
-import { callRegister, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
+import { chunksOf, packages, submitScan } from './helpers/inventory.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const OUTPUT = join(import.meta.dirname, '..', 'test-output', 'console');
 const ADMIN_PASSWORD = 'correct horse battery staple';
@@ -283,6 +286,36 @@ describe('the admin console in a real browser', () => {
     assert.equal(await page.evaluate('window.__xss'), undefined);
     assert.equal(await page.locator('main img, main svg').count(), 0, 'no element was made from a hostname');
     await browser.assertNoCspViolations(page);
+  });
+
+  test("markup in a tag, a package name and a task's message is shown as text: no script runs", async () => {
+    const client = ingestClient(`127.0.0.1:${appliance.grpcPort}`, readFileSync(appliance.caCertPath, 'utf8'));
+    const tag = '<img src=x onerror="window.__xss = 5">';
+    const packageName = '<script>window.__xss = 6</script>';
+    const message = '<iframe src="javascript:window.__xss = 7"></iframe>';
+    const { token } = await appliance.createToken('--auto-approve', '--tag', `note:${tag}`);
+    const registered = await callRegister(client, signedRegister(newIdentity('stand-in-agent'), token));
+    assert.ok(registered.ok && registered.value.status === 'AGENT_STATUS_ACTIVE', JSON.stringify(registered));
+    const hostId = registered.value.agent_id;
+    const stream = new HeartbeatStream(client, registered.value.jwt);
+    stream.send(hostId, 1);
+    const scan = await submitScan(client, registered.value.jwt, chunksOf(hostId, randomUUID(), [...packages(0, 2), ...packages(0, 1, { name: packageName })]));
+    assert.ok(scan.ok, JSON.stringify(scan));
+    assert.equal((await appliance.cli('hosts', 'reload-config', hostId)).code, 0);
+    const task = await waitFor('the task pushed', () => stream.received.find((received) => received.task?.kind === 'config_reload')?.task ?? undefined);
+    stream.send(hostId, 2, { task_updates: [{ task_id: task.task_id, phase: 'TASK_PHASE_FAILED', error_code: 'ERR_CONFIG_INVALID', message }] });
+    await waitFor('the report acknowledged', () => stream.acks().includes(2));
+
+    await page.goto(`${origin}/console/hosts?q=stand-in`);
+    await page.getByText(`note=${tag}`).waitFor();
+    await page.goto(`${origin}/console/hosts/${hostId}`);
+    await page.getByRole('cell', { name: packageName, exact: true }).waitFor();
+    await expectWithReloads(page, async () => (await page.getByText(message).count()) > 0, 20_000);
+    assert.equal(await page.evaluate('window.__xss'), undefined);
+    assert.equal(await page.locator('main img, main iframe, main script').count(), 0, 'no element was made from agent or admin text');
+    await browser.assertNoCspViolations(page);
+    stream.call.end();
+    client.close();
   });
 
   test('a state-changing request without the CSRF token, or with a wrong one, is refused with ERR_CSRF_INVALID', async () => {
