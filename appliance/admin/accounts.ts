@@ -133,9 +133,12 @@ export class AdminAccountService {
   }
 
   /** Records a session's use for its idle timeout, at most once per `granularityMs`. */
-  touch(credential: AdminApiToken, now: number, granularityMs: number): Promise<void> {
-    return this.#deps.store.touchApiToken(credential.id, now, granularityMs);
+  async touch(credential: AdminApiToken, now: number, granularityMs: number): Promise<void> {
+    // The credential was just read with its last use: most requests need no write at all.
+    if (credential.lastUsedAt !== null && now - credential.lastUsedAt < granularityMs) return;
+    await this.#deps.store.touchApiToken(credential.id, now, granularityMs);
   }
+
 
   /** Ends the session behind `credential` (logout). The local CLI credential is not a session and stays. */
   async logout(credential: AdminApiToken): Promise<void> {
@@ -165,15 +168,14 @@ export class AdminAccountService {
    * owner ends it. Errors: ERR_ADMIN_FORBIDDEN unless `owner` is a console session (a token does not
    * mint tokens), ERR_INVALID_ARGUMENT for days out of range.
    */
-  async createApiToken(owner: AdminApiToken, request: { description: string; scope: TokenScope; days: number }, now: number): Promise<{ token: AdminApiToken; secret: string }> {
+  async createApiToken(owner: AdminApiToken, request: { description: string; scope: TokenScope; days: number }, now: number): Promise<{ id: string; secret: string }> {
     if (owner.label !== CONSOLE_SESSION_LABEL) throw new CtOpsError('ERR_ADMIN_FORBIDDEN', 'API tokens are made in the console, by a logged-in admin');
     if (!Number.isInteger(request.days) || request.days < 1 || request.days > MAX_API_TOKEN_DAYS) throw new CtOpsError('ERR_INVALID_ARGUMENT', `an API token lives 1 to ${MAX_API_TOKEN_DAYS} days`, { field: 'days' });
     const secret = newSecret('ctapi');
     const id = newId('akey');
     await this.#deps.store.insertApiToken(id, owner.userId, hashSecret(secret), API_TOKEN_LABEL, now, now + request.days * 86_400_000, { scope: request.scope, description: request.description });
     this.#deps.log.info({ username: owner.username, token_id: id, scope: request.scope, days: request.days }, 'API token created');
-    const [token] = (await this.#deps.store.tokensOf(owner.userId, API_TOKEN_LABEL, now)).filter((candidate) => candidate.id === id);
-    return { token: token!, secret };
+    return { id, secret };
   }
 
   /** The owner's live API tokens, newest first (never their secrets). */

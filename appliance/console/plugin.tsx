@@ -530,7 +530,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     },
     handler: async (request, reply) => {
       const made = await services.accounts.createApiToken(request.consoleAdmin!, { description: request.body.description, scope: request.body.scope, days: Number(request.body.days) }, Date.now());
-      return apiTokensPage(request, reply.code(201), { id: made.token.id, secret: made.secret });
+      return apiTokensPage(request, reply.code(201), made);
     },
   });
   app.post<{ Params: { id: string } }>('/api-tokens/:id/revoke', {

@@ -126,6 +126,9 @@ const STATUS_LABELS: Record<HostStatus, string> = {
   'identity-conflict': 'Identity conflict',
 };
 
+/** The statuses the console counts and filters by, in the order it shows them (deleted hosts are never listed). */
+export const SHOWN_STATUSES: readonly HostStatus[] = ['online', 'offline', 'never-connected', 'pending', 'identity-conflict', 'rejected', 'revoked'];
+
 export function StatusBadge({ status }: { status: HostStatus }) {
   return <span class={`status status-${status}`}>{STATUS_LABELS[status]}</span>;
 }

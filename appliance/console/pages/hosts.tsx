@@ -5,7 +5,8 @@ import type { HostStatus } from '../../hosts/status.ts';
 import type { Host } from '../../model/host.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
 import type { HostSortKey } from '../../store/host-page.ts';
-import { AgentText, PostButton, TagList, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
+import { OPERATING_SYSTEMS } from '../../../bundler/index.ts';
+import { AgentText, PostButton, SHOWN_STATUSES, TagList, ErrorBox, Layout, StatusBadge, Time, type PageFrame } from '../views.tsx';
 
 /** One host row as the console shows it: the stored host and its status (computed with the page, in SQL). */
 export interface HostRow {
@@ -32,7 +33,6 @@ export interface HostsData {
   pageSize: number;
 }
 
-const FILTER_STATUSES: readonly HostStatus[] = ['online', 'offline', 'never-connected', 'pending', 'identity-conflict', 'rejected', 'revoked'];
 const COLUMNS: ReadonlyArray<[HostSortKey | undefined, string]> = [
   ['hostname', 'Hostname'],
   ['status', 'Status'],
@@ -69,7 +69,7 @@ export function HostsPage({ frame, data }: { frame: PageFrame; data: HostsData }
           <label for="status">Status</label>
           <select id="status" name="status">
             <option value="">Any</option>
-            {FILTER_STATUSES.map((status) => (
+            {SHOWN_STATUSES.map((status) => (
               <option key={status} value={status} selected={query.status === status}>
                 {status}
               </option>
@@ -80,7 +80,7 @@ export function HostsPage({ frame, data }: { frame: PageFrame; data: HostsData }
           <label for="os">OS</label>
           <select id="os" name="os">
             <option value="">Any</option>
-            {['linux', 'windows', 'darwin'].map((os) => (
+            {OPERATING_SYSTEMS.map((os) => (
               <option key={os} value={os} selected={query.os === os}>
                 {os}
               </option>

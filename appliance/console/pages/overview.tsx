@@ -1,7 +1,7 @@
 import type { HostStatus } from '../../hosts/status.ts';
 import type { HostUpdate } from '../../model/rollout.ts';
 import type { Task } from '../../model/task.ts';
-import { AgentText, Layout, statusLabel, Time, type PageFrame } from '../views.tsx';
+import { AgentText, Layout, SHOWN_STATUSES, statusLabel, Time, type PageFrame } from '../views.tsx';
 
 export interface OverviewData {
   /** Hosts per status (deleted hosts are not counted). */
@@ -16,7 +16,6 @@ export interface OverviewData {
   certificate: { notAfter: number; soon: boolean };
 }
 
-const SHOWN: readonly HostStatus[] = ['online', 'offline', 'never-connected', 'pending', 'identity-conflict', 'rejected', 'revoked'];
 
 /** Overview: counts by status and what needs an admin now. The counts refresh live. */
 export function OverviewPage({ frame, data }: { frame: PageFrame; data: OverviewData }) {
@@ -35,7 +34,7 @@ export function OverviewBody({ data }: { data: OverviewData }) {
     <div id="overview" hx-get="/console/?fragment=overview" hx-trigger="fleet-changed from:body" hx-swap="outerHTML" hx-headers='{"x-console-background": "1"}'>
       <h2 id="counts-title">Hosts</h2>
       <ul class="cards" aria-labelledby="counts-title" aria-live="polite">
-        {SHOWN.map((status) => (
+        {SHOWN_STATUSES.map((status) => (
           <li class="card" key={status}>
             <a href={`/console/hosts?status=${status}`}>
               <span class="n">{data.counts[status]}</span> {statusLabel(status)}

@@ -1,5 +1,5 @@
 import type { CtOpsError } from '../../../common/errors.ts';
-import type { BuiltBundle } from '../../../bundler/index.ts';
+import { ARCHITECTURES, OPERATING_SYSTEMS, type BuiltBundle } from '../../../bundler/index.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
 import { AgentText, CsrfField, ErrorBox, Layout, PostButton, ShownOnce, TagList, Time, type PageFrame } from '../views.tsx';
 
@@ -169,16 +169,21 @@ export function BundlesPage({ frame, rows, built, error, defaults }: { frame: Pa
           <div>
             <label for="os">OS</label>
             <select id="os" name="os">
-              <option value="linux">linux</option>
-              <option value="windows">windows</option>
-              <option value="darwin">darwin</option>
+              {OPERATING_SYSTEMS.map((os) => (
+                <option key={os} value={os}>
+                  {os}
+                </option>
+              ))}
             </select>
           </div>
           <div>
             <label for="arch">Architecture</label>
             <select id="arch" name="arch">
-              <option value="x64">x64</option>
-              <option value="arm64">arm64</option>
+              {ARCHITECTURES.map((arch) => (
+                <option key={arch} value={arch}>
+                  {arch}
+                </option>
+              ))}
             </select>
           </div>
           <div>
