@@ -82,6 +82,21 @@ test('defaults apply: data_dir /var/lib/ct-ops/agent, interval 30 s, system root
   });
 });
 
+test('[agent] install_bundle_id is the bundle the agent came from: a bundle id, \'\' when absent or empty, anything else ERR_CONFIG_INVALID', () => {
+  withDir((dir) => {
+    const load = (agent: string) => loadAgentConfig({ file: writeConfig(dir, `[ingest]\naddress = "h:1"\n[agent]\n${agent}`), env: {} });
+    const { config, warnings } = load('install_bundle_id = "bnd_0123456789abcdef0123"\n');
+    assert.deepEqual(warnings, [], 'a known key');
+    assert.equal(config.installBundleId, 'bnd_0123456789abcdef0123');
+    assert.equal(load('').config.installBundleId, '');
+    assert.equal(load('install_bundle_id = ""\n').config.installBundleId, '');
+    for (const bad of ['etk_0123456789abcdef0123', 'bnd_0123456789ABCDEF0123', 'bnd_0123', 'bnd_0123456789abcdef01234']) {
+      expectCode(() => load(`install_bundle_id = "${bad}"\n`), 'ERR_CONFIG_INVALID', /\[agent\] install_bundle_id .* is not a bundle id/);
+    }
+    expectCode(() => load('install_bundle_id = 7\n'), 'ERR_CONFIG_INVALID', /\[agent\] install_bundle_id: expected a/);
+  });
+});
+
 test('an empty ca_cert_file means the system roots', () => {
   withDir((dir) => {
     const { config } = loadAgentConfig({ file: writeConfig(dir, '[ingest]\naddress = "h:1"\nca_cert_file = ""\n'), env: {} });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +12,7 @@ import { TestAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
 import { httpsJson } from './helpers/https.ts';
 import { AGENT_BIN, LoggedProcess, run } from './helpers/processes.ts';
+import { standInEnv, standInMarker, STANDIN_REMOVED, UNINSTALL_LOG, writeStandInUninstaller } from './helpers/uninstaller.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /*
@@ -159,26 +160,9 @@ describe('a real agent running as root starts the uninstaller detached, and the 
   let admin: string;
   const agents: TestAgent[] = [];
   const scratch = mkdtempSync(join(tmpdir(), 'ct-ops-uninstall-e2e-'));
-  const UNINSTALL_LOG = '/var/log/ct-ops-uninstall.log';
   const api = (method: string, path: string) => httpsJson(appliance.httpPort, appliance.caCert, method, path, { bearer: admin });
 
-  /**
-   * A stand-in for uninstall.sh: outlives the agent by 2 s, leaves a marker, then reports like
-   * uninstall.sh does (report-task with the agent's config), the outcome taken from STANDIN_OUTCOME.
-   */
-  const uninstaller = join(scratch, 'uninstall.sh');
-  writeFileSync(uninstaller, `#!/bin/sh
-set -eu
-[ "$1" = --report-task ] || exit 64
-echo "stand-in uninstaller for $2 (pid $$)"
-sleep 2
-echo "$2" >"$STANDIN_MARKER"
-if [ "\${STANDIN_OUTCOME:-succeeded}" = succeeded ]; then
-  exec "${process.execPath}" "${AGENT_BIN}" -config "$STANDIN_CONFIG" report-task --task-id="$2" --outcome=succeeded "--message=stand-in removed the agent"
-fi
-exec "${process.execPath}" "${AGENT_BIN}" -config "$STANDIN_CONFIG" report-task --task-id="$2" --outcome=failed --error-code=ERR_UNINSTALL_FAILED "--message=failed: rm -rf /etc/ct-ops"
-`);
-  chmodSync(uninstaller, 0o755);
+  const uninstaller = writeStandInUninstaller(scratch);
 
   before(async () => {
     appliance = await TestAppliance.start();
@@ -196,16 +180,11 @@ exec "${process.execPath}" "${AGENT_BIN}" -config "$STANDIN_CONFIG" report-task 
     const { token } = await appliance.createToken('--auto-approve');
     const agent = new TestAgent({ address: appliance.address, caCertFile: appliance.caCertPath, orgToken: token });
     agents.push(agent);
-    const marker = join(agent.root, 'uninstaller-finished');
+    const marker = standInMarker(agent);
     const proc = new LoggedProcess('setsid', [process.execPath, AGENT_BIN, '-config', agent.configPath], {
       CT_OPS_MACHINE_ID_FILE: agent.machineIdFile,
       CT_OPS_LOG_LEVEL: 'debug',
-      CT_OPS_UNINSTALLER: uninstaller,
-      // No helper spool here: the root agent must start the uninstaller itself.
-      CT_OPS_HELPER_REQUESTS_DIR: join(agent.root, 'no-such-spool'),
-      STANDIN_MARKER: marker,
-      STANDIN_CONFIG: agent.configPath,
-      STANDIN_OUTCOME: outcome,
+      ...standInEnv(uninstaller, agent, outcome),
     });
     agent.process = proc;
     await proc.waitForLog('heartbeat stream opened');
@@ -246,7 +225,7 @@ exec "${process.execPath}" "${AGENT_BIN}" -config "$STANDIN_CONFIG" report-task 
 
     await waitFor('the detached uninstaller to finish', () => existsSync(marker), 15_000);
     const finished = await taskIn(taskId, 'succeeded');
-    assert.equal(finished.output, 'stand-in removed the agent');
+    assert.equal(finished.output, STANDIN_REMOVED);
     const host = await api('GET', `/api/v1/hosts/${hostId}`);
     assert.equal(host.body.status, 'deleted');
     assert.equal(host.body.pending_uninstall, null);

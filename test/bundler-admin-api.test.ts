@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parsePublicKeyFile } from '../common/minisign.ts';
 import { verifyBundle } from '../bundler/index.ts';
 import { sha256Hex } from '../bundler/lib/sha256sums.ts';
-import { createFixtureAppliance, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
+import { createFixtureAppliance, fixtureAdminCredential, fixtureBuildEnv, type FixtureAppliance } from './helpers/bundler-fixtures.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { httpsJson } from './helpers/https.ts';
+import { httpsDownload as download, httpsJson } from './helpers/https.ts';
 import { packageRoot } from '../common/package-root.ts';
 
 const BUNDLE_CLI = join(packageRoot(), 'bundler/main.ts');
@@ -23,18 +22,6 @@ function bundleCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): { code
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-function download(port: number, ca: string, path: string, bearer: string): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: 'localhost', port, path, method: 'GET', ca, headers: { authorization: `Bearer ${bearer}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe('admin API /api/v1/bundles', () => {
   let fixture: FixtureAppliance;
   let appliance: TestAppliance;
@@ -42,11 +29,8 @@ describe('admin API /api/v1/bundles', () => {
 
   before(async () => {
     fixture = await createFixtureAppliance();
-    appliance = await TestAppliance.start({
-      dataDir: fixture.dataDir,
-      env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir },
-    });
-    bearer = readFileSync(join(fixture.dataDir, 'admin-cli.token'), 'utf8').trim();
+    appliance = await TestAppliance.start({ dataDir: fixture.dataDir, env: fixtureBuildEnv(fixture) });
+    bearer = fixtureAdminCredential(fixture);
   });
   after(async () => {
     await appliance?.dispose();
@@ -163,7 +147,7 @@ describe('ct-ops-bundle build against an appliance whose SANs do not name loopba
     appliance = await TestAppliance.start({
       dataDir: fixture.dataDir,
       sans: ['appliance.corp.example', '10.0.0.5'],
-      env: { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir },
+      env: fixtureBuildEnv(fixture),
     });
   });
   after(async () => {

@@ -162,6 +162,7 @@ describe('ct-ops-bundle build', () => {
       const { config } = loadAgentConfig({ file, env: { CT_OPS_INGEST_CA_CERT: join(dir, 'ct-ops-agent-0.1.0-linux-x64', 'ca.crt') } });
       assert.equal(config.ingest.addresses[0]!.target, 'ingest.example:9443');
       assert.deepEqual(config.tags, { rack: 'r1', site: 'lab' });
+      assert.equal(config.installBundleId, built.bundleId, 'the agent claims the bundle it came from');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -220,6 +221,12 @@ describe('ct-ops-bundle build', () => {
     assert.deepEqual(token.metadata, { os: 'linux', arch: 'x64', bundle_id: built.bundleId, created_by: 'tester' });
     assert.ok(Math.abs(token.expiresAt - token.createdAt - 2 * 86_400_000) < 1000);
     assert.equal(statSync(built.path).mode & 0o777, 0o600, 'a zip holding a secret is owner-only');
+    const record = await stores.installBundles.get(built.bundleId);
+    assert.deepEqual(
+      [record?.createdBy, record?.tokenMode, record?.tokenId, record?.zipFile, record?.zipSize, record?.zipSha256, record?.caFingerprint, record?.withdrawnAt],
+      ['tester', 'new', token.id, built.file, built.size, built.sha256, built.caFingerprint, null],
+      'the build is recorded in the database it took its token from',
+    );
     const dir = extract(built.path);
     try {
       const top = join(dir, 'ct-ops-agent-0.1.0-linux-x64');
@@ -337,7 +344,7 @@ describe('ct-ops-bundle build', () => {
       const top = join(dir, 'ct-ops-agent-0.1.0-linux-x64');
       const toml = readToml(join(top, 'agent.toml'));
       assert.deepEqual(toml.agent!.tags, Object.fromEntries(Object.entries(hostile).sort(([a], [b]) => (a < b ? -1 : 1))));
-      assert.deepEqual(Object.keys(toml.agent!).sort(), ['data_dir', 'heartbeat_interval_secs', 'tags'], 'no key was smuggled in');
+      assert.deepEqual(Object.keys(toml.agent!).sort(), ['data_dir', 'heartbeat_interval_secs', 'install_bundle_id', 'tags'], 'no key was smuggled in');
       for (const name of ['install.sh', 'uninstall.sh', 'README.md', 'manifest.json', 'ct-ops-agent.service']) {
         const text = readFileSync(join(top, name), 'utf8');
         for (const value of Object.values(hostile)) assert.ok(!text.includes(value), `${name} holds ${value}`);

@@ -145,6 +145,10 @@ describe('console sessions', () => {
     const ninth = await admin.call('GET', '/console/events');
     assert.equal(ninth.status, 503);
     assert.match(ninth.text, /ERR_CONSOLE_BUSY/);
+    // A host page's stream names its host by id; anything else is refused before a stream opens.
+    const malformed = await admin.call('GET', '/console/events?host=hst_..%2Fx');
+    assert.equal(malformed.status, 400);
+    assert.match(malformed.text, /ERR_INVALID_ARGUMENT/);
   });
 
   test('assets are served by the appliance with an immutable cache; pages carry the console CSP and are not cached', async () => {

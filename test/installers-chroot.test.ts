@@ -218,7 +218,7 @@ describe('install.sh, uninstall.sh and the helper in a Debian root', { skip: chr
     const root = newRoot();
     const dropIn = 'etc/systemd/system/ct-ops-agent.service.d/appliance-address.conf';
     // The agent.toml a bundle writes (smol-toml: the list on one line), not a hand-written one.
-    const rendered = (addresses: string[]) => renderAgentToml({ os: 'linux', addresses, orgToken: 'tok_test', tags: {}, releasePublicKey: 'untrusted comment: test\nRWQ' });
+    const rendered = (addresses: string[]) => renderAgentToml({ os: 'linux', addresses, orgToken: 'tok_test', tags: {}, releasePublicKey: 'untrusted comment: test\nRWQ', installBundleId: 'bnd_0123456789abcdef0123' });
     assert.equal(install(root, bundleIn(root, { ...defaultFiles(), agentToml: rendered(['127.0.0.1:9443', '[::1]:9443']) }, 'two'), '--no-start').code, 0);
     assert.match(readFileSync(root.at(dropIn), 'utf8'), /^IPAddressAllow=127\.0\.0\.1 ::1$/m);
     const mixed = install(root, bundleIn(root, { ...defaultFiles(), agentToml: rendered(['127.0.0.1:9443', 'ingest.example:9443']) }, 'mixed'), '--no-start', '--replace-config');

@@ -47,6 +47,12 @@ conformance('task store: transitions by conditional UPDATE, one unfinished per t
   assert.deepEqual((await tasks.list('org_c', { limit: 10 })).map((task) => task.id), ['tsk_d', 'tsk_c', 'tsk_b', 'tsk_a']);
   assert.deepEqual((await tasks.list('org_c', { hostId: 'hst_c', state: 'timed_out', limit: 1 })).map((task) => task.id), ['tsk_c']);
   assert.deepEqual((await tasks.get('tsk_b'))?.payload, { a: 1 });
+  // The overview's failures: failed (tsk_a at +22 ms), timed out (tsk_c at +60.03 s) and expired unsent
+  // (tsk_b at +1 h), newest finish first, from `since` on; the cancelled tsk_d is no failure.
+  assert.deepEqual((await tasks.failedSince('org_c', AT, 10)).map((task) => task.id), ['tsk_b', 'tsk_c', 'tsk_a']);
+  assert.deepEqual((await tasks.failedSince('org_c', AT + 23, 10)).map((task) => task.id), ['tsk_b', 'tsk_c'], 'finished before since: left out');
+  assert.deepEqual((await tasks.failedSince('org_c', AT, 1)).map((task) => task.id), ['tsk_b']);
+  assert.deepEqual(await tasks.failedSince('org_other', AT, 10), [], 'another organisation\'s');
   // The host's state is checked by the insert itself: a host revoked or deleted meanwhile gets no task.
   await kysely.updateTable('hosts').set({ approval: 'revoked' }).where('id', '=', 'hst_c').execute();
   assert.equal(await tasks.insert({ ...base, id: 'tsk_r', type: 'agent_uninstall' }), false);

@@ -3,6 +3,7 @@ import { readTomlConfigFile } from '../../common/config-file.ts';
 import { checkValue, parseValue, type ValueOf, type ValueSpec } from '../../common/config-values.ts';
 import { CtOpsError } from '../../common/errors.ts';
 import { hostNameWarning } from '../../common/host-name.ts';
+import { idPattern } from '../../common/ids.ts';
 import { parsePublicKeyFile, type PublicKey } from '../../common/minisign.ts';
 import { PRODUCT_VERSION } from '../../common/version.ts';
 import { parseIngestAddressList, type IngestAddress } from './address.ts';
@@ -12,6 +13,8 @@ import type { AgentConfig, LoadedConfig } from './types.ts';
 export const DEFAULT_CONFIG_FILE = '/etc/ct-ops/agent.toml';
 export const DEFAULT_DATA_DIR = '/var/lib/ct-ops/agent';
 export const DEFAULT_HEARTBEAT_INTERVAL_SECS = 30;
+
+const BUNDLE_ID = idPattern('bnd');
 
 interface KeySpec {
   readonly spec: ValueSpec;
@@ -33,6 +36,8 @@ const TABLES = {
     version: { spec: { kind: 'string', allowEmpty: true } },
     heartbeat_interval_secs: { spec: { kind: 'integer', min: 5, max: 3600 } },
     tags: { spec: { kind: 'string-map' } },
+    // Written by the bundler: the bundle this agent was installed from, sent at enrolment.
+    install_bundle_id: { spec: { kind: 'string', allowEmpty: true } },
   },
   update: {
     // The minisign public key of agent releases, written by the bundler; self-update verifies with it.
@@ -100,6 +105,11 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
     throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [update] release_public_key is not a minisign public key`, { where: 'update.release_public_key' }, { cause });
   }
 
+  const installBundleId = ((value('agent', 'install_bundle_id')?.value as string | undefined) ?? '').trim();
+  if (installBundleId !== '' && !BUNDLE_ID.test(installBundleId)) {
+    throw new CtOpsError('ERR_CONFIG_INVALID', `${file}: [agent] install_bundle_id ${JSON.stringify(installBundleId)} is not a bundle id (bnd_ and 20 lower-case hex digits)`, { where: 'agent.install_bundle_id' });
+  }
+
   const config: AgentConfig = {
     configFile: file,
     ingest: Object.freeze({ addresses, caCertFile, caPem }),
@@ -108,6 +118,7 @@ export function loadAgentConfig(sources: ConfigSources): LoadedConfig {
     configuredVersion: configuredVersion || undefined,
     heartbeatIntervalSecs: (value('agent', 'heartbeat_interval_secs')?.value as number | undefined) ?? DEFAULT_HEARTBEAT_INTERVAL_SECS,
     tags: Object.freeze({ ...((value('agent', 'tags')?.value as ValueOf<{ kind: 'string-map' }> | undefined) ?? {}) }),
+    installBundleId,
     releaseKey,
   };
   return Object.freeze({ config: Object.freeze(config), warnings: Object.freeze(warnings) });

@@ -24,6 +24,8 @@ export interface AgentConfig {
   readonly configuredVersion: string | undefined;
   readonly heartbeatIntervalSecs: number;
   readonly tags: Readonly<Record<string, string>>;
+  /** [agent] install_bundle_id: the bundle this agent was installed from (a bnd_… id, written by the bundler); '' when absent. */
+  readonly installBundleId: string;
   /**
    * The agent release key self-update verifies every offered release with ([update]
    * release_public_key, the appliance's release.pub written by the bundler); undefined: no update is taken.

@@ -12,5 +12,6 @@ export function describeHost(config: AgentConfig, machineFingerprint: string): H
     arch: process.arch,
     agentVersion: PRODUCT_VERSION,
     tags: config.tags,
+    ...(config.installBundleId !== '' && { installBundleId: config.installBundleId }),
   });
 }

@@ -12,6 +12,8 @@ export interface HostDescription {
   readonly arch: string;
   readonly agentVersion: string;
   readonly tags: Readonly<Record<string, string>>;
+  /** The install bundle this agent came from (agent.toml [agent] install_bundle_id); absent when it names none. */
+  readonly installBundleId?: string;
 }
 
 /**
@@ -30,7 +32,9 @@ export function buildRegisterRequest(host: HostDescription, keys: AgentKeys, org
     tags: host.tags,
     ...freshness,
   };
-  const request = toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
+  const signed = toRegisterRequest(fields, nacl.sign.detached(registerPayload(fields), keys.secretKey));
+  // Outside the signed payload: the bundle is provenance the appliance records, not something the key vouches for.
+  const request = host.installBundleId === undefined ? signed : { ...signed, install_bundle_id: host.installBundleId };
   if (predecessor === undefined) return request;
   // A retired identity vouches for its successor instead of an enrolment token; the current key
   // vouches for the key that replaces it in a rotation, bound to the appliance's nonce.

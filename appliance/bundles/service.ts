@@ -4,26 +4,26 @@
  * `buildBundle` with this appliance's stores as token authority, so a new token is made and recorded
  * here (single use, source install-bundle) and an existing one is checked here. Builds run one at a
  * time (each holds an agent executable in memory and compresses it), each into its own
- * DATA_DIR/bundles/<bundle_id>/, staged and renamed so a half-written bundle is never served.
- * A bundle that cannot reach its requester is withdrawn (`withdraw`: its new token revoked, its
- * directory removed), so no live single-use token is left behind in a zip nobody holds.
+ * DATA_DIR/bundles/<bundle_id>/, staged and renamed so a half-written bundle is never served, and
+ * recorded by the build in install_bundles (who built it, when, its token, the fingerprints), which
+ * `list` reads with the hosts enrolled from each. A bundle that cannot reach its requester is
+ * withdrawn (`withdraw`: its new token revoked, its directory removed, its record marked withdrawn),
+ * so no live single-use token is left behind in a zip nobody holds.
  */
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { idPattern } from '../../common/ids.ts';
 import { buildBundle, withdrawBundleToken, type BuiltBundle, type BundleRequest } from '../../bundler/index.ts';
 import { BUNDLE_ZIP_NAME } from '../../bundler/lib/targets.ts';
+import type { InstallBundleRecord } from '../model/bundle.ts';
 import type { Stores } from '../store/index.ts';
 
 const BUNDLES_DIR = 'bundles';
 
 /** Prefix of a build's staging directory under DATA_DIR/bundles (never served, swept at start). */
 const STAGING_PREFIX = '.staging-';
-
-/** In each bundle directory: JSON { token_mode, token_id? }, the token a withdrawal revokes. */
-const BUNDLE_RECORD = 'bundle.json';
 
 const BUNDLE_ID = idPattern('bnd');
 
@@ -71,13 +71,15 @@ export class BundleService {
           ...(options.agentVersion !== undefined ? { agentVersion: options.agentVersion } : {}),
           tokens: { stores: this.#deps.stores, orgId: this.#deps.orgId },
         });
-        await writeFile(join(staging, BUNDLE_RECORD), JSON.stringify({ token_mode: result.token.mode, ...(result.token.id !== undefined ? { token_id: result.token.id } : {}) }), { mode: 0o600 });
         const finalDir = join(this.#bundlesDir, result.bundleId);
         await rename(staging, finalDir);
         return { ...result, path: join(finalDir, result.file) };
       } catch (error) {
-        // Built but not kept: the new token it embeds must not stay live.
-        if (result !== undefined) await this.#withdrawToken(result.token, 'the bundle could not be kept');
+        // Built and recorded but not kept: the new token it embeds must not stay live, and its record says so.
+        if (result !== undefined) {
+          await this.#withdrawToken(result.token, 'the bundle could not be kept');
+          await this.#deps.stores.installBundles.markWithdrawn(result.bundleId, options.by, Date.now());
+        }
         throw error;
       } finally {
         await rm(staging, { recursive: true, force: true });
@@ -105,20 +107,30 @@ export class BundleService {
 
   /**
    * Withdraws a built bundle its requester could not take (a failed download or write): revokes the
-   * token made for it (mode new; an existing token serves others and stays) and removes its
-   * directory. Throws ERR_BUNDLE_NOT_FOUND when there is no such bundle.
+   * token made for it (mode new; an existing token serves others and stays), removes its directory
+   * and marks its record withdrawn (kept: the list still shows it). Throws ERR_BUNDLE_NOT_FOUND when
+   * this organisation has no such bundle on record, or it was withdrawn already (its zip is gone).
    */
   async withdraw(bundleId: string, by: string): Promise<void> {
     const dir = this.#bundleDir(bundleId);
-    let record: { token_mode: BuiltBundle['token']['mode']; token_id?: string };
-    try {
-      record = JSON.parse(await readFile(join(dir, BUNDLE_RECORD), 'utf8')) as typeof record;
-    } catch (cause) {
-      throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${bundleId}`, { bundle_id: bundleId }, { cause });
-    }
-    await this.#withdrawToken({ mode: record.token_mode, id: record.token_id }, `bundle ${bundleId} withdrawn by ${by}`);
+    const record = await this.#deps.stores.installBundles.get(bundleId);
+    if (record?.orgId !== this.#deps.orgId) throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `no install bundle ${bundleId}`, { bundle_id: bundleId });
+    if (record.withdrawnAt !== null) throw new CtOpsError('ERR_BUNDLE_NOT_FOUND', `install bundle ${bundleId} was withdrawn already`, { bundle_id: bundleId });
+    await this.#withdrawToken({ mode: record.tokenMode, id: record.tokenId ?? undefined }, `bundle ${bundleId} withdrawn by ${by}`);
+    await this.#deps.stores.installBundles.markWithdrawn(bundleId, by, Date.now());
     await rm(dir, { recursive: true, force: true });
-    this.#deps.log.info({ bundle_id: bundleId, token_id: record.token_id, by }, 'install bundle withdrawn');
+    this.#deps.log.info({ bundle_id: bundleId, token_id: record.tokenId, by }, 'install bundle withdrawn');
+  }
+
+  /**
+   * A page of the bundles on record, newest first (withdrawn ones included), each with the hosts
+   * that claim it (their count, deleted hosts included, and the newest), and how many there are in all.
+   */
+  async list(page: { readonly limit: number; readonly offset: number }): Promise<{ bundles: InstallBundleRecord[]; total: number }> {
+    const { stores, orgId } = this.#deps;
+    const { bundles, total } = await stores.installBundles.list(orgId, page.limit, page.offset);
+    const hosts = await stores.installBundles.hostsEnrolled(orgId, bundles.map((bundle) => bundle.id));
+    return { bundles: bundles.map((bundle) => ({ bundle, hosts: hosts.get(bundle.id) ?? { enrolled: 0, last: undefined } })), total };
   }
 
   #bundleDir(bundleId: string): string {

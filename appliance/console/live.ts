@@ -11,39 +11,61 @@ const KEEPALIVE_MS = 15_000;
 export const MAX_STREAMS = 100;
 export const MAX_STREAMS_PER_SESSION = 8;
 
+/** Where a console's change marks come from (HostService.changeMark and hostChangeMark). */
+export interface ChangeMarks {
+  /** Changes when what an admin sees of the fleet may have. */
+  fleet(): Promise<string>;
+  /** Changes when what the host page of `hostId` shows may have (a heartbeat, a task's step, a scan). */
+  host(hostId: string): Promise<string>;
+}
+
+/** One open stream: whose session, and the host whose page it serves (none on other pages). */
+interface Listener {
+  readonly sessionId: string;
+  readonly hostId: string | undefined;
+}
+
 /**
- * Tells open consoles when the fleet changed, by Server-Sent Events (WHATWG HTML §9.2). Change is
- * found by reading a change mark of the hosts and their streams (HostStore.changeMark: counts and
- * newest times, read from the database, so it sees every ingest instance's hosts too) every
- * FLEET_POLL_MS while anyone listens, and nothing when no one does. An event carries no data: the
- * page fetches what it shows again through the same routes, under the same session checks.
+ * Tells open consoles when the fleet, or the host a page shows, changed, by Server-Sent Events
+ * (WHATWG HTML §9.2): `event: fleet` and `event: host`. Change is found by reading change marks
+ * (HostStore.changeMark: counts and newest times; per host: its row, its tasks' steps and its scans),
+ * read from the database so they see every ingest instance's hosts too, every FLEET_POLL_MS while
+ * anyone listens — one read per host page open, none when no one listens. An event carries no data:
+ * the page fetches what it shows again through the same routes, under the same session checks.
  */
 export class FleetEvents {
-  readonly #readMark: () => Promise<string>;
+  readonly #marks: ChangeMarks;
   readonly #log: Logger;
-  readonly #streams = new Map<PassThrough, string>();
+  readonly #streams = new Map<PassThrough, Listener>();
   #timer: NodeJS.Timeout | undefined;
   #keepalive: NodeJS.Timeout | undefined;
   #mark: string | undefined;
+  /** The last mark read of each host a stream follows. */
+  readonly #hostMarks = new Map<string, string>();
   #reading = false;
 
-  constructor(readMark: () => Promise<string>, log: Logger) {
-    this.#readMark = readMark;
+  constructor(marks: ChangeMarks, log: Logger) {
+    this.#marks = marks;
     this.#log = log;
   }
 
   /**
-   * Opens a stream for session `sessionId` and sends it on `reply`; it ends when the browser goes or
-   * close() runs. Errors: ERR_CONSOLE_BUSY past MAX_STREAMS or MAX_STREAMS_PER_SESSION.
+   * Opens a stream for session `sessionId` (following host `hostId` too, on a host page) and sends it
+   * on `reply`; it ends when the browser goes or close() runs. Errors: ERR_CONSOLE_BUSY past
+   * MAX_STREAMS or MAX_STREAMS_PER_SESSION.
    */
-  async open(reply: FastifyReply, sessionId: string): Promise<FastifyReply> {
-    const ofSession = [...this.#streams.values()].filter((id) => id === sessionId).length;
+  async open(reply: FastifyReply, sessionId: string, hostId?: string): Promise<FastifyReply> {
+    const ofSession = [...this.#streams.values()].filter((listener) => listener.sessionId === sessionId).length;
     if (this.#streams.size >= MAX_STREAMS || ofSession >= MAX_STREAMS_PER_SESSION) {
       throw new CtOpsError('ERR_CONSOLE_BUSY', 'too many live console streams are open: close another console tab', { limit: ofSession >= MAX_STREAMS_PER_SESSION ? MAX_STREAMS_PER_SESSION : MAX_STREAMS });
     }
     const stream = new PassThrough();
-    this.#streams.set(stream, sessionId);
+    this.#streams.set(stream, { sessionId, hostId });
     reply.raw.once('close', () => this.#drop(stream));
+    if (hostId !== undefined && !this.#hostMarks.has(hostId)) {
+      // Its mark before the page is told to fetch, as below for the fleet's.
+      await this.#readHostMark(hostId);
+    }
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => void this.#poll(), FLEET_POLL_MS);
       this.#keepalive = setInterval(() => this.#broadcast(': keepalive\n\n'), KEEPALIVE_MS);
@@ -67,15 +89,17 @@ export class FleetEvents {
 
   /** Ends the streams of one session (logout). */
   closeSession(sessionId: string): void {
-    for (const [stream, id] of [...this.#streams]) {
-      if (id !== sessionId) continue;
+    for (const [stream, listener] of [...this.#streams]) {
+      if (listener.sessionId !== sessionId) continue;
       stream.end();
       this.#drop(stream);
     }
   }
 
   #drop(stream: PassThrough): void {
+    const hostId = this.#streams.get(stream)?.hostId;
     this.#streams.delete(stream);
+    if (hostId !== undefined && ![...this.#streams.values()].some((listener) => listener.hostId === hostId)) this.#hostMarks.delete(hostId);
     if (this.#streams.size > 0) return;
     clearInterval(this.#timer);
     clearInterval(this.#keepalive);
@@ -88,9 +112,14 @@ export class FleetEvents {
     if (this.#reading) return;
     this.#reading = true;
     try {
-      const mark = await this.#readMark();
+      const mark = await this.#marks.fleet();
       if (this.#mark !== undefined && mark !== this.#mark) this.#broadcast('event: fleet\ndata: {}\n\n');
       this.#mark = mark;
+      for (const hostId of [...this.#hostMarks.keys()]) {
+        const before = this.#hostMarks.get(hostId);
+        const now = await this.#readHostMark(hostId);
+        if (now !== before) this.#broadcast('event: host\ndata: {}\n\n', hostId);
+      }
     } catch (error) {
       this.#log.warn({ err: error }, 'console live updates could not read the fleet; retrying');
     } finally {
@@ -98,9 +127,20 @@ export class FleetEvents {
     }
   }
 
-  #broadcast(text: string): void {
-    // A browser that stopped reading does not grow our memory: its stream is ended instead.
-    for (const stream of this.#streams.keys()) if (!stream.write(text) && stream.writableLength > 64 * 1024) stream.destroy();
+  /** Reads and keeps the mark of `hostId` while a stream still follows it (one may have gone during the read). */
+  async #readHostMark(hostId: string): Promise<string> {
+    const mark = await this.#marks.host(hostId);
+    if ([...this.#streams.values()].some((listener) => listener.hostId === hostId)) this.#hostMarks.set(hostId, mark);
+    return mark;
+  }
+
+  /** Writes `text` to every stream, or to those following `hostId`. */
+  #broadcast(text: string, hostId?: string): void {
+    for (const [stream, listener] of this.#streams) {
+      if (hostId !== undefined && listener.hostId !== hostId) continue;
+      // A browser that stopped reading does not grow our memory: its stream is ended instead.
+      if (!stream.write(text) && stream.writableLength > 64 * 1024) stream.destroy();
+    }
   }
 }
 

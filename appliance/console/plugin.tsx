@@ -18,15 +18,16 @@ import { hostFilter, hostListQuery, hostSort, type HostListQuery } from '../http
 import type { HttpContext } from '../http/context.ts';
 import { hostIdParams, iso } from '../http/views.ts';
 import { catalogueError } from '../http/errors.ts';
+import { HOST_CHANGE_TASKS } from '../hosts/service.ts';
 import { HOST_STATUSES, statusOfHost, type HostStatus } from '../hosts/status.ts';
 import { TOKEN_SCOPES, type AdminApiToken, type TokenScope } from '../model/admin.ts';
 import { ASSETS_DIR, assetRoutes, readAssetManifest } from './assets.ts';
 import { endStreamsOnClose, FleetEvents } from './live.ts';
 import { ErrorPage, LoginPage, PasswordPage } from './pages/auth.tsx';
 import { HostsPage, HostsTable, PendingList, PendingPage, type HostsData, type PendingHost } from './pages/hosts.tsx';
-import { HOST_PACKAGES_PAGE, HostPage, HostSummary, type HostPageData } from './pages/host.tsx';
+import { HOST_PACKAGES_PAGE, HostActivity, HostPage, HostSummary, type HostPageData } from './pages/host.tsx';
 import { OverviewBody, OverviewPage, type OverviewData } from './pages/overview.tsx';
-import { BundlesPage, TokensPage, type BundleRow, type TokenRow } from './pages/tokens.tsx';
+import { BUNDLES_SHOWN, BundlesPage, TokensPage, type TokenRow } from './pages/tokens.tsx';
 import { SoftwarePage, type SoftwareQuery } from './pages/software.tsx';
 import { ReleasesPage } from './pages/releases.tsx';
 import { AuditPage, type AuditPageQuery } from './pages/audit.tsx';
@@ -92,7 +93,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     });
     return;
   }
-  const events = new FleetEvents(() => services.hosts.changeMark(orgId), ctx.log.child({ area: 'console' }));
+  const events = new FleetEvents({ fleet: () => services.hosts.changeMark(orgId), host: (hostId) => services.hosts.hostChangeMark(orgId, hostId) }, ctx.log.child({ area: 'console' }));
   endStreamsOnClose(app, events);
   const cspReports = new RateLimiterMemory({ points: 10, duration: 60 });
 
@@ -115,7 +116,9 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     reply.header('permissions-policy', 'camera=(), microphone=(), geolocation=(), usb=(), payment=()');
     const access = accessOf(request);
     if (access === 'public') return;
-    const admin = await consoleSession(services.accounts, request, Date.now(), request.url !== '/console/events' && request.headers[BACKGROUND_HEADER] === undefined);
+    // The live stream and the fragments it makes the page fetch are not the admin's use: they keep no session alive.
+    const byAdmin = request.routeOptions.url !== '/console/events' && request.headers[BACKGROUND_HEADER] === undefined;
+    const admin = await consoleSession(services.accounts, request, Date.now(), byAdmin);
     request.consoleAdmin = admin;
     if (admin.mustChangePassword && access !== 'session') {
       if (request.method === 'GET' && request.headers['hx-request'] === undefined) return reply.redirect('/console/password', 303);
@@ -140,6 +143,8 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       clearSessionCookies(reply);
       // htmx follows HX-Redirect with a full page load; a plain request follows the 303.
       if (request.headers['hx-request'] !== undefined) return reply.code(401).header('hx-redirect', '/console/login').send();
+      // A live stream cannot follow a redirect to a page: it is refused, and the page checks why (client/main.ts).
+      if (request.routeOptions.url === '/console/events') return reply.code(401).send();
       return reply.redirect('/console/login', 303);
     }
     const retryAfter = known.details.retry_after_secs;
@@ -205,12 +210,10 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     const pending = await pendingHosts();
     const certificate = ctx.certs.serverCertificateNotAfter();
     const now = Date.now();
-    const [failed, timedOut, failedUpdates] = await Promise.all([
-      services.tasks.list(orgId, { state: 'failed', limit: 100 }),
-      services.tasks.list(orgId, { state: 'timed_out', limit: 100 }),
+    const [failedTasks, failedUpdates] = await Promise.all([
+      services.tasks.failedSince(orgId, now - 86_400_000, 100),
       ctx.stores.hostUpdates.recentIn(['failed', 'rolled_back'], now - 7 * 86_400_000, 100),
     ]);
-    const failedTasks = [...failed, ...timedOut].filter((task) => (task.finishedAt ?? task.createdAt) >= now - 86_400_000).sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0)).slice(0, 100);
     return {
       failedTasks,
       failedUpdates,
@@ -306,20 +309,21 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       ctx.stores.vitals.recent(host.id, 20),
       services.inventory.packages(host.id, { liveOnly: !showRemoved, page: { limit: HOST_PACKAGES_PAGE, offset: (packagesPage - 1) * HOST_PACKAGES_PAGE } }),
       services.inventory.scans(host.id, 10),
-      services.tasks.list(orgId, { hostId: host.id, limit: 20 }),
+      services.tasks.list(orgId, { hostId: host.id, limit: HOST_CHANGE_TASKS }),
       ctx.stores.hostEvents.ofKind(host.id, 'renamed', 20, host.replaces),
       services.tasks.unfinished(host.id, 'agent_uninstall'),
     ]);
     return { host, status: statusOfHost(host, online), update, recentVitals, packages, showRemoved, packagesPage, scans, tasks, previousNames, pendingUninstall };
   };
-  app.get<{ Params: { id: string }; Querystring: { removed?: '0' | '1'; page?: string; fragment?: 'summary' } }>('/hosts/:id', {
+  app.get<{ Params: { id: string }; Querystring: { removed?: '0' | '1'; page?: string; fragment?: 'summary' | 'activity' } }>('/hosts/:id', {
     schema: {
       params: hostIdParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { removed: { type: 'string', enum: ['0', '1'] }, page: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' }, fragment: { type: 'string', enum: ['summary'] } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { removed: { type: 'string', enum: ['0', '1'] }, page: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' }, fragment: { type: 'string', enum: ['summary', 'activity'] } } },
     },
     handler: async (request, reply) => {
       const data = await hostPageData(request.params.id, request.query.removed === '1', Number(request.query.page ?? 1));
-      if (request.query.fragment) return html(reply, <HostSummary data={data} />, false);
+      if (request.query.fragment === 'summary') return html(reply, <HostSummary data={data} />, false);
+      if (request.query.fragment === 'activity') return html(reply, <HostActivity data={data} />, false);
       return html(reply, <HostPage frame={frame(reply, request, { section: 'hosts', live: true })} data={data} />);
     },
   });
@@ -348,14 +352,13 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     },
   });
 
-  const tokenRows = async (): Promise<{ tokens: TokenRow[]; bundles: BundleRow[] }> => {
+  const tokenRows = async (): Promise<TokenRow[]> => {
     const now = Date.now();
     const tokens = await services.enrolment.listTokens(orgId);
     const lastUse = await services.hosts.lastEnrolledWith(orgId, tokens.map((token) => token.id));
-    const rows = tokens.map((token) => ({ token, state: tokenState(token, now), lastUse: lastUse.get(token.id) }));
-    return { tokens: rows, bundles: rows.filter((row) => row.token.metadata.bundle_id !== undefined) };
+    return tokens.map((token) => ({ token, state: tokenState(token, now), lastUse: lastUse.get(token.id) }));
   };
-  app.get('/tokens', async (request, reply) => html(reply, <TokensPage frame={frame(reply, request, { section: 'tokens' })} rows={(await tokenRows()).tokens} />));
+  app.get('/tokens', async (request, reply) => html(reply, <TokensPage frame={frame(reply, request, { section: 'tokens' })} rows={await tokenRows()} />));
   app.post<{ Body: { label?: string; expires_in_days: string; max_uses: string; tags?: string; auto_approve?: 'true' } }>('/tokens', {
     schema: {
       body: {
@@ -389,11 +392,11 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
           },
           Date.now(),
         );
-        return html(reply.code(201), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} created={{ id: created.token.id, secret: created.secret }} />);
+        return html(reply.code(201), <TokensPage frame={pageFrame} rows={await tokenRows()} created={{ id: created.token.id, secret: created.secret }} />);
       } catch (error) {
         if (!(error instanceof CtOpsError) || error.httpStatus >= 500) throw error;
         request.answeredError = error.code;
-        return html(reply.code(error.httpStatus), <TokensPage frame={pageFrame} rows={(await tokenRows()).tokens} error={error} />);
+        return html(reply.code(error.httpStatus), <TokensPage frame={pageFrame} rows={await tokenRows()} error={error} />);
       }
     },
   });
@@ -405,7 +408,9 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     },
   });
 
-  app.get('/bundles', async (request, reply) => html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} rows={(await tokenRows()).bundles} defaults={{ address: '' }} />));
+  // The bundles on record with the hosts enrolled from each (BundleService, as GET /api/v1/bundles).
+  const bundlePage = () => services.bundles.list({ limit: BUNDLES_SHOWN, offset: 0 });
+  app.get('/bundles', async (request, reply) => html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} page={await bundlePage()} defaults={{ address: '' }} />));
   app.post<{ Body: { os: string; arch: string; address: string; token: 'new' | 'none'; tags?: string; label?: string } }>('/bundles', {
     schema: {
       body: {
@@ -427,7 +432,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       const by = request.consoleAdmin!.username;
       const addresses = body.address.split(',').map((address) => address.trim()).filter(Boolean);
       const render = async (extra: { built?: BuiltBundle; error?: CtOpsError }) =>
-        html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} rows={(await tokenRows()).bundles} defaults={{ address: body.address }} {...extra} />);
+        html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} page={await bundlePage()} defaults={{ address: body.address }} {...extra} />);
       try {
         const bundleRequest = parseBundleRequest({ os: body.os, arch: body.arch, address: addresses.length === 1 ? addresses[0]! : addresses, tags: parseTagList(body.tags ?? ''), label: body.label ?? '', token: { mode: body.token }, createdBy: by });
         const built = await services.bundles.build(bundleRequest, { by });
@@ -544,7 +549,11 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
 
   app.get('/api', async (request, reply) => html(reply, <ApiDocsPage frame={frame(reply, request, { section: 'api' })} document={app.swagger() as unknown as OpenApiDocument} />));
 
-  app.get('/events', {}, async (request, reply) => events.open(reply, request.consoleAdmin!.id));
+  // `host`: the host page's stream also tells when that host changed (its heartbeats, tasks, scans).
+  app.get<{ Querystring: { host?: string } }>('/events', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { host: { type: 'string', pattern: idPatternSource('hst') } } } },
+    handler: async (request, reply) => events.open(reply, request.consoleAdmin!.id, request.query.host),
+  });
 
   app.post('/csp-report', {
     config: { access: 'public' },

@@ -1,5 +1,6 @@
 import { checkAgentText, PRINTABLE_TEXT as PRINTABLE } from '../../common/agent-text.ts';
 import { CtOpsError } from '../../common/errors.ts';
+import { idPattern } from '../../common/ids.ts';
 import type { RegisterRequest__Output } from '../../common/proto.ts';
 import type { RegisterHostFields } from '../../common/register-payload.ts';
 import { ROTATION_NONCE_BYTES } from './key-rotation.ts';
@@ -10,15 +11,20 @@ import { REGISTER_CHALLENGE_BYTES } from './register-challenge.ts';
  * the two forms of common/register-payload.ts (the challenge, or the legacy timestamp and nonce).
  * `predecessor` is a retired claimant's proof for this new key (RegisterRequest.predecessor_*), when sent;
  * with `rotationNonce` (RegisterRequest.rotation_nonce) it is instead the current key's rotation proof.
+ * `installBundleId` is the bundle the agent claims to come from (RegisterRequest.install_bundle_id,
+ * unsigned): a bundle id, or undefined when it sent none.
  */
 export type RegisterInput = RegisterHostFields & {
   publicKey: Buffer;
   signature: Buffer;
   predecessor: { publicKey: Buffer; signature: Buffer } | undefined;
   rotationNonce: Buffer | undefined;
+  installBundleId: string | undefined;
 } & ({ challenge: Buffer } | { timestampUnixMs: number; nonce: Buffer });
 
 const MAX_TAGS = 32;
+
+const BUNDLE_ID = idPattern('bnd');
 
 function invalid(field: string, problem: string): CtOpsError {
   return new CtOpsError('ERR_INVALID_ARGUMENT', `RegisterRequest.${field} ${problem}`, { field });
@@ -57,6 +63,7 @@ export function parseRegisterRequest(message: RegisterRequest__Output): Register
         ? undefined
         : { publicKey: exactBytes(message.predecessor_public_key, 'predecessor_public_key', 32), signature: exactBytes(message.predecessor_signature, 'predecessor_signature', 64) },
     rotationNonce: parseRotationNonce(message),
+    installBundleId: message.install_bundle_id === '' ? undefined : boundedText(message.install_bundle_id, 'install_bundle_id', 64, BUNDLE_ID),
   };
 }
 
@@ -79,7 +86,10 @@ function parseFreshness(message: RegisterRequest__Output): { challenge: Buffer }
   return { timestampUnixMs: message.timestamp_unix_ms, nonce: exactBytes(message.nonce, 'nonce', 16) };
 }
 
-/** The host a Register request describes: its key and the facts it reported, as a new host row takes them. */
+/** The host a Register request describes: its key, the facts it reported and the bundle it claims, as a new host row takes them. */
 export function describedHost(input: RegisterInput) {
-  return { publicKey: input.publicKey, hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion };
+  return {
+    publicKey: input.publicKey, hostname: input.hostname, machineFingerprint: input.machineFingerprint, os: input.os, arch: input.arch, agentVersion: input.agentVersion,
+    ...(input.installBundleId !== undefined && { installBundleId: input.installBundleId }),
+  };
 }

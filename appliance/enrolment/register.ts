@@ -173,7 +173,7 @@ async function enrolNewHost(tx: TransactionScope<TableStores>, input: RegisterIn
     enrolledAt: now,
   };
   if (!(await tx.hosts.insert(host))) throw new KeyEnrolledMeanwhile();
-  tx.afterCommit(() => deps.log.info({ host_id: host.id, token_id: token.id, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled'));
+  tx.afterCommit(() => deps.log.info({ host_id: host.id, token_id: token.id, install_bundle_id: input.installBundleId, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled'));
   return (await tx.hosts.get(host.id)) as Host;
 }
 

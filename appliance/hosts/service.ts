@@ -16,6 +16,9 @@ import type { HostStatus } from './status.ts';
  * dismissing an identity conflict. Each writes in one transaction; closing streams, sending tasks
  * and logging run after it commits. Times are ms since the epoch.
  */
+/** The newest tasks whose states make a host's change mark: as many as the console's host page lists (it reads this constant). */
+export const HOST_CHANGE_TASKS = 20;
+
 export class HostService {
   readonly #deps: HostDeps;
 
@@ -54,6 +57,24 @@ export class HostService {
   /** A text that changes when what an admin sees of the hosts may have (HostStore.changeMark): the console's live updates poll it. */
   changeMark(orgId: string): Promise<string> {
     return this.#deps.stores.hosts.changeMark(orgId, this.#deps.presence.leaseNow());
+  }
+
+  /**
+   * A text that changes when what the host page of `hostId` shows may have: its row (a heartbeat's
+   * time and vitals, a decision, a deletion), its update's phase, its newest scan's progress, and its
+   * newest tasks' states (the page lists that many, HOST_CHANGE_TASKS). A host of another organisation
+   * or none reads as one constant text: the console's live updates poll it, and say nothing by it.
+   */
+  async hostChangeMark(orgId: string, hostId: string): Promise<string> {
+    const { stores } = this.#deps;
+    const host = await stores.hosts.get(hostId);
+    if (host?.orgId !== orgId) return 'none';
+    const [update, [scan], tasks] = await Promise.all([
+      stores.hostUpdates.get(hostId),
+      stores.softwareInventory.scans(hostId, 1),
+      stores.tasks.list(orgId, { hostId, limit: HOST_CHANGE_TASKS }),
+    ]);
+    return JSON.stringify([host, update ?? null, scan ? [scan.id, scan.status, scan.updatedAt] : null, tasks.map((task) => [task.id, task.state])]);
   }
 
   decide(orgId: string, hostId: string, decision: HostDecision, by: string, now: number): Promise<Host> {

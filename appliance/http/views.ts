@@ -59,6 +59,7 @@ function viewOf(host: Host, online: boolean) {
     identity_state: host.identityState,
     replaces: host.replaces,
     replaced_by: host.replacedBy,
+    install_bundle_id: host.installBundleId,
   };
 }
 
@@ -83,6 +84,8 @@ export function tokenView(token: EnrolmentToken, now: number) {
 
 /** A paged listing's `limit` query parameter: 1 to 500, as text (the server does not coerce types). */
 export const pageLimitSchema = { type: 'string', pattern: '^(500|[1-4][0-9]{2}|[1-9][0-9]?)$' } as const;
+/** A paged listing's `offset` query parameter: 0 to 999,999,999, as text. */
+export const pageOffsetSchema = { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})$' } as const;
 
 /** A response schema's string-or-null field. */
 export const nullableString = { type: ['string', 'null'] } as const;
@@ -125,6 +128,8 @@ export const hostSchema = {
     identity_state: nullableString,
     replaces: nullableString,
     replaced_by: nullableString,
+    /** The install bundle the agent claimed at enrolment (unsigned provenance); null when it named none. */
+    install_bundle_id: nullableString,
   },
 } as const;
 

@@ -63,6 +63,11 @@ export interface Host {
   /** The host whose record this one took over ("approve as replacement"), and the reverse link. */
   replaces: string | null;
   replacedBy: string | null;
+  /**
+   * The install bundle the agent said it was installed from when it enrolled (RegisterRequest
+   * .install_bundle_id, a bnd_… id): its claim, not signed, shown as provenance; null when it named none.
+   */
+  installBundleId: string | null;
 }
 
 /** The descriptive facts an agent reports on its streams (HostFacts), as stored. */
@@ -79,7 +84,10 @@ export type NewHost = Pick<
   Host,
   | 'id' | 'orgId' | 'publicKey' | 'hostname' | 'machineFingerprint' | 'os' | 'arch' | 'agentVersion'
   | 'approval' | 'enrolmentTokenId' | 'tags' | 'fingerprintConflictWith' | 'enrolledAt'
->;
+> & {
+  /** The install bundle the agent claims (Host.installBundleId); absent or null when it named none. */
+  installBundleId?: string | null;
+};
 
 export interface RegistrationUpdate {
   hostname: string;

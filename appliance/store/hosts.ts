@@ -33,7 +33,7 @@ const liveHostByFingerprint = compiledOnce((db, values: { orgId: string; machine
     .orderBy('enrolled_at')
     .limit(1),
 );
-const insertHost = compiledOnce((db, host: NewHost & { tagsJson: string }) =>
+const insertHost = compiledOnce((db, host: Omit<NewHost, 'installBundleId'> & { tagsJson: string; installBundleId: string | null }) =>
   db
     .insertInto('hosts')
     .values({
@@ -51,6 +51,7 @@ const insertHost = compiledOnce((db, host: NewHost & { tagsJson: string }) =>
       fingerprint_conflict_with: host.fingerprintConflictWith,
       enrolled_at: host.enrolledAt,
       last_registered_at: host.enrolledAt,
+      install_bundle_id: host.installBundleId,
     })
     .onConflict((conflict) => conflict.column('public_key').doNothing())
     .returning('id'),
@@ -203,7 +204,7 @@ export class HostStore {
    * registration that got there first owns the key, the caller reads that host.
    */
   async insert(host: NewHost): Promise<boolean> {
-    const inserted = await insertHost(this.#db, { ...host, tagsJson: JSON.stringify(host.tags) });
+    const inserted = await insertHost(this.#db, { ...host, tagsJson: JSON.stringify(host.tags), installBundleId: host.installBundleId ?? null });
     return inserted.rows.length > 0;
   }
 
@@ -408,5 +409,6 @@ function toHost(row: HostRow): Host {
     keyRotatedAt: row.key_rotated_at,
     replaces: row.replaces,
     replacedBy: row.replaced_by,
+    installBundleId: row.install_bundle_id,
   };
 }

@@ -16,6 +16,7 @@ import { HostVitalsStore } from './host-vitals.ts';
 import { keepStatementsPrepared, postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
 import { migratePostgres, probePostgresWrite } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
+import { InstallBundleStore } from './install-bundles.ts';
 import { OrganisationStore } from './organisations.ts';
 import { RegisterNonceStore } from './register-nonces.ts';
 import { RolloutStore } from './rollouts.ts';
@@ -47,6 +48,8 @@ export interface TableStores {
   readonly instances: ApplianceInstanceStore;
   /** Admin actions and security events (the audit log). */
   readonly auditEvents: AuditEventStore;
+  /** The install bundles built, and the hosts that claim each. */
+  readonly installBundles: InstallBundleStore;
 }
 
 /**
@@ -184,6 +187,7 @@ function tableStores(executor: Executor, dialect: DialectName, guard: <T extends
     hostUpdates: guard(new HostUpdateStore(executor)),
     instances: guard(new ApplianceInstanceStore(executor, dialect)),
     auditEvents: guard(new AuditEventStore(executor)),
+    installBundles: guard(new InstallBundleStore(executor)),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { AdminRole, TokenScope } from '../model/admin.ts';
 import type { AuditActorKind, AuditOutcome } from '../model/audit.ts';
+import type { BundleTokenMode } from '../model/bundle.ts';
 import type { RolloutState, UpdatePhase } from '../model/rollout.ts';
 
 /**
@@ -42,6 +43,8 @@ export interface Schema {
   rollout_groups: RolloutGroupsTable;
   host_updates: HostUpdatesTable;
   update_blocks: UpdateBlocksTable;
+  /** The install bundles built (migration 026). */
+  install_bundles: InstallBundlesTable;
 }
 
 /** A flag stored as 0 or 1 (SQLite has no boolean; PostgreSQL uses SMALLINT with the same CHECK). */
@@ -124,6 +127,8 @@ export interface HostsTable {
   key_rotated_at: number | null;
   trust_generation: Generated<number>;
   trust_digest: Generated<string>;
+  /** The install bundle the agent claimed at enrolment (migration 026); null when it named none. */
+  install_bundle_id: Generated<string | null>;
 }
 
 export interface HostVitalsTable {
@@ -368,4 +373,29 @@ export interface UpdateBlocksTable {
   version: string;
   reason: string;
   blocked_at: number;
+}
+
+export interface InstallBundlesTable {
+  id: string;
+  org_id: string;
+  created_at: number;
+  created_by: string;
+  os: string;
+  arch: string;
+  agent_version: string;
+  /** JSON array of strings. */
+  addresses: string;
+  /** JSON object of tag → value. */
+  tags: string;
+  label: string;
+  token_mode: BundleTokenMode;
+  token_id: string | null;
+  zip_file: string;
+  zip_size: number;
+  /** Lower-case hex SHA-256 of the zip. */
+  zip_sha256: string;
+  bundle_key_id: string;
+  ca_fingerprint: string;
+  withdrawn_at: number | null;
+  withdrawn_by: string | null;
 }

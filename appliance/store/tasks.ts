@@ -139,6 +139,25 @@ export class TaskStore {
     return rows.map(toTask);
   }
 
+  /**
+   * The organisation's tasks that failed or timed out at or after `since` (ms), newest finish first,
+   * at most `limit`: the console overview's "failed tasks". Reads the partial index tasks_org_failed
+   * (migration 027), so it costs the failures of the window, not the task history.
+   */
+  async failedSince(orgId: string, since: number, limit: number): Promise<Task[]> {
+    const rows = await this.#db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where(stateIn(['failed', 'timed_out']))
+      .where('finished_at', '>=', since)
+      .orderBy('finished_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(toTask);
+  }
+
   /** The hosts that have queued tasks, each once (reads the partial index tasks_queued_expiry). */
   async hostsWithQueued(): Promise<string[]> {
     const rows = await this.#db.selectFrom('tasks').select('host_id').distinct().where(stateIn(['queued'])).execute();

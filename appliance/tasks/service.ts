@@ -158,6 +158,11 @@ export class TaskService {
     return this.#deps.stores.tasks.list(orgId, filter);
   }
 
+  /** The organisation's tasks that failed or timed out at or after `since` (ms), newest first, at most `limit` (TaskStore.failedSince). */
+  failedSince(orgId: string, since: number, limit: number): Promise<Task[]> {
+    return this.#deps.stores.tasks.failedSince(orgId, since, limit);
+  }
+
   /** The host's unfinished task of a type (e.g. the uninstall a host's deletion waits for). */
   unfinished(hostId: string, type: Task['type']): Promise<Task | undefined> {
     return this.#deps.stores.tasks.findUnfinished(hostId, type);

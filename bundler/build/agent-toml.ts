@@ -15,6 +15,8 @@ export interface AgentTomlInput {
   readonly orgToken?: string;
   readonly tags: Tags;
   readonly releasePublicKey: string;
+  /** The bundle's id, which the agent sends when it enrols: the host's claim to have come from this bundle. */
+  readonly installBundleId: string;
 }
 
 export function renderAgentToml(input: AgentTomlInput): string {
@@ -23,6 +25,7 @@ export function renderAgentToml(input: AgentTomlInput): string {
   if (input.orgToken !== undefined) agent.org_token = input.orgToken;
   agent.data_dir = paths.dataDir;
   agent.heartbeat_interval_secs = HEARTBEAT_INTERVAL_SECS;
+  agent.install_bundle_id = input.installBundleId;
   if (Object.keys(input.tags).length > 0) agent.tags = { ...input.tags };
   const document = {
     ingest: { ...(input.addresses.length === 1 ? { address: input.addresses[0] } : { addresses: [...input.addresses] }), ca_cert_file: paths.caCertFile },

@@ -1,9 +1,10 @@
 /**
  * Builds one install bundle (one OS/arch) from a validated request: checks every
- * input first, then takes the token, then writes the signed zip. A token this
- * build created is revoked again if the zip cannot be written.
+ * input first, then takes the token, then writes the signed zip, then records the
+ * bundle in the appliance's database (install_bundles) when it has one. A token this
+ * build created is revoked again if the zip cannot be written or recorded.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtOpsError } from '../../common/errors.ts';
 import { derivedId, newId } from '../../common/ids.ts';
@@ -36,7 +37,11 @@ export interface BuildEnvironment {
    * same inputs give a byte-identical zip.
    */
   readonly sourceDateEpoch?: number;
-  /** The token store; required for token modes new and existing. */
+  /**
+   * The appliance's stores; required for token modes new and existing. Given, the built bundle is
+   * recorded there (install_bundles: the console's and GET /api/v1/bundles' list). Without it (token
+   * mode none built by `ct-ops-bundle` alone, which reaches no appliance) the bundle is not recorded.
+   */
   readonly tokens?: TokenAuthority;
   readonly onProgress?: (message: string) => void;
   readonly now?: () => number;
@@ -109,7 +114,11 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
   try {
     const files: BundleFile[] = [
       bundleFile(executableName(target.os), executable.data, 0o755, executable.sha256),
-      bundleFile('agent.toml', Buffer.from(renderAgentToml({ os: target.os, addresses: request.addresses, orgToken: token.secret, tags: request.tags, releasePublicKey: inputs.releasePublicKeyText })), 0o644),
+      bundleFile(
+        'agent.toml',
+        Buffer.from(renderAgentToml({ os: target.os, addresses: request.addresses, orgToken: token.secret, tags: request.tags, releasePublicKey: inputs.releasePublicKeyText, installBundleId: bundleId })),
+        0o644,
+      ),
       bundleFile('ca.crt', inputs.caPem, 0o644),
       bundleFile('TARGET', Buffer.from(`${targetName(target)}\n`), 0o644),
       bundleFile(
@@ -136,6 +145,20 @@ export async function buildBundle(request: BundleRequest, env: BuildEnvironment)
     }
     // A bundle holding an enrolment secret is readable by its owner only.
     const written = await writeBundleZip(zipPath, baseName, sealed, createdMs, token.secret !== undefined ? 0o600 : 0o644);
+    if (env.tokens) {
+      const { stores, orgId } = env.tokens;
+      try {
+        await stores.installBundles.insert({
+          id: bundleId, orgId, createdAt: createdMs, createdBy: request.createdBy, os: target.os, arch: target.arch, agentVersion: version,
+          addresses: [...request.addresses], tags: { ...request.tags }, label: request.label, tokenMode: token.mode, tokenId: token.id ?? null,
+          zipFile: `${baseName}.zip`, zipSize: written.size, zipSha256: written.sha256, bundleKeyId: inputs.bundleKeyId, caFingerprint: inputs.caFingerprint,
+        });
+      } catch (error) {
+        // A bundle the appliance has no record of must not circulate: its hosts would come from nowhere.
+        rmSync(written.path, { force: true });
+        throw error;
+      }
+    }
     return {
       path: written.path,
       file: `${baseName}.zip`,

@@ -44,4 +44,6 @@ export async function drawVitals(element: HTMLElement): Promise<void> {
     element,
   );
   element.dataset.drawn = String(series.at.length);
+  // How many times it was drawn: once at load, again at each change of its host the page is told of.
+  element.dataset.draws = String(Number(element.dataset.draws ?? 0) + 1);
 }

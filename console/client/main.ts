@@ -23,13 +23,34 @@ htmx.config.responseHandling = [
 
 /**
  * Live updates: the appliance sends an event on /console/events when the fleet changed (a host
- * enrolled, was decided, connected or went away); every element with `hx-trigger="fleet-changed from:body"`
- * then fetches its fragment again. The stream carries no data of its own. EventSource reconnects by itself.
+ * enrolled, was decided, connected or went away), and on a host page (`data-live-host`) when that host
+ * changed (a heartbeat, a task's step, a scan); every element with `hx-trigger="fleet-changed from:body"`
+ * or `host-changed` then fetches its fragment again, and the chart is drawn again. The stream carries
+ * no data of its own. EventSource reconnects by itself after a dropped stream; when the appliance
+ * refuses it (the session ended or expired) the page is loaded again, which leads to the login page.
  */
 function followFleet(): void {
   if (!document.body.hasAttribute('data-live')) return;
-  const events = new EventSource('/console/events');
+  const hostId = document.querySelector<HTMLElement>('[data-live-host]')?.dataset.liveHost;
+  const events = new EventSource(hostId ? `/console/events?host=${encodeURIComponent(hostId)}` : '/console/events');
   events.addEventListener('fleet', () => htmx.trigger(document.body, 'fleet-changed', {}));
+  events.addEventListener('host', () => {
+    htmx.trigger(document.body, 'host-changed', {});
+    drawCharts();
+  });
+  events.addEventListener('error', () => {
+    if (events.readyState === EventSource.CLOSED) reloadWithoutSession();
+  });
+}
+
+/**
+ * Loads the page again if the session is gone (ended or expired), which leads to the login page; a
+ * stream refused for another reason (too many console tabs) leaves the page as it is.
+ */
+function reloadWithoutSession(): void {
+  void fetch(window.location.href, { method: 'HEAD', headers: { 'x-console-background': '1' }, redirect: 'manual' }).then((answer) => {
+    if (answer.status === 401 || answer.type === 'opaqueredirect') window.location.reload();
+  });
 }
 
 // Buttons that copy a value shown once (a token's secret) to the clipboard; the value stays selectable without it.

@@ -5,7 +5,7 @@
  * bundler treats executables and templates as opaque bytes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blake2b512, keyIdHex, publicKeyFile, signDigest, signingKeyFromSeed, type SigningKey } from '../../common/minisign.ts';
@@ -93,4 +93,14 @@ export async function createFixtureAppliance(options: { executableBytes?: number
   writeReleaseDir(agentsDir, releaseKey, options.executableBytes !== undefined ? { bytes: options.executableBytes } : {});
   const templatesDir = writeTemplates(join(root, 'templates'));
   return { root, dataDir, releaseKey, bundleKey, agentsDir, templatesDir };
+}
+
+/** The env that makes a running appliance build bundles from the fixture's release and templates. */
+export function fixtureBuildEnv(fixture: FixtureAppliance): NodeJS.ProcessEnv {
+  return { CT_OPS_BUNDLE_AGENTS_DIR: fixture.agentsDir, CT_OPS_BUNDLE_TEMPLATES_DIR: fixture.templatesDir };
+}
+
+/** The local admin credential a started appliance wrote into the fixture's data directory. */
+export function fixtureAdminCredential(fixture: FixtureAppliance): string {
+  return readFileSync(join(fixture.dataDir, 'admin-cli.token'), 'utf8').trim();
 }

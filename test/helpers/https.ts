@@ -1,7 +1,8 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
 
-/** One HTTPS request to the appliance, trusting its CA; resolves with status and parsed JSON body. */
-export function httpsJson(port: number, ca: string, method: string, path: string, options: { body?: unknown; bearer?: string } = {}): Promise<{ status: number; body: any }> {
+/** One HTTPS request to the appliance, trusting its CA; resolves with status, headers and parsed JSON body. */
+export function httpsJson(port: number, ca: string, method: string, path: string, options: { body?: unknown; bearer?: string } = {}): Promise<{ status: number; headers: IncomingHttpHeaders; body: any }> {
   return new Promise((resolve, reject) => {
     const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
     const req = request(
@@ -9,11 +10,24 @@ export function httpsJson(port: number, ca: string, method: string, path: string
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : undefined }));
       },
     );
     req.on('error', reject);
     req.end(payload);
+  });
+}
+
+/** A GET of raw bytes (a bundle's zip) from the appliance with `bearer`, trusting its CA. */
+export function httpsDownload(port: number, ca: string, path: string, bearer: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: 'localhost', port, path, method: 'GET', ca, headers: { authorization: `Bearer ${bearer}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
   });
 }
 

@@ -61,6 +61,7 @@ export function decodedRegister(request: RegisterRequest): RegisterRequest__Outp
     predecessor_public_key: bytes(request.predecessor_public_key),
     predecessor_signature: bytes(request.predecessor_signature),
     rotation_nonce: bytes(request.rotation_nonce),
+    install_bundle_id: request.install_bundle_id ?? '',
   };
 }
 

@@ -118,71 +118,7 @@ export function HostPage({ frame, data }: { frame: PageFrame; data: HostPageData
         {data.packages.length === HOST_PACKAGES_PAGE && <a href={`${base}?removed=${data.showRemoved ? '1' : '0'}&page=${data.packagesPage + 1}#software`}>Next</a>}
       </nav>
 
-      <h2>Scans</h2>
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Started</th>
-            <th scope="col">Status</th>
-            <th scope="col">Packages</th>
-            <th scope="col">Added</th>
-            <th scope="col">Removed</th>
-            <th scope="col">Completed</th>
-          </tr>
-        </thead>
-        <tbody>
-          {data.scans.map((scan) => (
-            <tr key={scan.id}>
-              <td>
-                <Time at={scan.startedAt} />
-              </td>
-              <td>{scan.status}</td>
-              <td>{scan.packagesReceived}</td>
-              <td>{scan.added}</td>
-              <td>{scan.removed}</td>
-              <td>
-                <Time at={scan.completedAt} />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-
-      <h2>Tasks</h2>
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Task</th>
-            <th scope="col">Type</th>
-            <th scope="col">State</th>
-            <th scope="col">Asked by</th>
-            <th scope="col">Created</th>
-            <th scope="col">Finished</th>
-            <th scope="col">Outcome</th>
-          </tr>
-        </thead>
-        <tbody>
-          {data.tasks.map((task) => (
-            <tr key={task.id}>
-              <td>
-                <code>{task.id}</code>
-              </td>
-              <td>{task.type}</td>
-              <td>{task.state}</td>
-              <td>{task.createdBy}</td>
-              <td>
-                <Time at={task.createdAt} />
-              </td>
-              <td>
-                <Time at={task.finishedAt} />
-              </td>
-              <td>
-                {task.errorCode && <code>{task.errorCode}</code>} <AgentText text={task.output?.slice(0, 200)} />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <HostActivity data={data} />
 
       <h2>Previous names</h2>
       {data.previousNames.length === 0 ? (
@@ -222,7 +158,14 @@ export function HostPage({ frame, data }: { frame: PageFrame; data: HostPageData
 export function HostSummary({ data }: { data: HostPageData }) {
   const { host, update } = data;
   return (
-    <div id="host-summary" hx-get={`/console/hosts/${host.id}?fragment=summary`} hx-trigger="fleet-changed from:body" hx-swap="outerHTML" hx-headers='{"x-console-background": "1"}'>
+    <div
+      id="host-summary"
+      data-live-host={host.id}
+      hx-get={`/console/hosts/${host.id}?fragment=summary`}
+      hx-trigger="fleet-changed from:body, host-changed from:body"
+      hx-swap="outerHTML"
+      hx-headers='{"x-console-background": "1"}'
+    >
       <p aria-live="polite">
         <StatusBadge status={data.status} /> · last heartbeat <Time at={host.lastHeartbeatAt} />
         {data.pendingUninstall && <> · uninstall requested ({data.pendingUninstall.state})</>}
@@ -250,6 +193,79 @@ export function HostSummary({ data }: { data: HostPageData }) {
         <dt>Decided by</dt>
         <dd>{host.decidedBy ?? '—'}</dd>
       </HostFacts>
+    </div>
+  );
+}
+
+/** Scans and tasks: the part that refreshes itself when the host changed (a task's step, a scan's progress). */
+export function HostActivity({ data }: { data: HostPageData }) {
+  return (
+    <div id="host-activity" hx-get={`/console/hosts/${data.host.id}?fragment=activity`} hx-trigger="host-changed from:body" hx-swap="outerHTML" hx-headers='{"x-console-background": "1"}'>
+        <h2>Scans</h2>
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Started</th>
+              <th scope="col">Status</th>
+              <th scope="col">Packages</th>
+              <th scope="col">Added</th>
+              <th scope="col">Removed</th>
+              <th scope="col">Completed</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.scans.map((scan) => (
+              <tr key={scan.id}>
+                <td>
+                  <Time at={scan.startedAt} />
+                </td>
+                <td>{scan.status}</td>
+                <td>{scan.packagesReceived}</td>
+                <td>{scan.added}</td>
+                <td>{scan.removed}</td>
+                <td>
+                  <Time at={scan.completedAt} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+
+        <h2>Tasks</h2>
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Task</th>
+              <th scope="col">Type</th>
+              <th scope="col">State</th>
+              <th scope="col">Asked by</th>
+              <th scope="col">Created</th>
+              <th scope="col">Finished</th>
+              <th scope="col">Outcome</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.tasks.map((task) => (
+              <tr key={task.id}>
+                <td>
+                  <code>{task.id}</code>
+                </td>
+                <td>{task.type}</td>
+                <td>{task.state}</td>
+                <td>{task.createdBy}</td>
+                <td>
+                  <Time at={task.createdAt} />
+                </td>
+                <td>
+                  <Time at={task.finishedAt} />
+                </td>
+                <td>
+                  {task.errorCode && <code>{task.errorCode}</code>} <AgentText text={task.output?.slice(0, 200)} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
     </div>
   );
 }

@@ -268,16 +268,41 @@ export function HostFacts({ host, token, title, children }: { host: Host; token:
       </dd>
       <dt>Token</dt>
       <dd>{token ? <TokenSummary token={token} /> : host.enrolmentTokenId ? <code>{host.enrolmentTokenId}</code> : '—'}</dd>
+      <dt>Install bundle</dt>
+      <dd>
+        <BundleOrigin host={host} token={token} />
+      </dd>
       {children}
     </dl>
   );
 }
 
 function TokenSummary({ token }: { token: EnrolmentToken }) {
-  const bundle = token.metadata.bundle_id;
   return (
     <>
-      <code>{token.id}</code> {token.label && <>“{token.label}”</>} {bundle ? <>from install bundle <code>{bundle}</code></> : <>created by {token.createdBy}</>}
+      <code>{token.id}</code> {token.label && <>“{token.label}”</>} created by {token.createdBy}
     </>
+  );
+}
+
+/**
+ * The bundle the host came from: the agent's own claim when it made one (unsigned, but per host: an
+ * existing token serves bundles and hand installs alike), else the bundle its token was made for.
+ */
+function BundleOrigin({ host, token }: { host: Host; token: EnrolmentToken | undefined }) {
+  if (host.installBundleId !== null) {
+    return (
+      <>
+        <code>{host.installBundleId}</code> (the agent's claim)
+      </>
+    );
+  }
+  const bundle = token?.metadata.bundle_id;
+  return bundle ? (
+    <>
+      <code>{bundle}</code> (its token was made for it)
+    </>
+  ) : (
+    <>—</>
   );
 }

@@ -1,5 +1,6 @@
 import type { CtOpsError } from '../../../common/errors.ts';
 import { ARCHITECTURES, OPERATING_SYSTEMS, type BuiltBundle } from '../../../bundler/index.ts';
+import type { InstallBundleRecord } from '../../model/bundle.ts';
 import type { EnrolmentToken } from '../../model/enrolment.ts';
 import { AgentText, CsrfField, ErrorBox, Layout, PostButton, ShownOnce, TagList, Time, type PageFrame } from '../views.tsx';
 
@@ -108,18 +109,15 @@ export function TokensPage({ frame, rows, created, error }: { frame: PageFrame; 
   );
 }
 
-/** A bundle built from a token: the chain of custody from bundle to host. */
-export interface BundleRow {
-  token: EnrolmentToken;
-  lastUse: TokenRow['lastUse'];
-}
+/** How many bundles the bundles page lists, newest first (GET /api/v1/bundles pages through all). */
+export const BUNDLES_SHOWN = 100;
 
 /**
- * Install bundles: build one (OS/arch, token mode, tags, address) and download it; the bundles built
- * with a token of their own (id, creator, time, token, hosts enrolled), and after a build the
- * fingerprints to compare at the transfer station.
+ * Install bundles: build one (OS/arch, token mode, tags, address) and download it, and after a build
+ * its fingerprints; the bundles on record, the chain of custody from bundle to host (id, who built it
+ * and when, its token, the hosts enrolled from it) with the fingerprints to compare at the transfer station.
  */
-export function BundlesPage({ frame, rows, built, error, defaults }: { frame: PageFrame; rows: BundleRow[]; built?: BuiltBundle; error?: CtOpsError; defaults: { address: string } }) {
+export function BundlesPage({ frame, page, built, error, defaults }: { frame: PageFrame; page: { bundles: InstallBundleRecord[]; total: number }; built?: BuiltBundle; error?: CtOpsError; defaults: { address: string } }) {
   const mayAct = frame.admin?.role === 'admin';
   return (
     <Layout frame={frame} title="Install bundles">
@@ -208,39 +206,79 @@ export function BundlesPage({ frame, rows, built, error, defaults }: { frame: Pa
           <button type="submit">Build bundle</button>
         </form>
       )}
-      <h2>Bundles built with their own token</h2>
+      <h2>Bundles built</h2>
+      <p>
+        {page.total > page.bundles.length
+          ? `The newest ${page.bundles.length} of ${page.total} bundles (GET /api/v1/bundles lists them all). `
+          : `${page.total} bundle(s). `}
+        Hosts enrolled are the hosts whose agent says it was installed from the bundle. Compare the SHA-256, bundle key id and CA fingerprint with what the transfer station shows.
+      </p>
       <table>
         <thead>
           <tr>
             <th scope="col">Bundle</th>
             <th scope="col">Target</th>
+            <th scope="col">Agent</th>
             <th scope="col">Built</th>
             <th scope="col">Token</th>
             <th scope="col">Hosts enrolled</th>
-            <th scope="col">Last host</th>
+            <th scope="col">Zip and fingerprints</th>
+            <th scope="col">Withdrawn</th>
           </tr>
         </thead>
         <tbody>
-          {rows.map(({ token, lastUse }) => (
-            <tr key={token.id}>
+          {page.bundles.map(({ bundle, hosts }) => (
+            <tr key={bundle.id}>
               <td>
-                <code>{token.metadata.bundle_id}</code>
+                <code>{bundle.id}</code>
+                {bundle.label && (
+                  <>
+                    <br />“{bundle.label}”
+                  </>
+                )}
               </td>
-              <td>{`${token.metadata.os ?? '?'} ${token.metadata.arch ?? '?'}`}</td>
+              <td>{`${bundle.os} ${bundle.arch}`}</td>
+              <td>{bundle.agentVersion}</td>
               <td>
-                <Time at={token.createdAt} /> by {token.metadata.created_by ?? token.createdBy}
+                <Time at={bundle.createdAt} /> by {bundle.createdBy}
               </td>
               <td>
-                <code>{token.id}</code>
+                {bundle.tokenMode}
+                {bundle.tokenId && (
+                  <>
+                    {' '}
+                    <code>{bundle.tokenId}</code>
+                  </>
+                )}
               </td>
-              <td>{`${token.uses} of ${token.maxUses}`}</td>
               <td>
-                {lastUse ? (
-                  <a href={`/console/hosts/${lastUse.hostId}`}>
-                    <AgentText text={lastUse.hostname} />
-                  </a>
+                {hosts.enrolled}
+                {hosts.last && (
+                  <>
+                    , last{' '}
+                    <a href={`/console/hosts/${hosts.last.hostId}`}>
+                      <AgentText text={hosts.last.hostname} />
+                    </a>{' '}
+                    <Time at={hosts.last.enrolledAt} />
+                  </>
+                )}
+              </td>
+              <td>
+                {bundle.zipFile} ({bundle.zipSize} bytes)
+                <br />
+                SHA-256 <code>{bundle.zipSha256}</code>
+                <br />
+                bundle key <code>{bundle.bundleKeyId}</code>
+                <br />
+                CA <code>{bundle.caFingerprint}</code>
+              </td>
+              <td>
+                {bundle.withdrawnAt === null ? (
+                  'no'
                 ) : (
-                  '—'
+                  <>
+                    <Time at={bundle.withdrawnAt} /> by {bundle.withdrawnBy}
+                  </>
                 )}
               </td>
             </tr>

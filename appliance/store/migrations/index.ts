@@ -23,6 +23,8 @@ import { migration022AdminAccounts } from './022-admin-accounts.ts';
 import { migration023AuditEvents } from './023-audit-events.ts';
 import { migration024ConsoleIndexes } from './024-console-indexes.ts';
 import { migration025ApiTokens } from './025-api-tokens.ts';
+import { migration026InstallBundles } from './026-install-bundles.ts';
+import { migration027FailedTasksIndex } from './027-failed-tasks-index.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -58,4 +60,6 @@ export const MIGRATIONS: readonly Migration[] = [
   migration023AuditEvents,
   migration024ConsoleIndexes,
   migration025ApiTokens,
+  migration026InstallBundles,
+  migration027FailedTasksIndex,
 ];

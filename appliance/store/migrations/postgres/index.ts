@@ -24,6 +24,8 @@ import { postgresMigration022AdminAccounts } from './022-admin-accounts.ts';
 import { postgresMigration023AuditEvents } from './023-audit-events.ts';
 import { postgresMigration024ConsoleIndexes } from './024-console-indexes.ts';
 import { postgresMigration025ApiTokens } from './025-api-tokens.ts';
+import { postgresMigration026InstallBundles } from './026-install-bundles.ts';
+import { postgresMigration027FailedTasksIndex } from './027-failed-tasks-index.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -56,4 +58,6 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration023AuditEvents,
   postgresMigration024ConsoleIndexes,
   postgresMigration025ApiTokens,
+  postgresMigration026InstallBundles,
+  postgresMigration027FailedTasksIndex,
 ];
