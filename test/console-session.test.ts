@@ -2,7 +2,8 @@
  * Console sessions over real HTTPS against a real appliance whose wall clock the test moves
  * (libfaketime): the idle timeout (30 min) and the absolute one (12 h) end a session, the page's own
  * live refreshes do not keep it alive, the live stream is capped per session, and the cookies carry
- * __Host-, HttpOnly, Secure, SameSite=Strict. Assets are served from the appliance with an
+ * __Host-, HttpOnly, Secure, SameSite=Strict; in chromium, an open page whose session went idle
+ * leaves for the login page by itself. Assets are served from the appliance with an
  * immutable cache; pages are never cached. No console source sets raw HTML.
  */
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { defuseFormula } from '../appliance/console/plugin.tsx';
+import { launchBrowser } from './helpers/browser.ts';
 import { ClockedAppliance } from './helpers/faketime.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -131,6 +133,30 @@ describe('console sessions', () => {
     clocked.setClock('+721m');
     assert.equal((await admin.call('GET', '/console/')).status, 303, 'the absolute lifetime ended it');
     clocked.setClock('+0');
+  });
+
+  test('in a real browser: an open page whose session went idle too long leaves for the login page by itself', async () => {
+    clocked.setClock('+0');
+    const origin = `https://127.0.0.1:${clocked.appliance.httpPort}`;
+    const browser = await launchBrowser({ origin, serverCertPem: readFileSync(join(clocked.appliance.dataDir, 'server.crt'), 'utf8'), outputDir: join(import.meta.dirname, '..', 'test-output', 'console-session') });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${origin}/console/login`);
+      await page.getByLabel('Username').fill('admin');
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await page.waitForURL(`${origin}/console/`);
+      await page.goto(`${origin}/console/hosts`);
+      await page.getByRole('heading', { name: 'Hosts' }).waitFor();
+      // Nothing happens in the fleet: no refresh would notice. The appliance ends the idle session's
+      // stream (checked every 10 s); the page's reconnect is refused and it asks whether its session is gone.
+      clocked.setClock('+31m');
+      await page.waitForURL(`${origin}/console/login`, { timeout: 30_000 });
+      browser.assertOnlyOrigin();
+    } finally {
+      await browser.close();
+      clocked.setClock('+0');
+    }
   });
 
   test('live streams: text/event-stream, never cached, at most 8 per session (ERR_CONSOLE_BUSY)', async () => {

@@ -132,6 +132,11 @@ export class AdminAccountService {
     return found;
   }
 
+  /** Of the credentials `ids`, those still live at `now` (not ended, not expired, account enabled), with their last use. */
+  liveCredentials(ids: readonly string[], now: number): Promise<AdminApiToken[]> {
+    return this.#deps.store.liveTokensById(ids, now);
+  }
+
   /** Records a session's use for its idle timeout, at most once per `granularityMs`. */
   async touch(credential: AdminApiToken, now: number, granularityMs: number): Promise<void> {
     // The credential was just read with its last use: most requests need no write at all.

@@ -11,12 +11,17 @@ const KEEPALIVE_MS = 15_000;
 export const MAX_STREAMS = 100;
 export const MAX_STREAMS_PER_SESSION = 8;
 
-/** Where a console's change marks come from (HostService.changeMark and hostChangeMark). */
-export interface ChangeMarks {
+/** How often the sessions behind open streams are checked: a session that ended ends its streams. */
+const SESSION_CHECK_MS = 10_000;
+
+/** What the streams are computed from: change marks (HostService.changeMark and hostChangeMark) and the sessions still live. */
+export interface LiveSources {
   /** Changes when what an admin sees of the fleet may have. */
   fleet(): Promise<string>;
   /** Changes when what the host page of `hostId` shows may have (a heartbeat, a task's step, a scan). */
   host(hostId: string): Promise<string>;
+  /** Of `sessionIds`, those still live (not logged out, expired, idle, or of a disabled account). */
+  liveSessions(sessionIds: readonly string[]): Promise<ReadonlySet<string>>;
 }
 
 /** One open stream: whose session, and the host whose page it serves (none on other pages). */
@@ -34,7 +39,7 @@ interface Listener {
  * the page fetches what it shows again through the same routes, under the same session checks.
  */
 export class FleetEvents {
-  readonly #marks: ChangeMarks;
+  readonly #sources: LiveSources;
   readonly #log: Logger;
   readonly #streams = new Map<PassThrough, Listener>();
   #timer: NodeJS.Timeout | undefined;
@@ -42,10 +47,12 @@ export class FleetEvents {
   #mark: string | undefined;
   /** The last mark read of each host a stream follows. */
   readonly #hostMarks = new Map<string, string>();
+  /** When the sessions behind the streams were last checked (ms). */
+  #sessionsCheckedAt = 0;
   #reading = false;
 
-  constructor(marks: ChangeMarks, log: Logger) {
-    this.#marks = marks;
+  constructor(sources: LiveSources, log: Logger) {
+    this.#sources = sources;
     this.#log = log;
   }
 
@@ -87,7 +94,7 @@ export class FleetEvents {
     }
   }
 
-  /** Ends the streams of one session (logout). */
+  /** Ends the streams of one session (logout, or it ended by itself). */
   closeSession(sessionId: string): void {
     for (const [stream, listener] of [...this.#streams]) {
       if (listener.sessionId !== sessionId) continue;
@@ -112,7 +119,7 @@ export class FleetEvents {
     if (this.#reading) return;
     this.#reading = true;
     try {
-      const mark = await this.#marks.fleet();
+      const mark = await this.#sources.fleet();
       if (this.#mark !== undefined && mark !== this.#mark) this.#broadcast('event: fleet\ndata: {}\n\n');
       this.#mark = mark;
       for (const hostId of [...this.#hostMarks.keys()]) {
@@ -120,6 +127,7 @@ export class FleetEvents {
         const now = await this.#readHostMark(hostId);
         if (now !== before) this.#broadcast('event: host\ndata: {}\n\n', hostId);
       }
+      if (Date.now() - this.#sessionsCheckedAt >= SESSION_CHECK_MS) await this.#endStreamsOfEndedSessions();
     } catch (error) {
       this.#log.warn({ err: error }, 'console live updates could not read the fleet; retrying');
     } finally {
@@ -127,9 +135,22 @@ export class FleetEvents {
     }
   }
 
+  /**
+   * Ends the streams of sessions that ended since they opened (idle or absolute timeout, a password
+   * change or an account disabled elsewhere): the page's reconnect is refused and it leaves for the
+   * login page, instead of going on showing the fleet to a session that no longer exists.
+   */
+  async #endStreamsOfEndedSessions(): Promise<void> {
+    this.#sessionsCheckedAt = Date.now();
+    const sessionIds = [...new Set([...this.#streams.values()].map((listener) => listener.sessionId))];
+    if (sessionIds.length === 0) return;
+    const live = await this.#sources.liveSessions(sessionIds);
+    for (const sessionId of sessionIds) if (!live.has(sessionId)) this.closeSession(sessionId);
+  }
+
   /** Reads and keeps the mark of `hostId` while a stream still follows it (one may have gone during the read). */
   async #readHostMark(hostId: string): Promise<string> {
-    const mark = await this.#marks.host(hostId);
+    const mark = await this.#sources.host(hostId);
     if ([...this.#streams.values()].some((listener) => listener.hostId === hostId)) this.#hostMarks.set(hostId, mark);
     return mark;
   }

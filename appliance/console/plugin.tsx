@@ -33,7 +33,7 @@ import { ReleasesPage } from './pages/releases.tsx';
 import { AuditPage, type AuditPageQuery } from './pages/audit.tsx';
 import { ApiTokensPage } from './pages/api-tokens.tsx';
 import { ApiDocsPage, type OpenApiDocument } from './pages/api-docs.tsx';
-import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, setSessionCookie } from './session.ts';
+import { BACKGROUND_HEADER, clearSessionCookies, consoleSession, COOKIE_OPTIONS, CSRF_COOKIE, liveConsoleSessions, setSessionCookie } from './session.ts';
 import type { PageFrame } from './views.tsx';
 
 declare module 'fastify' {
@@ -93,7 +93,14 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     });
     return;
   }
-  const events = new FleetEvents({ fleet: () => services.hosts.changeMark(orgId), host: (hostId) => services.hosts.hostChangeMark(orgId, hostId) }, ctx.log.child({ area: 'console' }));
+  const events = new FleetEvents(
+    {
+      fleet: () => services.hosts.changeMark(orgId),
+      host: (hostId) => services.hosts.hostChangeMark(orgId, hostId),
+      liveSessions: (sessionIds) => liveConsoleSessions(services.accounts, sessionIds, Date.now()),
+    },
+    ctx.log.child({ area: 'console' }),
+  );
   endStreamsOnClose(app, events);
   const cspReports = new RateLimiterMemory({ points: 10, duration: 60 });
 

@@ -42,6 +42,16 @@ export async function consoleSession(accounts: AdminAccountService, request: Fas
   return session;
 }
 
+/**
+ * Of the console sessions `sessionIds`, those still live at `now`: not logged out or ended by a
+ * password change, within the absolute lifetime, of an enabled account, and not idle past
+ * IDLE_TIMEOUT_MS (the rules consoleSession applies to a request). For the live streams (live.ts).
+ */
+export async function liveConsoleSessions(accounts: AdminAccountService, sessionIds: readonly string[], now: number): Promise<Set<string>> {
+  const live = await accounts.liveCredentials(sessionIds, now);
+  return new Set(live.filter((session) => session.label === CONSOLE_SESSION_LABEL && now - (session.lastUsedAt ?? session.createdAt) <= IDLE_TIMEOUT_MS).map((session) => session.id));
+}
+
 /** Sets the session cookie for a new login; it expires with the session's absolute lifetime. */
 export function setSessionCookie(reply: FastifyReply, session: Session, now: number): void {
   reply.setCookie(SESSION_COOKIE, session.token, { ...COOKIE_OPTIONS, maxAge: Math.floor((session.expiresAt - now) / 1000) });

@@ -84,6 +84,16 @@ export class AdminCredentialStore {
     return row && tokenOf(row);
   }
 
+  /** Of the tokens `ids`, those still live (not expired, not deleted) of enabled accounts. */
+  async liveTokensById(ids: readonly string[], now: number): Promise<AdminApiToken[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#tokens()
+      .where('t.id', 'in', [...ids])
+      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
+      .execute();
+    return rows.map(tokenOf);
+  }
+
   /**
    * Records that token `id` authenticated a request at `now`, unless it already did within
    * `granularityMs` (one conditional UPDATE: a busy session writes at most once per granularity).
