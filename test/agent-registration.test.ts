@@ -66,6 +66,15 @@ test('a signature does not survive a changed field (token, tags or timestamp)', 
   assert.equal(verifies({ ...request, timestamp_unix_ms: 2 }), false);
 });
 
+test("the install bundle the agent claims (agent.toml install_bundle_id) rides outside the signed payload; none sent when not configured", () => {
+  const challenge = new Uint8Array(57).fill(3);
+  const claimed = buildRegisterRequest({ ...host, installBundleId: 'bnd_0123456789abcdef0123' }, keys, 'tok_1', { challenge });
+  assert.equal(claimed.install_bundle_id, 'bnd_0123456789abcdef0123');
+  assert.ok(verifies(claimed));
+  assert.ok(verifies({ ...claimed, install_bundle_id: '' }), 'the claim is not signed: the same signature without it');
+  assert.equal(buildRegisterRequest(host, keys, 'tok_1', { challenge }).install_bundle_id, undefined);
+});
+
 test('os names follow the appliance: linux, darwin, windows', () => {
   assert.equal(osName('linux'), 'linux');
   assert.equal(osName('darwin'), 'darwin');

@@ -240,7 +240,8 @@ describe('the admin console in a real browser', () => {
     await page.getByLabel('Label').fill('rack 7');
     await page.getByLabel('Hosts that may enrol with it').fill('2');
     await page.getByLabel('Tags (key=value, comma-separated)').fill('site=lab, role=web');
-    await page.getByRole('button', { name: 'Create token' }).click();
+    // Enter in a field submits its form, as for a keyboard user.
+    await Promise.all([page.waitForEvent('load'), page.getByLabel('Tags (key=value, comma-separated)').press('Enter')]);
     const secret = (await page.locator('#new-token').innerText()).trim();
     assert.match(secret, /^tok_[A-Za-z0-9_-]{20,}$/);
     await checkPage(page, 'tokens-created');
@@ -288,7 +289,27 @@ describe('the admin console in a real browser', () => {
     await row.getByRole('link', { name: 'from-the-bundle' }).click();
     await page.waitForURL(`${origin}/console/hosts/${fromBundle.value.agent_id}`);
     assert.match(await page.locator('#host-summary').innerText(), new RegExp(`Install bundle\\s+${agentToml.agent.install_bundle_id}`));
+
+    // With an existing token: its id and secret (the appliance keeps only the hash); a wrong secret is refused and never shown back.
+    const existing = await appliance.createToken('--max-uses', '10');
+    const buildWith = async (secret: string) => {
+      await page.goto(`${origin}/console/bundles`);
+      await page.getByLabel('Ingest address (host:port; several, comma-separated)').fill('ingest.example:9443');
+      await page.getByLabel('Token', { exact: true }).selectOption('existing');
+      await page.getByLabel('Existing token id').fill(existing.id);
+      await page.getByLabel('Its secret (never shown again)').fill(secret);
+      await page.getByLabel('Its secret (never shown again)').press('Enter');
+      await page.waitForLoadState('load');
+    };
+    const wrongSecret = `tok_${'A'.repeat(43)}`;
+    await buildWith(wrongSecret);
+    await page.getByRole('alert').filter({ hasText: 'ERR_BUNDLE_TOKEN_UNUSABLE' }).waitFor();
+    assert.ok(!(await page.content()).includes(wrongSecret), 'the secret typed is not shown back');
+    await buildWith(existing.token);
+    await page.getByRole('link', { name: /^download ct-ops-agent-/ }).waitFor();
+    assert.ok(!(await page.content()).includes(existing.token), 'nor the right one');
     await page.goto(`${origin}/console/bundles`);
+    assert.match(await page.locator('tbody tr').first().innerText(), new RegExp(`existing\\s+${existing.id}`));
     await checkPage(page, 'bundles');
   });
 
@@ -493,10 +514,12 @@ describe('the admin console in a real browser', () => {
     assert.match(await page.locator('main').innerText(), /Version 9\.9\.9: running/);
     assert.deepEqual(await page.locator('h2:has-text("Rollout") ~ table tbody tr td:first-child').allInnerTexts(), ['everyone']);
     await checkPage(page, 'releases');
-    await page.getByRole('button', { name: 'Pause rollout' }).click();
+    await tabTo(page, 'Pause rollout');
+    await submitByEnter(page);
     await page.getByText('Version 9.9.9: paused').waitFor();
     assert.equal((await appliance.cliJson<{ rollout: { state: string } }>('releases', 'status')).rollout.state, 'paused');
-    await page.getByRole('button', { name: 'Resume rollout' }).click();
+    await tabTo(page, 'Resume rollout');
+    await submitByEnter(page);
     await page.getByText('Version 9.9.9: running').waitFor();
   });
 
@@ -582,7 +605,7 @@ describe('the admin console in a real browser', () => {
     assert.equal(new URL(page.url()).pathname, '/console/login', 'the session is gone');
     browser.assertOnlyOrigin();
     // Chromium logs every 4xx answer as a console error: those are the refusals this journey asked for.
-    const refusals = /Failed to load resource: the server responded with a status of (400|401|403|429) /;
+    const refusals = /Failed to load resource: the server responded with a status of (400|401|403|409|429) /;
     assert.deepEqual(browser.pageErrors.filter((error) => !refusals.test(error)), [], 'no script error, no other failed load');
     assert.ok(browser.requests.length > 20, `${browser.requests.length} requests recorded`);
     assert.deepEqual(appliance.process.events.filter((event) => event.msg === 'console CSP violation reported'), []);

@@ -418,7 +418,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   // The bundles on record with the hosts enrolled from each (BundleService, as GET /api/v1/bundles).
   const bundlePage = () => services.bundles.list({ limit: BUNDLES_SHOWN, offset: 0 });
   app.get('/bundles', async (request, reply) => html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} page={await bundlePage()} defaults={{ address: '' }} />));
-  app.post<{ Body: { os: string; arch: string; address: string; token: 'new' | 'none'; tags?: string; label?: string } }>('/bundles', {
+  app.post<{ Body: { os: string; arch: string; address: string; token: 'new' | 'existing' | 'none'; token_id?: string; token_secret?: string; tags?: string; label?: string } }>('/bundles', {
     schema: {
       body: {
         type: 'object',
@@ -427,7 +427,10 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
           os: { type: 'string', maxLength: 16 },
           arch: { type: 'string', maxLength: 16 },
           address: { type: 'string', minLength: 1, maxLength: 2000 },
-          token: { type: 'string', enum: ['new', 'none'] },
+          token: { type: 'string', enum: ['new', 'existing', 'none'] },
+          // An existing token is named by its id and proven by its secret (the appliance keeps only its hash).
+          token_id: { type: 'string', maxLength: 64 },
+          token_secret: { type: 'string', maxLength: 256 },
           tags: { type: 'string', maxLength: 2000 },
           label: { type: 'string', maxLength: 128 },
           _csrf: { type: 'string' },
@@ -441,7 +444,8 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       const render = async (extra: { built?: BuiltBundle; error?: CtOpsError }) =>
         html(reply, <BundlesPage frame={frame(reply, request, { section: 'bundles' })} page={await bundlePage()} defaults={{ address: body.address }} {...extra} />);
       try {
-        const bundleRequest = parseBundleRequest({ os: body.os, arch: body.arch, address: addresses.length === 1 ? addresses[0]! : addresses, tags: parseTagList(body.tags ?? ''), label: body.label ?? '', token: { mode: body.token }, createdBy: by });
+        const token = body.token === 'existing' ? { mode: body.token, id: (body.token_id ?? '').trim(), secret: body.token_secret ?? '' } : { mode: body.token };
+        const bundleRequest = parseBundleRequest({ os: body.os, arch: body.arch, address: addresses.length === 1 ? addresses[0]! : addresses, tags: parseTagList(body.tags ?? ''), label: body.label ?? '', token, createdBy: by });
         const built = await services.bundles.build(bundleRequest, { by });
         reply.code(201);
         return render({ built });

@@ -192,8 +192,17 @@ export function BundlesPage({ frame, page, built, error, defaults }: { frame: Pa
             <label for="token">Token</label>
             <select id="token" name="token">
               <option value="new">a new single-use token</option>
+              <option value="existing">an existing token (its id and secret below)</option>
               <option value="none">none (the operator supplies one)</option>
             </select>
+          </div>
+          <div>
+            <label for="token-id">Existing token id</label>
+            <input id="token-id" name="token_id" maxLength={64} placeholder="etk_…" autocomplete="off" />
+          </div>
+          <div>
+            <label for="token-secret">Its secret (never shown again)</label>
+            <input id="token-secret" name="token_secret" type="password" maxLength={256} autocomplete="off" />
           </div>
           <div>
             <label for="bundle-tags">Tags (key=value, comma-separated)</label>
