@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { bundleAgent, commonBundleOptions } from './agent-bundle.mjs';
 import { buildConsoleAssets } from './console-assets.mjs';
+import { REQUIRE_BANNER } from './image/bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const protoFile = 'proto/ctops/ingest/v1/ingest.proto';
@@ -35,6 +36,7 @@ function generateProtoTypes() {
 
 const common = commonBundleOptions(pkg.version);
 
+
 /**
  * Removes the chunks of earlier builds (their names carry a content hash, so they would pile up),
  * after this build wrote its own: deleting dist/chunks before writing made an appliance or CLI
@@ -49,23 +51,27 @@ function removeStaleChunks(metafile) {
 async function bundle() {
   mkdirSync(join(root, 'dist'), { recursive: true });
   const [split] = await Promise.all([
-    // The appliance and ct-ops-bundle run where their node_modules are (native better-sqlite3), so
-    // packages stay external. Split into chunks: an external package imported by a module reached
-    // only through import() loads when that import runs, so an admin command does not load the
-    // server (fastify, gRPC, x509) it never uses. In one file, esbuild hoists every package import
-    // to the top and the CLI pays for all of them (docs/BENCHMARKS.md, admin CLI start).
+    // The packages are bundled in, but for the native ones (better-sqlite3, pg's optional pg-native),
+    // which load from node_modules where the appliance runs: resolving, reading and compiling the
+    // several hundred files of fastify, grpc-js, kysely and their dependencies one by one took about
+    // half the CPU of a start before the gRPC port listened (issue 14: listening within 0.5 s of CPU,
+    // before an agent's first retry; docs/BENCHMARKS.md). Bundled CommonJS code calls `require` and
+    // an ES module lacks it: the banner gives each file its own (as the image's). Split into chunks: code
+    // reached only through import() loads when that import runs, so an admin command does not load
+    // the server (fastify, gRPC, x509) it never uses (docs/BENCHMARKS.md, admin CLI start).
     esbuild.build({
       ...common,
       entryPoints: {
         'ct-ops-appliance': join(root, 'appliance/main.ts'),
         'ct-ops-bundle': join(root, 'bundler/main.ts'),
+        'ct-ops-loadtest': join(root, 'loadtest/main.ts'),
       },
       outdir: join(root, 'dist'),
       chunkNames: 'chunks/[name]-[hash]',
       splitting: true,
       format: 'esm',
-      packages: 'external',
-      banner: { js: '#!/usr/bin/env node' },
+      external: ['better-sqlite3', 'pg-native'],
+      banner: { js: `#!/usr/bin/env node\n${REQUIRE_BANNER}` },
       metafile: true,
     }),
     bundleAgent({ root, outfile: join(root, 'dist/ct-ops-agent.cjs'), version: pkg.version }),
@@ -75,6 +81,7 @@ async function bundle() {
   chmodSync(join(root, 'dist/ct-ops-appliance.js'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-agent.cjs'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-bundle.js'), 0o755);
+  chmodSync(join(root, 'dist/ct-ops-loadtest.js'), 0o755);
 }
 
 generateProtoTypes();

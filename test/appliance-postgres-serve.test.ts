@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
 import { LISTENER_APPLICATION_NAME } from '../appliance/store/cluster-listener.ts';
-import { postgresKysely } from '../appliance/store/dialects.ts';
+import { postgresKysely } from '../appliance/store/postgres-dialect.ts';
 import { postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { DATABASE_FILE } from '../appliance/lib/data-dir-files.ts';

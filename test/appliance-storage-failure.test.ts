@@ -12,20 +12,12 @@ import { TestAgent } from './helpers/agent.ts';
 import { httpsJson } from './helpers/https.ts';
 import { callRegister, HeartbeatStream, ingestClient, newIdentity, signedRegister } from './helpers/ingest-client.ts';
 import { chunksOf, packages, submitScan } from './helpers/inventory.ts';
+import { freePort } from './helpers/ports.ts';
 import { APPLIANCE_BIN, LoggedProcess } from './helpers/processes.ts';
 import { TmpfsVolume, tmpfsUnavailable } from './helpers/tmpfs-volume.ts';
 import { waitFor } from './helpers/wait.ts';
 
 type TaskJson = { id: string; state: string; error_code: string | null };
-
-/** A port nothing listens on now (bound once by the kernel's choice, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** True when a listener can bind the port: nothing (no leftover appliance listener) holds it. */
 async function portIsFree(port: number): Promise<boolean> {

@@ -3,7 +3,7 @@ import { after, describe, test } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import { CtOpsError } from '../common/errors.ts';
 import { constraintViolation, type ConstraintKind } from '../appliance/store/constraint-violation.ts';
-import { postgresKysely } from '../appliance/store/dialects.ts';
+import { postgresKysely } from '../appliance/store/postgres-dialect.ts';
 import { MIGRATIONS } from '../appliance/store/migrations/index.ts';
 import { POSTGRES_MIGRATIONS } from '../appliance/store/migrations/postgres/index.ts';
 import { MIGRATION_LOCK_KEY, migratePostgres, postgresSchemaVersion } from '../appliance/store/postgres-migrate.ts';

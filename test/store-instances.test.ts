@@ -7,7 +7,7 @@ import { ClusterService, RESYNC_OVERLAP_MS } from '../appliance/cluster/service.
 import { encodeSignal, parseSignal } from '../appliance/cluster/signals.ts';
 import { ApplianceInstanceStore } from '../appliance/store/appliance-instances.ts';
 import { ClusterListener, LISTENER_APPLICATION_NAME } from '../appliance/store/cluster-listener.ts';
-import { postgresKysely } from '../appliance/store/dialects.ts';
+import { postgresKysely } from '../appliance/store/postgres-dialect.ts';
 import { openPostgresStores } from '../appliance/store/index.ts';
 import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
 import { newId } from '../common/ids.ts';

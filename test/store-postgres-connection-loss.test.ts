@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { sql } from 'kysely';
-import { postgresKysely } from '../appliance/store/dialects.ts';
+import { postgresKysely } from '../appliance/store/postgres-dialect.ts';
 import { migratePostgres } from '../appliance/store/postgres-migrate.ts';
 import { isPoolSaturated, storageFailure } from '../appliance/store/storage-failure.ts';
 import { openPostgresStores } from '../appliance/store/index.ts';

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { newId } from '../../common/ids.ts';
 import { failureFields } from '../health/storage-health.ts';
-import { ClusterListener } from '../store/cluster-listener.ts';
+import type { ClusterListener } from '../store/cluster-listener.ts';
 import type { Stores } from '../store/index.ts';
 import { encodeSignal, parseSignal, type ClusterSignal } from './signals.ts';
 
@@ -123,6 +123,8 @@ export class ClusterService {
       return;
     }
     await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS);
+    // Imported here, on PostgreSQL only: pg is not loaded by an appliance on SQLite (store/postgres-dialect.ts).
+    const { ClusterListener } = await import('../store/cluster-listener.ts');
     const listener = new ClusterListener(listenUrl, {
       onPayload: (payload) => this.#heard(payload),
       onListening: (first) => {

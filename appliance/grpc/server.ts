@@ -1,4 +1,6 @@
+import { createServer, type Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
@@ -23,6 +25,15 @@ export interface GrpcServer {
 
 /** How long (ms) a connection may carry no call before the appliance closes it. */
 const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
+
+/**
+ * Connections the kernel completes and queues while the appliance has not yet accepted them (the
+ * listen backlog; Linux caps it at net.core.somaxconn, 4096 by default since 5.4). Node's default,
+ * 511, overflowed when every agent of a large fleet reconnected at once (issue 14: past about 14,000
+ * TLS agents in a bare test): the SYNs beyond it were dropped and each such agent waited out TCP's
+ * retransmission (1 s, then 3 s …) before it was even queued.
+ */
+export const LISTEN_BACKLOG = 65_535;
 
 export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps & InventoryDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
@@ -50,18 +61,18 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });
   const credentials = new ReloadableServerCredentials(tls.serverCertPem, tls.serverKeyPem);
-  const address = listen.includes(':') ? `[${listen}]:${port}` : `${listen}:${port}`;
-  const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, credentials, (error, bound) => {
-      if (error) reject(new CtOpsError('ERR_LISTEN_FAILED', `cannot listen for gRPC on ${address}: ${error.message}`, { address }, { cause: error }));
-      else resolve(bound);
-    });
-  });
+  // Our own listener, for its backlog (grpc-js's bindAsync takes Node's default): each accepted socket
+  // is handed to grpc-js, which does the TLS and HTTP/2 as for a port it bound itself (certificate
+  // rotation included: the injector's server watches the same credentials).
+  const injector = server.createConnectionInjector(credentials);
+  const listener = createServer((socket) => injector.injectConnection(socket));
+  const boundPort = await listenOn(listener, listen, port, deps.log);
   return {
     port: boundPort,
     useCertificate: (certPem, keyPem) => credentials.use(certPem, keyPem),
     stop: (graceMs) =>
       new Promise<void>((resolve) => {
+        listener.close();
         const stopped = (): void => {
           guards.refusals.close();
           resolve();
@@ -76,6 +87,26 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
         });
       }),
   };
+}
+
+/**
+ * Listens on `host`:`port` (0: a free port) with LISTEN_BACKLOG; answers the port. Errors:
+ * ERR_LISTEN_FAILED. Once listening, a failed accept (EMFILE: out of file descriptors) is logged, not
+ * thrown: the connection is lost, the listener and every open stream stay.
+ */
+function listenOn(listener: NetServer, host: string, port: number, log: Logger): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const refused = (error: Error): void => {
+      const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+      reject(new CtOpsError('ERR_LISTEN_FAILED', `cannot listen for gRPC on ${address}: ${error.message}`, { address }, { cause: error }));
+    };
+    listener.once('error', refused);
+    listener.listen({ host, port, backlog: LISTEN_BACKLOG }, () => {
+      listener.off('error', refused);
+      listener.on('error', (error) => log.warn({ err: error }, 'the gRPC listener could not accept a connection'));
+      resolve((listener.address() as { port: number }).port);
+    });
+  });
 }
 
 /**

@@ -8,7 +8,6 @@ import { JWT_KEY_FILE } from '../pki/jwt-signing-key.ts';
 import { BUNDLE_KEY_FILE } from '../pki/signing-keys.ts';
 import type { DatabaseLocation } from '../config/database-url.ts';
 import { inspectDatabase } from '../store/database.ts';
-import { postgresKysely } from '../store/dialects.ts';
 import { MIGRATIONS } from '../store/migrations/index.ts';
 import { POSTGRES_MIGRATIONS } from '../store/migrations/postgres/index.ts';
 import { postgresSchemaVersion } from '../store/postgres-migrate.ts';
@@ -206,6 +205,7 @@ const POSTGRES_CHECK_WAIT_MS = 5_000;
  */
 async function checkPostgres(url: string, display: string): Promise<DoctorCheck> {
   const bounds = { statementMs: POSTGRES_CHECK_WAIT_MS, lockMs: POSTGRES_CHECK_WAIT_MS, idleInTransactionMs: POSTGRES_CHECK_WAIT_MS };
+  const { postgresKysely } = await import('../store/postgres-dialect.ts');
   const database = postgresKysely(url, { poolSize: 1, waitBounds: bounds });
   try {
     const found = await postgresSchemaVersion(database);

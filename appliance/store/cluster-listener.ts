@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { CLUSTER_CHANNEL } from './appliance-instances.ts';
-import { POSTGRES_CONNECT_TIMEOUT_MS } from './dialects.ts';
+import { POSTGRES_CONNECT_TIMEOUT_MS } from './postgres-dialect.ts';
 
 /** The first wait before connecting again after the listening connection was lost, in ms; doubled per failure up to the most. */
 const RELISTEN_FIRST_DELAY_MS = 500;

@@ -13,7 +13,7 @@ import { HostUpdateStore } from './host-updates.ts';
 import { HostTrustStore } from './host-trust.ts';
 import { HostEventStore } from './host-events.ts';
 import { HostVitalsStore } from './host-vitals.ts';
-import { keepStatementsPrepared, postgresKysely, sqliteKysely, type DialectName } from './dialects.ts';
+import { keepStatementsPrepared, sqliteKysely, type DialectName } from './dialects.ts';
 import { migratePostgres, probePostgresWrite } from './postgres-migrate.ts';
 import { HostStore } from './hosts.ts';
 import { InstallBundleStore } from './install-bundles.ts';
@@ -117,6 +117,7 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
  */
 export async function openPostgresStores(url: string, options: { log?: Logger; poolSize: number }): Promise<Stores> {
   const onIdleConnectionError = (error: Error): void => options.log?.warn(failureFields(storageFailure(error) ?? error), 'an idle PostgreSQL connection failed');
+  const { postgresKysely } = await import('./postgres-dialect.ts');
   const database = postgresKysely(url, { poolSize: options.poolSize, onIdleConnectionError });
   try {
     await migratePostgres(database);

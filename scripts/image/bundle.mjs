@@ -8,9 +8,10 @@ import { BuildImageError } from './errors.mjs';
 
 /**
  * Bundled CommonJS packages call require() (built-ins, and better-sqlite3 its addon),
- * which an ES module does not have: each output file (chunks too) gets its own.
+ * which an ES module does not have: each output file (chunks too) gets its own. The
+ * development build (scripts/build.mjs) uses it too.
  */
-const REQUIRE_BANNER = "import { createRequire as __ctOpsCreateRequire } from 'node:module';\nconst require = __ctOpsCreateRequire(import.meta.url);";
+export const REQUIRE_BANNER = "import { createRequire as __ctOpsCreateRequire } from 'node:module';\nconst require = __ctOpsCreateRequire(import.meta.url);";
 
 /**
  * Writes dist/ct-ops-appliance.js, dist/ct-ops-bundle.js and dist/chunks/* into topDir.

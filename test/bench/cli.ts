@@ -12,16 +12,17 @@
  * Environment: BENCH_RUNS (default 20 per command and build), BENCH_CLI_BASELINE (a git ref).
  * Exits 1 when today's `hosts list` median is not under TARGET_MS.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { TestAppliance } from '../helpers/appliance.ts';
 import { tempDir } from '../helpers/bundler-fixtures.ts';
-import { APPLIANCE_BIN, REPO_ROOT } from '../helpers/processes.ts';
+import { APPLIANCE_BIN } from '../helpers/processes.ts';
+import { buildBaseline } from './lib/baseline.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { describeMachine } from './lib/machine.ts';
-import { distribution } from './lib/stats.ts';
+import { distribution } from '../../loadtest/lib/stats.ts';
 
 /** The last commit whose admin CLI loaded fastify, gRPC and x509 and ran an scrypt for every command. */
 const BASELINE_REF = 'b9f5fe5';
@@ -29,15 +30,6 @@ const TARGET_MS = 300;
 /** When Node alone takes longer than this to start, the machine is too busy for the figures to judge the CLI. */
 const QUIET_FLOOR_MS = 100;
 const progress = progressFor('bench:cli');
-
-/** Extracts the baseline commit into a temporary folder and builds it there. Returns its CLI entry. */
-function buildBaseline(ref: string, work: string): string {
-  const dir = join(work, 'baseline');
-  execFileSync('sh', ['-c', `mkdir -p "$1" && git -C "$2" archive "$3" | tar -x -C "$1"`, 'sh', dir, REPO_ROOT, ref]);
-  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
-  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
-  return join(dir, 'dist/ct-ops-appliance.js');
-}
 
 interface Sample {
   /** Spawn to exit, in ms. */

@@ -31,8 +31,8 @@ import { TestAppliance } from '../helpers/appliance.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { describeMachine } from './lib/machine.ts';
-import { cpuSeconds, memoryMiB } from './lib/proc.ts';
-import { distribution, type Distribution } from './lib/stats.ts';
+import { cpuSeconds, memoryMiB } from '../../loadtest/lib/proc.ts';
+import { distribution, type Distribution } from '../../loadtest/lib/stats.ts';
 
 const TARGET_MS = 300;
 const WARM_UPS = 3;

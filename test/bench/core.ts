@@ -7,17 +7,17 @@
  * Environment: BENCH_DURATION_SECS (default 60), BENCH_AGENTS (default 1000).
  */
 import { join } from 'node:path';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import type { RegisterRequest } from '../../common/proto.ts';
 import { TestAppliance } from '../helpers/appliance.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import { clientFactory, connect, signedRegisterRequests } from './lib/clients.ts';
-import { HeartbeatLoad } from './lib/heartbeat-load.ts';
+import { clientFactory, connect, signedRegisterRequests } from '../../loadtest/lib/clients.ts';
+import { probeEventLoopDelay } from '../../loadtest/lib/event-loop.ts';
+import { HeartbeatLoad } from '../../loadtest/lib/heartbeat-load.ts';
 import { describeMachine } from './lib/machine.ts';
-import { cpuSeconds, machineBusySeconds, memoryMiB, openFiles } from './lib/proc.ts';
-import { registerAll, type ActiveAgent } from './lib/register-load.ts';
+import { cpuSeconds, machineBusySeconds, memoryMiB, openFiles } from '../../loadtest/lib/proc.ts';
+import { registerAll, type ActiveAgent } from '../../loadtest/lib/register-load.ts';
 import { textTable, targetMet, writeBenchmarksSection, type BenchResults } from './lib/report.ts';
-import { distribution } from './lib/stats.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 
 const REGISTER_CONCURRENCY = 50;
@@ -25,7 +25,6 @@ const CONNECT_CONCURRENCY = 50;
 const HEARTBEAT_INTERVAL_SECS = 5;
 const TARGET_P99_MS = 50;
 const DRAIN_MS = 10_000;
-const EVENT_LOOP_SAMPLE_MS = 5;
 /** Beyond the heartbeat phase: signing, registering, connecting, draining, closing. */
 const OVERHEAD_BUDGET_MS = 240_000;
 const BENCHMARKS_DOC = join(REPO_ROOT, 'docs/BENCHMARKS.md');
@@ -62,9 +61,9 @@ async function measureRegistration(pid: number, requests: readonly RegisterReque
     errors: registration.errors,
     figures: {
       active: registration.agents.length,
-      errors: registration.errors.length,
+      errors: registration.errorCount,
       perSec: registration.agents.length / wallSecs,
-      latencyMs: distribution(registration.latenciesMs),
+      latencyMs: registration.latency.summary(),
       applianceCpuPercent: (100 * cpuUsed) / wallSecs,
     },
   };
@@ -80,6 +79,7 @@ async function measureHeartbeats(pid: number, agents: readonly ActiveAgent[], ne
     durationMs: durationSecs * 1000,
     connectConcurrency: CONNECT_CONCURRENCY,
     drainMs: DRAIN_MS,
+    keepRttSamples: false,
   });
   const connect = { seconds: (performance.now() - connectStarted) / 1000, applianceOpenFiles: openFiles(pid) };
 
@@ -87,12 +87,11 @@ async function measureHeartbeats(pid: number, agents: readonly ActiveAgent[], ne
   const applianceCpuBefore = cpuSeconds(pid);
   const generatorCpuBefore = process.cpuUsage();
   const machineBusyBefore = machineBusySeconds();
-  const loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
-  loopDelay.enable();
+  const stopLoopProbe = probeEventLoopDelay();
   const started = performance.now();
   const heartbeats = await load.run();
   const seconds = (performance.now() - started) / 1000;
-  loopDelay.disable();
+  const loopDelay = stopLoopProbe();
   const generatorCpu = process.cpuUsage(generatorCpuBefore);
   const generatorCpuSeconds = (generatorCpu.user + generatorCpu.system) / 1e6;
   const applianceCpuSeconds = cpuSeconds(pid) - applianceCpuBefore;
@@ -107,16 +106,15 @@ async function measureHeartbeats(pid: number, agents: readonly ActiveAgent[], ne
         sent: heartbeats.sent,
         acked: heartbeats.acked,
         lost: heartbeats.lost,
-        errors: heartbeats.errors.length,
+        errors: heartbeats.errorCount,
         perSec: heartbeats.acked / durationSecs,
-        rttMs: distribution(heartbeats.rttMs),
+        rttMs: heartbeats.rtt.summary(),
       },
       applianceSteadyCpuPercent: (100 * applianceCpuSeconds) / seconds,
       loadGenerator: {
         steadyCpuPercent: (100 * generatorCpuSeconds) / seconds,
-        // The histogram records whole sampling intervals; the delay is what exceeds one.
-        eventLoopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - EVENT_LOOP_SAMPLE_MS),
-        eventLoopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - EVENT_LOOP_SAMPLE_MS),
+        eventLoopDelayP99Ms: loopDelay.p99Ms,
+        eventLoopDelayMaxMs: loopDelay.maxMs,
       },
       // Other work on a shared machine skews the figures; this shows how much there was.
       otherProcessesCpuPercent: Math.max(0, (100 * (machineBusy - applianceCpuSeconds - generatorCpuSeconds)) / seconds),

@@ -27,7 +27,7 @@ import { waitFor } from '../helpers/wait.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { INSTALL_TO_HEALTHY_TARGET_SECS, measureInstallToHealthy } from './image-install.ts';
 import { describeMachine } from './lib/machine.ts';
-import { distribution } from './lib/stats.ts';
+import { distribution } from '../../loadtest/lib/stats.ts';
 
 const TARGET_TARBALL_MB = 300;
 const TARGET_START_MS = 2000;

@@ -25,13 +25,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { publicKeyFile, signingKeyFromSeed } from '../../common/minisign.ts';
 import { TestAppliance } from '../helpers/appliance.ts';
 import { writeReleaseDir } from '../helpers/bundler-fixtures.ts';
-import { clientFactory, connect, signedRegisterRequests } from './lib/clients.ts';
+import { clientFactory, connect, signedRegisterRequests } from '../../loadtest/lib/clients.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
-import { HeartbeatLoad } from './lib/heartbeat-load.ts';
+import { HeartbeatLoad } from '../../loadtest/lib/heartbeat-load.ts';
 import { describeMachine } from './lib/machine.ts';
-import { cpuSeconds } from './lib/proc.ts';
-import { registerAll } from './lib/register-load.ts';
-import { distribution, type Distribution } from './lib/stats.ts';
+import { cpuSeconds } from '../../loadtest/lib/proc.ts';
+import { registerAll } from '../../loadtest/lib/register-load.ts';
+import { distribution, type Distribution } from '../../loadtest/lib/stats.ts';
 import type { DownloadJob, DownloadResult } from './lib/update-downloads.ts';
 
 const progress = progressFor('bench:update');

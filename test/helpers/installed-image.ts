@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { formatSha256Sums, sha256File } from '../../bundler/lib/sha256sums.ts';
 import type { RunResult, TestRoot } from './chroot.ts';
 import type { BuiltImage } from './image.ts';
 import type { BootedSystem } from './nspawn.ts';
 import { httpsJson } from './https.ts';
+import { freePort } from './ports.ts';
 
 /*
  * The appliance image installed by its own install.sh in a booted Debian root (test/helpers/nspawn.ts):
@@ -19,17 +19,9 @@ export const INSTALLED_DATA_DIR = '/var/lib/ct-ops/appliance';
 
 /** Two TCP ports free on loopback now: the installed appliance's admin HTTPS and gRPC ports. */
 export async function freePorts(): Promise<{ http: number; grpc: number }> {
-  const one = (): Promise<number> => new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-  const http = await one();
-  let grpc = await one();
-  while (grpc === http) grpc = await one();
+  const http = await freePort();
+  let grpc = await freePort();
+  while (grpc === http) grpc = await freePort();
   return { http, grpc };
 }
 

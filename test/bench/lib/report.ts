@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Machine } from './machine.ts';
-import type { Distribution } from './stats.ts';
+import type { Distribution } from '../../../loadtest/lib/stats.ts';
 
 export interface BenchResults {
   command: string;

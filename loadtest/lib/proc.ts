@@ -33,3 +33,9 @@ export function machineBusySeconds(): number {
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = ticks;
   return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_SEC;
 }
+
+/** This process's soft limit on open files (RLIMIT_NOFILE), from /proc/self/limits; Infinity when unlimited. */
+export function openFileLimit(): number {
+  const match = /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return match?.[1] === undefined || match[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(match[1]);
+}

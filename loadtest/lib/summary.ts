@@ -1,0 +1,136 @@
+import type { WorkerReady, WorkerResult } from '../worker.ts';
+import { addCounts } from './error-tally.ts';
+import type { ProcessFigures } from './process-sampler.ts';
+import { distribution, LatencyHistogram, type Distribution } from './stats.ts';
+
+/** What a run was asked to do (the flags, validated). */
+export interface RunSettings {
+  agents: number;
+  processes: number;
+  agentsPerConnection: number;
+  intervalSecs: number;
+  durationSecs: number;
+  registerForm: 'challenge' | 'legacy';
+  registerStorm: boolean;
+  inventoryPackages: number;
+  tasks: number;
+  reconnectStormAfterSecs: number | undefined;
+}
+
+/** The tasks queued through the admin API: when each was queued (ms since the epoch), and the calls that failed. */
+export interface QueuedTasks {
+  queuedAtMs: ReadonlyMap<string, number>;
+  errorsByKind: Record<string, number>;
+}
+
+const sum = (values: readonly number[]): number => values.reduce((total, value) => total + value, 0);
+const round = (value: number, digits = 1): number | null => (Number.isFinite(value) ? Math.round(value * 10 ** digits) / 10 ** digits : null);
+
+/** A distribution as `{ p50, p95, p99, max }` in ms, rounded to 0.1 ms (null when nothing was measured). */
+function ms(summary: Distribution): Record<'count' | 'p50' | 'p95' | 'p99' | 'max', number | null> {
+  return { count: summary.count, p50: round(summary.p50), p95: round(summary.p95), p99: round(summary.p99), max: round(summary.max) };
+}
+
+const merged = (histograms: Iterable<Parameters<LatencyHistogram['merge']>[0]>): LatencyHistogram => {
+  const all = new LatencyHistogram();
+  for (const histogram of histograms) all.merge(histogram);
+  return all;
+};
+
+/**
+ * The run's figures as one JSON object (snake_case; docs/operations.md lists the fields): the
+ * workers' counts added and their histograms merged bucket by bucket, so every percentile is over
+ * every heartbeat of every process.
+ */
+export function summarise(settings: RunSettings, ready: readonly WorkerReady[], setupSecs: number, results: readonly WorkerResult[], appliance: ProcessFigures | undefined, tasks: QueuedTasks | undefined): Record<string, unknown> {
+  const registered = sum(ready.map((worker) => worker.registered));
+  const registerWallSecs = Math.max(...ready.map((worker) => worker.registerWallMs)) / 1000;
+  const rtt = merged(results.map((result) => result.rtt)).summary();
+  const errorsByKind = {};
+  for (const worker of ready) addCounts(errorsByKind, worker.registerErrorsByKind);
+  for (const result of results) addCounts(addCounts(errorsByKind, result.errorsByKind), result.inventory?.errorsByKind ?? {});
+  const acked = sum(results.map((result) => result.acked));
+  const generatorSecs = Math.max(...results.map((result) => result.generator.wallSeconds));
+  return {
+    agents: settings.agents,
+    processes: settings.processes,
+    agents_per_connection: settings.agentsPerConnection,
+    interval_secs: settings.intervalSecs,
+    duration_secs: settings.durationSecs,
+    register_form: settings.registerForm,
+    registered,
+    registrations_per_sec: round(registered / registerWallSecs),
+    register_ms: ms(merged(ready.map((worker) => worker.registerLatency)).summary()),
+    setup_secs: round(setupSecs),
+    agents_online: sum(results.map((result) => result.online)),
+    heartbeats: acked,
+    heartbeats_sent: sum(results.map((result) => result.sent)),
+    heartbeats_per_sec: round(acked / settings.durationSecs),
+    lost: sum(results.map((result) => result.lost)),
+    errors: sum(Object.values(errorsByKind)),
+    errors_by_kind: errorsByKind,
+    error_examples: [...ready.flatMap((worker) => worker.registerErrors), ...results.flatMap((result) => result.errors)].slice(0, 10),
+    rtt_p50_ms: round(rtt.p50),
+    rtt_p95_ms: round(rtt.p95),
+    rtt_p99_ms: round(rtt.p99),
+    rtt_max_ms: round(rtt.max),
+    appliance: {
+      pid: appliance?.pid ?? null,
+      cpu_percent: appliance ? round(appliance.cpuPercent) : null,
+      cpu_percent_max_1s: appliance ? round(appliance.cpuPercentMax1s) : null,
+      rss_mib_start: appliance ? round(appliance.rssMiBStart) : null,
+      rss_mib_max: appliance ? round(appliance.rssMiBMax) : null,
+      rss_mib_end: appliance ? round(appliance.rssMiBEnd) : null,
+      // The appliance exposes no event-loop figure (no metrics endpoint, nothing in its logs); from outside it cannot be seen.
+      event_loop_delay_p99_ms: null,
+      event_loop_delay_max_ms: null,
+    },
+    generator: {
+      // All processes together, % of one core: near 100 % per process, the generator itself limits the figures.
+      cpu_percent: round((100 * sum(results.map((result) => result.generator.cpuSeconds))) / generatorSecs),
+      event_loop_delay_p99_ms: round(Math.max(...results.map((result) => result.generator.eventLoopDelayP99Ms))),
+      event_loop_delay_max_ms: round(Math.max(...results.map((result) => result.generator.eventLoopDelayMaxMs))),
+    },
+    ...(settings.registerStorm ? { register_storm: { registrations_per_sec: round(registered / registerWallSecs), all_online_secs: round(setupSecs) } } : {}),
+    ...(settings.reconnectStormAfterSecs === undefined ? {} : { reconnect_storm: reconnectFigures(settings, results) }),
+    ...(settings.inventoryPackages > 0 ? { inventory: inventoryFigures(settings, results) } : {}),
+    ...(tasks === undefined ? {} : { tasks: taskFigures(tasks, results) }),
+  };
+}
+
+function reconnectFigures(settings: RunSettings, results: readonly WorkerResult[]): Record<string, unknown> {
+  const back = merged(results.map((result) => result.reconnect.backMs)).summary();
+  return {
+    after_secs: settings.reconnectStormAfterSecs,
+    dropped_in_flight: sum(results.map((result) => result.reconnect.droppedInFlight)),
+    agents_back: back.count,
+    back_ms: ms(back),
+    // The last agent's first ack on its new stream: the time until the whole fleet was back.
+    all_back_secs: back.count === settings.agents ? round(back.max / 1000) : null,
+  };
+}
+
+function inventoryFigures(settings: RunSettings, results: readonly WorkerResult[]): Record<string, unknown> {
+  const runs = results.flatMap((result) => (result.inventory ? [result.inventory] : []));
+  return {
+    packages_per_scan: settings.inventoryPackages,
+    submitted: sum(runs.map((run) => run.submitted)),
+    completed: sum(runs.map((run) => run.completed)),
+    scan_ms: ms(merged(runs.map((run) => run.latency)).summary()),
+  };
+}
+
+function taskFigures(queued: QueuedTasks, results: readonly WorkerResult[]): Record<string, unknown> {
+  const ours = results.flatMap((result) => result.tasks).filter((task) => queued.queuedAtMs.has(task.taskId));
+  const since = (task: { taskId: string }, at: number): number => at - queued.queuedAtMs.get(task.taskId)!;
+  const answered = ours.filter((task) => task.answeredAtMs !== undefined);
+  return {
+    queued: queued.queuedAtMs.size,
+    delivered: ours.length,
+    answered: answered.length,
+    queue_errors_by_kind: queued.errorsByKind,
+    // From the admin API call that queued it to the agent holding it, and to the ack of the heartbeat reporting it done.
+    delivery_ms: ms(distribution(ours.map((task) => since(task, task.receivedAtMs)))),
+    round_trip_ms: ms(distribution(answered.map((task) => since(task, task.answeredAtMs!)))),
+  };
+}
