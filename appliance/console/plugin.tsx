@@ -62,6 +62,8 @@ export const CONSOLE_CSP = [
 ].join('; ');
 
 /** Hosts per page of the hosts list. */
+/** The live stream's route (registered under /console): neither it nor what it makes the page fetch counts as the admin's use. */
+const EVENTS_ROUTE = '/console/events';
 const HOSTS_PAGE_SIZE = 50;
 /** Pending hosts shown at once (the oldest first). */
 const PENDING_SHOWN = 100;
@@ -124,7 +126,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     const access = accessOf(request);
     if (access === 'public') return;
     // The live stream and the fragments it makes the page fetch are not the admin's use: they keep no session alive.
-    const byAdmin = request.routeOptions.url !== '/console/events' && request.headers[BACKGROUND_HEADER] === undefined;
+    const byAdmin = request.routeOptions.url !== EVENTS_ROUTE && request.headers[BACKGROUND_HEADER] === undefined;
     const admin = await consoleSession(services.accounts, request, Date.now(), byAdmin);
     request.consoleAdmin = admin;
     if (admin.mustChangePassword && access !== 'session') {
@@ -151,7 +153,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       // htmx follows HX-Redirect with a full page load; a plain request follows the 303.
       if (request.headers['hx-request'] !== undefined) return reply.code(401).header('hx-redirect', '/console/login').send();
       // A live stream cannot follow a redirect to a page: it is refused, and the page checks why (client/main.ts).
-      if (request.routeOptions.url === '/console/events') return reply.code(401).send();
+      if (request.routeOptions.url === EVENTS_ROUTE) return reply.code(401).send();
       return reply.redirect('/console/login', 303);
     }
     const retryAfter = known.details.retry_after_secs;

@@ -34,7 +34,7 @@ export async function consoleSession(accounts: AdminAccountService, request: Fas
   if (!secret) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'log in to the console');
   const session = await accounts.authenticate(secret, now);
   if (session.label !== CONSOLE_SESSION_LABEL) throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'only a console session opens the console');
-  if (now - (session.lastUsedAt ?? session.createdAt) > IDLE_TIMEOUT_MS) {
+  if (idleTooLong(session, now)) {
     await accounts.logout(session);
     throw new CtOpsError('ERR_ADMIN_UNAUTHENTICATED', 'the console session was idle for too long: log in again');
   }
@@ -49,7 +49,12 @@ export async function consoleSession(accounts: AdminAccountService, request: Fas
  */
 export async function liveConsoleSessions(accounts: AdminAccountService, sessionIds: readonly string[], now: number): Promise<Set<string>> {
   const live = await accounts.liveCredentials(sessionIds, now);
-  return new Set(live.filter((session) => session.label === CONSOLE_SESSION_LABEL && now - (session.lastUsedAt ?? session.createdAt) <= IDLE_TIMEOUT_MS).map((session) => session.id));
+  return new Set(live.filter((session) => session.label === CONSOLE_SESSION_LABEL && !idleTooLong(session, now)).map((session) => session.id));
+}
+
+/** The session served the admin last (or began) more than IDLE_TIMEOUT_MS before `now`. */
+function idleTooLong(session: AdminApiToken, now: number): boolean {
+  return now - (session.lastUsedAt ?? session.createdAt) > IDLE_TIMEOUT_MS;
 }
 
 /** Sets the session cookie for a new login; it expires with the session's absolute lifetime. */

@@ -50,10 +50,9 @@ export class AdminCredentialStore {
 
   /** The live tokens of one user with one label (its API tokens), newest first. */
   async tokensOf(userId: string, label: string, now: number): Promise<AdminApiToken[]> {
-    const rows = await this.#tokens()
+    const rows = await this.#liveTokens(now)
       .where('t.user_id', '=', userId)
       .where('t.label', '=', label)
-      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
       .orderBy('t.created_at', 'desc')
       .orderBy('t.id', 'desc')
       .execute();
@@ -66,20 +65,20 @@ export class AdminCredentialStore {
     return Number(deleted.numDeletedRows) > 0;
   }
 
-  /** admin_api_tokens with their owner's username, role and password state. */
-  #tokens() {
+  /** admin_api_tokens not expired at `now` (ms), of enabled accounts, with their owner's username, role and password state. */
+  #liveTokens(now: number) {
     return this.#db
       .selectFrom('admin_api_tokens as t')
       .innerJoin('admin_users as u', 'u.id', 't.user_id')
       .select(['t.id', 't.user_id', 'u.username', 'u.role', 'u.must_change_password', 't.label', 't.expires_at', 't.last_used_at', 't.created_at', 't.scope', 't.description'])
-      .where('u.disabled_at', 'is', null);
+      .where('u.disabled_at', 'is', null)
+      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]));
   }
 
   /** The live API token with this secret hash, of an enabled account. */
   async apiTokenByHash(secretHash: string, now: number): Promise<AdminApiToken | undefined> {
-    const row = await this.#tokens()
+    const row = await this.#liveTokens(now)
       .where('t.secret_hash', '=', secretHash)
-      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
       .executeTakeFirst();
     return row && tokenOf(row);
   }
@@ -87,9 +86,8 @@ export class AdminCredentialStore {
   /** Of the tokens `ids`, those still live (not expired, not deleted) of enabled accounts. */
   async liveTokensById(ids: readonly string[], now: number): Promise<AdminApiToken[]> {
     if (ids.length === 0) return [];
-    const rows = await this.#tokens()
+    const rows = await this.#liveTokens(now)
       .where('t.id', 'in', [...ids])
-      .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', now)]))
       .execute();
     return rows.map(tokenOf);
   }
