@@ -28,6 +28,7 @@ import { failureFields } from './health/storage-health.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { lockDataDir } from './lib/data-dir-lock.ts';
 import { PresenceService } from './presence/service.ts';
+import { EventLoopWatch } from './health/event-loop-watch.ts';
 import { clusterHandlers } from './cluster/handlers.ts';
 import { ClusterService, SWEEP_LOCKS } from './cluster/service.ts';
 import { openPostgresStores, openStores } from './store/index.ts';
@@ -146,7 +147,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const accounts = new AdminAccountService({ store: stores.adminCredentials, throttle: new LoginThrottle(), log: log.child({ area: 'admin-login' }), dataDir: config.dataDir });
     const services = { accounts, enrolment, hosts, presence: presenceService, tasks, bundles, inventory, cluster, releases, rollouts, audit };
     const certs = new CertificateService({ dataDir: config.dataDir, sans: options.sans ?? (() => config.sans), stores, presence, cluster, log }, tls);
-    const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs, downloadLimits: config.agentDownloads };
+    const loopWatch = new EventLoopWatch(log).start();
+    opened.push(() => loopWatch.stop());
+    const deps = { stores, jwt, challenges, presence, vitals, services, log, orgId: org.id, dataDir: config.dataDir, jwtKey, certs, loopWatch, downloadLimits: config.agentDownloads };
 
     const grpc = await startGrpcServer(config.listen, config.grpcPort, tls, deps);
     opened.push(() => grpc.stop(0));
@@ -177,6 +180,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       firstAdmin,
       stop: async () => {
         timers.forEach(clearInterval);
+        loopWatch.stop();
         presence.closeAll(stoppingError);
         // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
         const closed = await Promise.allSettled([grpc.stop(GRPC_STOP_GRACE_MS), http.stop()]);

@@ -65,6 +65,7 @@ async function bundle() {
         'ct-ops-appliance': join(root, 'appliance/main.ts'),
         'ct-ops-bundle': join(root, 'bundler/main.ts'),
         'ct-ops-loadtest': join(root, 'loadtest/main.ts'),
+        'ct-ops-loadtest-floor': join(root, 'loadtest/floor-server.ts'),
       },
       outdir: join(root, 'dist'),
       chunkNames: 'chunks/[name]-[hash]',
@@ -82,6 +83,7 @@ async function bundle() {
   chmodSync(join(root, 'dist/ct-ops-agent.cjs'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-bundle.js'), 0o755);
   chmodSync(join(root, 'dist/ct-ops-loadtest.js'), 0o755);
+  chmodSync(join(root, 'dist/ct-ops-loadtest-floor.js'), 0o755);
 }
 
 generateProtoTypes();

@@ -163,6 +163,33 @@ conformance('host claimants, events, trust and vitals: seen upserts bounded per 
   assert.equal((await vitals.recent('hst_c', 100)).length, 6);
 });
 
+conformance('vitals prune: a backlog of several slices goes in slices with the event loop running between them, ties at a slice edge included', async (backend) => {
+  const hosts = await withOrganisation(backend);
+  await hosts.insert(newHost('hst_v', { approval: 'active' }));
+  const vitals = new HostVitalsStore(backend.kysely);
+  // 5,000 samples 1 ms apart, 700 received in one instant inside the second slice's edge (4,000), then
+  // 2,100 more in another instant (more than a slice: the slice deletes that instant alone), then 200 newer.
+  const at = (n: number): number => (n < 5_000 ? AT + n : n < 5_700 ? AT + 3_900 : n < 7_800 ? AT + 9_000 : AT + 10_000 + n);
+  const sample = (n: number) => ({ hostId: 'hst_v', receivedAt: at(n), agentTimestamp: at(n), cpuPercent: 1, memoryPercent: 2, diskPercent: 3, uptimeSeconds: n });
+  for (let start = 0; start < 8_000; start += 1_000) await vitals.insertMany(Array.from({ length: 1_000 }, (_, index) => sample(start + index)));
+  let turns = 0;
+  let pruning = true;
+  const counter = (async () => {
+    while (pruning) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns += 1;
+    }
+  })();
+  const pruned = await vitals.prune(AT + 10_000);
+  pruning = false;
+  await counter;
+  assert.equal(pruned, 7_800, 'every sample received before the cutoff');
+  assert.ok(turns >= 2, `the event loop ran between slices (${turns} turns)`);
+  const left = await vitals.recent('hst_v', 1_000);
+  assert.equal(left.length, 200);
+  assert.ok(left.every((row) => row.receivedAt >= AT + 10_000));
+});
+
 conformance('host store: every conditional write of a workflow changes nothing on a host deleted since it was read', async (backend) => {
   const hosts = await withOrganisation(backend);
   const key = Buffer.from('hst_d'.padEnd(32, '.'));

@@ -35,23 +35,31 @@ const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
  */
 export const LISTEN_BACKLOG = 65_535;
 
+/**
+ * The ingest port's transport settings (message size, streams per connection, keepalive, idle
+ * close); ct-ops-loadtest's floor server uses the same, so the floor differs only in what it does per call.
+ */
+export const INGEST_TRANSPORT_OPTIONS = {
+  'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
+  'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
+  // Ping idle connections so a half-open TCP connection is noticed and closed.
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // A peer pinging more often than min_ping_interval twice in a row is sent GOAWAY.
+  'grpc.http2.max_ping_strikes': 2,
+  // A connection without a call for this long is closed (GOAWAY): an agent streams all the
+  // time, so only a connection no caller uses is idle this long — one a closed client channel
+  // opened late, say; keepalive alone would keep it forever (decisions.md 36).
+  'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
+} as const;
+
 export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps & InventoryDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
   const guards = createIngestGuards(deps.log);
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
-    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
-    // Ping idle connections so a half-open TCP connection is noticed and closed.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    // A peer pinging more often than min_ping_interval twice in a row is sent GOAWAY.
-    'grpc.http2.max_ping_strikes': 2,
-    // A connection without a call for this long is closed (GOAWAY): an agent streams all the
-    // time, so only a connection no caller uses is idle this long — one a closed client channel
-    // opened late, say; keepalive alone would keep it forever (decisions.md 36).
-    'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
+    ...INGEST_TRANSPORT_OPTIONS,
     interceptors: [refuseMalformedRequests(guards)],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
@@ -94,7 +102,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
  * ERR_LISTEN_FAILED. Once listening, a failed accept (EMFILE: out of file descriptors) is logged, not
  * thrown: the connection is lost, the listener and every open stream stay.
  */
-function listenOn(listener: NetServer, host: string, port: number, log: Logger): Promise<number> {
+export function listenOn(listener: NetServer, host: string, port: number, log: Logger): Promise<number> {
   return new Promise((resolve, reject) => {
     const refused = (error: Error): void => {
       const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;

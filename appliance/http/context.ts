@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DownloadLimits } from './agent-downloads.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
+import type { EventLoopWatch } from '../health/event-loop-watch.ts';
 import type { CertificateService } from '../pki/certificate-service.ts';
 import type { JwtSigningKey } from '../pki/jwt-signing-key.ts';
 import type { PresenceRegistry } from '../presence/registry.ts';
@@ -20,6 +21,8 @@ export interface HttpContext {
   jwtKey: JwtSigningKey;
   certs: CertificateService;
   log: Logger;
+  /** This process's event-loop delay, for the runtime route. */
+  loopWatch: EventLoopWatch;
   /** Limits on serving agent releases (agent-downloads.ts); DEFAULT_DOWNLOAD_LIMITS when not given. */
   downloadLimits?: DownloadLimits;
 }

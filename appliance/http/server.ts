@@ -9,6 +9,7 @@ import { adminAccountRoutes, loginRoute, requireAdmin } from './admin-auth.ts';
 import { adminAuditRoutes } from './admin-audit.ts';
 import { adminBundleRoutes } from './admin-bundles.ts';
 import { adminCertsRoutes } from './admin-certs.ts';
+import { adminRuntimeRoutes } from './admin-runtime.ts';
 import { adminHostRoutes } from './admin-hosts.ts';
 import { adminHostIdentityRoutes } from './admin-host-identity.ts';
 import { adminInventoryRoutes } from './admin-inventory.ts';
@@ -90,6 +91,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     await adminTaskRoutes(admin, ctx);
     await adminInventoryRoutes(admin, ctx);
     await adminCertsRoutes(admin, ctx);
+    await adminRuntimeRoutes(admin, ctx);
     await adminAccountRoutes(admin, ctx);
     // The document of every /api/v1 route, generated from their schemas (@fastify/swagger).
     admin.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -2,15 +2,17 @@ import type { Selectable } from 'kysely';
 import { isErrorCode } from '../../common/errors.ts';
 import type { AuditEvent, AuditEventInput, AuditFilter } from '../model/audit.ts';
 import type { AuditEventsTable } from './schema.ts';
+import { inSlices } from './slices.ts';
 import type { Executor } from './unit-of-work.ts';
 
 export type { AuditEvent, AuditEventInput, AuditFilter } from '../model/audit.ts';
 
 /**
  * Rows a prune deletes per statement: a year's backlog (a shortened retention) goes in many short
- * statements, so no single one holds SQLite's write lock for long.
+ * statements with the event loop free between them (inSlices), so none holds SQLite's write lock,
+ * or the heartbeats, for long.
  */
-const PRUNE_BATCH = 5_000;
+const PRUNE_BATCH = 2_000;
 
 /** Owns the audit_events table (migration 023). Times are ms since the epoch. */
 export class AuditEventStore {
@@ -53,16 +55,14 @@ export class AuditEventStore {
 
   /** Deletes every event (of every organisation) older than `cutoff`; returns how many. */
   async pruneBefore(cutoff: number): Promise<number> {
-    let deleted = 0;
-    for (;;) {
+    return inSlices(async () => {
       const result = await this.#db
         .deleteFrom('audit_events')
         .where('id', 'in', (eb) => eb.selectFrom('audit_events').select('id').where('at', '<', cutoff).orderBy('id').limit(PRUNE_BATCH))
         .executeTakeFirst();
-      const batch = Number(result.numDeletedRows);
-      deleted += batch;
-      if (batch < PRUNE_BATCH) return deleted;
-    }
+      const affected = Number(result.numDeletedRows);
+      return { affected, more: affected === PRUNE_BATCH };
+    });
   }
 }
 

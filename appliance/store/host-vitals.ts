@@ -2,7 +2,11 @@ import { sql } from 'kysely';
 import type { VitalsSample } from '../model/host.ts';
 import { compiledOncePerLength } from './compiled-query.ts';
 import { powerOfTwoRuns } from './runs.ts';
+import { inSlices } from './slices.ts';
 import type { Executor } from './unit-of-work.ts';
+
+/** Samples deleted per statement by prune: a few ms of SQLite work, so heartbeats wait no longer. */
+const PRUNE_SLICE = 2_000;
 
 export type { VitalsSample } from '../model/host.ts';
 
@@ -86,9 +90,24 @@ export class HostVitalsStore {
     return { at: rows.map((row) => Number(row.at)), cpu: rows.map((row) => number(row.cpu)), memory: rows.map((row) => number(row.memory)), disk: rows.map((row) => number(row.disk)) };
   }
 
-  /** Deletes samples received before `cutoff` (ms since the epoch); returns how many. */
+  /**
+   * Deletes samples received before `cutoff` (ms since the epoch), oldest first, about PRUNE_SLICE
+   * at a time with the event loop free between slices (inSlices); returns how many. A slice deletes
+   * the samples older than the PRUNE_SLICE-th oldest (a range of the host_vitals_time index: the
+   * table has no key of its own); when they all share one instant, that instant's samples (at most
+   * one per host).
+   */
   async prune(cutoff: number): Promise<number> {
-    const result = await this.#db.deleteFrom('host_vitals').where('received_at', '<', cutoff).executeTakeFirst();
+    return inSlices(async () => {
+      const edge = await this.#db.selectFrom('host_vitals').select('received_at').where('received_at', '<', cutoff).orderBy('received_at').limit(1).offset(PRUNE_SLICE).executeTakeFirst();
+      if (edge === undefined) return { affected: await this.#deleteWhere('<', cutoff), more: false };
+      const affected = await this.#deleteWhere('<', Number(edge.received_at));
+      return { affected: affected > 0 ? affected : await this.#deleteWhere('=', Number(edge.received_at)), more: true };
+    });
+  }
+
+  async #deleteWhere(operator: '<' | '=', receivedAt: number): Promise<number> {
+    const result = await this.#db.deleteFrom('host_vitals').where('received_at', operator, receivedAt).executeTakeFirst();
     return Number(result.numDeletedRows);
   }
 }
