@@ -67,6 +67,15 @@ conformance('instance store: leases, which instance holds each stream, a release
   const bulk = Array.from({ length: 1_200 }, (_, index) => ({ hostId: `hst_bulk${index}`, streamId: `s${index}`, claimant: undefined }));
   assert.deepEqual(await instances.reclaimStreams(bulk, B, later + 3), [], 'any number of streams (chunked under the bound-parameter limits)');
   assert.equal((await instances.streamsOf(B)).length, 1_200);
+  // Paged in host id order (the reconcile's slices): every row once, none skipped at a page's edge.
+  const paged: string[] = [];
+  for (let afterHostId = ''; ; ) {
+    const page = await instances.streamsOf(B, { afterHostId, limit: 500 });
+    paged.push(...page.map((row) => row.hostId));
+    if (page.length < 500) break;
+    afterHostId = page.at(-1)!.hostId;
+  }
+  assert.deepEqual(paged, bulk.map((stream) => stream.hostId).sort());
 
   // A SQLite appliance restarted after a crash: its predecessor's instance and streams are forgotten at once.
   await instances.renewLease(A, later + 3, LEASE);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import type { ClusterService } from '../cluster/service.ts';
@@ -179,17 +180,30 @@ export class PresenceService {
    * (those another instance holds now end here as replaced), rows naming this instance without a
    * stream here are removed, and streams of hosts that may no longer stream are closed (a lost
    * host-closed signal). Storage failures are logged.
+   *
+   * In slices of RECONCILE_BATCH hosts with the event loop free between them (issue 14: at 18,000
+   * streams, re-inserting every row in one pass blocked heartbeats for 0.3–2.3 s every 30 s): this
+   * instance's rows are read page by page and only the streams missing from them are claimed again.
    */
   async reconcile(): Promise<void> {
     const { stores, cluster, log } = this.#deps;
     try {
-      const held = this.registry.streamingIds().map((hostId) => ({ hostId, streamId: this.#streamIdOf(hostId), claimant: this.registry.claimantOf(hostId) }));
+      const recorded = new Map<string, string>();
+      for (let afterHostId = ''; ; await yieldToEventLoop()) {
+        const page = await stores.instances.streamsOf(cluster.instanceId, { afterHostId, limit: RECONCILE_BATCH });
+        for (const row of page) recorded.set(row.hostId, row.streamId);
+        if (page.length < RECONCILE_BATCH) break;
+        afterHostId = page.at(-1)!.hostId;
+      }
+      const missing = this.registry.streamingIds().filter((hostId) => !recorded.has(hostId));
+      const held = missing.map((hostId) => ({ hostId, streamId: this.#streamIdOf(hostId), claimant: this.registry.claimantOf(hostId) }));
       for (const hostId of await stores.instances.reclaimStreams(held, cluster.instanceId, cluster.now())) this.#yield(hostId);
-      for (const row of await stores.instances.streamsOf(cluster.instanceId)) {
-        if (!this.registry.isStreaming(row.hostId)) await stores.instances.releaseStream(row.hostId, cluster.instanceId, row.streamId);
+      for (const [hostId, streamId] of recorded) {
+        if (!this.registry.isStreaming(hostId)) await stores.instances.releaseStream(hostId, cluster.instanceId, streamId);
       }
       const streaming = this.registry.streamingIds();
       for (let start = 0; start < streaming.length; start += RECONCILE_BATCH) {
+        if (start > 0) await yieldToEventLoop();
         const batch = streaming.slice(start, start + RECONCILE_BATCH);
         const hosts = new Map((await stores.hosts.getMany(batch)).map((host) => [host.id, host]));
         for (const hostId of batch) {

@@ -1,3 +1,4 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { sql, type ExpressionBuilder, type QueryCreator } from 'kysely';
 import type { Claimant } from '../model/host.ts';
 import type { DialectName } from './dialects.ts';
@@ -171,7 +172,9 @@ export class ApplianceInstanceStore {
    */
   async reclaimStreams(streams: readonly HeldStream[], instanceId: string, now: number): Promise<string[]> {
     const heldElsewhere: string[] = [];
-    for (const chunk of slices(streams, HOSTS_PER_STATEMENT)) {
+    for (const [index, chunk] of slices(streams, HOSTS_PER_STATEMENT).entries()) {
+      // Heartbeats are served between chunks: after a lost lease every stream may be reclaimed.
+      if (index > 0) await yieldToEventLoop();
       await this.#db
         .insertInto('host_streams')
         .values(chunk.map((stream) => streamRow(stream, instanceId, now)))
@@ -183,9 +186,15 @@ export class ApplianceInstanceStore {
     return heldElsewhere;
   }
 
-  /** The hosts whose stream rows name `instanceId`, with their stream ids: what the instance must hold in memory. */
-  async streamsOf(instanceId: string): Promise<Array<{ hostId: string; streamId: string }>> {
-    const rows = await this.#db.selectFrom('host_streams').select(['host_id', 'stream_id']).where('instance_id', '=', instanceId).execute();
+  /**
+   * The hosts whose stream rows name `instanceId`, with their stream ids: what the instance must hold
+   * in memory. In host id order; `page` reads at most `limit` rows after `afterHostId` (keyset paging,
+   * so a pass over 18,000 streams is many short statements).
+   */
+  async streamsOf(instanceId: string, page?: { afterHostId: string; limit: number }): Promise<Array<{ hostId: string; streamId: string }>> {
+    let query = this.#db.selectFrom('host_streams').select(['host_id', 'stream_id']).where('instance_id', '=', instanceId);
+    if (page !== undefined) query = query.where('host_id', '>', page.afterHostId).orderBy('host_id').limit(page.limit);
+    const rows = await query.execute();
     return rows.map((row) => ({ hostId: row.host_id, streamId: row.stream_id }));
   }
 
