@@ -111,7 +111,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     // Never rejects: a failure is logged and the next stream's connected() requeues them.
     const presenceService: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
     const presence = presenceService.registry;
-    const tasks: TaskService = new TaskService({ stores, presence, log, cluster, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
+    const tasks: TaskService = new TaskService({ stores, presence, log, cluster, retentionMs: config.taskRetentionMs, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });
     const bundles = new BundleService({ stores, orgId: org.id, dataDir: config.dataDir, log });
     const releases: ReleaseService = new ReleaseService({ stores, dataDir: config.dataDir, log, retired: () => rollouts.refresh() });
@@ -134,6 +134,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     const timers = [
       setInterval(guarded(log, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined))), MAINTENANCE_INTERVAL_MS),
       setInterval(guarded(log, 'audit prune failed', () => audit.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
+      setInterval(guarded(log, 'task prune failed', () => tasks.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
+      setInterval(guarded(log, 'deleted hosts inventory purge failed', () => inventory.purgeDeletedHosts(Date.now())), MAINTENANCE_INTERVAL_MS),
       setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
       setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
       // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.

@@ -48,6 +48,7 @@ export const SWEEP_LOCKS = {
   taskExpiry: 0x43544f5053544558n,
   registerNonces: 0x43544f50534e4f4en,
   auditRetention: 0x43544f5053415544n,
+  taskRetention: 0x43544f5053545254n,
 } as const;
 
 /** What the signals and passes of the cluster mean to the services (wired in serve.ts). */

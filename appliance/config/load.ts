@@ -23,6 +23,8 @@ const FIELDS = {
   vitals_retention_hours: { spec: { kind: 'integer', min: 1, max: 24 * 366 }, fallback: 24 * 7 },
   /** Days the audit log keeps an event (audit/service.ts prunes older ones hourly). */
   audit_retention_days: { spec: { kind: 'integer', min: 1, max: 100 * 366 }, fallback: 365 },
+  /** Days a finished task is kept (TaskService.prune deletes older ones hourly); tasks/service.ts DEFAULT_TASK_RETENTION_MS is the same 90. */
+  task_retention_days: { spec: { kind: 'integer', min: 1, max: 100 * 366 }, fallback: 90 },
   log_level: { spec: { kind: 'string' }, fallback: 'info' },
   release_public_key_file: { spec: { kind: 'string', allowEmpty: true }, fallback: '' },
   /** Empty: the SQLite file in data_dir; else a postgres:// URL (config/database-url.ts). */
@@ -54,6 +56,8 @@ export interface ApplianceConfig {
   readonly vitalsRetentionMs: number;
   /** Days an audit event is kept. */
   readonly auditRetentionDays: number;
+  /** How long a finished task is kept (ms). */
+  readonly taskRetentionMs: number;
   readonly logLevel: string;
   /** The agent release public key to trust (minisign format); empty: keep DATA_DIR/release.pub. */
   readonly releasePublicKeyFile: string;
@@ -128,6 +132,7 @@ export function loadApplianceConfig(sources: ConfigSources): Readonly<ApplianceC
     inventorySweepSecs: values.inventory_sweep_secs,
     vitalsRetentionMs: values.vitals_retention_hours * 3_600_000,
     auditRetentionDays: values.audit_retention_days,
+    taskRetentionMs: values.task_retention_days * 86_400_000,
     logLevel: values.log_level,
     releasePublicKeyFile: values.release_public_key_file,
     database: Object.freeze(parseDatabaseSetting(values.database, databaseWhere)),

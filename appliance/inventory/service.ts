@@ -27,6 +27,8 @@ export const QUIET_SCAN_PASS_MS = 60_000;
 const SWEEP_HOSTS_PER_STEP = 500;
 
 const DAY_MS = 86_400_000;
+/** Deleted hosts the inventory retention looks up per statement. */
+const PURGE_HOSTS_PER_STEP = 100;
 /**
  * Rows of packages indexed by name in one batch, after a scan completes. Large enough that one
  * batch touches each index page about once, small enough to take well under a second.
@@ -125,6 +127,36 @@ export class InventoryService {
     const abandoned = await this.#deps.stores.softwareInventory.abandonQuietScans(now, now - SCAN_QUIET_MS);
     if (abandoned > 0) this.#deps.log.warn({ scans: abandoned, quiet_ms: SCAN_QUIET_MS }, 'inventory scans that received nothing for a while marked abandoned');
     return abandoned;
+  }
+
+  /**
+   * The inventory retention's pass (hourly, serve.ts): the whole inventory of each host deleted more
+   * than its organisation's removed_retention_days ago goes (SoftwareInventoryStore.purgeHost: package
+   * rows, name index entries, scan records), one host per transaction. A deletion removes every
+   * package from the host at once, so its rows are kept as long as any removed package. Without it, a
+   * fleet that replaces machines keeps every retired machine's packages for good. Every instance may
+   * run it: a host purged twice at once deletes nothing the second time. Returns the hosts purged;
+   * rejects with ERR_STORAGE_* when the storage fails.
+   */
+  async purgeDeletedHosts(now: number): Promise<number> {
+    const { stores, log } = this.#deps;
+    let hosts = 0;
+    let packages = 0;
+    for (const orgId of await stores.softwareInventory.orgsWithDeletedHosts()) {
+      const cutoff = now - (await removedRetentionDays(stores, orgId)) * DAY_MS;
+      for (;;) {
+        const due = await stores.softwareInventory.deletedHostsWithInventory(orgId, cutoff, PURGE_HOSTS_PER_STEP);
+        for (const hostId of due) {
+          packages += (await stores.transact((tx) => tx.softwareInventory.purgeHost(hostId))).packages;
+          hosts += 1;
+          // One host's rows per write: heartbeats and chunks get the database in between.
+          await setImmediate();
+        }
+        if (due.length < PURGE_HOSTS_PER_STEP) break;
+      }
+    }
+    if (hosts > 0) log.info({ hosts, packages }, 'inventory of deleted hosts purged');
+    return hosts;
   }
 
   /** Adds package names to the name index when at least `batchAtLeast` rows wait (1: all). Returns the entries added. */

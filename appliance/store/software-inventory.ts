@@ -13,6 +13,7 @@ import {
   type SoftwareScan,
 } from '../model/inventory.ts';
 import { constraintViolation } from './constraint-violation.ts';
+import { slices } from './runs.ts';
 import { storageFailure } from './storage-failure.ts';
 import type { SoftwarePackagesTable, SoftwareScansTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
@@ -33,6 +34,9 @@ type PackageRow = Selectable<SoftwarePackagesTable>;
  * CPU per chunk).
  */
 type UpsertedRow = Pick<PackageRow, 'prior_scan' | 'name' | 'id' | 'first_seen'>;
+
+/** Names per statement when dropping name index entries: two bound values of SQL besides, far below either backend's limit. */
+const NAMES_PER_STATEMENT = 500;
 
 /** The values of one package row in the upsert, in its column order. */
 const UPSERT_COLUMNS = 11;
@@ -205,13 +209,15 @@ export class SoftwareInventoryStore {
     if (moved && event === 'over_limits') {
       // Rows this scan created (prior_scan NULL, first seen since it started); rows it brought back
       // from removed keep their history (first_seen is older) and stay.
-      await this.#db
+      const deleted = await this.#db
         .deleteFrom('software_packages')
         .where('host_id', '=', hostId)
         .where('last_seen_scan', '=', scan.seq)
         .where('prior_scan', 'is', null)
         .where('first_seen', '>=', scan.started_at)
+        .returning('name')
         .execute();
+      await this.#forgetNames(hostId, deleted);
     }
     return moved;
   }
@@ -275,6 +281,47 @@ export class SoftwareInventoryStore {
       .$if(orgId !== undefined, (query) => query.where('h.org_id', '=', orgId!));
     const rows = await indexed.union(unindexed).orderBy('version').orderBy('host_id').execute();
     return rows.map((row) => ({ ...toPackage(row), hostname: row.hostname }));
+  }
+
+  /** The organisations that have deleted hosts (the inventory retention's pass goes through them one by one, each with its own retention). */
+  async orgsWithDeletedHosts(): Promise<string[]> {
+    const rows = await this.#db.selectFrom('hosts').select('org_id').distinct().where('deleted_at', 'is not', null).execute();
+    return rows.map((row) => row.org_id);
+  }
+
+  /**
+   * The organisation's hosts deleted before `cutoff` (ms) that still have inventory (package rows or
+   * scan records), longest deleted first, at most `limit`: what the inventory retention purges.
+   */
+  async deletedHostsWithInventory(orgId: string, cutoff: number, limit: number): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('hosts as h')
+      .select('h.id')
+      .where('h.org_id', '=', orgId)
+      .where('h.deleted_at', '<', cutoff)
+      .where((eb) =>
+        eb.or([
+          eb.exists(eb.selectFrom('software_packages as p').select(eb.lit(1).as('one')).whereRef('p.host_id', '=', 'h.id')),
+          eb.exists(eb.selectFrom('software_scans as s').select(eb.lit(1).as('one')).whereRef('s.host_id', '=', 'h.id')),
+        ]),
+      )
+      .orderBy('h.deleted_at')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => row.id);
+  }
+
+  /**
+   * Deletes the whole inventory of a (deleted) host: its package rows, their name index entries and
+   * its scan records; inside stores.transact. The host row stays (its key stays retired). Returns
+   * how many package rows and scan records went.
+   */
+  async purgeHost(hostId: string): Promise<{ packages: number; scans: number }> {
+    this.#requireTransaction('purgeHost');
+    const packages = await this.#db.deleteFrom('software_packages').where('host_id', '=', hostId).returning('name').execute();
+    await this.#forgetNames(hostId, packages);
+    const scans = await this.#db.deleteFrom('software_scans').where('host_id', '=', hostId).executeTakeFirst();
+    return { packages: packages.length, scans: Number(scans.numDeletedRows) };
   }
 
   /** When the host's last completed scan completed; null when it has none. */
@@ -514,7 +561,14 @@ export class SoftwareInventoryStore {
       throw new CtOpsError('ERR_INTERNAL', 'the scan left receiving while its last chunk was stored; nothing of the chunk is kept', { scan_id: scanId });
     }
     if (input.removedRetentionMs !== undefined) {
-      await this.#db.deleteFrom('software_packages').where('host_id', '=', hostId).where('is_removed', '=', 1).where('removed_at', '<', now - input.removedRetentionMs).execute();
+      const purged = await this.#db
+        .deleteFrom('software_packages')
+        .where('host_id', '=', hostId)
+        .where('is_removed', '=', 1)
+        .where('removed_at', '<', now - input.removedRetentionMs)
+        .returning('name')
+        .execute();
+      await this.#forgetNames(hostId, purged);
     }
     await this.#purgeRemovedBeyondCap(hostId);
     await this.#purgeScansBeyondCap(hostId);
@@ -528,12 +582,37 @@ export class SoftwareInventoryStore {
     const boundary = await removed.select(['removed_at', 'id']).orderBy('removed_at', 'desc').orderBy('id', 'desc').limit(1).offset(HOST_INVENTORY_LIMITS.removedPackages).executeTakeFirst();
     if (boundary === undefined) return;
     const removedAt = boundary.removed_at as number;
-    await this.#db
+    const purged = await this.#db
       .deleteFrom('software_packages')
       .where('host_id', '=', hostId)
       .where('is_removed', '=', 1)
       .where((eb) => eb.or([eb('removed_at', '<', removedAt), eb.and([eb('removed_at', '=', removedAt), eb('id', '<=', boundary.id)])]))
+      .returning('name')
       .execute();
+    await this.#forgetNames(hostId, purged);
+  }
+
+  /**
+   * Drops the name index's entries of `hostId` for the names of `deleted` (rows just deleted) that no
+   * package row of the host carries any more (a version still installed keeps its name's entry).
+   * Lookups join back to software_packages, so a dead entry is never a wrong answer, but without
+   * this every name a host ever had stays in the index for good: it grows with the fleet's churn
+   * (issue 14, a week compressed). Point deletes by the index's (name, host_id) key, a slice of names
+   * per statement. On PostgreSQL an entry a concurrent indexNames batch adds for a row deleted here
+   * may stay; it is as harmless as before and goes with the host's inventory.
+   */
+  async #forgetNames(hostId: string, deleted: readonly Pick<PackageRow, 'name'>[]): Promise<void> {
+    const names = [...new Set(deleted.map((row) => row.name))];
+    for (const slice of slices(names, NAMES_PER_STATEMENT)) {
+      await this.#db
+        .deleteFrom('software_name_index')
+        .where('host_id', '=', hostId)
+        .where('name', 'in', slice)
+        .where((eb) =>
+          eb.not(eb.exists(eb.selectFrom('software_packages as p').select(eb.lit(1).as('one')).where('p.host_id', '=', hostId).whereRef('p.name', '=', 'software_name_index.name'))),
+        )
+        .execute();
+    }
   }
 
   /** Scan records beyond HOST_INVENTORY_LIMITS.scans go, oldest (lowest seq) first, whatever their status. */

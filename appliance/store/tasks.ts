@@ -6,8 +6,11 @@ import { compiledOnce } from './compiled-query.ts';
 import type { Schema, TasksTable } from './schema.ts';
 import type { Executor } from './unit-of-work.ts';
 import { HOSTS_PER_STATEMENT, slices } from './runs.ts';
+import { inSlices } from './slices.ts';
 
 type TaskRow = Selectable<TasksTable>;
+/** Finished tasks deleted per statement by the retention pass, the event loop free between statements (inSlices). */
+const PRUNE_BATCH = 2_000;
 type TaskUpdate = UpdateObject<Schema, 'tasks'>;
 
 /**
@@ -249,6 +252,22 @@ export class TaskStore {
   /** The stream_lost event for every sent task of a host; their ids. */
   async requeueSent(hostId: string): Promise<string[]> {
     return (await requeueSentOfHost(this.#db, { hostId })).rows.map((row) => row.id);
+  }
+
+  /**
+   * Deletes the tasks that finished before `cutoff` (ms), of every organisation, in statements of at
+   * most PRUNE_BATCH rows (each a short write, whatever the backlog); returns how many. Reads the
+   * partial index tasks_finished (migration 028). Unfinished tasks have no finished_at and stay.
+   */
+  async pruneFinishedBefore(cutoff: number): Promise<number> {
+    return inSlices(async () => {
+      const result = await this.#db
+        .deleteFrom('tasks')
+        .where('id', 'in', (eb) => eb.selectFrom('tasks').select('id').where('finished_at', '<', cutoff).limit(PRUNE_BATCH))
+        .executeTakeFirst();
+      const affected = Number(result.numDeletedRows);
+      return { affected, more: affected === PRUNE_BATCH };
+    });
   }
 
   /** The set-based form of a finishing event (the sweeper's, a host's cancel): every matching row at once. */

@@ -34,6 +34,8 @@ export interface TaskServiceDeps {
   readonly cluster: Pick<ClusterService, 'instanceId' | 'publish' | 'exclusively'>;
   /** How long a write to an agent's stream is waited for (ms) before it counts as not accepted; DELIVERY_WAIT_MS unless a test says. */
   readonly deliveryWaitMs?: number;
+  /** How long a finished task is kept (ms; the task_retention_days setting): prune deletes older ones. DEFAULT_TASK_RETENTION_MS unless given. */
+  readonly retentionMs?: number;
 }
 
 /**
@@ -42,6 +44,8 @@ export interface TaskServiceDeps {
  * hanging on a write that never settles. A write accepted later is still settled (#settleAccepted).
  */
 export const DELIVERY_WAIT_MS = 20_000;
+/** task_retention_days' default (config/load.ts), in ms. */
+export const DEFAULT_TASK_RETENTION_MS = 90 * 86_400_000;
 /** The most online hosts a task sweeper pass dispatches queued tasks for. */
 const MAX_DISPATCHES_PER_SWEEP = 100;
 /**
@@ -352,6 +356,24 @@ export class TaskService {
     if (swept.timedOut.length + swept.expired.length > 0) log.info({ timed_out: swept.timedOut, expired: swept.expired }, 'tasks swept');
     await this.dispatchWaiting();
     return swept;
+  }
+
+  /**
+   * The retention pass (hourly, serve.ts): deletes the tasks that finished more than the retention
+   * before `now`, of every organisation and host (a deleted host's too), on one instance at a time
+   * (SWEEP_LOCKS.taskRetention). Unfinished tasks are never deleted: the expiry pass (sweep) finishes
+   * them first. Resolves with how many were deleted (0 when another instance ran the pass); rejects
+   * with ERR_STORAGE_* when the storage fails.
+   */
+  async prune(now: number): Promise<number> {
+    const { stores, log, cluster } = this.#deps;
+    const retentionMs = this.#deps.retentionMs ?? DEFAULT_TASK_RETENTION_MS;
+    let deleted = 0;
+    await cluster.exclusively(SWEEP_LOCKS.taskRetention, async () => {
+      deleted = await stores.tasks.pruneFinishedBefore(now - retentionMs);
+    });
+    if (deleted > 0) log.info({ deleted, retention_days: retentionMs / 86_400_000 }, 'finished tasks pruned');
+    return deleted;
   }
 
   /**

@@ -25,6 +25,7 @@ import { migration024ConsoleIndexes } from './024-console-indexes.ts';
 import { migration025ApiTokens } from './025-api-tokens.ts';
 import { migration026InstallBundles } from './026-install-bundles.ts';
 import { migration027FailedTasksIndex } from './027-failed-tasks-index.ts';
+import { migration028FinishedTasksIndex } from './028-finished-tasks-index.ts';
 
 export interface Migration {
   /** The schema version after this migration; PRAGMA user_version records it. */
@@ -62,4 +63,5 @@ export const MIGRATIONS: readonly Migration[] = [
   migration025ApiTokens,
   migration026InstallBundles,
   migration027FailedTasksIndex,
+  migration028FinishedTasksIndex,
 ];

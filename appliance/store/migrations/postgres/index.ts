@@ -26,6 +26,7 @@ import { postgresMigration024ConsoleIndexes } from './024-console-indexes.ts';
 import { postgresMigration025ApiTokens } from './025-api-tokens.ts';
 import { postgresMigration026InstallBundles } from './026-install-bundles.ts';
 import { postgresMigration027FailedTasksIndex } from './027-failed-tasks-index.ts';
+import { postgresMigration028FinishedTasksIndex } from './028-finished-tasks-index.ts';
 
 /**
  * Every PostgreSQL migration in order, one per SQLite migration (store/migrations/index.ts) with
@@ -60,4 +61,5 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   postgresMigration025ApiTokens,
   postgresMigration026InstallBundles,
   postgresMigration027FailedTasksIndex,
+  postgresMigration028FinishedTasksIndex,
 ];
