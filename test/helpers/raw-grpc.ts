@@ -58,6 +58,8 @@ export interface RawGrpcOptions {
   localAddress?: string;
   /** How long to wait for the status before the call counts as hung (ms). */
   timeoutMs?: number;
+  /** false: the request is not ended after the payload, as by a client that stalls (default true). */
+  endStream?: boolean;
 }
 
 /**
@@ -98,6 +100,8 @@ export function rawGrpcExchange(port: number, ca: string, method: string, payloa
           outcome.message = raw;
         }
       }
+      // A request left open never sees the stream close: the status is the end.
+      if (options.endStream === false && outcome.status !== undefined) settle();
     };
     let body = Buffer.alloc(0);
     stream.on('response', take);
@@ -113,7 +117,8 @@ export function rawGrpcExchange(port: number, ca: string, method: string, payloa
       outcome.failure ??= error.code ?? error.message;
     });
     stream.on('close', settle);
-    stream.end(payload);
+    if (options.endStream === false) stream.write(payload);
+    else stream.end(payload);
   });
 }
 
