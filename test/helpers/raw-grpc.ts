@@ -49,6 +49,8 @@ export interface RawGrpcExchange extends RawGrpcOutcome {
   timedOut: boolean;
   /** The stream or session failed (reset, GOAWAY) before a status: its error code. */
   failure: string | undefined;
+  /** The size of the request's header list as HTTP/2 counts it (name, value and 32 bytes per field). */
+  requestHeaderBytes: number;
 }
 
 export interface RawGrpcOptions {
@@ -70,7 +72,9 @@ export interface RawGrpcOptions {
  */
 export function rawGrpcExchange(port: number, ca: string, method: string, payload: Buffer, options: RawGrpcOptions = {}): Promise<RawGrpcExchange> {
   return new Promise((resolve) => {
-    const outcome: RawGrpcExchange = { status: undefined, message: undefined, httpStatus: undefined, framesReceived: 0, timedOut: false, failure: undefined };
+    const headers = { ':method': 'POST', ':path': `/ctops.ingest.v1.IngestService/${method}`, 'content-type': 'application/grpc', te: 'trailers', ...options.headers };
+    const requestHeaderBytes = Object.entries(headers).reduce((sum, [name, value]) => sum + name.length + Buffer.byteLength(value) + 32, 0);
+    const outcome: RawGrpcExchange = { status: undefined, message: undefined, httpStatus: undefined, framesReceived: 0, timedOut: false, failure: undefined, requestHeaderBytes };
     const session = http2Connect(`https://localhost:${port}`, { ca, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) });
     let settled = false;
     const settle = (): void => {
@@ -88,7 +92,7 @@ export function rawGrpcExchange(port: number, ca: string, method: string, payloa
       outcome.failure ??= error.code ?? error.message;
       settle();
     });
-    const stream = session.request({ ':method': 'POST', ':path': `/ctops.ingest.v1.IngestService/${method}`, 'content-type': 'application/grpc', te: 'trailers', ...options.headers });
+    const stream = session.request(headers);
     const take = (received: Record<string, unknown>): void => {
       outcome.httpStatus ??= received[':status'] as number | undefined;
       outcome.status ??= received['grpc-status'] as string | undefined;
