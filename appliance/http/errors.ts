@@ -63,7 +63,10 @@ const LINGER_MS = 2_000;
  */
 export function handleClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  if (!socket.writable) {
+  // An answer already being written on this connection would be corrupted by ours (Node's own
+  // handler makes the same check on its in-flight response).
+  const inFlight = (socket as Socket & { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?._headerSent === true) {
     socket.destroy(error);
     return;
   }
