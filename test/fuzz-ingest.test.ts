@@ -5,10 +5,11 @@
  * with hostile content and stale or future timestamps, wrong credentials, and raw frames no client
  * would send (garbage, truncated, lying lengths, compression flags). One real appliance over TLS on
  * loopback takes them all. Each call must end within its deadline with a proper status: the
- * catalogue's status for the code its details name, or one of the few grpc-js answers to a broken
- * call (UNIMPLEMENTED, RESOURCE_EXHAUSTED); never UNKNOWN or INTERNAL, which would be the appliance's
- * own fault. Afterwards the appliance still enrols and acknowledges an honest agent, and once
- * stopped its database passes PRAGMA integrity_check (ct-ops-appliance doctor).
+ * catalogue's status for the code its details name, or one of the few answers grpc-js or HTTP/2
+ * give a broken call before any code of ours runs (PROTOCOL_STATUSES, TRANSPORT_INTERNAL, a reset
+ * for a header list over the announced size); never UNKNOWN or INTERNAL otherwise, which would be
+ * the appliance's own fault. Afterwards the appliance still enrols and acknowledges an honest
+ * agent, and once stopped its database passes PRAGMA integrity_check (ct-ops-appliance doctor).
  * Bounded for CI: a fixed seed and run count (FUZZ_SEED, FUZZ_RUNS override them).
  */
 import assert from 'node:assert/strict';
