@@ -9,6 +9,7 @@ import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler, type InventoryDeps } from './inventory-handler.ts';
 import { refuseMalformedRequests, withStrictRequests } from './malformed-requests.ts';
 import { registerChallengeHandler, registerHandler, type RegisterDeps } from './register-handler.ts';
+import { boundRequestArrival } from './request-arrival.ts';
 
 /** The largest message the ingest service accepts: a 500-package inventory chunk is far below. */
 export const MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -62,7 +63,8 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
   const guards = createIngestGuards(deps.log);
   const server = new grpc.Server({
     ...INGEST_TRANSPORT_OPTIONS,
-    interceptors: [refuseMalformedRequests(guards)],
+    // The innermost first: boundRequestArrival must hear every message and status.
+    interceptors: [boundRequestArrival(guards), refuseMalformedRequests(guards)],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
     Register: registerHandler({ ...deps, ...guards }),

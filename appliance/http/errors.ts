@@ -48,16 +48,32 @@ export function handleNotFound(request: FastifyRequest, reply: FastifyReply): Fa
   return sendCatalogueError(reply, new CtOpsError('ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
 }
 
+/** How long (ms) a refused connection is still read (and what arrives dropped) after its answer, before it is closed. */
+const LINGER_MS = 2_000;
+
 /**
  * fastify's clientErrorHandler: a request node's HTTP parser refused (a malformed request line or
  * header, headers too large) never reaches fastify's routing, so the answer is written to the socket.
+ * The connection then lingers: closed at once while the client was still sending (the rest of a
+ * large body, bytes after a request that said Connection: close), the kernel answers that input
+ * with a reset, and the client's kernel discards our answer before it is read (issue 14's fuzz: a
+ * 64 KiB body one byte longer than its Content-Length got no answer at all). So the parser is let
+ * go, what still arrives is read and dropped, our side ends after the answer, and the socket is
+ * destroyed LINGER_MS later (or when the client closes first).
  */
 export function handleClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  if (socket.writable) {
-    const known = new CtOpsError('ERR_INVALID_ARGUMENT', 'the HTTP request is malformed', { reason: error.code ?? 'unknown' });
-    const body = JSON.stringify({ error: known.toJSON() });
-    socket.write(`HTTP/1.1 ${known.httpStatus} Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // An answer already being written on this connection would be corrupted by ours (Node's own
+  // handler makes the same check on its in-flight response).
+  const inFlight = (socket as Socket & { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?._headerSent === true) {
+    socket.destroy(error);
+    return;
   }
-  socket.destroy(error);
+  const known = new CtOpsError('ERR_INVALID_ARGUMENT', 'the HTTP request is malformed', { reason: error.code ?? 'unknown' });
+  const body = JSON.stringify({ error: known.toJSON() });
+  socket.removeAllListeners('data');
+  socket.on('data', () => undefined);
+  socket.end(`HTTP/1.1 ${known.httpStatus} Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }

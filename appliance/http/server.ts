@@ -23,6 +23,7 @@ import type { HttpContext } from './context.ts';
 import { catalogueError, handleClientError, handleNotFound, handleRequestError, sendCatalogueError } from './errors.ts';
 import { publicRoutes } from './public-routes.ts';
 import { refuseNulCharacters } from './nul-characters.ts';
+import { boundRequestArrival } from './request-arrival.ts';
 
 export interface HttpServer {
   port: number;
@@ -42,6 +43,7 @@ export async function startHttpServer(listen: string, port: number, tls: TlsMate
     clientErrorHandler: handleClientError,
   });
   app.setErrorHandler(handleRequestError);
+  await boundRequestArrival(app);
   app.addHook('preValidation', refuseNulCharacters);
   app.setNotFoundHandler(handleNotFound);
   // The API reads JSON only: any other body is ERR_UNSUPPORTED_MEDIA_TYPE, not a string to validate.
