@@ -194,8 +194,11 @@ export class InventoryService {
     }
     due.sort((a, b) => a.dueAt - b.dueAt);
     const queued: string[] = [];
-    for (const { hostId, orgId } of due) {
+    for (const [index, { hostId, orgId }] of due.entries()) {
       if (queued.length >= MAX_SCANS_PER_SWEEP) break;
+      // One task's transaction and send at a time, heartbeats served between them: a hundred back to
+      // back held the event loop for over 100 ms (issue 14).
+      if (index > 0) await setImmediate();
       // Sent at once to its online agent (TaskService.create).
       const { task, created } = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
       if (!created) continue;
