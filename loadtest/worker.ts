@@ -168,7 +168,9 @@ export function runWorker(): void {
     delivered?.();
   });
   // An orphaned worker (the parent killed by its watchdog or by hand) must not go on loading the appliance.
-  process.on('disconnect', () => process.exit(1));
+  // SIGKILL, not exit(): exit() waits for the threadpool and was seen to hang there for minutes (a kill -9
+  // test), keeping the caller's stdout pipe open; an orphan has nothing left to flush.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
   work().then(
     // Explicitly: closed gRPC channels may keep timers a while.
     () => process.exit(0),
