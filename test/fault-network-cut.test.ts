@@ -1,7 +1,8 @@
 /**
  * Fault: the network between agents and appliance cut, then restored (issue 14). The appliance runs in
- * this namespace (its admin API stays reachable on loopback throughout); REAL_AGENTS compiled agents
- * run in a network namespace of their own, `ctops-fault-<pid>`, reaching it over a veth pair. The
+ * this namespace (its admin API stays reachable throughout); REAL_AGENTS compiled agents and
+ * LOAD_AGENTS virtual ones (ct-ops-loadtest --reconnect-after-failure: the agent's ack timeout and
+ * backoff) run in a network namespace of their own, `ctops-fault-<pid>`, reaching it over a veth pair. The
  * cut is an iptables DROP, inside the agents' namespace, of every packet to and from the ingest port
  * (nothing answers: half-open connections, as a pulled cable leaves them), with a rule ahead of it
  * that counts the TCP SYNs, i.e. the agents' connection attempts.
@@ -22,31 +23,40 @@
  *     most 8 s apart within the connect timeout) or the agent's next attempt; an attempt that found
  *     no ack ends after ACK_TIMEOUT_INTERVALS intervals and is followed by a wait under its backoff
  *     ceiling: every agent streams again within ACK_TIMEOUT_INTERVALS × INTERVAL_SECS + the 4 s
- *     ceiling + SLACK_MS of the restore.
+ *     ceiling + SLACK_MS of the restore. The virtual agents' attempts in the cut are single TCP
+ *     connections given 20 s each (the agent's Register deadline), so they too are back within that.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ACK_TIMEOUT_INTERVALS } from '../agent/heartbeat/session.ts';
 import { FIRST_WAIT_AFTER_HEALTHY_CEILING_MS, RETRY_FLOOR_MS } from '../agent/lifecycle/backoff.ts';
 import { ExecutableAgent } from './helpers/agent.ts';
 import { TestAppliance } from './helpers/appliance.ts';
-import { AGENT_BIN } from './helpers/processes.ts';
-import { waitFor } from './helpers/wait.ts';
+import { AdminClient } from '../appliance/cli/admin-client.ts';
+import { CA_CERT_FILE, CLI_CREDENTIAL_FILE, ENDPOINT_FILE } from '../appliance/lib/data-dir-files.ts';
+import { AGENT_BIN, LoggedProcess, REPO_ROOT } from './helpers/processes.ts';
+import { StopWaiting, waitFor } from './helpers/wait.ts';
 
 const REAL_AGENTS = 3;
+const LOAD_AGENTS = 300;
 /** The shortest interval an agent accepts (agent/config/load.ts): presence's deadline is twice it. */
 const INTERVAL_SECS = 5;
 /**
- * Long enough for the appliance's deadline (10 s), the agent's ack timeout (15 s after its last ack)
- * and its gRPC keepalive (a ping every 30 s, 10 s to answer) to end the dead connection, so that the
- * agents then attempt new TCP connections into the cut: those are the SYNs counted.
+ * Long enough for the appliance's deadline (10 s), the agents' ack timeout (15 s after the last ack)
+ * and the real agents' gRPC keepalive (a ping every 30 s, 10 s to answer) to end the dead
+ * connections, so that the agents attempt new TCP connections into the cut: the SYNs counted.
  */
-const CUT_MS = 45_000;
+const CUT_MS = 35_000;
 /** Timers, a log line and an admin API poll on a busy 2-core machine. */
 const SLACK_MS = 3_000;
 /** SYNs per agent per second of the cut above which the agents are taken to spin (see above: a few per 20 s expected). */
 const MAX_SYNS_PER_AGENT_PER_SEC = 1;
+/** The loadtest's heartbeat phase: two intervals before the cut, the cut, and the return. */
+const LOAD_DURATION_SECS = 2 * INTERVAL_SECS + CUT_MS / 1000 + 20;
 
 const NAMESPACE = `ctops-fault-${process.pid}`;
 /** Interface names are at most 15 characters. */
@@ -55,6 +65,18 @@ const VETH_AGENTS = `ctf${process.pid % 100_000}a`;
 const SUBNET = `10.201.${process.pid % 250}`;
 const APPLIANCE_IP = `${SUBNET}.1`;
 const AGENTS_IP = `${SUBNET}.2`;
+
+/**
+ * A data directory as seen from the agents' namespace, for ct-ops-loadtest: the CA, the admin
+ * credential, and appliance.json naming the admin API by the appliance's veth address (the real one
+ * names loopback, which inside the namespace is the namespace's own).
+ */
+function namespaceView(appliance: TestAppliance): string {
+  const view = mkdtempSync(join(tmpdir(), 'ct-ops-netns-view-'));
+  for (const file of [CA_CERT_FILE, CLI_CREDENTIAL_FILE]) copyFileSync(join(appliance.dataDir, file), join(view, file));
+  writeFileSync(join(view, ENDPOINT_FILE), JSON.stringify({ admin_api: `https://${APPLIANCE_IP}:${appliance.httpPort}`, grpc_port: appliance.grpcPort, pid: appliance.process.child.pid }));
+  return view;
+}
 
 function sh(command: string, ...args: string[]): string {
   const result = spawnSync(command, args, { encoding: 'utf8', timeout: 10_000 });
@@ -117,12 +139,22 @@ test(`${REAL_AGENTS} agents behind a cut network: the hosts go offline within th
   for (const agent of agents) cleanup.push(() => agent.dispose());
   for (const agent of agents) agent.start();
   for (const agent of agents) await agent.process!.waitForLog('heartbeat stream opened', {}, 30_000);
-  const hostIds = agents.map((agent) => agent.state().agent_id);
-  const statuses = async (): Promise<string[]> => {
-    const hosts = await appliance.hosts();
-    return hostIds.map((id) => hosts.find((host) => host.id === id)?.status ?? 'missing');
+  const view = namespaceView(appliance);
+  cleanup.push(() => rmSync(view, { recursive: true, force: true }));
+  const load = new LoggedProcess('ip', [
+    'netns', 'exec', NAMESPACE, process.execPath, join(REPO_ROOT, 'dist/ct-ops-loadtest.js'), '--data-dir', view, '--address', `${APPLIANCE_IP}:${port}`,
+    '--allow-address', APPLIANCE_IP, '--agents', String(LOAD_AGENTS), '--interval', String(INTERVAL_SECS), '--duration', String(LOAD_DURATION_SECS),
+    '--reconnect-after-failure', '--json',
+  ]);
+  cleanup.push(async () => void (await load.stop('SIGKILL')));
+  const admin = new AdminClient(appliance.dataDir);
+  const statuses = async (): Promise<string[]> => (await admin.call<Array<{ status: string }>>('GET', '/api/v1/hosts')).map((host) => host.status);
+  const all = (wanted: string) => async (): Promise<boolean> => {
+    const seen = await statuses();
+    if (!load.running) throw new StopWaiting(`ct-ops-loadtest exited early: ${load.stderr.slice(-2000)}`);
+    return seen.length === REAL_AGENTS + LOAD_AGENTS && seen.every((status) => status === wanted);
   };
-  await waitFor('every host online', async () => (await statuses()).every((status) => status === 'online'), 15_000, 250);
+  await waitFor(`all ${REAL_AGENTS + LOAD_AGENTS} hosts online`, all('online'), 45_000, 500);
   // Two intervals on: every stream is healthy (2 acks over one interval), so the agents' backoff starts over at the cut.
   await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL_SECS * 1000));
 
@@ -141,7 +173,7 @@ test(`${REAL_AGENTS} agents behind a cut network: the hosts go offline within th
   cleanup.push(restore);
 
   const offlineBound = 2 * INTERVAL_SECS * 1000 + SLACK_MS;
-  await waitFor(`every host offline within ${offlineBound} ms of the cut`, async () => (await statuses()).every((status) => status === 'offline'), offlineBound, 250);
+  await waitFor(`every host offline within ${offlineBound} ms of the cut`, all('offline'), offlineBound, 250);
   const offlineAfter = Date.now() - cutAt;
   const backingOffBound = (1 + ACK_TIMEOUT_INTERVALS) * INTERVAL_SECS * 1000 + SLACK_MS;
   for (const [index, agent] of agents.entries()) {
@@ -156,14 +188,23 @@ test(`${REAL_AGENTS} agents behind a cut network: the hosts go offline within th
   const restoredAt = Date.now();
 
   const onlineBound = ACK_TIMEOUT_INTERVALS * INTERVAL_SECS * 1000 + FIRST_WAIT_AFTER_HEALTHY_CEILING_MS + SLACK_MS;
-  await waitFor(`every host online within ${onlineBound} ms of the restore`, async () => (await statuses()).every((status) => status === 'online'), onlineBound, 250);
+  await waitFor(`every host online within ${onlineBound} ms of the restore`, all('online'), onlineBound, 250);
   const onlineAfter = Date.now() - restoredAt;
   for (const [index, agent] of agents.entries()) {
     assert.ok(agent.process!.events.slice(eventsAtCut[index]).some((event) => event.msg === 'heartbeat stream opened'), `agent ${index} streams again`);
   }
 
+  const exited = await load.exited;
+  const summary = JSON.parse(load.stdout) as { errors: number; error_examples: string[]; outage: Record<string, number | null> };
+  const { outage } = summary;
+
   const waits = during.map((events) => events.filter((event) => event.msg === 'heartbeat stream closed').map((event) => event.reconnect_in_ms as number));
-  console.log(JSON.stringify({ cut_secs: cutSecs, offline_after_ms: offlineAfter, stream_closed_after_ms: closedAfter, online_after_restore_ms: onlineAfter, syns_during_cut: syns, waits_ms: waits }));
+  console.log(JSON.stringify({ cut_secs: cutSecs, offline_after_ms: offlineAfter, stream_closed_after_ms: closedAfter, online_after_restore_ms: onlineAfter, syns_during_cut: syns, waits_ms: waits, virtual: outage }));
+  assert.equal(exited.code, 0, `ct-ops-loadtest: ${JSON.stringify(summary.error_examples)}`);
+  assert.equal(outage.still_out, 0);
+  assert.equal(outage.agents_back, LOAD_AGENTS, 'each virtual agent noticed the cut once (its ack timeout) and came back once');
+  assert.ok(outage.first_failed_at_ms! - cutAt >= ACK_TIMEOUT_INTERVALS * INTERVAL_SECS * 1000 - INTERVAL_SECS * 1000, 'no virtual agent gave up on its stream before its ack timeout could pass');
+  assert.ok(outage.last_back_at_ms! - restoredAt <= onlineBound, `the last virtual agent was back ${outage.last_back_at_ms! - restoredAt} ms after the restore`);
   for (const [index, events] of during.entries()) {
     assert.ok(waits[index]!.length >= 1, `agent ${index} noticed the cut`);
     assert.ok(waits[index]!.every((wait) => wait >= RETRY_FLOOR_MS), `agent ${index} waits at least ${RETRY_FLOOR_MS} ms before each attempt: ${waits[index]!.join(', ')}`);
@@ -171,5 +212,7 @@ test(`${REAL_AGENTS} agents behind a cut network: the hosts go offline within th
     assert.ok(waits[index]!.length <= Math.ceil(cutSecs / (ACK_TIMEOUT_INTERVALS * INTERVAL_SECS)) + 1, `agent ${index} ended ${waits[index]!.length} streams in ${cutSecs} s`);
     assert.equal(events.filter((event) => event.msg === 'registering agent').length, 0, `agent ${index} kept its identity: no new registration`);
   }
-  assert.ok(syns <= MAX_SYNS_PER_AGENT_PER_SEC * REAL_AGENTS * cutSecs, `${syns} SYNs from ${REAL_AGENTS} agents in ${cutSecs} s of cut`);
+  const agentsInCut = REAL_AGENTS + LOAD_AGENTS;
+  assert.ok(syns >= 1, 'the agents did try new connections during the cut (what the SYN bound is about)');
+  assert.ok(syns <= MAX_SYNS_PER_AGENT_PER_SEC * agentsInCut * cutSecs, `${syns} SYNs from ${agentsInCut} agents in ${cutSecs} s of cut`);
 });
