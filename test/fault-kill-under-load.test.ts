@@ -51,7 +51,7 @@ const REAL_AGENTS = 2;
 const FLEET = LOAD_AGENTS + REAL_AGENTS;
 const INTERVAL_SECS = 5;
 /** The loadtest's heartbeat phase: steady streams, the kill, and the return within its bound. */
-const LOAD_DURATION_SECS = 45;
+const LOAD_DURATION_SECS = 50;
 /** A restart slower than this is not the fault under test (the machine is overloaded). */
 const DOWN_LIMIT_MS = 5_000;
 /** Agents simulated through the outage with the agent's Backoff to find the bound (200 × the fleet). */
