@@ -77,12 +77,12 @@ export interface OutageResult {
   cutInFlight: number;
   /** Connection attempts after a failure, and those that failed (each followed by the next backoff wait). */
   attempts: number;
+  attemptsFailed: number;
   /**
    * When each attempt that connected began, ms since the epoch: the arrivals at the appliance as the
    * agents' backoff spread them (the acks' times also show how fast the appliance served them).
    */
   arrivalAtMs: number[];
-  attemptsFailed: number;
   /** Per outage of an agent: from its stream failing to the first ack on a new stream. */
   backMs: LatencyHistogram;
   /** When each of those first acks came, ms since the epoch (comparable across processes and with the caller's clock). */
@@ -125,7 +125,6 @@ class SimulatedAgent {
   #client: IngestServiceClient | undefined;
   #call: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output> | undefined;
   #ended: Promise<void> = Promise.resolve();
-  #ackedOnStream = false;
   #droppedAt: number | undefined;
   /** performance.now() when the stream failed, until the first ack on a new one. */
   #outSince: number | undefined;
@@ -149,7 +148,7 @@ class SimulatedAgent {
   }
 
   get online(): boolean {
-    return this.#state === 'streaming' && this.#ackedOnStream;
+    return this.#state === 'streaming' && this.#acksOnStream > 0;
   }
 
   /** Its stream failed and no new one has been acked yet. */
@@ -183,7 +182,6 @@ class SimulatedAgent {
     });
     this.#client = client;
     this.#call = call;
-    this.#ackedOnStream = false;
     this.#acksOnStream = 0;
     this.#openedAt = performance.now();
     this.#state = 'streaming';
@@ -310,7 +308,6 @@ class SimulatedAgent {
     this.#result.acked += 1;
     this.#result.rtt.record(now - sentAt);
     if (this.#keepSamples) this.#result.rttMs.push(now - sentAt);
-    this.#ackedOnStream = true;
     this.#acksOnStream += 1;
     if (this.#outSince !== undefined) {
       this.#result.outage.backMs.record(now - this.#outSince);
