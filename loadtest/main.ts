@@ -59,6 +59,7 @@ interface Options {
   inventory: number;
   tasks: number;
   reconnectStormAfter?: number;
+  reconnectAfterFailure: boolean;
 }
 
 /** A commander parser of a whole number in [min, max]. */
@@ -170,7 +171,7 @@ async function loadTest(options: Options): Promise<void> {
     const jobs = jobsFor(options, {
       ingestAddress: target.ingestAddress, caPem: target.caPem, orgToken: token.token, registerForm: options.registerForm, registerStorm: options.registerStorm,
       agentsPerConnection: options.agentsPerConnection, intervalMs: options.interval * 1000, durationMs: options.duration * 1000, drainMs: options.drain * 1000,
-      reconnectAfterMs: options.reconnectStormAfter === undefined ? undefined : options.reconnectStormAfter * 1000, inventoryPackages: options.inventory,
+      reconnectAfterMs: options.reconnectStormAfter === undefined ? undefined : options.reconnectStormAfter * 1000, reconnectAfterFailure: options.reconnectAfterFailure, inventoryPackages: options.inventory,
     });
     progress(`making ${options.agents} agents' keys in ${options.processes} process(es)`);
     await pool.start(jobs);
@@ -194,7 +195,8 @@ async function loadTest(options: Options): Promise<void> {
     const summary = summarise(settingsOf(options), ready, setupSecs, finished, appliance, await tasks);
     if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else printText(summary);
-    process.exitCode = summary.errors === 0 && summary.lost === 0 ? ExitCode.OK : 1;
+    const stillOut = (summary.outage as { still_out: number } | undefined)?.still_out ?? 0;
+    process.exitCode = summary.errors === 0 && summary.lost === 0 && stillOut === 0 ? ExitCode.OK : 1;
   } catch (error) {
     pool.kill();
     throw error;
@@ -209,7 +211,7 @@ function settingsOf(options: Options): RunSettings {
   return {
     agents: options.agents, processes: options.processes, agentsPerConnection: options.agentsPerConnection, intervalSecs: options.interval,
     durationSecs: options.duration, registerForm: options.registerForm, registerStorm: options.registerStorm, inventoryPackages: options.inventory,
-    tasks: options.tasks, reconnectStormAfterSecs: options.reconnectStormAfter,
+    tasks: options.tasks, reconnectStormAfterSecs: options.reconnectStormAfter, reconnectAfterFailure: options.reconnectAfterFailure,
   };
 }
 
@@ -230,6 +232,7 @@ const program = new Command('ct-ops-loadtest')
   .addOption(new Option('--inventory <packages>', `each agent submits one inventory scan of this many packages (at most ${MAX_INVENTORY_PACKAGES})`).argParser(wholeNumber(0, MAX_INVENTORY_PACKAGES)).default(0))
   .addOption(new Option('--tasks <count>', `queue a config-reload task for this many agents through the admin API after one interval, and time their round trips (at most ${MAX_TASKS})`).argParser(wholeNumber(0, MAX_TASKS)).default(0))
   .addOption(new Option('--reconnect-storm-after <secs>', "drop every connection at this second of the run; each comes back after a real agent's jittered wait").argParser(wholeNumber(1, MAX_DURATION_SECS)))
+  .addOption(new Option('--reconnect-after-failure', "agents whose stream fails (the appliance killed or unreachable) come back on the real agent's backoff instead of staying offline; reports the outage").default(false))
   .addOption(jsonOption())
   .addHelpText('after', '\nExit codes: 0 every heartbeat acked and no error; 1 the run completed with errors or lost heartbeats; 64 usage (bounds, a non-loopback address, too few processes for the file limit); 69 the appliance is unreachable; 75 the watchdog stopped an overrunning run.')
   .action((options: Options) => loadTest(options));

@@ -9,7 +9,7 @@
 import { performance } from 'node:perf_hooks';
 import { challengedRegisterSources, clientFactory, connect, signedRegisterRequests } from './lib/clients.ts';
 import { probeEventLoopDelay } from './lib/event-loop.ts';
-import { HeartbeatLoad, type TaskRoundTrip } from './lib/heartbeat-load.ts';
+import { HeartbeatLoad, type OutageResult, type TaskRoundTrip } from './lib/heartbeat-load.ts';
 import { InventoryLoad, type InventoryLoadResult } from './lib/inventory-load.ts';
 import { registerAll } from './lib/register-load.ts';
 import type { LatencyHistogramJson } from './lib/stats.ts';
@@ -30,6 +30,8 @@ export interface WorkerJob {
   readonly durationMs: number;
   readonly drainMs: number;
   readonly reconnectAfterMs: number | undefined;
+  /** A failed stream comes back on the agent's backoff (HeartbeatLoadOptions.reconnectAfterFailure). */
+  readonly reconnectAfterFailure: boolean;
   /** Packages in the scan each agent answers the appliance's inventory tasks with; 0: those tasks are only acknowledged. */
   readonly inventoryPackages: number;
   /** How many agent ids to report in `ready` (the parent queues tasks for them). */
@@ -56,6 +58,7 @@ export interface WorkerResult {
   errors: string[];
   tasks: TaskRoundTrip[];
   reconnect: { droppedInFlight: number; backMs: LatencyHistogramJson };
+  outage: Omit<OutageResult, 'backMs'> & { backMs: LatencyHistogramJson };
   inventory: (Omit<InventoryLoadResult, 'latency'> & { latency: LatencyHistogramJson }) | undefined;
   /** This process while heartbeating: CPU seconds (all threads) over wall seconds, and its event-loop delay. */
   generator: { cpuSeconds: number; wallSeconds: number; eventLoopDelayP99Ms: number; eventLoopDelayMaxMs: number };
@@ -109,6 +112,7 @@ async function work(): Promise<void> {
     keepRttSamples: false,
     ...(inventory ? { inventory } : {}),
     ...(job.reconnectAfterMs === undefined ? {} : { reconnectAfterMs: job.reconnectAfterMs }),
+    reconnectAfterFailure: job.reconnectAfterFailure,
   });
   await send({
     step: 'ready',
@@ -143,6 +147,7 @@ async function work(): Promise<void> {
       errors: heartbeats.errors.slice(0, 10),
       tasks: heartbeats.tasks,
       reconnect: { droppedInFlight: heartbeats.reconnect.droppedInFlight, backMs: heartbeats.reconnect.backMs.toJSON() },
+      outage: { ...heartbeats.outage, backMs: heartbeats.outage.backMs.toJSON() },
       inventory: inventory && { ...inventory.result, latency: inventory.result.latency.toJSON(), errors: inventory.result.errors.slice(0, 10) },
       generator: {
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
@@ -163,7 +168,9 @@ export function runWorker(): void {
     delivered?.();
   });
   // An orphaned worker (the parent killed by its watchdog or by hand) must not go on loading the appliance.
-  process.on('disconnect', () => process.exit(1));
+  // SIGKILL, not exit(): exit() waits for the threadpool and was seen to hang there for minutes (a kill -9
+  // test), keeping the caller's stdout pipe open; an orphan has nothing left to flush.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
   work().then(
     // Explicitly: closed gRPC channels may keep timers a while.
     () => process.exit(0),

@@ -25,6 +25,29 @@ export function connect(client: IngestServiceClient, timeoutMs = 30_000): Promis
   });
 }
 
+/**
+ * One connection attempt, as the agent's call makes it: resolves when the channel is READY, fails at
+ * its first TRANSIENT_FAILURE (refused, reset, a failed handshake) or after timeoutMs, so that the
+ * caller's backoff, not grpc-js's own reconnect schedule, decides when the next attempt is made.
+ */
+export function connectOnce(client: IngestServiceClient, timeoutMs: number): Promise<void> {
+  const channel = client.getChannel();
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const settle = (state: grpc.connectivityState): void => {
+      if (state === grpc.connectivityState.READY) return resolve();
+      if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
+        return reject(Object.assign(new Error(`connection attempt failed (${grpc.connectivityState[state]})`), { code: grpc.status.UNAVAILABLE }));
+      }
+      channel.watchConnectivityState(state, deadline, (error) => {
+        if (error) reject(Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: grpc.status.DEADLINE_EXCEEDED }));
+        else settle(channel.getConnectivityState(false));
+      });
+    };
+    settle(channel.getConnectivityState(true));
+  });
+}
+
 /** Builds an agent's Register request on its connection: fetching a challenge first, or signed up front. */
 export type RegisterSource = (client: IngestServiceClient) => Promise<RegisterRequest>;
 

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
+import { ACK_TIMEOUT_INTERVALS, HEALTHY_STREAM_ACKS } from '../../agent/heartbeat/session.ts';
 import { Backoff } from '../../agent/lifecycle/backoff.ts';
 import type { HeartbeatRequest, HeartbeatResponse__Output, IngestServiceClient, Task__Output, TaskUpdate } from '../../common/proto.ts';
-import { connect } from './clients.ts';
+import { connect, connectOnce } from './clients.ts';
 import { ErrorTally } from './error-tally.ts';
 import type { InventoryLoad } from './inventory-load.ts';
 import type { ActiveAgent } from './register-load.ts';
@@ -25,6 +26,13 @@ export interface HeartbeatLoadOptions {
    * draws when a healthy stream ends (agent/lifecycle/backoff.ts), retrying on its schedule.
    */
   reconnectAfterMs?: number;
+  /**
+   * Rides out failures as the real agent does: a stream that ends with an error, or gets no ack for
+   * ACK_TIMEOUT_INTERVALS intervals, is reconnected after the agent's backoff (agent/lifecycle/backoff.ts,
+   * started over after a healthy stream as the agent's HEALTHY_STREAM_ACKS rule says), each attempt
+   * failing as fast as the agent's call does. Without, a failed stream is an error and its agent stays offline.
+   */
+  reconnectAfterFailure?: boolean;
   /** Answers the appliance's software inventory tasks with scans; without, those tasks are only acknowledged (the appliance times them out). */
   inventory?: InventoryLoad;
 }
@@ -58,7 +66,35 @@ export interface HeartbeatLoadResult {
     /** Per agent: from the drop to the first ack on its new stream. */
     backMs: LatencyHistogram;
   };
+  /** With reconnectAfterFailure: the streams that failed on their own (the appliance killed, unreachable) and how the agents came back. */
+  outage: OutageResult;
 }
+
+export interface OutageResult {
+  /** Streams that ended with a transport failure (UNAVAILABLE, DEADLINE_EXCEEDED) or an ack timeout. */
+  streamsFailed: number;
+  /** Heartbeats sent but not acked when their stream failed (not counted lost). */
+  cutInFlight: number;
+  /** Connection attempts after a failure, and those that failed (each followed by the next backoff wait). */
+  attempts: number;
+  attemptsFailed: number;
+  /**
+   * When each attempt that connected began, ms since the epoch: the arrivals at the appliance as the
+   * agents' backoff spread them (the acks' times also show how fast the appliance served them).
+   */
+  arrivalAtMs: number[];
+  /** Per outage of an agent: from its stream failing to the first ack on a new stream. */
+  backMs: LatencyHistogram;
+  /** When each of those first acks came, ms since the epoch (comparable across processes and with the caller's clock). */
+  backAtMs: number[];
+  /** When the first stream failed, ms since the epoch (null: none did). */
+  firstFailedAtMs: number | null;
+  /** Agents still out (their stream failed and no new one acked) when the heartbeats stopped. */
+  stillOut: number;
+}
+
+/** gRPC outcomes of a stream that mean the appliance went away (killed, restarting, unreachable), not that it refused the agent. */
+const TRANSPORT_FAILURES: ReadonlySet<grpc.status> = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED]);
 
 /** How long one reconnect attempt may take before the agent's next wait (the agent's Heartbeat call deadline is of this order). */
 const RECONNECT_TIMEOUT_MS = 20_000;
@@ -66,8 +102,14 @@ const RECONNECT_TIMEOUT_MS = 20_000;
 /** Wall-clock ms with sub-ms precision: task times are compared with the admin API's, taken in another process. */
 const epochMs = (): number => performance.timeOrigin + performance.now();
 
-/** Where an agent's stream stands: `dropped` while its connection comes back after a deliberate drop. */
-type StreamState = 'closed' | 'streaming' | 'dropped' | 'failed';
+/**
+ * Where an agent's stream stands: `dropped` while its connection comes back after a deliberate drop,
+ * `out` while it comes back after a failure (reconnectAfterFailure), `failed` when it stays offline.
+ */
+type StreamState = 'closed' | 'streaming' | 'dropped' | 'out' | 'failed';
+
+/** Called when an agent's stream failed and its connection should come back: `healthy` as the agent's rule says. */
+type OnStreamFailed = (healthy: boolean) => void;
 
 /** One agent: heartbeats on a timer over its connection's Heartbeat stream, timing each until its ack. */
 class SimulatedAgent {
@@ -83,8 +125,12 @@ class SimulatedAgent {
   #client: IngestServiceClient | undefined;
   #call: grpc.ClientDuplexStream<HeartbeatRequest, HeartbeatResponse__Output> | undefined;
   #ended: Promise<void> = Promise.resolve();
-  #ackedOnStream = false;
   #droppedAt: number | undefined;
+  /** performance.now() when the stream failed, until the first ack on a new one. */
+  #outSince: number | undefined;
+  #openedAt = 0;
+  #acksOnStream = 0;
+  #onFailed: OnStreamFailed | undefined;
   #sequence = 0;
   #intervalMs = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -102,7 +148,17 @@ class SimulatedAgent {
   }
 
   get online(): boolean {
-    return this.#state === 'streaming' && this.#ackedOnStream;
+    return this.#state === 'streaming' && this.#acksOnStream > 0;
+  }
+
+  /** Its stream failed and no new one has been acked yet. */
+  get out(): boolean {
+    return this.#outSince !== undefined;
+  }
+
+  /** With reconnectAfterFailure: a failed stream calls `onFailed` (the connection comes back) instead of leaving the agent offline. */
+  recoverWith(onFailed: OnStreamFailed): void {
+    this.#onFailed = onFailed;
   }
 
   open(client: IngestServiceClient): void {
@@ -115,18 +171,22 @@ class SimulatedAgent {
       call.on('status', (status: grpc.StatusObject) => {
         // A stream ended by our own drop or close (or replaced since) is no failure.
         if (this.#call === call && this.#state === 'streaming') {
-          this.#state = status.code === grpc.status.OK ? 'closed' : 'failed';
-          if (status.code !== grpc.status.OK) this.#tally.add(`heartbeat:${grpc.status[status.code]}`, `${this.#agent.agentId}: stream ended ${grpc.status[status.code]} ${status.details}`);
+          const transportFailure = TRANSPORT_FAILURES.has(status.code);
+          // Riding out failures, an appliance that went away is what is measured (result.outage), not an error.
+          if (status.code !== grpc.status.OK && !(this.#onFailed && transportFailure)) this.#tally.add(`heartbeat:${grpc.status[status.code]}`, `${this.#agent.agentId}: stream ended ${grpc.status[status.code]} ${status.details}`);
+          if (status.code !== grpc.status.OK && this.#onFailed) this.fail();
+          else this.#state = status.code === grpc.status.OK ? 'closed' : 'failed';
         }
         resolve();
       });
     });
     this.#client = client;
     this.#call = call;
-    this.#ackedOnStream = false;
+    this.#acksOnStream = 0;
+    this.#openedAt = performance.now();
     this.#state = 'streaming';
-    // Back after a drop: the agent's first heartbeat goes out as its stream opens, not at its next tick.
-    if (this.#droppedAt !== undefined) this.#beat();
+    // Back after a drop or failure: the agent's first heartbeat goes out as its stream opens, not at its next tick.
+    if (this.#droppedAt !== undefined || this.#outSince !== undefined) this.#beat();
   }
 
   /** First heartbeat after offsetMs, then one every intervalMs: agents spread over the interval. */
@@ -152,6 +212,26 @@ class SimulatedAgent {
     this.#call?.cancel();
   }
 
+  /**
+   * The stream failed (it ended with an error, or acks stopped): its heartbeats in flight are counted
+   * apart, and the connection is asked to come back. Idempotent while the agent is out.
+   */
+  fail(): void {
+    if (this.#state !== 'streaming') return;
+    const outage = this.#result.outage;
+    const now = performance.now();
+    outage.streamsFailed += 1;
+    outage.cutInFlight += this.#sentAt.size;
+    outage.firstFailedAtMs ??= epochMs();
+    this.#sentAt.clear();
+    this.#reports.clear();
+    this.#state = 'out';
+    this.#outSince ??= now;
+    const healthy = this.#acksOnStream >= HEALTHY_STREAM_ACKS && now - this.#openedAt >= this.#intervalMs;
+    this.#call?.cancel();
+    this.#onFailed?.(healthy);
+  }
+
   /** Half-closes the stream and waits (bounded) for the appliance to end it. */
   async close(timeoutMs: number): Promise<void> {
     this.stop();
@@ -162,6 +242,10 @@ class SimulatedAgent {
 
   #beat(updates: TaskUpdate[] = []): number | undefined {
     if (this.#state !== 'streaming' || !this.#call) return undefined;
+    if (this.#onFailed && this.#ackOverdue()) {
+      this.fail();
+      return undefined;
+    }
     const sequence = ++this.#sequence;
     this.#sentAt.set(sequence, performance.now());
     this.#result.sent += 1;
@@ -178,6 +262,12 @@ class SimulatedAgent {
       task_updates: updates,
     });
     return sequence;
+  }
+
+  /** The agent's ack timeout: a heartbeat unanswered for ACK_TIMEOUT_INTERVALS intervals means the connection is dead (half-open). */
+  #ackOverdue(): boolean {
+    const oldest = this.#sentAt.values().next();
+    return !oldest.done && performance.now() - oldest.value >= ACK_TIMEOUT_INTERVALS * this.#intervalMs;
   }
 
   #onMessage(message: HeartbeatResponse__Output): void {
@@ -218,7 +308,12 @@ class SimulatedAgent {
     this.#result.acked += 1;
     this.#result.rtt.record(now - sentAt);
     if (this.#keepSamples) this.#result.rttMs.push(now - sentAt);
-    this.#ackedOnStream = true;
+    this.#acksOnStream += 1;
+    if (this.#outSince !== undefined) {
+      this.#result.outage.backMs.record(now - this.#outSince);
+      this.#result.outage.backAtMs.push(epochMs());
+      this.#outSince = undefined;
+    }
     if (this.#droppedAt !== undefined) {
       this.#result.reconnect.backMs.record(now - this.#droppedAt);
       this.#droppedAt = undefined;
@@ -233,6 +328,10 @@ interface Connection {
   readonly index: number;
   client: IngestServiceClient;
   readonly agents: SimulatedAgent[];
+  /** The agent's schedule for this connection's attempts: one per connection, as one per agent process. */
+  readonly backoff: Backoff;
+  /** Coming back after a failure: the other agents' failures on it join this attempt. */
+  recovering: boolean;
 }
 
 /** Many agents on their own TLS connections (or several per connection), heartbeating on staggered timers. */
@@ -252,6 +351,7 @@ export class HeartbeatLoad {
     this.result = {
       sent: 0, acked: 0, lost: 0, errors: this.#tally.messages, errorCount: 0, errorsByKind: this.#tally.byKind,
       rttMs: [], rtt: new LatencyHistogram(), online: 0, tasks: [], reconnect: { droppedInFlight: 0, backMs: new LatencyHistogram() },
+      outage: { streamsFailed: 0, cutInFlight: 0, attempts: 0, arrivalAtMs: [], attemptsFailed: 0, backMs: new LatencyHistogram(), backAtMs: [], firstFailedAtMs: null, stillOut: 0 },
     };
     this.#agents = agents.map((agent) => new SimulatedAgent(agent, this.result, this.#tally, options));
     const perConnection = options.agentsPerConnection ?? 1;
@@ -259,7 +359,14 @@ export class HeartbeatLoad {
       index,
       client: newClient(index),
       agents: this.#agents.slice(index * perConnection, (index + 1) * perConnection),
+      backoff: new Backoff(Math.random),
+      recovering: false,
     }));
+    if (options.reconnectAfterFailure) {
+      for (const connection of this.#connections) {
+        for (const agent of connection.agents) agent.recoverWith((healthy) => this.#recover(connection, healthy));
+      }
+    }
   }
 
   /** Opens every connection and every agent's Heartbeat stream. */
@@ -291,6 +398,7 @@ export class HeartbeatLoad {
     clearTimeout(storm);
     for (const agent of this.#agents) agent.stop();
     this.result.online = this.#agents.filter((agent) => agent.online).length;
+    this.result.outage.stillOut = this.#agents.filter((agent) => agent.out).length;
     const drainUntil = Date.now() + drainMs;
     while (this.#inFlight() > 0 && Date.now() < drainUntil) await sleep(50);
     this.result.lost = this.#inFlight();
@@ -308,22 +416,45 @@ export class HeartbeatLoad {
     for (const connection of this.#connections) {
       for (const agent of connection.agents) agent.drop();
       connection.client.close();
-      void this.#reconnect(connection);
+      connection.backoff.reset();
+      void this.#reconnect(connection, 'reconnect');
     }
   }
 
-  async #reconnect(connection: Connection): Promise<void> {
-    const backoff = new Backoff(Math.random);
-    backoff.reset();
+  /**
+   * An agent's stream on `connection` failed: every stream on it is taken as failed (they share the
+   * connection that went away), and it comes back on the agent's schedule, started over when the
+   * stream was healthy.
+   */
+  #recover(connection: Connection, healthy: boolean): void {
+    if (connection.recovering) return;
+    connection.recovering = true;
+    if (healthy) connection.backoff.reset();
+    for (const agent of connection.agents) agent.fail();
+    connection.client.close();
+    void this.#reconnect(connection, 'outage').finally(() => (connection.recovering = false));
+  }
+
+  /**
+   * Waits the agent's backoff, then makes one connection attempt that fails as fast as the agent's
+   * call does (at the channel's first TRANSIENT_FAILURE, not after grpc's own retries), until one
+   * connects or the run ends. A deliberate drop's failed attempts count as errors; an outage's are its figures.
+   */
+  async #reconnect(connection: Connection, cause: 'reconnect' | 'outage'): Promise<void> {
     while (performance.now() < this.#runEndsAt) {
-      await sleep(backoff.next());
+      await sleep(connection.backoff.next());
+      if (performance.now() >= this.#runEndsAt) return;
       connection.client = this.#newClient(connection.index);
+      if (cause === 'outage') this.result.outage.attempts += 1;
+      const attemptAt = epochMs();
       try {
-        await connect(connection.client, Math.max(1, Math.min(RECONNECT_TIMEOUT_MS, this.#runEndsAt - performance.now())));
+        await connectOnce(connection.client, Math.max(1, Math.min(RECONNECT_TIMEOUT_MS, this.#runEndsAt - performance.now())));
+        if (cause === 'outage') this.result.outage.arrivalAtMs.push(attemptAt);
         for (const agent of connection.agents) agent.open(connection.client);
         return;
       } catch (error) {
-        this.#tally.addCallError('reconnect', `connection ${connection.index}`, error);
+        if (cause === 'outage') this.result.outage.attemptsFailed += 1;
+        else this.#tally.addCallError('reconnect', `connection ${connection.index}`, error);
         connection.client.close();
       }
     }

@@ -7,6 +7,17 @@ export interface Distribution {
   max: number;
 }
 
+/** The most of `times` (ms) that fall within any one window of `windowMs`: how many arrived together at worst. */
+export function busiestWindow(times: readonly number[], windowMs: number): number {
+  const sorted = Float64Array.from(times).sort();
+  let most = 0;
+  for (let first = 0, last = 0; last < sorted.length; last += 1) {
+    while (sorted[last]! - sorted[first]! >= windowMs) first += 1;
+    most = Math.max(most, last - first + 1);
+  }
+  return most;
+}
+
 /** Nearest-rank percentiles: every figure is a latency that was actually observed. */
 export function distribution(samples: readonly number[]): Distribution {
   // A typed array sorts numerically in native code: seconds faster than a comparator on millions of samples.

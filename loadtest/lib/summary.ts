@@ -1,7 +1,7 @@
 import type { WorkerReady, WorkerResult } from '../worker.ts';
 import { addCounts } from './error-tally.ts';
 import type { ProcessFigures } from './process-sampler.ts';
-import { distribution, LatencyHistogram, type Distribution } from './stats.ts';
+import { busiestWindow, distribution, LatencyHistogram, type Distribution } from './stats.ts';
 
 /** What a run was asked to do (the flags, validated). */
 export interface RunSettings {
@@ -15,6 +15,7 @@ export interface RunSettings {
   inventoryPackages: number;
   tasks: number;
   reconnectStormAfterSecs: number | undefined;
+  reconnectAfterFailure: boolean;
 }
 
 /** The tasks queued through the admin API: when each was queued (ms since the epoch), and the calls that failed. */
@@ -30,6 +31,9 @@ const round = (value: number, digits = 1): number | null => (Number.isFinite(val
 function ms(summary: Distribution): Record<'count' | 'p50' | 'p95' | 'p99' | 'max', number | null> {
   return { count: summary.count, p50: round(summary.p50), p95: round(summary.p95), p99: round(summary.p99), max: round(summary.max) };
 }
+
+const least = (values: readonly number[]): number | null => (values.length === 0 ? null : values.reduce((a, b) => Math.min(a, b)));
+const most = (values: readonly number[]): number | null => (values.length === 0 ? null : values.reduce((a, b) => Math.max(a, b)));
 
 const merged = (histograms: Iterable<Parameters<LatencyHistogram['merge']>[0]>): LatencyHistogram => {
   const all = new LatencyHistogram();
@@ -93,6 +97,7 @@ export function summarise(settings: RunSettings, ready: readonly WorkerReady[], 
     },
     ...(settings.registerStorm ? { register_storm: { registrations_per_sec: round(registered / registerWallSecs), all_online_secs: round(setupSecs) } } : {}),
     ...(settings.reconnectStormAfterSecs === undefined ? {} : { reconnect_storm: reconnectFigures(settings, results) }),
+    ...(settings.reconnectAfterFailure ? { outage: outageFigures(results) } : {}),
     ...(settings.inventoryPackages > 0 ? { inventory: inventoryFigures(settings, results) } : {}),
     ...(tasks === undefined ? {} : { tasks: taskFigures(tasks, results) }),
   };
@@ -107,6 +112,36 @@ function reconnectFigures(settings: RunSettings, results: readonly WorkerResult[
     back_ms: ms(back),
     // The last agent's first ack on its new stream: the time until the whole fleet was back.
     all_back_secs: back.count === settings.agents ? round(back.max / 1000) : null,
+  };
+}
+
+/** Returns closer together than this are one "arrival" for the herd figure. */
+const ARRIVAL_WINDOW_MS = 1_000;
+
+function outageFigures(results: readonly WorkerResult[]): Record<string, unknown> {
+  const outages = results.map((result) => result.outage);
+  const back = merged(outages.map((outage) => outage.backMs)).summary();
+  const backAt = outages.flatMap((outage) => outage.backAtMs);
+  const failedAt = outages.flatMap((outage) => (outage.firstFailedAtMs === null ? [] : [outage.firstFailedAtMs]));
+  const stillOut = sum(outages.map((outage) => outage.stillOut));
+  return {
+    streams_failed: sum(outages.map((outage) => outage.streamsFailed)),
+    cut_in_flight: sum(outages.map((outage) => outage.cutInFlight)),
+    reconnect_attempts: sum(outages.map((outage) => outage.attempts)),
+    reconnect_attempts_failed: sum(outages.map((outage) => outage.attemptsFailed)),
+    agents_back: back.count,
+    still_out: stillOut,
+    back_ms: ms(back),
+    // Every agent that lost its stream is streaming again: the longest outage, failure to first ack.
+    all_back_secs: stillOut === 0 && back.count > 0 ? round(back.max / 1000) : null,
+    // Ms since the epoch, to set against the caller's own clock (when the appliance was killed, listened again).
+    first_failed_at_ms: least(failedAt),
+    first_back_at_ms: least(backAt),
+    last_back_at_ms: most(backAt),
+    // The most connections that came back whose attempt began within one second: the agents' spread (a herd shows as most of the fleet).
+    busiest_second_arrivals: busiestWindow(outages.flatMap((outage) => outage.arrivalAtMs), ARRIVAL_WINDOW_MS),
+    // The most first acks within one second: the attempts' spread as the appliance served them (a queue behind a slow start bunches them).
+    busiest_second_back: busiestWindow(backAt, ARRIVAL_WINDOW_MS),
   };
 }
 

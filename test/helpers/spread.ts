@@ -1,15 +1,7 @@
 /** Test support for the reconnect-spread tests (issue 9 §2). */
 
-/** The most of `times` (ms) that fall within any one window of `windowMs`. */
-export function busiestWindow(times: readonly number[], windowMs: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let most = 0;
-  for (let first = 0, last = 0; last < sorted.length; last += 1) {
-    while (sorted[last]! - sorted[first]! >= windowMs) first += 1;
-    most = Math.max(most, last - first + 1);
-  }
-  return most;
-}
+/** The most of `times` (ms) within any one window: the load generator's figure, one definition for both. */
+export { busiestWindow } from '../../loadtest/lib/stats.ts';
 
 /** mulberry32: a small seeded generator of [0, 1), so distribution tests are exact and repeatable. */
 export function seededRandom(seed: number): () => number {
