@@ -14,7 +14,8 @@ import { runCli } from '../common/cli.ts';
 import { CtOpsError, ExitCode } from '../common/errors.ts';
 import { clientFactory, connect } from './lib/clients.ts';
 import { ErrorTally } from './lib/error-tally.ts';
-import { openFileLimit } from './lib/proc.ts';
+import { applianceLoopDelay } from './lib/appliance-runtime.ts';
+import { memoryMiB, openFileLimit } from './lib/proc.ts';
 import { ProcessSampler } from './lib/process-sampler.ts';
 import { summarise, type QueuedTasks, type RunSettings } from './lib/summary.ts';
 import { assertLocalAddress, readTarget } from './lib/target.ts';
@@ -156,6 +157,7 @@ async function loadTest(options: Options): Promise<void> {
   await assertLocalAddress(target.ingestAddress, options.allowAddress);
   await probeIngest(target.ingestAddress, target.caPem);
   const admin = new AdminClient(options.dataDir);
+  const rssBeforeMiB = target.appliancePid === undefined ? undefined : memoryMiB(target.appliancePid, 'VmRSS');
   const token = await admin.call<{ id: string; token: string }>('POST', '/api/v1/tokens', {
     label: 'ct-ops-loadtest', expires_in_secs: 86_400, max_uses: options.agents, auto_approve: true, tags: {},
   });
@@ -181,6 +183,7 @@ async function loadTest(options: Options): Promise<void> {
     const setupSecs = (performance.now() - setupStarted) / 1000;
 
     progress(`heartbeating every ${options.interval} s for ${options.duration} s`);
+    const phaseStartedMs = Date.now();
     const sampler = target.appliancePid === undefined ? undefined : new ProcessSampler(target.appliancePid).start();
     const results = pool.step({ step: 'heartbeat' }, 'result');
     let tasks: Promise<QueuedTasks> | undefined;
@@ -192,7 +195,8 @@ async function loadTest(options: Options): Promise<void> {
     const appliance = sampler?.stop();
     progress('closing the streams');
     await pool.closed();
-    const summary = summarise(settingsOf(options), ready, setupSecs, finished, appliance, await tasks);
+    const loop = await applianceLoopDelay(admin, phaseStartedMs);
+    const summary = summarise(settingsOf(options), ready, setupSecs, finished, { process: appliance, rssBeforeMiB, loop }, await tasks);
     if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else printText(summary);
     const stillOut = (summary.outage as { still_out: number } | undefined)?.still_out ?? 0;

@@ -132,11 +132,14 @@ class SimulatedAgent {
   #acksOnStream = 0;
   #onFailed: OnStreamFailed | undefined;
   #sequence = 0;
+  /** Heartbeats counted but not timed: each first stream's opening one (open). */
+  readonly #untimed = new Set<number>();
   #intervalMs = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(agent: ActiveAgent, result: HeartbeatLoadResult, tally: ErrorTally, options: Pick<HeartbeatLoadOptions, 'keepRttSamples' | 'inventory'>) {
+  constructor(agent: ActiveAgent, result: HeartbeatLoadResult, tally: ErrorTally, options: Pick<HeartbeatLoadOptions, 'keepRttSamples' | 'inventory' | 'intervalMs'>) {
     this.#agent = agent;
+    this.#intervalMs = options.intervalMs;
     this.#result = result;
     this.#tally = tally;
     this.#keepSamples = options.keepRttSamples ?? true;
@@ -172,10 +175,13 @@ class SimulatedAgent {
         // A stream ended by our own drop or close (or replaced since) is no failure.
         if (this.#call === call && this.#state === 'streaming') {
           const transportFailure = TRANSPORT_FAILURES.has(status.code);
+          // OK while the agent still streams: the appliance ended the stream (a heartbeat deadline ends
+          // one with OK), which the agent never asked for: an error, never a quiet close.
+          const kind = status.code === grpc.status.OK ? 'ended-by-appliance' : grpc.status[status.code];
           // Riding out failures, an appliance that went away is what is measured (result.outage), not an error.
-          if (status.code !== grpc.status.OK && !(this.#onFailed && transportFailure)) this.#tally.add(`heartbeat:${grpc.status[status.code]}`, `${this.#agent.agentId}: stream ended ${grpc.status[status.code]} ${status.details}`);
-          if (status.code !== grpc.status.OK && this.#onFailed) this.fail();
-          else this.#state = status.code === grpc.status.OK ? 'closed' : 'failed';
+          if (!(this.#onFailed && transportFailure)) this.#tally.add(`heartbeat:${kind}`, `${this.#agent.agentId}: stream ended ${kind} ${status.details}`);
+          if (this.#onFailed) this.fail();
+          else this.#state = 'failed';
         }
         resolve();
       });
@@ -185,8 +191,11 @@ class SimulatedAgent {
     this.#acksOnStream = 0;
     this.#openedAt = performance.now();
     this.#state = 'streaming';
-    // Back after a drop or failure: the agent's first heartbeat goes out as its stream opens, not at its next tick.
-    if (this.#droppedAt !== undefined || this.#outSince !== undefined) this.#beat();
+    // The agent's first heartbeat goes out as its stream opens (the appliance ends a stream silent for
+    // two intervals). Back after a drop or failure it is timed: its ack is the agent's return. The first
+    // stream's is not: it goes out while the fleet is still connecting, and the run times the heartbeat
+    // phase (the spread timers of start()).
+    this.#beat([], this.#droppedAt !== undefined || this.#outSince !== undefined);
   }
 
   /** First heartbeat after offsetMs, then one every intervalMs: agents spread over the interval. */
@@ -206,6 +215,7 @@ class SimulatedAgent {
   drop(): void {
     this.#result.reconnect.droppedInFlight += this.#sentAt.size;
     this.#sentAt.clear();
+    this.#untimed.clear();
     this.#reports.clear();
     this.#state = 'dropped';
     this.#droppedAt = performance.now();
@@ -224,6 +234,7 @@ class SimulatedAgent {
     outage.cutInFlight += this.#sentAt.size;
     outage.firstFailedAtMs ??= epochMs();
     this.#sentAt.clear();
+    this.#untimed.clear();
     this.#reports.clear();
     this.#state = 'out';
     this.#outSince ??= now;
@@ -240,7 +251,7 @@ class SimulatedAgent {
     await Promise.race([this.#ended, sleep(timeoutMs)]);
   }
 
-  #beat(updates: TaskUpdate[] = []): number | undefined {
+  #beat(updates: TaskUpdate[] = [], timed = true): number | undefined {
     if (this.#state !== 'streaming' || !this.#call) return undefined;
     if (this.#onFailed && this.#ackOverdue()) {
       this.fail();
@@ -248,6 +259,7 @@ class SimulatedAgent {
     }
     const sequence = ++this.#sequence;
     this.#sentAt.set(sequence, performance.now());
+    if (!timed) this.#untimed.add(sequence);
     this.#result.sent += 1;
     this.#call.write({
       agent_id: this.#agent.agentId,
@@ -306,8 +318,10 @@ class SimulatedAgent {
     const now = performance.now();
     this.#sentAt.delete(sequence);
     this.#result.acked += 1;
-    this.#result.rtt.record(now - sentAt);
-    if (this.#keepSamples) this.#result.rttMs.push(now - sentAt);
+    if (!this.#untimed.delete(sequence)) {
+      this.#result.rtt.record(now - sentAt);
+      if (this.#keepSamples) this.#result.rttMs.push(now - sentAt);
+    }
     this.#acksOnStream += 1;
     if (this.#outSince !== undefined) {
       this.#result.outage.backMs.record(now - this.#outSince);

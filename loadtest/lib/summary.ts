@@ -1,5 +1,6 @@
 import type { WorkerReady, WorkerResult } from '../worker.ts';
 import { addCounts } from './error-tally.ts';
+import type { ApplianceLoopDelay } from './appliance-runtime.ts';
 import type { ProcessFigures } from './process-sampler.ts';
 import { busiestWindow, distribution, LatencyHistogram, type Distribution } from './stats.ts';
 
@@ -16,6 +17,13 @@ export interface RunSettings {
   tasks: number;
   reconnectStormAfterSecs: number | undefined;
   reconnectAfterFailure: boolean;
+}
+
+/** What the run saw of the appliance: /proc over the heartbeat phase, its RSS before the agents came, its own event-loop report. */
+export interface ApplianceFigures {
+  process: ProcessFigures | undefined;
+  rssBeforeMiB: number | undefined;
+  loop: ApplianceLoopDelay | undefined;
 }
 
 /** The tasks queued through the admin API: when each was queued (ms since the epoch), and the calls that failed. */
@@ -46,7 +54,8 @@ const merged = (histograms: Iterable<Parameters<LatencyHistogram['merge']>[0]>):
  * workers' counts added and their histograms merged bucket by bucket, so every percentile is over
  * every heartbeat of every process.
  */
-export function summarise(settings: RunSettings, ready: readonly WorkerReady[], setupSecs: number, results: readonly WorkerResult[], appliance: ProcessFigures | undefined, tasks: QueuedTasks | undefined): Record<string, unknown> {
+export function summarise(settings: RunSettings, ready: readonly WorkerReady[], setupSecs: number, results: readonly WorkerResult[], server: ApplianceFigures, tasks: QueuedTasks | undefined): Record<string, unknown> {
+  const appliance = server.process;
   const registered = sum(ready.map((worker) => worker.registered));
   const registerWallSecs = Math.max(...ready.map((worker) => worker.registerWallMs)) / 1000;
   const rtt = merged(results.map((result) => result.rtt)).summary();
@@ -82,12 +91,19 @@ export function summarise(settings: RunSettings, ready: readonly WorkerReady[], 
       pid: appliance?.pid ?? null,
       cpu_percent: appliance ? round(appliance.cpuPercent) : null,
       cpu_percent_max_1s: appliance ? round(appliance.cpuPercentMax1s) : null,
+      // Its CPU over the heartbeat phase divided by the heartbeats acked in it (the opening ones of the
+      // first streams, sent while connecting, are not in the phase: a slight overstatement).
+      cpu_us_per_heartbeat: appliance && acked > 0 ? round((appliance.cpuPercent / 100) * appliance.seconds * 1e6 / acked, 0) : null,
+      rss_mib_before_agents: server.rssBeforeMiB === undefined ? null : round(server.rssBeforeMiB),
       rss_mib_start: appliance ? round(appliance.rssMiBStart) : null,
       rss_mib_max: appliance ? round(appliance.rssMiBMax) : null,
       rss_mib_end: appliance ? round(appliance.rssMiBEnd) : null,
-      // The appliance exposes no event-loop figure (no metrics endpoint, nothing in its logs); from outside it cannot be seen.
-      event_loop_delay_p99_ms: null,
-      event_loop_delay_max_ms: null,
+      // What the run's agents cost it: its busiest RSS over what it held before they came.
+      memory_kib_per_agent: appliance && server.rssBeforeMiB !== undefined ? round(((appliance.rssMiBMax - server.rssBeforeMiB) * 1024) / settings.agents) : null,
+      // From its own runtime report (GET /api/v1/appliance/runtime): the 10-s windows of the heartbeat phase.
+      event_loop: server.loop
+        ? { windows: server.loop.windows, worst_window_p99_ms: server.loop.worstWindowP99Ms, max_ms: server.loop.maxMs, windows_over_20ms: server.loop.windowsOver20Ms }
+        : null,
     },
     generator: {
       // All processes together, % of one core: near 100 % per process, the generator itself limits the figures.
