@@ -192,10 +192,11 @@ async function loadTest(options: Options): Promise<void> {
       tasks = sleep(options.interval * 1000 + 1_000).then(() => queueTasks(admin, ready.flatMap((worker) => worker.agentIds).slice(0, options.tasks)));
     }
     const finished = (await results).map((reply) => reply.result);
+    // Read before the streams close: closing them all at once is not the heartbeat phase.
+    const loop = await applianceLoopDelay(admin, phaseStartedMs);
     const appliance = sampler?.stop();
     progress('closing the streams');
     await pool.closed();
-    const loop = await applianceLoopDelay(admin, phaseStartedMs);
     const summary = summarise(settingsOf(options), ready, setupSecs, finished, { process: appliance, rssBeforeMiB, loop }, await tasks);
     if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else printText(summary);

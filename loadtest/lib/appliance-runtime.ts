@@ -2,7 +2,7 @@ import type { AdminClient } from '../../appliance/cli/admin-client.ts';
 
 /** The appliance's event-loop delay over a run, from its runtime report's 10-second windows (ms). */
 export interface ApplianceLoopDelay {
-  /** Windows that overlap the run. */
+  /** Windows that began within the run. */
   windows: number;
   /** The highest p99 of any one window: how late the loop was in the run's worst 10 seconds. */
   worstWindowP99Ms: number;
@@ -13,11 +13,11 @@ export interface ApplianceLoopDelay {
 }
 
 interface RuntimeReport {
-  event_loop: { windows: Array<{ p99_ms: number; max_ms: number }> };
+  event_loop: { windows: Array<{ started_at: string; p99_ms: number; max_ms: number }> };
 }
 
 /**
- * Reads `GET /api/v1/appliance/runtime?since=` for the windows since `sinceMs` (ms since the epoch);
+ * Reads `GET /api/v1/appliance/runtime?since=` for the windows that began at or after `sinceMs` (ms since the epoch);
  * undefined when the appliance does not answer it (an older appliance), so a run still reports the rest.
  */
 export async function applianceLoopDelay(admin: AdminClient, sinceMs: number): Promise<ApplianceLoopDelay | undefined> {
@@ -27,7 +27,8 @@ export async function applianceLoopDelay(admin: AdminClient, sinceMs: number): P
   } catch {
     return undefined;
   }
-  const windows = report.event_loop.windows;
+  // Whole windows of the run only: the one the run began in also holds what came before (a connect storm).
+  const windows = report.event_loop.windows.filter((window) => Date.parse(window.started_at) >= sinceMs);
   if (windows.length === 0) return undefined;
   return {
     windows: windows.length,

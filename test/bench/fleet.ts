@@ -17,7 +17,7 @@
  * docs/BENCHMARKS.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memoryMiB } from '../../loadtest/lib/proc.ts';
@@ -83,6 +83,8 @@ async function drive(servers: readonly Server[], agents: number, durationSecs: n
       await new Promise((resolve) => child.once('close', resolve));
       const line = stdout.trim().split('\n').at(-1) ?? '';
       if (!line.startsWith('{')) throw new Error(`the load generator for ${server.name} printed no result (exit ${child.exitCode})`);
+      // Kept beside the server's log: a later phase that fails loses nothing of this one.
+      writeFileSync(`${server.dataDir}.result.json`, `${line}\n`);
       return { server, run: JSON.parse(line) };
     }),
   );
