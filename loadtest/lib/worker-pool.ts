@@ -12,16 +12,10 @@ type Reply<S extends FromWorker['step']> = Extract<FromWorker, { step: S }>;
  */
 export class WorkerPool {
   readonly #workers: ChildProcess[];
-  readonly #exited: Promise<never>;
 
   /** Forks `count` workers of `script` (the running entry point: loadtest/main.ts under tsx, or the bundle). */
   constructor(script: string, count: number) {
     this.#workers = Array.from({ length: count }, () => fork(script, ['--worker'], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-    this.#exited = Promise.race(
-      this.#workers.map((worker, index) => new Promise<never>((_, reject) => worker.once('exit', (code, signal) => reject(new Error(`generator process ${index} exited (${signal ?? code}) before the run ended`))))),
-    );
-    // Only a step in progress cares; without a handler the rejection would be unhandled between steps.
-    this.#exited.catch(() => undefined);
   }
 
   get size(): number {
@@ -48,19 +42,31 @@ export class WorkerPool {
     for (const worker of this.#workers) if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
   }
 
+  /**
+   * Each worker's `reply`, or the step fails when a worker exits before giving it. Only its own
+   * answer counts: after the last step a worker that answered closes its streams and exits while
+   * the others still drain, and that exit is no failure (a reconnect storm's run failed so).
+   */
   #step<S extends FromWorker['step']>(message: (worker: ChildProcess, index: number) => ToWorker, reply: S): Promise<Array<Reply<S>>> {
     const replies = this.#workers.map(
       (worker, index) =>
-        new Promise<Reply<S>>((resolve) => {
+        new Promise<Reply<S>>((resolve, reject) => {
+          const gone = (code: number | null, signal: NodeJS.Signals | null): void => {
+            worker.off('message', onMessage);
+            reject(new Error(`generator process ${index} exited (${signal ?? code}) before the run ended`));
+          };
           const onMessage = (answer: FromWorker): void => {
             if (answer.step !== reply) return;
             worker.off('message', onMessage);
+            worker.off('exit', gone);
             resolve(answer as Reply<S>);
           };
+          if (worker.exitCode !== null || worker.signalCode !== null) return gone(worker.exitCode, worker.signalCode);
           worker.on('message', onMessage);
+          worker.once('exit', gone);
           worker.send(message(worker, index));
         }),
     );
-    return Promise.race([Promise.all(replies), this.#exited]);
+    return Promise.all(replies);
   }
 }
