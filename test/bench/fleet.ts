@@ -20,7 +20,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { memoryMiB } from '../../loadtest/lib/proc.ts';
 import { tempDir } from '../helpers/bundler-fixtures.ts';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.ts';
 import { APPLIANCE_BIN, REPO_ROOT } from '../helpers/processes.ts';
@@ -40,8 +39,6 @@ interface Server {
   readonly name: string;
   readonly dataDir: string;
   readonly child: ChildProcess;
-  /** RSS (MiB) once listening, before any agent. */
-  rssIdleMiB: number;
 }
 
 interface TargetResult {
@@ -60,8 +57,7 @@ async function startServer(name: string, dataDir: string, args: readonly string[
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start (see ${dataDir}.log)`);
     await sleep(100);
   }
-  await sleep(1_000);
-  return { name, dataDir, child, rssIdleMiB: memoryMiB(child.pid!, 'VmRSS') };
+  return { name, dataDir, child };
 }
 
 async function stopServer(server: Server): Promise<void> {
@@ -93,15 +89,16 @@ async function drive(servers: readonly Server[], agents: number, durationSecs: n
 const round = (value: number, digits = 1): number => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /** The row of one target (or of all, `results` together): what docs/BENCHMARKS.md shows. */
-function row(label: string, results: readonly TargetResult[], durationSecs: number): string {
+function row(label: string, results: readonly TargetResult[]): string {
   const sum = (pick: (result: TargetResult) => number): number => results.reduce((total, result) => total + pick(result), 0);
   const max = (pick: (result: TargetResult) => number): number => Math.max(...results.map(pick));
   const agents = sum((result) => result.run.agents);
   const heartbeats = sum((result) => result.run.heartbeats);
-  const cpuSeconds = sum((result) => ((result.run.appliance.cpu_percent ?? 0) / 100) * durationSecs);
-  const memoryMiB = sum((result) => (result.run.appliance.rss_mib_max ?? 0) - result.server.rssIdleMiB);
+  // The generator's own per-server figures, weighted back into totals for a row of several servers.
+  const cpuUs = sum((result) => (result.run.appliance.cpu_us_per_heartbeat ?? Number.NaN) * result.run.heartbeats);
+  const memoryKiB = sum((result) => (result.run.appliance.memory_kib_per_agent ?? Number.NaN) * result.run.agents);
   const loop = (pick: (delay: Record<string, number>) => number) => max((result) => (result.run.appliance.event_loop ? pick(result.run.appliance.event_loop) : Number.NaN));
-  return `| ${label} | ${sum((result) => result.run.agents_online)} / ${agents} | ${heartbeats} | ${sum((result) => result.run.lost)} | ${sum((result) => result.run.errors)} | ${max((result) => result.run.rtt_p50_ms)} / ${max((result) => result.run.rtt_p99_ms)} / ${max((result) => result.run.rtt_max_ms)} ms | ${round((cpuSeconds * 1e6) / heartbeats, 0)} µs | ${round((memoryMiB * 1024) / agents)} KiB | ${loop((delay) => delay.worst_window_p99_ms)} / ${loop((delay) => delay.max_ms)} ms, ${loop((delay) => delay.windows_over_20ms)} |`;
+  return `| ${label} | ${sum((result) => result.run.agents_online)} / ${agents} | ${heartbeats} | ${sum((result) => result.run.lost)} | ${sum((result) => result.run.errors)} | ${max((result) => result.run.rtt_p50_ms)} / ${max((result) => result.run.rtt_p99_ms)} / ${max((result) => result.run.rtt_max_ms)} ms | ${round(cpuUs / heartbeats, 0)} µs | ${round(memoryKiB / agents)} KiB | ${loop((delay) => delay.worst_window_p99_ms)} / ${loop((delay) => delay.max_ms)} ms, ${loop((delay) => delay.windows_over_20ms)} |`;
 }
 
 const agents = positiveIntegerEnv('BENCH_AGENTS', 18_000);
@@ -147,10 +144,10 @@ try {
     '',
     '| server | online / agents | heartbeats acked | lost | errors | RTT p50 / p99 / max | CPU per heartbeat | memory per agent | loop: worst window p99 / max, windows over 20 ms |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...appliance.map((result) => row(`appliance ${result.server.name}`, [result], durationSecs)),
-    ...(instances > 1 ? [row('appliance, all', appliance, durationSecs)] : []),
-    ...floor.map((result) => row(result.server.name, [result], durationSecs)),
-    ...(instances > 1 ? [row('floor, all', floor, durationSecs)] : []),
+    ...appliance.map((result) => row(`appliance ${result.server.name}`, [result])),
+    ...(instances > 1 ? [row('appliance, all', appliance)] : []),
+    ...floor.map((result) => row(result.server.name, [result])),
+    ...(instances > 1 ? [row('floor, all', floor)] : []),
   );
   process.stdout.write(`${lines.join('\n')}\n`);
   const lost = appliance.reduce((total, result) => total + result.run.lost, 0);
