@@ -46,7 +46,7 @@ conformance('host store: insert once per key, decide only from allowed states (o
   await hosts.recordFacts('hst_1', { hostname: 'web-1b', os: 'linux', osVersion: 'Debian 12', arch: 'arm64', agentVersion: '0.2.0', ipAddresses: ['10.0.0.1', 'fe80::1'] });
   await hosts.recordHeartbeats([{ hostId: 'hst_1', receivedAt: AT + 5, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 1.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 99, clockOffsetMs: -40 }]);
   await hosts.recordHeartbeats([{ hostId: 'hst_1', receivedAt: AT + 6, intervalSecs: 30, agentVersion: '0.2.1', cpuPercent: 4.5, memoryPercent: 2.5, diskPercent: 3.5, uptimeSeconds: 129, clockOffsetMs: null }]);
-  await hosts.recordDisconnect('hst_1', AT + 7);
+  await hosts.recordDisconnects(['hst_1'], AT + 7);
   const seen = (await hosts.get('hst_1'))!;
   assert.deepEqual(
     [seen.hostname, seen.machineFingerprint, seen.osVersion, seen.ipAddresses, seen.lastRegisteredAt, seen.lastHeartbeatAt, seen.cpuPercent, seen.clockOffsetMs, seen.agentVersion, seen.lastDisconnectedAt, seen.approval],

@@ -76,6 +76,15 @@ conformance('instance store: leases, which instance holds each stream, a release
     afterHostId = page.at(-1)!.hostId;
   }
   assert.deepEqual(paged, bulk.map((stream) => stream.hostId).sort());
+  // Released together (a fleet dropped at once), past one statement's bound: only the rows naming their stream go.
+  await instances.claimStream('hst_bulk7', B, 'newer-7', undefined, later + 3);
+  const ended = [...bulk.map(({ hostId, streamId }) => ({ hostId, streamId })), { hostId: 'hst_1', streamId: 's-0' }];
+  const released = await instances.releaseStreams(ended, B);
+  assert.equal(released.size, 1_199);
+  assert.equal(released.has('hst_bulk7'), false, 'a newer stream of the host keeps its row');
+  assert.equal(released.has('hst_1'), false, 'no row named that stream');
+  assert.deepEqual(await instances.streamsOf(B), [{ hostId: 'hst_bulk7', streamId: 'newer-7' }]);
+  assert.equal((await instances.releaseStreams([{ hostId: 'hst_bulk7', streamId: 'newer-7' }], A)).size, 0, 'only the instance named in the row releases it');
 
   // A SQLite appliance restarted after a crash: its predecessor's instance and streams are forgotten at once.
   await instances.renewLease(A, later + 3, LEASE);

@@ -217,6 +217,27 @@ export class ApplianceInstanceStore {
     return Number(deleted.numDeletedRows) === 1;
   }
 
+  /**
+   * releaseStream for many streams of `instanceId` at once, HOSTS_PER_STATEMENT per statement (a
+   * fleet whose connections dropped together). Returns the hosts whose row named their stream and
+   * is gone; the others are held by another instance or a newer stream here. Stream ids are unique
+   * (randomUUID per stream), so matching host and stream ids each against their lists matches the pairs.
+   */
+  async releaseStreams(streams: ReadonlyArray<{ hostId: string; streamId: string }>, instanceId: string): Promise<Set<string>> {
+    const released = new Set<string>();
+    for (const chunk of slices(streams, HOSTS_PER_STATEMENT)) {
+      const rows = await this.#db
+        .deleteFrom('host_streams')
+        .where('instance_id', '=', instanceId)
+        .where('host_id', 'in', chunk.map((stream) => stream.hostId))
+        .where('stream_id', 'in', chunk.map((stream) => stream.streamId))
+        .returning('host_id')
+        .execute();
+      for (const row of rows) released.add(row.host_id);
+    }
+    return released;
+  }
+
   /** The hosts among `hostIds` whose stream is held by an instance alive at `now`: the ones online, on any instance. */
   async streamingAmong(hostIds: readonly string[], now: number): Promise<Set<string>> {
     if (hostIds.length === 0) return new Set();

@@ -238,11 +238,7 @@ export class HostStore {
     }
   }
 
-  async recordDisconnect(id: string, at: number): Promise<void> {
-    await this.recordDisconnects([id], at);
-  }
-
-  /** recordDisconnect for every host of `ids`, HOSTS_PER_STATEMENT per statement. */
+  /** Records that each host of `ids` went offline at `at` (ms), HOSTS_PER_STATEMENT per statement. */
   async recordDisconnects(ids: readonly string[], at: number): Promise<void> {
     for (const slice of slices(ids, HOSTS_PER_STATEMENT)) await this.#db.updateTable('hosts').set({ last_disconnected_at: at }).where('id', 'in', slice).execute();
   }
