@@ -65,6 +65,12 @@ export interface HeartbeatLoadResult {
     droppedInFlight: number;
     /** Per agent: from the drop to the first ack on its new stream. */
     backMs: LatencyHistogram;
+    /**
+     * Attempts the appliance refused at once (reset or closed before TLS completed: its admission
+     * control, appliance/grpc/connection-gate.ts), after which the agent backed off as designed; an
+     * attempt that timed out is an error instead.
+     */
+    attemptsRefused: number;
   };
   /** With reconnectAfterFailure: the streams that failed on their own (the appliance killed, unreachable) and how the agents came back. */
   outage: OutageResult;
@@ -364,7 +370,7 @@ export class HeartbeatLoad {
     this.#newClient = newClient;
     this.result = {
       sent: 0, acked: 0, lost: 0, errors: this.#tally.messages, errorCount: 0, errorsByKind: this.#tally.byKind,
-      rttMs: [], rtt: new LatencyHistogram(), online: 0, tasks: [], reconnect: { droppedInFlight: 0, backMs: new LatencyHistogram() },
+      rttMs: [], rtt: new LatencyHistogram(), online: 0, tasks: [], reconnect: { droppedInFlight: 0, backMs: new LatencyHistogram(), attemptsRefused: 0 },
       outage: { streamsFailed: 0, cutInFlight: 0, attempts: 0, arrivalAtMs: [], attemptsFailed: 0, backMs: new LatencyHistogram(), backAtMs: [], firstFailedAtMs: null, stillOut: 0 },
     };
     this.#agents = agents.map((agent) => new SimulatedAgent(agent, this.result, this.#tally, options));
@@ -468,6 +474,7 @@ export class HeartbeatLoad {
         return;
       } catch (error) {
         if (cause === 'outage') this.result.outage.attemptsFailed += 1;
+        else if ((error as { code?: number }).code === grpc.status.UNAVAILABLE) this.result.reconnect.attemptsRefused += 1;
         else this.#tally.addCallError('reconnect', `connection ${connection.index}`, error);
         connection.client.close();
       }

@@ -1,5 +1,9 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServiceError } from '@grpc/grpc-js';
+import { Backoff } from '../../agent/lifecycle/backoff.ts';
 import type { IngestServiceClient, RegisterRequest, RegisterResponse__Output } from '../../common/proto.ts';
+import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import type { RegisterSource } from './clients.ts';
 import { ErrorTally } from './error-tally.ts';
 import { LatencyHistogram } from './stats.ts';
@@ -17,7 +21,20 @@ export interface RegisterLoadResult {
   errors: string[];
   errorCount: number;
   errorsByKind: Record<string, number>;
+  /** Failed attempts that were tried again, as agents do (none beyond `retryForMs`). */
+  retried: number;
   wallMs: number;
+}
+
+export interface RegisterOptions {
+  /**
+   * A failed Register (the challenge's included) is tried again on a new connection after the
+   * agent's backoff (agent/lifecycle/backoff.ts; the appliance's retry hint when it gave one), as
+   * real agents do, until this long (ms) after the start; a failure after it counts as an error.
+   */
+  retryForMs: number;
+  /** A new client for slot `slot`, replacing the one whose attempt failed (its connection may be gone). */
+  newClient: (slot: number) => IngestServiceClient;
 }
 
 function register(client: IngestServiceClient, request: RegisterRequest): Promise<RegisterResponse__Output> {
@@ -29,30 +46,51 @@ function register(client: IngestServiceClient, request: RegisterRequest): Promis
 /**
  * Registers every request with one in flight per client, each client on its own
  * (already open) connection, like that many agents enrolling at once. A request may be a
- * RegisterSource, built on its client when its turn comes (fetching a register challenge).
+ * RegisterSource, built on its client when its turn comes (fetching a register challenge). With
+ * `options`, a failed attempt is tried again within `options.retryForMs` (RegisterOptions); without,
+ * it counts as an error at once. The caller closes `initialClients`.
  */
-export async function registerAll(requests: ReadonlyArray<RegisterRequest | RegisterSource>, clients: readonly IngestServiceClient[]): Promise<RegisterLoadResult> {
+export async function registerAll(requests: ReadonlyArray<RegisterRequest | RegisterSource>, initialClients: readonly IngestServiceClient[], options?: RegisterOptions): Promise<RegisterLoadResult> {
   const tally = new ErrorTally();
-  const result: RegisterLoadResult = { agents: [], latency: new LatencyHistogram(), errors: tally.messages, errorCount: 0, errorsByKind: tally.byKind, wallMs: 0 };
+  const result: RegisterLoadResult = { agents: [], latency: new LatencyHistogram(), errors: tally.messages, errorCount: 0, errorsByKind: tally.byKind, retried: 0, wallMs: 0 };
+  const clients = [...initialClients];
+  /** The clients made here for retries (the caller closes its own). */
+  const replacements: IngestServiceClient[] = [];
+  const started = performance.now();
   let next = 0;
-  const slot = async (client: IngestServiceClient): Promise<void> => {
+  const slot = async (slotIndex: number): Promise<void> => {
     while (next < requests.length) {
       const index = next++;
       const source = requests[index]!;
-      const sentAt = performance.now();
-      try {
-        const request = typeof source === 'function' ? await source(client) : source;
-        const response = await register(client, request);
-        result.latency.record(performance.now() - sentAt);
-        if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt });
-        else tally.add(`register:${response.status}`, `${request.hostname}: ${response.status}`);
-      } catch (error) {
-        tally.addCallError('register', `agent ${index}`, error);
+      const backoff = new Backoff(Math.random);
+      for (;;) {
+        const client = clients[slotIndex]!;
+        const sentAt = performance.now();
+        try {
+          const request = typeof source === 'function' ? await source(client) : source;
+          const response = await register(client, request);
+          result.latency.record(performance.now() - sentAt);
+          if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt });
+          else tally.add(`register:${response.status}`, `${request.hostname}: ${response.status}`);
+          break;
+        } catch (error) {
+          const hintMs = parseRetryAfterMs((error as Partial<ServiceError>).metadata?.get(RETRY_AFTER_MS_METADATA) ?? []);
+          const waitMs = backoff.next(hintMs);
+          if (options === undefined || performance.now() + waitMs - started >= options.retryForMs) {
+            tally.addCallError('register', `agent ${index}`, error);
+            break;
+          }
+          result.retried += 1;
+          client.close();
+          await sleep(waitMs);
+          clients[slotIndex] = options.newClient(slotIndex);
+          replacements.push(clients[slotIndex]!);
+        }
       }
     }
   };
-  const started = performance.now();
-  await Promise.all(clients.map(slot));
+  await Promise.all(clients.map((_, slotIndex) => slot(slotIndex)));
+  for (const client of replacements) client.close();
   result.wallMs = performance.now() - started;
   result.errorCount = tally.total;
   return result;

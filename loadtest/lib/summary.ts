@@ -74,6 +74,8 @@ export function summarise(settings: RunSettings, ready: readonly WorkerReady[], 
     registered,
     registrations_per_sec: round(registered / registerWallSecs),
     register_ms: ms(merged(ready.map((worker) => worker.registerLatency)).summary()),
+    // Failed attempts tried again on the agent's backoff (not errors: an agent not registered in the end is).
+    register_retried: sum(ready.map((worker) => worker.registerRetried)),
     setup_secs: round(setupSecs),
     agents_online: sum(results.map((result) => result.online)),
     heartbeats: acked,
@@ -124,6 +126,8 @@ function reconnectFigures(settings: RunSettings, results: readonly WorkerResult[
   return {
     after_secs: settings.reconnectStormAfterSecs,
     dropped_in_flight: sum(results.map((result) => result.reconnect.droppedInFlight)),
+    // Refused at once and retried after the agent's backoff: deliberate, not errors (timeouts are).
+    attempts_refused: sum(results.map((result) => result.reconnect.attemptsRefused)),
     agents_back: back.count,
     back_ms: ms(back),
     // The last agent's first ack on its new stream: the time until the whole fleet was back.
