@@ -1,8 +1,8 @@
 /**
  * Every identifier kind of the product, its format defined once next to its generator: a prefix
- * naming what it identifies, an underscore, then ID_HEX_DIGITS lowercase hex digits (80 random bits,
- * or the start of a SHA-256 for a reproducible bundle id). The appliance makes host, organisation,
- * token, task, admin and bundle ids; the agent makes scan ids. Entry points that take an id from
+ * naming what it identifies, an underscore, then ID_HEX_DIGITS lowercase hex digits (80 random bits; for
+ * hosts the time in ms then 32 random bits; or the start of a SHA-256 for a reproducible bundle id). The
+ * appliance makes host, organisation, token, task, admin and bundle ids; the agent makes scan ids. Entry points that take an id from
  * outside (HTTP params, a TaskUpdate, an inventory chunk, `report-task --task-id`, the uninstaller's
  * argument) test it with `idPattern` / `idPatternSource`, so they accept exactly what is generated.
  */
@@ -30,6 +30,20 @@ const ID_HEX_DIGITS = 20;
 /** A new random id of the kind `prefix` names, such as hst_0f3a… */
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${randomBytes(ID_HEX_DIGITS / 2).toString('hex')}`;
+}
+
+/** Hex digits of a time-ordered id that hold its milliseconds since the epoch (48 bits: past the year 10,000). */
+const TIME_HEX_DIGITS = 12;
+
+/**
+ * A new id that sorts after every id made in an earlier millisecond: `now` (ms since the epoch) in its
+ * first TIME_HEX_DIGITS digits, 32 random bits after, so it has the format of newId's. For hosts
+ * (decisions.md 157): the name index and the package table are keyed by host id first, and a new host's
+ * first scan then lands at the end of each key range it touches instead of at random places in it.
+ */
+export function newTimeOrderedId(prefix: IdPrefix, now: number): string {
+  if (!Number.isSafeInteger(now) || now < 0 || now >= 16 ** TIME_HEX_DIGITS) throw new TypeError('newTimeOrderedId needs a time in whole milliseconds, 0 to 2^48 - 1');
+  return `${prefix}_${now.toString(16).padStart(TIME_HEX_DIGITS, '0')}${randomBytes((ID_HEX_DIGITS - TIME_HEX_DIGITS) / 2).toString('hex')}`;
 }
 
 /** An id derived from a digest (hex), for ids that must repeat for the same inputs (reproducible bundles). */

@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
+import { idPattern } from '../common/ids.ts';
 import { AgentJwtAuthority } from '../appliance/auth/agent-jwt.ts';
 import { RegisterChallenges } from '../appliance/enrolment/register-challenge.ts';
 import { parseRegisterRequest } from '../appliance/enrolment/register-input.ts';
@@ -76,6 +77,16 @@ test('two concurrent registrations of one new key enrol one host and both are an
   assert.equal(racing.length, 1);
   const tokens = await enrolment.listTokens(orgId);
   assert.equal(tokens.find((each) => each.id === token.token.id)?.uses, 2, 'the world host and the racing key: one use each');
+  await stores.close();
+});
+
+test("a host enrolled later gets an id that sorts later, so its first scan's name-index entries append (decision 157)", async () => {
+  const { stores, enrolment, token, hostId, now } = await world('time-ordered-ids');
+  const later = await enrolment.register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity(), token.secret, {}, now + 1000))), now + 1000);
+  const laterId = later.agent_id as string;
+  assert.match(laterId, idPattern('hst'));
+  assert.equal(hostId.slice(4, 16), now.toString(16).padStart(12, '0'), 'the enrolment time leads the id');
+  assert.ok(hostId < laterId, `${hostId} < ${laterId}`);
   await stores.close();
 });
 

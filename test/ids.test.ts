@@ -14,7 +14,7 @@ import { openStores } from '../appliance/store/index.ts';
 import { checkTaskUpdate } from '../appliance/tasks/updates.ts';
 import { TOKEN_ID } from '../bundler/lib/validate.ts';
 import { packageRoot } from '../common/package-root.ts';
-import { ACCEPTED_SCAN_ID, ID_PREFIXES, derivedId, idPattern, idPatternSource, newId } from '../common/ids.ts';
+import { ACCEPTED_SCAN_ID, ID_PREFIXES, derivedId, idPattern, idPatternSource, newId, newTimeOrderedId } from '../common/ids.ts';
 
 /** Task ids that are not what the appliance makes: other alphabets, lengths, prefixes, shell and path text. */
 const NOT_TASK_IDS = ['tsk_', 'tsk_0123456789ABCDEF0123', 'tsk_0123456789abcdef012', 'tsk_0123456789abcdef01234', 'tsk_0123456789abcdef-123', 'tsk_0123456789abcdef_123', 'task_0123456789abcdef0123', 'tsk_$(id)', 'tsk_../../etc/passwd', 'not a task'];
@@ -37,6 +37,18 @@ test('every generated id of every kind matches its one format, and ids derived f
   assert.throws(() => derivedId('bnd', 'AB'.repeat(32)), TypeError);
   assert.ok(TOKEN_ID.test(newId('etk')), 'the bundler takes the token ids the appliance makes');
   for (let index = 0; index < 50; index += 1) assert.match(newId('scn'), ACCEPTED_SCAN_ID, 'the appliance takes the scan ids the agent makes');
+});
+
+test('host ids made in a later millisecond sort after earlier ones, in the same format as every id (decision 157)', () => {
+  const start = Date.UTC(2026, 11, 2);
+  const ids = Array.from({ length: 1000 }, (_, index) => newTimeOrderedId('hst', start + index * 7));
+  for (const id of ids) assert.match(id, idPattern('hst'), id);
+  assert.deepEqual([...ids].sort(), ids, 'string order is enrolment order');
+  assert.equal(newTimeOrderedId('hst', start).slice(0, 16), `hst_${start.toString(16).padStart(12, '0')}`, 'the time leads');
+  const sameMillisecond = new Set(Array.from({ length: 1000 }, () => newTimeOrderedId('hst', start)));
+  assert.equal(sameMillisecond.size, 1000, 'random within one millisecond');
+  assert.match(newTimeOrderedId('hst', 2 ** 48 - 1), idPattern('hst'), 'twelve digits hold the time until the year 10,889');
+  for (const bad of [1.5, -1, 2 ** 48]) assert.throws(() => newTimeOrderedId('hst', bad), TypeError, String(bad));
 });
 
 test('a task id that is not of the generated format is refused where a task report enters the appliance', async (t) => {

@@ -477,6 +477,7 @@ export async function consoleRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       min_version: { type: 'string', maxLength: 256 },
       max_version: { type: 'string', maxLength: 256 },
       include_removed: { type: 'string', enum: ['1'] },
+      page: { type: 'string', pattern: '^[1-9][0-9]{0,5}$' },
     },
   } as const;
   const findSoftware = (query: SoftwareQuery) =>

@@ -3,7 +3,7 @@ import { CtOpsError } from '../../common/errors.ts';
 import type { RegisterResponse } from '../../common/proto.ts';
 import { registerPayload } from '../../common/register-payload.ts';
 import type { AgentJwtAuthority } from '../auth/agent-jwt.ts';
-import { hashSecret, newId } from '../lib/ids.ts';
+import { hashSecret, newTimeOrderedId } from '../lib/ids.ts';
 import type { EnrolmentToken } from '../model/enrolment.ts';
 import type { Host } from '../model/host.ts';
 import type { Stores, TableStores, TransactionScope } from '../store/index.ts';
@@ -163,7 +163,7 @@ async function enrolNewHost(tx: TransactionScope<TableStores>, input: RegisterIn
   // reinstall: keep both apart and leave the decision to an admin.
   const twin = await tx.hosts.findLiveByFingerprint(orgId, input.machineFingerprint);
   const host = {
-    id: newId('hst'),
+    id: newTimeOrderedId('hst', now),
     orgId,
     ...describedHost(input),
     approval: token.autoApprove && !twin ? ('active' as const) : ('pending' as const),

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { successorProofPayload } from '../../common/successor-proof.ts';
 import { IDENTITY_RESOLUTION_MAX_MS } from '../hosts/identity.ts';
-import { newId } from '../lib/ids.ts';
+import { newTimeOrderedId } from '../lib/ids.ts';
 import { verifyAgentSignature } from './agent-signature.ts';
 import type { Host } from '../model/host.ts';
 import type { HostStore } from '../store/hosts.ts';
@@ -51,7 +51,7 @@ export async function enrolSuccessor(input: RegisterInput, predecessor: Host, tx
   }
   const twin = await tx.hosts.findLiveByFingerprint(predecessor.orgId, input.machineFingerprint);
   const host = {
-    id: newId('hst'),
+    id: newTimeOrderedId('hst', now),
     orgId: predecessor.orgId,
     ...describedHost(input),
     approval: 'pending' as const,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 /** Id formats and their generator are shared with the agent: common/ids.ts. */
-export { newId } from '../../common/ids.ts';
+export { newId, newTimeOrderedId } from '../../common/ids.ts';
 
 /** A high-entropy secret (256 bits) rendered base64url after a prefix naming what it is (tok_ enrolment, ctadm_ local CLI, ctses_ API session, ctcon_ console session, ctapi_ API token). */
 export function newSecret(prefix: 'tok' | 'ctadm' | 'ctses' | 'ctcon' | 'ctapi'): string {

@@ -20,10 +20,8 @@
  * Prints a table and a JSON line; exits 1 when a page's p95 server time is 300 ms or more. BENCH_KEEP=1
  * keeps the data directory (its path is printed).
  */
-import { readFileSync, mkdtempSync, rmSync, statfsSync, statSync } from 'node:fs';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Agent, request } from 'node:https';
-import { loadavg, tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openStores, type SqliteStores } from '../../appliance/store/index.ts';
@@ -31,12 +29,12 @@ import { TestAppliance } from '../helpers/appliance.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { describeMachine } from './lib/machine.ts';
-import { cpuSeconds, memoryMiB } from '../../loadtest/lib/proc.ts';
+import { packageDatabaseDir } from './lib/database-dir.ts';
+import { firstAdminClient, LOADS, measurePage, ms, spread, WARM_UPS, writeJsonLine, type ConsoleClient, type PageFigures } from './lib/console-client.ts';
+import { memoryMiB } from '../../loadtest/lib/proc.ts';
 import { distribution, type Distribution } from '../../loadtest/lib/stats.ts';
 
 const TARGET_MS = 300;
-const WARM_UPS = 3;
-const LOADS = 20;
 const BROWSER_LOADS = 10;
 const HOSTS_PAGE_SIZE = 50;
 /** Hosts whose packages one generation transaction writes (500,000 rows at the default size). */
@@ -46,10 +44,6 @@ const NAMES_PER_BATCH = 100;
 /** Vitals samples per host heard from (30 s apart); the measured host has a whole day of them. */
 const VITALS_PER_HOST = 20;
 const DAY_SAMPLES = 2880;
-/** Bytes on disk per package row, its unique index and name-index entry (measured: about 200; with room). */
-const BYTES_PER_PACKAGE = 320;
-/** Of the free space, at most this share may go to the database. */
-const DISK_SHARE = 0.6;
 /** Matches role "web" at site "fra": 1 % of the hosts (see the hostname below). */
 const SEARCH = 'web-fra';
 const PASSWORD = 'bench console passphrase';
@@ -217,96 +211,6 @@ async function generate(path: string, hosts: number, perHost: number, tasksPerHo
   return { ...fleet, seconds: (performance.now() - started) / 1000, dbBytes: statSync(path).size };
 }
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-  wallMs: number;
-}
-
-/** A browser's cookie jar and one kept-alive HTTPS connection to the console, as far as the bench needs them. */
-class ConsoleClient {
-  readonly #cookies = new Map<string, string>();
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  readonly #port: number;
-  readonly #ca: string;
-
-  constructor(port: number, ca: string) {
-    this.#port = port;
-    this.#ca = ca;
-  }
-
-  call(method: 'GET' | 'POST', path: string, form?: Record<string, string>): Promise<Answer> {
-    const body = form && new URLSearchParams(form).toString();
-    const started = performance.now();
-    return new Promise((resolve, reject) => {
-      const sent = request(
-        {
-          host: '127.0.0.1', port: this.#port, method, path, ca: this.#ca, agent: this.#agent,
-          headers: { cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; '), ...(body !== undefined && { 'content-type': 'application/x-www-form-urlencoded' }) },
-        },
-        (response) => {
-          for (const line of response.headers['set-cookie'] ?? []) {
-            const [name = '', value = ''] = line.split(';', 1)[0]!.split('=');
-            if (/max-age=0/i.test(line)) this.#cookies.delete(name);
-            else this.#cookies.set(name, value);
-          }
-          let text = '';
-          response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, text, wallMs: performance.now() - started }));
-        },
-      );
-      sent.on('error', reject);
-      sent.end(body);
-    });
-  }
-
-  /** Posts a form with the CSRF token of the page at `formPath` (its body's hx-headers); expects a 303 to `expected`. */
-  async submit(formPath: string, action: string, fields: Record<string, string>, expected: string): Promise<void> {
-    const page = await this.call('GET', formPath);
-    const token = /x-csrf-token(?:&quot;|")\s*:\s*(?:&quot;|")([^"&]+)/.exec(page.text)?.[1];
-    if (token === undefined) throw new Error(`no CSRF token on ${formPath} (${page.status})`);
-    const answer = await this.call('POST', action, { ...fields, _csrf: token });
-    if (answer.status !== 303 || answer.headers.location !== expected) throw new Error(`POST ${action}: ${answer.status} to ${answer.headers.location}, expected 303 to ${expected}`);
-  }
-
-  close(): void {
-    this.#agent.destroy();
-  }
-}
-
-interface PageFigures {
-  label: string;
-  path: string;
-  serverMs: Distribution;
-  wallMs: Distribution;
-  bytes: number;
-  /** The appliance's CPU time (user + system) per measured load, in ms: what other processes' load inflates least. */
-  cpuMsPerLoad: number;
-  /** "Hosts 1–50 of N": N, for the lists. */
-  matching?: number;
-}
-
-async function measurePage(client: ConsoleClient, pid: number, label: string, path: string): Promise<PageFigures> {
-  const server: number[] = [];
-  const wall: number[] = [];
-  let last: Answer | undefined;
-  let cpuStarted = 0;
-  for (let load = 0; load < WARM_UPS + LOADS; load += 1) {
-    if (load === WARM_UPS) cpuStarted = cpuSeconds(pid);
-    const answer = await client.call('GET', path);
-    const timing = /app;dur=([\d.]+)/.exec(String(answer.headers['server-timing']))?.[1];
-    if (answer.status !== 200 || timing === undefined) throw new Error(`GET ${path}: ${answer.status}, Server-Timing ${String(answer.headers['server-timing'])}`);
-    if (load < WARM_UPS) continue;
-    server.push(Number(timing));
-    wall.push(answer.wallMs);
-    last = answer;
-  }
-  const cpuMsPerLoad = ((cpuSeconds(pid) - cpuStarted) * 1000) / LOADS;
-  const matching = /Hosts [\d,]+–[\d,]+ of ([\d,]+)/.exec(last!.text)?.[1];
-  return { label, path, serverMs: distribution(server), wallMs: distribution(wall), bytes: Buffer.byteLength(last!.text), cpuMsPerLoad, ...(matching !== undefined && { matching: Number(matching.replaceAll(',', '')) }) };
-}
-
 interface BrowserFigures {
   label: string;
   path: string;
@@ -357,8 +261,6 @@ async function measureInBrowser(origin: string, serverCertPem: string, outputDir
   }
 }
 
-const ms = (value: number): string => (Number.isFinite(value) ? value.toFixed(1) : '–');
-const spread = (d: Distribution): string => `${ms(d.p50)} / ${ms(d.p95)} / ${ms(d.max)}`;
 const fmt = (value: number): string => value.toLocaleString('en-GB');
 
 async function main(): Promise<void> {
@@ -366,14 +268,7 @@ async function main(): Promise<void> {
   const perHost = positiveIntegerEnv('BENCH_PACKAGES', 2_000);
   const tasksPerHost = positiveIntegerEnv('BENCH_TASKS_PER_HOST', 1);
   const keep = process.env.BENCH_KEEP === '1';
-  const dir = mkdtempSync(join(tmpdir(), 'ct-ops-bench-console-'));
-  const free = statfsSync(dir);
-  const freeBytes = free.bavail * free.bsize;
-  const estimated = hosts * perHost * BYTES_PER_PACKAGE;
-  if (estimated > DISK_SHARE * freeBytes) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`the database would take about ${(estimated / 1024 ** 3).toFixed(1)} GiB, more than ${DISK_SHARE * 100} % of the ${(freeBytes / 1024 ** 3).toFixed(1)} GiB free in ${tmpdir()}: lower BENCH_HOSTS or BENCH_PACKAGES`);
-  }
+  const { dir, estimatedBytes: estimated, freeBytes } = packageDatabaseDir('ct-ops-bench-console-', hosts, perHost);
   let appliance: TestAppliance | undefined;
   let client: ConsoleClient | undefined;
   try {
@@ -383,11 +278,7 @@ async function main(): Promise<void> {
 
     appliance = await TestAppliance.start({ dataDir: dir, sans: ['127.0.0.1'], env: { CT_OPS_APPLIANCE_LOG_LEVEL: 'info' } });
     const pid = appliance.process.child.pid!;
-    const oneTime = /password: (\S+)/.exec(appliance.process.stderr)?.[1];
-    if (oneTime === undefined) throw new Error(`the appliance printed no one-time password; stderr: ${appliance.process.stderr.slice(-2000)}`);
-    client = new ConsoleClient(appliance.httpPort, appliance.caCert);
-    await client.submit('/console/login', '/console/login', { username: 'admin', password: oneTime }, '/console/password');
-    await client.submit('/console/password', '/console/password', { current_password: oneTime, new_password: PASSWORD }, '/console/');
+    client = await firstAdminClient(appliance, PASSWORD);
 
     const deepPage = Math.max(1, Math.ceil(hosts / HOSTS_PAGE_SIZE) - 1);
     const pages = [
@@ -440,8 +331,7 @@ async function main(): Promise<void> {
     if (browser.pageErrors.length > 0) lines.push('', `Browser page errors (${browser.pageErrors.length}): ${browser.pageErrors.slice(0, 3).join(' | ')}`);
     process.stdout.write(`${lines.join('\n')}\n`);
     const json = { bench: 'console', date: machine.date, hosts: fleet.hosts, packagesPerHost: perHost, packages: fleet.packages, tasks: fleet.tasks, generationSeconds: fleet.seconds, generationSteps: fleet.steps, dbBytes: fleet.dbBytes, loadAverage: [loadBefore, loadAfter], rssMiB, peakRssMiB, pages: [...figures, chart], browser: browser.figures, targetMs: TARGET_MS, met: missed.length === 0 };
-    // Tenths of a millisecond are the figures' precision.
-    process.stdout.write(`${JSON.stringify(json, (_key, value: unknown) => (typeof value === 'number' && !Number.isInteger(value) ? Math.round(value * 10) / 10 : value))}\n`);
+    writeJsonLine(json);
     process.exitCode = missed.length === 0 ? 0 : 1;
   } finally {
     client?.close();

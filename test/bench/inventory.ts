@@ -22,33 +22,20 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pino from 'pino';
 import { parseChunk } from '../../appliance/inventory/chunk.ts';
-import { InventoryService } from '../../appliance/inventory/service.ts';
-import { PresenceRegistry } from '../../appliance/presence/registry.ts';
-import { TaskService } from '../../appliance/tasks/service.ts';
 import { openPostgresStores, openStores, type Stores } from '../../appliance/store/index.ts';
 import { sql } from 'kysely';
 import { startPostgres, type PostgresCluster } from '../helpers/postgres.ts';
-import { onlyInstance } from '../helpers/single-instance.ts';
 import type { PackageInput } from '../../appliance/model/inventory.ts';
 import type { SoftwarePackage__Output } from '../../proto/gen/ctops/ingest/v1/SoftwarePackage.ts';
+import { benchInventoryService, CHUNK, insertBenchHosts, packageList, scanHost } from './lib/inventory-scan.ts';
 import { describeMachine } from './lib/machine.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 
-const CHUNK = 500;
 const TARGET_PER_SEC = 100_000;
 
 
 const progress = progressFor('bench:inventory');
-
-/** A realistic-looking package list: names and versions of dpkg-like lengths. */
-function packageList(count: number, offset: number): PackageInput[] {
-  return Array.from({ length: count }, (_, i) => {
-    const n = i + offset;
-    return { name: `lib${n.toString(36)}-common-utils${n % 7}`, version: `${1 + (n % 9)}.${n % 31}.${n % 13}-${n % 5}ubuntu1`, source: 'dpkg', architecture: n % 3 === 0 ? 'all' : 'amd64', publisher: 'Ubuntu Developers <ubuntu-devel-discuss@lists.ubuntu.com>', installDate: 1_700_000_000 + n };
-  });
-}
 
 interface Phase {
   packages: number;
@@ -82,22 +69,9 @@ async function main(): Promise<void> {
     sqliteFile = openStores(path);
     stores = sqliteFile;
   }
-  const log = pino({ level: 'silent' });
-  const presence = new PresenceRegistry(() => undefined);
-  // Never started: the bench streams nothing, so its tasks publish to nobody.
-  const inventory = new InventoryService({ stores, presence, tasks: new TaskService({ stores, presence, log, cluster: onlyInstance(stores, log) }), log });
+  const inventory = benchInventoryService(stores);
   try {
-    const org = await stores.organisations.ensureDefault(Date.now());
-    const hostIds: string[] = [];
-    await stores.transact(async (tx) => {
-      for (let h = 0; h < hosts; h += 1) {
-        const id = `hst_bench${String(h).padStart(6, '0')}`;
-        const publicKey = Buffer.alloc(32);
-        publicKey.writeUInt32BE(h + 1);
-        await tx.hosts.insert({ id, orgId: org.id, publicKey, hostname: `bench-${h}`, machineFingerprint: `fp-${h}`, os: 'linux', arch: 'x64', agentVersion: '0.1.0', approval: 'active', enrolmentTokenId: null, tags: {}, fingerprintConflictWith: null, enrolledAt: 1 });
-        hostIds.push(id);
-      }
-    });
+    const hostIds = await insertBenchHosts(stores, hosts);
     // Every host runs the same base image; the rescan drops `changed/2` packages and adds `changed/2` new ones.
     const first = packageList(perHost, 0);
     const rescan = [...first.slice(changed / 2), ...packageList(changed / 2, 1_000_000)].slice(0, perHost);
@@ -106,20 +80,12 @@ async function main(): Promise<void> {
       const started = performance.now();
       const cpuStarted = process.cpuUsage();
       for (const [h, hostId] of hostIds.entries()) {
-        const scanId = `${label}-${hostId}`;
-        for (let index = 0; index * CHUNK < list.length; index += 1) {
-          const packages = list.slice(index * CHUNK, (index + 1) * CHUNK);
-          const chunkStarted = performance.now();
-          const chunk = { scanId, taskId: '', chunkIndex: index, packages, skipped: [], isLast: (index + 1) * CHUNK >= list.length };
-          const result = await inventory.acceptChunk(hostId, chunk, { now: Date.now(), opensStream: index === 0 });
-          phase.maxChunkMs = Math.max(phase.maxChunkMs, performance.now() - chunkStarted);
-          phase.packages += packages.length;
-          if ((index + 1) * CHUNK >= list.length) {
-            phase.added += result.scan.added;
-            phase.unchanged += result.scan.unchanged;
-            phase.removed += result.scan.removed;
-          }
-        }
+        const scanned = await scanHost(inventory, hostId, `${label}-${hostId}`, list);
+        phase.packages += scanned.packages;
+        phase.added += scanned.added;
+        phase.unchanged += scanned.unchanged;
+        phase.removed += scanned.removed;
+        phase.maxChunkMs = Math.max(phase.maxChunkMs, scanned.maxChunkMs);
         if ((h + 1) % 250 === 0) progress(`${label}: ${h + 1}/${hosts} hosts`);
       }
       phase.seconds = (performance.now() - started) / 1000;
