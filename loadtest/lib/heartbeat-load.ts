@@ -201,11 +201,17 @@ class SimulatedAgent {
     // two intervals). Back after a drop or failure it is timed: its ack is the agent's return. The first
     // stream's is not: it goes out while the fleet is still connecting, and the run times the heartbeat
     // phase (the spread timers of start()).
-    this.#beat([], this.#droppedAt !== undefined || this.#outSince !== undefined);
+    const returning = this.#droppedAt !== undefined || this.#outSince !== undefined;
+    this.#beat([], returning);
+    // Until the heartbeat phase starts its timer (start), the first stream beats untimed on its interval
+    // as the agent would: a fleet that takes longer than two intervals to connect (10,000 agents at a
+    // 10 s interval) would otherwise see its first streams ended as silent before the phase began.
+    if (!returning && this.#timer === undefined) this.#timer = setInterval(() => this.#beat([], false), this.#intervalMs);
   }
 
   /** First heartbeat after offsetMs, then one every intervalMs: agents spread over the interval. */
   start(offsetMs: number, intervalMs: number): void {
+    clearInterval(this.#timer);
     this.#intervalMs = intervalMs;
     this.#timer = setTimeout(() => {
       this.#beat();
