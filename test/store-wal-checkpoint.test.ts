@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openDatabase, openSqliteFile, type Db } from '../appliance/store/database.ts';
 import { openStores } from '../appliance/store/index.ts';
-import { WalCheckpointer } from '../appliance/store/wal-checkpointer.ts';
+import { WalCheckpointer, type HoldWrites } from '../appliance/store/wal-checkpointer.ts';
 import { memoryLogger } from './helpers/memory-logger.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -23,26 +23,35 @@ function walBytes(path: string): number {
   return existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
 }
 
-/** A migrated database with a table of page-sized rows, so a write of n rows puts about n pages into the WAL. */
-function pageTable(name: string): { path: string; db: Db; write: (rows: number) => void } {
+/**
+ * A migrated database with a table of page-sized rows: `write(n)` puts about n pages into the WAL in one
+ * transaction, after any hold of the writes (`holdWrites`, as Kysely's connection mutex holds the appliance's).
+ */
+function pageTable(name: string): { path: string; db: Db; write: (rows: number) => Promise<void>; holdWrites: HoldWrites } {
   const path = join(dir, name);
   const db = openDatabase(path);
   db.exec('CREATE TABLE filler (body BLOB NOT NULL)');
   const insert = db.prepare('INSERT INTO filler (body) VALUES (randomblob(3500))');
-  const write = db.transaction((rows: number) => {
+  const insertRows = db.transaction((rows: number) => {
     for (let row = 0; row < rows; row += 1) insert.run();
   });
-  return { path, db, write };
+  let held = Promise.resolve();
+  const holdWrites: HoldWrites = (during) => {
+    const run = held.then(during);
+    held = run.catch(() => undefined);
+    return run;
+  };
+  return { path, db, write: (rows) => holdWrites(async () => insertRows(rows)), holdWrites };
 }
 
 test("the serving connection never checkpoints: with the thread idle, its WAL grows past SQLite's 1,000-page automatic checkpoint, which keeps it below without the thread", async () => {
   const idle = pageTable('idle.db');
-  const checkpointer = new WalCheckpointer(idle.db, idle.path, undefined, { intervalMs: 3_600_000, startDelayMs: 0 });
+  const checkpointer = new WalCheckpointer(idle.db, idle.path, idle.holdWrites, undefined, { intervalMs: 3_600_000, startDelayMs: 0 });
   await waitFor('the thread started', () => idle.db.pragma('wal_autocheckpoint', { simple: true }) === 0);
   const inline = pageTable('inline.db');
   for (let batch = 0; batch < 30; batch += 1) {
-    idle.write(100);
-    inline.write(100);
+    await idle.write(100);
+    await inline.write(100);
   }
   assert.ok(walBytes(idle.path) > 2_500 * PAGE, `3,000 pages written, none checkpointed on the serving thread: the WAL holds them (${walBytes(idle.path)} bytes)`);
   assert.ok(walBytes(inline.path) < 1.5 * AUTOCHECKPOINT_PAGES * PAGE, `SQLite's own checkpoint restarted the WAL near 1,000 pages (${walBytes(inline.path)} bytes)`);
@@ -60,11 +69,11 @@ test("the serving connection never checkpoints: with the thread idle, its WAL gr
 async function writeSteadily(name: string, limit: number, transactions: number, pages: number, pauseMs: number): Promise<{ written: number; largest: number; messages: unknown[] }> {
   const table = pageTable(name);
   const { log, lines } = memoryLogger();
-  const checkpointer = new WalCheckpointer(table.db, table.path, log, { intervalMs: 50, sizeLimitBytes: limit, startDelayMs: 0 });
+  const checkpointer = new WalCheckpointer(table.db, table.path, table.holdWrites, log, { intervalMs: 50, sizeLimitBytes: limit, startDelayMs: 0 });
   await sleep(WARM_UP_MS);
   let largest = 0;
   for (let count = 0; count < transactions; count += 1) {
-    table.write(pages);
+    await table.write(pages);
     largest = Math.max(largest, walBytes(table.path));
     await sleep(pauseMs);
   }
@@ -77,12 +86,12 @@ test('one 1 MB transaction every 50 ms, 80 in all: the thread alone keeps the WA
   const limit = 16 * 1024 * 1024;
   const { written, largest, messages } = await writeSteadily('steady.db', limit, 80, 250, 50);
   assert.ok(largest <= limit, `the WAL stayed within its bound (${largest} bytes of ${limit}; ${written} written)`);
-  assert.deepEqual(messages, [], 'the serving thread never had to checkpoint');
+  assert.deepEqual(messages, [], 'the writes never had to wait for a checkpoint');
 });
 
-test('writes 1 ms apart overlap every checkpoint of the thread: once the WAL passes its bound the serving thread completes one, says so, and the WAL stays a small part of what passed through it', async () => {
+test('writes 1 ms apart overlap every checkpoint of the thread: once the WAL passes its bound the writes wait for one, it says so, and the WAL stays a small part of what passed through it', async () => {
   const { written, largest, messages } = await writeSteadily('busy.db', 2 * 1024 * 1024, 1_500, 25, 1);
-  assert.ok(messages.includes('the WAL passed its size limit under continuous writes: the serving thread completes the checkpoints until it is back'));
+  assert.ok(messages.includes('the WAL passed its size limit under continuous writes: writes wait for a checkpoint until it is back'));
   assert.ok(largest < written / 4, `the WAL (at most ${largest} bytes) holds a small part of the ${written} bytes written`);
 });
 
@@ -106,9 +115,9 @@ test('closing the stores ends the thread and leaves a checkpointed database with
 });
 
 test("a thread that cannot open the database is logged, and SQLite's automatic checkpoint is turned back on", async () => {
-  const { path, db } = pageTable('fallback.db');
+  const { path, db, holdWrites } = pageTable('fallback.db');
   const { log, lines } = memoryLogger();
-  const checkpointer = new WalCheckpointer(db, join(dir, 'missing', 'appliance.db'), log, { intervalMs: 50, startDelayMs: 0 });
+  const checkpointer = new WalCheckpointer(db, join(dir, 'missing', 'appliance.db'), holdWrites, log, { intervalMs: 50, startDelayMs: 0 });
   const line = await waitFor('the fallback logged', () => lines().find((entry) => entry.msg === 'the WAL checkpoint thread stopped: SQLite checkpoints in the commits again (event-loop stalls under load)'));
   assert.match(String((line.err as { message?: string } | undefined)?.message), /unable to open database file|directory does not exist/);
   assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), AUTOCHECKPOINT_PAGES);

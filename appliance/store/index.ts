@@ -106,7 +106,9 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
   // Through Kysely, so the probe waits for the one connection instead of writing into another caller's
   // open transaction (better-sqlite3 would make it a savepoint there, a success that commits nothing).
   const probe = (): Promise<void> => database.transaction().execute(probeSqliteWrite);
-  const checkpointer = options.checkpointThread ? new WalCheckpointer(db, path, options.log) : undefined;
+  // The one connection's mutex: no query runs while the checkpointer holds it.
+  const holdWrites = (during: () => Promise<void>): Promise<void> => database.connection().execute(during);
+  const checkpointer = options.checkpointThread ? new WalCheckpointer(db, path, holdWrites, options.log) : undefined;
   const close = async (): Promise<void> => {
     // The thread's connection first: the serving one, closing last, checkpoints the whole WAL and removes it.
     await checkpointer?.close();

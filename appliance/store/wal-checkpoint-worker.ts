@@ -20,15 +20,16 @@ export interface CheckpointWorkerData {
   readonly intervalMs: number;
 }
 
-/** The thread's message to WalCheckpointer, one per tick. */
-export type FromCheckpointWorker =
+/** The thread's message to WalCheckpointer after each checkpoint: a tick's, or one it asked for (`requested`). */
+export type FromCheckpointWorker = (
   /** `walFrames`: frames in the WAL at the checkpoint (since its last restart); `backfilledFrames`: those of them now in the database file. */
   | { readonly kind: 'checkpointed'; readonly walFrames: number; readonly backfilledFrames: number }
   /** A checkpoint failed with this SQLite error (code such as SQLITE_FULL, SQLITE_IOERR_WRITE); the next tick tries again. */
-  | { readonly kind: 'failed'; readonly sqliteCode: string; readonly message: string };
+  | { readonly kind: 'failed'; readonly sqliteCode: string; readonly message: string }
+) & { readonly requested: boolean };
 
-/** WalCheckpointer's one message: close the connection and end the thread. */
-export type ToCheckpointWorker = { readonly kind: 'stop' };
+/** WalCheckpointer's messages: checkpoint now (the writes wait for the answer), or close the connection and end the thread. */
+export type ToCheckpointWorker = { readonly kind: 'checkpoint' } | { readonly kind: 'stop' };
 
 interface CheckpointRow {
   readonly busy: number;
@@ -43,14 +44,14 @@ interface CheckpointRow {
  */
 const CATCH_UP_PASSES = 3;
 
-function tick(db: Database.Database): FromCheckpointWorker {
+function checkpoint(db: Database.Database, requested: boolean): FromCheckpointWorker {
   const passive = (): CheckpointRow => (db.pragma('wal_checkpoint(PASSIVE)') as CheckpointRow[])[0]!;
   try {
     let row = passive();
     for (let pass = 0; pass < CATCH_UP_PASSES && row.busy === 0 && row.checkpointed < row.log; pass += 1) row = passive();
-    return { kind: 'checkpointed', walFrames: row.log, backfilledFrames: row.checkpointed };
+    return { kind: 'checkpointed', walFrames: row.log, backfilledFrames: row.checkpointed, requested };
   } catch (error) {
-    if (error instanceof Database.SqliteError) return { kind: 'failed', sqliteCode: error.code, message: error.message };
+    if (error instanceof Database.SqliteError) return { kind: 'failed', sqliteCode: error.code, message: error.message, requested };
     throw error;
   }
 }
@@ -58,9 +59,12 @@ function tick(db: Database.Database): FromCheckpointWorker {
 function run(port: NonNullable<typeof parentPort>, data: CheckpointWorkerData): void {
   // An error here (the file cannot be opened) ends the thread: WalCheckpointer falls back to SQLite's own checkpoints.
   const db = openSqliteFile(data.path, { fileMustExist: true });
-  const timer = setInterval(() => port.postMessage(tick(db)), data.intervalMs);
+  const timer = setInterval(() => port.postMessage(checkpoint(db, false)), data.intervalMs);
   port.on('message', (message: ToCheckpointWorker) => {
-    if (message.kind !== 'stop') return;
+    if (message.kind === 'checkpoint') {
+      port.postMessage(checkpoint(db, true));
+      return;
+    }
     clearInterval(timer);
     // Not the last connection (the serving one stays open): closing checkpoints nothing here.
     db.close();

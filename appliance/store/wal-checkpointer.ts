@@ -15,7 +15,7 @@ import type { CheckpointWorkerData, FromCheckpointWorker, ToCheckpointWorker } f
 const CHECKPOINT_INTERVAL_MS = 1000;
 
 /**
- * The WAL's bound, bytes. Past it the serving thread completes the checkpoint itself (see
+ * The WAL's bound, bytes. Past it writes wait while the thread completes a checkpoint (see
  * WalCheckpointer), and the first commit after the WAL restarts cuts the file back to it (PRAGMA
  * journal_size_limit). SQLite's own checkpoint kept the WAL near 1,000 pages (4 MiB); one
  * VitalsWriter flush of 1,000 hosts writes about that much.
@@ -29,8 +29,17 @@ const WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024;
  */
 const THREAD_START_DELAY_MS = 5_000;
 
+/** The longest writes wait for a checkpoint they were held for (a thread stuck in an fsync must not stop the writes). */
+const HOLD_MAX_MS = 2_000;
+
 /** SQLite's default wal_autocheckpoint (pages), on the serving connection until the thread starts and again if it dies. */
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
+
+/**
+ * Runs `during` while no transaction of the serving connection runs or starts (the appliance: Kysely's
+ * `connection()`, which holds the one connection's mutex), and resolves after it.
+ */
+export type HoldWrites = (during: () => Promise<void>) => Promise<void>;
 
 export interface WalCheckpointerOptions {
   readonly intervalMs?: number;
@@ -40,16 +49,16 @@ export interface WalCheckpointerOptions {
 
 /**
  * - `waiting`: the thread starts after THREAD_START_DELAY_MS; SQLite checkpoints in the commits meanwhile.
- * - `threaded`: the thread checkpoints; the serving connection only when the WAL passed its bound.
+ * - `threaded`: the thread checkpoints; the serving connection never does.
  * - `inline`: the thread died; SQLite checkpoints in the commit that passes 1,000 WAL pages again.
  * - `closed`: close() ran.
  */
 type CheckpointerState = 'waiting' | 'threaded' | 'inline' | 'closed';
 
-/** A run of ticks that found the WAL past its bound: how often, and how long, the serving thread checkpointed. */
+/** A run of ticks that found the WAL past its bound: how often, and how long in all, writes waited for a checkpoint. */
 interface OverLimit {
-  checkpoints: number;
-  blockedMs: number;
+  holds: number;
+  heldMs: number;
 }
 
 /**
@@ -60,16 +69,18 @@ interface OverLimit {
  * starts, `startDelayMs` after construction.
  *
  * The WAL restarts from its start at the first write after a checkpoint that copied all of it; when
- * writes overlap every checkpoint of the thread, that never happens and the WAL grows. So once a
- * tick reports it past `sizeLimitBytes`, this thread runs one PASSIVE checkpoint itself between two
- * transactions: it copies only what the thread had not copied yet, and the next write restarts the
- * WAL. A failed checkpoint is logged with its catalogue code (the first of a run, then the recovery);
- * a thread that dies is logged and SQLite's automatic checkpoint is turned back on, so the WAL stays
- * bounded. close() ends the thread before the serving connection closes, which, as the last
- * connection, then checkpoints the whole WAL and removes it.
+ * writes overlap every checkpoint of the thread (a registration storm), that never happens and the
+ * WAL grows. So once a tick reports it past `sizeLimitBytes`, writes are held (`holdWrites`: they
+ * wait asynchronously, the event loop stays free) while the thread runs one more checkpoint, which
+ * then copies all of the WAL, and the first write after restarts it. A failed checkpoint is logged
+ * with its catalogue code (the first of a run, then the recovery); a thread that dies is logged and
+ * SQLite's automatic checkpoint is turned back on, so the WAL stays bounded. close() ends the thread
+ * before the serving connection closes, which, as the last connection, then checkpoints the whole WAL
+ * and removes it.
  */
 export class WalCheckpointer {
   readonly #db: Db;
+  readonly #holdWrites: HoldWrites;
   readonly #log: Logger | undefined;
   readonly #limitFrames: number;
   readonly #startTimer: NodeJS.Timeout;
@@ -80,9 +91,14 @@ export class WalCheckpointer {
   /** A checkpoint failed and none succeeded since: later failures are not logged again. */
   #failing = false;
   #overLimit: OverLimit | undefined;
+  /** A hold of the writes for a checkpoint, from the request until the writes run again. */
+  #hold: Promise<void> | undefined;
+  /** Ends the hold: set while the writes wait for the checkpoint the thread was asked for. */
+  #releaseWrites: (() => void) | undefined;
 
-  constructor(db: Db, path: string, log: Logger | undefined, options: WalCheckpointerOptions = {}) {
+  constructor(db: Db, path: string, holdWrites: HoldWrites, log: Logger | undefined, options: WalCheckpointerOptions = {}) {
     this.#db = db;
+    this.#holdWrites = holdWrites;
     this.#log = log;
     const sizeLimitBytes = options.sizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES;
     this.#limitFrames = Math.ceil(sizeLimitBytes / (db.pragma('page_size', { simple: true }) as number));
@@ -97,6 +113,7 @@ export class WalCheckpointer {
     clearTimeout(this.#startTimer);
     const worker = this.#state === 'threaded' ? this.#worker : undefined;
     this.#state = 'closed';
+    this.#releaseWrites?.();
     if (!worker) return;
     const exited = once(worker, 'exit');
     // Referenced again: the process must not end before the thread has closed its connection.
@@ -120,6 +137,7 @@ export class WalCheckpointer {
   }
 
   #received(message: FromCheckpointWorker): void {
+    if (message.requested) this.#releaseWrites?.();
     if (this.#state !== 'threaded') return;
     if (message.kind === 'failed') {
       if (this.#failing) return;
@@ -132,34 +150,50 @@ export class WalCheckpointer {
       this.#failing = false;
       this.#log?.info({ wal_frames: message.walFrames }, 'WAL checkpoints succeed again');
     }
-    if (message.walFrames >= this.#limitFrames) this.#checkpointHere(message.walFrames);
+    // A requested checkpoint's answer still counts the frames: the WAL restarts at the next write.
+    if (message.requested) return;
+    if (message.walFrames >= this.#limitFrames) this.#holdWritesForCheckpoint(message.walFrames);
     else if (this.#overLimit) {
-      this.#log?.info({ checkpoints: this.#overLimit.checkpoints, blocked_ms: Math.round(this.#overLimit.blockedMs) }, 'the WAL is back within its size limit');
+      this.#log?.info({ holds: this.#overLimit.holds, held_ms: Math.round(this.#overLimit.heldMs) }, 'the WAL is back within its size limit');
       this.#overLimit = undefined;
     }
   }
 
-  /** One PASSIVE checkpoint on the serving connection, between two of its transactions (a failure is logged as the thread's are). */
-  #checkpointHere(walFrames: number): void {
-    if (this.#db.inTransaction) return;
-    if (!this.#overLimit) {
-      this.#overLimit = { checkpoints: 0, blockedMs: 0 };
-      this.#log?.info({ wal_frames: walFrames, limit_frames: this.#limitFrames }, 'the WAL passed its size limit under continuous writes: the serving thread completes the checkpoints until it is back');
-    }
+  /** Holds the writes until the thread has run one checkpoint for them (at most HOLD_MAX_MS); one hold at a time. */
+  #holdWritesForCheckpoint(walFrames: number): void {
+    const worker = this.#worker;
+    if (this.#hold || !worker) return;
+    const episode = (this.#overLimit ??= { holds: 0, heldMs: 0 });
+    if (episode.holds === 0) this.#log?.info({ wal_frames: walFrames, limit_frames: this.#limitFrames }, 'the WAL passed its size limit under continuous writes: writes wait for a checkpoint until it is back');
     const start = performance.now();
-    try {
-      this.#db.pragma('wal_checkpoint(PASSIVE)');
-    } catch (error) {
-      if (!(error instanceof Database.SqliteError)) throw error;
-      this.#received({ kind: 'failed', sqliteCode: error.code, message: error.message });
-    }
-    this.#overLimit.checkpoints += 1;
-    this.#overLimit.blockedMs += performance.now() - start;
+    const checkpointed = (): Promise<void> =>
+      new Promise((resolve) => {
+        if (this.#state !== 'threaded') return resolve();
+        const timer = setTimeout(() => this.#releaseWrites?.(), HOLD_MAX_MS);
+        this.#releaseWrites = () => {
+          clearTimeout(timer);
+          this.#releaseWrites = undefined;
+          resolve();
+        };
+        worker.postMessage({ kind: 'checkpoint' } satisfies ToCheckpointWorker);
+      });
+    this.#hold = this.#holdWrites(checkpointed)
+      .then(
+        () => {
+          episode.holds += 1;
+          episode.heldMs += performance.now() - start;
+        },
+        (error: unknown) => this.#log?.error({ err: error }, 'holding the writes for a WAL checkpoint failed'),
+      )
+      .finally(() => {
+        this.#hold = undefined;
+      });
   }
 
   #exited(code: number): void {
     if (this.#state !== 'threaded') return;
     this.#state = 'inline';
+    this.#releaseWrites?.();
     if (this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
     this.#log?.error({ err: this.#workerError, exit_code: code }, 'the WAL checkpoint thread stopped: SQLite checkpoints in the commits again (event-loop stalls under load)');
   }
