@@ -90,7 +90,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
   // What start-up opened, closed last-first if a later step fails.
   const opened: Array<() => unknown> = [() => dataDirLock.release()];
   try {
-    const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log });
+    const stores = config.database.kind === 'postgres' ? await openPostgresStores(config.database.url, { log, poolSize: config.databasePoolSize }) : openStores(join(config.dataDir, DATABASE_FILE), { log, checkpointThread: true });
     opened.push(() => stores.close());
     // A full or read-only volume fails the start instead of serving agents whose reports it would refuse.
     await stores.checkWritable();

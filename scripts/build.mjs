@@ -66,6 +66,8 @@ async function bundle() {
         'ct-ops-bundle': join(root, 'bundler/main.ts'),
         'ct-ops-loadtest': join(root, 'loadtest/main.ts'),
         'ct-ops-loadtest-floor': join(root, 'loadtest/floor-server.ts'),
+        // The appliance's WAL checkpoint thread (appliance/store/wal-checkpointer.ts starts it from here).
+        'wal-checkpoint-worker': join(root, 'appliance/store/wal-checkpoint-worker.ts'),
       },
       outdir: join(root, 'dist'),
       chunkNames: 'chunks/[name]-[hash]',

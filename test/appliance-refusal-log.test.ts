@@ -1,24 +1,11 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
 import { CtOpsError } from '../common/errors.ts';
 import { HostMessageRate } from '../appliance/heartbeat/message-rate.ts';
 import { peerSource } from '../appliance/lib/peer-source.ts';
 import { RefusalLog } from '../appliance/lib/refusal-log.ts';
-
-/** A real pino logger writing JSON lines into memory. */
-function memoryLogger(): { log: pino.Logger; lines: () => Array<Record<string, unknown>>; bytes: () => number } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      text += chunk.toString('utf8');
-      done();
-    },
-  });
-  return { log: pino(sink), lines: () => text.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>), bytes: () => text.length };
-}
+import { memoryLogger } from './helpers/memory-logger.ts';
 
 test('10,000 refusals of one host in an interval cost two log lines without stacks: the first at once, then the counts by code', () => {
   const { log, lines, bytes } = memoryLogger();

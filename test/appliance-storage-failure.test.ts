@@ -91,6 +91,13 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
   let hostId: string;
   let jwt: string;
   let taskId: string;
+  /**
+   * A read transaction held on the database until the stop test: the WAL cannot restart from its start
+   * under it, so every write needs new space, which the full volume refuses. Without it the appliance's
+   * checkpoint thread (decision 155) lets a write reuse the space of a WAL it had copied, and a full
+   * volume refuses nothing that fits there.
+   */
+  let reader: LoggedProcess;
   const streams: HeartbeatStream[] = [];
   const open = (): HeartbeatStream => {
     const stream = new HeartbeatStream(client, jwt);
@@ -110,11 +117,22 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
     assert.ok(registered.ok, JSON.stringify(registered));
     hostId = registered.value.agent_id;
     jwt = registered.value.jwt;
+    const hold = [
+      'import sqlite3, sys, time',
+      "db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True, isolation_level=None)",
+      "db.execute('BEGIN')",
+      "print('pinned', db.execute('SELECT count(*) FROM hosts').fetchone()[0], flush=True)",
+      'time.sleep(900)',
+    ].join('\n');
+    const [command, args] = volume.enter('python3', '-c', hold, join(volume.dir, 'appliance.db'));
+    reader = new LoggedProcess(command, args);
+    await waitFor('the reader holds its snapshot', () => reader.stdout.includes('pinned'));
   });
 
   after(async () => {
     for (const stream of streams) stream.call.cancel();
     client?.close();
+    await reader?.stop('SIGKILL');
     await appliance?.stop('SIGKILL');
     await volume?.dispose();
   });
@@ -237,6 +255,8 @@ describe('storage failures on a 20 MB tmpfs in a private mount namespace', { ski
   });
 
   test('SIGTERM stops gracefully: exit 0, the last vitals flushed, the WAL checkpointed, integrity_check ok', async () => {
+    // The appliance's connection must be the last to close, to checkpoint the WAL and remove it.
+    await reader.stop('SIGKILL');
     const last = open();
     last.send(hostId, 1, { cpu_percent: 77.25 });
     await waitFor('ack', () => last.acks().includes(1), 15_000, 10);

@@ -41,7 +41,8 @@ export function openSqliteFile(path: string, options: Database.Options = {}): Db
 }
 
 /**
- * Opens the appliance database: the one handle of this process. WAL lets the admin
+ * Opens the appliance database: the one handle of this process's event loop (a serving appliance's WAL
+ * checkpoint thread has its own, which only checkpoints: wal-checkpointer.ts). WAL lets the admin
  * API read while heartbeats write; synchronous=NORMAL is durable across process
  * crashes in WAL mode and loses at most the last commits on power loss, which the
  * agents re-send (heartbeats) or re-try (registration). Throws ERR_DATABASE when the SQLite addon

@@ -23,6 +23,7 @@ import { RolloutStore } from './rollouts.ts';
 import { SoftwareInventoryStore } from './software-inventory.ts';
 import type { Schema } from './schema.ts';
 import { TaskStore } from './tasks.ts';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import { runTransaction, type Executor, type TransactionScope } from './unit-of-work.ts';
 
 /** The stores of every table, each over one executor (the database, or an open transaction). */
@@ -95,14 +96,22 @@ export interface SqliteStores extends Stores {
  * storage (SQLite FULL, IOERR, READONLY, CANTOPEN, BUSY, LOCKED, CORRUPT, NOTADB) to its catalogue
  * code and marks `health` degraded, so no caller sees a raw SqliteError for those. `migrate: false` (a
  * tool on a stopped appliance's database) refuses a schema that is not the latest instead of upgrading it.
+ * `checkpointThread` (the serving appliance): the WAL is checkpointed from a worker thread, never in a
+ * commit on this thread (WalCheckpointer, decision 155); without it SQLite checkpoints in the commit
+ * that passes 1,000 WAL pages, which suits a tool that opens the stores for a moment.
  */
-export function openStores(path: string, options: { log?: Logger; migrate?: boolean } = {}): SqliteStores {
+export function openStores(path: string, options: { log?: Logger; migrate?: boolean; checkpointThread?: boolean } = {}): SqliteStores {
   const db = keepStatementsPrepared(openDatabase(path, undefined, { migrate: options.migrate ?? true }));
   const database: Kysely<Schema> = sqliteKysely(db);
   // Through Kysely, so the probe waits for the one connection instead of writing into another caller's
   // open transaction (better-sqlite3 would make it a savepoint there, a success that commits nothing).
   const probe = (): Promise<void> => database.transaction().execute(probeSqliteWrite);
+  // The one connection's mutex: no query runs while the checkpointer holds it.
+  const holdWrites = (during: () => Promise<void>): Promise<void> => database.connection().execute(during);
+  const checkpointer = options.checkpointThread ? new WalCheckpointer(db, path, holdWrites, options.log) : undefined;
   const close = async (): Promise<void> => {
+    // The thread's connection first: the serving one, closing last, checkpoints the whole WAL and removes it.
+    await checkpointer?.close();
     db.close();
   };
   return { ...assembleStores(database, 'sqlite', probe, options.log, close), db };

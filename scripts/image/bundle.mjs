@@ -14,7 +14,7 @@ import { BuildImageError } from './errors.mjs';
 export const REQUIRE_BANNER = "import { createRequire as __ctOpsCreateRequire } from 'node:module';\nconst require = __ctOpsCreateRequire(import.meta.url);";
 
 /**
- * Writes dist/ct-ops-appliance.js, dist/ct-ops-bundle.js and dist/chunks/* into topDir.
+ * Writes dist/ct-ops-appliance.js, dist/ct-ops-bundle.js, dist/wal-checkpoint-worker.js and dist/chunks/* into topDir.
  * Code splitting stays, as in scripts/build.mjs: an admin command does not load the
  * server.
  * @param {{ root: string, topDir: string, version: string, nodeVersion: string }} options
@@ -25,6 +25,8 @@ export async function bundleForImage({ root, topDir, version, nodeVersion }) {
       entryPoints: {
         'ct-ops-appliance': join(root, 'appliance/main.ts'),
         'ct-ops-bundle': join(root, 'bundler/main.ts'),
+        // The appliance's WAL checkpoint thread (appliance/store/wal-checkpointer.ts starts it from here).
+        'wal-checkpoint-worker': join(root, 'appliance/store/wal-checkpoint-worker.ts'),
       },
       absWorkingDir: root,
       outdir: join(topDir, 'dist'),
