@@ -191,13 +191,13 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
       case 'awaiting-claim':
         startReading();
         if (!presence.isStreaming(agentId)) {
-          attach(host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS);
+          attach(firstInterval);
         } else {
           // Another stream holds the host: this one replaces it only once its first heartbeat said which
           // machine it is (claimIdentity), so a second machine cannot displace the first unseen.
           // Bounded apart from the interval: a silent stream holds one of the host's few open calls
           // (HEARTBEAT_OPEN_CALLS_PER_HOST), and an hour's interval must not let two of them lock the host out.
-          timeout(Math.min(2 * (host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS) * 1000, FIRST_HEARTBEAT_MAX_MS));
+          timeout(Math.min(2 * firstInterval * 1000, FIRST_HEARTBEAT_MAX_MS));
         }
         return;
       case 'reporting':
@@ -297,7 +297,10 @@ async function openStream(call: HeartbeatCall, deps: HeartbeatDeps & IngestGuard
     refuse(error, 'heartbeat stream', { peer: peerSource(call.getPeer()) });
     return;
   }
+  // The host's latest record (each claim reads it again, facts update it): the only one the stream
+  // keeps, so no closure refers to `host` (issue 14: a second ~1.3 KB record per stream).
   let knownHost = host;
+  /** The interval presence watches the stream with: the host's stored one until the claim, then its first heartbeat's. */
   let firstInterval = host.heartbeatIntervalSecs ?? DEFAULT_INTERVAL_SECS;
   const clock = new HostClockWatch(agentId, host.clockOffsetMs, log);
   // The trust bundle goes out once the stream's claim is judged, like any message (session.send).

@@ -66,27 +66,15 @@ export function withStrictRequests(service: grpc.ServiceDefinition): grpc.Servic
  * that as they arrive, within MAX_REQUEST_BYTES).
  */
 export function refuseMalformedRequests(guards: Pick<IngestGuards, 'refusals' | 'registerThrottle'>): grpc.ServerInterceptor {
+  // What a call holds for as long as it lasts (a Heartbeat stream: the agent's lifetime) is this layer
+  // and its one listener: the refusal is worked out only when a message is refused (issue 14).
   return (method, call) => {
-    // Lower case, as the handlers name what they refuse ("register", "heartbeat").
-    const what = method.path.slice(method.path.lastIndexOf('/') + 1).toLowerCase();
-    const refuse = async (refusal: unknown): Promise<ReturnType<typeof toServiceError>> => {
-      const source = peerSource(call.getPeer());
-      if (what !== 'register' && what !== 'getregisterchallenge') {
-        guards.refusals.refused({ peer: source }, refusal, what);
-        return toServiceError(refusal);
-      }
-      const error = await guards.registerThrottle.admit(source).then(
-        () => refusal,
-        (throttled: unknown) => throttled,
-      );
-      return refuseRegister(guards, source, error);
-    };
     const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
       start: (next) =>
         next({
           onReceiveMessage: (message: unknown, pass) => {
             if (isRefused(message)) {
-              void refuse(message[REFUSED]).then(
+              void refusalStatus(guards, method.path, call.getPeer(), message[REFUSED]).then(
                 (status) => intercepting.sendStatus(status),
                 (error: unknown) => intercepting.sendStatus(toServiceError(error)),
               );
@@ -96,4 +84,20 @@ export function refuseMalformedRequests(guards: Pick<IngestGuards, 'refusals' | 
     });
     return intercepting;
   };
+}
+
+/** The status a refused message of `path` from `peer` ends its call with, its refusal logged (and, for a Register, counted). */
+async function refusalStatus(guards: Pick<IngestGuards, 'refusals' | 'registerThrottle'>, path: string, peer: string, refusal: unknown): Promise<ReturnType<typeof toServiceError>> {
+  // Lower case, as the handlers name what they refuse ("register", "heartbeat").
+  const what = path.slice(path.lastIndexOf('/') + 1).toLowerCase();
+  const source = peerSource(peer);
+  if (what !== 'register' && what !== 'getregisterchallenge') {
+    guards.refusals.refused({ peer: source }, refusal, what);
+    return toServiceError(refusal);
+  }
+  const error = await guards.registerThrottle.admit(source).then(
+    () => refusal,
+    (throttled: unknown) => throttled,
+  );
+  return refuseRegister(guards, source, error);
 }

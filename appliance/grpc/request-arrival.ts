@@ -31,7 +31,9 @@ export const STREAM_ARRIVAL_MS = 5 * 60_000;
  */
 export function boundRequestArrival(guards: Pick<IngestGuards, 'refusals'>): grpc.ServerInterceptor {
   return (method, call) => {
-    if (method.requestStream && method.responseStream) return new grpc.ServerInterceptingCall(call);
+    // The call itself, not a pass-through layer: one per Heartbeat stream is held as long as the stream
+    // (issue 14). grpc-js types an interceptor's result as its class but uses only its interface.
+    if (method.requestStream && method.responseStream) return call as grpc.ServerInterceptingCall;
     const boundMs = method.requestStream ? STREAM_ARRIVAL_MS : UNARY_ARRIVAL_MS;
     let timer: NodeJS.Timeout | undefined;
     const arrived = (): void => clearTimeout(timer);

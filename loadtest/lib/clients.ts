@@ -1,7 +1,10 @@
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadIngestProto, type IngestServiceClient, type RegisterChallenge__Output, type RegisterRequest } from '../../common/proto.ts';
 import { registerPayload, toRegisterRequest, type RegisterFreshness, type RegisterHostFields } from '../../common/register-payload.ts';
+
+/** An Ed25519 public key's length (bytes, RFC 8032). */
+const ED25519_PUBLIC_KEY_BYTES = 32;
 
 /**
  * Makes one grpc-js client, on its own TLS connection, per call, all trusting the appliance CA.
@@ -53,9 +56,13 @@ export type RegisterSource = (client: IngestServiceClient) => Promise<RegisterRe
 
 /** A distinct simulated host: its own Ed25519 key and machine fingerprint, so none is held pending as a clone. */
 function simulatedHost(index: number, orgToken: string, hostnamePrefix: string): { fields: RegisterHostFields; privateKey: KeyObject } {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  // Encoded by the key generation itself, not exported from its KeyObjects afterwards: Node 20 deadlocked
+  // (a generator process stuck in a futex wait before making its agents) when a collection during such an
+  // export destroyed the finished generation job, which locks the key the export holds locked.
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
   const fields = {
-    publicKey: Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'),
+    // The raw key is the end of its SubjectPublicKeyInfo (RFC 8410).
+    publicKey: publicKey.subarray(-ED25519_PUBLIC_KEY_BYTES),
     orgToken,
     hostname: `${hostnamePrefix}-${String(index).padStart(5, '0')}`,
     machineFingerprint: createHash('sha256').update(randomBytes(16)).digest('hex'),
@@ -64,7 +71,7 @@ function simulatedHost(index: number, orgToken: string, hostnamePrefix: string):
     agentVersion: '0.1.0-load',
     tags: {},
   };
-  return { fields, privateKey };
+  return { fields, privateKey: createPrivateKey({ key: privateKey, format: 'der', type: 'pkcs8' }) };
 }
 
 function signedRequest(host: { fields: RegisterHostFields; privateKey: KeyObject }, freshness: RegisterFreshness): RegisterRequest {
