@@ -109,7 +109,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       handlers: clusterHandlers(() => ({ presence: presenceService, tasks, inventory })),
     });
     // Never rejects: a failure is logged and the next stream's connected() requeues them.
-    const presenceService: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+    const presenceService: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostIds) => void tasks.disconnected(hostIds) });
     const presence = presenceService.registry;
     const tasks: TaskService = new TaskService({ stores, presence, log, cluster, retentionMs: config.taskRetentionMs, onFinished: (tx, task) => hosts.taskFinished(tx, task) });
     const hosts: HostService = new HostService({ stores, presence: presenceService, tasks, log });

@@ -24,7 +24,7 @@ test('the lost-stream pass takes a dead instance’s hosts offline in one transa
   const stores = openStores(join(dir, 'lost.db'));
   after(() => stores.close());
   const cluster = await singleInstance(stores, log);
-  const presence: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostId) => void tasks.disconnected(hostId) });
+  const presence: PresenceService = new PresenceService({ stores, log, cluster, requeueTasks: (hostIds) => void tasks.disconnected(hostIds) });
   const tasks: TaskService = new TaskService({ stores, presence: presence.registry, log, cluster });
   const inventory = new InventoryService({ stores, presence: presence.registry, tasks, log });
   const handlers = clusterHandlers(() => ({ presence, tasks, inventory }));

@@ -264,7 +264,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
     assert.equal(inventory.created, true);
     // The host's stream is replaced while the write hangs; the earlier dispatch is left behind.
     presence.detach(stream, 'heartbeat-timeout');
-    await tasks.disconnected(hostId);
+    await tasks.disconnected([hostId]);
     const next = new RecordingStream(hostId);
     presence.attach(next, 30);
     assert.equal(await settlesWithin(tasks.connected(hostId), DELIVERY_WAIT_MS / 2), 'settled', "connected() does not join the earlier stream's dispatch");
@@ -336,7 +336,7 @@ describe('TaskService: effects after commit, sends in flight', () => {
     await tasks.dispatch(hostId);
     await tasks.report(hostId, [{ task_id: task.id, phase: 'TASK_PHASE_RUNNING', message: '', error_code: '', result_json: '' }]);
     presence.detach(stream, 'heartbeat-timeout');
-    await tasks.disconnected(hostId);
+    await tasks.disconnected([hostId]);
     await tasks.cancel(orgId, task.id, 'admin');
     const next = new RecordingStream(hostId);
     presence.attach(next, 30);

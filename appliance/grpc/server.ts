@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { loadIngestProto } from '../../common/proto.ts';
 import type { TlsMaterial } from '../pki/certificates.ts';
+import { ConnectionGate, settleOnFirstCall } from './connection-gate.ts';
 import { createIngestGuards } from './guards.ts';
 import { heartbeatHandler, type HeartbeatDeps } from './heartbeat-handler.ts';
 import { inventoryHandler, type InventoryDeps } from './inventory-handler.ts';
@@ -61,10 +62,16 @@ export const INGEST_TRANSPORT_OPTIONS = {
 export async function startGrpcServer(listen: string, port: number, tls: TlsMaterial, deps: RegisterDeps & HeartbeatDeps & InventoryDeps): Promise<GrpcServer> {
   const proto = loadIngestProto();
   const guards = createIngestGuards(deps.log);
+  const credentials = new ReloadableServerCredentials(tls.serverCertPem, tls.serverKeyPem);
+  // Our own listener, for its backlog (grpc-js's bindAsync takes Node's default) and for admission
+  // control (ConnectionGate): each accepted socket waits unread for a setup slot, then is handed to
+  // grpc-js, which does the TLS and HTTP/2 as for a port it bound itself (certificate rotation
+  // included: the injector's server watches the same credentials).
+  const gate = new ConnectionGate((socket) => injector.injectConnection(socket), deps.log);
   const server = new grpc.Server({
     ...INGEST_TRANSPORT_OPTIONS,
     // The innermost first: boundRequestArrival must hear every message and status.
-    interceptors: [boundRequestArrival(guards), refuseMalformedRequests(guards)],
+    interceptors: [boundRequestArrival(guards), refuseMalformedRequests(guards), settleOnFirstCall(gate)],
   });
   server.addService(withStrictRequests(proto.ctops.ingest.v1.IngestService.service), {
     Register: registerHandler({ ...deps, ...guards }),
@@ -72,12 +79,8 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     Heartbeat: heartbeatHandler({ ...deps, ...guards }),
     SubmitSoftwareInventory: inventoryHandler({ ...deps, ...guards }),
   });
-  const credentials = new ReloadableServerCredentials(tls.serverCertPem, tls.serverKeyPem);
-  // Our own listener, for its backlog (grpc-js's bindAsync takes Node's default): each accepted socket
-  // is handed to grpc-js, which does the TLS and HTTP/2 as for a port it bound itself (certificate
-  // rotation included: the injector's server watches the same credentials).
   const injector = server.createConnectionInjector(credentials);
-  const listener = createServer((socket) => injector.injectConnection(socket));
+  const listener = createServer({ pauseOnConnect: true }, (socket) => gate.offer(socket));
   const boundPort = await listenOn(listener, listen, port, deps.log);
   return {
     port: boundPort,
@@ -85,6 +88,7 @@ export async function startGrpcServer(listen: string, port: number, tls: TlsMate
     stop: (graceMs) =>
       new Promise<void>((resolve) => {
         listener.close();
+        gate.close();
         const stopped = (): void => {
           guards.refusals.close();
           resolve();

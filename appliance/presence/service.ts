@@ -26,8 +26,8 @@ export interface PresenceDeps {
   log: Logger;
   /** This instance's id, the clock leases are kept in, and telling the other instances (never rejects). */
   cluster: Pick<ClusterService, 'instanceId' | 'now' | 'publish'>;
-  /** The host's stream here ended, or lost: its tasks sent but not acknowledged go back to the queue (TaskService.disconnected). */
-  requeueTasks: (hostId: string) => void;
+  /** The hosts' streams here ended, or were lost: their tasks sent but not acknowledged go back to the queue (TaskService.disconnected). */
+  requeueTasks: (hostIds: readonly string[]) => void;
 }
 
 /**
@@ -304,7 +304,7 @@ export class PresenceService {
 
   /** What this instance sent on its stale stream and was never acknowledged goes back to the queue, and the instance holding the host is told. */
   async #handBack(hostId: string): Promise<void> {
-    this.#deps.requeueTasks(hostId);
+    this.#deps.requeueTasks([hostId]);
     await this.#deps.cluster.publish({ kind: 'tasks-queued', hostId });
   }
 
@@ -334,6 +334,6 @@ export class PresenceService {
     } catch (error) {
       log.error(failureFields(error), 'hosts offline not recorded');
     }
-    for (const { hostId } of ended) requeueTasks(hostId);
+    requeueTasks(ended.map(({ hostId }) => hostId));
   }
 }

@@ -280,17 +280,19 @@ export class TaskService {
   }
 
   /**
-   * The host went offline: its session ends, and its sent but unacknowledged tasks wait in the queue
-   * for the next stream. A storage failure is logged: they stay sent, and the next stream's
-   * connected() queues them again.
+   * The hosts went offline: their sessions end, and their sent but unacknowledged tasks wait in the
+   * queue for their next streams, in a few statements for all of them (a fleet whose connections
+   * dropped together goes offline in batches: PresenceService). A storage failure is logged: they
+   * stay sent, and each host's next stream's connected() queues them again.
    */
-  async disconnected(hostId: string): Promise<void> {
-    this.#beginSession(hostId);
+  async disconnected(hostIds: readonly string[]): Promise<void> {
+    for (const hostId of hostIds) this.#beginSession(hostId);
+    const hosts = hostIds.length === 1 ? { host_id: hostIds[0] } : { hosts: hostIds.length };
     try {
-      const requeued = await this.#requeue(hostId);
-      if (requeued.length > 0) this.#deps.log.info({ host_id: hostId, task_ids: requeued }, 'tasks queued again after the stream was lost');
+      const requeued = await this.#serialised(hostIds, () => this.#deps.stores.tasks.requeueSentOfHosts(hostIds));
+      if (requeued.length > 0) this.#deps.log.info({ ...hosts, task_ids: requeued.slice(0, 100), count: requeued.length }, 'tasks queued again after the stream was lost');
     } catch (error) {
-      this.#deps.log.error({ host_id: hostId, ...failureFields(error) }, 'tasks not queued again after the stream was lost');
+      this.#deps.log.error({ ...hosts, ...failureFields(error) }, 'tasks not queued again after the stream was lost');
     }
   }
 
@@ -429,7 +431,7 @@ export class TaskService {
    */
   async #settleAccepted(task: Task, session: number): Promise<boolean> {
     const { stores, log } = this.#deps;
-    const marked = await this.#serialised(task.hostId, () =>
+    const marked = await this.#serialised([task.hostId], () =>
       this.#sessionOf(task.hostId) === session ? applyTaskEvent(stores, task.id, 'sent', this.#now()) : Promise.resolve(undefined),
     );
     if (marked) {
@@ -523,16 +525,17 @@ export class TaskService {
 
   /** Queues the host's sent tasks again, after any "sent" mark under way (#marking). */
   #requeue(hostId: string): Promise<string[]> {
-    return this.#serialised(hostId, () => this.#deps.stores.tasks.requeueSent(hostId));
+    return this.#serialised([hostId], () => this.#deps.stores.tasks.requeueSent(hostId));
   }
 
-  /** Runs `work` after the host's earlier marking and requeueing settled. */
-  #serialised<T>(hostId: string, work: () => Promise<T>): Promise<T> {
-    const result = (this.#marking.get(hostId) ?? Promise.resolve()).then(work, work);
+  /** Runs `work` after the earlier marking and requeueing of every host of `hostIds` settled; theirs wait for it in turn. */
+  #serialised<T>(hostIds: readonly string[], work: () => Promise<T>): Promise<T> {
+    const earlier = hostIds.map((hostId) => this.#marking.get(hostId)).filter((pending) => pending !== undefined);
+    const result = (earlier.length === 0 ? Promise.resolve() : Promise.all(earlier)).then(work, work);
     const tail = result.catch(() => undefined);
-    this.#marking.set(hostId, tail);
+    for (const hostId of hostIds) this.#marking.set(hostId, tail);
     void tail.then(() => {
-      if (this.#marking.get(hostId) === tail) this.#marking.delete(hostId);
+      for (const hostId of hostIds) if (this.#marking.get(hostId) === tail) this.#marking.delete(hostId);
     });
     return result;
   }
