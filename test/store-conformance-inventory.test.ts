@@ -290,6 +290,17 @@ conformance('name index: a batch of several statements indexes every (name, host
   assert.ok(turns >= 3, `the event loop ran between statements (${turns} turns)`);
 });
 
+conformance('name index: names with quotes, commas, braces, backslashes, NULL-like words and characters beyond U+FFFF are indexed as they are', async (backend) => {
+  const { kysely } = backend;
+  await insertHost(kysely, 'hst_odd');
+  const names = ['a "quoted", name', '{braced}', 'back\\slash', 'NULL', 'ünïcödé', 'emoji-\u{1F600}', 'private-\u{E000}', "it's"];
+  await addChunk(kysely, { scanId: 'scan-odd', hostId: 'hst_odd', chunkIndex: 0, packages: names.map((name) => pkg(name)), isLast: true, now: AT });
+  assert.equal(await indexNames(kysely), names.length);
+  const entries = await kysely.selectFrom('software_name_index').select('name').where('host_id', '=', 'hst_odd').execute();
+  assert.deepEqual(entries.map((entry) => entry.name).sort(), [...names].sort());
+  for (const name of names) assert.deepEqual(await search(kysely, name), ['hst_odd:1.0'], name);
+});
+
 conformance('inventory store: a package back after removal is found through the index it kept; only rows new to the table are pending', async (backend) => {
   const { kysely } = backend;
   await insertHost(kysely, 'hst_b');
