@@ -180,10 +180,11 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * The (name, host) pair of each package row in `range` (a name repeats across a host's versions and architectures), in no particular order. Read by
-   * id alone (a primary-key range; with the host as well SQLite would walk the host's whole key): on
-   * PostgreSQL a range may then also cover rows of another host's chunk committed with ids in
-   * between, and every pair it reads is a real package's, so indexing it early is harmless.
+   * The (name, host) pair of each package row in `range`, in no particular order (a name repeats
+   * across a host's versions and architectures). Read by id alone (a primary-key range; with the host
+   * as well SQLite would walk the host's whole key): on PostgreSQL a range may then also cover rows of
+   * another host's chunk committed with ids in between, and every pair it reads is a real package's,
+   * so indexing it early is harmless.
    */
   async namesInRange(range: NameRange): Promise<NameEntry[]> {
     const rows = await this.#db.selectFrom('software_packages').select(['name', 'host_id']).where('id', '>=', range.firstId).where('id', '<=', range.lastId).execute();
@@ -192,8 +193,9 @@ export class SoftwareInventoryStore {
 
   /**
    * Writes `entries` into software_name_index in their order (the caller sorts them by name: fewer
-   * index pages touched), one statement whatever their number (one bound value: a JSON array on
-   * SQLite, two arrays on PostgreSQL); entries already there are ignored. Returns the entries added.
+   * index pages touched), one statement whatever their number (a JSON array on SQLite, two arrays on
+   * PostgreSQL: a statement's text and bound values do not grow with them); entries already there are
+   * ignored. Returns the entries added.
    */
   async addNameEntries(entries: readonly NameEntry[]): Promise<number> {
     if (entries.length === 0) return 0;
