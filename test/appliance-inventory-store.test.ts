@@ -177,6 +177,30 @@ test("scans are bound to their host, in order, and refused once completed or whe
   }
 });
 
+test('a name-index run asked for while one runs is that run, which then takes the ranges committed meanwhile: each range indexed once', async () => {
+  const { stores, hostId } = await freshStores('name-runs.db');
+  const other = await addHost(stores.hosts, (await stores.organisations.ensureDefault(1)).id);
+  const count = (sql: string): number => stores.db.prepare(sql).pluck().get() as number;
+  try {
+    const service = await inventoryService(stores);
+    for (let chunkIndex = 0; chunkIndex < 8; chunkIndex += 1) {
+      await addChunk(stores, { scanId: 'scan-runs-001', taskId: '', hostId, chunkIndex, packages: pkgs(chunkIndex * 500, (chunkIndex + 1) * 500), isLast: chunkIndex === 7, now: 1 });
+    }
+    const running = service.indexNames();
+    assert.equal(service.indexNames(), running, 'a second call while the first runs joins it');
+    // The run reads its ranges one statement at a time: a chunk commits while it is under way.
+    await new Promise((resolve) => setImmediate(resolve));
+    await addChunk(stores, { scanId: 'scan-runs-002', taskId: '', hostId: other, chunkIndex: 0, packages: pkgs(0, 300), isLast: true, now: 1 });
+    assert.equal(service.indexNames(), running, 'still the same run');
+    assert.equal(await running, 4_300, 'both hosts\' names, each once');
+    assert.equal(count('SELECT count(*) FROM software_name_index'), 4_300);
+    assert.equal(count('SELECT count(*) FROM software_name_pending_ranges'), 0, 'the range committed during the run was taken by it');
+    assert.equal(await service.indexNames(), 0, 'a later run finds nothing');
+  } finally {
+    stores.close();
+  }
+});
+
 test('"which hosts have package X" is exact before and after the names are indexed in bulk', async () => {
   const { stores, hostId } = await freshStores('by-name.db');
   const inventory = stores.softwareInventory;

@@ -5,6 +5,7 @@ import { HOST_EVENTS_KEPT, HostEventStore } from '../appliance/store/host-events
 import { HostTrustStore } from '../appliance/store/host-trust.ts';
 import { HostVitalsStore } from '../appliance/store/host-vitals.ts';
 import { HostStore, type NewHost } from '../appliance/store/hosts.ts';
+import { countingTurns } from './helpers/event-loop-turns.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { conformance, interleaved, type OpenBackend } from './helpers/store-backends.ts';
 
@@ -172,17 +173,7 @@ conformance('vitals prune: a backlog of several slices goes in slices with the e
   const at = (n: number): number => (n < 5_000 ? AT + n : n < 5_700 ? AT + 3_900 : n < 7_800 ? AT + 9_000 : AT + 10_000 + n);
   const sample = (n: number) => ({ hostId: 'hst_v', receivedAt: at(n), agentTimestamp: at(n), cpuPercent: 1, memoryPercent: 2, diskPercent: 3, uptimeSeconds: n });
   for (let start = 0; start < 8_000; start += 1_000) await vitals.insertMany(Array.from({ length: 1_000 }, (_, index) => sample(start + index)));
-  let turns = 0;
-  let pruning = true;
-  const counter = (async () => {
-    while (pruning) {
-      await new Promise((resolve) => setImmediate(resolve));
-      turns += 1;
-    }
-  })();
-  const pruned = await vitals.prune(AT + 10_000);
-  pruning = false;
-  await counter;
+  const { result: pruned, turns } = await countingTurns(() => vitals.prune(AT + 10_000));
   assert.equal(pruned, 7_800, 'every sample received before the cutoff');
   assert.ok(turns >= 2, `the event loop ran between slices (${turns} turns)`);
   const left = await vitals.recent('hst_v', 1_000);

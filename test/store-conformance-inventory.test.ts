@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
+import { indexNameBatches } from '../appliance/inventory/name-index.ts';
 import { HOST_INVENTORY_LIMITS, type ChunkInput, type PackageInput } from '../appliance/model/inventory.ts';
 import type { DialectName } from '../appliance/store/dialects.ts';
 import type { Schema } from '../appliance/store/schema.ts';
 import { SoftwareInventoryStore } from '../appliance/store/software-inventory.ts';
 import { CtOpsError } from '../common/errors.ts';
+import { countingTurns } from './helpers/event-loop-turns.ts';
 import { sharedPostgres } from './helpers/postgres.ts';
 import { backends, conformance, interleaved } from './helpers/store-backends.ts';
 
@@ -42,8 +44,9 @@ function addChunk(kysely: Kysely<Schema>, input: Omit<ChunkInput, 'taskId'> & { 
   return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).addChunk({ taskId: 'tsk_scan', ...input }));
 }
 
+/** The name index's batches, as InventoryService.indexNames runs them. */
 function indexNames(kysely: Kysely<Schema>, batchAtLeast = 1): Promise<number> {
-  return kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).indexNames(batchAtLeast));
+  return indexNameBatches(new SoftwareInventoryStore(kysely, dialectOf(kysely)), batchAtLeast);
 }
 
 /** "hostId:version" of every host recorded with the package, as package search reads them. */
@@ -261,6 +264,41 @@ conformance('inventory store: package search reads the name index plus the pendi
   await kysely.updateTable('hosts').set({ deleted_at: AT + 2 }).where('id', '=', 'hst_1').execute();
   assert.deepEqual(await search(kysely, 'openssl', { orgId: 'org_i' }), ['hst_2:3.1'], 'a deleted host is no longer part of the fleet');
   assert.deepEqual(await search(kysely, 'no-such-package'), []);
+});
+
+conformance('name index: a batch of several statements indexes every (name, host) exactly once, the event loop running between them', async (backend) => {
+  const { kysely } = backend;
+  const hostIds = ['hst_n1', 'hst_n2', 'hst_n3'];
+  for (const hostId of hostIds) await insertHost(kysely, hostId);
+  // Each host: 1,500 names in three chunks, the last chunk's names sorting first (the merge orders
+  // them), plus 200 of the names again for another architecture (a name twice per host, in another range).
+  for (const hostId of hostIds) {
+    const chunks = [many('pkg-b', 500), many('pkg-c', 500), many('pkg-a', 500), many('pkg-a', 200).map((input) => ({ ...input, architecture: 'i386' }))];
+    for (const [chunkIndex, packages] of chunks.entries()) {
+      await addChunk(kysely, { scanId: `scan-${hostId}`, hostId, chunkIndex, packages, isLast: chunkIndex === chunks.length - 1, now: AT });
+    }
+  }
+  // One entry already there: ignored, not counted.
+  await kysely.insertInto('software_name_index').values({ name: 'pkg-a0', host_id: 'hst_n1' }).execute();
+  const { result: added, turns } = await countingTurns(() => indexNames(kysely));
+  const expected = hostIds.flatMap((hostId) => ['a', 'b', 'c'].flatMap((prefix) => many(`pkg-${prefix}`, 500).map((input) => `${input.name}@${hostId}`))).sort();
+  assert.equal(expected.length, 4_500, 'more entries than one statement writes (2,000)');
+  assert.equal(added, 4_499, 'each new (name, host) counted once');
+  const entries = await kysely.selectFrom('software_name_index').select(['name', 'host_id']).execute();
+  assert.deepEqual(entries.map((entry) => `${entry.name}@${entry.host_id}`).sort(), expected, 'every pair, each once');
+  assert.deepEqual(await pending(kysely), [], 'every range the batch read went');
+  assert.ok(turns >= 3, `the event loop ran between statements (${turns} turns)`);
+});
+
+conformance('name index: names with quotes, commas, braces, backslashes, NULL-like words and characters beyond U+FFFF are indexed as they are', async (backend) => {
+  const { kysely } = backend;
+  await insertHost(kysely, 'hst_odd');
+  const names = ['a "quoted", name', '{braced}', 'back\\slash', 'NULL', 'ünïcödé', 'emoji-\u{1F600}', 'private-\u{E000}', "it's"];
+  await addChunk(kysely, { scanId: 'scan-odd', hostId: 'hst_odd', chunkIndex: 0, packages: names.map((name) => pkg(name)), isLast: true, now: AT });
+  assert.equal(await indexNames(kysely), names.length);
+  const entries = await kysely.selectFrom('software_name_index').select('name').where('host_id', '=', 'hst_odd').execute();
+  assert.deepEqual(entries.map((entry) => entry.name).sort(), [...names].sort());
+  for (const name of names) assert.deepEqual(await search(kysely, name), ['hst_odd:1.0'], name);
 });
 
 conformance('inventory store: a package back after removal is found through the index it kept; only rows new to the table are pending', async (backend) => {

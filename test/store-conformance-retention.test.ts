@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import { PostgresAdapter, type Kysely } from 'kysely';
+import { indexNameBatches } from '../appliance/inventory/name-index.ts';
 import type { ChunkInput, PackageInput } from '../appliance/model/inventory.ts';
 import type { DialectName } from '../appliance/store/dialects.ts';
 import type { Schema } from '../appliance/store/schema.ts';
@@ -27,14 +28,11 @@ async function insertHost(kysely: Kysely<Schema>, id: string, orgId: string, del
 const pkg = (name: string, version = '1.0'): PackageInput => ({ name, version, source: 'dpkg', architecture: 'amd64', publisher: 'Debian', installDate: null });
 
 /** One whole scan (one chunk) in its own transaction, as InventoryService.acceptChunk runs it. */
-function scan(kysely: Kysely<Schema>, hostId: string, scanId: string, packages: PackageInput[], now: number, removedRetentionMs?: number) {
+async function scan(kysely: Kysely<Schema>, hostId: string, scanId: string, packages: PackageInput[], now: number, removedRetentionMs?: number) {
   const input: ChunkInput = { scanId, taskId: 'tsk_scan', hostId, chunkIndex: 0, packages, skipped: [], isLast: true, now, removedRetentionMs };
-  return kysely.transaction().execute(async (tx) => {
-    const store = new SoftwareInventoryStore(tx, dialectOf(tx));
-    const result = await store.addChunk(input);
-    await store.indexNames(1);
-    return result;
-  });
+  const result = await kysely.transaction().execute((tx) => new SoftwareInventoryStore(tx, dialectOf(tx)).addChunk(input));
+  await indexNameBatches(new SoftwareInventoryStore(kysely, dialectOf(kysely)), 1);
+  return result;
 }
 
 /** "name@host" of every name index entry, sorted. */

@@ -9,6 +9,7 @@ import type { Host, Stores, TableStores, TransactionScope } from '../store/index
 import { HOSTS_PER_STATEMENT, slices } from '../store/runs.ts';
 import type { TaskService } from '../tasks/service.ts';
 import type { ValidChunk } from './chunk.ts';
+import { indexNameBatches, NAME_INDEX_BATCH } from './name-index.ts';
 import type { ScanClosingEvent } from './scan-states.ts';
 import { checkScanTask } from './scan-task.ts';
 import { searchPackage, type PackageSearch } from './search.ts';
@@ -29,12 +30,6 @@ const SWEEP_HOSTS_PER_STEP = 500;
 const DAY_MS = 86_400_000;
 /** Deleted hosts the inventory retention looks up per statement. */
 const PURGE_HOSTS_PER_STEP = 100;
-/**
- * Rows of packages indexed by name in one batch, after a scan completes. Large enough that one
- * batch touches each index page about once, small enough to take well under a second.
- */
-const NAME_INDEX_BATCH = 50_000;
-
 export interface InventoryServiceDeps {
   readonly stores: Stores;
   readonly presence: PresenceRegistry;
@@ -50,6 +45,9 @@ export interface InventoryServiceDeps {
  */
 export class InventoryService {
   readonly #deps: InventoryServiceDeps;
+  /** The name-index run under way, and the smallest batch asked for while it ran (indexNames). */
+  #naming: Promise<number> | undefined;
+  #namingAgain: number | undefined;
 
   constructor(deps: InventoryServiceDeps) {
     this.#deps = deps;
@@ -159,9 +157,36 @@ export class InventoryService {
     return hosts;
   }
 
-  /** Adds package names to the name index when at least `batchAtLeast` rows wait (1: all). Returns the entries added. */
+  /**
+   * Adds package names to the name index while at least `batchAtLeast` rows wait (1: all), in short
+   * statements with the event loop free between them (name-index.ts indexNameBatches). One run at a
+   * time per instance: a call while one runs gets that run, which then looks again for the smallest
+   * batch asked meanwhile (ranges committed after it read its own). Resolves to the entries the run
+   * added; rejects with ERR_STORAGE_* when the storage fails.
+   */
   indexNames(batchAtLeast = 1): Promise<number> {
-    return this.#deps.stores.transact((tx) => tx.softwareInventory.indexNames(batchAtLeast));
+    if (this.#naming) {
+      this.#namingAgain = Math.min(this.#namingAgain ?? batchAtLeast, batchAtLeast);
+      return this.#naming;
+    }
+    this.#namingAgain = undefined;
+    this.#naming = this.#indexNamesRun(batchAtLeast);
+    return this.#naming;
+  }
+
+  async #indexNamesRun(batchAtLeast: number): Promise<number> {
+    try {
+      let added = 0;
+      for (let atLeast = batchAtLeast; ; ) {
+        added += await indexNameBatches(this.#deps.stores.softwareInventory, atLeast);
+        // Checked and cleared with no await in between: a call that finds this run still going is always seen.
+        if (this.#namingAgain === undefined) return added;
+        atLeast = this.#namingAgain;
+        this.#namingAgain = undefined;
+      }
+    } finally {
+      this.#naming = undefined;
+    }
   }
 
   /**

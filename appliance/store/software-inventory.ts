@@ -26,6 +26,19 @@ import type { Executor } from './unit-of-work.ts';
  */
 const UPSERT_ROWS = 1000;
 
+/** One chunk's pending id range for the name index (software_name_pending_ranges). */
+export interface NameRange {
+  hostId: string;
+  firstId: number;
+  lastId: number;
+}
+
+/** One entry of the name index: the host has a package of that name. */
+export interface NameEntry {
+  name: string;
+  hostId: string;
+}
+
 type ScanRow = Selectable<SoftwareScansTable>;
 type PackageRow = Selectable<SoftwarePackagesTable>;
 /**
@@ -34,6 +47,9 @@ type PackageRow = Selectable<SoftwarePackagesTable>;
  * CPU per chunk).
  */
 type UpsertedRow = Pick<PackageRow, 'prior_scan' | 'name' | 'id' | 'first_seen'>;
+
+/** Pending ranges deleted per statement: three bound values each, far below either backend's limit. */
+const RANGES_PER_STATEMENT = 500;
 
 /** Names per statement when dropping name index entries: two bound values of SQL besides, far below either backend's limit. */
 const NAMES_PER_STATEMENT = 500;
@@ -65,7 +81,7 @@ export class SoftwareInventoryStore {
   readonly #db: Executor;
   readonly #dialect: DialectName;
 
-  /** `dialect`: the name index takes its pending pairs in the way each backend makes safe (indexNames). */
+  /** `dialect`: the name index's entries are written in the way each backend binds a list (addNameEntries). */
   constructor(executor: Executor, dialect: DialectName) {
     this.#db = executor;
     this.#dialect = dialect;
@@ -142,57 +158,76 @@ export class SoftwareInventoryStore {
   }
 
   /**
-   * Moves the names of the package rows in the pending id ranges (one range per chunk that inserted
-   * rows, written in the chunk's transaction) into software_name_index, in one batch sorted by name,
-   * when the ranges span at least `batchAtLeast` ids (1: whenever any is pending); inside
-   * stores.transact. Returns the entries added. Each range is read by id alone (a primary-key range;
-   * with the host as well SQLite would walk the host's whole key): on PostgreSQL a range may then
-   * also cover rows of another host's chunk committed with ids in between, and every pair it reads is
-   * a real package's, so indexing it early is harmless. Exactly the ranges the batch read are deleted: on
-   * PostgreSQL one statement takes them (`DELETE … RETURNING`, one snapshot), so a range committed
-   * while it ran stays for the next batch; SQLite serialises writers (decisions.md 128, 130). Lookups
-   * are exact either way (hostsWithPackage reads the pending ranges too); this keeps them short.
+   * An upper bound of the package rows waiting for the name index: the ids the pending ranges span
+   * (PostgreSQL's ranges may span ids of other hosts' chunks and ids a conflict used up).
    */
-  async indexNames(batchAtLeast = 1): Promise<number> {
-    this.#requireTransaction('indexNames');
-    // An upper bound of the rows pending: PostgreSQL's ranges may span ids of other hosts' chunks and ids a conflict used up.
+  async pendingNameIds(): Promise<number> {
     const waiting = await this.#db
       .selectFrom('software_name_pending_ranges')
       .select((eb) => eb.fn.coalesce(eb.fn.sum<number>(sql<number>`last_id - first_id + 1`), eb.lit(0)).as('ids'))
       .executeTakeFirstOrThrow();
-    if (Number(waiting.ids) < Math.max(batchAtLeast, 1)) return 0;
-    // Names repeat across a host's versions and architectures: one entry per (name, host), the rest ignored.
-    if (this.#dialect === 'postgres') {
-      const { rows } = await sql<{ added: number | string }>`
-        WITH taken AS (DELETE FROM software_name_pending_ranges RETURNING host_id, first_id, last_id),
-        added AS (
-          INSERT INTO software_name_index (name, host_id)
-          SELECT DISTINCT p.name, p.host_id FROM taken
-          JOIN software_packages p ON p.id BETWEEN taken.first_id AND taken.last_id
-          ORDER BY p.name, p.host_id
-          ON CONFLICT (name, host_id) DO NOTHING RETURNING 1
-        )
-        SELECT count(*) AS added FROM added`.execute(this.#db);
-      return Number(rows[0]!.added);
+    return Number(waiting.ids);
+  }
+
+  /**
+   * The name index's pending id ranges, oldest first: one per chunk that inserted rows, written in the
+   * chunk's transaction, so a range is visible exactly when its rows are (decisions.md 128, 130). A
+   * range is never written twice: package ids are never reused (AUTOINCREMENT, PostgreSQL identity).
+   */
+  async pendingNameRanges(): Promise<NameRange[]> {
+    const rows = await this.#db.selectFrom('software_name_pending_ranges').select(['host_id', 'first_id', 'last_id']).orderBy('first_id').execute();
+    return rows.map((row) => ({ hostId: row.host_id, firstId: Number(row.first_id), lastId: Number(row.last_id) }));
+  }
+
+  /**
+   * The (name, host) pair of each package row in `range`, in no particular order (a name repeats
+   * across a host's versions and architectures). Read by id alone (a primary-key range; with the host
+   * as well SQLite would walk the host's whole key): on PostgreSQL a range may then also cover rows of
+   * another host's chunk committed with ids in between, and every pair it reads is a real package's,
+   * so indexing it early is harmless.
+   */
+  async namesInRange(range: NameRange): Promise<NameEntry[]> {
+    const rows = await this.#db.selectFrom('software_packages').select(['name', 'host_id']).where('id', '>=', range.firstId).where('id', '<=', range.lastId).execute();
+    return rows.map((row) => ({ name: row.name, hostId: row.host_id }));
+  }
+
+  /**
+   * Writes `entries` into software_name_index in their order (the caller sorts them by name: fewer
+   * index pages touched), one statement whatever their number (a JSON array on SQLite, two arrays on
+   * PostgreSQL: a statement's text and bound values do not grow with them); entries already there are
+   * ignored. Returns the entries added.
+   */
+  async addNameEntries(entries: readonly NameEntry[]): Promise<number> {
+    if (entries.length === 0) return 0;
+    const result =
+      this.#dialect === 'postgres'
+        ? await sql`
+            INSERT INTO software_name_index (name, host_id)
+            SELECT * FROM unnest(${entries.map((entry) => entry.name)}::text[], ${entries.map((entry) => entry.hostId)}::text[])
+            ON CONFLICT (name, host_id) DO NOTHING`.execute(this.#db)
+        : // The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
+          await sql`
+            INSERT INTO software_name_index (name, host_id)
+            SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(entries.map((entry) => [entry.name, entry.hostId]))}) WHERE true
+            ON CONFLICT (name, host_id) DO NOTHING`.execute(this.#db);
+    return Number(result.numAffectedRows ?? 0);
+  }
+
+  /**
+   * Deletes exactly `ranges` from the name index's pending list, once their entries are written
+   * (a range is never written twice: pendingNameRanges); a range committed since they were read stays.
+   * RANGES_PER_STATEMENT at a time. Returns how many went (fewer when a concurrent run deleted some).
+   */
+  async dropNameRanges(ranges: readonly NameRange[]): Promise<number> {
+    let dropped = 0;
+    for (const slice of slices(ranges, RANGES_PER_STATEMENT)) {
+      const result = await this.#db
+        .deleteFrom('software_name_pending_ranges')
+        .where((eb) => eb(eb.refTuple('host_id', 'first_id', 'last_id'), 'in', slice.map((range) => eb.tuple(range.hostId, range.firstId, range.lastId))))
+        .executeTakeFirst();
+      dropped += Number(result.numDeletedRows);
     }
-    // The WHERE settles SQLite's parse of INSERT … SELECT … ON CONFLICT.
-    const added = await this.#db
-      .insertInto('software_name_index')
-      .columns(['name', 'host_id'])
-      .expression(
-        this.#db
-          .selectFrom('software_name_pending_ranges as r')
-          .innerJoin('software_packages as p', (join) => join.on((eb) => eb.between('p.id', eb.ref('r.first_id'), eb.ref('r.last_id'))))
-          .select(['p.name', 'p.host_id'])
-          .distinct()
-          .where(sql<boolean>`true`)
-          .orderBy('p.name')
-          .orderBy('p.host_id'),
-      )
-      .onConflict((conflict) => conflict.columns(['name', 'host_id']).doNothing())
-      .executeTakeFirst();
-    await this.#db.deleteFrom('software_name_pending_ranges').execute();
-    return Number(added.numInsertedOrUpdatedRows ?? 0);
+    return dropped;
   }
 
   /**
@@ -410,7 +445,7 @@ export class SoftwareInventoryStore {
         if (row.prior_scan === null && row.first_seen === now) inserted = inserted === undefined ? { first: row.id, last: row.id } : { first: Math.min(inserted.first, row.id), last: Math.max(inserted.last, row.id) };
       }
     }
-    // The name index learns the new rows from this range, visible exactly when they are (indexNames).
+    // The name index learns the new rows from this range, visible exactly when they are (pendingNameRanges).
     if (inserted !== undefined) await this.#db.insertInto('software_name_pending_ranges').values({ host_id: hostId, first_id: inserted.first, last_id: inserted.last }).execute();
     // Checked after the upsert, inside the transaction (a refusal rolls the chunk back): only rows
     // the chunk newly made live count, so packages an abandoned scan left behind never lock the
@@ -598,7 +633,7 @@ export class SoftwareInventoryStore {
    * Lookups join back to software_packages, so a dead entry is never a wrong answer, but without
    * this every name a host ever had stays in the index for good: it grows with the fleet's churn
    * (issue 14, a week compressed). Point deletes by the index's (name, host_id) key, a slice of names
-   * per statement. On PostgreSQL an entry a concurrent indexNames batch adds for a row deleted here
+   * per statement. An entry a name-index batch running meanwhile adds for a row deleted here
    * may stay; it is as harmless as before and goes with the host's inventory.
    */
   async #forgetNames(hostId: string, deleted: readonly Pick<PackageRow, 'name'>[]): Promise<void> {

@@ -1,3 +1,4 @@
+import { indexNameBatches } from '../../appliance/inventory/name-index.ts';
 import type { ScanClosingEvent } from '../../appliance/inventory/scan-states.ts';
 import type { ChunkInput, ChunkResult } from '../../appliance/model/inventory.ts';
 import type { Stores } from '../../appliance/store/index.ts';
@@ -16,6 +17,7 @@ export function closeScan(stores: Stores, scanId: string, hostId: string, event:
   return stores.transact((tx) => tx.softwareInventory.closeScan(scanId, hostId, event, errorCode, now));
 }
 
+/** Every pending row indexed by name, as InventoryService.indexNames runs its batches (no transaction of its own). */
 export function indexNames(stores: Stores): Promise<number> {
-  return stores.transact((tx) => tx.softwareInventory.indexNames());
+  return indexNameBatches(stores.softwareInventory, 1);
 }
