@@ -80,7 +80,7 @@ test('two concurrent registrations of one new key enrol one host and both are an
   await stores.close();
 });
 
-test("a host enrolled later gets an id that sorts later, so its first scan's name-index entries append (decision 157)", async () => {
+test("a host enrolled later gets an id that sorts later, so its first scan's name-index entries append (decision 156)", async () => {
   const { stores, enrolment, token, hostId, now } = await world('time-ordered-ids');
   const later = await enrolment.register(parseRegisterRequest(decodedRegister(signedRegister(newIdentity(), token.secret, {}, now + 1000))), now + 1000);
   const laterId = later.agent_id as string;

@@ -39,7 +39,7 @@ test('every generated id of every kind matches its one format, and ids derived f
   for (let index = 0; index < 50; index += 1) assert.match(newId('scn'), ACCEPTED_SCAN_ID, 'the appliance takes the scan ids the agent makes');
 });
 
-test('host ids made in a later millisecond sort after earlier ones, in the same format as every id (decision 157)', () => {
+test('host ids made in a later millisecond sort after earlier ones, in the same format as every id (decision 156)', () => {
   const start = Date.UTC(2026, 11, 2);
   const ids = Array.from({ length: 1000 }, (_, index) => newTimeOrderedId('hst', start + index * 7));
   for (const id of ids) assert.match(id, idPattern('hst'), id);

@@ -23,7 +23,7 @@ export const SETUP_SLOT_MS = 2_000;
  */
 export const ADMISSION_WAIT_MS = 12_000;
 /** The most connections waiting for a slot; beyond it a new one is refused at once (each holds a file descriptor). */
-export const ADMISSION_QUEUE = 4_096;
+export const ADMISSION_QUEUE = 16_384;
 /**
  * Connections handed to setup in one turn of the event loop: each costs a TLS socket's set-up
  * (about 1 ms under load), and the thousands of connections a storm brings in one accept loop, or

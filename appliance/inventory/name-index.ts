@@ -12,7 +12,7 @@ export const NAME_INDEX_BATCH = 50_000;
 /**
  * Name-index entries written per statement, the event loop free between statements: 1.8 ms p50 and
  * 22.6 ms p99 each at 1,500 hosts on the shared 2-core machine under a load of 5 (2,000: 4.9 and
- * 30.6 ms, no less CPU per package; docs/BENCHMARKS.md, decisions.md 160).
+ * 30.6 ms, no less CPU per package; docs/BENCHMARKS.md, decisions.md 158).
  */
 const ENTRIES_PER_STATEMENT = 1_000;
 

@@ -19,7 +19,7 @@
  *    admin and loads each page that reads inventory over HTTPS (one kept-alive connection), 3 warm-ups
  *    then 20 loads, reading Server-Timing app;dur (the appliance's own time) and the wall time.
  *
- * BENCH_HOST_IDS=random gives the hosts random ids, as enrolment made them before decisions.md 157, whose
+ * BENCH_HOST_IDS=random gives the hosts random ids, as enrolment made them before decisions.md 156, whose
  * scattered name-index writes made the fill slow down as the table grew.
  *
  * Target (issue 14): the first scans at the bench:inventory rate (≥ 100,000 packages/s) and every page's

@@ -39,7 +39,7 @@ export function benchInventoryService(stores: Stores): InventoryService {
 
 /**
  * Writes `count` approved hosts of the default organisation (made if missing, as `serve` makes it),
- * named bench-0 … bench-{count-1}, with ids as enrolment gives them (time-ordered, decisions.md 157) or,
+ * named bench-0 … bench-{count-1}, with ids as enrolment gives them (time-ordered, decisions.md 156) or,
  * with `idKind` 'random', as it gave them before; returns their ids in that order.
  */
 export async function insertBenchHosts(stores: Stores, count: number, idKind: 'time-ordered' | 'random' = 'time-ordered'): Promise<string[]> {
