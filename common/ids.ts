@@ -38,7 +38,7 @@ const TIME_HEX_DIGITS = 12;
 /**
  * A new id that sorts after every id made in an earlier millisecond: `now` (ms since the epoch) in its
  * first TIME_HEX_DIGITS digits, 32 random bits after, so it has the format of newId's. For hosts
- * (decisions.md 157): the name index and the package table are keyed by host id first, and a new host's
+ * (decisions.md 156): the name index and the package table are keyed by host id first, and a new host's
  * first scan then lands at the end of each key range it touches instead of at random places in it.
  */
 export function newTimeOrderedId(prefix: IdPrefix, now: number): string {
