@@ -332,7 +332,7 @@ export class PresenceService {
     try {
       await stores.hosts.recordDisconnects(ended.map(({ hostId }) => hostId), Date.now());
     } catch (error) {
-      log.error(failureFields(error), 'hosts offline not recorded');
+      log.error(failureFields(error), 'host offline not recorded');
     }
     requeueTasks(ended.map(({ hostId }) => hostId));
   }

@@ -111,7 +111,8 @@ export function openStores(path: string, options: { log?: Logger; migrate?: bool
   const checkpointer = options.checkpointThread ? new WalCheckpointer(db, path, holdWrites, options.log) : undefined;
   const close = async (): Promise<void> => {
     // The thread's connection first: the serving one, closing last, checkpoints the whole WAL and removes it.
-    await checkpointer?.close();
+    // Without a thread the handle closes before close() returns, as callers that go on at once expect.
+    if (checkpointer !== undefined) await checkpointer.close();
     db.close();
   };
   return { ...assembleStores(database, 'sqlite', probe, options.log, close), db };
