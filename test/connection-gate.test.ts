@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { ConnectionGate, type ConnectionGateLimits } from '../appliance/grpc/connection-gate.ts';
+import { ConnectionGate, settleOnFirstCall, type ConnectionGateLimits } from '../appliance/grpc/connection-gate.ts';
+import { ensureTlsMaterial } from '../appliance/pki/certificates.ts';
+import { loadIngestProto } from '../common/proto.ts';
 import { waitFor } from './helpers/wait.ts';
 
 /** A real listener on loopback behind a gate whose "setup" only records the sockets it was handed. */
@@ -111,6 +117,43 @@ describe('ConnectionGate (admission control of the agents\' port, issue 14 recon
     queued.socket.destroy();
     await waitFor('the third set up after the second closed', () => setUp.length === 3, 300, 10);
     gate.close();
+  });
+
+  test('through grpc-js, a connection\'s first call frees its slot (the interceptor names the peer as the gate does)', async () => {
+    // A real grpc-js TLS server fed by the gate, as appliance/grpc/server.ts does; slots never expire
+    // here, so only the first call can free the one slot and let the second connection in.
+    const dataDir = mkdtempSync(join(tmpdir(), 'ct-ops-gate-'));
+    const tls = await ensureTlsMaterial(dataDir, ['localhost'], new Date());
+    rmSync(dataDir, { recursive: true, force: true });
+    const limits = { inSetup: 1, slotMs: 60_000, waitMs: 60_000, queue: 10 };
+    const gate: ConnectionGate = new ConnectionGate((socket) => injector.injectConnection(socket), pino({ level: 'silent' }), limits);
+    const server = new grpc.Server({ interceptors: [settleOnFirstCall(gate)] });
+    const { IngestService } = loadIngestProto().ctops.ingest.v1;
+    server.addService(IngestService.service, {
+      GetRegisterChallenge: (_call: unknown, callback: grpc.sendUnaryData<object>) => callback(null, { nonce: Buffer.alloc(32), expires_unix_ms: 0 }),
+    });
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.serverCertPem), private_key: Buffer.from(tls.serverKeyPem) }]));
+    const listener = createServer({ pauseOnConnect: true }, (socket) => gate.offer(socket));
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    servers.push(listener);
+    const address = `localhost:${(listener.address() as { port: number }).port}`;
+    const credentials = grpc.credentials.createSsl(Buffer.from(tls.caCertPem));
+    const call = (client: InstanceType<typeof IngestService>): Promise<unknown> =>
+      new Promise((resolve, reject) => client.GetRegisterChallenge({}, { deadline: Date.now() + 10_000 }, (error, answer) => (error ? reject(error) : resolve(answer))));
+    const first = new IngestService(address, credentials, { 'grpc.use_local_subchannel_pool': 1 });
+    const second = new IngestService(address, credentials, { 'grpc.use_local_subchannel_pool': 1 });
+    try {
+      await call(first);
+      assert.deepEqual(gate.counts, { inSetup: 0, waiting: 0 }, 'the first call freed the slot');
+      // The first connection stays open: the second is set up only because the slot was freed by that call.
+      await call(second);
+    } finally {
+      first.close();
+      second.close();
+      gate.close();
+      server.forceShutdown();
+    }
   });
 
   test('close refuses the connections still waiting', async () => {

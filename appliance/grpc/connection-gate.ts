@@ -106,7 +106,7 @@ export class ConnectionGate {
     if (this.#release(peer)) this.#pump(performance.now());
   }
 
-  /** Connections in setup and waiting now (the runtime report, tests). */
+  /** Connections in setup and waiting now (the refusal log line, tests). */
   get counts(): { inSetup: number; waiting: number } {
     return { inSetup: this.#inSetup.size, waiting: this.#waiting.length - this.#head };
   }

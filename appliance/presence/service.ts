@@ -270,16 +270,15 @@ export class PresenceService {
     const { stores, cluster, log } = this.#deps;
     await Promise.all(ended.map(({ hostId }) => this.#claims.get(hostId)));
     const offline: EndedStream[] = [];
+    /** The first stream of `ended` not yet decided: on a storage failure it and those after it are offline. */
+    let undecided = 0;
     try {
       const held = ended.filter((stream): stream is EndedStream & { streamId: string } => stream.streamId !== undefined);
       const released = await stores.instances.releaseStreams(held, cluster.instanceId);
-      for (const stream of ended) {
-        if (released.has(stream.hostId)) {
-          offline.push(stream);
-          continue;
-        }
+      for (; undecided < ended.length; undecided += 1) {
+        const stream = ended[undecided]!;
         // Not released (or never claimed: a refused claimant's stream): is the host held by another stream?
-        const holder = await stores.instances.holderOf(stream.hostId);
+        const holder = released.has(stream.hostId) ? undefined : await stores.instances.holderOf(stream.hostId);
         if (holder === undefined) {
           offline.push(stream);
           continue;
@@ -289,7 +288,7 @@ export class PresenceService {
       }
     } catch (error) {
       log.error(failureFields(error), 'stream holders not released; the next reconcile removes them');
-      offline.push(...ended.filter((stream) => !offline.includes(stream)));
+      offline.push(...ended.slice(undecided));
     }
     await this.#offline(offline);
   }

@@ -2,8 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceError } from '@grpc/grpc-js';
 import { Backoff } from '../../agent/lifecycle/backoff.ts';
+import { rpcFailure } from '../../agent/transport/failure.ts';
 import type { IngestServiceClient, RegisterRequest, RegisterResponse__Output } from '../../common/proto.ts';
-import { parseRetryAfterMs, RETRY_AFTER_MS_METADATA } from '../../common/retry-hint.ts';
 import type { RegisterSource } from './clients.ts';
 import { ErrorTally } from './error-tally.ts';
 import { LatencyHistogram } from './stats.ts';
@@ -54,8 +54,6 @@ export async function registerAll(requests: ReadonlyArray<RegisterRequest | Regi
   const tally = new ErrorTally();
   const result: RegisterLoadResult = { agents: [], latency: new LatencyHistogram(), errors: tally.messages, errorCount: 0, errorsByKind: tally.byKind, retried: 0, wallMs: 0 };
   const clients = [...initialClients];
-  /** The clients made here for retries (the caller closes its own). */
-  const replacements: IngestServiceClient[] = [];
   const started = performance.now();
   let next = 0;
   const slot = async (slotIndex: number): Promise<void> => {
@@ -74,8 +72,8 @@ export async function registerAll(requests: ReadonlyArray<RegisterRequest | Regi
           else tally.add(`register:${response.status}`, `${request.hostname}: ${response.status}`);
           break;
         } catch (error) {
-          const hintMs = parseRetryAfterMs((error as Partial<ServiceError>).metadata?.get(RETRY_AFTER_MS_METADATA) ?? []);
-          const waitMs = backoff.next(hintMs);
+          // The hint as the agent reads it from a failed call's status.
+          const waitMs = backoff.next(rpcFailure(error as ServiceError).retryAfterMs);
           if (options === undefined || performance.now() + waitMs - started >= options.retryForMs) {
             tally.addCallError('register', `agent ${index}`, error);
             break;
@@ -84,13 +82,13 @@ export async function registerAll(requests: ReadonlyArray<RegisterRequest | Regi
           client.close();
           await sleep(waitMs);
           clients[slotIndex] = options.newClient(slotIndex);
-          replacements.push(clients[slotIndex]!);
         }
       }
     }
   };
   await Promise.all(clients.map((_, slotIndex) => slot(slotIndex)));
-  for (const client of replacements) client.close();
+  // The clients made here for retries; the caller closes its own.
+  for (const [slotIndex, client] of clients.entries()) if (client !== initialClients[slotIndex]) client.close();
   result.wallMs = performance.now() - started;
   result.errorCount = tally.total;
   return result;

@@ -20,7 +20,7 @@
  * Prints a table and a JSON line; exits 1 when a page's p95 server time is 300 ms or more. BENCH_KEEP=1
  * keeps the data directory (its path is printed).
  */
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,7 +30,7 @@ import { launchBrowser } from '../helpers/browser.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { describeMachine } from './lib/machine.ts';
 import { packageDatabaseDir } from './lib/database-dir.ts';
-import { firstAdminClient, LOADS, measurePage, ms, spread, WARM_UPS, writeJsonLine, type ConsoleClient, type PageFigures } from './lib/console-client.ts';
+import { endConsoleRun, firstAdminClient, LOADS, measurePage, ms, spread, WARM_UPS, writeJsonLine, type ConsoleClient, type PageFigures } from './lib/console-client.ts';
 import { memoryMiB } from '../../loadtest/lib/proc.ts';
 import { distribution, type Distribution } from '../../loadtest/lib/stats.ts';
 
@@ -334,10 +334,7 @@ async function main(): Promise<void> {
     writeJsonLine(json);
     process.exitCode = missed.length === 0 ? 0 : 1;
   } finally {
-    client?.close();
-    await appliance?.stop();
-    if (keep) progress(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
+    await endConsoleRun({ client, appliance, dir, keep, progress });
   }
 }
 

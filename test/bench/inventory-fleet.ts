@@ -25,7 +25,7 @@
  * Target (issue 14): the first scans at the bench:inventory rate (≥ 100,000 packages/s) and every page's
  * p99 server time under 300 ms; exits 1 when either is missed. BENCH_KEEP=1 keeps the data directory.
  */
-import { rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -33,7 +33,7 @@ import { HOST_PACKAGES_PAGE } from '../../appliance/console/pages/host.tsx';
 import { openStores } from '../../appliance/store/index.ts';
 import { memoryMiB } from '../../loadtest/lib/proc.ts';
 import { TestAppliance } from '../helpers/appliance.ts';
-import { firstAdminClient, LOADS, measurePage, ms, WARM_UPS, writeJsonLine, type ConsoleClient, type PageFigures } from './lib/console-client.ts';
+import { endConsoleRun, firstAdminClient, LOADS, measurePage, ms, WARM_UPS, writeJsonLine, type ConsoleClient, type PageFigures } from './lib/console-client.ts';
 import { positiveIntegerEnv, progressFor } from './lib/env.ts';
 import { benchInventoryService, insertBenchHosts, packageList, scanHost } from './lib/inventory-scan.ts';
 import { describeMachine } from './lib/machine.ts';
@@ -202,10 +202,7 @@ async function main(): Promise<void> {
     if (fleet.added !== hosts * perHost) throw new Error(`wrong count: the first scans added ${fleet.added} packages, expected ${hosts * perHost}`);
     process.exitCode = json.met ? 0 : 1;
   } finally {
-    client?.close();
-    await appliance?.stop();
-    if (keep) progress(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
+    await endConsoleRun({ client, appliance, dir, keep, progress });
   }
 }
 

@@ -3,6 +3,7 @@
  * kept-alive HTTPS connection, and a page's server time (Server-Timing app;dur) and wall time over
  * repeated loads.
  */
+import { rmSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
@@ -128,4 +129,12 @@ export const spread = (d: Distribution): string => `${ms(d.p50)} / ${ms(d.p95)} 
 /** Writes `value` as one JSON line on stdout, fractions rounded to tenths (the figures' precision). */
 export function writeJsonLine(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, (_key, field: unknown) => (typeof field === 'number' && !Number.isInteger(field) ? Math.round(field * 10) / 10 : field))}\n`);
+}
+
+/** Ends a bench's run on its appliance: the client closed, the appliance stopped, its data in `dir` removed unless `keep` (BENCH_KEEP=1). */
+export async function endConsoleRun(run: { client: ConsoleClient | undefined; appliance: TestAppliance | undefined; dir: string; keep: boolean; progress: (message: string) => void }): Promise<void> {
+  run.client?.close();
+  await run.appliance?.stop();
+  if (run.keep) run.progress(`kept ${run.dir}`);
+  else rmSync(run.dir, { recursive: true, force: true });
 }
