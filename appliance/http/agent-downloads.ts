@@ -109,7 +109,7 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
         throw new CtOpsError('ERR_RELEASE_NOT_FOUND', `agent release ${version} has no file ${file}`, { version });
       }
       // Asked again after the waits above (places may have filled meanwhile), then counted from here
-      // until the response closes, whatever happens on the way (no await before the listener).
+      // until the response is sent whole or closes, whatever happens on the way (no await before the listeners).
       turnAwayWhenFull(reply);
       const ofHost = servingHost.get(host.id) ?? 0;
       if (ofHost >= DOWNLOADS_PER_HOST) turnAway(reply, `this host has ${DOWNLOADS_PER_HOST} downloads being served already`, { host_id: host.id });
@@ -127,6 +127,9 @@ export async function agentDownloadRoutes(app: FastifyInstance, ctx: HttpContext
         const heldMs = Date.now() - heldFrom;
         averageHeldMs = averageHeldMs === 0 ? heldMs : averageHeldMs + HELD_AVERAGE_WEIGHT * (heldMs - averageHeldMs);
       };
+      // 'finish' as soon as the last byte is handed to the socket: 'close' comes a turn later, and an
+      // agent that got the whole file could ask again on its kept-alive connection before it, and be turned away.
+      reply.raw.once('finish', uncount);
       reply.raw.once('close', uncount);
       // The agent may have gone during the lookups above: its 'close' was before the listener.
       if (reply.raw.destroyed) return void uncount();
