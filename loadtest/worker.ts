@@ -108,7 +108,11 @@ async function work(): Promise<void> {
   const registerClients = Array.from({ length: job.registerStorm ? job.count : Math.min(REGISTER_CONCURRENCY, job.count) }, (_, index) => newClient(-1 - index));
   if (!job.registerStorm) await Promise.all(registerClients.map((client) => connect(client)));
   const registration = await registerAll(requests, registerClients, { retryForMs: REGISTER_RETRY_MS, newClient: (slot) => newClient(-1 - slot) });
-  for (const client of registerClients) client.close();
+  // A storm's agents each registered on a connection of their own and stream on it, as real agents do;
+  // otherwise the few registering connections close and each agent's connection opens afterwards.
+  const streamOnRegistered = job.registerStorm && job.agentsPerConnection === 1;
+  const kept = new Set(streamOnRegistered ? registration.agents.map((agent) => agent.client) : []);
+  for (const client of registration.clients) if (!kept.has(client)) client.close();
   const inventory = job.inventoryPackages > 0 ? new InventoryLoad(job.inventoryPackages) : undefined;
   const connectStarted = performance.now();
   const load = await HeartbeatLoad.connect(registration.agents, newClient, {
@@ -118,6 +122,7 @@ async function work(): Promise<void> {
     connectConcurrency: CONNECT_CONCURRENCY,
     agentsPerConnection: job.agentsPerConnection,
     keepRttSamples: false,
+    ...(streamOnRegistered ? { registeredClients: registration.agents.map((agent) => agent.client) } : {}),
     ...(inventory ? { inventory } : {}),
     ...(job.reconnectAfterMs === undefined ? {} : { reconnectAfterMs: job.reconnectAfterMs }),
     reconnectAfterFailure: job.reconnectAfterFailure,

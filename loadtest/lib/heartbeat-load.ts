@@ -19,6 +19,11 @@ export interface HeartbeatLoadOptions {
   drainMs: number;
   /** Agents whose Heartbeat streams share one connection (default 1: a connection each, as real agents have). */
   agentsPerConnection?: number;
+  /**
+   * Each connection's client, already connected, instead of a new one: a registration storm's agents
+   * stream on the connection they registered on, as a real agent does (one agent per connection).
+   */
+  registeredClients?: readonly IngestServiceClient[];
   /** Keep every RTT in arrival order in result.rttMs (default true); without, only the histogram counts them, in bounded memory. */
   keepRttSamples?: boolean;
   /**
@@ -385,7 +390,7 @@ export class HeartbeatLoad {
     const perConnection = options.agentsPerConnection ?? 1;
     this.#connections = Array.from({ length: Math.ceil(agents.length / perConnection) }, (_, index) => ({
       index,
-      client: newClient(index),
+      client: options.registeredClients?.[index] ?? newClient(index),
       agents: this.#agents.slice(index * perConnection, (index + 1) * perConnection),
       backoff: new Backoff(Math.random),
       recovering: false,

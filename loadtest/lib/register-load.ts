@@ -13,8 +13,15 @@ export interface ActiveAgent {
   jwt: string;
 }
 
+/** A registered agent and the client (connection) its Register succeeded on. */
+export interface RegisteredAgent extends ActiveAgent {
+  client: IngestServiceClient;
+}
+
 export interface RegisterLoadResult {
-  agents: ActiveAgent[];
+  agents: RegisteredAgent[];
+  /** Each slot's client at the end (the initial one, or the last made for a retry): the caller closes them, or keeps those its agents stream on. */
+  clients: IngestServiceClient[];
   /** Every Register's round trip (ms), the challenge's included. */
   latency: LatencyHistogram;
   /** Example messages (the first 100); `errorCount` and `errorsByKind` count them all. */
@@ -48,12 +55,13 @@ function register(client: IngestServiceClient, request: RegisterRequest): Promis
  * (already open) connection, like that many agents enrolling at once. A request may be a
  * RegisterSource, built on its client when its turn comes (fetching a register challenge). With
  * `options`, a failed attempt is tried again within `options.retryForMs` (RegisterOptions); without,
- * it counts as an error at once. The caller closes `initialClients`.
+ * it counts as an error at once. The caller closes `result.clients` (every client not closed here:
+ * `initialClients` or their replacements), or keeps the ones it streams on (RegisteredAgent.client).
  */
 export async function registerAll(requests: ReadonlyArray<RegisterRequest | RegisterSource>, initialClients: readonly IngestServiceClient[], options?: RegisterOptions): Promise<RegisterLoadResult> {
   const tally = new ErrorTally();
-  const result: RegisterLoadResult = { agents: [], latency: new LatencyHistogram(), errors: tally.messages, errorCount: 0, errorsByKind: tally.byKind, retried: 0, wallMs: 0 };
   const clients = [...initialClients];
+  const result: RegisterLoadResult = { agents: [], clients, latency: new LatencyHistogram(), errors: tally.messages, errorCount: 0, errorsByKind: tally.byKind, retried: 0, wallMs: 0 };
   const started = performance.now();
   let next = 0;
   const slot = async (slotIndex: number): Promise<void> => {
@@ -68,7 +76,7 @@ export async function registerAll(requests: ReadonlyArray<RegisterRequest | Regi
           const request = typeof source === 'function' ? await source(client) : source;
           const response = await register(client, request);
           result.latency.record(performance.now() - sentAt);
-          if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt });
+          if (response.status === 'AGENT_STATUS_ACTIVE') result.agents.push({ agentId: response.agent_id, jwt: response.jwt, client });
           else tally.add(`register:${response.status}`, `${request.hostname}: ${response.status}`);
           break;
         } catch (error) {
@@ -87,8 +95,6 @@ export async function registerAll(requests: ReadonlyArray<RegisterRequest | Regi
     }
   };
   await Promise.all(clients.map((_, slotIndex) => slot(slotIndex)));
-  // The clients made here for retries; the caller closes its own.
-  for (const [slotIndex, client] of clients.entries()) if (client !== initialClients[slotIndex]) client.close();
   result.wallMs = performance.now() - started;
   result.errorCount = tally.total;
   return result;
