@@ -24,7 +24,7 @@ import { PUBLIC_FILE_MODE, SECRET_FILE_MODE, writeFileAtomic } from './pki/files
 import { ensureJwtSigningKey } from './pki/jwt-signing-key.ts';
 import { DEV_RELEASE_PUBLIC_KEY, ensureBundleKey, ensureReleasePublicKey, RELEASE_PUBLIC_KEY_FILE, type ReleaseKeySource } from './pki/signing-keys.ts';
 import { keyIdHex } from '../common/minisign.ts';
-import { failureFields } from './health/storage-health.ts';
+import { PeriodicPasses } from './lib/periodic-passes.ts';
 import { CLI_CREDENTIAL_FILE, DATABASE_FILE, ENDPOINT_FILE } from './lib/data-dir-files.ts';
 import { lockDataDir } from './lib/data-dir-lock.ts';
 import { PresenceService } from './presence/service.ts';
@@ -128,22 +128,19 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     opened.push(() => cluster.stop());
     // Scans still receiving were cut off by the last stop, unless another instance may be receiving them now.
     if (await cluster.alone()) await inventory.abandonOpenScans(now.getTime());
-    const sweepTasks = guarded(log, 'task sweep failed', () => tasks.sweep());
-    sweepTasks();
     const audit = new AuditService({ stores, cluster, log: log.child({ area: 'audit' }), retentionDays: config.auditRetentionDays });
-    const timers = [
-      setInterval(guarded(log, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined))), MAINTENANCE_INTERVAL_MS),
-      setInterval(guarded(log, 'audit prune failed', () => audit.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
-      setInterval(guarded(log, 'task prune failed', () => tasks.prune(Date.now())), MAINTENANCE_INTERVAL_MS),
-      setInterval(guarded(log, 'deleted hosts inventory purge failed', () => inventory.purgeDeletedHosts(Date.now())), MAINTENANCE_INTERVAL_MS),
-      setInterval(sweepTasks, TASK_SWEEP_INTERVAL_MS),
-      setInterval(guarded(log, 'software sweeper failed', () => inventory.sweep(Date.now())), config.inventorySweepSecs * 1000),
-      // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.
-      setInterval(guarded(log, 'quiet scan pass failed', () => inventory.abandonQuietScans(Date.now())), QUIET_SCAN_PASS_MS),
-      // Every instance runs it: it reloads the offers each instance answers from; a group starts once (a conditional update).
-      setInterval(guarded(log, 'rollout pass failed', () => rollouts.advance(Date.now())), ROLLOUT_PASS_MS),
-    ];
-    opened.push(() => timers.forEach(clearInterval));
+    const passes = new PeriodicPasses(log);
+    opened.push(() => passes.stop(GRPC_STOP_GRACE_MS));
+    passes.every(TASK_SWEEP_INTERVAL_MS, 'task sweep failed', () => tasks.sweep(), { runNow: true });
+    passes.every(MAINTENANCE_INTERVAL_MS, 'register nonce prune failed', () => cluster.exclusively(SWEEP_LOCKS.registerNonces, () => stores.registerNonces.prune(Date.now()).then(() => undefined)));
+    passes.every(MAINTENANCE_INTERVAL_MS, 'audit prune failed', () => audit.prune(Date.now()));
+    passes.every(MAINTENANCE_INTERVAL_MS, 'task prune failed', () => tasks.prune(Date.now()));
+    passes.every(MAINTENANCE_INTERVAL_MS, 'deleted hosts inventory purge failed', (signal) => inventory.purgeDeletedHosts(Date.now(), signal));
+    passes.every(config.inventorySweepSecs * 1000, 'software sweeper failed', (signal) => inventory.sweep(Date.now(), signal));
+    // Every instance runs it: each scan moves once (a conditional UPDATE), and the read is of the open scans alone.
+    passes.every(QUIET_SCAN_PASS_MS, 'quiet scan pass failed', () => inventory.abandonQuietScans(Date.now()));
+    // Every instance runs it: it reloads the offers each instance answers from; a group starts once (a conditional update).
+    passes.every(ROLLOUT_PASS_MS, 'rollout pass failed', () => rollouts.advance(Date.now()));
     const challenges = new RegisterChallenges(jwtKey.privateKey);
     const enrolment = new EnrolmentService({ stores, jwt, challenges, orgId: org.id, pendingPollSecs: config.pendingPollSecs, log });
     const accounts = new AdminAccountService({ store: stores.adminCredentials, throttle: new LoginThrottle(), log: log.child({ area: 'admin-login' }), dataDir: config.dataDir });
@@ -181,7 +178,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
       releaseKeyPath: release.source === 'development' ? DEV_RELEASE_PUBLIC_KEY : release.key && join(config.dataDir, RELEASE_PUBLIC_KEY_FILE),
       firstAdmin,
       stop: async () => {
-        timers.forEach(clearInterval);
+        // Begun first (no new pass starts, the running ones are asked to end); awaited before the stores close.
+        const passesEnded = passes.stop(GRPC_STOP_GRACE_MS);
         loopWatch.stop();
         presence.closeAll(stoppingError);
         // Settled, not all: a listener that fails to close must not keep the vitals unflushed or the database open.
@@ -191,6 +189,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
         await vitals.close();
         // Each closed stream's offline bookkeeping (its row released, last_disconnected_at) before the lease goes.
         await presenceService.offlineSettled(GRPC_STOP_GRACE_MS);
+        await passesEnded;
         await cluster.stop();
         await stores.close();
         dataDirLock.release();
@@ -208,21 +207,4 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, optio
     }
     throw error;
   }
-}
-
-/**
- * Runs `work` from a timer or callback where nothing can answer a failure: it is logged (the
- * storage refusing writes is the expected case), thrown or as the rejection of the promise work
- * returns, never thrown into the event loop.
- */
-function guarded(log: Logger, msg: string, work: () => unknown): () => void {
-  const report = (error: unknown): void => log.error(failureFields(error), msg);
-  return () => {
-    try {
-      const result = work();
-      if (result instanceof Promise) result.catch(report);
-    } catch (error) {
-      report(error);
-    }
-  };
 }

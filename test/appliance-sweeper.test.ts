@@ -57,3 +57,16 @@ test('a host whose peer never accepts a write does not hold the sweeper pass: th
   assert.ok(Date.now() - started < 5_000, 'the pass does not wait for any write');
   await waitFor('the other hosts got their scans', () => pushed.length === 2, 10_000, 5);
 });
+
+test('a sweep whose signal is aborted (the appliance stopping) ends at its next step and queues nothing more', async (t) => {
+  const pushed: string[] = [];
+  const inventory = await streamingHosts(t, 40, 'stop', async (id, _index, message) => (message.task && pushed.push(id), true));
+  const stopping = new AbortController();
+  const sweep = inventory.sweep(1_000, stopping.signal);
+  // Aborted while the pass is under way (it yields between its steps).
+  stopping.abort();
+  const queued = await sweep;
+  assert.ok(queued.length < 40, `stopped early: ${queued.length} of 40 queued`);
+  // The next pass (no stop) queues the rest.
+  assert.equal((await inventory.sweep(2_000)).length, 40 - queued.length);
+});

@@ -133,10 +133,11 @@ export class InventoryService {
    * rows, name index entries, scan records), one host per transaction. A deletion removes every
    * package from the host at once, so its rows are kept as long as any removed package. Without it, a
    * fleet that replaces machines keeps every retired machine's packages for good. Every instance may
-   * run it: a host purged twice at once deletes nothing the second time. Returns the hosts purged;
+   * run it: a host purged twice at once deletes nothing the second time. Ends after the host in hand
+   * once `signal` is aborted (the appliance stopping; the next pass goes on). Returns the hosts purged;
    * rejects with ERR_STORAGE_* when the storage fails.
    */
-  async purgeDeletedHosts(now: number): Promise<number> {
+  async purgeDeletedHosts(now: number, signal?: AbortSignal): Promise<number> {
     const { stores, log } = this.#deps;
     let hosts = 0;
     let packages = 0;
@@ -149,9 +150,11 @@ export class InventoryService {
           hosts += 1;
           // One host's rows per write: heartbeats and chunks get the database in between.
           await setImmediate();
+          if (signal?.aborted) break;
         }
-        if (due.length < PURGE_HOSTS_PER_STEP) break;
+        if (due.length < PURGE_HOSTS_PER_STEP || signal?.aborted) break;
       }
+      if (signal?.aborted) break;
     }
     if (hosts > 0) log.info({ hosts, packages }, 'inventory of deleted hosts purged');
     return hosts;
@@ -193,9 +196,10 @@ export class InventoryService {
    * The SoftwareSweeper's pass: a software_inventory task for every online host whose next scan is
    * due (sweeper.ts nextScanDueAt), at most MAX_SCANS_PER_SWEEP, most overdue first. Only online
    * hosts: a task for an offline host would only wait and expire. A host that already has an
-   * unfinished inventory task (an admin's rescan, say) gets no second one. Returns the task ids queued.
+   * unfinished inventory task (an admin's rescan, say) gets no second one. Ends at its next step once
+   * `signal` is aborted (the appliance stopping; the next pass goes on). Returns the task ids queued.
    */
-  async sweep(now: number): Promise<string[]> {
+  async sweep(now: number, signal?: AbortSignal): Promise<string[]> {
     const { stores, presence, tasks, log } = this.#deps;
     const intervals = new Map<string, number>();
     const due: { hostId: string; orgId: string; dueAt: number }[] = [];
@@ -203,6 +207,7 @@ export class InventoryService {
     for (let start = 0; start < streaming.length; start += SWEEP_HOSTS_PER_STEP) {
       // Between steps the event loop serves heartbeats: a pass over a large fleet is never one long stall.
       if (start > 0) await setImmediate();
+      if (signal?.aborted) return [];
       const hosts = (await stores.hosts.getMany(streaming.slice(start, start + SWEEP_HOSTS_PER_STEP))).filter(mayStream);
       const lastSuccess = await stores.softwareInventory.lastInventoryAtEach(hosts.map((host) => host.id));
       const failures = await stores.tasks.failuresSince('software_inventory', new Map(hosts.map((host) => [host.id, lastSuccess.get(host.id) ?? 0])));
@@ -224,6 +229,7 @@ export class InventoryService {
       // One task's transaction and send at a time, heartbeats served between them: a hundred back to
       // back held the event loop for over 100 ms (issue 14).
       if (index > 0) await setImmediate();
+      if (signal?.aborted) break;
       // Sent at once to its online agent (TaskService.create).
       const { task, created } = await tasks.create(orgId, { type: 'software_inventory', hostId, by: 'software-sweeper' }, now);
       if (!created) continue;

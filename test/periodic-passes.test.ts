@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import pino from 'pino';
+import { PeriodicPasses } from '../appliance/lib/periodic-passes.ts';
+import { waitFor } from './helpers/wait.ts';
+
+/** A logger whose lines are kept as objects. */
+function recordingLog(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  return { log: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
+}
+
+test('a pass runs at once when asked and on its interval; a failure, thrown or rejected, is logged under its name and the next run still comes', async () => {
+  const { log, lines } = recordingLog();
+  const passes = new PeriodicPasses(log);
+  let runs = 0;
+  passes.every(20, 'flaky pass failed', () => {
+    runs += 1;
+    if (runs === 1) throw new Error('thrown');
+    if (runs === 2) return Promise.reject(new Error('rejected'));
+    return Promise.resolve();
+  }, { runNow: true });
+  assert.equal(runs, 1, 'ran at once');
+  await waitFor('two more runs', () => runs >= 3, 5_000, 5);
+  await passes.stop(1_000);
+  const failures = lines.filter((line) => line.msg === 'flaky pass failed');
+  assert.equal(failures.length, 2);
+  const after = runs;
+  await sleep(80);
+  assert.equal(runs, after, 'no run after stop');
+});
+
+test('a pass still running when its timer fires is not started again', async () => {
+  const passes = new PeriodicPasses(pino({ level: 'silent' }));
+  let running = 0;
+  let most = 0;
+  let runs = 0;
+  passes.every(10, 'slow pass failed', async () => {
+    runs += 1;
+    running += 1;
+    most = Math.max(most, running);
+    await sleep(60);
+    running -= 1;
+  });
+  await waitFor('two runs', () => runs >= 2, 5_000, 5);
+  await passes.stop(1_000);
+  assert.equal(most, 1);
+});
+
+test('stop aborts the running passes\' signal and resolves once they ended', async () => {
+  const passes = new PeriodicPasses(pino({ level: 'silent' }));
+  let steps = 0;
+  let ended = false;
+  passes.every(60_000, 'stepping pass failed', async (signal) => {
+    // A pass of many steps, as the software sweep: it looks at the signal between them.
+    while (!signal.aborted) {
+      steps += 1;
+      await sleep(5);
+    }
+    await sleep(30);
+    ended = true;
+  }, { runNow: true });
+  await waitFor('a few steps', () => steps >= 3, 5_000, 5);
+  await passes.stop(5_000);
+  assert.equal(ended, true, 'stop waited for the pass to end');
+});
+
+test('a pass that ignores its signal holds a stop for graceMs at most, and is named in the log', async () => {
+  const { log, lines } = recordingLog();
+  const passes = new PeriodicPasses(log);
+  passes.every(60_000, 'stubborn pass failed', () => sleep(10_000), { runNow: true });
+  const started = Date.now();
+  await passes.stop(200);
+  const waited = Date.now() - started;
+  assert.ok(waited >= 190 && waited < 5_000, `stop waited ${waited} ms`);
+  const line = lines.find((entry) => entry.msg === 'periodic passes still running at the stop');
+  assert.deepEqual(line?.passes, ['stubborn pass failed']);
+});
