@@ -77,3 +77,27 @@ test('a pass that ignores its signal holds a stop for graceMs at most, and is na
   const line = lines.find((entry) => entry.msg === 'periodic passes still running at the stop');
   assert.deepEqual(line?.passes, ['stubborn pass failed']);
 });
+
+test('the trigger runs a pass now, or once more after the run in hand (an event may come after the run read what it needed); nothing after stop', async () => {
+  const passes = new PeriodicPasses(pino({ level: 'silent' }));
+  let runs = 0;
+  let release: (() => void) | undefined;
+  const resync = passes.every(60_000, 'resync failed', async () => {
+    runs += 1;
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  resync();
+  assert.equal(runs, 1);
+  // Three events while it runs: one more run, not three.
+  resync();
+  resync();
+  resync();
+  release!();
+  await waitFor('the run asked for meanwhile', () => runs === 2, 5_000, 5);
+  release!();
+  await sleep(20);
+  assert.equal(runs, 2);
+  await passes.stop(1_000);
+  resync();
+  assert.equal(runs, 2, 'no run once stopped');
+});

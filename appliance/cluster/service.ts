@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { CtOpsError } from '../../common/errors.ts';
 import { newId } from '../../common/ids.ts';
 import { failureFields } from '../health/storage-health.ts';
+import { PeriodicPasses } from '../lib/periodic-passes.ts';
 import type { ClusterListener } from '../store/cluster-listener.ts';
 import type { Stores } from '../store/index.ts';
 import { encodeSignal, parseSignal, type ClusterSignal } from './signals.ts';
@@ -24,6 +25,8 @@ export const LEASE_RENEW_MS = 5_000;
 const LOST_STREAM_SWEEP_MS = 5_000;
 /** How often an instance reconciles its streams with host_streams and the hosts' states (PresenceService.reconcile). */
 const RECONCILE_MS = 30_000;
+/** How long (ms) a stop waits for the passes in flight (a resync over a large fleet) before it goes on. */
+const STOP_WAIT_MS = 10_000;
 /** How far this machine's clock may be off the database server's before it is logged (ms, once per crossing). */
 const CLOCK_WARNING_MS = 60_000;
 /**
@@ -90,7 +93,9 @@ export class ClusterService {
   /** This process's instance id (ins_…), new at every start. */
   readonly instanceId = newId('ins');
   readonly #deps: ClusterDeps;
-  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #passes: PeriodicPasses;
+  /** Runs the resync now, or once more after the one running (PeriodicPasses); nothing before start. */
+  #resync: () => void = () => undefined;
   #listener: ClusterListener | undefined;
   /** The database server's clock minus this machine's, in ms, measured at each renewal: leases are kept in the server's clock. */
   #clockOffsetMs = 0;
@@ -105,6 +110,7 @@ export class ClusterService {
 
   constructor(deps: ClusterDeps) {
     this.#deps = deps;
+    this.#passes = new PeriodicPasses(deps.log);
   }
 
   /**
@@ -115,11 +121,11 @@ export class ClusterService {
   async start(): Promise<void> {
     const { stores, log, listenUrl } = this.#deps;
     await this.#measureClock();
+    this.#resync = this.#passes.every(RECONCILE_MS, 'resync with the other instances failed', () => this.#resyncPass());
     if (listenUrl === undefined) {
       await stores.instances.renewLease(this.instanceId, this.now(), SINGLE_INSTANCE_LEASE_MS);
       // A SQLite file is served by one process (the data directory lock): any other instance is this one's crashed predecessor.
       await stores.instances.forgetOthers(this.instanceId);
-      this.#timers.push(setInterval(() => this.#resync(), RECONCILE_MS));
       log.info({ instance_id: this.instanceId }, 'serving instance registered (the only one: SQLite)');
       return;
     }
@@ -146,11 +152,8 @@ export class ClusterService {
       throw new CtOpsError('ERR_STORAGE_UNAVAILABLE', 'cannot LISTEN for the other instances on the database', {}, { cause: error });
     }
     this.#listener = listener;
-    this.#timers.push(
-      setInterval(() => void this.#renew(), LEASE_RENEW_MS),
-      setInterval(() => void this.#sweepLostStreams(), LOST_STREAM_SWEEP_MS),
-      setInterval(() => this.#resync(), RECONCILE_MS),
-    );
+    this.#passes.every(LEASE_RENEW_MS, 'instance lease not renewed', () => this.#renew());
+    this.#passes.every(LOST_STREAM_SWEEP_MS, 'lost-stream pass failed', () => this.exclusively(SWEEP_LOCKS.lostStreams, () => this.#deps.handlers.lostStreams(this.now())));
     log.info({ instance_id: this.instanceId, lease_ms: LEASE_MS }, 'serving instance registered');
   }
 
@@ -177,7 +180,8 @@ export class ClusterService {
 
   /** Stops renewing and listening and removes this instance's lease and stream rows (its hosts offline at once). */
   async stop(): Promise<void> {
-    this.#timers.forEach(clearInterval);
+    // The passes in flight end before the lease and its rows go (a resync must not claim rows after it).
+    await this.#passes.stop(STOP_WAIT_MS);
     await this.#listener?.stop();
     try {
       await this.#deps.stores.instances.leave(this.instanceId);
@@ -223,16 +227,12 @@ export class ClusterService {
     const { stores, log } = this.#deps;
     // A listening connection that no longer answers is taken for lost: connected again, then a resync.
     this.#listener?.check(LISTENER_CHECK_MS);
-    try {
-      await this.#measureClock();
-      if ((await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS)) === 'regained') {
-        log.warn({ instance_id: this.instanceId }, 'this instance had been taken for dead (its lease ran out); its streams are claimed again');
-        // Frozen or cut off for a lease at least: what it may not have heard goes back that far.
-        this.#missedSince ??= Date.now() - LEASE_MS;
-        this.#resync();
-      }
-    } catch (error) {
-      log.error(failureFields(error), 'instance lease not renewed');
+    await this.#measureClock();
+    if ((await stores.instances.renewLease(this.instanceId, this.now(), LEASE_MS)) === 'regained') {
+      log.warn({ instance_id: this.instanceId }, 'this instance had been taken for dead (its lease ran out); its streams are claimed again');
+      // Frozen or cut off for a lease at least: what it may not have heard goes back that far.
+      this.#missedSince ??= Date.now() - LEASE_MS;
+      this.#resync();
     }
   }
 
@@ -246,22 +246,10 @@ export class ClusterService {
     this.#clockOffsetMs = offset;
   }
 
-  #resync(): void {
+  async #resyncPass(): Promise<void> {
     const missedSince = this.#missedSince;
-    this.#deps.handlers.resync(missedSince === undefined ? undefined : missedSince - RESYNC_OVERLAP_MS).then(
-      () => {
-        // Looked up while listening: nothing before now is missed any more. A failed resync, or one while not listening, leaves it to the next.
-        if (this.#missedSince === missedSince && this.#notListeningSince === undefined) this.#missedSince = undefined;
-      },
-      (error: unknown) => this.#deps.log.error(failureFields(error), 'resync with the other instances failed'),
-    );
-  }
-
-  async #sweepLostStreams(): Promise<void> {
-    try {
-      await this.exclusively(SWEEP_LOCKS.lostStreams, () => this.#deps.handlers.lostStreams(this.now()));
-    } catch (error) {
-      this.#deps.log.error(failureFields(error), 'lost-stream pass failed');
-    }
+    await this.#deps.handlers.resync(missedSince === undefined ? undefined : missedSince - RESYNC_OVERLAP_MS);
+    // Looked up while listening: nothing before now is missed any more. A failed resync, or one while not listening, leaves it to the next.
+    if (this.#missedSince === missedSince && this.#notListeningSince === undefined) this.#missedSince = undefined;
   }
 }

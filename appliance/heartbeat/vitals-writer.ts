@@ -1,11 +1,14 @@
 import type { Logger } from 'pino';
 import { failureFields, isStorageFailure } from '../health/storage-health.ts';
+import { PeriodicPasses } from '../lib/periodic-passes.ts';
 import type { HeartbeatUpdate } from '../model/host.ts';
 import type { Stores, TableStores } from '../store/index.ts';
 
 const FLUSH_INTERVAL_MS = 1000;
 const FLUSH_AT_HOSTS = 1000;
 const PRUNE_INTERVAL_MS = 3_600_000;
+/** How long (ms) close waits for a prune or flush in flight (a prune of a large backlog runs in many slices) before its own flush. */
+const CLOSE_WAIT_MS = 10_000;
 /**
  * A sample is stored when at least this share of the heartbeat interval passed since the host's
  * last stored one: an agent on its timer always qualifies (network jitter is far below 10%), and
@@ -37,16 +40,15 @@ export class VitalsWriter {
   #pending = new Map<string, PendingHost>();
   /** When each host's last stored sample was received (Unix ms). */
   readonly #lastSampleAt = new Map<string, number>();
-  readonly #flushTimer: NodeJS.Timeout;
-  readonly #pruneTimer: NodeJS.Timeout;
+  readonly #passes: PeriodicPasses;
 
   constructor(stores: Stores, log: Logger, retentionMs: number) {
     this.#stores = stores;
     this.#log = log;
     this.#retentionMs = retentionMs;
-    this.#flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
-    this.#pruneTimer = setInterval(() => void this.prune(Date.now()), PRUNE_INTERVAL_MS);
-    void this.prune(Date.now());
+    this.#passes = new PeriodicPasses(log);
+    this.#passes.every(FLUSH_INTERVAL_MS, 'vitals flush failed', () => this.flush());
+    this.#passes.every(PRUNE_INTERVAL_MS, 'vitals prune failed', () => this.prune(Date.now()), { runNow: true });
   }
 
   /**
@@ -107,11 +109,11 @@ export class VitalsWriter {
     }
   }
 
-  /** Stops the timers and writes what is queued; resolves once it is written (or dropped with a log line). */
-  close(): Promise<void> {
-    clearInterval(this.#flushTimer);
-    clearInterval(this.#pruneTimer);
-    return this.flush();
+  /** Stops the timers, waits for a prune or flush in flight, and writes what is queued; resolves once it is written (or dropped with a log line). */
+  async close(): Promise<void> {
+    // A prune or flush in flight ends first: the final flush must not interleave with it, nor anything follow the close.
+    await this.#passes.stop(CLOSE_WAIT_MS);
+    await this.flush();
   }
 }
 

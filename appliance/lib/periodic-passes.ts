@@ -9,8 +9,10 @@ export type Pass = (signal: AbortSignal) => unknown;
  * The appliance's periodic passes (sweeps, prunes, purges, expiries), each on its own timer. Where
  * nothing can answer a failure it is logged (the storage refusing writes is the expected case),
  * thrown or as the rejection of the promise the pass returns, never thrown into the event loop. A
- * pass whose previous run is still going is not started again: at scale a pass may outlast its
- * interval, and a second run beside it would redo its work.
+ * pass whose previous run is still going is not started again by its timer: at scale a pass may
+ * outlast its interval, and a second run beside it would redo its work. Asked for by an event
+ * (`every`'s trigger) while running, it runs once more when the run ends: the event may have come
+ * after the run read what it needed.
  *
  * stop() ends them as the stores are about to close: the timers are cleared, every running pass's
  * signal is aborted, and stop resolves once they all ended. Before, a pass in flight at a stop (a
@@ -22,6 +24,8 @@ export class PeriodicPasses {
   readonly #stopping = new AbortController();
   readonly #timers: NodeJS.Timeout[] = [];
   readonly #running = new Map<string, Promise<void>>();
+  /** Passes asked for by their trigger while running: each runs again once. */
+  readonly #again = new Set<string>();
 
   constructor(log: Logger) {
     this.#log = log;
@@ -29,12 +33,16 @@ export class PeriodicPasses {
 
   /**
    * Runs `pass` every `intervalMs` (and once at once when `runNow`), named by `failure`: the log
-   * message of its failures and its identity (one run of each name at a time).
+   * message of its failures and its identity (one run of each name at a time). Returns its trigger:
+   * a run now, or once more after the one running (nothing once stopped).
    */
-  every(intervalMs: number, failure: string, pass: Pass, options: { runNow?: boolean } = {}): void {
-    const run = (): void => this.#run(failure, pass);
-    this.#timers.push(setInterval(run, intervalMs));
-    if (options.runNow) run();
+  every(intervalMs: number, failure: string, pass: Pass, options: { runNow?: boolean } = {}): () => void {
+    this.#timers.push(setInterval(() => this.#run(failure, pass), intervalMs));
+    if (options.runNow) this.#run(failure, pass);
+    return () => {
+      if (this.#running.has(failure)) this.#again.add(failure);
+      else this.#run(failure, pass);
+    };
   }
 
   /**
@@ -66,7 +74,10 @@ export class PeriodicPasses {
       return;
     }
     if (!(result instanceof Promise)) return;
-    const running = result.then(() => undefined, report).finally(() => this.#running.delete(name));
+    const running = result.then(() => undefined, report).finally(() => {
+      this.#running.delete(name);
+      if (this.#again.delete(name)) this.#run(name, pass);
+    });
     this.#running.set(name, running);
   }
 }
