@@ -94,7 +94,7 @@ test('a host insert for a key already enrolled is an answer (false), not a const
   const { stores, orgId, hostId } = await world('insert-conflict');
   const host = (await stores.hosts.get(hostId))!;
   const again = { ...host, id: 'hst_00000000000000000000', enrolledAt: host.enrolledAt + 1 };
-  assert.equal(await stores.hosts.insert(again), false);
+  assert.equal(await stores.hosts.insert(again), undefined);
   assert.equal((await stores.hosts.list(orgId)).length, 1);
   await stores.close();
 });

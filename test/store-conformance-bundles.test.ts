@@ -95,12 +95,12 @@ conformance('install bundle store: each bundle counts the hosts that claim it, d
   const other = 'bnd_0000000000000000000b';
   const unclaimed = 'bnd_0000000000000000000c';
   for (const id of [claimed, other, unclaimed]) await store.insert(bundle(orgId, id));
-  assert.equal(await hosts.insert(host(orgId, 'hst_1', { installBundleId: claimed, enrolledAt: AT })), true);
-  assert.equal(await hosts.insert(host(orgId, 'hst_3', { installBundleId: claimed, enrolledAt: AT + 10 })), true);
+  assert.ok(await hosts.insert(host(orgId, 'hst_1', { installBundleId: claimed, enrolledAt: AT })));
+  assert.ok(await hosts.insert(host(orgId, 'hst_3', { installBundleId: claimed, enrolledAt: AT + 10 })));
   // Enrolled at the same time as hst_3: the higher id is the newest.
-  assert.equal(await hosts.insert(host(orgId, 'hst_2', { installBundleId: claimed, enrolledAt: AT + 10 })), true);
-  assert.equal(await hosts.insert(host(orgId, 'hst_4', { installBundleId: other, enrolledAt: AT + 20 })), true);
-  assert.equal(await hosts.insert(host(orgId, 'hst_5', { enrolledAt: AT + 30 })), true);
+  assert.ok(await hosts.insert(host(orgId, 'hst_2', { installBundleId: claimed, enrolledAt: AT + 10 })));
+  assert.ok(await hosts.insert(host(orgId, 'hst_4', { installBundleId: other, enrolledAt: AT + 20 })));
+  assert.ok(await hosts.insert(host(orgId, 'hst_5', { enrolledAt: AT + 30 })));
   assert.equal(await hosts.markDeleted('hst_3', AT + 40, 'admin'), true);
 
   assert.equal((await hosts.get('hst_1'))?.installBundleId, claimed, 'the host keeps the bundle it claimed');

@@ -27,8 +27,9 @@ async function withOrganisation({ kysely, name }: OpenBackend): Promise<HostStor
 
 conformance('host store: insert once per key, decide only from allowed states (one of racing admins wins), soft delete, facts, heartbeats, takeOver', async (backend) => {
   const hosts = await withOrganisation(backend);
-  assert.equal(await hosts.insert(newHost('hst_1')), true);
-  assert.equal(await hosts.insert(newHost('hst_copy', { publicKey: Buffer.from('hst_1'.padEnd(32, '.')) })), false, 'the key is taken: the first registration owns it');
+  const inserted = await hosts.insert(newHost('hst_1'));
+  assert.deepEqual(inserted, await hosts.get('hst_1'), 'the host as stored, as get reads it (a registration reads no row back)');
+  assert.equal(await hosts.insert(newHost('hst_copy', { publicKey: Buffer.from('hst_1'.padEnd(32, '.')) })), undefined, 'the key is taken: the first registration owns it');
   assert.equal(await hosts.get('hst_copy'), undefined);
   assert.equal((await hosts.findByPublicKey(Buffer.from('hst_1'.padEnd(32, '.'))))?.id, 'hst_1');
   assert.equal((await hosts.findLiveByFingerprint('org_h', 'fp-hst_1'))?.id, 'hst_1');

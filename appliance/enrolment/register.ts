@@ -172,9 +172,10 @@ async function enrolNewHost(tx: TransactionScope<TableStores>, input: RegisterIn
     fingerprintConflictWith: twin?.id ?? null,
     enrolledAt: now,
   };
-  if (!(await tx.hosts.insert(host))) throw new KeyEnrolledMeanwhile();
+  const stored = await tx.hosts.insert(host);
+  if (stored === undefined) throw new KeyEnrolledMeanwhile();
   tx.afterCommit(() => deps.log.info({ host_id: host.id, token_id: token.id, install_bundle_id: input.installBundleId, approval: host.approval, fingerprint_conflict_with: host.fingerprintConflictWith }, 'host enrolled'));
-  return (await tx.hosts.get(host.id)) as Host;
+  return stored;
 }
 
 function unusableTokenError(token: EnrolmentToken, now: number): CtOpsError {

@@ -60,11 +60,12 @@ export async function enrolSuccessor(input: RegisterInput, predecessor: Host, tx
     fingerprintConflictWith: twin?.id ?? null,
     enrolledAt: now,
   };
-  if (!(await tx.hosts.insert(host))) {
+  const stored = await tx.hosts.insert(host);
+  if (stored === undefined) {
     throw new CtOpsError('ERR_SUCCESSOR_REFUSED', 'this public key was enrolled meanwhile', { host_id: predecessor.id });
   }
   await tx.hostEvents.record(host.id, now, 'successor-enrolled', { predecessor: predecessor.id });
   await tx.hostEvents.record(predecessor.id, now, 'successor-enrolled', { successor: host.id, hostname: input.hostname });
   tx.afterCommit(() => log.info({ host_id: host.id, predecessor: predecessor.id, fingerprint_conflict_with: host.fingerprintConflictWith }, 'retired claimant enrolled as a new pending host'));
-  return (await tx.hosts.get(host.id)) as Host;
+  return stored;
 }

@@ -54,7 +54,7 @@ const insertHost = compiledOnce((db, host: Omit<NewHost, 'installBundleId'> & { 
       install_bundle_id: host.installBundleId,
     })
     .onConflict((conflict) => conflict.column('public_key').doNothing())
-    .returning('id'),
+    .returningAll(),
 );
 
 // Every flush of heartbeats runs it, once per run of hosts (powerOfTwoRuns): built once per run length.
@@ -200,12 +200,14 @@ export class HostStore {
   }
 
   /**
-   * Inserts a host unless one already holds its public key (the key is unique); false then — the
-   * registration that got there first owns the key, the caller reads that host.
+   * Inserts a host unless one already holds its public key (the key is unique): the host as stored
+   * (RETURNING, so a registration reads no row back), or undefined — the registration that got there
+   * first owns the key, the caller reads that host.
    */
-  async insert(host: NewHost): Promise<boolean> {
+  async insert(host: NewHost): Promise<Host | undefined> {
     const inserted = await insertHost(this.#db, { ...host, tagsJson: JSON.stringify(host.tags), installBundleId: host.installBundleId ?? null });
-    return inserted.rows.length > 0;
+    const row = inserted.rows[0];
+    return row === undefined ? undefined : toHost(row);
   }
 
   async updateRegistration(id: string, update: RegistrationUpdate): Promise<void> {
