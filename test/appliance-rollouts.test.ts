@@ -47,9 +47,13 @@ describe('agent update rollouts: offer, download, groups, rollback', () => {
       req.end();
     });
 
-  /** The ack of heartbeat `sequence` on `stream`, sent with the agent at `agentVersion` (and an update status, if given). */
+  /**
+   * The ack of heartbeat `sequence` on `stream`, sent with the agent at `agentVersion` (and an update
+   * status, if given). At a 60 s interval: the two streams live through every test, and one left silent
+   * for a few slow tests must not be ended by presence as silent (two intervals) before its next heartbeat.
+   */
   async function heartbeat(stream: HeartbeatStream, host: Enrolled, sequence: number, agentVersion: string, extra: Record<string, unknown> = {}): Promise<HeartbeatResponse__Output['ack']> {
-    stream.send(host.hostId, sequence, { agent_version: agentVersion, ...extra });
+    stream.send(host.hostId, sequence, { agent_version: agentVersion, interval_secs: 60, ...extra });
     const ack = await waitFor(`ack ${sequence}`, () => stream.received.find((message) => message.kind === 'ack' && Number(message.ack!.sequence) === sequence));
     return ack.ack;
   }
