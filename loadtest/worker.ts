@@ -110,8 +110,8 @@ async function work(): Promise<void> {
   const registration = await registerAll(requests, registerClients, { retryForMs: REGISTER_RETRY_MS, newClient: (slot) => newClient(-1 - slot) });
   // A storm's agents each registered on a connection of their own and stream on it, as real agents do;
   // otherwise the few registering connections close and each agent's connection opens afterwards.
-  const streamOnRegistered = job.registerStorm && job.agentsPerConnection === 1;
-  const kept = new Set(streamOnRegistered ? registration.agents.map((agent) => agent.client) : []);
+  const registeredClients = job.registerStorm && job.agentsPerConnection === 1 ? registration.agents.map((agent) => agent.client) : undefined;
+  const kept = new Set(registeredClients);
   for (const client of registration.clients) if (!kept.has(client)) client.close();
   const inventory = job.inventoryPackages > 0 ? new InventoryLoad(job.inventoryPackages) : undefined;
   const connectStarted = performance.now();
@@ -122,7 +122,7 @@ async function work(): Promise<void> {
     connectConcurrency: CONNECT_CONCURRENCY,
     agentsPerConnection: job.agentsPerConnection,
     keepRttSamples: false,
-    ...(streamOnRegistered ? { registeredClients: registration.agents.map((agent) => agent.client) } : {}),
+    ...(registeredClients ? { registeredClients } : {}),
     ...(inventory ? { inventory } : {}),
     ...(job.reconnectAfterMs === undefined ? {} : { reconnectAfterMs: job.reconnectAfterMs }),
     reconnectAfterFailure: job.reconnectAfterFailure,

@@ -141,20 +141,19 @@ export class InventoryService {
     const { stores, log } = this.#deps;
     let hosts = 0;
     let packages = 0;
-    for (const orgId of await stores.softwareInventory.orgsWithDeletedHosts()) {
+    purging: for (const orgId of await stores.softwareInventory.orgsWithDeletedHosts()) {
       const cutoff = now - (await removedRetentionDays(stores, orgId)) * DAY_MS;
       for (;;) {
         const due = await stores.softwareInventory.deletedHostsWithInventory(orgId, cutoff, PURGE_HOSTS_PER_STEP);
         for (const hostId of due) {
+          if (signal?.aborted) break purging;
           packages += (await stores.transact((tx) => tx.softwareInventory.purgeHost(hostId))).packages;
           hosts += 1;
           // One host's rows per write: heartbeats and chunks get the database in between.
           await setImmediate();
-          if (signal?.aborted) break;
         }
-        if (due.length < PURGE_HOSTS_PER_STEP || signal?.aborted) break;
+        if (due.length < PURGE_HOSTS_PER_STEP) break;
       }
-      if (signal?.aborted) break;
     }
     if (hosts > 0) log.info({ hosts, packages }, 'inventory of deleted hosts purged');
     return hosts;

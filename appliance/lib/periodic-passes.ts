@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { failureFields } from '../health/storage-health.ts';
+import { settledWithin } from './settled-within.ts';
 
 /** One periodic pass: `signal` is aborted when the appliance stops, and a pass that loops should end at its next step. */
 export type Pass = (signal: AbortSignal) => unknown;
@@ -56,11 +57,7 @@ export class PeriodicPasses {
     this.#stopping.abort();
     if (this.#running.size === 0) return;
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const overran = new Promise<'overran'>((resolve) => (timer = setTimeout(() => resolve('overran'), graceMs)));
-    const outcome = await Promise.race([Promise.all(this.#running.values()).then(() => 'ended' as const), overran]);
-    clearTimeout(timer);
-    if (outcome === 'overran') this.#log.warn({ passes: [...this.#running.keys()], waited_ms: Math.round(performance.now() - started) }, 'periodic passes still running at the stop');
+    if (!(await settledWithin(this.#running.values(), graceMs))) this.#log.warn({ passes: [...this.#running.keys()], waited_ms: Math.round(performance.now() - started) }, 'periodic passes still running at the stop');
   }
 
   #run(name: string, pass: Pass): void {

@@ -7,6 +7,7 @@ import { failureFields } from '../health/storage-health.ts';
 import { mayStream } from '../hosts/status.ts';
 import type { Stores, TableStores, TransactionScope } from '../store/index.ts';
 import { PresenceRegistry, type Claimant, type LiveSession, type OfflineReason } from './registry.ts';
+import { settledWithin } from '../lib/settled-within.ts';
 
 /** The most hosts one reconcile reads per query. */
 const RECONCILE_BATCH = 500;
@@ -232,9 +233,7 @@ export class PresenceService {
 
   /** Resolves once the offline bookkeeping under way has ended, or after `boundMs`: a stopping instance waits for it before it leaves. */
   async offlineSettled(boundMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.#offlines]), new Promise<void>((resolve) => (timer = setTimeout(resolve, boundMs)))]);
-    clearTimeout(timer);
+    await settledWithin(this.#offlines, boundMs);
   }
 
   /**
